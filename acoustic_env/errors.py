@@ -1,0 +1,18 @@
+"""The one exception a stage raises for a clip it cannot process.
+
+The pipeline turns it into an errors/ row (stage, error_type, message) instead
+of failing the batch; anything else a stage raises is caught too and recorded
+as ``error_type = "internal"`` with the exception's type and message.
+"""
+
+from __future__ import annotations
+
+
+class ClipError(Exception):
+    """A clip failed a stage for a reason worth telling the user."""
+
+    def __init__(self, stage: str, error_type: str, message: str):
+        super().__init__(f"{stage}/{error_type}: {message}")
+        self.stage = stage
+        self.error_type = error_type
+        self.message = message

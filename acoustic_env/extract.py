@@ -1,0 +1,53 @@
+"""The extract job: manifest → plan → pipeline → features/, errors/, runs/.
+
+This is the Python API behind ``acoustic-env extract`` and ``jobs/extract.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from . import outputs
+from .config import ExtractConfig, validate
+from .manifest import read_manifest
+from .pipeline import run_pipeline, table_metadata
+from .runrecord import base_record
+from .storage import join, write_json
+
+log = logging.getLogger("acoustic_env.extract")
+
+
+def extract(cfg: ExtractConfig) -> dict[str, Any]:
+    """Run the job; return the run record (also written to runs/<run_id>.json)."""
+    validate(cfg)
+    t_start = time.time()
+    run_id = outputs.new_run_id()
+    record = base_record(run_id, "extract", cfg.to_dict())
+    manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
+                             cfg.audio_extensions, cfg.cut_segments, cfg.ontology, cfg.limit)
+    plan = outputs.make_plan(manifest.table, cfg.output)
+    weights: dict[str, str] = {}
+    record.update(manifest={"source": manifest.source, "format": manifest.format},
+                  weights=weights)
+    record_uri = join(cfg.output, outputs.RUNS, f"{run_id}.json")
+    write_json(record, record_uri)
+    log.info("run %s: %d clips in the manifest, %d already done, %d to process (%d retried)",
+             run_id, manifest.table.num_rows, plan.skipped, plan.todo.num_rows, plan.retried)
+    totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {}}
+    if plan.todo.num_rows:
+        totals = run_pipeline(plan.todo, cfg, run_id, table_metadata(cfg, run_id, weights))
+    remaining_errors = outputs.compact_errors(cfg.output, run_id)
+    repaired = outputs.repair_duplicates(cfg.output)
+    record.update(
+        status="completed",
+        counts={"input": manifest.table.num_rows + manifest.duplicates, "duplicate_ids": manifest.duplicates,
+                "skipped": plan.skipped, "retried": plan.retried, "processed": plan.todo.num_rows,
+                "ok": totals["ok"], "failed": totals["failed"], "errors_in_output": remaining_errors,
+                "duplicates_repaired": plan.duplicates_repaired + repaired},
+        error_types=totals["error_types"], cpu_s=totals["cpu_s"], resources=totals.get("resources"),
+        wall_s=time.time() - t_start,
+    )
+    write_json(record, record_uri)
+    return record
