@@ -51,13 +51,17 @@ def read_bytes(uri: str) -> bytes:
     try:
         with fsspec.open(uri, "rb") as fh:
             data = fh.read()
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
+        if getattr(exc.__cause__, "status", None) in (401, 403):  # fsspec's HTTP layer wraps refusals
+            raise ClipError(STAGE, "permission_denied", f"access denied (HTTP {exc.__cause__.status}): {uri}") from None
         raise ClipError(STAGE, "missing_file", f"no such file: {uri}") from None
     except PermissionError:
         raise ClipError(STAGE, "permission_denied", f"permission denied: {uri}") from None
     except IsADirectoryError:
         raise ClipError(STAGE, "not_audio", f"is a directory: {uri}") from None
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - transports raise their own types (aiohttp, botocore, ...)
+        if getattr(exc, "status", None) in (401, 403):  # HTTP(S) access refused
+            raise ClipError(STAGE, "permission_denied", f"access denied (HTTP {exc.status}): {uri}") from None
         raise ClipError(STAGE, "read_failed", f"{type(exc).__name__}: {exc}") from None
     if not data:
         raise ClipError(STAGE, "empty_file", f"file is empty (0 bytes): {uri}")
@@ -69,6 +73,25 @@ def _looks_like_audio(data: bytes) -> bool:
     if head.startswith(_MAGIC) or head[4:8] == b"ftyp":
         return True
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
+
+
+def _riff_shortfall(data: bytes) -> int:
+    """Bytes missing from a RIFF/WAVE data chunk (0 when complete or not a WAV).
+
+    libsndfile silently shortens a cut-off WAV to what is there, so a
+    truncated download would pass as a shorter clip; the header says otherwise.
+    Placeholder sizes written by streaming encoders (0, 0xFFFFFFFF) are ignored.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return 0
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk == b"data":
+            available = len(data) - pos - 8
+            return 0 if size in (0, 0xFFFFFFFF) else max(0, size - available)
+        pos += 8 + size + (size & 1)
+    return 0
 
 
 def _decode_soundfile(data: bytes, start_s: float | None, end_s: float | None) -> tuple[np.ndarray, int]:
@@ -111,6 +134,9 @@ def decode_bytes(data: bytes, params: DecodeParams, start_s: float | None = None
     if not data:
         raise ClipError(STAGE, "empty_file", f"file is empty (0 bytes): {uri}")
     seg_start, seg_end = (start_s, end_s) if cut else (None, None)
+    missing = _riff_shortfall(data)
+    if missing:
+        raise ClipError(STAGE, "truncated", f"WAV data chunk is {missing} bytes shorter than its header declares")
     try:
         audio, sr = _decode_soundfile(data, seg_start, seg_end)
     except ClipError:

@@ -156,9 +156,9 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
     ds = ds.map_batches(decode_batch, batch_format="pyarrow", batch_size=bs, num_cpus=res.task_cpus,
                         fn_kwargs={"cfg": cfg, "schema": schema})
     ds = ds.map_batches(CpuFeatureStage, batch_format="pyarrow", batch_size=bs, num_cpus=res.actor_cpus,
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.max_actors),
-                        fn_constructor_kwargs={"cfg": cfg, "schema": schema}, max_restarts=3,
-                        max_task_retries=3)
+                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.max_actors,
+                                                                    initial_size=res.max_actors),
+                        fn_constructor_kwargs={"cfg": cfg, "schema": schema})
     ds = ds.map_batches(write_batch, batch_format="pyarrow", batch_size=bs, num_cpus=res.task_cpus,
                         fn_kwargs={"output": cfg.output, "run_id": run_id, "meta": meta})
     totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {s: 0.0 for s in CPU_STAGES}}

@@ -1,0 +1,170 @@
+"""The one embedder interface every model sits behind (HEAR-style), and what they share.
+
+An embedder turns a batch of 16 kHz clips into clip-level float32 vectors, one column per
+output (``{"vggish": [n, 128]}``, ``{"panns": [n, 2048], "panns_scores": [n, 527]}``).
+Batches arrive zero-padded to a common length with the true lengths alongside; every
+embedder works on each clip's valid samples only, so a clip gets the same vector whatever
+it was batched with. Clips shorter than a model's minimum input are zero-padded at the end
+to that minimum (each model documents its minimum).
+
+Pooling frames to a clip: embeddings are averaged over frames (the usual clip summary of
+frame embeddings, and what AudioSet's released VGGish features are averaged with); class
+scores take the maximum over frames, the standard clip-level tagging rule (a sound present
+in one second is present in the clip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 16000
+PRECISIONS = ("fp32", "bf16")
+
+
+class Embedder(ABC):
+    """A pretrained audio model that maps clips to clip-level vectors.
+
+    Attributes:
+        name: column name of the embedding, also the model's registry name.
+        sample_rate: input rate in Hz (16 000 for all three models).
+        dim: embedding width.
+        output_columns: output column name → per-clip shape.
+        weights_id: SHA-256 of the checkpoint file, or ``"random"``.
+        score_names: class names of the ``<name>_scores`` column, if the model has one.
+    """
+
+    name: str
+    dim: int
+    sample_rate: int = SAMPLE_RATE
+    score_names: tuple[str, ...] | None = None
+
+    def __init__(self, model: torch.nn.Module, weights_id: str, device: str = "cpu",
+                 precision: str = "fp32", max_batch: int = 64) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        self.device = torch.device(device)
+        if precision == "bf16" and self.device.type != "cuda":
+            raise ValueError("precision 'bf16' is for CUDA devices only; use 'fp32' on CPU")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.model = model.to(self.device).eval()
+        self.weights_id = weights_id
+        self.precision = precision
+        self.max_batch = max_batch
+
+    @property
+    def output_columns(self) -> dict[str, tuple[int, ...]]:
+        """Output column name → per-clip shape."""
+        columns: dict[str, tuple[int, ...]] = {self.name: (self.dim,)}
+        if self.score_names is not None:
+            columns[f"{self.name}_scores"] = (len(self.score_names),)
+        return columns
+
+    def metadata(self) -> dict[str, Any]:
+        """What a feature table or run record should say about these columns."""
+        return {
+            "embedder": self.name,
+            "sample_rate": self.sample_rate,
+            "columns": {k: list(v) for k, v in self.output_columns.items()},
+            "weights_id": self.weights_id,
+            "precision": self.precision,
+            "pooling": {self.name: "mean over frames",
+                        **({f"{self.name}_scores": "max over frames"}
+                           if self.score_names is not None else {})},
+        }
+
+    def embed(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Clip-level outputs for ``batch`` [n, samples] (float32, 16 kHz).
+
+        ``lengths`` [n] gives each clip's true number of samples when the batch was
+        zero-padded to a common length; samples past it are ignored.
+        """
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 2:
+            raise ValueError(f"batch must be [n, samples], got shape {batch.shape}")
+        if lengths is None:
+            lengths = np.full(batch.shape[0], batch.shape[1], dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.shape != (batch.shape[0],) or (lengths < 1).any() or (
+                lengths > batch.shape[1]).any():
+            raise ValueError("lengths must be [n] sample counts between 1 and the batch width")
+        clips = [batch[i, : lengths[i]] for i in range(batch.shape[0])]
+        with torch.inference_mode():
+            out = self._embed_clips(clips)
+        return {key: value.astype(np.float32, copy=False) for key, value in out.items()}
+
+    @abstractmethod
+    def _embed_clips(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Clip-level outputs for unpadded clips of any lengths."""
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast around the network (never the front end) when asked for."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _tensor(self, clip: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(clip)).to(self.device)
+
+
+def pad_to(clip: np.ndarray, min_samples: int) -> np.ndarray:
+    """Zero-pad ``clip`` at the end to at least ``min_samples``."""
+    if clip.shape[-1] >= min_samples:
+        return clip
+    return np.pad(clip, (0, min_samples - clip.shape[-1]))
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` covering ``range(n)``."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+class PatchEmbedder(Embedder):
+    """Models that embed 0.96 s log-mel patches one by one (VGGish, YAMNet).
+
+    Patches of all clips in a batch go through the network together (at most
+    ``max_batch`` at a time) and are pooled back per clip.
+    """
+
+    @abstractmethod
+    def _patches(self, clip: np.ndarray) -> torch.Tensor:
+        """One clip → its log-mel patches [patches, 96, 64], on the device."""
+
+    @abstractmethod
+    def _network(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Patches [N, 1, 96, 64] float32 → per-patch outputs by column name."""
+
+    def _frame_outputs(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-patch outputs on the CPU in float32, computed ``max_batch`` at a time."""
+        parts: dict[str, list[torch.Tensor]] = {}
+        x = patches.float()[:, None]
+        for part in chunks(x.shape[0], self.max_batch):
+            with self._autocast():
+                out = self._network(x[part])
+            for key, value in out.items():
+                parts.setdefault(key, []).append(value.float().cpu())
+        return {key: torch.cat(values) for key, values in parts.items()}
+
+    def embed_frames(self, clip: np.ndarray) -> dict[str, np.ndarray]:
+        """Frame-level outputs of one clip: ``{column: [frames, width]}``."""
+        with torch.inference_mode():
+            out = self._frame_outputs(self._patches(np.asarray(clip, dtype=np.float32)))
+        return {key: value.numpy() for key, value in out.items()}
+
+    def _embed_clips(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+        per_clip = [self._patches(clip) for clip in clips]
+        frames = self._frame_outputs(torch.cat(per_clip))
+        counts = [p.shape[0] for p in per_clip]
+        pooled: dict[str, np.ndarray] = {}
+        for key, value in frames.items():
+            pool = torch.amax if key.endswith("_scores") else torch.mean
+            pooled[key] = torch.stack([pool(part, dim=0)
+                                       for part in torch.split(value, counts)]).numpy()
+        return pooled

@@ -1,0 +1,129 @@
+"""PANNs CNN14 (Kong et al. 2020), the 16 kHz model, written out in PyTorch.
+
+This is the network of panns-inference's ``Cnn14`` (from audioset_tagging_cnn) at the
+16 kHz settings of the ``Cnn14_16k_mAP=0.438.pth`` release: 512-sample window, 160 hop,
+64 mel bins over 50–8000 Hz. Module and parameter names are identical to that class
+(``spectrogram_extractor``, ``logmel_extractor``, ``bn0``, ``conv_block1..6``, ``fc1``,
+``fc_audioset``), so the official ``checkpoint['model']`` loads with ``strict=True``.
+panns-inference itself is never imported: importing it downloads files.
+
+CNN14 pools over time itself (the sum of the max and the mean over its last feature map,
+then ``fc1``), so its 2048-d embedding and 527 AudioSet scores are clip-level outputs of
+the network: no pooling is added here. Each clip is run on its own valid samples (clips of
+equal length share a forward pass), which is exactly what the reference does for one clip.
+Clips shorter than :data:`MIN_SAMPLES` (0.31 s: 32 STFT frames, the least that survives
+CNN14's five 2× poolings as one time step) are zero-padded at the end to it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Embedder, chunks, pad_to
+from .frontend import LogmelFilterBank, Spectrogram
+from .labels import panns_class_names
+
+SAMPLE_RATE = 16000
+WINDOW = 512
+HOP = 160
+MEL_BINS = 64
+FMIN, FMAX = 50.0, 8000.0
+NUM_CLASSES = 527
+EMBEDDING_DIM = 2048
+TIME_REDUCTION = 32  # five 2× average poolings
+MIN_SAMPLES = (TIME_REDUCTION - 1) * HOP
+
+
+def frame_count(n_samples: int) -> int:
+    """Time steps of CNN14's last feature map (the frames it pools) for ``n_samples``."""
+    frames = 1 + max(n_samples, MIN_SAMPLES) // HOP  # centred STFT
+    return frames // TIME_REDUCTION
+
+
+class ConvBlock(nn.Module):
+    """Two 3×3 conv + BN + ReLU, then 2-D average pooling (panns ``ConvBlock``)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor, pool: int) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.avg_pool2d(x, kernel_size=pool)
+
+
+class Cnn14(nn.Module):
+    """CNN14, 16 kHz: waveform [B, samples] → (embedding [B, 2048], scores [B, 527])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spectrogram_extractor = Spectrogram(WINDOW, HOP)
+        self.logmel_extractor = LogmelFilterBank(SAMPLE_RATE, WINDOW, MEL_BINS, FMIN, FMAX)
+        self.bn0 = nn.BatchNorm2d(MEL_BINS)
+        widths = (1, 64, 128, 256, 512, 1024, 2048)
+        for i in range(6):
+            self.add_module(f"conv_block{i + 1}", ConvBlock(widths[i], widths[i + 1]))
+        self.fc1 = nn.Linear(2048, 2048)
+        self.fc_audioset = nn.Linear(2048, NUM_CLASSES)
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """[B, samples] → log-mel [B, 1, frames, 64], in float32 whatever the autocast."""
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            return self.logmel_extractor(self.spectrogram_extractor(waveform.float()))
+
+    def feature_map(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel [B, 1, frames, 64] → the time series CNN14 pools, [B, 2048, frames // 32]."""
+        x = self.bn0(log_mel.transpose(1, 3)).transpose(1, 3)
+        for i in range(1, 7):
+            x = getattr(self, f"conv_block{i}")(x, pool=2 if i < 6 else 1)
+        return x.mean(dim=3)
+
+    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.feature_map(self.log_mel(waveform))
+        x = x.amax(dim=2) + x.mean(dim=2)
+        embedding = F.relu(self.fc1(x))
+        return embedding, torch.sigmoid(self.fc_audioset(embedding))
+
+
+class PannsEmbedder(Embedder):
+    """CNN14 behind the :class:`~acoustic_env.embedders.base.Embedder` interface."""
+
+    name = "panns"
+    dim = EMBEDDING_DIM
+    score_names = panns_class_names()
+
+    def __init__(self, model: Cnn14, weights_id: str, device: str = "cpu",
+                 precision: str = "fp32", max_batch: int = 8) -> None:
+        super().__init__(model, weights_id, device, precision, max_batch)
+
+    def metadata(self) -> dict[str, object]:
+        """CNN14 pools inside the network; say so instead of the frame pooling."""
+        return {**super().metadata(), "pooling": {
+            self.name: "CNN14's own (max + mean over time, then fc1)",
+            f"{self.name}_scores": "CNN14's own clip-level output"}}
+
+    def _embed_clips(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+        embeddings = np.empty((len(clips), self.dim), dtype=np.float32)
+        scores = np.empty((len(clips), NUM_CLASSES), dtype=np.float32)
+        by_length: dict[int, list[int]] = defaultdict(list)
+        padded = [pad_to(clip, MIN_SAMPLES) for clip in clips]
+        for i, clip in enumerate(padded):
+            by_length[clip.shape[-1]].append(i)
+        for members in by_length.values():
+            for part in chunks(len(members), self.max_batch):
+                index = members[part]
+                x = self._tensor(np.stack([padded[i] for i in index]))
+                with self._autocast():
+                    emb, sc = self.model(x)
+                embeddings[index] = emb.float().cpu().numpy()
+                scores[index] = sc.float().cpu().numpy()
+        return {self.name: embeddings, f"{self.name}_scores": scores}

@@ -1,0 +1,124 @@
+"""VGGish (Hershey et al. 2017) in PyTorch, faithful to Google's published network.
+
+Architecture as ``vggish_slim.py`` (tensorflow/models, research/audioset/vggish): 3×3
+convolutions (stride 1, 'SAME') with ReLU, 2×2 max-pools, conv64-pool-conv128-pool-
+conv256×2-pool-conv512×2-pool, two 4096-wide ReLU layers, then the 128-d embedding layer.
+The published model and its README define the embedding as *pre-activation*
+(``activation_fn=None`` on ``fc2``): no ReLU follows it here either. (Some ports, e.g.
+torchvggish, add one; the official TF-Hub outputs are what ``models convert`` checks
+against.) Layer names follow the TF variable scopes (``conv3_1``, ``fc1_2`` …) so the
+conversion is a rename and a transpose.
+
+Input: the VGGish front end (25 ms / 10 ms STFT, 64 mel bands 125–7500 Hz,
+``log(mel + 0.01)``, non-overlapping 0.96 s patches of 96×64). As in the reference, a
+trailing partial patch is dropped; a clip shorter than one patch (0.975 s = 15 600
+samples) is zero-padded at the end to one patch.
+
+Optional post-processing reproduces ``vggish_postprocess.py``: PCA with whitening, clipping
+to [-2, 2] and 8-bit quantisation (values 0–255, returned as float32), the format of
+AudioSet's released embeddings. It is applied per patch, before mean pooling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import PatchEmbedder, pad_to
+from .frontend import PATCH_FRAMES, PATCH_SAMPLES, STFT_HOP, STFT_WINDOW, GoogleLogMel
+
+EMBEDDING_DIM = 128
+LOG_OFFSET = 0.01
+PATCH_HOP = 96  # frames: non-overlapping 0.96 s patches
+
+# (name, in, out) of the convolutions; a 2×2 max-pool follows the last of each group.
+_CONVS = (("conv1", 1, 64), ("conv2", 64, 128), ("conv3_1", 128, 256),
+          ("conv3_2", 256, 256), ("conv4_1", 256, 512), ("conv4_2", 512, 512))
+_POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
+
+# Google's quantisation range of the PCA-whitened embedding.
+_QUANTIZE_MIN, _QUANTIZE_MAX = -2.0, 2.0
+
+
+def frame_count(n_samples: int) -> int:
+    """Patches VGGish embeds for a clip of ``n_samples`` (after padding short clips)."""
+    frames = 1 + (max(n_samples, PATCH_SAMPLES) - STFT_WINDOW) // STFT_HOP
+    return 1 + (frames - PATCH_FRAMES) // PATCH_HOP
+
+
+class VGGish(nn.Module):
+    """The VGGish network: log-mel patches [N, 1, 96, 64] → embeddings [N, 128]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name, c_in, c_out in _CONVS:
+            self.add_module(name, nn.Conv2d(c_in, c_out, kernel_size=3, padding=1))
+        self.fc1_1 = nn.Linear(512 * 6 * 4, 4096)
+        self.fc1_2 = nn.Linear(4096, 4096)
+        self.fc2 = nn.Linear(4096, EMBEDDING_DIM)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """[N, 1, 96, 64] → [N, 128] (pre-activation, as published)."""
+        x = patches
+        for name, _, _ in _CONVS:
+            x = F.relu(getattr(self, name)(x))
+            if name in _POOL_AFTER:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+        # TF flattens channels-last: [N, 6, 4, 512] in that order.
+        x = x.permute(0, 2, 3, 1).flatten(1)
+        x = F.relu(self.fc1_1(x))
+        x = F.relu(self.fc1_2(x))
+        return self.fc2(x)
+
+
+class Postprocessor:
+    """Google's PCA/whitening + 8-bit quantisation of raw VGGish embeddings."""
+
+    def __init__(self, pca_eigen_vectors: np.ndarray, pca_means: np.ndarray,
+                 weights_id: str = "") -> None:
+        if pca_eigen_vectors.shape != (EMBEDDING_DIM, EMBEDDING_DIM) or pca_means.size != EMBEDDING_DIM:
+            raise ValueError("VGGish PCA parameters must be a 128×128 matrix and 128 means")
+        self.matrix = torch.from_numpy(pca_eigen_vectors.astype(np.float64))
+        self.means = torch.from_numpy(pca_means.astype(np.float64).reshape(-1))
+        self.weights_id = weights_id
+
+    def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """[N, 128] raw → [N, 128] quantised values 0…255 (float32)."""
+        pca = (embeddings.double() - self.means) @ self.matrix.T
+        clipped = pca.clamp(_QUANTIZE_MIN, _QUANTIZE_MAX)
+        scaled = (clipped - _QUANTIZE_MIN) * (255.0 / (_QUANTIZE_MAX - _QUANTIZE_MIN))
+        return scaled.to(torch.uint8).float()  # truncation, as numpy's astype(uint8)
+
+
+class VGGishEmbedder(PatchEmbedder):
+    """VGGish behind the :class:`~acoustic_env.embedders.base.Embedder` interface."""
+
+    name = "vggish"
+    dim = EMBEDDING_DIM
+
+    def __init__(self, model: VGGish, weights_id: str, device: str = "cpu",
+                 precision: str = "fp32", max_batch: int = 64,
+                 postprocessor: Postprocessor | None = None) -> None:
+        super().__init__(model, weights_id, device, precision, max_batch)
+        self.frontend = GoogleLogMel(LOG_OFFSET, PATCH_HOP).to(self.device)
+        self.postprocessor = postprocessor
+
+    def metadata(self) -> dict[str, object]:
+        """Adds whether PCA/quantisation was applied, and the PCA file's SHA-256."""
+        pca = self.postprocessor
+        return {**super().metadata(),
+                "postprocess": {"pca_weights_id": pca.weights_id} if pca else False}
+
+    def _patches(self, clip: np.ndarray) -> torch.Tensor:
+        return self.frontend(self._tensor(pad_to(clip, PATCH_SAMPLES)))
+
+    def _network(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.name: self.model(patches)}
+
+    def _frame_outputs(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super()._frame_outputs(patches)
+        if self.postprocessor is not None:
+            out[self.name] = self.postprocessor(out[self.name])
+        return out

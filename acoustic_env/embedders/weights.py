@@ -1,0 +1,384 @@
+"""Checked registry of pretrained weights: where each file comes from, what it must hash to.
+
+No network at run time is a normal case, so weights come from a cache (a local directory
+or any fsspec URL) that ``acoustic-env models fetch`` / ``models convert`` fill. Every file
+is checked before it is used: against the SHA-256 and size in :data:`REGISTRY` when the
+release is pinned, otherwise against the sidecar ``<file>.json`` written beside it when it
+was fetched or converted. A file with no known hash at all is still loaded, but its
+actual hash is logged loudly and becomes the run's ``weights_id``. Checkpoints are read
+with ``torch.load(weights_only=True)``: a checkpoint is data, never code.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+import torch
+from numpy._core.multiarray import _reconstruct
+
+log = logging.getLogger(__name__)
+
+#: Environment variable that overrides the default cache location.
+CACHE_ENV = "ACOUSTIC_ENV_MODEL_CACHE"
+DEFAULT_CACHE = "~/.cache/acoustic-env/models"
+CONVERT_EXTRA = 'pip install "acoustic-env[convert]"'
+
+_CHUNK = 1 << 20
+
+
+class WeightsError(Exception):
+    """Weights are missing, truncated, corrupt or not the expected release."""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """One pretrained file: its cache name, official source and expected identity.
+
+    ``sha256``/``size`` are set only where a published value could be confirmed; files
+    built by ``models convert`` (``converted=True``) get their identity from the sidecar
+    the converter writes, because the bytes depend on the converting PyTorch version.
+    ``md5`` is the checksum the publisher itself lists, checked when present.
+    """
+
+    name: str
+    filename: str
+    source: str
+    sha256: str | None = None
+    size: int | None = None
+    md5: str | None = None
+    converted: bool = False
+
+    def how_to_get(self) -> str:
+        """The sentence a user needs when the file is absent."""
+        if self.converted:
+            return (
+                f"Build it from the official release {self.source} with "
+                f"`acoustic-env models convert {self.name}` (needs {CONVERT_EXTRA}), or copy "
+                f"an already converted one from a mirror with "
+                f"`acoustic-env models fetch {self.name} --source <dir-or-url>`."
+            )
+        return (
+            f"Download it from {self.source} with `acoustic-env models fetch {self.name}` "
+            f"(or `--source <dir-or-url>` for a mirror that holds {self.filename})."
+        )
+
+
+REGISTRY: dict[str, WeightsSpec] = {
+    # The 16 kHz CNN14 from the PANNs release (Zenodo record 3987831). Zenodo lists
+    # md5 362fc5ff...; the SHA-256 and size are those several independent public
+    # projects record for this same file (each matching Zenodo's md5).
+    "panns": WeightsSpec(
+        name="panns",
+        filename="Cnn14_16k_mAP=0.438.pth",
+        source="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1",
+        sha256="e2ee543a27919542c2ea03eabaa70b24dcd4e6c8e05621de6b67a94e4c5058e6",
+        size=358_668_570,
+        md5="362fc5ff18f1d6ad2f6d464b45893f2c",
+    ),
+    "vggish": WeightsSpec(
+        name="vggish",
+        filename="vggish.pt",
+        source="https://tfhub.dev/google/vggish/1",
+        converted=True,
+    ),
+    "yamnet": WeightsSpec(
+        name="yamnet",
+        filename="yamnet.pt",
+        source="https://tfhub.dev/google/yamnet/1",
+        converted=True,
+    ),
+    # VGGish's PCA/whitening parameters. No published SHA-256 was found; the md5 is the
+    # one public projects check this file against. The SHA-256 seen on first fetch is
+    # recorded in the sidecar and checked from then on.
+    "vggish_pca": WeightsSpec(
+        name="vggish_pca",
+        filename="vggish_pca_params.npz",
+        source="https://storage.googleapis.com/audioset/vggish_pca_params.npz",
+        md5="c80cae691033abe7c7ecd11ea39fc834",
+    ),
+}
+
+# The official PANNs checkpoint pickles a numpy array written under numpy 1.x names;
+# these are the only non-tensor globals ``weights_only`` loading has to admit.
+_SAFE_GLOBALS: list[Any] = [
+    (_reconstruct, "numpy.core.multiarray._reconstruct"),
+    _reconstruct,
+    np.ndarray,
+    np.dtype,
+    np.dtypes.Int64DType,
+]
+
+
+def resolve_cache_dir(cache_dir: str | None = None) -> str:
+    """The cache location: the argument, else ``$ACOUSTIC_ENV_MODEL_CACHE``, else the default."""
+    chosen = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE
+    return chosen if "://" in chosen else os.path.abspath(os.path.expanduser(chosen))
+
+
+def join_uri(base: str, filename: str) -> str:
+    """Join a directory path or URL with a file name."""
+    return f"{base.rstrip('/')}/{filename}" if "://" in base else os.path.join(base, filename)
+
+
+def sidecar_uri(uri: str) -> str:
+    """Where the identity record of a weights file lives: ``<file>.json`` beside it."""
+    return f"{uri}.json"
+
+
+def read_sidecar(uri: str) -> dict[str, Any] | None:
+    """The sidecar of ``uri``, or None when there is none."""
+    fs, path = fsspec.core.url_to_fs(sidecar_uri(uri))
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "r") as f:
+        return json.load(f)
+
+
+def write_sidecar(uri: str, record: dict[str, Any]) -> None:
+    """Write the identity record of ``uri`` beside it."""
+    fs, path = fsspec.core.url_to_fs(sidecar_uri(uri))
+    with fs.open(path, "w") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+
+
+def identity_record(sha256: str, size: int, source: str, **extra: Any) -> dict[str, Any]:
+    """The sidecar content: what a later load checks the file against."""
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return {"sha256": sha256, "size": size, "source": source, "written": now, **extra}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The identity a file must have, and where that expectation came from."""
+
+    sha256: str | None
+    size: int | None
+    md5: str | None
+    origin: str
+
+
+def expected_identity(spec: WeightsSpec, uri: str, sha256: str | None = None) -> Expected:
+    """Explicit hash first, then the registry's pinned values, then the sidecar."""
+    if sha256:
+        return Expected(sha256.lower(), None, None, "the sha256 argument")
+    if spec.sha256:
+        return Expected(spec.sha256, spec.size, spec.md5, "the registry")
+    sidecar = read_sidecar(uri)
+    if sidecar:
+        return Expected(sidecar.get("sha256"), sidecar.get("size"), spec.md5,
+                        f"its sidecar {sidecar_uri(uri)}")
+    return Expected(None, spec.size, spec.md5, "nowhere (no pinned hash, no sidecar)")
+
+
+def missing_message(spec: WeightsSpec, uri: str) -> str:
+    """One message naming the file, where it comes from and the command that gets it."""
+    return (
+        f"Weights for '{spec.name}' not found: {uri} does not exist. {spec.how_to_get()} "
+        f"The cache is set by --cache-dir or ${CACHE_ENV}. For an offline run without "
+        f"pretrained weights, pass --allow-random-weights."
+    )
+
+
+def _hash_stream(stream: Any, want_md5: bool) -> tuple[str, str | None, int]:
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if want_md5 else None, 0
+    while chunk := stream.read(_CHUNK):
+        sha.update(chunk)
+        if md5 is not None:
+            md5.update(chunk)
+        size += len(chunk)
+    return sha.hexdigest(), md5.hexdigest() if md5 is not None else None, size
+
+
+def _check(spec: WeightsSpec, uri: str, expected: Expected, sha256: str, md5: str | None,
+           size: int) -> None:
+    if expected.size is not None and size != expected.size:
+        raise WeightsError(
+            f"Weights file {uri} for '{spec.name}' is truncated or wrong: expected "
+            f"{expected.size} bytes (from {expected.origin}), found {size} bytes; actual "
+            f"sha256 {sha256}, expected sha256 {expected.sha256}. Delete it and run "
+            f"`acoustic-env models fetch {spec.name}` again."
+        )
+    if expected.sha256 is not None and sha256 != expected.sha256:
+        raise WeightsError(
+            f"Checksum mismatch for '{spec.name}' weights {uri}: expected sha256 "
+            f"{expected.sha256} (from {expected.origin}), actual sha256 {sha256} "
+            f"({size} bytes). The file is corrupt or not the release {spec.source}; delete "
+            f"it and run `acoustic-env models fetch {spec.name}` again."
+        )
+    if expected.md5 is not None and md5 is not None and md5 != expected.md5:
+        raise WeightsError(
+            f"Checksum mismatch for '{spec.name}' weights {uri}: expected md5 {expected.md5} "
+            f"(published), actual md5 {md5} (sha256 {sha256}, {size} bytes)."
+        )
+    if expected.sha256 is None:
+        log.warning(
+            "UNVERIFIED WEIGHTS: no expected sha256 is known for '%s' (%s); loading it "
+            "as is and recording its actual sha256 %s (%d bytes).",
+            spec.name, uri, sha256, size,
+        )
+
+
+def read_verified(spec: WeightsSpec, uri: str, sha256: str | None = None) -> tuple[bytes, str]:
+    """Read a weights file whole and check it; returns its bytes and actual SHA-256.
+
+    Reading once serves both the hash and the load, which matters for object storage.
+    Raises :class:`WeightsError` for a missing, truncated or mismatching file.
+    """
+    fs, path = fsspec.core.url_to_fs(uri)
+    if not fs.exists(path):
+        raise WeightsError(missing_message(spec, uri))
+    expected = expected_identity(spec, uri, sha256)
+    data = fs.cat_file(path)
+    actual_sha, actual_md5, size = _hash_stream(io.BytesIO(data), expected.md5 is not None)
+    _check(spec, uri, expected, actual_sha, actual_md5, size)
+    return data, actual_sha
+
+
+def load_checkpoint(spec: WeightsSpec, uri: str,
+                    sha256: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Load a verified checkpoint's ``model`` state dict; returns it and the file's SHA-256."""
+    data, actual_sha = read_verified(spec, uri, sha256)
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for unreadable archives
+        raise WeightsError(
+            f"Weights file {uri} for '{spec.name}' is not a readable PyTorch checkpoint "
+            f"(sha256 {actual_sha}): {exc}"
+        ) from exc
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+        raise WeightsError(
+            f"Weights file {uri} for '{spec.name}' has no 'model' state dict "
+            f"(sha256 {actual_sha})."
+        )
+    return checkpoint["model"], actual_sha
+
+
+def load_npz(spec: WeightsSpec, uri: str,
+             sha256: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """Load a verified ``.npz`` (pickles refused); returns its arrays and SHA-256."""
+    data, actual_sha = read_verified(spec, uri, sha256)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}, actual_sha
+    except Exception as exc:  # numpy raises several types for unreadable archives
+        raise WeightsError(
+            f"Weights file {uri} for '{spec.name}' is not a readable .npz "
+            f"(sha256 {actual_sha}): {exc}"
+        ) from exc
+
+
+def save_checkpoint(spec: WeightsSpec, state_dict: dict[str, torch.Tensor], uri: str,
+                    **provenance: Any) -> dict[str, Any]:
+    """Write ``{"model": state_dict}`` to ``uri`` with a sidecar recording its hash.
+
+    This is what ``models convert`` writes; tests use it to make checkpoints.
+    """
+    buffer = io.BytesIO()
+    torch.save({"model": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}},
+               buffer)
+    data = buffer.getvalue()
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.makedirs(_parent(path), exist_ok=True)
+    with fs.open(path, "wb") as f:
+        f.write(data)
+    record = identity_record(hashlib.sha256(data).hexdigest(), len(data), spec.source,
+                             **provenance)
+    write_sidecar(uri, record)
+    return record
+
+
+def _parent(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[0] or "/"
+
+
+def _open_source(uri: str) -> Any:
+    # HTTP servers need not support range requests; read them as one stream.
+    options = {"block_size": 0} if uri.startswith(("http://", "https://")) else {}
+    return fsspec.open(uri, "rb", **options)
+
+
+def fetch(spec: WeightsSpec, cache_dir: str | None = None,
+          source: str | None = None) -> dict[str, Any]:
+    """Copy one weights file into the cache, checking it on the way.
+
+    ``source`` is a directory or URL prefix (a mirror, object storage) holding the file
+    under its registry name (and, for converted files, its sidecar); without it the
+    official URL is used. The file is written under a temporary name and moved into
+    place only after it checks out, so an interrupted fetch leaves nothing behind.
+    """
+    cache = resolve_cache_dir(cache_dir)
+    dest = join_uri(cache, spec.filename)
+    present = status(spec, cache)
+    if present["status"] == "ok":
+        return {"name": spec.name, "path": dest, "sha256": present["sha256"],
+                "size": present["size"], "source": None, "already_present": True}
+    if source is None and spec.converted:
+        raise WeightsError(
+            f"'{spec.name}' ({spec.filename}) has no direct download. {spec.how_to_get()}"
+        )
+    src = join_uri(source, spec.filename) if source else spec.source
+    src_fs, src_path = fsspec.core.url_to_fs(src)
+    if source and not src_fs.exists(src_path):
+        raise WeightsError(f"{src} does not exist; cannot fetch '{spec.name}'. "
+                           f"{spec.how_to_get()}")
+    expected = expected_identity(spec, src)
+    fs, path = fsspec.core.url_to_fs(dest)
+    fs.makedirs(_parent(path), exist_ok=True)
+    part = path + ".part"
+    log.info("fetching %s -> %s", src, dest)
+    try:
+        with _open_source(src) as fin, fs.open(part, "wb") as fout:
+            sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+            while chunk := fin.read(_CHUNK):
+                sha.update(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+                fout.write(chunk)
+        _check(spec, src, expected, sha.hexdigest(), md5.hexdigest(), size)
+        fs.mv(part, path)
+    finally:
+        if fs.exists(part):
+            fs.rm(part)
+    record = (read_sidecar(src) if spec.converted else None) or identity_record(
+        sha.hexdigest(), size, src)
+    if not spec.sha256:
+        write_sidecar(dest, record)
+    return {"name": spec.name, "path": dest, "sha256": sha.hexdigest(), "size": size,
+            "source": src, "already_present": False}
+
+
+def status(spec: WeightsSpec, cache_dir: str | None = None, verify: bool = True) -> dict[str, Any]:
+    """What the cache holds for one registry entry.
+
+    ``status`` is ``missing``, ``ok`` (hash checked), ``unverified`` (present, no known
+    hash), ``bad`` (size or hash mismatch, with the reason) or ``present`` when
+    ``verify`` is off.
+    """
+    uri = join_uri(resolve_cache_dir(cache_dir), spec.filename)
+    fs, path = fsspec.core.url_to_fs(uri)
+    row: dict[str, Any] = {"name": spec.name, "file": spec.filename, "path": uri,
+                           "source": spec.source, "converted": spec.converted}
+    if not fs.exists(path):
+        return {**row, "status": "missing", "sha256": None, "size": None}
+    expected = expected_identity(spec, uri)
+    row["size"] = fs.size(path)
+    if not verify:
+        return {**row, "status": "present", "sha256": None}
+    with fs.open(path, "rb") as f:
+        sha, md5, size = _hash_stream(f, expected.md5 is not None)
+    row["sha256"] = sha
+    try:
+        _check(spec, uri, expected, sha, md5, size)
+    except WeightsError as exc:
+        return {**row, "status": "bad", "reason": str(exc)}
+    return {**row, "status": "ok" if expected.sha256 else "unverified"}

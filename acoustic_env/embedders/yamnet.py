@@ -1,0 +1,143 @@
+"""YAMNet in PyTorch, faithful to the published MobileNet-v1 network (``yamnet.py``).
+
+Network (tensorflow/models, research/audioset/yamnet): a 3×3/2 convolution with 32
+filters, then 13 depthwise-separable blocks (3×3 depthwise + 1×1 pointwise, each followed
+by batch norm and ReLU), global average pooling to the 1024-d embedding, and a 521-way
+sigmoid classifier. Convolutions use TensorFlow's 'SAME' padding, which for stride 2 on an
+even size pads one extra row/column at the bottom/right only; batch norm has no scale,
+only a shift (``center=True, scale=False``), with epsilon 1e-4.
+
+Front end (``features.py``/``params.py``): the Google log-mel front end with
+``log(mel + 0.001)``, 96-frame (0.96 s) patches every 48 frames (0.48 s). The waveform is
+padded the way YAMNet pads it: zero-padded at the end to at least one patch (0.975 s) and
+then up to a whole number of 0.48 s hops, so a 10 s clip gives 20 frames and no sample is
+left out. Score names are the 521 YAMNet classes (:func:`labels.yamnet_class_names`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import PatchEmbedder
+from .frontend import PATCH_SAMPLES, STFT_HOP, GoogleLogMel
+from .labels import yamnet_class_names
+
+EMBEDDING_DIM = 1024
+NUM_CLASSES = 521
+LOG_OFFSET = 0.001
+PATCH_HOP = 48  # frames
+HOP_SAMPLES = PATCH_HOP * STFT_HOP  # 0.48 s
+BATCHNORM_EPS = 1e-4
+
+# (kernel, stride, filters) of layer1 (a plain conv) and layers 2–14 (separable).
+_LAYERS = ((3, 2, 32), (3, 1, 64), (3, 2, 128), (3, 1, 128), (3, 2, 256), (3, 1, 256),
+           (3, 2, 512), (3, 1, 512), (3, 1, 512), (3, 1, 512), (3, 1, 512), (3, 1, 512),
+           (3, 2, 1024), (3, 1, 1024))
+
+
+def padded_length(n_samples: int) -> int:
+    """Length YAMNet pads a waveform to: one patch, then whole 0.48 s hops."""
+    hops = math.ceil(max(n_samples - PATCH_SAMPLES, 0) / HOP_SAMPLES)
+    return PATCH_SAMPLES + hops * HOP_SAMPLES
+
+
+def frame_count(n_samples: int) -> int:
+    """Frames (patches) YAMNet outputs for a clip of ``n_samples``."""
+    return 1 + (padded_length(n_samples) - PATCH_SAMPLES) // HOP_SAMPLES
+
+
+def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TensorFlow 'SAME' padding of the last two dims (extra row/column at the end)."""
+    pads: list[int] = []
+    for size in (x.shape[-1], x.shape[-2]):  # F.pad lists the last dim first
+        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+class BatchNormShift(nn.Module):
+    """Inference batch norm without scale (TF ``scale=False``): (x - mean) / sqrt(var + eps) + beta."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, None, self.bias,
+                            training=False, eps=BATCHNORM_EPS)
+
+
+class ConvLayer(nn.Module):
+    """Conv (no bias, 'SAME') → batch norm → ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, bias=False)
+        self.bn = BatchNormShift(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(same_pad(x, self.kernel, self.stride))))
+
+
+class SeparableLayer(nn.Module):
+    """Depthwise conv → BN → ReLU → pointwise 1×1 conv → BN → ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.depthwise = nn.Conv2d(c_in, c_in, kernel, stride, groups=c_in, bias=False)
+        self.depthwise_bn = BatchNormShift(c_in)
+        self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=False)
+        self.pointwise_bn = BatchNormShift(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.depthwise_bn(self.depthwise(same_pad(x, self.kernel, self.stride))))
+        return F.relu(self.pointwise_bn(self.pointwise(x)))
+
+
+class YAMNet(nn.Module):
+    """The YAMNet network: patches [N, 1, 96, 64] → (embeddings [N, 1024], scores [N, 521])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for i, (kernel, stride, c_out) in enumerate(_LAYERS):
+            layer = ConvLayer if i == 0 else SeparableLayer
+            layers.append(layer(c_in, c_out, kernel, stride))
+            c_in = c_out
+        self.layers = nn.Sequential(*layers)
+        self.logits = nn.Linear(EMBEDDING_DIM, NUM_CLASSES)
+
+    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = self.layers(patches).mean(dim=(2, 3))
+        return embeddings, torch.sigmoid(self.logits(embeddings))
+
+
+class YAMNetEmbedder(PatchEmbedder):
+    """YAMNet behind the :class:`~acoustic_env.embedders.base.Embedder` interface."""
+
+    name = "yamnet"
+    dim = EMBEDDING_DIM
+    score_names = yamnet_class_names()
+
+    def __init__(self, model: YAMNet, weights_id: str, device: str = "cpu",
+                 precision: str = "fp32", max_batch: int = 64) -> None:
+        super().__init__(model, weights_id, device, precision, max_batch)
+        self.frontend = GoogleLogMel(LOG_OFFSET, PATCH_HOP).to(self.device)
+
+    def _patches(self, clip: np.ndarray) -> torch.Tensor:
+        padded = np.pad(clip, (0, padded_length(clip.shape[-1]) - clip.shape[-1]))
+        return self.frontend(self._tensor(padded))
+
+    def _network(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        embeddings, scores = self.model(patches)
+        return {self.name: embeddings, f"{self.name}_scores": scores}
