@@ -65,12 +65,12 @@ class Task:
 
 
 def builtin_tasks() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("acoustic_env.tasks").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("acoustic_env").joinpath("task_files").iterdir() if p.name.endswith(".yaml"))
 
 
 def _read_definition(name_or_path: str) -> dict:
     if name_or_path in builtin_tasks():
-        text = resources.files("acoustic_env.tasks").joinpath(f"{name_or_path}.yaml").read_text()
+        text = resources.files("acoustic_env").joinpath("task_files", f"{name_or_path}.yaml").read_text()
     else:
         path = Path(name_or_path)
         if not path.is_file():

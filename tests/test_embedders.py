@@ -1,0 +1,459 @@
+"""Embedders: shapes and frame counts, front-end fidelity, checked weights, models commands."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from numpy._core.multiarray import _reconstruct
+
+from acoustic_env.embedders import EMBEDDERS, WeightsError, frame_count, load_embedder
+from acoustic_env.embedders import convert, labels, panns, vggish, weights, yamnet
+from acoustic_env.embedders.cli import add_models_parser, models_convert, models_fetch, models_list
+from acoustic_env.embedders.frontend import PATCH_SAMPLES, GoogleLogMel
+
+SR = 16000
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset"
+
+
+def _audio(seconds: float, seed: int = 0, n: int = 1) -> np.ndarray:
+    """Tone plus noise at 16 kHz, [n, samples] float32."""
+    t = np.arange(int(round(seconds * SR))) / SR
+    rng = np.random.default_rng(seed)
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal((n, t.size))
+    return wave.astype(np.float32)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def random_embedders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    empty = str(tmp_path_factory.mktemp("empty-cache"))
+    return {name: load_embedder(name, allow_random_weights=True, cache_dir=empty)
+            for name in EMBEDDERS}
+
+
+# --- interface, dims, frame counts --------------------------------------------------------
+
+EXPECTED_FRAMES = {  # clip seconds -> frames, per model
+    "vggish": {0.5: 1, 1.0: 1, 10.0: 10, 30.0: 31},
+    "yamnet": {0.5: 1, 1.0: 2, 10.0: 20, 30.0: 62},
+    "panns": {0.5: 1, 1.0: 3, 10.0: 31, 30.0: 93},
+}
+COLUMNS = {
+    "vggish": {"vggish": (128,)},
+    "yamnet": {"yamnet": (1024,), "yamnet_scores": (521,)},
+    "panns": {"panns": (2048,), "panns_scores": (527,)},
+}
+
+
+@pytest.mark.parametrize("name", EMBEDDERS)
+def test_interface(random_embedders: dict, name: str) -> None:
+    emb = random_embedders[name]
+    assert emb.name == name and emb.sample_rate == SR
+    assert emb.output_columns == COLUMNS[name]
+    assert emb.dim == COLUMNS[name][name][0]
+    assert emb.weights_id == "random"
+    meta = emb.metadata()
+    assert meta["weights_id"] == "random" and meta["precision"] == "fp32"
+    if f"{name}_scores" in emb.output_columns:
+        assert len(emb.score_names) == emb.output_columns[f"{name}_scores"][0]
+
+
+@pytest.mark.parametrize("name", EMBEDDERS)
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 10.0, 30.0])
+def test_frame_counts_and_clip_shapes(random_embedders: dict, name: str, seconds: float) -> None:
+    emb = random_embedders[name]
+    clip = _audio(seconds)
+    expected = EXPECTED_FRAMES[name][seconds]
+    assert frame_count(name, clip.shape[1]) == expected
+    if name == "panns":
+        x = torch.from_numpy(panns.pad_to(clip[0], panns.MIN_SAMPLES))[None]
+        with torch.inference_mode():
+            steps = emb.model.feature_map(emb.model.log_mel(x)).shape[2]
+        assert steps == expected
+    else:
+        frames = emb.embed_frames(clip[0])
+        assert {k: v.shape for k, v in frames.items()} == {
+            k: (expected, *shape) for k, shape in COLUMNS[name].items()}
+    out = emb.embed(clip)
+    assert {k: v.shape for k, v in out.items()} == {k: (1, *s) for k, s in COLUMNS[name].items()}
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in out.values())
+
+
+@pytest.mark.parametrize("name", EMBEDDERS)
+def test_lengths_make_pooling_ignore_padding(random_embedders: dict, name: str) -> None:
+    emb = random_embedders[name]
+    short, long = _audio(1.3, seed=1)[0], _audio(2.5, seed=2)[0]
+    batch = np.zeros((2, long.size), dtype=np.float32)
+    batch[0, : short.size], batch[1] = short, long
+    together = emb.embed(batch, lengths=np.array([short.size, long.size]))
+    for i, clip in enumerate((short, long)):
+        alone = emb.embed(clip[None])
+        for key in together:
+            np.testing.assert_allclose(together[key][i], alone[key][0], rtol=1e-5, atol=1e-6)
+    padded_as_is = emb.embed(batch[:1])
+    assert not np.allclose(padded_as_is[name][0], together[name][0], rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("name,minimum", [("vggish", PATCH_SAMPLES), ("yamnet", PATCH_SAMPLES),
+                                          ("panns", panns.MIN_SAMPLES)])
+def test_short_clips_are_zero_padded_to_one_frame(random_embedders: dict, name: str,
+                                                  minimum: int) -> None:
+    emb = random_embedders[name]
+    tiny = _audio(0.2)
+    padded = np.pad(tiny, ((0, 0), (0, minimum - tiny.shape[1])))
+    a, b = emb.embed(tiny), emb.embed(padded)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7)
+
+
+def test_bad_arguments(random_embedders: dict) -> None:
+    with pytest.raises(ValueError, match="unknown embedder"):
+        load_embedder("openl3", allow_random_weights=True)
+    with pytest.raises(ValueError, match="CUDA"):
+        load_embedder("yamnet", allow_random_weights=True, precision="bf16",
+                      cache_dir="/nonexistent")
+    with pytest.raises(ValueError, match="vggish only"):
+        load_embedder("panns", allow_random_weights=True, postprocess=True)
+    with pytest.raises(ValueError, match="lengths"):
+        random_embedders["yamnet"].embed(_audio(1.0), lengths=np.array([SR + 1]))
+
+
+def test_random_weights_are_reproducible(random_embedders: dict, tmp_path: Path) -> None:
+    again = load_embedder("yamnet", allow_random_weights=True, cache_dir=str(tmp_path))
+    clip = _audio(2.0)
+    np.testing.assert_array_equal(again.embed(clip)["yamnet"],
+                                  random_embedders["yamnet"].embed(clip)["yamnet"])
+
+
+# --- front ends ----------------------------------------------------------------------------
+
+
+def test_vggish_frontend_matches_google_reference() -> None:
+    vggish_input = pytest.importorskip("torchvggish.vggish_input")
+    for seconds, seed in ((3.0, 0), (10.37, 1), (0.98, 2)):
+        wave = _audio(seconds, seed)[0]
+        reference = vggish_input.waveform_to_examples(wave, SR, return_tensor=False)
+        ours = GoogleLogMel(vggish.LOG_OFFSET, vggish.PATCH_HOP)(torch.from_numpy(wave)).numpy()
+        assert ours.shape == reference.shape
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
+        assert frame_count("vggish", wave.size) == reference.shape[0]
+
+
+def test_yamnet_frontend_matches_google_mel_features() -> None:
+    mel_features = pytest.importorskip("torchvggish.mel_features")
+    wave = _audio(4.1, seed=3)[0]
+    log_mel = mel_features.log_mel_spectrogram(
+        wave, audio_sample_rate=SR, log_offset=yamnet.LOG_OFFSET, window_length_secs=0.025,
+        hop_length_secs=0.010, num_mel_bins=64, lower_edge_hertz=125, upper_edge_hertz=7500)
+    reference = mel_features.frame(log_mel, window_length=96, hop_length=yamnet.PATCH_HOP)
+    ours = GoogleLogMel(yamnet.LOG_OFFSET, yamnet.PATCH_HOP)(torch.from_numpy(wave)).numpy()
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
+
+
+def test_yamnet_same_padding_is_tensorflow_style() -> None:
+    x = torch.ones(1, 1, 96, 64)
+    padded = yamnet.same_pad(x, kernel=3, stride=2)
+    assert padded.shape == (1, 1, 97, 65)  # one extra row/column, at the end only
+    assert padded[0, 0, 0, 0] == 1 and padded[0, 0, -1, -1] == 0
+    assert yamnet.same_pad(x, kernel=3, stride=1).shape == (1, 1, 98, 66)
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def _seeded(network_cls: type[torch.nn.Module], seed: int = 7) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    network = network_cls()
+    with torch.no_grad():  # non-trivial batch-norm statistics, so buffers matter too
+        for name, buf in network.named_buffers():
+            if name.endswith("running_mean"):
+                buf.uniform_(-0.1, 0.1)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+    return network.eval()
+
+
+@pytest.mark.parametrize("name,network_cls,embedder_cls", [
+    ("vggish", vggish.VGGish, vggish.VGGishEmbedder),
+    ("yamnet", yamnet.YAMNet, yamnet.YAMNetEmbedder),
+])
+def test_converted_checkpoint_roundtrip_is_exact(tmp_path: Path, name: str, network_cls: type,
+                                                 embedder_cls: type) -> None:
+    network = _seeded(network_cls)
+    path = tmp_path / weights.REGISTRY[name].filename
+    record = weights.save_checkpoint(weights.REGISTRY[name], network.state_dict(), str(path))
+    assert record["sha256"] == _sha256(path) and record["size"] == path.stat().st_size
+    loaded = load_embedder(name, cache_dir=str(tmp_path))
+    assert loaded.weights_id == record["sha256"]
+    clips = _audio(3.3, n=2)
+    expected = embedder_cls(network, "direct").embed(clips)
+    got = loaded.embed(clips)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+
+
+def _save_like_official_panns(state: dict, path: Path) -> None:
+    """The official file holds ``{"model": ...}`` plus numpy arrays pickled by numpy 1.x."""
+    original = _reconstruct.__module__
+    _reconstruct.__module__ = "numpy.core.multiarray"
+    try:
+        with pytest.warns(DeprecationWarning):  # numpy 2 resolves the legacy name, with a warning
+            torch.save({"iteration": np.array([660000], dtype=np.int64), "model": state}, path)
+    finally:
+        _reconstruct.__module__ = original
+
+
+def test_panns_checkpoint_in_official_format_loads_and_reproduces(tmp_path: Path) -> None:
+    network = _seeded(panns.Cnn14)
+    path = tmp_path / "Cnn14_16k_mAP=0.438.pth"
+    _save_like_official_panns(network.state_dict(), path)
+    with zipfile.ZipFile(path) as archive:
+        pickled = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    assert b"numpy.core.multiarray" in pickled  # the legacy name the release carries
+    sha = _sha256(path)
+    loaded = load_embedder("panns", weights=str(path), sha256=sha)
+    assert loaded.weights_id == sha
+    clips = _audio(2.0, n=2)
+    expected = panns.PannsEmbedder(network, "direct").embed(clips)
+    got = loaded.embed(clips)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    # Against the registry's pinned release, this file is rejected by size and hash.
+    with pytest.raises(WeightsError) as err:
+        load_embedder("panns", weights=str(path))
+    message = str(err.value)
+    assert weights.REGISTRY["panns"].sha256 in message and sha in message
+    assert str(weights.REGISTRY["panns"].size) in message and str(path.stat().st_size) in message
+
+
+@pytest.fixture()
+def yamnet_cache(tmp_path: Path) -> tuple[Path, dict]:
+    path = tmp_path / "yamnet.pt"
+    record = weights.save_checkpoint(weights.REGISTRY["yamnet"], _seeded(yamnet.YAMNet).state_dict(),
+                                     str(path))
+    return path, record
+
+
+def test_missing_weights_say_what_where_and_how(tmp_path: Path) -> None:
+    for name, filename, url in (
+            ("panns", "Cnn14_16k_mAP=0.438.pth", "https://zenodo.org/record/3987831/files/"),
+            ("yamnet", "yamnet.pt", "https://tfhub.dev/google/yamnet/1"),
+            ("vggish", "vggish.pt", "https://tfhub.dev/google/vggish/1")):
+        with pytest.raises(WeightsError) as err:
+            load_embedder(name, cache_dir=str(tmp_path))
+        message = str(err.value)
+        assert str(tmp_path / filename) in message and url in message
+        assert f"acoustic-env models fetch {name}" in message
+
+
+def test_checksum_mismatch_names_expected_and_actual(yamnet_cache: tuple[Path, dict]) -> None:
+    path, record = yamnet_cache
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError) as err:
+        load_embedder("yamnet", cache_dir=str(path.parent), allow_random_weights=True)
+    message = str(err.value)
+    assert "mismatch" in message and record["sha256"] in message and _sha256(path) in message
+
+
+def test_truncated_checkpoint_names_expected_and_actual_size(yamnet_cache: tuple[Path, dict]) -> None:
+    path, record = yamnet_cache
+    path.write_bytes(path.read_bytes()[: record["size"] // 3])
+    with pytest.raises(WeightsError) as err:
+        load_embedder("yamnet", cache_dir=str(path.parent))
+    message = str(err.value)
+    assert "truncated" in message
+    assert f"expected {record['size']} bytes" in message and f"found {record['size'] // 3} bytes" in message
+
+
+def test_unreadable_checkpoint_with_matching_hash(tmp_path: Path) -> None:
+    path = tmp_path / "yamnet.pt"
+    path.write_bytes(b"not a checkpoint")
+    weights.write_sidecar(str(path), weights.identity_record(_sha256(path), 16, "test"))
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+        load_embedder("yamnet", cache_dir=str(tmp_path))
+
+
+def test_unknown_expected_hash_is_recorded_loudly(yamnet_cache: tuple[Path, dict],
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    path, record = yamnet_cache
+    Path(weights.sidecar_uri(str(path))).unlink()
+    with caplog.at_level(logging.WARNING):
+        loaded = load_embedder("yamnet", cache_dir=str(path.parent))
+    assert loaded.weights_id == record["sha256"]
+    assert "UNVERIFIED" in caplog.text and record["sha256"] in caplog.text
+
+
+def test_weights_from_an_fsspec_url_cache(yamnet_cache: tuple[Path, dict]) -> None:
+    path, record = yamnet_cache
+    result = models_fetch(["yamnet"], cache_dir="memory://acoustic-env-test/models",
+                          source=f"file://{path.parent}")
+    assert result[0]["sha256"] == record["sha256"] and not result[0]["already_present"]
+    loaded = load_embedder("yamnet", cache_dir="memory://acoustic-env-test/models")
+    assert loaded.weights_id == record["sha256"]
+    again = models_fetch(["yamnet"], cache_dir="memory://acoustic-env-test/models")
+    assert again[0]["already_present"]
+
+
+def test_cache_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
+    assert weights.resolve_cache_dir() == str(tmp_path)
+    assert weights.resolve_cache_dir("/elsewhere") == "/elsewhere"
+    monkeypatch.delenv(weights.CACHE_ENV)
+    assert weights.resolve_cache_dir().endswith(".cache/acoustic-env/models")
+
+
+# --- models list / fetch / convert ---------------------------------------------------------
+
+
+def test_models_list_reports_missing_ok_and_bad(yamnet_cache: tuple[Path, dict]) -> None:
+    path, record = yamnet_cache
+    (path.parent / "vggish_pca_params.npz").write_bytes(b"not the published file")
+    rows = {r["name"]: r for r in models_list(str(path.parent))}
+    assert set(rows) == set(weights.REGISTRY)
+    assert rows["panns"]["status"] == "missing" and rows["vggish"]["status"] == "missing"
+    assert rows["yamnet"]["status"] == "ok" and rows["yamnet"]["sha256"] == record["sha256"]
+    assert rows["vggish_pca"]["status"] == "bad" and "md5" in rows["vggish_pca"]["reason"]
+    path.write_bytes(path.read_bytes()[:-10])
+    assert {r["name"]: r for r in models_list(str(path.parent))}["yamnet"]["status"] == "bad"
+
+
+def test_fetch_rejects_a_bad_mirror_and_leaves_nothing(tmp_path: Path) -> None:
+    mirror, cache = tmp_path / "mirror", tmp_path / "cache"
+    mirror.mkdir()
+    (mirror / "Cnn14_16k_mAP=0.438.pth").write_bytes(b"x" * 1000)
+    with pytest.raises(WeightsError, match="truncated or wrong"):
+        models_fetch(["panns"], cache_dir=str(cache), source=str(mirror))
+    assert not cache.exists() or list(cache.iterdir()) == []
+    with pytest.raises(WeightsError, match="models convert vggish"):
+        models_fetch(["vggish"], cache_dir=str(cache))
+    with pytest.raises(WeightsError, match="does not exist"):
+        models_fetch(["yamnet"], cache_dir=str(cache), source=str(mirror))
+
+
+def test_convert_without_tensorflow_says_how_to_install(tmp_path: Path) -> None:
+    try:
+        import tensorflow_hub  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tensorflow-hub is installed: the missing-extra message cannot be shown")
+    with pytest.raises(WeightsError, match=r'pip install "acoustic-env\[convert\]"'):
+        models_convert(["yamnet"], cache_dir=str(tmp_path))
+    with pytest.raises(WeightsError, match="not converted"):
+        models_convert(["panns"], cache_dir=str(tmp_path))
+
+
+def _as_tf_variables(name: str, state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The inverse of the converter's mapping, written from the TF variable layouts."""
+    out: dict[str, np.ndarray] = {}
+    if name == "vggish":
+        for key, scope in convert._VGGISH_SCOPES.items():
+            w = state[f"{key}.weight"].numpy()
+            out[f"{scope}/weights:0"] = w.transpose(2, 3, 1, 0) if w.ndim == 4 else w.T
+            out[f"{scope}/biases:0"] = state[f"{key}.bias"].numpy()
+        return out
+    bn_names = {"bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+    for key, value in state.items():
+        v = value.numpy()
+        parts = key.split(".")
+        if parts[0] == "logits":
+            out[f"dense/{'kernel' if parts[1] == 'weight' else 'bias'}:0"] = v.T if v.ndim == 2 else v
+            continue
+        layer = f"layer{int(parts[1]) + 1}"
+        module, param = parts[2], parts[3]
+        if module == "conv":
+            out[f"{layer}/conv/kernel:0"] = v.transpose(2, 3, 1, 0)
+        elif module == "depthwise":
+            out[f"{layer}/depthwise_conv/depthwise_kernel:0"] = v.transpose(2, 3, 0, 1)
+        elif module == "pointwise":
+            out[f"{layer}/pointwise_conv/kernel:0"] = v.transpose(2, 3, 1, 0)
+        else:
+            scope = {"bn": "conv", "depthwise_bn": "depthwise_conv", "pointwise_bn": "pointwise_conv"}[module]
+            out[f"{layer}/{scope}/bn/{bn_names[param]}:0"] = v
+    return out
+
+
+@pytest.mark.parametrize("name", ["vggish", "yamnet"])
+def test_convert_mapping_covers_every_parameter(name: str) -> None:
+    network = _seeded(vggish.VGGish if name == "vggish" else yamnet.YAMNet)
+    state = network.state_dict()
+    tf_vars = {k.split(":")[0]: v for k, v in _as_tf_variables(name, state).items()}
+    mapped = (convert.vggish_state_dict if name == "vggish" else convert.yamnet_state_dict)(tf_vars)
+    assert set(mapped) == set(state)
+    for key in state:
+        torch.testing.assert_close(mapped[key], state[key], rtol=0, atol=0)
+
+
+def test_models_command_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser(prog="acoustic-env")
+    add_models_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["models", "list", "--cache-dir", str(tmp_path)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "missing" in out and "Cnn14_16k_mAP=0.438.pth" in out
+
+
+# --- VGGish post-processing --------------------------------------------------------------
+
+
+def test_vggish_pca_postprocessing_matches_google_formula(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    # A test PCA file cannot match the published md5; check the mechanics with our own.
+    monkeypatch.setitem(weights.REGISTRY, "vggish_pca",
+                        replace(weights.REGISTRY["vggish_pca"], md5=None))
+    rng = np.random.default_rng(5)
+    matrix = np.linalg.qr(rng.standard_normal((128, 128)))[0] * 40.0
+    means = rng.standard_normal((128, 1)) * 0.01
+    np.savez(tmp_path / "vggish_pca_params.npz", pca_eigen_vectors=matrix, pca_means=means)
+    emb = load_embedder("vggish", allow_random_weights=True, cache_dir=str(tmp_path),
+                        postprocess=True)
+    raw = load_embedder("vggish", allow_random_weights=True, cache_dir=str(tmp_path))
+    clip = _audio(3.0)[0]
+    patches = raw.embed_frames(clip)["vggish"].astype(np.float64)
+    pca = np.dot(matrix, patches.T - means).T
+    quantized = ((np.clip(pca, -2.0, 2.0) + 2.0) * (255.0 / 4.0)).astype(np.uint8)
+    np.testing.assert_array_equal(emb.embed_frames(clip)["vggish"], quantized.astype(np.float32))
+    np.testing.assert_allclose(emb.embed(clip[None])["vggish"][0], quantized.mean(axis=0), rtol=1e-6)
+    assert emb.metadata()["postprocess"]["pca_weights_id"] == _sha256(tmp_path / "vggish_pca_params.npz")
+
+
+# --- class names -----------------------------------------------------------------------------
+
+
+def test_class_names() -> None:
+    assert len(labels.panns_class_names()) == 527 and len(labels.yamnet_class_names()) == 521
+    assert labels.YAMNET_EXCLUDED_MIDS <= {mid for mid, _ in labels.AUDIOSET_CLASSES}
+    names = labels.yamnet_class_names()
+    assert (names[0], names[494], names[503], names[520]) == (
+        "Speech", "Silence", "Outside, urban or manmade", "Field recording")
+
+
+def test_class_names_match_shared_audioset_list() -> None:
+    path = SHARED / "class_labels_indices.csv"
+    if not path.exists():
+        pytest.skip(f"shared reference data not present at {path}")
+    with path.open() as f:
+        rows = [(r["mid"], r["display_name"]) for r in csv.DictReader(f)]
+    assert tuple(rows) == labels.AUDIOSET_CLASSES
+
+
+def test_sidecar_is_plain_json(yamnet_cache: tuple[Path, dict]) -> None:
+    path, record = yamnet_cache
+    on_disk = json.loads(Path(weights.sidecar_uri(str(path))).read_text())
+    assert on_disk["sha256"] == record["sha256"] == _sha256(path)
+    assert on_disk["source"] == "https://tfhub.dev/google/yamnet/1"

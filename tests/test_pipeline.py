@@ -1,0 +1,166 @@
+"""The extract job end to end on a real local Ray instance: outputs, resume, retry, interruption."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from acoustic_env.config import ConfigError, extract_config_from_dict
+from acoustic_env.extract import extract
+from acoustic_env.rows import read_metadata
+from acoustic_env.synth import generate_demo
+
+from conftest import tone_clip
+
+EXPECTED_ERRORS = {"empty": "empty_file", "not_audio": "not_audio", "truncated": {"truncated", "corrupt"},
+                   "missing": "missing_file", "nan_samples": "nan_samples", "too_short": "too_short"}
+
+
+def truth(demo) -> dict[str, dict[str, str]]:
+    with open(demo.truth_csv) as fh:
+        return {r["clip_id"]: r for r in csv.DictReader(fh)}
+
+
+def config(demo, output: Path, **kw):
+    return extract_config_from_dict({"manifest": str(demo.clips_csv), "audio_root": str(demo.audio_dir),
+                                     "output": str(output), "progress": False, **kw})
+
+
+def features_ids(output: Path) -> list[str]:
+    return pq.read_table(output / "features", columns=["clip_id"])["clip_id"].to_pylist()
+
+
+def errors_table(output: Path) -> dict[str, dict]:
+    rows = pq.read_table(output / "errors").to_pylist()
+    assert len(rows) == len({r["clip_id"] for r in rows}), "one errors/ row per clip"
+    return {r["clip_id"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return generate_demo(tmp_path_factory.mktemp("demo"), n_clips=14, seed=3, duration_s=2.0, n_broken=6)
+
+
+def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp_path):
+    out = tmp_path / "out"
+    record = extract(config(demo, out))
+    t = truth(demo)
+    good = {c for c, r in t.items() if r["broken"] == "0"}
+    broken = {c: r["broken_kind"] for c, r in t.items() if r["broken"] == "1"}
+    ids = features_ids(out)
+    assert sorted(ids) == sorted(good)
+    errs = errors_table(out)
+    assert set(errs) == set(broken)
+    for clip_id, kind in broken.items():
+        expected = EXPECTED_ERRORS[kind]
+        assert errs[clip_id]["error_type"] in (expected if isinstance(expected, set) else {expected}), clip_id
+        assert errs[clip_id]["stage"] == "decode" and errs[clip_id]["message"]
+    c = record["counts"]
+    assert (c["input"], c["ok"], c["failed"], c["skipped"]) == (len(t), len(good), len(broken), 0)
+    assert set(record["cpu_s"]) == {"decode", "separate", "indices", "mps"}
+    assert all(v > 0 for v in record["cpu_s"].values())
+    assert record["versions"]["ray"] and record["status"] == "completed"
+    # the table: fixed-size float32 vectors, no NaN, names and shapes in the metadata
+    table = pq.read_table(out / "features")
+    meta = read_metadata(pq.read_schema(next((out / "features").glob("*.parquet"))))
+    for sig in ("raw", "fg", "bg"):
+        col = table[f"indices_{sig}"]
+        assert col.type.list_size == 60 and len(meta["columns"][f"indices_{sig}"]["names"]) == 60
+        assert col.type.list_size == 60 and str(col.type.value_type) == "float"
+        assert table[f"mps_{sig}"].type.list_size == int(np.prod(meta["columns"][f"mps_{sig}"]["shape"]))
+        values = np.stack(col.to_numpy(zero_copy_only=False))
+        assert np.isfinite(values).all()
+    # fg + bg partition the signal, so their indices differ from raw and from each other
+    raw, fg = (np.stack(table[f"indices_{s}"].to_numpy(zero_copy_only=False)) for s in ("raw", "fg"))
+    assert not np.allclose(raw, fg)
+    assert set(table.column_names) >= {"clip_id", "uri", "labels", "group", "orig_sample_rate", "channels",
+                                       "orig_duration_s", "is_silent"}
+    rates = {int(t[c]["sample_rate"]) for c in good}
+    assert set(table["orig_sample_rate"].to_pylist()) == rates
+
+
+def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path):
+    out = tmp_path / "out"
+    first = extract(config(demo, out))
+    second = extract(config(demo, out))
+    assert second["counts"]["skipped"] == first["counts"]["ok"]
+    assert second["counts"]["processed"] == second["counts"]["retried"] == first["counts"]["failed"]
+    assert sorted(features_ids(out)) == sorted(set(features_ids(out)))
+    assert len(errors_table(out)) == first["counts"]["failed"]
+    # repair one broken clip: the next run moves it from errors/ to features/
+    t = truth(demo)
+    empty = next(c for c, r in t.items() if r["broken_kind"] == "empty")
+    path = next(demo.audio_dir.glob(f"{empty}.*"))
+    tone_clip(path, seconds=2.0)
+    third = extract(config(demo, out))
+    assert third["counts"]["ok"] == 1
+    assert empty in features_ids(out) and empty not in errors_table(out)
+    assert len(features_ids(out)) + len(errors_table(out)) == len(t)
+    assert len(list((out / "runs").glob("*.json"))) == 3
+
+
+def test_interrupted_run_resumes_with_every_clip_exactly_once(ray_session, tmp_path):
+    demo = generate_demo(tmp_path / "demo", n_clips=20, seed=5, duration_s=2.0, n_broken=2)
+    out = tmp_path / "out"
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "acoustic_env.cli", "extract", "--manifest", str(demo.clips_csv),
+           "--audio-root", str(demo.audio_dir), "--output", str(out), "--batch-size", "1",
+           "--ray-address", address, "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((out / "features").glob("part-*.parquet"))) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the job ended before it could be interrupted: {proc.stderr.read()[-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = set(features_ids(out))
+    assert 3 <= len(done_before) < demo.n_good
+    time.sleep(2)  # let Ray reap the dead driver's workers
+    record = extract(config(demo, out))
+    ids = features_ids(out)
+    assert len(ids) == len(set(ids)) == demo.n_good
+    assert record["counts"]["skipped"] >= len(done_before) - record["counts"]["duplicates_repaired"]
+    assert record["counts"]["processed"] <= 20 - len(done_before) + record["counts"]["duplicates_repaired"]
+    assert len(errors_table(out)) == demo.n_broken
+
+
+def test_bad_config_is_one_line_naming_the_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"^features\.mps_n_wt: must be an odd integer"):
+        extract_config_from_dict({"manifest": "m.csv", "output": "o", "features": {"mps_n_wt": 4}})
+    with pytest.raises(ConfigError, match=r"^decode\.min_duratoin_s: unknown field"):
+        extract_config_from_dict({"manifest": "m.csv", "output": "o", "decode": {"min_duratoin_s": 1}})
+    with pytest.raises(ConfigError, match=r"^batch_size: must be an integer >= 1"):
+        extract_config_from_dict({"manifest": "m.csv", "output": "o", "batch_size": 0})
+    with pytest.raises(ConfigError, match=r"^features\.signals: must be a non-empty subset"):
+        extract_config_from_dict({"manifest": "m.csv", "output": "o", "features": {"signals": ["mid"]}})
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--manifest", "m.csv", "--output", "o", "--batch-size", "0"], "batch_size: must be an integer >= 1"),
+    (["--output", "o"], "manifest: is required"),
+    (["--manifest", "/nonexistent/list.csv", "--output", "o"], "manifest not found"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, needle):
+    out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", *args], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr
+
+
+def test_cli_config_file_field_errors(tmp_path):
+    (tmp_path / "c.yaml").write_text("manifest: m.csv\noutput: o\nfeatures:\n  maad_flim_mid: [5000, 1000]\n")
+    out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--config", "c.yaml"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("acoustic-env: error: features.maad_flim_mid:")
