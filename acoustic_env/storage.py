@@ -63,6 +63,7 @@ def write_parquet(table: pa.Table, uri: str) -> None:
 def list_parts(directory: str) -> list[str]:
     """Completed Parquet parts in a directory (hidden temporaries excluded), as URIs, sorted."""
     fs, path = filesystem(directory)
+    fs.invalidate_cache(path)  # other processes write here: a cached listing would miss their parts
     try:
         names = fs.ls(path, detail=False)
     except FileNotFoundError:

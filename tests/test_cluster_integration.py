@@ -1,0 +1,216 @@
+"""A real two-node Ray cluster on this machine, S3 on loopback, jobs through `ray job submit`.
+
+Head and worker are separate `ray start` processes with their own ports and a custom
+resource on the worker; a moto S3 server runs as its own process. The jobs read their
+clip list and audio from S3 and write features back to S3; then the worker node is
+killed in the middle of an extract and the job must still end with every clip exactly
+once. Everything is started with a marker in its environment and torn down by that marker,
+so the test never touches another Ray instance on the machine (`ray stop` would).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from acoustic_env.synth import generate_demo
+
+from conftest import REPO, free_port
+
+BIN = Path(sys.executable).parent
+MARK = "ACOUSTIC_ENV_TEST_CLUSTER"
+EXCLUDES = json.dumps({"excludes": [".venv/", ".git/", "demo-output/", "*.parquet"]})
+
+
+def marked(value: str) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.environ().get(MARK, "").startswith(value):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def kill_marked(value: str) -> None:
+    procs = marked(value)
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=20)
+
+
+class Cluster:
+    """Head + one worker node, an S3 server, all on 127.0.0.1 with their own ports."""
+
+    def __init__(self, tmp: Path):
+        self.tag = uuid.uuid4().hex[:8]
+        self.tmp = Path(tempfile.mkdtemp(prefix="aet-", dir="/tmp"))  # short: Ray's socket paths are limited
+        self.gcs_port, self.dash_port, self.s3_port = free_port(), free_port(), free_port()
+        self.endpoint = f"http://127.0.0.1:{self.s3_port}"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}
+        self.env = {**base, "RAY_AUTH_MODE": "token", "AWS_ENDPOINT_URL": self.endpoint,
+                    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+    def _run(self, args: list[str], role: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {**self.env, MARK: f"{self.tag}-{role}"}
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def start(self) -> None:
+        subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)],
+                         env={**self.env, MARK: f"{self.tag}-s3"}, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        ports = lambda: [str(free_port()) for _ in range(5)]  # noqa: E731
+        nm, om, agent, grpc, rt = ports()
+        head = self._run([str(BIN / "ray"), "start", "--head", f"--port={self.gcs_port}", "--num-cpus=1",
+                          "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                          f"--dashboard-port={self.dash_port}", f"--temp-dir={self.tmp}",
+                          f"--node-manager-port={nm}", f"--object-manager-port={om}",
+                          f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={grpc}",
+                          f"--runtime-env-agent-port={rt}", f"--ray-client-server-port={free_port()}",
+                          f"--metrics-export-port={free_port()}", "--min-worker-port=0", "--max-worker-port=0",
+                          "--disable-usage-stats"], "head")
+        assert head.returncode == 0, head.stderr[-3000:]
+        self.start_worker()
+        deadline = time.time() + 60
+        while time.time() < deadline and not self._s3_up():
+            time.sleep(0.5)
+
+    def start_worker(self) -> None:
+        nm, om, agent, grpc, rt = (str(free_port()) for _ in range(5))
+        worker = self._run([str(BIN / "ray"), "start", f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1",
+                            '--resources={"accel": 1}', f"--node-manager-port={nm}", f"--object-manager-port={om}",
+                            f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={grpc}",
+                            f"--runtime-env-agent-port={rt}", f"--metrics-export-port={free_port()}",
+                            "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats"], "worker")
+        assert worker.returncode == 0, worker.stderr[-3000:]
+
+    def _s3_up(self) -> bool:
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(self.endpoint, timeout=1)
+            return True
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+
+    def s3(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(endpoint_url=self.endpoint, key="testing", secret="testing")
+
+    def submit(self, script: str, *args: str, wait: bool = True) -> str:
+        job_id = f"{script}-{uuid.uuid4().hex[:6]}"
+        cmd = [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{self.dash_port}",
+               f"--submission-id={job_id}", f"--working-dir={REPO}", f"--runtime-env-json={EXCLUDES}"]
+        if not wait:
+            cmd.append("--no-wait")
+        out = self._run([*cmd, "--", "python", f"jobs/{script}.py", *args], "submit", timeout=600)
+        if wait:
+            assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+        return job_id
+
+    def job_status(self, job_id: str) -> str:
+        out = self._run([str(BIN / "ray"), "job", "status", f"--address=http://127.0.0.1:{self.dash_port}",
+                         job_id], "submit")
+        text = out.stdout.lower()  # "Job 'x' succeeded" / "Status for job 'x': RUNNING"
+        for status in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
+            if status.lower() in text:
+                return status
+        return "UNKNOWN"
+
+    def logs(self, job_id: str) -> str:
+        return self._run([str(BIN / "ray"), "job", "logs", f"--address=http://127.0.0.1:{self.dash_port}",
+                          job_id], "submit").stdout
+
+    def kill_worker(self) -> None:
+        kill_marked(f"{self.tag}-worker")
+
+    def stop(self) -> None:
+        kill_marked(self.tag)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if shutil.which("moto_server", path=str(BIN)) is None:
+        pytest.skip("moto[server] is not installed")
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def s3_clip_ids(fs, prefix: str) -> list[str]:
+    fs.invalidate_cache()
+    ids = []
+    for part in fs.glob(f"{prefix}/features/*.parquet"):
+        ids += pq.read_table(io.BytesIO(fs.cat_file(part)), columns=["clip_id"])["clip_id"].to_pylist()
+    return ids
+
+
+def upload_demo(cluster: Cluster, tmp: Path, name: str, n: int, seed: int):
+    fs = cluster.s3()
+    if not fs.exists("ae-in"):
+        fs.mkdir("ae-in")
+        fs.mkdir("ae-out")
+    demo = generate_demo(tmp / name, n_clips=n, seed=seed, duration_s=2.0, n_broken=2)
+    fs.put(str(demo.audio_dir) + "/", f"ae-in/{name}/audio/", recursive=True)
+    fs.put(str(demo.clips_csv), f"ae-in/{name}/clips.csv")
+    return demo, fs
+
+
+def test_submitted_extract_against_s3(cluster, tmp_path):
+    demo, fs = upload_demo(cluster, tmp_path, "small", 8, seed=21)
+    job = cluster.submit("extract", "--manifest", "s3://ae-in/small/clips.csv", "--audio-root",
+                         "s3://ae-in/small/audio", "--output", "s3://ae-out/small", "--no-progress")
+    ids = s3_clip_ids(fs, "ae-out/small")
+    assert len(ids) == len(set(ids)) == demo.n_good, cluster.logs(job)[-3000:]
+    runs = fs.glob("ae-out/small/runs/*.json")
+    record = json.loads(fs.cat_file(runs[0]))
+    assert record["counts"]["failed"] == demo.n_broken and record["resources"]["max_actors"] >= 1
+    assert "testing" not in json.dumps(record), "no credentials in the run record"
+    assert "testing" not in cluster.logs(job)
+
+
+def test_worker_node_lost_mid_extract(cluster, tmp_path):
+    demo, fs = upload_demo(cluster, tmp_path, "big", 24, seed=22)
+    args = ("--manifest", "s3://ae-in/big/clips.csv", "--audio-root", "s3://ae-in/big/audio",
+            "--output", "s3://ae-out/big", "--batch-size", "1", "--no-progress")
+    job = cluster.submit("extract", *args, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(s3_clip_ids(fs, "ae-out/big")) < 3:
+        assert cluster.job_status(job) in ("PENDING", "RUNNING"), cluster.logs(job)[-3000:]
+        time.sleep(1)
+    cluster.kill_worker()
+    while time.time() < deadline and cluster.job_status(job) in ("PENDING", "RUNNING"):
+        time.sleep(2)
+    status = cluster.job_status(job)
+    print(f"job status after losing the worker node: {status}")
+    if status != "SUCCEEDED":
+        # the job lost work it could not reschedule: a re-submission must finish it, without duplicates
+        cluster.start_worker()
+        cluster.submit("extract", *args)
+    ids = s3_clip_ids(fs, "ae-out/big")
+    assert len(ids) == len(set(ids)) == demo.n_good, (status, cluster.logs(job)[-3000:])
+    errors = fs.glob("ae-out/big/errors/*.parquet")
+    err_ids = [i for p in errors for i in pq.read_table(io.BytesIO(fs.cat_file(p)))["clip_id"].to_pylist()]
+    assert len(err_ids) == demo.n_broken
