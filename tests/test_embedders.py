@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
+import importlib.util
+import http.server
 import json
 import logging
+import sys
+import threading
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +34,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset"
 
 def _audio(seconds: float, seed: int = 0, n: int = 1) -> np.ndarray:
     """Tone plus noise at 16 kHz, [n, samples] float32."""
-    t = np.arange(int(round(seconds * SR))) / SR
+    t = np.arange(round(seconds * SR)) / SR
     rng = np.random.default_rng(seed)
     wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal((n, t.size))
     return wave.astype(np.float32)
@@ -319,6 +325,41 @@ def test_weights_from_an_fsspec_url_cache(yamnet_cache: tuple[Path, dict]) -> No
     assert again[0]["already_present"]
 
 
+@pytest.fixture()
+def http_mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A loopback HTTP server over a directory, standing in for an HTTPS mirror."""
+    root = tmp_path / "mirror"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # clients that stop reading early (existence checks) are not errors
+
+    server = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", root
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_fetch_over_http_streams_and_checks(http_mirror: tuple[str, Path], tmp_path: Path) -> None:
+    url, root = http_mirror
+    record = weights.save_checkpoint(weights.REGISTRY["yamnet"], _seeded(yamnet.YAMNet).state_dict(),
+                                     str(root / "yamnet.pt"))
+    cache = tmp_path / "cache"
+    result = models_fetch(["yamnet"], cache_dir=str(cache), source=url)
+    assert result[0]["sha256"] == record["sha256"] == _sha256(cache / "yamnet.pt")
+    assert load_embedder("yamnet", cache_dir=str(cache)).weights_id == record["sha256"]
+    assert load_embedder("yamnet", weights=url + "yamnet.pt").weights_id == record["sha256"]
+
+
 def test_cache_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
     assert weights.resolve_cache_dir() == str(tmp_path)
@@ -421,7 +462,8 @@ def test_models_command_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> N
 # --- VGGish post-processing --------------------------------------------------------------
 
 
-def test_vggish_pca_postprocessing_matches_google_formula(monkeypatch: pytest.MonkeyPatch,
+def test_vggish_pca_postprocessing_matches_google_formula(random_embedders: dict,
+                                                          monkeypatch: pytest.MonkeyPatch,
                                                           tmp_path: Path) -> None:
     # A test PCA file cannot match the published md5; check the mechanics with our own.
     monkeypatch.setitem(weights.REGISTRY, "vggish_pca",
@@ -432,7 +474,7 @@ def test_vggish_pca_postprocessing_matches_google_formula(monkeypatch: pytest.Mo
     np.savez(tmp_path / "vggish_pca_params.npz", pca_eigen_vectors=matrix, pca_means=means)
     emb = load_embedder("vggish", allow_random_weights=True, cache_dir=str(tmp_path),
                         postprocess=True)
-    raw = load_embedder("vggish", allow_random_weights=True, cache_dir=str(tmp_path))
+    raw = random_embedders["vggish"]  # the same seeded random network, without PCA
     clip = _audio(3.0)[0]
     patches = raw.embed_frames(clip)["vggish"].astype(np.float64)
     pca = np.dot(matrix, patches.T - means).T
@@ -467,3 +509,79 @@ def test_sidecar_is_plain_json(yamnet_cache: tuple[Path, dict]) -> None:
     on_disk = json.loads(Path(weights.sidecar_uri(str(path))).read_text())
     assert on_disk["sha256"] == record["sha256"] == _sha256(path)
     assert on_disk["source"] == "https://tfhub.dev/google/yamnet/1"
+
+
+def test_benchmark_script_prints_a_markdown_table(capsys: pytest.CaptureFixture,
+                                                  tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "embedders.py"
+    spec = importlib.util.spec_from_file_location("bench_embedders", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--embedders", "yamnet", "--clips", "2", "--seconds", "1",
+                        "--batch-size", "2", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Machine:" in out and "| embedder | clips/s |" in out and "| yamnet |" in out
+
+
+class _FakeVariable:
+    def __init__(self, name: str, value: np.ndarray) -> None:
+        self.name, self._value = name, value
+
+    def numpy(self) -> np.ndarray:
+        return self._value
+
+
+class _FakeTensor:
+    def __init__(self, value: np.ndarray) -> None:
+        self._value = value
+
+    def numpy(self) -> np.ndarray:
+        return self._value
+
+
+def _fake_tensorflow(monkeypatch: pytest.MonkeyPatch, reference: torch.nn.Module,
+                     noise: float) -> None:
+    """Stand-ins for tensorflow/tensorflow_hub whose 'TF YAMNet' is a reference network.
+
+    This exercises convert()'s plumbing (variables in, comparison, checkpoint and sidecar
+    out); whether the mapping matches real TF semantics can only be checked with TF.
+    """
+    variables = [_FakeVariable(k, v) for k, v in _as_tf_variables("yamnet", reference.state_dict()).items()]
+    reference_embedder = yamnet.YAMNetEmbedder(reference, "reference")
+
+    class Model:
+        def __init__(self) -> None:
+            self.variables = variables
+
+        def __call__(self, wave: np.ndarray) -> tuple[_FakeTensor, _FakeTensor, _FakeTensor]:
+            out = reference_embedder.embed_frames(wave)
+            return (_FakeTensor(out["yamnet_scores"] + noise), _FakeTensor(out["yamnet"]),
+                    _FakeTensor(np.zeros(1)))
+
+    tf = type(sys)("tensorflow")
+    tf.__version__, tf.constant = "fake", np.asarray
+    hub = type(sys)("tensorflow_hub")
+    hub.__version__, hub.load = "fake", lambda handle: Model()
+    monkeypatch.setitem(sys.modules, "tensorflow", tf)
+    monkeypatch.setitem(sys.modules, "tensorflow_hub", hub)
+
+
+def test_convert_writes_a_checked_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    reference = _seeded(yamnet.YAMNet)
+    _fake_tensorflow(monkeypatch, reference, noise=0.0)
+    [result] = models_convert(["yamnet"], cache_dir=str(tmp_path))
+    assert result["sha256"] == _sha256(tmp_path / "yamnet.pt")
+    assert result["converted_from"] == "https://tfhub.dev/google/yamnet/1"
+    assert result["max_abs_diff_vs_tf"]["yamnet"] == 0.0
+    loaded = load_embedder("yamnet", cache_dir=str(tmp_path))
+    assert loaded.weights_id == result["sha256"]
+    clip = _audio(1.5)
+    np.testing.assert_array_equal(loaded.embed(clip)["yamnet"],
+                                  yamnet.YAMNetEmbedder(reference, "r").embed(clip)["yamnet"])
+
+
+def test_convert_refuses_when_outputs_disagree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _fake_tensorflow(monkeypatch, _seeded(yamnet.YAMNet), noise=0.01)
+    with pytest.raises(WeightsError, match="conversion refused"):
+        models_convert(["yamnet"], cache_dir=str(tmp_path))
+    assert not (tmp_path / "yamnet.pt").exists()

@@ -1,10 +1,12 @@
 """Pretrained audio embedders (VGGish, YAMNet, PANNs CNN14) behind one HEAR-style interface.
 
->>> emb = load_embedder("panns", device="cuda")          # weights from the checked cache
->>> out = emb.embed(batch, lengths)                       # {"panns": [n, 2048], "panns_scores": [n, 527]}
+Usage::
 
-All three are PyTorch modules so that GPU actors share one runtime. Weights are
-verified by SHA-256 before use; see :mod:`.weights` and ``acoustic-env models``.
+    emb = load_embedder("panns", device="cuda")   # weights from the checked model cache
+    out = emb.embed(batch, lengths)               # {"panns": [n, 2048], "panns_scores": [n, 527]}
+
+All three are PyTorch modules so that GPU actors share one runtime. Weights are verified
+by SHA-256 before use; see :mod:`.weights` and ``acoustic-env models`` (:mod:`.cli`).
 """
 
 from .base import Embedder

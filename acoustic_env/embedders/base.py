@@ -8,9 +8,10 @@ it was batched with. Clips shorter than a model's minimum input are zero-padded 
 to that minimum (each model documents its minimum).
 
 Pooling frames to a clip: embeddings are averaged over frames (the usual clip summary of
-frame embeddings, and what AudioSet's released VGGish features are averaged with); class
-scores take the maximum over frames, the standard clip-level tagging rule (a sound present
-in one second is present in the clip).
+frame embeddings, as HEAR's scene embeddings do); class scores take the maximum over
+frames, the standard clip-level tagging rule (a sound present in one second is present in
+the clip). No standard deviation over frames is added: it would double every column's
+width without evidence yet that the classifier needs it.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``models list|fetch|convert`` to an ``add_subparsers()`` object."""
     models = subparsers.add_parser("models", help="list, fetch or convert pretrained weights")
     sub = models.add_subparsers(dest="models_command", required=True)
-    cache_help = "model cache directory or URL (default $ACOUSTIC_ENV_MODEL_CACHE or ~/.cache/acoustic-env/models)"
+    cache_help = ("model cache directory or URL "
+                  "(default $ACOUSTIC_ENV_MODEL_CACHE or ~/.cache/acoustic-env/models)")
 
     p = sub.add_parser("list", help="show which weights are in the cache and whether they check out")
     p.add_argument("--cache-dir", help=cache_help)
@@ -104,7 +105,8 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--source", help="mirror directory or URL (file://, s3://, https://) holding the files")
     p.set_defaults(func=_cmd_fetch)
 
-    p = sub.add_parser("convert", help="build VGGish/YAMNet PyTorch weights from TF-Hub (needs the convert extra)")
+    p = sub.add_parser("convert",
+                       help="build VGGish/YAMNet PyTorch weights from TF-Hub (needs the convert extra)")
     p.add_argument("names", nargs="*", help="vggish and/or yamnet (default both)")
     p.add_argument("--cache-dir", help=cache_help)
     p.add_argument("--vggish-handle", help="TF-Hub handle or SavedModel directory for VGGish")

@@ -30,7 +30,10 @@ _NETWORKS: dict[str, Callable[[], nn.Module]] = {
     "vggish": vggish.VGGish, "yamnet": yamnet.YAMNet, "panns": panns.Cnn14}
 _FRAME_COUNTS: dict[str, Callable[[int], int]] = {
     "vggish": vggish.frame_count, "yamnet": yamnet.frame_count, "panns": panns.frame_count}
-_DEFAULT_MAX_BATCH = {"vggish": 64, "yamnet": 64, "panns": 8}
+# Patches (VGGish, YAMNet) or 10-s clips (PANNs) per forward pass: small on CPU, where
+# bigger batches gain nothing; larger on a GPU, where they keep it busy.
+_DEFAULT_MAX_BATCH = {"cpu": {"vggish": 64, "yamnet": 64, "panns": 8},
+                      "cuda": {"vggish": 512, "yamnet": 1024, "panns": 32}}
 RANDOM_SEED = 0
 
 
@@ -86,7 +89,8 @@ def load_embedder(name: str, weights: str | None = None, device: str = "cpu",
     Args:
         name: ``"vggish"``, ``"yamnet"`` or ``"panns"``.
         weights: checkpoint path or fsspec URL; default ``<cache>/<registry file name>``.
-        device: torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …).
+        device: torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …), or ``"auto"``: CUDA
+            when this process sees a GPU, else CPU.
         allow_random_weights: use seeded random weights when the checkpoint is absent
             (offline demos); ``weights_id`` is then ``"random"``. A present but bad
             checkpoint still raises.
@@ -106,8 +110,11 @@ def load_embedder(name: str, weights: str | None = None, device: str = "cpu",
         raise ValueError(f"unknown embedder {name!r}; choose from {EMBEDDERS}")
     if (postprocess or pca_weights) and name != "vggish":
         raise ValueError("postprocess/pca_weights apply to vggish only")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     network, weights_id = _network(name, weights, cache_dir, allow_random_weights, sha256)
-    batch = max_batch or _DEFAULT_MAX_BATCH[name]
+    defaults = _DEFAULT_MAX_BATCH["cuda" if torch.device(device).type == "cuda" else "cpu"]
+    batch = max_batch or defaults[name]
     if name == "panns":
         return panns.PannsEmbedder(network, weights_id, device, precision, batch)
     if name == "yamnet":
@@ -115,8 +122,8 @@ def load_embedder(name: str, weights: str | None = None, device: str = "cpu",
     postprocessor = None
     if postprocess:
         spec = REGISTRY["vggish_pca"]
-        arrays, pca_sha = load_npz(spec, pca_weights or join_uri(resolve_cache_dir(cache_dir),
-                                                           spec.filename))
+        pca_uri = pca_weights or join_uri(resolve_cache_dir(cache_dir), spec.filename)
+        arrays, pca_sha = load_npz(spec, pca_uri)
         try:
             postprocessor = vggish.Postprocessor(np.asarray(arrays["pca_eigen_vectors"]),
                                                  np.asarray(arrays["pca_means"]), pca_sha)

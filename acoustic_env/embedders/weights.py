@@ -152,7 +152,7 @@ def write_sidecar(uri: str, record: dict[str, Any]) -> None:
 
 def identity_record(sha256: str, size: int, source: str, **extra: Any) -> dict[str, Any]:
     """The sidecar content: what a later load checks the file against."""
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     return {"sha256": sha256, "size": size, "source": source, "written": now, **extra}
 
 
@@ -170,8 +170,8 @@ def expected_identity(spec: WeightsSpec, uri: str, sha256: str | None = None) ->
     """Explicit hash first, then the registry's pinned values, then the sidecar."""
     if sha256:
         return Expected(sha256.lower(), None, None, "the sha256 argument")
-    if spec.sha256:
-        return Expected(spec.sha256, spec.size, spec.md5, "the registry")
+    if spec.sha256:  # a pinned SHA-256 makes the publisher's md5 redundant
+        return Expected(spec.sha256, spec.size, None, "the registry")
     sidecar = read_sidecar(uri)
     if sidecar:
         return Expected(sidecar.get("sha256"), sidecar.get("size"), spec.md5,
@@ -204,15 +204,15 @@ def _check(spec: WeightsSpec, uri: str, expected: Expected, sha256: str, md5: st
         raise WeightsError(
             f"Weights file {uri} for '{spec.name}' is truncated or wrong: expected "
             f"{expected.size} bytes (from {expected.origin}), found {size} bytes; actual "
-            f"sha256 {sha256}, expected sha256 {expected.sha256}. Delete it and run "
-            f"`acoustic-env models fetch {spec.name}` again."
+            f"sha256 {sha256}, expected sha256 {expected.sha256}. Delete it; "
+            f"{spec.how_to_get()}"
         )
     if expected.sha256 is not None and sha256 != expected.sha256:
         raise WeightsError(
             f"Checksum mismatch for '{spec.name}' weights {uri}: expected sha256 "
             f"{expected.sha256} (from {expected.origin}), actual sha256 {sha256} "
-            f"({size} bytes). The file is corrupt or not the release {spec.source}; delete "
-            f"it and run `acoustic-env models fetch {spec.name}` again."
+            f"({size} bytes). The file is corrupt or not the release {spec.source}. "
+            f"Delete it; {spec.how_to_get()}"
         )
     if expected.md5 is not None and md5 is not None and md5 != expected.md5:
         raise WeightsError(
@@ -307,6 +307,24 @@ def _open_source(uri: str) -> Any:
     return fsspec.open(uri, "rb", **options)
 
 
+def _copy(src: str, fs: Any, part: str) -> tuple[str, str, int]:
+    """Stream ``src`` into ``part`` on ``fs``; returns SHA-256, MD5 and size."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    try:
+        with _open_source(src) as fin, fs.open(part, "wb") as fout:
+            while chunk := fin.read(_CHUNK):
+                sha.update(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+                fout.write(chunk)
+    except Exception as exc:  # HTTP, S3 and GCS clients raise many unrelated types
+        raise WeightsError(
+            f"Could not copy {src}: {type(exc).__name__}: {exc}. Check the network and "
+            f"credentials, or fetch from a mirror with --source <dir-or-url>."
+        ) from exc
+    return sha.hexdigest(), md5.hexdigest(), size
+
+
 def fetch(spec: WeightsSpec, cache_dir: str | None = None,
           source: str | None = None) -> dict[str, Any]:
     """Copy one weights file into the cache, checking it on the way.
@@ -326,34 +344,32 @@ def fetch(spec: WeightsSpec, cache_dir: str | None = None,
         raise WeightsError(
             f"'{spec.name}' ({spec.filename}) has no direct download. {spec.how_to_get()}"
         )
-    src = join_uri(source, spec.filename) if source else spec.source
-    src_fs, src_path = fsspec.core.url_to_fs(src)
-    if source and not src_fs.exists(src_path):
-        raise WeightsError(f"{src} does not exist; cannot fetch '{spec.name}'. "
-                           f"{spec.how_to_get()}")
-    expected = expected_identity(spec, src)
+    if source:
+        src = join_uri(source, spec.filename)
+        src_fs, src_path = fsspec.core.url_to_fs(src)
+        if not src_fs.exists(src_path):
+            raise WeightsError(f"{src} does not exist; cannot fetch '{spec.name}'. "
+                               f"{spec.how_to_get()}")
+        expected = expected_identity(spec, src)
+    else:
+        src = spec.source
+        expected = Expected(spec.sha256, spec.size, None if spec.sha256 else spec.md5,
+                            "the registry")
     fs, path = fsspec.core.url_to_fs(dest)
     fs.makedirs(_parent(path), exist_ok=True)
     part = path + ".part"
     log.info("fetching %s -> %s", src, dest)
     try:
-        with _open_source(src) as fin, fs.open(part, "wb") as fout:
-            sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-            while chunk := fin.read(_CHUNK):
-                sha.update(chunk)
-                md5.update(chunk)
-                size += len(chunk)
-                fout.write(chunk)
-        _check(spec, src, expected, sha.hexdigest(), md5.hexdigest(), size)
+        sha, md5, size = _copy(src, fs, part)
+        _check(spec, src, expected, sha, md5, size)
         fs.mv(part, path)
     finally:
         if fs.exists(part):
             fs.rm(part)
-    record = (read_sidecar(src) if spec.converted else None) or identity_record(
-        sha.hexdigest(), size, src)
+    record = (read_sidecar(src) if spec.converted else None) or identity_record(sha, size, src)
     if not spec.sha256:
         write_sidecar(dest, record)
-    return {"name": spec.name, "path": dest, "sha256": sha.hexdigest(), "size": size,
+    return {"name": spec.name, "path": dest, "sha256": sha, "size": size,
             "source": src, "already_present": False}
 
 

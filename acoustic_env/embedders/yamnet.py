@@ -52,12 +52,29 @@ def frame_count(n_samples: int) -> int:
 
 
 def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """TensorFlow 'SAME' padding of the last two dims (extra row/column at the end)."""
+    """TensorFlow 'SAME' padding of the last two dims (any extra row/column at the end)."""
     pads: list[int] = []
     for size in (x.shape[-1], x.shape[-2]):  # F.pad lists the last dim first
         total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
         pads += [total // 2, total - total // 2]
     return F.pad(x, pads)
+
+
+class SameConv2d(nn.Conv2d):
+    """Bias-free convolution with TF 'SAME' padding.
+
+    With stride 1 'SAME' is symmetric, so the convolution pads by itself (no copy); with
+    stride 2 the input is padded explicitly, the extra row/column at the end.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(c_in, c_out, kernel, stride, padding=(kernel - 1) // 2 if stride == 1 else 0,
+                         groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] != 1:
+            x = same_pad(x, self.kernel_size[0], self.stride[0])
+        return super().forward(x)
 
 
 class BatchNormShift(nn.Module):
@@ -75,16 +92,15 @@ class BatchNormShift(nn.Module):
 
 
 class ConvLayer(nn.Module):
-    """Conv (no bias, 'SAME') → batch norm → ReLU."""
+    """Conv → batch norm → ReLU."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
         super().__init__()
-        self.kernel, self.stride = kernel, stride
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, bias=False)
+        self.conv = SameConv2d(c_in, c_out, kernel, stride)
         self.bn = BatchNormShift(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(same_pad(x, self.kernel, self.stride))))
+        return F.relu(self.bn(self.conv(x)), inplace=True)
 
 
 class SeparableLayer(nn.Module):
@@ -92,15 +108,14 @@ class SeparableLayer(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
         super().__init__()
-        self.kernel, self.stride = kernel, stride
-        self.depthwise = nn.Conv2d(c_in, c_in, kernel, stride, groups=c_in, bias=False)
+        self.depthwise = SameConv2d(c_in, c_in, kernel, stride, groups=c_in)
         self.depthwise_bn = BatchNormShift(c_in)
-        self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=False)
+        self.pointwise = SameConv2d(c_in, c_out, 1)
         self.pointwise_bn = BatchNormShift(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.depthwise_bn(self.depthwise(same_pad(x, self.kernel, self.stride))))
-        return F.relu(self.pointwise_bn(self.pointwise(x)))
+        x = F.relu(self.depthwise_bn(self.depthwise(x)), inplace=True)
+        return F.relu(self.pointwise_bn(self.pointwise(x)), inplace=True)
 
 
 class YAMNet(nn.Module):
@@ -132,6 +147,8 @@ class YAMNetEmbedder(PatchEmbedder):
     def __init__(self, model: YAMNet, weights_id: str, device: str = "cpu",
                  precision: str = "fp32", max_batch: int = 64) -> None:
         super().__init__(model, weights_id, device, precision, max_batch)
+        # Depthwise convolutions run markedly faster on channels-last tensors.
+        self.model.to(memory_format=torch.channels_last)
         self.frontend = GoogleLogMel(LOG_OFFSET, PATCH_HOP).to(self.device)
 
     def _patches(self, clip: np.ndarray) -> torch.Tensor:
@@ -139,5 +156,5 @@ class YAMNetEmbedder(PatchEmbedder):
         return self.frontend(self._tensor(padded))
 
     def _network(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
-        embeddings, scores = self.model(patches)
+        embeddings, scores = self.model(patches.contiguous(memory_format=torch.channels_last))
         return {self.name: embeddings, f"{self.name}_scores": scores}
