@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .audit.config import AuditError
 from .config import ConfigError, extract_config_from_dict, load_config_file
 from .manifest import ManifestError
 from .ontology import OntologyError
 from .tasks import TaskError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ManifestError, OntologyError, TaskError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ManifestError, OntologyError, TaskError, AuditError)
 
 
 def _add_extract_options(p: argparse.ArgumentParser) -> None:
@@ -92,6 +93,136 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML/JSON file with any TrainConfig field (flags override it)")
+    p.add_argument("--features", help="feature table: an extract output or its features/ directory (local or s3://)")
+    p.add_argument("--output", help="output directory or URI (model/, report/, runs/ go below it)")
+    p.add_argument("--task", help="built-in task name or task YAML file (default urban_natural)")
+    p.add_argument("--ontology", help="ontology.json path or URL (only for tasks with display names or descendants)")
+    p.add_argument("--groups", help="comma-separated sources or columns, e.g. indices,mps_fg,vggish (default: all)")
+    p.add_argument("--signals", help="comma-separated subset of raw,fg,bg for indices and MPS (default all three)")
+    p.add_argument("--pca", help="components per source: a count or a variance fraction, e.g. indices=20,mps=0.95 "
+                                 "(defaults indices=20,mps=10,vggish=128,yamnet=400,panns=400)")
+    p.add_argument("--test-size", type=float, help="test fraction when no --test-list is given (default 0.2)")
+    p.add_argument("--val-size", type=float, help="validation fraction of the non-test clips (default 0.2)")
+    p.add_argument("--test-list", help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, or one per line")
+    p.add_argument("--seed", type=int, help="seed of the splits, the search and the networks (default 0)")
+    p.add_argument("--trials", type=int, help="search trials (default 8; 0 trains once with default hyper-parameters)")
+    p.add_argument("--time-budget", dest="time_budget_s", type=float, help="search time budget in seconds (default 900)")
+    p.add_argument("--max-concurrent-trials", type=int, help="trials at once (default 0: one per two CPUs)")
+    p.add_argument("--max-rounds", type=int, help="validation rounds per run at most (default 30)")
+    p.add_argument("--grace-rounds", type=int, help="rounds before early termination may stop a trial (default 3)")
+    p.add_argument("--patience", type=int, help="rounds without improvement before a run stops (default 6)")
+    p.add_argument("--steps-per-round", type=int, help="optimizer steps per validation round at least (default 50)")
+    p.add_argument("--workers", type=int, help="Ray Train workers per run (default 1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (default: GPU when the cluster has one)")
+    p.add_argument("--baselines", help="comma-separated subset of logreg,xgboost (default both; empty for none)")
+    p.add_argument("--no-ablations", dest="ablations", action="store_false", default=None, help="skip the feature-group ablations")
+    p.add_argument("--shap-samples", type=int, help="test clips explained with SHAP (default 100; 0 skips SHAP)")
+    p.add_argument("--label-accuracy", help="the audit's label-accuracy estimate (JSON): adds adjusted accuracy to the report")
+    p.add_argument("--memory-gb", type=float, help="above this many GiB of raw features, fit PCA incrementally (default 4)")
+    p.add_argument("--work-dir", help="Ray Tune/Train run directory (default <output>/ray; shared storage on a multi-node cluster)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local instance)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bars")
+
+
+def train_config_from_args(args: argparse.Namespace) -> Any:
+    from .train.config import train_config_from_dict
+
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for name in ("features", "output", "task", "ontology", "groups", "signals", "pca", "test_size", "val_size",
+                 "test_list", "seed", "trials", "time_budget_s", "max_concurrent_trials", "max_rounds", "grace_rounds",
+                 "patience", "steps_per_round", "workers", "device", "baselines", "ablations", "shap_samples",
+                 "label_accuracy", "memory_gb", "work_dir", "ray_address", "progress"):
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    for required in ("features", "output"):
+        if not data.get(required):
+            raise ConfigError(f"{required}: is required (--{required} or in --config)")
+    return train_config_from_dict(data)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.job import summary_lines, train
+
+    print("\n".join(summary_lines(train(train_config_from_args(args)))))
+    return 0
+
+
+def _add_audit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML/JSON file with any AuditConfig field (flags override it)")
+    p.add_argument("--features", help="feature table: an extract output, its features/ directory, or a Parquet file")
+    p.add_argument("--output", help="audit output directory or URI (audit.parquet, summary.json, review/)")
+    p.add_argument("--task", help="built-in task name or task YAML file (default urban_natural)")
+    p.add_argument("--ontology", help="ontology.json path or URL (only for tasks with display names or descendants)")
+    p.add_argument("--model", help="out-of-fold model: logreg (default, fast) or xgboost")
+    p.add_argument("--folds", type=int, help="number of cross-fitting folds (default 5)")
+    p.add_argument("--seed", type=int, help="seed of the folds, the model and the random review sample (default 0)")
+    p.add_argument("--feature-groups", help="comma-separated feature columns or prefixes, e.g. indices,mps_fg,vggish "
+                                            "(default: every vector except *_scores)")
+    p.add_argument("--filter-by", help="cleanlab flagging rule (default prune_by_noise_rate)")
+    p.add_argument("--review-top", type=int, help="suspects on the review page (default 50)")
+    p.add_argument("--random-sample", type=int, help="randomly drawn clips on the review page (default 100)")
+    p.add_argument("--parallel", help="sequential (default) or ray: run the folds as Ray tasks")
+    p.add_argument("--ray-address", help="Ray cluster address for --parallel ray (default: RAY_ADDRESS, else local)")
+
+
+def audit_config_from_args(args: argparse.Namespace) -> Any:
+    from .audit.config import audit_config_from_dict
+
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for name in ("features", "output", "task", "ontology", "model", "folds", "seed", "feature_groups", "filter_by",
+                 "review_top", "random_sample", "parallel", "ray_address"):
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    for required in ("features", "output"):
+        if not data.get(required):
+            raise ConfigError(f"{required}: is required (--{required} or in --config)")
+    return audit_config_from_dict(data)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit.job import run_audit, summary_lines
+
+    print("\n".join(summary_lines(run_audit(audit_config_from_args(args)))))
+    return 0
+
+
+def cmd_audit_review(args: argparse.Namespace) -> int:
+    from .audit.job import rebuild_review
+    from .audit.server import make_server, verdicts_uri
+
+    if args.top is not None or args.random_sample is not None:
+        page = rebuild_review(args.audit, 50 if args.top is None else args.top,
+                              100 if args.random_sample is None else args.random_sample, args.seed)
+        print(f"review page: {page}")
+    if args.serve:
+        server = make_server(args.audit, args.port)
+        print(f"serving the review page at http://127.0.0.1:{server.server_address[1]}/ "
+              f"(verdicts are saved to {verdicts_uri(args.audit)}); Ctrl-C stops")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return 0
+
+
+def cmd_audit_estimate(args: argparse.Namespace) -> int:
+    from .audit.estimate import estimate_accuracy, estimate_lines, read_verdicts
+    from .storage import write_json
+
+    est = estimate_accuracy(read_verdicts(args.verdicts), args.sample, args.method)
+    print("\n".join(estimate_lines(est)))
+    if args.output:
+        write_json(est, args.output)
+        print(f"  written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acoustic-env", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -109,6 +240,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features-impl", choices=["reference", "fast"], default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=True)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train the environment classifier (PCA + MLP under Ray Tune) with baselines and a report")
+    _add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("audit", help="rescore the labels out of fold, flag likely wrong ones, write a review page")
+    _add_audit_options(p)
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("audit-review", help="serve an audit's review page locally (verdicts saved as you click)")
+    p.add_argument("--audit", required=True, help="the audit's output directory or URI")
+    p.add_argument("--serve", action="store_true", help="serve the page on 127.0.0.1 and save verdicts it posts")
+    p.add_argument("--port", type=int, default=8765, help="port for --serve (default 8765; 0 picks a free one)")
+    p.add_argument("--top", type=int, help="rebuild the page with this many suspects")
+    p.add_argument("--random-sample", type=int, help="rebuild the page with this many random clips")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sample when rebuilding (default 0)")
+    p.set_defaults(func=cmd_audit_review)
+
+    p = sub.add_parser("audit-estimate", help="label accuracy per class, with an interval, from review verdicts")
+    p.add_argument("--verdicts", required=True, nargs="+", help="verdict file(s): JSON or CSV from the review page")
+    p.add_argument("--sample", help="random (unbiased accuracy; the default when present) or suspects (precision of the flags)")
+    p.add_argument("--method", default="wilson", help="interval: wilson (default) or bootstrap")
+    p.add_argument("--output", help="write the estimate JSON here (the training report reads it)")
+    p.set_defaults(func=cmd_audit_estimate)
     return parser
 
 

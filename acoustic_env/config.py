@@ -16,6 +16,11 @@ from typing import Any
 import yaml
 
 
+#: The embedders the pipeline can run, in the order it runs them (torch-free, so that
+#: validating a config never imports a deep-learning runtime).
+EMBEDDERS = ("vggish", "yamnet", "panns")
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
@@ -73,7 +78,7 @@ class FeatureParams:
     mps_n_wt: int = 33
     mps_max_wt: float = 64.0  # Hz
     signals: tuple[str, ...] = ("raw", "fg", "bg")
-    impl: str = "reference"
+    impl: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,10 @@ class ExtractConfig:
     allow_random_weights: bool = False
     weights_cache: str | None = None
     device: str = "auto"
+    # The cluster resource that marks an accelerator. Embedder actors request a fraction
+    # of one ("GPU" on real clusters; a custom resource stands in for it in tests).
+    accelerator_resource: str = "GPU"
+    embed_batch_size: int = 16
     ray_address: str | None = None
     progress: bool = True
     decode: DecodeParams = field(default_factory=DecodeParams)
@@ -121,6 +130,12 @@ def validate(cfg: ExtractConfig) -> ExtractConfig:
     _require(cfg.manifest_format in _FORMATS, "manifest_format", f"must be one of {sorted(_FORMATS)}", cfg.manifest_format)
     _require(isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "batch_size", "must be an integer >= 1", cfg.batch_size)
     _require(cfg.limit is None or (isinstance(cfg.limit, int) and cfg.limit >= 1), "limit", "must be an integer >= 1", cfg.limit)
+    bad = [e for e in cfg.embedders if e not in EMBEDDERS]
+    _require(not bad, "embedders", f"must be a subset of {list(EMBEDDERS)}", cfg.embedders)
+    _require(len(set(cfg.embedders)) == len(cfg.embedders), "embedders", "must not repeat a name", cfg.embedders)
+    _require(isinstance(cfg.embed_batch_size, int) and cfg.embed_batch_size >= 1, "embed_batch_size",
+             "must be an integer >= 1", cfg.embed_batch_size)
+    _require(bool(cfg.accelerator_resource), "accelerator_resource", "must name a resource", cfg.accelerator_resource)
     _require(cfg.device in _DEVICES, "device", f"must be one of {sorted(_DEVICES)}", cfg.device)
     _require("{" in cfg.path_template, "path_template", "must contain placeholders such as {YTID}", cfg.path_template)
     _require(len(cfg.audio_extensions) > 0, "audio_extensions", "must not be empty", cfg.audio_extensions)

@@ -19,6 +19,33 @@ from .storage import join, write_json
 log = logging.getLogger("acoustic_env.extract")
 
 
+def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
+    """Each embedder's checkpoint SHA-256, or "random": checked here, before Ray starts.
+
+    A missing or bad checkpoint stops the job now with the registry's one-line message
+    (which names the file, its source and ``acoustic-env models fetch``), not later in
+    every actor.
+    """
+    if not cfg.embedders:
+        return {}
+    from .embedders.weights import REGISTRY, WeightsError, missing_message, status
+
+    ids: dict[str, str] = {}
+    for name in cfg.embedders:
+        state = status(REGISTRY[name], cfg.weights_cache, verify=True)
+        if state["status"] == "missing":
+            if not cfg.allow_random_weights:
+                raise WeightsError(missing_message(REGISTRY[name], state["path"]))
+            log.warning("embedder %s: no checkpoint at %s, using RANDOM weights (--allow-random-weights)",
+                        name, state["path"])
+            ids[name] = "random"
+        elif state["status"] == "bad":
+            raise WeightsError(state["reason"])
+        else:
+            ids[name] = state["sha256"]
+    return ids
+
+
 def extract(cfg: ExtractConfig) -> dict[str, Any]:
     """Run the job; return the run record (also written to runs/<run_id>.json)."""
     validate(cfg)
@@ -28,7 +55,7 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
                              cfg.audio_extensions, cfg.cut_segments, cfg.ontology, cfg.limit)
     plan = outputs.make_plan(manifest.table, cfg.output)
-    weights: dict[str, str] = {}
+    weights = resolve_weights(cfg)
     record.update(manifest={"source": manifest.source, "format": manifest.format},
                   weights=weights)
     record_uri = join(cfg.output, outputs.RUNS, f"{run_id}.json")
@@ -37,7 +64,7 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
              run_id, manifest.table.num_rows, plan.skipped, plan.todo.num_rows, plan.retried)
     totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {}}
     if plan.todo.num_rows:
-        totals = run_pipeline(plan.todo, cfg, run_id, table_metadata(cfg, run_id, weights))
+        totals = run_pipeline(plan.todo, cfg, run_id, table_metadata(cfg, run_id, weights), weights)
     remaining_errors = outputs.compact_errors(cfg.output, run_id)
     repaired = outputs.repair_duplicates(cfg.output)
     record.update(

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import fast_indices, fast_mps, fast_separation
 from .config import FeatureParams
 from .indices import INDEX_NAMES, maad_indices
 from .mps import mps_axes, mps_grid
@@ -19,13 +20,21 @@ from .separation import separate
 
 IndexFn = Callable[[np.ndarray, int, FeatureParams], np.ndarray]
 MpsFn = Callable[[np.ndarray, int, FeatureParams], np.ndarray]
+SeparateFn = Callable[[np.ndarray, int, FeatureParams], tuple[np.ndarray, np.ndarray]]
 
 
 def implementation(name: str) -> tuple[IndexFn, MpsFn]:
-    """The (indices, mps) functions of an implementation ('reference' = the libraries)."""
+    """The (indices, mps) functions of an implementation ('reference' = the libraries, 'fast' = vectorised)."""
     if name == "reference":
         return maad_indices, mps_grid
+    if name == "fast":
+        return fast_indices.maad_indices, fast_mps.mps_grid
     raise ValueError(f"features.impl: unknown implementation {name!r}")
+
+
+def separation(name: str) -> SeparateFn:
+    """The fg/bg separation of an implementation (same outputs, see fast_separation)."""
+    return fast_separation.separate if name == "fast" else separate
 
 
 def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -38,7 +47,7 @@ def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams) -> tuple[dic
     t0 = time.thread_time()
     signals = {"raw": np.asarray(audio, dtype=np.float32)}
     if {"fg", "bg"} & set(params.signals):
-        signals["fg"], signals["bg"] = separate(signals["raw"], sr, params)
+        signals["fg"], signals["bg"] = separation(params.impl)(signals["raw"], sr, params)
     cpu["separate"] = time.thread_time() - t0
     out: dict[str, np.ndarray] = {}
     nonfinite = 0

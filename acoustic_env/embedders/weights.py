@@ -198,15 +198,19 @@ def _hash_stream(stream: Any, want_md5: bool) -> tuple[str, str | None, int]:
     return sha.hexdigest(), md5.hexdigest() if md5 is not None else None, size
 
 
-def _check(spec: WeightsSpec, uri: str, expected: Expected, sha256: str, md5: str | None,
-           size: int) -> None:
+def _check_size(spec: WeightsSpec, uri: str, expected: Expected, size: int) -> None:
+    """Size first: it catches a truncated download without reading the whole file."""
     if expected.size is not None and size != expected.size:
         raise WeightsError(
             f"Weights file {uri} for '{spec.name}' is truncated or wrong: expected "
-            f"{expected.size} bytes (from {expected.origin}), found {size} bytes; actual "
-            f"sha256 {sha256}, expected sha256 {expected.sha256}. Delete it; "
-            f"{spec.how_to_get()}"
+            f"{expected.size} bytes (from {expected.origin}, sha256 {expected.sha256}), found "
+            f"{size} bytes. Delete it; {spec.how_to_get()}"
         )
+
+
+def _check(spec: WeightsSpec, uri: str, expected: Expected, sha256: str, md5: str | None,
+           size: int) -> None:
+    _check_size(spec, uri, expected, size)
     if expected.sha256 is not None and sha256 != expected.sha256:
         raise WeightsError(
             f"Checksum mismatch for '{spec.name}' weights {uri}: expected sha256 "
@@ -237,6 +241,7 @@ def read_verified(spec: WeightsSpec, uri: str, sha256: str | None = None) -> tup
     if not fs.exists(path):
         raise WeightsError(missing_message(spec, uri))
     expected = expected_identity(spec, uri, sha256)
+    _check_size(spec, uri, expected, fs.size(path))
     data = fs.cat_file(path)
     actual_sha, actual_md5, size = _hash_stream(io.BytesIO(data), expected.md5 is not None)
     _check(spec, uri, expected, actual_sha, actual_md5, size)
@@ -390,10 +395,12 @@ def status(spec: WeightsSpec, cache_dir: str | None = None, verify: bool = True)
     row["size"] = fs.size(path)
     if not verify:
         return {**row, "status": "present", "sha256": None}
-    with fs.open(path, "rb") as f:
-        sha, md5, size = _hash_stream(f, expected.md5 is not None)
-    row["sha256"] = sha
+    row["sha256"] = None
     try:
+        _check_size(spec, uri, expected, row["size"])
+        with fs.open(path, "rb") as f:
+            sha, md5, size = _hash_stream(f, expected.md5 is not None)
+        row["sha256"] = sha
         _check(spec, uri, expected, sha, md5, size)
     except WeightsError as exc:
         return {**row, "status": "bad", "reason": str(exc)}

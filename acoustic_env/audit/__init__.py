@@ -1,0 +1,27 @@
+"""Label audit: out-of-fold rescoring, confident learning, a review page and a label-accuracy estimate.
+
+``run_audit(audit_config_from_dict({...}))`` audits a feature table;
+``estimate_accuracy(read_verdicts([...]))`` turns reviewed clips into an
+accuracy estimate with an interval; ``make_server`` serves the review page.
+
+Names are imported on first use, so ``acoustic-env extract`` (which imports
+this package for its error class) does not pay for scikit-learn and cleanlab.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "AuditConfig": "config", "AuditError": "config", "audit_config_from_dict": "config",
+    "estimate_accuracy": "estimate", "read_verdicts": "estimate",
+    "rebuild_review": "job", "run_audit": "job",
+    "make_server": "server", "verdicts_uri": "server",
+    "run_audit_demo": "demo",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

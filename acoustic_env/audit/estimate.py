@@ -1,0 +1,183 @@
+"""Label accuracy from reviewed clips, with a confidence interval.
+
+Only a **random sample** estimates the accuracy of the labels: every clip had
+the same chance to be reviewed, so the share a reviewer finds correct is an
+unbiased estimate for the whole collection (as published hand checks of 100
+random AudioSet clips are). The **suspects** list was chosen because the audit
+thought those labels wrong, so its share of correct labels is far below the
+collection's; what it measures is the false-alarm rate of the flags
+(1 − accuracy there = the precision of the audit's flags). The two samples are
+therefore never pooled: an estimate is for one ``sample`` at a time.
+
+Verdicts: ``correct`` and ``wrong`` count, ``unsure`` is left out of ``n``.
+When a clip was judged more than once in a sample, its latest verdict counts.
+Intervals are 95 %: Wilson's score interval (good coverage down to small n and
+accuracies near 0 or 1, unlike the normal approximation) or a percentile
+bootstrap over clips.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..storage import filesystem
+from .config import AuditError
+
+VERDICTS = ("correct", "wrong", "unsure")
+SAMPLES = ("random", "suspects")
+METHODS = ("wilson", "bootstrap")
+Z95 = 1.959963984540054
+NO_CLASS = "(none)"
+
+
+def normalize_verdict(record: dict[str, Any]) -> dict[str, Any]:
+    """One verdict record in canonical form, or AuditError naming the bad field."""
+    if not isinstance(record, dict):
+        raise AuditError(f"verdicts: each verdict must be an object, got {record!r}")
+    clip_id = record.get("clip_id")
+    if not isinstance(clip_id, str) or not clip_id:
+        raise AuditError(f"verdicts: clip_id must be a non-empty string, got {clip_id!r}")
+    verdict = str(record.get("verdict", "")).strip().lower()
+    if verdict not in VERDICTS:
+        raise AuditError(f"verdicts: verdict must be one of {list(VERDICTS)}, got {record.get('verdict')!r} ({clip_id})")
+    sample = str(record.get("sample", "")).strip().lower()
+    if sample not in SAMPLES:
+        raise AuditError(f"verdicts: sample must be one of {list(SAMPLES)}, got {record.get('sample')!r} ({clip_id})")
+    given = record.get("given_labels", record.get("given_label"))
+    if isinstance(given, str):
+        given = [g.strip() for g in given.split(";") if g.strip()]
+    if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
+        raise AuditError(f"verdicts: given_labels must be a list of class names, got {given!r} ({clip_id})")
+    return {"clip_id": clip_id, "given_labels": given, "verdict": verdict, "sample": sample,
+            "reviewer": str(record.get("reviewer") or ""), "time": str(record.get("time") or ""),
+            "audit_id": str(record.get("audit_id") or "")}
+
+
+def parse_verdicts(text: str, name: str = "verdicts") -> list[dict[str, Any]]:
+    """Verdicts from the text of a JSON file (a list, or ``{"verdicts": [...]}``) or a CSV file."""
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise AuditError(f"verdicts: {name} is not valid JSON ({exc})") from None
+        records = data.get("verdicts") if isinstance(data, dict) else data
+        if not isinstance(records, list):
+            raise AuditError(f"verdicts: {name} must hold a list of verdicts or {{\"verdicts\": [...]}}")
+    else:
+        records = list(csv.DictReader(io.StringIO(text)))
+        if records and "verdict" not in records[0]:
+            raise AuditError(f"verdicts: {name} has no 'verdict' column (columns: {list(records[0])})")
+    return [normalize_verdict(r) for r in records]
+
+
+def read_verdicts(uris: Iterable[str]) -> list[dict[str, Any]]:
+    """Verdicts from one or more files (local or object storage), concatenated."""
+    records: list[dict[str, Any]] = []
+    for uri in uris:
+        fs, path = filesystem(uri)
+        if not fs.exists(path):
+            raise AuditError(f"verdicts: file not found: {uri}")
+        records += parse_verdicts(fs.cat_file(path).decode("utf-8-sig"), uri)
+    return records
+
+
+def latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One verdict per (sample, clip): the latest by time (ISO 8601 strings sort by time)."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in records:
+        key = (rec["sample"], rec["clip_id"])
+        if key not in best or rec["time"] >= best[key]["time"]:
+            best[key] = rec
+    return list(best.values())
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap(outcomes: np.ndarray, n_boot: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap (95 %) of the mean of 0/1 outcomes."""
+    if outcomes.size == 0:
+        return 0.0, 1.0
+    rng = np.random.default_rng(seed)
+    means = rng.choice(outcomes, size=(n_boot, outcomes.size), replace=True).mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _cell(outcomes: list[int], method: str) -> dict[str, Any]:
+    n = len(outcomes)
+    if n == 0:
+        return {"accuracy": None, "low": None, "high": None, "n": 0}
+    k = int(sum(outcomes))
+    low, high = wilson(k, n) if method == "wilson" else bootstrap(np.asarray(outcomes, dtype=float))
+    return {"accuracy": round(k / n, 6), "low": round(low, 6), "high": round(high, 6), "n": n}
+
+
+def choose_sample(records: list[dict[str, Any]], sample: str | None) -> str:
+    """The sample to estimate from: the one asked for, else ``random`` when present, else ``suspects``."""
+    present = {r["sample"] for r in records}
+    if sample is not None:
+        if sample not in SAMPLES:
+            raise AuditError(f"sample: must be one of {list(SAMPLES)}, got {sample!r}")
+        if sample not in present:
+            raise AuditError(f"sample: no verdicts for sample {sample!r} (the file has: {sorted(present) or 'none'})")
+        return sample
+    if not present:
+        raise AuditError("verdicts: the file holds no verdicts")
+    return "random" if "random" in present else "suspects"
+
+
+def estimate_accuracy(records: list[dict[str, Any]], sample: str | None = None,
+                      method: str = "wilson") -> dict[str, Any]:
+    """The label-accuracy estimate (the shape the training report reads)::
+
+        {"method": "wilson", "sample": "random",
+         "overall": {"accuracy": 0.8, "low": 0.72, "high": 0.86, "n": 100},
+         "per_class": {"urban": {...}, "natural": {...}}}
+
+    Per class, a clip counts under each of its given labels (a multi-label clip
+    under several); a clip given no class counts under ``(none)``.
+    """
+    if method not in METHODS:
+        raise AuditError(f"method: must be one of {list(METHODS)}, got {method!r}")
+    chosen = choose_sample(records, sample)
+    judged = [r for r in latest(records) if r["sample"] == chosen and r["verdict"] != "unsure"]
+    if not judged:
+        raise AuditError(f"verdicts: no correct/wrong verdicts in sample {chosen!r} (only 'unsure')")
+    per_class: dict[str, list[int]] = {}
+    for r in judged:
+        for cls in r["given_labels"] or [NO_CLASS]:
+            per_class.setdefault(cls, []).append(int(r["verdict"] == "correct"))
+    return {"method": method, "sample": chosen,
+            "overall": _cell([int(r["verdict"] == "correct") for r in judged], method),
+            "per_class": {c: _cell(v, method) for c, v in sorted(per_class.items())}}
+
+
+def estimate_lines(est: dict[str, Any]) -> list[str]:
+    """What the console prints for an estimate."""
+    def cell(c: dict[str, Any]) -> str:
+        if not c["n"]:
+            return "no verdicts"
+        return f"{c['accuracy']:.1%} [{c['low']:.1%}, {c['high']:.1%}] (n={c['n']})"
+
+    meaning = ("accuracy of the labels (random sample)" if est["sample"] == "random" else
+               "share of flagged labels that were right (suspects: 1 - precision of the flags; "
+               "not the accuracy of the collection)")
+    lines = [f"{meaning}, 95 % {est['method']} interval:", f"  overall  {cell(est['overall'])}"]
+    lines += [f"  {name}  {cell(c)}" for name, c in est["per_class"].items()]
+    return lines

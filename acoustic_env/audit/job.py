@@ -1,0 +1,160 @@
+"""The audit job: features + task → out-of-fold probabilities → confident learning → audit table, summary, review page.
+
+This is the Python API behind ``acoustic-env audit`` and ``jobs/audit.py``.
+
+Outputs under ``<output>/``::
+
+    audit.parquet        one row per audited clip, most suspect first
+    summary.json         config, counts, estimated noise (joint, noise matrix, share wrong per class), versions
+    review/index.html    the review page (+ review/assets/), see review.py
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sklearn.metrics import roc_auc_score
+
+from .. import outputs
+from ..ontology import load_ontology
+from ..rows import metadata_json
+from ..runrecord import base_record
+from ..storage import join, write_json, write_parquet
+from ..tasks import Task, load_task
+from .confident import LabelIssues, multi_label_issues, single_label_issues
+from .config import AuditConfig, validate_audit
+from .crossfit import ModelSpec, assign_folds, out_of_fold
+from .dataset import AuditData, load_audit_data
+from .review import build_review
+
+log = logging.getLogger("acoustic_env.audit")
+
+TABLE = "audit.parquet"
+SUMMARY = "summary.json"
+AUDIT_PACKAGES = ("cleanlab", "scikit-learn", "xgboost", "matplotlib")
+
+
+def _given_matrix(data: AuditData, task: Task) -> np.ndarray:
+    return np.eye(task.n_classes, dtype=np.int64)[data.targets] if task.kind == "single_label" else data.targets
+
+
+def _names(rows: np.ndarray, task: Task) -> list[list[str]]:
+    return [[task.class_names[k] for k in np.flatnonzero(r)] for r in rows]
+
+
+def suspect_ranks(flagged: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """1 = most suspect: flagged clips first, each block by label quality, lowest first."""
+    order = np.lexsort((quality, ~flagged))
+    ranks = np.empty(len(order), dtype=np.int32)
+    ranks[order] = np.arange(1, len(order) + 1)
+    return ranks
+
+
+def audit_table(data: AuditData, task: Task, folds: np.ndarray, probs: np.ndarray, issues: LabelIssues,
+                meta: dict[str, Any]) -> pa.Table:
+    """The audit table, sorted by ``suspect_rank``."""
+    ranks = suspect_ranks(issues.flagged, issues.quality)
+    cols: dict[str, Any] = {c: data.clips[c] for c in data.clips.column_names}
+    cols["fold"] = pa.array(folds.astype(np.int16))
+    cols["given_labels"] = pa.array(_names(_given_matrix(data, task), task), pa.list_(pa.string()))
+    cols["suggested_labels"] = pa.array(_names(issues.suggested, task), pa.list_(pa.string()))
+    for k, name in enumerate(task.class_names):
+        cols[f"prob_{name}"] = pa.array(probs[:, k].astype(np.float32))
+    cols["label_quality"] = pa.array(issues.quality.astype(np.float64))
+    cols["flagged"] = pa.array(issues.flagged)
+    cols["suspect_rank"] = pa.array(ranks)
+    table = pa.table(cols).replace_schema_metadata(metadata_json(meta))
+    return table.take(pa.array(np.argsort(ranks, kind="stable")))
+
+
+def fit_quality(targets: np.ndarray, probs: np.ndarray, kind: str) -> dict[str, float | None]:
+    """How well the out-of-fold model predicts the *given* labels (a sanity check, not the true accuracy)."""
+    if kind == "single_label":
+        acc = float((probs.argmax(axis=1) == targets).mean())
+        onehot = np.eye(probs.shape[1])[targets]
+    else:
+        acc = float(((probs >= 0.5) == targets.astype(bool)).mean())
+        onehot = targets
+    aucs = [roc_auc_score(onehot[:, k], probs[:, k]) for k in range(probs.shape[1]) if 0 < onehot[:, k].sum() < len(onehot)]
+    return {"accuracy_vs_given": round(acc, 6), "macro_auc_vs_given": round(float(np.mean(aucs)), 6) if aucs else None}
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in AUDIT_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_audit(cfg: AuditConfig) -> dict[str, Any]:
+    """Audit the labels of a feature table; return the summary (also written to ``<output>/summary.json``)."""
+    validate_audit(cfg)
+    t_start = time.time()
+    audit_id = outputs.new_run_id()
+    summary = base_record(audit_id, "audit", cfg.to_dict())
+    summary["versions"].update(_versions())
+    task = load_task(cfg.task, load_ontology(cfg.ontology) if cfg.ontology else None)
+    data = load_audit_data(cfg.features, task, cfg.feature_groups)
+    log.info("audit %s: %d clips, %d features from %s", audit_id, len(data.X), data.X.shape[1], list(data.feature_columns))
+    folds = assign_folds(data.targets, data.groups, task.class_names, cfg.folds, cfg.seed)
+    spec = ModelSpec(cfg.model, task.kind == "multi_label", task.n_classes, cfg.seed)
+    t_fit = time.time()
+    probs = out_of_fold(spec, data.X, data.targets, folds, cfg.parallel, cfg.ray_address)
+    fit_s = time.time() - t_fit
+    find = single_label_issues if task.kind == "single_label" else multi_label_issues
+    issues = find(data.targets, probs, task.class_names, cfg.filter_by)
+    summary.update(
+        audit_id=audit_id, status="completed",
+        task={"name": task.name, "kind": task.kind, "classes": list(task.class_names),
+              "definition": task.definition},
+        features={"columns": data.feature_columns, "dim": int(data.X.shape[1])},
+        folds={"k": cfg.folds, "grouped": data.has_groups, "sizes": np.bincount(folds).tolist()},
+        counts={"audited": int(len(data.X)), "flagged": int(issues.flagged.sum()), **data.excluded},
+        fit=fit_quality(data.targets, probs, task.kind),
+        noise=issues.noise,
+        outputs={"table": join(cfg.output, TABLE), "summary": join(cfg.output, SUMMARY)},
+    )
+    meta = {"audit_id": audit_id, "task": summary["task"]["name"], "kind": task.kind,
+            "classes": list(task.class_names), "model": cfg.model, "folds": cfg.folds, "seed": cfg.seed}
+    table = audit_table(data, task, folds, probs, issues, meta)
+    write_parquet(table, join(cfg.output, TABLE))
+    if cfg.review_top or cfg.random_sample:
+        summary["outputs"]["review"] = build_review(table, summary, cfg.output, cfg.review_top,
+                                                    cfg.random_sample, cfg.seed)
+    summary["wall_s"] = round(time.time() - t_start, 3)
+    summary["fit_s"] = round(fit_s, 3)
+    write_json(summary, join(cfg.output, SUMMARY))
+    return summary
+
+
+def rebuild_review(output: str, top: int, random_sample: int, seed: int = 0) -> str:
+    """Write the review page again from an existing audit (another top-N or sample size); returns its URI."""
+    from ..storage import read_json, read_part
+
+    summary = read_json(join(output, SUMMARY))
+    return build_review(read_part(join(output, TABLE)), summary, output, top, random_sample, seed)
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """What the console prints after an audit."""
+    c, noise, out = summary["counts"], summary["noise"], summary["outputs"]
+    cfg = summary["config"]
+    excluded = ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("audited", "flagged") and v)
+    lines = [f"audit {summary['audit_id']}: {c['audited']} clips, task {summary['task']['name']}, "
+             f"{cfg['model']} x {cfg['folds']} folds{' (grouped)' if summary['folds']['grouped'] else ''}"
+             f"{f'; left out: {excluded}' if excluded else ''} ({summary['wall_s']:.1f} s)",
+             f"  flagged {c['flagged']} ({noise['flagged_share']:.1%}); estimated share of wrong labels "
+             f"{noise['estimated_wrong_share']:.1%}: "
+             + ", ".join(f"{k} {v['estimated_wrong_share']:.1%} of {v['given']}" for k, v in noise["per_class"].items()),
+             f"  table: {out['table']}  summary: {out['summary']}"]
+    if "review" in out:
+        lines.append(f"  review page: {out['review']}")
+    return lines

@@ -1,0 +1,156 @@
+"""The review page: the top suspects and a random sample, each with a spectrogram, a player and verdict buttons.
+
+A static page (``review/index.html`` + ``review/assets/``) so it can be opened
+from disk, copied anywhere or put on a bucket; the data is inlined in the page
+because browsers refuse ``fetch`` on ``file://``. Verdicts live in the
+browser's localStorage and leave as an exported JSON/CSV file, or, when the page
+is opened through ``acoustic-env audit-review --serve``, are POSTed to that
+server as they are clicked (see ``server.py``).
+
+Audio is the clip as the features saw it (the decode module's rules, 16 kHz
+mono), peak-limited and encoded as Ogg Vorbis: every Chromium, Firefox and
+Safari ≥ 15 plays it, and ten seconds take ~20–40 kB.
+
+Whether ``start_s``/``end_s`` must be cut out of the file is not recorded in
+the feature table; a file at least ``end_s`` long holds the whole recording
+(cut), a shorter one is the segment itself (trimmed to its length), the same
+two cases the extract job's ``--cut-segments`` tells apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import re
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import soundfile as sf
+from scipy import signal
+
+from ..config import DecodeParams
+from ..decode import decode_bytes, read_bytes
+from ..errors import ClipError
+from ..storage import filesystem, join
+
+SAMPLE_RATE = 16000
+REVIEW_DIR = "review"
+PAGE = "index.html"
+_DECODE = DecodeParams(min_duration_s=0.05)
+
+
+def asset_stem(clip_id: str) -> str:
+    """A file-name-safe, collision-free stem for a clip's assets."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", clip_id)[:80]
+    return f"{safe}-{hashlib.sha1(clip_id.encode()).hexdigest()[:8]}"
+
+
+def clip_audio(uri: str, start_s: float | None, end_s: float | None) -> np.ndarray:
+    """The clip's audio, 16 kHz mono float32, as the extract job decoded it."""
+    data = read_bytes(uri)
+    try:
+        duration = sf.info(io.BytesIO(data)).duration
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        duration = 0.0
+    cut = start_s is not None and end_s is not None and end_s > start_s and duration >= end_s - 1e-3
+    return decode_bytes(data, _DECODE, start_s, end_s, cut=cut, uri=uri).audio
+
+
+def ogg_bytes(audio: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    scaled = audio * (0.95 / peak) if peak > 0.95 else audio
+    buf = io.BytesIO()
+    sf.write(buf, scaled.astype(np.float32), sr, format="OGG", subtype="VORBIS")
+    return buf.getvalue()
+
+
+def spectrogram_png(audio: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
+    """A small dB spectrogram (0–8 kHz) as PNG, drawn with matplotlib's Agg canvas (no display, thread-safe)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    f, t, S = signal.spectrogram(audio, fs=sr, nperseg=512, noverlap=384, window="hann")
+    db = 10 * np.log10(S + 1e-10)
+    vmax = float(db.max()) if db.size else 0.0
+    fig = Figure(figsize=(5.0, 1.9), dpi=96)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.09, 0.2, 0.9, 0.76))
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
+              extent=(0, max(audio.size / sr, 1e-3), 0, sr / 2000))
+    ax.set_xlabel("s", fontsize=7, labelpad=1)
+    ax.set_ylabel("kHz", fontsize=7, labelpad=1)
+    ax.tick_params(labelsize=7, length=2, pad=1)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def write_assets(row: dict[str, Any], review_dir: str) -> dict[str, Any]:
+    """Write one clip's player audio and spectrogram; a clip that cannot be read gets an ``error``, not a crash."""
+    stem = asset_stem(row["clip_id"])
+    try:
+        audio = clip_audio(row["uri"], row.get("start_s"), row.get("end_s"))
+    except ClipError as exc:
+        return {"audio": None, "image": None, "error": f"{exc.error_type}: {exc.message}"}
+    except Exception as exc:  # noqa: BLE001 - one unreadable clip must not cost the reviewer the page
+        return {"audio": None, "image": None, "error": f"{type(exc).__name__}: {exc}"}
+    fs, base = filesystem(review_dir)
+    fs.makedirs(join(base, "assets"), exist_ok=True)
+    fs.pipe_file(join(base, "assets", stem + ".ogg"), ogg_bytes(audio))
+    fs.pipe_file(join(base, "assets", stem + ".png"), spectrogram_png(audio))
+    return {"audio": f"assets/{stem}.ogg", "image": f"assets/{stem}.png", "error": None}
+
+
+def choose_items(table: pa.Table, top: int, random_sample: int, seed: int) -> tuple[list[int], list[int]]:
+    """Row indices of the top suspects (by ``suspect_rank``) and of a uniform random sample of all clips.
+
+    The sample stays in its random order: sorted by rank it would show the suspects first.
+    """
+    ranks = np.asarray(table["suspect_rank"].to_numpy())
+    suspects = np.argsort(ranks, kind="stable")[:top].tolist()
+    rng = np.random.default_rng([seed, 0xA0D1])
+    sample = rng.choice(table.num_rows, size=min(random_sample, table.num_rows), replace=False).tolist()
+    return suspects, sample
+
+
+def _item(row: dict[str, Any], class_names: tuple[str, ...], assets: dict[str, Any]) -> dict[str, Any]:
+    return {"clip_id": row["clip_id"], "uri": row["uri"], "start_s": row.get("start_s"), "end_s": row.get("end_s"),
+            "given": row["given_labels"], "suggested": row["suggested_labels"],
+            "quality": round(float(row["label_quality"]), 4), "flagged": bool(row["flagged"]),
+            "rank": int(row["suspect_rank"]),
+            "probs": {c: round(float(row[f"prob_{c}"]), 4) for c in class_names}, **assets}
+
+
+def render_page(page_data: dict[str, Any]) -> str:
+    template = resources.files("acoustic_env.audit").joinpath("review_page.html").read_text()
+    blob = json.dumps(page_data, sort_keys=True).replace("</", "<\\/")  # no early </script>
+    return template.replace("__AUDIT_DATA__", blob)
+
+
+def build_review(table: pa.Table, summary: dict[str, Any], output: str, top: int, random_sample: int,
+                 seed: int = 0) -> str:
+    """Write ``<output>/review/`` (page + assets) for ``table`` (the audit table); return the page's URI."""
+    review_dir = join(output, REVIEW_DIR)
+    class_names = tuple(summary["task"]["classes"])
+    suspects, sample = choose_items(table, top, random_sample, seed)
+    chosen = sorted(set(suspects) | set(sample))
+    rows = dict(zip(chosen, table.take(pa.array(chosen, pa.int64())).to_pylist()))
+    assets = {i: write_assets(rows[i], review_dir) for i in chosen}
+    noise = summary["noise"]
+    page_data = {
+        "audit_id": summary["audit_id"], "task": summary["task"]["name"], "kind": summary["task"]["kind"],
+        "classes": list(class_names), "model": summary["config"]["model"], "folds": summary["config"]["folds"],
+        "n_clips": summary["counts"]["audited"], "n_flagged": summary["counts"]["flagged"],
+        "estimated_wrong_share": noise["estimated_wrong_share"], "per_class": noise["per_class"],
+        "suspects": [_item(rows[i], class_names, assets[i]) for i in suspects],
+        "random": [_item(rows[i], class_names, assets[i]) for i in sample],
+    }
+    page_uri = join(review_dir, PAGE)
+    fs, path = filesystem(page_uri)
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fs.pipe_file(path, render_page(page_data).encode())
+    return page_uri

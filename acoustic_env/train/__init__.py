@@ -1,0 +1,10 @@
+"""Training: per-group PCA, an MLP trained with Ray Train under a Ray Tune search, baselines, report.
+
+``load_model`` (the artifact reader) imports neither Ray nor scikit-learn, so
+a trained model can be used on any machine with numpy, torch, pyarrow and
+fsspec; the job itself (``acoustic_env.train.job.train``) needs Ray.
+"""
+
+from .artifact import Model, load_model
+
+__all__ = ["Model", "load_model"]

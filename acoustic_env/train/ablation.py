@@ -1,0 +1,74 @@
+"""Feature-group ablations: the chosen network retrained on subsets of the groups.
+
+They show what each source (indices, MPS, each embedder) and each signal
+(raw, foreground, background) contributes. Each subset is a plain fit with
+the search's best hyper-parameters, run as a Ray task (they are many and
+small; a Ray Train run per subset would spend most of its time starting).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .data import signal_of, source_of
+from .fit import Schedule, build_model, fit
+from .transform import GroupTransform
+
+
+def ablation_sets(groups: list[str]) -> dict[str, list[str]]:
+    """Named subsets: each source alone, each source left out (3+ sources), each signal's indices+MPS alone."""
+    sources = list(dict.fromkeys(source_of(g) for g in groups))
+    signals = list(dict.fromkeys(s for s in map(signal_of, groups) if s))
+    sets: dict[str, list[str]] = {}
+    if len(sources) > 1:
+        for s in sources:
+            sets[f"{s} only"] = [g for g in groups if source_of(g) == s]
+    if len(sources) > 2:
+        for s in sources:
+            sets[f"without {s}"] = [g for g in groups if source_of(g) != s]
+    if len(signals) > 1:
+        for sig in signals:
+            sets[f"{sig} signal only"] = [g for g in groups if signal_of(g) == sig]
+    unique: dict[frozenset, str] = {}
+    for name, gs in sets.items():
+        if gs and set(gs) != set(groups):
+            unique.setdefault(frozenset(gs), name)
+    return {name: sets[name] for name in unique.values()}
+
+
+def columns_of(transforms: list[GroupTransform], groups: list[str]) -> np.ndarray:
+    """Column indices of the network input that belong to ``groups``."""
+    cols, start = [], 0
+    for t in transforms:
+        if t.group in groups:
+            cols.extend(range(start, start + t.n_components))
+        start += t.n_components
+    return np.array(cols, dtype=np.int64)
+
+
+def fit_subset(data: dict[str, np.ndarray], kind: str, n_classes: int, params: dict[str, Any],
+               schedule: Schedule, seed: int) -> dict[str, Any]:
+    """One ablation fit (single process, one thread); returns the best weights and validation score."""
+    import torch
+
+    torch.set_num_threads(1)
+    model = build_model(data["x_train"].shape[1], kind, n_classes, params, seed)
+    out = fit(model, data, kind, n_classes, params, schedule, seed)
+    return {"best_state": out["best_state"], "best_val_score": out["best_val_score"]}
+
+
+def run_ablations(sets: dict[str, list[str]], transforms: list[GroupTransform], data: dict[str, np.ndarray],
+                  kind: str, n_classes: int, params: dict[str, Any], schedule: Schedule,
+                  seed: int) -> dict[str, dict[str, Any]]:
+    """Fit every subset as a Ray task; returns {name: {groups, cols, best_state, best_val_score}}."""
+    import ray
+
+    task = ray.remote(num_cpus=1)(fit_subset)
+    pending = {}
+    for name, groups in sets.items():
+        cols = columns_of(transforms, groups)
+        sub = {k: (v[:, cols] if k.startswith("x_") else v) for k, v in data.items()}
+        pending[name] = (groups, cols, task.remote(sub, kind, n_classes, params, schedule, seed))
+    return {name: {"groups": groups, "cols": cols, **ray.get(ref)} for name, (groups, cols, ref) in pending.items()}

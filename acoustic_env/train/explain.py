@@ -1,0 +1,99 @@
+"""SHAP attributions: which inputs the models use, in the units a person knows.
+
+The network sees PCA components, which mean little to a reader. Because the
+preprocessing is affine (``transform.GroupTransform.affine``), it is folded
+into the network as a first linear layer and SHAP's expected-gradients
+explainer runs on the original feature values: attributions come out per
+acoustic index name and per modulation-grid cell (drawn as a heatmap), and
+summed over a group they give the group's share. The same explainer on the
+bare network gives the components' attributions; the trees (XGBoost) get
+TreeSHAP on the components.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import GroupInfo
+from .transform import GroupTransform
+
+
+class RawInputModel(nn.Module):
+    """The preprocessing as a linear layer in front of the network: raw features in, logits out."""
+
+    def __init__(self, transforms: list[GroupTransform], net: nn.Module):
+        super().__init__()
+        affines = [t.affine() for t in transforms]
+        d_in, d_out = sum(a.shape[0] for a, _ in affines), sum(a.shape[1] for a, _ in affines)
+        weight = np.zeros((d_in, d_out), dtype=np.float32)
+        r = c = 0
+        for a, _ in affines:
+            weight[r:r + a.shape[0], c:c + a.shape[1]] = a
+            r, c = r + a.shape[0], c + a.shape[1]
+        self.pre = nn.Linear(d_in, d_out)
+        with torch.no_grad():
+            self.pre.weight.copy_(torch.from_numpy(weight.T))
+            self.pre.bias.copy_(torch.from_numpy(np.concatenate([b for _, b in affines])))
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.pre(x))
+
+
+def _mean_abs(values: Any) -> np.ndarray:
+    """Mean |SHAP| per input, averaged over outputs (a list per output, or an [n, d, outputs] array)."""
+    v = np.stack(values, axis=-1) if isinstance(values, list) else np.asarray(values)
+    v = np.abs(v)
+    if v.ndim == 3:
+        v = v.mean(axis=2)
+    return v.mean(axis=0)
+
+
+def _gradient_shap(model: nn.Module, background: np.ndarray, x: np.ndarray, seed: int) -> np.ndarray:
+    import shap
+
+    model.eval()
+    explainer = shap.GradientExplainer(model, torch.as_tensor(background, dtype=torch.float32))
+    return _mean_abs(explainer.shap_values(torch.as_tensor(x, dtype=torch.float32), nsamples=50, rseed=seed))
+
+
+def _ranked(names: list[str], values: np.ndarray, top: int) -> list[list[Any]]:
+    order = np.argsort(-values)[:top]
+    return [[names[i], float(values[i])] for i in order]
+
+
+def mlp_attributions(net: nn.Module, transforms: list[GroupTransform], infos: list[GroupInfo],
+                     raw_background: np.ndarray, raw_explain: np.ndarray, seed: int, top: int = 25) -> dict[str, Any]:
+    """Attributions of the network: per component, per original feature, per group, and MPS grids."""
+    pca_names = [n for t in transforms for n in t.output_names()]
+    pre = RawInputModel(transforms, net)
+    comp = _gradient_shap(net, pre.pre(torch.as_tensor(raw_background)).detach().numpy(),
+                          pre.pre(torch.as_tensor(raw_explain)).detach().numpy(), seed)
+    raw = _gradient_shap(pre, raw_background, raw_explain, seed)
+    names = [n for info in infos for n in info.feature_names()]
+    by_group, grids, start = {}, {}, 0
+    for info in infos:
+        part = raw[start:start + info.dim]
+        by_group[info.name] = float(part.sum())
+        if info.grid and info.axes:
+            grids[info.name] = {"values": part.reshape(info.grid).tolist(), **info.axes}
+        start += info.dim
+    return {"components": _ranked(pca_names, comp, top), "features": _ranked(names, raw, top),
+            "by_group": by_group, "mps": grids}
+
+
+def tree_attributions(model: Any, transforms: list[GroupTransform], x: np.ndarray, top: int = 25) -> dict[str, Any]:
+    """TreeSHAP on the components for a fitted XGBoost model."""
+    import shap
+
+    values = shap.TreeExplainer(model).shap_values(x)
+    imp = _mean_abs(values)
+    names = [n for t in transforms for n in t.output_names()]
+    by_group: dict[str, float] = {}
+    for t in transforms:
+        by_group[t.group] = float(sum(v for n, v in zip(names, imp) if n.startswith(t.group + ":")))
+    return {"components": _ranked(names, imp, top), "by_group": by_group}

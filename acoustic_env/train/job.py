@@ -1,0 +1,288 @@
+"""The train job: features/ → splits → per-group PCA → MLP under search → evaluation → report and model.
+
+This is the Python API behind ``acoustic-env train`` and ``jobs/train.py``.
+Outputs, below ``cfg.output``:
+
+- ``model/``: the artifact (``acoustic_env.load_model``);
+- ``report/index.html`` with its figures and ``metrics.json``;
+- ``runs/<run_id>.json``: the run record (config, versions, counts, timings);
+- ``ray/``: Ray Tune and Ray Train run directories (checkpoints) unless ``work_dir`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from .. import outputs
+from ..config import ConfigError
+from ..ontology import load_ontology
+from ..runrecord import base_record
+from ..storage import is_local, join, write_json
+from ..tasks import Task, load_task
+from . import baselines as bl
+from .ablation import ablation_sets, run_ablations
+from .artifact import save_model
+from .config import TrainConfig, validate
+from .data import (GroupInfo, Targets, available_groups, features_dir, group_infos, make_targets, n_rows, raw_bytes,
+                   read_all, read_matrices, read_meta, read_schema, read_test_list, select_groups, source_of,
+                   stream_features)
+from .evaluate import adjusted_accuracy, evaluate, read_label_accuracy
+from .explain import mlp_attributions, tree_attributions
+from .fit import DEFAULT_PARAMS, Schedule, val_score
+from .mlp import MLP, architecture, predict_proba
+from .preprocess import fit_group, fit_streaming
+from .report import write_report
+from .search import Setup, load_checkpoint, plan_resources, single_run, tune_search
+from .splits import DROPPED, NAMES, TEST, TRAIN, VAL, assign_splits, leaks
+from .transform import GroupTransform, transform_all
+
+log = logging.getLogger("acoustic_env.train")
+EXTRA_PACKAGES = ("scikit-learn", "xgboost", "shap", "optuna", "matplotlib")
+MIN_CLIPS = 10
+
+
+def init_ray(address: str | None, progress: bool) -> None:
+    """Join the cluster in ``address``/RAY_ADDRESS, else start a quiet local instance."""
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, log_to_driver=bool(address), ignore_reinit_error=True)
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+
+
+def _versions() -> dict[str, str | None]:
+    from ..runrecord import package_versions
+
+    out = package_versions()
+    for name in EXTRA_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _features(cfg: TrainConfig, fdir: str, infos: list[GroupInfo], targets: Targets, split: np.ndarray,
+              table: dict[str, np.ndarray] | None) -> tuple[list[GroupTransform], np.ndarray, Any]:
+    """Fit the preprocessing on the training rows; return it, the network inputs and a raw-row reader for SHAP.
+
+    ``table``: every group's matrix when the table was read into memory, else
+    None and the PCA is fitted incrementally over streamed passes.
+    """
+    is_train = split == TRAIN
+    pca = {g.name: cfg.pca_target(source_of(g.name)) for g in infos}
+    if table is not None:
+        mats = {k: m[targets.rows] for k, m in table.items()}
+        ok = np.all([np.isfinite(m).all(axis=1) for m in mats.values()], axis=0)
+        transforms = [fit_group(mats[g.name][is_train & ok], pca[g.name], g.name, cfg.seed) for g in infos]
+        return transforms, transform_all(transforms, mats), lambda rows: {k: m[rows] for k, m in mats.items()}
+    log.info("raw features exceed %.1f GiB: fitting PCA incrementally while streaming", cfg.memory_gb)
+    position = {cid: i for i, cid in enumerate(targets.clip_ids)}
+    transforms, projected = fit_streaming(lambda: stream_features(fdir, infos, position), infos, pca, is_train,
+                                          len(targets.rows))
+    x = np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
+    return transforms, x, lambda rows: read_matrices(fdir, infos, targets.clip_ids[rows])
+
+
+def _split_counts(task: Task, targets: Targets, split: np.ndarray) -> dict[str, dict[str, int]]:
+    out = {}
+    for code, name in NAMES.items():
+        rows = split == code
+        y = targets.y[rows]
+        per = (y.sum(axis=0).astype(int).tolist() if task.kind == "multi_label" else
+               np.bincount(y, minlength=task.n_classes).tolist())
+        out[name] = {**dict(zip(task.class_names, per)), "clips": int(rows.sum())}
+    return out
+
+
+def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k not in ("roc_curves", "calibration", "confusion")}
+
+
+def _storage(cfg: TrainConfig) -> str:
+    if cfg.work_dir:
+        return os.path.abspath(cfg.work_dir) if is_local(cfg.work_dir) else cfg.work_dir
+    if is_local(cfg.output):
+        return os.path.abspath(join(cfg.output.removeprefix("file://"), "ray"))
+    # Remote output and no work_dir: checkpoints stay on this machine (fine on one node;
+    # a multi-node cluster needs --work-dir on shared storage).
+    return tempfile.mkdtemp(prefix="acoustic-env-train-")
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run the job; return a summary (test metrics, where the model and the report are)."""
+    import ray
+
+    validate(cfg)
+    t_start = time.time()
+    task = load_task(cfg.task, load_ontology(cfg.ontology) if cfg.ontology else None)
+    estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
+    test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
+    fdir = features_dir(cfg.features)
+    schema = read_schema(fdir)
+    groups = select_groups(available_groups(schema), cfg.groups, cfg.signals)
+    infos = group_infos(schema, groups)
+    run_id = outputs.new_run_id()
+    record = base_record(run_id, "train", cfg.to_dict())
+    record["versions"] = _versions()
+    record_uri = join(cfg.output, outputs.RUNS, f"{run_id}.json")
+    write_json(record, record_uri)
+    init_ray(cfg.ray_address, cfg.progress)
+    timings: dict[str, float] = {}
+
+    t = time.time()
+    if raw_bytes(n_rows(fdir), infos) <= cfg.memory_gb * 2 ** 30:
+        meta, table = read_all(fdir, schema, infos)
+    else:
+        meta, table = read_meta(fdir, schema), None
+    targets = make_targets(meta, task)
+    if len(targets.rows) < MIN_CLIPS:
+        raise ConfigError(f"task: only {len(targets.rows)} clips of {cfg.features} have a target for "
+                          f"{task.name} (need {MIN_CLIPS} or more)")
+    test_mask = None
+    if test_ids is not None:
+        test_mask = np.isin(targets.clip_ids, list(test_ids))
+        if not test_mask.any():
+            raise ConfigError(f"test_list: none of its {len(test_ids)} clips is in the feature table with a target")
+    split = assign_splits(targets.strata, targets.groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
+    dropped_overlap = int((split == DROPPED).sum())
+    transforms, x, raw_rows = _features(cfg, fdir, infos, targets, split, table)
+    missing = ~np.isfinite(x).all(axis=1) & (split != DROPPED)
+    split[missing] = DROPPED
+    timings["read_and_preprocess_s"] = time.time() - t
+    for code, name in NAMES.items():
+        if not (split == code).any():
+            raise ConfigError(f"{name}_size: the {name} split is empty ({len(targets.rows)} clips with a target)")
+    idx = {code: np.flatnonzero(split == code) for code in NAMES}
+    data = {"x_train": x[idx[TRAIN]], "y_train": targets.y[idx[TRAIN]],
+            "x_val": x[idx[VAL]], "y_val": targets.y[idx[VAL]]}
+    x_test, y_test = x[idx[TEST]], targets.y[idx[TEST]]
+    counts = {**targets.counts, "dropped_group_overlap": dropped_overlap, "missing_features": int(missing.sum()),
+              "leaking_groups": len(leaks(targets.groups, split)) if targets.groups is not None else 0,
+              "splits": _split_counts(task, targets, split)}
+
+    t = time.time()
+    concurrent, worker_cpus, use_gpu = plan_resources(ray.cluster_resources(), cfg.workers,
+                                                      cfg.max_concurrent_trials, cfg.device)
+    storage = _storage(cfg)
+    schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
+    setup = Setup(kind=task.kind, n_classes=task.n_classes, in_dim=x.shape[1], schedule=schedule, seed=cfg.seed,
+                  workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
+    data_ref = [ray.put(data)]
+    if cfg.trials:
+        found = tune_search(data_ref, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
+        method = (f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s), "
+                  f"{cfg.workers} Ray Train worker(s) of {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} each")
+    else:
+        found = single_run(data_ref, setup, dict(DEFAULT_PARAMS))
+        method = "no search: default hyper-parameters"
+    timings["search_s"] = time.time() - t
+    arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
+    net = MLP(**arch)
+    net.load_state_dict(load_checkpoint(found.checkpoint, storage))
+    net.eval()
+
+    t = time.time()
+    k = task.n_classes
+    models: dict[str, dict[str, Any]] = {
+        "mlp": {"test": evaluate(task.kind, list(task.class_names), y_test, predict_proba(net, x_test, task.kind, k)),
+                "val_score": found.best_val_score}}
+    fitted = bl.fit_baselines(cfg.baselines, data, task.kind, k, cfg.seed)
+    for name, model in fitted.items():
+        models[name] = {"test": evaluate(task.kind, list(task.class_names), y_test, bl.proba(model, x_test, task.kind, k)),
+                        "val_score": val_score(task.kind, data["y_val"], bl.proba(model, data["x_val"], task.kind, k))}
+    timings["baselines_s"] = time.time() - t
+
+    ablations = [{"name": name, "groups": groups, "test": _slim(r["test"]), "val_score": r["val_score"]}
+                 for name, r in models.items()]
+    if cfg.ablations:
+        t = time.time()
+        sets = ablation_sets(groups)
+        for name, r in run_ablations(sets, transforms, data, task.kind, k, found.params, schedule, cfg.seed).items():
+            sub = MLP(**architecture(len(r["cols"]), task.kind, k, found.params))
+            sub.load_state_dict(r["best_state"])
+            test = evaluate(task.kind, list(task.class_names), y_test,
+                            predict_proba(sub, x_test[:, r["cols"]], task.kind, k))
+            ablations.append({"name": f"mlp, {name}", "groups": r["groups"], "test": _slim(test),
+                              "val_score": r["best_val_score"]})
+        timings["ablations_s"] = time.time() - t
+
+    shap: dict[str, Any] = {}
+    if cfg.shap_samples:
+        t = time.time()
+        rng = np.random.default_rng(cfg.seed)
+        explain_rows = np.sort(rng.choice(idx[TEST], min(cfg.shap_samples, len(idx[TEST])), replace=False))
+        background_rows = np.sort(rng.choice(idx[TRAIN], min(100, len(idx[TRAIN])), replace=False))
+        raw = raw_rows(np.concatenate([background_rows, explain_rows]))
+        raw_x = np.hstack([raw[g.name] for g in infos]).astype(np.float32)
+        nb = len(background_rows)
+        shap["mlp"] = mlp_attributions(net, transforms, infos, raw_x[:nb], raw_x[nb:], cfg.seed)
+        if "xgboost" in fitted:
+            shap["xgboost"] = tree_attributions(fitted["xgboost"], transforms, x[explain_rows])
+        timings["shap_s"] = time.time() - t
+
+    adjusted = None
+    note = None
+    if estimate is not None:
+        if task.kind == "single_label":
+            adjusted = {m: adjusted_accuracy(r["test"]["accuracy"], r["test"]["n"], estimate, k)
+                        for m, r in models.items()}
+        else:
+            note = "A label-accuracy estimate was given, but the adjustment is defined for single-label tasks only."
+    model_uri = join(cfg.output, "model")
+    preprocessing = [{"group": tr.group, "dim": int(tr.in_mean.shape[0]), "components": tr.n_components,
+                      "variance": float(tr.explained_variance_ratio.sum())} for tr in transforms]
+    results = {
+        "run_id": run_id, "features": cfg.features, "groups": groups, "counts": counts, "models": models,
+        "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names)},
+        "ablations": ablations, "shap": shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
+        "search": {"method": method, "params": found.params, "best_val_score": found.best_val_score,
+                   "trials": found.trials, "wall_s": timings["search_s"]},
+        "preprocessing": preprocessing, "model_uri": model_uri,
+    }
+    report_uri = write_report(join(cfg.output, "report"), results)
+    save_model(model_uri, net.state_dict(), transforms, {
+        "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
+                 "definition": task.definition},
+        "architecture": arch, "hyperparameters": found.params, "preprocessing": preprocessing,
+        "metrics": {m: _slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
+        "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features})
+    record.update(status="completed", counts=counts, timings=timings, wall_s=time.time() - t_start,
+                  groups=groups, search=results["search"],
+                  metrics={m: _slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
+                  model=model_uri, report=report_uri)
+    write_json(record, record_uri)
+    return {"run_id": run_id, "metrics": record["metrics"], "adjusted_accuracy": adjusted, "model": model_uri,
+            "report": report_uri, "record": record_uri, "counts": counts, "search": results["search"],
+            "timings": timings, "wall_s": record["wall_s"]}
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """What the command prints: the test metrics of every model, the search, and where the outputs are."""
+    s = summary["counts"]["splits"]
+    lines = [f"train run {summary['run_id']}: {sum(v['clips'] for v in s.values())} clips "
+             f"(train {s['train']['clips']}, val {s['val']['clips']}, test {s['test']['clips']}); "
+             f"{summary['wall_s']:.0f} s"]
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, m in summary["metrics"].items():
+        acc = fmt(m["accuracy"])
+        adj = (summary.get("adjusted_accuracy") or {}).get(name)
+        if adj and adj["adjusted"] is not None:
+            acc += f" (adjusted for label noise {adj['adjusted']:.3f} [{adj['interval'][0]:.3f}, {adj['interval'][1]:.3f}])"
+        lines.append(f"  test {name:8s} accuracy {acc}, balanced {fmt(m['balanced_accuracy'])}, "
+                     f"ROC AUC {fmt(m['roc_auc'])}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}")
+    search = summary["search"]
+    lines.append(f"  search: {len(search['trials'])} trial(s) in {search['wall_s']:.0f} s, best validation score "
+                 f"{search['best_val_score']:.3f} with {search['params']}")
+    lines.append(f"  report: {summary['report']}")
+    lines.append(f"  model:  {summary['model']}  (acoustic_env.load_model)")
+    return lines

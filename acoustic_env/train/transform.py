@@ -1,0 +1,63 @@
+"""The fitted preprocessing as plain arrays: standardise → project on PCA components → scale.
+
+Kept free of scikit-learn (numpy only) so that a saved model can be applied on
+a machine with nothing but numpy, torch, pyarrow and fsspec, and saved as
+arrays (``.npz`` + JSON) rather than pickles, which are unsafe to load.
+The whole map is affine, ``x @ A + b``, which is what lets SHAP attributions
+on the network's inputs be carried back to the original feature names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ARRAYS = ("in_mean", "in_scale", "components", "out_mean", "out_scale", "explained_variance_ratio")
+
+
+@dataclass(frozen=True)
+class GroupTransform:
+    """One feature group's preprocessing, fitted on the training split.
+
+    ``components``: [k, d] PCA axes in the standardised input space.
+    ``out_mean``/``out_scale``: mean and spread of the projections on the training split.
+    """
+
+    group: str
+    in_mean: np.ndarray
+    in_scale: np.ndarray
+    components: np.ndarray
+    out_mean: np.ndarray
+    out_scale: np.ndarray
+    explained_variance_ratio: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return int(self.components.shape[0])
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(A [d, k], b [k]) with ``transform(x) == x @ A + b``."""
+        a = (self.components / self.in_scale[None, :]).T / self.out_scale[None, :]
+        b = (-(self.in_mean / self.in_scale) @ self.components.T - self.out_mean) / self.out_scale
+        return a.astype(np.float32), b.astype(np.float32)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        a, b = self.affine()
+        return (np.asarray(x, dtype=np.float32) @ a + b).astype(np.float32)
+
+    def output_names(self) -> list[str]:
+        return [f"{self.group}:pc{j + 1}" for j in range(self.n_components)]
+
+
+def transform_all(transforms: list[GroupTransform], matrices: dict[str, np.ndarray]) -> np.ndarray:
+    """The network's input: every group's components side by side, in the transforms' order."""
+    return np.hstack([t.transform(matrices[t.group]) for t in transforms]).astype(np.float32)
+
+
+def to_arrays(transforms: list[GroupTransform]) -> dict[str, np.ndarray]:
+    return {f"{t.group}/{name}": getattr(t, name) for t in transforms for name in ARRAYS}
+
+
+def from_arrays(groups: list[str], arrays: dict[str, np.ndarray]) -> list[GroupTransform]:
+    return [GroupTransform(group=g, **{name: np.asarray(arrays[f"{g}/{name}"]) for name in ARRAYS}) for g in groups]

@@ -1,0 +1,120 @@
+"""Throughput of the embedders (clips/s), and bf16-vs-fp32 agreement on a GPU.
+
+    python benchmarks/embedders.py                       # CPU, 10-s clips, all three
+    python benchmarks/embedders.py --device cuda --precision bf16 --compare-precision
+
+Prints a markdown table headed by the command, the machine and the date, ready to paste
+into benchmarks/RESULTS.md. Pretrained weights are used when the model cache has them,
+random weights otherwise (same compute; the table says which). Agreement is only
+meaningful with pretrained weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+import torch
+
+from acoustic_env.embedders import EMBEDDERS, load_embedder
+
+
+def machine() -> str:
+    """CPU model, cores, torch threads and version, and the GPU if one is used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads){gpu}")
+
+
+def audio(n: int, seconds: float, seed: int = 0) -> np.ndarray:
+    """[n, samples] of tone plus noise at 16 kHz."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    rng = np.random.default_rng(seed)
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal((n, t.size))).astype(np.float32)
+
+
+def throughput(embedder: object, clips: np.ndarray, batch_size: int) -> float:
+    """Clips per second over all of ``clips``, after one warm-up batch."""
+    embedder.embed(clips[:batch_size])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(0, len(clips), batch_size):
+        embedder.embed(clips[i: i + batch_size])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return len(clips) / (time.perf_counter() - start)
+
+
+def agreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> str:
+    """Per column: max |a - b| relative to max |a|, and the worst per-clip cosine similarity."""
+    parts = []
+    for key in a:
+        x, y = a[key].astype(np.float64), b[key].astype(np.float64)
+        rel = np.abs(x - y).max() / max(np.abs(x).max(), 1e-12)
+        cos = (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-30)
+        parts.append(f"{key}: rel {rel:.2e}, min cos {cos.min():.5f}")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embedders", default=",".join(EMBEDDERS))
+    parser.add_argument("--clips", type=int, default=16, help="clips timed per embedder")
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per embed() call")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--compare-precision", action="store_true",
+                        help="also report bf16-vs-fp32 agreement (CUDA only)")
+    parser.add_argument("--cache-dir", help="model cache (default: the usual one)")
+    args = parser.parse_args(argv)
+
+    clips = audio(args.clips, args.seconds)
+    rows = []
+    for name in args.embedders.split(","):
+        emb = load_embedder(name, device=args.device, precision=args.precision,
+                            allow_random_weights=True, cache_dir=args.cache_dir)
+        rate = throughput(emb, clips, args.batch_size)
+        row = [name, f"{rate:.2f}", f"{args.seconds * rate:.0f}",
+               "random" if emb.weights_id == "random" else emb.weights_id[:12]]
+        if args.compare_precision:
+            ref = load_embedder(name, device=args.device, precision="fp32",
+                                allow_random_weights=True, cache_dir=args.cache_dir)
+            low = load_embedder(name, device=args.device, precision="bf16",
+                                allow_random_weights=True, cache_dir=args.cache_dir)
+            row.append(agreement(ref.embed(clips[: args.batch_size]), low.embed(clips[: args.batch_size])))
+        rows.append(row)
+
+    command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:]))
+    print(f"Command: `python {command}`  ")
+    print(f"Machine: {machine()}  ")
+    print(f"Date: {dt.datetime.now().astimezone().isoformat(timespec='minutes')}  ")
+    print(f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f} "
+          "(numbers are only comparable on an otherwise idle machine)  ")
+    print(f"Setup: {args.clips} clips of {args.seconds:g} s, batch size {args.batch_size}, "
+          f"device {args.device}, precision {args.precision}\n")
+    header = ["embedder", "clips/s", "audio s/s", "weights"]
+    if args.compare_precision:
+        header.append("bf16 vs fp32")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

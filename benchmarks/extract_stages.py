@@ -1,0 +1,209 @@
+"""CPU cost of the feature stages, reference vs fast, per 10-s clip; and end-to-end clips/s.
+
+    python benchmarks/extract_stages.py                          # 8 clips x 5 repeats + a 16-clip pipeline run
+    python benchmarks/extract_stages.py --repeats 9 --pipeline-clips 0 --write
+
+Stage costs are CPU seconds of this process (``time.process_time``, so work on
+any helper thread counts), pinned to one core, the median over ``--repeats``
+runs of each clip, then averaged over clips. The reference and fast runs of a
+clip alternate within each repeat, so both see the same machine load. The
+clips are real 10-s field recordings (../shared/data/maad_soundscapes, decoded
+to 16 kHz and RMS-normalised like the pipeline does) or, without them,
+generated soundscapes. The pipeline part runs ``acoustic_env.extract.extract``
+with local Ray on the same clips, once per implementation, and reports
+clips/s of wall time and the CPU seconds the run record attributes to each stage.
+
+Prints a markdown section headed by the command, the machine and the date;
+``--write`` also puts it into benchmarks/RESULTS.md (replacing this script's
+previous section, leaving the others alone).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one core, before numpy loads
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import platform  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from acoustic_env.config import DecodeParams, FeatureParams, extract_config_from_dict  # noqa: E402
+from acoustic_env.decode import decode_clip  # noqa: E402
+from acoustic_env.features import implementation, separation  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDINGS = REPO.parent / "shared" / "data" / "maad_soundscapes"
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+HEADING = "## CPU feature stages: reference vs fast (extract_stages.py)"
+SIGNALS = ("raw", "fg", "bg")
+IMPLS = ("reference", "fast")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores (this run pinned to {sorted(os.sched_getaffinity(0))}), "
+            f"{platform.platform()}, Python {platform.python_version()}, numpy {np.__version__}, "
+            f"scipy {scipy.__version__}")
+
+
+def clip_files(n: int, workdir: Path) -> tuple[list[Path], str]:
+    """n 10-s audio files: real recordings when ../shared has them, else generated soundscapes."""
+    if RECORDINGS.is_dir():
+        files = sorted(RECORDINGS.glob("*.wav"))
+        step = max(1, len(files) // n)
+        return files[::step][:n], f"real field recordings ({RECORDINGS.name}, 22.05 kHz WAV)"
+    from acoustic_env.synth import make_clip
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        audio, _ = make_clip(rng, ("urban", "natural")[i % 2], 10.0, 16000, 1)
+        path = workdir / f"clip{i:03d}.wav"
+        sf.write(path, audio, 16000, subtype="PCM_16")
+        out.append(path)
+    return out, "generated soundscapes (acoustic_env.synth, 16 kHz WAV)"
+
+
+def cpu_ms(fn, *args) -> tuple[float, object]:
+    t0 = time.process_time()
+    out = fn(*args)
+    return (time.process_time() - t0) * 1e3, out
+
+
+def one_run(audio: np.ndarray, sr: int, params: FeatureParams) -> dict[str, float]:
+    """CPU ms of every stage of one clip under params.impl."""
+    index_fn, mps_fn = implementation(params.impl)
+    ms: dict[str, float] = {}
+    ms["separate"], (fg, bg) = cpu_ms(separation(params.impl), audio, sr, params)
+    for name, x in zip(SIGNALS, (audio, fg, bg)):
+        ms[f"indices {name}"], _ = cpu_ms(index_fn, x, sr, params)
+        ms[f"mps {name}"], _ = cpu_ms(mps_fn, x, sr, params)
+    return ms
+
+
+def stage_costs(files: list[Path], repeats: int) -> dict[str, dict[str, float]]:
+    """{impl: {stage: mean over clips of the median over repeats, in ms}}."""
+    dparams = DecodeParams()
+    params = {impl: FeatureParams(impl=impl) for impl in IMPLS}
+    per_clip: dict[str, list[dict[str, float]]] = {impl: [] for impl in IMPLS}
+    for i, path in enumerate(files):
+        decode = [cpu_ms(decode_clip, str(path), dparams) for _ in range(repeats)]
+        audio = decode[0][1].audio
+        runs: dict[str, list[dict[str, float]]] = {impl: [] for impl in IMPLS}
+        for impl in IMPLS:  # warm-up: imports, caches
+            one_run(audio, dparams.sample_rate, params[impl])
+        for _ in range(repeats):
+            for impl in IMPLS:
+                runs[impl].append(one_run(audio, dparams.sample_rate, params[impl]))
+        for impl in IMPLS:
+            med = {k: float(np.median([r[k] for r in runs[impl]])) for k in runs[impl][0]}
+            med["decode"] = float(np.median([d[0] for d in decode]))
+            per_clip[impl].append(med)
+        print(f"  clip {i + 1}/{len(files)}: reference {sum(v for k, v in per_clip['reference'][-1].items() if k != 'decode'):.0f} ms, "
+              f"fast {sum(v for k, v in per_clip['fast'][-1].items() if k != 'decode'):.1f} ms", file=sys.stderr)
+    return {impl: {k: float(np.mean([c[k] for c in per_clip[impl]])) for k in per_clip[impl][0]} for impl in IMPLS}
+
+
+def pipeline_runs(files: list[Path], workdir: Path) -> dict[str, dict[str, float]]:
+    """Wall time, clips/s and run-record CPU seconds of extract() per implementation (one Ray session)."""
+    from acoustic_env.extract import extract
+
+    clips = workdir / "clips"
+    clips.mkdir()
+    for path in files:
+        (clips / path.name).symlink_to(path.resolve())
+    def run(impl: str, tag: str) -> dict[str, float]:
+        cfg = extract_config_from_dict({"manifest": str(clips), "output": str(workdir / f"out-{tag}"),
+                                        "progress": False, "features": {"impl": impl}})
+        t0 = time.perf_counter()
+        record = extract(cfg)
+        wall = time.perf_counter() - t0
+        assert record["counts"]["ok"] == len(files), record["counts"]
+        return {"wall_s": wall, "clips_per_s": len(files) / wall, **{f"cpu_{k}": v for k, v in record["cpu_s"].items()}}
+
+    run("fast", "warm-up")  # starts Ray and its workers; not reported
+    out = {impl: run(impl, impl) for impl in IMPLS}
+    return out
+
+
+def markdown(costs: dict[str, dict[str, float]], pipe: dict[str, dict[str, float]] | None, n_clips: int,
+             repeats: int, source: str) -> str:
+    ref, fast = costs["reference"], costs["fast"]
+    stages = ["decode", "separate"] + [f"indices {s}" for s in SIGNALS] + [f"mps {s}" for s in SIGNALS]
+    lines = [HEADING, "",
+             f"`{shlex.join(['python', 'benchmarks/extract_stages.py', *sys.argv[1:]])}`, "
+             f"{dt.date.today().isoformat()}  ",
+             f"{machine()}  ",
+             f"{n_clips} clips of 10 s: {source}; CPU ms per clip (process CPU time, median of {repeats} repeats, "
+             f"mean over clips; reference and fast alternate within each repeat).", "",
+             "| stage | reference ms | fast ms | ratio |", "|---|---:|---:|---:|"]
+    for s in stages:
+        lines.append(f"| {s} | {ref[s]:.1f} | {fast[s]:.1f} | {ref[s] / fast[s]:.1f}x |")
+    for label, keys in (("indices (raw+fg+bg)", [f"indices {s}" for s in SIGNALS]),
+                        ("mps (raw+fg+bg)", [f"mps {s}" for s in SIGNALS]),
+                        ("**features: separate + raw + fg + bg**", stages[1:]),
+                        ("features + decode", stages)):
+        r, f = sum(ref[k] for k in keys), sum(fast[k] for k in keys)
+        lines.append(f"| {label} | {r:.1f} | {f:.1f} | {r / f:.1f}x |")
+    if pipe:
+        lines += ["", f"End to end, `acoustic_env.extract.extract` with local Ray on the same {n_clips} clips "
+                      "(decode, features, write; no embedders; the machine's cores shared with whatever else runs):", "",
+                  "| impl | wall s | clips/s | run-record CPU s: decode / separate / indices / mps |",
+                  "|---|---:|---:|---|"]
+        for impl, p in pipe.items():
+            lines.append(f"| {impl} | {p['wall_s']:.1f} | {p['clips_per_s']:.2f} | {p['cpu_decode']:.1f} / "
+                         f"{p['cpu_separate']:.1f} / {p['cpu_indices']:.1f} / {p['cpu_mps']:.1f} |")
+        lines.append(f"\nclips/s, fast over reference: {pipe['fast']['clips_per_s'] / pipe['reference']['clips_per_s']:.1f}x")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str, path: Path = RESULTS) -> None:
+    """Put this script's section into RESULTS.md, replacing its previous one and keeping the rest."""
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    if HEADING in old:
+        start = old.index(HEADING)
+        nxt = old.find("\n## ", start + len(HEADING))
+        old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1:] if nxt >= 0 else "")
+    path.write_text(old.rstrip("\n") + "\n\n" + text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=8, help="clips for the per-stage costs")
+    ap.add_argument("--repeats", type=int, default=5, help="runs per clip and implementation (median)")
+    ap.add_argument("--pipeline-clips", type=int, default=16, help="clips for the end-to-end runs (0: skip)")
+    ap.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one allowed)")
+    ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.relative_to(REPO)}")
+    args = ap.parse_args(argv)
+    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
+    with tempfile.TemporaryDirectory() as tmp:
+        files, source = clip_files(max(args.clips, args.pipeline_clips), Path(tmp))
+        costs = stage_costs(files[: args.clips], args.repeats)
+        pipe = None
+        if args.pipeline_clips:
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))  # Ray gets the whole machine
+            pipe = pipeline_runs(files[: args.pipeline_clips], Path(tmp))
+    text = markdown(costs, pipe, args.clips, args.repeats, source)
+    print(text)
+    if args.write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

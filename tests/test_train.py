@@ -1,0 +1,265 @@
+"""The train job: splits, preprocessing, the network per task kind, evaluation, the artifact, end to end.
+
+Feature tables are synthetic (``acoustic_env.train.synthetic``: the extract
+job's schema, class-dependent signal, a group per source recording), so no
+extraction runs here. Ray is used only by the end-to-end tests (one search of
+two trials, one run without search against S3).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from acoustic_env.cli import main
+from acoustic_env.config import ConfigError
+from acoustic_env.tasks import load_task
+from acoustic_env.train import load_model
+from acoustic_env.train.artifact import save_model
+from acoustic_env.train.config import train_config_from_dict
+from acoustic_env.train.data import (available_groups, group_infos, make_targets, read_test_list, select_groups)
+from acoustic_env.train.evaluate import adjusted_accuracy, evaluate, true_accuracy
+from acoustic_env.train.fit import Schedule, build_model, fit
+from acoustic_env.train.mlp import architecture, predict_proba
+from acoustic_env.train.preprocess import fit_group, fit_streaming
+from acoustic_env.train.splits import DROPPED, TEST, TRAIN, VAL, assign_splits, leaks
+from acoustic_env.train.synthetic import NATURAL, URBAN, synthetic_table, write_features
+from acoustic_env.train.transform import transform_all
+
+INDOOR = "/t/dd00125"
+THREE_CLASSES = {"name": "three_env", "kind": "single_label",
+                 "classes": {"urban": {"mids": [URBAN]}, "natural": {"mids": [NATURAL]}, "indoor": {"mids": [INDOOR]}}}
+
+
+def _task_file(tmp: Path, kind: str) -> str:
+    path = tmp / f"{kind}.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({**THREE_CLASSES, "kind": kind, "name": f"three_{kind}"}))
+    return str(path)
+
+
+def _arrays(table: pa.Table, task, groups: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Preprocessed train/val/test arrays of a synthetic table, as the job builds them."""
+    targets = make_targets(table, task)
+    infos = group_infos(table.schema, groups)
+    mats = {g: np.asarray(table[g].combine_chunks().flatten(), np.float32).reshape(table.num_rows, -1)[targets.rows]
+            for g in groups}
+    split = assign_splits(targets.strata, targets.groups, None, 0.25, 0.25, seed=0)
+    transforms = [fit_group(mats[i.name][split == TRAIN], 10, i.name) for i in infos]
+    x = transform_all(transforms, mats)
+    data = {"x_train": x[split == TRAIN], "y_train": targets.y[split == TRAIN],
+            "x_val": x[split == VAL], "y_val": targets.y[split == VAL]}
+    return data, x[split == TEST], targets.y[split == TEST]
+
+
+# --- options -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("trials", -1, "trials: must be an integer >= 0, got -1"),
+    ("test_size", 1.5, "test_size: must be in (0, 1), got 1.5"),
+    ("pca", "mps=0", "pca.mps: must be an integer >= 1 or a variance fraction in (0, 1), got 0"),
+    ("groups", "indices,spectrogram", "groups: must name sources or columns"),
+    ("baselines", "svm", "baselines: must be a subset of ['logreg', 'xgboost'], got 'svm'"),
+])
+def test_bad_option_is_one_line(field, value, message):
+    with pytest.raises(ConfigError) as info:
+        train_config_from_dict({"features": "f", "output": "o", field: value})
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_cli_bad_option_one_line_exit_2(tmp_path, capsys):
+    write_features(synthetic_table(30), str(tmp_path / "ex"))
+    assert main(["train", "--features", str(tmp_path / "ex"), "--output", str(tmp_path / "o"), "--groups", "yamnet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("acoustic-env: error: groups: not in the feature table")
+
+
+def test_groups_by_source_and_signal():
+    available = available_groups(synthetic_table(6, embedders=("vggish",)).schema)
+    assert available == ["indices_raw", "indices_fg", "indices_bg", "mps_raw", "mps_fg", "mps_bg", "vggish"]
+    assert select_groups(available, (), ("raw",)) == ["indices_raw", "mps_raw", "vggish"]
+    assert select_groups(available, ("mps", "vggish"), ("fg", "bg")) == ["mps_fg", "mps_bg", "vggish"]
+    with pytest.raises(ConfigError, match="no feature group left"):
+        select_groups(available, ("indices",), ())
+
+
+# --- splits --------------------------------------------------------------------------
+
+def test_grouped_split_keeps_recordings_together():
+    rng = np.random.default_rng(0)
+    groups = np.array([f"rec{g}" for g in rng.integers(0, 120, 600)], dtype=object)
+    strata = rng.integers(0, 2, 600).astype(str)
+    split = assign_splits(strata, groups, None, test_size=0.2, val_size=0.2, seed=3)
+    assert not leaks(groups, split)
+    assert (split == DROPPED).sum() == 0
+    for code, share in ((TEST, 0.2), (VAL, 0.16), (TRAIN, 0.64)):
+        assert abs((split == code).mean() - share) < 0.07
+        assert set(strata[split == code]) == {"0", "1"}  # stratified: both classes everywhere
+
+
+def test_explicit_test_list_is_exact_and_does_not_leak(tmp_path):
+    ids = np.array([f"clip{i}" for i in range(100)])
+    groups = np.array([f"rec{i // 4}" for i in range(100)], dtype=object)
+    test_mask = np.isin(ids, ["clip0", "clip1", "clip9"])  # clip2/3 share rec0, clip8/10/11 share rec2
+    split = assign_splits(np.array(["a", "b"] * 50), groups, test_mask, 0.2, 0.25, seed=0)
+    assert list(ids[split == TEST]) == ["clip0", "clip1", "clip9"]
+    assert set(ids[split == DROPPED]) == {"clip2", "clip3", "clip8", "clip10", "clip11"}
+    assert not leaks(groups, split)
+
+    (tmp_path / "eval.csv").write_text('# Segments csv\n# num_ytids=2\n# YTID, start_seconds, end_seconds, positive_labels\n'
+                                       'abc, 30.000, 40.000, "/t/dd00128"\nxyz, 0.500, 10.500, "/t/dd00129,/m/0jbk"\n')
+    assert read_test_list(str(tmp_path / "eval.csv")) == {"abc_30000", "xyz_500"}
+    (tmp_path / "ids.txt").write_text("a\nb\n\n")
+    assert read_test_list(str(tmp_path / "ids.txt")) == {"a", "b"}
+
+
+# --- preprocessing -------------------------------------------------------------------
+
+def test_streaming_pca_matches_in_memory():
+    table = synthetic_table(400, seed=2)
+    infos = group_infos(table.schema, ["indices_raw", "mps_fg"])
+    mats = {i.name: np.asarray(table[i.name].combine_chunks().flatten(), np.float32).reshape(400, -1) for i in infos}
+    is_train = np.arange(400) % 5 != 0
+
+    def stream():
+        for start in range(0, 400, 64):
+            pos = np.arange(start, min(start + 64, 400))
+            yield pos, {k: m[pos] for k, m in mats.items()}
+
+    transforms, projected = fit_streaming(stream, infos, {"indices_raw": 5, "mps_fg": 0.5}, is_train, 400)
+    for t in transforms:
+        ref = fit_group(mats[t.group][is_train], 5 if t.group == "indices_raw" else 0.5, t.group)
+        assert t.n_components == ref.n_components
+        np.testing.assert_allclose(t.explained_variance_ratio, ref.explained_variance_ratio, rtol=0.05)
+        out = t.transform(mats[t.group])
+        np.testing.assert_allclose(out, projected[t.group], atol=1e-3)
+        np.testing.assert_allclose(out[is_train].std(axis=0), 1, atol=1e-3)  # scaled on the training rows only
+
+
+# --- the network per task kind, and the metrics --------------------------------------
+
+@pytest.mark.parametrize("kind", ["binary", "single_label", "multi_label"])
+def test_network_learns_each_task_kind(kind, tmp_path):
+    task = load_task("urban_natural") if kind == "binary" else load_task(_task_file(tmp_path, kind))
+    table = synthetic_table(240, class_mids=tuple(sorted(m)[0] for m in task.class_mids),
+                            multi_label=task.kind == "multi_label", seed=1, separation=0.5)
+    data, x_test, y_test = _arrays(table, task, ["indices_raw", "mps_raw"])
+    params = {"depth": 2, "width": 32, "lr": 3e-3, "activation": "gelu", "dropout": 0.1, "weight_decay": 1e-4,
+              "batch_size": 32}
+    model = build_model(data["x_train"].shape[1], task.kind, task.n_classes, params, seed=0)
+    out = fit(model, data, task.kind, task.n_classes, params, Schedule(max_rounds=6, patience=3, steps_per_round=20), 0)
+    model.load_state_dict(out["best_state"])
+    m = evaluate(task.kind, list(task.class_names), y_test, predict_proba(model, x_test, task.kind, task.n_classes))
+    assert m["roc_auc"] > 0.85 and m["map"] > 0.8
+    assert set(m["per_class"]) == set(task.class_names)
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "confusion", "calibration"} <= set(m)
+
+
+def test_adjusted_accuracy_formula():
+    assert true_accuracy(0.82, 0.9, 2) == pytest.approx(0.9)  # (0.82 - 0.1) / (2 * 0.9 - 1)
+    assert true_accuracy(0.7, 0.8, 3) == pytest.approx((0.7 - 0.1) / (0.8 - 0.1))
+    assert true_accuracy(0.7, 0.5, 2) is None  # labels at chance say nothing
+    est = {"method": "wilson", "sample": "random", "overall": {"accuracy": 0.9, "low": 0.85, "high": 0.94, "n": 100}}
+    adj = adjusted_accuracy(0.82, 200, est, 2)
+    assert adj["raw"] == 0.82 and adj["adjusted"] == pytest.approx(0.9)
+    assert adj["interval"][0] < 0.9 < adj["interval"][1] <= 1.0
+
+
+# --- the artifact without Ray --------------------------------------------------------
+
+def test_artifact_round_trip_without_ray(tmp_path):
+    task = load_task("urban_natural")
+    table = synthetic_table(120, seed=4)
+    groups = ["indices_raw", "mps_bg"]
+    targets = make_targets(table, task)
+    mats = {g: np.asarray(table[g].combine_chunks().flatten(), np.float32).reshape(120, -1) for g in groups}
+    transforms = [fit_group(mats[g], 8, g) for g in groups]
+    params = {"depth": 1, "width": 16, "lr": 1e-2, "activation": "tanh", "dropout": 0.0, "weight_decay": 0.0,
+              "batch_size": 16}
+    x = transform_all(transforms, mats)
+    model = build_model(x.shape[1], task.kind, 2, params, 0)
+    fit(model, {"x_train": x, "y_train": targets.y, "x_val": x, "y_val": targets.y}, task.kind, 2, params,
+        Schedule(max_rounds=2, steps_per_round=5), 0)
+    expected = predict_proba(model, x, task.kind, 2)
+    save_model(str(tmp_path / "model"), model.state_dict(), transforms,
+               {"task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
+                         "definition": task.definition}, "architecture": architecture(x.shape[1], task.kind, 2, params)})
+    pq_path = tmp_path / "features.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, pq_path)
+    np.save(tmp_path / "expected.npy", expected)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["ray"] = None  # any import of Ray fails
+        sys.modules["sklearn"] = None
+        import numpy as np, pyarrow.parquet as pq
+        from acoustic_env.train import load_model
+        m = load_model({str(tmp_path / 'model')!r})
+        table = pq.read_table({str(pq_path)!r})
+        p = m.predict_proba(table)
+        np.testing.assert_allclose(p, np.load({str(tmp_path / 'expected.npy')!r}), atol=1e-5)
+        np.testing.assert_allclose(m.predict_proba(table.to_pandas()), p, atol=1e-6)
+        assert list(m.predict(table)[:3]) == [m.class_names[i] for i in p[:3].argmax(1)]
+        assert m.groups == {groups!r} and "ray" not in [k for k, v in sys.modules.items() if v is not None]
+        print("ok", m.class_names)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ok ['urban', 'natural']" in out.stdout
+
+
+# --- end to end (Ray) ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_train_end_to_end_with_search(ray_session, tmp_path):
+    features = write_features(synthetic_table(180, seed=5, separation=0.4), str(tmp_path / "extract"), n_parts=3)
+    estimate = tmp_path / "label_accuracy.json"
+    estimate.write_text(json.dumps({"method": "wilson", "sample": "random",
+                                    "overall": {"accuracy": 0.9, "low": 0.84, "high": 0.94, "n": 120}, "per_class": {}}))
+    out = tmp_path / "train"
+    code = main(["train", "--features", features, "--output", str(out), "--trials", "2", "--max-rounds", "4",
+                 "--grace-rounds", "1", "--steps-per-round", "10", "--shap-samples", "12",
+                 "--label-accuracy", str(estimate), "--no-progress"])
+    assert code == 0
+    record = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert record["status"] == "completed" and record["counts"]["leaking_groups"] == 0
+    assert len(record["search"]["trials"]) == 2 and record["search"]["method"].startswith("Optuna TPE")
+    assert record["metrics"]["mlp"]["roc_auc"] > 0.9
+    assert set(record["metrics"]) == {"mlp", "logreg", "xgboost"}
+    adj = record["adjusted_accuracy"]["mlp"]
+    assert adj["raw"] == record["metrics"]["mlp"]["accuracy"] and adj["adjusted"] is not None
+    page = (out / "report" / "index.html").read_text()
+    for png in ("roc.png", "calibration.png", "confusion_mlp.png", "shap_features.png", "shap_mps_raw.png",
+                "shap_xgboost.png"):
+        assert (out / "report" / png).stat().st_size > 1000 and png in page
+    assert "Adjusted accuracy" in page and "signal only" in page and "indices only" in page
+    model = load_model(str(out / "model"))
+    assert model.meta["task"]["definition"]["classes"]["urban"]["mids"] == [URBAN]
+    p = model.predict_proba(features)
+    assert p.shape == (180, 2) and np.allclose(p.sum(axis=1), 1)
+
+
+@pytest.mark.slow
+def test_train_multi_label_on_s3_without_search(ray_session, tmp_path):
+    fs = fsspec.filesystem("s3")
+    fs.mkdir("train-test")
+    task = _task_file(tmp_path, "multi_label")
+    features = write_features(synthetic_table(150, class_mids=(URBAN, NATURAL, INDOOR), multi_label=True, seed=6),
+                              "s3://train-test/extract")
+    summary = __import__("acoustic_env.train.job", fromlist=["train"]).train(train_config_from_dict({
+        "features": features, "output": "s3://train-test/train", "task": task, "trials": 0, "max_rounds": 3,
+        "steps_per_round": 10, "baselines": ("logreg",), "ablations": False, "shap_samples": 0, "progress": False}))
+    assert summary["metrics"]["mlp"]["map"] > 0.8
+    assert fs.exists("train-test/train/report/index.html") and fs.exists("train-test/train/report/confusion_mlp.png")
+    model = load_model("s3://train-test/train/model")
+    assert model.kind == "multi_label" and model.predict(features).shape == (150, 3)
