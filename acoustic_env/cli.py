@@ -14,11 +14,13 @@ from typing import Any, Sequence
 
 from .audit.config import AuditError
 from .config import ConfigError, extract_config_from_dict, load_config_file
+from .errors import WeightsError
 from .manifest import ManifestError
 from .ontology import OntologyError
 from .tasks import TaskError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ManifestError, OntologyError, TaskError, AuditError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ManifestError, OntologyError, TaskError, AuditError,
+                                            WeightsError)
 
 
 def _add_extract_options(p: argparse.ArgumentParser) -> None:
@@ -40,6 +42,8 @@ def _add_extract_options(p: argparse.ArgumentParser) -> None:
                    help="run embedders with random weights when checkpoints are missing (recorded as 'random')")
     p.add_argument("--weights-cache", help="model cache directory or URI")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="embedder device (default: GPU when the cluster has one)")
+    p.add_argument("--accelerator-resource", help="cluster resource that marks an accelerator (default GPU)")
+    p.add_argument("--embed-batch-size", type=int, help="clips per embedder batch (default 16)")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local instance)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bars")
 
@@ -47,7 +51,8 @@ def _add_extract_options(p: argparse.ArgumentParser) -> None:
 def extract_config_from_args(args: argparse.Namespace) -> Any:
     data: dict[str, Any] = load_config_file(args.config) if args.config else {}
     simple = ("manifest", "audio_root", "output", "manifest_format", "path_template", "cut_segments", "ontology",
-              "limit", "batch_size", "allow_random_weights", "weights_cache", "device", "ray_address", "progress")
+              "limit", "batch_size", "allow_random_weights", "weights_cache", "device", "ray_address", "progress",
+              "accelerator_resource", "embed_batch_size")
     for name in simple:
         value = getattr(args, name, None)
         if value is not None:
@@ -264,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="wilson", help="interval: wilson (default) or bootstrap")
     p.add_argument("--output", help="write the estimate JSON here (the training report reads it)")
     p.set_defaults(func=cmd_audit_estimate)
+
+    from .embedders.cli import add_models_parser  # imports torch: only the command line pays for it
+
+    add_models_parser(sub)
     return parser
 
 

@@ -1,8 +1,9 @@
-"""The one exception a stage raises for a clip it cannot process.
+"""Exceptions shared across modules, kept free of heavy imports.
 
-The pipeline turns it into an errors/ row (stage, error_type, message) instead
-of failing the batch; anything else a stage raises is caught too and recorded
-as ``error_type = "internal"`` with the exception's type and message.
+``ClipError`` is what a stage raises for a clip it cannot process: the pipeline
+turns it into an errors/ row (stage, error_type, message) instead of failing the
+batch; anything else a stage raises is caught too and recorded as
+``error_type = "internal"``. ``WeightsError`` stops a job before it starts.
 """
 
 from __future__ import annotations
@@ -16,3 +17,7 @@ class ClipError(Exception):
         self.stage = stage
         self.error_type = error_type
         self.message = message
+
+
+class WeightsError(Exception):
+    """Pretrained weights are missing, truncated, corrupt or not the expected release."""

@@ -52,10 +52,10 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     t_start = time.time()
     run_id = outputs.new_run_id()
     record = base_record(run_id, "extract", cfg.to_dict())
+    weights = resolve_weights(cfg)
     manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
                              cfg.audio_extensions, cfg.cut_segments, cfg.ontology, cfg.limit)
     plan = outputs.make_plan(manifest.table, cfg.output)
-    weights = resolve_weights(cfg)
     record.update(manifest={"source": manifest.source, "format": manifest.format},
                   weights=weights)
     record_uri = join(cfg.output, outputs.RUNS, f"{run_id}.json")

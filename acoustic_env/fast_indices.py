@@ -32,6 +32,19 @@ change the features, which is not this module's business):
 Thresholds are compared in the linear domain where scikit-maad compares a
 logarithm with a threshold in dB (``20 log10(a) >= t`` as ``a >= 10**(t/20)``);
 the two differ only for a value within a rounding error of the threshold.
+
+Agreement. On the same signal all 60 indices agree with scikit-maad to 1e-6
+relative (in practice 1e-9 or better), with no exception. End to end, with
+``fast_separation`` in place of noisereduce, the indices of fg and bg also
+agree on real recordings (to 1e-6 on the test recordings). They do not on
+clips where the gate closes over most of the clip (a steady pure tone, bursts
+in near silence): there fg is noisereduce's rounding residue (~1e-13 of the
+input), and the indices built on ranks and thresholds of that residue (the
+median-equalised family EAS, ECU, ECV, EPS, EPS_KURT, EPS_SKEW, ACTsp*,
+EVNsp*, LFC/MFC/HFC, and AGI, TFSD, NBPEAKS, ZCR) move by up to ~10 %. That is
+an ill-conditioning of the reference, not an error of either implementation:
+scikit-maad + noisereduce themselves move by as much (up to 70 % on a tone)
+when 1 % of the input samples change by one float32 ulp.
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ _DBREF = 94.0
 _PREF = 20e-6
 _ENV_FRAME = 512  # samples per frame of the "fast" envelope
 _LEQ_DT = 1.0  # s per block of temporal Leq
+# region_of_interest_index's arguments as all_spectral_alpha_indices passes them by default
 _ROI = dict(seed_level=13.0, low_level=6.0, min_event_duration=0.025, min_freq_bw=50.0, flim_min=50.0,
             max_ratio_xy=10.0)
 _BIN_STEP = 1000.0  # Hz, ADI/AEI/RAOQ bins

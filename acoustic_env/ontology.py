@@ -43,7 +43,7 @@ def _read_text(uri: str) -> str:
     except Exception as exc:  # noqa: BLE001 - any transport error means the same to the user
         raise OntologyError(
             f"cannot read {uri}: {type(exc).__name__}: {exc}. "
-            "Pass --ontology/--class-list with a local copy when the machine has no internet access."
+            "Pass a local copy (--ontology) when the machine has no internet access."
         ) from None
     if remote:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -88,8 +88,9 @@ class Ontology:
 @lru_cache(maxsize=8)
 def load_ontology(uri: str = ONTOLOGY_URL) -> Ontology:
     """Parse ontology.json (a list of {id, name, child_ids, ...})."""
+    text = _read_text(uri)
     try:
-        entries = json.loads(_read_text(uri))
+        entries = json.loads(text)
         names = {e["id"]: e["name"] for e in entries}
         children = {e["id"]: tuple(e.get("child_ids", ())) for e in entries}
     except (ValueError, KeyError, TypeError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -164,3 +165,53 @@ def test_cli_config_file_field_errors(tmp_path):
     out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--config", "c.yaml"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("acoustic-env: error: features.maad_flim_mid:")
+
+
+def test_embedders_write_their_columns_with_provenance(ray_session, tmp_path):
+    """All three embedders in one pass: columns, widths, and where their weights came from."""
+    from acoustic_env.embedders import REGISTRY
+    from acoustic_env.embedders.vggish import VGGish
+    from acoustic_env.embedders.weights import save_checkpoint
+
+    demo = generate_demo(tmp_path / "demo", n_clips=4, seed=8, duration_s=1.5, n_broken=1)
+    cache = tmp_path / "models"
+    save_checkpoint(REGISTRY["vggish"], VGGish().state_dict(), str(cache / REGISTRY["vggish"].filename))
+    out = tmp_path / "out"
+    record = extract(config(demo, out, embedders=["vggish", "yamnet", "panns"], allow_random_weights=True,
+                            weights_cache=str(cache), features={"signals": ["raw"]}))
+    table = pq.read_table(out / "features")
+    widths = {"vggish": 128, "yamnet": 1024, "yamnet_scores": 521, "panns": 2048, "panns_scores": 527}
+    for col, width in widths.items():
+        assert table[col].type.list_size == width
+        values = np.stack(table[col].to_numpy(zero_copy_only=False))
+        assert values.shape == (demo.n_good, width) and np.isfinite(values).all()
+    meta = read_metadata(table.schema)
+    sidecar = json.loads((cache / (REGISTRY["vggish"].filename + ".json")).read_text())
+    assert record["weights"] == {"vggish": sidecar["sha256"], "yamnet": "random", "panns": "random"}
+    assert meta["weights"] == record["weights"]
+    assert meta["columns"]["panns_scores"]["names"][0] == "Speech"
+    assert meta["columns"]["vggish"]["pooling"] == "mean over frames"
+    assert {"embed_vggish", "embed_yamnet", "embed_panns"} <= set(record["cpu_s"])
+    assert record["resources"]["torch_device"] == "cpu"
+
+
+def test_missing_weights_stop_before_ray(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--manifest", "m.csv", "--output", "o",
+                          "--embedders", "panns", "--weights-cache", str(tmp_path / "empty")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "Weights for 'panns' not found" in out.stderr and "acoustic-env models fetch panns" in out.stderr
+
+
+def test_resource_plan():
+    from acoustic_env.pipeline import plan_resources
+
+    small = plan_resources({"CPU": 2.0})
+    assert small.max_actors * small.actor_cpus + small.task_cpus * 2 <= 2.0
+    gpu = plan_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3)
+    assert gpu.embed_on_accelerator and gpu.embed_resources == {"num_cpus": 0.25, "GPU": 0.3333}
+    assert gpu.max_actors * gpu.actor_cpus + 3 * 0.25 <= 16.0 - 0.5
+    forced = plan_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3, device="cpu")
+    assert not forced.embed_on_accelerator and "GPU" not in forced.embed_resources
+    custom = plan_resources({"CPU": 2.0, "accel": 1.0}, n_embedders=1, accelerator="accel")
+    assert custom.embed_resources == {"num_cpus": 0.25, "accel": 1.0}

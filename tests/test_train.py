@@ -28,6 +28,7 @@ from acoustic_env.train.config import train_config_from_dict
 from acoustic_env.train.data import (available_groups, group_infos, make_targets, read_test_list, select_groups)
 from acoustic_env.train.evaluate import adjusted_accuracy, evaluate, true_accuracy
 from acoustic_env.train.fit import Schedule, build_model, fit
+from acoustic_env.train.job import train
 from acoustic_env.train.mlp import architecture, predict_proba
 from acoustic_env.train.preprocess import fit_group, fit_streaming
 from acoustic_env.train.splits import DROPPED, TEST, TRAIN, VAL, assign_splits, leaks
@@ -210,6 +211,8 @@ def test_artifact_round_trip_without_ray(tmp_path):
         np.testing.assert_allclose(p, np.load({str(tmp_path / 'expected.npy')!r}), atol=1e-5)
         np.testing.assert_allclose(m.predict_proba(table.to_pandas()), p, atol=1e-6)
         assert list(m.predict(table)[:3]) == [m.class_names[i] for i in p[:3].argmax(1)]
+        out = m.predict_table(table)
+        assert out.column_names == ["clip_id", "predicted", "prob_urban", "prob_natural"] and out.num_rows == 120
         assert m.groups == {groups!r} and "ray" not in [k for k, v in sys.modules.items() if v is not None]
         print("ok", m.class_names)
     """)
@@ -228,7 +231,7 @@ def test_train_end_to_end_with_search(ray_session, tmp_path):
                                     "overall": {"accuracy": 0.9, "low": 0.84, "high": 0.94, "n": 120}, "per_class": {}}))
     out = tmp_path / "train"
     code = main(["train", "--features", features, "--output", str(out), "--trials", "2", "--max-rounds", "4",
-                 "--grace-rounds", "1", "--steps-per-round", "10", "--shap-samples", "12",
+                 "--grace-rounds", "1", "--steps-per-round", "10", "--shap-samples", "12", "--signals", "raw,fg",
                  "--label-accuracy", str(estimate), "--no-progress"])
     assert code == 0
     record = json.loads(next((out / "runs").glob("*.json")).read_text())
@@ -250,15 +253,16 @@ def test_train_end_to_end_with_search(ray_session, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_multi_label_on_s3_without_search(ray_session, tmp_path):
+def test_train_multi_label_streamed_from_s3_without_search(ray_session, tmp_path):
     fs = fsspec.filesystem("s3")
     fs.mkdir("train-test")
     task = _task_file(tmp_path, "multi_label")
     features = write_features(synthetic_table(150, class_mids=(URBAN, NATURAL, INDOOR), multi_label=True, seed=6),
                               "s3://train-test/extract")
-    summary = __import__("acoustic_env.train.job", fromlist=["train"]).train(train_config_from_dict({
+    summary = train(train_config_from_dict({
         "features": features, "output": "s3://train-test/train", "task": task, "trials": 0, "max_rounds": 3,
-        "steps_per_round": 10, "baselines": ("logreg",), "ablations": False, "shap_samples": 0, "progress": False}))
+        "steps_per_round": 10, "groups": ("indices",), "baselines": ("logreg",), "ablations": False, "shap_samples": 5,
+        "memory_gb": 1e-6, "progress": False}))  # a tiny memory budget: the streamed, incremental-PCA path
     assert summary["metrics"]["mlp"]["map"] > 0.8
     assert fs.exists("train-test/train/report/index.html") and fs.exists("train-test/train/report/confusion_mlp.png")
     model = load_model("s3://train-test/train/model")

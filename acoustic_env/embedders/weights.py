@@ -23,6 +23,8 @@ from typing import Any
 import fsspec
 import numpy as np
 import torch
+
+from ..errors import WeightsError  # defined torch-free so the CLI can catch it without importing torch
 from numpy._core.multiarray import _reconstruct
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,6 @@ DEFAULT_CACHE = "~/.cache/acoustic-env/models"
 CONVERT_EXTRA = 'pip install "acoustic-env[convert]"'
 
 _CHUNK = 1 << 20
-
-
-class WeightsError(Exception):
-    """Weights are missing, truncated, corrupt or not the expected release."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +181,7 @@ def missing_message(spec: WeightsSpec, uri: str) -> str:
     """One message naming the file, where it comes from and the command that gets it."""
     return (
         f"Weights for '{spec.name}' not found: {uri} does not exist. {spec.how_to_get()} "
-        f"The cache is set by --cache-dir or ${CACHE_ENV}. For an offline run without "
+        f"The cache is set by ${CACHE_ENV}, `models --cache-dir` or `extract --weights-cache`. For an offline run without "
         f"pretrained weights, pass --allow-random-weights."
     )
 

@@ -26,6 +26,7 @@ import pyarrow as pa
 import torch
 
 from ..storage import filesystem, join, list_parts, read_parts
+from .data import fixed_size_to_numpy
 from .mlp import MLP, predict_proba
 from .transform import GroupTransform, from_arrays, to_arrays, transform_all
 
@@ -62,6 +63,8 @@ def save_model(uri: str, state_dict: dict[str, torch.Tensor], transforms: list[G
 def _column_matrix(values: Any, dim: int) -> np.ndarray:
     """One group's values (Arrow list column, pandas column of arrays, or a matrix) as float32 [n, dim], NaN if null."""
     if isinstance(values, (pa.ChunkedArray, pa.Array)):
+        if pa.types.is_fixed_size_list(values.type):
+            return fixed_size_to_numpy(values, dim)
         values = values.to_pylist()
     if isinstance(values, np.ndarray) and values.dtype != object:
         return values.astype(np.float32).reshape(len(values), dim)
@@ -96,7 +99,7 @@ class Model:
     def _table(self, data: Any) -> Any:
         if isinstance(data, str):  # a feature table: the extract output or its features/ directory
             directory = join(data, "features") if list_parts(join(data, "features")) else data
-            table = read_parts(directory, columns=self.groups)
+            table = read_parts(directory, columns=["clip_id", *self.groups])
             if table is None:
                 raise FileNotFoundError(f"no Parquet parts under {data}")
             return table
@@ -120,6 +123,19 @@ class Model:
         if ok.any():
             out[ok] = predict_proba(self.net, x[ok], self.kind, len(self.class_names))
         return out
+
+    def predict_table(self, data: Any) -> pa.Table:
+        """``clip_id`` (when the input has it), the prediction and ``prob_<class>`` per row, as an Arrow table."""
+        data = self._table(data)
+        p = self.predict_proba(data)
+        cols: dict[str, Any] = {}
+        if "clip_id" in (data.column_names if isinstance(data, pa.Table) else list(data.keys())):
+            cols["clip_id"] = pa.array(list(data["clip_id"]), pa.string())
+        pred = self.predict(data)
+        cols["predicted"] = (pa.array([[c for c, on in zip(self.class_names, row) if on] for row in pred])
+                             if self.kind == "multi_label" else pa.array(list(pred), pa.string()))
+        cols.update({f"prob_{c}": pa.array(p[:, j]) for j, c in enumerate(self.class_names)})
+        return pa.table(cols)
 
     def predict(self, data: Any, threshold: float = 0.5) -> np.ndarray:
         """Class names (single-label; None where features are missing) or a 0/1 matrix (multi-label)."""

@@ -129,6 +129,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
     fdir = features_dir(cfg.features)
     schema = read_schema(fdir)
+    if "labels" not in schema.names:
+        raise ConfigError(f"features: {fdir} has no labels column (was the clip list unlabelled?)")
     groups = select_groups(available_groups(schema), cfg.groups, cfg.signals)
     infos = group_infos(schema, groups)
     run_id = outputs.new_run_id()
@@ -161,7 +163,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     timings["read_and_preprocess_s"] = time.time() - t
     for code, name in NAMES.items():
         if not (split == code).any():
-            raise ConfigError(f"{name}_size: the {name} split is empty ({len(targets.rows)} clips with a target)")
+            field = {"train": "features", "val": "val_size", "test": "test_size"}[name]
+            raise ConfigError(f"{field}: the {name} split is empty ({len(targets.rows)} clips with a target)")
     idx = {code: np.flatnonzero(split == code) for code in NAMES}
     data = {"x_train": x[idx[TRAIN]], "y_train": targets.y[idx[TRAIN]],
             "x_val": x[idx[VAL]], "y_val": targets.y[idx[VAL]]}

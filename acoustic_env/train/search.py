@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import ConfigError
 from .fit import DEFAULT_PARAMS, Schedule, build_model, fit
 
 log = logging.getLogger("acoustic_env.train")
@@ -214,8 +215,9 @@ def tune_search(data: list, setup: Setup, trials: int, time_budget_s: float, con
             best = (score, dict(result.config), str(ck.iloc[-1]))
     if best is None:
         errors = [r["error"] for r in rows if r["error"]]
-        raise RuntimeError(f"no search trial produced a model ({len(rows)} trials"
-                           + (f"; first error: {errors[0]}" if errors else "") + ")")
+        if not errors:
+            raise ConfigError(f"time_budget_s: no trial finished a round within {time_budget_s:g} s")
+        raise RuntimeError(f"no search trial produced a model ({len(rows)} trials; first error: {errors[0]})")
     return SearchResult(params={k: best[1][k] for k in search_space()}, checkpoint=best[2], best_val_score=best[0],
                         trials=sorted(rows, key=lambda r: -r[METRIC]))
 
