@@ -228,6 +228,27 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .annotate import annotate, annotate_config_from_dict
+
+    extract_fields = ("audio_root", "manifest_format", "path_template", "cut_segments", "ontology",
+                      "allow_random_weights", "weights_cache", "device", "ray_address", "progress")
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for name in ("manifest", "model", "features", "output", "flag_threshold"):
+        if getattr(args, name) is not None:
+            data[name] = getattr(args, name)
+    extract_opts = dict(data.get("extract") or {})
+    extract_opts.update({k: getattr(args, k) for k in extract_fields if getattr(args, k) is not None})
+    data["extract"] = extract_opts
+    record = annotate(annotate_config_from_dict(data))
+    c = record["counts"]
+    print(f"annotate {record['run_id']}: {c['annotated']} clips annotated ({c['flagged']} flagged against their "
+          f"given labels), {c['already_annotated']} already annotated by model {record['model_id']}; "
+          f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
+          f"{c['not_annotated_failed_extract']} failed extraction (see the feature table's errors/)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acoustic-env", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -269,6 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="wilson", help="interval: wilson (default) or bootstrap")
     p.add_argument("--output", help="write the estimate JSON here (the training report reads it)")
     p.set_defaults(func=cmd_audit_estimate)
+
+    p = sub.add_parser("annotate", help="label a new clip list with a trained model (extracts only new clips)")
+    p.add_argument("--config", help="YAML/JSON file with AnnotateConfig fields (flags override it)")
+    p.add_argument("--manifest", help="the new clip list (any format extract reads)")
+    p.add_argument("--model", help="model artifact written by `acoustic-env train` (directory or URI)")
+    p.add_argument("--features", help="the shared extract output the clips are added to")
+    p.add_argument("--output", help="where annotations/ and runs/ go")
+    p.add_argument("--flag-threshold", type=float, help="flag a given label whose probability is below this (default 0.5)")
+    p.add_argument("--audio-root")
+    p.add_argument("--manifest-format", choices=["auto", "audioset", "csv", "parquet", "jsonl", "directory"])
+    p.add_argument("--path-template")
+    p.add_argument("--cut-segments", action="store_true", default=None)
+    p.add_argument("--ontology")
+    p.add_argument("--allow-random-weights", action="store_true", default=None)
+    p.add_argument("--weights-cache")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--ray-address")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.set_defaults(func=cmd_annotate)
 
     from .embedders.cli import add_models_parser  # imports torch: only the command line pays for it
 

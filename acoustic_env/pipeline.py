@@ -32,6 +32,10 @@ from .rows import (AUDIO, CPU_PREFIX, ERROR_COLUMNS, ERRORS_SCHEMA, is_error, ma
 from .storage import join, write_parquet
 
 CPU_STAGES = ("decode", "separate", "indices", "mps")
+# Host memory per embedder actor, as Ray Data's memory detector measured it on the demo
+# (16 ten-second clips a batch, CPU): reserving it keeps Ray from packing more actors
+# onto a node than its memory holds.
+EMBED_MEMORY = {"vggish": 1.4 * 2**30, "yamnet": 0.9 * 2**30, "panns": 1.8 * 2**30}
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,7 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
     for name in cfg.embedders:
         extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
         ds = ds.map_batches(EmbedderStage, batch_format="pyarrow", batch_size=cfg.embed_batch_size,
-                            num_cpus=res.embed_resources["num_cpus"],
+                            num_cpus=res.embed_resources["num_cpus"], memory=EMBED_MEMORY[name],
                             num_gpus=extra.pop("GPU", None), resources=extra or None,
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.embed_actors),
                             fn_constructor_kwargs={"name": name, "cfg": cfg, "schema": schema,

@@ -84,7 +84,11 @@ def _read_definition(name_or_path: str) -> dict:
 
 def load_task(name_or_path: str = "urban_natural", ontology: Ontology | None = None) -> Task:
     """Load a task; the ontology is only needed for display names or descendants."""
-    data = _read_definition(name_or_path)
+    return task_from_definition(_read_definition(name_or_path), ontology, Path(name_or_path).stem)
+
+
+def task_from_definition(data: dict, ontology: Ontology | None = None, default_name: str = "task") -> Task:
+    """Build a task from its parsed definition (a task file, or the copy a model artifact keeps)."""
     kind = data.get("kind", "single_label")
     if kind not in KINDS:
         raise TaskError(f"task.kind: must be one of {KINDS}, got {kind!r}")
@@ -108,5 +112,5 @@ def load_task(name_or_path: str = "urban_natural", ontology: Ontology | None = N
             mids = set().union(*(ontology.descendants(m) for m in mids))
         names.append(str(cname))
         mid_sets.append(frozenset(mids))
-    return Task(name=str(data.get("name", Path(name_or_path).stem)), kind=kind,
+    return Task(name=str(data.get("name", default_name)), kind=kind,
                 class_names=tuple(names), class_mids=tuple(mid_sets), definition=data)

@@ -17,14 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import EMBEDDERS  # names accepted by load_embedder, in the order the pipeline runs them
 from . import panns, vggish, yamnet
 from .base import Embedder
 from .weights import REGISTRY, WeightsError, join_uri, load_checkpoint, load_npz, resolve_cache_dir
 
 log = logging.getLogger(__name__)
 
-#: Names accepted by :func:`load_embedder`, in the order the pipeline runs them.
-EMBEDDERS = ("vggish", "yamnet", "panns")
 
 _NETWORKS: dict[str, Callable[[], nn.Module]] = {
     "vggish": vggish.VGGish, "yamnet": yamnet.YAMNet, "panns": panns.Cnn14}
