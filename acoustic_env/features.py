@@ -62,9 +62,11 @@ def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams) -> tuple[dic
         cpu["indices"] += t1 - t0
         cpu["mps"] += t2 - t1
         for key, vec in ((f"indices_{name}", idx), (f"mps_{name}", grid)):
-            bad = ~np.isfinite(vec)
+            with np.errstate(over="ignore"):
+                vec32 = np.asarray(vec).astype(np.float32)  # values beyond float32's range become inf here
+            bad = ~np.isfinite(vec32)
             nonfinite += int(bad.sum())
-            out[key] = np.where(bad, 0.0, vec).astype(np.float32)
+            out[key] = np.where(bad, np.float32(0.0), vec32)
     out["nonfinite_features"] = np.int32(nonfinite)
     return out, cpu
 

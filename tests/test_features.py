@@ -77,3 +77,19 @@ def test_feature_metadata_shapes():
     assert meta["mps_bg"]["shape"] == [P.mps_n_wf, P.mps_n_wt]
     assert len(meta["mps_bg"]["axes"]["wt_hz"]) == P.mps_n_wt
     assert mps_grid(np.zeros(SR, dtype=np.float32), SR, P).shape == (P.mps_n_wf * P.mps_n_wt,)
+
+
+def test_values_beyond_float32_are_counted_not_stored_as_inf(monkeypatch):
+    """A finite float64 index above 3.4e38 (AGI on an impulse) must not become inf in the table."""
+    import acoustic_env.features as features
+
+    def huge(x, sr, params):
+        v = np.ones(len(INDEX_NAMES))
+        v[0] = 1e300
+        return v
+
+    monkeypatch.setattr(features, "implementation", lambda name: (huge, mps_grid))
+    feats, _ = cpu_features(np.random.default_rng(0).standard_normal(SR).astype(np.float32), SR,
+                            FeatureParams(impl="reference", signals=("raw",)))
+    assert np.isfinite(feats["indices_raw"]).all() and feats["indices_raw"][0] == 0.0
+    assert feats["nonfinite_features"] == 1

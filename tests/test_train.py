@@ -26,7 +26,7 @@ from acoustic_env.train import load_model
 from acoustic_env.train.artifact import save_model
 from acoustic_env.train.config import train_config_from_dict
 from acoustic_env.train.data import (available_groups, group_infos, make_targets, read_test_list, select_groups)
-from acoustic_env.train.evaluate import adjusted_accuracy, evaluate, true_accuracy
+from acoustic_env.train.evaluate import adjusted_accuracy, evaluate, read_label_accuracy, true_accuracy
 from acoustic_env.train.fit import Schedule, build_model, fit
 from acoustic_env.train.job import train
 from acoustic_env.train.mlp import architecture, predict_proba
@@ -91,6 +91,13 @@ def test_groups_by_source_and_signal():
     assert select_groups(available, ("mps", "vggish"), ("fg", "bg")) == ["mps_fg", "mps_bg", "vggish"]
     with pytest.raises(ConfigError, match="no feature group left"):
         select_groups(available, ("indices",), ())
+
+
+def test_demo_leaves_out_random_weight_embedders(tmp_path):
+    from acoustic_env.train.demo import pretrained_groups
+
+    write_features(synthetic_table(6, embedders=("vggish",)), str(tmp_path))  # recorded as random weights
+    assert pretrained_groups(str(tmp_path)) == (("indices", "mps"), ["vggish"])
 
 
 # --- splits --------------------------------------------------------------------------
@@ -165,7 +172,7 @@ def test_network_learns_each_task_kind(kind, tmp_path):
     assert {"accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "confusion", "calibration"} <= set(m)
 
 
-def test_adjusted_accuracy_formula():
+def test_adjusted_accuracy_formula(tmp_path):
     assert true_accuracy(0.82, 0.9, 2) == pytest.approx(0.9)  # (0.82 - 0.1) / (2 * 0.9 - 1)
     assert true_accuracy(0.7, 0.8, 3) == pytest.approx((0.7 - 0.1) / (0.8 - 0.1))
     assert true_accuracy(0.7, 0.5, 2) is None  # labels at chance say nothing
@@ -173,6 +180,9 @@ def test_adjusted_accuracy_formula():
     adj = adjusted_accuracy(0.82, 200, est, 2)
     assert adj["raw"] == 0.82 and adj["adjusted"] == pytest.approx(0.9)
     assert adj["interval"][0] < 0.9 < adj["interval"][1] <= 1.0
+    (tmp_path / "suspects.json").write_text(json.dumps({**est, "sample": "suspects"}))
+    with pytest.raises(ConfigError, match="label_accuracy: .* suspects"):
+        read_label_accuracy(str(tmp_path / "suspects.json"))
 
 
 # --- the artifact without Ray --------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..config import ConfigError, _build, _require
 
-SOURCES = ("indices", "mps", "vggish", "yamnet", "panns")
+EMBEDDER_SOURCES = ("vggish", "yamnet", "panns")
+SOURCES = ("indices", "mps", *EMBEDDER_SOURCES)
 SIGNALS = ("raw", "fg", "bg")
 # Components kept per source: enough to hold most of the variance of the
 # hand-made features, and a strong reduction of the large embeddings (the

@@ -164,6 +164,9 @@ def read_label_accuracy(uri: str) -> dict[str, Any]:
     overall = data.get("overall") if isinstance(data, dict) else None
     if not isinstance(overall, dict) or not all(isinstance(overall.get(k), (int, float)) for k in ("accuracy", "low", "high")):
         raise ConfigError(f"label_accuracy: {uri} needs overall.accuracy, overall.low and overall.high, got {data!r:.120}")
+    if data.get("sample") == "suspects":
+        raise ConfigError(f"label_accuracy: {uri} was estimated on the audit's suspects (how often its flags are "
+                          "right), not on a random sample of labels; pass the random-sample estimate")
     if not 0 <= overall["low"] <= overall["accuracy"] <= overall["high"] <= 1:
         raise ConfigError(f"label_accuracy: overall needs 0 <= low <= accuracy <= high <= 1, got {overall}")
     return data
