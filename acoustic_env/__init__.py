@@ -4,4 +4,13 @@ __version__ = "0.1.0"
 
 from .config import ConfigError, ExtractConfig  # noqa: E402
 
-__all__ = ["ConfigError", "ExtractConfig", "__version__"]
+
+
+def load_model(uri: str):
+    """Load a model artifact written by `acoustic-env train` (needs numpy, torch, pyarrow, fsspec; no Ray)."""
+    from .train.artifact import load_model as _load
+
+    return _load(uri)
+
+
+__all__ = ["ConfigError", "ExtractConfig", "__version__", "load_model"]

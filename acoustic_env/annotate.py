@@ -30,7 +30,7 @@ from . import outputs
 from .config import EMBEDDERS, ConfigError, extract_config_from_dict
 from .extract import extract
 from .manifest import read_manifest
-from .ontology import load_ontology
+from .ontology import ONTOLOGY_URL, load_ontology
 from .rows import now_utc
 from .runrecord import base_record
 from .storage import join, read_parts, write_json, write_parquet
@@ -112,7 +112,9 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     definition = model.meta["task"]["definition"]
     ontology_uri = cfg.extract.get("ontology")
     needs_ontology = any((spec or {}).get("descendants") for spec in definition.get("classes", {}).values())
-    task = task_from_definition(definition, load_ontology(ontology_uri) if needs_ontology and ontology_uri else None)
+    task = task_from_definition(definition, load_ontology(ontology_uri or ONTOLOGY_URL) if needs_ontology else None)
+    if sorted(task.class_names) != sorted(model.class_names):
+        raise ConfigError(f"model: its task definition names {task.class_names}, its outputs {model.class_names}")
     embedders = [g for g in model.groups if g in EMBEDDERS]
     ext = extract_config_from_dict({**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
                                     "embedders": embedders})
@@ -130,7 +132,8 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     written = 0
     if table.num_rows:
         scored = model.predict_table(table)
-        probs = np.stack([scored[f"prob_{c}"].to_numpy(zero_copy_only=False) for c in model.class_names], axis=1)
+        # by name: the artifact's JSON keeps the task definition with its keys sorted
+        probs = np.stack([scored[f"prob_{c}"].to_numpy(zero_copy_only=False) for c in task.class_names], axis=1)
         labels_by_id = dict(zip(manifest["clip_id"].to_pylist(), manifest["labels"].to_pylist()))
         labels = [labels_by_id[c] for c in scored["clip_id"].to_pylist()]
         for name, column in _given_label_columns(task, labels, probs, cfg.flag_threshold).items():

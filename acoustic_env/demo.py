@@ -2,8 +2,9 @@
 
 Generates labelled synthetic soundscapes (a known share of labels flipped and a
 few deliberately broken files, see ``synth.generate_demo``), runs the extract
-job on them with local Ray and local disk, then audits the labels and scores
-the audit against the generator's truth.
+job on them with local Ray and local disk, trains the environment classifier
+(a small search) and writes its report, then audits the labels and scores the
+audit against the generator's truth.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from .audit import run_audit_demo
 from .config import EMBEDDERS, extract_config_from_dict
 from .extract import extract
 from .synth import generate_demo
+from .train.demo import run_train_demo
 
 DEMO_LABEL_NOISE = 0.1
 
 
 def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float = 10.0,
              features_impl: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Generate the data (once per seed and size), extract and audit it; returns what each step reported."""
+    """Generate the data (once per seed and size), extract, train and audit; returns what each step reported."""
     data_dir = output / "data"
     marker = data_dir / f".generated-{seed}-{n_clips}-{duration_s:g}"
     if not marker.exists():
@@ -46,5 +48,6 @@ def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float 
           f"{c['skipped']} already done; {record['wall_s']:.1f} s")
     print(f"  output: {output / 'extract'}  (features/, errors/, runs/{record['run_id']}.json)")
     print("  embedder weights: " + ", ".join(f"{k}={v[:12]}" for k, v in record["weights"].items()))
+    train = run_train_demo(str(output / "extract"), output / "train")
     audit = run_audit_demo(str(output / "extract"), data_dir / "truth.csv", output / "audit")
-    return {"extract": record, "audit": audit}
+    return {"extract": record, "train": train, "audit": audit}
