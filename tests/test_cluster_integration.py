@@ -180,13 +180,17 @@ def upload_demo(cluster: Cluster, tmp: Path, name: str, n: int, seed: int):
 
 def test_submitted_extract_against_s3(cluster, tmp_path):
     demo, fs = upload_demo(cluster, tmp_path, "small", 8, seed=21)
+    # the embedder must land on the node with the stand-in accelerator: the head has none of it
     job = cluster.submit("extract", "--manifest", "s3://ae-in/small/clips.csv", "--audio-root",
-                         "s3://ae-in/small/audio", "--output", "s3://ae-out/small", "--no-progress")
+                         "s3://ae-in/small/audio", "--output", "s3://ae-out/small", "--no-progress",
+                         "--embedders", "vggish", "--allow-random-weights", "--accelerator-resource", "accel")
     ids = s3_clip_ids(fs, "ae-out/small")
     assert len(ids) == len(set(ids)) == demo.n_good, cluster.logs(job)[-3000:]
     runs = fs.glob("ae-out/small/runs/*.json")
     record = json.loads(fs.cat_file(runs[0]))
     assert record["counts"]["failed"] == demo.n_broken and record["resources"]["max_actors"] >= 1
+    assert record["resources"]["embed_on_accelerator"] and record["resources"]["embed_resources"]["accel"] == 1.0
+    assert record["weights"] == {"vggish": "random"}
     assert "testing" not in json.dumps(record), "no credentials in the run record"
     assert "testing" not in cluster.logs(job)
 
@@ -214,3 +218,20 @@ def test_worker_node_lost_mid_extract(cluster, tmp_path):
     errors = fs.glob("ae-out/big/errors/*.parquet")
     err_ids = [i for p in errors for i in pq.read_table(io.BytesIO(fs.cat_file(p)))["clip_id"].to_pylist()]
     assert len(err_ids) == demo.n_broken
+
+
+def test_submitted_train_and_audit_against_s3(cluster, tmp_path):
+    """Train and audit read the features that the extract jobs above left in S3, and write back to S3."""
+    fs = cluster.s3()
+    if not fs.glob("ae-out/big/features/*.parquet"):
+        pytest.skip("needs the extract of test_worker_node_lost_mid_extract")
+    cluster.submit("train", "--features", "s3://ae-out/big", "--output", "s3://ae-out/train", "--trials", "0",
+                   "--baselines", "", "--no-ablations", "--shap-samples", "0", "--max-rounds", "3", "--no-progress")
+    cluster.submit("audit", "--features", "s3://ae-out/big", "--output", "s3://ae-out/audit",
+                   "--review-top", "4", "--random-sample", "4")
+    fs.invalidate_cache()
+    for key in ("ae-out/train/model/model.json", "ae-out/train/model/weights.pt", "ae-out/train/report/index.html",
+                "ae-out/audit/audit.parquet", "ae-out/audit/summary.json", "ae-out/audit/review/index.html"):
+        assert fs.exists(key), key
+    audit = pq.read_table(io.BytesIO(fs.cat_file("ae-out/audit/audit.parquet")))
+    assert audit.num_rows == len(s3_clip_ids(fs, "ae-out/big"))
