@@ -104,6 +104,22 @@ def test_xgboost_model(tmp_path):
     assert summary["config"]["model"] == "xgboost"
 
 
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_mlp_model(tmp_path, multi_label):
+    """The training job's network with fixed hyper-parameters, cross-fitted like the others."""
+    classes = [[URBAN], [NATURAL], [INDOOR]] if multi_label else [[URBAN], [NATURAL]]
+    truth = make_table(tmp_path / "f.parquet", 200, classes, 0.15, seed=3, multi_label=multi_label)
+    options = {"task": task_file(tmp_path, "multi_label")} if multi_label else {}
+    summary, rows = audit(tmp_path, tmp_path / "f.parquet", model="mlp", **options)
+    precision, recall = precision_recall(rows, truth["flipped"])
+    assert summary["config"]["model"] == "mlp"
+    if multi_label:
+        assert precision >= 0.5 and recall >= 0.6, (precision, recall)
+    else:
+        assert precision >= 0.75 and recall >= 0.8, (precision, recall)
+        assert abs(summary["noise"]["estimated_wrong_share"] - 0.15) <= 0.06
+
+
 def test_grouped_folds_keep_each_group_in_one_fold(tmp_path):
     make_table(tmp_path / "f.parquet", 200, [[URBAN], [NATURAL]], 0.1, seed=2, groups=40)
     summary, rows = audit(tmp_path, tmp_path / "f.parquet")

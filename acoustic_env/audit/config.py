@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import ConfigError, _build
 
-MODELS = ("logreg", "xgboost")
+MODELS = ("logreg", "xgboost", "mlp")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 PARALLEL = ("sequential", "ray")
 

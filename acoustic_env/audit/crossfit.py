@@ -69,6 +69,10 @@ def make_model(spec: ModelSpec, smallest_class: int = 3):
         from xgboost import XGBClassifier
 
         return XGBClassifier(**XGB_PARAMS, random_state=spec.seed, n_jobs=spec.threads)
+    if spec.name == "mlp":
+        from .mlp_model import MLPClassifier
+
+        return MLPClassifier(seed=spec.seed)
     raise ConfigError(f"model: unknown model, got {spec.name!r}")
 
 
