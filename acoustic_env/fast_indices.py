@@ -259,7 +259,7 @@ def spectral_indices(sxx: np.ndarray, tn: np.ndarray, fn: np.ndarray, params: Fe
     """The 44 spectral indices of ``all_spectral_alpha_indices`` (R_compatible='soundecology')."""
     flim_low, flim_mid, flim_hi = params.maad_flim_low, params.maad_flim_mid, params.maad_flim_hi
     n_t = sxx.shape[1]
-    dt, df = tn[1] - tn[0], fn[1] - fn[0]
+    dt = tn[1] - tn[0]
     amp = np.sqrt(sxx)
     s_power = np.mean(sxx, axis=1)
     s_amp = np.sqrt(np.einsum("ij,ij->i", amp, amp) / n_t)

@@ -19,9 +19,10 @@ PACKAGES = ("acoustic-env", "ray", "pyarrow", "numpy", "scipy", "librosa", "soun
             "scikit-maad", "soundsig", "torch", "fsspec", "s3fs")
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Installed versions of the core packages plus a job's own (``extra``); None when absent."""
     out: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in PACKAGES + extra:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

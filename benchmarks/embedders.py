@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import shlex
 import sys
 import time
@@ -23,19 +22,13 @@ import numpy as np
 import torch
 
 from acoustic_env.embedders import EMBEDDERS, load_embedder
+from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
 
 def machine() -> str:
     """CPU model, cores, torch threads and version, and the GPU if one is used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads){gpu}")
+    return f"{describe()}, torch {torch.__version__} ({torch.get_num_threads()} threads){gpu}"
 
 
 def audio(n: int, seconds: float, seed: int = 0) -> np.ndarray:

@@ -41,6 +41,7 @@ import soundfile as sf  # noqa: E402
 from acoustic_env.config import DecodeParams, FeatureParams, extract_config_from_dict  # noqa: E402
 from acoustic_env.decode import decode_clip  # noqa: E402
 from acoustic_env.features import implementation, separation  # noqa: E402
+from machine import describe  # noqa: E402 - benchmarks/machine.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDINGS = REPO.parent / "shared" / "data" / "maad_soundscapes"
@@ -51,13 +52,7 @@ IMPLS = ("reference", "fast")
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores (this run pinned to {sorted(os.sched_getaffinity(0))}), "
+    return (f"{describe()} (this run pinned to {sorted(os.sched_getaffinity(0))}), "
             f"{platform.platform()}, Python {platform.python_version()}, numpy {np.__version__}, "
             f"scipy {scipy.__version__}")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -28,17 +27,12 @@ import torch
 from acoustic_env.train.config import train_config_from_dict
 from acoustic_env.train.job import train
 from acoustic_env.train.synthetic import synthetic_table, write_features
+from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, torch {torch.__version__}, ray {ray.__version__}"
+    return f"{describe()}, {mem:.0f} GiB, torch {torch.__version__}, ray {ray.__version__}"
 
 
 def main() -> None:

@@ -511,9 +511,10 @@ def test_sidecar_is_plain_json(yamnet_cache: tuple[Path, dict]) -> None:
     assert on_disk["source"] == "https://tfhub.dev/google/yamnet/1"
 
 
-def test_benchmark_script_prints_a_markdown_table(capsys: pytest.CaptureFixture,
-                                                  tmp_path: Path) -> None:
+def test_benchmark_script_prints_a_markdown_table(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "embedders.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # as when run as a script: benchmarks/machine.py
     spec = importlib.util.spec_from_file_location("bench_embedders", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

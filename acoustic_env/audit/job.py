@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from .. import outputs
 from ..ontology import load_ontology
 from ..rows import metadata_json
-from ..runrecord import base_record
+from ..runrecord import base_record, package_versions
 from ..storage import join, write_json, write_parquet
 from ..tasks import Task, load_task
 from .confident import LabelIssues, multi_label_issues, single_label_issues
@@ -84,23 +83,13 @@ def fit_quality(targets: np.ndarray, probs: np.ndarray, kind: str) -> dict[str, 
     return {"accuracy_vs_given": round(acc, 6), "macro_auc_vs_given": round(float(np.mean(aucs)), 6) if aucs else None}
 
 
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in AUDIT_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     """Audit the labels of a feature table; return the summary (also written to ``<output>/summary.json``)."""
     validate_audit(cfg)
     t_start = time.time()
     audit_id = outputs.new_run_id()
     summary = base_record(audit_id, "audit", cfg.to_dict())
-    summary["versions"].update(_versions())
+    summary["versions"] = package_versions(AUDIT_PACKAGES)
     task = load_task(cfg.task, load_ontology(cfg.ontology) if cfg.ontology else None)
     data = load_audit_data(cfg.features, task, cfg.feature_groups)
     log.info("audit %s: %d clips, %d features from %s", audit_id, len(data.X), data.X.shape[1], list(data.feature_columns))

@@ -15,7 +15,6 @@ import logging
 import os
 import tempfile
 import time
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 from .. import outputs
 from ..config import ConfigError
 from ..ontology import load_ontology
-from ..runrecord import base_record
+from ..runrecord import base_record, package_versions
 from ..storage import is_local, join, write_json
 from ..tasks import Task, load_task
 from . import baselines as bl
@@ -57,18 +56,6 @@ def init_ray(address: str | None, progress: bool) -> None:
         address = address or os.environ.get("RAY_ADDRESS")
         ray.init(address=address, log_to_driver=bool(address), ignore_reinit_error=True)
     ray.data.DataContext.get_current().enable_progress_bars = progress
-
-
-def _versions() -> dict[str, str | None]:
-    from ..runrecord import package_versions
-
-    out = package_versions()
-    for name in EXTRA_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _features(cfg: TrainConfig, fdir: str, infos: list[GroupInfo], targets: Targets, split: np.ndarray,
@@ -135,7 +122,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     infos = group_infos(schema, groups)
     run_id = outputs.new_run_id()
     record = base_record(run_id, "train", cfg.to_dict())
-    record["versions"] = _versions()
+    record["versions"] = package_versions(EXTRA_PACKAGES)
     record_uri = join(cfg.output, outputs.RUNS, f"{run_id}.json")
     write_json(record, record_uri)
     init_ray(cfg.ray_address, cfg.progress)
