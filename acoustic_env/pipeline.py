@@ -261,7 +261,9 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
     torch_device = "cuda" if res.embed_on_accelerator and cfg.accelerator_resource == "GPU" else "cpu"
     for name in cfg.embedders:
         extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
-        ds = ds.map_batches(EmbedderStage, batch_format="pyarrow", batch_size=cfg.embed_batch_size,
+        # one subclass per embedder, so that Ray's progress output names each operator
+        stage_cls = type(f"Embed{name.capitalize()}", (EmbedderStage,), {})
+        ds = ds.map_batches(stage_cls, batch_format="pyarrow", batch_size=cfg.embed_batch_size,
                             num_cpus=res.embed_resources["num_cpus"], memory=EMBED_MEMORY[name],
                             num_gpus=extra.pop("GPU", None), resources=extra or None,
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.embed_actors),
