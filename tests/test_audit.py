@@ -164,7 +164,7 @@ def test_folds_as_ray_tasks_match_sequential(tmp_path, ray_session):
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--model", "svm", "model: must be one of ['logreg', 'xgboost'], got 'svm'"),
+    ("--model", "svm", "model: must be one of ['logreg', 'xgboost', 'mlp'], got 'svm'"),
     ("--folds", "1", "folds: must be an integer in [2, 50], got 1"),
     ("--parallel", "dask", "parallel: must be one of ['sequential', 'ray'], got 'dask'"),
     ("--filter-by", "vibes", "filter_by: must be one of"),
