@@ -70,8 +70,9 @@ def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int
     x, y = data["x_train"], data["y_train"]
     share = len(x) // world
     x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
-    xt = torch.as_tensor(x, dtype=torch.float32, device=device)
-    yt = loss_target(torch.as_tensor(y, device=device), kind, n_classes)
+    # copies: the arrays may be read-only views of Ray's object store
+    xt = torch.tensor(x, dtype=torch.float32, device=device)
+    yt = loss_target(torch.tensor(y, device=device), kind, n_classes)
     batch = max(1, int(params["batch_size"]) // world)
     steps_per_epoch = max(1, math.ceil(len(xt) / batch))
     epochs_per_round = max(1, math.ceil(schedule.steps_per_round / steps_per_epoch))
