@@ -23,6 +23,19 @@ USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ManifestError, Ontology
                                             WeightsError)
 
 
+def _config_data(args: argparse.Namespace, names: Sequence[str], required: Sequence[str] = ()) -> dict[str, Any]:
+    """The --config file's fields, overridden by the flags given; one line when a required field is missing."""
+    data: dict[str, Any] = load_config_file(args.config) if getattr(args, "config", None) else {}
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    for name in required:
+        if not data.get(name):
+            raise ConfigError(f"{name}: is required (--{name.replace('_', '-')} or in --config)")
+    return data
+
+
 def _add_extract_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML/JSON file with any ExtractConfig field (flags override it)")
     p.add_argument("--manifest", help="clip list: AudioSet segment CSV, CSV/Parquet/JSONL with uri+labels, or a directory")
@@ -49,14 +62,10 @@ def _add_extract_options(p: argparse.ArgumentParser) -> None:
 
 
 def extract_config_from_args(args: argparse.Namespace) -> Any:
-    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
     simple = ("manifest", "audio_root", "output", "manifest_format", "path_template", "cut_segments", "ontology",
               "limit", "batch_size", "allow_random_weights", "weights_cache", "device", "ray_address", "progress",
               "accelerator_resource", "embed_batch_size")
-    for name in simple:
-        value = getattr(args, name, None)
-        if value is not None:
-            data[name] = value
+    data = _config_data(args, simple, required=("manifest", "output"))
     if args.embedders is not None:
         data["embedders"] = tuple(e.strip() for e in args.embedders.split(",") if e.strip())
     features = dict(data.get("features") or {})
@@ -65,9 +74,6 @@ def extract_config_from_args(args: argparse.Namespace) -> Any:
     if args.signals:
         features["signals"] = tuple(s.strip() for s in args.signals.split(",") if s.strip())
     data["features"] = features
-    for required in ("manifest", "output"):
-        if not data.get(required):
-            raise ConfigError(f"{required}: is required (--{required} or in --config)")
     return extract_config_from_dict(data)
 
 
@@ -134,17 +140,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 def train_config_from_args(args: argparse.Namespace) -> Any:
     from .train.config import train_config_from_dict
 
-    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    for name in ("features", "output", "task", "ontology", "groups", "signals", "pca", "test_size", "val_size",
+    data = _config_data(args, ("features", "output", "task", "ontology", "groups", "signals", "pca", "test_size", "val_size",
                  "test_list", "seed", "trials", "time_budget_s", "max_concurrent_trials", "max_rounds", "grace_rounds",
                  "patience", "steps_per_round", "workers", "device", "baselines", "ablations", "shap_samples",
-                 "label_accuracy", "memory_gb", "work_dir", "ray_address", "progress"):
-        value = getattr(args, name, None)
-        if value is not None:
-            data[name] = value
-    for required in ("features", "output"):
-        if not data.get(required):
-            raise ConfigError(f"{required}: is required (--{required} or in --config)")
+                 "label_accuracy", "memory_gb", "work_dir", "ray_address", "progress"), required=("features", "output"))
     return train_config_from_dict(data)
 
 
@@ -161,7 +160,7 @@ def _add_audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="audit output directory or URI (audit.parquet, summary.json, review/)")
     p.add_argument("--task", help="built-in task name or task YAML file (default urban_natural)")
     p.add_argument("--ontology", help="ontology.json path or URL (only for tasks with display names or descendants)")
-    p.add_argument("--model", help="out-of-fold model: logreg (default, fast) or xgboost")
+    p.add_argument("--model", help="out-of-fold model: logreg (default, fast), xgboost or mlp")
     p.add_argument("--folds", type=int, help="number of cross-fitting folds (default 5)")
     p.add_argument("--seed", type=int, help="seed of the folds, the model and the random review sample (default 0)")
     p.add_argument("--feature-groups", help="comma-separated feature columns or prefixes, e.g. indices,mps_fg,vggish "
@@ -176,15 +175,8 @@ def _add_audit_options(p: argparse.ArgumentParser) -> None:
 def audit_config_from_args(args: argparse.Namespace) -> Any:
     from .audit.config import audit_config_from_dict
 
-    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    for name in ("features", "output", "task", "ontology", "model", "folds", "seed", "feature_groups", "filter_by",
-                 "review_top", "random_sample", "parallel", "ray_address"):
-        value = getattr(args, name, None)
-        if value is not None:
-            data[name] = value
-    for required in ("features", "output"):
-        if not data.get(required):
-            raise ConfigError(f"{required}: is required (--{required} or in --config)")
+    data = _config_data(args, ("features", "output", "task", "ontology", "model", "folds", "seed", "feature_groups", "filter_by",
+                 "review_top", "random_sample", "parallel", "ray_address"), required=("features", "output"))
     return audit_config_from_dict(data)
 
 
@@ -233,10 +225,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     extract_fields = ("audio_root", "manifest_format", "path_template", "cut_segments", "ontology",
                       "allow_random_weights", "weights_cache", "device", "ray_address", "progress")
-    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    for name in ("manifest", "model", "features", "output", "flag_threshold"):
-        if getattr(args, name) is not None:
-            data[name] = getattr(args, name)
+    data = _config_data(args, ("manifest", "model", "features", "output", "flag_threshold"))
     extract_opts = dict(data.get("extract") or {})
     extract_opts.update({k: getattr(args, k) for k in extract_fields if getattr(args, k) is not None})
     data["extract"] = extract_opts
