@@ -48,6 +48,7 @@ def _add_extract_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ontology", help="ontology.json path or URL (default: the official URL; only needed for display-name labels)")
     p.add_argument("--limit", type=int, help="process only the first N clips of the manifest")
     p.add_argument("--batch-size", type=int, help="clips per batch (default 4)")
+    p.add_argument("--write-batch-size", type=int, help="rows per Parquet part written (default 64)")
     p.add_argument("--features-impl", choices=["reference", "fast"], help="CPU feature implementation")
     p.add_argument("--signals", help="comma-separated subset of raw,fg,bg (default all three)")
     p.add_argument("--embedders", help="comma-separated subset of vggish,yamnet,panns (default none)")
@@ -63,7 +64,8 @@ def _add_extract_options(p: argparse.ArgumentParser) -> None:
 
 def extract_config_from_args(args: argparse.Namespace) -> Any:
     simple = ("manifest", "audio_root", "output", "manifest_format", "path_template", "cut_segments", "ontology",
-              "limit", "batch_size", "allow_random_weights", "weights_cache", "device", "ray_address", "progress",
+              "limit", "batch_size", "write_batch_size", "allow_random_weights", "weights_cache", "device",
+              "ray_address", "progress",
               "accelerator_resource", "embed_batch_size")
     data = _config_data(args, simple, required=("manifest", "output"))
     if args.embedders is not None:

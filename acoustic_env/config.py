@@ -95,6 +95,9 @@ class ExtractConfig:
     ontology: str | None = None
     limit: int | None = None
     batch_size: int = 4
+    # Rows per Parquet part: large enough that planning a resume of millions of clips reads
+    # thousands of parts, not millions; small enough that an interruption loses little.
+    write_batch_size: int = 64
     embedders: tuple[str, ...] = ()
     allow_random_weights: bool = False
     weights_cache: str | None = None
@@ -129,6 +132,8 @@ def validate(cfg: ExtractConfig) -> ExtractConfig:
     _require(bool(cfg.output), "output", "is required", cfg.output)
     _require(cfg.manifest_format in _FORMATS, "manifest_format", f"must be one of {sorted(_FORMATS)}", cfg.manifest_format)
     _require(isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "batch_size", "must be an integer >= 1", cfg.batch_size)
+    _require(isinstance(cfg.write_batch_size, int) and cfg.write_batch_size >= 1, "write_batch_size",
+             "must be an integer >= 1", cfg.write_batch_size)
     _require(cfg.limit is None or (isinstance(cfg.limit, int) and cfg.limit >= 1), "limit", "must be an integer >= 1", cfg.limit)
     bad = [e for e in cfg.embedders if e not in EMBEDDERS]
     _require(not bad, "embedders", f"must be a subset of {list(EMBEDDERS)}", cfg.embedders)

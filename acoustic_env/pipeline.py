@@ -269,7 +269,8 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.embed_actors),
                             fn_constructor_kwargs={"name": name, "cfg": cfg, "schema": schema,
                                                    "device": torch_device, "weights_id": weights[name]})
-    ds = ds.map_batches(write_batch, batch_format="pyarrow", batch_size=bs, num_cpus=res.task_cpus,
+    ds = ds.map_batches(write_batch, batch_format="pyarrow", batch_size=cfg.write_batch_size,
+                        num_cpus=res.task_cpus,
                         fn_kwargs={"output": cfg.output, "run_id": run_id, "meta": meta})
     totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {s: 0.0 for s in all_stages}}
     for summary in ds.iter_batches(batch_size=None, batch_format="pyarrow"):

@@ -198,7 +198,7 @@ def test_submitted_extract_against_s3(cluster, tmp_path):
 def test_worker_node_lost_mid_extract(cluster, tmp_path):
     demo, fs = upload_demo(cluster, tmp_path, "big", 24, seed=22)
     args = ("--manifest", "s3://ae-in/big/clips.csv", "--audio-root", "s3://ae-in/big/audio",
-            "--output", "s3://ae-out/big", "--batch-size", "1", "--no-progress")
+            "--output", "s3://ae-out/big", "--batch-size", "1", "--write-batch-size", "1", "--no-progress")
     job = cluster.submit("extract", *args, wait=False)
     deadline = time.time() + 300
     while time.time() < deadline and len(s3_clip_ids(fs, "ae-out/big")) < 3:

@@ -59,6 +59,8 @@ def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp
     broken = {c: r["broken_kind"] for c, r in t.items() if r["broken"] == "1"}
     ids = features_ids(out)
     assert sorted(ids) == sorted(good)
+    parts = list((out / "features").glob("*.parquet"))
+    assert len(parts) < len(good) / 2, "the writer bundles batches into parts of up to write_batch_size rows"
     errs = errors_table(out)
     assert set(errs) == set(broken)
     for clip_id, kind in broken.items():
@@ -114,7 +116,7 @@ def test_interrupted_run_resumes_with_every_clip_exactly_once(ray_session, tmp_p
     out = tmp_path / "out"
     address = ray_session.get_runtime_context().gcs_address
     cmd = [sys.executable, "-m", "acoustic_env.cli", "extract", "--manifest", str(demo.clips_csv),
-           "--audio-root", str(demo.audio_dir), "--output", str(out), "--batch-size", "1",
+           "--audio-root", str(demo.audio_dir), "--output", str(out), "--batch-size", "1", "--write-batch-size", "1",
            "--ray-address", address, "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 240
