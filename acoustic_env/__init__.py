@@ -2,13 +2,12 @@
 
 __version__ = "0.1.0"
 
-from .config import ConfigError, ExtractConfig  # noqa: E402
-
+from acoustic_env.config import ConfigError, ExtractConfig  # noqa: E402
 
 
 def load_model(uri: str):
     """Load a model artifact written by `acoustic-env train` (needs numpy, torch, pyarrow, fsspec; no Ray)."""
-    from .train.artifact import load_model as _load
+    from acoustic_env.learn.artifact import load_model as _load
 
     return _load(uri)
 

@@ -26,15 +26,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import outputs
-from .config import EMBEDDERS, ConfigError, extract_config_from_dict
-from .extract import extract
-from .manifest import read_manifest
-from .ontology import ONTOLOGY_URL, load_ontology
-from .rows import now_utc
-from .runrecord import base_record
-from .storage import join, read_parts, write_json, write_parquet
-from .tasks import Task, task_from_definition
+from acoustic_env import runs
+from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audioset.ontology import ONTOLOGY_URL, load_ontology
+from acoustic_env.audioset.tasks import Task, task_from_definition
+from acoustic_env.config import EMBEDDERS, ConfigError, extract_config_from_dict
+from acoustic_env.extract import extract
+from acoustic_env.runs import base_record
+from acoustic_env.storage import join, read_parts, write_json, write_parquet
+from acoustic_env.table import now_utc
 
 log = logging.getLogger("acoustic_env.annotate")
 ANNOTATIONS = "annotations"
@@ -70,7 +70,7 @@ def annotate_config_from_dict(data: dict[str, Any]) -> AnnotateConfig:
 
 
 def _load_model(uri: str):
-    from .train.artifact import load_model
+    from acoustic_env.learn.artifact import load_model
 
     try:
         return load_model(uri)
@@ -118,7 +118,7 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     embedders = [g for g in model.groups if g in EMBEDDERS]
     ext = extract_config_from_dict({**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
                                     "embedders": embedders})
-    run_id = outputs.new_run_id()
+    run_id = runs.new_run_id()
     record = base_record(run_id, "annotate", cfg.to_dict())
     record["model_id"] = model_id
     extract_record = extract(ext)
@@ -126,7 +126,7 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
                              ext.audio_extensions, ext.cut_segments, ext.ontology, ext.limit).table
     done = _annotated_ids(cfg.output, model_id)
     wanted = [c for c in manifest["clip_id"].to_pylist() if c not in done]
-    features = read_parts(join(cfg.features, outputs.FEATURES), columns=["clip_id", *model.groups])
+    features = read_parts(join(cfg.features, runs.FEATURES), columns=["clip_id", *model.groups])
     table = pa.table({"clip_id": pa.array([], pa.string())}) if features is None else features
     table = table.filter(pc.is_in(table["clip_id"], value_set=pa.array(wanted, pa.string())))
     written = 0
@@ -141,7 +141,7 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
         scored = scored.append_column("model_id", pa.array([model_id] * scored.num_rows, pa.string()))
         scored = scored.append_column("time", pa.array([now_utc()] * scored.num_rows, pa.timestamp("us", tz="UTC")))
         ids = scored["clip_id"].to_pylist()
-        write_parquet(scored, join(cfg.output, ANNOTATIONS, outputs.part_name(run_id, ids)))
+        write_parquet(scored, join(cfg.output, ANNOTATIONS, runs.part_name(run_id, ids)))
         written = scored.num_rows
     failed = len(wanted) - table.num_rows
     record.update(status="completed", wall_s=time.time() - t0, extract_run=extract_record["run_id"],
@@ -149,5 +149,5 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
                           "extracted": extract_record["counts"]["ok"], "extract_skipped": extract_record["counts"]["skipped"],
                           "annotated": written, "flagged": int(sum(scored["flagged"].to_pylist())) if written else 0,
                           "not_annotated_failed_extract": failed})
-    write_json(record, join(cfg.output, outputs.RUNS, f"annotate-{run_id}.json"))
+    write_json(record, join(cfg.output, runs.RUNS, f"annotate-{run_id}.json"))
     return record

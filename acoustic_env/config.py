@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 
-
 #: The embedders the pipeline can run, in the order it runs them (torch-free, so that
 #: validating a config never imports a deep-learning runtime).
 EMBEDDERS = ("vggish", "yamnet", "panns")

@@ -9,12 +9,13 @@ import logging
 import time
 from typing import Any
 
-from . import outputs
-from .config import ExtractConfig, validate
-from .manifest import read_manifest
-from .pipeline import run_pipeline, table_metadata
-from .runrecord import base_record
-from .storage import join, write_json
+from acoustic_env import runs
+from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audio.stages import table_metadata
+from acoustic_env.config import ExtractConfig, validate
+from acoustic_env.distributed.extract import run_pipeline
+from acoustic_env.runs import base_record
+from acoustic_env.storage import join, write_json
 
 log = logging.getLogger("acoustic_env.extract")
 
@@ -28,7 +29,12 @@ def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
     """
     if not cfg.embedders:
         return {}
-    from .embedders.weights import REGISTRY, WeightsError, missing_message, status
+    from acoustic_env.embedders.weights import (
+        REGISTRY,
+        WeightsError,
+        missing_message,
+        status,
+    )
 
     ids: dict[str, str] = {}
     for name in cfg.embedders:
@@ -50,23 +56,23 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     """Run the job; return the run record (also written to runs/<run_id>.json)."""
     validate(cfg)
     t_start = time.time()
-    run_id = outputs.new_run_id()
+    run_id = runs.new_run_id()
     record = base_record(run_id, "extract", cfg.to_dict())
     weights = resolve_weights(cfg)
     manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
                              cfg.audio_extensions, cfg.cut_segments, cfg.ontology, cfg.limit)
-    plan = outputs.make_plan(manifest.table, cfg.output)
+    plan = runs.make_plan(manifest.table, cfg.output)
     record.update(manifest={"source": manifest.source, "format": manifest.format},
                   weights=weights)
-    record_uri = join(cfg.output, outputs.RUNS, f"{run_id}.json")
+    record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
     write_json(record, record_uri)
     log.info("run %s: %d clips in the manifest, %d already done, %d to process (%d retried)",
              run_id, manifest.table.num_rows, plan.skipped, plan.todo.num_rows, plan.retried)
     totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {}}
     if plan.todo.num_rows:
         totals = run_pipeline(plan.todo, cfg, run_id, table_metadata(cfg, run_id, weights), weights)
-    remaining_errors = outputs.compact_errors(cfg.output, run_id)
-    repaired = outputs.repair_duplicates(cfg.output)
+    remaining_errors = runs.compact_errors(cfg.output, run_id)
+    repaired = runs.repair_duplicates(cfg.output)
     record.update(
         status="completed",
         counts={"input": manifest.table.num_rows + manifest.duplicates, "duplicate_ids": manifest.duplicates,

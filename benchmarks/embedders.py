@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 import torch
+from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
 from acoustic_env.embedders import EMBEDDERS, load_embedder
-from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
 
 def machine() -> str:

@@ -37,11 +37,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import soundfile as sf  # noqa: E402
-
-from acoustic_env.config import DecodeParams, FeatureParams, extract_config_from_dict  # noqa: E402
-from acoustic_env.decode import decode_clip  # noqa: E402
-from acoustic_env.features import implementation, separation  # noqa: E402
 from machine import describe  # noqa: E402 - benchmarks/machine.py, beside this script
+
+from acoustic_env.audio.decode import decode_clip  # noqa: E402
+from acoustic_env.config import DecodeParams, FeatureParams, extract_config_from_dict  # noqa: E402
+from acoustic_env.features import implementation, separation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDINGS = REPO.parent / "shared" / "data" / "maad_soundscapes"
@@ -63,7 +63,7 @@ def clip_files(n: int, workdir: Path) -> tuple[list[Path], str]:
         files = sorted(RECORDINGS.glob("*.wav"))
         step = max(1, len(files) // n)
         return files[::step][:n], f"real field recordings ({RECORDINGS.name}, 22.05 kHz WAV)"
-    from acoustic_env.synth import make_clip
+    from acoustic_env.demo.synth import make_clip
 
     rng = np.random.default_rng(0)
     out = []
@@ -72,7 +72,7 @@ def clip_files(n: int, workdir: Path) -> tuple[list[Path], str]:
         path = workdir / f"clip{i:03d}.wav"
         sf.write(path, audio, 16000, subtype="PCM_16")
         out.append(path)
-    return out, "generated soundscapes (acoustic_env.synth, 16 kHz WAV)"
+    return out, "generated soundscapes (acoustic_env.demo.synth, 16 kHz WAV)"
 
 
 def cpu_ms(fn, *args) -> tuple[float, object]:

@@ -4,7 +4,7 @@
     python benchmarks/train_search.py --rows 10000 --trials 8
 
 Synthetic feature tables with the extract job's schema (indices and MPS for
-raw/fg/bg: 1,764 values per clip; ``acoustic_env.train.synthetic``) are written
+raw/fg/bg: 1,764 values per clip; ``acoustic_env.demo.tables``) are written
 to a temporary directory and trained on with local Ray. Baselines, ablations
 and SHAP are off: the numbers are the training and the search. Prints a
 markdown table headed by the command, the machine and the date, ready to paste
@@ -23,11 +23,11 @@ import time
 
 import ray
 import torch
+from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
+from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.train.config import train_config_from_dict
 from acoustic_env.train.job import train
-from acoustic_env.train.synthetic import synthetic_table, write_features
-from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
 
 def machine() -> str:

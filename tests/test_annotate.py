@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 from acoustic_env import load_model
 from acoustic_env.annotate import annotate, annotate_config_from_dict
 from acoustic_env.config import extract_config_from_dict
+from acoustic_env.demo.synth import generate_demo
 from acoustic_env.extract import extract
-from acoustic_env.synth import generate_demo
 from acoustic_env.train.config import train_config_from_dict
 from acoustic_env.train.job import train
 

@@ -14,15 +14,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_audit_support import NATURAL, URBAN, make_table
 
 from acoustic_env.audit.config import AuditError, audit_config_from_dict
 from acoustic_env.audit.crossfit import assign_folds
-from acoustic_env.audit.demo import run_audit_demo
 from acoustic_env.audit.job import run_audit
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError
-
-from test_audit_support import NATURAL, URBAN, make_table
+from acoustic_env.demo.audit import run_audit_demo
 
 INDOOR = "/t/dd00125"
 NO_REVIEW = {"review_top": 0, "random_sample": 0}

@@ -7,7 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from acoustic_env.audit.estimate import bootstrap, estimate_accuracy, parse_verdicts, wilson
+from acoustic_env.audit.estimate import (
+    bootstrap,
+    estimate_accuracy,
+    parse_verdicts,
+    wilson,
+)
 from acoustic_env.cli import main
 
 

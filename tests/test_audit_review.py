@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import tone_clip
+from test_audit_support import NATURAL, URBAN, make_table
 
 from acoustic_env.audit.config import audit_config_from_dict
 from acoustic_env.audit.estimate import estimate_accuracy, parse_verdicts, read_verdicts
@@ -24,9 +26,6 @@ from acoustic_env.audit.job import run_audit
 from acoustic_env.audit.review import asset_stem, clip_audio, write_assets
 from acoustic_env.audit.server import make_server, verdicts_uri
 from acoustic_env.cli import main
-
-from conftest import tone_clip
-from test_audit_support import NATURAL, URBAN, make_table
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

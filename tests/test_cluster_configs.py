@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import yaml
 import pytest
-
+import yaml
 from conftest import REPO
 
 CLUSTER = REPO / "cluster"

@@ -24,10 +24,9 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-
-from acoustic_env.synth import generate_demo
-
 from conftest import REPO, free_port
+
+from acoustic_env.demo.synth import generate_demo
 
 BIN = Path(sys.executable).parent
 MARK = "ACOUSTIC_ENV_TEST_CLUSTER"

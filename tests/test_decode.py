@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import http.server
+import os
 import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
-
-from acoustic_env.config import DecodeParams
-from acoustic_env.decode import decode_clip
-from acoustic_env.errors import ClipError
-
 from conftest import tone_clip
+
+from acoustic_env.audio.decode import decode_clip
+from acoustic_env.config import DecodeParams
+from acoustic_env.errors import ClipError
 
 P = DecodeParams()
 

@@ -6,8 +6,8 @@ import argparse
 import csv
 import functools
 import hashlib
-import importlib.util
 import http.server
+import importlib.util
 import json
 import logging
 import sys
@@ -23,9 +23,24 @@ import pytest
 import torch
 from numpy._core.multiarray import _reconstruct
 
-from acoustic_env.embedders import EMBEDDERS, WeightsError, frame_count, load_embedder
-from acoustic_env.embedders import convert, labels, panns, vggish, weights, yamnet
-from acoustic_env.embedders.cli import add_models_parser, models_convert, models_fetch, models_list
+from acoustic_env.audioset import classes as labels
+from acoustic_env.cli.models import (
+    add_models_parser,
+    models_convert,
+    models_fetch,
+    models_list,
+)
+from acoustic_env.embedders import (
+    EMBEDDERS,
+    WeightsError,
+    convert,
+    frame_count,
+    load_embedder,
+    panns,
+    vggish,
+    weights,
+    yamnet,
+)
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, GoogleLogMel
 
 SR = 16000

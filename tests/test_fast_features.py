@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acoustic_env import fast_indices, fast_mps, fast_separation
+from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, FeatureParams
-from acoustic_env.decode import decode_clip
 from acoustic_env.features import cpu_features, implementation, separation
-from acoustic_env.indices import INDEX_NAMES, maad_indices
-from acoustic_env.mps import mps_grid, soundsig_mps
-from acoustic_env.separation import separate
+from acoustic_env.features.fast import indices as fast_indices
+from acoustic_env.features.fast import mps as fast_mps
+from acoustic_env.features.fast import separation as fast_separation
+from acoustic_env.features.reference.indices import INDEX_NAMES, maad_indices
+from acoustic_env.features.reference.mps import mps_grid, soundsig_mps
+from acoustic_env.features.reference.separation import separate
 
 SR = 16000
 REF = FeatureParams(impl="reference")

@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, FeatureParams
-from acoustic_env.decode import decode_clip
 from acoustic_env.features import cpu_features, feature_metadata
-from acoustic_env.indices import INDEX_NAMES, maad_indices
-from acoustic_env.mps import mps_axes, mps_grid, soundsig_mps, to_grid
-from acoustic_env.separation import separate
+from acoustic_env.features.reference.indices import INDEX_NAMES, maad_indices
+from acoustic_env.features.reference.mps import (
+    mps_axes,
+    mps_grid,
+    soundsig_mps,
+    to_grid,
+)
+from acoustic_env.features.reference.separation import separate
 
 P = FeatureParams(impl="reference")
 SR = 16000

@@ -7,12 +7,11 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from acoustic_env.manifest import ManifestError, label_counts, read_manifest
-from acoustic_env.ontology import load_class_list, load_ontology
-from acoustic_env.tasks import TaskError, load_task
-
 from conftest import tone_clip
+
+from acoustic_env.audio.manifest import ManifestError, label_counts, read_manifest
+from acoustic_env.audioset.ontology import load_class_list, load_ontology
+from acoustic_env.audioset.tasks import TaskError, load_task
 
 URBAN, NATURAL = "/t/dd00128", "/t/dd00129"
 

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import tone_clip
 
 from acoustic_env.config import ConfigError, extract_config_from_dict
+from acoustic_env.demo.synth import generate_demo
 from acoustic_env.extract import extract
-from acoustic_env.rows import read_metadata
-from acoustic_env.synth import generate_demo
-
-from conftest import tone_clip
+from acoustic_env.table import read_metadata
 
 EXPECTED_ERRORS = {"empty": "empty_file", "not_audio": "not_audio", "truncated": {"truncated", "corrupt"},
                    "missing": "missing_file", "nan_samples": "nan_samples", "too_short": "too_short"}
@@ -206,7 +205,7 @@ def test_missing_weights_stop_before_ray(tmp_path):
 
 
 def test_resource_plan():
-    from acoustic_env.pipeline import plan_resources
+    from acoustic_env.distributed.extract import plan_resources
 
     small = plan_resources({"CPU": 2.0})
     assert small.max_actors * small.actor_cpus + small.task_cpus * 2 <= 2.0

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import s3fs
 
 from acoustic_env.config import extract_config_from_dict
+from acoustic_env.demo.synth import generate_demo
 from acoustic_env.extract import extract
-from acoustic_env.synth import generate_demo
 
 
 def test_s3_round_trip(ray_session, s3_endpoint, tmp_path):

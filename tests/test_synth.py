@@ -1,4 +1,4 @@
-"""Tests for the synthetic soundscape generator (acoustic_env.synth).
+"""Tests for the synthetic soundscape generator (acoustic_env.demo.synth).
 
 Kept small (a dozen clips of 1.5 s) so the whole file runs in a few seconds.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from acoustic_env import synth
+from acoustic_env.demo import synth
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 AUDIOSET_DIR = SHARED / "data" / "audioset"

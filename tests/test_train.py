@@ -1,6 +1,6 @@
 """The train job: splits, preprocessing, the network per task kind, evaluation, the artifact, end to end.
 
-Feature tables are synthetic (``acoustic_env.train.synthetic``: the extract
+Feature tables are synthetic (``acoustic_env.demo.tables``: the extract
 job's schema, class-dependent signal, a group per source recording), so no
 extraction runs here. Ray is used only by the end-to-end tests (one search of
 two trials, one run without search against S3).
@@ -19,21 +19,32 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from acoustic_env.audioset.tasks import load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError
-from acoustic_env.tasks import load_task
+from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_table, write_features
+from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.fit import Schedule, build_model, fit
+from acoustic_env.learn.metrics import (
+    adjusted_accuracy,
+    evaluate,
+    read_label_accuracy,
+    true_accuracy,
+)
+from acoustic_env.learn.mlp import architecture, predict_proba
+from acoustic_env.learn.preprocess import fit_group, fit_streaming
+from acoustic_env.learn.splits import DROPPED, TEST, TRAIN, VAL, assign_splits, leaks
+from acoustic_env.learn.transform import transform_all
 from acoustic_env.train import load_model
-from acoustic_env.train.artifact import save_model
 from acoustic_env.train.config import train_config_from_dict
-from acoustic_env.train.data import (available_groups, group_infos, make_targets, read_test_list, select_groups)
-from acoustic_env.train.evaluate import adjusted_accuracy, evaluate, read_label_accuracy, true_accuracy
-from acoustic_env.train.fit import Schedule, build_model, fit
+from acoustic_env.train.data import (
+    available_groups,
+    group_infos,
+    make_targets,
+    read_test_list,
+    select_groups,
+)
 from acoustic_env.train.job import train
-from acoustic_env.train.mlp import architecture, predict_proba
-from acoustic_env.train.preprocess import fit_group, fit_streaming
-from acoustic_env.train.splits import DROPPED, TEST, TRAIN, VAL, assign_splits, leaks
-from acoustic_env.train.synthetic import NATURAL, URBAN, synthetic_table, write_features
-from acoustic_env.train.transform import transform_all
 
 INDOOR = "/t/dd00125"
 THREE_CLASSES = {"name": "three_env", "kind": "single_label",
@@ -94,7 +105,7 @@ def test_groups_by_source_and_signal():
 
 
 def test_demo_leaves_out_random_weight_embedders(tmp_path):
-    from acoustic_env.train.demo import pretrained_groups
+    from acoustic_env.demo.train import pretrained_groups
 
     write_features(synthetic_table(6, embedders=("vggish",)), str(tmp_path))  # recorded as random weights
     assert pretrained_groups(str(tmp_path)) == (("indices", "mps"), ["vggish"])

@@ -16,7 +16,6 @@ _EXPORTS = {
     "estimate_accuracy": "estimate", "read_verdicts": "estimate",
     "rebuild_review": "job", "run_audit": "job",
     "make_server": "server", "verdicts_uri": "server",
-    "run_audit_demo": "demo",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -21,8 +21,12 @@ from typing import Any
 import numpy as np
 from cleanlab.count import estimate_joint
 from cleanlab.filter import find_label_issues
-from cleanlab.multilabel_classification.filter import find_label_issues as find_multilabel_issues
-from cleanlab.multilabel_classification.rank import get_label_quality_scores as multilabel_quality_scores
+from cleanlab.multilabel_classification.filter import (
+    find_label_issues as find_multilabel_issues,
+)
+from cleanlab.multilabel_classification.rank import (
+    get_label_quality_scores as multilabel_quality_scores,
+)
 from cleanlab.rank import get_label_quality_scores
 
 MULTILABEL_THRESHOLD = 0.5  # a class is suggested when its out-of-fold probability reaches this

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError, _build
+from acoustic_env.config import ConfigError, _build
 
 MODELS = ("logreg", "xgboost", "mlp")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")

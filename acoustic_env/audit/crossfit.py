@@ -33,7 +33,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..config import ConfigError
+from acoustic_env.config import ConfigError
 
 LOGREG_CS = list(np.logspace(-4, -1, 7))  # L2 strengths (half-decade steps) tried by an inner 3-fold CV on log loss
 LOGREG_FALLBACK_C = 0.01  # too few clips for an inner CV
@@ -70,7 +70,7 @@ def make_model(spec: ModelSpec, smallest_class: int = 3):
 
         return XGBClassifier(**XGB_PARAMS, random_state=spec.seed, n_jobs=spec.threads)
     if spec.name == "mlp":
-        from .mlp_model import MLPClassifier
+        from acoustic_env.learn.mlp_estimator import MLPClassifier
 
         return MLPClassifier(seed=spec.seed)
     raise ConfigError(f"model: unknown model, got {spec.name!r}")

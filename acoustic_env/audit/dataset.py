@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import ConfigError
-from ..storage import filesystem, join, list_parts, read_part, read_parts
-from ..tasks import Task
-from .config import AuditError
+from acoustic_env.audioset.tasks import Task
+from acoustic_env.audit.config import AuditError
+from acoustic_env.config import ConfigError
+from acoustic_env.storage import filesystem, join, list_parts, read_part, read_parts
 
 CLIP_COLUMNS = {"clip_id": pa.string(), "uri": pa.string(), "start_s": pa.float64(), "end_s": pa.float64(),
                 "labels": pa.list_(pa.string()), "group": pa.string()}

@@ -26,8 +26,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..storage import filesystem
-from .config import AuditError
+from acoustic_env.audit.config import AuditError
+from acoustic_env.storage import filesystem
 
 VERDICTS = ("correct", "wrong", "unsure")
 SAMPLES = ("random", "suspects")

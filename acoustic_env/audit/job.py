@@ -19,17 +19,21 @@ import numpy as np
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
-from .. import outputs
-from ..ontology import load_ontology
-from ..rows import metadata_json
-from ..runrecord import base_record, package_versions
-from ..storage import join, write_json, write_parquet
-from ..tasks import Task, load_task
-from .confident import LabelIssues, multi_label_issues, single_label_issues
-from .config import AuditConfig, validate_audit
-from .crossfit import ModelSpec, assign_folds, out_of_fold
-from .dataset import AuditData, load_audit_data
-from .review import build_review
+from acoustic_env import runs
+from acoustic_env.audioset.ontology import load_ontology
+from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.audit.confident import (
+    LabelIssues,
+    multi_label_issues,
+    single_label_issues,
+)
+from acoustic_env.audit.config import AuditConfig, validate_audit
+from acoustic_env.audit.crossfit import ModelSpec, assign_folds, out_of_fold
+from acoustic_env.audit.dataset import AuditData, load_audit_data
+from acoustic_env.audit.review import build_review
+from acoustic_env.runs import base_record, package_versions
+from acoustic_env.storage import join, write_json, write_parquet
+from acoustic_env.table import metadata_json
 
 log = logging.getLogger("acoustic_env.audit")
 
@@ -87,7 +91,7 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     """Audit the labels of a feature table; return the summary (also written to ``<output>/summary.json``)."""
     validate_audit(cfg)
     t_start = time.time()
-    audit_id = outputs.new_run_id()
+    audit_id = runs.new_run_id()
     summary = base_record(audit_id, "audit", cfg.to_dict())
     summary["versions"] = package_versions(AUDIT_PACKAGES)
     task = load_task(cfg.task, load_ontology(cfg.ontology) if cfg.ontology else None)
@@ -126,7 +130,7 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
 
 def rebuild_review(output: str, top: int, random_sample: int, seed: int = 0) -> str:
     """Write the review page again from an existing audit (another top-N or sample size); returns its URI."""
-    from ..storage import read_json, read_part
+    from acoustic_env.storage import read_json, read_part
 
     summary = read_json(join(output, SUMMARY))
     return build_review(read_part(join(output, TABLE)), summary, output, top, random_sample, seed)

@@ -32,10 +32,10 @@ import pyarrow as pa
 import soundfile as sf
 from scipy import signal
 
-from ..config import DecodeParams
-from ..decode import decode_bytes, read_bytes
-from ..errors import ClipError
-from ..storage import filesystem, join
+from acoustic_env.audio.decode import decode_bytes, read_bytes
+from acoustic_env.config import DecodeParams
+from acoustic_env.errors import ClipError
+from acoustic_env.storage import filesystem, join
 
 SAMPLE_RATE = 16000
 REVIEW_DIR = "review"

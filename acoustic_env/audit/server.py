@@ -24,10 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..storage import filesystem, join, read_json, write_json
-from .config import AuditError
-from .estimate import latest, normalize_verdict
-from .review import PAGE, REVIEW_DIR
+from acoustic_env.audit.config import AuditError
+from acoustic_env.audit.estimate import latest, normalize_verdict
+from acoustic_env.audit.review import PAGE, REVIEW_DIR
+from acoustic_env.storage import filesystem, join, read_json, write_json
 
 VERDICTS_FILE = "verdicts.json"
 HOST = "127.0.0.1"

@@ -9,9 +9,9 @@ All three are PyTorch modules so that GPU actors share one runtime. Weights are 
 by SHA-256 before use; see :mod:`.weights` and ``acoustic-env models`` (:mod:`.cli`).
 """
 
-from .base import Embedder
-from .factory import EMBEDDERS, frame_count, load_embedder
-from .weights import REGISTRY, WeightsError, WeightsSpec
+from acoustic_env.embedders.base import Embedder
+from acoustic_env.embedders.factory import EMBEDDERS, frame_count, load_embedder
+from acoustic_env.embedders.weights import REGISTRY, WeightsError, WeightsSpec
 
 __all__ = ["EMBEDDERS", "REGISTRY", "Embedder", "WeightsError", "WeightsSpec", "frame_count",
            "load_embedder"]

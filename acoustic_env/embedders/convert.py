@@ -16,8 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import vggish, yamnet
-from .weights import CONVERT_EXTRA, REGISTRY, WeightsError, join_uri, resolve_cache_dir, save_checkpoint
+from acoustic_env.embedders import vggish, yamnet
+from acoustic_env.embedders.weights import (
+    CONVERT_EXTRA,
+    REGISTRY,
+    WeightsError,
+    join_uri,
+    resolve_cache_dir,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import EMBEDDERS  # names accepted by load_embedder, in the order the pipeline runs them
-from . import panns, vggish, yamnet
-from .base import Embedder
-from .weights import REGISTRY, WeightsError, join_uri, load_checkpoint, load_npz, resolve_cache_dir
+from acoustic_env.config import (
+    EMBEDDERS,  # names accepted by load_embedder, in the order the pipeline runs them
+)
+from acoustic_env.embedders import panns, vggish, yamnet
+from acoustic_env.embedders.base import Embedder
+from acoustic_env.embedders.weights import (
+    REGISTRY,
+    WeightsError,
+    join_uri,
+    load_checkpoint,
+    load_npz,
+    resolve_cache_dir,
+)
 
 log = logging.getLogger(__name__)
 

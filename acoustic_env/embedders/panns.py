@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Embedder, chunks, pad_to
-from .frontend import LogmelFilterBank, Spectrogram
-from .labels import panns_class_names
+from acoustic_env.audioset.classes import panns_class_names
+from acoustic_env.embedders.base import Embedder, chunks, pad_to
+from acoustic_env.embedders.frontend import LogmelFilterBank, Spectrogram
 
 SAMPLE_RATE = 16000
 WINDOW = 512

@@ -26,8 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import PatchEmbedder, pad_to
-from .frontend import PATCH_FRAMES, PATCH_SAMPLES, STFT_HOP, STFT_WINDOW, GoogleLogMel
+from acoustic_env.embedders.base import PatchEmbedder, pad_to
+from acoustic_env.embedders.frontend import (
+    PATCH_FRAMES,
+    PATCH_SAMPLES,
+    STFT_HOP,
+    STFT_WINDOW,
+    GoogleLogMel,
+)
 
 EMBEDDING_DIM = 128
 LOG_OFFSET = 0.01

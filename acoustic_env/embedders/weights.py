@@ -23,9 +23,11 @@ from typing import Any
 import fsspec
 import numpy as np
 import torch
-
-from ..errors import WeightsError  # defined torch-free so the CLI can catch it without importing torch
 from numpy._core.multiarray import _reconstruct
+
+from acoustic_env.errors import (
+    WeightsError,  # defined torch-free so the CLI can catch it without importing torch
+)
 
 log = logging.getLogger(__name__)
 

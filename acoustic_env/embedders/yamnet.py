@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import PatchEmbedder
-from .frontend import PATCH_SAMPLES, STFT_HOP, GoogleLogMel
-from .labels import yamnet_class_names
+from acoustic_env.audioset.classes import yamnet_class_names
+from acoustic_env.embedders.base import PatchEmbedder
+from acoustic_env.embedders.frontend import PATCH_SAMPLES, STFT_HOP, GoogleLogMel
 
 EMBEDDING_DIM = 1024
 NUM_CLASSES = 521

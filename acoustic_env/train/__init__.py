@@ -5,6 +5,6 @@ a trained model can be used on any machine with numpy, torch, pyarrow and
 fsspec; the job itself (``acoustic_env.train.job.train``) needs Ray.
 """
 
-from .artifact import Model, load_model
+from acoustic_env.learn.artifact import Model, load_model
 
 __all__ = ["Model", "load_model"]

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import signal_of, source_of
-from .fit import Schedule, build_model, fit
-from .transform import GroupTransform
+from acoustic_env.learn.fit import Schedule, build_model, fit
+from acoustic_env.learn.transform import GroupTransform
+from acoustic_env.train.data import signal_of, source_of
 
 
 def ablation_sets(groups: list[str]) -> dict[str, list[str]]:

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigError, _build, _require
+from acoustic_env.config import ConfigError, _build, _require
 
 EMBEDDER_SOURCES = ("vggish", "yamnet", "panns")
 SOURCES = ("indices", "mps", *EMBEDDER_SOURCES)

@@ -20,12 +20,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import ConfigError
-from ..manifest import read_audioset_csv
-from ..rows import read_metadata
-from ..storage import filesystem, is_local, join, list_parts
-from ..tasks import Task
-from .config import SIGNALS, SOURCES
+from acoustic_env.audio.manifest import read_audioset_csv
+from acoustic_env.audioset.tasks import Task
+from acoustic_env.config import ConfigError
+from acoustic_env.storage import filesystem, is_local, join, list_parts
+from acoustic_env.table import read_metadata
+from acoustic_env.train.config import SIGNALS, SOURCES
 
 META_COLUMNS = ("clip_id", "labels", "group")
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import GroupInfo
-from .transform import GroupTransform
+from acoustic_env.learn.transform import GroupTransform
+from acoustic_env.train.data import GroupInfo
 
 
 class RawInputModel(nn.Module):

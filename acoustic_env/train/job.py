@@ -19,28 +19,57 @@ from typing import Any
 
 import numpy as np
 
-from .. import outputs
-from ..config import ConfigError
-from ..ontology import load_ontology
-from ..runrecord import base_record, package_versions
-from ..storage import is_local, join, write_json
-from ..tasks import Task, load_task
-from . import baselines as bl
-from .ablation import ablation_sets, run_ablations
-from .artifact import save_model
-from .config import TrainConfig, validate
-from .data import (GroupInfo, Targets, available_groups, features_dir, group_infos, make_targets, n_rows, raw_bytes,
-                   read_all, read_matrices, read_meta, read_schema, read_test_list, select_groups, source_of,
-                   stream_features)
-from .evaluate import adjusted_accuracy, evaluate, read_label_accuracy
-from .explain import mlp_attributions, tree_attributions
-from .fit import DEFAULT_PARAMS, Schedule, val_score
-from .mlp import MLP, architecture, predict_proba
-from .preprocess import fit_group, fit_streaming
-from .report import write_report
-from .search import Setup, load_checkpoint, plan_resources, single_run, tune_search
-from .splits import DROPPED, NAMES, TEST, TRAIN, VAL, assign_splits, leaks
-from .transform import GroupTransform, transform_all
+from acoustic_env import runs
+from acoustic_env.audioset.ontology import load_ontology
+from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.config import ConfigError
+from acoustic_env.distributed.tune import (
+    Setup,
+    load_checkpoint,
+    plan_resources,
+    single_run,
+    tune_search,
+)
+from acoustic_env.learn import zoo as bl
+from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
+from acoustic_env.learn.metrics import adjusted_accuracy, evaluate, read_label_accuracy
+from acoustic_env.learn.mlp import MLP, architecture, predict_proba
+from acoustic_env.learn.preprocess import fit_group, fit_streaming
+from acoustic_env.learn.splits import (
+    DROPPED,
+    NAMES,
+    TEST,
+    TRAIN,
+    VAL,
+    assign_splits,
+    leaks,
+)
+from acoustic_env.learn.transform import GroupTransform, transform_all
+from acoustic_env.runs import base_record, package_versions
+from acoustic_env.storage import is_local, join, write_json
+from acoustic_env.train.ablation import ablation_sets, run_ablations
+from acoustic_env.train.config import TrainConfig, validate
+from acoustic_env.train.data import (
+    GroupInfo,
+    Targets,
+    available_groups,
+    features_dir,
+    group_infos,
+    make_targets,
+    n_rows,
+    raw_bytes,
+    read_all,
+    read_matrices,
+    read_meta,
+    read_schema,
+    read_test_list,
+    select_groups,
+    source_of,
+    stream_features,
+)
+from acoustic_env.train.explain import mlp_attributions, tree_attributions
+from acoustic_env.train.report import write_report
 
 log = logging.getLogger("acoustic_env.train")
 EXTRA_PACKAGES = ("scikit-learn", "xgboost", "shap", "optuna", "matplotlib")
@@ -120,10 +149,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise ConfigError(f"features: {fdir} has no labels column (was the clip list unlabelled?)")
     groups = select_groups(available_groups(schema), cfg.groups, cfg.signals)
     infos = group_infos(schema, groups)
-    run_id = outputs.new_run_id()
+    run_id = runs.new_run_id()
     record = base_record(run_id, "train", cfg.to_dict())
     record["versions"] = package_versions(EXTRA_PACKAGES)
-    record_uri = join(cfg.output, outputs.RUNS, f"{run_id}.json")
+    record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
     write_json(record, record_uri)
     init_ray(cfg.ray_address, cfg.progress)
     timings: dict[str, float] = {}

@@ -1,0 +1,250 @@
+"""Ray Train and Ray Tune: the MLP trained by TorchTrainer, under a Bayesian search with ASHA.
+
+Each Tune trial is a small driver function that launches one TorchTrainer run
+(Ray Train V2's way of combining the two); Ray Train's workers report the
+validation score after every round and a checkpoint whenever it improves, so
+the last checkpoint of a run is its best.
+
+The searcher is Optuna's TPE (``ray.tune.search.optuna.OptunaSearch``): a
+Bayesian method (a density model of good vs bad trials) that handles the
+mixed search space here, integers, log-scaled floats and categories (depth,
+width, learning rate, activation, dropout, weight decay, batch size), with no
+network access, and whose package is maintained and pure Python. HyperOpt
+implements the same algorithm but is barely maintained; BayesOpt needs a
+continuous space. ASHA (``ASHAScheduler``) stops the trials that are behind at
+its rungs.
+
+Resources: a trial's driver takes 0.01 CPU and its training workers the rest,
+so on a 2-CPU machine one trial runs at a time on one worker, and two never
+wait on each other's CPUs. The search runs against a local copy of the data in
+the object store (one ``ray.put``), which every trial's workers read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from acoustic_env.config import ConfigError
+from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, build_model, fit
+
+log = logging.getLogger("acoustic_env.train")
+
+METRIC = "best_val_score"
+CHECKPOINT_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every trial needs besides its hyper-parameters."""
+
+    kind: str
+    n_classes: int
+    in_dim: int
+    schedule: Schedule
+    seed: int
+    workers: int
+    worker_cpus: float
+    use_gpu: bool
+    storage: str
+
+
+def search_space() -> dict[str, Any]:
+    from ray import tune
+
+    return {"depth": tune.randint(1, 4), "width": tune.choice([32, 64, 128, 256, 512]),
+            "lr": tune.loguniform(1e-4, 3e-2), "activation": tune.choice(["relu", "gelu", "silu", "tanh"]),
+            "dropout": tune.uniform(0.0, 0.5), "weight_decay": tune.loguniform(1e-6, 1e-2),
+            "batch_size": tune.choice([32, 64, 128, 256])}
+
+
+def worker_loop(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker function: fit, report each round, checkpoint each improvement (rank 0)."""
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    setup: Setup = config["setup"]
+    data = ray.get(config["data"][0])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if not setup.use_gpu:
+        torch.set_num_threads(max(1, int(setup.worker_cpus)))
+    device = ray.train.torch.get_device()
+    pg = ray.util.get_current_placement_group()
+    model = ray.train.torch.prepare_model(build_model(setup.in_dim, setup.kind, setup.n_classes, config["params"],
+                                                      setup.seed))
+
+    def on_round(metrics: dict[str, float], improved: bool, net: Any) -> None:
+        metrics = {**metrics, "worker_pg": pg.id.hex() if pg else ""}
+        if improved and rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save(getattr(net, "module", net).state_dict(), os.path.join(tmp, CHECKPOINT_FILE))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+
+    fit(model, data, setup.kind, setup.n_classes, config["params"], setup.schedule, setup.seed + rank,
+        on_round=on_round, device=device, rank=rank, world=world)
+
+
+def _trainer(params: dict[str, Any], data: list, setup: Setup, name: str, callbacks: list) -> Any:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": setup.worker_cpus, **({"GPU": 1} if setup.use_gpu else {})}
+    return TorchTrainer(
+        worker_loop, train_loop_config={"params": params, "data": data, "setup": setup},
+        scaling_config=ScalingConfig(num_workers=setup.workers, use_gpu=setup.use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=name, storage_path=setup.storage, callbacks=callbacks,
+                             failure_config=FailureConfig(max_failures=0),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)))
+
+
+def trial_driver(config: dict[str, Any], data: list | None = None, setup: Setup | None = None) -> None:
+    """One Tune trial: a TorchTrainer run whose reports Tune sees (TuneReportCallback)."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    # Ray Train hands reports over when its controller polls (every 2 s by
+    # default); a round of a small table takes far less.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    name = f"trial-{ray.tune.get_context().get_trial_id()}"
+    _trainer(config, data, setup, name, [TuneReportCallback()]).fit()
+
+
+def _free_worker_groups(pg_hex: list[str]) -> None:
+    """Remove the placement groups of stopped trials' worker groups.
+
+    When Tune stops a trial (ASHA), it kills the trial's driver and with it
+    the Ray Train controller; Ray Train frees that run's worker placement group
+    from a watcher that needs Ray's state API (the dashboard). Without it the
+    group would hold its CPUs for ever and the next trial would wait, so the
+    workers report the group's id and it is removed here (a no-op if already gone).
+    """
+    import ray
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    for h in filter(None, pg_hex):
+        pg = PlacementGroup(PlacementGroupID(bytes.fromhex(h)))
+        if ray.util.placement_group_table(pg).get("state") not in (None, "REMOVED"):
+            remove_placement_group(pg)
+
+
+def _cleanup_callback() -> Any:
+    from ray import tune
+
+    class FreeWorkerGroups(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _free_worker_groups([trial.last_result.get("worker_pg", "")])
+
+        on_trial_error = on_trial_complete
+
+    return FreeWorkerGroups()
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    params: dict[str, Any]
+    checkpoint: str  # directory holding CHECKPOINT_FILE
+    best_val_score: float
+    trials: list[dict[str, Any]]
+
+
+def plan_resources(cluster: dict[str, float], workers: int, max_concurrent: int, device: str) -> tuple[int, float, bool]:
+    """(concurrent trials, CPUs per worker, use GPU) from the cluster's resources.
+
+    Each concurrent trial gets ``workers`` workers; CPUs are shared out so the
+    trials in flight never need more than the cluster has (minus the drivers'
+    0.01 CPU each), which is what keeps a 2-CPU machine from waiting forever.
+    """
+    cpus = float(cluster.get("CPU", 1.0))
+    gpus = float(cluster.get("GPU", 0.0))
+    use_gpu = device == "cuda" or (device == "auto" and gpus >= 1)
+    concurrent = max_concurrent or max(1, int(cpus // (2 * workers)))
+    if use_gpu:
+        concurrent = min(concurrent, max(1, int(gpus // workers)))
+    per_worker = min(1.0, (cpus - 0.05 * concurrent) / (concurrent * workers))
+    if per_worker <= 0:
+        concurrent, per_worker = 1, max(0.1, (cpus - 0.05) / workers)
+    return concurrent, round(per_worker, 2), use_gpu
+
+
+def tune_search(data: list, setup: Setup, trials: int, time_budget_s: float, concurrent: int,
+                grace_rounds: int) -> SearchResult:
+    """Run the Bayesian search; return the best trial's parameters and best checkpoint."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's newer console output ignores verbose=0
+    searcher = OptunaSearch(points_to_evaluate=[dict(DEFAULT_PARAMS)], seed=setup.seed)
+    # max_t beyond the last round: a run that finishes ends by itself instead
+    # of being stopped by the scheduler while it writes its last report.
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=setup.schedule.max_rounds + 1,
+                              grace_period=grace_rounds, reduction_factor=3)
+    trainable = tune.with_resources(tune.with_parameters(trial_driver, data=data, setup=setup), {"CPU": 0.01})
+    tuner = tune.Tuner(
+        trainable, param_space=search_space(),
+        tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                                    num_samples=trials, max_concurrent_trials=concurrent,
+                                    time_budget_s=time_budget_s),
+        run_config=tune.RunConfig(name="search", storage_path=setup.storage, verbose=0,
+                                  callbacks=[_cleanup_callback()]))
+    grid = tuner.fit()
+    rows, best = [], None
+    for result in grid:
+        df = result.metrics_dataframe
+        ck = df["checkpoint_path"].dropna() if df is not None and "checkpoint_path" in df else []
+        score = float(df[METRIC].max()) if df is not None and METRIC in df else -math.inf
+        rounds = int(df["round"].max()) if df is not None and "round" in df else 0
+        _free_worker_groups(list(df["worker_pg"].dropna().unique()) if df is not None and "worker_pg" in df else [])
+        row = {**{k: result.config[k] for k in search_space()}, METRIC: score, "rounds": rounds,
+               "error": None if result.error is None else str(result.error).splitlines()[0]}
+        rows.append(row)
+        if len(ck) and (best is None or score > best[0]):
+            best = (score, dict(result.config), str(ck.iloc[-1]))
+    if best is None:
+        errors = [r["error"] for r in rows if r["error"]]
+        if not errors:
+            raise ConfigError(f"time_budget_s: no trial finished a round within {time_budget_s:g} s")
+        raise RuntimeError(f"no search trial produced a model ({len(rows)} trials; first error: {errors[0]})")
+    return SearchResult(params={k: best[1][k] for k in search_space()}, checkpoint=best[2], best_val_score=best[0],
+                        trials=sorted(rows, key=lambda r: -r[METRIC]))
+
+
+def single_run(data: list, setup: Setup, params: dict[str, Any]) -> SearchResult:
+    """One TorchTrainer run with fixed parameters (the search turned off)."""
+    result = _trainer(params, data, setup, "single", []).fit()
+    if result.checkpoint is None:
+        raise RuntimeError("the training run reported no checkpoint")
+    score = float(result.metrics.get(METRIC, math.nan))
+    return SearchResult(params=dict(params), checkpoint=result.checkpoint.path, best_val_score=score,
+                        trials=[{**params, METRIC: score, "rounds": result.metrics.get("round"), "error": None}])
+
+
+def load_checkpoint(path: str, storage: str) -> dict[str, Any]:
+    """The state dict in a checkpoint directory, loaded without pickle.
+
+    Ray gives checkpoint paths without the protocol; ``storage`` supplies it.
+    """
+    import io
+
+    import torch
+
+    from acoustic_env.storage import filesystem, strip_protocol_keep
+
+    uri = path if "://" in path else strip_protocol_keep(storage, path)
+    fs, p = filesystem(uri)
+    raw = fs.cat_file(f"{p.rstrip('/')}/{CHECKPOINT_FILE}")
+    return torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+

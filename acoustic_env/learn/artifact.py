@@ -1,0 +1,165 @@
+"""The model artifact: save it from the train job, load it anywhere with one call.
+
+A directory (local or object storage) holding
+
+- ``model.json``: the task (kind, classes and its ontology definition), the
+  feature groups in input order with their widths, the network's
+  architecture and hyper-parameters, the evaluation metrics, the job config
+  and the package versions;
+- ``weights.pt``: the network's ``state_dict`` (loaded with ``weights_only=True``);
+- ``preprocessing.npz``: per group, the standardisation, PCA components and
+  output scaling as plain arrays (loaded with ``allow_pickle=False``).
+
+Nothing is pickled, so loading an artifact never runs code from it, and
+loading needs only numpy, torch, pyarrow and fsspec: no Ray, no scikit-learn.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from acoustic_env.learn.mlp import MLP, predict_proba
+from acoustic_env.learn.transform import (
+    GroupTransform,
+    from_arrays,
+    to_arrays,
+    transform_all,
+)
+from acoustic_env.storage import filesystem, join, list_parts, read_parts
+from acoustic_env.train.data import fixed_size_to_numpy
+
+FORMAT_VERSION = 1
+MODEL_JSON, WEIGHTS, PREPROCESSING = "model.json", "weights.pt", "preprocessing.npz"
+
+
+def _write_bytes(uri: str, data: bytes) -> None:
+    fs, path = filesystem(uri)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(path, data)
+
+
+def _read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    return fs.cat_file(path)
+
+
+def save_model(uri: str, state_dict: dict[str, torch.Tensor], transforms: list[GroupTransform],
+               description: dict[str, Any]) -> None:
+    """Write the three files; ``description`` becomes model.json (with the groups' order and widths added)."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
+    _write_bytes(join(uri, WEIGHTS), buf.getvalue())
+    buf = io.BytesIO()
+    np.savez(buf, **to_arrays(transforms))
+    _write_bytes(join(uri, PREPROCESSING), buf.getvalue())
+    meta = {"format_version": FORMAT_VERSION, **description,
+            "groups": [{"name": t.group, "dim": int(t.in_mean.shape[0]), "components": t.n_components}
+                       for t in transforms]}
+    _write_bytes(join(uri, MODEL_JSON), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+
+
+def _column_matrix(values: Any, dim: int) -> np.ndarray:
+    """One group's values (Arrow list column, pandas column of arrays, or a matrix) as float32 [n, dim], NaN if null."""
+    if isinstance(values, (pa.ChunkedArray, pa.Array)):
+        if pa.types.is_fixed_size_list(values.type):
+            return fixed_size_to_numpy(values, dim)
+        values = values.to_pylist()
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values.astype(np.float32).reshape(len(values), dim)
+    rows = [np.full(dim, np.nan, np.float32) if v is None else np.asarray(v, np.float32) for v in list(values)]
+    return np.stack(rows).reshape(len(rows), dim) if rows else np.empty((0, dim), np.float32)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A trained classifier: feature rows in, class probabilities out."""
+
+    meta: dict[str, Any]
+    net: MLP
+    transforms: list[GroupTransform]
+
+    @property
+    def kind(self) -> str:
+        return self.meta["task"]["kind"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["task"]["class_names"])
+
+    @property
+    def groups(self) -> list[str]:
+        return [g["name"] for g in self.meta["groups"]]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.meta.get("metrics", {})
+
+    def _table(self, data: Any) -> Any:
+        if isinstance(data, str):  # a feature table: the extract output or its features/ directory
+            directory = join(data, "features") if list_parts(join(data, "features")) else data
+            table = read_parts(directory, columns=["clip_id", *self.groups])
+            if table is None:
+                raise FileNotFoundError(f"no Parquet parts under {data}")
+            return table
+        return data
+
+    def matrices(self, data: Any) -> dict[str, np.ndarray]:
+        """The model's feature groups from a table, a DataFrame, a mapping of arrays or a feature-table URI."""
+        data = self._table(data)
+        names = data.column_names if isinstance(data, pa.Table) else list(data.keys())
+        missing = [g for g in self.groups if g not in names]
+        if missing:
+            raise KeyError(f"the input lacks the feature groups this model uses: {', '.join(missing)}")
+        dims = {g["name"]: g["dim"] for g in self.meta["groups"]}
+        return {g: _column_matrix(data[g], dims[g]) for g in self.groups}
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        """[n, classes] probabilities, one row per input row (NaN where a feature vector is missing)."""
+        x = transform_all(self.transforms, self.matrices(data))
+        ok = np.isfinite(x).all(axis=1)
+        out = np.full((len(x), len(self.class_names)), np.nan)
+        if ok.any():
+            out[ok] = predict_proba(self.net, x[ok], self.kind, len(self.class_names))
+        return out
+
+    def predict_table(self, data: Any) -> pa.Table:
+        """``clip_id`` (when the input has it), the prediction and ``prob_<class>`` per row, as an Arrow table."""
+        data = self._table(data)
+        p = self.predict_proba(data)
+        cols: dict[str, Any] = {}
+        if "clip_id" in (data.column_names if isinstance(data, pa.Table) else list(data.keys())):
+            cols["clip_id"] = pa.array(list(data["clip_id"]), pa.string())
+        pred = self.predict(data)
+        cols["predicted"] = (pa.array([[c for c, on in zip(self.class_names, row) if on] for row in pred])
+                             if self.kind == "multi_label" else pa.array(list(pred), pa.string()))
+        cols.update({f"prob_{c}": pa.array(p[:, j]) for j, c in enumerate(self.class_names)})
+        return pa.table(cols)
+
+    def predict(self, data: Any, threshold: float = 0.5) -> np.ndarray:
+        """Class names (single-label; None where features are missing) or a 0/1 matrix (multi-label)."""
+        p = self.predict_proba(data)
+        if self.kind == "multi_label":
+            return (p >= threshold).astype(np.int8)
+        names = np.array(self.class_names + [None], dtype=object)
+        idx = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), len(self.class_names))
+        return names[idx]
+
+
+def load_model(uri: str) -> Model:
+    """Load a model artifact written by the train job (local path or fsspec URL)."""
+    meta = json.loads(_read_bytes(join(uri, MODEL_JSON)))
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{uri}: model format {meta.get('format_version')} is not {FORMAT_VERSION}")
+    with np.load(io.BytesIO(_read_bytes(join(uri, PREPROCESSING))), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    net = MLP(**meta["architecture"])
+    net.load_state_dict(torch.load(io.BytesIO(_read_bytes(join(uri, WEIGHTS))), weights_only=True, map_location="cpu"))
+    net.eval()
+    return Model(meta=meta, net=net, transforms=from_arrays([g["name"] for g in meta["groups"]], arrays))

@@ -1,0 +1,180 @@
+"""Test-set metrics for any model's probabilities, and accuracy adjusted for label noise.
+
+Single-label tasks (binary or multi-class): accuracy, balanced accuracy, ROC AUC
+(macro one-vs-rest for several classes), per-class precision/recall/F1, macro
+and micro F1, mAP, the confusion matrix and a reliability curve of the
+predicted class's probability. Multi-label tasks: the same per class with a
+0.5 threshold; accuracy is the exact-match (subset) accuracy, balanced accuracy
+the mean over classes, and mAP the macro average precision.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+from acoustic_env.config import ConfigError
+
+
+def _safe(fn: Any, *args: Any, **kwargs: Any) -> float | None:
+    """A metric, or None where the test split makes it undefined (e.g. one class only)."""
+    try:
+        value = float(fn(*args, **kwargs))
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def _one_hot(y: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((len(y), k), dtype=int)
+    out[np.arange(len(y)), y] = 1
+    return out
+
+
+def evaluate(kind: str, class_names: list[str], y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """Every metric of the report for one model on one split (plain JSON-able data)."""
+    k = len(class_names)
+    if kind == "multi_label":
+        truth, pred = y.astype(int), (proba >= 0.5).astype(int)
+        cols = [j for j in range(k) if 0 < truth[:, j].sum() < len(truth)]
+        out = {
+            "accuracy": float(accuracy_score(truth, pred)),
+            "balanced_accuracy": float(np.mean([balanced_accuracy_score(truth[:, j], pred[:, j]) for j in cols]))
+            if cols else None,
+            "roc_auc": float(np.mean([roc_auc_score(truth[:, j], proba[:, j]) for j in cols])) if cols else None,
+            "map": float(np.mean([average_precision_score(truth[:, j], proba[:, j]) for j in cols])) if cols else None,
+            "confusion": multilabel_confusion_matrix(truth, pred).tolist(),
+        }
+        onehot, scores = truth, proba
+    else:
+        pred = proba.argmax(axis=1)
+        truth = y.astype(int)
+        onehot = _one_hot(truth, k)
+        roc = (_safe(roc_auc_score, truth, proba[:, 1]) if k == 2 else
+               _safe(roc_auc_score, truth, proba, multi_class="ovr", average="macro", labels=list(range(k))))
+        present = [j for j in range(k) if 0 < onehot[:, j].sum() < len(truth)]
+        out = {
+            "accuracy": float(accuracy_score(truth, pred)),
+            "balanced_accuracy": float(balanced_accuracy_score(truth, pred)),
+            "roc_auc": roc,
+            "map": float(np.mean([average_precision_score(onehot[:, j], proba[:, j]) for j in present]))
+            if present else None,
+            "confusion": confusion_matrix(truth, pred, labels=list(range(k))).tolist(),
+        }
+        scores = proba
+    p, r, f, s = precision_recall_fscore_support(truth, pred, labels=list(range(k)) if kind != "multi_label" else None,
+                                                 zero_division=0)
+    out["per_class"] = {c: {"precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]), "support": int(s[j])}
+                        for j, c in enumerate(class_names)}
+    avg_labels = list(range(k)) if kind != "multi_label" else None
+    out["macro_f1"] = float(f1_score(truth, pred, average="macro", labels=avg_labels, zero_division=0))
+    out["micro_f1"] = float(f1_score(truth, pred, average="micro", labels=avg_labels, zero_division=0))
+    out["n"] = int(len(truth))
+    out["roc_curves"] = {}
+    for j, c in enumerate(class_names):
+        if 0 < onehot[:, j].sum() < len(onehot) and (k > 2 or kind == "multi_label" or j == 1):
+            fpr, tpr, _ = roc_curve(onehot[:, j], scores[:, j])
+            out["roc_curves"][c] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    out["calibration"] = calibration(kind, onehot, scores, pred if kind != "multi_label" else None)
+    return out
+
+
+def calibration(kind: str, onehot: np.ndarray, proba: np.ndarray, pred: np.ndarray | None,
+                n_bins: int = 10) -> dict[str, Any]:
+    """Reliability curve and expected calibration error.
+
+    Binary: the positive class's probability. Multi-class: the predicted
+    class's probability against being right. Multi-label: every (clip, class) pair.
+    """
+    if kind == "multi_label":
+        hit, conf = onehot.ravel(), proba.ravel()
+    elif proba.shape[1] == 2:
+        hit, conf = onehot[:, 1], proba[:, 1]
+    else:
+        hit = onehot[np.arange(len(pred)), pred]
+        conf = proba[np.arange(len(pred)), pred]
+    if len(np.unique(hit)) < 2:
+        return {"observed": [], "predicted": [], "ece": None}
+    observed, predicted = calibration_curve(hit, conf, n_bins=n_bins, strategy="uniform")
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = sum(abs(hit[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
+              for b in range(n_bins) if (bins == b).any())
+    return {"observed": observed.tolist(), "predicted": predicted.tolist(), "ece": float(ece)}
+
+
+# --- accuracy adjusted for label noise -------------------------------------------------
+
+ADJUSTMENT_FORMULA = (
+    "With label accuracy a (the share of given labels that are right, from the audit) and K classes, "
+    "assume a wrong label is any other class with equal chance, independently of the model's errors. "
+    "Then the observed accuracy is acc_obs = a·acc_true + (1−a)(1−acc_true)/(K−1), so "
+    "acc_true = (acc_obs − (1−a)/(K−1)) / (a − (1−a)/(K−1)); for K = 2, (acc_obs − (1−a)) / (2a − 1). "
+    "The interval is the range of this formula over the audit's interval [low, high] for a and the "
+    "Wilson 95% interval of acc_obs on the test clips, clipped to [0, 1].")
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def true_accuracy(acc_obs: float, a: float, k: int) -> float | None:
+    """The accuracy against correct labels implied by ``acc_obs`` against labels that are right with probability a."""
+    wrong = (1 - a) / (k - 1)
+    if a - wrong <= 0:
+        return None  # labels no better than chance carry no information about accuracy
+    return (acc_obs - wrong) / (a - wrong)
+
+
+def adjusted_accuracy(acc_obs: float, n: int, estimate: dict[str, Any], k: int) -> dict[str, Any]:
+    """The adjusted figure and its interval, beside (never instead of) the raw one."""
+    overall = estimate["overall"]
+    a, lo, hi = float(overall["accuracy"]), float(overall["low"]), float(overall["high"])
+    point = true_accuracy(acc_obs, a, k)
+    obs_lo, obs_hi = wilson(acc_obs * n, n)
+    # increasing in acc_obs; in a it need not be monotone, so a grid over [low, high]
+    corners = [true_accuracy(o, float(q), k) for o in (obs_lo, obs_hi) for q in np.linspace(lo, hi, 21)]
+    corners = [c for c in corners if c is not None]
+    clip = lambda v: None if v is None else float(min(1.0, max(0.0, v)))  # noqa: E731
+    return {"raw": acc_obs, "raw_interval": [obs_lo, obs_hi], "adjusted": clip(point),
+            "interval": [clip(min(corners)), clip(max(corners))] if corners else None,
+            "label_accuracy": {"accuracy": a, "low": lo, "high": hi, "n": overall.get("n"),
+                               "method": estimate.get("method"), "sample": estimate.get("sample")},
+            "formula": ADJUSTMENT_FORMULA}
+
+
+def read_label_accuracy(uri: str) -> dict[str, Any]:
+    """The audit's label-accuracy estimate, checked for the fields the adjustment needs."""
+    from acoustic_env.storage import read_json
+
+    try:
+        data = read_json(uri)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"label_accuracy: cannot read {uri}: {str(exc).splitlines()[0]}") from None
+    overall = data.get("overall") if isinstance(data, dict) else None
+    if not isinstance(overall, dict) or not all(isinstance(overall.get(k), (int, float)) for k in ("accuracy", "low", "high")):
+        raise ConfigError(f"label_accuracy: {uri} needs overall.accuracy, overall.low and overall.high, got {data!r:.120}")
+    if data.get("sample") == "suspects":
+        raise ConfigError(f"label_accuracy: {uri} was estimated on the audit's suspects (how often its flags are "
+                          "right), not on a random sample of labels; pass the random-sample estimate")
+    if not 0 <= overall["low"] <= overall["accuracy"] <= overall["high"] <= 1:
+        raise ConfigError(f"label_accuracy: overall needs 0 <= low <= accuracy <= high <= 1, got {overall}")
+    return data

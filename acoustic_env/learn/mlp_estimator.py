@@ -1,0 +1,52 @@
+"""The training job's MLP with fixed hyper-parameters, as a scikit-learn estimator.
+
+Cross-fitting fits one model per fold, so the audit cannot afford a search; it
+reuses the training job's network, loss and early-stopping loop
+(``train.fit``) with ``DEFAULT_PARAMS``, standardised inputs and a held-out
+15 % of the training folds for early stopping. It plugs into the same
+``fit``/``predict_proba`` calls as the logistic regression and XGBoost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Single-label targets as class indices 0..K-1, or multi-label targets as an [n, K] 0/1 matrix."""
+
+    def __init__(self, seed: int = 0, val_fraction: float = 0.15, max_rounds: int = 20, patience: int = 4):
+        self.seed = seed
+        self.val_fraction = val_fraction
+        self.max_rounds = max_rounds
+        self.patience = patience
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> MLPClassifier:
+        from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, build_model, fit
+
+        y = np.asarray(y)
+        self.scaler_ = StandardScaler().fit(X)
+        x = self.scaler_.transform(X).astype(np.float32)
+        if y.ndim == 2:
+            self.kind_, self.n_classes_ = "multi_label", y.shape[1]
+            stratify = None
+        else:
+            self.kind_, self.n_classes_ = "single_label", int(y.max()) + 1
+            stratify = y if np.bincount(y).min() >= 2 else None
+        x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=self.val_fraction, random_state=self.seed,
+                                                    stratify=stratify)
+        self.model_ = build_model(x.shape[1], self.kind_, self.n_classes_, DEFAULT_PARAMS, self.seed)
+        result = fit(self.model_, {"x_train": x_tr, "y_train": y_tr, "x_val": x_val, "y_val": y_val}, self.kind_,
+                     self.n_classes_, DEFAULT_PARAMS, Schedule(self.max_rounds, self.patience), self.seed)
+        if result["best_state"] is not None:
+            self.model_.load_state_dict(result["best_state"])
+        self.classes_ = np.arange(self.n_classes_)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        from acoustic_env.learn.mlp import predict_proba
+
+        return predict_proba(self.model_, self.scaler_.transform(X).astype(np.float32), self.kind_, self.n_classes_)

@@ -1,0 +1,89 @@
+"""Train / validation / test splits: stratified, grouped, or given.
+
+Grouped splits keep every clip of a source recording (AudioSet: a YouTube
+video) on one side, because two 10-s segments of one video share microphone,
+place and background: a model that saw one would be scored on a near copy.
+An explicit test list (AudioSet's evaluation segments) is honoured exactly;
+clips outside it whose recording appears in it are left out of training
+rather than leaked (counted as ``dropped_group_overlap``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.model_selection import (
+    GroupShuffleSplit,
+    ShuffleSplit,
+    StratifiedGroupKFold,
+    StratifiedShuffleSplit,
+)
+
+TRAIN, VAL, TEST, DROPPED = 0, 1, 2, -1
+NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
+
+
+def _coarse_strata(strata: np.ndarray, min_count: int) -> np.ndarray:
+    """Merge strata too small to appear on both sides (rare label combinations) into one."""
+    values, counts = np.unique(strata, return_counts=True)
+    rare = set(values[counts < min_count])
+    return np.array(["\0rare" if s in rare else s for s in strata], dtype=object) if rare else strata
+
+
+def _held_out(strata: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int) -> np.ndarray:
+    """A boolean mask of about ``fraction`` of the rows, stratified, never splitting a group."""
+    n = len(strata)
+    idx = np.arange(n)
+    if groups is None:
+        s = _coarse_strata(strata, 2)
+        try:
+            _, held = next(StratifiedShuffleSplit(1, test_size=fraction, random_state=seed).split(idx, s))
+        except ValueError:  # a class too small to stratify: plain shuffle
+            _, held = next(ShuffleSplit(1, test_size=fraction, random_state=seed).split(idx))
+    else:
+        n_folds = max(2, int(round(1 / fraction)))
+        s = _coarse_strata(strata, n_folds)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "least populated class has only N members"
+                _, held = next(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(idx, s, groups))
+        except ValueError:  # fewer groups than folds
+            _, held = next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(idx, groups=groups))
+    mask = np.zeros(n, dtype=bool)
+    mask[held] = True
+    return mask
+
+
+def assign_splits(strata: np.ndarray, groups: np.ndarray | None, test_mask: np.ndarray | None,
+                  test_size: float, val_size: float, seed: int) -> np.ndarray:
+    """One of TRAIN, VAL, TEST or DROPPED per row.
+
+    ``test_mask``: rows of an explicit test list (else ``test_size`` of the rows
+    is held out); ``val_size`` is a fraction of the remaining rows.
+    """
+    split = np.full(len(strata), TRAIN, dtype=np.int8)
+    if test_mask is None:
+        test_mask = _held_out(strata, groups, test_size, seed)
+    split[test_mask] = TEST
+    if groups is not None:
+        test_groups = set(groups[test_mask])
+        overlap = ~test_mask & np.array([g in test_groups for g in groups], dtype=bool)
+        split[overlap] = DROPPED
+    rest = np.flatnonzero(split == TRAIN)
+    if len(rest) >= 2:
+        val = _held_out(strata[rest], None if groups is None else groups[rest], val_size, seed + 1)
+        split[rest[val]] = VAL
+    return split
+
+
+def leaks(groups: np.ndarray, split: np.ndarray) -> set[str]:
+    """Groups that appear in more than one split (should be empty)."""
+    seen: dict[str, int] = {}
+    bad = set()
+    for g, s in zip(groups, split):
+        if s == DROPPED:
+            continue
+        if seen.setdefault(g, s) != s:
+            bad.add(g)
+    return bad

@@ -1,0 +1,165 @@
+"""The output directory of a job: features/, errors/ and runs/, the invariants between them, and run records.
+
+* features/ and errors/ hold Parquet parts named ``part-<run_id>-<digest>.parquet``
+  where the digest is computed from the clip_ids of the batch: a batch that Ray
+  retries within a run rewrites the same part instead of adding a second one.
+* ``plan`` reads only the clip_id column of each part, so planning a resume of
+  millions of clips costs a listing and a few small column reads.
+* ``repair_duplicates`` and ``compact_errors`` restore "every input clip in
+  exactly one of features/ or errors/" after interrupted or concurrent runs.
+* ``runs/<run_id>.json`` (``base_record``) is written when a run starts (status "running")
+  and rewritten when it ends: config (never credentials: they come from the environment),
+  package versions, git revision, weight checksums, counts and time per stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import secrets
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from acoustic_env.storage import (
+    delete,
+    join,
+    list_parts,
+    read_part,
+    read_parts,
+    write_parquet,
+)
+from acoustic_env.table import ERRORS_SCHEMA
+
+FEATURES = "features"
+ERRORS = "errors"
+RUNS = "runs"
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def part_name(run_id: str, clip_ids: list[str]) -> str:
+    digest = hashlib.sha1("\n".join(sorted(clip_ids)).encode()).hexdigest()[:16]
+    return f"part-{run_id}-{digest}.parquet"
+
+
+@dataclass(frozen=True)
+class Plan:
+    todo: pa.Table  # manifest rows still to process
+    skipped: int  # already in features/
+    retried: int  # in errors/ from an earlier run, processed again
+    duplicates_repaired: int
+
+
+def done_ids(output: str) -> set[str]:
+    table = read_parts(join(output, FEATURES), columns=["clip_id"])
+    return set() if table is None else set(table["clip_id"].to_pylist())
+
+
+def error_ids(output: str) -> set[str]:
+    table = read_parts(join(output, ERRORS), columns=["clip_id"])
+    return set() if table is None else set(table["clip_id"].to_pylist())
+
+
+def repair_duplicates(output: str) -> int:
+    """Drop rows whose clip_id already appears in an earlier part; returns rows removed.
+
+    Parts are visited in name order (run ids sort by time), so the first copy
+    written wins; a part left empty is deleted.
+    """
+    seen: set[str] = set()
+    removed = 0
+    for part in list_parts(join(output, FEATURES)):
+        ids = read_part(part, columns=["clip_id"])["clip_id"].to_pylist()
+        dup = [i for i in ids if i in seen]
+        seen.update(ids)
+        if not dup:
+            continue
+        table = read_part(part)
+        keep = pc.invert(pc.is_in(table["clip_id"], value_set=pa.array(dup, pa.string())))
+        table = table.filter(keep)
+        removed += len(dup)
+        if table.num_rows:
+            write_parquet(table, part)
+        else:
+            delete(part)
+    return removed
+
+
+def make_plan(manifest: pa.Table, output: str) -> Plan:
+    repaired = repair_duplicates(output)
+    done = done_ids(output)
+    failed = error_ids(output)
+    ids = manifest["clip_id"]
+    todo = manifest.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(done), pa.string()))))
+    retried = sum(i in failed for i in todo["clip_id"].to_pylist())
+    return Plan(todo=todo, skipped=manifest.num_rows - todo.num_rows, retried=retried,
+                duplicates_repaired=repaired)
+
+
+def compact_errors(output: str, run_id: str) -> int:
+    """Keep one row per failed clip (the latest), none for clips now in features/.
+
+    Writes the compacted table first, then deletes the older parts, so an
+    interruption in between leaves duplicates (repaired next time), never a loss.
+    Returns the number of clips left in errors/.
+    """
+    parts = list_parts(join(output, ERRORS))
+    if not parts:
+        return 0
+    table = read_parts(join(output, ERRORS))
+    done = done_ids(output)
+    rows = sorted(table.to_pylist(), key=lambda r: r["time"])
+    latest = {r["clip_id"]: r for r in rows if r["clip_id"] not in done}
+    target = join(output, ERRORS, f"errors-{run_id}.parquet")
+    if latest:
+        write_parquet(pa.Table.from_pylist(list(latest.values()), schema=ERRORS_SCHEMA), target)
+    for part in parts:
+        if part != target:
+            delete(part)
+    return len(latest)
+
+
+# --- run records ---
+
+PACKAGES = ("acoustic-env", "ray", "pyarrow", "numpy", "scipy", "librosa", "soundfile", "soxr", "noisereduce",
+            "scikit-maad", "soundsig", "torch", "fsspec", "s3fs")
+
+
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Installed versions of the core packages plus a job's own (``extra``); None when absent."""
+    out: dict[str, str | None] = {}
+    for name in PACKAGES + extra:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    out["python"] = platform.python_version()
+    return out
+
+
+def git_revision() -> str | None:
+    """The checkout's commit (with '+dirty' if modified), or None outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def base_record(run_id: str, job: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run_id, "job": job, "status": "running", "config": config,
+            "versions": package_versions(), "git_revision": git_revision(), "host": platform.node()}
