@@ -1,15 +1,34 @@
-"""acoustic-env: distributed feature extraction, environment classification and label audit for audio collections."""
+"""acoustic-env: distributed feature extraction, environment classification and label audit for audio collections.
+
+The public API (see ``acoustic_env.api`` for a notebook example)::
+
+    import acoustic_env as ae
+    ae.extract(manifest, output, ...)      ae.read_features(source, ...)
+    ae.train(features, output, ...)        ae.audit(features, output, ...)
+    ae.annotate(manifest, model, features, output, ...)
+    ae.load_model(uri)                     # numpy, torch, pyarrow, fsspec; no Ray
+
+Names are imported on first use, so ``import acoustic_env`` (and ``acoustic-env --help``)
+stays fast and loads neither Ray nor torch.
+"""
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
-from acoustic_env.config import ConfigError, ExtractConfig  # noqa: E402
+_EXPORTS = {
+    "extract": "api", "train": "api", "audit": "api", "annotate": "api",
+    "ExtractResult": "api", "TrainResult": "api", "AuditResult": "api", "AnnotateResult": "api",
+    "read_features": "table", "FeatureSet": "table",
+    "load_model": "learn.artifact", "Model": "learn.artifact",
+    "ConfigError": "config", "ExtractConfig": "config", "TrainConfig": "config", "AuditConfig": "config",
+    "AnnotateConfig": "config",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def load_model(uri: str):
-    """Load a model artifact written by `acoustic-env train` (needs numpy, torch, pyarrow, fsspec; no Ray)."""
-    from acoustic_env.learn.artifact import load_model as _load
-
-    return _load(uri)
-
-
-__all__ = ["ConfigError", "ExtractConfig", "__version__", "load_model"]
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"acoustic_env.{_EXPORTS[name]}"), name)

@@ -5,16 +5,21 @@
   retries within a run rewrites the same part instead of adding a second one.
 * ``plan`` reads only the clip_id column of each part, so planning a resume of
   millions of clips costs a listing and a few small column reads.
-* ``repair_duplicates`` and ``compact_errors`` restore "every input clip in
-  exactly one of features/ or errors/" after interrupted or concurrent runs.
-* ``runs/<run_id>.json`` (``base_record``) is written when a run starts (status "running")
-  and rewritten when it ends: config (never credentials: they come from the environment),
+* ``sweep`` and ``compact_errors`` restore "every input clip in exactly one of
+  features/ or errors/" after interrupted or concurrent runs. A part that cannot
+  be read (cut short by a full disk, damaged in transit) would otherwise stop
+  every later run: ``sweep`` moves it to ``quarantine/<features|errors>/``, logs
+  it, and its clips count as not done, so the run recomputes them.
+* ``runs/<run_id>.json`` (``base_record``, ``write_record``) is written when a run starts
+  (status "running") and rewritten when it ends: config (never credentials: they come from
+  the environment, and a secret written into a URL anyway is redacted),
   package versions, git revision, weight checksums, counts and time per stage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import platform
 import secrets
 import subprocess
@@ -27,12 +32,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from acoustic_env.errors import DamagedFileError
 from acoustic_env.storage import (
     delete,
     join,
     list_parts,
+    move,
     read_part,
     read_parts,
+    redact,
+    redact_all,
+    write_json,
     write_parquet,
 )
 from acoustic_env.table import ERRORS_SCHEMA
@@ -40,6 +50,9 @@ from acoustic_env.table import ERRORS_SCHEMA
 FEATURES = "features"
 ERRORS = "errors"
 RUNS = "runs"
+QUARANTINE = "quarantine"
+
+log = logging.getLogger("acoustic_env.runs")
 
 
 def new_run_id() -> str:
@@ -52,61 +65,86 @@ def part_name(run_id: str, clip_ids: list[str]) -> str:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """What one pass over an output's parts found and fixed."""
+
+    done: set[str]  # clip_ids in features/
+    failed: set[str]  # clip_ids in errors/
+    duplicates_removed: int  # rows dropped from features/ because an earlier part holds their clip
+    quarantined: list[str]  # unreadable parts moved to quarantine/ (their clips are recomputed)
+
+
+@dataclass(frozen=True)
 class Plan:
     todo: pa.Table  # manifest rows still to process
     skipped: int  # already in features/
     retried: int  # in errors/ from an earlier run, processed again
     duplicates_repaired: int
+    quarantined: list[str]
 
 
-def done_ids(output: str) -> set[str]:
-    table = read_parts(join(output, FEATURES), columns=["clip_id"])
-    return set() if table is None else set(table["clip_id"].to_pylist())
+def quarantine(output: str, sub: str, part: str, reason: str) -> str:
+    """Move an unreadable part of ``sub`` (features or errors) to ``<output>/quarantine/<sub>/``; returns where."""
+    target = join(output, QUARANTINE, sub, part.rstrip("/").rsplit("/", 1)[-1])
+    move(part, target)
+    log.warning("quarantined an unreadable part, its clips will be recomputed: %s -> %s (%s)",
+                redact(part), redact(target), redact(reason))
+    return target
 
 
-def error_ids(output: str) -> set[str]:
-    table = read_parts(join(output, ERRORS), columns=["clip_id"])
-    return set() if table is None else set(table["clip_id"].to_pylist())
+def _readable(output: str, sub: str, quarantined: list[str], columns: list[str] | None) -> list[tuple[str, list[str]]]:
+    """(part, its clip_ids) for each readable part of features/ or errors/; the others are quarantined."""
+    out = []
+    for part in list_parts(join(output, sub)):
+        try:
+            out.append((part, read_part(part, columns=columns)["clip_id"].to_pylist()))
+        except DamagedFileError as exc:
+            quarantined.append(quarantine(output, sub, part, str(exc)))
+    return out
 
 
-def repair_duplicates(output: str) -> int:
-    """Drop rows whose clip_id already appears in an earlier part; returns rows removed.
+def sweep(output: str) -> Sweep:
+    """Quarantine unreadable parts, drop rows of features/ whose clip an earlier part holds, collect the ids.
 
-    Parts are visited in name order (run ids sort by time), so the first copy
-    written wins; a part left empty is deleted.
+    Parts are visited in name order (run ids sort by time), so the first copy written
+    wins; a part left empty is deleted.
     """
+    quarantined: list[str] = []
     seen: set[str] = set()
     removed = 0
-    for part in list_parts(join(output, FEATURES)):
-        ids = read_part(part, columns=["clip_id"])["clip_id"].to_pylist()
+    for part, ids in _readable(output, FEATURES, quarantined, columns=["clip_id"]):
         dup = [i for i in ids if i in seen]
         seen.update(ids)
         if not dup:
             continue
-        table = read_part(part)
-        keep = pc.invert(pc.is_in(table["clip_id"], value_set=pa.array(dup, pa.string())))
-        table = table.filter(keep)
+        try:
+            table = read_part(part)
+        except DamagedFileError as exc:  # its clip_id column read, another column does not
+            quarantined.append(quarantine(output, FEATURES, part, str(exc)))
+            seen.difference_update(set(ids) - set(dup))
+            continue
+        table = table.filter(pc.invert(pc.is_in(table["clip_id"], value_set=pa.array(dup, pa.string()))))
         removed += len(dup)
         if table.num_rows:
             write_parquet(table, part)
         else:
             delete(part)
-    return removed
+    # errors/ parts are small: read whole, so that compact_errors never meets a damaged one
+    failed = {i for _, ids in _readable(output, ERRORS, quarantined, columns=None) for i in ids}
+    return Sweep(done=seen, failed=failed, duplicates_removed=removed, quarantined=quarantined)
 
 
 def make_plan(manifest: pa.Table, output: str) -> Plan:
-    repaired = repair_duplicates(output)
-    done = done_ids(output)
-    failed = error_ids(output)
+    found = sweep(output)
     ids = manifest["clip_id"]
-    todo = manifest.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(done), pa.string()))))
-    retried = sum(i in failed for i in todo["clip_id"].to_pylist())
+    todo = manifest.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(found.done), pa.string()))))
+    retried = sum(i in found.failed for i in todo["clip_id"].to_pylist())
     return Plan(todo=todo, skipped=manifest.num_rows - todo.num_rows, retried=retried,
-                duplicates_repaired=repaired)
+                duplicates_repaired=found.duplicates_removed, quarantined=found.quarantined)
 
 
-def compact_errors(output: str, run_id: str) -> int:
-    """Keep one row per failed clip (the latest), none for clips now in features/.
+def compact_errors(output: str, run_id: str, done: set[str]) -> int:
+    """Keep one row per failed clip (the latest), none for clips in ``done`` (those in features/).
 
     Writes the compacted table first, then deletes the older parts, so an
     interruption in between leaves duplicates (repaired next time), never a loss.
@@ -116,7 +154,6 @@ def compact_errors(output: str, run_id: str) -> int:
     if not parts:
         return 0
     table = read_parts(join(output, ERRORS))
-    done = done_ids(output)
     rows = sorted(table.to_pylist(), key=lambda r: r["time"])
     latest = {r["clip_id"]: r for r in rows if r["clip_id"] not in done}
     target = join(output, ERRORS, f"errors-{run_id}.parquet")
@@ -163,3 +200,13 @@ def git_revision() -> str | None:
 def base_record(run_id: str, job: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": run_id, "job": job, "status": "running", "config": config,
             "versions": package_versions(), "git_revision": git_revision(), "host": platform.node()}
+
+
+def write_record(record: dict[str, Any], uri: str, redact_params: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Write a run record with every secret in its URLs (user-info, token query values) replaced by ***.
+
+    Returns what was written, which is what a job should hand back or print.
+    """
+    clean = redact_all(record, redact_params)
+    write_json(clean, uri)
+    return clean

@@ -2,25 +2,42 @@
 
 Credentials and endpoints come from the environment (``AWS_ACCESS_KEY_ID``,
 ``AWS_ENDPOINT_URL``, instance profiles, ...) through the providers' standard
-chains; nothing here accepts or records a secret.
+chains; nothing here accepts or records a secret. A secret a user wrote into a
+URL anyway (``https://user:pw@host/x``, ``?token=...``, a presigned
+``X-Amz-Signature``) is replaced by ``***`` with :func:`redact` before a URL is
+stored or logged.
 
 Parquet parts are written atomically: a local file goes to a hidden temporary
-name and is renamed, an object-store PUT is atomic by itself. A reader (or a
-resumed run) therefore never sees half a part, which is what makes
-"every clip exactly once" hold across interrupted runs.
+name and is renamed (the temporary is removed if the write fails, e.g. on a full
+disk), an object-store PUT is atomic by itself. A reader (or a resumed run)
+therefore never sees half a part, which is what makes "every clip exactly once"
+hold across interrupted runs. Object stores have no directories, so nothing here
+creates one there: a missing bucket is an error, never created silently.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import posixpath
+import re
 import uuid
-from typing import Any
+from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from acoustic_env.errors import DamagedFileError
+
+#: Query parameters that carry a secret in signed or token-authenticated URLs (matched
+#: case-insensitively); ``ExtractConfig.redact_query_params`` adds names to these.
+SECRET_QUERY_PARAMS = ("token", "access_token", "id_token", "auth", "key", "api_key", "apikey", "password",
+                       "secret", "sig", "signature", "X-Amz-Signature", "X-Amz-Credential",
+                       "X-Amz-Security-Token", "X-Goog-Signature", "X-Goog-Credential", "client_secret")
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -44,20 +61,128 @@ def strip_protocol_keep(reference: str, path: str) -> str:
     return path
 
 
+# --- secrets in URLs ---
+
+def redact(text: str, extra_params: Iterable[str] = ()) -> str:
+    """``text`` with URL user-info and secret query values replaced by ``***`` (anywhere in it).
+
+    Works on free text, so error messages that quote a URL are cleaned as well as URIs.
+    """
+    text = _USERINFO.sub(r"\1***@", text)
+    names = "|".join(re.escape(n) for n in (*SECRET_QUERY_PARAMS, *extra_params))
+    return re.sub(rf"(?i)([?&;](?:{names})=)[^&#\s'\"]*", r"\1***", text)
+
+
+def redact_all(obj: Any, extra_params: Iterable[str] = ()) -> Any:
+    """A copy of plain data (a run record) with :func:`redact` applied to every string in it."""
+    extra = tuple(extra_params)
+    if isinstance(obj, str):
+        return redact(obj, extra)
+    if isinstance(obj, dict):
+        return {k: redact_all(v, extra) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_all(v, extra) for v in obj]
+    return obj
+
+
+# --- reading with limits ---
+
+def read_options(uri: str, timeout_s: float) -> dict[str, Any]:
+    """fsspec options that bound every network wait of a read to ``timeout_s`` (connect and each read).
+
+    Without them a server that accepts a connection and never answers holds the reader,
+    and every clip of its batch, forever.
+    """
+    protocol = uri.split("://", 1)[0].lower() if "://" in uri else "file"
+    if protocol in ("http", "https"):
+        import aiohttp
+
+        return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s,
+                                                                    sock_read=timeout_s)}}
+    if protocol in ("s3", "s3a"):
+        return {"config_kwargs": {"connect_timeout": timeout_s, "read_timeout": timeout_s,
+                                  "retries": {"max_attempts": 2}}}
+    return {}
+
+
+def transport_failure(exc: BaseException) -> tuple[str, str]:
+    """(error_type, one-line reason) for an exception raised while reading or writing a URI.
+
+    fsspec wraps the real cause (an HTTP 500, a refused connection, a timeout) in a
+    ``FileNotFoundError``; the cause decides. Types: ``read_timeout``, ``missing_file``,
+    ``permission_denied``, ``read_failed``.
+    """
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(c, TimeoutError) or "Timeout" in type(c).__name__ for c in chain):
+        return "read_timeout", "no answer within the read timeout"
+    for c in chain:
+        status = getattr(c, "status", None)  # aiohttp's HTTP errors
+        if isinstance(status, int):
+            if status == 404:
+                return "missing_file", "not found (HTTP 404)"
+            if status in (401, 403):
+                return "permission_denied", f"access denied (HTTP {status})"
+            return "read_failed", f"HTTP {status} {getattr(c, 'message', '')}".rstrip()
+    first = chain[0]
+    # a refused connection or an unknown host, wrapped by fsspec as "not found"
+    network = next((c for c in chain[1:] if isinstance(c, OSError) and not isinstance(c, FileNotFoundError)), None)
+    if network is None and isinstance(first, FileNotFoundError):
+        return "missing_file", "not found" if first.errno else f"not found ({_line(first)})"
+    if network is None and isinstance(first, PermissionError):
+        return "permission_denied", "permission denied"
+    root = network or first
+    return "read_failed", f"{type(root).__name__}: {_line(root)}"
+
+
+def _line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "no details"
+
+
+def within_roots(uri: str, roots: Iterable[str]) -> bool:
+    """Whether ``uri`` lies under one of ``roots`` once ``..`` and (locally) symlinks are resolved."""
+    where = _anchor(uri)
+    for root in roots:
+        scheme, base = _anchor(root)
+        if where[0] == scheme and (where[1] == base or where[1].startswith(base.rstrip("/") + "/")):
+            return True
+    return False
+
+
+def _anchor(uri: str) -> tuple[str, str]:
+    """(scheme://host, normalised absolute path) of a URI; local paths resolve symlinks."""
+    if is_local(uri):
+        return "", os.path.realpath(uri.removeprefix("file://"))
+    parts = urlsplit(uri)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme.lower()}://{host}", posixpath.normpath("/" + parts.path)
+
+
+# --- Parquet parts and JSON records ---
+
 def write_parquet(table: pa.Table, uri: str) -> None:
     """Write one Parquet file atomically (temp name + rename locally; single PUT remotely)."""
     fs, path = filesystem(uri)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
-    if is_local(uri):
-        tmp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
+    if not is_local(uri):
+        fs.pipe_file(path, data)
+        return
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    tmp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
+    try:
         with fs.open(tmp, "wb") as fh:
             fh.write(data)
         fs.mv(tmp, path)
-    else:
-        fs.pipe_file(path, data)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
 
 
 def list_parts(directory: str) -> list[str]:
@@ -74,20 +199,35 @@ def list_parts(directory: str) -> list[str]:
 
 def read_parts(directory: str, columns: list[str] | None = None) -> pa.Table | None:
     """Concatenate the parts of a directory (None if there are none)."""
-    tables = []
-    for part in list_parts(directory):
-        fs, path = filesystem(part)
-        with fs.open(path, "rb") as fh:
-            tables.append(pq.read_table(fh, columns=columns))
+    tables = [read_part(part, columns) for part in list_parts(directory)]
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")
 
 
 def read_part(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file; DamagedFileError (naming it) when its bytes are not valid Parquet."""
     fs, path = filesystem(uri)
-    with fs.open(path, "rb") as fh:
-        return pq.read_table(fh, columns=columns)
+    try:
+        with fs.open(path, "rb") as fh:
+            return pq.read_table(fh, columns=columns)
+    except OSError as exc:
+        # pyarrow reports a damaged file as a bare OSError without errno (a bad footer, a
+        # corrupt page); transports raise OSError subclasses or set errno.
+        if type(exc) is OSError and exc.errno is None:
+            raise DamagedFileError(f"{uri}: not a readable Parquet file ({exc})") from None
+        raise
+    except pa.ArrowInvalid as exc:  # truncated or not Parquet at all
+        raise DamagedFileError(f"{uri}: not a readable Parquet file ({exc})") from None
+
+
+def move(src: str, dst: str) -> None:
+    """Move a file (a rename locally, copy + delete on object stores)."""
+    fs, src_path = filesystem(src)
+    dst_path = filesystem(dst)[1]
+    if is_local(dst):
+        fs.makedirs(posixpath.dirname(dst_path), exist_ok=True)
+    fs.mv(src_path, dst_path)
 
 
 def delete(uri: str) -> None:
@@ -97,7 +237,8 @@ def delete(uri: str) -> None:
 
 def write_json(obj: Any, uri: str) -> None:
     fs, path = filesystem(uri)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    if is_local(uri):
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
     fs.pipe_file(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 

@@ -4,15 +4,45 @@
 facts, and feature vectors as Arrow fixed-size lists of float32 whose names, shapes,
 axes and provenance live in the schema metadata under ``acoustic_env``.
 ``errors/`` holds one row per clip that failed (``ERRORS_SCHEMA``).
+
+``read_features`` is how train, audit, annotate and a saved model read it, so that
+they agree on three rules:
+
+- **Columns.** A feature group is a fixed-size float vector column, except
+  ``*_scores`` (tagger outputs trained on the AudioSet labels a task is built
+  from: they would echo the labels back) and columns whose metadata says
+  ``weights: random`` (they carry no pretrained knowledge) unless
+  ``include_random_weights``. Nothing here names an embedder: a new vector column
+  is a feature group as soon as it is written.
+- **Rows.** A row with a null vector or a non-finite value in a chosen group is left
+  out and counted: the extractor stores undefined values as 0.0, so either means a
+  broken row, and no job should guess a value for it. A single-label task also
+  leaves out (and counts) clips with no class or with several (ambiguous).
+- **Groups.** A clip without a ``group`` is its own group (``clip:<clip_id>``), so
+  grouped splits and folds never put it with unrelated clips.
+
+Rows come sorted by ``clip_id``, whatever the parts' order, so a job is reproducible.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.config import SIGNALS, ConfigError
+from acoustic_env.storage import filesystem, is_local, join, list_parts
 
 METADATA_KEY = b"acoustic_env"
 
@@ -25,6 +55,18 @@ ERRORS_SCHEMA = pa.schema([
     ("run_id", pa.string()),
     ("time", pa.timestamp("us", tz="UTC")),
 ])
+
+#: The clip facts a FeatureSet keeps (null where the table lacks the column).
+CLIP_COLUMNS = pa.schema([("clip_id", pa.string()), ("uri", pa.string()), ("start_s", pa.float64()),
+                          ("end_s", pa.float64()), ("labels", pa.list_(pa.string())), ("group", pa.string())])
+RANDOM = "random"
+#: Suffix of a tagger's class-score column (``panns_scores``): an output, never a feature.
+SCORES_SUFFIX = "_scores"
+# Why a vector column is not a feature group (FeatureSet.excluded["columns"]).
+SCORES_REASON = "tagger scores (trained on AudioSet labels)"
+RANDOM_REASON = "random weights"
+UNREQUESTED_REASON = "not in feature_groups"
+SIGNAL_REASON = "signal not selected"
 
 
 def vector_type(length: int) -> pa.DataType:
@@ -43,3 +85,318 @@ def read_metadata(schema: pa.Schema) -> dict[str, Any]:
     """The acoustic-env metadata stored in a features/ part's schema."""
     raw = (schema.metadata or {}).get(METADATA_KEY)
     return json.loads(raw) if raw else {}
+
+
+def signal_of(column: str) -> str | None:
+    """``mps_fg`` → ``fg``; None for a column that is not per signal (``<source>_<signal>``)."""
+    head, _, tail = column.rpartition("_")
+    return tail if head and tail in SIGNALS else None
+
+
+def source_of(column: str) -> str:
+    """``mps_fg`` → ``mps``; any other column (an embedder's vector) is its own source."""
+    return column.rpartition("_")[0] if signal_of(column) else column
+
+
+def vectors_to_numpy(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed-size-list column as a float32 [n, dim] matrix, a null vector as a row of NaN."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    out = np.full((len(arr), dim), np.nan, dtype=np.float32)
+    if valid.any():  # flatten() skips null vectors and honours slice offsets
+        out[valid] = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+    return out
+
+
+# --- the table: its parts, unified schema and metadata -------------------------------
+
+@dataclass(frozen=True)
+class TableInfo:
+    """Where a feature table's parts are, their unified schema and their merged column metadata.
+
+    Parts written by different runs may carry different columns (a missing one reads
+    as null) and different provenance: a column is ``random`` if any part says so.
+    """
+
+    source: str
+    parts: tuple[str, ...]
+    schema: pa.Schema
+    columns: dict[str, dict[str, Any]]  # metadata per column (names, shape, axes, source, ...)
+    weights: dict[str, str]  # column -> weights id (a checksum or "random"), where known
+
+    def vector_columns(self) -> dict[str, int]:
+        """Every fixed-size float vector column and its width, in schema order."""
+        return {f.name: f.type.list_size for f in self.schema
+                if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type)}
+
+    def dataset(self) -> ds.Dataset:
+        """The parts as one Arrow dataset, read through the same fsspec layer as the writer."""
+        fs, _ = filesystem(self.parts[0])
+        arrow_fs = pafs.LocalFileSystem() if is_local(self.parts[0]) else pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+        return ds.dataset([filesystem(p)[1] for p in self.parts], schema=self.schema, format="parquet",
+                          filesystem=arrow_fs)
+
+
+def _part_schema(part: str) -> pa.Schema:
+    fs, path = filesystem(part)
+    with fs.open(path, "rb") as fh:
+        return pq.read_schema(fh)
+
+
+def _column_weights(meta: dict[str, Any]) -> dict[str, str]:
+    """Weights per column: the column's own entry, else the run's weights for the embedder of that name."""
+    out = {k: v for k, v in meta.get("weights", {}).items() if v}
+    out.update({c: m["weights"] for c, m in meta.get("columns", {}).items() if m.get("weights")})
+    return out
+
+
+def open_table(source: str) -> TableInfo:
+    """An extract output directory, its ``features/`` directory, or one Parquet file (local or remote)."""
+    if source.endswith(".parquet"):
+        fs, path = filesystem(source)
+        if not fs.isfile(path):
+            raise ConfigError(f"features: no such Parquet file: {source}")
+        parts = [source]
+    else:
+        parts = list_parts(join(source, "features")) or list_parts(source)
+    if not parts:
+        raise ConfigError(f"features: no Parquet parts in {source} (nor in {join(source, 'features')})")
+    with ThreadPoolExecutor(8) as pool:  # one footer per part: worth overlapping on object storage
+        schemas = list(pool.map(_part_schema, parts))
+    columns: dict[str, dict[str, Any]] = {}
+    weights: dict[str, str] = {}
+    for schema in schemas:
+        meta = read_metadata(schema)
+        for name, m in meta.get("columns", {}).items():
+            columns.setdefault(name, m)
+        for name, w in _column_weights(meta).items():
+            if w == RANDOM or name not in weights:
+                weights[name] = w
+    unified = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
+    return TableInfo(source=source, parts=tuple(parts), schema=unified, columns=columns, weights=weights)
+
+
+# --- feature groups ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """One feature group: its column, width, provenance, and names or grid axes if the metadata has them."""
+
+    name: str
+    dim: int
+    source: str
+    signal: str | None = None
+    weights: str | None = None
+    names: tuple[str, ...] | None = None
+    grid: tuple[int, int] | None = None
+    axes: dict[str, list[float]] | None = None
+
+    def feature_names(self) -> list[str]:
+        """One readable name per input value (index names, MPS grid cells, or positions)."""
+        if self.names and len(self.names) == self.dim:
+            return [f"{self.name}:{n}" for n in self.names]
+        if self.grid and self.axes:
+            wf, wt = self.axes["wf_cycles_per_hz"], self.axes["wt_hz"]
+            return [f"{self.name}[wf={1000 * f:.2f}/kHz,wt={t:+.0f}Hz]" for f in wf for t in wt]
+        return [f"{self.name}:{i}" for i in range(self.dim)]
+
+
+def _group_info(table: TableInfo, name: str, dim: int) -> GroupInfo:
+    m = table.columns.get(name, {})
+    shape = m.get("shape") or []
+    return GroupInfo(name=name, dim=dim, source=source_of(name), signal=signal_of(name),
+                     weights=table.weights.get(name), names=tuple(m["names"]) if m.get("names") else None,
+                     grid=(int(shape[0]), int(shape[1])) if len(shape) == 2 else None, axes=m.get("axes"))
+
+
+def select_groups(table: TableInfo, feature_groups: Sequence[str] = (), signals: Sequence[str] | None = None,
+                  include_random_weights: bool = False) -> tuple[list[GroupInfo], dict[str, str]]:
+    """The feature groups to read (schema order) and every other vector column with the reason it is left out.
+
+    A ``feature_groups`` entry that names a column selects that column; any other
+    entry names a source (``indices`` → ``indices_raw``, ``indices_fg``, ...).
+    ``signals`` narrows the per-signal columns. Empty ``feature_groups``: all.
+    """
+    vectors = table.vector_columns()
+    excluded: dict[str, str] = {}
+    for name in vectors:
+        if name.endswith(SCORES_SUFFIX):
+            excluded[name] = SCORES_REASON
+        elif table.weights.get(name) == RANDOM and not include_random_weights:
+            excluded[name] = RANDOM_REASON
+    candidates = [c for c in vectors if c not in excluded]
+
+    def matches(column: str, entry: str) -> bool:
+        return column == entry if entry in vectors else source_of(column) == entry
+
+    unknown = [e for e in feature_groups if not any(matches(c, e) for c in candidates)]
+    if unknown:
+        left_out = "".join(f"; {c}: {why}" for c, why in excluded.items())
+        raise ConfigError(f"feature_groups: {', '.join(unknown)} matches no feature group of {table.source} "
+                          f"(it has {', '.join(candidates) or 'none'}{left_out})")
+    chosen = []
+    for c in candidates:
+        if feature_groups and not any(matches(c, e) for e in feature_groups):
+            excluded[c] = UNREQUESTED_REASON
+        elif signals is not None and signal_of(c) is not None and signal_of(c) not in signals:
+            excluded[c] = SIGNAL_REASON
+        else:
+            chosen.append(c)
+    if not chosen:
+        raise ConfigError(f"signals: no feature group left after selecting signals {','.join(signals or ())} "
+                          f"from {', '.join(feature_groups) or 'all groups'}")
+    return [_group_info(table, c, vectors[c]) for c in chosen], excluded
+
+
+# --- reading -------------------------------------------------------------------------
+
+def _vector_batches(table: TableInfo, groups: Sequence[GroupInfo], ids: pa.Array,
+                    batch_rows: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+    """(positions into ``ids``, {group: float32 matrix, NaN where null}, null-vector mask) per batch of those clips."""
+    scanner = table.dataset().to_batches(columns=["clip_id", *[g.name for g in groups]], batch_size=batch_rows,
+                                         filter=pc.field("clip_id").isin(ids))
+    for batch in scanner:
+        if not batch.num_rows:
+            continue
+        pos = pc.index_in(batch["clip_id"], value_set=ids).to_numpy(zero_copy_only=False).astype(np.int64)
+        null = np.zeros(batch.num_rows, dtype=bool)
+        mats = {}
+        for g in groups:
+            mats[g.name] = vectors_to_numpy(batch[g.name], g.dim)
+            null |= np.asarray(batch[g.name].is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        yield pos, mats, null
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The clips a job uses, their feature groups, targets and groups, and what was left out and why.
+
+    ``X`` maps each group to a float32 [n, dim] matrix, or is None when the table
+    was too large to hold (``read_features(max_bytes=...)``): then ``stream`` and
+    ``rows`` read the same rows batch by batch. ``y`` (with a task): the class index
+    per clip (single-label) or an [n, classes] 0/1 matrix (multi-label).
+    ``excluded``: ``{"rows": {reason: count}, "columns": {column: reason}}``,
+    ready for a run record.
+    """
+
+    table: TableInfo
+    clips: pa.Table  # CLIP_COLUMNS, sorted by clip_id
+    feature_groups: tuple[GroupInfo, ...]
+    X: dict[str, np.ndarray] | None
+    y: np.ndarray | None
+    groups: np.ndarray  # object: the clip's group, or "clip:<clip_id>"
+    has_groups: bool  # at least one clip carried a group
+    excluded: dict[str, dict[str, Any]]
+    n_read: int  # rows read (after the clip_ids filter), before any was left out
+
+    def __len__(self) -> int:
+        return self.clips.num_rows
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.asarray(self.clips["clip_id"].to_numpy(zero_copy_only=False), dtype=object)
+
+    @property
+    def columns(self) -> dict[str, int]:
+        """Group name → width, in input order."""
+        return {g.name: g.dim for g in self.feature_groups}
+
+    def feature_names(self) -> list[str]:
+        return [n for g in self.feature_groups for n in g.feature_names()]
+
+    def matrix(self) -> np.ndarray:
+        """Every group side by side, [n, sum of widths] (in memory only)."""
+        if self.X is None:
+            raise ValueError("this FeatureSet is streamed (max_bytes): use stream() or rows()")
+        return np.hstack([self.X[g.name] for g in self.feature_groups]).astype(np.float32, copy=False)
+
+    def stream(self, batch_rows: int = 4096) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """(positions, {group: matrix}) batches covering every row once, read from the table."""
+        ids = self.clips["clip_id"].combine_chunks()
+        for pos, mats, _ in _vector_batches(self.table, self.feature_groups, ids, batch_rows):
+            yield pos, mats
+
+    def rows(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """Every group's values for some rows (in the order given)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.X is not None:
+            return {k: m[positions] for k, m in self.X.items()}
+        ids = self.clips["clip_id"].combine_chunks().take(pa.array(positions))
+        out = {g.name: np.empty((len(positions), g.dim), dtype=np.float32) for g in self.feature_groups}
+        for pos, mats, _ in _vector_batches(self.table, self.feature_groups, ids, 4096):
+            for name, m in mats.items():
+                out[name][pos] = m
+        return out
+
+
+def _facts(table: TableInfo, clip_ids: Collection[str] | None) -> pa.Table:
+    """The clip facts of every row (or of ``clip_ids``), typed as CLIP_COLUMNS, sorted by clip_id."""
+    present = [f.name for f in CLIP_COLUMNS if f.name in table.schema.names]
+    filt = None if clip_ids is None else pc.field("clip_id").isin(pa.array(list(clip_ids), pa.string()))
+    read = table.dataset().to_table(columns=present, filter=filt)
+    facts = pa.table({f.name: read[f.name].cast(f.type) if f.name in present else pa.nulls(read.num_rows, f.type)
+                      for f in CLIP_COLUMNS})
+    return facts.sort_by("clip_id")
+
+
+def _targets(labels: list[list[str]], task: Task) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(keep mask, y of the kept rows, rows left out per reason) for a task."""
+    if task.kind == "multi_label":
+        y = np.array([task.multi_hot(ls) for ls in labels], dtype=np.int64).reshape(len(labels), task.n_classes)
+        return np.ones(len(labels), dtype=bool), y, {}
+    hits = [task.memberships(ls) for ls in labels]
+    keep = np.array([len(h) == 1 for h in hits], dtype=bool)
+    y = np.array([h[0] for h in hits if len(h) == 1], dtype=np.int64)
+    return keep, y, {"no_class": sum(not h for h in hits), "ambiguous": sum(len(h) > 1 for h in hits)}
+
+
+def read_features(source: str, *, task: Task | str | None = None, feature_groups: Sequence[str] = (),
+                  signals: Sequence[str] | None = None, include_random_weights: bool = False,
+                  clip_ids: Collection[str] | None = None, max_bytes: float | None = None,
+                  batch_rows: int = 4096) -> FeatureSet:
+    """Read a feature table under the module's three rules (columns, rows, groups).
+
+    ``source``: an extract output directory, its ``features/`` directory or one
+    Parquet file. ``task``: a Task, or a built-in task's name or a task file.
+    ``clip_ids``: read only these clips. ``max_bytes``: when the chosen groups of
+    the rows to read would take more float32 bytes than this, the matrices are not
+    held (``X`` is None, see ``FeatureSet.stream``); finding the broken rows then
+    costs one streamed pass.
+    """
+    if isinstance(task, str):
+        task = load_task(task)
+    table = open_table(source)
+    if "clip_id" not in table.schema.names:
+        raise ConfigError(f"features: {source} has no clip_id column (is it an extract output?)")
+    if task is not None and "labels" not in table.schema.names:
+        raise ConfigError(f"features: {source} has no labels column (was the clip list unlabelled?)")
+    groups, excluded_columns = select_groups(table, feature_groups, signals, include_random_weights)
+    facts = _facts(table, clip_ids)
+    n_read = facts.num_rows
+    excluded_rows: dict[str, int] = {}
+    y = None
+    if task is not None:
+        keep, y, excluded_rows = _targets([ls or [] for ls in facts["labels"].to_pylist()], task)
+        facts = facts.filter(pa.array(keep))
+    ids = facts["clip_id"].combine_chunks()
+    in_memory = max_bytes is None or 4 * len(ids) * sum(g.dim for g in groups) <= max_bytes
+    X = {g.name: np.empty((len(ids), g.dim), dtype=np.float32) for g in groups} if in_memory else None
+    missing = np.ones(len(ids), dtype=bool)  # a row the scan never returns counts as missing
+    non_finite = np.zeros(len(ids), dtype=bool)
+    for pos, mats, null in _vector_batches(table, groups, ids, batch_rows):
+        missing[pos] = null
+        non_finite[pos] = ~null & ~np.all([np.isfinite(m).all(axis=1) for m in mats.values()], axis=0)
+        if X is not None:
+            for name, m in mats.items():
+                X[name][pos] = m
+    excluded_rows.update(missing_features=int(missing.sum()), non_finite_features=int(non_finite.sum()))
+    ok = ~(missing | non_finite)
+    clips = facts.filter(pa.array(ok))
+    group_col = clips["group"]
+    labelled = [g if g is not None else f"clip:{c}" for g, c in
+                zip(group_col.to_pylist(), clips["clip_id"].to_pylist())]
+    return FeatureSet(table=table, clips=clips, feature_groups=tuple(groups),
+                      X=None if X is None else {k: m[ok] for k, m in X.items()},
+                      y=None if y is None else y[ok], groups=np.array(labelled, dtype=object),
+                      has_groups=group_col.null_count < len(group_col),
+                      excluded={"rows": excluded_rows, "columns": excluded_columns}, n_read=n_read)

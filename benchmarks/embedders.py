@@ -1,6 +1,6 @@
 """Throughput of the embedders (clips/s), and bf16-vs-fp32 agreement on a GPU.
 
-    python benchmarks/embedders.py                       # CPU, 10-s clips, all three
+    python benchmarks/embedders.py                       # CPU, 10-s clips, every registered one
     python benchmarks/embedders.py --device cuda --precision bf16 --compare-precision
 
 Prints a markdown table headed by the command, the machine and the date, ready to paste
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
-from acoustic_env.embedders import EMBEDDERS, load_embedder
+from acoustic_env.embedders.factory import load_embedder
+from acoustic_env.embedders.registry import names
 
 
 def machine() -> str:
@@ -64,7 +65,7 @@ def agreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embedders", default=",".join(EMBEDDERS))
+    parser.add_argument("--embedders", default=",".join(names()))
     parser.add_argument("--clips", type=int, default=16, help="clips timed per embedder")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per embed() call")

@@ -9,7 +9,7 @@ runs of each clip, then averaged over clips. The reference and fast runs of a
 clip alternate within each repeat, so both see the same machine load. The
 clips are real 10-s field recordings (../shared/data/maad_soundscapes, decoded
 to 16 kHz and RMS-normalised like the pipeline does) or, without them,
-generated soundscapes. The pipeline part runs ``acoustic_env.extract.extract``
+generated soundscapes. The pipeline part runs ``acoustic_env.jobs.extract.extract``
 with local Ray on the same clips, once per implementation, and reports
 clips/s of wall time and the CPU seconds the run record attributes to each stage.
 
@@ -40,7 +40,7 @@ import soundfile as sf  # noqa: E402
 from machine import describe  # noqa: E402 - benchmarks/machine.py, beside this script
 
 from acoustic_env.audio.decode import decode_clip  # noqa: E402
-from acoustic_env.config import DecodeParams, FeatureParams, extract_config_from_dict  # noqa: E402
+from acoustic_env.config import DecodeParams, ExtractConfig, FeatureParams, from_dict  # noqa: E402
 from acoustic_env.features import implementation, separation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,13 +82,16 @@ def cpu_ms(fn, *args) -> tuple[float, object]:
 
 
 def one_run(audio: np.ndarray, sr: int, params: FeatureParams) -> dict[str, float]:
-    """CPU ms of every stage of one clip under params.impl."""
-    index_fn, mps_fn = implementation(params.impl)
+    """CPU ms of every stage of one clip under params.impl (the fast spectral stage reuses the indices' STFT)."""
+    signal_features = implementation(params.impl)
     ms: dict[str, float] = {}
     ms["separate"], (fg, bg) = cpu_ms(separation(params.impl), audio, sr, params)
     for name, x in zip(SIGNALS, (audio, fg, bg)):
-        ms[f"indices {name}"], _ = cpu_ms(index_fn, x, sr, params)
-        ms[f"mps {name}"], _ = cpu_ms(mps_fn, x, sr, params)
+        t0 = time.process_time()
+        for stage, _ in signal_features(x, sr, params):
+            t1 = time.process_time()
+            ms[f"{stage} {name}"] = (t1 - t0) * 1e3
+            t0 = t1
     return ms
 
 
@@ -118,14 +121,14 @@ def stage_costs(files: list[Path], repeats: int) -> dict[str, dict[str, float]]:
 
 def pipeline_runs(files: list[Path], workdir: Path) -> dict[str, dict[str, float]]:
     """Wall time, clips/s and run-record CPU seconds of extract() per implementation (one Ray session)."""
-    from acoustic_env.extract import extract
+    from acoustic_env.jobs.extract import extract
 
     clips = workdir / "clips"
     clips.mkdir()
     for path in files:
         (clips / path.name).symlink_to(path.resolve())
     def run(impl: str, tag: str) -> dict[str, float]:
-        cfg = extract_config_from_dict({"manifest": str(clips), "output": str(workdir / f"out-{tag}"),
+        cfg = from_dict(ExtractConfig, {"manifest": str(clips), "output": str(workdir / f"out-{tag}"),
                                         "progress": False, "features": {"impl": impl}})
         t0 = time.perf_counter()
         record = extract(cfg)
@@ -141,7 +144,8 @@ def pipeline_runs(files: list[Path], workdir: Path) -> dict[str, dict[str, float
 def markdown(costs: dict[str, dict[str, float]], pipe: dict[str, dict[str, float]] | None, n_clips: int,
              n_pipeline: int, repeats: int, source: str, host: str) -> str:
     ref, fast = costs["reference"], costs["fast"]
-    stages = ["decode", "separate"] + [f"indices {s}" for s in SIGNALS] + [f"mps {s}" for s in SIGNALS]
+    per_signal = ("indices", "spectral", "mps")
+    stages = ["decode", "separate"] + [f"{stage} {s}" for stage in per_signal for s in SIGNALS]
     lines = [HEADING, "",
              f"`{shlex.join(['python', 'benchmarks/extract_stages.py', *sys.argv[1:]])}`, "
              f"{dt.date.today().isoformat()}  ",
@@ -151,22 +155,21 @@ def markdown(costs: dict[str, dict[str, float]], pipe: dict[str, dict[str, float
              "| stage | reference ms | fast ms | ratio |", "|---|---:|---:|---:|"]
     for s in stages:
         lines.append(f"| {s} | {ref[s]:.1f} | {fast[s]:.1f} | {ref[s] / fast[s]:.1f}x |")
-    for label, keys in (("indices (raw+fg+bg)", [f"indices {s}" for s in SIGNALS]),
-                        ("mps (raw+fg+bg)", [f"mps {s}" for s in SIGNALS]),
+    for label, keys in (*((f"{stage} (raw+fg+bg)", [f"{stage} {s}" for s in SIGNALS]) for stage in per_signal),
                         ("**features: separate + raw + fg + bg**", stages[1:]),
                         ("features + decode", stages)):
         r, f = sum(ref[k] for k in keys), sum(fast[k] for k in keys)
         lines.append(f"| {label} | {r:.1f} | {f:.1f} | {r / f:.1f}x |")
     if pipe:
-        lines += ["", f"End to end, `acoustic_env.extract.extract` with local Ray on {n_pipeline} of these clips "
+        lines += ["", f"End to end, `acoustic_env.jobs.extract.extract` with local Ray on {n_pipeline} of these clips "
                       "(decode, features, write; no embedders; all cores, shared with whatever else runs; "
                       "a warm-up run first starts Ray):", "",
-                  "| impl | wall s | clips/s | run-record CPU ms per clip: decode / separate / indices / mps |",
+                  "| impl | wall s | clips/s | run-record CPU ms per clip: decode / separate / indices / spectral "
+                  "/ mps |",
                   "|---|---:|---:|---|"]
         for impl, p in pipe.items():
-            per = {k: 1e3 * p[f"cpu_{k}"] / n_pipeline for k in ("decode", "separate", "indices", "mps")}
-            lines.append(f"| {impl} | {p['wall_s']:.1f} | {p['clips_per_s']:.2f} | {per['decode']:.0f} / "
-                         f"{per['separate']:.0f} / {per['indices']:.0f} / {per['mps']:.0f} |")
+            per = [f"{1e3 * p[f'cpu_{k}'] / n_pipeline:.0f}" for k in ("decode", "separate", *per_signal)]
+            lines.append(f"| {impl} | {p['wall_s']:.1f} | {p['clips_per_s']:.2f} | {' / '.join(per)} |")
         speedup = pipe["fast"]["clips_per_s"] / pipe["reference"]["clips_per_s"]
         lines += ["", f"clips/s, fast over reference: {speedup:.1f}x. (The reference's separate includes importing "
                       "noisereduce, hence torch, once per actor.)"]

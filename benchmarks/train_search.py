@@ -25,9 +25,9 @@ import ray
 import torch
 from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
+from acoustic_env.config import TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_table, write_features
-from acoustic_env.train.config import train_config_from_dict
-from acoustic_env.train.job import train
+from acoustic_env.jobs.train.job import train
 
 
 def machine() -> str:
@@ -49,7 +49,7 @@ def main() -> None:
             t0 = time.time()
             write_features(synthetic_table(n, seed=0, separation=0.05), tmp, n_parts=max(2, n // 20_000))
             gen = time.time() - t0
-            summary = train(train_config_from_dict({
+            summary = train(from_dict(TrainConfig, {
                 "features": tmp, "output": os.path.join(tmp, "train"), "trials": args.trials,
                 "max_rounds": args.max_rounds, "time_budget_s": args.time_budget, "baselines": (),
                 "ablations": False, "shap_samples": 0, "progress": False}))

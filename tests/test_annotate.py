@@ -7,12 +7,11 @@ import shutil
 import pyarrow.parquet as pq
 
 from acoustic_env import load_model
-from acoustic_env.annotate import annotate, annotate_config_from_dict
-from acoustic_env.config import extract_config_from_dict
+from acoustic_env.config import AnnotateConfig, ExtractConfig, TrainConfig, from_dict
 from acoustic_env.demo.synth import generate_demo
-from acoustic_env.extract import extract
-from acoustic_env.train.config import train_config_from_dict
-from acoustic_env.train.job import train
+from acoustic_env.jobs.annotate import annotate
+from acoustic_env.jobs.extract import extract
+from acoustic_env.jobs.train.job import train
 
 
 def _rows(csv_path):
@@ -22,9 +21,9 @@ def _rows(csv_path):
 def test_annotate_overlapping_lists(ray_session, tmp_path):
     first = generate_demo(tmp_path / "first", n_clips=24, seed=30, duration_s=2.0, n_broken=0)
     features = tmp_path / "features"
-    extract(extract_config_from_dict({"manifest": str(first.clips_csv), "audio_root": str(first.audio_dir),
+    extract(from_dict(ExtractConfig, {"manifest": str(first.clips_csv), "audio_root": str(first.audio_dir),
                                       "output": str(features), "progress": False}))
-    result = train(train_config_from_dict({
+    result = train(from_dict(TrainConfig, {
         "features": str(features), "output": str(tmp_path / "train"), "trials": 0, "baselines": [],
         "ablations": False, "shap_samples": 0, "max_rounds": 5, "progress": False}))
     model_uri = result["model"]
@@ -37,7 +36,7 @@ def test_annotate_overlapping_lists(ray_session, tmp_path):
     overlap = _rows(first.clips_csv)[:6]
     new_list = tmp_path / "new.csv"
     new_list.write_text(header + "\n".join(overlap + _rows(later.clips_csv)) + "\n")
-    cfg = annotate_config_from_dict({"manifest": str(new_list), "model": model_uri, "features": str(features),
+    cfg = from_dict(AnnotateConfig, {"manifest": str(new_list), "model": model_uri, "features": str(features),
                                      "output": str(tmp_path / "ann"),
                                      "extract": {"audio_root": str(first.audio_dir), "progress": False}})
     record = annotate(cfg)

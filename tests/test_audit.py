@@ -16,19 +16,19 @@ import pyarrow.parquet as pq
 import pytest
 from test_audit_support import NATURAL, URBAN, make_table
 
-from acoustic_env.audit.config import AuditError, audit_config_from_dict
-from acoustic_env.audit.crossfit import assign_folds
-from acoustic_env.audit.job import run_audit
 from acoustic_env.cli import main
-from acoustic_env.config import ConfigError
-from acoustic_env.demo.audit import run_audit_demo
+from acoustic_env.config import AuditConfig, ConfigError, from_dict
+from acoustic_env.demo.run import audit_against_truth
+from acoustic_env.jobs.audit.crossfit import assign_folds
+from acoustic_env.jobs.audit.job import run_audit
+from acoustic_env.table import SCORES_REASON
 
 INDOOR = "/t/dd00125"
 NO_REVIEW = {"review_top": 0, "random_sample": 0}
 
 
 def audit(tmp_path: Path, table: Path, **options) -> tuple[dict, dict]:
-    summary = run_audit(audit_config_from_dict({"features": str(table), "output": str(tmp_path / "audit"),
+    summary = run_audit(from_dict(AuditConfig, {"features": str(table), "output": str(tmp_path / "audit"),
                                                 **NO_REVIEW, **options}))
     rows = pq.read_table(tmp_path / "audit" / "audit.parquet").to_pylist()
     return summary, {r["clip_id"]: r for r in rows}
@@ -63,7 +63,8 @@ def test_binary_audit_finds_the_flipped_labels_and_their_share(tmp_path, flip):
     assert all(abs(r["prob_urban"] + r["prob_natural"] - 1) < 1e-5 for r in rows.values())
     ranks = sorted(rows.values(), key=lambda r: r["suspect_rank"])
     assert [r["flagged"] for r in ranks] == sorted((r["flagged"] for r in ranks), reverse=True)
-    assert summary["features"]["columns"] == {"indices_raw": 60, "mps_raw": 96}  # *_scores left out
+    assert summary["features"]["columns"] == {"indices_raw": 60, "mps_raw": 96}
+    assert summary["features"]["excluded"] == {"panns_scores": SCORES_REASON}  # and the summary says why
     noise = summary["noise"]
     assert np.allclose(np.sum(noise["joint"]), 1.0, atol=1e-4)
     assert set(noise["per_class"]) == {"urban", "natural"}
@@ -97,10 +98,10 @@ def test_multilabel_audit(tmp_path):
 
 def test_xgboost_model(tmp_path):
     truth = make_table(tmp_path / "f.parquet", 200, [[URBAN], [NATURAL]], 0.15, seed=0)
-    summary, rows = audit(tmp_path, tmp_path / "f.parquet", model="xgboost")
+    summary, rows = audit(tmp_path, tmp_path / "f.parquet", classifier="xgboost")
     precision, recall = precision_recall(rows, truth["flipped"])
     assert precision >= 0.75 and recall >= 0.8, (precision, recall)
-    assert summary["config"]["model"] == "xgboost"
+    assert summary["config"]["classifier"] == "xgboost"
 
 
 @pytest.mark.parametrize("multi_label", [False, True])
@@ -109,9 +110,9 @@ def test_mlp_model(tmp_path, multi_label):
     classes = [[URBAN], [NATURAL], [INDOOR]] if multi_label else [[URBAN], [NATURAL]]
     truth = make_table(tmp_path / "f.parquet", 200, classes, 0.15, seed=3, multi_label=multi_label)
     options = {"task": task_file(tmp_path, "multi_label")} if multi_label else {}
-    summary, rows = audit(tmp_path, tmp_path / "f.parquet", model="mlp", **options)
+    summary, rows = audit(tmp_path, tmp_path / "f.parquet", classifier="mlp", **options)
     precision, recall = precision_recall(rows, truth["flipped"])
-    assert summary["config"]["model"] == "mlp"
+    assert summary["config"]["classifier"] == "mlp"
     if multi_label:
         assert precision >= 0.5 and recall >= 0.6, (precision, recall)
     else:
@@ -163,11 +164,11 @@ def test_folds_as_ray_tasks_match_sequential(tmp_path, ray_session):
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--model", "svm", "model: must be one of ['logreg', 'xgboost', 'mlp'], got 'svm'"),
+    ("--classifier", "svm", "classifier: must be one of ['logreg', 'xgboost', 'mlp'], got 'svm'"),
     ("--folds", "1", "folds: must be an integer in [2, 50], got 1"),
     ("--parallel", "dask", "parallel: must be one of ['sequential', 'ray'], got 'dask'"),
     ("--filter-by", "vibes", "filter_by: must be one of"),
-    ("--feature-groups", "nope", "feature_groups: no feature column matches 'nope'"),
+    ("--feature-groups", "nope", "feature_groups: nope matches no feature group"),
     ("--folds", "60", "folds: must be an integer in [2, 50], got 60"),
 ])
 def test_bad_options_end_in_one_line(tmp_path, capsys, flag, value, message):
@@ -188,9 +189,9 @@ def test_unauditable_inputs_end_in_one_line(tmp_path, capsys):
     assert main(["audit", "--output", str(tmp_path / "o")]) == 2
     assert "features: is required" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="seed: must be an integer >= 0"):
-        audit_config_from_dict({"features": "x", "output": "y", "seed": -1})
-    with pytest.raises(AuditError):
-        run_audit(audit_config_from_dict({"features": str(tmp_path / "none.parquet"), "output": "o"}))
+        from_dict(AuditConfig, {"features": "x", "output": "y", "seed": -1})
+    with pytest.raises(ConfigError, match="features: no such Parquet file"):
+        run_audit(from_dict(AuditConfig, {"features": str(tmp_path / "none.parquet"), "output": "o"}))
 
 
 def test_cli_audit_prints_a_summary(tmp_path, capsys):
@@ -211,7 +212,7 @@ def test_run_audit_demo_scores_against_truth_csv(tmp_path, capsys):
             w.writerow({"clip_id": cid, "true_class": truth["true"][i], "given_class": truth["given"][i],
                         "flipped": int(cid in truth["flipped"]), "broken": 0})
         w.writerow({"clip_id": "broken1", "true_class": 0, "given_class": 1, "flipped": 1, "broken": 1})
-    result = run_audit_demo(str(tmp_path / "f.parquet"), tmp_path / "truth.csv", tmp_path / "audit")
+    result = audit_against_truth(str(tmp_path / "f.parquet"), tmp_path / "truth.csv", tmp_path / "audit")
     out = capsys.readouterr().out
     assert result["n_flipped"] == 30 and result["true_wrong_share"] == pytest.approx(0.15)
     assert result["precision"] >= 0.8 and result["recall"] >= 0.8

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from acoustic_env.audit.estimate import (
+from acoustic_env.cli import main
+from acoustic_env.jobs.audit.estimate import (
     bootstrap,
     estimate_accuracy,
     parse_verdicts,
-    wilson,
 )
-from acoustic_env.cli import main
+from acoustic_env.learn.metrics import wilson
 
 
 def verdict(clip: str, given, v: str, sample: str = "random", time: str = "2026-01-01T00:00:00Z") -> dict:

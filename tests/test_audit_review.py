@@ -20,12 +20,16 @@ import soundfile as sf
 from conftest import tone_clip
 from test_audit_support import NATURAL, URBAN, make_table
 
-from acoustic_env.audit.config import audit_config_from_dict
-from acoustic_env.audit.estimate import estimate_accuracy, parse_verdicts, read_verdicts
-from acoustic_env.audit.job import run_audit
-from acoustic_env.audit.review import asset_stem, clip_audio, write_assets
-from acoustic_env.audit.server import make_server, verdicts_uri
 from acoustic_env.cli import main
+from acoustic_env.config import AuditConfig, from_dict
+from acoustic_env.jobs.audit.estimate import (
+    estimate_accuracy,
+    parse_verdicts,
+    read_verdicts,
+)
+from acoustic_env.jobs.audit.job import run_audit
+from acoustic_env.jobs.audit.review import asset_stem, clip_audio, write_assets
+from acoustic_env.jobs.audit.server import make_server, verdicts_uri
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -38,7 +42,7 @@ def audited(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("review")
     uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, freq=300 + 150 * (i % 2), seed=i)) for i in range(N_CLIPS)]
     make_table(root / "features.parquet", N_CLIPS, [[URBAN], [NATURAL]], 0.2, seed=8, uris=uris)
-    run_audit(audit_config_from_dict({"features": str(root / "features.parquet"), "output": str(root / "audit"),
+    run_audit(from_dict(AuditConfig, {"features": str(root / "features.parquet"), "output": str(root / "audit"),
                                       "folds": 3, "review_top": 3, "random_sample": 3}))
     return root / "audit"
 
@@ -210,7 +214,7 @@ def test_audit_and_review_on_object_storage(s3_endpoint, tmp_path):
         uris.append(f"s3://audit-in/audio/c{i}.wav")
     make_table(tmp_path / "features.parquet", 10, [[URBAN], [NATURAL]], 0.0, seed=9, uris=uris)
     fs.put(str(tmp_path / "features.parquet"), "audit-in/run/features/part-0.parquet")
-    summary = run_audit(audit_config_from_dict({"features": "s3://audit-in/run", "output": "s3://audit-in/audit",
+    summary = run_audit(from_dict(AuditConfig, {"features": "s3://audit-in/run", "output": "s3://audit-in/audit",
                                                 "folds": 2, "review_top": 2, "random_sample": 0}))
     assert summary["counts"]["audited"] == 10 and summary["outputs"]["review"] == "s3://audit-in/audit/review/index.html"
     fs.invalidate_cache()

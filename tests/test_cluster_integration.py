@@ -123,6 +123,8 @@ class Cluster:
         out = self._run([*cmd, "--", "python", f"jobs/{script}.py", *args], "submit", timeout=600)
         if wait:
             assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+            status = self.job_status(job_id)
+            assert status == "SUCCEEDED", (status, self.logs(job_id)[-4000:])
         return job_id
 
     def job_status(self, job_id: str) -> str:
@@ -207,11 +209,8 @@ def test_worker_node_lost_mid_extract(cluster, tmp_path):
     while time.time() < deadline and cluster.job_status(job) in ("PENDING", "RUNNING"):
         time.sleep(2)
     status = cluster.job_status(job)
-    print(f"job status after losing the worker node: {status}")
-    if status != "SUCCEEDED":
-        # the job lost work it could not reschedule: a re-submission must finish it, without duplicates
-        cluster.start_worker()
-        cluster.submit("extract", *args)
+    # Ray retries the lost node's tasks and restarts its actors on the head: the job itself succeeds.
+    assert status == "SUCCEEDED", (status, cluster.logs(job)[-3000:])
     ids = s3_clip_ids(fs, "ae-out/big")
     assert len(ids) == len(set(ids)) == demo.n_good, (status, cluster.logs(job)[-3000:])
     errors = fs.glob("ae-out/big/errors/*.parquet")

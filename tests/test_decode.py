@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import threading
 
 import numpy as np
@@ -143,17 +144,17 @@ def test_permission_denied_local(tmp_path):
     assert _error(str(path)).error_type == "permission_denied"
 
 
-def test_permission_denied_over_http(tmp_path):
-    """A real HTTP server on loopback that refuses one file with 403 and lacks another (404)."""
-    tone_clip(tmp_path / "open.wav")
+def _serve(tmp_path, status_for=None):
+    """A loopback HTTP server over ``tmp_path``; ``status_for(path)`` may answer an error code instead."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=str(tmp_path), **kw)
 
         def do_GET(self):  # noqa: N802 - the stdlib's name
-            if "locked" in self.path:
-                self.send_error(403)
+            code = status_for(self.path) if status_for else None
+            if code:
+                self.send_error(code)
             else:
                 super().do_GET()
 
@@ -163,8 +164,14 @@ def test_permission_denied_over_http(tmp_path):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_permission_denied_over_http(tmp_path):
+    """A real HTTP server on loopback that refuses one file with 403 and lacks another (404)."""
+    tone_clip(tmp_path / "open.wav")
+    server = _serve(tmp_path, lambda path: 403 if "locked" in path else None)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         assert decode_clip(f"{base}/open.wav", P).audio.size == 24000
@@ -172,3 +179,52 @@ def test_permission_denied_over_http(tmp_path):
         assert _error(f"{base}/absent.wav").error_type == "missing_file"
     finally:
         server.shutdown()
+
+
+def test_server_errors_and_refused_connections_are_read_failed_not_missing(tmp_path):
+    server = _serve(tmp_path, lambda path: 500)
+    try:
+        err = _error(f"http://127.0.0.1:{server.server_address[1]}/a.wav")
+        assert err.error_type == "read_failed" and "HTTP 500" in err.message
+    finally:
+        server.shutdown()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    err = _error(f"http://127.0.0.1:{port}/a.wav")
+    assert err.error_type == "read_failed" and "connect" in err.message.lower()
+
+
+def test_finite_samples_far_beyond_full_scale_are_valid_audio(tmp_path):
+    x = np.full(16000, 1e300) * np.sign(np.sin(2 * np.pi * 50 * np.arange(16000) / 16000) + 1e-9)
+    sf.write(tmp_path / "loud.wav", np.stack([x, x], axis=1), 16000, subtype="DOUBLE")
+    clip = decode_clip(str(tmp_path / "loud.wav"), P)
+    assert np.isfinite(clip.audio).all() and not clip.is_silent
+    assert np.sqrt(np.mean(clip.audio.astype(np.float64) ** 2)) == pytest.approx(0.1, rel=1e-3)
+
+
+@pytest.mark.parametrize("start,end,cut", [(float("nan"), 10.0, False), (0.0, float("inf"), True), (-1.0, 2.0, True),
+                                           (5.0, 2.0, False), (5.0, 2.0, True)])
+def test_impossible_segment_bounds_are_bad_segment(tmp_path, start, end, cut):
+    err = _error(str(tone_clip(tmp_path / "a.wav", seconds=2.0)), start_s=start, end_s=end, cut=cut)
+    assert err.error_type == "bad_segment" and err.stage == "decode"
+
+
+def test_messages_quote_no_python_objects(tmp_path):
+    (tmp_path / "t.wav").write_text("plain text that is no audio at all\n" * 20)
+    data = bytearray(tone_clip(tmp_path / "full.flac", seconds=3.0).read_bytes())
+    data[200:] = bytes(len(data) - 200)
+    (tmp_path / "bad.flac").write_bytes(bytes(data))
+    for name in ("t.wav", "bad.flac"):
+        err = _error(str(tmp_path / name))
+        assert " at 0x" not in err.message and "<_io" not in err.message, err.message
+
+
+def test_container_that_needs_ffmpeg_says_so(tmp_path):
+    import audioread
+
+    if any("ffmpeg" in b.__module__ or "gst" in b.__module__ for b in audioread.available_backends()):
+        pytest.skip("an audioread backend is installed: the fallback decodes or reports corrupt")
+    (tmp_path / "a.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00" + os.urandom(4000))
+    err = _error(str(tmp_path / "a.m4a"))
+    assert err.error_type == "unsupported" and "ffmpeg" in err.message

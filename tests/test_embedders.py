@@ -30,18 +30,11 @@ from acoustic_env.cli.models import (
     models_fetch,
     models_list,
 )
-from acoustic_env.embedders import (
-    EMBEDDERS,
-    WeightsError,
-    convert,
-    frame_count,
-    load_embedder,
-    panns,
-    vggish,
-    weights,
-    yamnet,
-)
+from acoustic_env.embedders import convert, panns, vggish, weights, yamnet
+from acoustic_env.embedders.factory import load_embedder
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, GoogleLogMel
+from acoustic_env.embedders.registry import get, weight_files
+from acoustic_env.errors import WeightsError
 
 SR = 16000
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset"
@@ -63,7 +56,7 @@ def _sha256(path: Path) -> str:
 def random_embedders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     empty = str(tmp_path_factory.mktemp("empty-cache"))
     return {name: load_embedder(name, allow_random_weights=True, cache_dir=empty)
-            for name in EMBEDDERS}
+            for name in BUILT_IN}
 
 
 # --- interface, dims, frame counts --------------------------------------------------------
@@ -78,9 +71,11 @@ COLUMNS = {
     "yamnet": {"yamnet": (1024,), "yamnet_scores": (521,)},
     "panns": {"panns": (2048,), "panns_scores": (527,)},
 }
+BUILT_IN = tuple(COLUMNS)
+MODULES = {"vggish": vggish, "yamnet": yamnet, "panns": panns}
 
 
-@pytest.mark.parametrize("name", EMBEDDERS)
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_interface(random_embedders: dict, name: str) -> None:
     emb = random_embedders[name]
     assert emb.name == name and emb.sample_rate == SR
@@ -93,7 +88,7 @@ def test_interface(random_embedders: dict, name: str) -> None:
         assert len(emb.score_names) == emb.output_columns[f"{name}_scores"][0]
 
 
-@pytest.mark.parametrize("name", EMBEDDERS)
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_frame_counts_and_clip_shapes(random_embedders: dict, name: str) -> None:
     """Clips of 0.5, 1, 10 and 30 s in one zero-padded batch: frames per clip and output shapes."""
     emb = random_embedders[name]
@@ -103,7 +98,7 @@ def test_frame_counts_and_clip_shapes(random_embedders: dict, name: str) -> None
     for i, clip in enumerate(clips):
         batch[i, : clip.size] = clip
     expected = [EXPECTED_FRAMES[name][s] for s in durations]
-    assert [frame_count(name, clip.size) for clip in clips] == expected
+    assert [MODULES[name].frame_count(clip.size) for clip in clips] == expected
 
     seen: list[int] = []  # CNN14's last feature map, one forward pass per distinct length
     hook = (emb.model.conv_block6.register_forward_hook(lambda m, i, o: seen.append(o.shape[2]))
@@ -122,7 +117,7 @@ def test_frame_counts_and_clip_shapes(random_embedders: dict, name: str) -> None
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in out.values())
 
 
-@pytest.mark.parametrize("name", EMBEDDERS)
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_lengths_make_pooling_ignore_padding(random_embedders: dict, name: str) -> None:
     emb = random_embedders[name]
     short, long = _audio(1.1, seed=1)[0], _audio(2.0, seed=2)[0]
@@ -155,7 +150,7 @@ def test_bad_arguments(random_embedders: dict) -> None:
     with pytest.raises(ValueError, match="CUDA"):
         load_embedder("yamnet", allow_random_weights=True, precision="bf16",
                       cache_dir="/nonexistent")
-    with pytest.raises(ValueError, match="vggish only"):
+    with pytest.raises(TypeError, match="postprocess"):  # a VGGish option
         load_embedder("panns", allow_random_weights=True, postprocess=True)
     with pytest.raises(ValueError, match="lengths"):
         random_embedders["yamnet"].embed(_audio(1.0), lengths=np.array([SR + 1]))
@@ -179,7 +174,7 @@ def test_vggish_frontend_matches_google_reference() -> None:
         ours = GoogleLogMel(vggish.LOG_OFFSET, vggish.PATCH_HOP)(torch.from_numpy(wave)).numpy()
         assert ours.shape == reference.shape
         np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
-        assert frame_count("vggish", wave.size) == reference.shape[0]
+        assert vggish.frame_count(wave.size) == reference.shape[0]
 
 
 def test_yamnet_frontend_matches_google_mel_features() -> None:
@@ -223,8 +218,8 @@ def _seeded(network_cls: type[torch.nn.Module], seed: int = 7) -> torch.nn.Modul
 def test_converted_checkpoint_roundtrip_is_exact(tmp_path: Path, name: str, network_cls: type,
                                                  embedder_cls: type) -> None:
     network = _seeded(network_cls)
-    path = tmp_path / weights.REGISTRY[name].filename
-    record = weights.save_checkpoint(weights.REGISTRY[name], network.state_dict(), str(path))
+    path = tmp_path / get(name).weights.filename
+    record = weights.save_checkpoint(get(name).weights, network.state_dict(), str(path))
     assert record["sha256"] == _sha256(path) and record["size"] == path.stat().st_size
     loaded = load_embedder(name, cache_dir=str(tmp_path))
     assert loaded.weights_id == record["sha256"]
@@ -266,14 +261,14 @@ def test_panns_checkpoint_in_official_format_loads_and_reproduces(tmp_path: Path
     with pytest.raises(WeightsError) as err:
         load_embedder("panns", weights=str(path))
     message = str(err.value)
-    assert f"expected {weights.REGISTRY['panns'].size} bytes" in message
-    assert f"found {path.stat().st_size} bytes" in message and weights.REGISTRY["panns"].sha256 in message
+    assert f"expected {get('panns').weights.size} bytes" in message
+    assert f"found {path.stat().st_size} bytes" in message and get("panns").weights.sha256 in message
 
 
 @pytest.fixture()
 def yamnet_cache(tmp_path: Path) -> tuple[Path, dict]:
     path = tmp_path / "yamnet.pt"
-    record = weights.save_checkpoint(weights.REGISTRY["yamnet"], _seeded(yamnet.YAMNet).state_dict(),
+    record = weights.save_checkpoint(get("yamnet").weights, _seeded(yamnet.YAMNet).state_dict(),
                                      str(path))
     return path, record
 
@@ -366,7 +361,7 @@ def http_mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_fetch_over_http_streams_and_checks(http_mirror: tuple[str, Path], tmp_path: Path) -> None:
     url, root = http_mirror
-    record = weights.save_checkpoint(weights.REGISTRY["yamnet"], _seeded(yamnet.YAMNet).state_dict(),
+    record = weights.save_checkpoint(get("yamnet").weights, _seeded(yamnet.YAMNet).state_dict(),
                                      str(root / "yamnet.pt"))
     cache = tmp_path / "cache"
     result = models_fetch(["yamnet"], cache_dir=str(cache), source=url)
@@ -390,7 +385,7 @@ def test_models_list_reports_missing_ok_and_bad(yamnet_cache: tuple[Path, dict])
     path, record = yamnet_cache
     (path.parent / "vggish_pca_params.npz").write_bytes(b"not the published file")
     rows = {r["name"]: r for r in models_list(str(path.parent))}
-    assert set(rows) == set(weights.REGISTRY)
+    assert set(rows) == set(weight_files()) == {"vggish", "vggish_pca", "yamnet", "panns"}
     assert rows["panns"]["status"] == "missing" and rows["vggish"]["status"] == "missing"
     assert rows["yamnet"]["status"] == "ok" and rows["yamnet"]["sha256"] == record["sha256"]
     assert rows["vggish_pca"]["status"] == "bad" and "md5" in rows["vggish_pca"]["reason"]
@@ -468,7 +463,7 @@ def test_convert_mapping_covers_every_parameter(name: str) -> None:
 def test_models_command_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser(prog="acoustic-env")
     add_models_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["models", "list", "--cache-dir", str(tmp_path)])
+    args = parser.parse_args(["models", "list", "--weights-cache", str(tmp_path)])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "missing" in out and "Cnn14_16k_mAP=0.438.pth" in out
@@ -481,8 +476,8 @@ def test_vggish_pca_postprocessing_matches_google_formula(random_embedders: dict
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           tmp_path: Path) -> None:
     # A test PCA file cannot match the published md5; check the mechanics with our own.
-    monkeypatch.setitem(weights.REGISTRY, "vggish_pca",
-                        replace(weights.REGISTRY["vggish_pca"], md5=None))
+    [pca_file] = vggish.SPEC.extra_weights
+    monkeypatch.setattr(vggish, "SPEC", replace(vggish.SPEC, extra_weights=(replace(pca_file, md5=None),)))
     rng = np.random.default_rng(5)
     matrix = np.linalg.qr(rng.standard_normal((128, 128)))[0] * 40.0
     means = rng.standard_normal((128, 1)) * 0.01

@@ -16,7 +16,7 @@ import pytest
 
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, FeatureParams
-from acoustic_env.features import cpu_features, implementation, separation
+from acoustic_env.features import STAGES, cpu_features, implementation, separation
 from acoustic_env.features.fast import indices as fast_indices
 from acoustic_env.features.fast import mps as fast_mps
 from acoustic_env.features.fast import separation as fast_separation
@@ -85,7 +85,12 @@ def reference(clips) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 def test_fast_is_the_default_and_dispatches():
     assert FeatureParams().impl == "fast"
-    assert implementation("fast") == (fast_indices.maad_indices, fast_mps.mps_grid)
+    x = synthetic_clips()["short_0.5s"]
+    fast = dict(implementation("fast")(x, SR, FAST))
+    assert list(fast) == ["indices", "spectral", "mps"]
+    np.testing.assert_array_equal(fast["indices"], fast_indices.maad_indices(x, SR, FAST))
+    np.testing.assert_array_equal(fast["mps"], fast_mps.mps_grid(x, SR, FAST))
+    np.testing.assert_array_equal(dict(implementation("reference")(x, SR, REF))["indices"], maad_indices(x, SR, REF))
     assert separation("fast") is fast_separation.separate and separation("reference") is separate
 
 
@@ -157,7 +162,7 @@ def test_cpu_features_fast_vs_reference_end_to_end(clips, reference):
     """The whole stage, fast separation included: raw to 1e-6, fg and bg to the issue's 1e-3."""
     for name in (n for n in clips if n.isdigit() or n in END_TO_END):
         fast, cpu = cpu_features(clips[name], SR, FAST)
-        assert set(cpu) == {"separate", "indices", "mps"}
+        assert set(cpu) == set(STAGES)
         nonfinite = 0
         for sig in ("raw", "fg", "bg"):
             _, indices, grid = reference[f"{name}/{sig}"]

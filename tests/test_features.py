@@ -7,7 +7,7 @@ import pytest
 
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, FeatureParams
-from acoustic_env.features import cpu_features, feature_metadata
+from acoustic_env.features import STAGES, cpu_features, feature_metadata
 from acoustic_env.features.reference.indices import INDEX_NAMES, maad_indices
 from acoustic_env.features.reference.mps import (
     mps_axes,
@@ -73,7 +73,7 @@ def test_silence_gives_finite_features_and_counts_them():
         assert np.isfinite(vec).all(), name
     assert feats["nonfinite_features"] > 0  # undefined indices of silence were replaced and counted
     assert not np.any(feats["mps_raw"])
-    assert set(cpu) == {"separate", "indices", "mps"}
+    assert set(cpu) == set(STAGES)
 
 
 def test_feature_metadata_shapes():
@@ -81,6 +81,8 @@ def test_feature_metadata_shapes():
     assert meta["indices_fg"]["names"] == list(INDEX_NAMES)
     assert meta["mps_bg"]["shape"] == [P.mps_n_wf, P.mps_n_wt]
     assert len(meta["mps_bg"]["axes"]["wt_hz"]) == P.mps_n_wt
+    assert meta["spectral_raw"]["shape"] == [len(meta["spectral_raw"]["names"])] == [P.spectral_n_mels * 5 + 2 * 13]
+    assert list(meta) == [f"{stage}_{s}" for s in P.signals for stage in ("indices", "spectral", "mps")]
     assert mps_grid(np.zeros(SR, dtype=np.float32), SR, P).shape == (P.mps_n_wf * P.mps_n_wt,)
 
 
@@ -91,9 +93,9 @@ def test_values_beyond_float32_are_counted_not_stored_as_inf(monkeypatch):
     def huge(x, sr, params):
         v = np.ones(len(INDEX_NAMES))
         v[0] = 1e300
-        return v
+        yield "indices", v
 
-    monkeypatch.setattr(features, "implementation", lambda name: (huge, mps_grid))
+    monkeypatch.setattr(features, "implementation", lambda name: huge)
     feats, _ = cpu_features(np.random.default_rng(0).standard_normal(SR).astype(np.float32), SR,
                             FeatureParams(impl="reference", signals=("raw",)))
     assert np.isfinite(feats["indices_raw"]).all() and feats["indices_raw"][0] == 0.0

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tone_clip
 
-from acoustic_env.config import ConfigError, extract_config_from_dict
+from acoustic_env.config import ConfigError, ExtractConfig, from_dict
 from acoustic_env.demo.synth import generate_demo
-from acoustic_env.extract import extract
+from acoustic_env.jobs.extract import extract
 from acoustic_env.table import read_metadata
 
 EXPECTED_ERRORS = {"empty": "empty_file", "not_audio": "not_audio", "truncated": {"truncated", "corrupt"},
@@ -31,7 +31,7 @@ def truth(demo) -> dict[str, dict[str, str]]:
 
 
 def config(demo, output: Path, **kw):
-    return extract_config_from_dict({"manifest": str(demo.clips_csv), "audio_root": str(demo.audio_dir),
+    return from_dict(ExtractConfig, {"manifest": str(demo.clips_csv), "audio_root": str(demo.audio_dir),
                                      "output": str(output), "progress": False, **kw})
 
 
@@ -68,7 +68,7 @@ def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp
         assert errs[clip_id]["stage"] == "decode" and errs[clip_id]["message"]
     c = record["counts"]
     assert (c["input"], c["ok"], c["failed"], c["skipped"]) == (len(t), len(good), len(broken), 0)
-    assert set(record["cpu_s"]) == {"decode", "separate", "indices", "mps"}
+    assert set(record["cpu_s"]) == {"decode", "separate", "indices", "spectral", "mps"}
     assert all(v > 0 for v in record["cpu_s"].values())
     assert record["versions"]["ray"] and record["status"] == "completed"
     # the table: fixed-size float32 vectors, no NaN, names and shapes in the metadata
@@ -126,26 +126,37 @@ def test_interrupted_run_resumes_with_every_clip_exactly_once(ray_session, tmp_p
     assert proc.poll() is None, f"the job ended before it could be interrupted: {proc.stderr.read()[-2000:]}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # Ray reaps the dead driver's workers in the background: wait until features/ stops changing.
+    parts = lambda: sorted(p.name for p in (out / "features").glob("part-*.parquet"))  # noqa: E731
+    before, stable_since = parts(), time.time()
+    while time.time() - stable_since < 3:
+        time.sleep(0.5)
+        if parts() != before:
+            before, stable_since = parts(), time.time()
     done_before = set(features_ids(out))
     assert 3 <= len(done_before) < demo.n_good
-    time.sleep(2)  # let Ray reap the dead driver's workers
     record = extract(config(demo, out))
     ids = features_ids(out)
     assert len(ids) == len(set(ids)) == demo.n_good
-    assert record["counts"]["skipped"] >= len(done_before) - record["counts"]["duplicates_repaired"]
-    assert record["counts"]["processed"] <= 20 - len(done_before) + record["counts"]["duplicates_repaired"]
+    # Nothing done was recomputed: the resumed run processed exactly the clips that were missing,
+    # and the parts it wrote (named with its run id) hold none of the clips done before.
+    assert record["counts"]["skipped"] == len(done_before)
+    assert record["counts"]["processed"] == 20 - len(done_before)
+    new_parts = list((out / "features").glob(f"part-{record['run_id']}-*.parquet"))
+    recomputed = {c for p in new_parts for c in pq.read_table(p, columns=["clip_id"])["clip_id"].to_pylist()}
+    assert recomputed and not recomputed & done_before
     assert len(errors_table(out)) == demo.n_broken
 
 
 def test_bad_config_is_one_line_naming_the_field(tmp_path):
     with pytest.raises(ConfigError, match=r"^features\.mps_n_wt: must be an odd integer"):
-        extract_config_from_dict({"manifest": "m.csv", "output": "o", "features": {"mps_n_wt": 4}})
+        from_dict(ExtractConfig, {"manifest": "m.csv", "output": "o", "features": {"mps_n_wt": 4}})
     with pytest.raises(ConfigError, match=r"^decode\.min_duratoin_s: unknown field"):
-        extract_config_from_dict({"manifest": "m.csv", "output": "o", "decode": {"min_duratoin_s": 1}})
+        from_dict(ExtractConfig, {"manifest": "m.csv", "output": "o", "decode": {"min_duratoin_s": 1}})
     with pytest.raises(ConfigError, match=r"^batch_size: must be an integer >= 1"):
-        extract_config_from_dict({"manifest": "m.csv", "output": "o", "batch_size": 0})
+        from_dict(ExtractConfig, {"manifest": "m.csv", "output": "o", "batch_size": 0})
     with pytest.raises(ConfigError, match=r"^features\.signals: must be a non-empty subset"):
-        extract_config_from_dict({"manifest": "m.csv", "output": "o", "features": {"signals": ["mid"]}})
+        from_dict(ExtractConfig, {"manifest": "m.csv", "output": "o", "features": {"signals": ["mid"]}})
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -170,13 +181,12 @@ def test_cli_config_file_field_errors(tmp_path):
 
 def test_embedders_write_their_columns_with_provenance(ray_session, tmp_path):
     """All three embedders in one pass: columns, widths, and where their weights came from."""
-    from acoustic_env.embedders import REGISTRY
-    from acoustic_env.embedders.vggish import VGGish
+    from acoustic_env.embedders.vggish import SPEC, VGGish
     from acoustic_env.embedders.weights import save_checkpoint
 
     demo = generate_demo(tmp_path / "demo", n_clips=4, seed=8, duration_s=1.5, n_broken=1)
     cache = tmp_path / "models"
-    save_checkpoint(REGISTRY["vggish"], VGGish().state_dict(), str(cache / REGISTRY["vggish"].filename))
+    save_checkpoint(SPEC.weights, VGGish().state_dict(), str(cache / SPEC.weights.filename))
     out = tmp_path / "out"
     record = extract(config(demo, out, embedders=["vggish", "yamnet", "panns"], allow_random_weights=True,
                             weights_cache=str(cache), features={"signals": ["raw"]}))
@@ -187,7 +197,7 @@ def test_embedders_write_their_columns_with_provenance(ray_session, tmp_path):
         values = np.stack(table[col].to_numpy(zero_copy_only=False))
         assert values.shape == (demo.n_good, width) and np.isfinite(values).all()
     meta = read_metadata(table.schema)
-    sidecar = json.loads((cache / (REGISTRY["vggish"].filename + ".json")).read_text())
+    sidecar = json.loads((cache / (SPEC.weights.filename + ".json")).read_text())
     assert record["weights"] == {"vggish": sidecar["sha256"], "yamnet": "random", "panns": "random"}
     assert meta["weights"] == record["weights"]
     assert meta["columns"]["panns_scores"]["names"][0] == "Speech"
@@ -205,14 +215,14 @@ def test_missing_weights_stop_before_ray(tmp_path):
 
 
 def test_resource_plan():
-    from acoustic_env.distributed.extract import plan_resources
+    from acoustic_env.distributed.extract import plan_extract_resources
 
-    small = plan_resources({"CPU": 2.0})
+    small = plan_extract_resources({"CPU": 2.0})
     assert small.max_actors * small.actor_cpus + small.task_cpus * 2 <= 2.0
-    gpu = plan_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3)
+    gpu = plan_extract_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3)
     assert gpu.embed_on_accelerator and gpu.embed_resources == {"num_cpus": 0.25, "GPU": 0.3333}
     assert gpu.max_actors * gpu.actor_cpus + 3 * 0.25 <= 16.0 - 0.5
-    forced = plan_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3, device="cpu")
+    forced = plan_extract_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3, device="cpu")
     assert not forced.embed_on_accelerator and "GPU" not in forced.embed_resources
-    custom = plan_resources({"CPU": 2.0, "accel": 1.0}, n_embedders=1, accelerator="accel")
+    custom = plan_extract_resources({"CPU": 2.0, "accel": 1.0}, n_embedders=1, accelerator="accel")
     assert custom.embed_resources == {"num_cpus": 0.25, "accel": 1.0}

@@ -8,6 +8,7 @@ two trials, one run without search against S3).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from acoustic_env.audioset.tasks import load_task
 from acoustic_env.cli import main
-from acoustic_env.config import ConfigError
+from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_table, write_features
+from acoustic_env.jobs.train import load_model
+from acoustic_env.jobs.train.job import train
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.fit import Schedule, build_model, fit
 from acoustic_env.learn.metrics import (
@@ -33,18 +35,18 @@ from acoustic_env.learn.metrics import (
 )
 from acoustic_env.learn.mlp import architecture, predict_proba
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
-from acoustic_env.learn.splits import DROPPED, TEST, TRAIN, VAL, assign_splits, leaks
-from acoustic_env.learn.transform import transform_all
-from acoustic_env.train import load_model
-from acoustic_env.train.config import train_config_from_dict
-from acoustic_env.train.data import (
-    available_groups,
-    group_infos,
-    make_targets,
+from acoustic_env.learn.splits import (
+    DROPPED,
+    TEST,
+    TRAIN,
+    VAL,
+    assign_splits,
+    leaks,
     read_test_list,
-    select_groups,
+    strata,
 )
-from acoustic_env.train.job import train
+from acoustic_env.learn.transform import transform_all
+from acoustic_env.table import SIGNAL_REASON, read_features
 
 INDOOR = "/t/dd00125"
 THREE_CLASSES = {"name": "three_env", "kind": "single_label",
@@ -59,18 +61,15 @@ def _task_file(tmp: Path, kind: str) -> str:
     return str(path)
 
 
-def _arrays(table: pa.Table, task, groups: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Preprocessed train/val/test arrays of a synthetic table, as the job builds them."""
-    targets = make_targets(table, task)
-    infos = group_infos(table.schema, groups)
-    mats = {g: np.asarray(table[g].combine_chunks().flatten(), np.float32).reshape(table.num_rows, -1)[targets.rows]
-            for g in groups}
-    split = assign_splits(targets.strata, targets.groups, None, 0.25, 0.25, seed=0)
-    transforms = [fit_group(mats[i.name][split == TRAIN], 10, i.name) for i in infos]
-    x = transform_all(transforms, mats)
-    data = {"x_train": x[split == TRAIN], "y_train": targets.y[split == TRAIN],
-            "x_val": x[split == VAL], "y_val": targets.y[split == VAL]}
-    return data, x[split == TEST], targets.y[split == TEST]
+def _arrays(source: str, task, groups: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Preprocessed train/val/test arrays of a feature table, as the job builds them."""
+    features = read_features(source, task=task, feature_groups=groups)
+    split = assign_splits(strata(features.y), features.groups, None, 0.25, 0.25, seed=0)
+    transforms = [fit_group(features.X[g][split == TRAIN], 10, g) for g in features.columns]
+    x = transform_all(transforms, features.X)
+    data = {"x_train": x[split == TRAIN], "y_train": features.y[split == TRAIN],
+            "x_val": x[split == VAL], "y_val": features.y[split == VAL]}
+    return data, x[split == TEST], features.y[split == TEST]
 
 
 # --- options -------------------------------------------------------------------------
@@ -79,36 +78,31 @@ def _arrays(table: pa.Table, task, groups: list[str]) -> tuple[dict[str, np.ndar
     ("trials", -1, "trials: must be an integer >= 0, got -1"),
     ("test_size", 1.5, "test_size: must be in (0, 1), got 1.5"),
     ("pca", "mps=0", "pca.mps: must be an integer >= 1 or a variance fraction in (0, 1), got 0"),
-    ("groups", "indices,spectrogram", "groups: must name sources or columns"),
+    ("feature_groups", "indices,spectrogram", "feature_groups: must be a subset of"),
     ("baselines", "svm", "baselines: must be a subset of ['logreg', 'xgboost'], got 'svm'"),
 ])
 def test_bad_option_is_one_line(field, value, message):
     with pytest.raises(ConfigError) as info:
-        train_config_from_dict({"features": "f", "output": "o", field: value})
+        from_dict(TrainConfig, {"features": "f", "output": "o", field: value})
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
 def test_cli_bad_option_one_line_exit_2(tmp_path, capsys):
     write_features(synthetic_table(30), str(tmp_path / "ex"))
-    assert main(["train", "--features", str(tmp_path / "ex"), "--output", str(tmp_path / "o"), "--groups", "yamnet"]) == 2
+    assert main(["train", "--features", str(tmp_path / "ex"), "--output", str(tmp_path / "o"),
+                 "--feature-groups", "yamnet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("acoustic-env: error: groups: not in the feature table")
+    assert err.count("\n") == 0 and err.startswith("acoustic-env: error: feature_groups: yamnet matches no feature group")
 
 
-def test_groups_by_source_and_signal():
-    available = available_groups(synthetic_table(6, embedders=("vggish",)).schema)
-    assert available == ["indices_raw", "indices_fg", "indices_bg", "mps_raw", "mps_fg", "mps_bg", "vggish"]
-    assert select_groups(available, (), ("raw",)) == ["indices_raw", "mps_raw", "vggish"]
-    assert select_groups(available, ("mps", "vggish"), ("fg", "bg")) == ["mps_fg", "mps_bg", "vggish"]
-    with pytest.raises(ConfigError, match="no feature group left"):
-        select_groups(available, ("indices",), ())
+def test_random_weight_embedders_are_left_out_unless_asked(tmp_path):
+    from acoustic_env.table import read_features
 
-
-def test_demo_leaves_out_random_weight_embedders(tmp_path):
-    from acoustic_env.demo.train import pretrained_groups
-
-    write_features(synthetic_table(6, embedders=("vggish",)), str(tmp_path))  # recorded as random weights
-    assert pretrained_groups(str(tmp_path)) == (("indices", "mps"), ["vggish"])
+    write_features(synthetic_table(12, embedders=("vggish",)), str(tmp_path))  # recorded as random weights
+    assert "vggish" not in read_features(str(tmp_path)).columns
+    assert "vggish" in read_features(str(tmp_path), include_random_weights=True).columns
+    cfg = from_dict(TrainConfig, {"features": str(tmp_path), "output": "o", "include_random_weights": True})
+    assert cfg.include_random_weights
 
 
 # --- splits --------------------------------------------------------------------------
@@ -143,18 +137,14 @@ def test_explicit_test_list_is_exact_and_does_not_leak(tmp_path):
 
 # --- preprocessing -------------------------------------------------------------------
 
-def test_streaming_pca_matches_in_memory():
-    table = synthetic_table(400, seed=2)
-    infos = group_infos(table.schema, ["indices_raw", "mps_fg"])
-    mats = {i.name: np.asarray(table[i.name].combine_chunks().flatten(), np.float32).reshape(400, -1) for i in infos}
+def test_streaming_pca_matches_in_memory(tmp_path):
+    """The PCA fitted over the reader's streamed batches matches the one fitted on the matrices in memory."""
+    source = write_features(synthetic_table(400, seed=2), str(tmp_path), n_parts=3)
+    features = read_features(source, feature_groups=["indices_raw", "mps_fg"])
+    mats = features.X
     is_train = np.arange(400) % 5 != 0
-
-    def stream():
-        for start in range(0, 400, 64):
-            pos = np.arange(start, min(start + 64, 400))
-            yield pos, {k: m[pos] for k, m in mats.items()}
-
-    transforms, projected = fit_streaming(stream, infos, {"indices_raw": 5, "mps_fg": 0.5}, is_train, 400)
+    transforms, projected = fit_streaming(lambda: features.stream(batch_rows=64), features.feature_groups,
+                                          {"indices_raw": 5, "mps_fg": 0.5}, is_train, 400)
     for t in transforms:
         ref = fit_group(mats[t.group][is_train], 5 if t.group == "indices_raw" else 0.5, t.group)
         assert t.n_components == ref.n_components
@@ -169,9 +159,9 @@ def test_streaming_pca_matches_in_memory():
 @pytest.mark.parametrize("kind", ["binary", "single_label", "multi_label"])
 def test_network_learns_each_task_kind(kind, tmp_path):
     task = load_task("urban_natural") if kind == "binary" else load_task(_task_file(tmp_path, kind))
-    table = synthetic_table(240, class_mids=tuple(sorted(m)[0] for m in task.class_mids),
+    table = synthetic_table(240, class_mids=tuple(sorted(m)[0] for m in task.class_labels),
                             multi_label=task.kind == "multi_label", seed=1, separation=0.5)
-    data, x_test, y_test = _arrays(table, task, ["indices_raw", "mps_raw"])
+    data, x_test, y_test = _arrays(write_features(table, str(tmp_path / "ex")), task, ["indices_raw", "mps_raw"])
     params = {"depth": 2, "width": 32, "lr": 3e-3, "activation": "gelu", "dropout": 0.1, "weight_decay": 1e-4,
               "batch_size": 32}
     model = build_model(data["x_train"].shape[1], task.kind, task.n_classes, params, seed=0)
@@ -202,30 +192,37 @@ def test_artifact_round_trip_without_ray(tmp_path):
     task = load_task("urban_natural")
     table = synthetic_table(120, seed=4)
     groups = ["indices_raw", "mps_bg"]
-    targets = make_targets(table, task)
-    mats = {g: np.asarray(table[g].combine_chunks().flatten(), np.float32).reshape(120, -1) for g in groups}
-    transforms = [fit_group(mats[g], 8, g) for g in groups]
-    params = {"depth": 1, "width": 16, "lr": 1e-2, "activation": "tanh", "dropout": 0.0, "weight_decay": 0.0,
-              "batch_size": 16}
-    x = transform_all(transforms, mats)
-    model = build_model(x.shape[1], task.kind, 2, params, 0)
-    fit(model, {"x_train": x, "y_train": targets.y, "x_val": x, "y_val": targets.y}, task.kind, 2, params,
-        Schedule(max_rounds=2, steps_per_round=5), 0)
-    expected = predict_proba(model, x, task.kind, 2)
-    save_model(str(tmp_path / "model"), model.state_dict(), transforms,
-               {"task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
-                         "definition": task.definition}, "architecture": architecture(x.shape[1], task.kind, 2, params)})
     pq_path = tmp_path / "features.parquet"
     import pyarrow.parquet as pq
 
     pq.write_table(table, pq_path)
+    features = read_features(str(pq_path), task=task, feature_groups=groups)
+    transforms = [fit_group(features.X[g], 8, g) for g in groups]
+    params = {"depth": 1, "width": 16, "lr": 1e-2, "activation": "tanh", "dropout": 0.0, "weight_decay": 0.0,
+              "batch_size": 16}
+    x = transform_all(transforms, features.X)
+    model = build_model(x.shape[1], task.kind, 2, params, 0)
+    fit(model, {"x_train": x, "y_train": features.y, "x_val": x, "y_val": features.y}, task.kind, 2, params,
+        Schedule(max_rounds=2, steps_per_round=5), 0)
+    expected = predict_proba(model, x, task.kind, 2)
+    save_model(str(tmp_path / "model"), model.state_dict(), transforms,
+               {"task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
+                         "definition": task.definition}, "architecture": architecture(x.shape[1], task.kind, 2, params)},
+               features.feature_groups)
     np.save(tmp_path / "expected.npy", expected)
+    # the model reads exactly its columns, computed as they were when it was trained
+    saved = load_model(str(tmp_path / "model"))
+    assert [g["name"] for g in saved.meta["groups"]] == groups
+    retrained = dataclasses.replace(saved, meta={**saved.meta, "groups": [{**g, "weights": "other-checkpoint"}
+                                                                          for g in saved.meta["groups"]]})
+    with pytest.raises(ConfigError, match="features: column indices_raw .* the model was trained on 60, weights other"):
+        retrained.read_features(str(pq_path))
     script = textwrap.dedent(f"""
         import sys
         sys.modules["ray"] = None  # any import of Ray fails
         sys.modules["sklearn"] = None
         import numpy as np, pyarrow.parquet as pq
-        from acoustic_env.train import load_model
+        from acoustic_env.jobs.train import load_model
         m = load_model({str(tmp_path / 'model')!r})
         table = pq.read_table({str(pq_path)!r})
         p = m.predict_proba(table)
@@ -234,12 +231,30 @@ def test_artifact_round_trip_without_ray(tmp_path):
         assert list(m.predict(table)[:3]) == [m.class_names[i] for i in p[:3].argmax(1)]
         out = m.predict_table(table)
         assert out.column_names == ["clip_id", "predicted", "prob_urban", "prob_natural"] and out.num_rows == 120
+        # from the file, through the feature-table reader (clip_id order, as the synthetic table is)
+        np.testing.assert_allclose(m.predict_proba({str(pq_path)!r}), p, atol=1e-6)
+        assert m.predict_table({str(pq_path)!r}).equals(out)
         assert m.groups == {groups!r} and "ray" not in [k for k, v in sys.modules.items() if v is not None]
         print("ok", m.class_names)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok ['urban', 'natural']" in out.stdout
+
+
+# --- sizing the search to the cluster ------------------------------------------------
+
+@pytest.mark.parametrize("cluster, workers, max_concurrent", [
+    ({"CPU": 2.0}, 1, 0), ({"CPU": 2.0}, 2, 0), ({"CPU": 16.0}, 2, 0), ({"CPU": 1.1}, 1, 2), ({"CPU": 0.5}, 1, 0),
+    ({"CPU": 16.0, "GPU": 2.0}, 2, 0)])
+def test_trials_in_flight_fit_the_cluster(cluster, workers, max_concurrent):
+    from acoustic_env.distributed.tune import plan_trials
+
+    plan = plan_trials(cluster, workers, max_concurrent, "auto")
+    assert plan.concurrent >= 1 and plan.worker_cpus > 0
+    assert plan.concurrent * (workers * plan.worker_cpus + 0.01) <= cluster["CPU"] + 1e-9  # + each trial's driver
+    assert plan.use_gpu == ("GPU" in cluster)
+    assert plan.concurrent * workers <= cluster.get("GPU", plan.concurrent * workers)  # a GPU per worker
 
 
 # --- end to end (Ray) ----------------------------------------------------------------
@@ -257,6 +272,7 @@ def test_train_end_to_end_with_search(ray_session, tmp_path):
     assert code == 0
     record = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert record["status"] == "completed" and record["counts"]["leaking_groups"] == 0
+    assert record["counts"]["excluded_columns"] == {"indices_bg": SIGNAL_REASON, "mps_bg": SIGNAL_REASON}
     assert len(record["search"]["trials"]) == 2 and record["search"]["method"].startswith("Optuna TPE")
     assert record["metrics"]["mlp"]["roc_auc"] > 0.9
     assert set(record["metrics"]) == {"mlp", "logreg", "xgboost"}
@@ -280,9 +296,9 @@ def test_train_multi_label_streamed_from_s3_without_search(ray_session, tmp_path
     task = _task_file(tmp_path, "multi_label")
     features = write_features(synthetic_table(150, class_mids=(URBAN, NATURAL, INDOOR), multi_label=True, seed=6),
                               "s3://train-test/extract")
-    summary = train(train_config_from_dict({
+    summary = train(from_dict(TrainConfig, {
         "features": features, "output": "s3://train-test/train", "task": task, "trials": 0, "max_rounds": 3,
-        "steps_per_round": 10, "groups": ("indices",), "baselines": ("logreg",), "ablations": False, "shap_samples": 5,
+        "steps_per_round": 10, "feature_groups": ("indices",), "baselines": ("logreg",), "ablations": False, "shap_samples": 5,
         "memory_gb": 1e-6, "progress": False}))  # a tiny memory budget: the streamed, incremental-PCA path
     assert summary["metrics"]["mlp"]["map"] > 0.8
     assert fs.exists("train-test/train/report/index.html") and fs.exists("train-test/train/report/confusion_mlp.png")

@@ -2,17 +2,27 @@
 
 Rules (documented in the README, section "Decoding"):
 
-* Reading goes through fsspec (local, s3://, gs://, https://). soundfile
-  (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF) decodes first;
-  audioread (ffmpeg/GStreamer, via librosa's fallback path) handles the rest.
+* Reading goes through fsspec (local, s3://, gs://, https://) within limits, so
+  that no input can hang a worker or fill its memory: a local path must be a
+  regular file (a FIFO blocks forever, ``/dev/zero`` never ends), every network
+  wait is bounded by ``read_timeout_s`` and the whole read by about twice that,
+  and a file over ``max_bytes`` is ``too_large``.
+* soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF) decodes what it
+  knows; audioread (ffmpeg/GStreamer) only the containers libsndfile lacks
+  (MP4/M4A, ADTS AAC, WavPack), and a missing backend is said as such.
+* Only the frames that will be kept are decoded (``frames=``), so a 500 KB file
+  that claims three hours of audio costs ``max_duration_s`` of memory, not GBs.
 * Integer and float samples, 1–8 channels (averaged to mono), any rate from
-  8 to 96 kHz (resampled with soxr, high quality).
+  8 to 96 kHz (resampled with soxr, high quality), checked before any samples
+  are read. Float samples far outside ±1 are valid: they are scaled before
+  averaging (no overflow), and the RMS normalisation makes the scale irrelevant.
 * Segment rules: with ``cut=True`` the file holds the whole video and
   ``start_s..end_s`` is cut out of it. Otherwise the file already is the
   segment; if it is longer than the declared ``end_s - start_s`` it is trimmed
   to that length, if shorter it is kept as it is. Nothing is ever padded here:
   padding would add silence that the indices would measure as part of the
-  scene. Anything longer than ``max_duration_s`` is trimmed to it.
+  scene. Anything longer than ``max_duration_s`` is trimmed to it. Bounds that
+  are not finite, negative, or reversed are ``bad_segment``.
 * Clips shorter than ``min_duration_s`` after these rules are ``too_short``.
 * Digital silence is valid data (AudioSet has a Silence class): it is not
   normalised (no division by zero), and it is flagged ``is_silent``.
@@ -21,8 +31,10 @@ Rules (documented in the README, section "Decoding"):
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 
 import fsspec
@@ -32,9 +44,11 @@ import soxr
 
 from acoustic_env.config import DecodeParams
 from acoustic_env.errors import ClipError
+from acoustic_env.storage import is_local, read_options, transport_failure
 
 STAGE = "decode"
-_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM", b"caff", b".snd", b"wvpk")
+CHUNK = 1 << 20  # bytes per read call: the byte cap and the deadline are checked between calls
+_NATIVE = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM", b"caff", b".snd")
 
 
 @dataclass(frozen=True)
@@ -42,37 +56,53 @@ class DecodedClip:
     audio: np.ndarray  # float32, mono, 16 kHz, RMS = target (unless silent)
     orig_sample_rate: int
     channels: int
-    orig_duration_s: float  # of the decoded file (or cut segment) before trimming
+    orig_duration_s: float  # of the file (or cut segment) before trimming, from its header
     is_silent: bool
 
 
-def read_bytes(uri: str) -> bytes:
-    """Fetch a clip's bytes, mapping transport failures to error rows."""
+def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
+    """Fetch a clip's bytes within ``params``' read limits, mapping every failure to a ClipError."""
+    deadline = time.monotonic() + params.read_timeout_s
+    chunks, size = [], 0
     try:
-        with fsspec.open(uri, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError as exc:
-        if getattr(exc.__cause__, "status", None) in (401, 403):  # fsspec's HTTP layer wraps refusals
-            raise ClipError(STAGE, "permission_denied", f"access denied (HTTP {exc.__cause__.status}): {uri}") from None
-        raise ClipError(STAGE, "missing_file", f"no such file: {uri}") from None
-    except PermissionError:
-        raise ClipError(STAGE, "permission_denied", f"permission denied: {uri}") from None
+        fs, path = fsspec.core.url_to_fs(uri, **read_options(uri, params.read_timeout_s))
+        if is_local(uri):
+            kind = fs.info(path)["type"]
+            if kind == "directory":
+                raise ClipError(STAGE, "not_audio", f"is a directory: {uri}")
+            if kind != "file":
+                raise ClipError(STAGE, "not_audio", f"not a regular file (a FIFO, device or socket): {uri}")
+        with fs.open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                size += len(chunk)
+                if size > params.max_bytes:
+                    raise ClipError(STAGE, "too_large", f"larger than decode.max_bytes = {params.max_bytes}: {uri}")
+                if time.monotonic() > deadline:
+                    raise ClipError(STAGE, "read_timeout",
+                                    f"not read within decode.read_timeout_s = {params.read_timeout_s} s: {uri}")
+                chunks.append(chunk)
+    except ClipError:
+        raise
     except IsADirectoryError:
         raise ClipError(STAGE, "not_audio", f"is a directory: {uri}") from None
     except Exception as exc:  # noqa: BLE001 - transports raise their own types (aiohttp, botocore, ...)
-        if getattr(exc, "status", None) in (401, 403):  # HTTP(S) access refused
-            raise ClipError(STAGE, "permission_denied", f"access denied (HTTP {exc.status}): {uri}") from None
-        raise ClipError(STAGE, "read_failed", f"{type(exc).__name__}: {exc}") from None
-    if not data:
+        error_type, reason = transport_failure(exc)
+        raise ClipError(STAGE, error_type, f"{reason}: {uri}") from None
+    if not size:
         raise ClipError(STAGE, "empty_file", f"file is empty (0 bytes): {uri}")
-    return data
+    return b"".join(chunks)
 
 
-def _looks_like_audio(data: bytes) -> bool:
+def _container(data: bytes) -> str | None:
+    """'native' (libsndfile reads it), 'foreign' (needs audioread) or None (no audio header)."""
     head = data[:12]
-    if head.startswith(_MAGIC) or head[4:8] == b"ftyp":
-        return True
-    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
+    if head.startswith(_NATIVE):
+        return "native"
+    if head[4:8] == b"ftyp" or head.startswith(b"wvpk"):  # MP4/M4A, WavPack
+        return "foreign"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:  # MPEG frame sync
+        return "foreign" if head[1] & 0x06 == 0 else "native"  # layer bits 00: ADTS AAC, else MP1/2/3
+    return None
 
 
 def _riff_shortfall(data: bytes) -> int:
@@ -94,23 +124,44 @@ def _riff_shortfall(data: bytes) -> int:
     return 0
 
 
-def _decode_soundfile(data: bytes, start_s: float | None, end_s: float | None) -> tuple[np.ndarray, int]:
+def _check_segment(start_s: float | None, end_s: float | None) -> None:
+    for name, value in (("start_s", start_s), ("end_s", end_s)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ClipError(STAGE, "bad_segment", f"{name} = {value!r}: segment bounds must be finite seconds >= 0")
+    if start_s is not None and end_s is not None and end_s < start_s:
+        raise ClipError(STAGE, "bad_segment", f"end_s = {end_s} is before start_s = {start_s}")
+
+
+def _check_format(sr: int, channels: int) -> None:
+    """Refuse what the pipeline does not take before a single sample is allocated."""
+    if not 1 <= channels <= 8:
+        raise ClipError(STAGE, "unsupported", f"{channels} channels (1 to 8 are supported)")
+    if not 8000 <= sr <= 96000:
+        raise ClipError(STAGE, "unsupported", f"sample rate {sr} Hz (8 to 96 kHz are supported)")
+
+
+def _decode_soundfile(data: bytes, start_s: float | None, end_s: float | None,
+                      keep_s: float) -> tuple[np.ndarray, int, int]:
+    """(frames × channels, rate, frames the header says the segment has): at most ``keep_s`` decoded."""
     with sf.SoundFile(io.BytesIO(data)) as f:
         sr = f.samplerate
-        start = int(round((start_s or 0.0) * sr))
-        stop = int(round(end_s * sr)) if end_s is not None else -1
+        _check_format(sr, f.channels)
+        start = min(int(round((start_s or 0.0) * sr)), f.frames)
+        stop = f.frames if end_s is None else min(int(round(end_s * sr)), f.frames)
+        available = max(0, stop - start)
+        want = min(available, int(round(keep_s * sr)))
         if start:
-            f.seek(min(start, f.frames))
-        frames = -1 if stop < 0 else max(0, min(stop, f.frames) - start)
-        declared = f.frames - start if frames < 0 else frames
-        audio = f.read(frames=frames, dtype="float32", always_2d=True)
-    if audio.shape[0] < declared:
-        raise ClipError(STAGE, "truncated", f"file declares {declared} frames but holds {audio.shape[0]}")
-    return audio, sr
+            f.seek(start)
+        # float64 only where the file holds doubles: finite values beyond float32's range stay finite
+        audio = f.read(frames=want, dtype="float64" if f.subtype == "DOUBLE" else "float32", always_2d=True)
+    if audio.shape[0] < want:
+        raise ClipError(STAGE, "truncated", f"file declares {want} frames but holds {audio.shape[0]}")
+    return audio, sr, available
 
 
-def _decode_audioread(data: bytes, start_s: float | None, end_s: float | None) -> tuple[np.ndarray, int]:
-    """Fallback for containers libsndfile lacks (m4a/AAC, ...): audioread needs a real file."""
+def _decode_audioread(data: bytes, start_s: float | None, end_s: float | None,
+                      keep_s: float) -> tuple[np.ndarray, int, int]:
+    """Fallback for containers libsndfile lacks; audioread needs a real file and a backend (ffmpeg)."""
     import audioread  # optional backend; imported here so a missing ffmpeg only hurts this path
 
     with tempfile.NamedTemporaryFile(suffix=".audio", delete=False) as tmp:
@@ -118,14 +169,24 @@ def _decode_audioread(data: bytes, start_s: float | None, end_s: float | None) -
     try:
         with audioread.audio_open(tmp.name) as f:
             sr, ch = f.samplerate, f.channels
-            pcm = b"".join(f)
+            _check_format(sr, ch)
+            start = int(round((start_s or 0.0) * sr))
+            total = int(round(f.duration * sr))
+            stop = total if end_s is None else min(total, int(round(end_s * sr)))
+            limit = min(stop, start + int(round(keep_s * sr)))
+            pcm = bytearray()
+            for block in f:  # 16-bit PCM; stop as soon as the kept frames are in
+                pcm += block
+                if len(pcm) >= limit * ch * 2:
+                    break
+    except audioread.NoBackendError:
+        raise ClipError(STAGE, "unsupported", "this container (MP4/M4A, AAC or WavPack) needs ffmpeg or "
+                                              "GStreamer, and audioread found neither") from None
     finally:
         os.unlink(tmp.name)
-    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    audio = np.frombuffer(bytes(pcm[: limit * ch * 2]), dtype="<i2").astype(np.float32) / 32768.0
     audio = audio[: len(audio) // ch * ch].reshape(-1, ch)
-    start = int(round((start_s or 0.0) * sr))
-    stop = int(round(end_s * sr)) if end_s is not None else None
-    return audio[start:stop], sr
+    return audio[start:limit], sr, max(0, stop - start)
 
 
 def decode_bytes(data: bytes, params: DecodeParams, start_s: float | None = None, end_s: float | None = None,
@@ -133,51 +194,55 @@ def decode_bytes(data: bytes, params: DecodeParams, start_s: float | None = None
     """Bytes of any supported file → DecodedClip, or ClipError naming what is wrong."""
     if not data:
         raise ClipError(STAGE, "empty_file", f"file is empty (0 bytes): {uri}")
+    _check_segment(start_s, end_s)
     seg_start, seg_end = (start_s, end_s) if cut else (None, None)
+    keep_s = params.max_duration_s
+    if not cut and start_s is not None and end_s is not None and end_s > start_s:
+        keep_s = min(keep_s, end_s - start_s)
     missing = _riff_shortfall(data)
     if missing:
         raise ClipError(STAGE, "truncated", f"WAV data chunk is {missing} bytes shorter than its header declares")
     try:
-        audio, sr = _decode_soundfile(data, seg_start, seg_end)
+        audio, sr, available = _decode_soundfile(data, seg_start, seg_end, keep_s)
     except ClipError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as sf_exc:
-        if not _looks_like_audio(data):
-            raise ClipError(STAGE, "not_audio", f"not a recognised audio file ({sf_exc})") from None
+        reason = getattr(sf_exc, "error_string", None) or str(sf_exc)  # error_string: no "<BytesIO at 0x…>"
+        container = _container(data)
+        if container is None:
+            raise ClipError(STAGE, "not_audio", f"not a recognised audio file ({reason})") from None
+        if container == "native":
+            raise ClipError(STAGE, "corrupt", f"audio header found but decoding failed: {reason}") from None
         try:
-            audio, sr = _decode_audioread(data, seg_start, seg_end)
+            audio, sr, available = _decode_audioread(data, seg_start, seg_end, keep_s)
+        except ClipError:
+            raise
         except Exception as exc:  # noqa: BLE001 - every backend failure means "corrupt" here
-            raise ClipError(STAGE, "corrupt", f"audio header found but decoding failed: {sf_exc}; "
-                                              f"fallback: {type(exc).__name__}: {exc}") from None
+            raise ClipError(STAGE, "corrupt", f"decoding failed: {type(exc).__name__}: {exc}") from None
     if audio.size == 0:
         raise ClipError(STAGE, "too_short", "no audio samples in the file (or in the requested segment)")
     if not np.all(np.isfinite(audio)):
         bad = int(np.count_nonzero(~np.isfinite(audio)))
         raise ClipError(STAGE, "nan_samples", f"{bad} NaN/inf samples")
+    scale = max(1.0, float(np.max(np.abs(audio))))
+    if scale > 1.0:  # float samples beyond ±1 (up to 1e308): scale first so that no sum overflows
+        audio = audio / scale
     channels = audio.shape[1]
-    if not 1 <= channels <= 8:
-        raise ClipError(STAGE, "unsupported", f"{channels} channels (1 to 8 are supported)")
-    if not 8000 <= sr <= 96000:
-        raise ClipError(STAGE, "unsupported", f"sample rate {sr} Hz (8 to 96 kHz are supported)")
     mono = audio.mean(axis=1, dtype=np.float64)
-    orig_duration = mono.size / sr
-    keep_s = params.max_duration_s
-    if not cut and start_s is not None and end_s is not None and end_s > start_s:
-        keep_s = min(keep_s, end_s - start_s)
-    mono = mono[: int(round(keep_s * sr))]
     if mono.size / sr < params.min_duration_s:
         raise ClipError(STAGE, "too_short", f"{mono.size / sr:.3f} s < minimum {params.min_duration_s} s")
     if sr != params.sample_rate:
         mono = soxr.resample(mono, sr, params.sample_rate, quality="HQ")
-    rms = float(np.sqrt(np.mean(mono**2)))
-    silent = rms < params.silence_rms
+    rms_scaled = float(np.sqrt(np.mean(mono**2)))
+    silent = rms_scaled * scale < params.silence_rms
     if not silent:
-        mono = mono * (params.target_rms / rms)
+        mono = mono * (params.target_rms / rms_scaled)
     return DecodedClip(audio=mono.astype(np.float32), orig_sample_rate=int(sr), channels=int(channels),
-                       orig_duration_s=float(orig_duration), is_silent=bool(silent))
+                       orig_duration_s=available / sr, is_silent=bool(silent))
 
 
 def decode_clip(uri: str, params: DecodeParams, start_s: float | None = None, end_s: float | None = None,
                 cut: bool = False) -> DecodedClip:
     """Read and decode one clip (see the module docstring for the rules)."""
-    return decode_bytes(read_bytes(uri), params, start_s, end_s, cut, uri)
+    _check_segment(start_s, end_s)  # before reading: a bad row costs no I/O
+    return decode_bytes(read_bytes(uri, params), params, start_s, end_s, cut, uri)

@@ -13,27 +13,46 @@ Three inputs, one output schema:
   carried through to the feature table).
 * A directory of audio files (recursively), unlabelled.
 
-Labels may be MIDs or display names; names are mapped to MIDs through the
-ontology, which is only loaded when some label is not a MID.
+Labels are stored as given (MIDs, AudioSet display names or any label strings):
+turning them into classes is the task's business (acoustic_env.audioset.tasks),
+so reading a manifest never needs the ontology.
+
+Nothing is dropped or merged: every row of the list is a row of the table.
+Ids derived from file names (no ``clip_id`` given) that two files share get a
+suffix from the file's URI (``x-1a2b3c4d``), the same in every run; a row that
+repeats an id of an earlier row, or whose file lies outside ``allowed_roots``,
+is kept as a failed row (``duplicate_id``, ``outside_allowed_roots``) that the
+pipeline writes to errors/. A pass-through column named like a column the
+pipeline writes (``duration_s``, ``error_type``, ...) is carried as
+``manifest_<name>``. CSV files may start with a UTF-8 byte-order mark.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 import posixpath
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, Collection
+from urllib.parse import urlsplit
 
 import fsspec
 import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from acoustic_env.audioset.ontology import ONTOLOGY_URL, is_mid, load_ontology
-from acoustic_env.storage import join, strip_protocol_keep
+from acoustic_env.audio.rows import CPU_PREFIX, ERROR_COLUMNS
+from acoustic_env.storage import (
+    join,
+    redact,
+    strip_protocol_keep,
+    transport_failure,
+    within_roots,
+)
 
 CLIP_SCHEMA = pa.schema(
     [
@@ -55,12 +74,20 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class Manifest:
-    """The clips to process and what was set aside while reading them."""
+    """Every row of a clip list; the rows it could not accept carry their error."""
 
-    table: pa.Table  # CLIP_SCHEMA columns first, then pass-through columns
-    duplicates: int  # rows dropped because their clip_id was already seen
+    table: pa.Table  # CLIP_SCHEMA columns, pass-through columns, then ERROR_COLUMNS (null unless rejected)
+    duplicates: int  # rows rejected as duplicate_id
+    ids_made_unique: int  # derived ids given a suffix because several files shared them
+    renamed_columns: dict[str, str]  # pass-through columns renamed away from the pipeline's names
     source: str
     format: str
+
+
+def _open(uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+    """Open through the URI's filesystem (``fsspec.open`` would take a ``?`` in a URL for a glob)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs.open(path, mode, **kwargs)
 
 
 def detect_format(uri: str) -> str:
@@ -73,7 +100,7 @@ def detect_format(uri: str) -> str:
     if base.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
     if base.endswith((".csv", ".tsv", ".txt")):
-        with fsspec.open(uri, "rt", encoding="utf-8", errors="replace") as fh:
+        with _open(uri, "rt", encoding="utf-8-sig", errors="replace") as fh:
             first = fh.readline()
         return "audioset" if first.startswith("#") else "csv"
     raise ManifestError(f"{uri}: cannot tell the manifest format from its name; pass --manifest-format")
@@ -82,7 +109,7 @@ def detect_format(uri: str) -> str:
 def read_audioset_csv(uri: str) -> list[dict[str, Any]]:
     """Parse an AudioSet segment list: ``#`` comment lines, then 4 fields per row."""
     rows = []
-    with fsspec.open(uri, "rt", encoding="utf-8") as fh:
+    with _open(uri, "rt", encoding="utf-8-sig") as fh:
         reader = csv.reader((line for line in fh if not line.startswith("#") and line.strip()),
                             skipinitialspace=True)
         for n, fields in enumerate(reader, start=1):
@@ -103,11 +130,14 @@ def _fmt_seconds(x: float) -> str:
     return f"{x:.3f}"
 
 
+def _ms(seconds: float) -> int | str:
+    """Milliseconds for ids and file names; "nan"/"inf" stay text (decode reports them as bad_segment)."""
+    return int(round(seconds * 1000)) if abs(seconds) != float("inf") and seconds == seconds else str(seconds)
+
+
 def _render(template: str, audio_root: str | None, row: dict[str, Any], ext: str) -> str:
-    start_ms = int(round(row["start_s"] * 1000))
-    end_ms = int(round(row["end_s"] * 1000))
-    return template.format(audio_root=(audio_root or ".").rstrip("/"), YTID=row["YTID"], start_ms=start_ms,
-                           end_ms=end_ms, start_seconds=_fmt_seconds(row["start_s"]),
+    return template.format(audio_root=(audio_root or ".").rstrip("/"), YTID=row["YTID"], start_ms=_ms(row["start_s"]),
+                           end_ms=_ms(row["end_s"]), start_seconds=_fmt_seconds(row["start_s"]),
                            end_seconds=_fmt_seconds(row["end_s"]), ext=ext)
 
 
@@ -155,12 +185,12 @@ def _labels_value(value: Any) -> list[str]:
 
 def _read_generic(uri: str, fmt: str) -> pa.Table:
     if fmt == "parquet":
-        with fsspec.open(uri, "rb") as fh:
+        with _open(uri) as fh:
             return pq.read_table(fh)
     if fmt == "jsonl":
-        with fsspec.open(uri, "rb") as fh:
+        with _open(uri) as fh:
             return pajson.read_json(io.BytesIO(fh.read()))
-    with fsspec.open(uri, "rt", encoding="utf-8") as fh:
+    with _open(uri, "rt", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
         return pa.table({"uri": pa.array([], pa.string())})
@@ -176,11 +206,12 @@ def _generic_rows(table: pa.Table, uri: str, audio_root: str | None) -> tuple[li
         clip_uri = str(rec["uri"] or "").strip()
         if not clip_uri:
             raise ManifestError(f"{uri}: row {n} has an empty 'uri'")
-        if audio_root and "://" not in clip_uri and not clip_uri.startswith("/"):
-            clip_uri = join(audio_root, clip_uri)
-        clip_id = rec.get("clip_id") or posixpath.splitext(posixpath.basename(clip_uri))[0]
+        if "://" not in clip_uri and not clip_uri.startswith("/"):
+            # relative to --audio-root, else to the working directory; stored absolute either way,
+            # since Ray's workers and later readers run elsewhere
+            clip_uri = join(audio_root, clip_uri) if audio_root else os.path.abspath(clip_uri)
         row = {
-            "clip_id": str(clip_id), "uri": clip_uri,
+            "clip_id": None if rec.get("clip_id") in (None, "") else str(rec["clip_id"]), "uri": clip_uri,
             "start_s": _float_or_none(rec.get("start_s"), uri, n, "start_s"),
             "end_s": _float_or_none(rec.get("end_s"), uri, n, "end_s"),
             "labels": _labels_value(rec.get("labels")),
@@ -201,39 +232,97 @@ def _float_or_none(value: Any, uri: str, n: int, name: str) -> float | None:
 
 
 def _directory_rows(uri: str) -> list[dict[str, Any]]:
+    """Every audio file below ``uri``; ids are left to ``_derive_ids`` (relative path, ``/`` → ``__``)."""
     fs, root = fsspec.core.url_to_fs(uri)
     files = sorted(p for p in fs.find(root) if p.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS)
-    rows = []
-    for p in files:
-        rel = posixpath.relpath(p, root)
-        rows.append({"clip_id": posixpath.splitext(rel)[0].replace("/", "__"),
-                     "uri": strip_protocol_keep(uri, p), "start_s": None, "end_s": None,
-                     "labels": [], "group": None})
-    return rows
+    return [{"clip_id": None, "uri": strip_protocol_keep(uri, p), "start_s": None, "end_s": None,
+             "labels": [], "group": None, "_rel": posixpath.relpath(p, root)} for p in files]
 
 
-def _names_to_mids(rows: list[dict[str, Any]], ontology_uri: str | None, source: str) -> None:
-    if all(is_mid(label) for r in rows for label in r["labels"]):
-        return
-    ontology = load_ontology(ontology_uri or ONTOLOGY_URL)
+def _derive_ids(rows: list[dict[str, Any]]) -> int:
+    """Fill in the ids of rows that have none, from the file name; returns how many needed a suffix.
+
+    A name shared by several files (``a/x.wav`` and ``b/x.wav``, ``x.wav`` and ``x.flac``)
+    gets ``-<8 hex digits of the URI's hash>`` on each: stable across runs whatever the
+    order, so a resumed run finds its clips again. Secrets in the URL (its query, its
+    user-info) never reach the id.
+    """
+    derived = [r for r in rows if r["clip_id"] is None]
+    for r in derived:
+        rel = r.pop("_rel", None)
+        if rel is not None:
+            r["clip_id"] = posixpath.splitext(rel)[0].replace("/", "__")
+        else:
+            path = urlsplit(r["uri"]).path if "://" in r["uri"] else r["uri"]
+            r["clip_id"] = posixpath.splitext(posixpath.basename(path))[0]
+    counts = Counter(r["clip_id"] for r in rows)
+    shared = [r for r in derived if counts[r["clip_id"]] > 1]
+    for r in shared:
+        r["clip_id"] += "-" + hashlib.sha1(redact(r["uri"]).encode()).hexdigest()[:8]
+    return len(shared)
+
+
+def _reject(row: dict[str, Any], error_type: str, message: str) -> None:
+    row.update(error_stage="manifest", error_type=error_type, error_message=message)
+
+
+def _reject_duplicates(rows: list[dict[str, Any]]) -> int:
+    """A row repeating an earlier row's id becomes a duplicate_id error naming both files; returns how many."""
+    first: dict[str, int] = {}
+    rejected = 0
     for n, r in enumerate(rows, start=1):
-        try:
-            r["labels"] = [ontology.to_mid(label) for label in r["labels"]]
-        except ValueError as exc:
-            raise ManifestError(f"{source}: row {n}: {exc}") from None
+        clip_id = r["clip_id"]
+        if clip_id not in first:
+            first[clip_id] = n
+            continue
+        earlier = first[clip_id]
+        r["clip_id"] = f"{clip_id}#row{n}"  # its own id: errors/ holds one row per id
+        _reject(r, "duplicate_id", f"row {n} ({r['uri']}) has the clip_id {clip_id!r} of row {earlier} "
+                                   f"({rows[earlier - 1]['uri']}); give each clip its own clip_id")
+        rejected += 1
+    return rejected
+
+
+def _rename_reserved(rows: list[dict[str, Any]], extra: list[str], reserved: Collection[str]) -> dict[str, str]:
+    """Rename pass-through columns named like a pipeline column to ``manifest_<name>``; returns old → new."""
+    taken = {*CLIP_SCHEMA.names, *extra, *reserved, *ERROR_COLUMNS}
+    renamed: dict[str, str] = {}
+    for c in extra:
+        if c in reserved or c in ERROR_COLUMNS or c.startswith(CPU_PREFIX):
+            new = "manifest_" + c
+            while new in taken:
+                new = "manifest_" + new
+            taken.add(new)
+            renamed[c] = new
+    for r in rows:
+        for old, new in renamed.items():
+            r[new] = r.pop(old)
+    return renamed
 
 
 def read_manifest(uri: str, audio_root: str | None = None, fmt: str = "auto",
                   template: str = "{audio_root}/{YTID}_{start_ms}.{ext}",
                   extensions: tuple[str, ...] = AUDIO_EXTENSIONS, cut_segments: bool = False,
-                  ontology_uri: str | None = None, limit: int | None = None) -> Manifest:
-    """Read any supported clip list into a Manifest (first occurrence of a clip_id wins)."""
+                  limit: int | None = None, *, allowed_roots: tuple[str, ...] = (),
+                  reserved: Collection[str] = (), redact_params: tuple[str, ...] = ()) -> Manifest:
+    """Read any supported clip list into a Manifest (see the module docstring for ids and rejected rows).
+
+    ``reserved``: the columns the caller's pipeline writes; ``redact_params``: secret
+    query parameters to hide in a ManifestError's message, besides the usual ones.
+    """
     try:
-        fmt = detect_format(uri) if fmt == "auto" else fmt
-    except FileNotFoundError:
-        raise ManifestError(f"{uri}: manifest not found") from None
+        return _read_manifest(uri, audio_root, fmt, template, extensions, cut_segments, limit, allowed_roots,
+                              reserved)
+    except ManifestError as exc:
+        raise ManifestError(redact(str(exc), redact_params)) from None
+
+
+def _read_manifest(uri: str, audio_root: str | None, fmt: str, template: str, extensions: tuple[str, ...],
+                   cut_segments: bool, limit: int | None, allowed_roots: tuple[str, ...],
+                   reserved: Collection[str]) -> Manifest:
     extra: list[str] = []
     try:
+        fmt = detect_format(uri) if fmt == "auto" else fmt
         if fmt == "audioset":
             raw = read_audioset_csv(uri)
             if limit:
@@ -241,7 +330,7 @@ def read_manifest(uri: str, audio_root: str | None = None, fmt: str = "auto",
             if cut_segments and template == "{audio_root}/{YTID}_{start_ms}.{ext}":
                 template = WHOLE_VIDEO_TEMPLATE
             uris = resolve_audioset_uris(raw, audio_root or posixpath.dirname(uri), template, extensions)
-            rows = [{"clip_id": f"{r['YTID']}_{int(round(r['start_s'] * 1000))}", "uri": u,
+            rows = [{"clip_id": f"{r['YTID']}_{_ms(r['start_s'])}", "uri": u,
                      "start_s": r["start_s"], "end_s": r["end_s"], "labels": r["labels"], "group": r["YTID"]}
                     for r, u in zip(raw, uris)]
         elif fmt == "directory":
@@ -250,26 +339,35 @@ def read_manifest(uri: str, audio_root: str | None = None, fmt: str = "auto",
             rows, extra = _generic_rows(_read_generic(uri, fmt), uri, audio_root)
         else:
             raise ManifestError(f"{uri}: unknown manifest format {fmt!r}")
-    except FileNotFoundError:
-        raise ManifestError(f"{uri}: manifest not found") from None
+    except OSError as exc:  # local, HTTP (refused, 5xx, timeout) and object-store failures alike
+        error_type, reason = transport_failure(exc)
+        if error_type == "missing_file":
+            raise ManifestError(f"{uri}: manifest not found") from None
+        raise ManifestError(f"{uri}: cannot read the manifest: {reason}") from None
     except (UnicodeDecodeError, pa.ArrowInvalid, csv.Error, json.JSONDecodeError) as exc:
         raise ManifestError(f"{uri}: cannot parse as {fmt}: {exc}") from None
     if limit:
         rows = rows[:limit]
-    _names_to_mids(rows, ontology_uri, uri)
-    seen: set[str] = set()
-    unique = []
+    renamed = _rename_reserved(rows, extra, reserved)  # first: the error columns below are the pipeline's
+    extra = [renamed.get(c, c) for c in extra]
     for r in rows:
-        if r["clip_id"] not in seen:
-            seen.add(r["clip_id"])
-            unique.append(r)
+        r.update(dict.fromkeys(ERROR_COLUMNS))
+    made_unique = _derive_ids(rows)
+    duplicates = _reject_duplicates(rows)
+    if allowed_roots:
+        for r in rows:
+            if r["error_type"] is None and not within_roots(r["uri"], allowed_roots):
+                _reject(r, "outside_allowed_roots",
+                        f"{r['uri']} is not under any of allowed_roots ({', '.join(allowed_roots)})")
     schema = CLIP_SCHEMA
     if extra:
-        probe = pa.Table.from_pylist([{c: r[c] for c in extra} for r in unique]) if unique else None
+        probe = pa.Table.from_pylist([{c: r[c] for c in extra} for r in rows]) if rows else None
         for c in extra:
             schema = schema.append(probe.schema.field(c) if probe is not None else pa.field(c, pa.string()))
-    table = pa.Table.from_pylist(unique, schema=schema)
-    return Manifest(table=table, duplicates=len(rows) - len(unique), source=uri, format=fmt)
+    for c in ERROR_COLUMNS:
+        schema = schema.append(pa.field(c, pa.string()))
+    return Manifest(table=pa.Table.from_pylist(rows, schema=schema), duplicates=duplicates,
+                    ids_made_unique=made_unique, renamed_columns=renamed, source=uri, format=fmt)
 
 
 def label_counts(table: pa.Table, mid: str) -> int:

@@ -3,7 +3,10 @@
 Every stage receives and returns Arrow batches with the same manifest columns.
 A row that failed carries ``error_stage``/``error_type``/``error_message`` and
 is passed through untouched by later stages, so that the writer can put it in
-errors/ instead of features/: no stage ever drops a row.
+errors/ instead of features/: no stage ever drops a row. The manifest itself may
+hand over rows that already failed (a duplicate id, a file outside the allowed
+roots), and it renames a column of its own that would collide with one the
+pipeline writes (``pipeline_fields``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from acoustic_env.errors import ClipError
+from acoustic_env.storage import redact
 from acoustic_env.table import vector_type
 
 ERROR_COLUMNS = ("error_stage", "error_type", "error_message")
@@ -58,16 +62,36 @@ def process_rows(batch: pa.Table, fn: Callable[[dict[str, Any]], dict[str, Any]]
     return out
 
 
-def row_schema(manifest_schema: pa.Schema, vectors: dict[str, int], stages: tuple[str, ...]) -> pa.Schema:
-    """The one schema every stage reads and writes: later stages fill columns earlier ones left null."""
-    fields = list(manifest_schema)
-    fields += [pa.field(n, t) for n, t in DECODE_COLUMNS.items()]
+def pipeline_fields(vectors: dict[str, int], stages: tuple[str, ...]) -> list[pa.Field]:
+    """The columns the stages add to the manifest's (a manifest column of one of these names is renamed)."""
+    fields = [pa.field(n, t) for n, t in DECODE_COLUMNS.items()]
     fields += [pa.field(n, vector_type(d)) for n, d in vectors.items()]
     fields.append(pa.field("nonfinite_features", pa.int32()))
     fields.append(pa.field(AUDIO, pa.large_list(pa.float32())))
     fields += [pa.field(n, pa.string()) for n in ERROR_COLUMNS]
     fields += [pa.field(CPU_PREFIX + s, pa.float64()) for s in stages]
-    return pa.schema(fields)
+    return fields
+
+
+def row_schema(manifest_schema: pa.Schema, vectors: dict[str, int], stages: tuple[str, ...]) -> pa.Schema:
+    """The one schema every stage reads and writes: later stages fill columns earlier ones left null.
+
+    The manifest's error columns (rows it rejected) are the pipeline's own.
+    """
+    own = pipeline_fields(vectors, stages)
+    names = {f.name for f in own}
+    return pa.schema([f for f in manifest_schema if f.name not in names] + own)
+
+
+def redact_row(row: dict[str, Any], extra_params: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Secrets in URLs (``uri``, messages, string columns) replaced by ``***``, once a row is read.
+
+    ``clip_id`` is kept as it is: it is the clip's identity across runs.
+    """
+    for key, value in row.items():
+        if isinstance(value, str) and key != "clip_id":
+            row[key] = redact(value, extra_params)
+    return row
 
 
 def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -23,35 +23,23 @@ from acoustic_env.audio.rows import (
     is_error,
     mark_error,
     process_rows,
+    redact_row,
     to_table,
 )
 from acoustic_env.config import ExtractConfig
+from acoustic_env.embedders.registry import EmbedderSpec, get
+from acoustic_env.features import STAGES as FEATURE_STAGES
 from acoustic_env.features import cpu_features, feature_metadata
-from acoustic_env.features.reference.indices import INDEX_NAMES
 from acoustic_env.storage import join, write_parquet
 from acoustic_env.table import ERRORS_SCHEMA, metadata_json, now_utc
 
-CPU_STAGES = ("decode", "separate", "indices", "mps")
-
-def embedder_columns(name: str) -> dict[str, int]:
-    """Output columns of an embedder and their widths, known before any model loads."""
-    from acoustic_env.embedders import panns, vggish, yamnet
-
-    cls = {"vggish": vggish.VGGishEmbedder, "yamnet": yamnet.YAMNetEmbedder, "panns": panns.PannsEmbedder}[name]
-    cols = {name: cls.dim}
-    if cls.score_names is not None:
-        cols[f"{name}_scores"] = len(cls.score_names)
-    return cols
+CPU_STAGES = ("decode", *FEATURE_STAGES)
 
 
 def vector_columns(cfg: ExtractConfig) -> dict[str, int]:
-    f = cfg.features
-    cols: dict[str, int] = {}
-    for s in f.signals:
-        cols[f"indices_{s}"] = len(INDEX_NAMES)
-        cols[f"mps_{s}"] = f.mps_n_wf * f.mps_n_wt
+    cols = {c: int(np.prod(m["shape"])) for c, m in feature_metadata(cfg.features).items()}
     for name in cfg.embedders:
-        cols.update(embedder_columns(name))
+        cols.update(get(name).columns())  # from the spec: no model loads on the driver
     return cols
 
 
@@ -68,7 +56,9 @@ def decode_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema) -> pa.T
         row[CPU_PREFIX + "decode"] = time.thread_time() - t0
         return row
 
-    return to_table(process_rows(batch, one, "decode"), schema)
+    # the URI has been read: from here on (later stages, features/, errors/) its secrets are ***
+    rows = [redact_row(r, cfg.redact_query_params) for r in process_rows(batch, one, "decode")]
+    return to_table(rows, schema)
 
 
 class CpuFeatureStage:
@@ -97,15 +87,15 @@ class EmbedderStage:
     clip is retried alone so that one bad clip becomes one error row.
     """
 
-    def __init__(self, name: str, cfg: ExtractConfig, schema: pa.Schema, device: str, weights_id: str):
-        from acoustic_env.embedders import load_embedder
+    def __init__(self, spec: EmbedderSpec, cfg: ExtractConfig, schema: pa.Schema, device: str, weights_id: str):
+        # here, not above: torch is imported in the actors only, never on the driver
+        from acoustic_env.embedders.factory import load_embedder
 
-        self.name = name
         self.schema = schema
         sha = None if weights_id == "random" else weights_id
-        self.embedder = load_embedder(name, device=device, allow_random_weights=weights_id == "random",
+        self.embedder = load_embedder(spec, device=device, allow_random_weights=weights_id == "random",
                                       cache_dir=cfg.weights_cache, sha256=sha)
-        self.stage = f"embed_{name}"
+        self.stage = f"embed_{spec.name}"
 
     def _embed(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
         lengths = np.array([c.size for c in clips])
@@ -177,15 +167,8 @@ def table_metadata(cfg: ExtractConfig, run_id: str, weights: dict[str, str]) -> 
 
     columns = feature_metadata(cfg.features)
     for name in cfg.embedders:
-        from acoustic_env.embedders import panns, yamnet
-
-        scores = {"panns": panns.PannsEmbedder, "yamnet": yamnet.YAMNetEmbedder}.get(name)
-        for col, width in embedder_columns(name).items():
-            is_scores = col.endswith("_scores")
-            columns[col] = {"shape": [width], "source": name, "weights": weights[name],
-                            "pooling": "max over frames" if is_scores else "mean over frames"}
-            if is_scores:
-                columns[col]["names"] = list(scores.score_names)
+        for col, meta in get(name).column_metadata().items():
+            columns[col] = {**meta, "source": name, "weights": weights[name]}
     return {"format_version": 1, "package_version": __version__, "run_id": run_id,
             "sample_rate": cfg.decode.sample_rate, "target_rms": cfg.decode.target_rms,
             "columns": columns, "weights": weights}

@@ -1,7 +1,8 @@
 """The AudioSet ontology and class list, loaded from a path or URL.
 
-Labels arrive as MIDs (``/m/0btp2``) or display names (``Traffic noise, roadway
-noise``); tasks are defined on MIDs, optionally with all their descendants.
+AudioSet labels are MIDs (``/m/0btp2``) or display names (``Traffic noise,
+roadway noise``); an AudioSet task is defined on MIDs, optionally with all their
+descendants, and maps display names to MIDs itself (acoustic_env.audioset.tasks).
 The defaults are the official URLs; a cache keeps a job from fetching them on
 every run, and any fsspec path (local, s3://, https://) can replace them for
 clusters without internet access.
@@ -14,7 +15,7 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import fsspec
@@ -58,8 +59,9 @@ class Ontology:
     names: dict[str, str]
     children: dict[str, tuple[str, ...]]
 
-    @property
+    @cached_property
     def by_name(self) -> dict[str, str]:
+        """Lower-cased display name → MID (built once: tasks look up every display-name label)."""
         return {name.lower(): mid for mid, name in self.names.items()}
 
     def to_mid(self, label: str) -> str:

@@ -1,27 +1,64 @@
-"""Classification tasks defined on the AudioSet ontology.
+"""Classification tasks: which of a manifest's labels make which class.
 
-A task file names each class by MIDs, optionally with all descendants, and says
-whether a clip takes one class (``single_label``: binary or multi-class) or any
-subset (``multi_label``). ``urban_natural`` is built in; any YAML file with the
-same shape defines another task.
+A task names its classes in one of two vocabularies, never both:
+
+* your own label strings (``labels:``), matched exactly as the manifest gives them
+  (UrbanSound8K's ``car_horn``, a field team's ``frogs``); several labels may make
+  one class. Such a task never loads the ontology and never touches the network.
+* AudioSet MIDs or display names (``mids:``), optionally with every class below
+  them (``descendants: true``). A manifest label that is a display name is mapped
+  to its MID here (manifests store labels as given), through the ontology, which
+  is read only when a display name or descendants need it.
+
+A clip a single-label task finds two classes in is **ambiguous**; a clip with no
+labels is **unlabelled**; one whose labels no class claims is **unknown**. None
+of them gets a target, and ``class_counts`` counts each. A label no class claims
+is left out (``unknown_labels: skip``, the default) or stops the job with one line
+naming it (``error``, for a closed label set); it is never guessed.
+
+``urban_natural`` is built in; ``labels:urban,natural`` is an inline single-label
+task whose classes are those labels; any YAML file of this shape defines another::
+
+    name: urban_natural          # default: the file name
+    kind: single_label           # or multi_label
+    unknown_labels: skip         # or error
+    classes:
+      urban: {labels: [car_horn, siren, street_music]}
+      natural: {labels: [birds, rain]}
+
+``classes: [urban, natural]`` is short for classes that are their own label.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
+import pyarrow as pa
 import yaml
 
-from acoustic_env.audioset.ontology import Ontology, OntologyError, is_mid
+from acoustic_env.audioset.ontology import (
+    ONTOLOGY_URL,
+    Ontology,
+    OntologyError,
+    is_mid,
+    load_ontology,
+)
 
 KINDS = ("single_label", "multi_label")
+UNKNOWN_LABELS = ("skip", "error")
+INLINE_PREFIX = "labels:"
+#: Keys of ``Task.summarize`` beside the class names: a class may not be called so.
+COUNTS = ("unlabelled", "unknown", "ambiguous")
+_KEYS = ("name", "description", "kind", "unknown_labels", "classes")
 
 
 class TaskError(ValueError):
-    """A task file is malformed or names unknown classes."""
+    """A task is malformed, names unknown classes, or meets a label it may not skip."""
 
 
 @dataclass(frozen=True)
@@ -29,17 +66,46 @@ class Task:
     name: str
     kind: str
     class_names: tuple[str, ...]
-    class_mids: tuple[frozenset[str], ...]  # after descendant expansion
-    definition: dict  # the file as written, kept in artifacts for provenance
+    class_labels: tuple[frozenset[str], ...]  # what each class claims: label strings, or MIDs after expansion
+    definition: dict  # the task as written, kept in artifacts for provenance
+    unknown_labels: str = "skip"
+    audioset: bool = False  # classes are MIDs: a display-name label is mapped to its MID first
+    ontology: str | None = None  # where display names are looked up (None: the official URL)
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    @cached_property
+    def _claimed(self) -> frozenset[str]:
+        return frozenset().union(*self.class_labels)
+
+    def _key(self, label: str) -> str:
+        """The label in the classes' terms: an AudioSet display name becomes its MID, anything else stays."""
+        if not self.audioset or is_mid(label):
+            return label
+        try:
+            names = load_ontology(self.ontology or ONTOLOGY_URL).by_name
+        except OntologyError as exc:
+            raise TaskError(f"task {self.name}: label {label!r} is not a MID, and mapping AudioSet names needs the "
+                            f"ontology ({exc}); for your own labels use a plain-label task "
+                            "(classes with labels:, or --task labels:a,b)") from None
+        return names.get(label.strip().lower(), label)
+
+    def claims(self, labels: Iterable[str]) -> tuple[list[int], list[str]]:
+        """The classes a clip's labels claim, and the labels no class claims."""
+        keys = {label: self._key(label) for label in labels}
+        found = set(keys.values())
+        hits = [i for i, own in enumerate(self.class_labels) if not own.isdisjoint(found)]
+        return hits, [label for label, key in keys.items() if key not in self._claimed]
+
     def memberships(self, labels: Iterable[str]) -> list[int]:
-        """Indices of the classes whose MID sets intersect the clip's labels."""
-        label_set = set(labels)
-        return [i for i, mids in enumerate(self.class_mids) if mids & label_set]
+        """Indices of the classes the clip's labels claim (``unknown_labels: error``: an unclaimed label stops)."""
+        hits, unclaimed = self.claims(labels)
+        if unclaimed and self.unknown_labels == "error":
+            raise TaskError(f"task.unknown_labels: label {unclaimed[0]!r} is claimed by no class of task "
+                            f"{self.name!r}; add it to a class, or set unknown_labels: skip")
+        return hits
 
     def assign(self, labels: Iterable[str]) -> int | None:
         """Single-label target: the one class present, else None (no class, or ambiguous)."""
@@ -51,66 +117,146 @@ class Task:
         hits = set(self.memberships(labels))
         return [int(i in hits) for i in range(self.n_classes)]
 
-    def summarize(self, label_lists: Sequence[Sequence[str]]) -> dict[str, int]:
-        """Counts per class, plus clips with no class and (single-label) ambiguous clips."""
-        counts = {name: 0 for name in self.class_names}
-        none = ambiguous = 0
-        for labels in label_lists:
-            hits = self.memberships(labels)
-            for i in hits:
-                counts[self.class_names[i]] += 1
-            none += not hits
-            ambiguous += len(hits) > 1
-        return {**counts, "none": none, "ambiguous": ambiguous}
+    def summarize(self, label_lists: Sequence[Sequence[str] | None]) -> dict[str, int]:
+        """Clips per class, then the ``COUNTS``: flat, for run records."""
+        counts = class_counts(self, label_lists)
+        return {**counts["classes"], **{k: counts[k] for k in COUNTS}}
+
+
+def class_counts(task: Task, labels_column: pa.Array | pa.ChunkedArray | Sequence[Sequence[str] | None]
+                 ) -> dict[str, Any]:
+    """What a task makes of a manifest's labels column, counted in full (never stopping at an unknown label).
+
+    ``classes``: clips each class claims (an ambiguous clip counts for each of its
+    classes); ``unlabelled``, ``unknown``, ``ambiguous``: see the module docstring;
+    ``unknown_labels``: clips per label no class claims, most frequent first.
+    """
+    rows = labels_column.to_pylist() if isinstance(labels_column, (pa.Array, pa.ChunkedArray)) else labels_column
+    per_class = [0] * task.n_classes
+    unlabelled = unknown = ambiguous = 0
+    unclaimed: Counter[str] = Counter()
+    for labels in rows:
+        labels = labels or []
+        hits, left_out = task.claims(labels)
+        for i in hits:
+            per_class[i] += 1
+        unclaimed.update(left_out)
+        unlabelled += not labels
+        unknown += bool(labels) and not hits
+        ambiguous += task.kind == "single_label" and len(hits) > 1
+    return {"clips": len(rows), "classes": dict(zip(task.class_names, per_class)), "unlabelled": unlabelled,
+            "unknown": unknown, "ambiguous": ambiguous, "unknown_labels": dict(unclaimed.most_common())}
 
 
 def builtin_tasks() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("acoustic_env.audioset").joinpath("task_files").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("acoustic_env.audioset").joinpath("task_files").iterdir()
+                  if p.name.endswith(".yaml"))
 
 
 def _read_definition(name_or_path: str) -> dict:
+    if name_or_path.startswith(INLINE_PREFIX):
+        return {"name": name_or_path, "kind": "single_label",
+                "classes": [c.strip() for c in name_or_path[len(INLINE_PREFIX):].split(",") if c.strip()]}
     if name_or_path in builtin_tasks():
         text = resources.files("acoustic_env.audioset").joinpath("task_files", f"{name_or_path}.yaml").read_text()
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise TaskError(f"task: {name_or_path!r} is neither a built-in task ({', '.join(builtin_tasks())}) nor a file")
+            raise TaskError(f"task: {name_or_path!r} is neither a built-in task ({', '.join(builtin_tasks())}), "
+                            f"an inline {INLINE_PREFIX}a,b task, nor a file")
         text = path.read_text()
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TaskError(f"task: cannot parse {name_or_path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise TaskError(f"task: {name_or_path} must be a mapping")
     return data
 
 
-def load_task(name_or_path: str = "urban_natural", ontology: Ontology | None = None) -> Task:
-    """Load a task; the ontology is only needed for display names or descendants."""
+def load_task(name_or_path: str = "urban_natural", ontology: str | None = None) -> Task:
+    """A built-in task, a task file, or an inline ``labels:a,b`` task.
+
+    ``ontology``: ontology.json path or URL for AudioSet tasks (default: the official
+    URL), read only when display names or descendants need it.
+    """
     return task_from_definition(_read_definition(name_or_path), ontology, Path(name_or_path).stem)
 
 
-def task_from_definition(data: dict, ontology: Ontology | None = None, default_name: str = "task") -> Task:
+def _label_list(value: Any, where: str) -> list[str]:
+    ok = isinstance(value, list) and value and all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                   and str(v).strip() for v in value)
+    if not ok:
+        raise TaskError(f"{where}: must be a non-empty list of label strings, got {value!r}")
+    return [str(v).strip() for v in value]
+
+
+def _class_specs(classes: Any) -> list[tuple[str, dict]]:
+    """(name, spec) per class; the list form makes each label a class of its own."""
+    if isinstance(classes, list):
+        names = _label_list(classes, "task.classes")
+        if len(set(names)) < len(names):
+            raise TaskError(f"task.classes: a class is listed twice in {names}")
+        return [(n, {"labels": [n]}) for n in names]
+    if not isinstance(classes, dict):
+        raise TaskError(f"task.classes: must be a mapping of class name to {{labels: [...]}} or {{mids: [...]}}, "
+                        f"or a list of labels, got {classes!r}")
+    specs = []
+    for cname, spec in classes.items():
+        where = f"task.classes.{cname}"
+        if not isinstance(spec, dict):
+            raise TaskError(f"{where}: must be a mapping such as {{labels: [a, b]}} or {{mids: ['/m/..']}}, got {spec!r}")
+        extra = sorted(set(spec) - {"labels", "mids", "descendants"})
+        if extra:
+            raise TaskError(f"{where}: unknown key(s) {extra} (known: labels, mids, descendants)")
+        if ("labels" in spec) == ("mids" in spec):
+            raise TaskError(f"{where}: give exactly one of labels (your own label strings) or mids (AudioSet)")
+        if "descendants" in spec and ("labels" in spec or not isinstance(spec["descendants"], bool)):
+            raise TaskError(f"{where}.descendants: must be true or false, and only AudioSet classes (mids) have it")
+        specs.append((str(cname), spec))
+    return specs
+
+
+def task_from_definition(data: dict, ontology: str | None = None, default_name: str = "task") -> Task:
     """Build a task from its parsed definition (a task file, or the copy a model artifact keeps)."""
+    extra = sorted(set(data) - set(_KEYS))
+    if extra:
+        raise TaskError(f"task: unknown key(s) {extra} (known: {', '.join(_KEYS)})")
     kind = data.get("kind", "single_label")
     if kind not in KINDS:
         raise TaskError(f"task.kind: must be one of {KINDS}, got {kind!r}")
-    classes = data.get("classes")
-    if not isinstance(classes, dict) or len(classes) < 2 and kind == "single_label" or not classes:
+    policy = data.get("unknown_labels", "skip")
+    if policy not in UNKNOWN_LABELS:
+        raise TaskError(f"task.unknown_labels: must be one of {UNKNOWN_LABELS}, got {policy!r}")
+    specs = _class_specs(data.get("classes"))
+    if len(specs) < (2 if kind == "single_label" else 1):
         raise TaskError("task.classes: a single-label task needs at least two classes, a multi-label task at least one")
-    names, mid_sets = [], []
-    for cname, spec in classes.items():
-        spec = spec or {}
-        labels = spec.get("mids") or []
-        if not labels:
-            raise TaskError(f"task.classes.{cname}.mids: must list at least one MID or class name")
-        needs_ontology = spec.get("descendants", False) or not all(is_mid(m) for m in labels)
-        if needs_ontology and ontology is None:
-            raise TaskError(f"task.classes.{cname}: needs the AudioSet ontology (display names or descendants); pass --ontology")
-        try:
-            mids = {ontology.to_mid(m) for m in labels} if ontology else set(labels)
-        except OntologyError as exc:
-            raise TaskError(f"task.classes.{cname}.mids: {exc}") from None
-        if spec.get("descendants", False):
-            mids = set().union(*(ontology.descendants(m) for m in mids))
-        names.append(str(cname))
-        mid_sets.append(frozenset(mids))
-    return Task(name=str(data.get("name", default_name)), kind=kind,
-                class_names=tuple(names), class_mids=tuple(mid_sets), definition=data)
+    reserved = [n for n, _ in specs if n in COUNTS]
+    if reserved:
+        raise TaskError(f"task.classes.{reserved[0]}: the name is kept for the counts ({', '.join(COUNTS)}); "
+                        "rename the class (its labels may keep the word)")
+    audioset = {"mids" in spec for _, spec in specs}
+    if len(audioset) > 1:
+        raise TaskError("task.classes: every class must use labels (your own) or every class mids (AudioSet), not both")
+    is_audioset = audioset.pop()
+    sets = [_audioset_class(n, spec, ontology) if is_audioset
+            else frozenset(_label_list(spec["labels"], f"task.classes.{n}.labels")) for n, spec in specs]
+    return Task(name=str(data.get("name", default_name)), kind=kind, class_names=tuple(n for n, _ in specs),
+                class_labels=tuple(sets), definition=data, unknown_labels=policy, audioset=is_audioset,
+                ontology=ontology)
+
+
+def _audioset_class(cname: str, spec: dict, ontology: str | None) -> frozenset[str]:
+    """A class's MIDs: display names mapped, descendants added (the ontology is read only for those)."""
+    labels = _label_list(spec["mids"], f"task.classes.{cname}.mids")
+    descendants = spec.get("descendants", False)
+    if not descendants and all(is_mid(m) for m in labels):
+        return frozenset(labels)
+    onto: Ontology = load_ontology(ontology or ONTOLOGY_URL)
+    try:
+        mids = {onto.to_mid(m) for m in labels}
+    except OntologyError as exc:
+        raise TaskError(f"task.classes.{cname}.mids: {exc}") from None
+    if descendants:
+        mids = set().union(*(onto.descendants(m) for m in mids))
+    return frozenset(mids)

@@ -1,8 +1,9 @@
 """``acoustic-env models list|fetch|convert``: the functions, and their argparse wiring.
 
 The project's command calls :func:`add_models_parser` on its sub-parsers; each handler
-returns an exit status. Failures raise :class:`~.weights.WeightsError` with a one-line
-message for the command to print.
+returns an exit status. Failures raise :class:`~acoustic_env.errors.WeightsError` with a
+one-line message for the command to print. The weights code is imported when a command
+runs, never when the parser is built, so that ``acoustic-env --help`` stays free of torch.
 """
 
 from __future__ import annotations
@@ -11,39 +12,40 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from acoustic_env.embedders.weights import (
-    REGISTRY,
-    WeightsError,
-    fetch,
-    resolve_cache_dir,
-    status,
-)
-
-#: What ``models fetch`` gets when no name is given: the files with a direct download.
-DOWNLOADABLE = tuple(name for name, spec in REGISTRY.items() if not spec.converted)
+from acoustic_env.config import ExtractConfig, flag_help
+from acoustic_env.errors import WeightsError
 
 
-def _specs(names: Sequence[str] | None, default: Sequence[str]) -> list[Any]:
-    chosen = list(names) if names else list(default)
-    unknown = [n for n in chosen if n not in REGISTRY]
+def _specs(names: Sequence[str] | None, default: Sequence[str] | None = None) -> list[Any]:
+    """The registry entries named (default: ``default``, else every file with a direct download)."""
+    from acoustic_env.embedders.registry import weight_files
+
+    files = weight_files()
+    chosen = list(names or default or [n for n, spec in files.items() if not spec.converted])
+    unknown = [n for n in chosen if n not in files]
     if unknown:
-        raise WeightsError(f"unknown model(s) {unknown}; known: {sorted(REGISTRY)}")
-    return [REGISTRY[n] for n in chosen]
+        raise WeightsError(f"unknown model(s) {unknown}; known: {sorted(files)}")
+    return [files[n] for n in chosen]
 
 
 def models_list(cache_dir: str | None = None, verify: bool = True) -> list[dict[str, Any]]:
     """One row per registry entry: file, cache path, status (missing/ok/unverified/bad), hash."""
-    return [status(spec, cache_dir, verify) for spec in REGISTRY.values()]
+    from acoustic_env.embedders.registry import weight_files
+    from acoustic_env.embedders.weights import status
+
+    return [status(spec, cache_dir, verify) for spec in weight_files().values()]
 
 
 def models_fetch(names: Sequence[str] | None = None, cache_dir: str | None = None,
                  source: str | None = None) -> list[dict[str, Any]]:
     """Download (or copy from ``source``, a mirror directory/URL) into the cache, checked.
 
-    Without names, fetches :data:`DOWNLOADABLE`. ``vggish``/``yamnet`` need ``source``
-    (a mirror holding converted files and their sidecars) or ``models convert``.
+    Without names, fetches every file with a direct download. ``vggish``/``yamnet`` need
+    ``source`` (a mirror holding converted files and their sidecars) or ``models convert``.
     """
-    return [fetch(spec, cache_dir, source) for spec in _specs(names, DOWNLOADABLE)]
+    from acoustic_env.embedders.weights import fetch
+
+    return [fetch(spec, cache_dir, source) for spec in _specs(names)]
 
 
 def models_convert(names: Sequence[str] | None = None, cache_dir: str | None = None,
@@ -71,14 +73,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    rows = models_list(args.cache_dir, verify=not args.no_verify)
-    print(f"model cache: {resolve_cache_dir(args.cache_dir)}")
+    from acoustic_env.embedders.weights import resolve_cache_dir
+
+    rows = models_list(args.weights_cache, verify=not args.no_verify)
+    print(f"model cache: {resolve_cache_dir(args.weights_cache)}")
     print(format_table(rows))
     return 1 if any(r["status"] == "bad" for r in rows) else 0
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    for r in models_fetch(args.names, args.cache_dir, args.source):
+    for r in models_fetch(args.names, args.weights_cache, args.source):
         state = "already present" if r["already_present"] else f"fetched from {r['source']}"
         print(f"{r['name']}: {state} -> {r['path']} (sha256 {r['sha256']})")
     return 0
@@ -87,7 +91,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     handles = {name: handle for name, handle in (("vggish", args.vggish_handle),
                                                  ("yamnet", args.yamnet_handle)) if handle}
-    for r in models_convert(args.names, args.cache_dir, handles):
+    for r in models_convert(args.names, args.weights_cache, handles):
         print(f"{r['name']}: wrote {r['path']} (sha256 {r['sha256']}, "
               f"max |torch - TF| {r['max_abs_diff_vs_tf']})")
     return 0
@@ -97,24 +101,23 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``models list|fetch|convert`` to an ``add_subparsers()`` object."""
     models = subparsers.add_parser("models", help="list, fetch or convert pretrained weights")
     sub = models.add_subparsers(dest="models_command", required=True)
-    cache_help = ("model cache directory or URL "
-                  "(default $ACOUSTIC_ENV_MODEL_CACHE or ~/.cache/acoustic-env/models)")
+    cache_help = flag_help(ExtractConfig, "weights_cache")  # the same option as extract's
 
     p = sub.add_parser("list", help="show which weights are in the cache and whether they check out")
-    p.add_argument("--cache-dir", help=cache_help)
+    p.add_argument("--weights-cache", help=cache_help)
     p.add_argument("--no-verify", action="store_true", help="do not hash the files")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("fetch", help="download weights into the cache, checking their SHA-256")
-    p.add_argument("names", nargs="*", help=f"registry names (default: {' '.join(DOWNLOADABLE)})")
-    p.add_argument("--cache-dir", help=cache_help)
+    p.add_argument("names", nargs="*", help="registry names (default: every file with a direct download)")
+    p.add_argument("--weights-cache", help=cache_help)
     p.add_argument("--source", help="mirror directory or URL (file://, s3://, https://) holding the files")
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("convert",
                        help="build VGGish/YAMNet PyTorch weights from TF-Hub (needs the convert extra)")
     p.add_argument("names", nargs="*", help="vggish and/or yamnet (default both)")
-    p.add_argument("--cache-dir", help=cache_help)
+    p.add_argument("--weights-cache", help=cache_help)
     p.add_argument("--vggish-handle", help="TF-Hub handle or SavedModel directory for VGGish")
     p.add_argument("--yamnet-handle", help="TF-Hub handle or SavedModel directory for YAMNet")
     p.set_defaults(func=_cmd_convert)

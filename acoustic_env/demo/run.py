@@ -1,24 +1,61 @@
 """`acoustic-env demo`: the whole product on generated data, offline, on one machine.
 
 Generates labelled synthetic soundscapes (a known share of labels flipped and a
-few deliberately broken files, see ``synth.generate_demo``), runs the extract
-job on them with local Ray and local disk, trains the environment classifier
-(a small search) and writes its report, then audits the labels and scores the
-audit against the generator's truth.
+few deliberately broken files, see ``synth.generate_demo``), then runs the jobs
+through the public API exactly as a notebook would: extract on local Ray and
+local disk, train the environment classifier (a small search) with its report,
+audit the labels, and score the audit against the generator's truth.
+
+Pretrained weights cannot be assumed offline, so the demo runs the embedders with
+explicit random weights (recorded as ``random``) unless the model cache holds the
+real checkpoints; ``read_features`` leaves random-weight columns out of training and
+the audit by default, and the demo says so.
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
-from acoustic_env.config import EMBEDDERS, extract_config_from_dict
-from acoustic_env.demo.audit import run_audit_demo
+from acoustic_env import api
+from acoustic_env.config import EMBEDDERS
 from acoustic_env.demo.synth import generate_demo
-from acoustic_env.demo.train import run_train_demo
-from acoustic_env.extract import extract
+from acoustic_env.jobs.audit.job import summary_lines as audit_lines
+from acoustic_env.jobs.audit.server import verdicts_uri
+from acoustic_env.jobs.train.job import summary_lines as train_lines
+from acoustic_env.storage import read_part
 
 DEMO_LABEL_NOISE = 0.1
+DEMO_SEARCH = {"trials": 4, "time_budget_s": 240.0, "max_rounds": 12, "grace_rounds": 3, "patience": 4,
+               "shap_samples": 40}
+DEMO_REVIEW = {"review_top": 20, "random_sample": 20}
+
+
+def score_against_truth(flagged: set[str], audited: set[str], truth_csv: Path) -> dict[str, Any]:
+    """Precision and recall of the flags, and the true share of flipped labels among the audited clips."""
+    with Path(truth_csv).open(newline="", encoding="utf-8") as fh:
+        flipped = {r["clip_id"] for r in csv.DictReader(fh) if r["flipped"] == "1" and r["clip_id"] in audited}
+    hits = len(flagged & flipped)
+    return {"precision": hits / len(flagged) if flagged else 1.0, "recall": hits / len(flipped) if flipped else 1.0,
+            "true_wrong_share": len(flipped) / len(audited) if audited else 0.0, "n_flipped": len(flipped)}
+
+
+def audit_against_truth(features: str, truth_csv: Path, output: Path) -> dict[str, Any]:
+    """Audit the labels with the defaults, print what it found and how it compares with the truth."""
+    result = api.audit(features, str(output), **DEMO_REVIEW)
+    table = read_part(result.table, columns=["clip_id", "flagged"])
+    ids = table["clip_id"].to_pylist()
+    flagged = {c for c, f in zip(ids, table["flagged"].to_pylist()) if f}
+    score = score_against_truth(flagged, set(ids), truth_csv)
+    print("\n".join(audit_lines(result.record)))
+    print(f"  against the generator's truth: {score['n_flipped']} labels were flipped; precision "
+          f"{score['precision']:.2f}, recall {score['recall']:.2f}; estimated share of wrong labels "
+          f"{result.estimated_wrong_share:.1%} (true {score['true_wrong_share']:.1%})")
+    print(f"  serve the review page: acoustic-env audit-review --audit {output} --serve "
+          f"(verdicts go to {verdicts_uri(str(output))})")
+    return {**score, "estimated_wrong_share": result.estimated_wrong_share, "n_audited": result.audited,
+            "n_flagged": result.flagged, "output": str(output), "review": result.review, "summary": result.record}
 
 
 def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float = 10.0,
@@ -32,22 +69,18 @@ def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float 
                              label_noise=DEMO_LABEL_NOISE)
         marker.touch()
         print(f"  {demo.n_good} good clips, {demo.n_broken} deliberately broken, {demo.n_flipped} labels flipped")
-    features: dict[str, Any] = {"impl": features_impl} if features_impl else {}
-    # Pretrained weights cannot be assumed offline: the demo runs the three embedders with
-    # explicit random weights (recorded as "random" in the run record and the table metadata)
-    # unless the model cache holds the real checkpoints (`acoustic-env models fetch`).
-    cfg = extract_config_from_dict({
-        "manifest": str(data_dir / "clips.csv"), "audio_root": str(data_dir / "audio"),
-        "output": str(output / "extract"), "progress": progress, "features": features,
-        "embedders": list(EMBEDDERS), "allow_random_weights": True,
-    })
-    record = extract(cfg)
-    c = record["counts"]
+    features = str(output / "extract")
+    run = api.extract(str(data_dir / "clips.csv"), features, audio_root=str(data_dir / "audio"), progress=progress,
+                      features={"impl": features_impl} if features_impl else {},
+                      embedders=list(EMBEDDERS), allow_random_weights=True)
+    c = run.counts
     print(f"extract: {c['ok']} clips in features/, {c['errors_in_output']} in errors/ "
-          f"({', '.join(f'{k}={v}' for k, v in sorted(record['error_types'].items())) or 'none this run'}), "
-          f"{c['skipped']} already done; {record['wall_s']:.1f} s")
-    print(f"  output: {output / 'extract'}  (features/, errors/, runs/{record['run_id']}.json)")
-    print("  embedder weights: " + ", ".join(f"{k}={v[:12]}" for k, v in record["weights"].items()))
-    train = run_train_demo(str(output / "extract"), output / "train")
-    audit = run_audit_demo(str(output / "extract"), data_dir / "truth.csv", output / "audit")
-    return {"extract": record, "train": train, "audit": audit}
+          f"({', '.join(f'{k}={v}' for k, v in sorted(run.error_types.items())) or 'none this run'}), "
+          f"{c['skipped']} already done; {run.record['wall_s']:.1f} s")
+    print(f"  output: {features}  (features/, errors/, runs/{run.run_id}.json)")
+    print("  embedder weights: " + ", ".join(f"{k}={v[:12]}" for k, v in run.record["weights"].items()))
+    print(f"training: {DEMO_SEARCH['trials']} search trials, at most {DEMO_SEARCH['time_budget_s']:.0f} s ...")
+    trained = api.train(features, str(output / "train"), seed=seed, progress=False, **DEMO_SEARCH)
+    print("\n".join(train_lines(trained.record)))
+    audit = audit_against_truth(features, data_dir / "truth.csv", output / "audit")
+    return {"extract": run.record, "train": trained.record, "audit": audit}

@@ -13,12 +13,12 @@ import numpy as np
 import pyarrow as pa
 
 from acoustic_env.config import FeatureParams
+from acoustic_env.embedders import registry
 from acoustic_env.features import feature_metadata
 from acoustic_env.storage import join, write_parquet
 from acoustic_env.table import metadata_json, vector_type
 
 URBAN, NATURAL = "/t/dd00128", "/t/dd00129"
-EMBEDDER_DIMS = {"vggish": 128, "yamnet": 1024, "panns": 2048}
 
 
 def synthetic_table(n_rows: int, class_mids: tuple[str, ...] = (URBAN, NATURAL), multi_label: bool = False,
@@ -38,7 +38,7 @@ def synthetic_table(n_rows: int, class_mids: tuple[str, ...] = (URBAN, NATURAL),
             "columns": feature_metadata(params), "weights": {e: "random" for e in embedders}}
     dims = {f"{kind}_{s}": d for kind, d in (("indices", 60), ("mps", params.mps_n_wf * params.mps_n_wt))
             for s in params.signals}
-    dims.update({e: EMBEDDER_DIMS[e] for e in embedders})
+    dims.update({e: registry.get(e).dim for e in embedders})
     columns: dict[str, pa.Array] = {
         "clip_id": pa.array([f"clip{i:07d}" for i in range(n_rows)]),
         "labels": pa.array(labels, pa.list_(pa.string())),

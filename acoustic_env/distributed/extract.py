@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +29,8 @@ from acoustic_env.audio.stages import (
     write_batch,
 )
 from acoustic_env.config import ExtractConfig
-
-# Host memory per embedder actor, as Ray Data's memory detector measured it on the demo
-# (16 ten-second clips a batch, CPU): reserving it keeps Ray from packing more actors
-# onto a node than its memory holds.
-EMBED_MEMORY = {"vggish": 1.4 * 2**30, "yamnet": 0.9 * 2**30, "panns": 1.8 * 2**30}
-
+from acoustic_env.distributed.session import start_ray
+from acoustic_env.embedders.registry import get
 
 
 @dataclass(frozen=True)
@@ -56,8 +51,8 @@ class Resources:
     embed_actors: int
 
 
-def plan_resources(cluster: dict[str, float], n_embedders: int = 0, accelerator: str = "GPU",
-                   device: str = "auto") -> Resources:
+def plan_extract_resources(cluster: dict[str, float], n_embedders: int = 0, accelerator: str = "GPU",
+                           device: str = "auto") -> Resources:
     """Size the pools from the cluster's resources, leaving room for the feeding tasks."""
     cpus = float(cluster.get("CPU", 1.0))
     accelerators = float(cluster.get(accelerator, 0.0))
@@ -84,17 +79,6 @@ def plan_resources(cluster: dict[str, float], n_embedders: int = 0, accelerator:
 
 # --- the job ---
 
-def _init_ray(address: str | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=True,
-             include_dashboard=False if not (address or os.environ.get("RAY_ADDRESS")) else None,
-             ignore_reinit_error=True)
-
-
 def _blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
     return [table.slice(i, rows_per_block) for i in range(0, table.num_rows, rows_per_block)] or [table]
 
@@ -105,11 +89,8 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
     import ray
     import ray.data
 
-    _init_ray(cfg.ray_address)
-    res = plan_resources(ray.cluster_resources(), len(cfg.embedders), cfg.accelerator_resource, cfg.device)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = cfg.progress
-    ctx.verbose_progress = False
+    cluster = start_ray(cfg.ray_address, cfg.progress)
+    res = plan_extract_resources(cluster, len(cfg.embedders), cfg.accelerator_resource, cfg.device)
     all_stages = stages(cfg)
     schema = row_schema(todo.schema, vector_columns(cfg), all_stages)
     bs = cfg.batch_size
@@ -126,10 +107,11 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
         # one subclass per embedder, so that Ray's progress output names each operator
         stage_cls = type(f"Embed{name.capitalize()}", (EmbedderStage,), {})
         ds = ds.map_batches(stage_cls, batch_format="pyarrow", batch_size=cfg.embed_batch_size,
-                            num_cpus=res.embed_resources["num_cpus"], memory=EMBED_MEMORY[name],
+                            num_cpus=res.embed_resources["num_cpus"], memory=get(name).memory,
                             num_gpus=extra.pop("GPU", None), resources=extra or None,
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.embed_actors),
-                            fn_constructor_kwargs={"name": name, "cfg": cfg, "schema": schema,
+                            # the spec itself, so an embedder registered only in the driver loads too
+                            fn_constructor_kwargs={"spec": get(name), "cfg": cfg, "schema": schema,
                                                    "device": torch_device, "weights_id": weights[name]})
     ds = ds.map_batches(write_batch, batch_format="pyarrow", batch_size=cfg.write_batch_size,
                         num_cpus=res.task_cpus,

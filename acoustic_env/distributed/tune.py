@@ -27,12 +27,12 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, build_model, fit
 
-log = logging.getLogger("acoustic_env.train")
+log = logging.getLogger("acoustic_env.jobs.train")
 
 METRIC = "best_val_score"
 CHECKPOINT_FILE = "model.pt"
@@ -158,8 +158,14 @@ class SearchResult:
     trials: list[dict[str, Any]]
 
 
-def plan_resources(cluster: dict[str, float], workers: int, max_concurrent: int, device: str) -> tuple[int, float, bool]:
-    """(concurrent trials, CPUs per worker, use GPU) from the cluster's resources.
+class TrialPlan(NamedTuple):
+    concurrent: int  # trials in flight at once
+    worker_cpus: float  # CPUs of each Ray Train worker
+    use_gpu: bool
+
+
+def plan_trials(cluster: dict[str, float], workers: int, max_concurrent: int, device: str) -> TrialPlan:
+    """How many trials run at once and what each worker gets, from the cluster's resources.
 
     Each concurrent trial gets ``workers`` workers; CPUs are shared out so the
     trials in flight never need more than the cluster has (minus the drivers'
@@ -174,12 +180,22 @@ def plan_resources(cluster: dict[str, float], workers: int, max_concurrent: int,
     per_worker = min(1.0, (cpus - 0.05 * concurrent) / (concurrent * workers))
     if per_worker <= 0:
         concurrent, per_worker = 1, max(0.1, (cpus - 0.05) / workers)
-    return concurrent, round(per_worker, 2), use_gpu
+    return TrialPlan(concurrent, round(per_worker, 2), use_gpu)
 
 
-def tune_search(data: list, setup: Setup, trials: int, time_budget_s: float, concurrent: int,
+def _shared(data: dict[str, Any]) -> list:
+    """The arrays in the object store once, as a list so that Ray hands the reference on instead of resolving it."""
+    import ray
+
+    return [ray.put(data)]
+
+
+def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: float, concurrent: int,
                 grace_rounds: int) -> SearchResult:
-    """Run the Bayesian search; return the best trial's parameters and best checkpoint."""
+    """Run the Bayesian search on ``data`` (x_train, y_train, x_val, y_val).
+
+    Returns the best trial's parameters and best checkpoint.
+    """
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -192,7 +208,7 @@ def tune_search(data: list, setup: Setup, trials: int, time_budget_s: float, con
     # of being stopped by the scheduler while it writes its last report.
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=setup.schedule.max_rounds + 1,
                               grace_period=grace_rounds, reduction_factor=3)
-    trainable = tune.with_resources(tune.with_parameters(trial_driver, data=data, setup=setup), {"CPU": 0.01})
+    trainable = tune.with_resources(tune.with_parameters(trial_driver, data=_shared(data), setup=setup), {"CPU": 0.01})
     tuner = tune.Tuner(
         trainable, param_space=search_space(),
         tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
@@ -222,9 +238,9 @@ def tune_search(data: list, setup: Setup, trials: int, time_budget_s: float, con
                         trials=sorted(rows, key=lambda r: -r[METRIC]))
 
 
-def single_run(data: list, setup: Setup, params: dict[str, Any]) -> SearchResult:
+def single_run(data: dict[str, Any], setup: Setup, params: dict[str, Any]) -> SearchResult:
     """One TorchTrainer run with fixed parameters (the search turned off)."""
-    result = _trainer(params, data, setup, "single", []).fit()
+    result = _trainer(params, _shared(data), setup, "single", []).fit()
     if result.checkpoint is None:
         raise RuntimeError("the training run reported no checkpoint")
     score = float(result.metrics.get(METRIC, math.nan))

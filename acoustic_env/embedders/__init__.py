@@ -2,16 +2,23 @@
 
 Usage::
 
+    from acoustic_env.embedders.factory import load_embedder
+
     emb = load_embedder("panns", device="cuda")   # weights from the checked model cache
     out = emb.embed(batch, lengths)               # {"panns": [n, 2048], "panns_scores": [n, 527]}
 
-All three are PyTorch modules so that GPU actors share one runtime. Weights are verified
-by SHA-256 before use; see :mod:`.weights` and ``acoustic-env models`` (:mod:`.cli`).
+An embedder is one model module plus one registered spec (:mod:`.registry`); this package
+imports only the registry, so reading specs never loads torch. All three built-in models
+are PyTorch modules so that GPU actors share one runtime. Weights are verified by SHA-256
+before use; see :mod:`.weights` and ``acoustic-env models``.
 """
 
-from acoustic_env.embedders.base import Embedder
-from acoustic_env.embedders.factory import EMBEDDERS, frame_count, load_embedder
-from acoustic_env.embedders.weights import REGISTRY, WeightsError, WeightsSpec
+from acoustic_env.embedders.registry import (
+    EmbedderSpec,
+    WeightsSpec,
+    get,
+    names,
+    register,
+)
 
-__all__ = ["EMBEDDERS", "REGISTRY", "Embedder", "WeightsError", "WeightsSpec", "frame_count",
-           "load_embedder"]
+__all__ = ["EmbedderSpec", "WeightsSpec", "get", "names", "register"]

@@ -7,7 +7,8 @@ embedder works on each clip's valid samples only, so a clip gets the same vector
 it was batched with. Clips shorter than a model's minimum input are zero-padded at the end
 to that minimum (each model documents its minimum).
 
-Pooling frames to a clip: embeddings are averaged over frames (the usual clip summary of
+Pooling frames to a clip (what :class:`PatchEmbedder` does, and the default pooling a
+spec states): embeddings are averaged over frames (the usual clip summary of
 frame embeddings, as HEAR's scene embeddings do); class scores take the maximum over
 frames, the standard clip-level tagging rule (a sound present in one second is present in
 the clip). No standard deviation over frames is added: it would double every column's
@@ -24,29 +25,29 @@ from typing import Any
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
+from acoustic_env.embedders.registry import EmbedderSpec
+
 PRECISIONS = ("fp32", "bf16")
 
 
 class Embedder(ABC):
     """A pretrained audio model that maps clips to clip-level vectors.
 
+    Each subclass sets ``spec``, its registered :class:`~.registry.EmbedderSpec`: the
+    name, widths, class names and pooling it reports all come from there, so the feature
+    table's schema and metadata (written from the spec before any model loads) and the
+    model agree.
+
     Attributes:
-        name: column name of the embedding, also the model's registry name.
-        sample_rate: input rate in Hz (16 000 for all three models).
-        dim: embedding width.
-        output_columns: output column name → per-clip shape.
         weights_id: SHA-256 of the checkpoint file, or ``"random"``.
-        score_names: class names of the ``<name>_scores`` column, if the model has one.
+        max_batch: most frames or clips per forward pass (default: the spec's for a CPU).
     """
 
-    name: str
-    dim: int
-    sample_rate: int = SAMPLE_RATE
-    score_names: tuple[str, ...] | None = None
+    spec: EmbedderSpec
 
     def __init__(self, model: torch.nn.Module, weights_id: str, device: str = "cpu",
-                 precision: str = "fp32", max_batch: int = 64) -> None:
+                 precision: str = "fp32", max_batch: int | None = None) -> None:
+        max_batch = self.spec.max_batch_cpu if max_batch is None else max_batch
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.device = torch.device(device)
@@ -60,12 +61,27 @@ class Embedder(ABC):
         self.max_batch = max_batch
 
     @property
+    def name(self) -> str:
+        """Column name of the embedding, also the registered name."""
+        return self.spec.name
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    @property
+    def score_names(self) -> tuple[str, ...] | None:
+        """Class names of the ``<name>_scores`` column, if the model has one."""
+        return self.spec.score_names
+
+    @property
     def output_columns(self) -> dict[str, tuple[int, ...]]:
         """Output column name → per-clip shape."""
-        columns: dict[str, tuple[int, ...]] = {self.name: (self.dim,)}
-        if self.score_names is not None:
-            columns[f"{self.name}_scores"] = (len(self.score_names),)
-        return columns
+        return {col: (width,) for col, width in self.spec.columns().items()}
 
     def metadata(self) -> dict[str, Any]:
         """What a feature table or run record should say about these columns."""
@@ -75,9 +91,7 @@ class Embedder(ABC):
             "columns": {k: list(v) for k, v in self.output_columns.items()},
             "weights_id": self.weights_id,
             "precision": self.precision,
-            "pooling": {self.name: "mean over frames",
-                        **({f"{self.name}_scores": "max over frames"}
-                           if self.score_names is not None else {})},
+            "pooling": {col: m["pooling"] for col, m in self.spec.column_metadata().items()},
         }
 
     def embed(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -165,7 +179,7 @@ class PatchEmbedder(Embedder):
         counts = [p.shape[0] for p in per_clip]
         pooled: dict[str, np.ndarray] = {}
         for key, value in frames.items():
-            pool = torch.amax if key.endswith("_scores") else torch.mean
+            pool = torch.amax if key == self.spec.scores_column else torch.mean
             pooled[key] = torch.stack([pool(part, dim=0)
                                        for part in torch.split(value, counts)]).numpy()
         return pooled

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 
 from acoustic_env.embedders import vggish, yamnet
+from acoustic_env.embedders.registry import CONVERT_EXTRA, get
 from acoustic_env.embedders.weights import (
-    CONVERT_EXTRA,
-    REGISTRY,
     WeightsError,
     join_uri,
     resolve_cache_dir,
@@ -133,7 +132,7 @@ def convert(name: str, cache_dir: str | None = None, handle: str | None = None) 
     if name not in CONVERTIBLE:
         raise ValueError(f"only {CONVERTIBLE} are converted; {name!r} is downloaded as is")
     tf, hub = _import_tensorflow()
-    spec = REGISTRY[name]
+    spec = get(name).weights
     handle = handle or spec.source
     log.info("loading %s from %s", name, handle)
     tf_model = hub.load(handle)

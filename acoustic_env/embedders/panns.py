@@ -24,17 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acoustic_env.audioset.classes import panns_class_names
 from acoustic_env.embedders.base import Embedder, chunks, pad_to
+from acoustic_env.embedders.factory import WeightsSource
 from acoustic_env.embedders.frontend import LogmelFilterBank, Spectrogram
+from acoustic_env.embedders.registry import get
 
-SAMPLE_RATE = 16000
+SPEC = get("panns")
+SAMPLE_RATE = SPEC.sample_rate
 WINDOW = 512
 HOP = 160
 MEL_BINS = 64
 FMIN, FMAX = 50.0, 8000.0
-NUM_CLASSES = 527
-EMBEDDING_DIM = 2048
+NUM_CLASSES = len(SPEC.score_names)
+EMBEDDING_DIM = SPEC.dim
 TIME_REDUCTION = 32  # five 2× average poolings
 MIN_SAMPLES = (TIME_REDUCTION - 1) * HOP
 
@@ -97,19 +99,7 @@ class Cnn14(nn.Module):
 class PannsEmbedder(Embedder):
     """CNN14 behind the :class:`~acoustic_env.embedders.base.Embedder` interface."""
 
-    name = "panns"
-    dim = EMBEDDING_DIM
-    score_names = panns_class_names()
-
-    def __init__(self, model: Cnn14, weights_id: str, device: str = "cpu",
-                 precision: str = "fp32", max_batch: int = 8) -> None:
-        super().__init__(model, weights_id, device, precision, max_batch)
-
-    def metadata(self) -> dict[str, object]:
-        """CNN14 pools inside the network; say so instead of the frame pooling."""
-        return {**super().metadata(), "pooling": {
-            self.name: "CNN14's own (max + mean over time, then fc1)",
-            f"{self.name}_scores": "CNN14's own clip-level output"}}
+    spec = SPEC
 
     def _embed_clips(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
         embeddings = np.empty((len(clips), self.dim), dtype=np.float32)
@@ -126,4 +116,10 @@ class PannsEmbedder(Embedder):
                     emb, sc = self.model(x)
                 embeddings[index] = emb.float().cpu().numpy()
                 scores[index] = sc.float().cpu().numpy()
-        return {self.name: embeddings, f"{self.name}_scores": scores}
+        return {self.name: embeddings, self.spec.scores_column: scores}
+
+
+def load(weights: WeightsSource, device: str, precision: str, max_batch: int) -> PannsEmbedder:
+    """CNN14 from the checked release checkpoint."""
+    network, weights_id = weights.network(SPEC.weights, Cnn14)
+    return PannsEmbedder(network, weights_id, device, precision, max_batch)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from acoustic_env.embedders.base import PatchEmbedder, pad_to
+from acoustic_env.embedders.factory import WeightsSource
 from acoustic_env.embedders.frontend import (
     PATCH_FRAMES,
     PATCH_SAMPLES,
@@ -34,8 +35,11 @@ from acoustic_env.embedders.frontend import (
     STFT_WINDOW,
     GoogleLogMel,
 )
+from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.weights import WeightsError, load_npz
 
-EMBEDDING_DIM = 128
+SPEC = get("vggish")
+EMBEDDING_DIM = SPEC.dim
 LOG_OFFSET = 0.01
 PATCH_HOP = 96  # frames: non-overlapping 0.96 s patches
 
@@ -101,11 +105,10 @@ class Postprocessor:
 class VGGishEmbedder(PatchEmbedder):
     """VGGish behind the :class:`~acoustic_env.embedders.base.Embedder` interface."""
 
-    name = "vggish"
-    dim = EMBEDDING_DIM
+    spec = SPEC
 
     def __init__(self, model: VGGish, weights_id: str, device: str = "cpu",
-                 precision: str = "fp32", max_batch: int = 64,
+                 precision: str = "fp32", max_batch: int | None = None,
                  postprocessor: Postprocessor | None = None) -> None:
         super().__init__(model, weights_id, device, precision, max_batch)
         self.frontend = GoogleLogMel(LOG_OFFSET, PATCH_HOP).to(self.device)
@@ -128,3 +131,23 @@ class VGGishEmbedder(PatchEmbedder):
         if self.postprocessor is not None:
             out[self.name] = self.postprocessor(out[self.name])
         return out
+
+
+def load(weights: WeightsSource, device: str, precision: str, max_batch: int,
+         postprocess: bool = False, pca_weights: str | None = None) -> VGGishEmbedder:
+    """VGGish from checked weights, with Google's PCA + quantisation when ``postprocess``.
+
+    ``pca_weights``: the PCA ``.npz`` (path or URL); default the cache's
+    ``vggish_pca_params.npz``.
+    """
+    network, weights_id = weights.network(SPEC.weights, VGGish)
+    postprocessor = None
+    if postprocess:
+        [pca_spec] = SPEC.extra_weights
+        arrays, pca_sha = load_npz(pca_spec, pca_weights or weights.uri(pca_spec))
+        try:
+            postprocessor = Postprocessor(np.asarray(arrays["pca_eigen_vectors"]),
+                                          np.asarray(arrays["pca_means"]), pca_sha)
+        except (KeyError, ValueError) as exc:
+            raise WeightsError(f"VGGish PCA parameters are malformed: {exc}") from exc
+    return VGGishEmbedder(network, weights_id, device, precision, max_batch, postprocessor)

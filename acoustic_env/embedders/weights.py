@@ -1,12 +1,15 @@
-"""Checked registry of pretrained weights: where each file comes from, what it must hash to.
+"""Checked pretrained weights: the model cache, and every file verified before use.
 
-No network at run time is a normal case, so weights come from a cache (a local directory
-or any fsspec URL) that ``acoustic-env models fetch`` / ``models convert`` fill. Every file
-is checked before it is used: against the SHA-256 and size in :data:`REGISTRY` when the
-release is pinned, otherwise against the sidecar ``<file>.json`` written beside it when it
-was fetched or converted. A file with no known hash at all is still loaded, but its
-actual hash is logged loudly and becomes the run's ``weights_id``. Checkpoints are read
-with ``torch.load(weights_only=True)``: a checkpoint is data, never code.
+Each embedder's spec names its files (:class:`~.registry.WeightsSpec`: where each comes
+from, what it must hash to). No network at run time is a normal case, so weights come
+from a cache (a local directory or any fsspec URL) that ``acoustic-env models fetch`` /
+``models convert`` fill. Every file is checked before it is used: against the SHA-256 and
+size in its spec when the release is pinned, otherwise against the sidecar ``<file>.json``
+written beside it when it was fetched or converted. A file with no known hash at all is
+still loaded, but its actual hash is logged loudly and becomes the run's ``weights_id``.
+Checkpoints are read with ``torch.load(weights_only=True)``: a checkpoint is data, never
+code. Torch is imported only to read or write one, so ``models list`` and the extract
+driver's checks run without it.
 """
 
 from __future__ import annotations
@@ -18,94 +21,28 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
-import torch
 from numpy._core.multiarray import _reconstruct
 
+from acoustic_env.embedders.registry import WeightsSpec
 from acoustic_env.errors import (
     WeightsError,  # defined torch-free so the CLI can catch it without importing torch
 )
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 #: Environment variable that overrides the default cache location.
 CACHE_ENV = "ACOUSTIC_ENV_MODEL_CACHE"
 DEFAULT_CACHE = "~/.cache/acoustic-env/models"
-CONVERT_EXTRA = 'pip install "acoustic-env[convert]"'
 
 _CHUNK = 1 << 20
 
-
-@dataclass(frozen=True)
-class WeightsSpec:
-    """One pretrained file: its cache name, official source and expected identity.
-
-    ``sha256``/``size`` are set only where a published value could be confirmed; files
-    built by ``models convert`` (``converted=True``) get their identity from the sidecar
-    the converter writes, because the bytes depend on the converting PyTorch version.
-    ``md5`` is the checksum the publisher itself lists, checked when present.
-    """
-
-    name: str
-    filename: str
-    source: str
-    sha256: str | None = None
-    size: int | None = None
-    md5: str | None = None
-    converted: bool = False
-
-    def how_to_get(self) -> str:
-        """The sentence a user needs when the file is absent."""
-        if self.converted:
-            return (
-                f"Build it from the official release {self.source} with "
-                f"`acoustic-env models convert {self.name}` (needs {CONVERT_EXTRA}), or copy "
-                f"an already converted one from a mirror with "
-                f"`acoustic-env models fetch {self.name} --source <dir-or-url>`."
-            )
-        return (
-            f"Download it from {self.source} with `acoustic-env models fetch {self.name}` "
-            f"(or `--source <dir-or-url>` for a mirror that holds {self.filename})."
-        )
-
-
-REGISTRY: dict[str, WeightsSpec] = {
-    # The 16 kHz CNN14 from the PANNs release (Zenodo record 3987831). Zenodo lists
-    # md5 362fc5ff...; the SHA-256 and size are those several independent public
-    # projects record for this same file (each matching Zenodo's md5).
-    "panns": WeightsSpec(
-        name="panns",
-        filename="Cnn14_16k_mAP=0.438.pth",
-        source="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1",
-        sha256="e2ee543a27919542c2ea03eabaa70b24dcd4e6c8e05621de6b67a94e4c5058e6",
-        size=358_668_570,
-        md5="362fc5ff18f1d6ad2f6d464b45893f2c",
-    ),
-    "vggish": WeightsSpec(
-        name="vggish",
-        filename="vggish.pt",
-        source="https://tfhub.dev/google/vggish/1",
-        converted=True,
-    ),
-    "yamnet": WeightsSpec(
-        name="yamnet",
-        filename="yamnet.pt",
-        source="https://tfhub.dev/google/yamnet/1",
-        converted=True,
-    ),
-    # VGGish's PCA/whitening parameters. No published SHA-256 was found; the md5 is the
-    # one public projects check this file against. The SHA-256 seen on first fetch is
-    # recorded in the sidecar and checked from then on.
-    "vggish_pca": WeightsSpec(
-        name="vggish_pca",
-        filename="vggish_pca_params.npz",
-        source="https://storage.googleapis.com/audioset/vggish_pca_params.npz",
-        md5="c80cae691033abe7c7ecd11ea39fc834",
-    ),
-}
 
 # The official PANNs checkpoint pickles a numpy array written under numpy 1.x names;
 # these are the only non-tensor globals ``weights_only`` loading has to admit.
@@ -183,7 +120,7 @@ def missing_message(spec: WeightsSpec, uri: str) -> str:
     """One message naming the file, where it comes from and the command that gets it."""
     return (
         f"Weights for '{spec.name}' not found: {uri} does not exist. {spec.how_to_get()} "
-        f"The cache is set by ${CACHE_ENV}, `models --cache-dir` or `extract --weights-cache`. For an offline run without "
+        f"The cache is set by ${CACHE_ENV}, `--weights-cache` (extract, annotate, models). For an offline run without "
         f"pretrained weights, pass --allow-random-weights."
     )
 
@@ -251,6 +188,8 @@ def read_verified(spec: WeightsSpec, uri: str, sha256: str | None = None) -> tup
 def load_checkpoint(spec: WeightsSpec, uri: str,
                     sha256: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """Load a verified checkpoint's ``model`` state dict; returns it and the file's SHA-256."""
+    import torch
+
     data, actual_sha = read_verified(spec, uri, sha256)
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
@@ -288,6 +227,8 @@ def save_checkpoint(spec: WeightsSpec, state_dict: dict[str, torch.Tensor], uri:
 
     This is what ``models convert`` writes; tests use it to make checkpoints.
     """
+    import torch
+
     buffer = io.BytesIO()
     torch.save({"model": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}},
                buffer)

@@ -11,7 +11,8 @@ Front end (``features.py``/``params.py``): the Google log-mel front end with
 ``log(mel + 0.001)``, 96-frame (0.96 s) patches every 48 frames (0.48 s). The waveform is
 padded the way YAMNet pads it: zero-padded at the end to at least one patch (0.975 s) and
 then up to a whole number of 0.48 s hops, so a 10 s clip gives 20 frames and no sample is
-left out. Score names are the 521 YAMNet classes (:func:`labels.yamnet_class_names`).
+left out. Score names are the 521 YAMNet classes
+(:func:`acoustic_env.audioset.classes.yamnet_class_names`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acoustic_env.audioset.classes import yamnet_class_names
 from acoustic_env.embedders.base import PatchEmbedder
+from acoustic_env.embedders.factory import WeightsSource
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, STFT_HOP, GoogleLogMel
+from acoustic_env.embedders.registry import get
 
-EMBEDDING_DIM = 1024
-NUM_CLASSES = 521
+SPEC = get("yamnet")
+EMBEDDING_DIM = SPEC.dim
+NUM_CLASSES = len(SPEC.score_names)
 LOG_OFFSET = 0.001
 PATCH_HOP = 48  # frames
 HOP_SAMPLES = PATCH_HOP * STFT_HOP  # 0.48 s
@@ -140,12 +143,10 @@ class YAMNet(nn.Module):
 class YAMNetEmbedder(PatchEmbedder):
     """YAMNet behind the :class:`~acoustic_env.embedders.base.Embedder` interface."""
 
-    name = "yamnet"
-    dim = EMBEDDING_DIM
-    score_names = yamnet_class_names()
+    spec = SPEC
 
     def __init__(self, model: YAMNet, weights_id: str, device: str = "cpu",
-                 precision: str = "fp32", max_batch: int = 64) -> None:
+                 precision: str = "fp32", max_batch: int | None = None) -> None:
         super().__init__(model, weights_id, device, precision, max_batch)
         # Depthwise convolutions run markedly faster on channels-last tensors.
         self.model.to(memory_format=torch.channels_last)
@@ -157,4 +158,10 @@ class YAMNetEmbedder(PatchEmbedder):
 
     def _network(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         embeddings, scores = self.model(patches.contiguous(memory_format=torch.channels_last))
-        return {self.name: embeddings, f"{self.name}_scores": scores}
+        return {self.name: embeddings, self.spec.scores_column: scores}
+
+
+def load(weights: WeightsSource, device: str, precision: str, max_batch: int) -> YAMNetEmbedder:
+    """YAMNet from checked weights."""
+    network, weights_id = weights.network(SPEC.weights, YAMNet)
+    return YAMNetEmbedder(network, weights_id, device, precision, max_batch)

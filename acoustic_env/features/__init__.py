@@ -1,4 +1,4 @@
-"""The CPU feature stage for one clip: separate, then indices and MPS per signal.
+"""The CPU feature stage for one clip: separate, then indices, spectral statistics and MPS per signal.
 
 Plain functions of numpy arrays (no Ray): the pipeline's actors call
 ``cpu_features`` once per clip. CPU time is measured per stage with
@@ -8,7 +8,7 @@ Plain functions of numpy arrays (no Ray): the pipeline's actors call
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -16,21 +16,43 @@ from acoustic_env.config import FeatureParams
 from acoustic_env.features.fast import indices as fast_indices
 from acoustic_env.features.fast import mps as fast_mps
 from acoustic_env.features.fast import separation as fast_separation
+from acoustic_env.features.fast import spectral as fast_spectral
+from acoustic_env.features.reference import spectral as reference_spectral
 from acoustic_env.features.reference.indices import INDEX_NAMES, maad_indices
 from acoustic_env.features.reference.mps import mps_axes, mps_grid
 from acoustic_env.features.reference.separation import separate
 
-IndexFn = Callable[[np.ndarray, int, FeatureParams], np.ndarray]
-MpsFn = Callable[[np.ndarray, int, FeatureParams], np.ndarray]
+#: The stages ``cpu_features`` times; the per-signal ones name their columns (``spectral_fg``).
+STAGES = ("separate", "indices", "spectral", "mps")
+#: One signal's features: (stage, vector) pairs, each yielded as soon as it is computed, so
+#: that the caller can time each stage while the stages share work (the fast spectrogram).
+SignalFeatures = Callable[[np.ndarray, int, FeatureParams], Iterator[tuple[str, np.ndarray]]]
 SeparateFn = Callable[[np.ndarray, int, FeatureParams], tuple[np.ndarray, np.ndarray]]
 
 
-def implementation(name: str) -> tuple[IndexFn, MpsFn]:
-    """The (indices, mps) functions of an implementation ('reference' = the libraries, 'fast' = vectorised)."""
+def _reference(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[str, np.ndarray]]:
+    """The libraries, each on the signal: scikit-maad, librosa, soundsig."""
+    yield "indices", maad_indices(x, sr, params)
+    if params.spectral:
+        yield "spectral", reference_spectral.spectral_stats(x, sr, params)
+    yield "mps", mps_grid(x, sr, params)
+
+
+def _fast(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[str, np.ndarray]]:
+    """Vectorised, with one STFT for the indices and the spectral statistics."""
+    indices, sxx = fast_indices.indices_and_psd(x, sr, params)
+    yield "indices", indices
+    if params.spectral:
+        yield "spectral", fast_spectral.spectral_stats(sxx, sr, params)
+    yield "mps", fast_mps.mps_grid(x, sr, params)
+
+
+def implementation(name: str) -> SignalFeatures:
+    """The per-signal features of an implementation ('reference' = the libraries, 'fast' = vectorised)."""
     if name == "reference":
-        return maad_indices, mps_grid
+        return _reference
     if name == "fast":
-        return fast_indices.maad_indices, fast_mps.mps_grid
+        return _fast
     raise ValueError(f"features.impl: unknown implementation {name!r}")
 
 
@@ -40,12 +62,12 @@ def separation(name: str) -> SeparateFn:
 
 
 def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Feature vectors ``indices_<signal>`` and ``mps_<signal>`` (float32) and CPU seconds per stage.
+    """Feature vectors ``<stage>_<signal>`` (float32) and CPU seconds per stage (every one of ``STAGES``).
 
     Non-finite values are replaced by 0.0 and counted in ``nonfinite_features``.
     """
-    index_fn, mps_fn = implementation(params.impl)
-    cpu: dict[str, float] = {}
+    signal_features = implementation(params.impl)
+    cpu = dict.fromkeys(STAGES, 0.0)
     t0 = time.thread_time()
     signals = {"raw": np.asarray(audio, dtype=np.float32)}
     if {"fg", "bg"} & set(params.signals):
@@ -53,33 +75,33 @@ def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams) -> tuple[dic
     cpu["separate"] = time.thread_time() - t0
     out: dict[str, np.ndarray] = {}
     nonfinite = 0
-    cpu["indices"] = cpu["mps"] = 0.0
     for name in params.signals:
-        x = signals[name]
         t0 = time.thread_time()
-        idx = index_fn(x, sr, params)
-        t1 = time.thread_time()
-        grid = mps_fn(x, sr, params)
-        t2 = time.thread_time()
-        cpu["indices"] += t1 - t0
-        cpu["mps"] += t2 - t1
-        for key, vec in ((f"indices_{name}", idx), (f"mps_{name}", grid)):
+        for stage, vec in signal_features(signals[name], sr, params):
+            cpu[stage] += time.thread_time() - t0
             with np.errstate(over="ignore"):
                 vec32 = np.asarray(vec).astype(np.float32)  # values beyond float32's range become inf here
             bad = ~np.isfinite(vec32)
             nonfinite += int(bad.sum())
-            out[key] = np.where(bad, np.float32(0.0), vec32)
+            out[f"{stage}_{name}"] = np.where(bad, np.float32(0.0), vec32)
+            t0 = time.thread_time()
     out["nonfinite_features"] = np.int32(nonfinite)
     return out, cpu
 
 
 def feature_metadata(params: FeatureParams) -> dict[str, object]:
-    """Names, shapes and axes of the CPU feature columns, for the schema metadata."""
+    """Names, shapes and axes of the CPU feature columns, for the schema metadata (in column order)."""
     wf, wt = mps_axes(params)
     meta: dict[str, object] = {}
     for name in params.signals:
         meta[f"indices_{name}"] = {"shape": [len(INDEX_NAMES)], "names": list(INDEX_NAMES),
                                    "source": "scikit-maad alpha indices", "impl": params.impl}
+        if params.spectral:
+            names = reference_spectral.spectral_names(params)
+            meta[f"spectral_{name}"] = {
+                "shape": [len(names)], "names": names, "values": "dB: log-mel band and MFCC statistics over frames",
+                "mel_hz": reference_spectral.mel_centres_hz(params).tolist(),
+                "source": "librosa log-mel and MFCC", "impl": params.impl}
         meta[f"mps_{name}"] = {"shape": [len(wf), len(wt)], "layout": "row-major [wf, wt]",
                                "axes": {"wf_cycles_per_hz": wf.tolist(), "wt_hz": wt.tolist()},
                                "values": "log10 modulation power", "source": "soundsig mps",

@@ -3,7 +3,8 @@
 A directory (local or object storage) holding
 
 - ``model.json``: the task (kind, classes and its ontology definition), the
-  feature groups in input order with their widths, the network's
+  feature groups in input order with their widths and weights provenance
+  (so that prediction reads the same columns, computed the same way), the network's
   architecture and hyper-parameters, the evaluation metrics, the job config
   and the package versions;
 - ``weights.pt``: the network's ``state_dict`` (loaded with ``weights_only=True``);
@@ -19,12 +20,13 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import pyarrow as pa
 import torch
 
+from acoustic_env.config import ConfigError
 from acoustic_env.learn.mlp import MLP, predict_proba
 from acoustic_env.learn.transform import (
     GroupTransform,
@@ -32,8 +34,14 @@ from acoustic_env.learn.transform import (
     to_arrays,
     transform_all,
 )
-from acoustic_env.storage import filesystem, join, list_parts, read_parts
-from acoustic_env.train.data import fixed_size_to_numpy
+from acoustic_env.storage import filesystem, join
+from acoustic_env.table import (
+    RANDOM,
+    FeatureSet,
+    GroupInfo,
+    read_features,
+    vectors_to_numpy,
+)
 
 FORMAT_VERSION = 1
 MODEL_JSON, WEIGHTS, PREPROCESSING = "model.json", "weights.pt", "preprocessing.npz"
@@ -51,8 +59,10 @@ def _read_bytes(uri: str) -> bytes:
 
 
 def save_model(uri: str, state_dict: dict[str, torch.Tensor], transforms: list[GroupTransform],
-               description: dict[str, Any]) -> None:
-    """Write the three files; ``description`` becomes model.json (with the groups' order and widths added)."""
+               description: dict[str, Any], feature_groups: Sequence[GroupInfo]) -> None:
+    """Write the three files; ``description`` becomes model.json (with the groups' order, widths and weights added)."""
+    if [t.group for t in transforms] != [g.name for g in feature_groups]:
+        raise ValueError("save_model: transforms and feature_groups must name the same groups in the same order")
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
     _write_bytes(join(uri, WEIGHTS), buf.getvalue())
@@ -60,8 +70,8 @@ def save_model(uri: str, state_dict: dict[str, torch.Tensor], transforms: list[G
     np.savez(buf, **to_arrays(transforms))
     _write_bytes(join(uri, PREPROCESSING), buf.getvalue())
     meta = {"format_version": FORMAT_VERSION, **description,
-            "groups": [{"name": t.group, "dim": int(t.in_mean.shape[0]), "components": t.n_components}
-                       for t in transforms]}
+            "groups": [{"name": t.group, "dim": g.dim, "components": t.n_components, "weights": g.weights}
+                       for t, g in zip(transforms, feature_groups)]}
     _write_bytes(join(uri, MODEL_JSON), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
 
 
@@ -69,7 +79,7 @@ def _column_matrix(values: Any, dim: int) -> np.ndarray:
     """One group's values (Arrow list column, pandas column of arrays, or a matrix) as float32 [n, dim], NaN if null."""
     if isinstance(values, (pa.ChunkedArray, pa.Array)):
         if pa.types.is_fixed_size_list(values.type):
-            return fixed_size_to_numpy(values, dim)
+            return vectors_to_numpy(values, dim)
         values = values.to_pylist()
     if isinstance(values, np.ndarray) and values.dtype != object:
         return values.astype(np.float32).reshape(len(values), dim)
@@ -101,18 +111,29 @@ class Model:
     def metrics(self) -> dict[str, Any]:
         return self.meta.get("metrics", {})
 
-    def _table(self, data: Any) -> Any:
-        if isinstance(data, str):  # a feature table: the extract output or its features/ directory
-            directory = join(data, "features") if list_parts(join(data, "features")) else data
-            table = read_parts(directory, columns=["clip_id", *self.groups])
-            if table is None:
-                raise FileNotFoundError(f"no Parquet parts under {data}")
-            return table
+    def read_features(self, source: str, clip_ids: Collection[str] | None = None) -> FeatureSet:
+        """The model's feature groups from a feature table, by the rules it was trained under.
+
+        Exactly its columns; a column recorded as computed with other weights, or
+        of another width, stops with one line rather than scoring garbage.
+        """
+        recorded = {g["name"]: g for g in self.meta["groups"]}
+        data = read_features(source, feature_groups=self.groups, clip_ids=clip_ids,
+                             include_random_weights=any(g.get("weights") == RANDOM for g in recorded.values()))
+        for info in data.feature_groups:
+            want = recorded[info.name]
+            if info.dim != want["dim"] or want.get("weights", info.weights) != info.weights:
+                raise ConfigError(f"features: column {info.name} of {source} has {info.dim} values, weights "
+                                  f"{info.weights}; the model was trained on {want['dim']}, "
+                                  f"weights {want.get('weights')}")
         return data
 
     def matrices(self, data: Any) -> dict[str, np.ndarray]:
-        """The model's feature groups from a table, a DataFrame, a mapping of arrays or a feature-table URI."""
-        data = self._table(data)
+        """The model's groups from a FeatureSet, a table, a DataFrame, a mapping of arrays or a feature-table URI."""
+        if isinstance(data, str):
+            data = self.read_features(data)
+        if isinstance(data, FeatureSet):
+            return data.rows(np.arange(len(data))) if data.X is None else data.X
         names = data.column_names if isinstance(data, pa.Table) else list(data.keys())
         missing = [g for g in self.groups if g not in names]
         if missing:
@@ -131,12 +152,15 @@ class Model:
 
     def predict_table(self, data: Any) -> pa.Table:
         """``clip_id`` (when the input has it), the prediction and ``prob_<class>`` per row, as an Arrow table."""
-        data = self._table(data)
+        if isinstance(data, str):
+            data = self.read_features(data)
         p = self.predict_proba(data)
         cols: dict[str, Any] = {}
-        if "clip_id" in (data.column_names if isinstance(data, pa.Table) else list(data.keys())):
+        if isinstance(data, FeatureSet):
+            cols["clip_id"] = data.clips["clip_id"]
+        elif "clip_id" in (data.column_names if isinstance(data, pa.Table) else list(data.keys())):
             cols["clip_id"] = pa.array(list(data["clip_id"]), pa.string())
-        pred = self.predict(data)
+        pred = self._decide(p)
         cols["predicted"] = (pa.array([[c for c, on in zip(self.class_names, row) if on] for row in pred])
                              if self.kind == "multi_label" else pa.array(list(pred), pa.string()))
         cols.update({f"prob_{c}": pa.array(p[:, j]) for j, c in enumerate(self.class_names)})
@@ -144,7 +168,9 @@ class Model:
 
     def predict(self, data: Any, threshold: float = 0.5) -> np.ndarray:
         """Class names (single-label; None where features are missing) or a 0/1 matrix (multi-label)."""
-        p = self.predict_proba(data)
+        return self._decide(self.predict_proba(data), threshold)
+
+    def _decide(self, p: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         if self.kind == "multi_label":
             return (p >= threshold).astype(np.int8)
         names = np.array(self.class_names + [None], dtype=object)

@@ -127,12 +127,20 @@ ADJUSTMENT_FORMULA = (
     "Wilson 95% interval of acc_obs on the test clips, clipped to [0, 1].")
 
 
-def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
+
+
+def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for ``successes`` in ``n`` trials (the audit's label accuracy, the test accuracy).
+
+    Unlike the normal approximation it keeps its coverage for small n and for proportions near 0 or 1.
+    """
     if n == 0:
         return 0.0, 1.0
     p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
 
 

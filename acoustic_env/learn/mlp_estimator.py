@@ -1,10 +1,10 @@
-"""The training job's MLP with fixed hyper-parameters, as a scikit-learn estimator.
+"""The training job's MLP with fixed hyper-parameters, as a scikit-learn estimator (the zoo's ``mlp``).
 
 Cross-fitting fits one model per fold, so the audit cannot afford a search; it
 reuses the training job's network, loss and early-stopping loop
-(``train.fit``) with ``DEFAULT_PARAMS``, standardised inputs and a held-out
-15 % of the training folds for early stopping. It plugs into the same
-``fit``/``predict_proba`` calls as the logistic regression and XGBoost.
+(``learn.fit``) with ``DEFAULT_PARAMS``, standardised inputs and a held-out
+``val_fraction`` of the training rows for early stopping. Its own settings are
+declared in ``learn.zoo.PARAMS``, which builds it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Single-label targets as class indices 0..K-1, or multi-label targets as an [n, K] 0/1 matrix."""
 
-    def __init__(self, seed: int = 0, val_fraction: float = 0.15, max_rounds: int = 20, patience: int = 4):
+    def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int):
         self.seed = seed
         self.val_fraction = val_fraction
         self.max_rounds = max_rounds

@@ -13,14 +13,14 @@ while streaming the table (``StandardScaler.partial_fit`` then
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.learn.transform import GroupTransform
-from acoustic_env.train.data import GroupInfo
+from acoustic_env.table import GroupInfo
 
 Stream = Callable[[], Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]]
 
@@ -50,19 +50,18 @@ def fit_group(x_train: np.ndarray, target: float, group: str, seed: int = 0) -> 
     return _finish(group, scaler, pca.components_, pca.explained_variance_ratio_, z @ pca.components_.T)
 
 
-def fit_streaming(stream: Stream, groups: list[GroupInfo], targets: dict[str, float], is_train: np.ndarray,
+def fit_streaming(stream: Stream, groups: Sequence[GroupInfo], targets: dict[str, float], is_train: np.ndarray,
                   n_rows: int) -> tuple[list[GroupTransform], dict[str, np.ndarray]]:
     """Fit every group over three passes of ``stream``; return the transforms and the projections of all rows.
 
-    ``is_train[pos]`` marks the training rows; rows with missing values (NaN) are
-    left out of the fit and come back as NaN projections.
+    ``is_train[pos]`` marks the training rows. Every value must be finite
+    (``acoustic_env.table.read_features`` leaves broken rows out).
     """
     n_train = int(is_train.sum())
     scalers = {g.name: StandardScaler() for g in groups}
     for pos, mats in stream():
         for g in groups:
             x = mats[g.name][is_train[pos]]
-            x = x[np.isfinite(x).all(axis=1)]
             if len(x):
                 scalers[g.name].partial_fit(x)
     wanted = {g.name: n_components_for(targets[g.name], n_train, g.dim) for g in groups}
@@ -73,8 +72,7 @@ def fit_streaming(stream: Stream, groups: list[GroupInfo], targets: dict[str, fl
     buffers: dict[str, list[np.ndarray]] = {g.name: [] for g in groups}
     for pos, mats in stream():
         for g in groups:
-            x = mats[g.name][is_train[pos]]
-            buffers[g.name].append(scalers[g.name].transform(x[np.isfinite(x).all(axis=1)]))
+            buffers[g.name].append(scalers[g.name].transform(mats[g.name][is_train[pos]]))
             if sum(len(b) for b in buffers[g.name]) >= max(4 * fit_k[g.name], 2048):
                 ipcas[g.name].partial_fit(np.vstack(buffers[g.name]))
                 buffers[g.name] = []
@@ -89,16 +87,14 @@ def fit_streaming(stream: Stream, groups: list[GroupInfo], targets: dict[str, fl
         if isinstance(k, float):
             k = int(min(len(ratio), np.searchsorted(np.cumsum(ratio), k) + 1))
         components[g.name] = (ipca.components_[:k], ratio[:k])
-    projected = {g.name: np.full((n_rows, len(components[g.name][1])), np.nan, dtype=np.float32) for g in groups}
+    projected = {g.name: np.empty((n_rows, len(components[g.name][1])), dtype=np.float32) for g in groups}
     for pos, mats in stream():
         for g in groups:
             projected[g.name][pos] = scalers[g.name].transform(mats[g.name]) @ components[g.name][0].T
     transforms = []
     for g in groups:
         comp, ratio = components[g.name]
-        proj_train = projected[g.name][is_train]
-        proj_train = proj_train[np.isfinite(proj_train).all(axis=1)]
-        t = _finish(g.name, scalers[g.name], comp, ratio, proj_train)
+        t = _finish(g.name, scalers[g.name], comp, ratio, projected[g.name][is_train])
         projected[g.name] = ((projected[g.name] - t.out_mean) / t.out_scale).astype(np.float32)
         transforms.append(t)
     return transforms, projected

@@ -1,8 +1,24 @@
-"""Baselines on the same splits and the same preprocessed inputs: logistic regression and XGBoost.
+"""The estimator zoo: every classifier with fixed hyper-parameters, built and declared in this one place.
 
-They answer "does the network earn its keep?": if a linear model on the
-same PCA components does as well, the report should say so. XGBoost uses the
-validation split for early stopping, as the network does.
+Two jobs fit them. The training job's baselines answer "does the network earn
+its keep?" (if a linear model on the same PCA components does as well, the
+report says so). The audit's cross-fitting fits one per fold for out-of-fold
+probabilities, so nothing is tuned there: it needs calibrated-enough
+probabilities, not the best classifier.
+
+* ``logreg``: standardise + L2 logistic regression whose strength is chosen
+  by an inner CV on log loss. With noisy labels the amount of regularisation
+  decides whether the probabilities can be trusted, and the right amount
+  depends on the number of clips and features.
+* ``xgboost``: gradient-boosted trees (hist). Given an ``eval_set`` (the
+  training job's validation split) it stops adding trees once the log loss
+  there stops improving.
+* ``mlp``: the training job's network with its default hyper-parameters
+  (``learn.mlp_estimator``).
+
+``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
+of the rows (a fold may lack a class, or a multi-label column may be constant
+in it) and always predicts ``[n, n_classes]`` probabilities.
 """
 
 from __future__ import annotations
@@ -10,37 +26,116 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from acoustic_env.config import CLASSIFIERS, ConfigError
+
+ESTIMATORS = CLASSIFIERS  # the names are declared with the configs that choose among them
+PARAMS: dict[str, dict[str, Any]] = {
+    # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest
+    # class has too few clips for an inner CV.
+    "logreg": {"Cs": list(np.logspace(-4, -1, 7)), "inner_folds": 3, "fallback_C": 0.01, "max_iter": 2000},
+    "xgboost": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.8,
+                "colsample_bytree": 0.5, "tree_method": "hist", "verbosity": 0, "early_stopping_rounds": 30},
+    "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4},
+}
 
 
-def logreg(data: dict[str, np.ndarray], kind: str, seed: int) -> Any:
-    model = LogisticRegression(max_iter=2000, C=1.0, random_state=seed)
-    if kind == "multi_label":
-        model = OneVsRestClassifier(model)
-    return model.fit(data["x_train"], data["y_train"])
+def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
+                   **overrides: Any) -> ZooClassifier:
+    """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
+
+    ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task passes
+    1). ``overrides`` replace entries of ``PARAMS[name]``.
+    """
+    if name not in ESTIMATORS:
+        raise ConfigError(f"model: must be one of {list(ESTIMATORS)}, got {name!r}")
+    unknown = sorted(set(overrides) - set(PARAMS[name]))
+    if unknown:
+        raise ConfigError(f"model: {name} has no parameter {unknown[0]!r} (it has {sorted(PARAMS[name])})")
+    return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **overrides}, seed, threads)
 
 
-def xgboost(data: dict[str, np.ndarray], kind: str, n_classes: int, seed: int, n_jobs: int = 1) -> Any:
-    from xgboost import XGBClassifier
+class ZooClassifier(ClassifierMixin, BaseEstimator):
+    """One zoo model for one task; targets are class indices (single-label) or an [n, K] 0/1 matrix (multi-label).
 
-    model = XGBClassifier(n_estimators=400, max_depth=4, learning_rate=0.05, subsample=0.8, colsample_bytree=0.8,
-                          early_stopping_rounds=30, random_state=seed, n_jobs=n_jobs, tree_method="hist",
-                          eval_metric="logloss" if kind == "multi_label" or n_classes == 2 else "mlogloss")
-    return model.fit(data["x_train"], data["y_train"], eval_set=[(data["x_val"], data["y_val"])], verbose=False)
+    The wrapped estimator is fitted on the classes (or label columns) that vary
+    in the training rows only; the others get their training rate, which is 0
+    for a class absent from a single-label fold.
+    """
 
+    def __init__(self, name: str, kind: str, n_classes: int, params: dict[str, Any], seed: int = 0,
+                 threads: int | None = None):
+        self.name = name
+        self.kind = kind
+        self.n_classes = n_classes
+        self.params = params
+        self.seed = seed
+        self.threads = threads
 
-def proba(model: Any, x: np.ndarray, kind: str, n_classes: int) -> np.ndarray:
-    """[n, classes] probabilities, whatever the estimator's own layout."""
-    p = np.asarray(model.predict_proba(x), dtype=np.float64)
-    if kind == "single_label" and p.shape[1] != n_classes:  # a class absent from the training split
-        full = np.zeros((len(x), n_classes))
-        full[:, model.classes_.astype(int)] = p
-        return full
-    return p
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            eval_set: tuple[np.ndarray, np.ndarray] | None = None) -> ZooClassifier:
+        """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it)."""
+        y = np.asarray(y)
+        multi = self.kind == "multi_label"
+        self.classes_ = np.arange(self.n_classes)
+        self.prior_ = y.mean(axis=0) if multi else np.bincount(y, minlength=self.n_classes) / len(y)
+        self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
+        self.model_ = None
+        if len(self.columns_) < (1 if multi else 2):
+            return self
+        target = self._target(y)
+        if target.ndim == 2:
+            positives = target.sum(axis=0)
+            smallest = int(np.minimum(positives, len(target) - positives).min())
+        else:
+            smallest = int(np.bincount(target).min())
+        self.model_ = self._build(target.ndim == 2, smallest)
+        if eval_set is not None and self.name == "xgboost":
+            x_val, y_val = eval_set[0], np.asarray(eval_set[1])
+            if not multi:  # rows of a class the training rows lack cannot be scored
+                keep = np.isin(y_val, self.columns_)
+                x_val, y_val = x_val[keep], y_val[keep]
+            if len(y_val):
+                self.model_.set_params(early_stopping_rounds=self.params["early_stopping_rounds"])
+                self.model_.fit(X, target, eval_set=[(x_val, self._target(y_val))], verbose=False)
+                return self
+        self.model_.fit(X, target)
+        return self
 
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """[n, n_classes] probabilities (single-label rows sum to 1)."""
+        out = np.tile(self.prior_, (len(X), 1)).astype(np.float64)
+        if self.model_ is not None:
+            p = np.asarray(self.model_.predict_proba(X), dtype=np.float64)
+            # one varying label column was fitted as a binary problem: keep P(positive)
+            out[:, self.columns_] = p if p.shape[1] == len(self.columns_) else p[:, 1:]
+        return out
 
-def fit_baselines(names: tuple[str, ...], data: dict[str, np.ndarray], kind: str, n_classes: int,
-                  seed: int) -> dict[str, Any]:
-    fitters = {"logreg": lambda: logreg(data, kind, seed), "xgboost": lambda: xgboost(data, kind, n_classes, seed)}
-    return {name: fitters[name]() for name in names}
+    def _target(self, y: np.ndarray) -> np.ndarray:
+        """``y`` restricted to the fitted columns: re-indexed classes, the label matrix, or one 0/1 column."""
+        if self.kind != "multi_label":
+            return np.searchsorted(self.columns_, y)
+        return y[:, self.columns_] if len(self.columns_) > 1 else y[:, self.columns_[0]]
+
+    def _build(self, multi_label: bool, smallest_class: int) -> Any:
+        """The wrapped estimator; ``smallest_class`` (clips of the rarest class, or label value) bounds the inner CV."""
+        p = self.params
+        if self.name == "logreg":
+            inner = min(p["inner_folds"], smallest_class)
+            clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=inner, scoring="neg_log_loss",
+                                        max_iter=p["max_iter"], use_legacy_attributes=False) if inner >= 2
+                   else LogisticRegression(C=p["fallback_C"], max_iter=p["max_iter"]))
+            return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
+        if self.name == "xgboost":
+            from xgboost import XGBClassifier
+
+            trees = {k: v for k, v in p.items() if k != "early_stopping_rounds"}
+            return XGBClassifier(**trees, random_state=self.seed, n_jobs=self.threads)
+        from acoustic_env.learn.mlp_estimator import MLPClassifier
+
+        return MLPClassifier(seed=self.seed, **p)

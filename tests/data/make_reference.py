@@ -24,11 +24,15 @@ def main(out: str) -> None:
         from acoustic_env.synth import generate_demo
 
         from acoustic_env.config import extract_config_from_dict
-        from acoustic_env.extract import extract
+        from acoustic_env.jobs.extract import extract
     except ImportError:  # after it
-        from acoustic_env.config import extract_config_from_dict
+        from functools import partial
+
+        from acoustic_env.config import ExtractConfig, from_dict
         from acoustic_env.demo.synth import generate_demo
-        from acoustic_env.extract import extract
+        from acoustic_env.jobs.extract import extract
+
+        extract_config_from_dict = partial(from_dict, ExtractConfig)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"

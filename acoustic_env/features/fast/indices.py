@@ -96,12 +96,17 @@ def hann_psd(x: np.ndarray, sr: int, nperseg: int, noverlap: int) -> tuple[np.nd
 
 def maad_indices(audio: np.ndarray, sr: int, params: FeatureParams) -> np.ndarray:
     """The 60 indices in INDEX_NAMES order (float64, may hold non-finite values)."""
+    return indices_and_psd(audio, sr, params)[0]
+
+
+def indices_and_psd(audio: np.ndarray, sr: int, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
+    """The 60 indices and the spectrogram they were computed on (left intact: the spectral statistics reuse it)."""
     x = np.asarray(audio, dtype=np.float64)
     with np.errstate(all="ignore"):
         temporal = temporal_indices(x, sr, params)
         sxx, tn, fn = hann_psd(x, sr, params.maad_nperseg, params.maad_noverlap)
         spectral = spectral_indices(sxx, tn, fn, params)
-    return np.concatenate([temporal, spectral])
+    return np.concatenate([temporal, spectral]), sxx
 
 
 # ---------------------------------------------------------------- helpers

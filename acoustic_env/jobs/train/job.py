@@ -20,17 +20,19 @@ from typing import Any
 import numpy as np
 
 from acoustic_env import runs
-from acoustic_env.audioset.ontology import load_ontology
 from acoustic_env.audioset.tasks import Task, load_task
-from acoustic_env.config import ConfigError
+from acoustic_env.config import ConfigError, TrainConfig, validate
+from acoustic_env.distributed.session import start_ray
 from acoustic_env.distributed.tune import (
     Setup,
     load_checkpoint,
-    plan_resources,
+    plan_trials,
     single_run,
     tune_search,
 )
-from acoustic_env.learn import zoo as bl
+from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
+from acoustic_env.jobs.train.explain import mlp_attributions, tree_attributions
+from acoustic_env.jobs.train.report import write_report
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
 from acoustic_env.learn.metrics import adjusted_accuracy, evaluate, read_label_accuracy
@@ -44,76 +46,42 @@ from acoustic_env.learn.splits import (
     VAL,
     assign_splits,
     leaks,
+    read_test_list,
+    strata,
 )
 from acoustic_env.learn.transform import GroupTransform, transform_all
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.runs import base_record, package_versions
 from acoustic_env.storage import is_local, join, write_json
-from acoustic_env.train.ablation import ablation_sets, run_ablations
-from acoustic_env.train.config import TrainConfig, validate
-from acoustic_env.train.data import (
-    GroupInfo,
-    Targets,
-    available_groups,
-    features_dir,
-    group_infos,
-    make_targets,
-    n_rows,
-    raw_bytes,
-    read_all,
-    read_matrices,
-    read_meta,
-    read_schema,
-    read_test_list,
-    select_groups,
-    source_of,
-    stream_features,
-)
-from acoustic_env.train.explain import mlp_attributions, tree_attributions
-from acoustic_env.train.report import write_report
+from acoustic_env.table import RANDOM_REASON, FeatureSet, read_features
 
-log = logging.getLogger("acoustic_env.train")
+log = logging.getLogger("acoustic_env.jobs.train")
 EXTRA_PACKAGES = ("scikit-learn", "xgboost", "shap", "optuna", "matplotlib")
 MIN_CLIPS = 10
 
 
-def init_ray(address: str | None, progress: bool) -> None:
-    """Join the cluster in ``address``/RAY_ADDRESS, else start a quiet local instance."""
-    import ray
-    import ray.data
+def _features(cfg: TrainConfig, features: FeatureSet, split: np.ndarray) -> tuple[list[GroupTransform], np.ndarray]:
+    """Fit the preprocessing on the training rows; return it and the network inputs.
 
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, log_to_driver=bool(address), ignore_reinit_error=True)
-    ray.data.DataContext.get_current().enable_progress_bars = progress
-
-
-def _features(cfg: TrainConfig, fdir: str, infos: list[GroupInfo], targets: Targets, split: np.ndarray,
-              table: dict[str, np.ndarray] | None) -> tuple[list[GroupTransform], np.ndarray, Any]:
-    """Fit the preprocessing on the training rows; return it, the network inputs and a raw-row reader for SHAP.
-
-    ``table``: every group's matrix when the table was read into memory, else
-    None and the PCA is fitted incrementally over streamed passes.
+    When the table was too large to hold (``features.X`` is None), the PCA is fitted
+    incrementally over streamed passes.
     """
     is_train = split == TRAIN
-    pca = {g.name: cfg.pca_target(source_of(g.name)) for g in infos}
-    if table is not None:
-        mats = {k: m[targets.rows] for k, m in table.items()}
-        ok = np.all([np.isfinite(m).all(axis=1) for m in mats.values()], axis=0)
-        transforms = [fit_group(mats[g.name][is_train & ok], pca[g.name], g.name, cfg.seed) for g in infos]
-        return transforms, transform_all(transforms, mats), lambda rows: {k: m[rows] for k, m in mats.items()}
+    pca = {g.name: cfg.pca_target(g.source) for g in features.feature_groups}
+    if features.X is not None:
+        transforms = [fit_group(features.X[g.name][is_train], pca[g.name], g.name, cfg.seed)
+                      for g in features.feature_groups]
+        return transforms, transform_all(transforms, features.X)
     log.info("raw features exceed %.1f GiB: fitting PCA incrementally while streaming", cfg.memory_gb)
-    position = {cid: i for i, cid in enumerate(targets.clip_ids)}
-    transforms, projected = fit_streaming(lambda: stream_features(fdir, infos, position), infos, pca, is_train,
-                                          len(targets.rows))
-    x = np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
-    return transforms, x, lambda rows: read_matrices(fdir, infos, targets.clip_ids[rows])
+    transforms, projected = fit_streaming(features.stream, features.feature_groups, pca, is_train, len(features))
+    return transforms, np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
 
 
-def _split_counts(task: Task, targets: Targets, split: np.ndarray) -> dict[str, dict[str, int]]:
+def _split_counts(task: Task, features: FeatureSet, split: np.ndarray) -> dict[str, dict[str, int]]:
     out = {}
     for code, name in NAMES.items():
         rows = split == code
-        y = targets.y[rows]
+        y = features.y[rows]
         per = (y.sum(axis=0).astype(int).tolist() if task.kind == "multi_label" else
                np.bincount(y, minlength=task.n_classes).tolist())
         out[name] = {**dict(zip(task.class_names, per)), "clips": int(rows.sum())}
@@ -136,73 +104,61 @@ def _storage(cfg: TrainConfig) -> str:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run the job; return a summary (test metrics, where the model and the report are)."""
-    import ray
-
     validate(cfg)
     t_start = time.time()
-    task = load_task(cfg.task, load_ontology(cfg.ontology) if cfg.ontology else None)
+    task = load_task(cfg.task, cfg.ontology)
     estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
-    fdir = features_dir(cfg.features)
-    schema = read_schema(fdir)
-    if "labels" not in schema.names:
-        raise ConfigError(f"features: {fdir} has no labels column (was the clip list unlabelled?)")
-    groups = select_groups(available_groups(schema), cfg.groups, cfg.signals)
-    infos = group_infos(schema, groups)
+    t = time.time()
+    features = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups, signals=cfg.signals,
+                             include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30)
+    groups = list(features.columns)
     run_id = runs.new_run_id()
     record = base_record(run_id, "train", cfg.to_dict())
     record["versions"] = package_versions(EXTRA_PACKAGES)
     record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
     write_json(record, record_uri)
-    init_ray(cfg.ray_address, cfg.progress)
+    cluster = start_ray(cfg.ray_address, cfg.progress)
     timings: dict[str, float] = {}
 
-    t = time.time()
-    if raw_bytes(n_rows(fdir), infos) <= cfg.memory_gb * 2 ** 30:
-        meta, table = read_all(fdir, schema, infos)
-    else:
-        meta, table = read_meta(fdir, schema), None
-    targets = make_targets(meta, task)
-    if len(targets.rows) < MIN_CLIPS:
-        raise ConfigError(f"task: only {len(targets.rows)} clips of {cfg.features} have a target for "
-                          f"{task.name} (need {MIN_CLIPS} or more)")
+    if len(features) < MIN_CLIPS:
+        raise ConfigError(f"task: only {len(features)} clips of {cfg.features} have a target for "
+                          f"{task.name} and finite features (need {MIN_CLIPS} or more)")
     test_mask = None
     if test_ids is not None:
-        test_mask = np.isin(targets.clip_ids, list(test_ids))
+        test_mask = np.isin(features.ids, list(test_ids))
         if not test_mask.any():
             raise ConfigError(f"test_list: none of its {len(test_ids)} clips is in the feature table with a target")
-    split = assign_splits(targets.strata, targets.groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
+    clip_groups = features.groups if features.has_groups else None
+    split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
     dropped_overlap = int((split == DROPPED).sum())
-    transforms, x, raw_rows = _features(cfg, fdir, infos, targets, split, table)
-    missing = ~np.isfinite(x).all(axis=1) & (split != DROPPED)
-    split[missing] = DROPPED
+    transforms, x = _features(cfg, features, split)
     timings["read_and_preprocess_s"] = time.time() - t
     for code, name in NAMES.items():
         if not (split == code).any():
             field = {"train": "features", "val": "val_size", "test": "test_size"}[name]
-            raise ConfigError(f"{field}: the {name} split is empty ({len(targets.rows)} clips with a target)")
+            raise ConfigError(f"{field}: the {name} split is empty ({len(features)} clips with a target)")
     idx = {code: np.flatnonzero(split == code) for code in NAMES}
-    data = {"x_train": x[idx[TRAIN]], "y_train": targets.y[idx[TRAIN]],
-            "x_val": x[idx[VAL]], "y_val": targets.y[idx[VAL]]}
-    x_test, y_test = x[idx[TEST]], targets.y[idx[TEST]]
-    counts = {**targets.counts, "dropped_group_overlap": dropped_overlap, "missing_features": int(missing.sum()),
-              "leaking_groups": len(leaks(targets.groups, split)) if targets.groups is not None else 0,
-              "splits": _split_counts(task, targets, split)}
+    data = {"x_train": x[idx[TRAIN]], "y_train": features.y[idx[TRAIN]],
+            "x_val": x[idx[VAL]], "y_val": features.y[idx[VAL]]}
+    x_test, y_test = x[idx[TEST]], features.y[idx[TEST]]
+    counts = {"rows": features.n_read, "with_target": len(features), **features.excluded["rows"],
+              "excluded_columns": features.excluded["columns"], "dropped_group_overlap": dropped_overlap,
+              "leaking_groups": len(leaks(clip_groups, split)) if clip_groups is not None else 0,
+              "splits": _split_counts(task, features, split)}
 
     t = time.time()
-    concurrent, worker_cpus, use_gpu = plan_resources(ray.cluster_resources(), cfg.workers,
-                                                      cfg.max_concurrent_trials, cfg.device)
+    concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
     storage = _storage(cfg)
     schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
     setup = Setup(kind=task.kind, n_classes=task.n_classes, in_dim=x.shape[1], schedule=schedule, seed=cfg.seed,
                   workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
-    data_ref = [ray.put(data)]
     if cfg.trials:
-        found = tune_search(data_ref, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
+        found = tune_search(data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
         method = (f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s), "
                   f"{cfg.workers} Ray Train worker(s) of {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} each")
     else:
-        found = single_run(data_ref, setup, dict(DEFAULT_PARAMS))
+        found = single_run(data, setup, dict(DEFAULT_PARAMS))
         method = "no search: default hyper-parameters"
     timings["search_s"] = time.time() - t
     arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
@@ -215,10 +171,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     models: dict[str, dict[str, Any]] = {
         "mlp": {"test": evaluate(task.kind, list(task.class_names), y_test, predict_proba(net, x_test, task.kind, k)),
                 "val_score": found.best_val_score}}
-    fitted = bl.fit_baselines(cfg.baselines, data, task.kind, k, cfg.seed)
+    # the validation split stops the trees early, as it stops the network
+    fitted = {name: make_estimator(name, task.kind, k, cfg.seed).fit(data["x_train"], data["y_train"],
+                                                                     eval_set=(data["x_val"], data["y_val"]))
+              for name in cfg.baselines}
     for name, model in fitted.items():
-        models[name] = {"test": evaluate(task.kind, list(task.class_names), y_test, bl.proba(model, x_test, task.kind, k)),
-                        "val_score": val_score(task.kind, data["y_val"], bl.proba(model, data["x_val"], task.kind, k))}
+        models[name] = {"test": evaluate(task.kind, list(task.class_names), y_test, model.predict_proba(x_test)),
+                        "val_score": val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]))}
     timings["baselines_s"] = time.time() - t
 
     ablations = [{"name": name, "groups": groups, "test": _slim(r["test"]), "val_score": r["val_score"]}
@@ -241,12 +200,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         rng = np.random.default_rng(cfg.seed)
         explain_rows = np.sort(rng.choice(idx[TEST], min(cfg.shap_samples, len(idx[TEST])), replace=False))
         background_rows = np.sort(rng.choice(idx[TRAIN], min(100, len(idx[TRAIN])), replace=False))
-        raw = raw_rows(np.concatenate([background_rows, explain_rows]))
-        raw_x = np.hstack([raw[g.name] for g in infos]).astype(np.float32)
+        raw = features.rows(np.concatenate([background_rows, explain_rows]))
+        raw_x = np.hstack([raw[g.name] for g in features.feature_groups]).astype(np.float32)
         nb = len(background_rows)
-        shap["mlp"] = mlp_attributions(net, transforms, infos, raw_x[:nb], raw_x[nb:], cfg.seed)
+        shap["mlp"] = mlp_attributions(net, transforms, list(features.feature_groups), raw_x[:nb], raw_x[nb:], cfg.seed)
         if "xgboost" in fitted:
-            shap["xgboost"] = tree_attributions(fitted["xgboost"], transforms, x[explain_rows])
+            shap["xgboost"] = tree_attributions(fitted["xgboost"].model_, transforms, x[explain_rows])
         timings["shap_s"] = time.time() - t
 
     adjusted = None
@@ -274,7 +233,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                  "definition": task.definition},
         "architecture": arch, "hyperparameters": found.params, "preprocessing": preprocessing,
         "metrics": {m: _slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
-        "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features})
+        "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features},
+        features.feature_groups)
     record.update(status="completed", counts=counts, timings=timings, wall_s=time.time() - t_start,
                   groups=groups, search=results["search"],
                   metrics={m: _slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
@@ -282,7 +242,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     write_json(record, record_uri)
     return {"run_id": run_id, "metrics": record["metrics"], "adjusted_accuracy": adjusted, "model": model_uri,
             "report": report_uri, "record": record_uri, "counts": counts, "search": results["search"],
-            "timings": timings, "wall_s": record["wall_s"]}
+            "groups": groups, "timings": timings, "wall_s": record["wall_s"]}
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -291,6 +251,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"train run {summary['run_id']}: {sum(v['clips'] for v in s.values())} clips "
              f"(train {s['train']['clips']}, val {s['val']['clips']}, test {s['test']['clips']}); "
              f"{summary['wall_s']:.0f} s"]
+    left_out = {c: why for c, why in summary["counts"]["excluded_columns"].items() if why == RANDOM_REASON}
+    lines.append(f"  features: {', '.join(summary['groups'])}"
+                 + (f"; left out (random weights; --include-random-weights uses them): {', '.join(left_out)}"
+                    if left_out else ""))
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, m in summary["metrics"].items():
         acc = fmt(m["accuracy"])

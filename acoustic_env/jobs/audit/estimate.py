@@ -21,18 +21,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from typing import Any, Iterable
 
 import numpy as np
 
-from acoustic_env.audit.config import AuditError
+from acoustic_env.errors import AuditError
+from acoustic_env.learn.metrics import wilson
 from acoustic_env.storage import filesystem
 
 VERDICTS = ("correct", "wrong", "unsure")
 SAMPLES = ("random", "suspects")
 METHODS = ("wilson", "bootstrap")
-Z95 = 1.959963984540054
 NO_CLASS = "(none)"
 
 
@@ -96,17 +95,6 @@ def latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if key not in best or rec["time"] >= best[key]["time"]:
             best[key] = rec
     return list(best.values())
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def bootstrap(outcomes: np.ndarray, n_boot: int = 4000, seed: int = 0) -> tuple[float, float]:

@@ -16,10 +16,8 @@ Running it twice on the same list writes nothing the second time.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,45 +26,21 @@ import pyarrow.compute as pc
 
 from acoustic_env import runs
 from acoustic_env.audio.manifest import read_manifest
-from acoustic_env.audioset.ontology import ONTOLOGY_URL, load_ontology
 from acoustic_env.audioset.tasks import Task, task_from_definition
-from acoustic_env.config import EMBEDDERS, ConfigError, extract_config_from_dict
-from acoustic_env.extract import extract
+from acoustic_env.config import (
+    EMBEDDERS,
+    AnnotateConfig,
+    ConfigError,
+    ExtractConfig,
+    from_dict,
+)
+from acoustic_env.jobs.extract import extract
 from acoustic_env.runs import base_record
-from acoustic_env.storage import join, read_parts, write_json, write_parquet
+from acoustic_env.storage import join, list_parts, read_parts, write_json, write_parquet
 from acoustic_env.table import now_utc
 
-log = logging.getLogger("acoustic_env.annotate")
+log = logging.getLogger("acoustic_env.jobs.annotate")
 ANNOTATIONS = "annotations"
-
-
-@dataclass(frozen=True)
-class AnnotateConfig:
-    """The new list, the model, the shared feature table and where annotations go."""
-
-    manifest: str
-    model: str
-    features: str  # the extract output shared by every run (features/, errors/, runs/ below it)
-    output: str
-    flag_threshold: float = 0.5
-    extract: dict[str, Any] = field(default_factory=dict)  # any ExtractConfig field (audio_root, ...)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def annotate_config_from_dict(data: dict[str, Any]) -> AnnotateConfig:
-    known = {f.name for f in dataclasses.fields(AnnotateConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown field (known: {', '.join(sorted(known))})")
-    for name in ("manifest", "model", "features", "output"):
-        if not data.get(name):
-            raise ConfigError(f"{name}: is required (--{name})")
-    cfg = AnnotateConfig(**data)
-    if not 0.0 < cfg.flag_threshold < 1.0:
-        raise ConfigError(f"flag_threshold: must be in (0, 1), got {cfg.flag_threshold!r}")
-    return cfg
 
 
 def _load_model(uri: str):
@@ -110,28 +84,26 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     model = _load_model(cfg.model)
     model_id = str(model.meta.get("run_id") or cfg.model)
     definition = model.meta["task"]["definition"]
-    ontology_uri = cfg.extract.get("ontology")
-    needs_ontology = any((spec or {}).get("descendants") for spec in definition.get("classes", {}).values())
-    task = task_from_definition(definition, load_ontology(ontology_uri or ONTOLOGY_URL) if needs_ontology else None)
+    task = task_from_definition(definition, cfg.extract.get("ontology"))
     if sorted(task.class_names) != sorted(model.class_names):
         raise ConfigError(f"model: its task definition names {task.class_names}, its outputs {model.class_names}")
     embedders = [g for g in model.groups if g in EMBEDDERS]
-    ext = extract_config_from_dict({**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
+    ext = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
                                     "embedders": embedders})
     run_id = runs.new_run_id()
     record = base_record(run_id, "annotate", cfg.to_dict())
     record["model_id"] = model_id
     extract_record = extract(ext)
     manifest = read_manifest(ext.manifest, ext.audio_root, ext.manifest_format, ext.path_template,
-                             ext.audio_extensions, ext.cut_segments, ext.ontology, ext.limit).table
+                             ext.audio_extensions, ext.cut_segments, limit=ext.limit).table
     done = _annotated_ids(cfg.output, model_id)
     wanted = [c for c in manifest["clip_id"].to_pylist() if c not in done]
-    features = read_parts(join(cfg.features, runs.FEATURES), columns=["clip_id", *model.groups])
-    table = pa.table({"clip_id": pa.array([], pa.string())}) if features is None else features
-    table = table.filter(pc.is_in(table["clip_id"], value_set=pa.array(wanted, pa.string())))
+    # every clip extracted may have failed, in which case there is no table yet
+    has_table = bool(list_parts(join(cfg.features, runs.FEATURES)))
+    data = model.read_features(cfg.features, clip_ids=wanted) if wanted and has_table else None
     written = 0
-    if table.num_rows:
-        scored = model.predict_table(table)
+    if data is not None and len(data):
+        scored = model.predict_table(data)
         # by name: the artifact's JSON keeps the task definition with its keys sorted
         probs = np.stack([scored[f"prob_{c}"].to_numpy(zero_copy_only=False) for c in task.class_names], axis=1)
         labels_by_id = dict(zip(manifest["clip_id"].to_pylist(), manifest["labels"].to_pylist()))
@@ -143,11 +115,12 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
         ids = scored["clip_id"].to_pylist()
         write_parquet(scored, join(cfg.output, ANNOTATIONS, runs.part_name(run_id, ids)))
         written = scored.num_rows
-    failed = len(wanted) - table.num_rows
+    found = data.n_read if data is not None else 0
     record.update(status="completed", wall_s=time.time() - t0, extract_run=extract_record["run_id"],
                   counts={"listed": manifest.num_rows, "already_annotated": len(done & set(manifest["clip_id"].to_pylist())),
                           "extracted": extract_record["counts"]["ok"], "extract_skipped": extract_record["counts"]["skipped"],
                           "annotated": written, "flagged": int(sum(scored["flagged"].to_pylist())) if written else 0,
-                          "not_annotated_failed_extract": failed})
+                          "not_annotated_failed_extract": len(wanted) - found,
+                          "not_annotated_broken_features": found - written})
     write_json(record, join(cfg.output, runs.RUNS, f"annotate-{run_id}.json"))
     return record

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from acoustic_env.jobs.train import plots
 from acoustic_env.storage import filesystem, join
-from acoustic_env.train import plots
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.4em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}

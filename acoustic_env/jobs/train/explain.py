@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from acoustic_env.learn.transform import GroupTransform
-from acoustic_env.train.data import GroupInfo
+from acoustic_env.table import GroupInfo
 
 
 class RawInputModel(nn.Module):

@@ -2,7 +2,7 @@
 
 ``load_model`` (the artifact reader) imports neither Ray nor scikit-learn, so
 a trained model can be used on any machine with numpy, torch, pyarrow and
-fsspec; the job itself (``acoustic_env.train.job.train``) needs Ray.
+fsspec; the job itself (``acoustic_env.jobs.train.job.train``) needs Ray.
 """
 
 from acoustic_env.learn.artifact import Model, load_model

@@ -2,8 +2,8 @@
 
 They show what each source (indices, MPS, each embedder) and each signal
 (raw, foreground, background) contributes. Each subset is a plain fit with
-the search's best hyper-parameters, run as a Ray task (they are many and
-small; a Ray Train run per subset would spend most of its time starting).
+the search's best hyper-parameters, run as a Ray task (``distributed.fanout``:
+they are many and small).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from acoustic_env.distributed.fanout import map_tasks
 from acoustic_env.learn.fit import Schedule, build_model, fit
 from acoustic_env.learn.transform import GroupTransform
-from acoustic_env.train.data import signal_of, source_of
+from acoustic_env.table import signal_of, source_of
 
 
 def ablation_sets(groups: list[str]) -> dict[str, list[str]]:
@@ -63,12 +64,8 @@ def run_ablations(sets: dict[str, list[str]], transforms: list[GroupTransform], 
                   kind: str, n_classes: int, params: dict[str, Any], schedule: Schedule,
                   seed: int) -> dict[str, dict[str, Any]]:
     """Fit every subset as a Ray task; returns {name: {groups, cols, best_state, best_val_score}}."""
-    import ray
-
-    task = ray.remote(num_cpus=1)(fit_subset)
-    pending = {}
-    for name, groups in sets.items():
-        cols = columns_of(transforms, groups)
-        sub = {k: (v[:, cols] if k.startswith("x_") else v) for k, v in data.items()}
-        pending[name] = (groups, cols, task.remote(sub, kind, n_classes, params, schedule, seed))
-    return {name: {"groups": groups, "cols": cols, **ray.get(ref)} for name, (groups, cols, ref) in pending.items()}
+    cols = {name: columns_of(transforms, groups) for name, groups in sets.items()}
+    subsets = [{k: (v[:, c] if k.startswith("x_") else v) for k, v in data.items()} for c in cols.values()]
+    fitted = map_tasks(fit_subset, subsets, kind=kind, n_classes=n_classes, params=params, schedule=schedule,
+                       seed=seed)
+    return {name: {"groups": sets[name], "cols": cols[name], **r} for name, r in zip(sets, fitted)}

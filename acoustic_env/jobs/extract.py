@@ -11,13 +11,14 @@ from typing import Any
 
 from acoustic_env import runs
 from acoustic_env.audio.manifest import read_manifest
-from acoustic_env.audio.stages import table_metadata
-from acoustic_env.config import ExtractConfig, validate
+from acoustic_env.audio.rows import pipeline_fields
+from acoustic_env.audio.stages import stages, table_metadata, vector_columns
+from acoustic_env.config import ConfigError, ExtractConfig, validate
 from acoustic_env.distributed.extract import run_pipeline
 from acoustic_env.runs import base_record
-from acoustic_env.storage import join, write_json
+from acoustic_env.storage import join, redact, transport_failure
 
-log = logging.getLogger("acoustic_env.extract")
+log = logging.getLogger("acoustic_env.jobs.extract")
 
 
 def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
@@ -29,8 +30,8 @@ def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
     """
     if not cfg.embedders:
         return {}
+    from acoustic_env.embedders.registry import get
     from acoustic_env.embedders.weights import (
-        REGISTRY,
         WeightsError,
         missing_message,
         status,
@@ -38,10 +39,10 @@ def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
 
     ids: dict[str, str] = {}
     for name in cfg.embedders:
-        state = status(REGISTRY[name], cfg.weights_cache, verify=True)
+        state = status(get(name).weights, cfg.weights_cache, verify=True)
         if state["status"] == "missing":
             if not cfg.allow_random_weights:
-                raise WeightsError(missing_message(REGISTRY[name], state["path"]))
+                raise WeightsError(missing_message(get(name).weights, state["path"]))
             log.warning("embedder %s: no checkpoint at %s, using RANDOM weights (--allow-random-weights)",
                         name, state["path"])
             ids[name] = "random"
@@ -59,28 +60,39 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     run_id = runs.new_run_id()
     record = base_record(run_id, "extract", cfg.to_dict())
     weights = resolve_weights(cfg)
-    manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
-                             cfg.audio_extensions, cfg.cut_segments, cfg.ontology, cfg.limit)
-    plan = runs.make_plan(manifest.table, cfg.output)
-    record.update(manifest={"source": manifest.source, "format": manifest.format},
-                  weights=weights)
     record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
-    write_json(record, record_uri)
+    try:  # the output's first write: a missing bucket or refused credentials stop here, in one line
+        runs.write_record(record, record_uri, cfg.redact_query_params)
+    except Exception as exc:  # noqa: BLE001 - every transport says it its own way
+        error_type, reason = transport_failure(exc)
+        if error_type == "missing_file":
+            reason = "it does not exist (a bucket is never created for you)"
+        raise ConfigError(redact(f"output: cannot write to {cfg.output}: {reason}", cfg.redact_query_params)) from None
+    reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg))]
+    manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
+                             cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit, allowed_roots=cfg.allowed_roots,
+                             reserved=reserved, redact_params=cfg.redact_query_params)
+    plan = runs.make_plan(manifest.table, cfg.output)
+    record.update(manifest={"source": manifest.source, "format": manifest.format,
+                            "renamed_columns": manifest.renamed_columns},
+                  weights=weights)
+    runs.write_record(record, record_uri, cfg.redact_query_params)
     log.info("run %s: %d clips in the manifest, %d already done, %d to process (%d retried)",
              run_id, manifest.table.num_rows, plan.skipped, plan.todo.num_rows, plan.retried)
     totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {}}
     if plan.todo.num_rows:
         totals = run_pipeline(plan.todo, cfg, run_id, table_metadata(cfg, run_id, weights), weights)
-    remaining_errors = runs.compact_errors(cfg.output, run_id)
-    repaired = runs.repair_duplicates(cfg.output)
+    end = runs.sweep(cfg.output)
+    remaining_errors = runs.compact_errors(cfg.output, run_id, end.done)
     record.update(
         status="completed",
-        counts={"input": manifest.table.num_rows + manifest.duplicates, "duplicate_ids": manifest.duplicates,
+        counts={"input": manifest.table.num_rows, "duplicate_ids": manifest.duplicates,
+                "ids_made_unique": manifest.ids_made_unique,
                 "skipped": plan.skipped, "retried": plan.retried, "processed": plan.todo.num_rows,
                 "ok": totals["ok"], "failed": totals["failed"], "errors_in_output": remaining_errors,
-                "duplicates_repaired": plan.duplicates_repaired + repaired},
+                "duplicates_repaired": plan.duplicates_repaired + end.duplicates_removed},
+        quarantined=plan.quarantined + end.quarantined,
         error_types=totals["error_types"], cpu_s=totals["cpu_s"], resources=totals.get("resources"),
         wall_s=time.time() - t_start,
     )
-    write_json(record, record_uri)
-    return record
+    return runs.write_record(record, record_uri, cfg.redact_query_params)

@@ -24,9 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from acoustic_env.audit.config import AuditError
-from acoustic_env.audit.estimate import latest, normalize_verdict
-from acoustic_env.audit.review import PAGE, REVIEW_DIR
+from acoustic_env.errors import AuditError
+from acoustic_env.jobs.audit.estimate import latest, normalize_verdict
+from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR
 from acoustic_env.storage import filesystem, join, read_json, write_json
 
 VERDICTS_FILE = "verdicts.json"

@@ -20,30 +20,31 @@ import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
 from acoustic_env import runs
-from acoustic_env.audioset.ontology import load_ontology
 from acoustic_env.audioset.tasks import Task, load_task
-from acoustic_env.audit.confident import (
+from acoustic_env.config import AuditConfig, validate
+from acoustic_env.distributed.session import start_ray
+from acoustic_env.errors import AuditError
+from acoustic_env.jobs.audit.confident import (
     LabelIssues,
     multi_label_issues,
     single_label_issues,
 )
-from acoustic_env.audit.config import AuditConfig, validate_audit
-from acoustic_env.audit.crossfit import ModelSpec, assign_folds, out_of_fold
-from acoustic_env.audit.dataset import AuditData, load_audit_data
-from acoustic_env.audit.review import build_review
+from acoustic_env.jobs.audit.crossfit import assign_folds, out_of_fold
+from acoustic_env.jobs.audit.review import build_review
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.runs import base_record, package_versions
 from acoustic_env.storage import join, write_json, write_parquet
-from acoustic_env.table import metadata_json
+from acoustic_env.table import FeatureSet, metadata_json, read_features
 
-log = logging.getLogger("acoustic_env.audit")
+log = logging.getLogger("acoustic_env.jobs.audit")
 
 TABLE = "audit.parquet"
 SUMMARY = "summary.json"
 AUDIT_PACKAGES = ("cleanlab", "scikit-learn", "xgboost", "matplotlib")
 
 
-def _given_matrix(data: AuditData, task: Task) -> np.ndarray:
-    return np.eye(task.n_classes, dtype=np.int64)[data.targets] if task.kind == "single_label" else data.targets
+def _given_matrix(data: FeatureSet, task: Task) -> np.ndarray:
+    return np.eye(task.n_classes, dtype=np.int64)[data.y] if task.kind == "single_label" else data.y
 
 
 def _names(rows: np.ndarray, task: Task) -> list[list[str]]:
@@ -58,7 +59,7 @@ def suspect_ranks(flagged: np.ndarray, quality: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def audit_table(data: AuditData, task: Task, folds: np.ndarray, probs: np.ndarray, issues: LabelIssues,
+def audit_table(data: FeatureSet, task: Task, folds: np.ndarray, probs: np.ndarray, issues: LabelIssues,
                 meta: dict[str, Any]) -> pa.Table:
     """The audit table, sorted by ``suspect_rank``."""
     ranks = suspect_ranks(issues.flagged, issues.quality)
@@ -89,34 +90,40 @@ def fit_quality(targets: np.ndarray, probs: np.ndarray, kind: str) -> dict[str, 
 
 def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     """Audit the labels of a feature table; return the summary (also written to ``<output>/summary.json``)."""
-    validate_audit(cfg)
+    validate(cfg)
     t_start = time.time()
     audit_id = runs.new_run_id()
     summary = base_record(audit_id, "audit", cfg.to_dict())
     summary["versions"] = package_versions(AUDIT_PACKAGES)
-    task = load_task(cfg.task, load_ontology(cfg.ontology) if cfg.ontology else None)
-    data = load_audit_data(cfg.features, task, cfg.feature_groups)
-    log.info("audit %s: %d clips, %d features from %s", audit_id, len(data.X), data.X.shape[1], list(data.feature_columns))
-    folds = assign_folds(data.targets, data.groups, task.class_names, cfg.folds, cfg.seed)
-    spec = ModelSpec(cfg.model, task.kind == "multi_label", task.n_classes, cfg.seed)
+    task = load_task(cfg.task, cfg.ontology)
+    data = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups,
+                         include_random_weights=cfg.include_random_weights)
+    if not len(data):
+        raise AuditError(f"features: no clip of {cfg.features} has finite features and a target of task {task.name!r}")
+    X = data.matrix()
+    log.info("audit %s: %d clips, %d features from %s", audit_id, len(X), X.shape[1], list(data.columns))
+    folds = assign_folds(data.y, data.groups, task.class_names, cfg.folds, cfg.seed)
+    estimator = make_estimator(cfg.classifier, task.kind, task.n_classes, cfg.seed)
+    if cfg.parallel == "ray":
+        start_ray(cfg.ray_address)
     t_fit = time.time()
-    probs = out_of_fold(spec, data.X, data.targets, folds, cfg.parallel, cfg.ray_address)
+    probs = out_of_fold(estimator, X, data.y, folds, cfg.parallel)
     fit_s = time.time() - t_fit
     find = single_label_issues if task.kind == "single_label" else multi_label_issues
-    issues = find(data.targets, probs, task.class_names, cfg.filter_by)
+    issues = find(data.y, probs, task.class_names, cfg.filter_by)
     summary.update(
         audit_id=audit_id, status="completed",
         task={"name": task.name, "kind": task.kind, "classes": list(task.class_names),
               "definition": task.definition},
-        features={"columns": data.feature_columns, "dim": int(data.X.shape[1])},
+        features={"columns": data.columns, "dim": int(X.shape[1]), "excluded": data.excluded["columns"]},
         folds={"k": cfg.folds, "grouped": data.has_groups, "sizes": np.bincount(folds).tolist()},
-        counts={"audited": int(len(data.X)), "flagged": int(issues.flagged.sum()), **data.excluded},
-        fit=fit_quality(data.targets, probs, task.kind),
+        counts={"audited": len(data), "flagged": int(issues.flagged.sum()), **data.excluded["rows"]},
+        fit=fit_quality(data.y, probs, task.kind),
         noise=issues.noise,
         outputs={"table": join(cfg.output, TABLE), "summary": join(cfg.output, SUMMARY)},
     )
     meta = {"audit_id": audit_id, "task": summary["task"]["name"], "kind": task.kind,
-            "classes": list(task.class_names), "model": cfg.model, "folds": cfg.folds, "seed": cfg.seed}
+            "classes": list(task.class_names), "model": cfg.classifier, "folds": cfg.folds, "seed": cfg.seed}
     table = audit_table(data, task, folds, probs, issues, meta)
     write_parquet(table, join(cfg.output, TABLE))
     if cfg.review_top or cfg.random_sample:
@@ -142,7 +149,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     cfg = summary["config"]
     excluded = ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("audited", "flagged") and v)
     lines = [f"audit {summary['audit_id']}: {c['audited']} clips, task {summary['task']['name']}, "
-             f"{cfg['model']} x {cfg['folds']} folds{' (grouped)' if summary['folds']['grouped'] else ''}"
+             f"{cfg['classifier']} x {cfg['folds']} folds{' (grouped)' if summary['folds']['grouped'] else ''}"
              f"{f'; left out: {excluded}' if excluded else ''} ({summary['wall_s']:.1f} s)",
              f"  flagged {c['flagged']} ({noise['flagged_share']:.1%}); estimated share of wrong labels "
              f"{noise['estimated_wrong_share']:.1%}: "

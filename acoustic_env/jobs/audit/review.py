@@ -126,7 +126,7 @@ def _item(row: dict[str, Any], class_names: tuple[str, ...], assets: dict[str, A
 
 
 def render_page(page_data: dict[str, Any]) -> str:
-    template = resources.files("acoustic_env.audit").joinpath("review_page.html").read_text()
+    template = resources.files("acoustic_env.jobs.audit").joinpath("review_page.html").read_text()
     blob = json.dumps(page_data, sort_keys=True).replace("</", "<\\/")  # no early </script>
     return template.replace("__AUDIT_DATA__", blob)
 
@@ -143,7 +143,7 @@ def build_review(table: pa.Table, summary: dict[str, Any], output: str, top: int
     noise = summary["noise"]
     page_data = {
         "audit_id": summary["audit_id"], "task": summary["task"]["name"], "kind": summary["task"]["kind"],
-        "classes": list(class_names), "model": summary["config"]["model"], "folds": summary["config"]["folds"],
+        "classes": list(class_names), "model": summary["config"]["classifier"], "folds": summary["config"]["folds"],
         "n_clips": summary["counts"]["audited"], "n_flagged": summary["counts"]["flagged"],
         "estimated_wrong_share": noise["estimated_wrong_share"], "per_class": noise["per_class"],
         "suspects": [_item(rows[i], class_names, assets[i]) for i in suspects],

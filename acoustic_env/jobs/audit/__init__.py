@@ -1,18 +1,17 @@
 """Label audit: out-of-fold rescoring, confident learning, a review page and a label-accuracy estimate.
 
-``run_audit(audit_config_from_dict({...}))`` audits a feature table;
+``run_audit(from_dict(AuditConfig, {...}))`` (both from ``acoustic_env.config``) audits a feature table;
 ``estimate_accuracy(read_verdicts([...]))`` turns reviewed clips into an
 accuracy estimate with an interval; ``make_server`` serves the review page.
 
-Names are imported on first use, so ``acoustic-env extract`` (which imports
-this package for its error class) does not pay for scikit-learn and cleanlab.
+Names are imported on first use, so importing this package does not pay for
+scikit-learn and cleanlab.
 """
 
 from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "AuditConfig": "config", "AuditError": "config", "audit_config_from_dict": "config",
     "estimate_accuracy": "estimate", "read_verdicts": "estimate",
     "rebuild_review": "job", "run_audit": "job",
     "make_server": "server", "verdicts_uri": "server",

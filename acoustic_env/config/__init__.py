@@ -1,0 +1,365 @@
+"""Job configuration: one frozen dataclass per job, each field declared once.
+
+Every field's declaration carries its help and its rules; the flags, the config-file
+reading and the validation derive from it (:mod:`.schema`). A bad value must stop the
+job *before* Ray starts, with one line that names the field
+(``ConfigError: features.mps_n_wt: must be an odd integer >= 3, got 4``), instead of a
+traceback from inside an actor twenty minutes later.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, dataclass
+from typing import Any
+
+from acoustic_env.config.schema import (
+    ConfigError,
+    Section,
+    add_flags,
+    flag_help,
+    from_args,
+    from_dict,
+    load_config_file,
+    option,
+    require,
+    validate,
+)
+from acoustic_env.embedders import registry
+
+__all__ = ["DEFAULT_PCA", "EMBEDDERS", "SIGNALS", "SOURCES", "AnnotateConfig", "AuditConfig", "ConfigError",
+           "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "TrainConfig", "add_flags", "flag_help",
+           "from_args", "from_dict", "load_config_file", "option", "validate"]
+
+#: The embedders the pipeline can run, in the order it runs them: a live view of the
+#: torch-free registry, so that validating a config never imports a deep-learning runtime
+#: and an embedder registered after this import is a valid choice too.
+EMBEDDERS = registry.names()
+SIGNALS = ("raw", "fg", "bg")
+DEVICES = ("auto", "cpu", "cuda")
+#: What train can select: whole sources, or the indices, spectral statistics and MPS of one signal.
+SOURCES = registry.names(before=("indices", "spectral", "mps"))
+FEATURE_GROUPS = registry.names(before=("indices", "spectral", "mps"),
+                                after=tuple(f"{s}_{g}" for s in ("indices", "spectral", "mps") for g in SIGNALS))
+# Components kept per hand-made source: enough to hold most of their variance. An
+# embedder's default is its spec's ``pca``.
+DEFAULT_PCA: dict[str, float] = {"indices": 20, "spectral": 20, "mps": 10}
+#: The estimator zoo's names (``acoustic_env.learn.zoo`` builds them); the MLP is the train job's own network.
+CLASSIFIERS = ("logreg", "xgboost", "mlp")
+BASELINES = tuple(c for c in CLASSIFIERS if c != "mlp")
+FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+
+
+def _absolute(value: Any) -> str | None:
+    """A local path made absolute (``~`` expanded); URLs as given.
+
+    Ray's workers run in another working directory, and run records outlive the shell
+    they were started from: a relative path would name another file there.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"must be a path or URL, got {value!r}")
+    text = os.fspath(value)
+    return text if "://" in text or not text else os.path.abspath(os.path.expanduser(text))
+
+
+def _location(default: Any = MISSING, *, help: str) -> Any:
+    """A path or URL field: local paths are stored absolute (see ``_absolute``)."""
+    return option(default, help=help, parse=_absolute)
+
+
+def _ray_address() -> Any:
+    return option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local instance)")
+
+
+def _progress() -> Any:
+    return option(True, help="progress bars")
+
+
+def _device(what: str) -> Any:
+    return option("auto", choices=DEVICES, help=f"{what} device (auto: a GPU when the cluster has one)")
+
+
+def _task() -> Any:
+    return option("urban_natural", nonempty=True, help="built-in task name, task YAML file, or labels:a,b "
+                                                       "(single-label classes that are those labels)")
+
+
+def _ontology() -> Any:
+    return option(None, help="ontology.json path or URL (default: the official URL; "
+                             "only needed for display-name labels or classes with descendants)")
+
+
+@dataclass(frozen=True)
+class DecodeParams(Section):
+    """How a clip becomes a mono 16 kHz float32 array."""
+
+    sample_rate: int = option(16000, help="decoded sample rate in Hz",
+                              check=(lambda v: v == 16000,
+                                     "must be 16000 (every model and feature is defined at 16 kHz)"))
+    target_rms: float = option(0.1, gt=0, help="RMS every clip is normalised to")
+    # The indices and the modulation spectrum need at least a few analysis windows
+    # (1024-sample spectrogram frames and a 1 s MPS window) to mean anything.
+    min_duration_s: float = option(0.5, gt=0,
+                                   help="shorter clips (after cutting to the segment) become too_short errors")
+    # A guard against a mislabelled hour-long file blowing an actor's memory.
+    max_duration_s: float = option(60.0, help="longer clips are trimmed to this")
+    silence_rms: float = option(1e-6, help="below this RMS a clip is digital silence and is not normalised")
+    # Read limits: a FIFO, a silent server or an endless stream must cost one error row, not a hung batch.
+    read_timeout_s: float = option(60.0, gt=0, help="longest wait for the network while reading a clip; the whole "
+                                                    "read gets about twice that (read_timeout errors)")
+    max_bytes: int = option(256 * 2**20, ge=1, help="larger files become too_large errors (raise it for long "
+                                                   "whole-video files with --cut-segments)")
+
+
+def _power_of_two(v: int) -> bool:
+    return v >= 64 and v & (v - 1) == 0
+
+
+@dataclass(frozen=True)
+class FeatureParams(Section):
+    """Parameters of the CPU feature stages (separation, indices, spectral statistics, MPS).
+
+    Defaults follow the libraries' own examples, adapted to 16 kHz audio
+    (Nyquist 8 kHz, so scikit-maad's 10–20 kHz 'high' band becomes 5–8 kHz).
+    """
+
+    # noisereduce (spectral gating). Non-stationary gating tracks a moving
+    # noise floor, which suits soundscapes whose background changes (wind, traffic).
+    nr_stationary: bool = option(False, help="noisereduce: stationary gating instead of a moving noise floor")
+    nr_prop_decrease: float = option(1.0, gt=0, le=1, help="noisereduce: share of the noise removed")
+    nr_time_constant_s: float = option(2.0, help="noisereduce: time constant of the moving noise floor (s)")
+    nr_n_fft: int = option(1024, help="noisereduce: FFT size")
+    # scikit-maad
+    maad_nperseg: int = option(1024, check=(_power_of_two, "must be a power of two >= 64"),
+                               help="scikit-maad: spectrogram window (samples)")
+    maad_noverlap: int = option(512, help="scikit-maad: window overlap (samples)")
+    maad_gain_db: float = option(42.0, help="scikit-maad: recorder gain (dB)")
+    maad_sensitivity_dbv: float = option(-35.0, help="scikit-maad: microphone sensitivity (dBV)")
+    maad_db_threshold: float = option(3.0, help="scikit-maad: dB threshold of the acoustic-event indices")
+    maad_reject_duration_s: float = option(0.01, help="scikit-maad: events shorter than this are ignored (s)")
+    maad_flim_low: tuple[float, float] = option((0.0, 1000.0), help="scikit-maad: low band (Hz)")
+    maad_flim_mid: tuple[float, float] = option((1000.0, 5000.0), help="scikit-maad: mid band (Hz)")
+    maad_flim_hi: tuple[float, float] = option((5000.0, 8000.0), help="scikit-maad: high band (Hz)")
+    # soundsig modulation power spectrum
+    mps_spec_sample_rate: float = option(1000.0, help="MPS: frame rate of its spectrogram (Hz)")
+    mps_freq_spacing: float = option(50.0, help="MPS: frequency spacing of its spectrogram (Hz)")
+    mps_max_freq: float = option(8000.0, help="MPS: highest spectrogram frequency (Hz)")
+    mps_window_s: float = option(1.0, help="MPS: window length (s)")
+    mps_n_wf: int = option(16, ge=2, help="MPS: spectral-modulation grid points")
+    mps_max_wf: float = option(0.005, help="MPS: highest spectral modulation (cycles/Hz; 0.005 = 5 cycles/kHz)")
+    mps_n_wt: int = option(33, check=(lambda v: v >= 3 and v % 2 == 1, "must be an odd integer >= 3"),
+                           help="MPS: temporal-modulation grid points")
+    mps_max_wt: float = option(64.0, help="MPS: highest temporal modulation (Hz)")
+    # log-mel and MFCC statistics over the frames of the scikit-maad spectrogram above
+    spectral: bool = option(True, help="log-mel band and MFCC statistics per signal (spectral_<signal> columns)")
+    spectral_n_mels: int = option(40, ge=1, help="spectral: mel bands")
+    spectral_n_mfcc: int = option(13, ge=1, help="spectral: MFCCs (at most spectral_n_mels)")
+    spectral_fmin: float = option(50.0, help="spectral: lowest mel frequency (Hz)")
+    spectral_fmax: float = option(8000.0, help="spectral: highest mel frequency (Hz)")
+    spectral_percentiles: tuple[float, ...] = option((10.0, 50.0, 90.0),
+                                                     check=(lambda v: len(set(v)) == len(v) and
+                                                            all(0 <= q <= 100 for q in v),
+                                                            "must be distinct percentiles in [0, 100]"),
+                                                     help="spectral: percentiles of each band over the frames")
+    signals: tuple[str, ...] = option(SIGNALS, choices=SIGNALS, nonempty=True, flag="signals",
+                                      help="signals the features are computed for")
+    impl: str = option("fast", choices=("reference", "fast"), help="CPU feature implementation")
+
+
+@dataclass(frozen=True)
+class ExtractConfig(Section):
+    """Everything the extract job needs; the run record stores it whole."""
+
+    manifest: str = _location(help="clip list: AudioSet segment CSV, CSV/Parquet/JSONL with uri+labels, or a directory")
+    output: str = _location(help="output directory or URI (features/, errors/, runs/ go below it)")
+    audio_root: str | None = _location(None, help="where the audio files are (local path or s3://, gs://, https://)")
+    manifest_format: str = option("auto", choices=("auto", "audioset", "csv", "parquet", "jsonl", "directory"),
+                                  help="format of --manifest")
+    path_template: str = option("{audio_root}/{YTID}_{start_ms}.{ext}", help="AudioSet row -> file",
+                                check=(lambda v: "{" in v, "must contain placeholders such as {YTID}"))
+    audio_extensions: tuple[str, ...] = option(("flac", "wav", "ogg", "mp3", "m4a"), nonempty=True,
+                                               help="extensions {ext} tries, in order")
+    cut_segments: bool = option(False, help="files hold the whole video: cut start_seconds..end_seconds out of them")
+    ontology: str | None = _ontology()
+    limit: int | None = option(None, ge=1, help="process only the first N clips of the manifest")
+    batch_size: int = option(4, ge=1, help="clips per batch")
+    # Large enough that planning a resume of millions of clips reads thousands of parts,
+    # not millions; small enough that an interruption loses little.
+    write_batch_size: int = option(64, ge=1, help="rows per Parquet part written")
+    embedders: tuple[str, ...] = option((), choices=EMBEDDERS, help="pretrained embedders to run")
+    allow_random_weights: bool = option(False, help="run embedders with random weights when checkpoints are missing "
+                                                    "(recorded as 'random')")
+    weights_cache: str | None = _location(None, help="model cache directory or URI "
+                                                  "(default: $ACOUSTIC_ENV_MODEL_CACHE, "
+                                                  "else ~/.cache/acoustic-env/models)")
+    device: str = _device("embedder")
+    # Embedder actors request a fraction of one ("GPU" on real clusters; a custom
+    # resource stands in for it in tests).
+    accelerator_resource: str = option("GPU", nonempty=True, help="cluster resource that marks an accelerator")
+    embed_batch_size: int = option(16, ge=1, help="clips per embedder batch")
+    # For clip lists from a third party: without roots, "../" or absolute paths read any file the worker can.
+    allowed_roots: tuple[str, ...] = option((), help="clips must lie under one of these paths or URL prefixes; "
+                                                     "others become outside_allowed_roots errors (empty: anywhere)")
+    redact_query_params: tuple[str, ...] = option((), help="URL query parameters whose values are secrets, besides "
+                                                           "token, sig, X-Amz-Signature, ... (replaced by *** "
+                                                           "before anything is stored or logged)")
+    ray_address: str | None = _ray_address()
+    progress: bool = _progress()
+    decode: DecodeParams = option(factory=DecodeParams, help="how a clip is decoded")
+    features: FeatureParams = option(factory=FeatureParams, help="CPU feature parameters")
+
+    def cross_check(self) -> None:
+        d, f = self.decode, self.features
+        require(d.max_duration_s > d.min_duration_s, "decode.max_duration_s", "must be > decode.min_duration_s",
+                 d.max_duration_s)
+        require(0 <= f.maad_noverlap < f.maad_nperseg, "features.maad_noverlap", "must be in [0, maad_nperseg)",
+                 f.maad_noverlap)
+        for name in ("maad_flim_low", "maad_flim_mid", "maad_flim_hi"):
+            lo, hi = getattr(f, name)
+            require(0 <= lo < hi <= d.sample_rate / 2, f"features.{name}",
+                     f"must be (low, high) with 0 <= low < high <= {d.sample_rate // 2}", (lo, hi))
+        require(0 < f.mps_max_wt <= f.mps_spec_sample_rate / 2, "features.mps_max_wt",
+                 "must be in (0, mps_spec_sample_rate/2]", f.mps_max_wt)
+        require(0 < f.mps_max_wf <= 0.5 / f.mps_freq_spacing, "features.mps_max_wf",
+                 "must be in (0, 0.5/mps_freq_spacing]", f.mps_max_wf)
+        require(0 < f.mps_window_s <= d.min_duration_s * 4, "features.mps_window_s",
+                 "must be > 0 and not much longer than decode.min_duration_s", f.mps_window_s)
+        require(f.spectral_n_mfcc <= f.spectral_n_mels, "features.spectral_n_mfcc", "must be <= spectral_n_mels",
+                 f.spectral_n_mfcc)
+        second_bin = d.sample_rate / f.maad_nperseg
+        require(f.spectral_fmin >= second_bin, "features.spectral_fmin", f"must be >= sample_rate / maad_nperseg "
+                 f"= {second_bin:g} Hz (scikit-maad removes each frame's mean, which changes the bins below)",
+                 f.spectral_fmin)
+        require(f.spectral_fmin < f.spectral_fmax <= d.sample_rate / 2, "features.spectral_fmax",
+                 f"must be in (spectral_fmin, {d.sample_rate // 2}]", f.spectral_fmax)
+
+
+def _parse_pca(value: Any) -> dict[str, float]:
+    """``{"mps": 0.95}`` or ``"indices=20,mps=0.95"`` → a dict of int counts / float fractions."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = []
+        for part in filter(str.strip, str(value or "").split(",")):
+            if "=" not in part:
+                raise ConfigError(f"pca: expected source=value pairs such as indices=20,mps=0.95, got {part.strip()!r}")
+            k, v = part.split("=", 1)
+            items.append((k.strip(), v.strip()))
+    out: dict[str, float] = {}
+    for k, v in items:
+        try:
+            num = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"pca.{k}: must be an integer >= 1 or a variance fraction in (0, 1), got {v!r}") from None
+        out[k] = int(num) if num >= 1 and num == int(num) else num
+    return out
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """Everything the train job needs; the run record stores it whole."""
+
+    features: str = _location(help="feature table: an extract output or its features/ directory (local or s3://)")
+    output: str = _location(help="output directory or URI (model/, report/, runs/ go below it)")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    feature_groups: tuple[str, ...] = option((), choices=FEATURE_GROUPS,
+                                             help="sources or columns to train on (empty: every group the table has)")
+    signals: tuple[str, ...] = option(SIGNALS, choices=SIGNALS, nonempty=True,
+                                      help="signals kept for the per-signal sources (indices, MPS)")
+    include_random_weights: bool = option(False, help="also use embedder columns computed with random weights "
+                                                      "(left out by default: they carry no pretrained knowledge)")
+    pca: dict[str, float] = option(factory=dict, parse=_parse_pca,
+                                   help="components per source: a count or a variance fraction, e.g. indices=20,mps=0.95 "
+                                        f"(sources not named: {','.join(f'{k}={v}' for k, v in DEFAULT_PCA.items())}, "
+                                        f"{','.join(f'{n}={registry.get(n).pca}' for n in EMBEDDERS)})")
+    test_size: float = option(0.2, gt=0, lt=1, help="test fraction when no --test-list is given")
+    val_size: float = option(0.2, gt=0, lt=1, help="validation fraction of the clips left after the test split")
+    test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
+                                              "or one per line")
+    seed: int = option(0, help="seed of the splits, the search and the networks")
+    trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")
+    time_budget_s: float = option(900.0, gt=0, flag="time-budget", help="search time budget in seconds")
+    max_concurrent_trials: int = option(0, ge=0, help="trials at once (0: one per two CPUs)")
+    max_rounds: int = option(30, ge=1, help="validation rounds per run at most")
+    grace_rounds: int = option(3, ge=1, help="rounds before early termination may stop a trial (at most max_rounds)")
+    patience: int = option(6, ge=1, help="rounds without improvement before a run stops")
+    steps_per_round: int = option(50, ge=1, help="optimizer steps per validation round at least")
+    workers: int = option(1, ge=1, help="Ray Train workers per run")
+    device: str = _device("training")
+    baselines: tuple[str, ...] = option(BASELINES, choices=BASELINES, help="baseline models (empty for none)")
+    ablations: bool = option(True, help="the feature-group ablations")
+    shap_samples: int = option(100, ge=0, help="test clips explained with SHAP (0 skips SHAP)")
+    label_accuracy: str | None = _location(None, help="the audit's label-accuracy estimate (JSON): adds adjusted "
+                                                   "accuracy to the report")
+    memory_gb: float = option(4.0, gt=0, help="above this many GiB of raw feature values, the PCA is fitted "
+                                              "incrementally while streaming the table")
+    work_dir: str | None = _location(None, help="Ray Tune/Train run directory (default: <output>/ray; shared storage "
+                                             "on a multi-node cluster)")
+    ray_address: str | None = _ray_address()
+    progress: bool = _progress()
+
+    def pca_target(self, source: str) -> float:
+        return self.pca.get(source, DEFAULT_PCA[source] if source in DEFAULT_PCA else registry.get(source).pca)
+
+    def cross_check(self) -> None:
+        for source, target in self.pca.items():
+            require(source in SOURCES, f"pca.{source}", f"unknown source (known: {', '.join(SOURCES)})", target)
+            ok = (isinstance(target, int) and not isinstance(target, bool) and target >= 1) or (
+                isinstance(target, float) and 0 < target < 1)
+            require(ok, f"pca.{source}", "must be an integer >= 1 or a variance fraction in (0, 1)", target)
+        require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
+                 self.grace_rounds)
+
+
+@dataclass(frozen=True)
+class AuditConfig(Section):
+    """Everything the audit job needs; summary.json stores it whole.
+
+    ``feature_groups`` empty means every vector column except class-score
+    columns (``*_scores``): scores from a pretrained AudioSet tagger were
+    trained on the very labels being audited, so they would echo the label
+    noise back instead of judging it. ``filter_by`` is cleanlab's rule for
+    flagging; its default (``prune_by_noise_rate``) flags as many clips per
+    (given, true) class pair as the estimated noise matrix says are wrong.
+    """
+
+    features: str = _location(help="feature table: an extract output, its features/ directory, or a Parquet file")
+    output: str = _location(help="audit output directory or URI (audit.parquet, summary.json, review/)")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    classifier: str = option("logreg", choices=CLASSIFIERS, help="out-of-fold classifier (logreg is the fastest)")
+    folds: int = option(5, ge=2, le=50, help="number of cross-fitting folds")
+    seed: int = option(0, ge=0, help="seed of the folds, the classifier and the random review sample")
+    feature_groups: tuple[str, ...] = option((), check=(all, "must be non-empty column names or prefixes"),
+                                             help="feature columns or prefixes, e.g. indices,mps_fg,vggish "
+                                                  "(empty: every vector except *_scores)")
+    include_random_weights: bool = option(False, help="also use embedder columns computed with random weights "
+                                                      "(left out by default: they carry no pretrained knowledge)")
+    filter_by: str = option("prune_by_noise_rate", choices=FILTERS, help="cleanlab's flagging rule")
+    review_top: int = option(50, ge=0, help="suspects on the review page")
+    random_sample: int = option(100, ge=0, help="randomly drawn clips on the review page")
+    parallel: str = option("sequential", choices=("sequential", "ray"), help="ray: run the folds as Ray tasks")
+    ray_address: str | None = _ray_address()
+
+
+@dataclass(frozen=True)
+class AnnotateConfig(Section):
+    """The new list, the model, the shared feature table and where annotations go."""
+
+    manifest: str = _location(help="the new clip list (any format extract reads)")
+    model: str = _location(help="model artifact written by `acoustic-env train` (directory or URI)")
+    features: str = _location(help="the shared extract output the clips are added to (features/, errors/, runs/)")
+    output: str = _location(help="where annotations/ and runs/ go")
+    flag_threshold: float = option(0.5, gt=0, lt=1, help="flag a given label whose probability is below this")
+    # The extract options; annotate sets the list, the table and the model's embedders itself.
+    extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, ("manifest", "output", "embedders")),
+                                     help="any ExtractConfig field but manifest, output and embedders")
+
+    def cross_check(self) -> None:
+        try:
+            from_dict(ExtractConfig, {**self.extract, "manifest": self.manifest, "output": self.features})
+        except ConfigError as exc:
+            raise ConfigError(f"extract.{exc}") from None

@@ -1,0 +1,60 @@
+"""Spectral statistics: log-mel band means, standard deviations and percentiles, MFCC means and deviations.
+
+This is the reference implementation: librosa's ``melspectrogram`` on the STFT
+settings of the indices (Hann window of ``maad_nperseg``, hop ``maad_nperseg -
+maad_noverlap``, no centring, power 2), in dB with ``power_to_db`` (``amin =
+1e-10``, no ``top_db`` clipping: a quiet band keeps its level instead of one
+relative to the clip's loudest), then ``librosa.feature.mfcc`` on those frames.
+Only the frames scikit-maad keeps are used (``len // hop - 1``; the same as
+librosa's at the default 50 % overlap), so the fast implementation can take the
+indices' spectrogram as it is.
+
+The vector per signal is, in order: the mean, the standard deviation and each
+percentile of every mel band over the frames (dB), then the mean and the standard
+deviation of every MFCC; ``spectral_names`` names each value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from acoustic_env.config import FeatureParams
+
+AMIN = 1e-10  # librosa's power_to_db floor: digital silence is -100 dB, not -inf
+
+
+def spectral_names(params: FeatureParams) -> list[str]:
+    """One name per value, in vector order (``logmel_p10_03``: the 10th percentile of mel band 3)."""
+    bands = [f"{b:02d}" for b in range(params.spectral_n_mels)]
+    stats = ["mean", "std", *(f"p{q:g}" for q in params.spectral_percentiles)]
+    return ([f"logmel_{s}_{b}" for s in stats for b in bands]
+            + [f"mfcc_{s}_{c:02d}" for s in ("mean", "std") for c in range(params.spectral_n_mfcc)])
+
+
+def mel_centres_hz(params: FeatureParams) -> np.ndarray:
+    """The centre frequency of each mel band (librosa's Slaney mel scale), for the schema metadata."""
+    import librosa
+
+    return librosa.mel_frequencies(params.spectral_n_mels + 2, fmin=params.spectral_fmin,
+                                   fmax=params.spectral_fmax)[1:-1]
+
+
+def statistics(log_mel: np.ndarray, mfcc: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """The vector from the dB mel frames [n_mels, frames] and the MFCC frames [n_mfcc, frames] (both impls)."""
+    parts = [log_mel.mean(axis=1), log_mel.std(axis=1)]
+    if params.spectral_percentiles:
+        parts.extend(np.percentile(log_mel, params.spectral_percentiles, axis=1))
+    return np.concatenate([*parts, mfcc.mean(axis=1), mfcc.std(axis=1)])
+
+
+def spectral_stats(audio: np.ndarray, sr: int, params: FeatureParams) -> np.ndarray:
+    """The spectral statistics of one signal, with librosa (float64, in ``spectral_names`` order)."""
+    import librosa
+
+    x = np.asarray(audio, dtype=np.float64)
+    hop = params.maad_nperseg - params.maad_noverlap
+    power = librosa.feature.melspectrogram(
+        y=x, sr=sr, n_fft=params.maad_nperseg, hop_length=hop, window="hann", center=False, power=2.0,
+        n_mels=params.spectral_n_mels, fmin=params.spectral_fmin, fmax=params.spectral_fmax)
+    log_mel = librosa.power_to_db(power[:, : len(x) // hop - 1], ref=1.0, amin=AMIN, top_db=None)
+    return statistics(log_mel, librosa.feature.mfcc(S=log_mel, n_mfcc=params.spectral_n_mfcc), params)

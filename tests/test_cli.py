@@ -1,0 +1,269 @@
+"""The command line: flags generated from the config declarations, one name per concept, one-line errors.
+
+Nothing here starts Ray: every case stops at parsing or validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import acoustic_env
+from acoustic_env.cli import build_parser, main
+from acoustic_env.config import (
+    AnnotateConfig,
+    AuditConfig,
+    ExtractConfig,
+    FeatureParams,
+    TrainConfig,
+)
+from acoustic_env.config.schema import (
+    ConfigError,
+    Section,
+    add_flags,
+    from_args,
+    from_dict,
+    option,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = {"extract": ["--manifest", "m.csv", "--output", "o"], "train": ["--features", "f", "--output", "o"],
+            "audit": ["--features", "f", "--output", "o"],
+            "annotate": ["--manifest", "m.csv", "--model", "m", "--features", "f", "--output", "o"]}
+CONFIGS = {"extract": ExtractConfig, "train": TrainConfig, "audit": AuditConfig, "annotate": AnnotateConfig}
+
+
+def subparser(*names: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for name in names:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+def flag_helps(*names: str) -> dict[str, str]:
+    """Flag → its help text, as ``acoustic-env <names> --help`` shows it."""
+    return {opt: a.help or "" for a in subparser(*names)._actions for opt in a.option_strings}
+
+
+def parse(command: str, *argv: str):
+    """The validated config the command would run with."""
+    return from_args(CONFIGS[command], build_parser().parse_args([command, *REQUIRED[command], *argv]))
+
+
+def as_typed(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "empty"
+    return str(value)
+
+
+# --- flags come from the declarations -------------------------------------------------
+
+@pytest.mark.parametrize("command, cls, renamed", [
+    ("train", TrainConfig, {"time_budget_s": "--time-budget"}),
+    ("audit", AuditConfig, {}),
+    ("extract", ExtractConfig, {}),
+])
+def test_every_field_has_a_flag_showing_its_default(command, cls, renamed):
+    helps = flag_helps(command)
+    for f in dataclasses.fields(cls):
+        if f.name in ("decode", "features"):
+            continue  # sections: their fields are checked below
+        flag = renamed.get(f.name, "--" + f.name.replace("_", "-"))
+        assert flag in helps, flag
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if default is dataclasses.MISSING:
+            assert "required" in helps[flag]
+        elif default is not None and not isinstance(default, dict):
+            assert f"default: {as_typed(default)}" in helps[flag], (flag, helps[flag])
+
+
+def test_section_fields_have_prefixed_flags():
+    helps = flag_helps("extract")
+    decode, features = ExtractConfig.__dataclass_fields__["decode"], ExtractConfig.__dataclass_fields__["features"]
+    for section, prefix in ((decode, "--decode-"), (features, "--features-")):
+        for f in dataclasses.fields(section.default_factory()):
+            flag = "--signals" if f.name == "signals" else prefix + f.name.replace("_", "-")
+            assert f"default: {as_typed(f.default)}" in helps[flag], flag
+
+
+@dataclass(frozen=True)
+class Inner(Section):
+    depth: int = option(3, ge=1, help="how deep")
+
+
+@dataclass(frozen=True)
+class Job(Section):
+    name: str = option(help="what to call it")
+    sizes: tuple[int, ...] = option((1, 2), help="sizes to try")
+    fast: bool = option(False, help="go fast")
+    inner: Inner = option(factory=Inner, help="inner section")
+
+
+def test_a_new_field_is_a_flag_and_a_config_key_at_once(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_flags(parser, Job)
+    text = parser.format_help()
+    for needle in ("--name NAME", "what to call it (required)", "sizes to try (comma-separated; default: 1,2)",
+                   "--fast, --no-fast", "--inner-depth N", "how deep (default: 3)"):
+        assert needle in " ".join(text.split()), needle
+    (tmp_path / "job.yaml").write_text("name: a\ninner:\n  depth: 5\n")
+    args = parser.parse_args(["--config", str(tmp_path / "job.yaml"), "--sizes", "4,8", "--fast"])
+    assert from_args(Job, args) == Job(name="a", sizes=(4, 8), fast=True, inner=Inner(depth=5))
+    with pytest.raises(ConfigError, match=r"^inner\.depth: must be an integer >= 1, got 0$"):
+        from_args(Job, parser.parse_args(["--name", "a", "--inner-depth", "0"]))
+
+
+# --- values: flags over the config file, parsed by type ---------------------------------
+
+def test_flags_override_the_config_file_and_leave_the_rest(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("trials: 3\nseed: 5\nprogress: false\nfeature_groups: [indices, mps]\n")
+    cfg = parse("train", "--config", str(path), "--trials", "4", "--pca", "mps=0.9,indices=12", "--no-ablations")
+    assert (cfg.trials, cfg.seed, cfg.progress, cfg.ablations) == (4, 5, False, False)
+    assert cfg.feature_groups == ("indices", "mps") and cfg.pca == {"mps": 0.9, "indices": 12}
+
+
+def test_section_flags_merge_with_the_file_section(tmp_path):
+    path = tmp_path / "extract.json"
+    path.write_text(json.dumps({"features": {"impl": "reference", "mps_n_wt": 17}}))
+    cfg = parse("extract", "--config", str(path), "--signals", "raw,bg", "--features-maad-flim-mid", "1000,4000",
+                "--decode-min-duration-s", "1")
+    assert (cfg.features.impl, cfg.features.mps_n_wt, cfg.features.signals) == ("reference", 17, ("raw", "bg"))
+    assert cfg.features.maad_flim_mid == (1000.0, 4000.0) and cfg.decode.min_duration_s == 1.0
+
+
+def test_annotate_takes_the_extract_options_into_its_extract_section():
+    cfg = parse("annotate", "--audio-root", "/audio", "--no-progress", "--batch-size", "2", "--features-impl",
+                "reference", "--weights-cache", "/cache")
+    assert cfg.model == os.path.abspath("m") and cfg.features == os.path.abspath("f")  # local paths stored absolute
+    assert cfg.extract == {"audio_root": "/audio", "progress": False, "batch_size": 2, "weights_cache": "/cache",
+                           "features": FeatureParams(impl="reference")}
+    assert "--embedders" not in flag_helps("annotate")  # the model decides
+
+
+# --- one name per concept --------------------------------------------------------------
+
+@pytest.mark.parametrize("command, argv, field, value", [
+    ("train", ["--feature-groups", "indices,mps_fg"], "feature_groups", ("indices", "mps_fg")),
+    ("audit", ["--feature-groups", "indices"], "feature_groups", ("indices",)),
+    ("audit", ["--classifier", "xgboost"], "classifier", "xgboost"),
+    ("audit", ["--review-top", "7"], "review_top", 7),
+    ("extract", ["--weights-cache", "/c"], "weights_cache", "/c"),
+])
+def test_renamed_flags(command, argv, field, value):
+    assert getattr(parse(command, *argv), field) == value
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--features", "f", "--output", "o", "--groups", "indices"],
+    ["audit", "--features", "f", "--output", "o", "--model", "xgboost"],
+    ["audit-review", "--audit", "a", "--top", "3"],
+    ["models", "list", "--cache-dir", "c"],
+])
+def test_old_names_are_gone_with_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "unrecognized arguments" in err
+
+
+def test_same_concept_same_flag_on_every_command():
+    for command in ("list", "fetch", "convert"):
+        args = build_parser().parse_args(["models", command, "--weights-cache", "/c"])
+        assert args.weights_cache == "/c"
+    assert flag_helps("models", "list")["--weights-cache"] == flag_helps("extract")["--weights-cache"]
+    args = build_parser().parse_args(["audit-review", "--audit", "a", "--review-top", "3", "--random-sample", "4"])
+    assert (args.review_top, args.random_sample) == (3, 4)
+    assert "artifact" in flag_helps("annotate")["--model"] and "--model" not in flag_helps("audit")
+
+
+def test_config_files_use_the_same_names():
+    assert from_dict(AuditConfig, {"features": "f", "output": "o", "classifier": "mlp"}).classifier == "mlp"
+    with pytest.raises(ConfigError, match=r"^groups: unknown field \(known: .*feature_groups"):
+        from_dict(TrainConfig, {"features": "f", "output": "o", "groups": "indices"})
+    with pytest.raises(ConfigError, match=r"^model: unknown field"):
+        from_dict(AuditConfig, {"features": "f", "output": "o", "model": "mlp"})
+
+
+# --- mistakes end in one line ------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--features", "f", "--output", "o", "--trials", "-1"], "trials: must be an integer >= 0, got -1"),
+    (["train", "--features", "f", "--output", "o", "--seed", "x"], "seed: must be an integer, got 'x'"),
+    (["extract", "--manifest", "m", "--output", "o", "--signals", "raw,mid"], "features.signals: must be a non-empty"),
+    (["extract", "--manifest", "m", "--output", "o", "--embedders", "vggish,vggish"], "embedders: must not repeat"),
+    (["annotate", "--manifest", "m", "--model", "m", "--features", "f", "--output", "o", "--decode-max-duration-s",
+      "0.1"], "extract.decode.max_duration_s: must be > decode.min_duration_s, got 0.1"),
+    (["audit", "--output", "o"], "features: is required (--features or in --config)"),
+])
+def test_bad_flag_value_is_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"acoustic-env: error: {message}")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("features: f\noutput: o\nfolds: 1\n", "folds: must be an integer in [2, 50], got 1"),
+    ("features: f\noutput: o\nfolds: [2]\n", "folds: must be an integer, got [2]"),
+    ("features: f\noutput: o\nfoldz: 3\n", "foldz: unknown field (known: classifier, feature_groups"),
+    ("- features\n", "must hold a mapping of field names to values"),
+])
+def test_bad_config_file_is_one_line(tmp_path, capsys, text, message):
+    (tmp_path / "audit.yaml").write_text(text)
+    assert main(["audit", "--config", str(tmp_path / "audit.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+# --- hand-written commands -------------------------------------------------------------
+
+def test_audit_review_rebuilds_with_the_audit_defaults(monkeypatch, capsys):
+    import acoustic_env.jobs.audit.job as job
+
+    calls = []
+    monkeypatch.setattr(job, "rebuild_review", lambda *a: calls.append(a) or "page.html")
+    assert main(["audit-review", "--audit", "a", "--random-sample", "3"]) == 0
+    assert main(["audit-review", "--audit", "a", "--review-top", "0", "--seed", "2"]) == 0
+    assert calls == [("a", AuditConfig.review_top, 3, 0), ("a", 0, AuditConfig.random_sample, 2)]
+
+
+def test_demo_checks_its_options_before_generating_data(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path / "d"), "--features-impl", "nope"]) == 2
+    assert "impl: must be one of" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+# --- version, and help without the heavy libraries -------------------------------------------
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"acoustic-env {acoustic_env.__version__}\n"
+
+
+def test_help_imports_neither_torch_nor_ray_nor_sklearn():
+    commands = [[], ["extract"], ["train"], ["audit"], ["annotate"], ["demo"], ["audit-review"], ["audit-estimate"],
+                ["models"], ["models", "fetch"]]
+    code = ("import sys\nfrom acoustic_env.cli import main\n"
+            f"for argv in {commands!r}:\n"
+            "    try:\n        main([*argv, '--help'])\n    except SystemExit:\n        pass\n"
+            "print([m for m in ('torch', 'ray', 'sklearn') if m in sys.modules], file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0 and out.stderr.strip() == "[]", out.stderr[-2000:]
+    assert "usage: acoustic-env models fetch" in out.stdout
+
+
+def test_jobs_take_the_same_flags():
+    out = subprocess.run([sys.executable, str(ROOT / "jobs" / "audit.py"), "--features", "f", "--output", "o",
+                          "--classifier", "svm"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        "acoustic-env: error: classifier: must be one of ['logreg', 'xgboost', 'mlp'], got 'svm'"]

@@ -1,0 +1,108 @@
+"""The layers import downward only, and Ray lives in one of them, started one way.
+
+front doors (api, cli/, demo/) → jobs/ (extract, train/, audit/, annotate) →
+distributed/ (the only package that imports Ray) → stages and learning (audio/,
+features/, embedders/, learn/) → shared ground (table, runs, storage, config,
+errors, audioset/). The import checks read the source with ``ast``, so a lazy import
+inside a function counts as much as one at the top of a module.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "acoustic_env"
+FRONT = ("api", "cli", "demo")
+JOBS = ("jobs", *FRONT)
+LOWER = ("learn", "audio", "features", "embedders", "audioset", "table", "runs", "storage", "config", "errors")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports (``from acoustic_env import jobs`` counts as ``acoustic_env.jobs``)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return out
+
+
+def sources(*parts: str) -> list[Path]:
+    """The source files of packages or modules of acoustic_env, by name (``learn``, ``table``)."""
+    files = []
+    for part in parts:
+        module = PACKAGE / f"{part}.py"
+        assert module.is_file() or (PACKAGE / part).is_dir(), f"acoustic_env has no {part}"
+        files += [module] if module.is_file() else sorted((PACKAGE / part).rglob("*.py"))
+    return files
+
+
+def offenders(files: list[Path], packages: tuple[str, ...]) -> dict[str, list[str]]:
+    """{file: [imported modules inside one of ``packages``]} for the files that import any."""
+    found = {}
+    for f in files:
+        bad = sorted(m for m in imported_modules(f) if any(m == p or m.startswith(p + ".") for p in packages))
+        if bad:
+            found[f.as_posix().removeprefix(PACKAGE.parent.as_posix() + "/")] = bad
+    return found
+
+
+def test_imported_modules_sees_every_form(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("import ray.data\nfrom acoustic_env.jobs import train\n\ndef f():\n    from ray import tune\n")
+    assert offenders([src], ("ray",)) and offenders([src], ("acoustic_env.jobs.train",))
+    assert not offenders([src], ("acoustic_env.jobs.audit", "raytracing"))
+
+
+def test_only_distributed_imports_ray():
+    outside = [f for f in PACKAGE.rglob("*.py") if (PACKAGE / "distributed") not in f.parents]
+    assert offenders(outside, ("ray",)) == {}
+    assert offenders(sources("distributed"), ("ray",))  # the check would see Ray where it is
+
+
+def test_lower_layers_never_import_a_layer_above():
+    assert offenders(sources(*LOWER), tuple(f"acoustic_env.{p}" for p in ("distributed", *JOBS))) == {}
+    assert offenders(sources("distributed"), tuple(f"acoustic_env.{p}" for p in JOBS)) == {}
+    assert offenders(sources("jobs"), tuple(f"acoustic_env.{p}" for p in FRONT)) == {}
+
+
+# --- one way to start Ray ------------------------------------------------------------
+
+def test_map_tasks_runs_each_item_with_the_shared_values(ray_session):
+    from acoustic_env.distributed.fanout import map_tasks
+
+    assert map_tasks(lambda a, b: divmod(a, b), [7, 9, 11], b=4) == [(1, 3), (2, 1), (2, 3)]
+
+
+@pytest.mark.slow
+def test_local_ray_starts_quietly(tmp_path):
+    """A job on a laptop prints its own lines, not Ray's: no banner, no token warning, no worker output."""
+    script = textwrap.dedent("""
+        import os
+        os.environ.pop("RAY_ADDRESS", None)
+        from acoustic_env.distributed.fanout import map_tasks
+        from acoustic_env.distributed.session import start_ray
+
+        def shout(x):
+            print("WORKER-OUTPUT", flush=True)
+            return x
+
+        cluster = start_ray(progress=False)
+        assert cluster["CPU"] >= 1, cluster
+        assert start_ray() == cluster  # joining again is a no-op
+        assert map_tasks(shout, [1, 2]) == [1, 2]
+        print("done")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "done"
+    for chatter in ("WORKER-OUTPUT", "Started a local Ray instance", "Token authentication", "INFO"):
+        assert chatter not in out.stderr, out.stderr[-2000:]

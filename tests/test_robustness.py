@@ -1,0 +1,298 @@
+"""Hostile inputs: nothing lost, nothing hangs, nothing leaks.
+
+Every read here that the code under test could get stuck in runs in a daemon thread
+joined with a timeout, and every server stops itself, so a regression fails the test
+instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from conftest import REPO, tone_clip
+
+from acoustic_env.audio.decode import decode_clip
+from acoustic_env.config import DecodeParams, ExtractConfig, from_dict
+from acoustic_env.errors import ClipError, DamagedFileError
+from acoustic_env.runs import make_plan
+from acoustic_env.storage import read_part, redact, write_parquet
+
+FAST = DecodeParams(read_timeout_s=1.0)
+
+
+def bounded(fn: Callable[[], Any], timeout_s: float = 20.0) -> Any:
+    """``fn()`` in a daemon thread: its result or exception, or a test failure if it blocks."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"still blocked after {timeout_s} s"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def clip_error(uri: str, params: DecodeParams = FAST, **kw: Any) -> ClipError:
+    with pytest.raises(ClipError) as info:
+        bounded(lambda: decode_clip(uri, params, **kw))
+    return info.value
+
+
+@contextlib.contextmanager
+def silent_server(lifetime_s: float = 120.0) -> Iterator[int]:
+    """A TCP server on loopback that accepts connections and never answers; yields its port.
+
+    It stops by itself after ``lifetime_s`` even if the test never returns.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+    deadline = time.monotonic() + lifetime_s
+
+    def accept() -> None:
+        while not stop.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                held.append(sock.accept()[0])
+        for conn in held:
+            conn.close()
+        sock.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+@contextlib.contextmanager
+def file_server(root: Path) -> Iterator[int]:
+    """A plain HTTP server over ``root`` on loopback (query strings and user-info ignored); yields its port."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: Any, **kw: Any):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+# --- reads that would block forever or never end ---
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "clip.wav"
+    os.mkfifo(fifo)
+    try:
+        err = clip_error(str(fifo))
+        assert err.error_type == "not_audio" and "regular file" in err.message
+    finally:  # release a reader blocked in open(), should there be one
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_endless_device_is_refused_without_reading():
+    err = clip_error("/dev/zero")
+    assert err.error_type == "not_audio" and "regular file" in err.message
+
+
+def test_byte_cap(tmp_path):
+    path = tone_clip(tmp_path / "long.wav", seconds=40.0)  # 1.28 MB
+    err = clip_error(str(path), DecodeParams(max_bytes=1_000_000))
+    assert err.error_type == "too_large" and "max_bytes" in err.message
+    assert decode_clip(str(path), DecodeParams(max_bytes=2_000_000)).audio.size == 40 * 16000
+
+
+def test_server_that_never_answers_times_out():
+    with silent_server() as port:
+        t0 = time.monotonic()
+        err = clip_error(f"http://127.0.0.1:{port}/clip.wav")
+    assert err.error_type == "read_timeout"
+    assert time.monotonic() - t0 < 10 * FAST.read_timeout_s
+
+
+def test_multi_hour_silent_flac_decodes_in_bounded_memory(tmp_path):
+    """A 3-hour silent FLAC is a few hundred KB; decoding it whole took GBs."""
+    path = tmp_path / "bomb.flac"
+    with sf.SoundFile(path, "w", 8000, 1, "PCM_16", format="FLAC") as f:
+        block = np.zeros(8000 * 600, dtype=np.int16)
+        for _ in range(18):
+            f.write(block)
+    assert path.stat().st_size < 2_000_000
+    tracemalloc.start()
+    try:
+        clip = decode_clip(str(path), DecodeParams())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert clip.is_silent and clip.audio.size == 60 * 16000
+    assert clip.orig_duration_s == pytest.approx(3 * 3600)
+    assert peak < 64 * 2**20, f"decoding took {peak / 2**20:.0f} MiB"
+
+
+# --- what is written: secrets, temporaries, damaged parts ---
+
+def test_redact_user_info_and_secret_query_values():
+    text = ("read https://alice:pa55@host/a.wav?x=1&token=t0k&X-Amz-Signature=abc#f failed; "
+            "url='s3://b/k?Sig=s1g&apikey=k3y'")
+    out = redact(text, ("apikey",))
+    for secret in ("alice", "pa55", "t0k", "abc", "s1g", "k3y"):
+        assert secret not in out
+    assert "https://***@host/a.wav?x=1&token=***" in out and "#f" in out
+
+
+def test_failed_write_leaves_no_temporary(tmp_path):
+    """A full disk mid-write (here: the file-size limit, EFBIG) must not leave .tmp-* behind."""
+    script = ("import os, resource, sys\nimport pyarrow as pa\nfrom acoustic_env.storage import write_parquet\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+              "table = pa.table({'x': [os.urandom(64).hex() for _ in range(2000)]})\n"
+              "try:\n    write_parquet(table, sys.argv[1] + '/part.parquet')\nexcept OSError as exc:\n"
+              "    sys.exit(3 if exc.errno == 27 else 4)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_parts_are_quarantined_and_their_clips_recomputed(tmp_path):
+    out = tmp_path / "out"
+    write_parquet(pa.table({"clip_id": ["a", "b"], "x": [1, 2]}), str(out / "features" / "part-1-aa.parquet"))
+    write_parquet(pa.table({"clip_id": ["c", "d"], "x": [3, 4]}), str(out / "features" / "part-2-bb.parquet"))
+    write_parquet(pa.table({"clip_id": ["e"], "x": [5]}), str(out / "errors" / "errors-3.parquet"))
+    for part in (out / "features" / "part-2-bb.parquet", out / "errors" / "errors-3.parquet"):
+        part.write_bytes(part.read_bytes()[:40])  # cut short, as by a full disk
+    with pytest.raises(DamagedFileError, match="part-2-bb.parquet"):
+        read_part(str(out / "features" / "part-2-bb.parquet"))
+    plan = make_plan(pa.table({"clip_id": list("abcde")}), str(out))
+    assert plan.todo["clip_id"].to_pylist() == ["c", "d", "e"] and plan.skipped == 2 and plan.retried == 0
+    assert sorted(Path(p).relative_to(out).as_posix() for p in plan.quarantined) == [
+        "quarantine/errors/errors-3.parquet", "quarantine/features/part-2-bb.parquet"]
+    assert sorted(p.name for p in (out / "features").iterdir()) == ["part-1-aa.parquet"]
+    assert make_plan(pa.table({"clip_id": list("abcde")}), str(out)).quarantined == []  # once, not every run
+
+
+def test_readme_error_table_names_exactly_the_types_the_code_produces():
+    code = "\n".join(p.read_text() for p in (REPO / "acoustic_env").rglob("*.py"))
+    produced = set(re.findall(r'ClipError\(STAGE, "(\w+)"', code))  # decode
+    produced |= set(re.findall(r'return "(\w+)", ', (REPO / "acoustic_env" / "storage.py").read_text()))  # transport
+    produced |= set(re.findall(r'_reject\(\w+, "(\w+)"', code))  # manifest
+    produced |= set(re.findall(r'error_type="(\w+)"', code))  # any other exception in a stage
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| error_type | when |"):]
+    table = table[:table.index("\n\n")]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
+    assert "outside_allowed_roots" in produced and "read_timeout" in produced and "internal" in produced
+    assert documented == produced
+
+
+# --- the whole job on a hostile clip list ---
+
+def _outputs_text(out: Path) -> str:
+    """Every value and every metadata byte of every output file, as text (Parquet is compressed)."""
+    chunks = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        if path.suffix == ".parquet":
+            with contextlib.suppress(Exception):  # a quarantined part is not readable; its bytes are below
+                table = pq.read_table(path)
+                chunks += [json.dumps(table.to_pylist(), default=str), str(table.schema.metadata)]
+        chunks.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(chunks)
+
+
+def test_extract_on_a_hostile_list_writes_every_row_once_and_no_secret(ray_session, tmp_path, caplog):
+    audio = tmp_path / "audio"
+    for d in ("sub1", "sub2"):
+        (audio / d).mkdir(parents=True)
+    tone_clip(audio / "sub1" / "x.wav")
+    tone_clip(audio / "sub2" / "x.wav", seed=1)  # same stem, another folder
+    tone_clip(audio / "x.flac", seed=2)  # same stem, another format
+    tone_clip(audio / "seg.wav", seed=3)
+    tone_clip(audio / "served.wav", seed=4)
+    (tmp_path / "private").mkdir()
+    tone_clip(tmp_path / "private" / "secret.wav")
+    out = tmp_path / "out"
+    (out / "features").mkdir(parents=True)
+    (out / "features" / "part-19700101T000000Z-000000-00.parquet").write_bytes(b"PAR1 cut short by a full disk")
+    with file_server(tmp_path) as port, silent_server() as silent:
+        rows = [
+            (f"{audio}/sub1/x.wav", ""), (f"{audio}/sub2/x.wav", ""), (f"{audio}/x.flac", ""),
+            ("served.wav", ""),  # below the credentialed audio_root
+            (f"http://127.0.0.1:{port}/audio/served.wav?token=SECRET2", ""),
+            (f"http://127.0.0.1:{silent}/audio/slow.wav", ""),  # read_timeout, and its batch goes on
+            ("../private/secret.wav", ""), (f"file://{tmp_path}/private/secret.wav", ""),  # outside the roots
+            (f"{audio}/sub1/x.wav", ""),  # the same file twice: duplicate_id
+            (f"{audio}/seg.wav", "nan"),  # bad_segment
+        ]
+        lines = ["uri,labels,start_s,duration_s,channels,error_type"]
+        lines += [f"{uri},/m/0,{start},12.5,{n},sheet-{n}" for n, (uri, start) in enumerate(rows)]
+        (tmp_path / "clips.csv").write_text("\ufeff" + "\n".join(lines) + "\n")
+        cfg = from_dict(ExtractConfig, {
+            "manifest": str(tmp_path / "clips.csv"), "output": str(out), "progress": False, "batch_size": 4,
+            "audio_root": f"http://user:SECRET1@127.0.0.1:{port}/audio",
+            "allowed_roots": [str(audio), f"http://127.0.0.1:{port}/audio", f"http://127.0.0.1:{silent}/audio"],
+            "decode": {"read_timeout_s": 2.0}, "features": {"signals": ["raw"]}})
+        record = bounded(lambda: extract_quietly(cfg, caplog), timeout_s=600)
+    features = pq.read_table(out / "features").to_pylist()
+    errors = pq.read_table(out / "errors").to_pylist()
+    ids = [r["clip_id"] for r in features + errors]
+    assert len(ids) == len(set(ids)) == len(rows) == record["counts"]["input"]
+    assert len(features) == 5 and record["counts"]["ok"] == 5
+    kinds = sorted(r["error_type"] for r in errors)
+    assert kinds == ["bad_segment", "duplicate_id", "outside_allowed_roots", "outside_allowed_roots", "read_timeout"]
+    dup = next(r for r in errors if r["error_type"] == "duplicate_id")
+    assert dup["message"].count(f"{audio}/sub1/x.wav") == 2 and "row 1" in dup["message"]
+    # the sheet's own columns travel under their own names; the decode facts keep theirs
+    by_uri = {r["uri"]: r for r in features}
+    first = by_uri[f"{audio}/sub1/x.wav"]
+    assert (first["manifest_duration_s"], first["manifest_channels"], first["manifest_error_type"]) == (
+        "12.5", "0", "sheet-0")
+    assert first["duration_s"] == pytest.approx(1.5) and first["channels"] == 1
+    assert record["manifest"]["renamed_columns"] == {"duration_s": "manifest_duration_s", "channels": "manifest_channels",
+                                                     "error_type": "manifest_error_type"}
+    # the damaged part was set aside, named in the record, and did not stop the run
+    assert [Path(p).name for p in record["quarantined"]] == ["part-19700101T000000Z-000000-00.parquet"]
+    assert (out / "quarantine" / "features" / "part-19700101T000000Z-000000-00.parquet").is_file()
+    # no secret anywhere: Parquet values and metadata, run records, logs
+    text = _outputs_text(out) + caplog.text
+    assert "SECRET1" not in text and "SECRET2" not in text
+    assert "http://***@127.0.0.1" in text and "token=***" in text
+
+
+def extract_quietly(cfg: ExtractConfig, caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
+    from acoustic_env.jobs.extract import extract
+
+    with caplog.at_level("DEBUG"):
+        return extract(cfg)

@@ -1,0 +1,76 @@
+"""The estimator zoo: every model, single- and multi-label, always [n, n_classes] probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acoustic_env.config import ConfigError
+from acoustic_env.learn.zoo import ESTIMATORS, PARAMS, make_estimator
+
+K = 3
+
+
+def separable(n: int, multi_label: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clips around one centre per class (multi-label: the sum of their labels' centres), plus noise features."""
+    rng = np.random.default_rng(seed)
+    centres = 3.0 * np.eye(K, 8)
+    if multi_label:
+        y = (rng.random((n, K)) < 0.4).astype(np.int64)
+        return y @ centres + 0.4 * rng.standard_normal((n, 8)), y
+    y = rng.integers(0, K, n)
+    return centres[y] + 0.4 * rng.standard_normal((n, 8)), y
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+@pytest.mark.parametrize("kind", ["single_label", "multi_label"])
+def test_each_estimator_learns_each_kind(name, kind):
+    x, y = separable(240, kind == "multi_label")
+    model = make_estimator(name, kind, K, seed=0).fit(x[:160], y[:160])
+    p = model.predict_proba(x[160:])
+    assert p.shape == (80, K) and ((p >= 0) & (p <= 1)).all()
+    if kind == "single_label":
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+        assert (p.argmax(axis=1) == y[160:]).mean() >= 0.9
+    else:
+        assert ((p >= 0.5) == y[160:].astype(bool)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["logreg", "xgboost"])
+def test_a_class_missing_from_the_training_rows_gets_probability_zero(name):
+    x, y = separable(150, multi_label=False)
+    keep = y != 1
+    p = make_estimator(name, "single_label", K).fit(x[keep], y[keep]).predict_proba(x)
+    assert p.shape == (150, K) and (p[:, 1] == 0).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    one_class = make_estimator(name, "single_label", K).fit(x[y == 2], y[y == 2]).predict_proba(x[:4])
+    assert (one_class == [0.0, 0.0, 1.0]).all()
+
+
+@pytest.mark.parametrize("varying", [1, 2])
+def test_a_constant_label_column_gets_its_training_rate(varying):
+    x, y = separable(150, multi_label=True)
+    y[:, varying:] = [1, 0, 0][varying:]  # columns from `varying` on never change in the training rows
+    p = make_estimator("logreg", "multi_label", K).fit(x, y).predict_proba(x)
+    assert p.shape == (150, K)
+    np.testing.assert_allclose(p[:, varying:], np.tile(y[0, varying:], (150, 1)))
+    assert ((p[:, :varying] >= 0.5) == y[:, :varying].astype(bool)).mean() >= 0.9
+
+
+def test_xgboost_stops_early_on_the_eval_set_only_when_given_one():
+    x, y = separable(300, multi_label=False, seed=1)
+    y = np.where(np.random.default_rng(1).random(300) < 0.3, (y + 1) % K, y)  # noisy labels: the val loss turns up
+    kwargs = {"n_estimators": 150, "learning_rate": 0.3, "early_stopping_rounds": 5}
+    stopped = make_estimator("xgboost", "single_label", K, threads=1, **kwargs).fit(x[:200], y[:200],
+                                                                                 eval_set=(x[200:], y[200:]))
+    assert stopped.model_.best_iteration < 50
+    full = make_estimator("xgboost", "single_label", K, threads=1, **kwargs).fit(x[:200], y[:200])
+    assert full.model_.get_booster().num_boosted_rounds() == 150
+
+
+def test_unknown_model_or_parameter_is_one_line():
+    with pytest.raises(ConfigError, match=r"model: must be one of \['logreg', 'xgboost', 'mlp'\], got 'svm'"):
+        make_estimator("svm", "single_label", 2)
+    with pytest.raises(ConfigError, match="model: logreg has no parameter 'n_estimators'"):
+        make_estimator("logreg", "single_label", 2, n_estimators=5)
+    assert make_estimator("mlp", "single_label", 2, max_rounds=3).params == {**PARAMS["mlp"], "max_rounds": 3}
