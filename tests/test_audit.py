@@ -19,8 +19,8 @@ from test_audit_support import NATURAL, URBAN, make_table
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, ConfigError, from_dict
 from acoustic_env.demo.run import audit_against_truth
-from acoustic_env.jobs.audit.crossfit import assign_folds
 from acoustic_env.jobs.audit.job import run_audit
+from acoustic_env.learn.splits import assign_folds
 from acoustic_env.table import SCORES_REASON
 
 INDOOR = "/t/dd00125"
@@ -63,7 +63,7 @@ def test_binary_audit_finds_the_flipped_labels_and_their_share(tmp_path, flip):
     assert all(abs(r["prob_urban"] + r["prob_natural"] - 1) < 1e-5 for r in rows.values())
     ranks = sorted(rows.values(), key=lambda r: r["suspect_rank"])
     assert [r["flagged"] for r in ranks] == sorted((r["flagged"] for r in ranks), reverse=True)
-    assert summary["features"]["columns"] == {"indices_raw": 60, "mps_raw": 96}
+    assert summary["features"]["columns"] == {"indices_raw": 60, "spectral_raw": 226, "mps_raw": 528}
     assert summary["features"]["excluded"] == {"panns_scores": SCORES_REASON}  # and the summary says why
     noise = summary["noise"]
     assert np.allclose(np.sum(noise["joint"]), 1.0, atol=1e-4)
@@ -90,7 +90,7 @@ def test_multilabel_audit(tmp_path):
     assert precision >= 0.6 and recall >= 0.7, (precision, recall)  # one toggled membership of three is subtler
     assert abs(summary["noise"]["estimated_wrong_share"] - 0.15) <= 0.05
     assert np.asarray(summary["noise"]["joint"]).shape == (3, 2, 2)
-    row = rows["clip0000"]
+    row = rows[truth["ids"][0]]
     given = {["urban", "natural", "indoor"][k] for k in np.flatnonzero(truth["given"][0])}
     assert set(row["given_labels"]) == given
     assert not all(abs(r["prob_urban"] + r["prob_natural"] + r["prob_indoor"] - 1) < 1e-3 for r in rows.values())
@@ -143,7 +143,7 @@ def test_multilabel_folds_respect_groups_and_spread_labels():
 
 
 def test_ambiguous_and_unlabelled_clips_are_counted_out(tmp_path):
-    make_table(tmp_path / "f.parquet", 60, [[URBAN], [NATURAL]], 0.0, seed=3)
+    truth = make_table(tmp_path / "f.parquet", 60, [[URBAN], [NATURAL]], 0.0, seed=3)
     table = pq.read_table(tmp_path / "f.parquet")
     labels = table["labels"].to_pylist()
     labels[0], labels[1] = [URBAN, NATURAL], ["/m/other"]
@@ -151,7 +151,7 @@ def test_ambiguous_and_unlabelled_clips_are_counted_out(tmp_path):
     pq.write_table(table, tmp_path / "f.parquet")
     summary, rows = audit(tmp_path, tmp_path / "f.parquet", feature_groups="indices")
     assert summary["counts"]["audited"] == 58 and summary["counts"]["ambiguous"] == 1
-    assert summary["counts"]["no_class"] == 1 and "clip0000" not in rows
+    assert summary["counts"]["no_class"] == 1 and truth["ids"][0] not in rows and truth["ids"][1] not in rows
     assert summary["features"]["columns"] == {"indices_raw": 60}
 
 

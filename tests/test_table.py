@@ -27,7 +27,8 @@ from acoustic_env.table import (
     vector_type,
 )
 
-PER_SIGNAL = [f"{s}_{g}" for s in ("indices", "mps") for g in ("raw", "fg", "bg")]
+# the CPU columns in the synthetic table's (= the extractor's) schema order
+PER_SIGNAL = [f"{s}_{g}" for g in ("raw", "fg", "bg") for s in ("indices", "spectral", "mps")]
 
 
 def _set_vectors(table: pa.Table, name: str, matrix: np.ndarray, meta: dict | None = None,

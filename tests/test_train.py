@@ -272,7 +272,7 @@ def test_train_end_to_end_with_search(ray_session, tmp_path):
     assert code == 0
     record = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert record["status"] == "completed" and record["counts"]["leaking_groups"] == 0
-    assert record["counts"]["excluded_columns"] == {"indices_bg": SIGNAL_REASON, "mps_bg": SIGNAL_REASON}
+    assert record["counts"]["excluded_columns"] == {f"{s}_bg": SIGNAL_REASON for s in ("indices", "spectral", "mps")}
     assert len(record["search"]["trials"]) == 2 and record["search"]["method"].startswith("Optuna TPE")
     assert record["metrics"]["mlp"]["roc_auc"] > 0.9
     assert set(record["metrics"]) == {"mlp", "logreg", "xgboost"}
