@@ -7,6 +7,7 @@ The public API (see ``acoustic_env.api`` for a notebook example)::
     ae.train(features, output, ...)        ae.audit(features, output, ...)
     ae.annotate(manifest, model, features, output, ...)
     ae.load_model(uri)                     # numpy, torch, pyarrow, fsspec; no Ray
+    ae.predict(files, model)               # label a few files in-process (more: via extract)
 
 Names are imported on first use, so ``import acoustic_env`` (and ``acoustic-env --help``)
 stays fast and loads neither Ray nor torch.
@@ -18,7 +19,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "extract": "api", "train": "api", "audit": "api", "annotate": "api",
+    "extract": "api", "train": "api", "audit": "api", "annotate": "api", "predict": "api",
     "ExtractResult": "api", "TrainResult": "api", "AuditResult": "api", "AnnotateResult": "api",
     "read_features": "table", "FeatureSet": "table",
     "load_model": "learn.artifact", "Model": "learn.artifact",

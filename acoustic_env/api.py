@@ -7,7 +7,8 @@ run = ae.extract("clips.csv", "out", audio_root="audio/")       # -> ExtractResu
 table = ae.read_features("out", task="urban_natural")            # -> FeatureSet
 model = ae.train("out", "model-out", trials=0)                   # -> TrainResult
 audit = ae.audit("out", "audit-out")                             # -> AuditResult
-ae.load_model(model.model).predict_proba(table.clips)            # any machine, no Ray
+ae.load_model(model.model).predict_proba(table)                  # any machine, no Ray
+ae.predict(["a.wav", "b.wav"], model.model)                      # files in, a table of classes out
 ```
 
 Each function takes the job's config fields as keyword arguments (the same names as the
@@ -144,3 +145,19 @@ def annotate(manifest: str | None = None, model: str | None = None, features: st
                                                   "output": output, **fields}))
     return AnnotateResult(run_id=record["run_id"], model_id=record["model_id"], counts=record["counts"],
                           record=record)
+
+
+def predict(inputs: str | list[str], model: str, *, output: str | None = None, audio_root: str | None = None,
+            weights_cache: str | None = None, device: str = "cpu", top_tags: int = 3) -> Any:
+    """Label audio files, a directory or a clip list with a trained model; an Arrow table, one row per clip.
+
+    A handful of clips (up to ``acoustic_env.jobs.preflight.IN_PROCESS_MAX``) are
+    decoded and featurised in this process, without Ray; more go through the extract
+    job into ``output`` (default: a temporary directory). Columns: ``clip_id``, ``uri``,
+    ``predicted``, ``prob_<class>``, ``error`` and, with a tagging embedder, ``tags``.
+    """
+    from acoustic_env.jobs.predict import predict as run
+
+    return run([inputs] if isinstance(inputs, str) else list(inputs), model, output=output, audio_root=audio_root,
+               weights_cache=weights_cache, device=device, top_tags=top_tags)
+

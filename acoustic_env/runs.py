@@ -3,13 +3,18 @@
 * features/ and errors/ hold Parquet parts named ``part-<run_id>-<digest>.parquet``
   where the digest is computed from the clip_ids of the batch: a batch that Ray
   retries within a run rewrites the same part instead of adding a second one.
-* ``plan`` reads only the clip_id column of each part, so planning a resume of
-  millions of clips costs a listing and a few small column reads.
-* ``sweep`` and ``compact_errors`` restore "every input clip in exactly one of
-  features/ or errors/" after interrupted or concurrent runs. A part that cannot
-  be read (cut short by a full disk, damaged in transit) would otherwise stop
-  every later run: ``sweep`` moves it to ``quarantine/<features|errors>/``, logs
-  it, and its clips count as not done, so the run recomputes them.
+* ``index_output`` is the one pass a run makes over what earlier runs left: it lists
+  features/ and errors/ and reads only ``clip_id`` from every features/ part (errors/
+  parts are small and read whole), many parts at once on a thread pool. Planning
+  (``make_plan``), duplicate repair and error compaction (``compact_errors``) all
+  use that ``ResumeIndex``; the ids stay in Arrow arrays, never Python sets, so
+  millions of clips cost tens of MB, not GBs.
+* The index restores "every input clip in exactly one of features/ or errors/" after
+  interrupted or concurrent runs: a features/ row whose clip an earlier part holds is
+  removed (parts in name order; run ids sort by time, so the first copy written wins).
+  A part that cannot be read (cut short by a full disk, damaged in transit) would
+  otherwise stop every later run: it is moved to ``quarantine/<features|errors>/``,
+  logged, and its clips count as not done, so the run recomputes them.
 * ``runs/<run_id>.json`` (``base_record``, ``write_record``) is written when a run starts
   (status "running") and rewritten when it ends: config (never credentials: they come from
   the environment, and a secret written into a URL anyway is redacted),
@@ -23,12 +28,14 @@ import logging
 import platform
 import secrets
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,7 +46,6 @@ from acoustic_env.storage import (
     list_parts,
     move,
     read_part,
-    read_parts,
     redact,
     redact_all,
     write_json,
@@ -51,6 +57,8 @@ FEATURES = "features"
 ERRORS = "errors"
 RUNS = "runs"
 QUARANTINE = "quarantine"
+#: Parts read at once while indexing: reads wait on storage far more than on the CPU.
+INDEX_THREADS = 32
 
 log = logging.getLogger("acoustic_env.runs")
 
@@ -65,13 +73,25 @@ def part_name(run_id: str, clip_ids: list[str]) -> str:
 
 
 @dataclass(frozen=True)
-class Sweep:
-    """What one pass over an output's parts found and fixed."""
+class ResumeIndex:
+    """What one pass over an output's parts found (and repaired).
 
-    done: set[str]  # clip_ids in features/
-    failed: set[str]  # clip_ids in errors/
+    ``done``: the distinct clip_ids in features/; ``errors``: every row of errors/
+    (``ERRORS_SCHEMA``) and ``error_parts``, the parts they came from, which
+    ``compact_errors`` replaces.
+    """
+
+    done: pa.Array
+    errors: pa.Table
+    error_parts: list[str]
+    n_feature_parts: int
     duplicates_removed: int  # rows dropped from features/ because an earlier part holds their clip
     quarantined: list[str]  # unreadable parts moved to quarantine/ (their clips are recomputed)
+
+    @property
+    def failed(self) -> pa.Array:
+        """clip_ids with a row in errors/."""
+        return pc.unique(self.errors["clip_id"].combine_chunks())
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,7 @@ class Plan:
     retried: int  # in errors/ from an earlier run, processed again
     duplicates_repaired: int
     quarantined: list[str]
+    index: ResumeIndex
 
 
 def quarantine(output: str, sub: str, part: str, reason: str) -> str:
@@ -92,77 +113,155 @@ def quarantine(output: str, sub: str, part: str, reason: str) -> str:
     return target
 
 
-def _readable(output: str, sub: str, quarantined: list[str], columns: list[str] | None) -> list[tuple[str, list[str]]]:
-    """(part, its clip_ids) for each readable part of features/ or errors/; the others are quarantined."""
-    out = []
-    for part in list_parts(join(output, sub)):
+def read_parts_parallel(parts: list[str], columns: list[str] | None,
+                        threads: int | None = None) -> list[pa.Table | DamagedFileError]:
+    """Each part read (``columns`` only), many at once; a damaged part gives its DamagedFileError, in order."""
+    threads = threads or INDEX_THREADS
+    def one(part: str) -> pa.Table | DamagedFileError:
         try:
-            out.append((part, read_part(part, columns=columns)["clip_id"].to_pylist()))
+            return read_part(part, columns=columns)
         except DamagedFileError as exc:
-            quarantined.append(quarantine(output, sub, part, str(exc)))
-    return out
+            return exc
+
+    if len(parts) <= 1:
+        return [one(p) for p in parts]
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(parts)))) as pool:
+        return list(pool.map(one, parts))
 
 
-def sweep(output: str) -> Sweep:
-    """Quarantine unreadable parts, drop rows of features/ whose clip an earlier part holds, collect the ids.
+def first_occurrence(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """For each row, the index of the first row holding the same value.
 
-    Parts are visited in name order (run ids sort by time), so the first copy written
-    wins; a part left empty is deleted.
+    A stable sort and a scan of the runs of equal values: a few int64 arrays, where a
+    hash group-by of millions of strings costs several times their size in memory.
     """
-    quarantined: list[str] = []
-    seen: set[str] = set()
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    n = len(ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = pc.sort_indices(ids).to_numpy()  # stable: equal values keep their row order
+    ordered = ids.take(order)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = pc.not_equal(ordered.slice(1), ordered.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    run_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    first = np.empty(n, dtype=np.int64)
+    first[order] = order[run_start]
+    return first
+
+
+def _first_rows(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """True for the first row of each distinct value (a later row repeats an earlier one)."""
+    return first_occurrence(ids) == np.arange(len(ids))
+
+
+def _repair_duplicates(output: str, parts: list[str], tables: list[pa.Table], quarantined: list[str]
+                       ) -> tuple[pa.Array, int]:
+    """Drop features/ rows whose clip an earlier row holds; returns (distinct ids, rows removed).
+
+    Parts are rewritten only where they hold a repeated clip (none in a healthy output).
+    A part whose other columns turn out unreadable is quarantined instead, and the
+    first-copy rule is applied again without it.
+    """
     removed = 0
-    for part, ids in _readable(output, FEATURES, quarantined, columns=["clip_id"]):
-        dup = [i for i in ids if i in seen]
-        seen.update(ids)
-        if not dup:
-            continue
-        try:
-            table = read_part(part)
-        except DamagedFileError as exc:  # its clip_id column read, another column does not
-            quarantined.append(quarantine(output, FEATURES, part, str(exc)))
-            seen.difference_update(set(ids) - set(dup))
-            continue
-        table = table.filter(pc.invert(pc.is_in(table["clip_id"], value_set=pa.array(dup, pa.string()))))
-        removed += len(dup)
-        if table.num_rows:
-            write_parquet(table, part)
+    while True:
+        ids = pa.chunked_array([t["clip_id"] for t in tables], pa.string())
+        keep = _first_rows(ids)
+        if keep.all():
+            return ids.combine_chunks(), removed
+        bounds = np.cumsum([0] + [t.num_rows for t in tables])
+        for k, part in enumerate(parts):
+            mask = keep[bounds[k]:bounds[k + 1]]
+            if mask.all():
+                continue
+            try:
+                table = read_part(part)
+            except DamagedFileError as exc:  # its clip_id column read, another column does not
+                quarantined.append(quarantine(output, FEATURES, part, str(exc)))
+                del parts[k], tables[k]
+                break  # which copy comes first has changed: start over
+            table = table.filter(pa.array(mask))
+            removed += int((~mask).sum())
+            if table.num_rows:
+                write_parquet(table, part)
+            else:
+                delete(part)
+            tables[k] = tables[k].filter(pa.array(mask))
+
+
+def _readable(output: str, sub: str, columns: list[str] | None, quarantined: list[str]
+              ) -> tuple[list[str], list[pa.Table]]:
+    parts = list_parts(join(output, sub))
+    kept, tables = [], []
+    for part, got in zip(parts, read_parts_parallel(parts, columns)):
+        if isinstance(got, DamagedFileError):
+            quarantined.append(quarantine(output, sub, part, str(got)))
         else:
-            delete(part)
+            kept.append(part)
+            tables.append(got)
+    return kept, tables
+
+
+def index_output(output: str) -> ResumeIndex:
+    """The one pass over an output: quarantine unreadable parts, repair duplicates, collect the ids."""
+    quarantined: list[str] = []
+    parts, tables = _readable(output, FEATURES, ["clip_id"], quarantined)
+    done, removed = _repair_duplicates(output, parts, tables, quarantined)
     # errors/ parts are small: read whole, so that compact_errors never meets a damaged one
-    failed = {i for _, ids in _readable(output, ERRORS, quarantined, columns=None) for i in ids}
-    return Sweep(done=seen, failed=failed, duplicates_removed=removed, quarantined=quarantined)
+    error_parts, error_tables = _readable(output, ERRORS, None, quarantined)
+    errors = _concat_errors(error_tables)
+    return ResumeIndex(done=done, errors=errors, error_parts=error_parts, n_feature_parts=len(parts),
+                       duplicates_removed=removed, quarantined=quarantined)
 
 
-def make_plan(manifest: pa.Table, output: str) -> Plan:
-    found = sweep(output)
+def _concat_errors(tables: list[pa.Table]) -> pa.Table:
+    """Error parts as one ``ERRORS_SCHEMA`` table (a column a part lacks is null)."""
+    def conform(t: pa.Table) -> pa.Table:
+        return pa.Table.from_arrays([t[f.name].cast(f.type) if f.name in t.column_names
+                                     else pa.nulls(t.num_rows, f.type) for f in ERRORS_SCHEMA], schema=ERRORS_SCHEMA)
+
+    return pa.concat_tables([conform(t) for t in tables]) if tables else ERRORS_SCHEMA.empty_table()
+
+
+def make_plan(manifest: pa.Table, output: str, index: ResumeIndex | None = None) -> Plan:
+    """The manifest rows still to do, from one index of the output (built here unless given)."""
+    index = index or index_output(output)
     ids = manifest["clip_id"]
-    todo = manifest.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(found.done), pa.string()))))
-    retried = sum(i in found.failed for i in todo["clip_id"].to_pylist())
+    todo = manifest.filter(pc.invert(pc.is_in(ids, value_set=index.done))) if len(index.done) else manifest
+    retried = int(pc.sum(pc.is_in(todo["clip_id"], value_set=index.failed)).as_py() or 0)
     return Plan(todo=todo, skipped=manifest.num_rows - todo.num_rows, retried=retried,
-                duplicates_repaired=found.duplicates_removed, quarantined=found.quarantined)
+                duplicates_repaired=index.duplicates_removed, quarantined=index.quarantined, index=index)
 
 
-def compact_errors(output: str, run_id: str, done: set[str]) -> int:
-    """Keep one row per failed clip (the latest), none for clips in ``done`` (those in features/).
+def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: pa.Array | pa.ChunkedArray) -> int:
+    """Keep one row per failed clip (the latest) in errors/, none for a clip now in features/.
 
-    Writes the compacted table first, then deletes the older parts, so an
-    interruption in between leaves duplicates (repaired next time), never a loss.
-    Returns the number of clips left in errors/.
+    A clip is in features/ if the index found it there, or if this run processed it and
+    its latest error row is older than this run. Reads only the error parts the index
+    has not seen (this run's, and a concurrent run's). Writes the compacted table first,
+    then deletes the older parts, so an interruption in between leaves duplicates
+    (repaired next time), never a loss. Returns the number of clips left in errors/.
     """
-    parts = list_parts(join(output, ERRORS))
+    seen = set(index.error_parts)
+    new_parts = [p for p in list_parts(join(output, ERRORS)) if p not in seen]
+    new_tables = [t for t in read_parts_parallel(new_parts, None) if not isinstance(t, DamagedFileError)]
+    table = _concat_errors([index.errors, *new_tables])
+    parts = index.error_parts + new_parts
     if not parts:
         return 0
-    table = read_parts(join(output, ERRORS))
-    rows = sorted(table.to_pylist(), key=lambda r: r["time"])
-    latest = {r["clip_id"]: r for r in rows if r["clip_id"] not in done}
+    latest = table.sort_by([("time", "descending")])
+    latest = latest.filter(pa.array(_first_rows(latest["clip_id"])))
+    done_now = pc.or_(pc.is_in(latest["clip_id"], value_set=index.done),
+                      pc.and_(pc.is_in(latest["clip_id"], value_set=pa.chunked_array([processed], pa.string())
+                                       .combine_chunks()),
+                              pc.not_equal(latest["run_id"], run_id)))
+    latest = latest.filter(pc.invert(pc.fill_null(done_now, False))).sort_by([("time", "ascending")])
     target = join(output, ERRORS, f"errors-{run_id}.parquet")
-    if latest:
-        write_parquet(pa.Table.from_pylist(list(latest.values()), schema=ERRORS_SCHEMA), target)
+    if latest.num_rows:
+        write_parquet(latest, target)
     for part in parts:
         if part != target:
             delete(part)
-    return len(latest)
+    return latest.num_rows
 
 
 # --- run records ---

@@ -304,6 +304,28 @@ class FeatureSet:
     def feature_names(self) -> list[str]:
         return [n for g in self.feature_groups for n in g.feature_names()]
 
+    def to_arrow(self, named: bool = False) -> pa.Table:
+        """The clip facts and the features as one Arrow table, rows as in ``clips``.
+
+        ``named=False``: one fixed-size list column per feature group, as stored.
+        ``named=True``: one float32 column per value, named by :meth:`feature_names`
+        (``indices_raw:ACI``, ``mps_fg[wf=0.31/kHz,wt=+4Hz]``), so that pandas, polars,
+        DuckDB or a spreadsheet can pick a feature by name without the schema metadata.
+        """
+        mats = self.X if self.X is not None else self.rows(np.arange(len(self)))
+        cols: dict[str, Any] = {c: self.clips[c] for c in self.clips.column_names}
+        for g in self.feature_groups:
+            m = mats[g.name]
+            if named:
+                cols.update({n: pa.array(m[:, j]) for j, n in enumerate(g.feature_names())})
+            else:
+                cols[g.name] = pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), g.dim)
+        return pa.table(cols)
+
+    def to_pandas(self, named: bool = True) -> Any:
+        """:meth:`to_arrow` as a pandas DataFrame (named columns by default: the form pandas is good at)."""
+        return self.to_arrow(named=named).to_pandas()
+
     def matrix(self) -> np.ndarray:
         """Every group side by side, [n, sum of widths] (in memory only)."""
         if self.X is None:

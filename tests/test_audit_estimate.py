@@ -104,3 +104,30 @@ def test_cli_estimate_writes_the_json_and_explains_the_sample(tmp_path, capsys):
     assert "file not found" in capsys.readouterr().err
     assert main(["audit-estimate", "--verdicts", str(tmp_path / "v.json"), "--method", "normal"]) == 2
     assert "method: must be one of" in capsys.readouterr().err
+
+
+def test_corrected_label_and_note_are_read_and_old_files_still_parse(tmp_path):
+    old = parse_verdicts("clip_id,given_labels,verdict,sample\na,urban,wrong,random\n")  # before the fields existed
+    assert old[0]["corrected_label"] == [] and old[0]["note"] == ""
+    csv_text = ("clip_id,given_labels,verdict,sample,reviewer,time,audit_id,corrected_label,note\n"
+                'a,urban,wrong,random,r,2026-01-01T00:00:00Z,x,natural,"dog, then a car"\n'
+                "b,urban,correct,random,r,2026-01-01T00:00:00Z,x,,\n")
+    from_csv = parse_verdicts(csv_text)
+    assert (from_csv[0]["corrected_label"], from_csv[0]["note"]) == (["natural"], "dog, then a car")
+    assert (from_csv[1]["corrected_label"], from_csv[1]["note"]) == ([], "")
+    from_json = parse_verdicts(json.dumps([{**verdict("a", ["urban"], "wrong"), "corrected_label": ["natural"],
+                                            "note": "dog, then a car"}]))
+    assert from_json[0]["corrected_label"] == ["natural"] and from_json[0]["note"] == "dog, then a car"
+    assert estimate_accuracy(from_csv)["overall"]["n"] == 2
+
+
+@pytest.mark.parametrize("record, message", [
+    ({**verdict("a", ["urban"], "correct"), "corrected_label": ["natural"]}, "contradicts verdict 'correct'"),
+    ({**verdict("a", ["urban"], "wrong"), "corrected_label": [3]}, "corrected_label must be a list of class names"),
+])
+def test_bad_corrected_label_is_a_one_line_error(tmp_path, capsys, record, message):
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps([record]))
+    assert main(["audit-estimate", "--verdicts", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

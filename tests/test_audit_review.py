@@ -1,6 +1,7 @@
-"""The review page: assets, the local review server, and a real browser (headless Chromium) end to end.
+"""The review page: assets, the local review server, and a real browser (headless Chromium) end to end:
+mouse and keyboard verdicts, the relabel and note, filters, the playhead, storage and export.
 
-The browser test needs Debian's ``chromium`` and ``chromium-driver`` and the
+The browser tests need Debian's ``chromium`` and ``chromium-driver`` and the
 ``selenium`` package; it skips with the reason when any is missing.
 """
 
@@ -15,6 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from conftest import tone_clip
@@ -28,20 +31,35 @@ from acoustic_env.jobs.audit.estimate import (
     read_verdicts,
 )
 from acoustic_env.jobs.audit.job import run_audit
-from acoustic_env.jobs.audit.review import asset_stem, clip_audio, write_assets
-from acoustic_env.jobs.audit.server import make_server, verdicts_uri
+from acoustic_env.jobs.audit.review import asset_stem, build_review, clip_audio, source_url, write_assets
+from acoustic_env.jobs.audit.server import VerdictStore, make_server, verdicts_uri
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 N_CLIPS = 18
 
 
+def youtube_id(i: int) -> str:
+    return f"yt{i:03d}ABCDEF"  # 11 characters, as a YouTube id
+
+
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory) -> Path:
-    """A small audit whose clips are real audio files: 3 suspects and 3 random clips on the page."""
+    """A small audit whose clips are real audio files: 3 suspects and 3 random clips on the page.
+
+    Even-numbered clips get AudioSet's ids (``<YTID>_<start ms>``, group = YTID), so the page must link them.
+    """
     root = tmp_path_factory.mktemp("review")
     uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, freq=300 + 150 * (i % 2), seed=i)) for i in range(N_CLIPS)]
-    make_table(root / "features.parquet", N_CLIPS, [[URBAN], [NATURAL]], 0.2, seed=8, uris=uris)
+    path = root / "features.parquet"
+    make_table(path, N_CLIPS, [[URBAN], [NATURAL]], 0.2, seed=8, uris=uris)
+    table = pq.read_table(path)
+    ids, groups = table["clip_id"].to_pylist(), table["group"].to_pylist()
+    for i in range(0, N_CLIPS, 2):
+        ids[i], groups[i] = f"{youtube_id(i)}_{30000 + 1000 * i}", youtube_id(i)
+    table = table.set_column(table.schema.get_field_index("clip_id"), "clip_id", pa.array(ids, pa.string()))
+    table = table.set_column(table.schema.get_field_index("group"), "group", pa.array(groups, pa.string()))
+    pq.write_table(table, path)
     run_audit(from_dict(AuditConfig, {"features": str(root / "features.parquet"), "output": str(root / "audit"),
                                       "folds": 3, "review_top": 3, "random_sample": 3}))
     return root / "audit"
@@ -72,14 +90,36 @@ def test_clip_audio_cuts_whole_recordings_and_keeps_segment_files(tmp_path):
     assert missing["audio"] is None and missing["error"].startswith("missing_file")
 
 
+def test_source_url_links_audioset_segments_only():
+    assert source_url("abcdefghijk_30000", "abcdefghijk") == "https://www.youtube.com/watch?v=abcdefghijk&t=30s"
+    assert source_url("-_cdefghijk_1500", "-_cdefghijk") == "https://www.youtube.com/watch?v=-_cdefghijk&t=1s"
+    assert source_url("birds_night_1200", None) is None  # one's own file that merely looks like a segment
+    assert source_url("abcdefghijk_30000", "rec000001") is None
+    assert source_url("clip0001", "clip0001") is None
+
+
+def page_data(audited: Path) -> dict:
+    html = (audited / "review" / "index.html").read_text()
+    return json.loads(html.split('type="application/json">', 1)[1].split("</script>", 1)[0])
+
+
 def test_page_lists_suspects_and_a_random_sample(audited):
     html = (audited / "review" / "index.html").read_text()
-    data = json.loads(html.split('type="application/json">', 1)[1].split("</script>", 1)[0])
+    data = page_data(audited)
     assert len(data["suspects"]) == 3 and len(data["random"]) == 3
     assert [i["rank"] for i in data["suspects"]] == [1, 2, 3]
     for item in data["suspects"] + data["random"]:
         assert (audited / "review" / item["audio"]).is_file() and (audited / "review" / item["image"]).is_file()
         assert item["given"] and set(item["probs"]) == {"urban", "natural"}
+        if item["clip_id"].startswith("yt"):
+            ytid, ms = item["clip_id"].rsplit("_", 1)
+            assert item["source"] == f"https://www.youtube.com/watch?v={ytid}&t={int(ms) // 1000}s"
+        else:
+            assert item["source"] is None
+    assert any(i["source"] for i in data["suspects"] + data["random"])
+    # works from disk: no script, style sheet or font fetched from anywhere
+    assert "<script src" not in html and "<link rel=\"stylesheet" not in html and "@import" not in html
+    assert "@font-face" not in html and "url(http" not in html
 
 
 def _request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes, dict]:
@@ -121,12 +161,25 @@ def browser(tmp_path):
     opts.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000"):
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000",
+                 "--autoplay-policy=no-user-gesture-required"):
         opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+
+
+def console_errors(driver) -> list[str]:
+    """The page's console errors and failed loads so far (Chromium's browser log, level SEVERE)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def fetched_elsewhere(driver, *allowed: str) -> list[str]:
+    """Every resource the page loaded from outside ``allowed`` (prefixes): a page that works from disk has none."""
+    names = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    return [n for n in names if not n.startswith(allowed)]
 
 
 def _wait(driver, script: str, timeout: float = 20.0):
@@ -176,16 +229,139 @@ def test_review_page_in_headless_chromium_reaches_the_estimate(audited, server, 
     assert sorted(pressed) == ["correct", "wrong", "wrong"]
 
 
-def test_static_page_exports_verdicts_as_a_file(audited, browser, tmp_path):
+def _keys(driver, *keys: str) -> None:
+    """Key presses as a person makes them: to whatever has the focus (the page, or a field it focused)."""
+    from selenium.webdriver import ActionChains
+
+    for key in keys:
+        ActionChains(driver).send_keys(key).perform()
+
+
+def _current(driver) -> str:
+    return driver.execute_script("return window.acousticEnvReview.current()")
+
+
+def _visible(driver) -> list[str]:
+    return driver.execute_script("return [...document.querySelectorAll('.card:not([hidden])')].map(c => c.dataset.key)")
+
+
+def test_keyboard_review_with_relabel_and_note_reaches_the_server(audited, server, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    data = page_data(audited)
+    first, second = data["random"][0], data["random"][1]
+    browser.get(server)
+    _wait(browser, "return document.body.dataset.server === 'on'")
+    _wait(browser, MEDIA_READY)
+    _keys(browser, "j")
+    assert _current(browser) == "random|" + first["clip_id"]
+    # space plays the current clip and the playhead follows it over the spectrogram's time axis
+    _keys(browser, Keys.SPACE)
+    _wait(browser, "const a = document.querySelector('.card.current audio'); return !a.paused && a.currentTime > 0.15")
+    _keys(browser, Keys.SPACE)
+    _wait(browser, "return document.querySelector('.card.current audio').paused")
+    t, duration, left = browser.execute_script(
+        "const c = document.querySelector('.card.current'), a = c.querySelector('audio');"
+        "return [a.currentTime, a.duration, parseFloat(c.querySelector('.playhead').style.left)]")
+    axes = data["spec_axes"]
+    assert 0 < t < duration and left == pytest.approx(100 * (axes[0] + axes[2] * t / duration), abs=0.01)
+    # wrong, then the right class and a note, all from the keyboard
+    other = next(c for c in data["classes"] if c not in first["given"])
+    _keys(browser, "w", "l")
+    assert browser.switch_to.active_element.get_attribute("class") == "relabel"
+    _keys(browser, other, Keys.ESCAPE, "e")
+    assert browser.switch_to.active_element.get_attribute("class") == "note"
+    _keys(browser, "dog barks, then traffic", Keys.ESCAPE)
+    _keys(browser, "n")  # the next clip without a verdict
+    assert _current(browser) == "random|" + second["clip_id"]
+    _keys(browser, "c")
+    path = Path(verdicts_uri(str(audited)))
+
+    def saved() -> dict:
+        if not path.is_file():
+            return {}
+        return {r["clip_id"]: r for r in read_verdicts([str(path)])}
+
+    deadline = time.time() + 15
+    while time.time() < deadline and not (saved().get(first["clip_id"], {}).get("note") and second["clip_id"] in saved()):
+        time.sleep(0.2)
+    records = saved()
+    assert set(records) == {first["clip_id"], second["clip_id"]}
+    assert (records[first["clip_id"]]["verdict"], records[first["clip_id"]]["corrected_label"],
+            records[first["clip_id"]]["note"]) == ("wrong", [other], "dog barks, then traffic")
+    assert (records[second["clip_id"]]["verdict"], records[second["clip_id"]]["corrected_label"]) == ("correct", [])
+    assert estimate_accuracy(list(records.values()))["overall"]["n"] == 2
+    # the AudioSet clips link to their source segment
+    links = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('.card')].map(c => "
+        "[c.dataset.key, (c.querySelector('a.source') || {}).href || null]))")
+    assert links == {f"{s}|{i['clip_id']}": i["source"] for s in ("random", "suspects") for i in data[s]}
+    assert console_errors(browser) == [] and fetched_elsewhere(browser, server) == []
+
+
+def test_filters_by_class_and_state(audited, browser):
+    from selenium.webdriver.support.ui import Select
+
+    data = page_data(audited)
+    browser.get((audited / "review" / "index.html").as_uri())
+    _wait(browser, MEDIA_READY)
+    everything = [f"{s}|{i['clip_id']}" for s in ("random", "suspects") for i in data[s]]
+    assert _visible(browser) == everything
+    _click(browser, "random", 0, "wrong")
+    _click(browser, "suspects", 0, "correct")
+    _click(browser, "suspects", 1, "wrong")
+    judged = {everything[0]: "wrong", everything[3]: "correct", everything[4]: "wrong"}
+    state, cls = Select(browser.find_element("id", "filter-state")), Select(browser.find_element("id", "filter-class"))
+    state.select_by_value("unreviewed")
+    assert _visible(browser) == [k for k in everything if k not in judged]
+    state.select_by_value("reviewed")
+    assert _visible(browser) == [k for k in everything if k in judged]
+    state.select_by_value("wrong")
+    assert _visible(browser) == [k for k, v in judged.items() if v == "wrong"]
+    given = {f"{s}|{i['clip_id']}": i["given"] for s in ("random", "suspects") for i in data[s]}
+    for name in data["classes"]:
+        state.select_by_value("")
+        cls.select_by_value(name)
+        assert _visible(browser) == [k for k in everything if name in given[k]]
+        state.select_by_value("unreviewed")
+        assert _visible(browser) == [k for k in everything if name in given[k] and k not in judged]
+    assert browser.find_element("id", "shown").text == f"showing {len(_visible(browser))} of 6 clips"
+    # "next unreviewed" goes on from the clip last judged (suspects 1), wraps around, and stays inside the filter
+    cls.select_by_value("")
+    _keys(browser, "n")
+    assert _current(browser) == everything[5]
+    _keys(browser, "n")
+    assert _current(browser) == everything[1]
+    name = next(c for c in data["classes"] if c not in given[everything[1]])
+    cls.select_by_value(name)
+    state.select_by_value("")
+    _keys(browser, "n")  # the current clip is of another class: the first unreviewed clip of this class, if any
+    expected = next((k for k in everything if name in given[k] and k not in judged), None)
+    if expected is None:
+        assert _current(browser) == everything[1]
+        assert browser.find_element("id", "save-state").text == "no other unreviewed clip is shown"
+    else:
+        assert _current(browser) == expected
+    assert console_errors(browser) == [] and fetched_elsewhere(browser, "file://") == []
+
+
+def test_static_page_exports_verdicts_and_keeps_them_across_a_reload(audited, browser, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     browser.get((audited / "review" / "index.html").as_uri())
     _wait(browser, MEDIA_READY)
     assert browser.execute_script("return window.acousticEnvReview.connected()") is False
+    data = page_data(audited)
     browser.find_element("id", "reviewer").send_keys("ann")
     _click(browser, "suspects", 1, "unsure")
     _click(browser, "random", 2, "correct")
+    card = browser.find_elements("css selector", 'article[data-sample="suspects"]')[2]
+    fix = next(c for c in data["classes"] if c not in data["suspects"][2]["given"])
+    Select(card.find_element("css selector", "select.relabel")).select_by_value(fix)  # implies "wrong"
+    card.find_element("css selector", "input.note").send_keys('a "quoted", two-part note\n')
     browser.find_element("id", "export-csv").click()
     deadline = time.time() + 15
     while not list(downloads.glob("verdicts-*.csv")) and time.time() < deadline:
@@ -193,13 +369,24 @@ def test_static_page_exports_verdicts_as_a_file(audited, browser, tmp_path):
     exported = list(downloads.glob("verdicts-*.csv"))
     assert exported, "the CSV export did not arrive as a download"
     records = parse_verdicts(exported[0].read_text())
-    assert {(r["sample"], r["verdict"]) for r in records} == {("suspects", "unsure"), ("random", "correct")}
+    assert {(r["sample"], r["verdict"]) for r in records} == {("suspects", "unsure"), ("random", "correct"),
+                                                              ("suspects", "wrong")}
     assert all(r["reviewer"] == "ann" for r in records)
+    relabelled = next(r for r in records if r["verdict"] == "wrong")
+    assert relabelled["corrected_label"] == [fix] and relabelled["note"] == 'a "quoted", two-part note'
     overall = estimate_accuracy(records)["overall"]
     assert (overall["accuracy"], overall["high"], overall["n"]) == (1.0, 1.0, 1)
     assert overall["low"] == pytest.approx(0.2065, abs=1e-3)  # Wilson, 1 of 1
     from_json = parse_verdicts(browser.execute_script("return window.acousticEnvReview.json()"))
-    assert len(from_json) == 2
+    assert sorted(from_json, key=lambda r: r["clip_id"]) == sorted(records, key=lambda r: r["clip_id"])
+    browser.refresh()  # progress lives in the browser: verdicts, the right class and the note come back
+    _wait(browser, MEDIA_READY)
+    card = browser.find_elements("css selector", 'article[data-sample="suspects"]')[2]
+    assert card.get_attribute("data-verdict") == "wrong"
+    assert Select(card.find_element("css selector", "select.relabel")).first_selected_option.get_attribute("value") == fix
+    assert card.find_element("css selector", "input.note").get_attribute("value") == 'a "quoted", two-part note'
+    assert browser.find_element("id", "progress").text == "reviewed: random 1/3, suspects 2/3"
+    assert console_errors(browser) == []
 
 
 def test_audit_and_review_on_object_storage(s3_endpoint, tmp_path):
@@ -231,3 +418,42 @@ def test_audit_and_review_on_object_storage(s3_endpoint, tmp_path):
         srv.server_close()
     fs.invalidate_cache()
     assert estimate_accuracy(read_verdicts(["s3://audit-in/audit/review/verdicts.json"]))["sample"] == "suspects"
+
+
+def test_multi_label_page_takes_the_right_set_of_classes(tmp_path, browser):
+    """A multi-label task gets one tick per class (the given ones ticked); changing the set marks the label wrong."""
+    classes = ["speech", "music", "traffic"]
+    uris = [str(tone_clip(tmp_path / f"m{i}.wav", seconds=1.0, seed=i)) for i in range(2)]
+    table = pa.table({"clip_id": ["m0", "m1"], "uri": uris, "start_s": [None, None], "end_s": [None, None],
+                      "group": [None, None], "given_labels": [["speech"], ["music", "traffic"]],
+                      "suggested_labels": [["speech", "music"], ["music"]], "label_quality": [0.2, 0.3],
+                      "flagged": [True, True], "suspect_rank": [1, 2],
+                      **{f"prob_{c}": [0.5, 0.5] for c in classes}})
+    summary = {"audit_id": "ml", "task": {"name": "three", "kind": "multi_label", "classes": classes},
+               "config": {"classifier": "logreg", "folds": 2}, "counts": {"audited": 2, "flagged": 2},
+               "noise": {"estimated_wrong_share": 0.5, "per_class": {c: {"estimated_wrong_share": 0.5} for c in classes}}}
+    page = build_review(table, summary, str(tmp_path / "audit"), top=2, random_sample=0)
+    browser.get(Path(page).as_uri())
+    _wait(browser, MEDIA_READY)
+    card = browser.find_elements("css selector", 'article[data-sample="suspects"]')[1]
+    ticks = {b.get_attribute("value"): b for b in card.find_elements("css selector", ".relabel input[type=checkbox]")}
+    assert {v: b.is_selected() for v, b in ticks.items()} == {"speech": False, "music": True, "traffic": True}
+    ticks["traffic"].click()  # the clip has music only
+    records = parse_verdicts(browser.execute_script("return window.acousticEnvReview.json()"))
+    assert [(r["clip_id"], r["verdict"], r["corrected_label"]) for r in records] == [("m1", "wrong", ["music"])]
+    ticks["traffic"].click()  # back to the given set: no correction left, the verdict stays for the reviewer to change
+    records = parse_verdicts(browser.execute_script("return window.acousticEnvReview.json()"))
+    assert records[0]["corrected_label"] == [] and records[0]["verdict"] == "wrong"
+    assert console_errors(browser) == []
+
+
+def test_verdict_store_upgrades_an_old_file_and_keeps_relabels(tmp_path):
+    path = tmp_path / "verdicts.json"
+    path.write_text(json.dumps([{"clip_id": "a", "given_labels": ["urban"], "verdict": "wrong", "sample": "random",
+                                 "time": "2026-01-01T00:00:00Z"}]))  # written before corrected_label and note
+    store = VerdictStore(str(path))
+    assert store.add([{"clip_id": "b", "given_labels": ["urban"], "verdict": "wrong", "sample": "random",
+                       "corrected_label": ["natural"], "note": "birds", "time": "2026-01-02T00:00:00Z"}]) == 2
+    saved = {r["clip_id"]: r for r in json.loads(path.read_text())}
+    assert (saved["a"]["corrected_label"], saved["a"]["note"]) == ([], "")
+    assert (saved["b"]["corrected_label"], saved["b"]["note"]) == (["natural"], "birds")

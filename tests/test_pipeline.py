@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import tone_clip
@@ -90,7 +91,7 @@ def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp
     assert set(table["orig_sample_rate"].to_pylist()) == rates
 
 
-def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path):
+def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path, capfd):
     out = tmp_path / "out"
     first = extract(config(demo, out))
     second = extract(config(demo, out))
@@ -103,8 +104,14 @@ def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path):
     empty = next(c for c, r in t.items() if r["broken_kind"] == "empty")
     path = next(demo.audio_dir.glob(f"{empty}.*"))
     tone_clip(path, seconds=2.0)
-    third = extract(config(demo, out))
+    capfd.readouterr()
+    third = extract(config(demo, out, progress=True))
+    err = capfd.readouterr().err
     assert third["counts"]["ok"] == 1
+    # one line for the job (not a terminal: plain lines), none of Ray Data's operator bars
+    processed = third["counts"]["processed"]
+    assert f"extract: {processed} of {processed} clips (100 %)" in err and f"{processed - 1} failed" in err
+    assert "MapBatches" not in err and "Running Dataset" not in err
     assert empty in features_ids(out) and empty not in errors_table(out)
     assert len(features_ids(out)) + len(errors_table(out)) == len(t)
     assert len(list((out / "runs").glob("*.json"))) == 3
@@ -162,7 +169,7 @@ def test_bad_config_is_one_line_naming_the_field(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--manifest", "m.csv", "--output", "o", "--batch-size", "0"], "batch_size: must be an integer >= 1"),
     (["--output", "o"], "manifest: is required"),
-    (["--manifest", "/nonexistent/list.csv", "--output", "o"], "manifest not found"),
+    (["--manifest", "/nonexistent/list.csv", "--output", "o"], "manifest: no such file or directory"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, args, needle):
     out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", *args], capture_output=True,
@@ -207,6 +214,7 @@ def test_embedders_write_their_columns_with_provenance(ray_session, tmp_path):
 
 
 def test_missing_weights_stop_before_ray(tmp_path):
+    (tmp_path / "m.csv").write_text("uri,labels\na.wav,\n")  # a manifest that exists: the weights are what fails
     out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--manifest", "m.csv", "--output", "o",
                           "--embedders", "panns", "--weights-cache", str(tmp_path / "empty")],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
@@ -215,14 +223,58 @@ def test_missing_weights_stop_before_ray(tmp_path):
 
 
 def test_resource_plan():
-    from acoustic_env.distributed.extract import plan_extract_resources
+    from acoustic_env.distributed.extract import block_rows, plan_extract_resources
 
-    small = plan_extract_resources({"CPU": 2.0})
-    assert small.max_actors * small.actor_cpus + small.task_cpus * 2 <= 2.0
+    for cpus in (2.0, 4.0, 16.0, 64.0):  # every core runs a decode+feature actor; the writer still fits
+        plan = plan_extract_resources({"CPU": cpus})
+        assert plan.max_actors == cpus
+        assert plan.max_actors * plan.actor_cpus + plan.task_cpus * plan.write_slots <= cpus
+        assert plan.actor_cpus >= 0.85
     gpu = plan_extract_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3)
     assert gpu.embed_on_accelerator and gpu.embed_resources == {"num_cpus": 0.25, "GPU": 0.3333}
-    assert gpu.max_actors * gpu.actor_cpus + 3 * 0.25 <= 16.0 - 0.5
+    assert gpu.max_actors * gpu.actor_cpus + 3 * 0.25 + gpu.task_cpus * gpu.write_slots <= 16.0
     forced = plan_extract_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3, device="cpu")
     assert not forced.embed_on_accelerator and "GPU" not in forced.embed_resources
     custom = plan_extract_resources({"CPU": 2.0, "accel": 1.0}, n_embedders=1, accelerator="accel")
     assert custom.embed_resources == {"num_cpus": 0.25, "accel": 1.0}
+    # blocks: a multiple of the batch, ~16 per actor for an even finish, never millions of them
+    assert block_rows(120, 2, 4) == 4 and block_rows(2_000_000, 2, 4) == 1024 and block_rows(1000, 2, 4) == 32
+
+
+def test_stages_work_on_columns(demo, tmp_path):
+    """Decode and features on one Arrow batch, without Ray: the values are cpu_features' own, error
+    rows pass through every stage, the audio is one float32 buffer, and secrets in a URI are gone."""
+    from acoustic_env.audio.manifest import read_manifest
+    from acoustic_env.audio.rows import audio_views, row_schema
+    from acoustic_env.audio.stages import decode_batch, features_batch, stages, vector_columns, write_batch
+    from acoustic_env.features import cpu_features
+
+    cfg = config(demo, Path("unused"))
+    table = read_manifest(cfg.manifest, cfg.audio_root).table.slice(0, 8)
+    secret = table["uri"][0].as_py() + "?token=s3cr3t"
+    table = table.set_column(1, "uri", pa.array([secret, *table["uri"].to_pylist()[1:]]))
+    schema = row_schema(table.schema, vector_columns(cfg), stages(cfg))
+    decoded = decode_batch(table, cfg, schema)
+    assert decoded.schema == schema and decoded["audio"].type == pa.large_list(pa.float32())
+    assert "s3cr3t" not in str(decoded["uri"].to_pylist()) + str(decoded["error_message"].to_pylist())
+    failed = decoded["error_type"].is_valid().to_numpy(zero_copy_only=False)
+    assert failed.any() and not failed.all()
+    done = features_batch(decoded, cfg, schema, keep_audio=False)
+    assert done["error_type"].to_pylist() == decoded["error_type"].to_pylist()
+    assert done["audio"].null_count == done.num_rows
+    for i, audio in enumerate(audio_views(decoded["audio"])):
+        assert (audio is None) == failed[i]
+        if audio is None:
+            assert done["indices_raw"][i].as_py() is None
+            continue
+        expected, _ = cpu_features(np.array(audio), 16000, cfg.features)
+        for col in ("indices_fg", "mps_bg", "spectral_raw"):
+            assert np.array_equal(np.asarray(done[col][i].values), expected[col]), (i, col)
+        assert done["nonfinite_features"][i].as_py() == expected["nonfinite_features"]
+    # the writer: healthy rows to features/ (no audio, no error or CPU columns), failed ones to errors/
+    summary = write_batch(done, str(tmp_path), "r1", {}).to_pylist()[0]
+    assert (summary["n_ok"], summary["n_failed"]) == ((~failed).sum(), failed.sum())
+    features, errors = pq.read_table(tmp_path / "features"), pq.read_table(tmp_path / "errors")
+    assert features.num_rows == (~failed).sum() and "audio" not in features.column_names
+    assert not any(c.startswith(("_cpu_", "error_")) for c in features.column_names)
+    assert errors["error_type"].to_pylist() == [t for t in done["error_type"].to_pylist() if t]

@@ -207,6 +207,35 @@ def test_classes_differ_physically(demo: synth.DemoSet, truth: list[dict[str, st
     assert np.mean(cents["urban"]) < 0.75 * np.mean(cents["natural"]), cents
 
 
+def test_classes_overlap_as_real_ones_do() -> None:
+    """Not trivially separable: a quiet source of the other class and a varying background.
+
+    Clips drawn with the same seed streams but the other-class source muted
+    (``CONFUSER_PROB`` 0) have centroids that separate the classes far more
+    cleanly; with the defaults, the class ranges of the centroid overlap.
+    """
+    def centroids(confuser_prob: float) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {"urban": [], "natural": []}
+        old = synth.CONFUSER_PROB
+        synth.CONFUSER_PROB = confuser_prob
+        try:
+            for i in range(24):
+                cls = ("urban", "natural")[i % 2]
+                x, _ = synth.make_clip(np.random.default_rng([7, i]), cls, 2.0, 16000, 1)
+                out[cls].append(_centroid(x, 16000))
+        finally:
+            synth.CONFUSER_PROB = old
+        return out
+
+    def overlap(c: dict[str, list[float]]) -> float:
+        """Share of (urban, natural) pairs in the wrong order: 0 = perfectly separated by the centroid."""
+        return float(np.mean([u >= n for u in c["urban"] for n in c["natural"]]))
+
+    hard, clean = overlap(centroids(synth.CONFUSER_PROB)), overlap(centroids(0.0))
+    assert hard > 0.02 and hard > clean, (hard, clean)
+    assert synth.BACKGROUND_DB[1] - synth.BACKGROUND_DB[0] >= 20
+
+
 @pytest.mark.parametrize("sr", [16000, 48000])
 @pytest.mark.parametrize("name", sorted({**synth.URBAN_SOURCES, **synth.NATURAL_SOURCES}))
 def test_source_generators(name: str, sr: int) -> None:

@@ -266,7 +266,7 @@ def test_train_end_to_end_with_search(ray_session, tmp_path):
     estimate.write_text(json.dumps({"method": "wilson", "sample": "random",
                                     "overall": {"accuracy": 0.9, "low": 0.84, "high": 0.94, "n": 120}, "per_class": {}}))
     out = tmp_path / "train"
-    code = main(["train", "--features", features, "--output", str(out), "--trials", "2", "--max-rounds", "4",
+    code = main(["train", "--features", features, "--output", str(out), "--cv-folds", "0", "--trials", "2", "--max-rounds", "4",
                  "--grace-rounds", "1", "--steps-per-round", "10", "--shap-samples", "12", "--signals", "raw,fg",
                  "--label-accuracy", str(estimate), "--no-progress"])
     assert code == 0
@@ -276,6 +276,11 @@ def test_train_end_to_end_with_search(ray_session, tmp_path):
     assert len(record["search"]["trials"]) == 2 and record["search"]["method"].startswith("Optuna TPE")
     assert record["metrics"]["mlp"]["roc_auc"] > 0.9
     assert set(record["metrics"]) == {"mlp", "logreg", "xgboost"}
+    ev = record["evaluation"]
+    assert ev["method"] == "split" and ev["saved_model"] == "mlp" and "test clips" in ev["description"]
+    for m in ("mlp", "logreg", "xgboost"):  # intervals on the test split, over its recordings
+        lo, hi = ev["models"][m]["intervals"]["roc_auc"]
+        assert lo <= record["metrics"][m]["roc_auc"] <= hi
     adj = record["adjusted_accuracy"]["mlp"]
     assert adj["raw"] == record["metrics"]["mlp"]["accuracy"] and adj["adjusted"] is not None
     page = (out / "report" / "index.html").read_text()
@@ -300,6 +305,7 @@ def test_train_multi_label_streamed_from_s3_without_search(ray_session, tmp_path
         "features": features, "output": "s3://train-test/train", "task": task, "trials": 0, "max_rounds": 3,
         "steps_per_round": 10, "feature_groups": ("indices",), "baselines": ("logreg",), "ablations": False, "shap_samples": 5,
         "memory_gb": 1e-6, "progress": False}))  # a tiny memory budget: the streamed, incremental-PCA path
+    assert summary["evaluation"]["method"] == "split"  # too large to hold: no cross-validation
     assert summary["metrics"]["mlp"]["map"] > 0.8
     assert fs.exists("train-test/train/report/index.html") and fs.exists("train-test/train/report/confusion_mlp.png")
     model = load_model("s3://train-test/train/model")

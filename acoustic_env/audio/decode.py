@@ -37,14 +37,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 import soundfile as sf
 import soxr
 
 from acoustic_env.config import DecodeParams
 from acoustic_env.errors import ClipError
-from acoustic_env.storage import is_local, read_options, transport_failure
+from acoustic_env.storage import is_local, read_filesystem, transport_failure
 
 STAGE = "decode"
 CHUNK = 1 << 20  # bytes per read call: the byte cap and the deadline are checked between calls
@@ -62,10 +61,10 @@ class DecodedClip:
 
 def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
     """Fetch a clip's bytes within ``params``' read limits, mapping every failure to a ClipError."""
-    deadline = time.monotonic() + params.read_timeout_s
+    deadline = time.monotonic() + 2 * params.read_timeout_s  # documented: room for one retried wait
     chunks, size = [], 0
     try:
-        fs, path = fsspec.core.url_to_fs(uri, **read_options(uri, params.read_timeout_s))
+        fs, path = read_filesystem(uri, params.read_timeout_s)
         if is_local(uri):
             kind = fs.info(path)["type"]
             if kind == "directory":
@@ -79,7 +78,7 @@ def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
                     raise ClipError(STAGE, "too_large", f"larger than decode.max_bytes = {params.max_bytes}: {uri}")
                 if time.monotonic() > deadline:
                     raise ClipError(STAGE, "read_timeout",
-                                    f"not read within decode.read_timeout_s = {params.read_timeout_s} s: {uri}")
+                                    f"not read within twice decode.read_timeout_s = {params.read_timeout_s} s: {uri}")
                 chunks.append(chunk)
     except ClipError:
         raise

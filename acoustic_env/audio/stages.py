@@ -1,9 +1,14 @@
 """The extract stages as plain functions of Arrow batches: decode, CPU features, embedders, write.
 
 They know nothing of Ray: ``acoustic_env.distributed.extract`` schedules them (decode and
-write as tasks, features and embedders as actor pools), and a test or a notebook can call
-them directly on a batch. A clip that fails in a stage becomes an error row that later
-stages pass through, so the writer puts it in errors/ instead of features/.
+CPU features together in one actor pool, embedders as actor pools, write as tasks), and a
+test or a notebook can call them directly on a batch. A clip that fails in a stage becomes
+an error row that later stages pass through, so the writer puts it in errors/ instead of
+features/.
+
+Every stage works on columns (see ``acoustic_env.audio.rows``): audio is read through
+zero-copy views of one float32 buffer, results are gathered into numpy arrays and handed
+to Arrow whole; no sample and no feature value ever becomes a Python object.
 """
 
 from __future__ import annotations
@@ -13,18 +18,23 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from acoustic_env import runs
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.audio.rows import (
     AUDIO,
     CPU_PREFIX,
+    DECODE_COLUMNS,
     ERROR_COLUMNS,
-    is_error,
-    mark_error,
-    process_rows,
-    redact_row,
-    to_table,
+    Failures,
+    audio_array,
+    audio_views,
+    conform,
+    error_mask,
+    masked,
+    redact_columns,
+    vector_array,
 )
 from acoustic_env.config import ExtractConfig
 from acoustic_env.embedders.registry import EmbedderSpec, get
@@ -37,46 +47,104 @@ CPU_STAGES = ("decode", *FEATURE_STAGES)
 
 
 def vector_columns(cfg: ExtractConfig) -> dict[str, int]:
-    cols = {c: int(np.prod(m["shape"])) for c, m in feature_metadata(cfg.features).items()}
+    cols = cpu_vector_columns(cfg)
     for name in cfg.embedders:
         cols.update(get(name).columns())  # from the spec: no model loads on the driver
     return cols
 
 
+def cpu_vector_columns(cfg: ExtractConfig) -> dict[str, int]:
+    """The CPU feature columns and their widths."""
+    return {c: int(np.prod(m["shape"])) for c, m in feature_metadata(cfg.features).items()}
+
+
+def _optional(batch: pa.Table, name: str) -> list[Any]:
+    return batch[name].to_pylist() if name in batch.column_names else [None] * batch.num_rows
+
+
 # --- stages (each a plain function of an Arrow batch; Ray only schedules them) ---
 
 def decode_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema) -> pa.Table:
-    def one(row: dict[str, Any]) -> dict[str, Any]:
+    """Decode each healthy clip of a batch into the ``audio`` column and the decode facts."""
+    n = batch.num_rows
+    failures = Failures.of(batch)
+    uris, starts, ends = batch["uri"].to_pylist(), _optional(batch, "start_s"), _optional(batch, "end_s")
+    clips: list[np.ndarray | None] = [None] * n
+    facts = {name: np.zeros(n, dtype=t.to_pandas_dtype()) for name, t in DECODE_COLUMNS.items()}
+    cpu = np.zeros(n)
+    for i in np.flatnonzero(failures.ok):
         t0 = time.thread_time()
-        clip = decode_clip(row["uri"], cfg.decode, row.get("start_s"), row.get("end_s"), cfg.cut_segments)
-        row.update(orig_sample_rate=clip.orig_sample_rate, channels=clip.channels,
-                   orig_duration_s=clip.orig_duration_s, duration_s=clip.audio.size / cfg.decode.sample_rate,
-                   is_silent=clip.is_silent)
-        row[AUDIO] = clip.audio
-        row[CPU_PREFIX + "decode"] = time.thread_time() - t0
-        return row
-
+        try:
+            clip = decode_clip(uris[i], cfg.decode, starts[i], ends[i], cfg.cut_segments)
+        except Exception as exc:  # noqa: BLE001 - a bad clip must never take the batch down
+            failures.fail(i, exc, "decode")
+            continue
+        clips[i] = clip.audio
+        facts["orig_sample_rate"][i] = clip.orig_sample_rate
+        facts["channels"][i] = clip.channels
+        facts["orig_duration_s"][i] = clip.orig_duration_s
+        facts["duration_s"][i] = clip.audio.size / cfg.decode.sample_rate
+        facts["is_silent"][i] = clip.is_silent
+        cpu[i] = time.thread_time() - t0
+    valid = failures.ok
+    columns: dict[str, Any] = {name: masked(v, valid, DECODE_COLUMNS[name]) for name, v in facts.items()}
+    columns[AUDIO] = audio_array(clips)
+    columns[CPU_PREFIX + "decode"] = pa.array(cpu)
+    columns.update(failures.columns())
     # the URI has been read: from here on (later stages, features/, errors/) its secrets are ***
-    rows = [redact_row(r, cfg.redact_query_params) for r in process_rows(batch, one, "decode")]
-    return to_table(rows, schema)
+    return redact_columns(conform(batch, schema, columns), cfg.redact_query_params)
+
+
+def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_audio: bool = True) -> pa.Table:
+    """Separation, indices, spectral statistics and MPS for each decoded clip of a batch.
+
+    ``keep_audio=False`` (no embedder follows) drops the audio here, so that only
+    feature vectors travel on to the writer.
+    """
+    n = batch.num_rows
+    failures = Failures.of(batch)
+    views = audio_views(batch[AUDIO])
+    widths = cpu_vector_columns(cfg)
+    matrices = {col: np.zeros((n, d), dtype=np.float32) for col, d in widths.items()}
+    nonfinite = np.zeros(n, dtype=np.int32)
+    cpu = {s: np.zeros(n) for s in FEATURE_STAGES}
+    for i in np.flatnonzero(failures.ok):
+        try:
+            feats, seconds = cpu_features(views[i], cfg.decode.sample_rate, cfg.features)
+        except Exception as exc:  # noqa: BLE001 - a bad clip must never take the batch down
+            failures.fail(i, exc, "features")
+            continue
+        for col, m in matrices.items():
+            m[i] = feats[col]
+        nonfinite[i] = feats["nonfinite_features"]
+        for s, v in seconds.items():
+            cpu[s][i] = v
+    valid = failures.ok
+    columns: dict[str, Any] = {col: vector_array(m, valid) for col, m in matrices.items()}
+    columns["nonfinite_features"] = masked(nonfinite, valid, pa.int32())
+    columns.update({CPU_PREFIX + s: pa.array(v) for s, v in cpu.items()})
+    columns.update(failures.columns())
+    if not keep_audio:
+        columns[AUDIO] = pa.nulls(n, schema.field(AUDIO).type)
+    return conform(batch, schema, columns)
 
 
 class CpuFeatureStage:
-    """Actor: separation, indices and MPS for each decoded clip of a batch."""
+    """Actor: decode, then the CPU features, for each clip of a batch.
 
-    def __init__(self, cfg: ExtractConfig, schema: pa.Schema):
+    Decode and features share one actor so that a decoded clip never crosses a process
+    boundary (160,000 float32 samples per 10-s clip): the audio leaves this actor only
+    when an embedder needs it (``keep_audio``).
+    """
+
+    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, keep_audio: bool):
         self.cfg = cfg
         self.schema = schema
+        self.keep_audio = keep_audio
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        def one(row: dict[str, Any]) -> dict[str, Any]:
-            audio = np.asarray(row[AUDIO], dtype=np.float32)
-            feats, cpu = cpu_features(audio, self.cfg.decode.sample_rate, self.cfg.features)
-            row.update(feats)
-            row.update({CPU_PREFIX + k: v for k, v in cpu.items()})
-            return row
-
-        return to_table(process_rows(batch, one, "features"), self.schema)
+        decoded = decode_batch(batch, self.cfg, self.schema)
+        return features_batch(decoded, self.cfg, self.schema, self.keep_audio)
 
 
 class EmbedderStage:
@@ -92,6 +160,7 @@ class EmbedderStage:
         from acoustic_env.embedders.factory import load_embedder
 
         self.schema = schema
+        self.widths = spec.columns()
         sha = None if weights_id == "random" else weights_id
         self.embedder = load_embedder(spec, device=device, allow_random_weights=weights_id == "random",
                                       cache_dir=cfg.weights_cache, sha256=sha)
@@ -105,55 +174,58 @@ class EmbedderStage:
         return self.embedder.embed(batch, lengths)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        todo = [r for r in rows if not is_error(r)]
-        if todo:
+        n = batch.num_rows
+        failures = Failures.of(batch)
+        views = audio_views(batch[AUDIO])
+        matrices = {col: np.zeros((n, d), dtype=np.float32) for col, d in self.widths.items()}
+        todo = np.flatnonzero(failures.ok)
+        cpu = np.zeros(n)
+        if todo.size:
             t0 = time.thread_time()
-            clips = [np.asarray(r[AUDIO], dtype=np.float32) for r in todo]
             try:
-                outputs_ = [self._embed(clips)]
-                groups = [todo]
+                groups = [(todo, self._embed([views[i] for i in todo]))]
             except Exception:  # noqa: BLE001 - isolate the clip that broke the batch
-                outputs_, groups = [], []
-                for r, clip in zip(todo, clips):
+                groups = []
+                for i in todo:
                     try:
-                        outputs_.append(self._embed([clip]))
-                        groups.append([r])
+                        groups.append((np.array([i]), self._embed([views[i]])))
                     except Exception as exc:  # noqa: BLE001
-                        mark_error(r, exc, self.stage)
-            for out, group in zip(outputs_, groups):
-                for k, r in enumerate(group):
-                    for col, values in out.items():
-                        r[col] = values[k]
-            share = (time.thread_time() - t0) / len(todo)
-            for r in todo:
-                r[CPU_PREFIX + self.stage] = share
-        return to_table(rows, self.schema)
+                        failures.fail(i, exc, self.stage)
+            for rows, out in groups:
+                for col, m in matrices.items():
+                    m[rows] = out[col]
+            cpu[todo] = (time.thread_time() - t0) / todo.size
+        columns: dict[str, Any] = {col: vector_array(m, failures.ok) for col, m in matrices.items()}
+        columns[CPU_PREFIX + self.stage] = pa.array(cpu)
+        columns.update(failures.columns())
+        return conform(batch, self.schema, columns)
 
 
 def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any]) -> pa.Table:
     """Split a batch into features/ and errors/ parts; return a one-row summary."""
-    rows = batch.to_pylist()
-    ok = [r for r in rows if not is_error(r)]
-    bad = [r for r in rows if is_error(r)]
+    bad = error_mask(batch)
+    n_bad = int(bad.sum())
     drop = {AUDIO, *ERROR_COLUMNS} | {c for c in batch.column_names if c.startswith(CPU_PREFIX)}
-    if ok:
+    if n_bad < batch.num_rows:
         keep = [f for f in batch.schema if f.name not in drop]
-        ids = [r["clip_id"] for r in ok]
-        table = pa.Table.from_pylist([{f.name: r[f.name] for f in keep} for r in ok],
-                                     schema=pa.schema(keep, metadata=metadata_json(meta)))
+        table = batch.filter(pa.array(~bad)).select([f.name for f in keep])
+        table = table.replace_schema_metadata(metadata_json(meta))
+        ids = table["clip_id"].to_pylist()  # up to write_batch_size strings, for the part's name
         write_parquet(table, join(output, runs.FEATURES, runs.part_name(run_id, ids)))
-    if bad:
-        t = now_utc()
-        err = [{"clip_id": r["clip_id"], "uri": r["uri"], "stage": r["error_stage"], "error_type": r["error_type"],
-                "message": r["error_message"], "run_id": run_id, "time": t} for r in bad]
-        write_parquet(pa.Table.from_pylist(err, schema=ERRORS_SCHEMA),
-                      join(output, runs.ERRORS, runs.part_name(run_id, [r["clip_id"] for r in bad])))
-    summary: dict[str, list] = {"n_ok": [len(ok)], "n_failed": [len(bad)],
-                                "error_types": [",".join(r["error_type"] for r in bad)]}
+    error_types = ""
+    if n_bad:
+        failed = batch.filter(pa.array(bad))
+        err = pa.table({"clip_id": failed["clip_id"], "uri": failed["uri"], "stage": failed["error_stage"],
+                        "error_type": failed["error_type"], "message": failed["error_message"],
+                        "run_id": pa.repeat(run_id, n_bad),
+                        "time": pa.repeat(pa.scalar(now_utc(), ERRORS_SCHEMA.field("time").type), n_bad)})
+        write_parquet(err.cast(ERRORS_SCHEMA),
+                      join(output, runs.ERRORS, runs.part_name(run_id, failed["clip_id"].to_pylist())))
+        error_types = ",".join(failed["error_type"].to_pylist())
+    summary: dict[str, list] = {"n_ok": [batch.num_rows - n_bad], "n_failed": [n_bad], "error_types": [error_types]}
     for c in batch.column_names:
         if c.startswith(CPU_PREFIX):
-            summary[c] = [float(np.nansum([r[c] or 0.0 for r in rows]))]
+            summary[c] = [pc.sum(batch[c]).as_py() or 0.0]
     return pa.table(summary)
 
 

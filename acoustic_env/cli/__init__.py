@@ -6,18 +6,28 @@ and in every config file. User mistakes (a bad flag or value, an unreadable mani
 missing weights) end with one line naming the problem and exit status 2, never a
 traceback. Building the parser imports no heavy library: a command checks its config,
 then imports what it runs, so ``--help`` and a bad value cost a fraction of a second.
+
+The console (see :func:`acoustic_env.distributed.session.quiet_console`): a job prints
+one line per phase and its result; Ray's output, library warnings and tracebacks go to
+a log file whose path it prints once (``<output>/logs/`` for a local output). ``-v``
+puts everything back on the console. A failure that is not a user mistake prints one
+line and the log's path, exit status 1. ``--dry-run`` (extract, train, audit, annotate)
+prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 import acoustic_env
 from acoustic_env.cli.models import add_models_parser
+from acoustic_env.recipes.command import add_recipe_parsers
 from acoustic_env.config import (
     AnnotateConfig,
     AuditConfig,
@@ -49,18 +59,53 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def log_path(command: str, output: str | None) -> str:
+    """Where a command's log goes: ``<output>/logs/`` for a local output, else the user's cache."""
+    from acoustic_env.storage import is_local
+
+    name = f"{command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    if output and is_local(output):
+        return os.path.join(output.removeprefix("file://"), "logs", name)
+    return os.path.join(os.path.expanduser("~/.cache/acoustic-env/logs"), name)
+
+
+def _console(args: argparse.Namespace, output: str | None) -> None:
+    """Unless ``-v``: send Ray's output and warnings to the command's log file; say where, once."""
+    if args.verbose:
+        return
+    from acoustic_env.distributed.session import quiet_console
+
+    print(f"{args.command}: details and Ray's output go to {quiet_console(log_path(args.command, output))}")
+
+
+def _plan_or_check(args: argparse.Namespace, cfg: Any, plan: str) -> bool:
+    """``--dry-run``: print the plan, return True (nothing else runs). Otherwise check the paths first."""
+    from acoustic_env.jobs import plan as plans
+    from acoustic_env.jobs.preflight import preflight
+
+    if args.dry_run:
+        print("\n".join(getattr(plans, plan)(cfg)["lines"]))
+        return True
+    preflight(cfg)  # before the log file is made below the output
+    _console(args, getattr(cfg, "output", None))
+    return False
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     cfg = from_args(ExtractConfig, args)
+    if _plan_or_check(args, cfg, "plan_extract"):
+        return 0
     from acoustic_env.jobs.extract import extract
 
     record = extract(cfg)
     c = record["counts"]
     out = record["config"]["output"].rstrip("/")
-    print(f"run {record['run_id']}: {c['ok']} clips extracted, {c['failed']} failed, "
+    print(f"extract {record['run_id']}: {c['ok']} clips extracted, {c['failed']} failed, "
           f"{c['skipped']} already done ({record['wall_s']:.1f} s)")
     if record["error_types"]:
         print("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(record["error_types"].items())))
-    print(f"  features: {out}/features/  errors: {out}/errors/  record: {out}/runs/{record['run_id']}.json")
+    errors = f"  errors: {out}/errors/" if c.get("errors_in_output", c["failed"]) else ""
+    print(f"  features: {out}/features/{errors}  record: {out}/runs/{record['run_id']}.json")
     return 0
 
 
@@ -69,6 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from_dict(FeatureParams, {"impl": args.features_impl})
     from acoustic_env.demo.run import run_demo
 
+    _console(args, args.output)
     run_demo(Path(args.output), n_clips=args.clips, seed=args.seed, duration_s=args.duration,
              features_impl=args.features_impl, progress=args.progress)
     return 0
@@ -76,6 +122,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = from_args(TrainConfig, args)
+    if _plan_or_check(args, cfg, "plan_train"):
+        return 0
     from acoustic_env.jobs.train.job import summary_lines, train
 
     print("\n".join(summary_lines(train(cfg))))
@@ -84,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     cfg = from_args(AuditConfig, args)
+    if _plan_or_check(args, cfg, "plan_audit"):
+        return 0
     from acoustic_env.jobs.audit.job import run_audit, summary_lines
 
     print("\n".join(summary_lines(run_audit(cfg))))
@@ -129,6 +179,8 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     cfg = from_args(AnnotateConfig, args)
+    if _plan_or_check(args, cfg, "plan_annotate"):
+        return 0
     from acoustic_env.jobs.annotate import annotate
 
     record = annotate(cfg)
@@ -140,10 +192,42 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.predict import format_predictions, input_rows, predict
+    from acoustic_env.jobs.preflight import IN_PROCESS_MAX
+
+    if args.output or len(input_rows(args.inputs, args.audio_root)[0]) > IN_PROCESS_MAX:
+        _console(args, args.output)  # the extract job runs: Ray's output goes to the log
+    t0 = time.time()
+    table = predict(args.inputs, args.model, output=args.output, audio_root=args.audio_root,
+                    weights_cache=args.weights_cache, device=args.device, top_tags=args.top_tags)
+    classes = [c.removeprefix("prob_") for c in table.column_names if c.startswith("prob_")]
+    print("\n".join(format_predictions(table, classes)))
+    failed = sum(e is not None for e in table["error"].to_pylist())
+    print(f"{table.num_rows} clip(s) in {time.time() - t0:.1f} s" + (f", {failed} not scored" if failed else ""))
+    if args.save:
+        from acoustic_env.jobs.export import write_table
+
+        write_table(table, args.save)
+        print(f"  written to {args.save}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.export import export_features
+
+    n, cols = export_features(args.features, args.output, wide=args.wide, task=args.task,
+                              feature_groups=args.feature_groups, include_random_weights=args.include_random_weights)
+    print(f"export: {n} clips x {cols} columns -> {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="acoustic-env", description=acoustic_env.__doc__)
     parser.add_argument("--version", action="version", version=f"acoustic-env {acoustic_env.__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Ray's output, warnings and INFO logs on the console (default: they go to the "
+                             "log file each job names)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     for name, cls, func, summary in (
@@ -158,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
                            usage="%(prog)s [--config FILE] [options]")
         add_flags(p, cls)
+        p.add_argument("--dry-run", action="store_true",
+                       help="print what would run (clips to do, columns, resources, weights, outputs) "
+                            "without starting Ray or writing anything")
         p.set_defaults(func=func)
 
     p = sub.add_parser("demo", help="generate labelled synthetic soundscapes and run the jobs on them locally")
@@ -185,7 +272,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the estimate JSON here (the training report reads it)")
     p.set_defaults(func=cmd_audit_estimate)
 
+    from acoustic_env.jobs.preflight import IN_PROCESS_MAX
+
+    p = sub.add_parser("predict", help="label audio files, a directory or a clip list with a trained model",
+                       usage="%(prog)s FILES|DIR|MANIFEST --model MODEL [options]")
+    p.add_argument("inputs", nargs="+", help="audio files, a directory of them, or a clip list (any extract format)")
+    p.add_argument("--model", required=True, help="model directory written by train (<output>/model)")
+    p.add_argument("--output", help=f"above {IN_PROCESS_MAX} clips the extract job runs first: its output "
+                                    "(default: a temporary directory)")
+    p.add_argument("--audio-root", help=flag_help(ExtractConfig, "audio_root"))
+    p.add_argument("--weights-cache", help=flag_help(ExtractConfig, "weights_cache"))
+    p.add_argument("--device", default="cpu", help="embedder device for in-process prediction (default: cpu)")
+    p.add_argument("--top-tags", type=int, default=3, help="AudioSet tags shown when the model uses a tagger")
+    p.add_argument("--save", help="also write the predictions to this .csv or .parquet file")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a feature table as one Parquet or CSV file, one named column per value",
+                       usage="%(prog)s FEATURES --output FILE [--wide] [options]")
+    p.add_argument("features", help="an extract output, its features/ directory, or a Parquet file")
+    p.add_argument("--output", required=True, help="a .parquet or .csv file")
+    p.add_argument("--wide", action="store_true", help="one column per feature value, named (indices_raw:ACI); "
+                                                       "without it, one list column per group (Parquet only)")
+    p.add_argument("--task", help="keep only the clips with a target of this task (default: every clip)")
+    p.add_argument("--feature-groups", type=lambda v: tuple(filter(None, v.split(","))), default=(),
+                   help="groups or sources to export, e.g. indices,mps_fg (default: all)")
+    p.add_argument("--include-random-weights", action="store_true",
+                   help="also export embedder columns computed with random weights")
+    p.set_defaults(func=cmd_export)
+
     add_models_parser(sub)
+    add_recipe_parsers(sub)
     return parser
 
 
@@ -196,7 +312,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:
-        if not isinstance(exc, _user_errors()):
+        if isinstance(exc, _user_errors()):
+            print(f"acoustic-env: error: {exc}", file=sys.stderr)
+            return 2
+        from acoustic_env.distributed.session import log_file
+
+        log = log_file()
+        if log is None:
             raise
-        print(f"acoustic-env: error: {exc}", file=sys.stderr)
-        return 2
+        logging.getLogger("traceback").error("%s failed", args.command, exc_info=exc)  # to the log file only
+        print(f"acoustic-env: error: {args.command} failed: {type(exc).__name__}: "
+              f"{(str(exc).strip().splitlines() or [''])[0]} (details: {log})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("acoustic-env: interrupted", file=sys.stderr)
+        return 130

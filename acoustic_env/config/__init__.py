@@ -43,7 +43,7 @@ FEATURE_GROUPS = registry.names(before=("indices", "spectral", "mps"),
                                 after=tuple(f"{s}_{g}" for s in ("indices", "spectral", "mps") for g in SIGNALS))
 # Components kept per hand-made source: enough to hold most of their variance. An
 # embedder's default is its spec's ``pca``.
-DEFAULT_PCA: dict[str, float] = {"indices": 20, "spectral": 20, "mps": 10}
+DEFAULT_PCA: dict[str, float] = {"indices": 20, "spectral": 20, "mps": 10, "audioset_vggish": 128}
 #: The estimator zoo's names (``acoustic_env.learn.zoo`` builds them); the MLP is the train job's own network.
 CLASSIFIERS = ("logreg", "xgboost", "mlp")
 BASELINES = tuple(c for c in CLASSIFIERS if c != "mlp")
@@ -275,6 +275,15 @@ class TrainConfig(Section):
                                    help="components per source: a count or a variance fraction, e.g. indices=20,mps=0.95 "
                                         f"(sources not named: {','.join(f'{k}={v}' for k, v in DEFAULT_PCA.items())}, "
                                         f"{','.join(f'{n}={registry.get(n).pca}' for n in EMBEDDERS)})")
+    # With a few thousand clips, one validation split of a few dozen clips is too noisy to choose
+    # a model on (or to report); cross-validation scores every clip once (see learn/cv.py).
+    cv_folds: int = option(5, check=(lambda v: v == 0 or v >= 2, "must be 0 (no cross-validation) or >= 2"),
+                           help="grouped K-fold cross-validation, the evaluation of record for up to cv_max_clips "
+                                "clips (0: always the train/val/test split)")
+    cv_max_clips: int = option(5000, ge=1, help="above this many clips, the train/val/test split replaces "
+                                                "cross-validation (CV fits every model cv_folds times)")
+    folds_column: str | None = option(None, help="manifest column with published folds (UrbanSound8K, ESC-50: fold): "
+                                                 "cross-validation over exactly those folds, whatever the size")
     test_size: float = option(0.2, gt=0, lt=1, help="test fraction when no --test-list is given")
     val_size: float = option(0.2, gt=0, lt=1, help="validation fraction of the clips left after the test split")
     test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
@@ -312,6 +321,9 @@ class TrainConfig(Section):
             require(ok, f"pca.{source}", "must be an integer >= 1 or a variance fraction in (0, 1)", target)
         require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
                  self.grace_rounds)
+        require(not (self.folds_column and self.test_list), "folds_column",
+                 "cannot be combined with test_list (given folds already say which clips test which)",
+                 self.folds_column)
 
 
 @dataclass(frozen=True)
@@ -330,7 +342,9 @@ class AuditConfig(Section):
     output: str = _location(help="audit output directory or URI (audit.parquet, summary.json, review/)")
     task: str = _task()
     ontology: str | None = _ontology()
-    classifier: str = option("logreg", choices=CLASSIFIERS, help="out-of-fold classifier (logreg is the fastest)")
+    classifier: str = option("auto", choices=("auto", *CLASSIFIERS, "average"),
+                             help="out-of-fold classifier: auto keeps the zoo model (or their average) with the "
+                                  "lowest out-of-fold log loss; logreg alone is the fastest")
     folds: int = option(5, ge=2, le=50, help="number of cross-fitting folds")
     seed: int = option(0, ge=0, help="seed of the folds, the classifier and the random review sample")
     feature_groups: tuple[str, ...] = option((), check=(all, "must be non-empty column names or prefixes"),
@@ -340,6 +354,8 @@ class AuditConfig(Section):
                                                       "(left out by default: they carry no pretrained knowledge)")
     filter_by: str = option("prune_by_noise_rate", choices=FILTERS, help="cleanlab's flagging rule")
     review_top: int = option(50, ge=0, help="suspects on the review page")
+    truth: str | None = _location(None, help="CSV of known label errors (clip_id, flipped 0/1; the demo's truth.csv): "
+                                           "the summary adds precision and recall of the flags and of the top-k")
     random_sample: int = option(100, ge=0, help="randomly drawn clips on the review page")
     parallel: str = option("sequential", choices=("sequential", "ray"), help="ray: run the folds as Ray tasks")
     ray_address: str | None = _ray_address()

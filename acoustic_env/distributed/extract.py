@@ -1,21 +1,29 @@
 """The Ray wiring of the extract job — the only module that knows about Ray Data.
 
-manifest → plan → ``from_arrow`` (small blocks) → decode (tasks) → CPU features
-(actor pool) → [embedders (GPU or CPU actors)] → write (tasks) → per-batch
-summaries. The driver holds the clip list and the summaries, never audio or
-features: each writer task puts its own Parquet parts on storage.
+manifest → plan → ``from_arrow`` (blocks) → decode + CPU features (one actor pool)
+→ [embedders (GPU or CPU actors)] → write (tasks) → per-part summaries. The driver
+holds the clip list (Arrow) and the summaries, never audio or features: each writer
+task puts its own Parquet parts on storage.
 
-Resources: on a small machine an actor pool that holds every CPU starves the
-tasks that feed it and the pipeline stalls, so actors take fractional CPUs and
-the pool is bounded to leave ``reserve`` CPUs for decode and write tasks.
+Resources: every core should do stage work. Decode and the CPU features run in the
+same actor (a decoded clip never crosses a process boundary), one actor per core
+left after the embedders, each holding a fraction of a CPU so that the light writer
+tasks always find room (an actor pool that holds every CPU starves the tasks it
+feeds and the pipeline stalls).
+
+Progress: one line for the job (``n of N clips, clips/s, ETA, failed``), a tqdm bar
+on a terminal and a line every ``PROGRESS_EVERY_S`` otherwise; Ray Data's own
+per-operator bars stay off.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow as pa
 
@@ -23,7 +31,6 @@ from acoustic_env.audio.rows import CPU_PREFIX, row_schema
 from acoustic_env.audio.stages import (
     CpuFeatureStage,
     EmbedderStage,
-    decode_batch,
     stages,
     vector_columns,
     write_batch,
@@ -32,20 +39,27 @@ from acoustic_env.config import ExtractConfig
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.embedders.registry import get
 
+#: Seconds between two progress lines when the console is not a terminal.
+PROGRESS_EVERY_S = 10.0
+#: The largest block the driver hands Ray: big manifests become thousands of blocks, not millions.
+MAX_BLOCK_ROWS = 1024
+
 
 @dataclass(frozen=True)
 class Resources:
     """How much of the cluster each stage may take.
 
-    Embedders on accelerators: one actor per embedder per accelerator, each holding
-    ``1 / n_embedders`` of it (so the three share one card) and a quarter CPU to feed it.
-    Embedders on CPU: one actor per embedder per 8 CPUs. The CPU feature pool gets what
-    is left after a reserve for the decode and write tasks.
+    ``max_actors`` decode+feature actors of ``actor_cpus`` each: one per core left after
+    the embedders, sharing all but ``task_cpus × write_slots`` CPUs, which the writer
+    tasks use. Embedders on accelerators: one actor per embedder per accelerator, each
+    holding ``1 / n_embedders`` of it (so the three share one card) and a quarter CPU to
+    feed it. Embedders on CPU: one actor per embedder per 8 CPUs.
     """
 
     actor_cpus: float
     max_actors: int
     task_cpus: float
+    write_slots: int
     embed_on_accelerator: bool
     embed_resources: dict[str, float]
     embed_actors: int
@@ -53,7 +67,7 @@ class Resources:
 
 def plan_extract_resources(cluster: dict[str, float], n_embedders: int = 0, accelerator: str = "GPU",
                            device: str = "auto") -> Resources:
-    """Size the pools from the cluster's resources, leaving room for the feeding tasks."""
+    """Size the pools from the cluster's resources so that every core runs stage work."""
     cpus = float(cluster.get("CPU", 1.0))
     accelerators = float(cluster.get(accelerator, 0.0))
     on_acc = n_embedders > 0 and device != "cpu" and accelerators > 0
@@ -70,11 +84,75 @@ def plan_extract_resources(cluster: dict[str, float], n_embedders: int = 0, acce
         per = 1.0 if cpus >= 8 else 0.25
         embed_res = {"num_cpus": per}
         embed_cpus = per * n_embedders * embed_actors
-    reserve = max(0.5, 0.05 * cpus)
-    actor_cpus = 1.0 if cpus >= 4 else 0.75
-    max_actors = max(1, math.floor((cpus - reserve - embed_cpus) / actor_cpus))
-    return Resources(actor_cpus=actor_cpus, max_actors=max_actors, task_cpus=0.25,
+    task_cpus = 0.25
+    # A part of 64 rows takes milliseconds to write: one writer slot per 32 cores is plenty.
+    write_slots = max(1, round(cpus / 32))
+    free = max(cpus - embed_cpus - task_cpus * write_slots, 0.25)
+    max_actors = max(1, math.floor(cpus - embed_cpus))
+    actor_cpus = math.floor(free / max_actors * 1000) / 1000
+    return Resources(actor_cpus=actor_cpus, max_actors=max_actors, task_cpus=task_cpus, write_slots=write_slots,
                      embed_on_accelerator=on_acc, embed_resources=embed_res, embed_actors=embed_actors)
+
+
+def block_rows(n_rows: int, n_actors: int, batch_size: int) -> int:
+    """Rows per input block: about 16 blocks per actor (an even finish), a multiple of the batch size.
+
+    A block goes to one actor whole; small blocks keep the last ones from idling every
+    actor but one, and ``MAX_BLOCK_ROWS`` keeps a manifest of millions to a few
+    thousand objects for the driver to hand over.
+    """
+    rows = math.ceil(n_rows / max(1, n_actors * 16))
+    rows = math.ceil(max(rows, batch_size) / batch_size) * batch_size
+    return max(batch_size, min(rows, max(MAX_BLOCK_ROWS, batch_size)))
+
+
+# --- progress ---
+
+class JobProgress:
+    """One honest line for the whole job: clips written of the total, rate, ETA, failures so far.
+
+    On a terminal a tqdm bar; otherwise (a log file, ``ray job submit``) a plain line
+    every ``every_s`` seconds and one at the end. Counts come from the writer's
+    summaries, so a clip is counted once it is on storage.
+    """
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None, every_s: float = PROGRESS_EVERY_S):
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream = stream or sys.stderr
+        self.every_s = every_s
+        self.t0 = self.last = time.monotonic()
+        self.bar = None
+        self.enabled = enabled
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="clip", desc="extract", file=self.stream, dynamic_ncols=True)
+
+    def update(self, ok: int, failed: int) -> None:
+        self.done += ok + failed
+        self.failed += failed
+        if self.bar is not None:
+            self.bar.update(ok + failed)
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        elif self.enabled and time.monotonic() - self.last >= self.every_s:
+            self._line()
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        rate = self.done / elapsed
+        eta_text = f"{(self.total - self.done) / rate:.0f} s" if rate > 0 else "?"
+        return (f"extract: {self.done} of {self.total} clips ({100 * self.done / max(self.total, 1):.0f} %), "
+                f"{rate:.2f} clips/s, ETA {eta_text}, {self.failed} failed")
+
+    def _line(self) -> None:
+        self.last = time.monotonic()
+        print(self.line(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            self._line()
 
 
 # --- the job ---
@@ -85,26 +163,28 @@ def _blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
 
 def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str, Any],
                  weights: dict[str, str]) -> dict[str, Any]:
-    """Stream ``todo`` through the stages; return counts and CPU seconds per stage."""
+    """Stream ``todo`` through the stages; return counts, CPU seconds per stage and where the time went."""
     import ray
     import ray.data
 
-    cluster = start_ray(cfg.ray_address, cfg.progress)
+    t0 = time.monotonic()
+    cluster = start_ray(cfg.ray_address, progress=False)  # Ray Data's operator bars: ours is one line
+    t_ray = time.monotonic()
     res = plan_extract_resources(cluster, len(cfg.embedders), cfg.accelerator_resource, cfg.device)
     all_stages = stages(cfg)
     schema = row_schema(todo.schema, vector_columns(cfg), all_stages)
     bs = cfg.batch_size
-    ds = ray.data.from_arrow(_blocks(todo, bs))
-    ds = ds.map_batches(decode_batch, batch_format="pyarrow", batch_size=bs, num_cpus=res.task_cpus,
-                        fn_kwargs={"cfg": cfg, "schema": schema})
+    rows = block_rows(todo.num_rows, res.max_actors, bs)
+    blocks = _blocks(todo, rows)
+    ds = ray.data.from_arrow(blocks)
+    actors = min(res.max_actors, len(blocks))  # no actor without a block to work on
     ds = ds.map_batches(CpuFeatureStage, batch_format="pyarrow", batch_size=bs, num_cpus=res.actor_cpus,
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.max_actors,
-                                                                    initial_size=res.max_actors),
-                        fn_constructor_kwargs={"cfg": cfg, "schema": schema})
+                        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
+                        fn_constructor_kwargs={"cfg": cfg, "schema": schema, "keep_audio": bool(cfg.embedders)})
     torch_device = "cuda" if res.embed_on_accelerator and cfg.accelerator_resource == "GPU" else "cpu"
     for name in cfg.embedders:
         extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
-        # one subclass per embedder, so that Ray's progress output names each operator
+        # one subclass per embedder, so that Ray's logs name each operator
         stage_cls = type(f"Embed{name.capitalize()}", (EmbedderStage,), {})
         ds = ds.map_batches(stage_cls, batch_format="pyarrow", batch_size=cfg.embed_batch_size,
                             num_cpus=res.embed_resources["num_cpus"], memory=get(name).memory,
@@ -116,14 +196,27 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
     ds = ds.map_batches(write_batch, batch_format="pyarrow", batch_size=cfg.write_batch_size,
                         num_cpus=res.task_cpus,
                         fn_kwargs={"output": cfg.output, "run_id": run_id, "meta": meta})
-    totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {s: 0.0 for s in all_stages}}
-    for summary in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in summary.to_pylist():
-            totals["ok"] += row["n_ok"]
-            totals["failed"] += row["n_failed"]
-            for t in filter(None, row["error_types"].split(",")):
-                totals["error_types"][t] = totals["error_types"].get(t, 0) + 1
-            for stage in all_stages:
-                totals["cpu_s"][stage] += row.get(CPU_PREFIX + stage) or 0.0
-    totals["resources"] = {**dataclasses.asdict(res), "torch_device": torch_device if cfg.embedders else None}
+    totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": dict.fromkeys(all_stages, 0.0)}
+    progress = JobProgress(todo.num_rows, cfg.progress)
+    t_first = None
+    try:
+        for summary in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            t_first = t_first or time.monotonic()
+            for row in summary.to_pylist():  # one row per written part
+                totals["ok"] += row["n_ok"]
+                totals["failed"] += row["n_failed"]
+                for t in filter(None, row["error_types"].split(",")):
+                    totals["error_types"][t] = totals["error_types"].get(t, 0) + 1
+                for stage in all_stages:
+                    totals["cpu_s"][stage] += row.get(CPU_PREFIX + stage) or 0.0
+                progress.update(row["n_ok"], row["n_failed"])
+    finally:
+        progress.close()
+    t_end = time.monotonic()
+    totals["resources"] = {**dataclasses.asdict(res), "rows_per_block": rows,
+                           "torch_device": torch_device if cfg.embedders else None}
+    # Where the time went: joining/starting Ray, then the stream (its first part includes the
+    # actors' start-up: processes, imports, the first batch).
+    totals["timing_s"] = {"ray_start": t_ray - t0, "first_part": (t_first or t_end) - t_ray,
+                          "stream": t_end - t_ray}
     return totals

@@ -1,4 +1,4 @@
-"""Starting Ray: the one place a job joins a cluster or starts a local instance, and how loud Ray may be.
+"""Starting Ray, and what of its output reaches the console: the one place for both.
 
 Every job (extract, train, audit) calls ``start_ray`` before it hands Ray any
 work, so the three behave alike:
@@ -9,30 +9,57 @@ work, so the three behave alike:
 * Otherwise a fresh local instance starts, quietly: no dashboard, no worker
   output on the console (errors still reach the driver as exceptions), Ray's
   own log lines only from WARNING up, and token authentication stated
-  explicitly (Ray's default for a new local instance, which it otherwise
-  announces with a warning on every run).
-* ``progress`` switches Ray Data's progress bars and its per-dataset log
+  explicitly when Ray is not yet imported (Ray's default for a new local
+  instance, which it otherwise announces with a warning). Ray caches its config
+  at import: setting ``RAY_AUTH_MODE`` after ``import ray`` would leave the
+  driver without the token and the GCS refusing it, so then Ray's own default applies.
+* ``progress`` switches Ray Data's own progress bars and its per-dataset log
   lines ("Starting execution of Dataset ...") on the console together.
+
+The console policy (:func:`quiet_console`), set once by a front door such as the
+``acoustic-env`` command: a person at a terminal wants the tool's own lines (one per
+phase, one progress bar per job), not Ray's. With it, everything else goes to a log
+file: Ray's Python loggers (status lines, Tune/Train's "failed" blocks for trials the
+search stopped on purpose), Python warnings, and whatever C/C++ code writes to file
+descriptor 2 (the raylet's and core worker's glog lines and stack traces, which no
+Python setting reaches). ``sys.stderr`` itself keeps pointing at the terminal, so the
+tool's progress bars and one-line errors still show. The ``acoustic_env`` loggers'
+warnings still reach the console, as one line each. Without the policy (a notebook, the
+tests), nothing here touches the process's streams.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import sys
+from pathlib import Path
+
+#: The log file of this process once :func:`quiet_console` ran (None: Ray's defaults).
+_log_file: Path | None = None
+_file_handler: logging.Handler | None = None
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 def start_ray(address: str | None = None, progress: bool = False) -> dict[str, float]:
     """Join or start Ray (a no-op when this process already has); return the cluster's resources."""
+    if "ray" not in sys.modules:
+        # Token authentication, Ray's default for a new local instance, stated before Ray reads
+        # its config (it caches it at import), so that it does not announce it with a warning.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
+    route_ray_logs()
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-            ray.init(address="local", log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
-    _ray_data_output(progress)
+            ray.init(address="local", log_to_driver=False, include_dashboard=False,
+                     logging_level=logging.INFO if _log_file else logging.WARNING)
+        route_ray_logs()
+    _ray_data_output(progress and _log_file is None)
     return ray.cluster_resources()
 
 
@@ -42,7 +69,78 @@ def _ray_data_output(progress: bool) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.verbose_progress = False
+    route_ray_logs()  # ray.data sets up its own handlers on first import
     # Ray Data logs to a file in the session directory and to the console; only the console is turned down.
     for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.INFO if progress else logging.ERROR)
+
+
+# --- the console policy --------------------------------------------------------------------
+
+class _OwnWarnings(logging.Filter):
+    """Only this package's records reach the console; Ray's, libraries' and Python warnings do not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "acoustic_env" or record.name.startswith("acoustic_env.")
+
+
+def log_file() -> Path | None:
+    """Where this process logs when the console is quiet (None: it is not)."""
+    return _log_file
+
+
+def quiet_console(path: str | os.PathLike[str]) -> Path:
+    """Send everything but the tool's own lines to ``path``; returns it (absolute).
+
+    Idempotent within a process: a second call keeps the first file.
+    """
+    global _log_file, _file_handler
+    if _log_file is not None:
+        return _log_file
+    target = Path(path).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stream = target.open("a", buffering=1, encoding="utf-8")
+    _file_handler = logging.StreamHandler(stream)
+    _file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    _file_handler.setLevel(logging.INFO)
+    # C/C++ code writes to descriptor 2: point it at the file, and give Python a new
+    # stderr on a copy of the old descriptor, so the tool's own output stays on the terminal.
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    os.dup2(stream.fileno(), 2)
+    sys.stderr = io.TextIOWrapper(os.fdopen(terminal, "wb", buffering=0), encoding="utf-8",
+                                  errors="backslashreplace", line_buffering=True, write_through=True)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.addFilter(_OwnWarnings())
+    console.setFormatter(logging.Formatter("acoustic-env: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(_file_handler)
+    root.addHandler(console)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)  # warnings.warn -> the "py.warnings" logger -> the file only
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's newer console reporter ignores verbose=0
+    _log_file = target
+    route_ray_logs()
+    return target
+
+
+def route_ray_logs() -> None:
+    """Move Ray's console handlers to the log file (no-op without :func:`quiet_console`).
+
+    Ray installs its own handlers (``propagate=False``) when ``ray``, ``ray.data``,
+    ``ray.tune`` or ``ray.train`` is first imported, so this runs again after each of
+    those imports: their records then reach the root logger, i.e. the log file.
+    """
+    if _log_file is None:
+        return
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger) or not (name == "ray" or name.startswith("ray.")):
+            continue
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        logger.propagate = True

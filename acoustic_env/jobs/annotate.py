@@ -35,6 +35,7 @@ from acoustic_env.config import (
     from_dict,
 )
 from acoustic_env.jobs.extract import extract
+from acoustic_env.jobs.preflight import preflight
 from acoustic_env.runs import base_record
 from acoustic_env.storage import join, list_parts, read_parts, write_json, write_parquet
 from acoustic_env.table import now_utc
@@ -80,6 +81,7 @@ def _given_label_columns(task: Task, labels: list[list[str]], probs: np.ndarray,
 
 def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     """Run the job; returns the run record (also written to ``<output>/runs/annotate-<run_id>.json``)."""
+    preflight(cfg)
     t0 = time.time()
     model = _load_model(cfg.model)
     model_id = str(model.meta.get("run_id") or cfg.model)

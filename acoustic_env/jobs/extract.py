@@ -15,6 +15,8 @@ from acoustic_env.audio.rows import pipeline_fields
 from acoustic_env.audio.stages import stages, table_metadata, vector_columns
 from acoustic_env.config import ConfigError, ExtractConfig, validate
 from acoustic_env.distributed.extract import run_pipeline
+from acoustic_env.jobs.preflight import preflight
+from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.runs import base_record
 from acoustic_env.storage import join, redact, transport_failure
 
@@ -53,9 +55,11 @@ def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
     return ids
 
 
+@finishes_records
 def extract(cfg: ExtractConfig) -> dict[str, Any]:
     """Run the job; return the run record (also written to runs/<run_id>.json)."""
     validate(cfg)
+    preflight(cfg)
     t_start = time.time()
     run_id = runs.new_run_id()
     record = base_record(run_id, "extract", cfg.to_dict())
@@ -68,31 +72,36 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
         if error_type == "missing_file":
             reason = "it does not exist (a bucket is never created for you)"
         raise ConfigError(redact(f"output: cannot write to {cfg.output}: {reason}", cfg.redact_query_params)) from None
+    track(record, record_uri, lambda r, u: runs.write_record(r, u, cfg.redact_query_params))
     reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg))]
+    t_manifest = time.time()
     manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
                              cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit, allowed_roots=cfg.allowed_roots,
                              reserved=reserved, redact_params=cfg.redact_query_params)
+    t_read = time.time()
     plan = runs.make_plan(manifest.table, cfg.output)
+    t_planned = time.time()
     record.update(manifest={"source": manifest.source, "format": manifest.format,
                             "renamed_columns": manifest.renamed_columns},
-                  weights=weights)
+                  weights=weights, timing_s={"manifest": t_read - t_manifest, "plan": t_planned - t_read})
     runs.write_record(record, record_uri, cfg.redact_query_params)
     log.info("run %s: %d clips in the manifest, %d already done, %d to process (%d retried)",
              run_id, manifest.table.num_rows, plan.skipped, plan.todo.num_rows, plan.retried)
     totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {}}
     if plan.todo.num_rows:
         totals = run_pipeline(plan.todo, cfg, run_id, table_metadata(cfg, run_id, weights), weights)
-    end = runs.sweep(cfg.output)
-    remaining_errors = runs.compact_errors(cfg.output, run_id, end.done)
+    # the index built for planning serves the compaction too: features/ is read once per run
+    remaining_errors = runs.compact_errors(cfg.output, run_id, plan.index, plan.todo["clip_id"])
     record.update(
         status="completed",
         counts={"input": manifest.table.num_rows, "duplicate_ids": manifest.duplicates,
                 "ids_made_unique": manifest.ids_made_unique,
                 "skipped": plan.skipped, "retried": plan.retried, "processed": plan.todo.num_rows,
                 "ok": totals["ok"], "failed": totals["failed"], "errors_in_output": remaining_errors,
-                "duplicates_repaired": plan.duplicates_repaired + end.duplicates_removed},
-        quarantined=plan.quarantined + end.quarantined,
+                "duplicates_repaired": plan.duplicates_repaired},
+        quarantined=plan.quarantined,
         error_types=totals["error_types"], cpu_s=totals["cpu_s"], resources=totals.get("resources"),
+        timing_s={**record["timing_s"], **totals.get("timing_s", {})},
         wall_s=time.time() - t_start,
     )
     return runs.write_record(record, record_uri, cfg.redact_query_params)

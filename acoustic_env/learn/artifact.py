@@ -177,6 +177,53 @@ class Model:
         idx = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), len(self.class_names))
         return names[idx]
 
+    def predict_files(self, files: Sequence[str | dict[str, Any]], *, decode: Any = None, features: Any = None,
+                      weights_cache: str | None = None, device: str = "cpu", top_tags: int = 3) -> pa.Table:
+        """Label audio files in this process (no Ray, no feature table): one row per file.
+
+        Decodes and computes the model's feature groups with the extract job's own
+        functions (:mod:`acoustic_env.audio.featurize`), so the probabilities equal those
+        of the same clips extracted and read back. ``decode``/``features``: the
+        DecodeParams/FeatureParams the training table was extracted with (default: the
+        defaults; ``acoustic_env.jobs.predict`` reads them from the table's run record).
+        A file may also be a mapping with ``uri`` and optionally ``clip_id``,
+        ``start_s``, ``end_s``. Columns: ``clip_id``, ``uri``, ``predicted``,
+        ``prob_<class>``, ``error`` (why a file could not be scored), and ``tags`` (the
+        top AudioSet classes by the tagger's scores) when the model uses a tagging
+        embedder. Meant for a handful of files: each is decoded and embedded in turn.
+        """
+        from acoustic_env.audio.featurize import clip_rows, featurize
+        from acoustic_env.config import EMBEDDERS, DecodeParams, FeatureParams
+        from acoustic_env.embedders.registry import get
+
+        rows = clip_rows(files)
+        embedders = {g["name"]: g.get("weights") or "random" for g in self.meta["groups"] if g["name"] in EMBEDDERS}
+        taggers = [get(e) for e in embedders if get(e).scores_column]
+        columns = {g["name"]: g["dim"] for g in self.meta["groups"]}
+        columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})
+        found = featurize(rows, columns, decode=decode or DecodeParams(), features=features or FeatureParams(),
+                          embedders=embedders, weights_cache=weights_cache, device=device)
+        table = self.predict_table({**{g: found.vectors[g] for g in self.groups}, "clip_id": found.clip_ids})
+        table = table.add_column(1, "uri", pa.array(found.uris, pa.string()))
+        table = table.append_column("error", pa.array(found.errors, pa.string()))
+        if taggers:
+            table = table.append_column("tags", pa.array(
+                top_classes(found.vectors[taggers[0].scores_column], taggers[0].score_names or (), top_tags),
+                pa.list_(pa.string())))
+        return table
+
+
+def top_classes(scores: np.ndarray, names: Sequence[str], k: int = 3) -> list[list[str] | None]:
+    """Per row, the ``k`` highest-scoring class names as ``"name 0.87"`` (None for a row of NaN)."""
+    out: list[list[str] | None] = []
+    for row in np.asarray(scores, dtype=np.float64):
+        if not np.isfinite(row).all():
+            out.append(None)
+            continue
+        top = np.argsort(-row, kind="stable")[:k]
+        out.append([f"{names[j]} {row[j]:.2f}" for j in top])
+    return out
+
 
 def load_model(uri: str) -> Model:
     """Load a model artifact written by the train job (local path or fsspec URL)."""

@@ -11,10 +11,12 @@ the mean over classes, and mAP the macro average precision.
 from __future__ import annotations
 
 import math
-from typing import Any
+import warnings
+from typing import Any, Iterator
 
 import numpy as np
 from sklearn.calibration import calibration_curve
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -64,8 +66,7 @@ def evaluate(kind: str, class_names: list[str], y: np.ndarray, proba: np.ndarray
         pred = proba.argmax(axis=1)
         truth = y.astype(int)
         onehot = _one_hot(truth, k)
-        roc = (_safe(roc_auc_score, truth, proba[:, 1]) if k == 2 else
-               _safe(roc_auc_score, truth, proba, multi_class="ovr", average="macro", labels=list(range(k))))
+        roc = _single_label_auc(truth, proba)
         present = [j for j in range(k) if 0 < onehot[:, j].sum() < len(truth)]
         out = {
             "accuracy": float(accuracy_score(truth, pred)),
@@ -81,7 +82,7 @@ def evaluate(kind: str, class_names: list[str], y: np.ndarray, proba: np.ndarray
     out["per_class"] = {c: {"precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]), "support": int(s[j])}
                         for j, c in enumerate(class_names)}
     avg_labels = list(range(k)) if kind != "multi_label" else None
-    out["macro_f1"] = float(f1_score(truth, pred, average="macro", labels=avg_labels, zero_division=0))
+    out["macro_f1"] = _macro_f1(truth, pred, avg_labels)
     out["micro_f1"] = float(f1_score(truth, pred, average="micro", labels=avg_labels, zero_division=0))
     out["n"] = int(len(truth))
     out["roc_curves"] = {}
@@ -90,6 +91,72 @@ def evaluate(kind: str, class_names: list[str], y: np.ndarray, proba: np.ndarray
             fpr, tpr, _ = roc_curve(onehot[:, j], scores[:, j])
             out["roc_curves"][c] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     out["calibration"] = calibration(kind, onehot, scores, pred if kind != "multi_label" else None)
+    return out
+
+
+def _single_label_auc(truth: np.ndarray, proba: np.ndarray) -> float | None:
+    """ROC AUC of class indices: binary, or macro one-vs-rest over K classes."""
+    k = proba.shape[1]
+    return (_safe(roc_auc_score, truth, proba[:, 1]) if k == 2 else
+            _safe(roc_auc_score, truth, proba, multi_class="ovr", average="macro", labels=list(range(k))))
+
+
+def _macro_f1(truth: np.ndarray, pred: np.ndarray, labels: list[int] | None) -> float:
+    return float(f1_score(truth, pred, average="macro", labels=labels, zero_division=0))
+
+
+def headline(kind: str, y: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
+    """ROC AUC, accuracy and macro F1 exactly as ``evaluate`` computes them, without the rest (bootstrap loops)."""
+    if kind == "multi_label":
+        truth, pred = y.astype(int), (proba >= 0.5).astype(int)
+        cols = [j for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(truth)]
+        roc = float(np.mean([roc_auc_score(truth[:, j], proba[:, j]) for j in cols])) if cols else None
+        return {"roc_auc": roc, "accuracy": float(accuracy_score(truth, pred)),
+                "macro_f1": _macro_f1(truth, pred, None)}
+    truth, pred = y.astype(int), proba.argmax(axis=1)
+    return {"roc_auc": _single_label_auc(truth, proba), "accuracy": float((pred == truth).mean()),
+            "macro_f1": _macro_f1(truth, pred, list(range(proba.shape[1])))}
+
+
+BOOTSTRAP_REPLICATES = 500
+INTERVAL_NOTE = ("95 % percentile intervals from {n} bootstrap replicates that resample whole groups (a group's "
+                 "clips are drawn together, so the interval reflects how many independent recordings there are, "
+                 "not how many clips); accuracy also has a Wilson 95 % interval over clips, which assumes "
+                 "independent clips and is narrower when groups hold several clips.")
+
+
+def resample_groups(units: np.ndarray, replicates: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Row indices of ``replicates`` bootstrap samples that draw whole groups (``units``) with replacement."""
+    _, inverse = np.unique(np.asarray(units).astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+    rng = np.random.default_rng(seed)
+    for _ in range(replicates):
+        yield np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+
+
+def intervals(kind: str, y: np.ndarray, proba: np.ndarray, units: np.ndarray, seed: int = 0,
+              replicates: int = BOOTSTRAP_REPLICATES) -> dict[str, list[float] | None]:
+    """95 % intervals of ``headline``'s metrics by a bootstrap over ``units`` (groups, or clips), plus Wilson.
+
+    Out-of-fold predictions of clips of one recording are correlated; resampling
+    clips would treat them as independent and give intervals that are too narrow.
+    A replicate where a metric is undefined (one class drawn) is skipped; the
+    interval is None when fewer than half the replicates define it.
+    """
+    draws: dict[str, list[float]] = {"roc_auc": [], "accuracy": [], "macro_f1": []}
+    with warnings.catch_warnings():  # a replicate with one class: counted out below, not warned about
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for rows in resample_groups(units, replicates, seed):
+            for name, value in headline(kind, y[rows], proba[rows]).items():
+                if value is not None:
+                    draws[name].append(value)
+    out: dict[str, list[float] | None] = {
+        name: ([float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) >= replicates / 2 else None)
+        for name, v in draws.items()}
+    correct = ((proba >= 0.5).astype(int) == y.astype(int)).all(axis=1) if kind == "multi_label" else (
+        proba.argmax(axis=1) == y)
+    out["accuracy_wilson"] = list(wilson(float(correct.sum()), len(y)))
     return out
 
 
@@ -108,12 +175,16 @@ def calibration(kind: str, onehot: np.ndarray, proba: np.ndarray, pred: np.ndarr
         hit = onehot[np.arange(len(pred)), pred]
         conf = proba[np.arange(len(pred)), pred]
     if len(np.unique(hit)) < 2:
-        return {"observed": [], "predicted": [], "ece": None}
+        return {"observed": [], "predicted": [], "counts": [], "ece": None}
     observed, predicted = calibration_curve(hit, conf, n_bins=n_bins, strategy="uniform")
+    # clips per point of the curve (calibration_curve's own binning, empty bins dropped): a point of 3 clips
+    # says little, and the report prints the count beside it
+    counts = np.bincount(np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], conf), minlength=n_bins)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     ece = sum(abs(hit[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
               for b in range(n_bins) if (bins == b).any())
-    return {"observed": observed.tolist(), "predicted": predicted.tolist(), "ece": float(ece)}
+    return {"observed": observed.tolist(), "predicted": predicted.tolist(),
+            "counts": counts[counts > 0].tolist(), "ece": float(ece)}
 
 
 # --- accuracy adjusted for label noise -------------------------------------------------

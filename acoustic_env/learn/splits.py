@@ -18,6 +18,7 @@ from sklearn.model_selection import (
     GroupShuffleSplit,
     ShuffleSplit,
     StratifiedGroupKFold,
+    StratifiedKFold,
     StratifiedShuffleSplit,
 )
 
@@ -116,3 +117,74 @@ def read_test_list(uri: str) -> set[str]:
         k = header.index("clip_id")
         return {ln.split(",")[k].strip() for ln in lines[1:]}
     return set(lines)
+
+
+# --- K folds (cross-validation in train, cross-fitting in the audit) --------------------
+
+def _check_counts(counts: np.ndarray, names: tuple[str, ...], n_folds: int, field: str) -> None:
+    for name, n in zip(names, counts):
+        if n < n_folds:
+            raise ConfigError(f"{field}: every class needs at least `{field}` labelled clips; class {name!r} has "
+                              f"{int(n)}, got {field}={n_folds}")
+
+
+def _iterative_stratification(unit_labels: np.ndarray, unit_sizes: np.ndarray, n_folds: int,
+                              rng: np.random.Generator) -> np.ndarray:
+    """Assign units (groups of clips) to folds so each label's positives spread evenly.
+
+    The rarest label still to place goes first; each of its units joins the fold
+    that most lacks that label (ties: the fold that most lacks clips, then random).
+    """
+    n_units = len(unit_sizes)
+    want_labels = np.tile(unit_labels.sum(axis=0) / n_folds, (n_folds, 1)).astype(float)
+    want_size = np.full(n_folds, unit_sizes.sum() / n_folds, dtype=float)
+    fold = np.full(n_units, -1)
+    left = np.ones(n_units, dtype=bool)
+    while left.any():
+        remaining = unit_labels[left].sum(axis=0)
+        if remaining.any():
+            label = int(np.argmin(np.where(remaining > 0, remaining, np.inf)))
+            units = np.flatnonzero(left & (unit_labels[:, label] > 0))
+        else:
+            label, units = None, np.flatnonzero(left)
+        for u in rng.permutation(units):
+            score = (want_labels[:, label] if label is not None else np.zeros(n_folds), want_size, rng.random(n_folds))
+            f = int(np.lexsort(score[::-1])[-1])
+            fold[u] = f
+            want_labels[f] -= unit_labels[u]
+            want_size[f] -= unit_sizes[u]
+            left[u] = False
+    return fold
+
+
+def assign_folds(targets: np.ndarray, groups: np.ndarray, class_names: tuple[str, ...], n_folds: int,
+                 seed: int = 0, field: str = "folds") -> np.ndarray:
+    """Fold index per clip; all clips of a group share one fold (``field``: the option errors name).
+
+    * single-label: ``StratifiedGroupKFold`` (``StratifiedKFold`` when every
+      clip is its own group), so each fold keeps the class balance;
+    * multi-label: iterative stratification (Sechidis et al., 2011) over groups,
+      written out here because scikit-learn has none.
+    """
+    unique_groups, group_index = np.unique(groups.astype(str), return_inverse=True)
+    if len(unique_groups) < n_folds:
+        raise ConfigError(f"{field}: needs at least `{field}` groups (or clips), the table has "
+                          f"{len(unique_groups)}, got {field}={n_folds}")
+    if targets.ndim == 1:
+        _check_counts(np.bincount(targets, minlength=len(class_names)), class_names, n_folds, field)
+        if len(unique_groups) == len(targets):
+            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            splits = splitter.split(np.zeros(len(targets)), targets)
+        else:
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            splits = splitter.split(np.zeros(len(targets)), targets, group_index)
+        fold = np.full(len(targets), -1)
+        for k, (_, test) in enumerate(splits):
+            fold[test] = k
+        return fold
+    _check_counts(targets.sum(axis=0), class_names, n_folds, field)
+    unit_labels = np.zeros((len(unique_groups), targets.shape[1]))
+    np.add.at(unit_labels, group_index, targets)
+    unit_sizes = np.bincount(group_index, minlength=len(unique_groups))
+    unit_fold = _iterative_stratification(unit_labels, unit_sizes, n_folds, np.random.default_rng(seed))
+    return unit_fold[group_index]

@@ -10,6 +10,9 @@ collection's; what it measures is the false-alarm rate of the flags
 therefore never pooled: an estimate is for one ``sample`` at a time.
 
 Verdicts: ``correct`` and ``wrong`` count, ``unsure`` is left out of ``n``.
+A verdict may also carry ``corrected_label`` (the class(es) the reviewer heard
+instead; a list, ``;``-separated in CSV) and a free-text ``note``; files
+written before those fields existed read as having none.
 When a clip was judged more than once in a sample, its latest verdict counts.
 Intervals are 95 %: Wilson's score interval (good coverage down to small n and
 accuracies near 0 or 1, unlike the normal approximation) or a percentile
@@ -48,14 +51,23 @@ def normalize_verdict(record: dict[str, Any]) -> dict[str, Any]:
     sample = str(record.get("sample", "")).strip().lower()
     if sample not in SAMPLES:
         raise AuditError(f"verdicts: sample must be one of {list(SAMPLES)}, got {record.get('sample')!r} ({clip_id})")
-    given = record.get("given_labels", record.get("given_label"))
-    if isinstance(given, str):
-        given = [g.strip() for g in given.split(";") if g.strip()]
-    if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
-        raise AuditError(f"verdicts: given_labels must be a list of class names, got {given!r} ({clip_id})")
+    given = _class_list(record.get("given_labels", record.get("given_label")), "given_labels", clip_id)
+    corrected = _class_list(record.get("corrected_label") or [], "corrected_label", clip_id)
+    if corrected and verdict == "correct" and sorted(corrected) != sorted(given):
+        raise AuditError(f"verdicts: corrected_label {corrected} contradicts verdict 'correct' ({clip_id})")
     return {"clip_id": clip_id, "given_labels": given, "verdict": verdict, "sample": sample,
             "reviewer": str(record.get("reviewer") or ""), "time": str(record.get("time") or ""),
-            "audit_id": str(record.get("audit_id") or "")}
+            "audit_id": str(record.get("audit_id") or ""), "corrected_label": corrected,
+            "note": str(record.get("note") or "")}
+
+
+def _class_list(value: Any, field: str, clip_id: str) -> list[str]:
+    """Class names from a JSON list or a CSV cell (``a;b``)."""
+    if isinstance(value, str):
+        value = [g.strip() for g in value.split(";") if g.strip()]
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise AuditError(f"verdicts: {field} must be a list of class names, got {value!r} ({clip_id})")
+    return value
 
 
 def parse_verdicts(text: str, name: str = "verdicts") -> list[dict[str, Any]]:

@@ -7,10 +7,19 @@ Outputs under ``<output>/``::
     audit.parquet        one row per audited clip, most suspect first
     summary.json         config, counts, estimated noise (joint, noise matrix, share wrong per class), versions
     review/index.html    the review page (+ review/assets/), see review.py
+
+The out-of-fold model is chosen by out-of-fold log loss (``classifier="auto"``,
+see ``crossfit.choose_by_log_loss``). The review list (``suspect_rank``) puts
+the flagged clips first, each block by ``label_quality`` (cleanlab's
+self-confidence: the out-of-fold probability of the given label), lowest first.
+With ``truth`` (known errors: the demo, tests, a benchmark with flipped labels)
+the summary scores the flags and the top of the list against it (``against_truth``).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import time
 from typing import Any
@@ -21,7 +30,7 @@ from sklearn.metrics import roc_auc_score
 
 from acoustic_env import runs
 from acoustic_env.audioset.tasks import Task, load_task
-from acoustic_env.config import AuditConfig, validate
+from acoustic_env.config import CLASSIFIERS, AuditConfig, ConfigError, validate
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.confident import (
@@ -29,11 +38,13 @@ from acoustic_env.jobs.audit.confident import (
     multi_label_issues,
     single_label_issues,
 )
-from acoustic_env.jobs.audit.crossfit import assign_folds, out_of_fold
+from acoustic_env.jobs.audit.crossfit import AUTO, AVERAGE, choose_by_log_loss
 from acoustic_env.jobs.audit.review import build_review
-from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.jobs.preflight import preflight
+from acoustic_env.learn.splits import assign_folds
+from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.runs import base_record, package_versions
-from acoustic_env.storage import join, write_json, write_parquet
+from acoustic_env.storage import filesystem, join, write_json, write_parquet
 from acoustic_env.table import FeatureSet, metadata_json, read_features
 
 log = logging.getLogger("acoustic_env.jobs.audit")
@@ -88,9 +99,42 @@ def fit_quality(targets: np.ndarray, probs: np.ndarray, kind: str) -> dict[str, 
     return {"accuracy_vs_given": round(acc, 6), "macro_auc_vs_given": round(float(np.mean(aucs)), 6) if aucs else None}
 
 
+def read_truth(uri: str) -> set[str]:
+    """The clip ids a truth CSV marks as wrongly labelled (columns ``clip_id`` and ``flipped``, 1 = wrong)."""
+    try:
+        fs, path = filesystem(uri)
+        rows = list(csv.DictReader(io.StringIO(fs.cat_file(path).decode("utf-8-sig"))))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"truth: cannot read {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    if not rows or not {"clip_id", "flipped"} <= set(rows[0]):
+        raise ConfigError(f"truth: {uri} needs the columns clip_id and flipped, got {sorted(rows[0]) if rows else []}")
+    return {r["clip_id"] for r in rows if str(r["flipped"]).strip().lower() in ("1", "true", "yes")}
+
+
+def against_truth(table: pa.Table, wrong: set[str], top: int = 0) -> dict[str, Any]:
+    """Precision and recall of the flagged set and of the top-k of the review list (``table`` in rank order).
+
+    k is the number of known errors among the audited clips (so precision = recall
+    there: the list's R-precision) and ``top`` (the review page's length) when given.
+    """
+    ids = table["clip_id"].to_pylist()
+    wrong = wrong & set(ids)
+    flagged = {c for c, f in zip(ids, table["flagged"].to_pylist()) if f}
+
+    def score(picked: set[str]) -> dict[str, Any]:
+        hits = len(picked & wrong)
+        return {"n": len(picked), "hits": hits, "precision": round(hits / len(picked), 6) if picked else None,
+                "recall": round(hits / len(wrong), 6) if wrong else None}
+
+    ks = sorted({k for k in (len(wrong), top) if k})
+    return {"known_wrong": len(wrong), "true_wrong_share": round(len(wrong) / len(ids), 6) if ids else 0.0,
+            "flagged": score(flagged), "top_k": {str(k): score(set(ids[:k])) for k in ks}}
+
+
 def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     """Audit the labels of a feature table; return the summary (also written to ``<output>/summary.json``)."""
     validate(cfg)
+    preflight(cfg)
     t_start = time.time()
     audit_id = runs.new_run_id()
     summary = base_record(audit_id, "audit", cfg.to_dict())
@@ -100,17 +144,21 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
                          include_random_weights=cfg.include_random_weights)
     if not len(data):
         raise AuditError(f"features: no clip of {cfg.features} has finite features and a target of task {task.name!r}")
+    duplicates = merge_duplicate_groups(data)  # leakage guard: near-duplicates share a fold
+    data = duplicates.apply(data)
     X = data.matrix()
     log.info("audit %s: %d clips, %d features from %s", audit_id, len(X), X.shape[1], list(data.columns))
     folds = assign_folds(data.y, data.groups, task.class_names, cfg.folds, cfg.seed)
-    estimator = make_estimator(cfg.classifier, task.kind, task.n_classes, cfg.seed)
+    wrong = read_truth(cfg.truth) if cfg.truth else None
     if cfg.parallel == "ray":
         start_ray(cfg.ray_address)
     t_fit = time.time()
-    probs = out_of_fold(estimator, X, data.y, folds, cfg.parallel)
+    candidates = CLASSIFIERS if cfg.classifier in (AUTO, AVERAGE) else (cfg.classifier,)
+    chosen, probs, losses = choose_by_log_loss(candidates, task.kind, task.n_classes, cfg.seed, X, data.y, folds,
+                                               cfg.parallel, cfg.classifier)
     fit_s = time.time() - t_fit
     find = single_label_issues if task.kind == "single_label" else multi_label_issues
-    issues = find(data.y, probs, task.class_names, cfg.filter_by)
+    issues = find(data.y, probs, task.class_names, cfg.filter_by, units=data.groups, seed=cfg.seed)
     summary.update(
         audit_id=audit_id, status="completed",
         task={"name": task.name, "kind": task.kind, "classes": list(task.class_names),
@@ -118,14 +166,20 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
         features={"columns": data.columns, "dim": int(X.shape[1]), "excluded": data.excluded["columns"]},
         folds={"k": cfg.folds, "grouped": data.has_groups, "sizes": np.bincount(folds).tolist()},
         counts={"audited": len(data), "flagged": int(issues.flagged.sum()), **data.excluded["rows"]},
+        duplicates=duplicates.counts,
+        model={"requested": cfg.classifier, "chosen": chosen, "log_loss": losses,
+               "rule": "lowest out-of-fold log loss against the given labels" if cfg.classifier == AUTO
+               else "as requested"},
         fit=fit_quality(data.y, probs, task.kind),
         noise=issues.noise,
         outputs={"table": join(cfg.output, TABLE), "summary": join(cfg.output, SUMMARY)},
     )
     meta = {"audit_id": audit_id, "task": summary["task"]["name"], "kind": task.kind,
-            "classes": list(task.class_names), "model": cfg.classifier, "folds": cfg.folds, "seed": cfg.seed}
-    table = audit_table(data, task, folds, probs, issues, meta)
+            "classes": list(task.class_names), "model": chosen, "folds": cfg.folds, "seed": cfg.seed}
+    table = duplicates.label_disagreements(audit_table(data, task, folds, probs, issues, meta))
     write_parquet(table, join(cfg.output, TABLE))
+    if wrong is not None:
+        summary["truth"] = against_truth(table, wrong, cfg.review_top)
     if cfg.review_top or cfg.random_sample:
         summary["outputs"]["review"] = build_review(table, summary, cfg.output, cfg.review_top,
                                                     cfg.random_sample, cfg.seed)
@@ -148,13 +202,26 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     c, noise, out = summary["counts"], summary["noise"], summary["outputs"]
     cfg = summary["config"]
     excluded = ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("audited", "flagged") and v)
+    model = summary["model"]
     lines = [f"audit {summary['audit_id']}: {c['audited']} clips, task {summary['task']['name']}, "
-             f"{cfg['classifier']} x {cfg['folds']} folds{' (grouped)' if summary['folds']['grouped'] else ''}"
+             f"{model['chosen']} x {cfg['folds']} folds{' (grouped)' if summary['folds']['grouped'] else ''}"
              f"{f'; left out: {excluded}' if excluded else ''} ({summary['wall_s']:.1f} s)",
              f"  flagged {c['flagged']} ({noise['flagged_share']:.1%}); estimated share of wrong labels "
              f"{noise['estimated_wrong_share']:.1%}: "
-             + ", ".join(f"{k} {v['estimated_wrong_share']:.1%} of {v['given']}" for k, v in noise["per_class"].items()),
+             + ", ".join(f"{k} {v['estimated_wrong_share']:.1%}"
+                         + (f" [{v['interval'][0]:.1%}, {v['interval'][1]:.1%}]" if v.get("interval") else "")
+                         + f" of {v['given']}" for k, v in noise["per_class"].items()),
              f"  table: {out['table']}  summary: {out['summary']}"]
+    if len(model["log_loss"]) > 1:
+        lines.insert(1, f"  model: {model['chosen']} ({model['rule']}: "
+                        + ", ".join(f"{k} {v:.3f}" for k, v in model["log_loss"].items()) + ")")
+    truth = summary.get("truth")
+    if truth:
+        fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+        lines.insert(-1, f"  against {truth['known_wrong']} known wrong labels: flagged precision "
+                         f"{fmt(truth['flagged']['precision'])} recall {fmt(truth['flagged']['recall'])}; "
+                         + "; ".join(f"top {k}: precision {fmt(v['precision'])} recall {fmt(v['recall'])}"
+                                     for k, v in truth["top_k"].items()))
     if "review" in out:
         lines.append(f"  review page: {out['review']}")
     return lines

@@ -1,5 +1,11 @@
 """The review page: the top suspects and a random sample, each with a spectrogram, a player and verdict buttons.
 
+A reviewer goes through a few hundred clips, so the page is built for the
+keyboard (play, verdict, right class, note, next unreviewed) with filters by
+class and state, a playhead over the spectrogram, and a link to the source
+segment of AudioSet clips (``source_url``). The clip-asset code here (decode,
+Ogg, spectrogram) also draws the training report's misclassified clips.
+
 A static page (``review/index.html`` + ``review/assets/``) so it can be opened
 from disk, copied anywhere or put on a bucket; the data is inlined in the page
 because browsers refuse ``fetch`` on ``file://``. Verdicts live in the
@@ -41,6 +47,24 @@ SAMPLE_RATE = 16000
 REVIEW_DIR = "review"
 PAGE = "index.html"
 _DECODE = DecodeParams(min_duration_s=0.05)
+#: Where the time axis sits in the spectrogram PNG (figure fractions left, bottom, width, height):
+#: the pages draw their playhead over it, so it is handed to them rather than measured there.
+SPEC_AXES = (0.09, 0.2, 0.9, 0.76)
+#: An AudioSet clip id is ``<YTID>_<start ms>`` with an 11-character YouTube id (the manifest reader's rule).
+_AUDIOSET_ID = re.compile(r"^([A-Za-z0-9_-]{11})_(\d+)$")
+
+
+def source_url(clip_id: str, group: str | None = None) -> str | None:
+    """The YouTube page of an AudioSet clip's source segment, or None for any other clip.
+
+    AudioSet rows get ``clip_id = <YTID>_<start ms>`` and ``group = <YTID>``
+    (see ``audio.manifest``); requiring both keeps a recording of one's own that
+    happens to be called ``birds_night_1200.wav`` from getting a link.
+    """
+    match = _AUDIOSET_ID.match(clip_id)
+    if not match or match.group(1) != group:
+        return None
+    return f"https://www.youtube.com/watch?v={match.group(1)}&t={int(match.group(2)) // 1000}s"
 
 
 def asset_stem(clip_id: str) -> str:
@@ -78,7 +102,7 @@ def spectrogram_png(audio: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
     vmax = float(db.max()) if db.size else 0.0
     fig = Figure(figsize=(5.0, 1.9), dpi=96)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.09, 0.2, 0.9, 0.76))
+    ax = fig.add_axes(SPEC_AXES)
     ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
               extent=(0, max(audio.size / sr, 1e-3), 0, sr / 2000))
     ax.set_xlabel("s", fontsize=7, labelpad=1)
@@ -119,6 +143,7 @@ def choose_items(table: pa.Table, top: int, random_sample: int, seed: int) -> tu
 
 def _item(row: dict[str, Any], class_names: tuple[str, ...], assets: dict[str, Any]) -> dict[str, Any]:
     return {"clip_id": row["clip_id"], "uri": row["uri"], "start_s": row.get("start_s"), "end_s": row.get("end_s"),
+            "source": source_url(row["clip_id"], row.get("group")),
             "given": row["given_labels"], "suggested": row["suggested_labels"],
             "quality": round(float(row["label_quality"]), 4), "flagged": bool(row["flagged"]),
             "rank": int(row["suspect_rank"]),
@@ -143,7 +168,9 @@ def build_review(table: pa.Table, summary: dict[str, Any], output: str, top: int
     noise = summary["noise"]
     page_data = {
         "audit_id": summary["audit_id"], "task": summary["task"]["name"], "kind": summary["task"]["kind"],
-        "classes": list(class_names), "model": summary["config"]["classifier"], "folds": summary["config"]["folds"],
+        "classes": list(class_names), "spec_axes": SPEC_AXES,
+        "model": summary.get("model", {}).get("chosen", summary["config"]["classifier"]),
+        "folds": summary["config"]["folds"],
         "n_clips": summary["counts"]["audited"], "n_flagged": summary["counts"]["flagged"],
         "estimated_wrong_share": noise["estimated_wrong_share"], "per_class": noise["per_class"],
         "suspects": [_item(rows[i], class_names, assets[i]) for i in suspects],

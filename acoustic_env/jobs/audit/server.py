@@ -46,7 +46,8 @@ class VerdictStore:
         self.uri = uri
         self._lock = threading.Lock()
         fs, path = filesystem(uri)
-        self._records: list[dict[str, Any]] = read_json(uri) if fs.exists(path) else []
+        # normalised on load too: a file written before corrected_label/note existed comes back with them empty
+        self._records: list[dict[str, Any]] = [normalize_verdict(r) for r in read_json(uri)] if fs.exists(path) else []
 
     def all(self) -> list[dict[str, Any]]:
         with self._lock:

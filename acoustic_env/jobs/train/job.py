@@ -1,6 +1,16 @@
-"""The train job: features/ → splits → per-group PCA → MLP under search → evaluation → report and model.
+"""The train job: features/ → evaluation of record → report and model.
 
 This is the Python API behind ``acoustic-env train`` and ``jobs/train.py``.
+Two evaluations, chosen by the size of the data (``TrainConfig.cv_max_clips``):
+
+- **cross-validation** (up to ``cv_max_clips`` clips, or with ``folds_column``):
+  grouped K-fold CV of the zoo's models at fixed hyper-parameters (``learn.cv``),
+  pooled out-of-fold figures with intervals, the model chosen by its pooled
+  score and refitted on every clip. One validation split of a few dozen clips
+  is too noisy to choose a model on, or to report.
+- **split** (larger data, or a ``test_list``): train / validation / test split,
+  per-group PCA, the MLP under a Ray Tune search, baselines scored on the test split.
+
 Outputs, below ``cfg.output``:
 
 - ``model/``: the artifact (``acoustic_env.load_model``);
@@ -15,6 +25,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,10 +43,29 @@ from acoustic_env.distributed.tune import (
 )
 from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
 from acoustic_env.jobs.train.explain import mlp_attributions, tree_attributions
-from acoustic_env.jobs.train.report import write_report
+from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
+from acoustic_env.jobs.records import finishes_records, track
+from acoustic_env.jobs.train.report import clip_predictions, write_report
 from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.cv import (
+    ORDER,
+    cross_validate,
+    describe,
+    export_network,
+    given_folds,
+    saved_choice,
+)
+from acoustic_env.learn.cv import report as cv_report
+from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
-from acoustic_env.learn.metrics import adjusted_accuracy, evaluate, read_label_accuracy
+from acoustic_env.learn.metrics import (
+    BOOTSTRAP_REPLICATES,
+    INTERVAL_NOTE,
+    adjusted_accuracy,
+    evaluate,
+    intervals,
+    read_label_accuracy,
+)
 from acoustic_env.learn.mlp import MLP, architecture, predict_proba
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.splits import (
@@ -44,12 +74,14 @@ from acoustic_env.learn.splits import (
     TEST,
     TRAIN,
     VAL,
+    assign_folds,
     assign_splits,
     leaks,
     read_test_list,
     strata,
 )
 from acoustic_env.learn.transform import GroupTransform, transform_all
+from acoustic_env.learn.zoo import PARAMS as ZOO_PARAMS
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.runs import base_record, package_versions
 from acoustic_env.storage import is_local, join, write_json
@@ -57,29 +89,31 @@ from acoustic_env.table import RANDOM_REASON, FeatureSet, read_features
 
 log = logging.getLogger("acoustic_env.jobs.train")
 EXTRA_PACKAGES = ("scikit-learn", "xgboost", "shap", "optuna", "matplotlib")
-MIN_CLIPS = 10
+MIN_CLIPS = MIN_TRAIN_CLIPS
 
 
-def _features(cfg: TrainConfig, features: FeatureSet, split: np.ndarray) -> tuple[list[GroupTransform], np.ndarray]:
-    """Fit the preprocessing on the training rows; return it and the network inputs.
+def _features(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
+              only: list[str] | None = None) -> tuple[list[GroupTransform], np.ndarray]:
+    """Fit the preprocessing on the ``is_train`` rows; return it and the model inputs of every row.
 
-    When the table was too large to hold (``features.X`` is None), the PCA is fitted
-    incrementally over streamed passes.
+    ``only``: these feature groups (ablations). When the table was too large to hold
+    (``features.X`` is None), the PCA is fitted incrementally over streamed passes.
     """
-    is_train = split == TRAIN
     pca = {g.name: cfg.pca_target(g.source) for g in features.feature_groups}
     if features.X is not None:
         transforms = [fit_group(features.X[g.name][is_train], pca[g.name], g.name, cfg.seed)
-                      for g in features.feature_groups]
+                      for g in features.feature_groups if only is None or g.name in only]
         return transforms, transform_all(transforms, features.X)
     log.info("raw features exceed %.1f GiB: fitting PCA incrementally while streaming", cfg.memory_gb)
     transforms, projected = fit_streaming(features.stream, features.feature_groups, pca, is_train, len(features))
     return transforms, np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
 
 
-def _split_counts(task: Task, features: FeatureSet, split: np.ndarray) -> dict[str, dict[str, int]]:
+def _split_counts(task: Task, features: FeatureSet, split: np.ndarray,
+                  names: dict[int, str] = NAMES) -> dict[str, dict[str, int]]:
+    """Clips per class in each split (or fold): ``names`` maps the codes of ``split`` to their names."""
     out = {}
-    for code, name in NAMES.items():
+    for code, name in names.items():
         rows = split == code
         y = features.y[rows]
         per = (y.sum(axis=0).astype(int).tolist() if task.kind == "multi_label" else
@@ -102,37 +136,113 @@ def _storage(cfg: TrainConfig) -> str:
     return tempfile.mkdtemp(prefix="acoustic-env-train-")
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run the job; return a summary (test metrics, where the model and the report are)."""
-    validate(cfg)
-    t_start = time.time()
-    task = load_task(cfg.task, cfg.ontology)
-    estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
-    test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
-    t = time.time()
-    features = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups, signals=cfg.signals,
-                             include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30)
-    groups = list(features.columns)
-    run_id = runs.new_run_id()
-    record = base_record(run_id, "train", cfg.to_dict())
-    record["versions"] = package_versions(EXTRA_PACKAGES)
-    record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
-    write_json(record, record_uri)
-    cluster = start_ray(cfg.ray_address, cfg.progress)
-    timings: dict[str, float] = {}
+@dataclass(frozen=True)
+class Outcome:
+    """What either evaluation hands to the report, the artifact and the run record."""
 
-    if len(features) < MIN_CLIPS:
-        raise ConfigError(f"task: only {len(features)} clips of {cfg.features} have a target for "
-                          f"{task.name} and finite features (need {MIN_CLIPS} or more)")
-    test_mask = None
-    if test_ids is not None:
-        test_mask = np.isin(features.ids, list(test_ids))
-        if not test_mask.any():
-            raise ConfigError(f"test_list: none of its {len(test_ids)} clips is in the feature table with a target")
-    clip_groups = features.groups if features.has_groups else None
+    counts: dict[str, Any]
+    models: dict[str, dict[str, Any]]  # name -> {"test": evaluate(...), "val_score": float}
+    evaluation: dict[str, Any]  # how the figures were obtained (see README "Train")
+    search: dict[str, Any]
+    ablations: list[dict[str, Any]]
+    shap: dict[str, Any]
+    transforms: list[GroupTransform]
+    net: MLP
+    arch: dict[str, Any]
+    params: dict[str, Any]
+    predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
+
+
+def _shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(cfg.seed)
+    explain = np.sort(rng.choice(explain_from, min(cfg.shap_samples, len(explain_from)), replace=False))
+    background = np.sort(rng.choice(background_from, min(100, len(background_from)), replace=False))
+    return explain, background
+
+
+def _mlp_shap(cfg: TrainConfig, features: FeatureSet, net: MLP, transforms: list[GroupTransform],
+              explain_rows: np.ndarray, background_rows: np.ndarray) -> dict[str, Any]:
+    raw = features.rows(np.concatenate([background_rows, explain_rows]))
+    raw_x = np.hstack([raw[g.name] for g in features.feature_groups]).astype(np.float32)
+    nb = len(background_rows)
+    return mlp_attributions(net, transforms, list(features.feature_groups), raw_x[:nb], raw_x[nb:], cfg.seed)
+
+
+def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
+                     timings: dict[str, float], t: float) -> Outcome:
+    """Grouped (or given) K-fold CV of the zoo's models; the chosen network refitted on every clip."""
+    if features.X is None:
+        raise ConfigError(f"cv_folds: cross-validation holds the features in memory, and these exceed memory_gb="
+                          f"{cfg.memory_gb:g}; raise memory_gb or pass cv_folds=0 for the train/val/test split")
+    kind, k, names = task.kind, task.n_classes, list(task.class_names)
+    if cfg.folds_column:
+        folds = given_folds(features, cfg.folds_column)
+    else:
+        folds = assign_folds(features.y, features.groups, task.class_names, cfg.cv_folds, cfg.seed, field="cv_folds")
+    n_folds = int(folds.max()) + 1
+    timings["read_and_preprocess_s"] = time.time() - t
+    t = time.time()
+    candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
+    result = cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds, kind, k,
+                            candidates, cfg.seed)
+    detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
+    timings["cross_validation_s"] = time.time() - t
+    models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
+
+    saved = saved_choice(result)
+    transforms, x = _features(cfg, features, np.ones(len(features), dtype=bool))
+    arch, state = export_network(make_estimator(saved, kind, k, cfg.seed).fit(x, features.y))
+    net = MLP(**arch)
+    net.load_state_dict(state)
+    net.eval()
+    params = dict(DEFAULT_PARAMS) if saved == "mlp" else {"model": saved, **ZOO_PARAMS[saved]}
+
+    groups = list(features.columns)
+    ablations = [{"name": m, "groups": groups, "test": _slim(r["test"]), "val_score": r["val_score"]}
+                 for m, r in models.items()]
+    if cfg.ablations:  # logistic regression: cheap enough to cross-validate on every subset
+        t = time.time()
+        for name, subset in ablation_sets(groups).items():
+            sub = cross_validate(lambda rows, only=subset: _features(cfg, features, rows, only)[1], features.y,
+                                 folds, kind, k, ["logreg"], cfg.seed)
+            ablations.append({"name": f"logreg, {name}", "groups": subset,
+                              "test": _slim(evaluate(kind, names, features.y, sub.proba["logreg"])),
+                              "val_score": sub.scores["logreg"]})
+        timings["ablations_s"] = time.time() - t
+    shap: dict[str, Any] = {}
+    if cfg.shap_samples:
+        t = time.time()
+        everything = np.arange(len(features))
+        shap[saved] = _mlp_shap(cfg, features, net, transforms, *_shap_rows(cfg, everything, everything))
+        timings["shap_s"] = time.time() - t
+
+    counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
+              "splits": _split_counts(task, features, folds, {f: f"fold {f + 1}" for f in range(n_folds)})}
+    evaluation = {
+        "method": "cross_validation", "folds": n_folds, "folds_column": cfg.folds_column,
+        "grouped": bool(features.has_groups), "candidates": list(result.proba), "scores": result.scores,
+        "chosen": result.chosen, "saved_model": saved,
+        "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, candidates,
+                                result.chosen, saved),
+        "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
+                   for m, d in detail.items()},
+    }
+    search = {"method": "none: cross-validation compares the zoo's models at fixed hyper-parameters (the Ray Tune "
+                        "search runs with the train/val/test split)",
+              "params": params, "best_val_score": result.scores[saved], "trials": [],
+              "wall_s": timings["cross_validation_s"]}
+    return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
+                   shap=shap, transforms=transforms, net=net, arch=arch, params=params,
+                   predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba))
+
+
+def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.ndarray | None,
+           test_mask: np.ndarray | None, counts: dict[str, Any], timings: dict[str, float], t: float) -> Outcome:
+    """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
+    cluster = start_ray(cfg.ray_address, cfg.progress)
     split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
     dropped_overlap = int((split == DROPPED).sum())
-    transforms, x = _features(cfg, features, split)
+    transforms, x = _features(cfg, features, split == TRAIN)
     timings["read_and_preprocess_s"] = time.time() - t
     for code, name in NAMES.items():
         if not (split == code).any():
@@ -142,8 +252,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     data = {"x_train": x[idx[TRAIN]], "y_train": features.y[idx[TRAIN]],
             "x_val": x[idx[VAL]], "y_val": features.y[idx[VAL]]}
     x_test, y_test = x[idx[TEST]], features.y[idx[TEST]]
-    counts = {"rows": features.n_read, "with_target": len(features), **features.excluded["rows"],
-              "excluded_columns": features.excluded["columns"], "dropped_group_overlap": dropped_overlap,
+    counts = {**counts, "dropped_group_overlap": dropped_overlap,
               "leaking_groups": len(leaks(clip_groups, split)) if clip_groups is not None else 0,
               "splits": _split_counts(task, features, split)}
 
@@ -168,18 +277,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     t = time.time()
     k = task.n_classes
-    models: dict[str, dict[str, Any]] = {
-        "mlp": {"test": evaluate(task.kind, list(task.class_names), y_test, predict_proba(net, x_test, task.kind, k)),
-                "val_score": found.best_val_score}}
+    proba = {"mlp": predict_proba(net, x_test, task.kind, k)}
+    val_scores = {"mlp": found.best_val_score}
     # the validation split stops the trees early, as it stops the network
     fitted = {name: make_estimator(name, task.kind, k, cfg.seed).fit(data["x_train"], data["y_train"],
                                                                      eval_set=(data["x_val"], data["y_val"]))
               for name in cfg.baselines}
     for name, model in fitted.items():
-        models[name] = {"test": evaluate(task.kind, list(task.class_names), y_test, model.predict_proba(x_test)),
-                        "val_score": val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]))}
+        proba[name] = model.predict_proba(x_test)
+        val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]))
+    models = {m: {"test": evaluate(task.kind, list(task.class_names), y_test, p), "val_score": val_scores[m]}
+              for m, p in proba.items()}
+    test_units = features.groups[idx[TEST]]
     timings["baselines_s"] = time.time() - t
 
+    groups = list(features.columns)
     ablations = [{"name": name, "groups": groups, "test": _slim(r["test"]), "val_score": r["val_score"]}
                  for name, r in models.items()]
     if cfg.ablations:
@@ -197,16 +309,73 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     shap: dict[str, Any] = {}
     if cfg.shap_samples:
         t = time.time()
-        rng = np.random.default_rng(cfg.seed)
-        explain_rows = np.sort(rng.choice(idx[TEST], min(cfg.shap_samples, len(idx[TEST])), replace=False))
-        background_rows = np.sort(rng.choice(idx[TRAIN], min(100, len(idx[TRAIN])), replace=False))
-        raw = features.rows(np.concatenate([background_rows, explain_rows]))
-        raw_x = np.hstack([raw[g.name] for g in features.feature_groups]).astype(np.float32)
-        nb = len(background_rows)
-        shap["mlp"] = mlp_attributions(net, transforms, list(features.feature_groups), raw_x[:nb], raw_x[nb:], cfg.seed)
+        explain_rows, background_rows = _shap_rows(cfg, idx[TEST], idx[TRAIN])
+        shap["mlp"] = _mlp_shap(cfg, features, net, transforms, explain_rows, background_rows)
         if "xgboost" in fitted:
             shap["xgboost"] = tree_attributions(fitted["xgboost"].model_, transforms, x[explain_rows])
         timings["shap_s"] = time.time() - t
+
+    n_test = len(idx[TEST])
+    evaluation = {
+        "method": "split", "folds": None, "folds_column": None, "grouped": clip_groups is not None,
+        "candidates": list(models), "scores": val_scores, "chosen": max(val_scores, key=val_scores.get),
+        "saved_model": "mlp",
+        "description": (f"One train/validation/test split ({len(idx[TRAIN])}/{len(idx[VAL])}/{n_test} clips"
+                        f"{', grouped by recording' if clip_groups is not None else ''}): the network's "
+                        f"hyper-parameters and early stopping used the validation split; every figure is on the "
+                        f"{n_test} test clips, which no model or preprocessing saw. The saved model is the MLP "
+                        f"trained on the training split. {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)}"),
+        "models": {m: {"intervals": intervals(task.kind, y_test, p, test_units, cfg.seed), "per_fold": [],
+                       "score": val_scores[m]} for m, p in proba.items()},
+    }
+    search = {"method": method, "params": found.params, "best_val_score": found.best_val_score,
+              "trials": found.trials, "wall_s": timings["search_s"]}
+    return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
+                   shap=shap, transforms=transforms, net=net, arch=arch, params=found.params,
+                   predictions=clip_predictions(features, idx[TEST], y_test, proba))
+
+
+@finishes_records
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run the job; return a summary (test metrics, where the model and the report are)."""
+    validate(cfg)
+    preflight(cfg)
+    t_start = time.time()
+    task = load_task(cfg.task, cfg.ontology)
+    estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
+    test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
+    t = time.time()
+    features = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups, signals=cfg.signals,
+                             include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30)
+    groups = list(features.columns)
+    run_id = runs.new_run_id()
+    record = base_record(run_id, "train", cfg.to_dict())
+    record["versions"] = package_versions(EXTRA_PACKAGES)
+    record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
+    write_json(record, record_uri)
+    track(record, record_uri)  # ends 'failed' with the reason if anything below raises
+    timings: dict[str, float] = {}
+
+    if len(features) < MIN_CLIPS:  # before Ray starts: a table too small costs a second, not 30
+        raise ConfigError(f"task: only {len(features)} clips of {cfg.features} have a target for "
+                          f"{task.name} and finite features (need {MIN_CLIPS} or more)")
+    test_mask = None
+    if test_ids is not None:
+        test_mask = np.isin(features.ids, list(test_ids))
+        if not test_mask.any():
+            raise ConfigError(f"test_list: none of its {len(test_ids)} clips is in the feature table with a target")
+    duplicates = merge_duplicate_groups(features)  # leakage guard: near-duplicates share a group
+    features = duplicates.apply(features)
+    clip_groups = features.groups if features.has_groups else None
+    base_counts = {"rows": features.n_read, "with_target": len(features), **features.excluded["rows"],
+                   "excluded_columns": features.excluded["columns"], "duplicates": duplicates.counts}
+    # cross-validation unless asked for the split, or the data is too large for it (see the module docstring)
+    if cfg.folds_column or (cfg.cv_folds and test_mask is None and len(features) <= cfg.cv_max_clips
+                            and features.X is not None):
+        out = _cross_validated(cfg, task, features, base_counts, timings, t)
+    else:
+        out = _split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
+    models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
 
     adjusted = None
     note = None
@@ -222,35 +391,43 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     results = {
         "run_id": run_id, "features": cfg.features, "groups": groups, "counts": counts, "models": models,
         "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names)},
-        "ablations": ablations, "shap": shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
-        "search": {"method": method, "params": found.params, "best_val_score": found.best_val_score,
-                   "trials": found.trials, "wall_s": timings["search_s"]},
-        "preprocessing": preprocessing, "model_uri": model_uri,
+        "ablations": out.ablations, "shap": out.shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
+        "search": out.search, "evaluation": out.evaluation,
+        "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
     }
     report_uri = write_report(join(cfg.output, "report"), results)
-    save_model(model_uri, net.state_dict(), transforms, {
+    save_model(model_uri, out.net.state_dict(), transforms, {
         "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
                  "definition": task.definition},
-        "architecture": arch, "hyperparameters": found.params, "preprocessing": preprocessing,
+        "architecture": out.arch, "hyperparameters": out.params, "preprocessing": preprocessing,
+        "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
         "metrics": {m: _slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
         "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features},
         features.feature_groups)
     record.update(status="completed", counts=counts, timings=timings, wall_s=time.time() - t_start,
-                  groups=groups, search=results["search"],
+                  groups=groups, search=results["search"], evaluation=out.evaluation,
                   metrics={m: _slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
                   model=model_uri, report=report_uri)
     write_json(record, record_uri)
     return {"run_id": run_id, "metrics": record["metrics"], "adjusted_accuracy": adjusted, "model": model_uri,
             "report": report_uri, "record": record_uri, "counts": counts, "search": results["search"],
+            "evaluation": out.evaluation,
             "groups": groups, "timings": timings, "wall_s": record["wall_s"]}
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """What the command prints: the test metrics of every model, the search, and where the outputs are."""
-    s = summary["counts"]["splits"]
-    lines = [f"train run {summary['run_id']}: {sum(v['clips'] for v in s.values())} clips "
-             f"(train {s['train']['clips']}, val {s['val']['clips']}, test {s['test']['clips']}); "
-             f"{summary['wall_s']:.0f} s"]
+    """What the command prints: every model's figures of record, how they were obtained, and where the outputs are."""
+    s, ev = summary["counts"]["splits"], summary["evaluation"]
+    n = sum(v["clips"] for v in s.values())
+    if ev["method"] == "cross_validation":
+        how = (f"{ev['folds']}-fold cross-validation"
+               + (f" over column {ev['folds_column']}" if ev["folds_column"] else " (grouped)" if ev["grouped"] else ""))
+        lines = [f"train run {summary['run_id']}: {n} clips, {how}; model of record {ev['chosen']}, saved "
+                 f"{ev['saved_model']} refitted on all clips; {summary['wall_s']:.0f} s"]
+    else:
+        lines = [f"train run {summary['run_id']}: {n} clips "
+                 f"(train {s['train']['clips']}, val {s['val']['clips']}, test {s['test']['clips']}); "
+                 f"{summary['wall_s']:.0f} s"]
     left_out = {c: why for c, why in summary["counts"]["excluded_columns"].items() if why == RANDOM_REASON}
     lines.append(f"  features: {', '.join(summary['groups'])}"
                  + (f"; left out (random weights; --include-random-weights uses them): {', '.join(left_out)}"
@@ -261,11 +438,17 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         adj = (summary.get("adjusted_accuracy") or {}).get(name)
         if adj and adj["adjusted"] is not None:
             acc += f" (adjusted for label noise {adj['adjusted']:.3f} [{adj['interval'][0]:.3f}, {adj['interval'][1]:.3f}])"
-        lines.append(f"  test {name:8s} accuracy {acc}, balanced {fmt(m['balanced_accuracy'])}, "
-                     f"ROC AUC {fmt(m['roc_auc'])}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}")
+        ci = ev["models"][name]["intervals"]
+        span = lambda key: "" if not ci.get(key) else f" [{ci[key][0]:.3f}, {ci[key][1]:.3f}]"  # noqa: E731
+        lines.append(f"  {'cv' if ev['method'] == 'cross_validation' else 'test'} {name:8s} accuracy {acc}"
+                     f"{span('accuracy')}, balanced {fmt(m['balanced_accuracy'])}, ROC AUC {fmt(m['roc_auc'])}"
+                     f"{span('roc_auc')}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}{span('macro_f1')}")
     search = summary["search"]
-    lines.append(f"  search: {len(search['trials'])} trial(s) in {search['wall_s']:.0f} s, best validation score "
-                 f"{search['best_val_score']:.3f} with {search['params']}")
+    if ev["method"] == "cross_validation":
+        lines.append(f"  cross-validation: {search['wall_s']:.0f} s; {search['method']}")
+    else:
+        lines.append(f"  search: {len(search['trials'])} trial(s) in {search['wall_s']:.0f} s, best validation "
+                     f"score {search['best_val_score']:.3f} with {search['params']}")
     lines.append(f"  report: {summary['report']}")
     lines.append(f"  model:  {summary['model']}  (acoustic_env.load_model)")
     return lines

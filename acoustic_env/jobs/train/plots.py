@@ -63,17 +63,30 @@ def multilabel_confusion_png(matrices: list, class_names: list[str], title: str)
     return _png(fig)
 
 
-def calibration_png(curves: dict[str, dict[str, Any]]) -> bytes:
-    """Reliability diagrams: observed frequency against predicted probability, per model."""
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    for model, c in curves.items():
-        if c["observed"]:
-            ece = f" (ECE {c['ece']:.3f})" if c.get("ece") is not None else ""
-            ax.plot(c["predicted"], c["observed"], "o-", label=model + ece)
+def calibration_png(curves: dict[str, dict[str, Any]], n_bins: int = 10) -> bytes:
+    """Reliability diagrams with the clips behind each point: observed frequency against predicted probability.
+
+    Each point is labelled with its clip count and a bar panel below counts the
+    clips per bin: on a small test set a point of three clips is noise, and the
+    curve alone does not say which points those are.
+    """
+    fig, (ax, bars) = plt.subplots(2, 1, figsize=(5, 5.6), sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+    width = 1 / n_bins / max(len(curves), 1)
+    for slot, (model, c) in enumerate(curves.items()):
+        if not c["observed"]:
+            continue
+        ece = f" (ECE {c['ece']:.3f})" if c.get("ece") is not None else ""
+        (line,) = ax.plot(c["predicted"], c["observed"], "o-", label=model + ece)
+        counts = c.get("counts") or []
+        for x, y, n in zip(c["predicted"], c["observed"], counts):
+            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=6, color=line.get_color())
+        if counts:
+            left = np.floor(np.asarray(c["predicted"]) * n_bins).clip(0, n_bins - 1) / n_bins
+            bars.bar(left + slot * width, counts, width=width, align="edge", color=line.get_color(), alpha=0.8)
     ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.set(xlabel="predicted probability", ylabel="observed frequency", title="Calibration (test split)",
-           xlim=(0, 1), ylim=(0, 1))
+    ax.set(ylabel="observed frequency", title="Calibration (labels: clips per point)", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=7)
+    bars.set(xlabel="predicted probability", ylabel="clips", xlim=(0, 1))
     return _png(fig)
 
 

@@ -1,7 +1,17 @@
-"""The static report: ``report/index.html`` with its PNGs and ``metrics.json``, written through fsspec.
+"""The static report: ``report/index.html`` with its PNGs, clip assets and ``metrics.json``, written through fsspec.
 
-One self-contained page that opens from disk in any browser (relative image
-links, inline CSS, no scripts).
+One self-contained page that opens from disk in any browser (relative links,
+inline CSS, no scripts, no fonts or anything else fetched from elsewhere).
+
+What a reader of figures measured on a few dozen clips needs besides the
+figures: their 95 % intervals (``evaluation.models[m].intervals``, computed by
+the job with ``learn.metrics.intervals``), the clips behind the mistakes (to
+hear whether the model or the label is wrong), the calibration curve's clips
+per point, the hyper-parameters exactly as used, the feature columns used and
+those left out with the reason, and a reminder that the labels themselves are
+noisy. The misclassified clips' players and spectrograms are written by the
+review page's code (``jobs.audit.review.write_assets``), so the two pages
+decode and draw a clip the same way.
 """
 
 from __future__ import annotations
@@ -11,17 +21,51 @@ import json
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from acoustic_env.jobs.audit.review import source_url, write_assets
 from acoustic_env.jobs.train import plots
 from acoustic_env.storage import filesystem, join
+from acoustic_env.table import FeatureSet
+
+#: At most this many misclassified clips get a player (the most confident mistakes first): each costs a decode.
+MAX_MISTAKES = 24
+#: The metrics table's columns: (metric in ``evaluate``, heading, its interval's key in ``intervals`` or None).
+METRICS = (("accuracy", "accuracy", "accuracy_wilson"), ("accuracy", "accuracy (bootstrap)", "accuracy"),
+           ("roc_auc", "ROC AUC", "roc_auc"), ("macro_f1", "macro F1", "macro_f1"),
+           ("balanced_accuracy", "balanced acc.", None), ("map", "mAP", None), ("micro_f1", "micro F1", None))
+NOISY_LABELS = ("Every figure here is measured against the <em>given</em> labels, and those are noisy: AudioSet's "
+                "labels were found right for only about 64–84 % of urban/natural clips in hand checks. A model "
+                "that hears the right class where the label is wrong is counted as a mistake, so the figures "
+                "understate the model when labels are wrong at random. ")
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.4em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f2f2f2}td.t,th:first-child{text-align:left}img{max-width:100%;margin:.3em}
-.note{color:#555;font-size:.9em;max-width:60em}code{background:#f5f5f5;padding:0 .2em}"""
+.note{color:#555;font-size:.9em;max-width:60em}code{background:#f5f5f5;padding:0 .2em}
+.ci{color:#666;font-size:.85em;white-space:nowrap}.left-out td{color:#777}
+.clips{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:10px}
+.clip{border:1px solid #ddd;border-radius:6px;padding:6px;font-size:.9em}.clip img{margin:4px 0;width:100%}
+.clip audio{width:100%;height:30px}.clip .id{font-family:ui-monospace,monospace;overflow-wrap:anywhere}"""
+
+
+def clip_predictions(features: FeatureSet, rows: np.ndarray, y: np.ndarray,
+                     proba: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The scored clips (``rows`` of ``features``), their targets and every model's probabilities, as plain lists.
+
+    The report lists the misclassified ones with their audio, so it needs where
+    each clip lives, not only its id.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    clips = features.clips.take(pa.array(rows)).to_pydict()
+    return {"clip_id": clips["clip_id"], "uri": clips["uri"], "start_s": clips["start_s"], "end_s": clips["end_s"],
+            "group": clips["group"],
+            "y": np.asarray(y).tolist(), "proba": {m: np.asarray(p, dtype=float).round(6).tolist()
+                                                   for m, p in proba.items()}}
 
 
 def _fmt(v: Any) -> str:
+    """A measured figure: three decimals are all a test set of a few hundred clips supports."""
     if v is None:
         return "–"
     if isinstance(v, float):
@@ -29,10 +73,33 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def _exact(v: Any) -> str:
+    """A setting: shown as given (0.0001 stays 0.0001, not 0.000)."""
+    if v is None:
+        return "–"
+    return html.escape(repr(v) if isinstance(v, float) else str(v))
+
+
+def _plain(v: Any) -> str:
+    """A count, or a small dict of counts, as text a person reads (no braces and quotes)."""
+    if isinstance(v, dict):
+        return "(" + ", ".join(f"{k} {_plain(x)}" for k, x in v.items()) + ")"
+    if isinstance(v, (list, tuple)):
+        return " + ".join(map(str, v))
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]], row_class: list[str] | None = None) -> str:
+    """Rows of cells; a cell that is already HTML comes as ``("html", text)``."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    cell = lambda c: f"<td class='t'>{_fmt(c)}</td>" if isinstance(c, str) else f"<td>{_fmt(c)}</td>"  # noqa: E731
-    body = "".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in rows)
+
+    def cell(c: Any) -> str:
+        if isinstance(c, tuple) and c and c[0] == "html":
+            return f"<td>{c[1]}</td>"
+        return f"<td class='t'>{_fmt(c)}</td>" if isinstance(c, str) else f"<td>{_fmt(c)}</td>"
+
+    classes = row_class or [""] * len(rows)
+    body = "".join(f"<tr class='{k}'>" + "".join(cell(c) for c in r) + "</tr>" for r, k in zip(rows, classes))
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -42,13 +109,20 @@ def _write(uri: str, data: bytes) -> None:
     fs.pipe_file(path, data)
 
 
-def _accuracy_cell(m: dict[str, Any], adjusted: dict[str, Any] | None) -> str:
+def _with_interval(value: float | None, interval: list[float] | None) -> tuple[str, str]:
+    if value is None:
+        return ("html", "–")
+    ci = f" <span class='ci'>[{interval[0]:.3f}, {interval[1]:.3f}]</span>" if interval else ""
+    return ("html", f"{value:.3f}{ci}")
+
+
+def _accuracy_note(adjusted: dict[str, Any] | None) -> str:
     if not adjusted:
-        return _fmt(m["accuracy"])
+        return ""
     if adjusted["adjusted"] is None:
-        return f"{m['accuracy']:.3f} (adjusted: undefined)"
+        return "adjusted: undefined"
     lo, hi = adjusted["interval"]
-    return f"{m['accuracy']:.3f} (adjusted {adjusted['adjusted']:.3f} [{lo:.3f}, {hi:.3f}])"
+    return f"{adjusted['adjusted']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def figures(results: dict[str, Any]) -> dict[str, bytes]:
@@ -58,21 +132,23 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
     out = {"roc.png": plots.roc_png({m: r["test"]["roc_curves"] for m, r in models.items()}),
            "calibration.png": plots.calibration_png({m: r["test"]["calibration"] for m, r in models.items()})}
     for m, r in models.items():
-        title = f"{m} (test split)"
+        title = f"{m} ({_scope(results)})"
         out[f"confusion_{m}.png"] = (plots.multilabel_confusion_png(r["test"]["confusion"], names, title)
                                      if results["task"]["kind"] == "multi_label" else
                                      plots.confusion_png(r["test"]["confusion"], names, title))
     shap = results.get("shap") or {}
-    if "mlp" in shap:
-        feats = shap["mlp"]["features"]
-        out["shap_features.png"] = plots.importance_png([f for f, _ in feats], [v for _, v in feats],
-                                                        "MLP: original features (PCA mapped back)")
-        comps = shap["mlp"]["components"]
-        out["shap_components.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
-                                                          "MLP: network inputs (PCA components)")
-        for group, g in shap["mlp"]["mps"].items():
-            out[f"shap_{group}.png"] = plots.mps_heatmap_png(np.asarray(g["values"]), g["wf_cycles_per_hz"],
-                                                             g["wt_hz"], f"MLP attribution over {group}")
+    for model in ("mlp", "logreg"):
+        if model in shap and "features" in shap[model]:
+            feats = shap[model]["features"]
+            out["shap_features.png"] = plots.importance_png([f for f, _ in feats], [v for _, v in feats],
+                                                            f"{model}: original features (PCA mapped back)")
+            comps = shap[model]["components"]
+            out["shap_components.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
+                                                              f"{model}: model inputs (PCA components)")
+            for group, g in shap[model]["mps"].items():
+                out[f"shap_{group}.png"] = plots.mps_heatmap_png(np.asarray(g["values"]), g["wf_cycles_per_hz"],
+                                                                 g["wt_hz"], f"{model} attribution over {group}")
+            break
     if "xgboost" in shap:
         comps = shap["xgboost"]["components"]
         out["shap_xgboost.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
@@ -80,17 +156,169 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
-def render(results: dict[str, Any], images: list[str]) -> str:
+def _scope(results: dict[str, Any]) -> str:
+    ev = results.get("evaluation") or {}
+    return "out-of-fold, all clips" if ev.get("method") == "cross_validation" else "test split"
+
+
+def _intervals(results: dict[str, Any], model: str) -> dict[str, Any]:
+    return ((results.get("evaluation") or {}).get("models") or {}).get(model, {}).get("intervals") or {}
+
+
+def metrics_section(results: dict[str, Any]) -> str:
+    """Every model's figures with their 95 % intervals, how they were obtained, and the label-noise caveat."""
+    kind = results["task"]["kind"]
+    adj = results.get("adjusted_accuracy") or {}
+    ev = results.get("evaluation") or {}
+    rows = []
+    for name, r in results["models"].items():
+        m, ci = r["test"], _intervals(results, name)
+        row: list[Any] = [name + (" (model of record)" if name == ev.get("chosen") else ""), m.get("n")]
+        for metric, _, key in METRICS:
+            # single-label micro F1 is the accuracy (every clip has one prediction and one label)
+            key = key or ("accuracy_wilson" if metric == "micro_f1" and kind != "multi_label" else None)
+            row.append(_with_interval(m.get(metric), ci.get(key) if key else None))
+        row += [m["calibration"].get("ece"), r.get("val_score")]
+        if adj:
+            row.append(_accuracy_note(adj.get(name)))
+        rows.append(row)
+    header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE", "val. score"]
+    header += ["adjusted accuracy"] if adj else []
+    parts = [f"<h2>Metrics ({html.escape(_scope(results))})</h2>"]
+    if ev.get("description"):
+        parts.append(f"<p class='note'>{html.escape(ev['description'])}</p>")
+    parts.append(_table(header, rows))
+    micro = "Single-label micro F1 equals the accuracy, so it shares the Wilson interval. "
+    parts.append("<p class='note'>In brackets: 95 % intervals. Accuracy: Wilson's score interval over clips "
+                 "(<code>learn.metrics.wilson</code>) and a bootstrap that resamples whole recordings; ROC AUC and "
+                 "macro F1: the same bootstrap. " + (micro if kind != "multi_label" else "")
+                 + "Balanced accuracy, mAP and ECE are shown without an interval; on a small test set read them "
+                   "with the accuracy's interval in mind, and ECE with the clip counts of the calibration plot.</p>")
+    per_fold = {m: v.get("per_fold") for m, v in (ev.get("models") or {}).items() if v.get("per_fold")}
+    if per_fold:
+        chosen = ev.get("chosen") if ev.get("chosen") in per_fold else next(iter(per_fold))
+        parts += [f"<h3>Per fold ({html.escape(chosen)})</h3>",
+                  _table(["fold", "clips", "ROC AUC", "accuracy", "macro F1"],
+                         [[f["fold"] + 1, f["n"], f.get("roc_auc"), f.get("accuracy"), f.get("macro_f1")]
+                          for f in per_fold[chosen]])]
+    parts.append("<h3>Label noise</h3><p class='note'>" + NOISY_LABELS)
+    if adj:
+        first = next(iter(adj.values()))
+        parts[-1] += ("<b>Adjusted accuracy</b> (last column) estimates the accuracy against correct labels from the "
+                      "audit's label-accuracy estimate " + html.escape(json.dumps(first["label_accuracy"])) + ". "
+                      + html.escape(first["formula"]) + "</p>")
+    elif results.get("adjustment_note"):
+        parts[-1] += html.escape(results["adjustment_note"]) + "</p>"
+    else:
+        parts[-1] += ("To see the accuracy against correct labels, review a random sample of clips "
+                      "(<code>acoustic-env audit</code>, then <code>audit-estimate</code>) and train with "
+                      "<code>--label-accuracy</code>.</p>")
+    return "\n".join(parts)
+
+
+def _record_model(results: dict[str, Any], candidates: Any) -> str:
+    """The model the figures are about: the saved one, else the model of record, else the MLP, else the first."""
+    ev = results.get("evaluation") or {}
+    names = list(candidates)
+    return next((m for m in (ev.get("saved_model"), ev.get("chosen"), "mlp") if m in names), names[0])
+
+
+def mistakes(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """(model, all its misclassified clips, most confident mistake first) from the stored predictions."""
+    pred = results.get("predictions") or {}
+    if not pred.get("proba"):
+        return "", []
+    model = _record_model(results, pred["proba"])
+    names = results["task"]["class_names"]
+    p, y = np.asarray(pred["proba"][model], dtype=float), np.asarray(pred["y"])
+    out = []
+    if results["task"]["kind"] == "multi_label":
+        guess = p >= 0.5
+        wrong = np.flatnonzero((guess != y.astype(bool)).any(axis=1))
+        margin = np.abs(p - 0.5).max(axis=1) if len(p) else np.zeros(0)
+        for i in wrong:
+            out.append({"i": int(i), "given": [names[j] for j in np.flatnonzero(y[i])],
+                        "predicted": [names[j] for j in np.flatnonzero(guess[i])], "confidence": float(margin[i])})
+    else:
+        guess = p.argmax(axis=1)
+        for i in np.flatnonzero(guess != y):
+            out.append({"i": int(i), "given": [names[y[i]]], "predicted": [names[guess[i]]],
+                        "confidence": float(p[i, guess[i]]), "p_given": float(p[i, y[i]])})
+    out.sort(key=lambda m: -m["confidence"])
+    for m in out:
+        i = m.pop("i")
+        m.update({k: pred[k][i] for k in ("clip_id", "uri", "start_s", "end_s", "group")})
+        m["source"] = source_url(m["clip_id"], m["group"])
+    return model, out
+
+
+def mistakes_section(results: dict[str, Any], report_uri: str, limit: int = MAX_MISTAKES) -> str:
+    """The misclassified clips with a player and a spectrogram each (assets under ``report/assets/``)."""
+    model, every = mistakes(results)
+    if not model:
+        return ""
+    wrong, more = every[:limit], max(0, len(every) - limit)
+    n = len(results["predictions"]["y"])
+    head = (f"<h2 id='mistakes'>Misclassified clips ({len(every)} of {n}, {html.escape(model)}, "
+            f"{_scope(results)})</h2>"
+            "<p class='note'>Most confident mistakes first. Listen: some are the model's errors, some are wrong "
+            "labels that the model got right (the review page of <code>acoustic-env audit</code> records which).</p>")
+    if not wrong:
+        return head + "<p>None.</p>"
+    cards = []
+    for m in wrong:
+        assets = write_assets(m, report_uri)
+        link = (f" <a href='{html.escape(m['source'])}' target='_blank' rel='noopener'>source</a>"
+                if m["source"] else "")
+        p_given = f", p(given) {m['p_given']:.3f}" if "p_given" in m else ""
+        media = (f"<img src='{html.escape(assets['image'])}' alt='spectrogram of {html.escape(m['clip_id'])}'>"
+                 f"<audio controls preload='none' src='{html.escape(assets['audio'])}'></audio>"
+                 if assets["audio"] else f"<p class='note'>audio unavailable: {html.escape(assets['error'])}</p>")
+        cards.append(f"<div class='clip'><div class='id'>{html.escape(m['clip_id'])}{link}</div>{media}"
+                     f"<div>given <b>{html.escape(', '.join(m['given']) or '(none)')}</b>, predicted "
+                     f"<b>{html.escape(', '.join(m['predicted']) or '(none)')}</b> "
+                     f"(p {m['confidence']:.3f}{p_given})</div></div>")
+    tail = f"<p class='note'>{more} more not shown.</p>" if more else ""
+    return head + "<div class='clips'>" + "".join(cards) + "</div>" + tail
+
+
+def columns_section(results: dict[str, Any]) -> str:
+    """Which feature columns went in (width, PCA) and which were left out, with the reason."""
+    prep = {p["group"]: p for p in results.get("preprocessing") or []}
+    excluded = results["counts"].get("excluded_columns") or {}
+    rows = [[c, "used", prep.get(c, {}).get("dim"), prep.get(c, {}).get("components"), prep.get(c, {}).get("variance"),
+             ""] for c in results["groups"]]
+    rows += [[c, "left out", None, None, None, why] for c, why in excluded.items()]
+    return ("<h2>Feature columns</h2>"
+            + _table(["column", "", "values", "PCA components", "variance kept", "why left out"], rows,
+                     ["used"] * len(results["groups"]) + ["left-out"] * len(excluded))
+            + "<p class='note'>Columns from embedders with random weights are left out unless "
+              "<code>--include-random-weights</code>; tagger scores (<code>*_scores</code>) are outputs trained on "
+              "AudioSet's labels, never features.</p>")
+
+
+def params_section(results: dict[str, Any]) -> str:
+    """The chosen hyper-parameters and every search trial, values exactly as used."""
+    search = results.get("search") or {}
+    params = search.get("params") or {}
+    parts = ["<h2>Hyper-parameters</h2>",
+             f"<p class='note'>{html.escape(search.get('method', ''))}</p>",
+             _table(["parameter", "value"], [[k, ("html", _exact(v))] for k, v in params.items()])]
+    trials = search.get("trials") or []
+    if trials:
+        keys = [k for k in trials[0] if k != "error"]
+        parts += [f"<h3>Search: {len(trials)} trial(s) in {search.get('wall_s', 0):.0f} s</h3>",
+                  _table(keys + ["error"], [[("html", _exact(t.get(k))) if k in params else t.get(k) for k in keys]
+                                            + [t.get("error")] for t in trials])]
+    return "\n".join(parts)
+
+
+def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") -> str:
     """The page as HTML text."""
     task, counts = results["task"], results["counts"]
-    adj = results.get("adjusted_accuracy") or {}
-    metric_rows = []
-    for name, r in results["models"].items():
-        m = r["test"]
-        metric_rows.append([name, _accuracy_cell(m, adj.get(name)), m["balanced_accuracy"], m["roc_auc"], m["map"],
-                            m["macro_f1"], m["micro_f1"], m["calibration"]["ece"], r.get("val_score")])
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>acoustic-env: {html.escape(task['name'])}</title>"
-             f"<style>{CSS}</style></head><body>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>"
+             f"<title>acoustic-env: {html.escape(task['name'])}</title>"
+             f"<link rel='icon' href='data:,'><style>{CSS}</style></head><body>",
              f"<h1>Task <code>{html.escape(task['name'])}</code> ({html.escape(task['kind'])}): "
              f"{html.escape(', '.join(task['class_names']))}</h1>",
              f"<p class='note'>Features: <code>{html.escape(results['features'])}</code>; groups: "
@@ -98,49 +326,40 @@ def render(results: dict[str, Any], images: list[str]) -> str:
              "<h2>Data</h2>",
              _table(["split", *task["class_names"], "clips"],
                     [[s, *[c.get(k) for k in task["class_names"]], c["clips"]] for s, c in counts["splits"].items()]),
-             "<p class='note'>" + html.escape(", ".join(f"{k}: {v}" for k, v in counts.items() if k != "splits"))
-             + "</p>",
-             "<h2>Test metrics</h2>",
-             _table(["model", "accuracy", "balanced acc.", "ROC AUC", "mAP", "macro F1", "micro F1", "ECE",
-                     "val. score"], metric_rows)]
-    if adj:
-        parts.append("<p class='note'><b>Adjusted accuracy.</b> " + html.escape(next(iter(adj.values()))["formula"])
-                     + " Label accuracy used: " + html.escape(json.dumps(next(iter(adj.values()))["label_accuracy"]))
-                     + ". The raw figure is what the test labels say; the adjusted one estimates the accuracy "
-                       "against correct labels.</p>")
-    elif results.get("adjustment_note"):
-        parts.append(f"<p class='note'>{html.escape(results['adjustment_note'])}</p>")
-    mlp = results["models"]["mlp"]["test"]["per_class"]
-    parts += ["<h3>MLP per class</h3>",
+             "<p class='note'>" + html.escape(", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
+                                                        if k not in ("splits", "excluded_columns"))) + "</p>",
+             metrics_section(results)]
+    first = _record_model(results, results["models"])
+    per_class = results["models"][first]["test"]["per_class"]
+    parts += [f"<h3>{html.escape(first)} per class</h3>",
               _table(["class", "precision", "recall", "F1", "support"],
-                     [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in mlp.items()])]
-    parts.append("<h2>Figures</h2>" + "".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>"
-                                             for i in images if not i.startswith("shap")))
+                     [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in per_class.items()])]
+    parts.append("<h2>Figures</h2><p class='note'>Calibration: each point is labelled with its number of clips; "
+                 "the bars below count the clips per probability bin.</p>"
+                 + "".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>" for i in images
+                           if not i.startswith("shap")))
+    parts.append(mistakes_html)
     if results.get("ablations"):
         parts += ["<h2>Feature-group ablations</h2>",
-                  "<p class='note'>The network with the chosen hyper-parameters, retrained on each subset; "
-                  "same splits. The first rows are the full models.</p>",
+                  "<p class='note'>Each model retrained on a subset of the feature groups; same clips. "
+                  "The first rows are the full models.</p>",
                   _table(["model", "groups", "ROC AUC", "balanced acc.", "macro F1", "mAP", "val. score"],
                          [[r["name"], ", ".join(r["groups"]), r["test"]["roc_auc"], r["test"]["balanced_accuracy"],
                            r["test"]["macro_f1"], r["test"]["map"], r.get("val_score")] for r in results["ablations"]])]
     shap = results.get("shap") or {}
     if shap:
-        parts.append("<h2>SHAP attributions</h2><p class='note'>Mean |SHAP value| on test clips. For the MLP, the "
-                     "preprocessing (standardise, PCA, scale) is folded into the network so attributions land on "
+        parts.append("<h2>SHAP attributions</h2><p class='note'>Mean |SHAP value| on held-out clips. For the "
+                     "network, the preprocessing (standardise, PCA, scale) is folded into it so attributions land on "
                      "the original index names and modulation-grid cells; XGBoost's are on the PCA components.</p>")
-        if "mlp" in shap:
-            parts.append(_table(["group", "share of MLP attribution"],
-                                [[g, v / max(sum(shap["mlp"]["by_group"].values()), 1e-12)]
-                                 for g, v in shap["mlp"]["by_group"].items()]))
-        parts.append("".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>" for i in images if i.startswith("shap")))
-    search = results.get("search") or {}
-    if search.get("trials"):
-        keys = [k for k in search["trials"][0] if k not in ("error",)]
-        parts += [f"<h2>Hyper-parameter search</h2><p class='note'>{html.escape(search['method'])}; "
-                  f"{len(search['trials'])} trials in {search['wall_s']:.0f} s; chosen: "
-                  f"{html.escape(json.dumps(search['params']))}</p>",
-                  _table(keys + ["error"], [[t.get(k) for k in keys] + [t.get("error")] for t in search["trials"]])]
-    parts += ["<h2>Preprocessing</h2>",
+        for model, s in shap.items():
+            if "by_group" in s:
+                total = max(sum(s["by_group"].values()), 1e-12)
+                parts.append(_table(["group", f"share of {model} attribution"],
+                                    [[g, v / total] for g, v in s["by_group"].items()]))
+        parts.append("".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>"
+                             for i in images if i.startswith("shap")))
+    parts += [params_section(results), columns_section(results),
+              "<h2>Preprocessing</h2>",
               _table(["group", "inputs", "components", "variance kept"],
                      [[p["group"], p["dim"], p["components"], p["variance"]] for p in results["preprocessing"]]),
               f"<p class='note'>Model artifact: <code>{html.escape(results['model_uri'])}</code> "
@@ -149,14 +368,14 @@ def render(results: dict[str, Any], images: list[str]) -> str:
 
 
 def write_report(uri: str, results: dict[str, Any]) -> str:
-    """Write index.html, the PNGs and metrics.json under ``uri``; returns the index's URI."""
+    """Write index.html, the PNGs, the misclassified clips' assets and metrics.json under ``uri``; return the index."""
     pngs = figures(results)
     for name, data in pngs.items():
         _write(join(uri, name), data)
-    slim = json.loads(json.dumps(results, default=str))
+    slim = json.loads(json.dumps({k: v for k, v in results.items() if k != "predictions"}, default=str))
     for r in slim["models"].values():  # curves belong in the figures, not in the summary numbers
         r["test"].pop("roc_curves", None)
     _write(join(uri, "metrics.json"), json.dumps(slim, indent=2, sort_keys=True).encode())
     index = join(uri, "index.html")
-    _write(index, render(results, list(pngs)).encode())
+    _write(index, render(results, list(pngs), mistakes_section(results, uri)).encode())
     return index

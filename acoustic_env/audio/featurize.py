@@ -1,0 +1,105 @@
+"""A handful of clips to feature vectors in this process: the extract job's calls, without Ray.
+
+Labelling three files should not cost a Ray start-up (about 10 s) and a Parquet
+round trip. These are the same functions the extract pipeline's stages call, on the
+same parameters: :func:`~acoustic_env.audio.decode.decode_clip`, then
+:func:`~acoustic_env.features.cpu_features`, then each embedder from
+:func:`~acoustic_env.embedders.factory.load_embedder` (one clip per forward pass, so no
+padding is involved), and the vectors are cast to float32 as the feature table stores
+them. A model scoring these vectors therefore gives what it gives on the same clips
+read back from an extract output. A clip that fails (not audio, too short, missing)
+keeps its row, with NaN vectors and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from acoustic_env.audio.decode import decode_clip
+from acoustic_env.config import DecodeParams, FeatureParams
+from acoustic_env.errors import ClipError
+from acoustic_env.features import cpu_features
+
+
+@dataclass(frozen=True)
+class Featurized:
+    """One entry per input clip, in input order."""
+
+    clip_ids: list[str]
+    uris: list[str]
+    vectors: dict[str, np.ndarray]  # column -> float32 [n, dim]; NaN rows where the clip failed
+    errors: list[str | None]  # "stage/error_type: message", or None
+
+
+def featurize(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, int], *,
+              decode: DecodeParams = DecodeParams(), features: FeatureParams = FeatureParams(),
+              embedders: Mapping[str, str] | None = None, weights_cache: str | None = None,
+              device: str = "cpu", cut_segments: bool = False) -> Featurized:
+    """The vectors of ``columns`` (name -> width) for each row (``clip_id``, ``uri``, optional ``start_s``/``end_s``).
+
+    ``embedders``: name -> weights id (a checkpoint's SHA-256, or ``"random"``) for the
+    embedders whose columns are wanted; their checkpoints are checked against it.
+    """
+    from acoustic_env.embedders.factory import load_embedder
+
+    n = len(rows)
+    vectors = {c: np.full((n, d), np.nan, dtype=np.float32) for c, d in columns.items()}
+    errors: list[str | None] = [None] * n
+    nets = {name: load_embedder(name, device=device, allow_random_weights=wid == "random", cache_dir=weights_cache,
+                                sha256=None if wid == "random" else wid)
+            for name, wid in (embedders or {}).items()}
+    for i, row in enumerate(rows):
+        try:
+            clip = decode_clip(row["uri"], decode, row.get("start_s"), row.get("end_s"), cut_segments)
+            out: dict[str, Any] = {}
+            if any(c not in _embedder_columns(nets) for c in columns):
+                out.update(cpu_features(clip.audio, decode.sample_rate, features)[0])
+            for net in nets.values():
+                audio = np.asarray(clip.audio, dtype=np.float32)[None, :]
+                out.update({k: v[0] for k, v in net.embed(audio, np.array([audio.shape[1]])).items()})
+        except ClipError as exc:
+            errors[i] = str(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - as in the pipeline: one bad clip is one error, not a stop
+            errors[i] = f"features/{type(exc).__name__}: {exc}"
+            continue
+        for c in columns:
+            if c not in out:
+                raise KeyError(f"no stage computes the column {c!r} (features.signals or the embedders differ)")
+            vectors[c][i] = np.asarray(out[c], dtype=np.float32).reshape(-1)
+    return Featurized(clip_ids=[str(r["clip_id"]) for r in rows], uris=[str(r["uri"]) for r in rows],
+                      vectors=vectors, errors=errors)
+
+
+def _embedder_columns(nets: Mapping[str, Any]) -> set[str]:
+    from acoustic_env.embedders.registry import get
+
+    return {c for name in nets for c in get(name).columns()}
+
+
+def clip_rows(files: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for :func:`featurize` from file paths/URLs (or mappings with ``uri``).
+
+    A clip's id is its file name without the extension, as the extract job derives it
+    for a directory; a name shared by several files gets ``-2``, ``-3``, ... in order.
+    Local paths are made absolute, as every stored ``uri`` is.
+    """
+    rows, seen = [], Counter()
+    for f in files:
+        row = dict(f) if isinstance(f, Mapping) else {"uri": f}
+        uri = str(row["uri"])
+        row["uri"] = uri if "://" in uri else os.path.abspath(os.path.expanduser(uri))
+        if not row.get("clip_id"):
+            stem = posixpath.splitext(posixpath.basename(urlsplit(row["uri"]).path))[0]
+            seen[stem] += 1
+            row["clip_id"] = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+        rows.append(row)
+    return rows

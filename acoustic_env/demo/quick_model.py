@@ -1,0 +1,43 @@
+"""A small model trained in this process, without Ray: for tests, benchmarks and offline examples.
+
+The train job searches, cross-validates and reports on Ray; checking what happens
+*after* training (predict, annotate, the artifact) needs only some saved model of the
+right shape, trained on a real feature table. This fits the same per-group PCA and MLP
+(``learn/``) briefly and saves the same artifact, recording the table it came from so
+that ``predict`` finds the table's extraction parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from acoustic_env.audioset.tasks import load_task
+from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.fit import Schedule, build_model, fit
+from acoustic_env.learn.mlp import architecture
+from acoustic_env.learn.preprocess import fit_group
+from acoustic_env.learn.transform import transform_all
+from acoustic_env.table import read_features
+
+PARAMS = {"depth": 1, "width": 16, "lr": 1e-2, "activation": "tanh", "dropout": 0.0, "weight_decay": 0.0,
+          "batch_size": 8}
+
+
+def quick_model(features: str, output: str, *, task: str = "urban_natural", feature_groups: Sequence[str] = (),
+                include_random_weights: bool = False, components: int = 4, rounds: int = 3, seed: int = 0) -> str:
+    """Fit on every clip of ``features`` with a target (no held-out split: not for metrics); returns ``output``."""
+    t = load_task(task)
+    table = read_features(features, task=t, feature_groups=feature_groups,
+                          include_random_weights=include_random_weights)
+    transforms = [fit_group(table.X[g.name], components, g.name, seed) for g in table.feature_groups]
+    x = transform_all(transforms, table.X)
+    net = build_model(x.shape[1], t.kind, t.n_classes, PARAMS, seed)
+    fit(net, {"x_train": x, "y_train": table.y, "x_val": x, "y_val": table.y}, t.kind, t.n_classes, PARAMS,
+        Schedule(max_rounds=rounds, steps_per_round=10), seed)
+    save_model(output, net.state_dict(), transforms,
+               {"task": {"name": t.name, "kind": t.kind, "class_names": list(t.class_names),
+                         "definition": t.definition},
+                "architecture": architecture(x.shape[1], t.kind, t.n_classes, PARAMS), "run_id": f"quick-{seed}",
+                "features": features},
+               table.feature_groups)
+    return output

@@ -1,0 +1,54 @@
+"""``acoustic-env export``: a feature table as one file that any tool reads by column name.
+
+The table itself keeps each feature group as one fixed-size list column, with the
+names of its values in the schema metadata: compact, and what the jobs read. A person
+with pandas, polars, DuckDB or a spreadsheet wants ``ACI`` as a column. ``--wide``
+writes exactly that, through :meth:`acoustic_env.table.FeatureSet.to_arrow` (the same
+reader and rules as every job: broken rows and random-weight columns left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from acoustic_env.config import ConfigError
+from acoustic_env.storage import filesystem, write_parquet
+from acoustic_env.table import read_features
+
+
+def write_table(table: pa.Table, uri: str) -> None:
+    """Write ``table`` as Parquet or CSV, by the file's extension; list columns become ``a;b`` text in CSV."""
+    if uri.endswith(".parquet"):
+        write_parquet(table, uri)
+        return
+    if not uri.endswith(".csv"):
+        raise ConfigError(f"output: {uri} must end in .parquet or .csv")
+    import pyarrow.csv as pcsv
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            text = pc.binary_join(table[field.name].cast(pa.list_(pa.string())), ";")
+            table = table.set_column(i, field.name, text)
+        elif pa.types.is_fixed_size_list(field.type):
+            raise ConfigError(f"output: CSV cannot hold the vector column {field.name}; use --wide or .parquet")
+    fs, path = filesystem(uri)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    with fs.open(path, "wb") as fh:
+        pcsv.write_csv(table, fh)
+
+
+def export_features(source: str, output: str, *, wide: bool = True, task: str | None = None,
+                    feature_groups: Sequence[str] = (), include_random_weights: bool = False) -> tuple[int, int]:
+    """Write the feature table ``source`` to ``output`` (.parquet or .csv); returns (rows, columns)."""
+    if output.endswith(".csv") and not wide:
+        raise ConfigError("output: a CSV file needs --wide (one column per value)")
+    data = read_features(source, task=task, feature_groups=feature_groups,
+                         include_random_weights=include_random_weights)
+    table = data.to_arrow(named=wide)
+    write_table(table, output)
+    return table.num_rows, table.num_columns

@@ -1,0 +1,219 @@
+"""``--dry-run``: what a job would do, in a second or two, without starting Ray or changing anything.
+
+Each ``plan_*`` function validates the config and runs the same path checks as the job
+(:mod:`.preflight`), then reads only what is cheap: the clip list, the ``clip_id``
+columns of an output's parts, the ``labels`` column and schema of a feature table,
+``model.json``, and whether each embedder's checkpoint is in the cache (present or
+not; hashing a 300 MB file is the real run's job). Nothing is written, nothing is
+repaired or quarantined, and neither Ray nor torch is imported, so a plan is cheap
+enough to run before every job.
+
+Each returns a dict: the figures (for scripts and tests) and ``lines``, what the
+command prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audioset.tasks import Task, load_task, task_from_definition
+from acoustic_env.config import (
+    EMBEDDERS,
+    AnnotateConfig,
+    AuditConfig,
+    ConfigError,
+    ExtractConfig,
+    TrainConfig,
+    from_dict,
+    validate,
+)
+from acoustic_env.errors import DamagedFileError
+from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
+from acoustic_env.storage import join, list_parts, read_json, read_part
+from acoustic_env.table import open_table, select_groups
+
+FEATURES, ERRORS, RUNS = "features", "errors", "runs"
+
+
+def _output_ids(output: str) -> tuple[set[str], set[str], int]:
+    """(clip ids in features/, clip ids in errors/, unreadable parts) of an extract output, read-only."""
+    found: dict[str, set[str]] = {FEATURES: set(), ERRORS: set()}
+    unreadable = 0
+    for sub in found:
+        for part in list_parts(join(output, sub)):
+            try:
+                found[sub].update(read_part(part, columns=["clip_id"])["clip_id"].to_pylist())
+            except DamagedFileError:
+                unreadable += 1
+    return found[FEATURES], found[ERRORS], unreadable
+
+
+def _resources(address: str | None) -> str:
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        return f"the Ray cluster at {address} (its resources are read when the job joins it)"
+    return f"a local Ray instance on this machine ({os.cpu_count()} CPUs)"
+
+
+def _weights(embedders: tuple[str, ...] | list[str], cache: str | None, allow_random: bool) -> dict[str, str]:
+    """Per embedder: where its checkpoint is and whether the run would use it, random weights, or stop."""
+    if not embedders:
+        return {}
+    from acoustic_env.embedders.registry import get
+    from acoustic_env.embedders.weights import status
+
+    out = {}
+    for name in embedders:
+        state = status(get(name).weights, cache, verify=False)
+        if state["status"] == "missing":
+            out[name] = (f"RANDOM weights (no checkpoint at {state['path']})" if allow_random else
+                         f"MISSING: {state['path']} (the run would stop; `acoustic-env models fetch {name}`)")
+        else:
+            out[name] = f"{state['path']} ({state['size']} bytes; its hash is checked when the job starts)"
+    return out
+
+
+def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
+    """Clips in the list, already done, to retry, to do; weights; resources; where the output goes."""
+    validate(cfg)
+    preflight(cfg)
+    manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
+                             cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit,
+                             allowed_roots=cfg.allowed_roots, redact_params=cfg.redact_query_params)
+    done, failed, unreadable = _output_ids(cfg.output)
+    ids = manifest.table["clip_id"].to_pylist()
+    todo = [i for i in ids if i not in done]
+    retry = sum(i in failed for i in todo)
+    rejected = Counter(t for t in manifest.table["error_type"].to_pylist() if t)
+    weights = _weights(cfg.embedders, cfg.weights_cache, cfg.allow_random_weights)
+    out = cfg.output.rstrip("/")
+    lines = [f"extract (dry run): {len(ids)} clips in {manifest.source} ({manifest.format}); "
+             f"{len(ids) - len(todo)} already in features/, {len(todo)} to do ({retry} of them retried "
+             f"after an earlier failure)",
+             f"  stages: decode, CPU features ({cfg.features.impl}, signals {','.join(cfg.features.signals)})"
+             + (f", embedders {','.join(cfg.embedders)}" if cfg.embedders else ", no embedders")]
+    if rejected:
+        lines.append("  rejected by the list itself (they go to errors/): "
+                     + ", ".join(f"{k}={v}" for k, v in sorted(rejected.items())))
+    if unreadable:
+        lines.append(f"  {unreadable} unreadable part(s) in the output: the run moves them to quarantine/ and "
+                     "recomputes their clips")
+    lines += [f"  weights: {name}: {w}" for name, w in weights.items()]
+    lines += [f"  resources: {_resources(cfg.ray_address)}",
+              f"  output: {out}/features/  {out}/errors/  {out}/runs/<run_id>.json"]
+    return {"job": "extract", "clips": len(ids), "done": len(ids) - len(todo), "todo": len(todo), "retry": retry,
+            "rejected": dict(rejected), "unreadable_parts": unreadable, "weights": weights,
+            "output": out, "lines": lines}
+
+
+def _targets(task: Task, labels: list[list[str]]) -> tuple[int, dict[str, int], dict[str, int]]:
+    """(clips with a target, clips per class, clips left out per reason) by the rule read_features applies."""
+    per_class: Counter[str] = Counter()
+    left_out: Counter[str] = Counter()
+    with_target = 0
+    for ls in labels:
+        hits = task.memberships(ls or [])
+        if task.kind == "single_label" and len(hits) != 1:
+            left_out["no_class" if not hits else "ambiguous"] += 1
+            continue
+        with_target += 1
+        per_class.update(task.class_names[h] for h in hits)
+    return with_target, {c: per_class[c] for c in task.class_names}, dict(left_out)
+
+
+def _table_plan(features: str, task: Task, feature_groups: tuple[str, ...], signals: tuple[str, ...] | None,
+                include_random_weights: bool) -> dict[str, Any]:
+    """Columns used and left out (with why), and the clips with a target per class, from labels and schema only."""
+    table = open_table(features)
+    if "labels" not in table.schema.names:
+        raise ConfigError(f"features: {features} has no labels column (was the clip list unlabelled?)")
+    groups, excluded = select_groups(table, feature_groups, signals, include_random_weights)
+    labels = table.dataset().to_table(columns=["labels"])["labels"].to_pylist()
+    with_target, per_class, left_out = _targets(task, labels)
+    return {"rows": len(labels), "with_target": with_target, "per_class": per_class, "left_out": left_out,
+            "columns": {g.name: g.dim for g in groups}, "excluded": excluded}
+
+
+def _table_lines(t: dict[str, Any], task: Task) -> list[str]:
+    left = ", ".join(f"{k}={v}" for k, v in t["left_out"].items() if v)
+    return [f"  clips: {t['rows']} rows, {t['with_target']} with a target of task {task.name} ("
+            + ", ".join(f"{c} {n}" for c, n in t["per_class"].items()) + ")" + (f"; left out: {left}" if left else ""),
+            f"  features: {', '.join(f'{c} ({d})' for c, d in t['columns'].items())}",
+            *([f"  columns left out: {', '.join(f'{c} ({why})' for c, why in t['excluded'].items())}"]
+              if t["excluded"] else [])]
+
+
+def plan_train(cfg: TrainConfig) -> dict[str, Any]:
+    """The clips and columns train would use, the search, whether the table is big enough, the outputs."""
+    validate(cfg)
+    preflight(cfg)
+    task = load_task(cfg.task, cfg.ontology)
+    t = _table_plan(cfg.features, task, cfg.feature_groups, cfg.signals, cfg.include_random_weights)
+    out = cfg.output.rstrip("/")
+    search = (f"{cfg.trials} trials of Optuna TPE with ASHA, at most {cfg.time_budget_s:g} s, "
+              f"{cfg.max_concurrent_trials or 'one per two CPUs'} at once, {cfg.workers} Ray Train worker(s) each"
+              if cfg.trials else "no search: one run with the default hyper-parameters")
+    lines = [f"train (dry run): task {task.name} ({task.kind}, classes {', '.join(task.class_names)})",
+             *_table_lines(t, task),
+             f"  search: {search}; baselines: {', '.join(cfg.baselines) or 'none'}; ablations "
+             f"{'on' if cfg.ablations else 'off'}; SHAP on {cfg.shap_samples} test clips",
+             f"  resources: {_resources(cfg.ray_address)}, device {cfg.device}",
+             f"  output: {out}/model/  {out}/report/index.html  {out}/runs/<run_id>.json  "
+             f"Ray checkpoints: {cfg.work_dir or out + '/ray'}"]
+    ok = t["with_target"] >= MIN_TRAIN_CLIPS
+    if not ok:
+        lines.append(f"  would stop: only {t['with_target']} clips have a target (need {MIN_TRAIN_CLIPS} or more)")
+    return {"job": "train", **t, "enough_clips": ok, "output": out, "lines": lines}
+
+
+def plan_audit(cfg: AuditConfig) -> dict[str, Any]:
+    """The clips and columns the audit would use, its folds and classifier, the outputs."""
+    validate(cfg)
+    preflight(cfg)
+    task = load_task(cfg.task, cfg.ontology)
+    t = _table_plan(cfg.features, task, cfg.feature_groups, None, cfg.include_random_weights)
+    out = cfg.output.rstrip("/")
+    lines = [f"audit (dry run): task {task.name} ({task.kind}); {cfg.classifier} x {cfg.folds} folds, "
+             f"flagging by {cfg.filter_by}",
+             *_table_lines(t, task),
+             f"  resources: {'Ray tasks on ' + _resources(cfg.ray_address) if cfg.parallel == 'ray' else 'this process'}",
+             f"  output: {out}/audit.parquet  {out}/summary.json"
+             + (f"  {out}/review/index.html ({cfg.review_top} suspects + {cfg.random_sample} random clips)"
+                if cfg.review_top or cfg.random_sample else "")]
+    if t["with_target"] < cfg.folds:
+        lines.append(f"  would stop: {t['with_target']} clips with a target cannot fill {cfg.folds} folds")
+    return {"job": "audit", **t, "output": out, "lines": lines}
+
+
+def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
+    """The model's classes and embedders, the extract plan for the list, clips already annotated by this model."""
+    preflight(cfg)
+    try:
+        meta = read_json(join(cfg.model, "model.json"))
+    except FileNotFoundError:
+        raise ConfigError(f"model: no model artifact at {cfg.model} (expected model.json)") from None
+    task = task_from_definition(meta["task"]["definition"], cfg.extract.get("ontology"))
+    model_id = str(meta.get("run_id") or cfg.model)
+    embedders = [g["name"] for g in meta["groups"] if g["name"] in EMBEDDERS]
+    ecfg = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
+                                     "embedders": embedders})
+    ext = plan_extract(ecfg)
+    annotated = set()
+    for part in list_parts(join(cfg.output, "annotations")):
+        t = read_part(part, columns=["clip_id", "model_id"])
+        annotated.update(c for c, m in zip(t["clip_id"].to_pylist(), t["model_id"].to_pylist()) if m == model_id)
+    listed = read_manifest(ecfg.manifest, ecfg.audio_root, ecfg.manifest_format, ecfg.path_template,
+                           ecfg.audio_extensions, ecfg.cut_segments, limit=ecfg.limit).table["clip_id"].to_pylist()
+    already = sum(c in annotated for c in listed)
+    out = cfg.output.rstrip("/")
+    lines = [f"annotate (dry run): model {model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
+             f"features {', '.join(g['name'] for g in meta['groups'])})",
+             f"  {len(listed)} clips listed, {already} already annotated by this model, "
+             f"{len(listed) - already} to annotate",
+             *("  " + line for line in ext["lines"]),
+             f"  output: {out}/annotations/  {out}/runs/annotate-<run_id>.json"]
+    return {"job": "annotate", "listed": len(listed), "already_annotated": already, "extract": ext,
+            "output": out, "lines": lines}

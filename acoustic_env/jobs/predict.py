@@ -1,0 +1,165 @@
+"""``acoustic-env predict FILES|DIR|MANIFEST --model M``: label recordings with a trained model.
+
+Up to :data:`IN_PROCESS_MAX` clips are decoded and featurised in this process
+(:meth:`acoustic_env.learn.artifact.Model.predict_files`): no Ray start-up, no feature
+table, a few seconds for a few files. Larger inputs go through the extract job
+(Ray, resumable, parallel) into ``output`` (default: a temporary directory), and the
+model scores the table it wrote, as ``annotate`` does. Both paths compute the features
+with the same functions and the parameters the model's training table was extracted
+with, so they give the same probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from acoustic_env.audio.featurize import clip_rows
+from acoustic_env.audio.manifest import AUDIO_EXTENSIONS, read_manifest
+from acoustic_env.config import EMBEDDERS, ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
+from acoustic_env.jobs.preflight import IN_PROCESS_MAX, check_input, check_output
+from acoustic_env.learn.artifact import Model, load_model, top_classes
+from acoustic_env.storage import filesystem, join, read_json, read_parts, strip_protocol_keep
+
+
+
+def input_rows(inputs: Sequence[str], audio_root: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """(rows with clip_id and uri, the manifest they came from or None) for FILES, a DIR or a MANIFEST."""
+    if not inputs:
+        raise ConfigError("inputs: give audio files, a directory of them, or a clip list")
+    for uri in inputs:
+        check_input(uri, "inputs")
+    first = inputs[0]
+    audio = first.split("?")[0].rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS
+    if len(inputs) == 1 and not audio:
+        manifest = read_manifest(first, audio_root)
+        table = manifest.table.filter(pa.compute.is_null(manifest.table["error_type"]))
+        cols = [c for c in ("clip_id", "uri", "start_s", "end_s") if c in table.column_names]
+        return table.select(cols).to_pylist(), manifest.source
+    return clip_rows(inputs), None
+
+
+def extraction_params(meta: dict[str, Any]) -> tuple[DecodeParams, FeatureParams, str]:
+    """The decode and feature parameters of the model's training table, and where they came from.
+
+    Read from the newest completed extract record under ``<features>/runs/``; the
+    defaults when the table or its records cannot be read (a model moved to another
+    machine), which is what every table extracted with default options used.
+    """
+    features = str(meta.get("features") or "").rstrip("/")
+    # the model names the extract output, or its features/ directory: runs/ sits beside that
+    bases = [features, features.removesuffix("/features")] if features.endswith("/features") else [features]
+    records: list[str] = []
+    for base in filter(None, bases):
+        try:
+            fs, path = filesystem(join(base, "runs"))
+            records = sorted(strip_protocol_keep(base, p) for p in fs.glob(f"{path}/*.json"))
+        except OSError:
+            continue
+        if records:
+            break
+    for uri in reversed(records):
+        try:
+            rec = read_json(uri)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if rec.get("job") == "extract" and rec.get("status") == "completed":
+            cfg = rec["config"]
+            return from_dict(DecodeParams, cfg["decode"]), from_dict(FeatureParams, cfg["features"]), uri
+    return DecodeParams(), FeatureParams(), "defaults"
+
+
+def _model(uri: str) -> Model:
+    try:
+        return load_model(uri)
+    except FileNotFoundError:
+        raise ConfigError(f"model: no model artifact at {uri} (expected model.json, weights.pt, "
+                          "preprocessing.npz, as `acoustic-env train` writes to <output>/model)") from None
+
+
+def predict(inputs: Sequence[str], model: str, *, output: str | None = None, audio_root: str | None = None,
+            max_in_process: int = IN_PROCESS_MAX, weights_cache: str | None = None, device: str = "cpu",
+            top_tags: int = 3) -> pa.Table:
+    """One row per clip: ``clip_id``, ``uri``, ``predicted``, ``prob_<class>``, ``error`` (and ``tags``)."""
+    check_input(model, "model")
+    if output:
+        check_output(output, "output")
+    m = _model(model)
+    rows, manifest = input_rows(inputs, audio_root)
+    decode, features, _ = extraction_params(m.meta)
+    if len(rows) <= max_in_process:
+        return m.predict_files(rows, decode=decode, features=features, weights_cache=weights_cache, device=device,
+                               top_tags=top_tags)
+    return _via_extract(m, rows, manifest, output, decode, features, weights_cache, top_tags)
+
+
+def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, output: str | None,
+                 decode: DecodeParams, features: FeatureParams, weights_cache: str | None, top_tags: int) -> pa.Table:
+    """The extract job into ``output``, then the model on what it wrote (as annotate scores)."""
+    from acoustic_env.jobs.extract import extract
+
+    work = output or tempfile.mkdtemp(prefix="acoustic-env-predict-")
+    if manifest is None:  # a list of files: write it as a clip list the job reads
+        manifest = os.path.join(work, "predict-clips.jsonl") if "://" not in work else None
+        if manifest is None:
+            raise ConfigError("output: give a local directory when predicting a list of files")
+        os.makedirs(work, exist_ok=True)
+        with open(manifest, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps({"clip_id": r["clip_id"], "uri": r["uri"]}) + "\n" for r in rows)
+    groups = {g["name"]: g for g in m.meta["groups"]}
+    embedders = [g for g in groups if g in EMBEDDERS]
+    extract(from_dict(ExtractConfig, {
+        "manifest": manifest, "output": work, "embedders": embedders, "weights_cache": weights_cache,
+        "allow_random_weights": any(groups[e].get("weights") == "random" for e in embedders),
+        "decode": decode.to_dict(), "features": features.to_dict()}))
+    ids = [r["clip_id"] for r in rows]
+    scored = {r["clip_id"]: r for r in m.predict_table(m.read_features(work, clip_ids=ids)).to_pylist()}
+    errors = read_parts(join(work, "errors"), columns=["clip_id", "stage", "error_type", "message"])
+    why = {} if errors is None else {r["clip_id"]: f"{r['stage']}/{r['error_type']}: {r['message']}"
+                                     for r in errors.to_pylist()}
+    from acoustic_env.embedders.registry import get
+
+    taggers = [get(e) for e in embedders if get(e).scores_column]
+    tags: dict[str, Any] = {}
+    if taggers:
+        t = read_parts(join(work, "features"), columns=["clip_id", taggers[0].scores_column])
+        if t is not None:
+            import numpy as np
+
+            scores = np.stack([np.asarray(v, dtype=np.float32) for v in t[taggers[0].scores_column].to_pylist()])
+            tags = dict(zip(t["clip_id"].to_pylist(), top_classes(scores, taggers[0].score_names or (), top_tags)))
+    probs = [f"prob_{c}" for c in m.class_names]
+    out = []
+    for r in rows:
+        s = scored.get(r["clip_id"], {})
+        out.append({"clip_id": r["clip_id"], "uri": r["uri"], "predicted": s.get("predicted"),
+                    **{p: s.get(p) for p in probs},
+                    "error": None if s else why.get(r["clip_id"], "no finite features for this clip"),
+                    **({"tags": tags.get(r["clip_id"])} if taggers else {})})
+    return pa.Table.from_pylist(out)
+
+
+def format_predictions(table: pa.Table, class_names: Sequence[str]) -> list[str]:
+    """The console table: clip, class, its probability, the other classes' and the tags (or the error)."""
+    rows = table.to_pylist()
+    width = max([len("clip")] + [len(r["clip_id"]) for r in rows])
+    lines = [f"{'clip':<{width}}  {'class':<16} {'prob':>6}  other classes / tags"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"{r['clip_id']:<{width}}  {'-':<16} {'-':>6}  not scored: {r['error']}")
+            continue
+        pred = r["predicted"]
+        if isinstance(pred, list):  # multi-label: every class with its probability
+            lines.append(f"{r['clip_id']:<{width}}  {','.join(pred) or '(none)':<16} {'':>6}  "
+                         + ", ".join(f"{c} {r[f'prob_{c}']:.3f}" for c in class_names))
+        else:
+            others = ", ".join(f"{c} {r[f'prob_{c}']:.3f}" for c in class_names if c != pred)
+            lines.append(f"{r['clip_id']:<{width}}  {pred:<16} {r[f'prob_{pred}']:>6.3f}  {others}")
+        if r.get("tags"):
+            lines[-1] += "; tags: " + ", ".join(r["tags"])
+    return lines

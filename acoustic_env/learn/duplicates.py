@@ -1,0 +1,162 @@
+"""Near-duplicate clips by nearest neighbours, and the leakage guard that train and audit run on them.
+
+Collections hold the same recording more than once: re-uploaded, re-encoded, cut
+at another point, resampled, louder. A copy on each side of a train/test split
+inflates the test score, and in the audit a copy in the training folds vouches for
+its twin's label. This module finds such pairs from any vector columns and merges
+their groups, so grouped splits and folds keep the copies together.
+
+**Distance.** Each vector column is standardised over the clips (a constant
+dimension is dropped), each row L2-normalised, and the columns are placed side by
+side scaled by ``1/sqrt(columns)``; the squared Euclidean distance between two
+clips divided by two is then the mean over the columns of their cosine distances
+(0: same direction, 1: unrelated, 2: opposite). Standardising first matters:
+the raw spectral statistics share a large common offset that would make every
+pair of clips look alike.
+
+**Threshold.** Two clips are near-duplicates when that distance is at most
+``DEFAULT_THRESHOLD`` (0.05). Measured on the extract features of every group (indices,
+spectral statistics and MPS of the raw, foreground and background signals) of
+2-s synthetic scenes (``tests/test_duplicates.py``): copies written as 16-bit WAV
+resampled to 44.1 kHz, or as FLAC 9 dB quieter, lie at 0.001 or less from the
+original (the decoder resamples to 16 kHz and normalises the level), Vorbis at
+quality 0.9 at 0.014 or less, and the closest distinct scenes at 0.13. Vorbis at
+libsndfile's default quality (0.4) moved the noise-like scenes up to 0.11 away:
+on these features a low-bit-rate lossy copy is not reliably found, and no single
+threshold would separate it from distinct scenes of the same kind.
+
+**Search.** scikit-learn's ``NearestNeighbors.radius_neighbors``: every pair
+within the threshold, exactly. Its cost grows with the square of the clips in
+high dimension, so the guard in train and audit runs on up to ``MAX_CLIPS``
+clips held in memory and records why it was skipped above that; the
+``acoustic-env duplicates`` command has no such limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sklearn.neighbors import NearestNeighbors
+
+from acoustic_env.table import FeatureSet
+
+DEFAULT_THRESHOLD = 0.05
+MAX_CLIPS = 100_000
+#: The audit table's column: a near-duplicate of the clip whose given label differs (null: none).
+DISAGREE_COLUMN = "near_duplicate_disagrees"
+PAIR_SCHEMA = pa.schema([("clip_a", pa.string()), ("clip_b", pa.string()), ("distance", pa.float32()),
+                         ("group_a", pa.string()), ("group_b", pa.string())])
+
+
+def embed_for_search(mats: Sequence[np.ndarray]) -> np.ndarray:
+    """The search space of the module docstring: per column standardised, L2-normalised, side by side."""
+    parts = []
+    for m in mats:
+        m = np.asarray(m, dtype=np.float64)
+        std = m.std(axis=0)
+        z = (m[:, std > 0] - m[:, std > 0].mean(axis=0)) / std[std > 0]
+        norm = np.linalg.norm(z, axis=1, keepdims=True)
+        parts.append(np.divide(z, norm, out=np.zeros_like(z), where=norm > 0))
+    return (np.hstack(parts) / np.sqrt(len(parts))).astype(np.float32)
+
+
+def find_pairs(mats: Sequence[np.ndarray], threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray,
+                                                                                             np.ndarray]:
+    """Every pair (i < j) of rows within ``threshold`` (mean cosine distance over the columns): i, j, distance."""
+    if not 0 <= threshold < 2:
+        raise ValueError(f"threshold: must be in [0, 2), got {threshold}")
+    z = embed_for_search(mats)
+    if len(z) < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    nn = NearestNeighbors(radius=float(np.sqrt(2 * threshold))).fit(z)
+    dist, idx = nn.radius_neighbors(z, return_distance=True)
+    i = np.repeat(np.arange(len(z)), [len(r) for r in idx])
+    j = np.concatenate(idx).astype(np.int64)
+    d = (np.concatenate(dist) ** 2 / 2).astype(np.float32)
+    keep = i < j
+    order = np.lexsort((j[keep], i[keep]))
+    return i[keep][order], j[keep][order], d[keep][order]
+
+
+def pairs_table(features: FeatureSet, threshold: float = DEFAULT_THRESHOLD,
+                columns: Sequence[str] | None = None) -> pa.Table:
+    """The near-duplicate pairs of a FeatureSet (``PAIR_SCHEMA``), from ``columns`` (default: its feature groups)."""
+    x = features.X if features.X is not None else features.rows(np.arange(len(features)))
+    names = list(columns or features.columns)
+    i, j, d = find_pairs([x[c] for c in names], threshold)
+    ids, groups = features.ids, features.groups
+    return pa.table([pa.array(ids[i].tolist(), pa.string()), pa.array(ids[j].tolist(), pa.string()), pa.array(d),
+                     pa.array(groups[i].tolist(), pa.string()), pa.array(groups[j].tolist(), pa.string())],
+                    schema=PAIR_SCHEMA)
+
+
+def _components(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Union-find over groups: each merged group → the smallest group name of its component."""
+    parent: dict[str, str] = {}
+
+    def root(g: str) -> str:
+        while parent.setdefault(g, g) != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {g: root(g) for g in parent}
+
+
+@dataclass(frozen=True)
+class DuplicateGuard:
+    """What the leakage guard found: the merged groups, the pairs, and counts for the run record."""
+
+    groups: np.ndarray  # object: each clip's group after merging
+    has_groups: bool
+    pairs: pa.Table  # PAIR_SCHEMA
+    counts: dict[str, Any]
+
+    def apply(self, features: FeatureSet) -> FeatureSet:
+        """The FeatureSet with the merged groups (what splits and folds then keep together)."""
+        return dataclasses.replace(features, groups=self.groups, has_groups=self.has_groups)
+
+    def label_disagreements(self, table: pa.Table, labels_column: str = "given_labels") -> pa.Table:
+        """``table`` (one row per clip) with ``DISAGREE_COLUMN``: the nearest near-duplicate whose label differs."""
+        ids = table["clip_id"].to_pylist()
+        given = dict(zip(ids, map(tuple, (sorted(ls or []) for ls in table[labels_column].to_pylist()))))
+        found: dict[str, tuple[float, str]] = {}
+        for a, b, d in zip(*(self.pairs[c].to_pylist() for c in ("clip_a", "clip_b", "distance"))):
+            if a in given and b in given and given[a] != given[b]:
+                for x, y in ((a, b), (b, a)):
+                    if x not in found or d < found[x][0]:
+                        found[x] = (d, y)
+        return table.append_column(DISAGREE_COLUMN, pa.array([found.get(c, (0, None))[1] for c in ids], pa.string()))
+
+
+def merge_duplicate_groups(features: FeatureSet, threshold: float = DEFAULT_THRESHOLD,
+                           columns: Sequence[str] | None = None, max_clips: int = MAX_CLIPS) -> DuplicateGuard:
+    """Find near-duplicates among ``features`` and merge the groups of each pair into one.
+
+    A pair whose clips are already in one group changes nothing; a pair across two
+    groups joins them (transitively), so no later split can put the copies apart.
+    ``counts``: ``pairs``, ``pairs_across_groups``, ``groups_merged`` (groups absorbed
+    into another), ``clips_regrouped``, or ``skipped`` with the reason.
+    """
+    base = {"threshold": threshold, "columns": list(columns or features.columns)}
+    if features.X is None or len(features) > max_clips:
+        why = "the table is streamed (over memory_gb)" if features.X is None else f"over {max_clips} clips"
+        return DuplicateGuard(features.groups, features.has_groups, PAIR_SCHEMA.empty_table(),
+                              {**base, "skipped": why, "pairs": 0, "groups_merged": 0})
+    pairs = pairs_table(features, threshold, columns)
+    across = [(a, b) for a, b in zip(pairs["group_a"].to_pylist(), pairs["group_b"].to_pylist()) if a != b]
+    mapping = _components(across)
+    groups = np.array([mapping.get(g, g) for g in features.groups], dtype=object)
+    counts = {**base, "pairs": pairs.num_rows, "pairs_across_groups": len(across),
+              "groups_merged": sum(g != r for g, r in mapping.items()),
+              "clips_regrouped": int((groups != features.groups).sum())}
+    return DuplicateGuard(groups, features.has_groups or bool(across), pairs, counts)

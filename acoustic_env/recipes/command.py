@@ -1,0 +1,125 @@
+"""``acoustic-env recipe NAME ROOT OUT`` and ``acoustic-env duplicates FEATURES``: their argparse wiring.
+
+The project's command calls :func:`add_recipe_parsers` on its sub-parsers. Nothing
+heavy is imported until a command runs (``acoustic-env --help`` stays fast). A bad
+layout or value ends in one line naming the file or the flag, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from acoustic_env.recipes import RECIPES
+
+
+def _recipe(name: str) -> Callable[..., str]:
+    module, func = RECIPES[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _print_summary(manifest: str) -> None:
+    from acoustic_env.recipes.common import summarize
+
+    s = summarize(manifest)
+    print(f"{s['clips']} clips, {len(s['labels'])} labels, {s['groups']} groups, folds "
+          + ", ".join(f"{k}: {v}" for k, v in s["folds"].items()))
+    if s["missing_audio"]:
+        print(f"  {s['missing_audio']} audio files are not where the layout puts them "
+              "(extract will list them as missing_file)")
+    print(f"  manifest: {manifest}")
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    if args.recipe == "audioset-embeddings":
+        from acoustic_env.recipes.audioset_embeddings import convert
+
+        return _guarded(lambda: _report_embeddings(convert(args.root, args.out, args.class_list, args.part_rows)))
+    options: dict[str, Any] = {}
+    if args.recipe == "esc50":
+        options["esc10"] = args.esc10
+    if args.recipe == "audioset":
+        options["lists"] = [s.strip() for s in args.lists.split(",") if s.strip()]
+    if args.recipe == "fsd50k" and args.task_file:
+        options["task_file"] = args.task_file
+    manifest = _recipe(args.recipe)(args.root, args.out, **options)
+    _print_summary(manifest)
+    return 0
+
+
+def _report_embeddings(record: dict[str, Any]) -> int:
+    c = record["counts"]
+    print(f"run {record['run_id']}: {c['segments']} segments from {c['files'] - c['files_skipped']} TFRecord file(s) "
+          f"({c['files_skipped']} already converted) into {c['parts']} part(s), {record['wall_s']:.1f} s")
+    print(f"  features: {record['config']['output'].rstrip('/')}/features/  (column audioset_vggish: mean and max)")
+    return 0
+
+
+def _guarded(run: Callable[[], int]) -> int:
+    """A damaged input file is a user's problem too: one line, status 2."""
+    from acoustic_env.errors import DamagedFileError
+
+    try:
+        return run()
+    except DamagedFileError as exc:
+        print(f"acoustic-env: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from acoustic_env.config import ConfigError
+    from acoustic_env.learn.duplicates import DEFAULT_THRESHOLD, pairs_table
+    from acoustic_env.storage import write_parquet
+    from acoustic_env.table import read_features
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0 <= threshold < 2:
+        raise ConfigError(f"threshold: must be in [0, 2), got {threshold}")
+    columns = [c.strip() for c in args.column.split(",") if c.strip()]
+    features = read_features(args.features, feature_groups=columns, include_random_weights=True)
+    pairs = pairs_table(features, threshold, columns)
+    write_parquet(pairs, args.output)
+    print(f"{pairs.num_rows} near-duplicate pairs among {len(features)} clips "
+          f"(mean cosine distance <= {threshold} over {', '.join(columns)}): {args.output}")
+    return 0
+
+
+def add_recipe_parsers(sub: Any) -> None:
+    """Add ``recipe`` (one sub-command per collection) and ``duplicates`` to the command's sub-parsers."""
+    p = sub.add_parser("recipe", help="turn a public collection's layout into a clip list (or AudioSet's "
+                                      "released embeddings into a feature table)")
+    recipes = p.add_subparsers(dest="recipe", required=True)
+    helps = {"urbansound8k": "UrbanSound8K: metadata/UrbanSound8K.csv, audio/fold1..10 (fold, group = fsID)",
+             "esc50": "ESC-50 / ESC-10: meta/esc50.csv, audio/ (fold 1-5, group = src_file)",
+             "fsd50k": "FSD50K: FSD50K.ground_truth/{dev,eval,vocabulary}.csv, *_audio/ (fold = split), tag bins",
+             "audioset": "AudioSet segment lists in ROOT, audio in ROOT/audio/<list>/<YTID>_<start ms>.<ext>",
+             "audioset-embeddings": "AudioSet's released VGGish embeddings (TFRecord files) → a feature table"}
+    for name, text in helps.items():
+        r = recipes.add_parser(name, help=text, description=text + ".")
+        r.add_argument("root", metavar="TFRECORDS" if name == "audioset-embeddings" else "ROOT",
+                       help="a TFRecord file or a directory of them (local or object storage)"
+                       if name == "audioset-embeddings" else "the collection's folder (local or object storage)")
+        r.add_argument("out", metavar="OUT", help="where the output goes (a directory or URI)")
+        if name == "esc50":
+            r.add_argument("--esc10", action="store_true", help="only the ESC-10 subset (writes esc10.csv)")
+        if name == "audioset":
+            r.add_argument("--lists", default="balanced_train,unbalanced_train,eval",
+                           help="segment lists to include (default: all three, those present)")
+        if name == "fsd50k":
+            r.add_argument("--task-file", help="another tag-binning task file (default: fsd50k_environment.yaml)")
+        if name == "audioset-embeddings":
+            r.add_argument("--class-list", help="class_labels_indices.csv (default: the package's copy)")
+            r.add_argument("--part-rows", type=int, default=20_000, help="segments per Parquet part (default: 20000)")
+    p.set_defaults(func=cmd_recipe)
+
+    p = sub.add_parser("duplicates", help="find near-duplicate clips in a feature table by nearest neighbours")
+    p.add_argument("features", metavar="FEATURES", help="an extract output, its features/ directory or a Parquet file")
+    p.add_argument("--column", required=True, help="vector column(s), comma-separated (e.g. vggish or indices_raw,mps_raw)")
+    p.add_argument("--output", required=True, help="where the pairs go (Parquet: clip_a, clip_b, distance, groups)")
+    p.add_argument("--threshold", type=float,
+                   help="largest mean cosine distance of a near-duplicate pair (default: "
+                        "acoustic_env.learn.duplicates.DEFAULT_THRESHOLD, 0.05; see the README)")
+    p.set_defaults(func=cmd_duplicates)

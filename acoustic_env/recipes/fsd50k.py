@@ -1,0 +1,100 @@
+"""FSD50K: 51,197 Freesound clips (0.3-30 s) weakly labelled with 200 classes of the AudioSet ontology.
+
+Published at https://zenodo.org/records/4060432 (Fonseca et al., IEEE/ACM TASLP 2022),
+licence CC BY 4.0 for the dataset; each clip keeps its own Creative Commons licence
+(CC0, CC BY, CC BY-NC or CC Sampling+, listed in ``FSD50K.metadata``).
+
+Layout: ``FSD50K.ground_truth/dev.csv`` (``fname, labels, mids, split``: the dev set's
+``train``/``val`` split), ``eval.csv`` (``fname, labels, mids``), ``vocabulary.csv``
+(no header: ``index, label, mid``); audio in ``FSD50K.dev_audio/<fname>.wav`` and
+``FSD50K.eval_audio/<fname>.wav``. The labels are the tags as the vocabulary writes them
+(``Bird_vocalization_and_bird_call_and_bird_song``), ancestors included; ``mids`` is
+kept beside them. ``fold`` is the published split (``train``, ``val``, ``eval``).
+``group`` is the Freesound uploader when ``FSD50K.metadata/{dev,eval}_clips_info_FSD50K.json``
+is present (the authors kept each uploader's clips on one side of train/val), else the clip.
+
+200 tags are too many for an environment classifier: the tag-binning task
+``task_files/fsd50k_environment.yaml`` bins them into four classes; ``prepare_fsd50k``
+checks every tag it names against the vocabulary, copies it beside the manifest and
+writes ``fsd50k_bins.json`` with :func:`tag_bins` (clips per class and the overlaps).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import Counter
+from collections.abc import Sequence
+from importlib import resources
+from itertools import combinations
+from typing import Any
+
+from acoustic_env.audio.manifest import ManifestError
+from acoustic_env.audioset.tasks import Task, class_counts, load_task
+from acoustic_env.recipes.common import LABEL_SEPARATOR, read_csv, write_manifest
+from acoustic_env.storage import filesystem, join, write_json
+
+GROUND_TRUTH = "FSD50K.ground_truth"
+AUDIO = {"dev": "FSD50K.dev_audio", "eval": "FSD50K.eval_audio"}
+CLIPS_INFO = "FSD50K.metadata/{part}_clips_info_FSD50K.json"
+EXTRA = ("mids", "uploader")
+
+
+def bins_task_path() -> str:
+    """The packaged tag-binning task file."""
+    return str(resources.files("acoustic_env.recipes") / "task_files" / "fsd50k_environment.yaml")
+
+
+def tag_bins(task: Task, label_lists: Sequence[Sequence[str]], folds: Sequence[str] | None = None) -> dict[str, Any]:
+    """Clips per class (``class_counts``) and per pair of classes claimed together (``overlaps``), per fold too."""
+    def count(rows: Sequence[Sequence[str]]) -> dict[str, Any]:
+        pairs: Counter[str] = Counter()
+        for labels in rows:
+            hits, _ = task.claims(labels)
+            pairs.update(f"{task.class_names[a]}+{task.class_names[b]}" for a, b in combinations(sorted(hits), 2))
+        return {**class_counts(task, rows), "overlaps": dict(pairs.most_common())}
+
+    out = count(label_lists)
+    if folds is not None:
+        out["per_fold"] = {f: count([ls for ls, g in zip(label_lists, folds) if g == f]) for f in sorted(set(folds))}
+    return out
+
+
+def _uploaders(root: str, part: str) -> dict[str, str]:
+    fs, path = filesystem(join(root, CLIPS_INFO.format(part=part)))
+    if not fs.isfile(path):
+        return {}
+    return {str(k): str(v.get("uploader") or "") for k, v in json.loads(fs.cat_file(path)).items()}
+
+
+def prepare_fsd50k(root: str, out: str, task_file: str | None = None) -> str:
+    """Write ``<out>/fsd50k.csv``, the task file and ``fsd50k_bins.json``; returns the manifest's path.
+
+    ``task_file``: another tag-binning task (default: the packaged ``fsd50k_environment.yaml``).
+    """
+    gt = join(root, GROUND_TRUTH)
+    vocabulary = {r["label"] for r in read_csv(join(gt, "vocabulary.csv"), ("index", "label", "mid"), header=False)}
+    task_file = task_file or bins_task_path()
+    task = load_task(task_file)
+    unknown = sorted(set().union(*task.class_labels) - vocabulary)
+    if unknown:
+        raise ManifestError(f"{task_file}: tag(s) not in {join(gt, 'vocabulary.csv')}: {', '.join(unknown)}")
+    rows = []
+    for part, required in (("dev", ("fname", "labels", "mids", "split")), ("eval", ("fname", "labels", "mids"))):
+        uploaders = _uploaders(root, part)
+        for r in read_csv(join(gt, f"{part}.csv"), required, what="is ROOT the FSD50K folder?"):
+            labels = [t for t in r["labels"].split(",") if t]
+            strange = [t for t in labels if t not in vocabulary]
+            if strange:
+                raise ManifestError(f"{join(gt, part + '.csv')}: clip {r['fname']} has tag {strange[0]!r}, "
+                                    "not in vocabulary.csv")
+            uploader = uploaders.get(r["fname"], "")
+            rows.append({"clip_id": r["fname"], "uri": join(root, AUDIO[part], f"{r['fname']}.wav"),
+                         "labels": labels, "group": f"uploader:{uploader}" if uploader else f"clip:{r['fname']}",
+                         "fold": r["split"] if part == "dev" else "eval",
+                         "mids": LABEL_SEPARATOR.join(m for m in r["mids"].split(",") if m), "uploader": uploader})
+    manifest = write_manifest(rows, out, "fsd50k", EXTRA)
+    (src_fs, src), (dst_fs, dst) = filesystem(task_file), filesystem(join(out, posixpath.basename(task_file)))
+    dst_fs.pipe_file(dst, src_fs.cat_file(src))  # beside the manifest: the task the counts were made with
+    write_json(tag_bins(task, [r["labels"] for r in rows], [r["fold"] for r in rows]), join(out, "fsd50k_bins.json"))
+    return manifest

@@ -1,0 +1,326 @@
+"""The extract pipeline against a plain process pool on the same clips; resume planning; driver memory.
+
+    python benchmarks/pipeline.py                       # 120 clips, 2 repeats, planning at 2M, memory at 20k/200k/2M
+    python benchmarks/pipeline.py --clips 588 --repeats 3 --write
+
+Three measurements, printed as one markdown section (``--write`` also puts it into
+benchmarks/RESULTS.md, replacing this script's previous section):
+
+1. **Throughput.** Demo clips (``generate_demo``, 10 s each) copied under distinct clip
+   ids into one CSV manifest. In each repeat, alternately: a ``multiprocessing.Pool``
+   of one process per core calling ``decode_clip`` + ``cpu_features`` on every clip
+   (wall time from creating the pool to the last result), and ``acoustic-env extract``
+   as a subprocess on a fresh output (wall time from launch to exit: Python start-up,
+   Ray start, actors, everything). Steady state excludes start-up: clips/s between the
+   first and the last written part (their mtimes) for the pipeline, between the same
+   clip counts for the pool. Efficiency = stage CPU seconds / (wall × cores). Medians
+   over the repeats, and the ratio pipeline / pool.
+2. **Ray overhead.** The same command on as many rows of files that do not exist:
+   no decoding or features, so its wall time is start-up plus Ray Data's per-operator
+   and per-block costs; the run record splits Ray's start from the stream.
+3. **Resume planning and driver memory.** A synthetic output of ``--plan-clips`` clips
+   in parts of 64 rows holding only ``clip_id`` (as many parts as a real run of that
+   size writes), indexed by ``runs.make_plan`` with 32 threads and with 1; and
+   ``acoustic-env extract`` on manifests of 20k, 200k and 2M missing files: seconds
+   to plan (run record), seconds until the first part is on disk, and the driver's
+   peak RSS (``VmHWM``) a few seconds after that, when the job is interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from machine import describe  # benchmarks/machine.py, beside this script
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+HEADING = "## Extract pipeline vs a process pool; resume planning; driver memory (pipeline.py)"
+CLI = [sys.executable, "-m", "acoustic_env.cli", "extract"]
+WRITE_BATCH = 16  # rows per part in the throughput runs: enough parts to time the steady state
+
+
+# --- 1. throughput ---
+
+def make_clips(workdir: Path, n_clips: int, n_source: int) -> Path:
+    """A CSV manifest of ``n_clips`` rows: the demo's good clips, repeated under distinct ids."""
+    from acoustic_env.demo.synth import generate_demo
+
+    demo = generate_demo(workdir / "demo", n_clips=n_source, seed=11, duration_s=10.0, n_broken=0)
+    files = sorted(demo.audio_dir.iterdir())
+    path = workdir / "clips.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["clip_id", "uri", "labels"])
+        for i in range(n_clips):
+            w.writerow([f"c{i:05d}", str(files[i % len(files)]), ""])
+    return path
+
+
+def _pool_clip(uri: str) -> float:
+    """decode + cpu_features for one clip in a pool worker; returns its stage CPU seconds."""
+    import time as t
+
+    from acoustic_env.audio.decode import decode_clip
+    from acoustic_env.config import DecodeParams, FeatureParams
+    from acoustic_env.features import cpu_features
+
+    t0 = t.thread_time()
+    clip = decode_clip(uri, DecodeParams())
+    decode_s = t.thread_time() - t0
+    _, cpu = cpu_features(clip.audio, 16000, FeatureParams())
+    return decode_s + sum(cpu.values())
+
+
+def run_pool(uris: list[str], cores: int) -> dict[str, float]:
+    t0 = time.monotonic()
+    done: list[float] = []
+    cpu = 0.0
+    with mp.get_context("fork").Pool(cores) as pool:
+        for seconds in pool.imap_unordered(_pool_clip, uris, chunksize=1):
+            cpu += seconds
+            done.append(time.monotonic())
+    wall = done[-1] - t0
+    n = len(uris)
+    first = min(WRITE_BATCH, n) - 1
+    steady = (n - first - 1) / (done[-1] - done[first]) if n > first + 1 else float("nan")
+    return {"wall_s": wall, "clips_s": n / wall, "steady_clips_s": steady, "efficiency": cpu / (wall * cores)}
+
+
+def run_extract(manifest: Path, output: Path, cores: int, extra: list[str] = ()) -> dict[str, float]:
+    cmd = [*CLI, "--manifest", str(manifest), "--output", str(output), "--no-progress",
+           "--write-batch-size", str(WRITE_BATCH), *extra]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    t0 = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=output.parent)
+    wall = time.time() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"extract failed: {out.stderr[-2000:]}")
+    record = json.loads(next((output / "runs").glob("*.json")).read_text())
+    n = record["counts"]["processed"]
+    parts = sorted((p.stat().st_mtime, pq.read_metadata(p).num_rows) for p in (output / "features").glob("*.parquet"))
+    steady = float("nan")
+    if len(parts) > 1:
+        steady = sum(k for _, k in parts[1:]) / (parts[-1][0] - parts[0][0])
+    cpu = sum(record["cpu_s"].values())
+    return {"wall_s": wall, "clips_s": n / wall, "steady_clips_s": steady, "efficiency": cpu / (wall * cores),
+            "ok": record["counts"]["ok"], "failed": record["counts"]["failed"], **{
+                f"t_{k}": v for k, v in record.get("timing_s", {}).items()}}
+
+
+def throughput(workdir: Path, n_clips: int, n_source: int, repeats: int, cores: int,
+               extract_args: list[str] = ()) -> tuple[list[str], dict]:
+    manifest = make_clips(workdir, n_clips, n_source)
+    with open(manifest) as fh:
+        uris = [r["uri"] for r in csv.DictReader(fh)]
+    # the pool's parent imports what its workers run (they fork from it), as a script would
+    import acoustic_env.audio.decode  # noqa: F401
+    import acoustic_env.features  # noqa: F401
+
+    pools, pipes = [], []
+    for r in range(repeats):
+        pools.append(run_pool(uris, cores))
+        pipes.append(run_extract(manifest, workdir / f"out-{r}", cores, extract_args))
+        print(f"  repeat {r}: pool {pools[-1]['clips_s']:.2f} clips/s, extract {pipes[-1]['clips_s']:.2f} clips/s",
+              file=sys.stderr)
+    med = {k: {m: statistics.median(x[m] for x in runs) for m in ("wall_s", "clips_s", "steady_clips_s",
+                                                                   "efficiency")}
+           for k, runs in (("pool", pools), ("extract", pipes))}
+    lines = [f"{n_clips} clips of 10 s ({n_source} generated demo clips, each under {n_clips // n_source}+ ids), "
+             f"{repeats} repeats alternating; `--write-batch-size {WRITE_BATCH}`; medians.", "",
+             "| | wall s | clips/s | steady clips/s | efficiency |", "|---|---:|---:|---:|---:|"]
+    for k, label in (("pool", f"`multiprocessing.Pool({cores})`: decode + cpu_features"),
+                     ("extract", "`acoustic-env extract` (Ray Data, local)")):
+        m = med[k]
+        lines.append(f"| {label} | {m['wall_s']:.1f} | {m['clips_s']:.2f} | {m['steady_clips_s']:.2f} | "
+                     f"{m['efficiency']:.2f} |")
+    lines.append(f"| **extract / pool** | | **{med['extract']['clips_s'] / med['pool']['clips_s']:.2f}** | "
+                 f"**{med['extract']['steady_clips_s'] / med['pool']['steady_clips_s']:.2f}** | |")
+    t = {k: statistics.median(x[k] for x in pipes) for k in pipes[0] if k.startswith("t_")}
+    lines += ["", "Per run: " + "; ".join(f"pool {p['clips_s']:.2f} / extract {e['clips_s']:.2f} clips/s "
+                                          f"(steady {p['steady_clips_s']:.2f} / {e['steady_clips_s']:.2f})"
+                                          for p, e in zip(pools, pipes)) + ".",
+              f"Inside extract (run record `timing_s`, medians): plan {t.get('t_plan', 0):.2f} s, "
+              f"Ray start {t.get('t_ray_start', 0):.1f} s, stream {t.get('t_stream', 0):.1f} s "
+              f"(first part after {t.get('t_first_part', 0):.1f} s)."]
+    return lines, med
+
+
+def overhead(workdir: Path, n_rows: int, cores: int) -> list[str]:
+    manifest = workdir / "missing.csv"
+    write_missing(manifest, n_rows)
+    r = run_extract(manifest, workdir / "out-missing", cores)
+    return [f"Ray overhead: `acoustic-env extract` on {n_rows} rows of missing files (every stage runs, no "
+            f"decoding or features): {r['wall_s']:.1f} s wall, of which Ray start {r.get('t_ray_start', 0):.1f} s, "
+            f"stream {r.get('t_stream', 0):.1f} s (actors' start, blocks, writes); the rest is Python start-up, "
+            f"imports, planning and the run record."]
+
+
+# --- 3. planning and driver memory ---
+
+def write_missing(path: Path, n_rows: int) -> None:
+    """A manifest of ``n_rows`` files that do not exist (AudioSet-like ids and paths)."""
+    ids = pa.array([f"Y{i:010d}_30000" for i in range(n_rows)])
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    uris = pc.binary_join_element_wise("/nonexistent/audio/", ids, ".flac", "")
+    table = pa.table({"clip_id": ids, "uri": uris, "labels": pa.array(["/m/09x0r;/t/dd00128"] * n_rows)})
+    pacsv.write_csv(table, path)
+
+
+def synthetic_output(root: Path, n_clips: int, per_part: int = 64) -> int:
+    """features/ of ``n_clips`` clips in parts of ``per_part`` rows holding only clip_id; returns the part count."""
+    features = root / "features"
+    features.mkdir(parents=True)
+    ids = np.array([f"Y{i:010d}_30000" for i in range(n_clips)], dtype=object)
+    n_parts = 0
+    for start in range(0, n_clips, per_part):
+        pq.write_table(pa.table({"clip_id": pa.array(ids[start:start + per_part], pa.string())}),
+                       features / f"part-run-{n_parts:08d}.parquet", compression="none")
+        n_parts += 1
+    return n_parts
+
+
+def planning(workdir: Path, n_clips: int) -> list[str]:
+    from acoustic_env import runs
+
+    root = workdir / "planned"
+    t0 = time.monotonic()
+    n_parts = synthetic_output(root, n_clips)
+    made = time.monotonic() - t0
+    extra = n_clips // 200
+    manifest = pa.table({"clip_id": pa.array([f"Y{i:010d}_30000" for i in range(n_clips + extra)])})
+    lines = [f"Resume planning: a synthetic output of {n_clips:,} clips in {n_parts:,} parts of 64 rows (only "
+             f"`clip_id`; written in {made:.0f} s), a manifest of {n_clips + extra:,} rows; `runs.make_plan` "
+             "(list, read every part's clip_id, repair duplicates, filter the manifest), page cache warm:", "",
+             "| index threads | wall s | CPU s | to do |", "|---:|---:|---:|---:|"]
+    for threads in (runs.INDEX_THREADS, 1):
+        saved, runs.INDEX_THREADS = runs.INDEX_THREADS, threads
+        try:
+            t0, c0 = time.monotonic(), time.process_time()
+            plan = runs.make_plan(manifest, str(root))
+            lines.append(f"| {threads} | {time.monotonic() - t0:.1f} | {time.process_time() - c0:.1f} | "
+                         f"{plan.todo.num_rows:,} |")
+        finally:
+            runs.INDEX_THREADS = saved
+        assert plan.skipped == n_clips and plan.todo.num_rows == extra
+    return lines
+
+
+def _status_mb(pid: int) -> dict[str, float]:
+    """VmHWM (peak RSS, shared object-store pages the driver wrote included) and RssAnon (private), MB."""
+    with open(f"/proc/{pid}/status") as fh:
+        fields = dict(line.split(":", 1) for line in fh if ":" in line)
+    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmHWM", "RssAnon")}
+
+
+def driver_memory(workdir: Path, sizes: list[int], linger_s: float) -> list[str]:
+    lines = ["Driver memory: `acoustic-env extract` on a CSV manifest of N missing files, interrupted "
+             f"{linger_s:.0f} s after its first part is on disk. VmHWM counts the shared-memory pages of the "
+             "blocks the driver put into Ray's object store; RssAnon is the driver's own memory:", "",
+             "| manifest rows | read + plan s | first part after s | driver peak RSS (VmHWM) MB | "
+             "driver peak private (RssAnon, sampled every 0.2 s) MB |", "|---:|---:|---:|---:|---:|"]
+    for n in sizes:
+        manifest = workdir / f"missing-{n}.csv"
+        write_missing(manifest, n)
+        output = workdir / f"mem-{n}"
+        cmd = [*CLI, "--manifest", str(manifest), "--output", str(output), "--no-progress"]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                                env={**os.environ, "RAY_ADDRESS": ""})
+        first = None
+        peak = {"VmHWM": 0.0, "RssAnon": 0.0}
+        try:
+            while proc.poll() is None:
+                now = _status_mb(proc.pid)
+                peak = {k: max(peak[k], now[k]) for k in peak}
+                if first is None and any((output / "errors").glob("part-*.parquet")):
+                    first = time.monotonic() - t0
+                if first is not None and time.monotonic() - t0 > first + linger_s:
+                    break
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)  # the driver shuts its local Ray down
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        record = json.loads(next((output / "runs").glob("*.json")).read_text())
+        timing = record.get("timing_s", {})  # written once the plan is made
+        read_plan = timing.get("manifest", float("nan")) + timing.get("plan", float("nan"))
+        lines.append(f"| {n:,} | {read_plan:.1f} | {first if first is not None else float('nan'):.1f} | "
+                     f"{peak['VmHWM']:.0f} | {peak['RssAnon']:.0f} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=120)
+    ap.add_argument("--source-clips", type=int, default=40, help="demo clips generated (copied to make --clips)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--plan-clips", type=int, default=2_000_000)
+    ap.add_argument("--memory-rows", default="20000,200000,2000000")
+    ap.add_argument("--linger", type=float, default=10.0, help="seconds the memory runs go on after the first part")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: throughput,overhead,planning,memory")
+    ap.add_argument("--extract-args", default="", help="more options for the extract runs, e.g. "
+                    "'--embedders vggish,yamnet,panns --allow-random-weights' on a GPU machine (the pool "
+                    "runs the CPU features only, so the ratio then says what the embedders cost)")
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    body: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        workdir = Path(tmp)
+        if "throughput" not in skip:
+            body += throughput(workdir, args.clips, args.source_clips, args.repeats, cores,
+                               shlex.split(args.extract_args))[0] + [""]
+        if "overhead" not in skip:
+            body += overhead(workdir, args.clips, cores) + [""]
+        if "planning" not in skip:
+            body += planning(workdir, args.plan_clips) + [""]
+        if "memory" not in skip:
+            body += driver_memory(workdir, [int(x) for x in args.memory_rows.split(",")], args.linger) + [""]
+    import pyarrow
+    import ray
+
+    head = [HEADING, "",
+            f"`python benchmarks/pipeline.py {shlex.join(sys.argv[1:])}`, {dt.date.today().isoformat()}  ",
+            f"{describe()}, {platform.platform()}, Python {platform.python_version()}, ray {ray.__version__}, "
+            f"pyarrow {pyarrow.__version__}; load average {load:.1f} at the start "
+            f"({os.getloadavg()[0]:.1f} at the end): the machine was shared with other jobs.", ""]
+    section = "\n".join(head + body).rstrip() + "\n"
+    print(section)
+    if args.write:
+        text = RESULTS.read_text()
+        if HEADING in text:
+            before, rest = text.split(HEADING, 1)
+            idx = rest.find("\n## ")
+            text = before + section + ("\n" + rest[idx + 1:] if idx >= 0 else "")
+        else:
+            text = text.rstrip() + "\n\n" + section
+        RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

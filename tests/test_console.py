@@ -1,0 +1,109 @@
+"""The console: the tool's own lines only; Ray's output in the run's log file; -v brings it back.
+
+Each case runs the real command in a subprocess, so that Ray starts (and logs, and
+prints from C++) exactly as it does for a user, and reads what reached the console.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acoustic_env.demo.synth import generate_demo
+from acoustic_env.demo.tables import synthetic_table, write_features
+
+pytestmark = pytest.mark.slow
+
+#: What must never reach the console of a successful run: Ray's log lines (Python and
+#: C++ formats), its status and progress lines, tracebacks, warnings and "failed" blocks.
+NOISE = re.compile(
+    r"Traceback|Warning|WARNING|warnings\.warn|\bfailed due to\b|Training failed|PlacementGroup|raylet|"
+    r"^\[\d{4}-\d\d-\d\d |^\(\w+ pid=|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (ray|INFO|WARNING)|"
+    r"ray\.(data|tune|train)|Running Dataset|Total Progress|Starting execution of Dataset|"
+    r"Trial .* (errored|completed)|Ray Tune|Checkpoint", re.MULTILINE)
+
+
+def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "acoustic_env.cli", *argv], capture_output=True, text=True,
+                          timeout=900, cwd=cwd)
+
+
+def console(r: subprocess.CompletedProcess) -> str:
+    return r.stdout + r.stderr
+
+
+def log_of(r: subprocess.CompletedProcess) -> Path:
+    """The log file the command announced on its first line (it must have announced one)."""
+    m = re.search(r"details and Ray's output go to (\S+\.log)", r.stdout.splitlines()[0])
+    assert m, r.stdout
+    return Path(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    return generate_demo(tmp_path_factory.mktemp("console") / "data", n_clips=6, duration_s=1.0, n_broken=0, seed=7)
+
+
+def test_extract_console_has_no_ray_lines_and_the_log_has_them(clips, tmp_path):
+    out = tmp_path / "out"
+    r = run("extract", "--manifest", str(clips.clips_csv), "--audio-root", str(clips.audio_dir),
+            "--output", str(out), cwd=tmp_path)
+    assert r.returncode == 0, console(r)
+    text = console(r)
+    assert not NOISE.search(text), text
+    assert len(text.splitlines()) <= 12, text
+    assert re.search(r"^extract \S+: 6 clips extracted, 0 failed", r.stdout, re.MULTILINE), text
+    log = log_of(r)
+    assert log.parent == out / "logs" and log.is_file()
+    assert re.search(r" ray[.\w]* (INFO|WARNING) ", log.read_text())  # routed there, not silenced
+
+
+def test_verbose_brings_rays_output_back(clips, tmp_path):
+    r = run("-v", "extract", "--manifest", str(clips.clips_csv), "--audio-root", str(clips.audio_dir),
+            "--output", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 0, console(r)
+    # Ray's own lines (its Python loggers' or its C++ core worker's), back on the console
+    assert re.search(r"core_worker\.cc|authentication_token_setup|ray\.data|Starting execution of Dataset|"
+                     r"ray\._private", console(r)), console(r)
+    assert not (tmp_path / "out" / "logs").exists()
+
+
+def test_train_search_console_is_quiet(tmp_path):
+    """Two trials under ASHA (one may be stopped early): no Tune/Train block, no warning, a few lines."""
+    table = write_features(synthetic_table(90, seed=3), str(tmp_path / "t"))
+    r = run("train", "--features", table, "--output", str(tmp_path / "m"), "--trials", "2", "--cv-folds", "0",
+            "--baselines", "", "--no-ablations", "--shap-samples", "0", "--max-rounds", "4", "--grace-rounds", "1",
+            "--steps-per-round", "5", "--feature-groups", "indices", cwd=tmp_path)
+    assert r.returncode == 0, console(r)
+    text = console(r)
+    assert not NOISE.search(text), text
+    assert len(text.splitlines()) <= 12, text
+    assert "search: 2 trial(s)" in text and (tmp_path / "m" / "model" / "model.json").is_file()
+
+
+def test_a_real_failure_is_one_line_and_the_log_path(tmp_path):
+    table = Path(write_features(synthetic_table(30, seed=3), str(tmp_path / "t")))
+    (table / "features" / "part-zz-damaged.parquet").write_bytes(b"PAR1" + b"\0" * 64)
+    r = run("train", "--features", str(table), "--output", str(tmp_path / "m"), cwd=tmp_path)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("acoustic-env: error: train failed: "), r.stderr
+    log = log_of(r)
+    assert f"(details: {log})" in err[0]
+    assert "Traceback (most recent call last)" in log.read_text()
+
+
+def test_demo_console_is_under_40_lines(tmp_path):
+    r = run("demo", "--clips", "12", "--duration", "2", "--output", str(tmp_path / "demo"), cwd=tmp_path)
+    assert r.returncode == 0, console(r)
+    text = console(r)
+    lines = text.splitlines()
+    assert len(lines) < 40, text
+    assert not re.search(r"Traceback|Training failed|PlacementGroup|raylet|ray\.(data|tune|train)|"
+                         r"^\[\d{4}-\d\d-\d\d ", text, re.MULTILINE), text
+    assert re.search(r"\b\d+ of \d+ clips\b", text)  # the extract job's progress line
+    assert any(line.startswith("audit ") for line in lines) and any(line.startswith("train run") for line in lines)

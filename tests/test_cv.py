@@ -1,0 +1,167 @@
+"""Cross-validation as the train job's evaluation of record (``learn.cv``, ``train`` with ``cv_folds``).
+
+Leakage (no group on both sides of any fold, preprocessing refitted per fold),
+given folds honoured, metrics pooled out of fold, intervals that respect
+groups, the model chosen by its cross-validated score, and the chosen model
+saved exactly in the artifact's network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.demo.tables import synthetic_table, write_features
+from acoustic_env.jobs.train.job import summary_lines, train
+from acoustic_env.learn.cv import AVERAGE, CVResult, choose, cross_validate, export_network, given_folds, saved_choice
+from acoustic_env.learn.metrics import evaluate, intervals
+from acoustic_env.learn.mlp import MLP, predict_proba
+from acoustic_env.learn.splits import assign_folds, leaks
+from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.table import read_features
+
+
+def _blobs(n: int, d: int = 6, seed: int = 0, rows_per_group: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % 2)
+    x = rng.standard_normal((n, d)) + 1.2 * y[:, None] * (np.arange(d) < 2)
+    groups = np.array([f"rec{i // rows_per_group}" for i in range(n)], dtype=object)
+    return x.astype(np.float32), y, groups
+
+
+def test_folds_never_split_a_group_and_every_fit_excludes_the_held_out_groups():
+    x, y, groups = _blobs(120)
+    folds = assign_folds(y, groups, ("a", "b"), 5, seed=3, field="cv_folds")
+    assert leaks(groups, folds) == set() and sorted(np.unique(folds)) == [0, 1, 2, 3, 4]
+    seen = []
+
+    def prepare(train_rows: np.ndarray) -> np.ndarray:
+        seen.append(train_rows.copy())
+        return x
+
+    cross_validate(prepare, y, folds, "single_label", 2, ["logreg"])
+    assert len(seen) == 5
+    for train_rows in seen:
+        assert not set(groups[train_rows]) & set(groups[~train_rows])  # no group on both sides
+        held = np.unique(folds[~train_rows])
+        assert len(held) == 1  # exactly one fold held out, fitted on all the others
+
+
+def test_metrics_are_pooled_out_of_fold_not_in_sample():
+    """Labels independent of 40 noise features: in-sample fits look good, out-of-fold must not."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((150, 40)).astype(np.float32)
+    y = rng.integers(0, 2, 150)
+    groups = np.array([f"c{i}" for i in range(150)], dtype=object)
+    folds = assign_folds(y, groups, ("a", "b"), 5, seed=0)
+    result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "xgboost"])
+    in_sample = make_estimator("xgboost", "single_label", 2).fit(x, y).predict_proba(x)
+    assert evaluate("single_label", ["a", "b"], y, in_sample)["roc_auc"] > 0.95
+    for name in ("logreg", "xgboost", AVERAGE):
+        assert abs(evaluate("single_label", ["a", "b"], y, result.proba[name])["roc_auc"] - 0.5) < 0.15
+    # each fold's rows come from a model fitted without them
+    k = 2
+    manual = make_estimator("logreg", "single_label", 2).fit(x[folds != k], y[folds != k]).predict_proba(x[folds == k])
+    np.testing.assert_allclose(result.proba["logreg"][folds == k], manual, rtol=1e-6, atol=1e-9)
+
+
+def test_model_choice_follows_the_cross_validated_score():
+    """An XOR target: trees can learn it, a linear model cannot; CV must see that and choose trees."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((200, 4)).astype(np.float32)
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
+    groups = np.array([f"c{i}" for i in range(200)], dtype=object)
+    folds = assign_folds(y, groups, ("a", "b"), 4, seed=0)
+    result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "xgboost"])
+    assert result.scores["xgboost"] > result.scores["logreg"] + 0.2
+    assert result.chosen == "xgboost"
+    # trees are not a network: the artifact holds the best network by the same score
+    assert saved_choice(result) == "logreg"
+    tie = {"logreg": np.tile([0.4, 0.6], (4, 1)), "mlp": np.tile([0.4, 0.6], (4, 1))}
+    assert choose("single_label", np.array([0, 1, 0, 1]), tie)[0] == "logreg"  # ties: the simpler model
+    only_trees = CVResult(folds=folds, proba={}, scores={"xgboost": 0.9}, chosen="xgboost")
+    with pytest.raises(ConfigError, match="baselines"):
+        saved_choice(only_trees)
+
+
+def test_group_bootstrap_is_wider_than_a_clip_bootstrap_when_groups_repeat_clips():
+    rng = np.random.default_rng(3)
+    base_y = rng.integers(0, 2, 30)
+    base_p = np.clip(0.5 + (base_y - 0.5) * 0.3 + rng.normal(0, 0.3, 30), 0.01, 0.99)
+    y, p = np.repeat(base_y, 5), np.repeat(base_p, 5)  # each recording gives five near-identical clips
+    proba = np.stack([1 - p, p], axis=1)
+    by_group = intervals("single_label", y, proba, np.repeat(np.arange(30), 5), replicates=300)
+    by_clip = intervals("single_label", y, proba, np.arange(150), replicates=300)
+    width = lambda iv: iv[1] - iv[0]  # noqa: E731
+    assert width(by_group["roc_auc"]) > 1.5 * width(by_clip["roc_auc"])
+    assert by_group["accuracy"][0] <= float(((p > 0.5) == y).mean()) <= by_group["accuracy"][1]
+    assert set(by_group) == {"roc_auc", "accuracy", "macro_f1", "accuracy_wilson"}
+
+
+@pytest.mark.parametrize("kind, k", [("single_label", 2), ("single_label", 3), ("multi_label", 3)])
+@pytest.mark.parametrize("name", ["logreg", "mlp"])
+def test_the_saved_network_computes_the_chosen_model_exactly(kind, k, name):
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((90, 5)) * 4 + 2).astype(np.float32)  # far from standardised: the scaler must fold in
+    y = rng.integers(0, 2, (90, k)) if kind == "multi_label" else rng.integers(0, k, 90)
+    model = make_estimator(name, kind, k, seed=0).fit(x, y)
+    arch, state = export_network(model)
+    net = MLP(**arch)
+    net.load_state_dict(state)
+    np.testing.assert_allclose(predict_proba(net, x, kind, k), model.predict_proba(x), atol=1e-5)
+    with pytest.raises(ValueError, match="cannot be held"):
+        export_network(make_estimator("xgboost", kind, k).fit(x, y))
+
+
+def _table_with_folds(tmp_path, n: int = 60, folds: int = 3) -> tuple[str, list[int]]:
+    table = synthetic_table(n, seed=5, rows_per_group=2, signals=("raw",))
+    published = [i % folds + 1 for i in range(n)]
+    table = table.append_column("fold", pa.array(published, pa.int64()))
+    return write_features(table, str(tmp_path / "features")), published
+
+
+def test_given_folds_are_read_exactly_and_bad_columns_end_in_one_line(tmp_path):
+    source, published = _table_with_folds(tmp_path)
+    features = read_features(source, task="urban_natural", feature_groups=["indices_raw"])
+    folds = given_folds(features, "fold")
+    want = {f"clip{i:07d}": f - 1 for i, f in enumerate(published)}
+    assert folds.tolist() == [want[c] for c in features.ids]
+    with pytest.raises(ConfigError, match=r"^folds_column: 'split' is not a column of .*\(columns: clip_id, uri"):
+        given_folds(features, "split")
+    with pytest.raises(ConfigError, match="folds_column: cannot be combined with test_list"):
+        from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "folds_column": "fold",
+                                "test_list": str(tmp_path / "t.txt")})
+    with pytest.raises(ConfigError, match=r"cv_folds: must be 0 \(no cross-validation\) or >= 2, got 1"):
+        from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "cv_folds": 1})
+
+
+def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tmp_path):
+    """End to end: published folds, pooled figures with intervals, per-fold figures, the artifact loads."""
+    import acoustic_env as ae
+
+    source, published = _table_with_folds(tmp_path)
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), "folds_column": "fold",
+                                  "feature_groups": ["indices_raw"], "baselines": ["logreg"], "ablations": False,
+                                  "shap_samples": 0, "trials": 4})
+    summary = train(cfg)
+    ev = summary["evaluation"]
+    assert ev["method"] == "cross_validation" and ev["folds"] == 3 and ev["folds_column"] == "fold"
+    assert set(ev["candidates"]) == {"logreg", "mlp", AVERAGE}
+    assert ev["chosen"] == max(ev["scores"], key=ev["scores"].get)
+    assert ev["saved_model"] in ("logreg", "mlp")
+    assert {s: c["clips"] for s, c in summary["counts"]["splits"].items()} == {"fold 1": 20, "fold 2": 20, "fold 3": 20}
+    for name, m in ev["models"].items():
+        assert [f["n"] for f in m["per_fold"]] == [20, 20, 20]
+        assert summary["metrics"][name]["n"] == 60  # pooled: every clip once
+        lo, hi = m["intervals"]["roc_auc"]
+        assert lo <= summary["metrics"][name]["roc_auc"] <= hi
+    assert "3-fold cross-validation over all 60 clips (the 3 folds of column 'fold')" in ev["description"]
+    assert summary["search"]["trials"] == []  # no search on a split of a few clips
+    model = ae.load_model(summary["model"])
+    assert model.meta["evaluation"]["saved_model"] == ev["saved_model"]
+    p = model.predict_proba(source)
+    assert p.shape == (60, 2) and np.allclose(p.sum(axis=1), 1)
+    text = "\n".join(summary_lines(summary))
+    assert "3-fold cross-validation over column fold" in text and "cv logreg" in text and "[" in text

@@ -1,0 +1,157 @@
+"""Near-duplicates: planted copies (re-encoded, resampled, gain-changed) among distinct synthetic clips.
+
+The clips go through the real extract (decode, resample, features) with Ray; the
+copies are the same generated audio written again as OGG Vorbis, as 16-bit WAV
+resampled to 44.1 kHz, and as FLAC at 22.05 kHz 9 dB quieter.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import soxr
+
+from acoustic_env.demo.synth import make_clip
+from acoustic_env.learn.duplicates import (
+    DEFAULT_THRESHOLD,
+    DISAGREE_COLUMN,
+    find_pairs,
+    merge_duplicate_groups,
+    pairs_table,
+)
+from acoustic_env.learn.splits import assign_splits, leaks, strata
+from acoustic_env.table import read_features
+
+N_DISTINCT, N_COPIED = 36, 8
+TASK = "labels:urban,natural"
+# (suffix, sample rate, gain in dB, soundfile format, subtype, compression level); Vorbis at
+# quality 0.9 (libsndfile's compression level 0.1), what a re-upload at a high bit rate keeps
+VARIANTS = (("ogg", 22050, 0.0, "OGG", "VORBIS", 0.1), ("wav", 44100, 0.0, "WAV", "PCM_16", None),
+            ("flac", 22050, -9.0, "FLAC", "PCM_16", None))
+
+
+def make_collection(root: Path) -> tuple[Path, list[set[str]]]:
+    """N_DISTINCT clips (FLAC, 22.05 kHz), the first N_COPIED with 3 copies each; returns the manifest, copy sets.
+
+    One copy of clip 0 carries the other class, the mislabelled duplicate the audit must name.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    rows, copy_sets = [], []
+    for i in range(N_DISTINCT):
+        cls = ("urban", "natural")[i % 2]
+        audio, _ = make_clip(np.random.default_rng([7, i]), cls, 2.0, 22050, 1)
+        sf.write(root / f"c{i:02d}.flac", audio, 22050, subtype="PCM_16")
+        rows.append({"clip_id": f"c{i:02d}", "uri": str(root / f"c{i:02d}.flac"), "labels": cls})
+        if i >= N_COPIED:
+            continue
+        ids = {f"c{i:02d}"}
+        for k, (ext, sr, gain, fmt, subtype, level) in enumerate(VARIANTS):
+            x = soxr.resample(audio, 22050, sr) if sr != 22050 else audio
+            x = np.clip(x * 10 ** (gain / 20), -1, 1)
+            name = f"c{i:02d}_copy{k}"
+            sf.write(root / f"{name}.{ext}", x, sr, format=fmt, subtype=subtype, compression_level=level)
+            label = ("natural" if cls == "urban" else "urban") if (i, k) == (0, 0) else cls
+            rows.append({"clip_id": name, "uri": str(root / f"{name}.{ext}"), "labels": label})
+            ids.add(name)
+        copy_sets.append(ids)
+    manifest = root / "clips.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["clip_id", "uri", "labels"])
+        w.writeheader()
+        w.writerows(rows)
+    return manifest, copy_sets
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory, ray_session) -> tuple[Path, list[set[str]]]:
+    import acoustic_env as ae
+
+    root = tmp_path_factory.mktemp("dups")
+    manifest, copy_sets = make_collection(root / "audio")
+    run = ae.extract(str(manifest), str(root / "out"), progress=False)
+    assert run.counts["ok"] == N_DISTINCT + 3 * N_COPIED, run.counts
+    return root / "out", copy_sets
+
+
+def expected_pairs(copy_sets: list[set[str]]) -> set[tuple[str, str]]:
+    return {tuple(sorted(p)) for s in copy_sets for p in combinations(s, 2)}
+
+
+def test_find_pairs_on_vectors():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 40))
+    x[7] = 3.0 * x[3] + 0.01 * rng.standard_normal(40)  # same direction, another scale
+    i, j, d = find_pairs([x, x[:, :5]], threshold=DEFAULT_THRESHOLD)
+    assert list(zip(i, j)) == [(3, 7)] and d[0] < 0.01
+    with pytest.raises(ValueError, match="threshold"):
+        find_pairs([x], threshold=-1)
+
+
+@pytest.mark.slow
+def test_planted_duplicates_are_found_and_nothing_else(extracted):
+    out, copy_sets = extracted
+    features = read_features(str(out), task=TASK)
+    pairs = pairs_table(features)
+    found = {tuple(sorted(p)) for p in zip(pairs["clip_a"].to_pylist(), pairs["clip_b"].to_pylist())}
+    truth = expected_pairs(copy_sets)
+    recall = len(found & truth) / len(truth)
+    assert recall >= 0.95, (recall, sorted(truth - found))
+    assert found <= truth, sorted(found - truth)  # no false pairs among the distinct clips
+    # the margin: every planted pair far below the threshold, every distinct pair far above it
+    i, j, d = find_pairs([features.X[c] for c in features.columns], threshold=1.99)
+    ids = features.ids
+    dist = {tuple(sorted((ids[a], ids[b]))): v for a, b, v in zip(i, j, d)}
+    assert max(dist[p] for p in truth) < DEFAULT_THRESHOLD / 2
+    assert min(v for p, v in dist.items() if p not in truth) > 2 * DEFAULT_THRESHOLD
+
+
+@pytest.mark.slow
+def test_guard_keeps_copies_on_one_side_of_every_split(extracted):
+    out, copy_sets = extracted
+    features = read_features(str(out), task=TASK)
+    assert not features.has_groups  # no group column: each clip would be its own group
+    guard = merge_duplicate_groups(features)
+    assert guard.counts["groups_merged"] == sum(len(s) - 1 for s in copy_sets)
+    assert guard.counts["clips_regrouped"] == sum(len(s) - 1 for s in copy_sets)
+    merged = guard.apply(features)
+    group_of = dict(zip(merged.ids, merged.groups))
+    assert all(len({group_of[c] for c in s}) == 1 for s in copy_sets)
+    for seed in range(5):
+        split = assign_splits(strata(merged.y), merged.groups, None, 0.25, 0.25, seed)
+        assert not leaks(merged.groups, split)
+        side = dict(zip(merged.ids, split))
+        assert all(len({side[c] for c in s}) == 1 for s in copy_sets)
+
+
+@pytest.mark.slow
+def test_audit_names_the_mislabelled_copy_and_cli_writes_pairs(extracted, tmp_path):
+    import acoustic_env as ae
+
+    out, copy_sets = extracted
+    audit = ae.audit(str(out), str(tmp_path / "audit"), task=TASK, folds=3, review_top=0, random_sample=0)
+    assert audit.record["duplicates"]["groups_merged"] == sum(len(s) - 1 for s in copy_sets)
+    table = pq.read_table(audit.table).to_pylist()
+    named = {r["clip_id"]: r[DISAGREE_COLUMN] for r in table if r[DISAGREE_COLUMN]}
+    assert named["c00_copy0"] in copy_sets[0] - {"c00_copy0"}  # its copies carry the other class
+    assert named.keys() == copy_sets[0]  # and each of them names the mislabelled copy
+    assert named["c00"] == "c00_copy0"
+
+    pairs_file = tmp_path / "pairs.parquet"
+    done = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "duplicates", str(out), "--column",
+                           "indices_raw,mps_raw", "--output", str(pairs_file)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    written = pq.read_table(pairs_file)
+    assert {tuple(sorted(p)) for p in zip(written["clip_a"].to_pylist(), written["clip_b"].to_pylist())} \
+        <= expected_pairs(copy_sets) and written.num_rows >= 0.95 * len(expected_pairs(copy_sets))
+    assert "near-duplicate pairs" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "duplicates", str(out), "--column", "nope",
+                          "--output", str(pairs_file)], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "feature_groups: nope" in bad.stderr

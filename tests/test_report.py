@@ -1,0 +1,154 @@
+"""The training report: intervals, calibration counts, misclassified clips with audio, exact hyper-parameters,
+the columns used and left out, and the page in a real browser (headless Chromium).
+
+One small train run without search (``trials=0``) on a synthetic feature table
+whose clips are real audio files; the report it writes is checked against
+numbers recomputed here from the run's own outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import tone_clip
+from test_audit_review import _wait, browser, console_errors, fetched_elsewhere  # noqa: F401 - browser: a fixture
+
+from acoustic_env.config import TrainConfig, from_dict
+from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs.train.job import train
+from acoustic_env.jobs.train.report import MAX_MISTAKES, mistakes
+from acoustic_env.learn.fit import DEFAULT_PARAMS
+from acoustic_env.learn.metrics import wilson
+from acoustic_env.table import RANDOM_REASON, SIGNAL_REASON
+
+N_CLIPS = 90
+
+
+@pytest.fixture(scope="module")
+def report(ray_session, tmp_path_factory) -> Path:
+    """``<train>/report/`` of a run on a train/val/test split (weak signal, flipped labels: there are mistakes)."""
+    root = tmp_path_factory.mktemp("report")
+    uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, freq=250 + 40 * (i % 7), seed=i)) for i in range(N_CLIPS)]
+    synth = synthetic_features(N_CLIPS, seed=3, separation=0.5, flip=0.15, uris=uris, embedders=("vggish",),
+                               signals=("raw", "fg"))
+    features = write_features(synth.table, str(root / "extract"))
+    train(from_dict(TrainConfig, {
+        "features": features, "output": str(root / "train"), "trials": 0, "cv_folds": 0, "max_rounds": 3,
+        "steps_per_round": 10, "baselines": ("logreg",), "ablations": False, "shap_samples": 0, "signals": ("raw",),
+        "test_size": 0.3, "progress": False}))
+    return root / "train" / "report"
+
+
+def _page(report: Path) -> str:
+    return (report / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_every_metric_has_its_interval_and_the_accuracy_interval_is_wilson(report):
+    metrics, page = json.loads((report / "metrics.json").read_text()), _page(report)
+    for model, r in metrics["models"].items():
+        m, ci = r["test"], metrics["evaluation"]["models"][model]["intervals"]
+        correct = round(m["accuracy"] * m["n"])
+        assert ci["accuracy_wilson"] == pytest.approx(list(wilson(correct, m["n"])))
+        lo, hi = wilson(correct, m["n"])
+        assert f"{m['accuracy']:.3f} <span class='ci'>[{lo:.3f}, {hi:.3f}]</span>" in page
+        for key in ("roc_auc", "macro_f1", "accuracy"):  # bootstrap intervals, around their point estimates
+            low, high = ci[key]
+            assert low <= m[key] <= high and high - low > 0.01
+            assert f"{m[key]:.3f} <span class='ci'>[{low:.3f}, {high:.3f}]</span>" in page
+        # calibration: one count per point of the curve, all the test clips (binary: every clip scores)
+        cal = m["calibration"]
+        assert len(cal["counts"]) == len(cal["observed"]) and sum(cal["counts"]) == m["n"]
+    assert "<h3>Label noise</h3>" in page and "those are noisy" in page
+    assert "--label-accuracy" in page  # no estimate given: the page says how to get the adjusted figure
+
+
+@pytest.mark.slow
+def test_misclassified_clips_have_players_and_spectrograms(report):
+    metrics, page = json.loads((report / "metrics.json").read_text()), _page(report)
+    mlp = metrics["models"]["mlp"]["test"]
+    wrong = round((1 - mlp["accuracy"]) * mlp["n"])
+    assert wrong > 0, "the run made no mistake to list; weaken the signal"
+    assert f"Misclassified clips ({wrong} of {mlp['n']}, mlp, test split)" in page
+    section = page.split("id='mistakes'", 1)[1].split("<h2", 1)[0]
+    audio = re.findall(r"<audio controls preload='none' src='([^']+)'", section)
+    images = re.findall(r"<img src='(assets/[^']+)'", section)
+    assert len(audio) == len(images) == min(wrong, MAX_MISTAKES)
+    for rel in audio + images:
+        assert (report / rel).stat().st_size > 500
+    assert "predictions" not in json.loads((report / "metrics.json").read_text())  # kept out of the summary
+
+
+def test_mistakes_are_exactly_the_wrong_predictions():
+    names = ["urban", "natural"]
+    proba = [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]]
+    results = {"task": {"kind": "single_label", "class_names": names}, "evaluation": {"saved_model": "mlp"},
+               "predictions": {"clip_id": ["a", "b", "c", "abcdefghijk_30000"], "uri": ["u"] * 4,
+                               "start_s": [None] * 4, "end_s": [None] * 4,
+                               "group": [None, None, None, "abcdefghijk"], "y": [0, 1, 0, 1],
+                               "proba": {"mlp": proba, "logreg": [[0.5, 0.5]] * 4}}}
+    model, wrong = mistakes(results)
+    assert model == "mlp" and [w["clip_id"] for w in wrong] == ["abcdefghijk_30000", "c"]  # most confident first
+    assert wrong[0]["given"] == ["natural"] and wrong[0]["predicted"] == ["urban"] and wrong[0]["confidence"] == 0.7
+    assert wrong[0]["source"] == "https://www.youtube.com/watch?v=abcdefghijk&t=30s" and wrong[1]["source"] is None
+
+
+@pytest.mark.slow
+def test_hyperparameters_are_exact_and_columns_say_why_left_out(report):
+    page = _page(report)
+    params = page.split("<h2>Hyper-parameters</h2>", 1)[1].split("<h2", 1)[0]
+    assert DEFAULT_PARAMS["weight_decay"] == 0.0001
+    assert "<td class='t'>weight_decay</td><td>0.0001</td>" in params and "0.000<" not in params
+    assert "<td class='t'>lr</td><td>0.001</td>" in params
+    columns = page.split("<h2>Feature columns</h2>", 1)[1].split("<h2", 1)[0]
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["counts"]["excluded_columns"]["vggish"] == RANDOM_REASON
+    assert metrics["counts"]["excluded_columns"]["indices_fg"] == SIGNAL_REASON
+    for column, why in metrics["counts"]["excluded_columns"].items():
+        assert f"<td class='t'>{column}</td><td class='t'>left out</td>" in columns and why in columns
+    for column in metrics["groups"]:
+        assert f"<td class='t'>{column}</td><td class='t'>used</td>" in columns
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(report, browser):  # noqa: F811 - the imported fixture
+    browser.get((report / "index.html").as_uri())
+    _wait(browser, "return [...document.images].every(i => i.complete)")
+    broken = browser.execute_script("return [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
+    assert broken == [] and browser.execute_script("return document.images.length") >= 4
+    browser.execute_script("document.querySelectorAll('audio').forEach(a => { a.preload = 'metadata'; a.load(); })")
+    _wait(browser, "const a = [...document.querySelectorAll('audio')];"
+                   "return a.length > 0 && a.every(x => x.readyState >= 1 && x.duration > 0.5 && !x.error)")
+    assert console_errors(browser) == [] and fetched_elsewhere(browser, "file://") == []
+
+
+@pytest.fixture(scope="module")
+def cv_report(ray_session, tmp_path_factory) -> Path:
+    """``<train>/report/`` of a run evaluated by 3-fold cross-validation (out-of-fold figures over every clip)."""
+    root = tmp_path_factory.mktemp("cv_report")
+    uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, seed=i)) for i in range(60)]
+    synth = synthetic_features(60, seed=4, separation=0.5, flip=0.15, uris=uris, signals=("raw",))
+    train(from_dict(TrainConfig, {
+        "features": write_features(synth.table, str(root / "extract")), "output": str(root / "train"), "trials": 0,
+        "cv_folds": 3, "baselines": ("logreg",), "ablations": False, "shap_samples": 0, "progress": False}))
+    return root / "train" / "report"
+
+
+@pytest.mark.slow
+def test_cross_validated_report_shows_pooled_intervals_per_fold_and_out_of_fold_mistakes(cv_report):
+    metrics, page = json.loads((cv_report / "metrics.json").read_text()), _page(cv_report)
+    ev = metrics["evaluation"]
+    assert ev["method"] == "cross_validation" and "<h2>Metrics (out-of-fold, all clips)</h2>" in page
+    for model, r in metrics["models"].items():
+        m = r["test"]
+        assert m["n"] == 60
+        lo, hi = wilson(round(m["accuracy"] * 60), 60)
+        assert f"{m['accuracy']:.3f} <span class='ci'>[{lo:.3f}, {hi:.3f}]</span>" in page
+    folds = page.split("<h3>Per fold (", 1)[1].split("</table>", 1)[0]
+    assert folds.count("<tr class=''>") == 3
+    saved = metrics["models"][ev["saved_model"]]["test"]
+    wrong = round((1 - saved["accuracy"]) * 60)
+    assert f"Misclassified clips ({wrong} of 60, {ev['saved_model']}, out-of-fold, all clips)" in page
