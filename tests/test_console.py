@@ -98,7 +98,7 @@ def test_a_real_failure_is_one_line_and_the_log_path(tmp_path):
 
 
 def test_demo_console_is_under_40_lines(tmp_path):
-    r = run("demo", "--clips", "12", "--duration", "2", "--output", str(tmp_path / "demo"), cwd=tmp_path)
+    r = run("demo", "--clips", "24", "--duration", "2", "--output", str(tmp_path / "demo"), cwd=tmp_path)
     assert r.returncode == 0, console(r)
     text = console(r)
     lines = text.splitlines()

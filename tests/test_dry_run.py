@@ -96,7 +96,7 @@ def test_train_and_audit_dry_runs_say_clips_columns_and_outputs(tmp_path):
     assert "3 trials of Optuna TPE with ASHA" in text and "vggish (random weights)" in text
     assert f"{tmp_path}/m/model/" in text and train["enough_clips"]
     audit = plan_audit(from_dict(AuditConfig, {"features": table, "output": str(tmp_path / "a"), "folds": 4}))
-    assert audit["with_target"] == 30 and "logreg x 4 folds" in audit["lines"][0]
+    assert audit["with_target"] == 30 and " x 4 folds, flagging by prune_by_noise_rate" in audit["lines"][0]
     assert not (tmp_path / "m").exists() and not (tmp_path / "a").exists()
 
     small = write_features(synthetic_table(6, seed=2), str(tmp_path / "small"))

@@ -36,8 +36,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.kind_, self.n_classes_ = "single_label", int(y.max()) + 1
             stratify = y if np.bincount(y).min() >= 2 else None
-        x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=self.val_fraction, random_state=self.seed,
-                                                    stratify=stratify)
+        # a stratified validation split needs a clip of every class (tiny folds of a small table)
+        n_val = max(int(np.ceil(self.val_fraction * len(y))), self.n_classes_ if stratify is not None else 1)
+        if stratify is not None and len(y) - n_val < self.n_classes_:
+            stratify = None
+        x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=n_val, random_state=self.seed, stratify=stratify)
         self.model_ = build_model(x.shape[1], self.kind_, self.n_classes_, DEFAULT_PARAMS, self.seed)
         result = fit(self.model_, {"x_train": x_tr, "y_train": y_tr, "x_val": x_val, "y_val": y_val}, self.kind_,
                      self.n_classes_, DEFAULT_PARAMS, Schedule(self.max_rounds, self.patience), self.seed)
