@@ -237,7 +237,7 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: pa.A
 
     A clip is in features/ if the index found it there, or if this run processed it and
     its latest error row is older than this run. Reads only the error parts the index
-    has not seen (this run's, and a concurrent run's). Writes the compacted table first,
+    has not seen (this run's, and a concurrent run's). Writes the compacted table first (an empty part when nothing failed),
     then deletes the older parts, so an interruption in between leaves duplicates
     (repaired next time), never a loss. Returns the number of clips left in errors/.
     """
@@ -246,7 +246,9 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: pa.A
     new_tables = [t for t in read_parts_parallel(new_parts, None) if not isinstance(t, DamagedFileError)]
     table = _concat_errors([index.errors, *new_tables])
     parts = index.error_parts + new_parts
-    if not parts:
+    target = join(output, ERRORS, f"errors-{run_id}.parquet")
+    if not parts:  # errors/ always exists, with an empty part when nothing failed, so readers never miss it
+        write_parquet(ERRORS_SCHEMA.empty_table(), target)
         return 0
     latest = table.sort_by([("time", "descending")])
     latest = latest.filter(pa.array(_first_rows(latest["clip_id"])))
@@ -255,9 +257,7 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: pa.A
                                        .combine_chunks()),
                               pc.not_equal(latest["run_id"], run_id)))
     latest = latest.filter(pc.invert(pc.fill_null(done_now, False))).sort_by([("time", "ascending")])
-    target = join(output, ERRORS, f"errors-{run_id}.parquet")
-    if latest.num_rows:
-        write_parquet(latest, target)
+    write_parquet(latest, target)
     for part in parts:
         if part != target:
             delete(part)

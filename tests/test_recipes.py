@@ -191,3 +191,29 @@ def test_extract_train_and_audit_accept_a_recipe_manifest(tmp_path, ray_session)
     audit = ae.audit(str(tmp_path / "features"), str(tmp_path / "audit"), task="labels:car_horn,dog_bark", folds=2,
                      classifier="logreg", review_top=0, random_sample=0, feature_groups=("indices",))
     assert audit.audited == 12
+
+
+@pytest.mark.slow
+def test_extract_accepts_every_recipe_manifest(tmp_path, ray_session):
+    """ESC-50, FSD50K and the AudioSet mirror: every listed clip ends in features/ or (never mirrored) errors/."""
+    import acoustic_env as ae
+
+    esc = tmp_path / "ESC-50-master"
+    rows = [[f"{i % 5 + 1}-{100 + i}-A-0.wav", i % 5 + 1, 0, "dog", True, 100 + i, "A"] for i in range(3)]
+    write_csv(esc / "meta" / "esc50.csv", ["filename", "fold", "target", "category", "esc10", "src_file", "take"], rows)
+    for i, r in enumerate(rows):
+        (esc / "audio").mkdir(parents=True, exist_ok=True)
+        tone_clip(esc / "audio" / r[0], seconds=1.0, sr=44100, seed=i)
+    audioset = tmp_path / "audioset"
+    (audioset / "audio" / "eval").mkdir(parents=True)
+    (audioset / "eval_segments.csv").write_text("# a\n# b\n# YTID, start_seconds, end_seconds, positive_labels\n"
+                                                '--4gqARaEJE, 0.000, 10.000, "/t/dd00128"\n'
+                                                '-0SdAVK79lg, 0.000, 10.000, "/t/dd00129"\n')
+    tone_clip(audioset / "audio" / "eval" / "--4gqARaEJE_0.wav", seconds=1.0)
+    manifests = {"esc50": (prepare_esc50(str(esc), str(tmp_path / "esc")), 3, 0),
+                 "fsd50k": (prepare_fsd50k(str(make_fsd50k(tmp_path / "FSD50K")), str(tmp_path / "fsd")), 7, 0),
+                 "audioset": (prepare_audioset(str(audioset), str(tmp_path / "as")), 1, 1)}
+    for name, (manifest, ok, missing) in manifests.items():
+        run = ae.extract(manifest, str(tmp_path / f"features-{name}"), progress=False)
+        assert (run.counts["ok"], run.counts["failed"]) == (ok, missing), name
+        assert run.error_types == ({"missing_file": missing} if missing else {}), name

@@ -53,6 +53,7 @@ def test_s3_round_trip(ray_session, s3_endpoint, tmp_path):
 
 
 def test_missing_output_bucket_is_one_line_and_never_created(s3_endpoint, tmp_path):
+    (tmp_path / "clips.csv").write_text("uri,labels\n/nonexistent/a.wav,urban\n")  # the manifest is checked first
     cfg = from_dict(ExtractConfig, {"manifest": str(tmp_path / "clips.csv"), "output": "s3://no-such-bucket/run1",
                                     "progress": False})
     with pytest.raises(ConfigError, match=r"^output: cannot write to s3://no-such-bucket/run1: it does not exist"):
@@ -85,6 +86,7 @@ def test_refused_output_credentials_are_one_line(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}",
            "AWS_ACCESS_KEY_ID": "wrong", "AWS_SECRET_ACCESS_KEY": "wrong", "AWS_DEFAULT_REGION": "us-east-1"}
+    (tmp_path / "clips.csv").write_text("uri,labels\n/nonexistent/a.wav,urban\n")  # the manifest is checked first
     try:
         out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--manifest", "clips.csv",
                               "--output", "s3://bucket/run1"], env=env, cwd=tmp_path, capture_output=True, text=True,

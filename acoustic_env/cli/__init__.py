@@ -104,8 +104,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
           f"{c['skipped']} already done ({record['wall_s']:.1f} s)")
     if record["error_types"]:
         print("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(record["error_types"].items())))
-    errors = f"  errors: {out}/errors/" if c.get("errors_in_output", c["failed"]) else ""
-    print(f"  features: {out}/features/{errors}  record: {out}/runs/{record['run_id']}.json")
+    print(f"  features: {out}/features/  errors: {out}/errors/ ({c['errors_in_output']} clips)  "
+          f"record: {out}/runs/{record['run_id']}.json")
     return 0
 
 

@@ -104,13 +104,20 @@ def quiet_console(path: str | os.PathLike[str]) -> Path:
     _file_handler = logging.StreamHandler(stream)
     _file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     _file_handler.setLevel(logging.INFO)
-    # C/C++ code writes to descriptor 2: point it at the file, and give Python a new
-    # stderr on a copy of the old descriptor, so the tool's own output stays on the terminal.
+    # C/C++ code writes to descriptor 2: point it at the file. Where Python's stderr is that
+    # descriptor (a terminal, a pipe), give Python a new stderr on a copy of the old one, so the
+    # tool's own output stays on the terminal; where it is something else (a notebook's or a
+    # test's capture), leave it: the tool's lines go where the caller looks.
     sys.stderr.flush()
-    terminal = os.dup(2)
+    try:
+        python_on_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        python_on_fd2 = False
+    terminal = os.dup(2) if python_on_fd2 else None
     os.dup2(stream.fileno(), 2)
-    sys.stderr = io.TextIOWrapper(os.fdopen(terminal, "wb", buffering=0), encoding="utf-8",
-                                  errors="backslashreplace", line_buffering=True, write_through=True)
+    if terminal is not None:
+        sys.stderr = io.TextIOWrapper(os.fdopen(terminal, "wb", buffering=0), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True, write_through=True)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
     console.addFilter(_OwnWarnings())
