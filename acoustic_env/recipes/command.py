@@ -80,10 +80,10 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         raise ConfigError(f"threshold: must be in [0, 2), got {threshold}")
     columns = [c.strip() for c in args.column.split(",") if c.strip()]
     features = read_features(args.features, feature_groups=columns, include_random_weights=True)
-    pairs = pairs_table(features, threshold, columns)
+    pairs = pairs_table(features, threshold, list(features.columns))  # a source (mps) names several columns
     write_parquet(pairs, args.output)
     print(f"{pairs.num_rows} near-duplicate pairs among {len(features)} clips "
-          f"(mean cosine distance <= {threshold} over {', '.join(columns)}): {args.output}")
+          f"(mean cosine distance <= {threshold} over {', '.join(features.columns)}): {args.output}")
     return 0
 
 
