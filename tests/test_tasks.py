@@ -159,3 +159,19 @@ def test_audioset_task_reads_the_ontology_only_for_display_names(tmp_path):
         task.assign(["Speech"])
     with pytest.raises(OntologyError, match="cannot read"):
         load_task(_task_file(tmp_path, "classes: {a: {mids: [Dog]}, b: {mids: ['/m/1']}}"), str(tmp_path / "x.json"))
+
+
+@pytest.mark.slow
+def test_plain_label_table_trains_and_audits_offline(offline, ray_session, tmp_path):
+    """The issue's bar: a plain-label table (urban/natural) trains and audits with no network and no ontology."""
+    import acoustic_env as ae
+    from acoustic_env.demo.tables import synthetic_features, write_features
+
+    synth = synthetic_features(60, ("urban", "natural"), seed=3, flip=0.1, signals=("raw",))
+    features = write_features(synth.table, str(tmp_path / "plain"))
+    trained = ae.train(features, str(tmp_path / "model"), task="labels:urban,natural", trials=0, ablations=False,
+                       shap_samples=0, max_rounds=3, progress=False)
+    assert trained.metrics["logreg"]["roc_auc"] > 0.8
+    audit = ae.audit(features, str(tmp_path / "audit"), task="labels:urban,natural", classifier="logreg",
+                     review_top=0, random_sample=0)
+    assert audit.audited == 60 and audit.flagged >= 1
