@@ -259,7 +259,10 @@ def test_keyboard_review_with_relabel_and_note_reaches_the_server(audited, serve
     _keys(browser, Keys.SPACE)
     _wait(browser, "const a = document.querySelector('.card.current audio'); return !a.paused && a.currentTime > 0.15")
     _keys(browser, Keys.SPACE)
-    _wait(browser, "return document.querySelector('.card.current audio').paused")
+    # the pause event (which places the playhead) arrives after `paused` turns true: wait for it
+    _wait(browser, "const c = document.querySelector('.card.current'), a = c.querySelector('audio');"
+                   "return a.paused && Math.abs(parseFloat(c.querySelector('.playhead').dataset.fraction)"
+                   " - Math.min(1, a.currentTime / a.duration)) < 1e-3")
     t, duration, left = browser.execute_script(
         "const c = document.querySelector('.card.current'), a = c.querySelector('audio');"
         "return [a.currentTime, a.duration, parseFloat(c.querySelector('.playhead').style.left)]")
