@@ -6,7 +6,8 @@
 * ``index_output`` is the one pass a run makes over what earlier runs left: it lists
   features/ and errors/ and reads only ``clip_id`` from every features/ part (errors/
   parts are small and read whole), many parts at once on a thread pool. Planning
-  (``make_plan``), duplicate repair and error compaction (``compact_errors``) all
+  (``pending``, which filters a clip list chunk by chunk as it streams to Ray, or
+  ``make_plan`` for a table), duplicate repair and error compaction (``compact_errors``) all
   use that ``ResumeIndex``; the ids stay in Arrow arrays, never Python sets, so
   millions of clips cost tens of MB, not GBs.
 * The index restores "every input clip in exactly one of features/ or errors/" after
@@ -28,12 +29,13 @@ import logging
 import platform
 import secrets
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +50,7 @@ from acoustic_env.storage import (
     read_part,
     redact,
     redact_all,
+    remove_stale_temporaries,
     write_json,
     write_parquet,
 )
@@ -104,6 +107,20 @@ class Plan:
     index: ResumeIndex
 
 
+@dataclass
+class Tally:
+    """What ``pending`` let through and held back, filled in as its chunks are consumed."""
+
+    todo: int = 0
+    skipped: int = 0  # already in features/
+    retried: int = 0  # in errors/ from an earlier run, processed again
+    todo_hashes: list[np.ndarray] = field(default_factory=list)  # id_hashes of the rows let through
+
+    def processed(self) -> np.ndarray:
+        """``id_hashes`` of the clips to do, for ``compact_errors``: 8 bytes a clip, not the ids' 20-40."""
+        return np.concatenate(self.todo_hashes) if self.todo_hashes else np.zeros(0, np.uint64)
+
+
 def quarantine(output: str, sub: str, part: str, reason: str) -> str:
     """Move an unreadable part of ``sub`` (features or errors) to ``<output>/quarantine/<sub>/``; returns where."""
     target = join(output, QUARANTINE, sub, part.rstrip("/").rsplit("/", 1)[-1])
@@ -127,6 +144,22 @@ def read_parts_parallel(parts: list[str], columns: list[str] | None,
         return [one(p) for p in parts]
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(parts)))) as pool:
         return list(pool.map(one, parts))
+
+
+def id_hashes(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A 64-bit hash of each id (pandas' vectorised SipHash), the same in every process and run.
+
+    8 bytes a row where the ids themselves take 20-40: what the driver keeps of a clip
+    list of millions to find its repeated ids, and of the clips a run was given. Two
+    different ids share a hash with a probability of about n²/2⁶⁵ (10⁻⁷ at 2 million
+    rows). The manifest confirms a repeated id with the ids themselves; in the other uses
+    a collision would give a derived id a suffix it did not need, or (``compact_errors``)
+    drop an old error row of a clip, which the next run then recomputes.
+    """
+    from pandas.util import hash_array  # here: a dry run or a job imports pandas only when it reads a list
+
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    return hash_array(ids.to_numpy(zero_copy_only=False), categorize=False)
 
 
 def first_occurrence(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -203,6 +236,10 @@ def _readable(output: str, sub: str, columns: list[str] | None, quarantined: lis
 
 def index_output(output: str) -> ResumeIndex:
     """The one pass over an output: quarantine unreadable parts, repair duplicates, collect the ids."""
+    # temporaries a killed or ENOSPC'd writer left (storage.remove_stale_temporaries says whose go)
+    swept = [t for sub in (FEATURES, ERRORS) for t in remove_stale_temporaries(join(output, sub), time.time())]
+    if swept:
+        log.info("removed %d temporary files left by dead writers: %s", len(swept), ", ".join(swept[:5]))
     quarantined: list[str] = []
     parts, tables = _readable(output, FEATURES, ["clip_id"], quarantined)
     done, removed = _repair_duplicates(output, parts, tables, quarantined)
@@ -222,21 +259,36 @@ def _concat_errors(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables([conform(t) for t in tables]) if tables else ERRORS_SCHEMA.empty_table()
 
 
+def pending(chunks: Iterable[pa.Table], done: pa.Array, failed: pa.Array, tally: Tally) -> Iterator[pa.Table]:
+    """Each chunk of a clip list without the clips in ``done``, counted into ``tally`` as it passes.
+
+    The resume filter works chunk by chunk, so a clip list of millions streams from its
+    file to Ray without ever being one table in the driver (``Manifest.chunks``).
+    """
+    for chunk in chunks:
+        todo = chunk.filter(pc.invert(pc.is_in(chunk["clip_id"], value_set=done))) if len(done) else chunk
+        tally.todo += todo.num_rows
+        tally.skipped += chunk.num_rows - todo.num_rows
+        tally.retried += int(pc.sum(pc.is_in(todo["clip_id"], value_set=failed)).as_py() or 0) if len(failed) else 0
+        tally.todo_hashes.append(id_hashes(todo["clip_id"]))
+        yield todo
+
+
 def make_plan(manifest: pa.Table, output: str, index: ResumeIndex | None = None) -> Plan:
     """The manifest rows still to do, from one index of the output (built here unless given)."""
     index = index or index_output(output)
-    ids = manifest["clip_id"]
-    todo = manifest.filter(pc.invert(pc.is_in(ids, value_set=index.done))) if len(index.done) else manifest
-    retried = int(pc.sum(pc.is_in(todo["clip_id"], value_set=index.failed)).as_py() or 0)
-    return Plan(todo=todo, skipped=manifest.num_rows - todo.num_rows, retried=retried,
+    tally = Tally()
+    todo = pa.concat_tables(list(pending([manifest], index.done, index.failed, tally)))
+    return Plan(todo=todo, skipped=tally.skipped, retried=tally.retried,
                 duplicates_repaired=index.duplicates_removed, quarantined=index.quarantined, index=index)
 
 
-def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: pa.Array | pa.ChunkedArray) -> int:
+def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: np.ndarray) -> int:
     """Keep one row per failed clip (the latest) in errors/, none for a clip now in features/.
 
-    A clip is in features/ if the index found it there, or if this run processed it and
-    its latest error row is older than this run. Reads only the error parts the index
+    A clip is in features/ if the index found it there, or if this run processed it
+    (``processed``: the ``id_hashes`` of the clips it was given) and its latest error row
+    is older than this run. Reads only the error parts the index
     has not seen (this run's, and a concurrent run's). Writes the compacted table first (an empty part when nothing failed),
     then deletes the older parts, so an interruption in between leaves duplicates
     (repaired next time), never a loss. Returns the number of clips left in errors/.
@@ -253,8 +305,7 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: pa.A
     latest = table.sort_by([("time", "descending")])
     latest = latest.filter(pa.array(_first_rows(latest["clip_id"])))
     done_now = pc.or_(pc.is_in(latest["clip_id"], value_set=index.done),
-                      pc.and_(pc.is_in(latest["clip_id"], value_set=pa.chunked_array([processed], pa.string())
-                                       .combine_chunks()),
+                      pc.and_(pa.array(np.isin(id_hashes(latest["clip_id"]), processed)),
                               pc.not_equal(latest["run_id"], run_id)))
     latest = latest.filter(pc.invert(pc.fill_null(done_now, False))).sort_by([("time", "ascending")])
     write_parquet(latest, target)

@@ -22,6 +22,7 @@ import json
 import os
 import posixpath
 import re
+import socket
 import uuid
 from typing import Any, Iterable
 from urllib.parse import urlsplit
@@ -217,7 +218,7 @@ def write_parquet(table: pa.Table, uri: str) -> None:
         fs.pipe_file(path, data)
         return
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    tmp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
+    tmp = posixpath.join(posixpath.dirname(path), _temporary_name())
     try:
         with fs.open(tmp, "wb") as fh:
             fh.write(data)
@@ -226,6 +227,62 @@ def write_parquet(table: pa.Table, uri: str) -> None:
         if fs.exists(tmp):
             fs.rm(tmp)
         raise
+
+
+#: A temporary older than this (before the run that finds it) is a dead writer's, whoever wrote it.
+STALE_TEMPORARY_S = 600.0
+
+
+def _temporary_name() -> str:
+    """``.tmp-<pid>@<host>-<random>``: who writes it, so that a later run can tell a dead writer's."""
+    return f".tmp-{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex}"
+
+
+def _writer_alive(name: str) -> bool | None:
+    """Whether the process that named a temporary still runs (None: not on this host, or an older name)."""
+    owner = name[len(".tmp-"):].rpartition("-")[0]
+    pid, _, host = owner.partition("@")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        pass
+    return True
+
+
+def remove_stale_temporaries(directory: str, before: float, stale_s: float = STALE_TEMPORARY_S) -> list[str]:
+    """Delete the ``.tmp-*`` files a killed (or ENOSPC'd) writer left in a local directory; return them.
+
+    Only temporaries last written before ``before`` (the run that calls this started) are
+    candidates, and of those only the ones no live writer can still rename: their writer
+    process is gone (it ran on this host), or they are ``stale_s`` older than ``before`` (a
+    part is written in one go, in seconds at most). A concurrent run's write in progress is
+    newer, or its writer alive, so it is left alone. Object stores have no temporaries (a
+    PUT is atomic), so nothing is listed there.
+    """
+    if not is_local(directory):
+        return []
+    fs, path = filesystem(directory)
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for e in entries:
+        name = posixpath.basename(e["name"])
+        mtime = e.get("mtime")
+        if not name.startswith(".tmp-") or e.get("type") != "file" or mtime is None or mtime >= before:
+            continue
+        if _writer_alive(name) is False or before - mtime > stale_s:
+            try:
+                fs.rm(e["name"])
+            except FileNotFoundError:  # its writer renamed it, or another run removed it, just now
+                continue
+            removed.append(strip_protocol_keep(directory, e["name"]))
+    return removed
 
 
 def list_parts(directory: str) -> list[str]:

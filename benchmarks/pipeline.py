@@ -22,8 +22,10 @@ benchmarks/RESULTS.md, replacing this script's previous section):
    in parts of 64 rows holding only ``clip_id`` (as many parts as a real run of that
    size writes), indexed by ``runs.make_plan`` with 32 threads and with 1; and
    ``acoustic-env extract`` on manifests of 20k, 200k and 2M missing files: seconds
-   to plan (run record), seconds until the first part is on disk, and the driver's
-   peak RSS (``VmHWM``) a few seconds after that, when the job is interrupted.
+   to read and check the list and index the output (run record: ``manifest`` + ``plan``;
+   the list is then streamed into Ray's object store a second time, chunk by chunk),
+   seconds until the first part is on disk, and the driver's peak RSS (``VmHWM``) and
+   private memory (``RssAnon``) until a few seconds after that, when the job is interrupted.
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ def throughput(workdir: Path, n_clips: int, n_source: int, repeats: int, cores: 
                                           f"(steady {p['steady_clips_s']:.2f} / {e['steady_clips_s']:.2f})"
                                           for p, e in zip(pools, pipes)) + ".",
               f"Inside extract (run record `timing_s`, medians): plan {t.get('t_plan', 0):.2f} s, "
-              f"Ray start {t.get('t_ray_start', 0):.1f} s, stream {t.get('t_stream', 0):.1f} s "
+              f"Ray start {t.get('t_ray_start', 0):.1f} s, blocks {t.get('t_blocks', 0):.1f} s, "
+              f"stream {t.get('t_stream', 0):.1f} s "
               f"(first part after {t.get('t_first_part', 0):.1f} s)."]
     return lines, med
 
@@ -235,7 +238,7 @@ def driver_memory(workdir: Path, sizes: list[int], linger_s: float) -> list[str]
     lines = ["Driver memory: `acoustic-env extract` on a CSV manifest of N missing files, interrupted "
              f"{linger_s:.0f} s after its first part is on disk. VmHWM counts the shared-memory pages of the "
              "blocks the driver put into Ray's object store; RssAnon is the driver's own memory:", "",
-             "| manifest rows | read + plan s | first part after s | driver peak RSS (VmHWM) MB | "
+             "| manifest rows | read + check + index s | first part after s | driver peak RSS (VmHWM) MB | "
              "driver peak private (RssAnon, sampled every 0.2 s) MB |", "|---:|---:|---:|---:|---:|"]
     for n in sizes:
         manifest = workdir / f"missing-{n}.csv"

@@ -19,7 +19,8 @@ What it does:
 3. Run 2 (the resume): once ``--kill-worker-at`` of the remaining work is done, ``SIGKILL`` of one
    Ray worker (a feature actor if one is found). The run must still finish on its own.
 4. Verification: every manifest row exactly once across features/ and errors/, no id in both,
-   each bad clip with its expected error type, each good clip in features/.
+   each bad clip with its expected error type, each good clip in features/, and no ``.tmp-*``
+   temporary left (a killed writer's are removed by the resume's planning).
 
 The driver's RSS is sampled every ``--sample-s`` over both runs. Everything is printed as
 Markdown for benchmarks/RESULTS.md and, with ``--json``, written as data.
@@ -329,8 +330,12 @@ def verify(out: Path, data: Dataset) -> dict:
     huge = [r for r in feats if data.kinds.get(r["clip_id"]) == "huge_silent_flac"]
     if not all(r["is_silent"] for r in huge):
         problems.append("a silent FLAC was not flagged is_silent")
+    # a killed writer's half-written temporaries: the resume's planning must have removed them
+    temporaries = sorted(p.name for d in ("features", "errors") for p in (out / d).glob(".tmp-*"))
+    if temporaries:
+        problems.append(f"{len(temporaries)} temporaries left, e.g. {temporaries[:3]}")
     return {"features": len(feat_ids), "errors": len(err_ids), "expected": len(data.expected),
-            "by_kind": by_kind, "problems": problems[:20], "n_problems": len(problems),
+            "by_kind": by_kind, "problems": problems[:20], "n_problems": len(problems), "temporaries_left": temporaries,
             "huge_flac_duration_s": sorted(r["duration_s"] for r in huge)}
 
 

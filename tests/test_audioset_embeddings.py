@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from acoustic_env.audioset.classes import AUDIOSET_CLASSES
+from acoustic_env.config import ConfigError
+from acoustic_env.errors import DamagedFileError
 from acoustic_env.recipes.audioset_embeddings import (
     COLUMN,
     convert,
@@ -25,8 +27,6 @@ from acoustic_env.recipes.audioset_embeddings import (
     list_tfrecords,
     read_segments,
 )
-from acoustic_env.config import ConfigError
-from acoustic_env.errors import DamagedFileError
 from acoustic_env.storage import read_parts
 
 URBAN, NATURAL = 509, 510  # /t/dd00128, /t/dd00129 in class_labels_indices.csv

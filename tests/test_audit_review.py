@@ -151,7 +151,8 @@ def test_server_serves_ranges_and_saves_verdicts(audited, server):
 # ----------------------------------------------------------------------------- headless Chromium
 
 @pytest.fixture
-def browser(tmp_path):
+def browser(tmp_path, request):
+    """Headless Chromium; a test module adds flags with a module-level ``CHROMIUM_FLAGS`` tuple."""
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("headless browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="headless browser test needs selenium (pip install selenium)")
@@ -162,7 +163,7 @@ def browser(tmp_path):
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000",
-                 "--autoplay-policy=no-user-gesture-required"):
+                 "--autoplay-policy=no-user-gesture-required", *getattr(request.module, "CHROMIUM_FLAGS", ())):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)

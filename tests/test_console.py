@@ -72,6 +72,17 @@ def test_verbose_brings_rays_output_back(clips, tmp_path):
     assert not (tmp_path / "out" / "logs").exists()
 
 
+def test_the_python_api_in_a_notebook_announces_no_ray_default(clips, tmp_path):
+    """A notebook has no console policy: Ray's token-auth notice must still not appear, nor a line twice."""
+    code = (f"import acoustic_env as ae; ae.extract({str(clips.clips_csv)!r}, {str(tmp_path / 'out')!r}, "
+            f"audio_root={str(clips.audio_dir)!r})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, console(r)
+    assert "Token authentication" not in console(r), console(r)
+    finals = [line for line in r.stderr.splitlines() if line.startswith("extract: 6 of 6 clips")]
+    assert len(finals) == 1, r.stderr  # the last progress line, once
+
+
 def test_train_search_console_is_quiet(tmp_path):
     """Two trials under ASHA (one may be stopped early): no Tune/Train block, no warning, a few lines."""
     table = write_features(synthetic_table(90, seed=3), str(tmp_path / "t"))

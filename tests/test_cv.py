@@ -123,9 +123,10 @@ def _table_with_folds(tmp_path, n: int = 60, folds: int = 3) -> tuple[str, list[
 
 
 def test_given_folds_are_read_exactly_and_bad_columns_end_in_one_line(tmp_path):
-    source, published = _table_with_folds(tmp_path)
+    source, published = _table_with_folds(tmp_path, folds=10)
     features = read_features(source, task="urban_natural", feature_groups=["indices_raw"])
-    folds = given_folds(features, "fold")
+    folds, names = given_folds(features, "fold")
+    assert names == [str(k) for k in range(1, 11)]  # numeric order: fold 10 after fold 9, not after fold 1
     want = {f"clip{i:07d}": f - 1 for i, f in enumerate(published)}
     assert folds.tolist() == [want[c] for c in features.ids]
     with pytest.raises(ConfigError, match=r"^folds_column: 'split' is not a column of .*\(columns: clip_id, uri"):

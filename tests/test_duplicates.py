@@ -155,3 +155,20 @@ def test_audit_names_the_mislabelled_copy_and_cli_writes_pairs(extracted, tmp_pa
     bad = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "duplicates", str(out), "--column", "nope",
                           "--output", str(pairs_file)], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "feature_groups: nope" in bad.stderr
+
+
+@pytest.mark.slow
+def test_train_keeps_copies_in_one_fold_and_its_report_counts_the_merged_groups(extracted, tmp_path):
+    import acoustic_env as ae
+
+    out, copy_sets = extracted
+    trained = ae.train(str(out), str(tmp_path / "model"), task=TASK, trials=0, ablations=False, shap_samples=0,
+                       baselines=("logreg",), max_rounds=3)
+    counts = trained.record["counts"]
+    merged = sum(len(s) - 1 for s in copy_sets)
+    assert counts["duplicates"]["groups_merged"] == merged
+    assert counts["duplicates"]["pairs"] >= 0.95 * len(expected_pairs(copy_sets))
+    # the table has no group column: the folds are grouped only because the guard gave each copy set one group
+    assert trained.record["evaluation"]["grouped"]
+    page = Path(trained.report).read_text()
+    assert f"groups_merged {merged}" in page and f"clips_regrouped {merged}" in page

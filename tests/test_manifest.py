@@ -212,3 +212,37 @@ def test_unreachable_manifest_is_one_line(tmp_path):
     message = str(info.value)
     assert "cannot read the manifest" in message and "\n" not in message
     assert "pw@" not in message and "t0k" not in message
+
+
+def test_a_list_read_in_chunks_is_the_list_read_whole(tmp_path, monkeypatch):
+    """The driver streams a list chunk by chunk (``Manifest.chunks``): repeated and shared ids are found
+    across chunks, row numbers in messages count from the file's start, and ``limit`` cuts mid-chunk."""
+    from acoustic_env.audio import manifest
+
+    rows = [{"clip_id": None, "uri": "/a/x.wav", "labels": "/m/1;/m/2", "start_s": "0", "end_s": "1.5"},
+            {"clip_id": "k", "uri": "/a/k.wav", "labels": "", "start_s": "", "end_s": ""},
+            {"clip_id": "j", "uri": "/a/j.wav", "labels": "/m/3", "start_s": "", "end_s": ""},
+            {"clip_id": None, "uri": "/b/x.flac", "labels": "", "start_s": "", "end_s": ""},  # x again: suffixed
+            {"clip_id": "k", "uri": "/c/k.wav", "labels": "", "start_s": "", "end_s": ""},  # k again: duplicate
+            {"clip_id": "m", "uri": "/a/m.wav", "labels": '["/m/4"]', "start_s": "", "end_s": ""},
+            {"clip_id": "j", "uri": "/d/j.wav", "labels": "", "start_s": "", "end_s": ""}]  # j again: duplicate
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    whole = read_manifest(str(path))
+    monkeypatch.setattr(manifest, "CHUNK", 2)  # Parquet batches of 2 rows: 4 chunks
+    m = read_manifest(str(path))
+    chunks = list(m.chunks())
+    assert [c.num_rows for c in chunks] == [2, 2, 2, 1] and m.rows == 7
+    assert pa.concat_tables(chunks).equals(m.table) and m.table.equals(whole.table)
+    ids = m.table["clip_id"].to_pylist()
+    assert ids[0].startswith("x-") and ids[3].startswith("x-") and ids[0] != ids[3] and m.ids_made_unique == 2
+    assert ids[4] == "k#row5" and ids[6] == "j#row7" and m.duplicates == 2
+    assert [t for t in m.table["error_type"].to_pylist()] == [None] * 4 + ["duplicate_id", None, "duplicate_id"]
+    assert "row 7 (/d/j.wav) has the clip_id 'j' of row 3 (/a/j.wav)" in m.table["error_message"][6].as_py()
+    assert m.table["labels"].to_pylist() == [["/m/1", "/m/2"], [], ["/m/3"], [], [], ["/m/4"], []]
+    assert m.table["end_s"].to_pylist()[:2] == [1.5, None]
+    limited = read_manifest(str(path), limit=5)
+    assert limited.rows == 5 and limited.table["clip_id"].to_pylist()[4] == "k#row5"
+    pq.write_table(pa.Table.from_pylist(rows + [{**rows[1], "clip_id": "z", "start_s": "soon"}]), path)
+    with pytest.raises(ManifestError, match=r"row 8: start_s is not a number: 'soon'"):
+        read_manifest(str(path))

@@ -240,7 +240,7 @@ def test_resource_plan():
     # two 1-CPU nodes (the cluster test): no actor may ask for more than one node holds
     assert custom.actor_cpus <= 1.0 and all(plan_extract_resources({"CPU": c}).actor_cpus <= 1.0 for c in (1, 2, 64))
     # blocks: a multiple of the batch, ~16 per actor for an even finish, never millions of them
-    assert block_rows(120, 2, 4) == 4 and block_rows(2_000_000, 2, 4) == 1024 and block_rows(1000, 2, 4) == 32
+    assert block_rows(120, 2, 4) == 4 and block_rows(2_000_000, 2, 4) == 16_384 and block_rows(1000, 2, 4) == 32
 
 
 def test_stages_work_on_columns(demo, tmp_path):

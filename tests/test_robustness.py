@@ -187,6 +187,80 @@ def test_failed_write_leaves_no_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _writer(directory: Path, then: str) -> subprocess.Popen:
+    """A process that opens a temporary the way ``write_parquet`` names it, writes a little, then ``then``."""
+    script = ("import sys, time\nfrom acoustic_env.storage import _temporary_name\n"
+              "fh = open(sys.argv[1] + '/' + _temporary_name(), 'wb'); fh.write(b'PAR1 half a part'); fh.flush()\n"
+              f"print('ready', flush=True)\n{then}\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(directory)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_temporaries_of_dead_writers_are_removed_at_planning_and_a_live_writers_kept(tmp_path):
+    out = tmp_path / "out"
+    features, errors = out / "features", out / "errors"
+    features.mkdir(parents=True)
+    errors.mkdir()
+    write_parquet(pa.table({"clip_id": ["a"]}), str(features / "part-1-aa.parquet"))
+    killed = _writer(features, "time.sleep(600)")
+    killed.kill()  # SIGKILL mid-write: nothing of the writer's own cleanup runs
+    killed.wait()
+    live = _writer(errors, "time.sleep(600)")  # a concurrent run, its part half written
+    try:
+        old = errors / ".tmp-0123456789abcdef"  # an older name, without its writer: judged by age alone
+        old.write_bytes(b"left by ENOSPC")
+        recent = features / ".tmp-fedcba9876543210"
+        recent.write_bytes(b"maybe a live writer on another host")
+        an_hour_ago = time.time() - 3600
+        os.utime(old, (an_hour_ago, an_hour_ago))
+        time.sleep(0.05)  # every file above is older than the run that plans next
+        before = {p.name for d in (features, errors) for p in d.iterdir()}
+        plan = make_plan(pa.table({"clip_id": ["a", "b"]}), str(out))
+        after = {p.name for d in (features, errors) for p in d.iterdir()}
+        assert plan.todo["clip_id"].to_pylist() == ["b"]
+        gone = before - after
+        assert gone == {old.name} | {n for n in before if n.startswith(f".tmp-{killed.pid}@")}, (before, after)
+        assert len(gone) == 2 and live.poll() is None
+        assert any(n.startswith(f".tmp-{live.pid}@") for n in after) and recent.name in after
+        # the live writer dies: the next run removes its temporary too; the recent unknown one stays
+        live.kill()
+        live.wait()
+        make_plan(pa.table({"clip_id": ["a", "b"]}), str(out))
+        assert {p.name for d in (features, errors) for p in d.iterdir()} == {"part-1-aa.parquet", recent.name}
+    finally:
+        live.kill()
+
+
+def test_a_part_the_output_refuses_is_one_output_write_error(tmp_path):
+    """write_batch on an output that cannot hold a part; the error, also wrapped the way Ray
+    hands a task's exception to the driver, reads as one line naming ``output``."""
+    from acoustic_env.audio.stages import write_batch
+    from acoustic_env.errors import OutputWriteError
+
+    (tmp_path / "out").write_text("a file where the output directory should be")
+    batch = pa.table({"clip_id": ["a", "b"], "uri": ["a.wav", "b.wav"], "x": [1.0, 2.0],
+                      "error_stage": [None, "decode"], "error_type": [None, "empty_file"],
+                      "error_message": [None, "file is empty"]})
+    with pytest.raises(OutputWriteError) as info:
+        write_batch(batch, str(tmp_path / "out"), "run1", {})
+    line = str(info.value)
+    assert line.startswith(f"output: cannot write to {tmp_path / 'out'}: ") and "\n" not in line
+    assert "features/part-run1-" in line and isinstance(info.value.__cause__, OSError)
+
+    class TaskError(Exception):  # Ray's RayTaskError(cause): text = the worker's traceback, .cause = the error
+        def __init__(self, cause: BaseException):
+            super().__init__(f"ray::MapBatches(write_batch)()\nTraceback ...\n{cause}\nFailed to apply UDF")
+            self.cause = cause
+
+    wrapped = type("RayTaskError(OutputWriteError)", (TaskError, OutputWriteError), {})(info.value)
+    assert str(OutputWriteError.found_in(wrapped)) == line
+    chained = RuntimeError("the executor stopped")
+    chained.__cause__ = wrapped
+    assert str(OutputWriteError.found_in(chained)) == line
+    assert OutputWriteError.found_in(RuntimeError("anything else")) is None
+
+
 def test_damaged_parts_are_quarantined_and_their_clips_recomputed(tmp_path):
     out = tmp_path / "out"
     write_parquet(pa.table({"clip_id": ["a", "b"], "x": [1, 2]}), str(out / "features" / "part-1-aa.parquet"))
@@ -206,10 +280,16 @@ def test_damaged_parts_are_quarantined_and_their_clips_recomputed(tmp_path):
 
 def test_readme_error_table_names_exactly_the_types_the_code_produces():
     code = "\n".join(p.read_text() for p in (REPO / "acoustic_env").rglob("*.py"))
-    produced = set(re.findall(r'ClipError\(STAGE, "(\w+)"', code))  # decode
-    produced |= set(re.findall(r'return "(\w+)", ', (REPO / "acoustic_env" / "storage.py").read_text()))  # transport
-    produced |= set(re.findall(r'_reject\(\w+, "(\w+)"', code))  # manifest
-    produced |= set(re.findall(r'error_type="(\w+)"', code))  # any other exception in a stage
+    producers = {  # each way the code names an error type; each must still find some (a refactor is noticed)
+        "decode": r'ClipError\(\w+, "(\w+)"',
+        "transport": r'^\s+return "(\w+)", ',  # storage.transport_failure, read through ClipError(STAGE, error_type)
+        "manifest": r'found\[\w+\] = \("(\w+)"',
+        "any other exception in a stage": r'error_type="(\w+)"',
+    }
+    sources = {"transport": (REPO / "acoustic_env" / "storage.py").read_text()}
+    found = {k: set(re.findall(rx, sources.get(k, code), re.M)) for k, rx in producers.items()}
+    assert all(found.values()), found
+    produced = set().union(*found.values())
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("| error_type | when |"):]
     table = table[:table.index("\n\n")]
@@ -296,3 +376,71 @@ def extract_quietly(cfg: ExtractConfig, caplog: pytest.LogCaptureFixture) -> dic
 
     with caplog.at_level("DEBUG"):
         return extract(cfg)
+
+
+# --- a SIGKILLed driver leaves no Ray process behind ---
+
+#: Seconds within which every Ray process of a SIGKILLed driver's local instance must be gone:
+#: the watcher's grace and SIGTERM-to-SIGKILL wait (distributed/reaper.py, 3 + 3 s) and slack
+#: for a loaded machine. Without the watcher the agents lived 61-68 s.
+ORPHANS_GONE_S = 20.0
+
+
+def _family(pid: int) -> set[tuple[int, float]]:
+    """(pid, start time) of ``pid``'s descendants: this test's own driver's Ray processes, never
+    another run's (other Ray instances on the machine are not below it)."""
+    import psutil
+
+    found = set()
+    for p in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            found.add((p.pid, p.create_time()))
+    return found
+
+
+def _alive(family: set[tuple[int, float]]) -> list[str]:
+    import psutil
+
+    alive = []
+    for pid, created in family:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{pid} {p.name()} {' '.join(p.cmdline())[:120]}")
+    return alive
+
+
+@pytest.mark.slow
+def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
+    from acoustic_env.demo.synth import generate_demo
+
+    demo = generate_demo(tmp_path / "demo", n_clips=240, seed=3, duration_s=1.0, n_broken=0)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "acoustic_env.cli", "extract", "--no-progress", "--manifest", str(demo.clips_csv),
+           "--audio-root", str(demo.audio_dir), "--output", str(out), "--signals", "raw",
+           "--batch-size", "2", "--write-batch-size", "2"]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path, start_new_session=True)
+    family: set[tuple[int, float]] = set()
+    try:
+        deadline = time.monotonic() + 600
+        while len(list((out / "features").glob("*.parquet"))) < 4:  # mid-run: actors and writers busy
+            assert driver.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+            assert time.monotonic() < deadline, "no part written within 600 s"
+            time.sleep(0.2)
+        family = _family(driver.pid)
+        titles = " ".join(_alive(family))
+        assert all(name in titles for name in ("raylet", "gcs_server", "ray::DashboardAgent",
+                                                "ray::RuntimeEnvAgent", "reaper")), titles
+        driver.kill()
+        driver.wait()
+        t_kill = time.monotonic()
+        while (left := _alive(family)) and time.monotonic() - t_kill < ORPHANS_GONE_S:
+            time.sleep(0.5)
+        lived = time.monotonic() - t_kill
+        assert not left, f"still alive {lived:.0f} s after the driver's SIGKILL: {left}"
+        print(f"every Ray process of the killed driver was gone {lived:.1f} s after the kill")
+    finally:
+        for entry in _alive(family):  # only this test's own processes
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.split()[0]), 9)

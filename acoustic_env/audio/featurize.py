@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from acoustic_env.audio.decode import decode_clip
+from acoustic_env.audio.decode import DecodedClip, decode_clip
 from acoustic_env.config import DecodeParams, FeatureParams
 from acoustic_env.errors import ClipError
 from acoustic_env.features import cpu_features
@@ -48,35 +48,66 @@ def featurize(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, int], *,
     ``embedders``: name -> weights id (a checkpoint's SHA-256, or ``"random"``) for the
     embedders whose columns are wanted; their checkpoints are checked against it.
     """
-    from acoustic_env.embedders.factory import load_embedder
-
     n = len(rows)
     vectors = {c: np.full((n, d), np.nan, dtype=np.float32) for c, d in columns.items()}
     errors: list[str | None] = [None] * n
-    nets = {name: load_embedder(name, device=device, allow_random_weights=wid == "random", cache_dir=weights_cache,
-                                sha256=None if wid == "random" else wid)
-            for name, wid in (embedders or {}).items()}
+    nets = load_nets(embedders or {}, weights_cache, device)
     for i, row in enumerate(rows):
         try:
             clip = decode_clip(row["uri"], decode, row.get("start_s"), row.get("end_s"), cut_segments)
-            out: dict[str, Any] = {}
-            if any(c not in _embedder_columns(nets) for c in columns):
-                out.update(cpu_features(clip.audio, decode.sample_rate, features)[0])
-            for net in nets.values():
-                audio = np.asarray(clip.audio, dtype=np.float32)[None, :]
-                out.update({k: v[0] for k, v in net.embed(audio, np.array([audio.shape[1]])).items()})
+            [out] = batch_outputs([clip], columns, nets, decode, features)
         except ClipError as exc:
             errors[i] = str(exc)
             continue
         except Exception as exc:  # noqa: BLE001 - as in the pipeline: one bad clip is one error, not a stop
             errors[i] = f"features/{type(exc).__name__}: {exc}"
             continue
-        for c in columns:
-            if c not in out:
-                raise KeyError(f"no stage computes the column {c!r} (features.signals or the embedders differ)")
-            vectors[c][i] = np.asarray(out[c], dtype=np.float32).reshape(-1)
+        for c, v in pick_columns(out, columns).items():
+            vectors[c][i] = v
     return Featurized(clip_ids=[str(r["clip_id"]) for r in rows], uris=[str(r["uri"]) for r in rows],
                       vectors=vectors, errors=errors)
+
+
+def load_nets(embedders: Mapping[str, str], weights_cache: str | None = None, device: str = "cpu") -> dict[str, Any]:
+    """name -> loaded embedder, each checkpoint checked against its weights id (``"random"``: seeded random)."""
+    from acoustic_env.embedders.factory import load_embedder
+
+    return {name: load_embedder(name, device=device, allow_random_weights=wid == "random", cache_dir=weights_cache,
+                                sha256=None if wid == "random" else wid)
+            for name, wid in embedders.items()}
+
+
+def batch_outputs(clips: Sequence[DecodedClip], columns: Mapping[str, int], nets: Mapping[str, Any],
+                  decode: DecodeParams = DecodeParams(), features: FeatureParams = FeatureParams()) -> list[dict[str, Any]]:
+    """Every output (feature and embedder columns) per decoded clip, in order.
+
+    The CPU features run clip by clip (only when a wanted column needs them); each
+    embedder runs once over the whole list, zero-padded with the true lengths, which
+    every embedder honours (:mod:`acoustic_env.embedders.base`): a clip's vector does not
+    depend on what it was batched with, so the live service can batch requests and
+    still give what ``predict`` gives for one file.
+    """
+    cpu = any(c not in _embedder_columns(nets) for c in columns)
+    outs: list[dict[str, Any]] = [dict(cpu_features(c.audio, decode.sample_rate, features)[0]) if cpu else {}
+                                  for c in clips]
+    if nets and clips:
+        lengths = np.array([len(c.audio) for c in clips], dtype=np.int64)
+        audio = np.zeros((len(clips), int(lengths.max())), dtype=np.float32)
+        for i, c in enumerate(clips):
+            audio[i, : lengths[i]] = c.audio
+        for net in nets.values():
+            for key, value in net.embed(audio, lengths).items():
+                for out, row in zip(outs, value):
+                    out[key] = row
+    return outs
+
+
+def pick_columns(out: Mapping[str, Any], columns: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """The wanted columns of one clip's outputs as flat float32, as the feature table stores them."""
+    missing = [c for c in columns if c not in out]
+    if missing:
+        raise KeyError(f"no stage computes the column {missing[0]!r} (features.signals or the embedders differ)")
+    return {c: np.asarray(out[c], dtype=np.float32).reshape(-1) for c in columns}
 
 
 def _embedder_columns(nets: Mapping[str, Any]) -> set[str]:

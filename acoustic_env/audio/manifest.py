@@ -27,22 +27,27 @@ pipeline writes (``duration_s``, ``error_type``, ...) is carried as
 ``manifest_<name>``. CSV files may start with a UTF-8 byte-order mark.
 
 Memory: a clip list can hold millions of rows (AudioSet's unbalanced train list has
-2 million), so rows never become Python dicts all at once. Generic CSVs are parsed by
-pyarrow.csv, pass-through columns stay Arrow columns, ids and duplicates are found
-with Arrow group-bys, and what needs Python per row (an id from a file name, an
-AudioSet template, a path under ``allowed_roots``) runs ``CHUNK`` rows at a time.
+2 million), so the driver never holds it whole. ``read_manifest`` reads the file once, in
+chunks of about ``CHUNK`` rows (``pyarrow.csv.open_csv``, ``pyarrow.json.open_json``,
+Parquet batches), checks every row and keeps a 64-bit hash of each id, which finds the
+repeated ids; ``Manifest.chunks()`` reads it again and yields the final rows chunk by
+chunk, so the extract job streams them to Ray. Pass-through columns stay Arrow columns;
+what needs Python per row (an id from a file name, an AudioSet template, a path under
+``allowed_roots``) runs one chunk at a time.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import posixpath
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
 from typing import IO, Any, Callable, Collection, Iterator
 from urllib.parse import urlsplit
 
@@ -55,7 +60,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from acoustic_env.audio.rows import CPU_PREFIX, ERROR_COLUMNS
-from acoustic_env.runs import first_occurrence
+from acoustic_env.runs import id_hashes
 from acoustic_env.storage import (
     join,
     redact,
@@ -82,18 +87,6 @@ class ManifestError(ValueError):
     """The clip list cannot be read; the message names the file and the row."""
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """Every row of a clip list; the rows it could not accept carry their error."""
-
-    table: pa.Table  # CLIP_SCHEMA columns, pass-through columns, then ERROR_COLUMNS (null unless rejected)
-    duplicates: int  # rows rejected as duplicate_id
-    ids_made_unique: int  # derived ids given a suffix because several files shared them
-    renamed_columns: dict[str, str]  # pass-through columns renamed away from the pipeline's names
-    source: str
-    format: str
-
-
 def _open(uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
     """Open through the URI's filesystem (``fsspec.open`` would take a ``?`` in a URL for a glob)."""
     fs, path = fsspec.core.url_to_fs(uri)
@@ -116,7 +109,8 @@ def detect_format(uri: str) -> str:
     raise ManifestError(f"{uri}: cannot tell the manifest format from its name; pass --manifest-format")
 
 
-#: Rows turned into Python objects at once where a rule needs Python per row.
+#: Rows per chunk where the reader decides (Parquet batches, AudioSet rows, a directory's files),
+#: and rows turned into Python objects at once where a rule needs Python per row.
 CHUNK = 16_384
 
 
@@ -186,30 +180,24 @@ def resolve_audioset_uris(rows: list[dict[str, Any]], audio_root: str | None, te
     return out
 
 
-def _audioset_table(uri: str, audio_root: str | None, template: str, extensions: tuple[str, ...],
-                    limit: int | None) -> pa.Table:
-    """An AudioSet list as CLIP_SCHEMA columns, ``CHUNK`` rows of Python objects at a time."""
-    listings: dict[str, set[str]] = {}
-    chunks: list[pa.Table] = []
-
-    def flush(rows: list[dict[str, Any]]) -> None:
+def _audioset_chunks(uri: str, audio_root: str | None, template: str, extensions: tuple[str, ...],
+                     listings: dict[str, set[str]]) -> Iterator[pa.Table]:
+    """An AudioSet list as CLIP_SCHEMA tables of ``CHUNK`` rows (Python objects for one chunk at a time)."""
+    def table(rows: list[dict[str, Any]]) -> pa.Table:
         uris = resolve_audioset_uris(rows, audio_root, template, extensions, listings)
-        chunks.append(pa.table({
+        return pa.table({
             "clip_id": [f"{r['YTID']}_{_ms(r['start_s'])}" for r in rows], "uri": uris,
             "start_s": [r["start_s"] for r in rows], "end_s": [r["end_s"] for r in rows],
-            "labels": [r["labels"] for r in rows], "group": [r["YTID"] for r in rows]}, schema=CLIP_SCHEMA))
+            "labels": [r["labels"] for r in rows], "group": [r["YTID"] for r in rows]}, schema=CLIP_SCHEMA)
 
+    yield table([])
     rows: list[dict[str, Any]] = []
-    for n, row in enumerate(read_audioset_csv(uri), start=1):
+    for row in read_audioset_csv(uri):
         rows.append(row)
         if len(rows) == CHUNK:
-            flush(rows)
+            yield table(rows)
             rows = []
-        if limit and n >= limit:
-            break
-    if rows or not chunks:
-        flush(rows)
-    return pa.concat_tables(chunks)
+    yield table(rows)
 
 
 def _labels_value(value: Any) -> list[str]:
@@ -224,23 +212,40 @@ def _labels_value(value: Any) -> list[str]:
     return [t.strip() for t in text.split(sep) if t.strip()]
 
 
-def _read_generic(uri: str, fmt: str) -> pa.Table:
+def _generic_chunks(uri: str, fmt: str) -> Iterator[pa.Table]:
+    """A generic manifest's own columns, ``CHUNK`` rows or so at a time, parsed from the stream.
+
+    CSV columns are all read as text, as written (a value is never guessed into a number
+    or a date); JSON lines take the types of their first MB. Blocks of 1 MB: the readers read
+    several blocks ahead, so larger blocks cost the driver tens of MB on a big list.
+    """
     if fmt == "parquet":
         with _open(uri) as fh:
-            return pq.read_table(fh)
+            pf = pq.ParquetFile(fh)
+            yield pf.schema_arrow.empty_table()
+            for batch in pf.iter_batches(batch_size=CHUNK):
+                yield pa.Table.from_batches([batch])
+        return
     if fmt == "jsonl":
         with _open(uri) as fh:
-            return pajson.read_json(io.BytesIO(fh.read()))
+            reader = pajson.open_json(fh, read_options=pajson.ReadOptions(use_threads=False, block_size=1 << 20))
+            yield reader.schema.empty_table()
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+        return
     with _open(uri, "rt", encoding="utf-8-sig") as fh:
         header = next(csv.reader(fh), None)
     if not header:
-        return pa.table({"uri": pa.array([], pa.string())})
-    # every column as text, as written (a value is never guessed into a number or a date);
-    # parsed from the stream, never held as one string
+        yield pa.table({"uri": pa.array([], pa.string())})
+        return
     with _open(uri, "rb") as fh:
-        return pacsv.read_csv(fh, read_options=pacsv.ReadOptions(use_threads=False), parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                              convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
-                                                                   strings_can_be_null=False))
+        reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 20),
+                                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                                convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
+                                                                     strings_can_be_null=False))
+        yield reader.schema.empty_table()
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
 
 
 def _map_rows(table: pa.Table, columns: list[str], fn: Callable[..., Any], type_: pa.DataType,
@@ -254,8 +259,9 @@ def _map_rows(table: pa.Table, columns: list[str], fn: Callable[..., Any], type_
     return pa.chunked_array(out, type_)
 
 
-def _generic_table(table: pa.Table, uri: str, audio_root: str | None) -> tuple[pa.Table, list[str]]:
-    """A generic manifest's CLIP_SCHEMA columns; pass-through columns are kept as the Arrow columns they are."""
+def _generic_table(table: pa.Table, uri: str, audio_root: str | None, offset: int = 0) -> tuple[pa.Table, list[str]]:
+    """A generic manifest's CLIP_SCHEMA columns (rows numbered from ``offset`` + 1 in messages);
+    pass-through columns are kept as the Arrow columns they are."""
     if "uri" not in table.column_names:
         raise ManifestError(f"{uri}: a generic manifest needs a 'uri' column (has: {', '.join(table.column_names)})")
     extra = [c for c in table.column_names if c not in CLIP_SCHEMA.names]
@@ -273,13 +279,20 @@ def _generic_table(table: pa.Table, uri: str, audio_root: str | None) -> tuple[p
     def text_or_none(n: int, value: Any) -> str | None:
         return None if value in (None, "") else str(value)
 
+    def column(name: str, fn: Callable[..., Any], type_: pa.DataType) -> pa.Array | pa.ChunkedArray:
+        fast = _FAST.get(name) if name in table.column_names and pa.types.is_string(table.schema.field(name).type) else None
+        got = fast(table[name].combine_chunks()) if fast else None
+        if got is None:  # not text, or a value the vectorised rule leaves to the per-row one
+            got = _map_rows(table, [name], fn, type_, offset)
+        return got
+
     columns = {
-        "clip_id": _map_rows(table, ["clip_id"], text_or_none, pa.string()),
-        "uri": _map_rows(table, ["uri"], clip_uri, pa.string()),
-        "start_s": _map_rows(table, ["start_s"], lambda n, v: _float_or_none(v, uri, n, "start_s"), pa.float64()),
-        "end_s": _map_rows(table, ["end_s"], lambda n, v: _float_or_none(v, uri, n, "end_s"), pa.float64()),
-        "labels": _map_rows(table, ["labels"], lambda n, v: _labels_value(v), pa.list_(pa.string())),
-        "group": _map_rows(table, ["group"], text_or_none, pa.string()),
+        "clip_id": column("clip_id", text_or_none, pa.string()),
+        "uri": column("uri", clip_uri, pa.string()),
+        "start_s": column("start_s", lambda n, v: _float_or_none(v, uri, n, "start_s"), pa.float64()),
+        "end_s": column("end_s", lambda n, v: _float_or_none(v, uri, n, "end_s"), pa.float64()),
+        "labels": column("labels", lambda n, v: _labels_value(v), pa.list_(pa.string())),
+        "group": column("group", text_or_none, pa.string()),
     }
     out = pa.table(columns, schema=CLIP_SCHEMA)
     for c in extra:
@@ -296,8 +309,47 @@ def _float_or_none(value: Any, uri: str, n: int, name: str) -> float | None:
         raise ManifestError(f"{uri}: row {n}: {name} is not a number: {value!r}") from None
 
 
+# --- the same rules on whole text columns (Arrow compute), for the rows they cover ---
+# Each returns None where some value needs the per-row rule (its message, or a case such
+# as a JSON list of labels), and the caller then runs that rule on the column.
+
+
+def _fast_text_or_none(col: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+
+
+def _fast_uri(col: pa.Array) -> pa.Array | None:
+    text = pc.utf8_trim_whitespace(pc.fill_null(col, ""))
+    absolute = pc.or_(pc.match_substring(text, "://"), pc.starts_with(text, "/"))
+    return text if pc.all(absolute).as_py() is not False else None  # empty or relative: per row
+
+
+def _fast_float(col: pa.Array) -> pa.Array | None:
+    try:
+        return pc.cast(pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # a value Arrow does not read as a number: the per-row rule accepts it or says which
+
+
+def _fast_labels(col: pa.Array) -> pa.Array | None:
+    text = pc.utf8_trim_whitespace(pc.fill_null(col, ""))
+    if pc.any(pc.starts_with(text, "[")).as_py():
+        return None  # JSON lists
+    parts = pc.if_else(pc.match_substring(text, ";"), pc.split_pattern(text, ";"), pc.split_pattern(text, ","))
+    flat = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    keep = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
+    counts = np.bincount(pc.list_parent_indices(parts).to_numpy()[keep], minlength=len(col))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat.filter(pa.array(keep)))
+
+
+_FAST: dict[str, Callable[[pa.Array], pa.Array | None]] = {
+    "clip_id": _fast_text_or_none, "group": _fast_text_or_none, "uri": _fast_uri,
+    "start_s": _fast_float, "end_s": _fast_float, "labels": _fast_labels}
+
+
 def _directory_table(uri: str) -> pa.Table:
-    """Every audio file below ``uri``; ids are left to ``_derive_ids`` (relative path, ``/`` → ``__``)."""
+    """Every audio file below ``uri``; ids are left to ``_pre_ids`` (relative path, ``/`` → ``__``)."""
     fs, root = fsspec.core.url_to_fs(uri)
     files = sorted(p for p in fs.find(root) if p.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS)
     n = len(files)
@@ -317,71 +369,6 @@ def _replace(column: pa.ChunkedArray | pa.Array, rows: np.ndarray, values: list[
     mask[rows] = True
     order = np.argsort(rows, kind="stable")  # replace_with_mask takes the replacements in row order
     return pc.replace_with_mask(col, pa.array(mask), pa.array([values[k] for k in order], col.type))
-
-
-def _counts(ids: pa.Array) -> np.ndarray:
-    """For each row, how many rows share its value."""
-    first = first_occurrence(ids)
-    return np.bincount(first, minlength=len(first))[first]
-
-
-def _derive_ids(table: pa.Table) -> tuple[pa.Table, int]:
-    """Fill in the ids of rows that have none, from the file name; returns how many needed a suffix.
-
-    A name shared by several files (``a/x.wav`` and ``b/x.wav``, ``x.wav`` and ``x.flac``)
-    gets ``-<8 hex digits of the URI's hash>`` on each: stable across runs whatever the
-    order, so a resumed run finds its clips again. Secrets in the URL (its query, its
-    user-info) never reach the id.
-    """
-    derived = table["clip_id"].is_null().to_numpy(zero_copy_only=False)
-
-    def from_name(n: int, clip_id: str | None, uri: str, rel: str | None) -> str:
-        if clip_id is not None:
-            return clip_id
-        if rel is not None:
-            return posixpath.splitext(rel)[0].replace("/", "__")
-        path = urlsplit(uri).path if "://" in uri else uri
-        return posixpath.splitext(posixpath.basename(path))[0]
-
-    ids = _map_rows(table, ["clip_id", "uri", "_rel"], from_name, pa.string()).combine_chunks() \
-        if derived.any() else table["clip_id"].combine_chunks()
-    shared = np.flatnonzero(derived & (_counts(ids) > 1)) if derived.any() else np.zeros(0, dtype=np.int64)
-    uris = table["uri"].take(pa.array(shared, pa.int64())).to_pylist()
-    suffixed = [f"{i}-{hashlib.sha1(redact(u).encode()).hexdigest()[:8]}"
-                for i, u in zip(ids.take(pa.array(shared, pa.int64())).to_pylist(), uris)]
-    table = table.set_column(table.schema.get_field_index("clip_id"), "clip_id", _replace(ids, shared, suffixed))
-    if "_rel" in table.column_names:
-        table = table.drop_columns(["_rel"])
-    return table, len(shared)
-
-
-def _reject(found: dict[int, tuple[str, str]], error_type: str, row: int, message: str) -> None:
-    found[row] = (error_type, message)
-
-
-def _reject_duplicates(table: pa.Table, found: dict[int, tuple[str, str]]) -> pa.Table:
-    """A row repeating an earlier row's id becomes a duplicate_id error naming both files."""
-    ids = table["clip_id"].combine_chunks()
-    n = len(ids)
-    first_row = first_occurrence(ids)
-    repeats = np.flatnonzero(first_row != np.arange(n))
-    uris = table["uri"].combine_chunks()
-    new_ids = []
-    for r in repeats.tolist():
-        clip_id, earlier = ids[r].as_py(), int(first_row[r])
-        new_ids.append(f"{clip_id}#row{r + 1}")  # its own id: errors/ holds one row per id
-        _reject(found, "duplicate_id", r, f"row {r + 1} ({uris[r].as_py()}) has the clip_id {clip_id!r} of row "
-                                          f"{earlier + 1} ({uris[earlier].as_py()}); give each clip its own clip_id")
-    return table.set_column(table.schema.get_field_index("clip_id"), "clip_id", _replace(ids, repeats, new_ids))
-
-
-def _reject_outside_roots(table: pa.Table, allowed_roots: tuple[str, ...], found: dict[int, tuple[str, str]]) -> None:
-    outside = _map_rows(table, ["uri"], lambda n, u: not within_roots(u, allowed_roots), pa.bool_())
-    for r in np.flatnonzero(outside.to_numpy()).tolist():
-        if r not in found:
-            uri = table["uri"][r].as_py()
-            _reject(found, "outside_allowed_roots", r,
-                    f"{uri} is not under any of allowed_roots ({', '.join(allowed_roots)})")
 
 
 def _error_columns(n: int, found: dict[int, tuple[str, str]]) -> dict[str, pa.Array]:
@@ -408,40 +395,181 @@ def _rename_reserved(table: pa.Table, extra: list[str], reserved: Collection[str
     return table.rename_columns([renamed.get(c, c) for c in table.column_names]), renamed
 
 
+def _pre_ids(table: pa.Table) -> tuple[pa.Array, np.ndarray]:
+    """Each row's id before any suffix (its own, else from its file name), and which rows derived theirs."""
+    derived = table["clip_id"].is_null().to_numpy(zero_copy_only=False)
+    if not derived.any():
+        return table["clip_id"].combine_chunks(), derived
+
+    def from_name(n: int, clip_id: str | None, uri: str, rel: str | None) -> str:
+        if clip_id is not None:
+            return clip_id
+        if rel is not None:
+            return posixpath.splitext(rel)[0].replace("/", "__")
+        path = urlsplit(uri).path if "://" in uri else uri
+        return posixpath.splitext(posixpath.basename(path))[0]
+
+    return _map_rows(table, ["clip_id", "uri", "_rel"], from_name, pa.string()).combine_chunks(), derived
+
+
+def _suffixed(ids: pa.Array, uris: pa.Array) -> list[str]:
+    """``<id>-<8 hex digits of the URI's hash>``: stable across runs; the URL's secrets never reach it."""
+    return [f"{i}-{hashlib.sha1(redact(u).encode()).hexdigest()[:8]}" for i, u in zip(ids.to_pylist(), uris.to_pylist())]
+
+
+def _repeated(hashes: np.ndarray, in_place: bool = False) -> tuple[np.ndarray, int]:
+    """The hash values held by more than one row (sorted), and how many rows repeat an earlier one.
+
+    ``in_place`` sorts ``hashes`` itself: no second copy of 8 bytes a row.
+    """
+    ordered = hashes if in_place else np.sort(hashes)
+    if in_place:
+        ordered.sort()
+    same = ordered[1:] == ordered[:-1]
+    return np.unique(ordered[1:][same]), int(same.sum())
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    offset: int  # row number of its first row, from 0
+    table: pa.Table  # CLIP_SCHEMA, pass-through columns renamed away from the pipeline's names (and _rel)
+    ids: pa.Array  # ids before any suffix
+    derived: np.ndarray  # rows whose id came from the file name
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A clip list read once to validate and count it, and read again chunk by chunk by ``chunks()``.
+
+    The first pass (``read_manifest``) raises ManifestError for a list that cannot be used
+    and keeps only 64-bit hashes of the ids while it runs (8 bytes a row, freed at its end),
+    and afterwards only the rows that need an id changed: the driver's memory stays flat
+    whether the list has 20 thousand rows or 2 million. ``chunks()`` yields the final
+    rows (ids, pass-through columns, ERROR_COLUMNS: null unless rejected); ``table`` is all
+    of them at once, for the callers that need a small list whole.
+    """
+
+    rows: int
+    duplicates: int  # rows rejected as duplicate_id
+    ids_made_unique: int  # derived ids given a suffix because several files shared them
+    renamed_columns: dict[str, str]  # pass-through columns renamed away from the pipeline's names
+    source: str
+    format: str
+    _read: Callable[[], Iterator[_Chunk]]  # the source again, validated and normalised chunk by chunk
+    _shared: np.ndarray  # rows (sorted) whose derived id gets the URI suffix
+    _repeated: np.ndarray  # id hashes that several rows hold (sorted): candidates for duplicate_id
+    _allowed_roots: tuple[str, ...]
+    _redact_params: tuple[str, ...]
+
+    def chunks(self) -> Iterator[pa.Table]:
+        """The rows, in order, ``CHUNK`` or so at a time (one empty table for an empty list)."""
+        try:
+            yield from self._finished()
+        except ManifestError as exc:  # the file changed between the two passes
+            raise ManifestError(redact(str(exc), self._redact_params)) from None
+
+    def _finished(self) -> Iterator[pa.Table]:
+        firsts: dict[str, tuple[int, str]] = {}  # id → (row, uri) of its first row, for the candidates only
+        for chunk in self._read():
+            table, n = chunk.table, chunk.table.num_rows
+            ids = chunk.ids
+            lo, hi = np.searchsorted(self._shared, [chunk.offset, chunk.offset + n])
+            shared = self._shared[lo:hi] - chunk.offset
+            if len(shared):
+                take = pa.array(shared, pa.int64())
+                ids = _replace(ids, shared, _suffixed(ids.take(take), table["uri"].combine_chunks().take(take)))
+            found: dict[int, tuple[str, str]] = {}
+            candidates = np.flatnonzero(np.isin(id_hashes(ids), self._repeated)) if len(self._repeated) else []
+            renamed, new_ids = [], []
+            for r in np.asarray(candidates).tolist():
+                clip_id, uri, row = ids[r].as_py(), table["uri"][r].as_py(), chunk.offset + r
+                if clip_id not in firsts:  # a first row (or a hash shared by different ids: not a repeat)
+                    firsts[clip_id] = (row, uri)
+                    continue
+                earlier, earlier_uri = firsts[clip_id]
+                renamed.append(r)
+                new_ids.append(f"{clip_id}#row{row + 1}")  # its own id: errors/ holds one row per id
+                found[r] = ("duplicate_id", f"row {row + 1} ({uri}) has the clip_id {clip_id!r} of row {earlier + 1} "
+                                            f"({earlier_uri}); give each clip its own clip_id")
+            ids = _replace(ids, np.array(renamed, dtype=np.int64), new_ids)
+            table = table.set_column(table.schema.get_field_index("clip_id"), "clip_id", ids)
+            if "_rel" in table.column_names:
+                table = table.drop_columns(["_rel"])
+            if self._allowed_roots:
+                outside = _map_rows(table, ["uri"], lambda _, u: not within_roots(u, self._allowed_roots), pa.bool_())
+                for r in np.flatnonzero(outside.to_numpy(zero_copy_only=False)).tolist():
+                    if r not in found:
+                        found[r] = ("outside_allowed_roots", f"{table['uri'][r].as_py()} is not under any of "
+                                                             f"allowed_roots ({', '.join(self._allowed_roots)})")
+            for name, column in _error_columns(n, found).items():
+                table = table.append_column(pa.field(name, pa.string()), column)
+            yield table
+
+    @cached_property
+    def table(self) -> pa.Table:
+        """Every row at once: for small lists and the callers that need one (recipes, annotate, tests)."""
+        return pa.concat_tables(list(self.chunks()))
+
+
 def read_manifest(uri: str, audio_root: str | None = None, fmt: str = "auto",
                   template: str = "{audio_root}/{YTID}_{start_ms}.{ext}",
                   extensions: tuple[str, ...] = AUDIO_EXTENSIONS, cut_segments: bool = False,
                   limit: int | None = None, *, allowed_roots: tuple[str, ...] = (),
                   reserved: Collection[str] = (), redact_params: tuple[str, ...] = ()) -> Manifest:
-    """Read any supported clip list into a Manifest (see the module docstring for ids and rejected rows).
+    """Read and check any supported clip list (see the module docstring for ids and rejected rows).
 
     ``reserved``: the columns the caller's pipeline writes; ``redact_params``: secret
     query parameters to hide in a ManifestError's message, besides the usual ones.
     """
     try:
-        return _read_manifest(uri, audio_root, fmt, template, extensions, cut_segments, limit, allowed_roots,
-                              reserved)
+        if fmt == "auto":
+            with _parse_errors(uri, fmt):
+                fmt = detect_format(uri)
+        if fmt not in ("audioset", "directory", "csv", "parquet", "jsonl"):
+            raise ManifestError(f"{uri}: unknown manifest format {fmt!r}")
+        if fmt == "audioset" and cut_segments and template == "{audio_root}/{YTID}_{start_ms}.{ext}":
+            template = WHOLE_VIDEO_TEMPLATE
+        renamed: dict[str, str] = {}
+        listings: dict[str, set[str]] = {}  # AudioSet: one listing per directory, kept for the second pass
+        directory: list[pa.Table] = []  # a directory's listing, kept for the second pass
+
+        def read() -> Iterator[_Chunk]:
+            with _parse_errors(uri, fmt):
+                yield from _clip_chunks(uri, fmt, audio_root, template, extensions, limit, reserved, renamed,
+                                        listings, directory)
+
+        rows, hashes, derived_rows, suffix_hashes = 0, [], [], []
+        for chunk in read():
+            hashes.append(id_hashes(chunk.ids))
+            if chunk.derived.any():
+                rows_here = np.flatnonzero(chunk.derived)
+                take = pa.array(rows_here, pa.int64())
+                derived_rows.append(rows_here + chunk.offset)
+                suffix_hashes.append(id_hashes(pa.array(
+                    _suffixed(chunk.ids.take(take), chunk.table["uri"].combine_chunks().take(take)), pa.string())))
+            rows += chunk.table.num_rows
     except ManifestError as exc:
         raise ManifestError(redact(str(exc), redact_params)) from None
+    all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    del hashes
+    shared = np.zeros(0, dtype=np.int64)
+    if derived_rows:  # a derived id that any other row holds too gets the URI suffix
+        candidates = np.concatenate(derived_rows)
+        is_shared = np.isin(all_hashes[candidates], _repeated(all_hashes)[0])
+        shared = candidates[is_shared]
+        all_hashes[shared] = np.concatenate(suffix_hashes)[is_shared]
+    repeated, duplicates = _repeated(all_hashes, in_place=True)
+    del all_hashes
+    return Manifest(rows=rows, duplicates=duplicates, ids_made_unique=len(shared), renamed_columns=renamed,
+                    source=uri, format=fmt, _read=read, _shared=shared, _repeated=repeated,
+                    _allowed_roots=tuple(allowed_roots), _redact_params=tuple(redact_params))
 
 
-def _read_manifest(uri: str, audio_root: str | None, fmt: str, template: str, extensions: tuple[str, ...],
-                   cut_segments: bool, limit: int | None, allowed_roots: tuple[str, ...],
-                   reserved: Collection[str]) -> Manifest:
-    extra: list[str] = []
+@contextmanager
+def _parse_errors(uri: str, fmt: str) -> Iterator[None]:
+    """Reading and parsing failures of the source as one ManifestError line."""
     try:
-        fmt = detect_format(uri) if fmt == "auto" else fmt
-        if fmt == "audioset":
-            if cut_segments and template == "{audio_root}/{YTID}_{start_ms}.{ext}":
-                template = WHOLE_VIDEO_TEMPLATE
-            table = _audioset_table(uri, audio_root or posixpath.dirname(uri), template, extensions, limit)
-        elif fmt == "directory":
-            table = _directory_table(uri)
-        elif fmt in ("csv", "parquet", "jsonl"):
-            raw = _read_generic(uri, fmt)
-            table, extra = _generic_table(raw.slice(0, limit) if limit else raw, uri, audio_root)
-        else:
-            raise ManifestError(f"{uri}: unknown manifest format {fmt!r}")
+        yield
     except OSError as exc:  # local, HTTP (refused, 5xx, timeout) and object-store failures alike
         error_type, reason = transport_failure(exc)
         if error_type == "missing_file":
@@ -449,19 +577,48 @@ def _read_manifest(uri: str, audio_root: str | None, fmt: str, template: str, ex
         raise ManifestError(f"{uri}: cannot read the manifest: {reason}") from None
     except (UnicodeDecodeError, pa.ArrowInvalid, csv.Error, json.JSONDecodeError) as exc:
         raise ManifestError(f"{uri}: cannot parse as {fmt}: {exc}") from None
-    if limit:
-        table = table.slice(0, limit)
-    table, renamed = _rename_reserved(table, extra, reserved)  # first: the error columns below are the pipeline's
-    table, made_unique = _derive_ids(table)
-    found: dict[int, tuple[str, str]] = {}
-    table = _reject_duplicates(table, found)
-    duplicates = len(found)
-    if allowed_roots:
-        _reject_outside_roots(table, allowed_roots, found)
-    for name, column in _error_columns(table.num_rows, found).items():
-        table = table.append_column(pa.field(name, pa.string()), column)
-    return Manifest(table=table, duplicates=duplicates, ids_made_unique=made_unique,
-                    renamed_columns=renamed, source=uri, format=fmt)
+
+
+def _clip_chunks(uri: str, fmt: str, audio_root: str | None, template: str, extensions: tuple[str, ...],
+                 limit: int | None, reserved: Collection[str], renamed: dict[str, str],
+                 listings: dict[str, set[str]], directory: list[pa.Table]) -> Iterator[_Chunk]:
+    """The source as CLIP_SCHEMA chunks (pass-through columns renamed into ``renamed``) with their ids.
+
+    Always at least one chunk, possibly empty, so that an empty list still has its columns.
+    """
+    if fmt == "audioset":
+        raw: Iterator[pa.Table] = _audioset_chunks(uri, audio_root or posixpath.dirname(uri), template, extensions,
+                                                   listings)
+    elif fmt == "directory":
+        if not directory:
+            directory.append(_directory_table(uri))
+        listed = directory[0]
+        raw = chain([listed.slice(0, 0)], (listed.slice(s, CHUNK) for s in range(0, listed.num_rows, CHUNK)))
+    else:
+        raw = _generic_chunks(uri, fmt)
+    offset, empty = 0, None
+    for table in raw:  # every reader starts with an empty table carrying the source's columns
+        table = table.slice(0, max(limit - offset, 0)) if limit else table
+        if not table.num_rows:
+            empty = table if empty is None else empty
+            continue
+        yield _clip_chunk(table, offset, fmt, uri, audio_root, reserved, renamed)
+        offset += table.num_rows
+        if limit and offset >= limit:
+            return
+    if offset == 0 and empty is not None:
+        yield _clip_chunk(empty, 0, fmt, uri, audio_root, reserved, renamed)
+
+
+def _clip_chunk(table: pa.Table, offset: int, fmt: str, uri: str, audio_root: str | None,
+                reserved: Collection[str], renamed: dict[str, str]) -> _Chunk:
+    extra: list[str] = []
+    if fmt in ("csv", "parquet", "jsonl"):
+        table, extra = _generic_table(table, uri, audio_root, offset)
+    table, names = _rename_reserved(table, extra, reserved)
+    renamed.update(names)
+    ids, derived = _pre_ids(table)
+    return _Chunk(offset=offset, table=table, ids=ids, derived=derived)
 
 
 def label_counts(table: pa.Table, mid: str) -> int:

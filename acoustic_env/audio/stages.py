@@ -38,9 +38,10 @@ from acoustic_env.audio.rows import (
 )
 from acoustic_env.config import ExtractConfig
 from acoustic_env.embedders.registry import EmbedderSpec, get
+from acoustic_env.errors import OutputWriteError
 from acoustic_env.features import STAGES as FEATURE_STAGES
 from acoustic_env.features import cpu_features, feature_metadata
-from acoustic_env.storage import join, write_parquet
+from acoustic_env.storage import join, redact, transport_failure, write_parquet
 from acoustic_env.table import ERRORS_SCHEMA, metadata_json, now_utc
 
 CPU_STAGES = ("decode", *FEATURE_STAGES)
@@ -201,8 +202,24 @@ class EmbedderStage:
         return conform(batch, self.schema, columns)
 
 
+def _write_part(table: pa.Table, output: str, sub: str, name: str) -> None:
+    """Write one part; a failure (after the storage's retries) is an OutputWriteError naming the output.
+
+    Not an error row: the clips are fine, the output is not, and every later part would
+    meet the same store. The job stops with one line; the next run redoes these clips.
+    """
+    try:
+        write_parquet(table, join(output, sub, name))
+    except Exception as exc:  # noqa: BLE001 - every transport says it its own way
+        _, reason = transport_failure(exc)
+        raise OutputWriteError(redact(f"output: cannot write to {output}: {reason} (writing {sub}/{name})")) from exc
+
+
 def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any]) -> pa.Table:
-    """Split a batch into features/ and errors/ parts; return a one-row summary."""
+    """Split a batch into features/ and errors/ parts; return a one-row summary.
+
+    Raises OutputWriteError when a part cannot be written.
+    """
     bad = error_mask(batch)
     n_bad = int(bad.sum())
     drop = {AUDIO, *ERROR_COLUMNS} | {c for c in batch.column_names if c.startswith(CPU_PREFIX)}
@@ -211,7 +228,7 @@ def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any])
         table = batch.filter(pa.array(~bad)).select([f.name for f in keep])
         table = table.replace_schema_metadata(metadata_json(meta))
         ids = table["clip_id"].to_pylist()  # up to write_batch_size strings, for the part's name
-        write_parquet(table, join(output, runs.FEATURES, runs.part_name(run_id, ids)))
+        _write_part(table, output, runs.FEATURES, runs.part_name(run_id, ids))
     error_types = ""
     if n_bad:
         failed = batch.filter(pa.array(bad))
@@ -219,8 +236,7 @@ def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any])
                         "error_type": failed["error_type"], "message": failed["error_message"],
                         "run_id": pa.repeat(run_id, n_bad),
                         "time": pa.repeat(pa.scalar(now_utc(), ERRORS_SCHEMA.field("time").type), n_bad)})
-        write_parquet(err.cast(ERRORS_SCHEMA),
-                      join(output, runs.ERRORS, runs.part_name(run_id, failed["clip_id"].to_pylist())))
+        _write_part(err.cast(ERRORS_SCHEMA), output, runs.ERRORS, runs.part_name(run_id, failed["clip_id"].to_pylist()))
         error_types = ",".join(failed["error_type"].to_pylist())
     summary: dict[str, list] = {"n_ok": [batch.num_rows - n_bad], "n_failed": [n_bad], "error_types": [error_types]}
     for c in batch.column_names:

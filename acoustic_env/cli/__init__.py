@@ -34,6 +34,7 @@ from acoustic_env.config import (
     ConfigError,
     ExtractConfig,
     FeatureParams,
+    ServeConfig,
     TrainConfig,
     add_flags,
     flag_help,
@@ -213,6 +214,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = from_args(ServeConfig, args)
+    from acoustic_env.jobs.serve import check, serve
+
+    check(cfg)  # a missing model is one line before the log file and Ray
+    _console(args, None)
+    serve(cfg)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.export import export_features
 
@@ -299,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-random-weights", action="store_true",
                    help="also export embedder columns computed with random weights")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve a trained model over HTTP on Ray Serve (JSON API and a browser page)",
+                       description="Serve a trained model over HTTP on Ray Serve (JSON API and a browser page).",
+                       usage="%(prog)s --model MODEL [options]")
+    add_flags(p, ServeConfig)
+    p.set_defaults(func=cmd_serve)
 
     add_models_parser(sub)
     add_recipe_parsers(sub)

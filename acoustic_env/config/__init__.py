@@ -28,7 +28,7 @@ from acoustic_env.config.schema import (
 from acoustic_env.embedders import registry
 
 __all__ = ["DEFAULT_PCA", "EMBEDDERS", "SIGNALS", "SOURCES", "AnnotateConfig", "AuditConfig", "ConfigError",
-           "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "TrainConfig", "add_flags", "flag_help",
+           "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "ServeConfig", "TrainConfig", "add_flags", "flag_help",
            "from_args", "from_dict", "load_config_file", "option", "validate"]
 
 #: The embedders the pipeline can run, in the order it runs them: a live view of the
@@ -379,3 +379,34 @@ class AnnotateConfig(Section):
             from_dict(ExtractConfig, {**self.extract, "manifest": self.manifest, "output": self.features})
         except ConfigError as exc:
             raise ConfigError(f"extract.{exc}") from None
+
+
+def _url_prefix(v: str) -> bool:
+    return v.startswith(("https://", "http://")) and len(v.split("/", 3)) == 4 and bool(v.split("/", 3)[2])
+
+
+@dataclass(frozen=True)
+class ServeConfig(Section):
+    """The live recognition service (``acoustic-env serve``): the model, the replicas, the limits of a request."""
+
+    model: str = _location(help="model artifact written by `acoustic-env train` (directory or URI)")
+    host: str = option("127.0.0.1", nonempty=True, help="address the HTTP server listens on (0.0.0.0: every "
+                                                        "interface; the service has no authentication)")
+    port: int = option(8000, ge=0, le=65535, help="HTTP port (0: a free one)")
+    replicas: int = option(1, ge=1, help="model replicas (each loads the model and its embedders once)")
+    # 2-CPU machines: Serve's controller and HTTP proxy need room beside the replica.
+    replica_cpus: float = option(0.5, gt=0, help="CPUs reserved per replica")
+    replica_gpus: float = option(0.0, ge=0, help="GPUs per replica (> 0: the embedders run on CUDA)")
+    max_upload_mb: float = option(20.0, gt=0, help="larger uploads (and fetched URLs) get too_large (413)")
+    max_duration_s: float = option(60.0, gt=0, help="longer recordings get too_long (422)")
+    request_timeout_s: float = option(30.0, gt=0, help="a request not answered within this gets timeout (504)")
+    allowed_url_prefixes: tuple[str, ...] = option((), check=(lambda v: all(map(_url_prefix, v)),
+                                                              "must be http(s)://host/... prefixes"),
+                                                   help="POST {\"url\": ...} is fetched only when it starts with "
+                                                        "one of these (empty: no URL is fetched)")
+    batch_max_size: int = option(1, ge=1, help="requests scored together by Serve's dynamic batching "
+                                               "(1: no batching; worth it on a GPU)")
+    batch_wait_s: float = option(0.01, ge=0, help="longest wait for a batch to fill")
+    weights_cache: str | None = _location(None, help="embedder checkpoint cache (default: "
+                                                  "$ACOUSTIC_ENV_MODEL_CACHE, else ~/.cache/acoustic-env/models)")
+    ray_address: str | None = _ray_address()

@@ -1,9 +1,10 @@
 """The Ray wiring of the extract job — the only module that knows about Ray Data.
 
-manifest → plan → ``from_arrow`` (blocks) → decode + CPU features (one actor pool)
-→ [embedders (GPU or CPU actors)] → write (tasks) → per-part summaries. The driver
-holds the clip list (Arrow) and the summaries, never audio or features: each writer
-task puts its own Parquet parts on storage.
+manifest chunks → resume filter → blocks put into the object store one at a time
+(``from_arrow_refs``) → decode + CPU features (one actor pool) → [embedders (GPU or
+CPU actors)] → write (tasks) → per-part summaries. The driver holds one chunk of the
+clip list at a time, the block references and the summaries, never audio or features:
+each writer task puts its own Parquet parts on storage.
 
 Resources: every core should do stage work. Decode and the CPU features run in the
 same actor (a decoded clip never crosses a process boundary), one actor per core
@@ -23,7 +24,8 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from itertools import chain
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 import pyarrow as pa
 
@@ -38,11 +40,15 @@ from acoustic_env.audio.stages import (
 from acoustic_env.config import ExtractConfig
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.embedders.registry import get
+from acoustic_env.errors import OutputWriteError
+from acoustic_env.storage import redact
 
 #: Seconds between two progress lines when the console is not a terminal.
 PROGRESS_EVERY_S = 10.0
-#: The largest block the driver hands Ray: big manifests become thousands of blocks, not millions.
-MAX_BLOCK_ROWS = 1024
+#: The largest block the driver hands Ray. Each block costs the driver about 50 KB that stays until
+#: the job ends (its reference, and the metadata and schema Ray Data fetches for it); at 16,384
+#: rows that is 3 bytes a row, where blocks of 1,024 rows added 100 MB at 2 million rows.
+MAX_BLOCK_ROWS = 16_384
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ def block_rows(n_rows: int, n_actors: int, batch_size: int) -> int:
 
     A block goes to one actor whole; small blocks keep the last ones from idling every
     actor but one, and ``MAX_BLOCK_ROWS`` keeps a manifest of millions to a few
-    thousand objects for the driver to hand over.
+    hundred objects for the driver to hand over (and account for).
     """
     rows = math.ceil(n_rows / max(1, n_actors * 16))
     rows = math.ceil(max(rows, batch_size) / batch_size) * batch_size
@@ -120,6 +126,7 @@ class JobProgress:
 
     def __init__(self, total: int, enabled: bool, stream: TextIO | None = None, every_s: float = PROGRESS_EVERY_S):
         self.total, self.done, self.failed = total, 0, 0
+        self.printed: int | None = None  # the count of the last plain line
         self.stream = stream or sys.stderr
         self.every_s = every_s
         self.t0 = self.last = time.monotonic()
@@ -148,24 +155,48 @@ class JobProgress:
 
     def _line(self) -> None:
         self.last = time.monotonic()
+        self.printed = self.done
         print(self.line(), file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.enabled:
+        elif self.enabled and self.printed != self.done:  # the final count, unless the last line said it
             self._line()
 
 
 # --- the job ---
 
-def _blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
-    return [table.slice(i, rows_per_block) for i in range(0, table.num_rows, rows_per_block)] or [table]
+def _blocks(chunks: Iterable[pa.Table], rows_per_block: int) -> Iterator[pa.Table]:
+    """The chunks re-cut into blocks of ``rows_per_block`` rows (the last one shorter)."""
+    rest: pa.Table | None = None
+    for chunk in chunks:
+        table = pa.concat_tables([rest, chunk]) if rest is not None and rest.num_rows else chunk
+        full = table.num_rows - table.num_rows % rows_per_block
+        for i in range(0, full, rows_per_block):
+            yield table.slice(i, rows_per_block)
+        rest = table.slice(full)
+    if rest is not None and rest.num_rows:
+        yield rest
 
 
-def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str, Any],
-                 weights: dict[str, str]) -> dict[str, Any]:
-    """Stream ``todo`` through the stages; return counts, CPU seconds per stage and where the time went."""
+def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfig, run_id: str,
+                 meta: dict[str, Any], weights: dict[str, str],
+                 on_planned: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Stream the ``todo`` chunks through the stages; return counts, CPU seconds per stage and where the time went.
+
+    The driver puts each block into Ray's object store as the clip list streams past and
+    keeps only the references: its own memory does not grow with the list. Ray starts at
+    the first chunk with a row to do (never, if there is none); blocks are sized for
+    ``expected_rows``. ``on_planned(n)`` is called once every chunk has been put (n clips to do).
+    """
+    all_stages = stages(cfg)
+    totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": dict.fromkeys(all_stages, 0.0)}
+    chunks = iter(todo)
+    first = next((c for c in chunks if c.num_rows), None)
+    if first is None:
+        on_planned(0)
+        return totals
     import ray
     import ray.data
 
@@ -173,12 +204,16 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
     cluster = start_ray(cfg.ray_address, progress=False)  # Ray Data's operator bars: ours is one line
     t_ray = time.monotonic()
     res = plan_extract_resources(cluster, len(cfg.embedders), cfg.accelerator_resource, cfg.device)
-    all_stages = stages(cfg)
-    schema = row_schema(todo.schema, vector_columns(cfg), all_stages)
+    schema = row_schema(first.schema, vector_columns(cfg), all_stages)
     bs = cfg.batch_size
-    rows = block_rows(todo.num_rows, res.max_actors, bs)
-    blocks = _blocks(todo, rows)
-    ds = ray.data.from_arrow(blocks)
+    rows = block_rows(max(expected_rows, first.num_rows), res.max_actors, bs)
+    blocks, n_rows = [], 0
+    for block in _blocks(chain([first], chunks), rows):
+        blocks.append(ray.put(block))
+        n_rows += block.num_rows
+    t_staged = time.monotonic()
+    on_planned(n_rows)
+    ds = ray.data.from_arrow_refs(blocks)
     actors = min(res.max_actors, len(blocks))  # no actor without a block to work on
     ds = ds.map_batches(CpuFeatureStage, batch_format="pyarrow", batch_size=bs, num_cpus=res.actor_cpus,
                         compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
@@ -198,8 +233,7 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
     ds = ds.map_batches(write_batch, batch_format="pyarrow", batch_size=cfg.write_batch_size,
                         num_cpus=res.task_cpus,
                         fn_kwargs={"output": cfg.output, "run_id": run_id, "meta": meta})
-    totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": dict.fromkeys(all_stages, 0.0)}
-    progress = JobProgress(todo.num_rows, cfg.progress)
+    progress = JobProgress(n_rows, cfg.progress)
     t_first = None
     try:
         for summary in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -212,13 +246,20 @@ def run_pipeline(todo: pa.Table, cfg: ExtractConfig, run_id: str, meta: dict[str
                 for stage in all_stages:
                     totals["cpu_s"][stage] += row.get(CPU_PREFIX + stage) or 0.0
                 progress.update(row["n_ok"], row["n_failed"])
+    except Exception as exc:
+        # a writer's OutputWriteError arrives wrapped by Ray (its text: the worker's traceback)
+        found = OutputWriteError.found_in(exc)
+        if found is None:
+            raise
+        raise OutputWriteError(redact(str(found), cfg.redact_query_params)) from None
     finally:
         progress.close()
     t_end = time.monotonic()
     totals["resources"] = {**dataclasses.asdict(res), "rows_per_block": rows,
                            "torch_device": torch_device if cfg.embedders else None}
-    # Where the time went: joining/starting Ray, then the stream (its first part includes the
-    # actors' start-up: processes, imports, the first batch).
-    totals["timing_s"] = {"ray_start": t_ray - t0, "first_part": (t_first or t_end) - t_ray,
-                          "stream": t_end - t_ray}
+    # Where the time went: joining/starting Ray, reading the rest of the clip list into blocks,
+    # then the stream (its first part includes the actors' start-up: processes, imports, the
+    # first batch).
+    totals["timing_s"] = {"ray_start": t_ray - t0, "blocks": t_staged - t_ray,
+                          "first_part": (t_first or t_end) - t_staged, "stream": t_end - t_staged}
     return totals

@@ -9,10 +9,14 @@ work, so the three behave alike:
 * Otherwise a fresh local instance starts, quietly: no dashboard, no worker
   output on the console (errors still reach the driver as exceptions), Ray's
   own log lines only from WARNING up, and token authentication stated
-  explicitly when Ray is not yet imported (Ray's default for a new local
-  instance, which it otherwise announces with a warning). Ray caches its config
-  at import: setting ``RAY_AUTH_MODE`` after ``import ray`` would leave the
-  driver without the token and the GCS refusing it, so then Ray's own default applies.
+  explicitly (``distributed/__init__.py``: Ray's default for a new local
+  instance, which it otherwise announces with a warning).
+* A new local instance gets a watcher (``distributed/reaper.py``) that ends its
+  processes once the driver is gone, so that a SIGKILLed driver's Ray agents do not
+  live on for another minute.
+* A Ray Data stage's own exception reaches the driver with its type (Ray's
+  ``raise_original_map_exception``), so an ``OutputWriteError`` can be reported as
+  the one line it is.
 * ``progress`` switches Ray Data's own progress bars and its per-dataset log
   lines ("Starting execution of Dataset ...") on the console together.
 
@@ -36,6 +40,8 @@ import os
 import sys
 from pathlib import Path
 
+from acoustic_env.distributed import reaper
+
 #: The log file of this process once :func:`quiet_console` ran (None: Ray's defaults).
 _log_file: Path | None = None
 _file_handler: logging.Handler | None = None
@@ -44,11 +50,7 @@ LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 def start_ray(address: str | None = None, progress: bool = False) -> dict[str, float]:
     """Join or start Ray (a no-op when this process already has); return the cluster's resources."""
-    if "ray" not in sys.modules:
-        # Token authentication, Ray's default for a new local instance, stated before Ray reads
-        # its config (it caches it at import), so that it does not announce it with a warning.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-    import ray
+    import ray  # RAY_AUTH_MODE was stated before Ray's first import: see distributed/__init__.py
 
     route_ray_logs()
     if not ray.is_initialized():
@@ -56,8 +58,10 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
+            before = reaper.children()
             ray.init(address="local", log_to_driver=False, include_dashboard=False,
                      logging_level=logging.INFO if _log_file else logging.WARNING)
+            reaper.watch(before)  # what ray.init started ends with this process, however it ends
         route_ray_logs()
     _ray_data_output(progress and _log_file is None)
     return ray.cluster_resources()
@@ -69,6 +73,10 @@ def _ray_data_output(progress: bool) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.verbose_progress = False
+    # A stage's exception reaches the driver as itself (RayTaskError(OutputWriteError)), not as
+    # Ray Data's UserCodeException, whose pickled copy loses the cause: the driver can then turn
+    # it into one line (distributed/extract.py). Stages catch per-clip failures themselves.
+    ctx.raise_original_map_exception = True
     route_ray_logs()  # ray.data sets up its own handlers on first import
     # Ray Data logs to a file in the session directory and to the console; only the console is turned down.
     for handler in logging.getLogger("ray.data").handlers:

@@ -79,27 +79,32 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
                              cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit, allowed_roots=cfg.allowed_roots,
                              reserved=reserved, redact_params=cfg.redact_query_params)
     t_read = time.time()
-    plan = runs.make_plan(manifest.table, cfg.output)
+    index = runs.index_output(cfg.output)  # the one pass over what earlier runs left
     t_planned = time.time()
     record.update(manifest={"source": manifest.source, "format": manifest.format,
                             "renamed_columns": manifest.renamed_columns},
                   weights=weights, timing_s={"manifest": t_read - t_manifest, "plan": t_planned - t_read})
     runs.write_record(record, record_uri, cfg.redact_query_params)
-    log.info("run %s: %d clips in the manifest, %d already done, %d to process (%d retried)",
-             run_id, manifest.table.num_rows, plan.skipped, plan.todo.num_rows, plan.retried)
-    totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": {}}
-    if plan.todo.num_rows:
-        totals = run_pipeline(plan.todo, cfg, run_id, table_metadata(cfg, run_id, weights), weights)
+    # the clip list streams from its file through the resume filter into Ray, a chunk at a time
+    tally = runs.Tally()
+    todo = runs.pending(manifest.chunks(), index.done, index.failed, tally)
+
+    def planned(n: int) -> None:
+        log.info("run %s: %d clips in the manifest, %d already done, %d to process (%d retried)",
+                 run_id, manifest.rows, tally.skipped, n, tally.retried)
+
+    totals = run_pipeline(todo, max(manifest.rows - len(index.done), 0), cfg, run_id,
+                          table_metadata(cfg, run_id, weights), weights, on_planned=planned)
     # the index built for planning serves the compaction too: features/ is read once per run
-    remaining_errors = runs.compact_errors(cfg.output, run_id, plan.index, plan.todo["clip_id"])
+    remaining_errors = runs.compact_errors(cfg.output, run_id, index, tally.processed())
     record.update(
         status="completed",
-        counts={"input": manifest.table.num_rows, "duplicate_ids": manifest.duplicates,
+        counts={"input": manifest.rows, "duplicate_ids": manifest.duplicates,
                 "ids_made_unique": manifest.ids_made_unique,
-                "skipped": plan.skipped, "retried": plan.retried, "processed": plan.todo.num_rows,
+                "skipped": tally.skipped, "retried": tally.retried, "processed": tally.todo,
                 "ok": totals["ok"], "failed": totals["failed"], "errors_in_output": remaining_errors,
-                "duplicates_repaired": plan.duplicates_repaired},
-        quarantined=plan.quarantined,
+                "duplicates_repaired": index.duplicates_removed},
+        quarantined=index.quarantined,
         error_types=totals["error_types"], cpu_s=totals["cpu_s"], resources=totals.get("resources"),
         timing_s={**record["timing_s"], **totals.get("timing_s", {})},
         wall_s=time.time() - t_start,

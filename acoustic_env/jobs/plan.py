@@ -18,6 +18,9 @@ import os
 from collections import Counter
 from typing import Any
 
+import pyarrow as pa
+
+from acoustic_env import runs
 from acoustic_env.audio.manifest import read_manifest
 from acoustic_env.audioset.tasks import Task, load_task, task_from_definition
 from acoustic_env.config import (
@@ -38,17 +41,18 @@ from acoustic_env.table import open_table, select_groups
 FEATURES, ERRORS, RUNS = "features", "errors", "runs"
 
 
-def _output_ids(output: str) -> tuple[set[str], set[str], int]:
+def _output_ids(output: str) -> tuple[pa.Array, pa.Array, int]:
     """(clip ids in features/, clip ids in errors/, unreadable parts) of an extract output, read-only."""
-    found: dict[str, set[str]] = {FEATURES: set(), ERRORS: set()}
+    found: dict[str, list[pa.Array]] = {FEATURES: [], ERRORS: []}
     unreadable = 0
     for sub in found:
         for part in list_parts(join(output, sub)):
             try:
-                found[sub].update(read_part(part, columns=["clip_id"])["clip_id"].to_pylist())
+                found[sub].append(read_part(part, columns=["clip_id"])["clip_id"].combine_chunks())
             except DamagedFileError:
                 unreadable += 1
-    return found[FEATURES], found[ERRORS], unreadable
+    return (pa.chunked_array(found[FEATURES], pa.string()).combine_chunks(),
+            pa.chunked_array(found[ERRORS], pa.string()).combine_chunks(), unreadable)
 
 
 def _resources(address: str | None) -> str:
@@ -84,14 +88,16 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
                              cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit,
                              allowed_roots=cfg.allowed_roots, redact_params=cfg.redact_query_params)
     done, failed, unreadable = _output_ids(cfg.output)
-    ids = manifest.table["clip_id"].to_pylist()
-    todo = [i for i in ids if i not in done]
-    retry = sum(i in failed for i in todo)
-    rejected = Counter(t for t in manifest.table["error_type"].to_pylist() if t)
+    tally = runs.Tally()
+    rejected: Counter[str] = Counter()
+    for chunk in runs.pending(manifest.chunks(), done, failed, tally):  # the job's own resume filter, streamed
+        tally.todo_hashes.clear()  # only the counts are wanted here
+        rejected.update(t for t in chunk["error_type"].drop_null().to_pylist())
+    n_ids, todo, retry = manifest.rows, tally.todo, tally.retried
     weights = _weights(cfg.embedders, cfg.weights_cache, cfg.allow_random_weights)
     out = cfg.output.rstrip("/")
-    lines = [f"extract (dry run): {len(ids)} clips in {manifest.source} ({manifest.format}); "
-             f"{len(ids) - len(todo)} already in features/, {len(todo)} to do ({retry} of them retried "
+    lines = [f"extract (dry run): {n_ids} clips in {manifest.source} ({manifest.format}); "
+             f"{tally.skipped} already in features/, {todo} to do ({retry} of them retried "
              f"after an earlier failure)",
              f"  stages: decode, CPU features ({cfg.features.impl}, signals {','.join(cfg.features.signals)})"
              + (f", embedders {','.join(cfg.embedders)}" if cfg.embedders else ", no embedders")]
@@ -104,7 +110,7 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
     lines += [f"  weights: {name}: {w}" for name, w in weights.items()]
     lines += [f"  resources: {_resources(cfg.ray_address)}",
               f"  output: {out}/features/  {out}/errors/  {out}/runs/<run_id>.json"]
-    return {"job": "extract", "clips": len(ids), "done": len(ids) - len(todo), "todo": len(todo), "retry": retry,
+    return {"job": "extract", "clips": n_ids, "done": tally.skipped, "todo": todo, "retry": retry,
             "rejected": dict(rejected), "unreadable_parts": unreadable, "weights": weights,
             "output": out, "lines": lines}
 

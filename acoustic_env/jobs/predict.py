@@ -74,7 +74,8 @@ def extraction_params(meta: dict[str, Any]) -> tuple[DecodeParams, FeatureParams
     return DecodeParams(), FeatureParams(), "defaults"
 
 
-def _model(uri: str) -> Model:
+def open_model(uri: str) -> Model:
+    """The model at ``uri``, or one ConfigError line naming what a model directory holds (predict, serve)."""
     try:
         return load_model(uri)
     except FileNotFoundError:
@@ -89,7 +90,7 @@ def predict(inputs: Sequence[str], model: str, *, output: str | None = None, aud
     check_input(model, "model")
     if output:
         check_output(output, "output")
-    m = _model(model)
+    m = open_model(model)
     rows, manifest = input_rows(inputs, audio_root)
     decode, features, _ = extraction_params(m.meta)
     if len(rows) <= max_in_process:

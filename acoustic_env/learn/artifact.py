@@ -177,6 +177,21 @@ class Model:
         idx = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), len(self.class_names))
         return names[idx]
 
+    def feature_plan(self) -> tuple[dict[str, str], list[Any], dict[str, int]]:
+        """What scoring raw audio computes: (embedder -> weights id, tagger specs, column -> width).
+
+        The columns are the model's groups plus the first tagger's class scores (for the
+        tags shown beside the prediction); ``predict_files`` and the live service share it.
+        """
+        from acoustic_env.config import EMBEDDERS
+        from acoustic_env.embedders.registry import get
+
+        embedders = {g["name"]: g.get("weights") or "random" for g in self.meta["groups"] if g["name"] in EMBEDDERS}
+        taggers = [get(e) for e in embedders if get(e).scores_column]
+        columns = {g["name"]: g["dim"] for g in self.meta["groups"]}
+        columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})
+        return embedders, taggers, columns
+
     def predict_files(self, files: Sequence[str | dict[str, Any]], *, decode: Any = None, features: Any = None,
                       weights_cache: str | None = None, device: str = "cpu", top_tags: int = 3) -> pa.Table:
         """Label audio files in this process (no Ray, no feature table): one row per file.
@@ -193,14 +208,10 @@ class Model:
         embedder. Meant for a handful of files: each is decoded and embedded in turn.
         """
         from acoustic_env.audio.featurize import clip_rows, featurize
-        from acoustic_env.config import EMBEDDERS, DecodeParams, FeatureParams
-        from acoustic_env.embedders.registry import get
+        from acoustic_env.config import DecodeParams, FeatureParams
 
         rows = clip_rows(files)
-        embedders = {g["name"]: g.get("weights") or "random" for g in self.meta["groups"] if g["name"] in EMBEDDERS}
-        taggers = [get(e) for e in embedders if get(e).scores_column]
-        columns = {g["name"]: g["dim"] for g in self.meta["groups"]}
-        columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})
+        embedders, taggers, columns = self.feature_plan()
         found = featurize(rows, columns, decode=decode or DecodeParams(), features=features or FeatureParams(),
                           embedders=embedders, weights_cache=weights_cache, device=device)
         table = self.predict_table({**{g: found.vectors[g] for g in self.groups}, "clip_id": found.clip_ids})
@@ -215,13 +226,19 @@ class Model:
 
 def top_classes(scores: np.ndarray, names: Sequence[str], k: int = 3) -> list[list[str] | None]:
     """Per row, the ``k`` highest-scoring class names as ``"name 0.87"`` (None for a row of NaN)."""
-    out: list[list[str] | None] = []
+    return [None if top is None else [f"{name} {score:.2f}" for name, score in top]
+            for top in top_scores(scores, names, k)]
+
+
+def top_scores(scores: np.ndarray, names: Sequence[str], k: int = 3) -> list[list[tuple[str, float]] | None]:
+    """Per row, the ``k`` highest (class name, score) pairs, best first (None for a row of NaN)."""
+    out: list[list[tuple[str, float]] | None] = []
     for row in np.asarray(scores, dtype=np.float64):
         if not np.isfinite(row).all():
             out.append(None)
             continue
         top = np.argsort(-row, kind="stable")[:k]
-        out.append([f"{names[j]} {row[j]:.2f}" for j in top])
+        out.append([(names[j], float(row[j])) for j in top])
     return out
 
 

@@ -50,11 +50,13 @@ class CVResult:
     chosen: str
 
 
-def given_folds(features: FeatureSet, column: str) -> np.ndarray:
-    """Fold index (0..F-1) per clip from a column the manifest carried (UrbanSound8K's and ESC-50's ``fold``).
+def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str]]:
+    """Fold index (0..F-1) per clip from a column the manifest carried, and the fold names in index order.
 
     Published folds are honoured exactly, so results compare with published
-    ones; a clip without a value is an error, not a guess.
+    ones; a clip without a value is an error, not a guess. The names keep the
+    published order (numbers numerically: UrbanSound8K's fold 10 after fold 9,
+    not after fold 1), so the record's "fold 2" is the collection's fold 2.
     """
     table = features.table
     if column not in table.schema.names:
@@ -66,10 +68,12 @@ def given_folds(features: FeatureSet, column: str) -> np.ndarray:
     missing = [c for c, v in zip(features.ids, values) if v is None or str(v).strip() == ""]
     if missing:
         raise ConfigError(f"folds_column: {len(missing)} clip(s) have no {column!r} value, e.g. {missing[0]}")
-    names, index = np.unique(np.array([str(v) for v in values]), return_inverse=True)
+    texts = [str(v).strip() for v in values]
+    names = sorted(set(texts), key=lambda n: (0, int(n), n) if n.lstrip("-").isdigit() else (1, 0, n))
     if len(names) < 2:
-        raise ConfigError(f"folds_column: {column!r} must hold at least 2 distinct folds, got {names.tolist()}")
-    return index
+        raise ConfigError(f"folds_column: {column!r} must hold at least 2 distinct folds, got {names}")
+    position = {n: i for i, n in enumerate(names)}
+    return np.array([position[t] for t in texts], dtype=np.int64), names
 
 
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,

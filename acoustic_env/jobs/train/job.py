@@ -57,6 +57,7 @@ from acoustic_env.learn.cv import (
 )
 from acoustic_env.learn.cv import report as cv_report
 from acoustic_env.learn.duplicates import merge_duplicate_groups
+from acoustic_env.learn.eda import explore
 from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
 from acoustic_env.learn.metrics import (
     BOOTSTRAP_REPLICATES,
@@ -176,9 +177,10 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
                           f"{cfg.memory_gb:g}; raise memory_gb or pass cv_folds=0 for the train/val/test split")
     kind, k, names = task.kind, task.n_classes, list(task.class_names)
     if cfg.folds_column:
-        folds = given_folds(features, cfg.folds_column)
+        folds, fold_names = given_folds(features, cfg.folds_column)
     else:
         folds = assign_folds(features.y, features.groups, task.class_names, cfg.cv_folds, cfg.seed, field="cv_folds")
+        fold_names = [str(f + 1) for f in range(int(folds.max()) + 1)]
     n_folds = int(folds.max()) + 1
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
@@ -217,9 +219,9 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
         timings["shap_s"] = time.time() - t
 
     counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
-              "splits": _split_counts(task, features, folds, {f: f"fold {f + 1}" for f in range(n_folds)})}
+              "splits": _split_counts(task, features, folds, {f: f"fold {fold_names[f]}" for f in range(n_folds)})}
     evaluation = {
-        "method": "cross_validation", "folds": n_folds, "folds_column": cfg.folds_column,
+        "method": "cross_validation", "folds": n_folds, "folds_column": cfg.folds_column, "fold_names": fold_names,
         "grouped": bool(features.has_groups), "candidates": list(result.proba), "scores": result.scores,
         "chosen": result.chosen, "saved_model": saved,
         "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, candidates,
@@ -394,6 +396,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "ablations": out.ablations, "shap": out.shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
+        "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
     }
     report_uri = write_report(join(cfg.output, "report"), results)
     save_model(model_uri, out.net.state_dict(), transforms, {

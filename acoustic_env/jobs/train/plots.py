@@ -107,3 +107,80 @@ def mps_heatmap_png(grid: np.ndarray, wf: list[float], wt: list[float], title: s
     ax.set(xlabel="temporal modulation (Hz)", ylabel="spectral modulation (cycles/kHz)", title=title)
     fig.colorbar(im, ax=ax, label="mean |SHAP value|")
     return _png(fig)
+
+
+# --- exploratory analysis (learn.eda) ------------------------------------------------
+
+def effect_sizes_png(tables: dict[str, list[dict[str, Any]]], title: str) -> bytes:
+    """Horizontal bars of Hedges' g per value, one panel per comparison, largest |g| on top.
+
+    Bars are coloured by sign (which side is higher) and starred where the
+    Benjamini-Hochberg corrected p is below 0.05, so that a large effect on a
+    handful of clips is not read as settled.
+    """
+    panels = [(label, rows) for label, rows in tables.items() if rows]
+    cols = min(len(panels), 3)
+    nrows = -(-len(panels) // cols)
+    height = max(len(rows) for _, rows in panels)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, (0.26 * height + 1.3) * nrows + 0.5), squeeze=False,
+                             layout="constrained")  # keeps the figure title clear of the panels' titles
+    for ax, (label, rows) in zip(axes.ravel(), panels):
+        g = np.array([r["g"] for r in rows])
+        pos = np.arange(len(rows))[::-1]
+        ax.barh(pos, g, color=np.where(g >= 0, "#c0504d", "#3b75af"))
+        names = [r["name"] + (" *" if r["q"] < 0.05 else "") for r in rows]
+        ax.set_yticks(pos, names, fontsize=7)
+        ax.axvline(0, color="k", lw=0.8)
+        first, _, second = label.partition(" vs ")
+        ax.set_xlabel(f"Hedges' g  (> 0: higher in {first}; < 0: higher in {second})", fontsize=7)
+        ax.set_title(label, fontsize=9)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}\n(* BH-corrected p < 0.05)", fontsize=10)
+    return _png(fig)
+
+
+def correlation_png(names: list[str], matrix: np.ndarray, title: str) -> bytes:
+    """A labelled correlation heatmap (−1 blue … +1 red) with its colour bar; ``names`` label rows and columns."""
+    n = len(names)
+    size = max(4.0, 0.16 * n + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    im = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    font = 8 if n <= 20 else 6 if n <= 40 else 5
+    ax.set_xticks(range(n), names, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), names, fontsize=font)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="Spearman's rho")
+    return _png(fig)
+
+
+def clip_map_png(xy: np.ndarray, labels: list[str], wrong: np.ndarray, title: str, wrong_label: str) -> bytes:
+    """The clips in 2-D, coloured by given class (legend), misclassified ones ringed in black.
+
+    At most ten colours: beyond, the rarest labels (multi-label sets multiply) are
+    drawn grey as one "other" entry, since more hues cannot be told apart at a glance.
+    """
+    fig, ax = plt.subplots(figsize=(6.8, 5.6))
+    xy = np.asarray(xy).reshape(-1, 2)
+    labels_arr = np.asarray(labels, dtype=object)
+    classes = sorted(set(labels), key=lambda c: (-labels.count(c), c))
+    shown, rest = (classes, []) if len(classes) <= 10 else (classes[:9], classes[9:])
+    tab10 = plt.get_cmap("tab10")
+    colours = [tab10(i) for i in (0, 1, 2, 3, 4, 5, 6, 8, 9, 7)]  # tab10's grey last: "other" is grey
+    for i, c in enumerate(shown):
+        on = labels_arr == c
+        ax.scatter(xy[on, 0], xy[on, 1], s=16, color=colours[i], alpha=0.8, label=f"{c} ({on.sum()})",
+                   edgecolors="none")
+    if rest:
+        on = np.isin(labels_arr, rest)
+        ax.scatter(xy[on, 0], xy[on, 1], s=12, color="#999999", alpha=0.6, edgecolors="none",
+                   label=f"{len(rest)} other labels ({on.sum()})")
+    if wrong.any():
+        ax.scatter(xy[wrong, 0], xy[wrong, 1], s=60, facecolors="none", edgecolors="black", linewidths=1.1,
+                   label=f"{wrong_label} ({int(wrong.sum())})")
+    ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", title=title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="given label", title_fontsize=7,
+              markerscale=1.2)  # outside the axes: never over the clips
+    return _png(fig)

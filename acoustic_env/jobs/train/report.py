@@ -12,6 +12,13 @@ those left out with the reason, and a reminder that the labels themselves are
 noisy. The misclassified clips' players and spectrograms are written by the
 review page's code (``jobs.audit.review.write_assets``), so the two pages
 decode and draw a clip the same way.
+
+The exploratory-analysis section renders ``results["eda"]`` (computed by
+``learn.eda.explore``): per feature group the values that differ most between
+classes, correlation heatmaps of the named indices, and a t-SNE map of the clips
+on which the misclassified ones are marked from the stored predictions (the same
+list as the misclassified-clips section, not recomputed). Its full tables (every
+value, the map's coordinates) go to ``eda.json`` beside the page.
 """
 
 from __future__ import annotations
@@ -25,11 +32,14 @@ import pyarrow as pa
 
 from acoustic_env.jobs.audit.review import source_url, write_assets
 from acoustic_env.jobs.train import plots
+from acoustic_env.learn.eda import MAX_HEATMAP, MAX_MAP_POINTS
 from acoustic_env.storage import filesystem, join
 from acoustic_env.table import FeatureSet
 
 #: At most this many misclassified clips get a player (the most confident mistakes first): each costs a decode.
 MAX_MISTAKES = 24
+#: Values listed (and plotted) per feature group and comparison in the EDA section; eda.json has them all.
+TOP_DIFFERENCES = 10
 #: The metrics table's columns: (metric in ``evaluate``, heading, its interval's key in ``intervals`` or None).
 METRICS = (("accuracy", "accuracy", "accuracy_wilson"), ("accuracy", "accuracy (bootstrap)", "accuracy"),
            ("roc_auc", "ROC AUC", "roc_auc"), ("macro_f1", "macro F1", "macro_f1"),
@@ -46,7 +56,8 @@ th{background:#f2f2f2}td.t,th:first-child{text-align:left}img{max-width:100%;mar
 .ci{color:#666;font-size:.85em;white-space:nowrap}.left-out td{color:#777}
 .clips{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:10px}
 .clip{border:1px solid #ddd;border-radius:6px;padding:6px;font-size:.9em}.clip img{margin:4px 0;width:100%}
-.clip audio{width:100%;height:30px}.clip .id{font-family:ui-monospace,monospace;overflow-wrap:anywhere}"""
+.clip audio{width:100%;height:30px}.clip .id{font-family:ui-monospace,monospace;overflow-wrap:anywhere}
+details{margin:.5em 0;border-left:3px solid #ddd;padding-left:.6em}summary{cursor:pointer}h4{margin:.8em 0 .2em}"""
 
 
 def clip_predictions(features: FeatureSet, rows: np.ndarray, y: np.ndarray,
@@ -77,7 +88,9 @@ def _exact(v: Any) -> str:
     """A setting: shown as given (0.0001 stays 0.0001, not 0.000)."""
     if v is None:
         return "–"
-    return html.escape(repr(v) if isinstance(v, float) else str(v))
+    if isinstance(v, (list, tuple)):  # a grid of values (logreg's Cs): each one exact, not numpy's repr
+        return "[" + ", ".join(_exact(x) for x in v) + "]"
+    return html.escape(repr(float(v)) if isinstance(v, float) else str(v))
 
 
 def _plain(v: Any) -> str:
@@ -153,6 +166,45 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
         comps = shap["xgboost"]["components"]
         out["shap_xgboost.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
                                                        "XGBoost: PCA components (TreeSHAP)")
+    out.update(eda_figures(results))
+    return out
+
+
+def _top(per_comparison: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    return {label: d["rows"][:TOP_DIFFERENCES] for label, d in per_comparison.items()}
+
+
+def map_mistakes(results: dict[str, Any]) -> tuple[np.ndarray, str]:
+    """(mask over the map's clips: misclassified by the model of record, legend text) from the stored predictions."""
+    clip_ids = results["eda"]["map"]["clip_id"]
+    model, wrong = mistakes(results)
+    wrong_ids = {m["clip_id"] for m in wrong}
+    return np.array([c in wrong_ids for c in clip_ids], dtype=bool), f"misclassified, {model} ({_scope(results)})"
+
+
+def eda_figures(results: dict[str, Any]) -> dict[str, bytes]:
+    """The EDA section's PNGs: effect sizes per group, correlation heatmaps, the map of the clips."""
+    eda = results.get("eda")
+    if not eda:
+        return {}
+    out = {}
+    for group, per in eda["differences"].items():
+        tables = _top(per)
+        if any(tables.values()):
+            out[f"eda_differences_{group}.png"] = plots.effect_sizes_png(
+                tables, f"{group}: the {TOP_DIFFERENCES} values that differ most between classes")
+    for group, c in eda["correlations"].items():
+        if "matrix" in c:
+            order = c["order"]
+            out[f"eda_correlation_{group}.png"] = plots.correlation_png(
+                [c["names"][i] for i in order], np.asarray(c["matrix"])[np.ix_(order, order)],
+                f"{group}: Spearman correlation over {c['n']} clips (clustered order)")
+    m = eda["map"]
+    if "xy" in m:
+        wrong, legend = map_mistakes(results)
+        out["eda_map.png"] = plots.clip_map_png(np.asarray(m["xy"]), m["label"], wrong,
+                                                f"The clips in 2-D ({m['method']}, perplexity {m['perplexity']:.0f})",
+                                                legend)
     return out
 
 
@@ -199,7 +251,8 @@ def metrics_section(results: dict[str, Any]) -> str:
         chosen = ev.get("chosen") if ev.get("chosen") in per_fold else next(iter(per_fold))
         parts += [f"<h3>Per fold ({html.escape(chosen)})</h3>",
                   _table(["fold", "clips", "ROC AUC", "accuracy", "macro F1"],
-                         [[f["fold"] + 1, f["n"], f.get("roc_auc"), f.get("accuracy"), f.get("macro_f1")]
+                         [[ev["fold_names"][f["fold"]] if ev.get("fold_names") else f["fold"] + 1, f["n"],
+                           f.get("roc_auc"), f.get("accuracy"), f.get("macro_f1")]
                           for f in per_fold[chosen]])]
     parts.append("<h3>Label noise</h3><p class='note'>" + NOISY_LABELS)
     if adj:
@@ -313,6 +366,104 @@ def params_section(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _num(v: float) -> tuple[str, str]:
+    """A statistic to four significant figures (p-values of 1e-12 and means of 0.0004 stay readable)."""
+    return ("html", f"{v:.4g}")
+
+
+def _img(name: str, alt: str) -> str:
+    return f"<img src='{html.escape(name)}' alt='{html.escape(alt)}'>"
+
+
+def _differences_html(group: str, per: dict[str, dict[str, Any]], images: list[str]) -> str:
+    """One group's top values per comparison (a table each), its bar plot, and what was left out and why."""
+    first = next(iter(per.values()))
+    leaders = ", ".join(f"{r['name']} (g {r['g']:+.2f})" for r in first["rows"][:3])
+    parts = []
+    for label, d in per.items():
+        a, _, b = label.partition(" vs ")
+        parts.append(f"<h4>{html.escape(label)} <span class='ci'>({d['n_in']} vs {d['n_out']} clips)</span></h4>")
+        if d.get("skipped"):
+            parts.append(f"<p class='note'>Not tested: {html.escape(d['skipped'])}.</p>")
+            continue
+        parts.append(_table(["value", f"mean, {a}", f"mean, {b}", "Hedges' g", "Welch's t", "p", "q (BH)"],
+                            [[r["name"], _num(r["mean_in"]), _num(r["mean_out"]), ("html", f"{r['g']:+.3f}"),
+                              _num(r["t"]), _num(r["p"]), _num(r["q"])] for r in d["rows"][:TOP_DIFFERENCES]]))
+        left = [f"{len(d['constant'])} constant within both sides ({', '.join(d['constant'][:8])}"
+                f"{', ...' if len(d['constant']) > 8 else ''})" if d["constant"] else "",
+                f"{d['non_finite_rows']} clip(s) with non-finite values" if d["non_finite_rows"] else ""]
+        if any(left):
+            parts.append(f"<p class='note'>Left out: {html.escape('; '.join(x for x in left if x))}.</p>")
+    name = f"eda_differences_{group}.png"
+    if name in images:
+        parts.append(_img(name, f"effect sizes of {group}"))
+    n_values = first["n_values"]
+    is_open = " open" if n_values <= MAX_HEATMAP else ""
+    return (f"<details{is_open}><summary><b>{html.escape(group)}</b> ({n_values} values)"
+            + (f": {html.escape(leaders)}" if leaders else "") + "</summary>" + "".join(parts) + "</details>")
+
+
+def _correlations_html(eda: dict[str, Any], images: list[str]) -> str:
+    """Heatmaps of the named, narrow groups with their most correlated pairs; the other groups and why not."""
+    parts, skipped = [], []
+    for group, c in eda["correlations"].items():
+        if "matrix" not in c:
+            skipped.append(f"{group}: {c['skipped']}")
+            continue
+        parts.append(f"<h4>{html.escape(group)}</h4>")
+        if c["constant"]:
+            skipped.append(f"{group}: left out {len(c['constant'])} constant value(s) ({', '.join(c['constant'])})")
+        parts.append(_table(["index", "and index", "Spearman's rho"],
+                            [[p["a"], p["b"], ("html", f"{p['rho']:+.3f}")] for p in c["top_pairs"]]))
+        parts.append(_img(f"eda_correlation_{group}.png", f"correlation heatmap of {group}"))
+    note = ("<p class='note'>Spearman's rank correlation between the named indices of each group (robust to their "
+            "skew and mixed units), in an order that puts correlated indices together (average-linkage clustering "
+            "on 1 − |rho|). A pair near ±1 measures the same thing twice. The most correlated pairs come first.</p>")
+    tail = ("<p class='note'>No heatmap for: " + html.escape("; ".join(skipped)) + ".</p>") if skipped else ""
+    return "<h3>Correlations between indices</h3>" + note + "".join(parts) + tail
+
+
+def _map_html(results: dict[str, Any], eda: dict[str, Any]) -> str:
+    m = eda["map"]
+    if "xy" not in m:
+        return f"<h3>Map of the clips</h3><p class='note'>No map: {html.escape(m['skipped'])}.</p>"
+    wrong, _ = map_mistakes(results)
+    scored = set((results.get("predictions") or {}).get("clip_id") or [])
+    n_scored = sum(c in scored for c in m["clip_id"])
+    pca = f", reduced to {m['pca']} principal components first" if m.get("pca") else ""
+    capped = (f" A random {len(m['clip_id'])} of the clips are shown (at most {MAX_MAP_POINTS}, t-SNE's cost)."
+              if len(m["clip_id"]) < eda["of"] else "")
+    unscored = (f" Only {n_scored} of the {len(m['clip_id'])} clips shown were scored by a model that had not seen "
+                "them (the others trained it), so only those can be ringed." if n_scored < len(m["clip_id"]) else "")
+    return ("<h3>Map of the clips</h3>" + _img("eda_map.png", "t-SNE map of the clips")
+            + f"<p class='note'>t-SNE (scikit-learn, fixed seed, perplexity {m['perplexity']:.0f}) of the "
+              f"{len(m['clip_id'])} clips in the model's own input space ({m['dims']} values: each group standardised, "
+              f"PCA-reduced and scaled as the model saw it{pca}), coloured by the given label. Ringed: the "
+              f"{int(wrong.sum())} clips the model of record got wrong.{unscored}{capped} Distances between "
+              "far-apart clusters mean little in t-SNE; neighbourhoods do.</p>")
+
+
+def eda_section(results: dict[str, Any], images: list[str]) -> str:
+    """The exploratory analysis: differences per group (tables and bars), correlations, the map of the clips."""
+    eda = results.get("eda")
+    if not eda:
+        return ""
+    parts = [f"<h2 id='eda'>Exploratory analysis ({eda['n']} clips)</h2>",
+             ("<p class='note'>Which values of the features the model used separate the classes, before any model. "
+              "Each value is compared between the clips of a class and the rest (one-vs-rest; a binary task: first "
+              "class against second) with Welch's t-test; <b>Hedges' g</b> is the difference of the means in pooled "
+              "standard deviations (0.2 small, 0.5 medium, 0.8 large), <b>q</b> the p-value corrected for the "
+              "number of values tested in the group (Benjamini-Hochberg, false discovery rate). Sorted by |g|; the "
+              f"top {TOP_DIFFERENCES} per group are shown, every value is in <code>eda.json</code>. Measured "
+              "against the given labels, which are noisy.</p>")]
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in eda["notes"]]
+    parts.append("<h3>Differences between classes, by feature group</h3>")
+    parts += [_differences_html(g, per, images) for g, per in eda["differences"].items()]
+    parts.append(_correlations_html(eda, images))
+    parts.append(_map_html(results, eda))
+    return "\n".join(parts)
+
+
 def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") -> str:
     """The page as HTML text."""
     task, counts = results["task"], results["counts"]
@@ -337,7 +488,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
     parts.append("<h2>Figures</h2><p class='note'>Calibration: each point is labelled with its number of clips; "
                  "the bars below count the clips per probability bin.</p>"
                  + "".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>" for i in images
-                           if not i.startswith("shap")))
+                           if not i.startswith(("shap", "eda_"))))
     parts.append(mistakes_html)
     if results.get("ablations"):
         parts += ["<h2>Feature-group ablations</h2>",
@@ -358,6 +509,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
                                     [[g, v / total] for g, v in s["by_group"].items()]))
         parts.append("".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>"
                              for i in images if i.startswith("shap")))
+    parts.append(eda_section(results, images))
     parts += [params_section(results), columns_section(results),
               "<h2>Preprocessing</h2>",
               _table(["group", "inputs", "components", "variance kept"],
@@ -368,14 +520,16 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
 
 
 def write_report(uri: str, results: dict[str, Any]) -> str:
-    """Write index.html, the PNGs, the misclassified clips' assets and metrics.json under ``uri``; return the index."""
+    """Write index.html, the PNGs, the misclassified clips' assets, metrics.json and eda.json; return the index."""
     pngs = figures(results)
     for name, data in pngs.items():
         _write(join(uri, name), data)
-    slim = json.loads(json.dumps({k: v for k, v in results.items() if k != "predictions"}, default=str))
+    slim = json.loads(json.dumps({k: v for k, v in results.items() if k not in ("predictions", "eda")}, default=str))
     for r in slim["models"].values():  # curves belong in the figures, not in the summary numbers
         r["test"].pop("roc_curves", None)
     _write(join(uri, "metrics.json"), json.dumps(slim, indent=2, sort_keys=True).encode())
+    if results.get("eda"):
+        _write(join(uri, "eda.json"), json.dumps(results["eda"]).encode())
     index = join(uri, "index.html")
     _write(index, render(results, list(pngs), mistakes_section(results, uri)).encode())
     return index

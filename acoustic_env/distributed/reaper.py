@@ -1,0 +1,117 @@
+"""Ending a local Ray instance's processes when the driver that started them dies.
+
+Why: ``ray.init`` starts the GCS and the raylet fate-shared with the driver, so a
+SIGKILLed driver takes them along at once, and the workers follow the raylet within
+seconds. The raylet's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) do not:
+once they notice the raylet is gone they report its death to the GCS, which died with
+the driver, through a call with a fixed 60-s timeout
+(``ray._private.process_watcher.report_raylet_error_logs``), and only then exit. They
+outlived every killed driver by 61-68 s, holding ports and memory. No Ray setting
+shortens that call (``RAY_gcs_rpc_server_reconnect_timeout_s`` was tried: still 60 s).
+
+So a local instance gets a watcher: a small process (no Ray import) that reads a pipe
+whose only writer is the driver. End of file means the driver is gone, however it went.
+The watcher then leaves Ray's own shutdown ``GRACE_S`` and ends what is left of the
+processes ``ray.init`` started and their descendants (SIGTERM, then SIGKILL after
+``KILL_AFTER_S``). Each is known by pid *and* start time, so a pid the system has since
+given to another process is never touched. A cluster (``--ray-address``) is not the
+driver's to end, and gets no watcher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+#: Seconds after the driver's end before the watcher ends what is left (a normal shutdown is done by then).
+GRACE_S = 3.0
+#: Seconds between SIGTERM and SIGKILL.
+KILL_AFTER_S = 3.0
+#: Seconds between two looks at the processes to watch (agents and workers start after ``ray.init``).
+SCAN_EVERY_S = 1.0
+
+_watchers: list[subprocess.Popen] = []  # held for the driver's life: their pipes close when it ends
+
+
+def children() -> set[int]:
+    """The pids of this process's direct children."""
+    return {c.pid for c in psutil.Process().children()}
+
+
+def watch(before: set[int]) -> None:
+    """Start a watcher over the children this process gained since ``before`` (what ``ray.init`` started)."""
+    roots = sorted(children() - before)
+    if not roots:
+        return
+    proc = subprocess.Popen([sys.executable, "-m", "acoustic_env.distributed.reaper", *map(str, roots)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # a Ctrl-C to the driver's group must not end it first
+    _watchers.append(proc)
+
+
+def _identity(p: psutil.Process) -> tuple[int, float] | None:
+    try:
+        return p.pid, p.create_time()
+    except psutil.Error:
+        return None
+
+
+def _scan(roots: list[psutil.Process], known: set[tuple[int, float]]) -> None:
+    for root in roots:
+        try:
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:  # the root is gone; its children were seen while it lived
+            continue
+        known.update(i for i in map(_identity, family) if i is not None)
+
+
+def _alive(known: set[tuple[int, float]]) -> list[psutil.Process]:
+    alive = []
+    for pid, created in known:
+        try:
+            p = psutil.Process(pid)
+            if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def main(argv: list[str]) -> int:
+    """The watcher: follow the roots' families until stdin ends, then end the survivors."""
+    roots = []
+    for pid in argv:
+        try:
+            roots.append(psutil.Process(int(pid)))
+        except psutil.Error:
+            continue
+    known: set[tuple[int, float]] = set()
+    driver_gone = threading.Event()
+
+    def wait_for_eof() -> None:
+        sys.stdin.buffer.read()  # returns only once the driver's end of the pipe is closed
+        driver_gone.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    _scan(roots, known)
+    while not driver_gone.wait(SCAN_EVERY_S):
+        _scan(roots, known)
+    time.sleep(GRACE_S)
+    survivors = _alive(known)
+    for p in survivors:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, still = psutil.wait_procs(survivors, timeout=KILL_AFTER_S)
+    for p in still:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

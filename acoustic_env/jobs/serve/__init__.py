@@ -1,0 +1,49 @@
+"""``acoustic-env serve --model M``: the trained model as a live HTTP service on Ray Serve.
+
+The job checks what it can before Ray starts (the model loads, the flags are valid:
+one line and exit status 2 otherwise), starts the service
+(:mod:`acoustic_env.distributed.serve`), prints its URL and waits. Ctrl-C or SIGTERM
+shuts Serve down (replicas, HTTP proxy, controller) and then Ray, so no actor or port
+outlives the command. What a request may send and what it gets back is
+:mod:`acoustic_env.jobs.serve.handler`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+from acoustic_env.config import ServeConfig
+from acoustic_env.jobs.preflight import check_input
+
+
+def check(cfg: ServeConfig) -> None:
+    """Stop before Ray with one line when the model cannot be loaded (missing, not a model artifact)."""
+    from acoustic_env.jobs.predict import open_model
+
+    check_input(cfg.model, "model")
+    open_model(cfg.model)
+
+
+def serve(cfg: ServeConfig, on_ready: Callable[[str], None] = print) -> None:
+    """Run the service until SIGINT/SIGTERM; ``on_ready`` gets the line with its URL."""
+    check(cfg)
+    from acoustic_env.distributed import serve as service
+    from acoustic_env.jobs.serve.handler import Service
+
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
+    try:
+        url = service.start(cfg, Service)
+        for s in signals:  # again: Ray's core worker installs its own SIGTERM handler (it aborts the process)
+            signal.signal(s, lambda *_: stop.set())
+        on_ready(f"serve: {url} (POST audio to {url}predict; the page is {url}); Ctrl-C stops")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        service.stop()
+        on_ready("serve: stopped")

@@ -1,0 +1,354 @@
+"""``acoustic-env serve``: the real command on Ray Serve, asked over HTTP on loopback.
+
+The model is trained as in ``test_predict``: real demo clips, the real extract job with
+YAMNet (seeded random weights: no download) so that AudioSet tags come back, then
+``demo.quick_model``. The service is the CLI in a subprocess (its own local Ray, ``--port
+0``, dynamic batching on), and every answer is compared with ``predict`` on the same file.
+URLs are served by a real HTTP server on 127.0.0.1; the slow path of that server holds
+its answer longer than the service's request timeout. The unbatched path is the same
+service object hosted by uvicorn without Ray. The service is started with the README's
+``acoustic-env serve`` line, and the README's curl lines are run against it as written
+(URL and file substituted).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import free_port, tone_clip
+
+import acoustic_env as ae
+from acoustic_env.demo.quick_model import quick_model
+from acoustic_env.demo.synth import generate_demo
+from acoustic_env.jobs.predict import predict
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+GROUPS = ["indices_raw", "spectral_fg", "mps_bg", "yamnet"]
+MAX_UPLOAD_MB, MAX_DURATION_S, TIMEOUT_S = 1.0, 5.0, 8.0
+
+
+class _Files(SimpleHTTPRequestHandler):
+    """Serves the test's directory; anything under /slow/ answers only after 3 x the service's timeout."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.startswith("/slow/"):
+            time.sleep(3 * TIMEOUT_S)
+        self.path = "/" + self.path.split("/", 2)[-1]  # /ok/x.flac and /slow/x.flac are x.flac
+        super().do_GET()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def world(ray_session, tmp_path_factory):
+    """(directory with the clips, model, weights cache, a 16-bit WAV of a demo clip, file server URL)."""
+    root = tmp_path_factory.mktemp("serve")
+    data = generate_demo(root / "data", n_clips=10, duration_s=2.0, n_broken=0, seed=7)
+    out, cache, model = root / "features", root / "no-weights", root / "model"
+    ae.extract(str(data.clips_csv), str(out), audio_root=str(data.audio_dir), embedders=["yamnet"],
+               allow_random_weights=True, weights_cache=str(cache), progress=False)
+    quick_model(str(out), str(model), feature_groups=GROUPS, include_random_weights=True)
+    audio, sr = sf.read(sorted(data.audio_dir.glob("*.flac"))[0], dtype="float32")
+    wav = data.audio_dir / "street corner.wav"
+    sf.write(wav, audio, sr, subtype="PCM_16")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Files, directory=str(data.audio_dir)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield data.audio_dir, model, cache, wav, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def _lines(stream, out: queue.Queue) -> None:
+    for line in stream:
+        out.put(line)
+
+
+def readme_commands() -> list[str]:
+    """The shell lines of the README's "Serve a model" section, in order."""
+    text = README.read_text().split("\n## Serve a model\n", 1)[1].split("\n## ", 1)[0]
+    return [line for block in re.findall(r"```sh\n(.*?)```", text, re.S) for line in block.splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def service(world):
+    """(base URL, the process, its stdout lines) of the README's ``acoustic-env serve``, small limits, batching."""
+    clips, model, cache, wav, files = world
+    [command] = [c for c in readme_commands() if c.startswith("acoustic-env serve ")]
+    argv = shlex.split(command.replace("trained/model", str(model)).replace("--port 8000", "--port 0"))
+    proc = subprocess.Popen([sys.executable, "-m", "acoustic_env.cli", *argv[1:],
+                             "--weights-cache", str(cache), "--max-upload-mb", str(MAX_UPLOAD_MB),
+                             "--max-duration-s", str(MAX_DURATION_S), "--request-timeout-s", str(TIMEOUT_S),
+                             "--allowed-url-prefixes", f"{files}ok/,{files}slow/",
+                             "--batch-max-size", "4", "--batch-wait-s", "0.05"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})  # its own local Ray
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    seen = []
+    try:
+        deadline = time.time() + 300
+        while not any(line.startswith("serve: http") for line in seen):
+            assert time.time() < deadline and proc.poll() is None, f"serve did not start: {seen} {proc.stderr.read()}"
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        base = seen[-1].split()[1]
+        yield base, proc, seen, lines
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _post(url: str, body: bytes, content_type: str = "application/octet-stream", timeout: float = 120):
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type"), json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), json.load(e)
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.headers.get("Content-Type"), r.read()
+
+
+def _multipart(field: str, name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "----acoustic-env-test-7d1f"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _expected(files, model, cache) -> list[dict]:
+    """``predict`` on the same files: what every answer must equal."""
+    return predict([str(f) for f in files], str(model), weights_cache=str(cache), top_tags=3).to_pylist()
+
+
+def _assert_same(answer: dict, row: dict) -> None:
+    classes = list(answer["probabilities"])
+    assert classes == ["urban", "natural"]
+    assert np.allclose([answer["probabilities"][c] for c in classes], [row[f"prob_{c}"] for c in classes],
+                       rtol=0, atol=1e-6)
+    assert answer["predicted"] == row["predicted"]
+    assert [t["name"] for t in answer["tags"]] == [t.rsplit(" ", 1)[0] for t in row["tags"]]
+    assert [f"{t['score']:.2f}" for t in answer["tags"]] == [t.rsplit(" ", 1)[1] for t in row["tags"]]
+
+
+def test_a_real_wav_upload_gets_the_probabilities_of_predict(world, service):
+    clips, model, cache, wav, _ = world
+    base = service[0]
+    [row] = _expected([wav], model, cache)
+    status, ctype, raw = _post(base + "predict", wav.read_bytes(), "audio/wav")
+    assert status == 200 and ctype == "application/json", raw
+    assert raw["clip"] == "upload" and raw["duration_s"] == 2.0 and raw["sample_rate"] == sf.info(wav).samplerate
+    assert raw["elapsed_ms"] > 0
+    _assert_same(raw, row)
+    body, ctype = _multipart("file", wav.name, wav.read_bytes())
+    status, _, form = _post(base + "predict?top_tags=2", body, ctype)
+    assert status == 200 and form["clip"] == wav.name and len(form["tags"]) == 2
+    assert form["probabilities"] == raw["probabilities"] and form["tags"] == raw["tags"][:2]
+
+
+def test_the_readme_requests_run_as_written(world, service):
+    """Its curl lines against this service (URL and file substituted): the answers the README describes."""
+    wav, base = world[3], service[0]
+    curls = [c for c in readme_commands() if c.startswith("curl ")]
+    assert len(curls) == 3
+    answers = []
+    for command in curls:
+        command = command.replace("http://127.0.0.1:8000/", base).replace("recordings/park-01.wav",
+                                                                          shlex.quote(str(wav)))
+        r = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        answers.append(json.loads(r.stdout))
+    raw, form, info = answers
+    assert raw["clip"] == "upload" and form["clip"] == wav.name and len(form["tags"]) == 5
+    assert raw["probabilities"] == form["probabilities"] and form["tags"][:3] == raw["tags"]
+    assert info["classes"] == list(raw["probabilities"])
+
+
+def test_concurrent_uploads_are_batched_without_changing_any_answer(world, service):
+    clips, model, cache, _, _ = world
+    files = sorted(clips.glob("*.flac"))[:6]
+    with ThreadPoolExecutor(len(files)) as pool:
+        answers = list(pool.map(lambda f: _post(service[0] + "predict", f.read_bytes()), files))
+    assert [a[0] for a in answers] == [200] * len(files)
+    for (_, _, answer), row in zip(answers, _expected(files, model, cache)):
+        _assert_same(answer, row)
+
+
+def test_an_allowed_url_is_fetched_and_scored_like_the_file(world, service):
+    clips, model, cache, wav, files = world
+    flac = sorted(clips.glob("*.flac"))[1]
+    status, _, answer = _post(service[0] + "predict", json.dumps({"url": f"{files}ok/{flac.name}"}).encode(),
+                              "application/json")
+    assert status == 200 and answer["clip"] == flac.name, answer
+    _assert_same(answer, _expected([flac], model, cache)[0])
+    for escape in ("..", "%2E%2e"):  # starts with the prefix, but the server would resolve it outside it
+        status, _, answer = _post(service[0] + "predict", json.dumps(
+            {"url": f"{files}ok/{escape}/ok/{flac.name}"}).encode(), "application/json")
+        assert (status, answer["error"]["type"]) == (403, "url_not_allowed"), answer
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    long_wav = tone_clip(root / "long.wav", seconds=MAX_DURATION_S + 2)
+    truncated = tone_clip(root / "cut.wav", seconds=2).read_bytes()[:20000]
+    big = np.random.default_rng(0).standard_normal(int(MAX_UPLOAD_MB * 2**20 / 4) + 16000).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, big, 16000, format="WAV", subtype="FLOAT")
+    return {"long": long_wav.read_bytes(), "truncated": truncated, "big": buf.getvalue()}
+
+
+BAD = [  # (name, path and query, body, content type, status, error type, words in the message)
+    ("text", "predict", b"just some text, not audio\n" * 20, "text/plain", 415, "not_audio", "not a recognised"),
+    ("truncated", "predict", "truncated", "audio/wav", 415, "not_audio", "truncated"),
+    ("too large", "predict", "big", "audio/wav", 413, "too_large", "max_upload_bytes"),
+    ("too long", "predict", "long", "audio/wav", 422, "too_long", f"max_duration_s = {MAX_DURATION_S:g}"),
+    ("url not allowed", "predict", b'{"url": "https://example.com/a.wav"}', "application/json", 403,
+     "url_not_allowed", "example.com"),
+    ("malformed json", "predict", b'{"url": ', "application/json", 400, "bad_request", "JSON"),
+    ("json without url", "predict", b'["x"]', "application/json", 400, "bad_request", "JSON"),
+    ("empty body", "predict", b"", "audio/wav", 400, "bad_request", "no body"),
+    ("form without file", "predict", "form", None, 400, "bad_request", '"file"'),
+    ("bad top_tags", "predict?top_tags=many", "long", "audio/wav", 400, "bad_request", "top_tags"),
+    ("unknown endpoint", "classify", b"x", "audio/wav", 400, "bad_request", "no such endpoint"),
+]
+
+
+@pytest.mark.parametrize("name,path,body,ctype,status,error_type,words", BAD, ids=[b[0] for b in BAD])
+def test_a_bad_request_gets_its_json_error_and_the_service_answers_after_it(world, service, bad_inputs, name, path,
+                                                                             body, ctype, status, error_type, words):
+    base = service[0]
+    if body == "form":
+        body, ctype = _multipart("audio", "x.wav", bad_inputs["long"])
+    elif isinstance(body, str):
+        body = bad_inputs[body]
+    got, got_ctype, answer = _post(base + path, body, ctype)
+    assert (got, got_ctype) == (status, "application/json"), answer
+    assert answer["error"]["type"] == error_type and words in answer["error"]["message"], answer
+    assert "\n" not in answer["error"]["message"] and "Traceback" not in answer["error"]["message"]
+    assert _get(base + "healthz")[2] == b'{"status":"ok"}'
+    wav = world[3]
+    assert _post(base + "predict", wav.read_bytes())[0] == 200
+
+
+def test_a_slow_url_times_out_as_json_while_health_still_answers(world, service):
+    base, files = service[0], world[4]
+    out: dict = {}
+    t0 = time.monotonic()
+    slow = threading.Thread(target=lambda: out.update(r=_post(base + "predict", json.dumps(
+        {"url": f"{files}slow/{world[3].name}"}).encode(), "application/json")))
+    slow.start()
+    time.sleep(1)
+    h0 = time.monotonic()
+    assert _get(base + "healthz")[0] == 200
+    assert time.monotonic() - h0 < 3  # the pending request does not block the replica's event loop
+    slow.join(60)
+    status, _, answer = out["r"]
+    assert (status, answer["error"]["type"]) == (504, "timeout"), answer
+    assert TIMEOUT_S - 0.5 <= time.monotonic() - t0 < 2 * TIMEOUT_S
+    assert f"request_timeout_s = {TIMEOUT_S:g}" in answer["error"]["message"]
+
+
+def test_info_describes_the_model_and_the_limits_and_the_page_is_html(world, service):
+    base, files = service[0], world[4]
+    info = json.loads(_get(base + "info")[2])
+    assert info["classes"] == ["urban", "natural"] and info["task"] == "urban_natural"
+    assert info["kind"] == "single_label" and info["groups"] == GROUPS and info["tagger"] == "yamnet"
+    assert info["limits"] == {"max_upload_bytes": int(MAX_UPLOAD_MB * 2**20), "max_duration_s": MAX_DURATION_S,
+                              "request_timeout_s": TIMEOUT_S}
+    assert info["allowed_url_prefixes"] == [f"{files}ok/", f"{files}slow/"]
+    status, ctype, page = _get(base)
+    assert status == 200 and ctype == "text/html; charset=utf-8" and page.lower().startswith(b"<!doctype html")
+
+
+def test_the_service_without_ray_scores_one_request_as_predict_does(world):
+    """The same service object under uvicorn (no Serve, no batching): the unbatched path."""
+    import uvicorn
+    from starlette.requests import Request
+
+    from acoustic_env.config import ServeConfig, from_dict
+    from acoustic_env.jobs.serve.handler import Service
+
+    clips, model, cache, wav, _ = world
+    cfg = from_dict(ServeConfig, {"model": str(model), "weights_cache": str(cache)})
+    service = Service(cfg.to_dict())
+    assert service.scorer == service._score_one
+
+    async def app(scope, receive, send):
+        response = await service.handle(Request(scope, receive))
+        await response(scope, receive, send)
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not server.started:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        status, _, answer = _post(f"http://127.0.0.1:{port}/predict", wav.read_bytes())
+        assert status == 200, answer
+        _assert_same(answer, _expected([wav], model, cache)[0])
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--model", "/no/such/model"], "model: no such file or directory: /no/such/model"),
+    (["--model", "{model}", "--replica-cpus", "0"], "replica_cpus: must be"),
+    (["--model", "{model}", "--allowed-url-prefixes", "file:///etc/"], "allowed_url_prefixes: must be http(s)"),
+    (["--model", "{clips}"], "model: no model artifact"),
+])
+def test_a_bad_flag_or_model_is_one_line_before_ray(world, args, words):
+    clips, model, *_ = world
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "serve",
+                        *[a.format(model=model, clips=clips) for a in args]],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and words in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+    assert time.monotonic() - t0 < 60  # no Ray start
+
+
+def test_sigterm_shuts_serve_down_cleanly(service):
+    base, proc, seen, lines = service
+    port = int(base.rstrip("/").rsplit(":", 1)[1])
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 0
+    time.sleep(0.5)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    assert seen[0].startswith("serve: details and Ray's output go to ") and rest[-1] == "serve: stopped\n"
+    assert "Traceback" not in proc.stderr.read()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # the HTTP proxy is gone with it
