@@ -8,7 +8,8 @@ benchmarks/RESULTS.md, replacing this script's previous section):
 
 1. **Throughput.** Demo clips (``generate_demo``, 10 s each) copied under distinct clip
    ids into one CSV manifest. In each repeat, alternately: a ``multiprocessing.Pool``
-   of one process per core calling ``decode_clip`` + ``cpu_features`` on every clip
+   of one process per core (native thread pools limited to one thread, as in the
+   extract's actors) calling ``decode_clip`` + ``cpu_features`` on every clip
    (wall time from creating the pool to the last result), and ``acoustic-env extract``
    as a subprocess on a fresh output (wall time from launch to exit: Python start-up,
    Ray start, actors, everything). Steady state excludes start-up: clips/s between the
@@ -90,11 +91,24 @@ def _pool_clip(uri: str) -> float:
     return decode_s + sum(cpu.values())
 
 
+def _one_thread() -> None:
+    """Pool initializer: native thread pools of one thread, as the extract's actors run.
+
+    Without it each of the two workers runs OpenBLAS/OpenMP pools as wide as the machine,
+    and on 2 cores the pool ran at half its speed (4.7 against 9.4 clips/s): a baseline
+    that weak would flatter the pipeline.
+    """
+    global _LIMITS
+    from threadpoolctl import threadpool_limits
+
+    _LIMITS = threadpool_limits(limits=1)
+
+
 def run_pool(uris: list[str], cores: int) -> dict[str, float]:
     t0 = time.monotonic()
     done: list[float] = []
     cpu = 0.0
-    with mp.get_context("fork").Pool(cores) as pool:
+    with mp.get_context("fork").Pool(cores, initializer=_one_thread) as pool:
         for seconds in pool.imap_unordered(_pool_clip, uris, chunksize=1):
             cpu += seconds
             done.append(time.monotonic())
@@ -147,7 +161,7 @@ def throughput(workdir: Path, n_clips: int, n_source: int, repeats: int, cores: 
     lines = [f"{n_clips} clips of 10 s ({n_source} generated demo clips, each under {n_clips // n_source}+ ids), "
              f"{repeats} repeats alternating; `--write-batch-size {WRITE_BATCH}`; medians.", "",
              "| | wall s | clips/s | steady clips/s | efficiency |", "|---|---:|---:|---:|---:|"]
-    for k, label in (("pool", f"`multiprocessing.Pool({cores})`: decode + cpu_features"),
+    for k, label in (("pool", f"`multiprocessing.Pool({cores})`, one thread each: decode + cpu_features"),
                      ("extract", "`acoustic-env extract` (Ray Data, local)")):
         m = med[k]
         lines.append(f"| {label} | {m['wall_s']:.1f} | {m['clips_s']:.2f} | {m['steady_clips_s']:.2f} | "

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from threadpoolctl import threadpool_limits
 
 from acoustic_env import runs
 from acoustic_env.audio.decode import decode_clip
@@ -136,9 +137,15 @@ class CpuFeatureStage:
     Decode and features share one actor so that a decoded clip never crosses a process
     boundary (160,000 float32 samples per 10-s clip): the audio leaves this actor only
     when an embedder needs it (``keep_audio``).
+
+    One actor per core, each on one thread: the native thread pools (OpenBLAS, OpenMP)
+    are sized by the machine's core count when numpy is first imported, before Ray sets
+    ``OMP_NUM_THREADS`` for the worker, so every actor would otherwise run a pool as wide
+    as the machine on cores the other actors need (on 2 cores that halves a process pool).
     """
 
     def __init__(self, cfg: ExtractConfig, schema: pa.Schema, keep_audio: bool):
+        self._threads = threadpool_limits(limits=1)  # kept: the limits hold while it lives
         self.cfg = cfg
         self.schema = schema
         self.keep_audio = keep_audio

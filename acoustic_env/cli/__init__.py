@@ -234,7 +234,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="acoustic-env", description=acoustic_env.__doc__)
+    parser = _Parser(prog="acoustic-env", description=(
+        "Feature extraction, environment classification and label audit for audio collections. "
+        "New here: `acoustic-env demo`, then the README's guide. `acoustic-env COMMAND --help` lists a "
+        "command's options with their defaults. From Python: `import acoustic_env as ae`."))
     parser.add_argument("--version", action="version", version=f"acoustic-env {acoustic_env.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show Ray's output, warnings and INFO logs on the console (default: they go to the "

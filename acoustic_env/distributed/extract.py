@@ -51,13 +51,29 @@ PROGRESS_EVERY_S = 10.0
 MAX_BLOCK_ROWS = 16_384
 
 
+class PartWriter:
+    """``write_batch`` in long-lived actors rather than tasks.
+
+    As tasks, the writes ran in short-lived workers: with every core held by the feature
+    actors, Ray kills a worker that has been idle for a second, so nearly every part
+    started a new process and imported the stage code again (2-3 CPU seconds, a fifth
+    of a 2-core machine's time on the 588-clip benchmark). An actor pays that once.
+    """
+
+    def __init__(self, output: str, run_id: str, meta: dict[str, Any]):
+        self.kwargs = {"output": output, "run_id": run_id, "meta": meta}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return write_batch(batch, **self.kwargs)
+
+
 @dataclass(frozen=True)
 class Resources:
     """How much of the cluster each stage may take.
 
     ``max_actors`` decode+feature actors of ``actor_cpus`` each: one per core left after
     the embedders, sharing all but ``task_cpus × write_slots`` CPUs, which the writer
-    tasks use. Embedders on accelerators: one actor per embedder per accelerator, each
+    actors (:class:`PartWriter`, at most ``write_slots``) use. Embedders on accelerators: one actor per embedder per accelerator, each
     holding ``1 / n_embedders`` of it (so the three share one card) and a quarter CPU to
     feed it. Embedders on CPU: one actor per embedder per 8 CPUs.
     """
@@ -230,9 +246,10 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
                             # the spec itself, so an embedder registered only in the driver loads too
                             fn_constructor_kwargs={"spec": get(name), "cfg": cfg, "schema": schema,
                                                    "device": torch_device, "weights_id": weights[name]})
-    ds = ds.map_batches(write_batch, batch_format="pyarrow", batch_size=cfg.write_batch_size,
+    ds = ds.map_batches(PartWriter, batch_format="pyarrow", batch_size=cfg.write_batch_size,
                         num_cpus=res.task_cpus,
-                        fn_kwargs={"output": cfg.output, "run_id": run_id, "meta": meta})
+                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.write_slots),
+                        fn_constructor_kwargs={"output": cfg.output, "run_id": run_id, "meta": meta})
     progress = JobProgress(n_rows, cfg.progress)
     t_first = None
     try:

@@ -27,6 +27,7 @@ from acoustic_env.config import ConfigError
 from acoustic_env.learn.fit import DEFAULT_PARAMS, val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
 from acoustic_env.learn.mlp import architecture, n_outputs
+from acoustic_env.learn.splits import fold_order
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.table import FeatureSet
 
@@ -69,7 +70,7 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
     if missing:
         raise ConfigError(f"folds_column: {len(missing)} clip(s) have no {column!r} value, e.g. {missing[0]}")
     texts = [str(v).strip() for v in values]
-    names = sorted(set(texts), key=lambda n: (0, int(n), n) if n.lstrip("-").isdigit() else (1, 0, n))
+    names = sorted(set(texts), key=fold_order)
     if len(names) < 2:
         raise ConfigError(f"folds_column: {column!r} must hold at least 2 distinct folds, got {names}")
     position = {n: i for i, n in enumerate(names)}

@@ -157,6 +157,11 @@ def _iterative_stratification(unit_labels: np.ndarray, unit_sizes: np.ndarray, n
     return fold
 
 
+def fold_order(name: str) -> tuple[int, int, str]:
+    """Sort key of published fold names: numbers in numeric order (1, 2, ..., 10), then words (train, val)."""
+    return (0, int(name), name) if name.lstrip("-").isdigit() else (1, 0, name)
+
+
 def assign_folds(targets: np.ndarray, groups: np.ndarray, class_names: tuple[str, ...], n_folds: int,
                  seed: int = 0, field: str = "folds") -> np.ndarray:
     """Fold index per clip; all clips of a group share one fold (``field``: the option errors name).

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from acoustic_env.audio.manifest import ManifestError, read_manifest
+from acoustic_env.learn.splits import fold_order
 from acoustic_env.storage import filesystem, is_local, join
 
 #: The clip-list columns every recipe writes first (``labels`` separated by ``;``).
@@ -67,7 +68,7 @@ def summarize(manifest: str) -> dict[str, Any]:
             present = set()
         missing += sum(n not in present for n in names)
     return {"manifest": manifest, "clips": table.num_rows, "labels": dict(sorted(labels.items())),
-            "folds": dict(sorted(folds.items())), "groups": len(set(table["group"].to_pylist())),
+            "folds": dict(sorted(folds.items(), key=lambda kv: fold_order(kv[0]))), "groups": len(set(table["group"].to_pylist())),
             "missing_audio": missing}
 
 
