@@ -2,15 +2,15 @@
 
 manifest chunks → resume filter → blocks put into the object store one at a time
 (``from_arrow_refs``) → decode + CPU features (one actor pool) → [embedders (GPU or
-CPU actors)] → write (tasks) → per-part summaries. The driver holds one chunk of the
+CPU actors)] → write (writer actors) → per-part summaries. The driver holds one chunk of the
 clip list at a time, the block references and the summaries, never audio or features:
-each writer task puts its own Parquet parts on storage.
+each writer puts its own Parquet parts on storage.
 
 Resources: every core should do stage work. Decode and the CPU features run in the
 same actor (a decoded clip never crosses a process boundary), one actor per core
-left after the embedders, each holding a fraction of a CPU so that the light writer
-tasks always find room (an actor pool that holds every CPU starves the tasks it
-feeds and the pipeline stalls).
+left after the embedders, each holding a fraction of a CPU so that the light writers
+always find room (an actor pool that holds every CPU starves the stages it feeds and
+the pipeline stalls).
 
 Progress: one line for the job (``n of N clips, clips/s, ETA, failed``), a tqdm bar
 on a terminal and a line every ``PROGRESS_EVERY_S`` otherwise; Ray Data's own
@@ -73,8 +73,8 @@ class Resources:
 
     ``max_actors`` decode+feature actors of ``actor_cpus`` each: one per core left after
     the embedders, sharing all but ``task_cpus × write_slots`` CPUs, which the writer
-    actors (:class:`PartWriter`, at most ``write_slots``) use. Embedders on accelerators: one actor per embedder per accelerator, each
-    holding ``1 / n_embedders`` of it (so the three share one card) and a quarter CPU to
+    actors (:class:`PartWriter`, at most ``write_slots``) use. Embedders on accelerators:
+    one actor per embedder per accelerator, each holding ``1 / n_embedders`` of it (so the three share one card) and a quarter CPU to
     feed it. Embedders on CPU: one actor per embedder per 8 CPUs.
     """
 
