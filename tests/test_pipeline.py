@@ -280,3 +280,18 @@ def test_stages_work_on_columns(demo, tmp_path):
     assert features.num_rows == (~failed).sum() and "audio" not in features.column_names
     assert not any(c.startswith(("_cpu_", "error_")) for c in features.column_names)
     assert errors["error_type"].to_pylist() == [t for t in done["error_type"].to_pylist() if t]
+
+
+def test_a_feature_actor_runs_its_native_thread_pools_on_one_thread(tmp_path):
+    """One clip per core: numpy's BLAS/OpenMP pools start as wide as the machine, before Ray's OMP_NUM_THREADS."""
+    from threadpoolctl import threadpool_info
+
+    from acoustic_env.audio.stages import CpuFeatureStage
+
+    cfg = from_dict(ExtractConfig, {"manifest": str(tmp_path / "clips.csv"), "output": str(tmp_path / "out")})
+    stage = CpuFeatureStage(cfg, pa.schema([]), keep_audio=False)
+    try:
+        pools = threadpool_info()
+        assert pools and all(p["num_threads"] == 1 for p in pools), pools
+    finally:
+        stage._threads.restore_original_limits()
