@@ -7,12 +7,12 @@ Three measurements, printed as one markdown section (``--write`` also puts it in
 benchmarks/RESULTS.md, replacing this script's previous section):
 
 1. **Throughput.** Demo clips (``generate_demo``, 10 s each) copied under distinct clip
-   ids into one CSV manifest. In each repeat, alternately: a ``multiprocessing.Pool``
-   of one process per core (native thread pools limited to one thread, as in the
-   extract's actors) calling ``decode_clip`` + ``cpu_features`` on every clip
-   (wall time from creating the pool to the last result), and ``acoustic-env extract``
-   as a subprocess on a fresh output (wall time from launch to exit: Python start-up,
-   Ray start, actors, everything). Steady state excludes start-up: clips/s between the
+   ids into one CSV manifest. In each repeat, alternately, two commands, each timed from
+   launch to exit (Python start-up, imports, workers, everything): ``process_pool.py``, the
+   ten-line script a user would write instead (a ``multiprocessing.Pool`` of one process
+   per core, native thread pools limited to one thread as in the extract's actors, calling
+   ``decode_clip`` + ``cpu_features`` on every clip and writing nothing), and
+   ``acoustic-env extract`` on a fresh output. Steady state excludes start-up: clips/s between the
    first and the last written part (their mtimes) for the pipeline, between the same
    clip counts for the pool. Efficiency = stage CPU seconds / (wall × cores). Medians
    over the repeats, and the ratio pipeline / pool.
@@ -35,7 +35,6 @@ import argparse
 import csv
 import datetime as dt
 import json
-import multiprocessing as mp
 import os
 import platform
 import shlex
@@ -76,47 +75,20 @@ def make_clips(workdir: Path, n_clips: int, n_source: int) -> Path:
     return path
 
 
-def _pool_clip(uri: str) -> float:
-    """decode + cpu_features for one clip in a pool worker; returns its stage CPU seconds."""
-    import time as t
-
-    from acoustic_env.audio.decode import decode_clip
-    from acoustic_env.config import DecodeParams, FeatureParams
-    from acoustic_env.features import cpu_features
-
-    t0 = t.thread_time()
-    clip = decode_clip(uri, DecodeParams())
-    decode_s = t.thread_time() - t0
-    _, cpu = cpu_features(clip.audio, 16000, FeatureParams())
-    return decode_s + sum(cpu.values())
-
-
-def _one_thread() -> None:
-    """Pool initializer: native thread pools of one thread, as the extract's actors run.
-
-    Without it each of the two workers runs OpenBLAS/OpenMP pools as wide as the machine,
-    and on 2 cores the pool ran at half its speed (4.7 against 9.4 clips/s): a baseline
-    that weak would flatter the pipeline.
-    """
-    global _LIMITS
-    from threadpoolctl import threadpool_limits
-
-    _LIMITS = threadpool_limits(limits=1)
-
-
-def run_pool(uris: list[str], cores: int) -> dict[str, float]:
-    t0 = time.monotonic()
-    done: list[float] = []
-    cpu = 0.0
-    with mp.get_context("fork").Pool(cores, initializer=_one_thread) as pool:
-        for seconds in pool.imap_unordered(_pool_clip, uris, chunksize=1):
-            cpu += seconds
-            done.append(time.monotonic())
-    wall = done[-1] - t0
-    n = len(uris)
+def run_pool(manifest: Path, cores: int) -> dict[str, float]:
+    """``process_pool.py`` as a command, timed like the extract: from launch to exit."""
+    t0 = time.time()
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "process_pool.py"), str(manifest), str(cores)],
+                         capture_output=True, text=True, cwd=manifest.parent)
+    wall = time.time() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"process pool failed: {out.stderr[-2000:]}")
+    result = json.loads(out.stdout)
+    done, n = result["done"], len(result["done"])
     first = min(WRITE_BATCH, n) - 1
     steady = (n - first - 1) / (done[-1] - done[first]) if n > first + 1 else float("nan")
-    return {"wall_s": wall, "clips_s": n / wall, "steady_clips_s": steady, "efficiency": cpu / (wall * cores)}
+    return {"wall_s": wall, "clips_s": n / wall, "steady_clips_s": steady,
+            "efficiency": result["cpu_s"] / (wall * cores)}
 
 
 def run_extract(manifest: Path, output: Path, cores: int, extra: list[str] = ()) -> dict[str, float]:
@@ -143,15 +115,9 @@ def run_extract(manifest: Path, output: Path, cores: int, extra: list[str] = ())
 def throughput(workdir: Path, n_clips: int, n_source: int, repeats: int, cores: int,
                extract_args: list[str] = ()) -> tuple[list[str], dict]:
     manifest = make_clips(workdir, n_clips, n_source)
-    with open(manifest) as fh:
-        uris = [r["uri"] for r in csv.DictReader(fh)]
-    # the pool's parent imports what its workers run (they fork from it), as a script would
-    import acoustic_env.audio.decode  # noqa: F401
-    import acoustic_env.features  # noqa: F401
-
     pools, pipes = [], []
     for r in range(repeats):
-        pools.append(run_pool(uris, cores))
+        pools.append(run_pool(manifest, cores))
         pipes.append(run_extract(manifest, workdir / f"out-{r}", cores, extract_args))
         print(f"  repeat {r}: pool {pools[-1]['clips_s']:.2f} clips/s, extract {pipes[-1]['clips_s']:.2f} clips/s",
               file=sys.stderr)

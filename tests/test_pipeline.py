@@ -59,8 +59,10 @@ def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp
     broken = {c: r["broken_kind"] for c, r in t.items() if r["broken"] == "1"}
     ids = features_ids(out)
     assert sorted(ids) == sorted(good)
-    parts = list((out / "features").glob("*.parquet"))
-    assert len(parts) < len(good) / 2, "the writer bundles batches into parts of up to write_batch_size rows"
+    # no embedder: each feature actor writes its block's parts itself, one per write_batch_size rows
+    block = record["resources"]["rows_per_block"]
+    parts = [pq.read_metadata(p).num_rows for p in (out / "features").glob("*.parquet")]
+    assert len(parts) <= -(-len(t) // block) and max(parts) <= min(block, 64), (parts, block)
     errs = errors_table(out)
     assert set(errs) == set(broken)
     for clip_id, kind in broken.items():
@@ -282,6 +284,36 @@ def test_stages_work_on_columns(demo, tmp_path):
     assert errors["error_type"].to_pylist() == [t for t in done["error_type"].to_pylist() if t]
 
 
+def test_without_embedders_the_feature_stage_writes_a_part_per_write_batch(demo, tmp_path):
+    """FeatureWriterStage (decode + features + write in one actor) on a 10-row block with parts of 4 and
+    batches of 3: three summaries as the parts are written, the same feature rows and error rows as the
+    separate stages and writer give, and parts of at most 4 rows."""
+    from acoustic_env.audio.manifest import read_manifest
+    from acoustic_env.audio.rows import row_schema
+    from acoustic_env.audio.stages import FeatureWriterStage, decode_batch, features_batch, stages, vector_columns
+    from acoustic_env.audio.stages import write_batch
+
+    cfg = config(demo, tmp_path / "fused", write_batch_size=4, batch_size=3)
+    table = read_manifest(cfg.manifest, cfg.audio_root).table.slice(0, 10)
+    schema = row_schema(table.schema, vector_columns(cfg), stages(cfg))
+    stage = FeatureWriterStage(cfg, schema, output=cfg.output, run_id="r1", meta={})
+    try:
+        summaries = list(stage(table))
+    finally:
+        stage._threads.restore_original_limits()
+    assert [s.num_rows for s in summaries] == [1, 1, 1]
+    assert sum(s["n_ok"][0].as_py() + s["n_failed"][0].as_py() for s in summaries) == 10
+    separate = tmp_path / "separate"
+    write_batch(features_batch(decode_batch(table, cfg, schema), cfg, schema, keep_audio=False), str(separate), "r1", {})
+    for sub in ("features", "errors"):
+        fused = pq.read_table(tmp_path / "fused" / sub).sort_by("clip_id")
+        assert fused.num_rows > 0
+        assert all(pq.read_metadata(p).num_rows <= 4 for p in (tmp_path / "fused" / sub).glob("*.parquet"))
+        expected = pq.read_table(separate / sub).sort_by("clip_id")
+        drop = [c for c in ("time",) if c in fused.column_names]  # errors/ stamps the time of writing
+        assert fused.drop_columns(drop).equals(expected.drop_columns(drop)), sub
+
+
 def test_a_feature_actor_runs_its_native_thread_pools_on_one_thread(tmp_path):
     """One clip per core: numpy's BLAS/OpenMP pools start as wide as the machine, before Ray's OMP_NUM_THREADS."""
     from threadpoolctl import threadpool_info
@@ -289,7 +321,7 @@ def test_a_feature_actor_runs_its_native_thread_pools_on_one_thread(tmp_path):
     from acoustic_env.audio.stages import CpuFeatureStage
 
     cfg = from_dict(ExtractConfig, {"manifest": str(tmp_path / "clips.csv"), "output": str(tmp_path / "out")})
-    stage = CpuFeatureStage(cfg, pa.schema([]), keep_audio=False)
+    stage = CpuFeatureStage(cfg, pa.schema([]))
     try:
         pools = threadpool_info()
         assert pools and all(p["num_threads"] == 1 for p in pools), pools

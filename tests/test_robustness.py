@@ -444,3 +444,34 @@ def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
         for entry in _alive(family):  # only this test's own processes
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.split()[0]), 9)
+
+
+@pytest.mark.slow
+def test_the_command_ends_its_ray_processes_before_its_quick_exit(tmp_path):
+    """``acoustic-env`` skips Python's teardown (``cli.run``) but not the exit handlers: Ray's
+    shutdown has ended every process of its instance by the time the command returns, and the
+    summary and exit code are intact."""
+    from acoustic_env.demo.synth import generate_demo
+
+    demo = generate_demo(tmp_path / "demo", n_clips=60, seed=4, duration_s=1.0, n_broken=0)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "acoustic_env.cli", "extract", "--no-progress", "--manifest", str(demo.clips_csv),
+           "--audio-root", str(demo.audio_dir), "--output", str(out), "--signals", "raw", "--write-batch-size", "4"]
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    family: set[tuple[int, float]] = set()
+    try:
+        deadline = time.monotonic() + 600
+        while not list((out / "features").glob("*.parquet")):  # mid-run: the instance is up
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        family = _family(driver.pid)
+        assert "raylet" in " ".join(_alive(family))
+        stdout, stderr = driver.communicate(timeout=600)
+        assert driver.returncode == 0, stderr[-2000:]
+        assert "60 clips extracted, 0 failed" in stdout
+        left = [p for p in _alive(family) if "reaper" not in p]  # the watcher waits out its grace, then ends
+        assert not left, f"alive after the command returned: {left}"
+    finally:
+        for entry in _alive(family):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.split()[0]), 9)

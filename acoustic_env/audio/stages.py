@@ -1,7 +1,8 @@
 """The extract stages as plain functions of Arrow batches: decode, CPU features, embedders, write.
 
 They know nothing of Ray: ``acoustic_env.distributed.extract`` schedules them (decode and
-CPU features together in one actor pool, embedders as actor pools, write as tasks), and a
+CPU features together in one actor pool, embedders as actor pools, then the writers; with no
+embedder, the feature actors write their own parts), and a
 test or a notebook can call them directly on a batch. A clip that fails in a stage becomes
 an error row that later stages pass through, so the writer puts it in errors/ instead of
 features/.
@@ -14,6 +15,7 @@ to Arrow whole; no sample and no feature value ever becomes a Python object.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -135,8 +137,8 @@ class CpuFeatureStage:
     """Actor: decode, then the CPU features, for each clip of a batch.
 
     Decode and features share one actor so that a decoded clip never crosses a process
-    boundary (160,000 float32 samples per 10-s clip): the audio leaves this actor only
-    when an embedder needs it (``keep_audio``).
+    boundary (160,000 float32 samples per 10-s clip) except to the embedders that follow
+    (without embedders, :class:`FeatureWriterStage` runs instead and no audio leaves it).
 
     One actor per core, each on one thread: the native thread pools (OpenBLAS, OpenMP)
     are sized by the machine's core count when numpy is first imported, before Ray sets
@@ -144,15 +146,45 @@ class CpuFeatureStage:
     as the machine on cores the other actors need (on 2 cores that halves a process pool).
     """
 
-    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, keep_audio: bool):
+    def __init__(self, cfg: ExtractConfig, schema: pa.Schema):
         self._threads = threadpool_limits(limits=1)  # kept: the limits hold while it lives
         self.cfg = cfg
         self.schema = schema
-        self.keep_audio = keep_audio
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        decoded = decode_batch(batch, self.cfg, self.schema)
-        return features_batch(decoded, self.cfg, self.schema, self.keep_audio)
+        return features_batch(decode_batch(batch, self.cfg, self.schema), self.cfg, self.schema)
+
+
+class FeatureWriterStage(CpuFeatureStage):
+    """Actor: decode, CPU features and write, for a run with no embedder.
+
+    With nothing between the features and the write, a separate writer only adds a
+    process to start (Python, Ray, this module's imports: about 2 CPU-seconds) and a trip
+    through the object store per batch; Ray Data's own writes are fused into the last
+    stage the same way. Each call takes a whole block and yields one summary per part
+    (:func:`features_and_write`), so progress streams while a large block is worked on.
+    """
+
+    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str, meta: dict[str, Any]):
+        super().__init__(cfg, schema)
+        self.target = {"output": output, "run_id": run_id, "meta": meta}
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        yield from features_and_write(batch, self.cfg, self.schema, **self.target)
+
+
+def features_and_write(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str,
+                       meta: dict[str, Any]) -> Iterator[pa.Table]:
+    """Decode and featurise ``cfg.batch_size`` clips at a time; write a part per ``cfg.write_batch_size`` rows.
+
+    Yields each part's one-row summary (:func:`write_batch`). Audio is held for one small
+    batch at a time, however large the block.
+    """
+    for start in range(0, batch.num_rows, cfg.write_batch_size):
+        rows = batch.slice(start, cfg.write_batch_size)
+        done = [features_batch(decode_batch(rows.slice(i, cfg.batch_size), cfg, schema), cfg, schema, keep_audio=False)
+                for i in range(0, rows.num_rows, cfg.batch_size)]
+        yield write_batch(pa.concat_tables(done), output, run_id, meta)
 
 
 class EmbedderStage:

@@ -2,9 +2,11 @@
 
 manifest chunks → resume filter → blocks put into the object store one at a time
 (``from_arrow_refs``) → decode + CPU features (one actor pool) → [embedders (GPU or
-CPU actors)] → write (writer actors) → per-part summaries. The driver holds one chunk of the
-clip list at a time, the block references and the summaries, never audio or features:
-each writer puts its own Parquet parts on storage.
+CPU actors) → write (writer actors)] → per-part summaries. Without embedders the feature
+actors write their own parts (``FeatureWriterStage``): a writer between them would only add
+a process and a trip through the object store. The driver holds one chunk of the clip list
+at a time, the block references and the summaries, never audio or features: the actors put
+the Parquet parts on storage themselves.
 
 Resources: every core should do stage work. Decode and the CPU features run in the
 same actor (a decoded clip never crosses a process boundary), one actor per core
@@ -33,6 +35,7 @@ from acoustic_env.audio.rows import CPU_PREFIX, row_schema
 from acoustic_env.audio.stages import (
     CpuFeatureStage,
     EmbedderStage,
+    FeatureWriterStage,
     stages,
     vector_columns,
     write_batch,
@@ -231,9 +234,15 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     on_planned(n_rows)
     ds = ray.data.from_arrow_refs(blocks)
     actors = min(res.max_actors, len(blocks))  # no actor without a block to work on
-    ds = ds.map_batches(CpuFeatureStage, batch_format="pyarrow", batch_size=bs, num_cpus=res.actor_cpus,
-                        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
-                        fn_constructor_kwargs={"cfg": cfg, "schema": schema, "keep_audio": bool(cfg.embedders)})
+    target = {"output": cfg.output, "run_id": run_id, "meta": meta}
+    feature_pool = {"batch_format": "pyarrow", "num_cpus": res.actor_cpus,
+                    "compute": ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2)}
+    if not cfg.embedders:  # whole blocks in; a summary out per part, as each is written
+        ds = ds.map_batches(FeatureWriterStage, batch_size=None, **feature_pool,
+                            fn_constructor_kwargs={"cfg": cfg, "schema": schema, **target})
+    else:
+        ds = ds.map_batches(CpuFeatureStage, batch_size=bs, **feature_pool,
+                            fn_constructor_kwargs={"cfg": cfg, "schema": schema})
     torch_device = "cuda" if res.embed_on_accelerator and cfg.accelerator_resource == "GPU" else "cpu"
     for name in cfg.embedders:
         extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
@@ -246,10 +255,11 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
                             # the spec itself, so an embedder registered only in the driver loads too
                             fn_constructor_kwargs={"spec": get(name), "cfg": cfg, "schema": schema,
                                                    "device": torch_device, "weights_id": weights[name]})
-    ds = ds.map_batches(PartWriter, batch_format="pyarrow", batch_size=cfg.write_batch_size,
-                        num_cpus=res.task_cpus,
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.write_slots),
-                        fn_constructor_kwargs={"output": cfg.output, "run_id": run_id, "meta": meta})
+    if cfg.embedders:
+        ds = ds.map_batches(PartWriter, batch_format="pyarrow", batch_size=cfg.write_batch_size,
+                            num_cpus=res.task_cpus,
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.write_slots),
+                            fn_constructor_kwargs=target)
     progress = JobProgress(n_rows, cfg.progress)
     t_first = None
     try:
