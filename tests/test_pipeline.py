@@ -327,3 +327,23 @@ def test_a_feature_actor_runs_its_native_thread_pools_on_one_thread(tmp_path):
         assert pools and all(p["num_threads"] == 1 for p in pools), pools
     finally:
         stage._threads.restore_original_limits()
+
+
+def test_the_input_dataset_equals_ray_datas_own_from_arrow_refs(ray_session):
+    """``dataset_of_blocks`` rebuilds ``from_arrow_refs`` without its metadata tasks, from Ray Data
+    internals: the same rows, schema, blocks and metadata, or a Ray upgrade that moved them fails here."""
+    import ray
+    import ray.data
+
+    from acoustic_env.distributed.extract import block_metadata, dataset_of_blocks
+
+    blocks = [pa.table({"clip_id": [f"c{i}-{j}" for j in range(n)], "uri": [f"/a/{i}-{j}.wav" for j in range(n)]})
+              for i, n in enumerate((3, 5, 1))]
+    refs = [ray.put(b) for b in blocks]
+    ours = dataset_of_blocks(refs, [block_metadata(b) for b in blocks])
+    theirs = ray.data.from_arrow_refs(refs)
+    assert ours.schema() == theirs.schema() and ours.num_blocks() == theirs.num_blocks() == 3
+    assert ours.take_all() == theirs.take_all() and ours.count() == 9
+    mapped = ours.map_batches(lambda t: t.append_column("n", pa.array([len(x) for x in t["uri"].to_pylist()])),
+                              batch_format="pyarrow", batch_size=None)
+    assert sorted(r["n"] for r in mapped.take_all()) == sorted(len(u) for b in blocks for u in b["uri"].to_pylist())

@@ -1,7 +1,7 @@
 """The Ray wiring of the extract job — the only module that knows about Ray Data.
 
 manifest chunks → resume filter → blocks put into the object store one at a time
-(``from_arrow_refs``) → decode + CPU features (one actor pool) → [embedders (GPU or
+(with their metadata: ``dataset_of_blocks``) → decode + CPU features (one actor pool) → [embedders (GPU or
 CPU actors) → write (writer actors)] → per-part summaries. Without embedders the feature
 actors write their own parts (``FeatureWriterStage``): a writer between them would only add
 a process and a trip through the object store. The driver holds one chunk of the clip list
@@ -133,6 +133,36 @@ def block_rows(n_rows: int, n_actors: int, batch_size: int) -> int:
     return max(batch_size, min(rows, max(MAX_BLOCK_ROWS, batch_size)))
 
 
+# --- the input dataset ---
+
+def block_metadata(block: pa.Table) -> Any:
+    """What Ray Data records of a block (rows, size, schema), computed here while the driver holds it."""
+    from ray.data._internal.util import get_table_block_metadata_schema
+
+    return get_table_block_metadata_schema(block)
+
+
+def dataset_of_blocks(refs: list[Any], metadata: list[Any]) -> Any:
+    """``ray.data.from_arrow_refs(refs)`` with the metadata the driver already has.
+
+    ``from_arrow_refs`` runs one task per block to read its metadata, which needs worker
+    processes before any stage has one: Ray pre-starts a worker per core for that, and
+    actors never reuse them (measured on 16 cores: 35 processes for 16 actors, and every
+    actor at work 2.8 s later). These are the same three lines without the tasks; Ray is
+    pinned to 2.60.*, and ``tests/test_pipeline.py`` compares the two datasets, so a Ray
+    that moves these internals fails there, not in a user's run.
+    """
+    from ray.data._internal.logical.interfaces import LogicalPlan
+    from ray.data._internal.logical.operators import FromArrow
+    from ray.data._internal.stats import DatasetStats
+    from ray.data.context import DataContext
+    from ray.data.dataset import MaterializedDataset
+
+    stats = DatasetStats(metadata={"FromArrow": metadata}, parent=None)
+    context = DataContext.get_current().copy()
+    return MaterializedDataset(LogicalPlan(FromArrow(refs, metadata), context), context, stats)
+
+
 # --- progress ---
 
 class JobProgress:
@@ -226,13 +256,14 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     schema = row_schema(first.schema, vector_columns(cfg), all_stages)
     bs = cfg.batch_size
     rows = block_rows(max(expected_rows, first.num_rows), res.max_actors, bs)
-    blocks, n_rows = [], 0
+    blocks, metadata, n_rows = [], [], 0
     for block in _blocks(chain([first], chunks), rows):
         blocks.append(ray.put(block))
+        metadata.append(block_metadata(block))
         n_rows += block.num_rows
     t_staged = time.monotonic()
     on_planned(n_rows)
-    ds = ray.data.from_arrow_refs(blocks)
+    ds = dataset_of_blocks(blocks, metadata)
     actors = min(res.max_actors, len(blocks))  # no actor without a block to work on
     target = {"output": cfg.output, "run_id": run_id, "meta": meta}
     feature_pool = {"batch_format": "pyarrow", "num_cpus": res.actor_cpus,

@@ -6,8 +6,8 @@ work, so the three behave alike:
 * ``address`` (``--ray-address``), else ``RAY_ADDRESS`` (set by ``ray job
   submit``), names a cluster to join. Its workers run on other machines, so
   their output is forwarded to the driver: it is the only place a user sees it.
-* Otherwise a fresh local instance starts, quietly: no dashboard, no worker
-  output on the console (errors still reach the driver as exceptions), Ray's
+* Otherwise a fresh local instance starts, quietly: no dashboard, no workers
+  started before there is work for them, no worker output on the console (errors still reach the driver as exceptions), Ray's
   own log lines only from WARNING up, and token authentication stated
   explicitly (``distributed/__init__.py``: Ray's default for a new local
   instance, which it otherwise announces with a warning).
@@ -59,8 +59,11 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
             ray.init(address=address, log_to_driver=True)
         else:
             before = reaper.children()
+            # No worker pre-started per core: actors (the stages, Train's workers) never reuse one,
+            # so on 16 cores they doubled the processes starting at once (see distributed/extract.py).
             ray.init(address="local", log_to_driver=False, include_dashboard=False,
-                     logging_level=logging.INFO if _log_file else logging.WARNING)
+                     logging_level=logging.INFO if _log_file else logging.WARNING,
+                     _system_config={"prestart_worker_first_driver": False})
             reaper.watch(before)  # what ray.init started ends with this process, however it ends
         route_ray_logs()
     _ray_data_output(progress and _log_file is None)

@@ -13,14 +13,12 @@ from typing import Callable, Iterator
 import numpy as np
 
 from acoustic_env.config import FeatureParams
-from acoustic_env.features.fast import indices as fast_indices
-from acoustic_env.features.fast import mps as fast_mps
-from acoustic_env.features.fast import separation as fast_separation
-from acoustic_env.features.fast import spectral as fast_spectral
 from acoustic_env.features.reference import spectral as reference_spectral
-from acoustic_env.features.reference.indices import INDEX_NAMES, maad_indices
-from acoustic_env.features.reference.mps import mps_axes, mps_grid
-from acoustic_env.features.reference.separation import separate
+from acoustic_env.features.reference.indices import INDEX_NAMES
+from acoustic_env.features.reference.mps import mps_axes
+
+# The implementations are imported where they run (scipy.signal alone takes 0.5-0.8 s to import):
+# a driver that only names the columns (``feature_metadata``) starts Ray that much sooner.
 
 #: The stages ``cpu_features`` times; the per-signal ones name their columns (``spectral_fg``).
 STAGES = ("separate", "indices", "spectral", "mps")
@@ -32,6 +30,9 @@ SeparateFn = Callable[[np.ndarray, int, FeatureParams], tuple[np.ndarray, np.nda
 
 def _reference(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[str, np.ndarray]]:
     """The libraries, each on the signal: scikit-maad, librosa, soundsig."""
+    from acoustic_env.features.reference.indices import maad_indices
+    from acoustic_env.features.reference.mps import mps_grid
+
     yield "indices", maad_indices(x, sr, params)
     if params.spectral:
         yield "spectral", reference_spectral.spectral_stats(x, sr, params)
@@ -40,6 +41,10 @@ def _reference(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[
 
 def _fast(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[str, np.ndarray]]:
     """Vectorised, with one STFT for the indices and the spectral statistics."""
+    from acoustic_env.features.fast import indices as fast_indices
+    from acoustic_env.features.fast import mps as fast_mps
+    from acoustic_env.features.fast import spectral as fast_spectral
+
     indices, sxx = fast_indices.indices_and_psd(x, sr, params)
     yield "indices", indices
     if params.spectral:
@@ -57,7 +62,10 @@ def implementation(name: str) -> SignalFeatures:
 
 
 def separation(name: str) -> SeparateFn:
-    """The fg/bg separation of an implementation (same outputs, see fast_separation)."""
+    """The fg/bg separation of an implementation (same outputs, see fast/separation.py)."""
+    from acoustic_env.features.fast import separation as fast_separation
+    from acoustic_env.features.reference.separation import separate
+
     return fast_separation.separate if name == "fast" else separate
 
 
