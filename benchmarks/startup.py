@@ -89,11 +89,13 @@ def role(cmdline: str) -> str:
 # --- 1. and 2.: imports, Ray alone ---
 
 RAY_ALONE = r"""
-import json, logging, time
+import json, time
+import acoustic_env.distributed  # states RAY_AUTH_MODE before Ray's first import, as the jobs do
 t0 = time.time()
 import ray, psutil
 t1 = time.time()
-ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+from acoustic_env.distributed.session import start_ray
+start_ray()  # exactly as the jobs start a local instance
 t2 = time.time()
 me = psutil.Process()
 idle, n, t_idle = 0, 0, float("nan")
@@ -337,7 +339,7 @@ def main() -> None:
     if "imports" not in skip:
         body += ["Imports, each in a fresh process:", "", *imports(args.repeats), ""]
     if "ray" not in skip:
-        body += [("Ray alone (`ray.init(address='local', include_dashboard=False)` as `start_ray` calls it; "
+        body += [("Ray alone (`start_ray()`, a local instance as the jobs start one; "
                  "medians):"), "", *ray_alone(variants, args.repeats), ""]
     if "extract" not in skip:
         with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
