@@ -49,13 +49,14 @@ from acoustic_env.storage import redact
 #: Seconds between two progress lines when the console is not a terminal.
 PROGRESS_EVERY_S = 10.0
 #: The largest block the driver hands Ray. Each block costs the driver about 50 KB that stays until
-#: the job ends (its reference, and the metadata and schema Ray Data fetches for it); at 16,384
+#: the job ends (its reference, and the metadata and schema Ray Data keeps for it); at 16,384
 #: rows that is 3 bytes a row, where blocks of 1,024 rows added 100 MB at 2 million rows.
 MAX_BLOCK_ROWS = 16_384
 
 
 class PartWriter:
-    """``write_batch`` in long-lived actors rather than tasks.
+    """``write_batch`` in long-lived actors rather than tasks, after the embedders (without
+    embedders the feature actors write their own parts: ``FeatureWriterStage``).
 
     As tasks, the writes ran in short-lived workers: with every core held by the feature
     actors, Ray kills a worker that has been idle for a second, so nearly every part
