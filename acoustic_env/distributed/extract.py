@@ -115,9 +115,10 @@ def plan_extract_resources(cluster: dict[str, float], n_embedders: int = 0, acce
     write_slots = max(1, round(cpus / 32))
     free = max(cpus - embed_cpus - task_cpus * write_slots, 0.25)
     max_actors = max(1, math.floor(cpus - embed_cpus))
-    # At most one CPU an actor: its stage code runs on one thread, and Ray places an actor on
-    # one node, so a larger request could fit no node of a cluster of small nodes.
-    actor_cpus = min(1.0, math.floor(free / max_actors * 1000) / 1000)
+    # At most one CPU less a writer's share an actor: its stage code runs on one thread, and Ray
+    # places an actor on one node, so a whole CPU could fit no node of a cluster of 1-CPU nodes once
+    # a writer or an embedder's quarter CPU sits on each (the cluster test hung so, under load).
+    actor_cpus = min(1.0 - task_cpus, math.floor(free / max_actors * 1000) / 1000)
     return Resources(actor_cpus=actor_cpus, max_actors=max_actors, task_cpus=task_cpus, write_slots=write_slots,
                      embed_on_accelerator=on_acc, embed_resources=embed_res, embed_actors=embed_actors)
 
