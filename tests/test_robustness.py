@@ -446,11 +446,39 @@ def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
                 os.kill(int(entry.split()[0]), 9)
 
 
+def test_end_now_kills_what_was_started_and_its_orphans():
+    """``reaper.end_now`` ends each root and every descendant (the raylet's workers), gathered
+    before any dies so that none is orphaned unseen, and waits until they are gone; a second
+    call, with nothing left to end, says so."""
+    import psutil
+
+    from acoustic_env.distributed import reaper
+
+    before = reaper.children()
+    grandchild = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    roots = [subprocess.Popen([sys.executable, "-c", grandchild]) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 30
+        while sum(len(psutil.Process(r.pid).children()) for r in roots) < 2:  # both grandchildren started
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        family = {(p.pid, p.create_time()) for r in roots for p in [psutil.Process(r.pid), *psutil.Process(r.pid).children()]}
+        reaper._roots[:] = [psutil.Process(pid) for pid in sorted(reaper.children() - before)]
+        assert len(reaper._roots) == 2
+        assert reaper.end_now() is True
+        assert not _alive(family), _alive(family)
+        assert reaper.end_now() is False
+    finally:
+        for r in roots:
+            r.kill()
+            r.wait()
+
+
 @pytest.mark.slow
 def test_the_command_ends_its_ray_processes_before_its_quick_exit(tmp_path):
-    """``acoustic-env`` skips Python's teardown (``cli.run``) but not the exit handlers: Ray's
-    shutdown has ended every process of its instance by the time the command returns, and the
-    summary and exit code are intact."""
+    """``acoustic-env`` skips Python's teardown and Ray's graceful shutdown (``cli.run``): every
+    process of its local instance is ended (``session.end_local_instance``) by the time the
+    command returns, and the summary and exit code are intact."""
     from acoustic_env.demo.synth import generate_demo
 
     demo = generate_demo(tmp_path / "demo", n_clips=60, seed=4, duration_s=1.0, n_broken=0)

@@ -330,12 +330,16 @@ def run() -> NoReturn:
     """The ``acoustic-env`` command: :func:`main`, then a quick exit.
 
     Once a job's record is written, a process that imported Ray, pyarrow and scipy spends
-    about a second more in Python's own teardown, freeing every module. The exit handlers
-    still run first (Ray's shutdown among them: no Ray process outlives the command, and the
-    log file is flushed); then the process ends without that teardown. Tests and notebooks
-    call :func:`main`, which returns.
+    about a second more in Python's own teardown, freeing every module, and Ray's graceful
+    shutdown of a local instance 2 s more. The local instance's processes are ended at once
+    instead (``session.end_local_instance``: none outlives the command), the other exit
+    handlers run (the log file is flushed), and the process ends without that teardown.
+    Tests and notebooks call :func:`main`, which returns and shuts Ray down as usual.
     """
     code = main()
+    from acoustic_env.distributed.session import end_local_instance  # imports no Ray of its own
+
+    end_local_instance()
     atexit._run_exitfuncs()  # the handlers an interpreter exit runs; CPython's, stable since 3.0
     for stream in (sys.stdout, sys.stderr):
         stream.flush()

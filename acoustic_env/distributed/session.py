@@ -70,6 +70,25 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
     return ray.cluster_resources()
 
 
+def end_local_instance() -> None:
+    """For a process about to exit once its work is done: end its local Ray instance at once.
+
+    Ray's exit handler (``ray.shutdown``) ends a local instance gracefully, process type by
+    process type, 1.4-1.6 s on 2 cores after it first sleeps 0.5 s for log lines a local
+    instance does not print (``log_to_driver=False``). Nothing of a finished job lives in
+    those processes, so they are SIGKILLed instead (``reaper.end_now``) and the handler,
+    which would then wait on the dead GCS for 5 s, is dropped. A cluster's processes are not
+    this process's to end: with ``--ray-address`` nothing happens here.
+    """
+    if "ray" not in sys.modules or not reaper.end_now():
+        return
+    import atexit
+
+    import ray
+
+    atexit.unregister(ray.shutdown)
+
+
 def _ray_data_output(progress: bool) -> None:
     import ray.data
 
