@@ -477,7 +477,7 @@ def test_end_now_kills_what_was_started_and_its_orphans():
 @pytest.mark.slow
 def test_the_command_ends_its_ray_processes_before_its_quick_exit(tmp_path):
     """``acoustic-env`` skips Python's teardown and Ray's graceful shutdown (``cli.run``): every
-    process of its local instance is ended (``session.end_local_instance``) by the time the
+    process of its local instance is ended (``session.run_exit_handlers``) by the time the
     command returns, and the summary and exit code are intact."""
     from acoustic_env.demo.synth import generate_demo
 

@@ -18,7 +18,6 @@ prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
 from __future__ import annotations
 
 import argparse
-import atexit
 import logging
 import os
 import sys
@@ -331,16 +330,15 @@ def run() -> NoReturn:
 
     Once a job's record is written, a process that imported Ray, pyarrow and scipy spends
     about a second more in Python's own teardown, freeing every module, and Ray's graceful
-    shutdown of a local instance 2 s more. The local instance's processes are ended at once
-    instead (``session.end_local_instance``: none outlives the command), the other exit
-    handlers run (the log file is flushed), and the process ends without that teardown.
-    Tests and notebooks call :func:`main`, which returns and shuts Ray down as usual.
+    shutdown of a local instance 2 s more. The exit handlers run, the local instance's
+    processes are then ended at once (``session.run_exit_handlers``: none outlives the
+    command), and the process ends without that teardown. Tests and notebooks call
+    :func:`main`, which returns and shuts Ray down as usual.
     """
     code = main()
-    from acoustic_env.distributed.session import end_local_instance  # imports no Ray of its own
+    from acoustic_env.distributed.session import run_exit_handlers  # imports no Ray of its own
 
-    end_local_instance()
-    atexit._run_exitfuncs()  # the handlers an interpreter exit runs; CPython's, stable since 3.0
+    run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(code)

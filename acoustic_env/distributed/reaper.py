@@ -58,6 +58,11 @@ def watch(before: set[int]) -> None:
     _watchers.append(proc)
 
 
+def started_any() -> bool:
+    """Whether this process started a local instance that :func:`end_now` has not ended."""
+    return bool(_roots)
+
+
 def end_now() -> bool:
     """SIGKILL what ``ray.init`` started in this process, descendants included, and wait until
     it is gone; False when it started nothing (no local instance, or a cluster's).

@@ -34,6 +34,7 @@ tests), nothing here touches the process's streams.
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import os
@@ -70,23 +71,26 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
     return ray.cluster_resources()
 
 
-def end_local_instance() -> None:
-    """For a process about to exit once its work is done: end its local Ray instance at once.
+def run_exit_handlers() -> None:
+    """Run this process's exit handlers, then end its local Ray instance at once: for a process
+    about to exit once its work is done (``cli.run``).
 
-    Ray's exit handler (``ray.shutdown``) ends a local instance gracefully, process type by
+    Ray's own handler (``ray.shutdown``) ends a local instance gracefully, process type by
     process type, 1.4-1.6 s on 2 cores after it first sleeps 0.5 s for log lines a local
-    instance does not print (``log_to_driver=False``). Nothing of a finished job lives in
-    those processes, so they are SIGKILLed instead (``reaper.end_now``) and the handler,
-    which would then wait on the dead GCS for 5 s, is dropped. A cluster's processes are not
-    this process's to end: with ``--ray-address`` nothing happens here.
+    instance does not print (``log_to_driver=False``). Nothing of a finished job lives in those
+    processes, so that handler is dropped and they are SIGKILLed instead (``reaper.end_now``),
+    but only after the other handlers ran: Tune's and Train's talk to the GCS, and against a
+    dead one they waited 60 s and then ended the process with status 1. A cluster's processes
+    are not this process's to end: with ``--ray-address`` Ray's handler runs as usual.
     """
-    if "ray" not in sys.modules or not reaper.end_now():
-        return
-    import atexit
+    local = "ray" in sys.modules and reaper.started_any()
+    if local:
+        import ray
 
-    import ray
-
-    atexit.unregister(ray.shutdown)
+        atexit.unregister(ray.shutdown)
+    atexit._run_exitfuncs()  # the handlers an interpreter exit runs; CPython's, stable since 3.0
+    if local:
+        reaper.end_now()
 
 
 def _ray_data_output(progress: bool) -> None:
