@@ -446,7 +446,7 @@ def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
                 os.kill(int(entry.split()[0]), 9)
 
 
-def test_end_now_kills_what_was_started_and_its_orphans():
+def test_end_now_kills_what_was_started_and_its_descendants():
     """``reaper.end_now`` ends each root and every descendant (the raylet's workers), gathered
     before any dies so that none is orphaned unseen, and waits until they are gone; a second
     call, with nothing left to end, says so."""

@@ -70,30 +70,19 @@ def end_now() -> bool:
     For a driver about to exit whose work is done: Ray's graceful shutdown ends the raylet,
     then the GCS, then the rest, one after the other, each given time to exit (1.4-1.6 s
     on 2 cores, measured); a local instance that ends with its driver keeps nothing worth
-    that time. Its families are gathered first, so a worker the raylet's end orphans is
-    still ended.
+    that time. Its families are gathered first (:func:`_scan`, by pid and start time, as the
+    watcher does), so a worker the raylet's end orphans is still ended.
     """
-    family: list[psutil.Process] = []
-    for root in _roots:
-        with contextlib.suppress(psutil.Error):
-            family += [root, *root.children(recursive=True)]
+    known: set[tuple[int, float]] = set()
+    _scan(_roots, known)
     _roots.clear()
-    for p in family:
+    for p in _alive(known):
         with contextlib.suppress(psutil.Error):
             p.kill()
     deadline = time.monotonic() + KILL_AFTER_S
-    while _running(family) and time.monotonic() < deadline:
+    while _alive(known) and time.monotonic() < deadline:
         time.sleep(0.01)  # psutil.wait_procs polls orphans with back-off: 1.2 s here against 0.03
-    return bool(family)
-
-
-def _running(procs: list[psutil.Process]) -> bool:
-    """Whether any of ``procs`` still runs (a zombie has ended: only its parent's wait is left)."""
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                return True
-    return False
+    return bool(known)
 
 
 def _identity(p: psutil.Process) -> tuple[int, float] | None:
