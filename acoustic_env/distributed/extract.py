@@ -148,9 +148,9 @@ def dataset_of_blocks(refs: list[Any], metadata: list[Any]) -> Any:
     """``ray.data.from_arrow_refs(refs)`` with the metadata the driver already has.
 
     ``from_arrow_refs`` runs one task per block to read its metadata, which needs worker
-    processes before any stage has one: Ray pre-starts a worker per core for that, and
-    actors never reuse them (measured on 16 cores: 35 processes for 16 actors, and every
-    actor at work 2.8 s later). These are the same three lines without the tasks; Ray is
+    processes before any stage has one: Ray pre-starts a worker per core for that, and the
+    actors did not get those workers once they had run the tasks (measured on 16 cores: 35
+    processes for 16 actors, and every actor at work 2.8 s later). These are the same three lines without the tasks; Ray is
     pinned to 2.60.*, and ``tests/test_pipeline.py`` compares the two datasets, so a Ray
     that moves these internals fails there, not in a user's run.
     """

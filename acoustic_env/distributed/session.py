@@ -60,8 +60,9 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
             ray.init(address=address, log_to_driver=True)
         else:
             before = reaper.children()
-            # No worker pre-started per core: actors (the stages, Train's workers) never reuse one,
-            # so on 16 cores they doubled the processes starting at once (see distributed/extract.py).
+            # No worker pre-started per core: with from_arrow_refs' tasks on them the stage actors got
+            # none (16 cores: twice the processes starting at once, see distributed/extract.py), and
+            # without those tasks Ray Data's bookkeeping actors take them first (2 cores: no gain).
             ray.init(address="local", log_to_driver=False, include_dashboard=False,
                      logging_level=logging.INFO if _log_file else logging.WARNING,
                      _system_config={"prestart_worker_first_driver": False})
