@@ -1,14 +1,24 @@
-"""Shared fixtures: one Ray instance and one loopback S3 server per test session.
+"""Shared fixtures: one Ray instance and one loopback S3 server per test session, and the rule for
+what a test may skip.
 
-The S3 endpoint (moto in server mode, as s3fs's own tests use) starts before
-Ray so that Ray's workers inherit its endpoint and dummy credentials from the
-environment, exactly as they would inherit real ones on a cluster.
+The S3 endpoint (moto in server mode, as s3fs's own tests use) is one server for the session;
+a test that uses it gets the endpoint and dummy credentials in its environment for its own
+duration only (``s3_endpoint``), so nothing leaks into later tests. Ray's workers get the same
+variables from the session's job-level runtime environment, exactly as a cluster's workers
+inherit real ones from their nodes.
+
+A test that needs something the machine may lack (Chromium, ``../shared``, a tool) calls
+:func:`require`: it skips with the reason on a developer's machine, which ``-ra`` lists at the
+end of the run, and fails with the reason in CI (``CI=true``), where a missing browser or
+reference data must not turn into a green run that tested less.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +27,48 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+pytest_plugins = ["worlds"]  # the shared worlds: tests/worlds.py
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+#: The dummy credentials of the loopback S3 server: in a test's environment only while it runs.
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+#: The Ray instance's settings (like the CI machine: 2 CPUs); a different live instance is replaced.
+RAY_CPUS = 2
+
+
+def require(condition: object, reason: str) -> None:
+    """Go on only if ``condition``: else skip with ``reason`` here, and fail with it in CI."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI (CI=true): {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _isolated():
+    """Each test leaves the process as it found it: its environment variables, the root logger,
+    and the console policy a command run in-process may set (``session.quiet_console``: the log
+    file, fd 2, the warnings capture), so that no test's settings reach a later one."""
+    from acoustic_env.distributed import session
+
+    environ = dict(os.environ)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stderr, stderr_fd = sys.stderr, os.dup(2)
+    yield
+    if session._log_file is not None:  # the policy was set: undo it
+        session._file_handler.close()
+        session._log_file = session._file_handler = None
+        logging.captureWarnings(False)
+    sys.stderr = stderr
+    os.dup2(stderr_fd, 2)
+    os.close(stderr_fd)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def free_port() -> int:
@@ -27,41 +79,76 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED / "audioset" / "ontology.json").is_file():
-        pytest.skip(f"reference data not found at {SHARED} (../shared is absent in a user's clone)")
+    require((SHARED / "audioset" / "ontology.json").is_file(),
+            f"reference data not found at {SHARED} (../shared is absent in a user's clone)")
     return SHARED
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """A real S3 API on 127.0.0.1 (moto server mode); credentials only through the environment."""
+def s3_server() -> str:
+    """A real S3 API on 127.0.0.1 (moto server mode) for the whole session: its endpoint."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1")
-    yield endpoint
+    yield f"http://127.0.0.1:{port}"
     server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    """The variables an S3 client reads: the loopback endpoint and the dummy credentials."""
+    return {"AWS_ENDPOINT_URL": endpoint, **S3_CREDENTIALS}
+
+
+@pytest.fixture
+def s3_endpoint(s3_server, monkeypatch) -> str:
+    """The loopback S3 endpoint, with it and the credentials in this test's environment only.
+
+    fsspec caches filesystems by their options, not by the environment: the cache is cleared on
+    the way in and out, so no client made here outlives the test.
+    """
+    import s3fs
+
+    for key, value in s3_environment(s3_server).items():
+        monkeypatch.setenv(key, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield s3_server
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="session")
-def ray_session(s3_endpoint):
-    """One local Ray instance for the whole session (2 CPUs, like the CI machine)."""
+def ray_session(s3_server):
+    """The session's local Ray instance: 2 CPUs, the S3 variables in its workers' environment."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    _ensure_ray(s3_server)
     yield ray
-    ray.shutdown()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _ray_as_the_session_left_it(request):
+    """Before each test that uses ``ray_session``: the session's instance, started afresh if an
+    earlier test shut it down or left one with other settings in its place."""
+    if "ray_session" in request.fixturenames:
+        _ensure_ray(request.getfixturevalue("s3_server"))
+
+
+_ray_gcs: list[str] = []  # the GCS address of the instance this session started
+
+
+def _ensure_ray(endpoint: str) -> None:
+    import ray
+
+    if ray.is_initialized():
+        if _ray_gcs and ray.get_runtime_context().gcs_address == _ray_gcs[-1]:
+            return
+        ray.shutdown()  # not the session's instance: another test's, with its own settings
+    ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": s3_environment(endpoint)})
+    _ray_gcs.append(ray.get_runtime_context().gcs_address)
 
 
 def tone_clip(path: Path, seconds: float = 1.5, sr: int = 16000, freq: float = 440.0, channels: int = 1,
@@ -73,3 +160,40 @@ def tone_clip(path: Path, seconds: float = 1.5, sr: int = 16000, freq: float = 4
     data = np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
     sf.write(path, data.astype(np.float32), sr, subtype=subtype)
     return path
+
+
+# ----------------------------------------------------------------------------- the slow marker
+
+#: a test not marked slow should stay under this (seconds, the 2-core machine); make test-fast relies on it
+FAST_LIMIT_S = 10.0
+_unmarked_slow: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.duration > FAST_LIMIT_S and "slow" not in report.keywords:
+        _unmarked_slow.append((report.nodeid, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Name the tests that took over FAST_LIMIT_S without the slow marker (a loaded machine can cause it)."""
+    if _unmarked_slow:
+        terminalreporter.section(f"not marked slow, over {FAST_LIMIT_S:g} s")
+        for nodeid, seconds in sorted(_unmarked_slow, key=lambda x: -x[1]):
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
+
+
+# ----------------------------------------------------------------------------- parallel runs (pytest-xdist)
+
+#: modules that read the same session world run in one worker, so that the world is built once
+SHARED_WORLDS = {
+    "test_predict": "clips_model", "test_serve": "clips_model", "test_serve_page": "clips_model",
+    "test_report": "report", "test_eda": "report",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under ``-n`` with ``--dist loadgroup``: one group per module (its module-scoped fixtures are
+    built once), modules sharing a session world in one group."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        item.add_marker(pytest.mark.xdist_group(SHARED_WORLDS.get(module, module)))

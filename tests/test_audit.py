@@ -14,12 +14,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from test_audit_support import NATURAL, URBAN, make_table
 
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, ConfigError, from_dict
 from acoustic_env.demo.run import audit_against_truth
-from acoustic_env.jobs.audit.crossfit import choose_by_log_loss, log_loss
+from acoustic_env.jobs.audit.crossfit import choose_by_log_loss, log_loss, out_of_fold
 from acoustic_env.jobs.audit.job import run_audit
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.table import SCORES_REASON
@@ -47,6 +48,37 @@ def task_file(tmp_path: Path, kind: str) -> str:
     path.write_text(f"name: three\nkind: {kind}\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"
                     f"  natural: {{mids: ['{NATURAL}']}}\n  indoor: {{mids: ['{INDOOR}']}}\n")
     return str(path)
+
+
+class _Memorizer(ClassifierMixin, BaseEstimator):
+    """Gives the label it was fitted with to any clip it saw, and no opinion (uniform) to the rest:
+    a clip scored by a model that saw it shows through as a one-hot row."""
+
+    def __init__(self, n_classes: int = 2, threads: int = 1):
+        self.n_classes, self.threads = n_classes, threads
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _Memorizer:
+        self.seen_ = {row.tobytes(): int(t) for row, t in zip(X, y)}
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        out = np.full((len(X), self.n_classes), 1 / self.n_classes)
+        for i, row in enumerate(X):
+            if row.tobytes() in self.seen_:
+                out[i] = np.eye(self.n_classes)[self.seen_[row.tobytes()]]
+        return out
+
+
+def test_out_of_fold_scores_each_clip_with_a_model_that_never_saw_it():
+    """The audit's premise: every probability comes from the fold model that held the clip out.
+    A memorising model scores a seen clip one-hot, an unseen one uniform: out-of-fold, every row is uniform."""
+    rng = np.random.default_rng(0)
+    X, targets = rng.standard_normal((30, 4)), rng.integers(0, 2, 30)
+    folds = np.arange(30) % 5
+    probs = out_of_fold(_Memorizer(), X, targets, folds)
+    np.testing.assert_array_equal(probs, np.full((30, 2), 0.5))
+    # the memoriser itself is no straw man: in-sample, it does give every clip its own label
+    np.testing.assert_array_equal(_Memorizer().fit(X, targets).predict_proba(X).argmax(1), targets)
 
 
 @pytest.mark.parametrize("flip", [0.1, 0.2])

@@ -1,15 +1,14 @@
 """The review page: assets, the local review server, and a real browser (headless Chromium) end to end:
 mouse and keyboard verdicts, the relabel and note, filters, the playhead, storage and export.
 
-The browser tests need Debian's ``chromium`` and ``chromium-driver`` and the
-``selenium`` package; it skips with the reason when any is missing.
+The browser tests need Debian's ``chromium`` and ``chromium-driver`` (``selenium`` is a test
+dependency): without them they skip with the reason, and fail with it in CI (``conftest.require``).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 import time
 import urllib.error
@@ -22,6 +21,7 @@ import pytest
 import soundfile as sf
 from conftest import tone_clip
 from test_audit_support import NATURAL, URBAN, make_table
+from worlds import console_errors, fetched_elsewhere, wait_for
 
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, from_dict
@@ -31,11 +31,15 @@ from acoustic_env.jobs.audit.estimate import (
     read_verdicts,
 )
 from acoustic_env.jobs.audit.job import run_audit
-from acoustic_env.jobs.audit.review import asset_stem, build_review, clip_audio, source_url, write_assets
+from acoustic_env.jobs.audit.review import (
+    asset_stem,
+    build_review,
+    clip_audio,
+    source_url,
+    write_assets,
+)
 from acoustic_env.jobs.audit.server import VerdictStore, make_server, verdicts_uri
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 N_CLIPS = 18
 
 
@@ -150,49 +154,6 @@ def test_server_serves_ranges_and_saves_verdicts(audited, server):
 
 # ----------------------------------------------------------------------------- headless Chromium
 
-@pytest.fixture
-def browser(tmp_path, request):
-    """Headless Chromium; a test module adds flags with a module-level ``CHROMIUM_FLAGS`` tuple."""
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("headless browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="headless browser test needs selenium (pip install selenium)")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000",
-                 "--autoplay-policy=no-user-gesture-required", *getattr(request.module, "CHROMIUM_FLAGS", ())):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-def console_errors(driver) -> list[str]:
-    """The page's console errors and failed loads so far (Chromium's browser log, level SEVERE)."""
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-
-
-def fetched_elsewhere(driver, *allowed: str) -> list[str]:
-    """Every resource the page loaded from outside ``allowed`` (prefixes): a page that works from disk has none."""
-    names = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    return [n for n in names if not n.startswith(allowed)]
-
-
-def _wait(driver, script: str, timeout: float = 20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {script}")
-
-
 MEDIA_READY = """
 const audio = [...document.querySelectorAll('audio')], imgs = [...document.querySelectorAll('img')];
 return audio.length > 0 && imgs.length === audio.length
@@ -208,13 +169,13 @@ def _click(driver, sample: str, index: int, verdict: str) -> None:
 
 def test_review_page_in_headless_chromium_reaches_the_estimate(audited, server, browser, tmp_path, capsys):
     browser.get(server)
-    _wait(browser, "return document.body.dataset.server === 'on'")
-    _wait(browser, MEDIA_READY)  # every player has loaded its Ogg (duration known), every spectrogram decoded
+    wait_for(browser, "return document.body.dataset.server === 'on'")
+    wait_for(browser, MEDIA_READY)  # every player has loaded its Ogg (duration known), every spectrogram decoded
     assert browser.execute_script("return document.querySelectorAll('audio').length") == 6
     _click(browser, "random", 0, "wrong")
     _click(browser, "random", 1, "correct")
     _click(browser, "suspects", 0, "wrong")
-    _wait(browser, "return document.body.dataset.saved === '3'")
+    wait_for(browser, "return document.body.dataset.saved === '3'")
     records = read_verdicts([verdicts_uri(str(audited))])
     est = estimate_accuracy(records)
     assert est["sample"] == "random" and est["overall"]["n"] == 2 and est["overall"]["accuracy"] == 0.5
@@ -224,7 +185,7 @@ def test_review_page_in_headless_chromium_reaches_the_estimate(audited, server, 
     assert json.loads((tmp_path / "e.json").read_text())["overall"]["n"] == 2
     capsys.readouterr()
     browser.refresh()  # verdicts come back from the server and the browser's storage
-    _wait(browser, "return document.body.dataset.server === 'on'")
+    wait_for(browser, "return document.body.dataset.server === 'on'")
     pressed = browser.execute_script(
         "return [...document.querySelectorAll('button[aria-pressed=\"true\"]')].map(b => b.dataset.verdict)")
     assert sorted(pressed) == ["correct", "wrong", "wrong"]
@@ -252,16 +213,16 @@ def test_keyboard_review_with_relabel_and_note_reaches_the_server(audited, serve
     data = page_data(audited)
     first, second = data["random"][0], data["random"][1]
     browser.get(server)
-    _wait(browser, "return document.body.dataset.server === 'on'")
-    _wait(browser, MEDIA_READY)
+    wait_for(browser, "return document.body.dataset.server === 'on'")
+    wait_for(browser, MEDIA_READY)
     _keys(browser, "j")
     assert _current(browser) == "random|" + first["clip_id"]
     # space plays the current clip and the playhead follows it over the spectrogram's time axis
     _keys(browser, Keys.SPACE)
-    _wait(browser, "const a = document.querySelector('.card.current audio'); return !a.paused && a.currentTime > 0.15")
+    wait_for(browser, "const a = document.querySelector('.card.current audio'); return !a.paused && a.currentTime > 0.15")
     _keys(browser, Keys.SPACE)
     # the pause event (which places the playhead) arrives after `paused` turns true: wait for it
-    _wait(browser, "const c = document.querySelector('.card.current'), a = c.querySelector('audio');"
+    wait_for(browser, "const c = document.querySelector('.card.current'), a = c.querySelector('audio');"
                    "return a.paused && Math.abs(parseFloat(c.querySelector('.playhead').dataset.fraction)"
                    " - Math.min(1, a.currentTime / a.duration)) < 1e-3")
     t, duration, left = browser.execute_script(
@@ -308,7 +269,7 @@ def test_filters_by_class_and_state(audited, browser):
 
     data = page_data(audited)
     browser.get((audited / "review" / "index.html").as_uri())
-    _wait(browser, MEDIA_READY)
+    wait_for(browser, MEDIA_READY)
     everything = [f"{s}|{i['clip_id']}" for s in ("random", "suspects") for i in data[s]]
     assert _visible(browser) == everything
     _click(browser, "random", 0, "wrong")
@@ -356,7 +317,7 @@ def test_static_page_exports_verdicts_and_keeps_them_across_a_reload(audited, br
     downloads.mkdir()
     browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     browser.get((audited / "review" / "index.html").as_uri())
-    _wait(browser, MEDIA_READY)
+    wait_for(browser, MEDIA_READY)
     assert browser.execute_script("return window.acousticEnvReview.connected()") is False
     data = page_data(audited)
     browser.find_element("id", "reviewer").send_keys("ann")
@@ -384,7 +345,7 @@ def test_static_page_exports_verdicts_and_keeps_them_across_a_reload(audited, br
     from_json = parse_verdicts(browser.execute_script("return window.acousticEnvReview.json()"))
     assert sorted(from_json, key=lambda r: r["clip_id"]) == sorted(records, key=lambda r: r["clip_id"])
     browser.refresh()  # progress lives in the browser: verdicts, the right class and the note come back
-    _wait(browser, MEDIA_READY)
+    wait_for(browser, MEDIA_READY)
     card = browser.find_elements("css selector", 'article[data-sample="suspects"]')[2]
     assert card.get_attribute("data-verdict") == "wrong"
     assert Select(card.find_element("css selector", "select.relabel")).first_selected_option.get_attribute("value") == fix
@@ -438,7 +399,7 @@ def test_multi_label_page_takes_the_right_set_of_classes(tmp_path, browser):
                "noise": {"estimated_wrong_share": 0.5, "per_class": {c: {"estimated_wrong_share": 0.5} for c in classes}}}
     page = build_review(table, summary, str(tmp_path / "audit"), top=2, random_sample=0)
     browser.get(Path(page).as_uri())
-    _wait(browser, MEDIA_READY)
+    wait_for(browser, MEDIA_READY)
     card = browser.find_elements("css selector", 'article[data-sample="suspects"]')[1]
     ticks = {b.get_attribute("value"): b for b in card.find_elements("css selector", ".relabel input[type=checkbox]")}
     assert {v: b.is_selected() for v, b in ticks.items()} == {"speech": False, "music": True, "traffic": True}

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, free_port, require
 
 from acoustic_env.demo.synth import generate_demo
 
@@ -150,8 +150,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if shutil.which("moto_server", path=str(BIN)) is None:
-        pytest.skip("moto[server] is not installed")
+    require(shutil.which("moto_server", path=str(BIN)), "moto[server] (a test dependency) is not installed")
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         c.start()

@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from scipy import stats
-from test_report import report  # noqa: F401 - a fixture: the trained report of test_report.py
 
 from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.jobs.train.report import (
@@ -208,14 +207,14 @@ def test_the_section_marks_the_stored_mistakes_and_says_what_it_skipped(table):
     assert "spectral_raw: 226 values, too many for a readable heatmap" in page
 
 
-# --- the report of a real train run (tests/test_report.py's fixture) -------------------
+# --- the report of a real train run (tests/worlds.py's fixture) -------------------
 
 def _section(page: str) -> str:
     return page.split("<h2 id='eda'>", 1)[1].split("<h2", 1)[0]
 
 
 @pytest.mark.slow
-def test_report_eda_tables_equal_scipy_on_the_runs_own_table(report):  # noqa: F811 - the imported fixture
+def test_report_eda_tables_equal_scipy_on_the_runs_own_table(report):
     metrics = json.loads((report / "metrics.json").read_text())
     found = json.loads((report / "eda.json").read_text())
     assert "eda" not in metrics  # the summary numbers stay small; the EDA has its own file

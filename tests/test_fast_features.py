@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, FeatureParams
@@ -62,8 +63,7 @@ def synthetic_clips() -> dict[str, np.ndarray]:
 def clips(request) -> dict[str, np.ndarray]:
     if request.param == "synthetic":
         return synthetic_clips()
-    if not RECORDINGS_DIR.is_dir():
-        pytest.skip(f"real recordings not found at {RECORDINGS_DIR} (../shared is absent in a user's clone)")
+    require(RECORDINGS_DIR.is_dir(), f"real recordings not found at {RECORDINGS_DIR} (../shared is absent in a user's clone)")
     return {name[-10:-4]: decode_clip(str(RECORDINGS_DIR / name), DecodeParams()).audio for name in RECORDINGS}
 
 

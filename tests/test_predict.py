@@ -18,25 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 
 import acoustic_env as ae
-from acoustic_env.demo.quick_model import quick_model
-from acoustic_env.demo.synth import generate_demo
 from acoustic_env.jobs.predict import extraction_params, predict
 
-GROUPS = ["indices_raw", "spectral_fg", "mps_bg", "yamnet"]
 
-
-@pytest.fixture(scope="module")
-def world(ray_session, tmp_path_factory):
-    """(demo clips with one broken file, their extract output, a model trained on it)."""
-    root = tmp_path_factory.mktemp("predict")
-    data = generate_demo(root / "data", n_clips=13, duration_s=2.0, n_broken=1, seed=11)
-    out = root / "features"
-    cache = root / "no-weights"
-    ae.extract(str(data.clips_csv), str(out), audio_root=str(data.audio_dir), embedders=["yamnet"],
-               allow_random_weights=True, weights_cache=str(cache), progress=False)
-    model = root / "model"
-    quick_model(str(out), str(model), feature_groups=GROUPS, include_random_weights=True)
-    return data, out, model, cache
+@pytest.fixture
+def world(clips_model):
+    """(demo clips with one broken file, their extract output, a model trained on it): tests/worlds.py's."""
+    return clips_model
 
 
 def _annotated(world, tmp_path) -> dict[str, dict]:

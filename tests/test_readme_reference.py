@@ -34,7 +34,7 @@ README = ROOT / "README.md"
 RUN_HERE = ("Extract", "Train", "Audit", "Near-duplicates", "Annotate")
 #: the other sections with shell commands, and the test (or CI step) that runs their commands as written
 ELSEWHERE = {
-    "Quickstart": ".ci/run",  # make demo, make test
+    "Quickstart": "tests/test_console.py",  # make demo's command (make test is .ci/run's)
     "Guide: your own recordings": "tests/test_readme_guide.py",
     "Recipes": "tests/test_recipes.py",
     "AudioSet embeddings": "tests/test_audioset_embeddings.py",
@@ -78,6 +78,10 @@ def test_every_readme_command_is_run_somewhere():
     for section, runner in ELSEWHERE.items():
         words = {c.split()[1] for s, c in commands if s == section and c.startswith("acoustic-env ")}
         text = (ROOT / runner).read_text()
+        if section == "Quickstart":  # make demo's command (read from the Makefile) in a test; make test in CI
+            assert "run(*makefile_demo()" in text and "make test" in (ROOT / ".ci" / "run").read_text()
+            assert {c for s, c in commands if s == section} == {"make demo", "make test"}
+            continue
         if runner == "tests/test_readme_guide.py":  # it executes the guide's blocks themselves, line by line
             assert 'split("\\n## Guide: your own recordings\\n"' in text
             continue

@@ -13,33 +13,12 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import tone_clip
-from test_audit_review import _wait, browser, console_errors, fetched_elsewhere  # noqa: F401 - browser: a fixture
+from worlds import console_errors, fetched_elsewhere, wait_for
 
-from acoustic_env.config import TrainConfig, from_dict
-from acoustic_env.demo.tables import synthetic_features, write_features
-from acoustic_env.jobs.train.job import train
 from acoustic_env.jobs.train.report import MAX_MISTAKES, mistakes
 from acoustic_env.learn.fit import DEFAULT_PARAMS
 from acoustic_env.learn.metrics import wilson
 from acoustic_env.table import RANDOM_REASON, SIGNAL_REASON
-
-N_CLIPS = 90
-
-
-@pytest.fixture(scope="module")
-def report(ray_session, tmp_path_factory) -> Path:
-    """``<train>/report/`` of a run on a train/val/test split (weak signal, flipped labels: there are mistakes)."""
-    root = tmp_path_factory.mktemp("report")
-    uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, freq=250 + 40 * (i % 7), seed=i)) for i in range(N_CLIPS)]
-    synth = synthetic_features(N_CLIPS, seed=3, separation=0.5, flip=0.15, uris=uris, embedders=("vggish",),
-                               signals=("raw", "fg"))
-    features = write_features(synth.table, str(root / "extract"))
-    train(from_dict(TrainConfig, {
-        "features": features, "output": str(root / "train"), "trials": 0, "cv_folds": 0, "max_rounds": 3,
-        "steps_per_round": 10, "baselines": ("logreg",), "ablations": False, "shap_samples": 0, "signals": ("raw",),
-        "test_size": 0.3, "progress": False}))
-    return root / "train" / "report"
 
 
 def _page(report: Path) -> str:
@@ -114,27 +93,15 @@ def test_hyperparameters_are_exact_and_columns_say_why_left_out(report):
 
 
 @pytest.mark.slow
-def test_report_renders_in_headless_chromium(report, browser):  # noqa: F811 - the imported fixture
+def test_report_renders_in_headless_chromium(report, browser):
     browser.get((report / "index.html").as_uri())
-    _wait(browser, "return [...document.images].every(i => i.complete)")
+    wait_for(browser, "return [...document.images].every(i => i.complete)")
     broken = browser.execute_script("return [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
     assert broken == [] and browser.execute_script("return document.images.length") >= 4
     browser.execute_script("document.querySelectorAll('audio').forEach(a => { a.preload = 'metadata'; a.load(); })")
-    _wait(browser, "const a = [...document.querySelectorAll('audio')];"
+    wait_for(browser, "const a = [...document.querySelectorAll('audio')];"
                    "return a.length > 0 && a.every(x => x.readyState >= 1 && x.duration > 0.5 && !x.error)")
     assert console_errors(browser) == [] and fetched_elsewhere(browser, "file://") == []
-
-
-@pytest.fixture(scope="module")
-def cv_report(ray_session, tmp_path_factory) -> Path:
-    """``<train>/report/`` of a run evaluated by 3-fold cross-validation (out-of-fold figures over every clip)."""
-    root = tmp_path_factory.mktemp("cv_report")
-    uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, seed=i)) for i in range(60)]
-    synth = synthetic_features(60, seed=4, separation=0.5, flip=0.15, uris=uris, signals=("raw",))
-    train(from_dict(TrainConfig, {
-        "features": write_features(synth.table, str(root / "extract")), "output": str(root / "train"), "trials": 0,
-        "cv_folds": 3, "baselines": ("logreg",), "ablations": False, "shap_samples": 0, "progress": False}))
-    return root / "train" / "report"
 
 
 @pytest.mark.slow

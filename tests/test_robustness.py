@@ -446,7 +446,7 @@ def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
                 os.kill(int(entry.split()[0]), 9)
 
 
-def test_end_now_kills_what_was_started_and_its_descendants():
+def test_end_now_kills_what_was_started_and_its_descendants(monkeypatch):
     """``reaper.end_now`` ends each root and every descendant (the raylet's workers), gathered
     before any dies so that none is orphaned unseen, and waits until they are gone; a second
     call, with nothing left to end, says so."""
@@ -463,7 +463,8 @@ def test_end_now_kills_what_was_started_and_its_descendants():
             assert time.monotonic() < deadline
             time.sleep(0.05)
         family = {(p.pid, p.create_time()) for r in roots for p in [psutil.Process(r.pid), *psutil.Process(r.pid).children()]}
-        reaper._roots[:] = [psutil.Process(pid) for pid in sorted(reaper.children() - before)]
+        # the roots as if this process's ray.init had started them; the module's own list is put back after
+        monkeypatch.setattr(reaper, "_roots", [psutil.Process(pid) for pid in sorted(reaper.children() - before)])
         assert len(reaper._roots) == 2
         assert reaper.end_now() is True
         assert not _alive(family), _alive(family)

@@ -1,9 +1,9 @@
 """``acoustic-env serve``: the real command on Ray Serve, asked over HTTP on loopback.
 
-The model is trained as in ``test_predict``: real demo clips, the real extract job with
-YAMNet (seeded random weights: no download) so that AudioSet tags come back, then
-``demo.quick_model``. The service is the CLI in a subprocess (its own local Ray, ``--port
-0``, dynamic batching on), and every answer is compared with ``predict`` on the same file.
+The model and the service are the session's (``tests/worlds.py``, shared with ``test_predict``
+and ``test_serve_page``): real demo clips, the real extract job with YAMNet (seeded random
+weights: no download) so that AudioSet tags come back, then ``demo.quick_model``; the service is
+the CLI in a subprocess (its own local Ray, ``--port 0``, dynamic batching on), and every answer is compared with ``predict`` on the same file.
 URLs are served by a real HTTP server on 127.0.0.1; the slow path of that server holds
 its answer longer than the service's request timeout. The unbatched path is the same
 service object hosted by uvicorn without Ray. The service is started with the README's
@@ -15,12 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import queue
-import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,97 +23,26 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from conftest import free_port, tone_clip
+from worlds import (
+    MAX_DURATION_S,
+    MAX_UPLOAD_MB,
+    MODEL_GROUPS,
+    TIMEOUT_S,
+    serve_readme_commands,
+)
 
-import acoustic_env as ae
-from acoustic_env.demo.quick_model import quick_model
-from acoustic_env.demo.synth import generate_demo
 from acoustic_env.jobs.predict import predict
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-GROUPS = ["indices_raw", "spectral_fg", "mps_bg", "yamnet"]
-MAX_UPLOAD_MB, MAX_DURATION_S, TIMEOUT_S = 1.0, 5.0, 8.0
 
-
-class _Files(SimpleHTTPRequestHandler):
-    """Serves the test's directory; anything under /slow/ answers only after 3 x the service's timeout."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        if self.path.startswith("/slow/"):
-            time.sleep(3 * TIMEOUT_S)
-        self.path = "/" + self.path.split("/", 2)[-1]  # /ok/x.flac and /slow/x.flac are x.flac
-        super().do_GET()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def world(ray_session, tmp_path_factory):
-    """(directory with the clips, model, weights cache, a 16-bit WAV of a demo clip, file server URL)."""
-    root = tmp_path_factory.mktemp("serve")
-    data = generate_demo(root / "data", n_clips=10, duration_s=2.0, n_broken=0, seed=7)
-    out, cache, model = root / "features", root / "no-weights", root / "model"
-    ae.extract(str(data.clips_csv), str(out), audio_root=str(data.audio_dir), embedders=["yamnet"],
-               allow_random_weights=True, weights_cache=str(cache), progress=False)
-    quick_model(str(out), str(model), feature_groups=GROUPS, include_random_weights=True)
-    audio, sr = sf.read(sorted(data.audio_dir.glob("*.flac"))[0], dtype="float32")
-    wav = data.audio_dir / "street corner.wav"
-    sf.write(wav, audio, sr, subtype="PCM_16")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Files, directory=str(data.audio_dir)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield data.audio_dir, model, cache, wav, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
-def _lines(stream, out: queue.Queue) -> None:
-    for line in stream:
-        out.put(line)
-
-
-def readme_commands() -> list[str]:
-    """The shell lines of the README's "Serve a model" section, in order."""
-    text = README.read_text().split("\n## Serve a model\n", 1)[1].split("\n## ", 1)[0]
-    return [line for block in re.findall(r"```sh\n(.*?)```", text, re.S) for line in block.splitlines() if line]
-
-
-@pytest.fixture(scope="module")
-def service(world):
-    """(base URL, the process, its stdout lines) of the README's ``acoustic-env serve``, small limits, batching."""
-    clips, model, cache, wav, files = world
-    [command] = [c for c in readme_commands() if c.startswith("acoustic-env serve ")]
-    argv = shlex.split(command.replace("trained/model", str(model)).replace("--port 8000", "--port 0"))
-    proc = subprocess.Popen([sys.executable, "-m", "acoustic_env.cli", *argv[1:],
-                             "--weights-cache", str(cache), "--max-upload-mb", str(MAX_UPLOAD_MB),
-                             "--max-duration-s", str(MAX_DURATION_S), "--request-timeout-s", str(TIMEOUT_S),
-                             "--allowed-url-prefixes", f"{files}ok/,{files}slow/",
-                             "--batch-max-size", "4", "--batch-wait-s", "0.05"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})  # its own local Ray
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
-    seen = []
-    try:
-        deadline = time.time() + 300
-        while not any(line.startswith("serve: http") for line in seen):
-            assert time.time() < deadline and proc.poll() is None, f"serve did not start: {seen} {proc.stderr.read()}"
-            try:
-                seen.append(lines.get(timeout=1))
-            except queue.Empty:
-                pass
-        base = seen[-1].split()[1]
-        yield base, proc, seen, lines
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+@pytest.fixture
+def world(serve_world):
+    """(directory of good clips, model, weights cache, a 16-bit WAV, file server URL): tests/worlds.py's."""
+    return serve_world
 
 
 def _post(url: str, body: bytes, content_type: str = "application/octet-stream", timeout: float = 120):
@@ -176,7 +100,7 @@ def test_a_real_wav_upload_gets_the_probabilities_of_predict(world, service):
 def test_the_readme_requests_run_as_written(world, service):
     """Its curl lines against this service (URL and file substituted): the answers the README describes."""
     wav, base = world[3], service[0]
-    curls = [c for c in readme_commands() if c.startswith("curl ")]
+    curls = [c for c in serve_readme_commands() if c.startswith("curl ")]
     assert len(curls) == 3
     answers = []
     for command in curls:
@@ -280,7 +204,7 @@ def test_info_describes_the_model_and_the_limits_and_the_page_is_html(world, ser
     base, files = service[0], world[4]
     info = json.loads(_get(base + "info")[2])
     assert info["classes"] == ["urban", "natural"] and info["task"] == "urban_natural"
-    assert info["kind"] == "single_label" and info["groups"] == GROUPS and info["tagger"] == "yamnet"
+    assert info["kind"] == "single_label" and info["groups"] == MODEL_GROUPS and info["tagger"] == "yamnet"
     assert info["limits"] == {"max_upload_bytes": int(MAX_UPLOAD_MB * 2**20), "max_duration_s": MAX_DURATION_S,
                               "request_timeout_s": TIMEOUT_S}
     assert info["allowed_url_prefixes"] == [f"{files}ok/", f"{files}slow/"]
@@ -337,18 +261,3 @@ def test_a_bad_flag_or_model_is_one_line_before_ray(world, args, words):
     assert r.returncode == 2 and words in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
     assert time.monotonic() - t0 < 60  # no Ray start
-
-
-def test_sigterm_shuts_serve_down_cleanly(service):
-    base, proc, seen, lines = service
-    port = int(base.rstrip("/").rsplit(":", 1)[1])
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(120) == 0
-    time.sleep(0.5)
-    rest = []
-    while not lines.empty():
-        rest.append(lines.get())
-    assert seen[0].startswith("serve: details and Ray's output go to ") and rest[-1] == "serve: stopped\n"
-    assert "Traceback" not in proc.stderr.read()
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
-        pass  # the HTTP proxy is gone with it

@@ -1,13 +1,13 @@
 """The page of ``acoustic-env serve`` (``GET /``) in headless Chromium, against the real service.
 
-The service is ``test_serve``'s: the real command in a subprocess (Ray Serve on its own local
+The service is the session's (``tests/worlds.py``, shared with ``test_serve``): the real command in a subprocess (Ray Serve on its own local
 Ray, a free loopback port, small limits) on a model trained on real demo clips with the real
 extract job and YAMNet (seeded random weights: no download), so that AudioSet tags come back.
 Every number the page shows is compared with the JSON the service returns for the same bytes,
 fetched here with urllib. The microphone is Chromium's fake capture device (a beep), and a
 spy on ``window.fetch`` shows what the page really sent.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` and ``selenium`` (skips with the reason).
+Needs Debian's ``chromium`` and ``chromium-driver``: skips with the reason without them, fails in CI.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import tone_clip
-from test_audit_review import _wait, browser, console_errors, fetched_elsewhere  # noqa: F401 - browser: a fixture
-from test_serve import _get, _post, service, world  # noqa: F401 - service, world: fixtures
+from test_serve import _get, _post
+from worlds import console_errors, fetched_elsewhere, wait_for
 
 #: added to the shared ``browser`` fixture's flags: a fake microphone that plays a beep, allowed without a prompt
 CHROMIUM_FLAGS = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
@@ -32,9 +32,9 @@ CHROMIUM_FLAGS = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media
 # ----------------------------------------------------------------------------- the real service
 
 @pytest.fixture
-def served(service, world) -> tuple[str, Path]:  # noqa: F811 - the imported fixtures
+def served(service, serve_world) -> tuple[str, Path]:
     """(base URL, a 16-bit WAV of a demo clip): ``test_serve``'s running service and its clip."""
-    return service[0], world[3]
+    return service[0], serve_world[3]
 
 
 def _info(base: str) -> dict:
@@ -102,7 +102,7 @@ document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfe
 def open_page(driver, base: str) -> dict:
     """Load the page, wait for its /info, install the fetch spy; returns /info as the service gives it."""
     driver.get(base)
-    _wait(driver, "return document.body.dataset.state === 'ready'")
+    wait_for(driver, "return document.body.dataset.state === 'ready'")
     driver.execute_script(FETCH_SPY)
     return _info(base)
 
@@ -110,7 +110,7 @@ def open_page(driver, base: str) -> dict:
 def choose(driver, path: Path, until: str) -> dict:
     """Choose ``path`` with the file input; wait until the page reaches state ``until``; what it shows."""
     driver.find_element("id", "file").send_keys(str(path))
-    _wait(driver, f"return document.body.dataset.state === '{until}'", timeout=120)
+    wait_for(driver, f"return document.body.dataset.state === '{until}'", timeout=120)
     return driver.execute_script(SHOWN)
 
 
@@ -132,7 +132,7 @@ def assert_same_answer(a: dict, b: dict) -> None:
 
 # ----------------------------------------------------------------------------- tests
 
-def test_upload_shows_the_services_answer_and_draws_the_clip(served, browser):  # noqa: F811 - the imported fixtures
+def test_upload_shows_the_services_answer_and_draws_the_clip(served, browser):
     base, wav = served
     info = open_page(browser, base)
     assert "Task urban_natural: urban, natural" in browser.find_element("id", "model").text
@@ -156,7 +156,7 @@ def test_upload_shows_the_services_answer_and_draws_the_clip(served, browser):  
     assert console_errors(browser) == []
 
 
-def test_recording_is_sent_as_16bit_mono_wav_and_answered(served, browser):  # noqa: F811 - the imported fixtures
+def test_recording_is_sent_as_16bit_mono_wav_and_answered(served, browser):
     from selenium.webdriver import ActionChains
     from selenium.webdriver.common.keys import Keys
 
@@ -169,10 +169,10 @@ def test_recording_is_sent_as_16bit_mono_wav_and_answered(served, browser):  # n
         ActionChains(browser).send_keys(Keys.TAB).perform()
     assert browser.execute_script("return document.activeElement.id") == "record"
     ActionChains(browser).send_keys(Keys.SPACE).perform()
-    _wait(browser, "return document.body.dataset.state === 'recording'")
+    wait_for(browser, "return document.body.dataset.state === 'recording'")
     time.sleep(2.0)
     ActionChains(browser).send_keys(Keys.SPACE).perform()
-    _wait(browser, "return document.body.dataset.state === 'done'", timeout=120)
+    wait_for(browser, "return document.body.dataset.state === 'done'", timeout=120)
 
     [sent] = browser.execute_script("return window.sent")
     body = base64.b64decode(sent["b64"])
@@ -194,7 +194,7 @@ def test_recording_is_sent_as_16bit_mono_wav_and_answered(served, browser):  # n
     assert console_errors(browser) == []
 
 
-def test_errors_are_readable_and_limits_are_checked_before_upload(served, browser, tmp_path):  # noqa: F811 - the imported fixtures
+def test_errors_are_readable_and_limits_are_checked_before_upload(served, browser, tmp_path):
     base, wav = served
     info = open_page(browser, base)
     limits = info["limits"]
@@ -211,7 +211,7 @@ def test_errors_are_readable_and_limits_are_checked_before_upload(served, browse
 
     # still usable after the error; this time the file is dropped on the page
     browser.execute_script(DROP, base64.b64encode(wav.read_bytes()).decode(), wav.name)
-    _wait(browser, "return document.body.dataset.state === 'done'", timeout=120)
+    wait_for(browser, "return document.body.dataset.state === 'done'", timeout=120)
     shown = browser.execute_script(SHOWN)
     answer = browser.execute_script("return window.sent")[-1]["answer"]
     assert shown["error"] is None and answer["clip"] == wav.name

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import require
 
 from acoustic_env.demo import synth
 
@@ -264,8 +265,8 @@ def test_source_character() -> None:
 def test_mids_exist_in_audioset() -> None:
     labels_csv = AUDIOSET_DIR / "class_labels_indices.csv"
     ontology = AUDIOSET_DIR / "ontology.json"
-    if not (labels_csv.is_file() or ontology.is_file()):
-        pytest.skip(f"AudioSet reference files not found under {AUDIOSET_DIR} (shared data not mounted)")
+    require(labels_csv.is_file() or ontology.is_file(),
+            f"AudioSet reference files not found under {AUDIOSET_DIR} (shared data not mounted)")
     known: dict[str, str] = {}
     if labels_csv.is_file():
         with labels_csv.open(newline="", encoding="utf-8") as fh:

@@ -295,7 +295,7 @@ def test_train_end_to_end_with_search(ray_session, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_multi_label_streamed_from_s3_without_search(ray_session, tmp_path):
+def test_train_multi_label_streamed_from_s3_without_search(ray_session, s3_endpoint, tmp_path):
     fs = fsspec.filesystem("s3")
     fs.mkdir("train-test")
     task = _task_file(tmp_path, "multi_label")

@@ -1,0 +1,242 @@
+"""The expensive worlds, built once per test session and shared by every test that only reads them.
+
+A world is anything that costs seconds to make: a trained report, a demo extract with a model
+on it, the running ``acoustic-env serve`` service, a browser. Tests that change a world make
+their own; tests that read one take it from here (conftest registers this module as a plugin),
+so that no module rebuilds what another already built.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from conftest import REPO, require, tone_clip
+
+import acoustic_env as ae
+from acoustic_env.config import TrainConfig, from_dict
+from acoustic_env.demo.quick_model import quick_model
+from acoustic_env.demo.synth import generate_demo
+from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs.train.job import train
+
+README = REPO / "README.md"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+# ----------------------------------------------------------------------------- headless Chromium
+
+
+@pytest.fixture
+def browser(tmp_path, request):
+    """Headless Chromium; a test module adds flags with a module-level ``CHROMIUM_FLAGS`` tuple."""
+    require(CHROMIUM and CHROMEDRIVER,
+            "headless browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000",
+                 "--autoplay-policy=no-user-gesture-required", *getattr(request.module, "CHROMIUM_FLAGS", ())):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver) -> list[str]:
+    """The page's console errors and failed loads so far (Chromium's browser log, level SEVERE)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def fetched_elsewhere(driver, *allowed: str) -> list[str]:
+    """Every resource the page loaded from outside ``allowed`` (prefixes): a page that works from disk has none."""
+    names = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    return [n for n in names if not n.startswith(allowed)]
+
+
+def wait_for(driver, script: str, timeout: float = 20.0):
+    """The first truthy value of ``script`` in the page, polled until ``timeout``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for: {script}")
+
+
+# ----------------------------------------------------------------------------- trained reports
+
+REPORT_CLIPS = 90
+
+
+@pytest.fixture(scope="session")
+def report(ray_session, tmp_path_factory) -> Path:
+    """``<train>/report/`` of a run on a train/val/test split (weak signal, flipped labels: there are mistakes)."""
+    root = tmp_path_factory.mktemp("report")
+    uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, freq=250 + 40 * (i % 7), seed=i))
+            for i in range(REPORT_CLIPS)]
+    synth = synthetic_features(REPORT_CLIPS, seed=3, separation=0.5, flip=0.15, uris=uris, embedders=("vggish",),
+                               signals=("raw", "fg"))
+    features = write_features(synth.table, str(root / "extract"))
+    train(from_dict(TrainConfig, {
+        "features": features, "output": str(root / "train"), "trials": 0, "cv_folds": 0, "max_rounds": 3,
+        "steps_per_round": 10, "baselines": ("logreg",), "ablations": False, "shap_samples": 0, "signals": ("raw",),
+        "test_size": 0.3, "progress": False}))
+    return root / "train" / "report"
+
+
+@pytest.fixture(scope="session")
+def cv_report(ray_session, tmp_path_factory) -> Path:
+    """``<train>/report/`` of a run evaluated by 3-fold cross-validation (out-of-fold figures over every clip)."""
+    root = tmp_path_factory.mktemp("cv_report")
+    uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, seed=i)) for i in range(60)]
+    synth = synthetic_features(60, seed=4, separation=0.5, flip=0.15, uris=uris, signals=("raw",))
+    train(from_dict(TrainConfig, {
+        "features": write_features(synth.table, str(root / "extract")), "output": str(root / "train"), "trials": 0,
+        "cv_folds": 3, "baselines": ("logreg",), "ablations": False, "shap_samples": 0, "progress": False}))
+    return root / "train" / "report"
+
+
+# ----------------------------------------------------------------------------- a model on real clips
+
+#: the feature groups of the model on real clips: one of each kind, and YAMNet so that tags come back
+MODEL_GROUPS = ["indices_raw", "spectral_fg", "mps_bg", "yamnet"]
+
+
+@pytest.fixture(scope="session")
+def clips_model(ray_session, tmp_path_factory):
+    """(demo clips with one broken file, their extract output, a model trained on it, the weights cache).
+
+    The extract is the real job on Ray with YAMNet (seeded random weights: no download), the model
+    ``demo.quick_model`` (no Ray) on that table.
+    """
+    root = tmp_path_factory.mktemp("clips_model")
+    data = generate_demo(root / "data", n_clips=13, duration_s=2.0, n_broken=1, seed=11)
+    out, cache, model = root / "features", root / "no-weights", root / "model"
+    ae.extract(str(data.clips_csv), str(out), audio_root=str(data.audio_dir), embedders=["yamnet"],
+               allow_random_weights=True, weights_cache=str(cache), progress=False)
+    quick_model(str(out), str(model), feature_groups=MODEL_GROUPS, include_random_weights=True)
+    return data, out, model, cache
+
+
+# ----------------------------------------------------------------------------- the running service
+
+#: the service's limits: small, so that the tests can cross them cheaply
+MAX_UPLOAD_MB, MAX_DURATION_S, TIMEOUT_S = 1.0, 5.0, 8.0
+
+
+class _Files(SimpleHTTPRequestHandler):
+    """Serves the test's directory; anything under /slow/ answers only after 3 x the service's timeout."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.startswith("/slow/"):
+            time.sleep(3 * TIMEOUT_S)
+        self.path = "/" + self.path.split("/", 2)[-1]  # /ok/x.flac and /slow/x.flac are x.flac
+        super().do_GET()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def serve_world(clips_model, tmp_path_factory):
+    """(directory of good clips, model, weights cache, a 16-bit WAV of a demo clip, file server URL)."""
+    data, _, model, cache = clips_model
+    clips = tmp_path_factory.mktemp("serve") / "clips"
+    clips.mkdir()
+    truth = csv.DictReader(data.truth_csv.open())
+    good = {r["clip_id"] for r in truth if r["broken"] == "0"}
+    for flac in sorted(data.audio_dir.glob("*.flac")):
+        if flac.stem in good:
+            shutil.copy(flac, clips / flac.name)
+    audio, sr = sf.read(sorted(clips.glob("*.flac"))[0], dtype="float32")
+    wav = clips / "street corner.wav"
+    sf.write(wav, audio, sr, subtype="PCM_16")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Files, directory=str(clips)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield clips, model, cache, wav, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def serve_readme_commands() -> list[str]:
+    """The shell lines of the README's "Serve a model" section, in order."""
+    text = README.read_text().split("\n## Serve a model\n", 1)[1].split("\n## ", 1)[0]
+    return [line for block in re.findall(r"```sh\n(.*?)```", text, re.S) for line in block.splitlines() if line]
+
+
+def _lines(stream, out: queue.Queue) -> None:
+    for line in stream:
+        out.put(line)
+
+
+@pytest.fixture(scope="session")
+def service(serve_world):
+    """(base URL, the process, its stdout lines so far, the queue of later ones) of the README's
+    ``acoustic-env serve``, with small limits and batching, on its own local Ray."""
+    clips, model, cache, wav, files = serve_world
+    [command] = [c for c in serve_readme_commands() if c.startswith("acoustic-env serve ")]
+    argv = shlex.split(command.replace("trained/model", str(model)).replace("--port 8000", "--port 0"))
+    proc = subprocess.Popen([sys.executable, "-m", "acoustic_env.cli", *argv[1:],
+                             "--weights-cache", str(cache), "--max-upload-mb", str(MAX_UPLOAD_MB),
+                             "--max-duration-s", str(MAX_DURATION_S), "--request-timeout-s", str(TIMEOUT_S),
+                             "--allowed-url-prefixes", f"{files}ok/,{files}slow/",
+                             "--batch-max-size", "4", "--batch-wait-s", "0.05"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})  # its own local Ray
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    seen = []
+    try:
+        deadline = time.time() + 300
+        while not any(line.startswith("serve: http") for line in seen):
+            assert time.time() < deadline and proc.poll() is None, f"serve did not start: {seen} {proc.stderr.read()}"
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        base = seen[-1].split()[1]
+        yield base, proc, seen, lines
+        _stops_cleanly_on_sigterm(base, proc, seen, lines)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _stops_cleanly_on_sigterm(base: str, proc: subprocess.Popen, seen: list[str], lines: queue.Queue) -> None:
+    """The service's last check, once every test is done with it: SIGTERM shuts it down cleanly
+    (exit 0, "serve: stopped", no traceback, the HTTP proxy gone). A failure here is an error at
+    the teardown of the session's last test that used the service."""
+    port = int(base.rstrip("/").rsplit(":", 1)[1])
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 0
+    time.sleep(0.5)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    assert seen[0].startswith("serve: details and Ray's output go to ") and rest[-1] == "serve: stopped\n", rest
+    assert "Traceback" not in proc.stderr.read()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # the HTTP proxy is gone with it
