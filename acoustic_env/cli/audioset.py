@@ -1,0 +1,49 @@
+"""``acoustic-env audioset sample|fetch``: from AudioSet's segment lists to a task's clips on disk.
+
+The flags come from the configs' declarations (:mod:`acoustic_env.config.audioset`);
+a bad value, list or task ends in one line naming it (the command's error policy in
+:mod:`acoustic_env.cli`). Nothing heavy is imported until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from acoustic_env.config import add_flags, from_args
+from acoustic_env.config.audioset import FetchConfig, SampleConfig
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from acoustic_env.audioset.sample import report_uri, sample_segments, summary_lines
+
+    cfg = from_args(SampleConfig, args)
+    result = sample_segments(cfg)
+    print("\n".join(summary_lines(result.report)))
+    print(f"  sample: {cfg.output}\n  report: {report_uri(cfg.output)}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.fetch import fetch, summary_lines
+
+    cfg = from_args(FetchConfig, args)
+    print("\n".join(summary_lines(fetch(cfg, progress=print))))
+    return 0
+
+
+def add_audioset_parser(sub: Any) -> None:
+    """Add ``audioset`` with its ``sample`` and ``fetch`` sub-commands to the command's sub-parsers."""
+    p = sub.add_parser("audioset", help="sample AudioSet's segment lists for a task, and fetch the clips")
+    commands = p.add_subparsers(dest="audioset_command", required=True)
+    for name, cls, func, summary in (
+        ("sample", SampleConfig, cmd_sample,
+         "draw a task's clips from a segment list (per-class targets, balanced, seeded; one streaming pass)"),
+        ("fetch", FetchConfig, cmd_fetch,
+         "download a segment list's 10-s clips with a downloader command (yt-dlp + ffmpeg by default), "
+         "resumable; writes a manifest extract takes"),
+    ):
+        c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+                                usage="%(prog)s [--config FILE] [options]")
+        add_flags(c, cls)
+        c.set_defaults(func=func)
