@@ -219,3 +219,19 @@ def test_a_killed_fetch_resumes_without_fetching_anything_twice(ray_session, tmp
         assert read_manifest(str(out / "manifest.csv")).rows == len(GOOD)
     finally:
         server.close()
+
+
+def test_fetch_to_object_storage(ray_session, s3_endpoint, media, tmp_path):
+    import s3fs
+
+    s3 = s3fs.S3FileSystem()
+    s3.mkdir("fetch-test")
+    cfg = config(tmp_path, media, failing=(GONE,), output="s3://fetch-test/audioset")
+    record = fetch(from_dict(FetchConfig, cfg))
+    assert record["counts"]["fetched"] == 4 and record["counts"]["failed_by_reason"] == {"unavailable": 1}
+    s3.invalidate_cache()
+    assert len(s3.ls("fetch-test/audioset/audio")) == 4
+    manifest = read_manifest("s3://fetch-test/audioset/manifest.csv").table
+    assert all(u.startswith("s3://fetch-test/audioset/audio/") for u in manifest["uri"].to_pylist())
+    again = fetch(from_dict(FetchConfig, cfg))
+    assert again["counts"]["already_fetched"] == 4 and again["counts"]["already_failed"] == 1

@@ -199,3 +199,26 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_readme_sample_commands_run_as_written(shared_data, tmp_path, monkeypatch, capsys):
+    """The README's `audioset sample` commands, in a folder holding the lists they name (a synthetic unbalanced list)."""
+    import shlex
+    import shutil
+
+    from test_readme_reference import readme_commands
+
+    commands = [c for s, c in readme_commands() if s == "AudioSet from its segment lists"]
+    assert [c.split()[:3] for c in commands] == [["acoustic-env", "audioset", "sample"]] * 2
+    table = synthetic_segments(20_000, seed=5, boost={URBAN: 30.0, NATURAL: 30.0, "/m/09x0r": 60.0,
+                                                      "/m/0jbk": 60.0, "/m/04rlf": 60.0, "/m/07yv9": 60.0})
+    write_segments(table, str(tmp_path / "unbalanced_train_segments.csv"), ["synthetic"])
+    shutil.copy(shared_data / "audioset" / "eval_segments.csv", tmp_path / "eval_segments.csv")
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0, command
+    report = json.loads((tmp_path / "lists" / "urban_natural.report.json").read_text())
+    assert {n: c["target"] for n, c in report["classes"].items()} == {"urban": 6500, "natural": 6800}
+    assert all(c["drawn"] == min(c["target"], c["eligible"]) for c in report["classes"].values())
+    four = json.loads((tmp_path / "lists" / "four_classes.report.json").read_text())
+    assert len({c["drawn"] for c in four["classes"].values()}) == 1 and four["clips"] > 0
