@@ -1,4 +1,4 @@
-"""``acoustic-env audioset sample|fetch``: from AudioSet's segment lists to a task's clips on disk.
+"""``acoustic-env audioset sample|fetch|rescore``: from AudioSet's segment lists to clips, and back to a rescored list.
 
 The flags come from the configs' declarations (:mod:`acoustic_env.config.audioset`);
 a bad value, list or task ends in one line naming it (the command's error policy in
@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from acoustic_env.config import add_flags, from_args
-from acoustic_env.config.audioset import FetchConfig, SampleConfig
+from acoustic_env.config.audioset import FetchConfig, RescoreConfig, SampleConfig
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -34,9 +34,20 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.audit.rescored import accuracy_uri, rescored_list
+
+    cfg = from_args(RescoreConfig, args)
+    accuracy = rescored_list(cfg.audit, cfg.output, list(cfg.verdicts), cfg.method)
+    print(f"{accuracy['clips']} clips, {accuracy['reviewed']} reviewed: {cfg.output}")
+    print(f"  label accuracy per class: {accuracy_uri(cfg.output)} (also in the file's header)")
+    return 0
+
+
 def add_audioset_parser(sub: Any) -> None:
-    """Add ``audioset`` with its ``sample`` and ``fetch`` sub-commands to the command's sub-parsers."""
-    p = sub.add_parser("audioset", help="sample AudioSet's segment lists for a task, and fetch the clips")
+    """Add ``audioset`` with its ``sample``, ``fetch`` and ``rescore`` sub-commands to the command's sub-parsers."""
+    p = sub.add_parser("audioset", help="sample AudioSet's segment lists for a task, fetch the clips, "
+                                        "write the rescored label list after an audit")
     commands = p.add_subparsers(dest="audioset_command", required=True)
     for name, cls, func, summary in (
         ("sample", SampleConfig, cmd_sample,
@@ -44,6 +55,9 @@ def add_audioset_parser(sub: Any) -> None:
         ("fetch", FetchConfig, cmd_fetch,
          "download a segment list's 10-s clips with a downloader command (yt-dlp + ffmpeg by default), "
          "resumable; writes a manifest extract takes"),
+        ("rescore", RescoreConfig, cmd_rescore,
+         "write the rescored label list of an audit: given labels, score, suspected, the label the review settled, "
+         "and the label accuracy per class with its interval"),
     ):
         c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
                                 usage="%(prog)s [--config FILE] [options]")

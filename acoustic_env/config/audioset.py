@@ -1,4 +1,4 @@
-"""The configs of ``acoustic-env audioset sample`` and ``acoustic-env audioset fetch``, each field declared once.
+"""The configs of ``acoustic-env audioset sample``, ``fetch`` and ``rescore``, each field declared once.
 
 Kept beside the jobs' configs (:mod:`acoustic_env.config`) and built from the same
 declarations (:mod:`.schema`), so the flags, the ``--config`` file and the one-line
@@ -116,3 +116,15 @@ class FetchConfig(Section):
         require(not unknown, "downloader", f"unknown placeholder(s) {unknown} (known: {', '.join(PLACEHOLDERS)})",
                 self.downloader)
         require("out" in names, "downloader", "must write the clip to {out}", self.downloader)
+
+
+@dataclass(frozen=True)
+class RescoreConfig(Section):
+    """An audit, its review's verdicts, and where the rescored label list goes."""
+
+    audit: str = _location(help="the audit's output directory (audit.parquet, summary.json)")
+    output: str = _location(help="the rescored list: a segment list with the audit's and the review's columns "
+                                 "(<name>.accuracy.json beside it)")
+    verdicts: tuple[str, ...] = option((), parse=_paths, help="verdict files of the review (JSON or CSV; "
+                                                             "e.g. <audit>/review/verdicts.json)")
+    method: str = option("wilson", choices=("wilson", "bootstrap"), help="interval of the reviewed accuracy")
