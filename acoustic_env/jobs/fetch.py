@@ -35,6 +35,7 @@ from acoustic_env.audioset.fetch import Downloader, clip_name, fetch_segment
 from acoustic_env.audioset.segments import read_segments
 from acoustic_env.config.audioset import FetchConfig
 from acoustic_env.distributed.downloads import run_downloads
+from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.storage import filesystem, is_local, join, read_parts, redact_all, write_parquet
 
 AUDIO, FAILURES, MANIFEST = "audio", "failures", "manifest.csv"
@@ -103,13 +104,16 @@ def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
     return uri, n
 
 
+@finishes_records
 def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fetch what is left of ``cfg.segments`` (see the module docstring); returns the run record."""
     t0 = time.time()
+    next(read_segments(cfg.segments), None)  # an unreadable or malformed list is one line before anything starts
     run_id = runs.new_run_id()
     record = runs.base_record(run_id, "audioset-fetch", redact_all(cfg.to_dict()))
     record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
     runs.write_record(record, record_uri)
+    track(record, record_uri, runs.write_record)
     present = present_clips(cfg.output)
     earlier = recorded_failures(cfg.output)
     failed = set(earlier["clip_id"].to_pylist()) if earlier is not None else set()
