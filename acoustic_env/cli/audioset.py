@@ -1,4 +1,4 @@
-"""``acoustic-env audioset sample|fetch|rescore``: from AudioSet's segment lists to clips, and back to a rescored list.
+"""``acoustic-env audioset sample|fetch|rescore|frames``: from AudioSet's segment lists to clips, and back to a rescored list.
 
 The flags come from the configs' declarations (:mod:`acoustic_env.config.audioset`);
 a bad value, list or task ends in one line naming it (the command's error policy in
@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from acoustic_env.config import add_flags, from_args
-from acoustic_env.config.audioset import FetchConfig, RescoreConfig, SampleConfig
+from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -44,6 +44,19 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_frames(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.frames import compare_frames
+
+    cfg = from_args(FramesConfig, args)
+    r = compare_frames(cfg)
+    print(f"{r['clips']} clips with ten frames ({r['left_out']} left out: no class or ambiguous), task {r['task']}; "
+          f"test {r['split']['test']} clips")
+    for name, c in r["test_accuracy"].items():
+        print(f"  {name}: test accuracy {c['accuracy']:.1%} [{c['low']:.1%}, {c['high']:.1%}]")
+    print(f"  comparison: {cfg.output}")
+    return 0
+
+
 def add_audioset_parser(sub: Any) -> None:
     """Add ``audioset`` with its ``sample``, ``fetch`` and ``rescore`` sub-commands to the command's sub-parsers."""
     p = sub.add_parser("audioset", help="sample AudioSet's segment lists for a task, fetch the clips, "
@@ -58,6 +71,8 @@ def add_audioset_parser(sub: Any) -> None:
         ("rescore", RescoreConfig, cmd_rescore,
          "write the rescored label list of an audit: given labels, score, suspected, the label the review settled, "
          "and the label accuracy per class with its interval"),
+        ("frames", FramesConfig, cmd_frames,
+         "compare a small CNN over the released embeddings' ten frames with the pooled vector, on one split"),
     ):
         c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
                                 usage="%(prog)s [--config FILE] [options]")

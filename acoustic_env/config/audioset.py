@@ -128,3 +128,16 @@ class RescoreConfig(Section):
     verdicts: tuple[str, ...] = option((), parse=_paths, help="verdict files of the review (JSON or CSV; "
                                                              "e.g. <audit>/review/verdicts.json)")
     method: str = option("wilson", choices=("wilson", "bootstrap"), help="interval of the reviewed accuracy")
+
+
+@dataclass(frozen=True)
+class FramesConfig(Section):
+    """The released embeddings with their frames kept, the task, and where the comparison goes."""
+
+    features: str = _location(help="the output of `recipe audioset-embeddings --keep-frames` (its frames/)")
+    output: str = _location(help="the comparison (JSON): test accuracy of the frame CNN and of the pooled vector")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    test_size: float = option(0.2, gt=0, lt=1, help="share of the videos held out for the test")
+    seed: int = option(0, help="seed of the split and of both models")
+    threads: int | None = option(None, ge=1, help="torch threads for the CNN (default: torch's choice)")
