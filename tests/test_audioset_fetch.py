@@ -7,7 +7,7 @@ audio in it. The downloader is a small Python command given through the config
 user's to install. Checked: the clips hold the right samples, each failure is one
 row with its reason, the manifest is read by extract's reader and decoded, the rate
 limit spaces the starts, and a run killed midway is resumed without fetching a
-finished clip or a recorded failure again.
+finished clip or a recorded failure again (only a download in flight at the kill is repeated).
 """
 
 from __future__ import annotations
@@ -216,7 +216,10 @@ def test_a_killed_fetch_resumes_without_fetching_anything_twice(ray_session, tmp
         record = fetch(from_dict(FetchConfig, cfg))
         assert record["counts"]["already_fetched"] == len(done)
         assert all(server.served[y] == served[y] == 1 for y in done)  # nothing finished is fetched twice
-        assert all(server.served[y] == 1 for y in GOOD)
+        # the one download in flight at the kill (workers=1) may have been served to the orphaned downloader:
+        # it made no clip, so it is fetched again; every other video once
+        again = [y for y in GOOD if server.served[y] > 1]
+        assert len(again) <= 1 and not set(again) & done and all(server.served[y] >= 1 for y in GOOD)
         assert set(failures(out).values()) == {"unavailable", "timeout", "no_audio"}
         assert len(pq.read_table(out / "failures")) == 3  # each failure recorded once
         assert read_manifest(str(out / "manifest.csv")).rows == len(GOOD)

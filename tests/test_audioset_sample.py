@@ -187,6 +187,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     path.write_text('# x\nvid_a, 0.000, 10.000, "/m/09x0r"\nvid_b, 0.000\n')
     with pytest.raises(ManifestError, match="data row 2 has fewer than 4 fields"):
         list(read_segments(str(path)))
+    path.write_text('\ufeffvid_a, 0.000, 10.000, "/m/09x0r"\n')  # a byte-order mark before the first row
+    assert [t["YTID"].to_pylist() for t in read_segments(str(path))] == [["vid_a"]]
     path.write_text('vid_a, zero, 10.000, "/m/09x0r"\n')
     with pytest.raises(ManifestError, match="data row 1: start_seconds is not a number: 'zero'"):
         list(read_segments(str(path)))

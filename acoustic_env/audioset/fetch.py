@@ -103,7 +103,10 @@ def _run(command: str, cwd: str, timeout_s: float) -> tuple[str | None, str | No
     try:
         _, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the shell and everything it started (yt-dlp, ffmpeg)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the shell and everything it started (yt-dlp, ffmpeg)
+        except ProcessLookupError:  # it ended just now
+            pass
         proc.communicate()
         return "timeout", f"the downloader ran longer than {timeout_s:g} s and was stopped"
     if proc.returncode == 0:

@@ -55,6 +55,7 @@ def read_segments(uri: str) -> Iterator[pa.Table]:
     """The list's data rows as ``SEGMENT_SCHEMA`` tables, in order; a malformed row is one ManifestError naming it."""
     row = 0
     for lines in _lines(uri):
+        lines = pc.utf8_ltrim(lines, "\ufeff") if row == 0 else lines  # a byte-order mark, as spreadsheets write
         lines = lines.filter(pc.invert(pc.starts_with(pc.utf8_ltrim_whitespace(lines), "#")))
         n = len(lines)
         if not n:

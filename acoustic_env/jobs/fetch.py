@@ -14,8 +14,10 @@ Output layout (local or object storage):
 
 **Resuming.** A run lists ``audio/`` and reads ``failures/`` first: a segment with a clip
 is never fetched again; one with a recorded failure is not tried again unless
-``retry_failed``. A killed run loses only the downloads in flight (their temporary
-files are in the workers' temporary directories, never in ``audio/``).
+``retry_failed``. A killed run loses only the downloads in flight (at most ``workers``;
+their temporary files are in the workers' temporary directories, never in ``audio/``),
+and the next run fetches those again: a downloader that outlived its killed worker may
+have finished its download, but it made no clip.
 """
 
 from __future__ import annotations
