@@ -95,7 +95,8 @@ class FetchConfig(Section):
     output: str = _location(help="where audio/, manifest.csv, failures/ and runs/ go (local or object storage)")
     downloader: str = option(DEFAULT_DOWNLOADER, nonempty=True,
                              help="shell command run per segment, with {url} {ytid} {start} {end} {duration} "
-                                  "{tmp} {out}; it must write the clip to {out} (default: yt-dlp, then ffmpeg)")
+                                  "{tmp} {out}; it must write the clip to {out} (the default: yt-dlp fetches, ffmpeg cuts; "
+                                  "both yours to install and to use under YouTube's terms)")
     url_template: str = option(URL_TEMPLATE, nonempty=True, help="the {url} of a segment, from its {ytid}")
     clip_format: str = option("flac", choices=("flac", "wav", "ogg", "mp3", "m4a", "opus"),
                               help="the extension of {out} (what the downloader writes)")
@@ -103,7 +104,7 @@ class FetchConfig(Section):
     rate_per_s: float = option(1.0, gt=0, help="most downloads started per second, over all workers together")
     workers: int = option(2, ge=1, help="downloads running at once (Ray tasks)")
     retry_failed: bool = option(False, help="try again the segments a previous run recorded as failed "
-                                            "(default: only timeouts are tried again)")
+                                            "(without it a recorded failure is final)")
     limit: int | None = option(None, ge=1, help="fetch at most this many segments of the list")
     ray_address: str | None = _ray_address()
 
