@@ -38,6 +38,7 @@ ELSEWHERE = {
     "Guide: your own recordings": "tests/test_readme_guide.py",
     "Recipes": "tests/test_recipes.py",
     "AudioSet embeddings": "tests/test_audioset_embeddings.py",
+    "AudioSet from its segment lists": "tests/test_audioset_sample.py",
     "Run on a cluster": "tests/test_cluster_integration.py",
     "Serve a model": "tests/test_serve.py",
 }

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 import acoustic_env
+from acoustic_env.cli.audioset import add_audioset_parser
 from acoustic_env.cli.models import add_models_parser
 from acoustic_env.recipes.command import add_recipe_parsers
 from acoustic_env.config import (
@@ -322,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models_parser(sub)
     add_recipe_parsers(sub)
+    add_audioset_parser(sub)
     return parser
 
 

@@ -180,6 +180,25 @@ def segments_table(segments: Sequence[Segment], classes: Sequence[tuple[str, str
     }, schema=_schema())
 
 
+FRAMES = "frames"  # <output>/frames/: the ten frames of each full segment, beside features/ (keep_frames)
+FRAMES_COLUMN = "audioset_vggish_frames"
+FULL_FRAMES = 10
+
+
+def frames_table(segments: Sequence[Segment], classes: Sequence[tuple[str, str]]) -> pa.Table:
+    """The segments with all ten frames: ``clip_id``, ``labels`` (MIDs), ``group`` and the frames' uint8 codes
+    (10 × 128, row-major; de-quantise with :func:`dequantize`)."""
+    full = [s for s in segments if len(s.frames) == FULL_FRAMES]
+    mids = [mid for mid, _ in classes]
+    codes = np.concatenate([s.frames.ravel() for s in full]) if full else np.zeros(0, np.uint8)
+    return pa.table({
+        "clip_id": pa.array([f"{s.video_id}_{round(s.start_s * 1000)}" for s in full], pa.string()),
+        "labels": pa.array([[mids[k] for k in s.labels] for s in full], pa.list_(pa.string())),
+        "group": pa.array([s.video_id for s in full], pa.string()),
+        FRAMES_COLUMN: pa.FixedSizeListArray.from_arrays(pa.array(codes, pa.uint8()), FULL_FRAMES * EMBEDDING_DIM),
+    })
+
+
 def _schema() -> pa.Schema:
     return pa.schema([("clip_id", pa.string()), ("uri", pa.string()), ("start_s", pa.float64()),
                       ("end_s", pa.float64()), ("labels", pa.list_(pa.string())), ("group", pa.string()),
@@ -209,11 +228,14 @@ def converted_sources(output: str) -> set[str]:
     return done
 
 
-def convert(source: str, output: str, class_list: str | None = None, part_rows: int = 20_000) -> dict[str, Any]:
+def convert(source: str, output: str, class_list: str | None = None, part_rows: int = 20_000,
+            keep_frames: bool = False) -> dict[str, Any]:
     """Convert every TFRecord file of ``source`` into ``output``'s feature table; returns the run record.
 
     ``class_list``: a ``class_labels_indices.csv`` (default: the package's copy).
     ``part_rows``: segments per Parquet part (a part holds whole TFRecord files).
+    ``keep_frames``: also write ``<output>/frames/`` (:func:`frames_table`), each part before
+    the feature part of the same name, which is what a resumed run looks for.
     """
     if part_rows < 1:
         raise ConfigError(f"part_rows: must be an integer >= 1, got {part_rows}")
@@ -228,19 +250,25 @@ def convert(source: str, output: str, class_list: str | None = None, part_rows: 
     todo = [f for f in files if f not in done]
     run_id = runs.new_run_id()
     record = runs.base_record(run_id, "audioset-embeddings", {"source": source, "output": output,
-                                                              "class_list": class_list, "part_rows": part_rows})
+                                                              "class_list": class_list, "part_rows": part_rows,
+                                                              "keep_frames": keep_frames})
     record_uri = join(output, runs.RUNS, f"{run_id}.json")
     runs.write_record(record, record_uri)
     counts = {"files": len(files), "files_skipped": len(files) - len(todo), "segments": 0, "frames": 0, "parts": 0}
     batch_files: list[str] = []
     tables: list[pa.Table] = []
+    frame_tables: list[pa.Table] = []
 
     def flush() -> None:
         if not tables:
             return
         table = pa.concat_tables(tables)
         table = table.replace_schema_metadata(metadata_json(_metadata(run_id, list(batch_files), class_list)))
-        write_parquet(table, join(output, runs.FEATURES, runs.part_name(run_id, list(batch_files))))
+        name = runs.part_name(run_id, list(batch_files))
+        if keep_frames:
+            write_parquet(pa.concat_tables(frame_tables), join(output, FRAMES, name))
+            frame_tables.clear()
+        write_parquet(table, join(output, runs.FEATURES, name))
         counts["parts"] += 1
         tables.clear()
         batch_files.clear()
@@ -249,6 +277,8 @@ def convert(source: str, output: str, class_list: str | None = None, part_rows: 
         batch = list(read_segments(uri))
         if batch:
             tables.append(segments_table(batch, classes, uri))
+            if keep_frames:
+                frame_tables.append(frames_table(batch, classes))
         batch_files.append(uri)
         counts["segments"] += len(batch)
         counts["frames"] += sum(len(s.frames) for s in batch)

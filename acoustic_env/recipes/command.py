@@ -37,7 +37,8 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     if args.recipe == "audioset-embeddings":
         from acoustic_env.recipes.audioset_embeddings import convert
 
-        return _guarded(lambda: _report_embeddings(convert(args.root, args.out, args.class_list, args.part_rows)))
+        return _guarded(lambda: _report_embeddings(convert(args.root, args.out, args.class_list, args.part_rows,
+                                                           args.keep_frames)))
     options: dict[str, Any] = {}
     if args.recipe == "esc50":
         options["esc10"] = args.esc10
@@ -113,6 +114,9 @@ def add_recipe_parsers(sub: Any) -> None:
         if name == "audioset-embeddings":
             r.add_argument("--class-list", help="class_labels_indices.csv (default: the package's copy)")
             r.add_argument("--part-rows", type=int, default=20_000, help="segments per Parquet part (default: 20000)")
+            r.add_argument("--keep-frames", action="store_true",
+                           help="also keep the ten 1-s frames of each full segment in OUT/frames/ "
+                                "(for `acoustic-env audioset frames`)")
     p.set_defaults(func=cmd_recipe)
 
     p = sub.add_parser("duplicates", help="find near-duplicate clips in a feature table by nearest neighbours")

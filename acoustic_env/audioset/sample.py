@@ -1,0 +1,298 @@
+"""Drawing a task's clips from a segment list: per-class targets, a balanced option, one pass, bounded memory.
+
+The studies this tool follows each sampled before they extracted anything (about
+6,800 natural and 6,500 urban clips of the unbalanced list; the four classes Speech,
+Animal, Music and Vehicle, balanced). ``draw_sample`` does that for any task:
+
+* **Who is eligible.** Each row gets at most one reason to be left out, counted in
+  the report: ``bad_segment`` (start or end not a number, or end <= start),
+  ``excluded_video`` (its video is in an ``exclude`` list, e.g. the evaluation list),
+  ``unlabelled``, ``unknown`` (no class of the task claims any of its labels) and,
+  for a single-label task, ``ambiguous`` (two classes claim it: the task's own rule,
+  the one train and audit apply; counted per pair of classes). A multi-label task has
+  no ambiguous clips: a clip counts for each of its classes.
+* **The draw.** Every clip gets a priority, a 64-bit SipHash of its id keyed by the
+  seed; a class takes its eligible clips of lowest priority (bottom-k sampling, a
+  reservoir sample that needs no second pass). The draw is therefore uniform within
+  each class, the same for the same list, task and seed whatever the row order, and
+  a smaller target's sample is contained in a larger one's. ``total`` without
+  ``balanced`` is one pool of all eligible clips (the classes in their own proportions).
+* **Memory.** The list is read once in Arrow batches of a few MB
+  (:mod:`acoustic_env.audioset.segments`); per class only its current k best rows are
+  kept, so the driver holds the targets' rows plus one batch, never the list.
+  Repeated rows (the same clip id) meet each other in the kept rows, because they
+  share a priority, and only the first is kept (``duplicate`` in the report).
+* **Balanced.** Every class gets ``min(share, rarest class's eligible clips)`` clips,
+  the share being ``per_class`` or ``total // classes``; a class's sample is again the
+  lowest priorities of what it kept.
+
+The result is a segment list in the published format (so ``fetch``, ``extract`` and
+the ``audioset`` recipe take it as is), rows in the list's order, and a report
+``<name>.report.json`` with the counts per class (eligible, target, drawn, short of
+the target) and what was left out and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import resource
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from acoustic_env.audioset.segments import read_segments, write_segments
+from acoustic_env.audioset.tasks import Task, TaskError, load_task
+from acoustic_env.config import ConfigError
+from acoustic_env.config.audioset import SampleConfig
+from acoustic_env.storage import redact_all, write_json
+
+#: Reasons a row is left out, in the order they are checked (a row gets the first that applies).
+REASONS = ("bad_segment", "excluded_video", "unlabelled", "unknown", "ambiguous")
+ALL = "all"  # the one pool of a uniform draw (``total`` without ``balanced``)
+
+
+def priorities(ids: pa.Array, seed: int) -> np.ndarray:
+    """Each id's place in the draw: a 64-bit SipHash keyed by the seed (vectorised, the same in every process)."""
+    from pandas.util import hash_array
+
+    key = hashlib.sha256(str(seed).encode()).hexdigest()[:16]
+    return hash_array(ids.to_numpy(zero_copy_only=False), hash_key=key, categorize=False)
+
+
+def memberships(task: Task, labels: pa.ListArray) -> np.ndarray:
+    """[rows, classes] bool: which classes each row's labels claim (``Task.claims``, on whole columns)."""
+    flat = labels.values
+    parents = pc.list_parent_indices(labels).to_numpy()
+    out = np.zeros((len(labels), task.n_classes), dtype=bool)
+    for c, own in enumerate(task.class_labels):
+        hit = pc.is_in(flat, value_set=pa.array(sorted(own), pa.string())).to_numpy(zero_copy_only=False)
+        out[parents[hit], c] = True
+    return out
+
+
+def _video_ids(uris: tuple[str, ...]) -> pa.Array:
+    """The YTIDs of the ``exclude`` lists (distinct)."""
+    found = [pc.unique(batch["YTID"]) for uri in uris for batch in read_segments(uri)]
+    return pc.unique(pa.chunked_array(found, pa.string())) if found else pa.array([], pa.string())
+
+
+@dataclass
+class _Pool:
+    """The k eligible rows of lowest priority seen so far (with their priority), and how many were eligible."""
+
+    k: int
+    eligible: int = 0
+    rows: pa.Table | None = None
+    duplicates: int = 0
+
+    def offer(self, rows: pa.Table, prio: np.ndarray) -> None:
+        self.eligible += rows.num_rows
+        if not rows.num_rows:
+            return
+        rows = rows.append_column("priority", pa.array(prio, pa.uint64()))
+        if self.rows is not None:
+            rows = pa.concat_tables([self.rows, rows])
+        if rows.num_rows > self.k or self.rows is not None:
+            rows = self._lowest(rows)
+        self.rows = rows
+
+    def _lowest(self, rows: pa.Table) -> pa.Table:
+        """The k lowest priorities, a repeated clip id kept once (its first row): a stable sort by (priority, id, row)."""
+        order = pc.sort_indices(rows, [("priority", "ascending"), ("clip_id", "ascending"), ("row", "ascending")])
+        rows = rows.take(order)
+        ids = rows["clip_id"].combine_chunks()
+        repeat = np.zeros(rows.num_rows, dtype=bool)
+        if rows.num_rows > 1:
+            repeat[1:] = pc.equal(ids.slice(1), ids.slice(0, rows.num_rows - 1)).to_numpy(zero_copy_only=False)
+        if repeat.any():
+            self.duplicates += int(repeat.sum())
+            self.eligible -= int(repeat.sum())
+            rows = rows.filter(pa.array(~repeat))
+        return rows.slice(0, self.k)
+
+    def settle(self) -> None:
+        """Sort and de-duplicate what is kept (after the last batch), so that ``eligible`` is final."""
+        if self.rows is not None:
+            self.rows = self._lowest(self.rows)
+
+    def take(self, n: int) -> pa.Array:
+        """The rows (their numbers) of the ``n`` lowest priorities; ``settle`` first."""
+        return pa.array([], pa.int64()) if self.rows is None else self.rows["row"].slice(0, n).combine_chunks()
+
+
+@dataclass
+class SampleResult:
+    """The sample and its report (what ``<name>.report.json`` holds)."""
+
+    sample: pa.Table
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _pool_sizes(cfg: SampleConfig, task: Task) -> dict[str, int]:
+    """How many rows each pool keeps while reading (the most it can be asked for)."""
+    if cfg.targets:
+        unknown = sorted(set(cfg.targets) - set(task.class_names))
+        if unknown:
+            raise ConfigError(f"targets: {unknown[0]!r} is not a class of task {task.name!r} "
+                              f"(classes: {', '.join(task.class_names)})")
+        return {c: cfg.targets.get(c, 0) for c in task.class_names}
+    if cfg.per_class:
+        return dict.fromkeys(task.class_names, cfg.per_class)
+    assert cfg.total is not None
+    if not cfg.balanced:
+        return {ALL: cfg.total}
+    share = cfg.total // task.n_classes
+    if share < 1:
+        raise ConfigError(f"total: {cfg.total} clips cannot be shared equally among {task.n_classes} classes")
+    return dict.fromkeys(task.class_names, share)
+
+
+def draw_sample(cfg: SampleConfig) -> SampleResult:
+    """Read ``cfg.segments`` once and draw ``cfg``'s sample (see the module docstring); nothing is written."""
+    t0, rss_before = time.time(), peak_rss_mb()
+    task = load_task(cfg.task, cfg.ontology)
+    sizes = _pool_sizes(cfg, task)
+    pools = {name: _Pool(k) for name, k in sizes.items()}
+    excluded_videos = _video_ids(cfg.exclude) if cfg.exclude else None
+    left_out: Counter[str] = Counter()
+    pairs: Counter[str] = Counter()
+    rows_read = 0
+    for batch in read_segments(cfg.segments):
+        rows_read += batch.num_rows
+        member = memberships(task, batch["labels"].combine_chunks())
+        hits = member.sum(axis=1)
+        start, end = batch["start_s"], batch["end_s"]
+        reasons = {
+            "bad_segment": ~pc.fill_null(pc.and_(pc.and_(pc.is_finite(start), pc.is_finite(end)), pc.less(start, end)),
+                                         False).to_numpy(zero_copy_only=False),
+            "excluded_video": (pc.is_in(batch["YTID"], value_set=excluded_videos).to_numpy(zero_copy_only=False)
+                               if excluded_videos is not None else np.zeros(batch.num_rows, bool)),
+            "unlabelled": pc.equal(pc.list_value_length(batch["labels"]), 0).to_numpy(zero_copy_only=False),
+            "unknown": hits == 0,
+            "ambiguous": (hits > 1) if task.kind == "single_label" else np.zeros(batch.num_rows, bool),
+        }
+        out = np.zeros(batch.num_rows, dtype=bool)
+        for reason in REASONS:
+            now = reasons[reason] & ~out
+            left_out[reason] += int(now.sum())
+            out |= now
+            if reason == "ambiguous" and now.any():
+                pairs.update(_combinations(member[now], task.class_names))
+        eligible = ~out
+        prio = priorities(batch["clip_id"].combine_chunks(), cfg.seed)
+        for name, pool in pools.items():
+            rows = eligible if name == ALL else eligible & member[:, task.class_names.index(name)]
+            keep = pa.array(rows)
+            pool.offer(batch.filter(keep), prio[rows])
+    for pool in pools.values():
+        pool.settle()
+    counts = _finish(pools, cfg, task)
+    chosen = [pool.take(counts[name]["drawn"]) for name, pool in pools.items()]
+    kept = {name: pool.rows for name, pool in pools.items() if pool.rows is not None}
+    sample = _assemble(kept, chosen)
+    duplicates = sum(p.duplicates for p in pools.values())
+    in_sample = memberships(task, sample["labels"].combine_chunks()).sum(axis=0) if sample.num_rows else \
+        np.zeros(task.n_classes, int)
+    for c, name in enumerate(task.class_names):
+        counts.setdefault(name, {})["in_sample"] = int(in_sample[c])
+    report = {
+        "source": cfg.segments, "task": task.name, "task_kind": task.kind, "seed": cfg.seed,
+        "mode": ("targets" if cfg.targets else "per_class" if cfg.per_class else "total")
+                + (" balanced" if cfg.balanced else ""),
+        "rows_read": rows_read, "clips": sample.num_rows, "classes": counts,
+        "left_out": {**{r: left_out[r] for r in REASONS}, "duplicate": duplicates},
+        "ambiguous_pairs": dict(pairs.most_common()),
+        "not_drawn": rows_read - sum(left_out.values()) - duplicates - sample.num_rows,
+        "wall_s": round(time.time() - t0, 3), "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": rss_before, "config": redact_all(cfg.to_dict()),
+    }
+    return SampleResult(sample=sample, report=report)
+
+
+def _combinations(member: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
+    """Rows per combination of classes (``urban+natural``), counted on the rows' bit patterns."""
+    bits = [member[:, i:i + 62] @ (np.int64(1) << np.arange(member[:, i:i + 62].shape[1], dtype=np.int64))
+            for i in range(0, member.shape[1], 62)]
+    combos, first, counts = np.unique(np.stack(bits, axis=1), axis=0, return_index=True, return_counts=True)
+    return {"+".join(names[c] for c in np.flatnonzero(member[i])): int(n) for i, n in zip(first, counts)}
+
+
+def _finish(pools: dict[str, _Pool], cfg: SampleConfig, task: Task) -> dict[str, dict[str, Any]]:
+    """Per pool: eligible clips, its target, how many are drawn and how many it is short."""
+    drawn = {name: min(p.k, p.eligible) for name, p in pools.items()}
+    if cfg.balanced:
+        equal = min(drawn.values())
+        drawn = dict.fromkeys(drawn, equal)
+    return {name: {"eligible": p.eligible, "target": p.k, "drawn": drawn[name], "short": max(p.k - drawn[name], 0)}
+            for name, p in pools.items()}
+
+
+def _assemble(kept: dict[str, pa.Table], chosen: list[pa.Array]) -> pa.Table:
+    """The chosen rows, once each, in the list's order."""
+    if not kept:
+        from acoustic_env.audioset.segments import SEGMENT_SCHEMA
+
+        return SEGMENT_SCHEMA.empty_table()
+    rows = pa.concat_tables(list(kept.values())).drop_columns(["priority"])
+    wanted = pc.unique(pa.chunked_array(chosen, pa.int64()))
+    rows = rows.filter(pc.is_in(rows["row"], value_set=wanted))
+    first = pc.unique(rows["row"])  # a clip kept for two classes (multi-label) is one row of the sample
+    rows = rows.take(pc.index_in(first, value_set=rows["row"]))
+    return rows.take(pc.sort_indices(rows["row"]))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (what the report records of the driver).
+
+    Linux: ``VmHWM`` of /proc/self/status, which starts afresh with the program (``ru_maxrss``
+    keeps the peak of the process that forked it, a launcher's or a notebook's); elsewhere ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            return round(next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024, 1)
+    except (OSError, StopIteration, ValueError):
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def report_uri(output: str) -> str:
+    """``<output without .csv>.report.json``."""
+    root, ext = posixpath.splitext(output)
+    return f"{root if ext == '.csv' else output}.report.json"
+
+
+def sample_segments(cfg: SampleConfig) -> SampleResult:
+    """Draw the sample and write it (a segment list) with its report beside it."""
+    try:
+        result = draw_sample(cfg)
+    except TaskError as exc:
+        raise ConfigError(f"task: {exc}") from None
+    comments = [f"Sampled by acoustic-env from {posixpath.basename(cfg.segments)}: task {result.report['task']}, "
+                f"{result.report['mode']}, seed {cfg.seed}"]
+    write_segments(result.sample, cfg.output, comments)
+    write_json(result.report, report_uri(cfg.output))
+    return result
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """What the command prints: the counts per class, then what was left out and why."""
+    lines = [f"{report['clips']} clips from {report['rows_read']} rows of {report['source']} "
+             f"(task {report['task']}, {report['mode']}, seed {report['seed']}, {report['wall_s']:.1f} s, "
+             f"peak memory {report['peak_rss_mb']:.0f} MB, {report['rss_before_mb']:.0f} MB before reading)"]
+    for name, c in report["classes"].items():
+        if "drawn" in c:
+            short = f", {c['short']} short of the target" if c["short"] else ""
+            lines.append(f"  {name}: {c['drawn']} drawn of {c['eligible']} eligible (target {c['target']}{short})")
+    if ALL not in report["classes"] or len(report["classes"]) > 1:
+        lines.append("  in the sample: " + ", ".join(f"{n} {c['in_sample']}" for n, c in report["classes"].items()
+                                                      if n != ALL))
+    left = ", ".join(f"{k} {v}" for k, v in report["left_out"].items() if v)
+    lines.append(f"  left out: {left or 'none'}; eligible but not drawn: {report['not_drawn']}")
+    return lines

@@ -1,0 +1,135 @@
+"""AudioSet's segment lists read as Arrow batches, and written back in the same format.
+
+The published lists (``balanced_train_segments.csv``, ``unbalanced_train_segments.csv``
+with 2 million rows, ``eval_segments.csv``) are ``#`` comment lines, then
+``YTID, start_seconds, end_seconds, "mid,mid,..."``: a CSV whose quoted field follows a
+space, which a CSV parser without ``skipinitialspace`` (Arrow's) splits at every comma of
+the label list. So Arrow reads whole lines (``pyarrow.csv`` streaming, one column, no
+quoting: fast and in bounded memory) and Arrow compute splits them at the first three
+commas: no Python per row, which is what lets a sample of the 2-million-row list take
+seconds. ``acoustic_env.audio.manifest`` reads the same format row by row for extract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from acoustic_env.audio.manifest import ManifestError
+from acoustic_env.storage import filesystem, is_local, transport_failure
+
+#: Columns of a batch: ``row`` counts data rows from 1 (what an error message names).
+SEGMENT_SCHEMA = pa.schema([("row", pa.int64()), ("YTID", pa.string()), ("start_s", pa.float64()),
+                            ("end_s", pa.float64()), ("labels", pa.list_(pa.string())), ("clip_id", pa.string())])
+BLOCK_BYTES = 1 << 20  # ~20 thousand rows a batch: tens of MB of driver memory, whatever the list's length
+
+
+def clip_ids(ytid: pa.Array, start_s: pa.Array) -> pa.Array:
+    """``<YTID>_<start in ms>``: the id extract and the embedding recipe give the same segment."""
+    ms = pc.cast(pc.round(pc.multiply(start_s, 1000.0)), pa.int64())
+    return pc.binary_join_element_wise(ytid, pc.cast(ms, pa.string()), "_")
+
+
+def _lines(uri: str) -> Iterator[pa.Array]:
+    fs, path = filesystem(uri)
+    try:
+        fh = fs.open(path, "rb")
+    except OSError as exc:
+        error_type, reason = transport_failure(exc)
+        raise ManifestError(f"{uri}: segment list not found" if error_type == "missing_file"
+                            else f"{uri}: cannot read the segment list: {reason}") from None
+    with fh:
+        reader = pacsv.open_csv(
+            fh, read_options=pacsv.ReadOptions(column_names=["line"], block_size=BLOCK_BYTES, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter="\x1f", quote_char=False, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(column_types={"line": pa.string()}))
+        for batch in reader:
+            yield batch.column(0)
+
+
+def read_segments(uri: str) -> Iterator[pa.Table]:
+    """The list's data rows as ``SEGMENT_SCHEMA`` tables, in order; a malformed row is one ManifestError naming it."""
+    row = 0
+    for lines in _lines(uri):
+        lines = pc.utf8_ltrim(lines, "\ufeff") if row == 0 else lines  # a byte-order mark, as spreadsheets write
+        lines = lines.filter(pc.invert(pc.starts_with(pc.utf8_ltrim_whitespace(lines), "#")))
+        n = len(lines)
+        if not n:
+            continue
+        rows = pa.array(np.arange(row + 1, row + n + 1), pa.int64())
+        fields = pc.split_pattern(lines, ",", max_splits=3)
+        short = pc.less(pc.list_value_length(fields), 4).to_numpy(zero_copy_only=False)
+        if short.any():
+            k = int(np.flatnonzero(short)[0])
+            raise ManifestError(f"{uri}: data row {row + k + 1} has fewer than 4 fields "
+                                f"(YTID, start_seconds, end_seconds, \"labels\"): {lines[k].as_py()!r}")
+        part = [pc.utf8_trim_whitespace(pc.list_element(fields, i)) for i in range(4)]
+        start, end = (_seconds(part[i], uri, row, name) for i, name in ((1, "start_seconds"), (2, "end_seconds")))
+        labels = pc.split_pattern(pc.utf8_trim(part[3], "\" "), ",")
+        flat = pc.utf8_trim_whitespace(pc.list_flatten(labels))
+        labels = pa.ListArray.from_arrays(labels.offsets, flat)
+        labels = pa.ListArray.from_arrays(*_drop_empty(labels))
+        ids = clip_ids(part[0], start) if pc.all(pc.is_finite(start)).as_py() else _ids_allowing_bad(part[0], start)
+        yield pa.table([rows, part[0], start, end, labels, ids], schema=SEGMENT_SCHEMA)
+        row += n
+
+
+def _seconds(text: pa.Array, uri: str, row: int, name: str) -> pa.Array:
+    try:
+        return pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        ok = [_is_number(v) for v in text.to_pylist()]
+        k = ok.index(False)
+        raise ManifestError(f"{uri}: data row {row + k + 1}: {name} is not a number: {text[k].as_py()!r}") from None
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+        return True
+    except ValueError:
+        return False
+
+
+def _drop_empty(labels: pa.ListArray) -> tuple[pa.Array, pa.Array]:
+    """Offsets and values without empty strings (``""`` is a list with no labels)."""
+    flat = labels.values
+    keep = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
+    if keep.all():
+        return labels.offsets, flat
+    kept_before = np.concatenate([[0], np.cumsum(keep)])
+    return pa.array(kept_before[labels.offsets.to_numpy()], pa.int32()), flat.filter(pa.array(keep))
+
+
+def _ids_allowing_bad(ytid: pa.Array, start: pa.Array) -> pa.Array:
+    """Ids where a start is not a finite number: the YTID with the start as written (such a row is excluded)."""
+    finite = pc.is_finite(start)
+    safe = pc.if_else(finite, start, 0.0)
+    return pc.if_else(finite, clip_ids(ytid, safe),
+                      pc.binary_join_element_wise(ytid, pc.cast(start, pa.string()), "_"))
+
+
+def segment_lines(table: pa.Table) -> str:
+    """Rows back in the published format (three decimals, the labels quoted), built with Arrow compute."""
+    if not table.num_rows:
+        return ""
+    seconds = [pa.array([f"{x:.3f}" for x in table[c].to_numpy()]) for c in ("start_s", "end_s")]
+    labels = pc.binary_join_element_wise('"', pc.binary_join(table["labels"], ","), '"', "")
+    lines = pc.binary_join_element_wise(table["YTID"], *seconds, labels, ", ")
+    return "\n".join(lines.to_pylist()) + "\n"
+
+
+def write_segments(table: pa.Table, uri: str, comments: Sequence[str]) -> str:
+    """Write a segment list: ``comments`` as ``#`` lines, the counts line, the header line, the rows."""
+    text = "".join(f"# {c}\n" for c in comments)
+    text += f"# num_ytids={len(pc.unique(table['YTID']))}, num_segs={table.num_rows}\n"
+    text += "# YTID, start_seconds, end_seconds, positive_labels\n" + segment_lines(table)
+    fs, path = filesystem(uri)
+    if is_local(uri):
+        fs.makedirs(fs._parent(path), exist_ok=True)
+    fs.pipe_file(path, text.encode())
+    return uri

@@ -1,0 +1,80 @@
+"""``acoustic-env audioset sample|fetch|rescore|frames``: from AudioSet's segment lists to clips, and back to a rescored list.
+
+The flags come from the configs' declarations (:mod:`acoustic_env.config.audioset`);
+a bad value, list or task ends in one line naming it (the command's error policy in
+:mod:`acoustic_env.cli`). Nothing heavy is imported until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from acoustic_env.config import add_flags, from_args
+from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from acoustic_env.audioset.sample import report_uri, sample_segments, summary_lines
+
+    cfg = from_args(SampleConfig, args)
+    result = sample_segments(cfg)
+    print("\n".join(summary_lines(result.report)))
+    print(f"  sample: {cfg.output}\n  report: {report_uri(cfg.output)}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from acoustic_env.cli import _console
+    from acoustic_env.jobs.fetch import fetch, summary_lines
+
+    cfg = from_args(FetchConfig, args)
+    _console(args, cfg.output)
+    print("\n".join(summary_lines(fetch(cfg, progress=print))))
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.audit.rescored import accuracy_uri, rescored_list
+
+    cfg = from_args(RescoreConfig, args)
+    accuracy = rescored_list(cfg.audit, cfg.output, list(cfg.verdicts), cfg.method)
+    print(f"{accuracy['clips']} clips, {accuracy['reviewed']} reviewed: {cfg.output}")
+    print(f"  label accuracy per class: {accuracy_uri(cfg.output)} (also in the file's header)")
+    return 0
+
+
+def cmd_frames(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.frames import compare_frames
+
+    cfg = from_args(FramesConfig, args)
+    r = compare_frames(cfg)
+    print(f"{r['clips']} clips with ten frames ({r['left_out']} left out: no class or ambiguous), task {r['task']}; "
+          f"test {r['split']['test']} clips")
+    for name, c in r["test_accuracy"].items():
+        print(f"  {name}: test accuracy {c['accuracy']:.1%} [{c['low']:.1%}, {c['high']:.1%}]")
+    print(f"  comparison: {cfg.output}")
+    return 0
+
+
+def add_audioset_parser(sub: Any) -> None:
+    """Add ``audioset`` with its ``sample``, ``fetch`` and ``rescore`` sub-commands to the command's sub-parsers."""
+    p = sub.add_parser("audioset", help="sample AudioSet's segment lists for a task, fetch the clips, "
+                                        "write the rescored label list after an audit")
+    commands = p.add_subparsers(dest="audioset_command", required=True)
+    for name, cls, func, summary in (
+        ("sample", SampleConfig, cmd_sample,
+         "draw a task's clips from a segment list (per-class targets, balanced, seeded; one streaming pass)"),
+        ("fetch", FetchConfig, cmd_fetch,
+         "download a segment list's 10-s clips with a downloader command (yt-dlp + ffmpeg by default), "
+         "resumable; writes a manifest extract takes"),
+        ("rescore", RescoreConfig, cmd_rescore,
+         "write the rescored label list of an audit: given labels, score, suspected, the label the review settled, "
+         "and the label accuracy per class with its interval"),
+        ("frames", FramesConfig, cmd_frames,
+         "compare a small CNN over the released embeddings' ten frames with the pooled vector, on one split"),
+    ):
+        c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+                                usage="%(prog)s [--config FILE] [options]")
+        add_flags(c, cls)
+        c.set_defaults(func=func)

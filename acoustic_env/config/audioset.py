@@ -1,0 +1,144 @@
+"""The configs of ``acoustic-env audioset sample``, ``fetch`` and ``rescore``, each field declared once.
+
+Kept beside the jobs' configs (:mod:`acoustic_env.config`) and built from the same
+declarations (:mod:`.schema`), so the flags, the ``--config`` file and the one-line
+errors work as on every other command.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from acoustic_env.config import _absolute, _location, _ontology, _ray_address, _task
+from acoustic_env.config.schema import ConfigError, Section, option, require
+
+#: The downloader the fetch job runs per segment when none is configured: yt-dlp fetches the
+#: video's best audio stream, ffmpeg cuts the segment (both the user's to install, and to use
+#: under YouTube's terms). ``{url}``, ``{start}``, ``{end}``, ``{duration}``, ``{out}``,
+#: ``{ytid}`` and ``{tmp}`` are filled in per segment; ``{out}`` must be written.
+DEFAULT_DOWNLOADER = (
+    "yt-dlp --quiet --no-warnings --no-playlist --format bestaudio "
+    "--output {tmp}/source.%(ext)s {url} && "
+    "ffmpeg -nostdin -loglevel error -y -ss {start} -t {duration} -i {tmp}/source.* -vn -ac 1 -c:a flac {out}"
+)
+URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
+PLACEHOLDERS = ("url", "ytid", "start", "end", "duration", "out", "tmp")
+
+
+def _targets(value: Any) -> dict[str, int]:
+    """``urban=6500,natural=6800`` (a flag) or a mapping (a config file) → {class: clips}."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise TypeError(f"must be CLASS=N pairs, comma-separated, got {value!r}")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise TypeError(f"must be a mapping of class to clips (or CLASS=N,...), got {value!r}")
+    out = {}
+    for k, v in value.items():
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            n = -1
+        if n < 0 or isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+            raise TypeError(f"{k}: must be an integer >= 0, got {v!r}")
+        out[str(k)] = n
+    return out
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f"must be a list of paths (or comma-separated text), got {value!r}")
+    return tuple(_absolute(v) for v in items)
+
+
+@dataclass(frozen=True)
+class SampleConfig(Section):
+    """Which clips of a segment list to take for a task, and how many of each class."""
+
+    segments: str = _location(help="an AudioSet segment list in its published format (local path or URL)")
+    output: str = _location(help="the sample: a segment list in the same format (its report goes beside it, "
+                                 "<name>.report.json)")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    per_class: int | None = option(None, ge=1, help="clips drawn per class (fewer where a class has fewer)")
+    targets: dict[str, int] = option(factory=dict, parse=_targets,
+                                     help="clips drawn per class, by name (CLASS=N,...): a class left out gets none")
+    total: int | None = option(None, ge=1, help="clips in all: a uniform draw from the eligible clips, or with "
+                                                "--balanced an equal share per class")
+    balanced: bool = option(False, help="every class gets the same number of clips: the smallest of its share "
+                                        "(--per-class, or --total over the classes) and what the rarest class has")
+    seed: int = option(0, help="seed of the draw: the same list, task and seed give the same sample")
+    exclude: tuple[str, ...] = option((), parse=_paths,
+                                      help="segment lists whose videos are left out (e.g. eval_segments.csv, "
+                                           "so a training sample shares no video with the evaluation list)")
+
+    def cross_check(self) -> None:
+        sizes = [name for name in ("per_class", "targets", "total") if getattr(self, name)]
+        require(len(sizes) == 1, "per_class", "give exactly one of per_class, targets or total",
+                ",".join(sizes) or "none")
+        if self.balanced and self.targets:
+            raise ConfigError("balanced: per-class targets already fix each class's count; use --per-class or "
+                              "--total with --balanced")
+
+
+@dataclass(frozen=True)
+class FetchConfig(Section):
+    """Where the segments come from, where the clips go, and how politely they are fetched."""
+
+    segments: str = _location(help="a segment list in AudioSet's published format (e.g. a sample's output)")
+    output: str = _location(help="where audio/, manifest.csv, failures/ and runs/ go (local or object storage)")
+    downloader: str = option(DEFAULT_DOWNLOADER, nonempty=True,
+                             help="shell command run per segment, with {url} {ytid} {start} {end} {duration} "
+                                  "{tmp} {out}; it must write the clip to {out} (the default: yt-dlp fetches, ffmpeg cuts; "
+                                  "both yours to install and to use under YouTube's terms)")
+    url_template: str = option(URL_TEMPLATE, nonempty=True, help="the {url} of a segment, from its {ytid}")
+    clip_format: str = option("flac", choices=("flac", "wav", "ogg", "mp3", "m4a", "opus"),
+                              help="the extension of {out} (what the downloader writes)")
+    timeout_s: float = option(120.0, gt=0, help="longest a download may take; then it is ended (a timeout row)")
+    rate_per_s: float = option(1.0, gt=0, help="most downloads started per second, over all workers together")
+    workers: int = option(2, ge=1, help="downloads running at once (Ray tasks)")
+    retry_failed: bool = option(False, help="try again the segments a previous run recorded as failed "
+                                            "(without it a recorded failure is final)")
+    limit: int | None = option(None, ge=1, help="fetch at most this many segments of the list")
+    ray_address: str | None = _ray_address()
+
+    def cross_check(self) -> None:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(self.downloader) if name}
+        except ValueError as exc:
+            raise ConfigError(f"downloader: not a valid command template ({exc}); write a literal brace as {{{{ }}}}")
+        unknown = sorted(names - set(PLACEHOLDERS))
+        require(not unknown, "downloader", f"unknown placeholder(s) {unknown} (known: {', '.join(PLACEHOLDERS)})",
+                self.downloader)
+        require("out" in names, "downloader", "must write the clip to {out}", self.downloader)
+
+
+@dataclass(frozen=True)
+class RescoreConfig(Section):
+    """An audit, its review's verdicts, and where the rescored label list goes."""
+
+    audit: str = _location(help="the audit's output directory (audit.parquet, summary.json)")
+    output: str = _location(help="the rescored list: a segment list with the audit's and the review's columns "
+                                 "(<name>.accuracy.json beside it)")
+    verdicts: tuple[str, ...] = option((), parse=_paths, help="verdict files of the review (JSON or CSV; "
+                                                             "e.g. <audit>/review/verdicts.json)")
+    method: str = option("wilson", choices=("wilson", "bootstrap"), help="interval of the reviewed accuracy")
+
+
+@dataclass(frozen=True)
+class FramesConfig(Section):
+    """The released embeddings with their frames kept, the task, and where the comparison goes."""
+
+    features: str = _location(help="the output of `recipe audioset-embeddings --keep-frames` (its frames/)")
+    output: str = _location(help="the comparison (JSON): test accuracy of the frame CNN and of the pooled vector")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    test_size: float = option(0.2, gt=0, lt=1, help="share of the videos held out for the test")
+    seed: int = option(0, help="seed of the split and of both models")
+    threads: int | None = option(None, ge=1, help="torch threads for the CNN (default: torch's choice)")

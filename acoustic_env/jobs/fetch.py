@@ -1,0 +1,183 @@
+"""``acoustic-env audioset fetch``: a segment list → clips, failure rows and a manifest extract takes as is.
+
+Output layout (local or object storage):
+
+* ``audio/<YTID>_<start ms>.<ext>``: one file per fetched segment, written whole
+  (:mod:`acoustic_env.audioset.fetch`);
+* ``failures/<run_id>-<n>.parquet``: one row per failed segment (``clip_id``, ``YTID``,
+  ``start_s``, ``end_s``, ``reason``, ``message``, ``run_id``, ``started_at``,
+  ``elapsed_s``), written while the run goes on, a few seconds apart;
+* ``manifest.csv``: every segment of the list whose clip is in ``audio/`` (``clip_id``,
+  ``uri``, ``labels`` separated by ``;``, ``group`` = YTID, ``start_s``, ``end_s``), rewritten at
+  the end of each run; ``extract --manifest <output>/manifest.csv`` reads it as is;
+* ``runs/<run_id>.json``: the run record with the counts per outcome and reason.
+
+**Resuming.** A run lists ``audio/`` and reads ``failures/`` first: a segment with a clip
+is never fetched again; one with a recorded failure is not tried again unless
+``retry_failed``. A killed run loses only the downloads in flight (at most ``workers``;
+their temporary files are in the workers' temporary directories, never in ``audio/``),
+and the next run fetches those again: a downloader that outlived its killed worker may
+have finished its download, but it made no clip.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from acoustic_env import runs
+from acoustic_env.audioset.fetch import Downloader, clip_name, fetch_segment
+from acoustic_env.audioset.segments import read_segments
+from acoustic_env.config.audioset import FetchConfig
+from acoustic_env.distributed.downloads import run_downloads
+from acoustic_env.jobs.records import finishes_records, track
+from acoustic_env.storage import filesystem, is_local, join, read_parts, redact_all, write_parquet
+
+AUDIO, FAILURES, MANIFEST = "audio", "failures", "manifest.csv"
+FAILURE_COLUMNS = ("clip_id", "YTID", "start_s", "end_s", "reason", "message", "run_id", "started_at", "elapsed_s")
+FLUSH_S = 2.0  # failure rows are written at most this long after they happen
+
+
+def present_clips(output: str) -> set[str]:
+    """Names of the finished clip files in ``<output>/audio/`` (temporaries excluded)."""
+    fs, path = filesystem(join(output, AUDIO))
+    fs.invalidate_cache(path)
+    try:
+        names = fs.ls(path, detail=False)
+    except FileNotFoundError:
+        return set()
+    return {posixpath.basename(n) for n in names if not posixpath.basename(n).startswith(".")}
+
+
+def recorded_failures(output: str) -> pa.Table | None:
+    """Every failure row of earlier runs (None: none recorded)."""
+    return read_parts(join(output, FAILURES))
+
+
+def _todo(cfg: FetchConfig, present: set[str], failed: set[str], counts: Counter[str]) -> Iterator[dict[str, Any]]:
+    """The list's segments still to fetch, streamed (the list may have millions of rows)."""
+    seen: set[str] = set()
+    for batch in read_segments(cfg.segments):
+        for seg in batch.select(["YTID", "start_s", "end_s", "clip_id"]).to_pylist():
+            if cfg.limit and counts["segments"] >= cfg.limit:
+                return
+            counts["segments"] += 1
+            if seg["clip_id"] in seen:
+                counts["duplicate"] += 1
+                continue
+            seen.add(seg["clip_id"])
+            if clip_name(seg["clip_id"], cfg.clip_format) in present:
+                counts["already_fetched"] += 1
+            elif seg["clip_id"] in failed and not cfg.retry_failed:
+                counts["already_failed"] += 1
+            else:
+                yield seg
+
+
+def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
+    """``<output>/manifest.csv``: the list's segments whose clip is present, in the list's order."""
+    present = present_clips(cfg.output)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["clip_id", "uri", "labels", "group", "start_s", "end_s"])
+    seen: set[str] = set()
+    n = 0
+    for batch in read_segments(cfg.segments):
+        for seg in batch.to_pylist():
+            name = clip_name(seg["clip_id"], cfg.clip_format)
+            if name not in present or seg["clip_id"] in seen:
+                continue
+            seen.add(seg["clip_id"])
+            writer.writerow([seg["clip_id"], join(cfg.output, AUDIO, name), ";".join(seg["labels"]), seg["YTID"],
+                             f"{seg['start_s']:.3f}", f"{seg['end_s']:.3f}"])
+            n += 1
+    uri = join(cfg.output, MANIFEST)
+    fs, path = filesystem(uri)
+    if is_local(uri):
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fs.pipe_file(path, buf.getvalue().encode())
+    return uri, n
+
+
+@finishes_records
+def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fetch what is left of ``cfg.segments`` (see the module docstring); returns the run record."""
+    t0 = time.time()
+    next(read_segments(cfg.segments), None)  # an unreadable or malformed list is one line before anything starts
+    run_id = runs.new_run_id()
+    record = runs.base_record(run_id, "audioset-fetch", redact_all(cfg.to_dict()))
+    record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
+    runs.write_record(record, record_uri)
+    track(record, record_uri, runs.write_record)
+    present = present_clips(cfg.output)
+    earlier = recorded_failures(cfg.output)
+    failed = set(earlier["clip_id"].to_pylist()) if earlier is not None else set()
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    pending: list[dict[str, Any]] = []
+    flushed = [time.time(), 0]
+
+    def flush(force: bool = False) -> None:
+        if pending and (force or time.time() - flushed[0] >= FLUSH_S):
+            rows = [{k: r[k] for k in FAILURE_COLUMNS} for r in pending]
+            table = pa.Table.from_pylist(rows, schema=_failure_schema())
+            write_parquet(table, join(cfg.output, FAILURES, f"{run_id}-{flushed[1]:05d}.parquet"))
+            pending.clear()
+            flushed[0], flushed[1] = time.time(), flushed[1] + 1
+
+    def on_result(row: dict[str, Any]) -> None:
+        if row["ok"]:
+            counts["fetched"] += 1
+        else:
+            counts["failed"] += 1
+            reasons[row["reason"]] += 1
+            pending.append({**row, "run_id": run_id})
+        flush()
+        if progress and (counts["fetched"] + counts["failed"]) % 100 == 0:
+            progress(f"  {counts['fetched']} fetched, {counts['failed']} failed so far")
+
+    downloader = Downloader(cfg.downloader, cfg.url_template, cfg.clip_format, cfg.timeout_s)
+    items = _bad_segments_first(_todo(cfg, present, failed, counts), on_result)
+    first_slot = run_downloads(fetch_segment, items, cfg.workers, cfg.rate_per_s, on_result, cfg.ray_address,
+                               downloader=downloader, audio_dir=join(cfg.output, AUDIO))
+    flush(force=True)
+    manifest, clips = write_manifest(cfg)
+    wall = time.time() - t0
+    record.update(status="completed", counts={**dict(counts), "failed_by_reason": dict(reasons), "manifest_clips": clips},
+                  manifest=manifest, first_slot=first_slot, wall_s=round(wall, 3))
+    return runs.write_record(record, record_uri)
+
+
+def _bad_segments_first(segments: Iterator[dict[str, Any]], on_result: Callable[[dict[str, Any]], None]
+                        ) -> Iterator[dict[str, Any]]:
+    """Segments whose bounds are not a segment become failure rows here, without a download."""
+    for seg in segments:
+        if not (seg["start_s"] == seg["start_s"] and seg["end_s"] > seg["start_s"] >= 0):
+            on_result({**seg, "ok": False, "reason": "bad_segment", "started_at": time.time(), "elapsed_s": 0.0,
+                       "message": f"start {seg['start_s']} and end {seg['end_s']} are not a segment"})
+            continue
+        yield seg
+
+
+def _failure_schema() -> pa.Schema:
+    return pa.schema([("clip_id", pa.string()), ("YTID", pa.string()), ("start_s", pa.float64()),
+                      ("end_s", pa.float64()), ("reason", pa.string()), ("message", pa.string()),
+                      ("run_id", pa.string()), ("started_at", pa.float64()), ("elapsed_s", pa.float64())])
+
+
+def summary_lines(record: dict[str, Any]) -> list[str]:
+    """What the command prints: the outcome counts, the failures by reason, where the manifest is."""
+    c = record["counts"]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["failed_by_reason"].items())) or "none"
+    return [f"run {record['run_id']}: {c.get('fetched', 0)} fetched, {c.get('failed', 0)} failed ({reasons}); "
+            f"{c.get('already_fetched', 0)} fetched and {c.get('already_failed', 0)} failed before, skipped; "
+            f"{record['wall_s']:.1f} s",
+            f"  manifest: {record['manifest']} ({c['manifest_clips']} clips; extract --manifest takes it as is)",
+            f"  failures: {join(record['config']['output'], FAILURES)}/"]

@@ -1,0 +1,226 @@
+"""`acoustic-env audioset sample`: per-class targets, balanced and uniform draws, exclusions, determinism.
+
+The expected counts are computed the slow, independent way: the clip-list reader extract
+uses (``read_manifest``) and the task's own per-row rule (``Task.assign`` /
+``Task.claims``), against the sampler's vectorised pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from acoustic_env.audio.manifest import ManifestError, read_manifest
+from acoustic_env.audioset.sample import draw_sample, report_uri
+from acoustic_env.audioset.segments import read_segments, write_segments
+from acoustic_env.audioset.synthetic import synthetic_segments
+from acoustic_env.audioset.tasks import load_task
+from acoustic_env.cli import main
+from acoustic_env.config import ConfigError, from_dict
+from acoustic_env.config.audioset import SampleConfig
+
+URBAN, NATURAL = "/t/dd00128", "/t/dd00129"
+ROWS = 5_000
+
+
+@pytest.fixture(scope="module")
+def segment_list(tmp_path_factory):
+    """5,000 synthetic rows; urban and natural made frequent enough to have hundreds each, some on one clip."""
+    table = synthetic_segments(ROWS, seed=3, boost={URBAN: 12.0, NATURAL: 9.0})
+    path = tmp_path_factory.mktemp("segments") / "unbalanced_train_segments.csv"
+    write_segments(table, str(path), ["synthetic"])
+    return path
+
+
+@functools.cache
+def expected(path, task_name="urban_natural"):
+    """Eligible clips per class and the reasons, by the task's per-row rule over the manifest reader's rows."""
+    task = load_task(task_name)
+    labels = read_manifest(str(path)).table["labels"].to_pylist()
+    per_class, reasons = Counter(), Counter()
+    for ls in labels:
+        hits, _ = task.claims(ls)
+        if not ls:
+            reasons["unlabelled"] += 1
+        elif not hits:
+            reasons["unknown"] += 1
+        elif task.kind == "single_label" and len(hits) > 1:
+            reasons["ambiguous"] += 1
+        else:
+            per_class.update(task.class_names[h] for h in hits)
+    return per_class, reasons
+
+
+def sample(path, tmp_path, **fields):
+    return draw_sample(from_dict(SampleConfig, {"segments": str(path), "output": str(tmp_path / "s.csv"), **fields}))
+
+
+def sampled_classes(result, task_name="urban_natural"):
+    task = load_task(task_name)
+    return Counter(task.class_names[task.assign(ls)] for ls in result.sample["labels"].to_pylist())
+
+
+def test_per_class_targets_are_met_and_a_short_class_is_reported(segment_list, tmp_path):
+    eligible, reasons = expected(segment_list)
+    assert min(eligible.values()) > 100 and reasons["ambiguous"] > 0  # the fixture exercises both
+    targets = {"urban": 80, "natural": eligible["natural"] + 5}
+    result = sample(segment_list, tmp_path, targets=targets)
+    classes = result.report["classes"]
+    for name in ("urban", "natural"):
+        assert classes[name]["eligible"] == eligible[name]
+        assert classes[name]["drawn"] == min(targets[name], eligible[name]) == sampled_classes(result)[name]
+    assert classes["natural"]["short"] == 5 and classes["urban"]["short"] == 0
+    left = result.report["left_out"]
+    assert (left["ambiguous"], left["unknown"], left["unlabelled"]) == (reasons["ambiguous"], reasons["unknown"], 0)
+    assert result.report["ambiguous_pairs"] == {"urban+natural": reasons["ambiguous"]}
+    assert result.report["rows_read"] == ROWS
+    assert result.sample.num_rows + result.report["not_drawn"] + sum(left.values()) == ROWS
+    rows = result.sample["row"].to_numpy()
+    assert (np.diff(rows) > 0).all()  # the list's order, each row once
+
+
+def test_balanced_total_gives_every_class_the_same_count(segment_list, tmp_path):
+    eligible, _ = expected(segment_list)
+    big = sample(segment_list, tmp_path, total=100_000, balanced=True)
+    assert dict(sampled_classes(big)) == dict.fromkeys(("urban", "natural"), min(eligible.values()))
+    small = sample(segment_list, tmp_path, total=101, balanced=True)
+    assert dict(sampled_classes(small)) == {"urban": 50, "natural": 50}
+    assert set(small.sample["clip_id"].to_pylist()) <= set(big.sample["clip_id"].to_pylist())  # nested draws
+
+
+def test_uniform_total_draws_from_every_eligible_clip(segment_list, tmp_path):
+    eligible, _ = expected(segment_list)
+    result = sample(segment_list, tmp_path, total=300)
+    assert result.sample.num_rows == 300
+    counts = sampled_classes(result)
+    share = eligible["urban"] / sum(eligible.values())
+    assert abs(counts["urban"] / 300 - share) < 0.1  # the classes in their own proportions
+
+
+def test_the_draw_depends_on_the_seed_and_clip_ids_only(segment_list, tmp_path):
+    table = pa.concat_tables(list(read_segments(str(segment_list))))
+    shuffled = tmp_path / "shuffled.csv"
+    write_segments(table.take(np.random.default_rng(0).permutation(table.num_rows)), str(shuffled), ["shuffled"])
+    a = sample(segment_list, tmp_path, per_class=40, seed=7)
+    b = sample(shuffled, tmp_path, per_class=40, seed=7)
+    c = sample(segment_list, tmp_path, per_class=40, seed=8)
+    ids = [set(r.sample["clip_id"].to_pylist()) for r in (a, b, c)]
+    assert ids[0] == ids[1] and len(ids[0]) == 80
+    assert len(ids[0] & ids[2]) < 40  # another seed, another sample
+
+
+def test_each_eligible_clip_is_about_equally_likely(tmp_path):
+    table = synthetic_segments(300, seed=1, boost={URBAN: 300.0})  # most rows urban
+    path = tmp_path / "small.csv"
+    write_segments(table, str(path), ["small"])
+    task = load_task("urban_natural")
+    rows = read_manifest(str(path)).table
+    urban = {i for i, ls in zip(rows["clip_id"].to_pylist(), rows["labels"].to_pylist()) if task.assign(ls) == 0}
+    chosen = Counter()
+    seeds = 100
+    for seed in range(seeds):
+        chosen.update(sample(path, tmp_path, targets={"urban": len(urban) // 2}, seed=seed).sample["clip_id"].to_pylist())
+    assert set(chosen) == urban
+    rates = np.array([chosen[i] / seeds for i in urban])
+    assert abs(rates.mean() - 0.5) < 0.02 and rates.min() > 0.3 and rates.max() < 0.7
+
+
+def test_exclusions_are_counted_by_reason(tmp_path):
+    lines = [
+        f'vid_a, 0.000, 10.000, "{URBAN}"',
+        f'vid_a, 0.000, 10.000, "{URBAN}"',  # the same segment twice
+        f'vid_b, 10.000, 10.000, "{URBAN}"',  # empty segment
+        'vid_c, 0.000, 10.000, ""',  # no labels
+        f'vid_d, 0.000, 10.000, "{NATURAL}"',  # its video is in the excluded list
+        f'vid_e, 0.000, 10.000, "{URBAN},{NATURAL}"',
+        'vid_f, 0.000, 10.000, "/m/09x0r"',
+        f'vid_g, 30.000, 40.000, "{NATURAL}"',
+    ]
+    path = tmp_path / "list.csv"
+    path.write_text("# a\n# b\n# YTID, start_seconds, end_seconds, positive_labels\n" + "\n".join(lines) + "\n")
+    evaluation = tmp_path / "eval.csv"
+    evaluation.write_text(f'# eval\nvid_d, 50.000, 60.000, "{NATURAL}"\n')
+    result = sample(path, tmp_path, per_class=5, exclude=str(evaluation))
+    assert result.report["left_out"] == {"bad_segment": 1, "excluded_video": 1, "unlabelled": 1, "unknown": 1,
+                                         "ambiguous": 1, "duplicate": 1}
+    assert result.sample["clip_id"].to_pylist() == ["vid_a_0", "vid_g_30000"]
+    assert result.report["classes"]["urban"]["eligible"] == 1
+
+
+def test_multi_label_task_draws_per_class_and_keeps_a_clip_once(segment_list, tmp_path):
+    task_file = tmp_path / "both.yaml"
+    task_file.write_text(f"kind: multi_label\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"
+                         f"  natural: {{mids: ['{NATURAL}']}}\n")
+    eligible, reasons = expected(segment_list, str(task_file))
+    result = sample(segment_list, tmp_path, task=str(task_file), per_class=150)
+    classes = result.report["classes"]
+    assert result.report["left_out"]["ambiguous"] == 0 and reasons["ambiguous"] == 0
+    assert {n: c["eligible"] for n, c in classes.items()} == dict(eligible)
+    assert all(c["drawn"] == 150 and c["in_sample"] >= 150 for c in classes.values())
+    ids = result.sample["clip_id"].to_pylist()
+    assert len(ids) == len(set(ids)) < 300  # clips carrying both classes are drawn for both, kept once
+
+
+def test_cli_samples_the_real_evaluation_list(shared_data, tmp_path, capsys):
+    segments = shared_data / "audioset" / "eval_segments.csv"
+    out = tmp_path / "sample" / "eval_sample.csv"
+    assert main(["audioset", "sample", "--segments", str(segments), "--output", str(out),
+                 "--task", "speech_animal_music_vehicle", "--per-class", "60", "--balanced", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    eligible, reasons = expected(segments, "speech_animal_music_vehicle")
+    report = json.loads((tmp_path / "sample" / "eval_sample.report.json").read_text())
+    assert {n: c["eligible"] for n, c in report["classes"].items()} == dict(eligible)
+    assert report["left_out"]["ambiguous"] == reasons["ambiguous"] > 0
+    assert "speech: 60 drawn of" in printed and f"ambiguous {reasons['ambiguous']}" in printed
+    manifest = read_manifest(str(out))  # the sample is a segment list that extract reads as such
+    assert manifest.format == "audioset" and manifest.rows == 240
+    assert report_uri(str(out)).endswith("eval_sample.report.json")
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text('# x\nvid_a, 0.000, 10.000, "/m/09x0r"\nvid_b, 0.000\n')
+    with pytest.raises(ManifestError, match="data row 2 has fewer than 4 fields"):
+        list(read_segments(str(path)))
+    path.write_text('\ufeffvid_a, 0.000, 10.000, "/m/09x0r"\n')  # a byte-order mark before the first row
+    assert [t["YTID"].to_pylist() for t in read_segments(str(path))] == [["vid_a"]]
+    path.write_text('vid_a, zero, 10.000, "/m/09x0r"\n')
+    with pytest.raises(ManifestError, match="data row 1: start_seconds is not a number: 'zero'"):
+        list(read_segments(str(path)))
+    with pytest.raises(ConfigError, match="give exactly one of per_class, targets or total"):
+        from_dict(SampleConfig, {"segments": str(path), "output": str(tmp_path / "o.csv")})
+    for args, message in ((["--targets", "urban=ten"], "targets: urban: must be an integer >= 0"),
+                          (["--targets", "rural=3"], "targets: 'rural' is not a class of task 'urban_natural'"),
+                          (["--total", "5", "--segments", str(tmp_path / "none.csv")], "none.csv: segment list not found")):
+        argv = ["audioset", "sample", "--segments", str(path), "--output", str(tmp_path / "o.csv"), *args]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
+def test_readme_sample_commands_run_as_written(shared_data, tmp_path, monkeypatch, capsys):
+    """The README's `audioset sample` commands, in a folder holding the lists they name (a synthetic unbalanced list)."""
+    import shlex
+    import shutil
+
+    from test_readme_reference import readme_commands
+
+    commands = [c for s, c in readme_commands() if s == "AudioSet from its segment lists"]
+    assert [c.split()[:3] for c in commands] == [["acoustic-env", "audioset", "sample"]] * 2
+    table = synthetic_segments(20_000, seed=5, boost={URBAN: 30.0, NATURAL: 30.0, "/m/09x0r": 60.0,
+                                                      "/m/0jbk": 60.0, "/m/04rlf": 60.0, "/m/07yv9": 60.0})
+    write_segments(table, str(tmp_path / "unbalanced_train_segments.csv"), ["synthetic"])
+    shutil.copy(shared_data / "audioset" / "eval_segments.csv", tmp_path / "eval_segments.csv")
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0, command
+    report = json.loads((tmp_path / "lists" / "urban_natural.report.json").read_text())
+    assert {n: c["target"] for n, c in report["classes"].items()} == {"urban": 6500, "natural": 6800}
+    assert all(c["drawn"] == min(c["target"], c["eligible"]) for c in report["classes"].values())
+    four = json.loads((tmp_path / "lists" / "four_classes.report.json").read_text())
+    assert len({c["drawn"] for c in four["classes"].values()}) == 1 and four["clips"] > 0
