@@ -190,6 +190,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
           f"given labels), {c['already_annotated']} already annotated by model {record['model_id']}; "
           f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
           f"{c['not_annotated_failed_extract']} failed extraction (see the feature table's errors/)")
+    if cfg.lists is not None:
+        print(f"  lists: {len(record['lists'])} new ({', '.join(record['lists']) or 'none'}), "
+              f"{len(record['lists_already_done'])} recorded earlier in {cfg.output.rstrip('/')}/lists/")
     return 0
 
 

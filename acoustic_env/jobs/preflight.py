@@ -82,6 +82,7 @@ def preflight(cfg: Section) -> None:
         check_output(cfg.output, "output")
     elif isinstance(cfg, AnnotateConfig):
         check_input(cfg.manifest, "manifest")
+        check_input(cfg.lists, "lists")
         check_input(cfg.model, "model")
         check_input(cfg.extract.get("audio_root"), "extract.audio_root")
         check_output(cfg.features, "features")  # the shared table: created on the first run
