@@ -41,7 +41,7 @@ from acoustic_env.config import (
     from_args,
     from_dict,
 )
-from acoustic_env.errors import AuditError, WeightsError
+from acoustic_env.errors import AuditError, MissingExtraError, WeightsError
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -50,7 +50,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from acoustic_env.audioset.ontology import OntologyError
     from acoustic_env.audioset.tasks import TaskError
 
-    return ConfigError, ManifestError, OntologyError, TaskError, AuditError, WeightsError
+    return ConfigError, ManifestError, OntologyError, TaskError, AuditError, WeightsError, MissingExtraError
 
 
 class _Parser(argparse.ArgumentParser):
