@@ -250,3 +250,15 @@ def test_each_step_reads_what_the_step_before_wrote():
     assert nightly["annotate"]["--model"] == pipeline["train"]["--output"] + "/model"  # train writes <output>/model/
     assert nightly["annotate"]["--lists"].endswith("/")
     assert nightly["annotate"]["--audio-root"] == pipeline["extract"]["--audio-root"]
+
+
+def test_entrypoints_parse():
+    """Each job's arguments in the manifests are flags the job takes (no typo waits for the night)."""
+    from acoustic_env.cli import build_parser
+
+    for doc in kube_objects():
+        if doc["kind"] == "RayJob":
+            for step in doc["spec"]["entrypoint"].split("&&"):
+                words = shlex.split(step)
+                job = re.fullmatch(r"jobs/(\w+)\.py", words[1]).group(1)
+                assert build_parser().parse_args([job, *words[2:]]).command == job

@@ -207,6 +207,10 @@ class ExtractConfig(Section):
                                                            "before anything is stored or logged)")
     ray_address: str | None = _ray_address()
     progress: bool = _progress()
+    # --dry-run's sizing (acoustic_env/jobs/sizing.py): the shape of a worker node and the time to fit in
+    plan_node_cpus: int = option(32, ge=1, help="--dry-run sizing: CPUs of one worker node")
+    plan_node_gpus: int = option(0, ge=0, help="--dry-run sizing: GPUs of one worker node (0: embedders on CPU)")
+    plan_hours: float = option(8.0, gt=0, help="--dry-run sizing: the wall time the job should fit in")
     decode: DecodeParams = option(factory=DecodeParams, help="how a clip is decoded")
     features: FeatureParams = option(factory=FeatureParams, help="CPU feature parameters")
 

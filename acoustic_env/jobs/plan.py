@@ -35,6 +35,7 @@ from acoustic_env.config import (
 )
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
+from acoustic_env.jobs.sizing import size
 from acoustic_env.storage import join, list_parts, read_json, read_part
 from acoustic_env.table import open_table, select_groups
 
@@ -108,10 +109,11 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
         lines.append(f"  {unreadable} unreadable part(s) in the output: the run moves them to quarantine/ and "
                      "recomputes their clips")
     lines += [f"  weights: {name}: {w}" for name, w in weights.items()]
-    lines += [f"  resources: {_resources(cfg.ray_address)}",
+    sizing = size(todo, cfg.embedders, cfg.plan_node_cpus, cfg.plan_node_gpus, cfg.plan_hours)
+    lines += [f"  resources: {_resources(cfg.ray_address)}", *sizing["lines"],
               f"  output: {out}/features/  {out}/errors/  {out}/runs/<run_id>.json"]
     return {"job": "extract", "clips": n_ids, "done": tally.skipped, "todo": todo, "retry": retry,
-            "rejected": dict(rejected), "unreadable_parts": unreadable, "weights": weights,
+            "rejected": dict(rejected), "unreadable_parts": unreadable, "weights": weights, "sizing": sizing,
             "output": out, "lines": lines}
 
 
