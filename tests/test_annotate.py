@@ -14,6 +14,7 @@ from acoustic_env.config import AnnotateConfig, ConfigError, ExtractConfig, Trai
 from acoustic_env.demo.synth import generate_demo
 from acoustic_env.jobs import annotate as annotate_job
 from acoustic_env.jobs.extract import extract
+from acoustic_env.jobs.plan import plan_annotate
 from acoustic_env.jobs.train.job import train
 
 HEADER = "# new clips\n# num_ytids=1\n# YTID, start_seconds, end_seconds, positive_labels\n"
@@ -122,6 +123,7 @@ def test_directory_of_lists_each_once(trained, tmp_path, monkeypatch):
     (incoming / "b.csv").write_text(HEADER + rows[4] + "\n")
     _during_extract(monkeypatch, lambda: (incoming / "c.csv").write_text(HEADER + rows[5] + "\n"))
     cfg = _config(trained, out, lists=str(incoming))
+    assert plan_annotate(cfg)["lists"] == [str(incoming / "a.csv"), str(incoming / "b.csv")]  # --dry-run
 
     first = annotate_job.annotate(cfg)
     assert sorted(first["lists"]) == ["a.csv", "b.csv"] and first["counts"]["annotated"] == 2
@@ -132,6 +134,7 @@ def test_directory_of_lists_each_once(trained, tmp_path, monkeypatch):
     assert list(second["lists"]) == ["c.csv"] and second["lists_already_done"] == ["a.csv", "b.csv"]
     assert second["counts"]["annotated"] == 1 and second["counts"]["extracted"] == 1
 
+    assert plan_annotate(cfg)["lists"] == []
     third = annotate_job.annotate(cfg)  # nothing new: nothing done
     assert third["lists"] == {} and third["counts"]["annotated"] == third["counts"]["extracted"] == 0
     ids = pq.read_table(out / "annotations")["clip_id"].to_pylist()

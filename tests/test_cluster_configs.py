@@ -211,7 +211,10 @@ def test_ray_up_configs(name, provider, extras):
     assert "--dashboard-host=127.0.0.1" in head_cmd, "dashboard and job server on localhost"
     assert "aws_secret_access_key" not in (CLUSTER / name).read_text().lower()
     # the checkout goes to every node and install.sh installs it: CPU build on head and CPU workers, CUDA on GPU
-    assert cfg["file_mounts"] == {"~/acoustic-env": "."}
+    mounts = cfg["file_mounts"]
+    assert all(remote == f"~/acoustic-env/{local.removeprefix('./')}" for remote, local in mounts.items())
+    needed = {"acoustic_env", "jobs", "cluster", "pyproject.toml", "constraints.txt", "README.md"}  # the build's inputs
+    assert {local.removeprefix("./") for local in mounts.values()} == needed
     assert "setup_commands" not in cfg, "shared setup commands would install torch's CPU build on GPU nodes too"
     assert cfg["head_setup_commands"] == cfg["worker_setup_commands"] == [
         f"bash ~/acoustic-env/cluster/install.sh cpu{extras}"]

@@ -1,4 +1,5 @@
-"""cluster/install.sh, the install the Dockerfile and `ray up` run, in a fresh virtual environment.
+"""cluster/install.sh, the install the Dockerfile and `ray up` run, in a fresh virtual environment,
+from the files `ray up` copies to a node.
 
 Offline and fast: the new environment sees the project environment's packages through a
 ``.pth`` file (as a Ray image's Python sees its own), pip may not reach an index
@@ -9,12 +10,14 @@ project from the checkout. Then the job entry points run from the new environmen
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, tone_clip
 
 pytestmark = pytest.mark.slow  # creating the environment and building the project: ~30 s
@@ -30,7 +33,14 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(PATH=f"{venv / 'bin'}:/usr/bin:/bin", PYTHON=str(venv / "bin" / "python"), PIP_NO_INDEX="1",
                PIP_NO_BUILD_ISOLATION="0")  # "0" turns isolation off: the build uses the setuptools it finds
-    out = subprocess.run(["bash", str(REPO / "cluster" / "install.sh"), "cpu"], env=env, capture_output=True,
+    # from what `ray up` copies to a node (aws.yaml's file_mounts), not the whole checkout
+    node = venv.parent / "acoustic-env"
+    node.mkdir()
+    for local in yaml.safe_load((REPO / "cluster" / "aws.yaml").read_text())["file_mounts"].values():
+        source = REPO / local
+        copy = shutil.copytree if source.is_dir() else shutil.copy2
+        copy(source, node / local, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
+    out = subprocess.run(["bash", str(node / "cluster" / "install.sh"), "cpu"], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert "acoustic-env installed (cpu)" in out.stdout
