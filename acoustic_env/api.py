@@ -138,7 +138,11 @@ def audit(features: str | None = None, output: str | None = None, *,
 def annotate(manifest: str | None = None, model: str | None = None, features: str | None = None,
              output: str | None = None, *, config: AnnotateConfig | Mapping[str, Any] | str | None = None,
              **fields: Any) -> AnnotateResult:
-    """Label a new clip list with a trained model, extracting only clips not yet in ``features``."""
+    """Label a new clip list with a trained model, extracting only clips not yet in ``features``.
+
+    ``lists=`` (a directory or prefix of clip lists) instead of ``manifest``: each list not yet
+    recorded in ``<output>/lists/`` is annotated once.
+    """
     from acoustic_env.jobs.annotate import annotate as run
 
     record = run(_config(AnnotateConfig, config, {"manifest": manifest, "model": model, "features": features,

@@ -60,3 +60,7 @@ class OutputWriteError(Exception):
                 return cls((str(source).strip().splitlines() or [""])[0])
             e = getattr(e, "cause", None) or e.__cause__
         return None
+
+
+class MissingExtraError(ValueError):
+    """A path needs an optional package that is not installed (``gs://`` without gcsfs); the message names the extra."""

@@ -1,4 +1,7 @@
-"""One filesystem layer for local paths, s3://, gs:// and https:// (fsspec).
+"""One filesystem layer for local paths, s3://, gs://, az:// and https:// (fsspec).
+
+``gs://`` and ``az://`` need optional packages (the ``gcs`` and ``azure`` extras);
+without them every entry point here stops with one line naming the extra.
 
 Credentials and endpoints come from the environment (``AWS_ACCESS_KEY_ID``,
 ``AWS_ENDPOINT_URL``, instance profiles, ...) through the providers' standard
@@ -31,7 +34,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from acoustic_env.errors import DamagedFileError
+from acoustic_env.errors import DamagedFileError, MissingExtraError
 
 #: Query parameters that carry a secret in signed or token-authenticated URLs (matched
 #: case-insensitively); ``ExtractConfig.redact_query_params`` adds names to these.
@@ -41,8 +44,27 @@ SECRET_QUERY_PARAMS = ("token", "access_token", "id_token", "auth", "key", "api_
 _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
 
 
+#: Object stores whose fsspec package is an optional extra: protocol → (extra, package).
+EXTRAS = {"gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs"), "az": ("azure", "adlfs"), "abfs": ("azure", "adlfs"),
+          "abfss": ("azure", "adlfs")}
+
+
+def require_backend(uri: str) -> None:
+    """MissingExtraError naming the extra to install when ``uri``'s object store package is missing."""
+    protocol = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if protocol not in EXTRAS:
+        return
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError:
+        extra, package = EXTRAS[protocol]
+        raise MissingExtraError(f"{protocol}:// paths need {package}, which is not installed: "
+                                f"pip install 'acoustic-env[{extra}]'") from None
+
+
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and the protocol-less path of a URI (on S3 with the write retries, :func:`s3_retries`)."""
+    require_backend(uri)
     if _is_s3(uri):
         return _bounded_s3(fsspec.core.url_to_fs(uri, config_kwargs={"retries": s3_retries(S3_WRITE_ATTEMPTS)}))
     return fsspec.core.url_to_fs(uri)
@@ -50,6 +72,7 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 def read_filesystem(uri: str, timeout_s: float) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem of a clip to read: every network wait bounded (:func:`read_options`), S3 retries bounded."""
+    require_backend(uri)
     found = fsspec.core.url_to_fs(uri, **read_options(uri, timeout_s))
     return _bounded_s3(found) if _is_s3(uri) else found
 

@@ -1,32 +1,55 @@
-"""annotate: a new list that overlaps an earlier one is scored, and nothing is extracted twice."""
+"""annotate: a new list that overlaps an earlier one is scored, nothing is extracted twice, the list is
+read once per run, and a directory of lists is annotated list by list, each once."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pyarrow.parquet as pq
+import pytest
 
 from acoustic_env import load_model
-from acoustic_env.config import AnnotateConfig, ExtractConfig, TrainConfig, from_dict
+from acoustic_env.config import AnnotateConfig, ConfigError, ExtractConfig, TrainConfig, from_dict
 from acoustic_env.demo.synth import generate_demo
-from acoustic_env.jobs.annotate import annotate
+from acoustic_env.jobs import annotate as annotate_job
 from acoustic_env.jobs.extract import extract
+from acoustic_env.jobs.plan import plan_annotate
 from acoustic_env.jobs.train.job import train
+
+HEADER = "# new clips\n# num_ytids=1\n# YTID, start_seconds, end_seconds, positive_labels\n"
 
 
 def _rows(csv_path):
     return [line for line in csv_path.read_text().splitlines() if not line.startswith("#")]
 
 
-def test_annotate_overlapping_lists(ray_session, tmp_path):
-    first = generate_demo(tmp_path / "first", n_clips=24, seed=30, duration_s=2.0, n_broken=0)
-    features = tmp_path / "features"
+@pytest.fixture(scope="module")
+def trained(ray_session, tmp_path_factory):
+    """A model and its feature table (24 clips), and six more clips (AudioSet rows) in the same audio root."""
+    tmp = tmp_path_factory.mktemp("annotate")
+    first = generate_demo(tmp / "first", n_clips=24, seed=30, duration_s=2.0, n_broken=0)
+    features = tmp / "features"
     extract(from_dict(ExtractConfig, {"manifest": str(first.clips_csv), "audio_root": str(first.audio_dir),
                                       "output": str(features), "progress": False}))
-    result = train(from_dict(TrainConfig, {
-        "features": str(features), "output": str(tmp_path / "train"), "trials": 0, "baselines": [],
-        "ablations": False, "shap_samples": 0, "max_rounds": 5, "progress": False}))
-    model_uri = result["model"]
+    model = train(from_dict(TrainConfig, {
+        "features": str(features), "output": str(tmp / "train"), "trials": 0, "baselines": [],
+        "ablations": False, "shap_samples": 0, "max_rounds": 5, "progress": False}))["model"]
+    later = generate_demo(tmp / "later", n_clips=6, seed=41, duration_s=2.0, n_broken=0)
+    for f in later.audio_dir.iterdir():
+        shutil.copy(f, first.audio_dir / f.name)
+    return {"model": model, "features": str(features), "audio_root": str(first.audio_dir), "first": first,
+            "rows": _rows(later.clips_csv)}
+
+
+def _config(trained, output, **where) -> AnnotateConfig:
+    return from_dict(AnnotateConfig, {**where, "model": trained["model"], "features": trained["features"],
+                                      "output": str(output),
+                                      "extract": {"audio_root": trained["audio_root"], "progress": False}})
+
+
+def test_annotate_overlapping_lists(trained, tmp_path):
+    first, features, model_uri = trained["first"], trained["features"], trained["model"]
 
     # a later list: 6 clips already extracted + 5 new ones (one of them broken)
     later = generate_demo(tmp_path / "later", n_clips=5, seed=31, duration_s=2.0, n_broken=1)
@@ -36,10 +59,8 @@ def test_annotate_overlapping_lists(ray_session, tmp_path):
     overlap = _rows(first.clips_csv)[:6]
     new_list = tmp_path / "new.csv"
     new_list.write_text(header + "\n".join(overlap + _rows(later.clips_csv)) + "\n")
-    cfg = from_dict(AnnotateConfig, {"manifest": str(new_list), "model": model_uri, "features": str(features),
-                                     "output": str(tmp_path / "ann"),
-                                     "extract": {"audio_root": str(first.audio_dir), "progress": False}})
-    record = annotate(cfg)
+    cfg = _config(trained, tmp_path / "ann", manifest=str(new_list))
+    record = annotate_job.annotate(cfg)
     c = record["counts"]
     assert c["listed"] == 11 and c["extract_skipped"] == 6 and c["extracted"] == later.n_good
     assert c["annotated"] == 6 + later.n_good and c["not_annotated_failed_extract"] == later.n_broken
@@ -58,9 +79,70 @@ def test_annotate_overlapping_lists(ray_session, tmp_path):
     assert (given["flagged"] == (given["label_quality"] < 0.5)).all()
 
     # the same list again: nothing extracted, nothing annotated twice
-    again = annotate(cfg)
+    again = annotate_job.annotate(cfg)
     assert again["counts"]["extracted"] == 0 and again["counts"]["annotated"] == 0
     assert again["counts"]["already_annotated"] == c["annotated"]
-    ids = pq.read_table(features / "features", columns=["clip_id"])["clip_id"].to_pylist()
-    assert len(ids) == len(set(ids)) == first.n_good + later.n_good
+    ids = pq.read_table(f"{features}/features", columns=["clip_id"])["clip_id"].to_pylist()
+    assert len(ids) == len(set(ids))  # the table is the module's: other tests add their clips
     assert pq.read_table(tmp_path / "ann" / "annotations").num_rows == c["annotated"]
+
+
+def _during_extract(monkeypatch, action) -> None:
+    """Run ``action`` once, right after the job's (first) extract: a list changing while the job runs."""
+    real = annotate_job.extract
+    pending = [action]
+
+    def extract_then_act(cfg):
+        record = real(cfg)
+        while pending:
+            pending.pop()()
+        return record
+
+    monkeypatch.setattr(annotate_job, "extract", extract_then_act)
+
+
+def test_a_row_appended_during_the_run_waits_for_the_next(trained, tmp_path, monkeypatch):
+    rows = trained["rows"]
+    clip_list = tmp_path / "new.csv"
+    clip_list.write_text(HEADER + "\n".join(rows[:2]) + "\n")
+    _during_extract(monkeypatch, lambda: clip_list.write_text(clip_list.read_text() + rows[2] + "\n"))
+    cfg = _config(trained, tmp_path / "ann", manifest=str(clip_list))
+    c = annotate_job.annotate(cfg)["counts"]
+    # the run saw the list as it was when it started: two clips, both extracted and annotated
+    assert (c["listed"], c["annotated"], c["not_annotated_failed_extract"]) == (2, 2, 0), c
+    monkeypatch.undo()
+    c = annotate_job.annotate(cfg)["counts"]
+    assert (c["listed"], c["extracted"], c["annotated"], c["already_annotated"]) == (3, 1, 1, 2), c
+
+
+def test_directory_of_lists_each_once(trained, tmp_path, monkeypatch):
+    rows = trained["rows"]
+    incoming, out = tmp_path / "incoming", tmp_path / "ann"
+    incoming.mkdir()
+    (incoming / "a.csv").write_text(HEADER + rows[3] + "\n")
+    (incoming / "b.csv").write_text(HEADER + rows[4] + "\n")
+    _during_extract(monkeypatch, lambda: (incoming / "c.csv").write_text(HEADER + rows[5] + "\n"))
+    cfg = _config(trained, out, lists=str(incoming))
+    assert plan_annotate(cfg)["lists"] == [str(incoming / "a.csv"), str(incoming / "b.csv")]  # --dry-run
+
+    first = annotate_job.annotate(cfg)
+    assert sorted(first["lists"]) == ["a.csv", "b.csv"] and first["counts"]["annotated"] == 2
+    assert sorted(p.name for p in (out / "lists").iterdir()) == ["a.csv.json", "b.csv.json"]
+    assert json.loads((out / "lists" / "a.csv.json").read_text())["counts"]["annotated"] == 1
+
+    second = annotate_job.annotate(cfg)  # the list that arrived during the first run
+    assert list(second["lists"]) == ["c.csv"] and second["lists_already_done"] == ["a.csv", "b.csv"]
+    assert second["counts"]["annotated"] == 1 and second["counts"]["extracted"] == 1
+
+    assert plan_annotate(cfg)["lists"] == []
+    third = annotate_job.annotate(cfg)  # nothing new: nothing done
+    assert third["lists"] == {} and third["counts"]["annotated"] == third["counts"]["extracted"] == 0
+    ids = pq.read_table(out / "annotations")["clip_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 3
+
+
+@pytest.mark.parametrize("where", [{"manifest": "a.csv", "lists": "incoming/"}, {}])
+def test_one_list_or_a_directory(where, tmp_path):
+    fake = {"model": str(tmp_path), "features": str(tmp_path), "audio_root": str(tmp_path)}
+    with pytest.raises(ConfigError, match="--manifest.*--lists"):
+        _config(fake, tmp_path, **where)

@@ -1,7 +1,11 @@
 """A real two-node Ray cluster on this machine, S3 on loopback, jobs through `ray job submit`.
 
 Head and worker are separate `ray start` processes with their own ports and a custom
-resource on the worker; a moto S3 server runs as its own process. The jobs read their
+resource on the worker; a moto S3 server runs as its own process. Ray runs from a plain
+Python installation whose site-packages is the project environment's, like a Ray image's
+Python (not a virtual environment), and every job is submitted with cluster/runtime_env.yaml
+itself: Ray's pip installs the checkout from the job's working directory, offline
+(PIP_NO_INDEX: every pinned dependency must already be there, as on the acoustic-env image). The jobs read their
 clip list and audio from S3 and write features back to S3; then the worker node is
 killed in the middle of an extract and the job must still end with every clip exactly
 once. Everything is started with a marker in its environment and torn down by that marker,
@@ -16,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import uuid
@@ -30,7 +35,28 @@ from acoustic_env.demo.synth import generate_demo
 
 BIN = Path(sys.executable).parent
 MARK = "ACOUSTIC_ENV_TEST_CLUSTER"
-EXCLUDES = json.dumps({"excludes": [".venv/", ".git/", "demo-output/", "*.parquet"]})
+RUNTIME_ENV = REPO / "cluster" / "runtime_env.yaml"
+
+
+def plain_python(root: Path) -> str:
+    """A Python installation, not a virtual environment, with the project environment's site-packages.
+
+    Ray's pip makes a job's environment a light virtualenv over such a Python (as on a Ray
+    image); from inside a virtual environment it would copy the whole environment, gigabytes,
+    on every node. Python finds its prefix from where its binary lies, so the binary is copied
+    and the standard library linked, entry by entry, with site-packages pointing at the project's.
+    """
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    lib = root / "lib" / stdlib.name
+    lib.mkdir(parents=True)
+    for entry in stdlib.iterdir():
+        if entry.name != "site-packages":
+            (lib / entry.name).symlink_to(entry)
+    (lib / "site-packages").symlink_to(sysconfig.get_paths()["purelib"])
+    (root / "bin").mkdir()
+    python = root / "bin" / Path(sys._base_executable).name
+    shutil.copy2(sys._base_executable, python)
+    return str(python)
 
 
 def marked(value: str) -> list[psutil.Process]:
@@ -63,13 +89,16 @@ class Cluster:
         self.gcs_port, self.dash_port, self.s3_port = free_port(), free_port(), free_port()
         self.endpoint = f"http://127.0.0.1:{self.s3_port}"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}
+        base = {k: v for k, v in base.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHON"))}
         self.env = {**base, "RAY_AUTH_MODE": "token", "AWS_ENDPOINT_URL": self.endpoint,
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_DEFAULT_REGION": "us-east-1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+                    "AWS_DEFAULT_REGION": "us-east-1", "PATH": f"{BIN}:{os.environ['PATH']}", "PIP_NO_INDEX": "1",
+                    "PIP_NO_BUILD_ISOLATION": "0"}  # "0": no isolated build env (it would need an index)
+        self.ray = [plain_python(self.tmp / "python"), "-m", "ray.scripts.scripts"]
 
     def _run(self, args: list[str], role: str, timeout: float = 120) -> subprocess.CompletedProcess:
         env = {**self.env, MARK: f"{self.tag}-{role}"}
-        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO)
 
     def start(self) -> None:
         subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)],
@@ -77,7 +106,7 @@ class Cluster:
                          stderr=subprocess.DEVNULL)
         ports = lambda: [str(free_port()) for _ in range(5)]  # noqa: E731
         nm, om, agent, grpc, rt = ports()
-        head = self._run([str(BIN / "ray"), "start", "--head", f"--port={self.gcs_port}", "--num-cpus=1",
+        head = self._run([*self.ray, "start", "--head", f"--port={self.gcs_port}", "--num-cpus=1",
                           "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                           f"--dashboard-port={self.dash_port}", f"--temp-dir={self.tmp}",
                           f"--node-manager-port={nm}", f"--object-manager-port={om}",
@@ -93,7 +122,7 @@ class Cluster:
 
     def start_worker(self) -> None:
         nm, om, agent, grpc, rt = (str(free_port()) for _ in range(5))
-        worker = self._run([str(BIN / "ray"), "start", f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1",
+        worker = self._run([*self.ray, "start", f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1",
                             '--resources={"accel": 1}', f"--node-manager-port={nm}", f"--object-manager-port={om}",
                             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={grpc}",
                             f"--runtime-env-agent-port={rt}", f"--metrics-export-port={free_port()}",
@@ -117,7 +146,7 @@ class Cluster:
     def submit(self, script: str, *args: str, wait: bool = True) -> str:
         job_id = f"{script}-{uuid.uuid4().hex[:6]}"
         cmd = [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{self.dash_port}",
-               f"--submission-id={job_id}", f"--working-dir={REPO}", f"--runtime-env-json={EXCLUDES}"]
+               f"--submission-id={job_id}", f"--runtime-env={RUNTIME_ENV}"]  # working_dir "." is REPO
         if not wait:
             cmd.append("--no-wait")
         out = self._run([*cmd, "--", "python", f"jobs/{script}.py", *args], "submit", timeout=600)
@@ -232,3 +261,39 @@ def test_submitted_train_and_audit_against_s3(cluster, tmp_path):
         assert fs.exists(key), key
     audit = pq.read_table(io.BytesIO(fs.cat_file("ae-out/audit/audit.parquet")))
     assert audit.num_rows == len(s3_clip_ids(fs, "ae-out/big"))
+
+
+def test_nightly_annotation_of_a_prefix_of_lists(cluster):
+    """The nightly CronJob's command on a prefix of clip lists: two lists, then a third; each list once."""
+    fs = cluster.s3()
+    if not fs.exists("ae-out/train/model/model.json"):
+        pytest.skip("needs the model of test_submitted_train_and_audit_against_s3")
+    rows = [r for r in fs.cat_file("ae-in/big/clips.csv").decode().splitlines() if not r.startswith("#")]
+    header = "# new clips\n# num_ytids=2\n# YTID, start_seconds, end_seconds, positive_labels\n"
+
+    def put(name: str, chunk: list[str]) -> None:
+        fs.pipe_file(f"ae-in/incoming/{name}", (header + "\n".join(chunk) + "\n").encode())
+
+    def recorded() -> list[str]:
+        fs.invalidate_cache()
+        return sorted(p.rsplit("/", 1)[-1] for p in fs.glob("ae-out/annotations/lists/*.json"))
+
+    # small lists of clips the extract above already has: annotate's extract skips them, the model scores them
+    put("a.csv", rows[0:2])
+    put("b.csv", rows[2:4])
+    args = ("--lists", "s3://ae-in/incoming/", "--audio-root", "s3://ae-in/big/audio", "--model",
+            "s3://ae-out/train/model", "--features", "s3://ae-out/big", "--output", "s3://ae-out/annotations",
+            "--no-progress")
+    cluster.submit("annotate", *args)
+    assert recorded() == ["a.csv.json", "b.csv.json"]
+    put("c.csv", rows[4:6])
+    cluster.submit("annotate", *args)
+    cluster.submit("annotate", *args)  # nothing new: nothing done
+    assert recorded() == ["a.csv.json", "b.csv.json", "c.csv.json"]
+    runs = [json.loads(fs.cat_file(p)) for p in fs.glob("ae-out/annotations/runs/annotate-*.json")]
+    assert sorted(sorted(r["lists"]) for r in runs) == [[], ["a.csv", "b.csv"], ["c.csv"]]
+    annotated = sum(r["counts"]["annotated"] for r in runs)
+    ids = [i for p in fs.glob("ae-out/annotations/annotations/*.parquet")
+           for i in pq.read_table(io.BytesIO(fs.cat_file(p)))["clip_id"].to_pylist()]
+    assert len(ids) == len(set(ids)) == annotated >= 4  # each clip once (a broken clip of the list has no features)
+    assert all(r["counts"]["extracted"] == 0 for r in runs)

@@ -42,7 +42,7 @@ from acoustic_env.config import (
     from_args,
     from_dict,
 )
-from acoustic_env.errors import AuditError, WeightsError
+from acoustic_env.errors import AuditError, MissingExtraError, WeightsError
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -51,7 +51,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from acoustic_env.audioset.ontology import OntologyError
     from acoustic_env.audioset.tasks import TaskError
 
-    return ConfigError, ManifestError, OntologyError, TaskError, AuditError, WeightsError
+    return ConfigError, ManifestError, OntologyError, TaskError, AuditError, WeightsError, MissingExtraError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -191,6 +191,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
           f"given labels), {c['already_annotated']} already annotated by model {record['model_id']}; "
           f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
           f"{c['not_annotated_failed_extract']} failed extraction (see the feature table's errors/)")
+    if cfg.lists is not None:
+        print(f"  lists: {len(record['lists'])} new ({', '.join(record['lists']) or 'none'}), "
+              f"{len(record['lists_already_done'])} recorded earlier in {cfg.output.rstrip('/')}/lists/")
     return 0
 
 

@@ -207,6 +207,10 @@ class ExtractConfig(Section):
                                                            "before anything is stored or logged)")
     ray_address: str | None = _ray_address()
     progress: bool = _progress()
+    # --dry-run's sizing (acoustic_env/jobs/sizing.py): the shape of a worker node and the time to fit in
+    plan_node_cpus: int = option(32, ge=1, help="--dry-run sizing: CPUs of one worker node")
+    plan_node_gpus: int = option(0, ge=0, help="--dry-run sizing: GPUs of one worker node (0: embedders on CPU)")
+    plan_hours: float = option(8.0, gt=0, help="--dry-run sizing: the wall time the job should fit in")
     decode: DecodeParams = option(factory=DecodeParams, help="how a clip is decoded")
     features: FeatureParams = option(factory=FeatureParams, help="CPU feature parameters")
 
@@ -365,18 +369,23 @@ class AuditConfig(Section):
 class AnnotateConfig(Section):
     """The new list, the model, the shared feature table and where annotations go."""
 
-    manifest: str = _location(help="the new clip list (any format extract reads)")
     model: str = _location(help="model artifact written by `acoustic-env train` (directory or URI)")
     features: str = _location(help="the shared extract output the clips are added to (features/, errors/, runs/)")
     output: str = _location(help="where annotations/ and runs/ go")
+    manifest: str | None = _location(None, help="the new clip list (any format extract reads); or --lists")
+    lists: str | None = _location(None, help="a directory or prefix of clip lists: each list not yet recorded in "
+                                             "<output>/lists/ is annotated once, in name order (a list that arrives "
+                                             "during a run waits for the next run)")
     flag_threshold: float = option(0.5, gt=0, lt=1, help="flag a given label whose probability is below this")
     # The extract options; annotate sets the list, the table and the model's embedders itself.
     extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, ("manifest", "output", "embedders")),
                                      help="any ExtractConfig field but manifest, output and embedders")
 
     def cross_check(self) -> None:
+        if (self.manifest is None) == (self.lists is None):
+            raise ConfigError("manifest: give one clip list (--manifest) or a directory of them (--lists), not both")
         try:
-            from_dict(ExtractConfig, {**self.extract, "manifest": self.manifest, "output": self.features})
+            from_dict(ExtractConfig, {**self.extract, "manifest": self.manifest or self.lists, "output": self.features})
         except ConfigError as exc:
             raise ConfigError(f"extract.{exc}") from None
 

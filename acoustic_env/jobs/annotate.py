@@ -12,20 +12,33 @@ Meant to run on a schedule against lists that grow or overlap:
    (the model disagrees with the given label at ``flag_threshold``).
 
 Running it twice on the same list writes nothing the second time.
+
+The list is read once per run: it is copied to a local snapshot first, and the extract
+and the scoring both read the snapshot, so a row appended to the list while the job runs
+waits for the next run instead of being reported as failed. With ``lists`` (a directory
+or prefix of clip lists, the nightly case) each list not yet recorded in
+``<output>/lists/<name>.json`` is annotated in turn and then recorded; the directory is
+listed once, at the start, so a list that arrives during a run is the next run's.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import posixpath
+import tempfile
 import time
-from typing import Any
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from acoustic_env import runs
-from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audio.manifest import detect_format, read_manifest
 from acoustic_env.audioset.tasks import Task, task_from_definition
 from acoustic_env.config import (
     EMBEDDERS,
@@ -37,11 +50,25 @@ from acoustic_env.config import (
 from acoustic_env.jobs.extract import extract
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.runs import base_record
-from acoustic_env.storage import join, list_parts, read_parts, write_json, write_parquet
+from acoustic_env.storage import (
+    filesystem,
+    join,
+    list_parts,
+    read_parts,
+    redact,
+    write_json,
+    write_parquet,
+)
 from acoustic_env.table import now_utc
 
 log = logging.getLogger("acoustic_env.jobs.annotate")
 ANNOTATIONS = "annotations"
+LISTS = "lists"
+#: Manifest columns that a snapshot of a directory of audio keeps (the rest is derived again).
+_SNAPSHOT_COLUMNS = ("clip_id", "uri", "labels", "start_s", "end_s", "group")
+#: The counts of a run (summed over its lists with ``lists``).
+_COUNTS = ("listed", "already_annotated", "extracted", "extract_skipped", "annotated", "flagged",
+           "not_annotated_failed_extract", "not_annotated_broken_features")
 
 
 def _load_model(uri: str):
@@ -79,6 +106,87 @@ def _given_label_columns(task: Task, labels: list[list[str]], probs: np.ndarray,
             "label_quality": pa.array(quality), "flagged": pa.array(flagged)}
 
 
+def pending_lists(lists: str, output: str) -> tuple[list[str], list[str]]:
+    """(lists to annotate, names already recorded in ``<output>/lists/``): one listing of each, in name order."""
+    fs, path = filesystem(lists)
+    fs.invalidate_cache(path)
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        raise ConfigError(f"lists: no such directory or prefix: {lists}") from None
+    names = sorted(posixpath.basename(e["name"]) for e in entries if e.get("type") == "file")
+    names = [n for n in names if not n.startswith(".")]
+    out_fs, out_path = filesystem(join(output, LISTS))
+    out_fs.invalidate_cache(out_path)
+    try:
+        recorded = {posixpath.basename(p).removesuffix(".json") for p in out_fs.ls(out_path, detail=False)}
+    except FileNotFoundError:
+        recorded = set()
+    new = [join(lists, n) for n in names if n not in recorded]
+    return new, [n for n in names if n in recorded]
+
+
+@contextmanager
+def _snapshot(uri: str, extract_fields: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(local copy of the list, its format): the one read of the list in this run.
+
+    A directory of audio files is listed once into a Parquet list of its clips; any
+    other list is copied byte for byte under its own name (its format and its relative
+    paths read the same).
+    """
+    fmt = extract_fields.get("manifest_format", "auto")
+    if fmt == "auto":
+        fmt = detect_format(uri)
+    with tempfile.TemporaryDirectory(prefix="acoustic-env-list-") as tmp:
+        if fmt == "directory":
+            table = read_manifest(uri, extract_fields.get("audio_root"), fmt).table
+            local = os.path.join(tmp, "list.parquet")
+            pq.write_table(table.select([c for c in _SNAPSHOT_COLUMNS if c in table.column_names]), local)
+            fmt = "parquet"
+        else:
+            local = os.path.join(tmp, posixpath.basename(uri.split("?")[0].rstrip("/")) or "list")
+            fs, path = filesystem(uri)
+            fs.get_file(path, local)
+        yield local, fmt
+
+
+def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, task: Task, embedders: list[str],
+                   run_id: str) -> dict[str, Any]:
+    """Extract and score one list (through its snapshot); the counts and the extract run's id."""
+    with _snapshot(uri, cfg.extract) as (local, fmt):
+        ext = from_dict(ExtractConfig, {**cfg.extract, "manifest": local, "manifest_format": fmt,
+                                        "output": cfg.features, "embedders": embedders})
+        extract_record = extract(ext)
+        manifest = read_manifest(ext.manifest, ext.audio_root, ext.manifest_format, ext.path_template,
+                                 ext.audio_extensions, ext.cut_segments, limit=ext.limit).table
+    listed = manifest["clip_id"].to_pylist()
+    done = _annotated_ids(cfg.output, model_id)
+    wanted = [c for c in listed if c not in done]
+    # every clip extracted may have failed, in which case there is no table yet
+    has_table = bool(list_parts(join(cfg.features, runs.FEATURES)))
+    data = model.read_features(cfg.features, clip_ids=wanted) if wanted and has_table else None
+    written = flagged = 0
+    if data is not None and len(data):
+        scored = model.predict_table(data)
+        # by name: the artifact's JSON keeps the task definition with its keys sorted
+        probs = np.stack([scored[f"prob_{c}"].to_numpy(zero_copy_only=False) for c in task.class_names], axis=1)
+        labels_by_id = dict(zip(listed, manifest["labels"].to_pylist()))
+        labels = [labels_by_id[c] for c in scored["clip_id"].to_pylist()]
+        for name, column in _given_label_columns(task, labels, probs, cfg.flag_threshold).items():
+            scored = scored.append_column(name, column)
+        scored = scored.append_column("model_id", pa.array([model_id] * scored.num_rows, pa.string()))
+        scored = scored.append_column("time", pa.array([now_utc()] * scored.num_rows, pa.timestamp("us", tz="UTC")))
+        ids = scored["clip_id"].to_pylist()
+        write_parquet(scored, join(cfg.output, ANNOTATIONS, runs.part_name(run_id, ids)))
+        written, flagged = scored.num_rows, int(sum(scored["flagged"].to_pylist()))
+    found = data.n_read if data is not None else 0
+    counts = {"listed": len(listed), "already_annotated": len(done & set(listed)),
+              "extracted": extract_record["counts"]["ok"], "extract_skipped": extract_record["counts"]["skipped"],
+              "annotated": written, "flagged": flagged, "not_annotated_failed_extract": len(wanted) - found,
+              "not_annotated_broken_features": found - written}
+    return {"extract_run": extract_record["run_id"], "counts": counts}
+
+
 def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     """Run the job; returns the run record (also written to ``<output>/runs/annotate-<run_id>.json``)."""
     preflight(cfg)
@@ -90,39 +198,25 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     if sorted(task.class_names) != sorted(model.class_names):
         raise ConfigError(f"model: its task definition names {task.class_names}, its outputs {model.class_names}")
     embedders = [g for g in model.groups if g in EMBEDDERS]
-    ext = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
-                                    "embedders": embedders})
     run_id = runs.new_run_id()
     record = base_record(run_id, "annotate", cfg.to_dict())
     record["model_id"] = model_id
-    extract_record = extract(ext)
-    manifest = read_manifest(ext.manifest, ext.audio_root, ext.manifest_format, ext.path_template,
-                             ext.audio_extensions, ext.cut_segments, limit=ext.limit).table
-    done = _annotated_ids(cfg.output, model_id)
-    wanted = [c for c in manifest["clip_id"].to_pylist() if c not in done]
-    # every clip extracted may have failed, in which case there is no table yet
-    has_table = bool(list_parts(join(cfg.features, runs.FEATURES)))
-    data = model.read_features(cfg.features, clip_ids=wanted) if wanted and has_table else None
-    written = 0
-    if data is not None and len(data):
-        scored = model.predict_table(data)
-        # by name: the artifact's JSON keeps the task definition with its keys sorted
-        probs = np.stack([scored[f"prob_{c}"].to_numpy(zero_copy_only=False) for c in task.class_names], axis=1)
-        labels_by_id = dict(zip(manifest["clip_id"].to_pylist(), manifest["labels"].to_pylist()))
-        labels = [labels_by_id[c] for c in scored["clip_id"].to_pylist()]
-        for name, column in _given_label_columns(task, labels, probs, cfg.flag_threshold).items():
-            scored = scored.append_column(name, column)
-        scored = scored.append_column("model_id", pa.array([model_id] * scored.num_rows, pa.string()))
-        scored = scored.append_column("time", pa.array([now_utc()] * scored.num_rows, pa.timestamp("us", tz="UTC")))
-        ids = scored["clip_id"].to_pylist()
-        write_parquet(scored, join(cfg.output, ANNOTATIONS, runs.part_name(run_id, ids)))
-        written = scored.num_rows
-    found = data.n_read if data is not None else 0
-    record.update(status="completed", wall_s=time.time() - t0, extract_run=extract_record["run_id"],
-                  counts={"listed": manifest.num_rows, "already_annotated": len(done & set(manifest["clip_id"].to_pylist())),
-                          "extracted": extract_record["counts"]["ok"], "extract_skipped": extract_record["counts"]["skipped"],
-                          "annotated": written, "flagged": int(sum(scored["flagged"].to_pylist())) if written else 0,
-                          "not_annotated_failed_extract": len(wanted) - found,
-                          "not_annotated_broken_features": found - written})
+    if cfg.lists is None:
+        record.update(_annotate_list(cfg, cfg.manifest, model, model_id, task, embedders, run_id))
+    else:
+        new, already = pending_lists(cfg.lists, cfg.output)
+        per_list: dict[str, dict[str, Any]] = {}
+        for uri in new:
+            name = posixpath.basename(uri)
+            per_list[name] = _annotate_list(cfg, uri, model, model_id, task, embedders, run_id)
+            # recorded only once its annotations are written: a run stopped before this redoes
+            # the list, and finds its clips already extracted and annotated
+            write_json({"list": redact(uri), "run_id": run_id, "model_id": model_id, "time": now_utc(),
+                        **per_list[name]}, join(cfg.output, LISTS, f"{name}.json"))
+        total: Counter[str] = Counter()
+        for result in per_list.values():
+            total.update(result["counts"])
+        record.update(counts={k: total[k] for k in _COUNTS}, lists=per_list, lists_already_done=already)
+    record.update(status="completed", wall_s=time.time() - t0)
     write_json(record, join(cfg.output, runs.RUNS, f"annotate-{run_id}.json"))
     return record

@@ -35,6 +35,7 @@ from acoustic_env.config import (
 )
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
+from acoustic_env.jobs.sizing import size
 from acoustic_env.storage import join, list_parts, read_json, read_part
 from acoustic_env.table import open_table, select_groups
 
@@ -108,10 +109,11 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
         lines.append(f"  {unreadable} unreadable part(s) in the output: the run moves them to quarantine/ and "
                      "recomputes their clips")
     lines += [f"  weights: {name}: {w}" for name, w in weights.items()]
-    lines += [f"  resources: {_resources(cfg.ray_address)}",
+    sizing = size(todo, cfg.embedders, cfg.plan_node_cpus, cfg.plan_node_gpus, cfg.plan_hours)
+    lines += [f"  resources: {_resources(cfg.ray_address)}", *sizing["lines"],
               f"  output: {out}/features/  {out}/errors/  {out}/runs/<run_id>.json"]
     return {"job": "extract", "clips": n_ids, "done": tally.skipped, "todo": todo, "retry": retry,
-            "rejected": dict(rejected), "unreadable_parts": unreadable, "weights": weights,
+            "rejected": dict(rejected), "unreadable_parts": unreadable, "weights": weights, "sizing": sizing,
             "output": out, "lines": lines}
 
 
@@ -204,6 +206,17 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     task = task_from_definition(meta["task"]["definition"], cfg.extract.get("ontology"))
     model_id = str(meta.get("run_id") or cfg.model)
     embedders = [g["name"] for g in meta["groups"] if g["name"] in EMBEDDERS]
+    head = (f"annotate (dry run): model {model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
+            f"features {', '.join(g['name'] for g in meta['groups'])})")
+    out = cfg.output.rstrip("/")
+    if cfg.lists is not None:
+        from acoustic_env.jobs.annotate import pending_lists
+
+        new, already = pending_lists(cfg.lists, cfg.output)
+        lines = [head, f"  lists in {cfg.lists}: {len(new)} to annotate ("
+                 + ", ".join(n.rsplit("/", 1)[-1] for n in new) + f"), {len(already)} recorded earlier",
+                 f"  output: {out}/annotations/  {out}/lists/<list>.json  {out}/runs/annotate-<run_id>.json"]
+        return {"job": "annotate", "lists": new, "lists_already_done": already, "output": out, "lines": lines}
     ecfg = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
                                      "embedders": embedders})
     ext = plan_extract(ecfg)
@@ -214,9 +227,7 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     listed = read_manifest(ecfg.manifest, ecfg.audio_root, ecfg.manifest_format, ecfg.path_template,
                            ecfg.audio_extensions, ecfg.cut_segments, limit=ecfg.limit).table["clip_id"].to_pylist()
     already = sum(c in annotated for c in listed)
-    out = cfg.output.rstrip("/")
-    lines = [f"annotate (dry run): model {model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
-             f"features {', '.join(g['name'] for g in meta['groups'])})",
+    lines = [head,
              f"  {len(listed)} clips listed, {already} already annotated by this model, "
              f"{len(listed) - already} to annotate",
              *("  " + line for line in ext["lines"]),

@@ -21,7 +21,7 @@ from acoustic_env.config import (
     Section,
     TrainConfig,
 )
-from acoustic_env.storage import is_local
+from acoustic_env.storage import is_local, require_backend
 
 #: The fewest clips with a target that train accepts: fewer cannot fill a train, a
 #: validation and a test split with every class. Checked before Ray starts (and by
@@ -39,7 +39,9 @@ def _local(uri: str) -> Path:
 
 
 def check_input(uri: str | None, field: str) -> None:
-    """``uri`` (a local file or directory) exists and can be read."""
+    """``uri`` (a local file or directory) exists and can be read; a remote one's store package is installed."""
+    if uri:
+        require_backend(uri)
     if not uri or not is_local(uri):
         return
     path = _local(uri)
@@ -50,7 +52,9 @@ def check_input(uri: str | None, field: str) -> None:
 
 
 def check_output(uri: str | None, field: str) -> None:
-    """``uri`` is, or can become, a writable local directory."""
+    """``uri`` is, or can become, a writable local directory (a remote one: its store package is installed)."""
+    if uri:
+        require_backend(uri)
     if not uri or not is_local(uri):
         return
     path = _local(uri)
@@ -82,6 +86,7 @@ def preflight(cfg: Section) -> None:
         check_output(cfg.output, "output")
     elif isinstance(cfg, AnnotateConfig):
         check_input(cfg.manifest, "manifest")
+        check_input(cfg.lists, "lists")
         check_input(cfg.model, "model")
         check_input(cfg.extract.get("audio_root"), "extract.audio_root")
         check_output(cfg.features, "features")  # the shared table: created on the first run

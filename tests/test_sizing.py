@@ -1,0 +1,53 @@
+"""extract --dry-run's sizing: nodes, hours, core- and GPU-hours from the measured per-clip costs."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+from conftest import REPO, tone_clip
+
+from acoustic_env.jobs.sizing import CPU_S_PER_CLIP, EMBEDDER_CPU_S, EMBEDDER_GPU_S, size
+
+THREE = ("vggish", "yamnet", "panns")
+
+
+def test_cpu_only_nodes_fit_the_target():
+    s = size(2_000_000, THREE, node_cpus=32, node_gpus=0, hours=8)
+    work = 2_000_000 * (CPU_S_PER_CLIP + sum(EMBEDDER_CPU_S.values()))
+    assert math.isclose(s["core_hours"], work / 3600) and s["gpu_hours"] == 0
+    assert s["nodes"] == math.ceil(work / (32 * 8 * 3600)) and s["wall_hours"] <= 8
+    assert (s["nodes"] - 1) * 32 * 8 * 3600 < work, "no node more than the target needs"
+
+
+def test_gpu_nodes_take_the_embedders():
+    s = size(2_000_000, THREE, node_cpus=32, node_gpus=1, hours=8)
+    assert math.isclose(s["gpu_hours"], 2_000_000 * sum(EMBEDDER_GPU_S.values()) / 3600)
+    assert math.isclose(s["core_hours"], 2_000_000 * CPU_S_PER_CLIP / 3600)
+    # a GPU-bound shape: the embedders set the wall time
+    tiny = size(100_000, THREE, node_cpus=512, node_gpus=1, hours=0.01)
+    assert math.isclose(tiny["wall_hours"], tiny["gpu_hours"] / tiny["nodes"])
+    assert "no measured cost" in size(10, ("clap",), 8, 0, 1)["lines"][-1]
+
+
+def test_dry_run_prints_the_sizing(tmp_path):
+    (tmp_path / "audio").mkdir()
+    for i in range(3):
+        tone_clip(tmp_path / "audio" / f"{i}.wav", freq=300.0 + 100 * i)
+    out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--manifest", str(tmp_path / "audio"),
+                          "--output", str(tmp_path / "out"), "--dry-run", "--plan-node-cpus", "4",
+                          "--plan-hours", "2"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert size(3, (), 4, 0, 2)["lines"][0] in out.stdout.splitlines()
+
+
+def test_documented_audioset_figures_are_the_code_s():
+    """The AudioSet (2 million clips) figures in the docs are what the code prints."""
+    docs = (REPO / "README.md").read_text() + (REPO / "cluster" / "README.md").read_text()
+    for embedders, gpus in (((), 0), (THREE, 0), (THREE, 1)):
+        s = size(2_000_000, embedders, 32, gpus, 8)
+        assert f"{s['core_hours']:,.1f} core-hours" in docs and f"{s['nodes']} × 32" in docs
+        assert f"{s['wall_hours']:,.1f} h" in docs
+        if gpus:
+            assert f"{s['gpu_hours']:,.2f} GPU-hours" in docs
