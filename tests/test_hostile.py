@@ -236,16 +236,23 @@ def _review(tmp_path: Path) -> Path:
     return tmp_path / "audit"
 
 
+@pytest.fixture(scope="module")
+def review_page(tmp_path_factory) -> Path:
+    return _review(tmp_path_factory.mktemp("hostile-review"))
+
+
 @pytest.fixture
-def review(tmp_path):
+def review(review_page):
+    """A review server on the page, with no verdicts yet (they are removed after each test)."""
     from acoustic_env.jobs.audit.server import make_server, verdicts_uri
 
-    audit = _review(tmp_path)
-    srv = make_server(str(audit), port=0)
+    srv = make_server(str(review_page), port=0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield audit, srv.server_address[1], Path(verdicts_uri(str(audit)))
+    saved = Path(verdicts_uri(str(review_page)))
+    yield review_page, srv.server_address[1], saved
     srv.shutdown()
     srv.server_close()
+    saved.unlink(missing_ok=True)
 
 
 def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
