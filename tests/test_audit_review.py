@@ -35,6 +35,7 @@ from acoustic_env.jobs.audit.review import (
     asset_stem,
     build_review,
     clip_audio,
+    page_items,
     source_url,
     write_assets,
 )
@@ -144,7 +145,8 @@ def test_server_serves_ranges_and_saves_verdicts(audited, server):
     assert _request(server + "../summary.json")[0] == 404
     assert _request(server + "api/verdicts", b'{"clip_id": "clip0001", "verdict": "nah", "sample": "random"}',
                     {"Content-Type": "application/json"})[0] == 400
-    rec = {"clip_id": "clip0001", "given_labels": ["urban"], "verdict": "wrong", "sample": "random",
+    clip = sorted(c for sample, c in page_items(str(audited / "review")) if sample == "random")[0]
+    rec = {"clip_id": clip, "given_labels": ["urban"], "verdict": "wrong", "sample": "random",
            "reviewer": "t", "time": "2026-01-01T00:00:00Z"}
     status, body, _ = _request(server + "api/verdicts", json.dumps([rec]).encode(), {"Content-Type": "application/json"})
     assert status == 200 and json.loads(body) == {"total": 1}
@@ -376,7 +378,8 @@ def test_audit_and_review_on_object_storage(s3_endpoint, tmp_path):
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/"
         assert _request(url)[0] == 200
-        rec = {"clip_id": "clip0003", "given_labels": ["natural"], "verdict": "correct", "sample": "suspects"}
+        clip = sorted(c for _, c in page_items("s3://audit-in/audit/review"))[0]
+        rec = {"clip_id": clip, "given_labels": ["natural"], "verdict": "correct", "sample": "suspects"}
         assert _request(url + "api/verdicts", json.dumps(rec).encode(), {"Content-Type": "application/json"})[0] == 200
     finally:
         srv.shutdown()
@@ -416,7 +419,7 @@ def test_verdict_store_upgrades_an_old_file_and_keeps_relabels(tmp_path):
     path = tmp_path / "verdicts.json"
     path.write_text(json.dumps([{"clip_id": "a", "given_labels": ["urban"], "verdict": "wrong", "sample": "random",
                                  "time": "2026-01-01T00:00:00Z"}]))  # written before corrected_label and note
-    store = VerdictStore(str(path))
+    store = VerdictStore(str(path), frozenset({("random", "a"), ("random", "b")}))
     assert store.add([{"clip_id": "b", "given_labels": ["urban"], "verdict": "wrong", "sample": "random",
                        "corrected_label": ["natural"], "note": "birds", "time": "2026-01-02T00:00:00Z"}]) == 2
     saved = {r["clip_id"]: r for r in json.loads(path.read_text())}

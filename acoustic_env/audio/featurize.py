@@ -8,7 +8,9 @@ same parameters: :func:`~acoustic_env.audio.decode.decode_clip`, then
 padding is involved), and the vectors are cast to float32 as the feature table stores
 them. A model scoring these vectors therefore gives what it gives on the same clips
 read back from an extract output. A clip that fails (not audio, too short, missing)
-keeps its row, with NaN vectors and the reason.
+keeps its row, with NaN vectors and the reason. What a prediction must say about its
+input besides the classes (digital silence, a file cut to ``decode.max_duration_s``)
+is :func:`clip_note`, which ``predict`` and ``serve`` both print.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Featurized:
     uris: list[str]
     vectors: dict[str, np.ndarray]  # column -> float32 [n, dim]; NaN rows where the clip failed
     errors: list[str | None]  # "stage/error_type: message", or None
+    notes: list[str | None]  # clip_note: silent, or cut; None when there is nothing to say
+    silent: list[bool]  # digital silence: the caller gives it no class probabilities
 
 
 def featurize(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, int], *,
@@ -51,6 +55,8 @@ def featurize(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, int], *,
     n = len(rows)
     vectors = {c: np.full((n, d), np.nan, dtype=np.float32) for c, d in columns.items()}
     errors: list[str | None] = [None] * n
+    notes: list[str | None] = [None] * n
+    silent = [False] * n
     nets = load_nets(embedders or {}, weights_cache, device)
     for i, row in enumerate(rows):
         try:
@@ -64,8 +70,27 @@ def featurize(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, int], *,
             continue
         for c, v in pick_columns(out, columns).items():
             vectors[c][i] = v
+        notes[i] = clip_note(clip.is_silent, clip.orig_duration_s, clip.audio.size / decode.sample_rate, decode)
+        silent[i] = clip.is_silent
     return Featurized(clip_ids=[str(r["clip_id"]) for r in rows], uris=[str(r["uri"]) for r in rows],
-                      vectors=vectors, errors=errors)
+                      vectors=vectors, errors=errors, notes=notes, silent=silent)
+
+
+def clip_note(is_silent: bool, orig_duration_s: float, scored_s: float, decode: DecodeParams) -> str | None:
+    """What a prediction says about its input besides the classes, or None.
+
+    Digital silence (RMS below ``decode.silence_rms``) carries no evidence of any
+    environment, yet a network still maps its features somewhere, often confidently:
+    it is reported as silent and given no class probabilities. A recording longer than
+    ``decode.max_duration_s`` is scored on its first part only, which the answer says.
+    """
+    notes = []
+    if is_silent:
+        notes.append(f"silent: digital silence (RMS below decode.silence_rms = {decode.silence_rms:g}); "
+                     "no class probabilities")
+    if orig_duration_s > decode.max_duration_s:
+        notes.append(f"cut: scored the first {scored_s:g} s of {orig_duration_s:.1f} s")
+    return "; ".join(notes) or None
 
 
 def load_nets(embedders: Mapping[str, str], weights_cache: str | None = None, device: str = "cpu") -> dict[str, Any]:

@@ -1,11 +1,14 @@
-"""The AudioSet ontology and class list, loaded from a path or URL.
+"""The AudioSet ontology and class list, loaded from the package or a path or URL.
 
 AudioSet labels are MIDs (``/m/0btp2``) or display names (``Traffic noise,
 roadway noise``); an AudioSet task is defined on MIDs, optionally with all their
 descendants, and maps display names to MIDs itself (acoustic_env.audioset.tasks).
-The defaults are the official URLs; a cache keeps a job from fetching them on
-every run, and any fsspec path (local, s3://, https://) can replace them for
-clusters without internet access.
+Both files ship with the package (``ontology.json`` beside this module, an unmodified
+copy of :data:`ONTOLOGY_URL` at commit d417d32, CC BY-SA 4.0 by Google: see
+``ONTOLOGY_LICENSE.md``; ``class_labels_indices.csv``, CC BY 4.0), so a task given by
+class names never needs the network. Any fsspec path (local, s3://, https://) can
+replace them; a remote one is cached on disk, and the jobs read it before any work
+starts (``jobs/preflight.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import json
 import os
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from importlib import resources
 from pathlib import Path
 
 import fsspec
 
 ONTOLOGY_URL = "https://raw.githubusercontent.com/audioset/ontology/master/ontology.json"
 CLASS_LIST_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/class_labels_indices.csv"
+#: The package's copy of the ontology: the default wherever an ontology is read.
+PACKAGED_ONTOLOGY = str(resources.files(__package__) / "ontology.json")
 
 
 class OntologyError(ValueError):
@@ -88,8 +94,9 @@ class Ontology:
 
 
 @lru_cache(maxsize=8)
-def load_ontology(uri: str = ONTOLOGY_URL) -> Ontology:
-    """Parse ontology.json (a list of {id, name, child_ids, ...})."""
+def load_ontology(uri: str | None = None) -> Ontology:
+    """Parse ontology.json (a list of {id, name, child_ids, ...}); None: the package's copy."""
+    uri = uri or PACKAGED_ONTOLOGY
     text = _read_text(uri)
     try:
         entries = json.loads(text)

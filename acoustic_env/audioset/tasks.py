@@ -42,7 +42,6 @@ import pyarrow as pa
 import yaml
 
 from acoustic_env.audioset.ontology import (
-    ONTOLOGY_URL,
     Ontology,
     OntologyError,
     is_mid,
@@ -70,7 +69,7 @@ class Task:
     definition: dict  # the task as written, kept in artifacts for provenance
     unknown_labels: str = "skip"
     audioset: bool = False  # classes are MIDs: a display-name label is mapped to its MID first
-    ontology: str | None = None  # where display names are looked up (None: the official URL)
+    ontology: str | None = None  # where display names are looked up (None: the package's copy)
 
     @property
     def n_classes(self) -> int:
@@ -85,7 +84,7 @@ class Task:
         if not self.audioset or is_mid(label):
             return label
         try:
-            names = load_ontology(self.ontology or ONTOLOGY_URL).by_name
+            names = load_ontology(self.ontology).by_name
         except OntologyError as exc:
             raise TaskError(f"task {self.name}: label {label!r} is not a MID, and mapping AudioSet names needs the "
                             f"ontology ({exc}); for your own labels use a plain-label task "
@@ -252,7 +251,7 @@ def _audioset_class(cname: str, spec: dict, ontology: str | None) -> frozenset[s
     descendants = spec.get("descendants", False)
     if not descendants and all(is_mid(m) for m in labels):
         return frozenset(labels)
-    onto: Ontology = load_ontology(ontology or ONTOLOGY_URL)
+    onto: Ontology = load_ontology(ontology)
     try:
         mids = {onto.to_mid(m) for m in labels}
     except OntologyError as exc:

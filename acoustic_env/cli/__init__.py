@@ -167,11 +167,22 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.audit.estimate import (
         estimate_accuracy,
         estimate_lines,
+        on_page,
         read_verdicts,
     )
-    from acoustic_env.storage import write_json
+    from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR, page_items
+    from acoustic_env.storage import filesystem, join, write_json
 
-    est = estimate_accuracy(read_verdicts(args.verdicts), args.sample, args.method)
+    records = read_verdicts(args.verdicts)
+    beside = args.verdicts[0].rsplit("/", 1)[0] if "/" in args.verdicts[0] else "."
+    review_dir = join(args.audit, REVIEW_DIR) if args.audit else beside
+    fs, page = filesystem(join(review_dir, PAGE))
+    if args.audit or fs.exists(page):
+        records, others = on_page(records, page_items(review_dir))
+        if others:
+            print(f"left out {others} verdicts for clips not in audit {args.audit or review_dir} "
+                  "(not on its review page)")
+    est = estimate_accuracy(records, args.sample, args.method)
     print("\n".join(estimate_lines(est)))
     if args.output:
         write_json(est, args.output)
@@ -288,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", help="random (unbiased accuracy; the default when present) or suspects (precision of the flags)")
     p.add_argument("--method", default="wilson", help="interval: wilson (default) or bootstrap")
     p.add_argument("--output", help="write the estimate JSON here (the training report reads it)")
+    p.add_argument("--audit", help="the audit reviewed: verdicts for clips not on its review page are left out "
+                                   "(default: the review page beside the first verdict file, when there is one)")
     p.set_defaults(func=cmd_audit_estimate)
 
     from acoustic_env.jobs.preflight import IN_PROCESS_MAX
@@ -356,8 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:
+        from acoustic_env.storage import redact  # the one line quotes URIs: their secrets are *** here too
+
         if isinstance(exc, _user_errors()):
-            print(f"acoustic-env: error: {exc}", file=sys.stderr)
+            print(redact(f"acoustic-env: error: {exc}"), file=sys.stderr)
             return 2
         from acoustic_env.distributed.session import log_file
 
@@ -365,8 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if log is None:
             raise
         logging.getLogger("traceback").error("%s failed", args.command, exc_info=exc)  # to the log file only
-        print(f"acoustic-env: error: {args.command} failed: {type(exc).__name__}: "
-              f"{(str(exc).strip().splitlines() or [''])[0]} (details: {log})", file=sys.stderr)
+        print(redact(f"acoustic-env: error: {args.command} failed: {type(exc).__name__}: "
+                     f"{(str(exc).strip().splitlines() or [''])[0]} (details: {log})"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("acoustic-env: interrupted", file=sys.stderr)

@@ -87,8 +87,8 @@ def _task() -> Any:
 
 
 def _ontology() -> Any:
-    return option(None, help="ontology.json path or URL (default: the official URL; "
-                             "only needed for display-name labels or classes with descendants)")
+    return option(None, help="ontology.json path or URL (default: the copy shipped with the package; "
+                             "only read for display-name labels or classes with descendants)")
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,19 @@ import sys
 from pathlib import Path
 
 from acoustic_env.distributed import reaper
+from acoustic_env.storage import redact
 
 #: The log file of this process once :func:`quiet_console` ran (None: Ray's defaults).
 _log_file: Path | None = None
 _file_handler: logging.Handler | None = None
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log line (traceback included) with the secrets of any URL in it replaced by ``***``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def start_ray(address: str | None = None, progress: bool = False) -> dict[str, float]:
@@ -137,7 +145,7 @@ def quiet_console(path: str | os.PathLike[str]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     stream = target.open("a", buffering=1, encoding="utf-8")
     _file_handler = logging.StreamHandler(stream)
-    _file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    _file_handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     _file_handler.setLevel(logging.INFO)
     # C/C++ code writes to descriptor 2: point it at the file. Where Python's stderr is that
     # descriptor (a terminal, a pipe), give Python a new stderr on a copy of the old one, so the
@@ -156,7 +164,7 @@ def quiet_console(path: str | os.PathLike[str]) -> Path:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
     console.addFilter(_OwnWarnings())
-    console.setFormatter(logging.Formatter("acoustic-env: %(levelname)s: %(message)s"))
+    console.setFormatter(RedactingFormatter("acoustic-env: %(levelname)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

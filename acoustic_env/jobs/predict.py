@@ -7,6 +7,12 @@ table, a few seconds for a few files. Larger inputs go through the extract job
 model scores the table it wrote, as ``annotate`` does. Both paths compute the features
 with the same functions and the parameters the model's training table was extracted
 with, so they give the same probabilities.
+
+Every row also has a ``note`` (:func:`acoustic_env.audio.featurize.clip_note`): a
+silent clip is reported as such with no prediction and null probabilities, a file
+longer than ``decode.max_duration_s`` says it was scored on its first part. URIs and
+messages have their secrets replaced by ``***`` (:func:`acoustic_env.storage.redact`)
+before the table leaves this module, so neither the console nor ``--save`` holds one.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from acoustic_env.audio.featurize import clip_rows
+from acoustic_env.audio.featurize import clip_note, clip_rows, featurize
 from acoustic_env.audio.manifest import AUDIO_EXTENSIONS, read_manifest
+from acoustic_env.audio.rows import redact_columns
 from acoustic_env.config import EMBEDDERS, ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
 from acoustic_env.jobs.preflight import IN_PROCESS_MAX, check_input, check_output
 from acoustic_env.learn.artifact import Model, load_model, top_classes
@@ -86,7 +93,7 @@ def open_model(uri: str) -> Model:
 def predict(inputs: Sequence[str], model: str, *, output: str | None = None, audio_root: str | None = None,
             max_in_process: int = IN_PROCESS_MAX, weights_cache: str | None = None, device: str = "cpu",
             top_tags: int = 3) -> pa.Table:
-    """One row per clip: ``clip_id``, ``uri``, ``predicted``, ``prob_<class>``, ``error`` (and ``tags``)."""
+    """One row per clip: ``clip_id``, ``uri``, ``predicted``, ``prob_<class>``, ``error``, ``note`` (and ``tags``)."""
     check_input(model, "model")
     if output:
         check_output(output, "output")
@@ -94,9 +101,39 @@ def predict(inputs: Sequence[str], model: str, *, output: str | None = None, aud
     rows, manifest = input_rows(inputs, audio_root)
     decode, features, _ = extraction_params(m.meta)
     if len(rows) <= max_in_process:
-        return m.predict_files(rows, decode=decode, features=features, weights_cache=weights_cache, device=device,
-                               top_tags=top_tags)
-    return _via_extract(m, rows, manifest, output, decode, features, weights_cache, top_tags)
+        table = _in_process(m, rows, decode, features, weights_cache, device, top_tags)
+    else:
+        table = _via_extract(m, rows, manifest, output, decode, features, weights_cache, top_tags)
+    return redact_columns(table)
+
+
+def _in_process(m: Model, rows: list[dict[str, Any]], decode: DecodeParams, features: FeatureParams,
+                weights_cache: str | None, device: str, top_tags: int) -> pa.Table:
+    """The few clips decoded and featurised here (``Model.predict_files``' steps, with the clips' notes)."""
+    embedders, taggers, columns = m.feature_plan()
+    found = featurize(rows, columns, decode=decode, features=features, embedders=embedders,
+                      weights_cache=weights_cache, device=device)
+    scored = m.predict_table({**{g: found.vectors[g] for g in m.groups}, "clip_id": found.clip_ids}).to_pylist()
+    tags = (top_classes(found.vectors[taggers[0].scores_column], taggers[0].score_names or (), top_tags)
+            if taggers else None)
+    return _rows_table(m, [{**s, "uri": uri, "error": error, "note": note, "silent": silent,
+                            **({"tags": tags[i]} if tags is not None else {})}
+                           for i, (s, uri, error, note, silent)
+                           in enumerate(zip(scored, found.uris, found.errors, found.notes, found.silent))])
+
+
+def _rows_table(m: Model, rows: list[dict[str, Any]]) -> pa.Table:
+    """The predictions table; a silent clip keeps its note but gets no prediction and null probabilities."""
+    probs = [f"prob_{c}" for c in m.class_names]
+    out = [{"clip_id": r["clip_id"], "uri": r["uri"],
+            **({"predicted": None, **dict.fromkeys(probs)} if r["silent"] else
+               {"predicted": r.get("predicted"), **{p: r.get(p) for p in probs}}),
+            "error": r["error"], "note": r["note"], **({"tags": r["tags"]} if "tags" in r else {})} for r in rows]
+    predicted = pa.list_(pa.string()) if m.kind == "multi_label" else pa.string()
+    schema = pa.schema([("clip_id", pa.string()), ("uri", pa.string()), ("predicted", predicted),
+                        *[(p, pa.float64()) for p in probs], ("error", pa.string()), ("note", pa.string()),
+                        *([("tags", pa.list_(pa.string()))] if out and "tags" in out[0] else [])])
+    return pa.Table.from_pylist(out, schema=schema)
 
 
 def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, output: str | None,
@@ -105,19 +142,18 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
     from acoustic_env.jobs.extract import extract
 
     work = output or tempfile.mkdtemp(prefix="acoustic-env-predict-")
-    if manifest is None:  # a list of files: write it as a clip list the job reads
-        manifest = os.path.join(work, "predict-clips.jsonl") if "://" not in work else None
-        if manifest is None:
-            raise ConfigError("output: give a local directory when predicting a list of files")
-        os.makedirs(work, exist_ok=True)
-        with open(manifest, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps({"clip_id": r["clip_id"], "uri": r["uri"]}) + "\n" for r in rows)
     groups = {g["name"]: g for g in m.meta["groups"]}
     embedders = [g for g in groups if g in EMBEDDERS]
-    extract(from_dict(ExtractConfig, {
-        "manifest": manifest, "output": work, "embedders": embedders, "weights_cache": weights_cache,
-        "allow_random_weights": any(groups[e].get("weights") == "random" for e in embedders),
-        "decode": decode.to_dict(), "features": features.to_dict()}))
+    # a list of files becomes a clip list for the job, outside the output: its URIs may hold secrets
+    with tempfile.TemporaryDirectory(prefix="acoustic-env-predict-clips-") as tmp:
+        if manifest is None:
+            manifest = os.path.join(tmp, "predict-clips.jsonl")
+            with open(manifest, "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps({"clip_id": r["clip_id"], "uri": r["uri"]}) + "\n" for r in rows)
+        extract(from_dict(ExtractConfig, {
+            "manifest": manifest, "output": work, "embedders": embedders, "weights_cache": weights_cache,
+            "allow_random_weights": any(groups[e].get("weights") == "random" for e in embedders),
+            "decode": decode.to_dict(), "features": features.to_dict()}))
     ids = [r["clip_id"] for r in rows]
     scored = {r["clip_id"]: r for r in m.predict_table(m.read_features(work, clip_ids=ids)).to_pylist()}
     errors = read_parts(join(work, "errors"), columns=["clip_id", "stage", "error_type", "message"])
@@ -134,15 +170,17 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
 
             scores = np.stack([np.asarray(v, dtype=np.float32) for v in t[taggers[0].scores_column].to_pylist()])
             tags = dict(zip(t["clip_id"].to_pylist(), top_classes(scores, taggers[0].score_names or (), top_tags)))
-    probs = [f"prob_{c}" for c in m.class_names]
+    facts = read_parts(join(work, "features"), columns=["clip_id", "is_silent", "orig_duration_s", "duration_s"])
+    facts_of = {} if facts is None else {f["clip_id"]: f for f in facts.to_pylist()}
     out = []
     for r in rows:
         s = scored.get(r["clip_id"], {})
-        out.append({"clip_id": r["clip_id"], "uri": r["uri"], "predicted": s.get("predicted"),
-                    **{p: s.get(p) for p in probs},
+        f = facts_of.get(r["clip_id"])
+        out.append({**s, "clip_id": r["clip_id"], "uri": r["uri"],
                     "error": None if s else why.get(r["clip_id"], "no finite features for this clip"),
-                    **({"tags": tags.get(r["clip_id"])} if taggers else {})})
-    return pa.Table.from_pylist(out)
+                    "note": f and clip_note(f["is_silent"], f["orig_duration_s"], f["duration_s"], decode),
+                    "silent": bool(f and f["is_silent"]), **({"tags": tags.get(r["clip_id"])} if taggers else {})})
+    return _rows_table(m, out)
 
 
 def format_predictions(table: pa.Table, class_names: Sequence[str]) -> list[str]:
@@ -151,8 +189,9 @@ def format_predictions(table: pa.Table, class_names: Sequence[str]) -> list[str]
     width = max([len("clip")] + [len(r["clip_id"]) for r in rows])
     lines = [f"{'clip':<{width}}  {'class':<16} {'prob':>6}  other classes / tags"]
     for r in rows:
-        if r.get("error"):
-            lines.append(f"{r['clip_id']:<{width}}  {'-':<16} {'-':>6}  not scored: {r['error']}")
+        if r.get("error") or r["predicted"] is None:
+            why = f"not scored: {r['error']}" if r.get("error") else r.get("note")
+            lines.append(f"{r['clip_id']:<{width}}  {'-':<16} {'-':>6}  {why}")
             continue
         pred = r["predicted"]
         if isinstance(pred, list):  # multi-label: every class with its probability
@@ -163,4 +202,6 @@ def format_predictions(table: pa.Table, class_names: Sequence[str]) -> list[str]
             lines.append(f"{r['clip_id']:<{width}}  {pred:<16} {r[f'prob_{pred}']:>6.3f}  {others}")
         if r.get("tags"):
             lines[-1] += "; tags: " + ", ".join(r["tags"])
+        if r.get("note"):
+            lines[-1] += f"; {r['note']}"
     return lines

@@ -5,7 +5,9 @@ a manifest that is not there, a directory that cannot be written. Each would oth
 surface minutes later as a traceback from deep inside fsspec, pyarrow or a Ray actor.
 Here each becomes one :class:`~acoustic_env.config.ConfigError` line naming the field.
 Only local paths are checked: for object storage the job's first write (or read) is the
-check, and it too ends in one line.
+check, and it too ends in one line. The one input a job may need the network for, an
+``ontology`` given as a URL, is read here too (and cached), so an unreachable one stops
+the job before it extracts anything rather than after.
 """
 
 from __future__ import annotations
@@ -51,6 +53,18 @@ def check_input(uri: str | None, field: str) -> None:
         raise ConfigError(f"{field}: cannot read {uri} (permission denied)")
 
 
+def check_ontology(uri: str | None, field: str) -> None:
+    """A given ontology can be read (fetched and cached now, when it is a URL); the package's copy needs no check."""
+    if not uri:
+        return
+    from acoustic_env.audioset.ontology import OntologyError, load_ontology
+
+    try:
+        load_ontology(uri)
+    except OntologyError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+
+
 def check_output(uri: str | None, field: str) -> None:
     """``uri`` is, or can become, a writable local directory (a remote one: its store package is installed)."""
     if uri:
@@ -75,15 +89,18 @@ def preflight(cfg: Section) -> None:
         check_input(cfg.manifest, "manifest")
         check_input(cfg.audio_root, "audio_root")
         check_output(cfg.output, "output")
+        check_ontology(cfg.ontology, "ontology")
     elif isinstance(cfg, TrainConfig):
         check_input(cfg.features, "features")
         check_input(cfg.test_list, "test_list")
         check_input(cfg.label_accuracy, "label_accuracy")
         check_output(cfg.output, "output")
         check_output(cfg.work_dir, "work_dir")
+        check_ontology(cfg.ontology, "ontology")
     elif isinstance(cfg, AuditConfig):
         check_input(cfg.features, "features")
         check_output(cfg.output, "output")
+        check_ontology(cfg.ontology, "ontology")
     elif isinstance(cfg, AnnotateConfig):
         check_input(cfg.manifest, "manifest")
         check_input(cfg.lists, "lists")
@@ -91,3 +108,4 @@ def preflight(cfg: Section) -> None:
         check_input(cfg.extract.get("audio_root"), "extract.audio_root")
         check_output(cfg.features, "features")  # the shared table: created on the first run
         check_output(cfg.output, "output")
+        check_ontology(cfg.extract.get("ontology"), "extract.ontology")

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -124,6 +125,46 @@ def _parse(record: memoryview, uri: str, n: int, message: Any, decode_error: typ
     return Segment(seg.video_id, seg.start_s, seg.end_s, seg.labels, seg.frames.reshape(-1, EMBEDDING_DIM))
 
 
+#: The largest record read: an AudioSet segment (ten 128-byte frames and its context) is about 2 kB,
+#: so a header claiming more than this is damage, not data, and is never allocated.
+MAX_RECORD_BYTES = 1 << 20
+
+
+def check_framing(local: str, uri: str) -> None:
+    """Every record header of a TFRecord file checked before any record is read: DamagedFileError otherwise.
+
+    The ``tfrecord`` reader allocates what a header claims and checks no checksum, so a
+    text file, or a 112-byte file claiming a 1 GiB record, would cost that memory. A
+    header is 8 bytes of length and their masked CRC-32C: the checksum tells a file
+    that is not TFRecord at all, and the length must fit the rest of the file and
+    :data:`MAX_RECORD_BYTES`. Only the 12 header bytes of each record are read here.
+    """
+    from tfrecord.writer import TFRecordWriter
+
+    size = os.path.getsize(local)
+    with open(local, "rb") as fh:
+        offset, n = 0, 1
+        while offset < size:
+            head = fh.read(12)
+            if len(head) < 12 or TFRecordWriter.masked_crc(head[:8]) != head[8:]:
+                cut = len(head) < 12
+                what = ("not a TFRecord file" if n == 1 else
+                        f"truncated after record {n - 1}" if cut else f"damaged after record {n - 1}")
+                raise DamagedFileError(f"{uri}: {what} (record {n}'s length header at byte {offset} "
+                                       f"{'is cut off' if cut else 'fails its checksum'})")
+            (length,) = struct.unpack("<Q", head[:8])
+            left = max(size - offset - 16, 0)
+            if length > MAX_RECORD_BYTES:
+                raise DamagedFileError(f"{uri}: record {n} claims {length} bytes, more than a record may hold "
+                                       f"({MAX_RECORD_BYTES}): damaged, or not AudioSet's embeddings")
+            if length > left:
+                raise DamagedFileError(f"{uri}: truncated after record {n - 1} (record {n} claims {length} bytes; "
+                                       f"the file has {left} left)")
+            offset += 16 + length
+            fh.seek(offset)
+            n += 1
+
+
 def read_segments(uri: str) -> Iterator[Segment]:
     """Every segment of one TFRecord file, in order (a remote file is copied to a temporary file first)."""
     from google.protobuf.message import DecodeError
@@ -137,6 +178,7 @@ def read_segments(uri: str) -> Iterator[Segment]:
             fs, path = filesystem(uri)
             local = os.path.join(tmp, "part.tfrecord")
             fs.get_file(path, local)
+        check_framing(local, uri)
         n = 0
         try:
             for n, record in enumerate(tfrecord_iterator(local), start=1):

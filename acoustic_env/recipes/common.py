@@ -3,7 +3,11 @@
 Roots and outputs go through ``acoustic_env.storage`` (fsspec), so a collection
 mirrored in a bucket works as a local one. A layout that is not the published
 one (a missing metadata file, a missing column) stops with one line naming the
-file: a ``ManifestError``, which the command prints without a traceback.
+file: a ``ManifestError``, which the command prints without a traceback. So does a
+row that is not what the collection publishes: too few or too many fields, a fold
+outside the published range or not a number (:func:`fold`), a number that is not
+one (:func:`integer`), a file name that would leave the collection's folder
+(:func:`file_name`); the line names the file and the row (the header is row 1).
 """
 
 from __future__ import annotations
@@ -24,18 +28,62 @@ BASE_COLUMNS = ("clip_id", "uri", "labels", "group", "fold")
 LABEL_SEPARATOR = ";"
 
 
-def read_csv(uri: str, required: Sequence[str], header: bool = True, what: str = "") -> list[dict[str, str]]:
-    """A metadata CSV as rows; a missing file or column is one ManifestError naming it."""
+class Row(dict[str, str]):
+    """One metadata row, and where it is (``<file>: row <n>``) for the messages about it."""
+
+    def __init__(self, values: dict[str, str], where: str) -> None:
+        super().__init__(values)
+        self.where = where
+
+
+def read_csv(uri: str, required: Sequence[str], header: bool = True, what: str = "") -> list[Row]:
+    """A metadata CSV as rows; a missing file or column, or a row of the wrong width, is one ManifestError."""
     fs, path = filesystem(uri)
     if not fs.isfile(path):
         raise ManifestError(f"{uri}: not found{f' ({what})' if what else ''}")
+    rows = []
     with fs.open(path, "rt", encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh) if header else csv.DictReader(fh, fieldnames=list(required))
-        rows = list(reader)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ManifestError(f"{uri}: missing column(s) {', '.join(missing)} (has: {', '.join(reader.fieldnames or [])})")
+        if missing:
+            raise ManifestError(f"{uri}: missing column(s) {', '.join(missing)} "
+                                f"(has: {', '.join(reader.fieldnames or [])})")
+        width = len(reader.fieldnames or [])
+        for row in reader:
+            extra = row.pop(None, None) or []  # type: ignore[call-overload]  # DictReader's key for surplus fields
+            n = sum(v is not None for v in row.values()) + len(extra)
+            if n != width:
+                raise ManifestError(f"{uri}: row {reader.line_num}: {n} fields, the header has {width}")
+            rows.append(Row(row, f"{uri}: row {reader.line_num}"))
     return rows
+
+
+def integer(row: Row, column: str) -> int:
+    """``row[column]`` as an integer, or one ManifestError naming the row."""
+    try:
+        return int(row[column])
+    except ValueError:
+        raise ManifestError(f"{row.where}: {column} {row[column]!r} is not an integer") from None
+
+
+def fold(row: Row, column: str, valid: range) -> int:
+    """The row's fold, one of the collection's published ``valid`` folds, or one ManifestError naming the row."""
+    span = f"valid: {valid.start}-{valid.stop - 1}"
+    try:
+        value = int(row[column])
+    except ValueError:
+        raise ManifestError(f"{row.where}: {column} {row[column]!r} is not a fold number ({span})") from None
+    if value not in valid:
+        raise ManifestError(f"{row.where}: {column} {value} is not one of the collection's folds ({span})")
+    return value
+
+
+def file_name(row: Row, column: str) -> str:
+    """``row[column]`` if it is a plain file name; a path (``../../etc/passwd``, ``/x``) would leave ROOT."""
+    name = row[column]
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ManifestError(f"{row.where}: {column} {name!r} is not a file name inside the collection's folder")
+    return name
 
 
 def write_manifest(rows: Iterable[dict[str, Any]], out: str, name: str, extra: Sequence[str] = ()) -> str:

@@ -11,12 +11,13 @@ take``) and ``audio/<filename>``. Clips cut from one Freesound recording
 
 from __future__ import annotations
 
-from acoustic_env.recipes.common import read_csv, stem, write_manifest
+from acoustic_env.recipes.common import file_name, fold, integer, read_csv, stem, write_manifest
 from acoustic_env.storage import join
 
 METADATA = "meta/esc50.csv"
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 EXTRA = ("target", "take", "esc10")
+FOLDS = range(1, 6)
 
 
 def prepare_esc50(root: str, out: str, esc10: bool = False) -> str:
@@ -24,8 +25,8 @@ def prepare_esc50(root: str, out: str, esc10: bool = False) -> str:
     rows = read_csv(join(root, METADATA), COLUMNS, what="is ROOT the ESC-50 folder?")
     if esc10:
         rows = [r for r in rows if r["esc10"].strip().lower() == "true"]
-    return write_manifest(({"clip_id": stem(r["filename"]), "uri": join(root, "audio", r["filename"]),
-                            "labels": [r["category"]], "group": r["src_file"], "fold": int(r["fold"]),
-                            "target": int(r["target"]), "take": r["take"],
+    return write_manifest(({"clip_id": stem(file_name(r, "filename")), "uri": join(root, "audio", r["filename"]),
+                            "labels": [r["category"]], "group": r["src_file"], "fold": fold(r, "fold", FOLDS),
+                            "target": integer(r, "target"), "take": r["take"],
                             "esc10": r["esc10"].strip().lower() == "true"} for r in rows),
                           out, "esc10" if esc10 else "esc50", EXTRA)

@@ -31,13 +31,14 @@ from typing import Any
 
 from acoustic_env.audio.manifest import ManifestError
 from acoustic_env.audioset.tasks import Task, class_counts, load_task
-from acoustic_env.recipes.common import LABEL_SEPARATOR, read_csv, write_manifest
+from acoustic_env.recipes.common import LABEL_SEPARATOR, file_name, read_csv, write_manifest
 from acoustic_env.storage import filesystem, join, write_json
 
 GROUND_TRUTH = "FSD50K.ground_truth"
 AUDIO = {"dev": "FSD50K.dev_audio", "eval": "FSD50K.eval_audio"}
 CLIPS_INFO = "FSD50K.metadata/{part}_clips_info_FSD50K.json"
 EXTRA = ("mids", "uploader")
+SPLITS = ("train", "val")  # the dev set's published split; eval clips are fold "eval"
 
 
 def bins_task_path() -> str:
@@ -88,7 +89,9 @@ def prepare_fsd50k(root: str, out: str, task_file: str | None = None) -> str:
             if strange:
                 raise ManifestError(f"{join(gt, part + '.csv')}: clip {r['fname']} has tag {strange[0]!r}, "
                                     "not in vocabulary.csv")
-            uploader = uploaders.get(r["fname"], "")
+            if part == "dev" and r["split"] not in SPLITS:
+                raise ManifestError(f"{r.where}: split {r['split']!r} is not one of FSD50K's ({', '.join(SPLITS)})")
+            uploader = uploaders.get(file_name(r, "fname"), "")
             rows.append({"clip_id": r["fname"], "uri": join(root, AUDIO[part], f"{r['fname']}.wav"),
                          "labels": labels, "group": f"uploader:{uploader}" if uploader else f"clip:{r['fname']}",
                          "fold": r["split"] if part == "dev" else "eval",

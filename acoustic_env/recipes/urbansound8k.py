@@ -15,20 +15,21 @@ and never used to cut the slice.
 
 from __future__ import annotations
 
-from acoustic_env.recipes.common import read_csv, stem, write_manifest
+from acoustic_env.recipes.common import file_name, fold, integer, read_csv, stem, write_manifest
 from acoustic_env.storage import join
 
 METADATA = "metadata/UrbanSound8K.csv"
 COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class")
 EXTRA = ("class_id", "salience", "source_start_s", "source_end_s")
+FOLDS = range(1, 11)
 
 
 def prepare_urbansound8k(root: str, out: str) -> str:
     """Write ``<out>/urbansound8k.csv`` from an UrbanSound8K folder; returns its path."""
     rows = read_csv(join(root, METADATA), COLUMNS, what="is ROOT the UrbanSound8K folder?")
-    return write_manifest(({"clip_id": stem(r["slice_file_name"]),
-                            "uri": join(root, "audio", f"fold{int(r['fold'])}", r["slice_file_name"]),
-                            "labels": [r["class"]], "group": r["fsID"], "fold": int(r["fold"]),
-                            "class_id": int(r["classID"]), "salience": int(r["salience"]),
+    return write_manifest(({"clip_id": stem(file_name(r, "slice_file_name")),
+                            "uri": join(root, "audio", f"fold{fold(r, 'fold', FOLDS)}", r["slice_file_name"]),
+                            "labels": [r["class"]], "group": r["fsID"], "fold": fold(r, "fold", FOLDS),
+                            "class_id": integer(r, "classID"), "salience": integer(r, "salience"),
                             "source_start_s": r["start"], "source_end_s": r["end"]} for r in rows),
                           out, "urbansound8k", EXTRA)

@@ -99,6 +99,16 @@ def read_verdicts(uris: Iterable[str]) -> list[dict[str, Any]]:
     return records
 
 
+def on_page(records: list[dict[str, Any]], known: frozenset[tuple[str, str]]) -> tuple[list[dict[str, Any]], int]:
+    """(the verdicts about clips the review page showed, in the sample it showed them in; how many others).
+
+    A verdict about any other clip was not drawn by the audit's sampling (forged, or
+    from another audit), so it must not count in the estimate.
+    """
+    kept = [r for r in records if (r["sample"], r["clip_id"]) in known]
+    return kept, len(records) - len(kept)
+
+
 def latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One verdict per (sample, clip): the latest by time (ISO 8601 strings sort by time)."""
     best: dict[tuple[str, str], dict[str, Any]] = {}

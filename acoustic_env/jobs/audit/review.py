@@ -40,7 +40,7 @@ from scipy import signal
 
 from acoustic_env.audio.decode import decode_bytes, read_bytes
 from acoustic_env.config import DecodeParams
-from acoustic_env.errors import ClipError
+from acoustic_env.errors import AuditError, ClipError
 from acoustic_env.storage import filesystem, join
 
 SAMPLE_RATE = 16000
@@ -52,6 +52,8 @@ _DECODE = DecodeParams(min_duration_s=0.05)
 SPEC_AXES = (0.09, 0.2, 0.9, 0.76)
 #: An AudioSet clip id is ``<YTID>_<start ms>`` with an 11-character YouTube id (the manifest reader's rule).
 _AUDIOSET_ID = re.compile(r"^([A-Za-z0-9_-]{11})_(\d+)$")
+#: Where render_page inlines the page's data (``</`` is escaped in it, so the first ``</script>`` ends it).
+_PAGE_DATA = re.compile(r'<script id="audit-data" type="application/json">(.*?)</script>', re.S)
 
 
 def source_url(clip_id: str, group: str | None = None) -> str | None:
@@ -148,6 +150,21 @@ def _item(row: dict[str, Any], class_names: tuple[str, ...], assets: dict[str, A
             "quality": round(float(row["label_quality"]), 4), "flagged": bool(row["flagged"]),
             "rank": int(row["suspect_rank"]),
             "probs": {c: round(float(row[f"prob_{c}"]), 4) for c in class_names}, **assets}
+
+
+def page_items(review_dir: str) -> frozenset[tuple[str, str]]:
+    """The (sample, clip_id) pairs the review page at ``review_dir`` shows: the only clips a verdict may be about.
+
+    Read back from the data the page inlines (:func:`render_page`), so an audit
+    reviewed before this existed needs nothing new.
+    """
+    fs, path = filesystem(join(review_dir, PAGE))
+    match = _PAGE_DATA.search(fs.cat_file(path).decode("utf-8"))
+    if match is None:
+        raise AuditError(f"audit: {join(review_dir, PAGE)} holds no audit data; rebuild it with "
+                         "`acoustic-env audit-review --review-top N`")
+    data = json.loads(match.group(1))
+    return frozenset((sample, item["clip_id"]) for sample in ("suspects", "random") for item in data[sample])
 
 
 def render_page(page_data: dict[str, Any]) -> str:

@@ -4,12 +4,22 @@ The static page keeps verdicts in the browser and exports them as a file; when
 the reviewer would rather not juggle downloads, this server hands out the page
 and its assets and takes each verdict as it is clicked (``POST api/verdicts``),
 merging it into ``<audit>/review/verdicts.json`` (latest verdict per clip and
-sample) where ``audit-estimate`` reads it. Standard library only, bound to
+sample) where ``audit-estimate`` reads it. The standard library's HTTP server, bound to
 127.0.0.1: it is meant for one reviewer on their own machine, not the network.
 
 Files are read and written through fsspec, so an audit on object storage can
 be reviewed the same way. Byte ranges are served because browsers seek in
 (and read the duration of) Ogg files with range requests.
+
+What another web page in the reviewer's browser could do to it is refused: a request
+whose ``Host`` is not this server's own (DNS rebinding) or whose ``Origin`` is
+another site's gets 403, and a verdict must be ``application/json`` (415 otherwise),
+which a cross-site page cannot send without a preflight that is never answered.
+The server stamps each verdict with its own clock (a client's ``time`` is ignored,
+so no verdict dated in the future can outlast later ones) and takes verdicts only
+for the clips on the page, in the sample they are shown in. One server per audit:
+a second one on the same audit stops with one line (:class:`ReviewLock`), so two
+never keep diverging copies of ``verdicts.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import mimetypes
 import posixpath
 import re
 import threading
+from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,8 +37,8 @@ from urllib.parse import unquote, urlsplit
 
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import latest, normalize_verdict
-from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR
-from acoustic_env.storage import filesystem, join, read_json, write_json
+from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR, page_items
+from acoustic_env.storage import filesystem, is_local, join, read_json, write_json
 
 VERDICTS_FILE = "verdicts.json"
 HOST = "127.0.0.1"
@@ -39,29 +50,84 @@ def verdicts_uri(audit_output: str) -> str:
     return join(audit_output, REVIEW_DIR, VERDICTS_FILE)
 
 
-class VerdictStore:
-    """verdicts.json behind a lock: the server's threads merge into it one at a time."""
+def server_time() -> str:
+    """Now, UTC, ISO 8601 to the millisecond (the form the page writes; such strings sort by time)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def __init__(self, uri: str):
+
+class VerdictStore:
+    """verdicts.json behind a lock: the server's threads merge into it one at a time.
+
+    ``known``: the (sample, clip_id) pairs on the review page; a verdict about any
+    other clip is refused, and one already in the file is dropped when it is read.
+    """
+
+    def __init__(self, uri: str, known: frozenset[tuple[str, str]]):
         self.uri = uri
+        self.known = known
         self._lock = threading.Lock()
         fs, path = filesystem(uri)
         # normalised on load too: a file written before corrected_label/note existed comes back with them empty
-        self._records: list[dict[str, Any]] = [normalize_verdict(r) for r in read_json(uri)] if fs.exists(path) else []
+        found = [normalize_verdict(r) for r in read_json(uri)] if fs.exists(path) else []
+        self._records: list[dict[str, Any]] = [r for r in found if (r["sample"], r["clip_id"]) in known]
 
     def all(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._records)
 
     def add(self, records: list[dict[str, Any]]) -> int:
-        clean = [normalize_verdict(r) for r in records]
+        clean = [{**normalize_verdict(r), "time": server_time()} for r in records]
+        for r in clean:
+            if (r["sample"], r["clip_id"]) not in self.known:
+                raise AuditError(f"verdicts: clip {r['clip_id']!r} is not in the {r['sample']} sample of this "
+                                 "review page")
         with self._lock:
             self._records = sorted(latest(self._records + clean), key=lambda r: (r["sample"], r["clip_id"]))
             write_json(self._records, self.uri)
             return len(self._records)
 
 
-def make_handler(review_dir: str, store: VerdictStore) -> type[BaseHTTPRequestHandler]:
+class ReviewLock:
+    """One review server per audit: held while a server runs, refused to a second one.
+
+    On a local disk an OS file lock (filelock), which the system releases when the
+    process ends however it ends; on object storage, where nothing can be locked, a
+    marker object that a server removes when it stops (one left by a killed server
+    is named in the message, to be deleted by hand).
+    """
+
+    def __init__(self, verdicts: str) -> None:
+        self.uri = verdicts + ".lock"
+        self._file_lock: Any = None
+
+    def acquire(self) -> None:
+        busy = AuditError(f"audit: another review server is serving this audit (it holds {self.uri}); use that one, "
+                          "or stop it first")
+        if is_local(self.uri):
+            from filelock import FileLock, Timeout
+
+            lock = FileLock(filesystem(self.uri)[1], timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise busy from None
+            self._file_lock = lock
+            return
+        fs, path = filesystem(self.uri)
+        if fs.exists(path):
+            raise AuditError(f"{busy} (if no server runs, delete {self.uri})")
+        fs.pipe_file(path, server_time().encode())
+
+    def release(self) -> None:
+        if self._file_lock is not None:
+            self._file_lock.release()
+            return
+        fs, path = filesystem(self.uri)
+        fs.rm_file(path)
+
+
+def make_handler(review_dir: str, store: VerdictStore, own: set[str]) -> type[BaseHTTPRequestHandler]:
+    """The request handler; ``own``: this server's ``host:port`` names (filled in once the port is bound)."""
     fs, base = filesystem(review_dir)
 
     class Handler(BaseHTTPRequestHandler):
@@ -84,10 +150,23 @@ def make_handler(review_dir: str, store: VerdictStore) -> type[BaseHTTPRequestHa
         def _json(self, status: int, obj: Any) -> None:
             self._send(status, json.dumps(obj).encode(), "application/json")
 
+        def _foreign(self) -> bool:
+            """Answer 403 (and say True) unless Host, and Origin when sent, are this server's own."""
+            host, origin = self.headers.get("Host", ""), self.headers.get("Origin")
+            if host not in own:
+                self._json(HTTPStatus.FORBIDDEN, {"error": f"Host {host!r} is not this review server's own"})
+                return True
+            if origin is not None and origin not in {f"http://{h}" for h in own}:
+                self._json(HTTPStatus.FORBIDDEN, {"error": f"Origin {origin!r} is not this review server's own"})
+                return True
+            return False
+
         def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
             self.do_GET()
 
         def do_GET(self) -> None:  # noqa: N802
+            if self._foreign():
+                return None
             path = unquote(urlsplit(self.path).path).lstrip("/") or PAGE
             if path == "api/verdicts":
                 return self._json(HTTPStatus.OK, store.all())
@@ -113,8 +192,14 @@ def make_handler(review_dir: str, store: VerdictStore) -> type[BaseHTTPRequestHa
             self._send(HTTPStatus.OK, data, ctype, {"Accept-Ranges": "bytes"})
 
         def do_POST(self) -> None:  # noqa: N802
+            if self._foreign():
+                return None
             if urlsplit(self.path).path.lstrip("/") != "api/verdicts":
                 return self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                return self._json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                                  {"error": f"verdicts must be sent as application/json, not {media or 'nothing'!r}"})
             length = int(self.headers.get("Content-Length") or 0)
             if not 0 < length <= _MAX_BODY:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": "empty or too large body"})
@@ -128,13 +213,36 @@ def make_handler(review_dir: str, store: VerdictStore) -> type[BaseHTTPRequestHa
     return Handler
 
 
-def make_server(audit_output: str, port: int = 0) -> ThreadingHTTPServer:
-    """A server (not yet serving) for ``<audit_output>/review/`` on 127.0.0.1; ``port=0`` picks a free one."""
+class ReviewServer(ThreadingHTTPServer):
+    """The HTTP server, holding the audit's :class:`ReviewLock` until it is closed."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], own: set[str], lock: ReviewLock) -> None:
+        super().__init__((HOST, port), handler)
+        self.lock = lock
+        own.update({f"{HOST}:{self.server_address[1]}", f"localhost:{self.server_address[1]}"})
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.lock.release()
+
+
+def make_server(audit_output: str, port: int = 0) -> ReviewServer:
+    """A server (not yet serving) for ``<audit_output>/review/`` on 127.0.0.1; ``port=0`` picks a free one.
+
+    Stops with AuditError when another server holds the audit (:class:`ReviewLock`).
+    """
     review_dir = join(audit_output, REVIEW_DIR)
     fs, page = filesystem(join(review_dir, PAGE))
     if not fs.exists(page):
         raise AuditError(f"audit: no review page at {join(review_dir, PAGE)}; run `acoustic-env audit` first")
-    store = VerdictStore(verdicts_uri(audit_output))
-    server = ThreadingHTTPServer((HOST, port), make_handler(review_dir, store))
-    server.daemon_threads = True
-    return server
+    lock = ReviewLock(verdicts_uri(audit_output))
+    lock.acquire()
+    try:
+        store = VerdictStore(verdicts_uri(audit_output), page_items(review_dir))
+        own: set[str] = set()
+        return ReviewServer(port, make_handler(review_dir, store, own), own, lock)
+    except BaseException:
+        lock.release()
+        raise

@@ -32,11 +32,12 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from acoustic_env.audio.decode import DecodedClip, decode_bytes, read_bytes
-from acoustic_env.audio.featurize import batch_outputs, load_nets, pick_columns
+from acoustic_env.audio.featurize import batch_outputs, clip_note, load_nets, pick_columns
 from acoustic_env.config import ServeConfig, from_dict
 from acoustic_env.errors import ClipError
 from acoustic_env.jobs.predict import extraction_params, open_model
 from acoustic_env.learn.artifact import top_scores
+from acoustic_env.storage import redact
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("page.html")
@@ -57,7 +58,7 @@ class ServiceError(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
         self.error_type = error_type
-        self.message = " ".join(str(message).split())  # one line, whatever the cause said
+        self.message = redact(" ".join(str(message).split()))  # one line, whatever the cause said; no secret
 
     @property
     def status(self) -> int:
@@ -239,11 +240,14 @@ class Recognizer:
         results = []
         for i, clip in enumerate(clips):
             probabilities = {c: table[f"prob_{c}"][i] for c in self.model.class_names}
-            if not all(np.isfinite(list(probabilities.values()))):
+            if not clip.is_silent and not all(np.isfinite(list(probabilities.values()))):
                 raise ServiceError("internal", "the features of this clip are not finite; the model cannot score it")
-            results.append({"duration_s": round(len(clip.audio) / self.decode.sample_rate, 3),
-                            "sample_rate": int(clip.orig_sample_rate), "predicted": table["predicted"][i],
-                            "probabilities": probabilities, "tags": tags[i]})
+            scored_s = len(clip.audio) / self.decode.sample_rate
+            results.append({"duration_s": round(scored_s, 3), "sample_rate": int(clip.orig_sample_rate),
+                            "predicted": None if clip.is_silent else table["predicted"][i],
+                            "probabilities": None if clip.is_silent else probabilities, "tags": tags[i],
+                            "silent": clip.is_silent,
+                            "note": clip_note(clip.is_silent, clip.orig_duration_s, scored_s, self.decode)})
         return results
 
 

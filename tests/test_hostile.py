@@ -1,0 +1,443 @@
+"""Hostile inputs, run against the jobs themselves: one catalogue, the same checks for each.
+
+Each case runs a real job (the CLI's ``main()`` in this process, the review server on
+127.0.0.1, the serve recognizer without Ray) on real files and asserts what a user must
+get: the exit status, one line of error naming what is wrong, no secret anywhere in
+the console or the files written, and a bounded time (and memory, for the TFRecord
+header that claims a gigabyte). The model is trained in this process on a synthetic
+feature table (``demo.quick_model``, as tests/test_predict.py and tests/test_serve.py
+train theirs), on CPU feature groups only, so no Ray and no embedder is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import struct
+import threading
+import time
+import tracemalloc
+import urllib.error
+import urllib.request
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+from conftest import tone_clip
+
+from acoustic_env.cli import main
+from acoustic_env.config import DecodeParams, FeatureParams
+from acoustic_env.demo.quick_model import quick_model
+from acoustic_env.demo.tables import synthetic_table, write_features
+from acoustic_env.storage import write_json
+
+SECRETS = ("KEYSECRET", "PWSECRET", "SIGSECRET", "CREDSECRET", "TOKSECRET")
+#: The model's training table was extracted with these: clips are cut at 2 s, only the raw signal is featurised.
+MAX_S = 2.0
+
+
+class _Files(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A model on indices_raw + spectral_raw, whose table's run record says: cut at MAX_S, raw signal only."""
+    root = tmp_path_factory.mktemp("hostile-model")
+    features = write_features(synthetic_table(24, seed=3, signals=("raw",)), str(root / "t"))
+    decode = DecodeParams(max_duration_s=MAX_S).to_dict()
+    write_json({"job": "extract", "status": "completed",
+                "config": {"decode": decode, "features": FeatureParams(signals=("raw",)).to_dict()}},
+               str(root / "t" / "runs" / "r1.json"))
+    return Path(quick_model(features, str(root / "model"), feature_groups=["indices_raw", "spectral_raw"]))
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hostile-clips")
+    silent = root / "silent.wav"
+    sf.write(silent, np.zeros(16000 * 2, dtype=np.float32), 16000, subtype="PCM_16")
+    return {"tone": tone_clip(root / "tone.wav", seconds=1.0), "long": tone_clip(root / "long.wav", seconds=MAX_S + 1.5),
+            "silent": silent, "root": root}
+
+
+@pytest.fixture(scope="module")
+def files(clips):
+    """An HTTP server on 127.0.0.1 serving the clips (it ignores credentials, as a CDN ignores the signature)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Files, directory=str(clips["root"])))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str, float]:
+    t0 = time.monotonic()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err, time.monotonic() - t0
+
+
+def _one_line_error(code: int, err: str, words: str, rc: int = 2) -> None:
+    assert code == rc, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
+
+
+def _no_secret(*texts: str) -> None:
+    for text in texts:
+        for s in SECRETS:
+            assert s not in text, f"{s} in: {text}"
+
+
+def _tree_text(root: Path) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in sorted(root.rglob("*")) if p.is_file())
+
+
+# ----------------------------------------------------------------------------- credentials
+
+def test_predict_never_prints_or_saves_a_secret(model, files, tmp_path, capsys):
+    """A clip list with user:pass@, a presigned URL and ?token=, two of them failing: console and CSV are clean."""
+    listing = tmp_path / "clips.csv"
+    uris = [f"http://KEYSECRET:PWSECRET@{files}/tone.wav",
+            f"http://{files}/tone.wav?X-Amz-Credential=CREDSECRET&X-Amz-Signature=SIGSECRET",
+            f"http://{files}/tone.wav?token=TOKSECRET",
+            f"http://KEYSECRET:PWSECRET@{files}/missing.wav",
+            f"http://{files}/missing.wav?token=TOKSECRET"]
+    with listing.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("clip_id", "uri"), *[(f"c{i}", u) for i, u in enumerate(uris)]])
+    saved = tmp_path / "out" / "pred.csv"
+    saved.parent.mkdir()
+    code, out, err, took = _run(["predict", str(listing), "--model", str(model), "--save", str(saved)], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader(saved.open()))
+    assert [r["predicted"] != "" for r in rows] == [True, True, True, False, False], rows
+    assert all("***" in r["uri"] for r in rows) and all("***" in r["error"] for r in rows[3:])
+    _no_secret(out, err, _tree_text(tmp_path / "out"))
+    assert took < 60
+
+
+def test_a_one_line_error_never_quotes_a_secret(model, capsys):
+    code, out, err, _ = _run(["predict", "http://KEYSECRET:PWSECRET@127.0.0.1:1/x.wav?token=TOKSECRET",
+                              "--model", "/no/such/model?token=TOKSECRET"], capsys)
+    _one_line_error(code, err, "model:")
+    _no_secret(out, err)
+
+
+def test_serve_never_echoes_a_secret(model, files):
+    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload
+
+    prefix = f"http://{files}/"
+    rec = Recognizer(str(model), Limits(2**20, 10.0, 10.0, (prefix,)))
+    for url in (f"{prefix}missing.wav?token=TOKSECRET&X-Amz-Signature=SIGSECRET",
+                f"http://KEYSECRET:PWSECRET@{files}/tone.wav"):
+        with pytest.raises(ServiceError) as caught:
+            parse_upload(json.dumps({"url": url}).encode(), "application/json", {}, rec.limits, rec.fetch)
+        _no_secret(json.dumps(caught.value.body()))
+
+
+# ----------------------------------------------------------------------------- silence and long files
+
+def test_predict_says_silent_and_gives_no_probability(model, clips, tmp_path, capsys):
+    saved = tmp_path / "p.csv"
+    code, out, err, _ = _run(["predict", str(clips["silent"]), str(clips["tone"]), "--model", str(model),
+                              "--save", str(saved)], capsys)
+    assert code == 0, err
+    silent, tone = list(csv.DictReader(saved.open()))
+    assert silent["predicted"] == "" and silent["prob_urban"] == "" and silent["prob_natural"] == ""
+    assert silent["note"].startswith("silent") and silent["error"] == ""
+    assert tone["predicted"] in ("urban", "natural") and tone["note"] == ""
+    [line] = [ln for ln in out.splitlines() if ln.startswith("silent ")]
+    assert "silent" in line.split(None, 1)[1] and "urban" not in line
+
+
+def test_predict_says_when_a_file_was_cut(model, clips, capsys):
+    from acoustic_env.jobs.predict import predict
+
+    [row] = predict([str(clips["long"])], str(model)).to_pylist()
+    assert row["predicted"] in ("urban", "natural")
+    assert row["note"] == f"cut: scored the first {MAX_S:g} s of {MAX_S + 1.5:.1f} s"
+    code, out, err, _ = _run(["predict", str(clips["long"]), "--model", str(model)], capsys)
+    assert code == 0 and f"cut: scored the first {MAX_S:g} s" in out, out
+
+
+def test_serve_says_silent_and_cut(model, clips):
+    from acoustic_env.jobs.serve.handler import Limits, Recognizer, Upload
+
+    rec = Recognizer(str(model), Limits(2**20, 10.0, 10.0))
+    silent, long, tone = (rec.decode_upload(Upload(clips[k].read_bytes(), k)) for k in ("silent", "long", "tone"))
+    a, b, c = rec.score([silent, long, tone], [3, 3, 3])
+    assert a["silent"] is True and a["probabilities"] is None and a["predicted"] is None
+    assert a["note"].startswith("silent")
+    assert b["silent"] is False and b["note"] == f"cut: scored the first {MAX_S:g} s of {MAX_S + 1.5:.1f} s"
+    assert max(b["probabilities"].values()) > 0 and c["note"] is None
+
+
+@pytest.fixture(scope="module")
+def earlier(clips, tmp_path_factory) -> dict[str, list[str]]:
+    """The first round's catalogue: a FIFO, a clip list with a BOM, two files of one stem, a long silent FLAC."""
+    import os
+
+    root = tmp_path_factory.mktemp("hostile-earlier")
+    fifo = root / "pipe.wav"
+    os.mkfifo(fifo)
+    bom = root / "bom.csv"
+    bom.write_text(f"clip_id,uri\nbom-clip,{clips['tone']}\n", encoding="utf-8-sig")
+    for d in ("a", "b"):
+        (root / d).mkdir()
+        tone_clip(root / d / "x.wav", seconds=1.0, seed=len(d))
+    flac = root / "hour.flac"
+    with sf.SoundFile(flac, "w", samplerate=16000, channels=1, format="FLAC") as fh:
+        for _ in range(60):  # ten minutes of digital silence, a few kB as FLAC
+            fh.write(np.zeros(16000 * 10, dtype=np.int16))
+    return {"fifo": [str(fifo)], "bom": [str(bom)], "same stem": [str(root / "a" / "x.wav"), str(root / "b" / "x.wav")],
+            "long silent flac": [str(flac)]}
+
+
+@pytest.mark.parametrize("case,ids,scored,words", [
+    ("fifo", ["pipe"], [False], "not a regular file"),
+    ("bom", ["bom-clip"], [True], ""),
+    ("same stem", ["x", "x-2"], [True, True], ""),
+    ("long silent flac", ["hour"], [False], "silent: digital silence"),
+])
+def test_predict_on_the_first_rounds_catalogue(model, earlier, tmp_path, capsys, case, ids, scored, words):
+    saved = tmp_path / "p.csv"
+    code, out, err, took = _run(["predict", *earlier[case], "--model", str(model), "--save", str(saved)], capsys)
+    assert code == 0 and err == "", err
+    rows = list(csv.DictReader(saved.open()))
+    assert [r["clip_id"] for r in rows] == ids and [r["predicted"] != "" for r in rows] == scored, rows
+    assert all(words in r["error"] + r["note"] for r in rows) and took < 30, rows
+    if case == "long silent flac":
+        assert rows[0]["note"].endswith(f"cut: scored the first {MAX_S:g} s of 600.0 s")
+
+
+# ----------------------------------------------------------------------------- the review server
+
+def _review(tmp_path: Path) -> Path:
+    """A review page for two suspects and one random clip (no audit run needed: build_review on a small table)."""
+    from acoustic_env.jobs.audit.review import build_review
+
+    uris = [str(tone_clip(tmp_path / f"r{i}.wav", seconds=1.0, seed=i)) for i in range(3)]
+    table = pa.table({"clip_id": ["a", "b", "c"], "uri": uris, "start_s": [None] * 3, "end_s": [None] * 3,
+                      "group": [None] * 3, "given_labels": [["urban"], ["natural"], ["urban"]],
+                      "suggested_labels": [["natural"], ["urban"], ["urban"]], "label_quality": [0.1, 0.2, 0.9],
+                      "flagged": [True, True, False], "suspect_rank": [1, 2, 3],
+                      "prob_urban": [0.1, 0.8, 0.9], "prob_natural": [0.9, 0.2, 0.1]})
+    summary = {"audit_id": "h1", "task": {"name": "urban_natural", "kind": "single_label",
+                                          "classes": ["urban", "natural"]},
+               "config": {"classifier": "logreg", "folds": 2}, "counts": {"audited": 3, "flagged": 2},
+               "noise": {"estimated_wrong_share": 0.5, "per_class": {}}}
+    build_review(table, summary, str(tmp_path / "audit"), top=2, random_sample=0)
+    return tmp_path / "audit"
+
+
+@pytest.fixture(scope="module")
+def review_page(tmp_path_factory) -> Path:
+    return _review(tmp_path_factory.mktemp("hostile-review"))
+
+
+@pytest.fixture
+def review(review_page):
+    """A review server on the page, with no verdicts yet (they are removed after each test)."""
+    from acoustic_env.jobs.audit.server import make_server, verdicts_uri
+
+    srv = make_server(str(review_page), port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    saved = Path(verdicts_uri(str(review_page)))
+    yield review_page, srv.server_address[1], saved
+    srv.shutdown()
+    srv.server_close()
+    saved.unlink(missing_ok=True)
+
+
+def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/verdicts", data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+VERDICT = {"clip_id": "a", "given_labels": ["urban"], "verdict": "wrong", "sample": "suspects"}
+FORGED = [  # (name, body changes, headers, status, words in the error)
+    ("text/plain from a page", {}, {"Content-Type": "text/plain"}, 415, "application/json"),
+    ("form from a page", {}, {"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+    ("cross-origin", {}, {"Content-Type": "application/json", "Origin": "https://evil.example"}, 403, "Origin"),
+    ("foreign host", {}, {"Content-Type": "application/json", "Host": "evil.example"}, 403, "Host"),
+    ("unknown clip", {"clip_id": "zzz"}, {"Content-Type": "application/json"}, 400, "zzz"),
+    ("clip of the other sample", {"sample": "random"}, {"Content-Type": "application/json"}, 400, "random"),
+]
+
+
+@pytest.mark.parametrize("name,change,headers,status,words", FORGED, ids=[f[0] for f in FORGED])
+def test_the_review_server_refuses_forged_verdicts(review, name, change, headers, status, words):
+    audit, port, saved = review
+    got, body = _post(port, json.dumps({**VERDICT, **change}).encode(), headers)
+    assert got == status and words in body["error"], body
+    assert not saved.exists() or json.loads(saved.read_text()) == []
+
+
+def test_the_review_server_dates_verdicts_itself(review, capsys):
+    audit, port, saved = review
+    origin = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+    t0 = time.time()
+    assert _post(port, json.dumps({**VERDICT, "time": "2099-01-01T00:00:00Z"}).encode(), origin)[0] == 200
+    assert _post(port, json.dumps({**VERDICT, "verdict": "correct", "time": "2000-01-01T00:00:00Z"}).encode(),
+                 origin)[0] == 200
+    [rec] = json.loads(saved.read_text())
+    assert rec["verdict"] == "correct"  # the later click wins, whatever the client claimed
+    from datetime import datetime
+
+    assert abs(datetime.fromisoformat(rec["time"].replace("Z", "+00:00")).timestamp() - t0) < 30
+    code, out, err, _ = _run(["audit-estimate", "--verdicts", str(saved), "--sample", "suspects"], capsys)
+    assert code == 0 and "(n=1)" in out, out + err
+
+
+def test_a_second_review_server_on_the_same_audit_is_refused(review):
+    from acoustic_env.errors import AuditError
+    from acoustic_env.jobs.audit.server import make_server
+
+    audit, port, saved = review
+    with pytest.raises(AuditError, match="another review server"):
+        make_server(str(audit), port=0)
+
+
+def test_audit_estimate_ignores_verdicts_for_clips_not_in_the_audit(review, tmp_path, capsys):
+    audit, port, saved = review
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps([{**VERDICT, "time": "2026-01-01T00:00:00Z"}]
+                                 + [{**VERDICT, "clip_id": f"x{i}", "time": "2026-01-01T00:00:00Z"} for i in range(46)]))
+    code, out, err, _ = _run(["audit-estimate", "--verdicts", str(forged), "--audit", str(audit)], capsys)
+    assert code == 0 and "(n=1)" in out and "46 verdicts for clips not in audit" in out, out + err
+
+
+# ----------------------------------------------------------------------------- released embeddings (TFRecord)
+
+def _tfrecord_header(length: int) -> bytes:
+    from tfrecord.writer import TFRecordWriter
+
+    head = struct.pack("<Q", length)
+    return head + TFRecordWriter.masked_crc(head)
+
+
+@pytest.mark.parametrize("name,data,words", [
+    ("claims a gigabyte", _tfrecord_header(1 << 30) + b"\0" * 100, "claims 1073741824 bytes"),
+    ("claims 200 MB", _tfrecord_header(200 << 20) + b"\0" * 100, "claims 209715200 bytes"),
+    ("text", b"this is not a tfrecord file, just text\n" * 5, "not a TFRecord file"),
+    ("empty header", b"\x01\x02\x03", "not a TFRecord file"),
+])
+def test_a_damaged_tfrecord_is_one_line_in_bounded_memory(tmp_path, capsys, name, data, words):
+    path = tmp_path / "bad.tfrecord"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        code, out, err, took = _run(["recipe", "audioset-embeddings", str(path), str(tmp_path / "out")], capsys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    _one_line_error(code, err, words, rc=1 if code == 1 else 2)
+    assert "bad.tfrecord" in err and peak < 64 << 20 and took < 30, (peak, err)
+
+
+# ----------------------------------------------------------------------------- recipes
+
+US8K = "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
+
+
+@pytest.mark.parametrize("name,rows,words", [
+    ("fold -3", "1-0-0-0.wav,1,0,1,1,-3,0,air_conditioner\n", "row 2: fold -3"),
+    ("fold 0", "1-0-0-0.wav,1,0,1,1,0,0,air_conditioner\n", "row 2: fold 0"),
+    ("fold 99", "1-0-0-0.wav,1,0,1,1,5,0,dog_bark\n2-0-0-0.wav,2,0,1,1,99,0,dog_bark\n", "row 3: fold 99"),
+    ("fold one", "1-0-0-0.wav,1,0,1,1,one,0,air_conditioner\n", "row 2: fold 'one'"),
+    ("short row", "1-0-0-0.wav,1,0\n", "row 2: 3 fields"),
+    ("long row", "1-0-0-0.wav,1,0,1,1,1,0,dog_bark,extra\n", "row 2: 9 fields"),
+    ("leaves the root", "../../../../etc/passwd,1,0,1,1,1,0,dog_bark\n", "row 2: slice_file_name"),
+    ("absolute", "/etc/passwd,1,0,1,1,1,0,dog_bark\n", "row 2: slice_file_name"),
+])
+def test_urbansound8k_rows_are_checked(tmp_path, capsys, name, rows, words):
+    (tmp_path / "us8k" / "metadata").mkdir(parents=True)
+    (tmp_path / "us8k" / "metadata" / "UrbanSound8K.csv").write_text(US8K + rows)
+    code, out, err, _ = _run(["recipe", "urbansound8k", str(tmp_path / "us8k"), str(tmp_path / "out")], capsys)
+    _one_line_error(code, err, words)
+    assert "UrbanSound8K.csv" in err and "valid: 1-10" in err or "fold" not in words
+    assert not (tmp_path / "out").exists()
+
+
+def test_esc50_folds_are_1_to_5(tmp_path, capsys):
+    (tmp_path / "esc" / "meta").mkdir(parents=True)
+    (tmp_path / "esc" / "meta" / "esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n1-100-A-0.wav,6,0,dog,True,100,A\n")
+    code, out, err, _ = _run(["recipe", "esc50", str(tmp_path / "esc"), str(tmp_path / "out")], capsys)
+    _one_line_error(code, err, "row 2: fold 6")
+    assert "valid: 1-5" in err
+
+
+# ----------------------------------------------------------------------------- the ontology, offline
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network: every connection outside 127.0.0.1 fails at once, and the download cache is empty."""
+    real = socket.socket.connect
+
+    def connect(self, address):
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(f"network disabled by the test: {address}")
+        return real(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setenv("ACOUSTIC_ENV_CACHE", str(tmp_path / "empty-cache"))
+    from acoustic_env.audioset.ontology import load_ontology
+
+    load_ontology.cache_clear()
+    yield
+    load_ontology.cache_clear()
+
+
+def test_a_task_by_audioset_names_needs_no_network(offline, tmp_path):
+    from acoustic_env.audioset.tasks import load_task
+
+    task_file = tmp_path / "t.yaml"
+    task_file.write_text("name: names\nkind: single_label\nclasses:\n  traffic: {mids: ['Traffic noise, roadway noise'], "
+                         "descendants: true}\n  birds: {mids: ['Bird'], descendants: true}\n")
+    task = load_task(str(task_file))
+    assert task.assign(["Traffic noise, roadway noise"]) == 0 and task.assign(["Bird vocalization, bird call, "
+                                                                               "bird song"]) == 1
+
+
+def test_a_remote_ontology_is_checked_before_any_work(offline, model, clips, tmp_path, capsys):
+    listing = tmp_path / "clips.csv"
+    listing.write_text(f"clip_id,uri,labels\nt,{clips['tone']},Bird\n")
+    code, out, err, took = _run(["annotate", "--manifest", str(listing), "--model", str(model),
+                                 "--features", str(tmp_path / "f"), "--output", str(tmp_path / "o"),
+                                 "--ontology", "http://127.0.0.1:1/ontology.json"], capsys)
+    _one_line_error(code, err, "ontology")
+    assert not (tmp_path / "f").exists() and not (tmp_path / "o").exists() and took < 20
+
+
+def test_the_log_file_masks_secrets_too(tmp_path):
+    """Tracebacks and library warnings go to the job's log file through one formatter that redacts."""
+    import logging
+
+    from acoustic_env.distributed.session import LOG_FORMAT, RedactingFormatter
+
+    handler = logging.FileHandler(tmp_path / "job.log")
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+    log = logging.getLogger("hostile-test")
+    log.addHandler(handler)
+    try:
+        try:
+            raise OSError("cannot open https://KEYSECRET:PWSECRET@host/a.wav?X-Amz-Signature=SIGSECRET")
+        except OSError:
+            log.exception("read failed for %s", "https://host/b.wav?token=TOKSECRET")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "job.log").read_text()
+    assert "host/a.wav" in text and "Traceback" in text
+    _no_secret(text)
