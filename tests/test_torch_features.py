@@ -1,0 +1,122 @@
+"""The torch feature stages against the numpy fast paths they mirror, clip batch by clip batch.
+
+Each torch stage gets the same clips as the fast path, batched (several clips as one
+tensor, and a batch of mixed lengths), and must agree within the tolerances the fast
+paths themselves are held to against the libraries (tests/test_fast_features.py):
+
+* separation: fg to 1e-6 of its RMS (float64 like noisereduce), bg = clip - fg exactly;
+* indices: all 60 to 1e-6 relative (1e-9 absolute), NaN where the fast path has NaN;
+* spectral statistics: 1e-6 dB;
+* MPS grid: 1e-4 in log10 power (single precision FFTs, like the fast path);
+* the whole batch stage (``batch_features``) against ``cpu_features``: raw to 1e-6 relative,
+  fg and bg to the issue's 1e-3, non-finite counts equal.
+
+Every test runs on CPU, and on CUDA where torch sees a device (skipped with the reason here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_fast_features import _rms
+
+from acoustic_env.config import FeatureParams
+from acoustic_env.features import cpu_features
+from acoustic_env.features.fast import indices as fast_indices
+from acoustic_env.features.fast import mps as fast_mps
+from acoustic_env.features.fast import separation as fast_separation
+from acoustic_env.features.fast import spectral as fast_spectral
+from acoustic_env.features.reference.indices import INDEX_NAMES
+from acoustic_env.features.torch import buckets
+from acoustic_env.features.torch import indices as torch_indices
+from acoustic_env.features.torch import mps as torch_mps
+from acoustic_env.features.torch import separation as torch_separation
+from acoustic_env.features.torch import spectral as torch_spectral
+from acoustic_env.features.torch.batch import batch_features
+
+SR = 16000
+PARAMS = FeatureParams()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                reason="no CUDA device on this machine"))]
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, np.ndarray]:
+    """1.5-s clips reaching the edge cases: tones (the gate closes), noise, a chirp, a gap of zeros, silence."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.5 * SR)) / SR
+    gap = rng.standard_normal(t.size)
+    gap[SR // 2 : SR] = 0.0
+    return {
+        "tones": _rms(np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+                      + 0.3 * np.sin(2 * np.pi * 3000 * t)),
+        "noise": _rms(rng.standard_normal(t.size)),
+        "chirp": _rms(np.sin(2 * np.pi * (200 * t + 1400 * t**2)) + 0.01 * rng.standard_normal(t.size)),
+        "gap": _rms(gap),
+        "near_silence": (1e-7 * rng.standard_normal(t.size)).astype(np.float32),
+        "silence": np.zeros(t.size, dtype=np.float32),
+    }
+
+
+def _batch(clips: dict[str, np.ndarray], device: str) -> torch.Tensor:
+    return torch.from_numpy(np.stack(list(clips.values()))).to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_separation_matches_the_fast_path(clips, device):
+    fg, bg = torch_separation.separate(_batch(clips, device), SR, PARAMS)
+    assert fg.dtype == bg.dtype == torch.float32 and fg.device.type == device
+    for i, (name, x) in enumerate(clips.items()):
+        ffg, _ = fast_separation.separate(x, SR, PARAMS)
+        tfg = fg[i].cpu().numpy()
+        np.testing.assert_array_equal(bg[i].cpu().numpy(), x - tfg, err_msg=name)
+        rms = float(np.sqrt(np.mean(ffg.astype(np.float64) ** 2)))
+        np.testing.assert_allclose(tfg, ffg, rtol=0, atol=1e-6 * rms, err_msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_indices_and_spectral_statistics_match_the_fast_path(clips, device):
+    """All 60 indices one by one, and the spectral statistics from the same spectrogram."""
+    indices, sxx = torch_indices.indices_and_psd(_batch(clips, device), SR, PARAMS)
+    spectral = torch_spectral.spectral_stats(sxx, SR, PARAMS).cpu().numpy()
+    indices = indices.cpu().numpy()
+    assert indices.shape == (len(clips), len(INDEX_NAMES))
+    for i, (name, x) in enumerate(clips.items()):
+        fast, fast_sxx = fast_indices.indices_and_psd(x, SR, PARAMS)
+        for j, index in enumerate(INDEX_NAMES):
+            np.testing.assert_allclose(indices[i, j], fast[j], rtol=1e-6, atol=1e-9, equal_nan=True,
+                                       err_msg=f"{index} of {name}")
+        np.testing.assert_allclose(spectral[i], fast_spectral.spectral_stats(fast_sxx, SR, PARAMS), rtol=0, atol=1e-6,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mps_grid_matches_the_fast_path(clips, device):
+    grids = torch_mps.mps_grid(_batch(clips, device), SR, PARAMS).cpu().numpy()
+    for i, (name, x) in enumerate(clips.items()):
+        fast = fast_mps.mps_grid(x, SR, PARAMS)
+        assert grids[i].shape == fast.shape, name
+        if not np.any(fast):
+            assert not np.any(grids[i]), name
+            continue
+        np.testing.assert_allclose(grids[i], fast, rtol=0, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_features_equal_cpu_features_on_mixed_lengths(clips, device):
+    """The whole stage on a batch of two lengths (two groups), in the batch's order, with the same columns."""
+    batch = [clips["chirp"][:SR], clips["gap"][: 3 * SR // 4], clips["silence"][:SR], clips["tones"][: 3 * SR // 4]]
+    assert {n: list(rows) for n, rows in buckets(batch).items()} == {3 * SR // 4: [1, 3], SR: [0, 2]}
+    out, seconds = batch_features(batch, SR, PARAMS, device)
+    assert set(seconds) == {"separate", "indices", "spectral", "mps"} and all(s > 0 for s in seconds.values())
+    for i, x in enumerate(batch):
+        ref, _ = cpu_features(x, SR, PARAMS)
+        assert set(out) == set(ref)
+        assert out["nonfinite_features"][i] == ref["nonfinite_features"], i
+        for col, vec in ref.items():
+            if col == "nonfinite_features":
+                continue
+            assert out[col].dtype == np.float32 and out[col].shape == (len(batch), vec.size), col
+            tol = 1e-4 if col.startswith("mps") else 1e-6 if col.endswith("raw") else 1e-3
+            np.testing.assert_allclose(out[col][i], vec, rtol=tol, atol=1e-6, err_msg=f"{col} of clip {i}")
