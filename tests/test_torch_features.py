@@ -19,9 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import tone_clip
 from test_fast_features import _rms
 
-from acoustic_env.config import FeatureParams
+from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audio.rows import CPU_PREFIX, row_schema
+from acoustic_env.audio.stages import cpu_vector_columns, decode_batch, features_batch, stages, vector_columns
+from acoustic_env.config import ExtractConfig, FeatureParams, from_dict
 from acoustic_env.features import cpu_features
 from acoustic_env.features.fast import indices as fast_indices
 from acoustic_env.features.fast import mps as fast_mps
@@ -120,3 +124,33 @@ def test_batch_features_equal_cpu_features_on_mixed_lengths(clips, device):
             assert out[col].dtype == np.float32 and out[col].shape == (len(batch), vec.size), col
             tol = 1e-4 if col.startswith("mps") else 1e-6 if col.endswith("raw") else 1e-3
             np.testing.assert_allclose(out[col][i], vec, rtol=tol, atol=1e-6, err_msg=f"{col} of clip {i}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_extract_feature_stage_takes_the_torch_path_on_a_device(tmp_path, device):
+    """``features_batch(device=...)``, as the extract's actors call it on a GPU node: the numpy path's
+    columns within the tolerances above, error rows passed through, device seconds per stage per clip."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    tone_clip(clips / "a.wav", seconds=1.0)
+    tone_clip(clips / "b.wav", seconds=0.75, freq=880.0, seed=1)
+    tone_clip(clips / "c.wav", seconds=1.0, freq=2000.0, seed=2)
+    (clips / "d.wav").write_bytes(b"not audio at all")
+    cfg = from_dict(ExtractConfig, {"manifest": str(clips), "output": str(tmp_path / "out"), "progress": False})
+    table = read_manifest(cfg.manifest, cfg.audio_root).table
+    schema = row_schema(table.schema, vector_columns(cfg), stages(cfg))
+    decoded = decode_batch(table, cfg, schema)
+    numpy_done = features_batch(decoded, cfg, schema)
+    torch_done = features_batch(decoded, cfg, schema, device=device)
+    assert torch_done.schema == numpy_done.schema
+    assert torch_done["error_type"].to_pylist() == numpy_done["error_type"].to_pylist() == [None, None, None, "not_audio"]
+    for col in cpu_vector_columns(cfg):
+        for i in range(3):
+            tol = 1e-4 if col.startswith("mps") else 1e-6 if col.endswith("raw") else 1e-3
+            np.testing.assert_allclose(torch_done[col][i].values.to_numpy(), numpy_done[col][i].values.to_numpy(),
+                                       rtol=tol, atol=1e-6, err_msg=f"{col} of clip {i}")
+        assert torch_done[col][3].as_py() is None
+    assert torch_done["nonfinite_features"].to_pylist() == numpy_done["nonfinite_features"].to_pylist()
+    for stage in ("separate", "indices", "spectral", "mps"):
+        seconds = torch_done[f"{CPU_PREFIX}{stage}"].to_numpy()
+        assert (seconds[:3] > 0).all() and seconds[3] == 0, stage
