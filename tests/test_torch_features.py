@@ -16,6 +16,11 @@ Every test runs on CPU, and on CUDA where torch sees a device (skipped with the 
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +159,35 @@ def test_the_extract_feature_stage_takes_the_torch_path_on_a_device(tmp_path, de
     for stage in ("separate", "indices", "spectral", "mps"):
         seconds = torch_done[f"{CPU_PREFIX}{stage}"].to_numpy()
         assert (seconds[:3] > 0).all() and seconds[3] == 0, stage
+
+
+@pytest.mark.slow
+def test_the_benchmark_prints_both_paths(capsys, monkeypatch):
+    """benchmarks/gpu_features.py on CPU, tiny: both rates, the stage seconds and the differences."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_features.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # as when run as a script: benchmarks/machine.py
+    spec = importlib.util.spec_from_file_location("bench_gpu_features", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # the pool's workers find its functions by module name
+    spec.loader.exec_module(module)
+    assert module.main(["--device", "cpu", "--clips", "2", "--seconds", "1", "--batch-size", "2", "--pool", "1",
+                        "--compare", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| numpy `cpu_features`, pool of 1 processes |" in out and "| torch `batch_features` on cpu" in out
+    assert "Device seconds per stage" in out and "Largest difference torch − numpy" in out and "mps_raw" in out
+
+
+@pytest.mark.slow
+def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
+    """``acoustic-env extract --device cuda`` on a machine with no GPU: exit 2 and one line naming the flag."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda is valid here")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    tone_clip(clips / "a.wav")
+    out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--manifest", str(clips), "--output",
+                          str(tmp_path / "out"), "--device", "cuda", "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert ("acoustic-env: error: device: --device cuda, but the Ray cluster has no 'GPU' resource "
+            "(use --device auto or cpu)") in out.stderr.splitlines()
