@@ -191,3 +191,26 @@ def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert ("acoustic-env: error: device: --device cuda, but the Ray cluster has no 'GPU' resource "
             "(use --device auto or cpu)") in out.stderr.splitlines()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_features_embed_raw_fg_and_bg_in_the_same_pass(clips, device, tmp_path):
+    """With an embedder (YAMNet, seeded random weights), the pass adds its columns for raw, fg and bg:
+    the embedder's own output on those signals, and within cosine 0.999 of it on the fast path's fg/bg."""
+    from acoustic_env.embedders.factory import load_embedder
+
+    yamnet = load_embedder("yamnet", device=device, allow_random_weights=True, cache_dir=str(tmp_path))
+    batch = [clips["chirp"][:SR], clips["noise"][:SR]]
+    out, seconds = batch_features(batch, SR, PARAMS, device, embedders={"yamnet": yamnet})
+    assert seconds["embed_yamnet"] > 0
+    fg, bg = torch_separation.separate(torch.from_numpy(np.stack(batch)).to(device), SR, PARAMS)
+    for name, signal in (("raw", np.stack(batch)), ("fg", fg.cpu().numpy()), ("bg", bg.cpu().numpy())):
+        for col, expected in yamnet.embed(signal).items():
+            key = col if name == "raw" else f"{col}_{name}"
+            np.testing.assert_array_equal(out[key], expected, err_msg=key)
+    fast = [fast_separation.separate(x, SR, PARAMS) for x in batch]
+    for j, name in ((0, "fg"), (1, "bg")):
+        ref = yamnet.embed(np.stack([f[j] for f in fast]))["yamnet"]
+        got = out[f"yamnet_{name}"]
+        cos = np.sum(got * ref, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+        assert (cos >= 0.999).all(), (name, cos)

@@ -4,12 +4,19 @@ The clips cross to the device once per length group (``buckets``), every stage r
 the group as one tensor (separation, then indices, spectral statistics and MPS of each
 signal), and the vectors come back once. Same columns, same float32 conversion and
 same non-finite rule as :func:`acoustic_env.features.cpu_features`.
+
+Given embedders, the same pass also embeds each signal (raw, and fg and bg from the
+separation just computed): columns ``<column>`` for raw as the extract names them, and
+``<column>_fg``, ``<column>_bg``. The embedders' own API takes numpy arrays, so the
+separated signals come back to the host once and the embedder moves them to its device:
+one round trip per signal group, not the single crossing a fused front end would allow.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +30,14 @@ from acoustic_env.features.torch import separation as torch_separation
 from acoustic_env.features.torch import spectral as torch_spectral
 
 
-def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, device: str
-                   ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, device: str,
+                   embedders: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Feature matrices ``<stage>_<signal>`` [clips, width] (float32) and ``nonfinite_features`` [clips].
 
     Also the wall seconds per stage (every one of ``STAGES``, the device synchronised
-    at each stage's end so the time is the stage's), for the whole batch.
+    at each stage's end so the time is the stage's), for the whole batch; with
+    ``embedders`` (name → loaded ``Embedder``), their columns per signal and
+    ``embed_<name>`` seconds.
     """
     dev = torch.device(device)
     seconds = dict.fromkeys(STAGES, 0.0)
@@ -48,6 +57,14 @@ def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, 
                 nonfinite[rows] += bad.sum(axis=1, dtype=np.int32)
                 col = out.setdefault(f"{stage}_{name}", np.zeros((len(clips), vec32.shape[1]), dtype=np.float32))
                 col[rows] = np.where(bad, np.float32(0.0), vec32)
+        for emb_name, embedder in (embedders or {}).items():
+            with _timed(seconds, f"embed_{emb_name}", dev):
+                for name in ("raw", "fg", "bg"):
+                    if name not in signals:
+                        continue
+                    for col, m in embedder.embed(signals[name].cpu().numpy()).items():
+                        key = col if name == "raw" else f"{col}_{name}"
+                        out.setdefault(key, np.zeros((len(clips), m.shape[1]), dtype=np.float32))[rows] = m
     out["nonfinite_features"] = nonfinite
     return out, seconds
 
@@ -78,4 +95,4 @@ class _timed:
     def __exit__(self, *exc: object) -> None:
         if self.dev.type == "cuda":
             torch.cuda.synchronize(self.dev)
-        self.seconds[self.stage] += time.perf_counter() - self.t0
+        self.seconds[self.stage] = self.seconds.get(self.stage, 0.0) + time.perf_counter() - self.t0

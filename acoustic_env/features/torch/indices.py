@@ -6,8 +6,9 @@ float64, so the two agree to rounding. What the fast path does with scipy is don
 * medians by one sort (numpy's: the mean of the two middle values for an even count);
 * the connected regions of ``region_of_interest_index`` by label propagation: every
   pixel above the low level starts with its own label and takes the largest label of
-  its 8 neighbours (a 3×3 max-pool) and then the label of the pixel its label names,
-  until no label changes; then areas and bounding boxes by ``scatter_reduce``;
+  its runs along time and frequency (segmented maxima), of its 8 neighbours (a 3×3
+  max-pool) and of the pixel its label names, until no label changes; then areas and
+  bounding boxes by ``scatter_reduce``;
 * the band, bin and third-octave selections are constant matrices or slices built once
   from the frequency axis (it is the same for every clip of the batch).
 
@@ -38,7 +39,7 @@ from acoustic_env.features.fast.indices import (
 
 _MIN = sys.float_info.min
 _DTYPE = torch.float64
-_PROPAGATE_CHECK = 4  # label-propagation rounds between convergence checks (each check syncs a GPU)
+_PROPAGATE_CHECK = 2  # label-propagation rounds between convergence checks (each check syncs a GPU)
 
 
 def indices_and_psd(x: torch.Tensor, sr: int, params: FeatureParams) -> tuple[torch.Tensor, torch.Tensor]:
@@ -378,19 +379,38 @@ def _roi_index(sxx: torch.Tensor, tn: np.ndarray, fn: np.ndarray) -> list[torch.
 def _label(active: torch.Tensor) -> tuple[torch.Tensor, int]:
     """8-connected components of each [f, t] image: every pixel labelled with its region's largest pixel number + 1.
 
-    Each round takes the largest label of the 3×3 neighbourhood, then jumps: a pixel
-    takes the label held by the pixel its label names (a pixel of the same region, whose
-    label is at least as large), so a label crosses a long region in a few rounds.
+    Each round gives every run of active pixels along time, then along frequency, its
+    largest label (a segmented max: a long line settles at once), takes the largest label
+    of the 3×3 neighbourhood (the diagonal links), then jumps: a pixel takes the label held
+    by the pixel its label names (of the same region, and at least as large).
     Returns (labels [clip, f, t] int64, 0 outside regions; the largest possible label).
     """
     n = active.numel()
     ids = torch.arange(1, n + 1, dtype=_DTYPE, device=active.device).view(active.shape)
     labels = torch.where(active, ids, 0.0)  # float64 holds pixel numbers exactly; max_pool2d wants floats
+    runs_t, runs_f = _runs(active), _runs(active.transpose(1, 2)).transpose(1, 2)
     while True:
         before = labels
         for _ in range(_PROPAGATE_CHECK):
+            labels = _run_max(labels, runs_t)
+            labels = _run_max(labels, runs_f)
             labels = torch.where(active, torch.nn.functional.max_pool2d(labels[:, None], 3, 1, 1)[:, 0], 0.0)
-            flat = labels.flatten()
-            labels = torch.where(active, flat[(labels.long() - 1).clamp(min=0)], 0.0)
+            labels = torch.where(active, labels.flatten()[(labels.long() - 1).clamp(min=0)], 0.0)
         if torch.equal(labels, before):
             return labels.long(), n
+
+
+def _runs(active: torch.Tensor) -> torch.Tensor:
+    """A number for every run of active pixels along the last axis, unique over the tensor (0 for inactive)."""
+    start = active.clone()
+    start[..., 1:] &= ~active[..., :-1]
+    return torch.where(active, torch.cumsum(start.flatten(), 0).view(active.shape), 0)
+
+
+def _run_max(labels: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
+    """Every pixel of a run given the largest label in the run (inactive pixels keep 0)."""
+    flat = runs.flatten()
+    best = torch.zeros(int(flat.max()) + 1, dtype=labels.dtype, device=labels.device)
+    best = best.scatter_reduce(0, flat, labels.flatten(), "amax")
+    best[0] = 0.0
+    return best[flat].view(labels.shape)
