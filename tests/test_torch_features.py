@@ -214,3 +214,14 @@ def test_batch_features_embed_raw_fg_and_bg_in_the_same_pass(clips, device, tmp_
         got = out[f"yamnet_{name}"]
         cos = np.sum(got * ref, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
         assert (cos >= 0.999).all(), (name, cos)
+
+
+def test_stationary_gating_is_the_fast_paths():
+    """noisereduce's stationary gating is delegated (as the fast path delegates it to noisereduce)."""
+    params = FeatureParams(nr_stationary=True)
+    x = np.stack([_rms(np.random.default_rng(3).standard_normal(SR)), _rms(np.sin(np.arange(SR) / 5.0))])
+    fg, bg = torch_separation.separate(torch.from_numpy(x), SR, params)
+    for i in range(2):
+        ffg, fbg = fast_separation.separate(x[i], SR, params)
+        np.testing.assert_array_equal(fg[i].numpy(), ffg)
+        np.testing.assert_array_equal(bg[i].numpy(), fbg)
