@@ -176,12 +176,12 @@ def markdown(costs: dict[str, dict[str, float]], pipe: dict[str, dict[str, float
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    """Put this script's section into RESULTS.md, replacing its previous one and keeping the rest."""
+def write_section(text: str, path: Path = RESULTS, heading: str = HEADING) -> None:
+    """Put a script's section (this one's by default) into RESULTS.md, replacing its previous one and keeping the rest."""
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if HEADING in old:
-        start = old.index(HEADING)
-        nxt = old.find("\n## ", start + len(HEADING))
+    if heading in old:
+        start = old.index(heading)
+        nxt = old.find("\n## ", start + len(heading))
         old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1:] if nxt >= 0 else "")
     path.write_text(old.rstrip("\n") + "\n\n" + text)
 

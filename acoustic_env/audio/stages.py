@@ -99,9 +99,12 @@ def decode_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema) -> pa.T
     return redact_columns(conform(batch, schema, columns), cfg.redact_query_params)
 
 
-def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_audio: bool = True) -> pa.Table:
+def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_audio: bool = True,
+                   device: str | None = None) -> pa.Table:
     """Separation, indices, spectral statistics and MPS for each decoded clip of a batch.
 
+    ``device`` None: the numpy path (``features.impl``), clip by clip; a torch device
+    (``"cuda"``): the torch path, the batch's clips as tensors on it (``features.torch``).
     ``keep_audio=False`` (no embedder follows) drops the audio here, so that only
     feature vectors travel on to the writer.
     """
@@ -112,17 +115,13 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
     matrices = {col: np.zeros((n, d), dtype=np.float32) for col, d in widths.items()}
     nonfinite = np.zeros(n, dtype=np.int32)
     cpu = {s: np.zeros(n) for s in FEATURE_STAGES}
-    for i in np.flatnonzero(failures.ok):
-        try:
-            feats, seconds = cpu_features(views[i], cfg.decode.sample_rate, cfg.features)
-        except Exception as exc:  # noqa: BLE001 - a bad clip must never take the batch down
-            failures.fail(i, exc, "features")
-            continue
+    compute = _clip_features if device is None else _device_features(device)
+    for rows, feats, seconds in compute(views, np.flatnonzero(failures.ok), cfg, failures):
         for col, m in matrices.items():
-            m[i] = feats[col]
-        nonfinite[i] = feats["nonfinite_features"]
+            m[rows] = feats[col]
+        nonfinite[rows] = feats["nonfinite_features"]
         for s, v in seconds.items():
-            cpu[s][i] = v
+            cpu[s][rows] = v / rows.size
     valid = failures.ok
     columns: dict[str, Any] = {col: vector_array(m, valid) for col, m in matrices.items()}
     columns["nonfinite_features"] = masked(nonfinite, valid, pa.int32())
@@ -131,6 +130,47 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
     if not keep_audio:
         columns[AUDIO] = pa.nulls(n, schema.field(AUDIO).type)
     return conform(batch, schema, columns)
+
+
+#: (rows, their features, seconds per stage for all of them) for the clips ``todo`` of a batch
+FeatureGroups = Iterator[tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]]
+
+
+def _clip_features(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig, failures: Failures) -> FeatureGroups:
+    """The numpy path: ``cpu_features`` per clip, CPU seconds per stage."""
+    for i in todo:
+        try:
+            feats, seconds = cpu_features(views[i], cfg.decode.sample_rate, cfg.features)
+        except Exception as exc:  # noqa: BLE001 - a bad clip must never take the batch down
+            failures.fail(i, exc, "features")
+            continue
+        yield np.array([i]), feats, seconds
+
+
+def _device_features(device: str):
+    """The torch path on ``device``: the clips as one pass (``batch_features``), wall seconds per stage.
+
+    If the batch fails as a whole, each clip is retried alone, so that one bad clip
+    becomes one error row.
+    """
+    from acoustic_env.features.torch.batch import batch_features  # torch: only where this path runs
+
+    def compute(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig, failures: Failures) -> FeatureGroups:
+        if not todo.size:
+            return
+        sr = cfg.decode.sample_rate
+        try:
+            yield (todo, *batch_features([views[i] for i in todo], sr, cfg.features, device))
+            return
+        except Exception:  # noqa: BLE001 - isolate the clip that broke the batch
+            pass
+        for i in todo:
+            try:
+                yield (np.array([i]), *batch_features([views[i]], sr, cfg.features, device))
+            except Exception as exc:  # noqa: BLE001
+                failures.fail(i, exc, "features")
+
+    return compute
 
 
 class CpuFeatureStage:
@@ -146,13 +186,14 @@ class CpuFeatureStage:
     as the machine on cores the other actors need (on 2 cores that halves a process pool).
     """
 
-    def __init__(self, cfg: ExtractConfig, schema: pa.Schema):
+    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, device: str | None = None):
         self._threads = threadpool_limits(limits=1)  # kept: the limits hold while it lives
         self.cfg = cfg
         self.schema = schema
+        self.device = device  # None: the numpy features; "cuda": the torch path (see features_batch)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return features_batch(decode_batch(batch, self.cfg, self.schema), self.cfg, self.schema)
+        return features_batch(decode_batch(batch, self.cfg, self.schema), self.cfg, self.schema, device=self.device)
 
 
 class FeatureWriterStage(CpuFeatureStage):
@@ -165,16 +206,17 @@ class FeatureWriterStage(CpuFeatureStage):
     (:func:`features_and_write`), so progress streams while a large block is worked on.
     """
 
-    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str, meta: dict[str, Any]):
-        super().__init__(cfg, schema)
+    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str, meta: dict[str, Any],
+                 device: str | None = None):
+        super().__init__(cfg, schema, device)
         self.target = {"output": output, "run_id": run_id, "meta": meta}
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        yield from features_and_write(batch, self.cfg, self.schema, **self.target)
+        yield from features_and_write(batch, self.cfg, self.schema, **self.target, device=self.device)
 
 
 def features_and_write(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str,
-                       meta: dict[str, Any]) -> Iterator[pa.Table]:
+                       meta: dict[str, Any], device: str | None = None) -> Iterator[pa.Table]:
     """Decode and featurise ``cfg.batch_size`` clips at a time; write a part per ``cfg.write_batch_size`` rows.
 
     Yields each part's one-row summary (:func:`write_batch`). Audio is held for one small
@@ -182,7 +224,8 @@ def features_and_write(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, o
     """
     for start in range(0, batch.num_rows, cfg.write_batch_size):
         rows = batch.slice(start, cfg.write_batch_size)
-        done = [features_batch(decode_batch(rows.slice(i, cfg.batch_size), cfg, schema), cfg, schema, keep_audio=False)
+        done = [features_batch(decode_batch(rows.slice(i, cfg.batch_size), cfg, schema), cfg, schema, keep_audio=False,
+                               device=device)
                 for i in range(0, rows.num_rows, cfg.batch_size)]
         yield write_batch(pa.concat_tables(done), output, run_id, meta)
 

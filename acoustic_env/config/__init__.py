@@ -194,7 +194,7 @@ class ExtractConfig(Section):
     weights_cache: str | None = _location(None, help="model cache directory or URI "
                                                   "(default: $ACOUSTIC_ENV_MODEL_CACHE, "
                                                   "else ~/.cache/acoustic-env/models)")
-    device: str = _device("embedder")
+    device: str = _device("feature and embedder")
     # Embedder actors request a fraction of one ("GPU" on real clusters; a custom
     # resource stands in for it in tests).
     accelerator_resource: str = option("GPU", nonempty=True, help="cluster resource that marks an accelerator")

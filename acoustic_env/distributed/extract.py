@@ -40,7 +40,7 @@ from acoustic_env.audio.stages import (
     vector_columns,
     write_batch,
 )
-from acoustic_env.config import ExtractConfig
+from acoustic_env.config import ConfigError, ExtractConfig
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.embedders.registry import get
 from acoustic_env.errors import OutputWriteError
@@ -79,7 +79,8 @@ class Resources:
     the embedders, sharing all but ``task_cpus × write_slots`` CPUs, which the writer
     actors (:class:`PartWriter`, at most ``write_slots``) use. Embedders on accelerators:
     one actor per embedder per accelerator, each holding ``1 / n_embedders`` of it (so the three share one card) and a quarter CPU to
-    feed it. Embedders on CPU: one actor per embedder per 8 CPUs.
+    feed it. Embedders on CPU: one actor per embedder per 8 CPUs. Features on GPUs (``feature_gpus`` > 0,
+    the torch path): each decode+feature actor also holds that share of one, half the cards with embedders.
     """
 
     actor_cpus: float
@@ -89,20 +90,31 @@ class Resources:
     embed_on_accelerator: bool
     embed_resources: dict[str, float]
     embed_actors: int
+    feature_gpus: float = 0.0
 
 
 def plan_extract_resources(cluster: dict[str, float], n_embedders: int = 0, accelerator: str = "GPU",
                            device: str = "auto") -> Resources:
-    """Size the pools from the cluster's resources so that every core runs stage work."""
+    """Size the pools from the cluster's resources so that every core runs stage work.
+
+    The torch feature path runs where the accelerator is a CUDA GPU (``accelerator``
+    "GPU") and ``device`` is not "cpu"; ``device`` "cuda" on a cluster without one is a
+    ConfigError naming the flag.
+    """
     cpus = float(cluster.get("CPU", 1.0))
     accelerators = float(cluster.get(accelerator, 0.0))
+    if device == "cuda" and accelerators <= 0:
+        raise ConfigError(f"device: --device cuda, but the Ray cluster has no {accelerator!r} resource "
+                          "(use --device auto or cpu)")
     on_acc = n_embedders > 0 and device != "cpu" and accelerators > 0
+    features_on_gpu = device != "cpu" and accelerator == "GPU" and accelerators > 0
+    card_share = 0.5 if features_on_gpu and n_embedders else 1.0  # of each card, for the embedders
     embed_res: dict[str, float] = {}
     embed_actors = 0
     embed_cpus = 0.0
     if n_embedders and on_acc:
         embed_actors = max(1, math.floor(accelerators))
-        share = round(1.0 / n_embedders, 4)
+        share = math.floor(card_share / n_embedders * 1e4) / 1e4
         embed_res = {"num_cpus": 0.25, accelerator: share}
         embed_cpus = 0.25 * n_embedders * embed_actors
     elif n_embedders:
@@ -119,8 +131,13 @@ def plan_extract_resources(cluster: dict[str, float], n_embedders: int = 0, acce
     # places an actor on one node, so a whole CPU could fit no node of a cluster of 1-CPU nodes once
     # a writer or an embedder's quarter CPU sits on each (the cluster test hung so, under load).
     actor_cpus = min(1.0 - task_cpus, math.floor(free / max_actors * 1000) / 1000)
+    feature_gpus = 0.0
+    if features_on_gpu:  # what the embedders leave of the cards, shared by the decode+feature actors
+        left = accelerators * (1.0 - card_share) if n_embedders else accelerators
+        feature_gpus = min(1.0, math.floor(left / max_actors * 1e4) / 1e4)
     return Resources(actor_cpus=actor_cpus, max_actors=max_actors, task_cpus=task_cpus, write_slots=write_slots,
-                     embed_on_accelerator=on_acc, embed_resources=embed_res, embed_actors=embed_actors)
+                     embed_on_accelerator=on_acc, embed_resources=embed_res, embed_actors=embed_actors,
+                     feature_gpus=feature_gpus)
 
 
 def block_rows(n_rows: int, n_actors: int, batch_size: int) -> int:
@@ -268,14 +285,15 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     ds = dataset_of_blocks(blocks, metadata)
     actors = min(res.max_actors, len(blocks))  # no actor without a block to work on
     target = {"output": cfg.output, "run_id": run_id, "meta": meta}
-    feature_pool = {"batch_format": "pyarrow", "num_cpus": res.actor_cpus,
+    feature_device = "cuda" if res.feature_gpus else None  # None: the numpy features
+    feature_pool = {"batch_format": "pyarrow", "num_cpus": res.actor_cpus, "num_gpus": res.feature_gpus or None,
                     "compute": ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2)}
     if not cfg.embedders:  # whole blocks in; a summary out per part, as each is written
         ds = ds.map_batches(FeatureWriterStage, batch_size=None, **feature_pool,
-                            fn_constructor_kwargs={"cfg": cfg, "schema": schema, **target})
+                            fn_constructor_kwargs={"cfg": cfg, "schema": schema, **target, "device": feature_device})
     else:
         ds = ds.map_batches(CpuFeatureStage, batch_size=bs, **feature_pool,
-                            fn_constructor_kwargs={"cfg": cfg, "schema": schema})
+                            fn_constructor_kwargs={"cfg": cfg, "schema": schema, "device": feature_device})
     torch_device = "cuda" if res.embed_on_accelerator and cfg.accelerator_resource == "GPU" else "cpu"
     for name in cfg.embedders:
         extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
@@ -316,7 +334,7 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
         progress.close()
     t_end = time.monotonic()
     totals["resources"] = {**dataclasses.asdict(res), "rows_per_block": rows,
-                           "torch_device": torch_device if cfg.embedders else None}
+                           "torch_device": torch_device if cfg.embedders else None, "feature_device": feature_device}
     # Where the time went: joining/starting Ray, reading the rest of the clip list into blocks,
     # then the stream (its first part includes the actors' start-up: processes, imports, the
     # first batch).
