@@ -15,6 +15,11 @@ probabilities, not the best classifier.
   there stops improving.
 * ``mlp``: the training job's network with its default hyper-parameters
   (``learn.mlp_estimator``).
+* ``forest``, ``svm``, ``knn``: a random forest, an RBF support-vector machine
+  (Platt-scaled probabilities) and k-nearest neighbours (distance-weighted) on
+  standardised inputs: the other models the studies we follow compared. Train
+  scores them on the same folds; none has a pickle-free saved form, so none
+  becomes the saved model (``learn.portable``).
 
 ``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
 of the rows (a fold may lack a class, or a multi-label column may be constant
@@ -32,9 +37,9 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from acoustic_env.config import CLASSIFIERS, ConfigError
+from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
 
-ESTIMATORS = CLASSIFIERS  # the names are declared with the configs that choose among them
+ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES)  # the names are declared with the configs that choose among them
 PARAMS: dict[str, dict[str, Any]] = {
     # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest
     # class has too few clips for an inner CV.
@@ -42,6 +47,9 @@ PARAMS: dict[str, dict[str, Any]] = {
     "xgboost": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.8,
                 "colsample_bytree": 0.5, "tree_method": "hist", "verbosity": 0, "early_stopping_rounds": 30},
     "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4},
+    "forest": {"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt"},
+    "svm": {"C": 1.0, "gamma": "scale"},
+    "knn": {"n_neighbors": 15, "weights": "distance"},
 }
 
 
@@ -94,7 +102,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             smallest = int(np.minimum(positives, len(target) - positives).min())
         else:
             smallest = int(np.bincount(target).min())
-        self.model_ = self._build(target.ndim == 2, smallest)
+        self.model_ = self._build(target.ndim == 2, smallest, len(target))
         if eval_set is not None and self.name == "xgboost":
             x_val, y_val = eval_set[0], np.asarray(eval_set[1])
             if not multi:  # rows of a class the training rows lack cannot be scored
@@ -122,9 +130,18 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             return np.searchsorted(self.columns_, y)
         return y[:, self.columns_] if len(self.columns_) > 1 else y[:, self.columns_[0]]
 
-    def _build(self, multi_label: bool, smallest_class: int) -> Any:
+    def _build(self, multi_label: bool, smallest_class: int, n_rows: int) -> Any:
         """The wrapped estimator; ``smallest_class`` (clips of the rarest class, or label value) bounds the inner CV."""
         p = self.params
+        if self.name in EXTRA_BASELINES:
+            from sklearn.ensemble import RandomForestClassifier
+            from sklearn.neighbors import KNeighborsClassifier
+            from sklearn.svm import SVC
+
+            clf = (RandomForestClassifier(**p, random_state=self.seed, n_jobs=self.threads) if self.name == "forest"
+                   else SVC(**p, probability=True, random_state=self.seed) if self.name == "svm"
+                   else KNeighborsClassifier(**{**p, "n_neighbors": min(p["n_neighbors"], n_rows)}))
+            return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
         if self.name == "logreg":
             inner = min(p["inner_folds"], smallest_class)
             clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=inner, scoring="neg_log_loss",
