@@ -48,6 +48,33 @@ def test_folds_never_split_a_group_and_every_fit_excludes_the_held_out_groups():
         assert len(held) == 1  # exactly one fold held out, fitted on all the others
 
 
+def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(monkeypatch):
+    """Nested: logistic regression's C search runs grouped CV inside each outer training set, never beyond it."""
+    from acoustic_env.learn import cv as cv_module
+
+    x, y, groups = _blobs(120)
+    folds = assign_folds(y, groups, ("a", "b"), 5, seed=3, field="cv_folds")
+    fitted, train_sets = [], []
+    real = cv_module.make_estimator
+    monkeypatch.setattr(cv_module, "make_estimator", lambda *a, **kw: fitted.append(real(*a, **kw)) or fitted[-1])
+
+    def prepare(train_rows: np.ndarray) -> np.ndarray:
+        train_sets.append(np.flatnonzero(train_rows))
+        return x
+
+    cross_validate(prepare, y, folds, "single_label", 2, ["logreg"], groups=groups)
+    assert len(fitted) == len(train_sets) == 5
+    for est, rows in zip(fitted, train_sets):
+        evaluating = set(np.unique(folds)) - set(folds[rows])
+        assert len(evaluating) == 1 and est.model_[-1].cv is est.search_splits_  # the search used these folds
+        assert len(est.search_splits_) == 3
+        for fit_on, scored in est.search_splits_:
+            fit_on, scored = rows[fit_on], rows[scored]  # back to the table's rows
+            assert not set(folds[scored]) & evaluating and not set(folds[fit_on]) & evaluating
+            assert not set(groups[scored]) & set(groups[fit_on])  # grouped inside too
+            assert sorted([*fit_on, *scored]) == sorted(rows)
+
+
 def test_metrics_are_pooled_out_of_fold_not_in_sample():
     """Labels independent of 40 noise features: in-sample fits look good, out-of-fold must not."""
     rng = np.random.default_rng(1)

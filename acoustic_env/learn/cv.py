@@ -79,14 +79,19 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 
 
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
-                models: Sequence[str], seed: int = 0) -> dict[str, np.ndarray]:
-    """``{model: (n, K) probabilities}``, each row from the fold model that held it out; plus ``average``."""
+                models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``{model: (n, K) probabilities}``, each row from the fold model that held it out; plus ``average``.
+
+    ``groups``: each fold model's own search (logistic regression's C) runs grouped CV on the training folds
+    only, so no trial is scored on a clip of the fold that evaluates it (nested cross-validation).
+    """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
     for k in np.unique(folds):
         test = folds == k
         x = prepare(~test)
         for m in models:
-            est = make_estimator(m, kind, n_classes, seed).fit(x[~test], y[~test])
+            est = make_estimator(m, kind, n_classes, seed).fit(x[~test], y[~test],
+                                                               groups=None if groups is None else groups[~test])
             proba[m][test] = est.predict_proba(x[test])
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
@@ -110,9 +115,9 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str,
 
 
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
-                   models: Sequence[str], seed: int = 0) -> CVResult:
-    """Out-of-fold probabilities of every candidate and the choice among them."""
-    proba = out_of_fold(prepare, y, folds, kind, n_classes, models, seed)
+                   models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None) -> CVResult:
+    """Out-of-fold probabilities of every candidate and the choice among them (``groups``: see ``out_of_fold``)."""
+    proba = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups)
     chosen, best, scores = choose(kind, y, proba)
     return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best)
 

@@ -9,7 +9,10 @@ probabilities, not the best classifier.
 * ``logreg``: standardise + L2 logistic regression whose strength is chosen
   by an inner CV on log loss. With noisy labels the amount of regularisation
   decides whether the probabilities can be trusted, and the right amount
-  depends on the number of clips and features.
+  depends on the number of clips and features. Given ``groups``, the inner
+  folds keep every group on one side (``inner_splits``), so the search never
+  scores a C on a copy of a clip it was fitted on; inside the train job's
+  cross-validation it sees the training folds only (nested).
 * ``xgboost``: gradient-boosted trees (hist). Given an ``eval_set`` (the
   training job's validation split) it stops adding trees once the log loss
   there stops improving.
@@ -85,15 +88,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.threads = threads
 
-    def fit(self, X: np.ndarray, y: np.ndarray,
-            eval_set: tuple[np.ndarray, np.ndarray] | None = None) -> ZooClassifier:
-        """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it)."""
+    def fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None = None,
+            groups: np.ndarray | None = None) -> ZooClassifier:
+        """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it);
+        ``groups`` (one per row) for the grouped inner CV of logistic regression's C (single-label)."""
         y = np.asarray(y)
         multi = self.kind == "multi_label"
         self.classes_ = np.arange(self.n_classes)
         self.prior_ = y.mean(axis=0) if multi else np.bincount(y, minlength=self.n_classes) / len(y)
         self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
         self.model_ = None
+        self.search_splits_: list[tuple[np.ndarray, np.ndarray]] | None = None  # the C search's folds, when grouped
         if len(self.columns_) < (1 if multi else 2):
             return self
         target = self._target(y)
@@ -102,6 +107,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             smallest = int(np.minimum(positives, len(target) - positives).min())
         else:
             smallest = int(np.bincount(target).min())
+        # grouped inner folds for the single-label C search (a multi-label column could lose a class in one)
+        if self.name == "logreg" and groups is not None and target.ndim == 1:
+            self.search_splits_ = inner_splits(target, groups, min(self.params["inner_folds"], smallest), self.seed)
         self.model_ = self._build(target.ndim == 2, smallest, len(target))
         if eval_set is not None and self.name == "xgboost":
             x_val, y_val = eval_set[0], np.asarray(eval_set[1])
@@ -144,8 +152,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
         if self.name == "logreg":
             inner = min(p["inner_folds"], smallest_class)
-            clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=inner, scoring="neg_log_loss",
-                                        max_iter=p["max_iter"], use_legacy_attributes=False) if inner >= 2
+            cv = inner if self.search_splits_ is None else self.search_splits_
+            n_splits = cv if isinstance(cv, int) else len(cv)
+            clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=cv, scoring="neg_log_loss",
+                                        max_iter=p["max_iter"], use_legacy_attributes=False) if n_splits >= 2
                    else LogisticRegression(C=p["fallback_C"], max_iter=p["max_iter"]))
             return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
         if self.name == "xgboost":
@@ -156,3 +166,18 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         from acoustic_env.learn.mlp_estimator import MLPClassifier
 
         return MLPClassifier(seed=self.seed, **p)
+
+
+def inner_splits(target: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds over the rows given that keep every group on one side of each split.
+
+    Fewer folds when there are fewer groups; an empty list (no search possible) below two.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = np.asarray(groups).astype(str)
+    n = min(n_folds, len(np.unique(groups)))
+    if n < 2:
+        return []
+    splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(target)), target, groups))

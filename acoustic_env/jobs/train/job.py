@@ -177,6 +177,18 @@ def _portable(fitted: ZooClassifier, x: np.ndarray) -> Portable:
     return estimator
 
 
+def _cv_search_note(kind: str, candidates: list[str], n_folds: int, logreg: dict[str, Any]) -> str:
+    """What searched what under cross-validation, and what it cost, in one sentence (console, report, record)."""
+    fixed = [m for m in candidates if m != "logreg"]
+    note = f"{', '.join(fixed)} at fixed hyper-parameters" if fixed else ""
+    if "logreg" in candidates:
+        how = ("grouped " if kind == "single_label" else "") + f"{logreg['inner_folds']}-fold CV"
+        searched = (f"logreg's C searched over {len(logreg['Cs'])} values by {how} on the training folds only "
+                    f"(nested: {n_folds} x {logreg['inner_folds']} x {len(logreg['Cs'])} inner fits)")
+        note = f"{searched}; {note}" if note else searched
+    return note + " (the Ray Tune search of the network runs with the train/val/test split, --cv-folds 0)"
+
+
 def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
                      timings: dict[str, float], t: float) -> Outcome:
     """Grouped (or given) K-fold CV of the zoo's models; the chosen network refitted on every clip."""
@@ -199,14 +211,14 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
     result = cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds, kind, k,
-                            candidates, cfg.seed)
+                            candidates, cfg.seed, features.groups)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
 
     saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
     transforms, x = _features(cfg, features, np.ones(len(features), dtype=bool))
-    fitted = make_estimator(saved, kind, k, cfg.seed).fit(x, features.y)
+    fitted = make_estimator(saved, kind, k, cfg.seed).fit(x, features.y, groups=features.groups)
     estimator = _portable(fitted, x)
     params = dict(DEFAULT_PARAMS) if saved == "mlp" else {"model": saved, **ZOO_PARAMS[saved]}
     history = None
@@ -249,8 +261,7 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
         "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
                    for m, d in detail.items()},
     }
-    search = {"method": "no hyper-parameter search: the models were compared at fixed hyper-parameters (the Ray "
-                        "Tune search runs with the train/val/test split, --cv-folds 0)",
+    search = {"method": _cv_search_note(kind, candidates, n_folds, ZOO_PARAMS["logreg"]),
               "params": params, "best_val_score": result.scores[saved], "trials": [],
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
