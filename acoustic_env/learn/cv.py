@@ -98,7 +98,8 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     return proba
 
 
-def _ranked_best(scores: dict[str, float]) -> str:
+def best_of(scores: dict[str, float]) -> str:
+    """The model with the best score; ties go to the simplest (``ORDER``)."""
     rank = {m: (ORDER.index(m) if m in ORDER else len(ORDER)) for m in scores}
     return max(scores, key=lambda m: (round(scores[m], 12), -rank[m]))
 
@@ -111,7 +112,7 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str,
     if not saveable:
         raise ConfigError(f"baselines: none of the models compared ({', '.join(scores)}) can be saved; "
                           f"include one of {', '.join(FORMATS)}")
-    return _ranked_best(saveable), _ranked_best(scores), scores
+    return best_of(saveable), best_of(scores), scores
 
 
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,

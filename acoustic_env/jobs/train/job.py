@@ -48,7 +48,7 @@ from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.jobs.train.report import clip_predictions, write_report
 from acoustic_env.learn.artifact import save_model
-from acoustic_env.learn.cv import ORDER, cross_validate, describe, given_folds
+from acoustic_env.learn.cv import ORDER, best_of, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report
 from acoustic_env.learn.duplicates import merge_duplicate_groups, merge_lines, merge_summary
 from acoustic_env.learn.eda import explore
@@ -349,8 +349,8 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
         timings["shap_s"] = time.time() - t
 
     n_test = len(idx[TEST])
-    chosen = max((m for m in val_scores if m in FORMATS), key=val_scores.get)  # the best that can be saved
-    best = max(val_scores, key=val_scores.get)
+    chosen = best_of({m: v for m, v in val_scores.items() if m in FORMATS})  # the best that can be saved
+    best = best_of(val_scores)
     saved = chosen if cfg.saved_model == "record" else cfg.saved_model
     estimator = (from_network(net, arch, task.kind, k) if saved == "mlp" else _portable(fitted[saved], x))
     evaluation = {
