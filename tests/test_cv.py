@@ -15,9 +15,8 @@ import pytest
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.jobs.train.job import summary_lines, train
-from acoustic_env.learn.cv import AVERAGE, CVResult, choose, cross_validate, export_network, given_folds, saved_choice
+from acoustic_env.learn.cv import AVERAGE, CVResult, choose, cross_validate, describe, given_folds
 from acoustic_env.learn.metrics import evaluate, intervals
-from acoustic_env.learn.mlp import MLP, predict_proba
 from acoustic_env.learn.splits import assign_folds, leaks
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import read_features
@@ -49,6 +48,33 @@ def test_folds_never_split_a_group_and_every_fit_excludes_the_held_out_groups():
         assert len(held) == 1  # exactly one fold held out, fitted on all the others
 
 
+def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(monkeypatch):
+    """Nested: logistic regression's C search runs grouped CV inside each outer training set, never beyond it."""
+    from acoustic_env.learn import cv as cv_module
+
+    x, y, groups = _blobs(120)
+    folds = assign_folds(y, groups, ("a", "b"), 5, seed=3, field="cv_folds")
+    fitted, train_sets = [], []
+    real = cv_module.make_estimator
+    monkeypatch.setattr(cv_module, "make_estimator", lambda *a, **kw: fitted.append(real(*a, **kw)) or fitted[-1])
+
+    def prepare(train_rows: np.ndarray) -> np.ndarray:
+        train_sets.append(np.flatnonzero(train_rows))
+        return x
+
+    cross_validate(prepare, y, folds, "single_label", 2, ["logreg"], groups=groups)
+    assert len(fitted) == len(train_sets) == 5
+    for est, rows in zip(fitted, train_sets):
+        evaluating = set(np.unique(folds)) - set(folds[rows])
+        assert len(evaluating) == 1 and est.model_[-1].cv is est.search_splits_  # the search used these folds
+        assert len(est.search_splits_) == 3
+        for fit_on, scored in est.search_splits_:
+            fit_on, scored = rows[fit_on], rows[scored]  # back to the table's rows
+            assert not set(folds[scored]) & evaluating and not set(folds[fit_on]) & evaluating
+            assert not set(groups[scored]) & set(groups[fit_on])  # grouped inside too
+            assert sorted([*fit_on, *scored]) == sorted(rows)
+
+
 def test_metrics_are_pooled_out_of_fold_not_in_sample():
     """Labels independent of 40 noise features: in-sample fits look good, out-of-fold must not."""
     rng = np.random.default_rng(1)
@@ -76,14 +102,20 @@ def test_model_choice_follows_the_cross_validated_score():
     folds = assign_folds(y, groups, ("a", "b"), 4, seed=0)
     result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "xgboost"])
     assert result.scores["xgboost"] > result.scores["logreg"] + 0.2
-    assert result.chosen == "xgboost"
-    # trees are not a network: the artifact holds the best network by the same score
-    assert saved_choice(result) == "logreg"
+    assert result.chosen == result.best == "xgboost"  # trees are saved in XGBoost's own format
     tie = {"logreg": np.tile([0.4, 0.6], (4, 1)), "mlp": np.tile([0.4, 0.6], (4, 1))}
     assert choose("single_label", np.array([0, 1, 0, 1]), tie)[0] == "logreg"  # ties: the simpler model
-    only_trees = CVResult(folds=folds, proba={}, scores={"xgboost": 0.9}, chosen="xgboost")
-    with pytest.raises(ConfigError, match="baselines"):
-        saved_choice(only_trees)
+    # the average cannot be saved: it is reported as the best, never silently made the model of record
+    y4 = np.array([0, 1, 0, 1])
+    better = {"logreg": np.tile([0.5, 0.5], (4, 1)), AVERAGE: np.stack([1 - y4 * 0.9, y4 * 0.9], axis=1)}
+    assert choose("single_label", y4, better)[:2] == ("logreg", AVERAGE)
+    forest = {"logreg": better["logreg"], "forest": better[AVERAGE]}  # nor any baseline without a saved form
+    chosen, best, scores = choose("single_label", y4, forest)
+    assert (chosen, best) == ("logreg", "forest")
+    text = describe(4, 2, None, False, CVResult(np.array([0, 1, 0, 1]), forest, scores, chosen, best), chosen)
+    assert "forest scored higher (1.000 against 0.500) but has no pickle-free saved form" in text
+    with pytest.raises(ConfigError, match="baselines: none of the models compared"):
+        choose("single_label", y4, {AVERAGE: better[AVERAGE]})
 
 
 def test_group_bootstrap_is_wider_than_a_clip_bootstrap_when_groups_repeat_clips():
@@ -98,21 +130,6 @@ def test_group_bootstrap_is_wider_than_a_clip_bootstrap_when_groups_repeat_clips
     assert width(by_group["roc_auc"]) > 1.5 * width(by_clip["roc_auc"])
     assert by_group["accuracy"][0] <= float(((p > 0.5) == y).mean()) <= by_group["accuracy"][1]
     assert set(by_group) == {"roc_auc", "accuracy", "macro_f1", "accuracy_wilson"}
-
-
-@pytest.mark.parametrize("kind, k", [("single_label", 2), ("single_label", 3), ("multi_label", 3)])
-@pytest.mark.parametrize("name", ["logreg", "mlp"])
-def test_the_saved_network_computes_the_chosen_model_exactly(kind, k, name):
-    rng = np.random.default_rng(4)
-    x = (rng.standard_normal((90, 5)) * 4 + 2).astype(np.float32)  # far from standardised: the scaler must fold in
-    y = rng.integers(0, 2, (90, k)) if kind == "multi_label" else rng.integers(0, k, 90)
-    model = make_estimator(name, kind, k, seed=0).fit(x, y)
-    arch, state = export_network(model)
-    net = MLP(**arch)
-    net.load_state_dict(state)
-    np.testing.assert_allclose(predict_proba(net, x, kind, k), model.predict_proba(x), atol=1e-5)
-    with pytest.raises(ValueError, match="cannot be held"):
-        export_network(make_estimator("xgboost", kind, k).fit(x, y))
 
 
 def _table_with_folds(tmp_path, n: int = 60, folds: int = 3) -> tuple[str, list[int]]:
@@ -151,7 +168,7 @@ def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tm
     assert ev["method"] == "cross_validation" and ev["folds"] == 3 and ev["folds_column"] == "fold"
     assert set(ev["candidates"]) == {"logreg", "mlp", AVERAGE}
     assert ev["chosen"] == max(ev["scores"], key=ev["scores"].get)
-    assert ev["saved_model"] in ("logreg", "mlp")
+    assert ev["saved_model"] == ev["chosen"] != AVERAGE
     assert {s: c["clips"] for s, c in summary["counts"]["splits"].items()} == {"fold 1": 20, "fold 2": 20, "fold 3": 20}
     for name, m in ev["models"].items():
         assert [f["n"] for f in m["per_fold"]] == [20, 20, 20]
@@ -161,7 +178,7 @@ def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tm
     assert "3-fold cross-validation over all 60 clips (the 3 folds of column 'fold')" in ev["description"]
     assert summary["search"]["trials"] == []  # no search on a split of a few clips
     model = ae.load_model(summary["model"])
-    assert model.meta["evaluation"]["saved_model"] == ev["saved_model"]
+    assert model.meta["evaluation"]["saved_model"] == model.meta["estimator"]["name"] == ev["chosen"]
     p = model.predict_proba(source)
     assert p.shape == (60, 2) and np.allclose(p.sum(axis=1), 1)
     text = "\n".join(summary_lines(summary))

@@ -201,7 +201,7 @@ def test_the_section_marks_the_stored_mistakes_and_says_what_it_skipped(table):
                "evaluation": {"method": "split", "saved_model": "mlp"}, "eda": found}
     wrong, legend = map_mistakes(results)
     assert sorted(np.asarray(ids)[wrong].tolist()) == sorted(m["clip_id"] for m in mistakes(results)[1])
-    assert wrong.sum() == 3 and legend == "misclassified, mlp (test split)"
+    assert wrong.sum() == 3 and legend == "misclassified, mlp (held-out test split)"
     page = eda_section(results, [])
     assert "Ringed: the 3 clips" in page and f"Only 20 of the {len(ids)} clips shown were scored" in page
     assert "spectral_raw: 226 values, too many for a readable heatmap" in page
@@ -239,7 +239,7 @@ def test_report_eda_tables_equal_scipy_on_the_runs_own_table(report):
     assert "<img src='eda_correlation_indices_raw.png'" in section
     assert (report / "eda_correlation_indices_raw.png").stat().st_size > 20000
     assert "<img src='eda_map.png'" in section and found["map"]["clip_id"] == features.ids.tolist()
-    mlp = metrics["models"]["mlp"]["test"]
+    mlp = metrics["models"][metrics["evaluation"]["saved_model"]]["test"]  # the model of record's mistakes
     assert f"Ringed: the {round((1 - mlp['accuracy']) * mlp['n'])} clips" in section
     assert "eda_" not in page.split("<h2>Figures</h2>", 1)[1].split("<h2", 1)[0]  # not repeated among the figures
 

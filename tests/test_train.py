@@ -34,6 +34,7 @@ from acoustic_env.learn.metrics import (
     true_accuracy,
 )
 from acoustic_env.learn.mlp import architecture, predict_proba
+from acoustic_env.learn.portable import from_network
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.splits import (
     DROPPED,
@@ -79,7 +80,9 @@ def _arrays(source: str, task, groups: list[str]) -> tuple[dict[str, np.ndarray]
     ("test_size", 1.5, "test_size: must be in (0, 1), got 1.5"),
     ("pca", "mps=0", "pca.mps: must be an integer >= 1 or a variance fraction in (0, 1), got 0"),
     ("feature_groups", "indices,spectrogram", "feature_groups: must be a subset of"),
-    ("baselines", "svm", "baselines: must be a subset of ['logreg', 'xgboost'], got 'svm'"),
+    ("baselines", "lasso", "baselines: must be a subset of ['logreg', 'xgboost', 'forest', 'svm', 'knn'], "
+                           "got 'lasso'"),
+    ("saved_model", "forest", "saved_model: must be one of ['record', 'logreg', 'xgboost', 'mlp'], got 'forest'"),
 ])
 def test_bad_option_is_one_line(field, value, message):
     with pytest.raises(ConfigError) as info:
@@ -205,10 +208,9 @@ def test_artifact_round_trip_without_ray(tmp_path):
     fit(model, {"x_train": x, "y_train": features.y, "x_val": x, "y_val": features.y}, task.kind, 2, params,
         Schedule(max_rounds=2, steps_per_round=5), 0)
     expected = predict_proba(model, x, task.kind, 2)
-    save_model(str(tmp_path / "model"), model.state_dict(), transforms,
-               {"task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
-                         "definition": task.definition}, "architecture": architecture(x.shape[1], task.kind, 2, params)},
-               features.feature_groups)
+    save_model(str(tmp_path / "model"), from_network(model, architecture(x.shape[1], task.kind, 2, params), task.kind, 2),
+               transforms, {"task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
+                                     "definition": task.definition}}, features.feature_groups)
     np.save(tmp_path / "expected.npy", expected)
     # the model reads exactly its columns, computed as they were when it was trained
     saved = load_model(str(tmp_path / "model"))
@@ -277,18 +279,20 @@ def test_train_end_to_end_with_search(ray_session, tmp_path):
     assert record["metrics"]["mlp"]["roc_auc"] > 0.9
     assert set(record["metrics"]) == {"mlp", "logreg", "xgboost"}
     ev = record["evaluation"]
-    assert ev["method"] == "split" and ev["saved_model"] == "mlp" and "test clips" in ev["description"]
+    assert ev["method"] == "split" and ev["saved_model"] == ev["chosen"] and "test clips" in ev["description"]
+    assert ev["scores"][ev["chosen"]] == max(ev["scores"].values())  # ties: the simpler model
     for m in ("mlp", "logreg", "xgboost"):  # intervals on the test split, over its recordings
         lo, hi = ev["models"][m]["intervals"]["roc_auc"]
         assert lo <= record["metrics"][m]["roc_auc"] <= hi
     adj = record["adjusted_accuracy"]["mlp"]
     assert adj["raw"] == record["metrics"]["mlp"]["accuracy"] and adj["adjusted"] is not None
     page = (out / "report" / "index.html").read_text()
-    for png in ("roc.png", "calibration.png", "confusion_mlp.png", "shap_features.png", "shap_mps_raw.png",
-                "shap_xgboost.png"):
+    for png in ("roc.png", "calibration.png", f"confusion_{ev['saved_model']}.png", "shap_features.png",
+                "shap_mps_raw.png", "shap_xgboost.png", "history.png"):
         assert (out / "report" / png).stat().st_size > 1000 and png in page
     assert "Adjusted accuracy" in page and "signal only" in page and "indices only" in page
     model = load_model(str(out / "model"))
+    assert model.meta["estimator"]["name"] == ev["chosen"]  # the model of record is the saved model
     assert model.meta["task"]["definition"]["classes"]["urban"]["mids"] == [URBAN]
     p = model.predict_proba(features)
     assert p.shape == (180, 2) and np.allclose(p.sum(axis=1), 1)

@@ -69,8 +69,9 @@ def test_xgboost_stops_early_on_the_eval_set_only_when_given_one():
 
 
 def test_unknown_model_or_parameter_is_one_line():
-    with pytest.raises(ConfigError, match=r"model: must be one of \['logreg', 'xgboost', 'mlp'\], got 'svm'"):
-        make_estimator("svm", "single_label", 2)
+    with pytest.raises(ConfigError, match=r"model: must be one of \['logreg', 'xgboost', 'mlp', 'forest', 'svm', "
+                                          r"'knn'\], got 'lasso'"):
+        make_estimator("lasso", "single_label", 2)
     with pytest.raises(ConfigError, match="model: logreg has no parameter 'n_estimators'"):
         make_estimator("logreg", "single_label", 2, n_estimators=5)
     assert make_estimator("mlp", "single_label", 2, max_rounds=3).params == {**PARAMS["mlp"], "max_rounds": 3}

@@ -46,6 +46,9 @@ FEATURE_GROUPS = registry.names(before=("indices", "spectral", "mps"),
 DEFAULT_PCA: dict[str, float] = {"indices": 20, "spectral": 20, "mps": 10, "audioset_vggish": 128}
 #: The estimator zoo's names (``acoustic_env.learn.zoo`` builds them); the MLP is the train job's own network.
 CLASSIFIERS = ("logreg", "xgboost", "mlp")
+#: Baselines compared by train on the same folds (random forest, RBF SVM, k-nearest neighbours) but never saved:
+#: they have no pickle-free form (``learn.portable``). Off by default: the audit and the default run skip them.
+EXTRA_BASELINES = ("forest", "svm", "knn")
 BASELINES = tuple(c for c in CLASSIFIERS if c != "mlp")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 
@@ -302,7 +305,11 @@ class TrainConfig(Section):
     steps_per_round: int = option(50, ge=1, help="optimizer steps per validation round at least")
     workers: int = option(1, ge=1, help="Ray Train workers per run")
     device: str = _device("training")
-    baselines: tuple[str, ...] = option(BASELINES, choices=BASELINES, help="baseline models (empty for none)")
+    baselines: tuple[str, ...] = option(BASELINES, choices=(*BASELINES, *EXTRA_BASELINES),
+                                        help="baseline models (empty for none; forest, svm and knn are compared, "
+                                             "never saved)")
+    saved_model: str = option("record", choices=("record", *CLASSIFIERS),
+                              help="the model the artifact holds: the model of record, or a compared model by name")
     ablations: bool = option(True, help="the feature-group ablations")
     shap_samples: int = option(100, ge=0, help="test clips explained with SHAP (0 skips SHAP)")
     label_accuracy: str | None = _location(None, help="the audit's label-accuracy estimate (JSON): adds adjusted "
@@ -325,6 +332,8 @@ class TrainConfig(Section):
             require(ok, f"pca.{source}", "must be an integer >= 1 or a variance fraction in (0, 1)", target)
         require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
                  self.grace_rounds)
+        require(self.saved_model in ("record", "mlp", *self.baselines), "saved_model",
+                f"must be record or a compared model ({', '.join(('mlp', *self.baselines))})", self.saved_model)
         require(not (self.folds_column and self.test_list), "folds_column",
                  "cannot be combined with test_list (given folds already say which clips test which)",
                  self.folds_column)

@@ -15,6 +15,7 @@ from acoustic_env.audioset.tasks import load_task
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.fit import Schedule, build_model, fit
 from acoustic_env.learn.mlp import architecture
+from acoustic_env.learn.portable import from_network
 from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
 from acoustic_env.table import read_features
@@ -34,10 +35,9 @@ def quick_model(features: str, output: str, *, task: str = "urban_natural", feat
     net = build_model(x.shape[1], t.kind, t.n_classes, PARAMS, seed)
     fit(net, {"x_train": x, "y_train": table.y, "x_val": x, "y_val": table.y}, t.kind, t.n_classes, PARAMS,
         Schedule(max_rounds=rounds, steps_per_round=10), seed)
-    save_model(output, net.state_dict(), transforms,
+    arch = architecture(x.shape[1], t.kind, t.n_classes, PARAMS)
+    save_model(output, from_network(net, arch, t.kind, t.n_classes), transforms,
                {"task": {"name": t.name, "kind": t.kind, "class_names": list(t.class_names),
-                         "definition": t.definition},
-                "architecture": architecture(x.shape[1], t.kind, t.n_classes, PARAMS), "run_id": f"quick-{seed}",
-                "features": features},
+                         "definition": t.definition}, "run_id": f"quick-{seed}", "features": features},
                table.feature_groups)
     return output

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from acoustic_env.config import ConfigError
-from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, build_model, fit
+from acoustic_env.learn.fit import DEFAULT_PARAMS, HISTORY, Schedule, build_model, fit
 
 log = logging.getLogger("acoustic_env.jobs.train")
 
@@ -156,6 +156,14 @@ class SearchResult:
     checkpoint: str  # directory holding CHECKPOINT_FILE
     best_val_score: float
     trials: list[dict[str, Any]]
+    history: list[dict[str, float]]  # the chosen run's rounds: epoch, train_score, val_score
+
+
+def _history(df: Any) -> list[dict[str, float]]:
+    """A run's reported rounds as plain rows (empty when it reported none)."""
+    if df is None or not set(HISTORY) <= set(df.columns):
+        return []
+    return [{k: float(v) for k, v in row.items()} for row in df[list(HISTORY)].dropna().to_dict("records")]
 
 
 class TrialPlan(NamedTuple):
@@ -228,14 +236,14 @@ def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: 
                "error": None if result.error is None else str(result.error).splitlines()[0]}
         rows.append(row)
         if len(ck) and (best is None or score > best[0]):
-            best = (score, dict(result.config), str(ck.iloc[-1]))
+            best = (score, dict(result.config), str(ck.iloc[-1]), _history(df))
     if best is None:
         errors = [r["error"] for r in rows if r["error"]]
         if not errors:
             raise ConfigError(f"time_budget_s: no trial finished a round within {time_budget_s:g} s")
         raise RuntimeError(f"no search trial produced a model ({len(rows)} trials; first error: {errors[0]})")
     return SearchResult(params={k: best[1][k] for k in search_space()}, checkpoint=best[2], best_val_score=best[0],
-                        trials=sorted(rows, key=lambda r: -r[METRIC]))
+                        trials=sorted(rows, key=lambda r: -r[METRIC]), history=best[3])
 
 
 def single_run(data: dict[str, Any], setup: Setup, params: dict[str, Any]) -> SearchResult:
@@ -245,7 +253,8 @@ def single_run(data: dict[str, Any], setup: Setup, params: dict[str, Any]) -> Se
         raise RuntimeError("the training run reported no checkpoint")
     score = float(result.metrics.get(METRIC, math.nan))
     return SearchResult(params=dict(params), checkpoint=result.checkpoint.path, best_val_score=score,
-                        trials=[{**params, METRIC: score, "rounds": result.metrics.get("round"), "error": None}])
+                        trials=[{**params, METRIC: score, "rounds": result.metrics.get("round"), "error": None}],
+                        history=_history(result.metrics_dataframe))
 
 
 def load_checkpoint(path: str, storage: str) -> dict[str, Any]:

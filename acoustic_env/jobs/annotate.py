@@ -71,15 +71,6 @@ _COUNTS = ("listed", "already_annotated", "extracted", "extract_skipped", "annot
            "not_annotated_failed_extract", "not_annotated_broken_features")
 
 
-def _load_model(uri: str):
-    from acoustic_env.learn.artifact import load_model
-
-    try:
-        return load_model(uri)
-    except FileNotFoundError:
-        raise ConfigError(f"model: no model artifact at {uri} (expected model.json, weights.pt, preprocessing.npz)") from None
-
-
 def _annotated_ids(output: str, model_id: str) -> set[str]:
     table = read_parts(join(output, ANNOTATIONS), columns=["clip_id", "model_id"])
     if table is None:
@@ -191,7 +182,9 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     """Run the job; returns the run record (also written to ``<output>/runs/annotate-<run_id>.json``)."""
     preflight(cfg)
     t0 = time.time()
-    model = _load_model(cfg.model)
+    from acoustic_env.learn.artifact import load_model
+
+    model = load_model(cfg.model)
     model_id = str(model.meta.get("run_id") or cfg.model)
     definition = model.meta["task"]["definition"]
     task = task_from_definition(definition, cfg.extract.get("ontology"))

@@ -81,13 +81,6 @@ def extraction_params(meta: dict[str, Any]) -> tuple[DecodeParams, FeatureParams
     return DecodeParams(), FeatureParams(), "defaults"
 
 
-def open_model(uri: str) -> Model:
-    """The model at ``uri``, or one ConfigError line naming what a model directory holds (predict, serve)."""
-    try:
-        return load_model(uri)
-    except FileNotFoundError:
-        raise ConfigError(f"model: no model artifact at {uri} (expected model.json, weights.pt, "
-                          "preprocessing.npz, as `acoustic-env train` writes to <output>/model)") from None
 
 
 def predict(inputs: Sequence[str], model: str, *, output: str | None = None, audio_root: str | None = None,
@@ -97,7 +90,7 @@ def predict(inputs: Sequence[str], model: str, *, output: str | None = None, aud
     check_input(model, "model")
     if output:
         check_output(output, "output")
-    m = open_model(model)
+    m = load_model(model)
     rows, manifest = input_rows(inputs, audio_root)
     decode, features, _ = extraction_params(m.meta)
     if len(rows) <= max_in_process:

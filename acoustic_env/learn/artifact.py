@@ -4,15 +4,20 @@ A directory (local or object storage) holding
 
 - ``model.json``: the task (kind, classes and its ontology definition), the
   feature groups in input order with their widths and weights provenance
-  (so that prediction reads the same columns, computed the same way), the network's
-  architecture and hyper-parameters, the evaluation metrics, the job config
-  and the package versions;
-- ``weights.pt``: the network's ``state_dict`` (loaded with ``weights_only=True``);
+  (so that prediction reads the same columns, computed the same way), the
+  estimator (``estimator``: which model, its format and hyper-parameters), the
+  evaluation metrics, the job config and the package versions;
 - ``preprocessing.npz``: per group, the standardisation, PCA components and
-  output scaling as plain arrays (loaded with ``allow_pickle=False``).
+  output scaling as plain arrays (loaded with ``allow_pickle=False``);
+- ``estimator.npz`` and, by the estimator's format, ``weights.pt`` (a torch
+  ``state_dict``, loaded with ``weights_only=True``) or ``xgboost.json``
+  (XGBoost's own model format): see :mod:`acoustic_env.learn.portable`.
 
 Nothing is pickled, so loading an artifact never runs code from it, and
-loading needs only numpy, torch, pyarrow and fsspec: no Ray, no scikit-learn.
+loading needs only numpy, torch, pyarrow and fsspec (and xgboost for a booster):
+no Ray, no scikit-learn. A missing, truncated or inconsistent file (a class
+list that does not match the estimator's outputs) stops the load with one line
+naming the file.
 """
 
 from __future__ import annotations
@@ -24,10 +29,9 @@ from typing import Any, Collection, Sequence
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from acoustic_env.config import ConfigError
-from acoustic_env.learn.mlp import MLP, predict_proba
+from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
 from acoustic_env.learn.transform import (
     GroupTransform,
     from_arrays,
@@ -43,8 +47,8 @@ from acoustic_env.table import (
     vectors_to_numpy,
 )
 
-FORMAT_VERSION = 1
-MODEL_JSON, WEIGHTS, PREPROCESSING = "model.json", "weights.pt", "preprocessing.npz"
+FORMAT_VERSION = 2
+MODEL_JSON, PREPROCESSING = "model.json", "preprocessing.npz"
 
 
 def _write_bytes(uri: str, data: bytes) -> None:
@@ -58,18 +62,23 @@ def _read_bytes(uri: str) -> bytes:
     return fs.cat_file(path)
 
 
-def save_model(uri: str, state_dict: dict[str, torch.Tensor], transforms: list[GroupTransform],
-               description: dict[str, Any], feature_groups: Sequence[GroupInfo]) -> None:
-    """Write the three files; ``description`` becomes model.json (with the groups' order, widths and weights added)."""
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def save_model(uri: str, estimator: Portable, transforms: list[GroupTransform], description: dict[str, Any],
+               feature_groups: Sequence[GroupInfo]) -> None:
+    """Write the artifact; ``description`` becomes model.json (with the estimator and the groups added)."""
     if [t.group for t in transforms] != [g.name for g in feature_groups]:
         raise ValueError("save_model: transforms and feature_groups must name the same groups in the same order")
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
-    _write_bytes(join(uri, WEIGHTS), buf.getvalue())
-    buf = io.BytesIO()
-    np.savez(buf, **to_arrays(transforms))
-    _write_bytes(join(uri, PREPROCESSING), buf.getvalue())
-    meta = {"format_version": FORMAT_VERSION, **description,
+    blob = FORMAT_FILES[estimator.spec["format"]]
+    if blob:
+        _write_bytes(join(uri, blob), estimator.blob or b"")
+    _write_bytes(join(uri, ARRAYS), _npz(estimator.arrays))
+    _write_bytes(join(uri, PREPROCESSING), _npz(to_arrays(transforms)))
+    meta = {"format_version": FORMAT_VERSION, **description, "estimator": estimator.spec,
             "groups": [{"name": t.group, "dim": g.dim, "components": t.n_components, "weights": g.weights}
                        for t, g in zip(transforms, feature_groups)]}
     _write_bytes(join(uri, MODEL_JSON), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
@@ -92,7 +101,7 @@ class Model:
     """A trained classifier: feature rows in, class probabilities out."""
 
     meta: dict[str, Any]
-    net: MLP
+    estimator: Portable
     transforms: list[GroupTransform]
 
     @property
@@ -147,7 +156,7 @@ class Model:
         ok = np.isfinite(x).all(axis=1)
         out = np.full((len(x), len(self.class_names)), np.nan)
         if ok.any():
-            out[ok] = predict_proba(self.net, x[ok], self.kind, len(self.class_names))
+            out[ok] = self.estimator.predict_proba(x[ok])
         return out
 
     def predict_table(self, data: Any) -> pa.Table:
@@ -242,14 +251,52 @@ def top_scores(scores: np.ndarray, names: Sequence[str], k: int = 3) -> list[lis
     return out
 
 
+def _read_npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _parse(uri: str, name: str, parse: Any) -> Any:
+    """``parse(bytes of uri/name)``, or one ConfigError line naming the file when it is missing or damaged.
+
+    Every reader fails its own way on a truncated file (JSONDecodeError,
+    BadZipFile, torch's RuntimeError, XGBoostError, KeyError for a missing
+    array), so any exception while parsing means a damaged file.
+    """
+    path = join(uri, name)
+    try:
+        data = _read_bytes(path)
+    except FileNotFoundError:
+        raise ConfigError(f"model: no model artifact at {uri}: {name} is missing (a model directory holds "
+                          "model.json and the files it names, as `acoustic-env train` writes to <output>/model)") from None
+    try:
+        return parse(data)
+    except Exception as e:  # noqa: BLE001 - whatever the reader raises, the file is damaged: say which, in one line
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
+        raise ConfigError(f"model: {path} is damaged or not this model's ({type(e).__name__}: {detail}); "
+                          "train again or restore it") from None
+
+
 def load_model(uri: str) -> Model:
-    """Load a model artifact written by the train job (local path or fsspec URL)."""
-    meta = json.loads(_read_bytes(join(uri, MODEL_JSON)))
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{uri}: model format {meta.get('format_version')} is not {FORMAT_VERSION}")
-    with np.load(io.BytesIO(_read_bytes(join(uri, PREPROCESSING))), allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    net = MLP(**meta["architecture"])
-    net.load_state_dict(torch.load(io.BytesIO(_read_bytes(join(uri, WEIGHTS))), weights_only=True, map_location="cpu"))
-    net.eval()
-    return Model(meta=meta, net=net, transforms=from_arrays([g["name"] for g in meta["groups"]], arrays))
+    """Load a model artifact written by the train job (local path or fsspec URL).
+
+    Every file is read and checked against the others before the model is
+    returned: a missing, truncated or mismatched file is one ConfigError line.
+    """
+    meta = _parse(uri, MODEL_JSON, json.loads)
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise ConfigError(f"model: {join(uri, MODEL_JSON)} has model format {version}, this version reads "
+                          f"{FORMAT_VERSION}; train the model again")
+    groups = [g["name"] for g in meta["groups"]]
+    transforms = _parse(uri, PREPROCESSING, lambda b: from_arrays(groups, _read_npz(b)))
+    spec, arrays = meta["estimator"], _parse(uri, ARRAYS, _read_npz)
+    blob = FORMAT_FILES.get(spec.get("format"))
+    estimator = _parse(uri, blob, lambda b: Portable(spec, arrays, b).loaded()) if blob else Portable(spec, arrays)
+    names, in_dim = list(meta["task"]["class_names"]), sum(t.n_components for t in transforms)
+    try:
+        estimator.check(len(names), in_dim)
+    except ValueError as e:
+        raise ConfigError(f"model: {join(uri, MODEL_JSON)} names {len(names)} classes ({', '.join(names)}) for "
+                          f"{in_dim} inputs, but {e}; the files are not of one model") from None
+    return Model(meta=meta, estimator=estimator, transforms=transforms)

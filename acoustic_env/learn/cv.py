@@ -13,7 +13,10 @@ only: the per-group standardise → PCA preprocessing (``prepare``) and every
 candidate model of the zoo (``learn.zoo``). ``average`` is the mean of the
 candidates' out-of-fold probabilities. The model of record is the candidate
 with the best pooled score (``learn.fit.val_score``: ROC AUC, or mAP for
-multi-label tasks); ties go to the simpler model (``ORDER``).
+multi-label tasks) among those the artifact can hold without a pickle
+(``learn.portable.FORMATS``); ties go to the simpler model (``ORDER``). A
+candidate that scores higher but cannot be saved (the average) is named as such
+in the description, never silently passed over.
 """
 
 from __future__ import annotations
@@ -24,31 +27,29 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from acoustic_env.config import ConfigError
-from acoustic_env.learn.fit import DEFAULT_PARAMS, val_score
+from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
-from acoustic_env.learn.mlp import architecture, n_outputs
+from acoustic_env.learn.portable import FORMATS
 from acoustic_env.learn.splits import fold_order
-from acoustic_env.learn.zoo import ZooClassifier, make_estimator
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
 
 AVERAGE = "average"
 #: Simplest first: a tie in the cross-validated score goes to the earlier model.
-ORDER = ("logreg", "xgboost", "mlp", AVERAGE)
-#: The models the artifact's network can hold exactly (``export_network``): the MLP, and logistic
-#: regression as a network without hidden layers. A tree ensemble or an average is not a network.
-EXPORTABLE = ("logreg", "mlp")
+ORDER = ("logreg", "knn", "svm", "forest", "xgboost", "mlp", AVERAGE)
 #: ``prepare(train_mask)`` → the model inputs of every row, preprocessing fitted on ``train_mask`` rows only.
 Prepare = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
 class CVResult:
-    """Out-of-fold probabilities per model, their pooled scores and the model they choose."""
+    """Out-of-fold probabilities per model, their pooled scores, the model they choose and the best overall."""
 
     folds: np.ndarray
     proba: dict[str, np.ndarray]
     scores: dict[str, float]
     chosen: str
+    best: str
 
 
 def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str]]:
@@ -78,34 +79,48 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 
 
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
-                models: Sequence[str], seed: int = 0) -> dict[str, np.ndarray]:
-    """``{model: (n, K) probabilities}``, each row from the fold model that held it out; plus ``average``."""
+                models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``{model: (n, K) probabilities}``, each row from the fold model that held it out; plus ``average``.
+
+    ``groups``: each fold model's own search (logistic regression's C) runs grouped CV on the training folds
+    only, so no trial is scored on a clip of the fold that evaluates it (nested cross-validation).
+    """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
     for k in np.unique(folds):
         test = folds == k
         x = prepare(~test)
         for m in models:
-            est = make_estimator(m, kind, n_classes, seed).fit(x[~test], y[~test])
+            est = make_estimator(m, kind, n_classes, seed).fit(x[~test], y[~test],
+                                                               groups=None if groups is None else groups[~test])
             proba[m][test] = est.predict_proba(x[test])
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
     return proba
 
 
-def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str, dict[str, float]]:
-    """The model with the best pooled out-of-fold score (ties: the simplest), and every model's score."""
-    scores = {m: val_score(kind, y, p) for m, p in proba.items()}
+def best_of(scores: dict[str, float]) -> str:
+    """The model with the best score; ties go to the simplest (``ORDER``)."""
     rank = {m: (ORDER.index(m) if m in ORDER else len(ORDER)) for m in scores}
-    best = max(scores, key=lambda m: (round(scores[m], 12), -rank[m]))
-    return best, scores
+    return max(scores, key=lambda m: (round(scores[m], 12), -rank[m]))
+
+
+def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str, str, dict[str, float]]:
+    """(model of record, best model, every model's score): the best pooled score among the models the
+    artifact can save, and among all; ties go to the simplest."""
+    scores = {m: val_score(kind, y, p) for m, p in proba.items()}
+    saveable = {m: s for m, s in scores.items() if m in FORMATS}
+    if not saveable:
+        raise ConfigError(f"baselines: none of the models compared ({', '.join(scores)}) can be saved; "
+                          f"include one of {', '.join(FORMATS)}")
+    return best_of(saveable), best_of(scores), scores
 
 
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
-                   models: Sequence[str], seed: int = 0) -> CVResult:
-    """Out-of-fold probabilities of every candidate and the choice among them."""
-    proba = out_of_fold(prepare, y, folds, kind, n_classes, models, seed)
-    chosen, scores = choose(kind, y, proba)
-    return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen)
+                   models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None) -> CVResult:
+    """Out-of-fold probabilities of every candidate and the choice among them (``groups``: see ``out_of_fold``)."""
+    proba = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups)
+    chosen, best, scores = choose(kind, y, proba)
+    return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best)
 
 
 def report(result: CVResult, kind: str, class_names: list[str], y: np.ndarray, units: np.ndarray,
@@ -122,65 +137,20 @@ def report(result: CVResult, kind: str, class_names: list[str], y: np.ndarray, u
     return out
 
 
-def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, models: Sequence[str], chosen: str,
-             final: str) -> str:
+def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, result: CVResult, saved: str) -> str:
     """How the figures of record were obtained, in one paragraph for the report and the run record."""
     how = (f"the {n_folds} folds of column {given!r}" if given else
            f"{n_folds} stratified folds{' that keep every group (source recording) in one fold' if grouped else ''}")
+    models = [m for m in result.proba if m != AVERAGE]
+    passed_over = (f" {result.best} scored higher ({result.scores[result.best]:.3f} against "
+                   f"{result.scores[result.chosen]:.3f}) but has no pickle-free saved form, so it is not the model "
+                   f"of record." if result.best != result.chosen else "")
     return (f"{n_folds}-fold cross-validation over all {n_clips} clips ({how}). For each fold the preprocessing "
             f"(standardise, PCA per feature group) and each model ({', '.join(models)}) were fitted on the other "
             f"folds only and scored the held-out fold; the figures pool these out-of-fold predictions "
             f"(every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} The model of record, "
-            f"{chosen}, has the best pooled score (ROC AUC; mAP for multi-label tasks). The saved model is {final}, "
-            f"refitted on all {n_clips} clips: it has no held-out figure of its own; the cross-validated figures "
-            f"estimate how it does on new recordings.")
-
-
-def saved_choice(result: CVResult) -> str:
-    """The model the artifact holds: the model of record when it is a network, else the best-scoring network."""
-    if result.chosen in EXPORTABLE:
-        return result.chosen
-    networks = [m for m in EXPORTABLE if m in result.scores]
-    if not networks:
-        raise ConfigError("baselines: cross-validation needs logreg or the MLP among its models to save one")
-    return max(networks, key=lambda m: (result.scores[m], -ORDER.index(m)))
-
-
-def export_network(model: ZooClassifier) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(architecture, state_dict) of the artifact's network computing exactly ``model.predict_proba``.
-
-    Why not save the scikit-learn object: loading a pickle runs code from the
-    artifact, and the artifact is meant to be loadable from untrusted storage
-    with ``weights_only=True``. Both exportable models standardise their
-    inputs and then apply a linear map (logistic regression) or a network whose
-    first layer is linear, so the standardisation folds into that first layer:
-    ``W((x - m)/s) + b = (W/s)x + (b - W(m/s))``.
-    """
-    import torch
-
-    if model.name not in EXPORTABLE or model.model_ is None:
-        raise ValueError(f"export_network: {model.name} cannot be held by the artifact's network")
-    if len(model.columns_) != model.n_classes:
-        raise ValueError("export_network: the model was fitted without every class; refit it on all clips")
-    kind, k = model.kind, model.n_classes
-    if model.name == "logreg":
-        scaler, clf = model.model_[0], model.model_[-1]
-        if hasattr(clf, "estimators_"):  # multi-label: one binary model per class
-            coef = np.vstack([e.coef_ for e in clf.estimators_])
-            intercept = np.concatenate([e.intercept_ for e in clf.estimators_])
-        else:
-            coef, intercept = clf.coef_, clf.intercept_
-        arch = {"in_dim": int(coef.shape[1]), "n_out": n_outputs(kind, k), "depth": 0, "width": 1,
-                "activation": "relu", "dropout": 0.0}
-        weight, bias, key = coef, intercept, "net.0"
-        state: dict[str, Any] = {}
-    else:
-        scaler, net = model.model_.scaler_, model.model_.model_
-        arch = architecture(len(scaler.mean_), kind, k, DEFAULT_PARAMS)
-        state = {name: v.detach().clone() for name, v in net.state_dict().items()}
-        key = "net.0"
-        weight, bias = state[f"{key}.weight"].double().numpy(), state[f"{key}.bias"].double().numpy()
-    m, s = scaler.mean_, scaler.scale_
-    state[f"{key}.weight"] = torch.tensor(weight / s[None, :], dtype=torch.float32)
-    state[f"{key}.bias"] = torch.tensor(bias - weight @ (m / s), dtype=torch.float32)
-    return arch, state
+            f"{result.chosen}, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that "
+            f"can be saved.{passed_over} The saved model is {saved}"
+            f"{'' if saved == result.chosen else ' (asked for with saved_model, not the model of record)'}, "
+            f"refitted on all {n_clips} clips: it has "
+            f"no held-out figure of its own; the cross-validated figures estimate how it does on new recordings.")

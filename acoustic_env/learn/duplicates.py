@@ -158,5 +158,39 @@ def merge_duplicate_groups(features: FeatureSet, threshold: float = DEFAULT_THRE
     groups = np.array([mapping.get(g, g) for g in features.groups], dtype=object)
     counts = {**base, "pairs": pairs.num_rows, "pairs_across_groups": len(across),
               "groups_merged": sum(g != r for g, r in mapping.items()),
-              "clips_regrouped": int((groups != features.groups).sum())}
+              "clips_regrouped": int((groups != features.groups).sum()),
+              "groups_before": len(set(features.groups.tolist())), "groups_after": len(set(groups.tolist())),
+              "merges": _merges(pairs, mapping)}
     return DuplicateGuard(groups, features.has_groups or bool(across), pairs, counts)
+
+
+def _merges(pairs: pa.Table, mapping: dict[str, str], max_pairs: int = 3) -> list[dict[str, Any]]:
+    """Per merged component: its groups and (up to ``max_pairs``) closest clip pairs that joined them."""
+    found: dict[str, dict[str, Any]] = {}
+    for a, b, d, ga, gb in zip(*(pairs[c].to_pylist() for c in PAIR_SCHEMA.names)):
+        if ga != gb:
+            m = found.setdefault(mapping[ga], {"groups": set(), "pairs": []})
+            m["groups"].update((ga, gb))
+            m["pairs"].append([a, b, round(float(d), 4)])
+    return [{"groups": sorted(m["groups"]), "pairs": sorted(m["pairs"], key=lambda p: p[2])[:max_pairs],
+             "pairs_total": len(m["pairs"])} for _, m in sorted(found.items())]
+
+
+def merge_lines(counts: dict[str, Any], limit: int = 10) -> list[str]:
+    """What the guard merged and why, one line per merged set of groups (console and report)."""
+    lines = []
+    for m in (counts.get("merges") or [])[:limit]:
+        why = ", ".join(f"{a} ~ {b} ({d:.3f})" for a, b, d in m["pairs"])
+        more = f" and {m['pairs_total'] - len(m['pairs'])} more pair(s)" if m["pairs_total"] > len(m["pairs"]) else ""
+        lines.append(f"groups {' + '.join(m['groups'])} merged: near-duplicate clips {why}{more}")
+    if len(counts.get("merges") or []) > limit:
+        lines.append(f"... and {len(counts['merges']) - limit} more merged set(s) (run record: counts.duplicates)")
+    return lines
+
+
+def merge_summary(counts: dict[str, Any]) -> str:
+    """``"the near-duplicate guard merged 5 groups into 4 (groups 3 + 4 ...)"`` or "" when nothing was merged."""
+    if not counts.get("groups_merged"):
+        return ""
+    return (f"the near-duplicate guard (mean cosine distance <= {counts['threshold']:g}) merged "
+            f"{counts['groups_before']} groups into {counts['groups_after']}: " + "; ".join(merge_lines(counts, 3)))

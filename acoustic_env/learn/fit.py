@@ -37,6 +37,10 @@ DEFAULT_PARAMS: dict[str, Any] = {"depth": 2, "width": 128, "lr": 1e-3, "activat
                                   "weight_decay": 1e-4, "batch_size": 64}
 
 
+#: The per-round metrics of a run that make its training history (the report's figure).
+HISTORY = ("epoch", "train_score", "val_score")
+
+
 @dataclass(frozen=True)
 class Schedule:
     max_rounds: int = 30
@@ -105,6 +109,8 @@ def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int
                 count += len(idx)
         proba = predict_proba(model, data["x_val"], kind, n_classes, device=device)
         score = val_score(kind, data["y_val"], proba)
+        # the same score on this rank's training rows: the report's training-history figure
+        train_score = val_score(kind, y, predict_proba(model, x, kind, n_classes, device=device))
         improved = score > best
         if improved:
             best, since_best = score, 0
@@ -112,7 +118,7 @@ def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int
         else:
             since_best += 1
         metrics = {"round": rnd, "epoch": rnd * epochs_per_round, "train_loss": total / max(count, 1),
-                   "val_score": score, "best_val_score": best}
+                   "train_score": train_score, "val_score": score, "best_val_score": best}
         history.append(metrics)
         if on_round:
             on_round(metrics, improved, model)

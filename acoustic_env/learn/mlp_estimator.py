@@ -46,6 +46,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                      self.n_classes_, DEFAULT_PARAMS, Schedule(self.max_rounds, self.patience), self.seed)
         if result["best_state"] is not None:
             self.model_.load_state_dict(result["best_state"])
+        self.history_ = result["history"]  # per round: epoch, train_score, val_score (the report's figure)
         self.classes_ = np.arange(self.n_classes_)
         return self
 

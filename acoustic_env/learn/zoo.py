@@ -9,12 +9,20 @@ probabilities, not the best classifier.
 * ``logreg``: standardise + L2 logistic regression whose strength is chosen
   by an inner CV on log loss. With noisy labels the amount of regularisation
   decides whether the probabilities can be trusted, and the right amount
-  depends on the number of clips and features.
+  depends on the number of clips and features. Given ``groups``, the inner
+  folds keep every group on one side (``inner_splits``), so the search never
+  scores a C on a copy of a clip it was fitted on; inside the train job's
+  cross-validation it sees the training folds only (nested).
 * ``xgboost``: gradient-boosted trees (hist). Given an ``eval_set`` (the
   training job's validation split) it stops adding trees once the log loss
   there stops improving.
 * ``mlp``: the training job's network with its default hyper-parameters
   (``learn.mlp_estimator``).
+* ``forest``, ``svm``, ``knn``: a random forest, an RBF support-vector machine
+  (Platt-scaled probabilities) and k-nearest neighbours (distance-weighted) on
+  standardised inputs: the other models the studies we follow compared. Train
+  scores them on the same folds; none has a pickle-free saved form, so none
+  becomes the saved model (``learn.portable``).
 
 ``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
 of the rows (a fold may lack a class, or a multi-label column may be constant
@@ -32,9 +40,9 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from acoustic_env.config import CLASSIFIERS, ConfigError
+from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
 
-ESTIMATORS = CLASSIFIERS  # the names are declared with the configs that choose among them
+ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES)  # the names are declared with the configs that choose among them
 PARAMS: dict[str, dict[str, Any]] = {
     # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest
     # class has too few clips for an inner CV.
@@ -42,6 +50,9 @@ PARAMS: dict[str, dict[str, Any]] = {
     "xgboost": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.8,
                 "colsample_bytree": 0.5, "tree_method": "hist", "verbosity": 0, "early_stopping_rounds": 30},
     "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4},
+    "forest": {"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt"},
+    "svm": {"C": 1.0, "gamma": "scale"},
+    "knn": {"n_neighbors": 15, "weights": "distance"},
 }
 
 
@@ -77,15 +88,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.threads = threads
 
-    def fit(self, X: np.ndarray, y: np.ndarray,
-            eval_set: tuple[np.ndarray, np.ndarray] | None = None) -> ZooClassifier:
-        """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it)."""
+    def fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None = None,
+            groups: np.ndarray | None = None) -> ZooClassifier:
+        """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it);
+        ``groups`` (one per row) for the grouped inner CV of logistic regression's C (single-label)."""
         y = np.asarray(y)
         multi = self.kind == "multi_label"
         self.classes_ = np.arange(self.n_classes)
         self.prior_ = y.mean(axis=0) if multi else np.bincount(y, minlength=self.n_classes) / len(y)
         self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
         self.model_ = None
+        self.search_splits_: list[tuple[np.ndarray, np.ndarray]] | None = None  # the C search's folds, when grouped
         if len(self.columns_) < (1 if multi else 2):
             return self
         target = self._target(y)
@@ -94,7 +107,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             smallest = int(np.minimum(positives, len(target) - positives).min())
         else:
             smallest = int(np.bincount(target).min())
-        self.model_ = self._build(target.ndim == 2, smallest)
+        # grouped inner folds for the single-label C search (a multi-label column could lose a class in one)
+        if self.name == "logreg" and groups is not None and target.ndim == 1:
+            self.search_splits_ = inner_splits(target, groups, min(self.params["inner_folds"], smallest), self.seed)
+        self.model_ = self._build(target.ndim == 2, smallest, len(target))
         if eval_set is not None and self.name == "xgboost":
             x_val, y_val = eval_set[0], np.asarray(eval_set[1])
             if not multi:  # rows of a class the training rows lack cannot be scored
@@ -122,13 +138,24 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             return np.searchsorted(self.columns_, y)
         return y[:, self.columns_] if len(self.columns_) > 1 else y[:, self.columns_[0]]
 
-    def _build(self, multi_label: bool, smallest_class: int) -> Any:
+    def _build(self, multi_label: bool, smallest_class: int, n_rows: int) -> Any:
         """The wrapped estimator; ``smallest_class`` (clips of the rarest class, or label value) bounds the inner CV."""
         p = self.params
+        if self.name in EXTRA_BASELINES:
+            from sklearn.ensemble import RandomForestClassifier
+            from sklearn.neighbors import KNeighborsClassifier
+            from sklearn.svm import SVC
+
+            clf = (RandomForestClassifier(**p, random_state=self.seed, n_jobs=self.threads) if self.name == "forest"
+                   else SVC(**p, probability=True, random_state=self.seed) if self.name == "svm"
+                   else KNeighborsClassifier(**{**p, "n_neighbors": min(p["n_neighbors"], n_rows)}))
+            return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
         if self.name == "logreg":
             inner = min(p["inner_folds"], smallest_class)
-            clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=inner, scoring="neg_log_loss",
-                                        max_iter=p["max_iter"], use_legacy_attributes=False) if inner >= 2
+            cv = inner if self.search_splits_ is None else self.search_splits_
+            n_splits = cv if isinstance(cv, int) else len(cv)
+            clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=cv, scoring="neg_log_loss",
+                                        max_iter=p["max_iter"], use_legacy_attributes=False) if n_splits >= 2
                    else LogisticRegression(C=p["fallback_C"], max_iter=p["max_iter"]))
             return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
         if self.name == "xgboost":
@@ -139,3 +166,18 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         from acoustic_env.learn.mlp_estimator import MLPClassifier
 
         return MLPClassifier(seed=self.seed, **p)
+
+
+def inner_splits(target: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds over the rows given that keep every group on one side of each split.
+
+    Fewer folds when there are fewer groups; an empty list (no search possible) below two.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = np.asarray(groups).astype(str)
+    n = min(n_folds, len(np.unique(groups)))
+    if n < 2:
+        return []
+    splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(target)), target, groups))

@@ -20,10 +20,10 @@ from acoustic_env.jobs.preflight import check_input
 
 def check(cfg: ServeConfig) -> None:
     """Stop before Ray with one line when the model cannot be loaded (missing, not a model artifact)."""
-    from acoustic_env.jobs.predict import open_model
+    from acoustic_env.learn.artifact import load_model
 
     check_input(cfg.model, "model")
-    open_model(cfg.model)
+    load_model(cfg.model)
 
 
 def serve(cfg: ServeConfig, on_ready: Callable[[str], None] = print) -> None:

@@ -35,8 +35,8 @@ from acoustic_env.audio.decode import DecodedClip, decode_bytes, read_bytes
 from acoustic_env.audio.featurize import batch_outputs, clip_note, load_nets, pick_columns
 from acoustic_env.config import ServeConfig, from_dict
 from acoustic_env.errors import ClipError
-from acoustic_env.jobs.predict import extraction_params, open_model
-from acoustic_env.learn.artifact import top_scores
+from acoustic_env.jobs.predict import extraction_params
+from acoustic_env.learn.artifact import load_model, top_scores
 from acoustic_env.storage import redact
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class Recognizer:
     """
 
     def __init__(self, model: str, limits: Limits, *, weights_cache: str | None = None, device: str = "cpu") -> None:
-        self.model = open_model(model)
+        self.model = load_model(model)
         self.limits = limits
         decode, self.features, _ = extraction_params(self.model.meta)
         # The training table's decode parameters; only the read limits are the service's own.

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from acoustic_env import runs
 from acoustic_env.audioset.tasks import Task, load_task
@@ -47,18 +48,11 @@ from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.jobs.train.report import clip_predictions, write_report
 from acoustic_env.learn.artifact import save_model
-from acoustic_env.learn.cv import (
-    ORDER,
-    cross_validate,
-    describe,
-    export_network,
-    given_folds,
-    saved_choice,
-)
+from acoustic_env.learn.cv import ORDER, best_of, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report
-from acoustic_env.learn.duplicates import merge_duplicate_groups
+from acoustic_env.learn.duplicates import merge_duplicate_groups, merge_lines, merge_summary
 from acoustic_env.learn.eda import explore
-from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
+from acoustic_env.learn.fit import DEFAULT_PARAMS, HISTORY, Schedule, val_score
 from acoustic_env.learn.metrics import (
     BOOTSTRAP_REPLICATES,
     INTERVAL_NOTE,
@@ -68,6 +62,7 @@ from acoustic_env.learn.metrics import (
     read_label_accuracy,
 )
 from acoustic_env.learn.mlp import MLP, architecture, predict_proba
+from acoustic_env.learn.portable import FORMATS, Portable, from_network, from_zoo
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.splits import (
     DROPPED,
@@ -83,7 +78,7 @@ from acoustic_env.learn.splits import (
 )
 from acoustic_env.learn.transform import GroupTransform, transform_all
 from acoustic_env.learn.zoo import PARAMS as ZOO_PARAMS
-from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.runs import base_record, package_versions
 from acoustic_env.storage import is_local, join, write_json
 from acoustic_env.table import RANDOM_REASON, FeatureSet, read_features
@@ -148,10 +143,10 @@ class Outcome:
     ablations: list[dict[str, Any]]
     shap: dict[str, Any]
     transforms: list[GroupTransform]
-    net: MLP
-    arch: dict[str, Any]
+    estimator: Portable  # the saved model: the model of record, in its pickle-free form
     params: dict[str, Any]
     predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
+    history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
 
 
 def _shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,12 +156,37 @@ def _shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.n
     return explain, background
 
 
-def _mlp_shap(cfg: TrainConfig, features: FeatureSet, net: MLP, transforms: list[GroupTransform],
+def _mlp_shap(cfg: TrainConfig, features: FeatureSet, net: nn.Module, transforms: list[GroupTransform],
               explain_rows: np.ndarray, background_rows: np.ndarray) -> dict[str, Any]:
     raw = features.rows(np.concatenate([background_rows, explain_rows]))
     raw_x = np.hstack([raw[g.name] for g in features.feature_groups]).astype(np.float32)
     nb = len(background_rows)
     return mlp_attributions(net, transforms, list(features.feature_groups), raw_x[:nb], raw_x[nb:], cfg.seed)
+
+
+def _portable(fitted: ZooClassifier, x: np.ndarray) -> Portable:
+    """The fitted model in the artifact's form, checked to give its probabilities on every row to 1e-6.
+
+    The check is the guarantee behind "the saved model is the model of record":
+    a format that drifted from its estimator fails the run here, not in predict.
+    """
+    estimator = from_zoo(fitted)
+    worst = float(np.abs(estimator.predict_proba(x) - fitted.predict_proba(x)).max())
+    if worst > 1e-6:
+        raise RuntimeError(f"the saved {fitted.name} differs from the fitted one by {worst:.2g} on the training clips")
+    return estimator
+
+
+def _cv_search_note(kind: str, candidates: list[str], n_folds: int, logreg: dict[str, Any]) -> str:
+    """What searched what under cross-validation, and what it cost, in one sentence (console, report, record)."""
+    fixed = [m for m in candidates if m != "logreg"]
+    note = f"{', '.join(fixed)} at fixed hyper-parameters" if fixed else ""
+    if "logreg" in candidates:
+        how = ("grouped " if kind == "single_label" else "") + f"{logreg['inner_folds']}-fold CV"
+        searched = (f"logreg's C searched over {len(logreg['Cs'])} values by {how} on the training folds only "
+                    f"(nested: {n_folds} x {logreg['inner_folds']} x {len(logreg['Cs'])} inner fits)")
+        note = f"{searched}; {note}" if note else searched
+    return note + " (the Ray Tune search of the network runs with the train/val/test split, --cv-folds 0)"
 
 
 def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
@@ -179,25 +199,35 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
     if cfg.folds_column:
         folds, fold_names = given_folds(features, cfg.folds_column)
     else:
-        folds = assign_folds(features.y, features.groups, task.class_names, cfg.cv_folds, cfg.seed, field="cv_folds")
+        try:
+            folds = assign_folds(features.y, features.groups, task.class_names, cfg.cv_folds, cfg.seed,
+                                 field="cv_folds")
+        except ConfigError as e:  # too few groups may be the guard's doing: say so, with the counts
+            merged = merge_summary(counts["duplicates"])
+            raise (ConfigError(f"{e}; {merged}") if merged else e) from None
         fold_names = [str(f + 1) for f in range(int(folds.max()) + 1)]
     n_folds = int(folds.max()) + 1
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
     result = cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds, kind, k,
-                            candidates, cfg.seed)
+                            candidates, cfg.seed, features.groups)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
 
-    saved = saved_choice(result)
+    saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
     transforms, x = _features(cfg, features, np.ones(len(features), dtype=bool))
-    arch, state = export_network(make_estimator(saved, kind, k, cfg.seed).fit(x, features.y))
-    net = MLP(**arch)
-    net.load_state_dict(state)
-    net.eval()
+    fitted = make_estimator(saved, kind, k, cfg.seed).fit(x, features.y, groups=features.groups)
+    estimator = _portable(fitted, x)
     params = dict(DEFAULT_PARAMS) if saved == "mlp" else {"model": saved, **ZOO_PARAMS[saved]}
+    history = None
+    if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
+        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed).fit(x, features.y)
+        if network.model_ is not None:
+            history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
+                       "title": f"MLP on all {len(features)} clips; validation: "
+                                f"{ZOO_PARAMS['mlp']['val_fraction']:.0%} of them, for early stopping"}
 
     groups = list(features.columns)
     ablations = [{"name": m, "groups": groups, "test": _slim(r["test"]), "val_score": r["val_score"]}
@@ -215,7 +245,10 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
     if cfg.shap_samples:
         t = time.time()
         everything = np.arange(len(features))
-        shap[saved] = _mlp_shap(cfg, features, net, transforms, *_shap_rows(cfg, everything, everything))
+        explain_rows, background_rows = _shap_rows(cfg, everything, everything)
+        module = estimator.logits_module()
+        shap[saved] = (tree_attributions(fitted.model_, transforms, x[explain_rows]) if module is None else
+                       _mlp_shap(cfg, features, module, transforms, explain_rows, background_rows))
         timings["shap_s"] = time.time() - t
 
     counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
@@ -223,18 +256,16 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
     evaluation = {
         "method": "cross_validation", "folds": n_folds, "folds_column": cfg.folds_column, "fold_names": fold_names,
         "grouped": bool(features.has_groups), "candidates": list(result.proba), "scores": result.scores,
-        "chosen": result.chosen, "saved_model": saved,
-        "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, candidates,
-                                result.chosen, saved),
+        "chosen": result.chosen, "best": result.best, "saved_model": saved,
+        "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved),
         "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
                    for m, d in detail.items()},
     }
-    search = {"method": "none: cross-validation compares the zoo's models at fixed hyper-parameters (the Ray Tune "
-                        "search runs with the train/val/test split)",
+    search = {"method": _cv_search_note(kind, candidates, n_folds, ZOO_PARAMS["logreg"]),
               "params": params, "best_val_score": result.scores[saved], "trials": [],
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
-                   shap=shap, transforms=transforms, net=net, arch=arch, params=params,
+                   shap=shap, transforms=transforms, estimator=estimator, params=params, history=history,
                    predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba))
 
 
@@ -276,9 +307,9 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
     net = MLP(**arch)
     net.load_state_dict(load_checkpoint(found.checkpoint, storage))
     net.eval()
+    k = task.n_classes
 
     t = time.time()
-    k = task.n_classes
     proba = {"mlp": predict_proba(net, x_test, task.kind, k)}
     val_scores = {"mlp": found.best_val_score}
     # the validation split stops the trees early, as it stops the network
@@ -318,23 +349,31 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
         timings["shap_s"] = time.time() - t
 
     n_test = len(idx[TEST])
+    chosen = best_of({m: v for m, v in val_scores.items() if m in FORMATS})  # the best that can be saved
+    best = best_of(val_scores)
+    saved = chosen if cfg.saved_model == "record" else cfg.saved_model
+    estimator = (from_network(net, arch, task.kind, k) if saved == "mlp" else _portable(fitted[saved], x))
     evaluation = {
         "method": "split", "folds": None, "folds_column": None, "grouped": clip_groups is not None,
-        "candidates": list(models), "scores": val_scores, "chosen": max(val_scores, key=val_scores.get),
-        "saved_model": "mlp",
+        "candidates": list(models), "scores": val_scores, "chosen": chosen, "best": best, "saved_model": saved,
         "description": (f"One train/validation/test split ({len(idx[TRAIN])}/{len(idx[VAL])}/{n_test} clips"
                         f"{', grouped by recording' if clip_groups is not None else ''}): the network's "
                         f"hyper-parameters and early stopping used the validation split; every figure is on the "
-                        f"{n_test} test clips, which no model or preprocessing saw. The saved model is the MLP "
-                        f"trained on the training split. {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)}"),
+                        f"{n_test} test clips, which no model or preprocessing saw. The model of record is "
+                        f"{chosen} (the best validation score of the models that can be saved"
+                        f"{'' if best == chosen else f'; {best} scored higher but cannot be saved'}); the saved model "
+                        f"is {saved}, trained on the training split. {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)}"),
         "models": {m: {"intervals": intervals(task.kind, y_test, p, test_units, cfg.seed), "per_fold": [],
                        "score": val_scores[m]} for m, p in proba.items()},
     }
     search = {"method": method, "params": found.params, "best_val_score": found.best_val_score,
               "trials": found.trials, "wall_s": timings["search_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
-                   shap=shap, transforms=transforms, net=net, arch=arch, params=found.params,
-                   predictions=clip_predictions(features, idx[TEST], y_test, proba))
+                   shap=shap, transforms=transforms, estimator=estimator,
+                   params=found.params if saved == "mlp" else {"model": saved, **ZOO_PARAMS[saved]},
+                   predictions=clip_predictions(features, idx[TEST], y_test, proba),
+                   history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
+                                                              f"({len(idx[VAL])} clips)"} if found.history else None)
 
 
 @finishes_records
@@ -385,6 +424,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if task.kind == "single_label":
             adjusted = {m: adjusted_accuracy(r["test"]["accuracy"], r["test"]["n"], estimate, k)
                         for m, r in models.items()}
+            for m, r in models.items():  # the study's figure: the best threshold's accuracy, adjusted the same way
+                if r["test"]["max_accuracy"] is not None:
+                    adjusted[m]["max_accuracy"] = adjusted_accuracy(r["test"]["max_accuracy"], r["test"]["n"],
+                                                                    estimate, k)
         else:
             note = "A label-accuracy estimate was given, but the adjustment is defined for single-label tasks only."
     model_uri = join(cfg.output, "model")
@@ -396,13 +439,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "ablations": out.ablations, "shap": out.shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
+        "history": out.history,
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
     }
     report_uri = write_report(join(cfg.output, "report"), results)
-    save_model(model_uri, out.net.state_dict(), transforms, {
+    save_model(model_uri, out.estimator, transforms, {
         "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
                  "definition": task.definition},
-        "architecture": out.arch, "hyperparameters": out.params, "preprocessing": preprocessing,
+        "hyperparameters": out.params, "preprocessing": preprocessing,
         "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
         "metrics": {m: _slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
         "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features},
@@ -435,6 +479,11 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(f"  features: {', '.join(summary['groups'])}"
                  + (f"; left out (random weights; --include-random-weights uses them): {', '.join(left_out)}"
                     if left_out else ""))
+    duplicates = summary["counts"].get("duplicates") or {}
+    if duplicates.get("groups_merged"):
+        lines.append(f"  near-duplicates: {duplicates['groups_before']} groups merged into "
+                     f"{duplicates['groups_after']} so that copies stay on one side of every fold or split")
+        lines += [f"    {line}" for line in merge_lines(duplicates)]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, m in summary["metrics"].items():
         acc = fmt(m["accuracy"])
@@ -443,12 +492,17 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             acc += f" (adjusted for label noise {adj['adjusted']:.3f} [{adj['interval'][0]:.3f}, {adj['interval'][1]:.3f}])"
         ci = ev["models"][name]["intervals"]
         span = lambda key: "" if not ci.get(key) else f" [{ci[key][0]:.3f}, {ci[key][1]:.3f}]"  # noqa: E731
+        if m.get("max_accuracy") is not None:
+            acc += f", at the best threshold ({m['max_accuracy_threshold']:.2f}) {m['max_accuracy']:.3f}"
+            best = (adj or {}).get("max_accuracy")
+            if best and best["adjusted"] is not None:
+                acc += f" (adjusted {best['adjusted']:.3f} [{best['interval'][0]:.3f}, {best['interval'][1]:.3f}])"
         lines.append(f"  {'cv' if ev['method'] == 'cross_validation' else 'test'} {name:8s} accuracy {acc}"
                      f"{span('accuracy')}, balanced {fmt(m['balanced_accuracy'])}, ROC AUC {fmt(m['roc_auc'])}"
                      f"{span('roc_auc')}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}{span('macro_f1')}")
     search = summary["search"]
     if ev["method"] == "cross_validation":
-        lines.append(f"  cross-validation: {search['wall_s']:.0f} s; {search['method']}")
+        lines.append(f"  cross-validation took {search['wall_s']:.0f} s; {search['method']}")
     else:
         lines.append(f"  search: {len(search['trials'])} trial(s) in {search['wall_s']:.0f} s, best validation "
                      f"score {search['best_val_score']:.3f} with {search['params']}")

@@ -23,14 +23,14 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def roc_png(curves_by_model: dict[str, dict[str, dict[str, list[float]]]]) -> bytes:
-    """ROC curves of every model (one line per model and class)."""
+def roc_png(curves_by_model: dict[str, dict[str, dict[str, list[float]]]], scope: str) -> bytes:
+    """ROC curves of every model (one line per model and class); ``scope`` says which predictions they are."""
     fig, ax = plt.subplots(figsize=(5, 4.5))
     for model, curves in curves_by_model.items():
         for cls, c in curves.items():
             ax.plot(c["fpr"], c["tpr"], label=f"{model}: {cls}" if len(curves) > 1 else model)
     ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test split)")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC ({scope})")
     ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
 
@@ -63,7 +63,7 @@ def multilabel_confusion_png(matrices: list, class_names: list[str], title: str)
     return _png(fig)
 
 
-def calibration_png(curves: dict[str, dict[str, Any]], n_bins: int = 10) -> bytes:
+def calibration_png(curves: dict[str, dict[str, Any]], scope: str, n_bins: int = 10) -> bytes:
     """Reliability diagrams with the clips behind each point: observed frequency against predicted probability.
 
     Each point is labelled with its clip count and a bar panel below counts the
@@ -84,7 +84,7 @@ def calibration_png(curves: dict[str, dict[str, Any]], n_bins: int = 10) -> byte
             left = np.floor(np.asarray(c["predicted"]) * n_bins).clip(0, n_bins - 1) / n_bins
             bars.bar(left + slot * width, counts, width=width, align="edge", color=line.get_color(), alpha=0.8)
     ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.set(ylabel="observed frequency", title="Calibration (labels: clips per point)", xlim=(0, 1), ylim=(0, 1))
+    ax.set(ylabel="observed frequency", title=f"Calibration ({scope}; labels: clips per point)", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=7)
     bars.set(xlabel="predicted probability", ylabel="clips", xlim=(0, 1))
     return _png(fig)
@@ -183,4 +183,19 @@ def clip_map_png(xy: np.ndarray, labels: list[str], wrong: np.ndarray, title: st
     ax.set_yticks([])
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="given label", title_fontsize=7,
               markerscale=1.2)  # outside the axes: never over the clips
+    return _png(fig)
+
+
+def history_png(history: list[dict[str, float]], title: str) -> bytes:
+    """Training and validation score per epoch, the epoch whose weights were kept marked."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_score"] for h in history], "o-", ms=3, label="training clips")
+    ax.plot(epochs, [h["val_score"] for h in history], "o-", ms=3, label="validation clips")
+    best = max(history, key=lambda h: h["val_score"])
+    ax.axvline(best["epoch"], color="k", ls=":", lw=1)
+    ax.annotate(f"kept: epoch {best['epoch']:g}, {best['val_score']:.3f}", (best["epoch"], best["val_score"]),
+                textcoords="offset points", xytext=(4, -12), fontsize=7)
+    ax.set(xlabel="epoch", ylabel="ROC AUC (mAP for multi-label)", title=title)
+    ax.legend(fontsize=7, loc="lower right")
     return _png(fig)

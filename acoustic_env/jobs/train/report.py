@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from acoustic_env.jobs.audit.review import source_url, write_assets
 from acoustic_env.jobs.train import plots
+from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import MAX_HEATMAP, MAX_MAP_POINTS
 from acoustic_env.storage import filesystem, join
 from acoustic_env.table import FeatureSet
@@ -142,8 +143,12 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
     """Every PNG of the report, by file name."""
     models = results["models"]
     names = results["task"]["class_names"]
-    out = {"roc.png": plots.roc_png({m: r["test"]["roc_curves"] for m, r in models.items()}),
-           "calibration.png": plots.calibration_png({m: r["test"]["calibration"] for m, r in models.items()})}
+    scope = _scope(results)
+    out = {"roc.png": plots.roc_png({m: r["test"]["roc_curves"] for m, r in models.items()}, scope),
+           "calibration.png": plots.calibration_png({m: r["test"]["calibration"] for m, r in models.items()}, scope)}
+    history = results.get("history")
+    if history and history["rounds"]:
+        out["history.png"] = plots.history_png(history["rounds"], history["title"])
     for m, r in models.items():
         title = f"{m} ({_scope(results)})"
         out[f"confusion_{m}.png"] = (plots.multilabel_confusion_png(r["test"]["confusion"], names, title)
@@ -210,7 +215,7 @@ def eda_figures(results: dict[str, Any]) -> dict[str, bytes]:
 
 def _scope(results: dict[str, Any]) -> str:
     ev = results.get("evaluation") or {}
-    return "out-of-fold, all clips" if ev.get("method") == "cross_validation" else "test split"
+    return "out-of-fold, all clips" if ev.get("method") == "cross_validation" else "held-out test split"
 
 
 def _intervals(results: dict[str, Any], model: str) -> dict[str, Any]:
@@ -230,12 +235,14 @@ def metrics_section(results: dict[str, Any]) -> str:
             # single-label micro F1 is the accuracy (every clip has one prediction and one label)
             key = key or ("accuracy_wilson" if metric == "micro_f1" and kind != "multi_label" else None)
             row.append(_with_interval(m.get(metric), ci.get(key) if key else None))
-        row += [m["calibration"].get("ece"), r.get("val_score")]
+        best = m.get("max_accuracy")
+        row += [m["calibration"].get("ece"), r.get("val_score"),
+                "–" if best is None else f"{best:.3f} at {m['max_accuracy_threshold']:.2f}"]
         if adj:
-            row.append(_accuracy_note(adj.get(name)))
+            row += [_accuracy_note(adj.get(name)), _accuracy_note((adj.get(name) or {}).get("max_accuracy"))]
         rows.append(row)
-    header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE", "val. score"]
-    header += ["adjusted accuracy"] if adj else []
+    header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE", "val. score", "max. accuracy (threshold)"]
+    header += ["adjusted accuracy", "adjusted max. accuracy"] if adj else []
     parts = [f"<h2>Metrics ({html.escape(_scope(results))})</h2>"]
     if ev.get("description"):
         parts.append(f"<p class='note'>{html.escape(ev['description'])}</p>")
@@ -254,6 +261,9 @@ def metrics_section(results: dict[str, Any]) -> str:
                          [[ev["fold_names"][f["fold"]] if ev.get("fold_names") else f["fold"] + 1, f["n"],
                            f.get("roc_auc"), f.get("accuracy"), f.get("macro_f1")]
                           for f in per_fold[chosen]])]
+    parts.append("<p class='note'>Max. accuracy: the best accuracy over decision thresholds on the same clips "
+                 "(binary tasks), as the study reported it; optimistic, since the threshold is fitted to the clips "
+                 "it is scored on.</p>")
     parts.append("<h3>Label noise</h3><p class='note'>" + NOISY_LABELS)
     if adj:
         first = next(iter(adj.values()))
@@ -464,6 +474,22 @@ def eda_section(results: dict[str, Any], images: list[str]) -> str:
     return "\n".join(parts)
 
 
+def duplicates_section(counts: dict[str, Any]) -> str:
+    """What the near-duplicate guard found and which groups it merged, with the clip pairs that made it."""
+    if not counts:
+        return ""
+    if counts.get("skipped"):
+        return f"<p class='note'>Near-duplicate guard skipped: {html.escape(counts['skipped'])}.</p>"
+    head = (f"<p class='note'>Near-duplicate guard (mean cosine distance &le; {counts['threshold']:g} over "
+            f"{html.escape(', '.join(counts['columns']))}): {counts['pairs']} pair(s), "
+            f"{counts.get('pairs_across_groups', 0)} across groups")
+    if not counts.get("groups_merged"):
+        return head + "; no groups merged.</p>"
+    return (head + f"; {counts['groups_before']} groups merged into {counts['groups_after']} so that copies stay "
+            "on one side of every fold or split:</p><ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in merge_lines(counts, limit=50)) + "</ul>")
+
+
 def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") -> str:
     """The page as HTML text."""
     task, counts = results["task"], results["counts"]
@@ -478,7 +504,8 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
              _table(["split", *task["class_names"], "clips"],
                     [[s, *[c.get(k) for k in task["class_names"]], c["clips"]] for s, c in counts["splits"].items()]),
              "<p class='note'>" + html.escape(", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
-                                                        if k not in ("splits", "excluded_columns"))) + "</p>",
+                                                        if k not in ("splits", "excluded_columns", "duplicates")))
+             + "</p>", duplicates_section(counts.get("duplicates") or {}),
              metrics_section(results)]
     first = _record_model(results, results["models"])
     per_class = results["models"][first]["test"]["per_class"]

@@ -1,0 +1,221 @@
+"""A fitted estimator in a portable form: plain arrays, a torch ``state_dict`` or XGBoost's own JSON, never a pickle.
+
+The model artifact must load from untrusted storage without running code from
+it, so no estimator is pickled. Each kind is saved in the form its library
+reads back safely:
+
+* ``linear`` (logistic regression): the standardisation and the coefficients as
+  float64 arrays; the probabilities are recomputed with numpy (logistic link
+  for a binary or one-vs-rest model, softmax for a multinomial one);
+* ``torch`` (the MLP): the network's ``state_dict`` (``weights.pt``, loaded with
+  ``weights_only=True``), its architecture, and the standardisation in front of
+  it when the estimator had one;
+* ``xgboost``: the booster in XGBoost's JSON model format (``xgboost.json``),
+  and the trees it uses (early stopping keeps fewer than it grew).
+
+Every kind also keeps the zoo's wrapper (``learn.zoo.ZooClassifier``): which
+classes (or label columns) the estimator was fitted on and the training rate
+of the others, so a loaded estimator returns exactly the probabilities the
+fitted one did (the train job checks that on every clip before saving).
+
+Models of the zoo that have no such form (``UNSAVEABLE``) are compared in
+cross-validation but never become the saved model (``learn.cv``). Loading
+needs numpy and torch (and xgboost for a booster), never scikit-learn.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from acoustic_env.learn.mlp import MLP, n_outputs
+
+ARRAYS, WEIGHTS, BOOSTER = "estimator.npz", "weights.pt", "xgboost.json"
+#: The file each format keeps beside ``ARRAYS`` (the linear model is arrays only).
+FORMAT_FILES = {"linear": None, "torch": WEIGHTS, "xgboost": BOOSTER}
+#: Zoo models with a portable form, by the format that holds them.
+FORMATS = {"logreg": "linear", "mlp": "torch", "xgboost": "xgboost"}
+
+
+@dataclass(frozen=True)
+class Portable:
+    """What the artifact stores of one estimator: a JSON-able ``spec``, float/int ``arrays`` and one file's bytes."""
+
+    spec: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    blob: bytes | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+    @property
+    def n_outputs(self) -> int:
+        """How many probability columns the estimator itself gives (before the wrapper spreads them over classes)."""
+        return int(self.spec["outputs"])
+
+    def check(self, n_classes: int, in_dim: int) -> None:
+        """Raise ValueError unless this estimator fits ``n_classes`` classes and ``in_dim`` inputs (a damaged artifact)."""
+        columns, prior = self.arrays["columns"], self.arrays["prior"]
+        if len(prior) != n_classes or (len(columns) and int(columns.max()) >= n_classes):
+            raise ValueError(f"the estimator was fitted for {len(prior)} classes, not {n_classes}")
+        if self.n_outputs != len(columns) and not (len(columns) == 1 and self.n_outputs == 2):
+            raise ValueError(f"the estimator gives {self.n_outputs} outputs for {len(columns)} fitted classes")
+        try:
+            width = self.fitted_proba(np.zeros((1, in_dim), np.float32)).shape[1]
+        except Exception as e:  # noqa: BLE001 - numpy, torch and xgboost each refuse a wrong width their own way
+            raise ValueError(f"the estimator cannot score {in_dim} inputs ({type(e).__name__})") from None
+        if width != self.n_outputs:
+            raise ValueError(f"the estimator computes {width} outputs where its description says {self.n_outputs}")
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """[n, classes] probabilities, as ``ZooClassifier.predict_proba`` gave them."""
+        out = np.tile(self.arrays["prior"], (len(x), 1)).astype(np.float64)
+        columns = self.arrays["columns"]
+        if len(columns) and len(x):
+            p = self.fitted_proba(x)
+            out[:, columns] = p if p.shape[1] == len(columns) else p[:, 1:]
+        return out
+
+    def fitted_proba(self, x: np.ndarray) -> np.ndarray:
+        """The wrapped estimator's own probabilities over the classes it was fitted on."""
+        fmt = self.spec["format"]
+        if fmt == "linear":
+            s = self._standardised(x) @ self.arrays["coef"].T + self.arrays["intercept"]
+            return _link(s, self.spec["link"])
+        if fmt == "torch":
+            from acoustic_env.learn.mlp import predict_proba
+
+            return predict_proba(self.network(), self._standardised(x), self.spec["kind"], int(self.spec["classes"]))
+        if fmt == "xgboost":
+            p = np.asarray(self.booster().inplace_predict(np.asarray(x, np.float32),
+                                                          iteration_range=tuple(self.spec["iteration_range"])))
+            p = p.reshape(len(x), -1).astype(np.float64)
+            return np.hstack([1 - p, p]) if p.shape[1] == 1 and self.n_outputs == 2 else p
+        raise ValueError(f"unknown estimator format {fmt!r}")
+
+    def _standardised(self, x: np.ndarray) -> np.ndarray:
+        """The estimator's own standardisation, step for step as scikit-learn's scaler computes it in place."""
+        x = np.asarray(x, np.float32)
+        if "mean" not in self.arrays:
+            return x
+        dtype = np.float32 if self.spec["format"] == "torch" else np.float64
+        z = (x - self.arrays["mean"]).astype(np.float32)
+        return (z / self.arrays["scale"]).astype(np.float32).astype(dtype)
+
+    def loaded(self) -> Portable:
+        """This estimator with its network or booster parsed (a damaged file fails here, not at the first clip)."""
+        if self.spec["format"] == "torch":
+            self.network()
+        elif self.spec["format"] == "xgboost":
+            self.booster()
+        return self
+
+    def network(self) -> MLP:
+        if "net" not in self._cache:
+            net = MLP(**self.spec["architecture"])
+            net.load_state_dict(torch.load(io.BytesIO(self.blob or b""), weights_only=True, map_location="cpu"))
+            net.eval()
+            self._cache["net"] = net
+        return self._cache["net"]
+
+    def booster(self) -> Any:
+        if "booster" not in self._cache:
+            import xgboost
+
+            booster = xgboost.Booster()
+            booster.load_model(bytearray(self.blob or b""))
+            self._cache["booster"] = booster
+        return self._cache["booster"]
+
+    def logits_module(self) -> nn.Module | None:
+        """A torch module from the model's input to its logits, for gradient SHAP (None for trees)."""
+        fmt = self.spec["format"]
+        if fmt == "xgboost":
+            return None
+        if fmt == "linear":
+            coef = self.arrays["coef"]
+            layer = nn.Linear(coef.shape[1], coef.shape[0])
+            mean, scale = self.arrays.get("mean", np.zeros(coef.shape[1])), self.arrays.get("scale", np.ones(coef.shape[1]))
+            with torch.no_grad():  # W((x - m)/s) + b = (W/s)x + (b - W(m/s))
+                layer.weight.copy_(torch.tensor(coef / scale[None, :], dtype=torch.float32))
+                layer.bias.copy_(torch.tensor(self.arrays["intercept"] - coef @ (mean / scale), dtype=torch.float32))
+            return layer
+        if "mean" not in self.arrays:
+            return self.network()
+        scale = torch.tensor(1 / self.arrays["scale"], dtype=torch.float32)
+        pre = nn.Linear(len(scale), len(scale))
+        with torch.no_grad():
+            pre.weight.copy_(torch.diag(scale))
+            pre.bias.copy_(-torch.tensor(self.arrays["mean"], dtype=torch.float32) * scale)
+        return nn.Sequential(pre, self.network())
+
+
+def _link(s: np.ndarray, link: str) -> np.ndarray:
+    """Probabilities from decision values: ``binary`` [1-σ, σ] of one column, ``sigmoid`` per column, ``softmax``."""
+    if link == "softmax":
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    p = 1 / (1 + np.exp(-s))
+    return np.hstack([1 - p, p]) if link == "binary" else p
+
+
+def _wrapper(model: Any) -> dict[str, np.ndarray]:
+    return {"prior": np.asarray(model.prior_, np.float64), "columns": np.asarray(model.columns_, np.int64)}
+
+
+def _scaler(scaler: Any) -> dict[str, np.ndarray]:
+    return {"mean": np.asarray(scaler.mean_, np.float64), "scale": np.asarray(scaler.scale_, np.float64)}
+
+
+def from_zoo(model: Any) -> Portable:
+    """The portable form of a fitted ``ZooClassifier`` (ValueError for a model without one, or not fitted)."""
+    if model.name not in FORMATS:
+        raise ValueError(f"{model.name} has no portable form (portable: {', '.join(FORMATS)})")
+    if model.model_ is None:
+        raise ValueError(f"{model.name} was fitted on fewer than two classes: nothing to save")
+    arrays = _wrapper(model)
+    fmt = FORMATS[model.name]
+    spec: dict[str, Any] = {"name": model.name, "format": fmt, "params": model.params}
+    if fmt == "linear":
+        scaler, clf = model.model_[0], model.model_[-1]
+        members = clf.estimators_ if hasattr(clf, "estimators_") else [clf]  # one-vs-rest: one model per label
+        coef = np.vstack([m.coef_ for m in members])
+        intercept = np.concatenate([m.intercept_ for m in members])
+        link = "sigmoid" if len(members) > 1 else "binary" if coef.shape[0] == 1 else "softmax"
+        arrays.update(_scaler(scaler), coef=coef.astype(np.float64), intercept=intercept.astype(np.float64))
+        spec.update(link=link, outputs=2 if link == "binary" else coef.shape[0])
+        return Portable(spec, arrays)
+    if fmt == "torch":
+        from acoustic_env.learn.fit import DEFAULT_PARAMS
+        from acoustic_env.learn.mlp import architecture
+
+        inner = model.model_
+        arrays.update(_scaler(inner.scaler_))
+        arch = architecture(len(inner.scaler_.mean_), inner.kind_, inner.n_classes_, DEFAULT_PARAMS)
+        return from_network(inner.model_, arch, inner.kind_, inner.n_classes_, arrays, spec)
+    booster = model.model_.get_booster()
+    best = booster.attr("best_iteration")  # set by early stopping; XGBClassifier then predicts with those trees
+    k = len(model.columns_)
+    spec.update(iteration_range=[0, 0 if best is None else int(best) + 1],
+                outputs=k if model.kind == "multi_label" and k > 1 else max(k, 2))
+    return Portable(spec, arrays, bytes(booster.save_raw("json")))
+
+
+def from_network(net: MLP, architecture: dict[str, Any], kind: str, n_classes: int,
+                 arrays: dict[str, np.ndarray] | None = None, spec: dict[str, Any] | None = None) -> Portable:
+    """A torch network of ``architecture`` over ``n_classes`` classes (the searched MLP, or the zoo MLP's network)."""
+    if n_outputs(kind, n_classes) != architecture["n_out"]:
+        raise ValueError(f"the network has {architecture['n_out']} outputs, not {n_outputs(kind, n_classes)}")
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+    arrays = arrays or {"prior": np.full(n_classes, 1 / n_classes), "columns": np.arange(n_classes)}
+    spec = {"name": "mlp", **(spec or {}), "format": "torch", "architecture": architecture, "kind": kind,
+            "classes": int(n_classes), "outputs": int(n_classes)}
+    return Portable(spec, arrays, buf.getvalue())

@@ -1,0 +1,282 @@
+"""The model artifact holds whichever model was chosen, without pickles, and refuses damaged files in one line.
+
+Every zoo model with a portable form (``learn.portable``: logistic regression as
+its coefficients, XGBoost in its JSON format, the MLP as a torch state_dict),
+saved by the train job and loaded back, gives the probabilities of the fitted
+model to 1e-6; the saved model is the report's model of record; a class list
+that does not match the estimator, or a truncated file, ends in one line that
+names the file. Feature tables are synthetic (no extraction).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import acoustic_env as ae
+from acoustic_env.audioset.tasks import load_task
+from acoustic_env.cli import main
+from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
+from acoustic_env.jobs.train.job import _features, summary_lines, train
+from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.duplicates import merge_duplicate_groups
+from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
+from acoustic_env.learn.portable import FORMATS, from_zoo
+from acoustic_env.learn.preprocess import fit_group
+from acoustic_env.learn.transform import transform_all
+from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.table import read_features
+
+INDOOR = "/t/dd00125"
+GROUP = "indices_raw"
+
+
+def _task(tmp: Path, kind: str, k: int) -> str:
+    import yaml
+
+    mids = {"urban": URBAN, "natural": NATURAL, "indoor": INDOOR}
+    path = tmp / f"task_{kind}_{k}.yaml"
+    path.write_text(yaml.safe_dump({"name": f"t_{kind}_{k}", "kind": kind,
+                                    "classes": {c: {"mids": [m]} for c, m in list(mids.items())[:k]}}))
+    return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The networks here are tiny: one thread is faster than many on a shared machine, and deterministic."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _with_copy(table: pa.Table, src: int, dst: int) -> pa.Table:
+    """Clip ``dst`` made a copy of clip ``src`` (every feature column), as a re-uploaded recording is."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_fixed_size_list(f.type):
+            rows = table[f.name].to_pylist()
+            rows[dst] = rows[src]
+            table = table.set_column(i, f, pa.array(rows, f.type))
+    return table
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    """Per (kind, classes): (feature table, task file); 60 clips of one feature group, 3 clips a group.
+
+    In the binary table the last clip (group rec000019) copies the first (group rec000000).
+    """
+    root = tmp_path_factory.mktemp("tables")
+    out = {}
+    for kind, k in (("single_label", 2), ("single_label", 3), ("multi_label", 3)):
+        syn = synthetic_features(60, [URBAN, NATURAL, INDOOR][:k], multi_label=kind == "multi_label", seed=k,
+                                 signals=("raw",))
+        table = _with_copy(syn.table, 0, 59) if k == 2 else syn.table
+        out[kind, k] = (write_features(table, str(root / f"{kind}{k}")), _task(root, kind, k))
+    return out
+
+
+@pytest.mark.parametrize("kind, k", [("single_label", 2), ("single_label", 3), ("multi_label", 3)])
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_every_portable_model_loads_back_with_its_own_probabilities(name, kind, k, tables, tmp_path):
+    source, task = tables[kind, k]
+    data = read_features(source, task=load_task(task), feature_groups=[GROUP])
+    transforms = [fit_group(data.X[GROUP], 6, GROUP)]
+    x = transform_all(transforms, data.X)
+    fitted = make_estimator(name, kind, k, seed=0).fit(x, data.y)
+    meta = {"task": {"name": "t", "kind": kind, "class_names": ["urban", "natural", "indoor"][:k], "definition": {}}}
+    save_model(str(tmp_path / "m"), from_zoo(fitted), transforms, meta, data.feature_groups)
+    model = ae.load_model(str(tmp_path / "m"))
+    assert model.meta["estimator"]["name"] == name and model.meta["estimator"]["format"] == FORMATS[name]
+    assert not list((tmp_path / "m").glob("*.pkl"))
+    np.testing.assert_allclose(model.predict_proba(source), fitted.predict_proba(x), rtol=0, atol=1e-6)
+
+
+def test_a_model_without_a_portable_form_is_refused():
+    x = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    fitted = make_estimator("logreg", "single_label", 2).fit(x, np.arange(20) % 2)
+    fitted.name = "forest"  # any zoo model without a portable form
+    with pytest.raises(ValueError, match="forest has no portable form"):
+        from_zoo(fitted)
+
+
+# --- the train job saves the model of record ------------------------------------------
+
+def test_only_a_compared_model_can_be_saved_instead():
+    with pytest.raises(ConfigError, match=r"^saved_model: must be record or a compared model \(mlp\), got 'xgboost'$"):
+        from_dict(TrainConfig, {"features": "f", "output": "o", "baselines": [], "saved_model": "xgboost"})
+
+
+def _xor_table(root: Path) -> str:
+    """Two classes by the XOR of two index values: trees learn it, a linear model cannot."""
+    syn = synthetic_features(72, seed=8, signals=("raw",), rows_per_group=2, separation=0.0)
+    table = syn.table
+    rng = np.random.default_rng(8)
+    values = np.asarray(table[GROUP].to_pylist(), np.float32)
+    a, b = rng.standard_normal(len(values)), rng.standard_normal(len(values))
+    a = np.where((a > 0) ^ (b > 0) == (syn.given == 1), a, -a)
+    values[:, 0], values[:, 1] = a * 3, b * 3
+    col = pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
+    table = table.set_column(table.schema.get_field_index(GROUP), table.schema.field(GROUP), col)
+    return write_features(table, str(root / "xor"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tables):
+    """One train run per saved estimator: (config, summary) by name."""
+    root = tmp_path_factory.mktemp("trained")
+    xor = _xor_table(root)
+    estimate = root / "label_accuracy.json"
+    estimate.write_text(json.dumps({"method": "wilson", "sample": "random", "per_class": {},
+                                    "overall": {"accuracy": 0.9, "low": 0.84, "high": 0.94, "n": 120}}))
+    runs = {}
+    for name, source, extra in (("xgboost", xor, {"baselines": ["xgboost"]}),
+                                ("logreg", tables["single_label", 2][0], {"baselines": ["logreg"],
+                                                                          "saved_model": "logreg"}),
+                                ("mlp", tables["single_label", 2][0], {"baselines": [],
+                                                                       "label_accuracy": str(estimate)})):
+        cfg = from_dict(TrainConfig, {"features": source, "output": str(root / name), "feature_groups": [GROUP],
+                                      "cv_folds": 3, "ablations": False, "shap_samples": 0, "progress": False,
+                                      **extra})
+        runs[name] = (cfg, train(cfg))
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["xgboost", "logreg", "mlp"])
+def test_the_saved_model_reproduces_the_chosen_estimator(name, trained):
+    """predict on the training clips gives the in-process probabilities of the saved estimator to 1e-6."""
+    cfg, summary = trained[name]
+    ev = summary["evaluation"]
+    report = json.loads(Path(summary["report"]).with_name("metrics.json").read_text())
+    model = ae.load_model(summary["model"])
+    assert model.meta["estimator"]["name"] == ev["saved_model"] == report["evaluation"]["saved_model"] == name
+    if cfg.saved_model == "record" or ev["chosen"] == name:  # by default the artifact holds the model of record
+        assert report["evaluation"]["chosen"] == name and "asked for" not in ev["description"]
+    else:  # the MLP won, logreg was asked for: said, never silent
+        assert f"The saved model is {name} (asked for with saved_model, not the model of record)" in ev["description"]
+    features = read_features(cfg.features, task=load_task(cfg.task), feature_groups=[GROUP])
+    features = merge_duplicate_groups(features).apply(features)  # the groups the job's grouped searches used
+    _, x = _features(cfg, features, np.ones(len(features), dtype=bool))
+    in_process = make_estimator(name, "single_label", 2, cfg.seed).fit(x, features.y, groups=features.groups)
+    in_process = in_process.predict_proba(x)
+    np.testing.assert_allclose(model.predict_proba(cfg.features), in_process, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_winner_on_an_xor_target_is_the_saved_trees(trained):
+    _, summary = trained["xgboost"]
+    ev = summary["evaluation"]
+    assert ev["scores"]["xgboost"] > ev["scores"]["mlp"] and ev["chosen"] == "xgboost"
+
+
+# --- damaged or mismatched artifacts: one line naming the file (issue 29, items 5 and 6) ---------
+
+def _copy(trained, name: str, tmp_path: Path) -> Path:
+    dst = tmp_path / f"model-{name}"
+    shutil.copytree(trained[name][1]["model"], dst)
+    return dst
+
+
+def _predict_error(model: Path, capsys) -> str:
+    """``acoustic-env predict`` with this model: exit 2 and the one line it printed (before any audio is read)."""
+    clip = model.parent / "clip.wav"
+    clip.write_bytes(b"")
+    code = main(["predict", str(clip), "--model", str(model)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.slow
+def test_a_class_list_that_does_not_match_the_estimator_refuses_to_load(trained, tmp_path, capsys):
+    for name in ("mlp", "logreg", "xgboost"):
+        path = _copy(trained, name, tmp_path)
+        meta = json.loads((path / "model.json").read_text())
+        meta["task"]["class_names"] = ["urban", "natural", "indoor"]
+        (path / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(ConfigError, match=r"model: .*model.json names 3 classes \(urban, natural, indoor\)"):
+            ae.load_model(str(path))
+        assert "names 3 classes" in _predict_error(path, capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, file", [("mlp", "model.json"), ("mlp", "weights.pt"), ("mlp", "preprocessing.npz"),
+                                        ("mlp", "estimator.npz"), ("xgboost", "xgboost.json")])
+def test_a_truncated_model_file_is_one_line_naming_it(name, file, trained, tmp_path, capsys):
+    path = _copy(trained, name, tmp_path)
+    data = (path / file).read_bytes()
+    (path / file).write_bytes(data[:len(data) // 2])
+    with pytest.raises(ConfigError, match=rf"model: .*{file} is damaged"):
+        ae.load_model(str(path))
+    line = _predict_error(path, capsys)
+    assert file in line and "damaged" in line and "Traceback" not in line
+
+
+# --- what the run says: merged groups, figures, accuracy over thresholds -----------------------
+
+def test_too_few_groups_after_the_guard_merged_some_says_which_and_counts_them(tmp_path):
+    """Five recordings, two holding the same clip: five folds cannot be made, and the error says why."""
+    syn = synthetic_features(60, seed=4, signals=("raw",), rows_per_group=12)
+    source = write_features(_with_copy(syn.table, 0, 59), str(tmp_path / "five"))
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), "feature_groups": [GROUP],
+                                  "cv_folds": 5, "progress": False})
+    with pytest.raises(ConfigError) as caught:
+        train(cfg)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("cv_folds: needs at least `cv_folds` groups (or clips), "
+                                                      "the table has 4, got cv_folds=5; ")
+    assert "merged 5 groups into 4: groups rec000000 + rec000004 merged: near-duplicate clips " \
+           "clip0000000 ~ clip0000059 (0.000)" in message
+
+
+@pytest.mark.slow
+def test_console_and_report_say_which_groups_were_merged_and_why(trained):
+    _, summary = trained["mlp"]
+    dup = summary["counts"]["duplicates"]
+    assert (dup["groups_before"], dup["groups_after"]) == (20, 19)
+    assert dup["merges"] == [{"groups": ["rec000000", "rec000019"], "pairs": [["clip0000000", "clip0000059", 0.0]],
+                              "pairs_total": 1}]
+    text = "\n".join(summary_lines(summary))
+    assert "near-duplicates: 20 groups merged into 19" in text
+    assert "groups rec000000 + rec000019 merged: near-duplicate clips clip0000000 ~ clip0000059 (0.000)" in text
+    assert "none:" not in text and "mlp at fixed hyper-parameters" in text
+    page = Path(summary["report"]).read_text()
+    assert "20 groups merged into 19" in page and "clip0000000 ~ clip0000059" in page
+
+
+@pytest.mark.slow
+def test_report_has_the_history_and_the_best_threshold_accuracy(trained):
+    cfg, summary = trained["mlp"]
+    report = Path(summary["report"])
+    metrics = json.loads(report.with_name("metrics.json").read_text())
+    rounds = metrics["history"]["rounds"]
+    assert rounds and all(set(r) == {"epoch", "train_score", "val_score"} for r in rounds)
+    assert report.with_name("history.png").stat().st_size > 1000 and "history.png" in report.read_text()
+    m = metrics["models"]["mlp"]["test"]
+    assert m["max_accuracy"] >= m["accuracy"]
+    adjusted = summary["adjusted_accuracy"]["mlp"]["max_accuracy"]
+    assert adjusted == adjusted_accuracy(m["max_accuracy"], 60, json.loads(Path(cfg.label_accuracy).read_text()), 2)
+    lo, hi = adjusted["interval"]
+    line = next(x for x in summary_lines(summary) if x.startswith("  cv mlp"))
+    assert f"at the best threshold ({m['max_accuracy_threshold']:.2f}) {m['max_accuracy']:.3f} (adjusted " \
+           f"{adjusted['adjusted']:.3f} [{lo:.3f}, {hi:.3f}])" in line
+    assert "adjusted max. accuracy" in report.read_text()
+
+
+def test_max_accuracy_is_the_best_threshold_by_brute_force():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 80)
+    p1 = np.clip(0.5 + (y - 0.5) * 0.3 + rng.normal(0, 0.3, 80), 0.001, 0.999)
+    acc, threshold = max_accuracy("single_label", y, np.stack([1 - p1, p1], axis=1))
+    brute = max(float(((p1 >= t) == y).mean()) for t in [*np.unique(p1), 2.0])
+    assert acc == pytest.approx(brute) and float(((p1 >= threshold) == y).mean()) == pytest.approx(acc)
+    assert max_accuracy("single_label", y % 3, np.full((80, 3), 1 / 3)) == (None, None)  # binary tasks only
