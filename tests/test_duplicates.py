@@ -171,4 +171,7 @@ def test_train_keeps_copies_in_one_fold_and_its_report_counts_the_merged_groups(
     # the table has no group column: the folds are grouped only because the guard gave each copy set one group
     assert trained.record["evaluation"]["grouped"]
     page = Path(trained.report).read_text()
-    assert f"groups_merged {merged}" in page and f"clips_regrouped {merged}" in page
+    d = counts["duplicates"]
+    assert d["groups_before"] - d["groups_after"] == merged
+    assert f"{d['groups_before']} groups merged into {d['groups_after']} so that copies stay" in page
+    assert page.count("<li>groups ") == len(copy_sets)  # each merge named, with the clip pairs that made it
