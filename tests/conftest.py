@@ -191,9 +191,10 @@ SHARED_WORLDS = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Under ``-n`` with ``--dist loadgroup``: one group per module (its module-scoped fixtures are
-    built once), modules sharing a session world in one group."""
+    built once, its tests run in order), modules sharing a session world in one group."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         item.add_marker(pytest.mark.xdist_group(SHARED_WORLDS.get(module, module)))
