@@ -180,21 +180,3 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section(f"not marked slow, over {FAST_LIMIT_S:g} s")
         for nodeid, seconds in sorted(_unmarked_slow, key=lambda x: -x[1]):
             terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
-
-
-# ----------------------------------------------------------------------------- parallel runs (pytest-xdist)
-
-#: modules that read the same session world run in one worker, so that the world is built once
-SHARED_WORLDS = {
-    "test_predict": "clips_model", "test_serve": "clips_model", "test_serve_page": "clips_model",
-    "test_report": "report", "test_eda": "report",
-}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under ``-n`` with ``--dist loadgroup``: one group per module (its module-scoped fixtures are
-    built once, its tests run in order), modules sharing a session world in one group."""
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        item.add_marker(pytest.mark.xdist_group(SHARED_WORLDS.get(module, module)))
