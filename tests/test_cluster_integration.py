@@ -33,6 +33,8 @@ from conftest import REPO, free_port, require
 
 from acoustic_env.demo.synth import generate_demo
 
+pytestmark = pytest.mark.slow  # a two-node cluster: minutes, not seconds
+
 BIN = Path(sys.executable).parent
 MARK = "ACOUSTIC_ENV_TEST_CLUSTER"
 RUNTIME_ENV = REPO / "cluster" / "runtime_env.yaml"
