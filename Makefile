@@ -20,14 +20,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/acoustic-env demo --output demo-output
 
-# every test, on two processes (pytest-xdist: a module's tests run in one process, in order), with the
-# 20 slowest listed at the end
+# every test, on two processes (pytest-xdist), with the 20 slowest listed at the end
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
+	$(BIN)/python -m pytest -q -n 2 --durations=20
 
 # the tests not marked slow (each under 10 s): the loop while changing code
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" --durations=10
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=10
 
 clean:
 	rm -rf $(VENV) demo-output
