@@ -13,6 +13,7 @@ service object hosted by uvicorn without Ray. The service is started with the RE
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shlex
@@ -261,3 +262,29 @@ def test_a_bad_flag_or_model_is_one_line_before_ray(world, args, words):
     assert r.returncode == 2 and words in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
     assert time.monotonic() - t0 < 60  # no Ray start
+
+
+def test_an_oversized_body_is_read_to_its_end_within_the_drain_and_no_further():
+    """A client still sending when the 413 goes out sees a broken pipe, not the answer (CI, 2026-11-23)."""
+    from acoustic_env.jobs.serve.handler import ServiceError, read_body
+
+    def run(n_chunks: int, limit: int, drain: int) -> tuple[int, Exception | bytes]:
+        consumed = 0
+
+        async def chunks():
+            nonlocal consumed
+            for _ in range(n_chunks):
+                consumed += 1
+                yield b"x" * 10
+
+        try:
+            got: Exception | bytes = asyncio.run(read_body(chunks(), limit, drain))
+        except ServiceError as exc:
+            got = exc
+        return consumed, got
+
+    assert run(3, limit=30, drain=30) == (3, b"x" * 30)
+    consumed, got = run(5, limit=30, drain=30)
+    assert consumed == 5 and isinstance(got, ServiceError) and got.error_type == "too_large"
+    consumed, got = run(100, limit=30, drain=30)
+    assert consumed == 7 and isinstance(got, ServiceError)

@@ -96,14 +96,22 @@ class Upload:
     top_tags: int = 3
 
 
-async def read_body(chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    """The body from an async iterator of byte chunks, stopping with too_large past ``limit`` bytes."""
+async def read_body(chunks: AsyncIterator[bytes], limit: int, drain: int = 0) -> bytes:
+    """The body from an async iterator of byte chunks, stopping with too_large past ``limit`` bytes.
+
+    Past the limit up to ``drain`` more bytes are read and discarded before the error: a
+    server that answers 413 while the client is still sending closes the socket under it,
+    and most clients (urllib, requests) then report a broken pipe instead of the 413.
+    """
     parts, size = [], 0
     async for chunk in chunks:
         size += len(chunk)
-        if size > limit:
-            raise ServiceError("too_large", f"the upload is larger than max_upload_bytes = {limit}")
-        parts.append(chunk)
+        if size > limit + drain:
+            break
+        if size <= limit:
+            parts.append(chunk)
+    if size > limit:
+        raise ServiceError("too_large", f"the upload is larger than max_upload_bytes = {limit}")
     return b"".join(parts)
 
 
@@ -322,11 +330,13 @@ class Service:
 
     async def _recognize(self, request: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
+        # An upload up to twice the limit is read to its end (and dropped) so the client can
+        # read the 413; a larger one is refused from its Content-Length, unread.
+        limit = self.limits.max_upload_bytes
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.limits.max_upload_bytes:
-            raise ServiceError("too_large", f"the upload ({declared} bytes) is larger than max_upload_bytes = "
-                                            f"{self.limits.max_upload_bytes}")
-        body = await read_body(request.stream(), self.limits.max_upload_bytes)
+        if declared and declared.isdigit() and int(declared) > 2 * limit:
+            raise ServiceError("too_large", f"the upload ({declared} bytes) is larger than max_upload_bytes = {limit}")
+        body = await read_body(request.stream(), limit, drain=limit)
         upload = await asyncio.to_thread(parse_upload, body, request.headers.get("content-type", ""),
                                          dict(request.query_params), self.limits, self.recognizer.fetch)
         clip = await asyncio.to_thread(self.recognizer.decode_upload, upload)
