@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401 - pa.parquet
 import pytest
 import soundfile as sf
 from conftest import tone_clip
@@ -214,6 +215,37 @@ def test_predict_on_the_first_rounds_catalogue(model, earlier, tmp_path, capsys,
     assert all(words in r["error"] + r["note"] for r in rows) and took < 30, rows
     if case == "long silent flac":
         assert rows[0]["note"].endswith(f"cut: scored the first {MAX_S:g} s of 600.0 s")
+
+
+@pytest.mark.slow
+def test_annotate_on_the_whole_catalogue_loses_no_row_and_writes_no_secret(ray_session, model, files, earlier,
+                                                                            tmp_path, capsys):
+    """annotate extracts (Ray) and scores a list of the catalogue's worst: credentials in three shapes (two of
+    them failing), a FIFO, two files of one stem, a long silent FLAC; every row comes back once, as an
+    annotation or an error row, and neither the console nor any file it wrote holds a secret."""
+    uris = [f"http://KEYSECRET:PWSECRET@{files}/tone.wav",
+            f"http://{files}/tone.wav?X-Amz-Credential=CREDSECRET&X-Amz-Signature=SIGSECRET",
+            f"http://{files}/missing.wav?token=TOKSECRET",
+            f"http://KEYSECRET:PWSECRET@{files}/missing.wav",
+            *earlier["fifo"], *earlier["same stem"], *earlier["long silent flac"]]
+    listing = tmp_path / "new.csv"
+    with listing.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("clip_id", "uri"), *[(f"h{i}", u) for i, u in enumerate(uris)]])
+    features, output = tmp_path / "features", tmp_path / "annotated"
+    t0 = time.monotonic()
+    code = main(["annotate", "--model", str(model), "--features", str(features), "--output", str(output),
+                 "--manifest", str(listing), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    annotated = [pa.parquet.read_table(p) for p in sorted((output / "annotations").rglob("*.parquet"))]
+    errors = [pa.parquet.read_table(p) for p in sorted(features.rglob("errors/**/*.parquet"))]
+    got = {r["clip_id"] for t in annotated for r in t.select(["clip_id"]).to_pylist()}
+    failed = {r["clip_id"]: r for t in errors for r in t.to_pylist()}
+    assert got | set(failed) == {f"h{i}" for i in range(len(uris))}, (got, failed)
+    assert {"h2", "h3", "h4"} <= set(failed) and {"h0", "h1", "h5", "h6"} <= got, (got, failed)
+    assert "not a regular file" in failed["h4"]["message"] and "***" in failed["h3"]["uri"], failed
+    _no_secret(out, err, _tree_text(output), _tree_text(features))
+    assert time.monotonic() - t0 < 240
 
 
 # ----------------------------------------------------------------------------- the review server
