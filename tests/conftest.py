@@ -146,8 +146,15 @@ def _ensure_ray(endpoint: str) -> None:
         if _ray_gcs and ray.get_runtime_context().gcs_address == _ray_gcs[-1]:
             return
         ray.shutdown()  # not the session's instance: another test's, with its own settings
-    ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": s3_environment(endpoint)})
+    for attempt in (1, 2):  # address="local": never another test's `ray start` cluster
+        try:
+            ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": s3_environment(endpoint)})
+            break
+        except Exception:  # a loaded machine: Ray's raylet gives its agents 15 s (ray-project/ray#65983)
+            ray.shutdown()
+            if attempt == 2:
+                raise
     _ray_gcs.append(ray.get_runtime_context().gcs_address)
 
 

@@ -504,3 +504,38 @@ def test_the_command_ends_its_ray_processes_before_its_quick_exit(tmp_path):
         for entry in _alive(family):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.split()[0]), 9)
+
+
+@pytest.mark.slow
+def test_a_local_start_that_fails_is_cleaned_up_and_tried_once_more(monkeypatch, caplog):
+    """Ray 2.60's raylet exits when its agents take over 15 s to start on a loaded machine
+    (ray-project/ray#65983). ``start_ray`` ends what the failed ``ray.init`` started (here a
+    child standing in for its GCS), says so in one warning, and starts a working instance."""
+    import ray
+
+    from acoustic_env.distributed import session
+
+    if ray.is_initialized():
+        ray.shutdown()
+    real_init, calls, stray = ray.init, [], []
+
+    def init(*args, **kwargs):
+        calls.append(kwargs.get("address"))
+        if len(calls) == 1:
+            stray.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+            raise RuntimeError("The current node timed out during startup.\nThis could happen because ...")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(ray, "init", init)
+    try:
+        with caplog.at_level("WARNING", logger="acoustic_env.distributed.session"):
+            resources = session.start_ray()
+        assert calls == ["local", "local"] and resources.get("CPU", 0) >= 1
+        assert stray[0].wait(timeout=10) == -9  # SIGKILLed by start_ray, not left to run
+        assert [r.getMessage() for r in caplog.records] == [
+            "local Ray did not start (The current node timed out during startup. This could happen because ...); "
+            "trying once more"]
+        assert ray.get(ray.put(7)) == 7
+    finally:
+        ray.shutdown()
+        session.reaper.end_now()

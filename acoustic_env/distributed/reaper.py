@@ -63,6 +63,15 @@ def started_any() -> bool:
     return bool(_roots)
 
 
+def end_new(before: set[int]) -> None:
+    """SIGKILL the children this process gained since ``before``, descendants included: what a
+    ``ray.init`` that failed half-way had started (its GCS lives on otherwise)."""
+    for pid in sorted(children() - before):
+        with contextlib.suppress(psutil.Error):
+            _roots.append(psutil.Process(pid))
+    end_now()
+
+
 def end_now() -> bool:
     """SIGKILL what ``ray.init`` started in this process, descendants included, and wait until
     it is gone; False when it started nothing (no local instance, or a cluster's).

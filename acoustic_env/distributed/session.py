@@ -67,17 +67,35 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            before = reaper.children()
+            _start_local(ray)
+        route_ray_logs()
+    _ray_data_output(progress and _log_file is None)
+    return ray.cluster_resources()
+
+
+def _start_local(ray) -> None:  # noqa: ANN001 - the ray module, imported by the caller
+    """A new local instance, tried twice: on a loaded machine Ray 2.60's raylet exits when its
+    agents take over 15 s to start (a fixed timeout, ray-project/ray#65983), and ``ray.init``
+    then fails after waiting for the node. What the failed try started is ended first."""
+    for attempt in (1, 2):
+        before = reaper.children()
+        try:
             # No worker pre-started per core: with from_arrow_refs' tasks on them the stage actors got
             # none (16 cores: twice the processes starting at once, see distributed/extract.py), and
             # without those tasks Ray Data's bookkeeping actors take them first (2 cores: no gain).
             ray.init(address="local", log_to_driver=False, include_dashboard=False,
                      logging_level=logging.INFO if _log_file else logging.WARNING,
                      _system_config={"prestart_worker_first_driver": False})
-            reaper.watch(before)  # what ray.init started ends with this process, however it ends
-        route_ray_logs()
-    _ray_data_output(progress and _log_file is None)
-    return ray.cluster_resources()
+        except Exception as exc:
+            ray.shutdown()
+            reaper.end_new(before)
+            if attempt == 2:
+                raise
+            logging.getLogger(__name__).warning("local Ray did not start (%s); trying once more",
+                                                " ".join(str(exc).split())[:200])
+            continue
+        reaper.watch(before)  # what ray.init started ends with this process, however it ends
+        return
 
 
 def run_exit_handlers() -> None:
