@@ -6,22 +6,21 @@ import re
 from pathlib import Path
 
 import pytest
+from documentation import section
 
 import acoustic_env as ae
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
 
 def readme_python_example() -> str:
-    section = README.read_text().split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    text = section("Python")
+    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
 @pytest.mark.slow
 def test_readme_python_example_runs(tmp_path, monkeypatch, ray_session, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(readme_python_example(), "README.md#python", "exec"), namespace)
+    exec(compile(readme_python_example(), "docs/concepts.md#python", "exec"), namespace)
     run, table, trained, audit = (namespace[k] for k in ("run", "table", "trained", "audit"))
     assert isinstance(run, ae.ExtractResult) and run.counts["ok"] == 24 and Path(run.features).is_dir()
     assert isinstance(table, ae.FeatureSet) and len(table) == 24 and "indices_raw" in table.columns

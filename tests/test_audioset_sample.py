@@ -208,9 +208,9 @@ def test_readme_sample_commands_run_as_written(shared_data, tmp_path, monkeypatc
     import shlex
     import shutil
 
-    from test_readme_reference import readme_commands
+    from documentation import commands
 
-    commands = [c for s, c in readme_commands() if s == "AudioSet from its segment lists"]
+    commands = [c for s, c in commands() if s == "AudioSet from its segment lists"]
     assert [c.split()[:3] for c in commands] == [["acoustic-env", "audioset", "sample"]] * 2
     table = synthetic_segments(20_000, seed=5, boost={URBAN: 30.0, NATURAL: 30.0, "/m/09x0r": 60.0,
                                                       "/m/0jbk": 60.0, "/m/04rlf": 60.0, "/m/07yv9": 60.0})

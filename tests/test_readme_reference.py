@@ -1,11 +1,11 @@
-"""Every shell command in the README is run: the reference sections' commands here, the rest by named tests.
+"""Every shell command of the documentation (README and docs/) is run: the job pages' commands here, the rest by named tests.
 
-The reference sections (Extract, Train, Audit, Near-duplicates, Annotate) write their examples
+The job pages (docs/: Extract, Train, Audit, Near-duplicates, Annotate) write their examples
 against an AudioSet segment list, ``/data/audioset`` and ``s3://bucket``. Here the segment list is
 the demo generator's (real FLAC files in AudioSet's ``<YTID>_<start_ms>`` layout), ``/data/audioset``
 a local folder of them, and ``s3://bucket`` a fresh bucket on the loopback S3 server (moto). Each
-command runs in a subprocess exactly as the README writes it, after only those substitutions, in the
-README's order. Commands of the other sections are run by the tests that ``ELSEWHERE`` names, and
+command runs in a subprocess exactly as written, after only those substitutions, in the site's order
+(``documentation.pages``). Commands of the other sections are run by the tests that ``ELSEWHERE`` names, and
 ``test_every_readme_command_is_run_somewhere`` fails when a command appears that nobody runs.
 """
 
@@ -22,15 +22,15 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import documentation
 import pyarrow.parquet as pq
 import pytest
 
 from acoustic_env.demo.synth import generate_demo
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
 
-#: the README sections whose commands this module runs
+#: the pages (or README sections) whose commands this module runs
 RUN_HERE = ("Extract", "Train", "Audit", "Near-duplicates", "Annotate")
 #: the other sections with shell commands, and the test (or CI step) that runs their commands as written
 ELSEWHERE = {
@@ -44,35 +44,8 @@ ELSEWHERE = {
 }
 
 
-def readme_commands() -> list[tuple[str, str]]:
-    """(section, command) for every line of every ``sh`` block: continuations joined, comments dropped.
-
-    The section is the nearest ``##`` heading above the block (``###`` subsections belong to it).
-    """
-    out = []
-    section = ""
-    in_block = False
-    pending = ""
-    for line in README.read_text().splitlines():
-        if not in_block and line.startswith("## "):
-            section = line[3:].strip()
-        if line.startswith("```"):
-            in_block = line.strip() == "```sh" if not in_block else False
-            continue
-        if not in_block:
-            continue
-        line = re.sub(r"\s+#\s.*$", "", line).rstrip()  # a trailing comment
-        if not line or line.lstrip().startswith("#"):
-            continue
-        pending += line.rstrip("\\").strip() + " "
-        if not line.endswith("\\"):
-            out.append((section, pending.strip()))
-            pending = ""
-    return out
-
-
 def test_every_readme_command_is_run_somewhere():
-    commands = readme_commands()
+    commands = documentation.commands()
     assert len(commands) >= 20
     for section, command in commands:
         assert section in RUN_HERE or section in ELSEWHERE, f"nobody runs the README's `{command}` ({section})"
@@ -114,7 +87,7 @@ def test_reference_commands_run_as_written(s3_endpoint, tmp_path):
     s3.put(str(new.audio_dir) + "/", f"{bucket}/audio/", recursive=True)
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    commands = [_substitute(c, bucket, audioset) for s, c in readme_commands() if s in RUN_HERE]
+    commands = [_substitute(c, bucket, audioset) for s, c in documentation.commands() if s in RUN_HERE]
     assert [c.split()[1] for c in commands] == [
         "extract", "train", "train", "audit", "audit-review", "audit-estimate", "duplicates", "annotate"]
 

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from conftest import REPO, tone_clip
+from documentation import all_text
 
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, ExtractConfig, from_dict
@@ -290,7 +291,7 @@ def test_readme_error_table_names_exactly_the_types_the_code_produces():
     found = {k: set(re.findall(rx, sources.get(k, code), re.M)) for k, rx in producers.items()}
     assert all(found.values()), found
     produced = set().union(*found.values())
-    readme = (REPO / "README.md").read_text()
+    readme = all_text()
     table = readme[readme.index("| error_type | when |"):]
     table = table[:table.index("\n\n")]
     documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))

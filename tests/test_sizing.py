@@ -7,8 +7,14 @@ import subprocess
 import sys
 
 from conftest import REPO, tone_clip
+from documentation import all_text
 
-from acoustic_env.jobs.sizing import CPU_S_PER_CLIP, EMBEDDER_CPU_S, EMBEDDER_GPU_S, size
+from acoustic_env.jobs.sizing import (
+    CPU_S_PER_CLIP,
+    EMBEDDER_CPU_S,
+    EMBEDDER_GPU_S,
+    size,
+)
 
 THREE = ("vggish", "yamnet", "panns")
 
@@ -44,7 +50,7 @@ def test_dry_run_prints_the_sizing(tmp_path):
 
 def test_documented_audioset_figures_are_the_code_s():
     """The AudioSet (2 million clips) figures in the docs are what the code prints."""
-    docs = (REPO / "README.md").read_text() + (REPO / "cluster" / "README.md").read_text()
+    docs = all_text() + (REPO / "cluster" / "README.md").read_text()
     for embedders, gpus in (((), 0), (THREE, 0), (THREE, 1)):
         s = size(2_000_000, embedders, 32, gpus, 8)
         assert f"{s['core_hours']:,.1f} core-hours" in docs and f"{s['nodes']} × 32" in docs

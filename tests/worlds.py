@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import REPO, require, tone_clip
+from conftest import require, tone_clip
+from documentation import section
 
 import acoustic_env as ae
 from acoustic_env.config import TrainConfig, from_dict
@@ -35,7 +36,6 @@ from acoustic_env.demo.synth import generate_demo
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.train.job import train
 
-README = REPO / "README.md"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -182,7 +182,7 @@ def serve_world(clips_model, tmp_path_factory):
 
 def serve_readme_commands() -> list[str]:
     """The shell lines of the README's "Serve a model" section, in order."""
-    text = README.read_text().split("\n## Serve a model\n", 1)[1].split("\n## ", 1)[0]
+    text = section("Serve a model")
     return [line for block in re.findall(r"```sh\n(.*?)```", text, re.S) for line in block.splitlines() if line]
 
 

@@ -305,6 +305,13 @@ def flag_help(cls: type, name: str) -> str:
     return _help(f, _unwrap(_hints(cls)[name])[0])
 
 
+def describe(cls: type[Section]) -> list[tuple[str, str, str]]:
+    """(config-file key, flag, help with the default) for every field of ``cls``: the
+    documentation's configuration reference, derived from the same fields as the flags."""
+    return [(".".join(flag.path), flag.name, _help(flag.field, flag.kind).replace("%%", "%"))
+            for flag in _flags(cls)]
+
+
 def _metavar(flag: _Flag) -> str:
     if typing.get_origin(flag.kind) in (tuple, dict):
         return "A,B" if typing.get_origin(flag.kind) is tuple else "K=V,..."

@@ -73,7 +73,7 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
     return ray.cluster_resources()
 
 
-def _start_local(ray) -> None:  # noqa: ANN001 - the ray module, imported by the caller
+def _start_local(ray) -> None:  # the ray module, imported by the caller
     """A new local instance, tried twice: on a loaded machine Ray 2.60's raylet exits when its
     agents take over 15 s to start (a fixed timeout, ray-project/ray#65983), and ``ray.init``
     then fails after waiting for the node. What the failed try started is ended first."""
