@@ -356,6 +356,7 @@ def test_static_page_exports_verdicts_and_keeps_them_across_a_reload(audited, br
     assert console_errors(browser) == []
 
 
+@pytest.mark.slow
 def test_audit_and_review_on_object_storage(s3_endpoint, tmp_path):
     """Features, audio, audit table, review assets and saved verdicts all on s3:// (moto on loopback)."""
     import s3fs

@@ -26,6 +26,7 @@ from acoustic_env.config.schema import (
     validate,
 )
 from acoustic_env.embedders import registry
+from acoustic_env.embedders.registry import SAMPLE_RATE
 
 __all__ = ["DEFAULT_PCA", "EMBEDDERS", "SIGNALS", "SOURCES", "AnnotateConfig", "AuditConfig", "ConfigError",
            "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "ServeConfig", "TrainConfig", "add_flags", "flag_help",
@@ -98,9 +99,9 @@ def _ontology() -> Any:
 class DecodeParams(Section):
     """How a clip becomes a mono 16 kHz float32 array."""
 
-    sample_rate: int = option(16000, help="decoded sample rate in Hz",
-                              check=(lambda v: v == 16000,
-                                     "must be 16000 (every model and feature is defined at 16 kHz)"))
+    sample_rate: int = option(SAMPLE_RATE, help="decoded sample rate in Hz",
+                              check=(lambda v: v == SAMPLE_RATE,
+                                     f"must be {SAMPLE_RATE} (every model and feature is defined at it)"))
     target_rms: float = option(0.1, gt=0, help="RMS every clip is normalised to")
     # The indices and the modulation spectrum need at least a few analysis windows
     # (1024-sample spectrogram frames and a 1 s MPS window) to mean anything.

@@ -167,9 +167,13 @@ def dataset_of_blocks(refs: list[Any], metadata: list[Any]) -> Any:
     ``from_arrow_refs`` runs one task per block to read its metadata, which needs worker
     processes before any stage has one: Ray pre-starts a worker per core for that, and the
     actors did not get those workers once they had run the tasks (measured on 16 cores: 35
-    processes for 16 actors, and every actor at work 2.8 s later). These are the same three lines without the tasks; Ray is
-    pinned to 2.60.*, and ``tests/test_pipeline.py`` compares the two datasets, so a Ray
-    that moves these internals fails there, not in a user's run.
+    processes for 16 actors, and every actor at work 2.8 s later). These are the same three lines without the tasks.
+
+    The one use of Ray's private modules (``ray.data._internal``) in the package: Ray 2.60 has no
+    public way to give ``from_arrow_refs`` metadata the caller already has, and no Ray issue asks for
+    one (searched 2026-11). Ray is pinned to 2.60.*, and
+    ``tests/test_pipeline.py::test_the_input_dataset_equals_ray_datas_own_from_arrow_refs`` builds both datasets and
+    compares them, so a Ray that moves these internals fails there, not in a user's run.
     """
     from ray.data._internal.logical.interfaces import LogicalPlan
     from ray.data._internal.logical.operators import FromArrow

@@ -129,11 +129,10 @@ def _free_worker_groups(pg_hex: list[str]) -> None:
     workers report the group's id and it is removed here (a no-op if already gone).
     """
     import ray
-    from ray._raylet import PlacementGroupID
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
     for h in filter(None, pg_hex):
-        pg = PlacementGroup(PlacementGroupID(bytes.fromhex(h)))
+        pg = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(h)))
         if ray.util.placement_group_table(pg).get("state") not in (None, "REMOVED"):
             remove_placement_group(pg)
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from acoustic_env.embedders import vggish, yamnet
-from acoustic_env.embedders.registry import CONVERT_EXTRA, get
+from acoustic_env.embedders.registry import CONVERT_EXTRA, SAMPLE_RATE, get
 from acoustic_env.embedders.weights import (
     WeightsError,
     join_uri,
@@ -106,7 +106,7 @@ def yamnet_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tenso
 
 def probe_waveform(seconds: float = 3.0) -> np.ndarray:
     """Deterministic test audio: a tone, a sweep and noise, so every mel band is excited."""
-    t = np.arange(int(seconds * 16000)) / 16000
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     rng = np.random.default_rng(51773)
     wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * (100 + 1200 * t) * t)
             + 0.05 * rng.standard_normal(t.size))

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SAMPLE_RATE = 16000
+from acoustic_env.embedders.registry import SAMPLE_RATE
+
 STFT_WINDOW = 400  # 25 ms at 16 kHz
 STFT_HOP = 160  # 10 ms
 FFT_LENGTH = 512  # next power of two above the window

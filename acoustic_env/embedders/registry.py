@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from acoustic_env.embedders.base import Embedder
     from acoustic_env.embedders.factory import WeightsSource
 
+#: The one sample rate: every clip is decoded to it (``decode.sample_rate``), every feature and
+#: embedder is defined at it.
 SAMPLE_RATE = 16000
 SCORES_SUFFIX = "_scores"
 CONVERT_EXTRA = 'pip install "acoustic-env[convert]"'

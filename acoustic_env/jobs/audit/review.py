@@ -40,10 +40,10 @@ from scipy import signal
 
 from acoustic_env.audio.decode import decode_bytes, read_bytes
 from acoustic_env.config import DecodeParams
+from acoustic_env.embedders.registry import SAMPLE_RATE
 from acoustic_env.errors import AuditError, ClipError
 from acoustic_env.storage import filesystem, join
 
-SAMPLE_RATE = 16000
 REVIEW_DIR = "review"
 PAGE = "index.html"
 _DECODE = DecodeParams(min_duration_s=0.05)
