@@ -48,6 +48,7 @@ def _config(trained, output, **where) -> AnnotateConfig:
                                       "extract": {"audio_root": trained["audio_root"], "progress": False}})
 
 
+@pytest.mark.slow
 def test_annotate_overlapping_lists(trained, tmp_path):
     first, features, model_uri = trained["first"], trained["features"], trained["model"]
 
@@ -101,6 +102,7 @@ def _during_extract(monkeypatch, action) -> None:
     monkeypatch.setattr(annotate_job, "extract", extract_then_act)
 
 
+@pytest.mark.slow
 def test_a_row_appended_during_the_run_waits_for_the_next(trained, tmp_path, monkeypatch):
     rows = trained["rows"]
     clip_list = tmp_path / "new.csv"
@@ -115,6 +117,7 @@ def test_a_row_appended_during_the_run_waits_for_the_next(trained, tmp_path, mon
     assert (c["listed"], c["extracted"], c["annotated"], c["already_annotated"]) == (3, 1, 1, 2), c
 
 
+@pytest.mark.slow
 def test_directory_of_lists_each_once(trained, tmp_path, monkeypatch):
     rows = trained["rows"]
     incoming, out = tmp_path / "incoming", tmp_path / "ann"

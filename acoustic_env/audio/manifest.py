@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
-from typing import IO, Any, Callable, Collection, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Iterator
 from urllib.parse import urlsplit
 
 import fsspec
@@ -58,6 +58,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from acoustic_env.config import ExtractConfig
 
 from acoustic_env.audio.rows import CPU_PREFIX, ERROR_COLUMNS
 from acoustic_env.runs import id_hashes
@@ -563,6 +566,14 @@ def read_manifest(uri: str, audio_root: str | None = None, fmt: str = "auto",
     return Manifest(rows=rows, duplicates=duplicates, ids_made_unique=len(shared), renamed_columns=renamed,
                     source=uri, format=fmt, _read=read, _shared=shared, _repeated=repeated,
                     _allowed_roots=tuple(allowed_roots), _redact_params=tuple(redact_params))
+
+
+def job_manifest(cfg: ExtractConfig, reserved: Collection[str] = ()) -> Manifest:
+    """The clip list an extract config names, read with all of its fields: the one way the extract,
+    annotate and their dry runs read it, so the dry run counts the clips the job will see."""
+    return read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
+                         cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit, allowed_roots=cfg.allowed_roots,
+                         reserved=reserved, redact_params=cfg.redact_query_params)
 
 
 @contextmanager

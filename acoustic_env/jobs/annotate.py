@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from acoustic_env import runs
-from acoustic_env.audio.manifest import detect_format, read_manifest
+from acoustic_env.audio.manifest import detect_format, job_manifest, read_manifest
 from acoustic_env.audioset.tasks import Task, task_from_definition
 from acoustic_env.config import (
     EMBEDDERS,
@@ -71,7 +71,8 @@ _COUNTS = ("listed", "already_annotated", "extracted", "extract_skipped", "annot
            "not_annotated_failed_extract", "not_annotated_broken_features")
 
 
-def _annotated_ids(output: str, model_id: str) -> set[str]:
+def annotated_ids(output: str, model_id: str) -> set[str]:
+    """The clips of ``output`` this model has annotated (a re-run skips them; the dry run counts them)."""
     table = read_parts(join(output, ANNOTATIONS), columns=["clip_id", "model_id"])
     if table is None:
         return set()
@@ -148,10 +149,9 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, tas
         ext = from_dict(ExtractConfig, {**cfg.extract, "manifest": local, "manifest_format": fmt,
                                         "output": cfg.features, "embedders": embedders})
         extract_record = extract(ext)
-        manifest = read_manifest(ext.manifest, ext.audio_root, ext.manifest_format, ext.path_template,
-                                 ext.audio_extensions, ext.cut_segments, limit=ext.limit).table
+        manifest = job_manifest(ext).table
     listed = manifest["clip_id"].to_pylist()
-    done = _annotated_ids(cfg.output, model_id)
+    done = annotated_ids(cfg.output, model_id)
     wanted = [c for c in listed if c not in done]
     # every clip extracted may have failed, in which case there is no table yet
     has_table = bool(list_parts(join(cfg.features, runs.FEATURES)))

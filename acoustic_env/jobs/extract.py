@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from acoustic_env import runs
-from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audio.rows import pipeline_fields
 from acoustic_env.audio.stages import stages, table_metadata, vector_columns
 from acoustic_env.config import ConfigError, ExtractConfig, validate
@@ -75,9 +75,7 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     track(record, record_uri, lambda r, u: runs.write_record(r, u, cfg.redact_query_params))
     reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg))]
     t_manifest = time.time()
-    manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
-                             cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit, allowed_roots=cfg.allowed_roots,
-                             reserved=reserved, redact_params=cfg.redact_query_params)
+    manifest = job_manifest(cfg, reserved)
     t_read = time.time()
     index = runs.index_output(cfg.output)  # the one pass over what earlier runs left
     t_planned = time.time()

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from acoustic_env import runs
-from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audioset.tasks import Task, load_task, task_from_definition
 from acoustic_env.config import (
     EMBEDDERS,
@@ -85,9 +85,7 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
     """Clips in the list, already done, to retry, to do; weights; resources; where the output goes."""
     validate(cfg)
     preflight(cfg)
-    manifest = read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
-                             cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit,
-                             allowed_roots=cfg.allowed_roots, redact_params=cfg.redact_query_params)
+    manifest = job_manifest(cfg)
     done, failed, unreadable = _output_ids(cfg.output)
     tally = runs.Tally()
     rejected: Counter[str] = Counter()
@@ -209,9 +207,9 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     head = (f"annotate (dry run): model {model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
             f"features {', '.join(g['name'] for g in meta['groups'])})")
     out = cfg.output.rstrip("/")
-    if cfg.lists is not None:
-        from acoustic_env.jobs.annotate import pending_lists
+    from acoustic_env.jobs.annotate import annotated_ids, pending_lists
 
+    if cfg.lists is not None:
         new, already = pending_lists(cfg.lists, cfg.output)
         lines = [head, f"  lists in {cfg.lists}: {len(new)} to annotate ("
                  + ", ".join(n.rsplit("/", 1)[-1] for n in new) + f"), {len(already)} recorded earlier",
@@ -220,12 +218,8 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     ecfg = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
                                      "embedders": embedders})
     ext = plan_extract(ecfg)
-    annotated = set()
-    for part in list_parts(join(cfg.output, "annotations")):
-        t = read_part(part, columns=["clip_id", "model_id"])
-        annotated.update(c for c, m in zip(t["clip_id"].to_pylist(), t["model_id"].to_pylist()) if m == model_id)
-    listed = read_manifest(ecfg.manifest, ecfg.audio_root, ecfg.manifest_format, ecfg.path_template,
-                           ecfg.audio_extensions, ecfg.cut_segments, limit=ecfg.limit).table["clip_id"].to_pylist()
+    annotated = annotated_ids(cfg.output, model_id)
+    listed = job_manifest(ecfg).table["clip_id"].to_pylist()
     already = sum(c in annotated for c in listed)
     lines = [head,
              f"  {len(listed)} clips listed, {already} already annotated by this model, "
