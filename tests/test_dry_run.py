@@ -199,3 +199,35 @@ def test_finishes_records_marks_what_a_job_left_running(tmp_path):
     failed = json.loads(Path(uri).read_text())
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: the raylet died"
     assert failed["wall_s"] >= 0
+
+
+def test_audit_and_annotate_keep_a_record_from_start_to_failure(tmp_path, monkeypatch):
+    """A crash leaves a trace: the audit's and annotate's run records are written when they start and
+    end ``failed`` with the reason, as extract's and train's do."""
+    from acoustic_env.config import AnnotateConfig, AuditConfig, from_dict
+    from acoustic_env.demo.quick_model import quick_model
+    from acoustic_env.jobs import annotate as annotate_job
+    from acoustic_env.jobs.audit import job as audit_job
+
+    features = write_features(synthetic_table(24, seed=4, signals=("raw",)), str(tmp_path / "t"))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the raylet died\nsecond line")
+
+    monkeypatch.setattr(audit_job, "choose_by_log_loss", crash)
+    with pytest.raises(RuntimeError):
+        audit_job.run_audit(from_dict(AuditConfig, {"features": features, "output": str(tmp_path / "audit"),
+                                                    "parallel": "sequential"}))
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "audit" / "runs").glob("audit-*.json")]
+    assert record["status"] == "failed" and record["error"] == "RuntimeError: the raylet died"
+    assert not (tmp_path / "audit" / "summary.json").exists()
+
+    model = quick_model(features, str(tmp_path / "model"), feature_groups=["indices_raw"])
+    monkeypatch.setattr(annotate_job, "_annotate_list", crash)
+    (tmp_path / "new.csv").write_text("clip_id,uri\na,a.wav\n")
+    with pytest.raises(RuntimeError):
+        annotate_job.annotate(from_dict(AnnotateConfig, {"model": model, "features": features,
+                                                         "output": str(tmp_path / "ann"),
+                                                         "manifest": str(tmp_path / "new.csv")}))
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "ann" / "runs").glob("annotate-*.json")]
+    assert record["status"] == "failed" and record["error"] == "RuntimeError: the raylet died"

@@ -49,6 +49,7 @@ from acoustic_env.config import (
 )
 from acoustic_env.jobs.extract import extract
 from acoustic_env.jobs.preflight import preflight
+from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.runs import base_record
 from acoustic_env.storage import (
     filesystem,
@@ -178,8 +179,10 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, tas
     return {"extract_run": extract_record["run_id"], "counts": counts}
 
 
+@finishes_records
 def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
-    """Run the job; returns the run record (also written to ``<output>/runs/annotate-<run_id>.json``)."""
+    """Run the job; returns the run record (``<output>/runs/annotate-<run_id>.json``, written when the job
+    starts and again when it ends, completed or failed with the reason)."""
     preflight(cfg)
     t0 = time.time()
     from acoustic_env.learn.artifact import load_model
@@ -194,6 +197,9 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     run_id = runs.new_run_id()
     record = base_record(run_id, "annotate", cfg.to_dict())
     record["model_id"] = model_id
+    record_uri = join(cfg.output, runs.RUNS, f"annotate-{run_id}.json")
+    write_json(record, record_uri)
+    track(record, record_uri)
     if cfg.lists is None:
         record.update(_annotate_list(cfg, cfg.manifest, model, model_id, task, embedders, run_id))
     else:
@@ -211,5 +217,5 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
             total.update(result["counts"])
         record.update(counts={k: total[k] for k in _COUNTS}, lists=per_list, lists_already_done=already)
     record.update(status="completed", wall_s=time.time() - t0)
-    write_json(record, join(cfg.output, runs.RUNS, f"annotate-{run_id}.json"))
+    write_json(record, record_uri)
     return record
