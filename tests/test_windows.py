@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +41,8 @@ def _sound(natural: bool, seed: int, seconds: float = CLIP_S) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
     if natural:
         f = 3000 + 3000 * ((t * rng.uniform(3, 5)) % 1)
-        x = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / SR) * (np.sin(2 * np.pi * 4 * t) > 0) + 0.01 * rng.standard_normal(t.size)
+        chirps = np.sin(2 * np.pi * np.cumsum(f) / SR) * (np.sin(2 * np.pi * 4 * t) > 0)
+        x = 0.3 * chirps + 0.01 * rng.standard_normal(t.size)
     else:
         x = 0.2 * np.sin(2 * np.pi * 100 * t) + 0.3 * rng.standard_normal(t.size)
     return np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
@@ -163,7 +163,8 @@ def test_cli_writes_the_window_table_summary_and_selection_tables(world, tmp_pat
     assert [c[7] for c in cells] == [r["predicted"] for r in rows]
     assert [float(c[8]) for c in cells] == pytest.approx([float(r[f"prob_{r['predicted']}"]) for r in rows], abs=1e-4)
     labels = (sel / "long.labels.txt").read_text().splitlines()
-    assert labels[0].split("\t")[:2] == ["0.0000", "4.0000"] and labels[0].split("\t")[2].startswith(rows[0]["predicted"])
+    begin, end, label = labels[0].split("\t")
+    assert (begin, end) == ("0.0000", "4.0000") and label.startswith(rows[0]["predicted"])
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -208,7 +209,7 @@ def test_an_hour_in_bounded_memory(world, tmp_path):
     finally:
         tracemalloc.stop()
     rows = result.table.to_pylist()
-    assert len(rows) == 120 and [(r["start_s"], r["end_s"]) for r in rows] == [(30.0 * k, 30.0 * k + 2) for k in range(120)]
+    assert [(r["start_s"], r["end_s"]) for r in rows] == [(30.0 * k, 30.0 * k + 2) for k in range(120)]
     assert [r["predicted"] for r in rows] == ["urban", "natural"] * 60
     assert result.summary["duration_s"][0].as_py() == 3600.0
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"
