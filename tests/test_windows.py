@@ -213,3 +213,35 @@ def test_an_hour_in_bounded_memory(world, tmp_path):
     assert [r["predicted"] for r in rows] == ["urban", "natural"] * 60
     assert result.summary["duration_s"][0].as_py() == 3600.0
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+# ----------------------------------------------------------------------------- the service, without Ray
+
+def test_service_scores_an_upload_in_windows_as_predict_does(world):
+    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload
+
+    def upload(query: dict, data: bytes):
+        return parse_upload(data, "audio/wav", query, Limits(2**22, 12.0, 30.0), fetch=None)
+
+    data = world["long"].read_bytes()
+    rec = Recognizer(world["model"], Limits(2**22, 12.0, 30.0))
+    assert rec.info()["windows"] == {"window_s": CLIP_S, "hop_s": CLIP_S}
+    answer = rec.windows(upload({"windows": "1", "hop_s": "4"}, data))
+    expected = predict_windows([str(world["long"])], world["model"], window=WindowParams(windows=True, hop_s=4.0))
+    assert (answer["window_s"], answer["hop_s"], answer["duration_s"]) == (CLIP_S, 4.0, 12.0)
+    assert [(w["start_s"], w["end_s"]) for w in answer["windows"]] == [(0, 2), (4, 6), (8, 10)]
+    for w, row in zip(answer["windows"], expected.table.to_pylist()):
+        assert w["predicted"] == row["predicted"] and w["probabilities"]["urban"] == pytest.approx(row["prob_urban"],
+                                                                                                  abs=1e-6)
+    assert answer["summary"]["windows"] == 3 and answer["summary"]["share_urban"] == 1.0
+    assert answer["selection_table"].splitlines()[0].split("\t") == list(RAVEN_COLUMNS)
+    assert len(answer["selection_table"].splitlines()) == 4
+    short = Recognizer(world["model"], Limits(2**22, 10.0, 30.0))
+    with pytest.raises(ServiceError, match="lasts 12.0 s; this service takes at most max_duration_s = 10 s"):
+        short.windows(upload({"windows": "1"}, data))
+    for query, words in (({"windows": "1", "window_s": "0"}, "window_s: must be > 0"),
+                         ({"windows": "yes"}, "windows: must be 1 or 0"),
+                         ({"hop_s": "2"}, "hop_s: applies to windows only")):
+        with pytest.raises(ServiceError, match=words.replace("(", r"\(")) as exc:
+            upload(query, data)
+        assert exc.value.error_type == "bad_request"

@@ -98,6 +98,10 @@ class Recording:
     def duration_s(self) -> float:
         return self._file.frames / self._file.samplerate
 
+    @property
+    def sample_rate(self) -> int:
+        return int(self._file.samplerate)
+
     def windows(self, window_s: float, hop_s: float) -> Iterator[Window]:
         """The windows in order (see the module docstring for where they start and end)."""
         f, sr = self._file, self._file.samplerate
