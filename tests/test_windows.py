@@ -14,6 +14,7 @@ import tracemalloc
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
@@ -245,3 +246,26 @@ def test_service_scores_an_upload_in_windows_as_predict_does(world):
         with pytest.raises(ServiceError, match=words.replace("(", r"\(")) as exc:
             upload(query, data)
         assert exc.value.error_type == "bad_request"
+
+
+# ----------------------------------------------------------------------------- annotate
+
+def test_annotate_scores_listed_recordings_in_windows_once(world, tmp_path, capsys):
+    listing = tmp_path / "recordings.csv"
+    listing.write_text(f"clip_id,uri\nlong,{world['long']}\ngone,{tmp_path / 'gone.wav'}\n")
+    out = tmp_path / "ann"
+    argv = ["annotate", "--manifest", str(listing), "--model", str(world["model"]), "--features",
+            str(tmp_path / "table"), "--output", str(out), "--windows", "--hop-s", "4"]
+    assert main(argv) == 0
+    assert "1 recordings scored in 3 windows" in capsys.readouterr().out
+    windows = pq.read_table(out / "window-annotations").to_pylist()
+    assert [(w["clip_id"], w["start_s"], w["end_s"]) for w in windows] == [("long", 0, 2), ("long", 4, 6),
+                                                                           ("long", 8, 10)]
+    assert {w["model_id"] for w in windows} == {"quick-0"}
+    summaries = {s["clip_id"]: s for s in pq.read_table(out / "window-summaries").to_pylist()}
+    assert summaries["long"]["windows"] == 3 and "missing_file" in summaries["gone"]["error"]
+    again = ae.annotate(str(listing), str(world["model"]), str(tmp_path / "table"), str(out),
+                        windows={"windows": True, "hop_s": 4.0})
+    assert again.counts == {"listed": 2, "already_annotated": 2, "annotated": 0, "windows": 0,
+                            "not_annotated_unreadable": 0}
+    assert len(list((out / "window-annotations").glob("*.parquet"))) == 1

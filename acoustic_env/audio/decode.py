@@ -64,15 +64,22 @@ def open_clip(uri: str, params: DecodeParams = DecodeParams()) -> Any:
     """A binary file object of a clip, every network wait bounded by ``read_timeout_s``.
 
     A local path must be a regular file: a FIFO blocks forever, ``/dev/zero`` never ends.
+    Every failure is a ClipError (missing_file, read_failed, ...).
     """
-    fs, path = read_filesystem(uri, params.read_timeout_s)
-    if is_local(uri):
-        kind = fs.info(path)["type"]
-        if kind == "directory":
-            raise ClipError(STAGE, "not_audio", f"is a directory: {uri}")
-        if kind != "file":
-            raise ClipError(STAGE, "not_audio", f"not a regular file (a FIFO, device or socket): {uri}")
-    return fs.open(path, "rb")
+    try:
+        fs, path = read_filesystem(uri, params.read_timeout_s)
+        if is_local(uri):
+            kind = fs.info(path)["type"]
+            if kind == "directory":
+                raise ClipError(STAGE, "not_audio", f"is a directory: {uri}")
+            if kind != "file":
+                raise ClipError(STAGE, "not_audio", f"not a regular file (a FIFO, device or socket): {uri}")
+        return fs.open(path, "rb")
+    except ClipError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - transports raise their own types (aiohttp, botocore, ...)
+        error_type, reason = transport_failure(exc)
+        raise ClipError(STAGE, error_type, f"{reason}: {uri}") from None
 
 
 def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:

@@ -199,6 +199,12 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     record = annotate(cfg)
     c = record["counts"]
+    if cfg.windows.windows:
+        out = cfg.output.rstrip("/")
+        print(f"annotate {record['run_id']}: {c['annotated']} recordings scored in {c['windows']} windows by model "
+              f"{record['model_id']}, {c['already_annotated']} annotated earlier, {c['not_annotated_unreadable']} "
+              f"unreadable; windows: {out}/window-annotations/, summaries: {out}/window-summaries/")
+        return 0
     print(f"annotate {record['run_id']}: {c['annotated']} clips annotated ({c['flagged']} flagged against their "
           f"given labels), {c['already_annotated']} already annotated by model {record['model_id']}; "
           f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "

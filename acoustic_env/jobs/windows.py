@@ -103,13 +103,24 @@ def predict_windows(inputs: Sequence[str], model: str, *, window: WindowParams =
                     audio_root: str | None = None, weights_cache: str | None = None,
                     device: str = "cpu") -> WindowResult:
     """Score every file of ``inputs`` (files, a directory or a clip list) in windows, in this process."""
-    from acoustic_env.jobs.predict import extraction_params, input_rows, rows_table
+    from acoustic_env.jobs.predict import input_rows
     from acoustic_env.jobs.preflight import check_input
     from acoustic_env.learn.artifact import load_model
 
     check_input(model, "model")
     m = load_model(model)
-    rows, _ = input_rows(inputs, audio_root)
+    return score_windows(m, input_rows(inputs, audio_root)[0], window, weights_cache=weights_cache, device=device)
+
+
+def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowParams, *,
+                  weights_cache: str | None = None, device: str = "cpu") -> WindowResult:
+    """Score the recordings of ``rows`` (``clip_id``, ``uri``) in windows, one after the other.
+
+    The decode and feature parameters are those of the model's training table; a file
+    that cannot be opened is a summary row with its error and no windows.
+    """
+    from acoustic_env.jobs.predict import extraction_params, rows_table
+
     decode, features, _ = extraction_params(m.meta)
     window_s, hop_s = window_lengths(window, m.meta, decode)
     embedders, _, columns = m.feature_plan()
