@@ -54,11 +54,11 @@ def window_lengths(window: WindowParams, meta: Mapping[str, Any], decode: Decode
     """(window_s, hop_s): the given ones, else the training clip length; checked against the decode limits.
 
     A window is a clip: shorter than ``decode.min_duration_s`` it would be refused, longer
-    than ``decode.max_duration_s`` it would be cut.
+    than ``decode.max_duration_s`` it would be cut (so the default is at most that).
     """
     from acoustic_env.jobs.predict import training_clip_s
 
-    window_s = window.window_s or training_clip_s(dict(meta))[0]
+    window_s = window.window_s or min(training_clip_s(dict(meta))[0], decode.max_duration_s)
     if not decode.min_duration_s <= window_s <= decode.max_duration_s:
         raise ConfigError(f"window_s: must be in [decode.min_duration_s, decode.max_duration_s] = "
                           f"[{decode.min_duration_s:g}, {decode.max_duration_s:g}] s, got {window_s:g}")
