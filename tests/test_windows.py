@@ -36,13 +36,13 @@ GROUPS = ["indices_raw", "spectral_raw"]
 RAW = FeatureParams(signals=("raw",))
 
 
-def _sound(natural: bool, seed: int, seconds: float = CLIP_S) -> np.ndarray:
+def _sound(natural: bool, seed: int, seconds: float = CLIP_S, sr: int = SR) -> np.ndarray:
     """int16 samples: chirps between 3 and 6 kHz over faint noise, or a 100 Hz hum in loud broadband noise."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
+    t = np.arange(int(seconds * sr)) / sr
     if natural:
         f = 3000 + 3000 * ((t * rng.uniform(3, 5)) % 1)
-        chirps = np.sin(2 * np.pi * np.cumsum(f) / SR) * (np.sin(2 * np.pi * 4 * t) > 0)
+        chirps = np.sin(2 * np.pi * np.cumsum(f) / sr) * (np.sin(2 * np.pi * 4 * t) > 0)
         x = 0.3 * chirps + 0.01 * rng.standard_normal(t.size)
     else:
         x = 0.2 * np.sin(2 * np.pi * 100 * t) + 0.3 * rng.standard_normal(t.size)
@@ -113,6 +113,20 @@ def test_a_window_equal_to_a_clip_gets_the_clips_probabilities(world):
         for c in ("urban", "natural"):
             assert abs(window[f"prob_{c}"] - clip[f"prob_{c}"]) <= 1e-6
     assert [r["predicted"] for r in rows] == ["urban", "natural"] * 3  # the model hears the two kinds apart
+
+
+def test_windows_of_a_44k_stereo_file_are_made_as_its_clips_are(world, tmp_path):
+    """Each window is resampled and mixed down on its own, exactly as a file holding only it."""
+    mono = [_sound(k % 2 == 1, seed=200 + k, sr=44100) for k in range(3)]
+    parts = [np.stack([x, x // 2], axis=1) for x in mono]
+    for k, audio in enumerate(parts):
+        sf.write(tmp_path / f"c{k}.flac", audio, 44100, subtype="PCM_16")
+    sf.write(tmp_path / "long.flac", np.concatenate(parts), 44100, subtype="PCM_16")
+    clips = predict([str(tmp_path / f"c{k}.flac") for k in range(3)], world["model"]).to_pylist()
+    rows = predict_windows([str(tmp_path / "long.flac")], world["model"]).table.to_pylist()
+    assert [(r["start_s"], r["end_s"]) for r in rows] == [(0, 2), (2, 4), (4, 6)]
+    for clip, window in zip(clips, rows):
+        assert abs(window["prob_urban"] - clip["prob_urban"]) <= 1e-6 and window["predicted"] == clip["predicted"]
 
 
 def test_summary_per_file(world):

@@ -278,7 +278,6 @@ class Recognizer:
                             "note": clip_note(clip.is_silent, clip.orig_duration_s, scored_s, self.decode)})
         return results
 
-
     def windows(self, upload: Upload) -> dict[str, Any]:
         """The upload scored in windows: each window's times and probabilities, the summary, the Raven table.
 
@@ -301,15 +300,18 @@ class Recognizer:
             raise ServiceError.from_clip(exc) from None
         table = rows_table(self.model, rows, TIMES)
         [summary] = summarize(table, [facts], self.model.class_names, self.model.kind).to_pylist()
-        names = self.model.class_names
         return {"duration_s": round(facts["duration_s"], 3), "sample_rate": sample_rate,
                 "window_s": window_s, "hop_s": hop_s,
                 "windows": [{"start_s": r["start_s"], "end_s": r["end_s"], "predicted": r["predicted"],
-                             "probabilities": None if r["prob_" + names[0]] is None else
-                             {c: r[f"prob_{c}"] for c in names}, "error": r["error"], "note": r["note"]}
+                             "probabilities": self._probabilities(r), "error": r["error"], "note": r["note"]}
                             for r in table.to_pylist()],
                 "summary": {k: v for k, v in summary.items() if k not in ("clip_id", "uri", "error")},
                 "selection_table": raven_table(table.to_pylist())}
+
+    def _probabilities(self, row: dict[str, Any]) -> dict[str, float] | None:
+        """A window row's probabilities by class; None when it has none (silent, failed, features not finite)."""
+        probs = {c: row[f"prob_{c}"] for c in self.model.class_names}
+        return probs if all(p is not None and np.isfinite(p) for p in probs.values()) else None
 
 
 def answer(upload: Upload, result: dict[str, Any], t0: float) -> dict[str, Any]:
