@@ -129,6 +129,13 @@ def test_windows_of_a_44k_stereo_file_are_made_as_its_clips_are(world, tmp_path)
         assert abs(window["prob_urban"] - clip["prob_urban"]) <= 1e-6 and window["predicted"] == clip["predicted"]
 
 
+def test_the_batch_size_changes_memory_not_answers(world):
+    one = predict_windows([str(world["long"])], world["model"], window=WindowParams(windows=True, window_batch=1))
+    many = predict_windows([str(world["long"])], world["model"], window=WindowParams(windows=True, window_batch=4))
+    assert one.table.column("predicted").to_pylist() == many.table.column("predicted").to_pylist()
+    np.testing.assert_allclose(one.table["prob_urban"].to_numpy(), many.table["prob_urban"].to_numpy(), atol=1e-6)
+
+
 def test_summary_per_file(world):
     result = predict_windows([str(world["long"])], world["model"], window=WindowParams(windows=True, hop_s=1.0))
     [s] = result.summary.to_pylist()
