@@ -8,6 +8,7 @@ The public API (see ``acoustic_env.api`` for a notebook example)::
     ae.annotate(manifest, model, features, output, ...)
     ae.load_model(uri)                     # numpy, torch, pyarrow, fsspec; no Ray
     ae.predict(files, model)               # label a few files in-process (more: via extract)
+    ae.predict_windows(files, model)       # long recordings: a table of windows and a summary per file
 
 Names are imported on first use, so ``import acoustic_env`` (and ``acoustic-env --help``)
 stays fast and loads neither Ray nor torch.
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "extract": "api", "train": "api", "audit": "api", "annotate": "api", "predict": "api",
+    "predict_windows": "api", "WindowResult": "jobs.windows",
     "ExtractResult": "api", "TrainResult": "api", "AuditResult": "api", "AnnotateResult": "api",
     "read_features": "table", "FeatureSet": "table",
     "load_model": "learn.artifact", "Model": "learn.artifact",

@@ -9,6 +9,7 @@ model = ae.train("out", "model-out", trials=0)                   # -> TrainResul
 audit = ae.audit("out", "audit-out")                             # -> AuditResult
 ae.load_model(model.model).predict_proba(table)                  # any machine, no Ray
 ae.predict(["a.wav", "b.wav"], model.model)                      # files in, a table of classes out
+ae.predict_windows("hour.flac", model.model, hop_s=5)            # -> WindowResult: .table, .summary
 ```
 
 Each function takes the job's config fields as keyword arguments (the same names as the
@@ -30,6 +31,7 @@ from acoustic_env.config import (
     ExtractConfig,
     Section,
     TrainConfig,
+    WindowParams,
     from_dict,
     load_config_file,
 )
@@ -165,3 +167,19 @@ def predict(inputs: str | list[str], model: str, *, output: str | None = None, a
     return run([inputs] if isinstance(inputs, str) else list(inputs), model, output=output, audio_root=audio_root,
                weights_cache=weights_cache, device=device, top_tags=top_tags)
 
+
+
+def predict_windows(inputs: str | list[str], model: str, *, audio_root: str | None = None,
+                    weights_cache: str | None = None, device: str = "cpu", **fields: Any) -> Any:
+    """Score long recordings in windows, in this process: a ``WindowResult``.
+
+    ``fields``: the ``WindowParams`` options (``window_s``, default the model's training clip
+    length; ``hop_s``, default ``window_s``; ``window_batch``). ``result.table`` has one row per
+    window (``clip_id``, ``uri``, ``start_s``, ``end_s``, ``predicted``, ``prob_<class>``, ``error``,
+    ``note``), ``result.summary`` one per file (per class: mean and max probability, share of windows).
+    """
+    from acoustic_env.jobs.windows import predict_windows as run
+
+    window = _config(WindowParams, None, {**fields, "windows": True})
+    return run([inputs] if isinstance(inputs, str) else list(inputs), model, window=window, audio_root=audio_root,
+               weights_cache=weights_cache, device=device)

@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from acoustic_env.demo.synth import generate_demo
 
@@ -38,14 +40,16 @@ def blocks(lang: str) -> list[str]:
 def test_the_guide_has_every_step():
     commands = [line for b in blocks("sh") for line in b.splitlines() if line.startswith("acoustic-env ")]
     steps = [c.split()[1] for c in commands]
-    assert steps == ["extract", "extract", "extract", "train", "train", "audit", "predict", "export", "export"]
+    assert steps == ["extract", "extract", "extract", "train", "train", "audit", "predict", "predict", "export",
+                     "export"]
     assert sum("--dry-run" in c for c in commands) == 3
     assert blocks("csv")[0].splitlines()[0] == "uri,labels"
     assert len(blocks("python")) == 4
 
 
 def _recordings(work: Path) -> None:
-    """recordings/ (24 files with plain names), labels.csv as the guide shows it, new-recordings/ (3 files)."""
+    """recordings/ (24 files with plain names), labels.csv as the guide shows it, new-recordings/ (3 files),
+    field-recording.flac (20 s: a new recording ten times over)."""
     data = generate_demo(work / "generated", n_clips=24, duration_s=2.0, n_broken=0, seed=21)
     truth = {r["clip_id"]: r["true_class"] for r in csv.DictReader((data.out_dir / "truth.csv").open())}
     (work / "recordings").mkdir()
@@ -61,6 +65,8 @@ def _recordings(work: Path) -> None:
         w.writerows(rows)
     new = generate_demo(work / "generated-new", n_clips=3, duration_s=2.0, n_broken=0, seed=22)
     shutil.copytree(new.audio_dir, work / "new-recordings")
+    audio, sr = sf.read(sorted(new.audio_dir.glob("*.flac"))[0], dtype="int16")
+    sf.write(work / "field-recording.flac", np.concatenate([audio] * 10), sr, subtype="PCM_16")
 
 
 def test_the_guide_runs_as_written(tmp_path):
@@ -78,6 +84,9 @@ def test_the_guide_runs_as_written(tmp_path):
     assert (tmp_path / "audit" / "audit.parquet").is_file()
     predictions = list(csv.DictReader((tmp_path / "predictions.csv").open()))
     assert len(predictions) == 3 and all(p["predicted"] in ("urban", "natural") for p in predictions)
+    windows = list(csv.DictReader((tmp_path / "windows.csv").open()))  # the training clips' 2 s
+    assert [(float(w["start_s"]), float(w["end_s"])) for w in windows] == [(2.0 * k, 2.0 * k + 2) for k in range(10)]
+    assert (tmp_path / "selections" / "field-recording.selections.txt").read_text().startswith("Selection\tView")
     header = next(csv.reader((tmp_path / "features-wide.csv").open()))
     assert "indices_raw:ACI" in header and "clip_id" in header
 

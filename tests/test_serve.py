@@ -201,6 +201,21 @@ def test_a_slow_url_times_out_as_json_while_health_still_answers(world, service)
     assert f"request_timeout_s = {TIMEOUT_S:g}" in answer["error"]["message"]
 
 
+def test_windows_of_an_upload_are_scored_as_predict_scores_the_clip(world, service, serve_long):
+    clips, model, cache, wav, _ = world
+    status, _, answer = _post(service[0] + "predict?windows=1&top_tags=3", serve_long.read_bytes(), "audio/wav")
+    assert status == 200, answer
+    assert (answer["window_s"], answer["hop_s"], answer["duration_s"]) == (2.0, 2.0, MAX_DURATION_S)
+    assert [(w["start_s"], w["end_s"]) for w in answer["windows"]] == [(0, 2), (2, 4), (4, 5)]
+    [row] = _expected([wav], model, cache)
+    for w in answer["windows"][:2]:  # each the whole WAV: predict's probabilities for it
+        assert w["predicted"] == row["predicted"]
+        assert np.allclose([w["probabilities"][c] for c in ("urban", "natural")],
+                           [row[f"prob_{c}"] for c in ("urban", "natural")], rtol=0, atol=1e-6)
+    assert answer["summary"]["windows"] == answer["summary"]["scored"] == 3
+    assert answer["selection_table"].startswith("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)")
+
+
 def test_info_describes_the_model_and_the_limits_and_the_page_is_html(world, service):
     base, files = service[0], world[4]
     info = json.loads(_get(base + "info")[2])
@@ -209,6 +224,7 @@ def test_info_describes_the_model_and_the_limits_and_the_page_is_html(world, ser
     assert info["limits"] == {"max_upload_bytes": int(MAX_UPLOAD_MB * 2**20), "max_duration_s": MAX_DURATION_S,
                               "request_timeout_s": TIMEOUT_S}
     assert info["allowed_url_prefixes"] == [f"{files}ok/", f"{files}slow/"]
+    assert info["windows"] == {"window_s": 2.0, "hop_s": 2.0}  # the training clips' length
     status, ctype, page = _get(base)
     assert status == 200 and ctype == "text/html; charset=utf-8" and page.lower().startswith(b"<!doctype html")
 

@@ -194,6 +194,35 @@ def test_recording_is_sent_as_16bit_mono_wav_and_answered(served, browser):
     assert console_errors(browser) == []
 
 
+WINDOW_ROWS = """
+return [...document.querySelectorAll('#window-table tbody tr')].map(tr => [...tr.children].map(td => td.textContent));
+"""
+
+
+def test_a_long_upload_in_windows_shows_the_window_table(served, browser, serve_long):
+    base, _ = served
+    info = open_page(browser, base)
+    assert browser.find_element("id", "windows-label").text == f"In windows of {info['windows']['window_s']:g} s"
+    browser.find_element("id", "windows").click()
+    choose(browser, serve_long, "done")
+    [sent] = browser.execute_script("return window.sent")
+    assert "windows=1" in sent["url"] and sent["status"] == 200
+    status, _, direct = _post(base + "predict?windows=1", serve_long.read_bytes())  # a script's request
+    windows = sent["answer"]["windows"]
+    assert status == 200 and [w["predicted"] for w in direct["windows"]] == [w["predicted"] for w in windows]
+    assert browser.execute_script(WINDOW_ROWS) == [
+        [f"{w['start_s']:.2f}", f"{w['end_s']:.2f}", w["predicted"],
+         *[f"{w['probabilities'][c]:.3f}" for c in info["classes"]]] for w in windows]
+    assert [(w["start_s"], w["end_s"]) for w in windows] == [(0, 2), (2, 4), (4, 5)]
+    assert "3 windows of 2 s every 2 s over 5.0 s: 3 scored" in browser.find_element("id", "windows-summary").text
+    link = browser.find_element("id", "selections")
+    assert link.get_attribute("download") == "long walk.selections.txt"
+    text = browser.execute_script("return fetch(document.getElementById('selections').href).then(r => r.text())")
+    assert text == sent["answer"]["selection_table"] and text.startswith("Selection\tView\tChannel\tBegin Time (s)")
+    assert browser.find_element("id", "result").get_attribute("hidden") is not None  # the single answer stays hidden
+    assert console_errors(browser) == []
+
+
 def test_errors_are_readable_and_limits_are_checked_before_upload(served, browser, tmp_path):
     base, wav = served
     info = open_page(browser, base)

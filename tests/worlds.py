@@ -24,6 +24,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import require, tone_clip
@@ -178,6 +179,16 @@ def serve_world(clips_model, tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield clips, model, cache, wav, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_long(serve_world) -> Path:
+    """A recording of MAX_DURATION_S: the serve world's WAV twice, then its first second (windows of its 2 s)."""
+    wav = serve_world[3]
+    audio, sr = sf.read(wav, dtype="int16")
+    long = wav.parent.parent / "long walk.wav"
+    sf.write(long, np.concatenate([audio, audio, audio[:sr]]), sr, subtype="PCM_16")
+    return long
 
 
 def serve_readme_commands() -> list[str]:

@@ -36,6 +36,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -59,10 +60,12 @@ class DecodedClip:
     is_silent: bool
 
 
-def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
-    """Fetch a clip's bytes within ``params``' read limits, mapping every failure to a ClipError."""
-    deadline = time.monotonic() + 2 * params.read_timeout_s  # documented: room for one retried wait
-    chunks, size = [], 0
+def open_clip(uri: str, params: DecodeParams = DecodeParams()) -> Any:
+    """A binary file object of a clip, every network wait bounded by ``read_timeout_s``.
+
+    A local path must be a regular file: a FIFO blocks forever, ``/dev/zero`` never ends.
+    Every failure is a ClipError (missing_file, read_failed, ...).
+    """
     try:
         fs, path = read_filesystem(uri, params.read_timeout_s)
         if is_local(uri):
@@ -71,7 +74,20 @@ def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
                 raise ClipError(STAGE, "not_audio", f"is a directory: {uri}")
             if kind != "file":
                 raise ClipError(STAGE, "not_audio", f"not a regular file (a FIFO, device or socket): {uri}")
-        with fs.open(path, "rb") as fh:
+        return fs.open(path, "rb")
+    except ClipError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - transports raise their own types (aiohttp, botocore, ...)
+        error_type, reason = transport_failure(exc)
+        raise ClipError(STAGE, error_type, f"{reason}: {uri}") from None
+
+
+def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
+    """Fetch a clip's bytes within ``params``' read limits, mapping every failure to a ClipError."""
+    deadline = time.monotonic() + 2 * params.read_timeout_s  # documented: room for one retried wait
+    chunks, size = [], 0
+    try:
+        with open_clip(uri, params) as fh:
             while chunk := fh.read(CHUNK):
                 size += len(chunk)
                 if size > params.max_bytes:
@@ -131,7 +147,7 @@ def _check_segment(start_s: float | None, end_s: float | None) -> None:
         raise ClipError(STAGE, "bad_segment", f"end_s = {end_s} is before start_s = {start_s}")
 
 
-def _check_format(sr: int, channels: int) -> None:
+def check_format(sr: int, channels: int) -> None:
     """Refuse what the pipeline does not take before a single sample is allocated."""
     if not 1 <= channels <= 8:
         raise ClipError(STAGE, "unsupported", f"{channels} channels (1 to 8 are supported)")
@@ -144,7 +160,7 @@ def _decode_soundfile(data: bytes, start_s: float | None, end_s: float | None,
     """(frames × channels, rate, frames the header says the segment has): at most ``keep_s`` decoded."""
     with sf.SoundFile(io.BytesIO(data)) as f:
         sr = f.samplerate
-        _check_format(sr, f.channels)
+        check_format(sr, f.channels)
         start = min(int(round((start_s or 0.0) * sr)), f.frames)
         stop = f.frames if end_s is None else min(int(round(end_s * sr)), f.frames)
         available = max(0, stop - start)
@@ -168,7 +184,7 @@ def _decode_audioread(data: bytes, start_s: float | None, end_s: float | None,
     try:
         with audioread.audio_open(tmp.name) as f:
             sr, ch = f.samplerate, f.channels
-            _check_format(sr, ch)
+            check_format(sr, ch)
             start = int(round((start_s or 0.0) * sr))
             total = int(round(f.duration * sr))
             stop = total if end_s is None else min(total, int(round(end_s * sr)))
@@ -218,6 +234,15 @@ def decode_bytes(data: bytes, params: DecodeParams, start_s: float | None = None
             raise
         except Exception as exc:  # noqa: BLE001 - every backend failure means "corrupt" here
             raise ClipError(STAGE, "corrupt", f"decoding failed: {type(exc).__name__}: {exc}") from None
+    return samples_to_clip(audio, sr, available, params)
+
+
+def samples_to_clip(audio: np.ndarray, sr: int, available: int, params: DecodeParams) -> DecodedClip:
+    """Frames × channels as read → the mono, 16 kHz, RMS-normalised clip (or ClipError).
+
+    Shared by :func:`decode_bytes` and the window reader (:mod:`acoustic_env.audio.windows`),
+    so a window of a long file is made exactly as a file holding only that window is.
+    """
     if audio.size == 0:
         raise ClipError(STAGE, "too_short", "no audio samples in the file (or in the requested segment)")
     if not np.all(np.isfinite(audio)):

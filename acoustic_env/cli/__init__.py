@@ -37,6 +37,7 @@ from acoustic_env.config import (
     FeatureParams,
     ServeConfig,
     TrainConfig,
+    WindowParams,
     add_flags,
     flag_help,
     from_args,
@@ -198,6 +199,12 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     record = annotate(cfg)
     c = record["counts"]
+    if cfg.windows.windows:
+        out = cfg.output.rstrip("/")
+        print(f"annotate {record['run_id']}: {c['annotated']} recordings scored in {c['windows']} windows by model "
+              f"{record['model_id']}, {c['already_annotated']} annotated earlier, {c['not_annotated_unreadable']} "
+              f"unreadable; windows: {out}/window-annotations/, summaries: {out}/window-summaries/")
+        return 0
     print(f"annotate {record['run_id']}: {c['annotated']} clips annotated ({c['flagged']} flagged against their "
           f"given labels), {c['already_annotated']} already annotated by model {record['model_id']}; "
           f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
@@ -212,6 +219,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.predict import format_predictions, input_rows, predict
     from acoustic_env.jobs.preflight import IN_PROCESS_MAX
 
+    window = from_args(WindowParams, args)
+    if window.windows:
+        return _predict_windows(args, window)
+    if args.selections:
+        raise ConfigError("selections: applies to windows only: add --windows")
     if args.output or len(input_rows(args.inputs, args.audio_root)[0]) > IN_PROCESS_MAX:
         _console(args, args.output)  # the extract job runs: Ray's output goes to the log
     t0 = time.time()
@@ -226,6 +238,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         write_table(table, args.save)
         print(f"  written to {args.save}")
+    return 0
+
+
+def _predict_windows(args: argparse.Namespace, window: WindowParams) -> int:
+    """``predict --windows``: every file scored in windows, in this process; the summary per file on the console."""
+    import resource
+
+    from acoustic_env.jobs.export import write_table
+    from acoustic_env.jobs.window_outputs import window_lines, write_selections
+    from acoustic_env.jobs.windows import predict_windows
+
+    t0 = time.time()
+    result = predict_windows(args.inputs, args.model, window=window, audio_root=args.audio_root,
+                             weights_cache=args.weights_cache, device=args.device)
+    classes = [c.removeprefix("prob_") for c in result.table.column_names if c.startswith("prob_")]
+    print("\n".join(window_lines(result.table, result.summary, classes, result.window_s, result.hop_s)))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"{result.table.num_rows} window(s) of {result.summary.num_rows} file(s) in {time.time() - t0:.1f} s, "
+          f"peak memory {peak_mib:.0f} MiB")
+    if args.save:
+        write_table(result.table, args.save)
+        stem, ext = os.path.splitext(args.save)
+        write_table(result.summary, f"{stem}.summary{ext}")
+        print(f"  windows written to {args.save}, the summary per file to {stem}.summary{ext}")
+    if args.selections:
+        written = write_selections(result.table, args.selections)
+        print(f"  {len(written) // 2} Raven selection table(s) and Audacity label file(s) in {args.selections}")
     return 0
 
 
@@ -315,7 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-cache", help=flag_help(ExtractConfig, "weights_cache"))
     p.add_argument("--device", default="cpu", help="embedder device for in-process prediction (default: cpu)")
     p.add_argument("--top-tags", type=int, default=3, help="AudioSet tags shown when the model uses a tagger")
-    p.add_argument("--save", help="also write the predictions to this .csv or .parquet file")
+    p.add_argument("--save", help="also write the predictions to this .csv or .parquet file (with --windows: "
+                                  "the window table, and the summary per file beside it as NAME.summary.csv)")
+    p.add_argument("--selections", metavar="DIR", help="with --windows: write a Raven selection table "
+                                                       "(<file>.selections.txt) and an Audacity label track "
+                                                       "(<file>.labels.txt) per recording into DIR")
+    add_flags(p.add_argument_group("windows (long recordings)"), WindowParams, config_file=False)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a feature table as one Parquet or CSV file, one named column per value",

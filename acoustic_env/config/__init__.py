@@ -29,8 +29,8 @@ from acoustic_env.embedders import registry
 from acoustic_env.embedders.registry import SAMPLE_RATE
 
 __all__ = ["DEFAULT_PCA", "EMBEDDERS", "SIGNALS", "SOURCES", "AnnotateConfig", "AuditConfig", "ConfigError",
-           "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "ServeConfig", "TrainConfig", "add_flags", "flag_help",
-           "from_args", "from_dict", "load_config_file", "option", "validate"]
+           "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "ServeConfig", "TrainConfig", "WindowParams",
+           "add_flags", "flag_help", "from_args", "from_dict", "load_config_file", "option", "validate"]
 
 #: The embedders the pipeline can run, in the order it runs them: a live view of the
 #: torch-free registry, so that validating a config never imports a deep-learning runtime
@@ -115,6 +115,34 @@ class DecodeParams(Section):
                                                     "read gets about twice that (read_timeout errors)")
     max_bytes: int = option(256 * 2**20, ge=1, help="larger files become too_large errors (raise it for long "
                                                    "whole-video files with --cut-segments)")
+
+
+@dataclass(frozen=True)
+class WindowParams(Section):
+    """How a long recording is cut into windows, each scored as a clip (predict, annotate, serve).
+
+    Field recordings last hours; one clip's answer for an hour says little, and scoring
+    only the first ``decode.max_duration_s`` hides the rest. A window is made exactly as a
+    file holding only that stretch would be, so a window equal to a training clip gets
+    the clip's probabilities. A hop longer than the window samples the recording with
+    gaps (a duty cycle); a shorter one overlaps the windows.
+    """
+
+    windows: bool = option(False, flag="windows", help="score each file in windows (a window table and a summary "
+                                                        "per file) instead of as one clip")
+    window_s: float | None = option(None, gt=0, flag="window-s",
+                                    help="window length in seconds (default: the median clip length of the model's "
+                                         "training table, 10 s when that table cannot be read)")
+    hop_s: float | None = option(None, gt=0, flag="hop-s",
+                                 help="seconds from one window's start to the next (default: window_s; shorter "
+                                      "overlaps the windows, longer leaves gaps)")
+    window_batch: int = option(16, ge=1, flag="window-batch",
+                               help="windows decoded and scored together (memory: about this many windows of audio)")
+
+    def cross_check(self) -> None:
+        for name in ("window_s", "hop_s"):
+            require(self.windows or getattr(self, name) is None, name, "applies to windows only: add --windows",
+                    getattr(self, name))
 
 
 def _power_of_two(v: int) -> bool:
@@ -387,6 +415,8 @@ class AnnotateConfig(Section):
                                              "<output>/lists/ is annotated once, in name order (a list that arrives "
                                              "during a run waits for the next run)")
     flag_threshold: float = option(0.5, gt=0, lt=1, help="flag a given label whose probability is below this")
+    windows: WindowParams = option(factory=WindowParams, help="long recordings: each listed file scored in windows, "
+                                                              "in this process, into window-annotations/")
     # The extract options; annotate sets the list, the table and the model's embedders itself.
     extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, ("manifest", "output", "embedders")),
                                      help="any ExtractConfig field but manifest, output and embedders")

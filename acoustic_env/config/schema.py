@@ -318,14 +318,16 @@ def _metavar(flag: _Flag) -> str:
     return {int: "N", float: "X"}.get(flag.kind) or flag.path[-1].upper()
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type[Section]) -> None:
+def add_flags(parser: argparse.ArgumentParser, cls: type[Section], config_file: bool = True) -> None:
     """Add ``--config FILE`` and one flag per field of ``cls``; a section's flags get their own help group.
 
     Every flag defaults to None ("not given"), so that :func:`from_args` can tell a flag
     from the config file; values are parsed by :func:`from_dict`, which names the field.
+    ``config_file=False``: the flags only, for a hand-written command that takes one section's options.
     """
-    parser.add_argument("--config", metavar="FILE",
-                        help=f"YAML/JSON file with any {cls.__name__} field; the flags given override it")
+    if config_file:
+        parser.add_argument("--config", metavar="FILE",
+                            help=f"YAML/JSON file with any {cls.__name__} field; the flags given override it")
     groups: dict[tuple[str, ...], Any] = {(): parser}
     for flag in _flags(cls):
         where = flag.path[:-1]
@@ -340,7 +342,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type[Section]) -> None:
 
 def from_args(cls: type[T], args: argparse.Namespace) -> T:
     """The ``--config`` file's fields overridden by the flags given, built and validated."""
-    data = load_config_file(args.config) if args.config else {}
+    data = load_config_file(args.config) if getattr(args, "config", None) else {}
     for flag in _flags(cls):
         value = getattr(args, ".".join(flag.path))
         if value is None:

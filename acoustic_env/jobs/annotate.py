@@ -13,6 +13,12 @@ Meant to run on a schedule against lists that grow or overlap:
 
 Running it twice on the same list writes nothing the second time.
 
+With ``windows`` (``--windows``: long recordings) each listed file not yet annotated in
+windows by this model is scored window by window in this process
+(:func:`acoustic_env.jobs.windows.score_windows`, no extract: the windows are not clips of
+the shared table), and ``window-annotations/`` gets one row per window,
+``window-summaries/`` one per file, each with ``model_id`` and ``time``.
+
 The list is read once per run: it is copied to a local snapshot first, and the extract
 and the scoring both read the snapshot, so a row appended to the list while the job runs
 waits for the next run instead of being reported as failed. With ``lists`` (a directory
@@ -64,17 +70,20 @@ from acoustic_env.table import now_utc
 
 log = logging.getLogger("acoustic_env.jobs.annotate")
 ANNOTATIONS = "annotations"
+WINDOW_ANNOTATIONS, WINDOW_SUMMARIES = "window-annotations", "window-summaries"
 LISTS = "lists"
 #: Manifest columns that a snapshot of a directory of audio keeps (the rest is derived again).
 _SNAPSHOT_COLUMNS = ("clip_id", "uri", "labels", "start_s", "end_s", "group")
 #: The counts of a run (summed over its lists with ``lists``).
 _COUNTS = ("listed", "already_annotated", "extracted", "extract_skipped", "annotated", "flagged",
            "not_annotated_failed_extract", "not_annotated_broken_features")
+_WINDOW_COUNTS = ("listed", "already_annotated", "annotated", "windows", "not_annotated_unreadable")
 
 
-def annotated_ids(output: str, model_id: str) -> set[str]:
-    """The clips of ``output`` this model has annotated (a re-run skips them; the dry run counts them)."""
-    table = read_parts(join(output, ANNOTATIONS), columns=["clip_id", "model_id"])
+def annotated_ids(output: str, model_id: str, where: str = ANNOTATIONS) -> set[str]:
+    """The clips (or files, ``where`` = window summaries) of ``output`` this model has annotated: a
+    re-run skips them, the dry run counts them."""
+    table = read_parts(join(output, where), columns=["clip_id", "model_id"])
     if table is None:
         return set()
     return set(table.filter(pc.equal(table["model_id"], model_id))["clip_id"].to_pylist())
@@ -143,14 +152,44 @@ def _snapshot(uri: str, extract_fields: dict[str, Any]) -> Iterator[tuple[str, s
         yield local, fmt
 
 
+def _list_config(cfg: AnnotateConfig, local: str, fmt: str, embedders: list[str]) -> tuple[ExtractConfig, pa.Table]:
+    """The extract config of a list's snapshot, and the clips it lists."""
+    ext = from_dict(ExtractConfig, {**cfg.extract, "manifest": local, "manifest_format": fmt,
+                                    "output": cfg.features, "embedders": embedders})
+    return ext, job_manifest(ext).table
+
+
+def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, run_id: str) -> dict[str, Any]:
+    """Score the files of one list in windows (see the module docstring); the counts."""
+    from acoustic_env.jobs.windows import score_windows
+
+    with _snapshot(uri, cfg.extract) as (local, fmt):
+        manifest = _list_config(cfg, local, fmt, [])[1]
+    listed = manifest.select(["clip_id", "uri"]).to_pylist()  # a listed file that is missing: an unreadable row
+    done = annotated_ids(cfg.output, model_id, WINDOW_SUMMARIES)
+    wanted = [r for r in listed if r["clip_id"] not in done]
+    windows = unreadable = 0
+    if wanted:
+        result = score_windows(model, wanted, cfg.windows, weights_cache=cfg.extract.get("weights_cache"))
+        ids = [r["clip_id"] for r in wanted]
+        for table, where in ((result.table, WINDOW_ANNOTATIONS), (result.summary, WINDOW_SUMMARIES)):
+            table = table.append_column("model_id", pa.array([model_id] * table.num_rows, pa.string()))
+            table = table.append_column("time", pa.array([now_utc()] * table.num_rows, pa.timestamp("us", tz="UTC")))
+            write_parquet(table, join(cfg.output, where, runs.part_name(run_id, ids)))
+        windows, unreadable = result.table.num_rows, sum(e is not None for e in result.summary["error"].to_pylist())
+    return {"counts": {"listed": len(listed), "already_annotated": len(listed) - len(wanted),
+                       "annotated": len(wanted) - unreadable, "windows": windows,
+                       "not_annotated_unreadable": unreadable}}
+
+
 def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, task: Task, embedders: list[str],
                    run_id: str) -> dict[str, Any]:
     """Extract and score one list (through its snapshot); the counts and the extract run's id."""
+    if cfg.windows.windows:
+        return _annotate_windows(cfg, uri, model, model_id, run_id)
     with _snapshot(uri, cfg.extract) as (local, fmt):
-        ext = from_dict(ExtractConfig, {**cfg.extract, "manifest": local, "manifest_format": fmt,
-                                        "output": cfg.features, "embedders": embedders})
+        ext, manifest = _list_config(cfg, local, fmt, embedders)
         extract_record = extract(ext)
-        manifest = job_manifest(ext).table
     listed = manifest["clip_id"].to_pylist()
     done = annotated_ids(cfg.output, model_id)
     wanted = [c for c in listed if c not in done]
@@ -215,7 +254,8 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
         total: Counter[str] = Counter()
         for result in per_list.values():
             total.update(result["counts"])
-        record.update(counts={k: total[k] for k in _COUNTS}, lists=per_list, lists_already_done=already)
+        keys = _WINDOW_COUNTS if cfg.windows.windows else _COUNTS
+        record.update(counts={k: total[k] for k in keys}, lists=per_list, lists_already_done=already)
     record.update(status="completed", wall_s=time.time() - t0)
     write_json(record, record_uri)
     return record

@@ -215,6 +215,12 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
                  + ", ".join(n.rsplit("/", 1)[-1] for n in new) + f"), {len(already)} recorded earlier",
                  f"  output: {out}/annotations/  {out}/lists/<list>.json  {out}/runs/annotate-<run_id>.json"]
         return {"job": "annotate", "lists": new, "lists_already_done": already, "output": out, "lines": lines}
+    if cfg.windows.windows:
+        lines = [head, f"  the files of {cfg.manifest} scored in windows in this process (no extract; windows "
+                       f"{cfg.windows.window_s or 'of the training clip length'} s, hop "
+                       f"{cfg.windows.hop_s or 'the window'} s), each file not yet annotated in windows by this model",
+                 f"  output: {out}/window-annotations/  {out}/window-summaries/  {out}/runs/annotate-<run_id>.json"]
+        return {"job": "annotate", "windows": cfg.windows.to_dict(), "output": out, "lines": lines}
     ecfg = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
                                      "embedders": embedders})
     ext = plan_extract(ecfg)

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from acoustic_env.audio.featurize import clip_note, clip_rows, featurize
@@ -32,7 +33,6 @@ from acoustic_env.config import EMBEDDERS, ConfigError, DecodeParams, ExtractCon
 from acoustic_env.jobs.preflight import IN_PROCESS_MAX, check_input, check_output
 from acoustic_env.learn.artifact import Model, load_model, top_classes
 from acoustic_env.storage import filesystem, join, read_json, read_parts, strip_protocol_keep
-
 
 
 def input_rows(inputs: Sequence[str], audio_root: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -51,6 +51,13 @@ def input_rows(inputs: Sequence[str], audio_root: str | None = None) -> tuple[li
     return clip_rows(inputs), None
 
 
+def _table_bases(meta: dict[str, Any]) -> list[str]:
+    """Where the model's training table may have its runs/ (the model names the extract output, or its features/)."""
+    features = str(meta.get("features") or "").rstrip("/")
+    bases = [features, features.removesuffix("/features")] if features.endswith("/features") else [features]
+    return list(filter(None, bases))
+
+
 def extraction_params(meta: dict[str, Any]) -> tuple[DecodeParams, FeatureParams, str]:
     """The decode and feature parameters of the model's training table, and where they came from.
 
@@ -58,11 +65,8 @@ def extraction_params(meta: dict[str, Any]) -> tuple[DecodeParams, FeatureParams
     defaults when the table or its records cannot be read (a model moved to another
     machine), which is what every table extracted with default options used.
     """
-    features = str(meta.get("features") or "").rstrip("/")
-    # the model names the extract output, or its features/ directory: runs/ sits beside that
-    bases = [features, features.removesuffix("/features")] if features.endswith("/features") else [features]
     records: list[str] = []
-    for base in filter(None, bases):
+    for base in _table_bases(meta):
         try:
             fs, path = filesystem(join(base, "runs"))
             records = sorted(strip_protocol_keep(base, p) for p in fs.glob(f"{path}/*.json"))
@@ -79,6 +83,27 @@ def extraction_params(meta: dict[str, Any]) -> tuple[DecodeParams, FeatureParams
             cfg = rec["config"]
             return from_dict(DecodeParams, cfg["decode"]), from_dict(FeatureParams, cfg["features"]), uri
     return DecodeParams(), FeatureParams(), "defaults"
+
+
+#: The window length when the training table cannot be read: AudioSet's and most datasets' clip length.
+DEFAULT_CLIP_S = 10.0
+
+
+def training_clip_s(meta: dict[str, Any]) -> tuple[float, str]:
+    """The median clip length (s) of the model's training table, and where it came from.
+
+    The default window of a long recording: a window as long as the clips the model
+    learnt from gives features on the scale it knows (the indices and statistics of a
+    2-s stretch differ from those of 10 s).
+    """
+    for base in _table_bases(meta):
+        try:
+            table = read_parts(join(base, "features"), columns=["duration_s"])
+        except (OSError, ValueError):
+            continue
+        if table is not None and table.num_rows:
+            return round(float(np.median(table["duration_s"].to_numpy(zero_copy_only=False))), 3), base
+    return DEFAULT_CLIP_S, "default"
 
 
 
@@ -109,21 +134,24 @@ def _in_process(m: Model, rows: list[dict[str, Any]], decode: DecodeParams, feat
     scored = m.predict_table({**{g: found.vectors[g] for g in m.groups}, "clip_id": found.clip_ids}).to_pylist()
     tags = (top_classes(found.vectors[taggers[0].scores_column], taggers[0].score_names or (), top_tags)
             if taggers else None)
-    return _rows_table(m, [{**s, "uri": uri, "error": error, "note": note, "silent": silent,
+    return rows_table(m, [{**s, "uri": uri, "error": error, "note": note, "silent": silent,
                             **({"tags": tags[i]} if tags is not None else {})}
                            for i, (s, uri, error, note, silent)
                            in enumerate(zip(scored, found.uris, found.errors, found.notes, found.silent))])
 
 
-def _rows_table(m: Model, rows: list[dict[str, Any]]) -> pa.Table:
-    """The predictions table; a silent clip keeps its note but gets no prediction and null probabilities."""
+def rows_table(m: Model, rows: list[dict[str, Any]], extra: Sequence[tuple[str, pa.DataType]] = ()) -> pa.Table:
+    """The predictions table; a silent clip keeps its note but gets no prediction and null probabilities.
+
+    ``extra``: columns after ``uri`` that the rows carry (a window's ``start_s``, ``end_s``).
+    """
     probs = [f"prob_{c}" for c in m.class_names]
-    out = [{"clip_id": r["clip_id"], "uri": r["uri"],
+    out = [{"clip_id": r["clip_id"], "uri": r["uri"], **{name: r[name] for name, _ in extra},
             **({"predicted": None, **dict.fromkeys(probs)} if r["silent"] else
                {"predicted": r.get("predicted"), **{p: r.get(p) for p in probs}}),
             "error": r["error"], "note": r["note"], **({"tags": r["tags"]} if "tags" in r else {})} for r in rows]
     predicted = pa.list_(pa.string()) if m.kind == "multi_label" else pa.string()
-    schema = pa.schema([("clip_id", pa.string()), ("uri", pa.string()), ("predicted", predicted),
+    schema = pa.schema([("clip_id", pa.string()), ("uri", pa.string()), *extra, ("predicted", predicted),
                         *[(p, pa.float64()) for p in probs], ("error", pa.string()), ("note", pa.string()),
                         *([("tags", pa.list_(pa.string()))] if out and "tags" in out[0] else [])])
     return pa.Table.from_pylist(out, schema=schema)
@@ -159,8 +187,6 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
     if taggers:
         t = read_parts(join(work, "features"), columns=["clip_id", taggers[0].scores_column])
         if t is not None:
-            import numpy as np
-
             scores = np.stack([np.asarray(v, dtype=np.float32) for v in t[taggers[0].scores_column].to_pylist()])
             tags = dict(zip(t["clip_id"].to_pylist(), top_classes(scores, taggers[0].score_names or (), top_tags)))
     facts = read_parts(join(work, "features"), columns=["clip_id", "is_silent", "orig_duration_s", "duration_s"])
@@ -173,7 +199,7 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
                     "error": None if s else why.get(r["clip_id"], "no finite features for this clip"),
                     "note": f and clip_note(f["is_silent"], f["orig_duration_s"], f["duration_s"], decode),
                     "silent": bool(f and f["is_silent"]), **({"tags": tags.get(r["clip_id"])} if taggers else {})})
-    return _rows_table(m, out)
+    return rows_table(m, out)
 
 
 def format_predictions(table: pa.Table, class_names: Sequence[str]) -> list[str]:

@@ -43,8 +43,10 @@ class GroupTransform:
         return a.astype(np.float32), b.astype(np.float32)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
+        """``x @ A + b``, summed in float64: raw features reach 1e8, and a float32 sum of such products depends
+        on the BLAS kernel the batch's shape picks (a clip alone and in a batch differed by 1e-5 in probability)."""
         a, b = self.affine()
-        return (np.asarray(x, dtype=np.float32) @ a + b).astype(np.float32)
+        return (np.asarray(x, dtype=np.float64) @ a.astype(np.float64) + b).astype(np.float32)
 
     def output_names(self) -> list[str]:
         return [f"{self.group}:pc{j + 1}" for j in range(self.n_components)]

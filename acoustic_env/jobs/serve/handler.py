@@ -13,6 +13,11 @@ a cluster:
   model's own ``predict_proba``, with the decode and feature parameters of the model's
   training table (:func:`acoustic_env.jobs.predict.extraction_params`): the functions
   ``acoustic-env predict`` runs on a file, so a clip gets the same probabilities either way.
+* ``?windows=1`` (with ``window_s`` and ``hop_s``, the ``WindowParams`` of ``predict
+  --windows``) scores the upload in windows (:meth:`Recognizer.windows`,
+  :mod:`acoustic_env.jobs.windows`): one entry per window with its times, the summary,
+  and the Raven selection table as text; the whole recording stays within
+  ``max_duration_s`` and ``max_upload_bytes``, and its decoded audio is never held whole.
 * Every failure is a :class:`ServiceError`: an HTTP status and one of the documented
   error types, answered as ``{"error": {"type": ..., "message": ...}}``.
 """
@@ -32,10 +37,13 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from acoustic_env.audio.decode import DecodedClip, decode_bytes, read_bytes
-from acoustic_env.audio.featurize import batch_outputs, clip_note, load_nets, pick_columns
-from acoustic_env.config import ServeConfig, from_dict
+from acoustic_env.audio.featurize import clip_note, load_nets
+from acoustic_env.audio.windows import Recording
+from acoustic_env.config import ConfigError, ServeConfig, WindowParams, from_dict
 from acoustic_env.errors import ClipError
-from acoustic_env.jobs.predict import extraction_params
+from acoustic_env.jobs.predict import extraction_params, rows_table
+from acoustic_env.jobs.window_outputs import raven_table
+from acoustic_env.jobs.windows import TIMES, recording_rows, score_clips, summarize, window_lengths
 from acoustic_env.learn.artifact import load_model, top_scores
 from acoustic_env.storage import redact
 
@@ -94,6 +102,7 @@ class Upload:
     data: bytes
     name: str
     top_tags: int = 3
+    window: WindowParams = field(default_factory=WindowParams)
 
 
 async def read_body(chunks: AsyncIterator[bytes], limit: int, drain: int = 0) -> bytes:
@@ -118,7 +127,7 @@ async def read_body(chunks: AsyncIterator[bytes], limit: int, drain: int = 0) ->
 def parse_upload(body: bytes, content_type: str, query: dict[str, str], limits: Limits,
                  fetch: Callable[[str], bytes]) -> Upload:
     """The audio of a POST /predict from its body and Content-Type (see the module docstring)."""
-    top_tags = _top_tags(query.get("top_tags"))
+    top_tags, window = _top_tags(query.get("top_tags")), _window(query)
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "application/json":
         try:
@@ -132,14 +141,14 @@ def parse_upload(body: bytes, content_type: str, query: dict[str, str], limits: 
                                                                  "--allowed-url-prefixes"
             raise ServiceError("url_not_allowed", f"{url} does not start with an allowed prefix ({allowed}), "
                                                   "or has . or .. path segments")
-        return Upload(fetch(url), url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url, top_tags)
+        return Upload(fetch(url), url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url, top_tags, window)
     if media == "multipart/form-data":
         data, name = _multipart_file(body, content_type, limits.max_upload_bytes)
-        return Upload(data, name, top_tags)
+        return Upload(data, name, top_tags, window)
     if not body:
         raise ServiceError("bad_request", "the request has no body: POST the audio file's bytes, a multipart "
                                           'form with a "file" field, or JSON {"url": ...}')
-    return Upload(body, "upload", top_tags)
+    return Upload(body, "upload", top_tags, window)
 
 
 def allowed_url(url: str, prefixes: Sequence[str]) -> bool:
@@ -161,6 +170,18 @@ def _top_tags(value: str | None) -> int:
     if not 0 <= k <= 50:
         raise ServiceError("bad_request", f"top_tags: must be an integer in [0, 50], got {value!r}")
     return k
+
+
+def _window(query: dict[str, str]) -> WindowParams:
+    """``windows``, ``window_s`` and ``hop_s`` of the query, checked as ``predict --windows`` checks its flags."""
+    on = query.get("windows", "0").lower()
+    if on not in ("0", "1", "true", "false"):
+        raise ServiceError("bad_request", f"windows: must be 1 or 0, got {query['windows']!r}")
+    try:
+        return from_dict(WindowParams, {"windows": on in ("1", "true"),
+                                        **{k: query[k] for k in ("window_s", "hop_s") if k in query}})
+    except ConfigError as exc:
+        raise ServiceError("bad_request", str(exc)) from None
 
 
 def _multipart_file(body: bytes, content_type: str, limit: int) -> tuple[bytes, str]:
@@ -204,6 +225,7 @@ class Recognizer:
         embedders, taggers, self.columns = self.model.feature_plan()
         self.tagger = taggers[0] if taggers else None
         self.nets = load_nets(embedders, weights_cache, device)
+        self.window_s, self.hop_s = window_lengths(WindowParams(windows=True), self.model.meta, self.decode)
 
     def info(self) -> dict[str, Any]:
         """What ``GET /info`` answers: the classes, the task, the inputs and the limits."""
@@ -213,6 +235,7 @@ class Recognizer:
                 "limits": {"max_upload_bytes": self.limits.max_upload_bytes,
                            "max_duration_s": self.limits.max_duration_s,
                            "request_timeout_s": self.limits.request_timeout_s},
+                "windows": {"window_s": self.window_s, "hop_s": self.hop_s},
                 "allowed_url_prefixes": list(self.limits.allowed_url_prefixes)}
 
     def fetch(self, url: str) -> bytes:
@@ -236,10 +259,7 @@ class Recognizer:
 
     def score(self, clips: Sequence[DecodedClip], top_tags: Sequence[int]) -> list[dict[str, Any]]:
         """Probabilities (and tags) for decoded clips, in one pass of each embedder and of the model."""
-        outs = [pick_columns(o, self.columns)
-                for o in batch_outputs(clips, self.columns, self.nets, self.decode, self.features)]
-        vectors = {c: np.stack([o[c] for o in outs]) for c in self.columns}
-        table = self.model.predict_table({g: vectors[g] for g in self.model.groups}).to_pydict()
+        table, vectors = score_clips(self.model, clips, self.columns, self.nets, self.decode, self.features)
         tags: list[Any] = [None] * len(clips)
         if self.tagger is not None:
             ranked = top_scores(vectors[self.tagger.scores_column], self.tagger.score_names or (),
@@ -257,6 +277,41 @@ class Recognizer:
                             "silent": clip.is_silent,
                             "note": clip_note(clip.is_silent, clip.orig_duration_s, scored_s, self.decode)})
         return results
+
+    def windows(self, upload: Upload) -> dict[str, Any]:
+        """The upload scored in windows: each window's times and probabilities, the summary, the Raven table.
+
+        Read window by window from the bytes in memory (:class:`Recording`), ``window_batch``
+        windows decoded at a time; too_long past ``max_duration_s`` before any is scored.
+        """
+        window_s, hop_s = window_lengths(upload.window, self.model.meta, self.decode)
+        base = {"clip_id": upload.name, "uri": upload.name}
+        try:
+            with Recording(upload.data, self.decode) as rec:
+                if rec.duration_s > self.limits.max_duration_s:
+                    raise ServiceError("too_long", f"the recording lasts {rec.duration_s:.1f} s; this service takes "
+                                                   f"at most max_duration_s = {self.limits.max_duration_s:g} s")
+                rows = list(recording_rows(self.model, rec.windows(window_s, hop_s), base,
+                                           columns={g: self.columns[g] for g in self.model.groups}, nets=self.nets,
+                                           decode=self.decode, features=self.features,
+                                           batch=upload.window.window_batch))
+                facts, sample_rate = {**base, "duration_s": rec.duration_s, "error": None}, rec.sample_rate
+        except ClipError as exc:
+            raise ServiceError.from_clip(exc) from None
+        table = rows_table(self.model, rows, TIMES)
+        [summary] = summarize(table, [facts], self.model.class_names, self.model.kind).to_pylist()
+        return {"duration_s": round(facts["duration_s"], 3), "sample_rate": sample_rate,
+                "window_s": window_s, "hop_s": hop_s,
+                "windows": [{"start_s": r["start_s"], "end_s": r["end_s"], "predicted": r["predicted"],
+                             "probabilities": self._probabilities(r), "error": r["error"], "note": r["note"]}
+                            for r in table.to_pylist()],
+                "summary": {k: v for k, v in summary.items() if k not in ("clip_id", "uri", "error")},
+                "selection_table": raven_table(table.to_pylist())}
+
+    def _probabilities(self, row: dict[str, Any]) -> dict[str, float] | None:
+        """A window row's probabilities by class; None when it has none (silent, failed, features not finite)."""
+        probs = {c: row[f"prob_{c}"] for c in self.model.class_names}
+        return probs if all(p is not None and np.isfinite(p) for p in probs.values()) else None
 
 
 def answer(upload: Upload, result: dict[str, Any], t0: float) -> dict[str, Any]:
@@ -339,5 +394,7 @@ class Service:
         body = await read_body(request.stream(), limit, drain=limit)
         upload = await asyncio.to_thread(parse_upload, body, request.headers.get("content-type", ""),
                                          dict(request.query_params), self.limits, self.recognizer.fetch)
+        if upload.window.windows:
+            return answer(upload, await asyncio.to_thread(self.recognizer.windows, upload), t0)
         clip = await asyncio.to_thread(self.recognizer.decode_upload, upload)
         return answer(upload, await self.scorer(clip, upload.top_tags), t0)

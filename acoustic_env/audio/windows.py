@@ -1,0 +1,126 @@
+"""A long recording as a stream of windows, each decoded as a clip of its own.
+
+An hour at 48 kHz stereo is 1.3 GB of float32 samples: the recording is never read
+whole. The file stays open (:func:`~acoustic_env.audio.decode.open_clip`: local,
+s3://, https://, the read limits of a clip) and libsndfile reads one window's frames
+at a time, seeking to its start, so memory holds a batch of windows whatever the
+length. Each window's frames go through
+:func:`~acoustic_env.audio.decode.samples_to_clip`, the very steps a clip file's
+frames go through (mono, 16 kHz, RMS-normalised), so a window covering a whole clip
+gives that clip's features to the bit.
+
+Windows start at 0, ``hop_s``, 2 ``hop_s``, ... until one reaches the end of the
+file; that last one may be shorter (nothing is padded, as for clips), and a tail
+shorter than ``decode.min_duration_s`` is left out. Times are counted in the file's own
+frames, so ``start_s``/``end_s`` are exact at its sample rate.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import soundfile as sf
+
+from acoustic_env.audio.decode import STAGE, DecodedClip, check_format, open_clip, samples_to_clip
+from acoustic_env.config import DecodeParams
+from acoustic_env.errors import ClipError
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of a recording: its bounds in seconds and the decoded clip, or why it has none."""
+
+    start_s: float
+    end_s: float
+    clip: DecodedClip | None
+    error: str | None = None
+
+
+def spans(frames: int, sr: int, window_s: float, hop_s: float, min_s: float) -> list[tuple[int, int]]:
+    """(first frame, end frame) of each window of a ``frames``-long recording at ``sr`` Hz."""
+    length, hop = max(1, round(window_s * sr)), max(1, round(hop_s * sr))
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < frames:
+        end = min(start + length, frames)
+        if end - start >= min_s * sr or not out:  # a file shorter than one window is still one window
+            out.append((start, end))
+        if end == frames:
+            break
+        start += hop
+    return out
+
+
+def open_recording(source: str | bytes, params: DecodeParams) -> Any:
+    """A file object for ``source``: a URI opened within the clip read limits, or bytes already in memory."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ClipError(STAGE, "empty_file", "file is empty (0 bytes)")
+        return io.BytesIO(source)
+    return open_clip(source, params)
+
+
+class Recording:
+    """An open recording: its length, and its windows read as they are wanted.
+
+    A file libsndfile cannot open (not audio, or MP4/M4A, which it lacks) raises
+    ClipError on entry; a window that cannot be made (NaN samples, a truncated file) is
+    a Window with its error, and the windows after it still come.
+    """
+
+    def __init__(self, source: str | bytes, params: DecodeParams) -> None:
+        self.source, self.params = source, params
+
+    def __enter__(self) -> Recording:
+        self._fh = open_recording(self.source, self.params)
+        try:
+            self._file = sf.SoundFile(self._fh)
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+            self._fh.close()
+            reason = getattr(exc, "error_string", None) or str(exc)
+            raise ClipError(STAGE, "not_audio", f"libsndfile cannot read it ({reason}); windows need WAV, FLAC, "
+                                                "OGG or MP3 (convert other formats with ffmpeg first)") from None
+        try:
+            check_format(self._file.samplerate, self._file.channels)
+        except ClipError:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._file.close()
+        self._fh.close()
+
+    @property
+    def duration_s(self) -> float:
+        return self._file.frames / self._file.samplerate
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._file.samplerate)
+
+    def windows(self, window_s: float, hop_s: float) -> Iterator[Window]:
+        """The windows in order (see the module docstring for where they start and end)."""
+        f, sr = self._file, self._file.samplerate
+        dtype = "float64" if f.subtype == "DOUBLE" else "float32"  # as decode_bytes reads
+        for start, end in spans(f.frames, sr, window_s, hop_s, self.params.min_duration_s):
+            yield _window(f, start, end, dtype, self.params)
+
+
+def _window(f: sf.SoundFile, start: int, end: int, dtype: str, params: DecodeParams) -> Window:
+    """Frames ``start``..``end`` of the open file as a Window (its error instead of a clip when it fails)."""
+    sr = f.samplerate
+    try:
+        f.seek(start)
+        audio = f.read(frames=end - start, dtype=dtype, always_2d=True)
+        if audio.shape[0] < end - start:
+            raise ClipError(STAGE, "truncated", f"file declares {end - start} frames here but holds {audio.shape[0]}")
+        clip = samples_to_clip(audio, sr, end - start, params)
+    except ClipError as exc:
+        return Window(start / sr, end / sr, None, str(exc))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        return Window(start / sr, end / sr, None, f"{STAGE}/corrupt: {exc}")
+    return Window(start / sr, end / sr, clip)
