@@ -296,6 +296,12 @@ class TrainConfig(Section):
     test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
                                               "or one per line")
     seed: int = option(0, help="seed of the splits, the search and the networks")
+    # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/search.py).
+    search_trials: int = option(3, ge=1, help="settings each of xgboost and the MLP tries in its own search, the "
+                                              "defaults first, scored by grouped CV on the training clips only "
+                                              "(1: the defaults, no search)")
+    search_folds: int = option(3, ge=2, help="inner folds of every model's search (xgboost, the MLP, logistic "
+                                             "regression's C), grouped like the outer folds")
     trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")
     time_budget_s: float = option(900.0, gt=0, flag="time-budget", help="search time budget in seconds")
     max_concurrent_trials: int = option(0, ge=0, help="trials at once (0: one per two CPUs)")

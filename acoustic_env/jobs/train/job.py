@@ -48,7 +48,7 @@ from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.jobs.train.report import clip_predictions, write_report
 from acoustic_env.learn.artifact import save_model
-from acoustic_env.learn.cv import ORDER, best_of, cross_validate, describe, given_folds
+from acoustic_env.learn.cv import ORDER, CVResult, best_of, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report
 from acoustic_env.learn.duplicates import merge_duplicate_groups, merge_lines, merge_summary
 from acoustic_env.learn.eda import explore
@@ -77,6 +77,7 @@ from acoustic_env.learn.splits import (
     strata,
 )
 from acoustic_env.learn.transform import GroupTransform, transform_all
+from acoustic_env.learn.search import SearchPlan, SearchRecord
 from acoustic_env.learn.zoo import PARAMS as ZOO_PARAMS
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.runs import base_record, package_versions
@@ -177,16 +178,30 @@ def _portable(fitted: ZooClassifier, x: np.ndarray) -> Portable:
     return estimator
 
 
-def _cv_search_note(kind: str, candidates: list[str], n_folds: int, logreg: dict[str, Any]) -> str:
-    """What searched what under cross-validation, and what it cost, in one sentence (console, report, record)."""
-    fixed = [m for m in candidates if m != "logreg"]
-    note = f"{', '.join(fixed)} at fixed hyper-parameters" if fixed else ""
-    if "logreg" in candidates:
-        how = ("grouped " if kind == "single_label" else "") + f"{logreg['inner_folds']}-fold CV"
-        searched = (f"logreg's C searched over {len(logreg['Cs'])} values by {how} on the training folds only "
-                    f"(nested: {n_folds} x {logreg['inner_folds']} x {len(logreg['Cs'])} inner fits)")
-        note = f"{searched}; {note}" if note else searched
-    return note + " (the Ray Tune search of the network runs with the train/val/test split, --cv-folds 0)"
+def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
+    """Per searched model, what its fold models' searches tried and cost (the report's and the record's figures)."""
+    return {m: {"settings": len(records[0].trials), "inner_folds": len(records[0].splits), "outer_folds": len(records),
+                "fits": sum(r.fits for r in records), "seconds": round(sum(r.seconds for r in records), 2),
+                "chosen": [r.best for r in records]}
+            for m, records in result.searches.items() if records}
+
+
+def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[str, Any]],
+                    final: SearchRecord | None, saved: str) -> str:
+    """What searched what under cross-validation, and what it cost, in a few sentences (console, report, record)."""
+    done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
+            f"x {n['inner_folds']} inner folds in each of {n['outer_folds']} outer folds ({n['fits']} inner fits, "
+            f"{n['seconds']:.0f} s)" for m, n in nested.items()]
+    fixed = [m for m in candidates if m not in nested]
+    note = (f"Nested search, scored by grouped cross-validation on each outer fold's training clips only: "
+            f"{'; '.join(done)}." if done else "No search.")
+    if fixed:
+        note += f" {', '.join(fixed)} at fixed hyper-parameters."
+    if final is not None:
+        note += (f" The saved {saved} searched the same way on all clips ({len(final.trials)} settings x "
+                 f"{len(final.splits)} folds, {final.seconds:.0f} s) and kept {final.best or 'the defaults'}.")
+    return note + f" ({n_folds} outer folds; the Ray Tune search of the network runs with the train/val/test split, " \
+                  f"--cv-folds 0.)"
 
 
 def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
@@ -210,20 +225,24 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
     result = cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds, kind, k,
-                            candidates, cfg.seed, features.groups)
+                            candidates, cfg.seed, features.groups, plan)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
 
     saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
     transforms, x = _features(cfg, features, np.ones(len(features), dtype=bool))
-    fitted = make_estimator(saved, kind, k, cfg.seed).fit(x, features.y, groups=features.groups)
+    t = time.time()
+    fitted = make_estimator(saved, kind, k, cfg.seed, search=plan).fit(x, features.y, groups=features.groups)
+    timings["final_fit_s"] = time.time() - t
     estimator = _portable(fitted, x)
-    params = dict(DEFAULT_PARAMS) if saved == "mlp" else {"model": saved, **ZOO_PARAMS[saved]}
+    params = {"model": saved, **fitted.params_}
     history = None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
-        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed).fit(x, features.y)
+        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, search=plan).fit(
+            x, features.y, groups=features.groups)
         if network.model_ is not None:
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
                        "title": f"MLP on all {len(features)} clips; validation: "
@@ -261,8 +280,12 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
         "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
                    for m, d in detail.items()},
     }
-    search = {"method": _cv_search_note(kind, candidates, n_folds, ZOO_PARAMS["logreg"]),
-              "params": params, "best_val_score": result.scores[saved], "trials": [],
+    nested = _nested_searches(result)
+    final = fitted.search_
+    search = {"method": _cv_search_note(candidates, n_folds, nested, final, saved), "nested": nested,
+              "params": params, "best_val_score": result.scores[saved],
+              "trials": [{"model": saved, "setting": tr["params"] or "defaults", "inner score": round(tr["score"], 4),
+                          "chosen": tr["params"] == final.best} for tr in final.trials] if final else [],
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=estimator, params=params, history=history,
@@ -313,9 +336,11 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
     proba = {"mlp": predict_proba(net, x_test, task.kind, k)}
     val_scores = {"mlp": found.best_val_score}
     # the validation split stops the trees early, as it stops the network
-    fitted = {name: make_estimator(name, task.kind, k, cfg.seed).fit(data["x_train"], data["y_train"],
-                                                                     eval_set=(data["x_val"], data["y_val"]))
-              for name in cfg.baselines}
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    train_groups = None if clip_groups is None else clip_groups[idx[TRAIN]]
+    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan).fit(
+        data["x_train"], data["y_train"], eval_set=(data["x_val"], data["y_val"]), groups=train_groups)
+        for name in cfg.baselines}
     for name, model in fitted.items():
         proba[name] = model.predict_proba(x_test)
         val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]))
@@ -370,7 +395,7 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
               "trials": found.trials, "wall_s": timings["search_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=estimator,
-                   params=found.params if saved == "mlp" else {"model": saved, **ZOO_PARAMS[saved]},
+                   params=found.params if saved == "mlp" else {"model": saved, **fitted[saved].params_},
                    predictions=clip_predictions(features, idx[TEST], y_test, proba),
                    history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
                                                               f"({len(idx[VAL])} clips)"} if found.history else None)
