@@ -179,7 +179,7 @@ def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tm
     search = summary["search"]  # the saved model's own C search on all clips, its cost in the note
     if ev["saved_model"] == "logreg":
         assert len(search["trials"]) == 7 and sum(t["chosen"] for t in search["trials"]) == 1
-    assert "logreg C over 7 values x 3 inner folds in each of 3 outer folds (63 inner fits" in search["method"]
+    assert "logreg C over 7 values x 2 inner folds in each of 3 outer folds (42 inner fits" in search["method"]
     assert "mlp at fixed hyper-parameters" in search["method"]  # search_trials=1: the defaults
     model = ae.load_model(summary["model"])
     assert model.meta["evaluation"]["saved_model"] == model.meta["estimator"]["name"] == ev["chosen"]

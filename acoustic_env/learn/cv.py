@@ -82,13 +82,14 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                 models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                search: SearchPlan = SearchPlan()) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]]]:
+                search: SearchPlan = SearchPlan(), threads: int | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]]]:
     """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``), and
     ``{model: the searches its fold models ran}``.
 
     ``groups``: each fold model's own search (logistic regression's C; ``search`` settings of xgboost and the
     MLP) runs grouped CV on the training folds only, so no trial is scored on a clip of the fold that evaluates
-    it (nested cross-validation).
+    it (nested cross-validation). ``threads``: each fit's threads (xgboost, torch; None: every core).
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
     searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
@@ -96,7 +97,7 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
         test = folds == k
         x = prepare(~test)
         for m in models:
-            est = make_estimator(m, kind, n_classes, seed, search=search).fit(
+            est = make_estimator(m, kind, n_classes, seed, threads, search=search).fit(
                 x[~test], y[~test], groups=None if groups is None else groups[~test])
             proba[m][test] = est.predict_proba(x[test])
             searches[m] += [est.search_] if est.search_ is not None else []
@@ -124,10 +125,10 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str,
 
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                    models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                   search: SearchPlan = SearchPlan()) -> CVResult:
-    """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``: see
-    ``out_of_fold``)."""
-    proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search)
+                   search: SearchPlan = SearchPlan(), threads: int | None = None) -> CVResult:
+    """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``,
+    ``threads``: see ``out_of_fold``)."""
+    proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search, threads)
     chosen, best, scores = choose(kind, y, proba)
     return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches)
 

@@ -83,8 +83,8 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
                    search: SearchPlan = SearchPlan(), **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
-    ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task passes
-    1). ``search``: how many settings of ``CANDIDATES`` a grouped fit tries, on
+    ``threads``: XGBoost's and torch's threads (None: every core; a one-CPU Ray
+    task, or the train job's cross-validation of a small table, passes 1). ``search``: how many settings of ``CANDIDATES`` a grouped fit tries, on
     how many inner folds (logistic regression's C search uses those folds too).
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
@@ -223,5 +223,5 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             return XGBClassifier(**trees, random_state=self.seed, n_jobs=self.threads)
         from acoustic_env.learn.mlp_estimator import MLPClassifier
 
-        return MLPClassifier(seed=self.seed, **p)
+        return MLPClassifier(seed=self.seed, threads=self.threads, **p)
 

@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,8 @@ from acoustic_env.distributed.tune import (
 )
 from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
 from acoustic_env.jobs.train.explain import mlp_attributions, tree_attributions
+from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_lines
+from acoustic_env.jobs.train.grid import cells as grid_cells
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.jobs.train.report import clip_predictions, write_report
@@ -58,6 +60,7 @@ from acoustic_env.learn.metrics import (
     INTERVAL_NOTE,
     adjusted_accuracy,
     evaluate,
+    headline,
     intervals,
     read_label_accuracy,
 )
@@ -83,6 +86,11 @@ from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.runs import base_record, package_versions
 from acoustic_env.storage import is_local, join, write_json
 from acoustic_env.table import RANDOM_REASON, FeatureSet, read_features
+
+GRID_REASON = "not in the grid's winning cell"
+#: Threads of each fit under cross-validation (at most cv_max_clips clips): one thread per fit of xgboost or the
+#: network on a few hundred clips is several times faster than two that wait on each other (benchmarks/RESULTS.md).
+CV_THREADS = 1
 
 log = logging.getLogger("acoustic_env.jobs.train")
 EXTRA_PACKAGES = ("scikit-learn", "xgboost", "shap", "optuna", "matplotlib")
@@ -204,30 +212,60 @@ def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
                   f"--cv-folds 0.)"
 
 
+def _folds(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """The outer folds (given by ``folds_column``, else grouped and stratified) and their names."""
+    if cfg.folds_column:
+        return given_folds(features, cfg.folds_column)
+    try:
+        folds = assign_folds(features.y, features.groups, task.class_names, cfg.cv_folds, cfg.seed, field="cv_folds")
+    except ConfigError as e:  # too few groups may be the guard's doing: say so, with the counts
+        merged = merge_summary(counts["duplicates"])
+        raise (ConfigError(f"{e}; {merged}") if merged else e) from None
+    return folds, [str(f + 1) for f in range(int(folds.max()) + 1)]
+
+
+def _in_memory(cfg: TrainConfig, features: FeatureSet, field: str) -> None:
+    if features.X is None:
+        raise ConfigError(f"{field}: cross-validation holds the features in memory, and these exceed memory_gb="
+                          f"{cfg.memory_gb:g}; raise memory_gb or pass cv_folds=0 for the train/val/test split")
+
+
+def _grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[FeatureSet, dict]:
+    """Every cell of the grid cross-validated on the same folds; the features narrowed to the winner's groups."""
+    _in_memory(cfg, features, "grid")
+    plan_cells = grid_cells(cfg.grid_embedders, cfg.grid_signals, cfg.feature_groups or HAND_MADE)
+    check_columns(plan_cells, features)
+    folds, _ = _folds(cfg, task, features, counts)
+    candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    kind, y = task.kind, features.y
+    result = compare(
+        plan_cells,
+        lambda cell: cross_validate(lambda rows: _features(cfg, features, rows, list(cell.groups))[1], y, folds,
+                                    kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS),
+        lambda p: headline(kind, y, p)["roc_auc"],
+        lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
+    keep = set(result["winner"]["groups"])
+    excluded = {**features.excluded, "columns": {**features.excluded["columns"],
+                                                 **{c: GRID_REASON for c in features.columns if c not in keep}}}
+    narrowed = replace(features, feature_groups=tuple(g for g in features.feature_groups if g.name in keep),
+                       X={n: m for n, m in features.X.items() if n in keep}, excluded=excluded)
+    return narrowed, result
+
+
 def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
                      timings: dict[str, float], t: float) -> Outcome:
     """Grouped (or given) K-fold CV of the zoo's models; the chosen network refitted on every clip."""
-    if features.X is None:
-        raise ConfigError(f"cv_folds: cross-validation holds the features in memory, and these exceed memory_gb="
-                          f"{cfg.memory_gb:g}; raise memory_gb or pass cv_folds=0 for the train/val/test split")
+    _in_memory(cfg, features, "cv_folds")
     kind, k, names = task.kind, task.n_classes, list(task.class_names)
-    if cfg.folds_column:
-        folds, fold_names = given_folds(features, cfg.folds_column)
-    else:
-        try:
-            folds = assign_folds(features.y, features.groups, task.class_names, cfg.cv_folds, cfg.seed,
-                                 field="cv_folds")
-        except ConfigError as e:  # too few groups may be the guard's doing: say so, with the counts
-            merged = merge_summary(counts["duplicates"])
-            raise (ConfigError(f"{e}; {merged}") if merged else e) from None
-        fold_names = [str(f + 1) for f in range(int(folds.max()) + 1)]
+    folds, fold_names = _folds(cfg, task, features, counts)
     n_folds = int(folds.max()) + 1
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
     plan = SearchPlan(cfg.search_trials, cfg.search_folds)
     result = cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds, kind, k,
-                            candidates, cfg.seed, features.groups, plan)
+                            candidates, cfg.seed, features.groups, plan, CV_THREADS)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
@@ -235,13 +273,14 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
     saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
     transforms, x = _features(cfg, features, np.ones(len(features), dtype=bool))
     t = time.time()
-    fitted = make_estimator(saved, kind, k, cfg.seed, search=plan).fit(x, features.y, groups=features.groups)
+    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan).fit(x, features.y,
+                                                                                  groups=features.groups)
     timings["final_fit_s"] = time.time() - t
     estimator = _portable(fitted, x)
     params = {"model": saved, **fitted.params_}
     history = None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
-        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, search=plan).fit(
+        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, CV_THREADS, search=plan).fit(
             x, features.y, groups=features.groups)
         if network.model_ is not None:
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
@@ -255,7 +294,7 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
         t = time.time()
         for name, subset in ablation_sets(groups).items():
             sub = cross_validate(lambda rows, only=subset: _features(cfg, features, rows, only)[1], features.y,
-                                 folds, kind, k, ["logreg"], cfg.seed)
+                                 folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS)
             ablations.append({"name": f"logreg, {name}", "groups": subset,
                               "test": _slim(evaluate(kind, names, features.y, sub.proba["logreg"])),
                               "val_score": sub.scores["logreg"]})
@@ -411,9 +450,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
     t = time.time()
-    features = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups, signals=cfg.signals,
-                             include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30)
-    groups = list(features.columns)
+    # the grid reads every column and checks each cell's itself (one line naming the cell and the column)
+    features = read_features(cfg.features, task=task, feature_groups=() if cfg.grid else cfg.feature_groups,
+                             signals=cfg.signals, include_random_weights=cfg.include_random_weights,
+                             max_bytes=cfg.memory_gb * 2 ** 30)
     run_id = runs.new_run_id()
     record = base_record(run_id, "train", cfg.to_dict())
     record["versions"] = package_versions(EXTRA_PACKAGES)
@@ -433,6 +473,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     duplicates = merge_duplicate_groups(features)  # leakage guard: near-duplicates share a group
     features = duplicates.apply(features)
     clip_groups = features.groups if features.has_groups else None
+    grid = None
+    if cfg.grid:
+        timings["read_s"] = time.time() - t
+        features, grid = _grid(cfg, task, features, {"duplicates": duplicates.counts})
+        timings["grid_s"], t = grid["wall_s"], time.time()
+    groups = list(features.columns)
     base_counts = {"rows": features.n_read, "with_target": len(features), **features.excluded["rows"],
                    "excluded_columns": features.excluded["columns"], "duplicates": duplicates.counts}
     # cross-validation unless asked for the split, or the data is too large for it (see the module docstring)
@@ -464,7 +510,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "ablations": out.ablations, "shap": out.shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
-        "history": out.history,
+        "history": out.history, "grid": grid,
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
     }
     report_uri = write_report(join(cfg.output, "report"), results)
@@ -479,11 +525,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     record.update(status="completed", counts=counts, timings=timings, wall_s=time.time() - t_start,
                   groups=groups, search=results["search"], evaluation=out.evaluation,
                   metrics={m: _slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
-                  model=model_uri, report=report_uri)
+                  model=model_uri, report=report_uri, grid=grid)
     write_json(record, record_uri)
     return {"run_id": run_id, "metrics": record["metrics"], "adjusted_accuracy": adjusted, "model": model_uri,
             "report": report_uri, "record": record_uri, "counts": counts, "search": results["search"],
-            "evaluation": out.evaluation,
+            "evaluation": out.evaluation, "grid": grid,
             "groups": groups, "timings": timings, "wall_s": record["wall_s"]}
 
 
@@ -525,6 +571,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"  {'cv' if ev['method'] == 'cross_validation' else 'test'} {name:8s} accuracy {acc}"
                      f"{span('accuracy')}, balanced {fmt(m['balanced_accuracy'])}, ROC AUC {fmt(m['roc_auc'])}"
                      f"{span('roc_auc')}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}{span('macro_f1')}")
+    if summary.get("grid"):
+        lines += grid_lines(summary["grid"])
     search = summary["search"]
     if ev["method"] == "cross_validation":
         lines.append(f"  cross-validation took {search['wall_s']:.0f} s; {search['method']}")
