@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +91,23 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
     page = Path(summary["report"]).read_text()
     assert "Grid: embedder x signals" in page and "grid.png" in page
     assert (Path(summary["report"]).parent / "grid.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_the_readme_walkthrough_runs_as_written(tmp_path):
+    """The README's "Choosing a model" commands, in order (acoustic-env demo, then acoustic-env train --grid)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Choosing a model: the grid\n", 1)[1].split("\n## ", 1)[0]
+    assert len(section.strip().splitlines()) <= 30
+    commands = [c.replace("\\\n", " ") for b in re.findall(r"```sh\n(.*?)```", section, re.S)
+                for c in re.split(r"(?<!\\)\n", b.strip())]
+    assert [c.split()[1] for c in commands] == ["demo", "train"] and "--grid" in commands[1]
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's package, whichever one is installed
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    for command in commands:
+        r = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+        assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, f"{command}\n{r.stdout}\n{r.stderr}"
+    assert "<- winner, saved" in r.stdout and "grid: 4 cells in" in r.stdout
+    assert (tmp_path / "grid-demo" / "grid" / "model" / "model.json").is_file()
+    assert (tmp_path / "grid-demo" / "grid" / "report" / "grid.png").is_file()

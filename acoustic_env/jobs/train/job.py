@@ -430,6 +430,10 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
         "models": {m: {"intervals": intervals(task.kind, y_test, p, test_units, cfg.seed), "per_fold": [],
                        "score": val_scores[m]} for m, p in proba.items()},
     }
+    searched = [f"{n}: {len(m.search_.trials)} settings by grouped {len(m.search_.splits)}-fold CV on the training "
+                f"split ({m.search_.fits} fits, {m.search_.seconds:.0f} s), kept {m.search_.best or 'the defaults'}"
+                for n, m in fitted.items() if m.search_ is not None]
+    method += "".join(f"; {line}" for line in searched)
     search = {"method": method, "params": found.params, "best_val_score": found.best_val_score,
               "trials": found.trials, "wall_s": timings["search_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
