@@ -23,7 +23,7 @@ def test_cells_pair_each_embedder_with_the_indices_and_mps_of_the_same_signals()
     assert [c.name for c in grid] == ["none x raw", "none x all", "panns x raw", "panns x all"]
     assert grid[0].groups == ("indices_raw", "mps_raw")
     assert grid[2].groups == ("indices_raw", "mps_raw", "panns")  # today's column of the raw signal's embeddings
-    assert grid[3].groups == ("indices_raw", "indices_fg", "indices_bg", "mps_raw", "mps_fg", "mps_bg",
+    assert grid[3].groups == ("indices_raw", "mps_raw", "indices_fg", "mps_fg", "indices_bg", "mps_bg",
                               "panns", "panns_fg", "panns_bg")
     assert embedding_column("yamnet", "bg") == "yamnet_bg"
 

@@ -61,7 +61,7 @@ def cells(embedders: Sequence[str], signal_sets: Sequence[str], sources: Sequenc
     for embedder in embedders:
         for signal_set in signal_sets:
             signals = SIGNALS if signal_set == ALL else (signal_set,)
-            hand = [f"{source}_{s}" for source in sources for s in signals]
+            hand = [f"{source}_{s}" for s in signals for source in sources]  # the table's order
             embedded = [] if embedder == NONE else [embedding_column(embedder, s) for s in signals]
             out.append(Cell(embedder, signal_set, tuple(hand + embedded)))
     return out
