@@ -88,11 +88,13 @@ Interval = Callable[[np.ndarray], list[float] | None]
 
 def compare(grid: list[Cell], evaluate: Evaluate, roc_auc: Callable[[np.ndarray], float | None],
             interval: Interval) -> dict[str, Any]:
-    """Each cell's model of record and figures, the winner (best score; ties to the earlier cell) and the cost."""
-    rows, start = [], time.time()
+    """Each cell's model of record and figures, the winner (best score; ties to the earlier cell), the cost, and
+    ``result``: the winner's cross-validation."""
+    rows, results, start = [], [], time.time()
     for cell in grid:
         t = time.time()
         result = evaluate(cell)
+        results.append(result)
         proba = result.proba[result.chosen]
         rows.append({"embedder": cell.embedder, "signals": cell.signals, "groups": list(cell.groups),
                      "model": result.chosen, "score": result.scores[result.chosen], "roc_auc": roc_auc(proba),
@@ -101,7 +103,7 @@ def compare(grid: list[Cell], evaluate: Evaluate, roc_auc: Callable[[np.ndarray]
     best = max(range(len(rows)), key=lambda i: (round(rows[i]["score"], 12), -i))
     for i, row in enumerate(rows):
         row["winner"] = i == best
-    return {"cells": rows, "winner": rows[best], "wall_s": round(time.time() - start, 1)}
+    return {"cells": rows, "winner": rows[best], "wall_s": round(time.time() - start, 1), "result": results[best]}
 
 
 def grid_lines(grid: dict[str, Any]) -> list[str]:

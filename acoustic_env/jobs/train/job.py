@@ -231,7 +231,11 @@ def _in_memory(cfg: TrainConfig, features: FeatureSet, field: str) -> None:
 
 
 def _grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[FeatureSet, dict]:
-    """Every cell of the grid cross-validated on the same folds; the features narrowed to the winner's groups."""
+    """Every cell of the grid cross-validated on the same folds; the features narrowed to the winner's groups.
+
+    The grid's ``result`` is the winning cell's cross-validation, which the train job reuses: the same folds,
+    clips and groups, so running it again would give the same figures.
+    """
     _in_memory(cfg, features, "grid")
     plan_cells = grid_cells(cfg.grid_embedders, cfg.grid_signals, cfg.feature_groups or HAND_MADE)
     check_columns(plan_cells, features)
@@ -254,8 +258,11 @@ def _grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, 
 
 
 def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
-                     timings: dict[str, float], t: float) -> Outcome:
-    """Grouped (or given) K-fold CV of the zoo's models; the chosen network refitted on every clip."""
+                     timings: dict[str, float], t: float, done: CVResult | None = None) -> Outcome:
+    """Grouped (or given) K-fold CV of the zoo's models; the chosen network refitted on every clip.
+
+    ``done``: this very cross-validation, already run (the grid's winning cell on the same folds), reused.
+    """
     _in_memory(cfg, features, "cv_folds")
     kind, k, names = task.kind, task.n_classes, list(task.class_names)
     folds, fold_names = _folds(cfg, task, features, counts)
@@ -264,8 +271,8 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
     plan = SearchPlan(cfg.search_trials, cfg.search_folds)
-    result = cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds, kind, k,
-                            candidates, cfg.seed, features.groups, plan, CV_THREADS)
+    result = done or cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds,
+                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
@@ -477,10 +484,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     duplicates = merge_duplicate_groups(features)  # leakage guard: near-duplicates share a group
     features = duplicates.apply(features)
     clip_groups = features.groups if features.has_groups else None
-    grid = None
+    grid, winner_cv = None, None
     if cfg.grid:
         timings["read_s"] = time.time() - t
         features, grid = _grid(cfg, task, features, {"duplicates": duplicates.counts})
+        winner_cv = grid.pop("result")  # the winning cell, cross-validated already on the folds below
         timings["grid_s"], t = grid["wall_s"], time.time()
     groups = list(features.columns)
     base_counts = {"rows": features.n_read, "with_target": len(features), **features.excluded["rows"],
@@ -488,7 +496,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     # cross-validation unless asked for the split, or the data is too large for it (see the module docstring)
     if cfg.folds_column or (cfg.cv_folds and test_mask is None and len(features) <= cfg.cv_max_clips
                             and features.X is not None):
-        out = _cross_validated(cfg, task, features, base_counts, timings, t)
+        out = _cross_validated(cfg, task, features, base_counts, timings, t, winner_cv)
     else:
         out = _split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
     models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
