@@ -73,7 +73,8 @@ def _network(**changes: Any) -> dict[str, Any]:
 #: shallower/deeper or slower-learning trees, and narrower, wider or faster-learning networks.
 CANDIDATES: dict[str, list[dict[str, Any]]] = {
     "xgboost": [{}, {"max_depth": 2}, {"learning_rate": 0.05, "n_estimators": 400}, {"max_depth": 6},
-                {"colsample_bytree": 1.0, "subsample": 1.0}, {"max_depth": 3, "learning_rate": 0.03, "n_estimators": 500}],
+                {"colsample_bytree": 1.0, "subsample": 1.0},
+                {"max_depth": 3, "learning_rate": 0.03, "n_estimators": 500}],
     "mlp": [{}, _network(width=64, dropout=0.4), _network(depth=1, width=256, weight_decay=1e-3),
             _network(lr=3e-3, dropout=0.1)],
 }
@@ -84,8 +85,9 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
     ``threads``: XGBoost's and torch's threads (None: every core; a one-CPU Ray
-    task, or the train job's cross-validation of a small table, passes 1). ``search``: how many settings of ``CANDIDATES`` a grouped fit tries, on
-    how many inner folds (logistic regression's C search uses those folds too).
+    task, or the train job's cross-validation of a small table, passes 1).
+    ``search``: how many settings of ``CANDIDATES`` a grouped fit tries, on how
+    many inner folds (logistic regression's C search uses those folds too).
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
     if name not in ESTIMATORS:
@@ -147,7 +149,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         # grouped inner folds for the single-label C search (a multi-label column could lose a class in one)
         if self.name == "logreg" and groups is not None and target.ndim == 1:
             # below two inner folds _build falls back to a fixed C, and _record_c_search says no search ran
-            self.search_ = SearchRecord(inner_splits(target, groups, min(self.inner_folds, smallest), self.seed), [], {})
+            splits = inner_splits(target, groups, min(self.inner_folds, smallest), self.seed)
+            self.search_ = SearchRecord(splits, [], {})
         start = time.time()
         self.model_ = self._build(target.ndim == 2, smallest, len(target))
         if eval_set is not None and self.name == "xgboost":

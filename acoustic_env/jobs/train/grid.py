@@ -112,7 +112,8 @@ def grid_lines(grid: dict[str, Any]) -> list[str]:
              f"cell's model of record [95% interval]):"]
     for row in grid["cells"]:
         ci = row["roc_auc_interval"]
-        auc = "–" if row["roc_auc"] is None else f"{row['roc_auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        auc = ("–" if row["roc_auc"] is None else f"{row['roc_auc']:.3f}"
+               + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
         mark = "  <- winner, saved" if row["winner"] else ""
         lines.append(f"    {row['embedder']:8s} x {row['signals']:4s} {row['model']:8s} {auc} ({row['seconds']:.0f} s)"
                      f"{mark}")

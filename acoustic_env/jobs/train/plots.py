@@ -211,7 +211,8 @@ def grid_png(cells: list[dict[str, Any]]) -> bytes:
         i, j = embedders.index(c["embedder"]), signals.index(c["signals"])
         auc[i, j] = np.nan if c["roc_auc"] is None else c["roc_auc"]
         ci = c["roc_auc_interval"]
-        text = ("–" if c["roc_auc"] is None else f"{c['roc_auc']:.3f}") + (f"\n[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        text = (("–" if c["roc_auc"] is None else f"{c['roc_auc']:.3f}")
+                + (f"\n[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
         ax.text(j, i, f"{text}\n{c['model']}", ha="center", va="center", fontsize=8,
                 fontweight="bold" if c["winner"] else "normal")
         if c["winner"]:
