@@ -252,7 +252,7 @@ def test_console_and_report_say_which_groups_were_merged_and_why(trained):
     text = "\n".join(summary_lines(summary))
     assert "near-duplicates: 20 groups merged into 19" in text
     assert "groups rec000000 + rec000019 merged: near-duplicate clips clip0000000 ~ clip0000059 (0.000)" in text
-    assert "none:" not in text and "mlp at fixed hyper-parameters" in text
+    assert "none:" not in text and "mlp 2 settings x 2 inner folds in each of 3 outer folds" in text
     page = Path(summary["report"]).read_text()
     assert "20 groups merged into 19" in page and "clip0000000 ~ clip0000059" in page
 
