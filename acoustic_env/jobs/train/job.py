@@ -200,9 +200,11 @@ def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
     done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
             f"x {n['inner_folds']} inner folds in each of {n['outer_folds']} outer folds ({n['fits']} inner fits, "
             f"{n['seconds']:.0f} s)" for m, n in nested.items()]
-    fixed = [m for m in candidates if m not in nested]
+    fixed = [m for m in candidates if m not in nested and m != "logreg"]
     note = (f"Nested search, scored by grouped cross-validation on each outer fold's training clips only: "
-            f"{'; '.join(done)}." if done else "No search.")
+            f"{'; '.join(done)}." if done else "No grouped search.")
+    if "logreg" in candidates and "logreg" not in nested:  # multi-label, or too few groups for inner folds
+        note += " logreg's C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
     if fixed:
         note += f" {', '.join(fixed)} at fixed hyper-parameters."
     if final is not None:
