@@ -74,7 +74,7 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(name, 
         return x
 
     result = cross_validate(prepare, y, folds, "single_label", 2, [name], groups=groups,
-                            search=SearchPlan(trials=2, inner_folds=2))
+                            search=SearchPlan(trials=2, inner_folds=2), threads=1)
     assert len(outer) == len(train_sets) == 4 and len(result.searches[name]) == 4
     for (est, _), rows in zip(outer, train_sets):
         evaluating = set(np.flatnonzero(folds == np.setdiff1d(np.unique(folds), folds[rows])[0]))
@@ -119,7 +119,8 @@ def test_a_searched_mlp_saves_the_network_it_chose(monkeypatch):
     x, y, groups = _clips(80)
     wide = zoo._network(depth=1, width=16)
     monkeypatch.setitem(CANDIDATES, "mlp", [{"network": {**wide["network"], "lr": 1e-6}}, wide])
-    fitted = make_estimator("mlp", "single_label", 2, max_rounds=3, search=SearchPlan(2, 2)).fit(x, y, groups=groups)
+    fitted = make_estimator("mlp", "single_label", 2, threads=1, max_rounds=3, search=SearchPlan(2, 2)).fit(
+        x, y, groups=groups)
     assert fitted.search_.best == wide and fitted.params_["network"] == wide["network"]
     saved = from_zoo(fitted)
     assert saved.spec["architecture"]["depth"] == 1 and saved.spec["architecture"]["width"] == 16
