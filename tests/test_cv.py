@@ -66,9 +66,9 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(monkey
     assert len(fitted) == len(train_sets) == 5
     for est, rows in zip(fitted, train_sets):
         evaluating = set(np.unique(folds)) - set(folds[rows])
-        assert len(evaluating) == 1 and est.model_[-1].cv is est.search_splits_  # the search used these folds
-        assert len(est.search_splits_) == 3
-        for fit_on, scored in est.search_splits_:
+        assert len(evaluating) == 1 and est.model_[-1].cv is est.search_.splits  # the search used these folds
+        assert len(est.search_.splits) == 3
+        for fit_on, scored in est.search_.splits:
             fit_on, scored = rows[fit_on], rows[scored]  # back to the table's rows
             assert not set(folds[scored]) & evaluating and not set(folds[fit_on]) & evaluating
             assert not set(groups[scored]) & set(groups[fit_on])  # grouped inside too
@@ -162,7 +162,7 @@ def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tm
     source, published = _table_with_folds(tmp_path)
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), "folds_column": "fold",
                                   "feature_groups": ["indices_raw"], "baselines": ["logreg"], "ablations": False,
-                                  "shap_samples": 0, "trials": 4})
+                                  "shap_samples": 0, "trials": 4, "search_trials": 1})
     summary = train(cfg)
     ev = summary["evaluation"]
     assert ev["method"] == "cross_validation" and ev["folds"] == 3 and ev["folds_column"] == "fold"
@@ -176,7 +176,11 @@ def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tm
         lo, hi = m["intervals"]["roc_auc"]
         assert lo <= summary["metrics"][name]["roc_auc"] <= hi
     assert "3-fold cross-validation over all 60 clips (the 3 folds of column 'fold')" in ev["description"]
-    assert summary["search"]["trials"] == []  # no search on a split of a few clips
+    search = summary["search"]  # the saved model's own C search on all clips, its cost in the note
+    if ev["saved_model"] == "logreg":
+        assert len(search["trials"]) == 7 and sum(t["chosen"] for t in search["trials"]) == 1
+    assert "logreg C over 7 values x 2 inner folds in each of 3 outer folds (42 inner fits" in search["method"]
+    assert "mlp at fixed hyper-parameters" in search["method"]  # search_trials=1: the defaults
     model = ae.load_model(summary["model"])
     assert model.meta["evaluation"]["saved_model"] == model.meta["estimator"]["name"] == ev["chosen"]
     p = model.predict_proba(source)

@@ -23,13 +23,14 @@ from acoustic_env.audioset.tasks import load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
-from acoustic_env.jobs.train.job import _features, summary_lines, train
+from acoustic_env.jobs.train.job import CV_THREADS, _features, summary_lines, train
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
 from acoustic_env.learn.portable import FORMATS, from_zoo
 from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
+from acoustic_env.learn.search import SearchPlan
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import read_features
 
@@ -166,9 +167,12 @@ def test_the_saved_model_reproduces_the_chosen_estimator(name, trained):
     features = read_features(cfg.features, task=load_task(cfg.task), feature_groups=[GROUP])
     features = merge_duplicate_groups(features).apply(features)  # the groups the job's grouped searches used
     _, x = _features(cfg, features, np.ones(len(features), dtype=bool))
-    in_process = make_estimator(name, "single_label", 2, cfg.seed).fit(x, features.y, groups=features.groups)
-    in_process = in_process.predict_proba(x)
-    np.testing.assert_allclose(model.predict_proba(cfg.features), in_process, rtol=0, atol=1e-6)
+    # the job's own fit: its search (settings scored by grouped CV on all clips) and its threads
+    fitted = make_estimator(name, "single_label", 2, cfg.seed, CV_THREADS,
+                            search=SearchPlan(cfg.search_trials, cfg.search_folds)).fit(x, features.y,
+                                                                                       groups=features.groups)
+    assert model.meta["estimator"]["params"] == json.loads(json.dumps(fitted.params_))  # the setting it chose
+    np.testing.assert_allclose(model.predict_proba(cfg.features), fitted.predict_proba(x), rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -248,7 +252,7 @@ def test_console_and_report_say_which_groups_were_merged_and_why(trained):
     text = "\n".join(summary_lines(summary))
     assert "near-duplicates: 20 groups merged into 19" in text
     assert "groups rec000000 + rec000019 merged: near-duplicate clips clip0000000 ~ clip0000059 (0.000)" in text
-    assert "none:" not in text and "mlp at fixed hyper-parameters" in text
+    assert "none:" not in text and "mlp 2 settings x 2 inner folds in each of 3 outer folds" in text
     page = Path(summary["report"]).read_text()
     assert "20 groups merged into 19" in page and "clip0000000 ~ clip0000059" in page
 

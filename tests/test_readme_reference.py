@@ -41,6 +41,7 @@ ELSEWHERE = {
     "AudioSet from its segment lists": "tests/test_audioset_sample.py",
     "Run on a cluster": "tests/test_cluster_integration.py",
     "Serve a model": "tests/test_serve.py",
+    "Choosing a model: the grid": "tests/test_grid.py",
 }
 
 

@@ -37,6 +37,8 @@ __all__ = ["DEFAULT_PCA", "EMBEDDERS", "SIGNALS", "SOURCES", "AnnotateConfig", "
 #: and an embedder registered after this import is a valid choice too.
 EMBEDDERS = registry.names()
 SIGNALS = ("raw", "fg", "bg")
+#: The grid's signal sets: one signal, or all three together.
+SIGNAL_SETS = (*SIGNALS, "all")
 DEVICES = ("auto", "cpu", "cuda")
 #: What train can select: whole sources, or the indices, spectral statistics and MPS of one signal.
 SOURCES = registry.names(before=("indices", "spectral", "mps"))
@@ -325,6 +327,12 @@ class TrainConfig(Section):
     test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
                                               "or one per line")
     seed: int = option(0, help="seed of the splits, the search and the networks")
+    # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/search.py).
+    search_trials: int = option(2, ge=1, help="settings each of xgboost and the MLP tries in its own search, the "
+                                              "defaults first, scored by grouped CV on the training clips only "
+                                              "(1: the defaults, no search)")
+    search_folds: int = option(2, ge=2, help="inner folds of every model's search (xgboost, the MLP, logistic "
+                                             "regression's C), grouped like the outer folds")
     trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")
     time_budget_s: float = option(900.0, gt=0, flag="time-budget", help="search time budget in seconds")
     max_concurrent_trials: int = option(0, ge=0, help="trials at once (0: one per two CPUs)")
@@ -340,6 +348,16 @@ class TrainConfig(Section):
     saved_model: str = option("record", choices=("record", *CLASSIFIERS),
                               help="the model the artifact holds: the model of record, or a compared model by name")
     ablations: bool = option(True, help="the feature-group ablations")
+    # The study's comparison (jobs/train/grid.py): one cross-validated model per embedder x signal-set cell.
+    grid: bool = option(False, help="compare one model per cell of grid_embedders x grid_signals (indices + MPS of "
+                                    "the signals, plus the embedder's embeddings of them; --feature-groups names "
+                                    "other hand-made sources), each with its own nested search; the winner is "
+                                    "trained and saved")
+    grid_embedders: tuple[str, ...] = option(("none", *EMBEDDERS), choices=("none", *EMBEDDERS), nonempty=True,
+                                             help="the grid's embedder axis (none: indices and MPS alone)")
+    grid_signals: tuple[str, ...] = option(("raw",), choices=SIGNAL_SETS, nonempty=True,
+                                           help="the grid's signal axis (all: raw, fg and bg together); fg and bg "
+                                                "embeddings need a table extracted with them")
     shap_samples: int = option(100, ge=0, help="test clips explained with SHAP (0 skips SHAP)")
     label_accuracy: str | None = _location(None, help="the audit's label-accuracy estimate (JSON): adds adjusted "
                                                    "accuracy to the report")
@@ -366,6 +384,13 @@ class TrainConfig(Section):
         require(not (self.folds_column and self.test_list), "folds_column",
                  "cannot be combined with test_list (given folds already say which clips test which)",
                  self.folds_column)
+        require(not self.grid or (self.cv_folds or self.folds_column) and not self.test_list, "grid",
+                 "compares cells by cross-validation: needs cv_folds >= 2 (or folds_column) and no test_list",
+                 self.grid)
+        hand_made = ("indices", "spectral", "mps")
+        require(not self.grid or set(self.feature_groups) <= set(hand_made), "feature_groups",
+                f"with grid, names the hand-made sources of every cell ({', '.join(hand_made)}); the grid adds "
+                f"the embedders", self.feature_groups)
 
 
 @dataclass(frozen=True)

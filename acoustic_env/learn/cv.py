@@ -21,7 +21,7 @@ in the description, never silently passed over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -30,6 +30,7 @@ from acoustic_env.config import ConfigError
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
 from acoustic_env.learn.portable import FORMATS
+from acoustic_env.learn.search import SearchPlan, SearchRecord
 from acoustic_env.learn.splits import fold_order
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
@@ -50,6 +51,7 @@ class CVResult:
     scores: dict[str, float]
     chosen: str
     best: str
+    searches: dict[str, list[SearchRecord]] = field(default_factory=dict)  # per model, each fold model's search
 
 
 def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str]]:
@@ -79,23 +81,29 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 
 
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
-                models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """``{model: (n, K) probabilities}``, each row from the fold model that held it out; plus ``average``.
+                models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
+                search: SearchPlan = SearchPlan(), threads: int | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]]]:
+    """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``), and
+    ``{model: the searches its fold models ran}``.
 
-    ``groups``: each fold model's own search (logistic regression's C) runs grouped CV on the training folds
-    only, so no trial is scored on a clip of the fold that evaluates it (nested cross-validation).
+    ``groups``: each fold model's own search (logistic regression's C; ``search`` settings of xgboost and the
+    MLP) runs grouped CV on the training folds only, so no trial is scored on a clip of the fold that evaluates
+    it (nested cross-validation). ``threads``: each fit's threads (xgboost, torch; None: every core).
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
+    searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
     for k in np.unique(folds):
         test = folds == k
         x = prepare(~test)
         for m in models:
-            est = make_estimator(m, kind, n_classes, seed).fit(x[~test], y[~test],
-                                                               groups=None if groups is None else groups[~test])
+            est = make_estimator(m, kind, n_classes, seed, threads, search=search).fit(
+                x[~test], y[~test], groups=None if groups is None else groups[~test])
             proba[m][test] = est.predict_proba(x[test])
+            searches[m] += [est.search_] if est.search_ is not None else []
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
-    return proba
+    return proba, searches
 
 
 def best_of(scores: dict[str, float]) -> str:
@@ -116,11 +124,13 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str,
 
 
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
-                   models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None) -> CVResult:
-    """Out-of-fold probabilities of every candidate and the choice among them (``groups``: see ``out_of_fold``)."""
-    proba = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups)
+                   models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
+                   search: SearchPlan = SearchPlan(), threads: int | None = None) -> CVResult:
+    """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``,
+    ``threads``: see ``out_of_fold``)."""
+    proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search, threads)
     chosen, best, scores = choose(kind, y, proba)
-    return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best)
+    return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches)
 
 
 def report(result: CVResult, kind: str, class_names: list[str], y: np.ndarray, units: np.ndarray,

@@ -31,10 +31,10 @@ from acoustic_env.learn.mlp import (
     loss_target,
     predict_proba,
 )
+from acoustic_env.learn.zoo import PARAMS
 
-# Used when the search is off (``trials = 0``) and as the search's first guess.
-DEFAULT_PARAMS: dict[str, Any] = {"depth": 2, "width": 128, "lr": 1e-3, "activation": "relu", "dropout": 0.2,
-                                  "weight_decay": 1e-4, "batch_size": 64}
+# Used when the search is off (``trials = 0``) and as the search's first guess: the zoo's MLP defaults.
+DEFAULT_PARAMS: dict[str, Any] = PARAMS["mlp"]["network"]
 
 
 #: The per-round metrics of a run that make its training history (the report's figure).

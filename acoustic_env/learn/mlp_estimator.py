@@ -1,13 +1,16 @@
-"""The training job's MLP with fixed hyper-parameters, as a scikit-learn estimator (the zoo's ``mlp``).
+"""The training job's MLP with given hyper-parameters, as a scikit-learn estimator (the zoo's ``mlp``).
 
-Cross-fitting fits one model per fold, so the audit cannot afford a search; it
-reuses the training job's network, loss and early-stopping loop
-(``learn.fit``) with ``DEFAULT_PARAMS``, standardised inputs and a held-out
-``val_fraction`` of the training rows for early stopping. Its own settings are
-declared in ``learn.zoo.PARAMS``, which builds it.
+It reuses the training job's network, loss and early-stopping loop
+(``learn.fit``) with standardised inputs and a held-out ``val_fraction`` of the
+training rows for early stopping. Its settings (``network``: depth, width,
+learning rate, ...) are declared in ``learn.zoo.PARAMS``, which builds it; the
+zoo's grouped search chooses among ``learn.zoo.CANDIDATES`` (cross-fitting in
+the audit keeps the defaults).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -18,14 +21,29 @@ from sklearn.preprocessing import StandardScaler
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Single-label targets as class indices 0..K-1, or multi-label targets as an [n, K] 0/1 matrix."""
 
-    def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int):
+    def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int, network: dict[str, Any],
+                 threads: int | None = None):
         self.seed = seed
+        self.threads = threads
         self.val_fraction = val_fraction
         self.max_rounds = max_rounds
         self.patience = patience
+        self.network = network
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MLPClassifier:
-        from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, build_model, fit
+        """Fit with ``threads`` torch threads (restored after): a network this small on a few hundred clips spends
+        most of two threads' time synchronising them (on 2 busy cores, 1 s against 7 s per fit)."""
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads or before)
+        try:
+            return self._fit(X, y)
+        finally:
+            torch.set_num_threads(before)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> MLPClassifier:
+        from acoustic_env.learn.fit import Schedule, build_model, fit
 
         y = np.asarray(y)
         self.scaler_ = StandardScaler().fit(X)
@@ -41,9 +59,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if stratify is not None and len(y) - n_val < self.n_classes_:
             stratify = None
         x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=n_val, random_state=self.seed, stratify=stratify)
-        self.model_ = build_model(x.shape[1], self.kind_, self.n_classes_, DEFAULT_PARAMS, self.seed)
+        self.model_ = build_model(x.shape[1], self.kind_, self.n_classes_, self.network, self.seed)
         result = fit(self.model_, {"x_train": x_tr, "y_train": y_tr, "x_val": x_val, "y_val": y_val}, self.kind_,
-                     self.n_classes_, DEFAULT_PARAMS, Schedule(self.max_rounds, self.patience), self.seed)
+                     self.n_classes_, self.network, Schedule(self.max_rounds, self.patience), self.seed)
         if result["best_state"] is not None:
             self.model_.load_state_dict(result["best_state"])
         self.history_ = result["history"]  # per round: epoch, train_score, val_score (the report's figure)

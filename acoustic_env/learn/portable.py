@@ -182,7 +182,7 @@ def from_zoo(model: Any) -> Portable:
         raise ValueError(f"{model.name} was fitted on fewer than two classes: nothing to save")
     arrays = _wrapper(model)
     fmt = FORMATS[model.name]
-    spec: dict[str, Any] = {"name": model.name, "format": fmt, "params": model.params}
+    spec: dict[str, Any] = {"name": model.name, "format": fmt, "params": model.params_}
     if fmt == "linear":
         scaler, clf = model.model_[0], model.model_[-1]
         members = clf.estimators_ if hasattr(clf, "estimators_") else [clf]  # one-vs-rest: one model per label
@@ -193,12 +193,11 @@ def from_zoo(model: Any) -> Portable:
         spec.update(link=link, outputs=2 if link == "binary" else coef.shape[0])
         return Portable(spec, arrays)
     if fmt == "torch":
-        from acoustic_env.learn.fit import DEFAULT_PARAMS
         from acoustic_env.learn.mlp import architecture
 
         inner = model.model_
         arrays.update(_scaler(inner.scaler_))
-        arch = architecture(len(inner.scaler_.mean_), inner.kind_, inner.n_classes_, DEFAULT_PARAMS)
+        arch = architecture(len(inner.scaler_.mean_), inner.kind_, inner.n_classes_, inner.network)
         return from_network(inner.model_, arch, inner.kind_, inner.n_classes_, arrays, spec)
     booster = model.model_.get_booster()
     best = booster.attr("best_iteration")  # set by early stopping; XGBClassifier then predicts with those trees

@@ -16,8 +16,13 @@ probabilities, not the best classifier.
 * ``xgboost``: gradient-boosted trees (hist). Given an ``eval_set`` (the
   training job's validation split) it stops adding trees once the log loss
   there stops improving.
-* ``mlp``: the training job's network with its default hyper-parameters
-  (``learn.mlp_estimator``).
+* ``mlp``: the training job's network (``learn.mlp_estimator``); ``network``
+  holds its hyper-parameters, the defaults of the Ray Tune search too.
+
+Given ``groups``, xgboost and the MLP also search their settings: the first
+``trials`` of ``CANDIDATES`` (the defaults first), each scored by grouped CV
+on the rows being fitted (``learn.search``), the best refitted on all of them.
+The audit passes no groups, so its models keep the defaults.
 * ``forest``, ``svm``, ``knn``: a random forest, an RBF support-vector machine
   (Platt-scaled probabilities) and k-nearest neighbours (distance-weighted) on
   standardised inputs: the other models the studies we follow compared. Train
@@ -31,6 +36,7 @@ in it) and always predicts ``[n, n_classes]`` probabilities.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -41,34 +47,55 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
+from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
 
 ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES)  # the names are declared with the configs that choose among them
 PARAMS: dict[str, dict[str, Any]] = {
     # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest
     # class has too few clips for an inner CV.
-    "logreg": {"Cs": list(np.logspace(-4, -1, 7)), "inner_folds": 3, "fallback_C": 0.01, "max_iter": 2000},
+    "logreg": {"Cs": list(np.logspace(-4, -1, 7)), "fallback_C": 0.01, "max_iter": 2000},
     "xgboost": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.8,
                 "colsample_bytree": 0.5, "tree_method": "hist", "verbosity": 0, "early_stopping_rounds": 30},
-    "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4},
+    "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4,
+            "network": {"depth": 2, "width": 128, "lr": 1e-3, "activation": "relu", "dropout": 0.2,
+                        "weight_decay": 1e-4, "batch_size": 64}},
     "forest": {"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt"},
     "svm": {"C": 1.0, "gamma": "scale"},
     "knn": {"n_neighbors": 15, "weights": "distance"},
 }
 
 
+def _network(**changes: Any) -> dict[str, Any]:
+    return {"network": {**PARAMS["mlp"]["network"], **changes}}
+
+
+#: The settings each model's search tries, in this order (``trials`` caps how many): the defaults first, then
+#: shallower/deeper or slower-learning trees, and narrower, wider or faster-learning networks.
+CANDIDATES: dict[str, list[dict[str, Any]]] = {
+    "xgboost": [{}, {"max_depth": 2}, {"learning_rate": 0.05, "n_estimators": 400}, {"max_depth": 6},
+                {"colsample_bytree": 1.0, "subsample": 1.0},
+                {"max_depth": 3, "learning_rate": 0.03, "n_estimators": 500}],
+    "mlp": [{}, _network(width=64, dropout=0.4), _network(depth=1, width=256, weight_decay=1e-3),
+            _network(lr=3e-3, dropout=0.1)],
+}
+
+
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
-                   **overrides: Any) -> ZooClassifier:
+                   search: SearchPlan = SearchPlan(), **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
-    ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task passes
-    1). ``overrides`` replace entries of ``PARAMS[name]``.
+    ``threads``: XGBoost's and torch's threads (None: every core; a one-CPU Ray
+    task, or the train job's cross-validation of a small table, passes 1).
+    ``search``: how many settings of ``CANDIDATES`` a grouped fit tries, on how
+    many inner folds (logistic regression's C search uses those folds too).
+    ``overrides`` replace entries of ``PARAMS[name]``.
     """
     if name not in ESTIMATORS:
         raise ConfigError(f"model: must be one of {list(ESTIMATORS)}, got {name!r}")
     unknown = sorted(set(overrides) - set(PARAMS[name]))
     if unknown:
         raise ConfigError(f"model: {name} has no parameter {unknown[0]!r} (it has {sorted(PARAMS[name])})")
-    return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **overrides}, seed, threads)
+    return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **overrides}, seed, threads, *search)
 
 
 class ZooClassifier(ClassifierMixin, BaseEstimator):
@@ -80,27 +107,39 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, name: str, kind: str, n_classes: int, params: dict[str, Any], seed: int = 0,
-                 threads: int | None = None):
+                 threads: int | None = None, trials: int = SearchPlan().trials,
+                 inner_folds: int = SearchPlan().inner_folds):
         self.name = name
         self.kind = kind
         self.n_classes = n_classes
         self.params = params
         self.seed = seed
         self.threads = threads
+        self.trials = trials
+        self.inner_folds = inner_folds
 
     def fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None = None,
             groups: np.ndarray | None = None) -> ZooClassifier:
-        """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it);
-        ``groups`` (one per row) for the grouped inner CV of logistic regression's C (single-label)."""
+        """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it).
+
+        ``groups`` (one per row): the model's search runs grouped CV on these rows
+        (``search_`` records it): logistic regression's C (single-label), or the
+        first ``trials`` settings of ``CANDIDATES``.
+        """
         y = np.asarray(y)
         multi = self.kind == "multi_label"
         self.classes_ = np.arange(self.n_classes)
         self.prior_ = y.mean(axis=0) if multi else np.bincount(y, minlength=self.n_classes) / len(y)
         self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
         self.model_ = None
-        self.search_splits_: list[tuple[np.ndarray, np.ndarray]] | None = None  # the C search's folds, when grouped
+        self.params_ = dict(self.params)  # the settings fitted: the search's choice, else the defaults
+        self.search_: SearchRecord | None = None
         if len(self.columns_) < (1 if multi else 2):
             return self
+        if groups is not None and self.name in CANDIDATES and self.trials > 1:
+            self.search_ = grouped_search(self._candidate, CANDIDATES[self.name][:self.trials], X, y, groups,
+                                          self.inner_folds, self.seed, self.kind)
+            self.params_.update(self.search_.best if self.search_ else {})
         target = self._target(y)
         if target.ndim == 2:
             positives = target.sum(axis=0)
@@ -109,7 +148,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             smallest = int(np.bincount(target).min())
         # grouped inner folds for the single-label C search (a multi-label column could lose a class in one)
         if self.name == "logreg" and groups is not None and target.ndim == 1:
-            self.search_splits_ = inner_splits(target, groups, min(self.params["inner_folds"], smallest), self.seed)
+            # below two inner folds _build falls back to a fixed C, and _record_c_search says no search ran
+            splits = inner_splits(target, groups, min(self.inner_folds, smallest), self.seed)
+            self.search_ = SearchRecord(splits, [], {})
+        start = time.time()
         self.model_ = self._build(target.ndim == 2, smallest, len(target))
         if eval_set is not None and self.name == "xgboost":
             x_val, y_val = eval_set[0], np.asarray(eval_set[1])
@@ -121,7 +163,26 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 self.model_.fit(X, target, eval_set=[(x_val, self._target(y_val))], verbose=False)
                 return self
         self.model_.fit(X, target)
+        if self.name == "logreg" and self.search_ is not None:
+            self._record_c_search(time.time() - start)
         return self
+
+    def _candidate(self, overrides: dict[str, Any]) -> ZooClassifier:
+        """One setting of the search, fitted on an inner fold without a search of its own."""
+        return ZooClassifier(self.name, self.kind, self.n_classes, {**self.params, **overrides}, self.seed,
+                             self.threads)
+
+    def _record_c_search(self, seconds: float) -> None:
+        """Logistic regression's C search as the other searches record theirs (mean inner score per C)."""
+        if len(self.search_.splits) < 2:  # too few groups for a search: fallback_C was fitted
+            self.search_ = None
+            return
+        clf = self.model_[-1]
+        scores = np.asarray(clf.scores_).reshape(len(self.search_.splits), -1).mean(axis=0)
+        self.search_.trials = [{"params": {"C": float(c)}, "score": float(s)} for c, s in zip(clf.Cs_, scores)]
+        self.search_.best = {"C": float(clf.C_)}
+        self.search_.seconds, self.search_.fits = seconds, len(clf.Cs_) * len(self.search_.splits)
+        self.params_["C"] = float(clf.C_)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """[n, n_classes] probabilities (single-label rows sum to 1)."""
@@ -140,7 +201,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
     def _build(self, multi_label: bool, smallest_class: int, n_rows: int) -> Any:
         """The wrapped estimator; ``smallest_class`` (clips of the rarest class, or label value) bounds the inner CV."""
-        p = self.params
+        p = self.params_
         if self.name in EXTRA_BASELINES:
             from sklearn.ensemble import RandomForestClassifier
             from sklearn.neighbors import KNeighborsClassifier
@@ -151,8 +212,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                    else KNeighborsClassifier(**{**p, "n_neighbors": min(p["n_neighbors"], n_rows)}))
             return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
         if self.name == "logreg":
-            inner = min(p["inner_folds"], smallest_class)
-            cv = inner if self.search_splits_ is None else self.search_splits_
+            inner = min(self.inner_folds, smallest_class)
+            cv = inner if self.search_ is None else self.search_.splits
             n_splits = cv if isinstance(cv, int) else len(cv)
             clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=cv, scoring="neg_log_loss",
                                         max_iter=p["max_iter"], use_legacy_attributes=False) if n_splits >= 2
@@ -165,19 +226,5 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             return XGBClassifier(**trees, random_state=self.seed, n_jobs=self.threads)
         from acoustic_env.learn.mlp_estimator import MLPClassifier
 
-        return MLPClassifier(seed=self.seed, **p)
+        return MLPClassifier(seed=self.seed, threads=self.threads, **p)
 
-
-def inner_splits(target: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds over the rows given that keep every group on one side of each split.
-
-    Fewer folds when there are fewer groups; an empty list (no search possible) below two.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    groups = np.asarray(groups).astype(str)
-    n = min(n_folds, len(np.unique(groups)))
-    if n < 2:
-        return []
-    splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(target)), target, groups))

@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,11 +44,13 @@ from acoustic_env.distributed.tune import (
 )
 from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
 from acoustic_env.jobs.train.explain import mlp_attributions, tree_attributions
+from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_lines
+from acoustic_env.jobs.train.grid import cells as grid_cells
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.jobs.train.report import clip_predictions, write_report
 from acoustic_env.learn.artifact import save_model
-from acoustic_env.learn.cv import ORDER, best_of, cross_validate, describe, given_folds
+from acoustic_env.learn.cv import ORDER, CVResult, best_of, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report
 from acoustic_env.learn.duplicates import merge_duplicate_groups, merge_lines, merge_summary
 from acoustic_env.learn.eda import explore
@@ -58,6 +60,7 @@ from acoustic_env.learn.metrics import (
     INTERVAL_NOTE,
     adjusted_accuracy,
     evaluate,
+    headline,
     intervals,
     read_label_accuracy,
 )
@@ -77,11 +80,17 @@ from acoustic_env.learn.splits import (
     strata,
 )
 from acoustic_env.learn.transform import GroupTransform, transform_all
+from acoustic_env.learn.search import SearchPlan, SearchRecord
 from acoustic_env.learn.zoo import PARAMS as ZOO_PARAMS
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.runs import base_record, package_versions
 from acoustic_env.storage import is_local, join, write_json
 from acoustic_env.table import RANDOM_REASON, FeatureSet, read_features
+
+GRID_REASON = "not in the grid's winning cell"
+#: Threads of each fit under cross-validation (at most cv_max_clips clips): one thread per fit of xgboost or the
+#: network on a few hundred clips is several times faster than two that wait on each other (benchmarks/RESULTS.md).
+CV_THREADS = 1
 
 log = logging.getLogger("acoustic_env.jobs.train")
 EXTRA_PACKAGES = ("scikit-learn", "xgboost", "shap", "optuna", "matplotlib")
@@ -177,53 +186,111 @@ def _portable(fitted: ZooClassifier, x: np.ndarray) -> Portable:
     return estimator
 
 
-def _cv_search_note(kind: str, candidates: list[str], n_folds: int, logreg: dict[str, Any]) -> str:
-    """What searched what under cross-validation, and what it cost, in one sentence (console, report, record)."""
-    fixed = [m for m in candidates if m != "logreg"]
-    note = f"{', '.join(fixed)} at fixed hyper-parameters" if fixed else ""
-    if "logreg" in candidates:
-        how = ("grouped " if kind == "single_label" else "") + f"{logreg['inner_folds']}-fold CV"
-        searched = (f"logreg's C searched over {len(logreg['Cs'])} values by {how} on the training folds only "
-                    f"(nested: {n_folds} x {logreg['inner_folds']} x {len(logreg['Cs'])} inner fits)")
-        note = f"{searched}; {note}" if note else searched
-    return note + " (the Ray Tune search of the network runs with the train/val/test split, --cv-folds 0)"
+def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
+    """Per searched model, what its fold models' searches tried and cost (the report's and the record's figures)."""
+    return {m: {"settings": len(records[0].trials), "inner_folds": len(records[0].splits), "outer_folds": len(records),
+                "fits": sum(r.fits for r in records), "seconds": round(sum(r.seconds for r in records), 2),
+                "chosen": [r.best for r in records]}
+            for m, records in result.searches.items() if records}
+
+
+def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[str, Any]],
+                    final: SearchRecord | None, saved: str) -> str:
+    """What searched what under cross-validation, and what it cost, in a few sentences (console, report, record)."""
+    done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
+            f"x {n['inner_folds']} inner folds in each of {n['outer_folds']} outer folds ({n['fits']} inner fits, "
+            f"{n['seconds']:.0f} s)" for m, n in nested.items()]
+    fixed = [m for m in candidates if m not in nested and m != "logreg"]
+    note = (f"Nested search, scored by grouped cross-validation on each outer fold's training clips only: "
+            f"{'; '.join(done)}." if done else "No grouped search.")
+    if "logreg" in candidates and "logreg" not in nested:  # multi-label, or too few groups for inner folds
+        note += " logreg's C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
+    if fixed:
+        note += f" {', '.join(fixed)} at fixed hyper-parameters."
+    if final is not None:
+        note += (f" The saved {saved} searched the same way on all clips ({len(final.trials)} settings x "
+                 f"{len(final.splits)} folds, {final.seconds:.0f} s) and kept {final.best or 'the defaults'}.")
+    return note + f" ({n_folds} outer folds; the Ray Tune search of the network runs with the train/val/test split, " \
+                  f"--cv-folds 0.)"
+
+
+def _folds(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """The outer folds (given by ``folds_column``, else grouped and stratified) and their names."""
+    if cfg.folds_column:
+        return given_folds(features, cfg.folds_column)
+    try:
+        folds = assign_folds(features.y, features.groups, task.class_names, cfg.cv_folds, cfg.seed, field="cv_folds")
+    except ConfigError as e:  # too few groups may be the guard's doing: say so, with the counts
+        merged = merge_summary(counts["duplicates"])
+        raise (ConfigError(f"{e}; {merged}") if merged else e) from None
+    return folds, [str(f + 1) for f in range(int(folds.max()) + 1)]
+
+
+def _in_memory(cfg: TrainConfig, features: FeatureSet, field: str) -> None:
+    if features.X is None:
+        raise ConfigError(f"{field}: cross-validation holds the features in memory, and these exceed memory_gb="
+                          f"{cfg.memory_gb:g}; raise memory_gb or pass cv_folds=0 for the train/val/test split")
+
+
+def _grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[FeatureSet, dict]:
+    """Every cell of the grid cross-validated on the same folds; the features narrowed to the winner's groups.
+
+    The grid's ``result`` is the winning cell's cross-validation, which the train job reuses: the same folds,
+    clips and groups, so running it again would give the same figures.
+    """
+    _in_memory(cfg, features, "grid")
+    plan_cells = grid_cells(cfg.grid_embedders, cfg.grid_signals, cfg.feature_groups or HAND_MADE)
+    check_columns(plan_cells, features)
+    folds, _ = _folds(cfg, task, features, counts)
+    candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    kind, y = task.kind, features.y
+    result = compare(
+        plan_cells,
+        lambda cell: cross_validate(lambda rows: _features(cfg, features, rows, list(cell.groups))[1], y, folds,
+                                    kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS),
+        lambda p: headline(kind, y, p)["roc_auc"],
+        lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
+    keep = set(result["winner"]["groups"])
+    excluded = {**features.excluded, "columns": {**features.excluded["columns"],
+                                                 **{c: GRID_REASON for c in features.columns if c not in keep}}}
+    narrowed = replace(features, feature_groups=tuple(g for g in features.feature_groups if g.name in keep),
+                       X={n: m for n, m in features.X.items() if n in keep}, excluded=excluded)
+    return narrowed, result
 
 
 def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
-                     timings: dict[str, float], t: float) -> Outcome:
-    """Grouped (or given) K-fold CV of the zoo's models; the chosen network refitted on every clip."""
-    if features.X is None:
-        raise ConfigError(f"cv_folds: cross-validation holds the features in memory, and these exceed memory_gb="
-                          f"{cfg.memory_gb:g}; raise memory_gb or pass cv_folds=0 for the train/val/test split")
+                     timings: dict[str, float], t: float, done: CVResult | None = None) -> Outcome:
+    """Grouped (or given) K-fold CV of the zoo's models; the chosen network refitted on every clip.
+
+    ``done``: this very cross-validation, already run (the grid's winning cell on the same folds), reused.
+    """
+    _in_memory(cfg, features, "cv_folds")
     kind, k, names = task.kind, task.n_classes, list(task.class_names)
-    if cfg.folds_column:
-        folds, fold_names = given_folds(features, cfg.folds_column)
-    else:
-        try:
-            folds = assign_folds(features.y, features.groups, task.class_names, cfg.cv_folds, cfg.seed,
-                                 field="cv_folds")
-        except ConfigError as e:  # too few groups may be the guard's doing: say so, with the counts
-            merged = merge_summary(counts["duplicates"])
-            raise (ConfigError(f"{e}; {merged}") if merged else e) from None
-        fold_names = [str(f + 1) for f in range(int(folds.max()) + 1)]
+    folds, fold_names = _folds(cfg, task, features, counts)
     n_folds = int(folds.max()) + 1
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
-    result = cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds, kind, k,
-                            candidates, cfg.seed, features.groups)
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    result = done or cross_validate(lambda train_rows: _features(cfg, features, train_rows)[1], features.y, folds,
+                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
 
     saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
     transforms, x = _features(cfg, features, np.ones(len(features), dtype=bool))
-    fitted = make_estimator(saved, kind, k, cfg.seed).fit(x, features.y, groups=features.groups)
+    t = time.time()
+    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan).fit(x, features.y,
+                                                                                  groups=features.groups)
+    timings["final_fit_s"] = time.time() - t
     estimator = _portable(fitted, x)
-    params = dict(DEFAULT_PARAMS) if saved == "mlp" else {"model": saved, **ZOO_PARAMS[saved]}
+    params = {"model": saved, **fitted.params_}
     history = None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
-        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed).fit(x, features.y)
+        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, CV_THREADS, search=plan).fit(
+            x, features.y, groups=features.groups)
         if network.model_ is not None:
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
                        "title": f"MLP on all {len(features)} clips; validation: "
@@ -236,7 +303,7 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
         t = time.time()
         for name, subset in ablation_sets(groups).items():
             sub = cross_validate(lambda rows, only=subset: _features(cfg, features, rows, only)[1], features.y,
-                                 folds, kind, k, ["logreg"], cfg.seed)
+                                 folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS)
             ablations.append({"name": f"logreg, {name}", "groups": subset,
                               "test": _slim(evaluate(kind, names, features.y, sub.proba["logreg"])),
                               "val_score": sub.scores["logreg"]})
@@ -261,8 +328,12 @@ def _cross_validated(cfg: TrainConfig, task: Task, features: FeatureSet, counts:
         "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
                    for m, d in detail.items()},
     }
-    search = {"method": _cv_search_note(kind, candidates, n_folds, ZOO_PARAMS["logreg"]),
-              "params": params, "best_val_score": result.scores[saved], "trials": [],
+    nested = _nested_searches(result)
+    final = fitted.search_
+    search = {"method": _cv_search_note(candidates, n_folds, nested, final, saved), "nested": nested,
+              "params": params, "best_val_score": result.scores[saved],
+              "trials": [{"model": saved, "setting": tr["params"] or "defaults", "inner score": round(tr["score"], 4),
+                          "chosen": tr["params"] == final.best} for tr in final.trials] if final else [],
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=estimator, params=params, history=history,
@@ -313,9 +384,11 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
     proba = {"mlp": predict_proba(net, x_test, task.kind, k)}
     val_scores = {"mlp": found.best_val_score}
     # the validation split stops the trees early, as it stops the network
-    fitted = {name: make_estimator(name, task.kind, k, cfg.seed).fit(data["x_train"], data["y_train"],
-                                                                     eval_set=(data["x_val"], data["y_val"]))
-              for name in cfg.baselines}
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    train_groups = None if clip_groups is None else clip_groups[idx[TRAIN]]
+    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan).fit(
+        data["x_train"], data["y_train"], eval_set=(data["x_val"], data["y_val"]), groups=train_groups)
+        for name in cfg.baselines}
     for name, model in fitted.items():
         proba[name] = model.predict_proba(x_test)
         val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]))
@@ -366,11 +439,15 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
         "models": {m: {"intervals": intervals(task.kind, y_test, p, test_units, cfg.seed), "per_fold": [],
                        "score": val_scores[m]} for m, p in proba.items()},
     }
+    searched = [f"{n}: {len(m.search_.trials)} settings by grouped {len(m.search_.splits)}-fold CV on the training "
+                f"split ({m.search_.fits} fits, {m.search_.seconds:.0f} s), kept {m.search_.best or 'the defaults'}"
+                for n, m in fitted.items() if m.search_ is not None]
+    method += "".join(f"; {line}" for line in searched)
     search = {"method": method, "params": found.params, "best_val_score": found.best_val_score,
               "trials": found.trials, "wall_s": timings["search_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=estimator,
-                   params=found.params if saved == "mlp" else {"model": saved, **ZOO_PARAMS[saved]},
+                   params=found.params if saved == "mlp" else {"model": saved, **fitted[saved].params_},
                    predictions=clip_predictions(features, idx[TEST], y_test, proba),
                    history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
                                                               f"({len(idx[VAL])} clips)"} if found.history else None)
@@ -386,9 +463,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
     t = time.time()
-    features = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups, signals=cfg.signals,
-                             include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30)
-    groups = list(features.columns)
+    # the grid reads every column and checks each cell's itself (one line naming the cell and the column)
+    features = read_features(cfg.features, task=task, feature_groups=() if cfg.grid else cfg.feature_groups,
+                             signals=cfg.signals, include_random_weights=cfg.include_random_weights,
+                             max_bytes=cfg.memory_gb * 2 ** 30)
     run_id = runs.new_run_id()
     record = base_record(run_id, "train", cfg.to_dict())
     record["versions"] = package_versions(EXTRA_PACKAGES)
@@ -408,12 +486,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     duplicates = merge_duplicate_groups(features)  # leakage guard: near-duplicates share a group
     features = duplicates.apply(features)
     clip_groups = features.groups if features.has_groups else None
+    grid, winner_cv = None, None
+    if cfg.grid:
+        timings["read_s"] = time.time() - t
+        features, grid = _grid(cfg, task, features, {"duplicates": duplicates.counts})
+        winner_cv = grid.pop("result")  # the winning cell, cross-validated already on the folds below
+        timings["grid_s"], t = grid["wall_s"], time.time()
+    groups = list(features.columns)
     base_counts = {"rows": features.n_read, "with_target": len(features), **features.excluded["rows"],
                    "excluded_columns": features.excluded["columns"], "duplicates": duplicates.counts}
     # cross-validation unless asked for the split, or the data is too large for it (see the module docstring)
     if cfg.folds_column or (cfg.cv_folds and test_mask is None and len(features) <= cfg.cv_max_clips
                             and features.X is not None):
-        out = _cross_validated(cfg, task, features, base_counts, timings, t)
+        out = _cross_validated(cfg, task, features, base_counts, timings, t, winner_cv)
     else:
         out = _split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
     models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
@@ -439,7 +524,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "ablations": out.ablations, "shap": out.shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
-        "history": out.history,
+        "history": out.history, "grid": grid,
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
     }
     report_uri = write_report(join(cfg.output, "report"), results)
@@ -454,11 +539,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     record.update(status="completed", counts=counts, timings=timings, wall_s=time.time() - t_start,
                   groups=groups, search=results["search"], evaluation=out.evaluation,
                   metrics={m: _slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
-                  model=model_uri, report=report_uri)
+                  model=model_uri, report=report_uri, grid=grid)
     write_json(record, record_uri)
     return {"run_id": run_id, "metrics": record["metrics"], "adjusted_accuracy": adjusted, "model": model_uri,
             "report": report_uri, "record": record_uri, "counts": counts, "search": results["search"],
-            "evaluation": out.evaluation,
+            "evaluation": out.evaluation, "grid": grid,
             "groups": groups, "timings": timings, "wall_s": record["wall_s"]}
 
 
@@ -500,6 +585,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"  {'cv' if ev['method'] == 'cross_validation' else 'test'} {name:8s} accuracy {acc}"
                      f"{span('accuracy')}, balanced {fmt(m['balanced_accuracy'])}, ROC AUC {fmt(m['roc_auc'])}"
                      f"{span('roc_auc')}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}{span('macro_f1')}")
+    if summary.get("grid"):
+        lines += grid_lines(summary["grid"])
     search = summary["search"]
     if ev["method"] == "cross_validation":
         lines.append(f"  cross-validation took {search['wall_s']:.0f} s; {search['method']}")

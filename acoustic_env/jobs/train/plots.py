@@ -199,3 +199,27 @@ def history_png(history: list[dict[str, float]], title: str) -> bytes:
     ax.set(xlabel="epoch", ylabel="ROC AUC (mAP for multi-label)", title=title)
     ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
+
+
+def grid_png(cells: list[dict[str, Any]]) -> bytes:
+    """The grid as the study drew it: embedders down, signal sets across, each cell's ROC AUC and interval."""
+    embedders = list(dict.fromkeys(c["embedder"] for c in cells))
+    signals = list(dict.fromkeys(c["signals"] for c in cells))
+    auc = np.full((len(embedders), len(signals)), np.nan)
+    fig, ax = plt.subplots(figsize=(1.9 * len(signals) + 2.2, 0.8 * len(embedders) + 1.6))
+    for c in cells:
+        i, j = embedders.index(c["embedder"]), signals.index(c["signals"])
+        auc[i, j] = np.nan if c["roc_auc"] is None else c["roc_auc"]
+        ci = c["roc_auc_interval"]
+        text = (("–" if c["roc_auc"] is None else f"{c['roc_auc']:.3f}")
+                + (f"\n[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
+        ax.text(j, i, f"{text}\n{c['model']}", ha="center", va="center", fontsize=8,
+                fontweight="bold" if c["winner"] else "normal")
+        if c["winner"]:
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec="black"))
+    image = ax.imshow(auc, cmap="viridis", vmin=np.nanmin(auc) if np.isfinite(auc).any() else 0, vmax=1, alpha=0.6)
+    fig.colorbar(image, ax=ax, label="ROC AUC (cross-validated)")
+    ax.set_xticks(range(len(signals)), signals)
+    ax.set_yticks(range(len(embedders)), embedders)
+    ax.set(xlabel="signals", ylabel="embedder (+ indices + MPS)", title="Grid: each cell's model of record")
+    return _png(fig)

@@ -146,6 +146,8 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
     scope = _scope(results)
     out = {"roc.png": plots.roc_png({m: r["test"]["roc_curves"] for m, r in models.items()}, scope),
            "calibration.png": plots.calibration_png({m: r["test"]["calibration"] for m, r in models.items()}, scope)}
+    if results.get("grid"):
+        out["grid.png"] = plots.grid_png(results["grid"]["cells"])
     history = results.get("history")
     if history and history["rounds"]:
         out["history.png"] = plots.history_png(history["rounds"], history["title"])
@@ -490,6 +492,26 @@ def duplicates_section(counts: dict[str, Any]) -> str:
             + "".join(f"<li>{html.escape(line)}</li>" for line in merge_lines(counts, limit=50)) + "</ul>")
 
 
+def grid_section(grid: dict[str, Any] | None) -> str:
+    """The comparison grid: every cell's model of record with its interval, how it was chosen, and the caveat."""
+    if not grid:
+        return ""
+    rows = [[c["embedder"], c["signals"], ", ".join(c["groups"]), c["model"],
+             _with_interval(c["roc_auc"], c["roc_auc_interval"]), c["seconds"]] for c in grid["cells"]]
+    w = grid["winner"]
+    return ("<h2>Grid: embedder x signals</h2>"
+            f"<p class='note'>{len(grid['cells'])} cells in {grid['wall_s']:.0f} s. Each cell is a cross-validation on "
+            "the same outer folds of the models compared here, each with its own nested search, on the cell's "
+            "feature groups; its figure is that of its model of record (pooled out-of-fold ROC AUC, group "
+            f"bootstrap interval). The winner, <b>{html.escape(w['embedder'])} x {html.escape(w['signals'])}</b> "
+            f"({html.escape(w['model'])}), was trained on its groups and saved; the figures above are its. Being the "
+            "best of the cells on the same folds, its figure is optimistic by that choice: compare intervals, "
+            "not just the ranking.</p>"
+            + _table(["embedder", "signals", "feature groups", "model of record", "ROC AUC", "seconds"], rows,
+                     ["used" if c["winner"] else "" for c in grid["cells"]])
+            + _img("grid.png", "the grid's ROC AUC per cell"))
+
+
 def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") -> str:
     """The page as HTML text."""
     task, counts = results["task"], results["counts"]
@@ -506,7 +528,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
              "<p class='note'>" + html.escape(", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
                                                         if k not in ("splits", "excluded_columns", "duplicates")))
              + "</p>", duplicates_section(counts.get("duplicates") or {}),
-             metrics_section(results)]
+             metrics_section(results), grid_section(results.get("grid"))]
     first = _record_model(results, results["models"])
     per_class = results["models"][first]["test"]["per_class"]
     parts += [f"<h3>{html.escape(first)} per class</h3>",
@@ -515,7 +537,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
     parts.append("<h2>Figures</h2><p class='note'>Calibration: each point is labelled with its number of clips; "
                  "the bars below count the clips per probability bin.</p>"
                  + "".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>" for i in images
-                           if not i.startswith(("shap", "eda_"))))
+                           if not i.startswith(("shap", "eda_", "grid"))))
     parts.append(mistakes_html)
     if results.get("ablations"):
         parts += ["<h2>Feature-group ablations</h2>",

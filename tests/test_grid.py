@@ -1,0 +1,113 @@
+"""The comparison grid (``train --grid``): cells, their columns, the choice among them, and the winner saved."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import documentation
+import numpy as np
+import pytest
+
+from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs.train.grid import cells, check_columns, compare, embedding_column
+from acoustic_env.learn.cv import CVResult
+from acoustic_env.table import read_features
+
+
+def test_cells_pair_each_embedder_with_the_indices_and_mps_of_the_same_signals():
+    grid = cells(("none", "panns"), ("raw", "all"), ("indices", "mps"))
+    assert [c.name for c in grid] == ["none x raw", "none x all", "panns x raw", "panns x all"]
+    assert grid[0].groups == ("indices_raw", "mps_raw")
+    assert grid[2].groups == ("indices_raw", "mps_raw", "panns")  # today's column of the raw signal's embeddings
+    assert grid[3].groups == ("indices_raw", "mps_raw", "indices_fg", "mps_fg", "indices_bg", "mps_bg",
+                              "panns", "panns_fg", "panns_bg")
+    assert embedding_column("yamnet", "bg") == "yamnet_bg"
+
+
+def test_a_cell_without_its_columns_is_one_line_naming_the_field(tmp_path):
+    source = write_features(synthetic_features(30, embedders=("vggish",)).table, str(tmp_path / "t"))
+    without_random = read_features(source, task="urban_natural")
+    with pytest.raises(ConfigError, match=r"^grid_embedders: cell vggish x raw needs column vggish: it was left out "
+                                          r"\(random weights"):
+        check_columns(cells(("vggish",), ("raw",), ("indices", "mps")), without_random)
+    with_random = read_features(source, task="urban_natural", include_random_weights=True)
+    check_columns(cells(("none", "vggish"), ("raw",), ("indices", "mps")), with_random)  # all there
+    check_columns(cells(("none",), ("raw", "fg", "bg", "all"), ("indices", "mps")), with_random)
+    with pytest.raises(ConfigError, match=r"^grid_signals: cell vggish x fg needs column vggish_fg: the table has no "
+                                          r"such column \(embeddings of the fg and bg signals need extract"):
+        check_columns(cells(("vggish",), ("fg",), ("indices", "mps")), with_random)
+    with pytest.raises(ConfigError, match=r"^grid: compares cells by cross-validation"):
+        from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "grid": True, "cv_folds": 0})
+    with pytest.raises(ConfigError, match=r"^feature_groups: with grid, names the hand-made sources"):
+        from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "grid": True,
+                                "feature_groups": ["vggish"]})
+
+
+def test_the_winner_is_the_best_cell_and_ties_go_to_the_earlier_one():
+    grid = cells(("none", "vggish", "panns"), ("raw",), ("indices",))
+    score = {"none": 0.8, "vggish": 0.9, "panns": 0.9}
+
+    def evaluate(cell):
+        proba = np.tile([0.5, 0.5], (4, 1))
+        return CVResult(np.zeros(4), {"logreg": proba}, {"logreg": score[cell.embedder]}, "logreg", "logreg")
+
+    out = compare(grid, evaluate, lambda p: 0.5, lambda p: [0.4, 0.6])
+    assert out["winner"]["embedder"] == "vggish" and [c["winner"] for c in out["cells"]] == [False, True, False]
+    assert [c["score"] for c in out["cells"]] == [0.8, 0.9, 0.9] and out["cells"][1]["roc_auc_interval"] == [0.4, 0.6]
+
+
+@pytest.mark.slow
+def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
+    """End to end on a synthetic table: 2 embedders x the raw signal, the winner's groups and model are saved."""
+    import acoustic_env as ae
+    from acoustic_env.jobs.train.job import summary_lines, train
+
+    source = write_features(synthetic_features(60, embedders=("vggish",), seed=4).table, str(tmp_path / "t"))
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), "grid": True,
+                                  "grid_embedders": ["none", "vggish"], "grid_signals": ["raw"],
+                                  "include_random_weights": True, "cv_folds": 3, "baselines": ["logreg"],
+                                  "search_trials": 1, "ablations": False, "shap_samples": 0})
+    summary = train(cfg)
+    grid = summary["grid"]
+    assert [(c["embedder"], c["signals"]) for c in grid["cells"]] == [("none", "raw"), ("vggish", "raw")]
+    winner = grid["winner"]
+    assert winner["score"] == max(c["score"] for c in grid["cells"]) and sum(c["winner"] for c in grid["cells"]) == 1
+    for c in grid["cells"]:
+        lo, hi = c["roc_auc_interval"]
+        assert lo <= c["roc_auc"] <= hi and c["model"] in ("logreg", "mlp")
+    # the winner went through the ordinary job: its groups are the model's, its CV reproduces the cell's figure
+    assert summary["groups"] == winner["groups"]
+    assert summary["evaluation"]["scores"][winner["model"]] == pytest.approx(winner["score"], abs=1e-9)
+    assert summary["evaluation"]["chosen"] == winner["model"]
+    model = ae.load_model(summary["model"])
+    assert [g["group"] for g in model.meta["preprocessing"]] == winner["groups"]
+    assert model.meta["estimator"]["name"] == winner["model"]
+    text = "\n".join(summary_lines(summary))
+    assert "grid: 2 cells in" in text and "<- winner, saved" in text
+    page = Path(summary["report"]).read_text()
+    assert "Grid: embedder x signals" in page and "grid.png" in page
+    assert (Path(summary["report"]).parent / "grid.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_the_readme_walkthrough_runs_as_written(tmp_path):
+    """The "Choosing a model" page's commands, in order (acoustic-env demo, then acoustic-env train --grid)."""
+    section = documentation.section("Choosing a model: the grid")
+    assert len(section.strip().splitlines()) <= 30
+    commands = [c.replace("\\\n", " ") for b in re.findall(r"```sh\n(.*?)```", section, re.S)
+                for c in re.split(r"(?<!\\)\n", b.strip())]
+    assert [c.split()[1] for c in commands] == ["demo", "train"] and "--grid" in commands[1]
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's package, whichever one is installed
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    for command in commands:
+        r = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+        assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, f"{command}\n{r.stdout}\n{r.stderr}"
+    assert "<- winner, saved" in r.stdout and "grid: 4 cells in" in r.stdout
+    assert (tmp_path / "grid-demo" / "grid" / "model" / "model.json").is_file()
+    assert (tmp_path / "grid-demo" / "grid" / "report" / "grid.png").is_file()
