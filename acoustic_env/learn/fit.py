@@ -31,7 +31,7 @@ from acoustic_env.learn.mlp import (
     loss_target,
     predict_proba,
 )
-from acoustic_env.learn.zoo import PARAMS
+from acoustic_env.learn.params import PARAMS
 
 # Used when the search is off (``trials = 0``) and as the search's first guess: the zoo's MLP defaults.
 DEFAULT_PARAMS: dict[str, Any] = PARAMS["mlp"]["network"]

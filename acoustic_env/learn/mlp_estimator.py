@@ -3,8 +3,8 @@
 It reuses the training job's network, loss and early-stopping loop
 (``learn.fit``) with standardised inputs and a held-out ``val_fraction`` of the
 training rows for early stopping. Its settings (``network``: depth, width,
-learning rate, ...) are declared in ``learn.zoo.PARAMS``, which builds it; the
-zoo's grouped search chooses among ``learn.zoo.CANDIDATES`` (cross-fitting in
+learning rate, ...) are declared in ``learn.params.PARAMS``, which builds it; the
+zoo's grouped search chooses among ``learn.params.CANDIDATES`` (cross-fitting in
 the audit keeps the defaults).
 """
 

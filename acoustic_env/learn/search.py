@@ -27,7 +27,7 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 class SearchPlan(NamedTuple):
-    """How large each model's search is: ``trials`` settings of ``learn.zoo.CANDIDATES`` (1: the defaults, no
+    """How large each model's search is: ``trials`` settings of ``learn.params.CANDIDATES`` (1: the defaults, no
     search; logistic regression's C search runs regardless), each scored on ``inner_folds`` grouped folds."""
 
     trials: int = 1

@@ -47,37 +47,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
+from acoustic_env.learn.params import CANDIDATES, PARAMS
 from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
 
 ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES)  # the names are declared with the configs that choose among them
-PARAMS: dict[str, dict[str, Any]] = {
-    # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest
-    # class has too few clips for an inner CV.
-    "logreg": {"Cs": list(np.logspace(-4, -1, 7)), "fallback_C": 0.01, "max_iter": 2000},
-    "xgboost": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.8,
-                "colsample_bytree": 0.5, "tree_method": "hist", "verbosity": 0, "early_stopping_rounds": 30},
-    "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4,
-            "network": {"depth": 2, "width": 128, "lr": 1e-3, "activation": "relu", "dropout": 0.2,
-                        "weight_decay": 1e-4, "batch_size": 64}},
-    "forest": {"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt"},
-    "svm": {"C": 1.0, "gamma": "scale"},
-    "knn": {"n_neighbors": 15, "weights": "distance"},
-}
-
-
-def _network(**changes: Any) -> dict[str, Any]:
-    return {"network": {**PARAMS["mlp"]["network"], **changes}}
-
-
-#: The settings each model's search tries, in this order (``trials`` caps how many): the defaults first, then
-#: shallower/deeper or slower-learning trees, and narrower, wider or faster-learning networks.
-CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    "xgboost": [{}, {"max_depth": 2}, {"learning_rate": 0.05, "n_estimators": 400}, {"max_depth": 6},
-                {"colsample_bytree": 1.0, "subsample": 1.0},
-                {"max_depth": 3, "learning_rate": 0.03, "n_estimators": 500}],
-    "mlp": [{}, _network(width=64, dropout=0.4), _network(depth=1, width=256, weight_decay=1e-3),
-            _network(lr=3e-3, dropout=0.1)],
-}
 
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,

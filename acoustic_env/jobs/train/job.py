@@ -81,7 +81,7 @@ from acoustic_env.learn.splits import (
 )
 from acoustic_env.learn.transform import GroupTransform, transform_all
 from acoustic_env.learn.search import SearchPlan, SearchRecord
-from acoustic_env.learn.zoo import PARAMS as ZOO_PARAMS
+from acoustic_env.learn.params import PARAMS as ZOO_PARAMS
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.runs import base_record, package_versions
 from acoustic_env.storage import is_local, join, write_json
