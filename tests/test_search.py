@@ -114,10 +114,8 @@ def test_the_search_keeps_the_best_setting_and_refits_it_on_all_rows():
 @pytest.mark.slow
 def test_a_searched_mlp_saves_the_network_it_chose(monkeypatch):
     """The portable form is built from the chosen network's own settings, not the defaults."""
-    from acoustic_env.learn import zoo
-
     x, y, groups = _clips(80)
-    wide = zoo._network(depth=1, width=16)
+    wide = {"network": {**PARAMS["mlp"]["network"], "depth": 1, "width": 16}}
     monkeypatch.setitem(CANDIDATES, "mlp", [{"network": {**wide["network"], "lr": 1e-6}}, wide])
     fitted = make_estimator("mlp", "single_label", 2, threads=1, max_rounds=3, search=SearchPlan(2, 2)).fit(
         x, y, groups=groups)
