@@ -57,8 +57,9 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
                    search: SearchPlan = SearchPlan(), **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
-    ``threads``: XGBoost's and torch's threads (None: every core; a one-CPU Ray
-    task, or the train job's cross-validation of a small table, passes 1).
+    ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task, or the
+    train job's cross-validation of a small table, passes 1) and the MLP's torch
+    threads (None: one, see ``MLPClassifier.fit``).
     ``search``: how many settings of ``CANDIDATES`` a grouped fit tries, on how
     many inner folds (logistic regression's C search uses those folds too).
     ``overrides`` replace entries of ``PARAMS[name]``.
