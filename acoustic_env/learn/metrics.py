@@ -15,6 +15,7 @@ import warnings
 from typing import Any, Iterator
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.calibration import calibration_curve
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
@@ -123,16 +124,43 @@ def _macro_f1(truth: np.ndarray, pred: np.ndarray, labels: list[int] | None) -> 
 
 
 def headline(kind: str, y: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
-    """ROC AUC, accuracy and macro F1 exactly as ``evaluate`` computes them, without the rest (bootstrap loops)."""
+    """ROC AUC, accuracy and macro F1 as ``evaluate`` computes them, without the rest: the bootstrap's statistic.
+
+    Evaluated 500 times per model and interval, so the binary AUCs and the F1 are counted here in numpy
+    (scikit-learn's checks cost more than the metric on a few hundred clips: a quarter of a small train
+    job); ``tests/test_metrics.py`` holds them to scikit-learn's values. Several classes' one-vs-rest
+    AUC stays scikit-learn's (it checks that the rows are probabilities).
+    """
     if kind == "multi_label":
         truth, pred = y.astype(int), (proba >= 0.5).astype(int)
-        cols = [j for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(truth)]
-        roc = float(np.mean([roc_auc_score(truth[:, j], proba[:, j]) for j in cols])) if cols else None
-        return {"roc_auc": roc, "accuracy": float(accuracy_score(truth, pred)),
-                "macro_f1": _macro_f1(truth, pred, None)}
+        aucs = [_binary_auc(truth[:, j], proba[:, j]) for j in range(truth.shape[1])]
+        defined = [a for a in aucs if a is not None]
+        return {"roc_auc": float(np.mean(defined)) if defined else None,
+                "accuracy": float((truth == pred).all(axis=1).mean()),
+                "macro_f1": float(np.mean([_f1(truth[:, j] == 1, pred[:, j] == 1) for j in range(truth.shape[1])]))}
     truth, pred = y.astype(int), proba.argmax(axis=1)
-    return {"roc_auc": _single_label_auc(truth, proba), "accuracy": float((pred == truth).mean()),
-            "macro_f1": _macro_f1(truth, pred, list(range(proba.shape[1])))}
+    k = proba.shape[1]
+    return {"roc_auc": _binary_auc(truth, proba[:, 1]) if k == 2 else _single_label_auc(truth, proba),
+            "accuracy": float((pred == truth).mean()),
+            "macro_f1": float(np.mean([_f1(truth == j, pred == j) for j in range(k)]))}
+
+
+def _binary_auc(truth: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC of 0/1 ``truth`` as the Mann-Whitney statistic (ties count half), None with one class only."""
+    positive = truth == 1
+    n1 = int(positive.sum())
+    n0 = len(truth) - n1
+    if n1 == 0 or n0 == 0:
+        return None
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _f1(truth: np.ndarray, pred: np.ndarray) -> float:
+    """F1 of one class from boolean masks; 0 where it is undefined (scikit-learn's ``zero_division=0``)."""
+    tp = float(np.sum(truth & pred))
+    denominator = 2 * tp + float(np.sum(truth & ~pred)) + float(np.sum(~truth & pred))
+    return 2 * tp / denominator if denominator else 0.0
 
 
 BOOTSTRAP_REPLICATES = 500
