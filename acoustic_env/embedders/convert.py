@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from acoustic_env.embedders import vggish, yamnet
-from acoustic_env.embedders.registry import CONVERT_EXTRA, SAMPLE_RATE, get
+from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.embedders.weights import (
+    CONVERT_EXTRA,
     WeightsError,
     join_uri,
     resolve_cache_dir,

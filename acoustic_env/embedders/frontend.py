@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acoustic_env.embedders.registry import SAMPLE_RATE
+from acoustic_env.embedders.spec import SAMPLE_RATE
 
 STFT_WINDOW = 400  # 25 ms at 16 kHz
 STFT_HOP = 160  # 10 ms

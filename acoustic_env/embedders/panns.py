@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from acoustic_env.embedders.base import Embedder, chunks, pad_to
-from acoustic_env.embedders.factory import WeightsSource
 from acoustic_env.embedders.frontend import LogmelFilterBank, Spectrogram
 from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.weights import WeightsSource
 
 SPEC = get("panns")
 SAMPLE_RATE = SPEC.sample_rate

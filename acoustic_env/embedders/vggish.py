@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from acoustic_env.embedders.base import PatchEmbedder, pad_to
-from acoustic_env.embedders.factory import WeightsSource
 from acoustic_env.embedders.frontend import (
     PATCH_FRAMES,
     PATCH_SAMPLES,
@@ -36,7 +35,7 @@ from acoustic_env.embedders.frontend import (
     GoogleLogMel,
 )
 from acoustic_env.embedders.registry import get
-from acoustic_env.embedders.weights import WeightsError, load_npz
+from acoustic_env.embedders.weights import WeightsError, WeightsSource, load_npz
 
 SPEC = get("vggish")
 EMBEDDING_DIM = SPEC.dim

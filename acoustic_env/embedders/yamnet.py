@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from acoustic_env.embedders.base import PatchEmbedder
-from acoustic_env.embedders.factory import WeightsSource
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, STFT_HOP, GoogleLogMel
 from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.weights import WeightsSource
 
 SPEC = get("yamnet")
 EMBEDDING_DIM = SPEC.dim
