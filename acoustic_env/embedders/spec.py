@@ -47,15 +47,15 @@ class Loader(Protocol):
 
 
 class Converter(Protocol):
-    """An embedder's ``convert``: its network from the TensorFlow release it was published as.
+    """An embedder's ``convert``: its model from the TensorFlow release it was published as.
 
-    Given the release's variables by name, a function that runs the release on a waveform
-    and a test waveform, it returns the network with those weights and, per output column,
-    its frame outputs on the waveform beside the release's (``models convert`` compares them).
+    Given the release's variables by name and what the release returned for a test
+    waveform, it returns the model with those weights (a
+    :class:`~acoustic_env.embedders.base.PatchEmbedder`, whose ``model`` is saved) and the
+    release's frame outputs by column, which ``models convert`` compares with the model's.
     """
 
-    def __call__(self, variables: dict[str, np.ndarray], run_tf: Callable[[np.ndarray], Any],
-                 wave: np.ndarray) -> tuple[Any, dict[str, tuple[np.ndarray, np.ndarray]]]: ...
+    def __call__(self, variables: dict[str, np.ndarray], outputs: Any) -> tuple[Any, dict[str, np.ndarray]]: ...
 
 
 def _call(module: str, function: str, *args: Any, **kwargs: Any) -> Any:

@@ -1,11 +1,12 @@
 """Checked pretrained weights: the model cache, and every file verified before use.
 
 Each embedder's spec names its files (:class:`WeightsSpec`: where each comes from, what it
-must hash to), and its ``load`` is handed a :class:`WeightsSource` (where to read them). No network at run time is a normal case, so weights come
-from a cache (a local directory or any fsspec URL) that ``acoustic-env models fetch`` /
-``models convert`` fill. Every file is checked before it is used: against the SHA-256 and
-size in its spec when the release is pinned, otherwise against the sidecar ``<file>.json``
-written beside it when it was fetched or converted. A file with no known hash at all is
+must hash to), and its ``load`` is handed a :class:`WeightsSource` (where to read them).
+No network at run time is a normal case, so weights come from a cache (a local directory
+or any fsspec URL) that ``acoustic-env models fetch`` / ``models convert`` fill. Every file
+is checked before it is used: against the SHA-256 and size in its spec when the release is
+pinned, otherwise against the sidecar ``<file>.json`` written beside it when it was fetched
+or converted. A file with no known hash at all is
 still loaded, but its actual hash is logged loudly and becomes the run's ``weights_id``.
 Checkpoints are read with ``torch.load(weights_only=True)``: a checkpoint is data, never
 code. Torch is imported only to read or write one or to build a network, so ``models list``
