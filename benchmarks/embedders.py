@@ -31,6 +31,7 @@ from machine import describe  # benchmarks/machine.py (scripts run from this fol
 
 from acoustic_env.embedders.factory import load_embedder
 from acoustic_env.embedders.registry import names
+from acoustic_env.embedders.spec import SAMPLE_RATE
 
 
 def machine() -> str:
@@ -40,8 +41,8 @@ def machine() -> str:
 
 
 def audio(n: int, seconds: float, seed: int = 0) -> np.ndarray:
-    """[n, samples] of tone plus noise at 16 kHz."""
-    t = np.arange(int(seconds * 16000)) / 16000
+    """[n, samples] of tone plus noise at the models' rate."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     rng = np.random.default_rng(seed)
     return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal((n, t.size))).astype(np.float32)
 

@@ -40,12 +40,13 @@ from extract_stages import write_section  # benchmarks/extract_stages.py, beside
 from machine import describe
 
 from acoustic_env.config import FeatureParams
+from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.features import cpu_features
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 HEADING = "## Feature stage on a device: torch vs the numpy process pool (gpu_features.py)"
-SR = 16000
+SR = SAMPLE_RATE
 
 
 def soundscapes(n: int, seconds: float) -> list[np.ndarray]:

@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, FeatureParams
+from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.features import cpu_features
 
 
@@ -40,7 +41,7 @@ def clip_cpu_seconds(uri: str) -> float:
     t0 = time.thread_time()
     clip = decode_clip(uri, DecodeParams())
     decode_s = time.thread_time() - t0
-    _, cpu = cpu_features(clip.audio, 16000, FeatureParams())
+    _, cpu = cpu_features(clip.audio, SAMPLE_RATE, FeatureParams())
     return decode_s + sum(cpu.values())
 
 

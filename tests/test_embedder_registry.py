@@ -30,10 +30,10 @@ from acoustic_env.config import (
 )
 from acoustic_env.embedders import registry
 from acoustic_env.embedders.base import PatchEmbedder, pad_to
-from acoustic_env.embedders.factory import WeightsSource, load_embedder
+from acoustic_env.embedders.factory import load_embedder
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, GoogleLogMel
-from acoustic_env.embedders.registry import EmbedderSpec, WeightsSpec
-from acoustic_env.embedders.weights import save_checkpoint
+from acoustic_env.embedders.spec import EmbedderSpec
+from acoustic_env.embedders.weights import WeightsSource, WeightsSpec, save_checkpoint
 from acoustic_env.table import read_metadata
 
 BUILT_IN = ("vggish", "yamnet", "panns")

@@ -32,10 +32,13 @@ from acoustic_env.cli.models import (
     models_fetch,
     models_list,
 )
-from acoustic_env.embedders import convert, panns, vggish, weights, yamnet
+from acoustic_env.embedders import weights
 from acoustic_env.embedders.factory import load_embedder
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, GoogleLogMel
+from acoustic_env.embedders.panns import model as panns
 from acoustic_env.embedders.registry import get, weight_files
+from acoustic_env.embedders.vggish import model as vggish
+from acoustic_env.embedders.yamnet import model as yamnet
 from acoustic_env.errors import WeightsError
 
 SR = 16000
@@ -425,7 +428,7 @@ def _as_tf_variables(name: str, state: dict[str, torch.Tensor]) -> dict[str, np.
     """The inverse of the converter's mapping, written from the TF variable layouts."""
     out: dict[str, np.ndarray] = {}
     if name == "vggish":
-        for key, scope in convert._VGGISH_SCOPES.items():
+        for key, scope in vggish._TF_SCOPES.items():
             w = state[f"{key}.weight"].numpy()
             out[f"{scope}/weights:0"] = w.transpose(2, 3, 1, 0) if w.ndim == 4 else w.T
             out[f"{scope}/biases:0"] = state[f"{key}.bias"].numpy()
@@ -456,7 +459,7 @@ def test_convert_mapping_covers_every_parameter(name: str) -> None:
     network = _seeded(vggish.VGGish if name == "vggish" else yamnet.YAMNet)
     state = network.state_dict()
     tf_vars = {k.split(":")[0]: v for k, v in _as_tf_variables(name, state).items()}
-    mapped = (convert.vggish_state_dict if name == "vggish" else convert.yamnet_state_dict)(tf_vars)
+    mapped = (vggish if name == "vggish" else yamnet).state_dict_from_tf(tf_vars)
     assert set(mapped) == set(state)
     for key in state:
         torch.testing.assert_close(mapped[key], state[key], rtol=0, atol=0)

@@ -190,7 +190,8 @@ def test_cli_config_file_field_errors(tmp_path):
 
 def test_embedders_write_their_columns_with_provenance(ray_session, tmp_path):
     """All three embedders in one pass: columns, widths, and where their weights came from."""
-    from acoustic_env.embedders.vggish import SPEC, VGGish
+    from acoustic_env.embedders.vggish import SPEC
+    from acoustic_env.embedders.vggish.model import VGGish
     from acoustic_env.embedders.weights import save_checkpoint
 
     demo = generate_demo(tmp_path / "demo", n_clips=4, seed=8, duration_s=1.5, n_broken=1)

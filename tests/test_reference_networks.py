@@ -29,8 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvggish import torchvggish
 
-from acoustic_env.embedders import panns, vggish, yamnet
 from acoustic_env.embedders.frontend import GoogleLogMel
+from acoustic_env.embedders.panns import model as panns
+from acoustic_env.embedders.vggish import model as vggish
+from acoustic_env.embedders.yamnet import model as yamnet
 
 SR = 16000
 TOLERANCE_OF_SCALE = 1e-5

@@ -40,7 +40,8 @@ from acoustic_env.audio.rows import (
     vector_array,
 )
 from acoustic_env.config import ExtractConfig
-from acoustic_env.embedders.registry import EmbedderSpec, get
+from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.spec import EmbedderSpec
 from acoustic_env.errors import OutputWriteError
 from acoustic_env.features import STAGES as FEATURE_STAGES
 from acoustic_env.features import cpu_features, feature_metadata

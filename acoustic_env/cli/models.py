@@ -2,7 +2,8 @@
 
 The project's command calls :func:`add_models_parser` on its sub-parsers; each handler
 returns an exit status. Failures raise :class:`~acoustic_env.errors.WeightsError` with a
-one-line message for the command to print. The weights code is imported when a command
+one-line message for the command to print. The files and which models convert come from
+the registry (torch-free); the weights and conversion code is imported when a command
 runs, never when the parser is built, so that ``acoustic-env --help`` stays free of torch.
 """
 
@@ -13,13 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from acoustic_env.config import ExtractConfig, flag_help
+from acoustic_env.embedders.registry import convertible, get, weight_files
 from acoustic_env.errors import WeightsError
 
 
 def _specs(names: Sequence[str] | None, default: Sequence[str] | None = None) -> list[Any]:
     """The registry entries named (default: ``default``, else every file with a direct download)."""
-    from acoustic_env.embedders.registry import weight_files
-
     files = weight_files()
     chosen = list(names or default or [n for n, spec in files.items() if not spec.converted])
     unknown = [n for n in chosen if n not in files]
@@ -30,7 +30,6 @@ def _specs(names: Sequence[str] | None, default: Sequence[str] | None = None) ->
 
 def models_list(cache_dir: str | None = None, verify: bool = True) -> list[dict[str, Any]]:
     """One row per registry entry: file, cache path, status (missing/ok/unverified/bad), hash."""
-    from acoustic_env.embedders.registry import weight_files
     from acoustic_env.embedders.weights import status
 
     return [status(spec, cache_dir, verify) for spec in weight_files().values()]
@@ -40,8 +39,8 @@ def models_fetch(names: Sequence[str] | None = None, cache_dir: str | None = Non
                  source: str | None = None) -> list[dict[str, Any]]:
     """Download (or copy from ``source``, a mirror directory/URL) into the cache, checked.
 
-    Without names, fetches every file with a direct download. ``vggish``/``yamnet`` need
-    ``source`` (a mirror holding converted files and their sidecars) or ``models convert``.
+    Without names, fetches every file with a direct download. Converted files (``vggish``,
+    ``yamnet``) need ``source`` (a mirror holding them and their sidecars) or ``models convert``.
     """
     from acoustic_env.embedders.weights import fetch
 
@@ -50,14 +49,17 @@ def models_fetch(names: Sequence[str] | None = None, cache_dir: str | None = Non
 
 def models_convert(names: Sequence[str] | None = None, cache_dir: str | None = None,
                    handles: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Convert VGGish/YAMNet from TF-Hub (or SavedModel dirs in ``handles``) into the cache."""
-    from acoustic_env.embedders.convert import CONVERTIBLE, convert
+    """Convert models from their TF-Hub releases (or SavedModel dirs in ``handles``) into the cache.
 
-    specs = _specs(names, CONVERTIBLE)
+    Without names, converts every model that is published for TensorFlow only (VGGish, YAMNet).
+    """
+    from acoustic_env.embedders.convert import convert
+
+    specs = _specs(names, convertible())
     wrong = [s.name for s in specs if not s.converted]
     if wrong:
         raise WeightsError(f"{wrong} are downloaded, not converted: use `acoustic-env models fetch`")
-    return [convert(s.name, cache_dir, (handles or {}).get(s.name)) for s in specs]
+    return [convert(get(s.name), cache_dir, (handles or {}).get(s.name)) for s in specs]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -89,8 +91,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    handles = {name: handle for name, handle in (("vggish", args.vggish_handle),
-                                                 ("yamnet", args.yamnet_handle)) if handle}
+    handles = {name: handle for name in convertible() if (handle := getattr(args, f"{name}_handle", None))}
     for r in models_convert(args.names, args.weights_cache, handles):
         print(f"{r['name']}: wrote {r['path']} (sha256 {r['sha256']}, "
               f"max |torch - TF| {r['max_abs_diff_vs_tf']})")
@@ -114,11 +115,12 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--source", help="mirror directory or URL (file://, s3://, https://) holding the files")
     p.set_defaults(func=_cmd_fetch)
 
-    p = sub.add_parser("convert",
-                       help="build VGGish/YAMNet PyTorch weights from TF-Hub (needs the convert extra)")
-    p.add_argument("names", nargs="*", help="vggish and/or yamnet (default both)")
+    models_to_convert = convertible()
+    p = sub.add_parser("convert", help=f"build {'/'.join(models_to_convert)} PyTorch weights from TF-Hub "
+                                       "(needs the convert extra)")
+    p.add_argument("names", nargs="*", help=f"{' and/or '.join(models_to_convert)} (default: all)")
     p.add_argument("--weights-cache", help=cache_help)
-    p.add_argument("--vggish-handle", help="TF-Hub handle or SavedModel directory for VGGish")
-    p.add_argument("--yamnet-handle", help="TF-Hub handle or SavedModel directory for YAMNet")
+    for name in models_to_convert:
+        p.add_argument(f"--{name}-handle", help=f"TF-Hub handle or SavedModel directory for {name}")
     p.set_defaults(func=_cmd_convert)
     return models

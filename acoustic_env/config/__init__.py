@@ -26,7 +26,7 @@ from acoustic_env.config.schema import (
     validate,
 )
 from acoustic_env.embedders import registry
-from acoustic_env.embedders.registry import SAMPLE_RATE
+from acoustic_env.embedders.spec import SAMPLE_RATE
 
 __all__ = ["DEFAULT_PCA", "EMBEDDERS", "SIGNALS", "SOURCES", "AnnotateConfig", "AuditConfig", "ConfigError",
            "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "ServeConfig", "TrainConfig", "WindowParams",

@@ -48,6 +48,8 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from acoustic_env.embedders.spec import SAMPLE_RATE
+
 __all__ = [
     "AUDIOSET_MIDS",
     "BROKEN_KINDS",
@@ -121,8 +123,9 @@ SOURCE_LABELS: dict[str, str] = {
     "stream": "Stream",
 }
 
-#: Realistic sample rates; every clip picks one so resampling is exercised.
-SAMPLE_RATES: tuple[int, ...] = (16000, 22050, 32000, 44100, 48000)
+#: Realistic sample rates; every clip picks one so resampling is exercised (and, at the models'
+#: own rate, skipped).
+SAMPLE_RATES: tuple[int, ...] = (SAMPLE_RATE, 22050, 32000, 44100, 48000)
 #: Channel counts a clip may have (mono or stereo).
 CHANNEL_CHOICES: tuple[int, ...] = (1, 2)
 #: Kinds of broken entries, in the order ``generate_demo`` cycles through them.

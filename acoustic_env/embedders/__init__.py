@@ -7,18 +7,15 @@ Usage::
     emb = load_embedder("panns", device="cuda")   # weights from the checked model cache
     out = emb.embed(batch, lengths)               # {"panns": [n, 2048], "panns_scores": [n, 527]}
 
-An embedder is one model module plus one registered spec (:mod:`.registry`); this package
-imports only the registry, so reading specs never loads torch. All three built-in models
-are PyTorch modules so that GPU actors share one runtime. Weights are verified by SHA-256
-before use; see :mod:`.weights` and ``acoustic-env models``.
+An embedder is one module that states its facts in an :class:`~.spec.EmbedderSpec`; the
+registry (:mod:`.registry`) only collects the specs, and this package imports only the
+registry, so reading specs never loads torch. All three built-in models are PyTorch
+modules so that GPU actors share one runtime. Weights are verified by SHA-256 before use;
+see :mod:`.weights` and ``acoustic-env models``.
 """
 
-from acoustic_env.embedders.registry import (
-    EmbedderSpec,
-    WeightsSpec,
-    get,
-    names,
-    register,
-)
+from acoustic_env.embedders.registry import get, names, register
+from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec
+from acoustic_env.embedders.weights import WeightsSpec
 
-__all__ = ["EmbedderSpec", "WeightsSpec", "get", "names", "register"]
+__all__ = ["SAMPLE_RATE", "EmbedderSpec", "WeightsSpec", "get", "names", "register"]

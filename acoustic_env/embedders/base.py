@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from acoustic_env.embedders.registry import EmbedderSpec
+from acoustic_env.embedders.spec import EmbedderSpec
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -33,7 +33,7 @@ PRECISIONS = ("fp32", "bf16")
 class Embedder(ABC):
     """A pretrained audio model that maps clips to clip-level vectors.
 
-    Each subclass sets ``spec``, its registered :class:`~.registry.EmbedderSpec`: the
+    Each subclass sets ``spec``, its :class:`~.spec.EmbedderSpec`: the
     name, widths, class names and pooling it reports all come from there, so the feature
     table's schema and metadata (written from the spec before any model loads) and the
     model agree.

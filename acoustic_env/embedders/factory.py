@@ -1,75 +1,22 @@
 """Build an embedder from its spec and checked weights (HEAR's ``load_model``).
 
 Weights come from ``weights`` (a path or fsspec URL) or else from the model cache, and are
-verified before use (see :mod:`.weights`). Without them the call stops with a
-:class:`~.weights.WeightsError` that says how to get them, unless
+verified before use (see :class:`~.weights.WeightsSource`). Without them the call stops
+with a :class:`~.weights.WeightsError` that says how to get them, unless
 ``allow_random_weights`` is set: then the network is initialised from a fixed seed (so
 every worker computes the same vectors) and ``weights_id`` is ``"random"``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import torch
-from torch import nn
 
 from acoustic_env.embedders.base import Embedder
-from acoustic_env.embedders.registry import EmbedderSpec, WeightsSpec, get
-from acoustic_env.embedders.weights import (
-    WeightsError,
-    join_uri,
-    load_checkpoint,
-    resolve_cache_dir,
-)
-
-log = logging.getLogger(__name__)
-
-RANDOM_SEED = 0
-
-
-def _exists(uri: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs.exists(path)
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    """Where an embedder's files come from: what a module's ``load`` is handed.
-
-    ``weights``: the network's checkpoint (path or fsspec URL), default
-    ``<cache>/<its file name>``; ``sha256`` overrides the hash it must have.
-    """
-
-    weights: str | None = None
-    cache_dir: str | None = None
-    allow_random_weights: bool = False
-    sha256: str | None = None
-
-    def uri(self, spec: WeightsSpec) -> str:
-        """Where ``spec``'s file is read from: the model cache unless given."""
-        return join_uri(resolve_cache_dir(self.cache_dir), spec.filename)
-
-    def network(self, spec: WeightsSpec, build: Callable[[], nn.Module]) -> tuple[nn.Module, str]:
-        """``build()`` with the checked checkpoint loaded; returns it and its ``weights_id``."""
-        uri = self.weights or self.uri(spec)
-        if self.allow_random_weights and not _exists(uri):
-            log.warning("No weights for '%s' at %s: using RANDOM weights (--allow-random-weights); "
-                        "outputs carry no pretrained meaning.", spec.name, uri)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_SEED)
-                return build(), "random"
-        state, sha = load_checkpoint(spec, uri, self.sha256)
-        network = build()
-        try:
-            network.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise WeightsError(f"{uri} (sha256 {sha}) does not fit the {spec.name} network: {exc}") from exc
-        return network, sha
+from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.spec import EmbedderSpec
+from acoustic_env.embedders.weights import WeightsSource
 
 
 def load_embedder(embedder: str | EmbedderSpec, weights: str | None = None, device: str = "cpu",

@@ -1,27 +1,21 @@
-"""Log-mel front ends, written to reproduce each model's published feature extraction.
+"""Google's log-mel front end, shared by VGGish and YAMNet, written to reproduce the published one.
 
 VGGish and YAMNet share Google's front end (``mel_features.py`` in tensorflow/models,
 research/audioset): STFT magnitude with a 25 ms periodic Hann window and 10 ms hop,
 zero-padded to a 512-point FFT, 64 HTK-mel bands over 125–7500 Hz (the DC bin
 excluded), then ``log(mel + offset)``, framed into 96-frame patches. It is computed in
 float64 so that it matches the NumPy reference to ~1e-12, far inside the 1e-5 budget;
-it is a small share of the work next to the networks.
-
-PANNs CNN14 carries its front end inside the network (torchlibrosa's ``Spectrogram`` and
-``LogmelFilterBank``), with the STFT as two convolutions and the mel matrix as a
-parameter; those modules are mirrored here with the same parameter names so that the
-official checkpoint loads strictly.
+it is a small share of the work next to the networks. (PANNs CNN14 carries its own front
+end inside the network: :mod:`acoustic_env.embedders.panns.model`.)
 """
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from acoustic_env.embedders.registry import SAMPLE_RATE
+from acoustic_env.embedders.spec import SAMPLE_RATE
 
 STFT_WINDOW = 400  # 25 ms at 16 kHz
 STFT_HOP = 160  # 10 ms
@@ -80,56 +74,3 @@ class GoogleLogMel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """[samples] (at least :data:`PATCH_SAMPLES`) → patches [patches, 96, 64], float64."""
         return self.log_mel(waveform).unfold(0, PATCH_FRAMES, self.patch_hop).transpose(1, 2)
-
-
-class _STFT(nn.Module):
-    """torchlibrosa's STFT: DFT rows times a periodic Hann window, applied as 1-D convs."""
-
-    def __init__(self, n_fft: int, hop_length: int) -> None:
-        super().__init__()
-        self.n_fft = n_fft
-        bins = n_fft // 2 + 1
-        window = librosa.filters.get_window("hann", n_fft, fftbins=True)
-        k = np.arange(n_fft)
-        dft = np.exp(-2j * np.pi * np.outer(k, k) / n_fft)[:, :bins] * window[:, None]
-        self.conv_real = nn.Conv1d(1, bins, n_fft, stride=hop_length, bias=False)
-        self.conv_imag = nn.Conv1d(1, bins, n_fft, stride=hop_length, bias=False)
-        with torch.no_grad():
-            self.conv_real.weight.copy_(torch.from_numpy(np.real(dft).T[:, None, :]))
-            self.conv_imag.weight.copy_(torch.from_numpy(np.imag(dft).T[:, None, :]))
-        self.requires_grad_(False)
-
-    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[batch, samples] → real, imag [batch, 1, frames, bins] (centred, reflect-padded)."""
-        x = F.pad(waveform[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
-        real = self.conv_real(x)[:, None].transpose(2, 3)
-        imag = self.conv_imag(x)[:, None].transpose(2, 3)
-        return real, imag
-
-
-class Spectrogram(nn.Module):
-    """Power spectrogram; parameter names as torchlibrosa's ``Spectrogram``."""
-
-    def __init__(self, n_fft: int, hop_length: int) -> None:
-        super().__init__()
-        self.stft = _STFT(n_fft, hop_length)
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """[batch, samples] → [batch, 1, frames, n_fft // 2 + 1]."""
-        real, imag = self.stft(waveform)
-        return real**2 + imag**2
-
-
-class LogmelFilterBank(nn.Module):
-    """librosa (Slaney) mel filter bank then dB with amin 1e-10, ref 1, no top_db clipping."""
-
-    def __init__(self, sample_rate: int, n_fft: int, n_mels: int, fmin: float,
-                 fmax: float) -> None:
-        super().__init__()
-        mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
-                                  fmax=fmax).T
-        self.melW = nn.Parameter(torch.from_numpy(mel), requires_grad=False)
-
-    def forward(self, power: torch.Tensor) -> torch.Tensor:
-        """[..., bins] → [..., mels] in dB."""
-        return 10.0 * torch.log10(torch.clamp(power @ self.melW, min=1e-10))

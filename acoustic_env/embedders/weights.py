@@ -1,15 +1,17 @@
 """Checked pretrained weights: the model cache, and every file verified before use.
 
-Each embedder's spec names its files (:class:`~.registry.WeightsSpec`: where each comes
-from, what it must hash to). No network at run time is a normal case, so weights come
-from a cache (a local directory or any fsspec URL) that ``acoustic-env models fetch`` /
-``models convert`` fill. Every file is checked before it is used: against the SHA-256 and
-size in its spec when the release is pinned, otherwise against the sidecar ``<file>.json``
-written beside it when it was fetched or converted. A file with no known hash at all is
+Each embedder's spec names its files (:class:`WeightsSpec`: where each comes from, what it
+must hash to), and its ``load`` is handed a :class:`WeightsSource` (where to read them).
+No network at run time is a normal case, so weights come from a cache (a local directory
+or any fsspec URL) that ``acoustic-env models fetch`` / ``models convert`` fill. Every file
+is checked before it is used: against the SHA-256 and size in its spec when the release is
+pinned, otherwise against the sidecar ``<file>.json`` written beside it when it was fetched
+or converted. A file with no known hash at all is
 still loaded, but its actual hash is logged loudly and becomes the run's ``weights_id``.
 Checkpoints are read with ``torch.load(weights_only=True)``: a checkpoint is data, never
-code. Torch is imported only to read or write one, so ``models list`` and the extract
-driver's checks run without it.
+code. Torch is imported only to read or write one or to build a network, so ``models list``
+and the extract driver's checks run without it. This module imports nothing else of the
+embedders: every other one may import it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import io
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +30,13 @@ import fsspec
 import numpy as np
 from numpy._core.multiarray import _reconstruct
 
-from acoustic_env.embedders.registry import WeightsSpec
 from acoustic_env.errors import (
     WeightsError,  # defined torch-free so the CLI can catch it without importing torch
 )
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,45 @@ CACHE_ENV = "ACOUSTIC_ENV_MODEL_CACHE"
 DEFAULT_CACHE = "~/.cache/acoustic-env/models"
 
 _CHUNK = 1 << 20
+
+#: What installs the optional TensorFlow packages that ``models convert`` needs.
+CONVERT_EXTRA = 'pip install "acoustic-env[convert]"'
+
+#: The seed of ``--allow-random-weights`` networks, so that every worker computes the same vectors.
+RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """One pretrained file: its cache name, official source and expected identity.
+
+    ``sha256``/``size`` are set only where a published value could be confirmed; files
+    built by ``models convert`` (``converted=True``) get their identity from the sidecar
+    the converter writes, because the bytes depend on the converting PyTorch version.
+    ``md5`` is the checksum the publisher itself lists, checked when present.
+    """
+
+    name: str
+    filename: str
+    source: str
+    sha256: str | None = None
+    size: int | None = None
+    md5: str | None = None
+    converted: bool = False
+
+    def how_to_get(self) -> str:
+        """The sentence a user needs when the file is absent."""
+        if self.converted:
+            return (
+                f"Build it from the official release {self.source} with "
+                f"`acoustic-env models convert {self.name}` (needs {CONVERT_EXTRA}), or copy "
+                f"an already converted one from a mirror with "
+                f"`acoustic-env models fetch {self.name} --source <dir-or-url>`."
+            )
+        return (
+            f"Download it from {self.source} with `acoustic-env models fetch {self.name}` "
+            f"(or `--source <dir-or-url>` for a mirror that holds {self.filename})."
+        )
 
 
 # The official PANNs checkpoint pickles a numpy array written under numpy 1.x names;
@@ -346,3 +388,48 @@ def status(spec: WeightsSpec, cache_dir: str | None = None, verify: bool = True)
     except WeightsError as exc:
         return {**row, "status": "bad", "reason": str(exc)}
     return {**row, "status": "ok" if expected.sha256 else "unverified"}
+
+
+def _exists(uri: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs.exists(path)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where an embedder's files come from: what a module's ``load`` is handed.
+
+    ``weights``: the network's checkpoint (path or fsspec URL), default
+    ``<cache>/<its file name>``; ``sha256`` overrides the hash it must have. Without the
+    checkpoint, ``allow_random_weights`` gives the network seeded random weights (so every
+    worker computes the same vectors) and ``weights_id`` ``"random"``; otherwise the load
+    stops with a :class:`WeightsError` that says how to get it.
+    """
+
+    weights: str | None = None
+    cache_dir: str | None = None
+    allow_random_weights: bool = False
+    sha256: str | None = None
+
+    def uri(self, spec: WeightsSpec) -> str:
+        """Where ``spec``'s file is read from: the model cache unless given."""
+        return join_uri(resolve_cache_dir(self.cache_dir), spec.filename)
+
+    def network(self, spec: WeightsSpec, build: Callable[[], nn.Module]) -> tuple[nn.Module, str]:
+        """``build()`` with the checked checkpoint loaded; returns it and its ``weights_id``."""
+        import torch
+
+        uri = self.weights or self.uri(spec)
+        if self.allow_random_weights and not _exists(uri):
+            log.warning("No weights for '%s' at %s: using RANDOM weights (--allow-random-weights); "
+                        "outputs carry no pretrained meaning.", spec.name, uri)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_SEED)
+                return build(), "random"
+        state, sha = load_checkpoint(spec, uri, self.sha256)
+        network = build()
+        try:
+            network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise WeightsError(f"{uri} (sha256 {sha}) does not fit the {spec.name} network: {exc}") from exc
+        return network, sha

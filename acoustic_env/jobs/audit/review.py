@@ -40,7 +40,7 @@ from scipy import signal
 
 from acoustic_env.audio.decode import decode_bytes, read_bytes
 from acoustic_env.config import DecodeParams
-from acoustic_env.embedders.registry import SAMPLE_RATE
+from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.errors import AuditError, ClipError
 from acoustic_env.storage import filesystem, join
 

@@ -228,10 +228,11 @@ class Recognizer:
         self.window_s, self.hop_s = window_lengths(WindowParams(windows=True), self.model.meta, self.decode)
 
     def info(self) -> dict[str, Any]:
-        """What ``GET /info`` answers: the classes, the task, the inputs and the limits."""
+        """What ``GET /info`` answers: the classes, the task, the inputs, the sample rate and the limits."""
         task = self.model.meta["task"]
         return {"classes": self.model.class_names, "task": task.get("name"), "kind": self.model.kind,
                 "groups": self.model.groups, "tagger": self.tagger.name if self.tagger else None,
+                "sample_rate": self.decode.sample_rate,
                 "limits": {"max_upload_bytes": self.limits.max_upload_bytes,
                            "max_duration_s": self.limits.max_duration_s,
                            "request_timeout_s": self.limits.request_timeout_s},

@@ -13,11 +13,17 @@ padded the way YAMNet pads it: zero-padded at the end to at least one patch (0.9
 then up to a whole number of 0.48 s hops, so a 10 s clip gives 20 frames and no sample is
 left out. Score names are the 521 YAMNet classes
 (:func:`acoustic_env.audioset.classes.yamnet_class_names`).
+
+Conversion (:func:`from_tf`, what ``models convert yamnet`` runs): each TF variable of the
+release is copied into the layer it belongs to (convolution kernels HWIO → OIHW, depthwise
+kernels [h, w, c, 1] → [c, 1, h, w], batch norm's beta and moving statistics as they are);
+the classifier, an unnamed Dense layer, is found by its shape.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,11 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from acoustic_env.embedders.base import PatchEmbedder
-from acoustic_env.embedders.factory import WeightsSource
+from acoustic_env.embedders.convert import conv_weight, dense_weight, tf_variable, with_state
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, STFT_HOP, GoogleLogMel
-from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.weights import WeightsError, WeightsSource
+from acoustic_env.embedders.yamnet import SPEC
 
-SPEC = get("yamnet")
 EMBEDDING_DIM = SPEC.dim
 NUM_CLASSES = len(SPEC.score_names)
 LOG_OFFSET = 0.001
@@ -165,3 +171,43 @@ def load(weights: WeightsSource, device: str, precision: str, max_batch: int) ->
     """YAMNet from checked weights."""
     network, weights_id = weights.network(SPEC.weights, YAMNet)
     return YAMNetEmbedder(network, weights_id, device, precision, max_batch)
+
+
+def _batch_norm(variables: dict[str, np.ndarray], scope: str, prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.bias": torch.from_numpy(tf_variable(variables, f"{scope}/beta")),
+            f"{prefix}.running_mean": torch.from_numpy(tf_variable(variables, f"{scope}/moving_mean")),
+            f"{prefix}.running_var": torch.from_numpy(tf_variable(variables, f"{scope}/moving_variance"))}
+
+
+def state_dict_from_tf(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """TF YAMNet variables (``layer1/conv/kernel`` …) → :class:`YAMNet` state dict."""
+    state = {"layers.0.conv.weight": conv_weight(tf_variable(variables, "layer1/conv/kernel")),
+             **_batch_norm(variables, "layer1/conv/bn", "layers.0.bn")}
+    for i in range(1, len(_LAYERS)):
+        tf_layer, layer = f"layer{i + 1}", f"layers.{i}"
+        depthwise = tf_variable(variables, f"{tf_layer}/depthwise_conv/depthwise_kernel")  # [h, w, c, 1]
+        state[f"{layer}.depthwise.weight"] = torch.from_numpy(
+            np.ascontiguousarray(depthwise.transpose(2, 3, 0, 1)))
+        state.update(_batch_norm(variables, f"{tf_layer}/depthwise_conv/bn", f"{layer}.depthwise_bn"))
+        state[f"{layer}.pointwise.weight"] = conv_weight(
+            tf_variable(variables, f"{tf_layer}/pointwise_conv/kernel"))
+        state.update(_batch_norm(variables, f"{tf_layer}/pointwise_conv/bn", f"{layer}.pointwise_bn"))
+    # The classifier is an unnamed Dense layer: find it by shape.
+    dense = {name: v for name, v in variables.items() if v.shape in
+             ((EMBEDDING_DIM, NUM_CLASSES), (NUM_CLASSES,))}
+    if len(dense) != 2:
+        raise WeightsError(f"expected one {NUM_CLASSES}-way dense layer, found {sorted(dense)}")
+    for v in dense.values():
+        if v.ndim == 2:
+            state["logits.weight"] = dense_weight(v)
+        else:
+            state["logits.bias"] = torch.from_numpy(np.ascontiguousarray(v))
+    return state
+
+
+def from_tf(variables: dict[str, np.ndarray], outputs: Any) -> tuple[YAMNetEmbedder, dict[str, np.ndarray]]:
+    """YAMNet with the TF release's weights, and the release's ``outputs`` (frame scores, embeddings
+    and log-mel spectrogram) by column."""
+    embedder = YAMNetEmbedder(with_state(YAMNet(), state_dict_from_tf(variables)), "converting")
+    scores, embeddings, _ = outputs
+    return embedder, {"yamnet": embeddings.numpy(), "yamnet_scores": scores.numpy()}

@@ -17,9 +17,15 @@ samples) is zero-padded at the end to one patch.
 Optional post-processing reproduces ``vggish_postprocess.py``: PCA with whitening, clipping
 to [-2, 2] and 8-bit quantisation (values 0–255, returned as float32), the format of
 AudioSet's released embeddings. It is applied per patch, before mean pooling.
+
+Conversion (:func:`from_tf`, what ``models convert vggish`` runs): each TF variable of the
+release is copied into the layer of the same scope (convolution kernels HWIO → OIHW, dense
+kernels transposed).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from acoustic_env.embedders.base import PatchEmbedder, pad_to
-from acoustic_env.embedders.factory import WeightsSource
+from acoustic_env.embedders.convert import conv_weight, dense_weight, tf_variable, with_state
 from acoustic_env.embedders.frontend import (
     PATCH_FRAMES,
     PATCH_SAMPLES,
@@ -35,10 +41,9 @@ from acoustic_env.embedders.frontend import (
     STFT_WINDOW,
     GoogleLogMel,
 )
-from acoustic_env.embedders.registry import get
-from acoustic_env.embedders.weights import WeightsError, load_npz
+from acoustic_env.embedders.vggish import SPEC
+from acoustic_env.embedders.weights import WeightsError, WeightsSource, load_npz
 
-SPEC = get("vggish")
 EMBEDDING_DIM = SPEC.dim
 LOG_OFFSET = 0.01
 PATCH_HOP = 96  # frames: non-overlapping 0.96 s patches
@@ -50,6 +55,12 @@ _POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
 
 # Google's quantisation range of the PCA-whitened embedding.
 _QUANTIZE_MIN, _QUANTIZE_MAX = -2.0, 2.0
+
+# Layer → TF variable scope of the release.
+_TF_SCOPES = {"conv1": "vggish/conv1", "conv2": "vggish/conv2",
+              "conv3_1": "vggish/conv3/conv3_1", "conv3_2": "vggish/conv3/conv3_2",
+              "conv4_1": "vggish/conv4/conv4_1", "conv4_2": "vggish/conv4/conv4_2",
+              "fc1_1": "vggish/fc1/fc1_1", "fc1_2": "vggish/fc1/fc1_2", "fc2": "vggish/fc2"}
 
 
 def frame_count(n_samples: int) -> int:
@@ -151,3 +162,19 @@ def load(weights: WeightsSource, device: str, precision: str, max_batch: int,
         except (KeyError, ValueError) as exc:
             raise WeightsError(f"VGGish PCA parameters are malformed: {exc}") from exc
     return VGGishEmbedder(network, weights_id, device, precision, max_batch, postprocessor)
+
+
+def state_dict_from_tf(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """TF VGGish variables (``vggish/conv1/weights`` …) → :class:`VGGish` state dict."""
+    state = {}
+    for name, scope in _TF_SCOPES.items():
+        kernel = tf_variable(variables, f"{scope}/weights")
+        state[f"{name}.weight"] = conv_weight(kernel) if kernel.ndim == 4 else dense_weight(kernel)
+        state[f"{name}.bias"] = torch.from_numpy(tf_variable(variables, f"{scope}/biases"))
+    return state
+
+
+def from_tf(variables: dict[str, np.ndarray], outputs: Any) -> tuple[VGGishEmbedder, dict[str, np.ndarray]]:
+    """VGGish with the TF release's weights, and the release's ``outputs`` (patch embeddings) by column."""
+    embedder = VGGishEmbedder(with_state(VGGish(), state_dict_from_tf(variables)), "converting")
+    return embedder, {"vggish": outputs.numpy()}

@@ -13,23 +13,27 @@ the network: no pooling is added here. Each clip is run on its own valid samples
 equal length share a forward pass), which is exactly what the reference does for one clip.
 Clips shorter than :data:`MIN_SAMPLES` (0.31 s: 32 STFT frames, the least that survives
 CNN14's five 2× poolings as one time step) are zero-padded at the end to it.
+
+CNN14 carries its front end inside the network (torchlibrosa's ``Spectrogram`` and
+``LogmelFilterBank``), with the STFT as two convolutions and the mel matrix as a parameter;
+those modules are mirrored here with the same parameter names so that the official
+checkpoint loads strictly.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from acoustic_env.embedders.base import Embedder, chunks, pad_to
-from acoustic_env.embedders.factory import WeightsSource
-from acoustic_env.embedders.frontend import LogmelFilterBank, Spectrogram
-from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.panns import SPEC
+from acoustic_env.embedders.weights import WeightsSource
 
-SPEC = get("panns")
 SAMPLE_RATE = SPEC.sample_rate
 WINDOW = 512
 HOP = 160
@@ -45,6 +49,59 @@ def frame_count(n_samples: int) -> int:
     """Time steps of CNN14's last feature map (the frames it pools) for ``n_samples``."""
     frames = 1 + max(n_samples, MIN_SAMPLES) // HOP  # centred STFT
     return frames // TIME_REDUCTION
+
+
+class _STFT(nn.Module):
+    """torchlibrosa's STFT: DFT rows times a periodic Hann window, applied as 1-D convs."""
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        bins = n_fft // 2 + 1
+        window = librosa.filters.get_window("hann", n_fft, fftbins=True)
+        k = np.arange(n_fft)
+        dft = np.exp(-2j * np.pi * np.outer(k, k) / n_fft)[:, :bins] * window[:, None]
+        self.conv_real = nn.Conv1d(1, bins, n_fft, stride=hop_length, bias=False)
+        self.conv_imag = nn.Conv1d(1, bins, n_fft, stride=hop_length, bias=False)
+        with torch.no_grad():
+            self.conv_real.weight.copy_(torch.from_numpy(np.real(dft).T[:, None, :]))
+            self.conv_imag.weight.copy_(torch.from_numpy(np.imag(dft).T[:, None, :]))
+        self.requires_grad_(False)
+
+    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[batch, samples] → real, imag [batch, 1, frames, bins] (centred, reflect-padded)."""
+        x = F.pad(waveform[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        real = self.conv_real(x)[:, None].transpose(2, 3)
+        imag = self.conv_imag(x)[:, None].transpose(2, 3)
+        return real, imag
+
+
+class Spectrogram(nn.Module):
+    """Power spectrogram; parameter names as torchlibrosa's ``Spectrogram``."""
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        self.stft = _STFT(n_fft, hop_length)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] → [batch, 1, frames, n_fft // 2 + 1]."""
+        real, imag = self.stft(waveform)
+        return real**2 + imag**2
+
+
+class LogmelFilterBank(nn.Module):
+    """librosa (Slaney) mel filter bank then dB with amin 1e-10, ref 1, no top_db clipping."""
+
+    def __init__(self, sample_rate: int, n_fft: int, n_mels: int, fmin: float,
+                 fmax: float) -> None:
+        super().__init__()
+        mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
+                                  fmax=fmax).T
+        self.melW = nn.Parameter(torch.from_numpy(mel), requires_grad=False)
+
+    def forward(self, power: torch.Tensor) -> torch.Tensor:
+        """[..., bins] → [..., mels] in dB."""
+        return 10.0 * torch.log10(torch.clamp(power @ self.melW, min=1e-10))
 
 
 class ConvBlock(nn.Module):
