@@ -85,22 +85,26 @@ def post(url: str, body: bytes, ctype: str) -> tuple[int, dict, float]:
     return status, answer, time.perf_counter() - t
 
 
+def start_serve(model: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    """``acoustic-env serve --model M --port 0 FLAGS`` in a subprocess (its own local Ray): (the process, its URL),
+    once it printed the URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "acoustic_env.cli", "serve", "--model", str(model), "--port", "0",
+                             *flags], stdout=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    for line in proc.stdout:
+        if line.startswith("serve: http"):
+            return proc, line.split()[1]
+    raise RuntimeError(f"serve exited {proc.wait()}")
+
+
 class Service:
     """``acoustic-env serve`` in a subprocess; ``url`` once it printed it."""
 
     def __init__(self, model: Path, cache: Path, *flags: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "acoustic_env.cli", "serve", "--model", str(model), "--port", "0",
-             "--weights-cache", str(cache), "--max-upload-mb", str(MAX_UPLOAD_MB),
-             "--max-duration-s", str(MAX_DURATION_S), "--request-timeout-s", "120", *flags],
-            stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
         t = time.perf_counter()
-        for line in self.proc.stdout:
-            if line.startswith("serve: http"):
-                self.url = line.split()[1]
-                break
-        else:
-            raise RuntimeError(f"serve exited {self.proc.wait()}")
+        self.proc, self.url = start_serve(model, "--weights-cache", str(cache), "--max-upload-mb", str(MAX_UPLOAD_MB),
+                                          "--max-duration-s", str(MAX_DURATION_S), "--request-timeout-s", "120",
+                                          *flags)
         self.startup_s = time.perf_counter() - t
 
     def stop(self) -> int:

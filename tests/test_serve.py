@@ -14,6 +14,7 @@ service object hosted by uvicorn without Ray. The service is started with the RE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import shlex
@@ -98,22 +99,24 @@ def test_a_real_wav_upload_gets_the_probabilities_of_predict(world, service):
     assert form["probabilities"] == raw["probabilities"] and form["tags"] == raw["tags"][:2]
 
 
-def test_the_readme_requests_run_as_written(world, service):
-    """Its curl lines against this service (URL and file substituted): the answers the README describes."""
+def test_the_readme_requests_run_as_written(world, service, serve_long):
+    """Its curl lines against this service (URL and files substituted): the answers the README describes."""
     wav, base = world[3], service[0]
     curls = [c for c in serve_readme_commands() if c.startswith("curl ")]
-    assert len(curls) == 3
+    assert len(curls) == 4
     answers = []
     for command in curls:
-        command = command.replace("http://127.0.0.1:8000/", base).replace("recordings/park-01.wav",
-                                                                          shlex.quote(str(wav)))
+        command = command.replace("http://127.0.0.1:8000/", base).replace(
+            "recordings/park-01.wav", shlex.quote(str(wav))).replace("recordings/dawn-chorus.wav",
+                                                                       shlex.quote(str(serve_long)))
         r = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         answers.append(json.loads(r.stdout))
-    raw, form, info = answers
+    raw, form, info, windows = answers
     assert raw["clip"] == "upload" and form["clip"] == wav.name and len(form["tags"]) == 5
     assert raw["probabilities"] == form["probabilities"] and form["tags"][:3] == raw["tags"]
     assert info["classes"] == list(raw["probabilities"])
+    assert [(w["start_s"], w["end_s"]) for w in windows["windows"]] == [(0, 2), (2, 4), (4, 5)]
 
 
 def test_concurrent_uploads_are_batched_without_changing_any_answer(world, service):
@@ -133,6 +136,11 @@ def test_an_allowed_url_is_fetched_and_scored_like_the_file(world, service):
                               "application/json")
     assert status == 200 and answer["clip"] == flac.name, answer
     _assert_same(answer, _expected([flac], model, cache)[0])
+    url = json.dumps({"url": f"{files}ok/{flac.name}"}).encode()
+    status, _, windowed = _post(service[0] + "predict?windows=1", url, "application/json")  # into a temporary file
+    assert status == 200 and windowed["clip"] == flac.name, windowed
+    assert [(w["start_s"], w["end_s"]) for w in windowed["windows"]] == [(0, 2)]
+    assert windowed["windows"][0]["predicted"] == answer["predicted"]
     for escape in ("..", "%2E%2e"):  # starts with the prefix, but the server would resolve it outside it
         status, _, answer = _post(service[0] + "predict", json.dumps(
             {"url": f"{files}ok/{escape}/ok/{flac.name}"}).encode(), "application/json")
@@ -222,24 +230,24 @@ def test_info_describes_the_model_and_the_limits_and_the_page_is_html(world, ser
     assert info["classes"] == ["urban", "natural"] and info["task"] == "urban_natural"
     assert info["kind"] == "single_label" and info["groups"] == MODEL_GROUPS and info["tagger"] == "yamnet"
     assert info["limits"] == {"max_upload_bytes": int(MAX_UPLOAD_MB * 2**20), "max_duration_s": MAX_DURATION_S,
-                              "request_timeout_s": TIMEOUT_S}
+                              "request_timeout_s": TIMEOUT_S, "windows_max_upload_bytes": 2**30,
+                              "windows_max_duration_s": 4 * 3600.0, "windows_timeout_s": 3600.0}  # the defaults
     assert info["allowed_url_prefixes"] == [f"{files}ok/", f"{files}slow/"]
     assert info["windows"] == {"window_s": 2.0, "hop_s": 2.0}  # the training clips' length
     status, ctype, page = _get(base)
     assert status == 200 and ctype == "text/html; charset=utf-8" and page.lower().startswith(b"<!doctype html")
 
 
-def test_the_service_without_ray_scores_one_request_as_predict_does(world):
-    """The same service object under uvicorn (no Serve, no batching): the unbatched path."""
+@contextlib.contextmanager
+def _without_ray(config: dict):
+    """The service object built from ``config`` and hosted by uvicorn (no Serve, no batching): its base URL."""
     import uvicorn
     from starlette.requests import Request
 
     from acoustic_env.config import ServeConfig, from_dict
     from acoustic_env.jobs.serve.handler import Service
 
-    clips, model, cache, wav, _ = world
-    cfg = from_dict(ServeConfig, {"model": str(model), "weights_cache": str(cache)})
-    service = Service(cfg.to_dict())
+    service = Service(from_dict(ServeConfig, config).to_dict())
     assert service.scorer == service._score_one
 
     async def app(scope, receive, send):
@@ -255,12 +263,71 @@ def test_the_service_without_ray_scores_one_request_as_predict_does(world):
         while not server.started:
             assert time.time() < deadline
             time.sleep(0.1)
-        status, _, answer = _post(f"http://127.0.0.1:{port}/predict", wav.read_bytes())
-        assert status == 200, answer
-        _assert_same(answer, _expected([wav], model, cache)[0])
+        yield f"http://127.0.0.1:{port}/"
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_service_without_ray_scores_one_request_as_predict_does(world):
+    """The same service object under uvicorn (no Serve, no batching): the unbatched path."""
+    clips, model, cache, wav, _ = world
+    with _without_ray({"model": str(model), "weights_cache": str(cache)}) as base:
+        status, _, answer = _post(base + "predict", wav.read_bytes())
+    assert status == 200, answer
+    _assert_same(answer, _expected([wav], model, cache)[0])
+
+
+def _long_walk(wav, seconds: int) -> bytes:
+    """``seconds`` (even) of the serve world's 2-s WAV end to end, as WAV bytes: a 2-s window at an even second
+    is the WAV."""
+    audio, sr = sf.read(wav, dtype="int16")
+    buf = io.BytesIO()
+    sf.write(buf, np.concatenate([audio] * (seconds * sr // len(audio))), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def test_a_five_minute_upload_in_windows_is_scored_past_the_clip_limits(world, service):
+    """Five minutes (over twice --max-upload-mb, 60 times --max-duration-s) POSTed raw and as the page's form: a
+    window every minute, each the WAV itself, so each gets predict's answer for the WAV; the times are exact."""
+    clips, model, cache, wav, _ = world
+    base, body = service[0], _long_walk(wav, 300)
+    assert len(body) > 2 * MAX_UPLOAD_MB * 2**20  # as one clip it would be refused unread
+    [row] = _expected([wav], model, cache)
+    form, ctype = _multipart("file", "long walk.wav", body)
+    for data, content_type, name in ((body, "audio/wav", "upload"), (form, ctype, "long walk.wav")):
+        status, _, answer = _post(base + "predict?windows=1&window_s=2&hop_s=60", data, content_type)
+        assert status == 200, answer
+        assert (answer["clip"], answer["duration_s"], answer["window_s"], answer["hop_s"]) == (name, 300.0, 2.0, 60.0)
+        assert [(w["start_s"], w["end_s"]) for w in answer["windows"]] == [(60.0 * k, 60.0 * k + 2) for k in range(5)]
+        for w in answer["windows"]:
+            assert w["predicted"] == row["predicted"] and w["error"] is None
+            assert np.allclose([w["probabilities"][c] for c in ("urban", "natural")],
+                               [row[f"prob_{c}"] for c in ("urban", "natural")], rtol=0, atol=1e-6)
+        assert answer["summary"]["windows"] == answer["summary"]["scored"] == 5
+        assert len(answer["selection_table"].splitlines()) == 6
+
+
+def test_a_windowed_upload_over_the_windowed_limits_gets_its_json_error(world):
+    """The windowed limits are the service's own (--windows-max-upload-mb, --windows-max-duration-s): past them a
+    JSON 413 or 422 naming the limit, and the service answers the next request."""
+    clips, model, cache, wav, _ = world
+    long, longer = _long_walk(wav, 40), _long_walk(wav, 60)
+    limit = len(long) + 1000  # 40 s fits, 60 s does not (and is drained: under twice the limit)
+    config = {"model": str(model), "weights_cache": str(cache), "max_upload_mb": 0.25, "max_duration_s": 5.0,
+              "windows_max_upload_mb": limit / 2**20, "windows_max_duration_s": 30.0}
+    with _without_ray(config) as base:
+        info = json.loads(_get(base + "info")[2])["limits"]
+        assert (info["windows_max_upload_bytes"], info["windows_max_duration_s"]) == (limit, 30.0)
+        for data, status, error_type, words in (
+                (long, 422, "too_long", "lasts 40.0 s; this service takes at most windows_max_duration_s = 30 s"),
+                (longer, 413, "too_large", f"larger than windows_max_upload_bytes = {limit}"),
+                (b"not audio at all\n" * 1000, 415, "not_audio", "libsndfile cannot read it")):
+            got, ctype, answer = _post(base + "predict?windows=1", data, "audio/wav")
+            assert (got, ctype, answer["error"]["type"]) == (status, "application/json", error_type), answer
+            assert words in answer["error"]["message"], answer
+        status, _, answer = _post(base + "predict?windows=1&window_s=2&hop_s=10", _long_walk(wav, 20))
+        assert status == 200 and [(w["start_s"], w["end_s"]) for w in answer["windows"]] == [(0, 2), (10, 12)], answer
 
 
 @pytest.mark.parametrize("args,words", [

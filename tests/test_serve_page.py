@@ -223,6 +223,29 @@ def test_a_long_upload_in_windows_shows_the_window_table(served, browser, serve_
     assert console_errors(browser) == []
 
 
+def test_a_file_past_the_clip_limits_is_sent_in_windows_without_being_drawn(served, browser, tmp_path):
+    """Over --max-upload-mb: refused before sending as a clip; In windows it goes (under the windowed limits, which
+    the page states) and its window table comes back, but the page neither decodes nor draws it."""
+    base, _ = served
+    info = open_page(browser, base)
+    limits = info["limits"]
+    assert f"In windows: up to {limits['windows_max_upload_bytes'] / 2**20:.1f} MB" in \
+        browser.find_element("id", "limits").text
+    big = tone_clip(tmp_path / "big.wav", seconds=4.0, sr=48000, channels=2, subtype="FLOAT")  # 1.5 MB in 4 s
+    assert limits["max_upload_bytes"] < big.stat().st_size < limits["windows_max_upload_bytes"]
+    shown = choose(browser, big, "rejected")
+    assert "per clip. Nothing was sent" in shown["error"] and browser.execute_script("return window.sent") == []
+    browser.find_element("id", "windows").click()
+    choose(browser, big, "done")
+    [sent] = browser.execute_script("return window.sent")
+    assert "windows=1" in sent["url"] and sent["status"] == 200, sent
+    assert [(w["start_s"], w["end_s"]) for w in sent["answer"]["windows"]] == [(0, 2), (2, 4)]
+    assert [row[:2] for row in browser.execute_script(WINDOW_ROWS)] == [["0.00", "2.00"], ["2.00", "4.00"]]
+    assert browser.find_element("id", "view").get_attribute("hidden") is not None  # not decoded, not drawn
+    assert browser.execute_script("return document.getElementById('plot').dataset.drawn") == "false"
+    assert console_errors(browser) == []
+
+
 def test_errors_are_readable_and_limits_are_checked_before_upload(served, browser, tmp_path):
     base, wav = served
     info = open_page(browser, base)

@@ -242,11 +242,14 @@ def test_an_hour_in_bounded_memory(world, tmp_path):
 def test_service_scores_an_upload_in_windows_as_predict_does(world):
     from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload
 
+    def limits(windows_max_duration_s: float = 12.0) -> Limits:
+        return Limits(2**22, 6.0, 30.0, 2**22, windows_max_duration_s, 30.0)
+
     def upload(query: dict, data: bytes):
-        return parse_upload(data, "audio/wav", query, Limits(2**22, 12.0, 30.0), fetch=None)
+        return parse_upload(data, "audio/wav", query, limits(), fetch=None)
 
     data = world["long"].read_bytes()
-    rec = Recognizer(world["model"], Limits(2**22, 12.0, 30.0))
+    rec = Recognizer(world["model"], limits())
     assert rec.info()["windows"] == {"window_s": CLIP_S, "hop_s": CLIP_S}
     answer = rec.windows(upload({"windows": "1", "hop_s": "4"}, data))
     expected = predict_windows([str(world["long"])], world["model"], window=WindowParams(windows=True, hop_s=4.0))
@@ -258,8 +261,8 @@ def test_service_scores_an_upload_in_windows_as_predict_does(world):
     assert answer["summary"]["windows"] == 3 and answer["summary"]["share_urban"] == 1.0
     assert answer["selection_table"].splitlines()[0].split("\t") == list(RAVEN_COLUMNS)
     assert len(answer["selection_table"].splitlines()) == 4
-    short = Recognizer(world["model"], Limits(2**22, 10.0, 30.0))
-    with pytest.raises(ServiceError, match="lasts 12.0 s; this service takes at most max_duration_s = 10 s"):
+    short = Recognizer(world["model"], limits(windows_max_duration_s=10.0))
+    with pytest.raises(ServiceError, match="lasts 12.0 s; this service takes at most windows_max_duration_s = 10 s"):
         short.windows(upload({"windows": "1"}, data))
     for query, words in (({"windows": "1", "window_s": "0"}, "window_s: must be > 0"),
                          ({"windows": "yes"}, "windows: must be 1 or 0"),
@@ -267,6 +270,46 @@ def test_service_scores_an_upload_in_windows_as_predict_does(world):
         with pytest.raises(ServiceError, match=words.replace("(", r"\(")) as exc:
             upload(query, data)
         assert exc.value.error_type == "bad_request"
+
+
+def test_service_reads_a_spooled_upload_as_the_bytes_and_stops_when_told(world):
+    """?windows=1 from the file ``spool_body`` wrote (the raw body, or a form's file part), both past the in-memory
+    size and so on disk: the answer of the same bytes in memory. A stopped request reads no further window."""
+    import asyncio
+    import io
+    import threading
+
+    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload, spool_body
+
+    data = world["long"].read_bytes()
+    form = (b'--b0und\r\nContent-Disposition: form-data; name="file"; filename="long walk.wav"\r\n'
+            b"Content-Type: audio/wav\r\n\r\n" + data + b"\r\n--b0und--\r\n")
+    limits = Limits(2**10, 6.0, 30.0, 2**22, 60.0, 30.0)  # a clip's 1 KiB: any windowed upload goes to disk
+    rec = Recognizer(world["model"], limits)
+    query = {"windows": "1", "hop_s": "4"}
+    expected = rec.windows(parse_upload(data, "audio/wav", query, limits, fetch=None))
+    assert [(w["start_s"], w["end_s"]) for w in expected["windows"]] == [(0, 2), (4, 6), (8, 10)]
+
+    async def chunks(body: bytes):
+        for i in range(0, len(body), 1000):
+            yield body[i: i + 1000]
+
+    for body, ctype, name in ((data, "audio/wav", "upload"), (form, "multipart/form-data; boundary=b0und",
+                                                              "long walk.wav")):
+        spooled = asyncio.run(spool_body(chunks(body), limits.windows_max_upload_bytes, 0, limits.max_upload_bytes))
+        assert spooled._rolled and spooled.read() == body  # on disk, all of it
+        upload = parse_upload(spooled, ctype, query, limits, fetch=None)
+        assert upload.name == name and not isinstance(upload.data, (bytes, io.BytesIO))
+        try:
+            assert rec.windows(upload) == expected
+        finally:
+            upload.data.close()
+            spooled.close()
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(ServiceError, match="given up .* at 0.0 s of the recording") as exc:
+        rec.windows(parse_upload(data, "audio/wav", query, limits, fetch=None), stop)
+    assert exc.value.error_type == "timeout"
 
 
 # ----------------------------------------------------------------------------- annotate

@@ -35,6 +35,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +85,18 @@ def open_clip(uri: str, params: DecodeParams = DecodeParams()) -> Any:
 
 def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
     """Fetch a clip's bytes within ``params``' read limits, mapping every failure to a ClipError."""
-    deadline = time.monotonic() + 2 * params.read_timeout_s  # documented: room for one retried wait
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    copy_clip(uri, params, chunks.append)
+    return b"".join(chunks)
+
+
+def copy_clip(uri: str, params: DecodeParams, write: Callable[[bytes], Any], deadline_s: float | None = None) -> int:
+    """Read a clip in chunks within ``params``' read limits, each handed to ``write``; return its size in bytes.
+
+    The whole read gets ``deadline_s``, by default twice ``read_timeout_s`` (room for one retried wait).
+    """
+    deadline = time.monotonic() + (2 * params.read_timeout_s if deadline_s is None else deadline_s)
+    size = 0
     try:
         with open_clip(uri, params) as fh:
             while chunk := fh.read(CHUNK):
@@ -93,9 +104,10 @@ def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
                 if size > params.max_bytes:
                     raise ClipError(STAGE, "too_large", f"larger than decode.max_bytes = {params.max_bytes}: {uri}")
                 if time.monotonic() > deadline:
-                    raise ClipError(STAGE, "read_timeout",
-                                    f"not read within twice decode.read_timeout_s = {params.read_timeout_s} s: {uri}")
-                chunks.append(chunk)
+                    within = (f"twice decode.read_timeout_s = {params.read_timeout_s}" if deadline_s is None
+                              else f"{deadline_s:g}")
+                    raise ClipError(STAGE, "read_timeout", f"not read within {within} s: {uri}")
+                write(chunk)
     except ClipError:
         raise
     except IsADirectoryError:
@@ -105,7 +117,7 @@ def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
         raise ClipError(STAGE, error_type, f"{reason}: {uri}") from None
     if not size:
         raise ClipError(STAGE, "empty_file", f"file is empty (0 bytes): {uri}")
-    return b"".join(chunks)
+    return size
 
 
 def _container(data: bytes) -> str | None:

@@ -2,7 +2,8 @@
 
 An hour at 48 kHz stereo is 1.3 GB of float32 samples: the recording is never read
 whole. The file stays open (:func:`~acoustic_env.audio.decode.open_clip`: local,
-s3://, https://, the read limits of a clip) and libsndfile reads one window's frames
+s3://, https://, the read limits of a clip; or a file object, such as the temporary
+file the service spools an upload to) and libsndfile reads one window's frames
 at a time, seeking to its start, so memory holds a batch of windows whatever the
 length. Each window's frames go through
 :func:`~acoustic_env.audio.decode.samples_to_clip`, the very steps a clip file's
@@ -20,7 +21,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import soundfile as sf
 
@@ -54,13 +55,16 @@ def spans(frames: int, sr: int, window_s: float, hop_s: float, min_s: float) -> 
     return out
 
 
-def open_recording(source: str | bytes, params: DecodeParams) -> Any:
-    """A file object for ``source``: a URI opened within the clip read limits, or bytes already in memory."""
-    if isinstance(source, bytes):
-        if not source:
-            raise ClipError(STAGE, "empty_file", "file is empty (0 bytes)")
-        return io.BytesIO(source)
-    return open_clip(source, params)
+def open_recording(source: str | bytes | BinaryIO, params: DecodeParams) -> Any:
+    """A file object for ``source``: a URI opened within the clip read limits, bytes in memory, or a binary file
+    object already open (a temporary file the service spooled an upload to), read from its start."""
+    if isinstance(source, str):
+        return open_clip(source, params)
+    fh = io.BytesIO(source) if isinstance(source, bytes) else source
+    if fh.seek(0, io.SEEK_END) == 0:
+        raise ClipError(STAGE, "empty_file", "file is empty (0 bytes)")
+    fh.seek(0)
+    return fh
 
 
 class Recording:
@@ -71,7 +75,7 @@ class Recording:
     a Window with its error, and the windows after it still come.
     """
 
-    def __init__(self, source: str | bytes, params: DecodeParams) -> None:
+    def __init__(self, source: str | bytes | BinaryIO, params: DecodeParams) -> None:
         self.source, self.params = source, params
 
     def __enter__(self) -> Recording:

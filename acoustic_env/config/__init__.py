@@ -474,6 +474,15 @@ class ServeConfig(Section):
     max_upload_mb: float = option(20.0, gt=0, help="larger uploads (and fetched URLs) get too_large (413)")
     max_duration_s: float = option(60.0, gt=0, help="longer recordings get too_long (422)")
     request_timeout_s: float = option(30.0, gt=0, help="a request not answered within this gets timeout (504)")
+    # ?windows=1 scores a long recording from a temporary file, window by window, in memory that does not grow with
+    # its length; these limits are about disk, time and the body in flight (Serve's HTTP proxy and the replica each
+    # read a body as fast as it comes: docs/serve.md). An hour of 48 kHz stereo 16-bit WAV is 660 MiB.
+    windows_max_upload_mb: float = option(1024.0, gt=0, help="larger ?windows=1 uploads (and fetched URLs) get "
+                                                             "too_large (413); past --max-upload-mb they are "
+                                                             "spooled to a temporary file")
+    windows_max_duration_s: float = option(4 * 3600.0, gt=0, help="longer ?windows=1 recordings get too_long (422)")
+    windows_timeout_s: float = option(3600.0, gt=0, help="a ?windows=1 request not answered within this gets "
+                                                         "timeout (504); its scoring stops at the next window")
     allowed_url_prefixes: tuple[str, ...] = option((), check=(lambda v: all(map(_url_prefix, v)),
                                                               "must be http(s)://host/... prefixes"),
                                                    help="POST {\"url\": ...} is fetched only when it starts with "

@@ -4,10 +4,11 @@ The service (:mod:`acoustic_env.distributed.serve`) only routes HTTP to these
 functions, so everything a request can get wrong is decided here and testable without
 a cluster:
 
-* :func:`read_upload` takes the request body in one of three shapes (raw audio bytes,
+* :func:`parse_upload` takes the request body in one of three shapes (raw audio bytes,
   ``multipart/form-data`` with a ``file`` field, or JSON ``{"url": ...}``), never more
-  than ``max_upload_bytes`` of it, and keeps it in memory: python-multipart is told to
-  keep a file part of that size in memory rather than spool it to disk.
+  than ``max_upload_bytes`` of it (:func:`read_body`), and keeps it in memory:
+  python-multipart is told to keep a file part of that size in memory rather than spool
+  it to disk.
 * :meth:`Recognizer.decode_upload` is :func:`acoustic_env.audio.decode.decode_bytes`, and
   :meth:`Recognizer.score` is :func:`acoustic_env.audio.featurize.batch_outputs` and the
   model's own ``predict_proba``, with the decode and feature parameters of the model's
@@ -16,8 +17,13 @@ a cluster:
 * ``?windows=1`` (with ``window_s`` and ``hop_s``, the ``WindowParams`` of ``predict
   --windows``) scores the upload in windows (:meth:`Recognizer.windows`,
   :mod:`acoustic_env.jobs.windows`): one entry per window with its times, the summary,
-  and the Raven selection table as text; the whole recording stays within
-  ``max_duration_s`` and ``max_upload_bytes``, and its decoded audio is never held whole.
+  and the Raven selection table as text. Such a request has its own, larger limits
+  (``windows_max_upload_bytes``, ``windows_max_duration_s``, ``windows_timeout_s``): an
+  hour of field recording is hundreds of MB, so its body (or its URL's) is streamed into
+  a temporary file (:func:`spool_body`: in memory up to ``max_upload_bytes``, on disk past
+  it, deleted when answered) and its windows are read from that file one batch at a
+  time, as ``predict --windows`` reads a file: neither the upload nor its decoded audio
+  is ever held whole, and a request that times out stops scoring at its next window.
 * Every failure is a :class:`ServiceError`: an HTTP status and one of the documented
   error types, answered as ``{"error": {"type": ..., "message": ...}}``.
 """
@@ -27,18 +33,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from acoustic_env.audio.decode import DecodedClip, decode_bytes, read_bytes
+from acoustic_env.audio.decode import CHUNK, DecodedClip, copy_clip, decode_bytes, read_bytes
 from acoustic_env.audio.featurize import clip_note, load_nets
-from acoustic_env.audio.windows import Recording
+from acoustic_env.audio.windows import Recording, Window
 from acoustic_env.config import ConfigError, ServeConfig, WindowParams, from_dict
 from acoustic_env.errors import ClipError
 from acoustic_env.jobs.predict import extraction_params, rows_table
@@ -82,56 +90,119 @@ class ServiceError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may cost; ``/info`` reports them so that a client can check before sending."""
+    """What one request may cost; ``/info`` reports them so that a client can check before sending.
+
+    A ``?windows=1`` request has its own size, duration and time limits (the ``windows_`` ones).
+    """
 
     max_upload_bytes: int
     max_duration_s: float
     request_timeout_s: float
+    windows_max_upload_bytes: int
+    windows_max_duration_s: float
+    windows_timeout_s: float
     allowed_url_prefixes: tuple[str, ...] = field(default=())
 
     @classmethod
     def of(cls, cfg: ServeConfig) -> Limits:
         return cls(int(cfg.max_upload_mb * 2**20), cfg.max_duration_s, cfg.request_timeout_s,
+                   int(cfg.windows_max_upload_mb * 2**20), cfg.windows_max_duration_s, cfg.windows_timeout_s,
                    tuple(cfg.allowed_url_prefixes))
+
+    def upload_bytes(self, windows: bool) -> tuple[int, str]:
+        """(the most bytes a request may send or fetch, the limit's name) for a windowed request or a clip."""
+        return ((self.windows_max_upload_bytes, "windows_max_upload_bytes") if windows
+                else (self.max_upload_bytes, "max_upload_bytes"))
+
+    def timeout(self, windows: bool) -> tuple[float, str]:
+        """(the seconds a request has to be answered, the limit's name) for a windowed request or a clip."""
+        return (self.windows_timeout_s, "windows_timeout_s") if windows else (self.request_timeout_s,
+                                                                               "request_timeout_s")
 
 
 @dataclass(frozen=True)
 class Upload:
-    """A request's audio: its bytes (in memory only) and the name the answer gives it."""
+    """A request's audio and the name the answer gives it: its bytes in memory (a clip), or for ``?windows=1``
+    an open binary file holding them (:func:`spool_body`; whoever made the Upload closes it)."""
 
-    data: bytes
+    data: bytes | BinaryIO
     name: str
     top_tags: int = 3
     window: WindowParams = field(default_factory=WindowParams)
 
 
-async def read_body(chunks: AsyncIterator[bytes], limit: int, drain: int = 0) -> bytes:
+async def _within(chunks: AsyncIterator[bytes], limit: int, drain: int, name: str) -> AsyncIterator[bytes]:
+    """The body's chunks up to ``limit`` bytes; too_large past it, once the drain is read (see :func:`read_body`)."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit + drain:
+            break
+        if size <= limit:
+            yield chunk
+    if size > limit:
+        raise ServiceError("too_large", f"the upload is larger than {name} = {limit}")
+
+
+async def read_body(chunks: AsyncIterator[bytes], limit: int, drain: int = 0, name: str = "max_upload_bytes") -> bytes:
     """The body from an async iterator of byte chunks, stopping with too_large past ``limit`` bytes.
 
     Past the limit up to ``drain`` more bytes are read and discarded before the error: a
     server that answers 413 while the client is still sending closes the socket under it,
     and most clients (urllib, requests) then report a broken pipe instead of the 413.
     """
-    parts, size = [], 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit + drain:
-            break
-        if size <= limit:
-            parts.append(chunk)
-    if size > limit:
-        raise ServiceError("too_large", f"the upload is larger than max_upload_bytes = {limit}")
-    return b"".join(parts)
+    return b"".join([chunk async for chunk in _within(chunks, limit, drain, name)])
 
 
-def parse_upload(body: bytes, content_type: str, query: dict[str, str], limits: Limits,
-                 fetch: Callable[[str], bytes]) -> Upload:
-    """The audio of a POST /predict from its body and Content-Type (see the module docstring)."""
+async def spool_body(chunks: AsyncIterator[bytes], limit: int, drain: int, memory: int,
+                     name: str = "windows_max_upload_bytes") -> BinaryIO:
+    """The body as :func:`read_body` reads it, written into a temporary file as it arrives; the file, at its start.
+
+    The file is in memory up to ``memory`` bytes and on disk past them (an anonymous
+    temporary file: deleted when closed, or when the process ends); the caller closes
+    it. Chunks are gathered into :data:`CHUNK`-sized writes, made in a worker thread so
+    that a slow disk does not hold up the event loop.
+    """
+    out: Any = tempfile.SpooledTemporaryFile(max_size=memory)
+    pending = bytearray()
+    try:
+        async for chunk in _within(chunks, limit, drain, name):
+            pending.extend(chunk)
+            if len(pending) >= CHUNK:
+                await asyncio.to_thread(out.write, bytes(pending))
+                pending.clear()
+        out.write(bytes(pending))
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
+def _size(body: bytes | BinaryIO) -> int:
+    if isinstance(body, bytes):
+        return len(body)
+    size = body.seek(0, 2)
+    body.seek(0)
+    return size
+
+
+def parse_upload(body: bytes | BinaryIO, content_type: str, query: dict[str, str], limits: Limits,
+                 fetch: Callable[[str], bytes | BinaryIO]) -> Upload:
+    """The audio of a POST /predict from its body and Content-Type (see the module docstring).
+
+    ``body`` is the request's bytes, or (``?windows=1``) the file :func:`spool_body` wrote
+    them to: then the Upload's data is a file too (that one, the form's file part in a
+    temporary file of its own, or what ``fetch`` spooled), never the bytes read whole.
+    """
     top_tags, window = _top_tags(query.get("top_tags")), _window(query)
+    if not isinstance(body, bytes):
+        body.seek(0)
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "application/json":
+        text = body if isinstance(body, bytes) else body.read(limits.max_upload_bytes + 1)  # a URL is short
         try:
-            url = json.loads(body)["url"]
+            url = json.loads(text)["url"]
         except (ValueError, KeyError, TypeError):
             raise ServiceError("bad_request", 'a JSON body must be an object {"url": "https://..."}') from None
         if not isinstance(url, str) or not url:
@@ -143,9 +214,10 @@ def parse_upload(body: bytes, content_type: str, query: dict[str, str], limits: 
                                                   "or has . or .. path segments")
         return Upload(fetch(url), url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url, top_tags, window)
     if media == "multipart/form-data":
-        data, name = _multipart_file(body, content_type, limits.max_upload_bytes)
+        data, name = _multipart_file(body, content_type, limits.upload_bytes(window.windows)[0],
+                                     limits.max_upload_bytes)
         return Upload(data, name, top_tags, window)
-    if not body:
+    if not _size(body):
         raise ServiceError("bad_request", "the request has no body: POST the audio file's bytes, a multipart "
                                           'form with a "file" field, or JSON {"url": ...}')
     return Upload(body, "upload", top_tags, window)
@@ -184,8 +256,11 @@ def _window(query: dict[str, str]) -> WindowParams:
         raise ServiceError("bad_request", str(exc)) from None
 
 
-def _multipart_file(body: bytes, content_type: str, limit: int) -> tuple[bytes, str]:
-    """The ``file`` field of a multipart form, held in memory (python-multipart spools big parts to disk otherwise)."""
+def _multipart_file(body: bytes | BinaryIO, content_type: str, limit: int,
+                    memory: int) -> tuple[bytes | BinaryIO, str]:
+    """The ``file`` field of a multipart form: its bytes from a body in memory (the part held in memory:
+    python-multipart spools big parts to disk otherwise), or from a spooled body its part as an open file (in
+    memory up to ``memory`` bytes, in a temporary file past them)."""
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import FormParser, parse_options_header
 
@@ -194,19 +269,33 @@ def _multipart_file(body: bytes, content_type: str, limit: int) -> tuple[bytes, 
     if not boundary:
         raise ServiceError("bad_request", "multipart/form-data without a boundary")
     files: list[Any] = []
+    in_memory = isinstance(body, bytes)
     parser = FormParser("multipart/form-data", on_field=None, on_file=files.append, boundary=boundary,
-                        config={"MAX_MEMORY_FILE_SIZE": limit + 1, "MAX_BODY_SIZE": limit})
+                        config={"MAX_MEMORY_FILE_SIZE": limit + 1 if in_memory else memory, "MAX_BODY_SIZE": limit})
     try:
-        parser.write(body)
-        parser.finalize()
-    except (FormParserError, ValueError) as exc:
-        raise ServiceError("bad_request", f"malformed multipart form: {exc}") from None
-    part = next((f for f in files if f.field_name == b"file"), None)
-    if part is None:
-        raise ServiceError("bad_request", 'the multipart form has no "file" field')
+        try:
+            for chunk in [body] if in_memory else iter(lambda: body.read(CHUNK), b""):
+                parser.write(chunk)
+            parser.finalize()
+        except (FormParserError, ValueError) as exc:
+            raise ServiceError("bad_request", f"malformed multipart form: {exc}") from None
+        part = next((f for f in files if f.field_name == b"file"), None)
+        if part is None:
+            raise ServiceError("bad_request", 'the multipart form has no "file" field')
+    except BaseException:
+        for f in files:
+            f.close()
+        raise
+    for f in files:
+        if f is not part:
+            f.close()
     part.file_object.seek(0)
     name = (part.file_name or b"upload").decode("utf-8", "replace")
-    return part.file_object.read(), name
+    if not in_memory:
+        return part.file_object, name
+    data = part.file_object.read()
+    part.close()
+    return data, name
 
 
 class Recognizer:
@@ -235,7 +324,10 @@ class Recognizer:
                 "sample_rate": self.decode.sample_rate,
                 "limits": {"max_upload_bytes": self.limits.max_upload_bytes,
                            "max_duration_s": self.limits.max_duration_s,
-                           "request_timeout_s": self.limits.request_timeout_s},
+                           "request_timeout_s": self.limits.request_timeout_s,
+                           "windows_max_upload_bytes": self.limits.windows_max_upload_bytes,
+                           "windows_max_duration_s": self.limits.windows_max_duration_s,
+                           "windows_timeout_s": self.limits.windows_timeout_s},
                 "windows": {"window_s": self.window_s, "hop_s": self.hop_s},
                 "allowed_url_prefixes": list(self.limits.allowed_url_prefixes)}
 
@@ -244,8 +336,25 @@ class Recognizer:
         try:
             return read_bytes(url, self.decode)
         except ClipError as exc:
-            err = ServiceError.from_clip(exc)
-            raise ServiceError(err.error_type, f"fetching {url}: {err.message}") from None
+            raise self._fetch_error(url, exc) from None
+
+    def fetch_file(self, url: str) -> BinaryIO:
+        """For ``?windows=1``: an allowed URL's bytes in a temporary file (as :func:`spool_body` keeps a body),
+        within ``windows_max_upload_bytes`` and ``windows_timeout_s``; the caller closes it."""
+        params = replace(self.decode, max_bytes=self.limits.windows_max_upload_bytes)
+        out: Any = tempfile.SpooledTemporaryFile(max_size=self.limits.max_upload_bytes)
+        try:
+            copy_clip(url, params, out.write, deadline_s=self.limits.windows_timeout_s)
+        except ClipError as exc:
+            out.close()
+            raise self._fetch_error(url, exc) from None
+        out.seek(0)
+        return out
+
+    @staticmethod
+    def _fetch_error(url: str, exc: ClipError) -> ServiceError:
+        err = ServiceError.from_clip(exc)
+        return ServiceError(err.error_type, f"fetching {url}: {err.message}")
 
     def decode_upload(self, upload: Upload) -> DecodedClip:
         """The upload decoded with the training table's parameters; too_long past ``max_duration_s``."""
@@ -279,20 +388,27 @@ class Recognizer:
                             "note": clip_note(clip.is_silent, clip.orig_duration_s, scored_s, self.decode)})
         return results
 
-    def windows(self, upload: Upload) -> dict[str, Any]:
+    def windows(self, upload: Upload, stop: threading.Event | None = None) -> dict[str, Any]:
         """The upload scored in windows: each window's times and probabilities, the summary, the Raven table.
 
-        Read window by window from the bytes in memory (:class:`Recording`), ``window_batch``
-        windows decoded at a time; too_long past ``max_duration_s`` before any is scored.
+        Read window by window from the upload's bytes or file (:class:`Recording`),
+        ``window_batch`` windows decoded at a time; too_long past ``windows_max_duration_s``
+        before any is scored. Once ``stop`` is set (the request timed out or its client
+        left) no further window is read: timeout.
         """
-        window_s, hop_s = window_lengths(upload.window, self.model.meta, self.decode)
+        try:
+            window_s, hop_s = window_lengths(upload.window, self.model.meta, self.decode)
+        except ConfigError as exc:  # a window the training table's decode limits refuse
+            raise ServiceError("bad_request", str(exc)) from None
         base = {"clip_id": upload.name, "uri": upload.name}
+        most = self.limits.windows_max_duration_s
         try:
             with Recording(upload.data, self.decode) as rec:
-                if rec.duration_s > self.limits.max_duration_s:
+                if rec.duration_s > most:
                     raise ServiceError("too_long", f"the recording lasts {rec.duration_s:.1f} s; this service takes "
-                                                   f"at most max_duration_s = {self.limits.max_duration_s:g} s")
-                rows = list(recording_rows(self.model, rec.windows(window_s, hop_s), base,
+                                                   f"at most windows_max_duration_s = {most:g} s in windows")
+                stream = rec.windows(window_s, hop_s)
+                rows = list(recording_rows(self.model, stream if stop is None else _until(stop, stream), base,
                                            columns={g: self.columns[g] for g in self.model.groups}, nets=self.nets,
                                            decode=self.decode, features=self.features,
                                            batch=upload.window.window_batch))
@@ -313,6 +429,15 @@ class Recognizer:
         """A window row's probabilities by class; None when it has none (silent, failed, features not finite)."""
         probs = {c: row[f"prob_{c}"] for c in self.model.class_names}
         return probs if all(p is not None and np.isfinite(p) for p in probs.values()) else None
+
+
+def _until(stop: threading.Event, windows: Iterable[Window]) -> Iterator[Window]:
+    """The windows, until ``stop`` is set: then ServiceError("timeout") instead of the next one."""
+    for w in windows:
+        if stop.is_set():
+            raise ServiceError("timeout", "the request was given up (timed out, or its client left) at "
+                                          f"{w.start_s:.1f} s of the recording")
+        yield w
 
 
 def answer(upload: Upload, result: dict[str, Any], t0: float) -> dict[str, Any]:
@@ -378,24 +503,46 @@ class Service:
             return JSONResponse(err.body(), status_code=err.status)
 
     async def _predict(self, request: Any) -> dict[str, Any]:
+        # ?windows=1 has its own limits; a malformed value is refused by parse_upload, under a clip's limits.
+        windows = request.query_params.get("windows", "0").lower() in ("1", "true")
+        timeout, name = self.limits.timeout(windows)
         try:
-            return await asyncio.wait_for(self._recognize(request), self.limits.request_timeout_s)
+            return await asyncio.wait_for(self._recognize(request, windows), timeout)
         except TimeoutError:
-            raise ServiceError("timeout", f"not answered within request_timeout_s = "
-                                          f"{self.limits.request_timeout_s:g} s") from None
+            raise ServiceError("timeout", f"not answered within {name} = {timeout:g} s") from None
 
-    async def _recognize(self, request: Any) -> dict[str, Any]:
+    async def _recognize(self, request: Any, windows: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         # An upload up to twice the limit is read to its end (and dropped) so the client can
         # read the 413; a larger one is refused from its Content-Length, unread.
-        limit = self.limits.max_upload_bytes
+        limit, name = self.limits.upload_bytes(windows)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > 2 * limit:
-            raise ServiceError("too_large", f"the upload ({declared} bytes) is larger than max_upload_bytes = {limit}")
+            raise ServiceError("too_large", f"the upload ({declared} bytes) is larger than {name} = {limit}")
+        content_type, query = request.headers.get("content-type", ""), dict(request.query_params)
+        if windows:
+            body = await spool_body(request.stream(), limit, drain=limit, memory=self.limits.max_upload_bytes)
+            stop = threading.Event()
+            try:
+                return await asyncio.to_thread(self._windows, body, content_type, query, stop, t0)
+            finally:
+                stop.set()  # a timed-out or abandoned request stops scoring at its next window
         body = await read_body(request.stream(), limit, drain=limit)
-        upload = await asyncio.to_thread(parse_upload, body, request.headers.get("content-type", ""),
-                                         dict(request.query_params), self.limits, self.recognizer.fetch)
-        if upload.window.windows:
-            return answer(upload, await asyncio.to_thread(self.recognizer.windows, upload), t0)
+        upload = await asyncio.to_thread(parse_upload, body, content_type, query, self.limits, self.recognizer.fetch)
         clip = await asyncio.to_thread(self.recognizer.decode_upload, upload)
         return answer(upload, await self.scorer(clip, upload.top_tags), t0)
+
+    def _windows(self, body: BinaryIO, content_type: str, query: dict[str, str], stop: threading.Event,
+                 t0: float) -> dict[str, Any]:
+        """A ``?windows=1`` request from its spooled body, in a worker thread that owns (and closes) its files."""
+        try:
+            upload = parse_upload(body, content_type, query, self.limits, self.recognizer.fetch_file)
+            if upload.data is not body:
+                body.close()  # the form's file part or the fetched URL has its own file
+            try:
+                return answer(upload, self.recognizer.windows(upload, stop), t0)
+            finally:
+                if not isinstance(upload.data, bytes):
+                    upload.data.close()
+        finally:
+            body.close()
