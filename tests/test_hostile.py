@@ -134,7 +134,7 @@ def test_serve_never_echoes_a_secret(model, files):
     from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload
 
     prefix = f"http://{files}/"
-    rec = Recognizer(str(model), Limits(2**20, 10.0, 10.0, (prefix,)))
+    rec = Recognizer(str(model), Limits(2**20, 10.0, 10.0, 2**20, 10.0, 10.0, (prefix,)))
     for url in (f"{prefix}missing.wav?token=TOKSECRET&X-Amz-Signature=SIGSECRET",
                 f"http://KEYSECRET:PWSECRET@{files}/tone.wav"):
         with pytest.raises(ServiceError) as caught:
@@ -170,7 +170,7 @@ def test_predict_says_when_a_file_was_cut(model, clips, capsys):
 def test_serve_says_silent_and_cut(model, clips):
     from acoustic_env.jobs.serve.handler import Limits, Recognizer, Upload
 
-    rec = Recognizer(str(model), Limits(2**20, 10.0, 10.0))
+    rec = Recognizer(str(model), Limits(2**20, 10.0, 10.0, 2**20, 10.0, 10.0))
     silent, long, tone = (rec.decode_upload(Upload(clips[k].read_bytes(), k)) for k in ("silent", "long", "tone"))
     a, b, c = rec.score([silent, long, tone], [3, 3, 3])
     assert a["silent"] is True and a["probabilities"] is None and a["predicted"] is None
