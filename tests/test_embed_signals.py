@@ -53,7 +53,7 @@ def test_the_field_defaults_to_raw_and_a_bad_value_is_one_line_naming_it():
     with pytest.raises(ConfigError, match=r"^embed_signals: names the signals the embedders embed: add --embedders, "
                                           r"got 'fg'$"):
         _config(embed_signals="fg")
-    # train takes the columns by name, and an embedder's name as a source takes every signal's column
+    # train takes the separated signals' columns by name
     assert from_dict(TrainConfig, {"features": "f", "output": "o", "feature_groups": ["yamnet_fg", "panns_bg"]})
     with pytest.raises(ConfigError, match=r"^feature_groups: must be a subset"):
         from_dict(TrainConfig, {"features": "f", "output": "o", "feature_groups": ["yamnet_raw"]})
@@ -250,7 +250,7 @@ def test_the_grid_finds_the_fg_and_bg_cells_columns(signals_world):
     features = read_features(str(out), task="urban_natural", include_random_weights=True)
     assert {"yamnet", "yamnet_fg", "yamnet_bg"} <= set(features.columns)
     by_source = read_features(str(out), task="urban_natural", include_random_weights=True, feature_groups=["yamnet"])
-    assert list(by_source.columns) == ["yamnet", "yamnet_fg", "yamnet_bg"]  # the embedder's name: every signal's
+    assert list(by_source.columns) == ["yamnet"]  # the embedder's name is its raw column's, as before
     assert {c for c, why in features.excluded["columns"].items() if "scores" in why} == {
         "yamnet_scores", "yamnet_scores_fg", "yamnet_scores_bg"}  # every signal's tagger scores stay out
     check_columns(cells(("none", "yamnet"), ("raw", "fg", "bg", "all"), ("indices", "mps")), features)
