@@ -9,8 +9,9 @@ axes and provenance live in the schema metadata under ``acoustic_env``.
 they agree on three rules:
 
 - **Columns.** A feature group is a fixed-size float vector column, except
-  ``*_scores`` (tagger outputs trained on the AudioSet labels a task is built
-  from: they would echo the labels back) and columns whose metadata says
+  class scores (``*_scores``, and ``*_scores_fg`` of a separated signal: tagger
+  outputs trained on the AudioSet labels a task is built from: they would echo
+  the labels back) and columns whose metadata says
   ``weights: random`` (they carry no pretrained knowledge) unless
   ``include_random_weights``. Nothing here names an embedder: a new vector column
   is a feature group as soon as it is written.
@@ -41,7 +42,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from acoustic_env.audioset.tasks import Task, load_task
-from acoustic_env.config import SIGNALS, ConfigError
+from acoustic_env.config import EMBEDDERS, SIGNALS, ConfigError
 from acoustic_env.storage import filesystem, is_local, join, list_parts
 
 METADATA_KEY = b"acoustic_env"
@@ -60,7 +61,8 @@ ERRORS_SCHEMA = pa.schema([
 CLIP_COLUMNS = pa.schema([("clip_id", pa.string()), ("uri", pa.string()), ("start_s", pa.float64()),
                           ("end_s", pa.float64()), ("labels", pa.list_(pa.string())), ("group", pa.string())])
 RANDOM = "random"
-#: Suffix of a tagger's class-score column (``panns_scores``): an output, never a feature.
+#: Suffix of a tagger's class-score column (``panns_scores``; ``panns_scores_fg`` of the foreground): an output,
+#: never a feature.
 SCORES_SUFFIX = "_scores"
 # Why a vector column is not a feature group (FeatureSet.excluded["columns"]).
 SCORES_REASON = "tagger scores (trained on AudioSet labels)"
@@ -94,8 +96,46 @@ def signal_of(column: str) -> str | None:
 
 
 def source_of(column: str) -> str:
-    """``mps_fg`` → ``mps``; any other column (an embedder's vector) is its own source."""
+    """``mps_fg`` → ``mps``, ``panns_fg`` → ``panns``; any other column (``panns``: an embedder's vector of the
+    raw signal) is its own source."""
     return column.rpartition("_")[0] if signal_of(column) else column
+
+
+def embedding_column(column: str, signal: str) -> str:
+    """The table column of an embedder's output ``column`` (``panns``, ``panns_scores``) for ``signal``.
+
+    The raw signal's keeps the output's name (``panns``: the tables, models and tests written before
+    per-signal embeddings read on); a separated signal's is ``<column>_<signal>`` (``panns_fg``,
+    ``panns_scores_bg``), so that :func:`source_of` and :func:`signal_of` read embedder and signal back.
+    """
+    return column if signal == "raw" else f"{column}_{signal}"
+
+
+def embeddings_needed(columns: Collection[str]) -> dict[str, tuple[str, ...]]:
+    """Embedder → the signals whose embeddings ``columns`` hold (in ``SIGNALS`` order), for the embedders they name.
+
+    ``["indices_raw", "yamnet", "yamnet_fg"]`` → ``{"yamnet": ("raw", "fg")}``: what a model trained on
+    those columns needs extract (``embedders``, ``embed_signals``) or the in-process path to compute.
+    """
+    found: dict[str, set[str]] = {}
+    for column in columns:
+        source = source_of(column).removesuffix(SCORES_SUFFIX)  # panns_scores_fg: panns's too
+        if source in EMBEDDERS:
+            found.setdefault(source, set()).add(signal_of(column) or "raw")
+    return {name: tuple(s for s in SIGNALS if s in signals) for name, signals in found.items()}
+
+
+def extract_settings(columns: Collection[str]) -> dict[str, Any]:
+    """The extract settings that write ``columns``' embeddings: ``embedders`` (in the columns' order) and
+    ``embed_signals`` (every signal any of them needs; ``raw`` alone when none does)."""
+    needed = embeddings_needed(columns)
+    signals = tuple(s for s in SIGNALS if any(s in v for v in needed.values())) or ("raw",)
+    return {"embedders": list(needed), "embed_signals": signals}
+
+
+def is_scores(column: str) -> bool:
+    """A tagger's class scores (``panns_scores``, ``panns_scores_fg``): an output, never a feature."""
+    return source_of(column).endswith(SCORES_SUFFIX)
 
 
 def vectors_to_numpy(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -220,7 +260,7 @@ def select_groups(table: TableInfo, feature_groups: Sequence[str] = (), signals:
     vectors = table.vector_columns()
     excluded: dict[str, str] = {}
     for name in vectors:
-        if name.endswith(SCORES_SUFFIX):
+        if is_scores(name):
             excluded[name] = SCORES_REASON
         elif table.weights.get(name) == RANDOM and not include_random_weights:
             excluded[name] = RANDOM_REASON

@@ -26,9 +26,11 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from acoustic_env.audio.decode import DecodedClip, decode_clip
-from acoustic_env.config import DecodeParams, FeatureParams
+from acoustic_env.config import SIGNALS, DecodeParams, FeatureParams
+from acoustic_env.embedders.registry import get
 from acoustic_env.errors import ClipError
-from acoustic_env.features import cpu_features
+from acoustic_env.features import cpu_features, separate_signals
+from acoustic_env.table import embedding_column
 
 
 @dataclass(frozen=True)
@@ -107,38 +109,56 @@ def batch_outputs(clips: Sequence[DecodedClip], columns: Mapping[str, int], nets
     """Every output (feature and embedder columns) per decoded clip, in order.
 
     The CPU features run clip by clip (only when a wanted column needs them); each
-    embedder runs once over the whole list, zero-padded with the true lengths, which
-    every embedder honours (:mod:`acoustic_env.embedders.base`): a clip's vector does not
-    depend on what it was batched with, so the live service can batch requests and
-    still give what ``predict`` gives for one file.
+    embedder runs once over the whole list per signal it embeds, zero-padded with the
+    true lengths, which every embedder honours (:mod:`acoustic_env.embedders.base`): a
+    clip's vector does not depend on what it was batched with, so the live service can
+    batch requests and still give what ``predict`` gives for one file. An embedder embeds
+    the signals its wanted columns are of (``yamnet_fg``: the foreground, separated as the
+    extract's feature stage separates it; the raw signal when no column says).
     """
-    cpu = any(c not in _embedder_columns(nets) for c in columns)
-    outs: list[dict[str, Any]] = [dict(cpu_features(c.audio, decode.sample_rate, features)[0]) if cpu else {}
-                                  for c in clips]
-    if nets and clips:
-        lengths = np.array([len(c.audio) for c in clips], dtype=np.int64)
+    signals = {name: _signals_of(name, columns) for name in nets}
+    separate = any(s != "raw" for wanted in signals.values() for s in wanted)
+    embedded = {embedding_column(c, s) for name, wanted in signals.items() for s in wanted
+                for c in get(name).columns()}
+    cpu = any(c not in embedded for c in columns)
+    outs: list[dict[str, Any]] = []
+    separated: list[dict[str, np.ndarray]] = []
+    for c in clips:
+        found: dict[str, np.ndarray] = {}
+        outs.append(dict(cpu_features(c.audio, decode.sample_rate, features, found if separate else None)[0])
+                    if cpu else {})
+        if separate and not cpu:
+            found = separate_signals(c.audio, decode.sample_rate, features)
+        separated.append(found)
+    for signal in SIGNALS:
+        users = [name for name, wanted in signals.items() if signal in wanted]
+        if not users or not clips:
+            continue
+        clip_audio = [c.audio if signal == "raw" else found[signal] for c, found in zip(clips, separated)]
+        lengths = np.array([len(a) for a in clip_audio], dtype=np.int64)
         audio = np.zeros((len(clips), int(lengths.max())), dtype=np.float32)
-        for i, c in enumerate(clips):
-            audio[i, : lengths[i]] = c.audio
-        for net in nets.values():
-            for key, value in net.embed(audio, lengths).items():
+        for i, a in enumerate(clip_audio):
+            audio[i, : lengths[i]] = a
+        for name in users:
+            for key, value in nets[name].embed(audio, lengths).items():
                 for out, row in zip(outs, value):
-                    out[key] = row
+                    out[embedding_column(key, signal)] = row
     return outs
+
+
+def _signals_of(name: str, columns: Mapping[str, int]) -> tuple[str, ...]:
+    """The signals embedder ``name`` embeds for ``columns``: those its wanted columns are of, else the raw one."""
+    outputs = get(name).columns()
+    return tuple(s for s in SIGNALS if any(embedding_column(c, s) in columns for c in outputs)) or ("raw",)
 
 
 def pick_columns(out: Mapping[str, Any], columns: Mapping[str, int]) -> dict[str, np.ndarray]:
     """The wanted columns of one clip's outputs as flat float32, as the feature table stores them."""
     missing = [c for c in columns if c not in out]
     if missing:
-        raise KeyError(f"no stage computes the column {missing[0]!r} (features.signals or the embedders differ)")
+        raise KeyError(f"no stage computes the column {missing[0]!r} (features.signals, the embedders or their "
+                       "signals differ)")
     return {c: np.asarray(out[c], dtype=np.float32).reshape(-1) for c in columns}
-
-
-def _embedder_columns(nets: Mapping[str, Any]) -> set[str]:
-    from acoustic_env.embedders.registry import get
-
-    return {c for name in nets for c in get(name).columns()}
 
 
 def clip_rows(files: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]:

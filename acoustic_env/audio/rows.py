@@ -43,6 +43,8 @@ DECODE_COLUMNS = {
 }
 AUDIO = "audio"
 AUDIO_TYPE = pa.large_list(pa.float32())
+#: The separated signals the feature stage can hand to the embedders, each in its own audio column.
+SEPARATED = ("fg", "bg")
 CPU_PREFIX = "_cpu_"  # per-row CPU seconds per stage; summed by the writer, never stored
 
 
@@ -150,23 +152,39 @@ def masked(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Arra
 
 # --- the one schema every stage writes ---
 
-def pipeline_fields(vectors: dict[str, int], stages: tuple[str, ...]) -> list[pa.Field]:
-    """The columns the stages add to the manifest's (a manifest column of one of these names is renamed)."""
+def audio_column(signal: str) -> str:
+    """The column that carries a signal's audio between stages: ``audio`` (raw), ``audio_fg``, ``audio_bg``."""
+    return AUDIO if signal == "raw" else f"{AUDIO}_{signal}"
+
+
+def audio_columns(batch: pa.Table) -> list[str]:
+    """The audio columns of a batch (never stored: the writer drops them)."""
+    names = {audio_column(s) for s in ("raw", *SEPARATED)}
+    return [f.name for f in batch.schema if f.name in names and f.type == AUDIO_TYPE]
+
+
+def pipeline_fields(vectors: dict[str, int], stages: tuple[str, ...],
+                    separated: tuple[str, ...] = ()) -> list[pa.Field]:
+    """The columns the stages add to the manifest's (a manifest column of one of these names is renamed).
+
+    ``separated``: the signals whose audio the feature stage hands on to the embedders (``audio_fg``, ...).
+    """
     fields = [pa.field(n, t) for n, t in DECODE_COLUMNS.items()]
     fields += [pa.field(n, vector_type(d)) for n, d in vectors.items()]
     fields.append(pa.field("nonfinite_features", pa.int32()))
-    fields.append(pa.field(AUDIO, AUDIO_TYPE))
+    fields += [pa.field(audio_column(s), AUDIO_TYPE) for s in ("raw", *separated)]
     fields += [pa.field(n, pa.string()) for n in ERROR_COLUMNS]
     fields += [pa.field(CPU_PREFIX + s, pa.float64()) for s in stages]
     return fields
 
 
-def row_schema(manifest_schema: pa.Schema, vectors: dict[str, int], stages: tuple[str, ...]) -> pa.Schema:
+def row_schema(manifest_schema: pa.Schema, vectors: dict[str, int], stages: tuple[str, ...],
+               separated: tuple[str, ...] = ()) -> pa.Schema:
     """The one schema every stage reads and writes: later stages fill columns earlier ones left null.
 
     The manifest's error columns (rows it rejected) are the pipeline's own.
     """
-    own = pipeline_fields(vectors, stages)
+    own = pipeline_fields(vectors, stages, separated)
     names = {f.name for f in own}
     return pa.schema([f for f in manifest_schema if f.name not in names] + own)
 

@@ -30,8 +30,11 @@ from acoustic_env.audio.rows import (
     CPU_PREFIX,
     DECODE_COLUMNS,
     ERROR_COLUMNS,
+    SEPARATED,
     Failures,
     audio_array,
+    audio_column,
+    audio_columns,
     audio_views,
     conform,
     error_mask,
@@ -39,14 +42,14 @@ from acoustic_env.audio.rows import (
     redact_columns,
     vector_array,
 )
-from acoustic_env.config import ExtractConfig
+from acoustic_env.config import SIGNALS, ExtractConfig
 from acoustic_env.embedders.registry import get
 from acoustic_env.embedders.spec import EmbedderSpec
 from acoustic_env.errors import OutputWriteError
 from acoustic_env.features import STAGES as FEATURE_STAGES
 from acoustic_env.features import cpu_features, feature_metadata
 from acoustic_env.storage import join, redact, transport_failure, write_parquet
-from acoustic_env.table import ERRORS_SCHEMA, metadata_json, now_utc
+from acoustic_env.table import ERRORS_SCHEMA, embedding_column, metadata_json, now_utc
 
 CPU_STAGES = ("decode", *FEATURE_STAGES)
 
@@ -54,8 +57,23 @@ CPU_STAGES = ("decode", *FEATURE_STAGES)
 def vector_columns(cfg: ExtractConfig) -> dict[str, int]:
     cols = cpu_vector_columns(cfg)
     for name in cfg.embedders:
-        cols.update(get(name).columns())  # from the spec: no model loads on the driver
+        cols.update(embedder_columns(get(name), embed_signals(cfg)))  # from the spec: no model loads on the driver
     return cols
+
+
+def embed_signals(cfg: ExtractConfig) -> tuple[str, ...]:
+    """The signals each embedder embeds, in ``SIGNALS`` order (the table's column order, whatever the flag's)."""
+    return tuple(s for s in SIGNALS if s in cfg.embed_signals)
+
+
+def separated_signals(cfg: ExtractConfig) -> tuple[str, ...]:
+    """The separated signals whose audio the feature stage hands on: only those an embedder will embed."""
+    return tuple(s for s in SEPARATED if cfg.embedders and s in cfg.embed_signals)
+
+
+def embedder_columns(spec: EmbedderSpec, signals: tuple[str, ...]) -> dict[str, int]:
+    """An embedder's columns for each signal, signal by signal: ``panns``, ``panns_scores``, ``panns_fg``, ..."""
+    return {embedding_column(col, s): d for s in signals for col, d in spec.columns().items()}
 
 
 def cpu_vector_columns(cfg: ExtractConfig) -> dict[str, int]:
@@ -107,7 +125,9 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
     ``device`` None: the numpy path (``features.impl``), clip by clip; a torch device
     (``"cuda"``): the torch path, the batch's clips as tensors on it (``features.torch``).
     ``keep_audio=False`` (no embedder follows) drops the audio here, so that only
-    feature vectors travel on to the writer.
+    feature vectors travel on to the writer. With ``keep_audio``, the signals the embedders
+    embed travel on: the raw audio unless ``embed_signals`` leaves raw out, and the separated
+    ones it names (``separated_signals``) in ``audio_fg``/``audio_bg``.
     """
     n = batch.num_rows
     failures = Failures.of(batch)
@@ -116,36 +136,47 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
     matrices = {col: np.zeros((n, d), dtype=np.float32) for col, d in widths.items()}
     nonfinite = np.zeros(n, dtype=np.int32)
     cpu = {s: np.zeros(n) for s in FEATURE_STAGES}
+    carried = separated_signals(cfg) if keep_audio else ()
+    signals: dict[str, list[np.ndarray | None]] = {s: [None] * n for s in carried}
     compute = _clip_features if device is None else _device_features(device)
-    for rows, feats, seconds in compute(views, np.flatnonzero(failures.ok), cfg, failures):
+    for rows, feats, seconds, separated in compute(views, np.flatnonzero(failures.ok), cfg, failures, bool(carried)):
         for col, m in matrices.items():
             m[rows] = feats[col]
         nonfinite[rows] = feats["nonfinite_features"]
         for s, v in seconds.items():
             cpu[s][rows] = v / rows.size
+        for s, clips in signals.items():
+            for i, clip in zip(rows, separated[s]):
+                clips[i] = clip
     valid = failures.ok
     columns: dict[str, Any] = {col: vector_array(m, valid) for col, m in matrices.items()}
     columns["nonfinite_features"] = masked(nonfinite, valid, pa.int32())
     columns.update({CPU_PREFIX + s: pa.array(v) for s, v in cpu.items()})
     columns.update(failures.columns())
-    if not keep_audio:
+    # a clip that failed here keeps no separated audio: its row is an error row from now on
+    columns.update({audio_column(s): audio_array([c if ok else None for c, ok in zip(clips, valid)])
+                    for s, clips in signals.items()})
+    if not keep_audio or "raw" not in embed_signals(cfg):  # no embedder reads the raw audio
         columns[AUDIO] = pa.nulls(n, schema.field(AUDIO).type)
     return conform(batch, schema, columns)
 
 
-#: (rows, their features, seconds per stage for all of them) for the clips ``todo`` of a batch
-FeatureGroups = Iterator[tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]]
+#: (rows, their features, seconds per stage for all of them, their separated signals: signal → one array per row)
+#: for the clips ``todo`` of a batch
+FeatureGroups = Iterator[tuple[np.ndarray, dict[str, np.ndarray], dict[str, float], dict[str, list[np.ndarray]]]]
 
 
-def _clip_features(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig, failures: Failures) -> FeatureGroups:
-    """The numpy path: ``cpu_features`` per clip, CPU seconds per stage."""
+def _clip_features(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig, failures: Failures,
+                   keep_separated: bool = False) -> FeatureGroups:
+    """The numpy path: ``cpu_features`` per clip, CPU seconds per stage (and fg/bg when ``keep_separated``)."""
     for i in todo:
+        separated: dict[str, np.ndarray] | None = {} if keep_separated else None
         try:
-            feats, seconds = cpu_features(views[i], cfg.decode.sample_rate, cfg.features)
+            feats, seconds = cpu_features(views[i], cfg.decode.sample_rate, cfg.features, separated)
         except Exception as exc:  # noqa: BLE001 - a bad clip must never take the batch down
             failures.fail(i, exc, "features")
             continue
-        yield np.array([i]), feats, seconds
+        yield np.array([i]), feats, seconds, {s: [a] for s, a in (separated or {}).items()}
 
 
 def _device_features(device: str):
@@ -156,18 +187,23 @@ def _device_features(device: str):
     """
     from acoustic_env.features.torch.batch import batch_features  # torch: only where this path runs
 
-    def compute(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig, failures: Failures) -> FeatureGroups:
+    def group(rows: np.ndarray, clips: list[np.ndarray], cfg: ExtractConfig, keep_separated: bool):
+        separated: dict[str, list[np.ndarray | None]] | None = {} if keep_separated else None
+        feats, seconds = batch_features(clips, cfg.decode.sample_rate, cfg.features, device, separated=separated)
+        return rows, feats, seconds, separated or {}
+
+    def compute(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig, failures: Failures,
+                keep_separated: bool = False) -> FeatureGroups:
         if not todo.size:
             return
-        sr = cfg.decode.sample_rate
         try:
-            yield (todo, *batch_features([views[i] for i in todo], sr, cfg.features, device))
+            yield group(todo, [views[i] for i in todo], cfg, keep_separated)
             return
         except Exception:  # noqa: BLE001 - isolate the clip that broke the batch
             pass
         for i in todo:
             try:
-                yield (np.array([i]), *batch_features([views[i]], sr, cfg.features, device))
+                yield group(np.array([i]), [views[i]], cfg, keep_separated)
             except Exception as exc:  # noqa: BLE001
                 failures.fail(i, exc, "features")
 
@@ -179,7 +215,8 @@ class CpuFeatureStage:
 
     Decode and features share one actor so that a decoded clip never crosses a process
     boundary (160,000 float32 samples per 10-s clip) except to the embedders that follow
-    (without embedders, :class:`FeatureWriterStage` runs instead and no audio leaves it).
+    (without embedders, :class:`FeatureWriterStage` runs instead and no audio leaves it); the
+    separated signals travel with it only when ``embed_signals`` names them.
 
     One actor per core, each on one thread: the native thread pools (OpenBLAS, OpenMP)
     are sized by the machine's core count when numpy is first imported, before Ray sets
@@ -232,11 +269,14 @@ def features_and_write(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, o
 
 
 class EmbedderStage:
-    """Actor: one embedder applied to the decoded clips of a batch.
+    """Actor: one embedder applied to the decoded clips of a batch, once per signal of ``embed_signals``.
 
-    Clips are zero-padded to the batch's longest and passed with their true lengths
-    (the embedder pools over valid frames only). If the batch fails as a whole, each
-    clip is retried alone so that one bad clip becomes one error row.
+    The raw signal's outputs go to the embedder's own columns (``panns``, ``panns_scores``),
+    the separated signals' (from ``audio_fg``/``audio_bg``, which the feature stage filled)
+    to ``panns_fg``, ``panns_scores_fg``, ... Clips are zero-padded to the batch's longest
+    and passed with their true lengths (the embedder pools over valid frames only). If the
+    batch fails as a whole, each clip is retried alone so that one bad clip becomes one
+    error row.
     """
 
     def __init__(self, spec: EmbedderSpec, cfg: ExtractConfig, schema: pa.Schema, device: str, weights_id: str):
@@ -244,7 +284,9 @@ class EmbedderStage:
         from acoustic_env.embedders.factory import load_embedder
 
         self.schema = schema
-        self.widths = spec.columns()
+        self.signals = embed_signals(cfg)
+        self.outputs = tuple(spec.columns())  # the embedder's own output names
+        self.widths = embedder_columns(spec, self.signals)
         sha = None if weights_id == "random" else weights_id
         self.embedder = load_embedder(spec, device=device, allow_random_weights=weights_id == "random",
                                       cache_dir=cfg.weights_cache, sha256=sha)
@@ -260,11 +302,13 @@ class EmbedderStage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
         failures = Failures.of(batch)
-        views = audio_views(batch[AUDIO])
         matrices = {col: np.zeros((n, d), dtype=np.float32) for col, d in self.widths.items()}
-        todo = np.flatnonzero(failures.ok)
         cpu = np.zeros(n)
-        if todo.size:
+        for signal in self.signals:
+            todo = np.flatnonzero(failures.ok)  # a clip that failed on an earlier signal is an error row already
+            if not todo.size:
+                break
+            views = audio_views(batch[audio_column(signal)])
             t0 = time.thread_time()
             try:
                 groups = [(todo, self._embed([views[i] for i in todo]))]
@@ -276,9 +320,9 @@ class EmbedderStage:
                     except Exception as exc:  # noqa: BLE001
                         failures.fail(i, exc, self.stage)
             for rows, out in groups:
-                for col, m in matrices.items():
-                    m[rows] = out[col]
-            cpu[todo] = (time.thread_time() - t0) / todo.size
+                for col in self.outputs:
+                    matrices[embedding_column(col, signal)][rows] = out[col]
+            cpu[todo] += (time.thread_time() - t0) / todo.size
         columns: dict[str, Any] = {col: vector_array(m, failures.ok) for col, m in matrices.items()}
         columns[CPU_PREFIX + self.stage] = pa.array(cpu)
         columns.update(failures.columns())
@@ -305,7 +349,7 @@ def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any])
     """
     bad = error_mask(batch)
     n_bad = int(bad.sum())
-    drop = {AUDIO, *ERROR_COLUMNS} | {c for c in batch.column_names if c.startswith(CPU_PREFIX)}
+    drop = {*audio_columns(batch), *ERROR_COLUMNS} | {c for c in batch.column_names if c.startswith(CPU_PREFIX)}
     if n_bad < batch.num_rows:
         keep = [f for f in batch.schema if f.name not in drop]
         table = batch.filter(pa.array(~bad)).select([f.name for f in keep])
@@ -338,8 +382,10 @@ def table_metadata(cfg: ExtractConfig, run_id: str, weights: dict[str, str]) -> 
 
     columns = feature_metadata(cfg.features)
     for name in cfg.embedders:
-        for col, meta in get(name).column_metadata().items():
-            columns[col] = {**meta, "source": name, "weights": weights[name]}
+        for signal in embed_signals(cfg):  # a separated signal's columns say which (the raw one's as before)
+            for col, meta in get(name).column_metadata().items():
+                columns[embedding_column(col, signal)] = {**meta, "source": name, "weights": weights[name],
+                                                          **({} if signal == "raw" else {"signal": signal})}
     return {"format_version": 1, "package_version": __version__, "run_id": run_id,
             "sample_rate": cfg.decode.sample_rate, "target_rms": cfg.decode.target_rms,
             "columns": columns, "weights": weights}

@@ -43,7 +43,8 @@ DEVICES = ("auto", "cpu", "cuda")
 #: What train can select: whole sources, or the indices, spectral statistics and MPS of one signal.
 SOURCES = registry.names(before=("indices", "spectral", "mps"))
 FEATURE_GROUPS = registry.names(before=("indices", "spectral", "mps"),
-                                after=tuple(f"{s}_{g}" for s in ("indices", "spectral", "mps") for g in SIGNALS))
+                                after=tuple(f"{s}_{g}" for s in ("indices", "spectral", "mps") for g in SIGNALS),
+                                suffixes=SIGNALS[1:])  # panns_fg, panns_bg: the embeddings of --embed-signals
 # Components kept per hand-made source: enough to hold most of their variance. An
 # embedder's default is its spec's ``pca``.
 DEFAULT_PCA: dict[str, float] = {"indices": 20, "spectral": 20, "mps": 10, "audioset_vggish": 128}
@@ -223,6 +224,12 @@ class ExtractConfig(Section):
     # not millions; small enough that an interruption loses little.
     write_batch_size: int = option(64, ge=1, help="rows per Parquet part written")
     embedders: tuple[str, ...] = option((), choices=EMBEDDERS, help="pretrained embedders to run")
+    # Each signal is one more forward pass per embedder, and fg/bg audio handed from the feature actors to them.
+    embed_signals: tuple[str, ...] = option(("raw",), choices=SIGNALS, nonempty=True,
+                                            help="signals each embedder embeds: raw into the column named after the "
+                                                 "embedder (panns, panns_scores), fg and bg (the noisereduce "
+                                                 "foreground and background) into <embedder>_fg, <embedder>_bg "
+                                                 "(panns_fg, panns_scores_fg, ...)")
     allow_random_weights: bool = option(False, help="run embedders with random weights when checkpoints are missing "
                                                     "(recorded as 'random')")
     weights_cache: str | None = _location(None, help="model cache directory or URI "
@@ -250,6 +257,8 @@ class ExtractConfig(Section):
 
     def cross_check(self) -> None:
         d, f = self.decode, self.features
+        require(bool(self.embedders) or self.embed_signals == ("raw",), "embed_signals",
+                "names the signals the embedders embed: add --embedders", self.embed_signals)
         require(d.max_duration_s > d.min_duration_s, "decode.max_duration_s", "must be > decode.min_duration_s",
                  d.max_duration_s)
         require(0 <= f.maad_noverlap < f.maad_nperseg, "features.maad_noverlap", "must be in [0, maad_nperseg)",
@@ -306,7 +315,8 @@ class TrainConfig(Section):
     feature_groups: tuple[str, ...] = option((), choices=FEATURE_GROUPS,
                                              help="sources or columns to train on (empty: every group the table has)")
     signals: tuple[str, ...] = option(SIGNALS, choices=SIGNALS, nonempty=True,
-                                      help="signals kept for the per-signal sources (indices, MPS)")
+                                      help="signals kept for the per-signal columns (indices, MPS, and embeddings "
+                                           "of fg and bg such as panns_fg; an embedder's raw column is kept)")
     include_random_weights: bool = option(False, help="also use embedder columns computed with random weights "
                                                       "(left out by default: they carry no pretrained knowledge)")
     pca: dict[str, float] = option(factory=dict, parse=_parse_pca,
@@ -442,9 +452,10 @@ class AnnotateConfig(Section):
     flag_threshold: float = option(0.5, gt=0, lt=1, help="flag a given label whose probability is below this")
     windows: WindowParams = option(factory=WindowParams, help="long recordings: each listed file scored in windows, "
                                                               "in this process, into window-annotations/")
-    # The extract options; annotate sets the list, the table and the model's embedders itself.
-    extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, ("manifest", "output", "embedders")),
-                                     help="any ExtractConfig field but manifest, output and embedders")
+    # The extract options; annotate sets the list, the table and the model's embedders (and their signals) itself.
+    extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, ("manifest", "output", "embedders",
+                                                                              "embed_signals")),
+                                     help="any ExtractConfig field but manifest, output, embedders and embed_signals")
 
     def cross_check(self) -> None:
         if (self.manifest is None) == (self.lists is None):

@@ -36,6 +36,7 @@ from acoustic_env.audio.stages import (
     CpuFeatureStage,
     EmbedderStage,
     FeatureWriterStage,
+    separated_signals,
     stages,
     vector_columns,
     write_batch,
@@ -276,7 +277,7 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     cluster = start_ray(cfg.ray_address, progress=False)  # Ray Data's operator bars: ours is one line
     t_ray = time.monotonic()
     res = plan_extract_resources(cluster, len(cfg.embedders), cfg.accelerator_resource, cfg.device)
-    schema = row_schema(first.schema, vector_columns(cfg), all_stages)
+    schema = row_schema(first.schema, vector_columns(cfg), all_stages, separated_signals(cfg))
     bs = cfg.batch_size
     rows = block_rows(max(expected_rows, first.num_rows), res.max_actors, bs)
     blocks, metadata, n_rows = [], [], 0

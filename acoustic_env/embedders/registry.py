@@ -38,13 +38,13 @@ def get(name: str) -> EmbedderSpec:
 
 
 class _Names(Sequence[str]):
-    """Registered names between fixed ones, read again at every use."""
+    """Registered names between fixed ones (then each with the suffixes), read again at every use."""
 
-    def __init__(self, before: tuple[str, ...], after: tuple[str, ...]) -> None:
-        self._before, self._after = before, after
+    def __init__(self, before: tuple[str, ...], after: tuple[str, ...], suffixes: tuple[str, ...] = ()) -> None:
+        self._before, self._after, self._suffixes = before, after, suffixes
 
     def _current(self) -> tuple[str, ...]:
-        return (*self._before, *_SPECS, *self._after)
+        return (*self._before, *_SPECS, *self._after, *(f"{n}_{s}" for n in _SPECS for s in self._suffixes))
 
     @overload
     def __getitem__(self, index: int) -> str: ...
@@ -62,14 +62,15 @@ class _Names(Sequence[str]):
         return repr(self._current())
 
 
-def names(before: tuple[str, ...] = (), after: tuple[str, ...] = ()) -> Sequence[str]:
+def names(before: tuple[str, ...] = (), after: tuple[str, ...] = (), suffixes: tuple[str, ...] = ()) -> Sequence[str]:
     """Registered names in registration order (the order the pipeline runs them).
 
     The result is live: a config declares its choices at import, and an embedder
     registered after that must still be a valid choice. ``before``/``after``: fixed names
-    around them (train's sources are ``indices``, ``mps`` and every embedder).
+    around them (train's sources are ``indices``, ``mps`` and every embedder); ``suffixes``:
+    each name again with each suffix, last (``panns_fg``: the columns of a separated signal).
     """
-    return _Names(before, after)
+    return _Names(before, after, suffixes)
 
 
 def weight_files() -> dict[str, WeightsSpec]:

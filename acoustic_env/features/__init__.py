@@ -69,17 +69,29 @@ def separation(name: str) -> SeparateFn:
     return fast_separation.separate if name == "fast" else separate
 
 
-def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def separate_signals(audio: np.ndarray, sr: int, params: FeatureParams) -> dict[str, np.ndarray]:
+    """``fg`` and ``bg``: the clip's noisereduce foreground and background (float32, the clip's length), as the
+    features of those signals see them; the embedders of the separated signals are given the same arrays."""
+    fg, bg = separation(params.impl)(np.asarray(audio, dtype=np.float32), sr, params)
+    return {"fg": np.asarray(fg, dtype=np.float32), "bg": np.asarray(bg, dtype=np.float32)}
+
+
+def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams,
+                 separated: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Feature vectors ``<stage>_<signal>`` (float32) and CPU seconds per stage (every one of ``STAGES``).
 
-    Non-finite values are replaced by 0.0 and counted in ``nonfinite_features``.
+    Non-finite values are replaced by 0.0 and counted in ``nonfinite_features``. ``separated``: a
+    dict that receives the ``fg`` and ``bg`` signals (:func:`separate_signals`; the separation then
+    runs even when ``params.signals`` is ``raw`` alone), for the embedders of those signals.
     """
     signal_features = implementation(params.impl)
     cpu = dict.fromkeys(STAGES, 0.0)
     t0 = time.thread_time()
     signals = {"raw": np.asarray(audio, dtype=np.float32)}
-    if {"fg", "bg"} & set(params.signals):
-        signals["fg"], signals["bg"] = separation(params.impl)(signals["raw"], sr, params)
+    if {"fg", "bg"} & set(params.signals) or separated is not None:
+        signals.update(separate_signals(signals["raw"], sr, params))
+        if separated is not None:
+            separated.update(fg=signals["fg"], bg=signals["bg"])
     cpu["separate"] = time.thread_time() - t0
     out: dict[str, np.ndarray] = {}
     nonfinite = 0

@@ -4,7 +4,8 @@ Meant to run on a schedule against lists that grow or overlap:
 
 1. extract the list into the shared ``features`` table (the extract job's plan skips
    every clip already there, so an overlapping list is never extracted twice), with
-   the embedders the model needs;
+   the embedders the model needs, on the signals its columns are of (``yamnet_fg``: the
+   foreground's, ``--embed-signals``);
 2. score the list's clips that are not yet annotated by this model;
 3. append ``annotations/part-<run_id>-<digest>.parquet``: ``clip_id``, ``predicted``,
    ``prob_<class>``, ``model_id``, ``time``, and where the list carries labels the given
@@ -47,7 +48,6 @@ from acoustic_env import runs
 from acoustic_env.audio.manifest import detect_format, job_manifest, read_manifest
 from acoustic_env.audioset.tasks import Task, task_from_definition
 from acoustic_env.config import (
-    EMBEDDERS,
     AnnotateConfig,
     ConfigError,
     ExtractConfig,
@@ -66,7 +66,7 @@ from acoustic_env.storage import (
     write_json,
     write_parquet,
 )
-from acoustic_env.table import now_utc
+from acoustic_env.table import extract_settings, now_utc
 
 log = logging.getLogger("acoustic_env.jobs.annotate")
 ANNOTATIONS = "annotations"
@@ -152,10 +152,12 @@ def _snapshot(uri: str, extract_fields: dict[str, Any]) -> Iterator[tuple[str, s
         yield local, fmt
 
 
-def _list_config(cfg: AnnotateConfig, local: str, fmt: str, embedders: list[str]) -> tuple[ExtractConfig, pa.Table]:
-    """The extract config of a list's snapshot, and the clips it lists."""
+def _list_config(cfg: AnnotateConfig, local: str, fmt: str,
+                 embedding: dict[str, Any]) -> tuple[ExtractConfig, pa.Table]:
+    """The extract config of a list's snapshot (``embedding``: the model's ``extract_settings``), and the clips
+    it lists."""
     ext = from_dict(ExtractConfig, {**cfg.extract, "manifest": local, "manifest_format": fmt,
-                                    "output": cfg.features, "embedders": embedders})
+                                    "output": cfg.features, **embedding})
     return ext, job_manifest(ext).table
 
 
@@ -164,7 +166,7 @@ def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, 
     from acoustic_env.jobs.windows import score_windows
 
     with _snapshot(uri, cfg.extract) as (local, fmt):
-        manifest = _list_config(cfg, local, fmt, [])[1]
+        manifest = _list_config(cfg, local, fmt, {})[1]
     listed = manifest.select(["clip_id", "uri"]).to_pylist()  # a listed file that is missing: an unreadable row
     done = annotated_ids(cfg.output, model_id, WINDOW_SUMMARIES)
     wanted = [r for r in listed if r["clip_id"] not in done]
@@ -182,13 +184,13 @@ def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, 
                        "not_annotated_unreadable": unreadable}}
 
 
-def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, task: Task, embedders: list[str],
-                   run_id: str) -> dict[str, Any]:
+def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, task: Task,
+                   embedding: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Extract and score one list (through its snapshot); the counts and the extract run's id."""
     if cfg.windows.windows:
         return _annotate_windows(cfg, uri, model, model_id, run_id)
     with _snapshot(uri, cfg.extract) as (local, fmt):
-        ext, manifest = _list_config(cfg, local, fmt, embedders)
+        ext, manifest = _list_config(cfg, local, fmt, embedding)
         extract_record = extract(ext)
     listed = manifest["clip_id"].to_pylist()
     done = annotated_ids(cfg.output, model_id)
@@ -232,7 +234,7 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     task = task_from_definition(definition, cfg.extract.get("ontology"))
     if sorted(task.class_names) != sorted(model.class_names):
         raise ConfigError(f"model: its task definition names {task.class_names}, its outputs {model.class_names}")
-    embedders = [g for g in model.groups if g in EMBEDDERS]
+    embedding = extract_settings(model.groups)  # the embedders and signals of the model's columns
     run_id = runs.new_run_id()
     record = base_record(run_id, "annotate", cfg.to_dict())
     record["model_id"] = model_id
@@ -240,13 +242,13 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     write_json(record, record_uri)
     track(record, record_uri)
     if cfg.lists is None:
-        record.update(_annotate_list(cfg, cfg.manifest, model, model_id, task, embedders, run_id))
+        record.update(_annotate_list(cfg, cfg.manifest, model, model_id, task, embedding, run_id))
     else:
         new, already = pending_lists(cfg.lists, cfg.output)
         per_list: dict[str, dict[str, Any]] = {}
         for uri in new:
             name = posixpath.basename(uri)
-            per_list[name] = _annotate_list(cfg, uri, model, model_id, task, embedders, run_id)
+            per_list[name] = _annotate_list(cfg, uri, model, model_id, task, embedding, run_id)
             # recorded only once its annotations are written: a run stopped before this redoes
             # the list, and finds its clips already extracted and annotated
             write_json({"list": redact(uri), "run_id": run_id, "model_id": model_id, "time": now_utc(),

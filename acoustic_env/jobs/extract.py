@@ -12,7 +12,7 @@ from typing import Any
 from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audio.rows import pipeline_fields
-from acoustic_env.audio.stages import stages, table_metadata, vector_columns
+from acoustic_env.audio.stages import separated_signals, stages, table_metadata, vector_columns
 from acoustic_env.config import ConfigError, ExtractConfig, validate
 from acoustic_env.distributed.extract import run_pipeline
 from acoustic_env.jobs.preflight import preflight
@@ -73,7 +73,7 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
             reason = "it does not exist (a bucket is never created for you)"
         raise ConfigError(redact(f"output: cannot write to {cfg.output}: {reason}", cfg.redact_query_params)) from None
     track(record, record_uri, lambda r, u: runs.write_record(r, u, cfg.redact_query_params))
-    reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg))]
+    reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg), separated_signals(cfg))]
     t_manifest = time.time()
     manifest = job_manifest(cfg, reserved)
     t_read = time.time()

@@ -24,7 +24,6 @@ from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audioset.tasks import Task, load_task, task_from_definition
 from acoustic_env.config import (
-    EMBEDDERS,
     AnnotateConfig,
     AuditConfig,
     ConfigError,
@@ -37,7 +36,7 @@ from acoustic_env.errors import DamagedFileError
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.sizing import size
 from acoustic_env.storage import join, list_parts, read_json, read_part
-from acoustic_env.table import open_table, select_groups
+from acoustic_env.table import extract_settings, open_table, select_groups
 
 FEATURES, ERRORS, RUNS = "features", "errors", "runs"
 
@@ -99,7 +98,8 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
              f"{tally.skipped} already in features/, {todo} to do ({retry} of them retried "
              f"after an earlier failure)",
              f"  stages: decode, CPU features ({cfg.features.impl}, signals {','.join(cfg.features.signals)})"
-             + (f", embedders {','.join(cfg.embedders)}" if cfg.embedders else ", no embedders")]
+             + (f", embedders {','.join(cfg.embedders)} on signals {','.join(cfg.embed_signals)}" if cfg.embedders
+                else ", no embedders")]
     if rejected:
         lines.append("  rejected by the list itself (they go to errors/): "
                      + ", ".join(f"{k}={v}" for k, v in sorted(rejected.items())))
@@ -107,7 +107,8 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
         lines.append(f"  {unreadable} unreadable part(s) in the output: the run moves them to quarantine/ and "
                      "recomputes their clips")
     lines += [f"  weights: {name}: {w}" for name, w in weights.items()]
-    sizing = size(todo, cfg.embedders, cfg.plan_node_cpus, cfg.plan_node_gpus, cfg.plan_hours)
+    sizing = size(todo, cfg.embedders, cfg.plan_node_cpus, cfg.plan_node_gpus, cfg.plan_hours,
+                  len(cfg.embed_signals))
     lines += [f"  resources: {_resources(cfg.ray_address)}", *sizing["lines"],
               f"  output: {out}/features/  {out}/errors/  {out}/runs/<run_id>.json"]
     return {"job": "extract", "clips": n_ids, "done": tally.skipped, "todo": todo, "retry": retry,
@@ -203,7 +204,7 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
         raise ConfigError(f"model: no model artifact at {cfg.model} (expected model.json)") from None
     task = task_from_definition(meta["task"]["definition"], cfg.extract.get("ontology"))
     model_id = str(meta.get("run_id") or cfg.model)
-    embedders = [g["name"] for g in meta["groups"] if g["name"] in EMBEDDERS]
+    embedding = extract_settings([g["name"] for g in meta["groups"]])
     head = (f"annotate (dry run): model {model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
             f"features {', '.join(g['name'] for g in meta['groups'])})")
     out = cfg.output.rstrip("/")
@@ -221,8 +222,7 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
                        f"{cfg.windows.hop_s or 'the window'} s), each file not yet annotated in windows by this model",
                  f"  output: {out}/window-annotations/  {out}/window-summaries/  {out}/runs/annotate-<run_id>.json"]
         return {"job": "annotate", "windows": cfg.windows.to_dict(), "output": out, "lines": lines}
-    ecfg = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features,
-                                     "embedders": embedders})
+    ecfg = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features, **embedding})
     ext = plan_extract(ecfg)
     annotated = annotated_ids(cfg.output, model_id)
     listed = job_manifest(ecfg).table["clip_id"].to_pylist()

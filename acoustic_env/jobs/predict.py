@@ -29,10 +29,11 @@ import pyarrow as pa
 from acoustic_env.audio.featurize import clip_note, clip_rows, featurize
 from acoustic_env.audio.manifest import AUDIO_EXTENSIONS, read_manifest
 from acoustic_env.audio.rows import redact_columns
-from acoustic_env.config import EMBEDDERS, ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
+from acoustic_env.config import ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
 from acoustic_env.jobs.preflight import IN_PROCESS_MAX, check_input, check_output
 from acoustic_env.learn.artifact import Model, load_model, top_classes
 from acoustic_env.storage import filesystem, join, read_json, read_parts, strip_protocol_keep
+from acoustic_env.table import extract_settings, source_of
 
 
 def input_rows(inputs: Sequence[str], audio_root: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -164,7 +165,13 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
 
     work = output or tempfile.mkdtemp(prefix="acoustic-env-predict-")
     groups = {g["name"]: g for g in m.meta["groups"]}
-    embedders = [g for g in groups if g in EMBEDDERS]
+    embedding = extract_settings(groups)  # the model's embedders, on the signals its columns are of
+    embedders = embedding["embedders"]
+    from acoustic_env.embedders.registry import get
+
+    taggers = [get(e) for e in embedders if get(e).scores_column]
+    if taggers and "raw" not in embedding["embed_signals"]:  # the tags are the raw signal's, as in-process
+        embedding["embed_signals"] = ("raw", *embedding["embed_signals"])
     # a list of files becomes a clip list for the job, outside the output: its URIs may hold secrets
     with tempfile.TemporaryDirectory(prefix="acoustic-env-predict-clips-") as tmp:
         if manifest is None:
@@ -172,17 +179,15 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
             with open(manifest, "w", encoding="utf-8") as fh:
                 fh.writelines(json.dumps({"clip_id": r["clip_id"], "uri": r["uri"]}) + "\n" for r in rows)
         extract(from_dict(ExtractConfig, {
-            "manifest": manifest, "output": work, "embedders": embedders, "weights_cache": weights_cache,
-            "allow_random_weights": any(groups[e].get("weights") == "random" for e in embedders),
+            "manifest": manifest, "output": work, **embedding, "weights_cache": weights_cache,
+            "allow_random_weights": any(g.get("weights") == "random" for name, g in groups.items()
+                                        if source_of(name) in embedders),
             "decode": decode.to_dict(), "features": features.to_dict()}))
     ids = [r["clip_id"] for r in rows]
     scored = {r["clip_id"]: r for r in m.predict_table(m.read_features(work, clip_ids=ids)).to_pylist()}
     errors = read_parts(join(work, "errors"), columns=["clip_id", "stage", "error_type", "message"])
     why = {} if errors is None else {r["clip_id"]: f"{r['stage']}/{r['error_type']}: {r['message']}"
                                      for r in errors.to_pylist()}
-    from acoustic_env.embedders.registry import get
-
-    taggers = [get(e) for e in embedders if get(e).scores_column]
     tags: dict[str, Any] = {}
     if taggers:
         t = read_parts(join(work, "features"), columns=["clip_id", taggers[0].scores_column])

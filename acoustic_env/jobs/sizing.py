@@ -25,16 +25,19 @@ EMBEDDER_GPU_S = {"vggish": 1 / 1601, "yamnet": 1 / 1388, "panns": 1 / 1671}
 
 
 def size(clips: int, embedders: tuple[str, ...] | list[str], node_cpus: int, node_gpus: int,
-         hours: float) -> dict[str, Any]:
-    """Nodes of ``node_cpus`` CPUs and ``node_gpus`` GPUs for ``clips`` clips in ``hours``; the figures and lines."""
+         hours: float, embed_signals: int = 1) -> dict[str, Any]:
+    """Nodes of ``node_cpus`` CPUs and ``node_gpus`` GPUs for ``clips`` clips in ``hours``; the figures and lines.
+
+    ``embed_signals``: the signals each embedder embeds (``--embed-signals``), each one pass over every clip.
+    """
     cpu_s = clips * CPU_S_PER_CLIP
     gpu_s = 0.0
     unmeasured = [e for e in embedders if e not in EMBEDDER_CPU_S]
     for name in (e for e in embedders if e in EMBEDDER_CPU_S):
         if node_gpus:
-            gpu_s += clips * EMBEDDER_GPU_S[name]
+            gpu_s += clips * embed_signals * EMBEDDER_GPU_S[name]
         else:
-            cpu_s += clips * EMBEDDER_CPU_S[name]
+            cpu_s += clips * embed_signals * EMBEDDER_CPU_S[name]
     budget_s = hours * 3600
     nodes = max(1, math.ceil(cpu_s / (node_cpus * budget_s)),
                 math.ceil(gpu_s / (node_gpus * budget_s)) if node_gpus else 1)

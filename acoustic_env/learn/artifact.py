@@ -44,6 +44,7 @@ from acoustic_env.table import (
     FeatureSet,
     GroupInfo,
     read_features,
+    source_of,
     vectors_to_numpy,
 )
 
@@ -189,13 +190,23 @@ class Model:
     def feature_plan(self) -> tuple[dict[str, str], list[Any], dict[str, int]]:
         """What scoring raw audio computes: (embedder -> weights id, tagger specs, column -> width).
 
-        The columns are the model's groups plus the first tagger's class scores (for the
-        tags shown beside the prediction); ``predict_files`` and the live service share it.
+        The columns are the model's groups plus the first tagger's class scores of the raw
+        signal (for the tags shown beside the prediction); ``predict_files`` and the live
+        service share it. An embedder's columns of the separated signals (``yamnet_fg``) need
+        it too: which signals it embeds follows from the columns
+        (:func:`acoustic_env.audio.featurize.batch_outputs`).
         """
         from acoustic_env.config import EMBEDDERS
         from acoustic_env.embedders.registry import get
 
-        embedders = {g["name"]: g.get("weights") or "random" for g in self.meta["groups"] if g["name"] in EMBEDDERS}
+        embedders: dict[str, str] = {}
+        for g in self.meta["groups"]:
+            name, weights = source_of(g["name"]), g.get("weights") or RANDOM
+            if name not in EMBEDDERS:
+                continue
+            if embedders.setdefault(name, weights) != weights:
+                raise ConfigError(f"model: its columns of embedder {name} were computed with different weights "
+                                  f"({embedders[name]}, {weights}); one process cannot compute both")
         taggers = [get(e) for e in embedders if get(e).scores_column]
         columns = {g["name"]: g["dim"] for g in self.meta["groups"]}
         columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})

@@ -31,13 +31,17 @@ from acoustic_env.features.torch import spectral as torch_spectral
 
 
 def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, device: str,
-                   embedders: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+                   embedders: Mapping[str, Any] | None = None,
+                   separated: dict[str, list[np.ndarray | None]] | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Feature matrices ``<stage>_<signal>`` [clips, width] (float32) and ``nonfinite_features`` [clips].
 
     Also the wall seconds per stage (every one of ``STAGES``, the device synchronised
     at each stage's end so the time is the stage's), for the whole batch; with
     ``embedders`` (name → loaded ``Embedder``), their columns per signal and
-    ``embed_<name>`` seconds.
+    ``embed_<name>`` seconds. ``separated``: a dict that receives ``fg`` and ``bg``, each a
+    list of one float32 array per clip (the separation then runs whatever ``params.signals``),
+    for embedders that run elsewhere (the extract's embedder actors).
     """
     dev = torch.device(device)
     seconds = dict.fromkeys(STAGES, 0.0)
@@ -47,8 +51,13 @@ def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, 
         x = torch.from_numpy(np.stack([np.asarray(clips[i], dtype=np.float32) for i in rows])).to(dev)
         with _timed(seconds, "separate", dev):
             signals = {"raw": x}
-            if {"fg", "bg"} & set(params.signals):
+            if {"fg", "bg"} & set(params.signals) or separated is not None:
                 signals["fg"], signals["bg"] = torch_separation.separate(x, sr, params)
+        for name in () if separated is None else ("fg", "bg"):
+            host = signals[name].cpu().numpy().astype(np.float32, copy=False)
+            per_clip = separated.setdefault(name, [None] * len(clips))
+            for j, i in enumerate(rows):
+                per_clip[i] = host[j]
         for name in params.signals:
             for stage, vec in _signal_features(signals[name], sr, params, seconds, dev):
                 with np.errstate(over="ignore"):

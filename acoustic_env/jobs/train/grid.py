@@ -15,9 +15,10 @@ figure is the best of the cells on the same folds, so it is optimistic by
 that choice; the report says so.
 
 Signal sets name the signals a cell uses; an embedder's column for a signal is
-``embedding_column``: today extract embeds the raw signal only (column
-``panns``), and a table with per-signal embeddings (``panns_fg``) makes the
-other signal sets available without a change here.
+``embedding_column`` (:mod:`acoustic_env.table`'s rule): ``panns`` for the raw
+signal, ``panns_fg`` and ``panns_bg`` for the separated ones, which extract
+writes when asked (``--embed-signals raw,fg,bg``); without them only the raw
+cells of an embedder can run.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from acoustic_env.config import SIGNALS, ConfigError
 from acoustic_env.learn.cv import CVResult
-from acoustic_env.table import FeatureSet
+from acoustic_env.table import FeatureSet, embedding_column
 
 NONE = "none"
 #: The hand-made sources of every cell (``--feature-groups`` replaces them): the study's indices and MPS.
@@ -48,11 +49,6 @@ class Cell:
     @property
     def name(self) -> str:
         return f"{self.embedder} x {self.signals}"
-
-
-def embedding_column(embedder: str, signal: str) -> str:
-    """The table column of ``embedder``'s embeddings of ``signal`` (the raw signal's keeps the embedder's name)."""
-    return embedder if signal == "raw" else f"{embedder}_{signal}"
 
 
 def cells(embedders: Sequence[str], signal_sets: Sequence[str], sources: Sequence[str]) -> list[Cell]:
