@@ -90,19 +90,6 @@ def test_the_python_api_in_a_notebook_announces_no_ray_default(clips, tmp_path):
     assert len(finals) == 1, r.stderr  # the last progress line, once
 
 
-def test_train_search_console_is_quiet(tmp_path):
-    """Two trials under ASHA (one may be stopped early): no Tune/Train block, no warning, a few lines."""
-    table = write_features(synthetic_table(90, seed=3), str(tmp_path / "t"))
-    r = run("train", "--features", table, "--output", str(tmp_path / "m"), "--trials", "2", "--cv-folds", "0",
-            "--baselines", "", "--no-ablations", "--shap-samples", "0", "--max-rounds", "4", "--grace-rounds", "1",
-            "--steps-per-round", "5", "--feature-groups", "indices", cwd=tmp_path)
-    assert r.returncode == 0, console(r)
-    text = console(r)
-    assert not NOISE.search(text), text
-    assert len(text.splitlines()) <= 12, text
-    assert "search: 2 trial(s)" in text and (tmp_path / "m" / "model" / "model.json").is_file()
-
-
 def test_a_real_failure_is_one_line_and_the_log_path(tmp_path):
     table = Path(write_features(synthetic_table(30, seed=3), str(tmp_path / "t")))
     (table / "features" / "part-zz-damaged.parquet").write_bytes(b"PAR1" + b"\0" * 64)

@@ -262,16 +262,24 @@ def test_trials_in_flight_fit_the_cluster(cluster, workers, max_concurrent):
 # --- end to end (Ray) ----------------------------------------------------------------
 
 @pytest.mark.slow
-def test_train_end_to_end_with_search(ray_session, tmp_path):
+def test_train_end_to_end_with_search(tmp_path):
+    """The command as a user runs it (its own local Ray): a two-trial Tune search under ASHA, the baselines,
+    ablations and SHAP; the console holds the tool's few lines only (no Tune/Train block, no warning)."""
+    from test_console import NOISE
+
     features = write_features(synthetic_table(180, seed=5, separation=0.4), str(tmp_path / "extract"), n_parts=3)
     estimate = tmp_path / "label_accuracy.json"
     estimate.write_text(json.dumps({"method": "wilson", "sample": "random",
                                     "overall": {"accuracy": 0.9, "low": 0.84, "high": 0.94, "n": 120}, "per_class": {}}))
     out = tmp_path / "train"
-    code = main(["train", "--features", features, "--output", str(out), "--cv-folds", "0", "--trials", "2", "--max-rounds", "4",
-                 "--grace-rounds", "1", "--steps-per-round", "10", "--shap-samples", "12", "--signals", "raw,fg",
-                 "--label-accuracy", str(estimate), "--no-progress"])
-    assert code == 0
+    r = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "train", "--features", features, "--output", str(out),
+                        "--cv-folds", "0", "--trials", "2", "--max-rounds", "4", "--grace-rounds", "1",
+                        "--steps-per-round", "10", "--shap-samples", "12", "--signals", "raw,fg",
+                        "--label-accuracy", str(estimate)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    text = r.stdout + r.stderr
+    assert r.returncode == 0, text
+    assert not NOISE.search(text), text
+    assert len(text.splitlines()) <= 16 and "search: 2 trial(s)" in text, text
     record = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert record["status"] == "completed" and record["counts"]["leaking_groups"] == 0
     assert record["counts"]["excluded_columns"] == {f"{s}_bg": SIGNAL_REASON for s in ("indices", "spectral", "mps")}
