@@ -155,6 +155,7 @@ def test_table_metadata_says_what_each_model_does(tmp_path: Path) -> None:
 # --- a new embedder, end to end --------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("pickled_by_value")
 def test_a_registered_embedder_goes_through_extract_train_and_audit(ray_session, tiny: EmbedderSpec,
                                                                     tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ def reference(clips) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return out
 
 
+@pytest.mark.slow
 def test_fast_is_the_default_and_dispatches():
     assert FeatureParams().impl == "fast"
     x = synthetic_clips()["short_0.5s"]

@@ -51,6 +51,7 @@ def demo(tmp_path_factory):
     return generate_demo(tmp_path_factory.mktemp("demo"), n_clips=14, seed=3, duration_s=2.0, n_broken=6)
 
 
+@pytest.mark.slow
 def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp_path):
     out = tmp_path / "out"
     record = extract(config(demo, out))
@@ -93,6 +94,7 @@ def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp
     assert set(table["orig_sample_rate"].to_pylist()) == rates
 
 
+@pytest.mark.slow
 def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path, capfd):
     out = tmp_path / "out"
     first = extract(config(demo, out))
@@ -119,6 +121,7 @@ def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path, capfd
     assert len(list((out / "runs").glob("*.json"))) == 3
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_with_every_clip_exactly_once(ray_session, tmp_path):
     demo = generate_demo(tmp_path / "demo", n_clips=20, seed=5, duration_s=2.0, n_broken=2)
     out = tmp_path / "out"
@@ -188,6 +191,7 @@ def test_cli_config_file_field_errors(tmp_path):
     assert out.returncode == 2 and out.stderr.startswith("acoustic-env: error: features.maad_flim_mid:")
 
 
+@pytest.mark.slow
 def test_embedders_write_their_columns_with_provenance(ray_session, tmp_path):
     """All three embedders in one pass: columns, widths, and where their weights came from."""
     from acoustic_env.embedders.vggish import SPEC

@@ -79,6 +79,7 @@ def test_predict_files_equals_annotate_and_keeps_the_broken_file(world, tmp_path
         assert len(r["tags"]) == 3 and all(t.rsplit(" ", 1)[1].replace(".", "").isdigit() for t in r["tags"])
 
 
+@pytest.mark.slow
 def test_many_clips_go_through_extract_with_the_same_result(world, tmp_path):
     data, out, model, cache = world
     in_process = predict([str(data.audio_dir)], str(model), weights_cache=str(cache))

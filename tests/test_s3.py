@@ -23,6 +23,7 @@ from acoustic_env.demo.synth import generate_demo
 from acoustic_env.jobs.extract import extract
 
 
+@pytest.mark.slow
 def test_s3_round_trip(ray_session, s3_endpoint, tmp_path):
     fs = s3fs.S3FileSystem()
     fs.mkdir("acoustic-in")
