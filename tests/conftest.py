@@ -195,3 +195,33 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section(f"not marked slow, over {FAST_LIMIT_S:g} s")
         for nodeid, seconds in sorted(_unmarked_slow, key=lambda x: -x[1]):
             terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
+
+
+# ----------------------------------------------------------------------------- parallel runs (pytest-xdist)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
+def pytest_collection_modifyitems(config, items: list[pytest.Item]) -> None:
+    """For ``-n N --dist loadgroup`` (make test): a module's tests run in one process, in order, so its
+    module-scoped fixtures are built once; modules that read the same session world (tests/worlds.py) run
+    in one process, so that the world is built once. The groups with the most slow tests go first: the
+    processes then finish close together instead of one waiting on a long group that started last."""
+    parent = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    for item in items:
+        module = root(item.module.__name__)
+        for name in item.fixturenames:
+            defs = item._fixtureinfo.name2fixturedefs.get(name)
+            if defs and defs[-1].scope == "session" and defs[-1].func.__module__ == "worlds":
+                parent[root(f"world:{name}")] = module
+    slow = {}
+    for item in items:
+        group = root(item.module.__name__)
+        item.add_marker(pytest.mark.xdist_group(group.rsplit(".", 1)[-1]))
+        slow[group] = slow.get(group, 0) + ("slow" in item.keywords)
+    items.sort(key=lambda item: -slow[root(item.module.__name__)])  # stable: each module keeps its order

@@ -7,6 +7,7 @@ prints from C++) exactly as it does for a user, and reads what reached the conso
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from acoustic_env.demo.synth import generate_demo
 from acoustic_env.demo.tables import synthetic_table, write_features
+from worlds import choosing_commands
 
 pytestmark = pytest.mark.slow
 
@@ -109,11 +111,14 @@ def makefile_demo() -> list[str]:
     return m.group(1).split()
 
 
-def test_the_demo_is_quiet_and_its_audit_finds_the_flipped_labels(tmp_path):
+def test_the_demo_is_quiet_and_its_audit_finds_the_flipped_labels(demo_run):
     """``make demo``'s command as written, on a smaller set (``--clips``, ``--duration``): generate →
     extract (three embedders, random weights, six broken files) → train → audit, on a local Ray.
-    The audit is scored against the generator's truth: flip detection, end to end from audio."""
-    r = run(*makefile_demo(), "--clips", str(DEMO_CLIPS), "--duration", "2", cwd=tmp_path)
+    The audit is scored against the generator's truth: flip detection, end to end from audio.
+    The run is the session's one demo (the "Choosing a model" page's first command, which is this one)."""
+    argv = shlex.split(choosing_commands()[0])[1:]
+    assert argv == [*makefile_demo()[:1], "--clips", str(DEMO_CLIPS), "--duration", "2", *makefile_demo()[1:]], argv
+    cwd, r = demo_run
     assert r.returncode == 0, console(r)
     text = console(r)
     lines = text.splitlines()
@@ -127,4 +132,4 @@ def test_the_demo_is_quiet_and_its_audit_finds_the_flipped_labels(tmp_path):
     assert found, text
     flipped, precision, recall = int(found.group(1)), float(found.group(2)), float(found.group(3))
     assert flipped >= 3 and precision >= AUDIT_FLOORS["precision"] and recall >= AUDIT_FLOORS["recall"], found.group(0)
-    assert (tmp_path / "demo-output" / "train" / "model" / "model.json").is_file()
+    assert (cwd / "demo-output" / "train" / "model" / "model.json").is_file()

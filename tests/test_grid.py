@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
-import sys
 from pathlib import Path
 
 import documentation
@@ -17,6 +14,7 @@ from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.train.grid import cells, check_columns, compare, embedding_column
 from acoustic_env.learn.cv import CVResult
 from acoustic_env.table import read_features
+from worlds import choosing_commands, shell_env
 
 
 def test_cells_pair_each_embedder_with_the_indices_and_mps_of_the_same_signals():
@@ -95,19 +93,16 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_readme_walkthrough_runs_as_written(tmp_path):
-    """The "Choosing a model" page's commands, in order (acoustic-env demo, then acoustic-env train --grid)."""
-    section = documentation.section("Choosing a model: the grid")
-    assert len(section.strip().splitlines()) <= 30
-    commands = [c.replace("\\\n", " ") for b in re.findall(r"```sh\n(.*?)```", section, re.S)
-                for c in re.split(r"(?<!\\)\n", b.strip())]
-    assert [c.split()[1] for c in commands] == ["demo", "train"] and "--grid" in commands[1]
-    root = str(Path(__file__).resolve().parents[1])  # this checkout's package, whichever one is installed
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    for command in commands:
-        r = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
-        assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, f"{command}\n{r.stdout}\n{r.stderr}"
+def test_the_readme_walkthrough_runs_as_written(demo_run):
+    """The "Choosing a model" page's commands, in order: its ``acoustic-env demo`` (the session's one demo
+    run), then ``acoustic-env train --grid`` on that demo's table, as written."""
+    assert len(documentation.section("Choosing a model: the grid").strip().splitlines()) <= 30
+    demo, train_grid = choosing_commands()
+    assert demo.split()[1] == "demo" and train_grid.split()[1] == "train" and "--grid" in train_grid
+    cwd, made = demo_run
+    assert made.returncode == 0, made.stdout + made.stderr
+    r = subprocess.run(train_grid, shell=True, cwd=cwd, env=shell_env(), capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, f"{train_grid}\n{r.stdout}\n{r.stderr}"
     assert "<- winner, saved" in r.stdout and "grid: 4 cells in" in r.stdout
-    assert (tmp_path / "grid-demo" / "grid" / "model" / "model.json").is_file()
-    assert (tmp_path / "grid-demo" / "grid" / "report" / "grid.png").is_file()
+    assert (cwd / "demo-output" / "grid" / "model" / "model.json").is_file()
+    assert (cwd / "demo-output" / "grid" / "report" / "grid.png").is_file()

@@ -1,4 +1,4 @@
-"""The soak benchmark at smoke size: 200 clips, good and every bad kind, one SIGKILL of the
+"""The soak benchmark at smoke size: 100 clips, good and every bad kind, one SIGKILL of the
 driver mid-run, then a resume; every clip exactly once with its expected error type.
 
 The full run (10,000 clips, plus a Ray worker kill) is ``python benchmarks/soak.py`` and its
@@ -17,10 +17,13 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 import soak  # noqa: E402 - benchmarks/soak.py
 
+#: enough for every bad kind (13 bad clips) and a kill that lands mid-run
+SMOKE_CLIPS = 100
+
 
 @pytest.mark.slow
 def test_soak_smoke_every_clip_once_after_a_driver_kill(tmp_path):
-    res = soak.soak(200, tmp_path, batch_size=2, write_batch_size=4, kill_driver_at=0.3, worker_kill=False,
+    res = soak.soak(SMOKE_CLIPS, tmp_path, batch_size=2, write_batch_size=4, kill_driver_at=0.3, worker_kill=False,
                     extra_args=["--signals", "raw"], timeout_s=900)
     first, *rest = res["runs"]
     v = res["verify"]
@@ -29,7 +32,7 @@ def test_soak_smoke_every_clip_once_after_a_driver_kill(tmp_path):
     # the resume completes (a try that Ray could not start on a loaded machine is repeated, recorded)
     assert rest and rest[-1]["rc"] == 0, [r["stderr_tail"] for r in rest]
     assert v["n_problems"] == 0, v["problems"]
-    assert v["features"] + v["errors"] == v["expected"] == 200  # a duplicate keeps a row of its own id
+    assert v["features"] + v["errors"] == v["expected"] == SMOKE_CLIPS  # a duplicate keeps a row of its own id
     # every bad kind was present and ended as its type (verify() compares each clip with its expectation)
     assert set(v["by_kind"]) == {"good", *soak.BAD_KINDS}
     assert res["last_record_status"] == "completed"

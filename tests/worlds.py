@@ -142,6 +142,35 @@ def clips_model(ray_session, tmp_path_factory):
     return data, out, model, cache
 
 
+# ----------------------------------------------------------------------------- the demo, run once
+
+
+def choosing_commands() -> list[str]:
+    """The shell commands of the "Choosing a model" page, in order (a ``\\`` line break joined)."""
+    text = section("Choosing a model: the grid")
+    return [c.replace("\\\n", " ") for b in re.findall(r"```sh\n(.*?)```", text, re.S)
+            for c in re.split(r"(?<!\\)\n", b.strip())]
+
+
+def shell_env() -> dict[str, str]:
+    """The environment a user's shell has after ``source .venv/bin/activate``, on this checkout's package."""
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's package, whichever one is installed
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """(the working directory, the finished process) of ``acoustic-env demo`` as the "Choosing a model"
+    page writes it: ``make demo``'s command with a size (tests/test_console.py holds the two together).
+    Generate → extract (three embedders, random weights, six broken files) → train → audit, on its own
+    local Ray; the console test reads its output, the grid walk-through trains on its table."""
+    cwd = tmp_path_factory.mktemp("demo_run")
+    r = subprocess.run(choosing_commands()[0], shell=True, cwd=cwd, env=shell_env(), capture_output=True,
+                       text=True, timeout=1800)
+    return cwd, r
+
+
 # ----------------------------------------------------------------------------- the running service
 
 #: the service's limits: small, so that the tests can cross them cheaply
