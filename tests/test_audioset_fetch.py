@@ -31,6 +31,7 @@ import soundfile as sf
 
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audioset.fetch import Downloader, fetch_segment
 from acoustic_env.config import DecodeParams, from_dict
 from acoustic_env.config.audioset import FetchConfig
 from acoustic_env.jobs.fetch import fetch
@@ -180,6 +181,49 @@ def test_retry_failed_tries_the_failures_again(ray_session, media, tmp_path):
     assert all(media.served[y] == 1 for y in GOOD)
 
 
+#: Stand-ins for yt-dlp and ffmpeg, put first on PATH: each checks the arguments the default
+#: command gives it and does its part with real audio files.
+YT_DLP = textwrap.dedent('''
+    import sys
+    import numpy as np, soundfile as sf
+    args = sys.argv[1:]
+    assert args[args.index("--format") + 1] == "bestaudio", args
+    template, url = args[args.index("--output") + 1], args[-1]
+    assert template.endswith("/source.%(ext)s") and url.endswith("?v=vidgood0001"), args
+    sf.write(template.replace("%(ext)s", "webm"), np.random.default_rng(1).uniform(-0.5, 0.5, 60 * 8000), 8000,
+             format="WAV", subtype="FLOAT")
+''')
+FFMPEG = textwrap.dedent('''
+    import sys
+    import soundfile as sf
+    args = sys.argv[1:]
+    start, duration, source, out = (float(args[args.index("-ss") + 1]), float(args[args.index("-t") + 1]),
+                                    args[args.index("-i") + 1], args[-1])
+    assert source.endswith("/source.webm"), args  # the shell expanded source.*
+    info = sf.info(source)
+    x, sr = sf.read(source, start=round(start * info.samplerate), frames=round(duration * info.samplerate))
+    sf.write(out, x, sr)  # the format of out's extension, as ffmpeg chooses
+''')
+
+
+def test_the_default_downloader_runs_yt_dlp_then_ffmpeg(tmp_path, monkeypatch):
+    """The default command, rendered as a fetch renders it, run by /bin/sh with stand-ins for both tools."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("yt-dlp", YT_DLP), ("ffmpeg", FFMPEG)):
+        (bin_dir / name).write_text(f"#!{sys.executable}\n{body}")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cfg = from_dict(FetchConfig, {"segments": str(tmp_path / "s.csv"), "output": str(tmp_path / "out")})
+    downloader = Downloader(cfg.downloader, cfg.url_template, cfg.clip_format, cfg.timeout_s)
+    segment = {"YTID": "vidgood0001", "start_s": 20.0, "end_s": 30.0, "clip_id": "vidgood0001_20000"}
+    row = fetch_segment(segment, downloader, str(tmp_path / "out" / "audio"))
+    assert row["ok"], row
+    clip, sr = sf.read(tmp_path / "out" / "audio" / "vidgood0001_20000.flac", dtype="float32")
+    expected = np.random.default_rng(1).uniform(-0.5, 0.5, 60 * 8000)[20 * 8000:30 * 8000]
+    assert sr == 8000 and row["duration_s"] == 10.0 and np.allclose(clip, expected, atol=2 ** -14)
+
+
 def test_bad_downloader_template_is_one_line(tmp_path, media, capsys):
     from acoustic_env.cli import main
 
@@ -188,7 +232,9 @@ def test_bad_downloader_template_is_one_line(tmp_path, media, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none.csv: segment list not found" in err[0], err
     for template, message in (("curl {url} -o {clip}", "downloader: unknown placeholder(s) ['clip']"),
-                              ("curl {url}", "downloader: must write the clip to {out}")):
+                              ("curl {url}", "downloader: must write the clip to {out}"),
+                              ("yt-dlp -o {tmp}/x.%(ext)s {url} && cp {tmp}/x.* {out}",
+                               "downloader: not a valid /bin/sh command")):
         assert main(["audioset", "fetch", "--segments", cfg["segments"], "--output", cfg["output"],
                      "--downloader", template]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from test_audit_support import NATURAL, URBAN, make_table
 
-from acoustic_env.audio.manifest import read_audioset_csv
+from acoustic_env.audio.manifest import read_manifest
+from acoustic_env.audioset.segments import read_segments
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, from_dict
 from acoustic_env.jobs.audit.job import run_audit
@@ -69,15 +70,18 @@ def test_rescored_list_holds_scores_flags_settled_labels_and_accuracy(audited, t
                  "--output", str(out)]) == 0
     assert "reviewed" in capsys.readouterr().out
 
-    # the published four fields read by the segment-list reader; every field by pandas
-    first4 = list(read_audioset_csv_first4(out))
+    # the published four fields read by the project's segment-list readers (sample and fetch's; extract's),
+    # the file as written; every field by pandas
+    first4 = pa.concat_tables(read_segments(str(out))).to_pylist()
+    manifest = read_manifest(str(out), audio_root=str(tmp_path / "audio")).table.to_pylist()
+    assert [m["clip_id"] for m in manifest] == [s["clip_id"] for s in first4]
+    assert [m["labels"] for m in manifest] == [s["labels"] for s in first4]
     table = pd.read_csv(out, comment="#", skipinitialspace=True, names=list(COLUMNS), keep_default_na=False)
     assert len(table) == len(rows) == len(first4)
     by_id = {r["clip_id"]: r for r in rows}
     for rec, seg in zip(table.to_dict("records"), first4):
-        clip_id = f"{rec['YTID']}_{int(round(rec['start_seconds'] * 1000))}"
-        audit_row = by_id[clip_id]
-        assert seg["labels"] == audit_row["labels"]
+        audit_row = by_id[seg["clip_id"]]
+        assert seg["YTID"] == rec["YTID"] and seg["labels"] == audit_row["labels"]
         assert rec["given_class"] == ";".join(audit_row["given_labels"])
         assert rec["score"] == pytest.approx(audit_row["label_quality"], abs=1e-4)
         assert rec["suspected"] == int(audit_row["flagged"])
@@ -100,20 +104,6 @@ def test_rescored_list_holds_scores_flags_settled_labels_and_accuracy(audited, t
     assert header[1].startswith("# Label accuracy, review of a random sample") and "urban" in header[1]
 
 
-def read_audioset_csv_first4(path):
-    """The segment-list reader on the first four fields of each line (the published format's)."""
-    trimmed = path.with_suffix(".four.csv")
-    lines = []
-    for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            lines.append(line)
-            continue
-        head, labels, _ = line.split('"', 2)
-        lines.append(f'{head}"{labels}"')
-    trimmed.write_text("\n".join(lines) + "\n")
-    return read_audioset_csv(str(trimmed))
-
-
 def test_without_verdicts_the_list_has_the_model_estimate_only(audited, tmp_path):
     audit_dir, _, _ = audited
     out = tmp_path / "rescored.csv"
@@ -127,3 +117,17 @@ def test_not_an_audit_is_one_line(tmp_path, capsys):
     assert main(["audioset", "rescore", "--audit", str(tmp_path), "--output", str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no audit.parquet in" in err[0]
+
+
+def test_segment_list_readers_take_four_fields_and_ignore_the_rest(tmp_path):
+    """Both readers (sample and fetch's, extract's) on rows with and without columns after the labels."""
+    path = tmp_path / "list.csv"
+    path.write_text('# YTID, start_seconds, end_seconds, positive_labels, more\n'
+                    'vidA, 0.000, 10.000, "/m/09x0r,/m/04rlf"\n'
+                    'vidB, 10.000, 20.000, "/m/0jbk", speech, 0.1250, 1, "a,b", wrong, "x,""y"""\n'
+                    'vidC, 20.000, 30.000, /m/07yv9, vehicle\n')
+    expected = [["/m/09x0r", "/m/04rlf"], ["/m/0jbk"], ["/m/07yv9"]]
+    assert pa.concat_tables(read_segments(str(path)))["labels"].to_pylist() == expected
+    manifest = read_manifest(str(path), audio_root=str(tmp_path)).table
+    assert manifest["labels"].to_pylist() == expected
+    assert manifest["clip_id"].to_pylist() == ["vidA_0", "vidB_10000", "vidC_20000"]

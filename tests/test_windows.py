@@ -217,7 +217,11 @@ def test_python_api(world):
 
 @pytest.mark.slow
 def test_an_hour_in_bounded_memory(world, tmp_path):
-    """An hour at 16 kHz (230 MB as float32) gives windows at the right times while far less is ever allocated."""
+    """An hour at 16 kHz (230 MB as float32) gives windows at the right times while far less is ever allocated.
+
+    Through the public Python API (``ae.predict_windows``, what a user calls), which the CLI
+    and the service share the window reading with.
+    """
     hour = tmp_path / "hour.wav"
     minute = np.tile(np.concatenate([_sound(False, seed=1), _sound(True, seed=2)]), 15)  # hum at 0, 4, ... s
     with sf.SoundFile(hour, "w", SR, 1, "PCM_16") as f:
@@ -226,7 +230,7 @@ def test_an_hour_in_bounded_memory(world, tmp_path):
             f.write(minute[2 * SR: 32 * SR])
     tracemalloc.start()
     try:
-        result = predict_windows([str(hour)], world["model"], window=WindowParams(windows=True, hop_s=30.0))
+        result = ae.predict_windows(str(hour), world["model"], hop_s=30.0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

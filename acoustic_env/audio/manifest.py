@@ -118,15 +118,19 @@ CHUNK = 16_384
 
 
 def read_audioset_csv(uri: str) -> Iterator[dict[str, Any]]:
-    """Parse an AudioSet segment list: ``#`` comment lines, then 4 fields per row (rows yielded one by one)."""
+    """Parse an AudioSet segment list: ``#`` comment lines, then 4 fields per row (rows yielded one by one).
+
+    Fields after the fourth are ignored (a rescored label list adds six), as
+    ``acoustic_env.audioset.segments.read_segments`` ignores them.
+    """
     with _open(uri, "rt", encoding="utf-8-sig") as fh:
         reader = csv.reader((line for line in fh if not line.startswith("#") and line.strip()),
                             skipinitialspace=True)
         for n, fields in enumerate(reader, start=1):
-            if len(fields) != 4:
+            if len(fields) < 4:
                 raise ManifestError(f"{uri}: data row {n} has {len(fields)} fields, expected 4 "
                                     "(YTID, start_seconds, end_seconds, \"labels\")")
-            ytid, start, end, labels = fields
+            ytid, start, end, labels = fields[:4]
             try:
                 start_s, end_s = float(start), float(end)
             except ValueError:

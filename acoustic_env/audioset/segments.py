@@ -8,6 +8,11 @@ the label list. So Arrow reads whole lines (``pyarrow.csv`` streaming, one colum
 quoting: fast and in bounded memory) and Arrow compute splits them at the first three
 commas: no Python per row, which is what lets a sample of the 2-million-row list take
 seconds. ``acoustic_env.audio.manifest`` reads the same format row by row for extract.
+
+Both readers read the first four fields of a row and ignore any after them, so a list
+with more columns, such as the rescored label list of ``audioset rescore``
+(:mod:`acoustic_env.jobs.audit.rescored`), reads as the segment list of its clips with
+their labels as given.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from acoustic_env.storage import filesystem, is_local, transport_failure
 #: Columns of a batch: ``row`` counts data rows from 1 (what an error message names).
 SEGMENT_SCHEMA = pa.schema([("row", pa.int64()), ("YTID", pa.string()), ("start_s", pa.float64()),
                             ("end_s", pa.float64()), ("labels", pa.list_(pa.string())), ("clip_id", pa.string())])
+#: The labels in the rest of a line after its third comma: the quoted field (a closing quote
+#: missing: the rest), else up to the next comma; what follows (a rescored list's columns) is not read.
+LABELS_FIELD = r'^(?:"([^"]*)"?|([^,]*)).*$'
 BLOCK_BYTES = 1 << 20  # ~20 thousand rows a batch: tens of MB of driver memory, whatever the list's length
 
 
@@ -69,13 +77,27 @@ def read_segments(uri: str) -> Iterator[pa.Table]:
                                 f"(YTID, start_seconds, end_seconds, \"labels\"): {lines[k].as_py()!r}")
         part = [pc.utf8_trim_whitespace(pc.list_element(fields, i)) for i in range(4)]
         start, end = (_seconds(part[i], uri, row, name) for i, name in ((1, "start_seconds"), (2, "end_seconds")))
-        labels = pc.split_pattern(pc.utf8_trim(part[3], "\" "), ",")
+        labels = pc.split_pattern(_labels_text(part[3]), ",")
         flat = pc.utf8_trim_whitespace(pc.list_flatten(labels))
         labels = pa.ListArray.from_arrays(labels.offsets, flat)
         labels = pa.ListArray.from_arrays(*_drop_empty(labels))
         ids = clip_ids(part[0], start) if pc.all(pc.is_finite(start)).as_py() else _ids_allowing_bad(part[0], start)
         yield pa.table([rows, part[0], start, end, labels, ids], schema=SEGMENT_SCHEMA)
         row += n
+
+
+def _labels_text(rest: pa.Array) -> pa.Array:
+    """The labels field's text, unquoted, from the rest of each line after its third comma.
+
+    A published list's rest is exactly one quoted field: trimming its quotes is the fast
+    path (a regex costs seconds over 2 million rows); any other rest, such as a rescored
+    list's labels followed by its six columns, goes through ``LABELS_FIELD``.
+    """
+    one_quoted = pc.and_(pc.and_(pc.starts_with(rest, '"'), pc.ends_with(rest, '"')),
+                         pc.equal(pc.count_substring(rest, '"'), 2))
+    if pc.all(one_quoted).as_py():
+        return pc.utf8_trim(rest, '"')
+    return pc.replace_substring_regex(rest, LABELS_FIELD, r"\1\2")
 
 
 def _seconds(text: pa.Array, uri: str, row: int, name: str) -> pa.Array:

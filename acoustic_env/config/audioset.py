@@ -8,6 +8,7 @@ errors work as on every other command.
 from __future__ import annotations
 
 import string
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,13 @@ from acoustic_env.config.schema import ConfigError, Section, option, require
 #: The downloader the fetch job runs per segment when none is configured: yt-dlp fetches the
 #: video's best audio stream, ffmpeg cuts the segment (both the user's to install, and to use
 #: under YouTube's terms). ``{url}``, ``{start}``, ``{end}``, ``{duration}``, ``{out}``,
-#: ``{ytid}`` and ``{tmp}`` are filled in per segment; ``{out}`` must be written.
+#: ``{ytid}`` and ``{tmp}`` are filled in per segment, each shell-quoted; ``{out}`` must be
+#: written (ffmpeg encodes by its extension, ``clip_format``). yt-dlp's own ``%(ext)s`` is
+#: quoted here: a bare ``(`` is a shell syntax error.
 DEFAULT_DOWNLOADER = (
     "yt-dlp --quiet --no-warnings --no-playlist --format bestaudio "
-    "--output {tmp}/source.%(ext)s {url} && "
-    "ffmpeg -nostdin -loglevel error -y -ss {start} -t {duration} -i {tmp}/source.* -vn -ac 1 -c:a flac {out}"
+    "--output {tmp}/'source.%(ext)s' {url} && "
+    "ffmpeg -nostdin -loglevel error -y -ss {start} -t {duration} -i {tmp}/source.* -vn -ac 1 {out}"
 )
 URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
 PLACEHOLDERS = ("url", "ytid", "start", "end", "duration", "out", "tmp")
@@ -117,6 +120,21 @@ class FetchConfig(Section):
         require(not unknown, "downloader", f"unknown placeholder(s) {unknown} (known: {', '.join(PLACEHOLDERS)})",
                 self.downloader)
         require("out" in names, "downloader", "must write the clip to {out}", self.downloader)
+        syntax = _shell_syntax_error(self.downloader.format(**dict.fromkeys(PLACEHOLDERS, "x")))
+        require(not syntax, "downloader", f"not a valid /bin/sh command ({syntax}); quote what the shell "
+                                          "must not read, e.g. '%(ext)s'", self.downloader)
+
+
+def _shell_syntax_error(command: str) -> str | None:
+    """/bin/sh's complaint about the command's syntax (``sh -n``: parsed, not run), or None.
+
+    Checked before any download: a template the shell cannot parse would otherwise fail
+    every segment, each one recorded as ``unavailable``.
+    """
+    proc = subprocess.run(["/bin/sh", "-n", "-c", command], capture_output=True, text=True, timeout=10)
+    if proc.returncode == 0:
+        return None
+    return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,11 @@ interval, from two sources, never mixed: the review of the *random* sample
 default; the suspects say how precise the flags are, not how accurate the labels are,
 so they are not used), and confident learning's estimate (``1 −`` the estimated share of
 wrong labels, with its group-bootstrap interval). ``<name>.accuracy.json`` holds both.
-The rows are the audit's clips, most suspect first. Any reader of the segment lists
-that stops at the fourth field reads the file as a segment list; pandas reads all of it
-with ``pd.read_csv(path, comment="#", skipinitialspace=True, names=COLUMNS)``.
+The rows are the audit's clips, most suspect first. The project's segment-list readers
+(``audioset sample`` and ``fetch``, ``extract --manifest``) take the first four fields of a
+row and ignore the rest, so the file is also the segment list of the audit's clips with
+their labels as given; pandas reads all of it with
+``pd.read_csv(path, comment="#", skipinitialspace=True, names=COLUMNS)``.
 """
 
 from __future__ import annotations
