@@ -142,6 +142,45 @@ def test_serve_never_echoes_a_secret(model, files):
         _no_secret(json.dumps(caught.value.body()))
 
 
+def test_serve_names_a_clip_without_its_credentials():
+    """The answer's ``clip`` is the URL's file name, or the masked URL when its path has none."""
+    from acoustic_env.jobs.serve.handler import Limits, answer, parse_upload
+
+    limits = Limits(2**20, 10.0, 10.0, 2**20, 10.0, 10.0, ("http://",))
+    for url, name in (("http://KEYSECRET:PWSECRET@host/x.wav?token=TOKSECRET", "x.wav"),
+                      ("http://KEYSECRET:PWSECRET@host/", "http://***@host/"),
+                      ("http://KEYSECRET:PWSECRET@host?sig=SIGSECRET", "http://***@host?sig=***")):
+        upload = parse_upload(json.dumps({"url": url}).encode(), "application/json", {}, limits, lambda u: b"")
+        assert answer(upload, {}, time.perf_counter())["clip"] == name
+
+
+def _served(clips: dict[str, Path], files: str, name: str, text: str) -> str:
+    """``text`` served as ``name`` by the clip server, at a URL holding a password and a token."""
+    (clips["root"] / name).write_text(text)
+    return f"http://KEYSECRET:PWSECRET@{files}/{name}?token=TOKSECRET"
+
+
+def test_run_records_never_hold_a_secret(model, clips, files, tmp_path, capsys):
+    """annotate, train and audit, given URIs with credentials, each stop after writing their run record:
+    the record (its config and its failure reason) and the console are masked."""
+    small = write_features(synthetic_table(4, seed=5, signals=("raw",)), str(tmp_path / "small"))
+    estimate = json.dumps({"sample": "random", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95, "n": 50}})
+    jobs = {  # each fails after its record is written: an empty uri, too few clips, a task file not there
+        "annotate": ["annotate", "--model", str(model), "--features", str(tmp_path / "f"),
+                     "--manifest", _served(clips, files, "no-uri.csv", "clip_id,uri\nx,\n")],
+        "train": ["train", "--features", small, "--task", "urban_natural",
+                  "--label-accuracy", _served(clips, files, "estimate.json", estimate)],
+        "audit": ["audit", "--features", small, "--task", f"http://KEYSECRET:PWSECRET@{files}/none.yaml?sig=SIGSECRET"],
+    }
+    for job, argv in jobs.items():
+        output = tmp_path / job
+        code, out, err, took = _run([*argv, "--output", str(output)], capsys)
+        assert code == 2 and took < 30, (job, err)
+        [record] = [json.loads(p.read_text()) for p in (output / "runs").glob("*.json")]
+        assert record["status"] == "failed" and "***" in json.dumps(record["config"]), record
+        _no_secret(out, err, _tree_text(output))
+
+
 # ----------------------------------------------------------------------------- silence and long files
 
 def test_predict_says_silent_and_gives_no_probability(model, clips, tmp_path, capsys):
