@@ -466,6 +466,20 @@ def test_esc50_folds_are_1_to_5(tmp_path, capsys):
     assert "valid: 1-5" in err
 
 
+AUDIOSET_HEAD = "# Segments csv\n# num_ytids=2\n# YTID, start_seconds, end_seconds, positive_labels\n"
+
+
+@pytest.mark.parametrize("ytid", ["../../../../etc/passwd", "/etc/passwd", "short", "--PJHxphWEs/x", "--PJHxph.Es"])
+def test_audioset_ytids_are_checked(tmp_path, capsys, ytid):
+    """A YTID that is not a YouTube id would name a file outside the dataset root: one line naming the row."""
+    (tmp_path / "as").mkdir()
+    (tmp_path / "as" / "eval_segments.csv").write_text(
+        f'{AUDIOSET_HEAD}--4gqARaEJE, 0.000, 10.000, "/t/dd00128"\n{ytid}, 0.000, 10.000, "/t/dd00128"\n')
+    code, out, err, _ = _run(["recipe", "audioset", str(tmp_path / "as"), str(tmp_path / "out")], capsys)
+    _one_line_error(code, err, f"eval_segments.csv: data row 2: YTID {ytid!r} is not a YouTube id")
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- the ontology, offline
 
 @pytest.fixture
