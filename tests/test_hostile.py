@@ -20,6 +20,8 @@ import time
 import tracemalloc
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -329,18 +331,27 @@ def review_page(tmp_path_factory) -> Path:
     return _review(tmp_path_factory.mktemp("hostile-review"))
 
 
-@pytest.fixture
-def review(review_page):
-    """A review server on the page, with no verdicts yet (they are removed after each test)."""
+@contextmanager
+def _serving(audit: Path) -> Iterator[tuple[Path, int, Path]]:
+    """A review server on the audit's page: (audit, port, verdicts.json); the verdicts are removed after."""
     from acoustic_env.jobs.audit.server import make_server, verdicts_uri
 
-    srv = make_server(str(review_page), port=0)
+    srv = make_server(str(audit), port=0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    saved = Path(verdicts_uri(str(review_page)))
-    yield review_page, srv.server_address[1], saved
-    srv.shutdown()
-    srv.server_close()
-    saved.unlink(missing_ok=True)
+    saved = Path(verdicts_uri(str(audit)))
+    try:
+        yield audit, srv.server_address[1], saved
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        saved.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def review(review_page):
+    """A review server on the page, with no verdicts yet."""
+    with _serving(review_page) as served:
+        yield served
 
 
 def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
@@ -385,6 +396,29 @@ def test_the_review_server_dates_verdicts_itself(review, capsys):
     assert abs(datetime.fromisoformat(rec["time"].replace("Z", "+00:00")).timestamp() - t0) < 30
     code, out, err, _ = _run(["audit-estimate", "--verdicts", str(saved), "--sample", "suspects"], capsys)
     assert code == 0 and "(n=1)" in out, out + err
+
+
+def test_a_verdict_stored_with_a_future_time_does_not_outlast_a_new_one(review_page):
+    """verdicts.json already holds a verdict dated 2099 (written by hand, or by an older version): the reviewer's
+    next click on that clip replaces it, as any later click does."""
+    from acoustic_env.jobs.audit.server import verdicts_uri
+
+    Path(verdicts_uri(str(review_page))).write_text(json.dumps([{**VERDICT, "time": "2099-01-01T00:00:00Z"}]))
+    with _serving(review_page) as (audit, port, saved):
+        origin = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+        assert _post(port, json.dumps({**VERDICT, "verdict": "correct"}).encode(), origin)[0] == 200
+        [rec] = json.loads(saved.read_text())
+        assert rec["verdict"] == "correct" and not rec["time"].startswith("2099"), rec
+
+
+def test_audit_estimate_says_when_it_cannot_check_the_clips(tmp_path, capsys):
+    """No --audit and no review page beside the verdicts: the clip ids cannot be checked, and a line says so."""
+    loose = tmp_path / "verdicts.json"
+    loose.write_text(json.dumps([{**VERDICT, "clip_id": f"x{i}", "time": "2026-01-01T00:00:00Z"} for i in range(3)]))
+    code, out, err, _ = _run(["audit-estimate", "--verdicts", str(loose), "--sample", "suspects"], capsys)
+    assert code == 0 and "(n=3)" in out and err == "", out + err
+    [note] = [ln for ln in out.splitlines() if ln.startswith("note:")]
+    assert str(loose) in note and "pass --audit" in note
 
 
 def test_a_second_review_server_on_the_same_audit_is_refused(review):
