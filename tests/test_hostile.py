@@ -1,7 +1,7 @@
 """Hostile inputs, run against the jobs themselves: one catalogue, the same checks for each.
 
-Each case runs a real job (the CLI's ``main()`` in this process, the review server on
-127.0.0.1, the serve recognizer without Ray) on real files and asserts what a user must
+Each case runs a real job, the ones it concerns (the CLI's ``main()`` in this process, the
+review server on 127.0.0.1, the serve recognizer without Ray), on real files and asserts what a user must
 get: the exit status, one line of error naming what is wrong, no secret anywhere in
 the console or the files written, and a bounded time (and memory, for the TFRecord
 header that claims a gigabyte). The model is trained in this process on a synthetic
@@ -40,8 +40,9 @@ from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.storage import write_json
 
 SECRETS = ("KEYSECRET", "PWSECRET", "SIGSECRET", "CREDSECRET", "TOKSECRET")
-#: The model's training table was extracted with these: clips are cut at 2 s, only the raw signal is featurised.
-MAX_S = 2.0
+#: The model's training table was extracted with these: clips are cut at 2 s, only the raw signal is featurised,
+#: a network wait is given up after 1 s (so a server that never answers costs seconds, not minutes).
+MAX_S, READ_TIMEOUT_S = 2.0, 1.0
 
 
 class _Files(SimpleHTTPRequestHandler):
@@ -51,10 +52,11 @@ class _Files(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    """A model on indices_raw + spectral_raw, whose table's run record says: cut at MAX_S, raw signal only."""
+    """A model on indices_raw + spectral_raw, whose table's run record says: cut at MAX_S, raw signal only,
+    READ_TIMEOUT_S."""
     root = tmp_path_factory.mktemp("hostile-model")
     features = write_features(synthetic_table(24, seed=3, signals=("raw",)), str(root / "t"))
-    decode = DecodeParams(max_duration_s=MAX_S).to_dict()
+    decode = DecodeParams(max_duration_s=MAX_S, read_timeout_s=READ_TIMEOUT_S).to_dict()
     write_json({"job": "extract", "status": "completed",
                 "config": {"decode": decode, "features": FeatureParams(signals=("raw",)).to_dict()}},
                str(root / "t" / "runs" / "r1.json"))
@@ -77,6 +79,27 @@ def files(clips):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """host:port of a server on 127.0.0.1 that accepts every connection and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # the listener was shut down
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+    for conn in held:
+        conn.close()
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str, float]:
@@ -198,6 +221,20 @@ def test_a_model_json_without_a_field_is_one_line_naming_it(model, clips, tmp_pa
     code, out, err, took = _run(["predict", str(clips["tone"]), "--model", str(broken)], capsys)
     _one_line_error(code, err, f"{broken / 'model.json'} has no '{field}'")
     assert took < 10
+
+
+def test_predict_gives_up_on_a_silent_server(model, clips, silent_server, tmp_path, capsys):
+    """A URL whose server accepts the connection and never answers: that clip's row says read_timeout in one
+    line, the other clip is scored, all within a few read timeouts."""
+    saved = tmp_path / "p.csv"
+    code, out, err, took = _run(["predict", f"http://{silent_server}/x.wav?token=TOKSECRET", str(clips["tone"]),
+                                 "--model", str(model), "--save", str(saved)], capsys)
+    assert code == 0 and err == "", err
+    silent, tone = list(csv.DictReader(saved.open()))
+    assert silent["predicted"] == "" and silent["error"].startswith("decode/read_timeout: no answer") and "\n" not in silent["error"]
+    assert tone["predicted"] in ("urban", "natural") and tone["error"] == ""
+    assert took < 10, took  # a wait of READ_TIMEOUT_S (twice at most), not the default minute
+    _no_secret(out, saved.read_text())
 
 
 # ----------------------------------------------------------------------------- silence and long files
