@@ -1,7 +1,7 @@
 """Hostile inputs, run against the jobs themselves: one catalogue, the same checks for each.
 
-Each case runs a real job (the CLI's ``main()`` in this process, the review server on
-127.0.0.1, the serve recognizer without Ray) on real files and asserts what a user must
+Each case runs a real job, the ones it concerns (the CLI's ``main()`` in this process, the
+review server on 127.0.0.1, the serve recognizer without Ray), on real files and asserts what a user must
 get: the exit status, one line of error naming what is wrong, no secret anywhere in
 the console or the files written, and a bounded time (and memory, for the TFRecord
 header that claims a gigabyte). The model is trained in this process on a synthetic
@@ -20,6 +20,8 @@ import time
 import tracemalloc
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,8 +40,9 @@ from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.storage import write_json
 
 SECRETS = ("KEYSECRET", "PWSECRET", "SIGSECRET", "CREDSECRET", "TOKSECRET")
-#: The model's training table was extracted with these: clips are cut at 2 s, only the raw signal is featurised.
-MAX_S = 2.0
+#: The model's training table was extracted with these: clips are cut at 2 s, only the raw signal is featurised,
+#: a network wait is given up after 1 s (so a server that never answers costs seconds, not minutes).
+MAX_S, READ_TIMEOUT_S = 2.0, 1.0
 
 
 class _Files(SimpleHTTPRequestHandler):
@@ -49,10 +52,11 @@ class _Files(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    """A model on indices_raw + spectral_raw, whose table's run record says: cut at MAX_S, raw signal only."""
+    """A model on indices_raw + spectral_raw, whose table's run record says: cut at MAX_S, raw signal only,
+    READ_TIMEOUT_S."""
     root = tmp_path_factory.mktemp("hostile-model")
     features = write_features(synthetic_table(24, seed=3, signals=("raw",)), str(root / "t"))
-    decode = DecodeParams(max_duration_s=MAX_S).to_dict()
+    decode = DecodeParams(max_duration_s=MAX_S, read_timeout_s=READ_TIMEOUT_S).to_dict()
     write_json({"job": "extract", "status": "completed",
                 "config": {"decode": decode, "features": FeatureParams(signals=("raw",)).to_dict()}},
                str(root / "t" / "runs" / "r1.json"))
@@ -75,6 +79,27 @@ def files(clips):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """host:port of a server on 127.0.0.1 that accepts every connection and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # the listener was shut down
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+    for conn in held:
+        conn.close()
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str, float]:
@@ -140,6 +165,76 @@ def test_serve_never_echoes_a_secret(model, files):
         with pytest.raises(ServiceError) as caught:
             parse_upload(json.dumps({"url": url}).encode(), "application/json", {}, rec.limits, rec.fetch)
         _no_secret(json.dumps(caught.value.body()))
+
+
+def test_serve_names_a_clip_without_its_credentials():
+    """The answer's ``clip`` is the URL's file name, or the masked URL when its path has none."""
+    from acoustic_env.jobs.serve.handler import Limits, answer, parse_upload
+
+    limits = Limits(2**20, 10.0, 10.0, 2**20, 10.0, 10.0, ("http://",))
+    for url, name in (("http://KEYSECRET:PWSECRET@host/x.wav?token=TOKSECRET", "x.wav"),
+                      ("http://KEYSECRET:PWSECRET@host/", "http://***@host/"),
+                      ("http://KEYSECRET:PWSECRET@host?sig=SIGSECRET", "http://***@host?sig=***")):
+        upload = parse_upload(json.dumps({"url": url}).encode(), "application/json", {}, limits, lambda u: b"")
+        assert answer(upload, {}, time.perf_counter())["clip"] == name
+
+
+def _served(clips: dict[str, Path], files: str, name: str, text: str) -> str:
+    """``text`` served as ``name`` by the clip server, at a URL holding a password and a token."""
+    (clips["root"] / name).write_text(text)
+    return f"http://KEYSECRET:PWSECRET@{files}/{name}?token=TOKSECRET"
+
+
+def test_run_records_never_hold_a_secret(model, clips, files, tmp_path, capsys):
+    """annotate, train and audit, given URIs with credentials, each stop after writing their run record:
+    the record (its config and its failure reason) and the console are masked."""
+    small = write_features(synthetic_table(4, seed=5, signals=("raw",)), str(tmp_path / "small"))
+    estimate = json.dumps({"sample": "random", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95, "n": 50}})
+    jobs = {  # each fails after its record is written: an empty uri, too few clips, a task file not there
+        "annotate": ["annotate", "--model", str(model), "--features", str(tmp_path / "f"),
+                     "--manifest", _served(clips, files, "no-uri.csv", "clip_id,uri\nx,\n")],
+        "train": ["train", "--features", small, "--task", "urban_natural",
+                  "--label-accuracy", _served(clips, files, "estimate.json", estimate)],
+        "audit": ["audit", "--features", small, "--task", f"http://KEYSECRET:PWSECRET@{files}/none.yaml?sig=SIGSECRET"],
+    }
+    for job, argv in jobs.items():
+        output = tmp_path / job
+        code, out, err, took = _run([*argv, "--output", str(output)], capsys)
+        assert code == 2 and took < 30, (job, err)
+        [record] = [json.loads(p.read_text()) for p in (output / "runs").glob("*.json")]
+        assert record["status"] == "failed" and "***" in json.dumps(record["config"]), record
+        _no_secret(out, err, _tree_text(output))
+
+
+# ----------------------------------------------------------------------------- damaged model files
+
+@pytest.mark.parametrize("field", ["groups", "estimator", "task", "task.class_names"])
+def test_a_model_json_without_a_field_is_one_line_naming_it(model, clips, tmp_path, capsys, field):
+    """Valid JSON that lacks what loading reads: one line naming the file and the field, not a KeyError."""
+    import shutil
+
+    broken = Path(shutil.copytree(model, tmp_path / "broken"))
+    meta = json.loads((broken / "model.json").read_text())
+    *outer, last = field.split(".")
+    del (meta[outer[0]] if outer else meta)[last]
+    (broken / "model.json").write_text(json.dumps(meta))
+    code, out, err, took = _run(["predict", str(clips["tone"]), "--model", str(broken)], capsys)
+    _one_line_error(code, err, f"{broken / 'model.json'} has no '{field}'")
+    assert took < 10
+
+
+def test_predict_gives_up_on_a_silent_server(model, clips, silent_server, tmp_path, capsys):
+    """A URL whose server accepts the connection and never answers: that clip's row says read_timeout in one
+    line, the other clip is scored, all within a few read timeouts."""
+    saved = tmp_path / "p.csv"
+    code, out, err, took = _run(["predict", f"http://{silent_server}/x.wav?token=TOKSECRET", str(clips["tone"]),
+                                 "--model", str(model), "--save", str(saved)], capsys)
+    assert code == 0 and err == "", err
+    silent, tone = list(csv.DictReader(saved.open()))
+    assert silent["predicted"] == "" and silent["error"].startswith("decode/read_timeout: no answer") and "\n" not in silent["error"]
+    assert tone["predicted"] in ("urban", "natural") and tone["error"] == ""
+    assert took < 10, took  # a wait of READ_TIMEOUT_S (twice at most), not the default minute
+    _no_secret(out, saved.read_text())
 
 
 # ----------------------------------------------------------------------------- silence and long files
@@ -273,18 +368,27 @@ def review_page(tmp_path_factory) -> Path:
     return _review(tmp_path_factory.mktemp("hostile-review"))
 
 
-@pytest.fixture
-def review(review_page):
-    """A review server on the page, with no verdicts yet (they are removed after each test)."""
+@contextmanager
+def _serving(audit: Path) -> Iterator[tuple[Path, int, Path]]:
+    """A review server on the audit's page: (audit, port, verdicts.json); the verdicts are removed after."""
     from acoustic_env.jobs.audit.server import make_server, verdicts_uri
 
-    srv = make_server(str(review_page), port=0)
+    srv = make_server(str(audit), port=0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    saved = Path(verdicts_uri(str(review_page)))
-    yield review_page, srv.server_address[1], saved
-    srv.shutdown()
-    srv.server_close()
-    saved.unlink(missing_ok=True)
+    saved = Path(verdicts_uri(str(audit)))
+    try:
+        yield audit, srv.server_address[1], saved
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        saved.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def review(review_page):
+    """A review server on the page, with no verdicts yet."""
+    with _serving(review_page) as served:
+        yield served
 
 
 def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
@@ -331,6 +435,29 @@ def test_the_review_server_dates_verdicts_itself(review, capsys):
     assert code == 0 and "(n=1)" in out, out + err
 
 
+def test_a_verdict_stored_with_a_future_time_does_not_outlast_a_new_one(review_page):
+    """verdicts.json already holds a verdict dated 2099 (written by hand, or by an older version): the reviewer's
+    next click on that clip replaces it, as any later click does."""
+    from acoustic_env.jobs.audit.server import verdicts_uri
+
+    Path(verdicts_uri(str(review_page))).write_text(json.dumps([{**VERDICT, "time": "2099-01-01T00:00:00Z"}]))
+    with _serving(review_page) as (audit, port, saved):
+        origin = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+        assert _post(port, json.dumps({**VERDICT, "verdict": "correct"}).encode(), origin)[0] == 200
+        [rec] = json.loads(saved.read_text())
+        assert rec["verdict"] == "correct" and not rec["time"].startswith("2099"), rec
+
+
+def test_audit_estimate_says_when_it_cannot_check_the_clips(tmp_path, capsys):
+    """No --audit and no review page beside the verdicts: the clip ids cannot be checked, and a line says so."""
+    loose = tmp_path / "verdicts.json"
+    loose.write_text(json.dumps([{**VERDICT, "clip_id": f"x{i}", "time": "2026-01-01T00:00:00Z"} for i in range(3)]))
+    code, out, err, _ = _run(["audit-estimate", "--verdicts", str(loose), "--sample", "suspects"], capsys)
+    assert code == 0 and "(n=3)" in out and err == "", out + err
+    [note] = [ln for ln in out.splitlines() if ln.startswith("note:")]
+    assert str(loose) in note and "pass --audit" in note
+
+
 def test_a_second_review_server_on_the_same_audit_is_refused(review):
     from acoustic_env.errors import AuditError
     from acoustic_env.jobs.audit.server import make_server
@@ -373,7 +500,7 @@ def test_a_damaged_tfrecord_is_one_line_in_bounded_memory(tmp_path, capsys, name
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    _one_line_error(code, err, words, rc=1 if code == 1 else 2)
+    _one_line_error(code, err, words)  # a damaged input is the user's to fix: exit status 2, as any bad input
     assert "bad.tfrecord" in err and peak < 64 << 20 and took < 30, (peak, err)
 
 
@@ -408,6 +535,20 @@ def test_esc50_folds_are_1_to_5(tmp_path, capsys):
     code, out, err, _ = _run(["recipe", "esc50", str(tmp_path / "esc"), str(tmp_path / "out")], capsys)
     _one_line_error(code, err, "row 2: fold 6")
     assert "valid: 1-5" in err
+
+
+AUDIOSET_HEAD = "# Segments csv\n# num_ytids=2\n# YTID, start_seconds, end_seconds, positive_labels\n"
+
+
+@pytest.mark.parametrize("ytid", ["../../../../etc/passwd", "/etc/passwd", "short", "--PJHxphWEs/x", "--PJHxph.Es"])
+def test_audioset_ytids_are_checked(tmp_path, capsys, ytid):
+    """A YTID that is not a YouTube id would name a file outside the dataset root: one line naming the row."""
+    (tmp_path / "as").mkdir()
+    (tmp_path / "as" / "eval_segments.csv").write_text(
+        f'{AUDIOSET_HEAD}--4gqARaEJE, 0.000, 10.000, "/t/dd00128"\n{ytid}, 0.000, 10.000, "/t/dd00128"\n')
+    code, out, err, _ = _run(["recipe", "audioset", str(tmp_path / "as"), str(tmp_path / "out")], capsys)
+    _one_line_error(code, err, f"eval_segments.csv: data row 2: YTID {ytid!r} is not a YouTube id")
+    assert not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------- the ontology, offline

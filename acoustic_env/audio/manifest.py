@@ -84,6 +84,8 @@ CLIP_SCHEMA = pa.schema(
 )
 AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "mp3", "m4a", "opus", "aiff", "aif")
 WHOLE_VIDEO_TEMPLATE = "{audio_root}/{YTID}.{ext}"
+#: An AudioSet YTID, a YouTube video id: 11 characters of A-Z, a-z, 0-9, _ and - (so never a path).
+YTID = r"[A-Za-z0-9_-]{11}"
 
 
 class ManifestError(ValueError):

@@ -183,6 +183,9 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
         if others:
             print(f"left out {others} verdicts for clips not in audit {args.audit or review_dir} "
                   "(not on its review page)")
+    else:  # nothing to check the clip ids against: a forged or foreign verdict would count unseen
+        print(f"note: no review page beside {args.verdicts[0]}: every verdict is counted, whatever its clip; "
+              "pass --audit to count only the audit's clips")
     est = estimate_accuracy(records, args.sample, args.method)
     print("\n".join(estimate_lines(est)))
     if args.output:

@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Iterator
 
 import numpy as np
@@ -62,8 +63,6 @@ from acoustic_env.storage import (
     join,
     list_parts,
     read_parts,
-    redact,
-    write_json,
     write_parquet,
 )
 from acoustic_env.table import extract_settings, now_utc
@@ -239,8 +238,10 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     record = base_record(run_id, "annotate", cfg.to_dict())
     record["model_id"] = model_id
     record_uri = join(cfg.output, runs.RUNS, f"annotate-{run_id}.json")
-    write_json(record, record_uri)
-    track(record, record_uri)
+    # the run's records (its own, each list's) hold the lists' and the model's URIs: all written masked
+    write = partial(runs.write_record, redact_params=tuple(cfg.extract.get("redact_query_params", ())))
+    write(record, record_uri)
+    track(record, record_uri, write)
     if cfg.lists is None:
         record.update(_annotate_list(cfg, cfg.manifest, model, model_id, task, embedding, run_id))
     else:
@@ -251,13 +252,12 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
             per_list[name] = _annotate_list(cfg, uri, model, model_id, task, embedding, run_id)
             # recorded only once its annotations are written: a run stopped before this redoes
             # the list, and finds its clips already extracted and annotated
-            write_json({"list": redact(uri), "run_id": run_id, "model_id": model_id, "time": now_utc(),
-                        **per_list[name]}, join(cfg.output, LISTS, f"{name}.json"))
+            write({"list": uri, "run_id": run_id, "model_id": model_id, "time": now_utc(), **per_list[name]},
+                  join(cfg.output, LISTS, f"{name}.json"))
         total: Counter[str] = Counter()
         for result in per_list.values():
             total.update(result["counts"])
         keys = _WINDOW_COUNTS if cfg.windows.windows else _COUNTS
         record.update(counts={k: total[k] for k in keys}, lists=per_list, lists_already_done=already)
     record.update(status="completed", wall_s=time.time() - t0)
-    write_json(record, record_uri)
-    return record
+    return write(record, record_uri)

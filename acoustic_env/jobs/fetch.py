@@ -115,7 +115,7 @@ def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> di
     record = runs.base_record(run_id, "audioset-fetch", redact_all(cfg.to_dict()))
     record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
     runs.write_record(record, record_uri)
-    track(record, record_uri, runs.write_record)
+    track(record, record_uri)
     present = present_clips(cfg.output)
     earlier = recorded_failures(cfg.output)
     failed = set(earlier["clip_id"].to_pylist()) if earlier is not None else set()

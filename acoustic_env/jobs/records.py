@@ -6,7 +6,8 @@ trace, and rewrites it when it ends. A job that stops on an exception between th
 person cannot tell a dead run from a live one. :func:`track` registers a record once it
 is written; :func:`finishes_records` wraps a job function so that, on any exception, each
 record it registered that is still ``running`` is rewritten as ``failed`` with the reason
-(the exception's type and first line), then the exception goes on as before.
+(the exception's type and first line), then the exception goes on as before. Records are
+written through :func:`acoustic_env.runs.write_record`, which masks every secret in them.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import time
 from contextvars import ContextVar
 from typing import Any, Callable, TypeVar
 
-from acoustic_env.storage import write_json
+from acoustic_env.runs import write_record
 
 F = TypeVar("F", bound=Callable[..., Any])
 Writer = Callable[[dict[str, Any], str], Any]
 _open: ContextVar[list[tuple[dict[str, Any], str, Writer, float]] | None] = ContextVar("open_records", default=None)
 
 
-def track(record: dict[str, Any], uri: str, write: Writer = write_json) -> None:
+def track(record: dict[str, Any], uri: str, write: Writer = write_record) -> None:
     """Have the enclosing :func:`finishes_records` job mark ``record`` failed if the job raises."""
     opened = _open.get()
     if opened is not None:

@@ -16,8 +16,8 @@ A directory (local or object storage) holding
 Nothing is pickled, so loading an artifact never runs code from it, and
 loading needs only numpy, torch, pyarrow and fsspec (and xgboost for a booster):
 no Ray, no scikit-learn. A missing, truncated or inconsistent file (a class
-list that does not match the estimator's outputs) stops the load with one line
-naming the file.
+list that does not match the estimator's outputs, a model.json without a field
+loading reads) stops the load with one line naming the file (and the field).
 """
 
 from __future__ import annotations
@@ -288,6 +288,26 @@ def _parse(uri: str, name: str, parse: Any) -> Any:
                           "train again or restore it") from None
 
 
+#: What :func:`load_model` and :class:`Model` read of model.json: (field, its type), a dot for a nested one.
+_MODEL_FIELDS = (("groups", list), ("estimator", dict), ("task", dict), ("task.kind", str), ("task.class_names", list))
+
+
+def _missing_field(meta: dict[str, Any]) -> str | None:
+    """The first field of model.json that loading needs and the file lacks (or holds as another type), else None.
+
+    A hand-edited or foreign file that is valid JSON would otherwise fail deep in the
+    loader with a KeyError; this names the field instead.
+    """
+    for name, kind in _MODEL_FIELDS:
+        value: Any = meta
+        for key in name.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, kind):
+            return name
+    bad = [i for i, g in enumerate(meta["groups"]) if not isinstance(g, dict) or not isinstance(g.get("name"), str)]
+    return f"groups[{bad[0]}].name" if bad else None
+
+
 def load_model(uri: str) -> Model:
     """Load a model artifact written by the train job (local path or fsspec URL).
 
@@ -299,6 +319,10 @@ def load_model(uri: str) -> Model:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise ConfigError(f"model: {join(uri, MODEL_JSON)} has model format {version}, this version reads "
                           f"{FORMAT_VERSION}; train the model again")
+    missing = _missing_field(meta)
+    if missing:
+        raise ConfigError(f"model: {join(uri, MODEL_JSON)} has no {missing!r} (or not as a train job writes it); "
+                          "train the model again or restore the file")
     groups = [g["name"] for g in meta["groups"]]
     transforms = _parse(uri, PREPROCESSING, lambda b: from_arrays(groups, _read_npz(b)))
     spec, arrays = meta["estimator"], _parse(uri, ARRAYS, _read_npz)

@@ -1,8 +1,9 @@
 """AudioSet: 2.1 million 10-s YouTube segments labelled with 527 classes, as segment lists plus a local mirror.
 
 Published at https://research.google.com/audioset/download.html (Gemmeke et al.,
-ICASSP 2017): the segment lists and the ontology under CC BY 4.0; the audio is
-on YouTube under its uploaders' terms, so a mirror is something you make.
+ICASSP 2017): the segment lists under CC BY 4.0, the ontology under CC BY-SA 4.0 (see
+``acoustic_env/audioset/ONTOLOGY_LICENSE.md``); the audio is on YouTube under its
+uploaders' terms, so a mirror is something you make.
 
 Layout of ROOT: the published lists ``balanced_train_segments.csv``,
 ``unbalanced_train_segments.csv``, ``eval_segments.csv`` (any that are present),
@@ -13,13 +14,19 @@ extract uses (``acoustic_env.audio.manifest``), so ids, groups and file resoluti
 are the ones ``extract --manifest eval_segments.csv`` would give: ``clip_id`` =
 ``<YTID>_<start ms>``, ``group`` = YTID, labels as MIDs; ``fold`` names the list.
 A ``path_template`` with the placeholders of ``--path-template`` maps another mirror.
+A row whose YTID is not a YouTube id (11 characters of A-Z, a-z, 0-9, _ and -) stops the
+recipe with one line naming it: such a YTID (``../../etc/passwd``) would put the
+clip's path outside ROOT, and a published list holds none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from acoustic_env.audio.manifest import ManifestError, read_manifest
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from acoustic_env.audio.manifest import YTID, ManifestError, read_manifest
 from acoustic_env.recipes.common import write_manifest
 from acoustic_env.storage import filesystem, join
 
@@ -42,6 +49,7 @@ def prepare_audioset(root: str, out: str, lists: Sequence[str] = LISTS,
             continue
         found.append(name)
         table = read_manifest(uri, audio_root=join(root, "audio", name), fmt="audioset", template=path_template).table
+        _check_ytids(uri, table["group"])
         rows += [{"clip_id": r["clip_id"], "uri": r["uri"], "labels": r["labels"], "group": r["group"], "fold": name,
                   "start_s": r["start_s"], "end_s": r["end_s"]}
                  for r in table.select(["clip_id", "uri", "labels", "group", "start_s", "end_s"]).to_pylist()]
@@ -49,3 +57,12 @@ def prepare_audioset(root: str, out: str, lists: Sequence[str] = LISTS,
         raise ManifestError(f"{root}: none of {', '.join(f'{n}_segments.csv' for n in lists)} found "
                             "(is ROOT the folder holding AudioSet's segment lists?)")
     return write_manifest(rows, out, "audioset", EXTRA)
+
+
+def _check_ytids(uri: str, ytids: pa.ChunkedArray) -> None:
+    """Every row's YTID is a YouTube id, or one ManifestError naming the first row that is not (data rows from 1)."""
+    valid = pc.fill_null(pc.match_substring_regex(ytids, f"^{YTID}$"), False).to_numpy(zero_copy_only=False)
+    if not valid.all():
+        row = int((~valid).argmax())
+        raise ManifestError(f"{uri}: data row {row + 1}: YTID {ytids[row].as_py()!r} is not a YouTube id "
+                            "(11 characters of A-Z, a-z, 0-9, _ and -)")

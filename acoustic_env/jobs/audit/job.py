@@ -45,7 +45,7 @@ from acoustic_env.jobs.records import finishes_records, track
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.runs import base_record, package_versions
-from acoustic_env.storage import filesystem, join, write_json, write_parquet
+from acoustic_env.storage import filesystem, join, write_parquet
 from acoustic_env.table import FeatureSet, metadata_json, read_features
 
 log = logging.getLogger("acoustic_env.jobs.audit")
@@ -143,7 +143,7 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     summary = base_record(audit_id, "audit", cfg.to_dict())
     summary["versions"] = package_versions(AUDIT_PACKAGES)
     record_uri = join(cfg.output, runs.RUNS, f"audit-{audit_id}.json")
-    write_json(summary, record_uri)
+    runs.write_record(summary, record_uri)
     track(summary, record_uri)  # ends 'failed' with the reason if anything below raises
     task = load_task(cfg.task, cfg.ontology)
     data = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups,
@@ -190,9 +190,8 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
         summary["outputs"]["review"] = build_review(table, summary, cfg.output, cfg.review_top,
                                                     cfg.random_sample, cfg.seed)
     summary.update(status="completed", wall_s=round(time.time() - t_start, 3), fit_s=round(fit_s, 3))
-    write_json(summary, join(cfg.output, SUMMARY))
-    write_json(summary, record_uri)
-    return summary
+    runs.write_record(summary, join(cfg.output, SUMMARY))
+    return runs.write_record(summary, record_uri)
 
 
 def rebuild_review(output: str, top: int, random_sample: int, seed: int = 0) -> str:

@@ -39,6 +39,7 @@ import soundfile as sf
 from scipy import signal
 
 from acoustic_env.audio.decode import decode_bytes, read_bytes
+from acoustic_env.audio.manifest import YTID
 from acoustic_env.config import DecodeParams
 from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.errors import AuditError, ClipError
@@ -51,7 +52,7 @@ _DECODE = DecodeParams(min_duration_s=0.05)
 #: the pages draw their playhead over it, so it is handed to them rather than measured there.
 SPEC_AXES = (0.09, 0.2, 0.9, 0.76)
 #: An AudioSet clip id is ``<YTID>_<start ms>`` with an 11-character YouTube id (the manifest reader's rule).
-_AUDIOSET_ID = re.compile(r"^([A-Za-z0-9_-]{11})_(\d+)$")
+_AUDIOSET_ID = re.compile(rf"^({YTID})_(\d+)$")
 #: Where render_page inlines the page's data (``</`` is escaped in it, so the first ``</script>`` ends it).
 _PAGE_DATA = re.compile(r'<script id="audit-data" type="application/json">(.*?)</script>', re.S)
 

@@ -15,9 +15,10 @@ What another web page in the reviewer's browser could do to it is refused: a req
 whose ``Host`` is not this server's own (DNS rebinding) or whose ``Origin`` is
 another site's gets 403, and a verdict must be ``application/json`` (415 otherwise),
 which a cross-site page cannot send without a preflight that is never answered.
-The server stamps each verdict with its own clock (a client's ``time`` is ignored,
-so no verdict dated in the future can outlast later ones) and takes verdicts only
-for the clips on the page, in the sample they are shown in. One server per audit:
+The server stamps each verdict with its own clock (a client's ``time`` is ignored),
+and a new verdict replaces the stored one whatever time the file gives it, so no
+verdict dated in the future, posted or already in the file, can outlast later ones.
+It takes verdicts only for the clips on the page, in the sample they are shown in. One server per audit:
 a second one on the same audit stops with one line (:class:`ReviewLock`), so two
 never keep diverging copies of ``verdicts.json``.
 """
@@ -60,6 +61,9 @@ class VerdictStore:
 
     ``known``: the (sample, clip_id) pairs on the review page; a verdict about any
     other clip is refused, and one already in the file is dropped when it is read.
+    A verdict that arrives replaces the stored one of its clip whatever the file's
+    times say: they were written by whoever wrote the file (a forged ``2099`` would
+    otherwise outlast every later click), the arrival is this server's own fact.
     """
 
     def __init__(self, uri: str, known: frozenset[tuple[str, str]]):
@@ -69,7 +73,7 @@ class VerdictStore:
         fs, path = filesystem(uri)
         # normalised on load too: a file written before corrected_label/note existed comes back with them empty
         found = [normalize_verdict(r) for r in read_json(uri)] if fs.exists(path) else []
-        self._records: list[dict[str, Any]] = [r for r in found if (r["sample"], r["clip_id"]) in known]
+        self._records: list[dict[str, Any]] = latest([r for r in found if (r["sample"], r["clip_id"]) in known])
 
     def all(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -82,7 +86,8 @@ class VerdictStore:
                 raise AuditError(f"verdicts: clip {r['clip_id']!r} is not in the {r['sample']} sample of this "
                                  "review page")
         with self._lock:
-            self._records = sorted(latest(self._records + clean), key=lambda r: (r["sample"], r["clip_id"]))
+            by_clip = {(r["sample"], r["clip_id"]): r for r in self._records + clean}  # in order of arrival
+            self._records = sorted(by_clip.values(), key=lambda r: (r["sample"], r["clip_id"]))
             write_json(self._records, self.uri)
             return len(self._records)
 

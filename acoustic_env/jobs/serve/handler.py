@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import posixpath
 import tempfile
 import threading
 import time
@@ -212,7 +213,7 @@ def parse_upload(body: bytes | BinaryIO, content_type: str, query: dict[str, str
                                                                  "--allowed-url-prefixes"
             raise ServiceError("url_not_allowed", f"{url} does not start with an allowed prefix ({allowed}), "
                                                   "or has . or .. path segments")
-        return Upload(fetch(url), url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url, top_tags, window)
+        return Upload(fetch(url), url_name(url), top_tags, window)
     if media == "multipart/form-data":
         data, name = _multipart_file(body, content_type, limits.upload_bytes(window.windows)[0],
                                      limits.max_upload_bytes)
@@ -221,6 +222,12 @@ def parse_upload(body: bytes | BinaryIO, content_type: str, query: dict[str, str
         raise ServiceError("bad_request", "the request has no body: POST the audio file's bytes, a multipart "
                                           'form with a "file" field, or JSON {"url": ...}')
     return Upload(body, "upload", top_tags, window)
+
+
+def url_name(url: str) -> str:
+    """What the answer calls a fetched clip: the URL's file name, or the masked URL when its path has none
+    (the host part of ``http://user:secret@host/`` holds the credentials)."""
+    return posixpath.basename(urlsplit(url).path.rstrip("/")) or redact(url)
 
 
 def allowed_url(url: str, prefixes: Sequence[str]) -> bool:

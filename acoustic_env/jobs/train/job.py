@@ -84,7 +84,7 @@ from acoustic_env.learn.search import SearchPlan, SearchRecord
 from acoustic_env.learn.params import PARAMS as ZOO_PARAMS
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.runs import base_record, package_versions
-from acoustic_env.storage import is_local, join, write_json
+from acoustic_env.storage import is_local, join
 from acoustic_env.table import RANDOM_REASON, FeatureSet, read_features
 
 GRID_REASON = "not in the grid's winning cell"
@@ -471,7 +471,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     record = base_record(run_id, "train", cfg.to_dict())
     record["versions"] = package_versions(EXTRA_PACKAGES)
     record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
-    write_json(record, record_uri)
+    runs.write_record(record, record_uri)
     track(record, record_uri)  # ends 'failed' with the reason if anything below raises
     timings: dict[str, float] = {}
 
@@ -540,7 +540,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                   groups=groups, search=results["search"], evaluation=out.evaluation,
                   metrics={m: _slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
                   model=model_uri, report=report_uri, grid=grid)
-    write_json(record, record_uri)
+    runs.write_record(record, record_uri)
     return {"run_id": run_id, "metrics": record["metrics"], "adjusted_accuracy": adjusted, "model": model_uri,
             "report": report_uri, "record": record_uri, "counts": counts, "search": results["search"],
             "evaluation": out.evaluation, "grid": grid,
