@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The one install of acoustic-env on a node: the Dockerfile runs it, and so do the `ray up`
-# configs' setup commands (aws.yaml, gcp.yaml); runtime_env.yaml has Ray's pip install the same
-# requirement (this checkout, every dependency pinned by constraints.txt) into a job's environment.
+# configs' setup commands (aws.yaml, gcp.yaml); runtime_env.yaml has Ray's pip install what
+# `install.sh cpu` installs (torch-cpu.txt, constraints.txt, this checkout) into a job's environment.
 #
 #   cluster/install.sh cpu|gpu [EXTRAS]      e.g.  cluster/install.sh gpu gcs
 #
-# cpu: torch's CPU build (from PyTorch's CPU wheel index; no CUDA libraries in the image).
+# cpu: torch's CPU build (torch-cpu.txt: PyTorch's CPU wheel index; no CUDA libraries in the image).
 # gpu: torch's default Linux build (CUDA). EXTRAS: the package's optional extras (gcs, azure).
 # Any failure stops the script with a non-zero status: a node never comes up half-installed.
 set -euo pipefail
@@ -17,7 +17,7 @@ python="${PYTHON:-python}"
 pip=("$python" -m pip install --disable-pip-version-check -c "$root/constraints.txt")
 
 case "$variant" in
-  cpu) "${pip[@]}" --extra-index-url https://download.pytorch.org/whl/cpu torch ;;
+  cpu) "${pip[@]}" -r "$root/cluster/torch-cpu.txt" ;;
   gpu) ;;
   *) echo "install.sh: variant must be cpu or gpu, not '$variant'" >&2; exit 2 ;;
 esac

@@ -9,6 +9,10 @@
 * Images: each one named in cluster/ is the image the Dockerfile builds (through
   kustomization.yaml, its one definition) or an official Ray or Kubernetes image.
 * Paths: each step of the pipeline reads what the step before wrote.
+* Token authentication: every Ray process (``ray up`` nodes, KubeRay's Ray containers, its
+  autoscaler and its job submitters) runs with ``RAY_AUTH_MODE=token`` and has the token: on
+  ``ray up`` the file the operator generated, copied to Ray's default path on every node; on
+  KubeRay ``RAY_AUTH_TOKEN`` from the Secret the operator creates (no token in any file here).
 """
 
 from __future__ import annotations
@@ -106,7 +110,9 @@ def check_rayjob(doc: dict) -> None:
     assert ("rayClusterSpec" in doc["spec"]) != ("clusterSelector" in doc["spec"]), "a cluster to run on"
     if "rayClusterSpec" in doc["spec"]:
         check_cluster_spec(doc["spec"]["rayClusterSpec"], f"{where}.rayClusterSpec")
-    yaml.safe_load(doc["spec"]["runtimeEnvYAML"])
+    if "submitterPodTemplate" in doc["spec"]:
+        check_model(doc["spec"]["submitterPodTemplate"], client.V1PodTemplateSpec, f"{where}.submitterPodTemplate")
+    yaml.safe_load(doc["spec"].get("runtimeEnvYAML", "{}"))
 
 
 def test_kubernetes_objects_are_valid():
@@ -211,7 +217,7 @@ def test_ray_up_configs(name, provider, extras):
     assert "--dashboard-host=127.0.0.1" in head_cmd, "dashboard and job server on localhost"
     assert "aws_secret_access_key" not in (CLUSTER / name).read_text().lower()
     # the checkout goes to every node and install.sh installs it: CPU build on head and CPU workers, CUDA on GPU
-    mounts = cfg["file_mounts"]
+    mounts = {remote: local for remote, local in cfg["file_mounts"].items() if remote != TOKEN_MOUNT}
     assert all(remote == f"~/acoustic-env/{local.removeprefix('./')}" for remote, local in mounts.items())
     needed = {"acoustic_env", "jobs", "cluster", "pyproject.toml", "constraints.txt", "README.md"}  # the build's inputs
     assert {local.removeprefix("./") for local in mounts.values()} == needed
@@ -222,13 +228,133 @@ def test_ray_up_configs(name, provider, extras):
     assert OFFICIAL_RAY.match(cfg["docker"]["image"]) and types["gpu_worker"]["docker"]["worker_image"].endswith("-gpu")
 
 
+#: Ray's default token path: where `ray get-auth-token --generate` writes and where every Ray process looks.
+TOKEN_MOUNT = "~/.ray/auth_token"
+#: The Secret the operator creates (cluster/README.md); KubeRay's pods read it as RAY_AUTH_TOKEN.
+TOKEN_SECRET = {"name": "acoustic-env-ray-token", "key": "token"}
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
+def test_ray_up_token_authentication(name):
+    """Every node starts Ray in token mode and has the token before `ray start`: file_mounts are synced
+    before the setup and start commands (the head's from the operator's machine, each worker's from the
+    head), and the token goes to Ray's default path, which `ray start` and the jobs read."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = yaml.safe_load((CLUSTER / name).read_text())
+    validate_config(prepare_config(yaml.safe_load((CLUSTER / name).read_text())))  # Ray's own schema
+    assert cfg["file_mounts"][TOKEN_MOUNT] == TOKEN_MOUNT, "the operator's token, at the same path on every node"
+    from ray._private.authentication.authentication_token_setup import _get_default_token_path
+
+    assert str(_get_default_token_path()).endswith(TOKEN_MOUNT.removeprefix("~")), "Ray's default token path"
+    assert "cluster_synced_files" not in cfg, "not bind-mounted into the worker's container: the token would not arrive"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in cfg[key] if "ray start" in c]
+        assert starts and all(c.startswith("RAY_AUTH_MODE=token ray start ") for c in starts), (key, starts)
+    for node_type in cfg["available_node_types"].values():
+        for key in ("worker_start_ray_commands", "head_start_ray_commands"):
+            assert key not in node_type, "a node type's own start commands would skip the token mode"
+    assert "auth_token" not in " ".join(cfg["head_setup_commands"] + cfg["worker_setup_commands"]), \
+        "nothing prints the token into `ray up`'s output"
+
+
+def ray_containers(doc: dict) -> list[tuple[str, dict]]:
+    """Every container of a RayCluster or RayJob that talks to Ray: head, workers, the autoscaler KubeRay adds
+    to the head, and the RayJob's submitter (KubeRay's default one has no env of ours: it must be given)."""
+    spec = doc["spec"]
+    found = []
+    if doc["kind"] == "RayJob":
+        template = spec.get("submitterPodTemplate", {"spec": {"containers": [{"name": "default submitter"}]}})
+        found += [(f"submitter {c['name']}", c) for c in template["spec"]["containers"]]
+        spec = spec.get("rayClusterSpec")
+        if spec is None:  # clusterSelector: the cluster is raycluster.yaml's
+            return found
+    if spec.get("enableInTreeAutoscaling"):
+        found.append(("autoscaler", spec.get("autoscalerOptions", {})))
+    groups = [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]
+    found += [(f"{g.get('groupName', 'head')} {c['name']}", c) for g in groups for c in g["template"]["spec"]["containers"]]
+    return found
+
+
+def check_token(doc: dict) -> int:
+    """Each Ray container of ``doc`` in token mode with RAY_AUTH_TOKEN from the Secret; how many."""
+    containers = ray_containers(doc)
+    for where, container in containers:
+        env = {e["name"]: e for e in container.get("env", [])}
+        where = f"{doc['kind']} {doc['metadata'].get('name') or doc['metadata']['generateName']}: {where}"
+        assert env.get("RAY_AUTH_MODE", {}).get("value") == "token", where
+        assert env.get("RAY_AUTH_TOKEN", {}).get("valueFrom") == {"secretKeyRef": TOKEN_SECRET}, where
+    return len(containers)
+
+
+def test_kuberay_token_authentication():
+    """Every Ray container runs in token mode with RAY_AUTH_TOKEN from the operator's Secret; the CronJob's
+    kubectl pod talks only to the Kubernetes API; no Secret (no token) is committed."""
+    docs = kube_objects()
+    checked = sum(check_token(doc) for doc in docs if doc["apiVersion"] == "ray.io/v1")
+    assert checked == 8  # RayCluster: autoscaler, head, cpu, gpu; pipeline: submitter, head, cpu; nightly: submitter
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    assert "env" not in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert not any(d["kind"] == "Secret" for d in docs), "the operator creates the Secret; no token in the repository"
+    readme = (CLUSTER / "README.md").read_text()
+    assert (f"kubectl create secret generic {TOKEN_SECRET['name']} --from-literal={TOKEN_SECRET['key']}="
+            in readme), "the README says how to create the Secret"
+
+
+def test_the_token_check_catches_a_missing_token():
+    """KubeRay's default submitter (no submitterPodTemplate), or a worker without the Secret, fails the check."""
+    nightly = next(d for d in kube_objects() if d["kind"] == "RayJob" and "generateName" in d["metadata"])
+    without = {**nightly, "spec": {k: v for k, v in nightly["spec"].items() if k != "submitterPodTemplate"}}
+    with pytest.raises(AssertionError, match="default submitter"):
+        check_token(without)
+    cluster = next(d for d in kube_objects() if d["kind"] == "RayCluster")
+    cluster["spec"]["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["env"].pop()
+    with pytest.raises(AssertionError, match="gpu ray-worker"):
+        check_token(cluster)
+
+
+def test_every_container_in_token_mode_has_a_token():
+    """Across cluster/: whatever states RAY_AUTH_MODE=token also has a token source."""
+    def walk(node):
+        if isinstance(node, dict):
+            env = node.get("env")
+            if isinstance(env, list) and {"name": "RAY_AUTH_MODE", "value": "token"} in env:
+                yield node
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    stated = [c for doc in kube_objects() for c in walk(doc)]
+    assert len(stated) == 8
+    for container in stated:
+        names = {e["name"] for e in container["env"]}
+        assert names & {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"}, container.get("name", "autoscalerOptions")
+
+
 def test_runtime_env():
     env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
     assert env["working_dir"] == "."
     wd = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
-    # what install.sh installs, from the job's own copy of the checkout
-    assert env["pip"]["packages"] == [f"-c {wd}/constraints.txt", wd]
+    # what `install.sh cpu` installs, from the job's own copy of the checkout, through the same files
+    assert env["pip"]["packages"] == [f"-r {wd}/cluster/torch-cpu.txt", f"-c {wd}/constraints.txt", wd]
+    install = (CLUSTER / "install.sh").read_text()
+    assert '"${pip[@]}" -r "$root/cluster/torch-cpu.txt"' in install and '-c "$root/constraints.txt"' in install
+    torch = [line for line in (CLUSTER / "torch-cpu.txt").read_text().splitlines() if not line.startswith("#")]
+    assert torch == ["--extra-index-url https://download.pytorch.org/whl/cpu", "torch"]
+    # the index is named in that one file, nowhere else in cluster/ or the Dockerfile
+    for path in [*CLUSTER.rglob("*"), REPO / "Dockerfile"]:
+        if path.is_file() and path.name != "torch-cpu.txt":
+            assert "download.pytorch.org" not in path.read_text(), path
     assert not any("SECRET" in k or "KEY_ID" in k for k in env.get("env_vars", {}))
+
+
+def job_of(script: str) -> str:
+    """``/app/jobs/<job>.py`` (the image's copy of this checkout: the Dockerfile copies it to /app) → job."""
+    job = re.fullmatch(r"/app/jobs/(\w+)\.py", script).group(1)
+    assert (REPO / "jobs" / f"{job}.py").is_file(), script
+    return job
 
 
 def _args(command: str) -> dict[str, dict[str, str]]:
@@ -236,7 +362,7 @@ def _args(command: str) -> dict[str, dict[str, str]]:
     steps = {}
     for step in command.split("&&"):
         words = shlex.split(step)
-        job = re.fullmatch(r"jobs/(\w+)\.py", words[1]).group(1)
+        job = job_of(words[1])
         steps[job] = {w: v for w, v in zip(words[2:], [*words[3:], ""]) if w.startswith("--")}
     return steps
 
@@ -263,5 +389,5 @@ def test_entrypoints_parse():
         if doc["kind"] == "RayJob":
             for step in doc["spec"]["entrypoint"].split("&&"):
                 words = shlex.split(step)
-                job = re.fullmatch(r"jobs/(\w+)\.py", words[1]).group(1)
+                job = job_of(words[1])
                 assert build_parser().parse_args([job, *words[2:]]).command == job

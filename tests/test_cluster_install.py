@@ -4,7 +4,10 @@ from the files `ray up` copies to a node.
 Offline and fast: the new environment sees the project environment's packages through a
 ``.pth`` file (as a Ray image's Python sees its own), pip may not reach an index
 (``PIP_NO_INDEX``), so the script must find every pinned dependency installed and build the
-project from the checkout. Then the job entry points run from the new environment.
+project from the checkout. Then the job entry points run from the new environment: the node's
+copy of ``jobs/`` (what `ray up` copied), with the node's copy of the package source moved away
+first, so that what runs is the installed package, not a checkout (``jobs/*.py`` put the folder
+above them first on ``sys.path``: run from the repository, they would import the checkout).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ pytestmark = pytest.mark.slow  # creating the environment and building the proje
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+def installed(tmp_path_factory) -> tuple[Path, dict[str, str], Path]:
     venv = tmp_path_factory.mktemp("fresh") / "venv"
     # the base interpreter, not the project's environment; no pip of its own (it would shadow the project's)
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -37,6 +40,8 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     node = venv.parent / "acoustic-env"
     node.mkdir()
     for local in yaml.safe_load((REPO / "cluster" / "aws.yaml").read_text())["file_mounts"].values():
+        if local.startswith("~"):
+            continue  # the operator's Ray token (~/.ray/auth_token), not part of the install
         source = REPO / local
         copy = shutil.copytree if source.is_dir() else shutil.copy2
         copy(source, node / local, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
@@ -44,11 +49,14 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
                          text=True, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert "acoustic-env installed (cpu)" in out.stdout
-    return venv, env
+    # the installed package is what the jobs may use from here on: not the node's source, not the checkout
+    (node / "acoustic_env").rename(node / "acoustic_env.source")
+    env["HOME"] = str(venv.parent / "home")  # a local Ray instance writes its token under ~/.ray
+    return venv, env, node
 
 
 def test_installed_into_the_fresh_environment(installed):
-    venv, env = installed
+    venv, env, _ = installed
     assert list(venv.glob("lib/python3*/site-packages/acoustic_env/jobs/annotate.py"))
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import acoustic_env; print(acoustic_env.__file__)"],
                            env=env, cwd="/", capture_output=True, text=True, check=True).stdout
@@ -57,14 +65,30 @@ def test_installed_into_the_fresh_environment(installed):
 
 @pytest.mark.parametrize("job", ["extract", "train", "audit", "annotate"])
 def test_job_entry_points_run(installed, job):
-    venv, env = installed
-    out = subprocess.run([str(venv / "bin" / "python"), str(REPO / "jobs" / f"{job}.py"), "--help"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    venv, env, node = installed
+    out = subprocess.run([str(venv / "bin" / "python"), str(node / "jobs" / f"{job}.py"), "--help"], env=env,
+                         cwd=node, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--output" in out.stdout, out.stderr[-2000:]
 
 
+def test_an_extract_job_runs_from_the_installed_package(installed, tmp_path):
+    """A real job, small: the node's jobs/extract.py on two clips, on a local Ray instance of the new environment."""
+    venv, env, node = installed
+    (tmp_path / "audio").mkdir()
+    tone_clip(tmp_path / "audio" / "a.wav")
+    tone_clip(tmp_path / "audio" / "b.wav", freq=880.0)
+    out = subprocess.run([str(venv / "bin" / "python"), str(node / "jobs" / "extract.py"), "--manifest",
+                          str(tmp_path / "audio"), "--output", str(tmp_path / "out"), "--no-progress"],
+                         env=env, cwd=node, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    import pyarrow.parquet as pq
+
+    ids = [i for p in (tmp_path / "out" / "features").glob("*.parquet") for i in pq.read_table(p)["clip_id"].to_pylist()]
+    assert sorted(ids) == ["a", "b"], ids
+
+
 def test_dry_run_from_the_installed_command(installed, tmp_path):
-    venv, env = installed
+    venv, env, _ = installed
     (tmp_path / "audio").mkdir()
     tone_clip(tmp_path / "audio" / "a.wav")
     tone_clip(tmp_path / "audio" / "b.wav", freq=880.0)

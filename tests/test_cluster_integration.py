@@ -10,6 +10,13 @@ clip list and audio from S3 and write features back to S3; then the worker node 
 killed in the middle of an extract and the job must still end with every clip exactly
 once. Everything is started with a marker in its environment and torn down by that marker,
 so the test never touches another Ray instance on the machine (`ray stop` would).
+
+Token authentication is set up as cluster/README.md tells an operator of `ray up`: on the
+operator's machine `ray get-auth-token --generate` writes ~/.ray/auth_token, file_mounts copy
+it to the same path on the head and on every worker, and every node starts with
+RAY_AUTH_MODE=token; the operator submits with that mode and the same file. Each of the three
+(operator, head, worker) has a HOME of its own, made here and empty at first, so nothing comes
+from the HOME the tests run under.
 """
 
 from __future__ import annotations
@@ -97,15 +104,30 @@ class Cluster:
                     "AWS_DEFAULT_REGION": "us-east-1", "PATH": f"{BIN}:{os.environ['PATH']}", "PIP_NO_INDEX": "1",
                     "PIP_NO_BUILD_ISOLATION": "0"}  # "0": no isolated build env (it would need an index)
         self.ray = [plain_python(self.tmp / "python"), "-m", "ray.scripts.scripts"]
+        # the operator's machine (who submits), the head node, the worker node: a HOME each
+        self.homes = {role: self.tmp / f"home-{role}" for role in ("submit", "head", "worker")}
+        for home in self.homes.values():
+            home.mkdir()
 
     def _run(self, args: list[str], role: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        env = {**self.env, MARK: f"{self.tag}-{role}"}
+        env = {**self.env, MARK: f"{self.tag}-{role}", "HOME": str(self.homes[role])}
         return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO)
+
+    def make_token(self) -> None:
+        """The operator's `ray get-auth-token --generate`, then what `ray up`'s file_mounts do with the file."""
+        made = self._run([*self.ray, "get-auth-token", "--generate"], "submit")
+        assert made.returncode == 0, made.stderr[-2000:]
+        token = self.homes["submit"] / ".ray" / "auth_token"
+        assert token.read_text() == made.stdout.strip()
+        for node in ("head", "worker"):
+            (self.homes[node] / ".ray").mkdir()
+            shutil.copy2(token, self.homes[node] / ".ray" / "auth_token")
 
     def start(self) -> None:
         subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)],
                          env={**self.env, MARK: f"{self.tag}-s3"}, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
+        self.make_token()
         ports = lambda: [str(free_port()) for _ in range(5)]  # noqa: E731
         nm, om, agent, grpc, rt = ports()
         head = self._run([*self.ray, "start", "--head", f"--port={self.gcs_port}", "--num-cpus=1",
@@ -209,6 +231,16 @@ def upload_demo(cluster: Cluster, tmp: Path, name: str, n: int, seed: int):
     return demo, fs
 
 
+def test_the_job_server_wants_the_token(cluster, tmp_path):
+    """Token authentication is really on: without the token (a HOME without ~/.ray/auth_token) the job server
+    refuses, with it (the operator's HOME) it answers."""
+    cmd = [str(BIN / "ray"), "job", "list", f"--address=http://127.0.0.1:{cluster.dash_port}"]
+    env = {**cluster.env, "HOME": str(tmp_path)}
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert refused.returncode != 0 and "auth" in (refused.stdout + refused.stderr).lower(), refused.stderr[-2000:]
+    assert cluster._run(cmd, "submit").returncode == 0
+
+
 def test_submitted_extract_against_s3(cluster, tmp_path):
     demo, fs = upload_demo(cluster, tmp_path, "small", 8, seed=21)
     # the embedder must land on the node with the stand-in accelerator: the head has none of it
@@ -265,22 +297,22 @@ def test_submitted_train_and_audit_against_s3(cluster, tmp_path):
     assert audit.num_rows == len(s3_clip_ids(fs, "ae-out/big"))
 
 
-def test_nightly_annotation_of_a_prefix_of_lists(cluster):
+def test_nightly_annotation_of_a_prefix_of_lists(cluster, tmp_path):
     """The nightly CronJob's command on a prefix of clip lists: two lists, then a third; each list once."""
     fs = cluster.s3()
     if not fs.exists("ae-out/train/model/model.json"):
         pytest.skip("needs the model of test_submitted_train_and_audit_against_s3")
     rows = [r for r in fs.cat_file("ae-in/big/clips.csv").decode().splitlines() if not r.startswith("#")]
-    header = "# new clips\n# num_ytids=2\n# YTID, start_seconds, end_seconds, positive_labels\n"
 
     def put(name: str, chunk: list[str]) -> None:
+        header = f"# new clips\n# num_ytids={len(chunk)}\n# YTID, start_seconds, end_seconds, positive_labels\n"
         fs.pipe_file(f"ae-in/incoming/{name}", (header + "\n".join(chunk) + "\n").encode())
 
     def recorded() -> list[str]:
         fs.invalidate_cache()
         return sorted(p.rsplit("/", 1)[-1] for p in fs.glob("ae-out/annotations/lists/*.json"))
 
-    # small lists of clips the extract above already has: annotate's extract skips them, the model scores them
+    # two small lists of clips the extract above already has: annotate's extract skips them, the model scores them
     put("a.csv", rows[0:2])
     put("b.csv", rows[2:4])
     args = ("--lists", "s3://ae-in/incoming/", "--audio-root", "s3://ae-in/big/audio", "--model",
@@ -288,7 +320,14 @@ def test_nightly_annotation_of_a_prefix_of_lists(cluster):
             "--no-progress")
     cluster.submit("annotate", *args)
     assert recorded() == ["a.csv.json", "b.csv.json"]
-    put("c.csv", rows[4:6])
+    # the third list adds two clips nobody has extracted yet (their audio lands beside the others): the nightly
+    # extract really runs for them, and adds them to the features
+    new = generate_demo(tmp_path / "new", n_clips=2, seed=23, duration_s=2.0, n_broken=0)
+    fs.put(str(new.audio_dir) + "/", "ae-in/big/audio/", recursive=True)
+    new_rows = [r for r in new.clips_csv.read_text().splitlines() if not r.startswith("#")]
+    new_ids = {p.stem for p in new.audio_dir.iterdir()}  # {YTID}_{start_ms}: the clip ids
+    assert len(new_rows) == len(new_ids) == 2 and not new_ids & set(s3_clip_ids(fs, "ae-out/big"))
+    put("c.csv", rows[4:6] + new_rows)
     cluster.submit("annotate", *args)
     cluster.submit("annotate", *args)  # nothing new: nothing done
     assert recorded() == ["a.csv.json", "b.csv.json", "c.csv.json"]
@@ -297,5 +336,9 @@ def test_nightly_annotation_of_a_prefix_of_lists(cluster):
     annotated = sum(r["counts"]["annotated"] for r in runs)
     ids = [i for p in fs.glob("ae-out/annotations/annotations/*.parquet")
            for i in pq.read_table(io.BytesIO(fs.cat_file(p)))["clip_id"].to_pylist()]
-    assert len(ids) == len(set(ids)) == annotated >= 4  # each clip once (a broken clip of the list has no features)
-    assert all(r["counts"]["extracted"] == 0 for r in runs)
+    assert len(ids) == len(set(ids)) == annotated >= 6  # each clip once (a broken clip of a list has no features)
+    extracted = {",".join(sorted(r["lists"])): r["counts"]["extracted"] for r in runs}
+    assert extracted == {"": 0, "a.csv,b.csv": 0, "c.csv": 2}, extracted
+    features = s3_clip_ids(fs, "ae-out/big")
+    assert new_ids <= set(features) and len(features) == len(set(features))
+    assert new_ids <= set(ids), "the new clips are annotated too"

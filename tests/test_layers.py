@@ -10,6 +10,7 @@ inside a function counts as much as one at the top of a module.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import textwrap
@@ -106,6 +107,18 @@ def test_local_ray_starts_quietly(tmp_path):
     assert out.stdout.strip() == "done"
     for chatter in ("WORKER-OUTPUT", "Started a local Ray instance", "Token authentication", "INFO"):
         assert chatter not in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("given,stated", [({}, "token"), ({"RAY_AUTH_MODE": "disabled"}, "disabled"),
+                                          ({"RAY_ADDRESS": "http://10.0.0.1:8265"}, None),
+                                          ({"RAY_ADDRESS": "10.0.0.1:6379", "RAY_AUTH_MODE": "token"}, "token")])
+def test_token_mode_stated_for_a_local_instance_only(given, stated):
+    """A new local instance gets token mode stated (no warning); a job that `ray job submit` started
+    (RAY_ADDRESS) keeps its node's mode: on a cluster without token authentication, none."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    out = subprocess.run([sys.executable, "-c", "import os, acoustic_env.distributed; print(os.environ.get('RAY_AUTH_MODE'))"],
+                         env={**env, **given}, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == str(stated)
 
 
 def test_ray_private_modules_only_where_the_docstring_names_the_reason():

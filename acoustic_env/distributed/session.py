@@ -6,6 +6,8 @@ work, so the three behave alike:
 * ``address`` (``--ray-address``), else ``RAY_ADDRESS`` (set by ``ray job
   submit``), names a cluster to join. Its workers run on other machines, so
   their output is forwarded to the driver: it is the only place a user sees it.
+  A job started by ``ray job submit`` takes token authentication as its node has it
+  (``distributed/__init__.py``).
 * Otherwise a fresh local instance starts, quietly: no dashboard, no workers
   started before there is work for them, no worker output on the console (errors still reach the driver as exceptions), Ray's
   own log lines only from WARNING up, and token authentication stated
