@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.train.grid import cells, check_columns, compare, embedding_column
 from acoustic_env.learn.cv import CVResult
 from acoustic_env.table import read_features
+from test_model_artifact import fit_as_the_job
 from worlds import choosing_commands, shell_env
 
 
@@ -61,7 +63,8 @@ def test_the_winner_is_the_best_cell_and_ties_go_to_the_earlier_one():
 
 @pytest.mark.slow
 def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
-    """End to end on a synthetic table: 2 embedders x the raw signal, the winner's groups and model are saved."""
+    """End to end on a synthetic table: 2 embedders x the raw signal, the winner's groups and model are saved, and
+    the saved artifact gives the in-process probabilities of the winning cell's model of record."""
     import acoustic_env as ae
     from acoustic_env.jobs.train.job import summary_lines, train
 
@@ -85,6 +88,10 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
     model = ae.load_model(summary["model"])
     assert [g["group"] for g in model.meta["preprocessing"]] == winner["groups"]
     assert model.meta["estimator"]["name"] == winner["model"]
+    # ... and it is that model as fitted in this process on the winner's groups, to 1e-6 on every training clip
+    fitted, x = fit_as_the_job(cfg, winner["model"], winner["groups"])
+    assert model.meta["estimator"]["params"] == json.loads(json.dumps(fitted.params_))
+    np.testing.assert_allclose(model.predict_proba(source), fitted.predict_proba(x), rtol=0, atol=1e-6)
     text = "\n".join(summary_lines(summary))
     assert "grid: 2 cells in" in text and "<- winner, saved" in text
     page = Path(summary["report"]).read_text()

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import acoustic_env as ae
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.audioset.tasks import Task, load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
@@ -31,8 +31,8 @@ from acoustic_env.learn.portable import FORMATS, from_zoo
 from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
 from acoustic_env.learn.search import SearchPlan
-from acoustic_env.learn.zoo import make_estimator
-from acoustic_env.table import read_features
+from acoustic_env.learn.zoo import ZooClassifier, make_estimator
+from acoustic_env.table import FeatureSet, read_features
 
 INDOOR = "/t/dd00125"
 GROUP = "indices_raw"
@@ -85,16 +85,28 @@ def tables(tmp_path_factory):
     return out
 
 
+def save_zoo_model(source: str, task: Task, name: str, groups: list[str], output: str,
+                   include_random_weights: bool = False) -> tuple[ZooClassifier, np.ndarray, FeatureSet]:
+    """Fit zoo model ``name`` on every clip of ``source`` (per-group PCA in front) and save it as train saves one.
+
+    Returns (the fitted estimator, its inputs, the table read): what the saved artifact must reproduce.
+    The artifact records ``source``, so ``predict`` on audio finds the table's extraction parameters.
+    """
+    data = read_features(source, task=task, feature_groups=groups, include_random_weights=include_random_weights)
+    transforms = [fit_group(data.X[g.name], 4, g.name) for g in data.feature_groups]
+    x = transform_all(transforms, data.X)
+    fitted = make_estimator(name, task.kind, task.n_classes, seed=0).fit(x, data.y)
+    meta = {"task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
+                     "definition": task.definition}, "features": source}
+    save_model(output, from_zoo(fitted), transforms, meta, data.feature_groups)
+    return fitted, x, data
+
+
 @pytest.mark.parametrize("kind, k", [("single_label", 2), ("single_label", 3), ("multi_label", 3)])
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_every_portable_model_loads_back_with_its_own_probabilities(name, kind, k, tables, tmp_path):
     source, task = tables[kind, k]
-    data = read_features(source, task=load_task(task), feature_groups=[GROUP])
-    transforms = [fit_group(data.X[GROUP], 6, GROUP)]
-    x = transform_all(transforms, data.X)
-    fitted = make_estimator(name, kind, k, seed=0).fit(x, data.y)
-    meta = {"task": {"name": "t", "kind": kind, "class_names": ["urban", "natural", "indoor"][:k], "definition": {}}}
-    save_model(str(tmp_path / "m"), from_zoo(fitted), transforms, meta, data.feature_groups)
+    fitted, x, _ = save_zoo_model(source, load_task(task), name, [GROUP], str(tmp_path / "m"))
     model = ae.load_model(str(tmp_path / "m"))
     assert model.meta["estimator"]["name"] == name and model.meta["estimator"]["format"] == FORMATS[name]
     assert not list((tmp_path / "m").glob("*.pkl"))
@@ -151,6 +163,24 @@ def trained(tmp_path_factory, tables):
     return runs
 
 
+def fit_as_the_job(cfg: TrainConfig, name: str, only: list[str] | None = None) -> tuple[ZooClassifier, np.ndarray]:
+    """The train job's final fit of ``name`` on every clip, recomputed here: (the fitted estimator, its inputs).
+
+    The table read as the job reads it, its groups merged by the near-duplicate guard (the groups the grouped
+    searches use), the preprocessing fitted on every clip (``only``: these feature groups, as the grid's winner),
+    then the job's search (settings scored by grouped CV on all clips) and threads.
+    """
+    task = load_task(cfg.task)
+    features = read_features(cfg.features, task=task, feature_groups=() if cfg.grid else cfg.feature_groups,
+                             signals=cfg.signals, include_random_weights=cfg.include_random_weights)
+    features = merge_duplicate_groups(features).apply(features)
+    _, x = _features(cfg, features, np.ones(len(features), dtype=bool), only)
+    fitted = make_estimator(name, task.kind, task.n_classes, cfg.seed, CV_THREADS,
+                            search=SearchPlan(cfg.search_trials, cfg.search_folds)).fit(x, features.y,
+                                                                                       groups=features.groups)
+    return fitted, x
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["xgboost", "logreg", "mlp"])
 def test_the_saved_model_reproduces_the_chosen_estimator(name, trained):
@@ -164,13 +194,7 @@ def test_the_saved_model_reproduces_the_chosen_estimator(name, trained):
         assert report["evaluation"]["chosen"] == name and "asked for" not in ev["description"]
     else:  # the MLP won, logreg was asked for: said, never silent
         assert f"The saved model is {name} (asked for with saved_model, not the model of record)" in ev["description"]
-    features = read_features(cfg.features, task=load_task(cfg.task), feature_groups=[GROUP])
-    features = merge_duplicate_groups(features).apply(features)  # the groups the job's grouped searches used
-    _, x = _features(cfg, features, np.ones(len(features), dtype=bool))
-    # the job's own fit: its search (settings scored by grouped CV on all clips) and its threads
-    fitted = make_estimator(name, "single_label", 2, cfg.seed, CV_THREADS,
-                            search=SearchPlan(cfg.search_trials, cfg.search_folds)).fit(x, features.y,
-                                                                                       groups=features.groups)
+    fitted, x = fit_as_the_job(cfg, name)
     assert model.meta["estimator"]["params"] == json.loads(json.dumps(fitted.params_))  # the setting it chose
     np.testing.assert_allclose(model.predict_proba(cfg.features), fitted.predict_proba(x), rtol=0, atol=1e-6)
 

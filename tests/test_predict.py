@@ -3,7 +3,8 @@
 The clips are real audio files (the demo generator's), decoded and featurised for real;
 the feature table comes from the real extract job on Ray, with YAMNet (seeded random
 weights: no download) so that the tagger path runs too. The model is trained without
-Ray (``demo.quick_model``) on that table.
+Ray (``demo.quick_model``) on that table; an xgboost and a logistic-regression artifact
+are fitted on it the way tests/test_model_artifact.py fits every portable model.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import textwrap
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from test_model_artifact import save_zoo_model
+from worlds import MODEL_GROUPS
 
 import acoustic_env as ae
+from acoustic_env.audioset.tasks import load_task
 from acoustic_env.jobs.predict import extraction_params, predict
 
 
@@ -56,6 +60,28 @@ def test_cli_predict_prints_the_class_and_matches_annotate(world, tmp_path):
     for c in ("urban", "natural"):
         assert abs(float(row[f"prob_{c}"]) - expected[f"prob_{c}"]) <= 1e-6
     assert abs(float(prob) - expected[f"prob_{cls}"]) <= 5e-4  # printed to 3 decimals
+
+
+@pytest.mark.parametrize("name", ["xgboost", "logreg"])
+def test_cli_predict_reproduces_a_saved_tree_or_linear_model(name, world, tmp_path):
+    """``acoustic-env predict`` on audio files, with an xgboost or a logistic-regression artifact fitted on the
+    clips' extract: the probabilities the fitted estimator gives in this process on the same clips, to 1e-6."""
+    data, out, _, cache = world
+    fitted, x, table = save_zoo_model(str(out), load_task("urban_natural"), name, MODEL_GROUPS, str(tmp_path / "m"),
+                                      include_random_weights=True)
+    expected = dict(zip(table.ids, fitted.predict_proba(x)))
+    clips = [c for c in sorted(data.audio_dir.glob("*.flac")) if c.stem in expected][:3]
+    saved = tmp_path / "pred.csv"
+    r = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "predict", *map(str, clips), "--model",
+                        str(tmp_path / "m"), "--weights-cache", str(cache), "--save", str(saved)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    rows = list(csv.DictReader(saved.open()))
+    assert [row["clip_id"] for row in rows] == [c.stem for c in clips] and not any(row["error"] for row in rows)
+    for row in rows:
+        got = [float(row["prob_urban"]), float(row["prob_natural"])]
+        np.testing.assert_allclose(got, expected[row["clip_id"]], rtol=0, atol=1e-6)
+        assert row["predicted"] == ("urban", "natural")[int(np.argmax(got))]
 
 
 def test_predict_files_equals_annotate_and_keeps_the_broken_file(world, tmp_path):

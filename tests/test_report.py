@@ -120,3 +120,27 @@ def test_cross_validated_report_shows_pooled_intervals_per_fold_and_out_of_fold_
     saved = metrics["models"][ev["saved_model"]]["test"]
     wrong = round((1 - saved["accuracy"]) * 60)
     assert f"Misclassified clips ({wrong} of 60, {ev['saved_model']}, out-of-fold, all clips)" in page
+
+
+def _scoped_titles(report: Path) -> dict[str, str]:
+    """The titles (the PNG's Title chunk, plots._png) of the figures drawn from the evaluation's predictions."""
+    from PIL import Image
+
+    names = ["roc.png", "calibration.png", *sorted(p.name for p in report.glob("confusion_*.png"))]
+    return {name: Image.open(report / name).text.get("Title", "") for name in names}
+
+
+@pytest.mark.slow
+def test_figures_of_the_split_run_say_held_out_test_split(report):
+    titles = _scoped_titles(report)
+    assert len(titles) >= 4, titles  # ROC, calibration, one confusion matrix per model (mlp, logreg)
+    for name, title in titles.items():
+        assert "(held-out test split" in title and "out-of-fold" not in title, (name, title)
+
+
+@pytest.mark.slow
+def test_figures_of_the_cross_validated_run_say_out_of_fold(cv_report):
+    titles = _scoped_titles(cv_report)
+    assert len(titles) >= 4, titles
+    for name, title in titles.items():
+        assert "(out-of-fold, all clips" in title and "test split" not in title, (name, title)

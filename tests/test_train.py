@@ -22,7 +22,7 @@ import pytest
 from acoustic_env.audioset.tasks import load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
-from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_table, write_features
+from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, synthetic_table, write_features
 from acoustic_env.jobs.train import load_model
 from acoustic_env.jobs.train.job import train
 from acoustic_env.learn.artifact import save_model
@@ -34,7 +34,7 @@ from acoustic_env.learn.metrics import (
     true_accuracy,
 )
 from acoustic_env.learn.mlp import architecture, predict_proba
-from acoustic_env.learn.portable import from_network
+from acoustic_env.learn.portable import FORMATS, from_network
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.splits import (
     DROPPED,
@@ -322,3 +322,31 @@ def test_train_multi_label_streamed_from_s3_without_search(ray_session, s3_endpo
     assert fs.exists("train-test/train/report/index.html") and fs.exists("train-test/train/report/confusion_mlp.png")
     model = load_model("s3://train-test/train/model")
     assert model.kind == "multi_label" and model.predict(features).shape == (150, 3)
+
+
+@pytest.mark.slow
+def test_every_baseline_is_scored_on_the_same_folds_and_listed(tmp_path, capsys):
+    """``train --baselines logreg,xgboost,forest,svm,knn`` under grouped 3-fold CV, as a user runs it: all six
+    models (with the MLP) scored out of fold on one set of folds, each clip once; the console and the report list
+    every one; the saved model is one with a portable form."""
+    source = write_features(synthetic_features(36, seed=5, signals=("raw",), flip=0.1).table, str(tmp_path / "t"))
+    out = tmp_path / "out"
+    assert main(["train", "--features", source, "--output", str(out), "--feature-groups", "indices_raw",
+                 "--cv-folds", "3", "--baselines", "logreg,xgboost,forest,svm,knn", "--search-trials", "1",
+                 "--no-ablations", "--shap-samples", "0", "--no-progress"]) == 0
+    console = capsys.readouterr().out
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    ev, models = metrics["evaluation"], ["logreg", "xgboost", "forest", "svm", "knn", "mlp"]
+    assert set(models) <= set(ev["candidates"]) and set(models) <= set(metrics["models"])
+    # the job's folds (their sizes in the run's counts), the same for every model, every clip in one of them
+    folds = [(int(name.split()[-1]) - 1, c["clips"]) for name, c in metrics["counts"]["splits"].items()]
+    assert len(folds) == 3 and sum(n for _, n in folds) == 36
+    for m in models:
+        assert [(f["fold"], f["n"]) for f in ev["models"][m]["per_fold"]] == folds, m
+        assert metrics["models"][m]["test"]["n"] == 36 and m in ev["scores"]
+    page = (out / "report" / "index.html").read_text()
+    table = page.split("<h2>Metrics (out-of-fold, all clips)</h2>", 1)[1].split("</table>", 1)[0]
+    for m in models:
+        assert f"\n  cv {m:8s} accuracy " in console, (m, console)
+        assert f"<td class='t'>{m}</td>" in table or f"<td class='t'>{m} (model of record)</td>" in table, m
+    assert ev["saved_model"] in FORMATS and f"saved {ev['saved_model']} refitted on all clips" in console
