@@ -65,7 +65,7 @@ from acoustic_env.storage import (
     read_parts,
     write_parquet,
 )
-from acoustic_env.table import extract_settings, now_utc
+from acoustic_env.table import now_utc
 
 log = logging.getLogger("acoustic_env.jobs.annotate")
 ANNOTATIONS = "annotations"
@@ -226,14 +226,15 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     preflight(cfg)
     t0 = time.time()
     from acoustic_env.learn.artifact import load_model
+    from acoustic_env.learn.artifact import model_id as model_id_of
 
     model = load_model(cfg.model)
-    model_id = str(model.meta.get("run_id") or cfg.model)
+    model_id = model_id_of(model.meta, cfg.model)
     definition = model.meta["task"]["definition"]
     task = task_from_definition(definition, cfg.extract.get("ontology"))
     if sorted(task.class_names) != sorted(model.class_names):
         raise ConfigError(f"model: its task definition names {task.class_names}, its outputs {model.class_names}")
-    embedding = extract_settings(model.groups)  # the embedders and signals of the model's columns
+    embedding = model.extract_settings()  # the embedders and signals of the model's columns
     run_id = runs.new_run_id()
     record = base_record(run_id, "annotate", cfg.to_dict())
     record["model_id"] = model_id

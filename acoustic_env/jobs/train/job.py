@@ -64,8 +64,8 @@ from acoustic_env.learn.metrics import (
     intervals,
     read_label_accuracy,
 )
-from acoustic_env.learn.mlp import MLP, architecture, predict_proba
-from acoustic_env.learn.portable import FORMATS, Portable, from_network, from_zoo
+from acoustic_env.learn.mlp import architecture, predict_proba
+from acoustic_env.learn.portable import FORMATS, Portable, from_network, from_zoo, rebuild_network
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.splits import (
     DROPPED,
@@ -375,9 +375,7 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
         method = "no search: default hyper-parameters"
     timings["search_s"] = time.time() - t
     arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
-    net = MLP(**arch)
-    net.load_state_dict(load_checkpoint(found.checkpoint, storage))
-    net.eval()
+    net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
     k = task.n_classes
 
     t = time.time()
@@ -404,8 +402,7 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
         t = time.time()
         sets = ablation_sets(groups)
         for name, r in run_ablations(sets, transforms, data, task.kind, k, found.params, schedule, cfg.seed).items():
-            sub = MLP(**architecture(len(r["cols"]), task.kind, k, found.params))
-            sub.load_state_dict(r["best_state"])
+            sub = rebuild_network(architecture(len(r["cols"]), task.kind, k, found.params), r["best_state"])
             test = evaluate(task.kind, list(task.class_names), y_test,
                             predict_proba(sub, x_test[:, r["cols"]], task.kind, k))
             ablations.append({"name": f"mlp, {name}", "groups": r["groups"], "test": _slim(test),
