@@ -7,7 +7,7 @@ without Ray on it, as tests/test_predict.py does), then times, as a user would s
 
 - ``acoustic-env predict ONE.flac --model M`` and ``... TWO FILES``: the whole command in a fresh
   process (imports included);
-- ``Model.predict_files`` on the same files in a warm process (the in-process work alone);
+- ``acoustic_env.jobs.predict.predict_files`` on the same files in a warm process (the in-process work alone);
 - ``acoustic-env annotate`` on a one-clip list into a fresh table (the route predict replaces for a few
   files: Ray start-up, extract, read back, score).
 
@@ -61,17 +61,20 @@ def main() -> None:
                      statistics.median(_timed([*cli, "predict", *chosen, "--model", str(model)])
                                        for _ in range(args.repeats))))
     import acoustic_env as ae
+    from acoustic_env.audio.featurize import clip_rows
+    from acoustic_env.jobs.predict import predict_files
 
     m = ae.load_model(str(model))
-    m.predict_files([str(files[0])])  # warm: imports, first-call costs
+    decode, features, _ = m.extraction_params()
+    predict_files(m, clip_rows([str(files[0])]), decode, features)  # warm: imports, first-call costs
     for n in (1, 2):
         chosen = [str(f) for f in files[:n]]
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            m.predict_files(chosen)
+            predict_files(m, clip_rows(chosen), decode, features)
             times.append(time.perf_counter() - t)
-        rows.append((f"`Model.predict_files` {n} file(s), warm process", statistics.median(times)))
+        rows.append((f"`predict_files` {n} file(s), warm process", statistics.median(times)))
     one = work / "one.csv"
     lines = clips_csv.read_text().splitlines()
     one.write_text("\n".join([*[line for line in lines if line.startswith("#")],

@@ -134,6 +134,8 @@ def test_bad_inputs_end_in_one_line_naming_the_file(tfrecords, tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(DamagedFileError, match=r"x\.tfrecord: truncated after record \d+"):
         convert(str(cut.parent), str(tmp_path / "o1"))
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "o1" / "runs").glob("*.json")]
+    assert record["status"] == "failed" and record["error"].startswith("DamagedFileError: ")  # not left 'running'
     with pytest.raises(DamagedFileError, match="outside the class list's 3 classes"):
         small = tmp_path / "classes.csv"
         small.write_text("index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n2,/m/c,C\n")

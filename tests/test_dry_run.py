@@ -175,28 +175,20 @@ def test_train_with_too_few_clips_leaves_a_failed_record_without_starting_ray(tm
     assert record["error"].startswith("ConfigError: task: only 6 clips") and "need 10 or more" in record["error"]
 
 
-def test_finishes_records_marks_what_a_job_left_running(tmp_path):
-    from acoustic_env.jobs.records import finishes_records, track
-    from acoustic_env.storage import write_json
+def test_lifecycle_writes_the_record_started_then_completed_or_failed(tmp_path):
+    from acoustic_env.jobs.records import lifecycle
 
-    uri = str(tmp_path / "runs" / "r.json")
-
-    @finishes_records
-    def job(fail: bool) -> dict:
-        record = {"run_id": "r", "status": "running"}
-        write_json(record, uri)
-        track(record, uri)
-        if fail:
-            raise RuntimeError("the raylet died\nsecond line")
-        record["status"] = "completed"
-        write_json(record, uri)
-        return record
-
-    assert job(False)["status"] == "completed"
-    assert json.loads(Path(uri).read_text())["status"] == "completed"
-    with pytest.raises(RuntimeError):
-        job(True)
-    failed = json.loads(Path(uri).read_text())
+    with lifecycle("job", {"token": "https://u:secret@host/x"}, str(tmp_path)) as run:
+        started = json.loads(Path(run.uri).read_text())
+        done = run.complete(counts={"n": 1})
+    assert started["status"] == "running" and started["config"]["token"] == "https://***@host/x"  # masked
+    assert done == json.loads(Path(run.uri).read_text()) and done["status"] == "completed" and done["wall_s"] >= 0
+    with lifecycle("job", {}, str(tmp_path)) as run:
+        pass  # a job that returns without completing its record still ends it completed
+    assert json.loads(Path(run.uri).read_text())["status"] == "completed"
+    with pytest.raises(RuntimeError), lifecycle("job", {}, str(tmp_path)) as run:
+        raise RuntimeError("the raylet died\nsecond line")
+    failed = json.loads(Path(run.uri).read_text())
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: the raylet died"
     assert failed["wall_s"] >= 0
 

@@ -75,6 +75,13 @@ def test_lower_layers_never_import_a_layer_above():
     assert offenders(sources("jobs"), tuple(f"acoustic_env.{p}" for p in FRONT)) == {}
 
 
+def test_learning_never_decodes_audio():
+    """learn/ scores features; decoding and featurising audio is the jobs' (predict, serve): the model
+    artifact stays loadable without the audio stack. Only the clip-list reader (AudioSet's split) is shared."""
+    used = {m for found in offenders(sources("learn"), ("acoustic_env.audio",)).values() for m in found}
+    assert used <= {"acoustic_env.audio.manifest", "acoustic_env.audio.manifest.read_audioset_csv"}
+
+
 # --- one way to start Ray ------------------------------------------------------------
 
 def test_map_tasks_runs_each_item_with_the_shared_values(ray_session):

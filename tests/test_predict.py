@@ -21,8 +21,9 @@ from test_model_artifact import save_zoo_model
 from worlds import MODEL_GROUPS
 
 import acoustic_env as ae
+from acoustic_env.audio.featurize import clip_rows
 from acoustic_env.audioset.tasks import load_task
-from acoustic_env.jobs.predict import extraction_params, predict
+from acoustic_env.jobs.predict import predict, predict_files
 
 
 @pytest.fixture
@@ -88,8 +89,9 @@ def test_predict_files_equals_annotate_and_keeps_the_broken_file(world, tmp_path
     data, out, model, cache = world
     files = sorted(str(p) for p in data.audio_dir.iterdir())
     m = ae.load_model(str(model))
-    table = m.predict_files(files, weights_cache=str(cache))
-    assert table.column_names == ["clip_id", "uri", "predicted", "prob_urban", "prob_natural", "error", "tags"]
+    table = predict_files(m, clip_rows(files), weights_cache=str(cache))
+    assert table.column_names == ["clip_id", "uri", "predicted", "prob_urban", "prob_natural", "error", "note",
+                                  "tags"]
     rows = table.to_pylist()
     assert len(rows) == len(files) and [r["uri"] for r in rows] == files
     broken = [r for r in rows if r["error"]]
@@ -122,7 +124,7 @@ def test_many_clips_go_through_extract_with_the_same_result(world, tmp_path):
 
 def test_the_training_tables_parameters_are_used(world):
     _, out, model, _ = world
-    decode, features, source = extraction_params(ae.load_model(str(model)).meta)
+    decode, features, source = ae.load_model(str(model)).extraction_params()
     assert source.startswith(str(out / "runs")) and source.endswith(".json")
     assert features.impl == "fast" and decode.sample_rate == 16000
 

@@ -34,10 +34,8 @@ import logging
 import os
 import posixpath
 import tempfile
-import time
 from collections import Counter
 from contextlib import contextmanager
-from functools import partial
 from typing import Any, Iterator
 
 import numpy as np
@@ -56,8 +54,7 @@ from acoustic_env.config import (
 )
 from acoustic_env.jobs.extract import extract
 from acoustic_env.jobs.preflight import preflight
-from acoustic_env.jobs.records import finishes_records, track
-from acoustic_env.runs import base_record
+from acoustic_env.jobs.records import Run, lifecycle
 from acoustic_env.storage import (
     filesystem,
     join,
@@ -65,7 +62,7 @@ from acoustic_env.storage import (
     read_parts,
     write_parquet,
 )
-from acoustic_env.table import extract_settings, now_utc
+from acoustic_env.table import now_utc
 
 log = logging.getLogger("acoustic_env.jobs.annotate")
 ANNOTATIONS = "annotations"
@@ -219,29 +216,30 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, tas
     return {"extract_run": extract_record["run_id"], "counts": counts}
 
 
-@finishes_records
 def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     """Run the job; returns the run record (``<output>/runs/annotate-<run_id>.json``, written when the job
     starts and again when it ends, completed or failed with the reason)."""
     preflight(cfg)
-    t0 = time.time()
     from acoustic_env.learn.artifact import load_model
+    from acoustic_env.learn.artifact import model_id as model_id_of
 
     model = load_model(cfg.model)
-    model_id = str(model.meta.get("run_id") or cfg.model)
+    model_id = model_id_of(model.meta, cfg.model)
     definition = model.meta["task"]["definition"]
     task = task_from_definition(definition, cfg.extract.get("ontology"))
     if sorted(task.class_names) != sorted(model.class_names):
         raise ConfigError(f"model: its task definition names {task.class_names}, its outputs {model.class_names}")
-    embedding = extract_settings(model.groups)  # the embedders and signals of the model's columns
-    run_id = runs.new_run_id()
-    record = base_record(run_id, "annotate", cfg.to_dict())
-    record["model_id"] = model_id
-    record_uri = join(cfg.output, runs.RUNS, f"annotate-{run_id}.json")
     # the run's records (its own, each list's) hold the lists' and the model's URIs: all written masked
-    write = partial(runs.write_record, redact_params=tuple(cfg.extract.get("redact_query_params", ())))
-    write(record, record_uri)
-    track(record, record_uri, write)
+    redact_params = tuple(cfg.extract.get("redact_query_params", ()))
+    with lifecycle("annotate", cfg.to_dict(), cfg.output, prefix="annotate-", redact_params=redact_params,
+                   model_id=model_id) as run:
+        return _annotate(cfg, run, model, model_id, task)
+
+
+def _annotate(cfg: AnnotateConfig, run: Run, model: Any, model_id: str, task: Task) -> dict[str, Any]:
+    """The job's work once its record is written: each list (or the one clip list) in turn."""
+    embedding = model.extract_settings()  # the embedders and signals of the model's columns
+    run_id, record = run.run_id, run.record
     if cfg.lists is None:
         record.update(_annotate_list(cfg, cfg.manifest, model, model_id, task, embedding, run_id))
     else:
@@ -252,12 +250,11 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
             per_list[name] = _annotate_list(cfg, uri, model, model_id, task, embedding, run_id)
             # recorded only once its annotations are written: a run stopped before this redoes
             # the list, and finds its clips already extracted and annotated
-            write({"list": uri, "run_id": run_id, "model_id": model_id, "time": now_utc(), **per_list[name]},
-                  join(cfg.output, LISTS, f"{name}.json"))
+            runs.write_record({"list": uri, "run_id": run_id, "model_id": model_id, "time": now_utc(),
+                               **per_list[name]}, join(cfg.output, LISTS, f"{name}.json"), run.redact_params)
         total: Counter[str] = Counter()
         for result in per_list.values():
             total.update(result["counts"])
         keys = _WINDOW_COUNTS if cfg.windows.windows else _COUNTS
         record.update(counts={k: total[k] for k in keys}, lists=per_list, lists_already_done=already)
-    record.update(status="completed", wall_s=time.time() - t0)
-    return write(record, record_uri)
+    return run.complete()

@@ -13,12 +13,10 @@ from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audio.rows import pipeline_fields
 from acoustic_env.audio.stages import separated_signals, stages, table_metadata, vector_columns
-from acoustic_env.config import ConfigError, ExtractConfig, validate
+from acoustic_env.config import ExtractConfig, validate
 from acoustic_env.distributed.extract import run_pipeline
 from acoustic_env.jobs.preflight import preflight
-from acoustic_env.jobs.records import finishes_records, track
-from acoustic_env.runs import base_record
-from acoustic_env.storage import join, redact, transport_failure
+from acoustic_env.jobs.records import Run, lifecycle
 
 log = logging.getLogger("acoustic_env.jobs.extract")
 
@@ -55,34 +53,27 @@ def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
     return ids
 
 
-@finishes_records
 def extract(cfg: ExtractConfig) -> dict[str, Any]:
     """Run the job; return the run record (also written to runs/<run_id>.json)."""
     validate(cfg)
     preflight(cfg)
-    t_start = time.time()
-    run_id = runs.new_run_id()
-    record = base_record(run_id, "extract", cfg.to_dict())
     weights = resolve_weights(cfg)
-    record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
-    try:  # the output's first write: a missing bucket or refused credentials stop here, in one line
-        runs.write_record(record, record_uri, cfg.redact_query_params)
-    except Exception as exc:  # noqa: BLE001 - every transport says it its own way
-        error_type, reason = transport_failure(exc)
-        if error_type == "missing_file":
-            reason = "it does not exist (a bucket is never created for you)"
-        raise ConfigError(redact(f"output: cannot write to {cfg.output}: {reason}", cfg.redact_query_params)) from None
-    track(record, record_uri, lambda r, u: runs.write_record(r, u, cfg.redact_query_params))
+    with lifecycle("extract", cfg.to_dict(), cfg.output, redact_params=cfg.redact_query_params) as run:
+        return _extract(cfg, run, weights)
+
+
+def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any]) -> dict[str, Any]:
+    """The job's work once its record is written: plan, run the pipeline, compact the errors."""
+    run_id = run.run_id
     reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg), separated_signals(cfg))]
     t_manifest = time.time()
     manifest = job_manifest(cfg, reserved)
     t_read = time.time()
     index = runs.index_output(cfg.output)  # the one pass over what earlier runs left
     t_planned = time.time()
-    record.update(manifest={"source": manifest.source, "format": manifest.format,
-                            "renamed_columns": manifest.renamed_columns},
-                  weights=weights, timing_s={"manifest": t_read - t_manifest, "plan": t_planned - t_read})
-    runs.write_record(record, record_uri, cfg.redact_query_params)
+    run.save(manifest={"source": manifest.source, "format": manifest.format,
+                       "renamed_columns": manifest.renamed_columns},
+             weights=weights, timing_s={"manifest": t_read - t_manifest, "plan": t_planned - t_read})
     # the clip list streams from its file through the resume filter into Ray, a chunk at a time
     tally = runs.Tally()
     todo = runs.pending(manifest.chunks(), index.done, index.failed, tally)
@@ -95,8 +86,7 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
                           table_metadata(cfg, run_id, weights), weights, on_planned=planned)
     # the index built for planning serves the compaction too: features/ is read once per run
     remaining_errors = runs.compact_errors(cfg.output, run_id, index, tally.processed())
-    record.update(
-        status="completed",
+    return run.complete(
         counts={"input": manifest.rows, "duplicate_ids": manifest.duplicates,
                 "ids_made_unique": manifest.ids_made_unique,
                 "skipped": tally.skipped, "retried": tally.retried, "processed": tally.todo,
@@ -104,7 +94,5 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
                 "duplicates_repaired": index.duplicates_removed},
         quarantined=index.quarantined,
         error_types=totals["error_types"], cpu_s=totals["cpu_s"], resources=totals.get("resources"),
-        timing_s={**record["timing_s"], **totals.get("timing_s", {})},
-        wall_s=time.time() - t_start,
+        timing_s={**run.record["timing_s"], **totals.get("timing_s", {})},
     )
-    return runs.write_record(record, record_uri, cfg.redact_query_params)

@@ -32,12 +32,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from acoustic_env import runs
 from acoustic_env.audioset.fetch import Downloader, clip_name, fetch_segment
 from acoustic_env.audioset.segments import read_segments
 from acoustic_env.config.audioset import FetchConfig
 from acoustic_env.distributed.downloads import run_downloads
-from acoustic_env.jobs.records import finishes_records, track
+from acoustic_env.jobs.records import Run, lifecycle
 from acoustic_env.storage import filesystem, is_local, join, read_parts, redact_all, write_parquet
 
 AUDIO, FAILURES, MANIFEST = "audio", "failures", "manifest.csv"
@@ -106,16 +105,16 @@ def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
     return uri, n
 
 
-@finishes_records
 def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fetch what is left of ``cfg.segments`` (see the module docstring); returns the run record."""
-    t0 = time.time()
     next(read_segments(cfg.segments), None)  # an unreadable or malformed list is one line before anything starts
-    run_id = runs.new_run_id()
-    record = runs.base_record(run_id, "audioset-fetch", redact_all(cfg.to_dict()))
-    record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
-    runs.write_record(record, record_uri)
-    track(record, record_uri)
+    with lifecycle("audioset-fetch", redact_all(cfg.to_dict()), cfg.output) as run:
+        return _fetch(cfg, run, progress)
+
+
+def _fetch(cfg: FetchConfig, run: Run, progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """The job's work once its record is written: the downloads, their failures, the clip list."""
+    run_id = run.run_id
     present = present_clips(cfg.output)
     earlier = recorded_failures(cfg.output)
     failed = set(earlier["clip_id"].to_pylist()) if earlier is not None else set()
@@ -149,10 +148,8 @@ def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> di
                                downloader=downloader, audio_dir=join(cfg.output, AUDIO))
     flush(force=True)
     manifest, clips = write_manifest(cfg)
-    wall = time.time() - t0
-    record.update(status="completed", counts={**dict(counts), "failed_by_reason": dict(reasons), "manifest_clips": clips},
-                  manifest=manifest, first_slot=first_slot, wall_s=round(wall, 3))
-    return runs.write_record(record, record_uri)
+    return run.complete(counts={**dict(counts), "failed_by_reason": dict(reasons), "manifest_clips": clips},
+                        manifest=manifest, first_slot=first_slot)
 
 
 def _bad_segments_first(segments: Iterator[dict[str, Any]], on_result: Callable[[dict[str, Any]], None]

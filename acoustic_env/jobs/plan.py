@@ -35,7 +35,9 @@ from acoustic_env.config import (
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.sizing import size
-from acoustic_env.storage import join, list_parts, read_json, read_part
+from acoustic_env.learn.artifact import model_id as model_id_of
+from acoustic_env.learn.artifact import read_meta
+from acoustic_env.storage import join, list_parts, read_part
 from acoustic_env.table import extract_settings, open_table, select_groups
 
 FEATURES, ERRORS, RUNS = "features", "errors", "runs"
@@ -198,12 +200,9 @@ def plan_audit(cfg: AuditConfig) -> dict[str, Any]:
 def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     """The model's classes and embedders, the extract plan for the list, clips already annotated by this model."""
     preflight(cfg)
-    try:
-        meta = read_json(join(cfg.model, "model.json"))
-    except FileNotFoundError:
-        raise ConfigError(f"model: no model artifact at {cfg.model} (expected model.json)") from None
+    meta = read_meta(cfg.model)
     task = task_from_definition(meta["task"]["definition"], cfg.extract.get("ontology"))
-    model_id = str(meta.get("run_id") or cfg.model)
+    model_id = model_id_of(meta, cfg.model)
     embedding = extract_settings([g["name"] for g in meta["groups"]])
     head = (f"annotate (dry run): model {model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
             f"features {', '.join(g['name'] for g in meta['groups'])})")

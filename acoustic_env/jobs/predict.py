@@ -1,7 +1,7 @@
 """``acoustic-env predict FILES|DIR|MANIFEST --model M``: label recordings with a trained model.
 
 Up to :data:`IN_PROCESS_MAX` clips are decoded and featurised in this process
-(:meth:`acoustic_env.learn.artifact.Model.predict_files`): no Ray start-up, no feature
+(:func:`predict_files`): no Ray start-up, no feature
 table, a few seconds for a few files. Larger inputs go through the extract job
 (Ray, resumable, parallel) into ``output`` (default: a temporary directory), and the
 model scores the table it wrote, as ``annotate`` does. Both paths compute the features
@@ -32,8 +32,8 @@ from acoustic_env.audio.rows import redact_columns
 from acoustic_env.config import ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
 from acoustic_env.jobs.preflight import IN_PROCESS_MAX, check_input, check_output
 from acoustic_env.learn.artifact import Model, load_model, top_classes
-from acoustic_env.storage import filesystem, join, read_json, read_parts, strip_protocol_keep
-from acoustic_env.table import extract_settings, source_of
+from acoustic_env.storage import join, read_parts
+from acoustic_env.table import RANDOM
 
 
 def input_rows(inputs: Sequence[str], audio_root: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -52,63 +52,6 @@ def input_rows(inputs: Sequence[str], audio_root: str | None = None) -> tuple[li
     return clip_rows(inputs), None
 
 
-def _table_bases(meta: dict[str, Any]) -> list[str]:
-    """Where the model's training table may have its runs/ (the model names the extract output, or its features/)."""
-    features = str(meta.get("features") or "").rstrip("/")
-    bases = [features, features.removesuffix("/features")] if features.endswith("/features") else [features]
-    return list(filter(None, bases))
-
-
-def extraction_params(meta: dict[str, Any]) -> tuple[DecodeParams, FeatureParams, str]:
-    """The decode and feature parameters of the model's training table, and where they came from.
-
-    Read from the newest completed extract record under ``<features>/runs/``; the
-    defaults when the table or its records cannot be read (a model moved to another
-    machine), which is what every table extracted with default options used.
-    """
-    records: list[str] = []
-    for base in _table_bases(meta):
-        try:
-            fs, path = filesystem(join(base, "runs"))
-            records = sorted(strip_protocol_keep(base, p) for p in fs.glob(f"{path}/*.json"))
-        except OSError:
-            continue
-        if records:
-            break
-    for uri in reversed(records):
-        try:
-            rec = read_json(uri)
-        except (OSError, json.JSONDecodeError):
-            continue
-        if rec.get("job") == "extract" and rec.get("status") == "completed":
-            cfg = rec["config"]
-            return from_dict(DecodeParams, cfg["decode"]), from_dict(FeatureParams, cfg["features"]), uri
-    return DecodeParams(), FeatureParams(), "defaults"
-
-
-#: The window length when the training table cannot be read: AudioSet's and most datasets' clip length.
-DEFAULT_CLIP_S = 10.0
-
-
-def training_clip_s(meta: dict[str, Any]) -> tuple[float, str]:
-    """The median clip length (s) of the model's training table, and where it came from.
-
-    The default window of a long recording: a window as long as the clips the model
-    learnt from gives features on the scale it knows (the indices and statistics of a
-    2-s stretch differ from those of 10 s).
-    """
-    for base in _table_bases(meta):
-        try:
-            table = read_parts(join(base, "features"), columns=["duration_s"])
-        except (OSError, ValueError):
-            continue
-        if table is not None and table.num_rows:
-            return round(float(np.median(table["duration_s"].to_numpy(zero_copy_only=False))), 3), base
-    return DEFAULT_CLIP_S, "default"
-
-
-
-
 def predict(inputs: Sequence[str], model: str, *, output: str | None = None, audio_root: str | None = None,
             max_in_process: int = IN_PROCESS_MAX, weights_cache: str | None = None, device: str = "cpu",
             top_tags: int = 3) -> pa.Table:
@@ -118,17 +61,30 @@ def predict(inputs: Sequence[str], model: str, *, output: str | None = None, aud
         check_output(output, "output")
     m = load_model(model)
     rows, manifest = input_rows(inputs, audio_root)
-    decode, features, _ = extraction_params(m.meta)
+    decode, features, _ = m.extraction_params()
     if len(rows) <= max_in_process:
-        table = _in_process(m, rows, decode, features, weights_cache, device, top_tags)
+        table = predict_files(m, rows, decode, features, weights_cache=weights_cache, device=device,
+                              top_tags=top_tags)
     else:
         table = _via_extract(m, rows, manifest, output, decode, features, weights_cache, top_tags)
     return redact_columns(table)
 
 
-def _in_process(m: Model, rows: list[dict[str, Any]], decode: DecodeParams, features: FeatureParams,
-                weights_cache: str | None, device: str, top_tags: int) -> pa.Table:
-    """The few clips decoded and featurised here (``Model.predict_files``' steps, with the clips' notes)."""
+def predict_files(m: Model, rows: Sequence[dict[str, Any]], decode: DecodeParams | None = None,
+                  features: FeatureParams | None = None, *, weights_cache: str | None = None, device: str = "cpu",
+                  top_tags: int = 3) -> pa.Table:
+    """Label a few clips in this process (no Ray, no feature table): one row per clip, as :func:`predict`'s.
+
+    ``rows``: ``clip_id`` and ``uri`` (and optionally ``start_s``, ``end_s``), as
+    :func:`input_rows` or :func:`acoustic_env.audio.featurize.clip_rows` give them. Decodes
+    and computes the model's feature groups with the extract job's own functions, so the
+    probabilities equal those of the same clips extracted and read back. ``decode``,
+    ``features``: the parameters the training table was extracted with (default: read
+    from its run record, :meth:`Model.extraction_params`). Meant for a handful of files:
+    each is decoded and embedded in turn.
+    """
+    if decode is None or features is None:
+        decode, features, _ = m.extraction_params()
     embedders, taggers, columns = m.feature_plan()
     found = featurize(rows, columns, decode=decode, features=features, embedders=embedders,
                       weights_cache=weights_cache, device=device)
@@ -136,9 +92,9 @@ def _in_process(m: Model, rows: list[dict[str, Any]], decode: DecodeParams, feat
     tags = (top_classes(found.vectors[taggers[0].scores_column], taggers[0].score_names or (), top_tags)
             if taggers else None)
     return rows_table(m, [{**s, "uri": uri, "error": error, "note": note, "silent": silent,
-                            **({"tags": tags[i]} if tags is not None else {})}
-                           for i, (s, uri, error, note, silent)
-                           in enumerate(zip(scored, found.uris, found.errors, found.notes, found.silent))])
+                           **({"tags": tags[i]} if tags is not None else {})}
+                          for i, (s, uri, error, note, silent)
+                          in enumerate(zip(scored, found.uris, found.errors, found.notes, found.silent))])
 
 
 def rows_table(m: Model, rows: list[dict[str, Any]], extra: Sequence[tuple[str, pa.DataType]] = ()) -> pa.Table:
@@ -164,14 +120,9 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
     from acoustic_env.jobs.extract import extract
 
     work = output or tempfile.mkdtemp(prefix="acoustic-env-predict-")
-    groups = {g["name"]: g for g in m.meta["groups"]}
-    embedding = extract_settings(groups)  # the model's embedders, on the signals its columns are of
-    embedders = embedding["embedders"]
-    from acoustic_env.embedders.registry import get
-
-    taggers = [get(e) for e in embedders if get(e).scores_column]
-    if taggers and "raw" not in embedding["embed_signals"]:  # the tags are the raw signal's, as in-process
-        embedding["embed_signals"] = ("raw", *embedding["embed_signals"])
+    # the model's embedders, on the signals its columns are of, and the raw signal's tags as in-process
+    embedding = m.extract_settings(tags=True)
+    taggers = m.taggers()
     # a list of files becomes a clip list for the job, outside the output: its URIs may hold secrets
     with tempfile.TemporaryDirectory(prefix="acoustic-env-predict-clips-") as tmp:
         if manifest is None:
@@ -180,8 +131,7 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
                 fh.writelines(json.dumps({"clip_id": r["clip_id"], "uri": r["uri"]}) + "\n" for r in rows)
         extract(from_dict(ExtractConfig, {
             "manifest": manifest, "output": work, **embedding, "weights_cache": weights_cache,
-            "allow_random_weights": any(g.get("weights") == "random" for name, g in groups.items()
-                                        if source_of(name) in embedders),
+            "allow_random_weights": RANDOM in m.embedder_weights().values(),
             "decode": decode.to_dict(), "features": features.to_dict()}))
     ids = [r["clip_id"] for r in rows]
     scored = {r["clip_id"]: r for r in m.predict_table(m.read_features(work, clip_ids=ids)).to_pylist()}

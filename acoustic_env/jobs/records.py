@@ -1,34 +1,27 @@
-"""Every run record ends ``completed`` or ``failed``, whatever stops the job.
+"""One lifecycle for every job's run record: started, then completed or failed with the reason.
 
 A job writes its record when it starts (``status: running``), so that a crash leaves a
-trace, and rewrites it when it ends. A job that stops on an exception between the two
+trace, and rewrites it when it ends. A job that stopped on an exception between the two
 (too few clips, a Ray failure, Ctrl-C) would leave ``running`` for ever, and the next
-person cannot tell a dead run from a live one. :func:`track` registers a record once it
-is written; :func:`finishes_records` wraps a job function so that, on any exception, each
-record it registered that is still ``running`` is rewritten as ``failed`` with the reason
-(the exception's type and first line), then the exception goes on as before. Records are
-written through :func:`acoustic_env.runs.write_record`, which masks every secret in them.
+person could not tell a dead run from a live one. :func:`lifecycle` is the one place that
+does this for every job: it writes the started record, hands the job a :class:`Run` to
+record its results in, and on any exception rewrites a record still ``running`` as
+``failed`` with the reason (the exception's type and first line), then lets the exception
+go on. Records are written through :func:`acoustic_env.runs.write_record`, which masks
+every secret in them.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from contextvars import ContextVar
-from typing import Any, Callable, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
-from acoustic_env.runs import write_record
-
-F = TypeVar("F", bound=Callable[..., Any])
-Writer = Callable[[dict[str, Any], str], Any]
-_open: ContextVar[list[tuple[dict[str, Any], str, Writer, float]] | None] = ContextVar("open_records", default=None)
-
-
-def track(record: dict[str, Any], uri: str, write: Writer = write_record) -> None:
-    """Have the enclosing :func:`finishes_records` job mark ``record`` failed if the job raises."""
-    opened = _open.get()
-    if opened is not None:
-        opened.append((record, uri, write, time.time()))
+from acoustic_env.config import ConfigError
+from acoustic_env.runs import RUNS, base_record, new_run_id, write_record
+from acoustic_env.storage import join, redact, transport_failure
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -39,25 +32,60 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def finishes_records(job: F) -> F:
-    """Decorate a job function: records it :func:`track`-ed end ``failed`` with the reason if it raises."""
+@dataclass
+class Run:
+    """A job's run record while the job runs: where it is written, and since when the job runs."""
 
-    @functools.wraps(job)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        token = _open.set([])
-        try:
-            return job(*args, **kwargs)
-        except BaseException as exc:
-            for record, uri, write, t0 in _open.get() or []:
-                if record.get("status") == "running":
-                    record.update(status="failed", error=failure_reason(exc),
-                                  wall_s=record.get("wall_s") or time.time() - t0)
-                    try:
-                        write(record, uri)
-                    except Exception:  # noqa: BLE001 - the job's own error is the one to report
-                        pass
-            raise
-        finally:
-            _open.reset(token)
+    record: dict[str, Any]
+    uri: str
+    redact_params: tuple[str, ...]
+    started: float
 
-    return run  # type: ignore[return-value]
+    @property
+    def run_id(self) -> str:
+        return self.record["run_id"]
+
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def save(self, **fields: Any) -> dict[str, Any]:
+        """Add ``fields`` to the record and rewrite it; returns what was written (masked)."""
+        self.record.update(fields)
+        return write_record(self.record, self.uri, self.redact_params)
+
+    def complete(self, **fields: Any) -> dict[str, Any]:
+        """The record ``completed`` with its wall time and ``fields``, written; returns what was written."""
+        return self.save(status="completed", wall_s=round(self.elapsed(), 3), **fields)
+
+
+@contextmanager
+def lifecycle(job: str, config: dict[str, Any], output: str, *, prefix: str = "",
+              redact_params: tuple[str, ...] = (), **fields: Any) -> Iterator[Run]:
+    """The run record of a ``job`` writing into ``output``: ``<output>/runs/<prefix><run_id>.json``.
+
+    Written ``running`` (with ``fields``) on entry: it is the output's first write, so a
+    missing bucket or refused credentials stop here with one line. Rewritten ``failed``
+    with the reason if the block raises while it is still running, ``completed`` on a
+    normal exit if the job did not complete it (:meth:`Run.complete`) itself.
+    """
+    run_id = new_run_id()
+    run = Run({**base_record(run_id, job, config), **fields}, join(output, RUNS, f"{prefix}{run_id}.json"),
+              tuple(redact_params), time.time())
+    try:
+        run.save()
+    except Exception as exc:  # noqa: BLE001 - every transport says it its own way
+        error_type, reason = transport_failure(exc)
+        if error_type == "missing_file":
+            reason = "it does not exist (a bucket is never created for you)"
+        raise ConfigError(redact(f"output: cannot write to {output}: {reason}", redact_params)) from None
+    try:
+        yield run
+    except BaseException as exc:
+        if run.record.get("status") == "running":
+            try:
+                run.save(status="failed", error=failure_reason(exc), wall_s=round(run.elapsed(), 3))
+            except Exception:  # noqa: BLE001 - the job's own error is the one to report
+                pass
+        raise
+    if run.record.get("status") == "running":
+        run.complete()

@@ -50,15 +50,13 @@ class WindowResult:
     hop_s: float
 
 
-def window_lengths(window: WindowParams, meta: Mapping[str, Any], decode: DecodeParams) -> tuple[float, float]:
+def window_lengths(window: WindowParams, model: Model, decode: DecodeParams) -> tuple[float, float]:
     """(window_s, hop_s): the given ones, else the training clip length; checked against the decode limits.
 
     A window is a clip: shorter than ``decode.min_duration_s`` it would be refused, longer
     than ``decode.max_duration_s`` it would be cut (so the default is at most that).
     """
-    from acoustic_env.jobs.predict import training_clip_s
-
-    window_s = window.window_s or min(training_clip_s(dict(meta))[0], decode.max_duration_s)
+    window_s = window.window_s or min(model.training_clip_s()[0], decode.max_duration_s)
     if not decode.min_duration_s <= window_s <= decode.max_duration_s:
         raise ConfigError(f"window_s: must be in [decode.min_duration_s, decode.max_duration_s] = "
                           f"[{decode.min_duration_s:g}, {decode.max_duration_s:g}] s, got {window_s:g}")
@@ -119,10 +117,10 @@ def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowPar
     The decode and feature parameters are those of the model's training table; a file
     that cannot be opened is a summary row with its error and no windows.
     """
-    from acoustic_env.jobs.predict import extraction_params, rows_table
+    from acoustic_env.jobs.predict import rows_table
 
-    decode, features, _ = extraction_params(m.meta)
-    window_s, hop_s = window_lengths(window, m.meta, decode)
+    decode, features, _ = m.extraction_params()
+    window_s, hop_s = window_lengths(window, m, decode)
     embedders, _, columns = m.feature_plan()
     columns = {g: columns[g] for g in m.groups}  # the tagger's scores are for a clip's tags, not kept per window
     nets = load_nets(embedders, weights_cache, device)

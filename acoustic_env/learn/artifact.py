@@ -25,31 +25,37 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from acoustic_env.config import ConfigError
-from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
+from acoustic_env.config import ConfigError, DecodeParams, FeatureParams, from_dict
 from acoustic_env.learn.transform import (
     GroupTransform,
     from_arrays,
     to_arrays,
     transform_all,
 )
-from acoustic_env.storage import filesystem, join
+from acoustic_env.storage import filesystem, join, read_json, read_parts, strip_protocol_keep
 from acoustic_env.table import (
     RANDOM,
     FeatureSet,
     GroupInfo,
+    embeddings_needed,
+    extract_settings,
     read_features,
     source_of,
     vectors_to_numpy,
 )
 
+if TYPE_CHECKING:  # the estimator's module imports torch: only loading and saving need it, not the dry run
+    from acoustic_env.learn.portable import Portable
+
 FORMAT_VERSION = 2
 MODEL_JSON, PREPROCESSING = "model.json", "preprocessing.npz"
+#: The window length when the training table cannot be read: AudioSet's and most datasets' clip length.
+DEFAULT_CLIP_S = 10.0
 
 
 def _write_bytes(uri: str, data: bytes) -> None:
@@ -72,6 +78,8 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 def save_model(uri: str, estimator: Portable, transforms: list[GroupTransform], description: dict[str, Any],
                feature_groups: Sequence[GroupInfo]) -> None:
     """Write the artifact; ``description`` becomes model.json (with the estimator and the groups added)."""
+    from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES
+
     if [t.group for t in transforms] != [g.name for g in feature_groups]:
         raise ValueError("save_model: transforms and feature_groups must name the same groups in the same order")
     blob = FORMAT_FILES[estimator.spec["format"]]
@@ -187,61 +195,108 @@ class Model:
         idx = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), len(self.class_names))
         return names[idx]
 
-    def feature_plan(self) -> tuple[dict[str, str], list[Any], dict[str, int]]:
-        """What scoring raw audio computes: (embedder -> weights id, tagger specs, column -> width).
+    def embedder_weights(self) -> dict[str, str]:
+        """Embedder -> the weights id its columns were computed with (``random`` where none is recorded).
 
-        The columns are the model's groups plus the first tagger's class scores of the raw
-        signal (for the tags shown beside the prediction); ``predict_files`` and the live
-        service share it. An embedder's columns of the separated signals (``yamnet_fg``) need
-        it too: which signals it embeds follows from the columns
-        (:func:`acoustic_env.audio.featurize.batch_outputs`).
+        The embedders are those :func:`acoustic_env.table.embeddings_needed` reads from the
+        model's columns, in their order; one process computes an embedder with one set of
+        weights, so columns of one embedder recorded with two stop here.
         """
-        from acoustic_env.config import EMBEDDERS
-        from acoustic_env.embedders.registry import get
-
+        needed = embeddings_needed(self.groups)
         embedders: dict[str, str] = {}
         for g in self.meta["groups"]:
             name, weights = source_of(g["name"]), g.get("weights") or RANDOM
-            if name not in EMBEDDERS:
+            if name not in needed:
                 continue
             if embedders.setdefault(name, weights) != weights:
                 raise ConfigError(f"model: its columns of embedder {name} were computed with different weights "
                                   f"({embedders[name]}, {weights}); one process cannot compute both")
-        taggers = [get(e) for e in embedders if get(e).scores_column]
+        return embedders
+
+    def taggers(self) -> list[Any]:
+        """The specs of the model's embedders that also score AudioSet classes (for the tags beside a prediction)."""
+        from acoustic_env.embedders.registry import get
+
+        return [get(e) for e in self.embedder_weights() if get(e).scores_column]
+
+    def extract_settings(self, tags: bool = False) -> dict[str, Any]:
+        """The extract job's ``embedders`` and ``embed_signals`` that write this model's columns.
+
+        ``tags``: also the raw signal, whose tagger scores are the tags shown beside a
+        prediction (as the in-process path computes them).
+        """
+        settings = extract_settings(self.groups)
+        if tags and self.taggers() and "raw" not in settings["embed_signals"]:
+            settings["embed_signals"] = ("raw", *settings["embed_signals"])
+        return settings
+
+    def feature_plan(self) -> tuple[dict[str, str], list[Any], dict[str, int]]:
+        """What scoring raw audio computes: (embedder -> weights id, tagger specs, column -> width).
+
+        The columns are the model's groups plus the first tagger's class scores of the raw
+        signal (for the tags shown beside the prediction); the predict job and the live
+        service share it. An embedder's columns of the separated signals (``yamnet_fg``) need
+        it too: which signals it embeds follows from the columns
+        (:func:`acoustic_env.audio.featurize.batch_outputs`).
+        """
+        taggers = self.taggers()
         columns = {g["name"]: g["dim"] for g in self.meta["groups"]}
         columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})
-        return embedders, taggers, columns
+        return self.embedder_weights(), taggers, columns
 
-    def predict_files(self, files: Sequence[str | dict[str, Any]], *, decode: Any = None, features: Any = None,
-                      weights_cache: str | None = None, device: str = "cpu", top_tags: int = 3) -> pa.Table:
-        """Label audio files in this process (no Ray, no feature table): one row per file.
+    def _table_bases(self) -> list[str]:
+        """Where the training table may have its runs/ (the model names the extract output, or its features/)."""
+        features = str(self.meta.get("features") or "").rstrip("/")
+        bases = [features, features.removesuffix("/features")] if features.endswith("/features") else [features]
+        return list(filter(None, bases))
 
-        Decodes and computes the model's feature groups with the extract job's own
-        functions (:mod:`acoustic_env.audio.featurize`), so the probabilities equal those
-        of the same clips extracted and read back. ``decode``/``features``: the
-        DecodeParams/FeatureParams the training table was extracted with (default: the
-        defaults; ``acoustic_env.jobs.predict`` reads them from the table's run record).
-        A file may also be a mapping with ``uri`` and optionally ``clip_id``,
-        ``start_s``, ``end_s``. Columns: ``clip_id``, ``uri``, ``predicted``,
-        ``prob_<class>``, ``error`` (why a file could not be scored), and ``tags`` (the
-        top AudioSet classes by the tagger's scores) when the model uses a tagging
-        embedder. Meant for a handful of files: each is decoded and embedded in turn.
+    def extraction_params(self) -> tuple[DecodeParams, FeatureParams, str]:
+        """The decode and feature parameters of the model's training table, and where they came from.
+
+        Scoring audio must compute the features as the table did. Read from the newest
+        completed extract record under ``<features>/runs/``; the defaults when the table or
+        its records cannot be read (a model moved to another machine), which is what every
+        table extracted with default options used.
         """
-        from acoustic_env.audio.featurize import clip_rows, featurize
-        from acoustic_env.config import DecodeParams, FeatureParams
+        records: list[str] = []
+        for base in self._table_bases():
+            try:
+                fs, path = filesystem(join(base, "runs"))
+                records = sorted(strip_protocol_keep(base, p) for p in fs.glob(f"{path}/*.json"))
+            except OSError:
+                continue
+            if records:
+                break
+        for uri in reversed(records):
+            try:
+                rec = read_json(uri)
+            except (OSError, json.JSONDecodeError):
+                continue
+            if rec.get("job") == "extract" and rec.get("status") == "completed":
+                cfg = rec["config"]
+                return from_dict(DecodeParams, cfg["decode"]), from_dict(FeatureParams, cfg["features"]), uri
+        return DecodeParams(), FeatureParams(), "defaults"
 
-        rows = clip_rows(files)
-        embedders, taggers, columns = self.feature_plan()
-        found = featurize(rows, columns, decode=decode or DecodeParams(), features=features or FeatureParams(),
-                          embedders=embedders, weights_cache=weights_cache, device=device)
-        table = self.predict_table({**{g: found.vectors[g] for g in self.groups}, "clip_id": found.clip_ids})
-        table = table.add_column(1, "uri", pa.array(found.uris, pa.string()))
-        table = table.append_column("error", pa.array(found.errors, pa.string()))
-        if taggers:
-            table = table.append_column("tags", pa.array(
-                top_classes(found.vectors[taggers[0].scores_column], taggers[0].score_names or (), top_tags),
-                pa.list_(pa.string())))
-        return table
+    def training_clip_s(self) -> tuple[float, str]:
+        """The median clip length (s) of the model's training table, and where it came from.
+
+        The default window of a long recording: a window as long as the clips the model
+        learnt from gives features on the scale it knows (the indices and statistics of a
+        2-s stretch differ from those of 10 s).
+        """
+        for base in self._table_bases():
+            try:
+                table = read_parts(join(base, "features"), columns=["duration_s"])
+            except (OSError, ValueError):
+                continue
+            if table is not None and table.num_rows:
+                return round(float(np.median(table["duration_s"].to_numpy(zero_copy_only=False))), 3), base
+        return DEFAULT_CLIP_S, "default"
+
+
+def model_id(meta: dict[str, Any], uri: str) -> str:
+    """The id annotations carry for a model: its train run's id, else where it was loaded from."""
+    return str(meta.get("run_id") or uri)
 
 
 def top_classes(scores: np.ndarray, names: Sequence[str], k: int = 3) -> list[list[str] | None]:
@@ -308,13 +363,23 @@ def _missing_field(meta: dict[str, Any]) -> str | None:
     return f"groups[{bad[0]}].name" if bad else None
 
 
+def read_meta(uri: str) -> Any:
+    """The artifact's model.json as parsed, unchecked; a missing or damaged file is one ConfigError line.
+
+    For a reader that needs only the description (the dry run), not the estimator.
+    """
+    return _parse(uri, MODEL_JSON, json.loads)
+
+
 def load_model(uri: str) -> Model:
     """Load a model artifact written by the train job (local path or fsspec URL).
 
     Every file is read and checked against the others before the model is
     returned: a missing, truncated or mismatched file is one ConfigError line.
     """
-    meta = _parse(uri, MODEL_JSON, json.loads)
+    from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
+
+    meta = read_meta(uri)
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise ConfigError(f"model: {join(uri, MODEL_JSON)} has model format {version}, this version reads "

@@ -119,10 +119,8 @@ class Portable:
 
     def network(self) -> MLP:
         if "net" not in self._cache:
-            net = MLP(**self.spec["architecture"])
-            net.load_state_dict(torch.load(io.BytesIO(self.blob or b""), weights_only=True, map_location="cpu"))
-            net.eval()
-            self._cache["net"] = net
+            state = torch.load(io.BytesIO(self.blob or b""), weights_only=True, map_location="cpu")
+            self._cache["net"] = rebuild_network(self.spec["architecture"], state)
         return self._cache["net"]
 
     def booster(self) -> Any:
@@ -155,6 +153,15 @@ class Portable:
             pre.weight.copy_(torch.diag(scale))
             pre.bias.copy_(-torch.tensor(self.arrays["mean"], dtype=torch.float32) * scale)
         return nn.Sequential(pre, self.network())
+
+
+def rebuild_network(architecture: dict[str, Any], state: dict[str, Any]) -> MLP:
+    """The MLP of ``architecture`` (:func:`acoustic_env.learn.mlp.architecture`'s) with the weights ``state``, in
+    evaluation mode: how a saved model and the train job's evaluations get back the network a run trained."""
+    net = MLP(**architecture)
+    net.load_state_dict(state)
+    net.eval()
+    return net
 
 
 def _link(s: np.ndarray, link: str) -> np.ndarray:

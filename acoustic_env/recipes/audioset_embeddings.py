@@ -43,7 +43,6 @@ import logging
 import os
 import struct
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +54,7 @@ from acoustic_env import runs
 from acoustic_env.audioset.ontology import load_class_list
 from acoustic_env.config import ConfigError
 from acoustic_env.errors import DamagedFileError
+from acoustic_env.jobs.records import lifecycle
 from acoustic_env.storage import (
     filesystem,
     is_local,
@@ -281,7 +281,6 @@ def convert(source: str, output: str, class_list: str | None = None, part_rows: 
     """
     if part_rows < 1:
         raise ConfigError(f"part_rows: must be an integer >= 1, got {part_rows}")
-    t0 = time.time()
     if class_list is None:
         from acoustic_env.audioset.classes import AUDIOSET_CLASSES as classes
         class_list = "package:class_labels_indices.csv"
@@ -290,44 +289,41 @@ def convert(source: str, output: str, class_list: str | None = None, part_rows: 
     files = list_tfrecords(source)
     done = converted_sources(output)
     todo = [f for f in files if f not in done]
-    run_id = runs.new_run_id()
-    record = runs.base_record(run_id, "audioset-embeddings", {"source": source, "output": output,
-                                                              "class_list": class_list, "part_rows": part_rows,
-                                                              "keep_frames": keep_frames})
-    record_uri = join(output, runs.RUNS, f"{run_id}.json")
-    runs.write_record(record, record_uri)
-    counts = {"files": len(files), "files_skipped": len(files) - len(todo), "segments": 0, "frames": 0, "parts": 0}
-    batch_files: list[str] = []
-    tables: list[pa.Table] = []
-    frame_tables: list[pa.Table] = []
+    config = {"source": source, "output": output, "class_list": class_list, "part_rows": part_rows,
+              "keep_frames": keep_frames}
+    with lifecycle("audioset-embeddings", config, output) as run:  # a crash ends the record failed, with why
+        run_id = run.run_id
+        counts = {"files": len(files), "files_skipped": len(files) - len(todo), "segments": 0, "frames": 0,
+                  "parts": 0}
+        batch_files: list[str] = []
+        tables: list[pa.Table] = []
+        frame_tables: list[pa.Table] = []
 
-    def flush() -> None:
-        if not tables:
-            return
-        table = pa.concat_tables(tables)
-        table = table.replace_schema_metadata(metadata_json(_metadata(run_id, list(batch_files), class_list)))
-        name = runs.part_name(run_id, list(batch_files))
-        if keep_frames:
-            write_parquet(pa.concat_tables(frame_tables), join(output, FRAMES, name))
-            frame_tables.clear()
-        write_parquet(table, join(output, runs.FEATURES, name))
-        counts["parts"] += 1
-        tables.clear()
-        batch_files.clear()
-
-    for uri in todo:
-        batch = list(read_segments(uri))
-        if batch:
-            tables.append(segments_table(batch, classes, uri))
+        def flush() -> None:
+            if not tables:
+                return
+            table = pa.concat_tables(tables)
+            table = table.replace_schema_metadata(metadata_json(_metadata(run_id, list(batch_files), class_list)))
+            name = runs.part_name(run_id, list(batch_files))
             if keep_frames:
-                frame_tables.append(frames_table(batch, classes))
-        batch_files.append(uri)
-        counts["segments"] += len(batch)
-        counts["frames"] += sum(len(s.frames) for s in batch)
-        if sum(t.num_rows for t in tables) >= part_rows:
-            flush()
-    flush()
-    wall = time.time() - t0
-    record.update(status="completed", counts=counts, wall_s=round(wall, 3),
-                  segments_per_s=round(counts["segments"] / wall, 1) if wall else None)
-    return runs.write_record(record, record_uri)
+                write_parquet(pa.concat_tables(frame_tables), join(output, FRAMES, name))
+                frame_tables.clear()
+            write_parquet(table, join(output, runs.FEATURES, name))
+            counts["parts"] += 1
+            tables.clear()
+            batch_files.clear()
+
+        for uri in todo:
+            batch = list(read_segments(uri))
+            if batch:
+                tables.append(segments_table(batch, classes, uri))
+                if keep_frames:
+                    frame_tables.append(frames_table(batch, classes))
+            batch_files.append(uri)
+            counts["segments"] += len(batch)
+            counts["frames"] += sum(len(s.frames) for s in batch)
+            if sum(t.num_rows for t in tables) >= part_rows:
+                flush()
+        flush()
+        wall = run.elapsed()
+        return run.complete(counts=counts, segments_per_s=round(counts["segments"] / wall, 1) if wall else None)

@@ -41,10 +41,10 @@ from acoustic_env.jobs.audit.confident import (
 from acoustic_env.jobs.audit.crossfit import AUTO, AVERAGE, choose_by_log_loss
 from acoustic_env.jobs.audit.review import build_review
 from acoustic_env.jobs.preflight import preflight
-from acoustic_env.jobs.records import finishes_records, track
+from acoustic_env.jobs.records import Run, lifecycle
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.learn.duplicates import merge_duplicate_groups
-from acoustic_env.runs import base_record, package_versions
+from acoustic_env.runs import package_versions
 from acoustic_env.storage import filesystem, join, write_parquet
 from acoustic_env.table import FeatureSet, metadata_json, read_features
 
@@ -132,19 +132,19 @@ def against_truth(table: pa.Table, wrong: set[str], top: int = 0) -> dict[str, A
             "flagged": score(flagged), "top_k": {str(k): score(set(ids[:k])) for k in ks}}
 
 
-@finishes_records
 def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     """Audit the labels of a feature table; return the summary (written to ``<output>/summary.json``
     when done; the run record ``<output>/runs/audit-<id>.json`` from the start, ending completed or failed)."""
     validate(cfg)
     preflight(cfg)
-    t_start = time.time()
-    audit_id = runs.new_run_id()
-    summary = base_record(audit_id, "audit", cfg.to_dict())
-    summary["versions"] = package_versions(AUDIT_PACKAGES)
-    record_uri = join(cfg.output, runs.RUNS, f"audit-{audit_id}.json")
-    runs.write_record(summary, record_uri)
-    track(summary, record_uri)  # ends 'failed' with the reason if anything below raises
+    with lifecycle("audit", cfg.to_dict(), cfg.output, prefix="audit-",
+                   versions=package_versions(AUDIT_PACKAGES)) as run:
+        return _audit(cfg, run)
+
+
+def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
+    """The job's work once its record is written."""
+    audit_id, summary = run.run_id, run.record
     task = load_task(cfg.task, cfg.ontology)
     data = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups,
                          include_random_weights=cfg.include_random_weights)
@@ -189,9 +189,9 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     if cfg.review_top or cfg.random_sample:
         summary["outputs"]["review"] = build_review(table, summary, cfg.output, cfg.review_top,
                                                     cfg.random_sample, cfg.seed)
-    summary.update(status="completed", wall_s=round(time.time() - t_start, 3), fit_s=round(fit_s, 3))
+    done = run.complete(fit_s=round(fit_s, 3))
     runs.write_record(summary, join(cfg.output, SUMMARY))
-    return runs.write_record(summary, record_uri)
+    return done
 
 
 def rebuild_review(output: str, top: int, random_sample: int, seed: int = 0) -> str:

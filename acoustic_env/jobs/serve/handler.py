@@ -12,7 +12,7 @@ a cluster:
 * :meth:`Recognizer.decode_upload` is :func:`acoustic_env.audio.decode.decode_bytes`, and
   :meth:`Recognizer.score` is :func:`acoustic_env.audio.featurize.batch_outputs` and the
   model's own ``predict_proba``, with the decode and feature parameters of the model's
-  training table (:func:`acoustic_env.jobs.predict.extraction_params`): the functions
+  training table (:meth:`acoustic_env.learn.artifact.Model.extraction_params`): the functions
   ``acoustic-env predict`` runs on a file, so a clip gets the same probabilities either way.
 * ``?windows=1`` (with ``window_s`` and ``hop_s``, the ``WindowParams`` of ``predict
   --windows``) scores the upload in windows (:meth:`Recognizer.windows`,
@@ -50,7 +50,7 @@ from acoustic_env.audio.featurize import clip_note, load_nets
 from acoustic_env.audio.windows import Recording, Window
 from acoustic_env.config import ConfigError, ServeConfig, WindowParams, from_dict
 from acoustic_env.errors import ClipError
-from acoustic_env.jobs.predict import extraction_params, rows_table
+from acoustic_env.jobs.predict import rows_table
 from acoustic_env.jobs.window_outputs import raven_table
 from acoustic_env.jobs.windows import TIMES, recording_rows, score_clips, summarize, window_lengths
 from acoustic_env.learn.artifact import load_model, top_scores
@@ -315,13 +315,13 @@ class Recognizer:
     def __init__(self, model: str, limits: Limits, *, weights_cache: str | None = None, device: str = "cpu") -> None:
         self.model = load_model(model)
         self.limits = limits
-        decode, self.features, _ = extraction_params(self.model.meta)
+        decode, self.features, _ = self.model.extraction_params()
         # The training table's decode parameters; only the read limits are the service's own.
         self.decode = replace(decode, max_bytes=limits.max_upload_bytes, read_timeout_s=limits.request_timeout_s)
         embedders, taggers, self.columns = self.model.feature_plan()
         self.tagger = taggers[0] if taggers else None
         self.nets = load_nets(embedders, weights_cache, device)
-        self.window_s, self.hop_s = window_lengths(WindowParams(windows=True), self.model.meta, self.decode)
+        self.window_s, self.hop_s = window_lengths(WindowParams(windows=True), self.model, self.decode)
 
     def info(self) -> dict[str, Any]:
         """What ``GET /info`` answers: the classes, the task, the inputs, the sample rate and the limits."""
@@ -404,7 +404,7 @@ class Recognizer:
         left) no further window is read: timeout.
         """
         try:
-            window_s, hop_s = window_lengths(upload.window, self.model.meta, self.decode)
+            window_s, hop_s = window_lengths(upload.window, self.model, self.decode)
         except ConfigError as exc:  # a window the training table's decode limits refuse
             raise ServiceError("bad_request", str(exc)) from None
         base = {"clip_id": upload.name, "uri": upload.name}

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from acoustic_env import runs
 from acoustic_env.audioset.tasks import Task, load_task
 from acoustic_env.config import ConfigError, TrainConfig, validate
 from acoustic_env.distributed.session import start_ray
@@ -47,7 +46,7 @@ from acoustic_env.jobs.train.explain import mlp_attributions, tree_attributions
 from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_lines
 from acoustic_env.jobs.train.grid import cells as grid_cells
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
-from acoustic_env.jobs.records import finishes_records, track
+from acoustic_env.jobs.records import Run, lifecycle
 from acoustic_env.jobs.train.report import clip_predictions, write_report
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.cv import ORDER, CVResult, best_of, cross_validate, describe, given_folds
@@ -64,8 +63,8 @@ from acoustic_env.learn.metrics import (
     intervals,
     read_label_accuracy,
 )
-from acoustic_env.learn.mlp import MLP, architecture, predict_proba
-from acoustic_env.learn.portable import FORMATS, Portable, from_network, from_zoo
+from acoustic_env.learn.mlp import architecture, predict_proba
+from acoustic_env.learn.portable import FORMATS, Portable, from_network, from_zoo, rebuild_network
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.splits import (
     DROPPED,
@@ -83,7 +82,7 @@ from acoustic_env.learn.transform import GroupTransform, transform_all
 from acoustic_env.learn.search import SearchPlan, SearchRecord
 from acoustic_env.learn.params import PARAMS as ZOO_PARAMS
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
-from acoustic_env.runs import base_record, package_versions
+from acoustic_env.runs import package_versions
 from acoustic_env.storage import is_local, join
 from acoustic_env.table import RANDOM_REASON, FeatureSet, read_features
 
@@ -375,9 +374,7 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
         method = "no search: default hyper-parameters"
     timings["search_s"] = time.time() - t
     arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
-    net = MLP(**arch)
-    net.load_state_dict(load_checkpoint(found.checkpoint, storage))
-    net.eval()
+    net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
     k = task.n_classes
 
     t = time.time()
@@ -404,8 +401,7 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
         t = time.time()
         sets = ablation_sets(groups)
         for name, r in run_ablations(sets, transforms, data, task.kind, k, found.params, schedule, cfg.seed).items():
-            sub = MLP(**architecture(len(r["cols"]), task.kind, k, found.params))
-            sub.load_state_dict(r["best_state"])
+            sub = rebuild_network(architecture(len(r["cols"]), task.kind, k, found.params), r["best_state"])
             test = evaluate(task.kind, list(task.class_names), y_test,
                             predict_proba(sub, x_test[:, r["cols"]], task.kind, k))
             ablations.append({"name": f"mlp, {name}", "groups": r["groups"], "test": _slim(test),
@@ -453,26 +449,26 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
                                                               f"({len(idx[VAL])} clips)"} if found.history else None)
 
 
-@finishes_records
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run the job; return a summary (test metrics, where the model and the report are)."""
     validate(cfg)
     preflight(cfg)
-    t_start = time.time()
     task = load_task(cfg.task, cfg.ontology)
     estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
+    with lifecycle("train", cfg.to_dict(), cfg.output, versions=package_versions(EXTRA_PACKAGES)) as run:
+        return _train(cfg, run, task, estimate, test_ids)
+
+
+def _train(cfg: TrainConfig, run: Run, task: Task, estimate: dict[str, Any] | None,
+           test_ids: set[str] | None) -> dict[str, Any]:
+    """The job's work once its record is written (a table too small, or any failure, ends it ``failed``)."""
     t = time.time()
     # the grid reads every column and checks each cell's itself (one line naming the cell and the column)
     features = read_features(cfg.features, task=task, feature_groups=() if cfg.grid else cfg.feature_groups,
                              signals=cfg.signals, include_random_weights=cfg.include_random_weights,
                              max_bytes=cfg.memory_gb * 2 ** 30)
-    run_id = runs.new_run_id()
-    record = base_record(run_id, "train", cfg.to_dict())
-    record["versions"] = package_versions(EXTRA_PACKAGES)
-    record_uri = join(cfg.output, runs.RUNS, f"{run_id}.json")
-    runs.write_record(record, record_uri)
-    track(record, record_uri)  # ends 'failed' with the reason if anything below raises
+    run_id, record = run.run_id, run.record
     timings: dict[str, float] = {}
 
     if len(features) < MIN_CLIPS:  # before Ray starts: a table too small costs a second, not 30
@@ -536,13 +532,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "metrics": {m: _slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
         "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features},
         features.feature_groups)
-    record.update(status="completed", counts=counts, timings=timings, wall_s=time.time() - t_start,
-                  groups=groups, search=results["search"], evaluation=out.evaluation,
-                  metrics={m: _slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
-                  model=model_uri, report=report_uri, grid=grid)
-    runs.write_record(record, record_uri)
+    run.complete(counts=counts, timings=timings, groups=groups, search=results["search"], evaluation=out.evaluation,
+                 metrics={m: _slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
+                 model=model_uri, report=report_uri, grid=grid)
     return {"run_id": run_id, "metrics": record["metrics"], "adjusted_accuracy": adjusted, "model": model_uri,
-            "report": report_uri, "record": record_uri, "counts": counts, "search": results["search"],
+            "report": report_uri, "record": run.uri, "counts": counts, "search": results["search"],
             "evaluation": out.evaluation, "grid": grid,
             "groups": groups, "timings": timings, "wall_s": record["wall_s"]}
 
