@@ -364,7 +364,7 @@ def _split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.n
     concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
     storage = _storage(cfg)
     schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
-    setup = Setup(kind=task.kind, n_classes=task.n_classes, in_dim=x.shape[1], schedule=schedule, seed=cfg.seed,
+    setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
                   workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
     if cfg.trials:
         found = tune_search(data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
