@@ -23,7 +23,8 @@ from acoustic_env.audioset.tasks import load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
-from acoustic_env.jobs.train.job import CV_THREADS, _features, summary_lines, train
+from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
+from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
@@ -166,7 +167,7 @@ def test_the_saved_model_reproduces_the_chosen_estimator(name, trained):
         assert f"The saved model is {name} (asked for with saved_model, not the model of record)" in ev["description"]
     features = read_features(cfg.features, task=load_task(cfg.task), feature_groups=[GROUP])
     features = merge_duplicate_groups(features).apply(features)  # the groups the job's grouped searches used
-    _, x = _features(cfg, features, np.ones(len(features), dtype=bool))
+    _, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
     # the job's own fit: its search (settings scored by grouped CV on all clips) and its threads
     fitted = make_estimator(name, "single_label", 2, cfg.seed, CV_THREADS,
                             search=SearchPlan(cfg.search_trials, cfg.search_folds)).fit(x, features.y,
