@@ -24,6 +24,8 @@ from acoustic_env.table import FeatureSet, read_features
 
 @dataclass(frozen=True)
 class LabelledSet:
+    """What both jobs learn from: the task, its labelled clips, and what the near-duplicate guard merged."""
+
     task: Task
     features: FeatureSet  # with the merged groups
     duplicates: DuplicateGuard  # what the guard merged (its counts go to the run record and the console)

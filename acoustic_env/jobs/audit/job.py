@@ -133,6 +133,7 @@ def against_truth(table: pa.Table, wrong: set[str], top: int = 0) -> dict[str, A
 
 
 def _any_clips(cfg: AuditConfig, data: FeatureSet, task: Task) -> None:
+    """The audit's minimum: a clip (the folds then say when there are too few for them)."""
     if not len(data):
         raise AuditError(f"features: no clip of {cfg.features} has finite features and a target of task {task.name!r}")
 
