@@ -23,7 +23,8 @@ from acoustic_env.audioset.tasks import Task, load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
-from acoustic_env.jobs.train.job import CV_THREADS, _features, summary_lines, train
+from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
+from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
@@ -174,7 +175,7 @@ def fit_as_the_job(cfg: TrainConfig, name: str, only: list[str] | None = None) -
     features = read_features(cfg.features, task=task, feature_groups=() if cfg.grid else cfg.feature_groups,
                              signals=cfg.signals, include_random_weights=cfg.include_random_weights)
     features = merge_duplicate_groups(features).apply(features)
-    _, x = _features(cfg, features, np.ones(len(features), dtype=bool), only)
+    _, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool), only)
     fitted = make_estimator(name, task.kind, task.n_classes, cfg.seed, CV_THREADS,
                             search=SearchPlan(cfg.search_trials, cfg.search_folds)).fit(x, features.y,
                                                                                        groups=features.groups)

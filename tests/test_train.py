@@ -26,7 +26,6 @@ from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, synthet
 from acoustic_env.jobs.train import load_model
 from acoustic_env.jobs.train.job import train
 from acoustic_env.learn.artifact import save_model
-from acoustic_env.learn.fit import Schedule, build_model, fit
 from acoustic_env.learn.metrics import (
     adjusted_accuracy,
     evaluate,
@@ -47,6 +46,7 @@ from acoustic_env.learn.splits import (
     strata,
 )
 from acoustic_env.learn.transform import transform_all
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import SIGNAL_REASON, read_features
 
 INDOOR = "/t/dd00125"
@@ -167,9 +167,9 @@ def test_network_learns_each_task_kind(kind, tmp_path):
     data, x_test, y_test = _arrays(write_features(table, str(tmp_path / "ex")), task, ["indices_raw", "mps_raw"])
     params = {"depth": 2, "width": 32, "lr": 3e-3, "activation": "gelu", "dropout": 0.1, "weight_decay": 1e-4,
               "batch_size": 32}
-    model = build_model(data["x_train"].shape[1], task.kind, task.n_classes, params, seed=0)
-    out = fit(model, data, task.kind, task.n_classes, params, Schedule(max_rounds=6, patience=3, steps_per_round=20), 0)
-    model.load_state_dict(out["best_state"])
+    network = make_estimator("mlp", task.kind, task.n_classes, 0, network=params, max_rounds=6, patience=3).network()
+    network.train(data, task.kind, task.n_classes, steps_per_round=20)
+    model = network.model_
     m = evaluate(task.kind, list(task.class_names), y_test, predict_proba(model, x_test, task.kind, task.n_classes))
     assert m["roc_auc"] > 0.85 and m["map"] > 0.8
     assert set(m["per_class"]) == set(task.class_names)
@@ -204,9 +204,9 @@ def test_artifact_round_trip_without_ray(tmp_path):
     params = {"depth": 1, "width": 16, "lr": 1e-2, "activation": "tanh", "dropout": 0.0, "weight_decay": 0.0,
               "batch_size": 16}
     x = transform_all(transforms, features.X)
-    model = build_model(x.shape[1], task.kind, 2, params, 0)
-    fit(model, {"x_train": x, "y_train": features.y, "x_val": x, "y_val": features.y}, task.kind, 2, params,
-        Schedule(max_rounds=2, steps_per_round=5), 0)
+    network = make_estimator("mlp", task.kind, 2, 0, network=params, max_rounds=2).network()
+    network.train({"x_train": x, "y_train": features.y, "x_val": x, "y_val": features.y}, task.kind, 2, 5)
+    model = network.model_
     expected = predict_proba(model, x, task.kind, 2)
     save_model(str(tmp_path / "model"), from_network(model, architecture(x.shape[1], task.kind, 2, params), task.kind, 2),
                transforms, {"task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),

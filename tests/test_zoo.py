@@ -75,3 +75,22 @@ def test_unknown_model_or_parameter_is_one_line():
     with pytest.raises(ConfigError, match="model: logreg has no parameter 'n_estimators'"):
         make_estimator("logreg", "single_label", 2, n_estimators=5)
     assert make_estimator("mlp", "single_label", 2, max_rounds=3).params == {**PARAMS["mlp"], "max_rounds": 3}
+
+
+def test_the_zoo_builds_the_network_that_the_search_and_the_ablations_train():
+    """``network().train`` is the one training path (Tune's workers, the ablations, the estimator's own fit):
+    it reports every round, and leaves the best round's weights in ``model_``."""
+    from acoustic_env.learn.fit import val_score
+    from acoustic_env.learn.mlp import predict_proba
+
+    x, y = separable(200, False)
+    x = x.astype(np.float32)
+    data = {"x_train": x[:150], "y_train": y[:150], "x_val": x[150:], "y_val": y[150:]}
+    network = make_estimator("mlp", "single_label", K, seed=0, max_rounds=4).network()
+    reported = []
+    out = network.train(data, "single_label", K, steps_per_round=5, on_round=lambda m, *_: reported.append(m))
+    assert reported == out["history"] and [m["round"] for m in reported] == list(range(1, len(reported) + 1))
+    best = val_score("single_label", data["y_val"], predict_proba(network.model_, data["x_val"], "single_label", K))
+    assert best == pytest.approx(out["best_val_score"])
+    with pytest.raises(ValueError, match="logreg is not the network"):
+        make_estimator("logreg", "single_label", K).network()

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 
 from acoustic_env.audioset.tasks import load_task
 from acoustic_env.learn.artifact import save_model
-from acoustic_env.learn.fit import Schedule, build_model, fit
+from acoustic_env.learn.fit import Schedule
 from acoustic_env.learn.mlp import architecture
 from acoustic_env.learn.portable import from_network
 from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import read_features
 
 PARAMS = {"depth": 1, "width": 16, "lr": 1e-2, "activation": "tanh", "dropout": 0.0, "weight_decay": 0.0,
@@ -32,9 +33,10 @@ def quick_model(features: str, output: str, *, task: str = "urban_natural", feat
                           include_random_weights=include_random_weights)
     transforms = [fit_group(table.X[g.name], components, g.name, seed) for g in table.feature_groups]
     x = transform_all(transforms, table.X)
-    net = build_model(x.shape[1], t.kind, t.n_classes, PARAMS, seed)
-    fit(net, {"x_train": x, "y_train": table.y, "x_val": x, "y_val": table.y}, t.kind, t.n_classes, PARAMS,
-        Schedule(max_rounds=rounds, steps_per_round=10), seed)
+    network = make_estimator("mlp", t.kind, t.n_classes, seed, network=PARAMS, max_rounds=rounds,
+                             patience=Schedule.patience).network()
+    network.train({"x_train": x, "y_train": table.y, "x_val": x, "y_val": table.y}, t.kind, t.n_classes, 10)
+    net = network.model_
     arch = architecture(x.shape[1], t.kind, t.n_classes, PARAMS)
     save_model(output, from_network(net, arch, t.kind, t.n_classes), transforms,
                {"task": {"name": t.name, "kind": t.kind, "class_names": list(t.class_names),

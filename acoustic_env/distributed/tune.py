@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from acoustic_env.config import ConfigError
-from acoustic_env.learn.fit import DEFAULT_PARAMS, HISTORY, Schedule, build_model, fit
+from acoustic_env.learn.fit import DEFAULT_PARAMS, HISTORY, Schedule
+from acoustic_env.learn.zoo import make_estimator
 
 log = logging.getLogger("acoustic_env.jobs.train")
 
@@ -44,7 +45,6 @@ class Setup:
 
     kind: str
     n_classes: int
-    in_dim: int
     schedule: Schedule
     seed: int
     workers: int
@@ -73,12 +73,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     data = ray.get(config["data"][0])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if not setup.use_gpu:
-        torch.set_num_threads(max(1, int(setup.worker_cpus)))
-    device = ray.train.torch.get_device()
     pg = ray.util.get_current_placement_group()
-    model = ray.train.torch.prepare_model(build_model(setup.in_dim, setup.kind, setup.n_classes, config["params"],
-                                                      setup.seed))
 
     def on_round(metrics: dict[str, float], improved: bool, net: Any) -> None:
         metrics = {**metrics, "worker_pg": pg.id.hex() if pg else ""}
@@ -89,8 +84,12 @@ def worker_loop(config: dict[str, Any]) -> None:
         else:
             ray.train.report(metrics)
 
-    fit(model, data, setup.kind, setup.n_classes, config["params"], setup.schedule, setup.seed + rank,
-        on_round=on_round, device=device, rank=rank, world=world)
+    estimator = make_estimator("mlp", setup.kind, setup.n_classes, setup.seed,
+                               None if setup.use_gpu else max(1, int(setup.worker_cpus)), network=config["params"],
+                               max_rounds=setup.schedule.max_rounds, patience=setup.schedule.patience).network()
+    estimator.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round,
+                    prepare=ray.train.torch.prepare_model, on_round=on_round, device=ray.train.torch.get_device(),
+                    rank=rank, world=world)
 
 
 def _trainer(params: dict[str, Any], data: list, setup: Setup, name: str, callbacks: list) -> Any:

@@ -1,8 +1,9 @@
 """The training loop: rounds of mini-batch steps, a validation score after each, early stopping.
 
 Plain PyTorch on numpy arrays, so the same loop runs inside a Ray Train
-worker (``search.worker_loop``), in a Ray task (feature-group ablations) or in
-a test. A *round* is at least ``steps_per_round`` optimizer steps (one epoch
+worker (``distributed.tune.worker_loop``), in a Ray task (feature-group
+ablations) or in a test. Its one caller is the MLP estimator's ``train``
+(``learn.mlp_estimator``), which builds the network. A *round* is at least ``steps_per_round`` optimizer steps (one epoch
 of a large table, several epochs of a small one): validating and reporting
 after every epoch of a 150-clip table would spend more time reporting than
 learning, and the search scheduler counts rounds, not epochs.
@@ -24,13 +25,7 @@ from sklearn.metrics import (
 )
 from torch import nn
 
-from acoustic_env.learn.mlp import (
-    MLP,
-    architecture,
-    loss_function,
-    loss_target,
-    predict_proba,
-)
+from acoustic_env.learn.mlp import loss_function, loss_target, predict_proba
 from acoustic_env.learn.params import PARAMS
 
 # Used when the search is off (``trials = 0``) and as the search's first guess: the zoo's MLP defaults.
@@ -61,11 +56,6 @@ def val_score(kind: str, y: np.ndarray, proba: np.ndarray) -> float:
         return float(roc_auc_score(y, proba[:, 1]) if proba.shape[1] == 2 else
                      roc_auc_score(y, proba, multi_class="ovr", average="macro"))
     return float(balanced_accuracy_score(y, proba.argmax(axis=1)))
-
-
-def build_model(in_dim: int, kind: str, n_classes: int, params: dict[str, Any], seed: int) -> MLP:
-    torch.manual_seed(seed)
-    return MLP(**architecture(in_dim, kind, n_classes, params))
 
 
 RoundFn = Callable[[dict[str, float], bool, nn.Module], None]

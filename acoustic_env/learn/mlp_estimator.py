@@ -1,21 +1,42 @@
 """The training job's MLP with given hyper-parameters, as a scikit-learn estimator (the zoo's ``mlp``).
 
-It reuses the training job's network, loss and early-stopping loop
-(``learn.fit``) with standardised inputs and a held-out ``val_fraction`` of the
-training rows for early stopping. Its settings (``network``: depth, width,
-learning rate, ...) are declared in ``learn.params.PARAMS``, which builds it; the
-zoo's grouped search chooses among ``learn.params.CANDIDATES`` (cross-fitting in
-the audit keeps the defaults).
+This is the one way the network is built and trained. ``train`` runs the
+early-stopping loop (``learn.fit``) on a train/validation split the caller made:
+the Ray Tune search (one call per Ray Train worker, on its device, reporting each
+round), the feature-group ablations and the quick model train there. ``fit``, the
+scikit-learn entry the zoo calls (cross-validation, the audit, the final fit),
+standardises the inputs, holds out ``val_fraction`` of the rows for early stopping
+and calls ``train``. Its settings (``network``: depth, width, learning rate, ...)
+are declared in ``learn.params.PARAMS`` and it is built by the zoo
+(``learn.zoo.make_estimator``), whose grouped search chooses among
+``learn.params.CANDIDATES`` (cross-fitting in the audit keeps the defaults).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+
+from acoustic_env.learn.fit import Schedule, fit
+from acoustic_env.learn.mlp import MLP, architecture, predict_proba
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (None: as they are), restored after."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -34,42 +55,51 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Fit with ``threads`` torch threads, one when None (restored after). A network this small spends most of a
         second thread's time synchronising it, and on busy cores far more: 34 clips, 1.2 s with one thread against
         11-40 s with two; 5,000 clips of 2,000 features, 17 s against 123 s (2 cores under load, 2026-11-23)."""
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads or 1)
-        try:
+        with _torch_threads(self.threads or 1):
             return self._fit(X, y)
-        finally:
-            torch.set_num_threads(before)
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> MLPClassifier:
-        from acoustic_env.learn.fit import Schedule, build_model, fit
-
         y = np.asarray(y)
         self.scaler_ = StandardScaler().fit(X)
         x = self.scaler_.transform(X).astype(np.float32)
         if y.ndim == 2:
-            self.kind_, self.n_classes_ = "multi_label", y.shape[1]
+            kind, n_classes = "multi_label", y.shape[1]
             stratify = None
         else:
-            self.kind_, self.n_classes_ = "single_label", int(y.max()) + 1
+            kind, n_classes = "single_label", int(y.max()) + 1
             stratify = y if np.bincount(y).min() >= 2 else None
         # a stratified validation split needs a clip of every class (tiny folds of a small table)
-        n_val = max(int(np.ceil(self.val_fraction * len(y))), self.n_classes_ if stratify is not None else 1)
-        if stratify is not None and len(y) - n_val < self.n_classes_:
+        n_val = max(int(np.ceil(self.val_fraction * len(y))), n_classes if stratify is not None else 1)
+        if stratify is not None and len(y) - n_val < n_classes:
             stratify = None
         x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=n_val, random_state=self.seed, stratify=stratify)
-        self.model_ = build_model(x.shape[1], self.kind_, self.n_classes_, self.network, self.seed)
-        result = fit(self.model_, {"x_train": x_tr, "y_train": y_tr, "x_val": x_val, "y_val": y_val}, self.kind_,
-                     self.n_classes_, self.network, Schedule(self.max_rounds, self.patience), self.seed)
-        if result["best_state"] is not None:
-            self.model_.load_state_dict(result["best_state"])
-        self.history_ = result["history"]  # per round: epoch, train_score, val_score (the report's figure)
-        self.classes_ = np.arange(self.n_classes_)
+        self.train({"x_train": x_tr, "y_train": y_tr, "x_val": x_val, "y_val": y_val}, kind, n_classes)
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        from acoustic_env.learn.mlp import predict_proba
+    def train(self, data: dict[str, np.ndarray], kind: str, n_classes: int,
+              steps_per_round: int = Schedule.steps_per_round, prepare: Callable[[Any], Any] | None = None,
+              on_round: Callable[..., None] | None = None, device: Any = "cpu", rank: int = 0,
+              world: int = 1) -> dict[str, Any]:
+        """Train on a split the caller made (x_train, y_train, x_val, y_val: inputs as given, no scaling).
 
+        The network of ``network`` is built here, ``prepare`` wraps it (Ray Train's
+        data-parallel wrapper) and ``learn.fit.fit`` trains it with this estimator's
+        ``max_rounds`` and ``patience``, calling ``on_round`` after every round; ``rank``
+        of ``world`` workers trains on its share of the rows. Uses ``threads`` torch
+        threads (None: as set). The best round's weights end in ``model_``; returns
+        ``fit``'s result (best_val_score, best_state, history, epochs_per_round).
+        """
+        with _torch_threads(self.threads):
+            torch.manual_seed(self.seed)
+            self.model_ = MLP(**architecture(data["x_train"].shape[1], kind, n_classes, self.network))
+            result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,
+                         Schedule(self.max_rounds, self.patience, steps_per_round), self.seed + rank,
+                         on_round=on_round, device=device, rank=rank, world=world)
+        if result["best_state"] is not None:
+            self.model_.load_state_dict(result["best_state"])
+        self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)
+        self.history_ = result["history"]  # per round: epoch, train_score, val_score (the report's figure)
+        return result
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return predict_proba(self.model_, self.scaler_.transform(X).astype(np.float32), self.kind_, self.n_classes_)

@@ -17,7 +17,9 @@ probabilities, not the best classifier.
   training job's validation split) it stops adding trees once the log loss
   there stops improving.
 * ``mlp``: the training job's network (``learn.mlp_estimator``); ``network``
-  holds its hyper-parameters, the defaults of the Ray Tune search too.
+  holds its hyper-parameters, the defaults of the Ray Tune search too. The
+  search, the ablations and the final fit all build it here and train it with
+  its ``train`` (``ZooClassifier.network``).
 
 Given ``groups``, xgboost and the MLP also search their settings: the first
 ``trials`` of ``CANDIDATES`` (the defaults first), each scored by grouped CV
@@ -37,7 +39,7 @@ in it) and always predicts ``[n, n_classes]`` probabilities.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -49,6 +51,9 @@ from sklearn.preprocessing import StandardScaler
 from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
 from acoustic_env.learn.params import CANDIDATES, PARAMS
 from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
+
+if TYPE_CHECKING:
+    from acoustic_env.learn.mlp_estimator import MLPClassifier
 
 ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES)  # the names are declared with the configs that choose among them
 
@@ -198,7 +203,22 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
             trees = {k: v for k, v in p.items() if k != "early_stopping_rounds"}
             return XGBClassifier(**trees, random_state=self.seed, n_jobs=self.threads)
+        return self._network(p)
+
+    def network(self) -> MLPClassifier:
+        """The ``mlp`` of these settings, unfitted, for its ``train`` on a split the caller made.
+
+        The Ray Tune search, the feature-group ablations and the quick model train
+        the network on their own train/validation split, unscaled (the artifact's
+        network reads the PCA components as they are), which ``fit`` here, with its
+        class re-indexing and standardised inputs, would not do.
+        """
+        if self.name != "mlp":
+            raise ValueError(f"network: {self.name} is not the network")
+        return self._network(self.params)
+
+    def _network(self, params: dict[str, Any]) -> MLPClassifier:
         from acoustic_env.learn.mlp_estimator import MLPClassifier
 
-        return MLPClassifier(seed=self.seed, threads=self.threads, **p)
+        return MLPClassifier(seed=self.seed, threads=self.threads, **params)
 

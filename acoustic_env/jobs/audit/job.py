@@ -22,6 +22,7 @@ import csv
 import io
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
 from acoustic_env import runs
-from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.audioset.tasks import Task
 from acoustic_env.config import CLASSIFIERS, AuditConfig, ConfigError, validate
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.errors import AuditError
@@ -40,13 +41,12 @@ from acoustic_env.jobs.audit.confident import (
 )
 from acoustic_env.jobs.audit.crossfit import AUTO, AVERAGE, choose_by_log_loss
 from acoustic_env.jobs.audit.review import build_review
+from acoustic_env.jobs.labelled import grouped_folds, read_labelled
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.records import Run, lifecycle
-from acoustic_env.learn.splits import assign_folds
-from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.runs import package_versions
 from acoustic_env.storage import filesystem, join, write_parquet
-from acoustic_env.table import FeatureSet, metadata_json, read_features
+from acoustic_env.table import FeatureSet, metadata_json
 
 log = logging.getLogger("acoustic_env.jobs.audit")
 
@@ -132,6 +132,12 @@ def against_truth(table: pa.Table, wrong: set[str], top: int = 0) -> dict[str, A
             "flagged": score(flagged), "top_k": {str(k): score(set(ids[:k])) for k in ks}}
 
 
+def _any_clips(cfg: AuditConfig, data: FeatureSet, task: Task) -> None:
+    """The audit's minimum: a clip (the folds then say when there are too few for them)."""
+    if not len(data):
+        raise AuditError(f"features: no clip of {cfg.features} has finite features and a target of task {task.name!r}")
+
+
 def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     """Audit the labels of a feature table; return the summary (written to ``<output>/summary.json``
     when done; the run record ``<output>/runs/audit-<id>.json`` from the start, ending completed or failed)."""
@@ -145,16 +151,12 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
 def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
     """The job's work once its record is written."""
     audit_id, summary = run.run_id, run.record
-    task = load_task(cfg.task, cfg.ontology)
-    data = read_features(cfg.features, task=task, feature_groups=cfg.feature_groups,
-                         include_random_weights=cfg.include_random_weights)
-    if not len(data):
-        raise AuditError(f"features: no clip of {cfg.features} has finite features and a target of task {task.name!r}")
-    duplicates = merge_duplicate_groups(data)  # leakage guard: near-duplicates share a fold
-    data = duplicates.apply(data)
+    labelled = read_labelled(cfg.features, cfg.task, cfg.ontology, partial(_any_clips, cfg),
+                             feature_groups=cfg.feature_groups, include_random_weights=cfg.include_random_weights)
+    task, data, duplicates = labelled.task, labelled.features, labelled.duplicates
     X = data.matrix()
     log.info("audit %s: %d clips, %d features from %s", audit_id, len(X), X.shape[1], list(data.columns))
-    folds = assign_folds(data.y, data.groups, task.class_names, cfg.folds, cfg.seed)
+    folds = grouped_folds(data, task, cfg.folds, cfg.seed, duplicates.counts)
     wrong = read_truth(cfg.truth) if cfg.truth else None
     if cfg.parallel == "ray":
         start_ray(cfg.ray_address)

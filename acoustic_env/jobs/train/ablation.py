@@ -1,7 +1,8 @@
 """Feature-group ablations: the chosen network retrained on subsets of the groups.
 
 They show what each source (indices, MPS, each embedder) and each signal
-(raw, foreground, background) contributes. Each subset is a plain fit with
+(raw, foreground, background) contributes. Each subset is the network's
+one training path (the zoo's ``mlp``, ``train`` on the job's split) with
 the search's best hyper-parameters, run as a Ray task (``distributed.fanout``:
 they are many and small).
 """
@@ -13,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from acoustic_env.distributed.fanout import map_tasks
-from acoustic_env.learn.fit import Schedule, build_model, fit
+from acoustic_env.learn.fit import Schedule
 from acoustic_env.learn.transform import GroupTransform
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import signal_of, source_of
 
 
@@ -52,11 +54,9 @@ def columns_of(transforms: list[GroupTransform], groups: list[str]) -> np.ndarra
 def fit_subset(data: dict[str, np.ndarray], kind: str, n_classes: int, params: dict[str, Any],
                schedule: Schedule, seed: int) -> dict[str, Any]:
     """One ablation fit (single process, one thread); returns the best weights and validation score."""
-    import torch
-
-    torch.set_num_threads(1)
-    model = build_model(data["x_train"].shape[1], kind, n_classes, params, seed)
-    out = fit(model, data, kind, n_classes, params, schedule, seed)
+    network = make_estimator("mlp", kind, n_classes, seed, 1, network=params, max_rounds=schedule.max_rounds,
+                             patience=schedule.patience).network()
+    out = network.train(data, kind, n_classes, schedule.steps_per_round)
     return {"best_state": out["best_state"], "best_val_score": out["best_val_score"]}
 
 

@@ -1,0 +1,195 @@
+"""The train job's cross-validation (up to ``cv_max_clips`` clips, or ``folds_column``), and the grid before it.
+
+Grouped (or given) K-fold CV of the zoo's models (``learn.cv``), pooled
+out-of-fold figures with intervals, the model chosen by its pooled score and
+refitted on every clip (see ``job``'s docstring for when it runs).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from acoustic_env.audioset.tasks import Task
+from acoustic_env.config import ConfigError, TrainConfig
+from acoustic_env.jobs.labelled import grouped_folds
+from acoustic_env.jobs.train.ablation import ablation_sets
+from acoustic_env.jobs.train.evaluation import (
+    CV_THREADS,
+    Outcome,
+    checked_portable,
+    mlp_shap,
+    model_inputs,
+    shap_rows,
+    slim,
+    split_counts,
+)
+from acoustic_env.jobs.train.explain import tree_attributions
+from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare
+from acoustic_env.jobs.train.grid import cells as grid_cells
+from acoustic_env.jobs.train.report import clip_predictions
+from acoustic_env.learn.cv import ORDER, CVResult, cross_validate, describe, given_folds
+from acoustic_env.learn.cv import report as cv_report
+from acoustic_env.learn.fit import HISTORY
+from acoustic_env.learn.metrics import evaluate, headline, intervals
+from acoustic_env.learn.params import PARAMS as ZOO_PARAMS
+from acoustic_env.learn.search import SearchPlan, SearchRecord
+from acoustic_env.learn.splits import leaks
+from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.table import FeatureSet
+
+GRID_REASON = "not in the grid's winning cell"
+
+
+def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
+    """Per searched model, what its fold models' searches tried and cost (the report's and the record's figures)."""
+    return {m: {"settings": len(records[0].trials), "inner_folds": len(records[0].splits), "outer_folds": len(records),
+                "fits": sum(r.fits for r in records), "seconds": round(sum(r.seconds for r in records), 2),
+                "chosen": [r.best for r in records]}
+            for m, records in result.searches.items() if records}
+
+
+def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[str, Any]],
+                    final: SearchRecord | None, saved: str) -> str:
+    """What searched what under cross-validation, and what it cost, in a few sentences (console, report, record)."""
+    done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
+            f"x {n['inner_folds']} inner folds in each of {n['outer_folds']} outer folds ({n['fits']} inner fits, "
+            f"{n['seconds']:.0f} s)" for m, n in nested.items()]
+    fixed = [m for m in candidates if m not in nested and m != "logreg"]
+    note = (f"Nested search, scored by grouped cross-validation on each outer fold's training clips only: "
+            f"{'; '.join(done)}." if done else "No grouped search.")
+    if "logreg" in candidates and "logreg" not in nested:  # multi-label, or too few groups for inner folds
+        note += " logreg's C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
+    if fixed:
+        note += f" {', '.join(fixed)} at fixed hyper-parameters."
+    if final is not None:
+        note += (f" The saved {saved} searched the same way on all clips ({len(final.trials)} settings x "
+                 f"{len(final.splits)} folds, {final.seconds:.0f} s) and kept {final.best or 'the defaults'}.")
+    return note + f" ({n_folds} outer folds; the Ray Tune search of the network runs with the train/val/test split, " \
+                  f"--cv-folds 0.)"
+
+
+def _folds(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """The outer folds (given by ``folds_column``, else grouped and stratified) and their names."""
+    if cfg.folds_column:
+        return given_folds(features, cfg.folds_column)
+    folds = grouped_folds(features, task, cfg.cv_folds, cfg.seed, counts["duplicates"], field="cv_folds")
+    return folds, [str(f + 1) for f in range(int(folds.max()) + 1)]
+
+
+def _in_memory(cfg: TrainConfig, features: FeatureSet, field: str) -> None:
+    """Cross-validation refits the preprocessing per fold on the whole matrix: a streamed table cannot take it."""
+    if features.X is None:
+        raise ConfigError(f"{field}: cross-validation holds the features in memory, and these exceed memory_gb="
+                          f"{cfg.memory_gb:g}; raise memory_gb or pass cv_folds=0 for the train/val/test split")
+
+
+def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[FeatureSet, dict]:
+    """Every cell of the grid cross-validated on the same folds; the features narrowed to the winner's groups.
+
+    The grid's ``result`` is the winning cell's cross-validation, which the train job reuses: the same folds,
+    clips and groups, so running it again would give the same figures.
+    """
+    _in_memory(cfg, features, "grid")
+    plan_cells = grid_cells(cfg.grid_embedders, cfg.grid_signals, cfg.feature_groups or HAND_MADE)
+    check_columns(plan_cells, features)
+    folds, _ = _folds(cfg, task, features, counts)
+    candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    kind, y = task.kind, features.y
+    result = compare(
+        plan_cells,
+        lambda cell: cross_validate(lambda rows: model_inputs(cfg, features, rows, list(cell.groups))[1], y, folds,
+                                    kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS),
+        lambda p: headline(kind, y, p)["roc_auc"],
+        lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
+    keep = set(result["winner"]["groups"])
+    excluded = {**features.excluded, "columns": {**features.excluded["columns"],
+                                                 **{c: GRID_REASON for c in features.columns if c not in keep}}}
+    narrowed = replace(features, feature_groups=tuple(g for g in features.feature_groups if g.name in keep),
+                       X={n: m for n, m in features.X.items() if n in keep}, excluded=excluded)
+    return narrowed, result
+
+
+def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
+                         timings: dict[str, float], t: float, done: CVResult | None = None) -> Outcome:
+    """Grouped (or given) K-fold CV of the zoo's models; the chosen network refitted on every clip.
+
+    ``done``: this very cross-validation, already run (the grid's winning cell on the same folds), reused.
+    """
+    _in_memory(cfg, features, "cv_folds")
+    kind, k, names = task.kind, task.n_classes, list(task.class_names)
+    folds, fold_names = _folds(cfg, task, features, counts)
+    n_folds = int(folds.max()) + 1
+    timings["read_and_preprocess_s"] = time.time() - t
+    t = time.time()
+    candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    result = done or cross_validate(lambda train_rows: model_inputs(cfg, features, train_rows)[1], features.y, folds,
+                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS)
+    detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
+    timings["cross_validation_s"] = time.time() - t
+    models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
+
+    saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
+    transforms, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
+    t = time.time()
+    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan).fit(x, features.y,
+                                                                                  groups=features.groups)
+    timings["final_fit_s"] = time.time() - t
+    estimator = checked_portable(fitted, x)
+    params = {"model": saved, **fitted.params_}
+    history = None
+    if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
+        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, CV_THREADS, search=plan).fit(
+            x, features.y, groups=features.groups)
+        if network.model_ is not None:
+            history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
+                       "title": f"MLP on all {len(features)} clips; validation: "
+                                f"{ZOO_PARAMS['mlp']['val_fraction']:.0%} of them, for early stopping"}
+
+    groups = list(features.columns)
+    ablations = [{"name": m, "groups": groups, "test": slim(r["test"]), "val_score": r["val_score"]}
+                 for m, r in models.items()]
+    if cfg.ablations:  # logistic regression: cheap enough to cross-validate on every subset
+        t = time.time()
+        for name, subset in ablation_sets(groups).items():
+            sub = cross_validate(lambda rows, only=subset: model_inputs(cfg, features, rows, only)[1], features.y,
+                                 folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS)
+            ablations.append({"name": f"logreg, {name}", "groups": subset,
+                              "test": slim(evaluate(kind, names, features.y, sub.proba["logreg"])),
+                              "val_score": sub.scores["logreg"]})
+        timings["ablations_s"] = time.time() - t
+    shap: dict[str, Any] = {}
+    if cfg.shap_samples:
+        t = time.time()
+        everything = np.arange(len(features))
+        explain_rows, background_rows = shap_rows(cfg, everything, everything)
+        module = estimator.logits_module()
+        shap[saved] = (tree_attributions(fitted.model_, transforms, x[explain_rows]) if module is None else
+                       mlp_shap(cfg, features, module, transforms, explain_rows, background_rows))
+        timings["shap_s"] = time.time() - t
+
+    counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
+              "splits": split_counts(task, features, folds, {f: f"fold {fold_names[f]}" for f in range(n_folds)})}
+    evaluation = {
+        "method": "cross_validation", "folds": n_folds, "folds_column": cfg.folds_column, "fold_names": fold_names,
+        "grouped": bool(features.has_groups), "candidates": list(result.proba), "scores": result.scores,
+        "chosen": result.chosen, "best": result.best, "saved_model": saved,
+        "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved),
+        "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
+                   for m, d in detail.items()},
+    }
+    nested = _nested_searches(result)
+    final = fitted.search_
+    search = {"method": _cv_search_note(candidates, n_folds, nested, final, saved), "nested": nested,
+              "params": params, "best_val_score": result.scores[saved],
+              "trials": [{"model": saved, "setting": tr["params"] or "defaults", "inner score": round(tr["score"], 4),
+                          "chosen": tr["params"] == final.best} for tr in final.trials] if final else [],
+              "wall_s": timings["cross_validation_s"]}
+    return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
+                   shap=shap, transforms=transforms, estimator=estimator, params=params, history=history,
+                   predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba))

@@ -1,0 +1,115 @@
+"""What the train job's two evaluations (``split``, ``crossval``) share: the model inputs, the outcome they hand over.
+
+Both fit the per-group preprocessing on their training rows (``model_inputs``),
+count clips per class in each split or fold, pick SHAP rows, and check the saved
+form of a zoo model against the fitted one before it becomes the artifact; the
+job (``job.train``) turns their ``Outcome`` into the report, the artifact and the
+run record.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from acoustic_env.audioset.tasks import Task
+from acoustic_env.config import TrainConfig
+from acoustic_env.jobs.train.explain import mlp_attributions
+from acoustic_env.learn.portable import Portable, from_zoo
+from acoustic_env.learn.preprocess import fit_group, fit_streaming
+from acoustic_env.learn.splits import NAMES
+from acoustic_env.learn.transform import GroupTransform, transform_all
+from acoustic_env.learn.zoo import ZooClassifier
+from acoustic_env.table import FeatureSet
+
+#: Threads of each fit under cross-validation (at most cv_max_clips clips): one thread per fit of xgboost or the
+#: network on a few hundred clips is several times faster than two that wait on each other (benchmarks/RESULTS.md).
+CV_THREADS = 1
+
+log = logging.getLogger("acoustic_env.jobs.train")
+
+
+def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
+                 only: list[str] | None = None) -> tuple[list[GroupTransform], np.ndarray]:
+    """Fit the preprocessing on the ``is_train`` rows; return it and the model inputs of every row.
+
+    ``only``: these feature groups (ablations). When the table was too large to hold
+    (``features.X`` is None), the PCA is fitted incrementally over streamed passes.
+    """
+    pca = {g.name: cfg.pca_target(g.source) for g in features.feature_groups}
+    if features.X is not None:
+        transforms = [fit_group(features.X[g.name][is_train], pca[g.name], g.name, cfg.seed)
+                      for g in features.feature_groups if only is None or g.name in only]
+        return transforms, transform_all(transforms, features.X)
+    log.info("raw features exceed %.1f GiB: fitting PCA incrementally while streaming", cfg.memory_gb)
+    transforms, projected = fit_streaming(features.stream, features.feature_groups, pca, is_train, len(features))
+    return transforms, np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
+
+
+def split_counts(task: Task, features: FeatureSet, split: np.ndarray,
+                 names: dict[int, str] = NAMES) -> dict[str, dict[str, int]]:
+    """Clips per class in each split (or fold): ``names`` maps the codes of ``split`` to their names."""
+    out = {}
+    for code, name in names.items():
+        rows = split == code
+        y = features.y[rows]
+        per = (y.sum(axis=0).astype(int).tolist() if task.kind == "multi_label" else
+               np.bincount(y, minlength=task.n_classes).tolist())
+        out[name] = {**dict(zip(task.class_names, per)), "clips": int(rows.sum())}
+    return out
+
+
+def slim(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics without the per-point curves and matrices, which only the report's figures need."""
+    return {k: v for k, v in metrics.items() if k not in ("roc_curves", "calibration", "confusion")}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What either evaluation hands to the report, the artifact and the run record."""
+
+    counts: dict[str, Any]
+    models: dict[str, dict[str, Any]]  # name -> {"test": evaluate(...), "val_score": float}
+    evaluation: dict[str, Any]  # how the figures were obtained (see README "Train")
+    search: dict[str, Any]
+    ablations: list[dict[str, Any]]
+    shap: dict[str, Any]
+    transforms: list[GroupTransform]
+    estimator: Portable  # the saved model: the model of record, in its pickle-free form
+    params: dict[str, Any]
+    predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
+    history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
+
+
+def shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows SHAP explains (``shap_samples`` of them) and its background (100), drawn with the job's seed."""
+    rng = np.random.default_rng(cfg.seed)
+    explain = np.sort(rng.choice(explain_from, min(cfg.shap_samples, len(explain_from)), replace=False))
+    background = np.sort(rng.choice(background_from, min(100, len(background_from)), replace=False))
+    return explain, background
+
+
+def mlp_shap(cfg: TrainConfig, features: FeatureSet, net: nn.Module, transforms: list[GroupTransform],
+             explain_rows: np.ndarray, background_rows: np.ndarray) -> dict[str, Any]:
+    """The network's attributions to the raw feature groups (through their PCA), on the raw rows read back."""
+    raw = features.rows(np.concatenate([background_rows, explain_rows]))
+    raw_x = np.hstack([raw[g.name] for g in features.feature_groups]).astype(np.float32)
+    nb = len(background_rows)
+    return mlp_attributions(net, transforms, list(features.feature_groups), raw_x[:nb], raw_x[nb:], cfg.seed)
+
+
+def checked_portable(fitted: ZooClassifier, x: np.ndarray) -> Portable:
+    """The fitted model in the artifact's form, checked to give its probabilities on every row to 1e-6.
+
+    The check is the guarantee behind "the saved model is the model of record":
+    a format that drifted from its estimator fails the run here, not in predict.
+    """
+    estimator = from_zoo(fitted)
+    worst = float(np.abs(estimator.predict_proba(x) - fitted.predict_proba(x)).max())
+    if worst > 1e-6:
+        raise RuntimeError(f"the saved {fitted.name} differs from the fitted one by {worst:.2g} on the training clips")
+    return estimator

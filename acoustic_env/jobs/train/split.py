@@ -1,0 +1,164 @@
+"""The train job's split evaluation (larger data, or a ``test_list``): train / validation / test split.
+
+Per-group PCA fitted on the training split, the MLP under a Ray Tune search
+(``distributed.tune``), baselines, ablations and SHAP scored on the test split,
+which no model or preprocessing saw (see ``job``'s docstring for when it runs).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from acoustic_env.audioset.tasks import Task
+from acoustic_env.config import ConfigError, TrainConfig
+from acoustic_env.distributed.session import start_ray
+from acoustic_env.distributed.tune import Setup, load_checkpoint, plan_trials, single_run, tune_search
+from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
+from acoustic_env.jobs.train.evaluation import (
+    Outcome,
+    checked_portable,
+    mlp_shap,
+    model_inputs,
+    shap_rows,
+    slim,
+    split_counts,
+)
+from acoustic_env.jobs.train.explain import tree_attributions
+from acoustic_env.jobs.train.report import clip_predictions
+from acoustic_env.learn.cv import best_of
+from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
+from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, intervals
+from acoustic_env.learn.mlp import architecture, predict_proba
+from acoustic_env.learn.portable import FORMATS, from_network, rebuild_network
+from acoustic_env.learn.search import SearchPlan
+from acoustic_env.learn.splits import DROPPED, NAMES, TEST, TRAIN, VAL, assign_splits, leaks, strata
+from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.storage import is_local, join
+from acoustic_env.table import FeatureSet
+
+
+def _storage(cfg: TrainConfig) -> str:
+    """Where Ray Tune and Ray Train keep their run directories and checkpoints (``work_dir``, else by the output)."""
+    if cfg.work_dir:
+        return os.path.abspath(cfg.work_dir) if is_local(cfg.work_dir) else cfg.work_dir
+    if is_local(cfg.output):
+        return os.path.abspath(join(cfg.output.removeprefix("file://"), "ray"))
+    # Remote output and no work_dir: checkpoints stay on this machine (fine on one node;
+    # a multi-node cluster needs --work-dir on shared storage).
+    return tempfile.mkdtemp(prefix="acoustic-env-train-")
+
+
+def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.ndarray | None,
+              test_mask: np.ndarray | None, counts: dict[str, Any], timings: dict[str, float],
+              t: float) -> Outcome:
+    """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
+    cluster = start_ray(cfg.ray_address, cfg.progress)
+    split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
+    dropped_overlap = int((split == DROPPED).sum())
+    transforms, x = model_inputs(cfg, features, split == TRAIN)
+    timings["read_and_preprocess_s"] = time.time() - t
+    for code, name in NAMES.items():
+        if not (split == code).any():
+            field = {"train": "features", "val": "val_size", "test": "test_size"}[name]
+            raise ConfigError(f"{field}: the {name} split is empty ({len(features)} clips with a target)")
+    idx = {code: np.flatnonzero(split == code) for code in NAMES}
+    data = {"x_train": x[idx[TRAIN]], "y_train": features.y[idx[TRAIN]],
+            "x_val": x[idx[VAL]], "y_val": features.y[idx[VAL]]}
+    x_test, y_test = x[idx[TEST]], features.y[idx[TEST]]
+    counts = {**counts, "dropped_group_overlap": dropped_overlap,
+              "leaking_groups": len(leaks(clip_groups, split)) if clip_groups is not None else 0,
+              "splits": split_counts(task, features, split)}
+
+    t = time.time()
+    concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
+    storage = _storage(cfg)
+    schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
+    setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
+                  workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
+    if cfg.trials:
+        found = tune_search(data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
+        method = (f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s), "
+                  f"{cfg.workers} Ray Train worker(s) of {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} each")
+    else:
+        found = single_run(data, setup, dict(DEFAULT_PARAMS))
+        method = "no search: default hyper-parameters"
+    timings["search_s"] = time.time() - t
+    arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
+    net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
+    k = task.n_classes
+
+    t = time.time()
+    proba = {"mlp": predict_proba(net, x_test, task.kind, k)}
+    val_scores = {"mlp": found.best_val_score}
+    # the validation split stops the trees early, as it stops the network
+    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    train_groups = None if clip_groups is None else clip_groups[idx[TRAIN]]
+    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan).fit(
+        data["x_train"], data["y_train"], eval_set=(data["x_val"], data["y_val"]), groups=train_groups)
+        for name in cfg.baselines}
+    for name, model in fitted.items():
+        proba[name] = model.predict_proba(x_test)
+        val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]))
+    models = {m: {"test": evaluate(task.kind, list(task.class_names), y_test, p), "val_score": val_scores[m]}
+              for m, p in proba.items()}
+    test_units = features.groups[idx[TEST]]
+    timings["baselines_s"] = time.time() - t
+
+    groups = list(features.columns)
+    ablations = [{"name": name, "groups": groups, "test": slim(r["test"]), "val_score": r["val_score"]}
+                 for name, r in models.items()]
+    if cfg.ablations:
+        t = time.time()
+        sets = ablation_sets(groups)
+        for name, r in run_ablations(sets, transforms, data, task.kind, k, found.params, schedule, cfg.seed).items():
+            sub = rebuild_network(architecture(len(r["cols"]), task.kind, k, found.params), r["best_state"])
+            test = evaluate(task.kind, list(task.class_names), y_test,
+                            predict_proba(sub, x_test[:, r["cols"]], task.kind, k))
+            ablations.append({"name": f"mlp, {name}", "groups": r["groups"], "test": slim(test),
+                              "val_score": r["best_val_score"]})
+        timings["ablations_s"] = time.time() - t
+
+    shap: dict[str, Any] = {}
+    if cfg.shap_samples:
+        t = time.time()
+        explain_rows, background_rows = shap_rows(cfg, idx[TEST], idx[TRAIN])
+        shap["mlp"] = mlp_shap(cfg, features, net, transforms, explain_rows, background_rows)
+        if "xgboost" in fitted:
+            shap["xgboost"] = tree_attributions(fitted["xgboost"].model_, transforms, x[explain_rows])
+        timings["shap_s"] = time.time() - t
+
+    n_test = len(idx[TEST])
+    chosen = best_of({m: v for m, v in val_scores.items() if m in FORMATS})  # the best that can be saved
+    best = best_of(val_scores)
+    saved = chosen if cfg.saved_model == "record" else cfg.saved_model
+    estimator = (from_network(net, arch, task.kind, k) if saved == "mlp" else checked_portable(fitted[saved], x))
+    evaluation = {
+        "method": "split", "folds": None, "folds_column": None, "grouped": clip_groups is not None,
+        "candidates": list(models), "scores": val_scores, "chosen": chosen, "best": best, "saved_model": saved,
+        "description": (f"One train/validation/test split ({len(idx[TRAIN])}/{len(idx[VAL])}/{n_test} clips"
+                        f"{', grouped by recording' if clip_groups is not None else ''}): the network's "
+                        f"hyper-parameters and early stopping used the validation split; every figure is on the "
+                        f"{n_test} test clips, which no model or preprocessing saw. The model of record is "
+                        f"{chosen} (the best validation score of the models that can be saved"
+                        f"{'' if best == chosen else f'; {best} scored higher but cannot be saved'}); the saved model "
+                        f"is {saved}, trained on the training split. {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)}"),
+        "models": {m: {"intervals": intervals(task.kind, y_test, p, test_units, cfg.seed), "per_fold": [],
+                       "score": val_scores[m]} for m, p in proba.items()},
+    }
+    searched = [f"{n}: {len(m.search_.trials)} settings by grouped {len(m.search_.splits)}-fold CV on the training "
+                f"split ({m.search_.fits} fits, {m.search_.seconds:.0f} s), kept {m.search_.best or 'the defaults'}"
+                for n, m in fitted.items() if m.search_ is not None]
+    method += "".join(f"; {line}" for line in searched)
+    search = {"method": method, "params": found.params, "best_val_score": found.best_val_score,
+              "trials": found.trials, "wall_s": timings["search_s"]}
+    return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
+                   shap=shap, transforms=transforms, estimator=estimator,
+                   params=found.params if saved == "mlp" else {"model": saved, **fitted[saved].params_},
+                   predictions=clip_predictions(features, idx[TEST], y_test, proba),
+                   history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
+                                                              f"({len(idx[VAL])} clips)"} if found.history else None)
