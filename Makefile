@@ -22,11 +22,11 @@ demo: $(STAMP)
 
 # every test, on two processes (pytest-xdist), with the 20 slowest listed at the end
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=20
+	$(BIN)/python -m pytest -q -n 2 --durations=20
 
 # the tests not marked slow (each under 10 s): the loop while changing code
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" --durations=10
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=10
 
 # the documentation site (docs/ and the README) into site/; any warning fails the build
 docs: $(STAMP)

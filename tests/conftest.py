@@ -199,29 +199,53 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 # ----------------------------------------------------------------------------- parallel runs (pytest-xdist)
 
+#: modules that read the same session world (tests/worlds.py) run in one process, so that the world is built
+#: once; checked against the fixtures each module really uses whenever the suite is collected
+WORLD_GROUPS = {
+    "test_console": "demo_run", "test_grid": "demo_run",
+    "test_report": "report", "test_eda": "report", "test_duplicates": "report",
+    "test_predict": "clips_model", "test_serve": "clips_model", "test_serve_page": "clips_model",
+    "test_windows": "clips_model",
+}
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
+
+def group_of(nodeid: str) -> str:
+    """A test's process group under ``-n``: its module's world group, else its module."""
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return WORLD_GROUPS.get(module, module)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``-n N`` (make test): each group of :func:`group_of` runs in one process, in order, so that a
+    module's fixtures and a shared world are built once. (xdist's own ``--dist loadgroup`` cannot do this
+    with pytest 9: it renames ``item._nodeid``, which pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    if config.getvalue("dist") != "load":  # another --dist asked for by name: as asked
+        return None
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return ByGroup(config, log)
+
+
 def pytest_collection_modifyitems(config, items: list[pytest.Item]) -> None:
-    """For ``-n N --dist loadgroup`` (make test): a module's tests run in one process, in order, so its
-    module-scoped fixtures are built once; modules that read the same session world (tests/worlds.py) run
-    in one process, so that the world is built once. The groups with the most slow tests go first: the
-    processes then finish close together instead of one waiting on a long group that started last."""
-    parent = {}
-
-    def root(name: str) -> str:
-        while parent.setdefault(name, name) != name:
-            name = parent[name]
-        return name
-
+    """The groups with the most slow tests first, so that the processes finish close together instead of
+    one waiting on a long group that started last; and WORLD_GROUPS checked against the session worlds
+    each collected module really uses (a module that starts reading a world must join its group)."""
+    uses: dict[str, set[str]] = {}
+    slow: dict[str, int] = {}
     for item in items:
-        module = root(item.module.__name__)
+        group = group_of(item.nodeid)
+        slow[group] = slow.get(group, 0) + ("slow" in item.keywords)
         for name in item.fixturenames:
             defs = item._fixtureinfo.name2fixturedefs.get(name)
             if defs and defs[-1].scope == "session" and defs[-1].func.__module__ == "worlds":
-                parent[root(f"world:{name}")] = module
-    slow = {}
-    for item in items:
-        group = root(item.module.__name__)
-        item.add_marker(pytest.mark.xdist_group(group.rsplit(".", 1)[-1]))
-        slow[group] = slow.get(group, 0) + ("slow" in item.keywords)
-    items.sort(key=lambda item: -slow[root(item.module.__name__)])  # stable: each module keeps its order
+                uses.setdefault(name, set()).add(group)
+    split = {world: groups for world, groups in uses.items() if len(groups) > 1}
+    if split:
+        raise pytest.UsageError(f"tests/conftest.py WORLD_GROUPS: modules reading one world are in different "
+                                f"groups, so the world would be built once per process: {split}")
+    items.sort(key=lambda item: -slow[group_of(item.nodeid)])  # stable: each module keeps its order
