@@ -46,8 +46,8 @@ from acoustic_env.features.torch.batch import batch_features
 
 SR = 16000
 PARAMS = FeatureParams()
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                reason="no CUDA device on this machine"))]
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, NO_CUDA])]
 
 
 @pytest.fixture(scope="module")
