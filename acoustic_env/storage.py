@@ -121,8 +121,11 @@ def join(base: str, *parts: str) -> str:
 
 
 def strip_protocol_keep(reference: str, path: str) -> str:
-    """Turn a protocol-less path returned by a filesystem back into a URI like ``reference``."""
-    if "://" in reference and not reference.startswith("file://"):
+    """Turn a protocol-less path returned by a filesystem back into a URI like ``reference``.
+
+    HTTP's filesystem returns whole URLs already: those are kept as they are.
+    """
+    if "://" in reference and "://" not in path and not reference.startswith("file://"):
         protocol = reference.split("://", 1)[0]
         return f"{protocol}://{path}"
     return path

@@ -181,6 +181,36 @@ def test_run_records_never_hold_a_secret(model, clips, files, tmp_path, capsys):
         _no_secret(out, err, _tree_text(output))
 
 
+@pytest.mark.slow
+def test_train_writes_no_secret_and_its_model_keeps_what_scoring_needs(tmp_path, capsys):
+    """A feature table whose URI holds a token: the model, report and record show it masked, and the model
+    still knows the table's extraction parameters and clip length once the table is gone (model.json keeps them)."""
+    import shutil
+
+    from acoustic_env.learn.artifact import load_model
+
+    table = tmp_path / "t?token=TOKSECRET"
+    features = write_features(synthetic_table(40, seed=3, signals=("raw",)), str(table))
+    decode = DecodeParams(max_duration_s=MAX_S, read_timeout_s=READ_TIMEOUT_S).to_dict()
+    write_json({"job": "extract", "status": "completed",
+                "config": {"decode": decode, "features": FeatureParams(signals=("raw",)).to_dict()}},
+               str(table / "runs" / "r1.json"))
+    output = tmp_path / "trained"
+    code, out, err, _ = _run(["train", "--features", features, "--task", "urban_natural", "--output", str(output),
+                              "--trials", "0", "--baselines", "", "--no-ablations", "--shap-samples", "0",
+                              "--no-progress"], capsys)
+    assert code == 0, err
+    _no_secret(out, err, _tree_text(output))
+    shutil.rmtree(table)
+    model = load_model(str(output / "model"))
+    decode_params, feature_params, source = model.extraction_params()
+    assert (decode_params.max_duration_s, decode_params.read_timeout_s) == (MAX_S, READ_TIMEOUT_S)
+    assert feature_params.signals == ("raw",) and source.endswith("?token=***"), source
+    clip_s, where = model.training_clip_s()
+    assert clip_s == pytest.approx(float(np.median(synthetic_table(40, seed=3, signals=("raw",))["duration_s"])))
+    assert "***" in where and "***" in model.meta["features"]
+
+
 # ----------------------------------------------------------------------------- damaged model files
 
 @pytest.mark.parametrize("field", ["groups", "estimator", "task", "task.class_names"])

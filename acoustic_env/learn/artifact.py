@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 import numpy as np
@@ -244,54 +244,74 @@ class Model:
         columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})
         return self.embedder_weights(), taggers, columns
 
-    def _table_bases(self) -> list[str]:
-        """Where the training table may have its runs/ (the model names the extract output, or its features/)."""
-        features = str(self.meta.get("features") or "").rstrip("/")
-        bases = [features, features.removesuffix("/features")] if features.endswith("/features") else [features]
-        return list(filter(None, bases))
-
     def extraction_params(self) -> tuple[DecodeParams, FeatureParams, str]:
         """The decode and feature parameters of the model's training table, and where they came from.
 
-        Scoring audio must compute the features as the table did. Read from the newest
-        completed extract record under ``<features>/runs/``; the defaults when the table or
-        its records cannot be read (a model moved to another machine), which is what every
-        table extracted with default options used.
+        Scoring audio must compute the features as the table did. The train job records them
+        in model.json (``extraction``), so a model moved to another machine, or one whose
+        table URI carried credentials (model.json keeps it masked), still knows them; a model
+        saved before that reads them from its table (:func:`table_extraction`).
         """
-        records: list[str] = []
-        for base in self._table_bases():
-            try:
-                fs, path = filesystem(join(base, "runs"))
-                records = sorted(strip_protocol_keep(base, p) for p in fs.glob(f"{path}/*.json"))
-            except OSError:
-                continue
-            if records:
-                break
-        for uri in reversed(records):
-            try:
-                rec = read_json(uri)
-            except (OSError, json.JSONDecodeError):
-                continue
-            if rec.get("job") == "extract" and rec.get("status") == "completed":
-                cfg = rec["config"]
-                return from_dict(DecodeParams, cfg["decode"]), from_dict(FeatureParams, cfg["features"]), uri
-        return DecodeParams(), FeatureParams(), "defaults"
+        found = self.meta.get("extraction") or table_extraction(str(self.meta.get("features") or ""))
+        return (from_dict(DecodeParams, found["decode"]), from_dict(FeatureParams, found["features"]),
+                found["source"])
 
     def training_clip_s(self) -> tuple[float, str]:
         """The median clip length (s) of the model's training table, and where it came from.
 
         The default window of a long recording: a window as long as the clips the model
         learnt from gives features on the scale it knows (the indices and statistics of a
-        2-s stretch differ from those of 10 s).
+        2-s stretch differ from those of 10 s). Recorded in model.json by the train job; read
+        from the table for a model saved before that (:func:`table_clip_s`).
         """
-        for base in self._table_bases():
-            try:
-                table = read_parts(join(base, "features"), columns=["duration_s"])
-            except (OSError, ValueError):
-                continue
-            if table is not None and table.num_rows:
-                return round(float(np.median(table["duration_s"].to_numpy(zero_copy_only=False))), 3), base
-        return DEFAULT_CLIP_S, "default"
+        found = self.meta.get("training_clip_s") or table_clip_s(str(self.meta.get("features") or ""))
+        return float(found["value"]), found["source"]
+
+
+def _table_bases(features: str) -> list[str]:
+    """Where a training table may have its runs/ (a model names the extract output, or its features/)."""
+    features = features.rstrip("/")
+    bases = [features, features.removesuffix("/features")] if features.endswith("/features") else [features]
+    return list(filter(None, bases))
+
+
+def table_extraction(features: str) -> dict[str, Any]:
+    """``{"decode", "features", "source"}``: the parameters a feature table was extracted with.
+
+    Read from the newest completed extract record under ``<features>/runs/``; the defaults
+    (``source`` "defaults") when the table or its records cannot be read, which is what
+    every table extracted with default options used.
+    """
+    records: list[str] = []
+    for base in _table_bases(features):
+        try:
+            fs, path = filesystem(join(base, "runs"))
+            records = sorted(strip_protocol_keep(base, p) for p in fs.glob(f"{path}/*.json"))
+        except OSError:
+            continue
+        if records:
+            break
+    for uri in reversed(records):
+        try:
+            rec = read_json(uri)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if rec.get("job") == "extract" and rec.get("status") == "completed":
+            return {"decode": rec["config"]["decode"], "features": rec["config"]["features"], "source": uri}
+    return {"decode": asdict(DecodeParams()), "features": asdict(FeatureParams()), "source": "defaults"}
+
+
+def table_clip_s(features: str) -> dict[str, Any]:
+    """``{"value", "source"}``: the median clip length (s) of a feature table (the default if unreadable)."""
+    for base in _table_bases(features):
+        try:
+            table = read_parts(join(base, "features"), columns=["duration_s"])
+        except (OSError, ValueError):
+            continue
+        if table is not None and table.num_rows:
+            return {"value": round(float(np.median(table["duration_s"].to_numpy(zero_copy_only=False))), 3),
+                    "source": base}
+    return {"value": DEFAULT_CLIP_S, "source": "default"}
 
 
 def model_id(meta: dict[str, Any], uri: str) -> str:

@@ -40,13 +40,13 @@ from acoustic_env.jobs.train.evaluation import slim
 from acoustic_env.jobs.train.grid import grid_lines
 from acoustic_env.jobs.train.report import write_report
 from acoustic_env.jobs.train.split import run_split
-from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.artifact import save_model, table_clip_s, table_extraction
 from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
 from acoustic_env.learn.metrics import adjusted_accuracy, read_label_accuracy
 from acoustic_env.learn.splits import read_test_list
 from acoustic_env.runs import package_versions
-from acoustic_env.storage import join
+from acoustic_env.storage import join, redact_all
 from acoustic_env.table import RANDOM_REASON, FeatureSet
 
 log = logging.getLogger("acoustic_env.jobs.train")
@@ -130,13 +130,15 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
     }
     report_uri = write_report(join(cfg.output, "report"), results)
-    save_model(model_uri, out.estimator, transforms, {
+    # model.json keeps what scoring audio needs from the table (the table's URI is written masked)
+    save_model(model_uri, out.estimator, transforms, redact_all({
         "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
                  "definition": task.definition},
         "hyperparameters": out.params, "preprocessing": preprocessing,
         "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
         "metrics": {m: slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
-        "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features},
+        "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features,
+        "extraction": table_extraction(cfg.features), "training_clip_s": table_clip_s(cfg.features)}),
         features.feature_groups)
     run.complete(counts=counts, timings=timings, groups=groups, search=results["search"], evaluation=out.evaluation,
                  metrics={m: slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,

@@ -34,7 +34,7 @@ from acoustic_env.jobs.audit.review import source_url, write_assets
 from acoustic_env.jobs.train import plots
 from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import MAX_HEATMAP, MAX_MAP_POINTS
-from acoustic_env.storage import filesystem, join
+from acoustic_env.storage import filesystem, join, redact
 from acoustic_env.table import FeatureSet
 
 #: At most this many misclassified clips get a player (the most confident mistakes first): each costs a decode.
@@ -576,9 +576,10 @@ def write_report(uri: str, results: dict[str, Any]) -> str:
     slim = json.loads(json.dumps({k: v for k, v in results.items() if k not in ("predictions", "eda")}, default=str))
     for r in slim["models"].values():  # curves belong in the figures, not in the summary numbers
         r["test"].pop("roc_curves", None)
-    _write(join(uri, "metrics.json"), json.dumps(slim, indent=2, sort_keys=True).encode())
+    # the text files name the table and the clips: any credentials in those URIs are written masked
+    _write(join(uri, "metrics.json"), redact(json.dumps(slim, indent=2, sort_keys=True)).encode())
     if results.get("eda"):
-        _write(join(uri, "eda.json"), json.dumps(results["eda"]).encode())
+        _write(join(uri, "eda.json"), redact(json.dumps(results["eda"])).encode())
     index = join(uri, "index.html")
-    _write(index, render(results, list(pngs), mistakes_section(results, uri)).encode())
+    _write(index, redact(render(results, list(pngs), mistakes_section(results, uri))).encode())
     return index
