@@ -62,25 +62,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def log_path(command: str, output: str | None) -> str:
-    """Where a command's log goes: ``<output>/logs/`` for a local output, else the user's cache."""
-    from acoustic_env.storage import is_local
-
-    name = f"{command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
-    if output and is_local(output):
-        return os.path.join(output.removeprefix("file://"), "logs", name)
-    return os.path.join(os.path.expanduser("~/.cache/acoustic-env/logs"), name)
-
-
-def _console(args: argparse.Namespace, output: str | None) -> None:
-    """Unless ``-v``: send Ray's output and warnings to the command's log file; say where, once."""
-    if args.verbose:
-        return
-    from acoustic_env.distributed.session import quiet_console
-
-    print(f"{args.command}: details and Ray's output go to {quiet_console(log_path(args.command, output))}")
-
-
 def _plan_or_check(args: argparse.Namespace, cfg: Any, plan: str) -> bool:
     """``--dry-run``: print the plan, return True (nothing else runs). Otherwise check the paths first."""
     from acoustic_env.jobs import plan as plans
@@ -90,7 +71,7 @@ def _plan_or_check(args: argparse.Namespace, cfg: Any, plan: str) -> bool:
         print("\n".join(getattr(plans, plan)(cfg)["lines"]))
         return True
     preflight(cfg)  # before the log file is made below the output
-    _console(args, getattr(cfg, "output", None))
+    console(args, getattr(cfg, "output", None))
     return False
 
 
@@ -117,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from_dict(FeatureParams, {"impl": args.features_impl})
     from acoustic_env.demo.run import run_demo
 
-    _console(args, args.output)
+    console(args, args.output)
     run_demo(Path(args.output), n_clips=args.clips, seed=args.seed, duration_s=args.duration,
              features_impl=args.features_impl, progress=args.progress)
     return 0
@@ -228,7 +209,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.selections:
         raise ConfigError("selections: applies to windows only: add --windows")
     if args.output or len(input_rows(args.inputs, args.audio_root)[0]) > IN_PROCESS_MAX:
-        _console(args, args.output)  # the extract job runs: Ray's output goes to the log
+        console(args, args.output)  # the extract job runs: Ray's output goes to the log
     t0 = time.time()
     table = predict(args.inputs, args.model, output=args.output, audio_root=args.audio_root,
                     weights_cache=args.weights_cache, device=args.device, top_tags=args.top_tags)
@@ -276,7 +257,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.serve import check, serve
 
     check(cfg)  # a missing model is one line before the log file and Ray
-    _console(args, None)
+    console(args, None)
     serve(cfg)
     return 0
 

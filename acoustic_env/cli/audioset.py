@@ -25,11 +25,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from acoustic_env.cli import _console
+    from acoustic_env.cli.console import console
     from acoustic_env.jobs.fetch import fetch, summary_lines
 
     cfg = from_args(FetchConfig, args)
-    _console(args, cfg.output)
+    console(args, cfg.output)
     print("\n".join(summary_lines(fetch(cfg, progress=print))))
     return 0
 
