@@ -27,6 +27,7 @@ from typing import Any, NoReturn, Sequence
 
 import acoustic_env
 from acoustic_env.cli.audioset import add_audioset_parser
+from acoustic_env.cli.console import console
 from acoustic_env.cli.models import add_models_parser
 from acoustic_env.recipes.command import add_recipe_parsers
 from acoustic_env.config import (
