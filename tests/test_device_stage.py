@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import tone_clip
 
 from acoustic_env.audio.manifest import read_manifest
@@ -36,8 +37,12 @@ from acoustic_env.distributed.extract import plan_extract_resources, run_pipelin
 from acoustic_env.embedders.registry import get
 
 THREE = ("vggish", "yamnet", "panns")
-#: the torch features against the numpy ones (tests/test_torch_features.py): MPS to 1e-4, raw to 1e-6, fg/bg to 1e-3
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, NO_CUDA])]
+
+
 def _tolerance(column: str) -> float:
+    """The torch features against the numpy ones (tests/test_torch_features.py): MPS 1e-4, raw 1e-6, fg/bg 1e-3."""
     return 1e-4 if column.startswith("mps") else 1e-6 if column.endswith("raw") else 1e-3
 
 
@@ -93,13 +98,14 @@ def decoded(tmp_path_factory) -> tuple[ExtractConfig, pa.Schema, pa.Table]:
     return cfg, schema, decode_batch(table, cfg, schema)
 
 
-def test_the_device_stage_gives_the_numpy_features_and_the_embedder_stages_vectors(decoded):
-    """``DeviceStage`` on "cpu" against the CPU pipeline on the same decoded batch: feature columns within the
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_device_stage_gives_the_numpy_features_and_the_embedder_stages_vectors(decoded, device):
+    """``DeviceStage`` (on "cpu" here, on "cuda" where there is one) against the CPU pipeline on the same decoded batch: feature columns within the
     torch path's tolerances, each embedder's columns of raw, fg and bg within cosine 0.999 of its
     ``EmbedderStage`` (which embeds the numpy separation's fg and bg), error rows passed through, no audio out."""
     cfg, schema, batch = decoded
     weights = dict.fromkeys(THREE, "random")
-    stage = DeviceStage(cfg, schema, "cpu", {name: get(name) for name in THREE}, weights)
+    stage = DeviceStage(cfg, schema, device, {name: get(name) for name in THREE}, weights)
     done = stage(batch)
     assert done.schema == schema
     assert all(done[col].null_count == done.num_rows for col in (AUDIO, "audio_fg", "audio_bg"))  # no audio out
@@ -129,7 +135,8 @@ def test_the_device_stage_gives_the_numpy_features_and_the_embedder_stages_vecto
 @pytest.mark.slow
 def test_the_extract_decodes_then_runs_the_device_stage(ray_session, tmp_path):
     """``run_pipeline`` with the plan Ray would give one GPU, its device stage on "cpu": the decode actors and
-    one device actor run (no embedder pool), every clip is written once, and the vectors are the stage's own."""
+    one device actor run (no embedder pool), every clip is written once, and the vectors are the stage's own.
+    The features are of raw only and YAMNet embeds raw and fg: the separation runs for the embedder alone."""
     from acoustic_env.demo.synth import generate_demo
     from acoustic_env.jobs.extract import resolve_weights
 
@@ -137,7 +144,7 @@ def test_the_extract_decodes_then_runs_the_device_stage(ray_session, tmp_path):
     cfg = from_dict(ExtractConfig, {"manifest": str(demo.clips_csv), "audio_root": str(demo.audio_dir),
                                     "output": str(tmp_path / "out"), "embedders": ["yamnet"], "embed_signals": "raw,fg",
                                     "allow_random_weights": True, "weights_cache": str(tmp_path / "no-weights"),
-                                    "device_batch_size": 3, "progress": False})
+                                    "device_batch_size": 3, "features": {"signals": ["raw"]}, "progress": False})
     plan = dataclasses.replace(plan_extract_resources({"CPU": 2.0, "GPU": 1.0}, n_embedders=1), device="cpu",
                                device_gpus=0.0)  # the session's Ray: 2 CPUs, no GPU
     weights = resolve_weights(cfg)
@@ -151,11 +158,11 @@ def test_the_extract_decodes_then_runs_the_device_stage(ray_session, tmp_path):
     out = pq.read_table(Path(cfg.output) / "features").sort_by("clip_id")
     assert out.num_rows == 5 and pq.read_table(Path(cfg.output) / "errors").num_rows == 1
     assert {"yamnet", "yamnet_scores", "yamnet_fg", "yamnet_scores_fg"} <= set(out.column_names)
-    assert not {"yamnet_bg", AUDIO, "audio_fg"} & set(out.column_names)
+    assert not {"yamnet_bg", "indices_fg", AUDIO, "audio_fg"} & set(out.column_names)
     # the same vectors as the stage gives on the decoded clips in one batch, in this process
     schema = row_schema(table.schema, vector_columns(cfg), stages(cfg))
     alone = DeviceStage(cfg, schema, "cpu", {"yamnet": get("yamnet")}, weights)(decode_batch(table, cfg, schema))
     alone = alone.filter(alone["error_type"].is_null()).sort_by("clip_id")
-    for col in ("indices_fg", "mps_raw", "yamnet", "yamnet_scores_fg"):
+    for col in ("indices_raw", "mps_raw", "yamnet", "yamnet_scores_fg"):
         np.testing.assert_allclose(_rows(out, col, list(range(5))), _rows(alone, col, list(range(5))),
                                    rtol=1e-5, atol=1e-12, err_msg=col)

@@ -52,7 +52,7 @@ def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, 
     dev = torch.device(device)
     seconds = dict.fromkeys(STAGES, 0.0)
     embedded = tuple(embed_signals) if embedders else ()
-    separate = {"fg", "bg"} & {*params.signals, *embedded} or separated is not None
+    separate = bool({"fg", "bg"} & {*params.signals, *embedded}) or separated is not None
     features: Results = []
     embeddings: Results = []
     handed: Results = []  # the separated signals, for ``separated``
