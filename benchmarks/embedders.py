@@ -1,4 +1,4 @@
-"""Throughput of the embedders (clips/s), and bf16-vs-fp32 agreement on a GPU.
+"""Throughput of the embedders (clips/s), and bf16-vs-fp32 agreement (on CUDA or the CPU).
 
     python benchmarks/embedders.py                       # CPU, 10-s clips, every registered one
     python benchmarks/embedders.py --device cuda --precision bf16 --compare-precision \
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--compare-precision", action="store_true",
-                        help="also report bf16-vs-fp32 agreement (CUDA only)")
+                        help="also report bf16-vs-fp32 agreement")
     parser.add_argument("--cache-dir", help="model cache (default: the usual one)")
     args = parser.parse_args(argv)
 

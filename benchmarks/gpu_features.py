@@ -2,6 +2,8 @@
 
     python benchmarks/gpu_features.py --device cuda --clips 512 --batch-size 64 --write   # on a GPU node
     python benchmarks/gpu_features.py --device cpu --clips 8 --batch-size 4              # anywhere
+    python benchmarks/gpu_features.py --device cuda --clips 1024 --batch-size 64 \
+        --embedders vggish,yamnet,panns --compare-precision                              # the extract's device stage
 
 Both paths compute every feature of every signal (separation; indices, spectral
 statistics and MPS of raw, fg and bg) of the same generated 10-s soundscapes, already
@@ -16,8 +18,12 @@ decoded (decoding is the same CPU work on either path, and is left out):
   timed batches (``nvidia-smi``, else ``torch.cuda.utilization``).
 
 It also reports the largest difference between the two paths' features, per column
-group, on the first clips. Prints a markdown section headed by the command, the machine
-and the date; ``--write`` also puts it into benchmarks/RESULTS.md.
+group, on the first clips. With ``--embedders`` the torch path is the extract's device
+stage: the same pass also embeds raw, fg and bg with each of them (weights from the model
+cache, seeded random ones where it has none), at ``--precision``; ``--compare-precision``
+adds the cosine of each clip's embeddings in bf16 against fp32, on the first batch.
+Prints a markdown section headed by the command, the machine and the date; ``--write``
+also puts it into benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -120,17 +126,26 @@ class Utilisation:
             self._thread.join()
 
 
-def torch_path(clips: list[np.ndarray], device: str, batch_size: int
+def load_embedders(names: list[str], device: str, precision: str) -> dict[str, object]:
+    """The embedders, as the device stage loads them (seeded random weights where the cache has none)."""
+    from acoustic_env.embedders.factory import load_embedder
+
+    return {name: load_embedder(name, device=device, precision=precision, allow_random_weights=True)
+            for name in names}
+
+
+def torch_path(clips: list[np.ndarray], device: str, batch_size: int, embedders: dict[str, object]
                ) -> tuple[float, dict[str, float], list[float], dict[str, np.ndarray]]:
-    """clips/s, device seconds per stage (timed batches), utilisation samples, and the first batch's features."""
+    """clips/s, device seconds per stage (timed batches), utilisation samples, and the first batch's outputs."""
     from acoustic_env.features.torch.batch import batch_features
 
-    first, _ = batch_features(clips[:batch_size], SR, FeatureParams(), device)  # warm-up, and the comparison
+    # warm-up, and the comparison
+    first, _ = batch_features(clips[:batch_size], SR, FeatureParams(), device, embedders=embedders)
     seconds: dict[str, float] = {}
     with Utilisation(device) as util:
         t0 = time.perf_counter()
         for i in range(0, len(clips), batch_size):
-            _, s = batch_features(clips[i : i + batch_size], SR, FeatureParams(), device)
+            _, s = batch_features(clips[i : i + batch_size], SR, FeatureParams(), device, embedders=embedders)
             for k, v in s.items():
                 seconds[k] = seconds.get(k, 0.0) + v
         wall = time.perf_counter() - t0
@@ -152,8 +167,27 @@ def largest_differences(clips: list[np.ndarray], torch_out: dict[str, np.ndarray
     return out
 
 
+def precision_agreement(clips: list[np.ndarray], device: str, names: list[str]) -> dict[str, tuple[float, float]]:
+    """Per embedding column: (the worst clip's cosine, max |bf16 − fp32| / max |fp32|) of the device stage's pass."""
+    from acoustic_env.features.torch.batch import batch_features
+
+    ref, low = (batch_features(clips, SR, FeatureParams(), device, embedders=load_embedders(names, device, p))[0]
+                for p in ("fp32", "bf16"))
+    from acoustic_env.audio.stages import embedder_columns
+    from acoustic_env.config import SIGNALS
+    from acoustic_env.embedders.registry import get
+
+    out = {}
+    for col in (c for name in names for c in embedder_columns(get(name), SIGNALS)):
+        a, b = ref[col].astype(np.float64), low[col].astype(np.float64)
+        cosine = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        out[col] = (float(cosine.min()), float(np.abs(b - a).max() / np.abs(a).max()))
+    return out
+
+
 def section(args: argparse.Namespace, argv: list[str], pool_rate: float, torch_rate: float,
-            seconds: dict[str, float], util: list[float], diffs: dict[str, tuple[float, float]]) -> str:
+            seconds: dict[str, float], util: list[float], diffs: dict[str, tuple[float, float]],
+            agreement: dict[str, tuple[float, float]]) -> str:
     import torch
 
     device = args.device
@@ -163,10 +197,13 @@ def section(args: argparse.Namespace, argv: list[str], pool_rate: float, torch_r
              f"Machine: {describe()}, torch {torch.__version__} ({torch.get_num_threads()} CPU threads), "
              f"device {device} ({name})  ",
              f"Date: {dt.date.today().isoformat()}; {args.clips} generated {args.seconds:g}-s soundscapes, features "
-             f"only (decoded audio in memory), every signal (raw, fg, bg)", "",
+             f"(decoded audio in memory), every signal (raw, fg, bg)"
+             + (f"; on the torch path also {args.embedders} ({args.precision}) on each signal in the same pass"
+                if args.embedders else ""), "",
              "| path | clips/s |", "|---|---|",
              f"| numpy `cpu_features`, pool of {args.pool} processes | {pool_rate:.2f} |",
-             f"| torch `batch_features` on {device}, batches of {args.batch_size} | {torch_rate:.2f} |", "",
+             f"| torch `batch_features` on {device}, batches of {args.batch_size}"
+             f"{' with the embedders' if args.embedders else ''} | {torch_rate:.2f} |", "",
              f"torch / numpy pool: {torch_rate / pool_rate:.2f}×. Device seconds per stage over the timed batches: "
              + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()) + "."]
     if util:
@@ -178,6 +215,9 @@ def section(args: argparse.Namespace, argv: list[str], pool_rate: float, torch_r
     lines += ["", f"Largest difference torch − numpy on the first {args.compare} clips: "
               + ", ".join(f"{col} {d:.1e} ({r:.1e} of its largest value)" for col, (d, r) in diffs.items()
                           if col.endswith("_raw") or col == worst[0]) + "."]
+    if agreement:
+        lines += ["", f"bf16 against fp32 on the first {args.batch_size} clips (worst clip's cosine, max |bf16 − fp32| "
+                  "/ max |fp32|): " + ", ".join(f"{col} {c:.5f}, {r:.1e}" for col, (c, r) in agreement.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -190,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32, help="clips per torch batch")
     ap.add_argument("--pool", type=int, default=len(os.sched_getaffinity(0)), help="numpy pool processes")
     ap.add_argument("--compare", type=int, default=2, help="clips whose features are compared between the paths")
+    ap.add_argument("--embedders", default="", help="comma list: embedders in the torch pass (the device stage)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="the embedders' networks")
+    ap.add_argument("--compare-precision", action="store_true",
+                    help="with --embedders: bf16 against fp32 on the first batch")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.relative_to(REPO)}")
     args = ap.parse_args(argv)
     clips = soundscapes(max(args.clips, args.batch_size), args.seconds)
@@ -197,9 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_rate, seconds, util, first = torch_path(clips[: args.clips], args.device, args.batch_size)
+    names = [n for n in args.embedders.split(",") if n]
+    embedders = load_embedders(names, args.device, args.precision)
+    torch_rate, seconds, util, first = torch_path(clips[: args.clips], args.device, args.batch_size, embedders)
     diffs = largest_differences(clips[: args.compare], first)
-    text = section(args, argv, pool_rate, torch_rate, seconds, util, diffs)
+    agreement = precision_agreement(clips[: args.batch_size], args.device, names) if args.compare_precision else {}
+    text = section(args, argv, pool_rate, torch_rate, seconds, util, diffs, agreement)
     print(text)
     if args.write:
         write_section(text, RESULTS, HEADING)

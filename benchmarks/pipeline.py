@@ -2,6 +2,8 @@
 
     python benchmarks/pipeline.py                       # 120 clips, 2 repeats, planning at 2M, memory at 20k/200k/2M
     python benchmarks/pipeline.py --clips 588 --repeats 3 --write
+    python benchmarks/pipeline.py --device cuda --skip overhead,planning,memory --clips 4096 --repeats 1 \
+        --extract-args "--embedders vggish,yamnet,panns --allow-random-weights" --write   # on a GPU node
 
 Three measurements, printed as one markdown section (``--write`` also puts it into
 benchmarks/RESULTS.md, replacing this script's previous section):
@@ -15,7 +17,11 @@ benchmarks/RESULTS.md, replacing this script's previous section):
    ``acoustic-env extract`` on a fresh output. Steady state excludes start-up: clips/s between the
    first and the last written part (their mtimes) for the pipeline, between the same
    clip counts for the pool. Efficiency = stage CPU seconds / (wall × cores). Medians
-   over the repeats, and the ratio pipeline / pool.
+   over the repeats, and the ratio pipeline / pool. ``--device`` is passed to the extract;
+   the seconds per stage come from its run record (``cpu_s``: with ``--device cuda``, the
+   device stage's wall seconds on the card for every stage but decode), and with
+   ``--device cuda`` the GPU's utilisation is sampled every 0.2 s while the extract runs
+   (``nvidia-smi``), and ``--write`` puts the section under its own heading.
 2. **Ray overhead.** The same command on as many rows of files that do not exist:
    no decoding or features, so its wall time is start-up plus Ray Data's per-operator
    and per-block costs; the run record splits Ray's start from the stream.
@@ -45,15 +51,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from machine import describe  # benchmarks/machine.py, beside this script
+from gpu_features import Utilisation  # benchmarks/gpu_features.py, beside this script
+from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 HEADING = "## Extract pipeline vs a process pool; resume planning; driver memory (pipeline.py)"
+GPU_HEADING = "## Extract on one GPU node: the device stage vs a process pool (pipeline.py --device cuda)"
 CLI = [sys.executable, "-m", "acoustic_env.cli", "extract"]
 WRITE_BATCH = 16  # rows per part in the throughput runs: enough parts to time the steady state
 
@@ -91,12 +100,15 @@ def run_pool(manifest: Path, cores: int) -> dict[str, float]:
             "efficiency": result["cpu_s"] / (wall * cores)}
 
 
-def run_extract(manifest: Path, output: Path, cores: int, extra: list[str] = ()) -> dict[str, float]:
+def run_extract(manifest: Path, output: Path, cores: int, extra: list[str] = (), device: str = "auto"
+                ) -> dict[str, Any]:
+    """The extract as a command, timed from launch to exit; on ``--device cuda`` the GPU's utilisation sampled."""
     cmd = [*CLI, "--manifest", str(manifest), "--output", str(output), "--no-progress",
-           "--write-batch-size", str(WRITE_BATCH), *extra]
+           "--write-batch-size", str(WRITE_BATCH), "--device", device, *extra]
     env = {**os.environ, "RAY_ADDRESS": ""}
     t0 = time.time()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=output.parent)
+    with Utilisation(device) as util:  # samples on CUDA only
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=output.parent)
     wall = time.time() - t0
     if out.returncode != 0:
         raise SystemExit(f"extract failed: {out.stderr[-2000:]}")
@@ -108,17 +120,40 @@ def run_extract(manifest: Path, output: Path, cores: int, extra: list[str] = ())
         steady = sum(k for _, k in parts[1:]) / (parts[-1][0] - parts[0][0])
     cpu = sum(record["cpu_s"].values())
     return {"wall_s": wall, "clips_s": n / wall, "steady_clips_s": steady, "efficiency": cpu / (wall * cores),
-            "ok": record["counts"]["ok"], "failed": record["counts"]["failed"], **{
-                f"t_{k}": v for k, v in record.get("timing_s", {}).items()}}
+            "ok": record["counts"]["ok"], "failed": record["counts"]["failed"], "stage_s": record["cpu_s"],
+            "gpu_util": util.samples, "resources": record.get("resources") or {},
+            **{f"t_{k}": v for k, v in record.get("timing_s", {}).items()}}
+
+
+def stage_lines(pipes: list[dict[str, Any]], device: str) -> list[str]:
+    """Seconds per stage from the run records, and on CUDA the GPU's utilisation during the runs."""
+    res = pipes[0]["resources"]
+    seconds = {k: statistics.median(p["stage_s"].get(k, 0.0) for p in pipes) for k in pipes[0]["stage_s"]}
+    kind = ("the device stage's wall seconds on the card, decode's CPU seconds" if res.get("device")
+            else "CPU seconds")
+    lines = [f"Seconds per stage (run record `cpu_s`, {kind}; medians): "
+             + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+             + f". Features on {res.get('feature_device') or 'the CPUs (numpy)'}, "
+             f"embedders on {res.get('torch_device') or 'none'}; {res.get('max_actors')} decode"
+             + ("" if res.get("device") else " + feature") + f" actors, {res.get('device_actors', 0)} device actors."]
+    util = [u for p in pipes for u in p["gpu_util"]]
+    if util:
+        lines.append(f"GPU utilisation while the extract ran (nvidia-smi every 0.2 s, {len(util)} samples, "
+                     f"start-up included): median {statistics.median(util):.0f} %, mean {statistics.fmean(util):.0f} %, "
+                     f"max {max(util):.0f} %; busy (> 0 %) in {100 * sum(u > 0 for u in util) / len(util):.0f} % of "
+                     "the samples.")
+    elif device == "cuda":
+        lines.append("GPU utilisation: no sample (no nvidia-smi, or the runs were shorter than 0.2 s).")
+    return lines
 
 
 def throughput(workdir: Path, n_clips: int, n_source: int, repeats: int, cores: int,
-               extract_args: list[str] = ()) -> tuple[list[str], dict]:
+               extract_args: list[str] = (), device: str = "auto") -> tuple[list[str], dict]:
     manifest = make_clips(workdir, n_clips, n_source)
     pools, pipes = [], []
     for r in range(repeats):
         pools.append(run_pool(manifest, cores))
-        pipes.append(run_extract(manifest, workdir / f"out-{r}", cores, extract_args))
+        pipes.append(run_extract(manifest, workdir / f"out-{r}", cores, extract_args, device))
         print(f"  repeat {r}: pool {pools[-1]['clips_s']:.2f} clips/s, extract {pipes[-1]['clips_s']:.2f} clips/s",
               file=sys.stderr)
     med = {k: {m: statistics.median(x[m] for x in runs) for m in ("wall_s", "clips_s", "steady_clips_s",
@@ -141,7 +176,7 @@ def throughput(workdir: Path, n_clips: int, n_source: int, repeats: int, cores: 
               f"Inside extract (run record `timing_s`, medians): plan {t.get('t_plan', 0):.2f} s, "
               f"Ray start {t.get('t_ray_start', 0):.1f} s, blocks {t.get('t_blocks', 0):.1f} s, "
               f"stream {t.get('t_stream', 0):.1f} s "
-              f"(first part after {t.get('t_first_part', 0):.1f} s)."]
+              f"(first part after {t.get('t_first_part', 0):.1f} s).", *stage_lines(pipes, device)]
     return lines, med
 
 
@@ -267,6 +302,9 @@ def main() -> None:
     ap.add_argument("--extract-args", default="", help="more options for the extract runs, e.g. "
                     "'--embedders vggish,yamnet,panns --allow-random-weights' on a GPU machine (the pool "
                     "runs the CPU features only, so the ratio then says what the embedders cost)")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="the extract's --device; cuda also samples the GPU's utilisation and writes under its own "
+                         "heading")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -277,7 +315,7 @@ def main() -> None:
         workdir = Path(tmp)
         if "throughput" not in skip:
             body += throughput(workdir, args.clips, args.source_clips, args.repeats, cores,
-                               shlex.split(args.extract_args))[0] + [""]
+                               shlex.split(args.extract_args), args.device)[0] + [""]
         if "overhead" not in skip:
             body += overhead(workdir, args.clips, cores) + [""]
         if "planning" not in skip:
@@ -287,7 +325,8 @@ def main() -> None:
     import pyarrow
     import ray
 
-    head = [HEADING, "",
+    heading = GPU_HEADING if args.device == "cuda" else HEADING
+    head = [heading, "",
             f"`python benchmarks/pipeline.py {shlex.join(sys.argv[1:])}`, {dt.date.today().isoformat()}  ",
             f"{describe()}, {platform.platform()}, Python {platform.python_version()}, ray {ray.__version__}, "
             f"pyarrow {pyarrow.__version__}; load average {load:.1f} at the start "
@@ -296,8 +335,8 @@ def main() -> None:
     print(section)
     if args.write:
         text = RESULTS.read_text()
-        if HEADING in text:
-            before, rest = text.split(HEADING, 1)
+        if heading in text:
+            before, rest = text.split(heading, 1)
             idx = rest.find("\n## ")
             text = before + section + ("\n" + rest[idx + 1:] if idx >= 0 else "")
         else:

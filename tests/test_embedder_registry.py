@@ -152,6 +152,16 @@ def test_table_metadata_says_what_each_model_does(tmp_path: Path) -> None:
     assert meta["panns"]["pooling"].startswith("CNN14's own") and meta["yamnet"]["pooling"] == "mean over frames"
 
 
+def test_an_embedder_with_only_embed_clips_serves_the_device_stage_through_the_host(tmp_path: Path) -> None:
+    """``embed_tensor`` (the device stage's entry) on an embedder that implements ``_embed_clips`` only: its
+    own vectors, by way of the host, returned on its device."""
+    tiny = TinyEmbedder(TinyNet(), "random")
+    clips = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32)
+    out = tiny.embed_tensor(torch.from_numpy(clips))
+    assert out["tiny"].device == tiny.device and out["tiny"].dtype == torch.float32
+    np.testing.assert_array_equal(out["tiny"].numpy(), tiny.embed(clips)["tiny"])
+
+
 # --- a new embedder, end to end --------------------------------------------------------------
 
 

@@ -237,18 +237,13 @@ def test_resource_plan():
         assert plan.max_actors == cpus
         assert plan.max_actors * plan.actor_cpus + plan.task_cpus * plan.write_slots <= cpus
         assert plan.actor_cpus == 0.75  # room for a writer's quarter CPU on any 1-CPU node
-    # a GPU: the embedders share half the card, the decode+feature actors (the torch features) the other half
-    gpu = plan_extract_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3)
-    assert gpu.embed_on_accelerator and gpu.embed_resources == {"num_cpus": 0.25, "GPU": 0.1666}
-    assert 0.49 < gpu.feature_gpus * gpu.max_actors <= 0.5 and gpu.feature_gpus * gpu.max_actors + 3 * 0.1666 <= 1.0
-    assert gpu.max_actors * gpu.actor_cpus + 3 * 0.25 + gpu.task_cpus * gpu.write_slots <= 16.0
-    assert plan_extract_resources({"CPU": 16.0, "GPU": 2.0}).feature_gpus == 0.125  # no embedder: all of the cards
+    # a GPU: the device stage (tests/test_device_stage.py); --device cpu keeps the CPU pipeline, embedders on CPU
     forced = plan_extract_resources({"CPU": 16.0, "GPU": 1.0}, n_embedders=3, device="cpu")
-    assert not forced.embed_on_accelerator and "GPU" not in forced.embed_resources and forced.feature_gpus == 0
+    assert not forced.embed_on_accelerator and "GPU" not in forced.embed_resources and forced.device is None
     # a stand-in accelerator is not CUDA: embedders on it, the features stay on the numpy path
     custom = plan_extract_resources({"CPU": 2.0, "accel": 1.0}, n_embedders=1, accelerator="accel")
-    assert custom.embed_resources == {"num_cpus": 0.25, "accel": 1.0} and custom.feature_gpus == 0
-    assert plan_extract_resources({"CPU": 2.0}, n_embedders=1).feature_gpus == 0  # no GPU: nothing changes
+    assert custom.embed_resources == {"num_cpus": 0.25, "accel": 1.0} and custom.device is None
+    assert plan_extract_resources({"CPU": 2.0}, n_embedders=1).device is None  # no GPU: nothing changes
     with pytest.raises(ConfigError, match=r"^device: --device cuda, but the Ray cluster has no 'GPU' resource"):
         plan_extract_resources({"CPU": 2.0}, device="cuda")
     # two 1-CPU nodes (the cluster test): a feature actor, a writer and an embedder's quarter CPU must fit

@@ -2,7 +2,8 @@
 
 They know nothing of Ray: ``acoustic_env.distributed.extract`` schedules them (decode and
 CPU features together in one actor pool, embedders as actor pools, then the writers; with no
-embedder, the feature actors write their own parts), and a
+embedder, the feature actors write their own parts; on a GPU, decode actors feed one device
+stage that computes every feature and every embedding on the card), and a
 test or a notebook can call them directly on a batch. A clip that fails in a stage becomes
 an error row that later stages pass through, so the writer puts it in errors/ instead of
 features/.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +51,9 @@ from acoustic_env.features import STAGES as FEATURE_STAGES
 from acoustic_env.features import cpu_features, feature_metadata
 from acoustic_env.storage import join, redact, transport_failure, write_parquet
 from acoustic_env.table import ERRORS_SCHEMA, embedding_column, metadata_json, now_utc
+
+if TYPE_CHECKING:
+    from acoustic_env.embedders.base import Embedder
 
 CPU_STAGES = ("decode", *FEATURE_STAGES)
 
@@ -119,7 +123,7 @@ def decode_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema) -> pa.T
 
 
 def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_audio: bool = True,
-                   device: str | None = None) -> pa.Table:
+                   device: str | None = None, embedders: dict[str, Embedder] | None = None) -> pa.Table:
     """Separation, indices, spectral statistics and MPS for each decoded clip of a batch.
 
     ``device`` None: the numpy path (``features.impl``), clip by clip; a torch device
@@ -127,18 +131,22 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
     ``keep_audio=False`` (no embedder follows) drops the audio here, so that only
     feature vectors travel on to the writer. With ``keep_audio``, the signals the embedders
     embed travel on: the raw audio unless ``embed_signals`` leaves raw out, and the separated
-    ones it names (``separated_signals``) in ``audio_fg``/``audio_bg``.
+    ones it names (``separated_signals``) in ``audio_fg``/``audio_bg``. ``embedders`` (name →
+    loaded on ``device``; the device stage): they embed each signal of ``embed_signals`` in the
+    same pass, into their columns (``yamnet``, ``yamnet_fg``, ...) with ``embed_<name>`` seconds.
     """
     n = batch.num_rows
     failures = Failures.of(batch)
     views = audio_views(batch[AUDIO])
     widths = cpu_vector_columns(cfg)
+    for emb in (embedders or {}).values():
+        widths.update(embedder_columns(emb.spec, embed_signals(cfg)))
     matrices = {col: np.zeros((n, d), dtype=np.float32) for col, d in widths.items()}
     nonfinite = np.zeros(n, dtype=np.int32)
-    cpu = {s: np.zeros(n) for s in FEATURE_STAGES}
+    cpu = {s: np.zeros(n) for s in (*FEATURE_STAGES, *(f"embed_{name}" for name in embedders or {}))}
     carried = separated_signals(cfg) if keep_audio else ()
     signals: dict[str, list[np.ndarray | None]] = {s: [None] * n for s in carried}
-    compute = _clip_features if device is None else _device_features(device)
+    compute = _clip_features if device is None else _device_features(device, embedders or {})
     for rows, feats, seconds, separated in compute(views, np.flatnonzero(failures.ok), cfg, failures, bool(carried)):
         for col, m in matrices.items():
             m[rows] = feats[col]
@@ -179,8 +187,9 @@ def _clip_features(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig
         yield np.array([i]), feats, seconds, {s: [a] for s, a in (separated or {}).items()}
 
 
-def _device_features(device: str):
-    """The torch path on ``device``: the clips as one pass (``batch_features``), wall seconds per stage.
+def _device_features(device: str, embedders: dict[str, Embedder]):
+    """The torch path on ``device``: the clips as one pass (``batch_features``, with ``embedders``), wall
+    seconds per stage.
 
     If the batch fails as a whole, each clip is retried alone, so that one bad clip
     becomes one error row.
@@ -189,7 +198,8 @@ def _device_features(device: str):
 
     def group(rows: np.ndarray, clips: list[np.ndarray], cfg: ExtractConfig, keep_separated: bool):
         separated: dict[str, list[np.ndarray | None]] | None = {} if keep_separated else None
-        feats, seconds = batch_features(clips, cfg.decode.sample_rate, cfg.features, device, separated=separated)
+        feats, seconds = batch_features(clips, cfg.decode.sample_rate, cfg.features, device, embedders=embedders,
+                                        embed_signals=embed_signals(cfg), separated=separated)
         return rows, feats, seconds, separated or {}
 
     def compute(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig, failures: Failures,
@@ -210,13 +220,8 @@ def _device_features(device: str):
     return compute
 
 
-class CpuFeatureStage:
-    """Actor: decode, then the CPU features, for each clip of a batch.
-
-    Decode and features share one actor so that a decoded clip never crosses a process
-    boundary (160,000 float32 samples per 10-s clip) except to the embedders that follow
-    (without embedders, :class:`FeatureWriterStage` runs instead and no audio leaves it); the
-    separated signals travel with it only when ``embed_signals`` names them.
+class DecodeStage:
+    """Actor: decode each clip of a batch; on a GPU node, what the CPUs do while the card computes the rest.
 
     One actor per core, each on one thread: the native thread pools (OpenBLAS, OpenMP)
     are sized by the machine's core count when numpy is first imported, before Ray sets
@@ -224,14 +229,26 @@ class CpuFeatureStage:
     as the machine on cores the other actors need (on 2 cores that halves a process pool).
     """
 
-    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, device: str | None = None):
+    def __init__(self, cfg: ExtractConfig, schema: pa.Schema):
         self._threads = threadpool_limits(limits=1)  # kept: the limits hold while it lives
         self.cfg = cfg
         self.schema = schema
-        self.device = device  # None: the numpy features; "cuda": the torch path (see features_batch)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return features_batch(decode_batch(batch, self.cfg, self.schema), self.cfg, self.schema, device=self.device)
+        return decode_batch(batch, self.cfg, self.schema)
+
+
+class CpuFeatureStage(DecodeStage):
+    """Actor: decode, then the CPU features, for each clip of a batch.
+
+    Decode and features share one actor so that a decoded clip never crosses a process
+    boundary (160,000 float32 samples per 10-s clip) except to the embedders that follow
+    (without embedders, :class:`FeatureWriterStage` runs instead and no audio leaves it); the
+    separated signals travel with it only when ``embed_signals`` names them.
+    """
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return features_batch(super().__call__(batch), self.cfg, self.schema)
 
 
 class FeatureWriterStage(CpuFeatureStage):
@@ -244,17 +261,16 @@ class FeatureWriterStage(CpuFeatureStage):
     (:func:`features_and_write`), so progress streams while a large block is worked on.
     """
 
-    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str, meta: dict[str, Any],
-                 device: str | None = None):
-        super().__init__(cfg, schema, device)
+    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str, meta: dict[str, Any]):
+        super().__init__(cfg, schema)
         self.target = {"output": output, "run_id": run_id, "meta": meta}
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        yield from features_and_write(batch, self.cfg, self.schema, **self.target, device=self.device)
+        yield from features_and_write(batch, self.cfg, self.schema, **self.target)
 
 
 def features_and_write(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str,
-                       meta: dict[str, Any], device: str | None = None) -> Iterator[pa.Table]:
+                       meta: dict[str, Any]) -> Iterator[pa.Table]:
     """Decode and featurise ``cfg.batch_size`` clips at a time; write a part per ``cfg.write_batch_size`` rows.
 
     Yields each part's one-row summary (:func:`write_batch`). Audio is held for one small
@@ -262,8 +278,7 @@ def features_and_write(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, o
     """
     for start in range(0, batch.num_rows, cfg.write_batch_size):
         rows = batch.slice(start, cfg.write_batch_size)
-        done = [features_batch(decode_batch(rows.slice(i, cfg.batch_size), cfg, schema), cfg, schema, keep_audio=False,
-                               device=device)
+        done = [features_batch(decode_batch(rows.slice(i, cfg.batch_size), cfg, schema), cfg, schema, keep_audio=False)
                 for i in range(0, rows.num_rows, cfg.batch_size)]
         yield write_batch(pa.concat_tables(done), output, run_id, meta)
 
@@ -280,16 +295,11 @@ class EmbedderStage:
     """
 
     def __init__(self, spec: EmbedderSpec, cfg: ExtractConfig, schema: pa.Schema, device: str, weights_id: str):
-        # here, not above: torch is imported in the actors only, never on the driver
-        from acoustic_env.embedders.factory import load_embedder
-
         self.schema = schema
         self.signals = embed_signals(cfg)
         self.outputs = tuple(spec.columns())  # the embedder's own output names
         self.widths = embedder_columns(spec, self.signals)
-        sha = None if weights_id == "random" else weights_id
-        self.embedder = load_embedder(spec, device=device, allow_random_weights=weights_id == "random",
-                                      cache_dir=cfg.weights_cache, sha256=sha)
+        self.embedder = stage_embedder(spec, cfg, device, weights_id)
         self.stage = f"embed_{spec.name}"
 
     def _embed(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -327,6 +337,39 @@ class EmbedderStage:
         columns[CPU_PREFIX + self.stage] = pa.array(cpu)
         columns.update(failures.columns())
         return conform(batch, self.schema, columns)
+
+
+class DeviceStage:
+    """Actor: every feature of every signal and every embedding of a decoded batch, in one pass on one device.
+
+    The extract's stage on a GPU node (``device`` "cuda"; any torch device works, "cpu" in the
+    tests): the batch crosses to the card once, the separation, indices, spectral statistics
+    and MPS run on it as tensors, the embedders (loaded here once, on the card) embed each
+    signal of ``embed_signals`` from those same tensors, and everything comes back in one copy
+    (``features.torch.batch``). No audio leaves this stage: the writer gets vectors only.
+    ``specs`` are the embedders' specs themselves, so that one registered only in the driver
+    loads too.
+    """
+
+    def __init__(self, cfg: ExtractConfig, schema: pa.Schema, device: str, specs: dict[str, EmbedderSpec],
+                 weights: dict[str, str]):
+        self.cfg, self.schema, self.device = cfg, schema, device
+        self.embedders = {name: stage_embedder(spec, cfg, device, weights[name]) for name, spec in specs.items()}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return features_batch(batch, self.cfg, self.schema, keep_audio=False, device=self.device,
+                              embedders=self.embedders)
+
+
+def stage_embedder(spec: EmbedderSpec, cfg: ExtractConfig, device: str, weights_id: str) -> Embedder:
+    """An embedder as an extract stage loads it: on ``device``, at ``cfg.embed_precision``, its weights the
+    checkpoint of SHA-256 ``weights_id`` that the driver checked (or seeded random ones, for "random")."""
+    # here, not above: torch is imported in the actors only, never on the driver
+    from acoustic_env.embedders.factory import load_embedder
+
+    sha = None if weights_id == "random" else weights_id
+    return load_embedder(spec, device=device, allow_random_weights=weights_id == "random",
+                         cache_dir=cfg.weights_cache, precision=cfg.embed_precision, sha256=sha)
 
 
 def _write_part(table: pa.Table, output: str, sub: str, name: str) -> None:

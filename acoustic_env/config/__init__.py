@@ -26,7 +26,7 @@ from acoustic_env.config.schema import (
     validate,
 )
 from acoustic_env.embedders import registry
-from acoustic_env.embedders.spec import SAMPLE_RATE
+from acoustic_env.embedders.spec import PRECISIONS, SAMPLE_RATE
 
 __all__ = ["DEFAULT_PCA", "EMBEDDERS", "SIGNALS", "SOURCES", "AnnotateConfig", "AuditConfig", "ConfigError",
            "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "ServeConfig", "TrainConfig", "WindowParams",
@@ -236,6 +236,12 @@ class ExtractConfig(Section):
                                                   "(default: $ACOUSTIC_ENV_MODEL_CACHE, "
                                                   "else ~/.cache/acoustic-env/models)")
     device: str = _device("feature and embedder")
+    # bf16 agreement with fp32 is measured on random weights only (cosine >= 0.99998; tests/test_embedders.py)
+    embed_precision: str = option("fp32", choices=PRECISIONS,
+                                  help="the embedders' networks in fp32, or in bf16 autocast (their front ends "
+                                       "and the features stay in float32/float64)")
+    device_batch_size: int = option(64, ge=1, help="clips per batch of the device stage on a GPU (every feature "
+                                                   "and every embedding of a batch in one pass on the card)")
     # Embedder actors request a fraction of one ("GPU" on real clusters; a custom
     # resource stands in for it in tests).
     accelerator_resource: str = option("GPU", nonempty=True, help="cluster resource that marks an accelerator")

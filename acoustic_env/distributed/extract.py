@@ -1,17 +1,22 @@
 """The Ray wiring of the extract job — the only module that knows about Ray Data.
 
 manifest chunks → resume filter → blocks put into the object store one at a time
-(with their metadata: ``dataset_of_blocks``) → decode + CPU features (one actor pool) → [embedders (GPU or
-CPU actors) → write (writer actors)] → per-part summaries. Without embedders the feature
-actors write their own parts (``FeatureWriterStage``): a writer between them would only add
+(with their metadata: ``dataset_of_blocks``) → decode + CPU features (one actor pool) → [embedders
+(accelerator or CPU actors) → write (writer actors)] → per-part summaries. Without embedders the
+feature actors write their own parts (``FeatureWriterStage``): a writer between them would only add
 a process and a trip through the object store. The driver holds one chunk of the clip list
 at a time, the block references and the summaries, never audio or features: the actors put
 the Parquet parts on storage themselves.
 
+On CUDA GPUs (``--device`` auto with GPUs in the cluster, or cuda) the pipeline is instead
+decode (CPU actors) → the device stage (``DeviceStage``: one actor per GPU computes every feature
+and every embedding of a batch on the card) → write: the card does all the arithmetic, the CPUs
+decode and feed it.
+
 Resources: every core should do stage work. Decode and the CPU features run in the
 same actor (a decoded clip never crosses a process boundary), one actor per core
-left after the embedders, each holding a fraction of a CPU so that the light writers
-always find room (an actor pool that holds every CPU starves the stages it feeds and
+left after the embedders (or the device stage), each holding a fraction of a CPU so that the
+light writers always find room (an actor pool that holds every CPU starves the stages it feeds and
 the pipeline stalls).
 
 Progress: one line for the job (``n of N clips, clips/s, ETA, failed``), a tqdm bar
@@ -34,6 +39,8 @@ import pyarrow as pa
 from acoustic_env.audio.rows import CPU_PREFIX, row_schema
 from acoustic_env.audio.stages import (
     CpuFeatureStage,
+    DecodeStage,
+    DeviceStage,
     EmbedderStage,
     FeatureWriterStage,
     separated_signals,
@@ -49,6 +56,9 @@ from acoustic_env.storage import redact
 
 #: Seconds between two progress lines when the console is not a terminal.
 PROGRESS_EVERY_S = 10.0
+#: CPUs of a device-stage actor: its host side (stacking a batch into pinned memory, NBPEAKS per clip,
+#: the Arrow columns of the results) runs on one thread while the card computes.
+DEVICE_CPUS = 1.0
 #: The largest block the driver hands Ray. Each block costs the driver about 50 KB that stays until
 #: the job ends (its reference, and the metadata and schema Ray Data keeps for it); at 16,384
 #: rows that is 3 bytes a row, where blocks of 1,024 rows added 100 MB at 2 million rows.
@@ -80,8 +90,13 @@ class Resources:
     the embedders, sharing all but ``task_cpus × write_slots`` CPUs, which the writer
     actors (:class:`PartWriter`, at most ``write_slots``) use. Embedders on accelerators:
     one actor per embedder per accelerator, each holding ``1 / n_embedders`` of it (so the three share one card) and a quarter CPU to
-    feed it. Embedders on CPU: one actor per embedder per 8 CPUs. Features on GPUs (``feature_gpus`` > 0,
-    the torch path): each decode+feature actor also holds that share of one, half the cards with embedders.
+    feed it. Embedders on CPU: one actor per embedder per 8 CPUs.
+
+    The device stage (``device`` set: CUDA GPUs): ``device_actors`` actors of ``DeviceStage``,
+    one per GPU, each holding ``device_gpus`` (a whole card) and ``device_cpus``, compute every
+    feature and embedding; the ``max_actors`` actors then only decode, on the CPUs left, and no
+    embedder pool runs (``embed_actors`` 0). ``device`` is the torch device those actors use: the
+    pipeline takes it from here, so a plan with ``device`` "cpu" runs the same stages without a GPU.
     """
 
     actor_cpus: float
@@ -91,31 +106,34 @@ class Resources:
     embed_on_accelerator: bool
     embed_resources: dict[str, float]
     embed_actors: int
-    feature_gpus: float = 0.0
+    device: str | None = None
+    device_actors: int = 0
+    device_gpus: float = 0.0
+    device_cpus: float = 0.0
 
 
 def plan_extract_resources(cluster: dict[str, float], n_embedders: int = 0, accelerator: str = "GPU",
                            device: str = "auto") -> Resources:
     """Size the pools from the cluster's resources so that every core runs stage work.
 
-    The torch feature path runs where the accelerator is a CUDA GPU (``accelerator``
-    "GPU") and ``device`` is not "cpu"; ``device`` "cuda" on a cluster without one is a
-    ConfigError naming the flag.
+    The device stage runs where the accelerator is a CUDA GPU (``accelerator`` "GPU") and
+    ``device`` is not "cpu"; ``device`` "cuda" on a cluster without one is a ConfigError
+    naming the flag. Anywhere else the plan is the CPU pipeline's.
     """
     cpus = float(cluster.get("CPU", 1.0))
     accelerators = float(cluster.get(accelerator, 0.0))
     if device == "cuda" and accelerators <= 0:
         raise ConfigError(f"device: --device cuda, but the Ray cluster has no {accelerator!r} resource "
                           "(use --device auto or cpu)")
+    if device != "cpu" and accelerator == "GPU" and accelerators > 0:
+        return _device_plan(cpus, accelerators, n_embedders)
     on_acc = n_embedders > 0 and device != "cpu" and accelerators > 0
-    features_on_gpu = device != "cpu" and accelerator == "GPU" and accelerators > 0
-    card_share = 0.5 if features_on_gpu and n_embedders else 1.0  # of each card, for the embedders
     embed_res: dict[str, float] = {}
     embed_actors = 0
     embed_cpus = 0.0
     if n_embedders and on_acc:
         embed_actors = max(1, math.floor(accelerators))
-        share = math.floor(card_share / n_embedders * 1e4) / 1e4
+        share = math.floor(1.0 / n_embedders * 1e4) / 1e4
         embed_res = {"num_cpus": 0.25, accelerator: share}
         embed_cpus = 0.25 * n_embedders * embed_actors
     elif n_embedders:
@@ -123,22 +141,31 @@ def plan_extract_resources(cluster: dict[str, float], n_embedders: int = 0, acce
         per = 1.0 if cpus >= 8 else 0.25
         embed_res = {"num_cpus": per}
         embed_cpus = per * n_embedders * embed_actors
+    return Resources(**_cpu_actors(cpus, embed_cpus), embed_on_accelerator=on_acc, embed_resources=embed_res,
+                     embed_actors=embed_actors)
+
+
+def _device_plan(cpus: float, gpus: float, n_embedders: int) -> Resources:
+    """The device stage's plan: one actor per GPU holding the whole card and ``DEVICE_CPUS``; the decode
+    actors on every CPU left, so that the card, not the feeding, sets the pace."""
+    device_actors = max(1, math.floor(gpus))
+    return Resources(**_cpu_actors(cpus, DEVICE_CPUS * device_actors), embed_on_accelerator=n_embedders > 0,
+                     embed_resources={}, embed_actors=0, device="cuda", device_actors=device_actors,
+                     device_gpus=min(1.0, gpus), device_cpus=DEVICE_CPUS)
+
+
+def _cpu_actors(cpus: float, reserved: float) -> dict[str, Any]:
+    """The CPU actors (decode + features, or decode alone) and the writers, on the CPUs ``reserved`` leaves."""
     task_cpus = 0.25
     # A part of 64 rows takes milliseconds to write: one writer slot per 32 cores is plenty.
     write_slots = max(1, round(cpus / 32))
-    free = max(cpus - embed_cpus - task_cpus * write_slots, 0.25)
-    max_actors = max(1, math.floor(cpus - embed_cpus))
+    free = max(cpus - reserved - task_cpus * write_slots, 0.25)
+    max_actors = max(1, math.floor(cpus - reserved))
     # At most one CPU less a writer's share an actor: its stage code runs on one thread, and Ray
     # places an actor on one node, so a whole CPU could fit no node of a cluster of 1-CPU nodes once
     # a writer or an embedder's quarter CPU sits on each (the cluster test hung so, under load).
     actor_cpus = min(1.0 - task_cpus, math.floor(free / max_actors * 1000) / 1000)
-    feature_gpus = 0.0
-    if features_on_gpu:  # what the embedders leave of the cards, shared by the decode+feature actors
-        left = accelerators * (1.0 - card_share) if n_embedders else accelerators
-        feature_gpus = min(1.0, math.floor(left / max_actors * 1e4) / 1e4)
-    return Resources(actor_cpus=actor_cpus, max_actors=max_actors, task_cpus=task_cpus, write_slots=write_slots,
-                     embed_on_accelerator=on_acc, embed_resources=embed_res, embed_actors=embed_actors,
-                     feature_gpus=feature_gpus)
+    return {"actor_cpus": actor_cpus, "max_actors": max_actors, "task_cpus": task_cpus, "write_slots": write_slots}
 
 
 def block_rows(n_rows: int, n_actors: int, batch_size: int) -> int:
@@ -255,13 +282,17 @@ def _blocks(chunks: Iterable[pa.Table], rows_per_block: int) -> Iterator[pa.Tabl
 
 def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfig, run_id: str,
                  meta: dict[str, Any], weights: dict[str, str],
-                 on_planned: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+                 on_planned: Callable[[int], None] = lambda n: None, resources: Resources | None = None
+                 ) -> dict[str, Any]:
     """Stream the ``todo`` chunks through the stages; return counts, CPU seconds per stage and where the time went.
 
     The driver puts each block into Ray's object store as the clip list streams past and
     keeps only the references: its own memory does not grow with the list. Ray starts at
     the first chunk with a row to do (never, if there is none); blocks are sized for
     ``expected_rows``. ``on_planned(n)`` is called once every chunk has been put (n clips to do).
+    ``resources``: the plan to run; by default :func:`plan_extract_resources` of the cluster Ray
+    reports (a plan whose device stage is on "cpu" runs the GPU pipeline on any machine). On the
+    device stage, the seconds of each stage but decode are the device's wall seconds.
     """
     all_stages = stages(cfg)
     totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": dict.fromkeys(all_stages, 0.0)}
@@ -271,15 +302,14 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
         on_planned(0)
         return totals
     import ray
-    import ray.data
 
     t0 = time.monotonic()
     cluster = start_ray(cfg.ray_address, progress=False)  # Ray Data's operator bars: ours is one line
     t_ray = time.monotonic()
-    res = plan_extract_resources(cluster, len(cfg.embedders), cfg.accelerator_resource, cfg.device)
-    schema = row_schema(first.schema, vector_columns(cfg), all_stages, separated_signals(cfg))
-    bs = cfg.batch_size
-    rows = block_rows(max(expected_rows, first.num_rows), res.max_actors, bs)
+    res = resources or plan_extract_resources(cluster, len(cfg.embedders), cfg.accelerator_resource, cfg.device)
+    # the separated signals' audio travels only to embedder actors, which the device stage replaces
+    schema = row_schema(first.schema, vector_columns(cfg), all_stages, () if res.device else separated_signals(cfg))
+    rows = block_rows(max(expected_rows, first.num_rows), res.max_actors, cfg.batch_size)
     blocks, metadata, n_rows = [], [], 0
     for block in _blocks(chain([first], chunks), rows):
         blocks.append(ray.put(block))
@@ -287,35 +317,9 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
         n_rows += block.num_rows
     t_staged = time.monotonic()
     on_planned(n_rows)
-    ds = dataset_of_blocks(blocks, metadata)
-    actors = min(res.max_actors, len(blocks))  # no actor without a block to work on
     target = {"output": cfg.output, "run_id": run_id, "meta": meta}
-    feature_device = "cuda" if res.feature_gpus else None  # None: the numpy features
-    feature_pool = {"batch_format": "pyarrow", "num_cpus": res.actor_cpus, "num_gpus": res.feature_gpus or None,
-                    "compute": ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2)}
-    if not cfg.embedders:  # whole blocks in; a summary out per part, as each is written
-        ds = ds.map_batches(FeatureWriterStage, batch_size=None, **feature_pool,
-                            fn_constructor_kwargs={"cfg": cfg, "schema": schema, **target, "device": feature_device})
-    else:
-        ds = ds.map_batches(CpuFeatureStage, batch_size=bs, **feature_pool,
-                            fn_constructor_kwargs={"cfg": cfg, "schema": schema, "device": feature_device})
-    torch_device = "cuda" if res.embed_on_accelerator and cfg.accelerator_resource == "GPU" else "cpu"
-    for name in cfg.embedders:
-        extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
-        # one subclass per embedder, so that Ray's logs name each operator
-        stage_cls = type(f"Embed{name.capitalize()}", (EmbedderStage,), {})
-        ds = ds.map_batches(stage_cls, batch_format="pyarrow", batch_size=cfg.embed_batch_size,
-                            num_cpus=res.embed_resources["num_cpus"], memory=get(name).memory,
-                            num_gpus=extra.pop("GPU", None), resources=extra or None,
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.embed_actors),
-                            # the spec itself, so an embedder registered only in the driver loads too
-                            fn_constructor_kwargs={"spec": get(name), "cfg": cfg, "schema": schema,
-                                                   "device": torch_device, "weights_id": weights[name]})
-    if cfg.embedders:
-        ds = ds.map_batches(PartWriter, batch_format="pyarrow", batch_size=cfg.write_batch_size,
-                            num_cpus=res.task_cpus,
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.write_slots),
-                            fn_constructor_kwargs=target)
+    stream = _device_stages if res.device else _cpu_stages
+    ds, devices = stream(dataset_of_blocks(blocks, metadata), res, cfg, schema, target, weights, len(blocks))
     progress = JobProgress(n_rows, cfg.progress)
     t_first = None
     try:
@@ -338,11 +342,74 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     finally:
         progress.close()
     t_end = time.monotonic()
-    totals["resources"] = {**dataclasses.asdict(res), "rows_per_block": rows,
-                           "torch_device": torch_device if cfg.embedders else None, "feature_device": feature_device}
+    totals["resources"] = {**dataclasses.asdict(res), "rows_per_block": rows, **devices}
     # Where the time went: joining/starting Ray, reading the rest of the clip list into blocks,
     # then the stream (its first part includes the actors' start-up: processes, imports, the
     # first batch).
     totals["timing_s"] = {"ray_start": t_ray - t0, "blocks": t_staged - t_ray,
                           "first_part": (t_first or t_end) - t_staged, "stream": t_end - t_staged}
     return totals
+
+
+def _cpu_stages(ds: Any, res: Resources, cfg: ExtractConfig, schema: pa.Schema, target: dict[str, Any],
+                weights: dict[str, str], n_blocks: int) -> tuple[Any, dict[str, str | None]]:
+    """decode + numpy features → [an actor pool per embedder → writers]; and the devices it runs on."""
+    import ray.data
+
+    actors = min(res.max_actors, n_blocks)  # no actor without a block to work on
+    feature_pool = {"batch_format": "pyarrow", "num_cpus": res.actor_cpus,
+                    "compute": ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2)}
+    if not cfg.embedders:  # whole blocks in; a summary out per part, as each is written
+        ds = ds.map_batches(FeatureWriterStage, batch_size=None, **feature_pool,
+                            fn_constructor_kwargs={"cfg": cfg, "schema": schema, **target})
+    else:
+        ds = ds.map_batches(CpuFeatureStage, batch_size=cfg.batch_size, **feature_pool,
+                            fn_constructor_kwargs={"cfg": cfg, "schema": schema})
+    torch_device = "cuda" if res.embed_on_accelerator and cfg.accelerator_resource == "GPU" else "cpu"
+    for name in cfg.embedders:
+        extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
+        # one subclass per embedder, so that Ray's logs name each operator
+        stage_cls = type(f"Embed{name.capitalize()}", (EmbedderStage,), {})
+        ds = ds.map_batches(stage_cls, batch_format="pyarrow", batch_size=cfg.embed_batch_size,
+                            num_cpus=res.embed_resources["num_cpus"], memory=get(name).memory,
+                            num_gpus=extra.pop("GPU", None), resources=extra or None,
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.embed_actors),
+                            # the spec itself, so an embedder registered only in the driver loads too
+                            fn_constructor_kwargs={"spec": get(name), "cfg": cfg, "schema": schema,
+                                                   "device": torch_device, "weights_id": weights[name]})
+    if cfg.embedders:
+        ds = _writers(ds, res, cfg, target)
+    return ds, {"torch_device": torch_device if cfg.embedders else None, "feature_device": None}
+
+
+def _device_stages(ds: Any, res: Resources, cfg: ExtractConfig, schema: pa.Schema, target: dict[str, Any],
+                   weights: dict[str, str], n_blocks: int) -> tuple[Any, dict[str, str | None]]:
+    """decode (CPU actors) → the device stage (an actor per GPU: every feature and embedding) → writers.
+
+    Decoded batches of ``batch_size`` clips are regrouped into ``device_batch_size`` for the
+    card. The device actors reserve the embedders' host memory, as their own pools would.
+    """
+    import ray.data
+
+    actors = min(res.max_actors, n_blocks)
+    ds = ds.map_batches(DecodeStage, batch_format="pyarrow", batch_size=cfg.batch_size, num_cpus=res.actor_cpus,
+                        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
+                        fn_constructor_kwargs={"cfg": cfg, "schema": schema})
+    ds = ds.map_batches(DeviceStage, batch_format="pyarrow", batch_size=cfg.device_batch_size,
+                        num_cpus=res.device_cpus, num_gpus=res.device_gpus or None,
+                        memory=sum(get(name).memory for name in cfg.embedders) or None,
+                        compute=ray.data.ActorPoolStrategy(size=res.device_actors, max_tasks_in_flight_per_actor=2),
+                        fn_constructor_kwargs={"cfg": cfg, "schema": schema, "device": res.device,
+                                               "specs": {name: get(name) for name in cfg.embedders},
+                                               "weights": weights})
+    return _writers(ds, res, cfg, target), {"torch_device": res.device if cfg.embedders else None,
+                                            "feature_device": res.device}
+
+
+def _writers(ds: Any, res: Resources, cfg: ExtractConfig, target: dict[str, Any]) -> Any:
+    """The part writers after the last stage that computes (:class:`PartWriter`)."""
+    import ray.data
+
+    return ds.map_batches(PartWriter, batch_format="pyarrow", batch_size=cfg.write_batch_size, num_cpus=res.task_cpus,
+                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.write_slots),
+                          fn_constructor_kwargs=target)

@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from acoustic_env.embedders.spec import EmbedderSpec
-
-PRECISIONS = ("fp32", "bf16")
+from acoustic_env.embedders.spec import PRECISIONS, EmbedderSpec
 
 
 class Embedder(ABC):
@@ -51,8 +50,6 @@ class Embedder(ABC):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.device = torch.device(device)
-        if precision == "bf16" and self.device.type != "cuda":
-            raise ValueError("precision 'bf16' is for CUDA devices only; use 'fp32' on CPU")
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.model = model.to(self.device).eval()
@@ -114,14 +111,38 @@ class Embedder(ABC):
             out = self._embed_clips(clips)
         return {key: value.astype(np.float32, copy=False) for key, value in out.items()}
 
+    def embed_tensor(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Clip-level outputs of equal-length clips ``batch`` [n, samples] (16 kHz), as float32 tensors on
+        this embedder's device.
+
+        The entry of the extract's device stage: the clips are already on the device (the
+        separation made fg and bg there), and the outputs stay there until the stage brings every
+        result back at once, so no signal makes a trip to the host. Each clip is embedded on all of
+        its samples, as ``embed`` does a clip of that length.
+        """
+        if batch.ndim != 2 or batch.shape[1] < 1:
+            raise ValueError(f"batch must be [n, samples], got shape {tuple(batch.shape)}")
+        with torch.inference_mode():
+            out = self._embed_batch(batch.to(self.device, torch.float32))
+        return {key: value.float() for key, value in out.items()}
+
     @abstractmethod
     def _embed_clips(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Clip-level outputs for unpadded clips of any lengths."""
 
+    def _embed_batch(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Clip-level outputs of equal-length clips on the device; the built-in models stay on it.
+
+        This default goes through the host (``_embed_clips``), so that an embedder written
+        with only ``_embed_clips`` works in the device stage too.
+        """
+        out = self._embed_clips(list(batch.cpu().numpy()))
+        return {key: torch.from_numpy(np.asarray(value)).to(self.device) for key, value in out.items()}
+
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast around the network (never the front end) when asked for."""
+        """bf16 autocast around the network (never the front end) when asked for, on CUDA or the CPU."""
         if self.precision == "bf16":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _tensor(self, clip: np.ndarray) -> torch.Tensor:
@@ -133,6 +154,11 @@ def pad_to(clip: np.ndarray, min_samples: int) -> np.ndarray:
     if clip.shape[-1] >= min_samples:
         return clip
     return np.pad(clip, (0, min_samples - clip.shape[-1]))
+
+
+def pad_batch(batch: torch.Tensor, min_samples: int) -> torch.Tensor:
+    """Zero-pad the clips of ``batch`` [n, samples] at the end to at least ``min_samples``: ``pad_to`` for tensors."""
+    return F.pad(batch, (0, max(min_samples - batch.shape[-1], 0)))
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:
@@ -156,16 +182,34 @@ class PatchEmbedder(Embedder):
     def _network(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         """Patches [N, 1, 96, 64] float32 → per-patch outputs by column name."""
 
-    def _frame_outputs(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-patch outputs on the CPU in float32, computed ``max_batch`` at a time."""
+    def _device_frame_outputs(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-patch outputs on the device in float32, computed ``max_batch`` at a time."""
         parts: dict[str, list[torch.Tensor]] = {}
         x = patches.float()[:, None]
         for part in chunks(x.shape[0], self.max_batch):
             with self._autocast():
                 out = self._network(x[part])
             for key, value in out.items():
-                parts.setdefault(key, []).append(value.float().cpu())
+                parts.setdefault(key, []).append(value.float())
         return {key: torch.cat(values) for key, values in parts.items()}
+
+    def _frame_outputs(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-patch outputs on the CPU in float32."""
+        return {key: value.cpu() for key, value in self._device_frame_outputs(patches).items()}
+
+    def _pool(self, key: str) -> Any:
+        """How the frames of column ``key`` become one clip vector (the spec's pooling)."""
+        return torch.amax if key == self.spec.scores_column else torch.mean
+
+    def _pooled(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Patches of equal-length clips [clips, patches, 96, 64] → clip-level outputs, on the device.
+
+        Every clip has as many patches, so the clips' patches go through the network as one
+        batch and are pooled by a reshape, with no loop over clips.
+        """
+        n, p = patches.shape[:2]
+        frames = self._device_frame_outputs(patches.flatten(0, 1))
+        return {key: self._pool(key)(value.unflatten(0, (n, p)), dim=1) for key, value in frames.items()}
 
     def embed_frames(self, clip: np.ndarray) -> dict[str, np.ndarray]:
         """Frame-level outputs of one clip: ``{column: [frames, width]}``."""
@@ -179,7 +223,7 @@ class PatchEmbedder(Embedder):
         counts = [p.shape[0] for p in per_clip]
         pooled: dict[str, np.ndarray] = {}
         for key, value in frames.items():
-            pool = torch.amax if key == self.spec.scores_column else torch.mean
+            pool = self._pool(key)
             pooled[key] = torch.stack([pool(part, dim=0)
                                        for part in torch.split(value, counts)]).numpy()
         return pooled

@@ -35,7 +35,7 @@ def load_embedder(embedder: str | EmbedderSpec, weights: str | None = None, devi
             checkpoint still raises.
         cache_dir: model cache (directory or fsspec URL); default
             ``$ACOUSTIC_ENV_MODEL_CACHE`` or ``~/.cache/acoustic-env/models``.
-        precision: ``"fp32"``, or ``"bf16"`` autocast of the network on CUDA only.
+        precision: ``"fp32"``, or ``"bf16"`` autocast of the network (CUDA or CPU).
         sha256: expected checkpoint hash, overriding the registry and the sidecar.
         max_batch: most frames or clips per forward pass; default the spec's for the device.
         options: the model's own options (VGGish: ``postprocess=True`` applies Google's

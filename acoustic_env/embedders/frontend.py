@@ -66,11 +66,15 @@ class GoogleLogMel(nn.Module):
         self.register_buffer("mel", torch.from_numpy(google_mel_matrix()), persistent=False)
 
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """[samples] → [frames, 64]; only whole STFT windows, as the reference frames them."""
+        """[..., samples] → [..., frames, 64]; only whole STFT windows, as the reference frames them."""
         frames = waveform.to(self.window.dtype).unfold(-1, STFT_WINDOW, STFT_HOP)
         magnitude = torch.fft.rfft(frames * self.window, n=FFT_LENGTH).abs()
         return torch.log(magnitude @ self.mel + self.log_offset)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """[samples] (at least :data:`PATCH_SAMPLES`) → patches [patches, 96, 64], float64."""
-        return self.log_mel(waveform).unfold(0, PATCH_FRAMES, self.patch_hop).transpose(1, 2)
+        """[..., samples] (at least :data:`PATCH_SAMPLES`) → patches [..., patches, 96, 64], float64.
+
+        One clip ([samples]) or equal-length clips ([clips, samples]) alike: the device stage
+        frames a whole batch in one call.
+        """
+        return self.log_mel(waveform).unfold(-2, PATCH_FRAMES, self.patch_hop).transpose(-1, -2)

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 #: embedder is defined at it.
 SAMPLE_RATE = 16000
 SCORES_SUFFIX = "_scores"
+#: How an embedder's network may run: float32, or bf16 autocast around the network only (the front
+#: ends stay float32/float64), on CUDA or the CPU. Here, not beside the models, so that a config
+#: (``embed_precision``) names the choices without importing torch.
+PRECISIONS = ("fp32", "bf16")
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 

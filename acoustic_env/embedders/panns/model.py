@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acoustic_env.embedders.base import Embedder, chunks, pad_to
+from acoustic_env.embedders.base import Embedder, chunks, pad_batch, pad_to
 from acoustic_env.embedders.panns import SPEC
 from acoustic_env.embedders.weights import WeightsSource
 
@@ -159,21 +159,26 @@ class PannsEmbedder(Embedder):
     spec = SPEC
 
     def _embed_clips(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
-        embeddings = np.empty((len(clips), self.dim), dtype=np.float32)
-        scores = np.empty((len(clips), NUM_CLASSES), dtype=np.float32)
+        out = {self.name: np.empty((len(clips), self.dim), dtype=np.float32),
+               self.spec.scores_column: np.empty((len(clips), NUM_CLASSES), dtype=np.float32)}
         by_length: dict[int, list[int]] = defaultdict(list)
         padded = [pad_to(clip, MIN_SAMPLES) for clip in clips]
         for i, clip in enumerate(padded):
             by_length[clip.shape[-1]].append(i)
         for members in by_length.values():
-            for part in chunks(len(members), self.max_batch):
-                index = members[part]
-                x = self._tensor(np.stack([padded[i] for i in index]))
-                with self._autocast():
-                    emb, sc = self.model(x)
-                embeddings[index] = emb.float().cpu().numpy()
-                scores[index] = sc.float().cpu().numpy()
-        return {self.name: embeddings, self.spec.scores_column: scores}
+            for key, value in self._embed_batch(self._tensor(np.stack([padded[i] for i in members]))).items():
+                out[key][members] = value.cpu().numpy()
+        return out
+
+    def _embed_batch(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Equal-length clips through CNN14 ``max_batch`` at a time, outputs left on the device."""
+        x = pad_batch(batch, MIN_SAMPLES)
+        parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for part in chunks(x.shape[0], self.max_batch):
+            with self._autocast():
+                parts.append(self.model(x[part]))
+        return {self.name: torch.cat([emb.float() for emb, _ in parts]),
+                self.spec.scores_column: torch.cat([sc.float() for _, sc in parts])}
 
 
 def load(weights: WeightsSource, device: str, precision: str, max_batch: int) -> PannsEmbedder:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acoustic_env.embedders.base import PatchEmbedder, pad_to
+from acoustic_env.embedders.base import PatchEmbedder, pad_batch, pad_to
 from acoustic_env.embedders.convert import conv_weight, dense_weight, tf_variable, with_state
 from acoustic_env.embedders.frontend import (
     PATCH_FRAMES,
@@ -107,7 +107,8 @@ class Postprocessor:
 
     def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
         """[N, 128] raw → [N, 128] quantised values 0…255 (float32)."""
-        pca = (embeddings.double() - self.means) @ self.matrix.T
+        means, matrix = self.means.to(embeddings.device), self.matrix.to(embeddings.device)
+        pca = (embeddings.double() - means) @ matrix.T
         clipped = pca.clamp(_QUANTIZE_MIN, _QUANTIZE_MAX)
         scaled = (clipped - _QUANTIZE_MIN) * (255.0 / (_QUANTIZE_MAX - _QUANTIZE_MIN))
         return scaled.to(torch.uint8).float()  # truncation, as numpy's astype(uint8)
@@ -134,11 +135,14 @@ class VGGishEmbedder(PatchEmbedder):
     def _patches(self, clip: np.ndarray) -> torch.Tensor:
         return self.frontend(self._tensor(pad_to(clip, PATCH_SAMPLES)))
 
+    def _embed_batch(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._pooled(self.frontend(pad_batch(batch, PATCH_SAMPLES)))
+
     def _network(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         return {self.name: self.model(patches)}
 
-    def _frame_outputs(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = super()._frame_outputs(patches)
+    def _device_frame_outputs(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super()._device_frame_outputs(patches)
         if self.postprocessor is not None:
             out[self.name] = self.postprocessor(out[self.name])
         return out

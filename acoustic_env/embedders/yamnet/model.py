@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acoustic_env.embedders.base import PatchEmbedder
+from acoustic_env.embedders.base import PatchEmbedder, pad_batch
 from acoustic_env.embedders.convert import conv_weight, dense_weight, tf_variable, with_state
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, STFT_HOP, GoogleLogMel
 from acoustic_env.embedders.weights import WeightsError, WeightsSource
@@ -161,6 +161,9 @@ class YAMNetEmbedder(PatchEmbedder):
     def _patches(self, clip: np.ndarray) -> torch.Tensor:
         padded = np.pad(clip, (0, padded_length(clip.shape[-1]) - clip.shape[-1]))
         return self.frontend(self._tensor(padded))
+
+    def _embed_batch(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._pooled(self.frontend(pad_batch(batch, padded_length(batch.shape[-1]))))
 
     def _network(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         embeddings, scores = self.model(patches.contiguous(memory_format=torch.channels_last))

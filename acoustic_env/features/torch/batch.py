@@ -1,15 +1,17 @@
 """Every feature of a batch of decoded clips in one pass on a device: the torch twin of ``cpu_features``.
 
-The clips cross to the device once per length group (``buckets``), every stage runs on
-the group as one tensor (separation, then indices, spectral statistics and MPS of each
-signal), and the vectors come back once. Same columns, same float32 conversion and
-same non-finite rule as :func:`acoustic_env.features.cpu_features`.
+The batch crosses to the device once (one zero-padded tensor, copied from pinned host
+memory without blocking), every stage runs on each length group (``buckets``) as one
+tensor (separation, then indices, spectral statistics and MPS of each signal), and every
+result comes back in one copy. Same columns, same float32 conversion and same non-finite
+rule as :func:`acoustic_env.features.cpu_features`.
 
-Given embedders, the same pass also embeds each signal (raw, and fg and bg from the
-separation just computed): columns ``<column>`` for raw as the extract names them, and
-``<column>_fg``, ``<column>_bg``. The embedders' own API takes numpy arrays, so the
-separated signals come back to the host once and the embedder moves them to its device:
-one round trip per signal group, not the single crossing a fused front end would allow.
+Given embedders, the same pass embeds the signals ``embed_signals`` names (raw, and fg and
+bg from the separation just computed) through their tensor entry (``embed_tensor``): the
+separated signals never leave the device, and the embeddings come back in the same one
+copy as the features. Their columns are named as the extract names them
+(``embedding_column``: ``yamnet``, ``yamnet_fg``, ...). The one other crossing is
+NBPEAKS' 512-value mean spectrum per clip (``indices``).
 """
 
 from __future__ import annotations
@@ -21,61 +23,111 @@ from typing import Any
 import numpy as np
 import torch
 
-from acoustic_env.config import FeatureParams
+from acoustic_env.config import SIGNALS, FeatureParams
 from acoustic_env.features import STAGES
 from acoustic_env.features.torch import buckets
 from acoustic_env.features.torch import indices as torch_indices
 from acoustic_env.features.torch import mps as torch_mps
 from acoustic_env.features.torch import separation as torch_separation
 from acoustic_env.features.torch import spectral as torch_spectral
+from acoustic_env.table import embedding_column
+
+#: (column, the batch's rows it holds, its [rows, width] tensor on the device)
+Results = list[tuple[str, np.ndarray, torch.Tensor]]
 
 
 def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, device: str,
-                   embedders: Mapping[str, Any] | None = None,
+                   embedders: Mapping[str, Any] | None = None, embed_signals: Sequence[str] = SIGNALS,
                    separated: dict[str, list[np.ndarray | None]] | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Feature matrices ``<stage>_<signal>`` [clips, width] (float32) and ``nonfinite_features`` [clips].
 
     Also the wall seconds per stage (every one of ``STAGES``, the device synchronised
     at each stage's end so the time is the stage's), for the whole batch; with
-    ``embedders`` (name → loaded ``Embedder``), their columns per signal and
-    ``embed_<name>`` seconds. ``separated``: a dict that receives ``fg`` and ``bg``, each a
+    ``embedders`` (name → loaded ``Embedder``), their columns for each of ``embed_signals``
+    and ``embed_<name>`` seconds. ``separated``: a dict that receives ``fg`` and ``bg``, each a
     list of one float32 array per clip (the separation then runs whatever ``params.signals``),
-    for embedders that run elsewhere (the extract's embedder actors).
+    for embedders that run elsewhere.
     """
     dev = torch.device(device)
     seconds = dict.fromkeys(STAGES, 0.0)
-    out: dict[str, np.ndarray] = {}
-    nonfinite = np.zeros(len(clips), dtype=np.int32)
+    embedded = tuple(embed_signals) if embedders else ()
+    separate = bool({"fg", "bg"} & {*params.signals, *embedded}) or separated is not None
+    features: Results = []
+    embeddings: Results = []
+    handed: Results = []  # the separated signals, for ``separated``
+    batch = to_device(clips, dev)
     for n, rows in buckets(clips).items():
-        x = torch.from_numpy(np.stack([np.asarray(clips[i], dtype=np.float32) for i in rows])).to(dev)
+        x = batch if rows.size == len(clips) else batch[torch.as_tensor(rows, device=dev), :n]
         with _timed(seconds, "separate", dev):
             signals = {"raw": x}
-            if {"fg", "bg"} & set(params.signals) or separated is not None:
+            if separate:
                 signals["fg"], signals["bg"] = torch_separation.separate(x, sr, params)
-        for name in () if separated is None else ("fg", "bg"):
-            host = signals[name].cpu().numpy().astype(np.float32, copy=False)
-            per_clip = separated.setdefault(name, [None] * len(clips))
-            for j, i in enumerate(rows):
-                per_clip[i] = host[j]
+        if separated is not None:
+            handed += [(name, rows, signals[name]) for name in ("fg", "bg")]
         for name in params.signals:
-            for stage, vec in _signal_features(signals[name], sr, params, seconds, dev):
-                with np.errstate(over="ignore"):
-                    vec32 = vec.cpu().numpy().astype(np.float32)  # beyond float32's range: inf, as cpu_features
-                bad = ~np.isfinite(vec32)
-                nonfinite[rows] += bad.sum(axis=1, dtype=np.int32)
-                col = out.setdefault(f"{stage}_{name}", np.zeros((len(clips), vec32.shape[1]), dtype=np.float32))
-                col[rows] = np.where(bad, np.float32(0.0), vec32)
+            features += [(f"{stage}_{name}", rows, vec)
+                         for stage, vec in _signal_features(signals[name], sr, params, seconds, dev)]
         for emb_name, embedder in (embedders or {}).items():
             with _timed(seconds, f"embed_{emb_name}", dev):
-                for name in ("raw", "fg", "bg"):
-                    if name not in signals:
-                        continue
-                    for col, m in embedder.embed(signals[name].cpu().numpy()).items():
-                        key = col if name == "raw" else f"{col}_{name}"
-                        out.setdefault(key, np.zeros((len(clips), m.shape[1]), dtype=np.float32))[rows] = m
-    out["nonfinite_features"] = nonfinite
+                for name in embedded:
+                    embeddings += [(embedding_column(col, name), rows, out)
+                                   for col, out in embedder.embed_tensor(signals[name]).items()]
+    host = to_host([t for _, _, t in features + embeddings + handed])
+    out = _feature_matrices(features, host[: len(features)], len(clips))
+    for (col, rows, _), values in zip(embeddings, host[len(features):]):
+        out.setdefault(col, np.zeros((len(clips), values.shape[1]), dtype=np.float32))[rows] = values
+    for (name, rows, _), values in zip(handed, host[len(features) + len(embeddings):]):
+        per_clip = separated.setdefault(name, [None] * len(clips))  # type: ignore[union-attr]
+        for j, i in enumerate(rows):
+            per_clip[i] = values[j].astype(np.float32)
     return out, seconds
+
+
+def to_device(clips: Sequence[np.ndarray], dev: torch.device) -> torch.Tensor:
+    """The clips as one [clips, longest] float32 tensor on ``dev``, zero-padded: one copy to the device.
+
+    On CUDA the batch is stacked into pinned (page-locked) host memory and copied without
+    blocking, so the copy runs by DMA while the host goes on; on the CPU it is the stacked array.
+    """
+    host = torch.zeros((len(clips), max(c.size for c in clips)), dtype=torch.float32, pin_memory=dev.type == "cuda")
+    rows = host.numpy()
+    for i, clip in enumerate(clips):  # a copy per clip into the one buffer (what np.stack does)
+        rows[i, : clip.size] = clip
+    return host.to(dev, non_blocking=True)
+
+
+def to_host(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """The tensors as float64 host arrays of their shapes, brought back in one copy.
+
+    They are flattened into one float64 tensor on the device (exact for float32 and float64
+    values), copied once (into pinned memory on CUDA: the copy waits for the device, once),
+    and split again on the host.
+    """
+    if not tensors:
+        return []
+    flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+    host = torch.empty(flat.shape, dtype=torch.float64, pin_memory=True).copy_(flat) if flat.is_cuda else flat
+    parts = np.split(host.numpy(), np.cumsum([t.numel() for t in tensors])[:-1])
+    return [part.reshape(tuple(t.shape)) for part, t in zip(parts, tensors)]
+
+
+def _feature_matrices(features: Results, values: list[np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The feature columns as float32 [clips, width] matrices and the count of non-finite values per clip.
+
+    Values beyond float32's range become inf, and every non-finite value is counted and set to 0,
+    as ``cpu_features`` does.
+    """
+    out: dict[str, np.ndarray] = {}
+    nonfinite = np.zeros(n, dtype=np.int32)
+    for (col, rows, _), vec in zip(features, values):
+        with np.errstate(over="ignore"):
+            vec32 = vec.astype(np.float32)
+        bad = ~np.isfinite(vec32)
+        nonfinite[rows] += bad.sum(axis=1, dtype=np.int32)
+        out.setdefault(col, np.zeros((n, vec32.shape[1]), dtype=np.float32))[rows] = np.where(bad, np.float32(0), vec32)
+    out["nonfinite_features"] = nonfinite
+    return out
 
 
 def _signal_features(x: torch.Tensor, sr: int, params: FeatureParams, seconds: dict[str, float], dev: torch.device):
