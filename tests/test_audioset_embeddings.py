@@ -170,7 +170,7 @@ def test_train_and_audit_run_on_the_converted_table(tfrecords, tmp_path, ray_ses
     trained = ae.train(str(out), str(tmp_path / "model"), trials=0, ablations=False, shap_samples=0,
                        baselines=("logreg",), max_rounds=5)
     assert trained.metrics["mlp"]["roc_auc"] > 0.9  # the classes differ in 8 of 128 dimensions
-    assert trained.record["counts"]["duplicates"]["pairs"] == 0  # distinct segments: the guard merges nothing
+    assert trained.counts["duplicates"]["pairs"] == 0  # distinct segments: the guard merges nothing
     audit = ae.audit(str(out), str(tmp_path / "audit"), review_top=0, random_sample=0, folds=3)
     assert audit.audited == 90
     assert pq.read_table(audit.table).column_names[:6] == ["clip_id", "uri", "start_s", "end_s", "labels", "group"]

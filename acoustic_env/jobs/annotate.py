@@ -55,6 +55,7 @@ from acoustic_env.config import (
 from acoustic_env.jobs.extract import extract
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.results import AnnotateResult
 from acoustic_env.storage import (
     filesystem,
     join,
@@ -187,7 +188,7 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, tas
         return _annotate_windows(cfg, uri, model, model_id, run_id)
     with _snapshot(uri, cfg.extract) as (local, fmt):
         ext, manifest = _list_config(cfg, local, fmt, embedding)
-        extract_record = extract(ext)
+        extracted = extract(ext)
     listed = manifest["clip_id"].to_pylist()
     done = annotated_ids(cfg.output, model_id)
     wanted = [c for c in listed if c not in done]
@@ -210,15 +211,15 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, tas
         written, flagged = scored.num_rows, int(sum(scored["flagged"].to_pylist()))
     found = data.n_read if data is not None else 0
     counts = {"listed": len(listed), "already_annotated": len(done & set(listed)),
-              "extracted": extract_record["counts"]["ok"], "extract_skipped": extract_record["counts"]["skipped"],
+              "extracted": extracted.counts["ok"], "extract_skipped": extracted.counts["skipped"],
               "annotated": written, "flagged": flagged, "not_annotated_failed_extract": len(wanted) - found,
               "not_annotated_broken_features": found - written}
-    return {"extract_run": extract_record["run_id"], "counts": counts}
+    return {"extract_run": extracted.run_id, "counts": counts}
 
 
-def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
-    """Run the job; returns the run record (``<output>/runs/annotate-<run_id>.json``, written when the job
-    starts and again when it ends, completed or failed with the reason)."""
+def annotate(cfg: AnnotateConfig) -> AnnotateResult:
+    """Run the job; its counts and the run record (``<output>/runs/annotate-<run_id>.json``, written when the
+    job starts and again when it ends, completed or failed with the reason)."""
     preflight(cfg)
     from acoustic_env.learn.artifact import load_model
     from acoustic_env.learn.artifact import model_id as model_id_of
@@ -233,11 +234,11 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     redact_params = tuple(cfg.extract.get("redact_query_params", ()))
     with lifecycle("annotate", cfg.to_dict(), cfg.output, prefix="annotate-", redact_params=redact_params,
                    model_id=model_id) as run:
-        return _annotate(cfg, run, model, model_id, task)
+        return AnnotateResult.from_record(_annotate(cfg, run, model, model_id, task))
 
 
 def _annotate(cfg: AnnotateConfig, run: Run, model: Any, model_id: str, task: Task) -> dict[str, Any]:
-    """The job's work once its record is written: each list (or the one clip list) in turn."""
+    """The job's work once its record is written: each list (or the one clip list) in turn; the record."""
     embedding = model.extract_settings()  # the embedders and signals of the model's columns
     run_id, record = run.run_id, run.record
     if cfg.lists is None:

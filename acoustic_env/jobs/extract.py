@@ -17,6 +17,7 @@ from acoustic_env.config import ExtractConfig, validate
 from acoustic_env.distributed.extract import run_pipeline
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.results import ExtractResult
 
 log = logging.getLogger("acoustic_env.jobs.extract")
 
@@ -53,17 +54,17 @@ def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
     return ids
 
 
-def extract(cfg: ExtractConfig) -> dict[str, Any]:
-    """Run the job; return the run record (also written to runs/<run_id>.json)."""
+def extract(cfg: ExtractConfig) -> ExtractResult:
+    """Run the job; its counts, error types and weights, and the run record (written to runs/<run_id>.json)."""
     validate(cfg)
     preflight(cfg)
     weights = resolve_weights(cfg)
     with lifecycle("extract", cfg.to_dict(), cfg.output, redact_params=cfg.redact_query_params) as run:
-        return _extract(cfg, run, weights)
+        return ExtractResult.from_record(_extract(cfg, run, weights))
 
 
 def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any]) -> dict[str, Any]:
-    """The job's work once its record is written: plan, run the pipeline, compact the errors."""
+    """The job's work once its record is written: plan, run the pipeline, compact the errors; the record."""
     run_id = run.run_id
     reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg), separated_signals(cfg))]
     t_manifest = time.time()
