@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
@@ -34,7 +34,7 @@ class Checkpoint:
     """
 
     path: str
-    use: str
+    use: Literal["checkpoint", "random", "stop"]
     sha256: str | None  # known once the file is hashed (``verify``)
     size: int | None
     message: str | None
@@ -47,14 +47,14 @@ def checkpoints(cfg: ExtractConfig, verify: bool) -> dict[str, Checkpoint]:
     for name in cfg.embedders:
         spec = get(name).weights
         state = status(spec, cfg.weights_cache, verify=verify)
-        use, message = "checkpoint", None
         if state["status"] == "missing" and not cfg.allow_random_weights:
-            use, message = "stop", missing_message(spec, state["path"])
+            found[name] = Checkpoint(state["path"], "stop", None, None, missing_message(spec, state["path"]))
         elif state["status"] == "missing":
-            use = "random"
+            found[name] = Checkpoint(state["path"], "random", None, None, None)
         elif state["status"] == "bad":
-            use, message = "stop", state["reason"]
-        found[name] = Checkpoint(state["path"], use, state["sha256"], state["size"], message)
+            found[name] = Checkpoint(state["path"], "stop", state["sha256"], state["size"], state["reason"])
+        else:
+            found[name] = Checkpoint(state["path"], "checkpoint", state["sha256"], state["size"], None)
     return found
 
 
