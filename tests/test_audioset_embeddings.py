@@ -89,8 +89,8 @@ def test_segments_and_table_hold_the_written_values(tfrecords, tmp_path):
         np.testing.assert_array_equal(seg.frames, w["q"])  # the bytes, exactly
         assert seg.labels.tolist() == w["labels"]
 
-    record = convert(str(root), str(tmp_path / "out"), part_rows=40)
-    assert record["counts"] == {"files": 3, "files_skipped": 0, "segments": 90, "frames": sum(len(w["q"]) for w in written),
+    result = convert(str(root), str(tmp_path / "out"), part_rows=40)
+    assert result.counts == {"files": 3, "files_skipped": 0, "segments": 90, "frames": sum(len(w["q"]) for w in written),
                                 "parts": 2}
     table = read_parts(str(tmp_path / "out" / "features")).sort_by("clip_id")
     by_id = {f"{w['video_id']}_{round(w['start'] * 1000)}": w for w in written}
@@ -107,7 +107,7 @@ def test_segments_and_table_hold_the_written_values(tfrecords, tmp_path):
     assert meta["columns"][COLUMN]["shape"] == [256] and meta["columns"][COLUMN]["names"][128] == "max_0"
 
     again = convert(str(root), str(tmp_path / "out"))  # a second run finds every file converted
-    assert again["counts"]["files_skipped"] == 3 and again["counts"]["segments"] == 0
+    assert again.counts["files_skipped"] == 3 and again.counts["segments"] == 0
     assert len(list((tmp_path / "out" / "features").glob("*.parquet"))) == 2
 
 

@@ -137,3 +137,19 @@ class FetchResult:
     def from_record(cls, record: dict[str, Any]) -> FetchResult:
         return cls(run_id=record["run_id"], output=record["config"]["output"], counts=record["counts"],
                    manifest=record["manifest"], record=record, wall_s=record["wall_s"])
+
+
+@dataclass(frozen=True)
+class EmbeddingsResult:
+    """What a conversion of AudioSet's released embeddings did: files and segments converted, parts written."""
+
+    run_id: str
+    output: str
+    counts: dict[str, int]
+    record: dict[str, Any]
+    wall_s: float
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> EmbeddingsResult:
+        return cls(run_id=record["run_id"], output=record["config"]["output"], counts=record["counts"],
+                   record=record, wall_s=record["wall_s"])
