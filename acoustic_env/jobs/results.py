@@ -141,15 +141,17 @@ class FetchResult:
 
 @dataclass(frozen=True)
 class EmbeddingsResult:
-    """What a conversion of AudioSet's released embeddings did: files and segments converted, parts written."""
+    """What a conversion of AudioSet's released embeddings did: files and segments converted (and how fast),
+    parts written into the feature table below ``output``."""
 
     run_id: str
-    output: str
     counts: dict[str, int]
+    segments_per_s: float | None
+    output: str
     record: dict[str, Any]
     wall_s: float
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> EmbeddingsResult:
-        return cls(run_id=record["run_id"], output=record["config"]["output"], counts=record["counts"],
-                   record=record, wall_s=record["wall_s"])
+        return cls(run_id=record["run_id"], counts=record["counts"], segments_per_s=record["segments_per_s"],
+                   output=record["config"]["output"], record=record, wall_s=record["wall_s"])
