@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "extract": "api", "train": "api", "audit": "api", "annotate": "api", "predict": "api",
     "predict_windows": "api", "WindowResult": "jobs.windows",
-    "ExtractResult": "api", "TrainResult": "api", "AuditResult": "api", "AnnotateResult": "api",
+    "ExtractResult": "jobs.results", "TrainResult": "jobs.results", "AuditResult": "jobs.results",
+    "AnnotateResult": "jobs.results",
     "read_features": "table", "FeatureSet": "table",
     "load_model": "learn.artifact", "Model": "learn.artifact",
     "ConfigError": "config", "ExtractConfig": "config", "TrainConfig": "config", "AuditConfig": "config",

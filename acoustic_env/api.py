@@ -21,7 +21,6 @@ available as ``result.record``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
 from acoustic_env.config import (
@@ -35,6 +34,7 @@ from acoustic_env.config import (
     from_dict,
     load_config_file,
 )
+from acoustic_env.jobs.results import AnnotateResult, AuditResult, ExtractResult, TrainResult
 
 C = TypeVar("C", bound=Section)
 
@@ -52,67 +52,12 @@ def _config(cls: type[C], config: C | Mapping[str, Any] | str | None, fields: Ma
     return from_dict(cls, {**base, **{k: v for k, v in fields.items() if v is not None}})
 
 
-@dataclass(frozen=True)
-class ExtractResult:
-    """What an extract run did; ``record`` is the whole run record (``runs/<run_id>.json``)."""
-
-    run_id: str
-    output: str
-    counts: dict[str, int]
-    error_types: dict[str, int]
-    record: dict[str, Any]
-
-    @property
-    def features(self) -> str:
-        return f"{self.output.rstrip('/')}/features"
-
-    @property
-    def errors(self) -> str:
-        return f"{self.output.rstrip('/')}/errors"
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Test metrics per model (``mlp`` and the baselines), where the model and the report are."""
-
-    run_id: str
-    metrics: dict[str, dict[str, Any]]
-    model: str
-    report: str
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AuditResult:
-    """How many clips were audited and flagged, the estimated share of wrong labels, where the outputs are."""
-
-    audit_id: str
-    audited: int
-    flagged: int
-    estimated_wrong_share: float
-    table: str
-    review: str | None
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AnnotateResult:
-    """How many clips were annotated and flagged against their given labels, by which model."""
-
-    run_id: str
-    model_id: str
-    counts: dict[str, int]
-    record: dict[str, Any]
-
-
 def extract(manifest: str | None = None, output: str | None = None, *,
             config: ExtractConfig | Mapping[str, Any] | str | None = None, **fields: Any) -> ExtractResult:
     """Extract features of every clip of ``manifest`` into ``output`` (resumable; see ``ExtractConfig``)."""
     from acoustic_env.jobs.extract import extract as run
 
-    record = run(_config(ExtractConfig, config, {"manifest": manifest, "output": output, **fields}))
-    return ExtractResult(run_id=record["run_id"], output=record["config"]["output"], counts=record["counts"],
-                         error_types=record["error_types"], record=record)
+    return run(_config(ExtractConfig, config, {"manifest": manifest, "output": output, **fields}))
 
 
 def train(features: str | None = None, output: str | None = None, *,
@@ -120,9 +65,7 @@ def train(features: str | None = None, output: str | None = None, *,
     """Train the environment classifier on a feature table (see ``TrainConfig``)."""
     from acoustic_env.jobs.train.job import train as run
 
-    summary = run(_config(TrainConfig, config, {"features": features, "output": output, **fields}))
-    return TrainResult(run_id=summary["run_id"], metrics=summary["metrics"], model=summary["model"],
-                       report=summary["report"], record=summary)
+    return run(_config(TrainConfig, config, {"features": features, "output": output, **fields}))
 
 
 def audit(features: str | None = None, output: str | None = None, *,
@@ -130,11 +73,7 @@ def audit(features: str | None = None, output: str | None = None, *,
     """Rescore the labels out of fold and rank the likely wrong ones (see ``AuditConfig``)."""
     from acoustic_env.jobs.audit.job import run_audit
 
-    summary = run_audit(_config(AuditConfig, config, {"features": features, "output": output, **fields}))
-    return AuditResult(audit_id=summary["audit_id"], audited=summary["counts"]["audited"],
-                       flagged=summary["counts"]["flagged"],
-                       estimated_wrong_share=summary["noise"]["estimated_wrong_share"],
-                       table=summary["outputs"]["table"], review=summary["outputs"].get("review"), record=summary)
+    return run_audit(_config(AuditConfig, config, {"features": features, "output": output, **fields}))
 
 
 def annotate(manifest: str | None = None, model: str | None = None, features: str | None = None,
@@ -147,10 +86,8 @@ def annotate(manifest: str | None = None, model: str | None = None, features: st
     """
     from acoustic_env.jobs.annotate import annotate as run
 
-    record = run(_config(AnnotateConfig, config, {"manifest": manifest, "model": model, "features": features,
-                                                  "output": output, **fields}))
-    return AnnotateResult(run_id=record["run_id"], model_id=record["model_id"], counts=record["counts"],
-                          record=record)
+    return run(_config(AnnotateConfig, config, {"manifest": manifest, "model": model, "features": features,
+                                                "output": output, **fields}))
 
 
 def predict(inputs: str | list[str], model: str, *, output: str | None = None, audio_root: str | None = None,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -90,6 +90,7 @@ class ResumeIndex:
     n_feature_parts: int
     duplicates_removed: int  # rows dropped from features/ because an earlier part holds their clip
     quarantined: list[str]  # unreadable parts moved to quarantine/ (their clips are recomputed)
+    unreadable: list[str]  # the unreadable parts where they were found (a read-only index leaves them there)
 
     @property
     def failed(self) -> pa.Array:
@@ -187,13 +188,13 @@ def _first_rows(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return first_occurrence(ids) == np.arange(len(ids))
 
 
-def _repair_duplicates(output: str, parts: list[str], tables: list[pa.Table], quarantined: list[str]
+def _repair_duplicates(parts: list[str], tables: list[pa.Table], damaged: Callable[[str, str, str], None]
                        ) -> tuple[pa.Array, int]:
     """Drop features/ rows whose clip an earlier row holds; returns (distinct ids, rows removed).
 
     Parts are rewritten only where they hold a repeated clip (none in a healthy output).
-    A part whose other columns turn out unreadable is quarantined instead, and the
-    first-copy rule is applied again without it.
+    A part whose other columns turn out unreadable goes to ``damaged`` (quarantined)
+    instead, and the first-copy rule is applied again without it.
     """
     removed = 0
     while True:
@@ -209,7 +210,7 @@ def _repair_duplicates(output: str, parts: list[str], tables: list[pa.Table], qu
             try:
                 table = read_part(part)
             except DamagedFileError as exc:  # its clip_id column read, another column does not
-                quarantined.append(quarantine(output, FEATURES, part, str(exc)))
+                damaged(FEATURES, part, str(exc))
                 del parts[k], tables[k]
                 break  # which copy comes first has changed: start over
             table = table.filter(pa.array(mask))
@@ -221,33 +222,49 @@ def _repair_duplicates(output: str, parts: list[str], tables: list[pa.Table], qu
             tables[k] = tables[k].filter(pa.array(mask))
 
 
-def _readable(output: str, sub: str, columns: list[str] | None, quarantined: list[str]
+def _readable(output: str, sub: str, columns: list[str] | None, damaged: Callable[[str, str, str], None]
               ) -> tuple[list[str], list[pa.Table]]:
     parts = list_parts(join(output, sub))
     kept, tables = [], []
     for part, got in zip(parts, read_parts_parallel(parts, columns)):
         if isinstance(got, DamagedFileError):
-            quarantined.append(quarantine(output, sub, part, str(got)))
+            damaged(sub, part, str(got))
         else:
             kept.append(part)
             tables.append(got)
     return kept, tables
 
 
-def index_output(output: str) -> ResumeIndex:
-    """The one pass over an output: quarantine unreadable parts, repair duplicates, collect the ids."""
-    # temporaries a killed or ENOSPC'd writer left (storage.remove_stale_temporaries says whose go)
-    swept = [t for sub in (FEATURES, ERRORS) for t in remove_stale_temporaries(join(output, sub), time.time())]
-    if swept:
-        log.info("removed %d temporary files left by dead writers: %s", len(swept), ", ".join(swept[:5]))
+def index_output(output: str, read_only: bool = False) -> ResumeIndex:
+    """The one pass over an output: quarantine unreadable parts, repair duplicates, collect the ids.
+
+    ``read_only`` (the dry run) reads the same parts and finds the same clips done and
+    failed, and changes nothing: no temporary is swept, no duplicate removed, and an
+    unreadable part stays where it is (``unreadable`` names it; a run would quarantine it).
+    """
+    if not read_only:
+        # temporaries a killed or ENOSPC'd writer left (storage.remove_stale_temporaries says whose go)
+        swept = [t for sub in (FEATURES, ERRORS) for t in remove_stale_temporaries(join(output, sub), time.time())]
+        if swept:
+            log.info("removed %d temporary files left by dead writers: %s", len(swept), ", ".join(swept[:5]))
+    unreadable: list[str] = []
     quarantined: list[str] = []
-    parts, tables = _readable(output, FEATURES, ["clip_id"], quarantined)
-    done, removed = _repair_duplicates(output, parts, tables, quarantined)
+
+    def damaged(sub: str, part: str, reason: str) -> None:
+        unreadable.append(part)
+        if not read_only:
+            quarantined.append(quarantine(output, sub, part, reason))
+
+    parts, tables = _readable(output, FEATURES, ["clip_id"], damaged)
+    if read_only:
+        done, removed = pc.unique(pa.chunked_array([t["clip_id"] for t in tables], pa.string())), 0
+    else:
+        done, removed = _repair_duplicates(parts, tables, damaged)
     # errors/ parts are small: read whole, so that compact_errors never meets a damaged one
-    error_parts, error_tables = _readable(output, ERRORS, None, quarantined)
+    error_parts, error_tables = _readable(output, ERRORS, None, damaged)
     errors = _concat_errors(error_tables)
     return ResumeIndex(done=done, errors=errors, error_parts=error_parts, n_feature_parts=len(parts),
-                       duplicates_removed=removed, quarantined=quarantined)
+                       duplicates_removed=removed, quarantined=quarantined, unreadable=unreadable)
 
 
 def _concat_errors(tables: list[pa.Table]) -> pa.Table:

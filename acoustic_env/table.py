@@ -23,6 +23,8 @@ they agree on three rules:
   grouped splits and folds never put it with unrelated clips.
 
 Rows come sorted by ``clip_id``, whatever the parts' order, so a job is reproducible.
+``selection`` is the first half of the read (columns, and rows with a target), which the
+dry run reports without reading a vector.
 """
 
 from __future__ import annotations
@@ -412,19 +414,28 @@ def _targets(labels: list[list[str]], task: Task) -> tuple[np.ndarray, np.ndarra
     return keep, y, {"no_class": sum(not h for h in hits), "ambiguous": sum(len(h) > 1 for h in hits)}
 
 
-def read_features(source: str, *, task: Task | str | None = None, feature_groups: Sequence[str] = (),
-                  signals: Sequence[str] | None = None, include_random_weights: bool = False,
-                  clip_ids: Collection[str] | None = None, max_bytes: float | None = None,
-                  batch_rows: int = 4096) -> FeatureSet:
-    """Read a feature table under the module's three rules (columns, rows, groups).
+@dataclass(frozen=True)
+class Selection:
+    """What ``read_features`` reads, decided from the schema and the clip facts alone (no vector read).
 
-    ``source``: an extract output directory, its ``features/`` directory or one
-    Parquet file. ``task``: a Task, or a built-in task's name or a task file.
-    ``clip_ids``: read only these clips. ``max_bytes``: when the chosen groups of
-    the rows to read would take more float32 bytes than this, the matrices are not
-    held (``X`` is None, see ``FeatureSet.stream``); finding the broken rows then
-    costs one streamed pass.
+    The dry run reports it as the plan of train and audit: the columns chosen and left
+    out (with why), and the rows with a target of the task (``facts``, ``y``) and left
+    out per reason. Rows with a broken vector are found only by reading the vectors.
     """
+
+    table: TableInfo
+    groups: list[GroupInfo]
+    excluded_columns: dict[str, str]
+    facts: pa.Table  # CLIP_COLUMNS of the rows kept, sorted by clip_id
+    y: np.ndarray | None  # with a task: the targets of those rows
+    excluded_rows: dict[str, int]
+    n_read: int  # rows read (after the clip_ids filter), before any was left out
+
+
+def selection(source: str, *, task: Task | str | None = None, feature_groups: Sequence[str] = (),
+              signals: Sequence[str] | None = None, include_random_weights: bool = False,
+              clip_ids: Collection[str] | None = None) -> Selection:
+    """The columns and the rows with a target that ``read_features`` reads (same arguments; see it)."""
     if isinstance(task, str):
         task = load_task(task)
     table = open_table(source)
@@ -440,6 +451,26 @@ def read_features(source: str, *, task: Task | str | None = None, feature_groups
     if task is not None:
         keep, y, excluded_rows = _targets([ls or [] for ls in facts["labels"].to_pylist()], task)
         facts = facts.filter(pa.array(keep))
+    return Selection(table, groups, excluded_columns, facts, y, excluded_rows, n_read)
+
+
+def read_features(source: str, *, task: Task | str | None = None, feature_groups: Sequence[str] = (),
+                  signals: Sequence[str] | None = None, include_random_weights: bool = False,
+                  clip_ids: Collection[str] | None = None, max_bytes: float | None = None,
+                  batch_rows: int = 4096) -> FeatureSet:
+    """Read a feature table under the module's three rules (columns, rows, groups).
+
+    ``source``: an extract output directory, its ``features/`` directory or one
+    Parquet file. ``task``: a Task, or a built-in task's name or a task file.
+    ``clip_ids``: read only these clips. ``max_bytes``: when the chosen groups of
+    the rows to read would take more float32 bytes than this, the matrices are not
+    held (``X`` is None, see ``FeatureSet.stream``); finding the broken rows then
+    costs one streamed pass.
+    """
+    chosen = selection(source, task=task, feature_groups=feature_groups, signals=signals,
+                       include_random_weights=include_random_weights, clip_ids=clip_ids)
+    table, groups, facts, y = chosen.table, chosen.groups, chosen.facts, chosen.y
+    excluded_rows = dict(chosen.excluded_rows)
     ids = facts["clip_id"].combine_chunks()
     in_memory = max_bytes is None or 4 * len(ids) * sum(g.dim for g in groups) <= max_bytes
     X = {g.name: np.empty((len(ids), g.dim), dtype=np.float32) for g in groups} if in_memory else None
@@ -461,4 +492,4 @@ def read_features(source: str, *, task: Task | str | None = None, feature_groups
                       X=None if X is None else {k: m[ok] for k, m in X.items()},
                       y=None if y is None else y[ok], groups=np.array(labelled, dtype=object),
                       has_groups=group_col.null_count < len(group_col),
-                      excluded={"rows": excluded_rows, "columns": excluded_columns}, n_read=n_read)
+                      excluded={"rows": excluded_rows, "columns": chosen.excluded_columns}, n_read=chosen.n_read)

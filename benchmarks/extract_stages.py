@@ -131,10 +131,11 @@ def pipeline_runs(files: list[Path], workdir: Path) -> dict[str, dict[str, float
         cfg = from_dict(ExtractConfig, {"manifest": str(clips), "output": str(workdir / f"out-{tag}"),
                                         "progress": False, "features": {"impl": impl}})
         t0 = time.perf_counter()
-        record = extract(cfg)
+        result = extract(cfg)
         wall = time.perf_counter() - t0
-        assert record["counts"]["ok"] == len(files), record["counts"]
-        return {"wall_s": wall, "clips_per_s": len(files) / wall, **{f"cpu_{k}": v for k, v in record["cpu_s"].items()}}
+        assert result.counts["ok"] == len(files), result.counts
+        return {"wall_s": wall, "clips_per_s": len(files) / wall,
+                **{f"cpu_{k}": v for k, v in result.record["cpu_s"].items()}}
 
     run("fast", "warm-up")  # starts Ray and its workers; not reported
     out = {impl: run(impl, impl) for impl in IMPLS}

@@ -113,9 +113,9 @@ def train_rows(features: str, work: Path) -> list[str]:
     for label, extra in (("before: split 60/20/20 %, test split", {"cv_folds": 0, "trials": 0}),
                          ("after: grouped 5-fold CV, pooled out of fold", {})):
         t = time.time()
-        r = ae.train(features, str(work / ("train-" + label.split(":")[0])), **COMMON, **extra).record
-        ev = r["evaluation"]
-        for name, m in r["metrics"].items():
+        r = ae.train(features, str(work / ("train-" + label.split(":")[0])), **COMMON, **extra)
+        ev = r.evaluation
+        for name, m in r.metrics.items():
             ci = ev["models"][name]["intervals"]
             mark = " (chosen)" if name == ev["chosen"] else ""
             rows.append(f"| {label} | {name}{mark} | {m['n']} | {fmt(m['roc_auc'], ci['roc_auc'])} | "
@@ -135,8 +135,8 @@ def audit_rows(features: str, work: Path, shares: list[float], seeds: list[int])
                 flipped, truth = flipped_copy(features, work, share, seed)
                 t = time.time()
                 s = ae.audit(flipped, f"{flipped}-{classifier}", task=TASK, classifier=classifier, truth=truth,
-                             review_top=0, random_sample=0).record
-                got.append((s["truth"], s["model"]["chosen"], s["noise"]["estimated_wrong_share"], time.time() - t))
+                             review_top=0, random_sample=0)
+                got.append((s.record["truth"], s.record["model"]["chosen"], s.estimated_wrong_share, time.time() - t))
             mean = lambda key, sub="flagged": np.mean([g[0][sub][key] or 0.0 for g in got])  # noqa: E731
             top = [g[0]["top_k"][str(g[0]["known_wrong"])] for g in got]
             rows.append(f"| {share:.0%} | {label} | {', '.join(sorted({g[1] for g in got}))} | "

@@ -53,11 +53,11 @@ def main() -> None:
                 "features": tmp, "output": os.path.join(tmp, "train"), "trials": args.trials,
                 "max_rounds": args.max_rounds, "time_budget_s": args.time_budget, "baselines": (),
                 "ablations": False, "shap_samples": 0, "progress": False}))
-        t = summary["timings"]
-        trials = summary["search"]["trials"]
+        t = summary.timings
+        trials = summary.search["trials"]
         rows.append(f"| {n:,} | {t['read_and_preprocess_s']:.1f} | {t['search_s']:.1f} | {len(trials)} | "
-                    f"{sum(r['rounds'] or 0 for r in trials)} | {summary['wall_s']:.1f} | "
-                    f"{summary['metrics']['mlp']['roc_auc']:.3f} | {gen:.1f} |")
+                    f"{sum(r['rounds'] or 0 for r in trials)} | {summary.wall_s:.1f} | "
+                    f"{summary.metrics['mlp']['roc_auc']:.3f} | {gen:.1f} |")
         print(rows[-1], file=sys.stderr, flush=True)
     print(f"### Train + search time against rows\n\n`{shlex.join(['python', *sys.argv])}`  \n"
           f"{machine()}; {dt.date.today().isoformat()}. {args.trials} trials (Optuna TPE + ASHA), at most "

@@ -34,7 +34,7 @@ def trained(ray_session, tmp_path_factory):
                                       "output": str(features), "progress": False}))
     model = train(from_dict(TrainConfig, {
         "features": str(features), "output": str(tmp / "train"), "trials": 0, "baselines": [],
-        "ablations": False, "shap_samples": 0, "max_rounds": 5, "progress": False}))["model"]
+        "ablations": False, "shap_samples": 0, "max_rounds": 5, "progress": False})).model
     later = generate_demo(tmp / "later", n_clips=6, seed=41, duration_s=2.0, n_broken=0)
     for f in later.audio_dir.iterdir():
         shutil.copy(f, first.audio_dir / f.name)
@@ -61,8 +61,8 @@ def test_annotate_overlapping_lists(trained, tmp_path):
     new_list = tmp_path / "new.csv"
     new_list.write_text(header + "\n".join(overlap + _rows(later.clips_csv)) + "\n")
     cfg = _config(trained, tmp_path / "ann", manifest=str(new_list))
-    record = annotate_job.annotate(cfg)
-    c = record["counts"]
+    result = annotate_job.annotate(cfg)
+    c = result.counts
     assert c["listed"] == 11 and c["extract_skipped"] == 6 and c["extracted"] == later.n_good
     assert c["annotated"] == 6 + later.n_good and c["not_annotated_failed_extract"] == later.n_broken
     table = pq.read_table(tmp_path / "ann" / "annotations")
@@ -81,8 +81,8 @@ def test_annotate_overlapping_lists(trained, tmp_path):
 
     # the same list again: nothing extracted, nothing annotated twice
     again = annotate_job.annotate(cfg)
-    assert again["counts"]["extracted"] == 0 and again["counts"]["annotated"] == 0
-    assert again["counts"]["already_annotated"] == c["annotated"]
+    assert again.counts["extracted"] == 0 and again.counts["annotated"] == 0
+    assert again.counts["already_annotated"] == c["annotated"]
     ids = pq.read_table(f"{features}/features", columns=["clip_id"])["clip_id"].to_pylist()
     assert len(ids) == len(set(ids))  # the table is the module's: other tests add their clips
     assert pq.read_table(tmp_path / "ann" / "annotations").num_rows == c["annotated"]
@@ -94,10 +94,10 @@ def _during_extract(monkeypatch, action) -> None:
     pending = [action]
 
     def extract_then_act(cfg):
-        record = real(cfg)
+        result = real(cfg)
         while pending:
             pending.pop()()
-        return record
+        return result
 
     monkeypatch.setattr(annotate_job, "extract", extract_then_act)
 
@@ -109,11 +109,11 @@ def test_a_row_appended_during_the_run_waits_for_the_next(trained, tmp_path, mon
     clip_list.write_text(HEADER + "\n".join(rows[:2]) + "\n")
     _during_extract(monkeypatch, lambda: clip_list.write_text(clip_list.read_text() + rows[2] + "\n"))
     cfg = _config(trained, tmp_path / "ann", manifest=str(clip_list))
-    c = annotate_job.annotate(cfg)["counts"]
+    c = annotate_job.annotate(cfg).counts
     # the run saw the list as it was when it started: two clips, both extracted and annotated
     assert (c["listed"], c["annotated"], c["not_annotated_failed_extract"]) == (2, 2, 0), c
     monkeypatch.undo()
-    c = annotate_job.annotate(cfg)["counts"]
+    c = annotate_job.annotate(cfg).counts
     assert (c["listed"], c["extracted"], c["annotated"], c["already_annotated"]) == (3, 1, 1, 2), c
 
 
@@ -129,17 +129,17 @@ def test_directory_of_lists_each_once(trained, tmp_path, monkeypatch):
     assert plan_annotate(cfg)["lists"] == [str(incoming / "a.csv"), str(incoming / "b.csv")]  # --dry-run
 
     first = annotate_job.annotate(cfg)
-    assert sorted(first["lists"]) == ["a.csv", "b.csv"] and first["counts"]["annotated"] == 2
+    assert sorted(first.lists) == ["a.csv", "b.csv"] and first.counts["annotated"] == 2
     assert sorted(p.name for p in (out / "lists").iterdir()) == ["a.csv.json", "b.csv.json"]
     assert json.loads((out / "lists" / "a.csv.json").read_text())["counts"]["annotated"] == 1
 
     second = annotate_job.annotate(cfg)  # the list that arrived during the first run
-    assert list(second["lists"]) == ["c.csv"] and second["lists_already_done"] == ["a.csv", "b.csv"]
-    assert second["counts"]["annotated"] == 1 and second["counts"]["extracted"] == 1
+    assert list(second.lists) == ["c.csv"] and second.lists_already_done == ["a.csv", "b.csv"]
+    assert second.counts["annotated"] == 1 and second.counts["extracted"] == 1
 
     assert plan_annotate(cfg)["lists"] == []
     third = annotate_job.annotate(cfg)  # nothing new: nothing done
-    assert third["lists"] == {} and third["counts"]["annotated"] == third["counts"]["extracted"] == 0
+    assert third.lists == {} and third.counts["annotated"] == third.counts["extracted"] == 0
     ids = pq.read_table(out / "annotations")["clip_id"].to_pylist()
     assert len(ids) == len(set(ids)) == 3
 

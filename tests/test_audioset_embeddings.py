@@ -89,8 +89,8 @@ def test_segments_and_table_hold_the_written_values(tfrecords, tmp_path):
         np.testing.assert_array_equal(seg.frames, w["q"])  # the bytes, exactly
         assert seg.labels.tolist() == w["labels"]
 
-    record = convert(str(root), str(tmp_path / "out"), part_rows=40)
-    assert record["counts"] == {"files": 3, "files_skipped": 0, "segments": 90, "frames": sum(len(w["q"]) for w in written),
+    result = convert(str(root), str(tmp_path / "out"), part_rows=40)
+    assert result.counts == {"files": 3, "files_skipped": 0, "segments": 90, "frames": sum(len(w["q"]) for w in written),
                                 "parts": 2}
     table = read_parts(str(tmp_path / "out" / "features")).sort_by("clip_id")
     by_id = {f"{w['video_id']}_{round(w['start'] * 1000)}": w for w in written}
@@ -107,7 +107,7 @@ def test_segments_and_table_hold_the_written_values(tfrecords, tmp_path):
     assert meta["columns"][COLUMN]["shape"] == [256] and meta["columns"][COLUMN]["names"][128] == "max_0"
 
     again = convert(str(root), str(tmp_path / "out"))  # a second run finds every file converted
-    assert again["counts"]["files_skipped"] == 3 and again["counts"]["segments"] == 0
+    assert again.counts["files_skipped"] == 3 and again.counts["segments"] == 0
     assert len(list((tmp_path / "out" / "features").glob("*.parquet"))) == 2
 
 
@@ -170,7 +170,7 @@ def test_train_and_audit_run_on_the_converted_table(tfrecords, tmp_path, ray_ses
     trained = ae.train(str(out), str(tmp_path / "model"), trials=0, ablations=False, shap_samples=0,
                        baselines=("logreg",), max_rounds=5)
     assert trained.metrics["mlp"]["roc_auc"] > 0.9  # the classes differ in 8 of 128 dimensions
-    assert trained.record["counts"]["duplicates"]["pairs"] == 0  # distinct segments: the guard merges nothing
+    assert trained.counts["duplicates"]["pairs"] == 0  # distinct segments: the guard merges nothing
     audit = ae.audit(str(out), str(tmp_path / "audit"), review_top=0, random_sample=0, folds=3)
     assert audit.audited == 90
     assert pq.read_table(audit.table).column_names[:6] == ["clip_id", "uri", "start_s", "end_s", "labels", "group"]

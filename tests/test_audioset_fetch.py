@@ -140,9 +140,9 @@ def failures(out: Path) -> dict[str, str]:
 
 def test_fetch_writes_the_right_clips_failure_rows_and_a_manifest(ray_session, media, tmp_path):
     cfg = from_dict(FetchConfig, config(tmp_path, media))
-    record = fetch(cfg)
+    result = fetch(cfg)
     out = tmp_path / "out"
-    assert record["counts"]["fetched"] == 4 and record["counts"]["failed_by_reason"] == {
+    assert result.counts["fetched"] == 4 and result.counts["failed_by_reason"] == {
         "unavailable": 1, "timeout": 1, "no_audio": 1}
     assert failures(out) == {f"{GONE}_0": "unavailable", f"{HANG}_0": "timeout", f"{SILENT}_0": "no_audio"}
     for i, ytid in enumerate(GOOD):  # each clip is its segment of its video
@@ -160,23 +160,23 @@ def test_fetch_writes_the_right_clips_failure_rows_and_a_manifest(ray_session, m
     before = dict(media.served)
     again = fetch(cfg)
     assert media.served == before
-    assert again["counts"]["already_fetched"] == 4 and again["counts"]["already_failed"] == 3
-    assert "fetched" not in again["counts"]
+    assert again.counts["already_fetched"] == 4 and again.counts["already_failed"] == 3
+    assert "fetched" not in again.counts
 
 
 def test_rate_limit_spaces_the_starts(ray_session, media, tmp_path):
     rate = 5.0
-    record = fetch(from_dict(FetchConfig, config(tmp_path, media, failing=(GONE, SILENT), rate_per_s=rate, workers=4)))
+    result = fetch(from_dict(FetchConfig, config(tmp_path, media, failing=(GONE, SILENT), rate_per_s=rate, workers=4)))
     arrivals = sorted(media.arrivals)  # each download asks the server once, after its start
     assert len(arrivals) == 6
-    assert all(t >= record["first_slot"] + k / rate - 1e-3 for k, t in enumerate(arrivals))
+    assert all(t >= result.record["first_slot"] + k / rate - 1e-3 for k, t in enumerate(arrivals))
 
 
 def test_retry_failed_tries_the_failures_again(ray_session, media, tmp_path):
     cfg = config(tmp_path, media, failing=(GONE, SILENT))
     fetch(from_dict(FetchConfig, cfg))
-    record = fetch(from_dict(FetchConfig, {**cfg, "retry_failed": True}))
-    assert record["counts"]["already_fetched"] == 4 and record["counts"]["failed"] == 2
+    result = fetch(from_dict(FetchConfig, {**cfg, "retry_failed": True}))
+    assert result.counts["already_fetched"] == 4 and result.counts["failed"] == 2
     assert len(pq.read_table(tmp_path / "out" / "failures")) == 4  # each try is a row
     assert all(media.served[y] == 1 for y in GOOD)
 
@@ -259,8 +259,8 @@ def test_a_killed_fetch_resumes_without_fetching_anything_twice(ray_session, tmp
         done = {p.name.split("_")[0] for p in (out / "audio").glob("*.wav")}
         assert 2 <= len(done) < len(GOOD), "the run was not stopped midway"
         served = dict(server.served)
-        record = fetch(from_dict(FetchConfig, cfg))
-        assert record["counts"]["already_fetched"] == len(done)
+        result = fetch(from_dict(FetchConfig, cfg))
+        assert result.counts["already_fetched"] == len(done)
         assert all(server.served[y] == served[y] == 1 for y in done)  # nothing finished is fetched twice
         # the one download in flight at the kill (workers=1) may have been served to the orphaned downloader:
         # it made no clip, so it is fetched again; every other video once
@@ -279,11 +279,11 @@ def test_fetch_to_object_storage(ray_session, s3_endpoint, media, tmp_path):
     s3 = s3fs.S3FileSystem()
     s3.mkdir("fetch-test")
     cfg = config(tmp_path, media, failing=(GONE,), output="s3://fetch-test/audioset")
-    record = fetch(from_dict(FetchConfig, cfg))
-    assert record["counts"]["fetched"] == 4 and record["counts"]["failed_by_reason"] == {"unavailable": 1}
+    result = fetch(from_dict(FetchConfig, cfg))
+    assert result.counts["fetched"] == 4 and result.counts["failed_by_reason"] == {"unavailable": 1}
     s3.invalidate_cache()
     assert len(s3.ls("fetch-test/audioset/audio")) == 4
     manifest = read_manifest("s3://fetch-test/audioset/manifest.csv").table
     assert all(u.startswith("s3://fetch-test/audioset/audio/") for u in manifest["uri"].to_pylist())
     again = fetch(from_dict(FetchConfig, cfg))
-    assert again["counts"]["already_fetched"] == 4 and again["counts"]["already_failed"] == 1
+    assert again.counts["already_fetched"] == 4 and again.counts["already_failed"] == 1

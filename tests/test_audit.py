@@ -22,6 +22,7 @@ from acoustic_env.config import AuditConfig, ConfigError, from_dict
 from acoustic_env.demo.run import audit_against_truth
 from acoustic_env.jobs.audit.crossfit import choose_by_log_loss, log_loss, out_of_fold
 from acoustic_env.jobs.audit.job import run_audit
+from acoustic_env.jobs.results import AuditResult
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.table import SCORES_REASON
 
@@ -29,7 +30,7 @@ INDOOR = "/t/dd00125"
 NO_REVIEW = {"review_top": 0, "random_sample": 0}
 
 
-def audit(tmp_path: Path, table: Path, **options) -> tuple[dict, dict]:
+def audit(tmp_path: Path, table: Path, **options) -> tuple[AuditResult, dict]:
     """The bars below were set for logistic regression (the fastest); ``classifier`` overrides it."""
     summary = run_audit(from_dict(AuditConfig, {"features": str(table), "output": str(tmp_path / "audit"),
                                                 "classifier": "logreg", **NO_REVIEW, **options}))
@@ -89,7 +90,7 @@ def test_binary_audit_finds_the_flipped_labels_and_their_share(tmp_path, flip):
     precision, recall = precision_recall(rows, truth["flipped"])
     true_share = len(truth["flipped"]) / 300
     assert precision >= 0.8 and recall >= 0.8, (precision, recall)
-    assert abs(summary["noise"]["estimated_wrong_share"] - true_share) <= 0.05
+    assert abs(summary.estimated_wrong_share - true_share) <= 0.05
     # the table: given vs suggested, probabilities, ranks, folds
     row = rows[sorted(truth["flipped"])[0]]
     assert set(row) >= {"clip_id", "uri", "labels", "given_labels", "suggested_labels", "prob_urban", "prob_natural",
@@ -97,9 +98,9 @@ def test_binary_audit_finds_the_flipped_labels_and_their_share(tmp_path, flip):
     assert all(abs(r["prob_urban"] + r["prob_natural"] - 1) < 1e-5 for r in rows.values())
     ranks = sorted(rows.values(), key=lambda r: r["suspect_rank"])
     assert [r["flagged"] for r in ranks] == sorted((r["flagged"] for r in ranks), reverse=True)
-    assert summary["features"]["columns"] == {"indices_raw": 60, "spectral_raw": 226, "mps_raw": 528}
-    assert summary["features"]["excluded"] == {"panns_scores": SCORES_REASON}  # and the summary says why
-    noise = summary["noise"]
+    assert summary.record["features"]["columns"] == {"indices_raw": 60, "spectral_raw": 226, "mps_raw": 528}
+    assert summary.record["features"]["excluded"] == {"panns_scores": SCORES_REASON}  # and the summary says why
+    noise = summary.record["noise"]
     assert np.allclose(np.sum(noise["joint"]), 1.0, atol=1e-4)
     assert set(noise["per_class"]) == {"urban", "natural"}
     stored = json.loads((tmp_path / "audit" / "summary.json").read_text())
@@ -111,8 +112,8 @@ def test_multiclass_audit(tmp_path):
     summary, rows = audit(tmp_path, tmp_path / "f.parquet", task=task_file(tmp_path, "single_label"))
     precision, recall = precision_recall(rows, truth["flipped"])
     assert precision >= 0.8 and recall >= 0.8, (precision, recall)
-    assert abs(summary["noise"]["estimated_wrong_share"] - 0.15) <= 0.05
-    assert np.asarray(summary["noise"]["noise_matrix"]).shape == (3, 3)
+    assert abs(summary.estimated_wrong_share - 0.15) <= 0.05
+    assert np.asarray(summary.record["noise"]["noise_matrix"]).shape == (3, 3)
     flagged = [r for r in rows.values() if r["flagged"]]
     assert all(r["suggested_labels"] != r["given_labels"] for r in flagged)
 
@@ -122,8 +123,8 @@ def test_multilabel_audit(tmp_path):
     summary, rows = audit(tmp_path, tmp_path / "f.parquet", task=task_file(tmp_path, "multi_label"))
     precision, recall = precision_recall(rows, truth["flipped"])
     assert precision >= 0.6 and recall >= 0.7, (precision, recall)  # one toggled membership of three is subtler
-    assert abs(summary["noise"]["estimated_wrong_share"] - 0.15) <= 0.05
-    assert np.asarray(summary["noise"]["joint"]).shape == (3, 2, 2)
+    assert abs(summary.estimated_wrong_share - 0.15) <= 0.05
+    assert np.asarray(summary.record["noise"]["joint"]).shape == (3, 2, 2)
     row = rows[truth["ids"][0]]
     given = {["urban", "natural", "indoor"][k] for k in np.flatnonzero(truth["given"][0])}
     assert set(row["given_labels"]) == given
@@ -135,7 +136,7 @@ def test_xgboost_model(tmp_path):
     summary, rows = audit(tmp_path, tmp_path / "f.parquet", classifier="xgboost")
     precision, recall = precision_recall(rows, truth["flipped"])
     assert precision >= 0.75 and recall >= 0.8, (precision, recall)
-    assert summary["config"]["classifier"] == "xgboost"
+    assert summary.record["config"]["classifier"] == "xgboost"
 
 
 @pytest.mark.parametrize("multi_label", [False, True])
@@ -146,18 +147,18 @@ def test_mlp_model(tmp_path, multi_label):
     options = {"task": task_file(tmp_path, "multi_label")} if multi_label else {}
     summary, rows = audit(tmp_path, tmp_path / "f.parquet", classifier="mlp", **options)
     precision, recall = precision_recall(rows, truth["flipped"])
-    assert summary["config"]["classifier"] == "mlp"
+    assert summary.record["config"]["classifier"] == "mlp"
     if multi_label:
         assert precision >= 0.5 and recall >= 0.6, (precision, recall)
     else:
         assert precision >= 0.75 and recall >= 0.8, (precision, recall)
-        assert abs(summary["noise"]["estimated_wrong_share"] - 0.15) <= 0.06
+        assert abs(summary.estimated_wrong_share - 0.15) <= 0.06
 
 
 def test_grouped_folds_keep_each_group_in_one_fold(tmp_path):
     make_table(tmp_path / "f.parquet", 200, [[URBAN], [NATURAL]], 0.1, seed=2, groups=40)
     summary, rows = audit(tmp_path, tmp_path / "f.parquet")
-    assert summary["folds"]["grouped"] is True
+    assert summary.record["folds"]["grouped"] is True
     fold_of_group: dict[str, set[int]] = {}
     for r in rows.values():
         fold_of_group.setdefault(r["group"], set()).add(r["fold"])
@@ -184,9 +185,9 @@ def test_ambiguous_and_unlabelled_clips_are_counted_out(tmp_path):
     table = table.set_column(table.schema.get_field_index("labels"), "labels", pa.array(labels, pa.list_(pa.string())))
     pq.write_table(table, tmp_path / "f.parquet")
     summary, rows = audit(tmp_path, tmp_path / "f.parquet", feature_groups="indices")
-    assert summary["counts"]["audited"] == 58 and summary["counts"]["ambiguous"] == 1
-    assert summary["counts"]["no_class"] == 1 and truth["ids"][0] not in rows and truth["ids"][1] not in rows
-    assert summary["features"]["columns"] == {"indices_raw": 60}
+    assert summary.audited == 58 and summary.record["counts"]["ambiguous"] == 1
+    assert summary.record["counts"]["no_class"] == 1 and truth["ids"][0] not in rows and truth["ids"][1] not in rows
+    assert summary.record["features"]["columns"] == {"indices_raw": 60}
 
 
 def test_folds_as_ray_tasks_match_sequential(tmp_path, ray_session):
@@ -278,7 +279,7 @@ def test_summary_scores_against_truth_and_gives_intervals(tmp_path, capsys):
         w.writerows([cid, int(cid in truth["flipped"])] for cid in truth["ids"])
     summary, rows = audit(tmp_path, tmp_path / "f.parquet", truth=str(tmp_path / "truth.csv"), review_top=20)
     precision, recall = precision_recall(rows, truth["flipped"])
-    scored = summary["truth"]
+    scored = summary.record["truth"]
     assert scored["known_wrong"] == 30 and scored["true_wrong_share"] == pytest.approx(0.15)
     assert scored["flagged"]["precision"] == pytest.approx(precision) and scored["flagged"]["recall"] == pytest.approx(recall)
     ranked = sorted(rows.values(), key=lambda r: r["suspect_rank"])
@@ -286,10 +287,10 @@ def test_summary_scores_against_truth_and_gives_intervals(tmp_path, capsys):
         hits = sum(r["clip_id"] in truth["flipped"] for r in ranked[:k])
         assert scored["top_k"][str(k)] == {"n": k, "hits": hits, "precision": round(hits / k, 6),
                                            "recall": round(hits / 30, 6)}
-    for name, c in summary["noise"]["per_class"].items():
+    for name, c in summary.record["noise"]["per_class"].items():
         lo, hi = c["interval"]
         assert lo <= c["estimated_wrong_share"] <= hi and hi - lo > 0.01, (name, c)
-    lo, hi = summary["noise"]["interval"]
+    lo, hi = summary.record["noise"]["interval"]
     assert lo <= 0.15 <= hi  # the true share of flipped labels
     from acoustic_env.jobs.audit.job import summary_lines
 

@@ -371,7 +371,7 @@ def test_audit_and_review_on_object_storage(s3_endpoint, tmp_path):
     fs.put(str(tmp_path / "features.parquet"), "audit-in/run/features/part-0.parquet")
     summary = run_audit(from_dict(AuditConfig, {"features": "s3://audit-in/run", "output": "s3://audit-in/audit",
                                                 "folds": 2, "review_top": 2, "random_sample": 0}))
-    assert summary["counts"]["audited"] == 10 and summary["outputs"]["review"] == "s3://audit-in/audit/review/index.html"
+    assert summary.audited == 10 and summary.review == "s3://audit-in/audit/review/index.html"
     fs.invalidate_cache()
     assert fs.isfile("audit-in/audit/audit.parquet") and len(fs.glob("audit-in/audit/review/assets/*.ogg")) == 2
     srv = make_server("s3://audit-in/audit", port=0)

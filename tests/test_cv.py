@@ -164,24 +164,24 @@ def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tm
                                   "feature_groups": ["indices_raw"], "baselines": ["logreg"], "ablations": False,
                                   "shap_samples": 0, "trials": 4, "search_trials": 1})
     summary = train(cfg)
-    ev = summary["evaluation"]
+    ev = summary.evaluation
     assert ev["method"] == "cross_validation" and ev["folds"] == 3 and ev["folds_column"] == "fold"
     assert set(ev["candidates"]) == {"logreg", "mlp", AVERAGE}
     assert ev["chosen"] == max(ev["scores"], key=ev["scores"].get)
     assert ev["saved_model"] == ev["chosen"] != AVERAGE
-    assert {s: c["clips"] for s, c in summary["counts"]["splits"].items()} == {"fold 1": 20, "fold 2": 20, "fold 3": 20}
+    assert {s: c["clips"] for s, c in summary.counts["splits"].items()} == {"fold 1": 20, "fold 2": 20, "fold 3": 20}
     for name, m in ev["models"].items():
         assert [f["n"] for f in m["per_fold"]] == [20, 20, 20]
-        assert summary["metrics"][name]["n"] == 60  # pooled: every clip once
+        assert summary.metrics[name]["n"] == 60  # pooled: every clip once
         lo, hi = m["intervals"]["roc_auc"]
-        assert lo <= summary["metrics"][name]["roc_auc"] <= hi
+        assert lo <= summary.metrics[name]["roc_auc"] <= hi
     assert "3-fold cross-validation over all 60 clips (the 3 folds of column 'fold')" in ev["description"]
-    search = summary["search"]  # the saved model's own C search on all clips, its cost in the note
+    search = summary.search  # the saved model's own C search on all clips, its cost in the note
     if ev["saved_model"] == "logreg":
         assert len(search["trials"]) == 7 and sum(t["chosen"] for t in search["trials"]) == 1
     assert "logreg C over 7 values x 2 inner folds in each of 3 outer folds (42 inner fits" in search["method"]
     assert "mlp at fixed hyper-parameters" in search["method"]  # search_trials=1: the defaults
-    model = ae.load_model(summary["model"])
+    model = ae.load_model(summary.model)
     assert model.meta["evaluation"]["saved_model"] == model.meta["estimator"]["name"] == ev["chosen"]
     p = model.predict_proba(source)
     assert p.shape == (60, 2) and np.allclose(p.sum(axis=1), 1)

@@ -164,12 +164,12 @@ def test_train_keeps_copies_in_one_fold_and_its_report_counts_the_merged_groups(
     out, copy_sets = extracted
     trained = ae.train(str(out), str(tmp_path / "model"), task=TASK, trials=0, ablations=False, shap_samples=0,
                        baselines=("logreg",), max_rounds=3)
-    counts = trained.record["counts"]
+    counts = trained.counts
     merged = sum(len(s) - 1 for s in copy_sets)
     assert counts["duplicates"]["groups_merged"] == merged
     assert counts["duplicates"]["pairs"] >= 0.95 * len(expected_pairs(copy_sets))
     # the table has no group column: the folds are grouped only because the guard gave each copy set one group
-    assert trained.record["evaluation"]["grouped"]
+    assert trained.evaluation["grouped"]
     page = Path(trained.report).read_text()
     d = counts["duplicates"]
     assert d["groups_before"] - d["groups_after"] == merged

@@ -179,10 +179,10 @@ def test_a_registered_embedder_goes_through_extract_train_and_audit(ray_session,
     checkpoint = save_checkpoint(tiny.weights, TinyNet().state_dict(), str(cache / tiny.weights.filename))
     demo = generate_demo(tmp_path / "demo", n_clips=24, duration_s=2.0, n_broken=0, seed=11)
     out = tmp_path / "extract"
-    record = extract(from_dict(ExtractConfig, {
+    result = extract(from_dict(ExtractConfig, {
         "manifest": str(demo.clips_csv), "audio_root": str(demo.audio_dir), "output": str(out),
         "embedders": ["tiny"], "weights_cache": str(cache), "features": {"signals": ["raw"]}, "progress": False}))
-    assert record["counts"]["ok"] == 24 and record["weights"] == {"tiny": checkpoint["sha256"]}
+    assert result.counts["ok"] == 24 and result.weights == {"tiny": checkpoint["sha256"]}
 
     table = pq.read_table(out / "features")
     assert table.schema.field("tiny").type.list_size == 8
@@ -194,9 +194,9 @@ def test_a_registered_embedder_goes_through_extract_train_and_audit(ray_session,
     summary = train(from_dict(TrainConfig, {
         "features": str(out), "output": str(tmp_path / "train"), "trials": 0, "max_rounds": 2, "grace_rounds": 1, "steps_per_round": 5,
         "baselines": ["logreg"], "ablations": False, "shap_samples": 0, "progress": False}))
-    trained_on = json.loads(Path(summary["record"]).read_text())["groups"]
-    assert "tiny" in trained_on and summary["counts"]["with_target"] == 24
+    trained_on = json.loads((tmp_path / "train" / "runs" / f"{summary.run_id}.json").read_text())["groups"]
+    assert "tiny" in trained_on and summary.counts["with_target"] == 24
 
     audit = run_audit(from_dict(AuditConfig, {"features": str(out), "output": str(tmp_path / "audit"), "folds": 2,
                                               "review_top": 0, "random_sample": 0}))
-    assert "tiny" in audit["features"]["columns"]
+    assert "tiny" in audit.record["features"]["columns"]

@@ -74,7 +74,7 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
                                   "include_random_weights": True, "cv_folds": 3, "baselines": ["logreg"],
                                   "search_trials": 1, "ablations": False, "shap_samples": 0})
     summary = train(cfg)
-    grid = summary["grid"]
+    grid = summary.grid
     assert [(c["embedder"], c["signals"]) for c in grid["cells"]] == [("none", "raw"), ("vggish", "raw")]
     winner = grid["winner"]
     assert winner["score"] == max(c["score"] for c in grid["cells"]) and sum(c["winner"] for c in grid["cells"]) == 1
@@ -82,10 +82,10 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
         lo, hi = c["roc_auc_interval"]
         assert lo <= c["roc_auc"] <= hi and c["model"] in ("logreg", "mlp")
     # the winner went through the ordinary job: its groups are the model's, its CV reproduces the cell's figure
-    assert summary["groups"] == winner["groups"]
-    assert summary["evaluation"]["scores"][winner["model"]] == pytest.approx(winner["score"], abs=1e-9)
-    assert summary["evaluation"]["chosen"] == winner["model"]
-    model = ae.load_model(summary["model"])
+    assert summary.groups == winner["groups"]
+    assert summary.evaluation["scores"][winner["model"]] == pytest.approx(winner["score"], abs=1e-9)
+    assert summary.evaluation["chosen"] == winner["model"]
+    model = ae.load_model(summary.model)
     assert [g["group"] for g in model.meta["preprocessing"]] == winner["groups"]
     assert model.meta["estimator"]["name"] == winner["model"]
     # ... and it is that model as fitted in this process on the winner's groups, to 1e-6 on every training clip
@@ -94,9 +94,9 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
     np.testing.assert_allclose(model.predict_proba(source), fitted.predict_proba(x), rtol=0, atol=1e-6)
     text = "\n".join(summary_lines(summary))
     assert "grid: 2 cells in" in text and "<- winner, saved" in text
-    page = Path(summary["report"]).read_text()
+    page = Path(summary.report).read_text()
     assert "Grid: embedder x signals" in page and "grid.png" in page
-    assert (Path(summary["report"]).parent / "grid.png").stat().st_size > 1000
+    assert (Path(summary.report).parent / "grid.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

@@ -187,9 +187,9 @@ def fit_as_the_job(cfg: TrainConfig, name: str, only: list[str] | None = None) -
 def test_the_saved_model_reproduces_the_chosen_estimator(name, trained):
     """predict on the training clips gives the in-process probabilities of the saved estimator to 1e-6."""
     cfg, summary = trained[name]
-    ev = summary["evaluation"]
-    report = json.loads(Path(summary["report"]).with_name("metrics.json").read_text())
-    model = ae.load_model(summary["model"])
+    ev = summary.evaluation
+    report = json.loads(Path(summary.report).with_name("metrics.json").read_text())
+    model = ae.load_model(summary.model)
     assert model.meta["estimator"]["name"] == ev["saved_model"] == report["evaluation"]["saved_model"] == name
     if cfg.saved_model == "record" or ev["chosen"] == name:  # by default the artifact holds the model of record
         assert report["evaluation"]["chosen"] == name and "asked for" not in ev["description"]
@@ -203,7 +203,7 @@ def test_the_saved_model_reproduces_the_chosen_estimator(name, trained):
 @pytest.mark.slow
 def test_the_winner_on_an_xor_target_is_the_saved_trees(trained):
     _, summary = trained["xgboost"]
-    ev = summary["evaluation"]
+    ev = summary.evaluation
     assert ev["scores"]["xgboost"] > ev["scores"]["mlp"] and ev["chosen"] == "xgboost"
 
 
@@ -211,7 +211,7 @@ def test_the_winner_on_an_xor_target_is_the_saved_trees(trained):
 
 def _copy(trained, name: str, tmp_path: Path) -> Path:
     dst = tmp_path / f"model-{name}"
-    shutil.copytree(trained[name][1]["model"], dst)
+    shutil.copytree(trained[name][1].model, dst)
     return dst
 
 
@@ -270,7 +270,7 @@ def test_too_few_groups_after_the_guard_merged_some_says_which_and_counts_them(t
 @pytest.mark.slow
 def test_console_and_report_say_which_groups_were_merged_and_why(trained):
     _, summary = trained["mlp"]
-    dup = summary["counts"]["duplicates"]
+    dup = summary.counts["duplicates"]
     assert (dup["groups_before"], dup["groups_after"]) == (20, 19)
     assert dup["merges"] == [{"groups": ["rec000000", "rec000019"], "pairs": [["clip0000000", "clip0000059", 0.0]],
                               "pairs_total": 1}]
@@ -278,21 +278,21 @@ def test_console_and_report_say_which_groups_were_merged_and_why(trained):
     assert "near-duplicates: 20 groups merged into 19" in text
     assert "groups rec000000 + rec000019 merged: near-duplicate clips clip0000000 ~ clip0000059 (0.000)" in text
     assert "none:" not in text and "mlp 2 settings x 2 inner folds in each of 3 outer folds" in text
-    page = Path(summary["report"]).read_text()
+    page = Path(summary.report).read_text()
     assert "20 groups merged into 19" in page and "clip0000000 ~ clip0000059" in page
 
 
 @pytest.mark.slow
 def test_report_has_the_history_and_the_best_threshold_accuracy(trained):
     cfg, summary = trained["mlp"]
-    report = Path(summary["report"])
+    report = Path(summary.report)
     metrics = json.loads(report.with_name("metrics.json").read_text())
     rounds = metrics["history"]["rounds"]
     assert rounds and all(set(r) == {"epoch", "train_score", "val_score"} for r in rounds)
     assert report.with_name("history.png").stat().st_size > 1000 and "history.png" in report.read_text()
     m = metrics["models"]["mlp"]["test"]
     assert m["max_accuracy"] >= m["accuracy"]
-    adjusted = summary["adjusted_accuracy"]["mlp"]["max_accuracy"]
+    adjusted = summary.adjusted_accuracy["mlp"]["max_accuracy"]
     assert adjusted == adjusted_accuracy(m["max_accuracy"], 60, json.loads(Path(cfg.label_accuracy).read_text()), 2)
     lo, hi = adjusted["interval"]
     line = next(x for x in summary_lines(summary) if x.startswith("  cv mlp"))

@@ -54,14 +54,14 @@ def demo(tmp_path_factory):
 @pytest.mark.slow
 def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp_path):
     out = tmp_path / "out"
-    record = extract(config(demo, out))
+    result = extract(config(demo, out))
     t = truth(demo)
     good = {c for c, r in t.items() if r["broken"] == "0"}
     broken = {c: r["broken_kind"] for c, r in t.items() if r["broken"] == "1"}
     ids = features_ids(out)
     assert sorted(ids) == sorted(good)
     # no embedder: each feature actor writes its block's parts itself, one per write_batch_size rows
-    block = record["resources"]["rows_per_block"]
+    block = result.record["resources"]["rows_per_block"]
     parts = [pq.read_metadata(p).num_rows for p in (out / "features").glob("*.parquet")]
     assert len(parts) <= -(-len(t) // block) and max(parts) <= min(block, 64), (parts, block)
     errs = errors_table(out)
@@ -70,11 +70,11 @@ def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp
         expected = EXPECTED_ERRORS[kind]
         assert errs[clip_id]["error_type"] in (expected if isinstance(expected, set) else {expected}), clip_id
         assert errs[clip_id]["stage"] == "decode" and errs[clip_id]["message"]
-    c = record["counts"]
+    c = result.counts
     assert (c["input"], c["ok"], c["failed"], c["skipped"]) == (len(t), len(good), len(broken), 0)
-    assert set(record["cpu_s"]) == {"decode", "separate", "indices", "spectral", "mps"}
-    assert all(v > 0 for v in record["cpu_s"].values())
-    assert record["versions"]["ray"] and record["status"] == "completed"
+    assert set(result.record["cpu_s"]) == {"decode", "separate", "indices", "spectral", "mps"}
+    assert all(v > 0 for v in result.record["cpu_s"].values())
+    assert result.record["versions"]["ray"] and result.record["status"] == "completed"
     # the table: fixed-size float32 vectors, no NaN, names and shapes in the metadata
     table = pq.read_table(out / "features")
     meta = read_metadata(pq.read_schema(next((out / "features").glob("*.parquet"))))
@@ -99,10 +99,10 @@ def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path, capfd
     out = tmp_path / "out"
     first = extract(config(demo, out))
     second = extract(config(demo, out))
-    assert second["counts"]["skipped"] == first["counts"]["ok"]
-    assert second["counts"]["processed"] == second["counts"]["retried"] == first["counts"]["failed"]
+    assert second.counts["skipped"] == first.counts["ok"]
+    assert second.counts["processed"] == second.counts["retried"] == first.counts["failed"]
     assert sorted(features_ids(out)) == sorted(set(features_ids(out)))
-    assert len(errors_table(out)) == first["counts"]["failed"]
+    assert len(errors_table(out)) == first.counts["failed"]
     # repair one broken clip: the next run moves it from errors/ to features/
     t = truth(demo)
     empty = next(c for c, r in t.items() if r["broken_kind"] == "empty")
@@ -111,9 +111,9 @@ def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path, capfd
     capfd.readouterr()
     third = extract(config(demo, out, progress=True))
     err = capfd.readouterr().err
-    assert third["counts"]["ok"] == 1
+    assert third.counts["ok"] == 1
     # one line for the job (not a terminal: plain lines), none of Ray Data's operator bars
-    processed = third["counts"]["processed"]
+    processed = third.counts["processed"]
     assert f"extract: {processed} of {processed} clips (100 %)" in err and f"{processed - 1} failed" in err
     assert "MapBatches" not in err and "Running Dataset" not in err
     assert empty in features_ids(out) and empty not in errors_table(out)
@@ -147,14 +147,14 @@ def test_interrupted_run_resumes_with_every_clip_exactly_once(ray_session, tmp_p
             before, stable_since = parts(), time.time()
     done_before = set(features_ids(out))
     assert 3 <= len(done_before) < demo.n_good
-    record = extract(config(demo, out))
+    result = extract(config(demo, out))
     ids = features_ids(out)
     assert len(ids) == len(set(ids)) == demo.n_good
     # Nothing done was recomputed: the resumed run processed exactly the clips that were missing,
     # and the parts it wrote (named with its run id) hold none of the clips done before.
-    assert record["counts"]["skipped"] == len(done_before)
-    assert record["counts"]["processed"] == 20 - len(done_before)
-    new_parts = list((out / "features").glob(f"part-{record['run_id']}-*.parquet"))
+    assert result.counts["skipped"] == len(done_before)
+    assert result.counts["processed"] == 20 - len(done_before)
+    new_parts = list((out / "features").glob(f"part-{result.run_id}-*.parquet"))
     recomputed = {c for p in new_parts for c in pq.read_table(p, columns=["clip_id"])["clip_id"].to_pylist()}
     assert recomputed and not recomputed & done_before
     assert len(errors_table(out)) == demo.n_broken
@@ -202,7 +202,7 @@ def test_embedders_write_their_columns_with_provenance(ray_session, tmp_path):
     cache = tmp_path / "models"
     save_checkpoint(SPEC.weights, VGGish().state_dict(), str(cache / SPEC.weights.filename))
     out = tmp_path / "out"
-    record = extract(config(demo, out, embedders=["vggish", "yamnet", "panns"], allow_random_weights=True,
+    result = extract(config(demo, out, embedders=["vggish", "yamnet", "panns"], allow_random_weights=True,
                             weights_cache=str(cache), features={"signals": ["raw"]}))
     table = pq.read_table(out / "features")
     widths = {"vggish": 128, "yamnet": 1024, "yamnet_scores": 521, "panns": 2048, "panns_scores": 527}
@@ -212,12 +212,12 @@ def test_embedders_write_their_columns_with_provenance(ray_session, tmp_path):
         assert values.shape == (demo.n_good, width) and np.isfinite(values).all()
     meta = read_metadata(table.schema)
     sidecar = json.loads((cache / (SPEC.weights.filename + ".json")).read_text())
-    assert record["weights"] == {"vggish": sidecar["sha256"], "yamnet": "random", "panns": "random"}
-    assert meta["weights"] == record["weights"]
+    assert result.weights == {"vggish": sidecar["sha256"], "yamnet": "random", "panns": "random"}
+    assert meta["weights"] == result.weights
     assert meta["columns"]["panns_scores"]["names"][0] == "Speech"
     assert meta["columns"]["vggish"]["pooling"] == "mean over frames"
-    assert {"embed_vggish", "embed_yamnet", "embed_panns"} <= set(record["cpu_s"])
-    assert record["resources"]["torch_device"] == "cpu"
+    assert {"embed_vggish", "embed_yamnet", "embed_panns"} <= set(result.record["cpu_s"])
+    assert result.record["resources"]["torch_device"] == "cpu"
 
 
 def test_missing_weights_stop_before_ray(tmp_path):

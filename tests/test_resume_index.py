@@ -61,6 +61,26 @@ def test_index_plans_repairs_duplicates_and_compacts_errors(tmp_path):
     assert again.duplicates_repaired == 0 and again.todo["clip_id"].to_pylist() == ["d", "e", "f"]
 
 
+def test_read_only_index_finds_what_the_run_finds_and_changes_nothing(tmp_path):
+    """The dry run's pass over an output (``read_only``): the clips done and failed that the run's own pass
+    finds, with a duplicate and a damaged part left where they are."""
+    out = tmp_path / "out"
+    features_part(out, "1-aa", ["a", "b"])
+    features_part(out, "2-bb", ["b", "c", "c"])
+    damaged = features_part(out, "3-cc", ["x"])
+    damaged.write_bytes(damaged.read_bytes()[:40])  # cut short
+    errors_part(out, "r1", [("d", "r1", 0), ("a", "r1", 0)])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    seen = runs.index_output(str(out), read_only=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [Path(p).name for p in seen.unreadable] == ["part-3-cc.parquet"]
+    assert seen.quarantined == [] and seen.duplicates_removed == 0
+    run = runs.index_output(str(out))
+    assert sorted(seen.done.to_pylist()) == sorted(run.done.to_pylist()) == ["a", "b", "c"]
+    assert sorted(seen.failed.to_pylist()) == sorted(run.failed.to_pylist()) == ["a", "d"]
+    assert [Path(p).name for p in run.unreadable] == ["part-3-cc.parquet"] and len(run.quarantined) == 1
+
+
 def test_parallel_index_reads_every_part(tmp_path):
     out = tmp_path / "out"
     ids = [f"clip{i:05d}" for i in range(3000)]

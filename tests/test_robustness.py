@@ -32,6 +32,7 @@ from documentation import all_text
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, ExtractConfig, from_dict
 from acoustic_env.errors import ClipError, DamagedFileError
+from acoustic_env.jobs.results import ExtractResult
 from acoustic_env.runs import make_plan
 from acoustic_env.storage import read_part, redact, write_parquet
 
@@ -345,12 +346,12 @@ def test_extract_on_a_hostile_list_writes_every_row_once_and_no_secret(ray_sessi
             "audio_root": f"http://user:SECRET1@127.0.0.1:{port}/audio",
             "allowed_roots": [str(audio), f"http://127.0.0.1:{port}/audio", f"http://127.0.0.1:{silent}/audio"],
             "decode": {"read_timeout_s": 2.0}, "features": {"signals": ["raw"]}})
-        record = bounded(lambda: extract_quietly(cfg, caplog), timeout_s=600)
+        result = bounded(lambda: extract_quietly(cfg, caplog), timeout_s=600)
     features = pq.read_table(out / "features").to_pylist()
     errors = pq.read_table(out / "errors").to_pylist()
     ids = [r["clip_id"] for r in features + errors]
-    assert len(ids) == len(set(ids)) == len(rows) == record["counts"]["input"]
-    assert len(features) == 5 and record["counts"]["ok"] == 5
+    assert len(ids) == len(set(ids)) == len(rows) == result.counts["input"]
+    assert len(features) == 5 and result.counts["ok"] == 5
     kinds = sorted(r["error_type"] for r in errors)
     assert kinds == ["bad_segment", "duplicate_id", "outside_allowed_roots", "outside_allowed_roots", "read_timeout"]
     dup = next(r for r in errors if r["error_type"] == "duplicate_id")
@@ -361,10 +362,10 @@ def test_extract_on_a_hostile_list_writes_every_row_once_and_no_secret(ray_sessi
     assert (first["manifest_duration_s"], first["manifest_channels"], first["manifest_error_type"]) == (
         "12.5", "0", "sheet-0")
     assert first["duration_s"] == pytest.approx(1.5) and first["channels"] == 1
-    assert record["manifest"]["renamed_columns"] == {"duration_s": "manifest_duration_s", "channels": "manifest_channels",
-                                                     "error_type": "manifest_error_type"}
+    assert result.record["manifest"]["renamed_columns"] == {
+        "duration_s": "manifest_duration_s", "channels": "manifest_channels", "error_type": "manifest_error_type"}
     # the damaged part was set aside, named in the record, and did not stop the run
-    assert [Path(p).name for p in record["quarantined"]] == ["part-19700101T000000Z-000000-00.parquet"]
+    assert [Path(p).name for p in result.record["quarantined"]] == ["part-19700101T000000Z-000000-00.parquet"]
     assert (out / "quarantine" / "features" / "part-19700101T000000Z-000000-00.parquet").is_file()
     # no secret anywhere: Parquet values and metadata, run records, logs
     text = _outputs_text(out) + caplog.text
@@ -372,7 +373,7 @@ def test_extract_on_a_hostile_list_writes_every_row_once_and_no_secret(ray_sessi
     assert "http://***@127.0.0.1" in text and "token=***" in text
 
 
-def extract_quietly(cfg: ExtractConfig, caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
+def extract_quietly(cfg: ExtractConfig, caplog: pytest.LogCaptureFixture) -> ExtractResult:
     from acoustic_env.jobs.extract import extract
 
     with caplog.at_level("DEBUG"):

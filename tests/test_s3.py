@@ -34,8 +34,8 @@ def test_s3_round_trip(ray_session, s3_endpoint, tmp_path):
     cfg = from_dict(ExtractConfig, {"manifest": "s3://acoustic-in/lists/clips.csv",
                                     "audio_root": "s3://acoustic-in/audio",
                                     "output": "s3://acoustic-out/run1", "progress": False})
-    record = extract(cfg)
-    assert record["counts"]["ok"] == demo.n_good and record["counts"]["failed"] == demo.n_broken
+    result = extract(cfg)
+    assert result.counts["ok"] == demo.n_good and result.counts["failed"] == demo.n_broken
     fs.invalidate_cache()
     parts = fs.glob("acoustic-out/run1/features/*.parquet")
     assert parts
@@ -45,12 +45,12 @@ def test_s3_round_trip(ray_session, s3_endpoint, tmp_path):
                for u in pq.read_table(io.BytesIO(fs.cat_file(p)), columns=["uri"])["uri"].to_pylist())
     errors = [pq.read_table(io.BytesIO(fs.cat_file(p))) for p in fs.glob("acoustic-out/run1/errors/*.parquet")]
     assert sum(t.num_rows for t in errors) == demo.n_broken
-    run = json.loads(fs.cat_file(f"acoustic-out/run1/runs/{record['run_id']}.json"))
+    run = json.loads(fs.cat_file(f"acoustic-out/run1/runs/{result.run_id}.json"))
     assert run["status"] == "completed"
     text = json.dumps(run)
     assert "testing" not in text and "AWS_SECRET" not in text  # no credentials in the record
     again = extract(cfg)
-    assert again["counts"]["skipped"] == demo.n_good and again["counts"]["ok"] == 0
+    assert again.counts["skipped"] == demo.n_good and again.counts["ok"] == 0
 
 
 def test_missing_output_bucket_is_one_line_and_never_created(s3_endpoint, tmp_path):

@@ -317,8 +317,8 @@ def test_train_multi_label_streamed_from_s3_without_search(ray_session, s3_endpo
         "features": features, "output": "s3://train-test/train", "task": task, "trials": 0, "max_rounds": 3,
         "steps_per_round": 10, "feature_groups": ("indices",), "baselines": ("logreg",), "ablations": False, "shap_samples": 5,
         "memory_gb": 1e-6, "progress": False}))  # a tiny memory budget: the streamed, incremental-PCA path
-    assert summary["evaluation"]["method"] == "split"  # too large to hold: no cross-validation
-    assert summary["metrics"]["mlp"]["map"] > 0.8
+    assert summary.evaluation["method"] == "split"  # too large to hold: no cross-validation
+    assert summary.metrics["mlp"]["map"] > 0.8
     assert fs.exists("train-test/train/report/index.html") and fs.exists("train-test/train/report/confusion_mlp.png")
     model = load_model("s3://train-test/train/model")
     assert model.kind == "multi_label" and model.predict(features).shape == (150, 3)

@@ -62,7 +62,7 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     from acoustic_env.config import ExtractConfig
 
-from acoustic_env.audio.rows import CPU_PREFIX, ERROR_COLUMNS
+from acoustic_env.audio.rows import CPU_PREFIX, ERROR_COLUMNS, pipeline_fields
 from acoustic_env.runs import id_hashes
 from acoustic_env.storage import (
     join,
@@ -574,9 +574,13 @@ def read_manifest(uri: str, audio_root: str | None = None, fmt: str = "auto",
                     _allowed_roots=tuple(allowed_roots), _redact_params=tuple(redact_params))
 
 
-def job_manifest(cfg: ExtractConfig, reserved: Collection[str] = ()) -> Manifest:
-    """The clip list an extract config names, read with all of its fields: the one way the extract,
-    annotate and their dry runs read it, so the dry run counts the clips the job will see."""
+def job_manifest(cfg: ExtractConfig) -> Manifest:
+    """The clip list an extract config names, read with all of its fields (a column of a name the config's
+    pipeline writes is renamed ``manifest_<name>``): the one way the extract, annotate and their dry runs
+    read it, so the dry run counts the clips the job will see."""
+    from acoustic_env.audio.stages import separated_signals, stages, vector_columns  # here: the feature code
+
+    reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg), separated_signals(cfg))]
     return read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
                          cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit, allowed_roots=cfg.allowed_roots,
                          reserved=reserved, redact_params=cfg.redact_query_params)

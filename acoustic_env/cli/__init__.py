@@ -82,15 +82,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
         return 0
     from acoustic_env.jobs.extract import extract
 
-    record = extract(cfg)
-    c = record["counts"]
-    out = record["config"]["output"].rstrip("/")
-    print(f"extract {record['run_id']}: {c['ok']} clips extracted, {c['failed']} failed, "
-          f"{c['skipped']} already done ({record['wall_s']:.1f} s)")
-    if record["error_types"]:
-        print("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(record["error_types"].items())))
-    print(f"  features: {out}/features/  errors: {out}/errors/ ({c['errors_in_output']} clips)  "
-          f"record: {out}/runs/{record['run_id']}.json")
+    result = extract(cfg)
+    c = result.counts
+    out = result.output.rstrip("/")
+    print(f"extract {result.run_id}: {c['ok']} clips extracted, {c['failed']} failed, "
+          f"{c['skipped']} already done ({result.wall_s:.1f} s)")
+    if result.error_types:
+        print("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(result.error_types.items())))
+    print(f"  features: {result.features}/  errors: {result.errors}/ ({c['errors_in_output']} clips)  "
+          f"record: {out}/runs/{result.run_id}.json")
     return 0
 
 
@@ -182,21 +182,21 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         return 0
     from acoustic_env.jobs.annotate import annotate
 
-    record = annotate(cfg)
-    c = record["counts"]
+    result = annotate(cfg)
+    c = result.counts
     if cfg.windows.windows:
         out = cfg.output.rstrip("/")
-        print(f"annotate {record['run_id']}: {c['annotated']} recordings scored in {c['windows']} windows by model "
-              f"{record['model_id']}, {c['already_annotated']} annotated earlier, {c['not_annotated_unreadable']} "
+        print(f"annotate {result.run_id}: {c['annotated']} recordings scored in {c['windows']} windows by model "
+              f"{result.model_id}, {c['already_annotated']} annotated earlier, {c['not_annotated_unreadable']} "
               f"unreadable; windows: {out}/window-annotations/, summaries: {out}/window-summaries/")
         return 0
-    print(f"annotate {record['run_id']}: {c['annotated']} clips annotated ({c['flagged']} flagged against their "
-          f"given labels), {c['already_annotated']} already annotated by model {record['model_id']}; "
+    print(f"annotate {result.run_id}: {c['annotated']} clips annotated ({c['flagged']} flagged against their "
+          f"given labels), {c['already_annotated']} already annotated by model {result.model_id}; "
           f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
           f"{c['not_annotated_failed_extract']} failed extraction (see the feature table's errors/)")
     if cfg.lists is not None:
-        print(f"  lists: {len(record['lists'])} new ({', '.join(record['lists']) or 'none'}), "
-              f"{len(record['lists_already_done'])} recorded earlier in {cfg.output.rstrip('/')}/lists/")
+        print(f"  lists: {len(result.lists)} new ({', '.join(result.lists) or 'none'}), "
+              f"{len(result.lists_already_done)} recorded earlier in {cfg.output.rstrip('/')}/lists/")
     return 0
 
 

@@ -62,7 +62,7 @@ def audit_against_truth(features: str, truth_csv: Path, output: Path) -> dict[st
     ids = table["clip_id"].to_pylist()
     flagged = {c for c, f in zip(ids, table["flagged"].to_pylist()) if f}
     score = score_against_truth(flagged, set(ids), truth_csv)
-    print("\n".join(audit_lines(result.record)))
+    print("\n".join(audit_lines(result)))
     print(f"  against the generator's truth: {score['n_flipped']} labels were flipped; precision "
           f"{score['precision']:.2f}, recall {score['recall']:.2f}; estimated share of wrong labels "
           f"{result.estimated_wrong_share:.1%} (true {score['true_wrong_share']:.1%})")
@@ -91,9 +91,9 @@ def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float 
     c = run.counts
     print(f"extract: {c['ok']} clips in features/, {c['errors_in_output']} in errors/ "
           f"({', '.join(f'{k}={v}' for k, v in sorted(run.error_types.items())) or 'none this run'}), "
-          f"{c['skipped']} already done; {run.record['wall_s']:.1f} s")
+          f"{c['skipped']} already done; {run.wall_s:.1f} s")
     print(f"  output: {features}  (features/, errors/, runs/{run.run_id}.json)")
-    weights = run.record["weights"]
+    weights = run.weights
     random = [k for k, v in weights.items() if v == "random"]
     print("  embedder weights: " + ", ".join(f"{k}={v[:12]}" for k, v in weights.items())
           + (" (no checkpoints in the model cache: random weights, so train and the audit leave those columns out)"
@@ -101,6 +101,6 @@ def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float 
     print(f"training (cross-validated on a small table, else a {DEMO_SEARCH['trials']}-trial search of at most "
           f"{DEMO_SEARCH['time_budget_s']:.0f} s) ...")
     trained = api.train(features, str(output / "train"), seed=seed, progress=False, **DEMO_SEARCH)
-    print("\n".join(train_lines(trained.record)))
+    print("\n".join(train_lines(trained)))
     audit = audit_against_truth(features, data_dir / "truth.csv", output / "audit")
     return {"extract": run.record, "train": trained.record, "audit": audit}

@@ -36,6 +36,7 @@ import posixpath
 import tempfile
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -44,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from acoustic_env import runs
-from acoustic_env.audio.manifest import detect_format, job_manifest, read_manifest
+from acoustic_env.audio.manifest import detect_format, job_manifest
 from acoustic_env.audioset.tasks import Task, task_from_definition
 from acoustic_env.config import (
     AnnotateConfig,
@@ -55,6 +56,8 @@ from acoustic_env.config import (
 from acoustic_env.jobs.extract import extract
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.results import AnnotateResult
+from acoustic_env.learn.artifact import model_id as model_id_of
 from acoustic_env.storage import (
     filesystem,
     join,
@@ -62,7 +65,7 @@ from acoustic_env.storage import (
     read_parts,
     write_parquet,
 )
-from acoustic_env.table import now_utc
+from acoustic_env.table import extract_settings, now_utc
 
 log = logging.getLogger("acoustic_env.jobs.annotate")
 ANNOTATIONS = "annotations"
@@ -76,13 +79,41 @@ _COUNTS = ("listed", "already_annotated", "extracted", "extract_skipped", "annot
 _WINDOW_COUNTS = ("listed", "already_annotated", "annotated", "windows", "not_annotated_unreadable")
 
 
-def annotated_ids(output: str, model_id: str, where: str = ANNOTATIONS) -> set[str]:
-    """The clips (or files, ``where`` = window summaries) of ``output`` this model has annotated: a
-    re-run skips them, the dry run counts them."""
+@dataclass(frozen=True)
+class ModelFacts:
+    """What annotate takes from a model: the id its annotations carry, its task, the extract settings
+    (``embedders``, ``embed_signals``) that write its columns."""
+
+    model_id: str
+    task: Task
+    embedding: dict[str, Any]
+
+
+def model_facts(cfg: AnnotateConfig, meta: dict[str, Any]) -> ModelFacts:
+    """The facts of the model whose ``model.json`` is ``meta``: from that file alone, so that the dry run
+    (which reads nothing else of the model) and the job derive them alike."""
+    task = task_from_definition(meta["task"]["definition"], cfg.extract.get("ontology"))
+    if sorted(task.class_names) != sorted(meta["task"]["class_names"]):
+        raise ConfigError(f"model: its task definition names {task.class_names}, its outputs "
+                          f"{meta['task']['class_names']}")
+    return ModelFacts(model_id_of(meta, cfg.model), task, extract_settings([g["name"] for g in meta["groups"]]))
+
+
+def list_config(cfg: AnnotateConfig, uri: str, embedding: dict[str, Any], fmt: str | None = None) -> ExtractConfig:
+    """The extract config of the list at ``uri`` (``fmt``: its format, when known): the model's columns
+    (``embedding``, ``ModelFacts.embedding``) written into the shared feature table."""
+    return from_dict(ExtractConfig, {**cfg.extract, "manifest": uri, **({"manifest_format": fmt} if fmt else {}),
+                                     "output": cfg.features, **embedding})
+
+
+def unannotated(output: str, model_id: str, listed: list[str], where: str = ANNOTATIONS) -> list[str]:
+    """The listed clips (or files, ``where`` = window summaries) that this model has not annotated in
+    ``output`` yet, in list order: what a run scores, and what the dry run counts."""
     table = read_parts(join(output, where), columns=["clip_id", "model_id"])
     if table is None:
-        return set()
-    return set(table.filter(pc.equal(table["model_id"], model_id))["clip_id"].to_pylist())
+        return list(listed)
+    done = set(table.filter(pc.equal(table["model_id"], model_id))["clip_id"].to_pylist())
+    return [c for c in listed if c not in done]
 
 
 def _given_label_columns(task: Task, labels: list[list[str]], probs: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -125,19 +156,18 @@ def pending_lists(lists: str, output: str) -> tuple[list[str], list[str]]:
 
 
 @contextmanager
-def _snapshot(uri: str, extract_fields: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def _snapshot(cfg: AnnotateConfig, uri: str) -> Iterator[tuple[str, str]]:
     """(local copy of the list, its format): the one read of the list in this run.
 
-    A directory of audio files is listed once into a Parquet list of its clips; any
-    other list is copied byte for byte under its own name (its format and its relative
-    paths read the same).
+    A directory of audio files is listed once (as the extract job would list it) into a
+    Parquet list of its clips; any other list is copied byte for byte under its own name
+    (its format and its relative paths read the same).
     """
-    fmt = extract_fields.get("manifest_format", "auto")
-    if fmt == "auto":
-        fmt = detect_format(uri)
+    listing = list_config(cfg, uri, {})
+    fmt = detect_format(uri) if listing.manifest_format == "auto" else listing.manifest_format
     with tempfile.TemporaryDirectory(prefix="acoustic-env-list-") as tmp:
         if fmt == "directory":
-            table = read_manifest(uri, extract_fields.get("audio_root"), fmt).table
+            table = job_manifest(listing).table
             local = os.path.join(tmp, "list.parquet")
             pq.write_table(table.select([c for c in _SNAPSHOT_COLUMNS if c in table.column_names]), local)
             fmt = "parquet"
@@ -148,24 +178,15 @@ def _snapshot(uri: str, extract_fields: dict[str, Any]) -> Iterator[tuple[str, s
         yield local, fmt
 
 
-def _list_config(cfg: AnnotateConfig, local: str, fmt: str,
-                 embedding: dict[str, Any]) -> tuple[ExtractConfig, pa.Table]:
-    """The extract config of a list's snapshot (``embedding``: the model's ``extract_settings``), and the clips
-    it lists."""
-    ext = from_dict(ExtractConfig, {**cfg.extract, "manifest": local, "manifest_format": fmt,
-                                    "output": cfg.features, **embedding})
-    return ext, job_manifest(ext).table
-
-
 def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, run_id: str) -> dict[str, Any]:
     """Score the files of one list in windows (see the module docstring); the counts."""
     from acoustic_env.jobs.windows import score_windows
 
-    with _snapshot(uri, cfg.extract) as (local, fmt):
-        manifest = _list_config(cfg, local, fmt, {})[1]
+    with _snapshot(cfg, uri) as (local, fmt):
+        manifest = job_manifest(list_config(cfg, local, {}, fmt)).table
     listed = manifest.select(["clip_id", "uri"]).to_pylist()  # a listed file that is missing: an unreadable row
-    done = annotated_ids(cfg.output, model_id, WINDOW_SUMMARIES)
-    wanted = [r for r in listed if r["clip_id"] not in done]
+    todo = set(unannotated(cfg.output, model_id, [r["clip_id"] for r in listed], WINDOW_SUMMARIES))
+    wanted = [r for r in listed if r["clip_id"] in todo]
     windows = unreadable = 0
     if wanted:
         result = score_windows(model, wanted, cfg.windows, weights_cache=cfg.extract.get("weights_cache"))
@@ -180,17 +201,17 @@ def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, 
                        "not_annotated_unreadable": unreadable}}
 
 
-def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, task: Task,
-                   embedding: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts, run_id: str) -> dict[str, Any]:
     """Extract and score one list (through its snapshot); the counts and the extract run's id."""
     if cfg.windows.windows:
-        return _annotate_windows(cfg, uri, model, model_id, run_id)
-    with _snapshot(uri, cfg.extract) as (local, fmt):
-        ext, manifest = _list_config(cfg, local, fmt, embedding)
-        extract_record = extract(ext)
+        return _annotate_windows(cfg, uri, model, facts.model_id, run_id)
+    task, model_id = facts.task, facts.model_id
+    with _snapshot(cfg, uri) as (local, fmt):
+        ext = list_config(cfg, local, facts.embedding, fmt)
+        manifest = job_manifest(ext).table
+        extracted = extract(ext)
     listed = manifest["clip_id"].to_pylist()
-    done = annotated_ids(cfg.output, model_id)
-    wanted = [c for c in listed if c not in done]
+    wanted = unannotated(cfg.output, model_id, listed)
     # every clip extracted may have failed, in which case there is no table yet
     has_table = bool(list_parts(join(cfg.features, runs.FEATURES)))
     data = model.read_features(cfg.features, clip_ids=wanted) if wanted and has_table else None
@@ -209,48 +230,42 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, tas
         write_parquet(scored, join(cfg.output, ANNOTATIONS, runs.part_name(run_id, ids)))
         written, flagged = scored.num_rows, int(sum(scored["flagged"].to_pylist()))
     found = data.n_read if data is not None else 0
-    counts = {"listed": len(listed), "already_annotated": len(done & set(listed)),
-              "extracted": extract_record["counts"]["ok"], "extract_skipped": extract_record["counts"]["skipped"],
+    counts = {"listed": len(listed), "already_annotated": len(listed) - len(wanted),
+              "extracted": extracted.counts["ok"], "extract_skipped": extracted.counts["skipped"],
               "annotated": written, "flagged": flagged, "not_annotated_failed_extract": len(wanted) - found,
               "not_annotated_broken_features": found - written}
-    return {"extract_run": extract_record["run_id"], "counts": counts}
+    return {"extract_run": extracted.run_id, "counts": counts}
 
 
-def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
-    """Run the job; returns the run record (``<output>/runs/annotate-<run_id>.json``, written when the job
-    starts and again when it ends, completed or failed with the reason)."""
+def annotate(cfg: AnnotateConfig) -> AnnotateResult:
+    """Run the job; its counts and the run record (``<output>/runs/annotate-<run_id>.json``, written when the
+    job starts and again when it ends, completed or failed with the reason)."""
     preflight(cfg)
     from acoustic_env.learn.artifact import load_model
-    from acoustic_env.learn.artifact import model_id as model_id_of
 
     model = load_model(cfg.model)
-    model_id = model_id_of(model.meta, cfg.model)
-    definition = model.meta["task"]["definition"]
-    task = task_from_definition(definition, cfg.extract.get("ontology"))
-    if sorted(task.class_names) != sorted(model.class_names):
-        raise ConfigError(f"model: its task definition names {task.class_names}, its outputs {model.class_names}")
+    facts = model_facts(cfg, model.meta)
     # the run's records (its own, each list's) hold the lists' and the model's URIs: all written masked
     redact_params = tuple(cfg.extract.get("redact_query_params", ()))
     with lifecycle("annotate", cfg.to_dict(), cfg.output, prefix="annotate-", redact_params=redact_params,
-                   model_id=model_id) as run:
-        return _annotate(cfg, run, model, model_id, task)
+                   model_id=facts.model_id) as run:
+        return AnnotateResult.from_record(_annotate(cfg, run, model, facts))
 
 
-def _annotate(cfg: AnnotateConfig, run: Run, model: Any, model_id: str, task: Task) -> dict[str, Any]:
-    """The job's work once its record is written: each list (or the one clip list) in turn."""
-    embedding = model.extract_settings()  # the embedders and signals of the model's columns
+def _annotate(cfg: AnnotateConfig, run: Run, model: Any, facts: ModelFacts) -> dict[str, Any]:
+    """The job's work once its record is written: each list (or the one clip list) in turn; the record."""
     run_id, record = run.run_id, run.record
     if cfg.lists is None:
-        record.update(_annotate_list(cfg, cfg.manifest, model, model_id, task, embedding, run_id))
+        record.update(_annotate_list(cfg, cfg.manifest, model, facts, run_id))
     else:
         new, already = pending_lists(cfg.lists, cfg.output)
         per_list: dict[str, dict[str, Any]] = {}
         for uri in new:
             name = posixpath.basename(uri)
-            per_list[name] = _annotate_list(cfg, uri, model, model_id, task, embedding, run_id)
+            per_list[name] = _annotate_list(cfg, uri, model, facts, run_id)
             # recorded only once its annotations are written: a run stopped before this redoes
             # the list, and finds its clips already extracted and annotated
-            runs.write_record({"list": uri, "run_id": run_id, "model_id": model_id, "time": now_utc(),
+            runs.write_record({"list": uri, "run_id": run_id, "model_id": facts.model_id, "time": now_utc(),
                                **per_list[name]}, join(cfg.output, LISTS, f"{name}.json"), run.redact_params)
         total: Counter[str] = Counter()
         for result in per_list.values():

@@ -7,67 +7,88 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
-from acoustic_env.audio.rows import pipeline_fields
-from acoustic_env.audio.stages import separated_signals, stages, table_metadata, vector_columns
+from acoustic_env.audio.stages import table_metadata
 from acoustic_env.config import ExtractConfig, validate
 from acoustic_env.distributed.extract import run_pipeline
+from acoustic_env.embedders.registry import get
+from acoustic_env.embedders.weights import WeightsError, missing_message, status
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.results import ExtractResult
 
 log = logging.getLogger("acoustic_env.jobs.extract")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An embedder's checkpoint as the weights cache holds it, and what a run does with it.
+
+    ``use``: ``checkpoint``; ``random`` (none in the cache, and ``allow_random_weights``);
+    ``stop`` (none, or a bad one: ``message`` is the registry's one line, which names the
+    file, its source and ``acoustic-env models fetch``).
+    """
+
+    path: str
+    use: Literal["checkpoint", "random", "stop"]
+    sha256: str | None  # known once the file is hashed (``verify``)
+    size: int | None
+    message: str | None
+
+
+def checkpoints(cfg: ExtractConfig, verify: bool) -> dict[str, Checkpoint]:
+    """Each embedder's checkpoint and what the run does with it: the one rule the job applies (``verify``: the
+    file is hashed) and the dry run reports (only whether each file is there: hashing 300 MB is the run's job)."""
+    found: dict[str, Checkpoint] = {}
+    for name in cfg.embedders:
+        spec = get(name).weights
+        state = status(spec, cfg.weights_cache, verify=verify)
+        if state["status"] == "missing" and not cfg.allow_random_weights:
+            found[name] = Checkpoint(state["path"], "stop", None, None, missing_message(spec, state["path"]))
+        elif state["status"] == "missing":
+            found[name] = Checkpoint(state["path"], "random", None, None, None)
+        elif state["status"] == "bad":
+            found[name] = Checkpoint(state["path"], "stop", state["sha256"], state["size"], state["reason"])
+        else:
+            found[name] = Checkpoint(state["path"], "checkpoint", state["sha256"], state["size"], None)
+    return found
 
 
 def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
     """Each embedder's checkpoint SHA-256, or "random": checked here, before Ray starts.
 
-    A missing or bad checkpoint stops the job now with the registry's one-line message
-    (which names the file, its source and ``acoustic-env models fetch``), not later in
-    every actor.
+    A missing or bad checkpoint stops the job now with the registry's one-line message,
+    not later in every actor.
     """
-    if not cfg.embedders:
-        return {}
-    from acoustic_env.embedders.registry import get
-    from acoustic_env.embedders.weights import (
-        WeightsError,
-        missing_message,
-        status,
-    )
-
     ids: dict[str, str] = {}
-    for name in cfg.embedders:
-        state = status(get(name).weights, cfg.weights_cache, verify=True)
-        if state["status"] == "missing":
-            if not cfg.allow_random_weights:
-                raise WeightsError(missing_message(get(name).weights, state["path"]))
+    for name, checkpoint in checkpoints(cfg, verify=True).items():
+        if checkpoint.use == "stop":
+            raise WeightsError(checkpoint.message)
+        if checkpoint.use == "random":
             log.warning("embedder %s: no checkpoint at %s, using RANDOM weights (--allow-random-weights)",
-                        name, state["path"])
-            ids[name] = "random"
-        elif state["status"] == "bad":
-            raise WeightsError(state["reason"])
-        else:
-            ids[name] = state["sha256"]
+                        name, checkpoint.path)
+        ids[name] = checkpoint.sha256 if checkpoint.use == "checkpoint" else "random"
     return ids
 
 
-def extract(cfg: ExtractConfig) -> dict[str, Any]:
-    """Run the job; return the run record (also written to runs/<run_id>.json)."""
+def extract(cfg: ExtractConfig) -> ExtractResult:
+    """Run the job; its counts, error types and weights, and the run record (written to runs/<run_id>.json)."""
     validate(cfg)
     preflight(cfg)
     weights = resolve_weights(cfg)
     with lifecycle("extract", cfg.to_dict(), cfg.output, redact_params=cfg.redact_query_params) as run:
-        return _extract(cfg, run, weights)
+        return ExtractResult.from_record(_extract(cfg, run, weights))
 
 
 def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any]) -> dict[str, Any]:
-    """The job's work once its record is written: plan, run the pipeline, compact the errors."""
+    """The job's work once its record is written: plan, run the pipeline, compact the errors; the record."""
     run_id = run.run_id
-    reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg), separated_signals(cfg))]
     t_manifest = time.time()
-    manifest = job_manifest(cfg, reserved)
+    manifest = job_manifest(cfg)
     t_read = time.time()
     index = runs.index_output(cfg.output)  # the one pass over what earlier runs left
     t_planned = time.time()

@@ -37,6 +37,7 @@ from acoustic_env.audioset.segments import read_segments
 from acoustic_env.config.audioset import FetchConfig
 from acoustic_env.distributed.downloads import run_downloads
 from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.results import FetchResult
 from acoustic_env.storage import filesystem, is_local, join, read_parts, redact_all, write_parquet
 
 AUDIO, FAILURES, MANIFEST = "audio", "failures", "manifest.csv"
@@ -105,11 +106,11 @@ def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
     return uri, n
 
 
-def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Fetch what is left of ``cfg.segments`` (see the module docstring); returns the run record."""
+def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> FetchResult:
+    """Fetch what is left of ``cfg.segments`` (see the module docstring); the counts, the manifest, the record."""
     next(read_segments(cfg.segments), None)  # an unreadable or malformed list is one line before anything starts
     with lifecycle("audioset-fetch", redact_all(cfg.to_dict()), cfg.output) as run:
-        return _fetch(cfg, run, progress)
+        return FetchResult.from_record(_fetch(cfg, run, progress))
 
 
 def _fetch(cfg: FetchConfig, run: Run, progress: Callable[[str], None] | None) -> dict[str, Any]:
@@ -169,12 +170,12 @@ def _failure_schema() -> pa.Schema:
                       ("run_id", pa.string()), ("started_at", pa.float64()), ("elapsed_s", pa.float64())])
 
 
-def summary_lines(record: dict[str, Any]) -> list[str]:
+def summary_lines(result: FetchResult) -> list[str]:
     """What the command prints: the outcome counts, the failures by reason, where the manifest is."""
-    c = record["counts"]
+    c = result.counts
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["failed_by_reason"].items())) or "none"
-    return [f"run {record['run_id']}: {c.get('fetched', 0)} fetched, {c.get('failed', 0)} failed ({reasons}); "
+    return [f"run {result.run_id}: {c.get('fetched', 0)} fetched, {c.get('failed', 0)} failed ({reasons}); "
             f"{c.get('already_fetched', 0)} fetched and {c.get('already_failed', 0)} failed before, skipped; "
-            f"{record['wall_s']:.1f} s",
-            f"  manifest: {record['manifest']} ({c['manifest_clips']} clips; extract --manifest takes it as is)",
-            f"  failures: {join(record['config']['output'], FAILURES)}/"]
+            f"{result.wall_s:.1f} s",
+            f"  manifest: {result.manifest} ({c['manifest_clips']} clips; extract --manifest takes it as is)",
+            f"  failures: {join(result.output, FAILURES)}/"]

@@ -1,12 +1,14 @@
 """``--dry-run``: what a job would do, in a second or two, without starting Ray or changing anything.
 
 Each ``plan_*`` function validates the config and runs the same path checks as the job
-(:mod:`.preflight`), then reads only what is cheap: the clip list, the ``clip_id``
-columns of an output's parts, the ``labels`` column and schema of a feature table,
-``model.json``, and whether each embedder's checkpoint is in the cache (present or
-not; hashing a 300 MB file is the real run's job). Nothing is written, nothing is
-repaired or quarantined, and neither Ray nor torch is imported, so a plan is cheap
-enough to run before every job.
+(:mod:`.preflight`), then calls the job's own planning steps on what is cheap to read:
+the clip list (``job_manifest``), the ``clip_id`` columns of an output's parts
+(``runs.index_output``, read only), the clip facts and schema of a feature table
+(``table.selection``, the first half of ``read_features``), ``model.json``
+(``annotate.model_facts``), and whether each embedder's checkpoint is in the cache
+(``extract.checkpoints``; hashing a 300 MB file is the real run's job). Nothing is
+written, nothing is repaired or quarantined, and neither Ray nor torch is imported, so
+a plan is cheap enough to run before every job.
 
 Each returns a dict: the figures (for scripts and tests) and ``lines``, what the
 command prints.
@@ -18,43 +20,18 @@ import os
 from collections import Counter
 from typing import Any
 
-import pyarrow as pa
+import numpy as np
 
 from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
-from acoustic_env.audioset.tasks import Task, load_task, task_from_definition
-from acoustic_env.config import (
-    AnnotateConfig,
-    AuditConfig,
-    ConfigError,
-    ExtractConfig,
-    TrainConfig,
-    from_dict,
-    validate,
-)
-from acoustic_env.errors import DamagedFileError
+from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, TrainConfig, validate
+from acoustic_env.jobs.annotate import list_config, model_facts, pending_lists, unannotated
+from acoustic_env.jobs.extract import checkpoints
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.sizing import size
-from acoustic_env.learn.artifact import model_id as model_id_of
 from acoustic_env.learn.artifact import read_meta
-from acoustic_env.storage import join, list_parts, read_part
-from acoustic_env.table import extract_settings, open_table, select_groups
-
-FEATURES, ERRORS, RUNS = "features", "errors", "runs"
-
-
-def _output_ids(output: str) -> tuple[pa.Array, pa.Array, int]:
-    """(clip ids in features/, clip ids in errors/, unreadable parts) of an extract output, read-only."""
-    found: dict[str, list[pa.Array]] = {FEATURES: [], ERRORS: []}
-    unreadable = 0
-    for sub in found:
-        for part in list_parts(join(output, sub)):
-            try:
-                found[sub].append(read_part(part, columns=["clip_id"])["clip_id"].combine_chunks())
-            except DamagedFileError:
-                unreadable += 1
-    return (pa.chunked_array(found[FEATURES], pa.string()).combine_chunks(),
-            pa.chunked_array(found[ERRORS], pa.string()).combine_chunks(), unreadable)
+from acoustic_env.table import selection
 
 
 def _resources(address: str | None) -> str:
@@ -64,22 +41,13 @@ def _resources(address: str | None) -> str:
     return f"a local Ray instance on this machine ({os.cpu_count()} CPUs)"
 
 
-def _weights(embedders: tuple[str, ...] | list[str], cache: str | None, allow_random: bool) -> dict[str, str]:
+def _weights(cfg: ExtractConfig) -> dict[str, str]:
     """Per embedder: where its checkpoint is and whether the run would use it, random weights, or stop."""
-    if not embedders:
-        return {}
-    from acoustic_env.embedders.registry import get
-    from acoustic_env.embedders.weights import status
-
-    out = {}
-    for name in embedders:
-        state = status(get(name).weights, cache, verify=False)
-        if state["status"] == "missing":
-            out[name] = (f"RANDOM weights (no checkpoint at {state['path']})" if allow_random else
-                         f"MISSING: {state['path']} (the run would stop; `acoustic-env models fetch {name}`)")
-        else:
-            out[name] = f"{state['path']} ({state['size']} bytes; its hash is checked when the job starts)"
-    return out
+    said = {"random": "RANDOM weights (no checkpoint at {path})",
+            "stop": "MISSING: {path} (the run would stop; `acoustic-env models fetch {name}`)",
+            "checkpoint": "{path} ({size} bytes; its hash is checked when the job starts)"}
+    return {name: said[c.use].format(path=c.path, size=c.size, name=name)
+            for name, c in checkpoints(cfg, verify=False).items()}
 
 
 def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
@@ -87,14 +55,15 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
     validate(cfg)
     preflight(cfg)
     manifest = job_manifest(cfg)
-    done, failed, unreadable = _output_ids(cfg.output)
+    index = runs.index_output(cfg.output, read_only=True)  # the job's pass over the output, changing nothing
+    unreadable = len(index.unreadable)
     tally = runs.Tally()
     rejected: Counter[str] = Counter()
-    for chunk in runs.pending(manifest.chunks(), done, failed, tally):  # the job's own resume filter, streamed
+    for chunk in runs.pending(manifest.chunks(), index.done, index.failed, tally):  # the job's resume filter
         tally.todo_hashes.clear()  # only the counts are wanted here
         rejected.update(t for t in chunk["error_type"].drop_null().to_pylist())
     n_ids, todo, retry = manifest.rows, tally.todo, tally.retried
-    weights = _weights(cfg.embedders, cfg.weights_cache, cfg.allow_random_weights)
+    weights = _weights(cfg)
     out = cfg.output.rstrip("/")
     lines = [f"extract (dry run): {n_ids} clips in {manifest.source} ({manifest.format}); "
              f"{tally.skipped} already in features/, {todo} to do ({retry} of them retried "
@@ -118,32 +87,17 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
             "output": out, "lines": lines}
 
 
-def _targets(task: Task, labels: list[list[str]]) -> tuple[int, dict[str, int], dict[str, int]]:
-    """(clips with a target, clips per class, clips left out per reason) by the rule read_features applies."""
-    per_class: Counter[str] = Counter()
-    left_out: Counter[str] = Counter()
-    with_target = 0
-    for ls in labels:
-        hits = task.memberships(ls or [])
-        if task.kind == "single_label" and len(hits) != 1:
-            left_out["no_class" if not hits else "ambiguous"] += 1
-            continue
-        with_target += 1
-        per_class.update(task.class_names[h] for h in hits)
-    return with_target, {c: per_class[c] for c in task.class_names}, dict(left_out)
-
-
 def _table_plan(features: str, task: Task, feature_groups: tuple[str, ...], signals: tuple[str, ...] | None,
                 include_random_weights: bool) -> dict[str, Any]:
-    """Columns used and left out (with why), and the clips with a target per class, from labels and schema only."""
-    table = open_table(features)
-    if "labels" not in table.schema.names:
-        raise ConfigError(f"features: {features} has no labels column (was the clip list unlabelled?)")
-    groups, excluded = select_groups(table, feature_groups, signals, include_random_weights)
-    labels = table.dataset().to_table(columns=["labels"])["labels"].to_pylist()
-    with_target, per_class, left_out = _targets(task, labels)
-    return {"rows": len(labels), "with_target": with_target, "per_class": per_class, "left_out": left_out,
-            "columns": {g.name: g.dim for g in groups}, "excluded": excluded}
+    """Columns used and left out (with why), and the clips with a target per class: ``read_features``' own
+    selection, from the clip facts and the schema only."""
+    chosen = selection(features, task=task, feature_groups=feature_groups, signals=signals,
+                       include_random_weights=include_random_weights)
+    y = chosen.y if chosen.y is not None else np.zeros(0, np.int64)
+    per_class = y.sum(axis=0) if task.kind == "multi_label" else np.bincount(y, minlength=task.n_classes)
+    return {"rows": chosen.n_read, "with_target": chosen.facts.num_rows,
+            "per_class": {c: int(n) for c, n in zip(task.class_names, per_class)}, "left_out": chosen.excluded_rows,
+            "columns": {g.name: g.dim for g in chosen.groups}, "excluded": chosen.excluded_columns}
 
 
 def _table_lines(t: dict[str, Any], task: Task) -> list[str]:
@@ -201,14 +155,11 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     """The model's classes and embedders, the extract plan for the list, clips already annotated by this model."""
     preflight(cfg)
     meta = read_meta(cfg.model)
-    task = task_from_definition(meta["task"]["definition"], cfg.extract.get("ontology"))
-    model_id = model_id_of(meta, cfg.model)
-    embedding = extract_settings([g["name"] for g in meta["groups"]])
-    head = (f"annotate (dry run): model {model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
+    facts = model_facts(cfg, meta)
+    task = facts.task
+    head = (f"annotate (dry run): model {facts.model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
             f"features {', '.join(g['name'] for g in meta['groups'])})")
     out = cfg.output.rstrip("/")
-    from acoustic_env.jobs.annotate import annotated_ids, pending_lists
-
     if cfg.lists is not None:
         new, already = pending_lists(cfg.lists, cfg.output)
         lines = [head, f"  lists in {cfg.lists}: {len(new)} to annotate ("
@@ -221,11 +172,10 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
                        f"{cfg.windows.hop_s or 'the window'} s), each file not yet annotated in windows by this model",
                  f"  output: {out}/window-annotations/  {out}/window-summaries/  {out}/runs/annotate-<run_id>.json"]
         return {"job": "annotate", "windows": cfg.windows.to_dict(), "output": out, "lines": lines}
-    ecfg = from_dict(ExtractConfig, {**cfg.extract, "manifest": cfg.manifest, "output": cfg.features, **embedding})
+    ecfg = list_config(cfg, cfg.manifest, facts.embedding)
     ext = plan_extract(ecfg)
-    annotated = annotated_ids(cfg.output, model_id)
     listed = job_manifest(ecfg).table["clip_id"].to_pylist()
-    already = sum(c in annotated for c in listed)
+    already = len(listed) - len(unannotated(cfg.output, facts.model_id, listed))
     lines = [head,
              f"  {len(listed)} clips listed, {already} already annotated by this model, "
              f"{len(listed) - already} to annotate",

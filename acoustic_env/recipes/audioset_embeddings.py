@@ -55,6 +55,7 @@ from acoustic_env.audioset.ontology import load_class_list
 from acoustic_env.config import ConfigError
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.jobs.records import lifecycle
+from acoustic_env.jobs.results import EmbeddingsResult
 from acoustic_env.storage import (
     filesystem,
     is_local,
@@ -271,8 +272,8 @@ def converted_sources(output: str) -> set[str]:
 
 
 def convert(source: str, output: str, class_list: str | None = None, part_rows: int = 20_000,
-            keep_frames: bool = False) -> dict[str, Any]:
-    """Convert every TFRecord file of ``source`` into ``output``'s feature table; returns the run record.
+            keep_frames: bool = False) -> EmbeddingsResult:
+    """Convert every TFRecord file of ``source`` into ``output``'s feature table; the counts and the run record.
 
     ``class_list``: a ``class_labels_indices.csv`` (default: the package's copy).
     ``part_rows``: segments per Parquet part (a part holds whole TFRecord files).
@@ -326,4 +327,5 @@ def convert(source: str, output: str, class_list: str | None = None, part_rows: 
                 flush()
         flush()
         wall = run.elapsed()
-        return run.complete(counts=counts, segments_per_s=round(counts["segments"] / wall, 1) if wall else None)
+        return EmbeddingsResult.from_record(
+            run.complete(counts=counts, segments_per_s=round(counts["segments"] / wall, 1) if wall else None))

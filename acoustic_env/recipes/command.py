@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from acoustic_env.jobs.results import EmbeddingsResult
 from acoustic_env.recipes import RECIPES
 
 
@@ -51,11 +52,11 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_embeddings(record: dict[str, Any]) -> int:
-    c = record["counts"]
-    print(f"run {record['run_id']}: {c['segments']} segments from {c['files'] - c['files_skipped']} TFRecord file(s) "
-          f"({c['files_skipped']} already converted) into {c['parts']} part(s), {record['wall_s']:.1f} s")
-    print(f"  features: {record['config']['output'].rstrip('/')}/features/  (column audioset_vggish: mean and max)")
+def _report_embeddings(result: EmbeddingsResult) -> int:
+    c = result.counts
+    print(f"run {result.run_id}: {c['segments']} segments from {c['files'] - c['files_skipped']} TFRecord file(s) "
+          f"({c['files_skipped']} already converted) into {c['parts']} part(s), {result.wall_s:.1f} s")
+    print(f"  features: {result.output.rstrip('/')}/features/  (column audioset_vggish: mean and max)")
     return 0
 
 

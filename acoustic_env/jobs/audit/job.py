@@ -44,6 +44,7 @@ from acoustic_env.jobs.audit.review import build_review
 from acoustic_env.jobs.labelled import grouped_folds, read_labelled
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.results import AuditResult
 from acoustic_env.runs import package_versions
 from acoustic_env.storage import filesystem, join, write_parquet
 from acoustic_env.table import FeatureSet, metadata_json
@@ -138,18 +139,19 @@ def _any_clips(cfg: AuditConfig, data: FeatureSet, task: Task) -> None:
         raise AuditError(f"features: no clip of {cfg.features} has finite features and a target of task {task.name!r}")
 
 
-def run_audit(cfg: AuditConfig) -> dict[str, Any]:
-    """Audit the labels of a feature table; return the summary (written to ``<output>/summary.json``
-    when done; the run record ``<output>/runs/audit-<id>.json`` from the start, ending completed or failed)."""
+def run_audit(cfg: AuditConfig) -> AuditResult:
+    """Audit the labels of a feature table; the counts, the estimate, the outputs, and the summary as ``record``
+    (written to ``<output>/summary.json`` when done; the run record ``<output>/runs/audit-<id>.json`` from the
+    start, ending completed or failed)."""
     validate(cfg)
     preflight(cfg)
     with lifecycle("audit", cfg.to_dict(), cfg.output, prefix="audit-",
                    versions=package_versions(AUDIT_PACKAGES)) as run:
-        return _audit(cfg, run)
+        return AuditResult.from_record(_audit(cfg, run))
 
 
 def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
-    """The job's work once its record is written."""
+    """The job's work once its record is written; the summary."""
     audit_id, summary = run.run_id, run.record
     labelled = read_labelled(cfg.features, cfg.task, cfg.ontology, partial(_any_clips, cfg),
                              feature_groups=cfg.feature_groups, include_random_weights=cfg.include_random_weights)
@@ -204,21 +206,22 @@ def rebuild_review(output: str, top: int, random_sample: int, seed: int = 0) -> 
     return build_review(read_part(join(output, TABLE)), summary, output, top, random_sample, seed)
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
+def summary_lines(result: AuditResult) -> list[str]:
     """What the console prints after an audit."""
-    c, noise, out = summary["counts"], summary["noise"], summary["outputs"]
-    cfg = summary["config"]
+    summary = result.record
+    c, noise = summary["counts"], summary["noise"]
     excluded = ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("audited", "flagged") and v)
     model = summary["model"]
-    lines = [f"audit {summary['audit_id']}: {c['audited']} clips, task {summary['task']['name']}, "
-             f"{model['chosen']} x {cfg['folds']} folds{' (grouped)' if summary['folds']['grouped'] else ''}"
-             f"{f'; left out: {excluded}' if excluded else ''} ({summary['wall_s']:.1f} s)",
-             f"  flagged {c['flagged']} ({noise['flagged_share']:.1%}); estimated share of wrong labels "
-             f"{noise['estimated_wrong_share']:.1%}: "
+    lines = [f"audit {result.audit_id}: {result.audited} clips, task {summary['task']['name']}, "
+             f"{model['chosen']} x {summary['config']['folds']} folds"
+             f"{' (grouped)' if summary['folds']['grouped'] else ''}"
+             f"{f'; left out: {excluded}' if excluded else ''} ({result.wall_s:.1f} s)",
+             f"  flagged {result.flagged} ({noise['flagged_share']:.1%}); estimated share of wrong labels "
+             f"{result.estimated_wrong_share:.1%}: "
              + ", ".join(f"{k} {v['estimated_wrong_share']:.1%}"
                          + (f" [{v['interval'][0]:.1%}, {v['interval'][1]:.1%}]" if v.get("interval") else "")
                          + f" of {v['given']}" for k, v in noise["per_class"].items()),
-             f"  table: {out['table']}  summary: {out['summary']}"]
+             f"  table: {result.table}  summary: {summary['outputs']['summary']}"]
     if len(model["log_loss"]) > 1:
         lines.insert(1, f"  model: {model['chosen']} ({model['rule']}: "
                         + ", ".join(f"{k} {v:.3f}" for k, v in model["log_loss"].items()) + ")")
@@ -229,6 +232,6 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                          f"{fmt(truth['flagged']['precision'])} recall {fmt(truth['flagged']['recall'])}; "
                          + "; ".join(f"top {k}: precision {fmt(v['precision'])} recall {fmt(v['recall'])}"
                                      for k, v in truth["top_k"].items()))
-    if "review" in out:
-        lines.append(f"  review page: {out['review']}")
+    if result.review is not None:
+        lines.append(f"  review page: {result.review}")
     return lines

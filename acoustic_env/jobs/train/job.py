@@ -35,6 +35,7 @@ from acoustic_env.config import ConfigError, TrainConfig, validate
 from acoustic_env.jobs.labelled import read_labelled
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.results import TrainResult
 from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
 from acoustic_env.jobs.train.evaluation import slim
 from acoustic_env.jobs.train.grid import grid_lines
@@ -61,19 +62,20 @@ def _enough_clips(cfg: TrainConfig, features: FeatureSet, task: Task) -> None:
                           f"{task.name} and finite features (need {MIN_CLIPS} or more)")
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run the job; return a summary (test metrics, where the model and the report are)."""
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run the job; the figures of record, how they were obtained, where the model and the report are."""
     validate(cfg)
     preflight(cfg)
     estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
     with lifecycle("train", cfg.to_dict(), cfg.output, versions=package_versions(EXTRA_PACKAGES)) as run:
-        return _train(cfg, run, estimate, test_ids)
+        return TrainResult.from_record(_train(cfg, run, estimate, test_ids))
 
 
 def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids: set[str] | None) -> dict[str, Any]:
-    """The job's work once its record is written (a table too small, or any failure, ends it ``failed``)."""
-    run_id, record = run.run_id, run.record
+    """The job's work once its record is written (a table too small, or any failure, ends it ``failed``); the
+    record."""
+    run_id = run.run_id
     timings: dict[str, float] = {}
 
     t = time.time()
@@ -137,44 +139,40 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "hyperparameters": out.params, "preprocessing": preprocessing,
         "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
         "metrics": {m: slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
-        "config": cfg.to_dict(), "versions": record["versions"], "run_id": run_id, "features": cfg.features,
+        "config": cfg.to_dict(), "versions": run.record["versions"], "run_id": run_id, "features": cfg.features,
         "extraction": table_extraction(cfg.features), "training_clip_s": table_clip_s(cfg.features)}),
         features.feature_groups)
-    run.complete(counts=counts, timings=timings, groups=groups, search=results["search"], evaluation=out.evaluation,
-                 metrics={m: slim(r["test"]) for m, r in models.items()}, adjusted_accuracy=adjusted,
-                 model=model_uri, report=report_uri, grid=grid)
-    return {"run_id": run_id, "metrics": record["metrics"], "adjusted_accuracy": adjusted, "model": model_uri,
-            "report": report_uri, "record": run.uri, "counts": counts, "search": results["search"],
-            "evaluation": out.evaluation, "grid": grid,
-            "groups": groups, "timings": timings, "wall_s": record["wall_s"]}
+    return run.complete(counts=counts, timings=timings, groups=groups, search=results["search"],
+                        evaluation=out.evaluation, metrics={m: slim(r["test"]) for m, r in models.items()},
+                        adjusted_accuracy=adjusted, model=model_uri, report=report_uri, grid=grid)
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
+def summary_lines(result: TrainResult) -> list[str]:
     """What the command prints: every model's figures of record, how they were obtained, and where the outputs are."""
-    s, ev = summary["counts"]["splits"], summary["evaluation"]
+    s, ev = result.counts["splits"], result.evaluation
     n = sum(v["clips"] for v in s.values())
     if ev["method"] == "cross_validation":
         how = (f"{ev['folds']}-fold cross-validation"
                + (f" over column {ev['folds_column']}" if ev["folds_column"] else " (grouped)" if ev["grouped"] else ""))
-        lines = [f"train run {summary['run_id']}: {n} clips, {how}; model of record {ev['chosen']}, saved "
-                 f"{ev['saved_model']} refitted on all clips; {summary['wall_s']:.0f} s"]
+        lines = [f"train run {result.run_id}: {n} clips, {how}; model of record {ev['chosen']}, saved "
+                 f"{ev['saved_model']} refitted on all clips; {result.wall_s:.0f} s"]
     else:
-        lines = [f"train run {summary['run_id']}: {n} clips "
+        lines = [f"train run {result.run_id}: {n} clips "
                  f"(train {s['train']['clips']}, val {s['val']['clips']}, test {s['test']['clips']}); "
-                 f"{summary['wall_s']:.0f} s"]
-    left_out = {c: why for c, why in summary["counts"]["excluded_columns"].items() if why == RANDOM_REASON}
-    lines.append(f"  features: {', '.join(summary['groups'])}"
+                 f"{result.wall_s:.0f} s"]
+    left_out = {c: why for c, why in result.counts["excluded_columns"].items() if why == RANDOM_REASON}
+    lines.append(f"  features: {', '.join(result.groups)}"
                  + (f"; left out (random weights; --include-random-weights uses them): {', '.join(left_out)}"
                     if left_out else ""))
-    duplicates = summary["counts"].get("duplicates") or {}
+    duplicates = result.counts.get("duplicates") or {}
     if duplicates.get("groups_merged"):
         lines.append(f"  near-duplicates: {duplicates['groups_before']} groups merged into "
                      f"{duplicates['groups_after']} so that copies stay on one side of every fold or split")
         lines += [f"    {line}" for line in merge_lines(duplicates)]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    for name, m in summary["metrics"].items():
+    for name, m in result.metrics.items():
         acc = fmt(m["accuracy"])
-        adj = (summary.get("adjusted_accuracy") or {}).get(name)
+        adj = (result.adjusted_accuracy or {}).get(name)
         if adj and adj["adjusted"] is not None:
             acc += f" (adjusted for label noise {adj['adjusted']:.3f} [{adj['interval'][0]:.3f}, {adj['interval'][1]:.3f}])"
         ci = ev["models"][name]["intervals"]
@@ -187,14 +185,14 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"  {'cv' if ev['method'] == 'cross_validation' else 'test'} {name:8s} accuracy {acc}"
                      f"{span('accuracy')}, balanced {fmt(m['balanced_accuracy'])}, ROC AUC {fmt(m['roc_auc'])}"
                      f"{span('roc_auc')}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}{span('macro_f1')}")
-    if summary.get("grid"):
-        lines += grid_lines(summary["grid"])
-    search = summary["search"]
+    if result.grid:
+        lines += grid_lines(result.grid)
+    search = result.search
     if ev["method"] == "cross_validation":
         lines.append(f"  cross-validation took {search['wall_s']:.0f} s; {search['method']}")
     else:
         lines.append(f"  search: {len(search['trials'])} trial(s) in {search['wall_s']:.0f} s, best validation "
                      f"score {search['best_val_score']:.3f} with {search['params']}")
-    lines.append(f"  report: {summary['report']}")
-    lines.append(f"  model:  {summary['model']}  (acoustic_env.load_model)")
+    lines.append(f"  report: {result.report}")
+    lines.append(f"  model:  {result.model}  (acoustic_env.load_model)")
     return lines
