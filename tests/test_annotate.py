@@ -42,6 +42,31 @@ def trained(ray_session, tmp_path_factory):
             "rows": _rows(later.clips_csv)}
 
 
+def test_a_lists_extract_takes_the_models_table_parameters_under_the_options_given(tmp_path):
+    """annotate computes the features as the model's training table was extracted (model.json's
+    ``extraction``: decode and feature parameters); an option given to annotate overrides its field only."""
+    from acoustic_env.config import DecodeParams, FeatureParams
+    from acoustic_env.demo.quick_model import quick_model
+    from acoustic_env.demo.tables import synthetic_table, write_features
+    from acoustic_env.learn.artifact import read_meta
+    from acoustic_env.storage import write_json
+
+    table = tmp_path / "table"
+    features = write_features(synthetic_table(24, seed=3, signals=("raw",)), str(table))
+    write_json({"job": "extract", "status": "completed",
+                "config": {"decode": DecodeParams(max_duration_s=2.0, read_timeout_s=1.0).to_dict(),
+                           "features": FeatureParams(signals=("raw",), maad_nperseg=2048).to_dict()}},
+               str(table / "runs" / "r1.json"))
+    model = quick_model(features, str(tmp_path / "model"), feature_groups=["indices_raw", "spectral_raw"])
+    cfg = from_dict(AnnotateConfig, {"model": model, "features": str(tmp_path / "shared"), "manifest": "new.csv",
+                                     "output": str(tmp_path / "out"), "extract": {"decode": {"read_timeout_s": 5.0}}})
+    facts = annotate_job.model_facts(cfg, read_meta(model))
+    ext = annotate_job.list_config(cfg, "new.csv", facts.settings)
+    assert (ext.decode.max_duration_s, ext.decode.read_timeout_s) == (2.0, 5.0)  # the model's, the option given
+    assert ext.features.signals == ("raw",) and ext.features.maad_nperseg == 2048
+    assert ext.manifest.endswith("new.csv") and ext.output == str(tmp_path / "shared")
+
+
 def _config(trained, output, **where) -> AnnotateConfig:
     return from_dict(AnnotateConfig, {**where, "model": trained["model"], "features": trained["features"],
                                       "output": str(output),

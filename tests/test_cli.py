@@ -22,7 +22,6 @@ from acoustic_env.config import (
     AnnotateConfig,
     AuditConfig,
     ExtractConfig,
-    FeatureParams,
     TrainConfig,
 )
 from acoustic_env.config.schema import (
@@ -146,8 +145,9 @@ def test_annotate_takes_the_extract_options_into_its_extract_section():
     cfg = parse("annotate", "--audio-root", "/audio", "--no-progress", "--batch-size", "2", "--features-impl",
                 "reference", "--weights-cache", "/cache")
     assert cfg.model == os.path.abspath("m") and cfg.features == os.path.abspath("f")  # local paths stored absolute
+    # a section keeps the fields given only: the rest are the model's table's (annotate.list_config)
     assert cfg.extract == {"audio_root": "/audio", "progress": False, "batch_size": 2, "weights_cache": "/cache",
-                           "features": FeatureParams(impl="reference")}
+                           "features": {"impl": "reference"}}
     assert "--embedders" not in flag_helps("annotate")  # the model decides
 
 

@@ -408,19 +408,21 @@ def _extracted(features: pa.Table, errors: pa.Table) -> list[dict]:
 @pytest.mark.slow
 def test_annotate_on_the_catalogue(ray_session, model, catalogue, tmp_path, capsys):
     """annotate (in this process; its extract on the session's Ray) on the catalogue: every row once, as an
-    annotation or an error row, each annotation of a clip that was read. annotate extracts with its own decode
-    options, not the model's: given the model's, the silent server costs seconds (the default, 2 x 60 s)."""
+    annotation or an error row, each annotation of a clip that was read. annotate extracts with the decode
+    options of the model's training table (model.json's ``extraction``), not the defaults: the silent server
+    costs READ_TIMEOUT_S, where the default would cost 2 x 60 s, past JOB_TIMEOUT_S."""
     listing, rows = catalogue
     features, output = tmp_path / "features", tmp_path / "annotated"
     t0 = time.monotonic()
     with _peak_rss() as peak:
         code = main(["annotate", "--model", str(model), "--features", str(features), "--output", str(output),
-                     "--manifest", str(listing), "--no-progress", "--decode-max-duration-s", str(MAX_S),
-                     "--decode-read-timeout-s", str(READ_TIMEOUT_S)])
+                     "--manifest", str(listing), "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0 and "Traceback" not in out + err, err
     assert time.monotonic() - t0 < JOB_TIMEOUT_S and 0 < peak["rss"] < MAX_RSS, peak  # the Ray workers
     print(f"annotate: peak RSS of a Ray worker {peak['rss'] >> 20} MB")
+    [decode] = [json.loads(p.read_text())["config"]["decode"] for p in (features / "runs").glob("*.json")]
+    assert (decode["max_duration_s"], decode["read_timeout_s"]) == (MAX_S, READ_TIMEOUT_S)  # the model's table's
     extracted = _extracted(pa.parquet.read_table(features / "features"), pa.parquet.read_table(features / "errors"))
     annotated = {r["clip_id"] for r in pa.parquet.read_table(output / "annotations").select(["clip_id"]).to_pylist()}
     _each_row_once(rows, extracted, "error")

@@ -116,7 +116,7 @@ def _coerce(name: str, hint: Any, value: Any, meta: Mapping[str, Any]) -> Any:
         except TypeError as exc:
             raise ConfigError(f"{name}: {exc}") from None
     if meta.get("flags_from"):
-        return _coerce_fields(meta["flags_from"][0], value or {}, f"{name}.")
+        return _coerce_partial(meta["flags_from"][0], value or {}, f"{name}.")
     kind, optional = _unwrap(hint)
     if value is None and optional:
         return None
@@ -142,6 +142,16 @@ def _coerce_fields(cls: type, data: Any, prefix: str) -> dict[str, Any]:
         if key not in declared:
             raise ConfigError(f"{prefix}{key}: unknown field (known: {', '.join(sorted(declared))})")
     return {k: _coerce(prefix + k, _hints(cls)[k], v, declared[k].metadata) for k, v in data.items()}
+
+
+def _coerce_partial(cls: type, data: Any, prefix: str) -> dict[str, Any]:
+    """Some fields of ``cls`` (another command's options), coerced and checked, a section given as a mapping
+    kept as the mapping of its fields given: the job that takes them can tell an option given from a default."""
+    coerced = _coerce_fields(cls, data, prefix)
+    for key, value in data.items():
+        if is_dataclass(_unwrap(_hints(cls)[key])[0]) and isinstance(value, Mapping):
+            coerced[key] = _coerce_partial(_unwrap(_hints(cls)[key])[0], value, f"{prefix}{key}.")
+    return coerced
 
 
 def _build(cls: type[T], data: Any, prefix: str) -> T:

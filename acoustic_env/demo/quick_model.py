@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from acoustic_env.audioset.tasks import load_task
-from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.artifact import save_model, table_description
 from acoustic_env.learn.fit import Schedule
 from acoustic_env.learn.mlp import architecture
 from acoustic_env.learn.portable import from_network
@@ -40,6 +40,7 @@ def quick_model(features: str, output: str, *, task: str = "urban_natural", feat
     arch = architecture(x.shape[1], t.kind, t.n_classes, PARAMS)
     save_model(output, from_network(net, arch, t.kind, t.n_classes), transforms,
                {"task": {"name": t.name, "kind": t.kind, "class_names": list(t.class_names),
-                         "definition": t.definition}, "run_id": f"quick-{seed}", "features": features},
+                         "definition": t.definition}, "run_id": f"quick-{seed}",
+                **table_description(features)},
                table.feature_groups)
     return output

@@ -5,7 +5,9 @@ Meant to run on a schedule against lists that grow or overlap:
 1. extract the list into the shared ``features`` table (the extract job's plan skips
    every clip already there, so an overlapping list is never extracted twice), with
    the embedders the model needs, on the signals its columns are of (``yamnet_fg``: the
-   foreground's, ``--embed-signals``);
+   foreground's, ``--embed-signals``), and the decode and feature parameters its
+   training table was extracted with (model.json's ``extraction``; an option given to
+   annotate overrides them);
 2. score the list's clips that are not yet annotated by this model;
 3. append ``annotations/part-<run_id>-<digest>.parquet``: ``clip_id``, ``predicted``,
    ``prob_<class>``, ``model_id``, ``time``, and where the list carries labels the given
@@ -81,12 +83,13 @@ _WINDOW_COUNTS = ("listed", "already_annotated", "annotated", "windows", "not_an
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What annotate takes from a model: the id its annotations carry, its task, the extract settings
-    (``embedders``, ``embed_signals``) that write its columns."""
+    """What annotate takes from a model: the id its annotations carry, its task, and the extract fields
+    that compute its columns as its training table did (``settings``: ``embedders`` and ``embed_signals``
+    from its columns; ``decode`` and ``features``, the table's parameters, where model.json records them)."""
 
     model_id: str
     task: Task
-    embedding: dict[str, Any]
+    settings: dict[str, Any]
 
 
 def model_facts(cfg: AnnotateConfig, meta: dict[str, Any]) -> ModelFacts:
@@ -96,14 +99,21 @@ def model_facts(cfg: AnnotateConfig, meta: dict[str, Any]) -> ModelFacts:
     if sorted(task.class_names) != sorted(meta["task"]["class_names"]):
         raise ConfigError(f"model: its task definition names {task.class_names}, its outputs "
                           f"{meta['task']['class_names']}")
-    return ModelFacts(model_id_of(meta, cfg.model), task, extract_settings([g["name"] for g in meta["groups"]]))
+    extraction = {k: v for k, v in (meta.get("extraction") or {}).items() if k in ("decode", "features")}
+    return ModelFacts(model_id_of(meta, cfg.model), task,
+                      {**extraction, **extract_settings([g["name"] for g in meta["groups"]])})
 
 
-def list_config(cfg: AnnotateConfig, uri: str, embedding: dict[str, Any], fmt: str | None = None) -> ExtractConfig:
-    """The extract config of the list at ``uri`` (``fmt``: its format, when known): the model's columns
-    (``embedding``, ``ModelFacts.embedding``) written into the shared feature table."""
-    return from_dict(ExtractConfig, {**cfg.extract, "manifest": uri, **({"manifest_format": fmt} if fmt else {}),
-                                     "output": cfg.features, **embedding})
+def list_config(cfg: AnnotateConfig, uri: str, settings: dict[str, Any], fmt: str | None = None) -> ExtractConfig:
+    """The extract config of the list at ``uri`` (``fmt``: its format, when known), written into the shared
+    feature table: the model's ``settings`` (``ModelFacts.settings``), with the options the user gave
+    (``cfg.extract``) over its decode and feature parameters, so that the model scores features computed
+    as its own were unless asked otherwise."""
+    fields = {key: {**settings.get(key, {}), **value} if key in ("decode", "features") and isinstance(value, dict)
+              else value for key, value in cfg.extract.items()}
+    return from_dict(ExtractConfig, {**settings, **fields, "manifest": uri,
+                                     **({"manifest_format": fmt} if fmt else {}), "output": cfg.features,
+                                     **{k: v for k, v in settings.items() if k not in ("decode", "features")}})
 
 
 def unannotated(output: str, model_id: str, listed: list[str], where: str = ANNOTATIONS) -> list[str]:
@@ -207,7 +217,7 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts,
         return _annotate_windows(cfg, uri, model, facts.model_id, run_id)
     task, model_id = facts.task, facts.model_id
     with _snapshot(cfg, uri) as (local, fmt):
-        ext = list_config(cfg, local, facts.embedding, fmt)
+        ext = list_config(cfg, local, facts.settings, fmt)
         manifest = job_manifest(ext).table
         extracted = extract(ext)
     listed = manifest["clip_id"].to_pylist()

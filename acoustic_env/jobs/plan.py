@@ -172,7 +172,7 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
                        f"{cfg.windows.hop_s or 'the window'} s), each file not yet annotated in windows by this model",
                  f"  output: {out}/window-annotations/  {out}/window-summaries/  {out}/runs/annotate-<run_id>.json"]
         return {"job": "annotate", "windows": cfg.windows.to_dict(), "output": out, "lines": lines}
-    ecfg = list_config(cfg, cfg.manifest, facts.embedding)
+    ecfg = list_config(cfg, cfg.manifest, facts.settings)
     ext = plan_extract(ecfg)
     listed = job_manifest(ecfg).table["clip_id"].to_pylist()
     already = len(listed) - len(unannotated(cfg.output, facts.model_id, listed))

@@ -268,6 +268,13 @@ class Model:
         return float(found["value"]), found["source"]
 
 
+def table_description(features: str) -> dict[str, Any]:
+    """What model.json keeps of the training table at ``features``: where it is (``features``), the
+    parameters it was extracted with (``extraction``) and its median clip length (``training_clip_s``), so
+    that scoring audio computes features as the table did once the table is gone or its URI is masked."""
+    return {"features": features, "extraction": table_extraction(features), "training_clip_s": table_clip_s(features)}
+
+
 def _table_bases(features: str) -> list[str]:
     """Where a training table may have its runs/ (a model names the extract output, or its features/)."""
     features = features.rstrip("/")

@@ -41,7 +41,7 @@ from acoustic_env.jobs.train.evaluation import slim
 from acoustic_env.jobs.train.grid import grid_lines
 from acoustic_env.jobs.train.report import write_report
 from acoustic_env.jobs.train.split import run_split
-from acoustic_env.learn.artifact import save_model, table_clip_s, table_extraction
+from acoustic_env.learn.artifact import save_model, table_description
 from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
 from acoustic_env.learn.metrics import adjusted_accuracy, read_label_accuracy
@@ -139,8 +139,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "hyperparameters": out.params, "preprocessing": preprocessing,
         "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
         "metrics": {m: slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
-        "config": cfg.to_dict(), "versions": run.record["versions"], "run_id": run_id, "features": cfg.features,
-        "extraction": table_extraction(cfg.features), "training_clip_s": table_clip_s(cfg.features)}),
+        "config": cfg.to_dict(), "versions": run.record["versions"], "run_id": run_id,
+        **table_description(cfg.features)}),
         features.feature_groups)
     return run.complete(counts=counts, timings=timings, groups=groups, search=results["search"],
                         evaluation=out.evaluation, metrics={m: slim(r["test"]) for m, r in models.items()},
