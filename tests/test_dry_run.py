@@ -95,6 +95,11 @@ def test_train_and_audit_dry_runs_say_clips_columns_and_outputs(tmp_path):
     text = "\n".join(train["lines"])
     assert "3 trials of Optuna TPE with ASHA" in text and "vggish (random weights)" in text
     assert f"{tmp_path}/m/model/" in text and train["enough_clips"]
+    # the grid reads every column, as the job does (each cell then takes its own)
+    grid = plan_train(from_dict(TrainConfig, {"features": table, "output": str(tmp_path / "m"), "grid": True,
+                                              "feature_groups": ("indices",), "grid_signals": ("raw", "all")}))
+    assert "mps_raw" in grid["columns"] and "grid: one model per cell of embedders none" in "\n".join(grid["lines"])
+    assert "signals raw, all" in "\n".join(grid["lines"])
     audit = plan_audit(from_dict(AuditConfig, {"features": table, "output": str(tmp_path / "a"), "folds": 4}))
     assert audit["with_target"] == 30 and " x 4 folds, flagging by prune_by_noise_rate" in audit["lines"][0]
     assert not (tmp_path / "m").exists() and not (tmp_path / "a").exists()

@@ -324,6 +324,8 @@ def test_annotate_scores_listed_recordings_in_windows_once(world, tmp_path, caps
     out = tmp_path / "ann"
     argv = ["annotate", "--manifest", str(listing), "--model", str(world["model"]), "--features",
             str(tmp_path / "table"), "--output", str(out), "--windows", "--hop-s", "4"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "2 files listed, 0 already annotated in windows by this model, 2 to score" in capsys.readouterr().out
     assert main(argv) == 0
     assert "1 recordings scored in 3 windows" in capsys.readouterr().out
     windows = pq.read_table(out / "window-annotations").to_pylist()
@@ -337,3 +339,6 @@ def test_annotate_scores_listed_recordings_in_windows_once(world, tmp_path, caps
     assert again.counts == {"listed": 2, "already_annotated": 2, "annotated": 0, "windows": 0,
                             "not_annotated_unreadable": 0}
     assert len(list((out / "window-annotations").glob("*.parquet"))) == 1
+    capsys.readouterr()
+    assert main([*argv, "--dry-run"]) == 0  # the dry run counts what the run skips
+    assert "2 files listed, 2 already annotated in windows by this model, 0 to score" in capsys.readouterr().out

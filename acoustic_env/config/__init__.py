@@ -387,6 +387,11 @@ class TrainConfig(Section):
     def pca_target(self, source: str) -> float:
         return self.pca.get(source, DEFAULT_PCA[source] if source in DEFAULT_PCA else registry.get(source).pca)
 
+    def read_groups(self) -> tuple[str, ...]:
+        """The feature groups the job reads from the table (empty: every one): the grid reads every column
+        and checks each cell's itself; otherwise ``feature_groups``. The job and its dry run ask here."""
+        return () if self.grid else self.feature_groups
+
     def cross_check(self) -> None:
         for source, target in self.pca.items():
             require(source in SOURCES, f"pca.{source}", f"unknown source (known: {', '.join(SOURCES)})", target)

@@ -26,7 +26,7 @@ from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audioset.tasks import Task, load_task
 from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, TrainConfig, validate
-from acoustic_env.jobs.annotate import list_config, model_facts, pending_lists, unannotated
+from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_facts, pending_lists, unannotated
 from acoustic_env.jobs.extract import checkpoints
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.sizing import size
@@ -114,13 +114,16 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
     validate(cfg)
     preflight(cfg)
     task = load_task(cfg.task, cfg.ontology)
-    t = _table_plan(cfg.features, task, cfg.feature_groups, cfg.signals, cfg.include_random_weights)
+    t = _table_plan(cfg.features, task, cfg.read_groups(), cfg.signals, cfg.include_random_weights)
     out = cfg.output.rstrip("/")
     search = (f"{cfg.trials} trials of Optuna TPE with ASHA, at most {cfg.time_budget_s:g} s, "
               f"{cfg.max_concurrent_trials or 'one per two CPUs'} at once, {cfg.workers} Ray Train worker(s) each"
               if cfg.trials else "no search: one run with the default hyper-parameters")
     lines = [f"train (dry run): task {task.name} ({task.kind}, classes {', '.join(task.class_names)})",
              *_table_lines(t, task),
+             *([f"  grid: one model per cell of embedders {', '.join(cfg.grid_embedders)} x signals "
+                f"{', '.join(cfg.grid_signals)}, each cross-validated; the best cell is the model of record"]
+               if cfg.grid else []),
              f"  search: {search}; baselines: {', '.join(cfg.baselines) or 'none'}; ablations "
              f"{'on' if cfg.ablations else 'off'}; SHAP on {cfg.shap_samples} test clips",
              f"  resources: {_resources(cfg.ray_address)}, device {cfg.device}",
@@ -167,11 +170,15 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
                  f"  output: {out}/annotations/  {out}/lists/<list>.json  {out}/runs/annotate-<run_id>.json"]
         return {"job": "annotate", "lists": new, "lists_already_done": already, "output": out, "lines": lines}
     if cfg.windows.windows:
-        lines = [head, f"  the files of {cfg.manifest} scored in windows in this process (no extract; windows "
+        files = job_manifest(list_config(cfg, cfg.manifest, {})).table["clip_id"].to_pylist()
+        todo = unannotated(cfg.output, facts.model_id, files, WINDOW_SUMMARIES)
+        lines = [head, f"  {len(files)} files listed, {len(files) - len(todo)} already annotated in windows by this "
+                       f"model, {len(todo)} to score in windows in this process (no extract; windows "
                        f"{cfg.windows.window_s or 'of the training clip length'} s, hop "
-                       f"{cfg.windows.hop_s or 'the window'} s), each file not yet annotated in windows by this model",
+                       f"{cfg.windows.hop_s or 'the window'} s)",
                  f"  output: {out}/window-annotations/  {out}/window-summaries/  {out}/runs/annotate-<run_id>.json"]
-        return {"job": "annotate", "windows": cfg.windows.to_dict(), "output": out, "lines": lines}
+        return {"job": "annotate", "windows": cfg.windows.to_dict(), "listed": len(files),
+                "already_annotated": len(files) - len(todo), "output": out, "lines": lines}
     ecfg = list_config(cfg, cfg.manifest, facts.settings)
     ext = plan_extract(ecfg)
     listed = job_manifest(ecfg).table["clip_id"].to_pylist()

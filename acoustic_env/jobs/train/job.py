@@ -79,9 +79,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     timings: dict[str, float] = {}
 
     t = time.time()
-    # the grid reads every column and checks each cell's itself (one line naming the cell and the column)
     labelled = read_labelled(cfg.features, cfg.task, cfg.ontology, partial(_enough_clips, cfg),
-                             feature_groups=() if cfg.grid else cfg.feature_groups, signals=cfg.signals,
+                             feature_groups=cfg.read_groups(), signals=cfg.signals,
                              include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30)
     task, features, duplicates = labelled.task, labelled.features, labelled.duplicates
     test_mask = None
