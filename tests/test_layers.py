@@ -176,3 +176,33 @@ def test_no_undefined_or_unused_name_in_the_package():
     """pyflakes finds nothing: a name used but never imported fails here, not in a user's first run."""
     out = subprocess.run([sys.executable, "-m", "pyflakes", str(PACKAGE)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and not out.stdout, out.stdout + out.stderr
+
+
+def test_rays_printing_threads_write_to_the_log_not_the_console(tmp_path):
+    """What Ray's driver threads print (a node marked dead, a worker killed: the GCS's messages, printed
+    whatever log_to_driver says) goes to the log file under the quiet console, masked; the tool's own lines
+    stay on the console. The thread names are Ray's: this fails when a Ray upgrade renames them."""
+    import inspect
+
+    import ray._private.worker
+
+    from acoustic_env.distributed.session import RAY_PRINT_THREADS
+
+    source = inspect.getsource(ray._private.worker)
+    assert all(f'name="{name}"' in source for name in RAY_PRINT_THREADS)
+    log = tmp_path / "job.log"
+    code = textwrap.dedent(f"""
+        import sys, threading
+        from acoustic_env.distributed.session import quiet_console
+        quiet_console({str(log)!r})
+        print("own line")
+        t = threading.Thread(target=print, args=("(raylet) node marked dead https://u:PWSECRET@h/x",),
+                             name="ray_listen_error_messages")
+        t.start(); t.join()
+        print("own line on stderr", file=sys.stderr)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "own line\n" and r.stderr == "own line on stderr\n", (r.stdout, r.stderr)
+    text = log.read_text()
+    assert "(raylet) node marked dead https://***@h/x" in text and "PWSECRET" not in text

@@ -26,7 +26,8 @@ The console policy (:func:`quiet_console`), set once by a front door such as the
 ``acoustic-env`` command: a person at a terminal wants the tool's own lines (one per
 phase, one progress bar per job), not Ray's. With it, everything else goes to a log
 file: Ray's Python loggers (status lines, Tune/Train's "failed" blocks for trials the
-search stopped on purpose), Python warnings, and whatever C/C++ code writes to file
+search stopped on purpose), Python warnings, what Ray's own threads in the driver print
+(the cluster's messages, such as a node marked dead), and whatever C/C++ code writes to file
 descriptor 2 (the raylet's and core worker's glog lines and stack traces, which no
 Python setting reaches). ``sys.stderr`` itself keeps pointing at the terminal, so the
 tool's progress bars and one-line errors still show. The ``acoustic_env`` loggers'
@@ -41,7 +42,9 @@ import io
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from acoustic_env.distributed import reaper
 from acoustic_env.storage import redact
@@ -148,6 +151,32 @@ class _OwnWarnings(logging.Filter):
         return record.name == "acoustic_env" or record.name.startswith("acoustic_env.")
 
 
+#: The threads Ray starts in a driver that print: the cluster's error messages (GCS) and, with
+#: log_to_driver, the workers' output (names from ray/_private/worker.py, Ray 2.60).
+RAY_PRINT_THREADS = frozenset({"ray_listen_error_messages", "ray_print_logs"})
+
+
+class _DriverStream:
+    """A console stream whose writes from Ray's printing threads (``RAY_PRINT_THREADS``) go to the log
+    file instead, masked; everything else about the stream is the console's."""
+
+    def __init__(self, console: Any, log: io.TextIOBase):
+        self._console, self._log = console, log
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name in RAY_PRINT_THREADS:
+            self._log.write(redact(text))
+            return len(text)
+        return self._console.write(text)
+
+    def flush(self) -> None:
+        self._console.flush()
+        self._log.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer: the console's
+        return getattr(self._console, name)
+
+
 def log_file() -> Path | None:
     """Where this process logs when the console is quiet (None: it is not)."""
     return _log_file
@@ -181,6 +210,9 @@ def quiet_console(path: str | os.PathLike[str]) -> Path:
     if terminal is not None:
         sys.stderr = io.TextIOWrapper(os.fdopen(terminal, "wb", buffering=0), encoding="utf-8",
                                       errors="backslashreplace", line_buffering=True, write_through=True)
+    # Ray's threads in the driver print what the cluster reports (a node marked dead, a worker
+    # killed) to sys.stdout, whatever log_to_driver says: those lines go to the file too.
+    sys.stdout, sys.stderr = _DriverStream(sys.stdout, stream), _DriverStream(sys.stderr, stream)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
     console.addFilter(_OwnWarnings())
