@@ -177,6 +177,17 @@ def tone_clip(path: Path, seconds: float = 1.5, sr: int = 16000, freq: float = 4
     return path
 
 
+def mixed_clips(folder: Path) -> Path:
+    """``folder`` with three tones of two lengths and one file that is not audio: a batch with buckets and an
+    error row, as the torch feature path and the device stage are tested on."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tone_clip(folder / "a.wav", seconds=1.0)
+    tone_clip(folder / "b.wav", seconds=0.75, freq=880.0, seed=1)
+    tone_clip(folder / "c.wav", seconds=1.0, freq=2000.0, seed=2)
+    (folder / "d.wav").write_bytes(b"not audio at all")
+    return folder
+
+
 # ----------------------------------------------------------------------------- the slow marker
 
 #: a test not marked slow should stay under this (seconds, the 2-core machine); make test-fast relies on it

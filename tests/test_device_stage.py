@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import tone_clip
+from conftest import mixed_clips
 
 from acoustic_env.audio.manifest import read_manifest
 from acoustic_env.audio.rows import AUDIO, CPU_PREFIX, row_schema
@@ -83,12 +83,7 @@ def test_the_device_plan_gives_each_card_to_one_device_actor_and_the_cores_to_de
 def decoded(tmp_path_factory) -> tuple[ExtractConfig, pa.Schema, pa.Table]:
     """Three clips of two lengths and one that is not audio, decoded; every embedder on raw, fg and bg."""
     root = tmp_path_factory.mktemp("device_stage")
-    clips = root / "clips"
-    clips.mkdir()
-    tone_clip(clips / "a.wav", seconds=1.0)
-    tone_clip(clips / "b.wav", seconds=0.75, freq=880.0, seed=1)
-    tone_clip(clips / "c.wav", seconds=1.0, freq=2000.0, seed=2)
-    (clips / "d.wav").write_bytes(b"not audio at all")
+    clips = mixed_clips(root / "clips")
     cfg = from_dict(ExtractConfig, {"manifest": str(clips), "output": str(root / "out"), "embedders": list(THREE),
                                     "embed_signals": "raw,fg,bg", "allow_random_weights": True,
                                     "weights_cache": str(root / "no-weights"), "progress": False})

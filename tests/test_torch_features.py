@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tone_clip
+from conftest import mixed_clips, tone_clip
 from test_fast_features import _rms
 
 from acoustic_env.audio.manifest import read_manifest
@@ -135,12 +135,7 @@ def test_batch_features_equal_cpu_features_on_mixed_lengths(clips, device):
 def test_the_extract_feature_stage_takes_the_torch_path_on_a_device(tmp_path, device):
     """``features_batch(device=...)``, as the extract's actors call it on a GPU node: the numpy path's
     columns within the tolerances above, error rows passed through, device seconds per stage per clip."""
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    tone_clip(clips / "a.wav", seconds=1.0)
-    tone_clip(clips / "b.wav", seconds=0.75, freq=880.0, seed=1)
-    tone_clip(clips / "c.wav", seconds=1.0, freq=2000.0, seed=2)
-    (clips / "d.wav").write_bytes(b"not audio at all")
+    clips = mixed_clips(tmp_path / "clips")
     cfg = from_dict(ExtractConfig, {"manifest": str(clips), "output": str(tmp_path / "out"), "progress": False})
     table = read_manifest(cfg.manifest, cfg.audio_root).table
     schema = row_schema(table.schema, vector_columns(cfg), stages(cfg))
