@@ -250,9 +250,12 @@ def test_a_killed_fetch_resumes_without_fetching_anything_twice(ray_session, tmp
         argv = [sys.executable, "-m", "acoustic_env.cli", "audioset", "fetch", "--segments", cfg["segments"],
                 "--output", cfg["output"], "--downloader", cfg["downloader"], "--url-template", cfg["url_template"],
                 "--clip-format", "wav", "--timeout-s", "4", "--rate-per-s", "1", "--workers", "1"]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and len(list((out / "audio").glob("*.wav"))) < 2:
+        with open(tmp_path / "stderr.txt", "w") as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.time() + 300  # a loaded 2-core machine starts Ray slowly
+        while len(list((out / "audio").glob("*.wav"))) < 2:
+            assert proc.poll() is None, f"the fetch ended before the kill: {(tmp_path / 'stderr.txt').read_text()[-2000:]}"
+            assert time.time() < deadline, "no two clips fetched within 300 s"
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

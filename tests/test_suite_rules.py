@@ -40,3 +40,23 @@ def test_a_missing_browser_fails_in_ci_and_skips_with_the_reason_elsewhere(ci, t
     else:
         assert r.returncode == 0 and "1 skipped" in r.stdout, r.stdout[-2000:]
         assert "SKIPPED [1]" in r.stdout and reason in r.stdout, r.stdout[-2000:]
+
+
+def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test():
+    """``benchmarks/suite_cpu.py`` (how RESULTS.md splits the suite's CPU): a subprocess that spins for a second is
+    found, charged about its CPU, under its kind and the test that started it."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import suite_cpu
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\ntime.sleep(0.6)"
+    rc, wall, records = suite_cpu.sample([sys.executable, "-c", spin], interval_s=0.1)
+    assert rc == 0 and wall >= 1.0
+    (child,) = [r for r in records if r["cpu_s"] >= 0.5]
+    assert 0.9 <= child["cpu_s"] <= 1.5 and list(child["by_kind"]) == [f"other: {Path(sys.executable).name}"]
+    assert child["test"] == os.environ["PYTEST_CURRENT_TEST"].split(" (")[0]
+    text = suite_cpu.summary(records, wall)
+    assert f"other: {Path(sys.executable).name}" in text and child["test"] in text
+    assert suite_cpu.kind_of("ray::MapWorker(FeatureWriterStage)", "ray::MapWorker") == "ray::MapWorker"
+    assert suite_cpu.kind_of("/x/bin/python -m acoustic_env.cli extract --manifest m", "python") == "acoustic-env extract"

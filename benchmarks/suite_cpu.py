@@ -1,0 +1,131 @@
+"""Where a command's CPU goes, process by process: by kind (Ray's processes by title, the CLI by subcommand, the test
+processes) and by the test that started each process.
+
+    python benchmarks/suite_cpu.py -- .venv/bin/python -m pytest -q -n 2
+    python benchmarks/suite_cpu.py --json cpu.json -- .venv/bin/acoustic-env extract --manifest m.csv --output o
+
+Every 0.5 s it reads ``/proc/<pid>/stat`` of every process. A process started after the command is charged its CPU
+since the last sample under the title it has then (a Ray worker is ``ray::IDLE`` while it imports, then its actor's
+name), and to the test in its ``PYTEST_CURRENT_TEST`` (pytest sets it; a subprocess and the local Ray instance it starts
+inherit it; the session's own Ray instance is charged to the test that started it). What a process spends in the half
+second before it exits is lost, so the totals are a little low. Processes already running when the command starts
+(the kernel's, other jobs') are not counted. Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HZ = os.sysconf("SC_CLK_TCK")
+INFRA = ("dashboard/agent.py", "runtime_env/agent", "log_monitor", "monitor.py", "dashboard/dashboard.py", "reaper",
+         "chromium", "chromedriver", "moto_server", "ray.scripts", "setup_worker")
+
+
+def kind_of(cmdline: str, comm: str) -> str:
+    """A process's kind from its command line (Ray's workers retitle themselves ``ray::<actor or task>``)."""
+    if cmdline.startswith("ray::") or comm.startswith("ray::"):
+        m = re.match(r"ray::([\w.]+)", cmdline or comm)
+        return "ray::" + (m.group(1).split(".")[0] if m else comm)
+    exe = cmdline.split(" ")[0].rsplit("/", 1)[-1] if cmdline else comm
+    if exe in ("raylet", "gcs_server"):
+        return exe
+    if "default_worker.py" in cmdline:
+        return "ray worker starting"
+    for name in INFRA:
+        if name in cmdline:
+            return name
+    m = re.search(r"acoustic_env\.cli\s+(\S+)|acoustic-env\s+(\S+)", cmdline)
+    if m:
+        return "acoustic-env " + (m.group(1) or m.group(2))
+    if "execnet" in cmdline or "exec(eval" in cmdline:
+        return "pytest-xdist worker"
+    if "pytest" in cmdline:
+        return "pytest"
+    return "other: " + exe[:40]
+
+
+def _read(pid: str) -> tuple[str, float, int]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    end = stat.rindex(")")
+    fields = stat[end + 2:].split()
+    return stat[stat.index("(") + 1:end], (int(fields[11]) + int(fields[12])) / HZ, int(fields[19])
+
+
+def _test_of(pid: str) -> str:
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    value = next((v[20:].decode() for v in env if v.startswith(b"PYTEST_CURRENT_TEST=")), "")
+    return value.split(" (")[0]
+
+
+def sample(command: list[str], interval_s: float = 0.5) -> tuple[int, float, list[dict]]:
+    """Run ``command``; return its exit code, wall seconds and one record per process started while it ran."""
+    before = {(pid, _read(pid)[2]) for pid in os.listdir("/proc") if pid.isdigit() and Path(f"/proc/{pid}").exists()}
+    seen: dict[tuple[str, int], dict] = {}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(command)
+    while proc.poll() is None:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                comm, cpu, start = _read(pid)
+                key = (pid, start)
+                if key in before:
+                    continue
+                entry = seen.get(key)
+                if entry is None:
+                    entry = seen[key] = {"pid": int(pid), "cpu_s": 0.0, "test": _test_of(pid), "by_kind": {}}
+                if cpu > entry["cpu_s"] or not entry["by_kind"]:
+                    kind = kind_of(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip(),
+                                   comm)
+                    entry["by_kind"][kind] = entry["by_kind"].get(kind, 0.0) + cpu - entry["cpu_s"]
+                    entry["cpu_s"] = cpu
+            except (OSError, ValueError, IndexError):  # gone between the listing and the read
+                continue
+        time.sleep(interval_s)
+    return proc.returncode, time.monotonic() - t0, list(seen.values())
+
+
+def summary(records: list[dict], wall_s: float, top: int = 25) -> str:
+    by_kind, by_test, processes = Counter(), Counter(), Counter()
+    for r in records:
+        for kind, cpu in r["by_kind"].items():
+            by_kind[kind] += cpu
+        if r["by_kind"]:
+            processes[max(r["by_kind"], key=r["by_kind"].get)] += 1
+        by_test[r["test"] or "(no test)"] += r["cpu_s"]
+    total = sum(by_kind.values())
+    lines = [f"{total:.0f} CPU-s in {wall_s:.0f} s wall ({total / wall_s:.2f} cores on average), "
+             f"{len(records)} processes", "", "CPU-s  processes  kind"]
+    lines += [f"{cpu:6.1f} {processes[k]:6d}  {k}" for k, cpu in by_kind.most_common(top)]
+    lines += ["", "CPU-s  test (the processes it started; not the test process itself)"]
+    lines += [f"{cpu:6.1f}  {t}" for t, cpu in by_test.most_common(top)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="also write every process's record here")
+    parser.add_argument("--top", type=int, default=25, help="rows per table")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to measure after --")
+    rc, wall, records = sample(command)
+    if args.json:
+        Path(args.json).write_text(json.dumps(records))
+    print("\n" + summary(records, wall, args.top), file=sys.stderr)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
