@@ -4,6 +4,8 @@ processes) and by the test that started each process.
     python benchmarks/suite_cpu.py -- .venv/bin/python -m pytest -q -n 2
     python benchmarks/suite_cpu.py --json cpu.json -- .venv/bin/acoustic-env extract --manifest m.csv --output o
 
+It prints the machine, the date and the command (credentials in a URI masked) above its tables.
+
 Every 0.5 s it reads ``/proc/<pid>/stat`` of every process. A process started after the command is charged its CPU
 since the last sample under the title it has then (a Ray worker is ``ray::IDLE`` while it imports, then its actor's
 name), and to the test in its ``PYTEST_CURRENT_TEST`` (pytest sets it; a subprocess and the local Ray instance it starts
@@ -22,7 +24,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
+
+from machine import describe
+
+from acoustic_env.storage import redact
 
 HZ = os.sysconf("SC_CLK_TCK")
 INFRA = ("dashboard/agent.py", "runtime_env/agent", "log_monitor", "monitor.py", "dashboard/dashboard.py", "reaper",
@@ -67,7 +74,12 @@ def _test_of(pid: str) -> str:
 
 def sample(command: list[str], interval_s: float = 0.5) -> tuple[int, float, list[dict]]:
     """Run ``command``; return its exit code, wall seconds and one record per process started while it ran."""
-    before = {(pid, _read(pid)[2]) for pid in os.listdir("/proc") if pid.isdigit() and Path(f"/proc/{pid}").exists()}
+    before = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            before.add((pid, _read(pid)[2]))
+        except (OSError, ValueError, IndexError):  # gone between the listing and the read
+            continue
     seen: dict[tuple[str, int], dict] = {}
     t0 = time.monotonic()
     proc = subprocess.Popen(command)
@@ -120,10 +132,15 @@ def main() -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to measure after --")
-    rc, wall, records = sample(command)
+    try:
+        rc, wall, records = sample(command)
+    except OSError as exc:  # no such program, not executable
+        parser.error(f"cannot run {command[0]!r}: {exc.strerror}")
     if args.json:
         Path(args.json).write_text(json.dumps(records))
-    print("\n" + summary(records, wall, args.top), file=sys.stderr)
+    print(f"\nmachine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; command: {redact(' '.join(command))}",
+          file=sys.stderr)
+    print(summary(records, wall, args.top), file=sys.stderr)
     return rc
 
 

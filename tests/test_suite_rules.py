@@ -42,14 +42,11 @@ def test_a_missing_browser_fails_in_ci_and_skips_with_the_reason_elsewhere(ci, t
         assert "SKIPPED [1]" in r.stdout and reason in r.stdout, r.stdout[-2000:]
 
 
-def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test():
+def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monkeypatch):
     """``benchmarks/suite_cpu.py`` (how RESULTS.md splits the suite's CPU): a subprocess that spins for a second is
     found, charged about its CPU, under its kind and the test that started it."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import suite_cpu
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as when run as a script: benchmarks/machine.py
+    import suite_cpu
     spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\ntime.sleep(0.6)"
     rc, wall, records = suite_cpu.sample([sys.executable, "-c", spin], interval_s=0.1)
     assert rc == 0 and wall >= 1.0
@@ -60,3 +57,12 @@ def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test():
     assert f"other: {Path(sys.executable).name}" in text and child["test"] in text
     assert suite_cpu.kind_of("ray::MapWorker(FeatureWriterStage)", "ray::MapWorker") == "ray::MapWorker"
     assert suite_cpu.kind_of("/x/bin/python -m acoustic_env.cli extract --manifest m", "python") == "acoustic-env extract"
+    for argv, message in ((["--", "/no/such/program"], "cannot run '/no/such/program': No such file or directory"),
+                          ([], "give the command to measure after --")):
+        r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "suite_cpu.py"), *argv], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(message), r.stderr
+        assert "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "suite_cpu.py"), "--", "true", "s3://k:s3cr3t@b/x"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "command: true s3://***@b/x" in r.stderr and "s3cr3t" not in r.stderr, r.stderr
