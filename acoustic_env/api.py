@@ -94,7 +94,7 @@ def predict(inputs: str | list[str], model: str, *, output: str | None = None, a
             weights_cache: str | None = None, device: str = "cpu", top_tags: int = 3) -> Any:
     """Label audio files, a directory or a clip list with a trained model; an Arrow table, one row per clip.
 
-    A handful of clips (up to ``acoustic_env.jobs.preflight.IN_PROCESS_MAX``) are
+    A handful of clips (up to ``acoustic_env.config.IN_PROCESS_MAX``) are
     decoded and featurised in this process, without Ray; more go through the extract
     job into ``output`` (default: a temporary directory). Columns: ``clip_id``, ``uri``,
     ``predicted``, ``prob_<class>``, ``error`` and, with a tagging embedder, ``tags``.

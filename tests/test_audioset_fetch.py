@@ -129,7 +129,7 @@ def config(tmp_path: Path, server: MediaServer, failing: tuple[str, ...] = (GONE
     script.write_text(DOWNLOADER)
     return {"segments": str(segment_list(tmp_path / "segments.csv", failing)), "output": str(tmp_path / "out"),
             "downloader": f"{sys.executable} {script} {{url}} {{start}} {{duration}} {{out}}",
-            "url_template": server.url, "clip_format": "wav", "timeout_s": 4.0, "rate_per_s": 20.0, "workers": 3,
+            "url_template": server.url, "clip_format": "wav", "timeout_s": 10.0, "rate_per_s": 20.0, "workers": 3,
             **extra}
 
 

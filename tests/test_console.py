@@ -36,6 +36,10 @@ NOISE = re.compile(
     r"Trial .* (errored|completed)|Ray Tune|Checkpoint", re.MULTILINE)
 
 
+#: six clips would run in the command's own process (``in_process_max``): these cases are about Ray's output
+ON_RAY = ("--in-process-max", "0")
+
+
 def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "acoustic_env.cli", *argv], capture_output=True, text=True,
                           timeout=900, cwd=cwd)
@@ -60,7 +64,7 @@ def clips(tmp_path_factory):
 def test_extract_console_has_no_ray_lines_and_the_log_has_them(clips, tmp_path):
     out = tmp_path / "out"
     r = run("extract", "--manifest", str(clips.clips_csv), "--audio-root", str(clips.audio_dir),
-            "--output", str(out), cwd=tmp_path)
+            "--output", str(out), *ON_RAY, cwd=tmp_path)
     assert r.returncode == 0, console(r)
     text = console(r)
     assert not NOISE.search(text), text
@@ -73,7 +77,7 @@ def test_extract_console_has_no_ray_lines_and_the_log_has_them(clips, tmp_path):
 
 def test_verbose_brings_rays_output_back(clips, tmp_path):
     r = run("-v", "extract", "--manifest", str(clips.clips_csv), "--audio-root", str(clips.audio_dir),
-            "--output", str(tmp_path / "out"), cwd=tmp_path)
+            "--output", str(tmp_path / "out"), *ON_RAY, cwd=tmp_path)
     assert r.returncode == 0, console(r)
     # Ray's own lines (its Python loggers' or its C++ core worker's), back on the console
     assert re.search(r"core_worker\.cc|authentication_token_setup|ray\.data|Starting execution of Dataset|"
@@ -84,7 +88,7 @@ def test_verbose_brings_rays_output_back(clips, tmp_path):
 def test_the_python_api_in_a_notebook_announces_no_ray_default(clips, tmp_path):
     """A notebook has no console policy: Ray's token-auth notice must still not appear, nor a line twice."""
     code = (f"import acoustic_env as ae; ae.extract({str(clips.clips_csv)!r}, {str(tmp_path / 'out')!r}, "
-            f"audio_root={str(clips.audio_dir)!r})")
+            f"audio_root={str(clips.audio_dir)!r}, in_process_max=0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert r.returncode == 0, console(r)
     assert "Token authentication" not in console(r), console(r)

@@ -54,7 +54,7 @@ def demo(tmp_path_factory):
 @pytest.mark.slow
 def test_extract_writes_every_clip_once_with_errors_named(ray_session, demo, tmp_path):
     out = tmp_path / "out"
-    result = extract(config(demo, out))
+    result = extract(config(demo, out, in_process_max=0))  # the Ray pipeline, whatever the clip count
     t = truth(demo)
     good = {c for c, r in t.items() if r["broken"] == "0"}
     broken = {c: r["broken_kind"] for c, r in t.items() if r["broken"] == "1"}
@@ -109,7 +109,7 @@ def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path, capfd
     path = next(demo.audio_dir.glob(f"{empty}.*"))
     tone_clip(path, seconds=2.0)
     capfd.readouterr()
-    third = extract(config(demo, out, progress=True))
+    third = extract(config(demo, out, progress=True, in_process_max=0))  # on Ray: its own bars stay off
     err = capfd.readouterr().err
     assert third.counts["ok"] == 1
     # one line for the job (not a terminal: plain lines), none of Ray Data's operator bars
@@ -357,3 +357,48 @@ def test_the_input_dataset_equals_ray_datas_own_from_arrow_refs(ray_session):
     mapped = ours.map_batches(lambda t: t.append_column("n", pa.array([len(x) for x in t["uri"].to_pylist()])),
                               batch_format="pyarrow", batch_size=None)
     assert sorted(r["n"] for r in mapped.take_all()) == sorted(len(u) for b in blocks for u in b["uri"].to_pylist())
+
+
+@pytest.mark.slow
+def test_a_few_clips_run_in_this_process_and_give_the_table_ray_gives(ray_session, demo, tmp_path):
+    """A local run with at most ``in_process_max`` clips to do calls the stages itself (``jobs/in_process.py``):
+    the same features/ and errors/ as the Ray pipeline, embedders and separated signals included, the same
+    counts, the executor named in the record, and the process's thread pools as they were before."""
+    from threadpoolctl import threadpool_info
+
+    kw = {"embedders": ["vggish"], "embed_signals": ["raw", "fg"], "allow_random_weights": True,
+          "weights_cache": str(tmp_path / "models"), "batch_size": 3, "write_batch_size": 5, "embed_batch_size": 2}
+    pools = [p["num_threads"] for p in threadpool_info()]
+    here = extract(config(demo, tmp_path / "here", **kw))
+    assert [p["num_threads"] for p in threadpool_info()] == pools
+    on_ray = extract(config(demo, tmp_path / "ray", in_process_max=0, **kw))
+    assert here.record["resources"] == {"executor": "in-process", "torch_device": "cpu", "feature_device": None}
+    assert on_ray.record["resources"]["executor"] == "ray"
+    assert here.counts == on_ray.counts and here.error_types == on_ray.error_types
+    assert set(here.record["cpu_s"]) == set(on_ray.record["cpu_s"]) and all(here.record["cpu_s"].values())
+    a, b = (pq.read_table(tmp_path / name / "features").sort_by("clip_id") for name in ("here", "ray"))
+    assert a.column_names == b.column_names and a.num_rows == demo.n_good
+    for name in a.column_names:
+        if name.startswith("vggish"):  # batched differently: equal to float rounding (embedders honour lengths)
+            x, y = (np.stack(t[name].to_numpy(zero_copy_only=False)) for t in (a, b))
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5, err_msg=name)
+        else:
+            assert a[name].equals(b[name]), name
+    drop = ["time", "run_id"]
+    e_here, e_ray = (pq.read_table(tmp_path / name / "errors").sort_by("clip_id").drop_columns(drop)
+                     for name in ("here", "ray"))
+    assert e_here.equals(e_ray) and e_here.num_rows == demo.n_broken
+
+
+def test_which_runs_stay_in_this_process(monkeypatch, tmp_path):
+    """In this process: no cluster named, no --device cuda, at most in_process_max clips to do."""
+    from acoustic_env.jobs.in_process import runs_in_process
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = lambda **kw: from_dict(ExtractConfig, {"manifest": "m.csv", "output": str(tmp_path), **kw})  # noqa: E731
+    assert runs_in_process(cfg(), 32) and not runs_in_process(cfg(), 33)
+    assert not runs_in_process(cfg(in_process_max=0), 1)
+    assert not runs_in_process(cfg(ray_address="ray://head:10001"), 1)
+    assert not runs_in_process(cfg(device="cuda"), 1) and runs_in_process(cfg(device="cpu"), 1)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # as `ray job submit` sets it
+    assert not runs_in_process(cfg(), 1)

@@ -237,6 +237,10 @@ class DecodeStage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         return decode_batch(batch, self.cfg, self.schema)
 
+    def close(self) -> None:
+        """Give the process its thread pools back: for a stage run in the job's own process, not an actor."""
+        self._threads.restore_original_limits()
+
 
 class CpuFeatureStage(DecodeStage):
     """Actor: decode, then the CPU features, for each clip of a batch.

@@ -202,7 +202,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.predict import format_predictions, input_rows, predict
-    from acoustic_env.jobs.preflight import IN_PROCESS_MAX
+    from acoustic_env.config import IN_PROCESS_MAX
 
     window = from_args(WindowParams, args)
     if window.windows:
@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: the review page beside the first verdict file, when there is one)")
     p.set_defaults(func=cmd_audit_estimate)
 
-    from acoustic_env.jobs.preflight import IN_PROCESS_MAX
+    from acoustic_env.config import IN_PROCESS_MAX
 
     p = sub.add_parser("predict", help="label audio files, a directory or a clip list with a trained model",
                        usage="%(prog)s FILES|DIR|MANIFEST --model MODEL [options]")

@@ -19,24 +19,23 @@ left after the embedders (or the device stage), each holding a fraction of a CPU
 light writers always find room (an actor pool that holds every CPU starves the stages it feeds and
 the pipeline stalls).
 
-Progress: one line for the job (``n of N clips, clips/s, ETA, failed``), a tqdm bar
-on a terminal and a line every ``PROGRESS_EVERY_S`` otherwise; Ray Data's own
-per-operator bars stay off.
+Progress: one line for the job (``audio/progress.py``); Ray Data's own per-operator bars stay off.
+A local run with few clips to do never gets here: ``jobs/in_process.py`` runs the same stages in
+the driver's process.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from acoustic_env.audio.rows import CPU_PREFIX, row_schema
+from acoustic_env.audio.rows import row_schema
 from acoustic_env.audio.stages import (
     CpuFeatureStage,
     DecodeStage,
@@ -52,10 +51,9 @@ from acoustic_env.config import ConfigError, ExtractConfig
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.embedders.registry import get
 from acoustic_env.errors import OutputWriteError
+from acoustic_env.audio.progress import JobProgress, add_summary, new_totals
 from acoustic_env.storage import redact
 
-#: Seconds between two progress lines when the console is not a terminal.
-PROGRESS_EVERY_S = 10.0
 #: CPUs of a device-stage actor: its host side (stacking a batch into pinned memory, NBPEAKS per clip,
 #: the Arrow columns of the results) runs on one thread while the card computes.
 DEVICE_CPUS = 1.0
@@ -214,57 +212,6 @@ def dataset_of_blocks(refs: list[Any], metadata: list[Any]) -> Any:
     return MaterializedDataset(LogicalPlan(FromArrow(refs, metadata), context), context, stats)
 
 
-# --- progress ---
-
-class JobProgress:
-    """One honest line for the whole job: clips written of the total, rate, ETA, failures so far.
-
-    On a terminal a tqdm bar; otherwise (a log file, ``ray job submit``) a plain line
-    every ``every_s`` seconds and one at the end. Counts come from the writer's
-    summaries, so a clip is counted once it is on storage.
-    """
-
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None, every_s: float = PROGRESS_EVERY_S):
-        self.total, self.done, self.failed = total, 0, 0
-        self.printed: int | None = None  # the count of the last plain line
-        self.stream = stream or sys.stderr
-        self.every_s = every_s
-        self.t0 = self.last = time.monotonic()
-        self.bar = None
-        self.enabled = enabled
-        if enabled and self.stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="clip", desc="extract", file=self.stream, dynamic_ncols=True)
-
-    def update(self, ok: int, failed: int) -> None:
-        self.done += ok + failed
-        self.failed += failed
-        if self.bar is not None:
-            self.bar.update(ok + failed)
-            self.bar.set_postfix(failed=self.failed, refresh=False)
-        elif self.enabled and time.monotonic() - self.last >= self.every_s:
-            self._line()
-
-    def line(self) -> str:
-        elapsed = max(time.monotonic() - self.t0, 1e-9)
-        rate = self.done / elapsed
-        eta_text = f"{(self.total - self.done) / rate:.0f} s" if rate > 0 else "?"
-        return (f"extract: {self.done} of {self.total} clips ({100 * self.done / max(self.total, 1):.0f} %), "
-                f"{rate:.2f} clips/s, ETA {eta_text}, {self.failed} failed")
-
-    def _line(self) -> None:
-        self.last = time.monotonic()
-        self.printed = self.done
-        print(self.line(), file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled and self.printed != self.done:  # the final count, unless the last line said it
-            self._line()
-
-
 # --- the job ---
 
 def _blocks(chunks: Iterable[pa.Table], rows_per_block: int) -> Iterator[pa.Table]:
@@ -295,7 +242,7 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     device stage, the seconds of each stage but decode are the device's wall seconds.
     """
     all_stages = stages(cfg)
-    totals: dict[str, Any] = {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": dict.fromkeys(all_stages, 0.0)}
+    totals = new_totals(cfg)
     chunks = iter(todo)
     first = next((c for c in chunks if c.num_rows), None)
     if first is None:
@@ -325,14 +272,7 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     try:
         for summary in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             t_first = t_first or time.monotonic()
-            for row in summary.to_pylist():  # one row per written part
-                totals["ok"] += row["n_ok"]
-                totals["failed"] += row["n_failed"]
-                for t in filter(None, row["error_types"].split(",")):
-                    totals["error_types"][t] = totals["error_types"].get(t, 0) + 1
-                for stage in all_stages:
-                    totals["cpu_s"][stage] += row.get(CPU_PREFIX + stage) or 0.0
-                progress.update(row["n_ok"], row["n_failed"])
+            add_summary(totals, summary, progress)
     except Exception as exc:
         # a writer's OutputWriteError arrives wrapped by Ray (its text: the worker's traceback)
         found = OutputWriteError.found_in(exc)
@@ -342,7 +282,7 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     finally:
         progress.close()
     t_end = time.monotonic()
-    totals["resources"] = {**dataclasses.asdict(res), "rows_per_block": rows, **devices}
+    totals["resources"] = {"executor": "ray", **dataclasses.asdict(res), "rows_per_block": rows, **devices}
     # Where the time went: joining/starting Ray, reading the rest of the clip list into blocks,
     # then the stream (its first part includes the actors' start-up: processes, imports, the
     # first batch).

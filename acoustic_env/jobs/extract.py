@@ -17,6 +17,7 @@ from acoustic_env.config import ExtractConfig, validate
 from acoustic_env.distributed.extract import run_pipeline
 from acoustic_env.embedders.registry import get
 from acoustic_env.embedders.weights import WeightsError, missing_message, status
+from acoustic_env.jobs.in_process import run_in_process, runs_in_process
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.records import Run, lifecycle
 from acoustic_env.jobs.results import ExtractResult
@@ -95,7 +96,8 @@ def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any]) -> dict[str,
     run.save(manifest={"source": manifest.source, "format": manifest.format,
                        "renamed_columns": manifest.renamed_columns},
              weights=weights, timing_s={"manifest": t_read - t_manifest, "plan": t_planned - t_read})
-    # the clip list streams from its file through the resume filter into Ray, a chunk at a time
+    # the clip list streams from its file through the resume filter into Ray (or, for a local run with a few clips
+    # to do, into this process's stages: jobs/in_process.py), a chunk at a time
     tally = runs.Tally()
     todo = runs.pending(manifest.chunks(), index.done, index.failed, tally)
 
@@ -103,8 +105,12 @@ def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any]) -> dict[str,
         log.info("run %s: %d clips in the manifest, %d already done, %d to process (%d retried)",
                  run_id, manifest.rows, tally.skipped, n, tally.retried)
 
-    totals = run_pipeline(todo, max(manifest.rows - len(index.done), 0), cfg, run_id,
-                          table_metadata(cfg, run_id, weights), weights, on_planned=planned)
+    to_do = max(manifest.rows - len(index.done), 0)  # at most: a retried error row counts once
+    meta = table_metadata(cfg, run_id, weights)
+    if runs_in_process(cfg, to_do):
+        totals = run_in_process(todo, cfg, run_id, meta, weights, on_planned=planned)
+    else:
+        totals = run_pipeline(todo, to_do, cfg, run_id, meta, weights, on_planned=planned)
     # the index built for planning serves the compaction too: features/ is read once per run
     remaining_errors = runs.compact_errors(cfg.output, run_id, index, tally.processed())
     return run.complete(

@@ -29,8 +29,8 @@ import pyarrow as pa
 from acoustic_env.audio.featurize import clip_note, clip_rows, featurize
 from acoustic_env.audio.manifest import AUDIO_EXTENSIONS, read_manifest
 from acoustic_env.audio.rows import redact_columns
-from acoustic_env.config import ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
-from acoustic_env.jobs.preflight import IN_PROCESS_MAX, check_input, check_output
+from acoustic_env.config import IN_PROCESS_MAX, ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
+from acoustic_env.jobs.preflight import check_input, check_output
 from acoustic_env.learn.artifact import Model, load_model, top_classes
 from acoustic_env.storage import join, read_parts
 from acoustic_env.table import RANDOM

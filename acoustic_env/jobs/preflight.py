@@ -29,11 +29,6 @@ from acoustic_env.storage import is_local, require_backend
 #: validation and a test split with every class. Checked before Ray starts (and by
 #: ``--dry-run``), so a table too small costs a second, not a cluster start-up.
 MIN_TRAIN_CLIPS = 10
-#: ``predict`` featurises up to this many clips in its own process; above it, it runs
-#: the extract job (Ray) first: about where a Ray start-up (~10 s) costs less than
-#: featurising the clips one after another on one core (~0.3 s per 10-s clip without
-#: embedders, a few seconds with them).
-IN_PROCESS_MAX = 32
 
 
 def _local(uri: str) -> Path:
