@@ -78,7 +78,8 @@ def test_an_extract_job_runs_from_the_installed_package(installed, tmp_path):
     tone_clip(tmp_path / "audio" / "a.wav")
     tone_clip(tmp_path / "audio" / "b.wav", freq=880.0)
     out = subprocess.run([str(venv / "bin" / "python"), str(node / "jobs" / "extract.py"), "--manifest",
-                          str(tmp_path / "audio"), "--output", str(tmp_path / "out"), "--no-progress"],
+                          str(tmp_path / "audio"), "--output", str(tmp_path / "out"), "--no-progress",
+                          "--in-process-max", "0"],  # on Ray: its workers import the installed package
                          env=env, cwd=node, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     import pyarrow.parquet as pq

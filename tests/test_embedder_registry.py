@@ -181,7 +181,8 @@ def test_a_registered_embedder_goes_through_extract_train_and_audit(ray_session,
     out = tmp_path / "extract"
     result = extract(from_dict(ExtractConfig, {
         "manifest": str(demo.clips_csv), "audio_root": str(demo.audio_dir), "output": str(out),
-        "embedders": ["tiny"], "weights_cache": str(cache), "features": {"signals": ["raw"]}, "progress": False}))
+        "embedders": ["tiny"], "weights_cache": str(cache), "features": {"signals": ["raw"]}, "progress": False,
+        "in_process_max": 0}))  # on Ray: the spec registered only here must reach the embedder actors
     assert result.counts["ok"] == 24 and result.weights == {"tiny": checkpoint["sha256"]}
 
     table = pq.read_table(out / "features")

@@ -7,8 +7,10 @@ once in features/ or errors/; persistent faults must end the job in bounded time
 line (output) or ``read_failed`` rows (inputs). The retry settings under test are
 ``acoustic_env.storage.s3_retries`` (README, "Object storage").
 
-Each extract runs as a CLI process with its own local Ray, so that its workers, like a
-cluster's, take the endpoint from their environment. Every run has a timeout: a hang fails.
+Each extract runs as a CLI process with its own local Ray (``--in-process-max 0``: these lists are
+small enough to run in the command's process otherwise), so that its workers, like a cluster's, take
+the endpoint from their environment; the persistent output fault runs in-process too. Every run has a
+timeout: a hang fails.
 """
 
 from __future__ import annotations
@@ -63,10 +65,12 @@ def bucket(fs: s3fs.S3FileSystem, name: str) -> str:
     return name
 
 
-def extract_cli(proxy: FaultProxy, tmp_path: Path, *args: str, env: dict[str, str] | None = None
-                ) -> subprocess.CompletedProcess:
+def extract_cli(proxy: FaultProxy, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+                in_process_max: int = 0) -> subprocess.CompletedProcess:
+    """``acoustic-env extract`` against the proxy; on Ray unless ``in_process_max`` lets the clips run in its process."""
     run_env = {**os.environ, "AWS_ENDPOINT_URL": proxy.endpoint, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--no-progress", *args],
+    return subprocess.run([sys.executable, "-m", "acoustic_env.cli", "extract", "--no-progress",
+                           "--in-process-max", str(in_process_max), *args],
                           env=run_env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
 
 
@@ -199,14 +203,17 @@ def test_persistent_input_faults_become_read_failed_rows_in_bounded_time(proxy, 
 
 
 @pytest.mark.slow
-def test_persistent_output_faults_end_in_one_line_naming_output(proxy, direct, tmp_path):
+@pytest.mark.parametrize("in_process_max", [0, 32], ids=["ray", "in-process"])
+def test_persistent_output_faults_end_in_one_line_naming_output(proxy, direct, tmp_path, in_process_max):
     demo = generate_demo(tmp_path / "demo", n_clips=4, seed=22, duration_s=1.5, n_broken=0)
-    bucket(direct, "fault-out3")
+    name = f"fault-out3-{in_process_max}"
+    bucket(direct, name)
+    executor = {"in_process_max": in_process_max}
     # the run record goes through (the first write), then every Parquet part is refused
-    proxy.set_schedule([Fault("503", "PUT", r"/fault-out3/run1/(features|errors)/", times=-1)])
+    proxy.set_schedule([Fault("503", "PUT", rf"/{name}/run1/(features|errors)/", times=-1)])
     t0 = time.monotonic()
     out = extract_cli(proxy, tmp_path, "--manifest", str(demo.clips_csv), "--audio-root", str(demo.audio_dir),
-                      "--output", "s3://fault-out3/run1", "--signals", "raw")
+                      "--output", f"s3://{name}/run1", "--signals", "raw", **executor)
     assert out.returncode in (1, 2) and "Traceback" not in out.stderr, out.stderr[-3000:]
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("acoustic-env: error: "), lines
@@ -216,20 +223,20 @@ def test_persistent_output_faults_end_in_one_line_naming_output(proxy, direct, t
     for e in proxy.injected():
         tries[e.path] = tries.get(e.path, 0) + 1
     assert tries and max(tries.values()) == S3_WRITE_ATTEMPTS, tries
-    features, errors = outputs(direct, "fault-out3/run1")
+    features, errors = outputs(direct, f"{name}/run1")
     assert features == [] and errors == {}
     # the line names the setting and the store's answer, not Ray's wrapper
-    assert "OutputWriteError: output: cannot write to s3://fault-out3/run1: " in lines[0], lines[0]
+    assert f"OutputWriteError: output: cannot write to s3://{name}/run1: " in lines[0], lines[0]
     assert "Service is unable to handle request" in lines[0], lines[0]  # the store's own answer (the 503)
     assert "RayTaskError" not in lines[0] and "UserCodeException" not in lines[0]
-    (record,) = [json.loads(direct.cat_file(p)) for p in direct.glob("fault-out3/run1/runs/*.json")]
+    (record,) = [json.loads(direct.cat_file(p)) for p in direct.glob(f"{name}/run1/runs/*.json")]
     assert record["status"] == "failed" and "output: cannot write to" in record["error"], record.get("error")
     # the fault clears: a resume completes every clip exactly once
     proxy.set_schedule([])
     again = extract_cli(proxy, tmp_path, "--manifest", str(demo.clips_csv), "--audio-root", str(demo.audio_dir),
-                        "--output", "s3://fault-out3/run1", "--signals", "raw")
+                        "--output", f"s3://{name}/run1", "--signals", "raw", **executor)
     assert again.returncode == 0, again.stderr[-3000:]
-    features, errors = outputs(direct, "fault-out3/run1")
+    features, errors = outputs(direct, f"{name}/run1")
     assert sorted(features) == sorted(truth_ids(demo)) and errors == {}
 
 
