@@ -129,7 +129,7 @@ def config(tmp_path: Path, server: MediaServer, failing: tuple[str, ...] = (GONE
     script.write_text(DOWNLOADER)
     return {"segments": str(segment_list(tmp_path / "segments.csv", failing)), "output": str(tmp_path / "out"),
             "downloader": f"{sys.executable} {script} {{url}} {{start}} {{duration}} {{out}}",
-            "url_template": server.url, "clip_format": "wav", "timeout_s": 10.0, "rate_per_s": 20.0, "workers": 3,
+            "url_template": server.url, "clip_format": "wav", "timeout_s": 4.0, "rate_per_s": 20.0, "workers": 3,
             **extra}
 
 
@@ -173,7 +173,7 @@ def test_rate_limit_spaces_the_starts(ray_session, media, tmp_path):
 
 
 def test_retry_failed_tries_the_failures_again(ray_session, media, tmp_path):
-    cfg = config(tmp_path, media, failing=(GONE, SILENT))
+    cfg = config(tmp_path, media, failing=(GONE, SILENT), timeout_s=10.0)  # no hang here: room for a loaded machine
     fetch(from_dict(FetchConfig, cfg))
     result = fetch(from_dict(FetchConfig, {**cfg, "retry_failed": True}))
     assert result.counts["already_fetched"] == 4 and result.counts["failed"] == 2

@@ -360,12 +360,13 @@ def test_the_input_dataset_equals_ray_datas_own_from_arrow_refs(ray_session):
 
 
 @pytest.mark.slow
-def test_a_few_clips_run_in_this_process_and_give_the_table_ray_gives(ray_session, demo, tmp_path):
+def test_a_few_clips_run_in_this_process_and_give_the_table_ray_gives(ray_session, tmp_path):
     """A local run with at most ``in_process_max`` clips to do calls the stages itself (``jobs/in_process.py``):
     the same features/ and errors/ as the Ray pipeline, embedders and separated signals included, the same
     counts, the executor named in the record, and the process's thread pools as they were before."""
     from threadpoolctl import threadpool_info
 
+    demo = generate_demo(tmp_path / "demo", n_clips=7, seed=9, duration_s=1.5, n_broken=2)
     kw = {"embedders": ["vggish"], "embed_signals": ["raw", "fg"], "allow_random_weights": True,
           "weights_cache": str(tmp_path / "models"), "batch_size": 3, "write_batch_size": 5, "embed_batch_size": 2}
     pools = [p["num_threads"] for p in threadpool_info()]
