@@ -419,7 +419,7 @@ def _alive(family: set[tuple[int, float]]) -> list[str]:
 def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
     from acoustic_env.demo.synth import generate_demo
 
-    demo = generate_demo(tmp_path / "demo", n_clips=240, seed=3, duration_s=1.0, n_broken=0)
+    demo = generate_demo(tmp_path / "demo", n_clips=120, seed=3, duration_s=1.0, n_broken=0)  # the kill lands at 8
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "acoustic_env.cli", "extract", "--no-progress", "--manifest", str(demo.clips_csv),
            "--audio-root", str(demo.audio_dir), "--output", str(out), "--signals", "raw",

@@ -231,10 +231,10 @@ def test_persistent_output_faults_end_in_one_line_naming_output(proxy, direct, t
     assert "RayTaskError" not in lines[0] and "UserCodeException" not in lines[0]
     (record,) = [json.loads(direct.cat_file(p)) for p in direct.glob(f"{name}/run1/runs/*.json")]
     assert record["status"] == "failed" and "output: cannot write to" in record["error"], record.get("error")
-    # the fault clears: a resume completes every clip exactly once
+    # the fault clears: a resume completes every clip exactly once (in the command's process: four clips)
     proxy.set_schedule([])
     again = extract_cli(proxy, tmp_path, "--manifest", str(demo.clips_csv), "--audio-root", str(demo.audio_dir),
-                        "--output", f"s3://{name}/run1", "--signals", "raw", **executor)
+                        "--output", f"s3://{name}/run1", "--signals", "raw", in_process_max=32)
     assert again.returncode == 0, again.stderr[-3000:]
     features, errors = outputs(direct, f"{name}/run1")
     assert sorted(features) == sorted(truth_ids(demo)) and errors == {}
