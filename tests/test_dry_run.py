@@ -69,7 +69,10 @@ def test_extract_dry_run_counts_done_and_retried_and_writes_nothing(clips, tmp_p
                "--output", str(out), "--dry-run")
     assert plan.returncode == 0, plan.stderr
     assert f"3 already in features/, {len(ids) - 3} to do (2 of them retried" in plan.stdout
-    assert "resources: a local Ray instance" in plan.stdout and f"{out}/features/" in plan.stdout
+    assert "resources: this process, no Ray start-up" in plan.stdout and f"{out}/features/" in plan.stdout
+    on_ray = cli("extract", "--manifest", str(clips.clips_csv), "--audio-root", str(clips.audio_dir),
+                 "--output", str(out), "--dry-run", "--in-process-max", "4")  # 5 to do: more than 4
+    assert "resources: a local Ray instance" in on_ray.stdout, on_ray.stdout
     assert listing(out) == before  # no record, no log, no repair
 
 

@@ -28,6 +28,7 @@ from acoustic_env.audioset.tasks import Task, load_task
 from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, TrainConfig, validate
 from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_facts, pending_lists, unannotated
 from acoustic_env.jobs.extract import checkpoints
+from acoustic_env.jobs.in_process import runs_in_process
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.sizing import size
 from acoustic_env.learn.artifact import read_meta
@@ -80,9 +81,12 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
     lines += [f"  weights: {name}: {w}" for name, w in weights.items()]
     sizing = size(todo, cfg.embedders, cfg.plan_node_cpus, cfg.plan_node_gpus, cfg.plan_hours,
                   len(cfg.embed_signals))
-    lines += [f"  resources: {_resources(cfg.ray_address)}", *sizing["lines"],
+    here = runs_in_process(cfg, max(n_ids - len(index.done), 0))  # the job's own rule, on the job's own count
+    where = (f"this process, no Ray start-up (at most {cfg.in_process_max} clips to do: --in-process-max)" if here
+             else _resources(cfg.ray_address))
+    lines += [f"  resources: {where}", *sizing["lines"],
               f"  output: {out}/features/  {out}/errors/  {out}/runs/<run_id>.json"]
-    return {"job": "extract", "clips": n_ids, "done": tally.skipped, "todo": todo, "retry": retry,
+    return {"job": "extract", "clips": n_ids, "done": tally.skipped, "todo": todo, "retry": retry, "in_process": here,
             "rejected": dict(rejected), "unreadable_parts": unreadable, "weights": weights, "sizing": sizing,
             "output": out, "lines": lines}
 
