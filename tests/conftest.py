@@ -148,7 +148,10 @@ _ray_gcs: list[str] = []  # the GCS address of the instance this session started
 
 
 def _ensure_ray(endpoint: str) -> None:
+    """The session's instance, with the settings the product gives a local one (``LOCAL_SYSTEM_CONFIG``)."""
     import ray
+
+    from acoustic_env.distributed.session import LOCAL_SYSTEM_CONFIG
 
     if ray.is_initialized():
         if _ray_gcs and ray.get_runtime_context().gcs_address == _ray_gcs[-1]:
@@ -157,7 +160,7 @@ def _ensure_ray(endpoint: str) -> None:
     for attempt in (1, 2):  # address="local": never another test's `ray start` cluster
         try:
             ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": s3_environment(endpoint)})
+                     runtime_env={"env_vars": s3_environment(endpoint)}, _system_config=LOCAL_SYSTEM_CONFIG)
             break
         except Exception:  # a loaded machine: Ray's raylet gives its agents 15 s (ray-project/ray#65983)
             ray.shutdown()

@@ -115,7 +115,8 @@ def test_resume_skips_done_and_retries_errors(ray_session, demo, tmp_path, capfd
     # one line for the job (not a terminal: plain lines), none of Ray Data's operator bars
     processed = third.counts["processed"]
     assert f"extract: {processed} of {processed} clips (100 %)" in err and f"{processed - 1} failed" in err
-    assert "MapBatches" not in err and "Running Dataset" not in err
+    ours = [line for line in err.splitlines() if "core_worker.cc" not in line]  # Ray's C++ notice of a first actor
+    assert not any("MapBatches" in line or "Running Dataset" in line for line in ours), err
     assert empty in features_ids(out) and empty not in errors_table(out)
     assert len(features_ids(out)) + len(errors_table(out)) == len(t)
     assert len(list((out / "runs").glob("*.json"))) == 3

@@ -78,6 +78,15 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
     return ray.cluster_resources()
 
 
+#: Ray's settings for a local instance. No worker pre-started per core: with from_arrow_refs' tasks on them the stage
+#: actors got none (16 cores: twice the processes starting at once, see distributed/extract.py), and without those
+#: tasks Ray Data's bookkeeping actors take them first (2 cores: no gain). A patient health check: on a busy laptop
+#: the GCS marked the only node dead after 5 missed checks 3 s apart (Ray's defaults; seen on the 2-core machine under
+#: the test suite's load), which ends a job that had nowhere else to run: 20 checks and a 30-s answer time instead.
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "health_check_failure_threshold": 20,
+                       "health_check_timeout_ms": 30_000}
+
+
 def _start_local(ray) -> None:  # the ray module, imported by the caller
     """A new local instance, tried twice: on a loaded machine Ray 2.60's raylet exits when its
     agents take over 15 s to start (a fixed timeout, ray-project/ray#65983), and ``ray.init``
@@ -85,12 +94,8 @@ def _start_local(ray) -> None:  # the ray module, imported by the caller
     for attempt in (1, 2):
         before = reaper.children()
         try:
-            # No worker pre-started per core: with from_arrow_refs' tasks on them the stage actors got
-            # none (16 cores: twice the processes starting at once, see distributed/extract.py), and
-            # without those tasks Ray Data's bookkeeping actors take them first (2 cores: no gain).
             ray.init(address="local", log_to_driver=False, include_dashboard=False,
-                     logging_level=logging.INFO if _log_file else logging.WARNING,
-                     _system_config={"prestart_worker_first_driver": False})
+                     logging_level=logging.INFO if _log_file else logging.WARNING, _system_config=LOCAL_SYSTEM_CONFIG)
         except Exception as exc:
             ray.shutdown()
             reaper.end_new(before)
