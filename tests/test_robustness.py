@@ -314,7 +314,8 @@ def _outputs_text(out: Path) -> str:
     return "\n".join(chunks)
 
 
-@pytest.mark.parametrize("in_process_max", [32, 0], ids=["in-process", "ray"])
+@pytest.mark.parametrize("in_process_max", [pytest.param(32, id="in-process"),
+                                            pytest.param(0, id="ray", marks=pytest.mark.slow)])
 def test_extract_on_a_hostile_list_writes_every_row_once_and_no_secret(ray_session, tmp_path, caplog, in_process_max):
     audio = tmp_path / "audio"
     for d in ("sub1", "sub2"):

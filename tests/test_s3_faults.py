@@ -111,6 +111,7 @@ def retried(proxy: FaultProxy, fault: Fault) -> bool:
 
 # --- the retry settings themselves, on one object ---
 
+@pytest.mark.slow  # backoff waits: 10-16 s on a loaded 2-core machine
 def test_a_write_is_retried_with_growing_backoff_and_lands_once(via_proxy, direct):
     proxy = via_proxy
     name = bucket(direct, "fault-unit")
@@ -126,6 +127,7 @@ def test_a_write_is_retried_with_growing_backoff_and_lands_once(via_proxy, direc
     assert direct.cat_file(path) == b"payload"
 
 
+@pytest.mark.slow  # backoff waits: 10-16 s on a loaded 2-core machine
 def test_persistent_faults_stop_after_the_configured_attempts(via_proxy, direct, monkeypatch):
     proxy = via_proxy
     name = bucket(direct, "fault-unit")
