@@ -12,6 +12,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -307,7 +308,10 @@ def test_train_end_to_end_with_search(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_multi_label_streamed_from_s3_without_search(ray_session, s3_endpoint, tmp_path):
+def test_train_multi_label_streamed_from_s3_without_search(ray_session, s3_endpoint, tmp_path, monkeypatch):
+    local = tmp_path / "local-tmp"  # where the run's checkpoints go with a remote output and no --work-dir
+    local.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(local))
     fs = fsspec.filesystem("s3")
     fs.mkdir("train-test")
     task = _task_file(tmp_path, "multi_label")
@@ -322,6 +326,7 @@ def test_train_multi_label_streamed_from_s3_without_search(ray_session, s3_endpo
     assert fs.exists("train-test/train/report/index.html") and fs.exists("train-test/train/report/confusion_mlp.png")
     model = load_model("s3://train-test/train/model")
     assert model.kind == "multi_label" and model.predict(features).shape == (150, 3)
+    assert not list(local.iterdir())  # the local checkpoints are removed once the network is loaded
 
 
 @pytest.mark.slow

@@ -388,8 +388,9 @@ class TrainConfig(Section):
                                                    "accuracy to the report")
     memory_gb: float = option(4.0, gt=0, help="above this many GiB of raw feature values, the PCA is fitted "
                                               "incrementally while streaming the table")
-    work_dir: str | None = _location(None, help="Ray Tune/Train run directory (default: <output>/ray; shared storage "
-                                             "on a multi-node cluster)")
+    work_dir: str | None = _location(None, help="Ray Tune/Train run directory (default: <output>/ray, or a "
+                                             "temporary one removed after the run when the output is remote; "
+                                             "shared storage on a multi-node cluster)")
     ray_address: str | None = _ray_address()
     progress: bool = _progress()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -42,15 +44,21 @@ from acoustic_env.storage import is_local, join
 from acoustic_env.table import FeatureSet
 
 
-def _storage(cfg: TrainConfig) -> str:
-    """Where Ray Tune and Ray Train keep their run directories and checkpoints (``work_dir``, else by the output)."""
+@contextmanager
+def _storage(cfg: TrainConfig) -> Iterator[str]:
+    """Where Ray Tune and Ray Train keep their run directories and checkpoints (``work_dir``, else by the output).
+
+    With a remote output and no ``work_dir`` they go to a temporary directory on this machine (fine on one node;
+    a multi-node cluster needs ``--work-dir`` on shared storage), removed once the chosen network is loaded, so
+    that a nightly job to object storage does not fill the local disk with checkpoints.
+    """
     if cfg.work_dir:
-        return os.path.abspath(cfg.work_dir) if is_local(cfg.work_dir) else cfg.work_dir
-    if is_local(cfg.output):
-        return os.path.abspath(join(cfg.output.removeprefix("file://"), "ray"))
-    # Remote output and no work_dir: checkpoints stay on this machine (fine on one node;
-    # a multi-node cluster needs --work-dir on shared storage).
-    return tempfile.mkdtemp(prefix="acoustic-env-train-")
+        yield os.path.abspath(cfg.work_dir) if is_local(cfg.work_dir) else cfg.work_dir
+    elif is_local(cfg.output):
+        yield os.path.abspath(join(cfg.output.removeprefix("file://"), "ray"))
+    else:
+        with tempfile.TemporaryDirectory(prefix="acoustic-env-train-") as local:
+            yield local
 
 
 def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.ndarray | None,
@@ -76,20 +84,20 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
 
     t = time.time()
     concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
-    storage = _storage(cfg)
     schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
-    setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
-                  workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
-    if cfg.trials:
-        found = tune_search(data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
-        method = (f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s), "
-                  f"{cfg.workers} Ray Train worker(s) of {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} each")
-    else:
-        found = single_run(data, setup, dict(DEFAULT_PARAMS))
-        method = "no search: default hyper-parameters"
-    timings["search_s"] = time.time() - t
-    arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
-    net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
+    with _storage(cfg) as storage:
+        setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
+                      workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
+        if cfg.trials:
+            found = tune_search(data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
+            method = (f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s), "
+                      f"{cfg.workers} Ray Train worker(s) of {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} each")
+        else:
+            found = single_run(data, setup, dict(DEFAULT_PARAMS))
+            method = "no search: default hyper-parameters"
+        timings["search_s"] = time.time() - t
+        arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
+        net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
     k = task.n_classes
 
     t = time.time()
