@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import tracemalloc
@@ -510,6 +511,51 @@ def test_the_command_ends_its_ray_processes_before_its_quick_exit(tmp_path):
         for entry in _alive(family):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.split()[0]), 9)
+
+
+def test_the_quick_exit_survives_an_agent_dying_first(tmp_path):
+    """The quick exit SIGKILLs the instance's processes in no set order. When a raylet agent dies
+    before the GCS, the raylet fate-shares with it and the GCS tells a driver still connected that
+    its node died; that driver then ended its own process with status 1 while recovering the objects
+    it owned, after the job's summary was out. The driver leaves the instance first
+    (``session._leave``), so an agent dying first (forced here) changes nothing."""
+    script = textwrap.dedent("""
+        import os, time
+        import numpy as np
+        import psutil
+        import ray
+        from acoustic_env.distributed import reaper
+        from acoustic_env.distributed.session import run_exit_handlers, start_ray
+
+        os.environ.pop("RAY_ADDRESS", None)
+        start_ray()
+        held = ray.put(np.zeros(10**6))  # objects the driver owns, in the object store
+
+        @ray.remote
+        def task():
+            return np.ones(10**6)
+
+        result = task.remote()
+        assert ray.get(result).sum() == 10**6
+        real_end_now = reaper.end_now
+
+        def agent_first():
+            family = psutil.Process().children(recursive=True)
+            agent = next(p for p in family if p.name() == "ray::RuntimeEnvAgent")
+            raylet = next(p for p in family if p.name() == "raylet")
+            agent.kill()
+            raylet.wait(timeout=30)  # it fate-shares with its agent
+            time.sleep(1)  # the GCS's word of the node's death reaches a driver still connected
+            return real_end_now()
+
+        reaper.end_now = agent_first
+        run_exit_handlers()
+        time.sleep(1)
+        print("exited as asked", flush=True)
+        os._exit(0)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "exited as asked", out.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -80,11 +80,8 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
 
 #: Ray's settings for a local instance. No worker pre-started per core: with from_arrow_refs' tasks on them the stage
 #: actors got none (16 cores: twice the processes starting at once, see distributed/extract.py), and without those
-#: tasks Ray Data's bookkeeping actors take them first (2 cores: no gain). A patient health check: on a busy laptop
-#: the GCS marked the only node dead after 5 missed checks 3 s apart (Ray's defaults; seen on the 2-core machine under
-#: the test suite's load), which ends a job that had nowhere else to run: 20 checks and a 30-s answer time instead.
-LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "health_check_failure_threshold": 20,
-                       "health_check_timeout_ms": 30_000}
+#: tasks Ray Data's bookkeeping actors take them first (2 cores: no gain).
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 
 
 def _start_local(ray) -> None:  # the ray module, imported by the caller
@@ -116,9 +113,10 @@ def run_exit_handlers() -> None:
     process type, 1.4-1.6 s on 2 cores after it first sleeps 0.5 s for log lines a local
     instance does not print (``log_to_driver=False``). Nothing of a finished job lives in those
     processes, so that handler is dropped and they are SIGKILLed instead (``reaper.end_now``),
-    but only after the other handlers ran: Tune's and Train's talk to the GCS, and against a
-    dead one they waited 60 s and then ended the process with status 1. A cluster's processes
-    are not this process's to end: with ``--ray-address`` Ray's handler runs as usual.
+    but only after the other handlers ran (Tune's and Train's talk to the GCS, and against a
+    dead one they waited 60 s and then ended the process with status 1) and after the driver
+    has left the instance (:func:`_leave`). A cluster's processes are not this process's to
+    end: with ``--ray-address`` Ray's handler runs as usual.
     """
     local = "ray" in sys.modules and reaper.started_any()
     if local:
@@ -127,7 +125,24 @@ def run_exit_handlers() -> None:
         atexit.unregister(ray.shutdown)
     atexit._run_exitfuncs()  # the handlers an interpreter exit runs; CPython's, stable since 3.0
     if local:
+        _leave(ray)
         reaper.end_now()
+
+
+def _leave(ray) -> None:  # the ray module, imported by the caller
+    """``ray.shutdown`` without its end of the instance's processes: the driver's core worker
+    disconnects and its threads stop, and the processes are left to ``reaper.end_now``.
+
+    Why first: SIGKILLed in whatever order, an agent may die before the GCS. The raylet then
+    fate-shares with it and the GCS tells the still-connected driver that its node died; the
+    driver tries to recover the objects it owns, finds the object store gone and ends its own
+    process with status 1 ("The connection to the plasma store is failed"). A job that had
+    printed its summary exited 1 (seen twice in about a thousand local starts of the suite).
+    """
+    from ray._private import worker  # Ray 2.60: ray.shutdown ends the processes of _global_node
+
+    worker._global_node = None
+    ray.shutdown()
 
 
 def _ray_data_output(progress: bool) -> None:
