@@ -77,6 +77,7 @@ class Run:
     wall_s: float
     rss_mb: list[float] = field(default_factory=list)  # the driver's, every sample_s
     killed: str = ""  # what was killed in this run
+    at_kill: list[str] = field(default_factory=list)  # after a driver kill: its session's processes at the kill
     orphans_lived_s: float | None = None  # after a driver kill: until no process of its session was left
     orphans_left: list[str] = field(default_factory=list)  # still alive after 3 minutes (then killed)
     orphans_after_5s: list[str] = field(default_factory=list)  # which processes outlived the driver
@@ -269,6 +270,7 @@ def run_extract(cmd: list[str], out: Path, total_todo: int, kill: str = "", kill
             next_report += 30
         if kill and not run.killed and count() - start_rows >= kill_at * total_todo:
             if kill == "driver":
+                run.at_kill = sorted({_title(p) for p in _session_processes(proc.pid)})
                 proc.send_signal(signal.SIGKILL)  # the CLI process alone
                 run.killed = f"driver (pid {proc.pid}) at {count()} rows"
             else:

@@ -1,6 +1,9 @@
 """The soak benchmark at smoke size: 100 clips, good and every bad kind, one SIGKILL of the
 driver mid-run, then a resume; every clip exactly once with its expected error type.
 
+None of the killed driver's Ray processes (GCS, raylet, its agents) may outlive it by more than
+``ORPHANS_GONE_S`` (``distributed/reaper.py``).
+
 The full run (10,000 clips, plus a Ray worker kill) is ``python benchmarks/soak.py`` and its
 numbers are in benchmarks/RESULTS.md. This test runs the same code, so the benchmark cannot rot.
 Timeouts are generous (a shared 2-core machine starts Ray slowly); after the kill the benchmark
@@ -19,6 +22,9 @@ import soak  # noqa: E402 - benchmarks/soak.py
 
 #: enough for every bad kind (13 bad clips) and a kill that lands mid-run
 SMOKE_CLIPS = 100
+#: seconds within which every process of a SIGKILLed driver's local Ray instance is gone (the reaper's
+#: grace and SIGTERM-to-SIGKILL wait, with room for a loaded machine; Ray's agents alone lived 61-68 s)
+ORPHANS_GONE_S = 20.0
 
 
 @pytest.mark.slow
@@ -28,6 +34,10 @@ def test_soak_smoke_every_clip_once_after_a_driver_kill(tmp_path):
     first, *rest = res["runs"]
     v = res["verify"]
     assert first["killed"].startswith("driver") and first["rc"] == -9, first
+    # the killed driver's local Ray instance, agents included, was up, and none of it outlived the driver long
+    at_kill = " ".join(first["at_kill"])
+    assert all(name in at_kill for name in ("raylet", "gcs_server", "ray::DashboardAgent", "ray::RuntimeEnvAgent")), at_kill
+    assert not first["orphans_left"] and first["orphans_lived_s"] < ORPHANS_GONE_S, first
     assert 0 < res["done_when_driver_killed"] < v["features"], "the kill did not land mid-run"
     # the resume completes (a try that Ray could not start on a loaded machine is repeated, recorded)
     assert rest and rest[-1]["rc"] == 0, [r["stderr_tail"] for r in rest]
