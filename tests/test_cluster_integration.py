@@ -30,6 +30,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -179,7 +180,7 @@ class Cluster:
             assert status == "SUCCEEDED", (status, self.logs(job_id)[-4000:])
         return job_id
 
-    def _jobs_api(self, path: str) -> dict:
+    def _jobs_api(self, path: str) -> dict | list:
         """GET from the job server's REST API (what `ray job status` and `ray job logs` call), with the
         operator's token: a poll every second costs no CLI process (about a CPU-second each)."""
         token = (self.homes["submit"] / ".ray" / "auth_token").read_text().strip()
@@ -234,12 +235,18 @@ def upload_demo(cluster: Cluster, tmp: Path, name: str, n: int, seed: int):
 
 def test_the_job_server_wants_the_token(cluster, tmp_path):
     """Token authentication is really on: without the token (a HOME without ~/.ray/auth_token) the job server
-    refuses, with it (the operator's HOME) it answers."""
+    refuses `ray job list`, and its REST API refuses a request without the token or with a wrong one; with the
+    operator's token it answers (the other tests submit with it, through `ray job submit`)."""
     cmd = [str(BIN / "ray"), "job", "list", f"--address=http://127.0.0.1:{cluster.dash_port}"]
     env = {**cluster.env, "HOME": str(tmp_path)}
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert refused.returncode != 0 and "auth" in (refused.stdout + refused.stderr).lower(), refused.stderr[-2000:]
-    assert cluster._run(cmd, "submit").returncode == 0
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{cluster.dash_port}/api/jobs/",
+                                                          headers=headers), timeout=60)
+        assert answer.value.code in (401, 403), headers
+    assert isinstance(cluster._jobs_api(""), list)  # the job list, with the operator's token
 
 
 def test_submitted_extract_against_s3(cluster, tmp_path):
