@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,33 @@ def test_artifact_round_trip_without_ray(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok ['urban', 'natural']" in out.stdout
+
+
+# --- Ray Train's controller polls promptly ------------------------------------------
+
+@pytest.mark.parametrize("given", [None, "1.5"])
+def test_the_single_run_has_its_reports_polled_promptly_and_the_environment_put_back(given, monkeypatch):
+    """Ray Train's controller picks a round's report up when it polls (every 2 s by default); the single run
+    (``--trials 0``), like each search trial, is fitted with a 0.2-s poll (a 4-round run took 20 s instead of
+    10), a user's own setting is kept, and the process's environment is as it was afterwards."""
+    from acoustic_env.distributed import tune
+
+    if given is None:
+        monkeypatch.delenv(tune.POLL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(tune.POLL_ENV, given)
+    seen = []
+
+    class Trainer:
+        def fit(self):
+            seen.append(os.environ.get(tune.POLL_ENV))
+            raise RuntimeError("stop here")
+
+    monkeypatch.setattr(tune, "_shared", lambda data: [data])
+    monkeypatch.setattr(tune, "_trainer", lambda *args: Trainer())
+    with pytest.raises(RuntimeError, match="stop here"):
+        tune.single_run({}, None, {})
+    assert seen == [given or "0.2"] and os.environ.get(tune.POLL_ENV) == given
 
 
 # --- sizing the search to the cluster ------------------------------------------------
