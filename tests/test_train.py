@@ -248,7 +248,7 @@ def test_artifact_round_trip_without_ray(tmp_path):
 
 # --- Ray Train's controller polls promptly ------------------------------------------
 
-@pytest.mark.parametrize("given", [None, "1.5"])
+@pytest.mark.parametrize("given", [None, "1.5", ""])
 def test_the_single_run_has_its_reports_polled_promptly_and_the_environment_put_back(given, monkeypatch):
     """Ray Train's controller picks a round's report up when it polls (every 2 s by default); the single run
     (``--trials 0``), like each search trial, is fitted with a 0.2-s poll (a 4-round run took 20 s instead of
@@ -270,7 +270,7 @@ def test_the_single_run_has_its_reports_polled_promptly_and_the_environment_put_
     monkeypatch.setattr(tune, "_trainer", lambda *args: Trainer())
     with pytest.raises(RuntimeError, match="stop here"):
         tune.single_run({}, None, {})
-    assert seen == [given or "0.2"] and os.environ.get(tune.POLL_ENV) == given
+    assert seen == ["0.2" if given is None else given] and os.environ.get(tune.POLL_ENV) == given
 
 
 # --- sizing the search to the cluster ------------------------------------------------

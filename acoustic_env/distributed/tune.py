@@ -104,13 +104,14 @@ def _prompt_reports() -> Iterator[None]:
     passes the setting from the environment of the process that calls ``fit()`` to the controller;
     it is put back after, so that a notebook's own Ray Train runs keep theirs.
     """
-    before = os.environ.get(POLL_ENV)
-    os.environ[POLL_ENV] = before or "0.2"
+    if POLL_ENV in os.environ:  # the user's own setting
+        yield
+        return
+    os.environ[POLL_ENV] = "0.2"
     try:
         yield
     finally:
-        if before is None:
-            del os.environ[POLL_ENV]
+        os.environ.pop(POLL_ENV, None)
 
 
 def _trainer(params: dict[str, Any], data: list, setup: Setup, name: str, callbacks: list) -> Any:
