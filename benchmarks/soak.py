@@ -220,10 +220,14 @@ def _session_processes(sid: int) -> list[psutil.Process]:
 
 
 def _title(p: psutil.Process) -> str:
+    """A process's command up to its first flag, with paths cut to their last part: a CI checkout's long
+    path would otherwise push the program's name (``gcs_server``, ``raylet``) past the cut."""
     try:
-        return (" ".join(p.cmdline()) or p.name()).split(" --")[0][:80].strip()
+        words = p.cmdline() or [p.name()]
     except psutil.Error:
         return "?"
+    line = " ".join(os.path.basename(w) if w.startswith("/") else w for w in words)
+    return line.split(" --")[0][:80].strip()
 
 
 def _ray_worker(sid: int) -> psutil.Process | None:
