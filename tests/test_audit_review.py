@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -387,6 +390,24 @@ def test_audit_and_review_on_object_storage(s3_endpoint, tmp_path):
         srv.server_close()
     fs.invalidate_cache()
     assert estimate_accuracy(read_verdicts(["s3://audit-in/audit/review/verdicts.json"]))["sample"] == "suspects"
+    # the command stops on Ctrl-C, kill or a closed terminal, and each time removes its lock marker (nothing else
+    # would): Ctrl-C also when it started with SIGINT ignored, as a job that a script starts with `&` does
+    lock = "audit-in/audit/review/verdicts.json.lock"
+    for stop, ignore_sigint in ((signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)):
+        with subprocess.Popen([sys.executable, "-m", "acoustic_env.cli", "audit-review", "--audit", "s3://audit-in/audit",
+                               "--serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+                              ) as proc:
+            try:
+                assert "serving the review page" in proc.stdout.readline(), proc.stderr.read()
+                fs.invalidate_cache()
+                assert fs.exists(lock)
+                proc.send_signal(stop)
+                assert proc.wait(timeout=30) == 0, proc.stderr.read()
+            finally:
+                proc.kill()  # a no-op once it has ended; never a hang
+        fs.invalidate_cache()
+        assert not fs.exists(lock), f"{stop.name} left the lock behind"
 
 
 def test_multi_label_page_takes_the_right_set_of_classes(tmp_path, browser):

@@ -139,5 +139,9 @@ def _review_server(command: str, cwd: Path, env: dict[str, str]) -> None:
                                          headers={"Content-Type": "application/json"}, method="POST")
             assert json.loads(urllib.request.urlopen(req, timeout=30).read())["total"] == 1
         finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=30)
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # never a hang: the test fails on the timeout
+                raise

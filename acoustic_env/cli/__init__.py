@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -128,21 +129,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_audit_review(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.audit.job import rebuild_review
     from acoustic_env.jobs.audit.server import make_server, verdicts_uri
+    from acoustic_env.jobs.stop_signals import StopSignals
 
     if args.review_top is not None or args.random_sample is not None:
         top = AuditConfig.review_top if args.review_top is None else args.review_top
         sample = AuditConfig.random_sample if args.random_sample is None else args.random_sample
         print(f"review page: {rebuild_review(args.audit, top, sample, args.seed)}")
     if args.serve:
-        server = make_server(args.audit, args.port)
-        print(f"serving the review page at http://127.0.0.1:{server.server_address[1]}/ "
-              f"(verdicts are saved to {verdicts_uri(args.audit)}); Ctrl-C stops")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        with StopSignals() as stop:  # Ctrl-C or kill: the server stops and releases the audit's lock
+            server = make_server(args.audit, args.port)
+            print(f"serving the review page at http://127.0.0.1:{server.server_address[1]}/ "
+                  f"(verdicts are saved to {verdicts_uri(args.audit)}); Ctrl-C stops", flush=True)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            try:
+                stop.wait()
+            finally:
+                server.shutdown()
+                server.server_close()
     return 0
 
 

@@ -2,7 +2,7 @@
 
 The job checks what it can before Ray starts (the model loads, the flags are valid:
 one line and exit status 2 otherwise), starts the service
-(:mod:`acoustic_env.distributed.serve`), prints its URL and waits. Ctrl-C or SIGTERM
+(:mod:`acoustic_env.distributed.serve`), prints its URL and waits. Ctrl-C, SIGTERM or SIGHUP
 shuts Serve down (replicas, HTTP proxy, controller) and then Ray, so no actor or port
 outlives the command. What a request may send and what it gets back is
 :mod:`acoustic_env.jobs.serve.handler`.
@@ -10,12 +10,11 @@ outlives the command. What a request may send and what it gets back is
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable
 
 from acoustic_env.config import ServeConfig
 from acoustic_env.jobs.preflight import check_input
+from acoustic_env.jobs.stop_signals import StopSignals
 
 
 def check(cfg: ServeConfig) -> None:
@@ -27,23 +26,17 @@ def check(cfg: ServeConfig) -> None:
 
 
 def serve(cfg: ServeConfig, on_ready: Callable[[str], None] = print) -> None:
-    """Run the service until SIGINT/SIGTERM; ``on_ready`` gets the line with its URL."""
+    """Run the service until a stop signal (:mod:`acoustic_env.jobs.stop_signals`); ``on_ready`` gets the line with its URL."""
     check(cfg)
     from acoustic_env.distributed import serve as service
     from acoustic_env.jobs.serve.handler import Service
 
-    stop = threading.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
-    try:
-        url = service.start(cfg, Service)
-        for s in signals:  # again: Ray's core worker installs its own SIGTERM handler (it aborts the process)
-            signal.signal(s, lambda *_: stop.set())
-        on_ready(f"serve: {url} (POST audio to {url}predict; the page is {url}); Ctrl-C stops")
-        while not stop.wait(0.5):
-            pass
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        service.stop()
+    with StopSignals() as stop:
+        try:
+            url = service.start(cfg, Service)
+            stop.catch()  # again: Ray's core worker installs its own SIGTERM handler (it aborts the process)
+            on_ready(f"serve: {url} (POST audio to {url}predict; the page is {url}); Ctrl-C stops")
+            stop.wait()
+        finally:
+            service.stop()
         on_ready("serve: stopped")
