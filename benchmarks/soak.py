@@ -299,7 +299,8 @@ def run_extract(cmd: list[str], out: Path, total_todo: int, kill: str = "", kill
         for p in _session_processes(proc.pid):  # still there after 3 minutes: noted, then ended
             run.orphans_left.append(p.name())
             p.kill()
-        wait_until_quiet(out)
+        if run.orphans_left:  # a process just killed may have had a part half-written; with none left, none writes
+            wait_until_quiet(out)
     return run
 
 
