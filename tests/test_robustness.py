@@ -447,7 +447,10 @@ def test_the_command_ends_its_ray_processes_before_its_quick_exit(tmp_path):
     command returns, and the summary and exit code are intact."""
     from acoustic_env.demo.synth import generate_demo
 
-    demo = generate_demo(tmp_path / "demo", n_clips=60, seed=4, duration_s=1.0, n_broken=0)
+    from acoustic_env.config import IN_PROCESS_MAX
+
+    n = IN_PROCESS_MAX + 8  # more than run in the command's process: on its local Ray
+    demo = generate_demo(tmp_path / "demo", n_clips=n, seed=4, duration_s=1.0, n_broken=0)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "acoustic_env.cli", "extract", "--no-progress", "--manifest", str(demo.clips_csv),
            "--audio-root", str(demo.audio_dir), "--output", str(out), "--signals", "raw", "--write-batch-size", "4"]
@@ -462,7 +465,7 @@ def test_the_command_ends_its_ray_processes_before_its_quick_exit(tmp_path):
         assert "raylet" in " ".join(_alive(family))
         stdout, stderr = driver.communicate(timeout=600)
         assert driver.returncode == 0, stderr[-2000:]
-        assert "60 clips extracted, 0 failed" in stdout
+        assert f"{n} clips extracted, 0 failed" in stdout
         left = [p for p in _alive(family) if "reaper" not in p]  # the watcher waits out its grace, then ends
         assert not left, f"alive after the command returned: {left}"
     finally:
