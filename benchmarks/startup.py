@@ -173,10 +173,11 @@ def _watch(proc: subprocess.Popen, t0: float, output: Path, every: float) -> tup
             try:
                 if q.info["create_time"] < t0 - 0.5:
                     continue
-                title = " ".join(q.info["cmdline"] or [q.info["name"] or ""]).strip()[:160]
+                full = " ".join(q.info["cmdline"] or [q.info["name"] or ""]).strip()
+                title = full[:160]
                 ct = q.info["cpu_times"]
                 p = procs.setdefault(q.info["pid"], {"start": q.info["create_time"] - t0, "titles": [],
-                                                     "role": role(title)})
+                                                     "role": role(full)})  # before the cut: a long path hides it
                 if not p["titles"] or p["titles"][-1][1] != title:
                     p["titles"].append((now, title, ct.user + ct.system))
                 p["cpu"], p["last"] = ct.user + ct.system, now

@@ -407,7 +407,8 @@ def _alive(family: set[tuple[int, float]]) -> list[str]:
         with contextlib.suppress(psutil.Error):
             p = psutil.Process(pid)
             if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(f"{pid} {p.name()} {' '.join(p.cmdline())[:120]}")
+                words = [os.path.basename(w) if w.startswith("/") else w for w in p.cmdline()]  # any checkout's path
+                alive.append(f"{pid} {p.name()} {' '.join(words)[:120]}")
     return alive
 
 
