@@ -174,11 +174,18 @@ class Cluster:
         if not wait:
             cmd.append("--no-wait")
         out = self._run([*cmd, "--", "python", f"jobs/{script}.py", *args], "submit", timeout=600)
+        assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
         if wait:
-            assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
             status = self.job_status(job_id)
             assert status == "SUCCEEDED", (status, self.logs(job_id)[-4000:])
         return job_id
+
+    def wait(self, job_id: str, timeout: float = 600) -> None:
+        """Until a job submitted with ``wait=False`` has ended; it must have succeeded."""
+        deadline = time.time() + timeout
+        while (status := self.job_status(job_id)) in ("PENDING", "RUNNING") and time.time() < deadline:
+            time.sleep(0.5)
+        assert status == "SUCCEEDED", (status, self.logs(job_id)[-4000:])
 
     def _jobs_api(self, path: str) -> dict | list:
         """GET from the job server's REST API (what `ray job status` and `ray job logs` call), with the
@@ -274,29 +281,29 @@ def test_worker_node_lost_mid_extract(cluster, tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and len(s3_clip_ids(fs, "ae-out/big")) < 3:
         assert cluster.job_status(job) in ("PENDING", "RUNNING"), cluster.logs(job)[-3000:]
-        time.sleep(1)
+        time.sleep(0.5)
     cluster.kill_worker()
-    while time.time() < deadline and cluster.job_status(job) in ("PENDING", "RUNNING"):
-        time.sleep(2)
-    status = cluster.job_status(job)
     # Ray retries the lost node's tasks and restarts its actors on the head: the job itself succeeds.
-    assert status == "SUCCEEDED", (status, cluster.logs(job)[-3000:])
+    cluster.wait(job, timeout=deadline - time.time())
     ids = s3_clip_ids(fs, "ae-out/big")
-    assert len(ids) == len(set(ids)) == demo.n_good, (status, cluster.logs(job)[-3000:])
+    assert len(ids) == len(set(ids)) == demo.n_good, cluster.logs(job)[-3000:]
     errors = fs.glob("ae-out/big/errors/*.parquet")
     err_ids = [i for p in errors for i in pq.read_table(io.BytesIO(fs.cat_file(p)))["clip_id"].to_pylist()]
     assert len(err_ids) == demo.n_broken
 
 
 def test_submitted_train_and_audit_against_s3(cluster, tmp_path):
-    """Train and audit read the features that the extract jobs above left in S3, and write back to S3."""
+    """Train and audit read the features that the extract jobs above left in S3, and write back to S3; the two
+    jobs run on the cluster at once, as two users' jobs would."""
     fs = cluster.s3()
     if not fs.glob("ae-out/big/features/*.parquet"):
         pytest.skip("needs the extract of test_worker_node_lost_mid_extract")
-    cluster.submit("train", "--features", "s3://ae-out/big", "--output", "s3://ae-out/train", "--trials", "0",
-                   "--baselines", "", "--no-ablations", "--shap-samples", "0", "--max-rounds", "3", "--no-progress")
+    train = cluster.submit("train", "--features", "s3://ae-out/big", "--output", "s3://ae-out/train", "--trials", "0",
+                           "--baselines", "", "--no-ablations", "--shap-samples", "0", "--max-rounds", "3",
+                           "--no-progress", wait=False)
     cluster.submit("audit", "--features", "s3://ae-out/big", "--output", "s3://ae-out/audit",
                    "--review-top", "4", "--random-sample", "4")
+    cluster.wait(train)
     fs.invalidate_cache()
     for key in ("ae-out/train/model/model.json", "ae-out/train/model/weights.pt", "ae-out/train/report/index.html",
                 "ae-out/audit/audit.parquet", "ae-out/audit/summary.json", "ae-out/audit/review/index.html"):
