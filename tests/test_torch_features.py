@@ -30,7 +30,8 @@ from test_fast_features import _rms
 from acoustic_env.audio.manifest import read_manifest
 from acoustic_env.audio.rows import CPU_PREFIX, row_schema
 from acoustic_env.audio.stages import cpu_vector_columns, decode_batch, features_batch, stages, vector_columns
-from acoustic_env.config import ExtractConfig, FeatureParams, from_dict
+from acoustic_env.config import ConfigError, ExtractConfig, FeatureParams, from_dict
+from acoustic_env.distributed.extract import plan_extract_resources
 from acoustic_env.features import cpu_features
 from acoustic_env.features.fast import indices as fast_indices
 from acoustic_env.features.fast import mps as fast_mps
@@ -172,9 +173,9 @@ def test_the_benchmark_prints_both_paths(capsys, monkeypatch):
     assert "Device seconds per stage" in out and "Largest difference torch − numpy" in out and "mps_raw" in out
 
 
-@pytest.mark.slow
 def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
-    """``acoustic-env extract --device cuda`` on a machine with no GPU: exit 2 and one line naming the flag."""
+    """``acoustic-env extract --device cuda`` on a machine with no GPU and no cluster named: exit 2 and one line
+    naming the flag, before any Ray starts; on a cluster without a GPU, the plan's own check names it."""
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: --device cuda is valid here")
     clips = tmp_path / "clips"
@@ -184,8 +185,12 @@ def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
                           str(tmp_path / "out"), "--device", "cuda", "--no-progress"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert ("acoustic-env: error: device: --device cuda, but the Ray cluster has no 'GPU' resource "
+    assert ("acoustic-env: error: device: --device cuda, but this machine has no CUDA GPU and no cluster is named "
             "(use --device auto or cpu)") in out.stderr.splitlines()
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match=r"^device: --device cuda, but the Ray cluster has no 'GPU' resource "
+                                          r"\(use --device auto or cpu\)$"):
+        plan_extract_resources({"CPU": 16.0, "accel": 1.0}, n_embedders=1, device="cuda")
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,4 +1,4 @@
-"""Path checks every job runs before it reads a clip or starts Ray.
+"""Path (and device) checks every job runs before it reads a clip or starts Ray.
 
 A mistaken path is the commonest first-hour error: an ``--output`` that names a file,
 a manifest that is not there, a directory that cannot be written. Each would otherwise
@@ -7,7 +7,8 @@ Here each becomes one :class:`~acoustic_env.config.ConfigError` line naming the 
 Only local paths are checked: for object storage the job's first write (or read) is the
 check, and it too ends in one line. The one input a job may need the network for, an
 ``ontology`` given as a URL, is read here too (and cached), so an unreachable one stops
-the job before it extracts anything rather than after.
+the job before it extracts anything rather than after. So does ``--device cuda`` on a machine
+with no CUDA GPU when no cluster is named: the local Ray instance would have none either.
 """
 
 from __future__ import annotations
@@ -78,9 +79,21 @@ def check_output(uri: str | None, field: str) -> None:
         raise ConfigError(f"{field}: cannot write to {existing} (permission denied)")
 
 
+def check_local_device(device: str, ray_address: str | None) -> None:
+    """``--device cuda`` with no cluster named needs a CUDA GPU here (a cluster's GPUs are checked once Ray is up)."""
+    if device != "cuda" or ray_address or os.environ.get("RAY_ADDRESS"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("device: --device cuda, but this machine has no CUDA GPU and no cluster is named "
+                          "(use --device auto or cpu)")
+
+
 def preflight(cfg: Section) -> None:
     """Check a job config's paths (see the module docstring); raises ConfigError naming the field."""
     if isinstance(cfg, ExtractConfig):
+        check_local_device(cfg.device, cfg.ray_address)
         check_input(cfg.manifest, "manifest")
         check_input(cfg.audio_root, "audio_root")
         check_output(cfg.output, "output")
