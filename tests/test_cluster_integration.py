@@ -21,6 +21,7 @@ from the HOME the tests run under.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -70,19 +71,48 @@ def plain_python(root: Path) -> str:
     return str(python)
 
 
-def marked(value: str) -> list[psutil.Process]:
+def _opens_under(pid: int, prefix: str) -> bool:
+    """Whether process ``pid`` has a file open under ``prefix`` (its Ray session's logs, sockets, spill)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def marked(value: str, root: Path | None = None) -> list[psutil.Process]:
+    """The processes whose environment holds ``MARK=<value...>``, or (``root``) with a file open under ``root``.
+
+    The environment is read from ``/proc/<pid>/environ`` itself, yet a Ray process that retitles itself
+    (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``, ``ray::IDLE``) overwrites the start of that block, and the
+    marker with it when it lies there; psutil's ``environ()`` also stops at the first empty entry. Missed, the
+    head's dashboard agent outlived the module and spun a core for two minutes after its GCS was gone. Every
+    process of the cluster keeps its session's logs open under the cluster's own temporary directory.
+    """
+    needle = f"{MARK}={value}".encode()
+    prefix = f"{root}/" if root else None
     found = []
     for p in psutil.process_iter(["pid"]):
+        if p.pid == os.getpid():  # this test process starts the cluster's commands, but is not one of them
+            continue
         try:
-            if p.environ().get(MARK, "").startswith(value):
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            pass
+            with open(f"/proc/{p.pid}/environ", "rb") as f:
+                env = f.read()
+        except OSError:  # gone, or not ours to read
+            continue
+        if needle in env or (prefix and _opens_under(p.pid, prefix)):
+            found.append(p)
     return found
 
 
-def kill_marked(value: str) -> None:
-    procs = marked(value)
+def kill_marked(value: str, root: Path | None = None) -> None:
+    procs = marked(value, root)
     for p in procs:
         try:
             p.kill()
@@ -207,8 +237,15 @@ class Cluster:
         kill_marked(f"{self.tag}-worker")
 
     def stop(self) -> None:
-        kill_marked(self.tag)
+        """Every process of the cluster ended (a survivor fails the module's teardown), its files removed."""
+        kill_marked(self.tag, self.tmp)
+        left = []
+        for p in marked(self.tag, self.tmp):
+            with contextlib.suppress(psutil.Error):
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(f"{p.pid} {p.name()}")
         shutil.rmtree(self.tmp, ignore_errors=True)
+        assert not left, f"processes of the cluster outlived it: {left}"
 
 
 @pytest.fixture(scope="module")
