@@ -39,6 +39,9 @@ from acoustic_env.jobs.fetch import fetch
 SR = 8000
 GOOD = ("vidgood0001", "vidgood0002", "vidgood0003", "vidgood0004")
 GONE, HANG, SILENT = "vidgone0001", "vidhang0001", "vidnone0001"
+#: the download timeout: the hanging video ends on it; a good one (a Python downloader that imports soundfile, on a
+#: loaded machine running the suite on three processes) stays well inside it
+TIMEOUT_S = 8.0
 
 DOWNLOADER = textwrap.dedent('''
     import io, sys, urllib.error, urllib.request
@@ -129,7 +132,7 @@ def config(tmp_path: Path, server: MediaServer, failing: tuple[str, ...] = (GONE
     script.write_text(DOWNLOADER)
     return {"segments": str(segment_list(tmp_path / "segments.csv", failing)), "output": str(tmp_path / "out"),
             "downloader": f"{sys.executable} {script} {{url}} {{start}} {{duration}} {{out}}",
-            "url_template": server.url, "clip_format": "wav", "timeout_s": 4.0, "rate_per_s": 20.0, "workers": 3,
+            "url_template": server.url, "clip_format": "wav", "timeout_s": TIMEOUT_S, "rate_per_s": 20.0, "workers": 3,
             **extra}
 
 
@@ -154,7 +157,7 @@ def test_fetch_writes_the_right_clips_failure_rows_and_a_manifest(ray_session, m
     row = manifest.to_pylist()[0]
     assert decode_clip(row["uri"], DecodeParams(), row["start_s"], row["end_s"]).orig_duration_s == pytest.approx(10.0)
     messages = dict(zip(*pq.read_table(out / "failures", columns=["clip_id", "message"]).to_pydict().values()))
-    assert "Video unavailable (HTTP 404)" in messages[f"{GONE}_0"] and "4 s" in messages[f"{HANG}_0"]
+    assert "Video unavailable (HTTP 404)" in messages[f"{GONE}_0"] and f"{TIMEOUT_S:g} s" in messages[f"{HANG}_0"]
 
     # a second run fetches nothing: every clip is there, every failure recorded
     before = dict(media.served)
@@ -249,7 +252,7 @@ def test_a_killed_fetch_resumes_without_fetching_anything_twice(ray_session, tmp
         out = tmp_path / "out"
         argv = [sys.executable, "-m", "acoustic_env.cli", "audioset", "fetch", "--segments", cfg["segments"],
                 "--output", cfg["output"], "--downloader", cfg["downloader"], "--url-template", cfg["url_template"],
-                "--clip-format", "wav", "--timeout-s", "4", "--rate-per-s", "1", "--workers", "1"]
+                "--clip-format", "wav", "--timeout-s", f"{TIMEOUT_S:g}", "--rate-per-s", "1", "--workers", "1"]
         with open(tmp_path / "stderr.txt", "w") as err:
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.time() + 300  # a loaded 2-core machine starts Ray slowly
