@@ -94,3 +94,28 @@ def test_the_zoo_builds_the_network_that_the_search_and_the_ablations_train():
     assert best == pytest.approx(out["best_val_score"])
     with pytest.raises(ValueError, match="logreg is not the network"):
         make_estimator("logreg", "single_label", K).network()
+
+
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+
+def test_small_matrices_are_fitted_on_one_blas_thread_and_large_ones_as_set(monkeypatch):
+    """A few hundred clips: numpy's and scipy's BLAS on one thread while a zoo model fits and predicts; from
+    ``SMALL`` entries on, the threads as they were (learn.threads)."""
+    from acoustic_env.learn.threads import SMALL, blas_threads
+    from acoustic_env.learn.zoo import ZooClassifier
+
+    blas_threads(0)  # the libraries found once, before the count of threads as set
+    before = _blas_threads()
+    seen = []
+    fit = ZooClassifier._fit
+    monkeypatch.setattr(ZooClassifier, "_fit", lambda self, *a: (seen.append(_blas_threads()), fit(self, *a))[1])
+    x, y = separable(240, False)
+    make_estimator("logreg", "single_label", K).fit(x, y)
+    assert seen == [{1}] and _blas_threads() == before
+    wide = np.repeat(x, -(-SMALL // x.size), axis=1)[:, : -(-SMALL // len(x))]
+    make_estimator("logreg", "single_label", K).fit(wide, y)
+    assert wide.size >= SMALL and seen[1] == before

@@ -14,8 +14,7 @@ are declared in ``learn.params.PARAMS`` and it is built by the zoo
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,18 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.learn.fit import Schedule, fit
 from acoustic_env.learn.mlp import MLP, architecture, predict_proba
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch threads (None: as they are), restored after."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from acoustic_env.learn.threads import torch_threads
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -55,7 +43,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Fit with ``threads`` torch threads, one when None (restored after). A network this small spends most of a
         second thread's time synchronising it, and on busy cores far more: 34 clips, 1.2 s with one thread against
         11-40 s with two; 5,000 clips of 2,000 features, 17 s against 123 s (2 cores under load, 2026-11-23)."""
-        with _torch_threads(self.threads or 1):
+        with torch_threads(self.threads or 1):
             return self._fit(X, y)
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> MLPClassifier:
@@ -89,7 +77,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         threads (None: as set). The best round's weights end in ``model_``; returns
         ``fit``'s result (best_val_score, best_state, history, epochs_per_round).
         """
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             torch.manual_seed(self.seed)
             self.model_ = MLP(**architecture(data["x_train"].shape[1], kind, n_classes, self.network))
             result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,

@@ -51,6 +51,7 @@ from sklearn.preprocessing import StandardScaler
 from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
 from acoustic_env.learn.params import CANDIDATES, PARAMS
 from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
+from acoustic_env.learn.threads import blas_threads
 
 if TYPE_CHECKING:
     from acoustic_env.learn.mlp_estimator import MLPClassifier
@@ -103,9 +104,14 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
         ``groups`` (one per row): the model's search runs grouped CV on these rows
         (``search_`` records it): logistic regression's C (single-label), or the
-        first ``trials`` settings of ``CANDIDATES``.
+        first ``trials`` settings of ``CANDIDATES``. A small ``X`` is fitted on one BLAS thread (``learn.threads``).
         """
-        y = np.asarray(y)
+        with blas_threads(np.size(X)):
+            return self._fit(X, np.asarray(y), eval_set, groups)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None,
+             groups: np.ndarray | None) -> ZooClassifier:
+        """``fit``'s work."""
         multi = self.kind == "multi_label"
         self.classes_ = np.arange(self.n_classes)
         self.prior_ = y.mean(axis=0) if multi else np.bincount(y, minlength=self.n_classes) / len(y)
@@ -167,7 +173,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         """[n, n_classes] probabilities (single-label rows sum to 1)."""
         out = np.tile(self.prior_, (len(X), 1)).astype(np.float64)
         if self.model_ is not None:
-            p = np.asarray(self.model_.predict_proba(X), dtype=np.float64)
+            with blas_threads(np.size(X)):
+                p = np.asarray(self.model_.predict_proba(X), dtype=np.float64)
             # one varying label column was fitted as a binary problem: keep P(positive)
             out[:, self.columns_] = p if p.shape[1] == len(self.columns_) else p[:, 1:]
         return out

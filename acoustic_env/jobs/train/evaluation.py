@@ -22,6 +22,7 @@ from acoustic_env.jobs.train.explain import mlp_attributions
 from acoustic_env.learn.portable import Portable, from_zoo
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.splits import NAMES
+from acoustic_env.learn.threads import blas_threads
 from acoustic_env.learn.transform import GroupTransform, transform_all
 from acoustic_env.learn.zoo import ZooClassifier
 from acoustic_env.table import FeatureSet
@@ -42,9 +43,10 @@ def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
     """
     pca = {g.name: cfg.pca_target(g.source) for g in features.feature_groups}
     if features.X is not None:
-        transforms = [fit_group(features.X[g.name][is_train], pca[g.name], g.name, cfg.seed)
-                      for g in features.feature_groups if only is None or g.name in only]
-        return transforms, transform_all(transforms, features.X)
+        groups = [g for g in features.feature_groups if only is None or g.name in only]
+        with blas_threads(max(features.X[g.name].size for g in groups)):  # one thread for a small table
+            transforms = [fit_group(features.X[g.name][is_train], pca[g.name], g.name, cfg.seed) for g in groups]
+            return transforms, transform_all(transforms, features.X)
     log.info("raw features exceed %.1f GiB: fitting PCA incrementally while streaming", cfg.memory_gb)
     transforms, projected = fit_streaming(features.stream, features.feature_groups, pca, is_train, len(features))
     return transforms, np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
