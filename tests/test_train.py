@@ -383,3 +383,24 @@ def test_every_baseline_is_scored_on_the_same_folds_and_listed(tmp_path, capsys)
         assert f"\n  cv {m:8s} accuracy " in console, (m, console)
         assert f"<td class='t'>{m}</td>" in table or f"<td class='t'>{m} (model of record)</td>" in table, m
     assert ev["saved_model"] in FORMATS and f"saved {ev['saved_model']} refitted on all clips" in console
+
+
+def test_the_preprocessing_of_a_small_table_runs_on_one_blas_thread(tmp_path, monkeypatch):
+    """The job's PCA fit and transform (``model_inputs``) on a table of a few hundred clips: one BLAS thread,
+    the threads as they were after (learn.threads). Two are set first: the suite itself runs on one."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import acoustic_env.jobs.train.evaluation as evaluation
+
+    def blas() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen = []
+    monkeypatch.setattr(evaluation, "fit_group", lambda *a: (seen.append(blas()), fit_group(*a))[1])
+    source = write_features(synthetic_table(60, seed=2), str(tmp_path / "t"))
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o")})
+    features = read_features(source, task=load_task(cfg.task))
+    with threadpool_limits(limits=2, user_api="blas"):
+        transforms, x = evaluation.model_inputs(cfg, features, np.ones(len(features), dtype=bool))
+        assert seen and all(s == {1} for s in seen) and blas() == {2}
+    assert len(seen) == len(transforms) and x.shape[0] == 60

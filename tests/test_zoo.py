@@ -104,18 +104,26 @@ def _blas_threads() -> set[int]:
 
 def test_small_matrices_are_fitted_on_one_blas_thread_and_large_ones_as_set(monkeypatch):
     """A few hundred clips: numpy's and scipy's BLAS on one thread while a zoo model fits and predicts; from
-    ``SMALL`` entries on, the threads as they were (learn.threads)."""
-    from acoustic_env.learn.threads import SMALL, blas_threads
+    ``SMALL`` entries on, the threads as they were (learn.threads). Two threads are set first: the suite itself
+    runs on one (tests/conftest.py), which would hide a fit that ignored the rule."""
+    from sklearn.pipeline import Pipeline
+    from threadpoolctl import threadpool_limits
+
+    from acoustic_env.learn.threads import SMALL
     from acoustic_env.learn.zoo import ZooClassifier
 
-    blas_threads(0)  # the libraries found once, before the count of threads as set
-    before = _blas_threads()
     seen = []
-    fit = ZooClassifier._fit
-    monkeypatch.setattr(ZooClassifier, "_fit", lambda self, *a: (seen.append(_blas_threads()), fit(self, *a))[1])
+    fit, predict = ZooClassifier._fit, Pipeline.predict_proba
+    monkeypatch.setattr(ZooClassifier, "_fit", lambda self, *a: (seen.append(("fit", _blas_threads())),
+                                                                 fit(self, *a))[1])
+    monkeypatch.setattr(Pipeline, "predict_proba", lambda self, X: (seen.append(("predict", _blas_threads())),
+                                                                    predict(self, X))[1])
     x, y = separable(240, False)
-    make_estimator("logreg", "single_label", K).fit(x, y)
-    assert seen == [{1}] and _blas_threads() == before
     wide = np.repeat(x, -(-SMALL // x.size), axis=1)[:, : -(-SMALL // len(x))]
-    make_estimator("logreg", "single_label", K).fit(wide, y)
-    assert wide.size >= SMALL and seen[1] == before
+    assert x.size < SMALL <= wide.size
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert _blas_threads() == {2}
+        make_estimator("logreg", "single_label", K).fit(x, y).predict_proba(x)
+        assert seen == [("fit", {1}), ("predict", {1})] and _blas_threads() == {2}  # put back after
+        make_estimator("logreg", "single_label", K).fit(wide, y).predict_proba(wide)
+        assert seen[2:] == [("fit", {2}), ("predict", {2})]

@@ -44,7 +44,7 @@ def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
     pca = {g.name: cfg.pca_target(g.source) for g in features.feature_groups}
     if features.X is not None:
         groups = [g for g in features.feature_groups if only is None or g.name in only]
-        with blas_threads(max(features.X[g.name].size for g in groups)):  # one thread for a small table
+        with blas_threads(max((features.X[g.name].size for g in groups), default=0)):  # small table: one thread
             transforms = [fit_group(features.X[g.name][is_train], pca[g.name], g.name, cfg.seed) for g in groups]
             return transforms, transform_all(transforms, features.X)
     log.info("raw features exceed %.1f GiB: fitting PCA incrementally while streaming", cfg.memory_gb)
