@@ -249,10 +249,12 @@ def test_artifact_round_trip_without_ray(tmp_path):
 # --- Ray Train's controller polls promptly ------------------------------------------
 
 @pytest.mark.parametrize("given", [None, "1.5", ""])
-def test_the_single_run_has_its_reports_polled_promptly_and_the_environment_put_back(given, monkeypatch):
-    """Ray Train's controller picks a round's report up when it polls (every 2 s by default); the single run
-    (``--trials 0``), like each search trial, is fitted with a 0.2-s poll (a 4-round run took 20 s instead of
-    10), a user's own setting is kept, and the process's environment is as it was afterwards."""
+def test_a_data_parallel_trial_has_its_reports_polled_promptly_and_the_environment_put_back(given, monkeypatch):
+    """Ray Train's controller picks a round's report up when it polls (every 2 s by default); a trial of two or
+    more workers (a TorchTrainer run) is fitted with a 0.2-s poll (a 4-round run took 20 s instead of 10), a
+    user's own setting is kept, and the process's environment is as it was afterwards."""
+    import ray.tune
+
     from acoustic_env.distributed import tune
 
     if given is None:
@@ -266,10 +268,16 @@ def test_the_single_run_has_its_reports_polled_promptly_and_the_environment_put_
             seen.append(os.environ.get(tune.POLL_ENV))
             raise RuntimeError("stop here")
 
-    monkeypatch.setattr(tune, "_shared", lambda data: [data])
+    class Context:
+        def get_trial_id(self):
+            return "t0"
+
+    monkeypatch.setattr(ray.tune, "get_context", lambda: Context())  # outside a Tune session here
+    monkeypatch.setattr("ray.tune.integration.ray_train.TuneReportCallback", lambda: None)
     monkeypatch.setattr(tune, "_trainer", lambda *args: Trainer())
     with pytest.raises(RuntimeError, match="stop here"):
-        tune.single_run({}, None, {})
+        tune.trial_driver({}, [], tune.Setup("single_label", 2, None, 0, workers=2, worker_cpus=0.5, use_gpu=False,
+                                             storage=""))
     assert seen == ["0.2" if given is None else given] and os.environ.get(tune.POLL_ENV) == given
 
 
@@ -313,6 +321,7 @@ def test_train_end_to_end_with_search(tmp_path):
     assert record["status"] == "completed" and record["counts"]["leaking_groups"] == 0
     assert record["counts"]["excluded_columns"] == {f"{s}_bg": SIGNAL_REASON for s in ("indices", "spectral", "mps")}
     assert len(record["search"]["trials"]) == 2 and record["search"]["method"].startswith("Optuna TPE")
+    assert "of one worker (in the trial's process)" in record["search"]["method"]  # no Ray Train for one worker
     assert record["metrics"]["mlp"]["roc_auc"] > 0.9
     assert set(record["metrics"]) == {"mlp", "logreg", "xgboost"}
     ev = record["evaluation"]
@@ -348,8 +357,10 @@ def test_train_multi_label_streamed_from_s3_without_search(ray_session, s3_endpo
     summary = train(from_dict(TrainConfig, {
         "features": features, "output": "s3://train-test/train", "task": task, "trials": 0, "max_rounds": 3,
         "steps_per_round": 10, "feature_groups": ("indices",), "baselines": ("logreg",), "ablations": False, "shap_samples": 5,
-        "memory_gb": 1e-6, "progress": False}))  # a tiny memory budget: the streamed, incremental-PCA path
+        "memory_gb": 1e-6, "progress": False,  # a tiny memory budget: the streamed, incremental-PCA path
+        "workers": 2}))  # two data-parallel Ray Train workers (DDP over gloo), the path one worker does not take
     assert summary.evaluation["method"] == "split"  # too large to hold: no cross-validation
+    assert "2 Ray Train workers (data-parallel)" in summary.search["method"] and summary.search["best_val_score"] > 0.8
     assert summary.metrics["mlp"]["map"] > 0.8
     assert fs.exists("train-test/train/report/index.html") and fs.exists("train-test/train/report/confusion_mlp.png")
     model = load_model("s3://train-test/train/model")

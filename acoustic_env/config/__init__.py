@@ -365,7 +365,8 @@ class TrainConfig(Section):
     grace_rounds: int = option(3, ge=1, help="rounds before early termination may stop a trial (at most max_rounds)")
     patience: int = option(6, ge=1, help="rounds without improvement before a run stops")
     steps_per_round: int = option(50, ge=1, help="optimizer steps per validation round at least")
-    workers: int = option(1, ge=1, help="Ray Train workers per run")
+    workers: int = option(1, ge=1, help="workers per training run (1: in the Tune trial's process; more: data-parallel "
+                                        "Ray Train workers)")
     device: str = _device("training")
     baselines: tuple[str, ...] = option(BASELINES, choices=(*BASELINES, *EXTRA_BASELINES),
                                         help="baseline models (empty for none; forest, svm and knn are compared, "

@@ -1,9 +1,17 @@
-"""Ray Train and Ray Tune: the MLP trained by TorchTrainer, under a Bayesian search with ASHA.
+"""Ray Tune and Ray Train: the MLP under a Bayesian search with ASHA, each trial on one worker or data-parallel.
 
-Each Tune trial is a small driver function that launches one TorchTrainer run
-(Ray Train V2's way of combining the two); Ray Train's workers report the
-validation score after every round and a checkpoint whenever it improves, so
-the last checkpoint of a run is its best.
+Every run is a Tune trial, the single run at fixed parameters (``--trials 0``) a
+one-trial run, so that each is placed on the cluster, checkpointed and read back
+the same way. A trial of one worker (``--workers 1``, the default) trains in its
+own process and reports to Tune itself: Ray Train would add six processes per
+trial (controller, worker, placement-group cleaner, synchronization, dataset
+manager, preemption watcher), 8-12 s and about 13 CPU-s a run against under a
+second of training on a feature table, for nothing that one worker uses. A trial
+of two or more workers launches a TorchTrainer run (Ray Train V2's way of
+combining the two): its workers train data-parallel (DDP) and report the
+validation score after every round and a checkpoint whenever it improves, which
+reach Tune through ``TuneReportCallback``. Either way the last checkpoint of a
+trial is its best.
 
 The searcher is Optuna's TPE (``ray.tune.search.optuna.OptunaSearch``): a
 Bayesian method (a density model of good vs bad trials) that handles the
@@ -14,10 +22,11 @@ implements the same algorithm but is barely maintained; BayesOpt needs a
 continuous space. ASHA (``ASHAScheduler``) stops the trials that are behind at
 its rungs.
 
-Resources: a trial's driver takes 0.01 CPU and its training workers the rest,
-so on a 2-CPU machine one trial runs at a time on one worker, and two never
-wait on each other's CPUs. The search runs against a local copy of the data in
-the object store (one ``ray.put``), which every trial's workers read.
+Resources: a trial of one worker holds that worker's CPUs (and GPU); a trial of
+several holds 0.01 CPU for its driver and its training workers the rest. On a
+2-CPU machine one trial runs at a time, and two never wait on each other's
+CPUs. The search runs against a local copy of the data in the object store (one
+``ray.put``), which every trial reads.
 """
 
 from __future__ import annotations
@@ -26,14 +35,15 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from acoustic_env.config import ConfigError
-from acoustic_env.learn.fit import DEFAULT_PARAMS, HISTORY, Schedule
-from acoustic_env.learn.zoo import make_estimator
+
+if TYPE_CHECKING:
+    from acoustic_env.learn.fit import Schedule
 
 log = logging.getLogger("acoustic_env.jobs.train")
 
@@ -65,34 +75,46 @@ def search_space() -> dict[str, Any]:
             "batch_size": tune.choice([32, 64, 128, 256])}
 
 
-def worker_loop(config: dict[str, Any]) -> None:
-    """Ray Train's per-worker function: fit, report each round, checkpoint each improvement (rank 0)."""
+def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any], str | None], None], device: Any,
+         prepare: Callable[[Any], Any] | None = None, rank: int = 0, world: int = 1, worker_pg: str = "") -> None:
+    """Fit the network of ``config["params"]`` on the shared data: ``report(metrics, checkpoint_dir)`` after each
+    round, with a checkpoint directory (rank 0) when the round improved on the best, else ``None``."""
     import ray
-    import ray.train
-    import ray.train.torch
     import torch
 
-    setup: Setup = config["setup"]
+    from acoustic_env.learn.zoo import make_estimator
+
     data = ray.get(config["data"][0])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    pg = ray.util.get_current_placement_group()
 
     def on_round(metrics: dict[str, float], improved: bool, net: Any) -> None:
-        metrics = {**metrics, "worker_pg": pg.id.hex() if pg else ""}
+        metrics = {**metrics, "worker_pg": worker_pg}
         if improved and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(getattr(net, "module", net).state_dict(), os.path.join(tmp, CHECKPOINT_FILE))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+                report(metrics, tmp)
         else:
-            ray.train.report(metrics)
+            report(metrics, None)
 
     estimator = make_estimator("mlp", setup.kind, setup.n_classes, setup.seed,
                                None if setup.use_gpu else max(1, int(setup.worker_cpus)), network=config["params"],
                                max_rounds=setup.schedule.max_rounds, patience=setup.schedule.patience).network()
-    estimator.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round,
-                    prepare=ray.train.torch.prepare_model, on_round=on_round, device=ray.train.torch.get_device(),
-                    rank=rank, world=world)
+    estimator.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round, prepare=prepare,
+                    on_round=on_round, device=device, rank=rank, world=world)
+
+
+def worker_loop(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker function (two or more workers): data-parallel, reports through Ray Train."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint) if checkpoint else None)
+
+    ctx = ray.train.get_context()
+    pg = ray.util.get_current_placement_group()
+    _fit(config, config["setup"], report, ray.train.torch.get_device(), prepare=ray.train.torch.prepare_model,
+         rank=ctx.get_world_rank(), world=ctx.get_world_size(), worker_pg=pg.id.hex() if pg else "")
 
 
 @contextmanager
@@ -129,13 +151,39 @@ def _trainer(params: dict[str, Any], data: list, setup: Setup, name: str, callba
 
 
 def trial_driver(config: dict[str, Any], data: list | None = None, setup: Setup | None = None) -> None:
-    """One Tune trial: a TorchTrainer run whose reports Tune sees (TuneReportCallback)."""
+    """One Tune trial: one worker trains here and reports to Tune; more launch a TorchTrainer run whose reports
+    Tune sees (TuneReportCallback)."""
     import ray.tune
+
+    if setup.workers == 1:
+        import torch
+
+        def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+            ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)
+
+        _fit({"params": config, "data": data}, setup, report, torch.device("cuda" if setup.use_gpu else "cpu"))
+        return
     from ray.tune.integration.ray_train import TuneReportCallback
 
     name = f"trial-{ray.tune.get_context().get_trial_id()}"
     with _prompt_reports():
         _trainer(config, data, setup, name, [TuneReportCallback()]).fit()
+
+
+def _trainable(data: dict[str, Any], setup: Setup) -> Any:
+    """The trial function with the shared data, holding a one-worker trial's resources itself, else 0.01 CPU."""
+    from ray import tune
+
+    own = {"CPU": setup.worker_cpus, **({"GPU": 1} if setup.use_gpu else {})} if setup.workers == 1 else {"CPU": 0.01}
+    return tune.with_resources(tune.with_parameters(trial_driver, data=_shared(data), setup=setup), own)
+
+
+def _run_config(name: str, setup: Setup) -> Any:
+    from ray import tune
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's newer console output ignores verbose=0
+    return tune.RunConfig(name=name, storage_path=setup.storage, verbose=0, callbacks=[_cleanup_callback()],
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # the last is the best
 
 
 def _free_worker_groups(pg_hex: list[str]) -> None:
@@ -179,14 +227,21 @@ class SearchResult:
 
 def _history(df: Any) -> list[dict[str, float]]:
     """A run's reported rounds as plain rows (empty when it reported none)."""
+    from acoustic_env.learn.fit import HISTORY
+
     if df is None or not set(HISTORY) <= set(df.columns):
         return []
     return [{k: float(v) for k, v in row.items()} for row in df[list(HISTORY)].dropna().to_dict("records")]
 
 
+def runner_words(workers: int) -> str:
+    """How each run trains, in words (the run record's method, the dry run's plan)."""
+    return "one worker (in the trial's process)" if workers == 1 else f"{workers} Ray Train workers (data-parallel)"
+
+
 class TrialPlan(NamedTuple):
     concurrent: int  # trials in flight at once
-    worker_cpus: float  # CPUs of each Ray Train worker
+    worker_cpus: float  # CPUs of each worker (the trial itself, or each Ray Train worker)
     use_gpu: bool
 
 
@@ -216,6 +271,31 @@ def _shared(data: dict[str, Any]) -> list:
     return [ray.put(data)]
 
 
+def _checkpoint_path(result: Any, df: Any) -> str | None:
+    """A trial's last (best) checkpoint: Tune's own (one worker), else the path Ray Train's reports carried."""
+    if result.checkpoint is not None:
+        return result.checkpoint.path
+    ck = df["checkpoint_path"].dropna() if df is not None and "checkpoint_path" in df else []
+    return str(ck.iloc[-1]) if len(ck) else None
+
+
+def _trial_rows(grid: Any) -> tuple[list[dict[str, Any]], tuple | None]:
+    """Each trial's row (parameters, best score, rounds, error) and the best trial's (score, config, checkpoint,
+    history), None when no trial left a checkpoint; the stopped trials' worker groups freed."""
+    rows, best = [], None
+    for result in grid:
+        df = result.metrics_dataframe
+        score = float(df[METRIC].max()) if df is not None and METRIC in df else -math.inf
+        rounds = int(df["round"].max()) if df is not None and "round" in df else 0
+        _free_worker_groups(list(df["worker_pg"].dropna().unique()) if df is not None and "worker_pg" in df else [])
+        rows.append({**{k: result.config[k] for k in search_space()}, METRIC: score, "rounds": rounds,
+                     "error": None if result.error is None else str(result.error).splitlines()[0]})
+        checkpoint = _checkpoint_path(result, df)
+        if checkpoint and (best is None or score > best[0]):
+            best = (score, dict(result.config), checkpoint, _history(df))
+    return rows, best
+
+
 def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: float, concurrent: int,
                 grace_rounds: int) -> SearchResult:
     """Run the Bayesian search on ``data`` (x_train, y_train, x_val, y_val).
@@ -227,34 +307,21 @@ def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
+    from acoustic_env.learn.fit import DEFAULT_PARAMS
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's newer console output ignores verbose=0
     searcher = OptunaSearch(points_to_evaluate=[dict(DEFAULT_PARAMS)], seed=setup.seed)
     # max_t beyond the last round: a run that finishes ends by itself instead
     # of being stopped by the scheduler while it writes its last report.
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=setup.schedule.max_rounds + 1,
                               grace_period=grace_rounds, reduction_factor=3)
-    trainable = tune.with_resources(tune.with_parameters(trial_driver, data=_shared(data), setup=setup), {"CPU": 0.01})
     tuner = tune.Tuner(
-        trainable, param_space=search_space(),
+        _trainable(data, setup), param_space=search_space(),
         tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                     num_samples=trials, max_concurrent_trials=concurrent,
                                     time_budget_s=time_budget_s),
-        run_config=tune.RunConfig(name="search", storage_path=setup.storage, verbose=0,
-                                  callbacks=[_cleanup_callback()]))
-    grid = tuner.fit()
-    rows, best = [], None
-    for result in grid:
-        df = result.metrics_dataframe
-        ck = df["checkpoint_path"].dropna() if df is not None and "checkpoint_path" in df else []
-        score = float(df[METRIC].max()) if df is not None and METRIC in df else -math.inf
-        rounds = int(df["round"].max()) if df is not None and "round" in df else 0
-        _free_worker_groups(list(df["worker_pg"].dropna().unique()) if df is not None and "worker_pg" in df else [])
-        row = {**{k: result.config[k] for k in search_space()}, METRIC: score, "rounds": rounds,
-               "error": None if result.error is None else str(result.error).splitlines()[0]}
-        rows.append(row)
-        if len(ck) and (best is None or score > best[0]):
-            best = (score, dict(result.config), str(ck.iloc[-1]), _history(df))
+        run_config=_run_config("search", setup))
+    rows, best = _trial_rows(tuner.fit())
     if best is None:
         errors = [r["error"] for r in rows if r["error"]]
         if not errors:
@@ -265,15 +332,20 @@ def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: 
 
 
 def single_run(data: dict[str, Any], setup: Setup, params: dict[str, Any]) -> SearchResult:
-    """One TorchTrainer run with fixed parameters (the search turned off)."""
-    with _prompt_reports():
-        result = _trainer(params, _shared(data), setup, "single", []).fit()
-    if result.checkpoint is None:
-        raise RuntimeError("the training run reported no checkpoint")
-    score = float(result.metrics.get(METRIC, math.nan))
-    return SearchResult(params=dict(params), checkpoint=result.checkpoint.path, best_val_score=score,
-                        trials=[{**params, METRIC: score, "rounds": result.metrics.get("round"), "error": None}],
-                        history=_history(result.metrics_dataframe))
+    """One run with fixed parameters (the search turned off): a Tune run of one trial, placed, trained and
+    checkpointed as a search's trials are."""
+    from ray import tune
+
+    tuner = tune.Tuner(_trainable(data, setup), param_space=dict(params),
+                       tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=1),
+                       run_config=_run_config("single", setup))
+    rows, best = _trial_rows(tuner.fit())
+    if best is None:
+        error = rows[0]["error"] if rows and rows[0]["error"] else "no error"
+        raise RuntimeError(f"the training run reported no checkpoint ({error})")
+    score, _, checkpoint, history = best
+    return SearchResult(params=dict(params), checkpoint=checkpoint, best_val_score=score, trials=rows,
+                        history=history)
 
 
 def load_checkpoint(path: str, storage: str) -> dict[str, Any]:

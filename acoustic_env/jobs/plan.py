@@ -26,6 +26,7 @@ from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audioset.tasks import Task, load_task
 from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, TrainConfig, validate
+from acoustic_env.distributed.tune import runner_words
 from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_facts, pending_lists, unannotated
 from acoustic_env.jobs.extract import checkpoints
 from acoustic_env.jobs.in_process import runs_in_process
@@ -121,7 +122,7 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
     t = _table_plan(cfg.features, task, cfg.read_groups(), cfg.signals, cfg.include_random_weights)
     out = cfg.output.rstrip("/")
     search = (f"{cfg.trials} trials of Optuna TPE with ASHA, at most {cfg.time_budget_s:g} s, "
-              f"{cfg.max_concurrent_trials or 'one per two CPUs'} at once, {cfg.workers} Ray Train worker(s) each"
+              f"{cfg.max_concurrent_trials or 'one per two CPUs'} at once, {runner_words(cfg.workers)} each"
               if cfg.trials else "no search: one run with the default hyper-parameters")
     lines = [f"train (dry run): task {task.name} ({task.kind}, classes {', '.join(task.class_names)})",
              *_table_lines(t, task),

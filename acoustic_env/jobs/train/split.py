@@ -19,7 +19,7 @@ import numpy as np
 from acoustic_env.audioset.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig
 from acoustic_env.distributed.session import start_ray
-from acoustic_env.distributed.tune import Setup, load_checkpoint, plan_trials, single_run, tune_search
+from acoustic_env.distributed.tune import Setup, load_checkpoint, plan_trials, runner_words, single_run, tune_search
 from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
 from acoustic_env.jobs.train.evaluation import (
     Outcome,
@@ -88,13 +88,13 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     with _storage(cfg) as storage:
         setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
                       workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
+        runs = f"{runner_words(cfg.workers)}, {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} per worker"
         if cfg.trials:
             found = tune_search(data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
-            method = (f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s), "
-                      f"{cfg.workers} Ray Train worker(s) of {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} each")
+            method = f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s) of {runs}"
         else:
             found = single_run(data, setup, dict(DEFAULT_PARAMS))
-            method = "no search: default hyper-parameters"
+            method = f"no search: default hyper-parameters, {runs}"
         timings["search_s"] = time.time() - t
         arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
         net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
