@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working_dir holds the package
 
-from acoustic_env.cli import main  # noqa: E402
+from acoustic_env.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["extract", *sys.argv[1:]]))
+    run(["extract", *sys.argv[1:]])  # exits

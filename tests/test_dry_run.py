@@ -26,9 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The command in a fresh interpreter, which then says whether Ray or torch got imported."""
-    code = ("import sys\nfrom acoustic_env.cli import main\nrc = main(sys.argv[1:])\n"
-            "print('IMPORTED', 'ray' in sys.modules, 'torch' in sys.modules, file=sys.stderr)\nsys.exit(rc)")
+    """The command in a fresh interpreter, which then says whether Ray or torch got imported and ends as
+    ``acoustic-env`` does (``cli.run``: without the interpreter's teardown, where Arrow's thread pool can abort a
+    process that read Parquet)."""
+    code = ("import os, sys\nfrom acoustic_env.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('IMPORTED', 'ray' in sys.modules, 'torch' in sys.modules, file=sys.stderr, flush=True)\n"
+            "sys.stdout.flush()\nos._exit(rc)")
     return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300,
                           cwd=cwd or ROOT)
 

@@ -375,17 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run() -> NoReturn:
-    """The ``acoustic-env`` command: :func:`main`, then a quick exit.
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``acoustic-env`` command and the cluster's ``jobs/*.py``: :func:`main`, then a quick exit.
 
     Once a job's record is written, a process that imported Ray, pyarrow and scipy spends
     about a second more in Python's own teardown, freeing every module, and Ray's graceful
-    shutdown of a local instance 2 s more. The exit handlers run, the local instance's
-    processes are then ended at once (``session.run_exit_handlers``: none outlives the
-    command), and the process ends without that teardown. Tests and notebooks call
-    :func:`main`, which returns and shuts Ray down as usual.
+    shutdown of a local instance 2 s more; and that teardown can abort a finished job with
+    status -6 (``terminate called without an active exception``: a native thread, Arrow's
+    thread pool as in apache/arrow#34314, still joinable when the C++ runtime exits; 3 of 360
+    ``extract --dry-run`` processes over an earlier run's Parquet here, 0 of 180 with this
+    exit). The exit handlers run,
+    the local instance's processes are then ended at once (``session.run_exit_handlers``: none
+    outlives the command), and the process ends without that teardown. Tests and notebooks
+    call :func:`main`, which returns and shuts Ray down as usual.
     """
-    code = main()
+    code = main(argv)
     from acoustic_env.distributed.session import run_exit_handlers  # imports no Ray of its own
 
     run_exit_handlers()
