@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, alone: pip finds the local CPU wheel, so no CUDA packages are pulled in
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	# librosa compiles its numba kernels when their modules are first imported (13 CPU-s, then cached in the
+	# environment): once here, not in every process and Ray worker of the first run that uses the reference features
+	$(BIN)/python -c "import librosa.core.pitch"
 	touch $(STAMP)
 
 install: $(STAMP)

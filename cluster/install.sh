@@ -22,6 +22,7 @@ case "$variant" in
   *) echo "install.sh: variant must be cpu or gpu, not '$variant'" >&2; exit 2 ;;
 esac
 "${pip[@]}" "$root${extras:+[$extras]}"
-# the installed jobs import (from outside the checkout): a missing dependency fails here, not in the first job
-(cd / && "$python" -c "import acoustic_env.jobs.extract, acoustic_env.jobs.train.job, acoustic_env.jobs.audit.job, acoustic_env.jobs.annotate")
+# the installed jobs import (from outside the checkout): a missing dependency fails here, not in the first job;
+# and librosa's numba kernels are compiled into the image's cache once (13 CPU-s), not in each Ray worker of a node
+(cd / && "$python" -c "import acoustic_env.jobs.extract, acoustic_env.jobs.train.job, acoustic_env.jobs.audit.job, acoustic_env.jobs.annotate, librosa.core.pitch")
 echo "install.sh: acoustic-env installed ($variant${extras:+, extras: $extras})"
