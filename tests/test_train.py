@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import fsspec
 import numpy as np
@@ -279,6 +281,30 @@ def test_a_data_parallel_trial_has_its_reports_polled_promptly_and_the_environme
         tune.trial_driver({}, [], tune.Setup("single_label", 2, None, 0, workers=2, worker_cpus=0.5, use_gpu=False,
                                              storage=""))
     assert seen == ["0.2" if given is None else given] and os.environ.get(tune.POLL_ENV) == given
+
+
+def test_trial_rows_take_each_paths_checkpoint_and_keep_a_failed_trials_error():
+    """A one-worker trial's checkpoint is Tune's own (``result.checkpoint``); a data-parallel trial's is the path
+    Ray Train's reports carried (``checkpoint_path``); the best is the highest score with a checkpoint, and a
+    trial that failed before any checkpoint leaves its row and first error line, never the best."""
+    import pandas as pd
+
+    from acoustic_env.distributed import tune
+    from acoustic_env.learn.fit import DEFAULT_PARAMS
+
+    def result(score, checkpoint=None, checkpoint_path=None, error=None):
+        rows = [] if score is None else [{"round": 1, "epoch": 5, "train_score": score, "val_score": score,
+                                          tune.METRIC: score, "checkpoint_path": checkpoint_path}]
+        return SimpleNamespace(metrics_dataframe=pd.DataFrame(rows) if rows else None, config=dict(DEFAULT_PARAMS),
+                               checkpoint=SimpleNamespace(path=checkpoint) if checkpoint else None, error=error)
+
+    in_trial, parallel = result(0.7, checkpoint="/ck/a"), result(0.9, checkpoint_path="/ck/b")
+    failed = result(None, error=RuntimeError("out of memory\ntraceback ..."))
+    rows, best = tune._trial_rows([in_trial, parallel, failed])
+    assert [r["error"] for r in rows] == [None, None, "out of memory"] and rows[2][tune.METRIC] == -math.inf
+    assert best[0] == 0.9 and best[2] == "/ck/b" and best[3] == [{"epoch": 5.0, "train_score": 0.9, "val_score": 0.9}]
+    assert tune._trial_rows([in_trial, failed])[1][2] == "/ck/a"
+    assert tune._trial_rows([failed])[1] is None
 
 
 # --- sizing the search to the cluster ------------------------------------------------

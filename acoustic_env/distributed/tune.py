@@ -65,6 +65,11 @@ class Setup:
     use_gpu: bool
     storage: str
 
+    @property
+    def in_trial(self) -> bool:
+        """Whether a run trains in the trial's own process (one worker) rather than as a TorchTrainer run."""
+        return self.workers == 1
+
 
 def search_space() -> dict[str, Any]:
     from ray import tune
@@ -155,7 +160,7 @@ def trial_driver(config: dict[str, Any], data: list | None = None, setup: Setup 
     Tune sees (TuneReportCallback)."""
     import ray.tune
 
-    if setup.workers == 1:
+    if setup.in_trial:
         import torch
 
         def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
@@ -174,7 +179,7 @@ def _trainable(data: dict[str, Any], setup: Setup) -> Any:
     """The trial function with the shared data, holding a one-worker trial's resources itself, else 0.01 CPU."""
     from ray import tune
 
-    own = {"CPU": setup.worker_cpus, **({"GPU": 1} if setup.use_gpu else {})} if setup.workers == 1 else {"CPU": 0.01}
+    own = {"CPU": setup.worker_cpus, **({"GPU": 1} if setup.use_gpu else {})} if setup.in_trial else {"CPU": 0.01}
     return tune.with_resources(tune.with_parameters(trial_driver, data=_shared(data), setup=setup), own)
 
 
