@@ -43,7 +43,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import EMBEDDERS, SIGNALS, ConfigError
 from acoustic_env.storage import filesystem, is_local, join, list_parts
 

@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from acoustic_env.audioset.classes import AUDIOSET_CLASSES
+from acoustic_env.vocabulary.classes import AUDIOSET_CLASSES
 from acoustic_env.config import ConfigError
 from acoustic_env.errors import DamagedFileError
-from acoustic_env.recipes.audioset_embeddings import (
+from acoustic_env.jobs.audioset_embeddings import (
     COLUMN,
     convert,
     dequantize,

@@ -21,7 +21,7 @@ import pytest
 from test_audioset_embeddings import quantize
 
 from acoustic_env.cli import main
-from acoustic_env.recipes.audioset_embeddings import FRAMES_COLUMN, convert
+from acoustic_env.jobs.audioset_embeddings import FRAMES_COLUMN, convert
 
 #: class → (its index in class_labels_indices.csv, which of the ten seconds are high)
 PATTERNS = {"speech": (0, "HHHHHLLLLL"), "animal": (72, "LLLLLHHHHH"),

@@ -19,7 +19,7 @@ from acoustic_env.audio.manifest import ManifestError, read_manifest
 from acoustic_env.audioset.sample import draw_sample, report_uri
 from acoustic_env.audioset.segments import read_segments, write_segments
 from acoustic_env.audioset.synthetic import synthetic_segments
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, from_dict
 from acoustic_env.config.audioset import SampleConfig

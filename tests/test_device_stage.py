@@ -33,7 +33,7 @@ from acoustic_env.audio.stages import (
     vector_columns,
 )
 from acoustic_env.config import ExtractConfig, from_dict
-from acoustic_env.distributed.extract import plan_extract_resources, run_pipeline
+from acoustic_env.distributed.pipeline import plan_extract_resources, run_pipeline
 from acoustic_env.embedders.registry import get
 
 THREE = ("vggish", "yamnet", "panns")

@@ -291,7 +291,7 @@ def test_annotate_and_its_dry_run_extract_the_models_signals(tmp_path):
     """The model's columns say which embedders and signals annotate's extract computes (dry run: no Ray)."""
     import json
 
-    from acoustic_env.audioset.tasks import load_task
+    from acoustic_env.vocabulary.tasks import load_task
     from acoustic_env.jobs.plan import plan_annotate
 
     task = load_task("urban_natural")

@@ -25,7 +25,7 @@ import torch
 from numpy._core.multiarray import _reconstruct
 from conftest import require
 
-from acoustic_env.audioset import classes as labels
+from acoustic_env.vocabulary import classes as labels
 from acoustic_env.cli.models import (
     add_models_parser,
     models_convert,

@@ -696,7 +696,7 @@ def offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setenv("ACOUSTIC_ENV_CACHE", str(tmp_path / "empty-cache"))
-    from acoustic_env.audioset.ontology import load_ontology
+    from acoustic_env.vocabulary.ontology import load_ontology
 
     load_ontology.cache_clear()
     yield
@@ -704,7 +704,7 @@ def offline(monkeypatch, tmp_path):
 
 
 def test_a_task_by_audioset_names_needs_no_network(offline, tmp_path):
-    from acoustic_env.audioset.tasks import load_task
+    from acoustic_env.vocabulary.tasks import load_task
 
     task_file = tmp_path / "t.yaml"
     task_file.write_text("name: names\nkind: single_label\nclasses:\n  traffic: {mids: ['Traffic noise, roadway noise'], "

@@ -1,16 +1,16 @@
-"""The layers import downward only, and Ray lives in one of them, started one way.
+"""The floors import downward only, and Ray lives in one of them, started one way.
 
-front doors (api, cli/, demo/) → jobs/ (extract, train/, audit/, annotate) →
-distributed/ (the only package that imports Ray) → stages and learning (audio/,
-features/, embedders/, learn/) → shared ground (table, runs, storage, config,
-errors, audioset/). The import checks read the source with ``ast``, so a lazy import
-inside a function counts as much as one at the top of a module.
+:data:`FLOORS` is the one statement of the order (``docs/design.md`` draws the same list, checked below):
+a package may import the packages on the floors below its own, never one beside or above it. The import
+checks read the source with ``ast``, so a lazy import inside a function counts as much as one at the top
+of a module.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,9 +19,23 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "acoustic_env"
-FRONT = ("api", "cli", "demo")
-JOBS = ("jobs", *FRONT)
-LOWER = ("learn", "audio", "features", "embedders", "audioset", "table", "runs", "storage", "config", "errors")
+#: The top-level packages and modules of acoustic_env, ground floor first. The package root
+#: (``acoustic_env/__init__.py``: the lazy public API and ``__version__``) stands outside the floors.
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("errors",),
+    ("storage", "vocabulary"),
+    ("embedders",),
+    ("config",),
+    ("table",),
+    ("runs", "features"),
+    ("audio",),
+    ("audioset", "learn"),
+    ("recipes", "distributed"),
+    ("jobs",),
+    ("api",),
+    ("demo",),
+    ("cli",),
+)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -69,10 +83,52 @@ def test_only_distributed_imports_ray():
     assert offenders(sources("distributed"), ("ray",))  # the check would see Ray where it is
 
 
-def test_lower_layers_never_import_a_layer_above():
-    assert offenders(sources(*LOWER), tuple(f"acoustic_env.{p}" for p in ("distributed", *JOBS))) == {}
-    assert offenders(sources("distributed"), tuple(f"acoustic_env.{p}" for p in JOBS)) == {}
-    assert offenders(sources("jobs"), tuple(f"acoustic_env.{p}" for p in FRONT)) == {}
+def floor_of(module: str) -> int | None:
+    """The floor of ``acoustic_env.<room>...``, or None for the package root and modules outside acoustic_env."""
+    parts = module.split(".")
+    if parts[0] != "acoustic_env" or len(parts) < 2:
+        return None
+    return next((i for i, floor in enumerate(FLOORS) if parts[1] in floor), None)
+
+
+def upward_imports(package: Path = PACKAGE) -> dict[str, list[str]]:
+    """{file: [modules it imports on its own floor (another room) or above]} for every source file of ``package``."""
+    found = {}
+    for f in sorted(package.rglob("*.py")):
+        room = f.relative_to(package).parts[0].removesuffix(".py")
+        if room == "__init__":
+            continue
+        own = floor_of(f"acoustic_env.{room}")
+        assert own is not None, f"{room} stands on no floor: add it to FLOORS (and to docs/design.md)"
+        bad = sorted(m for m in imported_modules(f) if (up := floor_of(m)) is not None and up >= own
+                     and m.split(".")[1] != room)
+        if bad:
+            found[f.relative_to(package).as_posix()] = bad
+    return found
+
+
+def test_every_import_points_down_the_floors():
+    assert upward_imports() == {}
+
+
+def test_an_upward_or_sideways_import_is_found(tmp_path):
+    """The check itself: a ground-floor module importing a job, and a room importing its neighbour on the same floor."""
+    for room in ("storage", "runs", "features"):
+        (tmp_path / room).mkdir()
+    (tmp_path / "storage" / "fs.py").write_text("def f():\n    from acoustic_env.jobs import train\n")
+    (tmp_path / "runs" / "layout.py").write_text("from acoustic_env.features import cpu_features\n")
+    (tmp_path / "features" / "ok.py").write_text("from acoustic_env.table import embedding_column\nimport numpy\n")
+    assert upward_imports(tmp_path) == {"storage/fs.py": ["acoustic_env.jobs", "acoustic_env.jobs.train"],
+                                         "runs/layout.py": ["acoustic_env.features", "acoustic_env.features.cpu_features"]}
+
+
+def test_the_design_page_draws_the_same_floors():
+    """docs/design.md's floor list (a fenced block under "## Layers", top floor first) is FLOORS."""
+    text = (PACKAGE.parent / "docs" / "design.md").read_text()
+    block = re.search(r"## Layers\n.*?```\n(.*?)```", text, re.S).group(1)
+    drawn = [tuple(re.findall(r"\b(\w+)[/.]", line.split(":", 1)[1].split("—")[0])) for line in block.splitlines()
+             if re.match(r"\s*\d+\s*:", line)]
+    assert drawn == list(reversed(FLOORS))
 
 
 def test_learning_never_decodes_audio():
@@ -139,10 +195,10 @@ def test_ray_private_modules_only_where_the_docstring_names_the_reason():
         found = sorted(m for m in imported_modules(f) if m.startswith("ray.") and "._" in m or m.startswith("ray._"))
         if found:
             private[f.relative_to(PACKAGE).as_posix()] = found
-    assert set(private) == {"distributed/extract.py", "distributed/session.py"}, private
-    assert all(m.startswith("ray.data._internal") for m in private["distributed/extract.py"])
+    assert set(private) == {"distributed/pipeline.py", "distributed/session.py"}, private
+    assert all(m.startswith("ray.data._internal") for m in private["distributed/pipeline.py"])
     assert private["distributed/session.py"] == ["ray._private", "ray._private.worker"]
-    assert "test_the_input_dataset_equals_ray_datas_own_from_arrow_refs" in (PACKAGE / "distributed" / "extract.py").read_text()
+    assert "test_the_input_dataset_equals_ray_datas_own_from_arrow_refs" in (PACKAGE / "distributed" / "pipeline.py").read_text()
     assert "test_the_private_names_the_package_uses_exist" in (PACKAGE / "distributed" / "session.py").read_text()
 
 

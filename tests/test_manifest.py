@@ -11,8 +11,8 @@ import pytest
 from conftest import tone_clip
 
 from acoustic_env.audio.manifest import ManifestError, label_counts, read_manifest
-from acoustic_env.audioset.ontology import load_class_list, load_ontology
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.vocabulary.ontology import load_class_list, load_ontology
+from acoustic_env.vocabulary.tasks import load_task
 
 URBAN, NATURAL = "/t/dd00128", "/t/dd00129"
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import acoustic_env as ae
-from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features

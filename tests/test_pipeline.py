@@ -231,7 +231,7 @@ def test_missing_weights_stop_before_ray(tmp_path):
 
 
 def test_resource_plan():
-    from acoustic_env.distributed.extract import block_rows, plan_extract_resources
+    from acoustic_env.distributed.pipeline import block_rows, plan_extract_resources
 
     for cpus in (2.0, 4.0, 16.0, 64.0):  # every core runs a decode+feature actor; the writer still fits
         plan = plan_extract_resources({"CPU": cpus})
@@ -346,7 +346,7 @@ def test_the_input_dataset_equals_ray_datas_own_from_arrow_refs(ray_session):
     import ray
     import ray.data
 
-    from acoustic_env.distributed.extract import block_metadata, dataset_of_blocks
+    from acoustic_env.distributed.pipeline import block_metadata, dataset_of_blocks
 
     blocks = [pa.table({"clip_id": [f"c{i}-{j}" for j in range(n)], "uri": [f"/a/{i}-{j}.wav" for j in range(n)]})
               for i, n in enumerate((3, 5, 1))]

@@ -22,7 +22,7 @@ from worlds import MODEL_GROUPS
 
 import acoustic_env as ae
 from acoustic_env.audio.featurize import clip_rows
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.jobs.predict import predict, predict_files
 
 

@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 
 from acoustic_env.audio.manifest import ManifestError, read_manifest
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.cli import main
 from acoustic_env.demo import synth
 from acoustic_env.recipes.audioset import prepare_audioset

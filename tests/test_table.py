@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.config import ConfigError
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_table, write_features
 from acoustic_env.table import (

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tone_clip
 
-import acoustic_env.audioset.ontology as ontology_module
-import acoustic_env.audioset.tasks as tasks_module
+import acoustic_env.vocabulary.ontology as ontology_module
+import acoustic_env.vocabulary.tasks as tasks_module
 from acoustic_env.audio.manifest import read_manifest
-from acoustic_env.audioset.ontology import OntologyError
-from acoustic_env.audioset.tasks import (
+from acoustic_env.vocabulary.ontology import OntologyError
+from acoustic_env.vocabulary.tasks import (
     TaskError,
     class_counts,
     load_task,

@@ -31,7 +31,7 @@ from acoustic_env.audio.manifest import read_manifest
 from acoustic_env.audio.rows import CPU_PREFIX, row_schema
 from acoustic_env.audio.stages import cpu_vector_columns, decode_batch, features_batch, stages, vector_columns
 from acoustic_env.config import ConfigError, ExtractConfig, FeatureParams, from_dict
-from acoustic_env.distributed.extract import plan_extract_resources
+from acoustic_env.distributed.pipeline import plan_extract_resources
 from acoustic_env.features import cpu_features
 from acoustic_env.features.fast import indices as fast_indices
 from acoustic_env.features.fast import mps as fast_mps

@@ -23,7 +23,7 @@ import fsspec
 import numpy as np
 import pytest
 
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, synthetic_table, write_features

@@ -14,7 +14,7 @@ Three inputs, one output schema:
 * A directory of audio files (recursively), unlabelled.
 
 Labels are stored as given (MIDs, AudioSet display names or any label strings):
-turning them into classes is the task's business (acoustic_env.audioset.tasks),
+turning them into classes is the task's business (acoustic_env.vocabulary.tasks),
 so reading a manifest never needs the ontology.
 
 Nothing is dropped or merged: every row of the list is a row of the table.

@@ -1,6 +1,6 @@
 """The extract stages as plain functions of Arrow batches: decode, CPU features, embedders, write.
 
-They know nothing of Ray: ``acoustic_env.distributed.extract`` schedules them (decode and
+They know nothing of Ray: ``acoustic_env.distributed.pipeline`` schedules them (decode and
 CPU features together in one actor pool, embedders as actor pools, then the writers; with no
 embedder, the feature actors write their own parts; on a GPU, decode actors feed one device
 stage that computes every feature and every embedding on the card), and a

@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.audioset.segments import read_segments, write_segments
-from acoustic_env.audioset.tasks import Task, TaskError, load_task
+from acoustic_env.vocabulary.tasks import Task, TaskError, load_task
 from acoustic_env.config import ConfigError
 from acoustic_env.config.audioset import SampleConfig
 from acoustic_env.storage import redact_all, write_json

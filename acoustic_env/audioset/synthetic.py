@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from acoustic_env.audioset.classes import AUDIOSET_CLASSES
+from acoustic_env.vocabulary.classes import AUDIOSET_CLASSES
 
 ALPHABET = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype="S1")
 

@@ -30,7 +30,7 @@ import acoustic_env
 from acoustic_env.cli.audioset import add_audioset_parser
 from acoustic_env.cli.console import console
 from acoustic_env.cli.models import add_models_parser
-from acoustic_env.recipes.command import add_recipe_parsers
+from acoustic_env.cli.recipes import add_recipe_parsers
 from acoustic_env.config import (
     AnnotateConfig,
     AuditConfig,
@@ -51,8 +51,8 @@ from acoustic_env.errors import AuditError, MissingExtraError, WeightsError
 def _user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean a user mistake (imported once a command failed: they pull in pyarrow)."""
     from acoustic_env.audio.manifest import ManifestError
-    from acoustic_env.audioset.ontology import OntologyError
-    from acoustic_env.audioset.tasks import TaskError
+    from acoustic_env.vocabulary.ontology import OntologyError
+    from acoustic_env.vocabulary.tasks import TaskError
 
     return ConfigError, ManifestError, OntologyError, TaskError, AuditError, WeightsError, MissingExtraError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.learn.artifact import save_model, table_description
 from acoustic_env.learn.fit import Schedule
 from acoustic_env.learn.mlp import architecture

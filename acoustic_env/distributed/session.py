@@ -79,7 +79,7 @@ def start_ray(address: str | None = None, progress: bool = False) -> dict[str, f
 
 
 #: Ray's settings for a local instance. No worker pre-started per core: with from_arrow_refs' tasks on them the stage
-#: actors got none (16 cores: twice the processes starting at once, see distributed/extract.py), and without those
+#: actors got none (16 cores: twice the processes starting at once, see distributed/pipeline.py), and without those
 #: tasks Ray Data's bookkeeping actors take them first (2 cores: no gain).
 LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 
@@ -140,7 +140,7 @@ def _leave(ray) -> None:  # the ray module, imported by the caller
     printed its summary exited 1 (seen twice in about a thousand local starts of the suite).
 
     The package's second use of a private Ray module (``ray._private.worker``; the first is
-    ``distributed/extract.py``'s): Ray has no public "disconnect, keep the processes". Should the
+    ``distributed/pipeline.py``'s): Ray has no public "disconnect, keep the processes". Should the
     name move in another Ray, this is Ray's own graceful shutdown, only slower; the test that
     fails loudly then is ``tests/test_layers.py::test_the_private_names_the_package_uses_exist``.
     """
@@ -159,7 +159,7 @@ def _ray_data_output(progress: bool) -> None:
     ctx.verbose_progress = False
     # A stage's exception reaches the driver as itself (RayTaskError(OutputWriteError)), not as
     # Ray Data's UserCodeException, whose pickled copy loses the cause: the driver can then turn
-    # it into one line (distributed/extract.py). Stages catch per-clip failures themselves.
+    # it into one line (distributed/pipeline.py). Stages catch per-clip failures themselves.
     ctx.raise_original_map_exception = True
     route_ray_logs()  # ray.data sets up its own handlers on first import
     # Ray Data logs to a file in the session directory and to the console; only the console is turned down.

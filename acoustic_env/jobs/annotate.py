@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from acoustic_env import runs
 from acoustic_env.audio.manifest import detect_format, job_manifest
-from acoustic_env.audioset.tasks import Task, task_from_definition
+from acoustic_env.vocabulary.tasks import Task, task_from_definition
 from acoustic_env.config import (
     AnnotateConfig,
     ConfigError,

@@ -14,7 +14,7 @@ from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audio.stages import table_metadata
 from acoustic_env.config import ExtractConfig, validate
-from acoustic_env.distributed.extract import run_pipeline
+from acoustic_env.distributed.pipeline import run_pipeline
 from acoustic_env.embedders.registry import get
 from acoustic_env.embedders.weights import WeightsError, missing_message, status
 from acoustic_env.jobs.in_process import run_in_process, runs_in_process

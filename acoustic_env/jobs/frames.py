@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from acoustic_env.audioset.tasks import load_task
+from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.config import ConfigError
 from acoustic_env.config.audioset import FramesConfig
 from acoustic_env.learn.frames import DIM, N_FRAMES, compare
-from acoustic_env.recipes.audioset_embeddings import FRAMES, FRAMES_COLUMN, dequantize
+from acoustic_env.jobs.audioset_embeddings import FRAMES, FRAMES_COLUMN, dequantize
 from acoustic_env.storage import join, read_parts, write_json
 
 

@@ -37,7 +37,7 @@ from acoustic_env.audio.progress import JobProgress, add_summary, new_totals
 
 def runs_in_process(cfg: ExtractConfig, clips_to_do: int) -> bool:
     """Whether the run's stages run here: no cluster named, at most ``cfg.in_process_max`` clips to do, and no
-    ``--device cuda`` (which asks for the device stage: every feature on the card, ``distributed/extract.py``)."""
+    ``--device cuda`` (which asks for the device stage: every feature on the card, ``distributed/pipeline.py``)."""
     named = cfg.ray_address or os.environ.get("RAY_ADDRESS")
     return not named and cfg.device != "cuda" and clips_to_do <= cfg.in_process_max
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.duplicates import DuplicateGuard, merge_duplicate_groups, merge_summary
 from acoustic_env.learn.splits import assign_folds

@@ -24,7 +24,7 @@ import numpy as np
 
 from acoustic_env import runs
 from acoustic_env.audio.manifest import job_manifest
-from acoustic_env.audioset.tasks import Task, load_task
+from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, TrainConfig, validate
 from acoustic_env.distributed.tune import runner_words
 from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_facts, pending_lists, unannotated

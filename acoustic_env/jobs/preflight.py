@@ -53,7 +53,7 @@ def check_ontology(uri: str | None, field: str) -> None:
     """A given ontology can be read (fetched and cached now, when it is a URL); the package's copy needs no check."""
     if not uri:
         return
-    from acoustic_env.audioset.ontology import OntologyError, load_ontology
+    from acoustic_env.vocabulary.ontology import OntologyError, load_ontology
 
     try:
         load_ontology(uri)

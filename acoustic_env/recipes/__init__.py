@@ -8,7 +8,7 @@ generic CSV clip lists (``acoustic_env.audio.manifest``): ``clip_id``, ``uri``,
 clips), ``fold`` (the published folds or splits, for ``train --folds-column fold``)
 and the collection's own columns, which extract carries into the feature table.
 
-``acoustic-env recipe NAME ROOT OUT`` runs one (``acoustic_env.recipes.command``).
+``acoustic-env recipe NAME ROOT OUT`` runs one (``acoustic_env.cli.recipes``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Published at https://research.google.com/audioset/download.html (Gemmeke et al.,
 ICASSP 2017): the segment lists under CC BY 4.0, the ontology under CC BY-SA 4.0 (see
-``acoustic_env/audioset/ONTOLOGY_LICENSE.md``); the audio is on YouTube under its
+``acoustic_env/vocabulary/ONTOLOGY_LICENSE.md``); the audio is on YouTube under its
 uploaders' terms, so a mirror is something you make.
 
 Layout of ROOT: the published lists ``balanced_train_segments.csv``,

@@ -30,7 +30,7 @@ from itertools import combinations
 from typing import Any
 
 from acoustic_env.audio.manifest import ManifestError
-from acoustic_env.audioset.tasks import Task, class_counts, load_task
+from acoustic_env.vocabulary.tasks import Task, class_counts, load_task
 from acoustic_env.recipes.common import LABEL_SEPARATOR, file_name, read_csv, write_manifest
 from acoustic_env.storage import filesystem, join, write_json
 

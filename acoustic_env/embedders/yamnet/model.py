@@ -12,7 +12,7 @@ Front end (``features.py``/``params.py``): the Google log-mel front end with
 padded the way YAMNet pads it: zero-padded at the end to at least one patch (0.975 s) and
 then up to a whole number of 0.48 s hops, so a 10 s clip gives 20 frames and no sample is
 left out. Score names are the 521 YAMNet classes
-(:func:`acoustic_env.audioset.classes.yamnet_class_names`).
+(:func:`acoustic_env.vocabulary.classes.yamnet_class_names`).
 
 Conversion (:func:`from_tf`, what ``models convert yamnet`` runs): each TF variable of the
 release is copied into the layer it belongs to (convolution kernels HWIO → OIHW, depthwise

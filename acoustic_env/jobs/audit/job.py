@@ -30,7 +30,7 @@ import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
 from acoustic_env import runs
-from acoustic_env.audioset.tasks import Task
+from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import CLASSIFIERS, AuditConfig, ConfigError, validate
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.errors import AuditError

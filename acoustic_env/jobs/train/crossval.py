@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from acoustic_env.audioset.tasks import Task
+from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig
 from acoustic_env.jobs.labelled import grouped_folds
 from acoustic_env.jobs.train.ablation import ablation_sets

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from acoustic_env.audioset.tasks import Task
+from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import TrainConfig
 from acoustic_env.jobs.train.explain import mlp_attributions
 from acoustic_env.learn.portable import Portable, from_zoo

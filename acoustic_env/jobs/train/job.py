@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from acoustic_env.audioset.tasks import Task
+from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig, validate
 from acoustic_env.jobs.labelled import read_labelled
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight

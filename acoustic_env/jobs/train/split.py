@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from acoustic_env.audioset.tasks import Task
+from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.distributed.tune import Setup, load_checkpoint, plan_trials, runner_words, single_run, tune_search

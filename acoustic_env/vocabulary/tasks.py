@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 import pyarrow as pa
 import yaml
 
-from acoustic_env.audioset.ontology import (
+from acoustic_env.vocabulary.ontology import (
     Ontology,
     OntologyError,
     is_mid,
@@ -148,7 +148,7 @@ def class_counts(task: Task, labels_column: pa.Array | pa.ChunkedArray | Sequenc
 
 
 def builtin_tasks() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("acoustic_env.audioset").joinpath("task_files").iterdir()
+    return sorted(p.name[:-5] for p in resources.files("acoustic_env.vocabulary").joinpath("task_files").iterdir()
                   if p.name.endswith(".yaml"))
 
 
@@ -157,7 +157,7 @@ def _read_definition(name_or_path: str) -> dict:
         return {"name": name_or_path, "kind": "single_label",
                 "classes": [c.strip() for c in name_or_path[len(INLINE_PREFIX):].split(",") if c.strip()]}
     if name_or_path in builtin_tasks():
-        text = resources.files("acoustic_env.audioset").joinpath("task_files", f"{name_or_path}.yaml").read_text()
+        text = resources.files("acoustic_env.vocabulary").joinpath("task_files", f"{name_or_path}.yaml").read_text()
     else:
         path = Path(name_or_path)
         if not path.is_file():

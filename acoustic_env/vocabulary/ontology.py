@@ -2,7 +2,7 @@
 
 AudioSet labels are MIDs (``/m/0btp2``) or display names (``Traffic noise,
 roadway noise``); an AudioSet task is defined on MIDs, optionally with all their
-descendants, and maps display names to MIDs itself (acoustic_env.audioset.tasks).
+descendants, and maps display names to MIDs itself (acoustic_env.vocabulary.tasks).
 Both files ship with the package (``ontology.json`` beside this module, an unmodified
 copy of :data:`ONTOLOGY_URL` at commit d417d32, CC BY-SA 4.0 by Google: see
 ``ONTOLOGY_LICENSE.md``; ``class_labels_indices.csv``, CC BY 4.0), so a task given by

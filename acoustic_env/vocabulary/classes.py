@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from acoustic_env.audioset.ontology import load_class_list
+from acoustic_env.vocabulary.ontology import load_class_list
 
 with resources.as_file(resources.files(__package__) / "class_labels_indices.csv") as _path:
     #: (MID, display name) for the 527 AudioSet classes, in PANNs output order.

@@ -51,7 +51,7 @@ import numpy as np
 import pyarrow as pa
 
 from acoustic_env import runs
-from acoustic_env.audioset.ontology import load_class_list
+from acoustic_env.vocabulary.ontology import load_class_list
 from acoustic_env.config import ConfigError
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.jobs.records import lifecycle
@@ -66,7 +66,7 @@ from acoustic_env.storage import (
 )
 from acoustic_env.table import metadata_json, read_metadata, vector_type
 
-log = logging.getLogger("acoustic_env.recipes.audioset_embeddings")
+log = logging.getLogger("acoustic_env.jobs.audioset_embeddings")
 
 COLUMN = "audioset_vggish"
 EMBEDDING_DIM = 128
@@ -283,7 +283,7 @@ def convert(source: str, output: str, class_list: str | None = None, part_rows: 
     if part_rows < 1:
         raise ConfigError(f"part_rows: must be an integer >= 1, got {part_rows}")
     if class_list is None:
-        from acoustic_env.audioset.classes import AUDIOSET_CLASSES as classes
+        from acoustic_env.vocabulary.classes import AUDIOSET_CLASSES as classes
         class_list = "package:class_labels_indices.csv"
     else:
         classes = load_class_list(class_list)
