@@ -27,7 +27,7 @@ benchmarks/RESULTS.md, replacing this script's previous section):
    and per-block costs; the run record splits Ray's start from the stream.
 3. **Resume planning and driver memory.** A synthetic output of ``--plan-clips`` clips
    in parts of 64 rows holding only ``clip_id`` (as many parts as a real run of that
-   size writes), indexed by ``runs.make_plan`` with 32 threads and with 1; and
+   size writes), indexed by ``layout.make_plan`` with 32 threads and with 1; and
    ``acoustic-env extract`` on manifests of 20k, 200k and 2M missing files: seconds
    to read and check the list and index the output (run record: ``manifest`` + ``plan``;
    the list is then streamed into Ray's object store a second time, chunk by chunk),
@@ -217,7 +217,7 @@ def synthetic_output(root: Path, n_clips: int, per_part: int = 64) -> int:
 
 
 def planning(workdir: Path, n_clips: int) -> list[str]:
-    from acoustic_env import runs
+    from acoustic_env import layout
 
     root = workdir / "planned"
     t0 = time.monotonic()
@@ -226,18 +226,18 @@ def planning(workdir: Path, n_clips: int) -> list[str]:
     extra = n_clips // 200
     manifest = pa.table({"clip_id": pa.array([f"Y{i:010d}_30000" for i in range(n_clips + extra)])})
     lines = [f"Resume planning: a synthetic output of {n_clips:,} clips in {n_parts:,} parts of 64 rows (only "
-             f"`clip_id`; written in {made:.0f} s), a manifest of {n_clips + extra:,} rows; `runs.make_plan` "
+             f"`clip_id`; written in {made:.0f} s), a manifest of {n_clips + extra:,} rows; `layout.make_plan` "
              "(list, read every part's clip_id, repair duplicates, filter the manifest), page cache warm:", "",
              "| index threads | wall s | CPU s | to do |", "|---:|---:|---:|---:|"]
-    for threads in (runs.INDEX_THREADS, 1):
-        saved, runs.INDEX_THREADS = runs.INDEX_THREADS, threads
+    for threads in (layout.INDEX_THREADS, 1):
+        saved, layout.INDEX_THREADS = layout.INDEX_THREADS, threads
         try:
             t0, c0 = time.monotonic(), time.process_time()
-            plan = runs.make_plan(manifest, str(root))
+            plan = layout.make_plan(manifest, str(root))
             lines.append(f"| {threads} | {time.monotonic() - t0:.1f} | {time.process_time() - c0:.1f} | "
                          f"{plan.todo.num_rows:,} |")
         finally:
-            runs.INDEX_THREADS = saved
+            layout.INDEX_THREADS = saved
         assert plan.skipped == n_clips and plan.todo.num_rows == extra
     return lines
 

@@ -187,7 +187,7 @@ def test_train_with_too_few_clips_leaves_a_failed_record_without_starting_ray(tm
 
 
 def test_lifecycle_writes_the_record_started_then_completed_or_failed(tmp_path):
-    from acoustic_env.jobs.records import lifecycle
+    from acoustic_env.jobs.record import lifecycle
 
     with lifecycle("job", {"token": "https://u:secret@host/x"}, str(tmp_path)) as run:
         started = json.loads(Path(run.uri).read_text())

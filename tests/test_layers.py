@@ -27,7 +27,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("embedders",),
     ("config",),
     ("table",),
-    ("runs", "features"),
+    ("layout", "features"),
     ("audio",),
     ("audioset", "learn"),
     ("recipes", "distributed"),
@@ -113,13 +113,13 @@ def test_every_import_points_down_the_floors():
 
 def test_an_upward_or_sideways_import_is_found(tmp_path):
     """The check itself: a ground-floor module importing a job, and a room importing its neighbour on the same floor."""
-    for room in ("storage", "runs", "features"):
+    for room in ("storage", "layout", "features"):
         (tmp_path / room).mkdir()
     (tmp_path / "storage" / "fs.py").write_text("def f():\n    from acoustic_env.jobs import train\n")
-    (tmp_path / "runs" / "layout.py").write_text("from acoustic_env.features import cpu_features\n")
+    (tmp_path / "layout" / "parts.py").write_text("from acoustic_env.features import cpu_features\n")
     (tmp_path / "features" / "ok.py").write_text("from acoustic_env.table import embedding_column\nimport numpy\n")
     assert upward_imports(tmp_path) == {"storage/fs.py": ["acoustic_env.jobs", "acoustic_env.jobs.train"],
-                                         "runs/layout.py": ["acoustic_env.features", "acoustic_env.features.cpu_features"]}
+                                         "layout/parts.py": ["acoustic_env.features", "acoustic_env.features.cpu_features"]}
 
 
 def test_the_design_page_draws_the_same_floors():

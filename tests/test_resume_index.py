@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from acoustic_env import runs
+from acoustic_env import layout
 from acoustic_env.storage import write_parquet
 from acoustic_env.table import ERRORS_SCHEMA
 
@@ -44,7 +44,7 @@ def test_index_plans_repairs_duplicates_and_compacts_errors(tmp_path):
     errors_part(out, "r1", [("d", "r1", 0), ("e", "r1", 0), ("a", "r1", 0)])
     errors_part(out, "r2", [("d", "r2", 5)])
     manifest = pa.table({"clip_id": list("abcdef")})
-    plan = runs.make_plan(manifest, str(out))
+    plan = layout.make_plan(manifest, str(out))
     assert sorted(plan.index.done.to_pylist()) == ["a", "b", "c"] and plan.duplicates_repaired == 3
     assert plan.todo["clip_id"].to_pylist() == ["d", "e", "f"] and plan.skipped == 3 and plan.retried == 2
     assert sorted(p.name for p in (out / "features").iterdir()) == ["part-1-aa.parquet", "part-2-bb.parquet"]
@@ -52,12 +52,12 @@ def test_index_plans_repairs_duplicates_and_compacts_errors(tmp_path):
     assert repaired == [{"clip_id": "c", "x": 1}]  # the first copy of c kept with its own values
     # this run: d fails again, e succeeds (no new error row), f fails for the first time
     errors_part(out, "r3", [("d", "r3", 10), ("f", "r3", 10)])
-    left = runs.compact_errors(str(out), "r3", plan.index, runs.id_hashes(plan.todo["clip_id"]))
+    left = layout.compact_errors(str(out), "r3", plan.index, layout.id_hashes(plan.todo["clip_id"]))
     table = pq.read_table(out / "errors")
     assert left == 2 and sorted(table["clip_id"].to_pylist()) == ["d", "f"]
     assert set(table["run_id"].to_pylist()) == {"r3"}  # the latest row of each clip
     assert [p.name for p in (out / "errors").iterdir()] == ["errors-r3.parquet"]
-    again = runs.make_plan(manifest, str(out))
+    again = layout.make_plan(manifest, str(out))
     assert again.duplicates_repaired == 0 and again.todo["clip_id"].to_pylist() == ["d", "e", "f"]
 
 
@@ -71,11 +71,11 @@ def test_read_only_index_finds_what_the_run_finds_and_changes_nothing(tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:40])  # cut short
     errors_part(out, "r1", [("d", "r1", 0), ("a", "r1", 0)])
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    seen = runs.index_output(str(out), read_only=True)
+    seen = layout.index_output(str(out), read_only=True)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [Path(p).name for p in seen.unreadable] == ["part-3-cc.parquet"]
     assert seen.quarantined == [] and seen.duplicates_removed == 0
-    run = runs.index_output(str(out))
+    run = layout.index_output(str(out))
     assert sorted(seen.done.to_pylist()) == sorted(run.done.to_pylist()) == ["a", "b", "c"]
     assert sorted(seen.failed.to_pylist()) == sorted(run.failed.to_pylist()) == ["a", "d"]
     assert [Path(p).name for p in run.unreadable] == ["part-3-cc.parquet"] and len(run.quarantined) == 1
@@ -87,26 +87,26 @@ def test_parallel_index_reads_every_part(tmp_path):
     (out / "features").mkdir(parents=True)
     for k in range(0, len(ids), 7):  # 429 parts, in name order
         pq.write_table(pa.table({"clip_id": ids[k:k + 7]}), out / "features" / f"part-r-{k:06d}.parquet")
-    parallel = runs.index_output(str(out))
+    parallel = layout.index_output(str(out))
     assert parallel.n_feature_parts == 429 and parallel.done.to_pylist() == ids
-    saved, runs.INDEX_THREADS = runs.INDEX_THREADS, 1
+    saved, layout.INDEX_THREADS = layout.INDEX_THREADS, 1
     try:
-        assert runs.index_output(str(out)).done.equals(parallel.done)
+        assert layout.index_output(str(out)).done.equals(parallel.done)
     finally:
-        runs.INDEX_THREADS = saved
+        layout.INDEX_THREADS = saved
 
 
 PEAK = """
 import json, resource, sys
 from acoustic_env.audio.manifest import read_manifest
-from acoustic_env import runs
+from acoustic_env import layout
 path, out = sys.argv[1], sys.argv[2]
 import pandas  # imported by the first id hash; its size is not the manifest's
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 manifest = read_manifest(path)  # the extract job's driver, up to the blocks it hands Ray
-index = runs.index_output(out)
-tally = runs.Tally()
-rows = sum(chunk.num_rows for chunk in runs.pending(manifest.chunks(), index.done, index.failed, tally))
+index = layout.index_output(out)
+tally = layout.Tally()
+rows = sum(chunk.num_rows for chunk in layout.pending(manifest.chunks(), index.done, index.failed, tally))
 assert rows == tally.todo == manifest.rows
 print(json.dumps({"rows": rows, "processed": len(tally.processed()),
                   "base_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))

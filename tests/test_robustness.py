@@ -34,7 +34,7 @@ from acoustic_env.audio.decode import decode_clip
 from acoustic_env.config import DecodeParams, ExtractConfig, from_dict
 from acoustic_env.errors import ClipError, DamagedFileError
 from acoustic_env.jobs.results import ExtractResult
-from acoustic_env.runs import make_plan
+from acoustic_env.layout import make_plan
 from acoustic_env.storage import read_part, redact, write_parquet
 
 FAST = DecodeParams(read_timeout_s=1.0)

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from acoustic_env.config import ExtractConfig
 
 from acoustic_env.audio.rows import CPU_PREFIX, ERROR_COLUMNS, pipeline_fields
-from acoustic_env.runs import id_hashes
+from acoustic_env.layout import id_hashes
 from acoustic_env.storage import (
     join,
     redact,

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
-from acoustic_env import runs
+from acoustic_env import layout
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.audio.rows import (
     AUDIO,
@@ -402,7 +402,7 @@ def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any])
         table = batch.filter(pa.array(~bad)).select([f.name for f in keep])
         table = table.replace_schema_metadata(metadata_json(meta))
         ids = table["clip_id"].to_pylist()  # up to write_batch_size strings, for the part's name
-        _write_part(table, output, runs.FEATURES, runs.part_name(run_id, ids))
+        _write_part(table, output, layout.FEATURES, layout.part_name(run_id, ids))
     error_types = ""
     if n_bad:
         failed = batch.filter(pa.array(bad))
@@ -410,7 +410,7 @@ def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any])
                         "error_type": failed["error_type"], "message": failed["error_message"],
                         "run_id": pa.repeat(run_id, n_bad),
                         "time": pa.repeat(pa.scalar(now_utc(), ERRORS_SCHEMA.field("time").type), n_bad)})
-        _write_part(err.cast(ERRORS_SCHEMA), output, runs.ERRORS, runs.part_name(run_id, failed["clip_id"].to_pylist()))
+        _write_part(err.cast(ERRORS_SCHEMA), output, layout.ERRORS, layout.part_name(run_id, failed["clip_id"].to_pylist()))
         error_types = ",".join(failed["error_type"].to_pylist())
     summary: dict[str, list] = {"n_ok": [batch.num_rows - n_bad], "n_failed": [n_bad], "error_types": [error_types]}
     for c in batch.column_names:

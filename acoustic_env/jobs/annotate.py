@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from acoustic_env import runs
+from acoustic_env import layout
 from acoustic_env.audio.manifest import detect_format, job_manifest
 from acoustic_env.vocabulary.tasks import Task, task_from_definition
 from acoustic_env.config import (
@@ -57,7 +57,7 @@ from acoustic_env.config import (
 )
 from acoustic_env.jobs.extract import extract
 from acoustic_env.jobs.preflight import preflight
-from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.record import Run, lifecycle, write_record
 from acoustic_env.jobs.results import AnnotateResult
 from acoustic_env.learn.artifact import model_id as model_id_of
 from acoustic_env.storage import (
@@ -204,7 +204,7 @@ def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, 
         for table, where in ((result.table, WINDOW_ANNOTATIONS), (result.summary, WINDOW_SUMMARIES)):
             table = table.append_column("model_id", pa.array([model_id] * table.num_rows, pa.string()))
             table = table.append_column("time", pa.array([now_utc()] * table.num_rows, pa.timestamp("us", tz="UTC")))
-            write_parquet(table, join(cfg.output, where, runs.part_name(run_id, ids)))
+            write_parquet(table, join(cfg.output, where, layout.part_name(run_id, ids)))
         windows, unreadable = result.table.num_rows, sum(e is not None for e in result.summary["error"].to_pylist())
     return {"counts": {"listed": len(listed), "already_annotated": len(listed) - len(wanted),
                        "annotated": len(wanted) - unreadable, "windows": windows,
@@ -223,7 +223,7 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts,
     listed = manifest["clip_id"].to_pylist()
     wanted = unannotated(cfg.output, model_id, listed)
     # every clip extracted may have failed, in which case there is no table yet
-    has_table = bool(list_parts(join(cfg.features, runs.FEATURES)))
+    has_table = bool(list_parts(join(cfg.features, layout.FEATURES)))
     data = model.read_features(cfg.features, clip_ids=wanted) if wanted and has_table else None
     written = flagged = 0
     if data is not None and len(data):
@@ -237,7 +237,7 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts,
         scored = scored.append_column("model_id", pa.array([model_id] * scored.num_rows, pa.string()))
         scored = scored.append_column("time", pa.array([now_utc()] * scored.num_rows, pa.timestamp("us", tz="UTC")))
         ids = scored["clip_id"].to_pylist()
-        write_parquet(scored, join(cfg.output, ANNOTATIONS, runs.part_name(run_id, ids)))
+        write_parquet(scored, join(cfg.output, ANNOTATIONS, layout.part_name(run_id, ids)))
         written, flagged = scored.num_rows, int(sum(scored["flagged"].to_pylist()))
     found = data.n_read if data is not None else 0
     counts = {"listed": len(listed), "already_annotated": len(listed) - len(wanted),
@@ -275,7 +275,7 @@ def _annotate(cfg: AnnotateConfig, run: Run, model: Any, facts: ModelFacts) -> d
             per_list[name] = _annotate_list(cfg, uri, model, facts, run_id)
             # recorded only once its annotations are written: a run stopped before this redoes
             # the list, and finds its clips already extracted and annotated
-            runs.write_record({"list": uri, "run_id": run_id, "model_id": facts.model_id, "time": now_utc(),
+            write_record({"list": uri, "run_id": run_id, "model_id": facts.model_id, "time": now_utc(),
                                **per_list[name]}, join(cfg.output, LISTS, f"{name}.json"), run.redact_params)
         total: Counter[str] = Counter()
         for result in per_list.values():

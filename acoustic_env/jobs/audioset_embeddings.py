@@ -50,11 +50,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from acoustic_env import runs
+from acoustic_env import layout
 from acoustic_env.vocabulary.ontology import load_class_list
 from acoustic_env.config import ConfigError
 from acoustic_env.errors import DamagedFileError
-from acoustic_env.jobs.records import lifecycle
+from acoustic_env.jobs.record import lifecycle
 from acoustic_env.jobs.results import EmbeddingsResult
 from acoustic_env.storage import (
     filesystem,
@@ -264,7 +264,7 @@ def converted_sources(output: str) -> set[str]:
     import pyarrow.parquet as pq
 
     done: set[str] = set()
-    for part in list_parts(join(output, runs.FEATURES)):
+    for part in list_parts(join(output, layout.FEATURES)):
         fs, path = filesystem(part)
         with fs.open(path, "rb") as fh:
             done.update(read_metadata(pq.read_schema(fh)).get("sources", []))
@@ -305,11 +305,11 @@ def convert(source: str, output: str, class_list: str | None = None, part_rows: 
                 return
             table = pa.concat_tables(tables)
             table = table.replace_schema_metadata(metadata_json(_metadata(run_id, list(batch_files), class_list)))
-            name = runs.part_name(run_id, list(batch_files))
+            name = layout.part_name(run_id, list(batch_files))
             if keep_frames:
                 write_parquet(pa.concat_tables(frame_tables), join(output, FRAMES, name))
                 frame_tables.clear()
-            write_parquet(table, join(output, runs.FEATURES, name))
+            write_parquet(table, join(output, layout.FEATURES, name))
             counts["parts"] += 1
             tables.clear()
             batch_files.clear()

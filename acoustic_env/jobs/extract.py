@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from acoustic_env import runs
+from acoustic_env import layout
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.audio.stages import table_metadata
 from acoustic_env.config import ExtractConfig, validate
@@ -19,7 +19,7 @@ from acoustic_env.embedders.registry import get
 from acoustic_env.embedders.weights import WeightsError, missing_message, status
 from acoustic_env.jobs.in_process import run_in_process, runs_in_process
 from acoustic_env.jobs.preflight import preflight
-from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.record import Run, lifecycle
 from acoustic_env.jobs.results import ExtractResult
 
 log = logging.getLogger("acoustic_env.jobs.extract")
@@ -91,15 +91,15 @@ def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any]) -> dict[str,
     t_manifest = time.time()
     manifest = job_manifest(cfg)
     t_read = time.time()
-    index = runs.index_output(cfg.output)  # the one pass over what earlier runs left
+    index = layout.index_output(cfg.output)  # the one pass over what earlier runs left
     t_planned = time.time()
     run.save(manifest={"source": manifest.source, "format": manifest.format,
                        "renamed_columns": manifest.renamed_columns},
              weights=weights, timing_s={"manifest": t_read - t_manifest, "plan": t_planned - t_read})
     # the clip list streams from its file through the resume filter into Ray (or, for a local run with a few clips
     # to do, into this process's stages: jobs/in_process.py), a chunk at a time
-    tally = runs.Tally()
-    todo = runs.pending(manifest.chunks(), index.done, index.failed, tally)
+    tally = layout.Tally()
+    todo = layout.pending(manifest.chunks(), index.done, index.failed, tally)
 
     def planned(n: int) -> None:
         log.info("run %s: %d clips in the manifest, %d already done, %d to process (%d retried)",
@@ -112,7 +112,7 @@ def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any]) -> dict[str,
     else:
         totals = run_pipeline(todo, to_do, cfg, run_id, meta, weights, on_planned=planned)
     # the index built for planning serves the compaction too: features/ is read once per run
-    remaining_errors = runs.compact_errors(cfg.output, run_id, index, tally.processed())
+    remaining_errors = layout.compact_errors(cfg.output, run_id, index, tally.processed())
     return run.complete(
         counts={"input": manifest.rows, "duplicate_ids": manifest.duplicates,
                 "ids_made_unique": manifest.ids_made_unique,

@@ -36,7 +36,7 @@ from acoustic_env.audioset.fetch import Downloader, clip_name, fetch_segment
 from acoustic_env.audioset.segments import read_segments
 from acoustic_env.config.audioset import FetchConfig
 from acoustic_env.distributed.downloads import run_downloads
-from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.record import Run, lifecycle
 from acoustic_env.jobs.results import FetchResult
 from acoustic_env.storage import filesystem, is_local, join, read_parts, redact_all, write_parquet
 

@@ -3,7 +3,7 @@
 Each ``plan_*`` function validates the config and runs the same path checks as the job
 (:mod:`.preflight`), then calls the job's own planning steps on what is cheap to read:
 the clip list (``job_manifest``), the ``clip_id`` columns of an output's parts
-(``runs.index_output``, read only), the clip facts and schema of a feature table
+(``layout.index_output``, read only), the clip facts and schema of a feature table
 (``table.selection``, the first half of ``read_features``), ``model.json``
 (``annotate.model_facts``), and whether each embedder's checkpoint is in the cache
 (``extract.checkpoints``; hashing a 300 MB file is the real run's job). Nothing is
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from acoustic_env import runs
+from acoustic_env import layout
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, TrainConfig, validate
@@ -57,11 +57,11 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
     validate(cfg)
     preflight(cfg)
     manifest = job_manifest(cfg)
-    index = runs.index_output(cfg.output, read_only=True)  # the job's pass over the output, changing nothing
+    index = layout.index_output(cfg.output, read_only=True)  # the job's pass over the output, changing nothing
     unreadable = len(index.unreadable)
-    tally = runs.Tally()
+    tally = layout.Tally()
     rejected: Counter[str] = Counter()
-    for chunk in runs.pending(manifest.chunks(), index.done, index.failed, tally):  # the job's resume filter
+    for chunk in layout.pending(manifest.chunks(), index.done, index.failed, tally):  # the job's resume filter
         tally.todo_hashes.clear()  # only the counts are wanted here
         rejected.update(t for t in chunk["error_type"].drop_null().to_pylist())
     n_ids, todo, retry = manifest.rows, tally.todo, tally.retried

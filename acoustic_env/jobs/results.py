@@ -1,7 +1,7 @@
 """What each job returns: a small frozen result, the run record beside it.
 
 Every job writes its run record (``runs/<run_id>.json``, secrets masked, see
-:mod:`acoustic_env.jobs.records`) and returns one of these, built from what it wrote
+:mod:`acoustic_env.jobs.record`) and returns one of these, built from what it wrote
 (``from_record``), so that a caller (the Python API, the command's console lines, the
 demo, a script) reads the figures it needs as attributes instead of digging through the
 record by key. ``record`` keeps the whole run record, as written, for everything else.

@@ -29,7 +29,6 @@ import numpy as np
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
-from acoustic_env import runs
 from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import CLASSIFIERS, AuditConfig, ConfigError, validate
 from acoustic_env.distributed.session import start_ray
@@ -43,9 +42,8 @@ from acoustic_env.jobs.audit.crossfit import AUTO, AVERAGE, choose_by_log_loss
 from acoustic_env.jobs.audit.review import build_review
 from acoustic_env.jobs.labelled import grouped_folds, read_labelled
 from acoustic_env.jobs.preflight import preflight
-from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.record import Run, lifecycle, package_versions, write_record
 from acoustic_env.jobs.results import AuditResult
-from acoustic_env.runs import package_versions
 from acoustic_env.storage import filesystem, join, write_parquet
 from acoustic_env.table import FeatureSet, metadata_json
 
@@ -194,7 +192,7 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
         summary["outputs"]["review"] = build_review(table, summary, cfg.output, cfg.review_top,
                                                     cfg.random_sample, cfg.seed)
     done = run.complete(fit_s=round(fit_s, 3))
-    runs.write_record(summary, join(cfg.output, SUMMARY))
+    write_record(summary, join(cfg.output, SUMMARY))
     return done
 
 

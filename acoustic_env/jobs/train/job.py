@@ -34,7 +34,7 @@ from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig, validate
 from acoustic_env.jobs.labelled import read_labelled
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
-from acoustic_env.jobs.records import Run, lifecycle
+from acoustic_env.jobs.record import Run, lifecycle, package_versions
 from acoustic_env.jobs.results import TrainResult
 from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
 from acoustic_env.jobs.train.evaluation import slim
@@ -46,7 +46,6 @@ from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
 from acoustic_env.learn.metrics import adjusted_accuracy, read_label_accuracy
 from acoustic_env.learn.splits import read_test_list
-from acoustic_env.runs import package_versions
 from acoustic_env.storage import join, redact_all
 from acoustic_env.table import RANDOM_REASON, FeatureSet
 

@@ -16,26 +16,20 @@
   A part that cannot be read (cut short by a full disk, damaged in transit) would
   otherwise stop every later run: it is moved to ``quarantine/<features|errors>/``,
   logged, and its clips count as not done, so the run recomputes them.
-* ``runs/<run_id>.json`` (``base_record``, ``write_record``) is written when a run starts
-  (status "running") and rewritten when it ends: config (never credentials: they come from
-  the environment, and a secret written into a URL anyway is redacted),
-  package versions, git revision, weight checksums, counts and time per stage.
+* ``runs/<run_id>.json``, a run's record, is written by :mod:`acoustic_env.jobs.record`; this
+  module only names the folder and the run ids.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import platform
 import secrets
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -49,9 +43,7 @@ from acoustic_env.storage import (
     move,
     read_part,
     redact,
-    redact_all,
     remove_stale_temporaries,
-    write_json,
     write_parquet,
 )
 from acoustic_env.table import ERRORS_SCHEMA
@@ -63,7 +55,7 @@ QUARANTINE = "quarantine"
 #: Parts read at once while indexing: reads wait on storage far more than on the CPU.
 INDEX_THREADS = 32
 
-log = logging.getLogger("acoustic_env.runs")
+log = logging.getLogger("acoustic_env.layout")
 
 
 def new_run_id() -> str:
@@ -330,50 +322,3 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: np.n
         if part != target:
             delete(part)
     return latest.num_rows
-
-
-# --- run records ---
-
-PACKAGES = ("acoustic-env", "ray", "pyarrow", "numpy", "scipy", "librosa", "soundfile", "soxr", "noisereduce",
-            "scikit-maad", "soundsig", "torch", "fsspec", "s3fs")
-
-
-def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
-    """Installed versions of the core packages plus a job's own (``extra``); None when absent."""
-    out: dict[str, str | None] = {}
-    for name in PACKAGES + extra:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_revision() -> str | None:
-    """The checkout's commit (with '+dirty' if modified), or None outside a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return rev.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def base_record(run_id: str, job: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {"run_id": run_id, "job": job, "status": "running", "config": config,
-            "versions": package_versions(), "git_revision": git_revision(), "host": platform.node()}
-
-
-def write_record(record: dict[str, Any], uri: str, redact_params: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Write a run record with every secret in its URLs (user-info, token query values) replaced by ***.
-
-    Returns what was written, which is what a job should hand back or print.
-    """
-    clean = redact_all(record, redact_params)
-    write_json(clean, uri)
-    return clean

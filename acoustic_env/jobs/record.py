@@ -1,4 +1,8 @@
-"""One lifecycle for every job's run record: started, then completed or failed with the reason.
+"""The record a run leaves (``runs/<run_id>.json``), and one lifecycle for it: started, then completed or failed.
+
+The record holds the job's config (never credentials: they come from the environment, and
+a secret written into a URL anyway is masked), package versions, the git revision, weight
+checksums, counts and time per stage.
 
 A job writes its record when it starts (``status: running``), so that a crash leaves a
 trace, and rewrites it when it ends. A job that stopped on an exception between the two
@@ -7,21 +11,69 @@ person could not tell a dead run from a live one. :func:`lifecycle` is the one p
 does this for every job: it writes the started record, hands the job a :class:`Run` to
 record its results in, and on any exception rewrites a record still ``running`` as
 ``failed`` with the reason (the exception's type and first line), then lets the exception
-go on. Records are written through :func:`acoustic_env.runs.write_record`, which masks
-every secret in them.
+go on. Records are written through :func:`write_record`, which masks every secret in them.
 """
 
 from __future__ import annotations
 
+import platform
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from acoustic_env.config import ConfigError
-from acoustic_env.runs import RUNS, base_record, new_run_id, write_record
-from acoustic_env.storage import join, redact, transport_failure
+from acoustic_env.layout import RUNS, new_run_id
+from acoustic_env.storage import join, redact, redact_all, transport_failure, write_json
+
+
+PACKAGES = ("acoustic-env", "ray", "pyarrow", "numpy", "scipy", "librosa", "soundfile", "soxr", "noisereduce",
+            "scikit-maad", "soundsig", "torch", "fsspec", "s3fs")
+
+
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Installed versions of the core packages plus a job's own (``extra``); None when absent."""
+    out: dict[str, str | None] = {}
+    for name in PACKAGES + extra:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    out["python"] = platform.python_version()
+    return out
+
+
+def git_revision() -> str | None:
+    """The checkout's commit (with '+dirty' if modified), or None outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def base_record(run_id: str, job: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run_id, "job": job, "status": "running", "config": config,
+            "versions": package_versions(), "git_revision": git_revision(), "host": platform.node()}
+
+
+def write_record(record: dict[str, Any], uri: str, redact_params: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Write a run record with every secret in its URLs (user-info, token query values) replaced by ***.
+
+    Returns what was written, which is what a job should hand back or print.
+    """
+    clean = redact_all(record, redact_params)
+    write_json(clean, uri)
+    return clean
 
 
 def failure_reason(exc: BaseException) -> str:
