@@ -49,8 +49,10 @@ from acoustic_env.storage import write_json
 
 SECRETS = ("KEYSECRET", "PWSECRET", "SIGSECRET", "CREDSECRET", "TOKSECRET")
 #: The model's training table was extracted with these: clips are cut at 2 s, only the raw signal is featurised,
-#: a network wait is given up after 1 s (so a server that never answers costs seconds, not minutes).
-MAX_S, READ_TIMEOUT_S = 2.0, 1.0
+#: a network wait is given up after 5 s: a server that never answers costs seconds, not minutes, and a healthy
+#: loopback server on a loaded machine (a Ray worker starting beside the read) is never that slow, where it was
+#: once over 1 s and its clip was reported as a read timeout.
+MAX_S, READ_TIMEOUT_S = 2.0, 5.0
 
 
 class _Files(SimpleHTTPRequestHandler):
