@@ -1,7 +1,7 @@
 """MkDocs hooks: the pages that have their home elsewhere in the repository, added at build time.
 
 * ``index.md`` is the README,
-* ``reference/config.md`` is generated from the config fields (:func:`acoustic_env.config.schema.describe`),
+* ``reference/config.md`` is generated from the config fields (:func:`acoustic_env.config.flags.describe`),
   the same fields the flags, the validation and ``--help`` come from,
 * ``cluster-files.md`` and ``benchmark-results.md`` are ``cluster/README.md`` and ``benchmarks/RESULTS.md``.
 
@@ -55,7 +55,7 @@ def config_reference() -> str:
         RescoreConfig,
         SampleConfig,
     )
-    from acoustic_env.config.schema import describe
+    from acoustic_env.config.flags import describe
 
     jobs = {"extract": ExtractConfig, "train": TrainConfig, "audit": AuditConfig, "annotate": AnnotateConfig,
             "serve": ServeConfig, "audioset sample": SampleConfig, "audioset fetch": FetchConfig,

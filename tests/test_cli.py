@@ -24,14 +24,8 @@ from acoustic_env.config import (
     ExtractConfig,
     TrainConfig,
 )
-from acoustic_env.config.schema import (
-    ConfigError,
-    Section,
-    add_flags,
-    from_args,
-    from_dict,
-    option,
-)
+from acoustic_env.config.flags import add_flags, from_args
+from acoustic_env.config.schema import ConfigError, Section, from_dict, option
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = {"extract": ["--manifest", "m.csv", "--output", "o"], "train": ["--features", "f", "--output", "o"],

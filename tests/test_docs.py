@@ -18,7 +18,7 @@ from conftest import REPO
 from documentation import DOCS, README, pages
 
 from acoustic_env.config import ExtractConfig, TrainConfig
-from acoustic_env.config.schema import describe
+from acoustic_env.config.flags import describe
 
 
 def test_the_readme_is_at_most_200_lines_and_says_where_to_go_next():

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from acoustic_env.config import _absolute, _location, _ontology, _ray_address, _task
+from acoustic_env.config.common import _absolute, _location, _ontology, _ray_address, _task
 from acoustic_env.config.schema import ConfigError, Section, option, require
 
 #: The downloader the fetch job runs per segment when none is configured: yt-dlp fetches the

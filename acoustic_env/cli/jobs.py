@@ -1,0 +1,161 @@
+"""``acoustic-env extract | train | audit | annotate | demo | export``: the jobs over clip lists and feature tables.
+
+The four config jobs take every option from their config's declarations and ``--dry-run`` (the plan, starting
+nothing); each command checks its config, then imports what it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from acoustic_env.cli.console import console
+from acoustic_env.config import (
+    AnnotateConfig,
+    AuditConfig,
+    ExtractConfig,
+    FeatureParams,
+    TrainConfig,
+    add_flags,
+    flag_help,
+    from_args,
+    from_dict,
+)
+
+
+def _plan_or_check(args: argparse.Namespace, cfg: Any, plan: str) -> bool:
+    """``--dry-run``: print the plan, return True (nothing else runs). Otherwise check the paths first."""
+    from acoustic_env.jobs import plan as plans
+    from acoustic_env.jobs.preflight import preflight
+
+    if args.dry_run:
+        print("\n".join(getattr(plans, plan)(cfg)["lines"]))
+        return True
+    preflight(cfg)  # before the log file is made below the output
+    console(args, getattr(cfg, "output", None))
+    return False
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    cfg = from_args(ExtractConfig, args)
+    if _plan_or_check(args, cfg, "plan_extract"):
+        return 0
+    from acoustic_env.jobs.extract import extract
+
+    result = extract(cfg)
+    c = result.counts
+    out = result.output.rstrip("/")
+    print(f"extract {result.run_id}: {c['ok']} clips extracted, {c['failed']} failed, "
+          f"{c['skipped']} already done ({result.wall_s:.1f} s)")
+    if result.error_types:
+        print("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(result.error_types.items())))
+    print(f"  features: {result.features}/  errors: {result.errors}/ ({c['errors_in_output']} clips)  "
+          f"record: {out}/runs/{result.run_id}.json")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.features_impl:  # checked before the data is generated
+        from_dict(FeatureParams, {"impl": args.features_impl})
+    from acoustic_env.demo.run import run_demo
+
+    console(args, args.output)
+    run_demo(Path(args.output), n_clips=args.clips, seed=args.seed, duration_s=args.duration,
+             features_impl=args.features_impl, progress=args.progress)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = from_args(TrainConfig, args)
+    if _plan_or_check(args, cfg, "plan_train"):
+        return 0
+    from acoustic_env.jobs.train.job import summary_lines, train
+
+    print("\n".join(summary_lines(train(cfg))))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    cfg = from_args(AuditConfig, args)
+    if _plan_or_check(args, cfg, "plan_audit"):
+        return 0
+    from acoustic_env.jobs.audit.job import run_audit, summary_lines
+
+    print("\n".join(summary_lines(run_audit(cfg))))
+    return 0
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    cfg = from_args(AnnotateConfig, args)
+    if _plan_or_check(args, cfg, "plan_annotate"):
+        return 0
+    from acoustic_env.jobs.annotate import annotate
+
+    result = annotate(cfg)
+    c = result.counts
+    if cfg.windows.windows:
+        out = cfg.output.rstrip("/")
+        print(f"annotate {result.run_id}: {c['annotated']} recordings scored in {c['windows']} windows by model "
+              f"{result.model_id}, {c['already_annotated']} annotated earlier, {c['not_annotated_unreadable']} "
+              f"unreadable; windows: {out}/window-annotations/, summaries: {out}/window-summaries/")
+        return 0
+    print(f"annotate {result.run_id}: {c['annotated']} clips annotated ({c['flagged']} flagged against their "
+          f"given labels), {c['already_annotated']} already annotated by model {result.model_id}; "
+          f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
+          f"{c['not_annotated_failed_extract']} failed extraction (see the feature table's errors/)")
+    if cfg.lists is not None:
+        print(f"  lists: {len(result.lists)} new ({', '.join(result.lists) or 'none'}), "
+              f"{len(result.lists_already_done)} recorded earlier in {cfg.output.rstrip('/')}/lists/")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.export import export_features
+
+    n, cols = export_features(args.features, args.output, wide=args.wide, task=args.task,
+                              feature_groups=args.feature_groups, include_random_weights=args.include_random_weights)
+    print(f"export: {n} clips x {cols} columns -> {args.output}")
+    return 0
+
+
+def add_job_parsers(sub: argparse._SubParsersAction) -> None:
+    """The jobs' sub-commands on the ``acoustic-env`` parser."""
+    for name, cls, func, summary in (
+        ("extract", ExtractConfig, cmd_extract, "extract features from a clip list into Parquet"),
+        ("train", TrainConfig, cmd_train,
+         "train the environment classifier (PCA + MLP under Ray Tune) with baselines and a report"),
+        ("audit", AuditConfig, cmd_audit,
+         "rescore the labels out of fold, flag likely wrong ones, write a review page"),
+        ("annotate", AnnotateConfig, cmd_annotate,
+         "label a new clip list with a trained model (extracts only new clips)"),
+    ):
+        p = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+                           usage="%(prog)s [--config FILE] [options]")
+        add_flags(p, cls)
+        p.add_argument("--dry-run", action="store_true",
+                       help="print what would run (clips to do, columns, resources, weights, outputs) "
+                            "without starting Ray or writing anything")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("demo", help="generate labelled synthetic soundscapes and run the jobs on them locally")
+    p.add_argument("--output", default="demo-output", help="where the demo writes (default: demo-output)")
+    p.add_argument("--clips", type=int, default=200, help="number of clips to generate (default: 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the jobs (default: 0)")
+    p.add_argument("--duration", type=float, default=10.0, help="clip length in seconds (default: 10)")
+    p.add_argument("--features-impl", help=flag_help(FeatureParams, "impl"))
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="write a feature table as one Parquet or CSV file, one named column per value",
+                       usage="%(prog)s FEATURES --output FILE [--wide] [options]")
+    p.add_argument("features", help="an extract output, its features/ directory, or a Parquet file")
+    p.add_argument("--output", required=True, help="a .parquet or .csv file")
+    p.add_argument("--wide", action="store_true", help="one column per feature value, named (indices_raw:ACI); "
+                                                       "without it, one list column per group (Parquet only)")
+    p.add_argument("--task", help="keep only the clips with a target of this task (default: every clip)")
+    p.add_argument("--feature-groups", type=lambda v: tuple(filter(None, v.split(","))), default=(),
+                   help="groups or sources to export, e.g. indices,mps_fg (default: all)")
+    p.add_argument("--include-random-weights", action="store_true",
+                   help="also export embedder columns computed with random weights")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,78 @@
+"""The configs of the jobs that label new audio with a saved model: annotate (a clip list) and serve (HTTP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from acoustic_env.config.schema import ConfigError, Section, from_dict, option
+from acoustic_env.config.extraction import ExtractConfig, WindowParams
+from acoustic_env.config.common import _location, _ray_address
+
+
+@dataclass(frozen=True)
+class AnnotateConfig(Section):
+    """The new list, the model, the shared feature table and where annotations go."""
+
+    model: str = _location(help="model artifact written by `acoustic-env train` (directory or URI)")
+    features: str = _location(help="the shared extract output the clips are added to (features/, errors/, runs/)")
+    output: str = _location(help="where annotations/ and runs/ go")
+    manifest: str | None = _location(None, help="the new clip list (any format extract reads); or --lists")
+    lists: str | None = _location(None, help="a directory or prefix of clip lists: each list not yet recorded in "
+                                             "<output>/lists/ is annotated once, in name order (a list that arrives "
+                                             "during a run waits for the next run)")
+    flag_threshold: float = option(0.5, gt=0, lt=1, help="flag a given label whose probability is below this")
+    windows: WindowParams = option(factory=WindowParams, help="long recordings: each listed file scored in windows, "
+                                                              "in this process, into window-annotations/")
+    # The extract options; annotate sets the list, the table and the model's embedders (and their signals) itself.
+    extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, ("manifest", "output", "embedders",
+                                                                              "embed_signals")),
+                                     help="any ExtractConfig field but manifest, output, embedders and embed_signals")
+
+    def cross_check(self) -> None:
+        if (self.manifest is None) == (self.lists is None):
+            raise ConfigError("manifest: give one clip list (--manifest) or a directory of them (--lists), not both")
+        try:
+            from_dict(ExtractConfig, {**self.extract, "manifest": self.manifest or self.lists, "output": self.features})
+        except ConfigError as exc:
+            raise ConfigError(f"extract.{exc}") from None
+
+
+def _url_prefix(v: str) -> bool:
+    return v.startswith(("https://", "http://")) and len(v.split("/", 3)) == 4 and bool(v.split("/", 3)[2])
+
+
+@dataclass(frozen=True)
+class ServeConfig(Section):
+    """The live recognition service (``acoustic-env serve``): the model, the replicas, the limits of a request."""
+
+    model: str = _location(help="model artifact written by `acoustic-env train` (directory or URI)")
+    host: str = option("127.0.0.1", nonempty=True, help="address the HTTP server listens on (0.0.0.0: every "
+                                                        "interface; the service has no authentication)")
+    port: int = option(8000, ge=0, le=65535, help="HTTP port (0: a free one)")
+    replicas: int = option(1, ge=1, help="model replicas (each loads the model and its embedders once)")
+    # 2-CPU machines: Serve's controller and HTTP proxy need room beside the replica.
+    replica_cpus: float = option(0.5, gt=0, help="CPUs reserved per replica")
+    replica_gpus: float = option(0.0, ge=0, help="GPUs per replica (> 0: the embedders run on CUDA)")
+    max_upload_mb: float = option(20.0, gt=0, help="larger uploads (and fetched URLs) get too_large (413)")
+    max_duration_s: float = option(60.0, gt=0, help="longer recordings get too_long (422)")
+    request_timeout_s: float = option(30.0, gt=0, help="a request not answered within this gets timeout (504)")
+    # ?windows=1 scores a long recording from a temporary file, window by window, in memory that does not grow with
+    # its length; these limits are about disk, time and the body in flight (Serve's HTTP proxy and the replica each
+    # read a body as fast as it comes: docs/serve.md). An hour of 48 kHz stereo 16-bit WAV is 660 MiB.
+    windows_max_upload_mb: float = option(1024.0, gt=0, help="larger ?windows=1 uploads (and fetched URLs) get "
+                                                             "too_large (413); past --max-upload-mb they are "
+                                                             "spooled to a temporary file")
+    windows_max_duration_s: float = option(4 * 3600.0, gt=0, help="longer ?windows=1 recordings get too_long (422)")
+    windows_timeout_s: float = option(3600.0, gt=0, help="a ?windows=1 request not answered within this gets "
+                                                         "timeout (504); its scoring stops at the next window")
+    allowed_url_prefixes: tuple[str, ...] = option((), check=(lambda v: all(map(_url_prefix, v)),
+                                                              "must be http(s)://host/... prefixes"),
+                                                   help="POST {\"url\": ...} is fetched only when it starts with "
+                                                        "one of these (empty: no URL is fetched)")
+    batch_max_size: int = option(1, ge=1, help="requests scored together by Serve's dynamic batching "
+                                               "(1: no batching; worth it on a GPU)")
+    batch_wait_s: float = option(0.01, ge=0, help="longest wait for a batch to fill")
+    weights_cache: str | None = _location(None, help="embedder checkpoint cache (default: "
+                                                  "$ACOUSTIC_ENV_MODEL_CACHE, else ~/.cache/acoustic-env/models)")
+    ray_address: str | None = _ray_address()

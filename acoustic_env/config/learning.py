@@ -1,0 +1,174 @@
+"""The train and audit jobs' configs: what is learned from a feature table, and how it is checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from acoustic_env.config.schema import ConfigError, Section, option, require
+from acoustic_env.embedders import registry
+from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, DEFAULT_PCA, CLASSIFIERS, EXTRA_BASELINES, BASELINES, FILTERS, _location, _ray_address, _progress, _device, _task, _ontology
+
+
+def _parse_pca(value: Any) -> dict[str, float]:
+    """``{"mps": 0.95}`` or ``"indices=20,mps=0.95"`` → a dict of int counts / float fractions."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = []
+        for part in filter(str.strip, str(value or "").split(",")):
+            if "=" not in part:
+                raise ConfigError(f"pca: expected source=value pairs such as indices=20,mps=0.95, got {part.strip()!r}")
+            k, v = part.split("=", 1)
+            items.append((k.strip(), v.strip()))
+    out: dict[str, float] = {}
+    for k, v in items:
+        try:
+            num = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"pca.{k}: must be an integer >= 1 or a variance fraction in (0, 1), got {v!r}") from None
+        out[k] = int(num) if num >= 1 and num == int(num) else num
+    return out
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """Everything the train job needs; the run record stores it whole."""
+
+    features: str = _location(help="feature table: an extract output or its features/ directory (local or s3://)")
+    output: str = _location(help="output directory or URI (model/, report/, runs/ go below it)")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    feature_groups: tuple[str, ...] = option((), choices=FEATURE_GROUPS,
+                                             help="sources or columns to train on (empty: every group the table has)")
+    signals: tuple[str, ...] = option(SIGNALS, choices=SIGNALS, nonempty=True,
+                                      help="signals kept for the per-signal columns (indices, MPS, and embeddings "
+                                           "of fg and bg such as panns_fg; an embedder's raw column is kept)")
+    include_random_weights: bool = option(False, help="also use embedder columns computed with random weights "
+                                                      "(left out by default: they carry no pretrained knowledge)")
+    pca: dict[str, float] = option(factory=dict, parse=_parse_pca,
+                                   help="components per source: a count or a variance fraction, e.g. indices=20,mps=0.95 "
+                                        f"(sources not named: {','.join(f'{k}={v}' for k, v in DEFAULT_PCA.items())}, "
+                                        f"{','.join(f'{n}={registry.get(n).pca}' for n in EMBEDDERS)})")
+    # With a few thousand clips, one validation split of a few dozen clips is too noisy to choose
+    # a model on (or to report); cross-validation scores every clip once (see learn/cv.py).
+    cv_folds: int = option(5, check=(lambda v: v == 0 or v >= 2, "must be 0 (no cross-validation) or >= 2"),
+                           help="grouped K-fold cross-validation, the evaluation of record for up to cv_max_clips "
+                                "clips (0: always the train/val/test split)")
+    cv_max_clips: int = option(5000, ge=1, help="above this many clips, the train/val/test split replaces "
+                                                "cross-validation (CV fits every model cv_folds times)")
+    folds_column: str | None = option(None, help="manifest column with published folds (UrbanSound8K, ESC-50: fold): "
+                                                 "cross-validation over exactly those folds, whatever the size")
+    test_size: float = option(0.2, gt=0, lt=1, help="test fraction when no --test-list is given")
+    val_size: float = option(0.2, gt=0, lt=1, help="validation fraction of the clips left after the test split")
+    test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
+                                              "or one per line")
+    seed: int = option(0, help="seed of the splits, the search and the networks")
+    # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/search.py).
+    search_trials: int = option(2, ge=1, help="settings each of xgboost and the MLP tries in its own search, the "
+                                              "defaults first, scored by grouped CV on the training clips only "
+                                              "(1: the defaults, no search)")
+    search_folds: int = option(2, ge=2, help="inner folds of every model's search (xgboost, the MLP, logistic "
+                                             "regression's C), grouped like the outer folds")
+    trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")
+    time_budget_s: float = option(900.0, gt=0, flag="time-budget", help="search time budget in seconds")
+    max_concurrent_trials: int = option(0, ge=0, help="trials at once (0: one per two CPUs)")
+    max_rounds: int = option(30, ge=1, help="validation rounds per run at most")
+    grace_rounds: int = option(3, ge=1, help="rounds before early termination may stop a trial (at most max_rounds)")
+    patience: int = option(6, ge=1, help="rounds without improvement before a run stops")
+    steps_per_round: int = option(50, ge=1, help="optimizer steps per validation round at least")
+    workers: int = option(1, ge=1, help="workers per training run (1: in the Tune trial's process; more: data-parallel "
+                                        "Ray Train workers)")
+    device: str = _device("training")
+    baselines: tuple[str, ...] = option(BASELINES, choices=(*BASELINES, *EXTRA_BASELINES),
+                                        help="baseline models (empty for none; forest, svm and knn are compared, "
+                                             "never saved)")
+    saved_model: str = option("record", choices=("record", *CLASSIFIERS),
+                              help="the model the artifact holds: the model of record, or a compared model by name")
+    ablations: bool = option(True, help="the feature-group ablations")
+    # The study's comparison (jobs/train/grid.py): one cross-validated model per embedder x signal-set cell.
+    grid: bool = option(False, help="compare one model per cell of grid_embedders x grid_signals (indices + MPS of "
+                                    "the signals, plus the embedder's embeddings of them; --feature-groups names "
+                                    "other hand-made sources), each with its own nested search; the winner is "
+                                    "trained and saved")
+    grid_embedders: tuple[str, ...] = option(("none", *EMBEDDERS), choices=("none", *EMBEDDERS), nonempty=True,
+                                             help="the grid's embedder axis (none: indices and MPS alone)")
+    grid_signals: tuple[str, ...] = option(("raw",), choices=SIGNAL_SETS, nonempty=True,
+                                           help="the grid's signal axis (all: raw, fg and bg together); fg and bg "
+                                                "embeddings need a table extracted with them")
+    shap_samples: int = option(100, ge=0, help="test clips explained with SHAP (0 skips SHAP)")
+    label_accuracy: str | None = _location(None, help="the audit's label-accuracy estimate (JSON): adds adjusted "
+                                                   "accuracy to the report")
+    memory_gb: float = option(4.0, gt=0, help="above this many GiB of raw feature values, the PCA is fitted "
+                                              "incrementally while streaming the table")
+    work_dir: str | None = _location(None, help="Ray Tune/Train run directory (default: <output>/ray, or a "
+                                             "temporary one removed after the run when the output is remote; "
+                                             "shared storage on a multi-node cluster)")
+    ray_address: str | None = _ray_address()
+    progress: bool = _progress()
+
+    def pca_target(self, source: str) -> float:
+        return self.pca.get(source, DEFAULT_PCA[source] if source in DEFAULT_PCA else registry.get(source).pca)
+
+    def read_groups(self) -> tuple[str, ...]:
+        """The feature groups the job reads from the table (empty: every one): the grid reads every column
+        and checks each cell's itself; otherwise ``feature_groups``. The job and its dry run ask here."""
+        return () if self.grid else self.feature_groups
+
+    def cross_check(self) -> None:
+        for source, target in self.pca.items():
+            require(source in SOURCES, f"pca.{source}", f"unknown source (known: {', '.join(SOURCES)})", target)
+            ok = (isinstance(target, int) and not isinstance(target, bool) and target >= 1) or (
+                isinstance(target, float) and 0 < target < 1)
+            require(ok, f"pca.{source}", "must be an integer >= 1 or a variance fraction in (0, 1)", target)
+        require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
+                 self.grace_rounds)
+        require(self.saved_model in ("record", "mlp", *self.baselines), "saved_model",
+                f"must be record or a compared model ({', '.join(('mlp', *self.baselines))})", self.saved_model)
+        require(not (self.folds_column and self.test_list), "folds_column",
+                 "cannot be combined with test_list (given folds already say which clips test which)",
+                 self.folds_column)
+        require(not self.grid or (self.cv_folds or self.folds_column) and not self.test_list, "grid",
+                 "compares cells by cross-validation: needs cv_folds >= 2 (or folds_column) and no test_list",
+                 self.grid)
+        hand_made = ("indices", "spectral", "mps")
+        require(not self.grid or set(self.feature_groups) <= set(hand_made), "feature_groups",
+                f"with grid, names the hand-made sources of every cell ({', '.join(hand_made)}); the grid adds "
+                f"the embedders", self.feature_groups)
+
+
+@dataclass(frozen=True)
+class AuditConfig(Section):
+    """Everything the audit job needs; summary.json stores it whole.
+
+    ``feature_groups`` empty means every vector column except class-score
+    columns (``*_scores``): scores from a pretrained AudioSet tagger were
+    trained on the very labels being audited, so they would echo the label
+    noise back instead of judging it. ``filter_by`` is cleanlab's rule for
+    flagging; its default (``prune_by_noise_rate``) flags as many clips per
+    (given, true) class pair as the estimated noise matrix says are wrong.
+    """
+
+    features: str = _location(help="feature table: an extract output, its features/ directory, or a Parquet file")
+    output: str = _location(help="audit output directory or URI (audit.parquet, summary.json, review/)")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    classifier: str = option("auto", choices=("auto", *CLASSIFIERS, "average"),
+                             help="out-of-fold classifier: auto keeps the zoo model (or their average) with the "
+                                  "lowest out-of-fold log loss; logreg alone is the fastest")
+    folds: int = option(5, ge=2, le=50, help="number of cross-fitting folds")
+    seed: int = option(0, ge=0, help="seed of the folds, the classifier and the random review sample")
+    feature_groups: tuple[str, ...] = option((), check=(all, "must be non-empty column names or prefixes"),
+                                             help="feature columns or prefixes, e.g. indices,mps_fg,vggish "
+                                                  "(empty: every vector except *_scores)")
+    include_random_weights: bool = option(False, help="also use embedder columns computed with random weights "
+                                                      "(left out by default: they carry no pretrained knowledge)")
+    filter_by: str = option("prune_by_noise_rate", choices=FILTERS, help="cleanlab's flagging rule")
+    review_top: int = option(50, ge=0, help="suspects on the review page")
+    truth: str | None = _location(None, help="CSV of known label errors (clip_id, flipped 0/1; the demo's truth.csv): "
+                                           "the summary adds precision and recall of the flags and of the top-k")
+    random_sample: int = option(100, ge=0, help="randomly drawn clips on the review page")
+    parallel: str = option("sequential", choices=("sequential", "ray"), help="ray: run the folds as Ray tasks")
+    ray_address: str | None = _ray_address()
+
+
