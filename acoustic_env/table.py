@@ -67,7 +67,7 @@ RANDOM = "random"
 #: never a feature.
 SCORES_SUFFIX = "_scores"
 # Why a vector column is not a feature group (FeatureSet.excluded["columns"]).
-SCORES_REASON = "tagger scores (trained on AudioSet labels)"
+SCORES_REASON = "tagger scores (the pretrained network's own classes: AudioSet's, BirdNET's species)"
 RANDOM_REASON = "random weights"
 UNREQUESTED_REASON = "not in feature_groups"
 SIGNAL_REASON = "signal not selected"

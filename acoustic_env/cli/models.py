@@ -21,7 +21,7 @@ from acoustic_env.errors import WeightsError
 def _specs(names: Sequence[str] | None, default: Sequence[str] | None = None) -> list[Any]:
     """The registry entries named (default: ``default``, else every file with a direct download)."""
     files = weight_files()
-    chosen = list(names or default or [n for n, spec in files.items() if not spec.converted])
+    chosen = list(names or default or [n for n, spec in files.items() if not (spec.converted or spec.package)])
     unknown = [n for n in chosen if n not in files]
     if unknown:
         raise WeightsError(f"unknown model(s) {unknown}; known: {sorted(files)}")

@@ -44,7 +44,7 @@ class Embedder(ABC):
 
     spec: EmbedderSpec
 
-    def __init__(self, model: torch.nn.Module, weights_id: str, device: str = "cpu",
+    def __init__(self, model: torch.nn.Module | Any, weights_id: str, device: str = "cpu",
                  precision: str = "fp32", max_batch: int | None = None) -> None:
         max_batch = self.spec.max_batch_cpu if max_batch is None else max_batch
         if precision not in PRECISIONS:
@@ -52,7 +52,8 @@ class Embedder(ABC):
         self.device = torch.device(device)
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self.model = model.to(self.device).eval()
+        # a torch network moves to the device; a runtime of its own (BirdNET's TF Lite interpreter) runs on the host
+        self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
         self.weights_id = weights_id
         self.precision = precision
         self.max_batch = max_batch

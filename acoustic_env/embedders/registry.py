@@ -1,7 +1,7 @@
 """The registry: the embedders configs and jobs can name, in the order the pipeline runs them.
 
 Each embedder states its own facts in an :class:`~.spec.EmbedderSpec` (a built-in one as
-``SPEC`` in its module: :mod:`.vggish`, :mod:`.yamnet`, :mod:`.panns`); this module only
+``SPEC`` in its module: :mod:`.vggish`, :mod:`.yamnet`, :mod:`.panns`, :mod:`.birdnet`); this module only
 collects them. ``register(spec)`` makes one known before the job runs. Jobs hand the spec
 itself to their workers, so an embedder registered in a notebook or a test reaches Ray
 actors without being importable there. Nothing here imports torch.
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import overload
 
+from acoustic_env.embedders.birdnet import SPEC as BIRDNET
 from acoustic_env.embedders.panns import SPEC as PANNS
 from acoustic_env.embedders.spec import EmbedderSpec
 from acoustic_env.embedders.vggish import SPEC as VGGISH
@@ -84,5 +85,5 @@ def convertible() -> tuple[str, ...]:
 
 
 # The built-in embedders, in the order the pipeline runs them; each module states its own facts.
-for _spec in (VGGISH, YAMNET, PANNS):
+for _spec in (VGGISH, YAMNET, PANNS, BIRDNET):
     register(_spec)

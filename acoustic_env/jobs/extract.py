@@ -16,7 +16,7 @@ from acoustic_env.audio.stages import table_metadata
 from acoustic_env.config import ExtractConfig, validate
 from acoustic_env.distributed.pipeline import run_pipeline
 from acoustic_env.embedders.registry import get
-from acoustic_env.embedders.weights import WeightsError, missing_message, status
+from acoustic_env.embedders.weights import WeightsError, announce_licence, missing_message, status
 from acoustic_env.jobs.in_process import run_in_process, runs_in_process
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.record import Run, lifecycle
@@ -48,7 +48,9 @@ def checkpoints(cfg: ExtractConfig, verify: bool) -> dict[str, Checkpoint]:
     for name in cfg.embedders:
         spec = get(name).weights
         state = status(spec, cfg.weights_cache, verify=verify)
-        if state["status"] == "missing" and not cfg.allow_random_weights:
+        if extra := get(name).missing_extra():  # its runtime is not installed: no weights make it run
+            found[name] = Checkpoint(state["path"], "stop", None, None, extra)
+        elif state["status"] == "missing" and (spec.package or not cfg.allow_random_weights):
             found[name] = Checkpoint(state["path"], "stop", None, None, missing_message(spec, state["path"]))
         elif state["status"] == "missing":
             found[name] = Checkpoint(state["path"], "random", None, None, None)
@@ -72,8 +74,16 @@ def resolve_weights(cfg: ExtractConfig) -> dict[str, str]:
         if checkpoint.use == "random":
             log.warning("embedder %s: no checkpoint at %s, using RANDOM weights (--allow-random-weights)",
                         name, checkpoint.path)
+        else:
+            announce_licence(get(name).weights)
         ids[name] = checkpoint.sha256 if checkpoint.use == "checkpoint" else "random"
     return ids
+
+
+def licences(cfg: ExtractConfig, weights: dict[str, str]) -> dict[str, str]:
+    """The licence of each pretrained file the run uses, where the registry states one (BirdNET's)."""
+    return {name: lic for name in cfg.embedders
+            if weights[name] != "random" and (lic := get(name).weights.licence)}
 
 
 def extract(cfg: ExtractConfig) -> ExtractResult:
@@ -95,7 +105,7 @@ def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any]) -> dict[str,
     t_planned = time.time()
     run.save(manifest={"source": manifest.source, "format": manifest.format,
                        "renamed_columns": manifest.renamed_columns},
-             weights=weights, timing_s={"manifest": t_read - t_manifest, "plan": t_planned - t_read})
+             weights=weights, weights_licences=licences(cfg, weights), timing_s={"manifest": t_read - t_manifest, "plan": t_planned - t_read})
     # the clip list streams from its file through the resume filter into Ray (or, for a local run with a few clips
     # to do, into this process's stages: jobs/in_process.py), a chunk at a time
     tally = layout.Tally()
