@@ -10,9 +10,9 @@ import documentation
 import numpy as np
 import pytest
 
-from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.config import ConfigError, TrainConfig, from_dict, validate
 from acoustic_env.demo.tables import synthetic_features, write_features
-from acoustic_env.jobs.train.grid import cells, check_columns, compare, embedding_column
+from acoustic_env.jobs.train.grid import cells, check_columns, compare, embedding_column, grid_embedders
 from acoustic_env.learn.cv import CVResult
 from acoustic_env.table import read_features
 from test_model_artifact import fit_as_the_job
@@ -113,3 +113,15 @@ def test_the_readme_walkthrough_runs_as_written(demo_run):
     assert "<- winner, saved" in r.stdout and "grid: 4 cells in" in r.stdout
     assert (cwd / "demo-output" / "grid" / "model" / "model.json").is_file()
     assert (cwd / "demo-output" / "grid" / "report" / "grid.png").is_file()
+
+
+def test_auto_embedders_are_those_the_table_holds(tmp_path):
+    """The default axis (auto) is none plus the embedders whose columns were read: a table without BirdNET (the extra
+    not installed) or with random weights left out still runs the grid; a named embedder stays strict."""
+    source = write_features(synthetic_features(30, embedders=("vggish",)).table, str(tmp_path / "t"))
+    assert grid_embedders(("auto",), read_features(source, task="urban_natural")) == ("none",)
+    with_random = read_features(source, task="urban_natural", include_random_weights=True)
+    assert grid_embedders(("auto",), with_random) == ("none", "vggish")
+    assert grid_embedders(("none", "birdnet"), with_random) == ("none", "birdnet")
+    with pytest.raises(ConfigError, match="grid_embedders: auto stands alone"):
+        validate(TrainConfig(features="f", output="o", grid_embedders=("auto", "vggish")))

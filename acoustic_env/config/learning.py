@@ -91,8 +91,12 @@ class TrainConfig(Section):
                                     "the signals, plus the embedder's embeddings of them; --feature-groups names "
                                     "other hand-made sources), each with its own nested search; the winner is "
                                     "trained and saved")
-    grid_embedders: tuple[str, ...] = option(("none", *EMBEDDERS), choices=("none", *EMBEDDERS), nonempty=True,
-                                             help="the grid's embedder axis (none: indices and MPS alone)")
+    grid_embedders: tuple[str, ...] = option(("auto",), choices=("auto", "none", *EMBEDDERS), nonempty=True,
+                                             check=(lambda v: "auto" not in v or len(v) == 1,
+                                                    "auto stands alone"),
+                                             help="the grid's embedder axis (none: indices and MPS alone; auto: none "
+                                                  "and every embedder whose embeddings the table holds; a named "
+                                                  "embedder must be in the table)")
     grid_signals: tuple[str, ...] = option(("raw",), choices=SIGNAL_SETS, nonempty=True,
                                            help="the grid's signal axis (all: raw, fg and bg together); fg and bg "
                                                 "embeddings need a table extracted with them")

@@ -28,7 +28,7 @@ from acoustic_env.jobs.train.evaluation import (
     split_counts,
 )
 from acoustic_env.jobs.train.explain import tree_attributions
-from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare
+from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_embedders
 from acoustic_env.jobs.train.grid import cells as grid_cells
 from acoustic_env.jobs.train.report import clip_predictions
 from acoustic_env.learn.cv import ORDER, CVResult, cross_validate, describe, given_folds
@@ -94,7 +94,8 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
     clips and groups, so running it again would give the same figures.
     """
     _in_memory(cfg, features, "grid")
-    plan_cells = grid_cells(cfg.grid_embedders, cfg.grid_signals, cfg.feature_groups or HAND_MADE)
+    plan_cells = grid_cells(grid_embedders(cfg.grid_embedders, features), cfg.grid_signals,
+                            cfg.feature_groups or HAND_MADE)
     check_columns(plan_cells, features)
     folds, _ = _folds(cfg, task, features, counts)
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]

@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from acoustic_env.config import SIGNALS, ConfigError
+from acoustic_env.embedders import registry
 from acoustic_env.learn.cv import CVResult
 from acoustic_env.table import FeatureSet, embedding_column
 
@@ -61,6 +62,14 @@ def cells(embedders: Sequence[str], signal_sets: Sequence[str], sources: Sequenc
             embedded = [] if embedder == NONE else [embedding_column(embedder, s) for s in signals]
             out.append(Cell(embedder, signal_set, tuple(hand + embedded)))
     return out
+
+
+def grid_embedders(asked: Sequence[str], features: FeatureSet) -> tuple[str, ...]:
+    """The embedder axis: as asked, or for ``auto`` none and every embedder whose raw-signal embeddings the table's
+    read columns hold (an extra that was not installed, random weights left out: those embedders are not cells)."""
+    if tuple(asked) != ("auto",):
+        return tuple(asked)
+    return (NONE, *(e for e in registry.names() if embedding_column(e, "raw") in features.columns))
 
 
 def check_columns(grid: list[Cell], features: FeatureSet) -> None:
