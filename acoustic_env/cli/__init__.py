@@ -11,8 +11,8 @@ The console (see :func:`acoustic_env.distributed.session.quiet_console`): a job 
 one line per phase and its result; Ray's output, library warnings and tracebacks go to
 a log file whose path it prints once (``<output>/logs/`` for a local output). ``-v``
 puts everything back on the console. A failure that is not a user mistake prints one
-line and the log's path, exit status 1. ``--dry-run`` (extract, train, audit, annotate)
-prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
+line and the log's path, exit status 1. ``--dry-run`` (extract, train, audit, annotate,
+search) prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from acoustic_env.config import (
     ConfigError,
     ExtractConfig,
     FeatureParams,
+    SearchConfig,
     ServeConfig,
     TrainConfig,
     WindowParams,
@@ -266,6 +267,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    cfg = from_args(SearchConfig, args)
+    if args.dry_run:
+        from acoustic_env.jobs.plan import plan_search
+
+        print("\n".join(plan_search(cfg)["lines"]))
+        return 0
+    from acoustic_env.jobs.export import write_table
+    from acoustic_env.jobs.search import result_lines, search, write_page
+
+    found = search(cfg)
+    print("\n".join(result_lines(found, cfg.example)))
+    if cfg.save:
+        write_table(found.table, cfg.save)
+        print(f"  written to {cfg.save}")
+    if cfg.page:
+        print(f"  page: {write_page(found, cfg.page, cfg.example)}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.export import export_features
 
@@ -362,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-random-weights", action="store_true",
                    help="also export embedder columns computed with random weights")
     p.set_defaults(func=cmd_export)
+
+    summary = "the clips of a feature table nearest to an example clip or audio file, by an embedder's embeddings"
+    p = sub.add_parser("search", help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+                       usage="%(prog)s --features TABLE --example CLIP_OR_FILE [--embedder NAME] [-k 20] [options]")
+    add_flags(p, SearchConfig)
+    p.add_argument("--dry-run", action="store_true", help="print what would be searched and how, reading no vector")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("serve", help="serve a trained model over HTTP on Ray Serve (JSON API and a browser page)",
                        description="Serve a trained model over HTTP on Ray Serve (JSON API and a browser page).",

@@ -29,7 +29,8 @@ from acoustic_env.embedders import registry
 from acoustic_env.embedders.spec import PRECISIONS, SAMPLE_RATE
 
 __all__ = ["DEFAULT_PCA", "EMBEDDERS", "SIGNALS", "SOURCES", "AnnotateConfig", "AuditConfig", "ConfigError",
-           "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "ServeConfig", "TrainConfig", "WindowParams",
+           "DecodeParams", "ExtractConfig", "FeatureParams", "SearchConfig", "Section", "ServeConfig", "TrainConfig",
+           "WindowParams",
            "add_flags", "flag_help", "from_args", "from_dict", "load_config_file", "option", "validate"]
 
 #: The embedders the pipeline can run, in the order it runs them: a live view of the
@@ -458,6 +459,39 @@ class AuditConfig(Section):
     random_sample: int = option(100, ge=0, help="randomly drawn clips on the review page")
     parallel: str = option("sequential", choices=("sequential", "ray"), help="ray: run the folds as Ray tasks")
     ray_address: str | None = _ray_address()
+
+
+@dataclass(frozen=True)
+class SearchConfig(Section):
+    """Search a feature table by example (``acoustic-env search``): the clips whose embeddings are nearest.
+
+    ``signals`` empty compares the raw signal's embedding when the table has it (the clip
+    as heard), else every signal's the table has (``--embed-signals fg,bg``); several
+    signals are compared by their mean cosine similarity, as ``duplicates`` compares
+    several columns.
+    """
+
+    features: str = _location(help="feature table: an extract output, its features/ directory, or a Parquet file")
+    example: str = option(help="a clip id of the table, or an audio file (path or URL) that is not in it: embedded "
+                               "first with the settings the table was extracted with")
+    embedder: str | None = option(None, choices=EMBEDDERS,
+                                  help="the embedder whose embeddings are compared (default: the table's first "
+                                       "embedder, one with pretrained weights before random ones)")
+    k: int = option(20, ge=1, help="neighbours listed after the example")
+    signals: tuple[str, ...] = option((), choices=SIGNALS,
+                                      help="signals whose embeddings are compared (empty: raw when the table has "
+                                           "it, else every signal it has)")
+    include_random_weights: bool = option(False, help="also search embedder columns computed with random weights "
+                                                      "(left out by default, as train and audit leave them out)")
+    save: str | None = option(None, parse=_absolute, check=(lambda v: v.endswith((".csv", ".parquet")),
+                                                            "must be a .csv or .parquet file"),
+                              help="also write the clips found to this .csv or .parquet file")
+    page: str | None = _location(None, help="also write a page with a player and a spectrogram per clip into this "
+                                            "directory (index.html, assets/; opens from disk)")
+    weights_cache: str | None = _location(None, help="embedder checkpoint cache for an example given as audio "
+                                                  "(default: $ACOUSTIC_ENV_MODEL_CACHE, else "
+                                                  "~/.cache/acoustic-env/models)")
+    device: str = option("cpu", choices=("cpu", "cuda"), help="embedder device for an example given as audio")
 
 
 @dataclass(frozen=True)
