@@ -14,9 +14,11 @@ import contextlib
 import csv
 import io
 import re
+import shlex
 import shutil
 from pathlib import Path
 
+import documentation
 import numpy as np
 import pyarrow.csv as pcsv
 import pytest
@@ -160,3 +162,20 @@ def test_dry_run_reads_no_vector_and_writes_nothing(world, capsys, tmp_path):
     assert out.startswith("search (dry run): yamnet (yamnet; random weights)")
     assert "example: an audio file, embedded first with the settings of" in out and "/runs/" in out
     assert not (tmp_path / "page").exists()
+
+
+def test_the_pages_commands_run_as_written(world, tmp_path, monkeypatch, capsys):
+    """docs/search.md's commands, on this table (``features-v1``), clip (``park-01``) and recording."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "features-v1").symlink_to(world["out"])
+    (tmp_path / "recordings").mkdir()
+    shutil.copy(world["outside"] / "c1_copy.wav", tmp_path / "recordings" / "dawn-chorus.wav")
+    commands = [c for s, c in documentation.commands() if s == "Search by example"]
+    assert len(commands) == 2  # -k 5, then the default 20: more than the 11 clips, so every one is listed
+    for command in commands:
+        argv = shlex.split(command.replace("park-01", "c0"))
+        assert argv[:2] == ["acoustic-env", "search"]
+        assert main([*argv[1:], "--weights-cache", str(world["root"] / "no-weights")]) == 0, command
+    out = capsys.readouterr().out
+    assert "nearest to c0 among 11 clips" in out and "nearest to recordings/dawn-chorus.wav" in out
+    assert pcsv.read_csv(tmp_path / "similar.csv").num_rows == 12 and (tmp_path / "similar" / "index.html").is_file()

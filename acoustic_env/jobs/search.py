@@ -162,18 +162,18 @@ def search(cfg: SearchConfig) -> Found:
     space = SearchSpace.fit(mats)
     rows = space.transform(mats)
     pos = example_position(cfg, data.clips, table)
-    facts = data.clips.to_pylist()
     embedded_from = None
     if pos is None:
         example, vectors, embedded_from = _embed_example(cfg, embedder, columns, data, weights)
         idx, dist = nearest(rows, space.transform(vectors), cfg.k)
     else:
-        example = facts[pos]
+        [example] = data.clips.slice(pos, 1).to_pylist()
         idx, dist = nearest(rows, rows[pos], cfg.k + 1)
-    keep = idx[0] != (-1 if pos is None else pos)  # the example itself (at distance 0, or tied with an exact copy) is rank 0
-    found = [(int(i), 1.0 - float(d)) for i, d in zip(idx[0][keep][:cfg.k], dist[0][keep][:cfg.k])]
+    keep = idx[0] != (-1 if pos is None else pos)  # the example itself (distance 0, or tied with a copy) is rank 0
+    chosen, dist = idx[0][keep][:cfg.k], dist[0][keep][:cfg.k]
     out = [{**example, "rank": 0, "similarity": 1.0}]
-    out += [{**facts[i], "rank": r, "similarity": s} for r, (i, s) in enumerate(found, start=1)]
+    out += [{**facts, "rank": r, "similarity": 1.0 - float(d)}
+            for r, (facts, d) in enumerate(zip(data.clips.take(pa.array(chosen)).to_pylist(), dist), start=1)]
     return Found(pa.Table.from_pylist([{f.name: r.get(f.name) for f in SCHEMA} for r in out], schema=SCHEMA),
                  embedder, tuple(columns), weights, len(data), embedded_from)
 

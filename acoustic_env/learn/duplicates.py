@@ -75,8 +75,10 @@ class SearchSpace:
         means, stds = [], []
         for m in mats:
             mean = np.asarray(m).mean(axis=0, dtype=np.float64)
-            square = sum((((np.asarray(m[s:s + _CHUNK], np.float64) - mean) ** 2).sum(axis=0)
-                          for s in range(0, len(m), _CHUNK)), np.zeros_like(mean))
+            square = np.zeros_like(mean)
+            for start in range(0, len(m), _CHUNK):
+                d = np.asarray(m[start:start + _CHUNK], np.float64) - mean
+                square += np.einsum("ij,ij->j", d, d)
             means.append(mean)
             stds.append(np.sqrt(square / max(len(m), 1)))
         return cls(tuple(means), tuple(stds))
@@ -84,15 +86,20 @@ class SearchSpace:
     def transform(self, mats: Sequence[np.ndarray]) -> np.ndarray:
         """The rows of ``mats`` (one matrix per fitted column, rows alike) in the space: float32 [n, kept dims]."""
         keep = [s > 0 for s in self.stds]
+        widths = [int(k.sum()) for k in keep]
+        offsets = np.cumsum([0, *widths])
         n = len(mats[0]) if mats else 0
-        out = np.empty((n, sum(int(k.sum()) for k in keep)), dtype=np.float32)
+        out = np.empty((n, offsets[-1]), dtype=np.float32)
+        scale = 1 / np.sqrt(len(mats))  # each column's share of the squared distance
         for start in range(0, n, _CHUNK):
-            parts = []
-            for m, mean, std, kept in zip(mats, self.means, self.stds, keep):
-                z = (np.asarray(m[start:start + _CHUNK], np.float64)[:, kept] - mean[kept]) / std[kept]
-                norm = np.linalg.norm(z, axis=1, keepdims=True)
-                parts.append(np.divide(z, norm, out=np.zeros_like(z), where=norm > 0))
-            out[start:start + _CHUNK] = np.hstack(parts) / np.sqrt(len(parts))
+            for m, mean, std, kept, at in zip(mats, self.means, self.stds, keep, offsets):
+                z = np.array(m[start:start + _CHUNK], dtype=np.float64)  # a copy: changed in place below
+                z = z if kept.all() else z[:, kept]
+                z -= mean[kept]
+                z /= std[kept]
+                norm = np.sqrt(np.einsum("ij,ij->i", z, z))
+                z *= np.divide(scale, norm, out=np.zeros_like(norm), where=norm > 0)[:, None]
+                out[start:start + len(z), at:at + z.shape[1]] = z
         return out
 
 
