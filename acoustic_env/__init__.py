@@ -9,6 +9,7 @@ The public API (see ``acoustic_env.api`` for a notebook example)::
     ae.load_model(uri)                     # numpy, torch, pyarrow, fsspec; no Ray
     ae.predict(files, model)               # label a few files in-process (more: via extract)
     ae.predict_windows(files, model)       # long recordings: a table of windows and a summary per file
+    ae.search(features, example)           # the clips nearest to an example clip or audio file
 
 Names are imported on first use, so ``import acoustic_env`` (and ``acoustic-env --help``)
 stays fast and loads neither Ray nor torch.
@@ -21,13 +22,13 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "extract": "api", "train": "api", "audit": "api", "annotate": "api", "predict": "api",
-    "predict_windows": "api", "WindowResult": "jobs.windows",
+    "predict_windows": "api", "WindowResult": "jobs.windows", "search": "api", "Found": "jobs.search",
     "ExtractResult": "jobs.results", "TrainResult": "jobs.results", "AuditResult": "jobs.results",
     "AnnotateResult": "jobs.results",
     "read_features": "table", "FeatureSet": "table",
     "load_model": "learn.artifact", "Model": "learn.artifact",
     "ConfigError": "config", "ExtractConfig": "config", "TrainConfig": "config", "AuditConfig": "config",
-    "AnnotateConfig": "config",
+    "AnnotateConfig": "config", "SearchConfig": "config",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

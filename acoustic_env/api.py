@@ -10,6 +10,7 @@ audit = ae.audit("out", "audit-out")                             # -> AuditResul
 ae.load_model(model.model).predict_proba(table)                  # any machine, no Ray
 ae.predict(["a.wav", "b.wav"], model.model)                      # files in, a table of classes out
 ae.predict_windows("hour.flac", model.model, hop_s=5)            # -> WindowResult: .table, .summary
+ae.search("out", "clip_0042", embedder="yamnet", k=10)           # -> Found: .table, example first
 ```
 
 Each function takes the job's config fields as keyword arguments (the same names as the
@@ -28,6 +29,7 @@ from acoustic_env.config import (
     AuditConfig,
     ConfigError,
     ExtractConfig,
+    SearchConfig,
     Section,
     TrainConfig,
     WindowParams,
@@ -120,3 +122,16 @@ def predict_windows(inputs: str | list[str], model: str, *, audio_root: str | No
     window = _config(WindowParams, None, {**fields, "windows": True})
     return run([inputs] if isinstance(inputs, str) else list(inputs), model, window=window, audio_root=audio_root,
                weights_cache=weights_cache, device=device)
+
+
+def search(features: str | None = None, example: str | None = None, *,
+           config: SearchConfig | Mapping[str, Any] | str | None = None, **fields: Any) -> Any:
+    """The clips of ``features`` nearest to ``example`` (a clip id, or an audio file embedded first): a ``Found``.
+
+    ``result.table`` holds the example (rank 0, similarity 1), then the ``k`` nearest clips: ``rank``,
+    ``clip_id``, ``similarity`` (cosine), ``labels``, ``group``, ``uri``, ``start_s``, ``end_s``
+    (see ``SearchConfig``: ``embedder``, ``k``, ``signals``, ``include_random_weights``).
+    """
+    from acoustic_env.jobs.search import search as run
+
+    return run(_config(SearchConfig, config, {"features": features, "example": example, **fields}))

@@ -488,8 +488,8 @@ def read_features(source: str, *, task: Task | str | None = None, feature_groups
     group_col = clips["group"]
     labelled = [g if g is not None else f"clip:{c}" for g, c in
                 zip(group_col.to_pylist(), clips["clip_id"].to_pylist())]
-    return FeatureSet(table=table, clips=clips, feature_groups=tuple(groups),
-                      X=None if X is None else {k: m[ok] for k, m in X.items()},
+    return FeatureSet(table=table, clips=clips, feature_groups=tuple(groups),  # no copy when every row is kept
+                      X=X if X is None or ok.all() else {k: m[ok] for k, m in X.items()},
                       y=None if y is None else y[ok], groups=np.array(labelled, dtype=object),
                       has_groups=group_col.null_count < len(group_col),
                       excluded={"rows": excluded_rows, "columns": chosen.excluded_columns}, n_read=chosen.n_read)

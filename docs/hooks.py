@@ -46,6 +46,7 @@ def config_reference() -> str:
         AnnotateConfig,
         AuditConfig,
         ExtractConfig,
+        SearchConfig,
         ServeConfig,
         TrainConfig,
     )
@@ -58,7 +59,7 @@ def config_reference() -> str:
     from acoustic_env.config.flags import describe
 
     jobs = {"extract": ExtractConfig, "train": TrainConfig, "audit": AuditConfig, "annotate": AnnotateConfig,
-            "serve": ServeConfig, "audioset sample": SampleConfig, "audioset fetch": FetchConfig,
+            "search": SearchConfig, "serve": ServeConfig, "audioset sample": SampleConfig, "audioset fetch": FetchConfig,
             "audioset rescore": RescoreConfig, "audioset frames": FramesConfig}
     out = ["# Configuration reference", "",
            "Generated from the config fields (`acoustic_env/config/`), as the flags and `--help` are. Every option",

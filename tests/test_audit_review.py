@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 from conftest import tone_clip
 from test_audit_support import NATURAL, URBAN, make_table
-from worlds import console_errors, fetched_elsewhere, wait_for
+from worlds import MEDIA_READY, console_errors, fetched_elsewhere, wait_for
 
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, from_dict
@@ -158,13 +158,6 @@ def test_server_serves_ranges_and_saves_verdicts(audited, server):
 
 
 # ----------------------------------------------------------------------------- headless Chromium
-
-MEDIA_READY = """
-const audio = [...document.querySelectorAll('audio')], imgs = [...document.querySelectorAll('img')];
-return audio.length > 0 && imgs.length === audio.length
-  && audio.every(a => a.readyState >= 1 && a.duration > 0.5 && !a.error)
-  && imgs.every(i => i.complete && i.naturalWidth > 0);
-"""
 
 
 def _click(driver, sample: str, index: int, verdict: str) -> None:

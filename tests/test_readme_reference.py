@@ -42,6 +42,7 @@ ELSEWHERE = {
     "Run on a cluster": "tests/test_cluster_integration.py",
     "Serve a model": "tests/test_serve.py",
     "Choosing a model: the grid": "tests/test_grid.py",
+    "Search by example": "tests/test_search_by_example.py",
 }
 
 

@@ -87,6 +87,15 @@ def wait_for(driver, script: str, timeout: float = 20.0):
     raise AssertionError(f"timed out waiting for: {script}")
 
 
+#: A page's players are ready: every one has loaded its Ogg (its duration known), every spectrogram is decoded.
+MEDIA_READY = """
+const audio = [...document.querySelectorAll('audio')], imgs = [...document.querySelectorAll('img')];
+return audio.length > 0 && imgs.length === audio.length
+  && audio.every(a => a.readyState >= 1 && a.duration > 0.5 && !a.error)
+  && imgs.every(i => i.complete && i.naturalWidth > 0);
+"""
+
+
 # ----------------------------------------------------------------------------- trained reports
 
 REPORT_CLIPS = 90

@@ -11,8 +11,8 @@ The console (see :func:`acoustic_env.distributed.session.quiet_console`): a job 
 one line per phase and its result; Ray's output, library warnings and tracebacks go to
 a log file whose path it prints once (``<output>/logs/`` for a local output). ``-v``
 puts everything back on the console. A failure that is not a user mistake prints one
-line and the log's path, exit status 1. ``--dry-run`` (extract, train, audit, annotate)
-prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
+line and the log's path, exit status 1. ``--dry-run`` (extract, train, audit, annotate,
+search) prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
 """
 
 from __future__ import annotations

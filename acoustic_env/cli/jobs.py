@@ -1,4 +1,5 @@
-"""``acoustic-env extract | train | audit | annotate | demo | export``: the jobs over clip lists and feature tables.
+"""``acoustic-env extract | train | audit | annotate | demo | export | search``: the jobs over clip lists and
+feature tables.
 
 The four config jobs take every option from their config's declarations and ``--dry-run`` (the plan, starting
 nothing); each command checks its config, then imports what it runs.
@@ -16,6 +17,7 @@ from acoustic_env.config import (
     AuditConfig,
     ExtractConfig,
     FeatureParams,
+    SearchConfig,
     TrainConfig,
     add_flags,
     flag_help,
@@ -119,6 +121,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    cfg = from_args(SearchConfig, args)
+    if args.dry_run:
+        from acoustic_env.jobs.plan import plan_search
+
+        print("\n".join(plan_search(cfg)["lines"]))
+        return 0
+    from acoustic_env.jobs.export import write_table
+    from acoustic_env.jobs.search import result_lines, search, write_page
+
+    found = search(cfg)
+    print("\n".join(result_lines(found, cfg.example)))
+    if cfg.save:
+        write_table(found.table, cfg.save)
+        print(f"  written to {cfg.save}")
+    if cfg.page:
+        print(f"  page: {write_page(found, cfg.page, cfg.example)}")
+    return 0
+
+
 def add_job_parsers(sub: argparse._SubParsersAction) -> None:
     """The jobs' sub-commands on the ``acoustic-env`` parser."""
     for name, cls, func, summary in (
@@ -159,3 +181,10 @@ def add_job_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-random-weights", action="store_true",
                    help="also export embedder columns computed with random weights")
     p.set_defaults(func=cmd_export)
+
+    summary = "the clips of a feature table nearest to an example clip or audio file, by an embedder's embeddings"
+    p = sub.add_parser("search", help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+                       usage="%(prog)s --features TABLE --example CLIP_OR_FILE [--embedder NAME] [-k 20] [options]")
+    add_flags(p, SearchConfig)
+    p.add_argument("--dry-run", action="store_true", help="print what would be searched and how, reading no vector")
+    p.set_defaults(func=cmd_search)

@@ -3,7 +3,7 @@
 Every field's declaration carries its help and its rules; the flags, the config-file
 reading and the validation derive from it (:mod:`.schema`; the flags: :mod:`.flags`). One module per concept: :mod:`.common` (the
 names and fields the jobs share), :mod:`.extraction`, :mod:`.learning` (train, audit), :mod:`.labelling`
-(annotate, serve) and :mod:`.audioset`; this package hands their names on. A bad value must stop the
+(annotate, serve), :mod:`.search` and :mod:`.audioset`; this package hands their names on. A bad value must stop the
 job *before* Ray starts, with one line that names the field
 (``ConfigError: features.mps_n_wt: must be an odd integer >= 3, got 4``), instead of a
 traceback from inside an actor twenty minutes later.
@@ -29,10 +29,11 @@ from acoustic_env.config.extraction import DecodeParams, ExtractConfig, FeatureP
 from acoustic_env.config.labelling import AnnotateConfig, ServeConfig
 from acoustic_env.config.learning import AuditConfig, TrainConfig
 from acoustic_env.config.flags import add_flags, flag_help, from_args
+from acoustic_env.config.search import SearchConfig
 from acoustic_env.config.schema import ConfigError, Section, from_dict, load_config_file, option, require, validate
 
 __all__ = ["BASELINES", "CLASSIFIERS", "DEFAULT_PCA", "DEVICES", "EMBEDDERS", "EXTRA_BASELINES", "FEATURE_GROUPS",
            "FILTERS", "IN_PROCESS_MAX", "SIGNALS", "SIGNAL_SETS", "SOURCES", "AnnotateConfig", "AuditConfig",
-           "ConfigError", "DecodeParams", "ExtractConfig", "FeatureParams", "Section", "ServeConfig", "TrainConfig",
+           "ConfigError", "DecodeParams", "ExtractConfig", "FeatureParams", "SearchConfig", "Section", "ServeConfig", "TrainConfig",
            "WindowParams", "add_flags", "flag_help", "from_args", "from_dict", "load_config_file", "option", "require",
            "validate"]

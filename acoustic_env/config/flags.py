@@ -107,8 +107,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type[Section], config_file: 
             groups[where] = parser.add_argument_group(f"{dotted} options", f"the {dotted!r} section of a --config file")
         kwargs: dict[str, Any] = ({"action": argparse.BooleanOptionalAction} if flag.kind is bool
                                   else {"metavar": _metavar(flag)})
-        groups[where].add_argument(flag.name, dest=".".join(flag.path), default=None, help=_help(flag.field, flag.kind),
-                                   **kwargs)
+        short = (f"-{flag.path[0]}",) if len(flag.path) == 1 and len(flag.path[0]) == 1 else ()  # -k beside --k
+        groups[where].add_argument(*short, flag.name, dest=".".join(flag.path), default=None,
+                                   help=_help(flag.field, flag.kind), **kwargs)
 
 
 def from_args(cls: type[T], args: argparse.Namespace) -> T:

@@ -54,7 +54,7 @@ def embed_device(cfg: ExtractConfig) -> str:
 def run_in_process(todo: Iterable[pa.Table], cfg: ExtractConfig, run_id: str, meta: dict[str, Any],
                    weights: dict[str, str], on_planned: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
     """The ``todo`` chunks through the stages in this process; counts, CPU seconds per stage and timings,
-    as ``distributed.extract.run_pipeline`` returns them."""
+    as ``distributed.pipeline.run_pipeline`` returns them."""
     totals = new_totals(cfg)
     chunks = [c for c in todo if c.num_rows]
     n_rows = sum(c.num_rows for c in chunks)

@@ -25,15 +25,16 @@ import numpy as np
 from acoustic_env import layout
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.vocabulary.tasks import Task, load_task
-from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, TrainConfig, validate
+from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, SearchConfig, TrainConfig, validate
 from acoustic_env.distributed.tune import runner_words
 from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_facts, pending_lists, unannotated
 from acoustic_env.jobs.extract import checkpoints
 from acoustic_env.jobs.in_process import runs_in_process
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
+from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.sizing import size
-from acoustic_env.learn.artifact import read_meta
-from acoustic_env.table import selection
+from acoustic_env.learn.artifact import read_meta, table_extraction
+from acoustic_env.table import RANDOM, open_table, selection
 
 
 def _resources(address: str | None) -> str:
@@ -195,3 +196,27 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
              f"  output: {out}/annotations/  {out}/runs/annotate-<run_id>.json"]
     return {"job": "annotate", "listed": len(listed), "already_annotated": already, "extract": ext,
             "output": out, "lines": lines}
+
+
+def plan_search(cfg: SearchConfig) -> dict[str, Any]:
+    """The embedder and columns compared, the clips searched, what the example is, the outputs."""
+    validate(cfg)
+    preflight(cfg)
+    table = open_table(cfg.features)
+    embedder, columns = choose_columns(table, cfg)
+    chosen = selection(cfg.features, feature_groups=columns, include_random_weights=cfg.include_random_weights)
+    pos = example_position(cfg, chosen.facts, table)
+    weights = table.weights.get(columns[0]) or RANDOM
+    example = (f"clip {chosen.facts['clip_id'][pos]} of the table" if pos is not None else
+               f"an audio file, embedded first with the settings of {table_extraction(cfg.features)['source']}")
+    outputs = [f"the console ({cfg.k} clips after the example)", *([cfg.save] if cfg.save else []),
+               *([f"{cfg.page.rstrip('/')}/index.html"] if cfg.page else [])]
+    lines = [f"search (dry run): {embedder} ({', '.join(columns)}; "
+             f"{'random weights' if weights == RANDOM else 'weights ' + weights[:12]}), cosine similarity",
+             f"  clips: {chosen.facts.num_rows} rows in {cfg.features} (rows without a finite value are left out "
+             "when the vectors are read)",
+             f"  example: {example}",
+             f"  output: {', '.join(outputs)}"]
+    return {"job": "search", "embedder": embedder, "columns": columns, "clips": chosen.facts.num_rows,
+            "example_in_table": pos is not None, "lines": lines}
+

@@ -21,6 +21,7 @@ from acoustic_env.config import (
     AuditConfig,
     ConfigError,
     ExtractConfig,
+    SearchConfig,
     Section,
     TrainConfig,
 )
@@ -109,6 +110,9 @@ def preflight(cfg: Section) -> None:
         check_input(cfg.features, "features")
         check_output(cfg.output, "output")
         check_ontology(cfg.ontology, "ontology")
+    elif isinstance(cfg, SearchConfig):
+        check_input(cfg.features, "features")
+        check_output(cfg.page, "page")
     elif isinstance(cfg, AnnotateConfig):
         check_input(cfg.manifest, "manifest")
         check_input(cfg.lists, "lists")

@@ -29,7 +29,12 @@ threshold would separate it from distinct scenes of the same kind.
 within the threshold, exactly. Its cost grows with the square of the clips in
 high dimension, so the guard in train and audit runs on up to ``MAX_CLIPS``
 clips held in memory and records why it was skipped above that; the
-``acoustic-env duplicates`` command has no such limit.
+``acoustic-env duplicates`` command has no such limit. ``acoustic-env search``
+asks the same space for the ``k`` nearest clips of one example
+(:func:`nearest`, ``NearestNeighbors.kneighbors``): one pass over the clips,
+so it costs what the table costs to read. The standardisation is fitted on the
+table's clips (:class:`SearchSpace`), so that an example from outside the table
+lands in the same space.
 """
 
 from __future__ import annotations
@@ -53,16 +58,62 @@ PAIR_SCHEMA = pa.schema([("clip_a", pa.string()), ("clip_b", pa.string()), ("dis
                          ("group_a", pa.string()), ("group_b", pa.string())])
 
 
+#: Rows standardised at a time: the float64 work of a 100,000 x 1,024 table stays a few tens of MiB.
+_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Per column: the mean and standard deviation over the clips it was fitted on, and the dimensions kept
+    (a constant dimension is dropped). Fitted once on a table, it places any clip, in the table or not."""
+
+    means: tuple[np.ndarray, ...]
+    stds: tuple[np.ndarray, ...]
+
+    @classmethod
+    def fit(cls, mats: Sequence[np.ndarray]) -> SearchSpace:
+        means, stds = [], []
+        for m in mats:
+            mean = np.asarray(m).mean(axis=0, dtype=np.float64)
+            square = np.zeros_like(mean)
+            for start in range(0, len(m), _CHUNK):
+                d = np.asarray(m[start:start + _CHUNK], np.float64) - mean
+                square += np.einsum("ij,ij->j", d, d)
+            means.append(mean)
+            stds.append(np.sqrt(square / max(len(m), 1)))
+        return cls(tuple(means), tuple(stds))
+
+    def transform(self, mats: Sequence[np.ndarray]) -> np.ndarray:
+        """The rows of ``mats`` (one matrix per fitted column, rows alike) in the space: float32 [n, kept dims]."""
+        keep = [s > 0 for s in self.stds]
+        widths = [int(k.sum()) for k in keep]
+        offsets = np.cumsum([0, *widths])
+        n = len(mats[0]) if mats else 0
+        out = np.empty((n, offsets[-1]), dtype=np.float32)
+        scale = 1 / np.sqrt(len(mats))  # each column's share of the squared distance
+        for start in range(0, n, _CHUNK):
+            for m, mean, std, kept, at in zip(mats, self.means, self.stds, keep, offsets):
+                z = np.array(m[start:start + _CHUNK], dtype=np.float64)  # a copy: changed in place below
+                z = z if kept.all() else z[:, kept]
+                z -= mean[kept]
+                z /= std[kept]
+                norm = np.sqrt(np.einsum("ij,ij->i", z, z))
+                z *= np.divide(scale, norm, out=np.zeros_like(norm), where=norm > 0)[:, None]
+                out[start:start + len(z), at:at + z.shape[1]] = z
+        return out
+
+
 def embed_for_search(mats: Sequence[np.ndarray]) -> np.ndarray:
     """The search space of the module docstring: per column standardised, L2-normalised, side by side."""
-    parts = []
-    for m in mats:
-        m = np.asarray(m, dtype=np.float64)
-        std = m.std(axis=0)
-        z = (m[:, std > 0] - m[:, std > 0].mean(axis=0)) / std[std > 0]
-        norm = np.linalg.norm(z, axis=1, keepdims=True)
-        parts.append(np.divide(z, norm, out=np.zeros_like(z), where=norm > 0))
-    return (np.hstack(parts) / np.sqrt(len(parts))).astype(np.float32)
+    return SearchSpace.fit(mats).transform(mats)
+
+
+def nearest(space: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``space`` nearest to each row of ``query`` (both in a :class:`SearchSpace`), nearest
+    first: (row indices, mean cosine distances), each [queries, k]. Exact (brute force): one pass over the rows."""
+    nn = NearestNeighbors(n_neighbors=min(k, len(space)), algorithm="brute").fit(space)
+    dist, idx = nn.kneighbors(np.atleast_2d(query), return_distance=True)
+    return idx.astype(np.int64), (dist ** 2 / 2).astype(np.float32)
 
 
 def find_pairs(mats: Sequence[np.ndarray], threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray,

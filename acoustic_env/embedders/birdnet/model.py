@@ -19,7 +19,7 @@ confidence at its default sensitivity), maximum over windows.
 
 Threads: as many as torch uses in this process, so the rule is the one every embedder
 follows: in an extract actor Ray sets ``OMP_NUM_THREADS`` to the CPUs the resource plan
-gives the actor (``distributed/extract.py``: at least 1), and the suite sets 1.
+gives the actor (``distributed/pipeline.py``: at least 1), and the suite sets 1.
 """
 
 from __future__ import annotations

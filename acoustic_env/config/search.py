@@ -1,0 +1,41 @@
+"""The search job's config: a feature table searched by example (``acoustic-env search``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from acoustic_env.config.common import EMBEDDERS, SIGNALS, _absolute, _location
+from acoustic_env.config.schema import Section, option
+
+
+@dataclass(frozen=True)
+class SearchConfig(Section):
+    """Search a feature table by example (``acoustic-env search``): the clips whose embeddings are nearest.
+
+    ``signals`` empty compares the raw signal's embedding when the table has it (the clip
+    as heard), else every signal's the table has (``--embed-signals fg,bg``); several
+    signals are compared by their mean cosine similarity, as ``duplicates`` compares
+    several columns.
+    """
+
+    features: str = _location(help="feature table: an extract output, its features/ directory, or a Parquet file")
+    example: str = option(help="a clip id of the table, or an audio file (path or URL) that is not in it: embedded "
+                               "first with the settings the table was extracted with")
+    embedder: str | None = option(None, choices=EMBEDDERS,
+                                  help="the embedder whose embeddings are compared (default: the table's first "
+                                       "embedder, one with pretrained weights before random ones)")
+    k: int = option(20, ge=1, help="neighbours listed after the example")
+    signals: tuple[str, ...] = option((), choices=SIGNALS,
+                                      help="signals whose embeddings are compared (empty: raw when the table has "
+                                           "it, else every signal it has)")
+    include_random_weights: bool = option(False, help="also search embedder columns computed with random weights "
+                                                      "(left out by default, as train and audit leave them out)")
+    save: str | None = option(None, parse=_absolute, check=(lambda v: v.endswith((".csv", ".parquet")),
+                                                            "must be a .csv or .parquet file"),
+                              help="also write the clips found to this .csv or .parquet file")
+    page: str | None = _location(None, help="also write a page with a player and a spectrogram per clip into this "
+                                            "directory (index.html, assets/; opens from disk)")
+    weights_cache: str | None = _location(None, help="embedder checkpoint cache for an example given as audio "
+                                                  "(default: $ACOUSTIC_ENV_MODEL_CACHE, else "
+                                                  "~/.cache/acoustic-env/models)")
+    device: str = option("cpu", choices=("cpu", "cuda"), help="embedder device for an example given as audio")

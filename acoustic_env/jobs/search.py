@@ -1,0 +1,243 @@
+"""``acoustic-env search --features TABLE --example CLIP_OR_FILE``: the clips of a table nearest to an example.
+
+Users of BirdNET-Analyzer, Perch or OpenSoundscape look through a collection by
+example: one clip in, the clips that sound like it out. The distance is the
+near-duplicate finder's (:mod:`acoustic_env.learn.duplicates`): each embedding column
+standardised over the table's clips, each row L2-normalised, the cosine similarity
+averaged over the columns compared, and the neighbours found by the same exact search
+(``duplicates.nearest``). Standardising first matters for embeddings as for the
+hand-made features: ReLU outputs share a large positive offset that makes every pair of
+clips look alike by plain cosine.
+
+Which columns (:func:`choose_columns`): one embedder's embedding of each signal the table
+holds (``vggish``, ``vggish_fg``, ...; never its class scores), the raw signal's by
+default. Columns computed with random weights follow the feature reader's rule
+(``table.read_features``): left out unless ``--include-random-weights``.
+
+The example is a clip id of the table, or the URI of one of its clips; any other audio
+file is decoded and embedded in this process (``audio.featurize``, as ``predict`` does a
+few files) with the decode and feature parameters the table was extracted with (its
+newest extract record, ``learn.artifact.table_extraction``) and the weights its columns
+record, then placed in the space fitted on the table. The example comes first (rank 0,
+similarity 1), then the ``k`` nearest other clips.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from acoustic_env.config import (
+    EMBEDDERS,
+    SIGNALS,
+    ConfigError,
+    DecodeParams,
+    FeatureParams,
+    SearchConfig,
+    from_dict,
+    validate,
+)
+from acoustic_env.jobs.preflight import preflight
+from acoustic_env.learn.duplicates import SearchSpace, nearest
+from acoustic_env.table import RANDOM, FeatureSet, TableInfo, embedding_column, open_table, read_features
+
+RANDOM_FLAG = "--include-random-weights"
+SCHEMA = pa.schema([("rank", pa.int32()), ("clip_id", pa.string()), ("similarity", pa.float32()),
+                    ("labels", pa.list_(pa.string())), ("group", pa.string()), ("uri", pa.string()),
+                    ("start_s", pa.float64()), ("end_s", pa.float64())])
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a search found: ``table`` (``SCHEMA``: the example at rank 0, then its neighbours) and how."""
+
+    table: pa.Table
+    embedder: str
+    columns: tuple[str, ...]
+    weights: str  # the columns' weights id: a checksum, or "random"
+    clips: int  # clips searched (those with a finite embedding)
+    embedded_from: str | None  # an example given as audio: where its extract settings came from; None: a clip
+
+
+def embedder_columns(table: TableInfo) -> dict[str, list[str]]:
+    """Embedder -> its embedding columns in ``table`` (one per signal, raw first), for each embedder it holds."""
+    vectors = table.vector_columns()
+    held = {name: [embedding_column(name, s) for s in SIGNALS if embedding_column(name, s) in vectors]
+            for name in EMBEDDERS}
+    return {name: cols for name, cols in held.items() if cols}
+
+
+def choose_columns(table: TableInfo, cfg: SearchConfig) -> tuple[str, list[str]]:
+    """(the embedder, the columns compared) under the module docstring's rules; a ConfigError naming the flag."""
+    held = embedder_columns(table)
+    source = table.source
+
+    def pretrained(cols: list[str]) -> list[str]:
+        return [c for c in cols if cfg.include_random_weights or table.weights.get(c) != RANDOM]
+
+    if cfg.embedder is None:
+        if not held:
+            raise ConfigError(f"features: {source} has no embedder columns (extract it with --embedders, e.g. "
+                              f"--embedders {EMBEDDERS[0]})")
+        usable = sorted((n for n in held if pretrained(held[n])),
+                        key=lambda n: any(table.weights.get(c) == RANDOM for c in held[n]))
+        if not usable:
+            raise ConfigError(f"features: every embedder column of {source} ({', '.join(held)}) was computed with "
+                              f"random weights, left out as train and audit leave them out; {RANDOM_FLAG} "
+                              "searches them")
+        name = usable[0]
+    else:
+        name = cfg.embedder
+        if name not in held:
+            raise ConfigError(f"embedder: {source} has no {name} columns (its embedders: "
+                              f"{', '.join(held) or 'none'})")
+        if not pretrained(held[name]):
+            raise ConfigError(f"embedder: the {name} columns of {source} were computed with random weights, left "
+                              f"out as train and audit leave them out; {RANDOM_FLAG} searches them")
+    cols = pretrained(held[name])
+    if cfg.signals:
+        wanted = [embedding_column(name, s) for s in cfg.signals]
+        missing = [c for c in wanted if c not in cols]
+        if missing:
+            raise ConfigError(f"signals: {source} has no {', '.join(missing)} column (it has {', '.join(cols)}; "
+                              "extract with --embed-signals)")
+        return name, wanted
+    return name, [name] if name in cols else cols
+
+
+def example_position(cfg: SearchConfig, clips: pa.Table, table: TableInfo) -> int | None:
+    """The example's row in ``clips`` (a clip id, or the one clip with that URI), or None for an audio file.
+
+    ``clips``: the clip facts searched (``FeatureSet.clips``: those with finite values; the dry run's
+    ``Selection.facts``: every row). A clip of the table that is not among them stops here.
+    """
+    ids = np.asarray(clips["clip_id"].to_numpy(zero_copy_only=False), dtype=object)
+    hit = np.flatnonzero(ids == cfg.example)
+    uri = cfg.example if "://" in cfg.example else os.path.abspath(os.path.expanduser(cfg.example))
+    if not hit.size:
+        hit = np.flatnonzero(np.asarray(clips["uri"].to_numpy(zero_copy_only=False), dtype=object) == uri)
+        hit = hit if hit.size == 1 else hit[:0]  # a file cut into several segments names none of them
+    if hit.size:
+        return int(hit[0])
+    if table.dataset().count_rows(filter=pc.field("clip_id") == cfg.example):
+        raise ConfigError(f"example: clip {cfg.example} of {table.source} has no finite embedding in the columns "
+                          "searched (a failed or partial row); choose another clip")
+    if "://" not in cfg.example and not os.path.isfile(uri):
+        raise ConfigError(f"example: {cfg.example!r} is neither a clip id of {table.source} nor an audio file")
+    return None
+
+
+def _embed_example(cfg: SearchConfig, embedder: str, columns: list[str], data: FeatureSet,
+                   weights: str) -> tuple[dict[str, Any], list[np.ndarray], str]:
+    """An example given as audio: (its row, its vectors of ``columns``, where the extract settings came from)."""
+    from acoustic_env.audio.featurize import clip_rows, featurize
+    from acoustic_env.learn.artifact import table_extraction
+
+    settings = table_extraction(cfg.features)
+    [row] = clip_rows([cfg.example])
+    found = featurize([row], data.columns, decode=from_dict(DecodeParams, settings["decode"]),
+                      features=from_dict(FeatureParams, settings["features"]), embedders={embedder: weights},
+                      weights_cache=cfg.weights_cache, device=cfg.device)
+    if found.errors[0]:
+        raise ConfigError(f"example: cannot embed {cfg.example}: {found.errors[0]}")
+    return row, [found.vectors[c] for c in columns], settings["source"]
+
+
+def search(cfg: SearchConfig) -> Found:
+    """The example and its ``cfg.k`` nearest clips (see the module docstring)."""
+    validate(cfg)
+    preflight(cfg)
+    table = open_table(cfg.features)
+    embedder, columns = choose_columns(table, cfg)
+    weights = table.weights.get(columns[0]) or RANDOM
+    data = read_features(cfg.features, feature_groups=columns, include_random_weights=cfg.include_random_weights)
+    mats = [data.X[c] for c in columns]
+    space = SearchSpace.fit(mats)
+    rows = space.transform(mats)
+    pos = example_position(cfg, data.clips, table)
+    embedded_from = None
+    if pos is None:
+        example, vectors, embedded_from = _embed_example(cfg, embedder, columns, data, weights)
+        idx, dist = nearest(rows, space.transform(vectors), cfg.k)
+    else:
+        [example] = data.clips.slice(pos, 1).to_pylist()
+        idx, dist = nearest(rows, rows[pos], cfg.k + 1)
+    keep = idx[0] != (-1 if pos is None else pos)  # the example itself (distance 0, or tied with a copy) is rank 0
+    chosen, dist = idx[0][keep][:cfg.k], dist[0][keep][:cfg.k]
+    out = [{**example, "rank": 0, "similarity": 1.0}]
+    out += [{**facts, "rank": r, "similarity": 1.0 - float(d)}
+            for r, (facts, d) in enumerate(zip(data.clips.take(pa.array(chosen)).to_pylist(), dist), start=1)]
+    return Found(pa.Table.from_pylist([{f.name: r.get(f.name) for f in SCHEMA} for r in out], schema=SCHEMA),
+                 embedder, tuple(columns), weights, len(data), embedded_from)
+
+
+def result_lines(found: Found, example: str) -> list[str]:
+    """The console: what was searched and how, then one line per clip."""
+    rows = found.table.to_pylist()
+    what = "random weights" if found.weights == RANDOM else f"weights {found.weights[:12]}"
+    source = f", embedded with the settings of {found.embedded_from}" if found.embedded_from else ""
+    lines = [f"search: the {len(rows) - 1} clips nearest to {example} among {found.clips} clips, by "
+             f"{found.embedder} ({', '.join(found.columns)}; {what}){source}; similarity: cosine after "
+             "standardising each dimension over the table"]
+    width = max(len("clip"), *(len(r["clip_id"]) for r in rows))
+    lines.append(f"{'rank':>4}  {'similarity':>10}  {'clip':<{width}}  labels")
+    for r in rows:
+        note = "  (the example)" if r["rank"] == 0 else ""
+        lines.append(f"{r['rank']:>4}  {r['similarity']:>10.4f}  {r['clip_id']:<{width}}  "
+                     f"{', '.join(r['labels'] or []) or '-'}{note}")
+    return lines
+
+
+_STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; background: #f6f8fa; }
+header { background: #fff; border-bottom: 1px solid #d0d7de; padding: 10px 20px; }
+h1 { font-size: 17px; margin: 0 0 4px; } .note { color: #57606a; margin: 0; }
+main { padding: 10px 20px 40px; display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 12px; }
+.card { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 10px; }
+.card.example { border-color: #0969da; box-shadow: inset 4px 0 0 #0969da; }
+.head { display: flex; justify-content: space-between; gap: 8px; font-size: 12px; color: #57606a; }
+.clip-id { font-family: ui-monospace, monospace; color: #1f2328; overflow-wrap: anywhere; }
+.card img { display: block; width: 100%; height: auto; margin: 6px 0; border-radius: 4px; background: #eee; }
+.card audio { width: 100%; height: 32px; } .missing { color: #cf222e; font-size: 12px; }
+"""
+
+
+def write_page(found: Found, page_dir: str, example: str) -> str:
+    """``<page_dir>/index.html`` with a player and a spectrogram per clip (the review page's assets: decoded
+    and drawn by ``jobs.audit.review.write_assets``); a static page that opens from disk. Returns its URI."""
+    from acoustic_env.jobs.audit.review import source_url, write_assets
+    from acoustic_env.storage import filesystem, join
+
+    cards = []
+    for r in found.table.to_pylist():
+        assets = write_assets(r, page_dir)
+        link = source_url(r["clip_id"], r["group"])
+        name = html.escape(r["clip_id"]) + (f" <a href='{html.escape(link)}' target='_blank' rel='noopener'>source"
+                                            "</a>" if link else "")
+        media = (f"<img src='{html.escape(assets['image'])}' alt='spectrogram of {html.escape(r['clip_id'])}'>"
+                 f"<audio controls preload='metadata' src='{html.escape(assets['audio'])}'></audio>"
+                 if assets["audio"] else f"<p class='missing'>audio unavailable: {html.escape(assets['error'])}</p>")
+        rank = "the example" if r["rank"] == 0 else f"#{r['rank']}"
+        cards.append(f"<article class='card{' example' if r['rank'] == 0 else ''}' data-clip='"
+                     f"{html.escape(r['clip_id'])}' data-rank='{r['rank']}'><div class='head'><span class='clip-id'>"
+                     f"{name}</span><span>{rank} · similarity {r['similarity']:.4f}</span></div>{media}"
+                     f"<div>labels: {html.escape(', '.join(r['labels'] or []) or '(none)')}</div></article>")
+    title = f"Clips like {example}"
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<link rel='icon' href='data:,'><style>{_STYLE}</style></head><body><header><h1>{html.escape(title)}"
+            f"</h1><p class='note'>The {len(cards) - 1} clips nearest to the example among {found.clips}, by "
+            f"{html.escape(found.embedder)} ({html.escape(', '.join(found.columns))}"
+            f"{'; random weights' if found.weights == RANDOM else ''}): cosine similarity after standardising each "
+            f"dimension over the table.</p></header><main>{''.join(cards)}</main></body></html>")
+    uri = join(page_dir, "index.html")
+    fs, path = filesystem(uri)
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fs.pipe_file(path, page.encode())
+    return uri

@@ -1,0 +1,181 @@
+"""``acoustic-env search``: the clips nearest to an example, by an embedder's embeddings.
+
+The table is real: generated scenes (and a near copy of one: 6 dB quieter, with a little
+noise) through the extract job in this process with YAMNet (seeded random weights: no
+download, so every search here says ``--include-random-weights``), its clips trimmed to
+1.5 s by a non-default ``decode.max_duration_s`` so that an example given as audio must be
+decoded with the table's own settings to land on its twin. The page is opened in headless
+Chromium as the review page is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import documentation
+import numpy as np
+import pyarrow.csv as pcsv
+import pytest
+import soundfile as sf
+from worlds import MEDIA_READY, console_errors, fetched_elsewhere, wait_for
+
+import acoustic_env as ae
+from acoustic_env.cli import main
+from acoustic_env.demo.synth import make_clip
+from acoustic_env.demo.tables import synthetic_features, write_features
+
+N_CLIPS = 10
+RANDOM = ("--include-random-weights",)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """The extract output of N_CLIPS scenes and ``c0_copy``; ``outside/``: audio files that are not in it."""
+    root = tmp_path_factory.mktemp("search")
+    audio, outside = root / "audio", root / "outside"
+    audio.mkdir()
+    outside.mkdir()
+    rows = []
+    for i in range(N_CLIPS):
+        cls = ("urban", "natural")[i % 2]
+        x, _ = make_clip(np.random.default_rng([3, i]), cls, 2.0, 16000, 1)
+        sf.write(audio / f"c{i}.wav", x, 16000, subtype="PCM_16")
+        rows.append({"clip_id": f"c{i}", "uri": str(audio / f"c{i}.wav"), "labels": cls})
+        if i in (0, 1):  # a near copy: 6 dB quieter, a little noise; c0's in the table, c1's outside it
+            copy = np.clip(0.5 * x + 0.003 * np.random.default_rng(i).standard_normal(x.shape), -1, 1)
+            where = audio if i == 0 else outside
+            sf.write(where / f"c{i}_copy.wav", copy, 16000, subtype="PCM_16")
+            if i == 0:
+                rows.append({"clip_id": "c0_copy", "uri": str(audio / "c0_copy.wav"), "labels": cls})
+    shutil.copy(audio / "c3.wav", outside / "c3_again.wav")  # the same file as c3, under another name
+    with (root / "clips.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["clip_id", "uri", "labels"])
+        w.writeheader()
+        w.writerows(rows)
+    ae.extract(str(root / "clips.csv"), str(root / "out"), embedders=["yamnet"], allow_random_weights=True,
+               weights_cache=str(root / "no-weights"), progress=False,
+               decode={"max_duration_s": 1.5}, features={"signals": ["raw"], "spectral": False})
+    return {"root": root, "out": root / "out", "outside": outside, "audio": audio}
+
+
+def _search(world: dict[str, Path], example: str, **options) -> list[dict]:
+    found = ae.search(str(world["out"]), example, include_random_weights=True,
+                      weights_cache=str(world["root"] / "no-weights"), **options)
+    return found.table.to_pylist()
+
+
+def test_the_example_comes_first_and_its_near_copy_next(world):
+    rows = _search(world, "c0", k=5)
+    assert [r["rank"] for r in rows] == list(range(6))
+    assert rows[0]["clip_id"] == "c0" and rows[0]["similarity"] == 1.0
+    assert "c0_copy" in [r["clip_id"] for r in rows[:3]]
+    sims = [r["similarity"] for r in rows[1:]]
+    assert sims == sorted(sims, reverse=True) and all(s < 1.0 for s in sims)
+    assert rows[1]["labels"] == ["urban"] and rows[1]["uri"].endswith(".wav")
+
+
+def test_an_audio_file_is_embedded_with_the_tables_settings(world):
+    rows = _search(world, str(world["outside"] / "c1_copy.wav"), k=4)
+    assert rows[0]["clip_id"] == "c1_copy" and rows[0]["uri"] == str(world["outside"] / "c1_copy.wav")
+    assert "c1" in [r["clip_id"] for r in rows[:3]]
+    # the same file as c3: decoded as the table was (cut to 1.5 s), it lands on c3 itself
+    again = _search(world, str(world["outside"] / "c3_again.wav"), k=2)
+    assert again[1]["clip_id"] == "c3" and again[1]["similarity"] > 0.9999, again
+    # a file that is a clip of the table is that clip, not embedded again
+    found = ae.search(str(world["out"]), str(world["audio"] / "c2.wav"), include_random_weights=True, k=1)
+    assert found.table["clip_id"].to_pylist()[0] == "c2" and found.embedded_from is None
+
+
+def _fails(capsys, *args: str) -> str:
+    assert main(["search", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_mistakes_are_one_line(world, capsys, tmp_path):
+    out = str(world["out"])
+    assert "'nope' is neither a clip id of" in _fails(capsys, "--features", out, "--example", "nope", *RANDOM)
+    assert re.search(r"embedder: \S+ has no panns columns \(its embedders: yamnet\)",
+                     _fails(capsys, "--features", out, "--example", "c0", "--embedder", "panns", *RANDOM))
+    assert "embedder: must be one of" in _fails(capsys, "--features", out, "--example", "c0", "--embedder", "openl3")
+    assert "k: must be an integer >= 1, got 0" in _fails(capsys, "--features", out, "--example", "c0", "-k", "0")
+    for given in ((), ("--embedder", "yamnet")):  # random weights are left out, and the line says what brings them
+        err = _fails(capsys, "--features", out, "--example", "c0", *given)
+        assert "random weights" in err and "--include-random-weights" in err, err
+    plain = write_features(synthetic_features(6, seed=1).table, str(tmp_path / "plain"))
+    assert "has no embedder columns" in _fails(capsys, "--features", plain, "--example", "clip0000000", *RANDOM)
+    assert "signals: " in _fails(capsys, "--features", out, "--example", "c0", "--signals", "fg", *RANDOM)
+    assert "save: must be a .csv or .parquet file" in _fails(capsys, "--features", out, "--example", "c0",
+                                                             "--save", str(tmp_path / "x.txt"), *RANDOM)
+
+
+@pytest.fixture(scope="module")
+def page(world, tmp_path_factory) -> tuple[str, Path, Path]:
+    """(the console, the --save CSV, the --page directory) of one search on the command line."""
+    work = tmp_path_factory.mktemp("search-page")
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        code = main(["search", "--features", str(world["out"]), "--example", "c0", "-k", "3", *RANDOM,
+                     "--weights-cache", str(world["root"] / "no-weights"),
+                     "--save", str(work / "found.csv"), "--page", str(work / "page")])
+    assert code == 0
+    return text.getvalue(), work / "found.csv", work / "page"
+
+
+def test_console_csv_and_page(page):
+    console, saved, page_dir = page
+    lines = console.splitlines()
+    assert lines[0].startswith("search: the 3 clips nearest to c0 among 11 clips, by yamnet (yamnet; random")
+    assert re.match(r"\s+0\s+1\.0000\s+c0\s+urban\s+\(the example\)$", lines[2]), lines
+    assert re.search(r"\bc0_copy\b", "\n".join(lines[3:5])), lines
+    table = pcsv.read_csv(saved)
+    assert table.num_rows == 4 and table["clip_id"][0].as_py() == "c0" and table.column_names[:3] == [
+        "rank", "clip_id", "similarity"]
+    html = (page_dir / "index.html").read_text()
+    ranks = re.findall(r"data-rank='(\d+)'", html)
+    assert ranks == ["0", "1", "2", "3"] and "class='card example' data-clip='c0'" in html
+    players = re.findall(r"<audio controls preload='metadata' src='([^']+)'", html)
+    assert len(players) == 4 and all((page_dir / p).is_file() for p in players)
+
+
+def test_page_plays_every_clip_in_headless_chromium(page, browser):
+    page_dir = page[2]
+    browser.get((page_dir / "index.html").as_uri())
+    wait_for(browser, MEDIA_READY)
+    cards = browser.execute_script("return [...document.querySelectorAll('article')].map(a => a.dataset.clip)")
+    assert len(cards) == 4 and cards[0] == "c0"
+    assert console_errors(browser) == [] and fetched_elsewhere(browser, page_dir.as_uri()) == []
+
+
+def test_dry_run_reads_no_vector_and_writes_nothing(world, capsys, tmp_path):
+    args = ["search", "--features", str(world["out"]), "--example", str(world["outside"] / "c1_copy.wav"),
+            *RANDOM, "--page", str(tmp_path / "page"), "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("search (dry run): yamnet (yamnet; random weights)")
+    assert "example: an audio file, embedded first with the settings of" in out and "/runs/" in out
+    assert not (tmp_path / "page").exists()
+
+
+def test_the_pages_commands_run_as_written(world, tmp_path, monkeypatch, capsys):
+    """docs/search.md's commands, on this table (``features-v1``), clip (``park-01``) and recording."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "features-v1").symlink_to(world["out"])
+    (tmp_path / "recordings").mkdir()
+    shutil.copy(world["outside"] / "c1_copy.wav", tmp_path / "recordings" / "dawn-chorus.wav")
+    commands = [c for s, c in documentation.commands() if s == "Search by example"]
+    assert len(commands) == 2  # -k 5, then the default 20: more than the 11 clips, so every one is listed
+    for command in commands:
+        argv = shlex.split(command.replace("park-01", "c0"))
+        assert argv[:2] == ["acoustic-env", "search"]
+        assert main([*argv[1:], "--weights-cache", str(world["root"] / "no-weights")]) == 0, command
+    out = capsys.readouterr().out
+    assert "nearest to c0 among 11 clips" in out and "nearest to recordings/dawn-chorus.wav" in out
+    assert pcsv.read_csv(tmp_path / "similar.csv").num_rows == 12 and (tmp_path / "similar" / "index.html").is_file()
