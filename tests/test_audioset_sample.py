@@ -152,6 +152,24 @@ def test_exclusions_are_counted_by_reason(tmp_path):
     assert result.report["classes"]["urban"]["eligible"] == 1
 
 
+def test_repeated_rows_never_put_a_clip_twice_in_a_sample_and_are_counted(tmp_path):
+    """30 urban clips, 8 of them listed again (one three times: 9 repeated rows), a target of 12: more eligible
+    clips than the target, so a draw that kept the repeats would fill the target with them, not fall short."""
+    lines = [f'vid_{i:02d}, 0.000, 10.000, "{URBAN}"' for i in range(30)]
+    lines += [f'vid_{i:02d}, 0.000, 10.000, "{URBAN}"' for i in (0, 3, 5, 9, 14, 20, 22, 29, 14)]
+    lines += [f'vid_n{i}, 0.000, 10.000, "{NATURAL}"' for i in range(4)]
+    path = tmp_path / "list.csv"
+    path.write_text("# YTID, start_seconds, end_seconds, positive_labels\n" + "\n".join(lines) + "\n")
+    for seed in range(5):  # the repeated clips among the lowest priorities in some draws
+        result = sample(path, tmp_path, targets={"urban": 12, "natural": 4}, seed=seed)
+        ids = result.sample["clip_id"].to_pylist()
+        assert len(ids) == len(set(ids)) == 16, ids
+        assert result.report["left_out"]["duplicate"] == 9
+        assert result.report["classes"]["urban"] == {"eligible": 30, "target": 12, "drawn": 12, "short": 0,
+                                                     "in_sample": 12}
+        assert result.report["not_drawn"] == 30 - 12
+
+
 def test_multi_label_task_draws_per_class_and_keeps_a_clip_once(segment_list, tmp_path):
     task_file = tmp_path / "both.yaml"
     task_file.write_text(f"kind: multi_label\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"

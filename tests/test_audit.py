@@ -20,6 +20,7 @@ from test_audit_support import NATURAL, URBAN, make_table
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, ConfigError, from_dict
 from acoustic_env.demo.run import audit_against_truth
+from acoustic_env.demo.tables import UNRELATED, synthetic_features
 from acoustic_env.jobs.audit.crossfit import choose_by_log_loss, log_loss, out_of_fold
 from acoustic_env.jobs.audit.job import run_audit
 from acoustic_env.jobs.results import AuditResult
@@ -98,6 +99,10 @@ def test_binary_audit_finds_the_flipped_labels_and_their_share(tmp_path, flip):
     assert all(abs(r["prob_urban"] + r["prob_natural"] - 1) < 1e-5 for r in rows.values())
     ranks = sorted(rows.values(), key=lambda r: r["suspect_rank"])
     assert [r["flagged"] for r in ranks] == sorted((r["flagged"] for r in ranks), reverse=True)
+    assert [r["suspect_rank"] for r in ranks] == list(range(1, 301)) and list(rows) == [r["clip_id"] for r in ranks]
+    for block in (True, False):  # within each block, the lowest label quality (most suspect) first
+        quality = [r["label_quality"] for r in ranks if r["flagged"] is block]
+        assert len(quality) > 10 and quality == sorted(quality), block
     assert summary.record["features"]["columns"] == {"indices_raw": 60, "spectral_raw": 226, "mps_raw": 528}
     assert summary.record["features"]["excluded"] == {"panns_scores": SCORES_REASON}  # and the summary says why
     noise = summary.record["noise"]
@@ -298,3 +303,29 @@ def test_summary_scores_against_truth_and_gives_intervals(tmp_path, capsys):
     with pytest.raises(ConfigError, match="truth: .* needs the columns clip_id and flipped"):
         (tmp_path / "bad.csv").write_text("id,wrong\nx,1\n")
         audit(tmp_path, tmp_path / "f.parquet", truth=str(tmp_path / "bad.csv"))
+
+
+def test_the_share_of_wrong_labels_per_class_is_among_the_clips_given_that_class(tmp_path):
+    """Imbalanced classes, unequal flips: 240 urban clips (5 labelled natural), 80 natural (32 labelled urban).
+
+    The share of wrong labels of a class is over the clips *given* it (32 of 267 given urban, 5 of 53 given
+    natural): here far from the share of a true class that was mislabelled (5 of 240, 32 of 80), which balanced
+    classes with symmetric flips make nearly equal. Each estimate must lie near its truth, nearer than the other.
+    """
+    syn = synthetic_features(480, seed=4, signals=("raw",), rows_per_group=None)
+    keep = np.sort(np.concatenate([np.flatnonzero(syn.true == 0), np.flatnonzero(syn.true == 1)[:80]]))
+    table, true = syn.table.take(pa.array(keep)), syn.true[keep]
+    rng = np.random.default_rng(4)
+    given = true.copy()
+    given[rng.choice(np.flatnonzero(true == 0), 5, replace=False)] = 1
+    given[rng.choice(np.flatnonzero(true == 1), 32, replace=False)] = 0
+    labels = pa.array([[(URBAN, NATURAL)[g], UNRELATED] for g in given], pa.list_(pa.string()))
+    pq.write_table(table.set_column(table.schema.get_field_index("labels"), "labels", labels), tmp_path / "f.parquet")
+    summary, _ = audit(tmp_path, tmp_path / "f.parquet")
+    per_class = summary.record["noise"]["per_class"]
+    for k, name in enumerate(("urban", "natural")):
+        truth = np.mean(true[given == k] != k)  # 0.120 and 0.094
+        other = np.mean(given[true == k] != k)  # the share of the true class mislabelled: 0.021 and 0.400
+        estimate = per_class[name]["estimated_wrong_share"]
+        assert per_class[name]["given"] == (given == k).sum()
+        assert abs(estimate - truth) <= 0.08 and abs(estimate - truth) < abs(estimate - other), (name, estimate, truth)

@@ -8,6 +8,7 @@ resampled to 44.1 kHz, and as FLAC at 22.05 kHz 9 dB quieter.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import subprocess
 import sys
 from itertools import combinations
@@ -20,6 +21,7 @@ import soundfile as sf
 import soxr
 
 from acoustic_env.demo.synth import make_clip
+from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.learn.duplicates import (
     DEFAULT_THRESHOLD,
     DISAGREE_COLUMN,
@@ -95,6 +97,36 @@ def test_find_pairs_on_vectors():
         find_pairs([x], threshold=-1)
 
 
+def test_a_chain_of_near_duplicates_ends_in_one_group(tmp_path):
+    """a ~ b and b ~ c but a is not near c: the recordings of a chain are one group (the merge is transitive).
+
+    Two chains, as clip indices along a line: one whose middle clip sorts between its ends (a one-step merge
+    leaves an end apart), one of four whose pairs re-parent a group that already absorbed another (a merge that
+    forgets to follow the absorbed group's new parent leaves it apart).
+    """
+    syn = synthetic_features(40, seed=0, signals=("raw",), rows_per_group=1)  # each clip its own recording
+    features = read_features(write_features(syn.table, str(tmp_path / "t")), task="urban_natural",
+                             feature_groups=["indices_raw"])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, features.columns["indices_raw"])).astype(np.float32)
+    chains = ((10, 20, 30), (12, 27, 33, 22))
+    for chain in chains:
+        step = rng.standard_normal(x.shape[1])
+        for k, clip in enumerate(chain):
+            x[clip] = x[chain[0]] + 0.2 * k * step
+    features = dataclasses.replace(features, X={"indices_raw": x})
+    i, j, d = find_pairs([x], threshold=1.99)
+    dist = {(p, q): v for p, q, v in zip(i, j, d)}
+    for chain in chains:  # the chains as planted: neighbours near, every other pair of the chain not
+        for (k, p), (m, q) in combinations(enumerate(chain), 2):
+            assert (dist[min(p, q), max(p, q)] <= DEFAULT_THRESHOLD) == (m == k + 1), (p, q)
+    guard = merge_duplicate_groups(features)
+    for chain in chains:
+        assert len(set(guard.groups[list(chain)])) == 1, guard.groups[list(chain)]
+    assert guard.counts["pairs"] == 5 and guard.counts["groups_merged"] == 5
+    assert guard.counts["groups_after"] == len(set(guard.groups.tolist())) == 40 - 5
+
+
 @pytest.mark.slow
 def test_planted_duplicates_are_found_and_nothing_else(extracted):
     out, copy_sets = extracted
@@ -158,10 +190,20 @@ def test_audit_names_the_mislabelled_copy_and_cli_writes_pairs(extracted, tmp_pa
 
 
 @pytest.mark.slow
-def test_train_keeps_copies_in_one_fold_and_its_report_counts_the_merged_groups(extracted, tmp_path):
+def test_train_keeps_copies_in_one_fold_and_its_report_counts_the_merged_groups(extracted, tmp_path, monkeypatch):
     import acoustic_env as ae
+    from acoustic_env.jobs.train import crossval
 
     out, copy_sets = extracted
+    seen = []  # the job's outer folds as it makes them: (clip ids, fold per clip)
+    make_folds = crossval._folds
+
+    def folds_seen(cfg, task, features, counts):
+        folds, names = make_folds(cfg, task, features, counts)
+        seen.append((features.ids, folds))
+        return folds, names
+
+    monkeypatch.setattr(crossval, "_folds", folds_seen)
     trained = ae.train(str(out), str(tmp_path / "model"), task=TASK, trials=0, ablations=False, shap_samples=0,
                        baselines=("logreg",), max_rounds=3)
     counts = trained.counts
@@ -170,6 +212,10 @@ def test_train_keeps_copies_in_one_fold_and_its_report_counts_the_merged_groups(
     assert counts["duplicates"]["pairs"] >= 0.95 * len(expected_pairs(copy_sets))
     # the table has no group column: the folds are grouped only because the guard gave each copy set one group
     assert trained.evaluation["grouped"]
+    [(ids, folds)] = seen
+    fold_of = dict(zip(ids, folds))
+    assert all(len({fold_of[c] for c in s}) == 1 for s in copy_sets), [[fold_of[c] for c in s] for s in copy_sets]
+    assert len(set(folds.tolist())) == trained.evaluation["folds"] > 1
     page = Path(trained.report).read_text()
     d = counts["duplicates"]
     assert d["groups_before"] - d["groups_after"] == merged

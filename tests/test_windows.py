@@ -115,6 +115,23 @@ def test_a_window_equal_to_a_clip_gets_the_clips_probabilities(world):
     assert [r["predicted"] for r in rows] == ["urban", "natural"] * 3  # the model hears the two kinds apart
 
 
+def test_a_failed_window_leaves_the_windows_after_it_their_own_answers(world, tmp_path):
+    """A float recording whose third window holds NaN samples, in one batch with the windows around it: that window
+    is an error row without probabilities, and every window after it gets the answer of its own clip cut out alone
+    (so a failed window shifts no later window's answer onto its neighbour's)."""
+    parts = [sf.read(c, dtype="float32")[0] for c in world["clips"]]  # int16 / 32768: exact in float32
+    bad = parts[0].copy()
+    bad[SR // 2:SR] = np.nan
+    sf.write(tmp_path / "gap.wav", np.concatenate([*parts[:2], bad, *parts[2:]]), SR, subtype="FLOAT")
+    clips = predict([str(c) for c in world["clips"]], world["model"]).to_pylist()
+    rows = predict_windows([str(tmp_path / "gap.wav")], world["model"]).table.to_pylist()
+    assert len(rows) == 7 and [r["error"] is None for r in rows] == [True, True, False] + [True] * 4
+    assert "nan_samples" in rows[2]["error"] and rows[2]["predicted"] is None and rows[2]["prob_urban"] is None
+    for clip, window in zip(clips, rows[:2] + rows[3:]):
+        assert window["predicted"] == clip["predicted"] and abs(window["prob_urban"] - clip["prob_urban"]) <= 1e-6
+    assert [r["predicted"] for r in rows[3:]] == ["urban", "natural"] * 2  # neighbours differ: a shift shows
+
+
 def test_windows_of_a_44k_stereo_file_are_made_as_its_clips_are(world, tmp_path):
     """Each window is resampled and mixed down on its own, exactly as a file holding only it."""
     mono = [_sound(k % 2 == 1, seed=200 + k, sr=44100) for k in range(3)]
