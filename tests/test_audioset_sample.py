@@ -132,23 +132,23 @@ def test_each_eligible_clip_is_about_equally_likely(tmp_path):
 
 def test_exclusions_are_counted_by_reason(tmp_path):
     lines = [
-        f'vid_a, 0.000, 10.000, "{URBAN}"',
-        f'vid_a, 0.000, 10.000, "{URBAN}"',  # the same segment twice
-        f'vid_b, 10.000, 10.000, "{URBAN}"',  # empty segment
-        'vid_c, 0.000, 10.000, ""',  # no labels
-        f'vid_d, 0.000, 10.000, "{NATURAL}"',  # its video is in the excluded list
-        f'vid_e, 0.000, 10.000, "{URBAN},{NATURAL}"',
-        'vid_f, 0.000, 10.000, "/m/09x0r"',
-        f'vid_g, 30.000, 40.000, "{NATURAL}"',
+        f'vid_aaaaaaa, 0.000, 10.000, "{URBAN}"',
+        f'vid_aaaaaaa, 0.000, 10.000, "{URBAN}"',  # the same segment twice
+        f'vid_bbbbbbb, 10.000, 10.000, "{URBAN}"',  # empty segment
+        'vid_ccccccc, 0.000, 10.000, ""',  # no labels
+        f'vid_ddddddd, 0.000, 10.000, "{NATURAL}"',  # its video is in the excluded list
+        f'vid_eeeeeee, 0.000, 10.000, "{URBAN},{NATURAL}"',
+        'vid_fffffff, 0.000, 10.000, "/m/09x0r"',
+        f'vid_ggggggg, 30.000, 40.000, "{NATURAL}"',
     ]
     path = tmp_path / "list.csv"
     path.write_text("# a\n# b\n# YTID, start_seconds, end_seconds, positive_labels\n" + "\n".join(lines) + "\n")
     evaluation = tmp_path / "eval.csv"
-    evaluation.write_text(f'# eval\nvid_d, 50.000, 60.000, "{NATURAL}"\n')
+    evaluation.write_text(f'# eval\nvid_ddddddd, 50.000, 60.000, "{NATURAL}"\n')
     result = sample(path, tmp_path, per_class=5, exclude=str(evaluation))
-    assert result.report["left_out"] == {"bad_segment": 1, "excluded_video": 1, "unlabelled": 1, "unknown": 1,
+    assert result.report["left_out"] == {"bad_id": 0, "bad_segment": 1, "excluded_video": 1, "unlabelled": 1, "unknown": 1,
                                          "ambiguous": 1, "duplicate": 1}
-    assert result.sample["clip_id"].to_pylist() == ["vid_a_0", "vid_g_30000"]
+    assert result.sample["clip_id"].to_pylist() == ["vid_aaaaaaa_0", "vid_ggggggg_30000"]
     assert result.report["classes"]["urban"]["eligible"] == 1
 
 
