@@ -28,11 +28,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from acoustic_env.cli.console import console
-    from acoustic_env.jobs.fetch import fetch, summary_lines
-    from acoustic_env.jobs.preflight import preflight
+    from acoustic_env.jobs.fetch import check_paths, fetch, summary_lines
 
     cfg = from_args(FetchConfig, args)
-    preflight(cfg)  # before the log file is made below the output
+    check_paths(cfg)  # before the log file is made below the output
     console(args, cfg.output)
     print("\n".join(summary_lines(fetch(cfg, progress=print))))
     return 0
@@ -40,10 +39,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_rescore(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.audit.rescored import accuracy_uri, rescored_list
-    from acoustic_env.jobs.preflight import preflight
 
     cfg = from_args(RescoreConfig, args)
-    preflight(cfg)
     accuracy = rescored_list(cfg.audit, cfg.output, list(cfg.verdicts), cfg.method)
     print(f"{accuracy['clips']} clips, {accuracy['reviewed']} reviewed: {cfg.output}")
     if accuracy["verdicts_left_out"]:

@@ -44,7 +44,7 @@ from acoustic_env.audioset.fetch import Downloader, clip_name, fetch_segment
 from acoustic_env.audioset.segments import read_segments, refusal_message, refusals
 from acoustic_env.config.audioset import FetchConfig
 from acoustic_env.distributed.downloads import run_downloads
-from acoustic_env.jobs.preflight import preflight
+from acoustic_env.jobs.preflight import check_output, check_output_file
 from acoustic_env.jobs.records import Run, lifecycle
 from acoustic_env.jobs.results import FetchResult
 from acoustic_env.storage import filesystem, join, read_parts, redact_all, write_bytes, write_parquet
@@ -121,9 +121,15 @@ def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
     return uri, n
 
 
+def check_paths(cfg: FetchConfig) -> None:
+    """The output can be written, and its manifest would not replace the segment list: one line, before anything."""
+    check_output(cfg.output, "output")
+    check_output_file(join(cfg.output, MANIFEST), "output (its manifest.csv)", {"segments list": cfg.segments})
+
+
 def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> FetchResult:
     """Fetch what is left of ``cfg.segments`` (see the module docstring); the counts, the manifest, the record."""
-    preflight(cfg)  # the output, and a manifest that would replace the list: one line before anything starts
+    check_paths(cfg)
     for _ in read_segments(cfg.segments):  # a damaged list (a bad row anywhere) is one line before Ray starts:
         pass  # one streaming pass, seconds for AudioSet's 2 million rows, nothing to a run of downloads
     with lifecycle("audioset-fetch", redact_all(cfg.to_dict()), cfg.output) as run:

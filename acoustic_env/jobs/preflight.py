@@ -24,7 +24,7 @@ from acoustic_env.config import (
     Section,
     TrainConfig,
 )
-from acoustic_env.config.audioset import FetchConfig, RescoreConfig, SampleConfig
+from acoustic_env.config.audioset import SampleConfig
 from acoustic_env.storage import is_local, join, require_backend, same_file
 
 #: The fewest clips with a target that train accepts: fewer cannot fill a train, a
@@ -115,35 +115,18 @@ def check_local_device(device: str, ray_address: str | None) -> None:
                           "(use --device auto or cpu)")
 
 
-def _audioset(cfg: SampleConfig | FetchConfig | RescoreConfig) -> None:
-    """The AudioSet commands' outputs: writable, and none of them one of the inputs (which their readers check)."""
-    from acoustic_env.audioset.sample import report_uri
-    from acoustic_env.jobs.audit.job import SUMMARY, TABLE
-    from acoustic_env.jobs.audit.rescored import accuracy_uri
-    from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR
-    from acoustic_env.jobs.audit.server import verdicts_uri
-    from acoustic_env.jobs.fetch import MANIFEST
+def preflight(cfg: Section) -> None:
+    """Check a job config's paths (see the module docstring); raises ConfigError naming the field.
 
+    ``audioset fetch`` and ``rescore`` check theirs in their jobs (:func:`check_output_file`), which
+    import this module.
+    """
     if isinstance(cfg, SampleConfig):
+        from acoustic_env.audioset.sample import report_uri
+
         inputs = {"segments list": cfg.segments, **{f"exclude list {u}": u for u in cfg.exclude}}
         check_output_file(cfg.output, "output", inputs)
         check_output_file(report_uri(cfg.output), "output (its report)", inputs)
-    elif isinstance(cfg, FetchConfig):
-        check_output(cfg.output, "output")
-        check_output_file(join(cfg.output, MANIFEST), "output (its manifest.csv)", {"segments list": cfg.segments})
-    else:
-        inputs = {f"verdicts file {u}": u for u in cfg.verdicts}
-        for uri in (join(cfg.audit, TABLE), join(cfg.audit, SUMMARY), join(cfg.audit, REVIEW_DIR, PAGE),
-                    verdicts_uri(cfg.audit)):
-            inputs[f"audit's {uri.rsplit('/', 1)[-1]}"] = uri
-        check_output_file(cfg.output, "output", inputs)
-        check_output_file(accuracy_uri(cfg.output), "output (its accuracy file)", inputs)
-
-
-def preflight(cfg: Section) -> None:
-    """Check a job config's paths (see the module docstring); raises ConfigError naming the field."""
-    if isinstance(cfg, (SampleConfig, FetchConfig, RescoreConfig)):
-        _audioset(cfg)
     if isinstance(cfg, ExtractConfig):
         check_local_device(cfg.device, cfg.ray_address)
         check_input(cfg.manifest, "manifest")

@@ -43,7 +43,9 @@ import pyarrow.parquet as pq
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import estimate_accuracy, on_page, read_verdicts
 from acoustic_env.jobs.audit.job import SUMMARY, TABLE
-from acoustic_env.jobs.audit.review import REVIEW_DIR
+from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR
+from acoustic_env.jobs.audit.server import verdicts_uri
+from acoustic_env.jobs.preflight import check_output_file
 from acoustic_env.storage import filesystem, join, read_json, write_bytes, write_json
 
 COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels", "given_class", "score", "suspected",
@@ -86,7 +88,15 @@ def _model_accuracy(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def rescored_list(audit: str, output: str, verdicts: list[str] = (), method: str = "wilson") -> dict[str, Any]:
-    """Write the rescored list of an audit (and its review's verdicts) to ``output``; returns the accuracy estimates."""
+    """Write the rescored list of an audit (and its review's verdicts) to ``output``; returns the accuracy estimates.
+
+    The output (and its accuracy file) must be none of the files read: checked first, one line.
+    """
+    inputs = {f"verdicts file {u}": u for u in verdicts}
+    for uri in (join(audit, TABLE), join(audit, SUMMARY), join(audit, REVIEW_DIR, PAGE), verdicts_uri(audit)):
+        inputs[f"audit's {uri.rsplit('/', 1)[-1]}"] = uri
+    check_output_file(output, "output", inputs)
+    check_output_file(accuracy_uri(output), "output (its accuracy file)", inputs)
     fs, path = filesystem(join(audit, TABLE))
     if not fs.isfile(path):
         raise AuditError(f"audit: no {TABLE} in {audit} (is it an audit's output directory?)")
