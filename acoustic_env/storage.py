@@ -10,10 +10,10 @@ URL anyway (``https://user:pw@host/x``, ``?token=...``, a presigned
 ``X-Amz-Signature``) is replaced by ``***`` with :func:`redact` before a URL is
 stored or logged.
 
-Parquet parts are written atomically: a local file goes to a hidden temporary
+Files (Parquet parts, JSON records, segment lists) are written atomically: a local file goes to a hidden temporary
 name and is renamed (the temporary is removed if the write fails, e.g. on a full
 disk), an object-store PUT is atomic by itself. A reader (or a resumed run)
-therefore never sees half a part, which is what makes "every clip exactly once"
+therefore never sees half a file, which is what makes "every clip exactly once"
 hold across interrupted runs. Object stores have no directories, so nothing here
 creates one there: a missing bucket is an error, never created silently.
 """
@@ -232,14 +232,31 @@ def _anchor(uri: str) -> tuple[str, str]:
     return f"{parts.scheme.lower()}://{host}", posixpath.normpath("/" + parts.path)
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether two URIs name one file: locally the same inode (a hard or symbolic link, another spelling of
+    the path) or, for a file not there yet, the same resolved path; elsewhere the same normalised URI."""
+    if is_local(a) and is_local(b):
+        try:
+            return os.path.samefile(a.removeprefix("file://"), b.removeprefix("file://"))
+        except OSError:  # one of them does not exist (yet)
+            pass
+    return _anchor(a) == _anchor(b)
+
+
 # --- Parquet parts and JSON records ---
 
 def write_parquet(table: pa.Table, uri: str) -> None:
-    """Write one Parquet file atomically (temp name + rename locally; single PUT remotely)."""
-    fs, path = filesystem(uri)
+    """Write one Parquet file atomically (:func:`write_bytes`)."""
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    data = buf.getvalue()
+    write_bytes(buf.getvalue(), uri)
+
+
+def write_bytes(data: bytes, uri: str) -> None:
+    """Write one file atomically: a hidden temporary name and a rename locally (the temporary is removed if
+    the write fails), a single PUT on object storage. A reader never sees half a file, and a failed
+    write leaves the file that was there."""
+    fs, path = filesystem(uri)
     if not is_local(uri):
         fs.pipe_file(path, data)
         return
@@ -248,7 +265,7 @@ def write_parquet(table: pa.Table, uri: str) -> None:
     try:
         with fs.open(tmp, "wb") as fh:
             fh.write(data)
-        fs.mv(tmp, path)
+        os.replace(tmp, path)  # fs.mv onto a directory would move the file into it
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp)
@@ -364,10 +381,7 @@ def delete(uri: str) -> None:
 
 
 def write_json(obj: Any, uri: str) -> None:
-    fs, path = filesystem(uri)
-    if is_local(uri):
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    fs.pipe_file(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+    write_bytes(json.dumps(obj, indent=2, sort_keys=True, default=str).encode(), uri)
 
 
 def read_json(uri: str) -> Any:

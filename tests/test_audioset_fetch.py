@@ -218,7 +218,7 @@ def test_the_default_downloader_runs_yt_dlp_then_ffmpeg(tmp_path, monkeypatch):
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     cfg = from_dict(FetchConfig, {"segments": str(tmp_path / "s.csv"), "output": str(tmp_path / "out")})
-    downloader = Downloader(cfg.downloader, cfg.url_template, cfg.clip_format, cfg.timeout_s)
+    downloader = Downloader(cfg.downloader, cfg.url_template, cfg.clip_format, cfg.timeout_s, cfg.max_bytes)
     segment = {"YTID": "vidgood0001", "start_s": 20.0, "end_s": 30.0, "clip_id": "vidgood0001_20000"}
     row = fetch_segment(segment, downloader, str(tmp_path / "out" / "audio"))
     assert row["ok"], row

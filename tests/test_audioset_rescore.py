@@ -22,6 +22,7 @@ from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, from_dict
 from acoustic_env.jobs.audit.job import run_audit
 from acoustic_env.jobs.audit.rescored import COLUMNS
+from acoustic_env.jobs.audit.review import page_items
 from acoustic_env.learn.metrics import wilson
 
 CLASSES = {URBAN: "urban", NATURAL: "natural"}
@@ -29,7 +30,8 @@ CLASSES = {URBAN: "urban", NATURAL: "natural"}
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
-    """An audit of 240 clips (15 % flipped) whose ids are AudioSet's <YTID>_<start ms>, and the truth."""
+    """An audit of 240 clips (15 % flipped) whose ids are AudioSet's <YTID>_<start ms>, its review page (10 suspects,
+    80 random clips), and the truth."""
     tmp = tmp_path_factory.mktemp("rescore")
     truth = make_table(tmp / "features.parquet", 240, [[URBAN], [NATURAL]], 0.15, seed=2, groups=80)
     table = pq.read_table(tmp / "features.parquet")
@@ -41,7 +43,7 @@ def audited(tmp_path_factory):
     table = table.set_column(table.schema.get_field_index("end_s"), "end_s", pa.array(start + 10.0))
     pq.write_table(table, tmp / "features.parquet")
     run_audit(from_dict(AuditConfig, {"features": str(tmp / "features.parquet"), "output": str(tmp / "audit"),
-                                      "classifier": "logreg", "review_top": 0, "random_sample": 0}))
+                                      "classifier": "logreg", "review_top": 10, "random_sample": 80}))
     flipped = {renamed[c] for c in truth["flipped"]}
     true_class = {renamed[c]: CLASSES[[URBAN, NATURAL][t]] for c, t in zip(truth["ids"], truth["true"])}
     return tmp, flipped, true_class
@@ -59,9 +61,10 @@ def verdicts(rows: list[dict], flipped: set[str], true_class: dict[str, str], sa
 def test_rescored_list_holds_scores_flags_settled_labels_and_accuracy(audited, tmp_path, capsys):
     audit_dir, flipped, true_class = audited
     rows = pq.read_table(audit_dir / "audit" / "audit.parquet").to_pylist()
-    rng = np.random.default_rng(0)
-    random_rows = [rows[i] for i in rng.choice(len(rows), 80, replace=False)]
-    suspects = [r for r in rows if r["flagged"]][:10]
+    shown = page_items(str(audit_dir / "audit" / "review"))  # what the reviewer saw, and so judged
+    random_rows = [r for r in rows if ("random", r["clip_id"]) in shown]
+    suspects = [r for r in rows if ("suspects", r["clip_id"]) in shown]
+    assert len(random_rows) == 80 and len(suspects) == 10
     path = tmp_path / "verdicts.json"
     path.write_text(json.dumps(verdicts(random_rows, flipped, true_class, "random")
                                + verdicts(suspects, flipped, true_class, "suspects")))
@@ -131,3 +134,89 @@ def test_segment_list_readers_take_four_fields_and_ignore_the_rest(tmp_path):
     manifest = read_manifest(str(path), audio_root=str(tmp_path)).table
     assert manifest["labels"].to_pylist() == expected
     assert manifest["clip_id"].to_pylist() == ["vidA_0", "vidB_10000", "vidC_20000"]
+
+
+# ----------------------------------------------------------------------------- hostile inputs (issue 44: 3, 5, 8, 14)
+
+def _shown_verdicts(audit_dir) -> list[dict]:
+    """A correct verdict on each random clip of the review page."""
+    rows = {r["clip_id"]: r for r in pq.read_table(audit_dir / "audit.parquet").to_pylist()}
+    return [{"clip_id": c, "given_labels": rows[c]["given_labels"], "sample": s, "verdict": "correct",
+             "time": "2026-11-23T10:00:00Z"} for s, c in sorted(page_items(str(audit_dir / "review"))) if s == "random"]
+
+
+def test_verdicts_for_clips_the_review_did_not_show_are_not_counted(audited, tmp_path, capsys):
+    """audit-estimate's rule, in rescore too: a verdict counts only for a clip the page showed, in its sample."""
+    audit = audited[0] / "audit"
+    real = _shown_verdicts(audit)
+    suspects_only = sorted(c for s, c in page_items(str(audit / "review")) if s == "suspects"
+                           and ("random", c) not in page_items(str(audit / "review")))
+    forged = [{**real[0], "clip_id": f"forged{i:05d}_0"} for i in range(20)]
+    forged.append({**real[0], "clip_id": suspects_only[0]})  # a clip of the audit, but not shown in this sample
+    path = tmp_path / "verdicts.json"
+    path.write_text(json.dumps(real + forged))
+    out = tmp_path / "rescored.csv"
+    assert main(["audioset", "rescore", "--audit", str(audit), "--verdicts", str(path), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(real)} reviewed" in printed and "left out 21 verdicts for clips not in audit" in printed, printed
+    accuracy = json.loads((tmp_path / "rescored.accuracy.json").read_text())
+    assert accuracy["reviewed"] == len(real) and accuracy["review"]["overall"]["n"] == len(real)
+    assert "overall 100.0% [" in out.read_text() and f"(n={len(real)})" in out.read_text()
+    assert main(["audit-estimate", "--verdicts", str(path), "--audit", str(audit)]) == 0
+    assert f"(n={len(real)})" in capsys.readouterr().out  # the same count from both commands
+
+
+def test_verdicts_on_an_audit_without_a_review_page_are_one_line(audited, tmp_path, capsys):
+    import shutil
+
+    audit = tmp_path / "audit"
+    shutil.copytree(audited[0] / "audit", audit, ignore=shutil.ignore_patterns("review"))
+    path = tmp_path / "verdicts.json"
+    path.write_text(json.dumps(_shown_verdicts(audited[0] / "audit")))
+    assert main(["audioset", "rescore", "--audit", str(audit), "--verdicts", str(path),
+                 "--output", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "review/index.html does not exist" in err[0], err
+
+
+def test_quotes_and_line_breaks_in_labels_keep_one_row_per_clip(audited, tmp_path):
+    import csv
+    import shutil
+
+    audit = tmp_path / "audit"
+    shutil.copytree(audited[0] / "audit", audit)
+    table = pq.read_table(audit / "audit.parquet")
+    labels = table["labels"].to_pylist()
+    labels[0] = ['a "quoted" label', "two\nlines"]
+    given = table["given_labels"].to_pylist()
+    given[1] = ['class "b", with a comma']
+    table = table.set_column(table.schema.get_field_index("labels"), "labels", pa.array(labels))
+    table = table.set_column(table.schema.get_field_index("given_labels"), "given_labels", pa.array(given))
+    pq.write_table(table, audit / "audit.parquet")
+    out = tmp_path / "rescored.csv"
+    assert main(["audioset", "rescore", "--audit", str(audit), "--output", str(out)]) == 0
+    frame = pd.read_csv(out, comment="#", skipinitialspace=True, names=list(COLUMNS), keep_default_na=False)
+    rows = list(csv.reader((ln for ln in out.read_text().splitlines() if not ln.startswith("#")), skipinitialspace=True))
+    assert len(frame) == len(rows) == table.num_rows and all(len(r) == len(COLUMNS) for r in rows)
+    by_id = {f"{r['YTID']}_{int(round(r['start_seconds'] * 1000))}": r for r in frame.to_dict("records")}
+    first, second = (by_id[c] for c in table["clip_id"].to_pylist()[:2])
+    assert first["positive_labels"] == 'a "quoted" label,two lines'
+    assert second["given_class"] == 'class "b", with a comma'
+    segments = {s["clip_id"]: s["labels"] for s in pa.concat_tables(read_segments(str(out))).to_pylist()}
+    assert segments[table["clip_id"][0].as_py()] == ['a "quoted" label', "two lines"]
+
+
+def test_rescore_never_replaces_its_input(audited, tmp_path, capsys):
+    audit = audited[0] / "audit"
+    path = tmp_path / "v.accuracy.json"  # also the accuracy file of an output v.csv
+    path.write_text(json.dumps(_shown_verdicts(audit)))
+    before = path.read_text(), (audit / "audit.parquet").read_bytes()
+    for output, words in ((path, "output: "), (audit / "audit.parquet", "is the audit's audit.parquet"),
+                          (tmp_path / "v.csv", "output (its accuracy file):")):
+        code = main(["audioset", "rescore", "--audit", str(audit), "--verdicts", str(path), "--output", str(output)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and words in err[0] and "this job reads" in err[0], err
+    (tmp_path / "folder").mkdir()
+    assert main(["audioset", "rescore", "--audit", str(audit), "--output", str(tmp_path / "folder")]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert (path.read_text(), (audit / "audit.parquet").read_bytes()) == before

@@ -132,32 +132,32 @@ def test_each_eligible_clip_is_about_equally_likely(tmp_path):
 
 def test_exclusions_are_counted_by_reason(tmp_path):
     lines = [
-        f'vid_a, 0.000, 10.000, "{URBAN}"',
-        f'vid_a, 0.000, 10.000, "{URBAN}"',  # the same segment twice
-        f'vid_b, 10.000, 10.000, "{URBAN}"',  # empty segment
-        'vid_c, 0.000, 10.000, ""',  # no labels
-        f'vid_d, 0.000, 10.000, "{NATURAL}"',  # its video is in the excluded list
-        f'vid_e, 0.000, 10.000, "{URBAN},{NATURAL}"',
-        'vid_f, 0.000, 10.000, "/m/09x0r"',
-        f'vid_g, 30.000, 40.000, "{NATURAL}"',
+        f'vid_aaaaaaa, 0.000, 10.000, "{URBAN}"',
+        f'vid_aaaaaaa, 0.000, 10.000, "{URBAN}"',  # the same segment twice
+        f'vid_bbbbbbb, 10.000, 10.000, "{URBAN}"',  # empty segment
+        'vid_ccccccc, 0.000, 10.000, ""',  # no labels
+        f'vid_ddddddd, 0.000, 10.000, "{NATURAL}"',  # its video is in the excluded list
+        f'vid_eeeeeee, 0.000, 10.000, "{URBAN},{NATURAL}"',
+        'vid_fffffff, 0.000, 10.000, "/m/09x0r"',
+        f'vid_ggggggg, 30.000, 40.000, "{NATURAL}"',
     ]
     path = tmp_path / "list.csv"
     path.write_text("# a\n# b\n# YTID, start_seconds, end_seconds, positive_labels\n" + "\n".join(lines) + "\n")
     evaluation = tmp_path / "eval.csv"
-    evaluation.write_text(f'# eval\nvid_d, 50.000, 60.000, "{NATURAL}"\n')
+    evaluation.write_text(f'# eval\nvid_ddddddd, 50.000, 60.000, "{NATURAL}"\n')
     result = sample(path, tmp_path, per_class=5, exclude=str(evaluation))
-    assert result.report["left_out"] == {"bad_segment": 1, "excluded_video": 1, "unlabelled": 1, "unknown": 1,
+    assert result.report["left_out"] == {"bad_id": 0, "bad_segment": 1, "excluded_video": 1, "unlabelled": 1, "unknown": 1,
                                          "ambiguous": 1, "duplicate": 1}
-    assert result.sample["clip_id"].to_pylist() == ["vid_a_0", "vid_g_30000"]
+    assert result.sample["clip_id"].to_pylist() == ["vid_aaaaaaa_0", "vid_ggggggg_30000"]
     assert result.report["classes"]["urban"]["eligible"] == 1
 
 
 def test_repeated_rows_never_put_a_clip_twice_in_a_sample_and_are_counted(tmp_path):
     """30 urban clips, 8 of them listed again (one three times: 9 repeated rows), a target of 12: more eligible
     clips than the target, so a draw that kept the repeats would fill the target with them, not fall short."""
-    lines = [f'vid_{i:02d}, 0.000, 10.000, "{URBAN}"' for i in range(30)]
-    lines += [f'vid_{i:02d}, 0.000, 10.000, "{URBAN}"' for i in (0, 3, 5, 9, 14, 20, 22, 29, 14)]
-    lines += [f'vid_n{i}, 0.000, 10.000, "{NATURAL}"' for i in range(4)]
+    lines = [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(30)]
+    lines += [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in (0, 3, 5, 9, 14, 20, 22, 29, 14)]
+    lines += [f'nat{i:08d}, 0.000, 10.000, "{NATURAL}"' for i in range(4)]
     path = tmp_path / "list.csv"
     path.write_text("# YTID, start_seconds, end_seconds, positive_labels\n" + "\n".join(lines) + "\n")
     for seed in range(5):  # the repeated clips among the lowest priorities in some draws

@@ -49,6 +49,7 @@ from acoustic_env.storage import is_local, read_filesystem, transport_failure
 
 STAGE = "decode"
 CHUNK = 1 << 20  # bytes per read call: the byte cap and the deadline are checked between calls
+NO_BACKEND = "this container (MP4/M4A, AAC or WavPack) needs ffmpeg or GStreamer, and audioread found neither"
 _NATIVE = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM", b"caff", b".snd")
 
 
@@ -132,12 +133,24 @@ def _container(data: bytes) -> str | None:
     return None
 
 
-def _riff_shortfall(data: bytes) -> int:
+def _unless_foreign(head: bytes, sf_exc: Exception) -> None:
+    """libsndfile could not read a file: ClipError (not_audio, corrupt) unless its header is a container only
+    audioread reads (then return, and audioread tries)."""
+    reason = getattr(sf_exc, "error_string", None) or str(sf_exc)  # error_string: no "<BytesIO at 0x…>"
+    container = _container(head)
+    if container is None:
+        raise ClipError(STAGE, "not_audio", f"not a recognised audio file ({reason})") from None
+    if container == "native":
+        raise ClipError(STAGE, "corrupt", f"audio header found but decoding failed: {reason}") from None
+
+
+def _riff_shortfall(data: bytes, file_size: int | None = None) -> int:
     """Bytes missing from a RIFF/WAVE data chunk (0 when complete or not a WAV).
 
     libsndfile silently shortens a cut-off WAV to what is there, so a
     truncated download would pass as a shorter clip; the header says otherwise.
     Placeholder sizes written by streaming encoders (0, 0xFFFFFFFF) are ignored.
+    ``data`` may be the file's head only, with ``file_size`` its whole length.
     """
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return 0
@@ -145,7 +158,7 @@ def _riff_shortfall(data: bytes) -> int:
     while pos + 8 <= len(data):
         chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
         if chunk == b"data":
-            available = len(data) - pos - 8
+            available = (len(data) if file_size is None else file_size) - pos - 8
             return 0 if size in (0, 0xFFFFFFFF) else max(0, size - available)
         pos += 8 + size + (size & 1)
     return 0
@@ -207,8 +220,7 @@ def _decode_audioread(data: bytes, start_s: float | None, end_s: float | None,
                 if len(pcm) >= limit * ch * 2:
                     break
     except audioread.NoBackendError:
-        raise ClipError(STAGE, "unsupported", "this container (MP4/M4A, AAC or WavPack) needs ffmpeg or "
-                                              "GStreamer, and audioread found neither") from None
+        raise ClipError(STAGE, "unsupported", NO_BACKEND) from None
     finally:
         os.unlink(tmp.name)
     audio = np.frombuffer(bytes(pcm[: limit * ch * 2]), dtype="<i2").astype(np.float32) / 32768.0
@@ -234,12 +246,7 @@ def decode_bytes(data: bytes, params: DecodeParams, start_s: float | None = None
     except ClipError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as sf_exc:
-        reason = getattr(sf_exc, "error_string", None) or str(sf_exc)  # error_string: no "<BytesIO at 0x…>"
-        container = _container(data)
-        if container is None:
-            raise ClipError(STAGE, "not_audio", f"not a recognised audio file ({reason})") from None
-        if container == "native":
-            raise ClipError(STAGE, "corrupt", f"audio header found but decoding failed: {reason}") from None
+        _unless_foreign(data, sf_exc)
         try:
             audio, sr, available = _decode_audioread(data, seg_start, seg_end, keep_s)
         except ClipError:
@@ -282,3 +289,39 @@ def decode_clip(uri: str, params: DecodeParams, start_s: float | None = None, en
     """Read and decode one clip (see the module docstring for the rules)."""
     _check_segment(start_s, end_s)  # before reading: a bad row costs no I/O
     return decode_bytes(read_bytes(uri, params), params, start_s, end_s, cut, uri)
+
+
+def file_duration(path: str) -> float:
+    """Seconds of audio in a local file, every frame decoded a block at a time, so memory holds one block
+    whatever the file's size (``audioset fetch`` checks each download so, before it keeps it). ClipError as
+    :func:`decode_bytes` would raise for the file: not_audio, corrupt, truncated, unsupported, empty_file."""
+    size = os.path.getsize(path)
+    if not size:
+        raise ClipError(STAGE, "empty_file", f"file is empty (0 bytes): {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(CHUNK)
+    missing = _riff_shortfall(head, size)
+    if missing:
+        raise ClipError(STAGE, "truncated", f"WAV data chunk is {missing} bytes shorter than its header declares")
+    try:
+        with sf.SoundFile(path) as f:
+            check_format(f.samplerate, f.channels)
+            frames = sum(len(block) for block in f.blocks(blocksize=1 << 16, dtype="float32"))
+            return frames / f.samplerate
+    except ClipError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as sf_exc:
+        _unless_foreign(head, sf_exc)
+    import audioread
+
+    try:
+        with audioread.audio_open(path) as f:
+            check_format(f.samplerate, f.channels)
+            pcm_bytes = sum(len(block) for block in f)  # 16-bit PCM, a block at a time
+            return pcm_bytes / (2 * f.channels) / f.samplerate
+    except ClipError:
+        raise
+    except audioread.NoBackendError:
+        raise ClipError(STAGE, "unsupported", NO_BACKEND) from None
+    except Exception as exc:  # noqa: BLE001 - every backend failure means "corrupt" here
+        raise ClipError(STAGE, "corrupt", f"decoding failed: {type(exc).__name__}: {exc}") from None

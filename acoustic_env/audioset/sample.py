@@ -5,9 +5,13 @@ The studies this tool follows each sampled before they extracted anything (about
 Animal, Music and Vehicle, balanced). ``draw_sample`` does that for any task:
 
 * **Who is eligible.** Each row gets at most one reason to be left out, counted in
-  the report: ``bad_segment`` (start or end not a number, or end <= start),
+  the report: ``bad_id`` (its YTID is not a YouTube id: an id is data, never a path),
+  ``bad_segment`` (start or end not a number, start < 0, or end <= start; the rule of
+  :func:`acoustic_env.audioset.segments.refusals`, which ``fetch`` applies too; the report
+  lists the first ``REFUSED_LISTED`` rows refused for either, by data row),
   ``excluded_video`` (its video is in an ``exclude`` list, e.g. the evaluation list),
-  ``unlabelled``, ``unknown`` (no class of the task claims any of its labels) and,
+  ``unlabelled``, ``unknown`` (no class of the task claims any of its labels, by the
+  task's own reader :meth:`Task.claim_matrix`: MIDs or display names) and,
   for a single-label task, ``ambiguous`` (two classes claim it: the task's own rule,
   the one train and audit apply; counted per pair of classes). A multi-label task has
   no ambiguous clips: a clip counts for each of its classes.
@@ -47,14 +51,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from acoustic_env.audioset.segments import read_segments, write_segments
-from acoustic_env.vocabulary.tasks import Task, TaskError, load_task
+from acoustic_env.audioset.segments import SEGMENT_SCHEMA, read_segments, refusal_message, refusals, write_segments
 from acoustic_env.config import ConfigError
 from acoustic_env.config.audioset import SampleConfig
 from acoustic_env.storage import redact_all, write_json
+from acoustic_env.vocabulary.tasks import Task, TaskError, load_task
 
 #: Reasons a row is left out, in the order they are checked (a row gets the first that applies).
-REASONS = ("bad_segment", "excluded_video", "unlabelled", "unknown", "ambiguous")
+REASONS = ("bad_id", "bad_segment", "excluded_video", "unlabelled", "unknown", "ambiguous")
+REFUSED_LISTED = 100  # rows refused as bad_id or bad_segment named in the report (the rest counted)
 ALL = "all"  # the one pool of a uniform draw (``total`` without ``balanced``)
 
 
@@ -64,17 +69,6 @@ def priorities(ids: pa.Array, seed: int) -> np.ndarray:
 
     key = hashlib.sha256(str(seed).encode()).hexdigest()[:16]
     return hash_array(ids.to_numpy(zero_copy_only=False), hash_key=key, categorize=False)
-
-
-def memberships(task: Task, labels: pa.ListArray) -> np.ndarray:
-    """[rows, classes] bool: which classes each row's labels claim (``Task.claims``, on whole columns)."""
-    flat = labels.values
-    parents = pc.list_parent_indices(labels).to_numpy()
-    out = np.zeros((len(labels), task.n_classes), dtype=bool)
-    for c, own in enumerate(task.class_labels):
-        hit = pc.is_in(flat, value_set=pa.array(sorted(own), pa.string())).to_numpy(zero_copy_only=False)
-        out[parents[hit], c] = True
-    return out
 
 
 def _video_ids(uris: tuple[str, ...]) -> pa.Array:
@@ -163,15 +157,16 @@ def draw_sample(cfg: SampleConfig) -> SampleResult:
     excluded_videos = _video_ids(cfg.exclude) if cfg.exclude else None
     left_out: Counter[str] = Counter()
     pairs: Counter[str] = Counter()
+    refused: list[dict[str, Any]] = []
     rows_read = 0
     for batch in read_segments(cfg.segments):
         rows_read += batch.num_rows
-        member = memberships(task, batch["labels"].combine_chunks())
+        member = task.claim_matrix(batch["labels"].combine_chunks())
         hits = member.sum(axis=1)
-        start, end = batch["start_s"], batch["end_s"]
+        bad_id, bad_segment = refusals(batch)
         reasons = {
-            "bad_segment": ~pc.fill_null(pc.and_(pc.and_(pc.is_finite(start), pc.is_finite(end)), pc.less(start, end)),
-                                         False).to_numpy(zero_copy_only=False),
+            "bad_id": bad_id,
+            "bad_segment": bad_segment,
             "excluded_video": (pc.is_in(batch["YTID"], value_set=excluded_videos).to_numpy(zero_copy_only=False)
                                if excluded_videos is not None else np.zeros(batch.num_rows, bool)),
             "unlabelled": pc.equal(pc.list_value_length(batch["labels"]), 0).to_numpy(zero_copy_only=False),
@@ -185,6 +180,9 @@ def draw_sample(cfg: SampleConfig) -> SampleResult:
             out |= now
             if reason == "ambiguous" and now.any():
                 pairs.update(_combinations(member[now], task.class_names))
+            if reason in ("bad_id", "bad_segment") and now.any() and len(refused) < REFUSED_LISTED:
+                listed = batch.filter(pa.array(now)).slice(0, REFUSED_LISTED - len(refused)).to_pylist()
+                refused += [{"row": r["row"], "reason": reason, "message": refusal_message(reason, r)} for r in listed]
         eligible = ~out
         prio = priorities(batch["clip_id"].combine_chunks(), cfg.seed)
         for name, pool in pools.items():
@@ -198,7 +196,7 @@ def draw_sample(cfg: SampleConfig) -> SampleResult:
     kept = {name: pool.rows for name, pool in pools.items() if pool.rows is not None}
     sample = _assemble(kept, chosen)
     duplicates = sum(p.duplicates for p in pools.values())
-    in_sample = memberships(task, sample["labels"].combine_chunks()).sum(axis=0) if sample.num_rows else \
+    in_sample = task.claim_matrix(sample["labels"].combine_chunks()).sum(axis=0) if sample.num_rows else \
         np.zeros(task.n_classes, int)
     for c, name in enumerate(task.class_names):
         counts.setdefault(name, {})["in_sample"] = int(in_sample[c])
@@ -209,6 +207,7 @@ def draw_sample(cfg: SampleConfig) -> SampleResult:
         "rows_read": rows_read, "clips": sample.num_rows, "classes": counts,
         "left_out": {**{r: left_out[r] for r in REASONS}, "duplicate": duplicates},
         "ambiguous_pairs": dict(pairs.most_common()),
+        "refused_rows": sorted(refused, key=lambda r: r["row"]),
         "not_drawn": rows_read - sum(left_out.values()) - duplicates - sample.num_rows,
         "wall_s": round(time.time() - t0, 3), "peak_rss_mb": peak_rss_mb(),
         "rss_before_mb": rss_before, "config": redact_all(cfg.to_dict()),
@@ -237,8 +236,6 @@ def _finish(pools: dict[str, _Pool], cfg: SampleConfig, task: Task) -> dict[str,
 def _assemble(kept: dict[str, pa.Table], chosen: list[pa.Array]) -> pa.Table:
     """The chosen rows, once each, in the list's order."""
     if not kept:
-        from acoustic_env.audioset.segments import SEGMENT_SCHEMA
-
         return SEGMENT_SCHEMA.empty_table()
     rows = pa.concat_tables(list(kept.values())).drop_columns(["priority"])
     wanted = pc.unique(pa.chunked_array(chosen, pa.int64()))
@@ -269,15 +266,20 @@ def report_uri(output: str) -> str:
 
 
 def sample_segments(cfg: SampleConfig) -> SampleResult:
-    """Draw the sample and write it (a segment list) with its report beside it."""
+    """Draw the sample and write it (a segment list) with its report beside it, each through a temporary
+    file and a rename (the command checks first that the output is none of the inputs and can be written:
+    ``jobs.preflight``)."""
     try:
         result = draw_sample(cfg)
     except TaskError as exc:
         raise ConfigError(f"task: {exc}") from None
     comments = [f"Sampled by acoustic-env from {posixpath.basename(cfg.segments)}: task {result.report['task']}, "
                 f"{result.report['mode']}, seed {cfg.seed}"]
-    write_segments(result.sample, cfg.output, comments)
-    write_json(result.report, report_uri(cfg.output))
+    try:
+        write_segments(result.sample, cfg.output, comments)
+        write_json(result.report, report_uri(cfg.output))
+    except OSError as exc:  # a place the checks could not foresee (a full disk, /proc): one line, nothing half-written
+        raise ConfigError(f"output: cannot write {cfg.output}: {exc.strerror or exc}") from None
     return result
 
 
@@ -295,4 +297,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                                                       if n != ALL))
     left = ", ".join(f"{k} {v}" for k, v in report["left_out"].items() if v)
     lines.append(f"  left out: {left or 'none'}; eligible but not drawn: {report['not_drawn']}")
+    refused = report["refused_rows"]
+    if refused:
+        more = report["left_out"]["bad_id"] + report["left_out"]["bad_segment"] - len(refused)
+        lines += [f"  refused {r['message']}" for r in refused[:5]]
+        if more + len(refused) > 5:
+            lines.append(f"  ... {more + len(refused) - 5} more refused rows ({len(refused)} listed in the report)")
     return lines

@@ -16,8 +16,10 @@ from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfi
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from acoustic_env.audioset.sample import report_uri, sample_segments, summary_lines
+    from acoustic_env.jobs.preflight import preflight
 
     cfg = from_args(SampleConfig, args)
+    preflight(cfg)  # an output that is an input, a directory or unwritable: one line before the list is read
     result = sample_segments(cfg)
     print("\n".join(summary_lines(result.report)))
     print(f"  sample: {cfg.output}\n  report: {report_uri(cfg.output)}")
@@ -26,9 +28,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from acoustic_env.cli.console import console
-    from acoustic_env.jobs.fetch import fetch, summary_lines
+    from acoustic_env.jobs.fetch import check_paths, fetch, summary_lines
 
     cfg = from_args(FetchConfig, args)
+    check_paths(cfg)  # before the log file is made below the output
     console(args, cfg.output)
     print("\n".join(summary_lines(fetch(cfg, progress=print))))
     return 0
@@ -40,6 +43,9 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     cfg = from_args(RescoreConfig, args)
     accuracy = rescored_list(cfg.audit, cfg.output, list(cfg.verdicts), cfg.method)
     print(f"{accuracy['clips']} clips, {accuracy['reviewed']} reviewed: {cfg.output}")
+    if accuracy["verdicts_left_out"]:
+        print(f"  left out {accuracy['verdicts_left_out']} verdicts for clips not in audit {cfg.audit} "
+              "(not on its review page)")
     print(f"  label accuracy per class: {accuracy_uri(cfg.output)} (also in the file's header)")
     return 0
 

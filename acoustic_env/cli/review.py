@@ -38,7 +38,7 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
         on_page,
         read_verdicts,
     )
-    from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR, page_items
+    from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR
     from acoustic_env.storage import filesystem, join, write_json
 
     records = read_verdicts(args.verdicts)
@@ -46,7 +46,7 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
     review_dir = join(args.audit, REVIEW_DIR) if args.audit else beside
     fs, page = filesystem(join(review_dir, PAGE))
     if args.audit or fs.exists(page):
-        records, others = on_page(records, page_items(review_dir))
+        records, others = on_page(records, review_dir)
         if others:
             print(f"left out {others} verdicts for clips not in audit {args.audit or review_dir} "
                   "(not on its review page)")

@@ -28,6 +28,8 @@ DEFAULT_DOWNLOADER = (
 )
 URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
 PLACEHOLDERS = ("url", "ytid", "start", "end", "duration", "out", "tmp")
+#: The most clips a sample may ask for (per class or in all): a thousand times AudioSet's largest list.
+MAX_CLIPS = 2_000_000_000
 
 
 def _targets(value: Any) -> dict[str, int]:
@@ -49,6 +51,8 @@ def _targets(value: Any) -> dict[str, int]:
             n = -1
         if n < 0 or isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
             raise TypeError(f"{k}: must be an integer >= 0, got {v!r}")
+        if n > MAX_CLIPS:
+            raise TypeError(f"{k}: must be at most {MAX_CLIPS}, got {v!r}")
         out[str(k)] = n
     return out
 
@@ -69,10 +73,10 @@ class SampleConfig(Section):
                                  "<name>.report.json)")
     task: str = _task()
     ontology: str | None = _ontology()
-    per_class: int | None = option(None, ge=1, help="clips drawn per class (fewer where a class has fewer)")
+    per_class: int | None = option(None, ge=1, le=MAX_CLIPS, help="clips drawn per class (fewer where a class has fewer)")
     targets: dict[str, int] = option(factory=dict, parse=_targets,
                                      help="clips drawn per class, by name (CLASS=N,...): a class left out gets none")
-    total: int | None = option(None, ge=1, help="clips in all: a uniform draw from the eligible clips, or with "
+    total: int | None = option(None, ge=1, le=MAX_CLIPS, help="clips in all: a uniform draw from the eligible clips, or with "
                                                 "--balanced an equal share per class")
     balanced: bool = option(False, help="every class gets the same number of clips: the smallest of its share "
                                         "(--per-class, or --total over the classes) and what the rarest class has")
@@ -104,6 +108,8 @@ class FetchConfig(Section):
     clip_format: str = option("flac", choices=("flac", "wav", "ogg", "mp3", "m4a", "opus"),
                               help="the extension of {out} (what the downloader writes)")
     timeout_s: float = option(120.0, gt=0, help="longest a download may take; then it is ended (a timeout row)")
+    max_bytes: int = option(64 * 2**20, ge=1, help="a clip file larger than this is refused unread (a too_large row); "
+                                                   "a 10-s clip is a few MB")
     rate_per_s: float = option(1.0, gt=0, help="most downloads started per second, over all workers together")
     workers: int = option(2, ge=1, help="downloads running at once (Ray tasks)")
     retry_failed: bool = option(False, help="try again the segments a previous run recorded as failed "
@@ -112,17 +118,31 @@ class FetchConfig(Section):
     ray_address: str | None = _ray_address()
 
     def cross_check(self) -> None:
-        try:
-            names = {name for _, name, _, _ in string.Formatter().parse(self.downloader) if name}
-        except ValueError as exc:
-            raise ConfigError(f"downloader: not a valid command template ({exc}); write a literal brace as {{{{ }}}}")
-        unknown = sorted(names - set(PLACEHOLDERS))
-        require(not unknown, "downloader", f"unknown placeholder(s) {unknown} (known: {', '.join(PLACEHOLDERS)})",
-                self.downloader)
+        names = _placeholders(self.downloader, "downloader", PLACEHOLDERS)
         require("out" in names, "downloader", "must write the clip to {out}", self.downloader)
+        require(_placeholders(self.url_template, "url_template", ("ytid",)) == {"ytid"}, "url_template",
+                "must hold {ytid} (each segment's video)", self.url_template)
         syntax = _shell_syntax_error(self.downloader.format(**dict.fromkeys(PLACEHOLDERS, "x")))
         require(not syntax, "downloader", f"not a valid /bin/sh command ({syntax}); quote what the shell "
                                           "must not read, e.g. '%(ext)s'", self.downloader)
+
+
+def _placeholders(template: str, field: str, known: tuple[str, ...]) -> set[str]:
+    """The placeholders of a template, checked before anything starts: a positional ``{}``, an attribute
+    (``{out.x}``), an index, a conversion or format (``{ytid:>999999999}``) or a name not in ``known`` is one
+    line naming the field, not a KeyError (or a gigabyte string) in every download task."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"{field}: not a valid template ({exc}); write a literal brace as {{{{ }}}}") from None
+    names = {name for _, name, _, _ in parsed if name is not None}
+    dressed = [f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
+               for _, name, spec, conv in parsed if name is not None and (spec or conv)]
+    require(not dressed, field, f"a placeholder takes no conversion or format ({dressed[0] if dressed else ''}): "
+                                "each is filled in as it is", template)
+    unknown = sorted(names - set(known))
+    require(not unknown, field, f"unknown placeholder(s) {unknown} (known: {', '.join(known)})", template)
+    return names
 
 
 def _shell_syntax_error(command: str) -> str | None:

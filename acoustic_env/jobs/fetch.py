@@ -12,6 +12,12 @@ Output layout (local or object storage):
   the end of each run; ``extract --manifest <output>/manifest.csv`` reads it as is;
 * ``runs/<run_id>.json``: the run record with the counts per outcome and reason.
 
+**Refused rows.** A row whose YTID is not a YouTube id (``../x``, ``a/b``, empty: an id is
+data, never a path) is ``bad_id``, one whose bounds are not a segment ``bad_segment``
+(:func:`acoustic_env.audioset.segments.refusals`, the rule ``sample`` applies): a failure row
+each, its message naming the data row, and no download. A run with nothing to download
+(an empty list, everything fetched, failed or refused) starts no Ray.
+
 **Resuming.** A run lists ``audio/`` and reads ``failures/`` first: a segment with a clip
 is never fetched again; one with a recorded failure is not tried again unless
 ``retry_failed``. A killed run loses only the downloads in flight (at most ``workers``;
@@ -24,25 +30,29 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import posixpath
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from acoustic_env.audioset.fetch import Downloader, clip_name, fetch_segment
-from acoustic_env.audioset.segments import read_segments
+from acoustic_env.audioset.segments import read_segments, refusal_message, refusals
 from acoustic_env.config.audioset import FetchConfig
 from acoustic_env.distributed.downloads import run_downloads
+from acoustic_env.jobs.preflight import check_output, check_output_file
 from acoustic_env.jobs.record import Run, lifecycle
 from acoustic_env.jobs.results import FetchResult
-from acoustic_env.storage import filesystem, is_local, join, read_parts, redact_all, write_parquet
+from acoustic_env.storage import filesystem, join, read_parts, redact_all, write_bytes, write_parquet
 
 AUDIO, FAILURES, MANIFEST = "audio", "failures", "manifest.csv"
 FAILURE_COLUMNS = ("clip_id", "YTID", "start_s", "end_s", "reason", "message", "run_id", "started_at", "elapsed_s")
 FLUSH_S = 2.0  # failure rows are written at most this long after they happen
+REFUSED_LISTED = 20  # refused rows named in the run record and on the console (all are failure rows)
 
 
 def present_clips(output: str) -> set[str]:
@@ -61,24 +71,32 @@ def recorded_failures(output: str) -> pa.Table | None:
     return read_parts(join(output, FAILURES))
 
 
+def _segments(uri: str) -> Iterator[dict[str, Any]]:
+    """The list's rows, each with ``refused``: None, or ``bad_id`` / ``bad_segment`` (``refusals``' rule)."""
+    for batch in read_segments(uri):
+        bad_id, bad_segment = refusals(batch)
+        reason = np.where(bad_id, "bad_id", np.where(bad_segment, "bad_segment", ""))
+        for seg, why in zip(batch.select(["row", "YTID", "start_s", "end_s", "clip_id"]).to_pylist(), reason):
+            yield {**seg, "refused": str(why) or None}
+
+
 def _todo(cfg: FetchConfig, present: set[str], failed: set[str], counts: Counter[str]) -> Iterator[dict[str, Any]]:
-    """The list's segments still to fetch, streamed (the list may have millions of rows)."""
+    """The list's segments still to fetch or to refuse, streamed (the list may have millions of rows)."""
     seen: set[str] = set()
-    for batch in read_segments(cfg.segments):
-        for seg in batch.select(["YTID", "start_s", "end_s", "clip_id"]).to_pylist():
-            if cfg.limit and counts["segments"] >= cfg.limit:
-                return
-            counts["segments"] += 1
-            if seg["clip_id"] in seen:
-                counts["duplicate"] += 1
-                continue
-            seen.add(seg["clip_id"])
-            if clip_name(seg["clip_id"], cfg.clip_format) in present:
-                counts["already_fetched"] += 1
-            elif seg["clip_id"] in failed and not cfg.retry_failed:
-                counts["already_failed"] += 1
-            else:
-                yield seg
+    for seg in _segments(cfg.segments):
+        if cfg.limit and counts["segments"] >= cfg.limit:
+            return
+        counts["segments"] += 1
+        if seg["clip_id"] in seen:
+            counts["duplicate"] += 1
+            continue
+        seen.add(seg["clip_id"])
+        if not seg["refused"] and clip_name(seg["clip_id"], cfg.clip_format) in present:
+            counts["already_fetched"] += 1
+        elif seg["clip_id"] in failed and not cfg.retry_failed:
+            counts["already_failed"] += 1
+        else:
+            yield seg
 
 
 def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
@@ -90,25 +108,30 @@ def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
     seen: set[str] = set()
     n = 0
     for batch in read_segments(cfg.segments):
-        for seg in batch.to_pylist():
-            name = clip_name(seg["clip_id"], cfg.clip_format)
-            if name not in present or seg["clip_id"] in seen:
+        refused = np.logical_or(*refusals(batch))
+        for seg, no in zip(batch.to_pylist(), refused):
+            if no or seg["clip_id"] in seen or clip_name(seg["clip_id"], cfg.clip_format) not in present:
                 continue
             seen.add(seg["clip_id"])
-            writer.writerow([seg["clip_id"], join(cfg.output, AUDIO, name), ";".join(seg["labels"]), seg["YTID"],
-                             f"{seg['start_s']:.3f}", f"{seg['end_s']:.3f}"])
+            writer.writerow([seg["clip_id"], join(cfg.output, AUDIO, clip_name(seg["clip_id"], cfg.clip_format)),
+                             ";".join(seg["labels"]), seg["YTID"], f"{seg['start_s']:.3f}", f"{seg['end_s']:.3f}"])
             n += 1
     uri = join(cfg.output, MANIFEST)
-    fs, path = filesystem(uri)
-    if is_local(uri):
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    fs.pipe_file(path, buf.getvalue().encode())
+    write_bytes(buf.getvalue().encode(), uri)
     return uri, n
+
+
+def check_paths(cfg: FetchConfig) -> None:
+    """The output can be written, and its manifest would not replace the segment list: one line, before anything."""
+    check_output(cfg.output, "output")
+    check_output_file(join(cfg.output, MANIFEST), "output (its manifest.csv)", {"segments list": cfg.segments})
 
 
 def fetch(cfg: FetchConfig, progress: Callable[[str], None] | None = None) -> FetchResult:
     """Fetch what is left of ``cfg.segments`` (see the module docstring); the counts, the manifest, the record."""
-    next(read_segments(cfg.segments), None)  # an unreadable or malformed list is one line before anything starts
+    check_paths(cfg)
+    for _ in read_segments(cfg.segments):  # a damaged list (a bad row anywhere) is one line before Ray starts:
+        pass  # one streaming pass, seconds for AudioSet's 2 million rows, nothing to a run of downloads
     with lifecycle("audioset-fetch", redact_all(cfg.to_dict()), cfg.output) as run:
         return FetchResult.from_record(_fetch(cfg, run, progress))
 
@@ -122,6 +145,7 @@ def _fetch(cfg: FetchConfig, run: Run, progress: Callable[[str], None] | None) -
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     pending: list[dict[str, Any]] = []
+    refused: list[str] = []
     flushed = [time.time(), 0]
 
     def flush(force: bool = False) -> None:
@@ -139,29 +163,33 @@ def _fetch(cfg: FetchConfig, run: Run, progress: Callable[[str], None] | None) -
             counts["failed"] += 1
             reasons[row["reason"]] += 1
             pending.append({**row, "run_id": run_id})
+            if row["reason"] in ("bad_id", "bad_segment") and len(refused) < REFUSED_LISTED:
+                refused.append(row["message"])
         flush()
         if progress and (counts["fetched"] + counts["failed"]) % 100 == 0:
             progress(f"  {counts['fetched']} fetched, {counts['failed']} failed so far")
 
-    downloader = Downloader(cfg.downloader, cfg.url_template, cfg.clip_format, cfg.timeout_s)
-    items = _bad_segments_first(_todo(cfg, present, failed, counts), on_result)
-    first_slot = run_downloads(fetch_segment, items, cfg.workers, cfg.rate_per_s, on_result, cfg.ray_address,
-                               downloader=downloader, audio_dir=join(cfg.output, AUDIO))
+    downloader = Downloader(cfg.downloader, cfg.url_template, cfg.clip_format, cfg.timeout_s, cfg.max_bytes)
+    items = _refused_first(_todo(cfg, present, failed, counts), on_result)
+    first = next(items, None)  # nothing to download: no Ray started for nothing
+    first_slot = None if first is None else run_downloads(
+        fetch_segment, itertools.chain([first], items), cfg.workers, cfg.rate_per_s, on_result, cfg.ray_address,
+        downloader=downloader, audio_dir=join(cfg.output, AUDIO))
     flush(force=True)
     manifest, clips = write_manifest(cfg)
     return run.complete(counts={**dict(counts), "failed_by_reason": dict(reasons), "manifest_clips": clips},
-                        manifest=manifest, first_slot=first_slot)
+                        manifest=manifest, first_slot=first_slot, refused_rows=refused)
 
 
-def _bad_segments_first(segments: Iterator[dict[str, Any]], on_result: Callable[[dict[str, Any]], None]
-                        ) -> Iterator[dict[str, Any]]:
-    """Segments whose bounds are not a segment become failure rows here, without a download."""
+def _refused_first(segments: Iterator[dict[str, Any]], on_result: Callable[[dict[str, Any]], None]
+                   ) -> Iterator[dict[str, Any]]:
+    """Refused rows (``bad_id``, ``bad_segment``) become failure rows here, without a download; the rest go on."""
     for seg in segments:
-        if not (seg["start_s"] == seg["start_s"] and seg["end_s"] > seg["start_s"] >= 0):
-            on_result({**seg, "ok": False, "reason": "bad_segment", "started_at": time.time(), "elapsed_s": 0.0,
-                       "message": f"start {seg['start_s']} and end {seg['end_s']} are not a segment"})
+        if seg["refused"]:
+            on_result({**seg, "ok": False, "reason": seg["refused"], "started_at": time.time(), "elapsed_s": 0.0,
+                       "message": refusal_message(seg["refused"], seg)})
             continue
-        yield seg
+        yield {k: seg[k] for k in ("YTID", "start_s", "end_s", "clip_id")}
 
 
 def _failure_schema() -> pa.Schema:
@@ -178,4 +206,5 @@ def summary_lines(result: FetchResult) -> list[str]:
             f"{c.get('already_fetched', 0)} fetched and {c.get('already_failed', 0)} failed before, skipped; "
             f"{result.wall_s:.1f} s",
             f"  manifest: {result.manifest} ({c['manifest_clips']} clips; extract --manifest takes it as is)",
-            f"  failures: {join(result.output, FAILURES)}/"]
+            f"  failures: {join(result.output, FAILURES)}/",
+            *(f"  refused {message}" for message in result.record["refused_rows"][:5])]

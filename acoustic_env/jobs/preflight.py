@@ -25,7 +25,8 @@ from acoustic_env.config import (
     Section,
     TrainConfig,
 )
-from acoustic_env.storage import is_local, require_backend
+from acoustic_env.config.audioset import SampleConfig
+from acoustic_env.storage import is_local, join, require_backend, same_file
 
 #: The fewest clips with a target that train accepts: fewer cannot fill a train, a
 #: validation and a test split with every class. Checked before Ray starts (and by
@@ -71,6 +72,11 @@ def check_output(uri: str | None, field: str) -> None:
     path = _local(uri)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{field}: {uri} is a file; give a directory (the job writes several files below it)")
+    _creatable(path, uri, field)
+
+
+def _creatable(path: Path, uri: str, field: str) -> None:
+    """The directory ``path`` is, or can be made below its nearest existing ancestor, and written to."""
     existing = path
     while not existing.exists():
         existing = existing.parent
@@ -78,6 +84,25 @@ def check_output(uri: str | None, field: str) -> None:
         raise ConfigError(f"{field}: {existing} is a file, so {uri} cannot be created below it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{field}: cannot write to {existing} (permission denied)")
+
+
+def check_output_file(uri: str, field: str, inputs: dict[str, str]) -> None:
+    """``uri`` is none of the job's ``inputs`` ({what: uri}; the same file by path, link or inode), and
+    (locally) is not a directory and can be written: an input read and then replaced by the output would
+    be lost, and a directory or an unwritable place would fail only after all the work."""
+    require_backend(uri)
+    for what, other in inputs.items():
+        if same_file(uri, other):
+            raise ConfigError(f"{field}: {uri} is the {what} this job reads; writing it would replace its "
+                              "input: give another file")
+    if not is_local(uri):
+        return
+    path = _local(uri)
+    if path.is_dir():
+        raise ConfigError(f"{field}: {uri} is a directory; give a file name (e.g. {join(uri, 'out.csv')})")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{field}: cannot write to {uri} (permission denied)")
+    _creatable(path.parent, uri, field)
 
 
 def check_local_device(device: str, ray_address: str | None) -> None:
@@ -92,7 +117,17 @@ def check_local_device(device: str, ray_address: str | None) -> None:
 
 
 def preflight(cfg: Section) -> None:
-    """Check a job config's paths (see the module docstring); raises ConfigError naming the field."""
+    """Check a job config's paths (see the module docstring); raises ConfigError naming the field.
+
+    ``audioset fetch`` and ``rescore`` check theirs in their jobs (:func:`check_output_file`), which
+    import this module.
+    """
+    if isinstance(cfg, SampleConfig):
+        from acoustic_env.audioset.sample import report_uri
+
+        inputs = {"segments list": cfg.segments, **{f"exclude list {u}": u for u in cfg.exclude}}
+        check_output_file(cfg.output, "output", inputs)
+        check_output_file(report_uri(cfg.output), "output (its report)", inputs)
     if isinstance(cfg, ExtractConfig):
         check_local_device(cfg.device, cfg.ray_address)
         check_input(cfg.manifest, "manifest")

@@ -38,7 +38,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from acoustic_env.vocabulary.ontology import (
@@ -97,6 +99,21 @@ class Task:
         found = set(keys.values())
         hits = [i for i, own in enumerate(self.class_labels) if not own.isdisjoint(found)]
         return hits, [label for label, key in keys.items() if key not in self._claimed]
+
+    def claim_matrix(self, labels: pa.ListArray) -> np.ndarray:
+        """[rows, classes] bool: which classes each row's labels claim, by :meth:`claims` (MIDs, display
+        names) on whole Arrow columns: each distinct label is looked up once, so millions of rows cost seconds."""
+        flat = labels.values
+        distinct = pc.unique(flat)
+        hit = np.zeros((len(distinct), self.n_classes), dtype=bool)
+        for i, label in enumerate(distinct.to_pylist()):
+            hit[i, self.claims([label])[0]] = True
+        hit = hit[pc.index_in(flat, value_set=distinct).to_numpy(zero_copy_only=False)]  # per label of the column
+        parents = pc.list_parent_indices(labels).to_numpy()
+        out = np.zeros((len(labels), self.n_classes), dtype=bool)
+        for c in range(self.n_classes):
+            out[parents[hit[:, c]], c] = True
+        return out
 
     def memberships(self, labels: Iterable[str]) -> list[int]:
         """Indices of the classes the clip's labels claim (``unknown_labels: error``: an unclaimed label stops)."""

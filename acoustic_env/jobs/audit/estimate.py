@@ -30,7 +30,7 @@ import numpy as np
 
 from acoustic_env.errors import AuditError
 from acoustic_env.learn.metrics import wilson
-from acoustic_env.storage import filesystem
+from acoustic_env.storage import filesystem, join
 
 VERDICTS = ("correct", "wrong", "unsure")
 SAMPLES = ("random", "suspects")
@@ -99,12 +99,21 @@ def read_verdicts(uris: Iterable[str]) -> list[dict[str, Any]]:
     return records
 
 
-def on_page(records: list[dict[str, Any]], known: frozenset[tuple[str, str]]) -> tuple[list[dict[str, Any]], int]:
-    """(the verdicts about clips the review page showed, in the sample it showed them in; how many others).
+def on_page(records: list[dict[str, Any]], review_dir: str) -> tuple[list[dict[str, Any]], int]:
+    """(the verdicts about clips the review page in ``review_dir`` showed, in the sample it showed them in;
+    how many others): the one rule for which verdicts count, in ``audit-estimate`` and ``audioset rescore``.
 
     A verdict about any other clip was not drawn by the audit's sampling (forged, or
-    from another audit), so it must not count in the estimate.
+    from another audit), so it must not count in the estimate, nor as reviewed. An audit
+    without a review page showed no clip: its verdicts cannot be checked, and that is one line.
     """
+    from acoustic_env.jobs.audit.review import PAGE, page_items
+
+    fs, page = filesystem(join(review_dir, PAGE))
+    if not fs.exists(page):
+        raise AuditError(f"verdicts: {join(review_dir, PAGE)} does not exist, so no verdict can be checked against "
+                         "the clips it showed; build the page with `acoustic-env audit-review --review-top N`")
+    known = page_items(review_dir)
     kept = [r for r in records if (r["sample"], r["clip_id"]) in known]
     return kept, len(records) - len(kept)
 

@@ -9,10 +9,16 @@ what the audit and the review made of them::
                      cleanlab's self-confidence: low = the model doubts the label)
     suspected        1 when confident learning flagged the label, else 0
     suggested_class  the model's most probable class(es)
-    verdict          the reviewer's latest verdict on the clip (correct, wrong, unsure; empty: not reviewed)
+    verdict          the reviewer's latest verdict on the clip (correct, wrong, unsure; empty: not reviewed);
+                     only verdicts about a clip the audit's review page showed count
+                     (:func:`acoustic_env.jobs.audit.estimate.on_page`, audit-estimate's rule)
     settled_class    the class the review settled: the given one when judged correct, the
                      right class the reviewer chose when judged wrong (empty: unsure, not
                      reviewed, or wrong without a right class)
+
+A field that holds a comma or a quote is quoted as CSV quotes it (a quote doubled; the
+labels field always quoted, as published), and a line break in one becomes a space, so
+each clip is one line that ``csv`` and pandas read as written.
 
 The ``#`` header lines carry the estimated label accuracy per class with its 95 %
 interval, from two sources, never mixed: the review of the *random* sample
@@ -35,9 +41,12 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from acoustic_env.errors import AuditError
-from acoustic_env.jobs.audit.estimate import estimate_accuracy, read_verdicts
+from acoustic_env.jobs.audit.estimate import estimate_accuracy, on_page, read_verdicts
 from acoustic_env.jobs.audit.job import SUMMARY, TABLE
-from acoustic_env.storage import filesystem, is_local, join, read_json, write_json
+from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR
+from acoustic_env.jobs.audit.server import verdicts_uri
+from acoustic_env.jobs.preflight import check_output_file
+from acoustic_env.storage import filesystem, join, read_json, write_bytes, write_json
 
 COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels", "given_class", "score", "suspected",
            "suggested_class", "verdict", "settled_class")
@@ -79,39 +88,52 @@ def _model_accuracy(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def rescored_list(audit: str, output: str, verdicts: list[str] = (), method: str = "wilson") -> dict[str, Any]:
-    """Write the rescored list of an audit (and its review's verdicts) to ``output``; returns the accuracy estimates."""
+    """Write the rescored list of an audit (and its review's verdicts) to ``output``; returns the accuracy estimates.
+
+    The output (and its accuracy file) must be none of the files read: checked first, one line.
+    """
+    inputs = {f"verdicts file {u}": u for u in verdicts}
+    for uri in (join(audit, TABLE), join(audit, SUMMARY), join(audit, REVIEW_DIR, PAGE), verdicts_uri(audit)):
+        inputs[f"audit's {uri.rsplit('/', 1)[-1]}"] = uri
+    check_output_file(output, "output", inputs)
+    check_output_file(accuracy_uri(output), "output (its accuracy file)", inputs)
     fs, path = filesystem(join(audit, TABLE))
     if not fs.isfile(path):
         raise AuditError(f"audit: no {TABLE} in {audit} (is it an audit's output directory?)")
     with fs.open(path, "rb") as fh:
         rows = pq.read_table(fh).to_pylist()
     summary = read_json(join(audit, SUMMARY))
-    records = read_verdicts(verdicts) if verdicts else []
+    records, left_out = on_page(read_verdicts(verdicts), join(audit, REVIEW_DIR)) if verdicts else ([], 0)
     by_clip = settled(records)
     review = None
     if any(r["sample"] == "random" for r in records):
         review = estimate_accuracy(records, sample="random", method=method)
-    accuracy = {"audit": audit, "clips": len(rows), "reviewed": len(by_clip), "review": review,
-                "model": _model_accuracy(summary), "task": summary.get("task")}
+    accuracy = {"audit": audit, "clips": len(rows), "reviewed": len(by_clip), "verdicts_left_out": left_out,
+                "review": review, "model": _model_accuracy(summary), "task": summary.get("task")}
     lines = [f"# {line}\n" for line in _header(accuracy)] + ["# " + ", ".join(COLUMNS) + "\n"]
     for row in rows:
         verdict, cls = by_clip.get(row["clip_id"], ("", []))
         ytid, start, end = _segment(row)
-        fields = [_field(ytid), start, end, '"' + ",".join(row.get("labels") or []) + '"',
+        fields = [_field(ytid), start, end, _quoted(",".join(row.get("labels") or [])),
                   _field(";".join(row["given_labels"])), f"{row['label_quality']:.4f}", str(int(bool(row["flagged"]))),
                   _field(";".join(row["suggested_labels"])), verdict, _field(";".join(cls))]
         lines.append(", ".join(fields) + "\n")
-    fs, out_path = filesystem(output)
-    if is_local(output):
-        fs.makedirs(posixpath.dirname(out_path), exist_ok=True)
-    fs.pipe_file(out_path, "".join(lines).encode())
-    write_json(accuracy, accuracy_uri(output))
+    try:
+        write_bytes("".join(lines).encode(), output)
+        write_json(accuracy, accuracy_uri(output))
+    except OSError as exc:  # a place the command's checks could not foresee: one line, nothing half-written
+        raise AuditError(f"output: cannot write {output}: {exc.strerror or exc}") from None
     return accuracy
 
 
+def _quoted(text: str) -> str:
+    """A field in quotes, CSV-style: a quote inside doubled, a line break a space (a row is one line)."""
+    return '"' + " ".join(text.splitlines()).replace('"', '""') + '"'
+
+
 def _field(text: str) -> str:
-    """A free-text field, quoted CSV-style when it holds a comma or a quote (class names and ids seldom do)."""
-    return '"' + text.replace('"', '""') + '"' if ("," in text or '"' in text) else text
+    """A free-text field, quoted (:func:`_quoted`) when it holds a comma, a quote or a line break."""
+    return _quoted(text) if any(c in text for c in ',"\r\n') else text
 
 
 def accuracy_uri(output: str) -> str:
