@@ -15,6 +15,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -27,6 +28,8 @@ from acoustic_env.learn.duplicates import (
     DISAGREE_COLUMN,
     find_pairs,
     merge_duplicate_groups,
+    merge_lines,
+    merge_summary,
     pairs_table,
 )
 from acoustic_env.learn.splits import assign_splits, leaks, strata
@@ -95,6 +98,25 @@ def test_find_pairs_on_vectors():
     assert list(zip(i, j)) == [(3, 7)] and d[0] < 0.01
     with pytest.raises(ValueError, match="threshold"):
         find_pairs([x], threshold=-1)
+    with pytest.raises(ValueError, match=r"threshold: must be in \[0, 2\), got 2"):
+        find_pairs([x], threshold=2)
+    x[9] = x[2]
+    assert list(zip(*find_pairs([x], threshold=0)[:2])) == [(2, 9)]  # 0: exact copies only
+
+
+def test_find_pairs_standardises_each_dimension():
+    """Dimensions in units a million apart, each on its own offset, one constant: only the planted copy is near.
+
+    Without the per-dimension standardisation the largest units or the offsets would make every clip look alike."""
+    rng = np.random.default_rng(1)
+    units, offsets = 10.0 ** rng.uniform(-3, 3, 40), 10.0 ** rng.uniform(0, 4, 40)
+    z = rng.standard_normal((50, 40))
+    z[7] = z[3] + 0.05 * rng.standard_normal(40)
+    x = z * units + offsets
+    x[:, 5] = 2.0  # constant: dropped, not a division by zero
+    i, j, d = find_pairs([x], threshold=DEFAULT_THRESHOLD)
+    assert list(zip(i, j)) == [(3, 7)] and 0 < d[0] < 0.01 and d.dtype == np.float32
+    assert len(find_pairs([x[:1]])[0]) == 0  # one clip: no pair
 
 
 def test_a_chain_of_near_duplicates_ends_in_one_group(tmp_path):
@@ -123,8 +145,35 @@ def test_a_chain_of_near_duplicates_ends_in_one_group(tmp_path):
     guard = merge_duplicate_groups(features)
     for chain in chains:
         assert len(set(guard.groups[list(chain)])) == 1, guard.groups[list(chain)]
-    assert guard.counts["pairs"] == 5 and guard.counts["groups_merged"] == 5
-    assert guard.counts["groups_after"] == len(set(guard.groups.tolist())) == 40 - 5
+    counts = guard.counts
+    assert {k: counts[k] for k in ("pairs", "pairs_across_groups", "groups_merged", "clips_regrouped", "groups_before",
+                                   "groups_after")} == {"pairs": 5, "pairs_across_groups": 5, "groups_merged": 5,
+                                                        "clips_regrouped": 5, "groups_before": 40, "groups_after": 35}
+    assert len(set(guard.groups.tolist())) == 35 and guard.has_groups
+    assert [m["groups"] for m in counts["merges"]] == [["rec000010", "rec000020", "rec000030"],
+                                                       ["rec000012", "rec000022", "rec000027", "rec000033"]]
+    assert [m["pairs_total"] for m in counts["merges"]] == [2, 3]
+    closest = counts["merges"][1]["pairs"]  # the pairs that joined them, closest first
+    assert [p[2] for p in closest] == sorted(p[2] for p in closest) and all(p[2] <= DEFAULT_THRESHOLD for p in closest)
+    assert merge_lines(counts)[0] == ("groups rec000010 + rec000020 + rec000030 merged: near-duplicate clips "
+                                      + ", ".join(f"{a} ~ {b} ({d:.3f})" for a, b, d in counts["merges"][0]["pairs"]))
+    assert merge_summary(counts).startswith("the near-duplicate guard (mean cosine distance <= 0.05) merged 40 "
+                                            "groups into 35: groups rec000010 + ")
+    assert list(guard.apply(features).groups) == list(guard.groups)
+    # the audit's column: each clip of the first chain names its nearest near-duplicate of another label
+    ids = features.ids.tolist()
+    labels = [["natural"] if k == 20 else ["urban"] for k in range(40)]
+    named = guard.label_disagreements(pa.table({"clip_id": ids, "given_labels": labels}))[DISAGREE_COLUMN].to_pylist()
+    assert {ids[k]: v for k, v in enumerate(named) if v} == {ids[10]: ids[20], ids[20]: ids[10] if dist[10, 20] <
+                                                             dist[20, 30] else ids[30], ids[30]: ids[20]}
+    # above max_clips the guard does not search, and says so
+    skipped = merge_duplicate_groups(features, max_clips=39)
+    assert skipped.counts == {"threshold": 0.05, "columns": ["indices_raw"], "skipped": "over 39 clips", "pairs": 0,
+                              "groups_merged": 0}
+    assert list(skipped.groups) == list(features.groups) and skipped.pairs.num_rows == 0 and skipped.has_groups is True
+    assert merge_lines(counts, limit=1)[1:] == ["... and 1 more merged set(s) (run record: counts.duplicates)"]
+    distinct = merge_duplicate_groups(dataclasses.replace(features, X={"indices_raw": rng.standard_normal(x.shape)}))
+    assert distinct.counts["pairs"] == 0 and distinct.has_groups is True and merge_summary(distinct.counts) == ""
 
 
 @pytest.mark.slow

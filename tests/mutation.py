@@ -1,0 +1,113 @@
+"""``make mutate``: mutation testing of the modules where a silent bug costs users most, each against the fast tests
+that cover it; prints the survival rate per module.
+
+(No test functions here.) The tool is mutmut 3: it runs the selected tests once to record which test reaches
+which function, then forks each mutant from that process (numpy, pyarrow, scikit-learn and torch already
+imported) and runs only the tests that reach the mutated function, on ``--jobs`` processes. A tool that starts
+pytest afresh for every mutant (cosmic-ray) pays the imports, seconds, a few thousand times.
+
+mutmut reads its settings from the ``pyproject.toml`` of the directory it runs in, and a module needs its own
+tests: each module runs in its own copy of the package and the tests, ``build/mutate/<name>/``, made afresh,
+whose ``pyproject.toml`` names the one module to mutate and its tests. The tests run with ``-m "not slow"`` and
+without those that start Ray (forked children must not share a Ray driver). Afterwards, in that directory,
+``mutmut results`` lists the survivors and ``mutmut show <mutant>`` shows one.
+
+Usage: ``python tests/mutation.py [--jobs N] [module ...]`` (default: every module of ``MODULES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "mutate"
+#: Each module and the fast tests that cover it (files or node ids).
+MODULES: dict[str, list[str]] = {
+    "acoustic_env/learn/cv.py": ["tests/test_cv.py"],
+    "acoustic_env/learn/splits.py": ["tests/test_cv.py", "tests/test_train.py::test_grouped_split_keeps_recordings_together",
+                                     "tests/test_train.py::test_explicit_test_list_is_exact_and_does_not_leak"],
+    "acoustic_env/learn/artifact.py": ["tests/test_model_artifact.py"],
+    "acoustic_env/jobs/audit/confident.py": ["tests/test_audit.py"],
+    "acoustic_env/jobs/audit/job.py": ["tests/test_audit.py"],
+    "acoustic_env/jobs/audit/estimate.py": ["tests/test_audit_estimate.py"],
+    "acoustic_env/audioset/sample.py": ["tests/test_audioset_sample.py"],
+    "acoustic_env/audio/windows.py": ["tests/test_windows.py"],
+    "acoustic_env/jobs/windows.py": ["tests/test_windows.py"],
+    "acoustic_env/learn/duplicates.py": [
+        "tests/test_duplicates.py",
+        "tests/test_model_artifact.py::test_too_few_groups_after_the_guard_merged_some_says_which_and_counts_them"],
+    "acoustic_env/runs.py": ["tests/test_resume_index.py"],
+}
+#: Tests that start Ray, left out everywhere.
+RAY_TESTS = ["tests/test_audit.py::test_folds_as_ray_tasks_match_sequential"]
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def prepare(module: str) -> Path:
+    """``build/mutate/<name>/``: the package, the tests and a pyproject.toml that tells mutmut what to do."""
+    work = OUT / Path(module).with_suffix("").as_posix().replace("/", ".")
+    shutil.rmtree(work, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for part in ("acoustic_env", "tests"):
+        shutil.copytree(ROOT / part, work / part, ignore=ignore)
+    if (ROOT.parent / "shared").is_dir():  # ../shared, where tests/conftest.py looks for it (from the copy of tests/)
+        (work / "shared").symlink_to(ROOT.parent / "shared")
+    settings = (f'\n[tool.mutmut]\nsource_paths = ["acoustic_env"]\nonly_mutate = {_toml_list([module])}\n'
+                f"pytest_add_cli_args_test_selection = {_toml_list(MODULES[module])}\n"
+                f'pytest_add_cli_args = {_toml_list(["-m", "not slow", "-p", "no:cacheprovider", "-q"] + [a for t in RAY_TESTS for a in ("--deselect", t)])}\n')
+    (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + settings)
+    return work
+
+
+def mutate(module: str, jobs: int) -> dict[str, float]:
+    """Run mutmut on one module; its counts (mutmut's own) and the wall time."""
+    work = prepare(module)
+    mutmut = [sys.executable, "-m", "mutmut"]
+    t = time.time()
+    with (work / "mutmut.log").open("w") as log:
+        subprocess.run([*mutmut, "run", "--max-children", str(jobs)], cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                       check=False)
+    wall = time.time() - t
+    subprocess.run([*mutmut, "export-cicd-stats"], cwd=work, capture_output=True, check=False)
+    stats_file = work / "mutants" / "mutmut-cicd-stats.json"
+    if not stats_file.exists():
+        sys.exit(f"mutate: mutmut did not finish on {module}: see {work / 'mutmut.log'}")
+    return {**json.loads(stats_file.read_text()), "wall_s": wall}
+
+
+def line(s: dict[str, float]) -> str:
+    """Counts and the survival rate: a mutant that no selected test reaches survives as surely as one they miss."""
+    alive = s["survived"] + s["no_tests"]
+    return (f"{s['total']} mutants, {s['killed']} killed, {s['timeout']} timed out, {alive} survived "
+            f"({alive / max(1, s['total']):.1%}; {s['no_tests']} of them reached by no test)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: all {len(MODULES)})")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"not a module of MODULES: {', '.join(unknown)} (choose from {', '.join(MODULES)})")
+    rows = []
+    for module in args.modules or list(MODULES):
+        s = mutate(module, args.jobs)
+        rows.append((module, s))
+        print(f"{module}: {line(s)}; {s['wall_s']:.0f} s", flush=True)
+    total = {k: sum(s[k] for _, s in rows) for k in ("total", "killed", "survived", "no_tests", "timeout", "wall_s")}
+    print(f"all: {line(total)}; {total['wall_s'] / 60:.0f} min. Survivors: `mutmut results` in {OUT}/<module>/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
