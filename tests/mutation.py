@@ -42,7 +42,7 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/learn/duplicates.py": [
         "tests/test_duplicates.py",
         "tests/test_model_artifact.py::test_too_few_groups_after_the_guard_merged_some_says_which_and_counts_them"],
-    "acoustic_env/runs.py": ["tests/test_resume_index.py"],
+    "acoustic_env/layout.py": ["tests/test_resume_index.py"],
 }
 #: Tests that start Ray, left out everywhere.
 RAY_TESTS = ["tests/test_audit.py::test_folds_as_ray_tasks_match_sequential"]
