@@ -56,7 +56,23 @@ def _config(cls: type[C], config: C | Mapping[str, Any] | str | None, fields: Ma
 
 def extract(manifest: str | None = None, output: str | None = None, *,
             config: ExtractConfig | Mapping[str, Any] | str | None = None, **fields: Any) -> ExtractResult:
-    """Extract features of every clip of ``manifest`` into ``output`` (resumable; see ``ExtractConfig``)."""
+    """Extract features of every clip of ``manifest`` into ``output`` (resumable; see ``ExtractConfig``).
+
+    Args:
+        manifest: The clip list: an AudioSet segment CSV, a CSV, Parquet or JSONL file with ``uri`` and
+            ``labels``, or a directory of audio files (a local path or any fsspec URL).
+        output: Where ``features/``, ``errors/`` and ``runs/`` go; a second run skips the clips already
+            there and retries the errors.
+        config: A base config: a ``ExtractConfig``, a mapping of its fields, or the path of a
+            YAML/JSON file; the keyword arguments override it.
+        **fields: Any other ``ExtractConfig`` field by name (the command's flags, ``_`` for ``-``).
+
+    Returns:
+        The run's id, counts, error types, weights and wall time; the run record as ``.record``.
+
+    Raises:
+        ConfigError: A bad value or path, naming the field, before any work starts.
+    """
     from acoustic_env.jobs.extract import extract as run
 
     return run(_config(ExtractConfig, config, {"manifest": manifest, "output": output, **fields}))
@@ -64,7 +80,21 @@ def extract(manifest: str | None = None, output: str | None = None, *,
 
 def train(features: str | None = None, output: str | None = None, *,
           config: TrainConfig | Mapping[str, Any] | str | None = None, **fields: Any) -> TrainResult:
-    """Train the environment classifier on a feature table (see ``TrainConfig``)."""
+    """Train the environment classifier on a feature table (see ``TrainConfig``).
+
+    Args:
+        features: The feature table: an extract output or its ``features/`` directory (local or remote).
+        output: Where ``model/``, ``report/`` and ``runs/`` go.
+        config: A base config: a ``TrainConfig``, a mapping of its fields, or the path of a
+            YAML/JSON file; the keyword arguments override it.
+        **fields: Any other ``TrainConfig`` field by name (the command's flags, ``_`` for ``-``).
+
+    Returns:
+        The metrics, the evaluation, where the model and the report are, and the run record as ``.record``.
+
+    Raises:
+        ConfigError: A bad value or path, naming the field, before any work starts.
+    """
     from acoustic_env.jobs.train.job import train as run
 
     return run(_config(TrainConfig, config, {"features": features, "output": output, **fields}))
@@ -72,7 +102,22 @@ def train(features: str | None = None, output: str | None = None, *,
 
 def audit(features: str | None = None, output: str | None = None, *,
           config: AuditConfig | Mapping[str, Any] | str | None = None, **fields: Any) -> AuditResult:
-    """Rescore the labels out of fold and rank the likely wrong ones (see ``AuditConfig``)."""
+    """Rescore the labels out of fold and rank the likely wrong ones (see ``AuditConfig``).
+
+    Args:
+        features: The feature table: an extract output, its ``features/`` directory, or a Parquet file.
+        output: Where ``audit.parquet``, ``summary.json`` and ``review/`` go.
+        config: A base config: a ``AuditConfig``, a mapping of its fields, or the path of a
+            YAML/JSON file; the keyword arguments override it.
+        **fields: Any other ``AuditConfig`` field by name (the command's flags, ``_`` for ``-``).
+
+    Returns:
+        How many clips were audited and flagged, the estimated share of wrong labels, where the table and
+        the review page are, and the run record as ``.record``.
+
+    Raises:
+        ConfigError: A bad value or path, naming the field, before any work starts.
+    """
     from acoustic_env.jobs.audit.job import run_audit
 
     return run_audit(_config(AuditConfig, config, {"features": features, "output": output, **fields}))
@@ -83,8 +128,21 @@ def annotate(manifest: str | None = None, model: str | None = None, features: st
              **fields: Any) -> AnnotateResult:
     """Label a new clip list with a trained model, extracting only clips not yet in ``features``.
 
-    ``lists=`` (a directory or prefix of clip lists) instead of ``manifest``: each list not yet
-    recorded in ``<output>/lists/`` is annotated once.
+    Args:
+        manifest: The new clip list (any format ``extract`` reads); or ``lists=`` (a directory or prefix of
+            clip lists) instead, and each list not yet recorded in ``<output>/lists/`` is annotated once.
+        model: The model artifact a train job wrote (a directory or URI).
+        features: The shared extract output the new clips are added to.
+        output: Where ``annotations/`` and ``runs/`` go.
+        config: A base config: a ``AnnotateConfig``, a mapping of its fields, or the path of a
+            YAML/JSON file; the keyword arguments override it.
+        **fields: Any other ``AnnotateConfig`` field by name (the command's flags, ``_`` for ``-``).
+
+    Returns:
+        The run's id, the model's id, the counts per list, and the run record as ``.record``.
+
+    Raises:
+        ConfigError: A bad value or path, naming the field, before any work starts.
     """
     from acoustic_env.jobs.annotate import annotate as run
 
@@ -96,10 +154,25 @@ def predict(inputs: str | list[str], model: str, *, output: str | None = None, a
             weights_cache: str | None = None, device: str = "cpu", top_tags: int = 3) -> Any:
     """Label audio files, a directory or a clip list with a trained model; an Arrow table, one row per clip.
 
-    A handful of clips (up to ``acoustic_env.config.IN_PROCESS_MAX``) are
-    decoded and featurised in this process, without Ray; more go through the extract
-    job into ``output`` (default: a temporary directory). Columns: ``clip_id``, ``uri``,
-    ``predicted``, ``prob_<class>``, ``error`` and, with a tagging embedder, ``tags``.
+    A handful of clips (up to ``acoustic_env.config.IN_PROCESS_MAX``) are decoded and featurised in
+    this process, without Ray, with the extract job's own functions; more go through the extract job.
+
+    Args:
+        inputs: Audio files, one directory of them, or one clip list (local paths or fsspec URLs).
+        model: The model artifact a train job wrote (a directory or URI).
+        output: Where the extract job writes when there are more clips than run in this process
+            (default: a temporary directory).
+        audio_root: Where a clip list's relative ``uri`` values are found.
+        weights_cache: The embedder checkpoint cache, when the model uses embedders.
+        device: ``cpu`` or ``cuda``, for the embedders' networks in this process.
+        top_tags: How many AudioSet tags to list per clip, when the model has a tagging embedder.
+
+    Returns:
+        A ``pyarrow.Table``: ``clip_id``, ``uri``, ``predicted``, ``prob_<class>``, ``error``, ``note``
+        and, with a tagging embedder, ``tags``.
+
+    Raises:
+        ConfigError: A missing model or input, in one line, before any clip is read.
     """
     from acoustic_env.jobs.predict import predict as run
 
@@ -112,10 +185,24 @@ def predict_windows(inputs: str | list[str], model: str, *, audio_root: str | No
                     weights_cache: str | None = None, device: str = "cpu", **fields: Any) -> Any:
     """Score long recordings in windows, in this process: a ``WindowResult``.
 
-    ``fields``: the ``WindowParams`` options (``window_s``, default the model's training clip
-    length; ``hop_s``, default ``window_s``; ``window_batch``). ``result.table`` has one row per
-    window (``clip_id``, ``uri``, ``start_s``, ``end_s``, ``predicted``, ``prob_<class>``, ``error``,
-    ``note``), ``result.summary`` one per file (per class: mean and max probability, share of windows).
+    A recording is read window by window and scored in batches, so its length does not set the memory.
+
+    Args:
+        inputs: Recordings, one directory of them, or one clip list (local paths or fsspec URLs).
+        model: The model artifact a train job wrote (a directory or URI).
+        audio_root: Where a clip list's relative ``uri`` values are found.
+        weights_cache: The embedder checkpoint cache, when the model uses embedders.
+        device: ``cpu`` or ``cuda``, for the embedders' networks in this process.
+        **fields: The ``WindowParams`` options: ``window_s`` (default: the model's training clip length),
+            ``hop_s`` (default: ``window_s``) and ``window_batch``.
+
+    Returns:
+        A ``WindowResult``: ``.table`` has one row per window (``clip_id``, ``uri``, ``start_s``, ``end_s``,
+        ``predicted``, ``prob_<class>``, ``error``, ``note``), ``.summary`` one per file (per class: mean and
+        max probability, share of windows), with the ``window_s`` and ``hop_s`` used.
+
+    Raises:
+        ConfigError: A bad window option or input, naming it, before any audio is read.
     """
     from acoustic_env.jobs.windows import predict_windows as run
 

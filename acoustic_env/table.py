@@ -460,12 +460,29 @@ def read_features(source: str, *, task: Task | str | None = None, feature_groups
                   batch_rows: int = 4096) -> FeatureSet:
     """Read a feature table under the module's three rules (columns, rows, groups).
 
-    ``source``: an extract output directory, its ``features/`` directory or one
-    Parquet file. ``task``: a Task, or a built-in task's name or a task file.
-    ``clip_ids``: read only these clips. ``max_bytes``: when the chosen groups of
-    the rows to read would take more float32 bytes than this, the matrices are not
-    held (``X`` is None, see ``FeatureSet.stream``); finding the broken rows then
-    costs one streamed pass.
+    Args:
+        source: An extract output directory, its ``features/`` directory or one Parquet file
+            (local or any fsspec URL).
+        task: A ``Task``, or a built-in task's name or a task file: the clips get their targets
+            (``y``), and a single-label task leaves out the clips with no class or several.
+            None: every clip, no targets.
+        feature_groups: Columns or sources to read (``indices`` is ``indices_raw``,
+            ``indices_fg``, ...); empty: every feature group.
+        signals: Keep only these signals' per-signal columns (``raw``, ``fg``, ``bg``).
+        include_random_weights: Also read columns computed with random embedder weights.
+        clip_ids: Read only these clips.
+        max_bytes: When the chosen groups of the rows to read would take more float32 bytes
+            than this, the matrices are not held (``X`` is None, see ``FeatureSet.stream``);
+            finding the broken rows then costs one streamed pass.
+        batch_rows: Rows per Arrow batch while reading.
+
+    Returns:
+        A ``FeatureSet``: the clips sorted by ``clip_id``, a matrix per feature group, the
+        targets and groups, and every row and column left out with the reason.
+
+    Raises:
+        ConfigError: The source has no Parquet parts, no ``clip_id`` column, or (with a task)
+            no ``labels`` column.
     """
     chosen = selection(source, task=task, feature_groups=feature_groups, signals=signals,
                        include_random_weights=include_random_weights, clip_ids=clip_ids)

@@ -3,7 +3,8 @@
 * ``index.md`` is the README,
 * ``reference/config.md`` is generated from the config fields (:func:`acoustic_env.config.flags.describe`),
   the same fields the flags, the validation and ``--help`` come from,
-* ``cluster-files.md`` and ``benchmark-results.md`` are ``cluster/README.md`` and ``benchmarks/RESULTS.md``.
+* ``cluster-files.md`` and ``benchmark-results.md`` are ``cluster/README.md`` and ``benchmarks/RESULTS.md``,
+* ``benchmark-history/<month>.md`` is ``benchmarks/history/<month>.md``, the record RESULTS.md links to.
 
 So nothing is written twice: the site only assembles what the repository already holds, and every link\nis written as it resolves in the repository (GitHub shows the same files) and made a site link here.
 """
@@ -20,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: (site page, repository file) for the pages whose text lives outside docs/
 BORROWED = {"index.md": "README.md", "cluster-files.md": "cluster/README.md",
-            "benchmark-results.md": "benchmarks/RESULTS.md"}
+            "benchmark-results.md": "benchmarks/RESULTS.md",
+            **{f"benchmark-history/{p.name}": f"benchmarks/history/{p.name}"
+               for p in sorted((ROOT / "benchmarks" / "history").glob("*.md"))}}
 _SITE = {source: page for page, source in BORROWED.items()}
 
 

@@ -402,7 +402,17 @@ def load_model(uri: str) -> Model:
     """Load a model artifact written by the train job (local path or fsspec URL).
 
     Every file is read and checked against the others before the model is
-    returned: a missing, truncated or mismatched file is one ConfigError line.
+    returned, and nothing is unpickled: numpy, torch, pyarrow and fsspec (xgboost for a tree model) suffice, no Ray.
+
+    Args:
+        uri: The artifact's directory (``<train output>/model``), local or remote.
+
+    Returns:
+        The ``Model``: its task, feature groups, preprocessing and estimator;
+        ``predict_proba`` and ``predict_table`` score a ``FeatureSet`` or vectors.
+
+    Raises:
+        ConfigError: A missing, truncated or mismatched file, or another model format, in one line.
     """
     from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
 
