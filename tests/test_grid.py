@@ -119,9 +119,9 @@ def test_auto_embedders_are_those_the_table_holds(tmp_path):
     """The default axis (auto) is none plus the embedders whose columns were read: a table without BirdNET (the extra
     not installed) or with random weights left out still runs the grid; a named embedder stays strict."""
     source = write_features(synthetic_features(30, embedders=("vggish",)).table, str(tmp_path / "t"))
-    assert grid_embedders(("auto",), read_features(source, task="urban_natural")) == ("none",)
+    assert grid_embedders(("auto",), read_features(source, task="urban_natural").columns) == ("none",)
     with_random = read_features(source, task="urban_natural", include_random_weights=True)
-    assert grid_embedders(("auto",), with_random) == ("none", "vggish")
-    assert grid_embedders(("none", "birdnet"), with_random) == ("none", "birdnet")
+    assert grid_embedders(("auto",), with_random.columns) == ("none", "vggish")
+    assert grid_embedders(("none", "birdnet"), with_random.columns) == ("none", "birdnet")
     with pytest.raises(ConfigError, match="grid_embedders: auto stands alone"):
         validate(TrainConfig(features="f", output="o", grid_embedders=("auto", "vggish")))

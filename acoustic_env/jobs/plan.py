@@ -29,6 +29,7 @@ from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, Sear
 from acoustic_env.distributed.tune import runner_words
 from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_facts, pending_lists, unannotated
 from acoustic_env.jobs.extract import checkpoints
+from acoustic_env.jobs.train.grid import grid_embedders
 from acoustic_env.jobs.in_process import runs_in_process
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.search import choose_columns, example_position
@@ -127,7 +128,7 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
               if cfg.trials else "no search: one run with the default hyper-parameters")
     lines = [f"train (dry run): task {task.name} ({task.kind}, classes {', '.join(task.class_names)})",
              *_table_lines(t, task),
-             *([f"  grid: one model per cell of embedders {', '.join(cfg.grid_embedders)} x signals "
+             *([f"  grid: one model per cell of embedders {', '.join(grid_embedders(cfg.grid_embedders, t['columns']))} x signals "
                 f"{', '.join(cfg.grid_signals)}, each cross-validated; the best cell is the model of record"]
                if cfg.grid else []),
              f"  search: {search}; baselines: {', '.join(cfg.baselines) or 'none'}; ablations "

@@ -94,7 +94,7 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
     clips and groups, so running it again would give the same figures.
     """
     _in_memory(cfg, features, "grid")
-    plan_cells = grid_cells(grid_embedders(cfg.grid_embedders, features), cfg.grid_signals,
+    plan_cells = grid_cells(grid_embedders(cfg.grid_embedders, features.columns), cfg.grid_signals,
                             cfg.feature_groups or HAND_MADE)
     check_columns(plan_cells, features)
     folds, _ = _folds(cfg, task, features, counts)

@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
 
 from acoustic_env.config import SIGNALS, ConfigError
 from acoustic_env.embedders import registry
-from acoustic_env.learn.cv import CVResult
 from acoustic_env.table import FeatureSet, embedding_column
+
+if TYPE_CHECKING:  # the dry run reads the grid's cells without torch (learn.cv's estimators)
+    from acoustic_env.learn.cv import CVResult
 
 NONE = "none"
 #: The hand-made sources of every cell (``--feature-groups`` replaces them): the study's indices and MPS.
@@ -64,12 +66,12 @@ def cells(embedders: Sequence[str], signal_sets: Sequence[str], sources: Sequenc
     return out
 
 
-def grid_embedders(asked: Sequence[str], features: FeatureSet) -> tuple[str, ...]:
-    """The embedder axis: as asked, or for ``auto`` none and every embedder whose raw-signal embeddings the table's
-    read columns hold (an extra that was not installed, random weights left out: those embedders are not cells)."""
+def grid_embedders(asked: Sequence[str], columns: Collection[str]) -> tuple[str, ...]:
+    """The embedder axis: as asked, or for ``auto`` none and every embedder whose raw-signal embeddings are among the
+    table's read ``columns`` (an extra that was not installed, random weights left out: those embedders are no cells)."""
     if tuple(asked) != ("auto",):
         return tuple(asked)
-    return (NONE, *(e for e in registry.names() if embedding_column(e, "raw") in features.columns))
+    return (NONE, *(e for e in registry.names() if embedding_column(e, "raw") in columns))
 
 
 def check_columns(grid: list[Cell], features: FeatureSet) -> None:
@@ -86,7 +88,7 @@ def check_columns(grid: list[Cell], features: FeatureSet) -> None:
 
 
 #: ``evaluate(cell)`` → the cell's cross-validation (``learn.cv.cross_validate`` on the cell's groups).
-Evaluate = Callable[[Cell], CVResult]
+Evaluate = Callable[[Cell], "CVResult"]
 #: ``interval(proba)`` → the group bootstrap interval of the ROC AUC of those out-of-fold probabilities.
 Interval = Callable[[np.ndarray], list[float] | None]
 
