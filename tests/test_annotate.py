@@ -48,7 +48,7 @@ def test_a_lists_extract_takes_the_models_table_parameters_under_the_options_giv
     from acoustic_env.config import DecodeParams, FeatureParams
     from acoustic_env.demo.quick_model import quick_model
     from acoustic_env.demo.tables import synthetic_table, write_features
-    from acoustic_env.learn.artifact import read_meta
+    from acoustic_env.learn.artifact import describe
     from acoustic_env.storage import write_json
 
     table = tmp_path / "table"
@@ -60,7 +60,7 @@ def test_a_lists_extract_takes_the_models_table_parameters_under_the_options_giv
     model = quick_model(features, str(tmp_path / "model"), feature_groups=["indices_raw", "spectral_raw"])
     cfg = from_dict(AnnotateConfig, {"model": model, "features": str(tmp_path / "shared"), "manifest": "new.csv",
                                      "output": str(tmp_path / "out"), "extract": {"decode": {"read_timeout_s": 5.0}}})
-    facts = annotate_job.model_facts(cfg, read_meta(model))
+    facts = annotate_job.model_facts(cfg, describe(model))
     ext = annotate_job.list_config(cfg, "new.csv", facts.settings)
     assert (ext.decode.max_duration_s, ext.decode.read_timeout_s) == (2.0, 5.0)  # the model's, the option given
     assert ext.features.signals == ("raw",) and ext.features.maad_nperseg == 2048

@@ -274,3 +274,44 @@ def test_rays_printing_threads_write_to_the_log_not_the_console(tmp_path):
     assert r.stdout == "own line\n" and r.stderr == "own line on stderr\n", (r.stdout, r.stderr)
     text = log.read_text()
     assert "(raylet) node marked dead https://***@h/x" in text and "PWSECRET" not in text
+
+
+# --- one reader of a saved model ---------------------------------------------------------
+
+ARTIFACT = "learn/artifact.py"
+
+
+def model_file_readers(package: Path = PACKAGE) -> dict[str, list[str]]:
+    """{file: [what it does]} for every module but ``learn/artifact.py`` that names ``model.json`` in its code
+    (a docstring may mention it) or reads a model's parsed file (``.meta``) instead of its properties."""
+    found = {}
+    for f in sorted(package.rglob("*.py")):
+        if f.relative_to(package).as_posix() == ARTIFACT:
+            continue
+        tree = ast.parse(f.read_text(), str(f))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        bad = sorted({"names model.json" for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                      and isinstance(node.value, str) and "model.json" in node.value and id(node) not in docstrings}
+                     | {"reads .meta" for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "meta"})
+        if bad:
+            found[f.relative_to(package).as_posix()] = bad
+    return found
+
+
+def test_only_the_artifact_module_reads_a_saved_model():
+    """Every fact of a saved model is read through learn/artifact.py (``load_model``, ``describe``): one place
+    knows the file's fields."""
+    assert (PACKAGE / ARTIFACT).is_file() and model_file_readers() == {}
+
+
+def test_a_module_reading_model_json_itself_is_found(tmp_path):
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "peek.py").write_text(
+        '"""Mentions model.json in its docstring only."""\nimport json\n\n\n'
+        'def task(uri):\n    return json.loads(open(f"{uri}/model.json").read())["task"]\n')
+    (tmp_path / "jobs" / "raw.py").write_text("def kind(model):\n    return model.meta['task']['kind']\n")
+    (tmp_path / "jobs" / "fine.py").write_text('"""Reads model.json through the artifact."""\n\n\n'
+                                               "def kind(model):\n    return model.kind\n")
+    assert model_file_readers(tmp_path) == {"jobs/peek.py": ["names model.json"], "jobs/raw.py": ["reads .meta"]}

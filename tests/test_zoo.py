@@ -68,6 +68,16 @@ def test_xgboost_stops_early_on_the_eval_set_only_when_given_one():
     assert full.model_.get_booster().num_boosted_rounds() == 150
 
 
+@pytest.mark.parametrize("class_weight, minority", [(None, 0.2), ("balanced", 0.5)])
+def test_logreg_weighs_the_classes_alike_when_balanced(class_weight, minority):
+    """On inputs that say nothing of the class, logistic regression predicts the (weighted) class frequencies:
+    the rare class's 0.2 as given, 0.5 balanced (the frame comparison's pooled model)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((200, 5)), (np.arange(200) % 5 == 0).astype(int)
+    model = make_estimator("logreg", "single_label", 2, seed=0, class_weight=class_weight).fit(x, y)
+    assert abs(model.predict_proba(x)[:, 1].mean() - minority) < 0.05
+
+
 def test_unknown_model_or_parameter_is_one_line():
     with pytest.raises(ConfigError, match=r"model: must be one of \['logreg', 'xgboost', 'mlp', 'forest', 'svm', "
                                           r"'knn'\], got 'lasso'"):

@@ -6,7 +6,7 @@ Meant to run on a schedule against lists that grow or overlap:
    every clip already there, so an overlapping list is never extracted twice), with
    the embedders the model needs, on the signals its columns are of (``yamnet_fg``: the
    foreground's, ``--embed-signals``), and the decode and feature parameters its
-   training table was extracted with (model.json's ``extraction``; an option given to
+   training table was extracted with (as its artifact records them; an option given to
    annotate overrides them);
 2. score the list's clips that are not yet annotated by this model;
 3. append ``annotations/part-<run_id>-<digest>.parquet``: ``clip_id``, ``predicted``,
@@ -59,7 +59,7 @@ from acoustic_env.jobs.extract import extract
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.record import Run, lifecycle, write_record
 from acoustic_env.jobs.results import AnnotateResult
-from acoustic_env.learn.artifact import model_id as model_id_of
+from acoustic_env.learn.artifact import Description
 from acoustic_env.storage import (
     filesystem,
     join,
@@ -67,7 +67,7 @@ from acoustic_env.storage import (
     read_parts,
     write_parquet,
 )
-from acoustic_env.table import extract_settings, now_utc
+from acoustic_env.table import now_utc
 
 log = logging.getLogger("acoustic_env.jobs.annotate")
 ANNOTATIONS = "annotations"
@@ -85,23 +85,20 @@ _WINDOW_COUNTS = ("listed", "already_annotated", "annotated", "windows", "not_an
 class ModelFacts:
     """What annotate takes from a model: the id its annotations carry, its task, and the extract fields
     that compute its columns as its training table did (``settings``: ``embedders`` and ``embed_signals``
-    from its columns; ``decode`` and ``features``, the table's parameters, where model.json records them)."""
+    from its columns; ``decode`` and ``features``, the table's parameters, where its artifact records them)."""
 
     model_id: str
     task: Task
     settings: dict[str, Any]
 
 
-def model_facts(cfg: AnnotateConfig, meta: dict[str, Any]) -> ModelFacts:
-    """The facts of the model whose ``model.json`` is ``meta``: from that file alone, so that the dry run
+def model_facts(cfg: AnnotateConfig, model: Description) -> ModelFacts:
+    """The facts of ``model`` from its description alone (``learn.artifact.describe``), so that the dry run
     (which reads nothing else of the model) and the job derive them alike."""
-    task = task_from_definition(meta["task"]["definition"], cfg.extract.get("ontology"))
-    if sorted(task.class_names) != sorted(meta["task"]["class_names"]):
-        raise ConfigError(f"model: its task definition names {task.class_names}, its outputs "
-                          f"{meta['task']['class_names']}")
-    extraction = {k: v for k, v in (meta.get("extraction") or {}).items() if k in ("decode", "features")}
-    return ModelFacts(model_id_of(meta, cfg.model), task,
-                      {**extraction, **extract_settings([g["name"] for g in meta["groups"]])})
+    task = task_from_definition(model.task_definition, cfg.extract.get("ontology"))
+    if sorted(task.class_names) != sorted(model.class_names):
+        raise ConfigError(f"model: its task definition names {task.class_names}, its outputs {model.class_names}")
+    return ModelFacts(model.model_id, task, {**model.recorded_extraction(), **model.extract_settings()})
 
 
 def list_config(cfg: AnnotateConfig, uri: str, settings: dict[str, Any], fmt: str | None = None) -> ExtractConfig:
@@ -254,7 +251,7 @@ def annotate(cfg: AnnotateConfig) -> AnnotateResult:
     from acoustic_env.learn.artifact import load_model
 
     model = load_model(cfg.model)
-    facts = model_facts(cfg, model.meta)
+    facts = model_facts(cfg, model)
     # the run's records (its own, each list's) hold the lists' and the model's URIs: all written masked
     redact_params = tuple(cfg.extract.get("redact_query_params", ()))
     with lifecycle("annotate", cfg.to_dict(), cfg.output, prefix="annotate-", redact_params=redact_params,

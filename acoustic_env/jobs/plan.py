@@ -4,8 +4,8 @@ Each ``plan_*`` function validates the config and runs the same path checks as t
 (:mod:`.preflight`), then calls the job's own planning steps on what is cheap to read:
 the clip list (``job_manifest``), the ``clip_id`` columns of an output's parts
 (``layout.index_output``, read only), the clip facts and schema of a feature table
-(``table.selection``, the first half of ``read_features``), ``model.json``
-(``annotate.model_facts``), and whether each embedder's checkpoint is in the cache
+(``table.selection``, the first half of ``read_features``), the model's description
+(``learn.artifact.describe``: its model.json alone; ``annotate.model_facts``), and whether each embedder's checkpoint is in the cache
 (``extract.checkpoints``; hashing a 300 MB file is the real run's job). Nothing is
 written, nothing is repaired or quarantined, and neither Ray nor torch is imported, so
 a plan is cheap enough to run before every job.
@@ -34,7 +34,7 @@ from acoustic_env.jobs.in_process import runs_in_process
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.sizing import size
-from acoustic_env.learn.artifact import read_meta, table_extraction
+from acoustic_env.learn.artifact import describe, table_extraction
 from acoustic_env.table import RANDOM, open_table, selection
 
 
@@ -164,11 +164,11 @@ def plan_audit(cfg: AuditConfig) -> dict[str, Any]:
 def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     """The model's classes and embedders, the extract plan for the list, clips already annotated by this model."""
     preflight(cfg)
-    meta = read_meta(cfg.model)
-    facts = model_facts(cfg, meta)
+    model = describe(cfg.model)
+    facts = model_facts(cfg, model)
     task = facts.task
     head = (f"annotate (dry run): model {facts.model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
-            f"features {', '.join(g['name'] for g in meta['groups'])})")
+            f"features {', '.join(model.groups)})")
     out = cfg.output.rstrip("/")
     if cfg.lists is not None:
         new, already = pending_lists(cfg.lists, cfg.output)

@@ -13,6 +13,11 @@ A directory (local or object storage) holding
   ``state_dict``, loaded with ``weights_only=True``) or ``xgboost.json``
   (XGBoost's own model format): see :mod:`acoustic_env.learn.portable`.
 
+Every reader of these files outside this module goes through it: ``load_model`` (the
+whole model, a ``Model``) or ``describe`` (model.json alone, a ``Description``: what
+the annotate dry run reads, without torch); their properties are the facts model.json
+states (``tests/test_layers.py`` checks that no other module opens it).
+
 Nothing is pickled, so loading an artifact never runs code from it, and
 loading needs only numpy, torch, pyarrow and fsspec (and xgboost for a booster):
 no Ray, no scikit-learn. A missing, truncated or inconsistent file (a class
@@ -106,12 +111,20 @@ def _column_matrix(values: Any, dim: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Model:
-    """A trained classifier: feature rows in, class probabilities out."""
+class Description:
+    """What a model's model.json states, read by attribute: every reader outside this module goes through these.
+
+    ``describe`` reads it alone (the annotate dry run: no torch, no weights); a loaded
+    ``Model`` is a description with its estimator and preprocessing.
+    """
 
     meta: dict[str, Any]
-    estimator: Portable
-    transforms: list[GroupTransform]
+    uri: str
+
+    @property
+    def model_id(self) -> str:
+        """The id annotations carry for a model: its train run's id, else where it was loaded from."""
+        return str(self.meta.get("run_id") or self.uri)
 
     @property
     def kind(self) -> str:
@@ -122,12 +135,38 @@ class Model:
         return list(self.meta["task"]["class_names"])
 
     @property
+    def task_name(self) -> str | None:
+        return self.meta["task"].get("name")
+
+    @property
+    def task_definition(self) -> dict[str, Any]:
+        """The task's definition on the ontology (``vocabulary.tasks.task_from_definition`` rebuilds the task)."""
+        return self.meta["task"]["definition"]
+
+    @property
     def groups(self) -> list[str]:
         return [g["name"] for g in self.meta["groups"]]
 
     @property
     def metrics(self) -> dict[str, Any]:
         return self.meta.get("metrics", {})
+
+    def recorded_extraction(self) -> dict[str, Any]:
+        """The ``decode`` and ``features`` parameters of the training table as model.json records them ({} for a
+        model saved before they were recorded); ``Model.extraction_params`` also reads an older model's table."""
+        return {k: v for k, v in (self.meta.get("extraction") or {}).items() if k in ("decode", "features")}
+
+    def extract_settings(self) -> dict[str, Any]:
+        """The extract job's ``embedders`` and ``embed_signals`` that write this model's columns."""
+        return extract_settings(self.groups)
+
+
+@dataclass(frozen=True)
+class Model(Description):
+    """A trained classifier: feature rows in, class probabilities out."""
+
+    estimator: Portable
+    transforms: list[GroupTransform]
 
     def read_features(self, source: str, clip_ids: Collection[str] | None = None) -> FeatureSet:
         """The model's feature groups from a feature table, by the rules it was trained under.
@@ -225,7 +264,7 @@ class Model:
         ``tags``: also the raw signal, whose tagger scores are the tags shown beside a
         prediction (as the in-process path computes them).
         """
-        settings = extract_settings(self.groups)
+        settings = super().extract_settings()
         if tags and self.taggers() and "raw" not in settings["embed_signals"]:
             settings["embed_signals"] = ("raw", *settings["embed_signals"])
         return settings
@@ -321,11 +360,6 @@ def table_clip_s(features: str) -> dict[str, Any]:
     return {"value": DEFAULT_CLIP_S, "source": "default"}
 
 
-def model_id(meta: dict[str, Any], uri: str) -> str:
-    """The id annotations carry for a model: its train run's id, else where it was loaded from."""
-    return str(meta.get("run_id") or uri)
-
-
 def top_classes(scores: np.ndarray, names: Sequence[str], k: int = 3) -> list[list[str] | None]:
     """Per row, the ``k`` highest-scoring class names as ``"name 0.87"`` (None for a row of NaN)."""
     return [None if top is None else [f"{name} {score:.2f}" for name, score in top]
@@ -370,17 +404,19 @@ def _parse(uri: str, name: str, parse: Any) -> Any:
                           "train again or restore it") from None
 
 
-#: What :func:`load_model` and :class:`Model` read of model.json: (field, its type), a dot for a nested one.
-_MODEL_FIELDS = (("groups", list), ("estimator", dict), ("task", dict), ("task.kind", str), ("task.class_names", list))
+#: What :func:`describe` reads of model.json: (field, its type), a dot for a nested one; :func:`load_model`
+#: also reads the estimator's.
+_DESCRIPTION_FIELDS = (("groups", list), ("task", dict), ("task.kind", str), ("task.class_names", list))
+_MODEL_FIELDS = (_DESCRIPTION_FIELDS[0], ("estimator", dict), *_DESCRIPTION_FIELDS[1:])
 
 
-def _missing_field(meta: dict[str, Any]) -> str | None:
-    """The first field of model.json that loading needs and the file lacks (or holds as another type), else None.
+def _missing_field(meta: dict[str, Any], fields: Sequence[tuple[str, type]]) -> str | None:
+    """The first of ``fields`` that model.json lacks (or holds as another type), else None.
 
     A hand-edited or foreign file that is valid JSON would otherwise fail deep in the
     loader with a KeyError; this names the field instead.
     """
-    for name, kind in _MODEL_FIELDS:
+    for name, kind in fields:
         value: Any = meta
         for key in name.split("."):
             value = value.get(key) if isinstance(value, dict) else None
@@ -390,12 +426,19 @@ def _missing_field(meta: dict[str, Any]) -> str | None:
     return f"groups[{bad[0]}].name" if bad else None
 
 
-def read_meta(uri: str) -> Any:
-    """The artifact's model.json as parsed, unchecked; a missing or damaged file is one ConfigError line.
+def _checked(meta: Any, uri: str, fields: Sequence[tuple[str, type]]) -> dict[str, Any]:
+    """``meta`` (the artifact's parsed model.json) with ``fields`` present; a missing one is one ConfigError line."""
+    missing = _missing_field(meta, fields) if isinstance(meta, dict) else fields[0][0]
+    if missing:
+        raise ConfigError(f"model: {join(uri, MODEL_JSON)} has no {missing!r} (or not as a train job writes it); "
+                          "train the model again or restore the file")
+    return meta
 
-    For a reader that needs only the description (the dry run), not the estimator.
-    """
-    return _parse(uri, MODEL_JSON, json.loads)
+
+def describe(uri: str) -> Description:
+    """What the model at ``uri`` states, from its model.json alone: for a reader that needs no estimator
+    (the annotate dry run), so neither torch nor the weights are loaded."""
+    return Description(_checked(_parse(uri, MODEL_JSON, json.loads), uri, _DESCRIPTION_FIELDS), uri)
 
 
 def load_model(uri: str) -> Model:
@@ -416,15 +459,12 @@ def load_model(uri: str) -> Model:
     """
     from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
 
-    meta = read_meta(uri)
+    meta = _parse(uri, MODEL_JSON, json.loads)
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise ConfigError(f"model: {join(uri, MODEL_JSON)} has model format {version}, this version reads "
                           f"{FORMAT_VERSION}; train the model again")
-    missing = _missing_field(meta)
-    if missing:
-        raise ConfigError(f"model: {join(uri, MODEL_JSON)} has no {missing!r} (or not as a train job writes it); "
-                          "train the model again or restore the file")
+    _checked(meta, uri, _MODEL_FIELDS)
     groups = [g["name"] for g in meta["groups"]]
     transforms = _parse(uri, PREPROCESSING, lambda b: from_arrays(groups, _read_npz(b)))
     spec, arrays = meta["estimator"], _parse(uri, ARRAYS, _read_npz)
@@ -436,4 +476,4 @@ def load_model(uri: str) -> Model:
     except ValueError as e:
         raise ConfigError(f"model: {join(uri, MODEL_JSON)} names {len(names)} classes ({', '.join(names)}) for "
                           f"{in_dim} inputs, but {e}; the files are not of one model") from None
-    return Model(meta=meta, estimator=estimator, transforms=transforms)
+    return Model(meta=meta, uri=uri, estimator=estimator, transforms=transforms)

@@ -8,40 +8,44 @@ fits both on the same train/validation/test split (whole videos on one side,
 ``learn.splits.assign_splits``) so the two can be compared:
 
 * *frames*: ``FrameCNN``, two 3 × 3 convolutions over (time, dimension) with max
-  pooling along the dimensions, then a global max and a linear layer; Adam, early
-  stopping on the validation loss;
-* *pooled*: the mean and max of the frames (256 values), standardised, L2 logistic
-  regression.
+  pooling along the dimensions, then a global max and a linear layer, trained by the
+  one training loop (``learn.fit``: AdamW, early stopping on the validation loss);
+* *pooled*: the mean and max of the frames (256 values) into the zoo's ``logreg``
+  (standardised, L2, its strength chosen by inner folds that keep each video on one side).
 
-Both weigh the classes inversely to their frequency (balanced), as the study balanced
-its rare classes. Only segments with all ten frames are used (``frames_table`` keeps
+Both weigh the classes inversely to their frequency (balanced, ``class_weight``), as the
+study balanced its rare classes. Only segments with all ten frames are used (``frames_table`` keeps
 those); the codes are de-quantised as the release documents (``q × 4 / 255 − 2``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from acoustic_env.learn.fit import Schedule, fit
 from acoustic_env.learn.metrics import wilson
+from acoustic_env.learn.mlp import n_outputs, predict_proba
 from acoustic_env.learn.splits import TEST, TRAIN, VAL, assign_splits, strata
+from acoustic_env.learn.threads import torch_threads
+from acoustic_env.learn.zoo import make_estimator
 
 N_FRAMES, DIM = 10, 128
+KIND = "single_label"  # the comparison's task: one class per clip
 
 
 class FrameCNN(nn.Module):
-    """(batch, 10, 128) → class logits."""
+    """(batch, 10, 128) → ``n_out`` logits (``learn.mlp.n_outputs``: one for two classes, else one per class)."""
 
-    def __init__(self, n_classes: int, channels: int = 16):
+    def __init__(self, n_out: int, channels: int = 16):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d((1, 4)),
             nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-            nn.Dropout(0.2), nn.Linear(2 * channels, n_classes))
+            nn.Dropout(0.2), nn.Linear(2 * channels, n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.unsqueeze(1))
@@ -52,50 +56,19 @@ def pooled(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([frames.mean(axis=1), frames.max(axis=1)], axis=1)
 
 
-def _class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+#: The CNN's training: AdamW at 1e-3, early stopping on the validation loss (epochs of 64-clip batches).
+CNN_PARAMS = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64}
+CNN_SCHEDULE = Schedule(max_rounds=40, patience=5, steps_per_round=1, monitor="loss", min_delta=1e-4)
 
 
-def fit_cnn(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int, seed: int = 0,
-            max_epochs: int = 40, patience: int = 5, batch_size: int = 64) -> FrameCNN:
-    """Train ``FrameCNN`` with class-balanced cross-entropy; keep the epoch of lowest validation loss."""
+def fit_frames(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int,
+               seed: int = 0) -> FrameCNN:
+    """``FrameCNN`` trained by the one loop (``learn.fit``) with balanced class weights; the best round's weights."""
     torch.manual_seed(seed)
-    model = FrameCNN(n_classes)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(_class_weights(y, n_classes), dtype=torch.float32))
-    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    xv, yv = torch.tensor(x_val, dtype=torch.float32), torch.tensor(y_val)
-    rng = np.random.default_rng(seed)
-    best, best_state, waited = float("inf"), None, 0
-    for _ in range(max_epochs):
-        model.train()
-        for idx in np.array_split(rng.permutation(len(xt)), max(1, len(xt) // batch_size)):
-            opt.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            val = float(loss_fn(model(xv), yv)) if len(xv) else 0.0
-        if val < best - 1e-4:
-            best, best_state, waited = val, {k: v.clone() for k, v in model.state_dict().items()}, 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model = FrameCNN(n_outputs(KIND, n_classes))
+    fit(model, {"x_train": x, "y_train": y, "x_val": x_val, "y_val": y_val}, KIND, n_classes, CNN_PARAMS,
+        CNN_SCHEDULE, seed, class_weight="balanced", score_train=False)
     return model.eval()
-
-
-def fit_pooled(x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
-    """Standardised L2 logistic regression on the pooled vector, classes balanced."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced",
-                                                              random_state=seed)).fit(x, y)
 
 
 @dataclass(frozen=True)
@@ -125,16 +98,13 @@ def compare(frames: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: in
     """
     split = assign_splits(strata(y), groups, None, test_size, val_size, seed)
     tr, va, te = (split == TRAIN), (split == VAL), (split == TEST)
-    if not (tr.any() and te.any()):
-        raise ValueError("too few clips (or videos) to hold out a test split")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
-    try:
-        cnn = fit_cnn(frames[tr], y[tr], frames[va], y[va], n_classes, seed)
-        with torch.no_grad():
-            pred_cnn = cnn(torch.tensor(frames[te], dtype=torch.float32)).argmax(1).numpy()
-    finally:
-        torch.set_num_threads(before)
-    lin = fit_pooled(pooled(frames[tr | va]), y[tr | va], seed)
+    if not (tr.any() and va.any() and te.any()):
+        raise ValueError("too few clips (or videos) to hold out a validation and a test split")
+    with torch_threads(threads):
+        cnn = fit_frames(frames[tr], y[tr], frames[va], y[va], n_classes, seed)
+        pred_cnn = predict_proba(cnn, frames[te], KIND, n_classes).argmax(axis=1)
+    fit_on = tr | va
+    lin = make_estimator("logreg", KIND, n_classes, seed, class_weight="balanced")
+    lin.fit(pooled(frames[fit_on]), y[fit_on], groups=groups[fit_on])
     return Comparison(int(tr.sum()), int(va.sum()), int(te.sum()), _accuracy(pred_cnn, y[te]),
-                      _accuracy(lin.predict(pooled(frames[te])), y[te]))
+                      _accuracy(lin.predict_proba(pooled(frames[te])).argmax(axis=1), y[te]))

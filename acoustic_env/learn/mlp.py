@@ -1,4 +1,4 @@
-"""The classifier network and its output conventions (PyTorch only).
+"""The classifier network and the output conventions of every network the training loop fits (PyTorch only).
 
 Binary tasks use one logit (sigmoid), multi-class tasks one logit per class
 (softmax), multi-label tasks one logit per class (independent sigmoids, BCE).
@@ -7,7 +7,7 @@ Probabilities always come back as [n, classes] so callers need not care which.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -43,8 +43,28 @@ def n_outputs(kind: str, n_classes: int) -> int:
     return 1 if kind == "single_label" and n_classes == 2 else n_classes
 
 
-def loss_function(kind: str, n_classes: int) -> nn.Module:
-    return nn.CrossEntropyLoss() if kind == "single_label" and n_classes > 2 else nn.BCEWithLogitsLoss()
+def loss_function(kind: str, n_classes: int, weights: np.ndarray | None = None,
+                  device: str | torch.device = "cpu") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss of the task's logits; ``weights`` (one per class, ``learn.fit.class_weights``) weigh it.
+
+    A weighted single-label loss is the weighted mean over the batch (as ``CrossEntropyLoss``'s
+    ``weight``, also for the one logit of two classes); a multi-label weight is the weight of
+    a positive of that label (``BCEWithLogitsLoss``'s ``pos_weight``).
+    """
+    if weights is None:
+        return nn.CrossEntropyLoss() if kind == "single_label" and n_classes > 2 else nn.BCEWithLogitsLoss()
+    w = torch.as_tensor(weights, dtype=torch.float32, device=device)
+    if kind == "multi_label":
+        return nn.BCEWithLogitsLoss(pos_weight=w)
+    if n_classes > 2:
+        return nn.CrossEntropyLoss(weight=w)
+    per_row = nn.BCEWithLogitsLoss(reduction="none")
+
+    def binary(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        row_weights = w[target.reshape(-1).long()]
+        return (per_row(logits, target).reshape(-1) * row_weights).sum() / row_weights.sum()
+
+    return binary
 
 
 def loss_target(y: torch.Tensor, kind: str, n_classes: int) -> torch.Tensor:
@@ -67,13 +87,19 @@ def probabilities(logits: torch.Tensor, kind: str, n_classes: int) -> np.ndarray
     return out.detach().cpu().numpy().astype(np.float64)
 
 
+def logits_of(model: nn.Module, x: np.ndarray, batch_size: int = 8192,
+              device: str | torch.device = "cpu") -> torch.Tensor:
+    """Evaluation-mode logits for an array of inputs (rows first), in batches."""
+    model.eval()
+    with torch.no_grad():
+        parts = [model(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32, device=device))
+                 for i in range(0, len(x), batch_size)]
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
 def predict_proba(model: nn.Module, x: np.ndarray, kind: str, n_classes: int, batch_size: int = 8192,
                   device: str | torch.device = "cpu") -> np.ndarray:
-    """Evaluation-mode probabilities for a float32 matrix, in batches."""
-    model.eval()
-    parts = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[i:i + batch_size], dtype=torch.float32, device=device)
-            parts.append(probabilities(model(xb), kind, n_classes))
-    return np.vstack(parts) if parts else np.empty((0, n_classes))
+    """Evaluation-mode probabilities for an array of inputs, in batches."""
+    if not len(x):
+        return np.empty((0, n_classes))
+    return probabilities(logits_of(model, x, batch_size, device), kind, n_classes)

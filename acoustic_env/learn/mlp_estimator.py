@@ -83,8 +83,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,
                          Schedule(self.max_rounds, self.patience, steps_per_round), self.seed + rank,
                          on_round=on_round, device=device, rank=rank, world=world)
-        if result["best_state"] is not None:
-            self.model_.load_state_dict(result["best_state"])
         self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)
         self.history_ = result["history"]  # per round: epoch, train_score, val_score (the report's figure)
         return result

@@ -10,8 +10,8 @@ import numpy as np
 
 PARAMS: dict[str, dict[str, Any]] = {
     # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest
-    # class has too few clips for an inner CV.
-    "logreg": {"Cs": list(np.logspace(-4, -1, 7)), "fallback_C": 0.01, "max_iter": 2000},
+    # class has too few clips for an inner CV; class_weight: None, or "balanced" (each class weighs alike).
+    "logreg": {"Cs": list(np.logspace(-4, -1, 7)), "fallback_C": 0.01, "max_iter": 2000, "class_weight": None},
     "xgboost": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.8,
                 "colsample_bytree": 0.5, "tree_method": "hist", "verbosity": 0, "early_stopping_rounds": 30},
     "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4,

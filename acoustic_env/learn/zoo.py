@@ -7,7 +7,8 @@ probabilities, so nothing is tuned there: it needs calibrated-enough
 probabilities, not the best classifier.
 
 * ``logreg``: standardise + L2 logistic regression whose strength is chosen
-  by an inner CV on log loss. With noisy labels the amount of regularisation
+  by an inner CV on log loss (``class_weight="balanced"`` weighs each class alike:
+  the frame comparison's pooled model). With noisy labels the amount of regularisation
   decides whether the probabilities can be trusted, and the right amount
   depends on the number of clips and features. Given ``groups``, the inner
   folds keep every group on one side (``inner_splits``), so the search never
@@ -202,8 +203,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             cv = inner if self.search_ is None else self.search_.splits
             n_splits = cv if isinstance(cv, int) else len(cv)
             clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=cv, scoring="neg_log_loss",
-                                        max_iter=p["max_iter"], use_legacy_attributes=False) if n_splits >= 2
-                   else LogisticRegression(C=p["fallback_C"], max_iter=p["max_iter"]))
+                                        max_iter=p["max_iter"], class_weight=p["class_weight"],
+                                        use_legacy_attributes=False) if n_splits >= 2
+                   else LogisticRegression(C=p["fallback_C"], max_iter=p["max_iter"], class_weight=p["class_weight"]))
             return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
         if self.name == "xgboost":
             from xgboost import XGBClassifier

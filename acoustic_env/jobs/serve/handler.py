@@ -325,8 +325,7 @@ class Recognizer:
 
     def info(self) -> dict[str, Any]:
         """What ``GET /info`` answers: the classes, the task, the inputs, the sample rate and the limits."""
-        task = self.model.meta["task"]
-        return {"classes": self.model.class_names, "task": task.get("name"), "kind": self.model.kind,
+        return {"classes": self.model.class_names, "task": self.model.task_name, "kind": self.model.kind,
                 "groups": self.model.groups, "tagger": self.tagger.name if self.tagger else None,
                 "sample_rate": self.decode.sample_rate,
                 "limits": {"max_upload_bytes": self.limits.max_upload_bytes,

@@ -1,0 +1,128 @@
+"""The one training loop (``learn.fit``): early stopping keeps the best round, class weights reach the loss,
+augmentation touches the training batches only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from acoustic_env.learn.fit import Schedule, class_weights, fit
+from acoustic_env.learn.mlp import n_outputs, predict_proba
+
+FAST = {"lr": 0.05, "weight_decay": 0.0, "batch_size": 32}
+
+
+def _signal(n: int, seed: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes told apart by the first of 4 inputs, blurred by ``noise``."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return (np.c_[y - 0.5, np.zeros((n, 3))] + noise * rng.standard_normal((n, 4))).astype(np.float32), y
+
+
+def _xor(n: int, seed: int, flip: float) -> tuple[np.ndarray, np.ndarray]:
+    """The sign of x0 · x1 (which a linear model cannot learn), a share ``flip`` of the labels flipped."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+    y = (x[:, 0] * x[:, 1] > 0).astype(int)
+    flipped = rng.random(n) < flip
+    y[flipped] = 1 - y[flipped]
+    return x, y
+
+
+@pytest.mark.parametrize("monitor", ["score", "loss"])
+def test_early_stopping_ends_patience_rounds_after_the_best_and_keeps_its_weights(monitor):
+    """A wide network learns XOR from 40 clips with noisy labels, then learns the noise: the loop stops ``patience``
+    rounds after the best validation round (by score, or by loss) and the network ends holding that round's
+    weights, as ``best_state``."""
+    x, y = _xor(40, 0, 0.2)
+    xv, yv = _xor(300, 1, 0.0)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 256), nn.ReLU(), nn.Linear(256, 1))
+    states = []
+    schedule = Schedule(max_rounds=60, patience=3, steps_per_round=4, monitor=monitor)
+    out = fit(net, {"x_train": x, "y_train": y, "x_val": xv, "y_val": yv}, "single_label", 2,
+              {**FAST, "lr": 0.01}, schedule, seed=0,
+              on_round=lambda m, improved, model: states.append({k: v.clone() for k, v in model.state_dict().items()}))
+    history = out["history"]
+    values = [h["val_score"] if monitor == "score" else -h["val_loss"] for h in history]
+    best = int(np.argmax(values))  # the first round of the best value
+    assert 3 <= best + 1 < len(history) < schedule.max_rounds, "learnt nothing, or never overfitted: no case"
+    assert len(history) == best + 1 + schedule.patience
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, states[best][name]) and torch.equal(out["best_state"][name], value), name
+    assert out["best_val_score"] == history[best]["val_score"] and out["best_val_loss"] == history[best]["val_loss"]
+    assert history[-1]["best_val_score"] == history[best]["val_score"]
+
+
+def _prior_learnt(kind: str, y: np.ndarray, class_weight) -> np.ndarray:
+    """The mean probabilities a linear model on all-zero inputs learns: only its bias can fit, to the
+    (weighted) class frequencies."""
+    n_classes = y.shape[1] if kind == "multi_label" else int(y.max()) + 1
+    x = np.zeros((len(y), 3), np.float32)
+    torch.manual_seed(0)
+    net = nn.Linear(3, n_outputs(kind, n_classes))
+    fit(net, {"x_train": x, "y_train": y, "x_val": x, "y_val": y}, kind, n_classes, FAST,
+        Schedule(max_rounds=6, patience=6, steps_per_round=60, monitor="loss"), seed=0, class_weight=class_weight,
+        score_train=False)
+    return predict_proba(net, x[:1], kind, n_classes)[0]
+
+
+@pytest.mark.parametrize("kind, y, class_weight, expected", [
+    ("single_label", np.r_[np.zeros(80), np.ones(20)].astype(int), None, [0.8, 0.2]),  # one logit
+    ("single_label", np.r_[np.zeros(80), np.ones(20)].astype(int), "balanced", [0.5, 0.5]),
+    ("single_label", np.r_[np.zeros(80), np.ones(20)].astype(int), [1.0, 2.0], [2 / 3, 1 / 3]),
+    ("single_label", np.r_[np.zeros(60), np.ones(30), 2 * np.ones(10)].astype(int), "balanced", [1 / 3] * 3),
+    ("multi_label", np.c_[np.r_[np.ones(10), np.zeros(90)], np.r_[np.ones(50), np.zeros(50)]].astype(int),
+     "balanced", [0.5, 0.5]),
+])
+def test_class_weights_reach_the_loss(kind, y, class_weight, expected):
+    """Weighted, the loss is minimised at the weighted class frequencies: balanced, every class alike."""
+    np.testing.assert_allclose(_prior_learnt(kind, y, class_weight), expected, atol=0.02)
+
+
+def test_class_weights_balanced_and_given_and_refused():
+    y = np.r_[np.zeros(6), np.ones(2)].astype(int)
+    np.testing.assert_allclose(class_weights("balanced", y, "single_label", 3), [8 / 18, 8 / 6, 0.0])
+    np.testing.assert_allclose(class_weights([1, 2], y, "single_label", 2), [1.0, 2.0])
+    assert class_weights(None, y, "single_label", 2) is None
+    with pytest.raises(ValueError, match="class_weight: must be 2 finite weights"):
+        class_weights([1.0], y, "single_label", 2)
+    with pytest.raises(ValueError, match="class_weight: must be None, 'balanced'"):
+        class_weights("balance", y, "single_label", 2)
+
+
+def test_augmentation_transforms_training_batches_only():
+    """The hook sees every training row once per epoch and never a validation row; what it returns is what trains
+    (labels flipped there: the network learns the opposite of the validation truth)."""
+    x, y = _signal(64, 0, 0.1)
+    xv, yv = _signal(40, 1, 0.1)
+    xv[:, 1] = -1.0  # validation rows are marked, training rows have 0 (+ noise) there
+    x[:, 1] = np.abs(x[:, 1])
+    seen = []
+
+    def flip(xb, yb, generator):
+        seen.append(xb.clone())
+        return xb, 1 - yb
+
+    torch.manual_seed(0)
+    net = nn.Linear(4, 1)
+    out = fit(net, {"x_train": x, "y_train": y, "x_val": xv, "y_val": yv}, "single_label", 2, FAST,
+              Schedule(max_rounds=3, patience=3, steps_per_round=10), seed=0, augment=flip, score_train=False)
+    rows = torch.cat(seen)
+    assert len(rows) == 3 * out["epochs_per_round"] * len(x) and (rows[:, 1] >= 0).all()
+    assert out["history"][-1]["val_score"] < 0.1  # AUC of a network that learnt the flipped labels
+
+
+def test_mixed_precision_is_a_no_op_on_a_cpu():
+    x, y = _signal(48, 0, 0.5)
+    data = {"x_train": x, "y_train": y, "x_val": x, "y_val": y}
+    states = []
+    for mixed in (False, True):
+        torch.manual_seed(0)
+        net = nn.Linear(4, 1)
+        fit(net, data, "single_label", 2, FAST, Schedule(max_rounds=2, patience=2, steps_per_round=3), seed=0,
+            mixed_precision=mixed)
+        states.append(net.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
