@@ -20,6 +20,7 @@ train theirs), on CPU feature groups only, so predict and serve need no Ray and 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import socket
 import struct
@@ -31,6 +32,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from itertools import islice
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -42,7 +44,7 @@ import soundfile as sf
 from conftest import tone_clip
 
 from acoustic_env.cli import main
-from acoustic_env.config import DecodeParams, FeatureParams
+from acoustic_env.config import ConfigError, DecodeParams, FeatureParams
 from acoustic_env.demo.quick_model import quick_model
 from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.storage import write_json
@@ -263,6 +265,157 @@ def test_serve_says_silent_and_cut(model, clips):
     assert a["note"].startswith("silent")
     assert b["silent"] is False and b["note"] == f"cut: scored the first {MAX_S:g} s of {MAX_S + 1.5:.1f} s"
     assert max(b["probabilities"].values()) > 0 and c["note"] is None
+
+
+# ----------------------------------------------------------------------------- predict: many files, odd names
+
+#: Names that collide under a counter suffix (a, a, a-2), share a name in two folders, hold an extension in the
+#: stem, or hold URL syntax (#, ?) that is part of a local file's name.
+ODD_NAMES = ("d/a.wav", "d/a.flac", "d/a-2.wav", "e/a.wav", "d/a.wav.flac", "d/b#1.wav", "d/what?.wav", "d/c d.wav")
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory) -> list[Path]:
+    """One file per ODD_NAMES entry, each a tone of its own pitch and length (so each has its own answer)."""
+    root = tmp_path_factory.mktemp("odd-names")
+    out = []
+    for k, name in enumerate(ODD_NAMES):
+        (root / name).parent.mkdir(exist_ok=True)
+        out.append(tone_clip(root / name, seconds=0.6 + 0.1 * k, freq=150.0 * (k + 1), seed=k))
+    return out
+
+
+@pytest.mark.parametrize("path", ["in_process", "extract"])
+def test_every_file_gets_its_own_row_and_its_own_answer(model, odd_files, path):
+    """predict on files whose derived ids could collide: each file has a row of its own, with a distinct id and the
+    probabilities it gets alone, in this process and over the extract job (its threshold lowered to 0 here, the
+    path above 32 files; the extract itself still runs in this process: no Ray)."""
+    from acoustic_env.jobs.predict import predict
+
+    alone = {str(f): predict([str(f)], str(model)).to_pylist()[0] for f in odd_files}
+    rows = predict([str(f) for f in odd_files], str(model), max_in_process=0 if path == "extract" else 32).to_pylist()
+    assert [r["uri"] for r in rows] == [str(f) for f in odd_files]
+    assert len({r["clip_id"] for r in rows}) == len(rows), [r["clip_id"] for r in rows]
+    for r in rows:
+        assert r["error"] is None and r["prob_urban"] == pytest.approx(alone[r["uri"]]["prob_urban"], abs=1e-6), r
+    ids = [r["clip_id"] for r in rows]
+    assert ids[ODD_NAMES.index("d/b#1.wav")] == "b#1" and ids[ODD_NAMES.index("d/what?.wav")] == "what?"
+    assert ids[ODD_NAMES.index("d/c d.wav")] == "c d"
+
+
+def test_predict_in_windows_keeps_each_file_apart(model, odd_files):
+    """--windows: a summary row per file, each holding only its own windows (ids are the files' own)."""
+    from acoustic_env.jobs.windows import predict_windows
+
+    result = predict_windows([str(f) for f in odd_files], str(model))
+    summary = result.summary.to_pylist()
+    assert [s["uri"] for s in summary] == [str(f) for f in odd_files]
+    assert [s["windows"] for s in summary] == [1] * len(odd_files), summary
+    assert sorted(result.table["clip_id"].to_pylist()) == sorted(s["clip_id"] for s in summary)
+
+
+def test_the_same_file_twice_is_one_line(model, odd_files, capsys):
+    code, _, err, _ = _run(["predict", str(odd_files[0]), str(odd_files[0]), "--model", str(model)], capsys)
+    _one_line_error(code, err, f"inputs: {odd_files[0]} is given twice")
+
+
+def test_a_file_with_a_question_mark_is_a_file_not_a_clip_list(model, odd_files, capsys):
+    what = odd_files[ODD_NAMES.index("d/what?.wav")]
+    code, out, err, _ = _run(["predict", str(what), "--model", str(model)], capsys)
+    assert code == 0 and out.splitlines()[1].split()[0] == "what?", out + err
+
+
+@pytest.mark.parametrize("command", ["predict", "serve", "annotate"])
+def test_model_json_given_for_the_model_is_one_line_naming_its_folder(model, clips, tmp_path, command, capsys):
+    given = str(model / "model.json")
+    argv = {"predict": ["predict", str(clips["tone"]), "--model", given],
+            "serve": ["serve", "--model", given],
+            "annotate": ["annotate", "--model", given, "--manifest", str(clips["tone"]), "--features",
+                         str(tmp_path / "f"), "--output", str(tmp_path / "o")]}[command]
+    code, _, err, _ = _run(argv, capsys)
+    _one_line_error(code, err, f"model: {given} is a file; give the model directory")
+    assert f"({model})" in err
+
+
+def test_predict_names_a_device_it_does_not_know(model, clips, capsys):
+    """A model without embedders uses no device: the name was never looked at, and the run went on on the CPU."""
+    from acoustic_env.jobs.predict import predict
+    from acoustic_env.jobs.windows import predict_windows
+
+    with pytest.raises(SystemExit) as caught:
+        main(["predict", str(clips["tone"]), "--model", str(model), "--device", "bogus"])
+    _one_line_error(caught.value.code, capsys.readouterr().err, "argument --device: invalid choice: 'bogus'")
+    for call in (predict, predict_windows):
+        with pytest.raises(ConfigError, match="device: must be one of auto, cpu, cuda, got 'bogus'"):
+            call([str(clips["tone"])], str(model), device="bogus")
+
+
+# ----------------------------------------------------------------------------- windows: bounded, never all at once
+
+@pytest.mark.parametrize("argv,words", [
+    (["--hop-s", "inf"], "hop_s: must be a finite number, got inf"),
+    (["--hop-s", "nan"], "hop_s: must be a finite number, got nan"),
+    (["--window-s", "inf"], "window_s: must be a finite number, got inf"),
+    (["--hop-s", "0.000001"], "hop_s: must be >= 0.01, got 1e-06"),
+    (["--hop-s", "1e-300"], "hop_s: must be >= 0.01"),
+    (["--max-windows", "0"], "max_windows: must be an integer >= 1"),
+])
+def test_a_window_option_that_would_run_away_is_one_line(model, clips, argv, words, capsys):
+    code, _, err, _ = _run(["predict", str(clips["long"]), "--model", str(model), "--windows", *argv], capsys)
+    _one_line_error(code, err, words)
+
+
+def test_a_file_over_max_windows_is_refused_before_any_window_is_read(model, clips, tmp_path):
+    """The count is known from the header: the file gets its error row, its neighbours are scored."""
+    from acoustic_env.config import WindowParams
+    from acoustic_env.jobs.windows import predict_windows
+
+    window = WindowParams(windows=True, window_s=0.5, hop_s=0.01, max_windows=100)
+    result = predict_windows([str(clips["long"]), str(clips["tone"])], str(model), window=window)
+    long, tone = result.summary.to_pylist()
+    assert long["windows"] == 0 and "too_many_windows" in long["error"] and "max_windows = 100" in long["error"]
+    assert tone["error"] is None and tone["windows"] == 51 and tone["scored"] == 51
+
+
+def test_a_file_of_no_samples_gets_its_error_row_in_windows(model, clips, tmp_path):
+    from acoustic_env.jobs.windows import predict_windows
+
+    empty = tmp_path / "none.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
+    [row] = predict_windows([str(empty)], str(model)).summary.to_pylist()
+    assert row["windows"] == 0 and row["error"] is not None and "too_short" in row["error"], row
+
+
+def test_windows_are_made_as_they_are_wanted(tmp_path):
+    """A hop of one sample over 10^6 frames: the first windows come at once, with nothing listed ahead."""
+    from acoustic_env.audio.windows import span_count, spans
+
+    tracemalloc.start()
+    try:
+        first = list(islice(spans(10**6, 16000, 1.0, 1 / 16000, 0.5), 3))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert first == [(0, 16000), (1, 16001), (2, 16002)] and peak < 2**20, peak
+    assert span_count(10**6, 16000, 1.0, 1 / 16000) == 10**6 - 16000 + 1
+
+
+@pytest.mark.parametrize("query,words", [
+    ({"hop_s": "1e-300"}, "hop_s: must be >= 0.01"),
+    ({"hop_s": "inf"}, "hop_s: must be a finite number"),
+    ({"window_s": "0.5", "hop_s": "0.01"}, "too_many_windows"),
+])
+def test_serve_refuses_a_runaway_window_request_with_400(model, clips, query, words):
+    """?windows=1 with a hop that asks for too many windows: 400 before any window is decoded."""
+    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload
+
+    limits = Limits(2**20, 10.0, 10.0, 2**22, 3600.0, 10.0)
+    rec = Recognizer(str(model), limits)
+    silence = io.BytesIO()
+    sf.write(silence, np.zeros(16000 * 1200, dtype=np.int16), 16000, format="FLAC")  # 20 min: ~120k windows
+    with pytest.raises(ServiceError) as caught:
+        rec.windows(parse_upload(silence.getvalue(), "audio/flac", {"windows": "1", **query}, limits, fetch=None))
+    assert caught.value.status == 400 and words in caught.value.message, caught.value.body()
 
 
 # ----------------------------------------------------------------------------- one catalogue, every job

@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: the review page beside the first verdict file, when there is one)")
     p.set_defaults(func=cmd_audit_estimate)
 
-    from acoustic_env.config import IN_PROCESS_MAX
+    from acoustic_env.config import DEVICES, IN_PROCESS_MAX
 
     p = sub.add_parser("predict", help="label audio files, a directory or a clip list with a trained model",
                        usage="%(prog)s FILES|DIR|MANIFEST --model MODEL [options]")
@@ -340,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(default: a temporary directory)")
     p.add_argument("--audio-root", help=flag_help(ExtractConfig, "audio_root"))
     p.add_argument("--weights-cache", help=flag_help(ExtractConfig, "weights_cache"))
-    p.add_argument("--device", default="cpu", help="embedder device for in-process prediction (default: cpu)")
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help="embedder device for in-process prediction (default: cpu; auto: CUDA when this machine has it)")
     p.add_argument("--top-tags", type=int, default=3, help="AudioSet tags shown when the model uses a tagger")
     p.add_argument("--save", help="also write the predictions to this .csv or .parquet file (with --windows: "
                                   "the window table, and the summary per file beside it as NAME.summary.csv)")

@@ -22,6 +22,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,7 @@ from acoustic_env.audio.featurize import clip_note, clip_rows, featurize
 from acoustic_env.audio.manifest import AUDIO_EXTENSIONS, read_manifest
 from acoustic_env.audio.rows import redact_columns
 from acoustic_env.config import IN_PROCESS_MAX, ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
-from acoustic_env.jobs.preflight import check_input, check_output
+from acoustic_env.jobs.preflight import check_device, check_input, check_output
 from acoustic_env.learn.artifact import Model, load_model, top_classes
 from acoustic_env.storage import join, read_parts
 from acoustic_env.table import RANDOM
@@ -43,7 +44,8 @@ def input_rows(inputs: Sequence[str], audio_root: str | None = None) -> tuple[li
     for uri in inputs:
         check_input(uri, "inputs")
     first = inputs[0]
-    audio = first.split("?")[0].rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS
+    path = urlsplit(first).path if "://" in first else first  # a local name may hold "?" or "#"
+    audio = path.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS
     if len(inputs) == 1 and not audio:
         manifest = read_manifest(first, audio_root)
         table = manifest.table.filter(pa.compute.is_null(manifest.table["error_type"]))
@@ -57,6 +59,7 @@ def predict(inputs: Sequence[str], model: str, *, output: str | None = None, aud
             top_tags: int = 3) -> pa.Table:
     """One row per clip: ``clip_id``, ``uri``, ``predicted``, ``prob_<class>``, ``error``, ``note`` (and ``tags``)."""
     check_input(model, "model")
+    check_device(device)
     if output:
         check_output(output, "output")
     m = load_model(model)
