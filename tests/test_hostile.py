@@ -350,6 +350,50 @@ def test_predict_names_a_device_it_does_not_know(model, clips, capsys):
             call([str(clips["tone"])], str(model), device="bogus")
 
 
+def test_many_files_that_all_fail_each_get_their_error_row(model, tmp_path, monkeypatch):
+    """Over the extract path (the threshold lowered to 0; the extract still runs in this process): not one clip
+    succeeds, so there is no feature table, and still every file has its row and reason; and the temporary
+    output the job wrote is gone afterwards."""
+    import tempfile
+
+    from acoustic_env.jobs.predict import predict
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    bad = []
+    for k in range(3):
+        (tmp_path / f"n{k}.wav").write_bytes(b"not audio\n" * (k + 1))
+        bad.append(str(tmp_path / f"n{k}.wav"))
+    rows = predict(bad, str(model), max_in_process=0).to_pylist()
+    assert [r["uri"] for r in rows] == bad and all("not_audio" in r["error"] for r in rows), rows
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_predict_leaves_no_temporary_feature_table_behind(model, clips, tmp_path, monkeypatch):
+    import tempfile
+
+    from acoustic_env.jobs.predict import predict
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    [row] = predict([str(clips["tone"])], str(model), max_in_process=0).to_pylist()
+    assert row["predicted"] in ("urban", "natural") and list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("save,words", [("p.txt", "save: {d}/p.txt must end in .parquet or .csv"),
+                                        ("folder.csv", "save: {d}/folder.csv is a folder"),
+                                        ("a-file/p.csv", "save: {d}/a-file is a file")])
+@pytest.mark.parametrize("windows", [False, True])
+def test_a_save_path_that_cannot_take_the_table_is_refused_before_scoring(model, clips, tmp_path, save, words,
+                                                                          windows, capsys):
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    code, out, err, _ = _run(["predict", str(clips["tone"]), "--model", str(model), "--save", str(tmp_path / save),
+                              *(["--windows"] if windows else [])], capsys)
+    _one_line_error(code, err, words.format(d=tmp_path))
+    assert out == ""  # nothing was scored
+
+
 # ----------------------------------------------------------------------------- windows: bounded, never all at once
 
 @pytest.mark.parametrize("argv,words", [

@@ -207,7 +207,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.predict import format_predictions, input_rows, predict
     from acoustic_env.config import IN_PROCESS_MAX
 
+    from acoustic_env.jobs.export import check_table_file
+
     window = from_args(WindowParams, args)
+    if args.save:  # before the scoring, whose result it is to hold
+        check_table_file(args.save, "save")
     if window.windows:
         return _predict_windows(args, window)
     if args.selections:
