@@ -462,6 +462,46 @@ def test_serve_refuses_a_runaway_window_request_with_400(model, clips, query, wo
     assert caught.value.status == 400 and words in caught.value.message, caught.value.body()
 
 
+# ----------------------------------------------------------------------------- two runs into one output
+
+def test_a_second_extract_into_an_output_being_written_is_refused(tmp_path, monkeypatch, capsys):
+    """Run A plans against features/ and is held before it writes; run B starts on the same output meanwhile.
+    Before the lock B planned the same clips and both wrote them (every clip twice); now B is one line, and
+    when A ends every clip is in features/ once."""
+    from acoustic_env.config import ExtractConfig, from_dict
+    from acoustic_env.jobs import extract as job
+
+    clips_dir = tmp_path / "clips"
+    clips_dir.mkdir()
+    for k in range(3):
+        tone_clip(clips_dir / f"c{k}.wav", seconds=0.6, freq=300.0 + 100 * k)
+    out = tmp_path / "out"
+    planned, go, a_result = threading.Event(), threading.Event(), {}
+    real = job.run_in_process
+
+    def held(*args, **kwargs):
+        if threading.current_thread().name == "run-a":
+            planned.set()
+            assert go.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "run_in_process", held)
+    cfg = from_dict(ExtractConfig, {"manifest": str(clips_dir), "output": str(out), "progress": False,
+                                    "features": {"signals": ["raw"]}})
+    a = threading.Thread(target=lambda: a_result.update(done=job.extract(cfg)), name="run-a")
+    a.start()
+    try:
+        assert planned.wait(60)
+        code, _, err, _ = _run(["extract", "--manifest", str(clips_dir), "--output", str(out), "--signals", "raw",
+                                "--no-progress"], capsys)
+    finally:
+        go.set()
+        a.join(60)
+    _one_line_error(code, err, f"output: another run is writing to {out}")
+    ids = pa.parquet.read_table(out / "features", columns=["clip_id"])["clip_id"].to_pylist()
+    assert sorted(ids) == ["c0", "c1", "c2"] and a_result["done"].counts["ok"] == 3
+
+
 # ----------------------------------------------------------------------------- one catalogue, every job
 
 #: Hours of digital silence in the catalogue's FLAC (8 kHz: a few hundred kB on disk, 115 M samples decoded whole).
