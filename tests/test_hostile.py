@@ -46,7 +46,7 @@ from conftest import tone_clip
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, DecodeParams, FeatureParams
 from acoustic_env.demo.quick_model import quick_model
-from acoustic_env.demo.tables import synthetic_table, write_features
+from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_table, write_features
 from acoustic_env.storage import write_json
 
 SECRETS = ("KEYSECRET", "PWSECRET", "SIGSECRET", "CREDSECRET", "TOKSECRET")
@@ -500,6 +500,55 @@ def test_a_second_extract_into_an_output_being_written_is_refused(tmp_path, monk
     _one_line_error(code, err, f"output: another run is writing to {out}")
     ids = pa.parquet.read_table(out / "features", columns=["clip_id"])["clip_id"].to_pylist()
     assert sorted(ids) == ["c0", "c1", "c2"] and a_result["done"].counts["ok"] == 3
+
+
+# ----------------------------------------------------------------------------- train on degenerate label sets
+
+def _labelled_table(tmp_path: Path, labels: list[str], groups: list[str] | None = None) -> str:
+    """A synthetic feature table (30 clips) with the given label per clip (and group per clip)."""
+    table = synthetic_table(len(labels), seed=5)
+    table = table.set_column(table.schema.get_field_index("labels"), "labels",
+                             pa.array([[m] for m in labels], pa.list_(pa.string())))
+    if groups is not None:
+        table = table.set_column(table.schema.get_field_index("group"), "group", pa.array(groups, pa.string()))
+    return write_features(table, str(tmp_path / "t"))
+
+
+@pytest.mark.parametrize("cv_folds", ["0", "3"])
+def test_train_on_one_class_is_one_line_before_any_fit(tmp_path, cv_folds, capsys):
+    features = _labelled_table(tmp_path, [URBAN] * 30)
+    code, _, err, took = _run(["train", "--features", features, "--output", str(tmp_path / "o"), "--cv-folds",
+                               cv_folds], capsys)
+    _one_line_error(code, err, f"task: all 30 clips of {features} with a target for urban_natural are urban; "
+                               "a classifier needs clips of two classes or more")
+    assert took < 10
+
+
+@pytest.mark.parametrize("natural", [[0], [0, 1], [0, 29]])
+def test_a_split_that_would_hide_a_class_is_refused(tmp_path, natural, capsys):
+    """One or two natural clips among 30: some split has none, and its figures would leave natural out (the report
+    said accuracy 1.000, balanced 1.000, never having tested a natural clip). Refused before Ray starts."""
+    labels = [NATURAL if i in natural else URBAN for i in range(30)]
+    code, _, err, took = _run(["train", "--features", _labelled_table(tmp_path, labels), "--output",
+                               str(tmp_path / "o"), "--cv-folds", "0"], capsys)
+    _one_line_error(code, err, "split has no clip of class natural")
+    assert f"({len(natural)} of the 30 clips are natural)" in err and took < 10
+
+
+@pytest.mark.parametrize("recordings", [1, 2])
+def test_a_split_by_recording_with_too_few_recordings_is_one_line(tmp_path, recordings, capsys):
+    labels = [URBAN, NATURAL] * 15
+    code, _, err, _ = _run(["train", "--features", _labelled_table(tmp_path, labels, [f"r{i % recordings}"
+                                                                                      for i in range(30)]),
+                            "--output", str(tmp_path / "o"), "--cv-folds", "0"], capsys)
+    _one_line_error(code, err, f"features: the 30 clips come from {recordings} recording(s) (their group)")
+
+
+@pytest.mark.parametrize("flag,value", [("--grid-embedders", "none,yamnet"), ("--grid-signals", "fg")])
+def test_a_grid_axis_without_the_grid_is_one_line(tmp_path, flag, value, capsys):
+    code, _, err, _ = _run(["train", "--features", str(tmp_path), "--output", str(tmp_path / "o"), flag, value],
+                           capsys)
+    _one_line_error(code, err, f"{flag[2:].replace('-', '_')}: applies to the grid only: add --grid")
 
 
 # ----------------------------------------------------------------------------- one catalogue, every job
