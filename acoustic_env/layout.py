@@ -27,6 +27,7 @@ import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
@@ -35,9 +36,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from acoustic_env.config import ConfigError
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.storage import (
     delete,
+    filesystem,
+    is_local,
     join,
     list_parts,
     move,
@@ -52,10 +56,41 @@ FEATURES = "features"
 ERRORS = "errors"
 RUNS = "runs"
 QUARANTINE = "quarantine"
+#: The lock file of a run writing to a local output (:func:`output_lock`).
+LOCK = ".acoustic-env.lock"
 #: Parts read at once while indexing: reads wait on storage far more than on the CPU.
 INDEX_THREADS = 32
 
 log = logging.getLogger("acoustic_env.layout")
+
+
+@contextmanager
+def output_lock(output: str) -> Iterator[None]:
+    """Held by the run writing to a local ``output``; a second run at once is refused with one line.
+
+    Two runs planning against the same features/ each see the other's clips as not done
+    and both write them: a clip twice until a later run repairs it. An OS file lock
+    (filelock) is released by the system however the holder ends, so a killed run never
+    blocks the next. Object storage has no lock: there, the next run's index repairs
+    what two runs at once wrote twice.
+    """
+    if not is_local(output):
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    fs, path = filesystem(output)
+    fs.makedirs(path, exist_ok=True)
+    lock = FileLock(f"{path}/{LOCK}", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"output: another run is writing to {output} (it holds {LOCK} there); wait for it to "
+                          "end, or give another output") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def new_run_id() -> str:

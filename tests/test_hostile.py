@@ -20,6 +20,7 @@ train theirs), on CPU feature groups only, so predict and serve need no Ray and 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import socket
 import struct
@@ -31,6 +32,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from itertools import islice
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -42,9 +44,9 @@ import soundfile as sf
 from conftest import tone_clip
 
 from acoustic_env.cli import main
-from acoustic_env.config import DecodeParams, FeatureParams
+from acoustic_env.config import ConfigError, DecodeParams, FeatureParams
 from acoustic_env.demo.quick_model import quick_model
-from acoustic_env.demo.tables import synthetic_table, write_features
+from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_table, write_features
 from acoustic_env.storage import write_json
 
 SECRETS = ("KEYSECRET", "PWSECRET", "SIGSECRET", "CREDSECRET", "TOKSECRET")
@@ -265,6 +267,290 @@ def test_serve_says_silent_and_cut(model, clips):
     assert a["note"].startswith("silent")
     assert b["silent"] is False and b["note"] == f"cut: scored the first {MAX_S:g} s of {MAX_S + 1.5:.1f} s"
     assert max(b["probabilities"].values()) > 0 and c["note"] is None
+
+
+# ----------------------------------------------------------------------------- predict: many files, odd names
+
+#: Names that collide under a counter suffix (a, a, a-2), share a name in two folders, hold an extension in the
+#: stem, or hold URL syntax (#, ?) that is part of a local file's name.
+ODD_NAMES = ("d/a.wav", "d/a.flac", "d/a-2.wav", "e/a.wav", "d/a.wav.flac", "d/b#1.wav", "d/what?.wav", "d/c d.wav")
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory) -> list[Path]:
+    """One file per ODD_NAMES entry, each a tone of its own pitch and length (so each has its own answer)."""
+    root = tmp_path_factory.mktemp("odd-names")
+    out = []
+    for k, name in enumerate(ODD_NAMES):
+        (root / name).parent.mkdir(exist_ok=True)
+        out.append(tone_clip(root / name, seconds=0.6 + 0.1 * k, freq=150.0 * (k + 1), seed=k))
+    return out
+
+
+@pytest.mark.parametrize("path", ["in_process", "extract"])
+def test_every_file_gets_its_own_row_and_its_own_answer(model, odd_files, path):
+    """predict on files whose derived ids could collide: each file has a row of its own, with a distinct id and the
+    probabilities it gets alone, in this process and over the extract job (its threshold lowered to 0 here, the
+    path above 32 files; the extract itself still runs in this process: no Ray)."""
+    from acoustic_env.jobs.predict import predict
+
+    alone = {str(f): predict([str(f)], str(model)).to_pylist()[0] for f in odd_files}
+    rows = predict([str(f) for f in odd_files], str(model), max_in_process=0 if path == "extract" else 32).to_pylist()
+    assert [r["uri"] for r in rows] == [str(f) for f in odd_files]
+    assert len({r["clip_id"] for r in rows}) == len(rows), [r["clip_id"] for r in rows]
+    for r in rows:
+        assert r["error"] is None and r["prob_urban"] == pytest.approx(alone[r["uri"]]["prob_urban"], abs=1e-6), r
+    ids = [r["clip_id"] for r in rows]
+    assert ids[ODD_NAMES.index("d/b#1.wav")] == "b#1" and ids[ODD_NAMES.index("d/what?.wav")] == "what?"
+    assert ids[ODD_NAMES.index("d/c d.wav")] == "c d"
+
+
+def test_predict_in_windows_keeps_each_file_apart(model, odd_files):
+    """--windows: a summary row per file, each holding only its own windows (ids are the files' own)."""
+    from acoustic_env.jobs.windows import predict_windows
+
+    result = predict_windows([str(f) for f in odd_files], str(model))
+    summary = result.summary.to_pylist()
+    assert [s["uri"] for s in summary] == [str(f) for f in odd_files]
+    assert [s["windows"] for s in summary] == [1] * len(odd_files), summary
+    assert sorted(result.table["clip_id"].to_pylist()) == sorted(s["clip_id"] for s in summary)
+
+
+def test_the_same_file_twice_is_one_line(model, odd_files, capsys):
+    code, _, err, _ = _run(["predict", str(odd_files[0]), str(odd_files[0]), "--model", str(model)], capsys)
+    _one_line_error(code, err, f"inputs: {odd_files[0]} is given twice")
+
+
+def test_a_file_with_a_question_mark_is_a_file_not_a_clip_list(model, odd_files, capsys):
+    what = odd_files[ODD_NAMES.index("d/what?.wav")]
+    code, out, err, _ = _run(["predict", str(what), "--model", str(model)], capsys)
+    assert code == 0 and out.splitlines()[1].split()[0] == "what?", out + err
+
+
+@pytest.mark.parametrize("command", ["predict", "serve", "annotate"])
+def test_model_json_given_for_the_model_is_one_line_naming_its_folder(model, clips, tmp_path, command, capsys):
+    given = str(model / "model.json")
+    argv = {"predict": ["predict", str(clips["tone"]), "--model", given],
+            "serve": ["serve", "--model", given],
+            "annotate": ["annotate", "--model", given, "--manifest", str(clips["tone"]), "--features",
+                         str(tmp_path / "f"), "--output", str(tmp_path / "o")]}[command]
+    code, _, err, _ = _run(argv, capsys)
+    _one_line_error(code, err, f"model: {given} is a file; give the model directory")
+    assert f"({model})" in err
+
+
+def test_predict_names_a_device_it_does_not_know(model, clips, capsys):
+    """A model without embedders uses no device: the name was never looked at, and the run went on on the CPU."""
+    from acoustic_env.jobs.predict import predict
+    from acoustic_env.jobs.windows import predict_windows
+
+    with pytest.raises(SystemExit) as caught:
+        main(["predict", str(clips["tone"]), "--model", str(model), "--device", "bogus"])
+    _one_line_error(caught.value.code, capsys.readouterr().err, "argument --device: invalid choice: 'bogus'")
+    for call in (predict, predict_windows):
+        with pytest.raises(ConfigError, match="device: must be one of auto, cpu, cuda, got 'bogus'"):
+            call([str(clips["tone"])], str(model), device="bogus")
+
+
+def test_many_files_that_all_fail_each_get_their_error_row(model, tmp_path, monkeypatch):
+    """Over the extract path (the threshold lowered to 0; the extract still runs in this process): not one clip
+    succeeds, so there is no feature table, and still every file has its row and reason; and the temporary
+    output the job wrote is gone afterwards."""
+    import tempfile
+
+    from acoustic_env.jobs.predict import predict
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    bad = []
+    for k in range(3):
+        (tmp_path / f"n{k}.wav").write_bytes(b"not audio\n" * (k + 1))
+        bad.append(str(tmp_path / f"n{k}.wav"))
+    rows = predict(bad, str(model), max_in_process=0).to_pylist()
+    assert [r["uri"] for r in rows] == bad and all("not_audio" in r["error"] for r in rows), rows
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_predict_leaves_no_temporary_feature_table_behind(model, clips, tmp_path, monkeypatch):
+    import tempfile
+
+    from acoustic_env.jobs.predict import predict
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    [row] = predict([str(clips["tone"])], str(model), max_in_process=0).to_pylist()
+    assert row["predicted"] in ("urban", "natural") and list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("save,words", [("p.txt", "save: {d}/p.txt must end in .parquet or .csv"),
+                                        ("folder.csv", "save: {d}/folder.csv is a folder"),
+                                        ("a-file/p.csv", "save: {d}/a-file is a file")])
+@pytest.mark.parametrize("windows", [False, True])
+def test_a_save_path_that_cannot_take_the_table_is_refused_before_scoring(model, clips, tmp_path, save, words,
+                                                                          windows, capsys):
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    code, out, err, _ = _run(["predict", str(clips["tone"]), "--model", str(model), "--save", str(tmp_path / save),
+                              *(["--windows"] if windows else [])], capsys)
+    _one_line_error(code, err, words.format(d=tmp_path))
+    assert out == ""  # nothing was scored
+
+
+# ----------------------------------------------------------------------------- windows: bounded, never all at once
+
+@pytest.mark.parametrize("argv,words", [
+    (["--hop-s", "inf"], "hop_s: must be a finite number, got inf"),
+    (["--hop-s", "nan"], "hop_s: must be a finite number, got nan"),
+    (["--window-s", "inf"], "window_s: must be a finite number, got inf"),
+    (["--hop-s", "0.000001"], "hop_s: must be >= 0.01, got 1e-06"),
+    (["--hop-s", "1e-300"], "hop_s: must be >= 0.01"),
+    (["--max-windows", "0"], "max_windows: must be an integer >= 1"),
+])
+def test_a_window_option_that_would_run_away_is_one_line(model, clips, argv, words, capsys):
+    code, _, err, _ = _run(["predict", str(clips["long"]), "--model", str(model), "--windows", *argv], capsys)
+    _one_line_error(code, err, words)
+
+
+def test_a_file_over_max_windows_is_refused_before_any_window_is_read(model, clips, tmp_path):
+    """The count is known from the header: the file gets its error row, its neighbours are scored."""
+    from acoustic_env.config import WindowParams
+    from acoustic_env.jobs.windows import predict_windows
+
+    window = WindowParams(windows=True, window_s=0.5, hop_s=0.01, max_windows=100)
+    result = predict_windows([str(clips["long"]), str(clips["tone"])], str(model), window=window)
+    long, tone = result.summary.to_pylist()
+    assert long["windows"] == 0 and "too_many_windows" in long["error"] and "max_windows = 100" in long["error"]
+    assert tone["error"] is None and tone["windows"] == 51 and tone["scored"] == 51
+
+
+def test_a_file_of_no_samples_gets_its_error_row_in_windows(model, clips, tmp_path):
+    from acoustic_env.jobs.windows import predict_windows
+
+    empty = tmp_path / "none.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
+    [row] = predict_windows([str(empty)], str(model)).summary.to_pylist()
+    assert row["windows"] == 0 and row["error"] is not None and "too_short" in row["error"], row
+
+
+def test_windows_are_made_as_they_are_wanted(tmp_path):
+    """A hop of one sample over 10^6 frames: the first windows come at once, with nothing listed ahead."""
+    from acoustic_env.audio.windows import span_count, spans
+
+    tracemalloc.start()
+    try:
+        first = list(islice(spans(10**6, 16000, 1.0, 1 / 16000, 0.5), 3))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert first == [(0, 16000), (1, 16001), (2, 16002)] and peak < 2**20, peak
+    assert span_count(10**6, 16000, 1.0, 1 / 16000) == 10**6 - 16000 + 1
+
+
+@pytest.mark.parametrize("query,words", [
+    ({"hop_s": "1e-300"}, "hop_s: must be >= 0.01"),
+    ({"hop_s": "inf"}, "hop_s: must be a finite number"),
+    ({"window_s": "0.5", "hop_s": "0.01"}, "too_many_windows"),
+])
+def test_serve_refuses_a_runaway_window_request_with_400(model, clips, query, words):
+    """?windows=1 with a hop that asks for too many windows: 400 before any window is decoded."""
+    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload
+
+    limits = Limits(2**20, 10.0, 10.0, 2**22, 3600.0, 10.0)
+    rec = Recognizer(str(model), limits)
+    silence = io.BytesIO()
+    sf.write(silence, np.zeros(16000 * 1200, dtype=np.int16), 16000, format="FLAC")  # 20 min: ~120k windows
+    with pytest.raises(ServiceError) as caught:
+        rec.windows(parse_upload(silence.getvalue(), "audio/flac", {"windows": "1", **query}, limits, fetch=None))
+    assert caught.value.status == 400 and words in caught.value.message, caught.value.body()
+
+
+# ----------------------------------------------------------------------------- two runs into one output
+
+def test_a_second_extract_into_an_output_being_written_is_refused(tmp_path, monkeypatch, capsys):
+    """Run A plans against features/ and is held before it writes; run B starts on the same output meanwhile.
+    Before the lock B planned the same clips and both wrote them (every clip twice); now B is one line, and
+    when A ends every clip is in features/ once."""
+    from acoustic_env.config import ExtractConfig, from_dict
+    from acoustic_env.jobs import extract as job
+
+    clips_dir = tmp_path / "clips"
+    clips_dir.mkdir()
+    for k in range(3):
+        tone_clip(clips_dir / f"c{k}.wav", seconds=0.6, freq=300.0 + 100 * k)
+    out = tmp_path / "out"
+    planned, go, a_result = threading.Event(), threading.Event(), {}
+    real = job.run_in_process
+
+    def held(*args, **kwargs):
+        if threading.current_thread().name == "run-a":
+            planned.set()
+            assert go.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "run_in_process", held)
+    cfg = from_dict(ExtractConfig, {"manifest": str(clips_dir), "output": str(out), "progress": False,
+                                    "features": {"signals": ["raw"]}})
+    a = threading.Thread(target=lambda: a_result.update(done=job.extract(cfg)), name="run-a")
+    a.start()
+    try:
+        assert planned.wait(60)
+        code, _, err, _ = _run(["extract", "--manifest", str(clips_dir), "--output", str(out), "--signals", "raw",
+                                "--no-progress"], capsys)
+    finally:
+        go.set()
+        a.join(60)
+    _one_line_error(code, err, f"output: another run is writing to {out}")
+    ids = pa.parquet.read_table(out / "features", columns=["clip_id"])["clip_id"].to_pylist()
+    assert sorted(ids) == ["c0", "c1", "c2"] and a_result["done"].counts["ok"] == 3
+
+
+# ----------------------------------------------------------------------------- train on degenerate label sets
+
+def _labelled_table(tmp_path: Path, labels: list[str], groups: list[str] | None = None) -> str:
+    """A synthetic feature table (30 clips) with the given label per clip (and group per clip)."""
+    table = synthetic_table(len(labels), seed=5)
+    table = table.set_column(table.schema.get_field_index("labels"), "labels",
+                             pa.array([[m] for m in labels], pa.list_(pa.string())))
+    if groups is not None:
+        table = table.set_column(table.schema.get_field_index("group"), "group", pa.array(groups, pa.string()))
+    return write_features(table, str(tmp_path / "t"))
+
+
+@pytest.mark.parametrize("cv_folds", ["0", "3"])
+def test_train_on_one_class_is_one_line_before_any_fit(tmp_path, cv_folds, capsys):
+    features = _labelled_table(tmp_path, [URBAN] * 30)
+    code, _, err, took = _run(["train", "--features", features, "--output", str(tmp_path / "o"), "--cv-folds",
+                               cv_folds], capsys)
+    _one_line_error(code, err, f"task: all 30 clips of {features} with a target for urban_natural are urban; "
+                               "a classifier needs clips of two classes or more")
+    assert took < 10
+
+
+@pytest.mark.parametrize("natural", [[0], [0, 1], [0, 29]])
+def test_a_split_that_would_hide_a_class_is_refused(tmp_path, natural, capsys):
+    """One or two natural clips among 30: some split has none, and its figures would leave natural out (the report
+    said accuracy 1.000, balanced 1.000, never having tested a natural clip). Refused before Ray starts."""
+    labels = [NATURAL if i in natural else URBAN for i in range(30)]
+    code, _, err, took = _run(["train", "--features", _labelled_table(tmp_path, labels), "--output",
+                               str(tmp_path / "o"), "--cv-folds", "0"], capsys)
+    _one_line_error(code, err, "split has no clip of class natural")
+    assert f"({len(natural)} of the 30 clips are natural)" in err and took < 10
+
+
+@pytest.mark.parametrize("recordings", [1, 2])
+def test_a_split_by_recording_with_too_few_recordings_is_one_line(tmp_path, recordings, capsys):
+    labels = [URBAN, NATURAL] * 15
+    code, _, err, _ = _run(["train", "--features", _labelled_table(tmp_path, labels, [f"r{i % recordings}"
+                                                                                      for i in range(30)]),
+                            "--output", str(tmp_path / "o"), "--cv-folds", "0"], capsys)
+    _one_line_error(code, err, f"features: the 30 clips come from {recordings} recording(s) (their group)")
+
+
+@pytest.mark.parametrize("flag,value", [("--grid-embedders", "none,yamnet"), ("--grid-signals", "fg")])
+def test_a_grid_axis_without_the_grid_is_one_line(tmp_path, flag, value, capsys):
+    code, _, err, _ = _run(["train", "--features", str(tmp_path), "--output", str(tmp_path / "o"), flag, value],
+                           capsys)
+    _one_line_error(code, err, f"{flag[2:].replace('-', '_')}: applies to the grid only: add --grid")
 
 
 # ----------------------------------------------------------------------------- one catalogue, every job

@@ -20,7 +20,7 @@ import soundfile as sf
 
 import acoustic_env as ae
 from acoustic_env.audio.featurize import featurize
-from acoustic_env.audio.windows import spans
+from acoustic_env.audio.windows import span_count, spans
 from acoustic_env.cli import main
 from acoustic_env.config import DecodeParams, FeatureParams, WindowParams
 from acoustic_env.demo.quick_model import quick_model
@@ -86,18 +86,31 @@ def world(tmp_path_factory) -> dict:
 
 # ----------------------------------------------------------------------------- where windows start and end
 
+def _spans(*args) -> list[tuple[int, int]]:
+    return list(spans(*args))
+
+
 def test_spans_cover_the_recording_and_stop_at_its_end():
-    hour = spans(3600 * SR, SR, 10.0, 10.0, 0.5)
+    hour = _spans(3600 * SR, SR, 10.0, 10.0, 0.5)
     assert len(hour) == 360 and hour[0] == (0, 10 * SR) and hour[-1] == (3590 * SR, 3600 * SR)
     assert all(b[0] - a[0] == 10 * SR for a, b in zip(hour, hour[1:]))
     # overlapping: the last window reaches the end (shorter), and none starts after it
-    assert spans(23 * SR, SR, 10.0, 5.0, 0.5) == [(0, 10 * SR), (5 * SR, 15 * SR), (10 * SR, 20 * SR),
-                                                  (15 * SR, 23 * SR)]
+    assert _spans(23 * SR, SR, 10.0, 5.0, 0.5) == [(0, 10 * SR), (5 * SR, 15 * SR), (10 * SR, 20 * SR),
+                                                   (15 * SR, 23 * SR)]
     # a tail under decode.min_duration_s is left out; gaps when the hop is longer than the window
-    assert spans(int(20.3 * SR), SR, 10.0, 10.0, 0.5) == [(0, 10 * SR), (10 * SR, 20 * SR)]
-    assert spans(12 * SR, SR, 2.0, 5.0, 0.5) == [(0, 2 * SR), (5 * SR, 7 * SR), (10 * SR, 12 * SR)]
-    assert spans(3 * SR, SR, 10.0, 10.0, 0.5) == [(0, 3 * SR)]  # shorter than one window: one window
-    assert spans(44100 * 7, 44100, 2.5, 2.5, 0.5)[-1] == (44100 * 5, 44100 * 7)  # in the file's own frames
+    assert _spans(int(20.3 * SR), SR, 10.0, 10.0, 0.5) == [(0, 10 * SR), (10 * SR, 20 * SR)]
+    assert _spans(12 * SR, SR, 2.0, 5.0, 0.5) == [(0, 2 * SR), (5 * SR, 7 * SR), (10 * SR, 12 * SR)]
+    assert _spans(3 * SR, SR, 10.0, 10.0, 0.5) == [(0, 3 * SR)]  # shorter than one window: one window
+    assert _spans(44100 * 7, 44100, 2.5, 2.5, 0.5)[-1] == (44100 * 5, 44100 * 7)  # in the file's own frames
+
+
+@pytest.mark.parametrize("frames,window_s,hop_s", [(3600 * SR, 10.0, 10.0), (23 * SR, 10.0, 5.0), (12 * SR, 2.0, 5.0),
+                                                   (3 * SR, 10.0, 10.0), (int(20.3 * SR), 10.0, 10.0),
+                                                   (SR, 0.5, 0.01), (1, 1.0, 1.0), (10 * SR + 1, 1.0, 0.3)])
+def test_the_window_count_is_known_without_making_the_windows(frames, window_s, hop_s):
+    """span_count, which max_windows checks, is what spans makes (counting a short tail spans leaves out)."""
+    made = _spans(frames, SR, window_s, hop_s, 0.0)
+    assert span_count(frames, SR, window_s, hop_s) == len(made)
 
 
 # ----------------------------------------------------------------------------- windows are clips
@@ -208,7 +221,7 @@ def test_cli_writes_the_window_table_summary_and_selection_tables(world, tmp_pat
 
 @pytest.mark.parametrize("argv, words", [
     (["--windows", "--window-s", "0"], "window_s: must be > 0"),
-    (["--windows", "--hop-s", "-1"], "hop_s: must be > 0"),
+    (["--windows", "--hop-s", "-1"], "hop_s: must be >= 0.01"),
     (["--windows", "--window-s", "600"], "window_s: must be in [decode.min_duration_s, decode.max_duration_s]"),
     (["--windows", "--window-s", "0.1"], "window_s: must be in [decode.min_duration_s"),
     (["--window-s", "5"], "window_s: applies to windows only: add --windows"),
@@ -226,7 +239,7 @@ def test_python_api(world):
     assert result.table.column_names[:4] == ["clip_id", "uri", "start_s", "end_s"]
     assert [(r["start_s"], r["end_s"]) for r in result.table.to_pylist()] == [(0, 4), (4, 8), (8, 12)]
     assert result.summary.num_rows == 1
-    with pytest.raises(ae.ConfigError, match="hop_s: must be > 0"):
+    with pytest.raises(ae.ConfigError, match="hop_s: must be >= 0.01"):
         ae.predict_windows(str(world["long"]), world["model"], hop_s=0)
 
 

@@ -26,10 +26,11 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from acoustic_env.audio.decode import DecodedClip, decode_clip
-from acoustic_env.config import SIGNALS, DecodeParams, FeatureParams
+from acoustic_env.config import SIGNALS, ConfigError, DecodeParams, FeatureParams
 from acoustic_env.embedders.registry import get
 from acoustic_env.errors import ClipError
 from acoustic_env.features import cpu_features, separate_signals
+from acoustic_env.storage import redact
 from acoustic_env.table import embedding_column
 
 
@@ -165,17 +166,50 @@ def clip_rows(files: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows for :func:`featurize` from file paths/URLs (or mappings with ``uri``).
 
     A clip's id is its file name without the extension, as the extract job derives it
-    for a directory; a name shared by several files gets ``-2``, ``-3``, ... in order.
-    Local paths are made absolute, as every stored ``uri`` is.
+    for a directory, when no other input's id is the same; otherwise every file of that
+    name is named by more of its path (:func:`unique_ids`), so two files never share an
+    id, whatever they are called. Local paths are made absolute, as every stored ``uri``
+    is; a ``#`` or ``?`` in a local file name is part of the name.
     """
-    rows, seen = [], Counter()
-    for f in files:
-        row = dict(f) if isinstance(f, Mapping) else {"uri": f}
+    rows = [dict(f) if isinstance(f, Mapping) else {"uri": f} for f in files]
+    for row in rows:
         uri = str(row["uri"])
         row["uri"] = uri if "://" in uri else os.path.abspath(os.path.expanduser(uri))
-        if not row.get("clip_id"):
-            stem = posixpath.splitext(posixpath.basename(urlsplit(row["uri"]).path))[0]
-            seen[stem] += 1
-            row["clip_id"] = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
-        rows.append(row)
+    derived = [r for r in rows if not r.get("clip_id")]
+    ids = unique_ids([r["uri"] for r in derived], taken=[str(r["clip_id"]) for r in rows if r.get("clip_id")])
+    for row, clip_id in zip(derived, ids):
+        row["clip_id"] = clip_id
     return rows
+
+
+def unique_ids(uris: Sequence[str], taken: Sequence[str] = ()) -> list[str]:
+    """One id per URI, none equal to another or to one of ``taken``: the file name without its extension, else
+    the file name, else one more folder at a time, else the whole URI.
+
+    A suffix counter (``a-2``) can be another file's own name; a longer part of the path
+    cannot, since every id but a stem is a path that only its own file ends with (and the
+    whole URI is distinct by itself). ``ConfigError`` names a URI given twice.
+    """
+    forms = [_names(u) for u in uris]
+    level = [0] * len(uris)
+    while True:
+        ids = [f[k] for f, k in zip(forms, level)]
+        holders = Counter([*ids, *taken])
+        clash = [i for i, x in enumerate(ids) if holders[x] > 1]
+        if not clash:
+            return ids
+        stuck = [i for i in clash if level[i] == len(forms[i]) - 1]
+        if len(stuck) == len(clash):
+            raise ConfigError(f"inputs: {redact(uris[stuck[0]])} is given twice" if uris.count(uris[stuck[0]]) > 1
+                              else f"inputs: {redact(uris[stuck[0]])} has the clip_id of another row")
+        for i in clash:
+            level[i] = min(level[i] + 1, len(forms[i]) - 1)
+
+
+def _names(uri: str) -> list[str]:
+    """The ids :func:`unique_ids` tries for ``uri``, shortest first."""
+    path = urlsplit(uri).path if "://" in uri else uri
+    parts = [p for p in path.split("/") if p]
+    tails = ["/".join(parts[-k:]) for k in range(1, len(parts) + 1)]
+    stem = posixpath.splitext(parts[-1])[0] if parts else ""
+    return list(dict.fromkeys(x for x in (stem, *tails, redact(uri)) if x))

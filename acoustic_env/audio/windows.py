@@ -40,19 +40,28 @@ class Window:
     error: str | None = None
 
 
-def spans(frames: int, sr: int, window_s: float, hop_s: float, min_s: float) -> list[tuple[int, int]]:
-    """(first frame, end frame) of each window of a ``frames``-long recording at ``sr`` Hz."""
-    length, hop = max(1, round(window_s * sr)), max(1, round(hop_s * sr))
-    out: list[tuple[int, int]] = []
+def spans(frames: int, sr: int, window_s: float, hop_s: float, min_s: float) -> Iterator[tuple[int, int]]:
+    """(first frame, end frame) of each window of a ``frames``-long recording at ``sr`` Hz, made as they are
+    wanted: a list of them would be as long as the recording is over the hop."""
+    length, hop = _frames(window_s, sr), _frames(hop_s, sr)
     start = 0
     while start < frames:
         end = min(start + length, frames)
-        if end - start >= min_s * sr or not out:  # a file shorter than one window is still one window
-            out.append((start, end))
+        if end - start >= min_s * sr or start == 0:  # a file shorter than one window is still one window
+            yield start, end
         if end == frames:
-            break
+            return
         start += hop
-    return out
+
+
+def span_count(frames: int, sr: int, window_s: float, hop_s: float) -> int:
+    """How many windows :func:`spans` makes at most (a short tail it leaves out included), without making them."""
+    length, hop = _frames(window_s, sr), _frames(hop_s, sr)
+    return min(1 + max(0, -(-(frames - length) // hop)), -(-frames // hop)) if frames else 0
+
+
+def _frames(seconds: float, sr: int) -> int:
+    return max(1, round(seconds * sr))
 
 
 def open_recording(source: str | bytes | BinaryIO, params: DecodeParams) -> Any:
@@ -106,8 +115,23 @@ class Recording:
     def sample_rate(self) -> int:
         return int(self._file.samplerate)
 
-    def windows(self, window_s: float, hop_s: float) -> Iterator[Window]:
-        """The windows in order (see the module docstring for where they start and end)."""
+    def windows(self, window_s: float, hop_s: float, most: int | None = None) -> Iterator[Window]:
+        """The windows in order (see the module docstring for where they start and end).
+
+        ClipError, before any window is read, for a file with no samples (too_short) or
+        one that would give more than ``most`` windows (too_many_windows).
+        """
+        f, sr = self._file, self._file.samplerate
+        if f.frames <= 0:
+            raise ClipError(STAGE, "too_short", "no audio samples in the file")
+        count = span_count(f.frames, sr, window_s, hop_s)
+        if most is not None and count > most:
+            raise ClipError(STAGE, "too_many_windows",
+                            f"{self.duration_s:.1f} s in windows of {window_s:g} s every {hop_s:g} s is {count} "
+                            f"windows, more than max_windows = {most}: take a longer hop or raise max_windows")
+        return self._read(window_s, hop_s)
+
+    def _read(self, window_s: float, hop_s: float) -> Iterator[Window]:
         f, sr = self._file, self._file.samplerate
         dtype = "float64" if f.subtype == "DOUBLE" else "float32"  # as decode_bytes reads
         for start, end in spans(f.frames, sr, window_s, hop_s, self.params.min_duration_s):

@@ -14,7 +14,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.predict import format_predictions, input_rows, predict
     from acoustic_env.config import IN_PROCESS_MAX
 
+    from acoustic_env.jobs.export import check_table_file
+
     window = from_args(WindowParams, args)
+    if args.save:  # before the scoring, whose result it is to hold
+        check_table_file(args.save, "save")
     if window.windows:
         return _predict_windows(args, window)
     if args.selections:
@@ -75,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     """``predict`` and ``serve`` on the ``acoustic-env`` parser."""
-    from acoustic_env.config import IN_PROCESS_MAX
+    from acoustic_env.config import DEVICES, IN_PROCESS_MAX
 
     p = sub.add_parser("predict", help="label audio files, a directory or a clip list with a trained model",
                        usage="%(prog)s FILES|DIR|MANIFEST --model MODEL [options]")
@@ -85,7 +89,8 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
                                     "(default: a temporary directory)")
     p.add_argument("--audio-root", help=flag_help(ExtractConfig, "audio_root"))
     p.add_argument("--weights-cache", help=flag_help(ExtractConfig, "weights_cache"))
-    p.add_argument("--device", default="cpu", help="embedder device for in-process prediction (default: cpu)")
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help="embedder device for in-process prediction (default: cpu; auto: CUDA when this machine has it)")
     p.add_argument("--top-tags", type=int, default=3, help="AudioSet tags shown when the model uses a tagger")
     p.add_argument("--save", help="also write the predictions to this .csv or .parquet file (with --windows: "
                                   "the window table, and the summary per file beside it as NAME.summary.csv)")

@@ -21,6 +21,7 @@ from acoustic_env.config.common import (
     FEATURE_GROUPS,
     FILTERS,
     IN_PROCESS_MAX,
+    MIN_HOP_S,
     SIGNAL_SETS,
     SIGNALS,
     SOURCES,
@@ -33,7 +34,7 @@ from acoustic_env.config.search import SearchConfig
 from acoustic_env.config.schema import ConfigError, Section, from_dict, load_config_file, option, require, validate
 
 __all__ = ["BASELINES", "CLASSIFIERS", "DEFAULT_PCA", "DEVICES", "EMBEDDERS", "EXTRA_BASELINES", "FEATURE_GROUPS",
-           "FILTERS", "IN_PROCESS_MAX", "SIGNALS", "SIGNAL_SETS", "SOURCES", "AnnotateConfig", "AuditConfig",
+           "FILTERS", "IN_PROCESS_MAX", "MIN_HOP_S", "SIGNALS", "SIGNAL_SETS", "SOURCES", "AnnotateConfig", "AuditConfig",
            "ConfigError", "DecodeParams", "ExtractConfig", "FeatureParams", "SearchConfig", "Section", "ServeConfig", "TrainConfig",
            "WindowParams", "add_flags", "flag_help", "from_args", "from_dict", "load_config_file", "option", "require",
            "validate"]

@@ -24,6 +24,8 @@ DEVICES = ("auto", "cpu", "cuda")
 #: start-up (5-10 s) costs less than featurising the clips one after another on one core (~0.3 s per 10-s clip
 #: without embedders, a few seconds with them).
 IN_PROCESS_MAX = 32
+#: The shortest hop between windows of a long recording (seconds): a spectrogram frame.
+MIN_HOP_S = 0.01
 #: What train can select: whole sources, or the indices, spectral statistics and MPS of one signal.
 SOURCES = registry.names(before=("indices", "spectral", "mps"))
 FEATURE_GROUPS = registry.names(before=("indices", "spectral", "mps"),

@@ -6,7 +6,17 @@ from dataclasses import dataclass
 
 from acoustic_env.config.schema import Section, option, require
 from acoustic_env.embedders.spec import PRECISIONS, SAMPLE_RATE
-from acoustic_env.config.common import EMBEDDERS, SIGNALS, IN_PROCESS_MAX, _location, _ray_address, _progress, _device, _ontology
+from acoustic_env.config.common import (
+    EMBEDDERS,
+    IN_PROCESS_MAX,
+    MIN_HOP_S,
+    SIGNALS,
+    _device,
+    _location,
+    _ontology,
+    _progress,
+    _ray_address,
+)
 
 
 @dataclass(frozen=True)
@@ -47,11 +57,16 @@ class WindowParams(Section):
     window_s: float | None = option(None, gt=0, flag="window-s",
                                     help="window length in seconds (default: the median clip length of the model's "
                                          "training table, 10 s when that table cannot be read)")
-    hop_s: float | None = option(None, gt=0, flag="hop-s",
+    # A hop of a few samples asks for millions of windows of one file: below a spectrogram frame (10 ms) the windows
+    # say nothing the next one does not, and max_windows bounds what one file (or one service request) may ask for.
+    hop_s: float | None = option(None, ge=MIN_HOP_S, flag="hop-s",
                                  help="seconds from one window's start to the next (default: window_s; shorter "
-                                      "overlaps the windows, longer leaves gaps)")
+                                      f"overlaps the windows, longer leaves gaps; at least {MIN_HOP_S:g})")
     window_batch: int = option(16, ge=1, flag="window-batch",
                                help="windows decoded and scored together (memory: about this many windows of audio)")
+    max_windows: int = option(100_000, ge=1, flag="max-windows",
+                              help="a file that would give more windows is not scored (its error says so; the "
+                                   "service answers 400): a longer hop, or a higher limit, scores it")
 
     def cross_check(self) -> None:
         for name in ("window_s", "hop_s"):

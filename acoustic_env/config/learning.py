@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from acoustic_env.config.schema import ConfigError, Section, option, require
@@ -135,6 +135,9 @@ class TrainConfig(Section):
         require(not self.grid or (self.cv_folds or self.folds_column) and not self.test_list, "grid",
                  "compares cells by cross-validation: needs cv_folds >= 2 (or folds_column) and no test_list",
                  self.grid)
+        for name in ("grid_embedders", "grid_signals"):  # the grid's axes: without --grid they would be ignored
+            require(self.grid or getattr(self, name) == next(f.default for f in fields(self) if f.name == name), name,
+                    "applies to the grid only: add --grid", getattr(self, name))
         hand_made = ("indices", "spectral", "mps")
         require(not self.grid or set(self.feature_groups) <= set(hand_made), "feature_groups",
                 f"with grid, names the hand-made sources of every cell ({', '.join(hand_made)}); the grid adds "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -104,6 +105,8 @@ def _scalar(name: str, kind: type, value: Any) -> Any:
         pass
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(f"{name}: must be {_KINDS[kind]}, got {value!r}")
+    if kind is float and not math.isfinite(value):  # inf passes every bound, nan fails them obscurely
+        raise ConfigError(f"{name}: must be a finite number, got {value!r}")
     return value
 
 

@@ -9,23 +9,37 @@ reader and rules as every job: broken rows and random-weight columns left out).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.config import ConfigError
-from acoustic_env.storage import filesystem, write_parquet
+from acoustic_env.jobs.preflight import check_output
+from acoustic_env.storage import filesystem, is_local, write_parquet
 from acoustic_env.table import read_features
+
+
+def check_table_file(uri: str, field: str = "output") -> None:
+    """``uri`` can take a table: a .parquet or .csv name, not a folder, in a folder that can be written.
+
+    Checked before the work whose result it will hold (``predict --save``), not after.
+    """
+    if not uri.endswith((".parquet", ".csv")):
+        raise ConfigError(f"{field}: {uri} must end in .parquet or .csv")
+    if is_local(uri):
+        if os.path.isdir(uri):
+            raise ConfigError(f"{field}: {uri} is a folder; give a .parquet or .csv file")
+        check_output(os.path.dirname(os.path.abspath(os.path.expanduser(uri))), field)
 
 
 def write_table(table: pa.Table, uri: str) -> None:
     """Write ``table`` as Parquet or CSV, by the file's extension; list columns become ``a;b`` text in CSV."""
+    check_table_file(uri)
     if uri.endswith(".parquet"):
         write_parquet(table, uri)
         return
-    if not uri.endswith(".csv"):
-        raise ConfigError(f"output: {uri} must end in .parquet or .csv")
     import pyarrow.csv as pcsv
 
     for i, field in enumerate(table.schema):

@@ -91,7 +91,8 @@ def extract(cfg: ExtractConfig) -> ExtractResult:
     validate(cfg)
     preflight(cfg)
     weights = resolve_weights(cfg)
-    with lifecycle("extract", cfg.to_dict(), cfg.output, redact_params=cfg.redact_query_params) as run:
+    with layout.output_lock(cfg.output), \
+            lifecycle("extract", cfg.to_dict(), cfg.output, redact_params=cfg.redact_query_params) as run:
         return ExtractResult.from_record(_extract(cfg, run, weights))
 
 

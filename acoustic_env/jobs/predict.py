@@ -22,6 +22,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,7 @@ from acoustic_env.audio.featurize import clip_note, clip_rows, featurize
 from acoustic_env.audio.manifest import AUDIO_EXTENSIONS, read_manifest
 from acoustic_env.audio.rows import redact_columns
 from acoustic_env.config import IN_PROCESS_MAX, ConfigError, DecodeParams, ExtractConfig, FeatureParams, from_dict
-from acoustic_env.jobs.preflight import check_input, check_output
+from acoustic_env.jobs.preflight import check_device, check_input, check_output
 from acoustic_env.learn.artifact import Model, load_model, top_classes
 from acoustic_env.storage import join, read_parts
 from acoustic_env.table import RANDOM
@@ -43,7 +44,8 @@ def input_rows(inputs: Sequence[str], audio_root: str | None = None) -> tuple[li
     for uri in inputs:
         check_input(uri, "inputs")
     first = inputs[0]
-    audio = first.split("?")[0].rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS
+    path = urlsplit(first).path if "://" in first else first  # a local name may hold "?" or "#"
+    audio = path.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS
     if len(inputs) == 1 and not audio:
         manifest = read_manifest(first, audio_root)
         table = manifest.table.filter(pa.compute.is_null(manifest.table["error_type"]))
@@ -57,6 +59,7 @@ def predict(inputs: Sequence[str], model: str, *, output: str | None = None, aud
             top_tags: int = 3) -> pa.Table:
     """One row per clip: ``clip_id``, ``uri``, ``predicted``, ``prob_<class>``, ``error``, ``note`` (and ``tags``)."""
     check_input(model, "model")
+    check_device(device)
     if output:
         check_output(output, "output")
     m = load_model(model)
@@ -116,15 +119,15 @@ def rows_table(m: Model, rows: list[dict[str, Any]], extra: Sequence[tuple[str, 
 
 def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, output: str | None,
                  decode: DecodeParams, features: FeatureParams, weights_cache: str | None, top_tags: int) -> pa.Table:
-    """The extract job into ``output``, then the model on what it wrote (as annotate scores)."""
+    """The extract job into ``output`` (default: a temporary folder, removed after), then the model on what it
+    wrote (as annotate scores)."""
     from acoustic_env.jobs.extract import extract
 
-    work = output or tempfile.mkdtemp(prefix="acoustic-env-predict-")
     # the model's embedders, on the signals its columns are of, and the raw signal's tags as in-process
     embedding = m.extract_settings(tags=True)
-    taggers = m.taggers()
     # a list of files becomes a clip list for the job, outside the output: its URIs may hold secrets
-    with tempfile.TemporaryDirectory(prefix="acoustic-env-predict-clips-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="acoustic-env-predict-") as tmp:
+        work = output or os.path.join(tmp, "output")
         if manifest is None:
             manifest = os.path.join(tmp, "predict-clips.jsonl")
             with open(manifest, "w", encoding="utf-8") as fh:
@@ -133,19 +136,25 @@ def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, out
             "manifest": manifest, "output": work, **embedding, "weights_cache": weights_cache,
             "allow_random_weights": RANDOM in m.embedder_weights().values(),
             "decode": decode.to_dict(), "features": features.to_dict()}))
+        return _score_output(m, rows, work, decode, top_tags)
+
+
+def _score_output(m: Model, rows: list[dict[str, Any]], work: str, decode: DecodeParams, top_tags: int) -> pa.Table:
+    """One row per clip of ``rows`` from an extract output: its prediction, or its error row's reason."""
+    taggers = m.taggers()
+    facts = read_parts(join(work, "features"), columns=["clip_id", "is_silent", "orig_duration_s", "duration_s"])
+    facts_of = {} if facts is None else {f["clip_id"]: f for f in facts.to_pylist()}
     ids = [r["clip_id"] for r in rows]
-    scored = {r["clip_id"]: r for r in m.predict_table(m.read_features(work, clip_ids=ids)).to_pylist()}
+    scored = {} if facts is None else {  # no clip succeeded: no table to read, every row has its error
+        r["clip_id"]: r for r in m.predict_table(m.read_features(work, clip_ids=ids)).to_pylist()}
     errors = read_parts(join(work, "errors"), columns=["clip_id", "stage", "error_type", "message"])
     why = {} if errors is None else {r["clip_id"]: f"{r['stage']}/{r['error_type']}: {r['message']}"
                                      for r in errors.to_pylist()}
     tags: dict[str, Any] = {}
-    if taggers:
+    if taggers and facts is not None:
         t = read_parts(join(work, "features"), columns=["clip_id", taggers[0].scores_column])
-        if t is not None:
-            scores = np.stack([np.asarray(v, dtype=np.float32) for v in t[taggers[0].scores_column].to_pylist()])
-            tags = dict(zip(t["clip_id"].to_pylist(), top_classes(scores, taggers[0].score_names or (), top_tags)))
-    facts = read_parts(join(work, "features"), columns=["clip_id", "is_silent", "orig_duration_s", "duration_s"])
-    facts_of = {} if facts is None else {f["clip_id"]: f for f in facts.to_pylist()}
+        scores = np.stack([np.asarray(v, dtype=np.float32) for v in t[taggers[0].scores_column].to_pylist()])
+        tags = dict(zip(t["clip_id"].to_pylist(), top_classes(scores, taggers[0].score_names or (), top_tags)))
     out = []
     for r in rows:
         s = scored.get(r["clip_id"], {})

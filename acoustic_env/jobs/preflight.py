@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from acoustic_env.config import (
+    DEVICES,
     AnnotateConfig,
     AuditConfig,
     ConfigError,
@@ -114,6 +115,13 @@ def check_local_device(device: str, ray_address: str | None) -> None:
     if not torch.cuda.is_available():
         raise ConfigError("device: --device cuda, but this machine has no CUDA GPU and no cluster is named "
                           "(use --device auto or cpu)")
+
+
+def check_device(device: str) -> None:
+    """A device for work in this process (predict): one of DEVICES, and ``cuda`` only where there is one."""
+    if device not in DEVICES:
+        raise ConfigError(f"device: must be one of {', '.join(DEVICES)}, got {device!r}")
+    check_local_device(device, None)
 
 
 def preflight(cfg: Section) -> None:

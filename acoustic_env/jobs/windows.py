@@ -102,10 +102,11 @@ def predict_windows(inputs: Sequence[str], model: str, *, window: WindowParams =
                     device: str = "cpu") -> WindowResult:
     """Score every file of ``inputs`` (files, a directory or a clip list) in windows, in this process."""
     from acoustic_env.jobs.predict import input_rows
-    from acoustic_env.jobs.preflight import check_input
+    from acoustic_env.jobs.preflight import check_device, check_input
     from acoustic_env.learn.artifact import load_model
 
     check_input(model, "model")
+    check_device(device)
     m = load_model(model)
     return score_windows(m, input_rows(inputs, audio_root)[0], window, weights_cache=weights_cache, device=device)
 
@@ -130,9 +131,10 @@ def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowPar
         base = {"clip_id": str(r["clip_id"]), "uri": str(r["uri"])}
         try:
             with Recording(str(r["uri"]), decode) as rec:
+                stream = rec.windows(window_s, hop_s, window.max_windows)
                 files.append({**base, "duration_s": rec.duration_s, "error": None})
-                out.extend(recording_rows(m, rec.windows(window_s, hop_s), base, columns=columns, nets=nets,
-                                          decode=decode, features=features, batch=window.window_batch))
+                out.extend(recording_rows(m, stream, base, columns=columns, nets=nets, decode=decode,
+                                          features=features, batch=window.window_batch))
         except ClipError as exc:
             files.append({**base, "duration_s": None, "error": str(exc)})
     table = rows_table(m, out, TIMES)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Collection, Sequence
 
@@ -396,6 +397,9 @@ def _parse(uri: str, name: str, parse: Any) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"model: no model artifact at {uri}: {name} is missing (a model directory holds "
                           "model.json and the files it names, as `acoustic-env train` writes to <output>/model)") from None
+    except NotADirectoryError:  # --model .../model.json: the artifact is the folder, not its description
+        raise ConfigError(f"model: {uri} is a file; give the model directory that holds model.json and the files it "
+                          f"names ({posixpath.dirname(uri.rstrip('/')) or '.'})") from None
     try:
         return parse(data)
     except Exception as e:  # noqa: BLE001 - whatever the reader raises, the file is damaged: say which, in one line

@@ -413,7 +413,7 @@ class Recognizer:
                 if rec.duration_s > most:
                     raise ServiceError("too_long", f"the recording lasts {rec.duration_s:.1f} s; this service takes "
                                                    f"at most windows_max_duration_s = {most:g} s in windows")
-                stream = rec.windows(window_s, hop_s)
+                stream = rec.windows(window_s, hop_s, upload.window.max_windows)
                 rows = list(recording_rows(self.model, stream if stop is None else _until(stop, stream), base,
                                            columns={g: self.columns[g] for g in self.model.groups}, nets=self.nets,
                                            decode=self.decode, features=self.features,

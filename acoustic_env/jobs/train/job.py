@@ -59,6 +59,10 @@ def _enough_clips(cfg: TrainConfig, features: FeatureSet, task: Task) -> None:
     if len(features) < MIN_CLIPS:
         raise ConfigError(f"task: only {len(features)} clips of {cfg.features} have a target for "
                           f"{task.name} and finite features (need {MIN_CLIPS} or more)")
+    present = np.unique(features.y) if task.kind == "single_label" else ()
+    if len(present) == 1:  # nothing to tell apart: every model would fail its own way (SHAP after 30 s)
+        raise ConfigError(f"task: all {len(features)} clips of {cfg.features} with a target for {task.name} are "
+                          f"{task.class_names[present[0]]}; a classifier needs clips of two classes or more")
 
 
 def train(cfg: TrainConfig) -> TrainResult:

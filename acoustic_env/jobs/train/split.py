@@ -61,19 +61,48 @@ def _storage(cfg: TrainConfig) -> Iterator[str]:
             yield local
 
 
+#: The config field that sizes each split, named when a split cannot be made.
+_SIZED_BY = {"train": "features", "val": "val_size", "test": "test_size"}
+
+
+def _check_groups(features: FeatureSet, groups: np.ndarray | None, test_mask: np.ndarray | None) -> None:
+    """Enough recordings (groups) for splits that keep each recording in one: three, or two beside a test list."""
+    if groups is None:
+        return
+    need, rest = (3, groups) if test_mask is None else (2, groups[~test_mask])
+    found = len(set(rest.tolist()))
+    if found < need:
+        beside = "" if test_mask is None else " outside the test_list"
+        raise ConfigError(f"features: the {len(rest)} clips{beside} come from {found} recording(s) (their group); a "
+                          f"split that keeps each recording in one split needs {need} or more")
+
+
+def _check_split(task: Task, features: FeatureSet, split: np.ndarray) -> None:
+    """Every split holds a clip of every class: a test split without one reports figures that leave it out (an
+    accuracy of 1.000 with a class never tested), a validation split without one chooses a model blind to it."""
+    counts = split_counts(task, features, split)
+    totals = split_counts(task, features, np.zeros(len(split), dtype=np.int8), {0: "all"})["all"]
+    for name, per in counts.items():
+        if not per["clips"]:
+            raise ConfigError(f"{_SIZED_BY[name]}: the {name} split is empty ({len(features)} clips with a target)")
+        for c in task.class_names:
+            if not per[c]:
+                raise ConfigError(f"{_SIZED_BY[name]}: the {name} split has no clip of class {c} ({totals[c]} of the "
+                                  f"{len(features)} clips are {c}); more clips of {c}, other split sizes, or "
+                                  "cross-validation (--cv-folds 2 or more)")
+
+
 def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.ndarray | None,
               test_mask: np.ndarray | None, counts: dict[str, Any], timings: dict[str, float],
               t: float) -> Outcome:
     """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
-    cluster = start_ray(cfg.ray_address, cfg.progress)
+    _check_groups(features, clip_groups, test_mask)
     split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
+    _check_split(task, features, split)  # before Ray starts and anything is fitted
+    cluster = start_ray(cfg.ray_address, cfg.progress)
     dropped_overlap = int((split == DROPPED).sum())
     transforms, x = model_inputs(cfg, features, split == TRAIN)
     timings["read_and_preprocess_s"] = time.time() - t
-    for code, name in NAMES.items():
-        if not (split == code).any():
-            field = {"train": "features", "val": "val_size", "test": "test_size"}[name]
-            raise ConfigError(f"{field}: the {name} split is empty ({len(features)} clips with a target)")
     idx = {code: np.flatnonzero(split == code) for code in NAMES}
     data = {"x_train": x[idx[TRAIN]], "y_train": features.y[idx[TRAIN]],
             "x_val": x[idx[VAL]], "y_val": features.y[idx[VAL]]}
