@@ -179,3 +179,16 @@ def test_the_pages_commands_run_as_written(world, tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "nearest to c0 among 11 clips" in out and "nearest to recordings/dawn-chorus.wav" in out
     assert pcsv.read_csv(tmp_path / "similar.csv").num_rows == 12 and (tmp_path / "similar" / "index.html").is_file()
+
+
+def test_an_example_given_as_a_url_shows_no_credentials_on_the_console():
+    """The console line names the example as given: a URL's user-info and token are *** there."""
+    import pyarrow as pa
+
+    from acoustic_env.jobs.search import SCHEMA, Found, result_lines
+
+    row = {"rank": 0, "clip_id": "x", "similarity": 1.0, "labels": [], "group": None, "uri": "u", "start_s": None,
+           "end_s": None}
+    found = Found(pa.Table.from_pylist([row], schema=SCHEMA), "yamnet", ("yamnet",), "random", 1, "r.json")
+    text = "\n".join(result_lines(found, "http://KEYSECRET:PWSECRET@h/x.wav?token=TOKSECRET"))
+    assert "http://" in text and not any(s in text for s in ("KEYSECRET", "PWSECRET", "TOKSECRET")), text

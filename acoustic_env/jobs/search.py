@@ -45,6 +45,7 @@ from acoustic_env.config import (
     validate,
 )
 from acoustic_env.jobs.preflight import preflight
+from acoustic_env.storage import redact
 from acoustic_env.learn.duplicates import SearchSpace, nearest
 from acoustic_env.table import RANDOM, FeatureSet, TableInfo, embedding_column, open_table, read_features
 
@@ -183,7 +184,7 @@ def result_lines(found: Found, example: str) -> list[str]:
     rows = found.table.to_pylist()
     what = "random weights" if found.weights == RANDOM else f"weights {found.weights[:12]}"
     source = f", embedded with the settings of {found.embedded_from}" if found.embedded_from else ""
-    lines = [f"search: the {len(rows) - 1} clips nearest to {example} among {found.clips} clips, by "
+    lines = [f"search: the {len(rows) - 1} clips nearest to {redact(example)} among {found.clips} clips, by "
              f"{found.embedder} ({', '.join(found.columns)}; {what}){source}; similarity: cosine after "
              "standardising each dimension over the table"]
     width = max(len("clip"), *(len(r["clip_id"]) for r in rows))
@@ -229,7 +230,7 @@ def write_page(found: Found, page_dir: str, example: str) -> str:
                      f"{html.escape(r['clip_id'])}' data-rank='{r['rank']}'><div class='head'><span class='clip-id'>"
                      f"{name}</span><span>{rank} · similarity {r['similarity']:.4f}</span></div>{media}"
                      f"<div>labels: {html.escape(', '.join(r['labels'] or []) or '(none)')}</div></article>")
-    title = f"Clips like {example}"
+    title = f"Clips like {redact(example)}"  # an example given as a URL may hold credentials
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<link rel='icon' href='data:,'><style>{_STYLE}</style></head><body><header><h1>{html.escape(title)}"
             f"</h1><p class='note'>The {len(cards) - 1} clips nearest to the example among {found.clips}, by "
