@@ -20,10 +20,15 @@ from acoustic_env.table import (
     RANDOM_REASON,
     SCORES_REASON,
     SIGNAL_REASON,
+    IMAGE_TYPE,
     UNREQUESTED_REASON,
+    decode_images,
+    encode_images,
     metadata_json,
+    open_table,
     read_features,
     read_metadata,
+    select_groups,
     vector_type,
 )
 
@@ -273,3 +278,22 @@ def test_reads_object_storage(s3_endpoint, tmp_path):
     pq.write_table(table, tmp_path / "one.parquet")
     np.testing.assert_array_equal(features.rows(np.arange(12))["mps_fg"], _direct(str(tmp_path / "one.parquet"),
                                                                                    "mps_fg"))
+
+
+def test_an_image_column_round_trips_within_half_a_step_and_is_no_feature_group(tmp_path):
+    """The log-mel images' 8-bit column: each cell back within half its clip's step, nulls kept, and a reader of the
+    feature groups never takes the image column for one (it would be a 64k-wide 'vector')."""
+    rng = np.random.default_rng(0)
+    images = [rng.normal(-40, 15, (64, 101)).astype(np.float32), None, np.full((64, 7), -3.0, np.float32)]
+    column = encode_images(images)
+    assert column.type == IMAGE_TYPE
+    back = decode_images(pa.chunked_array([column]))
+    assert back[1] is None and back[2].shape == (64, 7) and np.all(back[2] == -3.0)
+    step = (images[0].max() - images[0].min()) / 255
+    assert back[0].shape == (64, 101) and np.abs(back[0] - images[0]).max() <= step / 2 + 1e-4
+    table = pa.table({"clip_id": ["a", "b", "c"], "indices_raw": pa.array([[1.0]] * 3, vector_type(1)),
+                      "logmel": column})
+    (tmp_path / "features").mkdir()
+    pq.write_table(table, tmp_path / "features" / "part-0.parquet")
+    chosen, excluded = select_groups(open_table(str(tmp_path)))
+    assert [g.name for g in chosen] == ["indices_raw"] and "logmel" not in excluded
