@@ -8,8 +8,9 @@ nothing); each command checks its config, then imports what it runs.
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from acoustic_env.cli.console import console
 from acoustic_env.config import (
@@ -68,24 +69,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    cfg = from_args(TrainConfig, args)
-    if _plan_or_check(args, cfg, "plan_train"):
+def _summarising(config: type, plan: str, module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A command that runs one job (``module.function``) and prints the job's own ``summary_lines`` of its result."""
+
+    def command(args: argparse.Namespace) -> int:
+        cfg = from_args(config, args)
+        if _plan_or_check(args, cfg, plan):
+            return 0
+        job = importlib.import_module(module)
+        print("\n".join(job.summary_lines(getattr(job, function)(cfg))))
         return 0
-    from acoustic_env.jobs.train.job import summary_lines, train
 
-    print("\n".join(summary_lines(train(cfg))))
-    return 0
+    return command
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    cfg = from_args(AuditConfig, args)
-    if _plan_or_check(args, cfg, "plan_audit"):
-        return 0
-    from acoustic_env.jobs.audit.job import run_audit, summary_lines
-
-    print("\n".join(summary_lines(run_audit(cfg))))
-    return 0
+cmd_train = _summarising(TrainConfig, "plan_train", "acoustic_env.jobs.train.job", "train")
+cmd_audit = _summarising(AuditConfig, "plan_audit", "acoustic_env.jobs.audit.job", "run_audit")
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:

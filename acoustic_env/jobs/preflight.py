@@ -124,6 +124,25 @@ def check_device(device: str) -> None:
     check_local_device(device, None)
 
 
+#: Per job config, the fields ``preflight`` checks: inputs, outputs and the ontology (``extract.audio_root``:
+#: a key of the ``extract`` section an annotate config carries). Sampling checks its own (its output is a file).
+PATHS: dict[type, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
+    ExtractConfig: (("manifest", "audio_root"), ("output",), "ontology"),
+    TrainConfig: (("features", "test_list", "label_accuracy"), ("output", "work_dir"), "ontology"),
+    AuditConfig: (("features",), ("output",), "ontology"),
+    SearchConfig: (("features",), ("page",), None),
+    # the shared table (features) is created on the first run
+    AnnotateConfig: (("manifest", "lists", "model", "extract.audio_root"), ("features", "output"), "extract.ontology"),
+}
+
+
+def _field(cfg: Section, name: str) -> str | None:
+    """A config's value of ``name``, or of ``section.key`` within a dict field."""
+    head, _, key = name.partition(".")
+    value = getattr(cfg, head)
+    return value.get(key) if key else value
+
+
 def preflight(cfg: Section) -> None:
     """Check a job config's paths (see the module docstring); raises ConfigError naming the field.
 
@@ -136,31 +155,13 @@ def preflight(cfg: Section) -> None:
         inputs = {"segments list": cfg.segments, **{f"exclude list {u}": u for u in cfg.exclude}}
         check_output_file(cfg.output, "output", inputs)
         check_output_file(report_uri(cfg.output), "output (its report)", inputs)
+        return
     if isinstance(cfg, ExtractConfig):
         check_local_device(cfg.device, cfg.ray_address)
-        check_input(cfg.manifest, "manifest")
-        check_input(cfg.audio_root, "audio_root")
-        check_output(cfg.output, "output")
-        check_ontology(cfg.ontology, "ontology")
-    elif isinstance(cfg, TrainConfig):
-        check_input(cfg.features, "features")
-        check_input(cfg.test_list, "test_list")
-        check_input(cfg.label_accuracy, "label_accuracy")
-        check_output(cfg.output, "output")
-        check_output(cfg.work_dir, "work_dir")
-        check_ontology(cfg.ontology, "ontology")
-    elif isinstance(cfg, AuditConfig):
-        check_input(cfg.features, "features")
-        check_output(cfg.output, "output")
-        check_ontology(cfg.ontology, "ontology")
-    elif isinstance(cfg, SearchConfig):
-        check_input(cfg.features, "features")
-        check_output(cfg.page, "page")
-    elif isinstance(cfg, AnnotateConfig):
-        check_input(cfg.manifest, "manifest")
-        check_input(cfg.lists, "lists")
-        check_input(cfg.model, "model")
-        check_input(cfg.extract.get("audio_root"), "extract.audio_root")
-        check_output(cfg.features, "features")  # the shared table: created on the first run
-        check_output(cfg.output, "output")
-        check_ontology(cfg.extract.get("ontology"), "extract.ontology")
+    inputs, outputs, ontology = PATHS.get(type(cfg), ((), (), None))
+    for name in inputs:
+        check_input(_field(cfg, name), name)
+    for name in outputs:
+        check_output(_field(cfg, name), name)
+    if ontology:
+        check_ontology(_field(cfg, ontology), ontology)
