@@ -80,7 +80,7 @@ def test_logreg_weighs_the_classes_alike_when_balanced(class_weight, minority):
 
 def test_unknown_model_or_parameter_is_one_line():
     with pytest.raises(ConfigError, match=r"model: must be one of \['logreg', 'xgboost', 'mlp', 'forest', 'svm', "
-                                          r"'knn'\], got 'lasso'"):
+                                          r"'knn', 'elasticnet'\], got 'lasso'"):
         make_estimator("lasso", "single_label", 2)
     with pytest.raises(ConfigError, match="model: logreg has no parameter 'n_estimators'"):
         make_estimator("logreg", "single_label", 2, n_estimators=5)

@@ -50,7 +50,7 @@ from acoustic_env.storage import join, redact_all
 from acoustic_env.table import RANDOM_REASON, FeatureSet
 
 log = logging.getLogger("acoustic_env.jobs.train")
-EXTRA_PACKAGES = ("scikit-learn", "xgboost", "shap", "optuna", "matplotlib")
+EXTRA_PACKAGES = ("scikit-learn", "xgboost", "skops", "shap", "optuna", "matplotlib")
 MIN_CLIPS = MIN_TRAIN_CLIPS
 
 
