@@ -3,8 +3,8 @@
 The clips are real audio files (the demo generator's), decoded and featurised for real;
 the feature table comes from the real extract job on Ray, with YAMNet (seeded random
 weights: no download) so that the tagger path runs too. The model is trained without
-Ray (``demo.quick_model``) on that table; an xgboost and a logistic-regression artifact
-are fitted on it the way tests/test_model_artifact.py fits every portable model.
+Ray (``demo.quick_model``) on that table; an xgboost, a logistic-regression and a forest
+artifact are fitted on it the way tests/test_model_artifact.py fits every portable model.
 """
 
 from __future__ import annotations
@@ -63,10 +63,11 @@ def test_cli_predict_prints_the_class_and_matches_annotate(world, tmp_path):
     assert abs(float(prob) - expected[f"prob_{cls}"]) <= 5e-4  # printed to 3 decimals
 
 
-@pytest.mark.parametrize("name", ["xgboost", "logreg"])
+@pytest.mark.parametrize("name", ["xgboost", "logreg", "forest"])
 def test_cli_predict_reproduces_a_saved_tree_or_linear_model(name, world, tmp_path):
-    """``acoustic-env predict`` on audio files, with an xgboost or a logistic-regression artifact fitted on the
-    clips' extract: the probabilities the fitted estimator gives in this process on the same clips, to 1e-6."""
+    """``acoustic-env predict`` on audio files, with an xgboost, a logistic-regression or a random-forest artifact
+    (skops' format, as the SVM's and kNN's) fitted on the clips' extract: the probabilities the fitted estimator
+    gives in this process on the same clips, to 1e-6."""
     data, out, _, cache = world
     fitted, x, table = save_zoo_model(str(out), load_task("urban_natural"), name, MODEL_GROUPS, str(tmp_path / "m"),
                                       include_random_weights=True)

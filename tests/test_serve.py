@@ -278,6 +278,24 @@ def test_the_service_without_ray_scores_one_request_as_predict_does(world):
     _assert_same(answer, _expected([wav], model, cache)[0])
 
 
+def test_the_service_scores_with_a_forest_as_predict_does(world, clips_model, tmp_path):
+    """A random forest as the saved model (skops' format: scikit-learn's own estimator, read with trusted types
+    only): the service loads it and answers an upload with the probabilities ``predict`` gives the same file."""
+    from test_model_artifact import save_zoo_model
+
+    from acoustic_env.vocabulary.tasks import load_task
+
+    _, model, cache, wav, _ = world
+    save_zoo_model(str(clips_model[1]), load_task("urban_natural"), "forest", MODEL_GROUPS, str(tmp_path / "forest"),
+                   include_random_weights=True)
+    with _without_ray({"model": str(tmp_path / "forest"), "weights_cache": str(cache)}) as base:
+        status, _, answer = _post(base + "predict", wav.read_bytes())
+    assert status == 200, answer
+    expected = _expected([wav], tmp_path / "forest", cache)[0]
+    _assert_same(answer, expected)
+    assert expected["prob_urban"] != _expected([wav], model, cache)[0]["prob_urban"]  # not the world's own model
+
+
 def _long_walk(wav, seconds: int) -> bytes:
     """``seconds`` (even) of the serve world's 2-s WAV end to end, as WAV bytes: a 2-s window at an even second
     is the WAV."""

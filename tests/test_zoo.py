@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -80,7 +82,7 @@ def test_logreg_weighs_the_classes_alike_when_balanced(class_weight, minority):
 
 def test_unknown_model_or_parameter_is_one_line():
     with pytest.raises(ConfigError, match=r"model: must be one of \['logreg', 'xgboost', 'mlp', 'forest', 'svm', "
-                                          r"'knn'\], got 'lasso'"):
+                                          r"'knn', 'elasticnet'\], got 'lasso'"):
         make_estimator("lasso", "single_label", 2)
     with pytest.raises(ConfigError, match="model: logreg has no parameter 'n_estimators'"):
         make_estimator("logreg", "single_label", 2, n_estimators=5)
@@ -137,3 +139,24 @@ def test_small_matrices_are_fitted_on_one_blas_thread_and_large_ones_as_set(monk
         assert seen == [("fit", {1}), ("predict", {1})] and _blas_threads() == {2}  # put back after
         make_estimator("logreg", "single_label", K).fit(wide, y).predict_proba(wide)
         assert seen[2:] == [("fit", {2}), ("predict", {2})]
+
+
+@pytest.mark.parametrize("kind", ["single_label", "multi_label"])
+def test_importances_rank_the_component_the_labels_follow_and_sum_per_group(kind):
+    """Coefficient and impurity importances (jobs/train/explain.py): on inputs where only the first two of eight
+    components carry the classes, the linear models and the forest rank one of them first, and each group's share
+    is the sum of its components'."""
+    from acoustic_env.jobs.train.explain import importances
+
+    x, y = separable(240, kind == "multi_label")
+    # two groups of four components (the explainer reads a transform's group and component names); the classes'
+    # centres lie along a:pc1 .. a:pc3
+    transforms = [SimpleNamespace(group=g, output_names=lambda g=g: [f"{g}:pc{i + 1}" for i in range(4)])
+                  for g in ("a", "b")]
+    for name, overrides in (("logreg", {}), ("elasticnet", {}), ("forest", {"n_estimators": 30})):
+        found = importances(make_estimator(name, kind, K, **overrides).fit(x, y), transforms)
+        ranked = dict(found["components"])
+        assert found["components"][0][0] in ("a:pc1", "a:pc2", "a:pc3"), (name, found)
+        assert found["by_group"]["a"] == pytest.approx(sum(v for c, v in ranked.items() if c.startswith("a:")))
+        assert found["by_group"]["a"] > 3 * found["by_group"]["b"], (name, found)
+    assert importances(make_estimator("knn", kind, K).fit(x, y), transforms) is None

@@ -36,9 +36,10 @@ FEATURE_GROUPS = registry.names(before=("indices", "spectral", "mps"),
 DEFAULT_PCA: dict[str, float] = {"indices": 20, "spectral": 20, "mps": 10, "audioset_vggish": 128}
 #: The estimator zoo's names (``acoustic_env.learn.zoo`` builds them); the MLP is the train job's own network.
 CLASSIFIERS = ("logreg", "xgboost", "mlp")
-#: Baselines compared by train on the same folds (random forest, RBF SVM, k-nearest neighbours) but never saved:
-#: they have no pickle-free form (``learn.portable``). Off by default: the audit and the default run skip them.
-EXTRA_BASELINES = ("forest", "svm", "knn")
+#: Baselines train compares on the same folds, each searched as xgboost is (random forest, RBF SVM, k-nearest
+#: neighbours, elastic-net logistic regression); any of them can be the saved model (``learn.portable``). Off by
+#: default: the audit and the default run skip them.
+EXTRA_BASELINES = ("forest", "svm", "knn", "elasticnet")
 BASELINES = tuple(c for c in CLASSIFIERS if c != "mlp")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 

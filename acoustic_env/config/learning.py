@@ -65,10 +65,10 @@ class TrainConfig(Section):
                                               "or one per line")
     seed: int = option(0, help="seed of the splits, the search and the networks")
     # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/search.py).
-    search_trials: int = option(2, ge=1, help="settings each of xgboost and the MLP tries in its own search, the "
-                                              "defaults first, scored by grouped CV on the training clips only "
-                                              "(1: the defaults, no search)")
-    search_folds: int = option(2, ge=2, help="inner folds of every model's search (xgboost, the MLP, logistic "
+    search_trials: int = option(2, ge=1, help="settings each of xgboost, the MLP, forest, svm and knn tries in its "
+                                              "own search, the defaults first, scored by grouped CV on the training "
+                                              "clips only (1: the defaults, no search)")
+    search_folds: int = option(2, ge=2, help="inner folds of every model's search (those, and logistic "
                                              "regression's C), grouped like the outer folds")
     trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")
     time_budget_s: float = option(900.0, gt=0, flag="time-budget", help="search time budget in seconds")
@@ -81,9 +81,9 @@ class TrainConfig(Section):
                                         "Ray Train workers)")
     device: str = _device("training")
     baselines: tuple[str, ...] = option(BASELINES, choices=(*BASELINES, *EXTRA_BASELINES),
-                                        help="baseline models (empty for none; forest, svm and knn are compared, "
-                                             "never saved)")
-    saved_model: str = option("record", choices=("record", *CLASSIFIERS),
+                                        help="baseline models (empty for none; also forest, svm, knn and "
+                                             "elasticnet, each searched as xgboost is)")
+    saved_model: str = option("record", choices=("record", *CLASSIFIERS, *EXTRA_BASELINES),
                               help="the model the artifact holds: the model of record, or a compared model by name")
     ablations: bool = option(True, help="the feature-group ablations")
     # The study's comparison (jobs/train/grid.py): one cross-validated model per embedder x signal-set cell.

@@ -10,8 +10,10 @@ A directory (local or object storage) holding
 - ``preprocessing.npz``: per group, the standardisation, PCA components and
   output scaling as plain arrays (loaded with ``allow_pickle=False``);
 - ``estimator.npz`` and, by the estimator's format, ``weights.pt`` (a torch
-  ``state_dict``, loaded with ``weights_only=True``) or ``xgboost.json``
-  (XGBoost's own model format): see :mod:`acoustic_env.learn.portable`.
+  ``state_dict``, loaded with ``weights_only=True``), ``xgboost.json``
+  (XGBoost's own model format) or ``estimator.skops`` (the forest, SVM or kNN
+  pipeline, read by skops with its trusted types only): see
+  :mod:`acoustic_env.learn.portable`.
 
 Every reader of these files outside this module goes through it: ``load_model`` (the
 whole model, a ``Model``) or ``describe`` (model.json alone, a ``Description``: what
@@ -19,8 +21,8 @@ the annotate dry run reads, without torch); their properties are the facts model
 states (``tests/test_layers.py`` checks that no other module opens it).
 
 Nothing is pickled, so loading an artifact never runs code from it, and
-loading needs only numpy, torch, pyarrow and fsspec (and xgboost for a booster):
-no Ray, no scikit-learn. A missing, truncated or inconsistent file (a class
+loading needs only numpy, torch, pyarrow and fsspec (xgboost for a booster,
+scikit-learn and skops for a forest, SVM or kNN): no Ray. A missing, truncated or inconsistent file (a class
 list that does not match the estimator's outputs, a model.json without a field
 loading reads) stops the load with one line naming the file (and the field).
 """
@@ -449,7 +451,8 @@ def load_model(uri: str) -> Model:
     """Load a model artifact written by the train job (local path or fsspec URL).
 
     Every file is read and checked against the others before the model is
-    returned, and nothing is unpickled: numpy, torch, pyarrow and fsspec (xgboost for a tree model) suffice, no Ray.
+    returned, and nothing is unpickled: numpy, torch, pyarrow and fsspec (xgboost for boosted trees, scikit-learn
+    and skops for a forest, SVM or kNN) suffice, no Ray.
 
     Args:
         uri: The artifact's directory (``<train output>/model``), local or remote.

@@ -14,9 +14,10 @@ candidate model of the zoo (``learn.zoo``). ``average`` is the mean of the
 candidates' out-of-fold probabilities. The model of record is the candidate
 with the best pooled score (``learn.fit.val_score``: ROC AUC, or mAP for
 multi-label tasks) among those the artifact can hold without a pickle
-(``learn.portable.FORMATS``); ties go to the simpler model (``ORDER``). A
-candidate that scores higher but cannot be saved (the average) is named as such
-in the description, never silently passed over.
+(``learn.portable.FORMATS``: every model of the zoo); ties go to the simpler
+model (``ORDER``). A candidate that scores higher but cannot be saved (the
+average, which is no one model) is named as such in the description, never
+silently passed over.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from acoustic_env.table import FeatureSet
 
 AVERAGE = "average"
 #: Simplest first: a tie in the cross-validated score goes to the earlier model.
-ORDER = ("logreg", "knn", "svm", "forest", "xgboost", "mlp", AVERAGE)
+ORDER = ("logreg", "elasticnet", "knn", "svm", "forest", "xgboost", "mlp", AVERAGE)
 #: ``prepare(train_mask)`` → the model inputs of every row, preprocessing fitted on ``train_mask`` rows only.
 Prepare = Callable[[np.ndarray], np.ndarray]
 

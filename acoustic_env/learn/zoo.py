@@ -22,15 +22,23 @@ probabilities, not the best classifier.
   search, the ablations and the final fit all build it here and train it with
   its ``train`` (``ZooClassifier.network``).
 
-Given ``groups``, xgboost and the MLP also search their settings: the first
-``trials`` of ``CANDIDATES`` (the defaults first), each scored by grouped CV
-on the rows being fitted (``learn.search``), the best refitted on all of them.
-The audit passes no groups, so its models keep the defaults.
 * ``forest``, ``svm``, ``knn``: a random forest, an RBF support-vector machine
-  (Platt-scaled probabilities) and k-nearest neighbours (distance-weighted) on
-  standardised inputs: the other models the studies we follow compared. Train
-  scores them on the same folds; none has a pickle-free saved form, so none
-  becomes the saved model (``learn.portable``).
+  (Platt-scaled probabilities) and k-nearest neighbours (distance-weighted by
+  default) on standardised inputs: the other models the studies we follow
+  compared. The SVM's ``gamma_factor`` scales the kernel width with the number
+  of inputs, so one setting means the same on 20 components and on 200.
+* ``elasticnet``: logistic regression as ``logreg``, but searching the L1
+  share of the penalty (``l1_ratios``) with C (saga solver): the sparse linear
+  model of those studies. A model of its own rather than ``logreg``'s search,
+  because ``logreg`` is also the audit's cross-fitted model and the CV
+  ablations' (fitted per feature subset per fold), where the L2 search with
+  lbfgs costs a fraction of saga's.
+
+Given ``groups``, xgboost, the MLP, the forest, the SVM and kNN also search
+their settings: the first ``trials`` of ``CANDIDATES`` (the defaults first),
+each scored by grouped CV on the rows being fitted (``learn.search``), the best
+refitted on all of them. The audit passes no groups, so its models keep the
+defaults. Every model has a saved form (``learn.portable``).
 
 ``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
 of the rows (a fold may lack a class, or a multi-label column may be constant
@@ -58,6 +66,8 @@ if TYPE_CHECKING:
     from acoustic_env.learn.mlp_estimator import MLPClassifier
 
 ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES)  # the names are declared with the configs that choose among them
+#: The logistic regressions: C (and the L1 share) searched by ``LogisticRegressionCV`` on the grouped inner folds.
+LINEAR = ("logreg", "elasticnet")
 
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
@@ -104,7 +114,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it).
 
         ``groups`` (one per row): the model's search runs grouped CV on these rows
-        (``search_`` records it): logistic regression's C (single-label), or the
+        (``search_`` records it): logistic regression's C and L1 share (single-label), or the
         first ``trials`` settings of ``CANDIDATES``. A small ``X`` is fitted on one BLAS thread (``learn.threads``).
         """
         with blas_threads(np.size(X)):
@@ -117,6 +127,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.arange(self.n_classes)
         self.prior_ = y.mean(axis=0) if multi else np.bincount(y, minlength=self.n_classes) / len(y)
         self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
+        self.n_features_in_ = np.shape(X)[1]
         self.model_ = None
         self.params_ = dict(self.params)  # the settings fitted: the search's choice, else the defaults
         self.search_: SearchRecord | None = None
@@ -133,7 +144,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         else:
             smallest = int(np.bincount(target).min())
         # grouped inner folds for the single-label C search (a multi-label column could lose a class in one)
-        if self.name == "logreg" and groups is not None and target.ndim == 1:
+        if self.name in LINEAR and groups is not None and target.ndim == 1:
             # below two inner folds _build falls back to a fixed C, and _record_c_search says no search ran
             splits = inner_splits(target, groups, min(self.inner_folds, smallest), self.seed)
             self.search_ = SearchRecord(splits, [], {})
@@ -149,7 +160,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 self.model_.fit(X, target, eval_set=[(x_val, self._target(y_val))], verbose=False)
                 return self
         self.model_.fit(X, target)
-        if self.name == "logreg" and self.search_ is not None:
+        if self.name in LINEAR and self.search_ is not None:
             self._record_c_search(time.time() - start)
         return self
 
@@ -159,16 +170,19 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                              self.threads)
 
     def _record_c_search(self, seconds: float) -> None:
-        """Logistic regression's C search as the other searches record theirs (mean inner score per C)."""
+        """Logistic regression's C search as the other searches record theirs (mean inner score per C, and per
+        L1 share when it searches more than one)."""
         if len(self.search_.splits) < 2:  # too few groups for a search: fallback_C was fitted
             self.search_ = None
             return
-        clf = self.model_[-1]
-        scores = np.asarray(clf.scores_).reshape(len(self.search_.splits), -1).mean(axis=0)
-        self.search_.trials = [{"params": {"C": float(c)}, "score": float(s)} for c, s in zip(clf.Cs_, scores)]
-        self.search_.best = {"C": float(clf.C_)}
-        self.search_.seconds, self.search_.fits = seconds, len(clf.Cs_) * len(self.search_.splits)
-        self.params_["C"] = float(clf.C_)
+        clf, ratios = self.model_[-1], self.params_["l1_ratios"]
+        scores = np.asarray(clf.scores_).reshape(len(self.search_.splits), len(ratios), -1).mean(axis=0)
+        share = len(ratios) > 1  # the elastic net: each setting is (C, L1 share)
+        self.search_.trials = [{"params": {"C": float(c), **({"l1_ratio": float(r)} if share else {})},
+                                "score": float(s)} for r, row in zip(ratios, scores) for c, s in zip(clf.Cs_, row)]
+        self.search_.best = {"C": float(clf.C_), **({"l1_ratio": float(clf.l1_ratio_)} if share else {})}
+        self.search_.seconds, self.search_.fits = seconds, len(self.search_.trials) * len(self.search_.splits)
+        self.params_.update(self.search_.best)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """[n, n_classes] probabilities (single-label rows sum to 1)."""
@@ -189,23 +203,21 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     def _build(self, multi_label: bool, smallest_class: int, n_rows: int) -> Any:
         """The wrapped estimator; ``smallest_class`` (clips of the rarest class, or label value) bounds the inner CV."""
         p = self.params_
-        if self.name in EXTRA_BASELINES:
-            from sklearn.ensemble import RandomForestClassifier
-            from sklearn.neighbors import KNeighborsClassifier
-            from sklearn.svm import SVC
-
-            clf = (RandomForestClassifier(**p, random_state=self.seed, n_jobs=self.threads) if self.name == "forest"
-                   else SVC(**p, probability=True, random_state=self.seed) if self.name == "svm"
-                   else KNeighborsClassifier(**{**p, "n_neighbors": min(p["n_neighbors"], n_rows)}))
+        if self.name in ("forest", "svm", "knn"):
+            clf = _neighbours_trees_or_kernel(self.name, p, self.seed, self.threads, n_rows, self.n_features_in_)
             return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
-        if self.name == "logreg":
+        if self.name in LINEAR:
             inner = min(self.inner_folds, smallest_class)
             cv = inner if self.search_ is None else self.search_.splits
             n_splits = cv if isinstance(cv, int) else len(cv)
-            clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=(0.0,), cv=cv, scoring="neg_log_loss",
-                                        max_iter=p["max_iter"], class_weight=p["class_weight"],
-                                        use_legacy_attributes=False) if n_splits >= 2
-                   else LogisticRegression(C=p["fallback_C"], max_iter=p["max_iter"], class_weight=p["class_weight"]))
+            ratios = p["l1_ratios"]
+            solver = "lbfgs" if max(ratios) == 0 else "saga"  # lbfgs has no L1 term
+            clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=tuple(ratios), cv=cv, scoring="neg_log_loss",
+                                        solver=solver, max_iter=p["max_iter"], class_weight=p["class_weight"],
+                                        random_state=self.seed, use_legacy_attributes=False) if n_splits >= 2
+                   else LogisticRegression(C=p["fallback_C"], l1_ratio=ratios[len(ratios) // 2], solver=solver,
+                                           max_iter=p["max_iter"], class_weight=p["class_weight"],
+                                           random_state=self.seed))
             return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
         if self.name == "xgboost":
             from xgboost import XGBClassifier
@@ -231,3 +243,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
         return MLPClassifier(seed=self.seed, threads=self.threads, **params)
 
+
+
+def _neighbours_trees_or_kernel(name: str, p: dict[str, Any], seed: int, threads: int | None, n_rows: int,
+                                n_features: int) -> Any:
+    """The forest, the SVM or kNN of settings ``p`` for ``n_rows`` training rows of ``n_features`` inputs."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC
+
+    if name == "forest":
+        return RandomForestClassifier(**p, random_state=seed, n_jobs=threads)
+    if name == "svm":
+        return SVC(C=p["C"], gamma=p["gamma_factor"] / n_features, probability=True, random_state=seed)
+    return KNeighborsClassifier(**{**p, "n_neighbors": min(p["n_neighbors"], n_rows)})

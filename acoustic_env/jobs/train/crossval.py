@@ -27,7 +27,7 @@ from acoustic_env.jobs.train.evaluation import (
     slim,
     split_counts,
 )
-from acoustic_env.jobs.train.explain import tree_attributions
+from acoustic_env.jobs.train.explain import importances, zoo_attributions
 from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_embedders
 from acoustic_env.jobs.train.grid import cells as grid_cells
 from acoustic_env.jobs.train.report import clip_predictions
@@ -38,7 +38,7 @@ from acoustic_env.learn.metrics import evaluate, headline, intervals
 from acoustic_env.learn.params import PARAMS as ZOO_PARAMS
 from acoustic_env.learn.search import SearchPlan, SearchRecord
 from acoustic_env.learn.splits import leaks
-from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.learn.zoo import LINEAR, make_estimator
 from acoustic_env.table import FeatureSet
 
 GRID_REASON = "not in the grid's winning cell"
@@ -58,11 +58,11 @@ def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
     done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
             f"x {n['inner_folds']} inner folds in each of {n['outer_folds']} outer folds ({n['fits']} inner fits, "
             f"{n['seconds']:.0f} s)" for m, n in nested.items()]
-    fixed = [m for m in candidates if m not in nested and m != "logreg"]
+    fixed = [m for m in candidates if m not in nested and m not in LINEAR]
     note = (f"Nested search, scored by grouped cross-validation on each outer fold's training clips only: "
             f"{'; '.join(done)}." if done else "No grouped search.")
-    if "logreg" in candidates and "logreg" not in nested:  # multi-label, or too few groups for inner folds
-        note += " logreg's C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
+    for m in (m for m in LINEAR if m in candidates and m not in nested):  # multi-label, or too few groups
+        note += f" {m}'s C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
     if fixed:
         note += f" {', '.join(fixed)} at fixed hyper-parameters."
     if final is not None:
@@ -170,9 +170,15 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         everything = np.arange(len(features))
         explain_rows, background_rows = shap_rows(cfg, everything, everything)
         module = estimator.logits_module()
-        shap[saved] = (tree_attributions(fitted.model_, transforms, x[explain_rows]) if module is None else
-                       mlp_shap(cfg, features, module, transforms, explain_rows, background_rows))
+        found = (zoo_attributions(fitted, transforms, x[explain_rows]) if module is None else
+                 mlp_shap(cfg, features, module, transforms, explain_rows, background_rows))
+        shap.update({saved: found} if found else {})  # the SVM and kNN: no SHAP explainer of their own
         timings["shap_s"] = time.time() - t
+    weighed = {}  # coefficient and impurity importances of the linear models and the forest, fitted on all clips
+    for m in (m for m in candidates if m in (*LINEAR, "forest")):
+        model = fitted if m == saved else make_estimator(m, kind, k, cfg.seed, CV_THREADS, search=plan).fit(
+            x, features.y, groups=features.groups)
+        weighed.update({m: found} if (found := importances(model, transforms)) else {})
 
     counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
               "splits": split_counts(task, features, folds, {f: f"fold {fold_names[f]}" for f in range(n_folds)})}
@@ -193,4 +199,5 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=estimator, params=params, history=history,
-                   predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba))
+                   predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba),
+                   importances=weighed)

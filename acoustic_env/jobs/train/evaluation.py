@@ -85,6 +85,7 @@ class Outcome:
     params: dict[str, Any]
     predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
     history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
+    importances: dict[str, Any] | None = None  # per model: coefficient or impurity importances (explain.importances)
 
 
 def shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

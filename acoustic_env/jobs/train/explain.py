@@ -6,8 +6,16 @@ into the network as a first linear layer and SHAP's expected-gradients
 explainer runs on the original feature values: attributions come out per
 acoustic index name and per modulation-grid cell (drawn as a heatmap), and
 summed over a group they give the group's share. The same explainer on the
-bare network gives the components' attributions; the trees (XGBoost) get
-TreeSHAP on the components.
+bare network gives the components' attributions; the trees (XGBoost, the
+random forest) get TreeSHAP on the components.
+
+Beside SHAP, the importances the studies we follow reported
+(``importances``): logistic regression's coefficients (|coefficient| on the
+standardised components, averaged over classes) and the forest's impurity
+(Gini) importances, per component and summed per feature group. They come
+from the fitted models themselves, cost nothing to compute, and answer a
+narrower question than SHAP (what the model weighs, not what moved these
+clips' predictions); the SVM and kNN have neither and get no attribution.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import torch
 from torch import nn
 
 from acoustic_env.learn.transform import GroupTransform
+from acoustic_env.learn.zoo import LINEAR, ZooClassifier
 from acoustic_env.table import GroupInfo
 
 
@@ -86,14 +95,57 @@ def mlp_attributions(net: nn.Module, transforms: list[GroupTransform], infos: li
             "by_group": by_group, "mps": grids}
 
 
+def _per_component(transforms: list[GroupTransform], values: np.ndarray, top: int) -> dict[str, Any]:
+    """One value per PCA component: the ``top`` components ranked, and the sum over each feature group's."""
+    names = [n for t in transforms for n in t.output_names()]
+    by_group: dict[str, float] = {}
+    for t in transforms:
+        by_group[t.group] = float(sum(v for n, v in zip(names, values) if n.startswith(t.group + ":")))
+    return {"components": _ranked(names, values, top), "by_group": by_group}
+
+
 def tree_attributions(model: Any, transforms: list[GroupTransform], x: np.ndarray, top: int = 25) -> dict[str, Any]:
     """TreeSHAP on the components for a fitted XGBoost model."""
     import shap
 
-    values = shap.TreeExplainer(model).shap_values(x)
-    imp = _mean_abs(values)
-    names = [n for t in transforms for n in t.output_names()]
-    by_group: dict[str, float] = {}
-    for t in transforms:
-        by_group[t.group] = float(sum(v for n, v in zip(names, imp) if n.startswith(t.group + ":")))
-    return {"components": _ranked(names, imp, top), "by_group": by_group}
+    return _per_component(transforms, _mean_abs(shap.TreeExplainer(model).shap_values(x)), top)
+
+
+def _members(fitted: ZooClassifier) -> list[Any]:
+    """The fitted scikit-learn estimators behind a zoo pipeline: one per label column for one-vs-rest."""
+    from sklearn.multiclass import OneVsRestClassifier
+
+    clf = fitted.model_[-1]
+    return list(clf.estimators_) if isinstance(clf, OneVsRestClassifier) else [clf]
+
+
+def zoo_attributions(fitted: ZooClassifier, transforms: list[GroupTransform], x: np.ndarray,
+                     top: int = 25) -> dict[str, Any] | None:
+    """TreeSHAP on the components for a fitted zoo model made of trees (XGBoost, the forest); None for others.
+
+    The forest saw its inputs standardised (a monotone map per component), so its
+    attributions are those of the components.
+    """
+    if fitted.model_ is None or fitted.name not in ("xgboost", "forest"):
+        return None
+    if fitted.name == "xgboost":
+        return tree_attributions(fitted.model_, transforms, x, top)
+    import shap
+
+    z = fitted.model_[0].transform(x)
+    values = np.mean([_mean_abs(shap.TreeExplainer(f).shap_values(z)) for f in _members(fitted)], axis=0)
+    return _per_component(transforms, values, top)
+
+
+def importances(fitted: ZooClassifier, transforms: list[GroupTransform], top: int = 25) -> dict[str, Any] | None:
+    """A logistic regression's |coefficients| or a forest's impurity importances per component and group (None for
+    another model, or one fitted on fewer than two classes)."""
+    if fitted.model_ is None or fitted.name not in (*LINEAR, "forest"):
+        return None
+    members = _members(fitted)
+    if fitted.name == "forest":
+        values, method = np.mean([m.feature_importances_ for m in members], axis=0), "impurity (Gini) importance"
+    else:  # on standardised components: the change in log-odds per standard deviation
+        values = np.mean([np.abs(m.coef_).mean(axis=0) for m in members], axis=0)
+        method = "|coefficient| on the standardised components, averaged over classes"
+    return {"method": method, **_per_component(transforms, values, top)}

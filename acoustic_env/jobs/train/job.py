@@ -50,7 +50,7 @@ from acoustic_env.storage import join, redact_all
 from acoustic_env.table import RANDOM_REASON, FeatureSet
 
 log = logging.getLogger("acoustic_env.jobs.train")
-EXTRA_PACKAGES = ("scikit-learn", "xgboost", "shap", "optuna", "matplotlib")
+EXTRA_PACKAGES = ("scikit-learn", "xgboost", "skops", "shap", "optuna", "matplotlib")
 MIN_CLIPS = MIN_TRAIN_CLIPS
 
 
@@ -127,7 +127,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     results = {
         "run_id": run_id, "features": cfg.features, "groups": groups, "counts": counts, "models": models,
         "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names)},
-        "ablations": out.ablations, "shap": out.shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
+        "ablations": out.ablations, "shap": out.shap, "importances": out.importances, "adjusted_accuracy": adjusted,
+        "adjustment_note": note,
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
         "history": out.history, "grid": grid,

@@ -169,10 +169,15 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
                 out[f"shap_{group}.png"] = plots.mps_heatmap_png(np.asarray(g["values"]), g["wf_cycles_per_hz"],
                                                                  g["wt_hz"], f"{model} attribution over {group}")
             break
-    if "xgboost" in shap:
-        comps = shap["xgboost"]["components"]
-        out["shap_xgboost.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
-                                                       "XGBoost: PCA components (TreeSHAP)")
+    for model in ("xgboost", "forest"):
+        if model in shap:
+            comps = shap[model]["components"]
+            out[f"shap_{model}.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
+                                                            f"{model}: PCA components (TreeSHAP)")
+    for model, imp in (results.get("importances") or {}).items():
+        comps = imp["components"]
+        out[f"importance_{model}.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
+                                                              f"{model}: PCA components ({imp['method']})")
     out.update(eda_figures(results))
     return out
 
@@ -512,6 +517,24 @@ def grid_section(grid: dict[str, Any] | None) -> str:
             + _img("grid.png", "the grid's ROC AUC per cell"))
 
 
+def importances_section(importances: dict[str, dict[str, Any]], images: list[str]) -> str:
+    """The linear models' coefficients and the forest's impurity importances beside SHAP: per group and per
+    component (empty when no such model was compared)."""
+    if not importances:
+        return ""
+    parts = ["<h2>Coefficient and impurity importances</h2><p class='note'>What each fitted model weighs, read from "
+             "the model itself: logistic regression's |coefficients| on the standardised PCA components (averaged "
+             "over classes), the forest's impurity (Gini) importances. Each model was fitted on the clips the saved "
+             "model was fitted on; the shares sum each group's components.</p>"]
+    for model, imp in importances.items():
+        total = max(sum(imp["by_group"].values()), 1e-12)
+        parts.append(_table(["group", f"share of {model} {imp['method']}"],
+                            [[g, v / total] for g, v in imp["by_group"].items()]))
+    parts.append("".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>"
+                         for i in images if i.startswith("importance_")))
+    return "\n".join(parts)
+
+
 def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") -> str:
     """The page as HTML text."""
     task, counts = results["task"], results["counts"]
@@ -537,7 +560,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
     parts.append("<h2>Figures</h2><p class='note'>Calibration: each point is labelled with its number of clips; "
                  "the bars below count the clips per probability bin.</p>"
                  + "".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>" for i in images
-                           if not i.startswith(("shap", "eda_", "grid"))))
+                           if not i.startswith(("shap", "importance_", "eda_", "grid"))))
     parts.append(mistakes_html)
     if results.get("ablations"):
         parts += ["<h2>Feature-group ablations</h2>",
@@ -550,7 +573,8 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
     if shap:
         parts.append("<h2>SHAP attributions</h2><p class='note'>Mean |SHAP value| on held-out clips. For the "
                      "network, the preprocessing (standardise, PCA, scale) is folded into it so attributions land on "
-                     "the original index names and modulation-grid cells; XGBoost's are on the PCA components.</p>")
+                     "the original index names and modulation-grid cells; the trees' (XGBoost, forest) are on the "
+                     "PCA components.</p>")
         for model, s in shap.items():
             if "by_group" in s:
                 total = max(sum(s["by_group"].values()), 1e-12)
@@ -558,6 +582,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
                                     [[g, v / total] for g, v in s["by_group"].items()]))
         parts.append("".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>"
                              for i in images if i.startswith("shap")))
+    parts.append(importances_section(results.get("importances") or {}, images))
     parts.append(eda_section(results, images))
     parts += [params_section(results), columns_section(results),
               "<h2>Preprocessing</h2>",

@@ -30,7 +30,7 @@ from acoustic_env.jobs.train.evaluation import (
     slim,
     split_counts,
 )
-from acoustic_env.jobs.train.explain import tree_attributions
+from acoustic_env.jobs.train.explain import importances, zoo_attributions
 from acoustic_env.jobs.train.report import clip_predictions
 from acoustic_env.learn.cv import best_of
 from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
@@ -165,8 +165,8 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
         t = time.time()
         explain_rows, background_rows = shap_rows(cfg, idx[TEST], idx[TRAIN])
         shap["mlp"] = mlp_shap(cfg, features, net, transforms, explain_rows, background_rows)
-        if "xgboost" in fitted:
-            shap["xgboost"] = tree_attributions(fitted["xgboost"].model_, transforms, x[explain_rows])
+        for name, model in fitted.items():  # the trees: TreeSHAP on the components
+            shap.update({name: found} if (found := zoo_attributions(model, transforms, x[explain_rows])) else {})
         timings["shap_s"] = time.time() - t
 
     n_test = len(idx[TEST])
@@ -197,5 +197,6 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
                    shap=shap, transforms=transforms, estimator=estimator,
                    params=found.params if saved == "mlp" else {"model": saved, **fitted[saved].params_},
                    predictions=clip_predictions(features, idx[TEST], y_test, proba),
+                   importances={n: found for n, m in fitted.items() if (found := importances(m, transforms))},
                    history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
                                                               f"({len(idx[VAL])} clips)"} if found.history else None)
