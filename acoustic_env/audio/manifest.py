@@ -578,9 +578,10 @@ def job_manifest(cfg: ExtractConfig) -> Manifest:
     """The clip list an extract config names, read with all of its fields (a column of a name the config's
     pipeline writes is renamed ``manifest_<name>``): the one way the extract, annotate and their dry runs
     read it, so the dry run counts the clips the job will see."""
-    from acoustic_env.audio.stages import separated_signals, stages, vector_columns  # here: the feature code
+    from acoustic_env.audio.stages import image_columns, separated_signals, stages, vector_columns  # the feature code
 
-    reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg), separated_signals(cfg))]
+    reserved = [f.name for f in pipeline_fields(vector_columns(cfg), stages(cfg), separated_signals(cfg),
+                                                image_columns(cfg))]
     return read_manifest(cfg.manifest, cfg.audio_root, cfg.manifest_format, cfg.path_template,
                          cfg.audio_extensions, cfg.cut_segments, limit=cfg.limit, allowed_roots=cfg.allowed_roots,
                          reserved=reserved, redact_params=cfg.redact_query_params)

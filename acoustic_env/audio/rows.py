@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from acoustic_env.errors import ClipError
 from acoustic_env.storage import SECRET_QUERY_PARAMS, redact
-from acoustic_env.table import vector_type
+from acoustic_env.table import IMAGE_TYPE, vector_type
 
 ERROR_COLUMNS = ("error_stage", "error_type", "error_message")
 DECODE_COLUMNS = {
@@ -164,13 +164,15 @@ def audio_columns(batch: pa.Table) -> list[str]:
 
 
 def pipeline_fields(vectors: dict[str, int], stages: tuple[str, ...],
-                    separated: tuple[str, ...] = ()) -> list[pa.Field]:
+                    separated: tuple[str, ...] = (), images: tuple[str, ...] = ()) -> list[pa.Field]:
     """The columns the stages add to the manifest's (a manifest column of one of these names is renamed).
 
     ``separated``: the signals whose audio the feature stage hands on to the embedders (``audio_fg``, ...).
+    ``images``: the image columns (``IMAGE_TYPE``: ``logmel``).
     """
     fields = [pa.field(n, t) for n, t in DECODE_COLUMNS.items()]
     fields += [pa.field(n, vector_type(d)) for n, d in vectors.items()]
+    fields += [pa.field(n, IMAGE_TYPE) for n in images]
     fields.append(pa.field("nonfinite_features", pa.int32()))
     fields += [pa.field(audio_column(s), AUDIO_TYPE) for s in ("raw", *separated)]
     fields += [pa.field(n, pa.string()) for n in ERROR_COLUMNS]
@@ -179,12 +181,12 @@ def pipeline_fields(vectors: dict[str, int], stages: tuple[str, ...],
 
 
 def row_schema(manifest_schema: pa.Schema, vectors: dict[str, int], stages: tuple[str, ...],
-               separated: tuple[str, ...] = ()) -> pa.Schema:
+               separated: tuple[str, ...] = (), images: tuple[str, ...] = ()) -> pa.Schema:
     """The one schema every stage reads and writes: later stages fill columns earlier ones left null.
 
     The manifest's error columns (rows it rejected) are the pipeline's own.
     """
-    own = pipeline_fields(vectors, stages, separated)
+    own = pipeline_fields(vectors, stages, separated, images)
     names = {f.name for f in own}
     return pa.schema([f for f in manifest_schema if f.name not in names] + own)
 

@@ -47,15 +47,14 @@ from acoustic_env.config import SIGNALS, ExtractConfig
 from acoustic_env.embedders.registry import get
 from acoustic_env.embedders.spec import EmbedderSpec
 from acoustic_env.errors import OutputWriteError
-from acoustic_env.features import STAGES as FEATURE_STAGES
-from acoustic_env.features import cpu_features, feature_metadata
+from acoustic_env.features import cpu_features, feature_metadata, feature_stages
+from acoustic_env.features.logmel import COLUMN as LOGMEL
+from acoustic_env.features.logmel import LOGMEL as LOGMEL_SETTINGS
 from acoustic_env.storage import join, redact, transport_failure, write_parquet
-from acoustic_env.table import ERRORS_SCHEMA, embedding_column, metadata_json, now_utc
+from acoustic_env.table import ERRORS_SCHEMA, embedding_column, encode_images, metadata_json, now_utc
 
 if TYPE_CHECKING:
     from acoustic_env.embedders.base import Embedder
-
-CPU_STAGES = ("decode", *FEATURE_STAGES)
 
 
 def vector_columns(cfg: ExtractConfig) -> dict[str, int]:
@@ -83,6 +82,11 @@ def embedder_columns(spec: EmbedderSpec, signals: tuple[str, ...]) -> dict[str, 
 def cpu_vector_columns(cfg: ExtractConfig) -> dict[str, int]:
     """The CPU feature columns and their widths."""
     return {c: int(np.prod(m["shape"])) for c, m in feature_metadata(cfg.features).items()}
+
+
+def image_columns(cfg: ExtractConfig) -> tuple[str, ...]:
+    """The image columns (``table.IMAGE_TYPE``): ``logmel`` when ``features.logmel`` asks for it."""
+    return (LOGMEL,) if cfg.features.logmel else ()
 
 
 def _optional(batch: pa.Table, name: str) -> list[Any]:
@@ -124,7 +128,7 @@ def decode_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema) -> pa.T
 
 def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_audio: bool = True,
                    device: str | None = None, embedders: dict[str, Embedder] | None = None) -> pa.Table:
-    """Separation, indices, spectral statistics and MPS for each decoded clip of a batch.
+    """Separation, indices, spectral statistics and MPS for each decoded clip of a batch (and its log-mel image).
 
     ``device`` None: the numpy path (``features.impl``), clip by clip; a torch device
     (``"cuda"``): the torch path, the batch's clips as tensors on it (``features.torch``).
@@ -143,7 +147,8 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
         widths.update(embedder_columns(emb.spec, embed_signals(cfg)))
     matrices = {col: np.zeros((n, d), dtype=np.float32) for col, d in widths.items()}
     nonfinite = np.zeros(n, dtype=np.int32)
-    cpu = {s: np.zeros(n) for s in (*FEATURE_STAGES, *(f"embed_{name}" for name in embedders or {}))}
+    images: list[np.ndarray | None] = [None] * n
+    cpu = {s: np.zeros(n) for s in (*feature_stages(cfg.features), *(f"embed_{name}" for name in embedders or {}))}
     carried = separated_signals(cfg) if keep_audio else ()
     signals: dict[str, list[np.ndarray | None]] = {s: [None] * n for s in carried}
     compute = _clip_features if device is None else _device_features(device, embedders or {})
@@ -151,6 +156,8 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
         for col, m in matrices.items():
             m[rows] = feats[col]
         nonfinite[rows] = feats["nonfinite_features"]
+        for i, image in zip(rows, feats.get(LOGMEL, ())):
+            images[i] = image
         for s, v in seconds.items():
             cpu[s][rows] = v / rows.size
         for s, clips in signals.items():
@@ -159,6 +166,8 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
     valid = failures.ok
     columns: dict[str, Any] = {col: vector_array(m, valid) for col, m in matrices.items()}
     columns["nonfinite_features"] = masked(nonfinite, valid, pa.int32())
+    if cfg.features.logmel:
+        columns[LOGMEL] = encode_images([image if ok else None for image, ok in zip(images, valid)])
     columns.update({CPU_PREFIX + s: pa.array(v) for s, v in cpu.items()})
     columns.update(failures.columns())
     # a clip that failed here keeps no separated audio: its row is an error row from now on
@@ -170,7 +179,7 @@ def features_batch(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, keep_
 
 
 #: (rows, their features, seconds per stage for all of them, their separated signals: signal → one array per row)
-#: for the clips ``todo`` of a batch
+#: for the clips ``todo`` of a batch; the features' ``logmel``, where computed, is one image per row
 FeatureGroups = Iterator[tuple[np.ndarray, dict[str, np.ndarray], dict[str, float], dict[str, list[np.ndarray]]]]
 
 
@@ -184,6 +193,8 @@ def _clip_features(views: list[np.ndarray], todo: np.ndarray, cfg: ExtractConfig
         except Exception as exc:  # noqa: BLE001 - a bad clip must never take the batch down
             failures.fail(i, exc, "features")
             continue
+        if LOGMEL in feats:
+            feats[LOGMEL] = [feats[LOGMEL]]
         yield np.array([i]), feats, seconds, {s: [a] for s, a in (separated or {}).items()}
 
 
@@ -420,7 +431,8 @@ def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any])
 
 
 def stages(cfg: ExtractConfig) -> tuple[str, ...]:
-    return CPU_STAGES + tuple(f"embed_{e}" for e in cfg.embedders)
+    """The stages whose seconds the run record gives: decode, the features' (``feature_stages``), the embedders'."""
+    return ("decode", *feature_stages(cfg.features), *(f"embed_{e}" for e in cfg.embedders))
 
 
 def table_metadata(cfg: ExtractConfig, run_id: str, weights: dict[str, str]) -> dict[str, Any]:
@@ -428,6 +440,8 @@ def table_metadata(cfg: ExtractConfig, run_id: str, weights: dict[str, str]) -> 
     from acoustic_env import __version__
 
     columns = feature_metadata(cfg.features)
+    if cfg.features.logmel:
+        columns[LOGMEL] = LOGMEL_SETTINGS.metadata()
     for name in cfg.embedders:
         for signal in embed_signals(cfg):  # a separated signal's columns say which (the raw one's as before)
             for col, meta in get(name).column_metadata().items():

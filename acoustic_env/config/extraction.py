@@ -80,7 +80,7 @@ def _power_of_two(v: int) -> bool:
 
 @dataclass(frozen=True)
 class FeatureParams(Section):
-    """Parameters of the CPU feature stages (separation, indices, spectral statistics, MPS).
+    """Parameters of the CPU feature stages (separation, indices, spectral statistics, MPS; the log-mel image).
 
     Defaults follow the libraries' own examples, adapted to 16 kHz audio
     (Nyquist 8 kHz, so scikit-maad's 10–20 kHz 'high' band becomes 5–8 kHz).
@@ -124,6 +124,10 @@ class FeatureParams(Section):
                                                             all(0 <= q <= 100 for q in v),
                                                             "must be distinct percentiles in [0, 100]"),
                                                      help="spectral: percentiles of each band over the frames")
+    # an image for networks that learn from the time-frequency plane; its settings are fixed (features/logmel.py)
+    # and recorded in the column's metadata, so that a model can check that a table was computed its way
+    logmel: bool = option(False, help="a log-mel image of the raw signal per clip (the logmel column: 64 bands "
+                                      "0-8 kHz, 25-ms window, 100 frames a second, dB stored in 8 bits)")
     signals: tuple[str, ...] = option(SIGNALS, choices=SIGNALS, nonempty=True, flag="signals",
                                       help="signals the features are computed for")
     impl: str = option("fast", choices=("reference", "fast"), help="CPU feature implementation")

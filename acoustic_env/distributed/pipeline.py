@@ -42,6 +42,7 @@ from acoustic_env.audio.stages import (
     DeviceStage,
     EmbedderStage,
     FeatureWriterStage,
+    image_columns,
     separated_signals,
     stages,
     vector_columns,
@@ -255,7 +256,8 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     t_ray = time.monotonic()
     res = resources or plan_extract_resources(cluster, len(cfg.embedders), cfg.accelerator_resource, cfg.device)
     # the separated signals' audio travels only to embedder actors, which the device stage replaces
-    schema = row_schema(first.schema, vector_columns(cfg), all_stages, () if res.device else separated_signals(cfg))
+    schema = row_schema(first.schema, vector_columns(cfg), all_stages, () if res.device else separated_signals(cfg),
+                        image_columns(cfg))
     rows = block_rows(max(expected_rows, first.num_rows), res.max_actors, cfg.batch_size)
     blocks, metadata, n_rows = [], [], 0
     for block in _blocks(chain([first], chunks), rows):

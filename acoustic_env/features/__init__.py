@@ -1,4 +1,5 @@
-"""The CPU feature stage for one clip: separate, then indices, spectral statistics and MPS per signal.
+"""The CPU feature stage for one clip: separate, then indices, spectral statistics and MPS per signal; the log-mel
+image of the raw signal when ``features.logmel`` asks for it.
 
 Plain functions of numpy arrays (no Ray): the pipeline's actors call
 ``cpu_features`` once per clip. CPU time is measured per stage with
@@ -22,6 +23,8 @@ from acoustic_env.features.reference.mps import mps_axes
 
 #: The stages ``cpu_features`` times; the per-signal ones name their columns (``spectral_fg``).
 STAGES = ("separate", "indices", "spectral", "mps")
+#: The stage of the log-mel image (``features.logmel``), timed only when it runs.
+LOGMEL_STAGE = "logmel"
 #: One signal's features: (stage, vector) pairs, each yielded as soon as it is computed, so
 #: that the caller can time each stage while the stages share work (the fast spectrogram).
 SignalFeatures = Callable[[np.ndarray, int, FeatureParams], Iterator[tuple[str, np.ndarray]]]
@@ -76,24 +79,37 @@ def separate_signals(audio: np.ndarray, sr: int, params: FeatureParams) -> dict[
     return {"fg": np.asarray(fg, dtype=np.float32), "bg": np.asarray(bg, dtype=np.float32)}
 
 
+def feature_stages(params: FeatureParams) -> tuple[str, ...]:
+    """The stages ``cpu_features`` (and the torch path) time for ``params``: ``STAGES``, and ``logmel`` when on."""
+    return (*STAGES, LOGMEL_STAGE) if params.logmel else STAGES
+
+
 def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams,
                  separated: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Feature vectors ``<stage>_<signal>`` (float32) and CPU seconds per stage (every one of ``STAGES``).
+    """Feature vectors ``<stage>_<signal>`` (float32) and CPU seconds per stage (every one of ``feature_stages``).
 
     Non-finite values are replaced by 0.0 and counted in ``nonfinite_features``. ``separated``: a
     dict that receives the ``fg`` and ``bg`` signals (:func:`separate_signals`; the separation then
-    runs even when ``params.signals`` is ``raw`` alone), for the embedders of those signals.
+    runs even when ``params.signals`` is ``raw`` alone), for the embedders of those signals. With
+    ``params.logmel``, ``logmel`` holds the raw signal's image, float32 dB [bands, frames]
+    (:mod:`acoustic_env.features.logmel`; a clip shorter than one window raises its ``too_short`` ClipError).
     """
     signal_features = implementation(params.impl)
-    cpu = dict.fromkeys(STAGES, 0.0)
-    t0 = time.thread_time()
+    cpu = dict.fromkeys(feature_stages(params), 0.0)
+    out: dict[str, np.ndarray] = {}
     signals = {"raw": np.asarray(audio, dtype=np.float32)}
+    if params.logmel:  # first: a clip too short for the image fails before the costly stages
+        from acoustic_env.features.logmel import COLUMN, logmel
+
+        t0 = time.thread_time()
+        out[COLUMN] = logmel(signals["raw"])
+        cpu[LOGMEL_STAGE] = time.thread_time() - t0
+    t0 = time.thread_time()
     if {"fg", "bg"} & set(params.signals) or separated is not None:
         signals.update(separate_signals(signals["raw"], sr, params))
         if separated is not None:
             separated.update(fg=signals["fg"], bg=signals["bg"])
     cpu["separate"] = time.thread_time() - t0
-    out: dict[str, np.ndarray] = {}
     nonfinite = 0
     for name in params.signals:
         t0 = time.thread_time()

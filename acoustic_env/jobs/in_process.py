@@ -25,6 +25,7 @@ from acoustic_env.audio.stages import (
     CpuFeatureStage,
     EmbedderStage,
     FeatureWriterStage,
+    image_columns,
     separated_signals,
     stages,
     vector_columns,
@@ -63,7 +64,7 @@ def run_in_process(todo: Iterable[pa.Table], cfg: ExtractConfig, run_id: str, me
         return totals
     t0 = time.monotonic()
     device = embed_device(cfg) if cfg.embedders else None
-    schema = row_schema(chunks[0].schema, vector_columns(cfg), stages(cfg), separated_signals(cfg))
+    schema = row_schema(chunks[0].schema, vector_columns(cfg), stages(cfg), separated_signals(cfg), image_columns(cfg))
     target = {"output": cfg.output, "run_id": run_id, "meta": meta}
     progress = JobProgress(n_rows, cfg.progress)
     try:

@@ -73,6 +73,7 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
              f"{tally.skipped} already in features/, {todo} to do ({retry} of them retried "
              f"after an earlier failure)",
              f"  stages: decode, CPU features ({cfg.features.impl}, signals {','.join(cfg.features.signals)})"
+             + (", log-mel images (logmel)" if cfg.features.logmel else "")
              + (f", embedders {','.join(cfg.embedders)} on signals {','.join(cfg.embed_signals)}" if cfg.embedders
                 else ", no embedders")]
     if rejected:

@@ -11,7 +11,8 @@ bg from the separation just computed) through their tensor entry (``embed_tensor
 separated signals never leave the device, and the embeddings come back in the same one
 copy as the features. Their columns are named as the extract names them
 (``embedding_column``: ``yamnet``, ``yamnet_fg``, ...). The one other crossing is
-NBPEAKS' 512-value mean spectrum per clip (``indices``).
+NBPEAKS' 512-value mean spectrum per clip (``indices``). With ``features.logmel`` the raw
+signal's log-mel images come back in that copy too.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import numpy as np
 import torch
 
 from acoustic_env.config import SIGNALS, FeatureParams
-from acoustic_env.features import STAGES
+from acoustic_env.features import LOGMEL_STAGE, feature_stages
+from acoustic_env.features.logmel import COLUMN as LOGMEL
 from acoustic_env.features.torch import buckets
 from acoustic_env.features.torch import indices as torch_indices
+from acoustic_env.features.torch import logmel as torch_logmel
 from acoustic_env.features.torch import mps as torch_mps
 from acoustic_env.features.torch import separation as torch_separation
 from acoustic_env.features.torch import spectral as torch_spectral
@@ -39,26 +42,31 @@ Results = list[tuple[str, np.ndarray, torch.Tensor]]
 def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, device: str,
                    embedders: Mapping[str, Any] | None = None, embed_signals: Sequence[str] = SIGNALS,
                    separated: dict[str, list[np.ndarray | None]] | None = None
-                   ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+                   ) -> tuple[dict[str, Any], dict[str, float]]:
     """Feature matrices ``<stage>_<signal>`` [clips, width] (float32) and ``nonfinite_features`` [clips].
 
-    Also the wall seconds per stage (every one of ``STAGES``, the device synchronised
+    Also the wall seconds per stage (every one of ``feature_stages``, the device synchronised
     at each stage's end so the time is the stage's), for the whole batch; with
+    ``params.logmel``, ``logmel``: one float32 [bands, frames] image per clip; with
     ``embedders`` (name → loaded ``Embedder``), their columns for each of ``embed_signals``
     and ``embed_<name>`` seconds. ``separated``: a dict that receives ``fg`` and ``bg``, each a
     list of one float32 array per clip (the separation then runs whatever ``params.signals``),
     for embedders that run elsewhere.
     """
     dev = torch.device(device)
-    seconds = dict.fromkeys(STAGES, 0.0)
+    seconds = dict.fromkeys(feature_stages(params), 0.0)
     embedded = tuple(embed_signals) if embedders else ()
     separate = bool({"fg", "bg"} & {*params.signals, *embedded}) or separated is not None
     features: Results = []
     embeddings: Results = []
     handed: Results = []  # the separated signals, for ``separated``
+    images: Results = []  # the raw signal's log-mel images, [rows, bands, frames]
     batch = to_device(clips, dev)
     for n, rows in buckets(clips).items():
         x = batch if rows.size == len(clips) else batch[torch.as_tensor(rows, device=dev), :n]
+        if params.logmel:  # first, as on the CPU: a clip too short for the image fails before the costly stages
+            with _timed(seconds, LOGMEL_STAGE, dev):
+                images.append((LOGMEL, rows, torch_logmel.logmel(x)))
         with _timed(seconds, "separate", dev):
             signals = {"raw": x}
             if separate:
@@ -73,14 +81,19 @@ def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, 
                 for name in embedded:
                     embeddings += [(embedding_column(col, name), rows, out)
                                    for col, out in embedder.embed_tensor(signals[name]).items()]
-    host = to_host([t for _, _, t in features + embeddings + handed])
+    host = to_host([t for _, _, t in features + embeddings + handed + images])
     out = _feature_matrices(features, host[: len(features)], len(clips))
     for (col, rows, _), values in zip(embeddings, host[len(features):]):
         out.setdefault(col, np.zeros((len(clips), values.shape[1]), dtype=np.float32))[rows] = values
-    for (name, rows, _), values in zip(handed, host[len(features) + len(embeddings):]):
-        per_clip = separated.setdefault(name, [None] * len(clips))  # type: ignore[union-attr]
+    per_clip: dict[str, list[np.ndarray | None]] = {}  # fg, bg and logmel: one array per clip
+    for (name, rows, _), values in zip(handed + images, host[len(features) + len(embeddings):]):
+        arrays = per_clip.setdefault(name, [None] * len(clips))
         for j, i in enumerate(rows):
-            per_clip[i] = values[j].astype(np.float32)
+            arrays[i] = values[j].astype(np.float32)
+    if separated is not None:
+        separated.update({name: arrays for name, arrays in per_clip.items() if name != LOGMEL})
+    if LOGMEL in per_clip:
+        out[LOGMEL] = per_clip[LOGMEL]
     return out, seconds
 
 
