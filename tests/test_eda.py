@@ -26,6 +26,7 @@ from acoustic_env.jobs.train.report import (
     eda_section,
     map_mistakes,
     mistakes,
+    study_figures,
 )
 from acoustic_env.learn import eda
 from acoustic_env.learn.preprocess import fit_group
@@ -207,6 +208,128 @@ def test_the_section_marks_the_stored_mistakes_and_says_what_it_skipped(table):
     assert "spectral_raw: 226 values, too many for a readable heatmap" in page
 
 
+# --- the study's figures: one ranking, MPS t-values, a map per embedder --------------
+
+@pytest.fixture(scope="module")
+def explored(table):
+    return eda.explore(table, [fit_group(table.X[g.name], 8, g.name) for g in table.feature_groups],
+                       "single_label", CLASSES, seed=0)
+
+
+def test_the_ranking_is_one_list_across_groups_by_t_with_q_over_the_list(table, explored):
+    """The top 20 by |t| of every named value of every group together, not a top list per group.
+
+    Unequal sides (20 clips against 40): there Welch's t and Hedges' g order the values differently.
+    """
+    inside = (table.y == 0) & (np.arange(len(table)) < 40)
+    label = "urban vs natural"
+    diffs = {g.name: {label: eda.differences(table.X[g.name], eda.short_names(g), inside)}
+             for g in table.feature_groups}
+    got = eda.ranking(diffs, table.feature_groups)[label]
+    named = [g for g in table.feature_groups if g.names]
+    assert [g.name for g in named] == ["indices_raw", "spectral_raw"]  # the MPS has its heatmap, not a rank
+    everything = []
+    for g in named:
+        x = table.X[g.name].astype(np.float64)
+        for j, name in enumerate(eda.short_names(g)):
+            t, p = stats.ttest_ind(x[inside, j], x[~inside, j], equal_var=False)
+            everything.append((g.name, name, t, p))
+    q_all = bh(np.array([p for *_, p in everything]))
+    order = np.argsort([-abs(t) for _, _, t, _ in everything], kind="stable")[:eda.TOP_RANKING]
+    assert got["n_tested"] == len(everything) and got["groups"] == ["indices_raw", "spectral_raw"]
+    assert [(r["group"], r["name"]) for r in got["rows"]] == [everything[i][:2] for i in order]
+    for r, i in zip(got["rows"], order):
+        assert r["t"] == pytest.approx(everything[i][2], rel=1e-9)
+        assert r["q_all"] == pytest.approx(q_all[i], rel=1e-9, abs=1e-300)
+    assert {r["group"] for r in got["rows"]} == {"indices_raw", "spectral_raw"}  # both groups in the one list
+    assert explored["ranking"] == eda.ranking(explored["differences"], table.feature_groups)  # explore's own
+
+
+def test_mps_t_values_lie_on_the_columns_own_axes(table):
+    """Cell [i][j] is the t of spectral modulation wf[i] and temporal modulation wt[j], as the metadata lays them out."""
+    mps = next(g for g in table.feature_groups if g.name == "mps_raw")
+    (label, inside), = eda.comparisons("single_label", CLASSES, table.y)
+    x = table.X["mps_raw"].astype(np.float64).copy()
+    x[:, 37] = 1.5  # a constant cell: untested, None in the grid
+    found = eda.mps_t({label: eda.differences(x, eda.short_names(mps), inside)}, mps)
+    wf, wt = mps.axes["wf_cycles_per_hz"], mps.axes["wt_hz"]
+    assert found["wf_cycles_per_hz"] == wf and found["wt_hz"] == wt
+    grid = found["t"][label]
+    assert len(grid) == len(wf) == 16 and len(grid[0]) == len(wt) == 33
+    for i, j in ((0, 0), (2, 5), (15, 32), (7, 20)):
+        k = i * len(wt) + j  # the column's row-major [wf, wt] layout
+        expected = stats.ttest_ind(x[inside, k], x[~inside, k], equal_var=False).statistic
+        assert grid[i][j] == pytest.approx(expected, rel=1e-5)
+    assert grid[37 // 33][37 % 33] is None
+    json.dumps(found)  # None, not NaN: eda.json stays valid JSON
+
+
+def test_one_map_per_embedding_column_on_a_seeded_sample(tmp_path, monkeypatch):
+    t = synthetic_table(40, seed=4, signals=("raw",), embedders=("vggish", "yamnet"))
+    fs = read_features(write_features(t, str(tmp_path / "x")), task="urban_natural",
+                       feature_groups=["indices_raw", "mps_raw", "vggish", "yamnet"], include_random_weights=True)
+    transforms = [fit_group(fs.X[g.name], 4, g.name) for g in fs.feature_groups]
+    monkeypatch.setattr(eda, "MAX_EMBEDDER_MAP_POINTS", 25)
+    found = eda.explore(fs, transforms, "single_label", CLASSES, seed=2)
+    maps = found["embedder_maps"]
+    assert list(maps) == ["vggish", "yamnet"]  # neither the named indices nor the MPS grid
+    ids = fs.ids.tolist()
+    for column, m in maps.items():
+        assert len(m["xy"]) == len(m["clip_id"]) == 25 and m["of"] == 40
+        assert m["label"] == [CLASSES[fs.y[ids.index(c)]] for c in m["clip_id"]]  # coloured by each clip's class
+        assert m["dims"] == fs.X[column].shape[1]
+    assert maps["vggish"]["clip_id"] == maps["yamnet"]["clip_id"]  # the same clips in every map
+    again = eda.explore(fs, transforms, "single_label", CLASSES, seed=2)["embedder_maps"]
+    assert again["vggish"]["xy"] == maps["vggish"]["xy"]  # seeded: the same sample and map
+    x = fs.X["vggish"][[ids.index(c) for c in maps["vggish"]["clip_id"]]]
+    assert maps["vggish"]["xy"] == eda.embedder_map(x, 2)["xy"]  # that column alone, not the model input
+
+
+def _study_results(found: dict, ids: list[str], y: np.ndarray) -> dict:
+    proba = np.eye(2)[y]
+    proba[[1, 4]] = proba[[1, 4]][:, ::-1]  # two confident mistakes
+    pred = {"clip_id": ids, "uri": ["u"] * len(ids), "start_s": [None] * len(ids), "end_s": [None] * len(ids),
+            "group": [None] * len(ids), "y": y.tolist(), "proba": {"mlp": proba.tolist()}}
+    return {"task": {"kind": "single_label", "class_names": CLASSES}, "predictions": pred,
+            "evaluation": {"method": "cross_validation", "saved_model": "mlp"}, "eda": found}
+
+
+def test_the_report_draws_and_lists_the_study_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr(eda, "MAX_EMBEDDER_MAP_POINTS", 20)  # fewer clips than the model input's map
+    t = synthetic_table(30, seed=6, signals=("raw", "fg"), embedders=("vggish",))
+    fs = read_features(write_features(t, str(tmp_path / "x")), task="urban_natural", include_random_weights=True,
+                       feature_groups=["indices_raw", "indices_fg", "mps_raw", "mps_fg", "vggish"])
+    found = eda.explore(fs, [fit_group(fs.X[g.name], 4, g.name) for g in fs.feature_groups], "single_label",
+                        CLASSES, seed=0)
+    results = _study_results(found, fs.ids.tolist(), fs.y)
+    pngs = study_figures(results)
+    study = {"eda_ranking.png", "eda_mps_t_mps_raw.png", "eda_mps_t_mps_fg.png", "eda_map_vggish.png"}
+    assert study == set(pngs)
+    assert b"Welch's t of each modulation cell" in pngs["eda_mps_t_mps_fg.png"]  # the PNG's Title chunk
+    page = eda_section(results, list(pngs))
+    ranked = page.split("One ranking across signals", 1)[1].split("</table>", 1)[0]
+    label = "urban vs natural"
+    shown = re.findall(r"<tr class=''><td class='t'>([^<]+)</td><td class='t'>([^<]+)</td>", ranked)
+    assert shown == [(r["group"], r["name"]) for r in found["ranking"][label]["rows"]]
+    assert {g for g, _ in shown} == {"indices_raw", "indices_fg"}  # both signals in the one list
+    for name in study:
+        assert f"<img src='{name}'" in page
+    shown = found["embedder_maps"]["vggish"]["clip_id"]
+    wrong, _ = map_mistakes(results, shown)
+    ids = fs.ids.tolist()
+    assert wrong.tolist() == [c in (ids[1], ids[4]) for c in shown]  # the same stored mistakes, on its own clips
+    assert "a seeded sample of 20 clips" in page
+
+
+def test_an_eda_json_written_before_the_study_figures_still_renders(table, explored):
+    """Reports re-rendered from an older eda.json (no ranking, mps_t, embedder_maps) lose nothing else."""
+    old = {k: v for k, v in explored.items() if k not in ("ranking", "mps_t", "embedder_maps")}
+    results = _study_results(old, table.ids.tolist(), table.y)
+    assert study_figures(results) == {}
+    page = eda_section(results, ["eda_map.png"])
+    assert "Map of the clips" in page and "One ranking" not in page and "Map per embedder" not in page
+
+
 # --- the report of a real train run (tests/worlds.py's fixture) -------------------
 
 def _section(page: str) -> str:
@@ -239,6 +362,9 @@ def test_report_eda_tables_equal_scipy_on_the_runs_own_table(report):
     assert "<img src='eda_correlation_indices_raw.png'" in section
     assert (report / "eda_correlation_indices_raw.png").stat().st_size > 20000
     assert "<img src='eda_map.png'" in section and found["map"]["clip_id"] == features.ids.tolist()
+    assert found["ranking"] == eda.ranking(found["differences"], features.feature_groups)  # the study's figures
+    for name in ("eda_ranking.png", "eda_mps_t_mps_raw.png"):
+        assert f"<img src='{name}'" in section and (report / name).stat().st_size > 5000
     mlp = metrics["models"][metrics["evaluation"]["saved_model"]]["test"]  # the model of record's mistakes
     assert f"Ringed: the {round((1 - mlp['accuracy']) * mlp['n'])} clips" in section
     assert "eda_" not in page.split("<h2>Figures</h2>", 1)[1].split("<h2", 1)[0]  # not repeated among the figures

@@ -28,7 +28,7 @@ from acoustic_env.demo import synth
 from acoustic_env.recipes.audioset import prepare_audioset
 from acoustic_env.recipes.common import summarize
 from acoustic_env.recipes.esc50 import prepare_esc50
-from acoustic_env.recipes.fsd50k import bins_task_path, prepare_fsd50k, tag_bins
+from acoustic_env.recipes.fsd50k import BINS, bins_task_path, prepare_fsd50k, tag_bins
 from acoustic_env.recipes.urbansound8k import prepare_urbansound8k
 from acoustic_env.storage import read_parts
 from acoustic_env.table import read_features
@@ -189,6 +189,44 @@ def test_fsd50k_refuses_bins_outside_the_vocabulary(tmp_path):
     (root / "FSD50K.ground_truth" / "vocabulary.csv").write_text("0,Car,/m/0k4j\n1,Rain,/m/06mb1\n")
     with pytest.raises(ManifestError, match=r"fsd50k_environment\.yaml: tag\(s\) not in .*vocabulary\.csv: Accel"):
         prepare_fsd50k(str(root), str(tmp_path / "out"))
+
+
+def test_fsd50k_eight_bins_each_refine_one_of_the_four_and_name_ontology_classes():
+    """Every tag of the four bins sits in an eight-bin class named after its four-bin class (``urban_*`` ...);
+    every tag of both files is an AudioSet ontology class as FSD50K writes it (", " and ", and " as "_and_")."""
+    from acoustic_env.vocabulary.ontology import load_ontology
+
+    four, eight = load_task(bins_task_path(4)), load_task(bins_task_path(8))
+    assert eight.n_classes == 8 and BINS[8] == "fsd50k_eight_bins.yaml"
+    home = {tag: name for name, tags in zip(eight.class_names, eight.class_labels) for tag in tags}
+    assert sum(map(len, eight.class_labels)) == len(home)  # no tag in two bins
+    for name, tags in zip(four.class_names, four.class_labels):
+        for tag in tags:
+            assert home[tag].split("_")[0] == name, (tag, home[tag], name)
+    assert {n.split("_")[0] for n in eight.class_names} == set(four.class_names)
+    written = {n.replace(", and ", "_and_").replace(", ", "_and_").replace(" ", "_")
+               for n in load_ontology().names.values()}
+    for task in (four, eight):
+        assert set().union(*task.class_labels) <= written, sorted(set().union(*task.class_labels) - written)
+
+
+def test_fsd50k_recipe_bins_into_eight_on_request(tmp_path, capsys):
+    eight = load_task(bins_task_path(8))
+    extra = tuple(sorted(set().union(*eight.class_labels) - set().union(*load_task(bins_task_path()).class_labels)))
+    dev = [(1, "Car,Vehicle", "train", "a"), (2, "Siren,Alarm", "train", "b"), (3, "Drill,Power_tool,Tools", "val", "c"),
+           (4, "Bird,Wild_animals", "train", "d"), (5, "Rain", "train", "e"), (6, "Door", "val", "f"),
+           (7, "Dog,Bark,Domestic_animals_and_pets", "train", "g"), (8, "Speech,Car", "train", "h")]
+    root = make_fsd50k(tmp_path / "FSD50K", dev, [(9, "Speech")], vocabulary_extra=extra)
+    assert main(["recipe", "fsd50k", str(root), str(tmp_path / "out"), "--bins", "8"]) == 0
+    bins = json.loads((tmp_path / "out" / "fsd50k_bins.json").read_text())
+    assert bins["classes"] == {name: 1 for name in eight.class_names} | {"urban_traffic": 2, "human": 2}  # 8 claims both
+    assert bins["overlaps"] == {"urban_traffic+human": 1} and bins["ambiguous"] == 1
+    assert (tmp_path / "out" / "fsd50k_eight_bins.yaml").read_text() == Path(bins_task_path(8)).read_text()
+    capsys.readouterr()
+    assert main(["recipe", "fsd50k", str(root), str(tmp_path / "o2"), "--bins", "8",
+                 "--task-file", bins_task_path(4)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bins" in err[0] and "--task-file" in err[0]
 
 
 # --- AudioSet: published segment lists + a local mirror -------------------------------

@@ -57,6 +57,9 @@ def cmd_frames(args: argparse.Namespace) -> int:
     r = compare_frames(cfg)
     print(f"{r['clips']} clips with ten frames ({r['left_out']} left out: no class or ambiguous), task {r['task']}; "
           f"test {r['split']['test']} clips")
+    if r["oversampled"] is not None:
+        added = ", ".join(f"{c} +{n}" for c, n in r["oversampled"].items()) or "none: the classes are balanced"
+        print(f"  training rows added by shuffling seconds: {added}")
     for name, c in r["test_accuracy"].items():
         print(f"  {name}: test accuracy {c['accuracy']:.1%} [{c['low']:.1%}, {c['high']:.1%}]")
     print(f"  comparison: {cfg.output}")
@@ -78,7 +81,8 @@ def add_audioset_parser(sub: Any) -> None:
          "write the rescored label list of an audit: given labels, score, suspected, the label the review settled, "
          "and the label accuracy per class with its interval"),
         ("frames", FramesConfig, cmd_frames,
-         "compare a small CNN over the released embeddings' ten frames with the pooled vector, on one split"),
+         "compare networks over the released embeddings' ten frames (a small CNN, the study's fully connected "
+         "net and CNN) with the pooled vector, on one split"),
     ):
         c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
                                 usage="%(prog)s [--config FILE] [options]")

@@ -45,8 +45,8 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         options["esc10"] = args.esc10
     if args.recipe == "audioset":
         options["lists"] = [s.strip() for s in args.lists.split(",") if s.strip()]
-    if args.recipe == "fsd50k" and args.task_file:
-        options["task_file"] = args.task_file
+    if args.recipe == "fsd50k":
+        options.update(task_file=args.task_file, bins=args.bins)
     manifest = _recipe(args.recipe)(args.root, args.out, **options)
     _print_summary(manifest)
     return 0
@@ -112,6 +112,9 @@ def add_recipe_parsers(sub: Any) -> None:
                            help="segment lists to include (default: all three, those present)")
         if name == "fsd50k":
             r.add_argument("--task-file", help="another tag-binning task file (default: fsd50k_environment.yaml)")
+            r.add_argument("--bins", type=int, choices=(4, 8), default=4,
+                           help="the packaged tag binning: 4 classes (fsd50k_environment.yaml, the default) or 8 "
+                                "(fsd50k_eight_bins.yaml: this project's reading of the FSD50K study's eight)")
         if name == "audioset-embeddings":
             r.add_argument("--class-list", help="class_labels_indices.csv (default: the package's copy)")
             r.add_argument("--part-rows", type=int, default=20_000, help="segments per Parquet part (default: 20000)")

@@ -169,14 +169,25 @@ class RescoreConfig(Section):
     method: str = option("wilson", choices=("wilson", "bootstrap"), help="interval of the reviewed accuracy")
 
 
+#: The models of ``audioset frames`` (``learn.frames``: its ``NETWORKS`` and the pooled model), named here without torch.
+FRAME_MODELS = ("frames_cnn", "frames_fc", "study_cnn", "pooled_logreg")
+
+
 @dataclass(frozen=True)
 class FramesConfig(Section):
     """The released embeddings with their frames kept, the task, and where the comparison goes."""
 
     features: str = _location(help="the output of `recipe audioset-embeddings --keep-frames` (its frames/)")
-    output: str = _location(help="the comparison (JSON): test accuracy of the frame CNN and of the pooled vector")
+    output: str = _location(help="the comparison (JSON): test accuracy of each model")
     task: str = _task()
     ontology: str | None = _ontology()
     test_size: float = option(0.2, gt=0, lt=1, help="share of the videos held out for the test")
-    seed: int = option(0, help="seed of the split and of both models")
-    threads: int | None = option(None, ge=1, help="torch threads for the CNN (default: torch's choice)")
+    seed: int = option(0, help="seed of the split and of every model")
+    threads: int | None = option(None, ge=1, help="torch threads for the networks (default: torch's choice)")
+    models: tuple[str, ...] = option(FRAME_MODELS, choices=FRAME_MODELS, nonempty=True,
+                                     help="models compared: frames_cnn (this project's small CNN), frames_fc (the "
+                                          "study's fully connected net on the 1,280 flattened values), study_cnn (the "
+                                          "study's CNN shape as read here), pooled_logreg (mean + max of the frames)")
+    oversample: bool = option(False, help="balance the networks' training rows as the study did: new rows of each "
+                                          "rarer class made by shuffling the ten seconds of its training clips "
+                                          "(validation and test rows untouched; no class weights then)")

@@ -1,9 +1,9 @@
-"""``acoustic-env audioset frames``: the frame CNN against the pooled vector on AudioSet's released embeddings.
+"""``acoustic-env audioset frames``: networks over the ten frames against the pooled vector on AudioSet's released embeddings.
 
 Reads ``<features>/frames/`` (written by ``recipe audioset-embeddings --keep-frames``:
 only segments with all ten frames), gives each clip the task's class (a clip the
 single-label task finds ambiguous or of no class is left out and counted), de-quantises
-the codes as the release documents, and compares the two models on one split
+the codes as the release documents, and compares the chosen models on one split
 (:mod:`acoustic_env.learn.frames`). The result is printed and written as JSON.
 """
 
@@ -38,11 +38,11 @@ def compare_frames(cfg: FramesConfig) -> dict[str, Any]:
     codes = table[FRAMES_COLUMN].combine_chunks().flatten().to_numpy().reshape(-1, N_FRAMES, DIM)[keep]
     groups = np.array(table["group"].to_pylist())[keep]
     result = compare(dequantize(codes), y, groups, task.n_classes, seed=cfg.seed, test_size=cfg.test_size,
-                     threads=cfg.threads)
+                     threads=cfg.threads, models=cfg.models, oversample=cfg.oversample)
     out = {"task": task.name, "classes": dict(zip(task.class_names, np.bincount(y, minlength=task.n_classes).tolist())),
            "clips": int(keep.sum()), "left_out": int((~keep).sum()),
            "split": {"train": result.n_train, "val": result.n_val, "test": result.n_test},
-           "test_accuracy": {"frames_cnn": result.frames, "pooled_logreg": result.pooled},
-           "wall_s": round(time.time() - t0, 3)}
+           "oversampled": {task.class_names[c]: n for c, n in result.oversampled.items()} if cfg.oversample else None,
+           "test_accuracy": result.accuracy, "wall_s": round(time.time() - t0, 3)}
     write_json(out, cfg.output)
     return out

@@ -16,6 +16,19 @@ before they trust a network, so the training report shows, per feature group:
 - **a 2-D map** (t-SNE) of the clips in the model's own input space (the fitted
   per-group standardise → PCA → scale), to be coloured by class.
 
+Beside them, the figures of the study this project reproduces, drawn its way:
+
+- **one ranking** (``ranking``): every named value of every group (the indices and
+  spectral statistics of each signal) in one list per comparison, by |Welch's t|, the
+  top ``TOP_RANKING``, with q corrected over the whole list as well as within its group
+  (the study ranked all signals and index families together, not group by group);
+- **the MPS's t-values** (``mps_t``): each modulation cell's t as a grid over the MPS
+  column's own axes (spectral × temporal modulation, from the table metadata), per
+  signal and comparison;
+- **a map per embedder** (``embedder_maps``): t-SNE of each embedding column alone
+  (standardised; a seeded sample of at most ``MAX_EMBEDDER_MAP_POINTS`` clips), where
+  the model input's map mixes every group.
+
 Comparisons are one-vs-rest per class (multi-class and multi-label tasks); a
 binary task has one, first class against second. Everything is numpy/scipy/
 scikit-learn on in-memory rows and returns plain JSON-able data, deterministic
@@ -50,6 +63,10 @@ MAP_PCA = 50
 MAX_HEATMAP = 64
 #: Most correlated pairs listed per group.
 TOP_PAIRS = 10
+#: Values in the study's one ranking across groups (per comparison).
+TOP_RANKING = 20
+#: Clips per embedder map at most (a seeded sample beyond): one t-SNE per embedding column must stay a few seconds.
+MAX_EMBEDDER_MAP_POINTS = 300
 
 
 def comparisons(kind: str, class_names: list[str], y: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -149,6 +166,53 @@ def embed_2d(inputs: np.ndarray, seed: int) -> dict[str, Any]:
             "dims": int(inputs.shape[1]), "xy": xy.round(4).tolist()}
 
 
+def ranking(diffs: dict[str, dict[str, dict[str, Any]]], groups: list[GroupInfo],
+            top: int = TOP_RANKING) -> dict[str, dict[str, Any]]:
+    """The study's one ranking per comparison: every named value of every group together, by |t|, the top ``top``.
+
+    ``diffs``: ``differences`` per group and comparison. Only named groups take part (the
+    indices and spectral statistics of each signal): an MPS cell has its own heatmap and an
+    embedding's dimensions no meaning to rank. ``q_all`` is Benjamini-Hochberg over every
+    value of the list (``q`` stays the within-group one), since one list is one family of tests.
+    """
+    named = [g.name for g in groups if g.names]
+    out: dict[str, dict[str, Any]] = {}
+    for label in next(iter(diffs.values()), {}):
+        rows = [{"group": g, **r} for g in named for r in diffs[g][label]["rows"]]
+        if not rows:
+            out[label] = {"by": "|t|", "groups": named, "n_tested": 0, "rows": []}
+            continue
+        q_all = stats.false_discovery_control([r["p"] for r in rows], method="bh")
+        for r, q in zip(rows, q_all):
+            r["q_all"] = float(q)
+        rows.sort(key=lambda r: (-abs(r["t"]), r["p"]))
+        out[label] = {"by": "|t|", "groups": named, "n_tested": len(rows), "rows": rows[:top]}
+    return out
+
+
+def mps_t(per_comparison: dict[str, dict[str, Any]], group: GroupInfo) -> dict[str, Any]:
+    """Each modulation cell's Welch t as a [wf, wt] grid per comparison (None where untested: constant, or skipped).
+
+    The grid's layout is the MPS column's (row-major ``[wf, wt]``, its axes from the table metadata).
+    """
+    wf, wt = group.axes["wf_cycles_per_hz"], group.axes["wt_hz"]
+    names = short_names(group)
+    grids = {}
+    for label, d in per_comparison.items():
+        t = {r["name"]: r["t"] for r in d["rows"]}
+        grids[label] = np.array([t.get(n, np.nan) for n in names], dtype=np.float64).reshape(len(wf), len(wt))
+    return {"wf_cycles_per_hz": list(wf), "wt_hz": list(wt),
+            "t": {label: [[None if np.isnan(v) else round(float(v), 6) for v in row] for row in grid]
+                  for label, grid in grids.items()}}
+
+
+def embedder_map(x: np.ndarray, seed: int) -> dict[str, Any]:
+    """t-SNE of one embedding column's rows, each dimension standardised (a constant one left at 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    sd = x.std(axis=0)
+    return embed_2d((x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0), seed)
+
+
 def _sample(n: int, cap: int, seed: int) -> np.ndarray:
     """All positions, or a sorted random ``cap`` of them (sorted: the rows stay in clip_id order)."""
     if n <= cap:
@@ -212,4 +276,24 @@ def explore(features: FeatureSet, transforms: list[GroupTransform], kind: str, c
     embedding = embed_2d(inputs, seed)
     embedding.update(clip_id=features.ids[rows[picked]].tolist(), label=class_labels(kind, class_names, y[picked]))
     return {"n": len(rows), "of": len(features), "comparisons": [label for label, _ in pairs],
-            "differences": diffs, "correlations": corr, "map": embedding, "notes": notes}
+            "differences": diffs, "correlations": corr, "map": embedding, "notes": notes,
+            "ranking": ranking(diffs, features.feature_groups),
+            "mps_t": {g.name: mps_t(diffs[g.name], g) for g in features.feature_groups if g.grid and g.axes},
+            "embedder_maps": _embedder_maps(features, mats, rows, kind, class_names, y, seed)}
+
+
+def _embedder_maps(features: FeatureSet, mats: dict[str, np.ndarray], rows: np.ndarray, kind: str,
+                   class_names: list[str], y: np.ndarray, seed: int) -> dict[str, dict[str, Any]]:
+    """One t-SNE per embedding column (a group with neither names nor a grid), on the same seeded sample of clips."""
+    picked = _sample(len(rows), MAX_EMBEDDER_MAP_POINTS, seed)
+    maps = {}
+    for g in features.feature_groups:
+        if g.names or g.grid:
+            continue
+        x = mats[g.name][picked]
+        finite = np.isfinite(x).all(axis=1)
+        found = embedder_map(x[finite], seed)
+        found.update(clip_id=features.ids[rows[picked[finite]]].tolist(),
+                     label=class_labels(kind, class_names, y[picked[finite]]), of=len(rows))
+        maps[g.name] = found
+    return maps

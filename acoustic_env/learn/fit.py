@@ -4,7 +4,7 @@ Any ``nn.Module`` that maps a batch of inputs to logits trains here, under the
 output conventions of ``learn.mlp`` (one logit for two classes, one per class
 otherwise): the training job's MLP (``learn.mlp_estimator``, whose ``train`` is
 the one caller for the Ray Tune trials, the ablations and the final fit) and the
-frame CNN (``learn.frames``). What differs between networks is an option here,
+frame networks (``learn.frames``). What differs between networks is an option here,
 not a loop of their own:
 
 * early stopping (``Schedule``): on the validation score (ROC AUC or mAP,

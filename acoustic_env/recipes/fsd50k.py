@@ -14,9 +14,13 @@ kept beside them. ``fold`` is the published split (``train``, ``val``, ``eval``)
 is present (the authors kept each uploader's clips on one side of train/val), else the clip.
 
 200 tags are too many for an environment classifier: the tag-binning task
-``task_files/fsd50k_environment.yaml`` bins them into four classes; ``prepare_fsd50k``
-checks every tag it names against the vocabulary, copies it beside the manifest and
-writes ``fsd50k_bins.json`` with :func:`tag_bins` (clips per class and the overlaps).
+``task_files/fsd50k_environment.yaml`` bins them into four classes, and
+``task_files/fsd50k_eight_bins.yaml`` (``bins=8``) into eight, this project's reading of
+the FSD50K study's eight classes (the study binned its tags into eight; its own bins are
+not reproduced here), each refining one of the four (``urban_traffic`` → ``urban``).
+``prepare_fsd50k`` checks every tag the task names against the vocabulary, copies it
+beside the manifest and writes ``fsd50k_bins.json`` with :func:`tag_bins` (clips per
+class and the overlaps).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from itertools import combinations
 from typing import Any
 
 from acoustic_env.audio.manifest import ManifestError
+from acoustic_env.config import ConfigError
 from acoustic_env.vocabulary.tasks import Task, class_counts, load_task
 from acoustic_env.recipes.common import LABEL_SEPARATOR, file_name, read_csv, write_manifest
 from acoustic_env.storage import filesystem, join, write_json
@@ -41,9 +46,13 @@ EXTRA = ("mids", "uploader")
 SPLITS = ("train", "val")  # the dev set's published split; eval clips are fold "eval"
 
 
-def bins_task_path() -> str:
-    """The packaged tag-binning task file."""
-    return str(resources.files("acoustic_env.recipes") / "task_files" / "fsd50k_environment.yaml")
+#: The packaged tag-binning tasks by their number of bins (``recipe fsd50k --bins``).
+BINS = {4: "fsd50k_environment.yaml", 8: "fsd50k_eight_bins.yaml"}
+
+
+def bins_task_path(bins: int = 4) -> str:
+    """The packaged tag-binning task file of ``bins`` classes (``BINS``)."""
+    return str(resources.files("acoustic_env.recipes") / "task_files" / BINS[bins])
 
 
 def tag_bins(task: Task, label_lists: Sequence[Sequence[str]], folds: Sequence[str] | None = None) -> dict[str, Any]:
@@ -68,14 +77,22 @@ def _uploaders(root: str, part: str) -> dict[str, str]:
     return {str(k): str(v.get("uploader") or "") for k, v in json.loads(fs.cat_file(path)).items()}
 
 
-def prepare_fsd50k(root: str, out: str, task_file: str | None = None) -> str:
+def prepare_fsd50k(root: str, out: str, task_file: str | None = None, bins: int = 4) -> str:
     """Write ``<out>/fsd50k.csv``, the task file and ``fsd50k_bins.json``; returns the manifest's path.
 
-    ``task_file``: another tag-binning task (default: the packaged ``fsd50k_environment.yaml``).
+    ``bins``: the packaged binning of 4 (``fsd50k_environment.yaml``) or 8 classes
+    (``fsd50k_eight_bins.yaml``); ``task_file``: another tag-binning task instead of either.
+
+    Raises:
+        ConfigError: ``bins`` is not 4 or 8, or both ``bins=8`` and a ``task_file`` are given.
     """
+    if bins not in BINS:
+        raise ConfigError(f"bins: must be {' or '.join(map(str, BINS))}, got {bins}")
+    if task_file and bins != 4:
+        raise ConfigError(f"bins: {bins} names a packaged task file; with --task-file the bins are that file's")
     gt = join(root, GROUND_TRUTH)
     vocabulary = {r["label"] for r in read_csv(join(gt, "vocabulary.csv"), ("index", "label", "mid"), header=False)}
-    task_file = task_file or bins_task_path()
+    task_file = task_file or bins_task_path(bins)
     task = load_task(task_file)
     unknown = sorted(set().union(*task.class_labels) - vocabulary)
     if unknown:

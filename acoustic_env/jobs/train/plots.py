@@ -106,24 +106,51 @@ def importance_png(names: list[str], values: list[float], title: str) -> bytes:
     return _png(fig)
 
 
+def _modulation_image(ax: Any, grid: np.ndarray, wf: list[float], wt: list[float], title: str, **style: Any) -> Any:
+    """One grid over the MPS's axes: spectral modulation (rows, cycles/kHz) × temporal modulation (columns, Hz)."""
+    extent = (wt[0], wt[-1], 1000 * wf[0], 1000 * wf[-1])
+    im = ax.imshow(grid, origin="lower", aspect="auto", extent=extent, **style)
+    ax.set(xlabel="temporal modulation (Hz)", ylabel="spectral modulation (cycles/kHz)", title=title)
+    return im
+
+
 def mps_heatmap_png(grid: np.ndarray, wf: list[float], wt: list[float], title: str) -> bytes:
     """Attribution over the modulation grid: spectral modulation (rows) × temporal modulation (columns)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    extent = (wt[0], wt[-1], 1000 * wf[0], 1000 * wf[-1])
-    im = ax.imshow(grid, origin="lower", aspect="auto", extent=extent, cmap="magma")
-    ax.set(xlabel="temporal modulation (Hz)", ylabel="spectral modulation (cycles/kHz)", title=title)
+    im = _modulation_image(ax, grid, wf, wt, title, cmap="magma")
     fig.colorbar(im, ax=ax, label="mean |SHAP value|")
+    return _png(fig)
+
+
+def mps_t_png(grids: dict[str, np.ndarray], wf: list[float], wt: list[float], title: str) -> bytes:
+    """Welch's t of every modulation cell, one panel per comparison, on one colour scale symmetric about 0.
+
+    Red: higher in the comparison's first side; blue: higher in the rest; blank: a
+    cell that was not tested (constant within both sides).
+    """
+    finite = [np.abs(g[np.isfinite(g)]) for g in grids.values()]
+    top = max([float(f.max()) for f in finite if f.size] or [1.0]) or 1.0
+    fig, axes = plt.subplots(len(grids), 1, figsize=(6.8, 3.0 * len(grids) + 0.4), squeeze=False,
+                             layout="constrained")
+    for ax, (label, grid) in zip(axes[:, 0], grids.items()):
+        im = _modulation_image(ax, np.ma.masked_invalid(grid), wf, wt, label, cmap="RdBu_r", vmin=-top, vmax=top)
+        fig.colorbar(im, ax=ax, label=f"Welch's t (> 0: higher in {label.partition(' vs ')[0]})")
+    fig.suptitle(title, fontsize=10)
     return _png(fig)
 
 
 # --- exploratory analysis (learn.eda) ------------------------------------------------
 
-def effect_sizes_png(tables: dict[str, list[dict[str, Any]]], title: str) -> bytes:
-    """Horizontal bars of Hedges' g per value, one panel per comparison, largest |g| on top.
+#: What ``effect_sizes_png`` can draw: a row's key → the axis label's name.
+STATISTICS = {"g": "Hedges' g", "t": "Welch's t"}
+
+
+def effect_sizes_png(tables: dict[str, list[dict[str, Any]]], title: str, stat: str = "g") -> bytes:
+    """Horizontal bars of Hedges' g (or ``stat="t"``: Welch's t) per value, one panel per comparison, largest on top.
 
     Bars are coloured by sign (which side is higher) and starred where the
-    Benjamini-Hochberg corrected p is below 0.05, so that a large effect on a
-    handful of clips is not read as settled.
+    Benjamini-Hochberg corrected p (the rows' ``q``) is below 0.05, so that a large
+    effect on a handful of clips is not read as settled.
     """
     panels = [(label, rows) for label, rows in tables.items() if rows]
     cols = min(len(panels), 3)
@@ -132,14 +159,14 @@ def effect_sizes_png(tables: dict[str, list[dict[str, Any]]], title: str) -> byt
     fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, (0.26 * height + 1.3) * nrows + 0.5), squeeze=False,
                              layout="constrained")  # keeps the figure title clear of the panels' titles
     for ax, (label, rows) in zip(axes.ravel(), panels):
-        g = np.array([r["g"] for r in rows])
+        g = np.array([r[stat] for r in rows])
         pos = np.arange(len(rows))[::-1]
         ax.barh(pos, g, color=np.where(g >= 0, "#c0504d", "#3b75af"))
         names = [r["name"] + (" *" if r["q"] < 0.05 else "") for r in rows]
         ax.set_yticks(pos, names, fontsize=7)
         ax.axvline(0, color="k", lw=0.8)
         first, _, second = label.partition(" vs ")
-        ax.set_xlabel(f"Hedges' g  (> 0: higher in {first}; < 0: higher in {second})", fontsize=7)
+        ax.set_xlabel(f"{STATISTICS[stat]}  (> 0: higher in {first}; < 0: higher in {second})", fontsize=7)
         ax.set_title(label, fontsize=9)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)

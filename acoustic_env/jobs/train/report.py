@@ -17,8 +17,10 @@ The exploratory-analysis section renders ``results["eda"]`` (computed by
 ``learn.eda.explore``): per feature group the values that differ most between
 classes, correlation heatmaps of the named indices, and a t-SNE map of the clips
 on which the misclassified ones are marked from the stored predictions (the same
-list as the misclassified-clips section, not recomputed). Its full tables (every
-value, the map's coordinates) go to ``eda.json`` beside the page.
+list as the misclassified-clips section, not recomputed); then the study's own
+figures: one top-20 ranking across every group by Welch's t, the MPS's t-values as
+heatmaps per signal, and a t-SNE map per embedding column. Its full tables (every
+value, the maps' coordinates) go to ``eda.json`` beside the page.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import pyarrow as pa
 from acoustic_env.jobs.audit.review import source_url, write_assets
 from acoustic_env.jobs.train import plots
 from acoustic_env.learn.duplicates import merge_lines
-from acoustic_env.learn.eda import MAX_HEATMAP, MAX_MAP_POINTS
+from acoustic_env.learn.eda import MAX_HEATMAP, MAX_MAP_POINTS, TOP_RANKING
 from acoustic_env.storage import filesystem, join, redact
 from acoustic_env.table import FeatureSet
 
@@ -186,9 +188,12 @@ def _top(per_comparison: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, 
     return {label: d["rows"][:TOP_DIFFERENCES] for label, d in per_comparison.items()}
 
 
-def map_mistakes(results: dict[str, Any]) -> tuple[np.ndarray, str]:
-    """(mask over the map's clips: misclassified by the model of record, legend text) from the stored predictions."""
-    clip_ids = results["eda"]["map"]["clip_id"]
+def map_mistakes(results: dict[str, Any], clip_ids: list[str] | None = None) -> tuple[np.ndarray, str]:
+    """(mask over a map's clips: misclassified by the model of record, legend text) from the stored predictions.
+
+    ``clip_ids``: the map's clips (default: the model input's map).
+    """
+    clip_ids = results["eda"]["map"]["clip_id"] if clip_ids is None else clip_ids
     model, wrong = mistakes(results)
     wrong_ids = {m["clip_id"] for m in wrong}
     return np.array([c in wrong_ids for c in clip_ids], dtype=bool), f"misclassified, {model} ({_scope(results)})"
@@ -217,6 +222,36 @@ def eda_figures(results: dict[str, Any]) -> dict[str, bytes]:
         out["eda_map.png"] = plots.clip_map_png(np.asarray(m["xy"]), m["label"], wrong,
                                                 f"The clips in 2-D ({m['method']}, perplexity {m['perplexity']:.0f})",
                                                 legend)
+    out.update(study_figures(results))
+    return out
+
+
+def _ranking_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A ranking's rows as the bar plot reads them: the group in the name, q over the whole list."""
+    return [{**r, "name": f"{r['group']}: {r['name']}", "q": r["q_all"]} for r in rows]
+
+
+def study_figures(results: dict[str, Any]) -> dict[str, bytes]:
+    """The study's figures: the one ranking across groups, MPS t-value heatmaps per signal, a map per embedder.
+
+    A report of a run made before these existed (an ``eda`` without their keys) has none of them.
+    """
+    eda = results["eda"]
+    out = {}
+    ranking = {label: _ranking_rows(r["rows"]) for label, r in (eda.get("ranking") or {}).items()}
+    if any(ranking.values()):
+        out["eda_ranking.png"] = plots.effect_sizes_png(
+            ranking, f"The {TOP_RANKING} values of every named group with the largest |t|", stat="t")
+    for group, m in (eda.get("mps_t") or {}).items():
+        grids = {label: np.array(g, dtype=np.float64) for label, g in m["t"].items()}  # None → NaN: untested
+        out[f"eda_mps_t_{group}.png"] = plots.mps_t_png(grids, m["wf_cycles_per_hz"], m["wt_hz"],
+                                                        f"{group}: Welch's t of each modulation cell")
+    for column, m in (eda.get("embedder_maps") or {}).items():
+        if "xy" in m:
+            wrong, legend = map_mistakes(results, m["clip_id"])
+            out[f"eda_map_{column}.png"] = plots.clip_map_png(
+                np.asarray(m["xy"]), m["label"], wrong,
+                f"{column} alone in 2-D ({m['method']}, perplexity {m['perplexity']:.0f})", legend)
     return out
 
 
@@ -460,6 +495,54 @@ def _map_html(results: dict[str, Any], eda: dict[str, Any]) -> str:
               "far-apart clusters mean little in t-SNE; neighbourhoods do.</p>")
 
 
+def _ranking_html(eda: dict[str, Any], images: list[str]) -> str:
+    """The study's one ranking: a table per comparison of the top values across every named group, by |t|."""
+    parts = []
+    for label, r in (eda.get("ranking") or {}).items():
+        a, _, b = label.partition(" vs ")
+        parts.append(f"<h4>{html.escape(label)} <span class='ci'>({r['n_tested']} values tested)</span></h4>")
+        parts.append(_table(["group", "value", f"mean, {a}", f"mean, {b}", "Welch's t", "p", "q (list)", "q (group)",
+                             "Hedges' g"],
+                            [[x["group"], x["name"], _num(x["mean_in"]), _num(x["mean_out"]), _num(x["t"]),
+                              _num(x["p"]), _num(x["q_all"]), _num(x["q"]), ("html", f"{x['g']:+.3f}")]
+                             for x in r["rows"]]))
+    if not parts:
+        return ""
+    if "eda_ranking.png" in images:
+        parts.append(_img("eda_ranking.png", "the values with the largest |t| across every named group"))
+    groups = next(iter(eda["ranking"].values()))["groups"]
+    return (f"<h3>One ranking across signals and index families</h3><p class='note'>As the study ranked them: every "
+            f"value of the named groups ({html.escape(', '.join(groups))}) in one list, ordered by |Welch's t|, the "
+            f"top {TOP_RANKING}. <b>q (list)</b> is corrected over every value of the list, <b>q (group)</b> within "
+            "the value's own group (the tables above). Bars starred where q (list) &lt; 0.05.</p>" + "".join(parts))
+
+
+def _study_maps_html(results: dict[str, Any], eda: dict[str, Any], images: list[str]) -> str:
+    """MPS t-value heatmaps per signal and one map per embedding column, with what they show."""
+    parts = []
+    mps = [g for g in (eda.get("mps_t") or {}) if f"eda_mps_t_{g}.png" in images]
+    if mps:
+        parts.append("<h3>Modulation power spectrum: t-values per signal</h3><p class='note'>Welch's t of each cell "
+                     "of the MPS (spectral × temporal modulation, the column's own axes), one heatmap per signal and "
+                     "panel per comparison, on one colour scale symmetric about 0; blank cells were constant. Every "
+                     "value is in <code>eda.json</code> (<code>mps_t</code>).</p>")
+        parts += [_img(f"eda_mps_t_{g}.png", f"t-values of {g}") for g in mps]
+    maps = eda.get("embedder_maps") or {}
+    drawn = [c for c in maps if f"eda_map_{c}.png" in images]
+    if drawn:
+        capped = any(len(maps[c]["clip_id"]) < maps[c]["of"] for c in drawn)
+        parts.append("<h3>Map per embedder</h3><p class='note'>t-SNE of each embedding column alone (each dimension "
+                     "standardised, PCA first when wider than 50), coloured by the given label and ringed where the "
+                     "model of record was wrong, as the study drew one per embedder"
+                     + (f"; a seeded sample of {len(maps[drawn[0]]['clip_id'])} clips (t-SNE's cost)" if capped else "")
+                     + ".</p>")
+        parts += [_img(f"eda_map_{c}.png", f"t-SNE map of {c}") for c in drawn]
+    skipped = [f"{c}: {m['skipped']}" for c, m in maps.items() if "xy" not in m]
+    if skipped:
+        parts.append(f"<p class='note'>No map for {html.escape('; '.join(skipped))}.</p>")
+    return "".join(parts)
+
+
 def eda_section(results: dict[str, Any], images: list[str]) -> str:
     """The exploratory analysis: differences per group (tables and bars), correlations, the map of the clips."""
     eda = results.get("eda")
@@ -476,8 +559,10 @@ def eda_section(results: dict[str, Any], images: list[str]) -> str:
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in eda["notes"]]
     parts.append("<h3>Differences between classes, by feature group</h3>")
     parts += [_differences_html(g, per, images) for g, per in eda["differences"].items()]
+    parts.append(_ranking_html(eda, images))
     parts.append(_correlations_html(eda, images))
     parts.append(_map_html(results, eda))
+    parts.append(_study_maps_html(results, eda, images))
     return "\n".join(parts)
 
 
