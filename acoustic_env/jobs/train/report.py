@@ -130,13 +130,14 @@ def _with_interval(value: float | None, interval: list[float] | None) -> tuple[s
     return ("html", f"{value:.3f}{ci}")
 
 
-def _accuracy_note(adjusted: dict[str, Any] | None) -> str:
+def _accuracy_note(adjusted: dict[str, Any] | None) -> tuple[str, str] | str:
+    """Both adjusted figures of one accuracy, named: the noise model's, then the study's ratio."""
     if not adjusted:
         return ""
-    if adjusted["adjusted"] is None:
-        return "adjusted: undefined"
-    lo, hi = adjusted["interval"]
-    return f"{adjusted['adjusted']:.3f} [{lo:.3f}, {hi:.3f}]"
+    noise = "undefined" if adjusted["adjusted"] is None else _with_interval(adjusted["adjusted"], adjusted["interval"])[1]
+    ratio = adjusted.get("study_ratio")
+    study = "" if ratio is None else "<br>acc/a " + _with_interval(ratio, adjusted["study_ratio_interval"])[1]
+    return ("html", f"noise model {noise}{study}")
 
 
 def figures(results: dict[str, Any]) -> dict[str, bytes]:
@@ -244,7 +245,7 @@ def metrics_section(results: dict[str, Any]) -> str:
             row += [_accuracy_note(adj.get(name)), _accuracy_note((adj.get(name) or {}).get("max_accuracy"))]
         rows.append(row)
     header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE", "val. score", "max. accuracy (threshold)"]
-    header += ["adjusted accuracy", "adjusted max. accuracy"] if adj else []
+    header += ["adjusted accuracy", "adjusted max. accuracy (the study's: acc/a)"] if adj else []
     parts = [f"<h2>Metrics ({html.escape(_scope(results))})</h2>"]
     if ev.get("description"):
         parts.append(f"<p class='note'>{html.escape(ev['description'])}</p>")
@@ -269,9 +270,12 @@ def metrics_section(results: dict[str, Any]) -> str:
     parts.append("<h3>Label noise</h3><p class='note'>" + NOISY_LABELS)
     if adj:
         first = next(iter(adj.values()))
-        parts[-1] += ("<b>Adjusted accuracy</b> (last column) estimates the accuracy against correct labels from the "
-                      "audit's label-accuracy estimate " + html.escape(json.dumps(first["label_accuracy"])) + ". "
-                      + html.escape(first["formula"]) + "</p>")
+        source = ("the label accuracy assumed with <code>--assumed-label-accuracy</code>"
+                  if first["label_accuracy"]["method"] == "assumed" else "the audit's label-accuracy estimate")
+        parts[-1] += ("<b>Adjusted accuracy</b> (last columns), two figures from " + source + " "
+                      + html.escape(json.dumps(first["label_accuracy"])) + ". <b>Noise model</b>: "
+                      + html.escape(first["formula"]) + " <b>acc/a</b>: " + html.escape(first["study_ratio_formula"])
+                      + "</p>")
     elif results.get("adjustment_note"):
         parts[-1] += html.escape(results["adjustment_note"]) + "</p>"
     else:
