@@ -38,6 +38,7 @@ from acoustic_env.jobs.record import Run, lifecycle, package_versions
 from acoustic_env.jobs.results import TrainResult
 from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
 from acoustic_env.jobs.train.evaluation import slim
+from acoustic_env.jobs.train.gap import generalisation_gap
 from acoustic_env.jobs.train.grid import grid_lines
 from acoustic_env.jobs.train.report import write_report
 from acoustic_env.jobs.train.split import run_split
@@ -45,6 +46,7 @@ from acoustic_env.learn.artifact import save_model, table_description
 from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
 from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy, read_label_accuracy
+from acoustic_env.learn.mlp import layer_table
 from acoustic_env.learn.splits import read_test_list
 from acoustic_env.storage import join, redact_all
 from acoustic_env.table import RANDOM_REASON, FeatureSet
@@ -132,6 +134,9 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
         "history": out.history, "grid": grid,
+        "gap": generalisation_gap(task.kind, out.evaluation, out.search, out.predictions),
+        "network": None if out.network is None else {"layers": layer_table(out.network),
+                                                     "saved": out.evaluation["saved_model"] == "mlp"},
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
     }
     report_uri = write_report(join(cfg.output, "report"), results)

@@ -134,7 +134,8 @@ def _accuracy_note(adjusted: dict[str, Any] | None) -> tuple[str, str] | str:
     """Both adjusted figures of one accuracy, named: the noise model's, then the study's ratio."""
     if not adjusted:
         return ""
-    noise = "undefined" if adjusted["adjusted"] is None else _with_interval(adjusted["adjusted"], adjusted["interval"])[1]
+    noise = ("undefined" if adjusted["adjusted"] is None else
+             _with_interval(adjusted["adjusted"], adjusted["interval"])[1])
     ratio = adjusted.get("study_ratio")
     study = "" if ratio is None else "<br>acc/a " + _with_interval(ratio, adjusted["study_ratio_interval"])[1]
     return ("html", f"noise model {noise}{study}")
@@ -152,6 +153,8 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
     history = results.get("history")
     if history and history["rounds"]:
         out["history.png"] = plots.history_png(history["rounds"], history["title"])
+    if results.get("network"):
+        out["network.png"] = plots.network_png(results["network"]["layers"], _network_title(results["network"]))
     for m, r in models.items():
         title = f"{m} ({_scope(results)})"
         out[f"confusion_{m}.png"] = (plots.multilabel_confusion_png(r["test"]["confusion"], names, title)
@@ -366,6 +369,37 @@ def columns_section(results: dict[str, Any]) -> str:
               "AudioSet's labels, never features.</p>")
 
 
+def gap_section(results: dict[str, Any]) -> str:
+    """The score each model was chosen on beside its held-out score (``jobs.train.gap``), and what the pair is."""
+    gap = results.get("gap")
+    if not gap:
+        return ""
+    rows = [[m, v["selection"], v["held_out"], ("html", f"{v['gap']:+.3f}")] for m, v in gap["models"].items()]
+    return (f"<h3>Overfitting: {html.escape(gap['selection'])} against {html.escape(gap['held_out'])} "
+            f"({html.escape(gap['metric'])})</h3>"
+            + (_table(["model", gap["selection"], gap["held_out"], "gap"], rows) if rows else "")
+            + f"<p class='note'>{html.escape(gap['note'])} A positive gap is the optimism of the choice plus the noise "
+              "of two small samples: read it with the held-out figure's interval above.</p>")
+
+
+def _network_title(network: dict[str, Any]) -> str:
+    return f"MLP ({'the saved model' if network['saved'] else 'compared, not the saved model'})"
+
+
+def network_section(results: dict[str, Any]) -> str:
+    """The trained network's layers, read from its torch module: a drawing and a table."""
+    network = results.get("network")
+    if not network:
+        return ""
+    rows = [[b["name"], b["units"], ", ".join(b["after"])] for b in plots.network_blocks(network["layers"])]
+    return (f"<h2>The network: {html.escape(_network_title(network))}</h2>"
+            + _img("network.png", "the network's layers")
+            + _table(["layer", "units", "then"], rows)
+            + "<p class='note'>Read from the trained torch module (<code>learn.mlp.layer_table</code>): each "
+              "linear layer's output units, then its activation and dropout (dropout acts in training only). The "
+              "inputs are the PCA components of the feature groups (Preprocessing, below).</p>")
+
+
 def params_section(results: dict[str, Any]) -> str:
     """The chosen hyper-parameters and every search trial, values exactly as used."""
     search = results.get("search") or {}
@@ -532,7 +566,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
              "<p class='note'>" + html.escape(", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
                                                         if k not in ("splits", "excluded_columns", "duplicates")))
              + "</p>", duplicates_section(counts.get("duplicates") or {}),
-             metrics_section(results), grid_section(results.get("grid"))]
+             metrics_section(results), gap_section(results), grid_section(results.get("grid"))]
     first = _record_model(results, results["models"])
     per_class = results["models"][first]["test"]["per_class"]
     parts += [f"<h3>{html.escape(first)} per class</h3>",
@@ -541,7 +575,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
     parts.append("<h2>Figures</h2><p class='note'>Calibration: each point is labelled with its number of clips; "
                  "the bars below count the clips per probability bin.</p>"
                  + "".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>" for i in images
-                           if not i.startswith(("shap", "eda_", "grid"))))
+                           if not i.startswith(("shap", "eda_", "grid", "network"))))
     parts.append(mistakes_html)
     if results.get("ablations"):
         parts += ["<h2>Feature-group ablations</h2>",
@@ -563,7 +597,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
         parts.append("".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>"
                              for i in images if i.startswith("shap")))
     parts.append(eda_section(results, images))
-    parts += [params_section(results), columns_section(results),
+    parts += [params_section(results), network_section(results), columns_section(results),
               "<h2>Preprocessing</h2>",
               _table(["group", "inputs", "components", "variance kept"],
                      [[p["group"], p["dim"], p["components"], p["variance"]] for p in results["preprocessing"]]),

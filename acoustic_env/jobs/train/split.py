@@ -198,4 +198,5 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
                    params=found.params if saved == "mlp" else {"model": saved, **fitted[saved].params_},
                    predictions=clip_predictions(features, idx[TEST], y_test, proba),
                    history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
-                                                              f"({len(idx[VAL])} clips)"} if found.history else None)
+                                                              f"({len(idx[VAL])} clips)"} if found.history else None,
+                   network=net)
