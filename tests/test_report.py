@@ -123,7 +123,9 @@ def test_cross_validated_report_shows_pooled_intervals_per_fold_and_out_of_fold_
     assert f"Misclassified clips ({wrong} of 60, {ev['saved_model']}, out-of-fold, all clips)" in page
     gap = metrics["gap"]  # under CV: each searched model's inner search score against its out-of-fold score
     searched = metrics["search"]["nested"]
-    assert gap["selection"] == "inner search" and set(gap["models"]) == set(searched) and "mlp" in searched
+    compared = {m for m, n in searched.items() if n["metric"] == "selection"}  # logreg's C: by log loss
+    assert gap["selection"] == "inner search" and set(gap["models"]) == compared and "mlp" in compared
+    assert "Not compared: logreg (its search scored neg_log_loss)" in gap["note"]
     for model, g in gap["models"].items():
         assert g["held_out"] == ev["scores"][model] and len(g["per_fold_selection"]) == 3
         assert g["gap"] == pytest.approx(np.mean(searched[model]["inner_scores"]) - ev["scores"][model])
@@ -182,16 +184,17 @@ def test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score():
         test = roc_auc_score(y, proba[m])
         assert split["models"][m] == {"selection": score, "held_out": pytest.approx(test),
                                       "gap": pytest.approx(score - test)}
-    # cross-validation: a real nested search (logistic regression's C on grouped inner folds)
-    result = cross_validate(lambda rows: x, y, np.arange(80) % 4, "single_label", 2, ["logreg"],
-                            groups=np.arange(80) // 2, search=SearchPlan(1, 3))
+    # cross-validation: real nested searches (xgboost's settings by ROC AUC; logistic regression's C by log loss)
+    result = cross_validate(lambda rows: x, y, np.arange(80) % 4, "single_label", 2, ["logreg", "xgboost"],
+                            groups=np.arange(80) // 2, search=SearchPlan(2, 2), threads=1)
     nested = _nested_searches(result)
-    records = result.searches["logreg"]
-    assert nested["logreg"]["inner_scores"] == [max(t["score"] for t in r.trials) for r in records]
+    records = result.searches["xgboost"]
+    assert nested["xgboost"]["inner_scores"] == [max(t["score"] for t in r.trials) for r in records]
     cv = generalisation_gap("single_label", {"method": "cross_validation", "scores": result.scores},
                             {"nested": nested}, None)
-    g = cv["models"]["logreg"]
-    assert g["held_out"] == result.scores["logreg"] and g["selection"] == pytest.approx(
+    assert set(cv["models"]) == {"xgboost"} and "Not compared: logreg (its search scored neg_log_loss)" in cv["note"]
+    g = cv["models"]["xgboost"]
+    assert g["held_out"] == result.scores["xgboost"] and g["selection"] == pytest.approx(
         np.mean([max(t["score"] for t in r.trials) for r in records]))
     assert g["gap"] == pytest.approx(g["selection"] - g["held_out"]) and cv["selection"] == "inner search"
 

@@ -168,6 +168,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.search_.trials = [{"params": {"C": float(c)}, "score": float(s)} for c, s in zip(clf.Cs_, scores)]
         self.search_.best = {"C": float(clf.C_)}
         self.search_.seconds, self.search_.fits = seconds, len(clf.Cs_) * len(self.search_.splits)
+        self.search_.metric = "neg_log_loss"  # LogisticRegressionCV's scoring, not the selection metric
         self.params_["C"] = float(clf.C_)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -49,7 +49,8 @@ def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
     return {m: {"settings": len(records[0].trials), "inner_folds": len(records[0].splits), "outer_folds": len(records),
                 "fits": sum(r.fits for r in records), "seconds": round(sum(r.seconds for r in records), 2),
                 "chosen": [r.best for r in records],
-                "inner_scores": [max(t["score"] for t in r.trials) for r in records]}  # the chosen settings'
+                "inner_scores": [max(t["score"] for t in r.trials) for r in records],  # the chosen settings'
+                "metric": records[0].metric}
             for m, records in result.searches.items() if records}
 
 

@@ -10,7 +10,9 @@ and test scores side by side for this reason. Each evaluation has its own pair:
   the nested search's inner score (the chosen setting's pooled inner out-of-fold score on an
   outer fold's training clips, averaged over the outer folds) against the pooled
   out-of-fold score of the clips those folds held out. A model that searched nothing
-  (one setting) chose nothing on an inner score, and has no gap to report.
+  (one setting) chose nothing on an inner score, and has no gap to report; logistic
+  regression's C search scores by log loss (``LogisticRegressionCV``), another metric, so
+  its inner score is named but not compared.
 
 The metric is the selection metric (``learn.fit.val_score``: ROC AUC; mAP for multi-label
 tasks). A positive gap is the optimism of the choice plus the noise of two small samples:
@@ -42,9 +44,13 @@ def generalisation_gap(kind: str, evaluation: dict[str, Any], search: dict[str, 
     metric = "mAP" if kind == "multi_label" else "ROC AUC"
     if evaluation["method"] == "cross_validation":
         chosen_on, held_out, note = CROSS_VALIDATION
+        nested = {m: n for m, n in (search.get("nested") or {}).items() if n.get("inner_scores")}
+        other = {m: n["metric"] for m, n in nested.items() if n.get("metric", "selection") != "selection"}
         models = {m: {"selection": float(np.mean(n["inner_scores"])), "held_out": evaluation["scores"][m],
-                      "per_fold_selection": n["inner_scores"]}
-                  for m, n in (search.get("nested") or {}).items() if n.get("inner_scores")}
+                      "per_fold_selection": n["inner_scores"]} for m, n in nested.items() if m not in other}
+        if other:
+            note += (" Not compared: " + ", ".join(f"{m} (its search scored {metric})" for m, metric in other.items())
+                     + ".")
     else:
         chosen_on, held_out, note = SPLIT
         y = np.asarray(predictions["y"])
