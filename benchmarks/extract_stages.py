@@ -2,6 +2,7 @@
 
     python benchmarks/extract_stages.py                          # 8 clips x 5 repeats + a 16-clip pipeline run
     python benchmarks/extract_stages.py --repeats 9 --pipeline-clips 0 --write
+    python benchmarks/extract_stages.py --clips 4 --pipeline-clips 0 --mps-grid 101x77   # the study's MPS grid
 
 Stage costs are CPU seconds of this process (``time.process_time``, so work on
 any helper thread counts), pinned to one core, the median over ``--repeats``
@@ -15,7 +16,9 @@ clips/s of wall time and the CPU seconds the run record attributes to each stage
 
 Prints a markdown section headed by the command, the machine and the date;
 ``--write`` also puts it into benchmarks/RESULTS.md (replacing this script's
-previous section, leaving the others alone).
+previous section, leaving the others alone). ``--mps-grid WFxWT`` sets the MPS grid
+(``features.mps_n_wf`` × ``mps_n_wt``; default 16x33) for every run, so two runs give
+the cost of another grid: the study's 101x77 against the default.
 """
 
 from __future__ import annotations
@@ -95,10 +98,10 @@ def one_run(audio: np.ndarray, sr: int, params: FeatureParams) -> dict[str, floa
     return ms
 
 
-def stage_costs(files: list[Path], repeats: int) -> dict[str, dict[str, float]]:
-    """{impl: {stage: mean over clips of the median over repeats, in ms}}."""
+def stage_costs(files: list[Path], repeats: int, grid: tuple[int, int]) -> dict[str, dict[str, float]]:
+    """{impl: {stage: mean over clips of the median over repeats, in ms}}, with the MPS on ``grid`` (wf, wt)."""
     dparams = DecodeParams()
-    params = {impl: FeatureParams(impl=impl) for impl in IMPLS}
+    params = {impl: FeatureParams(impl=impl, mps_n_wf=grid[0], mps_n_wt=grid[1]) for impl in IMPLS}
     per_clip: dict[str, list[dict[str, float]]] = {impl: [] for impl in IMPLS}
     for i, path in enumerate(files):
         decode = [cpu_ms(decode_clip, str(path), dparams) for _ in range(repeats)]
@@ -119,7 +122,7 @@ def stage_costs(files: list[Path], repeats: int) -> dict[str, dict[str, float]]:
     return {impl: {k: float(np.mean([c[k] for c in per_clip[impl]])) for k in per_clip[impl][0]} for impl in IMPLS}
 
 
-def pipeline_runs(files: list[Path], workdir: Path) -> dict[str, dict[str, float]]:
+def pipeline_runs(files: list[Path], workdir: Path, grid: tuple[int, int]) -> dict[str, dict[str, float]]:
     """Wall time, clips/s and run-record CPU seconds of extract() per implementation (one Ray session)."""
     from acoustic_env.jobs.extract import extract
 
@@ -129,7 +132,8 @@ def pipeline_runs(files: list[Path], workdir: Path) -> dict[str, dict[str, float
         (clips / path.name).symlink_to(path.resolve())
     def run(impl: str, tag: str) -> dict[str, float]:
         cfg = from_dict(ExtractConfig, {"manifest": str(clips), "output": str(workdir / f"out-{tag}"),
-                                        "progress": False, "features": {"impl": impl}})
+                                        "progress": False,
+                                        "features": {"impl": impl, "mps_n_wf": grid[0], "mps_n_wt": grid[1]}})
         t0 = time.perf_counter()
         result = extract(cfg)
         wall = time.perf_counter() - t0
@@ -143,7 +147,7 @@ def pipeline_runs(files: list[Path], workdir: Path) -> dict[str, dict[str, float
 
 
 def markdown(costs: dict[str, dict[str, float]], pipe: dict[str, dict[str, float]] | None, n_clips: int,
-             n_pipeline: int, repeats: int, source: str, host: str) -> str:
+             n_pipeline: int, repeats: int, source: str, host: str, grid: tuple[int, int] = (16, 33)) -> str:
     ref, fast = costs["reference"], costs["fast"]
     per_signal = ("indices", "spectral", "mps")
     stages = ["decode", "separate"] + [f"{stage} {s}" for stage in per_signal for s in SIGNALS]
@@ -152,7 +156,8 @@ def markdown(costs: dict[str, dict[str, float]], pipe: dict[str, dict[str, float
              f"{dt.date.today().isoformat()}  ",
              f"{host}  ",
              f"{n_clips} clips of 10 s: {source}; CPU ms per clip (process CPU time, median of {repeats} repeats, "
-             f"mean over clips; reference and fast alternate within each repeat).", "",
+             f"mean over clips; reference and fast alternate within each repeat); MPS grid {grid[0]}x{grid[1]} "
+             f"({grid[0] * grid[1]} values per signal).", "",
              "| stage | reference ms | fast ms | ratio |", "|---|---:|---:|---:|"]
     for s in stages:
         lines.append(f"| {s} | {ref[s]:.1f} | {fast[s]:.1f} | {ref[s] / fast[s]:.1f}x |")
@@ -194,17 +199,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pipeline-clips", type=int, default=16, help="clips for the end-to-end runs (0: skip)")
     ap.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one allowed)")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.relative_to(REPO)}")
+    ap.add_argument("--mps-grid", default="16x33", help="MPS grid points, wf x wt (the study's: 101x77)")
     args = ap.parse_args(argv)
+    try:
+        grid = tuple(int(v) for v in args.mps_grid.lower().split("x"))
+        assert len(grid) == 2
+    except (ValueError, AssertionError):
+        ap.error(f"--mps-grid: expected WFxWT such as 101x77, got {args.mps_grid!r}")
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
     host = machine()
     with tempfile.TemporaryDirectory() as tmp:
         files, source = clip_files(max(args.clips, args.pipeline_clips), Path(tmp))
-        costs = stage_costs(files[: args.clips], args.repeats)
+        costs = stage_costs(files[: args.clips], args.repeats, grid)
         pipe = None
         if args.pipeline_clips:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))  # Ray gets the whole machine
-            pipe = pipeline_runs(files[: args.pipeline_clips], Path(tmp))
-    text = markdown(costs, pipe, args.clips, args.pipeline_clips, args.repeats, source, host)
+            pipe = pipeline_runs(files[: args.pipeline_clips], Path(tmp), grid)
+    text = markdown(costs, pipe, args.clips, args.pipeline_clips, args.repeats, source, host, grid)
     print(text)
     if args.write:
         write_section(text)

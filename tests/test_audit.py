@@ -103,7 +103,7 @@ def test_binary_audit_finds_the_flipped_labels_and_their_share(tmp_path, flip):
     for block in (True, False):  # within each block, the lowest label quality (most suspect) first
         quality = [r["label_quality"] for r in ranks if r["flagged"] is block]
         assert len(quality) > 10 and quality == sorted(quality), block
-    assert summary.record["features"]["columns"] == {"indices_raw": 60, "spectral_raw": 226, "mps_raw": 528}
+    assert summary.record["features"]["columns"] == {"indices_raw": 60, "spectral_raw": 232, "mps_raw": 528}
     assert summary.record["features"]["excluded"] == {"panns_scores": SCORES_REASON}  # and the summary says why
     noise = summary.record["noise"]
     assert np.allclose(np.sum(noise["joint"]), 1.0, atol=1e-4)

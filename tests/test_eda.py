@@ -205,7 +205,7 @@ def test_the_section_marks_the_stored_mistakes_and_says_what_it_skipped(table):
     assert wrong.sum() == 3 and legend == "misclassified, mlp (held-out test split)"
     page = eda_section(results, [])
     assert "Ringed: the 3 clips" in page and f"Only 20 of the {len(ids)} clips shown were scored" in page
-    assert "spectral_raw: 226 values, too many for a readable heatmap" in page
+    assert "spectral_raw: 232 values, too many for a readable heatmap" in page
 
 
 # --- the study's figures: one ranking, MPS t-values, a map per embedder --------------

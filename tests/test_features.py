@@ -81,7 +81,7 @@ def test_feature_metadata_shapes():
     assert meta["indices_fg"]["names"] == list(INDEX_NAMES)
     assert meta["mps_bg"]["shape"] == [P.mps_n_wf, P.mps_n_wt]
     assert len(meta["mps_bg"]["axes"]["wt_hz"]) == P.mps_n_wt
-    assert meta["spectral_raw"]["shape"] == [len(meta["spectral_raw"]["names"])] == [P.spectral_n_mels * 5 + 2 * 13]
+    assert meta["spectral_raw"]["shape"] == [len(meta["spectral_raw"]["names"])] == [P.spectral_n_mels * 5 + 2 * 13 + 3 * 2]
     assert list(meta) == [f"{stage}_{s}" for s in P.signals for stage in ("indices", "spectral", "mps")]
     assert mps_grid(np.zeros(SR, dtype=np.float32), SR, P).shape == (P.mps_n_wf * P.mps_n_wt,)
 

@@ -1,4 +1,5 @@
-"""The bootstrap's statistic (``learn.metrics.headline``) counts AUC and F1 in numpy: held to scikit-learn here."""
+"""The bootstrap's statistic (``learn.metrics.headline``) counts AUC and F1 in numpy: held to scikit-learn here.
+The two adjusted accuracies (the noise model's and the study's ratio) on the study's own case."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from acoustic_env.learn.metrics import headline
+from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.jobs.train.report import metrics_section
+from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy, headline, wilson
 
 
 def _sklearn(kind: str, y: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
@@ -47,3 +50,40 @@ def test_multi_label_headline_equals_scikit_learn(seed):
     ours, theirs = headline("multi_label", y, proba), _sklearn("multi_label", y, proba)
     for name, value in theirs.items():
         assert ours[name] == (None if value is None else pytest.approx(value, abs=1e-12)), name
+
+
+def test_the_two_adjusted_accuracies_on_the_studys_case():
+    """The study: max. accuracy 0.721, labels assumed right 80 % of the time; 0.721 / 0.8 = 0.901 is its figure, the
+    noise model's (0.721 - 0.2) / 0.6 = 0.868 is this project's; both are kept, each under its own name."""
+    n = 1000
+    adj = adjusted_accuracy(0.721, n, assumed_label_accuracy(0.8), 2)
+    assert round(adj["study_ratio"], 3) == 0.901 and round(adj["adjusted"], 3) == 0.868
+    lo, hi = wilson(0.721 * n, n)
+    assert adj["study_ratio_interval"] == pytest.approx([lo / 0.8, hi / 0.8])  # an assumption has no interval
+    assert adj["label_accuracy"]["method"] == "assumed" and "0.721 / 0.8 = 0.901" in adj["study_ratio_formula"]
+    review = {"method": "wilson", "sample": "random", "overall": {"accuracy": 0.8, "low": 0.71, "high": 0.87, "n": 100}}
+    reviewed = adjusted_accuracy(0.721, n, review, 2)
+    assert reviewed["study_ratio"] == adj["study_ratio"] and reviewed["adjusted"] == adj["adjusted"]
+    assert reviewed["study_ratio_interval"] == pytest.approx([lo / 0.87, hi / 0.71])  # the review's interval widens it
+    assert adjusted_accuracy(0.85, n, assumed_label_accuracy(0.8), 2)["study_ratio"] > 1  # not clipped: says so
+
+
+def test_the_report_names_both_adjusted_accuracies():
+    adj = adjusted_accuracy(0.7, 500, assumed_label_accuracy(0.8), 2)
+    adj["max_accuracy"] = adjusted_accuracy(0.721, 500, assumed_label_accuracy(0.8), 2)
+    test = {"n": 500, "accuracy": 0.7, "max_accuracy": 0.721, "max_accuracy_threshold": 0.4, "calibration": {}}
+    page = metrics_section({"task": {"kind": "single_label", "class_names": ["urban", "natural"]},
+                            "models": {"mlp": {"test": test, "val_score": 0.8}}, "adjusted_accuracy": {"mlp": adj}})
+    lo, hi = adj["max_accuracy"]["study_ratio_interval"]
+    assert f"acc/a 0.901 <span class='ci'>[{lo:.3f}, {hi:.3f}]</span>" in page
+    assert "noise model 0.868" in page and "--assumed-label-accuracy" in page
+    assert "<b>Noise model</b>: The noise-model estimate" in page and "<b>acc/a</b>: The study&#x27;s figure" in page
+
+
+def test_an_assumed_label_accuracy_is_one_number_and_not_beside_a_review():
+    base = {"features": "f", "output": "o"}
+    assert from_dict(TrainConfig, {**base, "assumed_label_accuracy": 0.8}).assumed_label_accuracy == 0.8
+    with pytest.raises(ConfigError, match="assumed_label_accuracy: cannot be combined with label_accuracy"):
+        from_dict(TrainConfig, {**base, "assumed_label_accuracy": 0.8, "label_accuracy": "est.json"})
+    with pytest.raises(ConfigError, match="assumed_label_accuracy"):
+        from_dict(TrainConfig, {**base, "assumed_label_accuracy": 1.2})

@@ -307,8 +307,10 @@ def test_report_has_the_history_and_the_best_threshold_accuracy(trained):
     assert adjusted == adjusted_accuracy(m["max_accuracy"], 60, json.loads(Path(cfg.label_accuracy).read_text()), 2)
     lo, hi = adjusted["interval"]
     line = next(x for x in summary_lines(summary) if x.startswith("  cv mlp"))
-    assert f"at the best threshold ({m['max_accuracy_threshold']:.2f}) {m['max_accuracy']:.3f} (adjusted " \
-           f"{adjusted['adjusted']:.3f} [{lo:.3f}, {hi:.3f}])" in line
+    rlo, rhi = adjusted["study_ratio_interval"]
+    assert f"at the best threshold ({m['max_accuracy_threshold']:.2f}) {m['max_accuracy']:.3f} (adjusted: noise " \
+           f"model {adjusted['adjusted']:.3f} [{lo:.3f}, {hi:.3f}]; the study's acc/a " \
+           f"{adjusted['study_ratio']:.3f} [{rlo:.3f}, {rhi:.3f}])" in line
     assert "adjusted max. accuracy" in report.read_text()
 
 

@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from worlds import console_errors, fetched_elsewhere, wait_for
 
@@ -120,6 +121,16 @@ def test_cross_validated_report_shows_pooled_intervals_per_fold_and_out_of_fold_
     saved = metrics["models"][ev["saved_model"]]["test"]
     wrong = round((1 - saved["accuracy"]) * 60)
     assert f"Misclassified clips ({wrong} of 60, {ev['saved_model']}, out-of-fold, all clips)" in page
+    gap = metrics["gap"]  # under CV: each searched model's inner search score against its out-of-fold score
+    searched = metrics["search"]["nested"]
+    compared = {m for m, n in searched.items() if n["metric"] == "selection"}  # logreg's C: by log loss
+    assert gap["selection"] == "inner search" and set(gap["models"]) == compared and "mlp" in compared
+    assert "Not compared: logreg (its search scored neg_log_loss)" in gap["note"]
+    for model, g in gap["models"].items():
+        assert g["held_out"] == ev["scores"][model] and len(g["per_fold_selection"]) == 3
+        assert g["gap"] == pytest.approx(np.mean(searched[model]["inner_scores"]) - ev["scores"][model])
+    assert "<h3>Overfitting: inner search against out-of-fold (ROC AUC)</h3>" in page
+    assert "<h2>The network: MLP (" in page and (cv_report / "network.png").stat().st_size > 1000
 
 
 def _scoped_titles(report: Path) -> dict[str, str]:
@@ -136,6 +147,80 @@ def test_figures_of_the_split_run_say_held_out_test_split(report):
     assert len(titles) >= 4, titles  # ROC, calibration, one confusion matrix per model (mlp, logreg)
     for name, title in titles.items():
         assert "(held-out test split" in title and "out-of-fold" not in title, (name, title)
+
+
+@pytest.mark.slow
+def test_the_split_run_reports_its_validation_to_test_gap_and_draws_its_network(report):
+    from PIL import Image
+
+    metrics, page = json.loads((report / "metrics.json").read_text()), _page(report)
+    gap = metrics["gap"]
+    assert gap["selection"] == "validation split" and set(gap["models"]) == {"mlp", "logreg"}
+    for model, g in gap["models"].items():
+        assert g["selection"] == metrics["evaluation"]["scores"][model] == metrics["models"][model]["val_score"]
+        assert g["held_out"] == pytest.approx(metrics["models"][model]["test"]["roc_auc"])  # binary: the test AUC
+        assert f"<td>{g['gap']:+.3f}</td>" in page
+    layers = metrics["network"]["layers"]  # trials=0: the default network, as trained
+    assert [r["layer"] for r in layers] == ["linear", "activation", "dropout"] * DEFAULT_PARAMS["depth"] + ["linear"]
+    assert layers[0]["out"] == DEFAULT_PARAMS["width"] and layers[-1]["out"] == 1
+    assert Image.open(report / "network.png").text["Title"].startswith("MLP (")
+
+
+def test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score():
+    from sklearn.metrics import roc_auc_score
+
+    from acoustic_env.jobs.train.crossval import _nested_searches
+    from acoustic_env.jobs.train.gap import generalisation_gap
+    from acoustic_env.learn.cv import cross_validate
+    from acoustic_env.learn.search import SearchPlan
+
+    rng = np.random.default_rng(0)
+    y = np.arange(80) % 2
+    x = rng.standard_normal((80, 5)) + 0.8 * y[:, None]
+    proba = {"mlp": rng.random(80), "logreg": rng.random(80)}
+    split = generalisation_gap("single_label", {"method": "split", "scores": {"mlp": 0.9, "logreg": 0.7}}, {},
+                               {"y": y.tolist(), "proba": {m: np.c_[1 - p, p].tolist() for m, p in proba.items()}})
+    for m, score in (("mlp", 0.9), ("logreg", 0.7)):
+        test = roc_auc_score(y, proba[m])
+        assert split["models"][m] == {"selection": score, "held_out": pytest.approx(test),
+                                      "gap": pytest.approx(score - test)}
+    # cross-validation: real nested searches (xgboost's settings by ROC AUC; logistic regression's C by log loss)
+    result = cross_validate(lambda rows: x, y, np.arange(80) % 4, "single_label", 2, ["logreg", "xgboost"],
+                            groups=np.arange(80) // 2, search=SearchPlan(2, 2), threads=1)
+    nested = _nested_searches(result)
+    records = result.searches["xgboost"]
+    assert nested["xgboost"]["inner_scores"] == [max(t["score"] for t in r.trials) for r in records]
+    cv = generalisation_gap("single_label", {"method": "cross_validation", "scores": result.scores},
+                            {"nested": nested}, None)
+    assert set(cv["models"]) == {"xgboost"} and "Not compared: logreg (its search scored neg_log_loss)" in cv["note"]
+    g = cv["models"]["xgboost"]
+    assert g["held_out"] == result.scores["xgboost"] and g["selection"] == pytest.approx(
+        np.mean([max(t["score"] for t in r.trials) for r in records]))
+    assert g["gap"] == pytest.approx(g["selection"] - g["held_out"]) and cv["selection"] == "inner search"
+
+
+def test_the_network_is_drawn_from_its_torch_module():
+    from PIL import Image
+    import io
+
+    from acoustic_env.jobs.train.report import network_section
+    from acoustic_env.jobs.train.plots import network_png
+    from acoustic_env.learn.mlp import MLP, layer_table
+
+    layers = layer_table(MLP(in_dim=20, n_out=3, depth=2, width=32, activation="gelu", dropout=0.25))
+    assert layers == [{"layer": "linear", "in": 20, "out": 32}, {"layer": "activation", "name": "gelu"},
+                      {"layer": "dropout", "p": 0.25}, {"layer": "linear", "in": 32, "out": 32},
+                      {"layer": "activation", "name": "gelu"}, {"layer": "dropout", "p": 0.25},
+                      {"layer": "linear", "in": 32, "out": 3}]
+    page = network_section({"network": {"layers": layers, "saved": True}})
+    assert "<h2>The network: MLP (the saved model)</h2>" in page
+    rows = re.findall(r"<tr class=''>(.*?)</tr>", page)
+    assert rows == ["<td class='t'>input</td><td>20</td><td class='t'></td>",
+                    "<td class='t'>hidden 1</td><td>32</td><td class='t'>gelu, dropout 0.25</td>",
+                    "<td class='t'>hidden 2</td><td>32</td><td class='t'>gelu, dropout 0.25</td>",
+                    "<td class='t'>output (logits)</td><td>3</td><td class='t'></td>"]
+    png = Image.open(io.BytesIO(network_png(layers, "MLP (the saved model)")))
+    assert png.text["Title"] == "MLP (the saved model)" and png.size[0] > 300
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ Tolerance: fast and reference agree to 1e-6 dB on identical input (in practice
 1e-12), on real 10-s recordings (skipped without ../shared) and on synthetic
 clips (tones, noise, a chirp, near and digital silence, a gap of zeros, 0.5 s),
 for raw, fg and bg; end to end through ``cpu_features`` (fast separation in
-place of noisereduce) to 1e-4 dB.
+place of noisereduce) to 1e-4 dB. The spectral centroid, bandwidth and roll-off
+are held to librosa's own functions on the real AudioSet clip, frame by frame.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from acoustic_env.config import (
 )
 from acoustic_env.features import STAGES, cpu_features, feature_metadata, implementation
 from acoustic_env.features.fast.indices import indices_and_psd
+from acoustic_env.features.fast.spectral import magnitude, shape
 from acoustic_env.features.fast.spectral import spectral_stats as fast_stats
 from acoustic_env.features.reference.separation import separate
 from acoustic_env.features.reference.spectral import spectral_names
@@ -44,7 +46,7 @@ def clips(request) -> dict[str, np.ndarray]:
 
 
 def _fast(x: np.ndarray, params: FeatureParams) -> np.ndarray:
-    return fast_stats(indices_and_psd(x, SR, params)[1], SR, params)
+    return fast_stats(x, indices_and_psd(x, SR, params)[1], SR, params)
 
 
 def test_fast_matches_librosa_on_raw_fg_bg(clips):
@@ -52,7 +54,7 @@ def test_fast_matches_librosa_on_raw_fg_bg(clips):
         fg, bg = separate(x, SR, P)
         for sig, y in (("raw", x), ("fg", fg), ("bg", bg)):
             ref = reference_stats(y, SR, P)
-            assert ref.shape == (len(spectral_names(P)),) == (40 * 5 + 2 * 13,) and np.isfinite(ref).all()
+            assert ref.shape == (len(spectral_names(P)),) == (40 * 5 + 2 * 13 + 3 * 2,) and np.isfinite(ref).all()
             np.testing.assert_allclose(_fast(y, P), ref, rtol=0, atol=1e-6, err_msg=f"{name}/{sig}")
 
 
@@ -89,12 +91,31 @@ def test_values_are_where_their_names_say():
     assert abs(hz[loudest] - 440) < 100  # the 440-Hz tone is the loudest band
 
 
+def test_centroid_bandwidth_and_rolloff_are_librosas_on_a_real_clip(shared_data):
+    """Frame by frame against librosa.feature.spectral_* on the raw signal (no detrending, Nyquist kept), then the
+    mean and spread over the frames where the names say."""
+    x = decode_clip(str(shared_data / "audioset" / "R9_ZSCveAHg_7s.wav"), DecodeParams()).audio
+    hop = P.maad_nperseg - P.maad_noverlap
+    kw = {"y": x.astype(np.float64), "sr": SR, "n_fft": P.maad_nperseg, "hop_length": hop, "center": False}
+    frames = len(x) // hop - 1
+    theirs = np.concatenate([librosa.feature.spectral_centroid(**kw), librosa.feature.spectral_bandwidth(**kw),
+                             librosa.feature.spectral_rolloff(**kw)])[:, :frames]
+    ours = shape(magnitude(x, indices_and_psd(x, SR, P)[1], P.maad_nperseg, P.maad_noverlap), SR)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-6)
+    assert 200 < theirs[0].mean() < 6000 and theirs[2].std() > 10  # a real clip: the measures move between frames
+    values = dict(zip(spectral_names(P), _fast(x, P)))
+    for i, measure in enumerate(("centroid", "bandwidth", "rolloff")):
+        assert values[f"{measure}_mean"] == pytest.approx(theirs[i].mean(), rel=1e-9)
+        assert values[f"{measure}_std"] == pytest.approx(theirs[i].std(), rel=1e-9)
+
+
 def test_silence_is_the_floor_not_minus_infinity():
     v = _fast(np.zeros(SR, dtype=np.float32), P)
     names = spectral_names(P)
     assert np.isfinite(v).all()
     assert v[names.index("logmel_mean_00")] == v[names.index("logmel_p50_39")] == -100.0
     assert v[names.index("logmel_std_20")] == 0.0
+    assert v[names.index("centroid_mean")] == v[names.index("rolloff_std")] == 0.0  # as librosa: no energy, 0 Hz
 
 
 def test_cpu_features_columns_stage_and_switch(clips):
@@ -103,7 +124,7 @@ def test_cpu_features_columns_stage_and_switch(clips):
     ref, _ = cpu_features(x, SR, FeatureParams(impl="reference"))
     assert set(cpu) == set(STAGES) and cpu["spectral"] > 0
     for sig in P.signals:
-        assert fast[f"spectral_{sig}"].dtype == np.float32 and fast[f"spectral_{sig}"].shape == (226,)
+        assert fast[f"spectral_{sig}"].dtype == np.float32 and fast[f"spectral_{sig}"].shape == (232,)
         np.testing.assert_allclose(fast[f"spectral_{sig}"], ref[f"spectral_{sig}"], rtol=0, atol=1e-4,
                                    err_msg=f"{name}/{sig}")
     off = FeatureParams(spectral=False, signals=("raw",))
@@ -115,11 +136,11 @@ def test_cpu_features_columns_stage_and_switch(clips):
 
 def test_metadata_and_vector_columns_by_default():
     meta = feature_metadata(P)
-    assert meta["spectral_fg"]["names"] == spectral_names(P) and meta["spectral_fg"]["shape"] == [226]
+    assert meta["spectral_fg"]["names"] == spectral_names(P) and meta["spectral_fg"]["shape"] == [232]
     assert len(meta["spectral_fg"]["mel_hz"]) == 40
     cfg = from_dict(ExtractConfig, {"manifest": "m.csv", "output": "out"})
     cols = vector_columns(cfg)
-    assert cols["spectral_raw"] == cols["spectral_bg"] == 226 and cols["indices_raw"] == 60
+    assert cols["spectral_raw"] == cols["spectral_bg"] == 232 and cols["indices_raw"] == 60
     off = from_dict(ExtractConfig, {"manifest": "m.csv", "output": "out", "features": {"spectral": False}})
     assert not any(c.startswith("spectral_") for c in vector_columns(off))
 

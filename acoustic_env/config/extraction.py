@@ -108,10 +108,10 @@ class FeatureParams(Section):
     mps_freq_spacing: float = option(50.0, help="MPS: frequency spacing of its spectrogram (Hz)")
     mps_max_freq: float = option(8000.0, help="MPS: highest spectrogram frequency (Hz)")
     mps_window_s: float = option(1.0, help="MPS: window length (s)")
-    mps_n_wf: int = option(16, ge=2, help="MPS: spectral-modulation grid points")
+    mps_n_wf: int = option(16, ge=2, help="MPS: spectral-modulation grid points (the study's grid: 101)")
     mps_max_wf: float = option(0.005, help="MPS: highest spectral modulation (cycles/Hz; 0.005 = 5 cycles/kHz)")
     mps_n_wt: int = option(33, check=(lambda v: v >= 3 and v % 2 == 1, "must be an odd integer >= 3"),
-                           help="MPS: temporal-modulation grid points")
+                           help="MPS: temporal-modulation grid points (the study's grid: 77)")
     mps_max_wt: float = option(64.0, help="MPS: highest temporal modulation (Hz)")
     # log-mel and MFCC statistics over the frames of the scikit-maad spectrogram above
     spectral: bool = option(True, help="log-mel band and MFCC statistics per signal (spectral_<signal> columns)")

@@ -103,6 +103,10 @@ class TrainConfig(Section):
     shap_samples: int = option(100, ge=0, help="test clips explained with SHAP (0 skips SHAP)")
     label_accuracy: str | None = _location(None, help="the audit's label-accuracy estimate (JSON): adds adjusted "
                                                    "accuracy to the report")
+    assumed_label_accuracy: float | None = option(None, gt=0, le=1,
+                                                  help="a label accuracy assumed without a review (the study assumed "
+                                                       "0.8): adds the adjusted accuracies as --label-accuracy does, "
+                                                       "their intervals from the test clips alone")
     memory_gb: float = option(4.0, gt=0, help="above this many GiB of raw feature values, the PCA is fitted "
                                               "incrementally while streaming the table")
     work_dir: str | None = _location(None, help="Ray Tune/Train run directory (default: <output>/ray, or a "
@@ -129,6 +133,9 @@ class TrainConfig(Section):
                  self.grace_rounds)
         require(self.saved_model in ("record", "mlp", *self.baselines), "saved_model",
                 f"must be record or a compared model ({', '.join(('mlp', *self.baselines))})", self.saved_model)
+        require(not (self.label_accuracy and self.assumed_label_accuracy), "assumed_label_accuracy",
+                "cannot be combined with label_accuracy (the audit's estimate replaces an assumption)",
+                self.assumed_label_accuracy)
         require(not (self.folds_column and self.test_list), "folds_column",
                  "cannot be combined with test_list (given folds already say which clips test which)",
                  self.folds_column)

@@ -51,7 +51,7 @@ def _fast(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[str, 
     indices, sxx = fast_indices.indices_and_psd(x, sr, params)
     yield "indices", indices
     if params.spectral:
-        yield "spectral", fast_spectral.spectral_stats(sxx, sr, params)
+        yield "spectral", fast_spectral.spectral_stats(x, sxx, sr, params)
     yield "mps", fast_mps.mps_grid(x, sr, params)
 
 
@@ -135,9 +135,11 @@ def feature_metadata(params: FeatureParams) -> dict[str, object]:
         if params.spectral:
             names = reference_spectral.spectral_names(params)
             meta[f"spectral_{name}"] = {
-                "shape": [len(names)], "names": names, "values": "dB: log-mel band and MFCC statistics over frames",
+                "shape": [len(names)], "names": names,
+                "values": "dB: log-mel band and MFCC statistics over frames; Hz: spectral centroid, bandwidth and "
+                          f"roll-off ({reference_spectral.ROLL_PERCENT:.0%}) over frames",
                 "mel_hz": reference_spectral.mel_centres_hz(params).tolist(),
-                "source": "librosa log-mel and MFCC", "impl": params.impl}
+                "source": "librosa log-mel, MFCC, spectral centroid, bandwidth and roll-off", "impl": params.impl}
         meta[f"mps_{name}"] = {"shape": [len(wf), len(wt)], "layout": "row-major [wf, wt]",
                                "axes": {"wf_cycles_per_hz": wf.tolist(), "wt_hz": wt.tolist()},
                                "values": "log10 modulation power", "source": "soundsig mps",

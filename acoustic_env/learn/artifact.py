@@ -96,7 +96,8 @@ def save_model(uri: str, estimator: Portable, transforms: list[GroupTransform], 
     _write_bytes(join(uri, ARRAYS), _npz(estimator.arrays))
     _write_bytes(join(uri, PREPROCESSING), _npz(to_arrays(transforms)))
     meta = {"format_version": FORMAT_VERSION, **description, "estimator": estimator.spec,
-            "groups": [{"name": t.group, "dim": g.dim, "components": t.n_components, "weights": g.weights}
+            "groups": [{"name": t.group, "dim": g.dim, "components": t.n_components, "weights": g.weights,
+                        **({"grid": list(g.grid), "axes": g.axes} if g.grid else {})}
                        for t, g in zip(transforms, feature_groups)]}
     _write_bytes(join(uri, MODEL_JSON), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
 
@@ -111,6 +112,29 @@ def _column_matrix(values: Any, dim: int) -> np.ndarray:
         return values.astype(np.float32).reshape(len(values), dim)
     rows = [np.full(dim, np.nan, np.float32) if v is None else np.asarray(v, np.float32) for v in list(values)]
     return np.stack(rows).reshape(len(rows), dim) if rows else np.empty((0, dim), np.float32)
+
+
+def _grid_text(grid: Sequence[int], axes: dict[str, list[float]] | None) -> str:
+    span = f" (wf 0-{axes['wf_cycles_per_hz'][-1]:g} cycles/Hz, wt ±{axes['wt_hz'][-1]:g} Hz)" if axes else ""
+    return f"{grid[0]}×{grid[1]}{span}"
+
+
+def _check_grid(info: GroupInfo, want: dict[str, Any], source: str) -> None:
+    """A modulation grid (MPS) of another shape or other axes than the model's stops with one line saying how to
+    extract the model's; the same width alone would not catch a transposed grid or other axes."""
+    if not want.get("grid") or not info.grid:
+        return  # not a grid, or a model saved before grids were recorded: the width check stands
+    same = list(info.grid) == list(want["grid"]) and (
+        info.axes is None or want.get("axes") is None
+        or all(np.allclose(info.axes[k], want["axes"][k]) for k in want["axes"]))
+    if not same:
+        axes = want.get("axes") or {}
+        flags = f"--features-mps-n-wf {want['grid'][0]} --features-mps-n-wt {want['grid'][1]}" + "".join(
+            f" --features-mps-max-{k} {axes[key][-1]:g}" for k, key in (("wf", "wf_cycles_per_hz"), ("wt", "wt_hz"))
+            if key in axes)
+        raise ConfigError(f"features: column {info.name} of {source} is a {_grid_text(info.grid, info.axes)} "
+                          f"modulation grid; the model was trained on {_grid_text(want['grid'], want.get('axes'))}: "
+                          f"extract the table with the model's grid ({flags})")
 
 
 @dataclass(frozen=True)
@@ -182,6 +206,7 @@ class Model(Description):
                              include_random_weights=any(g.get("weights") == RANDOM for g in recorded.values()))
         for info in data.feature_groups:
             want = recorded[info.name]
+            _check_grid(info, want, source)
             if info.dim != want["dim"] or want.get("weights", info.weights) != info.weights:
                 raise ConfigError(f"features: column {info.name} of {source} has {info.dim} values, weights "
                                   f"{info.weights}; the model was trained on {want['dim']}, "

@@ -235,8 +235,8 @@ def calibration(kind: str, onehot: np.ndarray, proba: np.ndarray, pred: np.ndarr
 # --- accuracy adjusted for label noise -------------------------------------------------
 
 ADJUSTMENT_FORMULA = (
-    "With label accuracy a (the share of given labels that are right, from the audit) and K classes, "
-    "assume a wrong label is any other class with equal chance, independently of the model's errors. "
+    "The noise-model estimate. With label accuracy a (the share of given labels that are right, from the audit) "
+    "and K classes, assume a wrong label is any other class with equal chance, independently of the model's errors. "
     "Then the observed accuracy is acc_obs = a·acc_true + (1−a)(1−acc_true)/(K−1), so "
     "acc_true = (acc_obs − (1−a)/(K−1)) / (a − (1−a)/(K−1)); for K = 2, (acc_obs − (1−a)) / (2a − 1). "
     "The interval is the range of this formula over the audit's interval [low, high] for a and the "
@@ -268,8 +268,35 @@ def true_accuracy(acc_obs: float, a: float, k: int) -> float | None:
     return (acc_obs - wrong) / (a - wrong)
 
 
+STUDY_RATIO_FORMULA = (
+    "The study's figure divides the accuracy by the label accuracy: acc_obs / a (0.721 / 0.8 = 0.901). It reads a "
+    "as a ceiling (a model that is always right agrees with labels right a of the time only a of the time) and gives "
+    "the share of it reached. It is not the accuracy against correct labels: where a label is wrong, a model that is "
+    "wrong too agrees with it and is counted right, which the ratio leaves in and the noise model takes out, so the "
+    "ratio is the higher of the two whenever acc_obs < a (binary, a = 0.8: 0.721 gives 0.901 by the ratio, 0.868 by "
+    "the noise model; a model at chance, 0.5, gives 0.625 and 0.5). Its interval: acc_obs's Wilson interval divided "
+    "by the label accuracy's [high, low]; not clipped, so a value above 1 says the model agrees with the labels more "
+    "often than they are right, which contradicts the a used.")
+
+
+def study_ratio(acc_obs: float, a: float) -> float | None:
+    """The study's adjusted accuracy, ``acc_obs / a`` (see ``STUDY_RATIO_FORMULA``; None for a = 0)."""
+    return acc_obs / a if a > 0 else None
+
+
+def assumed_label_accuracy(a: float) -> dict[str, Any]:
+    """An estimate for ``adjusted_accuracy`` from an assumed label accuracy (the study assumed 0.8): no interval
+    of its own, so the adjusted figures' intervals carry only the test clips' sampling error."""
+    return {"method": "assumed", "sample": None, "overall": {"accuracy": a, "low": a, "high": a, "n": None}}
+
+
 def adjusted_accuracy(acc_obs: float, n: int, estimate: dict[str, Any], k: int) -> dict[str, Any]:
-    """The adjusted figure and its interval, beside (never instead of) the raw one."""
+    """Both adjusted figures and their intervals, beside (never instead of) the raw one.
+
+    ``adjusted``: the noise-model estimate (``ADJUSTMENT_FORMULA``); ``study_ratio``: the study's
+    acc_obs / a (``STUDY_RATIO_FORMULA``), kept apart because the two differ and the study's
+    figures can only be compared with the second.
+    """
     overall = estimate["overall"]
     a, lo, hi = float(overall["accuracy"]), float(overall["low"]), float(overall["high"])
     point = true_accuracy(acc_obs, a, k)
@@ -278,11 +305,14 @@ def adjusted_accuracy(acc_obs: float, n: int, estimate: dict[str, Any], k: int) 
     corners = [true_accuracy(o, float(q), k) for o in (obs_lo, obs_hi) for q in np.linspace(lo, hi, 21)]
     corners = [c for c in corners if c is not None]
     clip = lambda v: None if v is None else float(min(1.0, max(0.0, v)))  # noqa: E731
+    ratio_lo, ratio_hi = study_ratio(obs_lo, hi), study_ratio(obs_hi, lo)
     return {"raw": acc_obs, "raw_interval": [obs_lo, obs_hi], "adjusted": clip(point),
             "interval": [clip(min(corners)), clip(max(corners))] if corners else None,
+            "study_ratio": study_ratio(acc_obs, a),
+            "study_ratio_interval": None if ratio_hi is None else [ratio_lo, ratio_hi],
             "label_accuracy": {"accuracy": a, "low": lo, "high": hi, "n": overall.get("n"),
                                "method": estimate.get("method"), "sample": estimate.get("sample")},
-            "formula": ADJUSTMENT_FORMULA}
+            "formula": ADJUSTMENT_FORMULA, "study_ratio_formula": STUDY_RATIO_FORMULA}
 
 
 def read_label_accuracy(uri: str) -> dict[str, Any]:

@@ -33,6 +33,21 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+def layer_table(module: nn.Module) -> list[dict[str, Any]]:
+    """The network's layers in order, read from the module itself (what was trained, not the settings asked for):
+    ``{"layer": "linear", "in", "out"}``, ``{"layer": "activation", "name"}``, ``{"layer": "dropout", "p"}``."""
+    names = {cls: name for name, cls in ACTIVATIONS.items()}
+    rows: list[dict[str, Any]] = []
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            rows.append({"layer": "linear", "in": m.in_features, "out": m.out_features})
+        elif type(m) in names:
+            rows.append({"layer": "activation", "name": names[type(m)]})
+        elif isinstance(m, nn.Dropout):
+            rows.append({"layer": "dropout", "p": float(m.p)})
+    return rows
+
+
 def architecture(in_dim: int, kind: str, n_classes: int, params: dict[str, Any]) -> dict[str, Any]:
     """The constructor arguments of the network, as stored in the model artifact."""
     return {"in_dim": int(in_dim), "n_out": n_outputs(kind, n_classes), "depth": int(params["depth"]),

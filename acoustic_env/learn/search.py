@@ -43,6 +43,7 @@ class SearchRecord:
     best: dict[str, Any]  # the chosen overrides
     seconds: float = 0.0
     fits: int = field(default=0)  # inner fits run (settings x inner folds)
+    metric: str = "selection"  # the trials' score: the selection metric (learn.fit.val_score), or an estimator's own
 
 
 def strata(y: np.ndarray) -> np.ndarray:

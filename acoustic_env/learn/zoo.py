@@ -182,6 +182,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                                 "score": float(s)} for r, row in zip(ratios, scores) for c, s in zip(clf.Cs_, row)]
         self.search_.best = {"C": float(clf.C_), **({"l1_ratio": float(clf.l1_ratio_)} if share else {})}
         self.search_.seconds, self.search_.fits = seconds, len(self.search_.trials) * len(self.search_.splits)
+        self.search_.metric = "neg_log_loss"  # LogisticRegressionCV's scoring, not the selection metric
         self.params_.update(self.search_.best)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

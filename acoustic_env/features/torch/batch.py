@@ -150,7 +150,7 @@ def _signal_features(x: torch.Tensor, sr: int, params: FeatureParams, seconds: d
     yield "indices", indices
     if params.spectral:
         with _timed(seconds, "spectral", dev):
-            spectral = torch_spectral.spectral_stats(sxx, sr, params)
+            spectral = torch_spectral.spectral_stats(x, sxx, sr, params)
         yield "spectral", spectral
     with _timed(seconds, "mps", dev):
         grid = torch_mps.mps_grid(x, sr, params)

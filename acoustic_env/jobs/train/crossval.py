@@ -48,7 +48,9 @@ def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
     """Per searched model, what its fold models' searches tried and cost (the report's and the record's figures)."""
     return {m: {"settings": len(records[0].trials), "inner_folds": len(records[0].splits), "outer_folds": len(records),
                 "fits": sum(r.fits for r in records), "seconds": round(sum(r.seconds for r in records), 2),
-                "chosen": [r.best for r in records]}
+                "chosen": [r.best for r in records],
+                "inner_scores": [max(t["score"] for t in r.trials) for r in records],  # the chosen settings'
+                "metric": records[0].metric}
             for m, records in result.searches.items() if records}
 
 
@@ -143,11 +145,12 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     timings["final_fit_s"] = time.time() - t
     estimator = checked_portable(fitted, x)
     params = {"model": saved, **fitted.params_}
-    history = None
+    history, drawn = None, None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
         network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, CV_THREADS, search=plan).fit(
             x, features.y, groups=features.groups)
         if network.model_ is not None:
+            drawn = network.model_.model_
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
                        "title": f"MLP on all {len(features)} clips; validation: "
                                 f"{ZOO_PARAMS['mlp']['val_fraction']:.0%} of them, for early stopping"}
@@ -199,5 +202,6 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=estimator, params=params, history=history,
+                   network=drawn,
                    predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba),
                    importances=weighed)

@@ -86,6 +86,7 @@ class Outcome:
     predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
     history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
     importances: dict[str, Any] | None = None  # per model: coefficient or impurity importances (explain.importances)
+    network: nn.Module | None = None  # the MLP trained (the search's choice; under CV the one fitted on all clips)
 
 
 def shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

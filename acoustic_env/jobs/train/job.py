@@ -38,13 +38,15 @@ from acoustic_env.jobs.record import Run, lifecycle, package_versions
 from acoustic_env.jobs.results import TrainResult
 from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
 from acoustic_env.jobs.train.evaluation import slim
+from acoustic_env.jobs.train.gap import generalisation_gap
 from acoustic_env.jobs.train.grid import grid_lines
 from acoustic_env.jobs.train.report import write_report
 from acoustic_env.jobs.train.split import run_split
 from acoustic_env.learn.artifact import save_model, table_description
 from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
-from acoustic_env.learn.metrics import adjusted_accuracy, read_label_accuracy
+from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy, read_label_accuracy
+from acoustic_env.learn.mlp import layer_table
 from acoustic_env.learn.splits import read_test_list
 from acoustic_env.storage import join, redact_all
 from acoustic_env.table import RANDOM_REASON, FeatureSet
@@ -69,7 +71,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run the job; the figures of record, how they were obtained, where the model and the report are."""
     validate(cfg)
     preflight(cfg)
-    estimate = read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None
+    estimate = (read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else
+                assumed_label_accuracy(cfg.assumed_label_accuracy) if cfg.assumed_label_accuracy else None)
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
     with lifecycle("train", cfg.to_dict(), cfg.output, versions=package_versions(EXTRA_PACKAGES)) as run:
         return TrainResult.from_record(_train(cfg, run, estimate, test_ids))
@@ -132,6 +135,9 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
         "history": out.history, "grid": grid,
+        "gap": generalisation_gap(task.kind, out.evaluation, out.search, out.predictions),
+        "network": None if out.network is None else {"layers": layer_table(out.network),
+                                                     "saved": out.evaluation["saved_model"] == "mlp"},
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
     }
     report_uri = write_report(join(cfg.output, "report"), results)
@@ -148,6 +154,15 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     return run.complete(counts=counts, timings=timings, groups=groups, search=results["search"],
                         evaluation=out.evaluation, metrics={m: slim(r["test"]) for m, r in models.items()},
                         adjusted_accuracy=adjusted, model=model_uri, report=report_uri, grid=grid)
+
+
+def _adjusted(adj: dict[str, Any]) -> str:
+    """Both adjusted figures of one accuracy, named: the noise model's, then the study's ratio."""
+    text = f"noise model {adj['adjusted']:.3f} [{adj['interval'][0]:.3f}, {adj['interval'][1]:.3f}]"
+    if adj.get("study_ratio") is not None:
+        lo, hi = adj["study_ratio_interval"]
+        text += f"; the study's acc/a {adj['study_ratio']:.3f} [{lo:.3f}, {hi:.3f}]"
+    return text
 
 
 def summary_lines(result: TrainResult) -> list[str]:
@@ -177,14 +192,14 @@ def summary_lines(result: TrainResult) -> list[str]:
         acc = fmt(m["accuracy"])
         adj = (result.adjusted_accuracy or {}).get(name)
         if adj and adj["adjusted"] is not None:
-            acc += f" (adjusted for label noise {adj['adjusted']:.3f} [{adj['interval'][0]:.3f}, {adj['interval'][1]:.3f}])"
+            acc += f" (adjusted for label noise: {_adjusted(adj)})"
         ci = ev["models"][name]["intervals"]
         span = lambda key: "" if not ci.get(key) else f" [{ci[key][0]:.3f}, {ci[key][1]:.3f}]"  # noqa: E731
         if m.get("max_accuracy") is not None:
             acc += f", at the best threshold ({m['max_accuracy_threshold']:.2f}) {m['max_accuracy']:.3f}"
             best = (adj or {}).get("max_accuracy")
             if best and best["adjusted"] is not None:
-                acc += f" (adjusted {best['adjusted']:.3f} [{best['interval'][0]:.3f}, {best['interval'][1]:.3f}])"
+                acc += f" (adjusted: {_adjusted(best)})"
         lines.append(f"  {'cv' if ev['method'] == 'cross_validation' else 'test'} {name:8s} accuracy {acc}"
                      f"{span('accuracy')}, balanced {fmt(m['balanced_accuracy'])}, ROC AUC {fmt(m['roc_auc'])}"
                      f"{span('roc_auc')}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}{span('macro_f1')}")

@@ -257,3 +257,38 @@ def grid_png(cells: list[dict[str, Any]]) -> bytes:
     ax.set_yticks(range(len(embedders)), embedders)
     ax.set(xlabel="signals", ylabel="embedder (+ indices + MPS)", title="Grid: each cell's model of record")
     return _png(fig)
+
+
+def network_blocks(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``learn.mlp.layer_table``'s rows as the drawing's blocks: the input, then each linear layer's output units
+    with the activation and dropout that follow it."""
+    linear = [r for r in layers if r["layer"] == "linear"]
+    blocks: list[dict[str, Any]] = [{"name": "input", "units": linear[0]["in"], "after": []}] if linear else []
+    for r in layers:
+        if r["layer"] == "linear":
+            blocks.append({"name": f"hidden {len(blocks)}", "units": r["out"], "after": []})
+        elif blocks:
+            blocks[-1]["after"].append(r["name"] if r["layer"] == "activation" else f"dropout {r['p']:g}")
+    if len(blocks) > 1:
+        blocks[-1]["name"] = "output (logits)"
+    return blocks
+
+
+def network_png(layers: list[dict[str, Any]], title: str) -> bytes:
+    """The network's layers left to right: one bar per layer of units (height on a log scale), its activation and
+    dropout under it."""
+    from matplotlib.patches import Rectangle
+
+    blocks = network_blocks(layers)
+    fig, ax = plt.subplots(figsize=(1.7 * len(blocks) + 0.6, 3.4))
+    top = max(np.log2(b["units"] + 1) for b in blocks)
+    for i, b in enumerate(blocks):
+        h = 0.9 * np.log2(b["units"] + 1) / top
+        ax.add_patch(Rectangle((i - 0.25, 0.5 - h / 2), 0.5, h, color="tab:gray" if i == 0 else "tab:blue", alpha=0.7))
+        label = [b["name"], f"{b['units']} unit{'s' * (b['units'] != 1)}", *b["after"]]
+        ax.text(i, 0.02, "\n".join(label), ha="center", va="top", fontsize=8)
+        if i:
+            ax.annotate("", (i - 0.27, 0.5), (i - 0.73, 0.5), arrowprops={"arrowstyle": "->", "color": "0.4"})
+    ax.set(xlim=(-0.6, len(blocks) - 0.4), ylim=(-0.55, 1.0), title=title)
+    ax.axis("off")
+    return _png(fig)

@@ -132,13 +132,15 @@ def _with_interval(value: float | None, interval: list[float] | None) -> tuple[s
     return ("html", f"{value:.3f}{ci}")
 
 
-def _accuracy_note(adjusted: dict[str, Any] | None) -> str:
+def _accuracy_note(adjusted: dict[str, Any] | None) -> tuple[str, str] | str:
+    """Both adjusted figures of one accuracy, named: the noise model's, then the study's ratio."""
     if not adjusted:
         return ""
-    if adjusted["adjusted"] is None:
-        return "adjusted: undefined"
-    lo, hi = adjusted["interval"]
-    return f"{adjusted['adjusted']:.3f} [{lo:.3f}, {hi:.3f}]"
+    noise = ("undefined" if adjusted["adjusted"] is None else
+             _with_interval(adjusted["adjusted"], adjusted["interval"])[1])
+    ratio = adjusted.get("study_ratio")
+    study = "" if ratio is None else "<br>acc/a " + _with_interval(ratio, adjusted["study_ratio_interval"])[1]
+    return ("html", f"noise model {noise}{study}")
 
 
 def figures(results: dict[str, Any]) -> dict[str, bytes]:
@@ -153,6 +155,8 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
     history = results.get("history")
     if history and history["rounds"]:
         out["history.png"] = plots.history_png(history["rounds"], history["title"])
+    if results.get("network"):
+        out["network.png"] = plots.network_png(results["network"]["layers"], _network_title(results["network"]))
     for m, r in models.items():
         title = f"{m} ({_scope(results)})"
         out[f"confusion_{m}.png"] = (plots.multilabel_confusion_png(r["test"]["confusion"], names, title)
@@ -284,7 +288,7 @@ def metrics_section(results: dict[str, Any]) -> str:
             row += [_accuracy_note(adj.get(name)), _accuracy_note((adj.get(name) or {}).get("max_accuracy"))]
         rows.append(row)
     header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE", "val. score", "max. accuracy (threshold)"]
-    header += ["adjusted accuracy", "adjusted max. accuracy"] if adj else []
+    header += ["adjusted accuracy", "adjusted max. accuracy (the study's: acc/a)"] if adj else []
     parts = [f"<h2>Metrics ({html.escape(_scope(results))})</h2>"]
     if ev.get("description"):
         parts.append(f"<p class='note'>{html.escape(ev['description'])}</p>")
@@ -309,9 +313,12 @@ def metrics_section(results: dict[str, Any]) -> str:
     parts.append("<h3>Label noise</h3><p class='note'>" + NOISY_LABELS)
     if adj:
         first = next(iter(adj.values()))
-        parts[-1] += ("<b>Adjusted accuracy</b> (last column) estimates the accuracy against correct labels from the "
-                      "audit's label-accuracy estimate " + html.escape(json.dumps(first["label_accuracy"])) + ". "
-                      + html.escape(first["formula"]) + "</p>")
+        source = ("the label accuracy assumed with <code>--assumed-label-accuracy</code>"
+                  if first["label_accuracy"]["method"] == "assumed" else "the audit's label-accuracy estimate")
+        parts[-1] += ("<b>Adjusted accuracy</b> (last columns), two figures from " + source + " "
+                      + html.escape(json.dumps(first["label_accuracy"])) + ". <b>Noise model</b>: "
+                      + html.escape(first["formula"]) + " <b>acc/a</b>: " + html.escape(first["study_ratio_formula"])
+                      + "</p>")
     elif results.get("adjustment_note"):
         parts[-1] += html.escape(results["adjustment_note"]) + "</p>"
     else:
@@ -400,6 +407,37 @@ def columns_section(results: dict[str, Any]) -> str:
             + "<p class='note'>Columns from embedders with random weights are left out unless "
               "<code>--include-random-weights</code>; tagger scores (<code>*_scores</code>) are outputs trained on "
               "AudioSet's labels, never features.</p>")
+
+
+def gap_section(results: dict[str, Any]) -> str:
+    """The score each model was chosen on beside its held-out score (``jobs.train.gap``), and what the pair is."""
+    gap = results.get("gap")
+    if not gap:
+        return ""
+    rows = [[m, v["selection"], v["held_out"], ("html", f"{v['gap']:+.3f}")] for m, v in gap["models"].items()]
+    return (f"<h3>Overfitting: {html.escape(gap['selection'])} against {html.escape(gap['held_out'])} "
+            f"({html.escape(gap['metric'])})</h3>"
+            + (_table(["model", gap["selection"], gap["held_out"], "gap"], rows) if rows else "")
+            + f"<p class='note'>{html.escape(gap['note'])} A positive gap is the optimism of the choice plus the noise "
+              "of two small samples: read it with the held-out figure's interval above.</p>")
+
+
+def _network_title(network: dict[str, Any]) -> str:
+    return f"MLP ({'the saved model' if network['saved'] else 'compared, not the saved model'})"
+
+
+def network_section(results: dict[str, Any]) -> str:
+    """The trained network's layers, read from its torch module: a drawing and a table."""
+    network = results.get("network")
+    if not network:
+        return ""
+    rows = [[b["name"], b["units"], ", ".join(b["after"])] for b in plots.network_blocks(network["layers"])]
+    return (f"<h2>The network: {html.escape(_network_title(network))}</h2>"
+            + _img("network.png", "the network's layers")
+            + _table(["layer", "units", "then"], rows)
+            + "<p class='note'>Read from the trained torch module (<code>learn.mlp.layer_table</code>): each "
+              "linear layer's output units, then its activation and dropout (dropout acts in training only). The "
+              "inputs are the PCA components of the feature groups (Preprocessing, below).</p>")
 
 
 def params_section(results: dict[str, Any]) -> str:
@@ -636,7 +674,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
              "<p class='note'>" + html.escape(", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
                                                         if k not in ("splits", "excluded_columns", "duplicates")))
              + "</p>", duplicates_section(counts.get("duplicates") or {}),
-             metrics_section(results), grid_section(results.get("grid"))]
+             metrics_section(results), gap_section(results), grid_section(results.get("grid"))]
     first = _record_model(results, results["models"])
     per_class = results["models"][first]["test"]["per_class"]
     parts += [f"<h3>{html.escape(first)} per class</h3>",
@@ -645,7 +683,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
     parts.append("<h2>Figures</h2><p class='note'>Calibration: each point is labelled with its number of clips; "
                  "the bars below count the clips per probability bin.</p>"
                  + "".join(f"<img src='{html.escape(i)}' alt='{html.escape(i)}'>" for i in images
-                           if not i.startswith(("shap", "importance_", "eda_", "grid"))))
+                           if not i.startswith(("shap", "importance_", "eda_", "grid", "network"))))
     parts.append(mistakes_html)
     if results.get("ablations"):
         parts += ["<h2>Feature-group ablations</h2>",
@@ -669,7 +707,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
                              for i in images if i.startswith("shap")))
     parts.append(importances_section(results.get("importances") or {}, images))
     parts.append(eda_section(results, images))
-    parts += [params_section(results), columns_section(results),
+    parts += [params_section(results), network_section(results), columns_section(results),
               "<h2>Preprocessing</h2>",
               _table(["group", "inputs", "components", "variance kept"],
                      [[p["group"], p["dim"], p["components"], p["variance"]] for p in results["preprocessing"]]),

@@ -199,4 +199,5 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
                    predictions=clip_predictions(features, idx[TEST], y_test, proba),
                    importances={n: found for n, m in fitted.items() if (found := importances(m, transforms))},
                    history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
-                                                              f"({len(idx[VAL])} clips)"} if found.history else None)
+                                                              f"({len(idx[VAL])} clips)"} if found.history else None,
+                   network=net)
