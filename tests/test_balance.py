@@ -22,9 +22,10 @@ from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
 from acoustic_env.jobs.train.job import train
 from acoustic_env.learn import cv
-from acoustic_env.learn.balance import Balance, sample_weights
+from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.fit import Schedule, fit
 from acoustic_env.learn.params import PARAMS
+from acoustic_env.learn.zoo import make_estimator
 
 
 def _rare_class(n: int = 600, share: float = 0.02, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +139,19 @@ def test_the_search_trials_and_the_ablations_train_the_network_balanced(monkeypa
     tune._fit({"params": DEFAULT_PARAMS, "data": [data]}, setup, lambda metrics, checkpoint: None, "cpu")
     fit_subset(data, "single_label", 3, DEFAULT_PARAMS, schedule, 0, Balance("balanced"))
     assert seen == [(None, True), ("balanced", False)]
+
+
+def test_multi_label_columns_are_balanced_each_on_its_own():
+    """A label on 4 % of the clips: balanced, logistic regression and the svm (its Platt-scaled probabilities put
+    on equal priors column by column) give it about even odds on average instead of its rate."""
+    rng = np.random.default_rng(0)
+    y = np.c_[rng.random(400) < 0.5, rng.random(400) < 0.04, rng.random(400) < 0.3].astype(np.int64)
+    x = y @ rng.standard_normal((3, 5)) + rng.standard_normal((400, 5))
+    for name in ("logreg", "svm"):
+        rare = [make_estimator(name, "multi_label", 3, balance=b).fit(x[:300], y[:300]).predict_proba(x[300:])[:, 1]
+                for b in (Balance(), Balance("balanced"))]
+        assert rare[0].mean() < 0.05 and 0.3 < rare[1].mean() < 0.6, (name, rare[0].mean(), rare[1].mean())
+    np.testing.assert_allclose(equal_priors(np.array([[0.1, 0.5]]), np.array([0.1, 0.2]), True), [[0.5, 0.8]])
 
 
 def test_xgboost_takes_balanced_weights_per_clip_and_knn_none():

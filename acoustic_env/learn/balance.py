@@ -8,7 +8,7 @@ form each learner takes (``Balance.describe`` says it in the report's words):
 * logreg, svm, forest: scikit-learn's ``class_weight="balanced"`` (multi-label: per label
   column, one-vs-rest). The svm's probabilities come from Platt scaling, which scikit-learn
   fits on the clips' own class rates, undoing the weights (a 2 % class stays below every
-  other: its recall 0, weighted or not); they are put on equal class priors by Bayes' rule
+  other: its recall near 0, weighted or not); they are put on equal class priors by Bayes' rule
   (``equal_priors``), as a balanced model's are;
 * xgboost: the same weights per clip (``sample_weight``, scikit-learn's
   ``compute_sample_weight``); multi-label, one boosted model fits every label column, so a
