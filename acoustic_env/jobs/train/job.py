@@ -126,8 +126,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
             note = "A label-accuracy estimate was given, but the adjustment is defined for single-label tasks only."
     model_uri = join(cfg.output, "model")
     balance = class_balance(cfg)
-    balanced = {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
-                "models": {m: balance.describe(m, task.kind) for m in models}}
+    balance_used = {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
+                    "models": {m: balance.describe(m, task.kind) for m in models}}
     preprocessing = [{"group": tr.group, "dim": int(tr.in_mean.shape[0]), "components": tr.n_components,
                       "variance": float(tr.explained_variance_ratio.sum())} for tr in transforms]
     results = {
@@ -136,7 +136,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "ablations": out.ablations, "shap": out.shap, "adjusted_accuracy": adjusted, "adjustment_note": note,
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
-        "history": out.history, "grid": grid, "balance": balanced,
+        "history": out.history, "grid": grid, "balance": balance_used,
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
     }
     report_uri = write_report(join(cfg.output, "report"), results)
