@@ -85,6 +85,14 @@ class TrainConfig(Section):
                                              "elasticnet, each searched as xgboost is)")
     saved_model: str = option("record", choices=("record", *CLASSIFIERS, *EXTRA_BASELINES),
                               help="the model the artifact holds: the model of record, or a compared model by name")
+    # A class of 2 % costs 2 % of an unweighted loss: "never" is then a cheap answer (learn/balance.py).
+    class_weight: str = option("none", choices=("none", "balanced"),
+                               help="balanced: every model weighs each class alike, n / (K x class count), in its "
+                                    "loss or as sample weights (knn cannot weigh classes; the report says what each "
+                                    "model did)")
+    balanced_sampler: bool = option(False, help="the networks draw their training batches with every class equally "
+                                                "likely, their loss unweighted, instead of class_weight (single-label "
+                                                "tasks; validation rows are never drawn)")
     ablations: bool = option(True, help="the feature-group ablations")
     # The study's comparison (jobs/train/grid.py): one cross-validated model per embedder x signal-set cell.
     grid: bool = option(False, help="compare one model per cell of grid_embedders x grid_signals (indices + MPS of "

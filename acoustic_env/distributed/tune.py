@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from acoustic_env.config import ConfigError
+from acoustic_env.learn.balance import Balance
 
 if TYPE_CHECKING:
     from acoustic_env.learn.fit import Schedule
@@ -64,6 +65,7 @@ class Setup:
     worker_cpus: float
     use_gpu: bool
     storage: str
+    balance: Balance = Balance()  # how every trial's network balances classes (class weights or sampler)
 
     @property
     def in_trial(self) -> bool:
@@ -101,8 +103,9 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
             report(metrics, None)
 
     estimator = make_estimator("mlp", setup.kind, setup.n_classes, setup.seed,
-                               None if setup.use_gpu else max(1, int(setup.worker_cpus)), network=config["params"],
-                               max_rounds=setup.schedule.max_rounds, patience=setup.schedule.patience).network()
+                               None if setup.use_gpu else max(1, int(setup.worker_cpus)), balance=setup.balance,
+                               network=config["params"], max_rounds=setup.schedule.max_rounds,
+                               patience=setup.schedule.patience).network()
     estimator.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round, prepare=prepare,
                     on_round=on_round, device=device, rank=rank, world=world)
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from acoustic_env.config import ConfigError
+from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
 from acoustic_env.learn.portable import FORMATS
@@ -83,7 +84,7 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                 models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                search: SearchPlan = SearchPlan(), threads: int | None = None
+                search: SearchPlan = SearchPlan(), threads: int | None = None, balance: Balance = Balance()
                 ) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]]]:
     """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``), and
     ``{model: the searches its fold models ran}``.
@@ -91,6 +92,7 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     ``groups``: each fold model's own search (logistic regression's C; ``search`` settings of xgboost and the
     MLP) runs grouped CV on the training folds only, so no trial is scored on a clip of the fold that evaluates
     it (nested cross-validation). ``threads``: each fit's threads (xgboost, torch; None: every core).
+    ``balance``: how every fold model weighs rare classes (``learn.balance``).
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
     searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
@@ -98,7 +100,7 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
         test = folds == k
         x = prepare(~test)
         for m in models:
-            est = make_estimator(m, kind, n_classes, seed, threads, search=search).fit(
+            est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance).fit(
                 x[~test], y[~test], groups=None if groups is None else groups[~test])
             proba[m][test] = est.predict_proba(x[test])
             searches[m] += [est.search_] if est.search_ is not None else []
@@ -126,10 +128,12 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str,
 
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                    models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                   search: SearchPlan = SearchPlan(), threads: int | None = None) -> CVResult:
+                   search: SearchPlan = SearchPlan(), threads: int | None = None,
+                   balance: Balance = Balance()) -> CVResult:
     """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``,
-    ``threads``: see ``out_of_fold``)."""
-    proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search, threads)
+    ``threads``, ``balance``: see ``out_of_fold``)."""
+    proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search, threads,
+                                  balance)
     chosen, best, scores = choose(kind, y, proba)
     return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches)
 

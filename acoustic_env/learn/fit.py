@@ -11,6 +11,10 @@ not a loop of their own:
   ``val_score``) or the validation loss, with a patience in rounds;
 * class weights (``class_weight``: None, ``"balanced"`` or one weight per class,
   resolved by ``class_weights``), in the training and the validation loss alike;
+* a balanced sampler (``balanced_sampler``, single-label): each epoch's training rows are
+  drawn with replacement, a row with probability inversely proportional to its class's
+  count (torch's ``WeightedRandomSampler``, drawn from the loop's seeded generator), so every
+  class fills the batches alike; the validation rows are never drawn or reweighted;
 * device and precision: the data and the network on ``device``; with
   ``mixed_precision`` the steps run under autocast on CUDA (bfloat16 where the card
   has it, else float16 with a gradient scaler), a no-op on a CPU;
@@ -116,6 +120,15 @@ def class_weights(class_weight: str | Sequence[float] | None, y: np.ndarray, kin
     return weights
 
 
+def draw_weights(y: np.ndarray, kind: str) -> torch.Tensor:
+    """Each training row's chance of being drawn by the balanced sampler: 1 / its class's count (single-label)."""
+    if kind == "multi_label":
+        raise ValueError("balanced_sampler: draws clips by their one class, so single-label tasks only; "
+                         "use class_weight='balanced' for a multi-label task")
+    y = np.asarray(y)
+    return torch.tensor(1.0 / np.bincount(y)[y], dtype=torch.float64)
+
+
 def precision(device: torch.device | str, mixed: bool) -> tuple[Callable[[], ContextManager[Any]], Any]:
     """(the context a forward pass runs in, the gradient scaler or None) for ``device``.
 
@@ -133,8 +146,8 @@ def precision(device: torch.device | str, mixed: bool) -> tuple[Callable[[], Con
 
 def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int, params: dict[str, Any],
         schedule: Schedule, seed: int, *, class_weight: str | Sequence[float] | None = None,
-        augment: Augment | None = None, mixed_precision: bool = False, on_round: RoundFn | None = None,
-        score_train: bool = True, device: torch.device | str = "cpu", rank: int = 0,
+        balanced_sampler: bool = False, augment: Augment | None = None, mixed_precision: bool = False,
+        on_round: RoundFn | None = None, score_train: bool = True, device: torch.device | str = "cpu", rank: int = 0,
         world: int = 1) -> dict[str, Any]:
     """Train ``model`` on ``data`` (x_train, y_train, x_val, y_val); it ends holding the best round's state.
 
@@ -155,6 +168,7 @@ def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int
     x, y = data["x_train"], data["y_train"]
     share = len(x) // world
     x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
+    draws = draw_weights(y, kind) if balanced_sampler else None
     # copies: the arrays may be read-only views of Ray's object store
     xt = torch.tensor(x, dtype=torch.float32, device=device)
     yt = loss_target(torch.tensor(y, device=device), kind, n_classes)
@@ -174,7 +188,8 @@ def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int
         model.train()
         total, count = 0.0, 0
         for _ in range(epochs_per_round):
-            order = torch.randperm(len(xt), generator=gen).to(device)
+            order = (torch.randperm(len(xt), generator=gen) if draws is None else
+                     torch.multinomial(draws, len(xt), replacement=True, generator=gen)).to(device)
             for i in range(0, len(xt), batch):
                 idx = order[i:i + batch]
                 xb, yb = (xt[idx], yt[idx]) if augment is None else augment(xt[idx], yt[idx], augment_gen)

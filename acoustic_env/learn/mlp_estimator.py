@@ -31,13 +31,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Single-label targets as class indices 0..K-1, or multi-label targets as an [n, K] 0/1 matrix."""
 
     def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int, network: dict[str, Any],
-                 threads: int | None = None):
+                 threads: int | None = None, class_weight: str | None = None, balanced_sampler: bool = False):
         self.seed = seed
         self.threads = threads
         self.val_fraction = val_fraction
         self.max_rounds = max_rounds
         self.patience = patience
         self.network = network
+        self.class_weight = class_weight
+        self.balanced_sampler = balanced_sampler
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MLPClassifier:
         """Fit with ``threads`` torch threads, one when None (restored after). A network this small spends most of a
@@ -72,9 +74,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
         The network of ``network`` is built here, ``prepare`` wraps it (Ray Train's
         data-parallel wrapper) and ``learn.fit.fit`` trains it with this estimator's
-        ``max_rounds`` and ``patience``, calling ``on_round`` after every round; ``rank``
-        of ``world`` workers trains on its share of the rows. Uses ``threads`` torch
-        threads (None: as set). The best round's weights end in ``model_``; returns
+        ``max_rounds``, ``patience``, ``class_weight`` and ``balanced_sampler``, calling
+        ``on_round`` after every round; ``rank`` of ``world`` workers trains on its share of
+        the rows. Uses ``threads`` torch threads (None: as set). The best round's weights end in ``model_``; returns
         ``fit``'s result (best_val_score, best_state, history, epochs_per_round).
         """
         with torch_threads(self.threads):
@@ -82,7 +84,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.model_ = MLP(**architecture(data["x_train"].shape[1], kind, n_classes, self.network))
             result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,
                          Schedule(self.max_rounds, self.patience, steps_per_round), self.seed + rank,
-                         on_round=on_round, device=device, rank=rank, world=world)
+                         class_weight=self.class_weight, balanced_sampler=self.balanced_sampler, on_round=on_round,
+                         device=device, rank=rank, world=world)
         self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)
         self.history_ = result["history"]  # per round: epoch, train_score, val_score (the report's figure)
         return result

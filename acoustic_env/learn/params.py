@@ -9,21 +9,24 @@ from typing import Any
 import numpy as np
 
 PARAMS: dict[str, dict[str, Any]] = {
-    # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest
-    # class has too few clips for an inner CV; class_weight: None, or "balanced" (each class weighs alike).
+    # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest class has too few
+    # clips for an inner CV. class_weight (every model but knn, which cannot weigh classes): None, or "balanced"
+    # (each class weighs alike); balanced_sampler: the network draws balanced batches instead (learn.balance).
     # l1_ratios: the penalty's L1 share (0: L2) searched with each C; the fallback takes the middle one.
     "logreg": {"Cs": list(np.logspace(-4, -1, 7)), "l1_ratios": [0.0], "fallback_C": 0.01, "max_iter": 2000,
                "class_weight": None},
     "elasticnet": {"Cs": list(np.logspace(-3, 0, 7)), "l1_ratios": [0.0, 0.5, 1.0], "fallback_C": 0.1,
                    "max_iter": 2000, "class_weight": None},
     "xgboost": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.8,
-                "colsample_bytree": 0.5, "tree_method": "hist", "verbosity": 0, "early_stopping_rounds": 30},
-    "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4,
+                "colsample_bytree": 0.5, "tree_method": "hist", "verbosity": 0, "early_stopping_rounds": 30,
+                "class_weight": None},
+    "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4, "class_weight": None, "balanced_sampler": False,
             "network": {"depth": 2, "width": 128, "lr": 1e-3, "activation": "relu", "dropout": 0.2,
                         "weight_decay": 1e-4, "batch_size": 64}},
-    "forest": {"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt", "max_depth": None},
+    "forest": {"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt", "max_depth": None,
+               "class_weight": None},
     # gamma_factor: the RBF kernel's gamma times the number of inputs (1: scikit-learn's "scale" on standardised inputs)
-    "svm": {"C": 1.0, "gamma_factor": 1.0},
+    "svm": {"C": 1.0, "gamma_factor": 1.0, "class_weight": None},
     # brute: distances to every training row (no search tree), exact and saved as the rows themselves
     "knn": {"n_neighbors": 15, "weights": "distance", "algorithm": "brute"},
 }

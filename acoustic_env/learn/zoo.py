@@ -40,6 +40,9 @@ each scored by grouped CV on the rows being fitted (``learn.search``), the best
 refitted on all of them. The audit passes no groups, so its models keep the
 defaults. Every model has a saved form (``learn.portable``).
 
+Every model but knn takes ``class_weight`` ("balanced": each class weighs alike), the network also
+``balanced_sampler``; ``make_estimator``'s ``balance`` sets them (``learn.balance``).
+
 ``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
 of the rows (a fold may lack a class, or a multi-label column may be constant
 in it) and always predicts ``[n, n_classes]`` probabilities.
@@ -58,6 +61,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
+from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.params import CANDIDATES, PARAMS
 from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
 from acoustic_env.learn.threads import blas_threads
@@ -71,7 +75,7 @@ LINEAR = ("logreg", "elasticnet")
 
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
-                   search: SearchPlan = SearchPlan(), **overrides: Any) -> ZooClassifier:
+                   search: SearchPlan = SearchPlan(), balance: Balance = Balance(), **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
     ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task, or the
@@ -79,6 +83,7 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     threads (None: one, see ``MLPClassifier.fit``).
     ``search``: how many settings of ``CANDIDATES`` a grouped fit tries, on how
     many inner folds (logistic regression's C search uses those folds too).
+    ``balance``: how the model weighs rare classes (``learn.balance``).
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
     if name not in ESTIMATORS:
@@ -86,7 +91,8 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     unknown = sorted(set(overrides) - set(PARAMS[name]))
     if unknown:
         raise ConfigError(f"model: {name} has no parameter {unknown[0]!r} (it has {sorted(PARAMS[name])})")
-    return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **overrides}, seed, threads, *search)
+    return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **balance.overrides(name), **overrides}, seed,
+                         threads, *search)
 
 
 class ZooClassifier(ClassifierMixin, BaseEstimator):
@@ -150,6 +156,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             self.search_ = SearchRecord(splits, [], {})
         start = time.time()
         self.model_ = self._build(target.ndim == 2, smallest, len(target))
+        # the trees take balanced class weights per clip (learn.balance); the others' are in their settings
+        weights = ({"sample_weight": sample_weights(self.params_["class_weight"], target)}
+                   if self.name == "xgboost" else {})
         if eval_set is not None and self.name == "xgboost":
             x_val, y_val = eval_set[0], np.asarray(eval_set[1])
             if not multi:  # rows of a class the training rows lack cannot be scored
@@ -157,9 +166,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 x_val, y_val = x_val[keep], y_val[keep]
             if len(y_val):
                 self.model_.set_params(early_stopping_rounds=self.params["early_stopping_rounds"])
-                self.model_.fit(X, target, eval_set=[(x_val, self._target(y_val))], verbose=False)
+                self.model_.fit(X, target, eval_set=[(x_val, self._target(y_val))], verbose=False, **weights)
                 return self
-        self.model_.fit(X, target)
+        self.model_.fit(X, target, **weights)
         if self.name in LINEAR and self.search_ is not None:
             self._record_c_search(time.time() - start)
         return self
@@ -193,6 +202,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 p = np.asarray(self.model_.predict_proba(X), dtype=np.float64)
             # one varying label column was fitted as a binary problem: keep P(positive)
             out[:, self.columns_] = p if p.shape[1] == len(self.columns_) else p[:, 1:]
+            if self.name == "svm" and self.params_["class_weight"]:  # Platt scaling undid the weights (learn.balance)
+                out[:, self.columns_] = equal_priors(out[:, self.columns_], self.prior_[self.columns_],
+                                                     self.kind == "multi_label")
         return out
 
     def _target(self, y: np.ndarray) -> np.ndarray:
@@ -223,7 +235,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if self.name == "xgboost":
             from xgboost import XGBClassifier
 
-            trees = {k: v for k, v in p.items() if k != "early_stopping_rounds"}
+            trees = {k: v for k, v in p.items() if k not in ("early_stopping_rounds", "class_weight")}
             return XGBClassifier(**trees, random_state=self.seed, n_jobs=self.threads)
         return self._network(p)
 
@@ -256,5 +268,6 @@ def _neighbours_trees_or_kernel(name: str, p: dict[str, Any], seed: int, threads
     if name == "forest":
         return RandomForestClassifier(**p, random_state=seed, n_jobs=threads)
     if name == "svm":
-        return SVC(C=p["C"], gamma=p["gamma_factor"] / n_features, probability=True, random_state=seed)
+        return SVC(C=p["C"], gamma=p["gamma_factor"] / n_features, class_weight=p["class_weight"], probability=True,
+                   random_state=seed)
     return KNeighborsClassifier(**{**p, "n_neighbors": min(p["n_neighbors"], n_rows)})

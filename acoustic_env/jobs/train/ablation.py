@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from acoustic_env.distributed.fanout import map_tasks
+from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.fit import Schedule
 from acoustic_env.learn.transform import GroupTransform
 from acoustic_env.learn.zoo import make_estimator
@@ -52,20 +53,21 @@ def columns_of(transforms: list[GroupTransform], groups: list[str]) -> np.ndarra
 
 
 def fit_subset(data: dict[str, np.ndarray], kind: str, n_classes: int, params: dict[str, Any],
-               schedule: Schedule, seed: int) -> dict[str, Any]:
+               schedule: Schedule, seed: int, balance: Balance) -> dict[str, Any]:
     """One ablation fit (single process, one thread); returns the best weights and validation score."""
-    network = make_estimator("mlp", kind, n_classes, seed, 1, network=params, max_rounds=schedule.max_rounds,
-                             patience=schedule.patience).network()
+    network = make_estimator("mlp", kind, n_classes, seed, 1, balance=balance, network=params,
+                             max_rounds=schedule.max_rounds, patience=schedule.patience).network()
     out = network.train(data, kind, n_classes, schedule.steps_per_round)
     return {"best_state": out["best_state"], "best_val_score": out["best_val_score"]}
 
 
 def run_ablations(sets: dict[str, list[str]], transforms: list[GroupTransform], data: dict[str, np.ndarray],
                   kind: str, n_classes: int, params: dict[str, Any], schedule: Schedule,
-                  seed: int) -> dict[str, dict[str, Any]]:
-    """Fit every subset as a Ray task; returns {name: {groups, cols, best_state, best_val_score}}."""
+                  seed: int, balance: Balance) -> dict[str, dict[str, Any]]:
+    """Fit every subset as a Ray task, balanced as the full network was; returns {name: {groups, cols,
+    best_state, best_val_score}}."""
     cols = {name: columns_of(transforms, groups) for name, groups in sets.items()}
     subsets = [{k: (v[:, c] if k.startswith("x_") else v) for k, v in data.items()} for c in cols.values()]
     fitted = map_tasks(fit_subset, subsets, kind=kind, n_classes=n_classes, params=params, schedule=schedule,
-                       seed=seed)
+                       seed=seed, balance=balance)
     return {name: {"groups": sets[name], "cols": cols[name], **r} for name, r in zip(sets, fitted)}

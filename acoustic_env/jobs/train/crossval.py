@@ -21,6 +21,7 @@ from acoustic_env.jobs.train.evaluation import (
     CV_THREADS,
     Outcome,
     checked_portable,
+    class_balance,
     mlp_shap,
     model_inputs,
     shap_rows,
@@ -102,11 +103,12 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
     folds, _ = _folds(cfg, task, features, counts)
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
     plan = SearchPlan(cfg.search_trials, cfg.search_folds)
-    kind, y = task.kind, features.y
+    kind, y, balance = task.kind, features.y, class_balance(cfg)
     result = compare(
         plan_cells,
         lambda cell: cross_validate(lambda rows: model_inputs(cfg, features, rows, list(cell.groups))[1], y, folds,
-                                    kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS),
+                                    kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS,
+                                    balance),
         lambda p: headline(kind, y, p)["roc_auc"],
         lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
     keep = set(result["winner"]["groups"])
@@ -130,9 +132,9 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
-    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    plan, balance = SearchPlan(cfg.search_trials, cfg.search_folds), class_balance(cfg)
     result = done or cross_validate(lambda train_rows: model_inputs(cfg, features, train_rows)[1], features.y, folds,
-                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS)
+                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS, balance)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
@@ -140,15 +142,16 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
     transforms, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
     t = time.time()
-    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan).fit(x, features.y,
-                                                                                  groups=features.groups)
+    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance).fit(
+        x, features.y, groups=features.groups)
     timings["final_fit_s"] = time.time() - t
     estimator = checked_portable(fitted, x)
     params = {"model": saved, **fitted.params_}
     history, drawn = None, None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
-        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, CV_THREADS, search=plan).fit(
-            x, features.y, groups=features.groups)
+        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, CV_THREADS, search=plan,
+                                                               balance=balance).fit(x, features.y,
+                                                                                    groups=features.groups)
         if network.model_ is not None:
             drawn = network.model_.model_
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
@@ -162,7 +165,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         t = time.time()
         for name, subset in ablation_sets(groups).items():
             sub = cross_validate(lambda rows, only=subset: model_inputs(cfg, features, rows, only)[1], features.y,
-                                 folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS)
+                                 folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS, balance=balance)
             ablations.append({"name": f"logreg, {name}", "groups": subset,
                               "test": slim(evaluate(kind, names, features.y, sub.proba["logreg"])),
                               "val_score": sub.scores["logreg"]})

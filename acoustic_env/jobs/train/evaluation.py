@@ -19,6 +19,7 @@ from torch import nn
 from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import TrainConfig
 from acoustic_env.jobs.train.explain import mlp_attributions
+from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.portable import Portable, from_zoo
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.splits import NAMES
@@ -50,6 +51,11 @@ def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
     log.info("raw features exceed %.1f GiB: fitting PCA incrementally while streaming", cfg.memory_gb)
     transforms, projected = fit_streaming(features.stream, features.feature_groups, pca, is_train, len(features))
     return transforms, np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
+
+
+def class_balance(cfg: TrainConfig) -> Balance:
+    """How every model of the run weighs rare classes (``class_weight``, ``balanced_sampler``), as the zoo takes it."""
+    return Balance(None if cfg.class_weight == "none" else cfg.class_weight, cfg.balanced_sampler)
 
 
 def split_counts(task: Task, features: FeatureSet, split: np.ndarray,

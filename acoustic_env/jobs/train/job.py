@@ -37,7 +37,7 @@ from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.record import Run, lifecycle, package_versions
 from acoustic_env.jobs.results import TrainResult
 from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
-from acoustic_env.jobs.train.evaluation import slim
+from acoustic_env.jobs.train.evaluation import class_balance, slim
 from acoustic_env.jobs.train.gap import generalisation_gap
 from acoustic_env.jobs.train.grid import grid_lines
 from acoustic_env.jobs.train.report import write_report
@@ -89,6 +89,9 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
                              feature_groups=cfg.read_groups(), signals=cfg.signals,
                              include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30)
     task, features, duplicates = labelled.task, labelled.features, labelled.duplicates
+    if cfg.balanced_sampler and task.kind == "multi_label":
+        raise ConfigError(f"balanced_sampler: draws clips by their one class, so single-label tasks only; "
+                          f"{task.name} is multi-label (use --class-weight balanced)")
     test_mask = None
     if test_ids is not None:
         test_mask = np.isin(features.ids, list(test_ids))
@@ -125,6 +128,9 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         else:
             note = "A label-accuracy estimate was given, but the adjustment is defined for single-label tasks only."
     model_uri = join(cfg.output, "model")
+    balance = class_balance(cfg)
+    balance_used = {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
+                    "models": {m: balance.describe(m, task.kind) for m in models}}
     preprocessing = [{"group": tr.group, "dim": int(tr.in_mean.shape[0]), "components": tr.n_components,
                       "variance": float(tr.explained_variance_ratio.sum())} for tr in transforms]
     results = {
@@ -134,7 +140,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "adjustment_note": note,
         "search": out.search, "evaluation": out.evaluation,
         "preprocessing": preprocessing, "model_uri": model_uri, "predictions": out.predictions,
-        "history": out.history, "grid": grid,
+        "history": out.history, "grid": grid, "balance": balance_used,
         "gap": generalisation_gap(task.kind, out.evaluation, out.search, out.predictions),
         "network": None if out.network is None else {"layers": layer_table(out.network),
                                                      "saved": out.evaluation["saved_model"] == "mlp"},
@@ -148,6 +154,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "hyperparameters": out.params, "preprocessing": preprocessing,
         "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
         "metrics": {m: slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
+        "class_balance": {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
+                          "saved_model": balance.describe(out.evaluation["saved_model"], task.kind)},
         "config": cfg.to_dict(), "versions": run.record["versions"], "run_id": run_id,
         **table_description(cfg.features)}),
         features.feature_groups)

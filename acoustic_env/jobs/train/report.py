@@ -7,9 +7,10 @@ What a reader of figures measured on a few dozen clips needs besides the
 figures: their 95 % intervals (``evaluation.models[m].intervals``, computed by
 the job with ``learn.metrics.intervals``), the clips behind the mistakes (to
 hear whether the model or the label is wrong), the calibration curve's clips
-per point, the hyper-parameters exactly as used, the feature columns used and
-those left out with the reason, and a reminder that the labels themselves are
-noisy. The misclassified clips' players and spectrograms are written by the
+per point, what each model did about class balance and every model's recall per
+class (a rare class never predicted is a 0 there), the hyper-parameters exactly
+as used, the feature columns used and those left out with the reason, and a
+reminder that the labels themselves are noisy. The misclassified clips' players and spectrograms are written by the
 review page's code (``jobs.audit.review.write_assets``), so the two pages
 decode and draw a clip the same way.
 
@@ -325,6 +326,26 @@ def metrics_section(results: dict[str, Any]) -> str:
         parts[-1] += ("To see the accuracy against correct labels, review a random sample of clips "
                       "(<code>acoustic-env audit</code>, then <code>audit-estimate</code>) and train with "
                       "<code>--label-accuracy</code>.</p>")
+    return "\n".join(parts)
+
+
+def balance_section(results: dict[str, Any]) -> str:
+    """What each model did about class balance, and (single-label) every model's recall per class: a rare class
+    that a model learnt to never predict shows as a 0 there, where the accuracy hardly moves."""
+    balance, models, task = results.get("balance") or {}, results["models"], results["task"]
+    asked = [f"--class-weight {balance.get('class_weight', 'none')}"] + (
+        ["--balanced-sampler"] if balance.get("balanced_sampler") else [])
+    parts = ["<h2>Class balance</h2>",
+             f"<p class='note'>Asked for: <code>{html.escape(' '.join(asked))}</code>. Unbalanced, a class of a few "
+             "per cent costs a few per cent of a model's loss, so never predicting it is cheap; balanced, each "
+             "class weighs alike (see the train guide, Class balance).</p>",
+             _table(["model", "class balance"], [[m, (balance.get("models") or {}).get(m, "none")] for m in models])]
+    if task["kind"] == "single_label":
+        first = next(iter(models.values()))["test"]["per_class"]
+        parts += [f"<h3>Recall per class ({html.escape(_scope(results))})</h3>",
+                  _table(["class", "clips", *models],
+                         [[c, first[c]["support"], *[r["test"]["per_class"][c]["recall"] for r in models.values()]]
+                          for c in task["class_names"]])]
     return "\n".join(parts)
 
 
@@ -674,7 +695,8 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
              "<p class='note'>" + html.escape(", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
                                                         if k not in ("splits", "excluded_columns", "duplicates")))
              + "</p>", duplicates_section(counts.get("duplicates") or {}),
-             metrics_section(results), gap_section(results), grid_section(results.get("grid"))]
+             metrics_section(results), gap_section(results), grid_section(results.get("grid")),
+             balance_section(results)]
     first = _record_model(results, results["models"])
     per_class = results["models"][first]["test"]["per_class"]
     parts += [f"<h3>{html.escape(first)} per class</h3>",

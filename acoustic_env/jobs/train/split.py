@@ -24,6 +24,7 @@ from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
 from acoustic_env.jobs.train.evaluation import (
     Outcome,
     checked_portable,
+    class_balance,
     mlp_shap,
     model_inputs,
     shap_rows,
@@ -114,9 +115,11 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     t = time.time()
     concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
     schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
+    balance = class_balance(cfg)
     with _storage(cfg) as storage:
         setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
-                      workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
+                      workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage,
+                      balance=balance)
         runs = f"{runner_words(cfg.workers)}, {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} per worker"
         if cfg.trials:
             found = tune_search(data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
@@ -135,7 +138,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     # the validation split stops the trees early, as it stops the network
     plan = SearchPlan(cfg.search_trials, cfg.search_folds)
     train_groups = None if clip_groups is None else clip_groups[idx[TRAIN]]
-    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan).fit(
+    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan, balance=balance).fit(
         data["x_train"], data["y_train"], eval_set=(data["x_val"], data["y_val"]), groups=train_groups)
         for name in cfg.baselines}
     for name, model in fitted.items():
@@ -152,7 +155,8 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     if cfg.ablations:
         t = time.time()
         sets = ablation_sets(groups)
-        for name, r in run_ablations(sets, transforms, data, task.kind, k, found.params, schedule, cfg.seed).items():
+        for name, r in run_ablations(sets, transforms, data, task.kind, k, found.params, schedule, cfg.seed,
+                                     balance).items():
             sub = rebuild_network(architecture(len(r["cols"]), task.kind, k, found.params), r["best_state"])
             test = evaluate(task.kind, list(task.class_names), y_test,
                             predict_proba(sub, x_test[:, r["cols"]], task.kind, k))
