@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from acoustic_env.learn.params import PARAMS
-from acoustic_env.learn.spectro import CNNClassifier, SpectroCNN, augmenter, fit_width, inner_split
+from acoustic_env.learn.spectro import SpectroCNN, augmenter, fit_width
+from acoustic_env.learn.spectro_estimator import CNNClassifier, inner_split
 
 OFF = {"crop_frames": 40, "shift": False, "time_masks": 0, "time_mask": 0, "freq_masks": 0, "freq_mask": 0,
        "mixup": 0.0}

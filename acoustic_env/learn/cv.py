@@ -36,8 +36,11 @@ from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
 
 AVERAGE = "average"
+#: What ``describe`` adds when the CNN is a candidate: it reads the images, not the preprocessed vectors.
+CNN_NOTE = (" (cnn: on each clip's log-mel image, augmented in training only, its input scaling fitted and its early "
+            "stopping judged on the training folds only)")
 #: Simplest first: a tie in the cross-validated score goes to the earlier model.
-ORDER = ("logreg", "knn", "svm", "forest", "xgboost", "mlp", AVERAGE)
+ORDER = ("logreg", "knn", "svm", "forest", "xgboost", "mlp", "cnn", AVERAGE)
 #: ``prepare(train_mask)`` → the model inputs of every row, preprocessing fitted on ``train_mask`` rows only.
 Prepare = Callable[[np.ndarray], np.ndarray]
 
@@ -82,7 +85,8 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                 models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                search: SearchPlan = SearchPlan(), threads: int | None = None
+                search: SearchPlan = SearchPlan(), threads: int | None = None,
+                inputs: dict[str, np.ndarray] | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]]]:
     """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``), and
     ``{model: the searches its fold models ran}``.
@@ -90,6 +94,8 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     ``groups``: each fold model's own search (logistic regression's C; ``search`` settings of xgboost and the
     MLP) runs grouped CV on the training folds only, so no trial is scored on a clip of the fold that evaluates
     it (nested cross-validation). ``threads``: each fit's threads (xgboost, torch; None: every core).
+    ``inputs``: a model's own inputs of every row, which learn nothing from the data before it (the CNN's
+    images, ``learn.spectro``), in place of ``prepare``'s; held out by the same folds.
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
     searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
@@ -97,9 +103,10 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
         test = folds == k
         x = prepare(~test)
         for m in models:
+            xm = (inputs or {}).get(m, x)
             est = make_estimator(m, kind, n_classes, seed, threads, search=search).fit(
-                x[~test], y[~test], groups=None if groups is None else groups[~test])
-            proba[m][test] = est.predict_proba(x[test])
+                xm[~test], y[~test], groups=None if groups is None else groups[~test])
+            proba[m][test] = est.predict_proba(xm[test])
             searches[m] += [est.search_] if est.search_ is not None else []
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
@@ -125,10 +132,12 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str,
 
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                    models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                   search: SearchPlan = SearchPlan(), threads: int | None = None) -> CVResult:
+                   search: SearchPlan = SearchPlan(), threads: int | None = None,
+                   inputs: dict[str, np.ndarray] | None = None) -> CVResult:
     """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``,
-    ``threads``: see ``out_of_fold``)."""
-    proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search, threads)
+    ``threads``, ``inputs``: see ``out_of_fold``)."""
+    proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search, threads,
+                                  inputs)
     chosen, best, scores = choose(kind, y, proba)
     return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches)
 
@@ -157,7 +166,7 @@ def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, resul
                    f"of record." if result.best != result.chosen else "")
     return (f"{n_folds}-fold cross-validation over all {n_clips} clips ({how}). For each fold the preprocessing "
             f"(standardise, PCA per feature group) and each model ({', '.join(models)}) were fitted on the other "
-            f"folds only and scored the held-out fold; the figures pool these out-of-fold predictions "
+            f"folds only and scored the held-out fold{CNN_NOTE if 'cnn' in models else ''}; the figures pool these out-of-fold predictions "
             f"(every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} The model of record, "
             f"{result.chosen}, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that "
             f"can be saved.{passed_over} The saved model is {saved}"

@@ -12,7 +12,7 @@ learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64
   entry of ``channels`` (3 × 3 convolution, batch norm, ReLU, 2 × 2 max pooling), the mean
   over the remaining bands, the mean and the max over time (global: any number of frames
   scores), dropout and one linear layer to the logits of ``learn.mlp``'s conventions.
-* **Training** (``CNNClassifier``): the one loop (``learn.fit``), early stopping on the
+* **Training** (``learn.spectro_estimator.CNNClassifier``): the one loop (``learn.fit``), early stopping on the
   validation loss of an inner split of the training rows that keeps every group on one side.
   The loop's ``augment`` hook (``augmenter``) transforms training batches only: a window of
   ``crop_frames`` frames at a random offset (``shift``; off: the centred window), up to
@@ -21,6 +21,9 @@ learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64
   (``mixup``: the Beta(α, α) weight; 0 is off). Every switch is an entry of
   ``learn.params.PARAMS["cnn"]["augment"]`` and is recorded with the model's parameters.
   Validation and test images are never augmented: they are scored whole, as predict scores them.
+
+This module needs numpy and torch only (the saved model rebuilds the network from it); the estimator, which
+trains it, is ``learn.spectro_estimator`` (scikit-learn's interface), as ``learn.mlp`` and ``learn.mlp_estimator``.
 """
 
 from __future__ import annotations
@@ -29,12 +32,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from acoustic_env.learn.fit import Schedule, fit
-from acoustic_env.learn.mlp import n_outputs, predict_proba
-from acoustic_env.learn.threads import torch_threads
+from acoustic_env.learn.mlp import n_outputs
 
 #: The image column the CNN learns from, and its frames per second (a 10-ms hop).
 IMAGE_COLUMN, FRAMES_PER_S = "logmel", 100
@@ -146,65 +146,3 @@ def augmenter(settings: dict[str, Any], kind: str, n_classes: int) -> Callable[.
             x, y = mixup(x, y, float(settings["mixup"]), gen)
         return x, y
     return augment
-
-
-# --- the estimator ----------------------------------------------------------------------------------------------
-
-class CNNClassifier(ClassifierMixin, BaseEstimator):
-    """The zoo's ``cnn``: ``X`` is [clips, bands, frames] images (``stack_images``); targets as the zoo's.
-
-    ``fit`` holds out ``val_fraction`` of the rows (whole groups when ``groups`` are given) for
-    early stopping on the validation loss; ``network`` holds the architecture and the optimiser's
-    settings, ``augment`` the augmentations (module docstring).
-    """
-
-    def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int, network: dict[str, Any],
-                 augment: dict[str, Any], threads: int | None = None):
-        self.seed = seed
-        self.val_fraction = val_fraction
-        self.max_rounds = max_rounds
-        self.patience = patience
-        self.network = network
-        self.augment = augment
-        self.threads = threads
-
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> CNNClassifier:
-        """Train on the images ``X`` with one torch thread unless ``threads`` says (see ``MLPClassifier.fit``)."""
-        y = np.asarray(y)
-        kind, n_classes = ("multi_label", y.shape[1]) if y.ndim == 2 else ("single_label", int(y.max()) + 1)
-        train, val = inner_split(y if y.ndim == 1 else None, groups, self.val_fraction, self.seed)
-        with torch_threads(self.threads or 1):
-            torch.manual_seed(self.seed)
-            self.model_ = SpectroCNN(**{k: v for k, v in architecture(X.shape[1], kind, n_classes, self.network).items()
-                                        if k != "network"})
-            x_train = np.asarray(X[train], np.float32)
-            self.model_.mean.fill_(float(x_train.mean()))
-            self.model_.std.fill_(float(x_train.std()) or 1.0)
-            data = {"x_train": x_train, "y_train": y[train], "x_val": np.asarray(X[val], np.float32), "y_val": y[val]}
-            result = fit(self.model_, data, kind, n_classes, self.network,
-                         Schedule(self.max_rounds, self.patience, steps_per_round=1, monitor="loss"), self.seed,
-                         augment=augmenter(self.augment, kind, n_classes), score_train=False)
-        self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)
-        self.frames_, self.history_ = int(X.shape[2]), result["history"]
-        self.model_.eval()
-        return self
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return predict_proba(self.model_, np.asarray(X, np.float32), self.kind_, self.n_classes_, batch_size=64)
-
-
-def inner_split(y: np.ndarray | None, groups: np.ndarray | None, fraction: float,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows, validation rows): about ``fraction`` of the groups held out, stratified by class when ``y``
-    (single-label) has two clips of every class; every row its own group without ``groups``."""
-    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
-
-    n = len(groups) if groups is not None else len(y)
-    groups = np.arange(n) if groups is None else np.asarray(groups)
-    folds = max(2, int(round(1 / fraction)))
-    if y is not None and np.bincount(y).min() >= 2 and len(np.unique(groups)) >= folds:
-        splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-        train, val = next(splitter.split(np.zeros(n), y, groups))
-    else:
-        train, val = next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(np.zeros(n), groups=groups))
-    return np.sort(train), np.sort(val)

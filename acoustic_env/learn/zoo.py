@@ -31,6 +31,9 @@ The audit passes no groups, so its models keep the defaults.
   standardised inputs: the other models the studies we follow compared. Train
   scores them on the same folds; none has a pickle-free saved form, so none
   becomes the saved model (``learn.portable``).
+* ``cnn``: a small CNN over each clip's log-mel image (``learn.spectro``): its ``X`` is
+  [clips, bands, frames] images, not feature vectors; it holds out whole groups of the
+  rows it is given for early stopping.
 
 ``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
 of the rows (a fold may lack a class, or a multi-label column may be constant
@@ -49,7 +52,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
+from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, IMAGE_MODELS, ConfigError
 from acoustic_env.learn.params import CANDIDATES, PARAMS
 from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
 from acoustic_env.learn.threads import blas_threads
@@ -57,7 +60,7 @@ from acoustic_env.learn.threads import blas_threads
 if TYPE_CHECKING:
     from acoustic_env.learn.mlp_estimator import MLPClassifier
 
-ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES)  # the names are declared with the configs that choose among them
+ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES, *IMAGE_MODELS)  # the names are declared with the configs that choose among them
 
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
@@ -148,7 +151,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 self.model_.set_params(early_stopping_rounds=self.params["early_stopping_rounds"])
                 self.model_.fit(X, target, eval_set=[(x_val, self._target(y_val))], verbose=False)
                 return self
-        self.model_.fit(X, target)
+        self.model_.fit(X, target, **({"groups": groups} if self.name == "cnn" else {}))
         if self.name == "logreg" and self.search_ is not None:
             self._record_c_search(time.time() - start)
         return self
@@ -212,6 +215,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
             trees = {k: v for k, v in p.items() if k != "early_stopping_rounds"}
             return XGBClassifier(**trees, random_state=self.seed, n_jobs=self.threads)
+        if self.name == "cnn":
+            from acoustic_env.learn.spectro_estimator import CNNClassifier
+
+            return CNNClassifier(seed=self.seed, threads=self.threads, **p)
         return self._network(p)
 
     def network(self) -> MLPClassifier:
