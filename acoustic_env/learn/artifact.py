@@ -174,7 +174,18 @@ class Description:
 
     def extract_settings(self) -> dict[str, Any]:
         """The extract job's ``embedders`` and ``embed_signals`` that write this model's columns."""
+        self.check_scores_audio()
         return extract_settings(self.groups)
+
+    def check_scores_audio(self) -> None:
+        """ConfigError, in one line before anything is decoded, for a model that scoring audio cannot feed yet: an
+        image model (the CNN) reads log-mel images, which predict, windows, serve and annotate compute once the
+        log-mel front end (``features.logmel``) is part of the extract stages they call."""
+        if self.image_input:
+            raise ConfigError(f"model: {self.uri} is a {self.meta['estimator'].get('name')} over the "
+                              f"{self.image_input['column']!r} images, which scoring audio does not compute in this "
+                              f"version; score a feature table that has the column (acoustic_env.load_model(...)"
+                              f".predict_table(table))")
 
 
 @dataclass(frozen=True)
@@ -328,6 +339,7 @@ class Model(Description):
         it too: which signals it embeds follows from the columns
         (:func:`acoustic_env.audio.featurize.batch_outputs`).
         """
+        self.check_scores_audio()
         taggers = self.taggers()
         columns = {g["name"]: g["dim"] for g in self.meta["groups"]}
         columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})
