@@ -105,3 +105,13 @@ def test_a_saved_cnn_loads_back_with_its_own_probabilities(kind, k, tmp_path):
     stored = decode_images(encode_images(images))  # what a table holds, and predict scores
     np.testing.assert_allclose(model.predict_proba({"logmel": images}), fitted.predict_proba(stack_images(stored, 98)),
                                rtol=0, atol=1e-6)
+
+
+def test_the_grid_compares_the_cnn_in_its_cells_on_the_same_folds(tmp_path):
+    source = write_features(synthetic_features(30, seed=2, logmel_s=1.0).table, str(tmp_path / "t"))
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 2,
+                                  "grid": True, "feature_groups": ["indices"], "baselines": ["cnn"]})
+    summary = train(cfg)
+    [cell] = summary.grid["cells"]
+    assert set(cell["scores"]) == {"mlp", "cnn", "average"}
+    assert summary.evaluation["scores"] == cell["scores"]  # the winning cell's cross-validation, reused
