@@ -96,7 +96,8 @@ def test_a_saved_cnn_loads_back_with_its_own_probabilities(kind, k, tmp_path):
     x = stack_images(images, 98)
     y = member.argmax(axis=1) if kind == "single_label" else member
     fitted = make_estimator("cnn", kind, k, max_rounds=2, network={**PARAMS["cnn"]["network"], "channels": [4, 8]},
-                            augment={**PARAMS["cnn"]["augment"], "crop_frames": 60}).fit(x, y, groups=np.arange(30) // 2)
+                            augment={**PARAMS["cnn"]["augment"], "crop_frames": 60})
+    fitted.fit(x, y, groups=np.arange(30) // 2)
     meta = {"task": {"name": "t", "kind": kind, "class_names": [f"c{j}" for j in range(k)], "definition": {}}}
     save_model(str(tmp_path / "m"), from_zoo(fitted), [], meta, [])
     model = ae.load_model(str(tmp_path / "m"))

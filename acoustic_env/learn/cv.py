@@ -166,8 +166,9 @@ def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, resul
                    f"of record." if result.best != result.chosen else "")
     return (f"{n_folds}-fold cross-validation over all {n_clips} clips ({how}). For each fold the preprocessing "
             f"(standardise, PCA per feature group) and each model ({', '.join(models)}) were fitted on the other "
-            f"folds only and scored the held-out fold{CNN_NOTE if 'cnn' in models else ''}; the figures pool these out-of-fold predictions "
-            f"(every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} The model of record, "
+            f"folds only and scored the held-out fold{CNN_NOTE if 'cnn' in models else ''}; the figures pool these "
+            f"out-of-fold predictions (every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} "
+            f"The model of record, "
             f"{result.chosen}, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that "
             f"can be saved.{passed_over} The saved model is {saved}"
             f"{'' if saved == result.chosen else ' (asked for with saved_model, not the model of record)'}, "

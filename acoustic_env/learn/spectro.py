@@ -69,7 +69,7 @@ def architecture(bands: int, kind: str, n_classes: int, params: dict[str, Any]) 
 
 
 def fit_width(image: np.ndarray, frames: int) -> np.ndarray:
-    """``image`` [bands, n] as exactly ``frames`` frames: its centre, or itself padded on both sides with its minimum."""
+    """``image`` [bands, n] as exactly ``frames`` frames: its centre, or itself padded both sides with its minimum."""
     n = image.shape[1]
     if n >= frames:
         start = (n - frames) // 2

@@ -60,7 +60,8 @@ from acoustic_env.learn.threads import blas_threads
 if TYPE_CHECKING:
     from acoustic_env.learn.mlp_estimator import MLPClassifier
 
-ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES, *IMAGE_MODELS)  # the names are declared with the configs that choose among them
+#: The names are declared with the configs that choose among them.
+ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES, *IMAGE_MODELS)
 
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
