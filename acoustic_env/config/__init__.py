@@ -20,6 +20,7 @@ from acoustic_env.config.common import (
     EXTRA_BASELINES,
     FEATURE_GROUPS,
     FILTERS,
+    IMAGE_MODELS,
     IN_PROCESS_MAX,
     MIN_HOP_S,
     SIGNAL_SETS,
@@ -34,7 +35,7 @@ from acoustic_env.config.search import SearchConfig
 from acoustic_env.config.schema import ConfigError, Section, from_dict, load_config_file, option, require, validate
 
 __all__ = ["BASELINES", "CLASSIFIERS", "DEFAULT_PCA", "DEVICES", "EMBEDDERS", "EXTRA_BASELINES", "FEATURE_GROUPS",
-           "FILTERS", "IN_PROCESS_MAX", "MIN_HOP_S", "SIGNALS", "SIGNAL_SETS", "SOURCES", "AnnotateConfig", "AuditConfig",
+           "FILTERS", "IMAGE_MODELS", "IN_PROCESS_MAX", "MIN_HOP_S", "SIGNALS", "SIGNAL_SETS", "SOURCES", "AnnotateConfig", "AuditConfig",
            "ConfigError", "DecodeParams", "ExtractConfig", "FeatureParams", "SearchConfig", "Section", "ServeConfig", "TrainConfig",
            "WindowParams", "add_flags", "flag_help", "from_args", "from_dict", "load_config_file", "option", "require",
            "validate"]

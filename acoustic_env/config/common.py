@@ -41,6 +41,9 @@ CLASSIFIERS = ("logreg", "xgboost", "mlp")
 #: default: the audit and the default run skip them.
 EXTRA_BASELINES = ("forest", "svm", "knn", "elasticnet")
 BASELINES = tuple(c for c in CLASSIFIERS if c != "mlp")
+#: Candidates that learn from the table's log-mel images (``logmel``) instead of its feature vectors: the CNN
+#: (``learn.spectro``). Train compares and saves it; off by default (the table needs the image column).
+IMAGE_MODELS = ("cnn",)
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from acoustic_env.config.schema import ConfigError, Section, option, require
 from acoustic_env.embedders import registry
-from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, DEFAULT_PCA, CLASSIFIERS, EXTRA_BASELINES, BASELINES, FILTERS, _location, _ray_address, _progress, _device, _task, _ontology
+from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, DEFAULT_PCA, CLASSIFIERS, EXTRA_BASELINES, BASELINES, IMAGE_MODELS, FILTERS, _location, _ray_address, _progress, _device, _task, _ontology
 
 
 def _parse_pca(value: Any) -> dict[str, float]:
@@ -80,10 +80,11 @@ class TrainConfig(Section):
     workers: int = option(1, ge=1, help="workers per training run (1: in the Tune trial's process; more: data-parallel "
                                         "Ray Train workers)")
     device: str = _device("training")
-    baselines: tuple[str, ...] = option(BASELINES, choices=(*BASELINES, *EXTRA_BASELINES),
-                                        help="baseline models (empty for none; also forest, svm, knn and "
-                                             "elasticnet, each searched as xgboost is)")
-    saved_model: str = option("record", choices=("record", *CLASSIFIERS, *EXTRA_BASELINES),
+    baselines: tuple[str, ...] = option(BASELINES, choices=(*BASELINES, *EXTRA_BASELINES, *IMAGE_MODELS),
+                                        help="models compared with the MLP (empty for none; also forest, svm, knn and "
+                                             "elasticnet, each searched as xgboost is; cnn learns from the table's "
+                                             "logmel images)")
+    saved_model: str = option("record", choices=("record", *CLASSIFIERS, *EXTRA_BASELINES, *IMAGE_MODELS),
                               help="the model the artifact holds: the model of record, or a compared model by name")
     # A class of 2 % costs 2 % of an unweighted loss: "never" is then a cheap answer (learn/balance.py).
     class_weight: str = option("none", choices=("none", "balanced"),

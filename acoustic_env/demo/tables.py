@@ -22,7 +22,7 @@ from acoustic_env.config import FeatureParams
 from acoustic_env.embedders import registry
 from acoustic_env.features import feature_metadata
 from acoustic_env.storage import join, write_parquet
-from acoustic_env.table import metadata_json, vector_type
+from acoustic_env.table import encode_images, metadata_json, vector_type
 
 URBAN, NATURAL = "/t/dd00128", "/t/dd00129"
 UNRELATED = "/m/0jbk"  # a MID no task claims, as real clips carry many
@@ -37,13 +37,14 @@ class Synthetic:
     true: np.ndarray
     given: np.ndarray
     flipped: set[str]
+    images: list[np.ndarray] | None = None  # the log-mel images before the table's 8-bit storage (``logmel_s``)
 
 
 def synthetic_features(n_rows: int, class_mids: Sequence[str | Sequence[str]] = (URBAN, NATURAL), *,
                        multi_label: bool = False, seed: int = 0, rows_per_group: int | None = 3,
                        embedders: tuple[str, ...] = (), scores: tuple[str, ...] = (),
                        signals: tuple[str, ...] | None = None, separation: float = 1.0, flip: float = 0.0,
-                       uris: list[str] | None = None) -> Synthetic:
+                       uris: list[str] | None = None, logmel_s: float = 0.0) -> Synthetic:
     """``n_rows`` clips of ``len(class_mids)`` classes (each class: one MID or a list of MIDs).
 
     Single-label clips are balanced over the classes; multi-label clips hold each class
@@ -51,7 +52,8 @@ def synthetic_features(n_rows: int, class_mids: Sequence[str | Sequence[str]] = 
     another class; multi-label: one membership toggled). ``rows_per_group`` consecutive
     clips share a recording (``None``: no group column values). ``embedders`` add their
     vectors (recorded as random weights); ``scores`` add ``<name>_scores`` columns of
-    random tagger scores.
+    random tagger scores. ``logmel_s`` > 0 adds a ``logmel`` image column of clips that long
+    (:func:`synthetic_images`).
     """
     rng = np.random.default_rng(seed)
     mids = [[m] if isinstance(m, str) else list(m) for m in class_mids]
@@ -97,12 +99,34 @@ def synthetic_features(n_rows: int, class_mids: Sequence[str | Sequence[str]] = 
     for name in scores:
         columns[f"{name}_scores"] = pa.FixedSizeListArray.from_arrays(pa.array(rng.random(n_rows * 8, np.float32)), 8)
         dims[f"{name}_scores"] = 8
+    images = synthetic_images(member, group_ids, logmel_s, rng) if logmel_s > 0 else None
+    if images is not None:
+        columns["logmel"] = encode_images(images)
     meta = {"format_version": 1, "package_version": "synthetic", "run_id": "synthetic", "columns": cpu,
             "weights": {e: "random" for e in embedders}}
     schema = pa.schema([pa.field(n, vector_type(dims[n]) if n in dims else a.type) for n, a in columns.items()],
                        metadata=metadata_json(meta))
     table = pa.Table.from_arrays(list(columns.values()), schema=schema)
-    return Synthetic(table=table, ids=ids, true=true, given=given, flipped={ids[i] for i in flipped})
+    return Synthetic(table=table, ids=ids, true=true, given=given, flipped={ids[i] for i in flipped}, images=images)
+
+
+def synthetic_images(member: np.ndarray, group_ids: np.ndarray, seconds: float,
+                     rng: np.random.Generator) -> list[np.ndarray]:
+    """Log-mel-like images (64 bands, 100 frames a second, dB) of clips of ``seconds``: a noise floor tilted per
+    recording, and short events whose band depends on the class (each class's band overlaps its neighbour's),
+    so that where in frequency and time energy lies tells the classes apart, as in real soundscapes."""
+    bands, frames = 64, max(8, 1 + (int(seconds * 16000) - 400) // 160)
+    tilt = rng.normal(0, 4, int(group_ids.max()) + 1)
+    images = []
+    for row, g in zip(member, group_ids):
+        image = rng.normal(-60, 3, (bands, frames)) + tilt[g] * np.linspace(-1, 1, bands)[:, None]
+        for c in np.flatnonzero(row):
+            centre = 8 + (48 * c) // max(len(row) - 1, 1)
+            for _ in range(rng.integers(2, 6)):
+                low, start = int(np.clip(centre + rng.integers(-6, 7), 0, bands - 8)), int(rng.integers(0, frames))
+                image[low:low + 8, start:start + int(rng.integers(5, 30))] += rng.uniform(8, 20)
+        images.append(image.astype(np.float32))
+    return images
 
 
 def synthetic_table(n_rows: int, class_mids: Sequence[str | Sequence[str]] = (URBAN, NATURAL),

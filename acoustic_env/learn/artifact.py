@@ -50,8 +50,12 @@ from acoustic_env.table import (
     RANDOM,
     FeatureSet,
     GroupInfo,
+    decode_images,
     embeddings_needed,
+    encode_images,
     extract_settings,
+    image_rows,
+    open_table,
     read_features,
     source_of,
     vectors_to_numpy,
@@ -85,9 +89,15 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 
 def save_model(uri: str, estimator: Portable, transforms: list[GroupTransform], description: dict[str, Any],
                feature_groups: Sequence[GroupInfo]) -> None:
-    """Write the artifact; ``description`` becomes model.json (with the estimator and the groups added)."""
+    """Write the artifact; ``description`` becomes model.json (with the estimator and the groups added).
+
+    An estimator of images (its spec names an ``input`` column: the CNN) reads no feature group, so its model
+    keeps none, and scoring computes only its image column.
+    """
     from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES
 
+    if estimator.spec.get("input"):
+        transforms, feature_groups = [], []
     if [t.group for t in transforms] != [g.name for g in feature_groups]:
         raise ValueError("save_model: transforms and feature_groups must name the same groups in the same order")
     blob = FORMAT_FILES[estimator.spec["format"]]
@@ -175,6 +185,11 @@ class Description:
         return [g["name"] for g in self.meta["groups"]]
 
     @property
+    def image_input(self) -> dict[str, Any] | None:
+        """What an image model reads (``column``, ``bands``, ``frames``: its window), None for a model of vectors."""
+        return (self.meta.get("estimator") or {}).get("input")
+
+    @property
     def metrics(self) -> dict[str, Any]:
         return self.meta.get("metrics", {})
 
@@ -185,7 +200,18 @@ class Description:
 
     def extract_settings(self) -> dict[str, Any]:
         """The extract job's ``embedders`` and ``embed_signals`` that write this model's columns."""
+        self.check_scores_audio()
         return extract_settings(self.groups)
+
+    def check_scores_audio(self) -> None:
+        """ConfigError, in one line before anything is decoded, for a model that scoring audio cannot feed yet: an
+        image model (the CNN) reads log-mel images, which predict, windows, serve and annotate compute once the
+        log-mel front end (``features.logmel``) is part of the extract stages they call."""
+        if self.image_input:
+            raise ConfigError(f"model: {self.uri} is a {self.meta['estimator'].get('name')} over the "
+                              f"{self.image_input['column']!r} images, which scoring audio does not compute in this "
+                              f"version; score a feature table that has the column (acoustic_env.load_model(...)"
+                              f".predict_table(table))")
 
 
 @dataclass(frozen=True)
@@ -213,6 +239,16 @@ class Model(Description):
                                   f"weights {want.get('weights')}")
         return data
 
+    def _read(self, data: Any) -> Any:
+        """``data``, or the table at the URI ``data``: its feature groups (``read_features``), or for an image model
+        its clips' ids and images, sorted by clip id as a FeatureSet's rows are."""
+        if not isinstance(data, str):
+            return data
+        if not self.image_input:
+            return self.read_features(data)
+        table = open_table(data).dataset().to_table(columns=["clip_id", self.image_input["column"]])
+        return table.sort_by("clip_id")
+
     def matrices(self, data: Any) -> dict[str, np.ndarray]:
         """The model's groups from a FeatureSet, a table, a DataFrame, a mapping of arrays or a feature-table URI."""
         if isinstance(data, str):
@@ -226,10 +262,35 @@ class Model(Description):
         dims = {g["name"]: g["dim"] for g in self.meta["groups"]}
         return {g: _column_matrix(data[g], dims[g]) for g in self.groups}
 
+    def images(self, data: Any) -> np.ndarray:
+        """An image model's inputs: [n, bands, frames] float32 at its window (NaN for a row without an image).
+
+        ``data``: a FeatureSet or a feature-table URI (its image column), a table or mapping whose
+        column holds ``table.IMAGE_TYPE`` rows or float images. Float images (computed from audio in
+        this process) are first stored and read back as the table stores them (8 bits a cell), so a
+        clip scores the same from its audio as from the table the model was trained on.
+        """
+        from acoustic_env.learn.spectro import fit_width
+
+        column, frames = self.image_input["column"], int(self.image_input["frames"])
+        data = self._read(data)
+        if isinstance(data, FeatureSet):
+            images = image_rows(data, column)
+        else:
+            if column not in (data.column_names if isinstance(data, pa.Table) else list(data.keys())):
+                raise KeyError(f"the input lacks the image column this model uses: {column}")
+            values = data[column]
+            images = decode_images(values if isinstance(values, (pa.Array, pa.ChunkedArray)) else encode_images(values))
+        out = np.full((len(images), int(self.image_input["bands"]), frames), np.nan, np.float32)
+        for i, image in enumerate(images):
+            if image is not None:
+                out[i] = fit_width(image, frames)
+        return out
+
     def predict_proba(self, data: Any) -> np.ndarray:
-        """[n, classes] probabilities, one row per input row (NaN where a feature vector is missing)."""
-        x = transform_all(self.transforms, self.matrices(data))
-        ok = np.isfinite(x).all(axis=1)
+        """[n, classes] probabilities, one row per input row (NaN where a feature vector or image is missing)."""
+        x = self.images(data) if self.image_input else transform_all(self.transforms, self.matrices(data))
+        ok = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         out = np.full((len(x), len(self.class_names)), np.nan)
         if ok.any():
             out[ok] = self.estimator.predict_proba(x[ok])
@@ -237,8 +298,7 @@ class Model(Description):
 
     def predict_table(self, data: Any) -> pa.Table:
         """``clip_id`` (when the input has it), the prediction and ``prob_<class>`` per row, as an Arrow table."""
-        if isinstance(data, str):
-            data = self.read_features(data)
+        data = self._read(data)
         p = self.predict_proba(data)
         cols: dict[str, Any] = {}
         if isinstance(data, FeatureSet):
@@ -306,6 +366,7 @@ class Model(Description):
         it too: which signals it embeds follows from the columns
         (:func:`acoustic_env.audio.featurize.batch_outputs`).
         """
+        self.check_scores_audio()
         taggers = self.taggers()
         columns = {g["name"]: g["dim"] for g in self.meta["groups"]}
         columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})

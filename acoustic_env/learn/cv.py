@@ -38,8 +38,11 @@ from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
 
 AVERAGE = "average"
+#: What ``describe`` adds when the CNN is a candidate: it reads the images, not the preprocessed vectors.
+CNN_NOTE = (" (cnn: on each clip's log-mel image, augmented in training only, its input scaling fitted and its early "
+            "stopping judged on the training folds only)")
 #: Simplest first: a tie in the cross-validated score goes to the earlier model.
-ORDER = ("logreg", "elasticnet", "knn", "svm", "forest", "xgboost", "mlp", AVERAGE)
+ORDER = ("logreg", "elasticnet", "knn", "svm", "forest", "xgboost", "mlp", "cnn", AVERAGE)
 #: ``prepare(train_mask)`` → the model inputs of every row, preprocessing fitted on ``train_mask`` rows only.
 Prepare = Callable[[np.ndarray], np.ndarray]
 
@@ -84,7 +87,8 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                 models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                search: SearchPlan = SearchPlan(), threads: int | None = None, balance: Balance = Balance()
+                search: SearchPlan = SearchPlan(), threads: int | None = None, balance: Balance = Balance(),
+                inputs: dict[str, np.ndarray] | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]]]:
     """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``), and
     ``{model: the searches its fold models ran}``.
@@ -93,6 +97,8 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     MLP) runs grouped CV on the training folds only, so no trial is scored on a clip of the fold that evaluates
     it (nested cross-validation). ``threads``: each fit's threads (xgboost, torch; None: every core).
     ``balance``: how every fold model weighs rare classes (``learn.balance``).
+    ``inputs``: a model's own inputs of every row, which learn nothing from the data before it (the CNN's
+    images, ``learn.spectro``), in place of ``prepare``'s; held out by the same folds.
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
     searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
@@ -100,9 +106,10 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
         test = folds == k
         x = prepare(~test)
         for m in models:
+            xm = (inputs or {}).get(m, x)
             est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance).fit(
-                x[~test], y[~test], groups=None if groups is None else groups[~test])
-            proba[m][test] = est.predict_proba(x[test])
+                xm[~test], y[~test], groups=None if groups is None else groups[~test])
+            proba[m][test] = est.predict_proba(xm[test])
             searches[m] += [est.search_] if est.search_ is not None else []
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
@@ -129,11 +136,11 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str,
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                    models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
                    search: SearchPlan = SearchPlan(), threads: int | None = None,
-                   balance: Balance = Balance()) -> CVResult:
+                   balance: Balance = Balance(), inputs: dict[str, np.ndarray] | None = None) -> CVResult:
     """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``,
-    ``threads``, ``balance``: see ``out_of_fold``)."""
+    ``threads``, ``balance``, ``inputs``: see ``out_of_fold``)."""
     proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search, threads,
-                                  balance)
+                                  balance, inputs)
     chosen, best, scores = choose(kind, y, proba)
     return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches)
 
@@ -162,8 +169,9 @@ def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, resul
                    f"of record." if result.best != result.chosen else "")
     return (f"{n_folds}-fold cross-validation over all {n_clips} clips ({how}). For each fold the preprocessing "
             f"(standardise, PCA per feature group) and each model ({', '.join(models)}) were fitted on the other "
-            f"folds only and scored the held-out fold; the figures pool these out-of-fold predictions "
-            f"(every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} The model of record, "
+            f"folds only and scored the held-out fold{CNN_NOTE if 'cnn' in models else ''}; the figures pool these "
+            f"out-of-fold predictions (every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} "
+            f"The model of record, "
             f"{result.chosen}, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that "
             f"can be saved.{passed_over} The saved model is {saved}"
             f"{'' if saved == result.chosen else ' (asked for with saved_model, not the model of record)'}, "

@@ -23,6 +23,13 @@ PARAMS: dict[str, dict[str, Any]] = {
     "mlp": {"val_fraction": 0.15, "max_rounds": 20, "patience": 4, "class_weight": None, "balanced_sampler": False,
             "network": {"depth": 2, "width": 128, "lr": 1e-3, "activation": "relu", "dropout": 0.2,
                         "weight_decay": 1e-4, "batch_size": 64}},
+    # cnn (learn.spectro): few, narrow blocks and few rounds, so a fold of a few hundred clips trains in seconds on
+    # one CPU thread; augment: each entry switches one augmentation (0 or False: off), recorded with the model.
+    "cnn": {"val_fraction": 0.2, "max_rounds": 12, "patience": 3,
+            "network": {"input_pool": [2, 4], "channels": [8, 16, 32], "dropout": 0.3, "lr": 3e-3,
+                        "weight_decay": 1e-4, "batch_size": 32},
+            "augment": {"crop_frames": 200, "shift": True, "time_masks": 2, "time_mask": 20, "freq_masks": 2,
+                        "freq_mask": 8, "mixup": 0.2}},
     "forest": {"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt", "max_depth": None,
                "class_weight": None},
     # gamma_factor: the RBF kernel's gamma times the number of inputs (1: scikit-learn's "scale" on standardised inputs)

@@ -7,9 +7,10 @@ reads back safely:
 * ``linear`` (logistic regression): the standardisation and the coefficients as
   float64 arrays; the probabilities are recomputed with numpy (logistic link
   for a binary or one-vs-rest model, softmax for a multinomial one);
-* ``torch`` (the MLP): the network's ``state_dict`` (``weights.pt``, loaded with
-  ``weights_only=True``), its architecture, and the standardisation in front of
-  it when the estimator had one;
+* ``torch`` (the MLP, the CNN): the network's ``state_dict`` (``weights.pt``, loaded with
+  ``weights_only=True``), its architecture (``network``: ``cnn`` for ``learn.spectro``'s, absent
+  for the MLP), and the standardisation in front of it when the estimator had one; the CNN's
+  spec also names its ``input``: the image column, its bands and the window's frames;
 * ``xgboost``: the booster in XGBoost's JSON model format (``xgboost.json``),
   and the trees it uses (early stopping keeps fewer than it grew);
 * ``skops`` (the forest, the SVM and kNN): the fitted scikit-learn pipeline
@@ -55,7 +56,7 @@ ARRAYS, WEIGHTS, BOOSTER, SKOPS = "estimator.npz", "weights.pt", "xgboost.json",
 FORMAT_FILES = {"linear": None, "torch": WEIGHTS, "xgboost": BOOSTER, "skops": SKOPS}
 #: Zoo models with a portable form, by the format that holds them.
 FORMATS = {"logreg": "linear", "elasticnet": "linear", "mlp": "torch", "xgboost": "xgboost", "forest": "skops",
-           "svm": "skops", "knn": "skops"}
+           "svm": "skops", "knn": "skops", "cnn": "torch"}
 #: The types a skops file may hold beyond skops' defaults (scikit-learn's estimators, numpy, scipy): a tree's
 #: node arrays. Anything else in the file stops the load.
 SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
@@ -86,8 +87,10 @@ class Portable:
             raise ValueError(f"the estimator was fitted for {len(prior)} classes, not {n_classes}")
         if self.n_outputs != len(columns) and not (len(columns) == 1 and self.n_outputs == 2):
             raise ValueError(f"the estimator gives {self.n_outputs} outputs for {len(columns)} fitted classes")
+        image = self.spec.get("input")
+        probe = (1, int(image["bands"]), int(image["frames"])) if image else (1, in_dim)
         try:
-            width = self.fitted_proba(np.zeros((1, in_dim), np.float32)).shape[1]
+            width = self.fitted_proba(np.zeros(probe, np.float32)).shape[1]
         except Exception as e:  # noqa: BLE001 - numpy, torch and xgboost each refuse a wrong width their own way
             raise ValueError(f"the estimator cannot score {in_dim} inputs ({type(e).__name__})") from None
         if width != self.n_outputs:
@@ -140,7 +143,7 @@ class Portable:
             self.pipeline()
         return self
 
-    def network(self) -> MLP:
+    def network(self) -> nn.Module:
         if "net" not in self._cache:
             state = torch.load(io.BytesIO(self.blob or b""), weights_only=True, map_location="cpu")
             self._cache["net"] = rebuild_network(self.spec["architecture"], state)
@@ -190,10 +193,16 @@ class Portable:
         return nn.Sequential(pre, self.network())
 
 
-def rebuild_network(architecture: dict[str, Any], state: dict[str, Any]) -> MLP:
-    """The MLP of ``architecture`` (:func:`acoustic_env.learn.mlp.architecture`'s) with the weights ``state``, in
-    evaluation mode: how a saved model and the train job's evaluations get back the network a run trained."""
-    net = MLP(**architecture)
+def rebuild_network(architecture: dict[str, Any], state: dict[str, Any]) -> nn.Module:
+    """The network of ``architecture`` (:func:`acoustic_env.learn.mlp.architecture`'s, or ``learn.spectro``'s for
+    ``network: cnn``) with the weights ``state``, in evaluation mode: how a saved model and the train job's
+    evaluations get back the network a run trained."""
+    if architecture.get("network") == "cnn":
+        from acoustic_env.learn.spectro import SpectroCNN
+
+        net: nn.Module = SpectroCNN(**{k: v for k, v in architecture.items() if k != "network"})
+    else:
+        net = MLP(**architecture)
     net.load_state_dict(state)
     net.eval()
     return net
@@ -234,6 +243,14 @@ def from_zoo(model: Any) -> Portable:
         arrays.update(_scaler(scaler), coef=coef.astype(np.float64), intercept=intercept.astype(np.float64))
         spec.update(link=link, outputs=2 if link == "binary" else coef.shape[0])
         return Portable(spec, arrays)
+    if fmt == "torch" and model.name == "cnn":
+        from acoustic_env.learn.spectro import IMAGE_COLUMN, architecture as cnn_architecture
+
+        inner = model.model_
+        bands = int(inner.model_.bands)
+        spec["input"] = {"column": IMAGE_COLUMN, "bands": bands, "frames": inner.frames_}
+        arch = cnn_architecture(bands, inner.kind_, inner.n_classes_, inner.network)
+        return from_network(inner.model_, arch, inner.kind_, inner.n_classes_, arrays, spec)
     if fmt == "torch":
         from acoustic_env.learn.mlp import architecture
 
@@ -253,7 +270,7 @@ def from_zoo(model: Any) -> Portable:
     return Portable(spec, arrays, bytes(booster.save_raw("json")))
 
 
-def from_network(net: MLP, architecture: dict[str, Any], kind: str, n_classes: int,
+def from_network(net: nn.Module, architecture: dict[str, Any], kind: str, n_classes: int,
                  arrays: dict[str, np.ndarray] | None = None, spec: dict[str, Any] | None = None) -> Portable:
     """A torch network of ``architecture`` over ``n_classes`` classes (the searched MLP, or the zoo MLP's network)."""
     if n_outputs(kind, n_classes) != architecture["n_out"]:

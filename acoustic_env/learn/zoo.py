@@ -42,6 +42,9 @@ defaults. Every model has a saved form (``learn.portable``).
 
 Every model but knn takes ``class_weight`` ("balanced": each class weighs alike), the network also
 ``balanced_sampler``; ``make_estimator``'s ``balance`` sets them (``learn.balance``).
+* ``cnn``: a small CNN over each clip's log-mel image (``learn.spectro``): its ``X`` is
+  [clips, bands, frames] images, not feature vectors; it holds out whole groups of the
+  rows it is given for early stopping.
 
 ``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
 of the rows (a fold may lack a class, or a multi-label column may be constant
@@ -60,7 +63,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, ConfigError
+from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, IMAGE_MODELS, ConfigError
 from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.params import CANDIDATES, PARAMS
 from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
@@ -69,7 +72,8 @@ from acoustic_env.learn.threads import blas_threads
 if TYPE_CHECKING:
     from acoustic_env.learn.mlp_estimator import MLPClassifier
 
-ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES)  # the names are declared with the configs that choose among them
+#: The names are declared with the configs that choose among them.
+ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES, *IMAGE_MODELS)
 #: The logistic regressions: C (and the L1 share) searched by ``LogisticRegressionCV`` on the grouped inner folds.
 LINEAR = ("logreg", "elasticnet")
 
@@ -168,7 +172,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 self.model_.set_params(early_stopping_rounds=self.params["early_stopping_rounds"])
                 self.model_.fit(X, target, eval_set=[(x_val, self._target(y_val))], verbose=False, **weights)
                 return self
-        self.model_.fit(X, target, **weights)
+        self.model_.fit(X, target, **weights, **({"groups": groups} if self.name == "cnn" else {}))
         if self.name in LINEAR and self.search_ is not None:
             self._record_c_search(time.time() - start)
         return self
@@ -237,6 +241,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
             trees = {k: v for k, v in p.items() if k not in ("early_stopping_rounds", "class_weight")}
             return XGBClassifier(**trees, random_state=self.seed, n_jobs=self.threads)
+        if self.name == "cnn":
+            from acoustic_env.learn.spectro_estimator import CNNClassifier
+
+            return CNNClassifier(seed=self.seed, threads=self.threads, **p)
         return self._network(p)
 
     def network(self) -> MLPClassifier:

@@ -22,6 +22,7 @@ from acoustic_env.jobs.train.evaluation import (
     Outcome,
     checked_portable,
     class_balance,
+    image_inputs,
     mlp_shap,
     model_inputs,
     shap_rows,
@@ -90,6 +91,11 @@ def _in_memory(cfg: TrainConfig, features: FeatureSet, field: str) -> None:
                           f"{cfg.memory_gb:g}; raise memory_gb or pass cv_folds=0 for the train/val/test split")
 
 
+def _images(candidates: list[str], features: FeatureSet) -> dict[str, np.ndarray]:
+    """The CNN's own inputs (its images) when it is a candidate: ``learn.cv.cross_validate``'s ``inputs``."""
+    return {"cnn": image_inputs(features)} if "cnn" in candidates else {}
+
+
 def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[FeatureSet, dict]:
     """Every cell of the grid cross-validated on the same folds; the features narrowed to the winner's groups.
 
@@ -104,11 +110,12 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
     plan = SearchPlan(cfg.search_trials, cfg.search_folds)
     kind, y, balance = task.kind, features.y, class_balance(cfg)
+    images = _images(candidates, features)
     result = compare(
         plan_cells,
         lambda cell: cross_validate(lambda rows: model_inputs(cfg, features, rows, list(cell.groups))[1], y, folds,
                                     kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS,
-                                    balance),
+                                    balance, images),
         lambda p: headline(kind, y, p)["roc_auc"],
         lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
     keep = set(result["winner"]["groups"])
@@ -133,8 +140,9 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
     plan, balance = SearchPlan(cfg.search_trials, cfg.search_folds), class_balance(cfg)
+    images = _images(candidates, features)
     result = done or cross_validate(lambda train_rows: model_inputs(cfg, features, train_rows)[1], features.y, folds,
-                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS, balance)
+                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS, balance, images)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
@@ -143,9 +151,9 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     transforms, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
     t = time.time()
     fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance).fit(
-        x, features.y, groups=features.groups)
+        images.get(saved, x), features.y, groups=features.groups)
     timings["final_fit_s"] = time.time() - t
-    estimator = checked_portable(fitted, x)
+    estimator = checked_portable(fitted, images.get(saved, x))
     params = {"model": saved, **fitted.params_}
     history, drawn = None, None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
@@ -171,7 +179,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
                               "val_score": sub.scores["logreg"]})
         timings["ablations_s"] = time.time() - t
     shap: dict[str, Any] = {}
-    if cfg.shap_samples:
+    if cfg.shap_samples and saved not in images:  # SHAP explains the feature groups, which the CNN does not read
         t = time.time()
         everything = np.arange(len(features))
         explain_rows, background_rows = shap_rows(cfg, everything, everything)

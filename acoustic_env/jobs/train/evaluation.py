@@ -17,16 +17,17 @@ import numpy as np
 from torch import nn
 
 from acoustic_env.vocabulary.tasks import Task
-from acoustic_env.config import TrainConfig
+from acoustic_env.config import ConfigError, TrainConfig
 from acoustic_env.jobs.train.explain import mlp_attributions
 from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.portable import Portable, from_zoo
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
+from acoustic_env.learn.spectro import IMAGE_COLUMN, stack_images, window_frames
 from acoustic_env.learn.splits import NAMES
 from acoustic_env.learn.threads import blas_threads
 from acoustic_env.learn.transform import GroupTransform, transform_all
 from acoustic_env.learn.zoo import ZooClassifier
-from acoustic_env.table import FeatureSet
+from acoustic_env.table import FeatureSet, image_rows
 
 #: Threads of each fit under cross-validation (at most cv_max_clips clips): one thread per fit of xgboost or the
 #: network on a few hundred clips is several times faster than two that wait on each other (benchmarks/RESULTS.md).
@@ -56,6 +57,25 @@ def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
 def class_balance(cfg: TrainConfig) -> Balance:
     """How every model of the run weighs rare classes (``class_weight``, ``balanced_sampler``), as the zoo takes it."""
     return Balance(None if cfg.class_weight == "none" else cfg.class_weight, cfg.balanced_sampler)
+
+
+def image_inputs(features: FeatureSet) -> np.ndarray:
+    """The CNN's inputs: each clip's log-mel image (the table's ``logmel``, in the clips' order) at the model's
+    window, the clips' median length (``learn.spectro.stack_images``), as [clips, bands, frames] float32.
+
+    The column is read whole into this process (8 bits a cell, 64 kB a 10-s clip), as cross-validation holds
+    the feature matrix; a clip without an image stops the job with one line naming it.
+    """
+    table = features.table
+    if IMAGE_COLUMN not in table.schema.names:
+        raise ConfigError(f"baselines: cnn learns from the {IMAGE_COLUMN!r} image column, which {table.source} "
+                          f"lacks; extract the table with the log-mel images, or leave cnn out")
+    images = image_rows(features, IMAGE_COLUMN)
+    missing = [c for c, im in zip(features.ids, images) if im is None]
+    if missing:
+        raise ConfigError(f"baselines: cnn needs every clip's {IMAGE_COLUMN!r} image; {len(missing)} clip(s) of "
+                          f"{table.source} have none, e.g. {missing[0]}")
+    return stack_images(images, window_frames(images))
 
 
 def split_counts(task: Task, features: FeatureSet, split: np.ndarray,

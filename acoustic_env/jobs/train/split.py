@@ -97,6 +97,9 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
               test_mask: np.ndarray | None, counts: dict[str, Any], timings: dict[str, float],
               t: float) -> Outcome:
     """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
+    if "cnn" in cfg.baselines:  # its images are read whole into memory, which cross-validation's size bounds
+        raise ConfigError(f"baselines: cnn is compared under cross-validation only (up to cv_max_clips="
+                          f"{cfg.cv_max_clips} clips, or folds_column); this run uses the train/val/test split")
     _check_groups(features, clip_groups, test_mask)
     split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
     _check_split(task, features, split)  # before Ray starts and anything is fitted

@@ -1,0 +1,79 @@
+"""The zoo's ``cnn`` (``learn.spectro``'s network) as a scikit-learn estimator: its inner split, its training.
+
+The one way the CNN is built and trained, for the train job's cross-validation and final fit: ``fit`` holds
+out whole groups of the rows it is given (``inner_split``) for early stopping on their validation loss and
+trains through the one loop (``learn.fit``) with ``learn.spectro.augmenter`` as its ``augment`` hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from acoustic_env.learn.fit import Schedule, fit
+from acoustic_env.learn.mlp import predict_proba
+from acoustic_env.learn.spectro import SpectroCNN, architecture, augmenter
+from acoustic_env.learn.threads import torch_threads
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator):
+    """The zoo's ``cnn``: ``X`` is [clips, bands, frames] images (``learn.spectro.stack_images``); targets as the zoo's.
+
+    ``fit`` holds out ``val_fraction`` of the rows (whole groups when ``groups`` are given) for
+    early stopping on the validation loss; ``network`` holds the architecture and the optimiser's
+    settings, ``augment`` the augmentations (``learn.spectro``'s docstring).
+    """
+
+    def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int, network: dict[str, Any],
+                 augment: dict[str, Any], threads: int | None = None):
+        self.seed = seed
+        self.val_fraction = val_fraction
+        self.max_rounds = max_rounds
+        self.patience = patience
+        self.network = network
+        self.augment = augment
+        self.threads = threads
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> CNNClassifier:
+        """Train on the images ``X`` with one torch thread unless ``threads`` says (see ``MLPClassifier.fit``)."""
+        y = np.asarray(y)
+        kind, n_classes = ("multi_label", y.shape[1]) if y.ndim == 2 else ("single_label", int(y.max()) + 1)
+        train, val = inner_split(y if y.ndim == 1 else None, groups, self.val_fraction, self.seed)
+        with torch_threads(self.threads or 1):
+            torch.manual_seed(self.seed)
+            self.model_ = SpectroCNN(**{k: v for k, v in architecture(X.shape[1], kind, n_classes, self.network).items()
+                                        if k != "network"})
+            x_train = np.asarray(X[train], np.float32)
+            self.model_.mean.fill_(float(x_train.mean()))
+            self.model_.std.fill_(float(x_train.std()) or 1.0)
+            data = {"x_train": x_train, "y_train": y[train], "x_val": np.asarray(X[val], np.float32), "y_val": y[val]}
+            result = fit(self.model_, data, kind, n_classes, self.network,
+                         Schedule(self.max_rounds, self.patience, steps_per_round=1, monitor="loss"), self.seed,
+                         augment=augmenter(self.augment, kind, n_classes), score_train=False)
+        self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)
+        self.frames_, self.history_ = int(X.shape[2]), result["history"]
+        self.model_.eval()
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return predict_proba(self.model_, np.asarray(X, np.float32), self.kind_, self.n_classes_, batch_size=64)
+
+
+def inner_split(y: np.ndarray | None, groups: np.ndarray | None, fraction: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows): about ``fraction`` of the groups held out, stratified by class when ``y``
+    (single-label) has two clips of every class; every row its own group without ``groups``."""
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    n = len(groups) if groups is not None else len(y)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    folds = max(2, int(round(1 / fraction)))
+    if y is not None and np.bincount(y).min() >= 2 and len(np.unique(groups)) >= folds:
+        splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+        train, val = next(splitter.split(np.zeros(n), y, groups))
+    else:
+        train, val = next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(np.zeros(n), groups=groups))
+    return np.sort(train), np.sort(val)

@@ -1,0 +1,118 @@
+"""The ``cnn`` candidate in train: compared under the same folds as the others, saved pickle-free as the model of
+record, and the saved model scores the training clips as the fitted one did in the train process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import acoustic_env as ae
+from acoustic_env.cli import main
+from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.demo.tables import synthetic_features, synthetic_images, write_features
+from acoustic_env.jobs.train import crossval
+from acoustic_env.jobs.train.job import summary_lines, train
+from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.params import PARAMS
+from acoustic_env.learn.portable import from_zoo
+from acoustic_env.learn.spectro import stack_images
+from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.table import decode_images, encode_images
+from conftest import tone_clip
+
+FAST = {"ablations": False, "shap_samples": 0, "search_trials": 1, "cv_folds": 3, "feature_groups": ["indices_raw"]}
+
+
+@pytest.fixture(scope="module")
+def image_table(tmp_path_factory):
+    """48 clips of 3 s, two classes, with their log-mel images; the rows stored out of clip order."""
+    root = tmp_path_factory.mktemp("cnn")
+    data = synthetic_features(48, seed=5, logmel_s=3.0)
+    shuffled = data.table.take(np.random.default_rng(0).permutation(48))
+    return write_features(shuffled, str(root / "table")), data
+
+
+def test_cnn_is_compared_on_the_same_folds_saved_and_scores_the_clips_as_in_training(image_table, tmp_path,
+                                                                                     monkeypatch, capsys):
+    source, data = image_table
+    fitted = {}
+    checked = crossval.checked_portable
+
+    def spy(estimator, x):
+        fitted["proba"] = estimator.predict_proba(x)
+        return checked(estimator, x)
+
+    monkeypatch.setattr(crossval, "checked_portable", spy)
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST,
+                                  "baselines": ["xgboost", "cnn"], "saved_model": "cnn"})
+    summary = train(cfg)
+    ev = summary.evaluation
+    assert ev["candidates"] == ["xgboost", "mlp", "cnn", "average"] and ev["saved_model"] == "cnn"
+    folds = {m: [(f["fold"], f["n"]) for f in d["per_fold"]] for m, d in ev["models"].items()}
+    assert len({tuple(f) for f in folds.values()}) == 1 and summary.metrics["cnn"]["n"] == 48
+    assert summary.metrics["cnn"]["roc_auc"] > 0.8  # the classes differ in where their events lie
+    assert "cnn: on each clip's log-mel image" in ev["description"]
+    assert "cv cnn" in "\n".join(summary_lines(summary))
+
+    model = ae.load_model(summary.model)
+    spec = model.meta["estimator"]
+    assert spec["name"] == "cnn" and spec["format"] == "torch" and model.groups == []
+    assert spec["params"]["augment"]["mixup"] > 0 and spec["input"]["column"] == "logmel"
+    from_table = model.predict_proba(source)
+    np.testing.assert_allclose(from_table, fitted["proba"], atol=1e-5)
+    # the images as computed (float dB, as predict computes them from audio) score as the stored 8-bit ones
+    order = np.argsort(data.ids)
+    from_floats = model.predict_proba({"logmel": [data.images[i] for i in order]})
+    np.testing.assert_allclose(from_floats, fitted["proba"], atol=1e-5)
+    # scoring audio cannot compute the images yet (the log-mel front end): one line, before any decoding
+    wav = tone_clip(tmp_path / "a.wav")
+    for command in (["predict", str(wav)], ["predict", str(wav), "--windows", "--window-s", "1"]):
+        assert main([*command, "--model", summary.model]) == 2
+        assert "scoring audio does not compute" in capsys.readouterr().err
+
+
+def test_cnn_on_a_table_without_images_is_one_line(tmp_path):
+    source = write_features(synthetic_features(24, seed=1).table, str(tmp_path / "t"))
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST,
+                                  "baselines": ["cnn"]})
+    with pytest.raises(ConfigError, match="baselines: cnn learns from the 'logmel' image column, which .* lacks"):
+        train(cfg)
+
+
+def test_cnn_under_the_split_is_one_line(image_table, tmp_path):
+    source, _ = image_table
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 0,
+                                  "baselines": ["cnn"]})
+    with pytest.raises(ConfigError, match="baselines: cnn is compared under cross-validation only"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("kind, k", [("single_label", 3), ("multi_label", 3)])
+def test_a_saved_cnn_loads_back_with_its_own_probabilities(kind, k, tmp_path):
+    """Any task's CNN (softmax with mixup's soft targets, independent sigmoids) saved and loaded, nothing pickled."""
+    rng = np.random.default_rng(0)
+    member = np.eye(k)[np.arange(30) % k] if kind == "single_label" else (rng.random((30, k)) < 0.5).astype(int)
+    images = synthetic_images(member, np.arange(30) // 2, 1.0, rng)
+    x = stack_images(images, 98)
+    y = member.argmax(axis=1) if kind == "single_label" else member
+    fitted = make_estimator("cnn", kind, k, max_rounds=2, network={**PARAMS["cnn"]["network"], "channels": [4, 8]},
+                            augment={**PARAMS["cnn"]["augment"], "crop_frames": 60})
+    fitted.fit(x, y, groups=np.arange(30) // 2)
+    meta = {"task": {"name": "t", "kind": kind, "class_names": [f"c{j}" for j in range(k)], "definition": {}}}
+    save_model(str(tmp_path / "m"), from_zoo(fitted), [], meta, [])
+    model = ae.load_model(str(tmp_path / "m"))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["estimator.npz", "model.json", "preprocessing.npz",
+                                                                   "weights.pt"]
+    stored = decode_images(encode_images(images))  # what a table holds, and predict scores
+    np.testing.assert_allclose(model.predict_proba({"logmel": images}), fitted.predict_proba(stack_images(stored, 98)),
+                               rtol=0, atol=1e-6)
+
+
+def test_the_grid_compares_the_cnn_in_its_cells_on_the_same_folds(tmp_path):
+    source = write_features(synthetic_features(30, seed=2, logmel_s=1.0).table, str(tmp_path / "t"))
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 2,
+                                  "grid": True, "feature_groups": ["indices"], "baselines": ["cnn"]})
+    summary = train(cfg)
+    [cell] = summary.grid["cells"]
+    assert set(cell["scores"]) == {"mlp", "cnn", "average"}
+    assert summary.evaluation["scores"] == cell["scores"]  # the winning cell's cross-validation, reused

@@ -1,0 +1,102 @@
+"""The log-mel CNN (learn/spectro.py): augmentation changes the training images only, every switch is honoured, and
+the network scores any window of frames the same way every time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from acoustic_env.learn.params import PARAMS
+from acoustic_env.learn.spectro import SpectroCNN, augmenter, fit_width
+from acoustic_env.learn.spectro_estimator import CNNClassifier, inner_split
+
+OFF = {"crop_frames": 40, "shift": False, "time_masks": 0, "time_mask": 0, "freq_masks": 0, "freq_mask": 0,
+       "mixup": 0.0}
+SWITCHES = {"shift": {"shift": True}, "time masks": {"time_masks": 2, "time_mask": 10},
+            "frequency masks": {"freq_masks": 2, "freq_mask": 4}, "mixup": {"mixup": 0.4}}
+SMALL = {**PARAMS["cnn"]["network"], "channels": [4, 8], "batch_size": 64}
+
+
+def _images(n: int, frames: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes told apart by which bands are loud; dB-like values."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.normal(-50, 6, (n, 16, frames)).astype(np.float32)
+    x[y == 1, 2:6] += 12
+    x[y == 0, 10:14] += 12
+    return x, y
+
+
+@pytest.mark.parametrize("switch", list(SWITCHES))
+def test_each_augmentation_changes_training_batches_when_on_and_nothing_when_off(switch):
+    """With every switch off a batch is its centred window, whatever the epoch; one switch on makes the batch differ
+    from that window and from the previous epoch's, and never writes into the stored training images."""
+    x, y = _images(8)
+    xt, yt = torch.tensor(x), torch.tensor(y, dtype=torch.float32).reshape(-1, 1)
+    kept = xt.clone()
+    centre = xt[:, :, 10:50]
+    gen = torch.Generator().manual_seed(1)
+    plain = augmenter(OFF, "single_label", 2)
+    epochs = [plain(xt, yt, gen)[0] for _ in range(2)]
+    assert all(torch.equal(e, centre) for e in epochs)
+    on = augmenter({**OFF, **SWITCHES[switch]}, "single_label", 2)
+    first, second = on(xt, yt, gen)[0], on(xt, yt, gen)[0]
+    assert first.shape == centre.shape and not torch.equal(first, centre) and not torch.equal(first, second)
+    assert torch.equal(xt, kept)
+
+
+def test_mixup_blends_targets_with_the_images_and_one_hot_encodes_classes():
+    x, _ = _images(6)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    out_x, out_y = augmenter({**OFF, "mixup": 0.4}, "single_label", 3)(torch.tensor(x), y, torch.Generator())
+    assert out_y.shape == (6, 3) and torch.allclose(out_y.sum(dim=1), torch.ones(6))
+    assert not torch.equal(out_y, torch.nn.functional.one_hot(y, 3).float())
+
+
+def test_training_sees_new_images_each_epoch_and_evaluation_sees_the_stored_ones(monkeypatch):
+    """Every forward pass of the network is recorded: in evaluation mode (validation rounds, predict) the inputs are
+    exactly stored images, unchanged; in training mode they are augmented windows, different in each epoch."""
+    x, y = _images(40)
+    seen: list[tuple[bool, torch.Tensor]] = []
+
+    def spy(module, args):
+        if isinstance(module, SpectroCNN):
+            seen.append((module.training, args[0].detach().clone()))
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(spy)
+    try:
+        clf = CNNClassifier(0, 0.25, 3, 3, SMALL, {**PARAMS["cnn"]["augment"], "crop_frames": 40})
+        clf.fit(x[:32], y[:32], groups=np.arange(32) // 2)
+        first = clf.predict_proba(x[32:])
+        np.testing.assert_array_equal(first, clf.predict_proba(x[32:]))
+    finally:
+        handle.remove()
+    stored = {im.tobytes() for im in x}
+    evaluated = [t for training, t in seen if not training]
+    trained = [t for training, t in seen if training]
+    assert len(trained) == 3 and len(evaluated) == 3 + 2  # one step per epoch (64 > 24 rows); 3 rounds; 2 predicts
+    assert all(im.numpy().tobytes() in stored for batch in evaluated for im in batch)
+    assert trained[0].shape[2] == 40 and not any(im.numpy().tobytes() in stored for im in trained[0])
+    assert {im.numpy().tobytes() for im in trained[0]}.isdisjoint({im.numpy().tobytes() for im in trained[1]})
+
+
+def test_inner_split_keeps_groups_on_one_side_and_holds_every_class():
+    y = np.arange(60) % 3
+    groups = np.arange(60) // 4
+    train, val = inner_split(y, groups, 0.2, seed=0)
+    assert set(groups[train]).isdisjoint(groups[val]) and len(train) + len(val) == 60
+    assert set(y[val]) == {0, 1, 2} and 8 <= len(val) <= 16
+
+
+def test_fit_width_centres_cuts_and_pads_with_the_minimum():
+    image = np.arange(12, dtype=np.float32).reshape(2, 6)
+    np.testing.assert_array_equal(fit_width(image, 4), image[:, 1:5])
+    padded = fit_width(image, 9)
+    assert padded.shape == (2, 9) and (padded[:, :1] == 0).all() and np.array_equal(padded[:, 1:7], image)
+
+
+def test_the_network_scores_any_number_of_frames():
+    net = SpectroCNN(16, 1, [4, 8], 0.0, [2, 4]).eval()
+    for frames in (40, 61, 300):
+        assert net(torch.zeros(2, 16, frames)).shape == (2, 1)
