@@ -85,9 +85,9 @@ def _arrays(source: str, task, groups: list[str]) -> tuple[dict[str, np.ndarray]
     ("pca", "mps=0", "pca.mps: must be an integer >= 1 or a variance fraction in (0, 1), got 0"),
     ("feature_groups", "indices,spectrogram", "feature_groups: must be a subset of"),
     ("baselines", "lasso", "baselines: must be a subset of ['logreg', 'xgboost', 'forest', 'svm', 'knn', "
-                           "'elasticnet'], got 'lasso'"),
+                           "'elasticnet', 'cnn'], got 'lasso'"),
     ("saved_model", "lasso", "saved_model: must be one of ['record', 'logreg', 'xgboost', 'mlp', 'forest', 'svm', "
-                             "'knn', 'elasticnet'], got 'lasso'"),
+                             "'knn', 'elasticnet', 'cnn'], got 'lasso'"),
 ])
 def test_bad_option_is_one_line(field, value, message):
     with pytest.raises(ConfigError) as info:

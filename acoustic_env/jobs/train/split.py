@@ -173,7 +173,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
         explain_rows, background_rows = shap_rows(cfg, idx[TEST], idx[TRAIN])
         shap["mlp"] = mlp_shap(cfg, features, net, transforms, explain_rows, background_rows)
         for name, model in fitted.items():  # the trees: TreeSHAP on the components
-            shap.update({name: found} if (found := zoo_attributions(model, transforms, x[explain_rows])) else {})
+            shap.update({name: tree} if (tree := zoo_attributions(model, transforms, x[explain_rows])) else {})
         timings["shap_s"] = time.time() - t
 
     n_test = len(idx[TEST])
@@ -204,7 +204,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
                    shap=shap, transforms=transforms, estimator=estimator,
                    params=found.params if saved == "mlp" else {"model": saved, **fitted[saved].params_},
                    predictions=clip_predictions(features, idx[TEST], y_test, proba),
-                   importances={n: found for n, m in fitted.items() if (found := importances(m, transforms))},
+                   importances={n: weighed for n, m in fitted.items() if (weighed := importances(m, transforms))},
                    history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
                                                               f"({len(idx[VAL])} clips)"} if found.history else None,
                    network=net)
