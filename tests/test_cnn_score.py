@@ -64,7 +64,6 @@ def _assert_as_on_table(rows: list[dict], on_table: dict[str, dict]) -> None:
                                    atol=1e-5)
 
 
-@pytest.mark.slow
 def test_predict_on_the_training_clips_gives_the_probabilities_of_the_model_on_its_table(world, monkeypatch):
     """The issue's done-when, in process (the image alone: no vector feature is computed) and through the extract
     job (the larger-input path, which turns the log-mel images on)."""
@@ -81,7 +80,6 @@ def test_predict_on_the_training_clips_gives_the_probabilities_of_the_model_on_i
     _assert_as_on_table(in_process, world["on_table"])
 
 
-@pytest.mark.slow
 def test_windows_of_a_recording_are_scored_by_the_cnn_as_its_clips(world, tmp_path, capsys):
     """A recording of four training clips end to end: a window of the training clip length each, scored as the
     clip cut out alone."""
@@ -96,7 +94,6 @@ def test_windows_of_a_recording_are_scored_by_the_cnn_as_its_clips(world, tmp_pa
     assert "Traceback" not in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_the_service_scores_an_upload_and_its_windows_with_the_cnn(world):
     """The service's recognizer (no Ray): an upload of a training clip, and the same clip in windows."""
     limits = Limits(2**22, 6.0, 30.0, 2**22, 60.0, 30.0)
@@ -111,7 +108,6 @@ def test_the_service_scores_an_upload_and_its_windows_with_the_cnn(world):
                               **{f"prob_{c}": p for c, p in got["probabilities"].items()}}], world["on_table"])
 
 
-@pytest.mark.slow
 def test_annotate_extracts_the_images_for_the_cnn_whatever_its_record_says(world, tmp_path, capsys):
     """annotate into a new shared table: its extract computes the log-mel images the CNN reads even for a model
     whose recorded table parameters say they were off, and the annotations are the model's on the table."""
