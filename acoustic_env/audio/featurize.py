@@ -19,7 +19,7 @@ import os
 import posixpath
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +30,8 @@ from acoustic_env.config import SIGNALS, ConfigError, DecodeParams, FeatureParam
 from acoustic_env.embedders.registry import get
 from acoustic_env.errors import ClipError
 from acoustic_env.features import cpu_features, separate_signals
+from acoustic_env.features.logmel import COLUMN as LOGMEL
+from acoustic_env.features.logmel import logmel
 from acoustic_env.storage import redact
 from acoustic_env.table import embedding_column
 
@@ -40,7 +42,8 @@ class Featurized:
 
     clip_ids: list[str]
     uris: list[str]
-    vectors: dict[str, np.ndarray]  # column -> float32 [n, dim]; NaN rows where the clip failed
+    vectors: dict[str, np.ndarray]  # column -> float32 [n, dim], NaN rows where the clip failed; the image
+    # column (``logmel``): an object array of float32 [bands, frames] images, None where the clip failed
     errors: list[str | None]  # "stage/error_type: message", or None
     notes: list[str | None]  # clip_note: silent, or cut; None when there is nothing to say
     silent: list[bool]  # digital silence: the caller gives it no class probabilities
@@ -53,10 +56,13 @@ def featurize(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, int], *,
     """The vectors of ``columns`` (name -> width) for each row (``clip_id``, ``uri``, optional ``start_s``/``end_s``).
 
     ``embedders``: name -> weights id (a checkpoint's SHA-256, or ``"random"``) for the
-    embedders whose columns are wanted; their checkpoints are checked against it.
+    embedders whose columns are wanted; their checkpoints are checked against it. The image column
+    (``logmel``, an image model's input) holds each clip's image as computed (float dB), which
+    ``Model.images`` stores and reads back as the table does.
     """
     n = len(rows)
-    vectors = {c: np.full((n, d), np.nan, dtype=np.float32) for c, d in columns.items()}
+    vectors = {c: np.full(n, None, dtype=object) if c == LOGMEL else np.full((n, d), np.nan, dtype=np.float32)
+               for c, d in columns.items()}
     errors: list[str | None] = [None] * n
     notes: list[str | None] = [None] * n
     silent = [False] * n
@@ -109,7 +115,8 @@ def batch_outputs(clips: Sequence[DecodedClip], columns: Mapping[str, int], nets
                   decode: DecodeParams = DecodeParams(), features: FeatureParams = FeatureParams()) -> list[dict[str, Any]]:
     """Every output (feature and embedder columns) per decoded clip, in order.
 
-    The CPU features run clip by clip (only when a wanted column needs them); each
+    The CPU features run clip by clip (only when a wanted column needs them: the log-mel image alone, an
+    image model's one column, is computed without the costly vectors); each
     embedder runs once over the whole list per signal it embeds, zero-padded with the
     true lengths, which every embedder honours (:mod:`acoustic_env.embedders.base`): a
     clip's vector does not depend on what it was batched with, so the live service can
@@ -121,15 +128,18 @@ def batch_outputs(clips: Sequence[DecodedClip], columns: Mapping[str, int], nets
     separate = any(s != "raw" for wanted in signals.values() for s in wanted)
     embedded = {embedding_column(c, s) for name, wanted in signals.items() for s in wanted
                 for c in get(name).columns()}
-    cpu = any(c not in embedded for c in columns)
+    wants_vectors = any(c not in embedded and c != LOGMEL for c in columns)
+    features = replace(features, logmel=LOGMEL in columns)
     outs: list[dict[str, Any]] = []
     separated: list[dict[str, np.ndarray]] = []
     for c in clips:
         found: dict[str, np.ndarray] = {}
-        outs.append(dict(cpu_features(c.audio, decode.sample_rate, features, found if separate else None)[0])
-                    if cpu else {})
-        if separate and not cpu:
-            found = separate_signals(c.audio, decode.sample_rate, features)
+        if wants_vectors:
+            outs.append(dict(cpu_features(c.audio, decode.sample_rate, features, found if separate else None)[0]))
+        else:
+            outs.append({LOGMEL: logmel(c.audio)} if features.logmel else {})
+            if separate:
+                found = separate_signals(c.audio, decode.sample_rate, features)
         separated.append(found)
     for signal in SIGNALS:
         users = [name for name, wanted in signals.items() if signal in wanted]
@@ -154,12 +164,14 @@ def _signals_of(name: str, columns: Mapping[str, int]) -> tuple[str, ...]:
 
 
 def pick_columns(out: Mapping[str, Any], columns: Mapping[str, int]) -> dict[str, np.ndarray]:
-    """The wanted columns of one clip's outputs as flat float32, as the feature table stores them."""
+    """The wanted columns of one clip's outputs as flat float32, as the feature table stores them (the image as
+    computed, [bands, frames])."""
     missing = [c for c in columns if c not in out]
     if missing:
         raise KeyError(f"no stage computes the column {missing[0]!r} (features.signals, the embedders or their "
                        "signals differ)")
-    return {c: np.asarray(out[c], dtype=np.float32).reshape(-1) for c in columns}
+    picked = {c: np.asarray(out[c], dtype=np.float32) for c in columns}
+    return {c: v if c == LOGMEL else v.reshape(-1) for c, v in picked.items()}
 
 
 def clip_rows(files: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -169,7 +169,7 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     facts = model_facts(cfg, model)
     task = facts.task
     head = (f"annotate (dry run): model {facts.model_id} ({task.kind}, classes {', '.join(task.class_names)}; "
-            f"features {', '.join(model.groups)})")
+            f"features {', '.join(model.inputs)})")
     out = cfg.output.rstrip("/")
     if cfg.lists is not None:
         new, already = pending_lists(cfg.lists, cfg.output)

@@ -91,7 +91,7 @@ def predict_files(m: Model, rows: Sequence[dict[str, Any]], decode: DecodeParams
     embedders, taggers, columns = m.feature_plan()
     found = featurize(rows, columns, decode=decode, features=features, embedders=embedders,
                       weights_cache=weights_cache, device=device)
-    scored = m.predict_table({**{g: found.vectors[g] for g in m.groups}, "clip_id": found.clip_ids}).to_pylist()
+    scored = m.predict_table({**{c: found.vectors[c] for c in m.inputs}, "clip_id": found.clip_ids}).to_pylist()
     tags = (top_classes(found.vectors[taggers[0].scores_column], taggers[0].score_names or (), top_tags)
             if taggers else None)
     return rows_table(m, [{**s, "uri": uri, "error": error, "note": note, "silent": silent,

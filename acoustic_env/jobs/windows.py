@@ -33,6 +33,7 @@ from acoustic_env.audio.rows import redact_columns
 from acoustic_env.audio.windows import Recording, Window
 from acoustic_env.config import ConfigError, DecodeParams, FeatureParams, WindowParams
 from acoustic_env.errors import ClipError
+from acoustic_env.features.logmel import COLUMN as LOGMEL
 from acoustic_env.learn.artifact import Model
 
 #: The columns a window row adds to predict's.
@@ -64,11 +65,12 @@ def window_lengths(window: WindowParams, model: Model, decode: DecodeParams) -> 
 
 
 def score_clips(model: Model, clips: Sequence[DecodedClip], columns: Mapping[str, int], nets: Mapping[str, Any],
-                decode: DecodeParams, features: FeatureParams) -> tuple[dict[str, list[Any]], dict[str, np.ndarray]]:
-    """(the model's ``predict_table`` as columns, every computed column as [n, dim]) for decoded clips."""
+                decode: DecodeParams, features: FeatureParams) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """(the model's ``predict_table`` as columns, every computed column as [n, dim]: the images as a list) for
+    decoded clips."""
     outs = [pick_columns(o, columns) for o in batch_outputs(clips, columns, nets, decode, features)]
-    vectors = {c: np.stack([o[c] for o in outs]) for c in columns}
-    return model.predict_table({g: vectors[g] for g in model.groups}).to_pydict(), vectors
+    vectors = {c: [o[c] for o in outs] if c == LOGMEL else np.stack([o[c] for o in outs]) for c in columns}
+    return model.predict_table({c: vectors[c] for c in model.inputs}).to_pydict(), vectors
 
 
 def batches(items: Iterable[Window], size: int) -> Iterator[list[Window]]:
@@ -123,7 +125,7 @@ def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowPar
     decode, features, _ = m.extraction_params()
     window_s, hop_s = window_lengths(window, m, decode)
     embedders, _, columns = m.feature_plan()
-    columns = {g: columns[g] for g in m.groups}  # the tagger's scores are for a clip's tags, not kept per window
+    columns = {c: columns[c] for c in m.inputs}  # the tagger's scores are for a clip's tags, not kept per window
     nets = load_nets(embedders, weights_cache, device)
     out: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []

@@ -55,7 +55,6 @@ from acoustic_env.table import (
     encode_images,
     extract_settings,
     image_rows,
-    open_table,
     read_features,
     source_of,
     vectors_to_numpy,
@@ -193,25 +192,29 @@ class Description:
     def metrics(self) -> dict[str, Any]:
         return self.meta.get("metrics", {})
 
+    @property
+    def inputs(self) -> list[str]:
+        """The columns the model reads: its feature groups, or an image model's image column alone."""
+        return [self.image_input["column"]] if self.image_input else self.groups
+
     def recorded_extraction(self) -> dict[str, Any]:
         """The ``decode`` and ``features`` parameters of the training table as model.json records them ({} for a
-        model saved before they were recorded); ``Model.extraction_params`` also reads an older model's table."""
-        return {k: v for k, v in (self.meta.get("extraction") or {}).items() if k in ("decode", "features")}
+        model saved before they were recorded, but an image model's ``features.logmel``); ``Model.extraction_params``
+        also reads an older model's table."""
+        found = {k: v for k, v in (self.meta.get("extraction") or {}).items() if k in ("decode", "features")}
+        if self.image_input:
+            found["features"] = self.scoring_features(found.get("features", {}))
+        return found
+
+    def scoring_features(self, features: dict[str, Any]) -> dict[str, Any]:
+        """The feature parameters that score audio for this model: ``features`` (the training table's), with the
+        log-mel image on for an image model, whatever the table's record says (its column, ``logmel``, is the one
+        ``features.logmel`` writes); the annotate and predict extracts then write the column the model reads."""
+        return {**features, "logmel": True} if self.image_input else features
 
     def extract_settings(self) -> dict[str, Any]:
         """The extract job's ``embedders`` and ``embed_signals`` that write this model's columns."""
-        self.check_scores_audio()
         return extract_settings(self.groups)
-
-    def check_scores_audio(self) -> None:
-        """ConfigError, in one line before anything is decoded, for a model that scoring audio cannot feed yet: an
-        image model (the CNN) reads log-mel images, which predict, windows, serve and annotate compute once the
-        log-mel front end (``features.logmel``) is part of the extract stages they call."""
-        if self.image_input:
-            raise ConfigError(f"model: {self.uri} is a {self.meta['estimator'].get('name')} over the "
-                              f"{self.image_input['column']!r} images, which scoring audio does not compute in this "
-                              f"version; score a feature table that has the column (acoustic_env.load_model(...)"
-                              f".predict_table(table))")
 
 
 @dataclass(frozen=True)
@@ -225,8 +228,12 @@ class Model(Description):
         """The model's feature groups from a feature table, by the rules it was trained under.
 
         Exactly its columns; a column recorded as computed with other weights, or
-        of another width, stops with one line rather than scoring garbage.
+        of another width, stops with one line rather than scoring garbage. An image model reads no
+        group: its rows are the table's clips (streamed once to leave out broken rows, no matrix held),
+        whose images :meth:`images` reads by clip id.
         """
+        if self.image_input:
+            return self._image_rows(source, clip_ids)
         recorded = {g["name"]: g for g in self.meta["groups"]}
         data = read_features(source, feature_groups=self.groups, clip_ids=clip_ids,
                              include_random_weights=any(g.get("weights") == RANDOM for g in recorded.values()))
@@ -239,15 +246,18 @@ class Model(Description):
                                   f"weights {want.get('weights')}")
         return data
 
+    def _image_rows(self, source: str, clip_ids: Collection[str] | None) -> FeatureSet:
+        """An image model's rows of the table at ``source``; one line when the table has no images."""
+        column = self.image_input["column"]
+        data = read_features(source, clip_ids=clip_ids, max_bytes=0)
+        if column not in data.table.schema.names:
+            raise ConfigError(f"features: {source} has no {column!r} images, which the model reads; extract the "
+                              f"table with --features-{column}")
+        return data
+
     def _read(self, data: Any) -> Any:
-        """``data``, or the table at the URI ``data``: its feature groups (``read_features``), or for an image model
-        its clips' ids and images, sorted by clip id as a FeatureSet's rows are."""
-        if not isinstance(data, str):
-            return data
-        if not self.image_input:
-            return self.read_features(data)
-        table = open_table(data).dataset().to_table(columns=["clip_id", self.image_input["column"]])
-        return table.sort_by("clip_id")
+        """``data``, or the model's rows of the table at the URI ``data`` (:meth:`read_features`)."""
+        return self.read_features(data) if isinstance(data, str) else data
 
     def matrices(self, data: Any) -> dict[str, np.ndarray]:
         """The model's groups from a FeatureSet, a table, a DataFrame, a mapping of arrays or a feature-table URI."""
@@ -360,15 +370,17 @@ class Model(Description):
     def feature_plan(self) -> tuple[dict[str, str], list[Any], dict[str, int]]:
         """What scoring raw audio computes: (embedder -> weights id, tagger specs, column -> width).
 
-        The columns are the model's groups plus the first tagger's class scores of the raw
+        The columns are the model's inputs (``inputs``: its groups, or an image model's image, whose width is
+        its bands) plus the first tagger's class scores of the raw
         signal (for the tags shown beside the prediction); the predict job and the live
         service share it. An embedder's columns of the separated signals (``yamnet_fg``) need
         it too: which signals it embeds follows from the columns
         (:func:`acoustic_env.audio.featurize.batch_outputs`).
         """
-        self.check_scores_audio()
         taggers = self.taggers()
         columns = {g["name"]: g["dim"] for g in self.meta["groups"]}
+        if self.image_input:  # an image model's one column: its image, [bands, frames]
+            columns[self.image_input["column"]] = int(self.image_input["bands"])
         columns.update({t.scores_column: len(t.score_names or ()) for t in taggers})
         return self.embedder_weights(), taggers, columns
 
@@ -378,11 +390,12 @@ class Model(Description):
         Scoring audio must compute the features as the table did. The train job records them
         in model.json (``extraction``), so a model moved to another machine, or one whose
         table URI carried credentials (model.json keeps it masked), still knows them; a model
-        saved before that reads them from its table (:func:`table_extraction`).
+        saved before that reads them from its table (:func:`table_extraction`). An image model's features
+        have the log-mel image on (:meth:`scoring_features`).
         """
         found = self.meta.get("extraction") or table_extraction(str(self.meta.get("features") or ""))
-        return (from_dict(DecodeParams, found["decode"]), from_dict(FeatureParams, found["features"]),
-                found["source"])
+        return (from_dict(DecodeParams, found["decode"]),
+                from_dict(FeatureParams, self.scoring_features(found["features"])), found["source"])
 
     def training_clip_s(self) -> tuple[float, str]:
         """The median clip length (s) of the model's training table, and where it came from.

@@ -415,7 +415,7 @@ class Recognizer:
                                                    f"at most windows_max_duration_s = {most:g} s in windows")
                 stream = rec.windows(window_s, hop_s, upload.window.max_windows)
                 rows = list(recording_rows(self.model, stream if stop is None else _until(stop, stream), base,
-                                           columns={g: self.columns[g] for g in self.model.groups}, nets=self.nets,
+                                           columns={c: self.columns[c] for c in self.model.inputs}, nets=self.nets,
                                            decode=self.decode, features=self.features,
                                            batch=upload.window.window_batch))
                 facts, sample_rate = {**base, "duration_s": rec.duration_s, "error": None}, rec.sample_rate
