@@ -35,17 +35,18 @@ from acoustic_env.storage import is_local, join, require_backend, same_file
 MIN_TRAIN_CLIPS = 10
 
 
-def _local(uri: str) -> Path:
-    return Path(uri.removeprefix("file://"))
+def _local(uri: str) -> Path | None:
+    """The local path that ``uri`` names, to check here; None for object storage, where only the store's package
+    can be checked (installed) before the job's first read or write."""
+    require_backend(uri)
+    return Path(uri.removeprefix("file://")) if is_local(uri) else None
 
 
 def check_input(uri: str | None, field: str) -> None:
     """``uri`` (a local file or directory) exists and can be read; a remote one's store package is installed."""
-    if uri:
-        require_backend(uri)
-    if not uri or not is_local(uri):
+    path = _local(uri) if uri else None
+    if path is None:
         return
-    path = _local(uri)
     if not path.exists():
         raise ConfigError(f"{field}: no such file or directory: {uri}")
     if not os.access(path, os.R_OK):
@@ -66,11 +67,9 @@ def check_ontology(uri: str | None, field: str) -> None:
 
 def check_output(uri: str | None, field: str) -> None:
     """``uri`` is, or can become, a writable local directory (a remote one: its store package is installed)."""
-    if uri:
-        require_backend(uri)
-    if not uri or not is_local(uri):
+    path = _local(uri) if uri else None
+    if path is None:
         return
-    path = _local(uri)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{field}: {uri} is a file; give a directory (the job writes several files below it)")
     _creatable(path, uri, field)
@@ -91,14 +90,13 @@ def check_output_file(uri: str, field: str, inputs: dict[str, str]) -> None:
     """``uri`` is none of the job's ``inputs`` ({what: uri}; the same file by path, link or inode), and
     (locally) is not a directory and can be written: an input read and then replaced by the output would
     be lost, and a directory or an unwritable place would fail only after all the work."""
-    require_backend(uri)
+    path = _local(uri)
     for what, other in inputs.items():
         if same_file(uri, other):
             raise ConfigError(f"{field}: {uri} is the {what} this job reads; writing it would replace its "
                               "input: give another file")
-    if not is_local(uri):
+    if path is None:
         return
-    path = _local(uri)
     if path.is_dir():
         raise ConfigError(f"{field}: {uri} is a directory; give a file name (e.g. {join(uri, 'out.csv')})")
     if path.exists() and not os.access(path, os.W_OK):
