@@ -452,17 +452,6 @@ def _facts(table: TableInfo, clip_ids: Collection[str] | None) -> pa.Table:
     return facts.sort_by("clip_id")
 
 
-def _targets(labels: list[list[str]], task: Task) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """(keep mask, y of the kept rows, rows left out per reason) for a task."""
-    if task.kind == "multi_label":
-        y = np.array([task.multi_hot(ls) for ls in labels], dtype=np.int64).reshape(len(labels), task.n_classes)
-        return np.ones(len(labels), dtype=bool), y, {}
-    hits = [task.memberships(ls) for ls in labels]
-    keep = np.array([len(h) == 1 for h in hits], dtype=bool)
-    y = np.array([h[0] for h in hits if len(h) == 1], dtype=np.int64)
-    return keep, y, {"no_class": sum(not h for h in hits), "ambiguous": sum(len(h) > 1 for h in hits)}
-
-
 @dataclass(frozen=True)
 class Selection:
     """What ``read_features`` reads, decided from the schema and the clip facts alone (no vector read).
@@ -498,7 +487,7 @@ def selection(source: str, *, task: Task | str | None = None, feature_groups: Se
     excluded_rows: dict[str, int] = {}
     y = None
     if task is not None:
-        keep, y, excluded_rows = _targets([ls or [] for ls in facts["labels"].to_pylist()], task)
+        keep, y, excluded_rows = task.targets([ls or [] for ls in facts["labels"].to_pylist()])
         facts = facts.filter(pa.array(keep))
     return Selection(table, groups, excluded_columns, facts, y, excluded_rows, n_read)
 

@@ -133,6 +133,17 @@ class Task:
         hits = set(self.memberships(labels))
         return [int(i in hits) for i in range(self.n_classes)]
 
+    def targets(self, label_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """(keep mask, y of the kept rows, rows left out per reason) of a table's rows: a single-label task keeps
+        the rows whose labels claim one class (y: its index), a multi-label task every row (y: 0/1 per class)."""
+        if self.kind == "multi_label":
+            y = np.array([self.multi_hot(ls) for ls in label_lists], dtype=np.int64)
+            return np.ones(len(label_lists), dtype=bool), y.reshape(len(label_lists), self.n_classes), {}
+        hits = [self.memberships(ls) for ls in label_lists]
+        keep = np.array([len(h) == 1 for h in hits], dtype=bool)
+        y = np.array([h[0] for h in hits if len(h) == 1], dtype=np.int64)
+        return keep, y, {"no_class": sum(not h for h in hits), "ambiguous": sum(len(h) > 1 for h in hits)}
+
     def summarize(self, label_lists: Sequence[Sequence[str] | None]) -> dict[str, int]:
         """Clips per class, then the ``COUNTS``: flat, for run records."""
         counts = class_counts(self, label_lists)
