@@ -33,7 +33,7 @@ from acoustic_env.demo.synth import generate_demo
 from acoustic_env.learn.params import PARAMS
 from acoustic_env.learn.spectro import stack_images, window_frames
 from acoustic_env.learn.spectro_estimator import CNNClassifier
-from acoustic_env.table import decode_images, read_features
+from acoustic_env.table import image_rows, read_features
 
 MODELS = ("mlp", "xgboost", "cnn")
 
@@ -62,7 +62,7 @@ def compare(features: str, work: Path, task: str) -> dict[str, str]:
 def throughput(features: str, task: str, threads: int, rounds: int = 8) -> float:
     """Training images per second of the zoo's CNN on ``features``' images (``rounds`` epochs, no early stop)."""
     fs = read_features(features, task=task)
-    images = decode_images(fs.table["logmel"])
+    images = image_rows(fs, "logmel")
     x = stack_images(images, window_frames(images))
     p = {**PARAMS["cnn"], "max_rounds": rounds, "patience": rounds}
     est = CNNClassifier(seed=0, threads=threads, **p)
