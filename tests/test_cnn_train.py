@@ -79,12 +79,18 @@ def test_cnn_on_a_table_without_images_is_one_line(tmp_path):
         train(cfg)
 
 
-def test_cnn_under_the_split_is_one_line(image_table, tmp_path):
+@pytest.mark.slow
+def test_cnn_under_the_split_trains_on_streamed_images_and_is_saved(ray_session, image_table, tmp_path):
+    """Under the train/val/test split the CNN trains on its images streamed by Ray Data (distributed.images) and
+    is scored on the test split; saved, it scores the table's clips."""
     source, _ = image_table
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 0,
-                                  "baselines": ["cnn"]})
-    with pytest.raises(ConfigError, match="baselines: cnn is compared under cross-validation only"):
-        train(cfg)
+                                  "trials": 0, "max_rounds": 2, "grace_rounds": 1, "baselines": ["cnn"], "saved_model": "cnn"})
+    summary = train(cfg)
+    assert summary.evaluation["candidates"] == ["mlp", "cnn"] and summary.evaluation["saved_model"] == "cnn"
+    assert summary.metrics["cnn"]["n"] == summary.counts["splits"]["test"]["clips"]
+    model = ae.load_model(summary.model)
+    assert model.meta["estimator"]["name"] == "cnn" and model.predict_proba(source).shape == (48, 2)
 
 
 @pytest.mark.parametrize("kind, k", [("single_label", 3), ("multi_label", 3)])
