@@ -220,12 +220,17 @@ class TableInfo:
         return {f.name: f.type.list_size for f in self.schema
                 if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type)}
 
-    def dataset(self) -> ds.Dataset:
-        """The parts as one Arrow dataset, read through the same fsspec layer as the writer."""
+    def files(self) -> tuple[list[str], pafs.FileSystem]:
+        """The parts' paths and the Arrow filesystem that reads them (the writer's fsspec layer): what an Arrow
+        dataset here, or Ray Data's Parquet reader in a worker (``distributed.images``), opens."""
         fs, _ = filesystem(self.parts[0])
         arrow_fs = pafs.LocalFileSystem() if is_local(self.parts[0]) else pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-        return ds.dataset([filesystem(p)[1] for p in self.parts], schema=self.schema, format="parquet",
-                          filesystem=arrow_fs)
+        return [filesystem(p)[1] for p in self.parts], arrow_fs
+
+    def dataset(self) -> ds.Dataset:
+        """The parts as one Arrow dataset, read through the same fsspec layer as the writer."""
+        paths, arrow_fs = self.files()
+        return ds.dataset(paths, schema=self.schema, format="parquet", filesystem=arrow_fs)
 
 
 def _part_schema(part: str) -> pa.Schema:

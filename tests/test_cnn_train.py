@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import acoustic_env as ae
+from acoustic_env import table as table_module
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.distributed import images as images_module
 from acoustic_env.demo.tables import synthetic_features, synthetic_images, write_features
 from acoustic_env.jobs.train import crossval
 from acoustic_env.jobs.train.job import summary_lines, train
@@ -72,12 +74,30 @@ def test_cnn_on_a_table_without_images_is_one_line(tmp_path):
         train(cfg)
 
 
-def test_cnn_under_the_split_is_one_line(image_table, tmp_path):
+@pytest.mark.slow
+def test_cnn_under_the_split_trains_on_streamed_images_and_is_saved(ray_session, image_table, tmp_path,
+                                                                    monkeypatch):
+    """Under the train/val/test split the CNN trains in its Tune trial on its images streamed by Ray Data
+    (distributed.images), which decode them in their tasks: the job's process never does. It is scored on the test
+    split and, saved, scores the table's clips."""
     source, _ = image_table
+
+    def never(*_):
+        raise AssertionError("the train job's process decoded images")
+
+    # Ray's workers import the modules afresh: only a decode in this process fails
+    for module in (table_module, images_module):
+        monkeypatch.setattr(module, "decode_images", never)
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 0,
-                                  "baselines": ["cnn"]})
-    with pytest.raises(ConfigError, match="baselines: cnn is compared under cross-validation only"):
-        train(cfg)
+                                  "trials": 0, "max_rounds": 2, "grace_rounds": 1, "baselines": ["cnn"],
+                                  "saved_model": "cnn"})
+    summary = train(cfg)
+    monkeypatch.undo()
+    assert summary.evaluation["candidates"] == ["mlp", "cnn"] and summary.evaluation["saved_model"] == "cnn"
+    assert summary.metrics["cnn"]["n"] == summary.counts["splits"]["test"]["clips"]
+    assert summary.metrics["cnn"]["roc_auc"] > 0.8
+    model = ae.load_model(summary.model)
+    assert model.meta["estimator"]["name"] == "cnn" and model.predict_proba(source).shape == (48, 2)
 
 
 @pytest.mark.parametrize("kind, k", [("single_label", 3), ("multi_label", 3)])

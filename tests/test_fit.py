@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from acoustic_env.learn.fit import Schedule, class_weights, fit
+from acoustic_env.learn.fit import Schedule, Stream, class_weights, fit
 from acoustic_env.learn.mlp import n_outputs, predict_proba
 
 FAST = {"lr": 0.05, "weight_decay": 0.0, "batch_size": 32}
@@ -126,3 +126,32 @@ def test_mixed_precision_is_a_no_op_on_a_cpu():
             mixed_precision=mixed)
         states.append(net.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_a_stream_of_batches_trains_as_arrays_and_refuses_what_needs_the_arrays():
+    """Batches as Ray Data hands them (numpy, any order, a shorter last one) train the same loop: the same batches
+    as the arrays' give the same weights; the balanced sampler and the training score need the arrays."""
+    x, y = _signal(70, 0, 0.3)
+    xv, yv = _signal(40, 1, 0.3)
+    data = {"x_train": x, "y_train": y, "x_val": xv, "y_val": yv}
+    order = torch.Generator().manual_seed(0)  # the order in which the arrays' path draws its epochs
+
+    def epoch(size):
+        rows = torch.randperm(len(x), generator=order).numpy()
+        return ((x[rows[i:i + size]], y[rows[i:i + size]]) for i in range(0, len(x), size))
+
+    stream = Stream(train=epoch, val=lambda: iter([(xv[:25], yv[:25]), (xv[25:], yv[25:])]), labels=y)
+    states, scores = [], []
+    for source in (data, stream):
+        torch.manual_seed(0)
+        net = nn.Linear(4, 1)
+        out = fit(net, source, "single_label", 2, FAST, Schedule(max_rounds=3, patience=3, steps_per_round=3),
+                  seed=0, class_weight="balanced", score_train=False)
+        states.append(net.state_dict())
+        scores.append([h["val_score"] for h in out["history"]])
+    assert all(torch.allclose(states[0][k], states[1][k]) for k in states[0]) and scores[0] == scores[1]
+    assert scores[1][-1] > 0.9
+    with pytest.raises(ValueError, match="balanced_sampler: draws rows from arrays"):
+        fit(nn.Linear(4, 1), stream, "single_label", 2, FAST, Schedule(), seed=0, balanced_sampler=True)
+    with pytest.raises(ValueError, match="score_train: this stream has no pass"):
+        fit(nn.Linear(4, 1), stream, "single_label", 2, FAST, Schedule(), seed=0)

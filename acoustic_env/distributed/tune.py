@@ -37,14 +37,18 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.balance import Balance
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from acoustic_env.distributed.images import Rows, Survey
     from acoustic_env.learn.fit import Schedule
+    from acoustic_env.table import TableInfo
 
 log = logging.getLogger("acoustic_env.jobs.train")
 
@@ -66,6 +70,7 @@ class Setup:
     use_gpu: bool
     storage: str
     balance: Balance = Balance()  # how every trial's network balances classes (class weights or sampler)
+    network: str = "mlp"  # or "cnn": the images streamed by Ray Data (``distributed.images``)
 
     @property
     def in_trial(self) -> bool:
@@ -85,7 +90,11 @@ def search_space() -> dict[str, Any]:
 def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any], str | None], None], device: Any,
          prepare: Callable[[Any], Any] | None = None, rank: int = 0, world: int = 1, worker_pg: str = "") -> None:
     """Fit the network of ``config["params"]`` on the shared data: ``report(metrics, checkpoint_dir)`` after each
-    round, with a checkpoint directory (rank 0) when the round improved on the best, else ``None``."""
+    round, with a checkpoint directory (rank 0) when the round improved on the best, else ``None``.
+
+    The MLP's data are arrays; the CNN's (``setup.network``, one worker) the training and validation datasets of
+    its images.
+    """
     import ray
     import torch
 
@@ -102,8 +111,20 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
         else:
             report(metrics, None)
 
-    estimator = make_estimator("mlp", setup.kind, setup.n_classes, setup.seed,
-                               None if setup.use_gpu else max(1, int(setup.worker_cpus)), balance=setup.balance,
+    threads = None if setup.use_gpu else max(1, int(setup.worker_cpus))
+    if setup.network == "cnn":
+        from acoustic_env.distributed.images import stream
+        from acoustic_env.learn.params import PARAMS
+        from acoustic_env.learn.spectro_estimator import CNNClassifier
+
+        shape = data["shape"]
+        cnn = CNNClassifier(setup.seed, PARAMS["cnn"]["val_fraction"], setup.schedule.max_rounds,
+                            setup.schedule.patience, config["params"], PARAMS["cnn"]["augment"], threads)
+        cnn.train(stream(data["train"], data["val"], data["labels"], device), setup.kind, setup.n_classes,
+                  shape.bands, shape.frames, (shape.mean, shape.std), prepare=prepare, on_round=on_round,
+                  device=device, rank=rank, world=world)
+        return
+    estimator = make_estimator("mlp", setup.kind, setup.n_classes, setup.seed, threads, balance=setup.balance,
                                network=config["params"], max_rounds=setup.schedule.max_rounds,
                                patience=setup.schedule.patience).network()
     estimator.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round, prepare=prepare,
@@ -296,7 +317,7 @@ def _trial_rows(grid: Any) -> tuple[list[dict[str, Any]], tuple | None]:
         score = float(df[METRIC].max()) if df is not None and METRIC in df else -math.inf
         rounds = int(df["round"].max()) if df is not None and "round" in df else 0
         _free_worker_groups(list(df["worker_pg"].dropna().unique()) if df is not None and "worker_pg" in df else [])
-        rows.append({**{k: result.config[k] for k in search_space()}, METRIC: score, "rounds": rounds,
+        rows.append({**result.config, METRIC: score, "rounds": rounds,
                      "error": None if result.error is None else str(result.error).splitlines()[0]})
         checkpoint = _checkpoint_path(result, df)
         if checkpoint and (best is None or score > best[0]):
@@ -372,3 +393,24 @@ def load_checkpoint(path: str, storage: str) -> dict[str, Any]:
     raw = fs.cat_file(f"{p.rstrip('/')}/{CHECKPOINT_FILE}")
     return torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
 
+
+def fit_cnn(table: TableInfo, train: Rows, val: Rows, setup: Setup,
+            params: dict[str, Any]) -> tuple[nn.Module, Survey, SearchResult]:
+    """Train the CNN of ``params`` (``PARAMS["cnn"]["network"]``) on ``train``'s images, early stopping on
+    ``val``'s: one run of one worker, in its Tune trial (``setup.use_gpu``). Returns the best round's network (CPU,
+    evaluation mode), the survey that set its window and scaling, and the run (its validation score and history).
+
+    One worker whatever ``setup.workers`` says: two Ray Train workers beside Ray Data's read waited for ever on a
+    2-CPU machine (Ray Data's resource manager saw no CPU left for its read tasks), so the data-parallel CNN is
+    not offered until that is solved and measured on a larger machine."""
+    from acoustic_env.distributed.images import images, survey
+    from acoustic_env.learn.portable import rebuild_network
+    from acoustic_env.learn.spectro import architecture
+
+    shape = survey(table, train)
+    data = {"train": images(table, train, shape), "val": images(table, val, shape), "labels": train.y,
+            "shape": shape}
+    found = single_run(data, replace(setup, workers=1), params)
+    net = rebuild_network(architecture(shape.bands, setup.kind, setup.n_classes, params),
+                          load_checkpoint(found.checkpoint, setup.storage))
+    return net, shape, found

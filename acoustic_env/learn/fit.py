@@ -22,9 +22,13 @@ not a loop of their own:
   trials save and report there); the network ends with the best round's weights,
   and their ``state_dict`` comes back;
 * ``augment(x, y, generator)``: a per-batch transform of the training inputs
-  (SpecAugment, mixup), never applied to the validation rows.
+  (SpecAugment, mixup), never applied to the validation rows;
+* where the rows come from: arrays (``x_train``, ``y_train``, ``x_val``, ``y_val``) held on the
+  device and reshuffled every epoch, or a ``Stream`` of batches, for a table larger than one
+  process may hold (the CNN's images read by Ray Data, ``distributed.images``): the loop only
+  ever iterates batches, so both take the same steps.
 
-Plain PyTorch on numpy arrays, so the same loop runs inside a Ray Train worker
+Plain PyTorch on numpy arrays or batches, so the same loop runs inside a Ray Train worker
 (``distributed.tune.worker_loop``), in a Ray task (feature-group ablations) or in
 a test. A *round* is at least ``steps_per_round`` optimizer steps (one epoch of a
 large table, several epochs of a small one): validating and reporting after every
@@ -38,7 +42,7 @@ import copy
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -49,7 +53,7 @@ from sklearn.metrics import (
 )
 from torch import nn
 
-from acoustic_env.learn.mlp import logits_of, loss_function, loss_target, probabilities
+from acoustic_env.learn.mlp import loss_function, loss_target, probabilities
 from acoustic_env.learn.params import PARAMS
 
 # Used when the search is off (``trials = 0``) and as the search's first guess: the zoo's MLP defaults.
@@ -79,6 +83,29 @@ class Schedule:
 #: loss's form); ``generator`` is the loop's own, seeded, so an augmented run is reproducible.
 Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 RoundFn = Callable[[dict[str, float], bool, nn.Module], None]
+#: (inputs, targets) of some rows: numpy arrays or tensors, which the loop moves to its device.
+Batch = tuple[Any, Any]
+#: Rows per forward pass when scoring (no gradients are kept, so batches can be large).
+SCORE_BATCH = 8192
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Rows that arrive in batches instead of arrays: a table too large to hold, read as the loop goes.
+
+    ``train(batch_size)``: one epoch of this worker's training rows, shuffled, in batches of
+    ``batch_size`` (under data parallelism every worker yields the same number of batches, or
+    the one with a batch more waits forever for the others' gradients). ``val()``: every
+    validation row once, in batches; every worker scores them all, so all stop together.
+    ``labels``: the targets of all the training rows, in any order: the class weights' counts
+    and an epoch's steps. ``rows()``: this worker's training rows once for the training score,
+    None where that pass is not worth its cost (a streamed table: a second read per round).
+    """
+
+    train: Callable[[int], Iterable[Batch]]
+    val: Callable[[], Iterable[Batch]]
+    labels: np.ndarray
+    rows: Callable[[], Iterable[Batch]] | None = None
 
 
 def val_score(kind: str, y: np.ndarray, proba: np.ndarray) -> float:
@@ -144,55 +171,93 @@ def precision(device: torch.device | str, mixed: bool) -> tuple[Callable[[], Con
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
-def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int, params: dict[str, Any],
-        schedule: Schedule, seed: int, *, class_weight: str | Sequence[float] | None = None,
-        balanced_sampler: bool = False, augment: Augment | None = None, mixed_precision: bool = False,
-        on_round: RoundFn | None = None, score_train: bool = True, device: torch.device | str = "cpu", rank: int = 0,
-        world: int = 1) -> dict[str, Any]:
-    """Train ``model`` on ``data`` (x_train, y_train, x_val, y_val); it ends holding the best round's state.
+def in_memory(data: dict[str, np.ndarray], kind: str, seed: int, *, balanced_sampler: bool = False,
+              device: torch.device | str = "cpu", rank: int = 0, world: int = 1) -> Stream:
+    """Arrays (x_train, y_train, x_val, y_val) as the loop's ``Stream``: this rank's equal share of the training
+    rows on the device, in a new order (or a new balanced draw) every epoch from a generator seeded with ``seed``.
 
-    ``params``: ``lr``, ``weight_decay`` (AdamW's) and ``batch_size``. ``seed`` orders
-    the batches (the caller seeds the network's initial weights). The options are the
-    module docstring's. With ``world > 1`` (data-parallel workers) each rank trains on an
-    equal share of the training rows, so every rank takes the same number of steps (a rank
-    with one step more would wait forever for the others' gradients); every rank scores
-    the whole validation split, so all stop together. ``score_train``: also score the
-    training rows after each round (the history's ``train_score``, NaN without; a pass
-    over the training rows, 40 % of a small CNN's time). Returns ``best_val_score`` and
-    ``best_val_loss`` (the best round's), ``best_state`` (None if no round improved),
-    ``history`` (each round's metrics) and ``epochs_per_round``.
+    Each rank takes an equal share so that every rank takes the same number of steps.
     """
-    if schedule.monitor not in ("score", "loss"):
-        raise ValueError(f"monitor: must be 'score' or 'loss', got {schedule.monitor!r}")
-    weights = class_weights(class_weight, data["y_train"], kind, n_classes)
     x, y = data["x_train"], data["y_train"]
     share = len(x) // world
     x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
     draws = draw_weights(y, kind) if balanced_sampler else None
     # copies: the arrays may be read-only views of Ray's object store
-    xt = torch.tensor(x, dtype=torch.float32, device=device)
-    yt = loss_target(torch.tensor(y, device=device), kind, n_classes)
-    yv = loss_target(torch.tensor(data["y_val"], device=device), kind, n_classes)
+    xt, yt = torch.tensor(x, dtype=torch.float32, device=device), torch.tensor(y, device=device)
+    gen = torch.Generator().manual_seed(seed)
+
+    def train(batch: int) -> Iterable[Batch]:
+        order = (torch.randperm(len(xt), generator=gen) if draws is None else
+                 torch.multinomial(draws, len(xt), replacement=True, generator=gen)).to(device)
+        for i in range(0, len(xt), batch):
+            yield xt[order[i:i + batch]], yt[order[i:i + batch]]
+
+    def chunks(xs: np.ndarray, ys: np.ndarray) -> Callable[[], Iterable[Batch]]:
+        return lambda: ((xs[i:i + SCORE_BATCH], ys[i:i + SCORE_BATCH]) for i in range(0, len(xs), SCORE_BATCH))
+
+    return Stream(train, chunks(data["x_val"], data["y_val"]), data["y_train"], chunks(x, y))
+
+
+def scored(model: nn.Module, batches: Iterable[Batch], device: torch.device | str) -> tuple[torch.Tensor, np.ndarray]:
+    """Evaluation-mode logits of every row of ``batches``, and their targets, in the order the batches came."""
+    model.eval()
+    logits, targets = [], []
+    with torch.no_grad():
+        for xb, yb in batches:
+            logits.append(model(torch.as_tensor(xb, dtype=torch.float32, device=device)))
+            targets.append(torch.as_tensor(yb).cpu().numpy())
+    if not logits:
+        raise ValueError("no rows to score: the validation (or training) rows are empty")
+    return torch.cat(logits), np.concatenate(targets)
+
+
+def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_classes: int, params: dict[str, Any],
+        schedule: Schedule, seed: int, *, class_weight: str | Sequence[float] | None = None,
+        balanced_sampler: bool = False, augment: Augment | None = None, mixed_precision: bool = False,
+        on_round: RoundFn | None = None, score_train: bool = True, device: torch.device | str = "cpu", rank: int = 0,
+        world: int = 1) -> dict[str, Any]:
+    """Train ``model`` on ``data``; it ends holding the best round's state.
+
+    ``data``: arrays (x_train, y_train, x_val, y_val; ``in_memory``) or a ``Stream`` of
+    batches, already this rank's share. ``params``: ``lr``, ``weight_decay`` (AdamW's) and
+    ``batch_size``, shared out among ``world`` data-parallel workers. ``seed`` orders the
+    batches of arrays (the caller seeds the network's initial weights). The options are the
+    module docstring's; the balanced sampler draws from arrays only. ``score_train``: also
+    score the training rows after each round (the history's ``train_score``, NaN without; a
+    pass over the training rows, 40 % of a small CNN's time). Returns ``best_val_score`` and
+    ``best_val_loss`` (the best round's), ``best_state`` (None if no round improved),
+    ``history`` (each round's metrics) and ``epochs_per_round``.
+    """
+    if schedule.monitor not in ("score", "loss"):
+        raise ValueError(f"monitor: must be 'score' or 'loss', got {schedule.monitor!r}")
+    if isinstance(data, Stream):
+        if balanced_sampler:
+            raise ValueError("balanced_sampler: draws rows from arrays in memory; a stream of batches cannot")
+        if score_train and data.rows is None:
+            raise ValueError("score_train: this stream has no pass over the training rows; pass score_train=False")
+        stream = data
+    else:
+        stream = in_memory(data, kind, seed, balanced_sampler=balanced_sampler, device=device, rank=rank, world=world)
+    weights = class_weights(class_weight, stream.labels, kind, n_classes)
     batch = max(1, int(params["batch_size"]) // world)
-    steps_per_epoch = max(1, math.ceil(len(xt) / batch))
+    steps_per_epoch = max(1, math.ceil(len(stream.labels) // world / batch))
     epochs_per_round = max(1, math.ceil(schedule.steps_per_round / steps_per_epoch))
     # fused: one kernel for all of a step's parameters; on a CPU a small network's step takes a third less time
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"]),
                                   fused=torch.device(device).type in ("cpu", "cuda"))
     criterion = loss_function(kind, n_classes, weights, device)
     cast, scaler = precision(device, mixed_precision)
-    gen = torch.Generator().manual_seed(seed)
     augment_gen = torch.Generator(device=device).manual_seed(seed + 1)
     best, best_score, best_loss, best_state, since_best, history = -math.inf, -math.inf, math.inf, None, 0, []
     for rnd in range(1, schedule.max_rounds + 1):
         model.train()
         total, count = 0.0, 0
         for _ in range(epochs_per_round):
-            order = (torch.randperm(len(xt), generator=gen) if draws is None else
-                     torch.multinomial(draws, len(xt), replacement=True, generator=gen)).to(device)
-            for i in range(0, len(xt), batch):
-                idx = order[i:i + batch]
-                xb, yb = (xt[idx], yt[idx]) if augment is None else augment(xt[idx], yt[idx], augment_gen)
+            for xb, yb in stream.train(batch):
+                xb = torch.as_tensor(xb, dtype=torch.float32, device=device)
+                yb = loss_target(torch.as_tensor(yb, device=device), kind, n_classes)
+                if augment is not None:
+                    xb, yb = augment(xb, yb, augment_gen)
                 optimizer.zero_grad()
                 with cast():
                     loss = criterion(model(xb), yb)
@@ -203,16 +268,19 @@ def fit(model: nn.Module, data: dict[str, np.ndarray], kind: str, n_classes: int
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
-                total += float(loss.detach()) * len(idx)
-                count += len(idx)
+                total += float(loss.detach()) * len(xb)
+                count += len(xb)
         with cast():
-            val_logits = logits_of(model, data["x_val"], device=device).float()
-            # the same score on this rank's training rows: the report's training-history figure
-            train_score = (val_score(kind, y, probabilities(logits_of(model, x, device=device).float(), kind, n_classes))
-                           if score_train else math.nan)
-        score = val_score(kind, data["y_val"], probabilities(val_logits, kind, n_classes))
+            val_logits, y_val = scored(model, stream.val(), device)
+            val_logits = val_logits.float()
+            if score_train:  # the same score on this rank's training rows: the report's training-history figure
+                train_logits, y_train = scored(model, stream.rows(), device)
+        train_score = (val_score(kind, y_train, probabilities(train_logits.float(), kind, n_classes))
+                       if score_train else math.nan)
+        score = val_score(kind, y_val, probabilities(val_logits, kind, n_classes))
         with torch.no_grad():
-            val_loss = float(criterion(val_logits, yv))
+            val_loss = float(criterion(val_logits, loss_target(torch.as_tensor(y_val, device=device), kind,
+                                                               n_classes)))
         value = score if schedule.monitor == "score" else -val_loss
         improved = value > best + schedule.min_delta
         if improved:

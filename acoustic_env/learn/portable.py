@@ -244,13 +244,8 @@ def from_zoo(model: Any) -> Portable:
         spec.update(link=link, outputs=2 if link == "binary" else coef.shape[0])
         return Portable(spec, arrays)
     if fmt == "torch" and model.name == "cnn":
-        from acoustic_env.learn.spectro import IMAGE_COLUMN, architecture as cnn_architecture
-
         inner = model.model_
-        bands = int(inner.model_.bands)
-        spec["input"] = {"column": IMAGE_COLUMN, "bands": bands, "frames": inner.frames_}
-        arch = cnn_architecture(bands, inner.kind_, inner.n_classes_, inner.network)
-        return from_network(inner.model_, arch, inner.kind_, inner.n_classes_, arrays, spec)
+        return from_cnn(inner.model_, inner.frames_, inner.kind_, inner.n_classes_, model.params_, arrays)
     if fmt == "torch":
         from acoustic_env.learn.mlp import architecture
 
@@ -268,6 +263,18 @@ def from_zoo(model: Any) -> Portable:
     best = booster.attr("best_iteration")  # set by early stopping; XGBClassifier then predicts with those trees
     spec["iteration_range"] = [0, 0 if best is None else int(best) + 1]
     return Portable(spec, arrays, bytes(booster.save_raw("json")))
+
+
+def from_cnn(net: nn.Module, frames: int, kind: str, n_classes: int, params: dict[str, Any],
+             arrays: dict[str, np.ndarray] | None = None) -> Portable:
+    """A trained ``learn.spectro.SpectroCNN`` of window ``frames`` and settings ``params`` (``PARAMS["cnn"]``'s
+    form): the zoo's, fitted in memory, or one trained on streamed images (``distributed.images``)."""
+    from acoustic_env.learn.spectro import IMAGE_COLUMN, architecture
+
+    bands = int(net.bands)
+    spec = {"name": "cnn", "format": "torch", "params": params,
+            "input": {"column": IMAGE_COLUMN, "bands": bands, "frames": int(frames)}}
+    return from_network(net, architecture(bands, kind, n_classes, params["network"]), kind, n_classes, arrays, spec)
 
 
 def from_network(net: nn.Module, architecture: dict[str, Any], kind: str, n_classes: int,

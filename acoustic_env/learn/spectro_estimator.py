@@ -1,19 +1,22 @@
 """The zoo's ``cnn`` (``learn.spectro``'s network) as a scikit-learn estimator: its inner split, its training.
 
-The one way the CNN is built and trained, for the train job's cross-validation and final fit: ``fit`` holds
-out whole groups of the rows it is given (``inner_split``) for early stopping on their validation loss and
-trains through the one loop (``learn.fit``) with ``learn.spectro.augmenter`` as its ``augment`` hook.
+The one way the CNN is built and trained. ``train`` builds the network and runs the one loop (``learn.fit``)
+with ``learn.spectro.augmenter`` as its ``augment`` hook, early stopping on the validation loss and autocast on a
+GPU, on a split the caller made: arrays, or a ``learn.fit.Stream`` of the images of a table too large to hold
+(``distributed.images``: in a Ray Tune trial, or data-parallel Ray Train workers). ``fit``, the scikit-learn entry
+of the train job's cross-validation and final fit, holds out whole groups of the rows it is given
+(``inner_split``) for the validation rows and calls ``train``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from acoustic_env.learn.fit import Schedule, fit
+from acoustic_env.learn.fit import Schedule, Stream, fit
 from acoustic_env.learn.mlp import predict_proba
 from acoustic_env.learn.spectro import SpectroCNN, architecture, augmenter
 from acoustic_env.learn.threads import torch_threads
@@ -42,21 +45,37 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         kind, n_classes = ("multi_label", y.shape[1]) if y.ndim == 2 else ("single_label", int(y.max()) + 1)
         train, val = inner_split(y if y.ndim == 1 else None, groups, self.val_fraction, self.seed)
+        x_train = np.asarray(X[train], np.float32)
+        data = {"x_train": x_train, "y_train": y[train], "x_val": np.asarray(X[val], np.float32), "y_val": y[val]}
         with torch_threads(self.threads or 1):
-            torch.manual_seed(self.seed)
-            self.model_ = SpectroCNN(**{k: v for k, v in architecture(X.shape[1], kind, n_classes, self.network).items()
-                                        if k != "network"})
-            x_train = np.asarray(X[train], np.float32)
-            self.model_.mean.fill_(float(x_train.mean()))
-            self.model_.std.fill_(float(x_train.std()) or 1.0)
-            data = {"x_train": x_train, "y_train": y[train], "x_val": np.asarray(X[val], np.float32), "y_val": y[val]}
-            result = fit(self.model_, data, kind, n_classes, self.network,
-                         Schedule(self.max_rounds, self.patience, steps_per_round=1, monitor="loss"), self.seed,
-                         augment=augmenter(self.augment, kind, n_classes), score_train=False)
-        self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)
-        self.frames_, self.history_ = int(X.shape[2]), result["history"]
-        self.model_.eval()
+            self.train(data, kind, n_classes, X.shape[1], X.shape[2], (float(x_train.mean()), float(x_train.std())))
         return self
+
+    def train(self, data: dict[str, np.ndarray] | Stream, kind: str, n_classes: int, bands: int, frames: int,
+              scale: tuple[float, float], prepare: Callable[[Any], Any] | None = None,
+              on_round: Callable[..., None] | None = None, device: Any = "cpu", rank: int = 0,
+              world: int = 1) -> dict[str, Any]:
+        """Train on a split the caller made: arrays (x_train, y_train, x_val, y_val) or a stream of batches of
+        [bands, ``frames``] images, standardised by ``scale`` (the training images' mean and standard deviation).
+
+        ``prepare`` wraps the network (Ray Train's data-parallel wrapper), ``on_round`` follows every round, and
+        ``rank`` of ``world`` workers trains on its share (see ``MLPClassifier.train``). Mixed precision on CUDA.
+        Uses ``threads`` torch threads (None: as set). Returns ``learn.fit.fit``'s result.
+        """
+        with torch_threads(self.threads):
+            torch.manual_seed(self.seed)
+            self.model_ = SpectroCNN(**{k: v for k, v in architecture(bands, kind, n_classes, self.network).items()
+                                        if k != "network"})
+            self.model_.mean.fill_(scale[0])
+            self.model_.std.fill_(scale[1] or 1.0)
+            result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,
+                         Schedule(self.max_rounds, self.patience, steps_per_round=1, monitor="loss"), self.seed + rank,
+                         augment=augmenter(self.augment, kind, n_classes), mixed_precision=True, score_train=False,
+                         on_round=on_round, device=device, rank=rank, world=world)
+        self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)
+        self.frames_, self.history_ = int(frames), result["history"]
+        self.model_.eval()
+        return result
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return predict_proba(self.model_, np.asarray(X, np.float32), self.kind_, self.n_classes_, batch_size=64)

@@ -3,6 +3,9 @@
 Per-group PCA fitted on the training split, the MLP under a Ray Tune search
 (``distributed.tune``), baselines, ablations and SHAP scored on the test split,
 which no model or preprocessing saw (see ``job``'s docstring for when it runs).
+The CNN (``--baselines cnn``) trains here on its images streamed by Ray Data
+(``distributed.images``), which no process holds whole: the split is for tables
+too large for cross-validation, whose folds hold every image in this process.
 """
 
 from __future__ import annotations
@@ -12,14 +15,24 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig
+from acoustic_env.distributed.images import Rows, images, score, training_cpus
 from acoustic_env.distributed.session import start_ray
-from acoustic_env.distributed.tune import Setup, load_checkpoint, plan_trials, runner_words, single_run, tune_search
+from acoustic_env.distributed.tune import (
+    Setup,
+    fit_cnn,
+    load_checkpoint,
+    plan_trials,
+    runner_words,
+    single_run,
+    tune_search,
+)
 from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
 from acoustic_env.jobs.train.evaluation import (
     Outcome,
@@ -37,7 +50,8 @@ from acoustic_env.learn.cv import best_of
 from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, intervals
 from acoustic_env.learn.mlp import architecture, predict_proba
-from acoustic_env.learn.portable import FORMATS, from_network, rebuild_network
+from acoustic_env.learn.params import PARAMS
+from acoustic_env.learn.portable import FORMATS, from_cnn, from_network, rebuild_network
 from acoustic_env.learn.search import SearchPlan
 from acoustic_env.learn.splits import DROPPED, NAMES, TEST, TRAIN, VAL, assign_splits, leaks, strata
 from acoustic_env.learn.zoo import make_estimator
@@ -97,9 +111,6 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
               test_mask: np.ndarray | None, counts: dict[str, Any], timings: dict[str, float],
               t: float) -> Outcome:
     """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
-    if "cnn" in cfg.baselines:  # its images are read whole into memory, which cross-validation's size bounds
-        raise ConfigError(f"baselines: cnn is compared under cross-validation only (up to cv_max_clips="
-                          f"{cfg.cv_max_clips} clips, or folds_column); this run uses the train/val/test split")
     _check_groups(features, clip_groups, test_mask)
     split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
     _check_split(task, features, split)  # before Ray starts and anything is fitted
@@ -133,6 +144,9 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
         timings["search_s"] = time.time() - t
         arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
         net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
+        t_cnn = time.time()
+        cnn = _streamed_cnn(cfg, features, idx, replace(setup, worker_cpus=training_cpus(cluster, 1)))
+        timings["cnn_s"] = time.time() - t_cnn
     k = task.n_classes
 
     t = time.time()
@@ -143,10 +157,12 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     train_groups = None if clip_groups is None else clip_groups[idx[TRAIN]]
     fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan, balance=balance).fit(
         data["x_train"], data["y_train"], eval_set=(data["x_val"], data["y_val"]), groups=train_groups)
-        for name in cfg.baselines}
+        for name in cfg.baselines if name != "cnn"}
     for name, model in fitted.items():
         proba[name] = model.predict_proba(x_test)
         val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]))
+    if cnn:
+        proba["cnn"], val_scores["cnn"] = cnn["proba"], cnn["val_score"]
     models = {m: {"test": evaluate(task.kind, list(task.class_names), y_test, p), "val_score": val_scores[m]}
               for m, p in proba.items()}
     test_units = features.groups[idx[TEST]]
@@ -180,7 +196,9 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     chosen = best_of({m: v for m, v in val_scores.items() if m in FORMATS})  # the best that can be saved
     best = best_of(val_scores)
     saved = chosen if cfg.saved_model == "record" else cfg.saved_model
-    estimator = (from_network(net, arch, task.kind, k) if saved == "mlp" else checked_portable(fitted[saved], x))
+    estimator = (from_network(net, arch, task.kind, k) if saved == "mlp" else
+                 from_cnn(cnn["net"], cnn["frames"], task.kind, k, cnn["params"]) if saved == "cnn" else
+                 checked_portable(fitted[saved], x))
     evaluation = {
         "method": "split", "folds": None, "folds_column": None, "grouped": clip_groups is not None,
         "candidates": list(models), "scores": val_scores, "chosen": chosen, "best": best, "saved_model": saved,
@@ -202,9 +220,28 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
               "trials": found.trials, "wall_s": timings["search_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=estimator,
-                   params=found.params if saved == "mlp" else {"model": saved, **fitted[saved].params_},
+                   params=(found.params if saved == "mlp" else {"model": "cnn", **cnn["params"]} if saved == "cnn"
+                           else {"model": saved, **fitted[saved].params_}),
                    predictions=clip_predictions(features, idx[TEST], y_test, proba),
                    importances={n: weighed for n, m in fitted.items() if (weighed := importances(m, transforms))},
                    history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
                                                               f"({len(idx[VAL])} clips)"} if found.history else None,
                    network=net)
+
+
+def _streamed_cnn(cfg: TrainConfig, features: FeatureSet, idx: dict[int, np.ndarray], setup: Setup) -> dict[str, Any]:
+    """The CNN (when a baseline) trained on the training split's images streamed by Ray Data, early stopping on
+    the validation split's, as one run of one worker (``distributed.tune.fit_cnn``); its network, window, settings,
+    validation score
+    (at its best round) and test probabilities. Empty without the CNN."""
+    if "cnn" not in cfg.baselines:
+        return {}
+    params = PARAMS["cnn"]
+    rows = {code: Rows(features.ids[idx[code]], features.y[idx[code]]) for code in (TRAIN, VAL, TEST)}
+    schedule = Schedule(params["max_rounds"], params["patience"], steps_per_round=1, monitor="loss")
+    net, shape, found = fit_cnn(features.table, rows[TRAIN], rows[VAL], replace(setup, network="cnn",
+                                                                                schedule=schedule),
+                                params["network"])
+    proba = score(net, images(features.table, rows[TEST], shape), len(idx[TEST]), setup.kind, setup.n_classes)
+    return {"net": net, "frames": shape.frames, "params": params, "val_score": found.best_val_score,
+            "proba": proba}

@@ -1,0 +1,173 @@
+"""The CNN's images streamed by Ray Data: the table's log-mel column decoded in the workers, never whole in one place.
+
+Cross-validation decodes every image into one array in the train job's process (``jobs.train.evaluation``), which
+bounds it to a few thousand clips. A table larger than that trains the CNN here instead:
+
+* ``images``: a lazy Ray Data read of the table's ``clip_id`` and ``logmel`` columns (Parquet, through the
+  table's own filesystem), each block's rows of one split kept, decoded (``table.decode_images``) and brought to
+  the model's window (``learn.spectro.stack_images``) by Ray Data's tasks, as ``{"x", "y"}`` float batches;
+* ``survey``: one such pass that returns a few numbers per row (frames, sums), from which the model's window (the
+  median length) and its input scaling (the images' mean and standard deviation) are set, as in memory;
+* ``stream``: a dataset (one worker, in its Tune trial) or a worker's shard (``ray.train.get_dataset_shard``, two
+  or more data-parallel workers, equal shares) as ``learn.fit``'s ``Stream``: ``iter_torch_batches`` on the
+  training device, each epoch with a local shuffle buffer and the files in a new order;
+* ``score``: the trained network's probabilities of a split's clips, computed in Ray Data's tasks; what comes back
+  is a row position and a probability per class;
+* ``distributed.tune.fit_cnn`` runs all of it for one run: the survey, then one Tune trial, which trains in
+  its own process (one worker) or launches data-parallel Ray Train workers (two or more), on a GPU with mixed
+  precision when the setup has one, and the best round's network loaded back.
+
+The training process holds a shuffle buffer and the batches in flight, the object store Ray Data's bounded
+window of blocks; no process holds a split's images (``benchmarks/cnn_stream.py`` measures the driver's memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from acoustic_env.config import ConfigError
+from acoustic_env.learn.fit import Batch, Stream
+from acoustic_env.learn.spectro import IMAGE_COLUMN, stack_images
+from acoustic_env.table import TableInfo, decode_images
+
+if TYPE_CHECKING:
+    import ray.data
+    from torch import nn
+
+#: CPUs each read or decode task holds: a small fraction, so that Ray Data, which shares the CPUs the training
+#: workers leave among its operators, can always start one (0.5 hung two workers on 2 CPUs: "not enough to run").
+DATA_CPUS = 0.1
+#: Rows per decode batch (a 10-s image is 256 kB as float32: 16 MB a batch) and in the training shuffle buffer.
+DECODE_ROWS, SHUFFLE_ROWS = 64, 512
+#: Rows per batch when scoring (no gradients: larger batches than training's).
+SCORE_ROWS = 256
+#: CPUs left to Ray Data's tasks beside the training workers (at most half the cluster's).
+DATA_RESERVE = 1.0
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows of one split: their clip ids (str) and targets (class indices, or an [n, K] 0/1 matrix)."""
+
+    ids: np.ndarray
+    y: np.ndarray
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What one pass over a split's images says: their bands, the model's window, and the input scaling."""
+
+    bands: int
+    frames: int  # the median length: the model's window (``learn.spectro.window_frames``)
+    mean: float
+    std: float
+
+
+def _read(table: TableInfo, rows: Rows, fn: Any, **kwargs: Any) -> ray.data.Dataset:
+    """The ``clip_id`` and image columns of ``table``, ``fn(batch, ids=..., **kwargs)`` over each Arrow batch."""
+    import ray.data
+
+    paths, filesystem = table.files()
+    ids = pa.array([str(c) for c in rows.ids], pa.string())
+    return (ray.data.read_parquet(paths, filesystem=filesystem, num_cpus=DATA_CPUS, shuffle="files")
+            .select_columns(["clip_id", IMAGE_COLUMN])  # pushed down into the read: no other column is read
+            .map_batches(fn, fn_kwargs={"ids": ids, **kwargs}, batch_format="pyarrow", batch_size=DECODE_ROWS,
+                         num_cpus=DATA_CPUS))
+
+
+def _kept(batch: pa.Table, ids: pa.Array) -> tuple[pa.Table, np.ndarray]:
+    """The rows of ``batch`` whose clip is in ``ids``, and each one's position in ``ids``."""
+    at = pc.index_in(batch["clip_id"], value_set=ids)
+    return batch.filter(at.is_valid()), at.drop_null().to_numpy()
+
+
+def _decoded(batch: pa.Table, ids: pa.Array, y: np.ndarray, bands: int, frames: int) -> dict[str, np.ndarray]:
+    """A batch's rows of the split as model inputs at the window (``x``) and their targets (``y``)."""
+    kept, at = _kept(batch, ids)
+    images = decode_images(kept[IMAGE_COLUMN])
+    x = stack_images(images, frames) if images else np.empty((0, bands, frames), np.float32)
+    return {"x": x, "y": y[at], "row": at}
+
+
+def _moments(batch: pa.Table, ids: pa.Array) -> dict[str, np.ndarray]:
+    """Per row of the split: its bands and frames (-1 without an image), the sum and the sum of squares of its
+    cells."""
+    kept, _ = _kept(batch, ids)
+    images = decode_images(kept[IMAGE_COLUMN])
+    shape = np.array([im.shape if im is not None else (-1, -1) for im in images], np.int64).reshape(-1, 2)
+    return {"bands": shape[:, 0], "frames": shape[:, 1],
+            "total": np.array([im.sum(dtype=np.float64) if im is not None else 0.0 for im in images]),
+            "squares": np.array([np.square(im, dtype=np.float64).sum() if im is not None else 0.0 for im in images])}
+
+
+def survey(table: TableInfo, rows: Rows) -> Survey:
+    """The images of ``rows`` surveyed in Ray Data's tasks: every clip must have one, of one number of bands.
+
+    The scaling is over every cell of every image as stored (not yet at the window); the driver receives four
+    numbers a row.
+    """
+    frames, bands, total, squares = [], [], 0.0, 0.0
+    for part in _read(table, rows, _moments).iter_batches(batch_format="numpy", batch_size=None):
+        frames.append(part["frames"])
+        bands.append(part["bands"])
+        total += float(part["total"].sum())
+        squares += float(part["squares"].sum())
+    frames_of, bands_of = np.concatenate(frames or [[]]), np.concatenate(bands or [[]])
+    found, present = len(frames_of), frames_of >= 0
+    if found < len(rows.ids) or not present.all():
+        raise ConfigError(f"baselines: cnn needs every clip's {IMAGE_COLUMN!r} image; {len(rows.ids) - found} "
+                          f"clip(s) of {table.source} are not in it and {int((~present).sum())} have none")
+    if len(set(bands_of.tolist())) != 1:
+        raise ConfigError(f"baselines: cnn needs images of one number of bands; {table.source} has "
+                          f"{sorted(set(bands_of.tolist()))}")
+    cells = float((bands_of * frames_of).sum())
+    mean = total / cells
+    return Survey(int(bands_of[0]), int(np.median(frames_of)), mean, float(np.sqrt(max(squares / cells - mean ** 2,
+                                                                                         0.0))))
+
+
+def images(table: TableInfo, rows: Rows, shape: Survey) -> ray.data.Dataset:
+    """The lazy dataset of ``rows``' images at the window of ``shape``: batches of ``x`` [n, bands, frames]
+    float32, ``y`` (targets) and ``row`` (the position in ``rows``)."""
+    return _read(table, rows, _decoded, y=rows.y, bands=shape.bands, frames=shape.frames)
+
+
+def stream(train: Any, val: Any, labels: np.ndarray, device: Any) -> Stream:
+    """``learn.fit``'s ``Stream`` over ``train`` and ``val``: Ray datasets, or this worker's shards of them.
+
+    ``labels``: the targets of all the training rows (the class weights, an epoch's steps).
+    """
+    def batches(data: Any, size: int, shuffle: bool) -> Iterator[Batch]:
+        for b in data.iter_torch_batches(batch_size=size, device=device,
+                                         local_shuffle_buffer_size=SHUFFLE_ROWS if shuffle else None):
+            yield b["x"], b["y"]
+
+    return Stream(train=lambda size: batches(train, size, True), val=lambda: batches(val, SCORE_ROWS, False),
+                  labels=labels)
+
+
+def score(net: nn.Module, data: ray.data.Dataset, n_rows: int, kind: str, n_classes: int) -> np.ndarray:
+    """[n_rows, n_classes] probabilities of the rows of ``data`` (``images``), in ``Rows`` order, computed in
+    Ray Data's tasks on a CPU."""
+    from acoustic_env.learn.mlp import predict_proba
+
+    def proba(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"row": batch["row"], "p": predict_proba(net, batch["x"], kind, n_classes, batch_size=SCORE_ROWS)}
+
+    out = np.full((n_rows, n_classes), np.nan)
+    for part in data.map_batches(proba, batch_size=SCORE_ROWS, num_cpus=DATA_CPUS).iter_batches(
+            batch_format="numpy", batch_size=None):
+        out[part["row"]] = part["p"]
+    return out
+
+
+def training_cpus(cluster: dict[str, float], workers: int) -> float:
+    """CPUs of each training worker: the cluster's, less ``DATA_RESERVE`` (at most half) for Ray Data's read and
+    decode tasks, which would otherwise wait for ever behind workers that hold every CPU."""
+    cpus = float(cluster.get("CPU", 1.0))
+    return round(max(0.1, (cpus - min(DATA_RESERVE, cpus / 2)) / workers), 2)
