@@ -6,10 +6,10 @@
 A child process writes a synthetic image table (``demo.tables.synthetic_features`` with log-mel images, in parts
 of 250 clips, so that no process of the benchmark ever holds it), whose decoded float32 training images exceed the
 driver's budget. This process, the driver, then starts a local Ray (as the train job does) and trains the CNN
-for one epoch on 80 % of the clips, early stopping on the other 20 % (``distributed.tune.fit_cnn``: the survey,
-one Tune trial, the best round loaded back), while a thread samples its resident memory (psutil, every 0.2 s) and the largest of its Ray
-processes'. Prints the peak over the start (flat: the driver's growth far below the table), as a markdown table
-headed by the command, machine and date.
+for one epoch on 80 % of the clips, early stopping on (and scoring) the other 20 %
+(``distributed.tune.fit_cnn``: the survey, one Tune trial, the best round loaded back), while a thread samples its
+resident memory (psutil, every 0.2 s) and the largest of its Ray processes'. Prints the peak over the start
+(flat: the driver's growth far below the table), as a markdown table headed by the command, machine and date.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     writer.join()
     write_s = time.time() - t
 
-    from acoustic_env.distributed.images import Rows, training_cpus
+    from acoustic_env.distributed.images import Rows
     from acoustic_env.distributed.session import start_ray  # first: it states Ray's settings before Ray's import
     from acoustic_env.distributed.tune import Setup, fit_cnn
     from acoustic_env.learn.fit import Schedule
@@ -97,15 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     frames = max(8, 1 + (int(args.seconds * 16000) - 400) // 160)
     image_bytes = cut * 64 * frames * 4  # the training images as the network reads them (float32)
     stored = sum(p.stat().st_size for p in (work / "table" / "features").glob("*.parquet"))
-    cluster = start_ray()  # a local instance, as the train job starts it (tried twice on a loaded machine)
+    start_ray()  # a local instance, as the train job starts it (tried twice on a loaded machine)
     sampler = Sampler()
     sampler.start()
     t = time.time()
     setup = Setup("single_label", 2, Schedule(max_rounds=1, patience=1), seed=0, workers=1,
-                  worker_cpus=training_cpus(cluster, 1), use_gpu=False,
+                  worker_cpus=1.0, use_gpu=False,
                   storage=str(work / "ray"), network="cnn")
-    _, _, found = fit_cnn(features.table, Rows(ids[:cut], y[:cut]), Rows(ids[cut:], y[cut:]), setup,
-                          PARAMS["cnn"]["network"])
+    held_out = Rows(ids[cut:], y[cut:])
+    _, _, found, _ = fit_cnn(features.table, Rows(ids[:cut], y[:cut]), held_out, held_out, setup,
+                             PARAMS["cnn"]["network"])
     train_s = time.time() - t
     sampler.done.set()
     sampler.join()

@@ -44,6 +44,7 @@ from acoustic_env.config import ConfigError
 from acoustic_env.learn.balance import Balance
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch import nn
 
     from acoustic_env.distributed.images import Rows, Survey
@@ -394,23 +395,28 @@ def load_checkpoint(path: str, storage: str) -> dict[str, Any]:
     return torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
 
 
-def fit_cnn(table: TableInfo, train: Rows, val: Rows, setup: Setup,
-            params: dict[str, Any]) -> tuple[nn.Module, Survey, SearchResult]:
+def fit_cnn(table: TableInfo, train: Rows, val: Rows, test: Rows, setup: Setup,
+            params: dict[str, Any]) -> tuple[nn.Module, Survey, SearchResult, np.ndarray]:
     """Train the CNN of ``params`` (``PARAMS["cnn"]["network"]``) on ``train``'s images, early stopping on
-    ``val``'s: one run of one worker, in its Tune trial (``setup.use_gpu``). Returns the best round's network (CPU,
-    evaluation mode), the survey that set its window and scaling, and the run (its validation score and history).
+    ``val``'s, and score ``test``'s: one run of one worker, in its Tune trial (``setup.use_gpu``), which leaves
+    Ray Data's read and decode tasks a CPU (``distributed.images.training_cpus``). Returns the best round's network
+    (CPU, evaluation mode), the survey that set its window and scaling, the run (its validation score and history)
+    and ``test``'s probabilities.
 
     One worker whatever ``setup.workers`` says: two Ray Train workers beside Ray Data's read waited for ever on a
     2-CPU machine (Ray Data's resource manager saw no CPU left for its read tasks), so the data-parallel CNN is
     not offered until that is solved and measured on a larger machine."""
-    from acoustic_env.distributed.images import images, survey
+    import ray
+
+    from acoustic_env.distributed.images import images, score, survey, training_cpus
     from acoustic_env.learn.portable import rebuild_network
     from acoustic_env.learn.spectro import architecture
 
     shape = survey(table, train)
     data = {"train": images(table, train, shape), "val": images(table, val, shape), "labels": train.y,
             "shape": shape}
-    found = single_run(data, replace(setup, workers=1), params)
+    found = single_run(data, replace(setup, workers=1, worker_cpus=training_cpus(ray.cluster_resources(), 1)),
+                       params)
     net = rebuild_network(architecture(shape.bands, setup.kind, setup.n_classes, params),
                           load_checkpoint(found.checkpoint, setup.storage))
-    return net, shape, found
+    return net, shape, found, score(net, images(table, test, shape), len(test.ids), setup.kind, setup.n_classes)

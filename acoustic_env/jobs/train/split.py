@@ -22,7 +22,7 @@ import numpy as np
 
 from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig
-from acoustic_env.distributed.images import Rows, images, score, training_cpus
+from acoustic_env.distributed.images import Rows
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.distributed.tune import (
     Setup,
@@ -127,10 +127,10 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
               "splits": split_counts(task, features, split)}
 
     t = time.time()
-    concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
-    schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
     balance = class_balance(cfg)
     with _storage(cfg) as storage:
+        concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
+        schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
         setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
                       workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage,
                       balance=balance)
@@ -145,7 +145,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
         arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
         net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
         t_cnn = time.time()
-        cnn = _streamed_cnn(cfg, features, idx, replace(setup, worker_cpus=training_cpus(cluster, 1)))
+        cnn = _streamed_cnn(cfg, features, idx, setup)
         timings["cnn_s"] = time.time() - t_cnn
     k = task.n_classes
 
@@ -239,9 +239,7 @@ def _streamed_cnn(cfg: TrainConfig, features: FeatureSet, idx: dict[int, np.ndar
     params = PARAMS["cnn"]
     rows = {code: Rows(features.ids[idx[code]], features.y[idx[code]]) for code in (TRAIN, VAL, TEST)}
     schedule = Schedule(params["max_rounds"], params["patience"], steps_per_round=1, monitor="loss")
-    net, shape, found = fit_cnn(features.table, rows[TRAIN], rows[VAL], replace(setup, network="cnn",
-                                                                                schedule=schedule),
-                                params["network"])
-    proba = score(net, images(features.table, rows[TEST], shape), len(idx[TEST]), setup.kind, setup.n_classes)
+    net, shape, found, proba = fit_cnn(features.table, rows[TRAIN], rows[VAL], rows[TEST],
+                                       replace(setup, network="cnn", schedule=schedule), params["network"])
     return {"net": net, "frames": shape.frames, "params": params, "val_score": found.best_val_score,
             "proba": proba}
