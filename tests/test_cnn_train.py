@@ -18,7 +18,7 @@ from acoustic_env.learn.params import PARAMS
 from acoustic_env.learn.portable import from_zoo
 from acoustic_env.learn.spectro import stack_images
 from acoustic_env.learn.zoo import make_estimator
-from acoustic_env.table import decode_images, encode_images
+from acoustic_env.table import decode_images, encode_images, open_table
 
 FAST = {"ablations": False, "shap_samples": 0, "search_trials": 1, "cv_folds": 3, "feature_groups": ["indices_raw"]}
 
@@ -88,6 +88,8 @@ def test_cnn_under_the_split_trains_on_streamed_images_and_is_saved(ray_session,
     # Ray's workers import the modules afresh: only a decode in this process fails
     for module in (table_module, images_module):
         monkeypatch.setattr(module, "decode_images", never)
+    # each round is a pass of Ray Data over the training and the validation images: 3, not the default 12
+    monkeypatch.setitem(PARAMS["cnn"], "max_rounds", 3)
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 0,
                                   "trials": 0, "max_rounds": 2, "grace_rounds": 1, "baselines": ["cnn"],
                                   "saved_model": "cnn"})
@@ -129,3 +131,11 @@ def test_the_grid_compares_the_cnn_in_its_cells_on_the_same_folds(tmp_path):
     [cell] = summary.grid["cells"]
     assert set(cell["scores"]) == {"mlp", "cnn", "average"}
     assert summary.evaluation["scores"] == cell["scores"]  # the winning cell's cross-validation, reused
+
+
+def test_a_clip_without_its_image_is_one_line_before_the_streamed_training(ray_session, image_table):
+    """The survey of the streamed images (``distributed.images``) names the clips a table cannot feed the CNN."""
+    source, data = image_table
+    rows = images_module.Rows(np.append(np.array(data.ids, dtype=object), "no-such-clip"), np.append(data.true, 0))
+    with pytest.raises(ConfigError, match=r"cnn needs every clip's 'logmel' image; 1 clip\(s\)"):
+        images_module.survey(open_table(source), rows)
