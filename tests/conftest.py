@@ -227,8 +227,8 @@ WORLD_GROUPS = {
 #: 2026-11-25: its streamed CNN took 133 s in the suite, when started late), started first so that no long group
 #: starts last and leaves one process working alone; the rest by their slow tests
 LONGEST_FIRST = ("test_cluster_integration", "demo_run", "test_cnn_train", "test_s3_faults", "test_train",
-                 "clips_model", "test_robustness", "test_readme_reference", "report", "test_hostile", "test_soak", "test_recipes",
-                 "test_readme_guide", "test_pipeline", "test_audioset_fetch")
+                 "clips_model", "test_robustness", "test_readme_reference", "report", "test_hostile", "test_soak",
+                 "test_recipes", "test_readme_guide", "test_pipeline", "test_audioset_fetch")
 
 
 def group_of(nodeid: str) -> str:
