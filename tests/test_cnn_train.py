@@ -98,6 +98,7 @@ def test_cnn_under_the_split_trains_on_streamed_images_and_is_saved(ray_session,
     assert summary.evaluation["candidates"] == ["mlp", "cnn"] and summary.evaluation["saved_model"] == "cnn"
     assert summary.metrics["cnn"]["n"] == summary.counts["splits"]["test"]["clips"]
     assert summary.metrics["cnn"]["roc_auc"] > 0.8
+    assert "cnn: its images streamed by Ray Data, trained in its Tune trial on one worker" in summary.search["method"]
     model = ae.load_model(summary.model)
     assert model.meta["estimator"]["name"] == "cnn" and model.predict_proba(source).shape == (48, 2)
 

@@ -184,15 +184,15 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         everything = np.arange(len(features))
         explain_rows, background_rows = shap_rows(cfg, everything, everything)
         module = estimator.logits_module()
-        found = (zoo_attributions(fitted, transforms, x[explain_rows]) if module is None else
-                 mlp_shap(cfg, features, module, transforms, explain_rows, background_rows))
-        shap.update({saved: found} if found else {})  # the SVM and kNN: no SHAP explainer of their own
+        explained = (zoo_attributions(fitted, transforms, x[explain_rows]) if module is None else
+                     mlp_shap(cfg, features, module, transforms, explain_rows, background_rows))
+        shap.update({saved: explained} if explained else {})  # the SVM and kNN: no SHAP explainer of their own
         timings["shap_s"] = time.time() - t
     weighed = {}  # coefficient and impurity importances of the linear models and the forest, fitted on all clips
     for m in (m for m in candidates if m in (*LINEAR, "forest")):
         model = fitted if m == saved else make_estimator(m, kind, k, cfg.seed, CV_THREADS, search=plan).fit(
             x, features.y, groups=features.groups)
-        weighed.update({m: found} if (found := importances(model, transforms)) else {})
+        weighed.update({m: weights} if (weights := importances(model, transforms)) else {})
 
     counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
               "splits": split_counts(task, features, folds, {f: f"fold {fold_names[f]}" for f in range(n_folds)})}
