@@ -21,7 +21,7 @@ from acoustic_env.audioset.segments import read_segments
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, from_dict
 from acoustic_env.jobs.audit.job import run_audit
-from acoustic_env.jobs.audit.rescored import COLUMNS
+from acoustic_env.jobs.audit.rescored import COLUMNS, rescored_list
 from acoustic_env.jobs.audit.review import page_items
 from acoustic_env.learn.metrics import wilson
 
@@ -114,6 +114,22 @@ def test_without_verdicts_the_list_has_the_model_estimate_only(audited, tmp_path
     text = out.read_text()
     assert "Label accuracy from review: none" in text and "confident learning estimate" in text
     assert json.loads((tmp_path / "rescored.accuracy.json").read_text())["review"] is None
+
+
+def test_the_rescored_list_runs_most_suspect_first(audited, tmp_path):
+    """The list a user works down: the suspected clips first, each block from the lowest score (the out-of-fold
+    probability of the given class) up, clip for clip in the audit's suspect order, whatever order the ids sort in."""
+    audit = audited[0] / "audit"
+    rescored_list(str(audit), str(tmp_path / "rescored.csv"))
+    frame = pd.read_csv(tmp_path / "rescored.csv", comment="#", skipinitialspace=True, names=list(COLUMNS),
+                        keep_default_na=False)
+    ids = [f"{r['YTID']}_{int(round(r['start_seconds'] * 1000))}" for r in frame.to_dict("records")]
+    ranked = sorted(pq.read_table(audit / "audit.parquet").to_pylist(), key=lambda r: r["suspect_rank"])
+    assert ids == [r["clip_id"] for r in ranked] != sorted(ids)
+    suspected = frame["suspected"].to_numpy()
+    assert 10 <= suspected.sum() < len(suspected) and (np.diff(suspected) <= 0).all()  # 1s, then 0s
+    for block in (1, 0):
+        assert (np.diff(frame["score"].to_numpy()[suspected == block]) >= 0).all(), block
 
 
 def test_not_an_audit_is_one_line(tmp_path, capsys):

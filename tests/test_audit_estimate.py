@@ -131,3 +131,22 @@ def test_bad_corrected_label_is_a_one_line_error(tmp_path, capsys, record, messa
     assert main(["audit-estimate", "--verdicts", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_per_class_accuracy_is_over_the_clips_given_that_class():
+    """A class's accuracy is the share of the reviewed clips *given* it whose label the reviewer found correct.
+
+    An imbalanced random sample with unequal flips, as a reviewer who names the right class records it: 100 clips
+    truly urban (5 labelled natural), 25 truly natural (8 labelled urban). Counted by the class a clip truly is
+    (the reviewer's corrected_label), accuracy would read 95 % and 68 % instead of 95/103 and 17/22.
+    """
+    records = [verdict(f"u{i}", ["urban"], "correct") for i in range(95)]
+    records += [{**verdict(f"un{i}", ["natural"], "wrong"), "corrected_label": ["urban"]} for i in range(5)]
+    records += [verdict(f"n{i}", ["natural"], "correct") for i in range(17)]
+    records += [{**verdict(f"nu{i}", ["urban"], "wrong"), "corrected_label": ["natural"]} for i in range(8)]
+    est = estimate_accuracy(parse_verdicts(json.dumps(records)))
+    for name, correct, given in (("urban", 95, 103), ("natural", 17, 22)):
+        low, high = wilson(correct, given)
+        assert est["per_class"][name] == {"accuracy": round(correct / given, 6), "low": pytest.approx(low, abs=1e-6),
+                                          "high": pytest.approx(high, abs=1e-6), "n": given}, name
+    assert est["overall"]["n"] == 125 and est["overall"]["accuracy"] == round(112 / 125, 6)
