@@ -12,6 +12,11 @@ whose ``pyproject.toml`` names the one module to mutate and its tests. The tests
 without those that start Ray (forked children must not share a Ray driver). Afterwards, in that directory,
 ``mutmut results`` lists the survivors and ``mutmut show <mutant>`` shows one.
 
+A survivor that matters gets a test that kills it. One that cannot matter (an equivalent change, such as a dtype
+numpy infers anyway) is explained in ``tests/mutants/<module>.toml`` (``[harmless]``: mutant = "why"), and the
+run names every survivor without an explanation. It exits with 1 when a module keeps over ``LIMIT`` of its
+mutants alive or a survivor is unexplained: the habit is to run it after changing one of these modules.
+
 Usage: ``python tests/mutation.py [--jobs N] [module ...]`` (default: every module of ``MODULES``).
 """
 
@@ -23,10 +28,16 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "mutate"
+#: Per module, the survivors explained as harmless (``[harmless]``, mutant name without the module = reason).
+EXPLAINED = ROOT / "tests" / "mutants"
+#: The share of a module's mutants that may survive (explained, each of them).
+LIMIT = 0.10
 #: Each module and the fast tests that cover it (files or node ids).
 MODULES: dict[str, list[str]] = {
     "acoustic_env/learn/cv.py": ["tests/test_cv.py"],
@@ -52,9 +63,14 @@ def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
+def dotted(module: str) -> str:
+    """``acoustic_env/learn/cv.py`` -> ``acoustic_env.learn.cv``: mutmut's prefix of the module's mutants."""
+    return Path(module).with_suffix("").as_posix().replace("/", ".")
+
+
 def prepare(module: str) -> Path:
     """``build/mutate/<name>/``: the package, the tests and a pyproject.toml that tells mutmut what to do."""
-    work = OUT / Path(module).with_suffix("").as_posix().replace("/", ".")
+    work = OUT / dotted(module)
     shutil.rmtree(work, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__")
     for part in ("acoustic_env", "tests"):
@@ -68,8 +84,8 @@ def prepare(module: str) -> Path:
     return work
 
 
-def mutate(module: str, jobs: int) -> dict[str, float]:
-    """Run mutmut on one module; its counts (mutmut's own) and the wall time."""
+def mutate(module: str, jobs: int) -> dict[str, Any]:
+    """Run mutmut on one module; its counts (mutmut's own), the wall time and the names of the survivors."""
     work = prepare(module)
     mutmut = [sys.executable, "-m", "mutmut"]
     t = time.time()
@@ -81,10 +97,44 @@ def mutate(module: str, jobs: int) -> dict[str, float]:
     stats_file = work / "mutants" / "mutmut-cicd-stats.json"
     if not stats_file.exists():
         sys.exit(f"mutate: mutmut did not finish on {module}: see {work / 'mutmut.log'}")
-    return {**json.loads(stats_file.read_text()), "wall_s": wall}
+    listed = subprocess.run([*mutmut, "results"], cwd=work, capture_output=True, text=True, check=False).stdout
+    return {**json.loads(stats_file.read_text()), "wall_s": wall, "alive": survivors(listed, module)}
 
 
-def line(s: dict[str, float]) -> str:
+def survivors(listed: str, module: str) -> list[str]:
+    """The mutants ``mutmut results`` lists as surviving or reached by no test, named without the module."""
+    prefix = dotted(module) + "."
+    names = []
+    for row in listed.splitlines():
+        name, _, status = row.strip().rpartition(": ")
+        if name.startswith(prefix) and status in ("survived", "no tests"):
+            names.append(name.removeprefix(prefix))
+    return names
+
+
+def explained(module: str) -> dict[str, str]:
+    """``tests/mutants/<module>.toml``'s harmless survivors and why each is harmless."""
+    path = EXPLAINED / f"{dotted(module)}.toml"
+    return tomllib.loads(path.read_text()).get("harmless", {}) if path.exists() else {}
+
+
+def verdict(module: str, s: dict[str, Any]) -> list[str]:
+    """What is wrong with a module's run: over ``LIMIT``, unexplained survivors, explanations of none."""
+    why = explained(module)
+    problems = []
+    if len(s["alive"]) > LIMIT * s["total"]:
+        problems.append(f"over {LIMIT:.0%} of the mutants survive")
+    unexplained = [m for m in s["alive"] if m not in why]
+    if unexplained:
+        problems.append(f"{len(unexplained)} survivor(s) without a reason in {EXPLAINED.name}/"
+                        f"{dotted(module)}.toml: {', '.join(unexplained)}")
+    stale = sorted(set(why) - set(s["alive"]))
+    if stale:
+        problems.append(f"explained but killed or gone (remove them): {', '.join(stale)}")
+    return problems
+
+
+def line(s: dict[str, Any]) -> str:
     """Counts and the survival rate: a mutant that no selected test reaches survives as surely as one they miss."""
     alive = s["survived"] + s["no_tests"]
     return (f"{s['total']} mutants, {s['killed']} killed, {s['timeout']} timed out, {alive} survived "
@@ -99,14 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"not a module of MODULES: {', '.join(unknown)} (choose from {', '.join(MODULES)})")
-    rows = []
+    rows, failed = [], False
     for module in args.modules or list(MODULES):
         s = mutate(module, args.jobs)
         rows.append((module, s))
         print(f"{module}: {line(s)}; {s['wall_s']:.0f} s", flush=True)
+        for problem in verdict(module, s):
+            failed = True
+            print(f"  {problem}", flush=True)
     total = {k: sum(s[k] for _, s in rows) for k in ("total", "killed", "survived", "no_tests", "timeout", "wall_s")}
     print(f"all: {line(total)}; {total['wall_s'] / 60:.0f} min. Survivors: `mutmut results` in {OUT}/<module>/")
-    return 0
+    return int(failed)
 
 
 if __name__ == "__main__":
