@@ -8,9 +8,10 @@ bounds it to a few thousand clips. A table larger than that trains the CNN here 
   the model's window (``learn.spectro.stack_images``) by Ray Data's tasks, as ``{"x", "y"}`` float batches;
 * ``survey``: one such pass that returns a few numbers per row (frames, sums), from which the model's window (the
   median length) and its input scaling (the images' mean and standard deviation) are set, as in memory;
-* ``stream``: a dataset (one worker, in its Tune trial) or a worker's shard (``ray.train.get_dataset_shard``, two
-  or more data-parallel workers, equal shares) as ``learn.fit``'s ``Stream``: ``iter_torch_batches`` on the
-  training device, each epoch with a local shuffle buffer and the files in a new order;
+* ``stream``: a worker's dataset of its training rows (all of them for one worker; for two or more data-parallel
+  workers its equal share, ``Rows.share``, a dataset of its own) and every validation row as ``learn.fit``'s
+  ``Stream``: ``iter_torch_batches`` on the training device, each epoch with a local shuffle buffer and the files
+  in a new order;
 * ``score``: the trained network's probabilities of a split's clips, computed in Ray Data's tasks; what comes back
   is a row position and a probability per class;
 * ``distributed.tune.fit_cnn`` runs all of it for one run: the survey, then one Tune trial, which trains in
@@ -23,6 +24,7 @@ window of blocks; no process holds a split's images (``benchmarks/cnn_stream.py`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -31,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.config import ConfigError
-from acoustic_env.learn.fit import Batch, Stream
+from acoustic_env.learn.fit import Batch, Stream, equal_share
 from acoustic_env.learn.spectro import IMAGE_COLUMN, stack_images
 from acoustic_env.table import TableInfo, decode_images
 
@@ -46,7 +48,8 @@ DATA_CPUS = 0.1
 DECODE_ROWS, SHUFFLE_ROWS = 64, 512
 #: Rows per batch when scoring (no gradients: larger batches than training's).
 SCORE_ROWS = 256
-#: CPUs left to Ray Data's tasks beside the training workers (at most half the cluster's).
+#: CPUs left to Ray Data's tasks beside the training workers (at most half the cluster's): a whole one, as Ray
+#: 2.60's Parquet read starts with a listing task (``ListFiles``) that asks for one CPU, whatever ``num_cpus`` says.
 DATA_RESERVE = 1.0
 
 
@@ -56,6 +59,13 @@ class Rows:
 
     ids: np.ndarray
     y: np.ndarray
+
+    def share(self, rank: int, world: int) -> Rows:
+        """The rows that worker ``rank`` of ``world`` data-parallel ones trains on, read as a dataset of its own
+        (``distributed.tune.fit_cnn`` says why): ``learn.fit.equal_share``'s, as for arrays, so that all the
+        workers take as many steps."""
+        mine = equal_share(len(self.ids), rank, world)
+        return Rows(self.ids[mine], self.y[mine])
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,7 @@ def images(table: TableInfo, rows: Rows, shape: Survey) -> ray.data.Dataset:
 
 
 def stream(train: Any, val: Any, labels: np.ndarray, device: Any) -> Stream:
-    """``learn.fit``'s ``Stream`` over ``train`` and ``val``: Ray datasets, or this worker's shards of them.
+    """``learn.fit``'s ``Stream`` over ``train`` (this worker's training rows) and ``val`` (Ray datasets).
 
     ``labels``: the targets of all the training rows (the class weights, an epoch's steps).
     """
@@ -166,8 +176,11 @@ def score(net: nn.Module, data: ray.data.Dataset, n_rows: int, kind: str, n_clas
     return out
 
 
-def training_cpus(cluster: dict[str, float], workers: int) -> float:
-    """CPUs of each training worker: the cluster's, less ``DATA_RESERVE`` (at most half) for Ray Data's read and
-    decode tasks, which would otherwise wait for ever behind workers that hold every CPU."""
-    cpus = float(cluster.get("CPU", 1.0))
-    return round(max(0.1, (cpus - min(DATA_RESERVE, cpus / 2)) / workers), 2)
+def training_cpus(cluster: dict[str, float], workers: int, held: float = 0.0) -> float:
+    """CPUs of each training worker: the cluster's, less ``held`` (what the run holds besides its workers: a Tune
+    trial's driver beside Ray Train workers) and ``DATA_RESERVE`` (at most half) for Ray Data's listing, read and
+    decode tasks, which would otherwise wait for ever behind workers that hold every CPU; rounded down, so that the
+    reserve stays whole (two workers of 0.5 CPU beside a driver of 0.01 left 0.99 of 2 CPUs: the listing task never
+    ran)."""
+    cpus = float(cluster.get("CPU", 1.0)) - held
+    return max(0.1, math.floor((cpus - min(DATA_RESERVE, cpus / 2)) / workers * 100) / 100)

@@ -56,6 +56,8 @@ log = logging.getLogger("acoustic_env.jobs.train")
 METRIC = "best_val_score"
 CHECKPOINT_FILE = "model.pt"
 POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"  # Ray Train V2's controller poll interval
+#: CPUs a trial of Ray Train workers holds for itself: its driver only waits for their reports.
+DRIVER_CPUS = 0.01
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,8 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
     """Fit the network of ``config["params"]`` on the shared data: ``report(metrics, checkpoint_dir)`` after each
     round, with a checkpoint directory (rank 0) when the round improved on the best, else ``None``.
 
-    The MLP's data are arrays; the CNN's (``setup.network``, one worker) the training and validation datasets of
-    its images.
+    The MLP's data are arrays; the CNN's (``setup.network``) the datasets of its images: one of the training rows
+    per rank (its share) and the validation rows, which every rank scores whole so that all stop together.
     """
     import ray
     import torch
@@ -121,7 +123,7 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
         shape = data["shape"]
         cnn = CNNClassifier(setup.seed, PARAMS["cnn"]["val_fraction"], setup.schedule.max_rounds,
                             setup.schedule.patience, config["params"], PARAMS["cnn"]["augment"], threads)
-        cnn.train(stream(data["train"], data["val"], data["labels"], device), setup.kind, setup.n_classes,
+        cnn.train(stream(data["train"][rank], data["val"], data["labels"], device), setup.kind, setup.n_classes,
                   shape.bands, shape.frames, (shape.mean, shape.std), prepare=prepare, on_round=on_round,
                   device=device, rank=rank, world=world)
         return
@@ -201,10 +203,12 @@ def trial_driver(config: dict[str, Any], data: list | None = None, setup: Setup 
 
 
 def _trainable(data: dict[str, Any], setup: Setup) -> Any:
-    """The trial function with the shared data, holding a one-worker trial's resources itself, else 0.01 CPU."""
+    """The trial function with the shared data, holding a one-worker trial's resources itself, else
+    ``DRIVER_CPUS``."""
     from ray import tune
 
-    own = {"CPU": setup.worker_cpus, **({"GPU": 1} if setup.use_gpu else {})} if setup.in_trial else {"CPU": 0.01}
+    worker = {"CPU": setup.worker_cpus, **({"GPU": 1} if setup.use_gpu else {})}
+    own = worker if setup.in_trial else {"CPU": DRIVER_CPUS}
     return tune.with_resources(tune.with_parameters(trial_driver, data=_shared(data), setup=setup), own)
 
 
@@ -398,14 +402,15 @@ def load_checkpoint(path: str, storage: str) -> dict[str, Any]:
 def fit_cnn(table: TableInfo, train: Rows, val: Rows, test: Rows, setup: Setup,
             params: dict[str, Any]) -> tuple[nn.Module, Survey, SearchResult, np.ndarray]:
     """Train the CNN of ``params`` (``PARAMS["cnn"]["network"]``) on ``train``'s images, early stopping on
-    ``val``'s, and score ``test``'s: one run of one worker, in its Tune trial (``setup.use_gpu``), which leaves
-    Ray Data's read and decode tasks a CPU (``distributed.images.training_cpus``). Returns the best round's network
-    (CPU, evaluation mode), the survey that set its window and scaling, the run (its validation score and history)
-    and ``test``'s probabilities.
+    ``val``'s, and score ``test``'s: one run of ``setup.workers`` workers (``setup.use_gpu``), as the MLP's, whose
+    CPUs leave Ray Data's read and decode tasks one (``distributed.images.training_cpus``). Returns the best round's
+    network (CPU, evaluation mode), the survey that set its window and scaling, the run (its validation score and
+    history) and ``test``'s probabilities.
 
-    One worker whatever ``setup.workers`` says: two Ray Train workers beside Ray Data's read waited for ever on a
-    2-CPU machine (Ray Data's resource manager saw no CPU left for its read tasks), so the data-parallel CNN is
-    not offered until that is solved and measured on a larger machine."""
+    Two or more workers train data-parallel, each rank on its own lazy dataset of an equal share of the training
+    rows (``Rows.share``), read from the worker's process: the shards of one dataset (Ray Train's ``DataConfig``,
+    ``streaming_split``) waited for ever beside two training workers on a 2-CPU machine, their read in a
+    coordinator actor whose resource manager saw no CPU left for its tasks."""
     import ray
 
     from acoustic_env.distributed.images import images, score, survey, training_cpus
@@ -413,10 +418,10 @@ def fit_cnn(table: TableInfo, train: Rows, val: Rows, test: Rows, setup: Setup,
     from acoustic_env.learn.spectro import architecture
 
     shape = survey(table, train)
-    data = {"train": images(table, train, shape), "val": images(table, val, shape), "labels": train.y,
-            "shape": shape}
-    found = single_run(data, replace(setup, workers=1, worker_cpus=training_cpus(ray.cluster_resources(), 1)),
-                       params)
+    data = {"train": [images(table, train.share(rank, setup.workers), shape) for rank in range(setup.workers)],
+            "val": images(table, val, shape), "labels": train.y, "shape": shape}
+    cpus = training_cpus(ray.cluster_resources(), setup.workers, 0.0 if setup.workers == 1 else DRIVER_CPUS)
+    found = single_run(data, replace(setup, worker_cpus=cpus), params)
     net = rebuild_network(architecture(shape.bands, setup.kind, setup.n_classes, params),
                           load_checkpoint(found.checkpoint, setup.storage))
     return net, shape, found, score(net, images(table, test, shape), len(test.ids), setup.kind, setup.n_classes)

@@ -171,16 +171,22 @@ def precision(device: torch.device | str, mixed: bool) -> tuple[Callable[[], Con
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
+def equal_share(n: int, rank: int, world: int) -> slice:
+    """The rows of ``rank``'s share of ``n`` among ``world`` data-parallel workers: every ``world``-th row from
+    ``rank`` on, ``n // world`` of them (the last ``n % world`` rows left out), so that every rank takes the same
+    number of steps (a rank with a batch more would wait for ever for the others' gradients). Interleaved, not
+    consecutive: rows stored in class or recording order still give every rank a mix, whose batch statistics
+    (the CNN's batch norm) are each rank's own."""
+    return slice(rank, n // world * world, world)
+
+
 def in_memory(data: dict[str, np.ndarray], kind: str, seed: int, *, balanced_sampler: bool = False,
               device: torch.device | str = "cpu", rank: int = 0, world: int = 1) -> Stream:
-    """Arrays (x_train, y_train, x_val, y_val) as the loop's ``Stream``: this rank's equal share of the training
-    rows on the device, in a new order (or a new balanced draw) every epoch from a generator seeded with ``seed``.
-
-    Each rank takes an equal share so that every rank takes the same number of steps.
-    """
-    x, y = data["x_train"], data["y_train"]
-    share = len(x) // world
-    x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
+    """Arrays (x_train, y_train, x_val, y_val) as the loop's ``Stream``: this rank's share of the training rows
+    (``equal_share``) on the device, in a new order (or a new balanced draw) every epoch from a generator seeded with
+    ``seed``."""
+    mine = equal_share(len(data["x_train"]), rank, world)
+    x, y = data["x_train"][mine], data["y_train"][mine]
     draws = draw_weights(y, kind) if balanced_sampler else None
     # copies: the arrays may be read-only views of Ray's object store
     xt, yt = torch.tensor(x, dtype=torch.float32, device=device), torch.tensor(y, device=device)

@@ -215,9 +215,9 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     searched = [f"{n}: {len(m.search_.trials)} settings by grouped {len(m.search_.splits)}-fold CV on the training "
                 f"split ({m.search_.fits} fits, {m.search_.seconds:.0f} s), kept {m.search_.best or 'the defaults'}"
                 for n, m in fitted.items() if m.search_ is not None]
-    if cnn:  # one worker whatever --workers says (distributed.tune.fit_cnn): the record says so
-        searched.append(f"cnn: its images streamed by Ray Data, trained in its Tune trial on one worker (--workers "
-                        f"is the MLP's), {cnn['rounds']} round(s), no search")
+    if cnn:
+        searched.append(f"cnn: its images streamed by Ray Data, trained on {runner_words(cfg.workers)}, "
+                        f"{cnn['rounds']} round(s), no search")
     method += "".join(f"; {line}" for line in searched)
     search = {"method": method, "params": found.params, "best_val_score": found.best_val_score,
               "trials": found.trials, "wall_s": timings["search_s"]}
@@ -234,9 +234,8 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
 
 def _streamed_cnn(cfg: TrainConfig, features: FeatureSet, idx: dict[int, np.ndarray], setup: Setup) -> dict[str, Any]:
     """The CNN (when a baseline) trained on the training split's images streamed by Ray Data, early stopping on
-    the validation split's, as one run of one worker (``distributed.tune.fit_cnn``); its network, window, settings,
-    validation score
-    (at its best round) and test probabilities. Empty without the CNN."""
+    the validation split's, as one run of ``--workers`` workers (``distributed.tune.fit_cnn``); its network, window,
+    settings, validation score (at its best round) and test probabilities. Empty without the CNN."""
     if "cnn" not in cfg.baselines:
         return {}
     params = PARAMS["cnn"]
@@ -245,4 +244,4 @@ def _streamed_cnn(cfg: TrainConfig, features: FeatureSet, idx: dict[int, np.ndar
     net, shape, found, proba = fit_cnn(features.table, rows[TRAIN], rows[VAL], rows[TEST],
                                        replace(setup, network="cnn", schedule=schedule), params["network"])
     return {"net": net, "frames": shape.frames, "params": params, "val_score": found.best_val_score,
-            "proba": proba, "rounds": len(found.history)}
+            "proba": proba, "rounds": found.trials[0]["rounds"]}  # the history skips rounds without a training score
