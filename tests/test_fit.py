@@ -155,3 +155,28 @@ def test_a_stream_of_batches_trains_as_arrays_and_refuses_what_needs_the_arrays(
         fit(nn.Linear(4, 1), stream, "single_label", 2, FAST, Schedule(), seed=0, balanced_sampler=True)
     with pytest.raises(ValueError, match="score_train: this stream has no pass"):
         fit(nn.Linear(4, 1), stream, "single_label", 2, FAST, Schedule(), seed=0)
+
+
+def _agree(rank: int, path: str, out: str) -> None:
+    """One of two gloo processes: each brings its own figure, both keep rank 0's."""
+    import torch.distributed as dist
+
+    from acoustic_env.learn.fit import agreed
+
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    try:
+        torch.save(agreed(0.75 + rank * 1e-12, "cpu", 2), f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_data_parallel_ranks_stop_on_rank_0s_figure(tmp_path):
+    """Streamed validation rows reach each rank in its own order, so their scores can differ in the last bits: one
+    rank stopping while the other trains on would hang the run. Every rank takes rank 0's figure."""
+    from acoustic_env.learn.fit import agreed
+
+    out = str(tmp_path / "value")
+    torch.multiprocessing.start_processes(_agree, args=(str(tmp_path / "rendezvous"), out), nprocs=2,
+                                          start_method="fork")  # no second import of torch
+    assert [torch.load(f"{out}.{r}") for r in (0, 1)] == [0.75, 0.75]
+    assert agreed(0.5, "cpu", 1) == 0.5  # one worker: no process group needed

@@ -96,7 +96,7 @@ class Stream:
     ``train(batch_size)``: one epoch of this worker's training rows, shuffled, in batches of
     ``batch_size`` (under data parallelism every worker yields the same number of batches, or
     the one with a batch more waits forever for the others' gradients). ``val()``: every
-    validation row once, in batches; every worker scores them all, so all stop together.
+    validation row once, in batches; every worker scores them all and follows rank 0's figure (``agreed``).
     ``labels``: the targets of all the training rows, in any order: the class weights' counts
     and an epoch's steps. ``rows()``: this worker's training rows once for the training score,
     None where that pass is not worth its cost (a streamed table: a second read per round).
@@ -217,6 +217,20 @@ def scored(model: nn.Module, batches: Iterable[Batch], device: torch.device | st
     return torch.cat(logits), np.concatenate(targets)
 
 
+def agreed(value: float, device: torch.device | str, world: int) -> float:
+    """Rank 0's ``value`` on every rank: the round's early-stopping figure.
+
+    Every rank scores all the validation rows, but a streamed set comes to each in its own order, so the sums can
+    differ in the last bits; a rank that stopped while another trained on would leave that one waiting in its next
+    gradient exchange for ever. One broadcast a round makes the decision the same everywhere.
+    """
+    if world == 1:
+        return value
+    shared = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.broadcast(shared, src=0)
+    return float(shared.item())
+
+
 def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_classes: int, params: dict[str, Any],
         schedule: Schedule, seed: int, *, class_weight: str | Sequence[float] | None = None,
         balanced_sampler: bool = False, augment: Augment | None = None, mixed_precision: bool = False,
@@ -287,7 +301,7 @@ def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_cla
         with torch.no_grad():
             val_loss = float(criterion(val_logits, loss_target(torch.as_tensor(y_val, device=device), kind,
                                                                n_classes)))
-        value = score if schedule.monitor == "score" else -val_loss
+        value = agreed(score if schedule.monitor == "score" else -val_loss, device, world)
         improved = value > best + schedule.min_delta
         if improved:
             best, best_score, best_loss, since_best = value, score, val_loss, 0
