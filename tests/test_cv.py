@@ -321,3 +321,18 @@ def test_given_folds_name_missing_values_and_too_few_folds_and_ignore_stray_spac
     assert folds.tolist() == [want[c] for c in ids]
     two, names2 = given_folds(features, "two")
     assert names2 == ["x", "y"] and sorted(set(two.tolist())) == [0, 1]
+
+
+def test_best_of_breaks_ties_by_simplicity_whatever_the_order_and_never_rounds_real_differences():
+    """A tie (to 12 digits) goes to the simpler model however the scores are listed, a model outside ``ORDER``
+    after every listed one; a small real difference (0.70 against 0.90, 0.5 against 0.5004) decides."""
+    from acoustic_env.learn.cv import best_of
+
+    assert best_of({"mlp": 0.8, "forest": 0.8, "logreg": 0.8 + 1e-14}) == "logreg"
+    assert best_of({"unlisted": 0.8, "cnn": 0.8}) == best_of({"cnn": 0.8, "unlisted": 0.8}) == "cnn"
+    assert best_of({"logreg": 0.7, "xgboost": 0.9}) == "xgboost"
+    assert best_of({"logreg": 0.5, "knn": 0.5004}) == "knn"
+    with pytest.raises(ConfigError, match=r"^baselines: none of the models compared \(average, ensemble\) can be "
+                                          r"saved; include one of logreg, elasticnet, mlp, xgboost, forest, svm, "
+                                          r"knn, cnn$"):
+        choose("single_label", np.array([0, 1]), {AVERAGE: np.eye(2), "ensemble": np.eye(2)})
