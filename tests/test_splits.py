@@ -170,3 +170,16 @@ def test_multi_label_folds_spread_every_label_and_the_clips_evenly_over_groups()
     clips = np.bincount(folds, minlength=n_folds)
     assert clips.max() - clips.min() <= 2, clips
     np.testing.assert_array_equal(folds, assign_folds(targets, groups, ("a", "b", "c"), n_folds, seed=3))
+
+
+def test_a_label_left_with_one_positive_group_is_placed_before_more_common_ones():
+    """After the rarest label's groups are placed, a label with one positive group left is the rarest to place
+    next (not skipped as if it had none): every group gets a fold and each rare label spreads one per fold."""
+    labels = np.zeros((14, 3), int)
+    labels[:4, 0] = 1  # the rarest label: four groups
+    labels[:5, 1] = 1  # four of its five groups go with label 0, one is left
+    labels[5:11, 2] = 1  # six groups
+    groups = np.array([f"g{i:02d}" for i in range(14)])
+    folds = assign_folds(labels, groups, ("a", "b", "c"), 4, seed=0)
+    assert sorted(folds[:4].tolist()) == [0, 1, 2, 3] and set(folds.tolist()) == {0, 1, 2, 3}
+    assert np.bincount(folds[5:11], minlength=4).max() == 2
