@@ -16,6 +16,7 @@ from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.cv import AVERAGE, CVResult, choose, cross_validate, describe, given_folds
+from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import evaluate, intervals
 from acoustic_env.learn.splits import assign_folds, leaks
 from acoustic_env.learn.zoo import make_estimator
@@ -243,6 +244,9 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
     one = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg"])
     assert set(one.proba) == {"logreg"} and one.chosen == one.best == "logreg"  # no average of a single model
     assert log[-1]["fit_groups"] is None and calls[-1][3:5] == (0, None)  # ungrouped search; seed 0, every core
+    labels = np.stack([y, 1 - y], axis=1)  # multi-label: models are chosen by mAP, not ROC AUC
+    multi = cross_validate(lambda rows: x, labels, folds, "multi_label", 2, ["logreg"])
+    assert multi.scores == {"logreg": val_score("multi_label", labels, multi.proba["logreg"])}
 
 
 def test_report_gives_pooled_and_per_fold_figures_with_seeded_intervals():
@@ -266,6 +270,11 @@ def test_report_gives_pooled_and_per_fold_figures_with_seeded_intervals():
         assert out[m]["intervals"] == intervals("single_label", y, p, units, 5)
         assert out[m]["per_fold"] == [{"fold": k, "n": 8, **headline("single_label", y[folds == k], p[folds == k])}
                                       for k in range(3)]
+    labels = np.stack([y, 1 - y], axis=1)
+    multi = report(CVResult(folds, {"mlp": proba["logreg"]}, {"mlp": 0.8}, "mlp", "mlp"), "multi_label", ["a", "b"],
+                   labels, units, seed=5)["mlp"]
+    assert multi["intervals"] == intervals("multi_label", labels, proba["logreg"], units, 5)
+    assert multi["per_fold"][1] == {"fold": 1, "n": 8, **headline("multi_label", labels[8:16], proba["logreg"][8:16])}
 
 
 def test_describe_says_exactly_how_the_figures_were_obtained():
