@@ -41,7 +41,8 @@ LIMIT = 0.10
 #: Each module and the fast tests that cover it (files or node ids).
 MODULES: dict[str, list[str]] = {
     "acoustic_env/learn/cv.py": ["tests/test_cv.py"],
-    "acoustic_env/learn/splits.py": ["tests/test_cv.py", "tests/test_train.py::test_grouped_split_keeps_recordings_together",
+    "acoustic_env/learn/splits.py": ["tests/test_splits.py", "tests/test_cv.py",
+                                     "tests/test_train.py::test_grouped_split_keeps_recordings_together",
                                      "tests/test_train.py::test_explicit_test_list_is_exact_and_does_not_leak"],
     "acoustic_env/learn/artifact.py": ["tests/test_model_artifact.py"],
     "acoustic_env/jobs/audit/confident.py": ["tests/test_audit.py"],

@@ -16,6 +16,7 @@ from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.cv import AVERAGE, CVResult, choose, cross_validate, describe, given_folds
+from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import evaluate, intervals
 from acoustic_env.learn.splits import assign_folds, leaks
 from acoustic_env.learn.zoo import make_estimator
@@ -187,3 +188,160 @@ def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tm
     assert p.shape == (60, 2) and np.allclose(p.sum(axis=1), 1)
     text = "\n".join(summary_lines(summary))
     assert "3-fold cross-validation over column fold" in text and "cv logreg" in text and "[" in text
+
+
+class _Recorded:
+    """A stand-in fold model: remembers what it was fitted on and asked about; its probability is the input's first
+    column, and logistic regression's stand-in reports a search per fit (the others none)."""
+
+    def __init__(self, name: str, log: list[dict]) -> None:
+        self.entry = {"model": name}
+        log.append(self.entry)
+        self.search_ = f"{name} search {len(log)}" if name == "logreg" else None
+
+    def fit(self, x, y, groups=None):
+        self.entry.update(fit_x=x[:, 0].tolist(), fit_y=y.tolist(), fit_groups=None if groups is None else list(groups))
+        return self
+
+    def predict_proba(self, x):
+        self.entry["scored_x"] = x[:, 0].tolist()
+        return np.stack([1 - x[:, 0], x[:, 0]], axis=1)
+
+
+def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeypatch):
+    """The seed, threads, search plan and balance a user set reach each fold's model; each model (the CNN on its own
+    inputs) is fitted on the other folds' rows, labels and groups and scores the held-out rows; the average is the
+    row-wise mean of the candidates; every fold's search is kept."""
+    from acoustic_env.learn import cv as cv_module
+    from acoustic_env.learn.balance import Balance
+    from acoustic_env.learn.search import SearchPlan
+
+    log, calls = [], []
+
+    def fake(name, kind, n_classes, seed, threads, search, balance):
+        calls.append((name, kind, n_classes, seed, threads, search, balance))
+        return _Recorded(name, log)
+
+    monkeypatch.setattr(cv_module, "make_estimator", fake)
+    y = np.array([0, 1] * 6)
+    folds = np.repeat([0, 1, 2], 4)
+    groups = np.array([f"g{i // 2}" for i in range(12)], dtype=object)
+    x = ((np.arange(12) + 0.5) / 12)[:, None].repeat(2, axis=1)
+    images = x ** 2
+    plan, balance = SearchPlan(trials=3, inner_folds=2), Balance(class_weight="balanced")
+    result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "cnn"], seed=7, groups=groups,
+                            search=plan, threads=3, balance=balance, inputs={"cnn": images})
+    assert calls == [(m, "single_label", 2, 7, 3, plan, balance) for _ in range(3) for m in ("logreg", "cnn")]
+    for k, entry in zip(np.repeat([0, 1, 2], 2), log):
+        inputs = images if entry["model"] == "cnn" else x
+        assert entry["fit_x"] == inputs[folds != k, 0].tolist() and entry["fit_y"] == y[folds != k].tolist()
+        assert entry["fit_groups"] == list(groups[folds != k]) and entry["scored_x"] == inputs[folds == k, 0].tolist()
+    np.testing.assert_array_equal(result.proba["logreg"][:, 1], x[:, 0])
+    np.testing.assert_array_equal(result.proba["cnn"][:, 1], images[:, 0])
+    np.testing.assert_allclose(result.proba[AVERAGE][:, 1], (x[:, 0] + images[:, 0]) / 2)
+    assert result.proba[AVERAGE].shape == (12, 2) and result.folds is folds
+    assert result.searches == {"logreg": ["logreg search 1", "logreg search 3", "logreg search 5"], "cnn": []}
+    one = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg"])
+    assert set(one.proba) == {"logreg"} and one.chosen == one.best == "logreg"  # no average of a single model
+    assert log[-1]["fit_groups"] is None and calls[-1][3:5] == (0, None)  # ungrouped search; seed 0, every core
+    labels = np.stack([y, 1 - y], axis=1)  # multi-label: models are chosen by mAP, not ROC AUC
+    multi = cross_validate(lambda rows: x, labels, folds, "multi_label", 2, ["logreg"])
+    assert multi.scores == {"logreg": val_score("multi_label", labels, multi.proba["logreg"])}
+
+
+def test_report_gives_pooled_and_per_fold_figures_with_seeded_intervals():
+    """Per model: the pooled figures of every clip, the group-bootstrap intervals at the run's seed, one headline per
+    fold (numbered as the folds are, with its clip count) and the model's score."""
+    from acoustic_env.learn.cv import report
+    from acoustic_env.learn.metrics import headline
+
+    rng = np.random.default_rng(4)
+    y = np.array([0, 1] * 12)
+    folds = np.repeat([0, 1, 2], 8)
+    units = np.arange(24) // 2
+    p1 = np.clip(0.5 + (y - 0.5) * 0.4 + rng.normal(0, 0.3, 24), 0.01, 0.99)
+    proba = {"logreg": np.stack([1 - p1, p1], axis=1), "knn": np.tile([0.3, 0.7], (24, 1))}
+    result = CVResult(folds, proba, {"logreg": 0.8, "knn": 0.5}, "logreg", "logreg")
+    out = report(result, "single_label", ["a", "b"], y, units, seed=5)
+    assert list(out) == ["logreg", "knn"]
+    for m, p in proba.items():
+        assert set(out[m]) == {"pooled", "intervals", "per_fold", "score"} and out[m]["score"] == result.scores[m]
+        assert out[m]["pooled"] == evaluate("single_label", ["a", "b"], y, p)
+        assert out[m]["intervals"] == intervals("single_label", y, p, units, 5)
+        assert out[m]["per_fold"] == [{"fold": k, "n": 8, **headline("single_label", y[folds == k], p[folds == k])}
+                                      for k in range(3)]
+    labels = np.stack([y, 1 - y], axis=1)
+    multi = report(CVResult(folds, {"mlp": proba["logreg"]}, {"mlp": 0.8}, "mlp", "mlp"), "multi_label", ["a", "b"],
+                   labels, units, seed=5)["mlp"]
+    assert multi["intervals"] == intervals("multi_label", labels, proba["logreg"], units, 5)
+    assert multi["per_fold"][1] == {"fold": 1, "n": 8, **headline("multi_label", labels[8:16], proba["logreg"][8:16])}
+
+
+def test_describe_says_exactly_how_the_figures_were_obtained():
+    """The paragraph the report and the run record show: the folds (given, grouped or plain stratified), the
+    candidates, the CNN's own inputs, the model passed over for having no saved form, a saved model asked for."""
+    from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE
+
+    p = np.zeros((8, 2))
+    note = INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)
+    passed = CVResult(np.arange(8) % 4, {"logreg": p, "cnn": p, AVERAGE: p},
+                      {"logreg": 0.8766, "cnn": 0.85, AVERAGE: 0.9134}, "logreg", AVERAGE)
+    assert describe(8, 4, None, True, passed, "cnn") == (
+        "4-fold cross-validation over all 8 clips (4 stratified folds that keep every group (source recording) in one "
+        "fold). For each fold the preprocessing (standardise, PCA per feature group) and each model (logreg, cnn) "
+        "were fitted on the other folds only and scored the held-out fold (cnn: on each clip's log-mel image, "
+        "augmented in training only, its input scaling fitted and its early stopping judged on the training folds "
+        f"only); the figures pool these out-of-fold predictions (every clip scored once). {note} The model of "
+        "record, logreg, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that can be "
+        "saved. average scored higher (0.913 against 0.877) but has no pickle-free saved form, so it is not the "
+        "model of record. The saved model is cnn (asked for with saved_model, not the model of record), refitted on "
+        "all 8 clips: it has no held-out figure of its own; the cross-validated figures estimate how it does on new "
+        "recordings.")
+    plain = CVResult(np.arange(8) % 4, {"logreg": p}, {"logreg": 0.8766}, "logreg", "logreg")
+    tail = (f"and each model (logreg) were fitted on the other folds only and scored the held-out fold; the figures "
+            f"pool these out-of-fold predictions (every clip scored once). {note} The model of record, logreg, has "
+            f"the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that can be saved. The saved "
+            f"model is logreg, refitted on all 8 clips: it has no held-out figure of its own;")
+    given = describe(8, 4, "fold", True, plain, "logreg")
+    assert given.startswith("4-fold cross-validation over all 8 clips (the 4 folds of column 'fold'). ")
+    assert tail in given
+    assert describe(8, 4, None, False, plain, "logreg").startswith(
+        "4-fold cross-validation over all 8 clips (4 stratified folds). For each fold the preprocessing")
+
+
+def test_given_folds_name_missing_values_and_too_few_folds_and_ignore_stray_spaces(tmp_path):
+    """A blank or absent fold value is named with the count and a first clip; one fold is refused, two suffice; word
+    folds are stripped and sorted, so " train" and "train" are one fold."""
+    table = synthetic_table(8, seed=5, rows_per_group=2, signals=("raw",))
+    values = {"blank": [None, "a", "  ", "b", "a", "b", "a", "b"], "one": ["a"] * 8,
+              "words": [" train", "val", "train ", "test", "val", "test", "train", "val"], "two": ["x", "y"] * 4}
+    for name, column in values.items():
+        table = table.append_column(name, pa.array(column, pa.string()))
+    features = read_features(write_features(table, str(tmp_path / "f")), task="urban_natural",
+                             feature_groups=["indices_raw"])
+    ids = list(features.ids)
+    with pytest.raises(ConfigError, match=rf"^folds_column: 2 clip\(s\) have no 'blank' value, e.g. {ids[0]}$"):
+        given_folds(features, "blank")
+    with pytest.raises(ConfigError, match=r"^folds_column: 'one' must hold at least 2 distinct folds, got \['a'\]$"):
+        given_folds(features, "one")
+    folds, names = given_folds(features, "words")
+    assert names == ["test", "train", "val"] and folds.dtype == np.int64
+    want = {f"clip{i:07d}": names.index(v.strip()) for i, v in enumerate(values["words"])}
+    assert folds.tolist() == [want[c] for c in ids]
+    two, names2 = given_folds(features, "two")
+    assert names2 == ["x", "y"] and sorted(set(two.tolist())) == [0, 1]
+
+
+def test_best_of_breaks_ties_by_simplicity_whatever_the_order_and_never_rounds_real_differences():
+    """A tie (to 12 digits) goes to the simpler model however the scores are listed, a model outside ``ORDER``
+    after every listed one; a small real difference (0.70 against 0.90, 0.5 against 0.5004) decides."""
+    from acoustic_env.learn.cv import best_of
+
+    assert best_of({"mlp": 0.8, "forest": 0.8, "logreg": 0.8 + 1e-14}) == "logreg"
+    assert best_of({"unlisted": 0.8, "cnn": 0.8}) == best_of({"cnn": 0.8, "unlisted": 0.8}) == "cnn"
+    assert best_of({"logreg": 0.7, "xgboost": 0.9}) == "xgboost"
+    assert best_of({"logreg": 0.5, "knn": 0.5004}) == "knn"
+    with pytest.raises(ConfigError, match=r"^baselines: none of the models compared \(average, ensemble\) can be "
+                                          r"saved; include one of logreg, elasticnet, mlp, xgboost, forest, svm, "
+                                          r"knn, cnn$"):
+        choose("single_label", np.array([0, 1]), {AVERAGE: np.eye(2), "ensemble": np.eye(2)})
