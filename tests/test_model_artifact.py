@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,7 @@ from acoustic_env.config import IMAGE_MODELS, ConfigError, TrainConfig, from_dic
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
 from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
 from acoustic_env.jobs.train.job import summary_lines, train
-from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.artifact import describe, load_model, save_model
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
 from acoustic_env.learn.params import PARAMS
@@ -34,7 +35,7 @@ from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
 from acoustic_env.learn.search import SearchPlan
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
-from acoustic_env.table import FeatureSet, read_features
+from acoustic_env.table import FeatureSet, GroupInfo, read_features
 
 INDOOR = "/t/dd00125"
 GROUP = "indices_raw"
@@ -394,3 +395,94 @@ def test_a_skops_file_holding_an_untrusted_type_is_refused_in_one_line(tables, t
         ae.load_model(str(tmp_path / "m"))
     line = _predict_error(tmp_path / "m", capsys)
     assert "estimator.skops" in line and "Traceback" not in line
+
+
+# --- the artifact's own contract, on a tiny model (fast: what ``make mutate`` runs against learn.artifact) ---------
+
+def _tiny_model(path: Path, kind: str = "single_label", grid: bool = False, **description) -> tuple[Any, dict]:
+    """A logistic regression on two groups (``indices_raw`` 6 values, ``yamnet`` 4 recorded with ``w1``) of 30
+    random clips, saved by ``save_model`` at ``path``: (the fitted estimator, the training matrices)."""
+    rng = np.random.default_rng(3)
+    x = {"indices_raw": rng.standard_normal((30, 6)).astype(np.float32),
+         "yamnet": rng.standard_normal((30, 4)).astype(np.float32)}
+    y = np.arange(30) % 3 if kind == "single_label" else (rng.random((30, 3)) < 0.5).astype(np.int64)
+    axes = {"wf_cycles_per_hz": [0.0, 0.002], "wt_hz": [-4.0, 0.0, 4.0]}
+    groups = [GroupInfo("indices_raw", 6, "indices", weights=None, grid=(2, 3) if grid else None,
+                        axes=axes if grid else None), GroupInfo("yamnet", 4, "yamnet", weights="w1")]
+    transforms = [fit_group(x[g.name], 3, g.name) for g in groups]
+    fitted = make_estimator("logreg", kind, 3, seed=0).fit(transform_all(transforms, x), y)
+    task = {"name": "t3", "kind": kind, "class_names": ["a", "b", "c"], "definition": {"classes": ["a", "b", "c"]}}
+    save_model(str(path), from_zoo(fitted), transforms, {"task": task, **description}, groups)
+    return fitted, x
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, tuple[Path, Any, dict]]:
+    """By kind, a tiny saved model (``_tiny_model``): (its directory, the fitted estimator, the training matrices).
+    The single-label one records a grid, a run id, metrics and its extraction; the multi-label one none of them."""
+    root = tmp_path_factory.mktemp("tiny")
+    single = _tiny_model(root / "single", grid=True, run_id="20260101T000000Z-abc123", metrics={"accuracy": 0.5},
+                         extraction={"decode": {"sample_rate": 16000}, "features": {"mps": True}, "source": "x"})
+    multi = _tiny_model(root / "multi", kind="multi_label")
+    return {"single_label": (root / "single", *single), "multi_label": (root / "multi", *multi)}
+
+
+def test_model_json_states_the_task_groups_and_provenance_read_back_by_describe(tiny):
+    """model.json records each group's width, components and weights (and a grid's shape and axes), and
+    ``describe`` reads back what the annotate dry run and predict use, without loading the estimator."""
+    path = tiny["single_label"][0]
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["format_version"] == 2 and meta["estimator"]["name"] == "logreg"
+    assert meta["groups"] == [
+        {"name": "indices_raw", "dim": 6, "components": 3, "weights": None, "grid": [2, 3],
+         "axes": {"wf_cycles_per_hz": [0.0, 0.002], "wt_hz": [-4.0, 0.0, 4.0]}},
+        {"name": "yamnet", "dim": 4, "components": 3, "weights": "w1"}]
+    d = describe(str(path))
+    assert (d.model_id, d.kind, d.class_names, d.task_name) == ("20260101T000000Z-abc123", "single_label",
+                                                                 ["a", "b", "c"], "t3")
+    assert d.task_definition == {"classes": ["a", "b", "c"]} and d.metrics == {"accuracy": 0.5}
+    assert d.groups == d.inputs == ["indices_raw", "yamnet"] and d.image_input is None
+    assert d.recorded_extraction() == {"decode": {"sample_rate": 16000}, "features": {"mps": True}}
+    assert d.extract_settings() == {"embedders": ["yamnet"], "embed_signals": ("raw",)}
+    bare = describe(str(tiny["multi_label"][0]))  # no run id, metrics nor extraction recorded
+    assert (bare.model_id, bare.metrics, bare.recorded_extraction()) == (str(tiny["multi_label"][0]), {}, {})
+
+
+def test_a_tiny_model_scores_arrays_tables_and_rows_without_features(tiny):
+    """Probabilities of the fitted estimator from a mapping of matrices or an Arrow table; a row without a feature
+    vector scores NaN and predicts None; the table names the clips and one probability column per class."""
+    path, fitted, x = tiny["single_label"]
+    model = load_model(str(path))
+    want = fitted.predict_proba(transform_all(model.transforms, x))
+    np.testing.assert_allclose(model.predict_proba(x), want, rtol=0, atol=1e-6)
+    rows = [list(map(float, v)) for v in x["yamnet"][:3]]
+    table = pa.table({"clip_id": ["c0", "c1", "c2"], "yamnet": pa.array([rows[0], None, rows[2]]),
+                      "indices_raw": pa.FixedSizeListArray.from_arrays(pa.array(x["indices_raw"][:3].ravel()), 6)})
+    p = model.predict_proba(table)
+    assert np.isnan(p[1]).all() and not np.isnan(p[[0, 2]]).any()
+    np.testing.assert_allclose(p[[0, 2]], want[[0, 2]], rtol=0, atol=1e-6)
+    names = np.array(["a", "b", "c"])[want.argmax(axis=1)]
+    assert list(model.predict(table)) == [names[0], None, names[2]]
+    out = model.predict_table(table)
+    assert out.column_names == ["clip_id", "predicted", "prob_a", "prob_b", "prob_c"]
+    assert out["clip_id"].to_pylist() == ["c0", "c1", "c2"] and out["predicted"].to_pylist() == list(
+        model.predict(table))
+    np.testing.assert_allclose(out["prob_b"].to_numpy(zero_copy_only=False), p[:, 1], equal_nan=True)
+    objects = {"indices_raw": np.array(list(x["indices_raw"][:2]), dtype=object), "yamnet": [None, rows[1]]}
+    assert np.isnan(model.predict_proba(objects)[0]).all()
+    np.testing.assert_allclose(model.predict_proba(objects)[1], want[1], rtol=0, atol=1e-6)
+    assert model.predict_proba({"indices_raw": [], "yamnet": []}).shape == (0, 3)  # an empty input: no rows
+    assert model.predict_table(x).column_names[0] == "predicted"  # no clip_id in, none out
+    with pytest.raises(KeyError, match="the input lacks the feature groups this model uses: yamnet"):
+        model.predict_proba({"indices_raw": x["indices_raw"]})
+
+
+def test_a_multi_label_model_predicts_each_class_at_the_threshold(tiny):
+    path, _, x = tiny["multi_label"]
+    model = load_model(str(path))
+    p = model.predict_proba(x)
+    assert model.kind == "multi_label" and (model.predict(x) == (p >= 0.5)).all()
+    assert model.predict(x).dtype == np.int8 and (model.predict(x, threshold=0.3) == (p >= 0.3)).all()
+    assert ((p >= 0.5) != (p >= 0.3)).any()  # the threshold changes some decision
+    got = model.predict_table(x)["predicted"].to_pylist()
+    assert got == [[c for c, on in zip("abc", row) if on] for row in p >= 0.5]
