@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ import pytest
 import acoustic_env as ae
 from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.cli import main
-from acoustic_env.config import IMAGE_MODELS, ConfigError, TrainConfig, from_dict
+from acoustic_env.config import IMAGE_MODELS, ConfigError, DecodeParams, FeatureParams, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
 from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
 from acoustic_env.jobs.train.job import summary_lines, train
-from acoustic_env.learn.artifact import describe, load_model, save_model
+from acoustic_env.learn.artifact import (Model, describe, load_model, save_model, table_clip_s, table_description,
+                                         table_extraction, top_classes, top_scores)
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
 from acoustic_env.learn.params import PARAMS
@@ -35,7 +37,7 @@ from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
 from acoustic_env.learn.search import SearchPlan
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
-from acoustic_env.table import FeatureSet, GroupInfo, read_features
+from acoustic_env.table import RANDOM, FeatureSet, GroupInfo, encode_images, read_features
 
 INDOOR = "/t/dd00125"
 GROUP = "indices_raw"
@@ -486,3 +488,242 @@ def test_a_multi_label_model_predicts_each_class_at_the_threshold(tiny):
     assert ((p >= 0.5) != (p >= 0.3)).any()  # the threshold changes some decision
     got = model.predict_table(x)["predicted"].to_pylist()
     assert got == [[c for c, on in zip("abc", row) if on] for row in p >= 0.5]
+
+
+def _edited(tiny, tmp_path: Path, edit) -> str:
+    """A copy of the tiny single-label model whose model.json ``edit`` changed (it returns the new content)."""
+    path = tmp_path / "edited"
+    shutil.copytree(tiny["single_label"][0], path)
+    meta = json.loads((path / "model.json").read_text())
+    (path / "model.json").write_text(json.dumps(edit(meta)))
+    return str(path)
+
+
+def test_a_missing_damaged_or_foreign_model_is_one_line_saying_what_to_do(tiny, tmp_path, monkeypatch):
+    """Each way an artifact can be wrong ends in one ConfigError line that names the file (and the field, the
+    format version or the classes), never a traceback from deep in a reader."""
+    good = tiny["single_label"][0]
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError) as caught:
+        load_model(nowhere)
+    assert str(caught.value) == (f"model: no model artifact at {nowhere}: model.json is missing (a model directory "
+                                 "holds model.json and the files it names, as `acoustic-env train` writes to "
+                                 "<output>/model)")
+    with pytest.raises(ConfigError) as caught:
+        describe(str(good / "model.json"))
+    assert str(caught.value) == (f"model: {good / 'model.json'} is a file; give the model directory that holds "
+                                 f"model.json and the files it names ({good})")
+    monkeypatch.chdir(good)
+    with pytest.raises(ConfigError, match=r"model: model.json/ is a file; .*names \(\.\)$"):  # in the current folder
+        describe("model.json/")
+    broken = tmp_path / "broken"
+    shutil.copytree(good, broken)
+    (broken / "model.json").write_text("{")
+    with pytest.raises(ConfigError) as caught:
+        load_model(str(broken))
+    assert str(caught.value) == (f"model: {broken / 'model.json'} is damaged or not this model's (JSONDecodeError: "
+                                 "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+                                 "train again or restore it")
+    (broken / "model.json").write_text((good / "model.json").read_text())
+    (broken / "preprocessing.npz").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"preprocessing.npz is damaged or not this model's \(EOFError: No data "
+                                          r"left in file\); train again or restore it$"):
+        load_model(str(broken))
+    for version in (1, None):
+        uri = _edited(tiny, tmp_path / str(version), lambda m: {**m, "format_version": version})
+        with pytest.raises(ConfigError) as caught:
+            load_model(uri)
+        assert str(caught.value) == (f"model: {uri}/model.json has model format {version}, this version reads 2; "
+                                     "train the model again")
+    uri = _edited(tiny, tmp_path / "list", lambda m: [m])
+    with pytest.raises(ConfigError, match=r"has model format None, this version reads 2"):
+        load_model(uri)
+    with pytest.raises(ConfigError, match=r"list/edited/model.json has no 'groups' \(or not"):
+        describe(uri)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: {k: v for k, v in m.items() if k != "estimator"}, "estimator"),
+    (lambda m: {**m, "groups": {"name": "x"}}, "groups"),
+    (lambda m: {**m, "task": ["single_label"]}, "task"),
+    (lambda m: {**m, "task": {**m["task"], "kind": 1}}, "task.kind"),
+    (lambda m: {**m, "task": {k: v for k, v in m["task"].items() if k != "class_names"}}, "task.class_names"),
+    (lambda m: {**m, "groups": [m["groups"][0], {"dim": 4}]}, "groups[1].name"),
+    (lambda m: {**m, "groups": ["yamnet"]}, "groups[0].name"),
+])
+def test_a_model_json_without_a_field_loading_reads_names_the_field(edit, field, tiny, tmp_path):
+    uri = _edited(tiny, tmp_path, edit)
+    with pytest.raises(ConfigError) as caught:
+        load_model(uri)
+    assert str(caught.value) == (f"model: {uri}/model.json has no {field!r} (or not as a train job writes it); "
+                                 "train the model again or restore the file")
+    if field == "estimator":  # describe reads no estimator: the model.json is enough for the dry run
+        assert describe(uri).groups == ["indices_raw", "yamnet"]
+
+
+def test_a_class_list_of_another_length_than_the_estimators_refuses_to_load(tiny, tmp_path):
+    uri = _edited(tiny, tmp_path, lambda m: {**m, "task": {**m["task"], "class_names": ["a", "b"]}})
+    with pytest.raises(ConfigError) as caught:
+        load_model(uri)
+    assert str(caught.value) == (f"model: {uri}/model.json names 2 classes (a, b) for 6 inputs, but the estimator "
+                                 "was fitted for 3 classes, not 2; the files are not of one model")
+
+
+def test_top_classes_are_the_best_scores_first_and_none_for_a_row_without_scores():
+    scores = np.array([[0.1, 0.7, 0.2, 0.0], [np.nan, 0.1, 0.2, 0.3], [0.4, 0.1, 0.4, 0.1], [0.0, 0.9, 0.05, 0.05]])
+    names = ["dog", "bird", "rain", "car"]
+    assert top_classes(scores, names, k=2) == [["bird 0.70", "rain 0.20"], None, ["dog 0.40", "rain 0.40"],
+                                               ["bird 0.90", "rain 0.05"]]  # a tie keeps the classes' order
+    assert top_classes(scores[:1], names) == [["bird 0.70", "rain 0.20", "dog 0.10"]]  # three by default
+    assert top_scores(scores[:1], names) == [[("bird", 0.7), ("rain", 0.2), ("dog", 0.1)]]
+    assert top_scores(np.array([[1, np.inf]]), ["a", "b"]) == [None]
+
+
+def _record(runs: Path, name: str, job: str, status: str, target_rms: float) -> None:
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / name).write_text(json.dumps({"job": job, "status": status, "config": {
+        "decode": {"target_rms": target_rms}, "features": {"spectral": target_rms > 0.25}}}))
+
+
+@pytest.fixture(scope="module")
+def small_table(tmp_path_factory) -> str:
+    """Six synthetic clips (indices_raw 60 values, mps_raw a 16×33 grid) of 1, 2, 3.3333, 4, 10 and 10 s,
+    with four run records: the newest completed extract is ``b``."""
+    root = tmp_path_factory.mktemp("small")
+    table = synthetic_features(6, signals=("raw",)).table
+    durations = pa.array([1.0, 2.0, 10 / 3, 4.0, 10.0, 10.0])
+    table = table.set_column(table.schema.get_field_index("duration_s"), "duration_s", durations)
+    source = write_features(table, str(root / "tab"))
+    _record(root / "tab" / "runs", "20260101-a.json", "extract", "completed", 0.2)
+    _record(root / "tab" / "runs", "20260102-b.json", "extract", "completed", 0.3)
+    _record(root / "tab" / "runs", "20260103-c.json", "extract", "failed", 0.4)
+    _record(root / "tab" / "runs", "20260104-d.json", "train", "completed", 0.5)
+    (root / "tab" / "runs" / "20260105-e.json").write_text("{")  # cut short: skipped
+    return source
+
+
+def test_the_training_tables_extraction_and_clip_length_from_its_newest_completed_extract(small_table, tmp_path):
+    """A model names its table (the output or its features/); its parameters come from the newest completed
+    extract record, its window from the median clip length; without a table, the defaults, said so."""
+    want = {"decode": {"target_rms": 0.3}, "features": {"spectral": True},
+            "source": f"{small_table}/runs/20260102-b.json"}
+    assert table_extraction(small_table) == table_extraction(small_table + "/features/") == want
+    assert table_clip_s(small_table) == table_clip_s(small_table + "/features") == {"value": 3.667,
+                                                                                    "source": small_table}
+    assert table_description(small_table) == {"features": small_table, "extraction": want,
+                                              "training_clip_s": {"value": 3.667, "source": small_table}}
+    defaults = {"decode": asdict(DecodeParams()), "features": asdict(FeatureParams()), "source": "defaults"}
+    for missing in (str(tmp_path / "none"), ""):
+        assert table_extraction(missing) == defaults
+        assert table_clip_s(missing) == {"value": 10.0, "source": "default"}
+    (tmp_path / "empty" / "features").mkdir(parents=True)  # a table with no parts yet
+    assert table_clip_s(str(tmp_path / "empty")) == {"value": 10.0, "source": "default"}
+    for path in ((tmp_path / "bad" / "features"), (tmp_path / "bad" / "runs")):
+        path.mkdir(parents=True)
+    (tmp_path / "bad" / "features" / "part-0.parquet").write_bytes(b"PAR1 not parquet")
+    (tmp_path / "bad" / "runs" / "x.json").write_text("{}")
+    assert table_clip_s(str(tmp_path / "bad")) == {"value": 10.0, "source": "default"}
+    assert table_extraction(str(tmp_path / "bad")) == defaults
+
+
+def _bare_model(groups: list[dict], **meta) -> Model:
+    """A model of model.json facts alone (no estimator): what its plan and extraction methods read."""
+    task = {"kind": "single_label", "class_names": ["a", "b"]}
+    return Model(meta={"task": task, "groups": groups, **meta}, uri="mem://m", estimator=None, transforms=[])
+
+
+def test_what_scoring_audio_computes_for_a_model_follows_its_columns():
+    """The embedders (with their weights), the taggers whose scores are shown as tags, every column's width and
+    the extract settings, from the model's columns; two weights for one embedder stop with one line."""
+    from acoustic_env.embedders.registry import get
+
+    m = _bare_model([{"name": "indices_raw", "dim": 60}, {"name": "yamnet_fg", "dim": 1024, "weights": "w1"},
+                     {"name": "vggish", "dim": 128}])
+    assert m.embedder_weights() == {"yamnet": "w1", "vggish": RANDOM}
+    assert [t.name for t in m.taggers()] == ["yamnet"]
+    assert m.feature_plan() == ({"yamnet": "w1", "vggish": RANDOM}, [get("yamnet")],
+                                {"indices_raw": 60, "yamnet_fg": 1024, "vggish": 128, "yamnet_scores": 521})
+    assert m.extract_settings() == {"embedders": ["yamnet", "vggish"], "embed_signals": ("raw", "fg")}
+    fg = _bare_model([{"name": "yamnet_fg", "dim": 1024}])
+    assert fg.extract_settings()["embed_signals"] == ("fg",) and fg.extract_settings(tags=True)["embed_signals"] == \
+        ("raw", "fg")  # the tags are the raw signal's tagger scores
+    assert _bare_model([{"name": "vggish_fg", "dim": 128}]).extract_settings(tags=True)["embed_signals"] == ("fg",)
+    two = _bare_model([{"name": "yamnet", "dim": 1024, "weights": "w1"}, {"name": "yamnet_fg", "dim": 1024}])
+    with pytest.raises(ConfigError) as caught:
+        two.embedder_weights()
+    assert str(caught.value) == ("model: its columns of embedder yamnet were computed with different weights "
+                                 "(w1, random); one process cannot compute both")
+
+
+def test_an_image_models_inputs_plan_and_extraction_turn_the_log_mel_image_on():
+    image = {"column": "logmel", "bands": 4, "frames": 6}
+    m = _bare_model([], estimator={"input": image}, extraction={"decode": asdict(DecodeParams()),
+                                                                 "features": asdict(FeatureParams()), "source": "s"})
+    assert m.image_input == image and m.inputs == ["logmel"]
+    assert m.feature_plan() == ({}, [], {"logmel": 4})
+    decode, features, source = m.extraction_params()
+    assert (decode, source) == (DecodeParams(), "s") and features == FeatureParams(logmel=True)
+    assert m.recorded_extraction()["features"]["logmel"] is True
+    assert _bare_model([], estimator={"input": image}).recorded_extraction() == {"features": {"logmel": True}}
+    vectors = _bare_model([{"name": "indices_raw", "dim": 60}], training_clip_s={"value": 4, "source": "t"})
+    assert vectors.extraction_params() == (DecodeParams(), FeatureParams(), "defaults")  # no table: the defaults
+    assert vectors.training_clip_s() == (4.0, "t") and _bare_model([]).training_clip_s() == (10.0, "default")
+
+
+def test_a_model_reads_the_tables_recorded_extraction_and_clip_length(small_table):
+    m = _bare_model([{"name": "indices_raw", "dim": 60}], features=small_table)
+    decode, features, source = m.extraction_params()
+    assert (decode.target_rms, features.spectral, source) == (0.3, True, f"{small_table}/runs/20260102-b.json")
+    assert m.training_clip_s() == (3.667, small_table)
+
+
+class _MeanOfImage:
+    """An estimator stub: P(b) is the image's mean, so each output row shows which image it scored."""
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        mean = x.reshape(len(x), -1).mean(axis=1)
+        return np.stack([1 - mean, mean], axis=1)
+
+
+def test_an_image_model_scores_images_fitted_to_its_window_and_nan_without_one():
+    """Float images are stored at 8 bits and read back as the table would hold them, then cut or padded to the
+    model's frames; a clip without an image scores NaN."""
+    image = {"column": "logmel", "bands": 2, "frames": 4}
+    m = Model(meta={"task": {"kind": "single_label", "class_names": ["a", "b"]}, "groups": [],
+                    "estimator": {"input": image}}, uri="u", estimator=_MeanOfImage(), transforms=[])
+    long = np.tile(np.arange(8, dtype=np.float32) / 10, (2, 1))  # its centre: frames 2-5
+    short = np.full((2, 2), 0.5, np.float32)
+    got = m.images({"logmel": [long, None, short]})
+    assert got.shape == (3, 2, 4) and np.isnan(got[1]).all()
+    np.testing.assert_allclose(got[0], long[:, 2:6], atol=0.5 / 255)
+    np.testing.assert_array_equal(got[2], np.full((2, 4), 0.5, np.float32))  # padded with its minimum
+    stored = pa.table({"logmel": encode_images([long, None, short])})
+    np.testing.assert_array_equal(m.images(stored), got)
+    p = m.predict_proba(stored)
+    np.testing.assert_allclose(p[[0, 2], 1], [got[0].mean(), 0.5], rtol=1e-6)
+    assert np.isnan(p[1]).all() and list(m.predict(stored)) == ["a", None, "a"]
+    with pytest.raises(KeyError, match="the input lacks the image column this model uses: logmel"):
+        m.images({"mel": [long]})
+
+
+def test_a_table_of_another_width_weights_or_grid_than_the_models_stops_with_one_line(small_table):
+    """read_features checks every column against model.json: width and weights, and a modulation grid's shape
+    and axes, saying how to extract the table the model needs."""
+    ok = _bare_model([{"name": "indices_raw", "dim": 60}, {"name": "mps_raw", "dim": 528, "grid": [16, 33]}])
+    assert [g.name for g in ok.read_features(small_table).feature_groups] == ["indices_raw", "mps_raw"]
+    assert set(ok.matrices(small_table)) == {"indices_raw", "mps_raw"}
+    for group, said in (({"dim": 59}, "59, weights None"), ({"dim": 60, "weights": "w1"}, "60, weights w1")):
+        with pytest.raises(ConfigError) as caught:
+            _bare_model([{"name": "indices_raw", **group}]).read_features(small_table)
+        assert str(caught.value) == (f"features: column indices_raw of {small_table} has 60 values, weights None; "
+                                     f"the model was trained on {said}")
+    axes = {"wf_cycles_per_hz": list(np.linspace(0, 0.01, 16)), "wt_hz": list(np.linspace(-32, 32, 33))}
+    for grid, given_axes, said in (([33, 16], None, "33×16"),
+                                   ([16, 33], axes, "16×33 (wf 0-0.01 cycles/Hz, wt ±32 Hz)")):
+        with pytest.raises(ConfigError) as caught:
+            _bare_model([{"name": "mps_raw", "dim": 528, "grid": grid, "axes": given_axes}]).read_features(small_table)
+        flags = f"--features-mps-n-wf {grid[0]} --features-mps-n-wt {grid[1]}" + (
+            " --features-mps-max-wf 0.01 --features-mps-max-wt 32" if given_axes else "")
+        assert str(caught.value) == (f"features: column mps_raw of {small_table} is a 16×33 (wf 0-0.005 cycles/Hz, "
+                                     f"wt ±64 Hz) modulation grid; the model was trained on {said}: extract the table "
+                                     f"with the model's grid ({flags})")
