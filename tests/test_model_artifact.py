@@ -470,7 +470,9 @@ def test_a_tiny_model_scores_arrays_tables_and_rows_without_features(tiny):
     assert out["clip_id"].to_pylist() == ["c0", "c1", "c2"] and out["predicted"].to_pylist() == list(
         model.predict(table))
     np.testing.assert_allclose(out["prob_b"].to_numpy(zero_copy_only=False), p[:, 1], equal_nan=True)
-    objects = {"indices_raw": np.array(list(x["indices_raw"][:2]), dtype=object), "yamnet": [None, rows[1]]}
+    column = np.empty(2, dtype=object)  # a pandas column of arrays, one of them missing
+    column[0], column[1] = None, x["indices_raw"][1]
+    objects = {"indices_raw": column, "yamnet": [rows[0], rows[1]]}
     assert np.isnan(model.predict_proba(objects)[0]).all()
     np.testing.assert_allclose(model.predict_proba(objects)[1], want[1], rtol=0, atol=1e-6)
     assert model.predict_proba({"indices_raw": [], "yamnet": []}).shape == (0, 3)  # an empty input: no rows
@@ -576,7 +578,10 @@ def test_top_classes_are_the_best_scores_first_and_none_for_a_row_without_scores
                                                ["bird 0.90", "rain 0.05"]]  # a tie keeps the classes' order
     assert top_classes(scores[:1], names) == [["bird 0.70", "rain 0.20", "dog 0.10"]]  # three by default
     assert top_scores(scores[:1], names) == [[("bird", 0.7), ("rain", 0.2), ("dog", 0.1)]]
-    assert top_scores(np.array([[1, np.inf]]), ["a", "b"]) == [None]
+    assert top_scores(np.array([[1, np.inf]]), ["a", "b"]) == top_scores([[0.5, None]], ["a", "b"]) == [None]
+    tagger = np.zeros((1, 527))
+    tagger[0, 5::100] = 0.25  # ties among the 527 AudioSet scores: the classes' order decides, as for a few
+    assert top_scores(tagger, [f"c{j}" for j in range(527)]) == [[("c5", 0.25), ("c105", 0.25), ("c205", 0.25)]]
 
 
 def _record(runs: Path, name: str, job: str, status: str, target_rms: float) -> None:
@@ -593,12 +598,12 @@ def small_table(tmp_path_factory) -> str:
     table = synthetic_features(6, signals=("raw",)).table
     durations = pa.array([1.0, 2.0, 10 / 3, 4.0, 10.0, 10.0])
     table = table.set_column(table.schema.get_field_index("duration_s"), "duration_s", durations)
-    source = write_features(table, str(root / "tab"))
-    _record(root / "tab" / "runs", "20260101-a.json", "extract", "completed", 0.2)
-    _record(root / "tab" / "runs", "20260102-b.json", "extract", "completed", 0.3)
-    _record(root / "tab" / "runs", "20260103-c.json", "extract", "failed", 0.4)
-    _record(root / "tab" / "runs", "20260104-d.json", "train", "completed", 0.5)
-    (root / "tab" / "runs" / "20260105-e.json").write_text("{")  # cut short: skipped
+    source = write_features(table, str(root / "tabX"))  # a name ending in X: only slashes are stripped
+    _record(root / "tabX" / "runs", "20260101-a.json", "extract", "completed", 0.2)
+    _record(root / "tabX" / "runs", "20260102-b.json", "extract", "completed", 0.3)
+    _record(root / "tabX" / "runs", "20260103-c.json", "extract", "failed", 0.4)
+    _record(root / "tabX" / "runs", "20260104-d.json", "train", "completed", 0.5)
+    (root / "tabX" / "runs" / "20260105-e.json").write_text("{")  # cut short: skipped
     return source
 
 
@@ -648,6 +653,7 @@ def test_what_scoring_audio_computes_for_a_model_follows_its_columns():
     assert fg.extract_settings()["embed_signals"] == ("fg",) and fg.extract_settings(tags=True)["embed_signals"] == \
         ("raw", "fg")  # the tags are the raw signal's tagger scores
     assert _bare_model([{"name": "vggish_fg", "dim": 128}]).extract_settings(tags=True)["embed_signals"] == ("fg",)
+    assert _bare_model([{"name": "yamnet", "dim": 1024}]).extract_settings(tags=True)["embed_signals"] == ("raw",)
     two = _bare_model([{"name": "yamnet", "dim": 1024, "weights": "w1"}, {"name": "yamnet_fg", "dim": 1024}])
     with pytest.raises(ConfigError) as caught:
         two.embedder_weights()
@@ -663,7 +669,8 @@ def test_an_image_models_inputs_plan_and_extraction_turn_the_log_mel_image_on():
     assert m.feature_plan() == ({}, [], {"logmel": 4})
     decode, features, source = m.extraction_params()
     assert (decode, source) == (DecodeParams(), "s") and features == FeatureParams(logmel=True)
-    assert m.recorded_extraction()["features"]["logmel"] is True
+    assert m.recorded_extraction() == {"decode": asdict(DecodeParams()),
+                                       "features": {**asdict(FeatureParams()), "logmel": True}}
     assert _bare_model([], estimator={"input": image}).recorded_extraction() == {"features": {"logmel": True}}
     vectors = _bare_model([{"name": "indices_raw", "dim": 60}], training_clip_s={"value": 4, "source": "t"})
     assert vectors.extraction_params() == (DecodeParams(), FeatureParams(), "defaults")  # no table: the defaults
@@ -694,7 +701,7 @@ def test_an_image_model_scores_images_fitted_to_its_window_and_nan_without_one()
     long = np.tile(np.arange(8, dtype=np.float32) / 10, (2, 1))  # its centre: frames 2-5
     short = np.full((2, 2), 0.5, np.float32)
     got = m.images({"logmel": [long, None, short]})
-    assert got.shape == (3, 2, 4) and np.isnan(got[1]).all()
+    assert got.shape == (3, 2, 4) and got.dtype == np.float32 and np.isnan(got[1]).all()
     np.testing.assert_allclose(got[0], long[:, 2:6], atol=0.5 / 255)
     np.testing.assert_array_equal(got[2], np.full((2, 4), 0.5, np.float32))  # padded with its minimum
     stored = pa.table({"logmel": encode_images([long, None, short])})
@@ -727,3 +734,22 @@ def test_a_table_of_another_width_weights_or_grid_than_the_models_stops_with_one
         assert str(caught.value) == (f"features: column mps_raw of {small_table} is a 16×33 (wf 0-0.005 cycles/Hz, "
                                      f"wt ±64 Hz) modulation grid; the model was trained on {said}: extract the table "
                                      f"with the model's grid ({flags})")
+
+
+def test_an_image_model_reads_its_image_column_from_a_table_and_says_when_there_is_none(small_table, tmp_path):
+    """An image model's rows are the table's clips (no feature matrix held); its images are read by clip id; a
+    table without the image column stops with one line naming the extract flag."""
+    syn = synthetic_features(4, signals=("raw",), logmel_s=1.0)
+    source = write_features(syn.table, str(tmp_path / "images"))
+    image = {"column": "logmel", "bands": int(syn.images[0].shape[0]), "frames": 8}
+    m = _bare_model([], estimator={"input": image})
+    data = m.read_features(source)
+    first = list(data.ids[:2])
+    assert len(data) == 4 and data.X is None and list(m.read_features(source, clip_ids=first).ids) == first
+    got = m.images(source)
+    assert got.shape == (4, image["bands"], 8) and np.isfinite(got).all()
+    np.testing.assert_array_equal(got, m.images(data))
+    with pytest.raises(ConfigError) as caught:
+        m.read_features(small_table)
+    assert str(caught.value) == (f"features: {small_table} has no 'logmel' images, which the model reads; extract "
+                                 "the table with --features-logmel")
