@@ -477,6 +477,8 @@ def test_a_tiny_model_scores_arrays_tables_and_rows_without_features(tiny):
     np.testing.assert_allclose(model.predict_proba(objects)[1], want[1], rtol=0, atol=1e-6)
     assert model.predict_proba({"indices_raw": [], "yamnet": []}).shape == (0, 3)  # an empty input: no rows
     assert model.predict_table(x).column_names[0] == "predicted"  # no clip_id in, none out
+    none = model.predict_table({"clip_id": ["c9"], "indices_raw": [None], "yamnet": [None]})
+    assert none.schema.field("predicted").type == pa.string() and none["predicted"].to_pylist() == [None]
     with pytest.raises(KeyError, match="the input lacks the feature groups this model uses: yamnet"):
         model.predict_proba({"indices_raw": x["indices_raw"]})
 
@@ -488,6 +490,7 @@ def test_a_multi_label_model_predicts_each_class_at_the_threshold(tiny):
     assert model.kind == "multi_label" and (model.predict(x) == (p >= 0.5)).all()
     assert model.predict(x).dtype == np.int8 and (model.predict(x, threshold=0.3) == (p >= 0.3)).all()
     assert ((p >= 0.5) != (p >= 0.3)).any()  # the threshold changes some decision
+    assert model.predict(x, threshold=float(p[0, 0]))[0, 0] == 1  # a probability at the threshold is a yes
     got = model.predict_table(x)["predicted"].to_pylist()
     assert got == [[c for c, on in zip("abc", row) if on] for row in p >= 0.5]
 
@@ -592,10 +595,11 @@ def _record(runs: Path, name: str, job: str, status: str, target_rms: float) -> 
 
 @pytest.fixture(scope="module")
 def small_table(tmp_path_factory) -> str:
-    """Six synthetic clips (indices_raw 60 values, mps_raw a 16×33 grid) of 1, 2, 3.3333, 4, 10 and 10 s,
+    """Six synthetic clips (indices_raw 60 values, mps_raw a 16×33 grid, vggish and yamnet vectors of random
+    weights) of 1, 2, 3.3333, 4, 10 and 10 s,
     with four run records: the newest completed extract is ``b``."""
     root = tmp_path_factory.mktemp("small")
-    table = synthetic_features(6, signals=("raw",)).table
+    table = synthetic_features(6, signals=("raw",), embedders=("vggish", "yamnet")).table
     durations = pa.array([1.0, 2.0, 10 / 3, 4.0, 10.0, 10.0])
     table = table.set_column(table.schema.get_field_index("duration_s"), "duration_s", durations)
     source = write_features(table, str(root / "tabX"))  # a name ending in X: only slashes are stripped
@@ -718,7 +722,19 @@ def test_a_table_of_another_width_weights_or_grid_than_the_models_stops_with_one
     and axes, saying how to extract the table the model needs."""
     ok = _bare_model([{"name": "indices_raw", "dim": 60}, {"name": "mps_raw", "dim": 528, "grid": [16, 33]}])
     assert [g.name for g in ok.read_features(small_table).feature_groups] == ["indices_raw", "mps_raw"]
-    assert set(ok.matrices(small_table)) == {"indices_raw", "mps_raw"}
+    matrices = ok.matrices(small_table)
+    streamed = read_features(small_table, feature_groups=ok.groups, max_bytes=0)  # no matrix held: rows read
+    assert streamed.X is None and set(matrices) == {"indices_raw", "mps_raw"}
+    for name, values in ok.matrices(streamed).items():
+        np.testing.assert_array_equal(values, matrices[name])
+    first = ok.read_features(small_table, clip_ids=["clip0000001", "clip0000003"])
+    assert list(first.ids) == ["clip0000001", "clip0000003"]
+    # a model of random-weights embeddings reads them; a model.json of before weights were recorded takes any
+    random = _bare_model([{"name": "vggish", "dim": 128, "weights": RANDOM}, {"name": "yamnet", "dim": 1024}])
+    assert [(g.name, g.weights) for g in random.read_features(small_table).feature_groups] == [
+        ("vggish", RANDOM), ("yamnet", RANDOM)]
+    # a model saved before grids were recorded in the table: the width check alone
+    assert _bare_model([{"name": "indices_raw", "dim": 60, "grid": [6, 10]}]).read_features(small_table)
     for group, said in (({"dim": 59}, "59, weights None"), ({"dim": 60, "weights": "w1"}, "60, weights w1")):
         with pytest.raises(ConfigError) as caught:
             _bare_model([{"name": "indices_raw", **group}]).read_features(small_table)
@@ -749,6 +765,12 @@ def test_an_image_model_reads_its_image_column_from_a_table_and_says_when_there_
     got = m.images(source)
     assert got.shape == (4, image["bands"], 8) and np.isfinite(got).all()
     np.testing.assert_array_equal(got, m.images(data))
+    m = Model(meta={**m.meta, "task": {"kind": "single_label", "class_names": ["a", "b"]}}, uri="u",
+              estimator=_MeanOfImage(), transforms=[])
+    table = m.predict_table(source)
+    assert table.column_names == ["clip_id", "predicted", "prob_a", "prob_b"]
+    assert table["clip_id"].to_pylist() == list(data.ids)
+    np.testing.assert_allclose(table["prob_b"].to_numpy(), got.reshape(4, -1).mean(axis=1), rtol=1e-6)
     with pytest.raises(ConfigError) as caught:
         m.read_features(small_table)
     assert str(caught.value) == (f"features: {small_table} has no 'logmel' images, which the model reads; extract "
