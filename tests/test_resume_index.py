@@ -256,6 +256,9 @@ def test_compaction_writes_an_empty_errors_part_and_keeps_old_rows_without_a_run
     """errors/ always holds a part, empty when nothing failed; an error row of an older part without a run_id
     stays until its clip is done (its null run id is no proof this run processed it)."""
     out = tmp_path / "out"
+    for read_only in (True, False):  # a new output: nothing done, nothing failed
+        new = layout.index_output(str(out), read_only=read_only)
+        assert new.done.type == pa.string() and len(new.done) == 0 and new.errors.num_rows == 0
     features_part(out, "1-aa", ["a"])
     index = layout.index_output(str(out))
     assert layout.compact_errors(str(out), "r9", index, np.zeros(0, np.uint64)) == 0
