@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -424,6 +425,7 @@ def tiny(tmp_path_factory) -> dict[str, tuple[Path, Any, dict]]:
     The single-label one records a grid, a run id, metrics and its extraction; the multi-label one none of them."""
     root = tmp_path_factory.mktemp("tiny")
     single = _tiny_model(root / "single", grid=True, run_id="20260101T000000Z-abc123", metrics={"accuracy": 0.5},
+                         trained_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
                          extraction={"decode": {"sample_rate": 16000}, "features": {"mps": True}, "source": "x"})
     multi = _tiny_model(root / "multi", kind="multi_label")
     return {"single_label": (root / "single", *single), "multi_label": (root / "multi", *multi)}
@@ -435,6 +437,7 @@ def test_model_json_states_the_task_groups_and_provenance_read_back_by_describe(
     path = tiny["single_label"][0]
     meta = json.loads((path / "model.json").read_text())
     assert meta["format_version"] == 2 and meta["estimator"]["name"] == "logreg"
+    assert meta["trained_at"] == "2026-01-01 00:00:00+00:00"  # a value JSON has no type for: its text
     assert meta["groups"] == [
         {"name": "indices_raw", "dim": 6, "components": 3, "weights": None, "grid": [2, 3],
          "axes": {"wf_cycles_per_hz": [0.0, 0.002], "wt_hz": [-4.0, 0.0, 4.0]}},
@@ -775,3 +778,23 @@ def test_an_image_model_reads_its_image_column_from_a_table_and_says_when_there_
         m.read_features(small_table)
     assert str(caught.value) == (f"features: {small_table} has no 'logmel' images, which the model reads; extract "
                                  "the table with --features-logmel")
+
+
+def test_an_image_models_artifact_keeps_no_feature_group_and_groups_must_match_their_transforms(tmp_path):
+    """An estimator of images (its spec names an input) reads no feature group: its model.json lists none, whatever
+    it was given; for a model of vectors, transforms and groups out of step are refused before anything is written."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    transforms = [fit_group(x, 2, "indices_raw")]
+    groups = [GroupInfo("indices_raw", 4, "indices")]
+    fitted = from_zoo(make_estimator("logreg", "single_label", 2, seed=0).fit(transform_all(transforms, {
+        "indices_raw": x}), np.arange(20) % 2))
+    image = {"column": "logmel", "bands": 2, "frames": 2}
+    task = {"task": {"kind": "single_label", "class_names": ["a", "b"]}}
+    save_model(str(tmp_path / "image"), replace(fitted, spec={**fitted.spec, "input": image}), transforms, task, groups)
+    d = describe(str(tmp_path / "image"))
+    assert d.groups == [] and d.image_input == image and d.inputs == ["logmel"]
+    with pytest.raises(ValueError) as caught:
+        save_model(str(tmp_path / "vectors"), fitted, transforms, task, [GroupInfo("yamnet", 4, "yamnet")])
+    assert str(caught.value) == "save_model: transforms and feature_groups must name the same groups in the same order"
+    assert not (tmp_path / "vectors").exists()
