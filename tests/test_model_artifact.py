@@ -635,6 +635,10 @@ def test_the_training_tables_extraction_and_clip_length_from_its_newest_complete
     (tmp_path / "bad" / "features" / "part-0.parquet").write_bytes(b"PAR1 not parquet")
     (tmp_path / "bad" / "runs" / "x.json").write_text("{}")
     assert table_clip_s(str(tmp_path / "bad")) == {"value": 10.0, "source": "default"}
+    shutil.copytree(Path(small_table) / "features", tmp_path / "out" / "features")  # a model naming out/features
+    (tmp_path / "out" / "features" / "features").mkdir()  # ... where a features/ of its own holds a damaged part
+    (tmp_path / "out" / "features" / "features" / "part-0.parquet").write_bytes(b"PAR1 not parquet")
+    assert table_clip_s(str(tmp_path / "out" / "features")) == {"value": 3.667, "source": str(tmp_path / "out")}
     assert table_extraction(str(tmp_path / "bad")) == defaults
 
 
