@@ -482,8 +482,10 @@ def test_a_tiny_model_scores_arrays_tables_and_rows_without_features(tiny):
     assert model.predict_table(x).column_names[0] == "predicted"  # no clip_id in, none out
     none = model.predict_table({"clip_id": ["c9"], "indices_raw": [None], "yamnet": [None]})
     assert none.schema.field("predicted").type == pa.string() and none["predicted"].to_pylist() == [None]
-    with pytest.raises(KeyError, match="the input lacks the feature groups this model uses: yamnet"):
+    with pytest.raises(KeyError, match="the input lacks the feature groups this model uses: yamnet'"):
         model.predict_proba({"indices_raw": x["indices_raw"]})
+    with pytest.raises(KeyError, match="the input lacks the feature groups this model uses: indices_raw, yamnet'"):
+        model.predict_proba(pa.table({"clip_id": ["c0"]}))
 
 
 def test_a_multi_label_model_predicts_each_class_at_the_threshold(tiny):
@@ -491,6 +493,7 @@ def test_a_multi_label_model_predicts_each_class_at_the_threshold(tiny):
     model = load_model(str(path))
     p = model.predict_proba(x)
     assert model.kind == "multi_label" and (model.predict(x) == (p >= 0.5)).all()
+    assert model.model_id == str(path)  # no run id recorded: where it was loaded from
     assert model.predict(x).dtype == np.int8 and (model.predict(x, threshold=0.3) == (p >= 0.3)).all()
     assert ((p >= 0.5) != (p >= 0.3)).any()  # the threshold changes some decision
     assert model.predict(x, threshold=float(p[0, 0]))[0, 0] == 1  # a probability at the threshold is a yes
@@ -505,6 +508,14 @@ def _edited(tiny, tmp_path: Path, edit) -> str:
     meta = json.loads((path / "model.json").read_text())
     (path / "model.json").write_text(json.dumps(edit(meta)))
     return str(path)
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
 def test_a_missing_damaged_or_foreign_model_is_one_line_saying_what_to_do(tiny, tmp_path, monkeypatch):
@@ -533,6 +544,11 @@ def test_a_missing_damaged_or_foreign_model_is_one_line_saying_what_to_do(tiny, 
                                  "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
                                  "train again or restore it")
     (broken / "model.json").write_text((good / "model.json").read_text())
+    (broken / "estimator.npz").write_bytes(_npz_bytes(columns=np.array([{"a": 1}], dtype=object)))
+    with pytest.raises(ConfigError, match=r"estimator.npz is damaged or not this model's \(ValueError: Object arrays "
+                                          r"cannot be loaded when allow_pickle=False\)"):  # never unpickled
+        load_model(str(broken))
+    (broken / "estimator.npz").write_bytes((good / "estimator.npz").read_bytes())
     (broken / "preprocessing.npz").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"preprocessing.npz is damaged or not this model's \(EOFError: No data "
                                           r"left in file\); train again or restore it$"):
@@ -740,6 +756,7 @@ def test_a_table_of_another_width_weights_or_grid_than_the_models_stops_with_one
     random = _bare_model([{"name": "vggish", "dim": 128, "weights": RANDOM}, {"name": "yamnet", "dim": 1024}])
     assert [(g.name, g.weights) for g in random.read_features(small_table).feature_groups] == [
         ("vggish", RANDOM), ("yamnet", RANDOM)]
+    assert len(_bare_model([{"name": "vggish", "dim": 128, "weights": RANDOM}]).read_features(small_table)) == 6
     # a model saved before grids were recorded in the table: the width check alone
     assert _bare_model([{"name": "indices_raw", "dim": 60, "grid": [6, 10]}]).read_features(small_table)
     for group, said in (({"dim": 59}, "59, weights None"), ({"dim": 60, "weights": "w1"}, "60, weights w1")):
