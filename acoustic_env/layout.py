@@ -348,9 +348,10 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: np.n
         return 0
     latest = table.sort_by([("time", "descending")])
     latest = latest.filter(pa.array(_first_rows(latest["clip_id"])))
-    done_now = pc.or_(pc.is_in(latest["clip_id"], value_set=index.done),
-                      pc.and_(pa.array(np.isin(id_hashes(latest["clip_id"]), processed)),
-                              pc.not_equal(latest["run_id"], run_id)))
+    # Kleene logic: a row without a run_id (an older part) whose clip is in features/ is done all the same
+    done_now = pc.or_kleene(pc.is_in(latest["clip_id"], value_set=index.done),
+                            pc.and_kleene(pa.array(np.isin(id_hashes(latest["clip_id"]), processed)),
+                                          pc.not_equal(latest["run_id"], run_id)))
     latest = latest.filter(pc.invert(pc.fill_null(done_now, False))).sort_by([("time", "ascending")])
     write_parquet(latest, target)
     for part in parts:

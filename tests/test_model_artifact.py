@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,11 +24,12 @@ import pytest
 import acoustic_env as ae
 from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.cli import main
-from acoustic_env.config import IMAGE_MODELS, ConfigError, TrainConfig, from_dict
+from acoustic_env.config import IMAGE_MODELS, ConfigError, DecodeParams, FeatureParams, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
 from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
 from acoustic_env.jobs.train.job import summary_lines, train
-from acoustic_env.learn.artifact import save_model
+from acoustic_env.learn.artifact import (Model, describe, load_model, save_model, table_clip_s, table_description,
+                                         table_extraction, top_classes, top_scores)
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
 from acoustic_env.learn.params import PARAMS
@@ -34,7 +38,7 @@ from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
 from acoustic_env.learn.search import SearchPlan
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
-from acoustic_env.table import FeatureSet, read_features
+from acoustic_env.table import RANDOM, FeatureSet, GroupInfo, encode_images, read_features
 
 INDOOR = "/t/dd00125"
 GROUP = "indices_raw"
@@ -394,3 +398,424 @@ def test_a_skops_file_holding_an_untrusted_type_is_refused_in_one_line(tables, t
         ae.load_model(str(tmp_path / "m"))
     line = _predict_error(tmp_path / "m", capsys)
     assert "estimator.skops" in line and "Traceback" not in line
+
+
+# --- the artifact's own contract, on a tiny model (fast: what ``make mutate`` runs against learn.artifact) ---------
+
+def _tiny_model(path: Path, kind: str = "single_label", grid: bool = False, **description) -> tuple[Any, dict]:
+    """A logistic regression on two groups (``indices_raw`` 6 values, ``yamnet`` 4 recorded with ``w1``) of 30
+    random clips, saved by ``save_model`` at ``path``: (the fitted estimator, the training matrices)."""
+    rng = np.random.default_rng(3)
+    x = {"indices_raw": rng.standard_normal((30, 6)).astype(np.float32),
+         "yamnet": rng.standard_normal((30, 4)).astype(np.float32)}
+    y = np.arange(30) % 3 if kind == "single_label" else (rng.random((30, 3)) < 0.5).astype(np.int64)
+    axes = {"wf_cycles_per_hz": [0.0, 0.002], "wt_hz": [-4.0, 0.0, 4.0]}
+    groups = [GroupInfo("indices_raw", 6, "indices", weights=None, grid=(2, 3) if grid else None,
+                        axes=axes if grid else None), GroupInfo("yamnet", 4, "yamnet", weights="w1")]
+    transforms = [fit_group(x[g.name], 3, g.name) for g in groups]
+    fitted = make_estimator("logreg", kind, 3, seed=0).fit(transform_all(transforms, x), y)
+    task = {"name": "t3", "kind": kind, "class_names": ["a", "b", "c"], "definition": {"classes": ["a", "b", "c"]}}
+    save_model(str(path), from_zoo(fitted), transforms, {"task": task, **description}, groups)
+    return fitted, x
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, tuple[Path, Any, dict]]:
+    """By kind, a tiny saved model (``_tiny_model``): (its directory, the fitted estimator, the training matrices).
+    The single-label one records a grid, a run id, metrics and its extraction; the multi-label one none of them."""
+    root = tmp_path_factory.mktemp("tiny")
+    single = _tiny_model(root / "single", grid=True, run_id="20260101T000000Z-abc123", metrics={"accuracy": 0.5},
+                         trained_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                         extraction={"decode": {"sample_rate": 16000}, "features": {"mps": True}, "source": "x"})
+    multi = _tiny_model(root / "multi", kind="multi_label")
+    return {"single_label": (root / "single", *single), "multi_label": (root / "multi", *multi)}
+
+
+def test_model_json_states_the_task_groups_and_provenance_read_back_by_describe(tiny):
+    """model.json records each group's width, components and weights (and a grid's shape and axes), and
+    ``describe`` reads back what the annotate dry run and predict use, without loading the estimator."""
+    path = tiny["single_label"][0]
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["format_version"] == 2 and meta["estimator"]["name"] == "logreg"
+    assert meta["trained_at"] == "2026-01-01 00:00:00+00:00"  # a value JSON has no type for: its text
+    assert meta["groups"] == [
+        {"name": "indices_raw", "dim": 6, "components": 3, "weights": None, "grid": [2, 3],
+         "axes": {"wf_cycles_per_hz": [0.0, 0.002], "wt_hz": [-4.0, 0.0, 4.0]}},
+        {"name": "yamnet", "dim": 4, "components": 3, "weights": "w1"}]
+    d = describe(str(path))
+    assert (d.model_id, d.kind, d.class_names, d.task_name) == ("20260101T000000Z-abc123", "single_label",
+                                                                 ["a", "b", "c"], "t3")
+    assert d.task_definition == {"classes": ["a", "b", "c"]} and d.metrics == {"accuracy": 0.5}
+    assert d.groups == d.inputs == ["indices_raw", "yamnet"] and d.image_input is None
+    assert d.recorded_extraction() == {"decode": {"sample_rate": 16000}, "features": {"mps": True}}
+    assert d.extract_settings() == {"embedders": ["yamnet"], "embed_signals": ("raw",)}
+    bare = describe(str(tiny["multi_label"][0]))  # no run id, metrics nor extraction recorded
+    assert (bare.model_id, bare.metrics, bare.recorded_extraction()) == (str(tiny["multi_label"][0]), {}, {})
+
+
+def test_a_tiny_model_scores_arrays_tables_and_rows_without_features(tiny):
+    """Probabilities of the fitted estimator from a mapping of matrices or an Arrow table; a row without a feature
+    vector scores NaN and predicts None; the table names the clips and one probability column per class."""
+    path, fitted, x = tiny["single_label"]
+    model = load_model(str(path))
+    want = fitted.predict_proba(transform_all(model.transforms, x))
+    np.testing.assert_allclose(model.predict_proba(x), want, rtol=0, atol=1e-6)
+    rows = [list(map(float, v)) for v in x["yamnet"][:3]]
+    table = pa.table({"clip_id": ["c0", "c1", "c2"], "yamnet": pa.array([rows[0], None, rows[2]]),
+                      "indices_raw": pa.FixedSizeListArray.from_arrays(pa.array(x["indices_raw"][:3].ravel()), 6)})
+    p = model.predict_proba(table)
+    assert np.isnan(p[1]).all() and not np.isnan(p[[0, 2]]).any()
+    np.testing.assert_allclose(p[[0, 2]], want[[0, 2]], rtol=0, atol=1e-6)
+    names = np.array(["a", "b", "c"])[want.argmax(axis=1)]
+    assert list(model.predict(table)) == [names[0], None, names[2]]
+    out = model.predict_table(table)
+    assert out.column_names == ["clip_id", "predicted", "prob_a", "prob_b", "prob_c"]
+    assert out["clip_id"].to_pylist() == ["c0", "c1", "c2"] and out["predicted"].to_pylist() == list(
+        model.predict(table))
+    np.testing.assert_allclose(out["prob_b"].to_numpy(zero_copy_only=False), p[:, 1], equal_nan=True)
+    column = np.empty(2, dtype=object)  # a pandas column of arrays, one of them missing
+    column[0], column[1] = None, x["indices_raw"][1]
+    objects = {"indices_raw": column, "yamnet": [rows[0], rows[1]]}
+    assert np.isnan(model.predict_proba(objects)[0]).all()
+    np.testing.assert_allclose(model.predict_proba(objects)[1], want[1], rtol=0, atol=1e-6)
+    assert model.predict_proba({"indices_raw": [], "yamnet": []}).shape == (0, 3)  # an empty input: no rows
+    assert model.predict_table(x).column_names[0] == "predicted"  # no clip_id in, none out
+    none = model.predict_table({"clip_id": ["c9"], "indices_raw": [None], "yamnet": [None]})
+    assert none.schema.field("predicted").type == pa.string() and none["predicted"].to_pylist() == [None]
+    with pytest.raises(KeyError, match="the input lacks the feature groups this model uses: yamnet'"):
+        model.predict_proba({"indices_raw": x["indices_raw"]})
+    with pytest.raises(KeyError, match="the input lacks the feature groups this model uses: indices_raw, yamnet'"):
+        model.predict_proba(pa.table({"clip_id": ["c0"]}))
+
+
+def test_a_multi_label_model_predicts_each_class_at_the_threshold(tiny):
+    path, _, x = tiny["multi_label"]
+    model = load_model(str(path))
+    p = model.predict_proba(x)
+    assert model.kind == "multi_label" and (model.predict(x) == (p >= 0.5)).all()
+    assert model.model_id == str(path)  # no run id recorded: where it was loaded from
+    assert model.predict(x).dtype == np.int8 and (model.predict(x, threshold=0.3) == (p >= 0.3)).all()
+    assert ((p >= 0.5) != (p >= 0.3)).any()  # the threshold changes some decision
+    assert model.predict(x, threshold=float(p[0, 0]))[0, 0] == 1  # a probability at the threshold is a yes
+    got = model.predict_table(x)["predicted"].to_pylist()
+    assert got == [[c for c, on in zip("abc", row) if on] for row in p >= 0.5]
+
+
+def _edited(tiny, tmp_path: Path, edit) -> str:
+    """A copy of the tiny single-label model whose model.json ``edit`` changed (it returns the new content)."""
+    path = tmp_path / "edited"
+    shutil.copytree(tiny["single_label"][0], path)
+    meta = json.loads((path / "model.json").read_text())
+    (path / "model.json").write_text(json.dumps(edit(meta)))
+    return str(path)
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def test_a_missing_damaged_or_foreign_model_is_one_line_saying_what_to_do(tiny, tmp_path, monkeypatch):
+    """Each way an artifact can be wrong ends in one ConfigError line that names the file (and the field, the
+    format version or the classes), never a traceback from deep in a reader."""
+    good = tiny["single_label"][0]
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError) as caught:
+        load_model(nowhere)
+    assert str(caught.value) == (f"model: no model artifact at {nowhere}: model.json is missing (a model directory "
+                                 "holds model.json and the files it names, as `acoustic-env train` writes to "
+                                 "<output>/model)")
+    with pytest.raises(ConfigError) as caught:
+        describe(str(good / "model.json"))
+    assert str(caught.value) == (f"model: {good / 'model.json'} is a file; give the model directory that holds "
+                                 f"model.json and the files it names ({good})")
+    monkeypatch.chdir(good)
+    with pytest.raises(ConfigError, match=r"model: model.json/ is a file; .*names \(\.\)$"):  # in the current folder
+        describe("model.json/")
+    broken = tmp_path / "broken"
+    shutil.copytree(good, broken)
+    (broken / "model.json").write_text("{")
+    with pytest.raises(ConfigError) as caught:
+        load_model(str(broken))
+    assert str(caught.value) == (f"model: {broken / 'model.json'} is damaged or not this model's (JSONDecodeError: "
+                                 "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+                                 "train again or restore it")
+    (broken / "model.json").write_text((good / "model.json").read_text())
+    (broken / "estimator.npz").write_bytes(_npz_bytes(columns=np.array([{"a": 1}], dtype=object)))
+    with pytest.raises(ConfigError, match=r"estimator.npz is damaged or not this model's \(ValueError: Object arrays "
+                                          r"cannot be loaded when allow_pickle=False\)"):  # never unpickled
+        load_model(str(broken))
+    (broken / "estimator.npz").write_bytes((good / "estimator.npz").read_bytes())
+    (broken / "preprocessing.npz").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"preprocessing.npz is damaged or not this model's \(EOFError: No data "
+                                          r"left in file\); train again or restore it$"):
+        load_model(str(broken))
+    for version in (1, None):
+        uri = _edited(tiny, tmp_path / str(version), lambda m: {**m, "format_version": version})
+        with pytest.raises(ConfigError) as caught:
+            load_model(uri)
+        assert str(caught.value) == (f"model: {uri}/model.json has model format {version}, this version reads 2; "
+                                     "train the model again")
+    uri = _edited(tiny, tmp_path / "list", lambda m: [m])
+    with pytest.raises(ConfigError, match=r"has model format None, this version reads 2"):
+        load_model(uri)
+    with pytest.raises(ConfigError, match=r"list/edited/model.json has no 'groups' \(or not"):
+        describe(uri)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: {k: v for k, v in m.items() if k != "estimator"}, "estimator"),
+    (lambda m: {**m, "groups": {"name": "x"}}, "groups"),
+    (lambda m: {**m, "task": ["single_label"]}, "task"),
+    (lambda m: {**m, "task": {**m["task"], "kind": 1}}, "task.kind"),
+    (lambda m: {**m, "task": {k: v for k, v in m["task"].items() if k != "class_names"}}, "task.class_names"),
+    (lambda m: {**m, "groups": [m["groups"][0], {"dim": 4}]}, "groups[1].name"),
+    (lambda m: {**m, "groups": ["yamnet"]}, "groups[0].name"),
+])
+def test_a_model_json_without_a_field_loading_reads_names_the_field(edit, field, tiny, tmp_path):
+    uri = _edited(tiny, tmp_path, edit)
+    with pytest.raises(ConfigError) as caught:
+        load_model(uri)
+    assert str(caught.value) == (f"model: {uri}/model.json has no {field!r} (or not as a train job writes it); "
+                                 "train the model again or restore the file")
+    if field == "estimator":  # describe reads no estimator: the model.json is enough for the dry run
+        assert describe(uri).groups == ["indices_raw", "yamnet"]
+
+
+def test_a_class_list_of_another_length_than_the_estimators_refuses_to_load(tiny, tmp_path):
+    uri = _edited(tiny, tmp_path, lambda m: {**m, "task": {**m["task"], "class_names": ["a", "b"]}})
+    with pytest.raises(ConfigError) as caught:
+        load_model(uri)
+    assert str(caught.value) == (f"model: {uri}/model.json names 2 classes (a, b) for 6 inputs, but the estimator "
+                                 "was fitted for 3 classes, not 2; the files are not of one model")
+
+
+def test_top_classes_are_the_best_scores_first_and_none_for_a_row_without_scores():
+    scores = np.array([[0.1, 0.7, 0.2, 0.0], [np.nan, 0.1, 0.2, 0.3], [0.4, 0.1, 0.4, 0.1], [0.0, 0.9, 0.05, 0.05]])
+    names = ["dog", "bird", "rain", "car"]
+    assert top_classes(scores, names, k=2) == [["bird 0.70", "rain 0.20"], None, ["dog 0.40", "rain 0.40"],
+                                               ["bird 0.90", "rain 0.05"]]  # a tie keeps the classes' order
+    assert top_classes(scores[:1], names) == [["bird 0.70", "rain 0.20", "dog 0.10"]]  # three by default
+    assert top_scores(scores[:1], names) == [[("bird", 0.7), ("rain", 0.2), ("dog", 0.1)]]
+    assert top_scores(np.array([[1, np.inf]]), ["a", "b"]) == top_scores([[0.5, None]], ["a", "b"]) == [None]
+    tagger = np.zeros((1, 527))
+    tagger[0, 5::100] = 0.25  # ties among the 527 AudioSet scores: the classes' order decides, as for a few
+    assert top_scores(tagger, [f"c{j}" for j in range(527)]) == [[("c5", 0.25), ("c105", 0.25), ("c205", 0.25)]]
+
+
+def _record(runs: Path, name: str, job: str, status: str, target_rms: float) -> None:
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / name).write_text(json.dumps({"job": job, "status": status, "config": {
+        "decode": {"target_rms": target_rms}, "features": {"spectral": target_rms > 0.25}}}))
+
+
+@pytest.fixture(scope="module")
+def small_table(tmp_path_factory) -> str:
+    """Six synthetic clips (indices_raw 60 values, mps_raw a 16×33 grid, vggish and yamnet vectors of random
+    weights) of 1, 2, 3.3333, 4, 10 and 10 s,
+    with four run records: the newest completed extract is ``b``."""
+    root = tmp_path_factory.mktemp("small")
+    table = synthetic_features(6, signals=("raw",), embedders=("vggish", "yamnet")).table
+    durations = pa.array([1.0, 2.0, 10 / 3, 4.0, 10.0, 10.0])
+    table = table.set_column(table.schema.get_field_index("duration_s"), "duration_s", durations)
+    source = write_features(table, str(root / "tabX"))  # a name ending in X: only slashes are stripped
+    _record(root / "tabX" / "runs", "20260101-a.json", "extract", "completed", 0.2)
+    _record(root / "tabX" / "runs", "20260102-b.json", "extract", "completed", 0.3)
+    _record(root / "tabX" / "runs", "20260103-c.json", "extract", "failed", 0.4)
+    _record(root / "tabX" / "runs", "20260104-d.json", "train", "completed", 0.5)
+    (root / "tabX" / "runs" / "20260105-e.json").write_text("{")  # cut short: skipped
+    return source
+
+
+def test_the_training_tables_extraction_and_clip_length_from_its_newest_completed_extract(small_table, tmp_path):
+    """A model names its table (the output or its features/); its parameters come from the newest completed
+    extract record, its window from the median clip length; without a table, the defaults, said so."""
+    want = {"decode": {"target_rms": 0.3}, "features": {"spectral": True},
+            "source": f"{small_table}/runs/20260102-b.json"}
+    assert table_extraction(small_table) == table_extraction(small_table + "/features/") == want
+    assert table_clip_s(small_table) == table_clip_s(small_table + "/features") == {"value": 3.667,
+                                                                                    "source": small_table}
+    assert table_description(small_table) == {"features": small_table, "extraction": want,
+                                              "training_clip_s": {"value": 3.667, "source": small_table}}
+    defaults = {"decode": asdict(DecodeParams()), "features": asdict(FeatureParams()), "source": "defaults"}
+    for missing in (str(tmp_path / "none"), ""):
+        assert table_extraction(missing) == defaults
+        assert table_clip_s(missing) == {"value": 10.0, "source": "default"}
+    (tmp_path / "empty" / "features").mkdir(parents=True)  # a table with no parts yet
+    assert table_clip_s(str(tmp_path / "empty")) == {"value": 10.0, "source": "default"}
+    for path in ((tmp_path / "bad" / "features"), (tmp_path / "bad" / "runs")):
+        path.mkdir(parents=True)
+    (tmp_path / "bad" / "features" / "part-0.parquet").write_bytes(b"PAR1 not parquet")
+    (tmp_path / "bad" / "runs" / "x.json").write_text("{}")
+    assert table_clip_s(str(tmp_path / "bad")) == {"value": 10.0, "source": "default"}
+    shutil.copytree(Path(small_table) / "features", tmp_path / "out" / "features")  # a model naming out/features
+    (tmp_path / "out" / "features" / "features").mkdir()  # ... where a features/ of its own holds a damaged part
+    (tmp_path / "out" / "features" / "features" / "part-0.parquet").write_bytes(b"PAR1 not parquet")
+    assert table_clip_s(str(tmp_path / "out" / "features")) == {"value": 3.667, "source": str(tmp_path / "out")}
+    assert table_extraction(str(tmp_path / "bad")) == defaults
+
+
+def _bare_model(groups: list[dict], **meta) -> Model:
+    """A model of model.json facts alone (no estimator): what its plan and extraction methods read."""
+    task = {"kind": "single_label", "class_names": ["a", "b"]}
+    return Model(meta={"task": task, "groups": groups, **meta}, uri="mem://m", estimator=None, transforms=[])
+
+
+def test_what_scoring_audio_computes_for_a_model_follows_its_columns():
+    """The embedders (with their weights), the taggers whose scores are shown as tags, every column's width and
+    the extract settings, from the model's columns; two weights for one embedder stop with one line."""
+    from acoustic_env.embedders.registry import get
+
+    m = _bare_model([{"name": "indices_raw", "dim": 60}, {"name": "yamnet_fg", "dim": 1024, "weights": "w1"},
+                     {"name": "vggish", "dim": 128}])
+    assert m.embedder_weights() == {"yamnet": "w1", "vggish": RANDOM}
+    assert [t.name for t in m.taggers()] == ["yamnet"]
+    assert m.feature_plan() == ({"yamnet": "w1", "vggish": RANDOM}, [get("yamnet")],
+                                {"indices_raw": 60, "yamnet_fg": 1024, "vggish": 128, "yamnet_scores": 521})
+    assert m.extract_settings() == {"embedders": ["yamnet", "vggish"], "embed_signals": ("raw", "fg")}
+    fg = _bare_model([{"name": "yamnet_fg", "dim": 1024}])
+    assert fg.extract_settings()["embed_signals"] == ("fg",) and fg.extract_settings(tags=True)["embed_signals"] == \
+        ("raw", "fg")  # the tags are the raw signal's tagger scores
+    assert _bare_model([{"name": "vggish_fg", "dim": 128}]).extract_settings(tags=True)["embed_signals"] == ("fg",)
+    assert _bare_model([{"name": "yamnet", "dim": 1024}]).extract_settings(tags=True)["embed_signals"] == ("raw",)
+    two = _bare_model([{"name": "yamnet", "dim": 1024, "weights": "w1"}, {"name": "yamnet_fg", "dim": 1024}])
+    with pytest.raises(ConfigError) as caught:
+        two.embedder_weights()
+    assert str(caught.value) == ("model: its columns of embedder yamnet were computed with different weights "
+                                 "(w1, random); one process cannot compute both")
+
+
+def test_an_image_models_inputs_plan_and_extraction_turn_the_log_mel_image_on():
+    image = {"column": "logmel", "bands": 4, "frames": 6}
+    m = _bare_model([], estimator={"input": image}, extraction={"decode": asdict(DecodeParams()),
+                                                                 "features": asdict(FeatureParams()), "source": "s"})
+    assert m.image_input == image and m.inputs == ["logmel"]
+    assert m.feature_plan() == ({}, [], {"logmel": 4})
+    decode, features, source = m.extraction_params()
+    assert (decode, source) == (DecodeParams(), "s") and features == FeatureParams(logmel=True)
+    assert m.recorded_extraction() == {"decode": asdict(DecodeParams()),
+                                       "features": {**asdict(FeatureParams()), "logmel": True}}
+    assert _bare_model([], estimator={"input": image}).recorded_extraction() == {"features": {"logmel": True}}
+    vectors = _bare_model([{"name": "indices_raw", "dim": 60}], training_clip_s={"value": 4, "source": "t"})
+    assert vectors.extraction_params() == (DecodeParams(), FeatureParams(), "defaults")  # no table: the defaults
+    assert vectors.training_clip_s() == (4.0, "t") and _bare_model([]).training_clip_s() == (10.0, "default")
+
+
+def test_a_model_reads_the_tables_recorded_extraction_and_clip_length(small_table):
+    m = _bare_model([{"name": "indices_raw", "dim": 60}], features=small_table)
+    decode, features, source = m.extraction_params()
+    assert (decode.target_rms, features.spectral, source) == (0.3, True, f"{small_table}/runs/20260102-b.json")
+    assert m.training_clip_s() == (3.667, small_table)
+
+
+class _MeanOfImage:
+    """An estimator stub: P(b) is the image's mean, so each output row shows which image it scored."""
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        mean = x.reshape(len(x), -1).mean(axis=1)
+        return np.stack([1 - mean, mean], axis=1)
+
+
+def test_an_image_model_scores_images_fitted_to_its_window_and_nan_without_one():
+    """Float images are stored at 8 bits and read back as the table would hold them, then cut or padded to the
+    model's frames; a clip without an image scores NaN."""
+    image = {"column": "logmel", "bands": 2, "frames": 4}
+    m = Model(meta={"task": {"kind": "single_label", "class_names": ["a", "b"]}, "groups": [],
+                    "estimator": {"input": image}}, uri="u", estimator=_MeanOfImage(), transforms=[])
+    long = np.tile(np.arange(8, dtype=np.float32) / 10, (2, 1))  # its centre: frames 2-5
+    short = np.full((2, 2), 0.5, np.float32)
+    got = m.images({"logmel": [long, None, short]})
+    assert got.shape == (3, 2, 4) and got.dtype == np.float32 and np.isnan(got[1]).all()
+    np.testing.assert_allclose(got[0], long[:, 2:6], atol=0.5 / 255)
+    np.testing.assert_array_equal(got[2], np.full((2, 4), 0.5, np.float32))  # padded with its minimum
+    stored = pa.table({"logmel": encode_images([long, None, short])})
+    np.testing.assert_array_equal(m.images(stored), got)
+    p = m.predict_proba(stored)
+    np.testing.assert_allclose(p[[0, 2], 1], [got[0].mean(), 0.5], rtol=1e-6)
+    assert np.isnan(p[1]).all() and list(m.predict(stored)) == ["a", None, "a"]
+    with pytest.raises(KeyError, match="the input lacks the image column this model uses: logmel"):
+        m.images({"mel": [long]})
+
+
+def test_a_table_of_another_width_weights_or_grid_than_the_models_stops_with_one_line(small_table):
+    """read_features checks every column against model.json: width and weights, and a modulation grid's shape
+    and axes, saying how to extract the table the model needs."""
+    ok = _bare_model([{"name": "indices_raw", "dim": 60}, {"name": "mps_raw", "dim": 528, "grid": [16, 33]}])
+    assert [g.name for g in ok.read_features(small_table).feature_groups] == ["indices_raw", "mps_raw"]
+    matrices = ok.matrices(small_table)
+    streamed = read_features(small_table, feature_groups=ok.groups, max_bytes=0)  # no matrix held: rows read
+    assert streamed.X is None and set(matrices) == {"indices_raw", "mps_raw"}
+    for name, values in ok.matrices(streamed).items():
+        np.testing.assert_array_equal(values, matrices[name])
+    first = ok.read_features(small_table, clip_ids=["clip0000001", "clip0000003"])
+    assert list(first.ids) == ["clip0000001", "clip0000003"]
+    # a model of random-weights embeddings reads them; a model.json of before weights were recorded takes any
+    random = _bare_model([{"name": "vggish", "dim": 128, "weights": RANDOM}, {"name": "yamnet", "dim": 1024}])
+    assert [(g.name, g.weights) for g in random.read_features(small_table).feature_groups] == [
+        ("vggish", RANDOM), ("yamnet", RANDOM)]
+    assert len(_bare_model([{"name": "vggish", "dim": 128, "weights": RANDOM}]).read_features(small_table)) == 6
+    # a model saved before grids were recorded in the table: the width check alone
+    assert _bare_model([{"name": "indices_raw", "dim": 60, "grid": [6, 10]}]).read_features(small_table)
+    for group, said in (({"dim": 59}, "59, weights None"), ({"dim": 60, "weights": "w1"}, "60, weights w1")):
+        with pytest.raises(ConfigError) as caught:
+            _bare_model([{"name": "indices_raw", **group}]).read_features(small_table)
+        assert str(caught.value) == (f"features: column indices_raw of {small_table} has 60 values, weights None; "
+                                     f"the model was trained on {said}")
+    axes = {"wf_cycles_per_hz": list(np.linspace(0, 0.01, 16)), "wt_hz": list(np.linspace(-32, 32, 33))}
+    for grid, given_axes, said in (([33, 16], None, "33×16"),
+                                   ([16, 33], axes, "16×33 (wf 0-0.01 cycles/Hz, wt ±32 Hz)")):
+        with pytest.raises(ConfigError) as caught:
+            _bare_model([{"name": "mps_raw", "dim": 528, "grid": grid, "axes": given_axes}]).read_features(small_table)
+        flags = f"--features-mps-n-wf {grid[0]} --features-mps-n-wt {grid[1]}" + (
+            " --features-mps-max-wf 0.01 --features-mps-max-wt 32" if given_axes else "")
+        assert str(caught.value) == (f"features: column mps_raw of {small_table} is a 16×33 (wf 0-0.005 cycles/Hz, "
+                                     f"wt ±64 Hz) modulation grid; the model was trained on {said}: extract the table "
+                                     f"with the model's grid ({flags})")
+
+
+def test_an_image_model_reads_its_image_column_from_a_table_and_says_when_there_is_none(small_table, tmp_path):
+    """An image model's rows are the table's clips (no feature matrix held); its images are read by clip id; a
+    table without the image column stops with one line naming the extract flag."""
+    syn = synthetic_features(4, signals=("raw",), logmel_s=1.0)
+    source = write_features(syn.table, str(tmp_path / "images"))
+    image = {"column": "logmel", "bands": int(syn.images[0].shape[0]), "frames": 8}
+    m = _bare_model([], estimator={"input": image})
+    data = m.read_features(source)
+    first = list(data.ids[:2])
+    assert len(data) == 4 and data.X is None and list(m.read_features(source, clip_ids=first).ids) == first
+    got = m.images(source)
+    assert got.shape == (4, image["bands"], 8) and np.isfinite(got).all()
+    np.testing.assert_array_equal(got, m.images(data))
+    m = Model(meta={**m.meta, "task": {"kind": "single_label", "class_names": ["a", "b"]}}, uri="u",
+              estimator=_MeanOfImage(), transforms=[])
+    table = m.predict_table(source)
+    assert table.column_names == ["clip_id", "predicted", "prob_a", "prob_b"]
+    assert table["clip_id"].to_pylist() == list(data.ids)
+    np.testing.assert_allclose(table["prob_b"].to_numpy(), got.reshape(4, -1).mean(axis=1), rtol=1e-6)
+    with pytest.raises(ConfigError) as caught:
+        m.read_features(small_table)
+    assert str(caught.value) == (f"features: {small_table} has no 'logmel' images, which the model reads; extract "
+                                 "the table with --features-logmel")
+
+
+def test_an_image_models_artifact_keeps_no_feature_group_and_groups_must_match_their_transforms(tmp_path):
+    """An estimator of images (its spec names an input) reads no feature group: its model.json lists none, whatever
+    it was given; for a model of vectors, transforms and groups out of step are refused before anything is written."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    transforms = [fit_group(x, 2, "indices_raw")]
+    groups = [GroupInfo("indices_raw", 4, "indices")]
+    fitted = from_zoo(make_estimator("logreg", "single_label", 2, seed=0).fit(transform_all(transforms, {
+        "indices_raw": x}), np.arange(20) % 2))
+    image = {"column": "logmel", "bands": 2, "frames": 2}
+    task = {"task": {"kind": "single_label", "class_names": ["a", "b"]}}
+    save_model(str(tmp_path / "image"), replace(fitted, spec={**fitted.spec, "input": image}), transforms, task, groups)
+    d = describe(str(tmp_path / "image"))
+    assert d.groups == [] and d.image_input == image and d.inputs == ["logmel"]
+    with pytest.raises(ValueError) as caught:
+        save_model(str(tmp_path / "vectors"), fitted, transforms, task, [GroupInfo("yamnet", 4, "yamnet")])
+    assert str(caught.value) == "save_model: transforms and feature_groups must name the same groups in the same order"
+    assert not (tmp_path / "vectors").exists()

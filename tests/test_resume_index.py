@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from acoustic_env import layout
+from acoustic_env.errors import DamagedFileError
 from acoustic_env.storage import write_parquet
 from acoustic_env.table import ERRORS_SCHEMA
 
@@ -135,3 +137,137 @@ def test_driver_memory_stays_flat_as_the_manifest_grows(tmp_path):
     the rest allocator noise); the whole-table driver of before grew 50 MB, and 993 MB at 2M rows."""
     small, large = driver_peak_mb(tmp_path, 20_000), driver_peak_mb(tmp_path, 200_000)
     assert large - small < 30, (small, large)
+
+
+# --- what make mutate runs against layout: the pieces of the index, one behaviour each (fast) ------------------
+
+def test_run_ids_sort_by_utc_time_and_a_retried_batch_rewrites_the_same_part(monkeypatch):
+    """A run id is the UTC time and six hex digits (so run ids, and the parts named after them, sort by time
+    wherever the run started); a part's name depends on its run and the set of its clips, not their order."""
+    import re
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")  # a local time far from UTC: the id must not follow it
+    time.tzset()
+    try:
+        before, run_id, after = datetime.now(timezone.utc), layout.new_run_id(), datetime.now(timezone.utc)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", run_id), run_id
+    stamp = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    assert before.replace(microsecond=0) <= stamp <= after and layout.new_run_id() != run_id
+    name = layout.part_name("r1", ["b", "a", "c"])
+    assert re.fullmatch(r"part-r1-[0-9a-f]{16}\.parquet", name)
+    assert name == layout.part_name("r1", ["c", "b", "a"]) != layout.part_name("r1", ["a", "b"])
+    assert name != layout.part_name("r2", ["a", "b", "c"])
+
+
+def test_pending_filters_and_counts_every_chunk_of_a_clip_list():
+    """Chunk by chunk: the clips done are held back (skipped), those that failed before pass (retried), and the
+    tally sums over the chunks, with the id hashes of every clip let through."""
+    chunks = [pa.table({"clip_id": list("abc")}), pa.table({"clip_id": list("de")}), pa.table({"clip_id": ["f"]})]
+    done, failed = pa.array(list("ade")), pa.array(["c", "z"])
+    tally = layout.Tally()
+    assert tally.processed().dtype == np.uint64 and len(tally.processed()) == 0
+    out = [t["clip_id"].to_pylist() for t in layout.pending(chunks, done, failed, tally)]
+    assert out == [["b", "c"], [], ["f"]]
+    assert (tally.todo, tally.skipped, tally.retried) == (3, 3, 1)
+    np.testing.assert_array_equal(tally.processed(), layout.id_hashes(pa.array(list("bcf"))))
+    fresh = layout.Tally()  # nothing done or failed before: every clip passes, none is a retry
+    assert sum(t.num_rows for t in layout.pending(chunks, pa.array([], pa.string()), pa.array([], pa.string()),
+                                                  fresh)) == 6
+    assert (fresh.todo, fresh.skipped, fresh.retried) == (6, 0, 0)
+
+
+def test_first_occurrence_points_every_row_at_the_first_row_of_its_value():
+    ids = pa.array(["b", "a", "b", "c", "a", "b"])
+    first = layout.first_occurrence(ids)
+    assert first.dtype == np.int64 and first.tolist() == [0, 1, 0, 3, 1, 0]
+    chunked = pa.chunked_array([ids.slice(0, 2), ids.slice(2)])
+    assert layout.first_occurrence(chunked).tolist() == first.tolist()
+    assert layout.first_occurrence(pa.array(["x"])).tolist() == [0]
+    empty = layout.first_occurrence(pa.array([], pa.string()))
+    assert empty.dtype == np.int64 and empty.shape == (0,)
+    np.testing.assert_array_equal(layout.id_hashes(chunked), layout.id_hashes(ids))  # an Array or chunks: same
+    assert len(set(layout.id_hashes(ids).tolist())) == 3
+
+
+def _damage_column(path: Path, column: int) -> None:
+    """Overwrite the page header of one column of a part: its other columns still read, a whole read fails."""
+    meta = pq.ParquetFile(path).metadata.row_group(0).column(column)
+    data = bytearray(path.read_bytes())
+    data[meta.data_page_offset:meta.data_page_offset + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def test_index_sweeps_dead_temporaries_and_quarantines_damaged_parts_saying_where(tmp_path, caplog):
+    """A run's index removes a dead writer's temporary, and moves each unreadable part (features/ or errors/, or
+    a features/ part whose clip_id reads but whose other columns do not) to quarantine/<sub>/, logged; its
+    clips count as not done."""
+    import logging
+    import os
+
+    out = tmp_path / "out"
+    features_part(out, "1-aa", ["a", "c"])
+    features_part(out, "2-bb", ["a", "b"])
+    (out / "features" / "part-2-bb.parquet").write_bytes(b"")  # rewritten below: a copy whose x column is damaged
+    pq.write_table(pa.table({"clip_id": ["a", "b"], "x": ["u" * 50, "v" * 50]}), out / "features" / "part-2-bb.parquet",
+                   compression="none", use_dictionary=False)
+    _damage_column(out / "features" / "part-2-bb.parquet", 1)
+    cut = features_part(out, "3-cc", ["d"])
+    cut.write_bytes(cut.read_bytes()[:40])
+    errors_part(out, "r1", [("e", "r1", 0)])
+    (out / "errors" / "errors-r0.parquet").write_bytes(b"not parquet")
+    temporary = out / "features" / ".tmp-part-9-zz.parquet"
+    temporary.write_bytes(b"half")
+    os.utime(temporary, (1, 1))  # written long ago
+    with caplog.at_level(logging.INFO, logger="acoustic_env.layout"):
+        plan = layout.make_plan(pa.table({"clip_id": list("abcdef")}), str(out))
+    assert not temporary.exists()
+    q = out / "quarantine"
+    assert plan.quarantined == [str(q / "features" / "part-3-cc.parquet"), str(q / "features" / "part-2-bb.parquet"),
+                                str(q / "errors" / "errors-r0.parquet")]
+    assert all(Path(p).is_file() for p in plan.quarantined)
+    assert sorted(plan.index.done.to_pylist()) == ["a", "c"] and plan.todo["clip_id"].to_pylist() == list("bdef")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == f"removed 1 temporary files left by dead writers: {temporary}"
+    assert messages[1].startswith(f"quarantined an unreadable part, its clips will be recomputed: "
+                                  f"{out / 'features' / 'part-3-cc.parquet'} -> {q / 'features' / 'part-3-cc.parquet'} "
+                                  f"({out / 'features' / 'part-3-cc.parquet'}: not a readable Parquet file")
+    assert "Deserializing page header failed" in messages[2]
+    assert [Path(p).name for p in plan.index.unreadable] == ["part-3-cc.parquet", "part-2-bb.parquet",
+                                                             "errors-r0.parquet"]
+
+
+def test_read_parts_reads_the_columns_asked_for_and_returns_damage_in_order(tmp_path):
+    out = tmp_path / "out"
+    parts = [str(features_part(out, "1-aa", ["a"])), str(features_part(out, "2-bb", ["b"]))]
+    Path(parts[1]).write_bytes(b"x")
+    parts.append(str(features_part(out, "3-cc", ["c", "d"])))
+    got = layout.read_parts_parallel(parts, ["clip_id"])
+    assert [t.column_names for t in (got[0], got[2])] == [["clip_id"], ["clip_id"]]
+    assert isinstance(got[1], DamagedFileError) and parts[1] in str(got[1])
+    one = layout.read_parts_parallel(parts[:1], ["clip_id"])
+    assert one[0].column_names == ["clip_id"] and layout.read_parts_parallel([], None) == []
+
+
+def test_compaction_writes_an_empty_errors_part_and_keeps_old_rows_without_a_run_id(tmp_path):
+    """errors/ always holds a part, empty when nothing failed; an error row of an older part without a run_id
+    stays until its clip is done (its null run id is no proof this run processed it)."""
+    out = tmp_path / "out"
+    for read_only in (True, False):  # a new output: nothing done, nothing failed
+        new = layout.index_output(str(out), read_only=read_only)
+        assert new.done.type == pa.string() and len(new.done) == 0 and new.errors.num_rows == 0
+    features_part(out, "1-aa", ["a"])
+    index = layout.index_output(str(out))
+    assert layout.compact_errors(str(out), "r9", index, np.zeros(0, np.uint64)) == 0
+    empty = pq.read_table(out / "errors" / "errors-r9.parquet")
+    assert empty.num_rows == 0 and empty.schema.equals(ERRORS_SCHEMA)
+    old = pa.table({"clip_id": ["g", "a"], "uri": ["/a/g.wav", "/a/a.wav"], "stage": ["decode", "decode"],
+                    "time": pa.array([T0, T0], ERRORS_SCHEMA.field("time").type)})
+    pq.write_table(old, out / "errors" / "errors-old.parquet")
+    index = layout.index_output(str(out))
+    assert index.errors["run_id"].null_count == 2 and index.errors["message"].to_pylist() == [None, None]
+    assert layout.compact_errors(str(out), "r10", index, layout.id_hashes(pa.array(["g"]))) == 1
+    assert pq.read_table(out / "errors")["clip_id"].to_pylist() == ["g"]  # a is done: its row goes

@@ -300,7 +300,7 @@ class Model(Description):
     def predict_proba(self, data: Any) -> np.ndarray:
         """[n, classes] probabilities, one row per input row (NaN where a feature vector or image is missing)."""
         x = self.images(data) if self.image_input else transform_all(self.transforms, self.matrices(data))
-        ok = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        ok = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))  # per row; no reshape, which 0 rows cannot take
         out = np.full((len(x), len(self.class_names)), np.nan)
         if ok.any():
             out[ok] = self.estimator.predict_proba(x[ok])
