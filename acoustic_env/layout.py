@@ -333,8 +333,8 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: np.n
     A clip is in features/ if the index found it there, or if this run processed it
     (``processed``: the ``id_hashes`` of the clips it was given) and its latest error row
     is older than this run. Reads only the error parts the index
-    has not seen (this run's, and a concurrent run's). Writes the compacted table first (an empty part when nothing failed),
-    then deletes the older parts, so an interruption in between leaves duplicates
+    has not seen (this run's, and a concurrent run's). Writes the compacted table first (an empty part when
+    nothing failed), then deletes the older parts, so an interruption in between leaves duplicates
     (repaired next time), never a loss. Returns the number of clips left in errors/.
     """
     seen = set(index.error_parts)

@@ -56,6 +56,8 @@ MODULES: dict[str, list[str]] = {
         "tests/test_model_artifact.py::test_too_few_groups_after_the_guard_merged_some_says_which_and_counts_them"],
     "acoustic_env/layout.py": ["tests/test_resume_index.py"],
 }
+#: How the selected tests run: the fast ones, quietly.
+PYTEST_ARGS = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]
 #: Tests that start Ray, left out everywhere.
 RAY_TESTS = ["tests/test_audit.py::test_folds_as_ray_tasks_match_sequential"]
 
@@ -80,7 +82,8 @@ def prepare(module: str) -> Path:
         (work / "shared").symlink_to(ROOT.parent / "shared")
     settings = (f'\n[tool.mutmut]\nsource_paths = ["acoustic_env"]\nonly_mutate = {_toml_list([module])}\n'
                 f"pytest_add_cli_args_test_selection = {_toml_list(MODULES[module])}\n"
-                f'pytest_add_cli_args = {_toml_list(["-m", "not slow", "-p", "no:cacheprovider", "-q"] + [a for t in RAY_TESTS for a in ("--deselect", t)])}\n')
+                f"pytest_add_cli_args = {_toml_list(PYTEST_ARGS + [a for t in RAY_TESTS for a in ('--deselect', t)])}"
+                "\n")
     (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + settings)
     return work
 
