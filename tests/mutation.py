@@ -73,10 +73,13 @@ def prepare(module: str) -> Path:
     work = OUT / dotted(module)
     shutil.rmtree(work, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__")
-    for part in ("acoustic_env", "tests"):
+    for part in ("acoustic_env", "tests", "docs"):
         shutil.copytree(ROOT / part, work / part, ignore=ignore)
-    if (ROOT.parent / "shared").is_dir():  # ../shared, where tests/conftest.py looks for it (from the copy of tests/)
-        (work / "shared").symlink_to(ROOT.parent / "shared")
+    for part in ("README.md", "mkdocs.yml"):  # what tests/documentation.py reads (the README's commands are tested)
+        shutil.copy(ROOT / part, work / part)
+    # tests/conftest.py looks for the reference data beside the repository, here beside the copy: build/mutate/shared
+    if (ROOT.parent / "shared").is_dir() and not ((OUT / "shared").is_symlink() or (OUT / "shared").exists()):
+        (OUT / "shared").symlink_to(ROOT.parent / "shared")
     settings = (f'\n[tool.mutmut]\nsource_paths = ["acoustic_env"]\nonly_mutate = {_toml_list([module])}\n'
                 f"pytest_add_cli_args_test_selection = {_toml_list(MODULES[module])}\n"
                 f'pytest_add_cli_args = {_toml_list(["-m", "not slow", "-p", "no:cacheprovider", "-q"] + [a for t in RAY_TESTS for a in ("--deselect", t)])}\n')

@@ -170,6 +170,37 @@ def test_repeated_rows_never_put_a_clip_twice_in_a_sample_and_are_counted(tmp_pa
         assert result.report["not_drawn"] == 30 - 12
 
 
+def test_repeats_are_counted_exactly_whichever_read_batches_they_fall_in(tmp_path, monkeypatch):
+    """The list of the test above read in 256-byte blocks (a few rows a batch, as a 2-million-row list is read in
+    ~1 MB ones): a repeat whose clip's first row already left a pool's kept rows is still a duplicate, so the report
+    is the one-batch report; and a multi-label clip listed twice is one duplicate row, not one per class."""
+    import acoustic_env.audioset.segments as segments
+
+    lines = [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(30)]
+    lines += [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in (0, 3, 5, 9, 14, 20, 22, 29, 14)]
+    lines += [f'nat{i:08d}, 0.000, 10.000, "{NATURAL}"' for i in range(4)]
+    lines += [f'both0000000, 0.000, 10.000, "{URBAN},{NATURAL}"'] * 2
+    path = tmp_path / "list.csv"
+    path.write_text("# YTID, start_seconds, end_seconds, positive_labels\n" + "\n".join(lines) + "\n")
+    task_file = tmp_path / "both.yaml"
+    task_file.write_text(f"kind: multi_label\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"
+                         f"  natural: {{mids: ['{NATURAL}']}}\n")
+    monkeypatch.setattr(segments, "BLOCK_BYTES", 256)
+    assert len(list(read_segments(str(path)))) > 5  # many batches
+    for seed in range(3):
+        result = sample(path, tmp_path, targets={"urban": 2, "natural": 1}, seed=seed)
+        left = result.report["left_out"]
+        assert (left["duplicate"], left["ambiguous"]) == (9, 2)  # the urban+natural clip: ambiguous, twice
+        assert {n: c["eligible"] for n, c in result.report["classes"].items()} == {"urban": 30, "natural": 4}
+        assert result.report["not_drawn"] == 30 + 4 - 3
+        multi = sample(path, tmp_path, task=str(task_file), per_class=3, seed=seed)
+        assert multi.report["left_out"]["duplicate"] == 10
+        assert {n: c["eligible"] for n, c in multi.report["classes"].items()} == {"urban": 31, "natural": 5}
+        assert multi.report["not_drawn"] == 31 + 5 - 1 - multi.sample.num_rows  # the clip of both classes: once
+        ids = multi.sample["clip_id"].to_pylist()
+        assert len(ids) == len(set(ids))
+
+
 def test_multi_label_task_draws_per_class_and_keeps_a_clip_once(segment_list, tmp_path):
     task_file = tmp_path / "both.yaml"
     task_file.write_text(f"kind: multi_label\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"
