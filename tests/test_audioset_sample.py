@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from acoustic_env.audio.manifest import ManifestError, read_manifest
-from acoustic_env.audioset.sample import draw_sample, report_uri
+from acoustic_env.audioset.sample import draw_sample, report_uri, sample_segments, summary_lines
 from acoustic_env.audioset.segments import read_segments, write_segments
 from acoustic_env.audioset.synthetic import synthetic_segments
 from acoustic_env.vocabulary.tasks import load_task
@@ -199,6 +199,89 @@ def test_repeats_are_counted_exactly_whichever_read_batches_they_fall_in(tmp_pat
         assert multi.report["not_drawn"] == 31 + 5 - 1 - multi.sample.num_rows  # the clip of both classes: once
         ids = multi.sample["clip_id"].to_pylist()
         assert len(ids) == len(set(ids))
+
+
+def test_the_printed_summary_names_each_class_what_was_left_out_and_the_refused_rows(tmp_path):
+    """What ``audioset sample`` prints, line by line: a class short of its target, the reasons, the first five
+    refused rows and how many more there are (103 refused, 100 of them listed in the report); an exclusion list
+    with no rows excludes nothing."""
+    lines = [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(6)]
+    lines += [f'nat{i:08d}, 0.000, 10.000, "{NATURAL}"' for i in range(2)]
+    lines += [f'../{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(100)]  # bad_id: data rows 9 to 108
+    lines += [f'bad{i:08d}, 5.000, 1.000, "{URBAN}"' for i in range(3)]  # bad_segment
+    path, empty = tmp_path / "list.csv", tmp_path / "nothing.csv"
+    path.write_text("\n".join(lines) + "\n")
+    empty.write_text("# an exclusion list without rows\n")
+    result = sample(path, tmp_path, targets={"urban": 4, "natural": 3}, exclude=str(empty))
+    printed = summary_lines(result.report)
+    assert printed[0].startswith(f"6 clips from 111 rows of {path} (task urban_natural, targets, seed 0, ")
+    assert printed[1:] == [
+        "  urban: 4 drawn of 6 eligible (target 4)",
+        "  natural: 2 drawn of 2 eligible (target 3, 1 short of the target)",
+        "  in the sample: urban 4, natural 2",
+        "  left out: bad_id 100, bad_segment 3; eligible but not drawn: 2",
+        *[f"  refused data row {r}: YTID '../{r - 9:08d}' is not a YouTube id (11 of A-Z a-z 0-9 _ -)"
+          for r in range(9, 14)],
+        "  ... 98 more refused rows (100 listed in the report)"]
+    assert len(result.report["refused_rows"]) == 100
+
+
+def test_a_uniform_draw_prints_the_classes_it_holds_and_nothing_left_out(tmp_path):
+    """``total`` without ``balanced`` is one pool, but the summary still says what each class got; and a one-class
+    multi-label task's summary too."""
+    lines = [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(6)]
+    lines += [f'nat{i:08d}, 0.000, 10.000, "{NATURAL}"' for i in range(6)]
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = sample(path, tmp_path, total=12)
+    assert summary_lines(result.report)[1:] == ["  all: 12 drawn of 12 eligible (target 12)",
+                                                "  in the sample: urban 6, natural 6",
+                                                "  left out: none; eligible but not drawn: 0"]
+    task_file = tmp_path / "one.yaml"
+    task_file.write_text(f"kind: multi_label\nclasses:\n  natural: {{mids: ['{NATURAL}']}}\n")
+    for fields in ({"per_class": 4}, {"total": 4}):
+        printed = summary_lines(sample(path, tmp_path, task=str(task_file), **fields).report)
+        assert "  in the sample: natural 4" in printed and "  left out: unknown 6; eligible but not drawn: 2" in printed
+
+
+def test_ambiguous_pairs_are_named_for_a_task_of_more_classes_than_one_62_bit_word(tmp_path):
+    """The report's ``ambiguous_pairs`` for a task of 130 classes (AudioSet has 527): classes counted in words of
+    62 bits, so combinations that differ only in class 0, 62 or 128 stay apart, each counted."""
+    names = [f"c{c:03d}" for c in range(130)]
+    task_file = tmp_path / "many.yaml"
+    task_file.write_text("kind: single_label\nclasses:\n" + "".join(f"  {n}: {{mids: ['/m/{n}']}}\n" for n in names))
+    combos = [("c000", "c129"), ("c000", "c129"), ("c000", "c128"), ("c061", "c062"), ("c001", "c070"),
+              ("c001", "c062", "c070"), ("c000", "c005", "c006"), ("c005", "c006")]
+    lines = [f'vid{i:08d}, 0.000, 10.000, "{",".join("/m/" + c for c in combo)}"' for i, combo in enumerate(combos)]
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = sample(path, tmp_path, task=str(task_file), per_class=1)
+    assert result.report["ambiguous_pairs"] == {"c000+c129": 2, "c000+c128": 1, "c061+c062": 1, "c001+c070": 1,
+                                                "c001+c062+c070": 1, "c000+c005+c006": 1, "c005+c006": 1}
+    assert result.report["left_out"]["ambiguous"] == len(combos)
+
+
+def test_task_and_output_errors_are_one_line_naming_the_setting(tmp_path):
+    """``sample_segments``'s errors as the command prints them (a task it cannot load, an output it cannot write),
+    and where the report goes beside an output that is not a .csv."""
+    path = tmp_path / "list.csv"
+    path.write_text(f'vid00000001, 0.000, 10.000, "{URBAN}"\n')
+    task_file = tmp_path / "one.yaml"
+    task_file.write_text(f"kind: single_label\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n")
+
+    def run(**fields):
+        return sample_segments(from_dict(SampleConfig, {"segments": str(path), "total": 1, **fields}))
+
+    with pytest.raises(ConfigError) as exc:
+        run(output=str(tmp_path / "o.csv"), task=str(task_file))
+    assert str(exc.value) == ("task.classes: a single-label task needs at least two classes, a multi-label task at "
+                              "least one")
+    (tmp_path / "taken.csv").mkdir()
+    with pytest.raises(ConfigError) as exc:
+        run(output=str(tmp_path / "taken.csv"))
+    assert str(exc.value) == f"output: cannot write {tmp_path / 'taken.csv'}: Is a directory"
+    assert run(output=str(tmp_path / "s.txt")).sample.num_rows == 1
+    assert (tmp_path / "s.txt.report.json").is_file() and report_uri("a/s.csv") == "a/s.report.json"
 
 
 def test_multi_label_task_draws_per_class_and_keeps_a_clip_once(segment_list, tmp_path):

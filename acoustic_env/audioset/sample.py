@@ -282,7 +282,7 @@ def sample_segments(cfg: SampleConfig) -> SampleResult:
     try:
         result = draw_sample(cfg)
     except TaskError as exc:
-        raise ConfigError(f"task: {exc}") from None
+        raise ConfigError(str(exc)) from None  # its message names the task setting already
     comments = [f"Sampled by acoustic-env from {posixpath.basename(cfg.segments)}: task {result.report['task']}, "
                 f"{result.report['mode']}, seed {cfg.seed}"]
     try:
