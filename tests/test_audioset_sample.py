@@ -89,6 +89,11 @@ def test_balanced_total_gives_every_class_the_same_count(segment_list, tmp_path)
     big = sample(segment_list, tmp_path, total=100_000, balanced=True)
     assert dict(sampled_classes(big)) == dict.fromkeys(("urban", "natural"), min(eligible.values()))
     small = sample(segment_list, tmp_path, total=101, balanced=True)
+    assert small.report["mode"] == "total balanced" and small.report["task_kind"] == "single_label"
+    assert dict(sampled_classes(sample(segment_list, tmp_path, total=2, balanced=True))) == {"urban": 1, "natural": 1}
+    with pytest.raises(ConfigError) as exc:
+        sample(segment_list, tmp_path, total=1, balanced=True)
+    assert str(exc.value) == "total: 1 clips cannot be shared equally among 2 classes"
     assert dict(sampled_classes(small)) == {"urban": 50, "natural": 50}
     assert set(small.sample["clip_id"].to_pylist()) <= set(big.sample["clip_id"].to_pylist())  # nested draws
 
@@ -150,6 +155,8 @@ def test_exclusions_are_counted_by_reason(tmp_path):
                                          "ambiguous": 1, "duplicate": 1}
     assert result.sample["clip_id"].to_pylist() == ["vid_aaaaaaa_0", "vid_ggggggg_30000"]
     assert result.report["classes"]["urban"]["eligible"] == 1
+    assert result.report["refused_rows"] == [{"row": 3, "reason": "bad_segment",
+                                              "message": "data row 3: start 10.0 and end 10.0 are not a segment"}]
 
 
 def test_repeated_rows_never_put_a_clip_twice_in_a_sample_and_are_counted(tmp_path):
@@ -203,12 +210,12 @@ def test_repeats_are_counted_exactly_whichever_read_batches_they_fall_in(tmp_pat
 
 def test_the_printed_summary_names_each_class_what_was_left_out_and_the_refused_rows(tmp_path):
     """What ``audioset sample`` prints, line by line: a class short of its target, the reasons, the first five
-    refused rows and how many more there are (103 refused, 100 of them listed in the report); an exclusion list
-    with no rows excludes nothing."""
-    lines = [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(6)]
+    refused rows and how many more there are (103 refused, the first 100 listed in the report, per reason in the
+    order they are checked); an exclusion list with no rows excludes nothing."""
+    lines = [f'bad{i:08d}, 5.000, 1.000, "{URBAN}"' for i in range(6)]  # bad_segment: data rows 1 to 6
+    lines += [f'../{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(97)]  # bad_id: data rows 7 to 103
+    lines += [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(6)]
     lines += [f'nat{i:08d}, 0.000, 10.000, "{NATURAL}"' for i in range(2)]
-    lines += [f'../{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(100)]  # bad_id: data rows 9 to 108
-    lines += [f'bad{i:08d}, 5.000, 1.000, "{URBAN}"' for i in range(3)]  # bad_segment
     path, empty = tmp_path / "list.csv", tmp_path / "nothing.csv"
     path.write_text("\n".join(lines) + "\n")
     empty.write_text("# an exclusion list without rows\n")
@@ -219,11 +226,46 @@ def test_the_printed_summary_names_each_class_what_was_left_out_and_the_refused_
         "  urban: 4 drawn of 6 eligible (target 4)",
         "  natural: 2 drawn of 2 eligible (target 3, 1 short of the target)",
         "  in the sample: urban 4, natural 2",
-        "  left out: bad_id 100, bad_segment 3; eligible but not drawn: 2",
-        *[f"  refused data row {r}: YTID '../{r - 9:08d}' is not a YouTube id (11 of A-Z a-z 0-9 _ -)"
-          for r in range(9, 14)],
+        "  left out: bad_id 97, bad_segment 6; eligible but not drawn: 2",
+        *[f"  refused data row {r}: start 5.0 and end 1.0 are not a segment" for r in (1, 2, 3)],
+        *[f"  refused data row {r}: YTID '../{r - 7:08d}' is not a YouTube id (11 of A-Z a-z 0-9 _ -)" for r in (7, 8)],
         "  ... 98 more refused rows (100 listed in the report)"]
-    assert len(result.report["refused_rows"]) == 100
+    refused = result.report["refused_rows"]
+    assert [r["row"] for r in refused] == [1, 2, 3, *range(7, 104)]
+    assert refused[0] == {"row": 1, "reason": "bad_segment", "message": "data row 1: start 5.0 and end 1.0 are not a "
+                                                                       "segment"}
+    assert {r["reason"] for r in refused[3:]} == {"bad_id"}
+    assert result.report["config"]["segments"] == str(path) and 0 < result.report["wall_s"] < 3
+
+
+def test_a_class_or_a_list_without_eligible_clips(tmp_path):
+    """A class no row claims is drawn 0 times (short of its target) beside one that has clips; a list of which no
+    row is eligible gives an empty sample and its counts, not a crash."""
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(3)) + "\n")
+    result = sample(path, tmp_path, per_class=2)
+    assert result.report["classes"]["natural"] == {"eligible": 0, "target": 2, "drawn": 0, "short": 2, "in_sample": 0}
+    assert result.sample.num_rows == 2 and result.report["mode"] == "per_class"
+    path.write_text('vid00000001, 0.000, 10.000, "/m/09x0r"\n')  # Speech: no class of the task
+    empty = sample(path, tmp_path, total=3)
+    assert empty.sample.num_rows == 0 and empty.report["left_out"]["unknown"] == 1
+    assert empty.report["left_out"]["duplicate"] == 0 and empty.report["not_drawn"] == 0
+    assert empty.report["classes"]["all"] == {"eligible": 0, "target": 3, "drawn": 0, "short": 3}
+
+
+def test_a_task_naming_classes_reads_the_ontology_given(tmp_path):
+    """``ontology``: the task's display names and descendants are looked up in the ontology the user gives (here a
+    made-up one), not the packaged one."""
+    onto = tmp_path / "ontology.json"
+    onto.write_text(json.dumps([{"id": "/m/hum", "name": "Hum", "child_ids": ["/m/deep"]},
+                                {"id": "/m/deep", "name": "Deep hum", "child_ids": []}]))
+    task_file = tmp_path / "hum.yaml"
+    task_file.write_text(f"kind: single_label\nclasses:\n  hum: {{mids: ['Hum'], descendants: true}}\n"
+                         f"  natural: {{mids: ['{NATURAL}']}}\n")
+    path = tmp_path / "list.csv"
+    path.write_text('vid00000001, 0.000, 10.000, "/m/deep"\nvid00000002, 0.000, 10.000, "/m/hum"\n')
+    result = sample(path, tmp_path, task=str(task_file), ontology=str(onto), per_class=5)
+    assert result.report["classes"]["hum"]["eligible"] == 2
 
 
 def test_a_uniform_draw_prints_the_classes_it_holds_and_nothing_left_out(tmp_path):
@@ -284,6 +326,34 @@ def test_task_and_output_errors_are_one_line_naming_the_setting(tmp_path):
     assert (tmp_path / "s.txt.report.json").is_file() and report_uri("a/s.csv") == "a/s.report.json"
 
 
+def test_peak_memory_is_reported_in_megabytes_on_linux_and_macos(monkeypatch):
+    """The report's ``peak_rss_mb`` (printed by the command): /proc's VmHWM, in kB, on Linux; where /proc cannot be
+    read, ``ru_maxrss``, which Linux gives in kB and macOS in bytes. Fed a made-up 1,000.6 MB peak each way."""
+    import io
+    import resource
+    import sys
+    import types
+
+    import acoustic_env.audioset.sample as sampler
+
+    def proc(path, *args, **kwargs):
+        if path != "/proc/self/status":
+            raise FileNotFoundError(path)
+        return io.StringIO("Name:\tpython\nVmPeak:\t  9999999 kB\nVmHWM:\t  1024600 kB\nVmRSS:\t  1000 kB\n")
+
+    def usage(who):
+        assert who == resource.RUSAGE_SELF
+        return types.SimpleNamespace(ru_maxrss=1024600 * (1024 if sys.platform == "darwin" else 1))
+
+    monkeypatch.setattr(sampler.resource, "getrusage", usage)
+    monkeypatch.setattr(sampler, "open", proc, raising=False)
+    assert sampler.peak_rss_mb() == 1000.6
+    monkeypatch.setattr(sampler, "open", lambda *a, **k: proc("/proc absent"), raising=False)
+    for platform in ("linux", "darwin"):
+        monkeypatch.setattr(sys, "platform", platform)
+        assert sampler.peak_rss_mb() == 1000.6, platform
+
+
 def test_multi_label_task_draws_per_class_and_keeps_a_clip_once(segment_list, tmp_path):
     task_file = tmp_path / "both.yaml"
     task_file.write_text(f"kind: multi_label\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"
@@ -327,7 +397,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match="give exactly one of per_class, targets or total"):
         from_dict(SampleConfig, {"segments": str(path), "output": str(tmp_path / "o.csv")})
     for args, message in ((["--targets", "urban=ten"], "targets: urban: must be an integer >= 0"),
-                          (["--targets", "rural=3"], "targets: 'rural' is not a class of task 'urban_natural'"),
+                          (["--targets", "rural=3"], "targets: 'rural' is not a class of task 'urban_natural' "
+                                                             "(classes: urban, natural)"),
                           (["--total", "5", "--segments", str(tmp_path / "none.csv")], "none.csv: segment list not found")):
         argv = ["audioset", "sample", "--segments", str(path), "--output", str(tmp_path / "o.csv"), *args]
         assert main(argv) == 2

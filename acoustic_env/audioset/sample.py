@@ -199,15 +199,14 @@ def draw_sample(cfg: SampleConfig) -> SampleResult:
             pool.offer(batch.filter(keep), prio[rows])
     for pool in pools.values():
         pool.settle()
-    counts = _finish(pools, cfg, task)
+    counts = _finish(pools, cfg)
     chosen = [pool.take(counts[name]["drawn"]) for name, pool in pools.items()]
     kept = {name: pool.rows for name, pool in pools.items() if pool.rows is not None}
     sample = _assemble(kept, chosen)
     # a clip of several classes (multi-label) is in several pools: the repeats are the rows beyond the distinct clips
     seen = [s for p in pools.values() for s in p.seen]
     duplicates = eligible_rows - (len(np.unique(np.concatenate(seen))) if seen else 0)
-    in_sample = task.claim_matrix(sample["labels"].combine_chunks()).sum(axis=0) if sample.num_rows else \
-        np.zeros(task.n_classes, int)
+    in_sample = task.claim_matrix(sample["labels"].combine_chunks()).sum(axis=0)
     for c, name in enumerate(task.class_names):
         counts.setdefault(name, {})["in_sample"] = int(in_sample[c])
     report = {
@@ -233,7 +232,7 @@ def _combinations(member: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
     return {"+".join(names[c] for c in np.flatnonzero(member[i])): int(n) for i, n in zip(first, counts)}
 
 
-def _finish(pools: dict[str, _Pool], cfg: SampleConfig, task: Task) -> dict[str, dict[str, Any]]:
+def _finish(pools: dict[str, _Pool], cfg: SampleConfig) -> dict[str, dict[str, Any]]:
     """Per pool: eligible clips, its target, how many are drawn and how many it is short."""
     drawn = {name: min(p.k, p.eligible) for name, p in pools.items()}
     if cfg.balanced:
