@@ -26,10 +26,13 @@ from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.learn.duplicates import (
     DEFAULT_THRESHOLD,
     DISAGREE_COLUMN,
+    PAIR_SCHEMA,
+    SearchSpace,
     find_pairs,
     merge_duplicate_groups,
     merge_lines,
     merge_summary,
+    nearest,
     pairs_table,
 )
 from acoustic_env.learn.splits import assign_splits, leaks, strata
@@ -104,6 +107,24 @@ def test_find_pairs_on_vectors():
     assert list(zip(*find_pairs([x], threshold=0)[:2])) == [(2, 9)]  # 0: exact copies only
 
 
+def test_nearest_clips_of_an_example_come_nearest_first(tmp_path):
+    """What ``acoustic-env search`` lists for an example from outside the table: the k nearest rows in the space
+    fitted on the table, nearest first, each with its mean cosine distance over the columns; asked for more rows
+    than the table holds, all of them."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((30, 8)), rng.standard_normal((30, 3))
+    space = SearchSpace.fit([x, y])
+    table = space.transform([x, y])
+    example = space.transform([x[4:5] + 0.05 * rng.standard_normal(8), y[4:5] + 0.05 * rng.standard_normal(3)])
+    idx, dist = nearest(table, example[0], 5)
+    assert idx.shape == dist.shape == (1, 5) and idx.dtype == np.int64 and dist.dtype == np.float32
+    assert idx[0, 0] == 4 and (np.diff(dist[0]) >= 0).all()
+    cosine = 1 - table[idx[0]] @ example[0]  # each column a unit vector scaled by 1/sqrt(2): the mean of the two
+    np.testing.assert_allclose(dist[0], cosine, atol=1e-5)
+    idx, dist = nearest(table, example, 50)
+    assert sorted(idx[0].tolist()) == list(range(30))
+
+
 def test_find_pairs_standardises_each_dimension():
     """Dimensions in units a million apart, each on its own offset, one constant: only the planted copy is near.
 
@@ -174,6 +195,41 @@ def test_a_chain_of_near_duplicates_ends_in_one_group(tmp_path):
     assert merge_lines(counts, limit=1)[1:] == ["... and 1 more merged set(s) (run record: counts.duplicates)"]
     distinct = merge_duplicate_groups(dataclasses.replace(features, X={"indices_raw": rng.standard_normal(x.shape)}))
     assert distinct.counts["pairs"] == 0 and distinct.has_groups is True and merge_summary(distinct.counts) == ""
+
+
+def test_the_guard_on_chosen_columns_a_streamed_table_and_its_clip_limit(tmp_path):
+    """A chain of five near-duplicates in one column, the other column unrelated: the guard on that column (its
+    limit exactly the table's 40 clips) merges them and names the three closest of its four pairs; on every column it
+    finds nothing. A table streamed from disk gives the same pairs, and the guard says why it skipped it."""
+    syn = synthetic_features(40, seed=0, signals=("raw",), rows_per_group=1)
+    path = write_features(syn.table, str(tmp_path / "t"))
+    groups = ["indices_raw", "spectral_raw"]
+    features = read_features(path, task="urban_natural", feature_groups=groups)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, features.columns["indices_raw"]))
+    step = rng.standard_normal(x.shape[1])
+    x[1:5] = x[0] + 0.2 * np.arange(1, 5)[:, None] * step  # clips 0 to 4 along a line
+    other = rng.standard_normal((40, features.columns["spectral_raw"]))
+    features = dataclasses.replace(features, has_groups=False, X={"indices_raw": x, "spectral_raw": other})
+    guard = merge_duplicate_groups(features, columns=["indices_raw"], max_clips=40)
+    assert guard.counts["columns"] == ["indices_raw"] and guard.counts["groups_merged"] == 4
+    [merge] = guard.counts["merges"]
+    distances = sorted(round(float(d), 4) for d in guard.pairs["distance"].to_pylist())
+    assert merge["pairs_total"] == 4 and [p[2] for p in merge["pairs"]] == distances[:3]
+    assert merge_lines(guard.counts)[0].endswith(" and 1 more pair(s)")
+    assert guard.apply(features).has_groups is True  # merged groups: the folds are grouped now
+    unrelated = merge_duplicate_groups(features)
+    assert unrelated.counts["pairs"] == 0 and unrelated.apply(features).has_groups is False
+    assert unrelated.pairs.schema == guard.pairs.schema == PAIR_SCHEMA
+    no_twin = unrelated.label_disagreements(pa.table({"clip_id": features.ids.tolist(),
+                                                      "given_labels": [["urban"]] * 40}))
+    assert no_twin.schema.field(DISAGREE_COLUMN).type == pa.string() and no_twin[DISAGREE_COLUMN].null_count == 40
+    streamed = read_features(path, task="urban_natural", feature_groups=groups, max_bytes=1)
+    in_memory = read_features(path, task="urban_natural", feature_groups=groups)
+    assert streamed.X is None and in_memory.X is not None
+    assert pairs_table(streamed, 1.99).equals(pairs_table(in_memory, 1.99))
+    assert pairs_table(in_memory, 1.99).num_rows > pairs_table(in_memory).num_rows
+    assert merge_duplicate_groups(streamed).counts["skipped"] == "the table is streamed (over memory_gb)"
 
 
 @pytest.mark.slow

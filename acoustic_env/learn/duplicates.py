@@ -141,9 +141,8 @@ def pairs_table(features: FeatureSet, threshold: float = DEFAULT_THRESHOLD,
     names = list(columns or features.columns)
     i, j, d = find_pairs([x[c] for c in names], threshold)
     ids, groups = features.ids, features.groups
-    return pa.table([pa.array(ids[i].tolist(), pa.string()), pa.array(ids[j].tolist(), pa.string()), pa.array(d),
-                     pa.array(groups[i].tolist(), pa.string()), pa.array(groups[j].tolist(), pa.string())],
-                    schema=PAIR_SCHEMA)
+    return pa.Table.from_pydict({"clip_a": ids[i].tolist(), "clip_b": ids[j].tolist(), "distance": d,
+                                 "group_a": groups[i].tolist(), "group_b": groups[j].tolist()}, schema=PAIR_SCHEMA)
 
 
 def _components(pairs: list[tuple[str, str]]) -> dict[str, str]:
