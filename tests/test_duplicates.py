@@ -138,6 +138,57 @@ def test_find_pairs_standardises_each_dimension():
     i, j, d = find_pairs([x], threshold=DEFAULT_THRESHOLD)
     assert list(zip(i, j)) == [(3, 7)] and 0 < d[0] < 0.01 and d.dtype == np.float32
     assert len(find_pairs([x[:1]])[0]) == 0  # one clip: no pair
+    for n in (2, 3):  # clips alike in every dimension (all of them dropped): each pair a duplicate, not a crash
+        i, j, d = find_pairs([np.ones((n, 4))])
+        assert list(zip(i.tolist(), j.tolist(), d.tolist())) == [(0, 1, 0.0), (0, 2, 0.0), (1, 2, 0.0)][:2 * n - 3]
+
+
+def test_the_space_is_the_same_whatever_the_chunk_of_rows(monkeypatch):
+    """Rows standardised a few at a time (as 8,192 are for a big table) give the space the module docstring
+    describes, computed here in one pass: per column standardised over the clips, a constant dimension dropped,
+    each row L2-normalised and scaled by 1/sqrt(columns); a row at the mean of every dimension stays zero."""
+    import acoustic_env.learn.duplicates as duplicates
+
+    rng = np.random.default_rng(4)
+
+    def around(centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """29 rows: the centre, then 14 on one side of it and their mirror images (whole multiples of a power of
+        two: the mean is the centre exactly)."""
+        v = rng.integers(-50, 50, (14, len(centre))) * scale
+        return np.vstack([centre, centre + v, centre - v])
+
+    wide = around(np.array([5.0, 3.0, 7.0, 1.0, 0.0, 2.0]), 2.0 ** np.array([-6, 0, 0, 4, 2, -2]))
+    wide[:, 2] = 7.0  # constant: dropped
+    narrow = around(np.array([0.5, -0.25]), np.array([0.125, 0.0625]))
+    expected = []
+    for m in (wide, narrow):
+        keep = m.std(axis=0) > 0
+        z = (m[:, keep] - m[:, keep].mean(axis=0)) / m[:, keep].std(axis=0)
+        norm = np.linalg.norm(z, axis=1, keepdims=True)
+        expected.append(np.divide(z, norm, out=np.zeros_like(z), where=norm > 0) / np.sqrt(2))
+    monkeypatch.setattr(duplicates, "_CHUNK", 7)
+    space = duplicates.SearchSpace.fit([wide, narrow])
+    got = space.transform([wide, narrow])
+    assert got.shape == (29, 7) and got.dtype == np.float32
+    np.testing.assert_allclose(got, np.hstack(expected), atol=1e-5)
+    assert not got[0].any()
+
+
+def test_merge_lines_and_summary_name_at_most_their_limit():
+    """The console names 10 merged sets, the run's one-line summary 3; past that, how many more."""
+    merges = [{"groups": [f"g{k}a", f"g{k}b"], "pairs": [[f"c{k}a", f"c{k}b", 0.01]], "pairs_total": 1}
+              for k in range(11)]
+    counts = {"threshold": 0.05, "groups_before": 30, "groups_after": 19, "groups_merged": 11, "merges": merges}
+    lines = merge_lines(counts)
+    assert len(lines) == 11 and lines[-1] == "... and 1 more merged set(s) (run record: counts.duplicates)"
+    assert lines[0] == "groups g0a + g0b merged: near-duplicate clips c0a ~ c0b (0.010)"
+    assert len(merge_lines({**counts, "merges": merges[:10]})) == 10
+    assert merge_summary({**counts, "merges": merges[:4]}) == (
+        "the near-duplicate guard (mean cosine distance <= 0.05) merged 30 groups into 19: "
+        "groups g0a + g0b merged: near-duplicate clips c0a ~ c0b (0.010); "
+        "groups g1a + g1b merged: near-duplicate clips c1a ~ c1b (0.010); "
+        "groups g2a + g2b merged: near-duplicate clips c2a ~ c2b (0.010); "
+        "... and 1 more merged set(s) (run record: counts.duplicates)")
 
 
 def test_a_chain_of_near_duplicates_ends_in_one_group(tmp_path):
@@ -230,6 +281,8 @@ def test_the_guard_on_chosen_columns_a_streamed_table_and_its_clip_limit(tmp_pat
     assert pairs_table(streamed, 1.99).equals(pairs_table(in_memory, 1.99))
     assert pairs_table(in_memory, 1.99).num_rows > pairs_table(in_memory).num_rows
     assert merge_duplicate_groups(streamed).counts["skipped"] == "the table is streamed (over memory_gb)"
+    one = dataclasses.replace(features, X={g: m[:1] for g, m in features.X.items()}, clips=features.clips.slice(0, 1))
+    assert pairs_table(one).equals(PAIR_SCHEMA.empty_table())
 
 
 @pytest.mark.slow

@@ -124,6 +124,9 @@ def find_pairs(mats: Sequence[np.ndarray], threshold: float = DEFAULT_THRESHOLD)
     z = embed_for_search(mats)
     if len(z) < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    if not z.shape[1]:  # every dimension constant: the clips are alike in every column, each pair at distance 0
+        i, j = np.triu_indices(len(z), k=1)
+        return i.astype(np.int64), j.astype(np.int64), np.zeros(len(i), np.float32)
     nn = NearestNeighbors(radius=float(np.sqrt(2 * threshold))).fit(z)
     dist, idx = nn.radius_neighbors(z, return_distance=True)
     i = np.repeat(np.arange(len(z)), [len(r) for r in idx])
