@@ -181,6 +181,7 @@ def test_repeats_are_counted_exactly_whichever_read_batches_they_fall_in(tmp_pat
     """The list of the test above read in 256-byte blocks (a few rows a batch, as a 2-million-row list is read in
     ~1 MB ones): a repeat whose clip's first row already left a pool's kept rows is still a duplicate, so the report
     is the one-batch report; and a multi-label clip listed twice is one duplicate row, not one per class."""
+    import acoustic_env.audioset.sample as sampler
     import acoustic_env.audioset.segments as segments
 
     lines = [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(30)]
@@ -194,6 +195,14 @@ def test_repeats_are_counted_exactly_whichever_read_batches_they_fall_in(tmp_pat
                          f"  natural: {{mids: ['{NATURAL}']}}\n")
     monkeypatch.setattr(segments, "BLOCK_BYTES", 256)
     assert len(list(read_segments(str(path)))) > 5  # many batches
+    kept = []  # what each pool holds after each batch: its k best rows at most, never the list
+    offer = sampler._Pool.offer
+
+    def offer_and_count(pool, rows, prio):
+        offer(pool, rows, prio)
+        kept.append((pool.k, 0 if pool.rows is None else pool.rows.num_rows))
+
+    monkeypatch.setattr(sampler._Pool, "offer", offer_and_count)
     for seed in range(3):
         result = sample(path, tmp_path, targets={"urban": 2, "natural": 1}, seed=seed)
         left = result.report["left_out"]
@@ -206,6 +215,7 @@ def test_repeats_are_counted_exactly_whichever_read_batches_they_fall_in(tmp_pat
         assert multi.report["not_drawn"] == 31 + 5 - 1 - multi.sample.num_rows  # the clip of both classes: once
         ids = multi.sample["clip_id"].to_pylist()
         assert len(ids) == len(set(ids))
+    assert len(kept) > 20 and all(n <= k for k, n in kept) and max(n for _, n in kept) == 3
 
 
 def test_the_printed_summary_names_each_class_what_was_left_out_and_the_refused_rows(tmp_path):
@@ -266,6 +276,16 @@ def test_a_task_naming_classes_reads_the_ontology_given(tmp_path):
     path.write_text('vid00000001, 0.000, 10.000, "/m/deep"\nvid00000002, 0.000, 10.000, "/m/hum"\n')
     result = sample(path, tmp_path, task=str(task_file), ontology=str(onto), per_class=5)
     assert result.report["classes"]["hum"]["eligible"] == 2
+
+
+def test_five_refused_rows_are_all_printed_and_a_sixth_is_counted(tmp_path):
+    """The summary prints up to five refused rows; only past five does it say how many more."""
+    path = tmp_path / "list.csv"
+    for bad, more in ((5, []), (6, ["  ... 1 more refused rows (6 listed in the report)"])):
+        path.write_text("\n".join(f'../{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(bad)) + "\n")
+        printed = summary_lines(sample(path, tmp_path, total=1).report)
+        assert sum(line.startswith("  refused data row") for line in printed) == 5
+        assert [line for line in printed if line.startswith("  ...")] == more
 
 
 def test_a_uniform_draw_prints_the_classes_it_holds_and_nothing_left_out(tmp_path):
