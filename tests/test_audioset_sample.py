@@ -348,7 +348,8 @@ def test_task_and_output_errors_are_one_line_naming_the_setting(tmp_path):
 
 def test_peak_memory_is_reported_in_megabytes_on_linux_and_macos(monkeypatch):
     """The report's ``peak_rss_mb`` (printed by the command): /proc's VmHWM, in kB, on Linux; where /proc cannot be
-    read, ``ru_maxrss``, which Linux gives in kB and macOS in bytes. Fed a made-up 1,000.6 MB peak each way."""
+    read, ``ru_maxrss``, which Linux gives in kB and macOS in bytes. Fed made-up peaks: 1,000.6 MB by /proc, 2,001.2 MB
+    by ``ru_maxrss``."""
     import io
     import resource
     import sys
@@ -363,7 +364,7 @@ def test_peak_memory_is_reported_in_megabytes_on_linux_and_macos(monkeypatch):
 
     def usage(who):
         assert who == resource.RUSAGE_SELF
-        return types.SimpleNamespace(ru_maxrss=1024600 * (1024 if sys.platform == "darwin" else 1))
+        return types.SimpleNamespace(ru_maxrss=2 * 1024600 * (1024 if sys.platform == "darwin" else 1))
 
     monkeypatch.setattr(sampler.resource, "getrusage", usage)
     monkeypatch.setattr(sampler, "open", proc, raising=False)
@@ -371,7 +372,7 @@ def test_peak_memory_is_reported_in_megabytes_on_linux_and_macos(monkeypatch):
     monkeypatch.setattr(sampler, "open", lambda *a, **k: proc("/proc absent"), raising=False)
     for platform in ("linux", "darwin"):
         monkeypatch.setattr(sys, "platform", platform)
-        assert sampler.peak_rss_mb() == 1000.6, platform
+        assert sampler.peak_rss_mb() == 2001.2, platform
 
 
 def test_multi_label_task_draws_per_class_and_keeps_a_clip_once(segment_list, tmp_path):
