@@ -58,6 +58,8 @@ MODULES: dict[str, list[str]] = {
 }
 #: How the selected tests run: the fast ones, quietly.
 PYTEST_ARGS = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]
+#: What tests/documentation.py reads (tests run the README's commands), copied beside the tests.
+DOCUMENTATION = ("README.md", "mkdocs.yml", "docs")
 #: Tests that start Ray, left out everywhere.
 RAY_TESTS = ["tests/test_audit.py::test_folds_as_ray_tasks_match_sequential"]
 
@@ -76,12 +78,17 @@ def prepare(module: str) -> Path:
     work = OUT / dotted(module)
     shutil.rmtree(work, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__")
-    for part in ("acoustic_env", "tests"):
-        shutil.copytree(ROOT / part, work / part, ignore=ignore)
-    if (ROOT.parent / "shared").is_dir():  # ../shared, where tests/conftest.py looks for it (from the copy of tests/)
+    for part in ("acoustic_env", "tests", *DOCUMENTATION):
+        if (ROOT / part).is_dir():
+            shutil.copytree(ROOT / part, work / part, ignore=ignore)
+        else:
+            shutil.copy(ROOT / part, work / part)
+    # the tests run in mutmut's copy, <work>/mutants/: tests/conftest.py looks for ../shared from there
+    if (ROOT.parent / "shared").is_dir():
         (work / "shared").symlink_to(ROOT.parent / "shared")
     settings = (f'\n[tool.mutmut]\nsource_paths = ["acoustic_env"]\nonly_mutate = {_toml_list([module])}\n'
                 f"pytest_add_cli_args_test_selection = {_toml_list(MODULES[module])}\n"
+                f"also_copy = {_toml_list(list(DOCUMENTATION))}\n"
                 f"pytest_add_cli_args = {_toml_list(PYTEST_ARGS + [a for t in RAY_TESTS for a in ('--deselect', t)])}"
                 "\n")
     (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + settings)

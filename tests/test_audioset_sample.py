@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from acoustic_env.audio.manifest import ManifestError, read_manifest
-from acoustic_env.audioset.sample import draw_sample, report_uri
+from acoustic_env.audioset.sample import draw_sample, report_uri, sample_segments, summary_lines
 from acoustic_env.audioset.segments import read_segments, write_segments
 from acoustic_env.audioset.synthetic import synthetic_segments
 from acoustic_env.vocabulary.tasks import load_task
@@ -89,6 +89,11 @@ def test_balanced_total_gives_every_class_the_same_count(segment_list, tmp_path)
     big = sample(segment_list, tmp_path, total=100_000, balanced=True)
     assert dict(sampled_classes(big)) == dict.fromkeys(("urban", "natural"), min(eligible.values()))
     small = sample(segment_list, tmp_path, total=101, balanced=True)
+    assert small.report["mode"] == "total balanced" and small.report["task_kind"] == "single_label"
+    assert dict(sampled_classes(sample(segment_list, tmp_path, total=2, balanced=True))) == {"urban": 1, "natural": 1}
+    with pytest.raises(ConfigError) as exc:
+        sample(segment_list, tmp_path, total=1, balanced=True)
+    assert str(exc.value) == "total: 1 clips cannot be shared equally among 2 classes"
     assert dict(sampled_classes(small)) == {"urban": 50, "natural": 50}
     assert set(small.sample["clip_id"].to_pylist()) <= set(big.sample["clip_id"].to_pylist())  # nested draws
 
@@ -150,6 +155,8 @@ def test_exclusions_are_counted_by_reason(tmp_path):
                                          "ambiguous": 1, "duplicate": 1}
     assert result.sample["clip_id"].to_pylist() == ["vid_aaaaaaa_0", "vid_ggggggg_30000"]
     assert result.report["classes"]["urban"]["eligible"] == 1
+    assert result.report["refused_rows"] == [{"row": 3, "reason": "bad_segment",
+                                              "message": "data row 3: start 10.0 and end 10.0 are not a segment"}]
 
 
 def test_repeated_rows_never_put_a_clip_twice_in_a_sample_and_are_counted(tmp_path):
@@ -168,6 +175,204 @@ def test_repeated_rows_never_put_a_clip_twice_in_a_sample_and_are_counted(tmp_pa
         assert result.report["classes"]["urban"] == {"eligible": 30, "target": 12, "drawn": 12, "short": 0,
                                                      "in_sample": 12}
         assert result.report["not_drawn"] == 30 - 12
+
+
+def test_repeats_are_counted_exactly_whichever_read_batches_they_fall_in(tmp_path, monkeypatch):
+    """The list of the test above read in 256-byte blocks (a few rows a batch, as a 2-million-row list is read in
+    ~1 MB ones): a repeat whose clip's first row already left a pool's kept rows is still a duplicate, so the report
+    is the one-batch report; and a multi-label clip listed twice is one duplicate row, not one per class."""
+    import acoustic_env.audioset.sample as sampler
+    import acoustic_env.audioset.segments as segments
+
+    lines = [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(30)]
+    lines += [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in (0, 3, 5, 9, 14, 20, 22, 29, 14)]
+    lines += [f'nat{i:08d}, 0.000, 10.000, "{NATURAL}"' for i in range(4)]
+    lines += [f'both0000000, 0.000, 10.000, "{URBAN},{NATURAL}"'] * 2
+    path = tmp_path / "list.csv"
+    path.write_text("# YTID, start_seconds, end_seconds, positive_labels\n" + "\n".join(lines) + "\n")
+    task_file = tmp_path / "both.yaml"
+    task_file.write_text(f"kind: multi_label\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"
+                         f"  natural: {{mids: ['{NATURAL}']}}\n")
+    monkeypatch.setattr(segments, "BLOCK_BYTES", 256)
+    assert len(list(read_segments(str(path)))) > 5  # many batches
+    kept = []  # what each pool holds after each batch: its k best rows at most, never the list
+    offer = sampler._Pool.offer
+
+    def offer_and_count(pool, rows, prio):
+        offer(pool, rows, prio)
+        kept.append((pool.k, 0 if pool.rows is None else pool.rows.num_rows))
+
+    monkeypatch.setattr(sampler._Pool, "offer", offer_and_count)
+    for seed in range(3):
+        result = sample(path, tmp_path, targets={"urban": 2, "natural": 1}, seed=seed)
+        left = result.report["left_out"]
+        assert (left["duplicate"], left["ambiguous"]) == (9, 2)  # the urban+natural clip: ambiguous, twice
+        assert {n: c["eligible"] for n, c in result.report["classes"].items()} == {"urban": 30, "natural": 4}
+        assert result.report["not_drawn"] == 30 + 4 - 3
+        multi = sample(path, tmp_path, task=str(task_file), per_class=3, seed=seed)
+        assert multi.report["left_out"]["duplicate"] == 10
+        assert {n: c["eligible"] for n, c in multi.report["classes"].items()} == {"urban": 31, "natural": 5}
+        assert multi.report["not_drawn"] == 31 + 5 - 1 - multi.sample.num_rows  # the clip of both classes: once
+        ids = multi.sample["clip_id"].to_pylist()
+        assert len(ids) == len(set(ids))
+    assert len(kept) > 20 and all(n <= k for k, n in kept) and max(n for _, n in kept) == 3
+
+
+def test_the_printed_summary_names_each_class_what_was_left_out_and_the_refused_rows(tmp_path):
+    """What ``audioset sample`` prints, line by line: a class short of its target, the reasons, the first five
+    refused rows and how many more there are (103 refused, the first 100 listed in the report, per reason in the
+    order they are checked); an exclusion list with no rows excludes nothing."""
+    lines = [f'bad{i:08d}, 5.000, 1.000, "{URBAN}"' for i in range(6)]  # bad_segment: data rows 1 to 6
+    lines += [f'../{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(97)]  # bad_id: data rows 7 to 103
+    lines += [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(6)]
+    lines += [f'nat{i:08d}, 0.000, 10.000, "{NATURAL}"' for i in range(2)]
+    path, empty = tmp_path / "list.csv", tmp_path / "nothing.csv"
+    path.write_text("\n".join(lines) + "\n")
+    empty.write_text("# an exclusion list without rows\n")
+    result = sample(path, tmp_path, targets={"urban": 4, "natural": 3}, exclude=str(empty))
+    printed = summary_lines(result.report)
+    assert printed[0].startswith(f"6 clips from 111 rows of {path} (task urban_natural, targets, seed 0, ")
+    assert printed[1:] == [
+        "  urban: 4 drawn of 6 eligible (target 4)",
+        "  natural: 2 drawn of 2 eligible (target 3, 1 short of the target)",
+        "  in the sample: urban 4, natural 2",
+        "  left out: bad_id 97, bad_segment 6; eligible but not drawn: 2",
+        *[f"  refused data row {r}: start 5.0 and end 1.0 are not a segment" for r in (1, 2, 3)],
+        *[f"  refused data row {r}: YTID '../{r - 7:08d}' is not a YouTube id (11 of A-Z a-z 0-9 _ -)" for r in (7, 8)],
+        "  ... 98 more refused rows (100 listed in the report)"]
+    refused = result.report["refused_rows"]
+    assert [r["row"] for r in refused] == [1, 2, 3, *range(7, 104)]
+    assert refused[0] == {"row": 1, "reason": "bad_segment", "message": "data row 1: start 5.0 and end 1.0 are not a "
+                                                                       "segment"}
+    assert {r["reason"] for r in refused[3:]} == {"bad_id"}
+    assert result.report["config"]["segments"] == str(path) and 0 < result.report["wall_s"] < 3
+
+
+def test_a_class_or_a_list_without_eligible_clips(tmp_path):
+    """A class no row claims is drawn 0 times (short of its target) beside one that has clips; a list of which no
+    row is eligible gives an empty sample and its counts, not a crash."""
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(3)) + "\n")
+    result = sample(path, tmp_path, per_class=2)
+    assert result.report["classes"]["natural"] == {"eligible": 0, "target": 2, "drawn": 0, "short": 2, "in_sample": 0}
+    assert result.sample.num_rows == 2 and result.report["mode"] == "per_class"
+    path.write_text('vid00000001, 0.000, 10.000, "/m/09x0r"\n')  # Speech: no class of the task
+    empty = sample(path, tmp_path, total=3)
+    assert empty.sample.num_rows == 0 and empty.report["left_out"]["unknown"] == 1
+    assert empty.report["left_out"]["duplicate"] == 0 and empty.report["not_drawn"] == 0
+    assert empty.report["classes"]["all"] == {"eligible": 0, "target": 3, "drawn": 0, "short": 3}
+
+
+def test_a_task_naming_classes_reads_the_ontology_given(tmp_path):
+    """``ontology``: the task's display names and descendants are looked up in the ontology the user gives (here a
+    made-up one), not the packaged one."""
+    onto = tmp_path / "ontology.json"
+    onto.write_text(json.dumps([{"id": "/m/hum", "name": "Hum", "child_ids": ["/m/deep"]},
+                                {"id": "/m/deep", "name": "Deep hum", "child_ids": []}]))
+    task_file = tmp_path / "hum.yaml"
+    task_file.write_text(f"kind: single_label\nclasses:\n  hum: {{mids: ['Hum'], descendants: true}}\n"
+                         f"  natural: {{mids: ['{NATURAL}']}}\n")
+    path = tmp_path / "list.csv"
+    path.write_text('vid00000001, 0.000, 10.000, "/m/deep"\nvid00000002, 0.000, 10.000, "/m/hum"\n')
+    result = sample(path, tmp_path, task=str(task_file), ontology=str(onto), per_class=5)
+    assert result.report["classes"]["hum"]["eligible"] == 2
+
+
+def test_five_refused_rows_are_all_printed_and_a_sixth_is_counted(tmp_path):
+    """The summary prints up to five refused rows; only past five does it say how many more."""
+    path = tmp_path / "list.csv"
+    for bad, more in ((5, []), (6, ["  ... 1 more refused rows (6 listed in the report)"])):
+        path.write_text("\n".join(f'../{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(bad)) + "\n")
+        printed = summary_lines(sample(path, tmp_path, total=1).report)
+        assert sum(line.startswith("  refused data row") for line in printed) == 5
+        assert [line for line in printed if line.startswith("  ...")] == more
+
+
+def test_a_uniform_draw_prints_the_classes_it_holds_and_nothing_left_out(tmp_path):
+    """``total`` without ``balanced`` is one pool, but the summary still says what each class got; and a one-class
+    multi-label task's summary too."""
+    lines = [f'vid{i:08d}, 0.000, 10.000, "{URBAN}"' for i in range(6)]
+    lines += [f'nat{i:08d}, 0.000, 10.000, "{NATURAL}"' for i in range(6)]
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = sample(path, tmp_path, total=12)
+    assert summary_lines(result.report)[1:] == ["  all: 12 drawn of 12 eligible (target 12)",
+                                                "  in the sample: urban 6, natural 6",
+                                                "  left out: none; eligible but not drawn: 0"]
+    task_file = tmp_path / "one.yaml"
+    task_file.write_text(f"kind: multi_label\nclasses:\n  natural: {{mids: ['{NATURAL}']}}\n")
+    for fields in ({"per_class": 4}, {"total": 4}):
+        printed = summary_lines(sample(path, tmp_path, task=str(task_file), **fields).report)
+        assert "  in the sample: natural 4" in printed and "  left out: unknown 6; eligible but not drawn: 2" in printed
+
+
+def test_ambiguous_pairs_are_named_for_a_task_of_more_classes_than_one_62_bit_word(tmp_path):
+    """The report's ``ambiguous_pairs`` for a task of 130 classes (AudioSet has 527): classes counted in words of
+    62 bits, so combinations that differ only in class 0, 62 or 128 stay apart, each counted."""
+    names = [f"c{c:03d}" for c in range(130)]
+    task_file = tmp_path / "many.yaml"
+    task_file.write_text("kind: single_label\nclasses:\n" + "".join(f"  {n}: {{mids: ['/m/{n}']}}\n" for n in names))
+    combos = [("c000", "c129"), ("c000", "c129"), ("c000", "c128"), ("c061", "c062"), ("c001", "c070"),
+              ("c001", "c062", "c070"), ("c000", "c005", "c006"), ("c005", "c006")]
+    lines = [f'vid{i:08d}, 0.000, 10.000, "{",".join("/m/" + c for c in combo)}"' for i, combo in enumerate(combos)]
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = sample(path, tmp_path, task=str(task_file), per_class=1)
+    assert result.report["ambiguous_pairs"] == {"c000+c129": 2, "c000+c128": 1, "c061+c062": 1, "c001+c070": 1,
+                                                "c001+c062+c070": 1, "c000+c005+c006": 1, "c005+c006": 1}
+    assert result.report["left_out"]["ambiguous"] == len(combos)
+
+
+def test_task_and_output_errors_are_one_line_naming_the_setting(tmp_path):
+    """``sample_segments``'s errors as the command prints them (a task it cannot load, an output it cannot write),
+    and where the report goes beside an output that is not a .csv."""
+    path = tmp_path / "list.csv"
+    path.write_text(f'vid00000001, 0.000, 10.000, "{URBAN}"\n')
+    task_file = tmp_path / "one.yaml"
+    task_file.write_text(f"kind: single_label\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n")
+
+    def run(**fields):
+        return sample_segments(from_dict(SampleConfig, {"segments": str(path), "total": 1, **fields}))
+
+    with pytest.raises(ConfigError) as exc:
+        run(output=str(tmp_path / "o.csv"), task=str(task_file))
+    assert str(exc.value) == ("task.classes: a single-label task needs at least two classes, a multi-label task at "
+                              "least one")
+    (tmp_path / "taken.csv").mkdir()
+    with pytest.raises(ConfigError) as exc:
+        run(output=str(tmp_path / "taken.csv"))
+    assert str(exc.value) == f"output: cannot write {tmp_path / 'taken.csv'}: Is a directory"
+    assert run(output=str(tmp_path / "s.txt")).sample.num_rows == 1
+    assert (tmp_path / "s.txt.report.json").is_file() and report_uri("a/s.csv") == "a/s.report.json"
+
+
+def test_peak_memory_is_reported_in_megabytes_on_linux_and_macos(monkeypatch):
+    """The report's ``peak_rss_mb`` (printed by the command): /proc's VmHWM, in kB, on Linux; where /proc cannot be
+    read, ``ru_maxrss``, which Linux gives in kB and macOS in bytes. Fed made-up peaks: 1,000.6 MB by /proc, 2,001.2 MB
+    by ``ru_maxrss``."""
+    import io
+    import resource
+    import sys
+    import types
+
+    import acoustic_env.audioset.sample as sampler
+
+    def proc(path, *args, **kwargs):
+        if path != "/proc/self/status":
+            raise FileNotFoundError(path)
+        return io.StringIO("Name:\tpython\nVmPeak:\t  9999999 kB\nVmHWM:\t  1024600 kB\nVmRSS:\t  1000 kB\n")
+
+    def usage(who):
+        assert who == resource.RUSAGE_SELF
+        return types.SimpleNamespace(ru_maxrss=2 * 1024600 * (1024 if sys.platform == "darwin" else 1))
+
+    monkeypatch.setattr(sampler.resource, "getrusage", usage)
+    monkeypatch.setattr(sampler, "open", proc, raising=False)
+    assert sampler.peak_rss_mb() == 1000.6
+    monkeypatch.setattr(sampler, "open", lambda *a, **k: proc("/proc absent"), raising=False)
+    for platform in ("linux", "darwin"):
+        monkeypatch.setattr(sys, "platform", platform)
+        assert sampler.peak_rss_mb() == 2001.2, platform
 
 
 def test_multi_label_task_draws_per_class_and_keeps_a_clip_once(segment_list, tmp_path):
@@ -213,7 +418,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match="give exactly one of per_class, targets or total"):
         from_dict(SampleConfig, {"segments": str(path), "output": str(tmp_path / "o.csv")})
     for args, message in ((["--targets", "urban=ten"], "targets: urban: must be an integer >= 0"),
-                          (["--targets", "rural=3"], "targets: 'rural' is not a class of task 'urban_natural'"),
+                          (["--targets", "rural=3"], "targets: 'rural' is not a class of task 'urban_natural' "
+                                                             "(classes: urban, natural)"),
                           (["--total", "5", "--segments", str(tmp_path / "none.csv")], "none.csv: segment list not found")):
         argv = ["audioset", "sample", "--segments", str(path), "--output", str(tmp_path / "o.csv"), *args]
         assert main(argv) == 2

@@ -26,10 +26,13 @@ from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.learn.duplicates import (
     DEFAULT_THRESHOLD,
     DISAGREE_COLUMN,
+    PAIR_SCHEMA,
+    SearchSpace,
     find_pairs,
     merge_duplicate_groups,
     merge_lines,
     merge_summary,
+    nearest,
     pairs_table,
 )
 from acoustic_env.learn.splits import assign_splits, leaks, strata
@@ -104,6 +107,24 @@ def test_find_pairs_on_vectors():
     assert list(zip(*find_pairs([x], threshold=0)[:2])) == [(2, 9)]  # 0: exact copies only
 
 
+def test_nearest_clips_of_an_example_come_nearest_first(tmp_path):
+    """What ``acoustic-env search`` lists for an example from outside the table: the k nearest rows in the space
+    fitted on the table, nearest first, each with its mean cosine distance over the columns; asked for more rows
+    than the table holds, all of them."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((30, 8)), rng.standard_normal((30, 3))
+    space = SearchSpace.fit([x, y])
+    table = space.transform([x, y])
+    example = space.transform([x[4:5] + 0.05 * rng.standard_normal(8), y[4:5] + 0.05 * rng.standard_normal(3)])
+    idx, dist = nearest(table, example[0], 5)
+    assert idx.shape == dist.shape == (1, 5) and idx.dtype == np.int64 and dist.dtype == np.float32
+    assert idx[0, 0] == 4 and (np.diff(dist[0]) >= 0).all()
+    cosine = 1 - table[idx[0]] @ example[0]  # each column a unit vector scaled by 1/sqrt(2): the mean of the two
+    np.testing.assert_allclose(dist[0], cosine, atol=1e-5)
+    idx, dist = nearest(table, example, 50)
+    assert sorted(idx[0].tolist()) == list(range(30))
+
+
 def test_find_pairs_standardises_each_dimension():
     """Dimensions in units a million apart, each on its own offset, one constant: only the planted copy is near.
 
@@ -117,6 +138,60 @@ def test_find_pairs_standardises_each_dimension():
     i, j, d = find_pairs([x], threshold=DEFAULT_THRESHOLD)
     assert list(zip(i, j)) == [(3, 7)] and 0 < d[0] < 0.01 and d.dtype == np.float32
     assert len(find_pairs([x[:1]])[0]) == 0  # one clip: no pair
+    for n in (2, 3):  # clips alike in every dimension (all of them dropped): each pair a duplicate, not a crash
+        i, j, d = find_pairs([np.ones((n, 4))])
+        assert list(zip(i.tolist(), j.tolist(), d.tolist())) == [(0, 1, 0.0), (0, 2, 0.0), (1, 2, 0.0)][:2 * n - 3]
+        assert i.dtype == j.dtype == np.int64 and d.dtype == np.float32  # row indices, as pairs_table takes them
+
+
+def test_the_space_is_the_same_whatever_the_chunk_of_rows(monkeypatch):
+    """Rows standardised a few at a time (as 8,192 are for a big table) give the space the module docstring
+    describes, computed here in one pass: per column standardised over the clips, a constant dimension dropped,
+    each row L2-normalised and scaled by 1/sqrt(columns); a row at the mean of every dimension stays zero."""
+    import acoustic_env.learn.duplicates as duplicates
+
+    rng = np.random.default_rng(4)
+
+    def around(centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """29 rows: the centre, then 14 on one side of it and their mirror images (whole multiples of a power of
+        two: the mean is the centre exactly)."""
+        v = rng.integers(-50, 50, (14, len(centre))) * scale
+        return np.vstack([centre, centre + v, centre - v])
+
+    wide = around(np.array([5.0, 3.0, 7.0, 1.0, 0.0, 2.0]), 2.0 ** np.array([-6, 0, 0, 4, 2, -2]))
+    wide[:, 2] = 7.0  # constant: dropped
+    narrow = around(np.array([0.5, -0.25]), np.array([0.125, 0.0625]))
+    expected = []
+    for m in (wide, narrow):
+        keep = m.std(axis=0) > 0
+        z = (m[:, keep] - m[:, keep].mean(axis=0)) / m[:, keep].std(axis=0)
+        norm = np.linalg.norm(z, axis=1, keepdims=True)
+        expected.append(np.divide(z, norm, out=np.zeros_like(z), where=norm > 0) / np.sqrt(2))
+    monkeypatch.setattr(duplicates, "_CHUNK", 7)
+    space = duplicates.SearchSpace.fit([wide, narrow])
+    # the rows in both orders: a row the transform failed to write shows whatever the other order left there
+    for rows in (slice(None), slice(None, None, -1)):
+        got = space.transform([wide[rows], narrow[rows]])
+        assert got.shape == (29, 7) and got.dtype == np.float32
+        np.testing.assert_allclose(got, np.hstack(expected)[rows], atol=1e-5)
+        assert not got[0 if rows.step is None else -1].any()
+
+
+def test_merge_lines_and_summary_name_at_most_their_limit():
+    """The console names 10 merged sets, the run's one-line summary 3; past that, how many more."""
+    merges = [{"groups": [f"g{k}a", f"g{k}b"], "pairs": [[f"c{k}a", f"c{k}b", 0.01]], "pairs_total": 1}
+              for k in range(11)]
+    counts = {"threshold": 0.05, "groups_before": 30, "groups_after": 19, "groups_merged": 11, "merges": merges}
+    lines = merge_lines(counts)
+    assert len(lines) == 11 and lines[-1] == "... and 1 more merged set(s) (run record: counts.duplicates)"
+    assert lines[0] == "groups g0a + g0b merged: near-duplicate clips c0a ~ c0b (0.010)"
+    assert len(merge_lines({**counts, "merges": merges[:10]})) == 10
+    assert merge_summary({**counts, "merges": merges[:4]}) == (
+        "the near-duplicate guard (mean cosine distance <= 0.05) merged 30 groups into 19: "
+        "groups g0a + g0b merged: near-duplicate clips c0a ~ c0b (0.010); "
+        "groups g1a + g1b merged: near-duplicate clips c1a ~ c1b (0.010); "
+        "groups g2a + g2b merged: near-duplicate clips c2a ~ c2b (0.010); "
+        "... and 1 more merged set(s) (run record: counts.duplicates)")
 
 
 def test_a_chain_of_near_duplicates_ends_in_one_group(tmp_path):
@@ -174,6 +249,43 @@ def test_a_chain_of_near_duplicates_ends_in_one_group(tmp_path):
     assert merge_lines(counts, limit=1)[1:] == ["... and 1 more merged set(s) (run record: counts.duplicates)"]
     distinct = merge_duplicate_groups(dataclasses.replace(features, X={"indices_raw": rng.standard_normal(x.shape)}))
     assert distinct.counts["pairs"] == 0 and distinct.has_groups is True and merge_summary(distinct.counts) == ""
+
+
+def test_the_guard_on_chosen_columns_a_streamed_table_and_its_clip_limit(tmp_path):
+    """A chain of five near-duplicates in one column, the other column unrelated: the guard on that column (its
+    limit exactly the table's 40 clips) merges them and names the three closest of its four pairs; on every column it
+    finds nothing. A table streamed from disk gives the same pairs, and the guard says why it skipped it."""
+    syn = synthetic_features(40, seed=0, signals=("raw",), rows_per_group=1)
+    path = write_features(syn.table, str(tmp_path / "t"))
+    groups = ["indices_raw", "spectral_raw"]
+    features = read_features(path, task="urban_natural", feature_groups=groups)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, features.columns["indices_raw"]))
+    step = rng.standard_normal(x.shape[1])
+    x[1:5] = x[0] + 0.2 * np.arange(1, 5)[:, None] * step  # clips 0 to 4 along a line
+    other = rng.standard_normal((40, features.columns["spectral_raw"]))
+    features = dataclasses.replace(features, has_groups=False, X={"indices_raw": x, "spectral_raw": other})
+    guard = merge_duplicate_groups(features, columns=["indices_raw"], max_clips=40)
+    assert guard.counts["columns"] == ["indices_raw"] and guard.counts["groups_merged"] == 4
+    [merge] = guard.counts["merges"]
+    distances = sorted(round(float(d), 4) for d in guard.pairs["distance"].to_pylist())
+    assert merge["pairs_total"] == 4 and [p[2] for p in merge["pairs"]] == distances[:3]
+    assert merge_lines(guard.counts)[0].endswith(" and 1 more pair(s)")
+    assert guard.apply(features).has_groups is True  # merged groups: the folds are grouped now
+    unrelated = merge_duplicate_groups(features)
+    assert unrelated.counts["pairs"] == 0 and unrelated.apply(features).has_groups is False
+    assert unrelated.pairs.schema == guard.pairs.schema == PAIR_SCHEMA
+    no_twin = unrelated.label_disagreements(pa.table({"clip_id": features.ids.tolist(),
+                                                      "given_labels": [["urban"]] * 40}))
+    assert no_twin.schema.field(DISAGREE_COLUMN).type == pa.string() and no_twin[DISAGREE_COLUMN].null_count == 40
+    streamed = read_features(path, task="urban_natural", feature_groups=groups, max_bytes=1)
+    in_memory = read_features(path, task="urban_natural", feature_groups=groups)
+    assert streamed.X is None and in_memory.X is not None
+    assert pairs_table(streamed, 1.99).equals(pairs_table(in_memory, 1.99))
+    assert pairs_table(in_memory, 1.99).num_rows > pairs_table(in_memory).num_rows
+    assert merge_duplicate_groups(streamed).counts["skipped"] == "the table is streamed (over memory_gb)"
+    one = dataclasses.replace(features, X={g: m[:1] for g, m in features.X.items()}, clips=features.clips.slice(0, 1))
+    assert pairs_table(one).equals(PAIR_SCHEMA.empty_table())
 
 
 @pytest.mark.slow

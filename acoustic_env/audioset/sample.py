@@ -23,9 +23,15 @@ Animal, Music and Vehicle, balanced). ``draw_sample`` does that for any task:
   ``balanced`` is one pool of all eligible clips (the classes in their own proportions).
 * **Memory.** The list is read once in Arrow batches of a few MB
   (:mod:`acoustic_env.audioset.segments`); per class only its current k best rows are
-  kept, so the driver holds the targets' rows plus one batch, never the list.
-  Repeated rows (the same clip id) meet each other in the kept rows, because they
-  share a priority, and only the first is kept (``duplicate`` in the report).
+  kept, so the driver holds the targets' rows plus one batch, never the list. Repeated
+  rows (the same clip id) share a priority, so a repeat is never kept beside its clip.
+  To count them exactly whichever batches they fall in (a clip's first row may have left
+  the kept rows long before its repeat comes), each class also keeps the priority of
+  every eligible row it saw: 8 bytes a row (16 MB for the 2 million rows of the
+  unbalanced list, twice that while they are counted). Its eligible clips are the
+  distinct priorities, and the rows beyond the distinct clips of all classes are
+  ``duplicate`` in the report (a 64-bit hash: two different ids share one with a chance
+  of about one in ten million among 2 million ids).
 * **Balanced.** Every class gets ``min(share, rarest class's eligible clips)`` clips,
   the share being ``per_class`` or ``total // classes``; a class's sample is again the
   lowest priorities of what it kept.
@@ -79,17 +85,18 @@ def _video_ids(uris: tuple[str, ...]) -> pa.Array:
 
 @dataclass
 class _Pool:
-    """The k eligible rows of lowest priority seen so far (with their priority), and how many were eligible."""
+    """The k eligible rows of lowest priority seen so far (with their priority), and the priorities of every
+    eligible row it was offered (one array a batch), from which ``settle`` counts its distinct clips."""
 
     k: int
     eligible: int = 0
     rows: pa.Table | None = None
-    duplicates: int = 0
+    seen: list[np.ndarray] = field(default_factory=list)
 
     def offer(self, rows: pa.Table, prio: np.ndarray) -> None:
-        self.eligible += rows.num_rows
         if not rows.num_rows:
             return
+        self.seen.append(prio)
         rows = rows.append_column("priority", pa.array(prio, pa.uint64()))
         if self.rows is not None:
             rows = pa.concat_tables([self.rows, rows])
@@ -98,7 +105,7 @@ class _Pool:
         self.rows = rows
 
     def _lowest(self, rows: pa.Table) -> pa.Table:
-        """The k lowest priorities, a repeated clip id kept once (its first row): a stable sort by (priority, id, row)."""
+        """The k lowest priorities, a repeated clip id kept once (its first row): a stable sort by priority, id, row."""
         order = pc.sort_indices(rows, [("priority", "ascending"), ("clip_id", "ascending"), ("row", "ascending")])
         rows = rows.take(order)
         ids = rows["clip_id"].combine_chunks()
@@ -106,15 +113,15 @@ class _Pool:
         if rows.num_rows > 1:
             repeat[1:] = pc.equal(ids.slice(1), ids.slice(0, rows.num_rows - 1)).to_numpy(zero_copy_only=False)
         if repeat.any():
-            self.duplicates += int(repeat.sum())
-            self.eligible -= int(repeat.sum())
             rows = rows.filter(pa.array(~repeat))
         return rows.slice(0, self.k)
 
     def settle(self) -> None:
-        """Sort and de-duplicate what is kept (after the last batch), so that ``eligible`` is final."""
+        """Sort and de-duplicate what is kept (after the last batch); ``eligible``: the distinct clips offered."""
         if self.rows is not None:
             self.rows = self._lowest(self.rows)
+        self.seen = [np.unique(np.concatenate(self.seen))] if self.seen else []
+        self.eligible = sum(len(s) for s in self.seen)
 
     def take(self, n: int) -> pa.Array:
         """The rows (their numbers) of the ``n`` lowest priorities; ``settle`` first."""
@@ -158,7 +165,7 @@ def draw_sample(cfg: SampleConfig) -> SampleResult:
     left_out: Counter[str] = Counter()
     pairs: Counter[str] = Counter()
     refused: list[dict[str, Any]] = []
-    rows_read = 0
+    rows_read = eligible_rows = 0
     for batch in read_segments(cfg.segments):
         rows_read += batch.num_rows
         member = task.claim_matrix(batch["labels"].combine_chunks())
@@ -184,6 +191,7 @@ def draw_sample(cfg: SampleConfig) -> SampleResult:
                 listed = batch.filter(pa.array(now)).slice(0, REFUSED_LISTED - len(refused)).to_pylist()
                 refused += [{"row": r["row"], "reason": reason, "message": refusal_message(reason, r)} for r in listed]
         eligible = ~out
+        eligible_rows += int(eligible.sum())
         prio = priorities(batch["clip_id"].combine_chunks(), cfg.seed)
         for name, pool in pools.items():
             rows = eligible if name == ALL else eligible & member[:, task.class_names.index(name)]
@@ -191,13 +199,14 @@ def draw_sample(cfg: SampleConfig) -> SampleResult:
             pool.offer(batch.filter(keep), prio[rows])
     for pool in pools.values():
         pool.settle()
-    counts = _finish(pools, cfg, task)
+    counts = _finish(pools, cfg)
     chosen = [pool.take(counts[name]["drawn"]) for name, pool in pools.items()]
     kept = {name: pool.rows for name, pool in pools.items() if pool.rows is not None}
     sample = _assemble(kept, chosen)
-    duplicates = sum(p.duplicates for p in pools.values())
-    in_sample = task.claim_matrix(sample["labels"].combine_chunks()).sum(axis=0) if sample.num_rows else \
-        np.zeros(task.n_classes, int)
+    # a clip of several classes (multi-label) is in several pools: the repeats are the rows beyond the distinct clips
+    seen = [s for p in pools.values() for s in p.seen]
+    duplicates = eligible_rows - (len(np.unique(np.concatenate(seen))) if seen else 0)
+    in_sample = task.claim_matrix(sample["labels"].combine_chunks()).sum(axis=0)
     for c, name in enumerate(task.class_names):
         counts.setdefault(name, {})["in_sample"] = int(in_sample[c])
     report = {
@@ -223,7 +232,7 @@ def _combinations(member: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
     return {"+".join(names[c] for c in np.flatnonzero(member[i])): int(n) for i, n in zip(first, counts)}
 
 
-def _finish(pools: dict[str, _Pool], cfg: SampleConfig, task: Task) -> dict[str, dict[str, Any]]:
+def _finish(pools: dict[str, _Pool], cfg: SampleConfig) -> dict[str, dict[str, Any]]:
     """Per pool: eligible clips, its target, how many are drawn and how many it is short."""
     drawn = {name: min(p.k, p.eligible) for name, p in pools.items()}
     if cfg.balanced:
@@ -272,7 +281,7 @@ def sample_segments(cfg: SampleConfig) -> SampleResult:
     try:
         result = draw_sample(cfg)
     except TaskError as exc:
-        raise ConfigError(f"task: {exc}") from None
+        raise ConfigError(str(exc)) from None  # its message names the task setting already
     comments = [f"Sampled by acoustic-env from {posixpath.basename(cfg.segments)}: task {result.report['task']}, "
                 f"{result.report['mode']}, seed {cfg.seed}"]
     try:

@@ -124,6 +124,9 @@ def find_pairs(mats: Sequence[np.ndarray], threshold: float = DEFAULT_THRESHOLD)
     z = embed_for_search(mats)
     if len(z) < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    if not z.shape[1]:  # every dimension constant: the clips are alike in every column, each pair at distance 0
+        i, j = np.triu_indices(len(z), k=1)
+        return i.astype(np.int64), j.astype(np.int64), np.zeros(len(i), np.float32)
     nn = NearestNeighbors(radius=float(np.sqrt(2 * threshold))).fit(z)
     dist, idx = nn.radius_neighbors(z, return_distance=True)
     i = np.repeat(np.arange(len(z)), [len(r) for r in idx])
@@ -141,9 +144,8 @@ def pairs_table(features: FeatureSet, threshold: float = DEFAULT_THRESHOLD,
     names = list(columns or features.columns)
     i, j, d = find_pairs([x[c] for c in names], threshold)
     ids, groups = features.ids, features.groups
-    return pa.table([pa.array(ids[i].tolist(), pa.string()), pa.array(ids[j].tolist(), pa.string()), pa.array(d),
-                     pa.array(groups[i].tolist(), pa.string()), pa.array(groups[j].tolist(), pa.string())],
-                    schema=PAIR_SCHEMA)
+    return pa.Table.from_pydict({"clip_a": ids[i].tolist(), "clip_b": ids[j].tolist(), "distance": d,
+                                 "group_a": groups[i].tolist(), "group_b": groups[j].tolist()}, schema=PAIR_SCHEMA)
 
 
 def _components(pairs: list[tuple[str, str]]) -> dict[str, str]:
