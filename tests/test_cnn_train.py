@@ -75,51 +75,30 @@ def test_cnn_on_a_table_without_images_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_cnn_under_the_split_trains_on_streamed_images_and_is_saved(ray_session, image_table, tmp_path,
-                                                                    monkeypatch):
-    """Under the train/val/test split the CNN trains in its Tune trial on its images streamed by Ray Data
-    (distributed.images), which decode them in their tasks: the job's process never does. It is scored on the test
-    split and, saved, scores the table's clips."""
+def test_cnn_under_the_split_trains_data_parallel_on_streamed_images_and_is_saved(ray_session, image_table, tmp_path,
+                                                                                  monkeypatch):
+    """Under the train/val/test split the CNN trains on its images streamed by Ray Data (distributed.images), which
+    decode them in their tasks: the job's process never does. With two workers, as two data-parallel Ray Train
+    workers (DDP), each on a dataset of its own share of the training clips: equal (or one would wait for ever for
+    the other's gradients) and disjoint; the run does not hang on 2 CPUs beside Ray Data's reads. It is scored on
+    the test split (rows and labels kept together through the stream) and, saved, scores the table's clips. (One
+    worker trains in the trial's process as the MLP does; ``benchmarks/cnn_stream.py`` runs that path.)"""
     source, _ = image_table
+    read, datasets = images_module.images, []
 
     def never(*_):
         raise AssertionError("the train job's process decoded images")
-
-    # Ray's workers import the modules afresh: only a decode in this process fails
-    for module in (table_module, images_module):
-        monkeypatch.setattr(module, "decode_images", never)
-    # each round is a pass of Ray Data over the training and the validation images: 3, not the default 12
-    monkeypatch.setitem(PARAMS["cnn"], "max_rounds", 3)
-    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 0,
-                                  "trials": 0, "max_rounds": 2, "grace_rounds": 1, "baselines": ["cnn"],
-                                  "saved_model": "cnn"})
-    summary = train(cfg)
-    monkeypatch.undo()
-    assert summary.evaluation["candidates"] == ["mlp", "cnn"] and summary.evaluation["saved_model"] == "cnn"
-    assert summary.metrics["cnn"]["n"] == summary.counts["splits"]["test"]["clips"]
-    assert summary.metrics["cnn"]["roc_auc"] > 0.8
-    assert "cnn: its images streamed by Ray Data, trained on one worker (in the trial's process), 3 round(s)" in (
-        summary.search["method"])
-    model = ae.load_model(summary.model)
-    assert model.meta["estimator"]["name"] == "cnn" and model.predict_proba(source).shape == (48, 2)
-
-
-@pytest.mark.slow
-def test_cnn_under_the_split_trains_data_parallel_on_equal_disjoint_shares(ray_session, image_table, tmp_path,
-                                                                           monkeypatch):
-    """With two workers the CNN trains as two data-parallel Ray Train workers (DDP), each on a dataset of its own
-    share of the training clips: equal (or one would wait for ever for the other's gradients) and disjoint. The
-    run does not hang on 2 CPUs beside Ray Data's reads, and its network is saved and scores the table's clips."""
-    source, _ = image_table
-    read, datasets = images_module.images, []
 
     def spy(table, rows, shape):
         datasets.append(rows.ids)
         return read(table, rows, shape)
 
+    # Ray's workers import the modules afresh: only a decode in this process fails
+    for module in (table_module, images_module):
+        monkeypatch.setattr(module, "decode_images", never)
     monkeypatch.setattr(images_module, "images", spy)  # fit_cnn builds every dataset in this process
-    monkeypatch.setitem(PARAMS["cnn"], "max_rounds", 1)
-    monkeypatch.setitem(PARAMS["cnn"], "network", {**PARAMS["cnn"]["network"], "channels": [4, 8]})
+    # each round is a pass of Ray Data over the training and the validation images: 3, not the default 12
+    monkeypatch.setitem(PARAMS["cnn"], "max_rounds", 3)
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 0,
                                   "trials": 0, "max_rounds": 1, "grace_rounds": 1, "baselines": ["cnn"],
                                   "saved_model": "cnn", "workers": 2})
@@ -129,7 +108,10 @@ def test_cnn_under_the_split_trains_data_parallel_on_equal_disjoint_shares(ray_s
     n_train = summary.counts["splits"]["train"]["clips"]
     assert len(first) == len(second) == n_train // 2 and not set(first) & set(second)
     assert not (set(first) | set(second)) & (set(val) | set(test))
-    assert "cnn: its images streamed by Ray Data, trained on 2 Ray Train workers (data-parallel), 1 round(s)" in (
+    assert summary.evaluation["candidates"] == ["mlp", "cnn"] and summary.evaluation["saved_model"] == "cnn"
+    assert summary.metrics["cnn"]["n"] == summary.counts["splits"]["test"]["clips"]
+    assert summary.metrics["cnn"]["roc_auc"] > 0.8
+    assert "cnn: its images streamed by Ray Data, trained on 2 Ray Train workers (data-parallel), 3 round(s)" in (
         summary.search["method"])
     model = ae.load_model(summary.model)
     assert model.meta["estimator"]["name"] == "cnn" and model.predict_proba(source).shape == (48, 2)
