@@ -39,7 +39,8 @@ def few_replicates(monkeypatch) -> None:
     """The intervals with 20 redraws instead of 200: the same code, a tenth of the time."""
     real = confident.bootstrap_intervals
     monkeypatch.setattr(confident, "bootstrap_intervals",
-                        lambda statistic, targets, probs, units, seed=0: real(statistic, targets, probs, units, 20, seed))
+                        lambda statistic, targets, probs, units, seed=0: real(statistic, targets, probs, units, 20,
+                                                                              seed))
 
 
 def test_single_label_noise_figures_are_the_confident_joint_read_by_given_class(monkeypatch):

@@ -240,6 +240,8 @@ def test_the_bootstrap_interval_is_the_bootstrap_and_reproducible():
     low, high = bootstrap(np.array([1.0] * 7 + [0.0] * 3))
     assert (first["low"], first["high"]) == (round(low, 6), round(high, 6)) != tuple(round(x, 6) for x in wilson(7, 10))
     assert bootstrap(np.array([])) == (0.0, 1.0) and bootstrap(np.array([1.0])) == (1.0, 1.0)
+    many = np.array([1.0] * 150 + [0.0] * 53)  # bounds between the possible means: each redraw would move them
+    assert bootstrap(many) == bootstrap(many)
 
 
 def test_the_console_says_what_the_sample_measures():
@@ -266,6 +268,7 @@ def test_only_verdicts_about_clips_the_review_page_showed_count(tmp_path):
                verdict("s1", ["urban"], "wrong"), verdict("x", ["urban"], "wrong")]
     kept, others = on_page(records, str(review))
     assert [(r["sample"], r["clip_id"]) for r in kept] == [("random", "r1"), ("suspects", "s1")] and others == 2
+    (tmp_path / "none").mkdir()  # a review folder without its page
     with pytest.raises(AuditError) as caught:
         on_page(records, str(tmp_path / "none"))
     assert str(caught.value) == (f"verdicts: {tmp_path / 'none' / PAGE} does not exist, so no verdict can be checked "

@@ -1,0 +1,103 @@
+"""The audit job's plain parts, fast (no model fitted): the review order, the score against a truth list, the
+sanity check of the out-of-fold fit, and what the console prints after an audit.
+
+The whole job runs in tests/test_audit.py; these pin what a user reads, exactly, on data made here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from acoustic_env.config import ConfigError
+from acoustic_env.jobs.audit.job import against_truth, fit_quality, read_truth, summary_lines, suspect_ranks
+from acoustic_env.jobs.results import AuditResult
+
+
+def test_the_review_order_is_flagged_first_then_lowest_label_quality():
+    flagged = np.array([False, True, False, True, False])
+    quality = np.array([0.1, 0.9, 0.05, 0.2, 0.7])
+    ranks = suspect_ranks(flagged, quality)
+    assert ranks.tolist() == [4, 2, 3, 1, 5] and ranks.dtype == np.int32
+
+
+def test_truth_scores_the_flags_and_the_top_of_the_list():
+    """Precision and recall of the flagged set and of the top k (k = the known errors among the audited clips, and
+    the review page's length); a known error that was not audited does not count."""
+    table = pa.table({"clip_id": ["a", "b", "c", "d", "e"], "flagged": [True, True, False, False, False]})
+    scored = against_truth(table, {"a", "c", "gone"}, top=3)
+    assert scored == {"known_wrong": 2, "true_wrong_share": 0.4,
+                      "flagged": {"n": 2, "hits": 1, "precision": 0.5, "recall": 0.5},
+                      "top_k": {"2": {"n": 2, "hits": 1, "precision": 0.5, "recall": 0.5},
+                                "3": {"n": 3, "hits": 2, "precision": 0.666667, "recall": 1.0}}}
+    none = against_truth(pa.table({"clip_id": ["a"], "flagged": [False]}), set())
+    assert none == {"known_wrong": 0, "true_wrong_share": 0.0,
+                    "flagged": {"n": 0, "hits": 0, "precision": None, "recall": None}, "top_k": {}}
+    empty = against_truth(pa.table({"clip_id": pa.array([], pa.string()), "flagged": pa.array([], pa.bool_())}), {"a"})
+    assert empty["true_wrong_share"] == 0.0 and empty["known_wrong"] == 0
+
+
+def test_a_truth_list_marks_wrong_labels_by_flipped_and_says_what_it_lacks(tmp_path):
+    path = tmp_path / "truth.csv"
+    path.write_bytes("\ufeffclip_id,flipped\na,1\nb, True\nc,yes\nd,0\ne,no\nf,\n".encode())
+    assert read_truth(str(path)) == {"a", "b", "c"}
+    (tmp_path / "bad.csv").write_text("id,wrong\nx,1\n")
+    with pytest.raises(ConfigError) as caught:
+        read_truth(str(tmp_path / "bad.csv"))
+    assert str(caught.value) == (f"truth: {tmp_path / 'bad.csv'} needs the columns clip_id and flipped, "
+                                 "got ['id', 'wrong']")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ConfigError, match=r"needs the columns clip_id and flipped, got \[\]$"):
+        read_truth(str(tmp_path / "empty.csv"))
+    with pytest.raises(ConfigError, match=f"^truth: cannot read {tmp_path / 'none.csv'}: "):
+        read_truth(str(tmp_path / "none.csv"))
+    (tmp_path / "latin.csv").write_bytes(b"clip_id,flipped\n\xe9,1\n")
+    with pytest.raises(ConfigError, match="^truth: cannot read .*latin.csv: .*codec can't decode byte 0xe9"):
+        read_truth(str(tmp_path / "latin.csv"))
+
+
+def test_the_fit_is_scored_against_the_given_labels():
+    """Single-label: argmax accuracy and the macro AUC over classes; multi-label: memberships predicted from 0.5 up;
+    a class given to every clip or none has no AUC, and with none left the AUC is None."""
+    probs = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.85, 0.15]])
+    assert fit_quality(np.array([0, 1, 1, 1]), probs, "single_label") == {"accuracy_vs_given": 0.5,
+                                                                           "macro_auc_vs_given": 0.666667}
+    targets = np.array([[1, 1], [0, 1], [1, 1], [0, 1]])
+    multi = np.array([[0.5, 0.9], [0.2, 0.4], [0.7, 0.6], [0.6, 0.8]])
+    assert fit_quality(targets, multi, "multi_label") == {"accuracy_vs_given": 0.75, "macro_auc_vs_given": 0.75}
+    assert fit_quality(np.ones((4, 2), dtype=int), multi, "multi_label")["macro_auc_vs_given"] is None
+
+
+def record(**changes) -> dict:
+    base = {"audit_id": "au1", "counts": {"audited": 200, "flagged": 31, "ambiguous": 2, "no_class": 0, "nan": 3},
+            "noise": {"flagged_share": 0.155, "estimated_wrong_share": 0.1449,
+                      "per_class": {"urban": {"estimated_wrong_share": 0.12, "interval": [0.08, 0.171], "given": 120},
+                                    "natural": {"estimated_wrong_share": 0.2, "interval": None, "given": 80}}},
+            "task": {"name": "urban_natural"}, "config": {"folds": 5}, "folds": {"grouped": True},
+            "model": {"chosen": "logreg", "rule": "as requested", "log_loss": {"logreg": 0.31}},
+            "outputs": {"table": "o/audit.parquet", "summary": "o/summary.json"}, "wall_s": 12.34}
+    return {**base, **changes}
+
+
+def test_the_console_summary_of_an_audit():
+    lines = summary_lines(AuditResult.from_record(record()))
+    assert lines == [
+        "audit au1: 200 clips, task urban_natural, logreg x 5 folds (grouped); left out: ambiguous=2, nan=3 (12.3 s)",
+        "  flagged 31 (15.5%); estimated share of wrong labels 14.5%: urban 12.0% [8.0%, 17.1%] of 120, "
+        "natural 20.0% of 80",
+        "  table: o/audit.parquet  summary: o/summary.json"]
+    auto = record(counts={"audited": 200, "flagged": 31}, folds={"grouped": False},
+                  model={"chosen": "xgboost", "rule": "lowest out-of-fold log loss against the given labels",
+                         "log_loss": {"logreg": 0.4012, "xgboost": 0.3}},
+                  truth={"known_wrong": 30, "flagged": {"precision": 0.8, "recall": None},
+                         "top_k": {"20": {"precision": 0.9, "recall": 0.6}, "30": {"precision": None, "recall": 0.7}}},
+                  outputs={"table": "t", "summary": "s", "review": "o/review/index.html"})
+    lines = summary_lines(AuditResult.from_record(auto))
+    assert lines[0] == "audit au1: 200 clips, task urban_natural, xgboost x 5 folds (12.3 s)"
+    assert lines[1] == ("  model: xgboost (lowest out-of-fold log loss against the given labels: "
+                        "logreg 0.401, xgboost 0.300)")
+    assert lines[3:] == [
+        "  against 30 known wrong labels: flagged precision 0.80 recall –; top 20: precision 0.90 recall 0.60; "
+        "top 30: precision – recall 0.70",
+        "  table: t  summary: s", "  review page: o/review/index.html"]
