@@ -10,8 +10,21 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from test_audit_support import NATURAL, URBAN, make_table
+
 from acoustic_env.config import ConfigError
-from acoustic_env.jobs.audit.job import against_truth, fit_quality, read_truth, summary_lines, suspect_ranks
+from acoustic_env.jobs.audit import job
+from acoustic_env.jobs.audit.confident import LabelIssues
+from acoustic_env.jobs.audit.job import (
+    against_truth,
+    audit_table,
+    fit_quality,
+    read_truth,
+    summary_lines,
+    suspect_ranks,
+)
+from acoustic_env.table import read_features, read_metadata
+from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.jobs.results import AuditResult
 
 
@@ -25,12 +38,12 @@ def test_the_review_order_is_flagged_first_then_lowest_label_quality():
 def test_truth_scores_the_flags_and_the_top_of_the_list():
     """Precision and recall of the flagged set and of the top k (k = the known errors among the audited clips, and
     the review page's length); a known error that was not audited does not count."""
-    table = pa.table({"clip_id": ["a", "b", "c", "d", "e"], "flagged": [True, True, False, False, False]})
-    scored = against_truth(table, {"a", "c", "gone"}, top=3)
-    assert scored == {"known_wrong": 2, "true_wrong_share": 0.4,
-                      "flagged": {"n": 2, "hits": 1, "precision": 0.5, "recall": 0.5},
-                      "top_k": {"2": {"n": 2, "hits": 1, "precision": 0.5, "recall": 0.5},
-                                "3": {"n": 3, "hits": 2, "precision": 0.666667, "recall": 1.0}}}
+    table = pa.table({"clip_id": list("abcdefg"), "flagged": [True, True] + [False] * 5})
+    scored = against_truth(table, {"a", "c", "e", "gone"}, top=4)
+    assert scored == {"known_wrong": 3, "true_wrong_share": 0.428571,
+                      "flagged": {"n": 2, "hits": 1, "precision": 0.5, "recall": 0.333333},
+                      "top_k": {"3": {"n": 3, "hits": 2, "precision": 0.666667, "recall": 0.666667},
+                                "4": {"n": 4, "hits": 2, "precision": 0.5, "recall": 0.666667}}}
     none = against_truth(pa.table({"clip_id": ["a"], "flagged": [False]}), set())
     assert none == {"known_wrong": 0, "true_wrong_share": 0.0,
                     "flagged": {"n": 0, "hits": 0, "precision": None, "recall": None}, "top_k": {}}
@@ -38,7 +51,7 @@ def test_truth_scores_the_flags_and_the_top_of_the_list():
     assert empty["true_wrong_share"] == 0.0 and empty["known_wrong"] == 0
 
 
-def test_a_truth_list_marks_wrong_labels_by_flipped_and_says_what_it_lacks(tmp_path):
+def test_a_truth_list_marks_wrong_labels_by_flipped_and_says_what_it_lacks(tmp_path, monkeypatch):
     path = tmp_path / "truth.csv"
     path.write_bytes("\ufeffclip_id,flipped\na,1\nb, True\nc,yes\nd,0\ne,no\nf,\n".encode())
     assert read_truth(str(path)) == {"a", "b", "c"}
@@ -55,18 +68,24 @@ def test_a_truth_list_marks_wrong_labels_by_flipped_and_says_what_it_lacks(tmp_p
     (tmp_path / "latin.csv").write_bytes(b"clip_id,flipped\n\xe9,1\n")
     with pytest.raises(ConfigError, match="^truth: cannot read .*latin.csv: .*codec can't decode byte 0xe9"):
         read_truth(str(tmp_path / "latin.csv"))
+    monkeypatch.setattr(job, "filesystem", lambda uri: (_ for _ in ()).throw(OSError()))  # a store that says nothing
+    with pytest.raises(ConfigError) as caught:
+        read_truth("s3://b/truth.csv")
+    assert str(caught.value) == "truth: cannot read s3://b/truth.csv: OSError()"
 
 
 def test_the_fit_is_scored_against_the_given_labels():
     """Single-label: argmax accuracy and the macro AUC over classes; multi-label: memberships predicted from 0.5 up;
-    a class given to every clip or none has no AUC, and with none left the AUC is None."""
-    probs = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.85, 0.15]])
-    assert fit_quality(np.array([0, 1, 1, 1]), probs, "single_label") == {"accuracy_vs_given": 0.5,
-                                                                           "macro_auc_vs_given": 0.666667}
-    targets = np.array([[1, 1], [0, 1], [1, 1], [0, 1]])
+    a class given to every clip or to none has no AUC (one given to a single clip has), and with none left the
+    AUC is None."""
+    probs = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    assert fit_quality(np.array([0, 1, 1]), probs, "single_label") == {"accuracy_vs_given": 0.666667,
+                                                                        "macro_auc_vs_given": 1.0}
+    targets = np.array([[1, 1], [0, 1], [0, 1], [0, 1]])
     multi = np.array([[0.5, 0.9], [0.2, 0.4], [0.7, 0.6], [0.6, 0.8]])
-    assert fit_quality(targets, multi, "multi_label") == {"accuracy_vs_given": 0.75, "macro_auc_vs_given": 0.75}
+    assert fit_quality(targets, multi, "multi_label") == {"accuracy_vs_given": 0.625, "macro_auc_vs_given": 0.333333}
     assert fit_quality(np.ones((4, 2), dtype=int), multi, "multi_label")["macro_auc_vs_given"] is None
+    assert fit_quality(np.zeros((4, 2), dtype=int), multi, "multi_label")["macro_auc_vs_given"] is None
 
 
 def record(**changes) -> dict:
@@ -90,7 +109,7 @@ def test_the_console_summary_of_an_audit():
     auto = record(counts={"audited": 200, "flagged": 31}, folds={"grouped": False},
                   model={"chosen": "xgboost", "rule": "lowest out-of-fold log loss against the given labels",
                          "log_loss": {"logreg": 0.4012, "xgboost": 0.3}},
-                  truth={"known_wrong": 30, "flagged": {"precision": 0.8, "recall": None},
+                  truth={"known_wrong": 30, "flagged": {"precision": 0.8, "recall": 0.5},
                          "top_k": {"20": {"precision": 0.9, "recall": 0.6}, "30": {"precision": None, "recall": 0.7}}},
                   outputs={"table": "t", "summary": "s", "review": "o/review/index.html"})
     lines = summary_lines(AuditResult.from_record(auto))
@@ -98,6 +117,39 @@ def test_the_console_summary_of_an_audit():
     assert lines[1] == ("  model: xgboost (lowest out-of-fold log loss against the given labels: "
                         "logreg 0.401, xgboost 0.300)")
     assert lines[3:] == [
-        "  against 30 known wrong labels: flagged precision 0.80 recall –; top 20: precision 0.90 recall 0.60; "
+        "  against 30 known wrong labels: flagged precision 0.80 recall 0.50; top 20: precision 0.90 recall 0.60; "
         "top 30: precision – recall 0.70",
         "  table: t  summary: s", "  review page: o/review/index.html"]
+
+
+@pytest.mark.parametrize("kind", ["single_label", "multi_label"])
+def test_the_audit_table_has_its_documented_columns_in_review_order(tmp_path, kind):
+    """Given and suggested labels as class names, probabilities per class, quality, flag, rank and fold with their
+    types, the audit's metadata in the schema, rows in suspect order (made-up issues: no model fitted)."""
+    make_table(tmp_path / "f.parquet", 12, [[URBAN], [NATURAL]], 0.0, seed=8, multi_label=kind == "multi_label")
+    (tmp_path / "t.yaml").write_text(f"name: two\nkind: {kind}\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"
+                                     f"  natural: {{mids: ['{NATURAL}']}}\n")
+    task = load_task(str(tmp_path / "t.yaml"))
+    data = read_features(str(tmp_path / "f.parquet"), task=task)
+    n = len(data)
+    given = np.eye(2, dtype=int)[data.y] if kind == "single_label" else data.y
+    probs = np.linspace(0.05, 0.95, n)[:, None] * [1, -1] + [0, 1]
+    suggested = np.c_[np.ones(n, dtype=int), np.zeros(n, dtype=int)]
+    issues = LabelIssues(quality=np.linspace(1, 0, n), flagged=np.arange(n) % 3 == 0, suggested=suggested, noise={})
+    table = audit_table(data, task, np.arange(n) % 4, probs, issues, {"audit_id": "au1"})
+    names = ("urban", "natural")
+    types = {f.name: str(f.type) for f in table.schema}
+    assert {k: types[k] for k in ("fold", "given_labels", "suggested_labels", "prob_urban", "prob_natural",
+                                  "label_quality", "flagged", "suspect_rank")} == {
+        "fold": "int16", "given_labels": "list<item: string>", "suggested_labels": "list<item: string>",
+        "prob_urban": "float", "prob_natural": "float", "label_quality": "double", "flagged": "bool",
+        "suspect_rank": "int32"}
+    assert read_metadata(table.schema) == {"audit_id": "au1"}
+    rows = table.to_pylist()
+    assert [r["suspect_rank"] for r in rows] == list(range(1, n + 1))
+    order = np.lexsort((issues.quality, ~issues.flagged))
+    assert [r["clip_id"] for r in rows] == [data.ids[i] for i in order]
+    for r, i in zip(rows, order):
+        assert r["given_labels"] == [names[k] for k in np.flatnonzero(given[i])] and r["suggested_labels"] == ["urban"]
+        assert r["fold"] == i % 4 and r["label_quality"] == issues.quality[i] and r["flagged"] == (i % 3 == 0)
+        assert r["prob_urban"] == pytest.approx(probs[i, 0]) and r["prob_natural"] == pytest.approx(probs[i, 1])
