@@ -66,7 +66,7 @@ def test_single_label_noise_figures_are_the_confident_joint_read_by_given_class(
                           "noise_matrix", "axes"}
     assert noise["axes"] == {"rows": "given label", "columns": "true label", "classes": list(names)}
     assert noise["interval_method"] == NOTE and BOOTSTRAP_REPLICATES == 200
-    np.testing.assert_allclose(noise["joint"], joint, atol=1e-6)
+    assert noise["joint"] == np.round(joint, 6).tolist()
     np.testing.assert_allclose(noise["noise_matrix"], joint / joint.sum(axis=0), atol=1e-6)
     assert noise["estimated_wrong_share"] == round(1 - np.trace(joint), 6)  # summary.json keeps 6 decimals
     assert noise["flagged_share"] == round(issues.flagged.mean(), 6) and 0 < issues.flagged.mean() < 0.5
@@ -115,6 +115,16 @@ def test_bootstrap_intervals_are_percentiles_of_group_redraws_that_hold_every_cl
     three = np.c_[probs, probs[:, :1]]
     kept = sum(len(set(rare[r])) == 3 for r in resample_groups(np.arange(60), 50, 0))
     assert 0 < kept < 25 and bootstrap_intervals(mean, rare, three, None, replicates=50) == [None, None]
+    few = np.zeros(60, dtype=int)
+    few[:3] = 1  # three clips of class 1: a few redraws lack it, those skipped, the rest kept (one clip or more)
+    usable = [r for r in resample_groups(np.arange(60), 50, 0) if few[r].any()]
+    low, high = np.percentile([mean(few[r], probs[r]) for r in usable], [2.5, 97.5], axis=0)
+    assert 25 <= len(usable) < 50 and any(few[r].sum() == 1 for r in usable)
+    assert bootstrap_intervals(mean, few, probs, None, replicates=50) == [
+        [round(float(a), 6), round(float(b), 6)] for a, b in zip(low, high)]
+    # exactly half the redraws usable is enough for an interval
+    seed = next(s for s in range(100) if sum(rare[r].any() for r in resample_groups(np.arange(60), 2, s)) == 1)
+    assert None not in bootstrap_intervals(mean, (rare > 0).astype(int), probs, None, replicates=2, seed=seed)
     multi = np.c_[np.ones(60, dtype=int), rare == 1, rare == 2].astype(int)  # multi-label: memberships rarely drawn
     assert bootstrap_intervals(mean, multi, three, None, replicates=50) == [None, None]
 
