@@ -134,13 +134,13 @@ def test_multi_label_noise_figures_read_each_class_one_vs_rest(monkeypatch):
     absent ones that are missing, the true share; the clip-level wrong share is the flagged share; a class is
     suggested from probability 0.5 up."""
     rng = np.random.default_rng(2)
-    true = (rng.random((200, 3)) < [0.5, 0.3, 0.4]).astype(int)
-    targets = np.where(rng.random((200, 3)) < 0.08, 1 - true, true)
-    probs = 1 / (1 + np.exp(-(np.where(true == 1, 2.5, -2.5) + rng.standard_normal((200, 3)))))
+    true = (rng.random((210, 3)) < [0.5, 0.3, 0.4]).astype(int)
+    targets = np.where(rng.random((210, 3)) < 0.08, 1 - true, true)
+    probs = 1 / (1 + np.exp(-(np.where(true == 1, 2.5, -2.5) + rng.standard_normal((210, 3)))))
     probs[0] = [0.5, 0.4999, 0.9]
     few_replicates(monkeypatch)
     names = ("urban", "natural", "indoor")
-    issues = multi_label_issues(targets, probs, names, units=np.arange(200) // 2, seed=2)
+    issues = multi_label_issues(targets, probs, names, units=np.arange(210) // 2, seed=2)
     joint = estimate_joint([np.flatnonzero(r).tolist() for r in targets], probs, multi_label=True)
     noise = issues.noise
     assert set(noise) == {"interval_method", "estimated_wrong_share", "flagged_share", "per_class", "joint", "axes"}
@@ -149,7 +149,7 @@ def test_multi_label_noise_figures_read_each_class_one_vs_rest(monkeypatch):
     np.testing.assert_allclose(noise["joint"], joint, atol=1e-6)
     assert noise["estimated_wrong_share"] == noise["flagged_share"] == round(issues.flagged.mean(), 6)
     assert 0 < issues.flagged.mean() < 0.5 and issues.flagged.dtype == bool
-    spans = bootstrap_intervals(multilabel_wrong_shares, targets, probs, np.arange(200) // 2, 20, seed=2)
+    spans = bootstrap_intervals(multilabel_wrong_shares, targets, probs, np.arange(210) // 2, 20, seed=2)
     for k, name in enumerate(names):
         cell, j = noise["per_class"][name], joint[k]
         assert cell["given"] == targets[:, k].sum() and cell["flagged"] == (issues.flagged & (targets[:, k] == 1)).sum()
@@ -159,7 +159,7 @@ def test_multi_label_noise_figures_read_each_class_one_vs_rest(monkeypatch):
         assert cell["interval"] == spans[k] and spans[k][0] < spans[k][1]
     assert issues.suggested[0].tolist() == [1, 0, 1] and issues.suggested.dtype == np.int64
     np.testing.assert_array_equal(issues.suggested, (probs >= 0.5).astype(int))
-    assert issues.quality.shape == (200,) and issues.quality.dtype == np.float64
+    assert issues.quality.shape == (210,) and issues.quality.dtype == np.float64
     assert (issues.quality[issues.flagged].mean() < issues.quality[~issues.flagged].mean())
     by_rank = multi_label_issues(targets, probs, names, filter_by="confident_learning")
     assert by_rank.flagged.sum() != issues.flagged.sum()
