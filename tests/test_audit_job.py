@@ -155,3 +155,43 @@ def test_the_audit_table_has_its_documented_columns_in_review_order(tmp_path, ki
         assert r["suggested_labels"] == ["urban"] * int(suggested[i, 0])
         assert r["fold"] == i % 4 and r["label_quality"] == issues.quality[i] and r["flagged"] == (i % 3 == 0)
         assert r["prob_urban"] == pytest.approx(probs[i, 0]) and r["prob_natural"] == pytest.approx(probs[i, 1])
+
+
+def test_an_audit_writes_the_documented_summary_and_its_review_page_can_be_rebuilt(tmp_path):
+    """One small audit end to end (40 clips, one feature group, logistic regression, 2 folds: about a second):
+    summary.json holds what the docs promise, the table carries the audit's metadata, and the review page
+    can be written again from the outputs alone with another length."""
+    from acoustic_env.config import AuditConfig, from_dict
+    from acoustic_env.jobs.audit.job import rebuild_review, run_audit
+    from acoustic_env.jobs.audit.review import page_items
+    from acoustic_env.storage import read_json, read_part
+
+    truth = make_table(tmp_path / "f.parquet", 40, [[URBAN], [NATURAL]], 0.1, seed=9)
+    (tmp_path / "truth.csv").write_text("clip_id,flipped\n" + "".join(f"{c},{int(c in truth['flipped'])}\n"
+                                                                      for c in truth["ids"]))
+    out = str(tmp_path / "audit")
+    result = run_audit(from_dict(AuditConfig, {
+        "features": str(tmp_path / "f.parquet"), "output": out, "classifier": "logreg", "folds": 2, "seed": 3,
+        "feature_groups": "indices_raw", "review_top": 0, "random_sample": 0, "truth": str(tmp_path / "truth.csv")}))
+    summary = read_json(f"{out}/summary.json")
+    assert summary["audit_id"] == result.audit_id and result.audited == 40 and result.review is None
+    assert summary["task"] == {"name": "urban_natural", "kind": "single_label", "classes": ["urban", "natural"],
+                               "definition": summary["task"]["definition"]} and summary["task"]["definition"]
+    assert summary["features"]["columns"] == {"indices_raw": 60} and summary["features"]["dim"] == 60
+    assert summary["folds"]["k"] == 2 and summary["folds"]["grouped"] is False and sum(summary["folds"]["sizes"]) == 40
+    assert summary["counts"]["audited"] == 40 and summary["counts"]["flagged"] == result.flagged
+    assert summary["model"] == {"requested": "logreg", "chosen": "logreg", "log_loss": summary["model"]["log_loss"],
+                                "rule": "as requested"} and list(summary["model"]["log_loss"]) == ["logreg"]
+    assert set(summary["fit"]) == {"accuracy_vs_given", "macro_auc_vs_given"} and summary["fit"]["accuracy_vs_given"]
+    assert summary["noise"]["estimated_wrong_share"] == result.estimated_wrong_share
+    assert summary["outputs"] == {"table": f"{out}/audit.parquet", "summary": f"{out}/summary.json"}
+    assert summary["truth"]["known_wrong"] == len(truth["flipped"]) and summary["status"] == "completed"
+    table = read_part(f"{out}/audit.parquet")
+    assert read_metadata(table.schema) == {"audit_id": result.audit_id, "task": "urban_natural",
+                                           "kind": "single_label", "classes": ["urban", "natural"],
+                                           "model": "logreg", "folds": 2, "seed": 3}
+    assert table.num_rows == 40 and sum(table["flagged"].to_pylist()) == result.flagged
+    page = rebuild_review(out, 3, 2, seed=1)
+    assert page == f"{out}/review/index.html"
+    shown = page_items(f"{out}/review")
+    assert sum(s == "suspects" for s, _ in shown) == 3 and sum(s == "random" for s, _ in shown) == 2
