@@ -23,7 +23,7 @@ from acoustic_env.jobs.audit.job import (
     summary_lines,
     suspect_ranks,
 )
-from acoustic_env.table import read_features, read_metadata
+from acoustic_env.table import SCORES_REASON, read_features, read_metadata
 from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.jobs.results import AuditResult
 
@@ -172,9 +172,17 @@ def test_an_audit_writes_the_documented_summary_and_its_review_page_can_be_rebui
     out = str(tmp_path / "audit")
     result = run_audit(from_dict(AuditConfig, {
         "features": str(tmp_path / "f.parquet"), "output": out, "classifier": "logreg", "folds": 2, "seed": 3,
-        "feature_groups": "indices_raw", "review_top": 0, "random_sample": 0, "truth": str(tmp_path / "truth.csv")}))
+        "feature_groups": "indices_raw", "review_top": 3, "random_sample": 0, "truth": str(tmp_path / "truth.csv"),
+        "filter_by": "predicted_neq_given"}))
     summary = read_json(f"{out}/summary.json")
-    assert summary["audit_id"] == result.audit_id and result.audited == 40 and result.review is None
+    assert summary["audit_id"] == result.audit_id and result.audited == 40
+    assert read_json(f"{out}/runs/audit-{result.audit_id}.json")["job"] == "audit" and "cleanlab" in summary["versions"]
+    assert summary["outputs"]["review"] == result.review == f"{out}/review/index.html"
+    assert sorted(s for s, _ in page_items(f"{out}/review")) == ["suspects"] * 3  # no random sample asked for
+    assert summary["features"]["excluded"] == {"panns_scores": SCORES_REASON, "mps_raw": "not in feature_groups",
+                                                  "spectral_raw": "not in feature_groups"}
+    assert summary["duplicates"] is not None
+    assert 0 <= summary["fit_s"] <= summary["wall_s"] and summary["fit_s"] == round(summary["fit_s"], 3)
     assert summary["task"] == {"name": "urban_natural", "kind": "single_label", "classes": ["urban", "natural"],
                                "definition": summary["task"]["definition"]} and summary["task"]["definition"]
     assert summary["features"]["columns"] == {"indices_raw": 60} and summary["features"]["dim"] == 60
@@ -184,14 +192,34 @@ def test_an_audit_writes_the_documented_summary_and_its_review_page_can_be_rebui
                                 "rule": "as requested"} and list(summary["model"]["log_loss"]) == ["logreg"]
     assert set(summary["fit"]) == {"accuracy_vs_given", "macro_auc_vs_given"} and summary["fit"]["accuracy_vs_given"]
     assert summary["noise"]["estimated_wrong_share"] == result.estimated_wrong_share
-    assert summary["outputs"] == {"table": f"{out}/audit.parquet", "summary": f"{out}/summary.json"}
+    assert summary["outputs"] == {"table": f"{out}/audit.parquet", "summary": f"{out}/summary.json",
+                                  "review": f"{out}/review/index.html"}
     assert summary["truth"]["known_wrong"] == len(truth["flipped"]) and summary["status"] == "completed"
+    assert set(summary["truth"]["top_k"]) == {str(len(truth["flipped"])), "3"}
     table = read_part(f"{out}/audit.parquet")
     assert read_metadata(table.schema) == {"audit_id": result.audit_id, "task": "urban_natural",
                                            "kind": "single_label", "classes": ["urban", "natural"],
                                            "model": "logreg", "folds": 2, "seed": 3}
     assert table.num_rows == 40 and sum(table["flagged"].to_pylist()) == result.flagged
+    # the filter asked for: a label is flagged exactly when the out-of-fold model prefers another class
+    assert table["flagged"].to_pylist() == [g != s for g, s in zip(table["given_labels"].to_pylist(),
+                                                                   table["suggested_labels"].to_pylist())]
     page = rebuild_review(out, 3, 2, seed=1)
     assert page == f"{out}/review/index.html"
     shown = page_items(f"{out}/review")
     assert sum(s == "suspects" for s, _ in shown) == 3 and sum(s == "random" for s, _ in shown) == 2
+    rebuild_review(out, 0, 4, seed=2)  # the seed asked for draws the random sample
+    assert {c for s, c in page_items(f"{out}/review") if s == "random"} != {c for s, c in shown if s == "random"}
+
+
+def test_an_audit_with_no_clip_of_the_task_says_so(tmp_path):
+    from acoustic_env.config import AuditConfig, from_dict
+    from acoustic_env.errors import AuditError
+    from acoustic_env.jobs.audit.job import run_audit
+
+    make_table(tmp_path / "f.parquet", 12, [["/m/other"], ["/m/else"]], 0.0, seed=9)
+    with pytest.raises(AuditError) as caught:
+        run_audit(from_dict(AuditConfig, {"features": str(tmp_path / "f.parquet"), "output": str(tmp_path / "o"),
+                                          "classifier": "logreg", "review_top": 0, "random_sample": 0}))
+    assert str(caught.value) == (f"features: no clip of {tmp_path / 'f.parquet'} has finite features and a target of "
+                                 "task 'urban_natural'")
