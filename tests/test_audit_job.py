@@ -170,10 +170,14 @@ def test_an_audit_writes_the_documented_summary_and_its_review_page_can_be_rebui
     (tmp_path / "truth.csv").write_text("clip_id,flipped\n" + "".join(f"{c},{int(c in truth['flipped'])}\n"
                                                                       for c in truth["ids"]))
     out = str(tmp_path / "audit")
-    result = run_audit(from_dict(AuditConfig, {
-        "features": str(tmp_path / "f.parquet"), "output": out, "classifier": "logreg", "folds": 2, "seed": 3,
-        "feature_groups": "indices_raw", "review_top": 3, "random_sample": 0, "truth": str(tmp_path / "truth.csv"),
-        "filter_by": "predicted_neq_given"}))
+    config = {"features": str(tmp_path / "f.parquet"), "output": out, "classifier": "logreg", "folds": 2, "seed": 3,
+              "feature_groups": "indices_raw", "review_top": 3, "random_sample": 0,
+              "truth": str(tmp_path / "truth.csv"), "filter_by": "predicted_neq_given"}
+    result = run_audit(from_dict(AuditConfig, config))
+    again = run_audit(from_dict(AuditConfig, {**config, "output": str(tmp_path / "again")}))  # the seed fixes it all
+    assert again.record["noise"] == result.record["noise"] and again.record["folds"] == result.record["folds"]
+    assert (read_part(f"{tmp_path / 'again'}/audit.parquet").select(["clip_id", "fold"]).to_pylist()
+            == read_part(f"{out}/audit.parquet").select(["clip_id", "fold"]).to_pylist())
     summary = read_json(f"{out}/summary.json")
     assert summary["audit_id"] == result.audit_id and result.audited == 40
     assert read_json(f"{out}/runs/audit-{result.audit_id}.json")["job"] == "audit" and "cleanlab" in summary["versions"]
