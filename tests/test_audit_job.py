@@ -6,6 +6,8 @@ The whole job runs in tests/test_audit.py; these pin what a user reads, exactly,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -227,3 +229,61 @@ def test_an_audit_with_no_clip_of_the_task_says_so(tmp_path):
                                           "classifier": "logreg", "review_top": 0, "random_sample": 0}))
     assert str(caught.value) == (f"features: no clip of {tmp_path / 'f.parquet'} has finite features and a target of "
                                  "task 'urban_natural'")
+
+
+@pytest.mark.parametrize("kind", ["single_label", "multi_label"])
+def test_the_job_hands_what_was_asked_for_to_its_parts(tmp_path, monkeypatch, kind):
+    """The options reach the parts that act on them: the ontology and include_random_weights the reading, the seed
+    the model, the noise intervals and the review's random sample, the recordings the intervals, parallel=ray a
+    Ray session at the address given (and sequential none), auto every model of the zoo and its rule in the
+    summary, a multi-label task the multi-label finder. The model is stood in for (fitting is tested elsewhere)."""
+    from acoustic_env.config import CLASSIFIERS, AuditConfig, from_dict
+    from acoustic_env.jobs.audit.job import run_audit
+    from acoustic_env.storage import read_json
+
+    single = kind == "single_label"
+    truth = make_table(tmp_path / "f.parquet", 24, [[URBAN], [NATURAL]], 0.0, seed=4, multi_label=not single,
+                       groups=6)
+    (tmp_path / "t.yaml").write_text(f"name: two\nkind: {kind}\nclasses:\n  urban: {{mids: ['{URBAN}']}}\n"
+                                     f"  natural: {{mids: ['{NATURAL}']}}\n")
+    (tmp_path / "onto.json").write_text((Path(job.__file__).parents[2] / "vocabulary" / "ontology.json").read_text())
+    calls: dict = {}
+
+    def spy(name, real):
+        def call(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            calls[name + " returned"] = real(*args, **kwargs)
+            return calls[name + " returned"]
+        monkeypatch.setattr(job, name, call)
+
+    def model(names, kind, n_classes, seed, X, targets, folds, parallel="sequential", requested="auto"):
+        calls["model"] = {"names": names, "kind": kind, "seed": seed, "parallel": parallel, "requested": requested}
+        onehot = np.eye(n_classes)[targets] if targets.ndim == 1 else targets
+        return "xgboost" if requested == "auto" else requested, 0.1 + 0.8 * onehot, {"xgboost": 0.4}
+
+    for name in ("read_labelled", "single_label_issues", "multi_label_issues", "build_review"):
+        spy(name, getattr(job, name))
+    monkeypatch.setattr(job, "choose_by_log_loss", model)
+    monkeypatch.setattr(job, "start_ray", lambda address=None: calls.setdefault("ray", address))
+    config = {"features": str(tmp_path / "f.parquet"), "output": str(tmp_path / "o"), "task": str(tmp_path / "t.yaml"),
+              "ontology": str(tmp_path / "onto.json"), "include_random_weights": single, "seed": 5, "folds": 2,
+              "classifier": "auto" if single else "mlp", "parallel": "ray" if single else "sequential",
+              "ray_address": "127.0.0.1:6379", "review_top": 2, "random_sample": 3}
+    result = run_audit(from_dict(AuditConfig, config))
+    args, kwargs = calls["read_labelled"]
+    assert args[2] == str(tmp_path / "onto.json") and kwargs["include_random_weights"] is single
+    assert calls["model"] == {"names": CLASSIFIERS if single else ("mlp",), "kind": kind, "seed": 5,
+                              "parallel": config["parallel"], "requested": config["classifier"]}
+    assert ("ray" in calls) is single and calls.get("ray", config["ray_address"]) == config["ray_address"]
+    args, kwargs = calls[f"{kind}_issues"]
+    assert f"{'multi' if single else 'single'}_label_issues" not in calls and kwargs["seed"] == 5
+    ids = calls["read_labelled returned"].features.ids
+    recording = dict(zip(truth["ids"], truth["groups"]))
+    units = kwargs["units"]  # one unit per recording, whatever its code
+    assert len({(recording[c], u) for c, u in zip(ids, units)}) == len(set(truth["groups"])) == len(set(units))
+    assert calls["build_review"][0][3:] == (2, 3, 5)
+    summary = read_json(str(tmp_path / "o" / "summary.json"))
+    rule = "lowest out-of-fold log loss against the given labels" if single else "as requested"
+    assert summary["model"]["rule"] == rule and summary["model"]["chosen"] == ("xgboost" if single else "mlp")
+    assert "truth" not in summary  # none asked for
+    assert result.audited == 24
