@@ -45,8 +45,13 @@ MODULES: dict[str, list[str]] = {
                                      "tests/test_train.py::test_grouped_split_keeps_recordings_together",
                                      "tests/test_train.py::test_explicit_test_list_is_exact_and_does_not_leak"],
     "acoustic_env/learn/artifact.py": ["tests/test_model_artifact.py"],
-    "acoustic_env/jobs/audit/confident.py": ["tests/test_audit.py"],
-    "acoustic_env/jobs/audit/job.py": ["tests/test_audit.py"],
+    "acoustic_env/jobs/audit/confident.py": [
+        "tests/test_audit_confident.py",
+        "tests/test_audit.py::test_suspects_come_least_likely_given_label_first_within_each_block"],
+    "acoustic_env/jobs/audit/job.py": [
+        "tests/test_audit_job.py",
+        "tests/test_audit.py::test_suspects_come_least_likely_given_label_first_within_each_block",
+        "tests/test_audit.py::test_unauditable_inputs_end_in_one_line"],
     "acoustic_env/jobs/audit/estimate.py": ["tests/test_audit_estimate.py"],
     "acoustic_env/audioset/sample.py": ["tests/test_audioset_sample.py"],
     "acoustic_env/audio/windows.py": ["tests/test_windows.py"],

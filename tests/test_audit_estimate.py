@@ -8,11 +8,17 @@ import numpy as np
 import pytest
 
 from acoustic_env.cli import main
+from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import (
     bootstrap,
     estimate_accuracy,
+    estimate_lines,
+    normalize_verdict,
+    on_page,
     parse_verdicts,
+    read_verdicts,
 )
+from acoustic_env.jobs.audit.review import PAGE, render_page
 from acoustic_env.learn.metrics import wilson
 
 
@@ -150,3 +156,121 @@ def test_per_class_accuracy_is_over_the_clips_given_that_class():
         assert est["per_class"][name] == {"accuracy": round(correct / given, 6), "low": pytest.approx(low, abs=1e-6),
                                           "high": pytest.approx(high, abs=1e-6), "n": given}, name
     assert est["overall"]["n"] == 125 and est["overall"]["accuracy"] == round(112 / 125, 6)
+
+
+@pytest.mark.parametrize("record, message", [
+    ("a", "verdicts: each verdict must be an object, got 'a'"),
+    ({"clip_id": "", "verdict": "correct", "sample": "random"}, "verdicts: clip_id must be a non-empty string, got ''"),
+    ({"clip_id": 7, "verdict": "correct", "sample": "random"}, "verdicts: clip_id must be a non-empty string, got 7"),
+    ({"clip_id": "a", "verdict": "Maybe", "sample": "random"},
+     "verdicts: verdict must be one of ['correct', 'wrong', 'unsure'], got 'Maybe' (a)"),
+    ({"clip_id": "a", "verdict": "wrong", "sample": "All"},
+     "verdicts: sample must be one of ['random', 'suspects'], got 'All' (a)"),
+    ({"clip_id": "a", "verdict": "wrong", "sample": "random", "given_labels": 3},
+     "verdicts: given_labels must be a list of class names, got 3 (a)"),
+    ({"clip_id": "a", "verdict": "wrong", "sample": "random", "given_labels": [], "corrected_label": [3]},
+     "verdicts: corrected_label must be a list of class names, got [3] (a)"),
+])
+def test_a_bad_verdict_is_named_with_its_field_its_value_and_its_clip(record, message):
+    """A reviewer fixing a file by hand needs the field, the value as written and the clip, exactly."""
+    with pytest.raises(AuditError) as caught:
+        normalize_verdict(record)
+    assert str(caught.value) == message
+
+
+def test_a_verdict_keeps_who_judged_it_when_and_for_which_audit():
+    """The canonical record carries reviewer, time and audit id as given, and empty strings where a file has none."""
+    full = {"clip_id": "a", "given_labels": "urban", "verdict": " Wrong ", "sample": "Suspects", "reviewer": "ana",
+            "time": "2026-01-02T03:04:05Z", "audit_id": "au1", "note": "n"}
+    assert normalize_verdict(full) == {
+        "clip_id": "a", "given_labels": ["urban"], "verdict": "wrong", "sample": "suspects", "reviewer": "ana",
+        "time": "2026-01-02T03:04:05Z", "audit_id": "au1", "corrected_label": [], "note": "n"}
+    bare = normalize_verdict({"clip_id": "b", "given_label": "natural", "verdict": "correct", "sample": "random"})
+    assert (bare["reviewer"], bare["time"], bare["audit_id"], bare["given_labels"]) == ("", "", "", ["natural"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, ", "verdicts: verdicts is not valid JSON ("),
+    ('{"verdicts": 3}', 'verdicts: verdicts must hold a list of verdicts or {"verdicts": [...]}'),
+    ("clip_id,label\na,urban\n", "verdicts: verdicts has no 'verdict' column (columns: ['clip_id', 'label'])"),
+])
+def test_an_unreadable_verdict_file_says_what_is_wrong_with_it(text, message):
+    with pytest.raises(AuditError) as caught:
+        parse_verdicts(text)
+    assert str(caught.value).startswith(message)
+
+
+def test_json_after_blank_lines_is_still_json_and_every_file_counts(tmp_path):
+    """An editor may leave blank lines before the JSON; and verdicts from several files (reviewers) add up, a bad
+    one named by its path."""
+    (tmp_path / "a.json").write_text("\n\n  " + json.dumps([verdict("a", ["urban"], "correct")]))
+    (tmp_path / "b.csv").write_text("clip_id,given_labels,verdict,sample\nb,natural,wrong,random\n")
+    (tmp_path / "bad.json").write_text("{oops")
+    records = read_verdicts([str(tmp_path / "a.json"), str(tmp_path / "b.csv")])
+    assert [(r["clip_id"], r["verdict"]) for r in records] == [("a", "correct"), ("b", "wrong")]
+    with pytest.raises(AuditError, match=f"verdicts: {tmp_path / 'bad.json'} is not valid JSON"):
+        read_verdicts([str(tmp_path / "bad.json")])
+
+
+def test_of_two_verdicts_with_the_same_time_the_later_in_the_file_counts():
+    """A CSV without times (or a re-judgement within the same second): the last row is the reviewer's final word."""
+    records = parse_verdicts("clip_id,given_labels,verdict,sample\na,urban,wrong,random\na,urban,correct,random\n")
+    assert estimate_accuracy(records)["overall"]["accuracy"] == 1.0
+
+
+def test_the_sample_defaults_to_the_one_present_and_a_wrong_choice_says_what_there_is():
+    only_suspects = [verdict("s", ["urban"], "wrong", sample="suspects")]
+    assert estimate_accuracy(only_suspects)["sample"] == "suspects"
+    for sample, records, message in (
+            ("all", only_suspects, "sample: must be one of ['random', 'suspects'], got 'all'"),
+            ("random", only_suspects, "sample: no verdicts for sample 'random' (the file has: ['suspects'])"),
+            ("random", [], "sample: no verdicts for sample 'random' (the file has: none)"),
+            (None, [], "verdicts: the file holds no verdicts")):
+        with pytest.raises(AuditError) as caught:
+            estimate_accuracy(records, sample=sample)
+        assert str(caught.value) == message
+
+
+def test_the_bootstrap_interval_is_the_bootstrap_and_reproducible():
+    """``method="bootstrap"`` must give the percentile bootstrap (not Wilson's interval), the same on every run;
+    an empty sample says nothing (0 to 1) and a single clip is certain of itself."""
+    records = [verdict(f"c{i}", ["urban"], "correct" if i < 7 else "wrong") for i in range(10)]
+    first, again = (estimate_accuracy(records, method="bootstrap")["overall"] for _ in range(2))
+    assert first == again
+    low, high = bootstrap(np.array([1.0] * 7 + [0.0] * 3))
+    assert (first["low"], first["high"]) == (round(low, 6), round(high, 6)) != tuple(round(x, 6) for x in wilson(7, 10))
+    assert bootstrap(np.array([])) == (0.0, 1.0) and bootstrap(np.array([1.0])) == (1.0, 1.0)
+    many = np.array([1.0] * 150 + [0.0] * 53)  # bounds between the possible means: each redraw would move them
+    assert bootstrap(many) == bootstrap(many)
+
+
+def test_the_console_says_what_the_sample_measures():
+    records = [verdict("a", ["urban"], "correct"), verdict("b", ["natural"], "wrong")]
+    est = estimate_accuracy(records)
+    overall, urban, natural = est["overall"], est["per_class"]["urban"], est["per_class"]["natural"]
+    assert estimate_lines(est) == [
+        "accuracy of the labels (random sample), 95 % wilson interval:",
+        f"  overall  50.0% [{overall['low']:.1%}, {overall['high']:.1%}] (n=2)",
+        f"  natural  0.0% [0.0%, {natural['high']:.1%}] (n=1)",
+        f"  urban  100.0% [{urban['low']:.1%}, 100.0%] (n=1)"]
+    suspects = estimate_accuracy([{**r, "sample": "suspects"} for r in records])
+    assert estimate_lines(suspects)[0] == ("share of flagged labels that were right (suspects: 1 - precision of the "
+                                           "flags; not the accuracy of the collection), 95 % wilson interval:")
+
+
+def test_only_verdicts_about_clips_the_review_page_showed_count(tmp_path):
+    """A verdict about a clip the page did not show in that sample (forged, or another audit's) is left out and
+    counted; without a page, one line says how to build it."""
+    review = tmp_path / "review"
+    review.mkdir()
+    (review / PAGE).write_text(render_page({"suspects": [{"clip_id": "s1"}], "random": [{"clip_id": "r1"}]}))
+    records = [verdict("r1", ["urban"], "correct"), verdict("s1", ["urban"], "wrong", sample="suspects"),
+               verdict("s1", ["urban"], "wrong"), verdict("x", ["urban"], "wrong")]
+    kept, others = on_page(records, str(review))
+    assert [(r["sample"], r["clip_id"]) for r in kept] == [("random", "r1"), ("suspects", "s1")] and others == 2
+    (tmp_path / "none").mkdir()  # a review folder without its page
+    with pytest.raises(AuditError) as caught:
+        on_page(records, str(tmp_path / "none"))
+    assert str(caught.value) == (f"verdicts: {tmp_path / 'none' / PAGE} does not exist, so no verdict can be checked "
+                                 "against the clips it showed; build the page with `acoustic-env audit-review "
+                                 "--review-top N`")

@@ -155,7 +155,7 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
                              feature_groups=cfg.feature_groups, include_random_weights=cfg.include_random_weights)
     task, data, duplicates = labelled.task, labelled.features, labelled.duplicates
     X = data.matrix()
-    log.info("audit %s: %d clips, %d features from %s", audit_id, len(X), X.shape[1], list(data.columns))
+    log.info("audit %s: %d clips, %d features from %s", audit_id, *X.shape, list(data.columns))  # pragma: no mutate
     folds = grouped_folds(data, task, cfg.folds, cfg.seed, duplicates.counts)
     wrong = read_truth(cfg.truth) if cfg.truth else None
     if cfg.parallel == "ray":
