@@ -1,0 +1,206 @@
+"""Long recordings in windows, fast: the reader of :mod:`acoustic_env.audio.windows` on small WAV files and the
+scoring of :mod:`acoustic_env.jobs.windows` with a tiny model (a logistic regression on the acoustic indices of
+eight 1-s clips, trained in well under a second), so that ``make mutate`` can run them for every mutant.
+
+tests/test_windows.py checks the same paths end to end with a model trained by the train job (seconds), which
+mutation testing cannot afford per mutant.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+
+from acoustic_env.audio.decode import decode_bytes
+from acoustic_env.audio.featurize import featurize
+from acoustic_env.audio.windows import Recording, Window, _window, open_recording
+from acoustic_env.config import ConfigError, DecodeParams, FeatureParams, WindowParams
+from acoustic_env.errors import ClipError
+from acoustic_env.jobs.windows import batches, predict_windows, recording_rows, score_windows, summarize, \
+    window_lengths
+from acoustic_env.learn.artifact import load_model, save_model
+from acoustic_env.learn.portable import from_zoo
+from acoustic_env.learn.preprocess import fit_group
+from acoustic_env.learn.transform import transform_all
+from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.table import GroupInfo
+
+SR = 16000
+RAW = FeatureParams(signals=("raw",))
+COLUMNS = {"indices_raw": 60}
+
+
+def _sound(natural: bool, seed: int, seconds: float = 1.0, sr: int = SR) -> np.ndarray:
+    """int16 samples: chirps between 3 and 6 kHz over faint noise, or a 100 Hz hum in loud broadband noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    if natural:
+        f = 3000 + 3000 * ((t * rng.uniform(3, 5)) % 1)
+        x = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / sr) * (np.sin(2 * np.pi * 4 * t) > 0)
+        x = x + 0.01 * rng.standard_normal(t.size)
+    else:
+        x = 0.2 * np.sin(2 * np.pi * 100 * t) + 0.3 * rng.standard_normal(t.size)
+    return np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
+
+
+def _wav(path: Path, audio: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> Path:
+    sf.write(path, audio, sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """A tiny saved model telling hum ("urban") from chirps ("natural"), recorded as trained on 1-s clips, four
+    1-s clips of alternating kinds and the long recording made of them end to end (window k is clip k)."""
+    root = tmp_path_factory.mktemp("window_rows")
+    train = [{"clip_id": f"t{i}", "uri": str(_wav(root / f"t{i}.wav", _sound(i % 2 == 1, seed=i)))} for i in range(8)]
+    x = {"indices_raw": featurize(train, COLUMNS, features=RAW).vectors["indices_raw"]}
+    transforms = [fit_group(x["indices_raw"], 3, "indices_raw")]
+    fitted = make_estimator("logreg", "single_label", 2, seed=0).fit(transform_all(transforms, x), np.arange(8) % 2)
+    task = {"name": "t2", "kind": "single_label", "class_names": ["urban", "natural"], "definition": {}}
+    description = {"task": task, "extraction": {"decode": DecodeParams().to_dict(), "features": RAW.to_dict(),
+                                                "source": "test"},
+                   "training_clip_s": {"value": 1.0, "source": "test"}}
+    save_model(str(root / "model"), from_zoo(fitted), transforms, description,
+               [GroupInfo("indices_raw", 60, "indices", signal="raw")])
+    clips = [_wav(root / f"clip{k}.wav", _sound(k % 2 == 1, seed=100 + k)) for k in range(4)]
+    long = _wav(root / "long.wav", np.concatenate([sf.read(c, dtype="int16")[0] for c in clips]))
+    return {"uri": str(root / "model"), "model": load_model(str(root / "model")), "clips": clips, "long": long,
+            "root": root}
+
+
+# ----------------------------------------------------------------------------- the reader: audio/windows.py
+
+def test_a_window_is_the_clip_of_its_stretch_to_the_bit(tiny):
+    """Window k of the long file is clip k decoded alone: same samples, rate, channels, length and silence."""
+    with Recording(str(tiny["long"]), DecodeParams()) as rec:
+        assert (rec.duration_s, rec.sample_rate) == (4.0, SR) and isinstance(rec.sample_rate, int)
+        windows = list(rec.windows(1.0, 1.0))
+    assert [(w.start_s, w.end_s, w.error) for w in windows] == [(float(k), k + 1.0, None) for k in range(4)]
+    for w, clip in zip(windows, tiny["clips"]):
+        alone = decode_bytes(clip.read_bytes(), DecodeParams())
+        assert np.array_equal(w.clip.audio, alone.audio) and _meta(w.clip) == _meta(alone)
+
+
+def test_bytes_and_an_open_file_are_read_from_their_start(tiny):
+    """A spooled upload's file object may stand at its end (it was just written): the windows still start at 0."""
+    data = tiny["long"].read_bytes()
+    spooled = io.BytesIO(data)
+    spooled.seek(0, io.SEEK_END)
+    for source in (data, spooled):
+        with Recording(source, DecodeParams()) as rec:
+            assert [(w.start_s, w.error) for w in rec.windows(2.0, 2.0)] == [(0.0, None), (2.0, None)]
+    assert spooled.closed  # the recording closes what it read
+    fh = open_recording(data, DecodeParams())
+    assert fh.tell() == 0 and fh.read() == data
+
+
+@pytest.mark.parametrize("source", [b"", io.BytesIO()])
+def test_an_empty_upload_is_an_empty_file_error(source):
+    with pytest.raises(ClipError) as exc:
+        Recording(source, DecodeParams()).__enter__()
+    assert str(exc.value) == "decode/empty_file: file is empty (0 bytes)"
+
+
+def test_a_missing_file_names_it(tmp_path):
+    with pytest.raises(ClipError, match=r"^decode/missing_file: .*gone\.wav$"):
+        Recording(str(tmp_path / "gone.wav"), DecodeParams()).__enter__()
+
+
+def test_a_file_that_is_not_audio_says_which_formats_windows_take(tmp_path):
+    """Not audio (text), and MP4, which libsndfile lacks: one line saying to convert with ffmpeg; the file is
+    closed."""
+    fh = io.BytesIO(b"not audio at all, only some text")
+    with pytest.raises(ClipError) as exc:
+        Recording(fh, DecodeParams()).__enter__()
+    message = str(exc.value)
+    assert message.startswith("decode/not_audio: libsndfile cannot read it (") and fh.closed
+    assert message.endswith("); windows need WAV, FLAC, OGG or MP3 (convert other formats with ffmpeg first)")
+    assert "()" not in message and "Format not recognised" in message  # libsndfile's own reason
+
+
+def test_an_unsupported_rate_is_refused_on_entry_and_closes_the_file(tmp_path):
+    path = _wav(tmp_path / "low.wav", np.zeros(4000, np.int16), sr=4000)
+    fh = open(path, "rb")  # noqa: SIM115 - the recording must close it
+    with pytest.raises(ClipError, match=r"^decode/unsupported: sample rate 4000 Hz \(8 to 96 kHz"):
+        Recording(fh, DecodeParams()).__enter__()
+    assert fh.closed
+
+
+def test_a_file_without_samples_is_too_short_before_any_window(tmp_path):
+    path = _wav(tmp_path / "none.wav", np.zeros(0, np.int16))
+    with Recording(str(path), DecodeParams()) as rec, pytest.raises(ClipError) as exc:
+        rec.windows(1.0, 1.0)
+    assert str(exc.value) == "decode/too_short: no audio samples in the file"
+
+
+def test_more_windows_than_max_windows_is_refused_before_reading_saying_what_to_do(tiny):
+    with Recording(str(tiny["long"]), DecodeParams()) as rec:
+        assert len(list(rec.windows(1.0, 0.5, most=7))) == 7  # exactly the limit: allowed
+        assert len(list(rec.windows(1.0, 0.5))) == 7  # no limit
+        with pytest.raises(ClipError) as exc:
+            rec.windows(1.0, 0.5, most=6)
+    assert str(exc.value) == ("decode/too_many_windows: 4.0 s in windows of 1 s every 0.5 s is 7 windows, more "
+                              "than max_windows = 6: take a longer hop or raise max_windows")
+
+
+def test_a_short_tail_is_left_out_and_a_file_shorter_than_a_window_is_one(tiny, tmp_path):
+    """decode.min_duration_s (0.5 s) bounds the tail; the windows of a 0.3-s file: one, which is too short."""
+    audio = sf.read(tiny["long"], dtype="int16")[0]
+    with Recording(_wav(tmp_path / "tail.wav", audio[: int(2.4 * SR)]).read_bytes(), DecodeParams()) as rec:
+        assert [(w.start_s, w.end_s) for w in rec.windows(1.0, 1.0)] == [(0.0, 1.0), (1.0, 2.0)]
+    with Recording(_wav(tmp_path / "tail.wav", audio[: int(2.5 * SR)]).read_bytes(), DecodeParams()) as rec:
+        assert [(w.start_s, w.end_s) for w in rec.windows(1.0, 1.0)][-1] == (2.0, 2.5)
+    with Recording(_wav(tmp_path / "short.wav", audio[: int(0.3 * SR)]).read_bytes(), DecodeParams()) as rec:
+        [w] = rec.windows(1.0, 1.0)
+    assert (w.start_s, w.end_s, w.clip) == (0.0, 0.3, None) and w.error.startswith("decode/too_short: 0.300 s")
+
+
+def test_a_file_of_doubles_beyond_float32_is_read_as_doubles(tmp_path):
+    """Finite samples past float32's range (1e39) are scaled, as a clip file's are, not read as inf."""
+    x = np.sin(2 * np.pi * 440 * np.arange(SR) / SR) * 1e39
+    path = _wav(tmp_path / "big.wav", x, subtype="DOUBLE")
+    with Recording(str(path), DecodeParams()) as rec:
+        [w] = rec.windows(1.0, 1.0)
+    alone = decode_bytes(path.read_bytes(), DecodeParams())
+    assert w.error is None and np.array_equal(w.clip.audio, alone.audio) and _meta(w.clip) == _meta(alone)
+
+
+def test_a_damaged_flac_gives_error_windows_with_their_times_and_the_windows_before_it(tiny):
+    """A FLAC cut short: the windows past the cut are corrupt errors (libsndfile's reason), each with its times."""
+    audio = sf.read(tiny["long"], dtype="int16")[0]
+    buf = io.BytesIO()
+    sf.write(buf, audio, SR, format="FLAC")
+    data = buf.getvalue()
+    with Recording(data[: int(len(data) * 0.6)], DecodeParams()) as rec:
+        windows = list(rec.windows(1.0, 1.0))
+    assert [(w.start_s, w.end_s) for w in windows] == [(float(k), k + 1.0) for k in range(4)]
+    assert [w.error for w in windows[:2]] == [None, None] and windows[2].clip is None and windows[3].clip is None
+    assert windows[2].error == "decode/corrupt: Error : flac decoder lost sync."
+    assert windows[3].error.startswith("decode/corrupt: ")
+
+
+def test_a_file_holding_fewer_frames_than_it_declares_gives_a_truncated_window(tiny):
+    """libsndfile may return fewer frames than the header promised: that window says how many it holds."""
+
+    class Short:
+        samplerate = SR
+
+        def seek(self, frame: int) -> None:
+            self.frame = frame
+
+        def read(self, frames: int, dtype: str, always_2d: bool) -> np.ndarray:
+            return np.zeros((frames // 2, 1), dtype=dtype)
+
+    w = _window(Short(), 2 * SR, 3 * SR, "float32", DecodeParams())
+    assert (w.start_s, w.end_s, w.clip) == (2.0, 3.0, None)
+    assert w.error == f"decode/truncated: file declares {SR} frames here but holds {SR // 2}"
+
+
+def _meta(clip) -> tuple:
+    return clip.orig_sample_rate, clip.channels, clip.orig_duration_s, clip.is_silent
