@@ -204,3 +204,155 @@ def test_a_file_holding_fewer_frames_than_it_declares_gives_a_truncated_window(t
 
 def _meta(clip) -> tuple:
     return clip.orig_sample_rate, clip.channels, clip.orig_duration_s, clip.is_silent
+
+
+# ----------------------------------------------------------------------------- scoring: jobs/windows.py
+
+def test_the_window_is_the_training_clip_length_within_the_decode_limits(tiny):
+    """Default window: the training clips' 1 s (capped at decode.max_duration_s); default hop: the window."""
+    m, decode = tiny["model"], DecodeParams()
+    assert window_lengths(WindowParams(windows=True), m, decode) == (1.0, 1.0)
+    assert window_lengths(WindowParams(windows=True), m, DecodeParams(max_duration_s=0.75)) == (0.75, 0.75)
+    assert window_lengths(WindowParams(windows=True, window_s=3.0, hop_s=0.5), m, decode) == (3.0, 0.5)
+    for edge in (0.5, 60.0):  # decode.min_duration_s and decode.max_duration_s themselves are windows
+        assert window_lengths(WindowParams(windows=True, window_s=edge), m, decode) == (edge, edge)
+    for bad, shown in ((0.25, "0.25"), (60.5, "60.5")):
+        with pytest.raises(ConfigError) as exc:
+            window_lengths(WindowParams(windows=True, window_s=bad), m, decode)
+        assert str(exc.value) == ("window_s: must be in [decode.min_duration_s, decode.max_duration_s] = "
+                                  f"[0.5, 60] s, got {shown}")
+
+
+def test_batches_are_consecutive_and_drawn_as_wanted():
+    """The last batch is shorter; an endless stream still gives its first batch (nothing is read ahead)."""
+    assert list(batches(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(batches([], 3)) == [] and list(batches(range(2), 1)) == [[0], [1]]
+    endless = batches(iter(int, 1), 2)
+    assert next(endless) == [0, 0] and next(endless) == [0, 0]
+
+
+def _clip_rows(tiny) -> list[dict]:
+    """predict's answer for each of the four clips scored alone."""
+    from acoustic_env.jobs.predict import predict
+
+    return predict([str(c) for c in tiny["clips"]], tiny["uri"]).to_pylist()
+
+
+def test_rows_of_a_stream_with_failed_and_silent_windows_keep_each_windows_own_answer(tiny):
+    """Batches of 2 over: clip 0, a failed window, clip 1, a silent window, clips 2 and 3: each scored window gets
+    the probabilities of its own clip, the failed one its error and no probabilities, the silent one its note."""
+    decode = DecodeParams()
+    clips = [decode_bytes(c.read_bytes(), decode) for c in tiny["clips"]]
+    silent = decode_bytes(tiny["clips"][0].read_bytes(), decode).__class__(
+        audio=np.zeros(SR, np.float32), orig_sample_rate=SR, channels=1, orig_duration_s=1.0, is_silent=True)
+    windows = [Window(0.0, 1.0, clips[0]), Window(1.0, 2.0, None, "decode/nan_samples: 3 NaN/inf samples"),
+               Window(2.0, 3.0, clips[1]), Window(3.0, 4.0, silent), Window(4.0, 5.0, clips[2]),
+               Window(5.0, 6.0, clips[3])]
+    m = tiny["model"]
+    _, _, columns = m.feature_plan()
+    rows = list(recording_rows(m, iter(windows), {"clip_id": "r", "uri": "u"}, columns=columns, nets={},
+                               decode=decode, features=RAW, batch=2))
+    assert [(r["clip_id"], r["uri"], r["start_s"], r["end_s"]) for r in rows] == [
+        ("r", "u", float(k), k + 1.0) for k in range(6)]
+    assert [r["error"] for r in rows] == [None, "decode/nan_samples: 3 NaN/inf samples", None, None, None, None]
+    assert [r["silent"] for r in rows] == [False, False, False, True, False, False]
+    assert "predicted" not in rows[1] and "prob_urban" not in rows[1] and rows[1]["note"] is None
+    assert rows[3]["note"].startswith("silent: digital silence")
+    expected = _clip_rows(tiny)
+    for row, clip in zip([rows[0], rows[2], rows[4], rows[5]], expected):
+        assert row["note"] is None and row["predicted"] == clip["predicted"]
+        assert row["prob_urban"] == pytest.approx(clip["prob_urban"], abs=1e-6)
+        assert row["prob_natural"] == pytest.approx(clip["prob_natural"], abs=1e-6)
+    assert [r["predicted"] for r in expected] == ["urban", "natural"] * 2  # neighbours differ: a shift shows
+
+
+def test_a_window_cut_to_decode_max_duration_says_so():
+    """A window longer than decode.max_duration_s would be scored on its first part: its note says so."""
+    from acoustic_env.audio.decode import DecodedClip
+
+    decode = DecodeParams(max_duration_s=1.0)
+    clip = DecodedClip(audio=np.zeros(SR, np.float32), orig_sample_rate=SR, channels=1, orig_duration_s=1.5,
+                       is_silent=True)
+
+    class Fixed:  # a model whose scoring is not needed: every window here is silent
+        class_names, inputs = ["urban"], []
+
+        def predict_table(self, data):
+            return pa.table({"predicted": ["urban"], "prob_urban": [1.0]})
+
+    [row] = recording_rows(Fixed(), [Window(0.0, 1.5, clip)], {}, columns={}, nets={}, decode=decode, features=RAW,
+                           batch=1)
+    assert row["note"].endswith("; cut: scored the first 1.5 s of 1.5 s") and row["silent"] is True
+
+
+def test_score_windows_gives_a_table_and_a_summary_per_file_with_the_files_error(tiny, tmp_path):
+    """The long file in 1-s windows (the training clips' length) and a missing file, which has a summary row
+    with its error and no windows."""
+    rows = [{"clip_id": "long", "uri": str(tiny["long"])}, {"clip_id": 7, "uri": str(tmp_path / "gone.wav")}]
+    result = score_windows(tiny["model"], rows, WindowParams(windows=True, window_batch=3))
+    assert (result.window_s, result.hop_s) == (1.0, 1.0)
+    table = result.table.to_pylist()
+    assert [(r["clip_id"], r["uri"], r["start_s"], r["end_s"]) for r in table] == [
+        ("long", str(tiny["long"]), float(k), k + 1.0) for k in range(4)]
+    expected = _clip_rows(tiny)
+    assert [r["predicted"] for r in table] == [c["predicted"] for c in expected]
+    assert [r["prob_natural"] for r in table] == pytest.approx([c["prob_natural"] for c in expected], abs=1e-6)
+    long, gone = result.summary.to_pylist()
+    assert (long["clip_id"], long["duration_s"], long["error"], long["windows"], long["scored"]) == (
+        "long", 4.0, None, 4, 4)
+    assert (gone["clip_id"], gone["duration_s"], gone["windows"]) == ("7", None, 0)
+    assert gone["error"].startswith("decode/missing_file: ") and gone["error"].endswith("gone.wav")
+    capped = score_windows(tiny["model"], rows[:1], WindowParams(windows=True, hop_s=0.5, max_windows=6))
+    assert capped.table.num_rows == 0 and "too_many_windows" in capped.summary["error"][0].as_py()
+
+
+def test_predict_windows_reads_the_model_and_checks_its_inputs(tiny, tmp_path):
+    result = predict_windows([str(tiny["long"])], tiny["uri"], window=WindowParams(windows=True, window_s=2.0))
+    assert [(r["start_s"], r["end_s"]) for r in result.table.to_pylist()] == [(0.0, 2.0), (2.0, 4.0)]
+    with pytest.raises(ConfigError, match=r"^model: no such file or directory: .*nowhere$"):
+        predict_windows([str(tiny["long"])], str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"^device: must be one of"):
+        predict_windows([str(tiny["long"])], tiny["uri"], device="abacus")
+
+
+def _windows_table(rows: list[tuple[str, object, float, float, str | None]], classes=("a", "b"),
+                   multi: bool = False) -> pa.Table:
+    """A window table of (clip_id, predicted, prob_a, prob_b, error) rows; None probabilities for silent/failed."""
+    predicted = pa.list_(pa.string()) if multi else pa.string()
+    schema = pa.schema([("clip_id", pa.string()), ("predicted", predicted),
+                        *[(f"prob_{c}", pa.float64()) for c in classes], ("error", pa.string())])
+    return pa.Table.from_pylist([dict(zip(schema.names, r)) for r in rows], schema=schema)
+
+
+def _file(clip_id: str, duration_s: float | None = 3.0, error: str | None = None) -> dict:
+    return {"clip_id": clip_id, "uri": f"{clip_id}.wav", "duration_s": duration_s, "error": error}
+
+
+def test_the_summary_counts_scored_silent_and_failed_windows_and_averages_the_scored_ones():
+    table = _windows_table([("x", "a", 0.8, 0.2, None), ("y", "b", 0.1, 0.9, None), ("x", None, None, None, None),
+                            ("x", "b", 0.4, 0.6, None), ("x", None, None, None, "decode/corrupt: bad"),
+                            ("x", "a", 0.6, 0.4, None)])
+    files = [_file("x"), _file("y", 1.0), _file("z", None, "decode/not_audio: no")]
+    x, y, z = summarize(table, files, ["a", "b"], "single_label").to_pylist()
+    assert x == {**_file("x"), "windows": 5, "scored": 3, "silent": 1, "failed": 1,
+                 "mean_a": pytest.approx(0.6), "max_a": 0.8, "share_a": pytest.approx(2 / 3),
+                 "mean_b": pytest.approx(0.4), "max_b": 0.6, "share_b": pytest.approx(1 / 3)}
+    assert (y["windows"], y["scored"], y["mean_b"], y["max_b"], y["share_b"], y["share_a"]) == (1, 1, 0.9, 0.9, 1, 0)
+    assert z == {**_file("z", None, "decode/not_audio: no"), "windows": 0, "scored": 0, "silent": 0, "failed": 0,
+                 **{f"{s}_{c}": None for c in "ab" for s in ("mean", "max", "share")}}
+    assert summarize(table, files, ["a", "b"], "single_label").schema.names == [
+        "clip_id", "uri", "duration_s", "error", "windows", "scored", "silent", "failed",
+        "mean_a", "max_a", "share_a", "mean_b", "max_b", "share_b"]
+
+
+def test_a_multi_label_summary_shares_count_each_class_a_window_predicts():
+    table = _windows_table([("x", ["a", "b"], 0.7, 0.9, None), ("x", ["b"], 0.2, 0.8, None),
+                            ("x", [], 0.1, 0.1, None)], multi=True)
+    [x] = summarize(table, [_file("x")], ["a", "b"], "multi_label").to_pylist()
+    assert (x["share_a"], x["share_b"]) == (pytest.approx(1 / 3), pytest.approx(2 / 3))
+
+
+def test_a_summary_of_no_windows_at_all_has_a_row_per_file():
+    empty = _windows_table([])
+    [z] = summarize(empty, [_file("z", None, "decode/missing_file: z")], ["a", "b"], "single_label").to_pylist()
+    assert (z["windows"], z["scored"], z["mean_a"], z["error"]) == (0, 0, None, "decode/missing_file: z")
