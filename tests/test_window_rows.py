@@ -112,16 +112,14 @@ def test_a_missing_file_names_it(tmp_path):
         Recording(str(tmp_path / "gone.wav"), DecodeParams()).__enter__()
 
 
-def test_a_file_that_is_not_audio_says_which_formats_windows_take(tmp_path):
-    """Not audio (text), and MP4, which libsndfile lacks: one line saying to convert with ffmpeg; the file is
-    closed."""
+def test_a_file_that_is_not_audio_says_which_formats_windows_take():
+    """Not audio (or MP4, which libsndfile lacks): one line saying to convert with ffmpeg; the file is closed."""
     fh = io.BytesIO(b"not audio at all, only some text")
     with pytest.raises(ClipError) as exc:
         Recording(fh, DecodeParams()).__enter__()
-    message = str(exc.value)
-    assert message.startswith("decode/not_audio: libsndfile cannot read it (") and fh.closed
-    assert message.endswith("); windows need WAV, FLAC, OGG or MP3 (convert other formats with ffmpeg first)")
-    assert "()" not in message and "Format not recognised" in message  # libsndfile's own reason
+    assert fh.closed and str(exc.value) == ("decode/not_audio: libsndfile cannot read it (Format not recognised.); "
+                                            "windows need WAV, FLAC, OGG or MP3 (convert other formats with ffmpeg "
+                                            "first)")  # libsndfile's own reason, not its repr of the file object
 
 
 def test_an_unsupported_rate_is_refused_on_entry_and_closes_the_file(tmp_path):
@@ -137,6 +135,14 @@ def test_a_file_without_samples_is_too_short_before_any_window(tmp_path):
     with Recording(str(path), DecodeParams()) as rec, pytest.raises(ClipError) as exc:
         rec.windows(1.0, 1.0)
     assert str(exc.value) == "decode/too_short: no audio samples in the file"
+
+
+def test_a_file_of_one_sample_is_one_window_too_short_to_score(tmp_path):
+    """A sample is audio: the file gives its window, whose error says how short it is (not a file without any)."""
+    with Recording(str(_wav(tmp_path / "one.wav", np.ones(1, np.int16))), DecodeParams()) as rec:
+        [w] = rec.windows(1.0, 1.0)
+    assert (w.start_s, w.end_s, w.clip) == (0.0, 1 / SR, None)
+    assert w.error == "decode/too_short: 0.000 s < minimum 0.5 s"
 
 
 def test_more_windows_than_max_windows_is_refused_before_reading_saying_what_to_do(tiny):
