@@ -362,3 +362,34 @@ def test_a_summary_of_no_windows_at_all_has_a_row_per_file():
     empty = _windows_table([])
     [z] = summarize(empty, [_file("z", None, "decode/missing_file: z")], ["a", "b"], "single_label").to_pylist()
     assert (z["windows"], z["scored"], z["mean_a"], z["error"]) == (0, 0, None, "decode/missing_file: z")
+
+
+def test_a_clip_list_of_relative_paths_is_read_under_audio_root(tiny, tmp_path):
+    listing = tmp_path / "recordings.csv"
+    listing.write_text("clip_id,uri\nlong,long.wav\n")
+    result = predict_windows([str(listing)], tiny["uri"], audio_root=str(tiny["root"]))
+    assert result.table.num_rows == 4 and result.summary.to_pylist()[0]["error"] is None
+
+
+def test_the_weights_cache_and_device_reach_the_networks_and_a_batch_bounds_what_is_scored_at_once(tiny, monkeypatch):
+    """What ``--weights-cache`` and ``--device`` say is where the embedders load from and run (cpu by default);
+    ``window_batch`` windows at most are decoded and scored together (the memory a recording costs)."""
+    import acoustic_env.jobs.windows as jobs
+
+    loads, sizes = [], []
+
+    def load_nets(embedders, cache, device):
+        loads.append((embedders, cache, device))
+        return {}
+
+    def score_clips(model, clips, *args):
+        sizes.append(len(clips))
+        return real(model, clips, *args)
+
+    real = jobs.score_clips
+    monkeypatch.setattr(jobs, "load_nets", load_nets)
+    monkeypatch.setattr(jobs, "score_clips", score_clips)
+    predict_windows([str(tiny["long"])], tiny["uri"], window=WindowParams(windows=True, window_batch=3),
+                    weights_cache="/cache/weights", device="cpu")
+    score_windows(tiny["model"], [{"clip_id": "long", "uri": str(tiny["long"])}], WindowParams(windows=True))
+    assert loads == [({}, "/cache/weights", "cpu"), ({}, None, "cpu")] and sizes == [3, 1, 4]
