@@ -122,6 +122,37 @@ def test_a_file_that_is_not_audio_says_which_formats_windows_take():
                                             "first)")  # libsndfile's own reason, not its repr of the file object
 
 
+def test_an_object_libsndfile_cannot_read_from_is_one_line_and_closed():
+    """Not a readable file at all (a TypeError inside soundfile, which has no libsndfile reason): its message."""
+
+    class SeekOnly:
+        closed = False
+
+        def seek(self, *_: object) -> int:
+            return 10
+
+        def close(self) -> None:
+            self.closed = True
+
+    fh = SeekOnly()
+    with pytest.raises(ClipError, match=r"^decode/not_audio: libsndfile cannot read it \(Invalid file: <.*SeekOnly "
+                                        r"object at .*>\); windows need WAV"):
+        Recording(fh, DecodeParams()).__enter__()
+    assert fh.closed
+
+
+def test_a_uri_is_opened_within_the_decode_read_limits(tiny, monkeypatch):
+    """A remote recording's reads are bounded by the decode section's read_timeout_s, as a clip's are."""
+    import acoustic_env.audio.windows as reader
+
+    seen = []
+    monkeypatch.setattr(reader, "open_clip", lambda uri, params: seen.append((uri, params)) or open(uri, "rb"))
+    params = DecodeParams(read_timeout_s=3.0)
+    with Recording(str(tiny["long"]), params) as rec:
+        assert rec.duration_s == 4.0
+    assert seen == [(str(tiny["long"]), params)]
+
+
 def test_an_unsupported_rate_is_refused_on_entry_and_closes_the_file(tmp_path):
     path = _wav(tmp_path / "low.wav", np.zeros(4000, np.int16), sr=4000)
     fh = open(path, "rb")  # noqa: SIM115 - the recording must close it
