@@ -31,7 +31,8 @@ from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import GroupInfo
 
 SR = 16000
-RAW = FeatureParams(signals=("raw",))
+#: Not the default bands: a window must be scored with the features of the model's training table.
+RAW = FeatureParams(signals=("raw",), maad_flim_mid=(1000.0, 4000.0), maad_flim_hi=(4000.0, 8000.0))
 COLUMNS = {"indices_raw": 60}
 
 
@@ -295,6 +296,8 @@ def test_rows_of_a_stream_with_failed_and_silent_windows_keep_each_windows_own_a
     assert [r["silent"] for r in rows] == [False, False, False, True, False, False]
     assert "predicted" not in rows[1] and "prob_urban" not in rows[1] and rows[1]["note"] is None
     assert rows[3]["note"].startswith("silent: digital silence")
+    failed = list(recording_rows(m, windows[1:2], {}, columns=columns, nets={}, decode=decode, features=RAW, batch=1))
+    assert failed == [{"start_s": 1.0, "end_s": 2.0, "error": windows[1].error, "note": None, "silent": False}]
     expected = _clip_rows(tiny)
     for row, clip in zip([rows[0], rows[2], rows[4], rows[5]], expected):
         assert row["note"] is None and row["predicted"] == clip["predicted"]
@@ -317,7 +320,7 @@ def test_a_window_cut_to_decode_max_duration_says_so():
         def predict_table(self, data):
             return pa.table({"predicted": ["urban"], "prob_urban": [1.0]})
 
-    [row] = recording_rows(Fixed(), [Window(0.0, 1.5, clip)], {}, columns={}, nets={}, decode=decode, features=RAW,
+    [row] = recording_rows(Fixed(), [Window(2.0, 3.5, clip)], {}, columns={}, nets={}, decode=decode, features=RAW,
                            batch=1)
     assert row["note"].endswith("; cut: scored the first 1.5 s of 1.5 s") and row["silent"] is True
 
@@ -368,18 +371,33 @@ def _file(clip_id: str, duration_s: float | None = 3.0, error: str | None = None
 def test_the_summary_counts_scored_silent_and_failed_windows_and_averages_the_scored_ones():
     table = _windows_table([("x", "a", 0.8, 0.2, None), ("y", "b", 0.1, 0.9, None), ("x", None, None, None, None),
                             ("x", "b", 0.4, 0.6, None), ("x", None, None, None, "decode/corrupt: bad"),
-                            ("x", "a", 0.6, 0.4, None)])
+                            ("x", "a", 0.6, 0.4, None), ("x", None, None, None, None)])
     files = [_file("x"), _file("y", 1.0), _file("z", None, "decode/not_audio: no")]
     x, y, z = summarize(table, files, ["a", "b"], "single_label").to_pylist()
-    assert x == {**_file("x"), "windows": 5, "scored": 3, "silent": 1, "failed": 1,
+    assert x == {**_file("x"), "windows": 6, "scored": 3, "silent": 2, "failed": 1,
                  "mean_a": pytest.approx(0.6), "max_a": 0.8, "share_a": pytest.approx(2 / 3),
                  "mean_b": pytest.approx(0.4), "max_b": 0.6, "share_b": pytest.approx(1 / 3)}
     assert (y["windows"], y["scored"], y["mean_b"], y["max_b"], y["share_b"], y["share_a"]) == (1, 1, 0.9, 0.9, 1, 0)
     assert z == {**_file("z", None, "decode/not_audio: no"), "windows": 0, "scored": 0, "silent": 0, "failed": 0,
                  **{f"{s}_{c}": None for c in "ab" for s in ("mean", "max", "share")}}
-    assert summarize(table, files, ["a", "b"], "single_label").schema.names == [
-        "clip_id", "uri", "duration_s", "error", "windows", "scored", "silent", "failed",
-        "mean_a", "max_a", "share_a", "mean_b", "max_b", "share_b"]
+
+
+
+def test_the_summary_has_its_columns_and_types_whatever_the_files():
+    """The same schema for no file at all and for files without errors (a table written per run must append)."""
+    schema = pa.schema([("clip_id", pa.string()), ("uri", pa.string()), ("duration_s", pa.float64()),
+                        ("error", pa.string()), ("windows", pa.int64()), ("scored", pa.int64()),
+                        ("silent", pa.int64()), ("failed", pa.int64()),
+                        *[(f"{s}_{c}", pa.float64()) for c in "ab" for s in ("mean", "max", "share")]])
+    assert summarize(_windows_table([]), [], ["a", "b"], "single_label").schema == schema
+    assert summarize(_windows_table([]), [_file("x", None)], ["a", "b"], "single_label").schema == schema
+
+
+def test_a_class_whose_name_holds_another_is_not_counted_for_it():
+    """Single-label: a window predicted "ab" is a share of "ab", not of "a" (a name inside another)."""
+    table = _windows_table([("x", "ab", 0.3, 0.7, None), ("x", "a", 0.6, 0.4, None)], classes=("a", "ab"))
+    [x] = summarize(table, [_file("x")], ["a", "ab"], "single_label").to_pylist()
+    assert (x["share_a"], x["share_ab"]) == (0.5, 0.5)
 
 
 def test_a_multi_label_summary_shares_count_each_class_a_window_predicts():
@@ -424,3 +442,14 @@ def test_the_weights_cache_and_device_reach_the_networks_and_a_batch_bounds_what
                     weights_cache="/cache/weights", device="cpu")
     score_windows(tiny["model"], [{"clip_id": "long", "uri": str(tiny["long"])}], WindowParams(windows=True))
     assert loads == [({}, "/cache/weights", "cpu"), ({}, None, "cpu")] and sizes == [3, 1, 4]
+
+
+def test_the_summary_counts_the_classes_as_the_models_task_does(tiny, monkeypatch):
+    """A multi-label model's windows predict lists of classes: the summary is told the model's kind."""
+    import acoustic_env.jobs.windows as jobs
+
+    kinds = []
+    monkeypatch.setattr(jobs, "summarize", lambda table, files, names, kind: kinds.append((names, kind)) or table)
+    monkeypatch.setattr(type(tiny["model"]), "kind", property(lambda m: "multi_label"))
+    score_windows(tiny["model"], [], WindowParams(windows=True))
+    assert kinds == [(["urban", "natural"], "multi_label")]
