@@ -453,3 +453,25 @@ def test_the_summary_counts_the_classes_as_the_models_task_does(tiny, monkeypatc
     monkeypatch.setattr(type(tiny["model"]), "kind", property(lambda m: "multi_label"))
     score_windows(tiny["model"], [], WindowParams(windows=True))
     assert kinds == [(["urban", "natural"], "multi_label")]
+
+
+def test_an_image_column_keeps_each_windows_own_image_beside_the_stacked_vectors(tiny):
+    """An image model's log-mel images are kept as a list (a short last window has fewer frames, so they cannot be
+    stacked); vector columns are stacked into [windows, width]."""
+    from acoustic_env.jobs.windows import score_clips
+
+    decode = DecodeParams()
+    full = decode_bytes(tiny["clips"][0].read_bytes(), decode)
+    short = decode_bytes(tiny["clips"][1].read_bytes(), decode, 0.0, 0.7, cut=True)
+
+    class Reads:  # records what a model is given: here, nothing (no model input), so every column is a by-product
+        inputs: list[str] = []
+
+        def predict_table(self, data):
+            return pa.table({"predicted": ["x", "x"]})
+
+    table, vectors = score_clips(Reads(), [full, short], {"logmel": 64, "indices_raw": 60}, {}, decode, RAW)
+    assert table == {"predicted": ["x", "x"]}
+    assert isinstance(vectors["logmel"], list) and len(vectors["logmel"]) == 2
+    assert vectors["logmel"][0].shape[1] > vectors["logmel"][1].shape[1]
+    assert isinstance(vectors["indices_raw"], np.ndarray) and vectors["indices_raw"].shape == (2, 60)
