@@ -438,10 +438,11 @@ def test_the_weights_cache_and_device_reach_the_networks_and_a_batch_bounds_what
     real = jobs.score_clips
     monkeypatch.setattr(jobs, "load_nets", load_nets)
     monkeypatch.setattr(jobs, "score_clips", score_clips)
+    monkeypatch.setattr("acoustic_env.jobs.preflight.check_device", lambda device: None)  # as on a GPU machine
     predict_windows([str(tiny["long"])], tiny["uri"], window=WindowParams(windows=True, window_batch=3),
-                    weights_cache="/cache/weights", device="cpu")
+                    weights_cache="/cache/weights", device="cuda")
     score_windows(tiny["model"], [{"clip_id": "long", "uri": str(tiny["long"])}], WindowParams(windows=True))
-    assert loads == [({}, "/cache/weights", "cpu"), ({}, None, "cpu")] and sizes == [3, 1, 4]
+    assert loads == [({}, "/cache/weights", "cuda"), ({}, None, "cpu")] and sizes == [3, 1, 4]
 
 
 def test_the_summary_counts_the_classes_as_the_models_task_does(tiny, monkeypatch):
