@@ -54,8 +54,10 @@ MODULES: dict[str, list[str]] = {
         "tests/test_audit.py::test_unauditable_inputs_end_in_one_line"],
     "acoustic_env/jobs/audit/estimate.py": ["tests/test_audit_estimate.py"],
     "acoustic_env/audioset/sample.py": ["tests/test_audioset_sample.py"],
-    "acoustic_env/audio/windows.py": ["tests/test_windows.py"],
-    "acoustic_env/jobs/windows.py": ["tests/test_windows.py"],
+    "acoustic_env/audio/windows.py": [
+        "tests/test_window_rows.py", "tests/test_windows.py::test_spans_cover_the_recording_and_stop_at_its_end",
+        "tests/test_windows.py::test_the_window_count_is_known_without_making_the_windows"],
+    "acoustic_env/jobs/windows.py": ["tests/test_window_rows.py"],
     "acoustic_env/learn/duplicates.py": [
         "tests/test_duplicates.py",
         "tests/test_model_artifact.py::test_too_few_groups_after_the_guard_merged_some_says_which_and_counts_them"],

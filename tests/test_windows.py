@@ -106,7 +106,8 @@ def test_spans_cover_the_recording_and_stop_at_its_end():
 
 @pytest.mark.parametrize("frames,window_s,hop_s", [(3600 * SR, 10.0, 10.0), (23 * SR, 10.0, 5.0), (12 * SR, 2.0, 5.0),
                                                    (3 * SR, 10.0, 10.0), (int(20.3 * SR), 10.0, 10.0),
-                                                   (SR, 0.5, 0.01), (1, 1.0, 1.0), (10 * SR + 1, 1.0, 0.3)])
+                                                   (SR, 0.5, 0.01), (1, 1.0, 1.0), (10 * SR + 1, 1.0, 0.3),
+                                                   (3 * SR, 10.0, 1.0), (0, 1.0, 1.0)])
 def test_the_window_count_is_known_without_making_the_windows(frames, window_s, hop_s):
     """span_count, which max_windows checks, is what spans makes (counting a short tail spans leaves out)."""
     made = _spans(frames, SR, window_s, hop_s, 0.0)
