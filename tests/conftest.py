@@ -27,6 +27,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import logging
 import socket
 import sys
+
+# Python's bytecode cache on (Python's default) where the environment turned it off (PYTHONDONTWRITEBYTECODE, as on
+# this project's CI machine): else every test process rewrites the asserts of every test module again (4 CPU-s each)
+# and every subprocess and Ray worker the suite starts compiles the package's modules from source.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 from pathlib import Path
 
 import numpy as np

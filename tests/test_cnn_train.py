@@ -97,8 +97,9 @@ def test_cnn_under_the_split_trains_data_parallel_on_streamed_images_and_is_save
     for module in (table_module, images_module):
         monkeypatch.setattr(module, "decode_images", never)
     monkeypatch.setattr(images_module, "images", spy)  # fit_cnn builds every dataset in this process
-    # each round is a pass of Ray Data over the training and the validation images: 3, not the default 12
-    monkeypatch.setitem(PARAMS["cnn"], "max_rounds", 3)
+    # each round is a pass of Ray Data over the training and the validation images: one, not the default 12 (the
+    # rounds' loop, early stopping and the agreed stop of the ranks are learn.fit's, tested in test_fit.py)
+    monkeypatch.setitem(PARAMS["cnn"], "max_rounds", 1)
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 0,
                                   "trials": 0, "max_rounds": 1, "grace_rounds": 1, "baselines": ["cnn"],
                                   "saved_model": "cnn", "workers": 2})
@@ -109,9 +110,13 @@ def test_cnn_under_the_split_trains_data_parallel_on_streamed_images_and_is_save
     assert len(first) == len(second) == n_train // 2 and not set(first) & set(second)
     assert not (set(first) | set(second)) & (set(val) | set(test))
     assert summary.evaluation["candidates"] == ["mlp", "cnn"] and summary.evaluation["saved_model"] == "cnn"
+    # the MLP beside it as two data-parallel Ray Train workers too (DDP over gloo, on the arrays): the path one
+    # worker does not take, which no other test runs on Ray Train
+    assert summary.search["method"].startswith("no search: default hyper-parameters, 2 Ray Train workers "
+                                               "(data-parallel)"), summary.search["method"]
     assert summary.metrics["cnn"]["n"] == summary.counts["splits"]["test"]["clips"]
     assert summary.metrics["cnn"]["roc_auc"] > 0.8
-    assert "cnn: its images streamed by Ray Data, trained on 2 Ray Train workers (data-parallel), 3 round(s)" in (
+    assert "cnn: its images streamed by Ray Data, trained on 2 Ray Train workers (data-parallel), 1 round(s)" in (
         summary.search["method"])
     model = ae.load_model(summary.model)
     assert model.meta["estimator"]["name"] == "cnn" and model.predict_proba(source).shape == (48, 2)

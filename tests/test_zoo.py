@@ -121,8 +121,11 @@ def test_small_matrices_are_fitted_on_one_blas_thread_and_large_ones_as_set(monk
     from sklearn.pipeline import Pipeline
     from threadpoolctl import threadpool_limits
 
-    from acoustic_env.learn.threads import SMALL
+    from acoustic_env.learn import threads
     from acoustic_env.learn.zoo import ZooClassifier
+
+    # the rule at a threshold of 50,000 entries, not 1,000,000: the same branches, on a "large" matrix 20x cheaper
+    monkeypatch.setattr(threads, "SMALL", 50_000)
 
     seen = []
     fit, predict = ZooClassifier._fit, Pipeline.predict_proba
@@ -131,8 +134,8 @@ def test_small_matrices_are_fitted_on_one_blas_thread_and_large_ones_as_set(monk
     monkeypatch.setattr(Pipeline, "predict_proba", lambda self, X: (seen.append(("predict", _blas_threads())),
                                                                     predict(self, X))[1])
     x, y = separable(240, False)
-    wide = np.repeat(x, -(-SMALL // x.size), axis=1)[:, : -(-SMALL // len(x))]
-    assert x.size < SMALL <= wide.size
+    wide = np.repeat(x, -(-threads.SMALL // x.size), axis=1)[:, : -(-threads.SMALL // len(x))]
+    assert x.size < threads.SMALL <= wide.size
     with threadpool_limits(limits=2, user_api="blas"):
         assert _blas_threads() == {2}
         make_estimator("logreg", "single_label", K).fit(x, y).predict_proba(x)
