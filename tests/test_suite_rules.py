@@ -66,3 +66,12 @@ def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monke
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "suite_cpu.py"), "--", "true", "s3://k:s3cr3t@b/x"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "command: true s3://***@b/x" in r.stderr and "s3cr3t" not in r.stderr, r.stderr
+
+
+def test_the_suite_and_what_it_starts_write_bytecode_caches():
+    """``tests/conftest.py`` turns Python's bytecode cache back on where the environment turned it off (CI's
+    machine sets ``PYTHONDONTWRITEBYTECODE``): for this process, and for the subprocesses and Ray workers it starts."""
+    assert sys.dont_write_bytecode is False
+    child = subprocess.run([sys.executable, "-c", "import sys; print(sys.dont_write_bytecode)"],
+                           capture_output=True, text=True, timeout=60)
+    assert child.stdout.strip() == "False", child.stderr
