@@ -85,6 +85,7 @@ def test_cnn_under_the_split_trains_data_parallel_on_streamed_images_and_is_save
     worker trains in the trial's process as the MLP does; ``benchmarks/cnn_stream.py`` runs that path.)"""
     source, _ = image_table
     read, datasets = images_module.images, []
+    score, scored = images_module.score, []
 
     def never(*_):
         raise AssertionError("the train job's process decoded images")
@@ -97,6 +98,7 @@ def test_cnn_under_the_split_trains_data_parallel_on_streamed_images_and_is_save
     for module in (table_module, images_module):
         monkeypatch.setattr(module, "decode_images", never)
     monkeypatch.setattr(images_module, "images", spy)  # fit_cnn builds every dataset in this process
+    monkeypatch.setattr(images_module, "score", lambda *args: scored.append(score(*args)) or scored[-1])
     # each round is a pass of Ray Data over the training and the validation images: one, not the default 12 (the
     # rounds' loop, early stopping and the agreed stop of the ranks are learn.fit's, tested in test_fit.py)
     monkeypatch.setitem(PARAMS["cnn"], "max_rounds", 1)
@@ -115,11 +117,18 @@ def test_cnn_under_the_split_trains_data_parallel_on_streamed_images_and_is_save
     assert summary.search["method"].startswith("no search: default hyper-parameters, 2 Ray Train workers "
                                                "(data-parallel)"), summary.search["method"]
     assert summary.metrics["cnn"]["n"] == summary.counts["splits"]["test"]["clips"]
-    assert summary.metrics["cnn"]["roc_auc"] > 0.8
     assert "cnn: its images streamed by Ray Data, trained on 2 Ray Train workers (data-parallel), 1 round(s)" in (
         summary.search["method"])
     model = ae.load_model(summary.model)
-    assert model.meta["estimator"]["name"] == "cnn" and model.predict_proba(source).shape == (48, 2)
+    assert model.meta["estimator"]["name"] == "cnn"
+    # each test row kept with its own prediction through the stream: the saved network, scoring the table in this
+    # process, gives the streamed probabilities again clip by clip (one round learns little from 48 clips, so a
+    # score threshold would test the learning, not the stream: its ROC AUC was once 0.6)
+    saved = model.predict_table(source).to_pydict()
+    by_clip = dict(zip(saved["clip_id"], zip(*(saved[f"prob_{c}"] for c in model.class_names))))
+    [streamed] = scored
+    assert len(saved["clip_id"]) == 48
+    np.testing.assert_allclose([by_clip[c] for c in test], streamed, atol=1e-4)
 
 
 def test_each_data_parallel_worker_streams_an_equal_share_of_the_rows():
@@ -178,3 +187,21 @@ def test_a_clip_without_its_image_is_one_line_before_the_streamed_training(ray_s
     rows = images_module.Rows(np.append(np.array(data.ids, dtype=object), "no-such-clip"), np.append(data.true, 0))
     with pytest.raises(ConfigError, match=r"cnn needs every clip's 'logmel' image; 1 clip\(s\)"):
         images_module.survey(open_table(source), rows)
+
+
+def test_the_images_are_read_without_a_footer_actor_pool_and_the_default_is_left_alone(ray_session, image_table):
+    """``distributed.images`` reads the table with Ray Data's ``ReadParquet`` (footers read where the dataset is
+    made), not Ray 2.60's default ``ListFiles → ReadFilesParquetV2``, which starts and ends a pool of FooterReader
+    actors for every read; the process's own ``DataContext`` keeps its reader; every row of the split arrives."""
+    source, data = image_table
+    context = ray_session.data.DataContext.get_current()
+    assert context.use_datasource_v2  # Ray's default, which a notebook's own reads keep
+    rows = images_module.Rows(np.array(data.ids[:20], dtype=object), data.true[:20])
+    table = open_table(source)
+    dataset = images_module.images(table, rows, images_module.survey(table, rows))
+    assert context.use_datasource_v2
+    dag = dataset._logical_plan.dag  # map_batches(_decoded) over the read
+    [read] = dag.input_dependencies
+    assert read.name == "ReadParquet" and not read.input_dependencies, read.name
+    seen = np.concatenate([b["row"] for b in dataset.iter_batches(batch_format="numpy", batch_size=None)])
+    assert sorted(seen.tolist()) == list(range(20))

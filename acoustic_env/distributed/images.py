@@ -48,8 +48,9 @@ DATA_CPUS = 0.1
 DECODE_ROWS, SHUFFLE_ROWS = 64, 512
 #: Rows per batch when scoring (no gradients: larger batches than training's).
 SCORE_ROWS = 256
-#: CPUs left to Ray Data's tasks beside the training workers (at most half the cluster's): a whole one, as Ray
-#: 2.60's Parquet read starts with a listing task (``ListFiles``) that asks for one CPU, whatever ``num_cpus`` says.
+#: CPUs left to Ray Data's tasks beside the training workers (at most half the cluster's): a whole one. Ray 2.60's
+#: default Parquet reader starts with a listing task (``ListFiles``) that asks for one CPU, whatever ``num_cpus``
+#: says; the reader ``_read`` uses has none, and the reserve keeps the read and decode tasks beside the workers.
 DATA_RESERVE = 1.0
 
 
@@ -79,15 +80,27 @@ class Survey:
 
 
 def _read(table: TableInfo, rows: Rows, fn: Any, **kwargs: Any) -> ray.data.Dataset:
-    """The ``clip_id`` and image columns of ``table``, ``fn(batch, ids=..., **kwargs)`` over each Arrow batch."""
+    """The ``clip_id`` and image columns of ``table``, ``fn(batch, ids=..., **kwargs)`` over each Arrow batch.
+
+    Read by Ray Data's first Parquet reader (``DataContext.use_datasource_v2`` off for this call only), which reads
+    the files' footers in the calling process. Ray 2.60's default reader reads them on a pool of ``FooterReader``
+    actors that every read starts and ends, and the CNN reads its table again for every round, worker and split:
+    on 2 cores, three reads of 40 files took 13.1 s and 18.4 CPU-s with it against 6.8 s and 7.7 CPU-s, a local Ray's
+    start included (``benchmarks/parquet_read.py``).
+    """
     import ray.data
 
     paths, filesystem = table.files()
     ids = pa.array([str(c) for c in rows.ids], pa.string())
-    return (ray.data.read_parquet(paths, filesystem=filesystem, num_cpus=DATA_CPUS, shuffle="files")
-            .select_columns(["clip_id", IMAGE_COLUMN])  # pushed down into the read: no other column is read
-            .map_batches(fn, fn_kwargs={"ids": ids, **kwargs}, batch_format="pyarrow", batch_size=DECODE_ROWS,
-                         num_cpus=DATA_CPUS))
+    context = ray.data.DataContext.get_current()
+    default, context.use_datasource_v2 = context.use_datasource_v2, False
+    try:
+        read = ray.data.read_parquet(paths, filesystem=filesystem, columns=["clip_id", IMAGE_COLUMN],
+                                     num_cpus=DATA_CPUS, shuffle="files")
+    finally:
+        context.use_datasource_v2 = default
+    return read.map_batches(fn, fn_kwargs={"ids": ids, **kwargs}, batch_format="pyarrow", batch_size=DECODE_ROWS,
+                            num_cpus=DATA_CPUS)
 
 
 def _kept(batch: pa.Table, ids: pa.Array) -> tuple[pa.Table, np.ndarray]:
@@ -178,9 +191,9 @@ def score(net: nn.Module, data: ray.data.Dataset, n_rows: int, kind: str, n_clas
 
 def training_cpus(cluster: dict[str, float], workers: int, held: float = 0.0) -> float:
     """CPUs of each training worker: the cluster's, less ``held`` (what the run holds besides its workers: a Tune
-    trial's driver beside Ray Train workers) and ``DATA_RESERVE`` (at most half) for Ray Data's listing, read and
+    trial's driver beside Ray Train workers) and ``DATA_RESERVE`` (at most half) for Ray Data's read and
     decode tasks, which would otherwise wait for ever behind workers that hold every CPU; rounded down, so that the
-    reserve stays whole (two workers of 0.5 CPU beside a driver of 0.01 left 0.99 of 2 CPUs: the listing task never
-    ran)."""
+    reserve stays whole (two workers of 0.5 CPU beside a driver of 0.01 left 0.99 of 2 CPUs: the listing task of
+    Ray's default Parquet reader never ran)."""
     cpus = float(cluster.get("CPU", 1.0)) - held
     return max(0.1, math.floor((cpus - min(DATA_RESERVE, cpus / 2)) / workers * 100) / 100)
