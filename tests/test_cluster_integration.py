@@ -160,30 +160,30 @@ class Cluster:
                          env={**self.env, MARK: f"{self.tag}-s3"}, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
         self.make_token()
-        ports = lambda: [str(free_port()) for _ in range(5)]  # noqa: E731
-        nm, om, agent, grpc, rt = ports()
-        head = self._run([*self.ray, "start", "--head", f"--port={self.gcs_port}", "--num-cpus=1",
-                          "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                          f"--dashboard-port={self.dash_port}", f"--temp-dir={self.tmp}",
-                          f"--node-manager-port={nm}", f"--object-manager-port={om}",
-                          f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={grpc}",
-                          f"--runtime-env-agent-port={rt}", f"--ray-client-server-port={free_port()}",
-                          f"--metrics-export-port={free_port()}", "--min-worker-port=0", "--max-worker-port=0",
-                          "--disable-usage-stats"], "head")
-        assert head.returncode == 0, head.stderr[-3000:]
-        self.start_worker()
+        self._start_node("head", ["--head", f"--port={self.gcs_port}", "--include-dashboard=true",
+                                  "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash_port}",
+                                  f"--temp-dir={self.tmp}", f"--ray-client-server-port={free_port()}"])
+        self._start_node("worker", [f"--address=127.0.0.1:{self.gcs_port}", '--resources={"accel": 1}'])
         deadline = time.time() + 60
         while time.time() < deadline and not self._s3_up():
             time.sleep(0.5)
 
-    def start_worker(self) -> None:
-        nm, om, agent, grpc, rt = (str(free_port()) for _ in range(5))
-        worker = self._run([*self.ray, "start", f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1",
-                            '--resources={"accel": 1}', f"--node-manager-port={nm}", f"--object-manager-port={om}",
-                            f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={grpc}",
-                            f"--runtime-env-agent-port={rt}", f"--metrics-export-port={free_port()}",
-                            "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats"], "worker")
-        assert worker.returncode == 0, worker.stderr[-3000:]
+    def _start_node(self, role: str, args: list[str]) -> None:
+        """`ray start` of one node (1 CPU, ports of its own), tried twice. A raylet on a loaded machine can miss the
+        30 s that `ray start` waits for it to register with the GCS ("The current node timed out during startup",
+        a fixed wait in Ray 2.60's node.py): once in a fresh clone's suite, whose three processes start their
+        longest groups together. What the failed try started is ended first."""
+        for _ in range(2):
+            nm, om, agent, grpc, rt = (str(free_port()) for _ in range(5))
+            started = self._run([*self.ray, "start", *args, "--num-cpus=1", f"--node-manager-port={nm}",
+                                 f"--object-manager-port={om}", f"--dashboard-agent-listen-port={agent}",
+                                 f"--dashboard-agent-grpc-port={grpc}", f"--runtime-env-agent-port={rt}",
+                                 f"--metrics-export-port={free_port()}", "--min-worker-port=0", "--max-worker-port=0",
+                                 "--disable-usage-stats"], role)
+            if started.returncode == 0:
+                return
+            kill_marked(f"{self.tag}-{role}")
+        raise AssertionError(started.stderr[-3000:])
 
     def _s3_up(self) -> bool:
         try:
