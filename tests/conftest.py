@@ -263,15 +263,19 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items: list[pytest.Item]) -> None:
-    """The longest groups first (LONGEST_FIRST), then those with the most slow tests, so that the processes
-    finish close together instead of one waiting on a long group that started last; and WORLD_GROUPS checked
-    against the session worlds each collected module really uses (a module that starts reading a world must
-    join its group)."""
+    """The longest groups first (LONGEST_FIRST), then the other groups that use the session's Ray instance, then
+    the rest, each part by its number of slow tests, so that the processes finish close together instead of one
+    waiting on a long group that started last, and each process can end its Ray instance once past the last group
+    that uses it; and WORLD_GROUPS checked against the session worlds each collected module really uses (a module
+    that starts reading a world must join its group)."""
     uses: dict[str, set[str]] = {}
     slow: dict[str, int] = {}
+    on_ray: set[str] = set()
     for item in items:
         group = group_of(item.nodeid)
         slow[group] = slow.get(group, 0) + ("slow" in item.keywords)
+        if "ray_session" in item.fixturenames:
+            on_ray.add(group)
         for name in item.fixturenames:
             defs = item._fixtureinfo.name2fixturedefs.get(name)
             if defs and defs[-1].scope == "session" and defs[-1].func.__module__ == "worlds":
@@ -280,9 +284,39 @@ def pytest_collection_modifyitems(config, items: list[pytest.Item]) -> None:
     if split:
         raise pytest.UsageError(f"tests/conftest.py WORLD_GROUPS: modules reading one world are in different "
                                 f"groups, so the world would be built once per process: {split}")
-    def rank(item: pytest.Item) -> tuple[int, int]:
-        group = group_of(item.nodeid)
+    _rank.clear()
+    for group in slow:
         first = LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
-        return first, -slow[group]
+        _rank[group] = (first, group not in on_ray, -slow[group])
+    items.sort(key=lambda item: _rank[group_of(item.nodeid)])  # stable: each module keeps its order
+    _last_reader.update({name: item.nodeid for item in items for name in ENDED_AFTER_LAST_READER
+                         if name in item.fixturenames})
+    _ray_until[:] = [max(_rank[g] for g in on_ray)] if on_ray else []
 
-    items.sort(key=rank)  # stable: each module keeps its order
+
+# ----------------------------------------------------------------------------- what ends before the session does
+
+#: session worlds that keep processes running (``worlds.running``): each ends after the last test that reads it
+ENDED_AFTER_LAST_READER = ("service",)
+_last_reader: dict[str, str] = {}  # world -> the node id of the last test (in the order run) that reads it
+_rank: dict[str, tuple[int, bool, int]] = {}  # group -> its place in the order run
+_ray_until: list[tuple[int, bool, int]] = []  # the place of the last group that uses the session's Ray instance
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a test's teardown: end the running worlds it was the last reader of, and the session's Ray instance
+    once the next test comes after every group that uses it (none would again). Idle, each costs CPU every second
+    until the session ends, minutes later: the service 5 CPU-s a minute, a Ray instance 3.5 (its daemons, Ray Data's
+    actors, its idle workers). A failure of a world's last check is an error of this test's teardown."""
+    result = yield
+    from worlds import running
+
+    for world, nodeid in _last_reader.items():
+        if item.nodeid == nodeid and world in running:
+            running[world]()
+    ray = sys.modules.get("ray")  # never imported here: nothing to end
+    if ray and _ray_until and (nextitem is None or _rank[group_of(nextitem.nodeid)] > _ray_until[0]):
+        if ray.is_initialized() and _ray_gcs and ray.get_runtime_context().gcs_address == _ray_gcs[-1]:
+            ray.shutdown()
+    return result

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -250,10 +251,17 @@ def _lines(stream, out: queue.Queue) -> None:
         out.put(line)
 
 
+#: how to end each running world now, registered while it runs: ``tests/conftest.py`` ends it after the last test that
+#: reads it (``ENDED_AFTER_LAST_READER``) instead of minutes later with the session
+running: dict[str, Callable[[], None]] = {}
+
+
 @pytest.fixture(scope="session")
 def service(serve_world):
     """(base URL, the process, its stdout lines so far, the queue of later ones) of the README's
-    ``acoustic-env serve``, with small limits and batching, on its own local Ray."""
+    ``acoustic-env serve``, with small limits and batching, on its own local Ray. It ends (and is
+    checked to stop cleanly) after the last test that reads it: idle, a Ray Serve application costs
+    5 CPU-seconds a minute."""
     clips, model, cache, wav, files = serve_world
     [command] = [c for c in serve_readme_commands() if c.startswith("acoustic-env serve ")]
     argv = shlex.split(command.replace("trained/model", str(model)).replace("--port 8000", "--port 0"))
@@ -266,7 +274,19 @@ def service(serve_world):
                             env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})  # its own local Ray
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
-    seen = []
+    seen: list[str] = []
+    base: list[str] = []  # the service's URL, once it is up
+
+    def end() -> None:
+        running.pop("service", None)
+        try:
+            if base and proc.poll() is None:
+                _stops_cleanly_on_sigterm(base[0], proc, seen, lines)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
     try:
         deadline = time.time() + 300
         while not any(line.startswith("serve: http") for line in seen):
@@ -275,13 +295,12 @@ def service(serve_world):
                 seen.append(lines.get(timeout=1))
             except queue.Empty:
                 pass
-        base = seen[-1].split()[1]
-        yield base, proc, seen, lines
-        _stops_cleanly_on_sigterm(base, proc, seen, lines)
+        base.append(seen[-1].split()[1])
+        running["service"] = end
+        yield base[0], proc, seen, lines
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if "service" in running or proc.poll() is None:
+            end()
 
 
 def _stops_cleanly_on_sigterm(base: str, proc: subprocess.Popen, seen: list[str], lines: queue.Queue) -> None:
