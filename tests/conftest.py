@@ -232,7 +232,8 @@ WORLD_GROUPS = {
 #: the groups that took longest in a measured run (make test, 2 cores, 2026-11-24; 35 s and more), started first so
 #: that no long group starts last and leaves one process working alone; the rest by their slow tests. The
 #: data-parallel CNN (about eight Ray Train actors) starts fifth, not beside the cluster and the demo: started with
-#: them it took 160 s in a fresh clone's suite (47 s alone), started fifth 102 s (the suite 636 s against 670, a run each)
+#: them it took 160 s in a fresh clone's suite (47 s alone), started fifth 102 s
+#: (the suite 636 s against 670, a run each)
 LONGEST_FIRST = ("test_cluster_integration", "demo_run", "test_s3_faults", "test_train", "test_cnn_train",
                  "clips_model", "test_robustness", "test_readme_reference", "report", "test_hostile", "test_soak",
                  "test_recipes", "test_readme_guide", "test_pipeline", "test_audioset_fetch")
