@@ -75,3 +75,60 @@ def test_the_suite_and_what_it_starts_write_bytecode_caches():
     child = subprocess.run([sys.executable, "-c", "import sys; print(sys.dont_write_bytecode)"],
                            capture_output=True, text=True, timeout=60)
     assert child.stdout.strip() == "False", child.stderr
+
+
+def _teardown(item, nextitem) -> None:
+    """``conftest.pytest_runtest_teardown`` around a test's own (empty) teardown."""
+    import conftest
+
+    hook = conftest.pytest_runtest_teardown(item, nextitem)
+    next(hook)
+    with pytest.raises(StopIteration):
+        hook.send(None)
+
+
+def test_a_running_world_and_the_session_ray_end_after_their_last_reader(request, monkeypatch):
+    """The order run puts every group that uses the session's Ray instance before the rest of the tail; after its
+    teardown, the last reader of a running world ends it (and no other test does), and a test whose next one comes
+    after every Ray group ends the session's instance (and only then, and only the session's own)."""
+    import conftest
+    import worlds
+
+    items = request.session.items
+    ranks = [conftest._rank[conftest.group_of(i.nodeid)] for i in items]
+    assert ranks == sorted(ranks)
+    on_ray = [r for r, i in zip(ranks, items) if "ray_session" in i.fixturenames]
+    assert conftest._ray_until == ([max(on_ray)] if on_ray else [])
+    readers = [i.nodeid for i in items if "service" in i.fixturenames]
+    assert conftest._last_reader.get("service") == (readers[-1] if readers else None)
+
+    class Ray:  # stands in for the ray module: what the hook asks of it
+        def __init__(self, gcs: str) -> None:
+            self.gcs, self.shut = gcs, 0
+
+        def is_initialized(self) -> bool:
+            return True
+
+        def get_runtime_context(self):
+            return type("Context", (), {"gcs_address": self.gcs})()
+
+        def shutdown(self) -> None:
+            self.shut += 1
+
+    ray = Ray("127.0.0.1:1")
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setattr(conftest, "_ray_gcs", [ray.gcs])
+    monkeypatch.setattr(conftest, "_ray_until", [(0, False, 0)])  # every group but a first one is past it
+    monkeypatch.setattr(conftest, "_rank", {"g-before": (0, False, 0), "g-after": (1, True, 0)})
+    monkeypatch.setattr(conftest, "group_of", lambda nodeid: nodeid.split("::")[0])
+    first, last, after = (type("Item", (), {"nodeid": n})() for n in ("g-before::a", "g-before::b", "g-after::c"))
+    ended: list[str] = []
+    monkeypatch.setitem(worlds.running, "probe", lambda: ended.append("probe"))
+    monkeypatch.setattr(conftest, "_last_reader", {"probe": last.nodeid})
+    _teardown(first, last)
+    assert ended == [] and ray.shut == 0  # the world's last reader and a Ray test come next
+    _teardown(last, after)
+    assert ended == ["probe"] and ray.shut == 1
+    conftest._ray_gcs[:] = ["another instance"]
+    _teardown(after, None)
+    assert ray.shut == 1  # not the session's instance: not ours to end
