@@ -8,7 +8,6 @@ instead of hanging the suite.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import re
@@ -66,7 +65,7 @@ def clip_error(uri: str, params: DecodeParams = FAST, **kw: Any) -> ClipError:
 
 
 @contextlib.contextmanager
-def silent_server(lifetime_s: float = 120.0) -> Iterator[int]:
+def silent_server(lifetime_s: float = 600.0) -> Iterator[int]:
     """A TCP server on loopback that accepts connections and never answers; yields its port.
 
     It stops by itself after ``lifetime_s`` even if the test never returns.
@@ -98,21 +97,22 @@ def silent_server(lifetime_s: float = 120.0) -> Iterator[int]:
 
 @contextlib.contextmanager
 def file_server(root: Path) -> Iterator[int]:
-    """A plain HTTP server over ``root`` on loopback (query strings and user-info ignored); yields its port."""
+    """A plain HTTP server over ``root`` on loopback (query strings and user-info ignored); yields its port.
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: Any, **kw: Any):
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    It runs in a process of its own: in this one it would share the GIL with the Ray driver, and on a
+    loaded machine its answers then came later than the clips' read timeout.
+    """
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                             "--directory", str(root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        yield server.server_address[1]
+        banner = proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N (http://127.0.0.1:N/) ..."
+        port = re.search(r" port (\d+)", banner)
+        assert port, f"http.server did not start: {banner!r}"
+        yield int(port.group(1))
     finally:
-        server.shutdown()
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
 
 
 # --- reads that would block forever or never end ---
@@ -147,6 +147,68 @@ def test_server_that_never_answers_times_out():
     assert err.error_type == "read_timeout"
     assert time.monotonic() - t0 < 10 * FAST.read_timeout_s
 
+
+@contextlib.contextmanager
+def dripping_server(size: int, seconds_per_request: float) -> Iterator[int]:
+    """An HTTP server on loopback that serves ``size`` zero bytes with ranges, each answer paced over
+    ``seconds_per_request``: no single wait is long, yet the whole read never ends in time. Yields its port."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _head(self, start: int, end: int) -> None:
+            self.send_response(206 if self.headers.get("Range") else 200)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(end - start))
+            if self.headers.get("Range"):
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+            self.end_headers()
+
+        def _range(self) -> tuple[int, int]:
+            m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            return (int(m.group(1)), min(size, int(m.group(2) or size - 1) + 1)) if m else (0, size)
+
+        def do_HEAD(self) -> None:
+            self._head(0, size)
+
+        def do_GET(self) -> None:
+            start, end = self._range()
+            self._head(start, end)
+            pieces = 20
+            step = -(-(end - start) // pieces)
+            for _ in range(pieces):
+                time.sleep(seconds_per_request / pieces)
+                with contextlib.suppress(OSError):
+                    self.wfile.write(bytes(min(step, end - start)))
+                start += step
+                if start >= end:
+                    return
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_drips_is_cut_at_the_deadline_though_no_wait_is_long():
+    """Every wait is far below the read timeout; the deadline, counted from the open, still ends the read."""
+    from acoustic_env.audio.decode import copy_clip
+
+    with dripping_server(size=24 << 20, seconds_per_request=0.5) as port:
+        t0 = time.monotonic()
+        with pytest.raises(ClipError) as caught:
+            copy_clip(f"http://127.0.0.1:{port}/clip.wav", DecodeParams(read_timeout_s=30.0), lambda b: None,
+                      deadline_s=1.0)
+    assert caught.value.error_type == "read_timeout" and "not read within 1 s" in caught.value.message
+    assert time.monotonic() - t0 < 30.0
 
 def test_multi_hour_silent_flac_decodes_in_bounded_memory(tmp_path):
     """A 3-hour silent FLAC is a few hundred KB; decoding it whole took GBs."""
@@ -354,8 +416,8 @@ def test_extract_on_a_hostile_list_writes_every_row_once_and_no_secret(ray_sessi
     errors = pq.read_table(out / "errors").to_pylist()
     ids = [r["clip_id"] for r in features + errors]
     assert len(ids) == len(set(ids)) == len(rows) == result.counts["input"]
-    assert len(features) == 5 and result.counts["ok"] == 5
     kinds = sorted(r["error_type"] for r in errors)
+    assert len(features) == 5 and result.counts["ok"] == 5, "\n".join(r["error_type"] + ": " + r["message"] for r in errors)
     assert kinds == ["bad_segment", "duplicate_id", "outside_allowed_roots", "outside_allowed_roots", "read_timeout"]
     dup = next(r for r in errors if r["error_type"] == "duplicate_id")
     assert dup["message"].count(f"{audio}/sub1/x.wav") == 2 and "row 1" in dup["message"]

@@ -5,7 +5,7 @@ Rules (documented in the README, section "Decoding"):
 * Reading goes through fsspec (local, s3://, gs://, https://) within limits, so
   that no input can hang a worker or fill its memory: a local path must be a
   regular file (a FIFO blocks forever, ``/dev/zero`` never ends), every network
-  wait is bounded by ``read_timeout_s`` and the whole read by about twice that,
+  wait is bounded by ``read_timeout_s`` and reading an opened file by about twice that,
   and a file over ``max_bytes`` is ``too_large``.
 * soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF) decodes what it
   knows; audioread (ffmpeg/GStreamer) only the containers libsndfile lacks
@@ -94,12 +94,15 @@ def read_bytes(uri: str, params: DecodeParams = DecodeParams()) -> bytes:
 def copy_clip(uri: str, params: DecodeParams, write: Callable[[bytes], Any], deadline_s: float | None = None) -> int:
     """Read a clip in chunks within ``params``' read limits, each handed to ``write``; return its size in bytes.
 
-    The whole read gets ``deadline_s``, by default twice ``read_timeout_s`` (room for one retried wait).
+    Opening it is one network wait (``read_timeout_s``); reading it once open gets ``deadline_s``, by
+    default twice ``read_timeout_s`` (room for one retried wait). The deadline starts at the open, not
+    before it: a cold Ray worker runs at a low priority, and on a busy node importing the transport and
+    starting its session can take longer than a short timeout, which is not the server's slowness.
     """
-    deadline = time.monotonic() + (2 * params.read_timeout_s if deadline_s is None else deadline_s)
     size = 0
     try:
         with open_clip(uri, params) as fh:
+            deadline = time.monotonic() + (2 * params.read_timeout_s if deadline_s is None else deadline_s)
             while chunk := fh.read(CHUNK):
                 size += len(chunk)
                 if size > params.max_bytes:

@@ -35,8 +35,8 @@ class DecodeParams(Section):
     max_duration_s: float = option(60.0, help="longer clips are trimmed to this")
     silence_rms: float = option(1e-6, help="below this RMS a clip is digital silence and is not normalised")
     # Read limits: a FIFO, a silent server or an endless stream must cost one error row, not a hung batch.
-    read_timeout_s: float = option(60.0, gt=0, help="longest wait for the network while reading a clip; the whole "
-                                                    "read gets about twice that (read_timeout errors)")
+    read_timeout_s: float = option(60.0, gt=0, help="longest wait for the network while reading a clip; reading "
+                                                    "it once open gets about twice that (read_timeout errors)")
     max_bytes: int = option(256 * 2**20, ge=1, help="larger files become too_large errors (raise it for long "
                                                    "whole-video files with --cut-segments)")
 
