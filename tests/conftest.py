@@ -23,6 +23,11 @@ import os
 # Set before numpy and torch load, as a CI runner's environment would.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+# Ray's workers at the test processes' priority, not Ray's default nice 15 (every Ray instance the tests start reads
+# it: the session's, a subprocess's, a `ray start` node's). At nice 15 a Ray worker gets about 3 % of a core that a
+# test process also wants: the data-parallel CNN test took 426 s beside two busy processes, 90 s at nice 0, and the
+# Ray daemons' polling over the longer wait cost more CPU (114 CPU-s against 90) in a suite that is CPU-bound.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 import logging
 import socket
