@@ -126,7 +126,7 @@ class Cluster:
 
     def __init__(self, tmp: Path):
         self.tag = uuid.uuid4().hex[:8]
-        self.s3: subprocess.Popen | None = None
+        self.moto: subprocess.Popen | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="aet-", dir="/tmp"))  # short: Ray's socket paths are limited
         self.gcs_port, self.dash_port, self.s3_port = free_port(), free_port(), free_port()
         self.endpoint = f"http://127.0.0.1:{self.s3_port}"
@@ -158,9 +158,9 @@ class Cluster:
             shutil.copy2(token, self.homes[node] / ".ray" / "auth_token")
 
     def start(self) -> None:
-        self.s3 = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)],
-                                   env={**self.env, MARK: f"{self.tag}-s3"}, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        self.moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)],
+                                     env={**self.env, MARK: f"{self.tag}-s3"}, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         self.make_token()
         self._start_node("head", ["--head", f"--port={self.gcs_port}", "--include-dashboard=true",
                                   "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash_port}",
@@ -241,8 +241,8 @@ class Cluster:
     def stop(self) -> None:
         """Every process of the cluster ended (a survivor fails the module's teardown), its files removed."""
         kill_marked(self.tag, self.tmp)
-        if self.s3 is not None:
-            self.s3.wait(10)  # reaped: Python warns of a Popen collected while its process runs
+        if self.moto is not None:
+            self.moto.wait(10)  # reaped: Python warns of a Popen collected while its process runs
         left = []
         for p in marked(self.tag, self.tmp):
             with contextlib.suppress(psutil.Error):

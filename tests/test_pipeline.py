@@ -404,3 +404,13 @@ def test_which_runs_stay_in_this_process(monkeypatch, tmp_path):
     assert not runs_in_process(cfg(device="cuda"), 1) and runs_in_process(cfg(device="cpu"), 1)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # as `ray job submit` sets it
     assert not runs_in_process(cfg(), 1)
+
+
+def test_the_suites_ray_workers_run_at_the_test_processes_priority(ray_session):
+    """``RAY_worker_niceness=0`` (tests/conftest.py) reaches the workers: at Ray's default nice 15 a worker beside busy
+    test processes gets about 3 % of a core (docs/development.md, "Ray's workers at the tests' priority")."""
+    @ray_session.remote(num_cpus=0)
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray_session.get(niceness.remote()) == os.nice(0) == 0
