@@ -132,8 +132,8 @@ class Cluster:
         self.endpoint = f"http://127.0.0.1:{self.s3_port}"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}
         base = {k: v for k, v in base.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHON"))}
-        self.env = {**base, "RAY_AUTH_MODE": "token", "RAY_worker_niceness": os.environ["RAY_worker_niceness"],  # conftest.py
-                    "AWS_ENDPOINT_URL": self.endpoint,
+        self.env = {**base, "RAY_AUTH_MODE": "token", "AWS_ENDPOINT_URL": self.endpoint,
+                    "RAY_worker_niceness": os.environ["RAY_worker_niceness"],  # tests/conftest.py's
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": "us-east-1", "PATH": f"{BIN}:{os.environ['PATH']}", "PIP_NO_INDEX": "1",
                     "PIP_NO_BUILD_ISOLATION": "0"}  # "0": no isolated build env (it would need an index)

@@ -8,6 +8,7 @@ instead of hanging the suite.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import re
@@ -97,22 +98,21 @@ def silent_server(lifetime_s: float = 600.0) -> Iterator[int]:
 
 @contextlib.contextmanager
 def file_server(root: Path) -> Iterator[int]:
-    """A plain HTTP server over ``root`` on loopback (query strings and user-info ignored); yields its port.
+    """A plain HTTP server over ``root`` on loopback (query strings and user-info ignored); yields its port."""
 
-    It runs in a process of its own: in this one it would share the GIL with the Ray driver, and on a
-    loaded machine its answers then came later than the clips' read timeout.
-    """
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
-                             "--directory", str(root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: Any, **kw: Any):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        banner = proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N (http://127.0.0.1:N/) ..."
-        port = re.search(r" port (\d+)", banner)
-        assert port, f"http.server did not start: {banner!r}"
-        yield int(port.group(1))
+        yield server.server_address[1]
     finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
+        server.shutdown()
 
 
 # --- reads that would block forever or never end ---
@@ -152,7 +152,6 @@ def test_server_that_never_answers_times_out():
 def dripping_server(size: int, seconds_per_request: float) -> Iterator[int]:
     """An HTTP server on loopback that serves ``size`` zero bytes with ranges, each answer paced over
     ``seconds_per_request``: no single wait is long, yet the whole read never ends in time. Yields its port."""
-    import http.server
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -209,6 +208,24 @@ def test_a_server_that_drips_is_cut_at_the_deadline_though_no_wait_is_long():
                       deadline_s=1.0)
     assert caught.value.error_type == "read_timeout" and "not read within 1 s" in caught.value.message
     assert time.monotonic() - t0 < 30.0
+
+
+def test_a_slow_open_is_not_counted_against_the_read_deadline(monkeypatch, tmp_path):
+    """The deadline starts once the clip is open: a cold, low-priority Ray worker on a busy node once spent 12.5 s
+    importing the HTTP transport, and a healthy clip became ``read_timeout``. Opening has its own bound, the
+    transport's ``read_timeout_s`` per wait."""
+    import acoustic_env.audio.decode as decode
+
+    real = decode.read_filesystem
+
+    def slow_start(uri: str, timeout_s: float):
+        time.sleep(0.5)  # as a starved worker's imports and session start
+        return real(uri, timeout_s)
+
+    monkeypatch.setattr(decode, "read_filesystem", slow_start)
+    path = tone_clip(tmp_path / "x.wav")
+    assert decode.copy_clip(str(path), DecodeParams(), lambda b: None, deadline_s=0.2) == path.stat().st_size
+
 
 def test_multi_hour_silent_flac_decodes_in_bounded_memory(tmp_path):
     """A 3-hour silent FLAC is a few hundred KB; decoding it whole took GBs."""
@@ -417,7 +434,8 @@ def test_extract_on_a_hostile_list_writes_every_row_once_and_no_secret(ray_sessi
     ids = [r["clip_id"] for r in features + errors]
     assert len(ids) == len(set(ids)) == len(rows) == result.counts["input"]
     kinds = sorted(r["error_type"] for r in errors)
-    assert len(features) == 5 and result.counts["ok"] == 5, "\n".join(r["error_type"] + ": " + r["message"] for r in errors)
+    assert len(features) == 5 and result.counts["ok"] == 5, "\n".join(f"{r['error_type']}: {r['message']}"
+                                                                        for r in errors)
     assert kinds == ["bad_segment", "duplicate_id", "outside_allowed_roots", "outside_allowed_roots", "read_timeout"]
     dup = next(r for r in errors if r["error_type"] == "duplicate_id")
     assert dup["message"].count(f"{audio}/sub1/x.wav") == 2 and "row 1" in dup["message"]
