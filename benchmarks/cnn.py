@@ -31,7 +31,7 @@ from real_data import write_manifest
 import acoustic_env as ae
 from acoustic_env.demo.synth import generate_demo
 from acoustic_env.learn.params import PARAMS
-from acoustic_env.learn.spectro import stack_images, window_frames
+from acoustic_env.learn.window import stack_images, window_frames
 from acoustic_env.learn.spectro_estimator import CNNClassifier
 from acoustic_env.table import image_rows, read_features
 

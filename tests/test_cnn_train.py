@@ -16,7 +16,7 @@ from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.params import PARAMS
 from acoustic_env.learn.portable import from_zoo
-from acoustic_env.learn.spectro import stack_images
+from acoustic_env.learn.window import stack_images
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import decode_images, encode_images, open_table
 

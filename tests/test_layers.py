@@ -138,6 +138,17 @@ def test_learning_never_decodes_audio():
     assert used <= {"acoustic_env.audio.manifest", "acoustic_env.audio.manifest.read_audioset_csv"}
 
 
+def test_the_modules_of_ray_datas_tasks_import_neither_torch_nor_sklearn():
+    """A Ray worker imports the module of the function it runs: the extract's stages and the CNN's image decoding
+    need numpy and Arrow only, and torch would cost each such worker a second and a half of CPU and a few hundred MB
+    (the decode tasks of a streamed CNN training did import it, through learn.fit and learn.spectro)."""
+    modules = ["acoustic_env.distributed.pipeline", "acoustic_env.audio.stages", "acoustic_env.distributed.images"]
+    code = ("import sys, acoustic_env.distributed\n" + "".join(f"import {m}\n" for m in modules)
+            + "print([m for m in ('torch', 'sklearn') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
+
+
 # --- one way to start Ray ------------------------------------------------------------
 
 def test_map_tasks_runs_each_item_with_the_shared_values(ray_session):

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from acoustic_env.learn.params import PARAMS
-from acoustic_env.learn.spectro import SpectroCNN, augmenter, fit_width
+from acoustic_env.learn.spectro import SpectroCNN, augmenter
 from acoustic_env.learn.spectro_estimator import CNNClassifier, inner_split
+from acoustic_env.learn.window import fit_width
 
 OFF = {"crop_frames": 40, "shift": False, "time_masks": 0, "time_mask": 0, "freq_masks": 0, "freq_mask": 0,
        "mixup": 0.0}

@@ -5,7 +5,7 @@ bounds it to a few thousand clips. A table larger than that trains the CNN here 
 
 * ``images``: a lazy Ray Data read of the table's ``clip_id`` and ``logmel`` columns (Parquet, through the
   table's own filesystem), each block's rows of one split kept, decoded (``table.decode_images``) and brought to
-  the model's window (``learn.spectro.stack_images``) by Ray Data's tasks, as ``{"x", "y"}`` float batches;
+  the model's window (``learn.window.stack_images``) by Ray Data's tasks, as ``{"x", "y"}`` float batches;
 * ``survey``: one such pass that returns a few numbers per row (frames, sums), from which the model's window (the
   median length) and its input scaling (the images' mean and standard deviation) are set, as in memory;
 * ``stream``: a worker's dataset of its training rows (all of them for one worker; for two or more data-parallel
@@ -33,13 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.config import ConfigError
-from acoustic_env.learn.fit import Batch, Stream, equal_share
-from acoustic_env.learn.spectro import IMAGE_COLUMN, stack_images
+from acoustic_env.learn.window import IMAGE_COLUMN, stack_images
 from acoustic_env.table import TableInfo, decode_images
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # learn.fit imports torch: Ray Data's decode tasks, which import this module, never need it
     import ray.data
     from torch import nn
+
+    from acoustic_env.learn.fit import Batch, Stream
 
 #: CPUs each read or decode task holds: a small fraction, so that Ray Data, which shares the CPUs the training
 #: workers leave among its operators, can always start one (0.5 hung two workers on 2 CPUs: "not enough to run").
@@ -65,6 +66,8 @@ class Rows:
         """The rows that worker ``rank`` of ``world`` data-parallel ones trains on, read as a dataset of its own
         (``distributed.tune.fit_cnn`` says why): ``learn.fit.equal_share``'s, as for arrays, so that all the
         workers take as many steps."""
+        from acoustic_env.learn.fit import equal_share
+
         mine = equal_share(len(self.ids), rank, world)
         return Rows(self.ids[mine], self.y[mine])
 
@@ -74,7 +77,7 @@ class Survey:
     """What one pass over a split's images says: their bands, the model's window, and the input scaling."""
 
     bands: int
-    frames: int  # the median length: the model's window (``learn.spectro.window_frames``)
+    frames: int  # the median length: the model's window (``learn.window.window_frames``)
     mean: float
     std: float
 
@@ -165,6 +168,8 @@ def stream(train: Any, val: Any, labels: np.ndarray, device: Any) -> Stream:
 
     ``labels``: the targets of all the training rows (the class weights, an epoch's steps).
     """
+    from acoustic_env.learn.fit import Stream
+
     def batches(data: Any, size: int, shuffle: bool) -> Iterator[Batch]:
         for b in data.iter_torch_batches(batch_size=size, device=device,
                                          local_shuffle_buffer_size=SHUFFLE_ROWS if shuffle else None):

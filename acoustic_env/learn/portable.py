@@ -269,7 +269,8 @@ def from_cnn(net: nn.Module, frames: int, kind: str, n_classes: int, params: dic
              arrays: dict[str, np.ndarray] | None = None) -> Portable:
     """A trained ``learn.spectro.SpectroCNN`` of window ``frames`` and settings ``params`` (``PARAMS["cnn"]``'s
     form): the zoo's, fitted in memory, or one trained on streamed images (``distributed.images``)."""
-    from acoustic_env.learn.spectro import IMAGE_COLUMN, architecture
+    from acoustic_env.learn.spectro import architecture
+    from acoustic_env.learn.window import IMAGE_COLUMN
 
     bands = int(net.bands)
     spec = {"name": "cnn", "format": "torch", "params": params,

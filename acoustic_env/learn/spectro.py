@@ -5,7 +5,7 @@ learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64
 100 frames a second, in dB), so it can use where in time and frequency the energy lies.
 
 * **Inputs.** Every image is brought to the model's window, ``frames`` frames (the training
-  clips' median length), by ``fit_width``: centred, cut or padded with the image's own
+  clips' median length), by ``learn.window.fit_width``: centred, cut or padded with the image's own
   minimum. The job stacks them into a [clips, bands, frames] array, the model's ``X``.
 * **Network** (``SpectroCNN``): the input standardised by the training images' mean and
   standard deviation (buffers, so they travel in the ``state_dict``), then one block per
@@ -36,10 +36,6 @@ from torch import nn
 
 from acoustic_env.learn.mlp import n_outputs
 
-#: The image column the CNN learns from, and its frames per second (a 10-ms hop).
-IMAGE_COLUMN, FRAMES_PER_S = "logmel", 100
-
-
 class SpectroCNN(nn.Module):
     """(batch, bands, frames) dB images → ``n_out`` logits; ``mean``/``std`` standardise the input."""
 
@@ -66,28 +62,6 @@ def architecture(bands: int, kind: str, n_classes: int, params: dict[str, Any]) 
     return {"network": "cnn", "bands": int(bands), "n_out": n_outputs(kind, n_classes),
             "channels": [int(c) for c in params["channels"]], "dropout": float(params["dropout"]),
             "input_pool": [int(p) for p in params["input_pool"]]}
-
-
-def fit_width(image: np.ndarray, frames: int) -> np.ndarray:
-    """``image`` [bands, n] as exactly ``frames`` frames: its centre, or itself padded both sides with its minimum."""
-    n = image.shape[1]
-    if n >= frames:
-        start = (n - frames) // 2
-        return np.ascontiguousarray(image[:, start:start + frames], dtype=np.float32)
-    out = np.full((image.shape[0], frames), image.min() if image.size else 0.0, dtype=np.float32)
-    start = (frames - n) // 2
-    out[:, start:start + n] = image
-    return out
-
-
-def stack_images(images: Sequence[np.ndarray], frames: int) -> np.ndarray:
-    """[clips, bands, frames] float32: every image at the model's window (``fit_width``)."""
-    return np.stack([fit_width(im, frames) for im in images]).astype(np.float32)
-
-
-def window_frames(images: Sequence[np.ndarray]) -> int:
-    """The model's window: the training images' median number of frames (the training clip length)."""
-    return int(np.median([im.shape[1] for im in images]))
 
 
 # --- augmentation: transforms of a training batch, each switchable ----------------------------------------------
