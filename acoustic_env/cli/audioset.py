@@ -16,10 +16,10 @@ from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfi
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from acoustic_env.audioset.sample import report_uri, sample_segments, summary_lines
-    from acoustic_env.jobs.preflight import preflight
+    from acoustic_env.jobs.preflight import check_sample_paths
 
     cfg = from_args(SampleConfig, args)
-    preflight(cfg)  # an output that is an input, a directory or unwritable: one line before the list is read
+    check_sample_paths(cfg)  # an output that is an input, a directory or unwritable: one line before the list is read
     result = sample_segments(cfg)
     print("\n".join(summary_lines(result.report)))
     print(f"  sample: {cfg.output}\n  report: {report_uri(cfg.output)}")

@@ -141,19 +141,22 @@ def _field(cfg: Section, name: str) -> str | None:
     return value.get(key) if key else value
 
 
+def check_sample_paths(cfg: SampleConfig) -> None:
+    """``audioset sample``'s two outputs (the list and its report beside it): each is none of its inputs and can
+    be written (:func:`check_output_file`), one line before the segment list is read."""
+    from acoustic_env.audioset.sample import report_uri
+
+    inputs = {"segments list": cfg.segments, **{f"exclude list {u}": u for u in cfg.exclude}}
+    check_output_file(cfg.output, "output", inputs)
+    check_output_file(report_uri(cfg.output), "output (its report)", inputs)
+
+
 def preflight(cfg: Section) -> None:
     """Check a job config's paths (see the module docstring); raises ConfigError naming the field.
 
-    ``audioset fetch`` and ``rescore`` check theirs in their jobs (:func:`check_output_file`), which
-    import this module.
+    The jobs that write single files check theirs with :func:`check_output_file`: ``audioset sample``
+    (:func:`check_sample_paths`), ``fetch`` and ``rescore`` (in their jobs).
     """
-    if isinstance(cfg, SampleConfig):
-        from acoustic_env.audioset.sample import report_uri
-
-        inputs = {"segments list": cfg.segments, **{f"exclude list {u}": u for u in cfg.exclude}}
-        check_output_file(cfg.output, "output", inputs)
-        check_output_file(report_uri(cfg.output), "output (its report)", inputs)
-        return
     if isinstance(cfg, ExtractConfig):
         check_local_device(cfg.device, cfg.ray_address)
     inputs, outputs, ontology = PATHS.get(type(cfg), ((), (), None))
