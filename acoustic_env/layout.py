@@ -16,6 +16,9 @@
   A part that cannot be read (cut short by a full disk, damaged in transit) would
   otherwise stop every later run: it is moved to ``quarantine/<features|errors>/``,
   logged, and its clips count as not done, so the run recomputes them.
+* A part is a file a run wrote, known by its name (``part-*``, and ``errors-*`` in errors/:
+  :func:`own_parts`); any other Parquet file found there is logged and left alone, never counted,
+  repaired or deleted.
 * ``runs/<run_id>.json``, a run's record, is written by :mod:`acoustic_env.jobs.record`; this
   module only names the folder and the run ids.
 """
@@ -102,6 +105,31 @@ def part_name(run_id: str, clip_ids: list[str]) -> str:
     return f"part-{run_id}-{digest}.parquet"
 
 
+def run_of(part: str) -> str:
+    """The run id in a part's name (:func:`part_name`): ``part-<run_id>-<digest>.parquet`` → ``<run_id>``."""
+    return part.rsplit("/", 1)[-1].removeprefix("part-").removesuffix(".parquet").rpartition("-")[0]
+
+
+#: How the files runs write into features/ and errors/ begin (:func:`part_name`; ``errors-<run_id>``, the
+#: compacted errors of :func:`compact_errors`).
+PART_PREFIXES = {FEATURES: ("part-",), ERRORS: ("part-", "errors-")}
+
+
+def own_parts(output: str, sub: str) -> tuple[list[str], list[str]]:
+    """(the parts runs wrote into ``sub``, by their names, in name order; any other Parquet file there).
+
+    Only the first are the output's: a resume counts their clips as done, repairs, quarantines,
+    compacts and deletes them. Another file in features/ (a ``--save`` or an export aimed there, a
+    file copied in) is left as it is: taken as a part, its rows would count as done and push the real
+    copies out (the first copy wins), or, sorting after the real parts, it would be deleted.
+    """
+    own: list[str] = []
+    other: list[str] = []
+    for part in list_parts(join(output, sub)):
+        (own if part.rsplit("/", 1)[-1].startswith(PART_PREFIXES[sub]) else other).append(part)
+    return own, other
+
+
 @dataclass(frozen=True)
 class ResumeIndex:
     """What one pass over an output's parts found (and repaired).
@@ -118,6 +146,8 @@ class ResumeIndex:
     duplicates_removed: int  # rows dropped from features/ because an earlier part holds their clip
     quarantined: list[str]  # unreadable parts moved to quarantine/ (their clips are recomputed)
     unreadable: list[str]  # the unreadable parts where they were found (a read-only index leaves them there)
+    foreign: list[str] = field(default_factory=list)  # other Parquet files in features/ or errors/: left alone
+    runs: tuple[str, ...] = ()  # the runs whose parts hold the clips done (their ids, from the parts' names)
 
     @property
     def failed(self) -> pa.Array:
@@ -249,9 +279,8 @@ def _repair_duplicates(parts: list[str], tables: list[pa.Table], damaged: Callab
             tables[k] = tables[k].filter(pa.array(mask))
 
 
-def _readable(output: str, sub: str, columns: list[str] | None, damaged: Callable[[str, str, str], None]
+def _readable(parts: list[str], sub: str, columns: list[str] | None, damaged: Callable[[str, str, str], None]
               ) -> tuple[list[str], list[pa.Table]]:
-    parts = list_parts(join(output, sub))
     kept, tables = [], []
     for part, got in zip(parts, read_parts_parallel(parts, columns)):
         if isinstance(got, DamagedFileError):
@@ -282,16 +311,22 @@ def index_output(output: str, read_only: bool = False) -> ResumeIndex:
         if not read_only:
             quarantined.append(quarantine(output, sub, part, reason))
 
-    parts, tables = _readable(output, FEATURES, ["clip_id"], damaged)
+    (feature_parts, foreign), (error_parts, foreign_errors) = own_parts(output, FEATURES), own_parts(output, ERRORS)
+    foreign += foreign_errors
+    if foreign:
+        log.warning("%s: left alone %d file(s) that no extract run wrote (not counted as done, never changed): %s",
+                    redact(output), len(foreign), ", ".join(redact(f) for f in foreign[:5]))
+    parts, tables = _readable(feature_parts, FEATURES, ["clip_id"], damaged)
     if read_only:
         done, removed = pc.unique(pa.chunked_array([t["clip_id"] for t in tables], pa.string())), 0
     else:
         done, removed = _repair_duplicates(parts, tables, damaged)
     # errors/ parts are small: read whole, so that compact_errors never meets a damaged one
-    error_parts, error_tables = _readable(output, ERRORS, None, damaged)
+    error_parts, error_tables = _readable(error_parts, ERRORS, None, damaged)
     errors = _concat_errors(error_tables)
     return ResumeIndex(done=done, errors=errors, error_parts=error_parts, n_feature_parts=len(parts),
-                       duplicates_removed=removed, quarantined=quarantined, unreadable=unreadable)
+                       duplicates_removed=removed, quarantined=quarantined, unreadable=unreadable, foreign=foreign,
+                       runs=tuple(sorted({run_of(p) for p in parts})))
 
 
 def _concat_errors(tables: list[pa.Table]) -> pa.Table:
@@ -338,7 +373,7 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: np.n
     (repaired next time), never a loss. Returns the number of clips left in errors/.
     """
     seen = set(index.error_parts)
-    new_parts = [p for p in list_parts(join(output, ERRORS)) if p not in seen]
+    new_parts = [p for p in own_parts(output, ERRORS)[0] if p not in seen]
     new_tables = [t for t in read_parts_parallel(new_parts, None) if not isinstance(t, DamagedFileError)]
     table = _concat_errors([index.errors, *new_tables])
     parts = index.error_parts + new_parts

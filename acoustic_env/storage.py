@@ -136,11 +136,12 @@ def strip_protocol_keep(reference: str, path: str) -> str:
 def redact(text: str, extra_params: Iterable[str] = ()) -> str:
     """``text`` with URL user-info and secret query values replaced by ``***`` (anywhere in it).
 
-    Works on free text, so error messages that quote a URL are cleaned as well as URIs.
+    Works on free text, so error messages that quote a URL are cleaned as well as URIs: the punctuation of
+    the sentence right after a secret (``?token=abc: not found``, ``...abc).``) is the message's, and is kept.
     """
     text = _USERINFO.sub(r"\1***@", text)
     names = "|".join(re.escape(n) for n in (*SECRET_QUERY_PARAMS, *extra_params))
-    return re.sub(rf"(?i)([?&;](?:{names})=)[^&#\s'\"]*", r"\1***", text)
+    return re.sub(rf"(?i)([?&;](?:{names})=)[^&#\s'\"]*?(?=[:,.;)]*(?:[&#\s'\"]|$))", r"\1***", text)
 
 
 def redact_all(obj: Any, extra_params: Iterable[str] = ()) -> Any:
@@ -216,11 +217,23 @@ def _line(exc: BaseException) -> str:
 def within_roots(uri: str, roots: Iterable[str]) -> bool:
     """Whether ``uri`` lies under one of ``roots`` once ``..`` and (locally) symlinks are resolved."""
     where = _anchor(uri)
-    for root in roots:
-        scheme, base = _anchor(root)
-        if where[0] == scheme and (where[1] == base or where[1].startswith(base.rstrip("/") + "/")):
-            return True
-    return False
+    return any(where == _anchor(root) or _below(where, _anchor(root)) for root in roots)
+
+
+def _below(inner: tuple[str, str], outer: tuple[str, str]) -> bool:
+    """Whether the anchored path ``inner`` lies strictly below ``outer`` (same scheme and host)."""
+    return inner[0] == outer[0] and inner[1].startswith(outer[1].rstrip("/") + "/")
+
+
+def nesting(a: str, b: str) -> str | None:
+    """How two places nest: ``"is"`` (one file or folder), ``"inside"`` (``a`` lies below ``b``), ``"contains"``
+    (``b`` lies below ``a``), or None (apart). Local paths are compared resolved (symbolic links, ``..``) and by
+    inode (hard links, :func:`same_file`); remote ones as normalised URIs (scheme, host, path), as nothing
+    can be resolved there."""
+    if same_file(a, b):
+        return "is"
+    where_a, where_b = _anchor(a), _anchor(b)
+    return "inside" if _below(where_a, where_b) else "contains" if _below(where_b, where_a) else None
 
 
 def _anchor(uri: str) -> tuple[str, str]:

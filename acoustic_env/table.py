@@ -21,6 +21,8 @@ they agree on three rules:
   leaves out (and counts) clips with no class or with several (ambiguous).
 - **Groups.** A clip without a ``group`` is its own group (``clip:<clip_id>``), so
   grouped splits and folds never put it with unrelated clips.
+- **Each clip once.** A table where two rows share a ``clip_id`` is refused, naming a clip and its files:
+  which row a job used would depend on the order the parts are read in.
 
 Rows come sorted by ``clip_id``, whatever the parts' order, so a job is reproducible.
 ``selection`` is the first half of the read (columns, and rows with a target), which the
@@ -30,6 +32,7 @@ dry run reports without reading a vector.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -246,8 +249,17 @@ def _column_weights(meta: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def check_table_source(source: str, field: str = "features") -> None:
+    """A local ``source`` that is a file must be a Parquet file: a clip list or a CSV given for a table is one
+    line naming ``field``, before a job makes its output, not an error from listing a folder below a file."""
+    if is_local(source) and os.path.isfile(source.removeprefix("file://")) and not source.endswith(".parquet"):
+        raise ConfigError(f"{field}: {source} is a file, not a feature table: give an extract output, its "
+                          "features/ directory or a .parquet file")
+
+
 def open_table(source: str) -> TableInfo:
     """An extract output directory, its ``features/`` directory, or one Parquet file (local or remote)."""
+    check_table_source(source)
     if source.endswith(".parquet"):
         fs, path = filesystem(source)
         if not fs.isfile(path):
@@ -422,11 +434,13 @@ class FeatureSet:
         """:meth:`to_arrow` as a pandas DataFrame (named columns by default: the form pandas is good at)."""
         return self.to_arrow(named=named).to_pandas()
 
-    def matrix(self) -> np.ndarray:
-        """Every group side by side, [n, sum of widths] (in memory only)."""
+    def matrix(self, groups: Collection[str] | None = None) -> np.ndarray:
+        """Every group (or those of ``groups``, in the table's order) side by side, [n, sum of widths] (in memory
+        only)."""
         if self.X is None:
             raise ValueError("this FeatureSet is streamed (max_bytes): use stream() or rows()")
-        return np.hstack([self.X[g.name] for g in self.feature_groups]).astype(np.float32, copy=False)
+        return np.hstack([self.X[g.name] for g in self.feature_groups
+                          if groups is None or g.name in groups]).astype(np.float32, copy=False)
 
     def stream(self, batch_rows: int = 4096) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """(positions, {group: matrix}) batches covering every row once, read from the table."""
@@ -455,6 +469,22 @@ def _facts(table: TableInfo, clip_ids: Collection[str] | None) -> pa.Table:
     facts = pa.table({f.name: read[f.name].cast(f.type) if f.name in present else pa.nulls(read.num_rows, f.type)
                       for f in CLIP_COLUMNS})
     return facts.sort_by("clip_id")
+
+
+def _check_unique(table: TableInfo, ids: pa.ChunkedArray) -> None:
+    """Each clip once: a clip held by two rows (a file copied into features/, two runs at once on object storage
+    before a resume repaired them) would give a job whichever row it read last, and count the other as missing.
+    Refused, naming one such clip and the files that hold it; no rule here can tell which row is right."""
+    counts = pc.value_counts(ids)
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    if not len(repeated):
+        return
+    example = repeated[0].as_py()
+    holders = table.dataset().to_table(columns=["__filename"], filter=pc.field("clip_id") == example)
+    files = ", ".join(sorted({f.rsplit("/", 1)[-1] for f in holders["__filename"].to_pylist()}))
+    raise ConfigError(f"features: {len(repeated)} clip id(s) of {table.source} are held by more than one row "
+                      f"(e.g. {example!r}, in {files}): a table holds each clip once; remove the file that does "
+                      "not belong to it, or run extract on the output again (its resume keeps each clip's first copy)")
 
 
 @dataclass(frozen=True)
@@ -488,6 +518,7 @@ def selection(source: str, *, task: Task | str | None = None, feature_groups: Se
         raise ConfigError(f"features: {source} has no labels column (was the clip list unlabelled?)")
     groups, excluded_columns = select_groups(table, feature_groups, signals, include_random_weights)
     facts = _facts(table, clip_ids)
+    _check_unique(table, facts["clip_id"])
     n_read = facts.num_rows
     excluded_rows: dict[str, int] = {}
     y = None

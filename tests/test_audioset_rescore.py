@@ -133,7 +133,7 @@ def test_the_rescored_list_runs_most_suspect_first(audited, tmp_path):
 
 
 def test_not_an_audit_is_one_line(tmp_path, capsys):
-    assert main(["audioset", "rescore", "--audit", str(tmp_path), "--output", str(tmp_path / "o.csv")]) == 2
+    assert main(["audioset", "rescore", "--audit", str(tmp_path), "--output", f"{tmp_path}-o.csv"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no audit.parquet in" in err[0]
 
@@ -227,7 +227,7 @@ def test_rescore_never_replaces_its_input(audited, tmp_path, capsys):
     path = tmp_path / "v.accuracy.json"  # also the accuracy file of an output v.csv
     path.write_text(json.dumps(_shown_verdicts(audit)))
     before = path.read_text(), (audit / "audit.parquet").read_bytes()
-    for output, words in ((path, "output: "), (audit / "audit.parquet", "is the audit's audit.parquet"),
+    for output, words in ((path, "output: "), (audit / "audit.parquet", "lies inside the audit"),
                           (tmp_path / "v.csv", "output (its accuracy file):")):
         code = main(["audioset", "rescore", "--audit", str(audit), "--verdicts", str(path), "--output", str(output)])
         err = capsys.readouterr().err.strip().splitlines()

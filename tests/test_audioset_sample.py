@@ -420,7 +420,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     for args, message in ((["--targets", "urban=ten"], "targets: urban: must be an integer >= 0"),
                           (["--targets", "rural=3"], "targets: 'rural' is not a class of task 'urban_natural' "
                                                              "(classes: urban, natural)"),
-                          (["--total", "5", "--segments", str(tmp_path / "none.csv")], "none.csv: segment list not found")):
+                          (["--total", "5", "--segments", str(tmp_path / "none.csv")], "segments: no such file or directory")):
         argv = ["audioset", "sample", "--segments", str(path), "--output", str(tmp_path / "o.csv"), *args]
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()

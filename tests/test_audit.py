@@ -230,7 +230,7 @@ def test_unauditable_inputs_end_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "folds: every class needs at least `folds` labelled clips" in err
     assert main(["audit", "--output", str(tmp_path / "o")]) == 2
     assert "features: is required" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="seed: must be an integer >= 0"):
+    with pytest.raises(ConfigError, match=r"seed: must be an integer in \[0, 2147483647\], got -1"):
         from_dict(AuditConfig, {"features": "x", "output": "y", "seed": -1})
     with pytest.raises(ConfigError, match="features: no such file or directory: "):
         run_audit(from_dict(AuditConfig, {"features": str(tmp_path / "none.parquet"), "output": "o"}))

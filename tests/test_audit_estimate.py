@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 
 import numpy as np
@@ -200,6 +201,44 @@ def test_an_unreadable_verdict_file_says_what_is_wrong_with_it(text, message):
     assert str(caught.value).startswith(message)
 
 
+@pytest.mark.parametrize("text", [
+    "[" * 100_000,  # past Python's reader: a RecursionError
+    json.dumps([{**verdict("a", ["urban"], "wrong"), "note": [[[[[[[[["x"]]]]]]]]]}]),
+    '[{"clip_id": "a", "verdict": ' + "[" * 900 + "]" * 900 + ', "sample": "random"}]',  # past str() of a field
+])
+def test_json_nested_deeper_than_a_verdict_file_is_one_line(tmp_path, capsys, text):
+    (tmp_path / "deep.json").write_text(text)
+    assert main(["audit-estimate", "--verdicts", str(tmp_path / "deep.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"acoustic-env: error: verdicts: {tmp_path / 'deep.json'} nests deeper than 8 levels (a verdict "
+                   "file has 4)\n")
+
+
+@pytest.mark.parametrize("bom, encoding, separator", [
+    (b"", "utf-16", "\t"), (b"", "utf-16", ","), (codecs.BOM_UTF16_BE, "utf-16-be", ","), (b"", "utf-32", ","),
+    (codecs.BOM_UTF32_BE, "utf-32-be", ","), (b"", "cp1252", ","), (b"", "cp1252", ";"), (b"", "utf-8-sig", ","),
+])
+def test_a_verdict_file_is_read_in_the_encoding_a_spreadsheet_saved_it_in(tmp_path, bom, encoding, separator):
+    """Excel's "Unicode Text" (UTF-16 with a byte-order mark, tabs), its plain "CSV" (Windows-1252; ``;`` where
+    ``,`` is the decimal mark), "CSV UTF-8" (a byte-order mark): the same verdicts, accents included."""
+    rows = [["clip_id", "given_labels", "verdict", "sample", "note"], ["café", "urban", "wrong", "random", "élan"],
+            ["b", "natural", "correct", "random", "déjà vu"]]
+    path = tmp_path / "v.csv"
+    path.write_bytes(bom + "\r\n".join(separator.join(r) for r in rows).encode(encoding))
+    records = read_verdicts([str(path)])
+    assert [(r["clip_id"], r["verdict"], r["note"]) for r in records] == [("café", "wrong", "élan"),
+                                                                          ("b", "correct", "déjà vu")]
+
+
+def test_a_verdict_file_in_no_known_encoding_or_with_an_oversized_field_is_one_line(tmp_path, capsys):
+    (tmp_path / "v.csv").write_bytes(b"clip_id,verdict,sample\n\x81\x8d,wrong,random\n")  # not UTF-8 nor cp1252
+    (tmp_path / "w.csv").write_text("clip_id,verdict,sample,note\na,wrong,random," + "x" * 200_000 + "\n")
+    for name, message in (("v.csv", "is neither UTF-8 nor UTF-16 nor Windows-1252 text; save it as CSV UTF-8"),
+                          ("w.csv", "is not a CSV file (field larger than field limit (131072))")):
+        assert main(["audit-estimate", "--verdicts", str(tmp_path / name)]) == 2
+        assert capsys.readouterr().err == f"acoustic-env: error: verdicts: {tmp_path / name} {message}\n"
+
+
 def test_json_after_blank_lines_is_still_json_and_every_file_counts(tmp_path):
     """An editor may leave blank lines before the JSON; and verdicts from several files (reviewers) add up, a bad
     one named by its path."""
@@ -274,3 +313,15 @@ def test_only_verdicts_about_clips_the_review_page_showed_count(tmp_path):
     assert str(caught.value) == (f"verdicts: {tmp_path / 'none' / PAGE} does not exist, so no verdict can be checked "
                                  "against the clips it showed; build the page with `acoustic-env audit-review "
                                  "--review-top N`")
+
+
+def test_verdicts_none_of_which_is_about_a_clip_on_the_page_say_what_was_found(tmp_path, capsys):
+    """Not "holds no verdicts": the file holds some, about clips the page beside it did not show; one is named."""
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / PAGE).write_text(render_page({"suspects": [{"clip_id": "s1"}], "random": []}))
+    (tmp_path / "review" / "v.json").write_text(json.dumps([verdict("x", ["urban"], "wrong"),
+                                                            verdict("s1", ["urban"], "wrong")]))  # s1: not in random
+    assert main(["audit-estimate", "--verdicts", str(tmp_path / "review" / "v.json")]) == 2
+    review = tmp_path / "review"
+    assert capsys.readouterr().err == (f"acoustic-env: error: verdicts: 2 verdict(s) in {review / 'v.json'}, none "
+                                       f"for a clip on {review / PAGE} (e.g. 'x' in the random sample)\n")

@@ -195,7 +195,9 @@ def test_an_audit_writes_the_documented_summary_and_its_review_page_can_be_rebui
     assert summary["folds"]["k"] == 2 and summary["folds"]["grouped"] is False and sum(summary["folds"]["sizes"]) == 40
     assert summary["counts"]["audited"] == 40 and summary["counts"]["flagged"] == result.flagged
     assert summary["model"] == {"requested": "logreg", "chosen": "logreg", "log_loss": summary["model"]["log_loss"],
-                                "rule": "as requested"} and list(summary["model"]["log_loss"]) == ["logreg"]
+                                "rule": "as requested", "feature_set": "all", "groups": ["indices_raw"],
+                                "feature_sets": None, "feature_set_probe": "logreg"}
+    assert list(summary["model"]["log_loss"]) == ["logreg"]
     assert set(summary["fit"]) == {"accuracy_vs_given", "macro_auc_vs_given"} and summary["fit"]["accuracy_vs_given"]
     assert summary["noise"]["estimated_wrong_share"] == result.estimated_wrong_share
     assert summary["outputs"] == {"table": f"{out}/audit.parquet", "summary": f"{out}/summary.json",
@@ -256,14 +258,15 @@ def test_the_job_hands_what_was_asked_for_to_its_parts(tmp_path, monkeypatch, ki
             return calls[name + " returned"]
         monkeypatch.setattr(job, name, call)
 
-    def model(names, kind, n_classes, seed, X, targets, folds, parallel="sequential", requested="auto"):
-        calls["model"] = {"names": names, "kind": kind, "seed": seed, "parallel": parallel, "requested": requested}
+    def model(names, kind, n_classes, seed, inputs, targets, folds, parallel="sequential", requested="auto"):
+        calls["model"] = {"names": names, "kind": kind, "seed": seed, "parallel": parallel, "requested": requested,
+                          "sets": list(inputs)}
         onehot = np.eye(n_classes)[targets] if targets.ndim == 1 else targets
-        return "xgboost" if requested == "auto" else requested, 0.1 + 0.8 * onehot, {"xgboost": 0.4}
+        return "xgboost" if requested == "auto" else requested, "all", 0.1 + 0.8 * onehot, {"xgboost": 0.4}, {}
 
     for name in ("read_labelled", "single_label_issues", "multi_label_issues", "build_review"):
         spy(name, getattr(job, name))
-    monkeypatch.setattr(job, "choose_by_log_loss", model)
+    monkeypatch.setattr(job, "choose_model_and_set", model)
     monkeypatch.setattr(job, "start_ray", lambda address=None: calls.setdefault("ray", address))
     config = {"features": str(tmp_path / "f.parquet"), "output": str(tmp_path / "o"), "task": str(tmp_path / "t.yaml"),
               "ontology": str(tmp_path / "onto.json"), "include_random_weights": single, "seed": 5, "folds": 2,
@@ -273,7 +276,7 @@ def test_the_job_hands_what_was_asked_for_to_its_parts(tmp_path, monkeypatch, ki
     args, kwargs = calls["read_labelled"]
     assert args[2] == str(tmp_path / "onto.json") and kwargs["include_random_weights"] is single
     assert calls["model"] == {"names": CLASSIFIERS if single else ("mlp",), "kind": kind, "seed": 5,
-                              "parallel": config["parallel"], "requested": config["classifier"]}
+                              "parallel": config["parallel"], "requested": config["classifier"], "sets": ["all"]}
     assert ("ray" in calls) is single and calls.get("ray", config["ray_address"]) == config["ray_address"]
     args, kwargs = calls[f"{kind}_issues"]
     assert f"{'multi' if single else 'single'}_label_issues" not in calls and kwargs["seed"] == 5

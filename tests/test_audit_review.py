@@ -148,6 +148,9 @@ def test_server_serves_ranges_and_saves_verdicts(audited, server):
     assert _request(server + "../summary.json")[0] == 404
     assert _request(server + "api/verdicts", b'{"clip_id": "clip0001", "verdict": "nah", "sample": "random"}',
                     {"Content-Type": "application/json"})[0] == 400
+    status, body, _ = _request(server + "api/verdicts", b"[" * 100_000, {"Content-Type": "application/json"})
+    assert (status, json.loads(body)) == (400, {"error": "verdicts: the request nests deeper than 8 levels (a "
+                                                         "verdict file has 4)"})
     clip = sorted(c for sample, c in page_items(str(audited / "review")) if sample == "random")[0]
     rec = {"clip_id": clip, "given_labels": ["urban"], "verdict": "wrong", "sample": "random",
            "reviewer": "t", "time": "2026-01-01T00:00:00Z"}
@@ -428,6 +431,45 @@ def test_multi_label_page_takes_the_right_set_of_classes(tmp_path, browser):
     records = parse_verdicts(browser.execute_script("return window.acousticEnvReview.json()"))
     assert records[0]["corrected_label"] == [] and records[0]["verdict"] == "wrong"
     assert console_errors(browser) == []
+
+
+def test_ids_and_labels_that_html_reads_in_a_script_are_text_on_the_page(tmp_path, browser):
+    """Clip ids and classes from someone else's list holding ``<!--<script>`` (which hid the page's own script:
+    a blank page), ``</script>`` or ``]]>`` are shown as written, opened from disk and under ``--serve``."""
+    classes = ["<!--<script>", "</script>]]>"]
+    ids = ["<!--<script>", "</script>", "]]>", "a&amp;<b>"]
+    uris = [str(tone_clip(tmp_path / f"h{i}.wav", seconds=1.0, seed=i)) for i in range(len(ids))]
+    given = [[classes[i % 2]] for i in range(len(ids))]
+    table = pa.table({"clip_id": ids, "uri": uris, "start_s": [None] * 4, "end_s": [None] * 4, "group": [None] * 4,
+                      "given_labels": given, "suggested_labels": given[1:] + given[:1], "label_quality": [0.1] * 4,
+                      "flagged": [True] * 4, "suspect_rank": [1, 2, 3, 4], **{f"prob_{c}": [0.5] * 4 for c in classes}})
+    share = {"estimated_wrong_share": 0.5}
+    summary = {"audit_id": "<!--<script>", "task": {"name": "</script>", "kind": "single_label", "classes": classes},
+               "config": {"classifier": "logreg", "folds": 2}, "counts": {"audited": 4, "flagged": 4},
+               "noise": {**share, "per_class": dict.fromkeys(classes, share)}}
+    page = build_review(table, summary, str(tmp_path / "audit"), top=4, random_sample=0)
+    assert page_items(str(tmp_path / "audit" / "review")) == {("suspects", i) for i in ids}
+    srv = make_server(str(tmp_path / "audit"), port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        for url in (Path(page).as_uri(), f"http://127.0.0.1:{srv.server_address[1]}/"):
+            browser.get(url)
+            wait_for(browser, MEDIA_READY)
+            shown = browser.execute_script("return [...document.querySelectorAll('article')].map("
+                                           "a => [a.dataset.clip, a.querySelector('.given').textContent])")
+            assert shown == [[i, g[0]] for i, g in zip(ids, given)], url
+            assert browser.execute_script("return document.getElementById('title').textContent").startswith(
+                "Label review: </script> (4 clips")
+            _click(browser, "suspects", 0, "wrong")
+            records = parse_verdicts(browser.execute_script("return window.acousticEnvReview.json()"))
+            assert [(r["clip_id"], r["given_labels"], r["verdict"]) for r in records] == [
+                ("<!--<script>", ["<!--<script>"], "wrong")]
+            assert console_errors(browser) == []
+        wait_for(browser, "return document.body.dataset.saved === '1'")  # the served page posted it
+        assert [r["clip_id"] for r in read_verdicts([verdicts_uri(str(tmp_path / "audit"))])] == ["<!--<script>"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_verdict_store_upgrades_an_old_file_and_keeps_relabels(tmp_path):

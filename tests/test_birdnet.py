@@ -130,8 +130,9 @@ def test_extract_train_and_predict_with_birdnet(tmp_path: Path) -> None:
     data = generate_demo(tmp_path / "data", n_clips=10, duration_s=2.0, n_broken=0, seed=3)
     out = tmp_path / "features"
     run = ae.extract(str(data.clips_csv), str(out), audio_root=str(data.audio_dir), embedders=["birdnet"],
-                     allow_random_weights=True, progress=False)
+                     allow_random_weights=True, embed_precision="bf16", progress=False)
     assert run.counts["ok"] == 10 and run.weights == {"birdnet": SPEC.weights.sha256}
+    assert run.record["precision"] == {"birdnet": "fp32"}  # what it ran at, whatever --embed-precision asked
     assert "CC BY-NC-SA 4.0" in run.record["weights_licences"]["birdnet"]
     meta = read_metadata(pq.read_schema(next((out / "features").glob("*.parquet"))))
     assert meta["columns"]["birdnet"]["weights"] == SPEC.weights.sha256
@@ -142,3 +143,9 @@ def test_extract_train_and_predict_with_birdnet(tmp_path: Path) -> None:
     files = sorted(str(p) for p in data.audio_dir.iterdir())[:2]
     predicted = ae.predict(files, model).to_pylist()
     assert len(predicted) == 2 and all(r["error"] is None and r["predicted"] for r in predicted), predicted
+    # the command's console: the licence once, in the form of the tool's own warnings; TF Lite's INFO line not at all
+    r = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "predict", *files, "--model", model],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [f"acoustic-env: WARNING: birdnet: the weights ({SPEC.weights.source}) are "
+                                     f"licensed {SPEC.weights.licence}"]

@@ -199,6 +199,15 @@ def test_config_files_use_the_same_names():
     (["annotate", "--manifest", "m", "--model", "m", "--features", "f", "--output", "o", "--decode-max-duration-s",
       "0.1"], "extract.decode.max_duration_s: must be > decode.min_duration_s, got 0.1"),
     (["audit", "--output", "o"], "features: is required (--features or in --config)"),
+    # every job's seed is declared with its range: -1 used to start the job and fail after it
+    (["train", "--features", "f", "--output", "o", "--seed", "-1"],
+     "seed: must be an integer in [0, 2147483647], got -1"),
+    (["audit", "--features", "f", "--output", "o", "--seed", str(2**32)],
+     "seed: must be an integer in [0, 2147483647], got 4294967296"),
+    (["audioset", "sample", "--segments", "s.csv", "--output", "o.csv", "--total", "4", "--seed", "-1"],
+     "seed: must be an integer in [0, 2147483647], got -1"),
+    (["audioset", "frames", "--features", "f", "--output", "o.json", "--seed", "-1"],
+     "seed: must be an integer in [0, 2147483647], got -1"),
 ])
 def test_bad_flag_value_is_one_line(capsys, argv, message):
     assert main(argv) == 2

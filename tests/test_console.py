@@ -142,7 +142,7 @@ def makefile_demo() -> list[str]:
 
 def test_the_demo_is_quiet_and_its_audit_finds_the_flipped_labels(demo_run):
     """``make demo``'s command as written, on a smaller set (``--clips``, ``--duration``): generate →
-    extract (three embedders, random weights, six broken files) → train → audit, on a local Ray.
+    extract (the default embedders: BirdNET, pretrained; six broken files) → train → audit, on a local Ray.
     The audit is scored against the generator's truth: flip detection, end to end from audio.
     The run is the session's one demo (the "Choosing a model" page's first command, which is this one)."""
     argv = shlex.split(choosing_commands()[0])[1:]
@@ -157,6 +157,10 @@ def test_the_demo_is_quiet_and_its_audit_finds_the_flipped_labels(demo_run):
     assert re.search(r"\b\d+ of \d+ clips\b", text)  # the extract job's progress line
     assert any(line.startswith("audit ") for line in lines) and any(line.startswith("train run") for line in lines)
     assert re.search(r"^extract: \d+ clips in features/, 6 in errors/", text, re.MULTILINE), text
+    # no flag: the pretrained embedder runs, random weights never do, and the line says why the others are left out
+    assert re.search(r"^  embedders \(auto\): birdnet \(pretrained, checked\); left out: vggish, yamnet, panns: no "
+                     r"checkpoint in the weights cache", text, re.MULTILINE), text
+    assert "random" not in text.split("training (")[0].replace("never uses random", ""), text
     found = re.search(r"(\d+) labels were flipped; precision ([\d.]+), recall ([\d.]+)", text)
     assert found, text
     flipped, precision, recall = int(found.group(1)), float(found.group(2)), float(found.group(3))

@@ -133,7 +133,7 @@ def test_the_extract_decodes_then_runs_the_device_stage(ray_session, tmp_path):
     one device actor run (no embedder pool), every clip is written once, and the vectors are the stage's own.
     The features are of raw only and YAMNet embeds raw and fg: the separation runs for the embedder alone."""
     from acoustic_env.demo.synth import generate_demo
-    from acoustic_env.jobs.extract import resolve_weights
+    from acoustic_env.jobs.extract import choose_embedders, resolve_weights
 
     demo = generate_demo(tmp_path / "demo", n_clips=6, seed=4, duration_s=1.5, n_broken=1)
     cfg = from_dict(ExtractConfig, {"manifest": str(demo.clips_csv), "audio_root": str(demo.audio_dir),
@@ -142,7 +142,7 @@ def test_the_extract_decodes_then_runs_the_device_stage(ray_session, tmp_path):
                                     "device_batch_size": 3, "features": {"signals": ["raw"]}, "progress": False})
     plan = dataclasses.replace(plan_extract_resources({"CPU": 2.0, "GPU": 1.0}, n_embedders=1), device="cpu",
                                device_gpus=0.0)  # the session's Ray: 2 CPUs, no GPU
-    weights = resolve_weights(cfg)
+    weights = resolve_weights(choose_embedders(cfg, verify=True)[1])
     table = read_manifest(cfg.manifest, cfg.audio_root).table
     totals = run_pipeline([table], table.num_rows, cfg, "r1", table_metadata(cfg, "r1", weights), weights,
                           resources=plan)

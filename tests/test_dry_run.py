@@ -147,7 +147,7 @@ def test_output_that_is_a_file_is_one_line(command, clips, tmp_path, capsys):
     args = {"extract": ["--manifest", str(clips.clips_csv), "--output", str(a_file)],
             "train": ["--features", table, "--output", str(a_file)],
             "audit": ["--features", table, "--output", str(a_file)],
-            "annotate": ["--manifest", str(clips.clips_csv), "--model", str(tmp_path), "--features", table,
+            "annotate": ["--manifest", str(clips.clips_csv), "--model", str(clips.audio_dir), "--features", table,
                          "--output", str(a_file)]}[command]
     for dry in ([], ["--dry-run"]):
         assert main([command, *args, *dry]) == 2
@@ -217,7 +217,7 @@ def test_audit_and_annotate_keep_a_record_from_start_to_failure(tmp_path, monkey
     def crash(*args, **kwargs):
         raise RuntimeError("the raylet died\nsecond line")
 
-    monkeypatch.setattr(audit_job, "choose_by_log_loss", crash)
+    monkeypatch.setattr(audit_job, "choose_model_and_set", crash)
     with pytest.raises(RuntimeError):
         audit_job.run_audit(from_dict(AuditConfig, {"features": features, "output": str(tmp_path / "audit"),
                                                     "parallel": "sequential"}))

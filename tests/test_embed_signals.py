@@ -52,13 +52,18 @@ def test_the_field_defaults_to_raw_and_a_bad_value_is_one_line_naming_it():
             _config(embedders=["yamnet"], embed_signals=value)
     with pytest.raises(ConfigError, match=r"^embed_signals: names the signals the embedders embed: add --embedders, "
                                           r"got 'fg'$"):
-        _config(embed_signals="fg")
+        _config(embedders=["none"], embed_signals="fg")
+    # auto that finds no embedder: the same line, once the choice is known (before anything starts)
+    from acoustic_env.jobs.extract import choose_embedders
+    with pytest.raises(ConfigError, match=r"^embed_signals: names the signals the embedders embed, and no embedder "
+                                          r"runs \(embedders: none \(\$ACOUSTIC_ENV_EMBEDDERS none\)\)"):
+        choose_embedders(_config(embed_signals="fg"), verify=False)
     # train takes the separated signals' columns by name
     assert from_dict(TrainConfig, {"features": "f", "output": "o", "feature_groups": ["yamnet_fg", "panns_bg"]})
     with pytest.raises(ConfigError, match=r"^feature_groups: must be a subset"):
         from_dict(TrainConfig, {"features": "f", "output": "o", "feature_groups": ["yamnet_raw"]})
     # annotate sets the embedders and their signals from the model: neither is one of its extract options
-    with pytest.raises(ConfigError, match=r"^extract\.embed_signals: names the signals"):
+    with pytest.raises(ConfigError, match=r"^extract\.embed_signals: annotate sets it itself"):
         from_dict(AnnotateConfig, {"model": "m", "features": "f", "output": "o", "manifest": "l.csv",
                                    "extract": {"embed_signals": ["fg"]}})
 

@@ -28,6 +28,7 @@ from conftest import require
 from acoustic_env.vocabulary import classes as labels
 from acoustic_env.cli.models import (
     add_models_parser,
+    format_table,
     models_convert,
     models_fetch,
     models_list,
@@ -519,6 +520,13 @@ def test_models_command_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> N
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "missing" in out and "Cnn14_16k_mAP=0.438.pth" in out
+    table = out.splitlines()[1:]  # after the cache's line: every column starts where its header does
+    starts = [table[0].index(h) for h in ("status", "sha256", "path")]
+    for line, r in zip(table[1:], models_list(str(tmp_path))):
+        cells = (r["status"], (r["sha256"] or "")[:16], r["path"])
+        assert [line.find(c, s) if c else s for c, s in zip(cells, starts)] == starts, line
+    assert format_table([{"name": "a", "status": "bad", "size": 3, "sha256": "0" * 64, "path": "/p", "reason": "why"}]
+                        ).splitlines()[1:] == ["a     bad        3  0000000000000000  /p", "      why"]
 
 
 # --- VGGish post-processing --------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_the_readme_walkthrough_runs_as_written(demo_run):
     assert made.returncode == 0, made.stdout + made.stderr
     r = subprocess.run(train_grid, shell=True, cwd=cwd, env=shell_env(), capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, f"{train_grid}\n{r.stdout}\n{r.stderr}"
-    cells = 4 + (importlib.util.find_spec("ai_edge_litert") is not None)  # none and the embedders: BirdNET's extra
+    cells = 1 + (importlib.util.find_spec("ai_edge_litert") is not None)  # none, and BirdNET when its extra is in
     assert "<- winner, saved" in r.stdout and f"grid: {cells} cells in" in r.stdout, r.stdout
     assert (cwd / "demo-output" / "grid" / "model" / "model.json").is_file()
     assert (cwd / "demo-output" / "grid" / "report" / "grid.png").is_file()

@@ -167,10 +167,10 @@ def test_sample_never_replaces_its_input(tmp_path, capsys):
     (tmp_path / "sub").mkdir()
     for output in (segments, tmp_path / "sub" / ".." / "same.csv", tmp_path / "link.csv", tmp_path / "hard.csv"):
         code, out, err = _run(_sample(segments, output), capsys)
-        _one_line_error(code, err, "output:", "is the segments list this job reads")
+        _one_line_error(code, err, "output:", "is the segments this job reads")
     evaluation = _lines(tmp_path / "eval.csv", GOOD[:1])
     code, out, err = _run(_sample(segments, evaluation, "--per-class", "1", "--exclude", str(evaluation)), capsys)
-    _one_line_error(code, err, "output:", f"is the exclude list {evaluation}")
+    _one_line_error(code, err, "output:", f"is the exclude this job reads ({evaluation})")
     # the report beside the output (<name>.report.json) must not replace an input either
     report_named = _lines(tmp_path / "x.report.json", GOOD)
     code, out, err = _run(_sample(report_named, tmp_path / "x.csv"), capsys)
@@ -183,7 +183,7 @@ def test_fetch_never_replaces_its_list_with_its_manifest(tmp_path, capsys, no_do
     (tmp_path / "out").mkdir()
     segments = _lines(tmp_path / "out" / "manifest.csv", GOOD)
     code, out, err = _run(_fetch(segments, tmp_path / "out"), capsys)
-    _one_line_error(code, err, "output (its manifest.csv):", "is the segments list")
+    _one_line_error(code, err, "output:", "holds the segments this job reads")
     assert segments.read_text().count("vidgood") == 4 and not (tmp_path / "out" / "runs").exists()
 
 
@@ -195,7 +195,7 @@ def test_fetch_never_replaces_its_list_with_its_manifest(tmp_path, capsys, no_do
 def test_sample_output_that_cannot_be_written_is_one_line(tmp_path, capsys, where, words):
     segments = _lines(tmp_path / "list.csv", GOOD)
     (tmp_path / "folder").mkdir()
-    output = {"folder": tmp_path / "folder", "below a file": segments / "s.csv",
+    output = {"folder": tmp_path / "folder", "below a file": _lines(tmp_path / "other.csv", GOOD) / "s.csv",
               "/proc": Path("/proc/acoustic-env-sample-test.csv")}[where]
     code, out, err = _run(_sample(segments, output), capsys)
     _one_line_error(code, err, "output", words)
@@ -204,7 +204,7 @@ def test_sample_output_that_cannot_be_written_is_one_line(tmp_path, capsys, wher
 
 def test_fetch_output_that_is_a_file_is_one_line(tmp_path, capsys, no_downloads):
     segments = _lines(tmp_path / "list.csv", GOOD)
-    code, out, err = _run(_fetch(segments, segments), capsys)
+    code, out, err = _run(_fetch(segments, _lines(tmp_path / "other.csv", GOOD)), capsys)
     _one_line_error(code, err, "output:", "is a file; give a directory")
 
 

@@ -105,6 +105,7 @@ def test_the_device_stage_gives_the_numpy_images(tmp_path, device):
     batch of clips of two lengths and a file that is not audio: the images to 1e-3 dB before the 8-bit column,
     the column within one step after it, the error row without an image, the stage timed."""
     cfg = from_dict(ExtractConfig, {"manifest": str(mixed_clips(tmp_path / "clips")), "output": str(tmp_path / "o"),
+                                    "embedders": [],
                                     "features": {"logmel": True, "signals": "raw", "spectral": False}})
     table = read_manifest(cfg.manifest).table
     schema = row_schema(table.schema, vector_columns(cfg), stages(cfg), (), image_columns(cfg))

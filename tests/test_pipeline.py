@@ -33,7 +33,7 @@ def truth(demo) -> dict[str, dict[str, str]]:
 
 def config(demo, output: Path, **kw):
     return from_dict(ExtractConfig, {"manifest": str(demo.clips_csv), "audio_root": str(demo.audio_dir),
-                                     "output": str(output), "progress": False, **kw})
+                                     "output": str(output), "progress": False, "embedders": [], **kw})
 
 
 def features_ids(output: Path) -> list[str]:

@@ -97,6 +97,8 @@ def test_predict_files_equals_annotate_and_keeps_the_broken_file(world, tmp_path
     assert len(rows) == len(files) and [r["uri"] for r in rows] == files
     broken = [r for r in rows if r["error"]]
     assert len(broken) == data.n_broken and all(r["predicted"] is None for r in broken)
+    # a clip not scored has null probabilities, as a silent clip has (NaN was "nan" in a CSV, beside empty cells)
+    assert all(r["prob_urban"] is None and r["prob_natural"] is None for r in broken)
     annotated = _annotated(world, tmp_path)
     scored = [r for r in rows if not r["error"]]
     assert len(scored) == data.n_good == len(annotated)

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,8 @@ import pytest
 import soundfile as sf
 
 from acoustic_env.demo.synth import generate_demo
+from acoustic_env.table import read_features
+from worlds import shell_env
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ def _recordings(work: Path) -> None:
 
 def test_the_guide_runs_as_written(tmp_path):
     _recordings(tmp_path)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = shell_env()  # a user's shell: the default --embedders auto
     commands = [line for b in blocks("sh") for line in b.splitlines() if line.startswith("acoustic-env ")]
     for command in commands:
         r = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
@@ -81,6 +82,7 @@ def test_the_guide_runs_as_written(tmp_path):
             assert "(dry run)" in r.stdout, command
     assert len(list((tmp_path / "extracted" / "features").glob("*.parquet")))
     assert (tmp_path / "trained" / "model" / "model.json").is_file()
+    assert "birdnet" in read_features(str(tmp_path / "extracted")).columns  # no flag: the pretrained embedder ran
     assert (tmp_path / "audit" / "audit.parquet").is_file()
     predictions = list(csv.DictReader((tmp_path / "predictions.csv").open()))
     assert len(predictions) == 3 and all(p["predicted"] in ("urban", "natural") for p in predictions)

@@ -191,6 +191,18 @@ def test_fsd50k_refuses_bins_outside_the_vocabulary(tmp_path):
         prepare_fsd50k(str(root), str(tmp_path / "out"))
 
 
+def test_fsd50k_refuses_a_tag_holding_the_label_separator(tmp_path):
+    """A tag with ``;`` (someone else's vocabulary) would come back from the clip list as two labels."""
+    dev = [*FSD_DEV, (16403, "Rain;Thunder,Rain", "train", "u16403")]
+    root = make_fsd50k(tmp_path / "FSD50K", dev, vocabulary_extra=("Rain;Thunder",))
+    with pytest.raises(ManifestError) as caught:
+        prepare_fsd50k(str(root), str(tmp_path / "out"))
+    assert str(caught.value) == (f"{root / 'FSD50K.ground_truth' / 'dev.csv'}: row 7: tag 'Rain;Thunder' holds ';', "
+                                 "which separates the labels of a clip in the clip list; rename the tag in "
+                                 "vocabulary.csv and dev.csv")
+    assert not (tmp_path / "out" / "fsd50k.csv").exists()
+
+
 def test_fsd50k_eight_bins_each_refine_one_of_the_four_and_name_ontology_classes():
     """Every tag of the four bins sits in an eight-bin class named after its four-bin class (``urban_*`` ...);
     every tag of both files is an AudioSet ontology class as FSD50K writes it (", " and ", and " as "_and_")."""

@@ -271,3 +271,54 @@ def test_compaction_writes_an_empty_errors_part_and_keeps_old_rows_without_a_run
     assert index.errors["run_id"].null_count == 2 and index.errors["message"].to_pylist() == [None, None]
     assert layout.compact_errors(str(out), "r10", index, layout.id_hashes(pa.array(["g"]))) == 1
     assert pq.read_table(out / "errors")["clip_id"].to_pylist() == ["g"]  # a is done: its row goes
+
+
+def test_a_resume_takes_only_the_parts_runs_wrote_and_changes_no_other_file(tmp_path, caplog):
+    """Issue 60: a Parquet file another command wrote into features/ or errors/ (a ``--save``, an export) is no
+    part: its clips do not count as done, the real part keeps its rows whether the file sorts before it
+    (``found``: taken as the first copy, it pushed three clips out of the part) or after (``x``: deleted as the
+    later copy), and the compaction of errors/ neither reads nor deletes one there."""
+    out = tmp_path / "out"
+    features_part(out, "r1-aa", ["a", "b", "c", "d"])
+    for name in ("found", "x"):
+        write_parquet(pa.table({"clip_id": ["a", "b", "e"], "x": [7, 8, 9]}), str(out / "features" / f"{name}.parquet"))
+    write_parquet(pa.table({"clip_id": ["f"], "predicted": ["urban"]}), str(out / "errors" / "saved.parquet"))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with caplog.at_level("WARNING", logger="acoustic_env.layout"):
+        plan = layout.make_plan(pa.table({"clip_id": list("abcdef")}), str(out))
+    assert plan.duplicates_repaired == 0 and plan.todo["clip_id"].to_pylist() == ["e", "f"]
+    assert sorted(Path(p).name for p in plan.index.foreign) == ["found.parquet", "saved.parquet", "x.parquet"]
+    assert "left alone 3 file(s) that no extract run wrote" in caplog.text
+    layout.compact_errors(str(out), "r2", plan.index, layout.id_hashes(plan.todo["clip_id"]))
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after.pop(out / "errors" / "errors-r2.parquet") and after == before
+
+
+def test_a_rerun_with_other_settings_says_the_clips_done_keep_theirs(tmp_path, caplog):
+    """Issue 60: extract again into an output with other features (or embedders) skipped every clip as done and
+    said nothing; now one line says which settings differ and that a new --output computes them. A run that
+    asks for less than the clips have (annotate with one of the table's embedders) says nothing."""
+    from acoustic_env.config import ExtractConfig, from_dict
+    from acoustic_env.demo.synth import generate_demo
+    from acoustic_env.jobs.extract import extract
+
+    data = generate_demo(tmp_path / "data", n_clips=3, duration_s=1.0, n_broken=0, seed=3)
+    base = {"manifest": str(data.clips_csv), "audio_root": str(data.audio_dir), "output": str(tmp_path / "out"),
+            "progress": False, "weights_cache": str(tmp_path / "no-weights")}
+
+    def run(**features: object) -> tuple[dict, list[str]]:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="acoustic_env.jobs.extract"):
+            result = extract(from_dict(ExtractConfig, {**base, "features": {"spectral": False, **features}}))
+        return result.record, [r.getMessage() for r in caplog.records if "other settings" in r.getMessage()]
+
+    first, said = run(signals=["raw", "fg"])
+    assert first["counts"]["ok"] == 3 and said == []
+    record, said = run(signals=["raw", "bg"], spectral=True)
+    assert record["counts"]["skipped"] == 3 and record["counts"]["processed"] == 0
+    assert said == [f"3 clips already in {tmp_path / 'out'} count as done, but runs that wrote them used other "
+                    "settings (features.signals raw,fg -> raw,bg; features.spectral False -> True): they keep their "
+                    "values; to compute every clip with these settings, give a new --output"]
+    assert record["other_settings"] == {"features.spectral": "False -> True", "features.signals": "raw,fg -> raw,bg"}
+    record, said = run(signals=["fg"])  # fewer signals: nothing the clips lack
+    assert said == [] and record["other_settings"] == {}

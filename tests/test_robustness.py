@@ -257,6 +257,13 @@ def test_redact_user_info_and_secret_query_values():
     assert "https://***@host/a.wav?x=1&token=***" in out and "#f" in out
 
 
+def test_redact_keeps_the_punctuation_after_a_secret():
+    """The message's own ``:`` (or ``,``, ``.``, ``)``) after a redacted value stays; one inside the value goes."""
+    assert redact("cannot read https://h/a?token=t0k: not found") == "cannot read https://h/a?token=***: not found"
+    assert redact("(https://h/a?sig=s1g), then h://b?key=k3y.") == "(https://h/a?sig=***), then h://b?key=***."
+    assert redact("https://h/a?token=t0k:more.t0k;x t") == "https://h/a?token=*** t"
+
+
 def test_failed_write_leaves_no_temporary(tmp_path):
     """A full disk mid-write (here: the file-size limit, EFBIG) must not leave .tmp-* behind."""
     script = ("import os, resource, sys\nimport pyarrow as pa\nfrom acoustic_env.storage import write_parquet\n"

@@ -16,7 +16,8 @@ from acoustic_env.learn.cv import cross_validate
 from acoustic_env.learn.portable import from_zoo
 from acoustic_env.learn.search import SearchPlan, grouped_search, inner_splits
 from acoustic_env.learn.splits import assign_folds
-from acoustic_env.learn.zoo import CANDIDATES, PARAMS, ZooClassifier, make_estimator
+from acoustic_env.learn.params import SPACES, Space, one_of
+from acoustic_env.learn.zoo import PARAMS, ZooClassifier, make_estimator
 
 
 def _clips(n: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,7 +89,9 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(name, 
             continue
         mine = [t for t in spied if t["owner"] is est]
         assert len(mine) == 2 * 2  # 2 settings x 2 inner folds, each fitted and scored
-        assert [t["overrides"] for t in mine[::2]] == CANDIDATES[name][:2]
+        space = SPACES[name]  # the defaults first, then a setting drawn from the space, each as the model's overrides
+        assert [t["overrides"] for t in mine[::2]] == [space.overrides(t["params"], est.params) for t in record.trials]
+        assert record.trials[0]["params"] == space.defaults(est.params) != record.trials[1]["params"]
         for t in mine:  # the clips themselves, as the trial saw them
             assert set(t["fitted"]) <= set(rows) and set(t["scored"]) <= set(rows)
             assert not set(t["scored"]) & evaluating and not set(t["fitted"]) & evaluating
@@ -97,31 +100,40 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(name, 
 
 
 def test_the_search_keeps_the_best_setting_and_refits_it_on_all_rows():
-    """Two settings of xgboost on an XOR target: one stump cannot learn it, trees of depth 4 on both features can."""
+    """xgboost on an XOR target over a space of 4 settings: one stump cannot learn it, trees of depth 4 can."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((160, 3)).astype(np.float32)
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
     groups = np.arange(160) // 2
-    stumps, trees = {"max_depth": 1, "n_estimators": 1}, {"colsample_bytree": 1.0}
-    record = grouped_search(lambda o: make_estimator("xgboost", "single_label", 2, threads=1, **o),
-                            [stumps, trees], x, y, groups, 3, seed=0, kind="single_label")
-    assert [t["params"] for t in record.trials] == [stumps, trees] and record.best == trees
-    assert record.trials[1]["score"] > 0.8 > record.trials[0]["score"] and record.fits == 6
-    assert grouped_search(lambda o: None, [{}], x, y, groups, 3, 0, "single_label") is None  # one setting: no search
+    stumps = {"max_depth": 1, "n_estimators": 1}
+    space = Space({"max_depth": one_of(1, 4), "n_estimators": one_of(1, 50)})
+    record = grouped_search(lambda s: make_estimator("xgboost", "single_label", 2, threads=1, colsample_bytree=1.0,
+                                                     **s), space, stumps, 6, x, y, groups, 3, seed=0,
+                            kind="single_label")
+    settings = [t["params"] for t in record.trials]  # 6 asked of a space of 4: each tried once, the defaults first
+    assert settings[0] == stumps and len(settings) == 4 and record.asked == 6 and record.fits == 12
+    assert sorted(map(str, settings)) == sorted(map(str, [{"max_depth": d, "n_estimators": n} for d in (1, 4)
+                                                          for n in (1, 50)]))
+    assert record.best == {"max_depth": 4, "n_estimators": 50} and record.trials[0]["score"] < 0.8
+    assert max(t["score"] for t in record.trials) > 0.8
+    assert grouped_search(lambda o: None, space, stumps, 1, x, y, groups, 3, 0, "single_label") is None  # one trial
     assert inner_splits(y, np.zeros(160), 3, 0) == []  # one group: no folds
 
 
 @pytest.mark.slow
 def test_a_searched_mlp_saves_the_network_it_chose(monkeypatch):
-    """The portable form is built from the chosen network's own settings, not the defaults."""
+    """The portable form is built from the chosen network's own settings, not the defaults: a default network that
+    cannot learn in 3 rounds (learning rate 1e-6) against the same space's others."""
     x, y, groups = _clips(80)
-    wide = {"network": {**PARAMS["mlp"]["network"], "depth": 1, "width": 16}}
-    monkeypatch.setitem(CANDIDATES, "mlp", [{"network": {**wide["network"], "lr": 1e-6}}, wide])
-    fitted = make_estimator("mlp", "single_label", 2, threads=1, max_rounds=3, search=SearchPlan(2, 2)).fit(
-        x, y, groups=groups)
-    assert fitted.search_.best == wide and fitted.params_["network"] == wide["network"]
+    still = {**PARAMS["mlp"]["network"], "depth": 2, "width": 8, "lr": 1e-6}
+    monkeypatch.setitem(SPACES, "mlp", Space({"depth": one_of(2, 1), "width": one_of(8, 16), "lr": one_of(1e-6, 1e-2)},
+                                             within="network"))
+    fitted = make_estimator("mlp", "single_label", 2, threads=1, max_rounds=3, network=still,
+                            search=SearchPlan(8, 2)).fit(x, y, groups=groups)
+    best = fitted.search_.best
+    assert best["lr"] == 1e-2 and fitted.params_["network"] == {**still, **best}
     saved = from_zoo(fitted)
-    assert saved.spec["architecture"]["depth"] == 1 and saved.spec["architecture"]["width"] == 16
+    assert saved.spec["architecture"]["depth"] == best["depth"] and saved.spec["architecture"]["width"] == best["width"]
     np.testing.assert_allclose(saved.predict_proba(x), fitted.predict_proba(x), rtol=0, atol=1e-6)
 
 

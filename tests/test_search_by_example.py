@@ -16,11 +16,16 @@ import io
 import re
 import shlex
 import shutil
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import documentation
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from worlds import MEDIA_READY, console_errors, fetched_elsewhere, wait_for
@@ -29,6 +34,7 @@ import acoustic_env as ae
 from acoustic_env.cli import main
 from acoustic_env.demo.synth import make_clip
 from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs.search import result_lines, write_page
 
 N_CLIPS = 10
 RANDOM = ("--include-random-weights",)
@@ -192,3 +198,71 @@ def test_an_example_given_as_a_url_shows_no_credentials_on_the_console():
     found = Found(pa.Table.from_pylist([row], schema=SCHEMA), "yamnet", ("yamnet",), "random", 1, "r.json")
     text = "\n".join(result_lines(found, "http://KEYSECRET:PWSECRET@h/x.wav?token=TOKSECRET"))
     assert "http://" in text and not any(s in text for s in ("KEYSECRET", "PWSECRET", "TOKSECRET")), text
+
+
+class _Guarded(SimpleHTTPRequestHandler):
+    """Serves a file only to a request that carries the token, as a signed URL's server does."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.endswith("?token=abc"):
+            super().do_GET()
+        else:
+            self.send_error(403)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def example_url(world):
+    """An HTTP URL of ``outside/c1_copy.wav`` holding a user, a password and the token its server wants."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Guarded, directory=str(world["outside"])))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://alice:s3cret@127.0.0.1:{server.server_address[1]}/c1_copy.wav?token=abc"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("saved", ["found.csv", "found.parquet"])
+def test_an_example_url_leaves_no_secret_in_the_saved_table_or_the_page(world, example_url, saved, tmp_path, capsys):
+    """The saved table's ``uri`` goes through the console's redaction; the page still plays the example."""
+    assert main(["search", "--features", str(world["out"]), "--example", example_url, "-k", "2", *RANDOM,
+                 "--weights-cache", str(world["root"] / "no-weights"), "--save", str(tmp_path / saved),
+                 "--page", str(tmp_path / "page")]) == 0
+    table = (pcsv.read_csv if saved.endswith(".csv") else pq.read_table)(tmp_path / saved)
+    assert table["clip_id"][0].as_py() == "c1_copy" and "c1" in table["clip_id"].to_pylist()
+    uri = table["uri"][0].as_py()
+    assert uri.startswith("http://***@127.0.0.1:") and uri.endswith("/c1_copy.wav?token=***"), uri
+    written = [capsys.readouterr().out, str(table.to_pylist()), (tmp_path / "page" / "index.html").read_text()]
+    assert not [w for w in written if "s3cret" in w or "abc" in w], written
+    assert "audio unavailable" not in written[2] and len(list((tmp_path / "page" / "assets").glob("c1_copy-*"))) == 2
+
+
+def test_an_example_given_as_audio_gets_predicts_note(world, tmp_path):
+    """Cut to the table's 1.5 s, or digital silence: the console and the page say so, as predict's answer does."""
+    cut = ae.search(str(world["out"]), str(world["outside"] / "c1_copy.wav"), include_random_weights=True, k=2,
+                    weights_cache=str(world["root"] / "no-weights"))
+    assert result_lines(cut, "c1_copy.wav")[1] == "  the example: cut: scored the first 1.5 s of 2.0 s"
+    sf.write(tmp_path / "hush.wav", np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    silent = ae.search(str(world["out"]), str(tmp_path / "hush.wav"), include_random_weights=True, k=2,
+                       weights_cache=str(world["root"] / "no-weights"))
+    assert silent.note.startswith("silent: digital silence (RMS below decode.silence_rms")
+    page = write_page(silent, str(tmp_path / "page"), "hush.wav")
+    assert f"<p class='note example-note'>The example: {silent.note}</p>" in Path(page).read_text()
+    on_the_table = ae.search(str(world["out"]), "c1", include_random_weights=True, k=2)
+    assert on_the_table.note is None and len(result_lines(on_the_table, "c1")) == 2 + 3
+
+
+@pytest.mark.parametrize("case", ["one clip", "identical vectors", "all zeros"])
+def test_a_table_whose_vectors_are_all_alike_is_one_line(case, tmp_path, capsys):
+    table = synthetic_features(1 if case == "one clip" else 4, embedders=("yamnet",), seed=2).table
+    at = table.schema.get_field_index("yamnet")
+    if case != "one clip":
+        value = np.zeros(1024, np.float32) if case == "all zeros" else table["yamnet"][0].values.to_numpy()
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.tile(value, table.num_rows)), 1024)
+        table = table.set_column(at, table.schema.field(at), vectors)
+    out = write_features(table, str(tmp_path / "t"), n_parts=1)
+    err = _fails(capsys, "--features", out, "--example", "clip0000000", *RANDOM)
+    held = "one clip with finite yamnet vectors" if case == "one clip" else \
+        "4 clips with finite yamnet vectors, all alike"
+    assert f"features: {out} holds {held}: every dimension is constant" in err, err

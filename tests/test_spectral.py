@@ -138,10 +138,11 @@ def test_metadata_and_vector_columns_by_default():
     meta = feature_metadata(P)
     assert meta["spectral_fg"]["names"] == spectral_names(P) and meta["spectral_fg"]["shape"] == [232]
     assert len(meta["spectral_fg"]["mel_hz"]) == 40
-    cfg = from_dict(ExtractConfig, {"manifest": "m.csv", "output": "out"})
+    cfg = from_dict(ExtractConfig, {"manifest": "m.csv", "output": "out", "embedders": []})
     cols = vector_columns(cfg)
     assert cols["spectral_raw"] == cols["spectral_bg"] == 232 and cols["indices_raw"] == 60
-    off = from_dict(ExtractConfig, {"manifest": "m.csv", "output": "out", "features": {"spectral": False}})
+    off = from_dict(ExtractConfig, {"manifest": "m.csv", "output": "out", "embedders": [],
+                                    "features": {"spectral": False}})
     assert not any(c.startswith("spectral_") for c in vector_columns(off))
 
 

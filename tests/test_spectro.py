@@ -101,3 +101,37 @@ def test_the_network_scores_any_number_of_frames():
     net = SpectroCNN(16, 1, [4, 8], 0.0, [2, 4]).eval()
     for frames in (40, 61, 300):
         assert net(torch.zeros(2, 16, frames)).shape == (2, 1)
+
+
+def test_the_networks_parameters_are_those_a_saved_model_stores():
+    """A saved CNN is its ``state_dict``: every key and shape is part of the format (no convolution bias: batch norm
+    follows; dropout before the one linear layer, which reads the mean and the max over time of each channel)."""
+    net = SpectroCNN(16, 3, [4, 8], 0.2, [2, 4])
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items() if "running" not in k and "tracked" not in k}
+    assert shapes == {"mean": (), "std": (), "blocks.1.weight": (4, 1, 3, 3), "blocks.2.weight": (4,),
+                      "blocks.2.bias": (4,), "blocks.5.weight": (8, 4, 3, 3), "blocks.6.weight": (8,),
+                      "blocks.6.bias": (8,), "head.1.weight": (3, 16), "head.1.bias": (3,)}
+    assert isinstance(net.head[0], torch.nn.Dropout) and net.head[0].p == 0.2
+
+
+def test_the_network_computes_what_its_docstring_says():
+    """Standardised by its buffers, pooled, each block a 3 x 3 convolution (padded by 1), batch norm, ReLU and 2 x 2
+    max pooling, the mean over bands, then the mean and the max over time into the linear layer."""
+    f = torch.nn.functional
+    torch.manual_seed(0)
+    net = SpectroCNN(16, 2, [4, 8], 0.0, [1, 2])
+    net.mean.fill_(-50.0)
+    net.std.fill_(6.0)
+    for block in (net.blocks[2], net.blocks[6]):
+        block.running_mean.uniform_(-0.5, 0.5)
+        block.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    x = torch.tensor(_images(3, frames=40)[0])
+    z = f.avg_pool2d(((x + 50.0) / 6.0).unsqueeze(1), (1, 2))
+    for conv, bn in ((net.blocks[1], net.blocks[2]), (net.blocks[5], net.blocks[6])):
+        z = f.max_pool2d(f.relu(f.batch_norm(f.conv2d(z, conv.weight, padding=1), bn.running_mean, bn.running_var,
+                                             bn.weight, bn.bias, eps=bn.eps)), 2)
+    z = z.mean(dim=2)
+    expected = net.head[1](torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), expected)

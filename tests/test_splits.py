@@ -144,8 +144,24 @@ def test_assign_folds_single_label_keeps_groups_and_class_balance_and_the_seed()
     alone = assign_folds(y, np.arange(24).astype(str), ("a", "b"), 4, seed=1)
     assert [np.bincount(y[alone == k]).tolist() for k in range(4)] == [[2, 4]] * 4
     np.testing.assert_array_equal(alone, assign_folds(y, np.arange(24).astype(str), ("a", "b"), 4, seed=1))
-    just = assign_folds(np.array([0, 1, 0, 1]), np.array(["p", "q", "p", "q"]), ("a", "b"), 2, seed=0)
-    assert sorted(just.tolist()) == [0, 0, 1, 1] and not leaks(np.array(["p", "q", "p", "q"]), just)
+    just = assign_folds(np.array([0, 1, 0, 1]), np.array(["p", "p", "q", "q"]), ("a", "b"), 2, seed=0)
+    assert sorted(just.tolist()) == [0, 0, 1, 1] and not leaks(np.array(["p", "p", "q", "q"]), just)
+
+
+@pytest.mark.parametrize("targets", [np.array([0, 1, 0, 1, 0, 1, 1, 1]),
+                                     np.array([[1, 0], [0, 1], [1, 0], [0, 1], [1, 0], [0, 1], [0, 1], [0, 1]])])
+def test_a_class_whose_clips_are_all_in_one_group_stops_naming_the_class_and_its_groups(targets):
+    """Enough clips, but every clip of class 'a' is of recording r1 (or every one of class 'b' of r2, as with two
+    groups and two folds): the fold holding them is scored by a model that never saw the class. That used to run and
+    report the class's recall as 0.000; now one line names the class, its group and what the split needs."""
+    groups = np.array(["r1", "r2", "r1", "r3", "r1", "r4", "r5", "r6"])
+    with pytest.raises(ConfigError) as caught:
+        assign_folds(targets, groups, ("a", "b"), 3, seed=0, field="cv_folds")
+    assert str(caught.value) == ("cv_folds: class 'a' has its 3 clips in 1 group(s) (r1), all in one fold, so the "
+                                 "model scoring them never learns 'a'; grouped cross-validation needs its clips in 2 "
+                                 "groups or more")
+    with pytest.raises(ConfigError, match=r"^folds: class 'a' has its 2 clips in 1 group\(s\) \(p\), all in one"):
+        assign_folds(np.array([0, 1, 0, 1]), np.array(["p", "q", "p", "q"]), ("a", "b"), 2)
 
 
 def test_assign_folds_errors_name_the_option_the_class_and_the_count():

@@ -242,7 +242,8 @@ def test_parts_of_different_runs(tmp_path):
     features = read_features(str(tmp_path / "extract"), feature_groups=["clap"])
     assert list(features.ids) == [f"clip{i:07d}" for i in range(10, 20)]
     assert features.excluded["rows"] == {"missing_features": 10, "non_finite_features": 0}
-    pq.write_table(second, out / "part-c.parquet")
+    pq.write_table(table.slice(10, 5), out / "part-b.parquet")  # the later run's part holds the other five
+    pq.write_table(second.slice(5), out / "part-c.parquet")
     assert read_features(str(tmp_path / "extract")).excluded["columns"]["clap"] == RANDOM_REASON
 
 
@@ -297,3 +298,22 @@ def test_an_image_column_round_trips_within_half_a_step_and_is_no_feature_group(
     pq.write_table(table, tmp_path / "features" / "part-0.parquet")
     chosen, excluded = select_groups(open_table(str(tmp_path)))
     assert [g.name for g in chosen] == ["indices_raw"] and "logmel" not in excluded
+
+
+def test_a_clip_held_by_two_rows_is_refused_naming_the_files(tmp_path, capsys):
+    """Issue 60, item 9: a clip in two parts (a file copied into features/) gave a job whichever row it read
+    last and counted the other as missing, saying nothing; now one line names a clip and the files."""
+    from acoustic_env.cli import main
+    from acoustic_env.table import selection
+
+    source = write_features(synthetic_table(12, seed=1), str(tmp_path / "t"))
+    first = tmp_path / "t" / "features" / "part-synthetic-0000.parquet"
+    pq.write_table(pq.read_table(first).slice(0, 3), tmp_path / "t" / "features" / "found.parquet")
+    said = (rf"^features: 3 clip id\(s\) of {source} are held by more than one row \(e.g. 'clip0000000', in "
+            r"found.parquet, part-synthetic-0000.parquet\): a table holds each clip once")
+    for read in (read_features, selection):  # the jobs' reader, and the dry run's
+        with pytest.raises(ConfigError, match=said):
+            read(source)
+    assert main(["export", source, "--output", str(tmp_path / "e.parquet")]) == 2
+    assert capsys.readouterr().err.startswith("acoustic-env: error: features: 3 clip id(s) of ")
+    assert len(read_features(source, clip_ids=["clip0000005", "clip0000006"])) == 2  # the clips asked for: each once

@@ -138,7 +138,8 @@ def test_the_extract_feature_stage_takes_the_torch_path_on_a_device(tmp_path, de
     """``features_batch(device=...)``, as the extract's actors call it on a GPU node: the numpy path's
     columns within the tolerances above, error rows passed through, device seconds per stage per clip."""
     clips = mixed_clips(tmp_path / "clips")
-    cfg = from_dict(ExtractConfig, {"manifest": str(clips), "output": str(tmp_path / "out"), "progress": False})
+    cfg = from_dict(ExtractConfig, {"manifest": str(clips), "output": str(tmp_path / "out"), "progress": False,
+                                    "embedders": []})
     table = read_manifest(cfg.manifest, cfg.audio_root).table
     schema = row_schema(table.schema, vector_columns(cfg), stages(cfg))
     decoded = decode_batch(table, cfg, schema)

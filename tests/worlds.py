@@ -165,7 +165,8 @@ def choosing_commands() -> list[str]:
 def shell_env() -> dict[str, str]:
     """The environment a user's shell has after ``source .venv/bin/activate``, on this checkout's package."""
     root = str(Path(__file__).resolve().parents[1])  # this checkout's package, whichever one is installed
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    user = {k: v for k, v in os.environ.items() if k != "ACOUSTIC_ENV_EMBEDDERS"}  # the default, auto, as a user has it
+    return {**user, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
@@ -173,7 +174,7 @@ def shell_env() -> dict[str, str]:
 def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """(the working directory, the finished process) of ``acoustic-env demo`` as the "Choosing a model"
     page writes it: ``make demo``'s command with a size (tests/test_console.py holds the two together).
-    Generate → extract (three embedders, random weights, six broken files) → train → audit, on its own
+    Generate → extract (the default embedders: BirdNET, pretrained; six broken files) → train → audit, on its own
     local Ray; the console test reads its output, the grid walk-through trains on its table."""
     cwd = tmp_path_factory.mktemp("demo_run")
     r = subprocess.run(choosing_commands()[0], shell=True, cwd=cwd, env=shell_env(), capture_output=True,

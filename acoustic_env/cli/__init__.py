@@ -95,8 +95,10 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # a command without a log file (predict): its warnings in the console policy's form; -v: every record, timed
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s" if args.verbose
+                        else "acoustic-env: %(levelname)s: %(message)s")
     try:
         return args.func(args)
     except Exception as exc:

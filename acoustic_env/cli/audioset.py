@@ -39,8 +39,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_rescore(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.audit.rescored import accuracy_uri, rescored_list
+    from acoustic_env.jobs.preflight import preflight
 
     cfg = from_args(RescoreConfig, args)
+    preflight(cfg)
     accuracy = rescored_list(cfg.audit, cfg.output, list(cfg.verdicts), cfg.method)
     print(f"{accuracy['clips']} clips, {accuracy['reviewed']} reviewed: {cfg.output}")
     if accuracy["verdicts_left_out"]:
@@ -52,8 +54,10 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 def cmd_frames(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.frames import compare_frames
+    from acoustic_env.jobs.preflight import preflight
 
     cfg = from_args(FramesConfig, args)
+    preflight(cfg)
     r = compare_frames(cfg)
     print(f"{r['clips']} clips with ten frames ({r['left_out']} left out: no class or ambiguous), task {r['task']}; "
           f"test {r['split']['test']} clips")

@@ -51,6 +51,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     out = result.output.rstrip("/")
     print(f"extract {result.run_id}: {c['ok']} clips extracted, {c['failed']} failed, "
           f"{c['skipped']} already done ({result.wall_s:.1f} s)")
+    print(f"  {result.record['embedders']['summary']}")
     if result.error_types:
         print("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(result.error_types.items())))
     print(f"  features: {result.features}/  errors: {result.errors}/ ({c['errors_in_output']} clips)  "

@@ -63,14 +63,17 @@ def models_convert(names: Sequence[str] | None = None, cache_dir: str | None = N
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Plain-text table of :func:`models_list` rows."""
-    lines = [f"{'name':<11} {'status':<11} {'size':>11}  {'sha256':<16}  path"]
-    for r in rows:
-        size = "" if r.get("size") is None else str(r["size"])
-        sha = (r.get("sha256") or "")[:16]
-        lines.append(f"{r['name']:<11} {r['status']:<11} {size:>11}  {sha:<16}  {r['path']}")
+    """Plain-text table of :func:`models_list` rows, each column as wide as its widest cell (the registry's names
+    are not all short: ``birdnet_labels``); a bad file's reason on the line below it, under its status."""
+    cells = [("name", "status", "size", "sha256", "path")] + [
+        (r["name"], r["status"], "" if r.get("size") is None else str(r["size"]), (r.get("sha256") or "")[:16],
+         r["path"]) for r in rows]
+    width = [max(len(c[i]) for c in cells) for i in range(4)]
+    lines = []
+    for c, r in zip(cells, [{}, *rows]):
+        lines.append(f"{c[0]:<{width[0]}}  {c[1]:<{width[1]}}  {c[2]:>{width[2]}}  {c[3]:<{width[3]}}  {c[4]}")
         if r.get("reason"):
-            lines.append(f"{'':<11} {r['reason']}")
+            lines.append(f"{'':<{width[0]}}  {r['reason']}")
     return "\n".join(lines)
 
 

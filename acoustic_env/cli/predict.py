@@ -15,10 +15,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from acoustic_env.config import IN_PROCESS_MAX
 
     from acoustic_env.jobs.export import check_table_file
+    from acoustic_env.jobs.preflight import keep_apart
 
     window = from_args(WindowParams, args)
     if args.save:  # before the scoring, whose result it is to hold
         check_table_file(args.save, "save")
+    keep_apart([*(("inputs", u) for u in args.inputs), ("model", args.model), ("audio-root", args.audio_root)],
+               [("save", args.save), ("output", args.output), ("selections", args.selections)])
     if window.windows:
         return _predict_windows(args, window)
     if args.selections:

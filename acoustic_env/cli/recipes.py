@@ -73,6 +73,7 @@ def _guarded(run: Callable[[], int]) -> int:
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from acoustic_env.config import ConfigError
+    from acoustic_env.jobs.preflight import keep_apart
     from acoustic_env.learn.duplicates import DEFAULT_THRESHOLD, pairs_table
     from acoustic_env.storage import write_parquet
     from acoustic_env.table import read_features
@@ -80,6 +81,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if not 0 <= threshold < 2:
         raise ConfigError(f"threshold: must be in [0, 2), got {threshold}")
+    keep_apart([("features", args.features)], [("output", args.output)])
     columns = [c.strip() for c in args.column.split(",") if c.strip()]
     features = read_features(args.features, feature_groups=columns, include_random_weights=True)
     pairs = pairs_table(features, threshold, list(features.columns))  # a source (mps) names several columns

@@ -32,6 +32,7 @@ def cmd_audit_review(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_estimate(args: argparse.Namespace) -> int:
+    from acoustic_env.errors import AuditError
     from acoustic_env.jobs.audit.estimate import (
         estimate_accuracy,
         estimate_lines,
@@ -46,7 +47,12 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
     review_dir = join(args.audit, REVIEW_DIR) if args.audit else beside
     fs, page = filesystem(join(review_dir, PAGE))
     if args.audit or fs.exists(page):
-        records, others = on_page(records, review_dir)
+        kept, others = on_page(records, review_dir)
+        if records and not kept:  # what was found, not "no verdicts": the files hold some, about other clips
+            raise AuditError(f"verdicts: {len(records)} verdict(s) in {', '.join(args.verdicts)}, none for a clip "
+                             f"on {join(review_dir, PAGE)} (e.g. {records[0]['clip_id']!r} in the "
+                             f"{records[0]['sample']} sample)")
+        records = kept
         if others:
             print(f"left out {others} verdicts for clips not in audit {args.audit or review_dir} "
                   "(not on its review page)")

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from acoustic_env.config.common import _absolute, _location, _ontology, _ray_address, _task
+from acoustic_env.config.common import _absolute, _location, _ontology, _ray_address, _seed, _task
 from acoustic_env.config.schema import ConfigError, Section, option, require
 
 #: The downloader the fetch job runs per segment when none is configured: yt-dlp fetches the
@@ -70,7 +70,7 @@ class SampleConfig(Section):
 
     segments: str = _location(help="an AudioSet segment list in its published format (local path or URL)")
     output: str = _location(help="the sample: a segment list in the same format (its report goes beside it, "
-                                 "<name>.report.json)")
+                                 "<name>.report.json)", role="output_file")
     task: str = _task()
     ontology: str | None = _ontology()
     per_class: int | None = option(None, ge=1, le=MAX_CLIPS, help="clips drawn per class (fewer where a class has fewer)")
@@ -80,8 +80,8 @@ class SampleConfig(Section):
                                                 "--balanced an equal share per class")
     balanced: bool = option(False, help="every class gets the same number of clips: the smallest of its share "
                                         "(--per-class, or --total over the classes) and what the rarest class has")
-    seed: int = option(0, help="seed of the draw: the same list, task and seed give the same sample")
-    exclude: tuple[str, ...] = option((), parse=_paths,
+    seed: int = _seed("seed of the draw: the same list, task and seed give the same sample")
+    exclude: tuple[str, ...] = option((), parse=_paths, role="input",
                                       help="segment lists whose videos are left out (e.g. eval_segments.csv, "
                                            "so a training sample shares no video with the evaluation list)")
 
@@ -99,7 +99,8 @@ class FetchConfig(Section):
     """Where the segments come from, where the clips go, and how politely they are fetched."""
 
     segments: str = _location(help="a segment list in AudioSet's published format (e.g. a sample's output)")
-    output: str = _location(help="where audio/, manifest.csv, failures/ and runs/ go (local or object storage)")
+    output: str = _location(help="where audio/, manifest.csv, failures/ and runs/ go (local or object storage)",
+                            role="output")
     downloader: str = option(DEFAULT_DOWNLOADER, nonempty=True,
                              help="shell command run per segment, with {url} {ytid} {start} {end} {duration} "
                                   "{tmp} {out}; it must write the clip to {out} (the default: yt-dlp fetches, ffmpeg cuts; "
@@ -163,9 +164,9 @@ class RescoreConfig(Section):
 
     audit: str = _location(help="the audit's output directory (audit.parquet, summary.json)")
     output: str = _location(help="the rescored list: a segment list with the audit's and the review's columns "
-                                 "(<name>.accuracy.json beside it)")
+                                 "(<name>.accuracy.json beside it)", role="output_file")
     verdicts: tuple[str, ...] = option((), parse=_paths, help="verdict files of the review (JSON or CSV; "
-                                                             "e.g. <audit>/review/verdicts.json)")
+                                                             "e.g. <audit>/review/verdicts.json)", role="input")
     method: str = option("wilson", choices=("wilson", "bootstrap"), help="interval of the reviewed accuracy")
 
 
@@ -178,11 +179,11 @@ class FramesConfig(Section):
     """The released embeddings with their frames kept, the task, and where the comparison goes."""
 
     features: str = _location(help="the output of `recipe audioset-embeddings --keep-frames` (its frames/)")
-    output: str = _location(help="the comparison (JSON): test accuracy of each model")
+    output: str = _location(role="output_file", help="the comparison (JSON): test accuracy of each model")
     task: str = _task()
     ontology: str | None = _ontology()
     test_size: float = option(0.2, gt=0, lt=1, help="share of the videos held out for the test")
-    seed: int = option(0, help="seed of the split and of every model")
+    seed: int = _seed("seed of the split and of every model")
     threads: int | None = option(None, ge=1, help="torch threads for the networks (default: torch's choice)")
     models: tuple[str, ...] = option(FRAME_MODELS, choices=FRAME_MODELS, nonempty=True,
                                      help="models compared: frames_cnn (this project's small CNN), frames_fc (the "

@@ -16,6 +16,10 @@ from acoustic_env.embedders import registry
 #: torch-free registry, so that validating a config never imports a deep-learning runtime
 #: and an embedder registered after this import is a valid choice too.
 EMBEDDERS = registry.names()
+#: What ``extract --embedders`` takes: ``auto`` (every embedder whose real weights are here, checked: the default),
+#: ``none``, or names of the registry.
+AUTO, NO_EMBEDDERS = "auto", "none"
+EMBEDDER_CHOICES = registry.names(before=(AUTO, NO_EMBEDDERS))
 SIGNALS = ("raw", "fg", "bg")
 #: The grid's signal sets: one signal, or all three together.
 SIGNAL_SETS = (*SIGNALS, "all")
@@ -61,9 +65,9 @@ def _absolute(value: Any) -> str | None:
     return text if "://" in text or not text else os.path.abspath(os.path.expanduser(text))
 
 
-def _location(default: Any = MISSING, *, help: str) -> Any:
-    """A path or URL field: local paths are stored absolute (see ``_absolute``)."""
-    return option(default, help=help, parse=_absolute)
+def _location(default: Any = MISSING, *, help: str, role: str = "input") -> Any:
+    """A path or URL field: local paths are stored absolute (see ``_absolute``); ``role``: see ``schema.ROLES``."""
+    return option(default, help=help, parse=_absolute, role=role)
 
 
 def _ray_address() -> Any:
@@ -78,13 +82,23 @@ def _device(what: str) -> Any:
     return option("auto", choices=DEVICES, help=f"{what} device (auto: a GPU when the cluster has one)")
 
 
+#: The largest seed: numpy's legacy generators (scikit-learn's random_state, Optuna's sampler) take at most
+#: 2**32 - 1 and the jobs derive seeds from one (seed + 1, seed + rank); int32's maximum leaves room for both.
+SEED_MAX = 2**31 - 1
+
+
+def _seed(help: str) -> Any:
+    """A job's seed: declared once, so that -1 or 2**40 stops the job before it starts, naming the field."""
+    return option(0, ge=0, le=SEED_MAX, help=help)
+
+
 def _task() -> Any:
     return option("urban_natural", nonempty=True, help="built-in task name, task YAML file, or labels:a,b "
                                                        "(single-label classes that are those labels)")
 
 
 def _ontology() -> Any:
-    return option(None, help="ontology.json path or URL (default: the copy shipped with the package; "
-                             "only read for display-name labels or classes with descendants)")
+    return option(None, role="input", help="ontology.json path or URL (default: the copy shipped with the package; "
+                                          "only read for display-name labels or classes with descendants)")
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from acoustic_env.config.schema import Section, option, require
 from acoustic_env.embedders.spec import PRECISIONS, SAMPLE_RATE
 from acoustic_env.config.common import (
-    EMBEDDERS,
+    AUTO,
+    EMBEDDER_CHOICES,
+    NO_EMBEDDERS,
     IN_PROCESS_MAX,
     MIN_HOP_S,
     SIGNALS,
@@ -74,6 +76,13 @@ class WindowParams(Section):
                     getattr(self, name))
 
 
+#: The most points on either MPS axis. soundsig's MPS of a clip has about 41 native points of wf (0-0.005 cycles/Hz)
+#: and 129 of wt (within ±64 Hz): a finer grid interpolates, adding values, not information, and each point is a
+#: value per signal per clip (255 x 255: 0.8 MB of float32 per clip for raw + fg + bg). A million points asked
+#: 4 GB of one worker before it failed.
+MPS_MAX_POINTS = 255
+
+
 def _power_of_two(v: int) -> bool:
     return v >= 64 and v & (v - 1) == 0
 
@@ -108,9 +117,10 @@ class FeatureParams(Section):
     mps_freq_spacing: float = option(50.0, help="MPS: frequency spacing of its spectrogram (Hz)")
     mps_max_freq: float = option(8000.0, help="MPS: highest spectrogram frequency (Hz)")
     mps_window_s: float = option(1.0, help="MPS: window length (s)")
-    mps_n_wf: int = option(16, ge=2, help="MPS: spectral-modulation grid points (the study's grid: 101)")
+    mps_n_wf: int = option(16, ge=2, le=MPS_MAX_POINTS, help="MPS: spectral-modulation grid points (the study's "
+                                                                   "grid: 101)")
     mps_max_wf: float = option(0.005, help="MPS: highest spectral modulation (cycles/Hz; 0.005 = 5 cycles/kHz)")
-    mps_n_wt: int = option(33, check=(lambda v: v >= 3 and v % 2 == 1, "must be an odd integer >= 3"),
+    mps_n_wt: int = option(33, ge=3, le=MPS_MAX_POINTS, check=(lambda v: v % 2 == 1, "must be an odd integer >= 3"),
                            help="MPS: temporal-modulation grid points (the study's grid: 77)")
     mps_max_wt: float = option(64.0, help="MPS: highest temporal modulation (Hz)")
     # log-mel and MFCC statistics over the frames of the scikit-maad spectrogram above
@@ -138,7 +148,7 @@ class ExtractConfig(Section):
     """Everything the extract job needs; the run record stores it whole."""
 
     manifest: str = _location(help="clip list: AudioSet segment CSV, CSV/Parquet/JSONL with uri+labels, or a directory")
-    output: str = _location(help="output directory or URI (features/, errors/, runs/ go below it)")
+    output: str = _location(role="output", help="output directory or URI (features/, errors/, runs/ go below it)")
     audio_root: str | None = _location(None, help="where the audio files are (local path or s3://, gs://, https://)")
     manifest_format: str = option("auto", choices=("auto", "audioset", "csv", "parquet", "jsonl", "directory"),
                                   help="format of --manifest")
@@ -153,7 +163,12 @@ class ExtractConfig(Section):
     # Large enough that planning a resume of millions of clips reads thousands of parts,
     # not millions; small enough that an interruption loses little.
     write_batch_size: int = option(64, ge=1, help="rows per Parquet part written")
-    embedders: tuple[str, ...] = option((), choices=EMBEDDERS, help="pretrained embedders to run")
+    embedders: tuple[str, ...] = option(
+        (AUTO,), choices=EMBEDDER_CHOICES,
+        check=(lambda v: len(v) == 1 or not {AUTO, NO_EMBEDDERS} & set(v), f"{AUTO} and {NO_EMBEDDERS} stand alone"),
+        help=f"pretrained embedders to run: {AUTO} (every one whose real weights are available offline and check: "
+             f"BirdNET with its extra installed, VGGish, YAMNet or PANNs with a checkpoint in the weights cache; "
+             f"never random weights), {NO_EMBEDDERS}, or names")
     # Each signal is one more forward pass per embedder, and fg/bg audio handed from the feature actors to them.
     embed_signals: tuple[str, ...] = option(("raw",), choices=SIGNALS, nonempty=True,
                                             help="signals each embedder embeds: raw into the column named after the "
@@ -164,7 +179,7 @@ class ExtractConfig(Section):
                                                     "(recorded as 'random')")
     weights_cache: str | None = _location(None, help="model cache directory or URI "
                                                   "(default: $ACOUSTIC_ENV_MODEL_CACHE, "
-                                                  "else ~/.cache/acoustic-env/models)")
+                                                  "else ~/.cache/acoustic-env/models)", role="cache")
     device: str = _device("feature and embedder")
     # bf16 agreement with fp32 is measured on random weights only (cosine >= 0.99998; tests/test_embedders.py)
     embed_precision: str = option("fp32", choices=PRECISIONS,
@@ -198,7 +213,7 @@ class ExtractConfig(Section):
 
     def cross_check(self) -> None:
         d, f = self.decode, self.features
-        require(bool(self.embedders) or self.embed_signals == ("raw",), "embed_signals",
+        require(self.embedders not in ((), (NO_EMBEDDERS,)) or self.embed_signals == ("raw",), "embed_signals",
                 "names the signals the embedders embed: add --embedders", self.embed_signals)
         require(d.max_duration_s > d.min_duration_s, "decode.max_duration_s", "must be > decode.min_duration_s",
                  d.max_duration_s)

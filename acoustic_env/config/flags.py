@@ -12,6 +12,7 @@ from typing import Any
 from acoustic_env.config.schema import (
     Section,
     T,
+    _bounds,
     _default,
     _flag_name,
     _hints,
@@ -61,6 +62,9 @@ def _help(f: dataclasses.Field, kind: Any) -> str:
         notes.append(("comma-separated subset of " if listed else "one of ") + ",".join(f.metadata["choices"]))
     elif listed:
         notes.append("comma-separated")
+    bounds = _bounds(f.metadata, kind is int)
+    if bounds and (f.metadata["le"] is not None or f.metadata["lt"] is not None):  # a ceiling is not guessable
+        notes.append(bounds[1].removeprefix("must be "))
     default = _default(f)
     if default is MISSING:
         notes.append("required")

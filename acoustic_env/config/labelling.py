@@ -10,13 +10,18 @@ from acoustic_env.config.extraction import ExtractConfig, WindowParams
 from acoustic_env.config.common import _location, _ray_address
 
 
+#: The extract fields annotate sets itself, from the list and the model: never one of its extract options.
+_ANNOTATE_SETS = frozenset({"manifest", "output", "embedders", "embed_signals"})
+
+
 @dataclass(frozen=True)
 class AnnotateConfig(Section):
     """The new list, the model, the shared feature table and where annotations go."""
 
     model: str = _location(help="model artifact written by `acoustic-env train` (directory or URI)")
-    features: str = _location(help="the shared extract output the clips are added to (features/, errors/, runs/)")
-    output: str = _location(help="where annotations/ and runs/ go")
+    features: str = _location(role="output", help="the shared extract output the clips are added to (features/, "
+                                                  "errors/, runs/)")
+    output: str = _location(role="output", help="where annotations/ and runs/ go")
     manifest: str | None = _location(None, help="the new clip list (any format extract reads); or --lists")
     lists: str | None = _location(None, help="a directory or prefix of clip lists: each list not yet recorded in "
                                              "<output>/lists/ is annotated once, in name order (a list that arrives "
@@ -25,13 +30,15 @@ class AnnotateConfig(Section):
     windows: WindowParams = option(factory=WindowParams, help="long recordings: each listed file scored in windows, "
                                                               "in this process, into window-annotations/")
     # The extract options; annotate sets the list, the table and the model's embedders (and their signals) itself.
-    extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, ("manifest", "output", "embedders",
-                                                                              "embed_signals")),
+    extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, tuple(_ANNOTATE_SETS)),
                                      help="any ExtractConfig field but manifest, output, embedders and embed_signals")
 
     def cross_check(self) -> None:
         if (self.manifest is None) == (self.lists is None):
             raise ConfigError("manifest: give one clip list (--manifest) or a directory of them (--lists), not both")
+        for name in _ANNOTATE_SETS & set(self.extract):
+            raise ConfigError(f"extract.{name}: annotate sets it itself (the list, the table, and the embedders and "
+                              f"signals the model's columns need), so it is not one of its extract options")
         try:
             from_dict(ExtractConfig, {**self.extract, "manifest": self.manifest or self.lists, "output": self.features})
         except ConfigError as exc:
@@ -74,5 +81,6 @@ class ServeConfig(Section):
                                                "(1: no batching; worth it on a GPU)")
     batch_wait_s: float = option(0.01, ge=0, help="longest wait for a batch to fill")
     weights_cache: str | None = _location(None, help="embedder checkpoint cache (default: "
-                                                  "$ACOUSTIC_ENV_MODEL_CACHE, else ~/.cache/acoustic-env/models)")
+                                                  "$ACOUSTIC_ENV_MODEL_CACHE, else ~/.cache/acoustic-env/models)",
+                                          role="cache")
     ray_address: str | None = _ray_address()

@@ -7,7 +7,7 @@ from typing import Any
 
 from acoustic_env.config.schema import ConfigError, Section, option, require
 from acoustic_env.embedders import registry
-from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, DEFAULT_PCA, CLASSIFIERS, EXTRA_BASELINES, BASELINES, IMAGE_MODELS, FILTERS, _location, _ray_address, _progress, _device, _task, _ontology
+from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, DEFAULT_PCA, CLASSIFIERS, EXTRA_BASELINES, BASELINES, IMAGE_MODELS, FILTERS, _location, _ray_address, _progress, _device, _seed, _task, _ontology
 
 
 def _parse_pca(value: Any) -> dict[str, float]:
@@ -35,8 +35,9 @@ def _parse_pca(value: Any) -> dict[str, float]:
 class TrainConfig(Section):
     """Everything the train job needs; the run record stores it whole."""
 
-    features: str = _location(help="feature table: an extract output or its features/ directory (local or s3://)")
-    output: str = _location(help="output directory or URI (model/, report/, runs/ go below it)")
+    features: str = _location(role="table", help="feature table: an extract output or its features/ directory "
+                                                 "(local or s3://)")
+    output: str = _location(role="output", help="output directory or URI (model/, report/, runs/ go below it)")
     task: str = _task()
     ontology: str | None = _ontology()
     feature_groups: tuple[str, ...] = option((), choices=FEATURE_GROUPS,
@@ -63,11 +64,12 @@ class TrainConfig(Section):
     val_size: float = option(0.2, gt=0, lt=1, help="validation fraction of the clips left after the test split")
     test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
                                               "or one per line")
-    seed: int = option(0, help="seed of the splits, the search and the networks")
+    seed: int = _seed("seed of the splits, the search and the networks")
     # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/search.py).
-    search_trials: int = option(2, ge=1, help="settings each of xgboost, the MLP, forest, svm and knn tries in its "
-                                              "own search, the defaults first, scored by grouped CV on the training "
-                                              "clips only (1: the defaults, no search)")
+    search_trials: int = option(2, ge=1, help="distinct settings each of xgboost, the MLP, forest, svm and knn tries "
+                                              "in its own search: the defaults first, then drawn from its space of "
+                                              "ranges (learn/params.py: SPACES) by Optuna's TPE, each scored by "
+                                              "grouped CV on the training clips only (1: the defaults, no search)")
     search_folds: int = option(2, ge=2, help="inner folds of every model's search (those, and logistic "
                                              "regression's C), grouped like the outer folds")
     trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")
@@ -115,14 +117,26 @@ class TrainConfig(Section):
     assumed_label_accuracy: float | None = option(None, gt=0, le=1,
                                                   help="a label accuracy assumed without a review (the study assumed "
                                                        "0.8): adds the adjusted accuracies as --label-accuracy does, "
-                                                       "their intervals from the test clips alone")
+                                                       "their intervals from the test clips alone; above 1/K for K "
+                                                       "classes")
     memory_gb: float = option(4.0, gt=0, help="above this many GiB of raw feature values, the PCA is fitted "
                                               "incrementally while streaming the table")
     work_dir: str | None = _location(None, help="Ray Tune/Train run directory (default: <output>/ray, or a "
                                              "temporary one removed after the run when the output is remote; "
-                                             "shared storage on a multi-node cluster)")
+                                             "shared storage on a multi-node cluster)", role="output")
     ray_address: str | None = _ray_address()
     progress: bool = _progress()
+
+    def check_task(self, name: str, kind: str, n_classes: int) -> None:
+        """The rules that need the task (read after validation): the job and its dry run call it before starting.
+
+        A label accuracy at or below chance (1/K) says nothing of a model's accuracy: the noise model's
+        adjusted figure is undefined there, so an assumed one that low stops the job instead of vanishing.
+        """
+        a = self.assumed_label_accuracy
+        require(a is None or kind != "single_label" or a > 1 / n_classes, "assumed_label_accuracy",
+                f"must be above 1/K = {1 / n_classes:.3g} for the {n_classes} classes of task {name} (labels right "
+                "no more often than chance say nothing of the accuracy)", a)
 
     def pca_target(self, source: str) -> float:
         return self.pca.get(source, DEFAULT_PCA[source] if source in DEFAULT_PCA else registry.get(source).pca)
@@ -172,15 +186,16 @@ class AuditConfig(Section):
     (given, true) class pair as the estimated noise matrix says are wrong.
     """
 
-    features: str = _location(help="feature table: an extract output, its features/ directory, or a Parquet file")
-    output: str = _location(help="audit output directory or URI (audit.parquet, summary.json, review/)")
+    features: str = _location(role="table", help="feature table: an extract output, its features/ directory, or a "
+                                                 "Parquet file")
+    output: str = _location(role="output", help="audit output directory or URI (audit.parquet, summary.json, review/)")
     task: str = _task()
     ontology: str | None = _ontology()
     classifier: str = option("auto", choices=("auto", *CLASSIFIERS, "average"),
                              help="out-of-fold classifier: auto keeps the zoo model (or their average) with the "
                                   "lowest out-of-fold log loss; logreg alone is the fastest")
     folds: int = option(5, ge=2, le=50, help="number of cross-fitting folds")
-    seed: int = option(0, ge=0, help="seed of the folds, the classifier and the random review sample")
+    seed: int = _seed("seed of the folds, the classifier and the random review sample")
     feature_groups: tuple[str, ...] = option((), check=(all, "must be non-empty column names or prefixes"),
                                              help="feature columns or prefixes, e.g. indices,mps_fg,vggish "
                                                   "(empty: every vector except *_scores)")

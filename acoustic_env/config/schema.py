@@ -30,6 +30,10 @@ class ConfigError(ValueError):
 
 # --- declaring a field ---------------------------------------------------------------
 
+#: What a path field is to its job: read (``input``; ``table``: a feature table), written (``output``: a
+#: directory the job writes below; ``output_file``: one file), or a ``cache`` it reads and fills (model weights).
+ROLES = ("input", "table", "output", "output_file", "cache")
+
 #: A rule a field's value must pass, and what to say when it does not.
 Check = tuple[Callable[[Any], bool], str]
 
@@ -38,7 +42,7 @@ def option(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | No
            choices: Sequence[str] = (), nonempty: bool = False, ge: float | None = None, gt: float | None = None,
            le: float | None = None, lt: float | None = None, check: Check | None = None, flag: str | None = None,
            parse: Callable[[Any], Any] | None = None,
-           flags_from: tuple[type, tuple[str, ...]] | None = None) -> Any:
+           flags_from: tuple[type, tuple[str, ...]] | None = None, role: str | None = None) -> Any:
     """A dataclass field with what a user needs to know about it.
 
     No ``default`` (and no ``factory``) makes the field required. ``choices`` is the set of
@@ -47,10 +51,11 @@ def option(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | No
     read when a value is checked. ``flag``: the flag name when it is not the field's.
     ``parse`` turns a file's or a flag's value into the field's value where the generic
     coercion cannot. ``flags_from`` = (a config class, the names it leaves out): a mapping
-    field whose keys are that class's fields, each with its own flag.
+    field whose keys are that class's fields, each with its own flag. ``role``: what a path field is to its
+    job, one of :data:`ROLES` (``jobs/preflight.py`` checks each, and keeps every output apart from every input).
     """
     meta = {"help": help, "choices": choices, "nonempty": nonempty, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "check": check, "flag": flag, "parse": parse, "flags_from": flags_from}
+            "check": check, "flag": flag, "parse": parse, "flags_from": flags_from, "role": role}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -215,9 +220,15 @@ def _bounds(meta: Mapping[str, Any], integer: bool) -> tuple[Callable[[Any], boo
 
     kind = "an integer " if integer else ""
     if low and high:
-        return within, f"must be {kind}in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+        return within, f"must be {kind}in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
     sign, bound = (">=" if low[0] == "[" else ">", low[1]) if low else ("<=" if high[0] == "]" else "<", high[1])
-    return within, f"must be {kind}{sign} {bound:g}"
+    return within, f"must be {kind}{sign} {_number(bound)}"
+
+
+def _number(bound: float) -> str:
+    """A bound in its shortest exact form: 0.5, 2e+09, but 2147483647 (2.14748e+09 would be another number)."""
+    short = f"{bound:g}"
+    return short if float(short) == bound else str(bound)
 
 
 def _check(name: str, value: Any, meta: Mapping[str, Any], kind: Any) -> None:

@@ -18,7 +18,8 @@ class SearchConfig(Section):
     several columns.
     """
 
-    features: str = _location(help="feature table: an extract output, its features/ directory, or a Parquet file")
+    features: str = _location(role="table", help="feature table: an extract output, its features/ directory, or a "
+                                                 "Parquet file")
     example: str = option(help="a clip id of the table, or an audio file (path or URL) that is not in it: embedded "
                                "first with the settings the table was extracted with")
     embedder: str | None = option(None, choices=EMBEDDERS,
@@ -32,10 +33,10 @@ class SearchConfig(Section):
                                                       "(left out by default, as train and audit leave them out)")
     save: str | None = option(None, parse=_absolute, check=(lambda v: v.endswith((".csv", ".parquet")),
                                                             "must be a .csv or .parquet file"),
-                              help="also write the clips found to this .csv or .parquet file")
+                              help="also write the clips found to this .csv or .parquet file", role="output_file")
     page: str | None = _location(None, help="also write a page with a player and a spectrogram per clip into this "
-                                            "directory (index.html, assets/; opens from disk)")
+                                            "directory (index.html, assets/; opens from disk)", role="output")
     weights_cache: str | None = _location(None, help="embedder checkpoint cache for an example given as audio "
                                                   "(default: $ACOUSTIC_ENV_MODEL_CACHE, else "
-                                                  "~/.cache/acoustic-env/models)")
+                                                  "~/.cache/acoustic-env/models)", role="cache")
     device: str = option("cpu", choices=("cpu", "cuda"), help="embedder device for an example given as audio")

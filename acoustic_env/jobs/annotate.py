@@ -105,10 +105,11 @@ def list_config(cfg: AnnotateConfig, uri: str, settings: dict[str, Any], fmt: st
     """The extract config of the list at ``uri`` (``fmt``: its format, when known), written into the shared
     feature table: the model's ``settings`` (``ModelFacts.settings``), with the options the user gave
     (``cfg.extract``) over its decode and feature parameters, so that the model scores features computed
-    as its own were unless asked otherwise."""
+    as its own were unless asked otherwise. No embedder unless the model's ``settings`` name some: a list read
+    for its clips alone computes nothing."""
     fields = {key: {**settings.get(key, {}), **value} if key in ("decode", "features") and isinstance(value, dict)
               else value for key, value in cfg.extract.items()}
-    return from_dict(ExtractConfig, {**settings, **fields, "manifest": uri,
+    return from_dict(ExtractConfig, {"embedders": [], **settings, **fields, "manifest": uri,
                                      **({"manifest_format": fmt} if fmt else {}), "output": cfg.features,
                                      **{k: v for k, v in settings.items() if k not in ("decode", "features")}})
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.config import ConfigError
-from acoustic_env.jobs.preflight import check_output
+from acoustic_env.jobs.preflight import check_output, keep_apart
 from acoustic_env.storage import filesystem, is_local, write_parquet
 from acoustic_env.table import read_features
 
@@ -61,6 +61,7 @@ def export_features(source: str, output: str, *, wide: bool = True, task: str | 
     """Write the feature table ``source`` to ``output`` (.parquet or .csv); returns (rows, columns)."""
     if output.endswith(".csv") and not wide:
         raise ConfigError("output: a CSV file needs --wide (one column per value)")
+    keep_apart([("features", source)], [("output", output)])
     data = read_features(source, task=task, feature_groups=feature_groups,
                          include_random_weights=include_random_weights)
     table = data.to_arrow(named=wide)

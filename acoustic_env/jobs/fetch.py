@@ -44,7 +44,7 @@ from acoustic_env.audioset.fetch import Downloader, clip_name, fetch_segment
 from acoustic_env.audioset.segments import read_segments, refusal_message, refusals
 from acoustic_env.config.audioset import FetchConfig
 from acoustic_env.distributed.downloads import run_downloads
-from acoustic_env.jobs.preflight import check_output, check_output_file
+from acoustic_env.jobs.preflight import check_output_file, preflight
 from acoustic_env.jobs.record import Run, lifecycle
 from acoustic_env.jobs.results import FetchResult
 from acoustic_env.storage import filesystem, join, read_parts, redact_all, write_bytes, write_parquet
@@ -123,7 +123,7 @@ def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
 
 def check_paths(cfg: FetchConfig) -> None:
     """The output can be written, and its manifest would not replace the segment list: one line, before anything."""
-    check_output(cfg.output, "output")
+    preflight(cfg)
     check_output_file(join(cfg.output, MANIFEST), "output (its manifest.csv)", {"segments list": cfg.segments})
 
 

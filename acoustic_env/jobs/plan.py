@@ -21,6 +21,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from acoustic_env import layout
 from acoustic_env.audio.manifest import job_manifest
@@ -28,7 +29,7 @@ from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, SearchConfig, TrainConfig, validate
 from acoustic_env.distributed.tune import runner_words
 from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_facts, pending_lists, unannotated
-from acoustic_env.jobs.extract import checkpoints
+from acoustic_env.jobs.extract import Checkpoint, choose_embedders
 from acoustic_env.jobs.train.grid import grid_embedders
 from acoustic_env.jobs.in_process import runs_in_process
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
@@ -45,29 +46,38 @@ def _resources(address: str | None) -> str:
     return f"a local Ray instance on this machine ({os.cpu_count()} CPUs)"
 
 
-def _weights(cfg: ExtractConfig) -> dict[str, str]:
+def _weights(found: dict[str, Checkpoint]) -> dict[str, str]:
     """Per embedder: where its checkpoint is and whether the run would use it, random weights, or stop."""
     said = {"random": "RANDOM weights (no checkpoint at {path})",
             "stop": "MISSING: {path} (the run would stop; `acoustic-env models fetch {name}`)",
             "checkpoint": "{path} ({size} bytes; its hash is checked when the job starts)"}
-    return {name: said[c.use].format(path=c.path, size=c.size, name=name)
-            for name, c in checkpoints(cfg, verify=False).items()}
+    return {name: said[c.use].format(path=c.path, size=c.size, name=name) for name, c in found.items()}
+
+
+def _given_lengths(chunk: pa.Table, max_s: float) -> np.ndarray:
+    """(clips, seconds) of a chunk's clips whose start and end the list gives, each trimmed as decode trims it."""
+    start, end = (chunk[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in ("start_s", "end_s"))
+    given = np.isfinite(start) & np.isfinite(end)
+    return np.array([given.sum(), np.clip(end[given] - start[given], 0, max_s).sum()])
 
 
 def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
     """Clips in the list, already done, to retry, to do; weights; resources; where the output goes."""
     validate(cfg)
     preflight(cfg)
+    cfg, found, choice = choose_embedders(cfg, verify=False)  # the job's own choice; hashing is the run's
     manifest = job_manifest(cfg)
     index = layout.index_output(cfg.output, read_only=True)  # the job's pass over the output, changing nothing
     unreadable = len(index.unreadable)
     tally = layout.Tally()
     rejected: Counter[str] = Counter()
+    lengths = np.zeros(2)  # the clips to do whose length the list gives (start and end), and their seconds
     for chunk in layout.pending(manifest.chunks(), index.done, index.failed, tally):  # the job's resume filter
         tally.todo_hashes.clear()  # only the counts are wanted here
         rejected.update(t for t in chunk["error_type"].drop_null().to_pylist())
+        lengths += _given_lengths(chunk, cfg.decode.max_duration_s)
     n_ids, todo, retry = manifest.rows, tally.todo, tally.retried
-    weights = _weights(cfg)
+    weights = _weights(found)
     out = cfg.output.rstrip("/")
     lines = [f"extract (dry run): {n_ids} clips in {manifest.source} ({manifest.format}); "
              f"{tally.skipped} already in features/, {todo} to do ({retry} of them retried "
@@ -82,9 +92,9 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
     if unreadable:
         lines.append(f"  {unreadable} unreadable part(s) in the output: the run moves them to quarantine/ and "
                      "recomputes their clips")
-    lines += [f"  weights: {name}: {w}" for name, w in weights.items()]
+    lines += [f"  {choice.line()}", *(f"  weights: {name}: {w}" for name, w in weights.items())]
     sizing = size(todo, cfg.embedders, cfg.plan_node_cpus, cfg.plan_node_gpus, cfg.plan_hours,
-                  len(cfg.embed_signals))
+                  len(cfg.embed_signals), known=int(lengths[0]), known_s=float(lengths[1]))
     here = runs_in_process(cfg, max(n_ids - len(index.done), 0))  # the job's own rule, on the job's own count
     where = (f"this process, no Ray start-up (at most {cfg.in_process_max} clips to do: --in-process-max)" if here
              else _resources(cfg.ray_address))
@@ -122,6 +132,7 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
     validate(cfg)
     preflight(cfg)
     task = load_task(cfg.task, cfg.ontology)
+    cfg.check_task(task.name, task.kind, task.n_classes)
     t = _table_plan(cfg.features, task, cfg.read_groups(), cfg.signals, cfg.include_random_weights)
     out = cfg.output.rstrip("/")
     search = (f"{cfg.trials} trials of Optuna TPE with ASHA, at most {cfg.time_budget_s:g} s, "

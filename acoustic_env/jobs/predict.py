@@ -18,6 +18,7 @@ before the table leaves this module, so neither the console nor ``--save`` holds
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -103,18 +104,25 @@ def predict_files(m: Model, rows: Sequence[dict[str, Any]], decode: DecodeParams
 def rows_table(m: Model, rows: list[dict[str, Any]], extra: Sequence[tuple[str, pa.DataType]] = ()) -> pa.Table:
     """The predictions table; a silent clip keeps its note but gets no prediction and null probabilities.
 
+    A probability the model could not give (a clip without features: NaN) is null too, so that a missing
+    value is one thing in the table and an empty cell in its CSV, never ``nan`` beside empty ones.
     ``extra``: columns after ``uri`` that the rows carry (a window's ``start_s``, ``end_s``).
     """
     probs = [f"prob_{c}" for c in m.class_names]
     out = [{"clip_id": r["clip_id"], "uri": r["uri"], **{name: r[name] for name, _ in extra},
             **({"predicted": None, **dict.fromkeys(probs)} if r["silent"] else
-               {"predicted": r.get("predicted"), **{p: r.get(p) for p in probs}}),
+               {"predicted": r.get("predicted"), **{p: _known(r.get(p)) for p in probs}}),
             "error": r["error"], "note": r["note"], **({"tags": r["tags"]} if "tags" in r else {})} for r in rows]
     predicted = pa.list_(pa.string()) if m.kind == "multi_label" else pa.string()
     schema = pa.schema([("clip_id", pa.string()), ("uri", pa.string()), *extra, ("predicted", predicted),
                         *[(p, pa.float64()) for p in probs], ("error", pa.string()), ("note", pa.string()),
                         *([("tags", pa.list_(pa.string()))] if out and "tags" in out[0] else [])])
     return pa.Table.from_pylist(out, schema=schema)
+
+
+def _known(p: float | None) -> float | None:
+    """A probability, or None where there is none (None or NaN)."""
+    return None if p is None or math.isnan(p) else p
 
 
 def _via_extract(m: Model, rows: list[dict[str, Any]], manifest: str | None, output: str | None,

@@ -9,25 +9,26 @@ check, and it too ends in one line. The one input a job may need the network for
 ``ontology`` given as a URL, is read here too (and cached), so an unreachable one stops
 the job before it extracts anything rather than after. So does ``--device cuda`` on a machine
 with no CUDA GPU when no cluster is named: the local Ray instance would have none either.
+
+Which fields are paths, and whether a job reads or writes each, is declared with the field
+(``role``, :data:`acoustic_env.config.schema.ROLES`); from it every job gets the same checks,
+and one rule: no output is, holds or lies inside an input (:func:`keep_apart`), through
+symbolic links too. The commands without a config (``export``, ``duplicates``, ``predict``)
+call :func:`keep_apart` with their arguments.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-from acoustic_env.config import (
-    DEVICES,
-    AnnotateConfig,
-    AuditConfig,
-    ConfigError,
-    ExtractConfig,
-    SearchConfig,
-    Section,
-    TrainConfig,
-)
+from acoustic_env.config import DEVICES, ConfigError, ExtractConfig, Section
 from acoustic_env.config.audioset import SampleConfig
-from acoustic_env.storage import is_local, join, require_backend, same_file
+from acoustic_env.storage import is_local, join, nesting, require_backend, same_file
+from acoustic_env.table import check_table_source
 
 #: The fewest clips with a target that train accepts: fewer cannot fill a train, a
 #: validation and a test split with every class. Checked before Ray starts (and by
@@ -122,47 +123,85 @@ def check_device(device: str) -> None:
     check_local_device(device, None)
 
 
-#: Per job config, the fields ``preflight`` checks: inputs, outputs and the ontology (``extract.audio_root``:
-#: a key of the ``extract`` section an annotate config carries). Sampling checks its own (its output is a file).
-PATHS: dict[type, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
-    ExtractConfig: (("manifest", "audio_root"), ("output",), "ontology"),
-    TrainConfig: (("features", "test_list", "label_accuracy"), ("output", "work_dir"), "ontology"),
-    AuditConfig: (("features",), ("output",), "ontology"),
-    SearchConfig: (("features",), ("page",), None),
-    # the shared table (features) is created on the first run
-    AnnotateConfig: (("manifest", "lists", "model", "extract.audio_root"), ("features", "output"), "extract.ontology"),
-}
+#: What each role of a path field (``config.schema.ROLES``) is to :func:`keep_apart`.
+READ, WRITTEN = ("input", "table"), ("output", "output_file")
 
 
-def _field(cfg: Section, name: str) -> str | None:
-    """A config's value of ``name``, or of ``section.key`` within a dict field."""
-    head, _, key = name.partition(".")
-    value = getattr(cfg, head)
-    return value.get(key) if key else value
+def path_fields(cfg: Section) -> list[tuple[str, str, str]]:
+    """(role, field, path) of every path a job config gives, from its fields' declared roles (a list field: one
+    per path; a mapping of another config's fields, annotate's ``extract``: as ``extract.<field>``)."""
+    return list(_paths(type(cfg), {f.name: getattr(cfg, f.name) for f in fields(cfg)}, ""))  # type: ignore[arg-type]
+
+
+def _paths(cls: type, values: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, str, str]]:
+    for f in fields(cls):
+        value, name = values.get(f.name), prefix + f.name
+        if f.metadata.get("flags_from"):  # the keys another config's fields may take (annotate's extract options)
+            yield from _paths(f.metadata["flags_from"][0], value or {}, f"{name}.")
+        elif isinstance(value, Section):
+            yield from _paths(type(value), vars(value), f"{name}.")
+        elif f.metadata.get("role") and value:
+            yield from ((f.metadata["role"], name, uri) for uri in (value if isinstance(value, tuple) else (value,)))
+
+
+def keep_apart(inputs: Iterable[tuple[str, str]], outputs: Iterable[tuple[str, str]]) -> None:
+    """No output (field, path) is, holds or lies inside an input: one line naming both, before any work.
+
+    An output on an input replaces it (``search --save`` onto the table it searched); one inside an
+    input adds a file to it (``export --output T/features/x.parquet``: the next extract resume of ``T``
+    would meet it); one that holds an input may overwrite or sweep it. Paths are compared resolved,
+    through symbolic and hard links (:func:`acoustic_env.storage.nesting`).
+    """
+    read = [(name, uri) for name, uri in inputs if uri]
+    for field, out in outputs:
+        if not out:
+            continue
+        for what, uri in read:
+            how = nesting(out, uri)
+            if how == "is":
+                raise ConfigError(f"{field}: {out} is the {what} this job reads ({uri}): writing it would replace "
+                                  "that input; give another path")
+            if how == "inside":
+                raise ConfigError(f"{field}: {out} lies inside the {what} this job reads ({uri}): give a path "
+                                  "outside it")
+            if how == "contains":
+                raise ConfigError(f"{field}: {out} holds the {what} this job reads ({uri}): give a path that "
+                                  "does not contain it")
 
 
 def check_sample_paths(cfg: SampleConfig) -> None:
     """``audioset sample``'s two outputs (the list and its report beside it): each is none of its inputs and can
-    be written (:func:`check_output_file`), one line before the segment list is read."""
+    be written (:func:`preflight`, and :func:`check_output_file` for the report), one line before the segment
+    list is read."""
     from acoustic_env.audioset.sample import report_uri
 
+    preflight(cfg)
     inputs = {"segments list": cfg.segments, **{f"exclude list {u}": u for u in cfg.exclude}}
-    check_output_file(cfg.output, "output", inputs)
     check_output_file(report_uri(cfg.output), "output (its report)", inputs)
 
 
 def preflight(cfg: Section) -> None:
-    """Check a job config's paths (see the module docstring); raises ConfigError naming the field.
+    """Check a job config's paths by their declared roles (see the module docstring and ``config.schema.ROLES``):
+    each input exists (a feature table is one), each output can be written, and no output is, holds or lies
+    inside an input (:func:`keep_apart`); raises ConfigError naming the field.
 
-    The jobs that write single files check theirs with :func:`check_output_file`: ``audioset sample``
-    (:func:`check_sample_paths`), ``fetch`` and ``rescore`` (in their jobs).
+    A job's derived outputs (``audioset sample``'s report: :func:`check_sample_paths`; ``fetch``'s
+    manifest, ``rescore``'s accuracy file) are checked by :func:`check_output_file` in their jobs.
     """
     if isinstance(cfg, ExtractConfig):
         check_local_device(cfg.device, cfg.ray_address)
-    inputs, outputs, ontology = PATHS.get(type(cfg), ((), (), None))
-    for name in inputs:
-        check_input(_field(cfg, name), name)
-    for name in outputs:
-        check_output(_field(cfg, name), name)
-    if ontology:
-        check_ontology(_field(cfg, ontology), ontology)
+    paths = path_fields(cfg)
+    read = [(name, uri) for role, name, uri in paths if role in READ]
+    for name, uri in read:
+        check_input(uri, name)
+    for role, name, uri in paths:
+        if role == "table":
+            check_table_source(uri, name)
+    keep_apart(read, [(name, uri) for role, name, uri in paths if role in WRITTEN])  # before what an output is
+    for role, name, uri in paths:
+        if role == "output":
+            check_output(uri, name)
+        elif role == "output_file":
+            check_output_file(uri, name, {})
+        elif name.rpartition(".")[2] == "ontology":
+            check_ontology(uri, name)

@@ -19,7 +19,13 @@ file is decoded and embedded in this process (``audio.featurize``, as ``predict`
 few files) with the decode and feature parameters the table was extracted with (its
 newest extract record, ``learn.artifact.table_extraction``) and the weights its columns
 record, then placed in the space fitted on the table. The example comes first (rank 0,
-similarity 1), then the ``k`` nearest other clips.
+similarity 1), then the ``k`` nearest other clips. Such an example gets ``predict``'s note
+(``audio.featurize.clip_note``) when it is digital silence or longer than the table's clips.
+
+What leaves this module (the table that ``--save`` writes, the console, the page) holds no
+secret: an example given as a URL is redacted (``audio.rows.redact_columns``) as every
+stored URI is. A table whose compared vectors are all the same (one clip, copies, zeros)
+has no dimension to standardise: one line says so.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from acoustic_env.audio.rows import redact_columns
 from acoustic_env.config import (
     EMBEDDERS,
     SIGNALS,
@@ -65,6 +72,7 @@ class Found:
     weights: str  # the columns' weights id: a checksum, or "random"
     clips: int  # clips searched (those with a finite embedding)
     embedded_from: str | None  # an example given as audio: where its extract settings came from; None: a clip
+    note: str | None = None  # an example given as audio: silent or cut (``clip_note``), None when nothing to say
 
 
 def embedder_columns(table: TableInfo) -> dict[str, list[str]]:
@@ -136,8 +144,9 @@ def example_position(cfg: SearchConfig, clips: pa.Table, table: TableInfo) -> in
 
 
 def _embed_example(cfg: SearchConfig, embedder: str, columns: list[str], data: FeatureSet,
-                   weights: str) -> tuple[dict[str, Any], list[np.ndarray], str]:
-    """An example given as audio: (its row, its vectors of ``columns``, where the extract settings came from)."""
+                   weights: str) -> tuple[dict[str, Any], list[np.ndarray], str, str | None]:
+    """An example given as audio: (its row, its vectors of ``columns``, where the extract settings came from,
+    its note)."""
     from acoustic_env.audio.featurize import clip_rows, featurize
     from acoustic_env.learn.artifact import table_extraction
 
@@ -148,7 +157,7 @@ def _embed_example(cfg: SearchConfig, embedder: str, columns: list[str], data: F
                       weights_cache=cfg.weights_cache, device=cfg.device)
     if found.errors[0]:
         raise ConfigError(f"example: cannot embed {cfg.example}: {found.errors[0]}")
-    return row, [found.vectors[c] for c in columns], settings["source"]
+    return row, [found.vectors[c] for c in columns], settings["source"], found.notes[0]
 
 
 def search(cfg: SearchConfig) -> Found:
@@ -162,10 +171,12 @@ def search(cfg: SearchConfig) -> Found:
     mats = [data.X[c] for c in columns]
     space = SearchSpace.fit(mats)
     rows = space.transform(mats)
+    if not rows.shape[1]:
+        raise ConfigError(_alike(table.source, columns, len(data)))
     pos = example_position(cfg, data.clips, table)
-    embedded_from = None
+    embedded_from = note = None
     if pos is None:
-        example, vectors, embedded_from = _embed_example(cfg, embedder, columns, data, weights)
+        example, vectors, embedded_from, note = _embed_example(cfg, embedder, columns, data, weights)
         idx, dist = nearest(rows, space.transform(vectors), cfg.k)
     else:
         [example] = data.clips.slice(pos, 1).to_pylist()
@@ -175,8 +186,16 @@ def search(cfg: SearchConfig) -> Found:
     out = [{**example, "rank": 0, "similarity": 1.0}]
     out += [{**facts, "rank": r, "similarity": 1.0 - float(d)}
             for r, (facts, d) in enumerate(zip(data.clips.take(pa.array(chosen)).to_pylist(), dist), start=1)]
-    return Found(pa.Table.from_pylist([{f.name: r.get(f.name) for f in SCHEMA} for r in out], schema=SCHEMA),
-                 embedder, tuple(columns), weights, len(data), embedded_from)
+    found = pa.Table.from_pylist([{f.name: r.get(f.name) for f in SCHEMA} for r in out], schema=SCHEMA)
+    return Found(redact_columns(found), embedder, tuple(columns), weights, len(data), embedded_from, note)
+
+
+def _alike(source: str, columns: list[str], clips: int) -> str:
+    """Why a table whose every compared dimension is constant cannot be searched (nothing to standardise)."""
+    held = f"{clips} clips with finite {', '.join(columns)} vectors, all alike" if clips > 1 else \
+        f"one clip with finite {', '.join(columns)} vectors"
+    return (f"features: {source} holds {held}: every dimension is constant, so no clip is nearer the example than "
+            "another (search needs clips whose vectors differ)")
 
 
 def result_lines(found: Found, example: str) -> list[str]:
@@ -187,6 +206,8 @@ def result_lines(found: Found, example: str) -> list[str]:
     lines = [f"search: the {len(rows) - 1} clips nearest to {redact(example)} among {found.clips} clips, by "
              f"{found.embedder} ({', '.join(found.columns)}; {what}){source}; similarity: cosine after "
              "standardising each dimension over the table"]
+    if found.note:
+        lines.append(f"  the example: {found.note}")
     width = max(len("clip"), *(len(r["clip_id"]) for r in rows))
     lines.append(f"{'rank':>4}  {'similarity':>10}  {'clip':<{width}}  labels")
     for r in rows:
@@ -218,7 +239,8 @@ def write_page(found: Found, page_dir: str, example: str) -> str:
 
     cards = []
     for r in found.table.to_pylist():
-        assets = write_assets(r, page_dir)
+        # the example as given: its redacted uri would not read (an example of the table has a stored uri)
+        assets = write_assets({**r, "uri": example} if r["rank"] == 0 and found.embedded_from else r, page_dir)
         link = source_url(r["clip_id"], r["group"])
         name = html.escape(r["clip_id"]) + (f" <a href='{html.escape(link)}' target='_blank' rel='noopener'>source"
                                             "</a>" if link else "")
@@ -231,12 +253,13 @@ def write_page(found: Found, page_dir: str, example: str) -> str:
                      f"{name}</span><span>{rank} · similarity {r['similarity']:.4f}</span></div>{media}"
                      f"<div>labels: {html.escape(', '.join(r['labels'] or []) or '(none)')}</div></article>")
     title = f"Clips like {redact(example)}"  # an example given as a URL may hold credentials
+    note = f"<p class='note example-note'>The example: {html.escape(found.note)}</p>" if found.note else ""
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<link rel='icon' href='data:,'><style>{_STYLE}</style></head><body><header><h1>{html.escape(title)}"
             f"</h1><p class='note'>The {len(cards) - 1} clips nearest to the example among {found.clips}, by "
             f"{html.escape(found.embedder)} ({html.escape(', '.join(found.columns))}"
             f"{'; random weights' if found.weights == RANDOM else ''}): cosine similarity after standardising each "
-            f"dimension over the table.</p></header><main>{''.join(cards)}</main></body></html>")
+            f"dimension over the table.</p>{note}</header><main>{''.join(cards)}</main></body></html>")
     uri = join(page_dir, "index.html")
     fs, path = filesystem(uri)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)

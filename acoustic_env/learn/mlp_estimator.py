@@ -9,7 +9,7 @@ standardises the inputs, holds out ``val_fraction`` of the rows for early stoppi
 and calls ``train``. Its settings (``network``: depth, width, learning rate, ...)
 are declared in ``learn.params.PARAMS`` and it is built by the zoo
 (``learn.zoo.make_estimator``), whose grouped search chooses among
-``learn.params.CANDIDATES`` (cross-fitting in the audit keeps the defaults).
+``learn.params.SPACES`` (cross-fitting in the audit keeps the defaults).
 """
 
 from __future__ import annotations

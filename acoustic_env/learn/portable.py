@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from acoustic_env.learn.calibrate import Calibrator
 from acoustic_env.learn.mlp import MLP, n_outputs
 
 ARRAYS, WEIGHTS, BOOSTER, SKOPS = "estimator.npz", "weights.pt", "xgboost.json", "estimator.skops"
@@ -60,6 +61,8 @@ FORMATS = {"logreg": "linear", "elasticnet": "linear", "mlp": "torch", "xgboost"
 #: The types a skops file may hold beyond skops' defaults (scikit-learn's estimators, numpy, scipy): a tree's
 #: node arrays. Anything else in the file stops the load.
 SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
+#: The prefix of the probability map's arrays in ``ARRAYS`` (``learn.calibrate``).
+CALIBRATION = "calibration_"
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,22 @@ class Portable:
             raise ValueError(f"the estimator computes {width} outputs where its description says {self.n_outputs}")
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """[n, classes] probabilities, as ``ZooClassifier.predict_proba`` gave them."""
+        """[n, classes] probabilities, as ``ZooClassifier.predict_proba`` gave them (its calibration included)."""
         out = np.tile(self.arrays["prior"], (len(x), 1)).astype(np.float64)
         columns = self.arrays["columns"]
         if len(columns) and len(x):
             p = self.fitted_proba(x)
             out[:, columns] = p if p.shape[1] == len(columns) else p[:, 1:]
-        return out
+        calibrator = self.calibrator()
+        return out if calibrator is None else calibrator(out)
+
+    def calibrator(self) -> Calibrator | None:
+        """The probability map the model chose on its inner folds (``learn.calibrate``), or None."""
+        cal = self.spec.get("calibration")
+        if not cal:
+            return None
+        arrays = {k.removeprefix(CALIBRATION): v for k, v in self.arrays.items() if k.startswith(CALIBRATION)}
+        return Calibrator(cal["method"], self.spec["kind"], np.asarray(cal["columns"], np.int64), arrays)
 
     def fitted_proba(self, x: np.ndarray) -> np.ndarray:
         """The wrapped estimator's own probabilities over the classes it was fitted on."""
@@ -164,6 +176,7 @@ class Portable:
             import skops.io
             from sklearn.pipeline import Pipeline
 
+            _within_recorded_size(self.blob or b"", self.spec.get("unpacked_bytes"))
             pipeline = skops.io.loads(self.blob or b"", trusted=SKOPS_TRUSTED)
             if not isinstance(pipeline, Pipeline):
                 raise ValueError(f"the skops file holds a {type(pipeline).__name__}, not a scikit-learn Pipeline")
@@ -191,6 +204,27 @@ class Portable:
             pre.weight.copy_(torch.diag(scale))
             pre.bias.copy_(-torch.tensor(self.arrays["mean"], dtype=torch.float32) * scale)
         return nn.Sequential(pre, self.network())
+
+
+def _unpacked_bytes(blob: bytes) -> int:
+    """What a zip's members declare they unpack to (the sizes its reader decompresses up to)."""
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        return sum(member.file_size for member in archive.infolist())
+
+
+def _within_recorded_size(blob: bytes, recorded: int | None) -> None:
+    """Raise ValueError unless the skops zip unpacks to at most the size model.json recorded when it was saved.
+
+    skops decompresses every member whole: a member compressed a thousandfold (a zip bomb) would be read
+    into memory before anything else is checked; its declared size is read first here.
+    """
+    if not isinstance(recorded, int):
+        raise ValueError("the model's description does not record the size the skops file unpacks to (a model "
+                         "saved before that was recorded)")
+    size = _unpacked_bytes(blob)
+    if size > recorded:
+        raise ValueError(f"its members declare {size:,} bytes unpacked, where the model's description recorded "
+                         f"{recorded:,}")
 
 
 def rebuild_network(architecture: dict[str, Any], state: dict[str, Any]) -> nn.Module:
@@ -226,7 +260,19 @@ def _scaler(scaler: Any) -> dict[str, np.ndarray]:
 
 
 def from_zoo(model: Any) -> Portable:
-    """The portable form of a fitted ``ZooClassifier`` (ValueError for a model without one, or not fitted)."""
+    """The portable form of a fitted ``ZooClassifier`` (ValueError for a model without one, or not fitted), with
+    its probability map when it chose one (``spec["calibration"]``, the arrays as ``calibration_<name>``)."""
+    portable = _from_zoo(model)
+    calibrator = getattr(model, "calibration_", None)
+    if calibrator is None:
+        return portable
+    arrays = {**portable.arrays, **{CALIBRATION + k: v for k, v in calibrator.arrays.items()}}
+    return Portable({**portable.spec, "kind": model.kind, "calibration": calibrator.describe()}, arrays,
+                    portable.blob)
+
+
+def _from_zoo(model: Any) -> Portable:
+    """``from_zoo``'s estimator, without its calibration."""
     if model.name not in FORMATS:
         raise ValueError(f"{model.name} has no portable form (portable: {', '.join(FORMATS)})")
     if model.model_ is None:
@@ -258,7 +304,8 @@ def from_zoo(model: Any) -> Portable:
     if fmt == "skops":
         import skops.io
 
-        return Portable(spec, arrays, skops.io.dumps(model.model_, compression=zipfile.ZIP_DEFLATED))
+        blob = skops.io.dumps(model.model_, compression=zipfile.ZIP_DEFLATED)
+        return Portable({**spec, "unpacked_bytes": _unpacked_bytes(blob)}, arrays, blob)
     booster = model.model_.get_booster()
     best = booster.attr("best_iteration")  # set by early stopping; XGBClassifier then predicts with those trees
     spec["iteration_range"] = [0, 0 if best is None else int(best) + 1]

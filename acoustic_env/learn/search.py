@@ -11,6 +11,11 @@ searches once more on every clip for the saved model.
 
 The inner folds keep every group (source recording, or near-duplicates merged
 by the leakage guard) on one side of each split, as the outer folds do.
+
+What is searched is each model's space of ranges (``learn.params.SPACES``):
+the defaults first, then Optuna's TPE sampler, told each setting's score, for
+``trials`` distinct settings. A setting the sampler proposes again is told its
+score again and not counted twice.
 """
 
 from __future__ import annotations
@@ -18,17 +23,22 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
+
+from acoustic_env.learn.params import Range, Space
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 #: An inner fold: (row positions fitted on, row positions scored on), both into the rows the search was given.
 Split = tuple[np.ndarray, np.ndarray]
 
 
 class SearchPlan(NamedTuple):
-    """How large each model's search is: ``trials`` settings of ``learn.params.CANDIDATES`` (1: the defaults, no
-    search; logistic regression's C search runs regardless), each scored on ``inner_folds`` grouped folds."""
+    """How large each model's search is: ``trials`` settings sampled from ``learn.params.SPACES`` (1: the defaults,
+    no search; logistic regression's C search runs regardless), each scored on ``inner_folds`` grouped folds."""
 
     trials: int = 1
     inner_folds: int = 3
@@ -39,11 +49,13 @@ class SearchRecord:
     """What one search tried, on which folds, what it chose and what it cost."""
 
     splits: list[Split]
-    trials: list[dict[str, Any]]  # per setting tried: {"params": the overrides, "score": pooled inner score}
-    best: dict[str, Any]  # the chosen overrides
+    trials: list[dict[str, Any]]  # per setting tried, in order: {"params": the setting, "score": pooled inner score}
+    best: dict[str, Any]  # the chosen setting
     seconds: float = 0.0
     fits: int = field(default=0)  # inner fits run (settings x inner folds)
     metric: str = "selection"  # the trials' score: the selection metric (learn.fit.val_score), or an estimator's own
+    space: dict[str, str] = field(default_factory=dict)  # each searched setting's range, in words (Space.describe)
+    asked: int = 0  # the settings asked for (--search-trials); fewer were tried only when the space holds fewer
 
 
 def strata(y: np.ndarray) -> np.ndarray:
@@ -69,27 +81,72 @@ def inner_splits(target: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
         return list(splitter.split(np.zeros(len(target)), strata(target), groups))
 
 
-def grouped_search(build: Callable[[dict[str, Any]], Any], candidates: list[dict[str, Any]], x: np.ndarray,
-                   y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int, kind: str) -> SearchRecord | None:
-    """Score each candidate (overrides for ``build``) by its pooled inner out-of-fold score; None when no search.
+#: Proposals in a row that repeat a tried setting before a search stops short of its trials (a small space, nearly
+#: exhausted, or a sampler sure of its best); the record then shows fewer settings than asked.
+MAX_REPEATS = 100
+
+
+def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, defaults: dict[str, Any], trials: int,
+                   x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int,
+                   kind: str) -> SearchRecord | None:
+    """Sample ``trials`` distinct settings of ``space`` (``defaults`` first, then Optuna's TPE seeded with ``seed``),
+    each built by ``build`` and scored by its pooled inner out-of-fold score; None when no search (one trial, or
+    fewer than two inner folds).
 
     The score is the train job's selection metric (``learn.fit.val_score``:
-    ROC AUC, or mAP for multi-label tasks); ties go to the earlier candidate,
-    so the defaults (listed first) win unless another setting does better.
+    ROC AUC, or mAP for multi-label tasks); ties go to the earlier setting,
+    so the defaults win unless another setting does better.
     """
-    from acoustic_env.learn.fit import val_score  # imports torch: only when a search runs
-
     start = time.time()
     splits = inner_splits(y, groups, n_folds, seed)
-    if len(candidates) < 2 or len(splits) < 2:
+    if trials < 2 or len(splits) < 2:
         return None
-    trials = []
-    for overrides in candidates:
-        proba = None
-        for fit_on, scored in splits:
-            p = build(overrides).fit(x[fit_on], y[fit_on]).predict_proba(x[scored])
-            proba = np.zeros((len(y), p.shape[1])) if proba is None else proba
-            proba[scored] = p
-        trials.append({"params": overrides, "score": val_score(kind, y, proba)})
-    best = max(range(len(trials)), key=lambda i: (round(trials[i]["score"], 12), -i))
-    return SearchRecord(splits, trials, trials[best]["params"], time.time() - start, len(candidates) * len(splits))
+    study, distributions = _study(space, defaults, seed)
+    scores: dict[tuple[Any, ...], float] = {}  # each setting tried (its values in the space's order) -> its score
+    repeats = 0
+    while len(scores) < min(trials, space.size()) and repeats < MAX_REPEATS:
+        proposed = study.ask(distributions)
+        setting = {name: r.rounded(proposed.params[name]) for name, r in space.ranges.items()}
+        key = tuple(setting.values())
+        repeats = repeats + 1 if key in scores else 0
+        if key not in scores:
+            scores[key] = _pooled_score(build, setting, x, y, splits, kind)
+        study.tell(proposed, scores[key])
+    tried = [{"params": dict(zip(space.ranges, key)), "score": score} for key, score in scores.items()]
+    best = max(range(len(tried)), key=lambda i: (round(tried[i]["score"], 12), -i))
+    return SearchRecord(splits, tried, tried[best]["params"], time.time() - start, len(tried) * len(splits),
+                        space=space.describe(), asked=trials)
+
+
+def _pooled_score(build: Callable[[dict[str, Any]], Any], setting: dict[str, Any], x: np.ndarray, y: np.ndarray,
+                  splits: list[Split], kind: str) -> float:
+    """One setting's score: each inner fold's model predicts the rows it did not see, pooled over the folds."""
+    from acoustic_env.learn.fit import val_score  # imports torch: only when a search runs
+
+    proba = None
+    for fit_on, scored in splits:
+        p = build(setting).fit(x[fit_on], y[fit_on]).predict_proba(x[scored])
+        proba = np.zeros((len(y), p.shape[1])) if proba is None else proba
+        proba[scored] = p
+    return float(val_score(kind, y, proba))
+
+
+def _study(space: Space, defaults: dict[str, Any], seed: int) -> tuple[Any, dict[str, BaseDistribution]]:
+    """An Optuna study maximising the score, its TPE sampler seeded (the same seed, the same settings), with the
+    defaults queued as its first trial; and the space as Optuna's distributions. Optuna's own log is silenced, as
+    the Ray Tune search silences it (``distributed.tune``): the console says what the search did."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial(defaults)
+    return study, {name: _distribution(r) for name, r in space.ranges.items()}
+
+
+def _distribution(r: Range) -> BaseDistribution:
+    """One range as Optuna's distribution."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if r.choices:
+        return CategoricalDistribution(r.choices)
+    return (IntDistribution if r.integer else FloatDistribution)(r.low, r.high, log=r.log)

@@ -128,6 +128,25 @@ def _check_counts(counts: np.ndarray, names: tuple[str, ...], n_folds: int, fiel
                               f"{int(n)}, got {field}={n_folds}")
 
 
+def _check_spread(targets: np.ndarray, groups: np.ndarray, fold: np.ndarray, names: tuple[str, ...],
+                  field: str) -> None:
+    """Every class in two folds or more (``field``: the option the error names).
+
+    A fold's clips are scored by a model fitted on the other folds: a class whose clips all fall in one fold
+    (its clips are all of one group, which never splits) is missing from that model's training clips, so it is
+    never predicted there and its recall of 0 would read like a result.
+    """
+    positive = targets.astype(bool) if targets.ndim == 2 else targets[:, None] == np.arange(len(names))
+    for c, name in enumerate(names):
+        rows = positive[:, c]
+        if len(np.unique(fold[rows])) < 2:
+            held = np.unique(groups[rows].astype(str))
+            shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+            raise ConfigError(f"{field}: class {name!r} has its {int(rows.sum())} clips in {len(held)} group(s) "
+                              f"({shown}), all in one fold, so the model scoring them never learns {name!r}; "
+                              f"grouped cross-validation needs its clips in 2 groups or more")
+
+
 def _iterative_stratification(unit_labels: np.ndarray, unit_sizes: np.ndarray, n_folds: int,
                               rng: np.random.Generator) -> np.ndarray:
     """Assign units (groups of clips) to folds so each label's positives spread evenly.
@@ -170,6 +189,8 @@ def assign_folds(targets: np.ndarray, groups: np.ndarray, class_names: tuple[str
       clip is its own group), so each fold keeps the class balance;
     * multi-label: iterative stratification (Sechidis et al., 2011) over groups,
       written out here because scikit-learn has none.
+
+    Too few groups, too few clips of a class, or a class whose clips all share one fold stop with one line.
     """
     unique_groups, group_index = np.unique(groups.astype(str), return_inverse=True)
     if len(unique_groups) < n_folds:
@@ -186,10 +207,11 @@ def assign_folds(targets: np.ndarray, groups: np.ndarray, class_names: tuple[str
         fold = np.full(len(targets), -1)
         for k, (_, test) in enumerate(splits):
             fold[test] = k
-        return fold
-    _check_counts(targets.sum(axis=0), class_names, n_folds, field)
-    unit_labels = np.zeros((len(unique_groups), targets.shape[1]))
-    np.add.at(unit_labels, group_index, targets)
-    unit_sizes = np.bincount(group_index, minlength=len(unique_groups))
-    unit_fold = _iterative_stratification(unit_labels, unit_sizes, n_folds, np.random.default_rng(seed))
-    return unit_fold[group_index]
+    else:
+        _check_counts(targets.sum(axis=0), class_names, n_folds, field)
+        unit_labels = np.zeros((len(unique_groups), targets.shape[1]))
+        np.add.at(unit_labels, group_index, targets)
+        unit_sizes = np.bincount(group_index, minlength=len(unique_groups))
+        fold = _iterative_stratification(unit_labels, unit_sizes, n_folds, np.random.default_rng(seed))[group_index]
+    _check_spread(targets, groups, fold, class_names, field)
+    return fold

@@ -35,9 +35,9 @@ probabilities, not the best classifier.
   lbfgs costs a fraction of saga's.
 
 Given ``groups``, xgboost, the MLP, the forest, the SVM and kNN also search
-their settings: the first ``trials`` of ``CANDIDATES`` (the defaults first),
-each scored by grouped CV on the rows being fitted (``learn.search``), the best
-refitted on all of them. The audit passes no groups, so its models keep the
+their settings: ``trials`` settings sampled from their ``SPACES`` (the
+defaults first, then Optuna's TPE), each scored by grouped CV on the rows
+being fitted (``learn.search``), the best refitted on all of them. The audit passes no groups, so its models keep the
 defaults. Every model has a saved form (``learn.portable``).
 
 Every model but knn takes ``class_weight`` ("balanced": each class weighs alike), the network also
@@ -65,7 +65,9 @@ from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, IMAGE_MODELS, ConfigError
 from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
-from acoustic_env.learn.params import CANDIDATES, PARAMS
+from acoustic_env.learn.calibrate import Calibrator
+from acoustic_env.learn.calibrate import choose as choose_calibration
+from acoustic_env.learn.params import PARAMS, SPACES
 from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
 from acoustic_env.learn.threads import blas_threads
 
@@ -79,15 +81,17 @@ LINEAR = ("logreg", "elasticnet")
 
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
-                   search: SearchPlan = SearchPlan(), balance: Balance = Balance(), **overrides: Any) -> ZooClassifier:
+                   search: SearchPlan = SearchPlan(), balance: Balance = Balance(), calibrate: bool = False,
+                   **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
     ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task, or the
     train job's cross-validation of a small table, passes 1) and the MLP's torch
     threads (None: one, see ``MLPClassifier.fit``).
-    ``search``: how many settings of ``CANDIDATES`` a grouped fit tries, on how
+    ``search``: how many settings of its ``SPACES`` entry a grouped fit tries, on how
     many inner folds (logistic regression's C search uses those folds too).
     ``balance``: how the model weighs rare classes (``learn.balance``).
+    ``calibrate``: a grouped fit also chooses a probability map on its inner folds (``learn.calibrate``).
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
     if name not in ESTIMATORS:
@@ -96,7 +100,7 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     if unknown:
         raise ConfigError(f"model: {name} has no parameter {unknown[0]!r} (it has {sorted(PARAMS[name])})")
     return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **balance.overrides(name), **overrides}, seed,
-                         threads, *search)
+                         threads, *search, calibrate=calibrate)
 
 
 class ZooClassifier(ClassifierMixin, BaseEstimator):
@@ -109,7 +113,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, name: str, kind: str, n_classes: int, params: dict[str, Any], seed: int = 0,
                  threads: int | None = None, trials: int = SearchPlan().trials,
-                 inner_folds: int = SearchPlan().inner_folds):
+                 inner_folds: int = SearchPlan().inner_folds, calibrate: bool = False):
         self.name = name
         self.kind = kind
         self.n_classes = n_classes
@@ -118,6 +122,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.threads = threads
         self.trials = trials
         self.inner_folds = inner_folds
+        self.calibrate = calibrate
 
     def fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None = None,
             groups: np.ndarray | None = None) -> ZooClassifier:
@@ -125,7 +130,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
         ``groups`` (one per row): the model's search runs grouped CV on these rows
         (``search_`` records it): logistic regression's C and L1 share (single-label), or the
-        first ``trials`` settings of ``CANDIDATES``. A small ``X`` is fitted on one BLAS thread (``learn.threads``).
+        ``trials`` settings sampled from ``SPACES``; with ``calibrate``, the probability map too
+        (``calibration_``, ``learn.calibrate``). A small ``X`` is fitted on one BLAS thread (``learn.threads``).
         """
         with blas_threads(np.size(X)):
             return self._fit(X, np.asarray(y), eval_set, groups)
@@ -141,12 +147,16 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.model_ = None
         self.params_ = dict(self.params)  # the settings fitted: the search's choice, else the defaults
         self.search_: SearchRecord | None = None
+        self.calibration_: Calibrator | None = None
+        self.calibration_losses_: dict[str, float] | None = None  # each map's inner out-of-fold log loss
         if len(self.columns_) < (1 if multi else 2):
             return self
-        if groups is not None and self.name in CANDIDATES and self.trials > 1:
-            self.search_ = grouped_search(self._candidate, CANDIDATES[self.name][:self.trials], X, y, groups,
+        if groups is not None and self.name in SPACES and self.trials > 1:
+            space = SPACES[self.name]
+            self.search_ = grouped_search(lambda setting: self._candidate(space.overrides(setting, self.params)),
+                                          space, space.defaults(self.params), self.trials, X, y, groups,
                                           self.inner_folds, self.seed, self.kind)
-            self.params_.update(self.search_.best if self.search_ else {})
+            self.params_.update(space.overrides(self.search_.best, self.params) if self.search_ else {})
         target = self._target(y)
         if target.ndim == 2:
             positives = target.sum(axis=0)
@@ -175,7 +185,27 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.model_.fit(X, target, **weights, **({"groups": groups} if self.name == "cnn" else {}))
         if self.name in LINEAR and self.search_ is not None:
             self._record_c_search(time.time() - start)
+        if self.calibrate and groups is not None and self.name not in IMAGE_MODELS:  # a CNN's inner fits: too dear
+            self._calibrate(X, y, groups)
         return self
+
+    def _calibrate(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
+        """Choose the probability map on the inner folds (the search's, else new ones): this model's settings refitted
+        on each inner training part give every row an out-of-fold probability, which ``learn.calibrate.choose``
+        maps. Fewer than two inner folds: no map."""
+        splits = self.search_.splits if self.search_ is not None and len(self.search_.splits) >= 2 else \
+            inner_splits(y, groups, self.inner_folds, self.seed)
+        if len(splits) < 2:
+            return
+        chosen = dict(self.params_)
+        if self.name in LINEAR and "C" in chosen:  # the C (and L1 share) chosen, as one-value grids
+            chosen["Cs"] = [chosen.pop("C")]
+            if "l1_ratio" in chosen:
+                chosen["l1_ratios"] = [chosen.pop("l1_ratio")]
+        oof = np.zeros((len(y), self.n_classes))
+        for fit_on, scored in splits:
+            oof[scored] = self._candidate(chosen).fit(X[fit_on], y[fit_on]).predict_proba(X[scored])
+        self.calibration_, self.calibration_losses_ = choose_calibration(oof, y, self.kind, self.columns_, splits)
 
     def _candidate(self, overrides: dict[str, Any]) -> ZooClassifier:
         """One setting of the search, fitted on an inner fold without a search of its own."""
@@ -198,8 +228,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.search_.metric = "neg_log_loss"  # LogisticRegressionCV's scoring, not the selection metric
         self.params_.update(self.search_.best)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """[n, n_classes] probabilities (single-label rows sum to 1)."""
+    def predict_proba(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """[n, n_classes] probabilities (single-label rows sum to 1), mapped by the calibration when one was chosen
+        (``calibrated=False``: the model's own)."""
+        out = self._own_proba(X)
+        return self.calibration_(out) if calibrated and getattr(self, "calibration_", None) is not None else out
+
+    def _own_proba(self, X: np.ndarray) -> np.ndarray:
         out = np.tile(self.prior_, (len(X), 1)).astype(np.float64)
         if self.model_ is not None:
             with blas_threads(np.size(X)):

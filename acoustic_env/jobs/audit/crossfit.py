@@ -81,3 +81,27 @@ def choose_by_log_loss(names: tuple[str, ...], kind: str, n_classes: int, seed: 
     losses = {n: round(log_loss(targets, p), 6) for n, p in probs.items()}
     chosen = min(losses, key=losses.get) if requested == AUTO else requested
     return chosen, probs[chosen], losses
+
+
+def choose_model_and_set(names: tuple[str, ...], kind: str, n_classes: int, seed: int, inputs: dict[str, np.ndarray],
+                         targets: np.ndarray, folds: np.ndarray, parallel: str = "sequential",
+                         requested: str = AUTO) -> tuple[str, str, np.ndarray, dict[str, float], dict[str, float]]:
+    """The feature set (``inputs``: set name → matrix, ``learn.feature_sets``) whose out-of-fold log loss is lowest
+    for a probe model, then ``choose_by_log_loss`` among ``names`` on that set.
+
+    Which groups to trust is as much the data's question as which model: on real recordings one pretrained embedder
+    can judge the labels far better than every group together. The probe is logistic regression (the requested
+    model when one is named): the cheapest of the zoo, so that trying every set costs a few linear fits, not every
+    model on every set. Ties go to the earlier set. Returns the model, the set, their probabilities, the models' log
+    losses on that set and the probe's on every set.
+    """
+    probe = "logreg" if requested in (AUTO, AVERAGE) else requested
+    by_set = {}
+    if len(inputs) > 1:
+        for name, X in inputs.items():
+            by_set[name] = round(log_loss(targets, out_of_fold(make_estimator(probe, kind, n_classes, seed), X,
+                                                               targets, folds, parallel)), 6)
+    feature_set = min(by_set, key=by_set.get) if by_set else next(iter(inputs))
+    chosen, probs, losses = choose_by_log_loss(names, kind, n_classes, seed, inputs[feature_set], targets, folds,
+                                               parallel, requested)
+    return chosen, feature_set, probs, losses, by_set

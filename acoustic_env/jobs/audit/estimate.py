@@ -14,6 +14,8 @@ A verdict may also carry ``corrected_label`` (the class(es) the reviewer heard
 instead; a list, ``;``-separated in CSV) and a free-text ``note``; files
 written before those fields existed read as having none.
 When a clip was judged more than once in a sample, its latest verdict counts.
+A file is read as a spreadsheet may have saved it (:func:`verdict_text`): UTF-8, UTF-16 or
+UTF-32 with a byte-order mark, else Windows-1252; comma-, semicolon- or tab-separated.
 Intervals are 95 %: Wilson's score interval (good coverage down to small n and
 accuracies near 0 or 1, unlike the normal approximation) or a percentile
 bootstrap over clips.
@@ -21,6 +23,7 @@ bootstrap over clips.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -36,6 +39,13 @@ VERDICTS = ("correct", "wrong", "unsure")
 SAMPLES = ("random", "suspects")
 METHODS = ("wilson", "bootstrap")
 NO_CLASS = "(none)"
+#: How deep a verdict file's JSON may nest: ``{"verdicts": [{"given_labels": ["a"]}]}`` is 4 levels; deeper
+#: data is refused before any of it is read (a thousand levels end Python's reader in a RecursionError, a few
+#: hundred the ``str()`` of a field).
+MAX_JSON_DEPTH = 8
+#: Byte-order marks, longest first (UTF-32's little-endian mark begins with UTF-16's), and their codecs.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def normalize_verdict(record: dict[str, Any]) -> dict[str, Any]:
@@ -70,19 +80,51 @@ def _class_list(value: Any, field: str, clip_id: str) -> list[str]:
     return value
 
 
+def load_json(text: str | bytes, name: str) -> Any:
+    """JSON of at most ``MAX_JSON_DEPTH`` levels, or one AuditError: not JSON, or nested deeper."""
+    too_deep = AuditError(f"verdicts: {name} nests deeper than {MAX_JSON_DEPTH} levels (a verdict file has 4)")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as exc:
+        raise AuditError(f"verdicts: {name} is not valid JSON ({exc})") from None
+    level = [data]
+    for _ in range(MAX_JSON_DEPTH):  # level by level, without recursion
+        level = [v for x in level if isinstance(x, (list, dict)) for v in (x.values() if isinstance(x, dict) else x)]
+    if level:
+        raise too_deep
+    return data
+
+
+def verdict_text(data: bytes, name: str) -> str:
+    """The text of a verdict file as a spreadsheet saves it: the codec its byte-order mark names, else UTF-8,
+    else Windows-1252 (Excel's plain "CSV" in Western locales); one AuditError when none reads it."""
+    codec = next((c for bom, c in _BOMS if data.startswith(bom)), None)
+    for candidate in (codec,) if codec else ("utf-8", "cp1252"):
+        try:
+            return data.decode(candidate)
+        except UnicodeDecodeError:
+            continue
+    raise AuditError(f"verdicts: {name} is neither UTF-8 nor UTF-16 nor Windows-1252 text; save it as CSV UTF-8")
+
+
 def parse_verdicts(text: str, name: str = "verdicts") -> list[dict[str, Any]]:
-    """Verdicts from the text of a JSON file (a list, or ``{"verdicts": [...]}``) or a CSV file."""
+    """Verdicts from the text of a JSON file (a list, or ``{"verdicts": [...]}``) or a CSV file (its header says
+    which of ``,``, ``;`` or a tab separates the fields)."""
     stripped = text.lstrip()
     if stripped.startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise AuditError(f"verdicts: {name} is not valid JSON ({exc})") from None
+        data = load_json(text, name)
         records = data.get("verdicts") if isinstance(data, dict) else data
         if not isinstance(records, list):
             raise AuditError(f"verdicts: {name} must hold a list of verdicts or {{\"verdicts\": [...]}}")
     else:
-        records = list(csv.DictReader(io.StringIO(text)))
+        header = stripped.split("\n", 1)[0]
+        delimiter = max(",;\t", key=header.count)
+        try:
+            records = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+        except csv.Error as exc:
+            raise AuditError(f"verdicts: {name} is not a CSV file ({exc})") from None
         if records and "verdict" not in records[0]:
             raise AuditError(f"verdicts: {name} has no 'verdict' column (columns: {list(records[0])})")
     return [normalize_verdict(r) for r in records]
@@ -95,7 +137,7 @@ def read_verdicts(uris: Iterable[str]) -> list[dict[str, Any]]:
         fs, path = filesystem(uri)
         if not fs.exists(path):
             raise AuditError(f"verdicts: file not found: {uri}")
-        records += parse_verdicts(fs.cat_file(path).decode("utf-8-sig"), uri)
+        records += parse_verdicts(verdict_text(fs.cat_file(path), uri), uri)
     return records
 
 

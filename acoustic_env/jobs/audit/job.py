@@ -38,12 +38,13 @@ from acoustic_env.jobs.audit.confident import (
     multi_label_issues,
     single_label_issues,
 )
-from acoustic_env.jobs.audit.crossfit import AUTO, AVERAGE, choose_by_log_loss
+from acoustic_env.jobs.audit.crossfit import AUTO, AVERAGE, choose_model_and_set
 from acoustic_env.jobs.audit.review import build_review
 from acoustic_env.jobs.labelled import grouped_folds, read_labelled
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.record import Run, lifecycle, package_versions, write_record
 from acoustic_env.jobs.results import AuditResult
+from acoustic_env.learn.feature_sets import ALL, candidate_sets
 from acoustic_env.storage import filesystem, join, write_parquet
 from acoustic_env.table import FeatureSet, metadata_json
 
@@ -162,8 +163,11 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
         start_ray(cfg.ray_address)
     t_fit = time.time()
     candidates = CLASSIFIERS if cfg.classifier in (AUTO, AVERAGE) else (cfg.classifier,)
-    chosen, probs, losses = choose_by_log_loss(candidates, task.kind, task.n_classes, cfg.seed, X, data.y, folds,
-                                               cfg.parallel, cfg.classifier)
+    # the feature set is a choice like the model (learn.feature_sets), unless --feature-groups names the groups
+    sets = {} if cfg.feature_groups else candidate_sets(data.feature_groups)
+    inputs = {name: data.matrix(groups) for name, groups in sets.items()} or {ALL: X}
+    chosen, feature_set, probs, losses, set_losses = choose_model_and_set(
+        candidates, task.kind, task.n_classes, cfg.seed, inputs, data.y, folds, cfg.parallel, cfg.classifier)
     fit_s = time.time() - t_fit
     find = single_label_issues if task.kind == "single_label" else multi_label_issues
     issues = find(data.y, probs, task.class_names, cfg.filter_by, units=data.groups, seed=cfg.seed)
@@ -177,7 +181,10 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
         duplicates=duplicates.counts,
         model={"requested": cfg.classifier, "chosen": chosen, "log_loss": losses,
                "rule": "lowest out-of-fold log loss against the given labels" if cfg.classifier == AUTO
-               else "as requested"},
+               else "as requested",
+               "feature_set": feature_set, "groups": list(sets.get(feature_set, data.columns)),
+               "feature_sets": set_losses or None,
+               "feature_set_probe": "logreg" if cfg.classifier in (AUTO, AVERAGE) else cfg.classifier},
         fit=fit_quality(data.y, probs, task.kind),
         noise=issues.noise,
         outputs={"table": join(cfg.output, TABLE), "summary": join(cfg.output, SUMMARY)},
@@ -223,6 +230,10 @@ def summary_lines(result: AuditResult) -> list[str]:
     if len(model["log_loss"]) > 1:
         lines.insert(1, f"  model: {model['chosen']} ({model['rule']}: "
                         + ", ".join(f"{k} {v:.3f}" for k, v in model["log_loss"].items()) + ")")
+    if model.get("feature_sets"):
+        lines.insert(2, f"  feature set: {model['feature_set']} (lowest out-of-fold log loss of "
+                        f"{model['feature_set_probe']} on each: "
+                        + ", ".join(f"{s} {v:.3f}" for s, v in model["feature_sets"].items()) + ")")
     truth = summary.get("truth")
     if truth:
         fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731

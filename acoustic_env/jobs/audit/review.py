@@ -43,7 +43,7 @@ from acoustic_env.audio.manifest import YTID
 from acoustic_env.config import DecodeParams
 from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.errors import AuditError, ClipError
-from acoustic_env.storage import filesystem, join
+from acoustic_env.storage import filesystem, join, redact
 
 REVIEW_DIR = "review"
 PAGE = "index.html"
@@ -53,7 +53,7 @@ _DECODE = DecodeParams(min_duration_s=0.05)
 SPEC_AXES = (0.09, 0.2, 0.9, 0.76)
 #: An AudioSet clip id is ``<YTID>_<start ms>`` with an 11-character YouTube id (the manifest reader's rule).
 _AUDIOSET_ID = re.compile(rf"^({YTID})_(\d+)$")
-#: Where render_page inlines the page's data (``</`` is escaped in it, so the first ``</script>`` ends it).
+#: Where render_page inlines the page's data (no ``<`` in it, so the first ``</script>`` ends it).
 _PAGE_DATA = re.compile(r'<script id="audit-data" type="application/json">(.*?)</script>', re.S)
 
 
@@ -117,14 +117,15 @@ def spectrogram_png(audio: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
 
 
 def write_assets(row: dict[str, Any], review_dir: str) -> dict[str, Any]:
-    """Write one clip's player audio and spectrogram; a clip that cannot be read gets an ``error``, not a crash."""
+    """Write one clip's player audio and spectrogram; a clip that cannot be read gets an ``error``, not a crash
+    (redacted: the pages show it, and the URI it quotes may hold a secret)."""
     stem = asset_stem(row["clip_id"])
     try:
         audio = clip_audio(row["uri"], row.get("start_s"), row.get("end_s"))
     except ClipError as exc:
-        return {"audio": None, "image": None, "error": f"{exc.error_type}: {exc.message}"}
+        return {"audio": None, "image": None, "error": redact(f"{exc.error_type}: {exc.message}")}
     except Exception as exc:  # noqa: BLE001 - one unreadable clip must not cost the reviewer the page
-        return {"audio": None, "image": None, "error": f"{type(exc).__name__}: {exc}"}
+        return {"audio": None, "image": None, "error": redact(f"{type(exc).__name__}: {exc}")}
     fs, base = filesystem(review_dir)
     fs.makedirs(join(base, "assets"), exist_ok=True)
     fs.pipe_file(join(base, "assets", stem + ".ogg"), ogg_bytes(audio))
@@ -168,10 +169,16 @@ def page_items(review_dir: str) -> frozenset[tuple[str, str]]:
     return frozenset((sample, item["clip_id"]) for sample in ("suspects", "random") for item in data[sample])
 
 
+#: JSON's own escapes for the characters HTML reads inside a script element: a clip id or label from someone
+#: else's list (``</script>``, ``<!--<script>``, which switches the tokenizer to its double-escaped state and
+#: hides the page's own script) stays text. They occur only inside JSON strings, where ``\u003c`` reads as ``<``.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def render_page(page_data: dict[str, Any]) -> str:
+    """The review page with ``page_data`` inlined as JSON that no string in it can end or hide (``_SCRIPT_SAFE``)."""
     template = resources.files("acoustic_env.jobs.audit").joinpath("review_page.html").read_text()
-    blob = json.dumps(page_data, sort_keys=True).replace("</", "<\\/")  # no early </script>
-    return template.replace("__AUDIT_DATA__", blob)
+    return template.replace("__AUDIT_DATA__", json.dumps(page_data, sort_keys=True).translate(_SCRIPT_SAFE))
 
 
 def build_review(table: pa.Table, summary: dict[str, Any], output: str, top: int, random_sample: int,

@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from acoustic_env.errors import AuditError
-from acoustic_env.jobs.audit.estimate import latest, normalize_verdict
+from acoustic_env.jobs.audit.estimate import latest, load_json, normalize_verdict
 from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR, page_items
 from acoustic_env.storage import filesystem, is_local, join, read_json, write_json
 
@@ -209,9 +209,9 @@ def make_handler(review_dir: str, store: VerdictStore, own: set[str]) -> type[Ba
             if not 0 < length <= _MAX_BODY:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": "empty or too large body"})
             try:
-                body = json.loads(self.rfile.read(length))
+                body = load_json(self.rfile.read(length), "the request")
                 total = store.add(body if isinstance(body, list) else [body])
-            except (ValueError, AuditError) as exc:
+            except AuditError as exc:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             self._json(HTTPStatus.OK, {"total": total})
 

@@ -35,6 +35,7 @@ from acoustic_env.jobs.train.grid import cells as grid_cells
 from acoustic_env.jobs.train.report import clip_predictions
 from acoustic_env.learn.cv import ORDER, CVResult, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report
+from acoustic_env.learn.feature_sets import FeatureSearch, candidate_sets, choose_set
 from acoustic_env.learn.fit import HISTORY
 from acoustic_env.learn.metrics import evaluate, headline, intervals
 from acoustic_env.learn.params import PARAMS as ZOO_PARAMS
@@ -44,27 +45,43 @@ from acoustic_env.learn.zoo import LINEAR, make_estimator
 from acoustic_env.table import FeatureSet
 
 GRID_REASON = "not in the grid's winning cell"
+FEATURE_SET_REASON = "not in the feature set the saved model chose on its inner folds"
 
 
 def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
-    """Per searched model, what its fold models' searches tried and cost (the report's and the record's figures)."""
-    return {m: {"settings": len(records[0].trials), "inner_folds": len(records[0].splits), "outer_folds": len(records),
+    """Per searched model, what its fold models' searches tried and cost (the report's and the record's figures):
+    the space, and every setting tried in each outer fold with its inner score (``trials``, one list per fold)."""
+    return {m: {"settings": max(len(r.trials) for r in records), "asked": records[0].asked,
+                "inner_folds": len(records[0].splits), "outer_folds": len(records),
                 "fits": sum(r.fits for r in records), "seconds": round(sum(r.seconds for r in records), 2),
-                "chosen": [r.best for r in records],
+                "space": records[0].space, "chosen": [r.best for r in records],
                 "inner_scores": [max(t["score"] for t in r.trials) for r in records],  # the chosen settings'
+                "trials": [[{"params": t["params"], "score": round(t["score"], 4)} for t in r.trials]
+                           for r in records],
                 "metric": records[0].metric}
             for m, records in result.searches.items() if records}
 
 
 def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[str, Any]],
                     final: SearchRecord | None, saved: str) -> str:
-    """What searched what under cross-validation, and what it cost, in a few sentences (console, report, record)."""
+    """What searched what under cross-validation, over which space, and what it cost, in a few sentences (console,
+    report, record)."""
     done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
             f"x {n['inner_folds']} inner folds in each of {n['outer_folds']} outer folds ({n['fits']} inner fits, "
             f"{n['seconds']:.0f} s)" for m, n in nested.items()]
+    short = [f"{m} tried {min(len(t) for t in n['trials'])} distinct settings in some outer fold, of "
+             f"{n['asked']} asked: its space holds few" for m, n in nested.items()
+             if n["asked"] and min(len(t) for t in n["trials"]) < n["asked"]]
+    spaces = [f"{m}: " + ", ".join(f"{k} {r}" for k, r in n["space"].items()) for m, n in nested.items()
+              if n["space"]]
     fixed = [m for m in candidates if m not in nested and m not in LINEAR]
     note = (f"Nested search, scored by grouped cross-validation on each outer fold's training clips only: "
             f"{'; '.join(done)}." if done else "No grouped search.")
+    if spaces:
+        note += (f" Each searched model tried its defaults first, then settings drawn by Optuna's TPE (seeded by "
+                 f"--seed) from its space: {'; '.join(spaces)}.")
+    if short:
+        note += f" {'; '.join(short)}."
     for m in (m for m in LINEAR if m in candidates and m not in nested):  # multi-label, or too few groups
         note += f" {m}'s C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
     if fixed:
@@ -115,15 +132,45 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
         plan_cells,
         lambda cell: cross_validate(lambda rows: model_inputs(cfg, features, rows, list(cell.groups))[1], y, folds,
                                     kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS,
-                                    balance, images),
+                                    balance, images, calibrate=True),
         lambda p: headline(kind, y, p)["roc_auc"],
         lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
-    keep = set(result["winner"]["groups"])
+    return _narrowed(features, set(result["winner"]["groups"]), GRID_REASON), result
+
+
+def _narrowed(features: FeatureSet, keep: set[str], reason: str) -> FeatureSet:
+    """``features`` with only the groups in ``keep``; each other one recorded as left out, with ``reason``."""
     excluded = {**features.excluded, "columns": {**features.excluded["columns"],
-                                                 **{c: GRID_REASON for c in features.columns if c not in keep}}}
-    narrowed = replace(features, feature_groups=tuple(g for g in features.feature_groups if g.name in keep),
-                       X={n: m for n, m in features.X.items() if n in keep}, excluded=excluded)
-    return narrowed, result
+                                                 **{c: reason for c in features.columns if c not in keep}}}
+    return replace(features, feature_groups=tuple(g for g in features.feature_groups if g.name in keep),
+                   X={n: m for n, m in features.X.items() if n in keep}, excluded=excluded)
+
+
+def _feature_search(cfg: TrainConfig, features: FeatureSet) -> FeatureSearch | None:
+    """The feature sets every vector model chooses among on its inner folds (``learn.feature_sets``); None when
+    ``--feature-groups`` pins the groups, the grid chose them, or the table offers one set only."""
+    sets = {} if cfg.feature_groups or cfg.grid else candidate_sets(features.feature_groups)
+    return FeatureSearch(sets, lambda rows, only: model_inputs(cfg, features, rows, list(only))[1]) if sets else None
+
+
+def _saved_set(cfg: TrainConfig, task: Task, search: FeatureSearch, features: FeatureSet, saved: str,
+               plan: SearchPlan) -> dict[str, Any]:
+    """The saved model's feature set, chosen as each fold model chose its own, on the inner folds of all clips."""
+    name, scores = choose_set(
+        lambda: make_estimator(saved, task.kind, task.n_classes, cfg.seed, CV_THREADS,
+                               SearchPlan(1, plan.inner_folds), balance=class_balance(cfg)),
+        search.inputs(np.ones(len(features), dtype=bool)), features.y, features.groups, plan.inner_folds, cfg.seed,
+        task.kind)
+    return {"model": saved, "set": name, "groups": list(search.sets[name]), "scores": scores}
+
+
+def feature_set_table(sets: dict[str, tuple[str, ...]], per_model: dict[str, list[dict[str, Any]]]
+                      ) -> dict[str, dict[str, dict[str, Any]]]:
+    """Model x feature set: the mean of its pooled inner scores over the outer folds, and how many folds chose it."""
+    return {m: {s: {"inner_score": (round(float(np.mean(v)), 4) if (v := [f["scores"][s] for f in folds
+                                                                          if s in f["scores"]]) else None),
+                    "chosen_in": sum(f["set"] == s for f in folds)} for s in sets}
+            for m, folds in per_model.items()}
 
 
 def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any],
@@ -141,16 +188,27 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
     plan, balance = SearchPlan(cfg.search_trials, cfg.search_folds), class_balance(cfg)
     images = _images(candidates, features)
+    sets = None if done else _feature_search(cfg, features)
     result = done or cross_validate(lambda train_rows: model_inputs(cfg, features, train_rows)[1], features.y, folds,
-                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS, balance, images)
+                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS, balance, images,
+                                    sets, calibrate=True)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
+    for m, raw in result.raw_proba.items():  # the reliability before each fold model's probability map
+        models[m]["test"]["calibration_before"] = evaluate(kind, names, features.y, raw)["calibration"]
 
     saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
+    feature_sets = None
+    if sets is not None:  # the saved model reads its own set: predict, serve and annotate compute only that
+        saved_set = _saved_set(cfg, task, sets, features, saved, plan) if saved not in images else None
+        feature_sets = {"sets": {s: list(g) for s, g in sets.sets.items()}, "per_fold": result.feature_sets,
+                        "table": feature_set_table(sets.sets, result.feature_sets), "saved": saved_set}
+        if saved_set is not None:
+            features = _narrowed(features, set(saved_set["groups"]), FEATURE_SET_REASON)
     transforms, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
     t = time.time()
-    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance).fit(
+    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance, calibrate=True).fit(
         images.get(saved, x), features.y, groups=features.groups)
     timings["final_fit_s"] = time.time() - t
     estimator = checked_portable(fitted, images.get(saved, x))
@@ -199,8 +257,15 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     evaluation = {
         "method": "cross_validation", "folds": n_folds, "folds_column": cfg.folds_column, "fold_names": fold_names,
         "grouped": bool(features.has_groups), "candidates": list(result.proba), "scores": result.scores,
-        "chosen": result.chosen, "best": result.best, "saved_model": saved,
-        "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved),
+        "chosen": result.chosen, "best": result.best, "saved_model": saved, "feature_sets": feature_sets,
+        "calibration": {"per_fold": result.calibration,
+                        "saved": {"method": fitted.calibration_.method if fitted.calibration_ is not None else "none",
+                                  "log_loss": fitted.calibration_losses_}},
+        "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved)
+        + (" Each vector model also chose its feature set on the inner folds of each outer fold's training clips "
+           "(Feature sets, below)." if feature_sets else "")
+        + (" Each vector model's probabilities are mapped by the calibration it chose on its inner folds (Platt's, "
+           "isotonic or none; the ECE before it in brackets)." if result.calibration else ""),
         "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
                    for m, d in detail.items()},
     }
@@ -215,4 +280,4 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
                    shap=shap, transforms=transforms, estimator=estimator, params=params, history=history,
                    network=drawn,
                    predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba),
-                   importances=weighed)
+                   importances=weighed, features=features if feature_sets and feature_sets["saved"] else None)

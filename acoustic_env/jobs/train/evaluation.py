@@ -92,8 +92,12 @@ def split_counts(task: Task, features: FeatureSet, split: np.ndarray,
 
 
 def slim(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The metrics without the per-point curves and matrices, which only the report's figures need."""
-    return {k: v for k, v in metrics.items() if k not in ("roc_curves", "calibration", "confusion")}
+    """The metrics without the per-point curves and matrices, which only the report's figures need (the expected
+    calibration errors kept as ``ece`` and, for a model with a probability map, ``ece_before``)."""
+    eces = {key: curve.get("ece") for key, name in (("ece", "calibration"), ("ece_before", "calibration_before"))
+            if isinstance(curve := metrics.get(name), dict)}
+    return {**{k: v for k, v in metrics.items()
+               if k not in ("roc_curves", "calibration", "calibration_before", "confusion")}, **eces}
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Outcome:
     history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
     importances: dict[str, Any] | None = None  # per model: coefficient or impurity importances (explain.importances)
     network: nn.Module | None = None  # the MLP trained (the search's choice; under CV the one fitted on all clips)
+    features: FeatureSet | None = None  # the groups the saved model reads, when a feature-set search narrowed them
 
 
 def shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

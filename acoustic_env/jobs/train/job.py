@@ -24,13 +24,14 @@ Outputs, below ``cfg.output``:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 import time
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from acoustic_env.vocabulary.tasks import Task
+from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import ConfigError, TrainConfig, validate
 from acoustic_env.jobs.labelled import read_labelled
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
@@ -71,6 +72,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run the job; the figures of record, how they were obtained, where the model and the report are."""
     validate(cfg)
     preflight(cfg)
+    task = load_task(cfg.task, cfg.ontology)
+    cfg.check_task(task.name, task.kind, task.n_classes)
     estimate = (read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else
                 assumed_label_accuracy(cfg.assumed_label_accuracy) if cfg.assumed_label_accuracy else None)
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
@@ -114,6 +117,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     else:
         out = run_split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
     models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
+    if out.features is not None:  # the saved model's own feature set (learn.feature_sets): what it reads
+        features, groups = out.features, list(out.features.columns)
 
     adjusted = None
     note = None
@@ -173,6 +178,42 @@ def _adjusted(adj: dict[str, Any]) -> str:
     return text
 
 
+def feature_set_lines(fs: dict[str, Any] | None) -> list[str]:
+    """The console's model x feature-set table (mean inner score; * and the folds that chose it), and the saved
+    model's set."""
+    if not fs:
+        return []
+    names = list(fs["sets"])
+    width = max(11, *(len(n) for n in names)) + 2
+    lines = ["  feature sets, chosen per outer fold on its training clips' inner folds (mean inner score, "
+             "*folds that chose it):", "    " + " " * 9 + "".join(f"{n:>{width}s}" for n in names)]
+    for m, per in fs["table"].items():
+        cells = [("–" if c["inner_score"] is None else f"{c['inner_score']:.3f}")
+                 + (f" *{c['chosen_in']}" if c["chosen_in"] else "   ") for c in (per[n] for n in names)]
+        lines.append(f"    {m:9s}" + "".join(f"{c:>{width}s}" for c in cells))
+    if fs.get("saved"):
+        lines.append(f"    saved {fs['saved']['model']} reads {fs['saved']['set']} "
+                     f"({', '.join(fs['saved']['groups'])}), chosen on the inner folds of all clips")
+    return lines
+
+
+def calibration_lines(calibration: dict[str, Any] | None, metrics: dict[str, dict[str, Any]]) -> list[str]:
+    """The console's calibration: per model the out-of-fold ECE after and before each fold model's probability map
+    and the maps the folds chose; the saved model's map."""
+    if not calibration or not calibration.get("per_fold"):
+        return []
+    parts = []
+    for m, folds in calibration["per_fold"].items():
+        after, before = metrics[m].get("ece"), metrics[m].get("ece_before")
+        chosen = Counter(f["method"] for f in folds)
+        parts.append(f"{m} " + ("–" if after is None else f"{after:.3f}")
+                     + ("" if before is None else f" (before {before:.3f})")
+                     + " [" + ", ".join(f"{k} x{v}" for k, v in chosen.items()) + "]")
+    saved = calibration.get("saved") or {}
+    return [f"  calibration, ECE out of fold with each fold model's map chosen on its inner folds: {'; '.join(parts)}"
+            + (f"; the saved model's map: {saved['method']}" if saved.get("method") else "")]
+
+
 def summary_lines(result: TrainResult) -> list[str]:
     """What the command prints: every model's figures of record, how they were obtained, and where the outputs are."""
     s, ev = result.counts["splits"], result.evaluation
@@ -197,20 +238,24 @@ def summary_lines(result: TrainResult) -> list[str]:
         lines += [f"    {line}" for line in merge_lines(duplicates)]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, m in result.metrics.items():
-        acc = fmt(m["accuracy"])
+        ci = ev["models"][name]["intervals"]
+        span = lambda key: "" if not ci.get(key) else f" [{ci[key][0]:.3f}, {ci[key][1]:.3f}]"  # noqa: E731
+        acc = fmt(m["accuracy"]) + span("accuracy")  # each interval right after the figure it belongs to
         adj = (result.adjusted_accuracy or {}).get(name)
         if adj and adj["adjusted"] is not None:
             acc += f" (adjusted for label noise: {_adjusted(adj)})"
-        ci = ev["models"][name]["intervals"]
-        span = lambda key: "" if not ci.get(key) else f" [{ci[key][0]:.3f}, {ci[key][1]:.3f}]"  # noqa: E731
         if m.get("max_accuracy") is not None:
-            acc += f", at the best threshold ({m['max_accuracy_threshold']:.2f}) {m['max_accuracy']:.3f}"
+            # the threshold is chosen on the very predictions it is scored on: an optimistic figure, no interval
+            acc += (f", at the best threshold ({m['max_accuracy_threshold']:.2f}, chosen on these predictions: "
+                    f"optimistic) {m['max_accuracy']:.3f}")
             best = (adj or {}).get("max_accuracy")
             if best and best["adjusted"] is not None:
                 acc += f" (adjusted: {_adjusted(best)})"
         lines.append(f"  {'cv' if ev['method'] == 'cross_validation' else 'test'} {name:8s} accuracy {acc}"
-                     f"{span('accuracy')}, balanced {fmt(m['balanced_accuracy'])}, ROC AUC {fmt(m['roc_auc'])}"
+                     f", balanced {fmt(m['balanced_accuracy'])}, ROC AUC {fmt(m['roc_auc'])}"
                      f"{span('roc_auc')}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}{span('macro_f1')}")
+    lines += feature_set_lines(ev.get("feature_sets"))
+    lines += calibration_lines(ev.get("calibration"), result.metrics)
     if result.grid:
         lines += grid_lines(result.grid)
     search = result.search

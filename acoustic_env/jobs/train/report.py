@@ -150,7 +150,11 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
     names = results["task"]["class_names"]
     scope = _scope(results)
     out = {"roc.png": plots.roc_png({m: r["test"]["roc_curves"] for m, r in models.items()}, scope),
-           "calibration.png": plots.calibration_png({m: r["test"]["calibration"] for m, r in models.items()}, scope)}
+           "calibration.png": plots.calibration_png(
+               {**{m: r["test"]["calibration"] for m, r in models.items()},
+                **{f"{m}, before its map": r["test"]["calibration_before"] for m, r in models.items()
+                   if r["test"].get("calibration_before") and m == (results.get("evaluation") or {}).get("chosen")}},
+               scope)}
     if results.get("grid"):
         out["grid.png"] = plots.grid_png(results["grid"]["cells"])
     history = results.get("history")
@@ -283,12 +287,14 @@ def metrics_section(results: dict[str, Any]) -> str:
             key = key or ("accuracy_wilson" if metric == "micro_f1" and kind != "multi_label" else None)
             row.append(_with_interval(m.get(metric), ci.get(key) if key else None))
         best = m.get("max_accuracy")
-        row += [m["calibration"].get("ece"), r.get("val_score"),
+        before = (m.get("calibration_before") or {}).get("ece")
+        ece = m["calibration"].get("ece")
+        row += [ece if before is None or ece is None else f"{ece:.3f} ({before:.3f})", r.get("val_score"),
                 "–" if best is None else f"{best:.3f} at {m['max_accuracy_threshold']:.2f}"]
         if adj:
             row += [_accuracy_note(adj.get(name)), _accuracy_note((adj.get(name) or {}).get("max_accuracy"))]
         rows.append(row)
-    header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE", "val. score", "max. accuracy (threshold)"]
+    header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE (before its map)", "val. score", "max. accuracy (threshold chosen on these predictions: optimistic)"]
     header += ["adjusted accuracy", "adjusted max. accuracy (the study's: acc/a)"] if adj else []
     parts = [f"<h2>Metrics ({html.escape(_scope(results))})</h2>"]
     if ev.get("description"):
@@ -474,7 +480,26 @@ def params_section(results: dict[str, Any]) -> str:
         parts += [f"<h3>Search: {len(trials)} trial(s) in {search.get('wall_s', 0):.0f} s</h3>",
                   _table(keys + ["error"], [[("html", _exact(t.get(k))) if k in params else t.get(k) for k in keys]
                                             + [t.get("error")] for t in trials])]
+    parts += [_nested_trials(m, n) for m, n in (search.get("nested") or {}).items() if n.get("trials")]
     return "\n".join(parts)
+
+
+def _nested_trials(model: str, nested: dict[str, Any]) -> str:
+    """Every setting one model's nested search tried in each outer fold (the defaults first), its pooled inner score
+    and the one kept, under the space it was drawn from: folded, as it runs to searches x outer folds rows."""
+    names = list(nested["trials"][0][0]["params"])
+    rows, classes = [], []
+    for fold, (tried, chosen) in enumerate(zip(nested["trials"], nested["chosen"]), 1):
+        for i, t in enumerate(tried):
+            rows.append([fold, "defaults" if i == 0 and nested.get("space") else i,
+                         *[("html", _exact(t["params"].get(k))) for k in names], t["score"],
+                         "yes" if t["params"] == chosen else ""])
+            classes.append("used" if t["params"] == chosen else "")
+    space = "; ".join(f"{k}: {r}" for k, r in (nested.get("space") or {}).items())
+    return (f"<details><summary><b>Nested search of {html.escape(model)}</b>: {len(rows)} settings tried over "
+            f"{nested['outer_folds']} outer folds ({nested['metric']} score)"
+            + (f", from {html.escape(space)}" if space else "") + "</summary>"
+            + _table(["outer fold", "trial", *names, "inner score", "chosen"], rows, classes) + "</details>")
 
 
 def _num(v: float) -> tuple[str, str]:
@@ -661,6 +686,29 @@ def grid_section(grid: dict[str, Any] | None) -> str:
             + _img("grid.png", "the grid's ROC AUC per cell"))
 
 
+def feature_sets_section(evaluation: dict[str, Any]) -> str:
+    """Model x feature set: each model's mean inner score per set and how many outer folds chose it, and the saved
+    model's own choice (empty without a feature-set search)."""
+    fs = evaluation.get("feature_sets")
+    if not fs:
+        return ""
+    names = list(fs["sets"])
+    rows = [[m, *[f"{c['inner_score']:.3f} ({c['chosen_in']})" if c["inner_score"] is not None else "–"
+                  for c in (per[s] for s in names)]] for m, per in fs["table"].items()]
+    saved = fs.get("saved")
+    chose = (f" The saved {html.escape(saved['model'])} chose <b>{html.escape(saved['set'])}</b> on the inner folds of "
+             f"all clips and reads only its groups ({html.escape(', '.join(saved['groups']))}): predict, serve and "
+             "annotate compute only those." if saved else "")
+    return ("<h2>Feature sets</h2><p class='note'>Each model chose its feature set in every outer fold by grouped "
+            "cross-validation on that fold's training clips only (nested: the held-out fold never took part), at its "
+            "default settings, then searched its own settings on that set; the out-of-fold figures above include "
+            "that choice. Each cell: the set's pooled inner score (ROC AUC; mAP for multi-label tasks) averaged over "
+            f"the outer folds, and in brackets the folds that chose it.{chose}</p>"
+            + _table(["model", *names], rows)
+            + "<p class='note'>" + html.escape("; ".join(f"{s}: {', '.join(g)}" for s, g in fs["sets"].items()))
+            + "</p>")
+
+
 def importances_section(importances: dict[str, dict[str, Any]], images: list[str]) -> str:
     """The linear models' coefficients and the forest's impurity importances beside SHAP: per group and per
     component (empty when no such model was compared)."""
@@ -695,7 +743,8 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
              "<p class='note'>" + html.escape(", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
                                                         if k not in ("splits", "excluded_columns", "duplicates")))
              + "</p>", duplicates_section(counts.get("duplicates") or {}),
-             metrics_section(results), gap_section(results), grid_section(results.get("grid")),
+             metrics_section(results), gap_section(results), feature_sets_section(results.get("evaluation") or {}),
+             grid_section(results.get("grid")),
              balance_section(results)]
     first = _record_model(results, results["models"])
     per_class = results["models"][first]["test"]["per_class"]

@@ -1,0 +1,166 @@
+"""Calibrated probabilities: a monotone map from a model's probabilities to frequencies, chosen on inner folds.
+
+Why: the audit ranks clips by the probability of their given label, the windows and the service print
+probabilities, and a threshold of 0.5 means something only if 0.7 is right seven times in ten. A regularised logistic
+regression on hundreds of PCA components, or a network stopped early, is often far from that (an ECE of 0.16 on real
+recordings). Each model of the train job is therefore calibrated where it is fitted: its own settings' out-of-fold
+probabilities on the grouped inner folds of its training rows (never a row it is then scored on) are mapped by
+Platt's sigmoid or an isotonic step function, each cross-fitted on those folds, and the map with the lowest
+out-of-fold log loss is kept (``choose``) when it beats the model's own probabilities by ``MARGIN``.
+
+The map is numpy only: Platt's two numbers or the isotonic thresholds per class, applied per class column
+(one-vs-rest); a single-label row is then normalised to sum to 1, and a two-class model maps its positive class only.
+The saved model stores those arrays (``learn.portable``), so a loaded model gives the fitted one's probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Every map tried; ``none`` first so that it wins a tie.
+METHODS = ("none", "platt", "isotonic")
+#: Probabilities are clipped this far from 0 and 1 for the logit and the log loss.
+EPS = 1e-6
+#: A map is kept only if it lowers the log loss by this share at least: a smaller gain is within what refitting on
+#: other rows moves it, and a map fitted to that noise would only reorder the clips of a fold.
+MARGIN = 0.01
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """A fitted map: ``method`` (``platt`` or ``isotonic``), the class ``columns`` it maps, and per column Platt's
+    slope and intercept (``a``, ``b``) or the isotonic thresholds (``x``, ``y``, concatenated; ``sizes`` per column).
+    """
+
+    method: str
+    kind: str
+    columns: np.ndarray
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __call__(self, proba: np.ndarray) -> np.ndarray:
+        """``proba`` [n, classes] mapped: its ``columns`` calibrated, a single-label row normalised."""
+        out = np.array(proba, dtype=np.float64, copy=True)
+        cols = self.columns
+        if self.method == "platt":
+            out[:, cols] = 1 / (1 + np.exp(-(self.arrays["a"] * _logit(out[:, cols]) + self.arrays["b"])))
+        else:
+            ends = np.concatenate([[0], np.cumsum(self.arrays["sizes"])])
+            for j, c in enumerate(cols):
+                x, y = self.arrays["x"][ends[j]:ends[j + 1]], self.arrays["y"][ends[j]:ends[j + 1]]
+                out[:, c] = np.interp(out[:, c], x, y)
+        if self.kind != "multi_label":
+            if out.shape[1] == 2 and len(cols) == 1:
+                out[:, 1 - cols[0]] = 1 - out[:, cols[0]]
+            else:
+                total = out.sum(axis=1, keepdims=True)
+                out = np.divide(out, total, out=np.full_like(out, 1 / out.shape[1]), where=total > 0)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What model.json records of the map: its method, columns and size (checked before the arrays are read)."""
+        return {"method": self.method, "columns": self.columns.tolist(),
+                "points": int(max((v.size for v in self.arrays.values()), default=0))}
+
+
+def _columns(kind: str, fitted: np.ndarray, n_classes: int) -> np.ndarray:
+    """The class columns a map calibrates: the positive class of a two-class model, else every fitted class."""
+    fitted = np.asarray(fitted, np.int64)
+    return fitted[1:] if kind != "multi_label" and n_classes == 2 and len(fitted) == 2 else fitted
+
+
+def _targets(kind: str, y: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.asarray(y, np.float64) if kind == "multi_label" else np.eye(n_classes)[np.asarray(y)]
+
+
+class NotIncreasing(ValueError):
+    """A Platt fit whose slope is not positive: it would reverse or erase the model's ranking, not calibrate it (the
+    inner models' probabilities disagree with their targets, as an early-stopped network on a few dozen clips can)."""
+
+
+def fit(method: str, proba: np.ndarray, y: np.ndarray, kind: str, fitted: np.ndarray) -> Calibrator:
+    """The ``method`` map of ``proba`` [n, classes] to the targets ``y`` (class indices, or a 0/1 matrix).
+
+    Raises:
+        NotIncreasing: Platt's slope for a class is not positive.
+    """
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    cols = _columns(kind, fitted, proba.shape[1])
+    target = _targets(kind, y, proba.shape[1])
+    if method == "platt":
+        a, b = np.ones(len(cols)), np.zeros(len(cols))
+        for j, c in enumerate(cols):
+            t = target[:, c]
+            if t.min() != t.max():  # a class absent from these rows keeps its probabilities
+                lr = LogisticRegression(C=1e4).fit(_logit(proba[:, c])[:, None], t)
+                a[j], b[j] = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+                if a[j] <= 0:
+                    raise NotIncreasing(f"Platt's slope {a[j]:.3g} for class {c}")
+        return Calibrator(method, kind, cols, {"a": a, "b": b})
+    xs, ys = [], []
+    for c in cols:
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(proba[:, c], target[:, c])
+        xs.append(np.asarray(iso.X_thresholds_, np.float64))
+        ys.append(np.asarray(iso.y_thresholds_, np.float64))
+    return Calibrator(method, kind, cols, {"x": np.concatenate(xs), "y": np.concatenate(ys),
+                                           "sizes": np.array([len(x) for x in xs], np.int64)})
+
+
+def _ranking(proba: np.ndarray, y: np.ndarray, kind: str) -> float:
+    """The mean one-vs-rest ROC AUC of ``proba`` over the classes (label columns) present and absent in ``y``."""
+    from sklearn.metrics import roc_auc_score
+
+    target = _targets(kind, y, proba.shape[1])
+    aucs = [roc_auc_score(target[:, c], proba[:, c]) for c in range(proba.shape[1])
+            if 0 < target[:, c].sum() < len(target)]
+    return float(np.mean(aucs)) if aucs else 0.5
+
+
+def log_loss(proba: np.ndarray, y: np.ndarray, kind: str) -> float:
+    """Mean log loss of ``proba`` (clipped by ``EPS``): of the given class, or the mean binary one per label."""
+    p = np.clip(proba, EPS, 1 - EPS)
+    if kind == "multi_label":
+        t = np.asarray(y, np.float64)
+        return float(-np.mean(t * np.log(p) + (1 - t) * np.log(1 - p)))
+    return float(-np.mean(np.log(p[np.arange(len(y)), np.asarray(y)])))
+
+
+def choose(oof: np.ndarray, y: np.ndarray, kind: str, fitted: np.ndarray,
+           splits: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Calibrator | None, dict[str, float | None]]:
+    """The map with the lowest log loss on ``oof`` (out-of-fold probabilities of these rows), each map fitted on the
+    other ``splits``' rows and scored on each split's held-out rows (cross-fitted: a map never scores the rows it was
+    fitted on), then refitted on every row; None when the model's own probabilities do as well, within ``MARGIN``.
+    Every method's loss (None: not tried).
+
+    Inner models that rank the rows no better than chance (ROC AUC at most 0.5: an early-stopped network on a few
+    dozen clips) tell nothing about the model fitted on every row: a map learnt from them would only flatten that
+    model's ranking, so none is tried.
+    """
+    losses: dict[str, float | None] = {"none": round(log_loss(oof, y, kind), 6)}
+    if _ranking(oof, y, kind) <= 0.5:
+        return None, {**losses, **{m: None for m in METHODS[1:]}}
+    for method in METHODS[1:]:
+        mapped = np.zeros_like(oof)
+        try:
+            for fit_on, scored in splits:
+                mapped[scored] = fit(method, oof[fit_on], y[fit_on], kind, fitted)(oof[scored])
+            losses[method] = round(log_loss(mapped, y, kind), 6)
+        except NotIncreasing:  # no map of this kind on some split: not a candidate (no loss: JSON has no inf)
+            losses[method] = None
+    tried = [m for m in METHODS[1:] if losses[m] is not None]
+    best = min(tried, key=lambda m: (losses[m], METHODS.index(m)), default=None)
+    if best is None or losses[best] > losses["none"] * (1 - MARGIN):
+        return None, losses
+    try:
+        return fit(best, oof, y, kind, fitted), losses
+    except NotIncreasing:
+        return None, losses

@@ -1,0 +1,91 @@
+"""Which feature groups a model reads: a setting searched like any other, on inner folds only.
+
+Why a search: on real recordings one pretrained embedder can carry nearly all the signal, and the hand-made groups
+beside it (indices, spectral statistics and MPS of three signals: hundreds of PCA components) mostly add noise for
+a linear model, while trees shrug them off. Which set is best depends on the data and the model, so each model
+chooses its own, by grouped cross-validation on the rows it is fitted on (``choose_set``): inside the train job's
+cross-validation those are an outer fold's training clips, so the set that scores a held-out clip was chosen
+without it (nested), and the outer figure stays honest; for the saved model, all clips.
+
+The candidate sets (``candidate_sets``) are few, as a user would try them: every group; each pretrained embedder
+alone; the hand-made groups alone; each pretrained embedder with the acoustic indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from acoustic_env.learn.search import inner_splits
+from acoustic_env.table import RANDOM, GroupInfo
+
+#: Every group: listed first, so it wins a tie (the set a user gets without a search).
+ALL = "all"
+HAND_MADE = "hand-made"
+#: The sources computed by the CPU stages, not learnt by a network.
+HAND_MADE_SOURCES = ("indices", "spectral", "mps")
+INDICES = "indices"
+
+
+def candidate_sets(groups: Sequence[GroupInfo]) -> dict[str, tuple[str, ...]]:
+    """Name → the group names of each set worth trying on a table with ``groups``; empty when there is one set only.
+
+    An embedder's columns of every signal (``birdnet``, ``birdnet_fg``) form one set; columns computed with random
+    weights are never a set of their own (they carry no pretrained meaning), though ``all`` holds them when the
+    table's reader kept them (``--include-random-weights``).
+    """
+    every = tuple(g.name for g in groups)
+    hand = tuple(g.name for g in groups if g.source in HAND_MADE_SOURCES)
+    indices = tuple(g.name for g in groups if g.source == INDICES)
+    embedders: dict[str, list[str]] = {}
+    for g in groups:
+        if g.source not in HAND_MADE_SOURCES and g.weights != RANDOM:
+            embedders.setdefault(g.source, []).append(g.name)
+    sets = {ALL: every}
+    sets.update({source: tuple(names) for source, names in embedders.items()})
+    sets[HAND_MADE] = hand
+    sets.update({f"{source}+{INDICES}": (*names, *indices) for source, names in embedders.items()})
+    unique: dict[str, tuple[str, ...]] = {}
+    for name, members in sets.items():  # the first name of a set wins (all before hand-made on a table of both)
+        if members and set(members) not in [set(m) for m in unique.values()]:
+            unique[name] = members
+    return unique if len(unique) > 1 else {}
+
+
+@dataclass(frozen=True)
+class FeatureSearch:
+    """The sets to try and how to make a set's inputs: ``prepare(train_mask, groups)`` → every row's inputs from
+    those groups, the preprocessing fitted on ``train_mask`` rows only (the train job's per-group PCA)."""
+
+    sets: dict[str, tuple[str, ...]]
+    prepare: Callable[[np.ndarray, tuple[str, ...]], np.ndarray]
+
+    def inputs(self, train_mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Each set's inputs of every row, the preprocessing fitted on ``train_mask``."""
+        return {name: self.prepare(train_mask, groups) for name, groups in self.sets.items()}
+
+
+def choose_set(build: Callable[[], Any], inputs: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray,
+               n_folds: int, seed: int, kind: str) -> tuple[str, dict[str, float]]:
+    """(the set with the best pooled inner out-of-fold score, every set's score) among ``inputs`` (set → rows'
+    inputs), each scored by a fresh ``build()`` fitted on grouped inner folds of these rows; ties go to the earlier
+    set. Fewer than two groups to fold by: the first set, unscored."""
+    from acoustic_env.learn.fit import val_score  # imports torch: only when a search runs
+
+    splits = inner_splits(y, groups, n_folds, seed)
+    first = next(iter(inputs))
+    if len(splits) < 2:
+        return first, {}
+    scores: dict[str, float] = {}
+    for name, x in inputs.items():
+        proba = None
+        for fit_on, scored in splits:
+            p = build().fit(x[fit_on], y[fit_on], groups=groups[fit_on]).predict_proba(x[scored])
+            proba = np.zeros((len(y), p.shape[1])) if proba is None else proba
+            proba[scored] = p
+        scores[name] = round(float(val_score(kind, y, proba)), 6)
+    order = list(scores)
+    return max(order, key=lambda n: (scores[n], -order.index(n))), scores

@@ -1,0 +1,105 @@
+"""The feature set as a searched choice (``learn.feature_sets``): which sets are tried, that each outer fold chooses
+on its own training clips only, and that train's saved model reads only the set it chose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acoustic_env.config import TrainConfig, from_dict
+from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs.train.job import summary_lines, train
+from acoustic_env.learn.cv import out_of_fold
+from acoustic_env.learn.feature_sets import ALL, FeatureSearch, candidate_sets
+from acoustic_env.learn.search import SearchPlan
+from acoustic_env.table import GroupInfo
+
+PRETRAINED = "ab" * 32  # a checksum standing in for pretrained weights
+
+
+def _group(name: str, source: str, weights: str | None = None) -> GroupInfo:
+    return GroupInfo(name=name, dim=4, source=source, weights=weights)
+
+
+def test_the_sets_a_user_would_try():
+    groups = [_group("indices_raw", "indices"), _group("spectral_raw", "spectral"), _group("mps_raw", "mps"),
+              _group("indices_fg", "indices"), _group("birdnet", "birdnet", PRETRAINED),
+              _group("birdnet_fg", "birdnet", PRETRAINED), _group("vggish", "vggish", "random")]
+    sets = candidate_sets(groups)
+    assert list(sets) == [ALL, "birdnet", "hand-made", "birdnet+indices"]
+    assert sets[ALL] == tuple(g.name for g in groups)  # random weights only inside every group, never alone
+    assert sets["birdnet"] == ("birdnet", "birdnet_fg")
+    assert sets["hand-made"] == ("indices_raw", "spectral_raw", "mps_raw", "indices_fg")
+    assert sets["birdnet+indices"] == ("birdnet", "birdnet_fg", "indices_raw", "indices_fg")
+    # one set only (no embedder, or nothing else beside it): no search
+    assert candidate_sets(groups[:4]) == {}
+    assert candidate_sets([groups[4]]) == {}
+    # an embedder with nothing hand-made beside it: every group is that embedder's set, named once
+    assert list(candidate_sets([groups[4], _group("yamnet", "yamnet", PRETRAINED)])) == [ALL, "birdnet", "yamnet"]
+
+
+def _leaky_data(seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Two groups: ``good`` weakly informative everywhere, ``leak`` noise; 5 folds of 6 groups of 4 clips."""
+    rng = np.random.default_rng(seed)
+    n = 120
+    y = np.arange(n) % 2
+    groups = np.repeat(np.arange(30), 4).astype(str)
+    folds = np.repeat(np.arange(30) % 5, 4)
+    x = {"good": rng.standard_normal((n, 3)) + 0.6 * y[:, None], "leak": rng.standard_normal((n, 3))}
+    return x, y, groups, folds
+
+
+def _search(x: dict[str, np.ndarray]) -> FeatureSearch:
+    sets = {ALL: ("good", "leak"), "good": ("good",), "leak": ("leak",)}
+    return FeatureSearch(sets, lambda rows, only: np.hstack([x[g] for g in only]))
+
+
+def test_each_outer_fold_chooses_its_set_without_its_held_out_clips():
+    """A group that is pure noise on the training folds but the label itself on the held-out fold is never credited:
+    that fold's choice, and its inner scores, are the same as with noise there (a selection that saw the held-out
+    fold would pick it), and a group informative on one training fold only does not carry its held-out figure."""
+    x, y, groups, folds = _leaky_data()
+    x["leak"][folds == 1] += 3.0 * y[folds == 1][:, None]  # informative on one training fold of fold 0's models
+    plan = SearchPlan(1, 2)
+    noise_proba, _, noise, *_ = out_of_fold(None, y, folds, "single_label", 2, ["logreg"], 0, groups, plan, 1,
+                              feature_search=_search(x))
+    leaked = {k: v.copy() for k, v in x.items()}
+    leaked["leak"][folds == 0] = np.repeat(y[folds == 0][:, None], 3, axis=1) * 10.0  # the answer, on fold 0 only
+    proba, _, seen, *_ = out_of_fold(None, y, folds, "single_label", 2, ["logreg"], 0, groups, plan, 1,
+                                 feature_search=_search(leaked))
+    assert seen["logreg"][0] == noise["logreg"][0]  # fold 0: same set, same inner scores
+    assert [f["fold"] for f in seen["logreg"]] == [0, 1, 2, 3, 4]
+    assert set(seen["logreg"][0]["scores"]) == {ALL, "good", "leak"}
+    if "leak" not in _search(x).sets[seen["logreg"][0]["set"]]:  # the usual case: the choice left it out
+        assert np.allclose(proba["logreg"][folds == 0], noise_proba["logreg"][folds == 0])
+
+
+@pytest.mark.slow
+def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
+    """On a table with a (stand-in) pretrained embedder, train compares the sets under its cross-validation, prints
+    the model x feature-set table, and saves a model that reads only the chosen set's groups."""
+    table = synthetic_features(60, seed=3, embedders=("vggish",), weights=PRETRAINED, signals=("raw",)).table
+    source = write_features(table, str(tmp_path / "t"))
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "cv_folds": 3, "search_folds": 2,
+                                  "baselines": ["logreg"], "ablations": False, "shap_samples": 0, "progress": False,
+                                  "max_rounds": 3, "grace_rounds": 1, "patience": 2})
+    result = train(cfg)
+    fs = result.evaluation["feature_sets"]
+    assert list(fs["sets"]) == [ALL, "vggish", "hand-made", "vggish+indices"]
+    assert set(fs["table"]) == {"mlp", "logreg"}
+    assert all(sum(c["chosen_in"] for c in per.values()) == 3 for per in fs["table"].values())
+    saved = fs["saved"]
+    assert saved["model"] == result.evaluation["saved_model"] and saved["groups"] == fs["sets"][saved["set"]]
+    model = json.loads((Path(result.model) / "model.json").read_text())
+    assert sorted(g["name"] for g in model["groups"]) == sorted(saved["groups"])
+    lines = summary_lines(result)
+    assert any(line.startswith("  feature sets, chosen per outer fold") for line in lines)
+    assert any(line.startswith(f"    saved {saved['model']} reads {saved['set']} (") for line in lines)
+    assert "<h2>Feature sets</h2>" in Path(result.report).read_text()
+    # --feature-groups pins the set: no search
+    pinned = train(from_dict(TrainConfig, {**cfg.to_dict(), "output": str(tmp_path / "p"),
+                                           "feature_groups": ["vggish"]}))
+    assert pinned.evaluation["feature_sets"] is None and pinned.groups == ["vggish"]

@@ -1,0 +1,244 @@
+"""Every figure of the report's metrics (``learn.metrics.evaluate``), held to scikit-learn and to hand counts for
+each task kind, and the checks on an audit's label-accuracy file. ``tests/test_metrics.py`` holds the bootstrap's
+statistic and the adjusted accuracies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+from acoustic_env.config import ConfigError
+from acoustic_env.learn.metrics import (
+    adjusted_accuracy,
+    calibration,
+    evaluate,
+    headline,
+    intervals,
+    max_accuracy,
+    read_label_accuracy,
+    resample_groups,
+    study_ratio,
+    true_accuracy,
+    wilson,
+)
+
+
+def _single(k: int, n: int = 90, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and probabilities that lean towards the right class (ties broken by the noise)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    logits = rng.normal(0, 1, (n, k)) + 1.2 * np.eye(k)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, proba
+
+
+def _ece(hit: np.ndarray, conf: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error by its definition: the clips' share times |rate right - mean confidence| per bin."""
+    index = np.minimum((conf * bins).astype(int), bins - 1)
+    return sum((index == b).mean() * abs(hit[index == b].mean() - conf[index == b].mean())
+               for b in range(bins) if (index == b).any())
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_single_label_metrics_are_scikit_learns(k):
+    y, proba = _single(k)
+    names = [f"c{j}" for j in range(k)]
+    m = evaluate("single_label", names, y, proba)
+    pred = proba.argmax(axis=1)
+    assert m["accuracy"] == accuracy_score(y, pred) and m["balanced_accuracy"] == balanced_accuracy_score(y, pred)
+    auc = roc_auc_score(y, proba[:, 1]) if k == 2 else roc_auc_score(y, proba, multi_class="ovr")
+    assert m["roc_auc"] == pytest.approx(auc, abs=1e-12) and m["n"] == len(y)
+    assert m["map"] == pytest.approx(np.mean([average_precision_score(y == j, proba[:, j]) for j in range(k)]))
+    assert m["confusion"] == confusion_matrix(y, pred).tolist()
+    p, r, f, s = precision_recall_fscore_support(y, pred, zero_division=0)
+    assert m["per_class"] == {c: {"precision": pytest.approx(p[j]), "recall": pytest.approx(r[j]),
+                                  "f1": pytest.approx(f[j]), "support": int(s[j])} for j, c in enumerate(names)}
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert m["micro_f1"] == pytest.approx(f1_score(y, pred, average="micro"))
+    # binary: one curve, the second class's; several classes: one per class
+    assert list(m["roc_curves"]) == (names[1:] if k == 2 else names)
+    fpr, tpr, _ = roc_curve(y == 1, proba[:, 1])
+    assert m["roc_curves"]["c1"] == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    hit, conf = ((y == 1).astype(int), proba[:, 1]) if k == 2 else ((pred == y).astype(int), proba.max(axis=1))
+    assert m["calibration"]["ece"] == pytest.approx(_ece(hit, conf))
+    assert sum(m["calibration"]["counts"]) == len(y)
+    assert (m["max_accuracy"] is None) == (k != 2)
+
+
+def test_multi_label_metrics_are_per_label_at_one_half():
+    rng = np.random.default_rng(1)
+    y = (rng.random((80, 3)) < 0.4).astype(int)
+    y[:, 2] = 1  # a label every clip has: no AUC, balanced accuracy or AP for it
+    proba = np.clip(0.45 * y + 0.6 * rng.random((80, 3)), 0, 1)
+    names = ["a", "b", "c"]
+    m = evaluate("multi_label", names, y, proba)
+    pred = (proba >= 0.5).astype(int)
+    assert m["accuracy"] == accuracy_score(y, pred)  # exact match: every label of the clip right
+    assert m["roc_auc"] == pytest.approx(np.mean([roc_auc_score(y[:, j], proba[:, j]) for j in (0, 1)]))
+    assert m["map"] == pytest.approx(np.mean([average_precision_score(y[:, j], proba[:, j]) for j in (0, 1)]))
+    assert m["balanced_accuracy"] == pytest.approx(np.mean([balanced_accuracy_score(y[:, j], pred[:, j])
+                                                            for j in (0, 1)]))
+    assert m["confusion"] == multilabel_confusion_matrix(y, pred).tolist()
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))
+    assert m["micro_f1"] == pytest.approx(f1_score(y, pred, average="micro", zero_division=0))
+    assert m["per_class"]["c"]["support"] == 80 and list(m["roc_curves"]) == ["a", "b"]
+    assert m["calibration"]["ece"] == pytest.approx(_ece(y.ravel(), proba.ravel()))
+    assert (m["max_accuracy"], m["max_accuracy_threshold"]) == (None, None)
+    none = evaluate("multi_label", names, np.ones((5, 3), dtype=int), np.full((5, 3), 0.7))
+    assert none["roc_auc"] is None and none["map"] is None and none["balanced_accuracy"] is None
+
+
+def test_a_test_split_of_one_class_gives_no_auc_and_no_curve():
+    y = np.zeros(12, dtype=int)
+    proba = np.tile([0.7, 0.2, 0.1], (12, 1))
+    m = evaluate("single_label", ["a", "b", "c"], y, proba)
+    assert m["roc_auc"] is None and m["map"] is None and m["roc_curves"] == {} and m["accuracy"] == 1.0
+    assert m["calibration"] == {"observed": [], "predicted": [], "counts": [], "ece": None}  # every clip right
+    assert m["confusion"][0] == [12, 0, 0] and len(m["confusion"]) == 3
+
+
+def test_calibration_counts_the_clips_of_each_point_of_the_curve():
+    conf = np.array([0.05, 0.15, 0.15, 0.55, 0.95, 0.96, 0.99, 1.0])
+    hit = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+    onehot = np.stack([1 - hit, hit], axis=1)
+    cal = calibration("single_label", onehot, np.stack([1 - conf, conf], axis=1), None)
+    assert cal["counts"] == [1, 2, 1, 4] and cal["observed"] == [0.0, 0.5, 1.0, 1.0]
+    assert cal["predicted"] == pytest.approx([0.05, 0.15, 0.55, 0.975])
+    assert cal["ece"] == pytest.approx(_ece(hit, conf))
+    five = calibration("single_label", onehot, np.stack([1 - conf, conf], axis=1), None, n_bins=5)
+    assert five["counts"] == [3, 1, 4] and five["ece"] == pytest.approx(_ece(hit, conf, 5))
+
+
+def test_intervals_resample_groups_and_are_seeded():
+    y, proba = _single(2, n=60, seed=2)
+    units = np.arange(60) // 3
+    first = intervals("single_label", y, proba, units, seed=5, replicates=40)
+    assert first == intervals("single_label", y, proba, units, seed=5, replicates=40)
+    assert first != intervals("single_label", y, proba, units, seed=6, replicates=40)
+    for name in ("roc_auc", "accuracy", "macro_f1"):
+        assert first[name][0] <= first[name][1]
+    right = int((proba.argmax(axis=1) == y).sum())
+    assert first["accuracy_wilson"] == list(wilson(right, 60))
+    draws = list(resample_groups(units, 3, seed=5))
+    assert all(len(d) == 60 and len(set(units[d])) <= 20 for d in draws)
+    assert all(np.array_equal(np.sort(d[:3]) // 3, np.full(3, d[0] // 3)) for d in draws)  # whole groups
+    # a replicate with one class has no AUC: fewer than half defined, the interval is None
+    assert intervals("single_label", np.zeros(60, dtype=int), proba, units, replicates=40)["roc_auc"] is None
+
+
+def test_intervals_of_a_multi_label_task_count_a_clip_right_when_every_label_is():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]] * 10)
+    proba = np.where(y == 1, 0.8, 0.2)
+    proba[:10, 1] = 0.9  # wrong on the second label of the first ten clips
+    out = intervals("multi_label", y, proba, np.arange(40), replicates=20)
+    assert out["accuracy_wilson"] == list(wilson(40 - 5, 40))
+
+
+def test_wilson_and_the_adjustment_at_their_edges():
+    assert wilson(0, 0) == (0.0, 1.0)
+    low, high = wilson(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    half = np.sqrt(0.025 + 1 / 400) / 1.1  # z = 1: centre (0.5 + 1/20) / 1.1 = 0.5
+    assert wilson(5, 10, z=1.0) == pytest.approx((0.5 - half, 0.5 + half))
+    assert true_accuracy(0.5, 0.6, 4) == pytest.approx((0.5 - 0.4 / 3) / (0.6 - 0.4 / 3))
+    assert true_accuracy(0.5, 0.25, 4) is None and study_ratio(0.5, 0.0) is None and study_ratio(0.5, 0.5) == 1.0
+    est = {"method": "wilson", "sample": "random", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95, "n": 40}}
+    adj = adjusted_accuracy(0.99, 100, est, 2)
+    assert adj["adjusted"] == 1.0 and adj["interval"][1] == 1.0  # clipped to [0, 1]
+    assert adj["label_accuracy"] == {"accuracy": 0.9, "low": 0.8, "high": 0.95, "n": 40, "method": "wilson",
+                                     "sample": "random"}
+    assert adj["raw_interval"] == list(wilson(99, 100)) or adj["raw_interval"] == pytest.approx(wilson(99, 100))
+    obs_lo, obs_hi = wilson(99, 100)
+    assert adj["study_ratio_interval"] == pytest.approx([obs_lo / 0.95, obs_hi / 0.8])
+    grid = [true_accuracy(o, q, 2) for o in (obs_lo, obs_hi) for q in np.linspace(0.8, 0.95, 21)]
+    assert adj["interval"][0] == pytest.approx(min(grid))
+    chance = {"overall": {"accuracy": 0.5, "low": 0.5, "high": 0.5}}
+    assert adjusted_accuracy(0.7, 100, chance, 2)["interval"] is None  # labels at chance: no figure, no interval
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "cannot read"),
+    ({"overall": {"accuracy": 0.9, "low": 0.8}}, "needs overall.accuracy, overall.low and overall.high"),
+    ([1, 2], "needs overall.accuracy"),
+    ({"overall": {"accuracy": 0.9, "low": 0.95, "high": 0.97}}, "needs 0 <= low <= accuracy <= high <= 1"),
+    ({"overall": {"accuracy": 0.9, "low": 0.8, "high": 1.2}}, "needs 0 <= low <= accuracy <= high <= 1"),
+    ({"overall": {"accuracy": 0.9, "low": -0.1, "high": 0.95}}, "needs 0 <= low <= accuracy <= high <= 1"),
+    ({"sample": "suspects", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95}}, "on the audit's suspects"),
+])
+def test_a_label_accuracy_file_that_cannot_be_used_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "estimate.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(ConfigError, match=f"^label_accuracy: .*{message}") as err:
+        read_label_accuracy(str(path))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="label_accuracy: cannot read .*missing.json"):
+        read_label_accuracy(str(tmp_path / "missing.json"))
+    good = {"sample": "random", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95}}
+    path.write_text(json.dumps(good))
+    assert read_label_accuracy(str(path)) == good
+
+
+def test_the_edges_of_a_test_split_count_as_the_report_says():
+    """A probability of exactly 0.5 is a positive; a class of one clip has its AUC and curve; a class absent from
+    the split and never predicted counts as F1 0 in the macro average (over every class of the task), its precision
+    0, not 1; a label no clip has is left out of the multi-label AUC."""
+    y = np.array([0, 0, 0, 1, 1, 0])  # class 2: absent; class 1: two clips
+    proba = np.array([[0.8, 0.1, 0.1], [0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1], [0.6, 0.3, 0.1],
+                      [0.9, 0.05, 0.05]])
+    m = evaluate("single_label", ["a", "b", "c"], y, proba)
+    pred = proba.argmax(axis=1)
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", labels=[0, 1, 2], zero_division=0))
+    assert m["macro_f1"] == pytest.approx((f1_score(y == 0, pred == 0) + f1_score(y == 1, pred == 1)) / 3)
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert m["micro_f1"] == pytest.approx(4 / 6) and list(m["roc_curves"]) == ["a", "b"]
+    one = evaluate("single_label", ["a", "b"], np.array([0, 0, 0, 1]), np.array([[0.9, 0.1], [0.8, 0.2], [0.4, 0.6],
+                                                                                   [0.3, 0.7]]))
+    assert one["roc_auc"] == 1.0 and list(one["roc_curves"]) == ["b"] and one["map"] == pytest.approx(1.0)
+    y2 = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]])  # label 2: no clip; label 1: one clip
+    p2 = np.array([[0.5, 0.2, 0.1], [0.1, 0.9, 0.2], [0.7, 0.4, 0.3], [0.2, 0.1, 0.5]])
+    ml = evaluate("multi_label", ["a", "b", "c"], y2, p2)
+    assert ml["accuracy"] == 0.75 and ml["per_class"]["a"]["recall"] == 1.0  # 0.5 counts as present
+    assert ml["roc_auc"] == pytest.approx(1.0) and list(ml["roc_curves"]) == ["a", "b"]
+    two = evaluate("multi_label", ["a", "b"], y2[:, :2], p2[:, :2])
+    assert list(two["roc_curves"]) == ["a", "b"]  # two labels: a curve each, not a binary task's one
+    assert headline("multi_label", np.ones((4, 2), dtype=int), p2[:, :2])["roc_auc"] is None
+    assert headline("single_label", y, proba)["macro_f1"] == pytest.approx(m["macro_f1"])
+
+
+def test_the_best_threshold_may_be_predicting_no_positive():
+    y = np.array([0, 0, 0, 0, 1])
+    acc, threshold = max_accuracy("single_label", y, np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6],
+                                                                [0.9, 0.1]]))
+    assert acc == 0.8 and threshold == 1.0  # no clip at or above 1.0 is called positive
+
+
+def test_bounds_of_a_label_accuracy_file_are_inclusive(tmp_path):
+    path = tmp_path / "estimate.json"
+    for overall in ({"accuracy": 0.0, "low": 0.0, "high": 0.0}, {"accuracy": 1.0, "low": 1.0, "high": 1.0}):
+        path.write_text(json.dumps({"sample": "random", "overall": overall}))
+        assert read_label_accuracy(str(path))["overall"] == overall
+    with pytest.raises(ConfigError, match=r"label_accuracy: cannot read .*estimate.json: Expecting property name"):
+        path.write_text("{")
+        read_label_accuracy(str(path))
+    with pytest.raises(ConfigError, match=r"on the audit's suspects .*; pass the random-sample estimate$"):
+        path.write_text(json.dumps({"sample": "suspects", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95}}))
+        read_label_accuracy(str(path))
+
+
+def test_bootstrap_groups_may_be_named_by_text_and_any_group_drawn():
+    units = np.array(["rec-b", "rec-a", "rec-b", "rec-c"])
+    drawn = [sorted(set(units[r])) for r in resample_groups(units, 200, seed=0)]
+    assert {g for d in drawn for g in d} == {"rec-a", "rec-b", "rec-c"}

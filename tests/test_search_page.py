@@ -1,0 +1,150 @@
+"""``acoustic-env search``: what a user sees of an example given as a URL, and an example that is a file the table
+holds cut into several segments.
+
+A URL's user-info and token stay off the page as they stay off the console (its title, heading and cards). A
+file cut into segments is none of them: given as the example it is embedded as audio, whole, and never stands
+silently for its first segment (``jobs/search.py: example_position``).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+import soundfile as sf
+
+import acoustic_env as ae
+from acoustic_env.audio.featurize import clip_rows
+from acoustic_env.demo.synth import make_clip
+from acoustic_env.jobs.audit.review import asset_stem
+from acoustic_env.jobs.search import SCHEMA, Found, example_position, write_page
+
+SECRETS = ("KEYSECRET", "PWSECRET", "TOKSECRET")
+SR = 16000
+NEIGHBOUR = "abcdefghijk_30000"  # an AudioSet clip: its card links its YouTube source
+
+
+def _row(**values) -> dict:
+    return {"rank": 0, "clip_id": "x", "similarity": 1.0, "labels": [], "group": None, "uri": "u", "start_s": None,
+            "end_s": None, **values}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """(the URL of a 1-s WAV on a loopback server, with a user, a password and a token; one nothing serves)."""
+    root = tmp_path_factory.mktemp("served")
+    (root / "calls").mkdir()
+    x, _ = make_clip(np.random.default_rng(1), "natural", 1.0, SR, 1)
+    sf.write(root / "calls" / "owl.wav", x, SR, subtype="PCM_16")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    yield (f"http://KEYSECRET:PWSECRET@127.0.0.1:{port}/calls/owl.wav?token=TOKSECRET",
+           "http://KEYSECRET:PWSECRET@127.0.0.1:9/calls/owl.wav?token=TOKSECRET")
+    server.shutdown()
+
+
+def _page(example: str, tmp_path: Path) -> str:
+    """The page of a search whose example was given as ``example``: its card is the URL's row (``clip_rows``, as
+    ``search`` makes it for audio), then one neighbour."""
+    [row] = clip_rows([example])
+    neighbour = tmp_path / "n.wav"
+    sf.write(neighbour, np.zeros(SR, dtype=np.float32), SR)
+    rows = [_row(clip_id=row["clip_id"], uri=row["uri"]),
+            _row(rank=1, clip_id=NEIGHBOUR, similarity=0.5, labels=["owl", "wind"], group=NEIGHBOUR[:11],
+                 uri=str(neighbour))]
+    found = Found(pa.Table.from_pylist(rows, schema=SCHEMA), "yamnet", ("yamnet",), "random", 2, "runs/r.json")
+    page = Path(write_page(found, str(tmp_path / "page"), example)).read_text()
+    assert not any(s in page for s in SECRETS), [line for line in page.split("<") if any(s in line for s in SECRETS)]
+    return page
+
+
+def test_the_page_of_an_example_given_as_a_url_shows_no_credentials(served, tmp_path):
+    """Its title and heading name the example with the user-info and the token as ``***``; its card plays it."""
+    page = _page(served[0], tmp_path)
+    [title] = re.findall(r"<title>(.*?)</title>", page)
+    assert title == re.search(r"<h1>(.*?)</h1>", page)[1]
+    assert re.fullmatch(r"Clips like http://\*\*\*@127\.0\.0\.1:\d+/calls/owl\.wav\?token=\*\*\*", title), title
+    assert page.count("<audio ") == 2 and "audio unavailable" not in page
+    # what each card says: the example first, then the neighbour with its rank, similarity, labels and source
+    stem = asset_stem(NEIGHBOUR)
+    assert ("<p class='note'>The 1 clips nearest to the example among 2, by yamnet (yamnet; random weights): cosine "
+            "similarity after standardising each dimension over the table.</p>") in page
+    assert re.search(r"<article class='card example' data-clip='owl' data-rank='0'><div class='head'><span "
+                     r"class='clip-id'>owl</span><span>the example · similarity 1\.0000</span></div><img src='assets/"
+                     r"owl-\w+\.png' alt='spectrogram of owl'><audio controls preload='metadata' src='assets/owl-\w+"
+                     r"\.ogg'></audio><div>labels: \(none\)</div></article>", page)
+    assert (f"<article class='card' data-clip='{NEIGHBOUR}' data-rank='1'><div class='head'><span class='clip-id'>"
+            f"{NEIGHBOUR} <a href='https://www.youtube.com/watch?v=abcdefghijk&amp;t=30s' target='_blank' "
+            f"rel='noopener'>source</a></span><span>#1 · similarity 0.5000</span></div><img src='assets/{stem}.png' "
+            f"alt='spectrogram of {NEIGHBOUR}'><audio controls preload='metadata' src='assets/{stem}.ogg'></audio>"
+            "<div>labels: owl, wind</div></article>") in page
+    assert all((Path(tmp_path / "page" / "assets" / f"{stem}.{ext}")).is_file() for ext in ("png", "ogg"))
+
+
+def test_an_example_url_that_cannot_be_fetched_says_so_on_the_page_without_its_credentials(served, tmp_path):
+    page = _page(served[1], tmp_path)
+    assert "audio unavailable" in page and page.count("<audio ") == 1
+
+
+def _example_table(uris: list[str]) -> tuple[pa.Table, SimpleNamespace]:
+    """The clip facts ``example_position`` reads (ids ``s0``, ``s1``, ...) and a stand-in for the table."""
+    clips = pa.table({"clip_id": [f"s{i}" for i in range(len(uris))], "uri": uris})
+    return clips, SimpleNamespace(source="features", dataset=lambda: ds.dataset(clips))
+
+
+def test_a_file_several_rows_share_is_audio_and_a_file_one_row_holds_is_that_row(tmp_path):
+    cut, whole = tmp_path / "cut.wav", tmp_path / "whole.wav"
+    for path in (cut, whole):
+        sf.write(path, np.zeros(SR, dtype=np.float32), SR)
+    clips, table = _example_table([str(cut), str(whole), str(cut)])
+    assert example_position(SimpleNamespace(example=str(cut)), clips, table) is None
+    assert example_position(SimpleNamespace(example=str(whole)), clips, table) == 1
+    assert example_position(SimpleNamespace(example="s2"), clips, table) == 2  # a segment by its id: that segment
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory) -> Path:
+    """An extract (YAMNet, seeded random weights) of a 4-s recording cut into two 2-s segments and of two files."""
+    root = tmp_path_factory.mktemp("segments")
+    rows = []
+    for i, seconds in enumerate((4.0, 2.0, 2.0)):
+        x, _ = make_clip(np.random.default_rng([5, i]), ("urban", "natural")[i % 2], seconds, SR, 1)
+        sf.write(root / f"f{i}.wav", x, SR, subtype="PCM_16")
+    rows = [{"clip_id": "f0_a", "uri": str(root / "f0.wav"), "start_s": 0.0, "end_s": 2.0, "labels": "urban"},
+            {"clip_id": "f0_b", "uri": str(root / "f0.wav"), "start_s": 2.0, "end_s": 4.0, "labels": "urban"},
+            {"clip_id": "f1", "uri": str(root / "f1.wav"), "start_s": "", "end_s": "", "labels": "natural"},
+            {"clip_id": "f2", "uri": str(root / "f2.wav"), "start_s": "", "end_s": "", "labels": "urban"}]
+    with (root / "clips.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    ae.extract(str(root / "clips.csv"), str(root / "out"), embedders=["yamnet"], allow_random_weights=True,
+               weights_cache=str(root / "no-weights"), progress=False, features={"signals": ["raw"], "spectral": False})
+    return root
+
+
+def test_a_file_cut_into_segments_given_as_the_example_is_embedded_whole(segmented):
+    """The file is decoded and embedded with the table's settings (``embedded_from``): the example row is the file,
+    not its first segment, and both segments are among its neighbours."""
+    found = ae.search(str(segmented / "out"), str(segmented / "f0.wav"), include_random_weights=True, k=4,
+                      weights_cache=str(segmented / "no-weights"))
+    rows = found.table.to_pylist()
+    assert found.embedded_from is not None and found.clips == 4
+    assert rows[0]["clip_id"] == "f0" and rows[0]["uri"] == str(segmented / "f0.wav") and rows[0]["start_s"] is None
+    assert {r["clip_id"] for r in rows[1:]} == {"f0_a", "f0_b", "f1", "f2"}
