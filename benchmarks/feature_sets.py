@@ -8,7 +8,8 @@ The forest recordings of ``../shared/data/maad_soundscapes`` are labelled night/
 
 * train with the defaults (each model chooses its feature set on inner folds, ``learn/feature_sets.py``) and with
   ``--feature-groups`` naming every group (the set every model read before): each model's pooled out-of-fold ROC
-  AUC with its interval, the model x feature-set table, the saved model's set, and the wall time;
+  AUC with its interval, its expected calibration error after and before the probability maps each fold model
+  chose (``learn/calibrate.py``), the model x feature-set table, the saved model's set, and the wall time;
 * the audit at ``--flip`` of the labels flipped (seeded copies, mean over ``--seeds``), with the default (the
   feature set chosen by the probe's out-of-fold log loss) and with every group: precision, recall and F1 of the
   flags against the flips, and the estimated share of wrong labels against the true one.
@@ -54,8 +55,10 @@ def train_rows(table: str, task: str, work: Path) -> list[str]:
             ci = ev["models"][name]["intervals"]["roc_auc"]
             per = (fs.get("table") or {}).get(name, {})
             chose = ", ".join(f"{s} x{c['chosen_in']}" for s, c in per.items() if c["chosen_in"]) or "–"
+            ece = "–" if m.get("ece") is None else f"{m['ece']:.3f}" + (
+                "" if m.get("ece_before") is None else f" ({m['ece_before']:.3f})")
             rows.append(f"| {label} | {name}{' (record)' if name == ev['chosen'] else ''} | {m['roc_auc']:.3f} "
-                        f"[{ci[0]:.2f}, {ci[1]:.2f}] | {chose} | "
+                        f"[{ci[0]:.2f}, {ci[1]:.2f}] | {ece} | {chose} | "
                         f"{(fs.get('saved') or {}).get('set', '–') if name == ev['saved_model'] else ''} | "
                         f"{wall:.0f} |")
         if fs:
@@ -98,6 +101,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA, help="the maad_soundscapes folder")
     ap.add_argument("--flip", type=float, default=0.15, help="share of labels flipped for the audit")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the flips (mean reported)")
+    ap.add_argument("--skip-audit", action="store_true", help="train only")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -105,12 +109,13 @@ def main() -> None:
     print(f"`{shlex.join(['python', 'benchmarks/feature_sets.py', *sys.argv[1:]])}` on {describe()}, "
           f"{dt.date.today().isoformat()}; table {table}, task {args.task}\n")
     trained = train_rows(table, args.task, work)  # prints the model x feature-set table first
-    print("\n| train | model | pooled out-of-fold ROC AUC [95 % CI] | sets chosen (outer folds) | saved model's set | "
-          "wall s |\n|---|---|---|---|---|---|")
+    print("\n| train | model | pooled out-of-fold ROC AUC [95 % CI] | ECE (before the maps) | sets chosen (outer folds) "
+          "| saved model's set | wall s |\n|---|---|---|---|---|---|---|")
     print("\n".join(trained))
-    print("\n| flipped | audit | feature set | precision | recall | F1 | estimated wrong share | wall s |\n"
-          "|---|---|---|---|---|---|---|---|")
-    print("\n".join(audit_rows(table, args.task, work, args.flip, args.seeds)))
+    if not args.skip_audit:
+        print("\n| flipped | audit | feature set | precision | recall | F1 | estimated wrong share | wall s |\n"
+              "|---|---|---|---|---|---|---|---|")
+        print("\n".join(audit_rows(table, args.task, work, args.flip, args.seeds)))
 
 
 if __name__ == "__main__":

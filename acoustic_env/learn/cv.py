@@ -35,7 +35,7 @@ from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, eval
 from acoustic_env.learn.portable import FORMATS
 from acoustic_env.learn.search import SearchPlan, SearchRecord
 from acoustic_env.learn.splits import fold_order
-from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.learn.zoo import UNCALIBRATED, make_estimator
 from acoustic_env.table import FeatureSet
 
 AVERAGE = "average"
@@ -116,7 +116,8 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     (``learn.calibrate``); the probabilities are the mapped ones, and the models' own are kept beside them.
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
-    raw = {m: np.zeros((len(y), n_classes)) for m in models} if calibrate and groups is not None else {}
+    raw = ({m: np.zeros((len(y), n_classes)) for m in models if m not in UNCALIBRATED}
+           if calibrate and groups is not None else {})
     searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
     chosen: dict[str, list[dict[str, Any]]] = {}
     maps: dict[str, list[dict[str, Any]]] = {}
@@ -134,11 +135,11 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
                 chosen.setdefault(m, []).append({"fold": int(k), "set": name, "scores": scores})
                 xm = by_set[name]
             est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance,
-                                 calibrate=bool(raw)).fit(xm[~test], y[~test],
-                                                          groups=None if groups is None else groups[~test])
+                                 calibrate=m in raw).fit(xm[~test], y[~test],
+                                                         groups=None if groups is None else groups[~test])
             proba[m][test] = est.predict_proba(xm[test])
             searches[m] += [est.search_] if est.search_ is not None else []
-            if raw:
+            if m in raw:
                 raw[m][test] = est.predict_proba(xm[test], calibrated=False)
                 maps.setdefault(m, []).append({"fold": int(k), "method": est.calibration_.method
                                                if est.calibration_ is not None else "none",
