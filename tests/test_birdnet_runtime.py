@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -110,3 +111,11 @@ def test_a_clips_outputs_take_memory_for_its_windows_only(graph):
     finally:
         tracemalloc.stop()
     assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB traced for one 3-s clip"
+
+
+def test_a_runtime_that_fails_to_import_though_installed_says_which_in_one_line(monkeypatch):
+    """The extra is installed (no package to name) but its interpreter does not import (a broken wheel)."""
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import raises ImportError
+    monkeypatch.setattr(type(SPEC), "missing_extra", lambda self: None)
+    with pytest.raises(WeightsError, match=r"^ai_edge_litert cannot be imported$"):
+        Runtime(b"", 1)

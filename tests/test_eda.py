@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,7 @@ from acoustic_env.jobs.train.report import (
 )
 from acoustic_env.learn import eda
 from acoustic_env.learn.preprocess import fit_group
-from acoustic_env.table import read_features
+from acoustic_env.table import GroupInfo, read_features
 
 CLASSES = ["urban", "natural"]
 
@@ -184,7 +185,47 @@ def test_explore_reads_every_group_and_keeps_wide_groups_out_of_the_heatmaps(tab
     m = got["map"]
     assert m["clip_id"] == table.ids.tolist() and m["dims"] == 8 * len(transforms) and len(m["xy"]) == len(table)
     assert m["label"] == [CLASSES[v] for v in table.y]
+    assert got["notes"] == [] and list(got["mps_t"]) == ["mps_raw"]  # every clip: nothing sampled to say
     json.dumps(got)  # plain data: it goes to eda.json as it is
+
+
+def test_a_large_table_is_explored_on_a_seeded_sample_and_the_notes_say_so(table, monkeypatch):
+    monkeypatch.setattr(eda, "MAX_ROWS", 40)
+    monkeypatch.setattr(eda, "MAX_MAP_POINTS", 25)
+    monkeypatch.setattr(eda, "MAX_HEATMAP", table.X["indices_raw"].shape[1])  # as wide as the widest: drawn
+    transforms = [fit_group(table.X[g.name], 4, g.name) for g in table.feature_groups]
+    got = eda.explore(table, transforms, "single_label", CLASSES, seed=1)
+    assert got["notes"] == ["Statistics on a random sample of 40 of the 60 clips.",
+                            "The map shows a random 25 of the 40 clips (t-SNE's cost)."]
+    assert (got["n"], got["of"], len(got["map"]["xy"])) == (40, 60, 25)
+    assert got["correlations"]["indices_raw"]["method"] == "spearman"
+    assert got["correlations"]["mps_raw"] == {"skipped": f"{table.X['mps_raw'].shape[1]} unnamed values (an embedding "
+                                              "or a modulation grid): correlations of its dimensions say nothing "
+                                              "about named indices"}
+    again = eda.explore(table, transforms, "single_label", CLASSES, seed=1)  # seeded: the same samples
+    assert again["map"]["clip_id"] == got["map"]["clip_id"] and again["differences"] == got["differences"]
+
+
+def test_a_multi_label_task_is_explored_label_by_label_and_mapped_by_sets_of_classes(tmp_path):
+    three = [["/t/dd00128"], ["/t/dd00129"], ["/m/09x0r"]]
+    classes = ["urban", "natural", "speech"]
+    table = synthetic_table(45, three, multi_label=True, seed=2, signals=("raw",), embedders=("vggish",))
+    (tmp_path / "three.yaml").write_text("name: three\nkind: multi_label\nclasses:\n" + "".join(
+        f"  {c}: {{mids: ['{m[0]}']}}\n" for c, m in zip(classes, three)))
+    fs = read_features(write_features(table, str(tmp_path / "a")), task=str(tmp_path / "three.yaml"),
+                       feature_groups=["indices_raw", "vggish"], include_random_weights=True)
+    transforms = [fit_group(fs.X[g.name], 4, g.name) for g in fs.feature_groups]
+    got = eda.explore(fs, transforms, "multi_label", classes, seed=0)
+    assert got["comparisons"] == ["urban vs not urban", "natural vs not natural", "speech vs not speech"]
+    sets = dict(zip(fs.ids.tolist(), eda.class_labels("multi_label", classes, fs.y)))
+    for m in (got["map"], got["embedder_maps"]["vggish"]):
+        assert m["label"] == [sets[c] for c in m["clip_id"]]
+
+
+def test_correlations_of_rows_none_of_them_finite_say_so():
+    got = eda.correlations(np.full((5, 3), np.nan), ["a", "b", "c"])
+    assert got["n"] == 0 and got["non_finite_rows"] == 5 and got["constant"] == ["a", "b", "c"]
+    assert got["skipped"] == "0 non-constant value(s) over 0 clips: nothing to correlate"
 
 
 def test_the_section_marks_the_stored_mistakes_and_says_what_it_skipped(table):
@@ -372,7 +413,7 @@ def test_report_eda_tables_equal_scipy_on_the_runs_own_table(report):
 
 def test_eda_needs_a_task(table):
     unlabelled = dataclasses.replace(table, y=None)
-    with pytest.raises(ValueError, match="with a task"):
+    with pytest.raises(ValueError, match=r"^explore needs a FeatureSet read with a task \(its y\)$"):
         eda.explore(unlabelled, [], "single_label", CLASSES)
 
 
@@ -392,3 +433,74 @@ def test_labels_with_a_class_of_one_clip_still_explore(tmp_path):
     results = {"eda": found, "task": {"kind": "single_label", "class_names": ["urban", "natural", "speech"]},
                "predictions": None}
     assert "Not tested: 1 clip(s) on one side" in eda_section(results, [])
+
+
+def test_a_comparison_with_nothing_to_rank_is_listed_empty_and_the_next_still_ranked():
+    """A class too small to test gives its comparison an empty list that says so; the others rank as ever, with
+    q over their own list; no group at all ranks nothing."""
+    groups = [GroupInfo("indices_raw", 2, "indices", names=("ACI", "H"))]
+    rows = [{"name": "ACI", "t": 3.0, "p": 0.01}, {"name": "H", "t": -5.0, "p": 0.001}]
+    diffs = {"indices_raw": {"a vs rest": {"rows": []}, "b vs rest": {"rows": rows}}}
+    assert eda.ranking(diffs, groups) == {
+        "a vs rest": {"by": "|t|", "groups": ["indices_raw"], "n_tested": 0, "rows": []},
+        "b vs rest": {"by": "|t|", "groups": ["indices_raw"], "n_tested": 2, "rows": [
+            {"group": "indices_raw", "name": "H", "t": -5.0, "p": 0.001, "q_all": pytest.approx(0.002)},
+            {"group": "indices_raw", "name": "ACI", "t": 3.0, "p": 0.01, "q_all": pytest.approx(0.01)}]}}
+    assert eda.ranking({}, groups) == {}
+
+
+def test_an_embedders_map_is_the_same_whatever_each_dimensions_units():
+    """Each dimension standardised on its own (a constant one left at 0) before t-SNE, in float64 whatever the
+    column's dtype: a dimension in large units does not draw the map alone."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6)).astype(np.float32)
+    x[:20, :2] += 3  # two clusters
+    x[:, 5] = 7.0  # a constant dimension
+    z = x.astype(np.float64)
+    z = (z - z.mean(axis=0)) / np.where(z.std(axis=0) > 0, z.std(axis=0), 1.0)
+    got = eda.embedder_map(x, 0)
+    assert got == eda.embed_2d(z, 0)
+    scaled = eda.embedder_map(x.astype(np.float64) * [1e-3, 0.5, 1, 4, 100, 1], 0)
+    np.testing.assert_allclose(scaled["xy"], got["xy"], atol=1e-2)
+
+    one = x[:, :1].astype(np.float64)  # one dimension: t-SNE starts at random, from the seed
+    assert eda.embedder_map(one, 3) == eda.embedder_map(one, 3)
+
+
+def test_a_multi_label_embedder_map_labels_each_clip_with_its_set_of_classes():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]] * 5)
+    features = SimpleNamespace(feature_groups=[GroupInfo("vggish", 4, "vggish")],
+                               ids=np.array([f"c{i}" for i in range(20)]))
+    x = np.random.default_rng(1).standard_normal((20, 4))
+    maps = eda._embedder_maps(features, {"vggish": x}, np.arange(20), "multi_label", ["bird", "rain"], y, 0)
+    assert maps["vggish"]["label"] == ["bird", "rain", "bird+rain", "(none)"] * 5
+
+
+def test_a_sample_of_clips_holds_each_clip_once_in_table_order():
+    picked = eda._sample(100, 50, seed=3)
+    assert len(set(picked.tolist())) == 50 and (np.diff(picked) > 0).all() and picked.max() < 100
+    assert eda._sample(50, 50, seed=3).tolist() == list(range(50))
+
+
+def test_a_binary_comparison_is_the_first_class_against_the_second():
+    [(label, inside)] = eda.comparisons("single_label", CLASSES, np.array([0, 1, 1, 0]))
+    assert label == "urban vs natural" and inside.tolist() == [True, False, False, True]
+
+
+def test_two_clips_a_side_are_tested_and_a_constant_table_says_so():
+    x = np.array([[1.0, 5.0], [2.0, 5.0], [4.0, 5.0], [6.0, 5.0]])
+    got = eda.differences(x, ["a", "b"], np.array([True, True, False, False]))
+    assert got["constant"] == ["b"] and [r["name"] for r in got["rows"]] == ["a"] and "skipped" not in got
+    flat = eda.differences(np.full((4, 2), 3.0), ["a", "b"], np.array([True, True, False, False]))
+    assert flat == {"n_values": 2, "n_in": 2, "n_out": 2, "non_finite_rows": 0, "constant": ["a", "b"], "rows": [],
+                    "skipped": "every value is constant within both sides"}
+
+
+def test_the_map_states_its_method_and_settings_at_their_edges():
+    rng = np.random.default_rng(0)
+    five = eda.embed_2d(rng.standard_normal((5, 3)), 0)
+    assert (five["method"], five["perplexity"], five["pca"], len(five["xy"])) == ("t-SNE", 2.0, None, 5)
+    assert eda.embed_2d(rng.standard_normal((4, 3)), 0) == {"skipped": "4 clips: a map needs at least 5"}
+    fifty = eda.embed_2d(rng.standard_normal((10, 50)), 0)
+    assert (fifty["perplexity"], fifty["pca"], fifty["dims"]) == (3.0, None, 50)  # (n - 1) / 3; 50 kept whole
+    assert eda.embed_2d(rng.standard_normal((10, 51)), 0)["pca"] == 10

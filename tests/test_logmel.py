@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -33,7 +34,7 @@ from acoustic_env.audio.stages import decode_batch, features_batch, image_column
 from acoustic_env.cli import main
 from acoustic_env.config import DecodeParams, ExtractConfig, from_dict
 from acoustic_env.errors import ClipError
-from acoustic_env.features.logmel import COLUMN, LOGMEL, logmel
+from acoustic_env.features.logmel import COLUMN, LOGMEL, frame_count, logmel
 from acoustic_env.features.torch import logmel as torch_logmel
 from acoustic_env.jobs.extract import extract
 from acoustic_env.table import IMAGE_TYPE, decode_images, read_metadata
@@ -75,6 +76,33 @@ def test_the_image_is_librosas_log_mel_on_the_stated_settings(recording):
     assert image.shape == (64, frames) and image.dtype == np.float32
     assert abs(frames / (recording.size / 16000) - 100) < 1.5  # about 100 frames a second
     np.testing.assert_allclose(image, librosa_image(recording), rtol=0, atol=1e-3)
+
+
+def test_a_frame_starts_every_10_ms_and_holds_400_real_samples():
+    """The frame count the CNN's input width and the torch twin use: windows that fit whole, no padding."""
+    assert [frame_count(n) for n in (400, 559, 560, 16000, 160000)] == [1, 1, 2, 98, 998]
+
+
+def test_a_float64_clip_gives_the_float32_image_of_its_float32_samples():
+    x = demo_clip()
+    image = logmel(x.astype(np.float64))
+    assert image.dtype == np.float32
+    np.testing.assert_array_equal(image, logmel(x))
+
+
+def test_the_columns_metadata_states_every_setting_and_each_bands_centre():
+    """What a table's reader (a model checking that the images were computed its way, a user reading the
+    schema) learns of the column: the settings by name, the layout, the frame count's formula, the 64 centres."""
+    meta = LOGMEL.metadata()
+    centres = meta.pop("mel_hz")
+    assert meta == {"kind": "image", "shape": [64, "frames"], "layout": "row-major [bands, frames]",
+                    "values": "dB, stored as uint8 codes: low + step * code per row (table.decode_images)",
+                    "frame_count": "1 + (samples - 400) // 160", **dataclasses.asdict(LOGMEL),
+                    "source": "librosa melspectrogram + power_to_db"}
+    assert dataclasses.asdict(LOGMEL)["bands"] == 64 and meta["fmax"] == 8000.0
+    # the centres of librosa's 64 Slaney triangles over 0-8000 Hz: its 66 edges without the two outer ones
+    np.testing.assert_allclose(centres, librosa.mel_frequencies(66, fmin=0.0, fmax=8000.0)[1:-1])
+    assert len(centres) == 64 and 0 < centres[0] < 100 and 7000 < centres[-1] < 8000
 
 
 def test_the_reference_is_fixed_and_the_floor_80_db_below_the_loudest_cell():

@@ -23,6 +23,7 @@ from sklearn.metrics import (
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.metrics import (
     adjusted_accuracy,
+    assumed_label_accuracy,
     calibration,
     evaluate,
     headline,
@@ -242,3 +243,60 @@ def test_bootstrap_groups_may_be_named_by_text_and_any_group_drawn():
     units = np.array(["rec-b", "rec-a", "rec-b", "rec-c"])
     drawn = [sorted(set(units[r])) for r in resample_groups(units, 200, seed=0)]
     assert {g for d in drawn for g in d} == {"rec-a", "rec-b", "rec-c"}
+
+
+def test_the_intervals_are_the_2_5th_and_97_5th_percentiles_of_the_replicates():
+    y, proba = _single(2, n=60, seed=2)
+    units = np.arange(60) // 3
+    got = intervals("single_label", y, proba, units, seed=5, replicates=40)
+    draws = [headline("single_label", y[rows], proba[rows]) for rows in resample_groups(units, 40, seed=5)]
+    for name in ("roc_auc", "accuracy", "macro_f1"):
+        values = [d[name] for d in draws]
+        assert got[name] == [np.percentile(values, 2.5), np.percentile(values, 97.5)], name
+
+
+def test_an_auc_defined_in_fewer_than_half_the_replicates_has_no_interval():
+    """Two classes of one recording each among ten: a replicate holds both in about 41 % of the draws, so the AUC
+    gets no interval (a third would do for a looser rule) while the accuracy, defined in every draw, gets one."""
+    y = np.repeat([0, 1, 2, 2, 2, 2, 2, 2, 2, 2], 6)
+    units = np.arange(60) // 6
+    proba = np.full((60, 3), 0.2) + 0.6 * np.eye(3)[y]
+    defined = np.mean([len(set(y[rows])) == 3 for rows in resample_groups(units, 400, seed=0)])
+    assert 1 / 3 < defined < 1 / 2
+    got = intervals("single_label", y, proba, units, seed=0, replicates=400)
+    assert got["roc_auc"] is None and got["accuracy"] is not None
+
+
+def test_a_label_or_class_of_one_clip_still_counts_in_the_auc_and_map():
+    rng = np.random.default_rng(3)
+    y = (rng.random((40, 2)) < 0.5).astype(int)
+    y[:, 1] = 0
+    y[7, 1] = 1  # one clip has label b
+    proba = np.clip(0.4 * y + 0.6 * rng.random((40, 2)), 0, 1)
+    m = evaluate("multi_label", ["a", "b"], y, proba)
+    assert m["roc_auc"] == pytest.approx(np.mean([roc_auc_score(y[:, j], proba[:, j]) for j in (0, 1)]))
+    single, p3 = np.arange(40) % 2, rng.dirichlet(np.ones(3), 40)
+    single[5] = 2  # one clip of class 2
+    onehot = np.eye(3)[single]
+    m = evaluate("single_label", ["a", "b", "c"], single, p3)
+    assert m["map"] == pytest.approx(np.mean([average_precision_score(onehot[:, j], p3[:, j]) for j in range(3)]))
+
+
+def test_a_multi_label_clip_at_exactly_one_half_is_predicted_positive_in_the_wilson_interval():
+    y, proba = np.ones((4, 2), dtype=int), np.full((4, 2), 0.5)
+    assert intervals("multi_label", y, proba, np.arange(4), replicates=4)["accuracy_wilson"] == list(wilson(4, 4))
+
+
+def test_the_curves_counts_are_its_tenths_of_probability_and_a_certain_miss_counts_in_the_ece():
+    conf = np.array([0.05, 0.15, 0.21, 0.29, 0.55, 0.85, 0.95, 0.99, 1.0])
+    hit = np.array([0, 0, 1, 0, 1, 1, 1, 1, 0])
+    cal = calibration("single_label", np.stack([1 - hit, hit], axis=1), np.stack([1 - conf, conf], axis=1), None)
+    assert cal["counts"] == [1, 1, 2, 1, 1, 3]  # [0, 0.1), [0.1, 0.2), [0.2, 0.3), ... [0.9, 1]
+    assert cal["ece"] == pytest.approx(_ece(hit, conf))
+
+
+def test_an_assumed_label_accuracy_is_an_estimate_of_no_sample_and_no_interval():
+    assert assumed_label_accuracy(0.8) == {"method": "assumed", "sample": None,
+                                           "overall": {"accuracy": 0.8, "low": 0.8, "high": 0.8, "n": None}}
+    unknown = {"method": "wilson", "sample": "random", "overall": {"accuracy": 0.5, "low": 0.0, "high": 0.9, "n": 4}}
+    assert adjusted_accuracy(0.8, 100, unknown, 2)["study_ratio_interval"] is None  # a label accuracy of 0: no ratio

@@ -27,7 +27,8 @@ import acoustic_env as ae
 from acoustic_env.audio.featurize import clip_rows
 from acoustic_env.demo.synth import make_clip
 from acoustic_env.jobs.audit.review import asset_stem
-from acoustic_env.jobs.search import SCHEMA, Found, example_position, write_page
+from acoustic_env.jobs.search import SCHEMA, Found, _alike, example_position, result_lines, write_page
+from acoustic_env.table import RANDOM
 
 SECRETS = ("KEYSECRET", "PWSECRET", "TOKSECRET")
 SR = 16000
@@ -148,3 +149,31 @@ def test_a_file_cut_into_segments_given_as_the_example_is_embedded_whole(segment
     assert found.embedded_from is not None and found.clips == 4
     assert rows[0]["clip_id"] == "f0" and rows[0]["uri"] == str(segmented / "f0.wav") and rows[0]["start_s"] is None
     assert {r["clip_id"] for r in rows[1:]} == {"f0_a", "f0_b", "f1", "f2"}
+
+
+def test_the_console_says_what_was_searched_and_how_then_one_aligned_line_per_clip():
+    table = pa.Table.from_pylist([
+        _row(clip_id="ex", labels=["bird"]), _row(rank=1, clip_id="a-long-clip-id", similarity=0.51234,
+                                                  labels=["bird", "rain"]),
+        _row(rank=2, clip_id="c", similarity=-0.25, labels=None)], schema=SCHEMA)
+    clips = ["rank  similarity  clip            labels",
+             "   0      1.0000  ex              bird  (the example)",
+             "   1      0.5123  a-long-clip-id  bird, rain",
+             "   2     -0.2500  c               -"]
+    audio = Found(table, "birdnet", ("birdnet", "birdnet_fg"), "0123456789abcdef", 40, "runs/r1/extract.yaml",
+                  "silent for 2 s")
+    assert result_lines(audio, "recordings/dawn.wav") == [
+        "search: the 2 clips nearest to recordings/dawn.wav among 40 clips, by birdnet (birdnet, birdnet_fg; weights "
+        "0123456789ab), embedded with the settings of runs/r1/extract.yaml; similarity: cosine after standardising "
+        "each dimension over the table", "  the example: silent for 2 s", *clips]
+    assert result_lines(Found(table, "yamnet", ("yamnet",), RANDOM, 3, None), "c0") == [
+        "search: the 2 clips nearest to c0 among 3 clips, by yamnet (yamnet; random weights); similarity: cosine "
+        "after standardising each dimension over the table", *clips]
+
+
+def test_a_table_of_alike_vectors_is_refused_naming_its_clips_and_columns():
+    why = ": every dimension is constant, so no clip is nearer the example than another (search needs clips whose " \
+          "vectors differ)"
+    assert _alike("features-v1", ["a", "b"], 2) == f"features: features-v1 holds 2 clips with finite a, b vectors, " \
+                                                   f"all alike{why}"
+    assert _alike("features-v1", ["a", "b"], 1) == f"features: features-v1 holds one clip with finite a, b vectors{why}"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from acoustic_env.learn.params import PARAMS
-from acoustic_env.learn.spectro import SpectroCNN, augmenter
+from acoustic_env.learn.spectro import SpectroCNN, augmenter, mixup
 from acoustic_env.learn.spectro_estimator import CNNClassifier, inner_split
 from acoustic_env.learn.window import fit_width
 
@@ -135,3 +135,25 @@ def test_the_network_computes_what_its_docstring_says():
     expected = net.head[1](torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
     with torch.no_grad():
         torch.testing.assert_close(net(x), expected)
+
+
+def test_mixup_draws_new_weights_for_every_batch():
+    """Each batch's λ comes from a seed drawn from the loop's generator over 2³¹ values: 300 batches of two images
+    (0 and 1) blend in as many ways, bar the batches whose partner is the image itself."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.tensor([[0.0], [1.0]])
+    blends = {tuple(mixup(x, x, 0.4, gen)[0].flatten().tolist()) for _ in range(300)}
+    assert len(blends) > 100
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_every_augmentation_draws_from_the_training_loops_cuda_generator():
+    """On a GPU the loop's generator lives on the device (learn.fit): every draw must be made there, or torch stops
+    the step ("Expected a 'cpu' device type for generator")."""
+    x, y = _images(8, frames=60)
+    settings = {"crop_frames": 40, "shift": True, "time_masks": 2, "time_mask": 10, "freq_masks": 2, "freq_mask": 4,
+                "mixup": 0.4}
+    xb, yb = torch.as_tensor(x, device="cuda"), torch.as_tensor(y, device="cuda")
+    out_x, out_y = augmenter(settings, "single_label", 2)(xb, yb, torch.Generator(device="cuda").manual_seed(0))
+    assert out_x.device.type == out_y.device.type == "cuda" and out_x.shape == (8, 16, 40)
