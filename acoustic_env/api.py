@@ -182,19 +182,23 @@ def predict(inputs: str | list[str], model: str, *, output: str | None = None, a
 
 
 def predict_windows(inputs: str | list[str], model: str, *, audio_root: str | None = None,
-                    weights_cache: str | None = None, device: str = "cpu", **fields: Any) -> Any:
-    """Score long recordings in windows, in this process: a ``WindowResult``.
+                    weights_cache: str | None = None, device: str = "cpu", output: str | None = None,
+                    **fields: Any) -> Any:
+    """Score long recordings in windows: a ``WindowResult``.
 
-    A recording is read window by window and scored in batches, so its length does not set the memory.
+    A recording is read window by window and scored in batches, so its length does not set the memory. A few short
+    files are scored in this process; beyond ``in_process_max`` windows, spans of every file on Ray's workers.
 
     Args:
         inputs: Recordings, one directory of them, or one clip list (local paths or fsspec URLs).
         model: The model artifact a train job wrote (a directory or URI).
         audio_root: Where a clip list's relative ``uri`` values are found.
         weights_cache: The embedder checkpoint cache, when the model uses embedders.
-        device: ``cpu`` or ``cuda``, for the embedders' networks in this process.
+        device: ``cpu`` or ``cuda``, for the embedders' networks.
+        output: Where each span's windows are written as they are scored, so that a stopped run resumes
+            (default: not written).
         **fields: The ``WindowParams`` options: ``window_s`` (default: the model's training clip length),
-            ``hop_s`` (default: ``window_s``) and ``window_batch``.
+            ``hop_s`` (default: ``window_s``), ``window_batch``, ``in_process_max`` and ``span_windows``.
 
     Returns:
         A ``WindowResult``: ``.table`` has one row per window (``clip_id``, ``uri``, ``start_s``, ``end_s``,
@@ -208,7 +212,7 @@ def predict_windows(inputs: str | list[str], model: str, *, audio_root: str | No
 
     window = _config(WindowParams, None, {**fields, "windows": True})
     return run([inputs] if isinstance(inputs, str) else list(inputs), model, window=window, audio_root=audio_root,
-               weights_cache=weights_cache, device=device)
+               weights_cache=weights_cache, device=device, output=output)
 
 
 def search(features: str | None = None, example: str | None = None, *,

@@ -56,8 +56,15 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/audioset/sample.py": ["tests/test_audioset_sample.py"],
     "acoustic_env/audio/windows.py": [
         "tests/test_window_rows.py", "tests/test_windows.py::test_spans_cover_the_recording_and_stop_at_its_end",
-        "tests/test_windows.py::test_the_window_count_is_known_without_making_the_windows"],
-    "acoustic_env/jobs/windows.py": ["tests/test_window_rows.py"],
+        "tests/test_windows.py::test_the_window_count_is_known_without_making_the_windows",
+        "tests/test_windows_ray.py::test_each_file_is_cut_into_spans_and_a_span_reads_only_its_windows"],
+    "acoustic_env/jobs/windows.py": [
+        "tests/test_window_rows.py",
+        "tests/test_windows_ray.py::test_each_file_is_cut_into_spans_and_a_span_reads_only_its_windows",
+        "tests/test_windows_ray.py::test_a_stopped_run_resumes_from_its_parts_scoring_only_the_spans_without_one",
+        "tests/test_windows_ray.py::test_a_part_holds_the_uri_without_its_secret",
+        "tests/test_windows_ray.py::test_a_file_gone_since_the_plan_gives_each_window_of_its_span_the_error",
+        "tests/test_windows_ray.py::test_a_few_windows_stay_in_this_process_unless_a_cluster_is_named"],
     "acoustic_env/learn/duplicates.py": [
         "tests/test_duplicates.py",
         "tests/test_model_artifact.py::test_too_few_groups_after_the_guard_merged_some_says_which_and_counts_them"],

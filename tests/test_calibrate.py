@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from acoustic_env.learn import calibrate
 from acoustic_env.learn.portable import from_zoo
@@ -104,3 +105,134 @@ def test_inner_probabilities_that_rank_no_better_than_chance_get_no_map():
     splits = inner_splits(y, np.arange(len(y)) // 4, 3, 0)
     chosen, losses = calibrate.choose(proba[:, ::-1].copy(), y, "single_label", np.array([0, 1]), splits)
     assert chosen is None and losses["platt"] is None and losses["isotonic"] is None
+
+
+def _sklearn_map(method: str, p: np.ndarray, t: np.ndarray):
+    """scikit-learn's own map of one class column: Platt's logistic regression on the logit (of p clipped 1e-6 from
+    0 and 1, computed here), or isotonic regression."""
+    def logit(q: np.ndarray) -> np.ndarray:
+        q = np.clip(q, 1e-6, 1 - 1e-6)
+        return (np.log(q) - np.log1p(-q))[:, None]
+
+    if method == "platt":
+        lr = LogisticRegression(C=1e4).fit(logit(p), t)
+        return lambda q: lr.predict_proba(logit(q))[:, 1]
+    return IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(p, t).predict
+
+
+def test_the_log_loss_is_scikit_learns_and_a_saturated_probability_costs_minus_log_eps():
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 50)
+    proba = rng.dirichlet(np.ones(3), 50)
+    assert np.isclose(calibrate.log_loss(proba, y, "single_label"), log_loss(y, proba, labels=[0, 1, 2]))
+    labels = (rng.random((50, 2)) < 0.5).astype(int)
+    p = rng.random((50, 2))
+    assert np.isclose(calibrate.log_loss(p, labels, "multi_label"), log_loss(labels.ravel(), p.ravel()))
+    # a network's float32 softmax saturates to exactly 0 and 1: sure and wrong costs -log(1e-6) a value, not inf
+    sure = np.array([[1.0, 0.0], [0.0, 1.0]])
+    for kind, wrong in (("single_label", np.array([1, 0])), ("multi_label", np.array([[0, 1], [1, 0]]))):
+        assert np.isclose(calibrate.log_loss(sure, wrong, kind), -np.log(1e-6)), kind
+    assert calibrate.log_loss(sure, np.array([[1, 0], [0, 1]]), "multi_label") < 1e-5
+
+
+def test_platt_reads_saturated_probabilities_as_a_millionth_from_0_and_1():
+    proba, y = _overconfident()
+    proba[:40] = np.round(proba[:40])  # saturated: exactly 0 and 1
+    platt = calibrate.fit("platt", proba, y, "single_label", np.array([0, 1]))
+    assert np.allclose(platt(proba)[:, 1], _sklearn_map("platt", proba[:, 1], y)(proba[:, 1]), atol=1e-9)
+    assert platt.describe() == {"method": "platt", "columns": [1], "points": 1}  # what model.json records
+
+
+def test_each_class_the_model_knows_is_mapped_as_scikit_learn_maps_it_then_each_row_sums_to_one():
+    """A three-class model whose training rows held classes 0 and 1 only: both are mapped (class 0 too), class 2
+    keeps its probability, and each row is divided by its sum, whatever that sum."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    raw = np.eye(3)[y] * 1.5 + rng.random((300, 3))
+    proba = raw / raw.sum(axis=1, keepdims=True)
+    for method in ("platt", "isotonic"):
+        mapped = calibrate.fit(method, proba, y, "single_label", np.array([0, 1]))(proba)
+        by_class = np.column_stack([*(_sklearn_map(method, proba[:, c], y == c)(proba[:, c]) for c in (0, 1)),
+                                    proba[:, 2]])
+        assert np.allclose(mapped, by_class / by_class.sum(axis=1, keepdims=True), atol=1e-9), method
+
+
+def test_a_clip_every_class_map_sends_to_zero_gets_even_odds():
+    """A clip unlike the training clips of every class (each map gives 0): 1/3 each, never NaN or one class."""
+    rng = np.random.default_rng(7)
+    y = np.arange(300) % 3
+    given = rng.uniform(0.55, 0.7, 300)  # each clip's class, then the class after it taken for it up to 0.45
+    confused = rng.uniform(0.3, 1 - given)
+    proba = np.zeros((300, 3))
+    proba[np.arange(300), y], proba[np.arange(300), (y + 1) % 3] = given, confused
+    proba[np.arange(300), (y + 2) % 3] = 1 - given - confused
+    iso = calibrate.fit("isotonic", proba, y, "single_label", np.arange(3))
+    assert iso.describe() == {"method": "isotonic", "columns": [0, 1, 2], "points": iso.arrays["x"].size}
+    assert np.allclose(iso(np.array([[0.34, 0.33, 0.33]])), 1 / 3)
+    # clips between two classes: each class's map divided by their sum, here below 1
+    between = np.linspace(0.4, 0.6, 21)
+    probe = np.column_stack([between, 0.98 - between, np.full(21, 0.02)])
+    by_class = np.column_stack([_sklearn_map("isotonic", proba[:, c], y == c)(probe[:, c]) for c in range(3)])
+    total = by_class.sum(axis=1, keepdims=True)
+    assert ((total > 0) & (total < 1)).sum() > 5
+    assert np.allclose(iso(probe)[total[:, 0] > 0], (by_class / total)[total[:, 0] > 0])
+
+
+def test_each_label_is_mapped_on_its_own_and_a_clips_labels_do_not_sum_to_one():
+    """Multi-label: every label's column mapped as scikit-learn maps it (the first label too), rows not normalised;
+    label 0 is positive on every clip but the one it scores lowest, a step just above that clip."""
+    rng = np.random.default_rng(6)
+    p = np.linspace(0.05, 0.95, 200)
+    proba = np.column_stack([p, rng.permutation(p)])
+    labels = np.column_stack([p > 0.051, rng.random(200) < proba[:, 1] ** 2]).astype(int)
+    probe = np.column_stack([np.r_[0.052, np.linspace(0, 1, 41)]] * 2)
+    for method in ("platt", "isotonic"):
+        mapped = calibrate.fit(method, proba, labels, "multi_label", np.arange(2))(probe)
+        expected = np.column_stack([_sklearn_map(method, proba[:, j], labels[:, j])(probe[:, j]) for j in (0, 1)])
+        assert np.allclose(mapped, expected, atol=1e-9), method
+
+
+def _folds(n: int, k: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
+    rows = np.arange(n)
+    return [(rows[rows % k != f], rows[rows % k == f]) for f in range(k)]
+
+
+def test_a_multi_label_model_is_calibrated_per_label_by_the_mean_binary_log_loss():
+    """Two overconfident labels and one on every clip (no ranking to check there): a map is chosen, the losses are
+    multi-label ones, and the map refitted on every row keeps the labels apart."""
+    (a, ya), (b, yb) = _overconfident(seed=0), _overconfident(seed=1)
+    proba = np.column_stack([a[:, 1], b[:, 1], np.full(len(ya), 0.9)])
+    labels = np.column_stack([ya, yb, np.ones_like(ya)])
+    chosen, losses = calibrate.choose(proba, labels, "multi_label", np.arange(3), _folds(len(ya)))
+    assert losses["none"] == round(calibrate.log_loss(proba, labels, "multi_label"), 6)
+    assert chosen is not None and losses[chosen.method] < losses["none"]
+    refit = calibrate.fit(chosen.method, proba, labels, "multi_label", np.arange(3))
+    assert np.allclose(chosen(proba), refit(proba)) and not np.allclose(chosen(proba).sum(axis=1), 1)
+
+
+def test_probabilities_that_rank_nothing_or_rows_of_one_class_get_no_map():
+    """Every clip given the same probability (ranks at exactly chance), or inner rows all of one class: nothing to
+    learn a map from, though an isotonic map of the class rate would lower the log loss of the flat ones."""
+    y = (np.arange(120) % 10 < 3).astype(int)
+    flat = np.full((120, 2), 0.5)
+    assert calibrate.choose(flat, y, "single_label", np.array([0, 1]), _folds(120)) == (
+        None, {"none": round(np.log(2), 6), "platt": None, "isotonic": None})
+    proba, _ = _overconfident(120)
+    chosen, losses = calibrate.choose(proba, np.zeros(120, int), "single_label", np.array([0, 1]), _folds(120))
+    assert chosen is None and losses["platt"] is None and losses["isotonic"] is None
+
+
+def test_a_rare_class_counts_in_the_ranking_check_and_a_class_ranked_backwards_rules_platt_out():
+    """Two common classes ranked a little backwards and a class of one clip ranked first: their mean AUC is above
+    chance, so maps are tried; Platt would reverse the common classes (no loss), isotonic is tried."""
+    rng = np.random.default_rng(8)
+    y = np.r_[np.arange(119) % 2, 2]
+    scores = rng.normal(0, 1, (120, 3)) - 0.6 * np.eye(3)[y]
+    scores[:, 2] = np.where(y == 2, 3.0, -3.0)
+    proba = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    aucs = [roc_auc_score(y == c, proba[:, c]) for c in range(3)]
+    assert max(aucs[:2]) < 0.45 and aucs[2] == 1.0 and np.mean(aucs) > 0.5  # the case described
+    chosen, losses = calibrate.choose(proba, y, "single_label", np.arange(3), _folds(120))
+    assert losses["platt"] is None and losses["isotonic"] is not None

@@ -8,7 +8,8 @@ itself: Ray's pip installs the checkout from the job's working directory, offlin
 (PIP_NO_INDEX: every pinned dependency must already be there, as on the acoustic-env image). The jobs read their
 clip list and audio from S3 and write features back to S3; then the worker node is
 killed in the middle of an extract and the job must still end with every clip exactly
-once. Everything is started with a marker in its environment and torn down by that marker,
+once; a windows job (`annotate --windows`, every window on Ray) runs across both nodes and must give
+the table scored in the test's own process. Everything is started with a marker in its environment and torn down by that marker,
 so the test never touches another Ray instance on the machine (`ray stop` would).
 
 Token authentication is set up as cluster/README.md tells an operator of `ray up`: on the
@@ -352,6 +353,48 @@ def test_submitted_train_and_audit_against_s3(cluster, tmp_path):
         assert fs.exists(key), key
     audit = pq.read_table(io.BytesIO(fs.cat_file("ae-out/audit/audit.parquet")))
     assert audit.num_rows == len(s3_clip_ids(fs, "ae-out/big"))
+
+
+def test_windows_across_both_nodes_give_the_in_process_table(cluster, tmp_path):
+    """`annotate --windows` with every window on Ray: spans of one window, one actor per node (each has one CPU),
+    reading the recordings from S3 and writing each span's part there; the window table equals the one
+    scored in this process from local copies of the same files and model."""
+    import numpy as np
+
+    from acoustic_env.config import WindowParams
+    from acoustic_env.jobs.windows import score_windows
+    from acoustic_env.learn.artifact import load_model
+
+    fs = cluster.s3()
+    if not fs.exists("ae-out/train/model/model.json"):
+        pytest.skip("needs the model of test_submitted_train_and_audit_against_s3")
+    rows = [r for r in fs.cat_file("ae-in/big/clips.csv").decode().splitlines() if not r.startswith("#")][:3]
+    fs.pipe_file("ae-in/windows/list.csv", ("# YTID, start_seconds, end_seconds, positive_labels\n"
+                                            + "\n".join(rows) + "\n").encode())
+    hop = ("--window-s", "1", "--hop-s", "0.5")
+    cluster.submit("annotate", "--manifest", "s3://ae-in/windows/list.csv", "--audio-root", "s3://ae-in/big/audio",
+                   "--model", "s3://ae-out/train/model", "--features", "s3://ae-out/big", "--output",
+                   "s3://ae-out/windows", "--windows", *hop, "--windows-in-process-max", "0", "--span-windows", "1",
+                   "--no-progress")
+    fs.invalidate_cache()
+    [part] = fs.glob("ae-out/windows/window-annotations/*.parquet")
+    ray = pq.read_table(io.BytesIO(fs.cat_file(part))).to_pylist()
+    assert len(fs.glob("ae-out/windows/window-parts/*/*.parquet")) == len(ray) > 3  # a part per span of one window
+    fs.get("ae-out/train/model/", str(tmp_path / "model/"), recursive=True)
+    local = []
+    for uri in dict.fromkeys(r["uri"] for r in ray):
+        fs.get(uri.removeprefix("s3://"), str(tmp_path / uri.rsplit("/", 1)[-1]))
+        local.append({"clip_id": next(r["clip_id"] for r in ray if r["uri"] == uri),
+                      "uri": str(tmp_path / uri.rsplit("/", 1)[-1])})
+    here = score_windows(load_model(str(tmp_path / "model")), local,
+                         WindowParams(windows=True, window_s=1.0, hop_s=0.5)).table.to_pylist()
+    assert [(r["clip_id"], r["start_s"], r["end_s"], r["predicted"]) for r in ray] == [
+        (r["clip_id"], r["start_s"], r["end_s"], r["predicted"]) for r in here]
+    probs = [c for c in here[0] if c.startswith("prob_")]
+    def matrix(table: list[dict]) -> np.ndarray:
+        return np.array([[np.nan if r[c] is None else r[c] for c in probs] for r in table])
+
+    np.testing.assert_allclose(matrix(ray), matrix(here), atol=1e-6)
 
 
 def test_nightly_annotation_of_a_prefix_of_lists(cluster, tmp_path):

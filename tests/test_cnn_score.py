@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from test_cnn_train import TINY
 from test_windows import SR, _sound
 
 import acoustic_env as ae
@@ -26,6 +27,7 @@ from acoustic_env.jobs.predict import predict
 from acoustic_env.jobs.serve.handler import Limits, Recognizer, Upload, parse_upload
 from acoustic_env.jobs.train.job import train
 from acoustic_env.jobs.windows import predict_windows
+from acoustic_env.learn.params import PARAMS
 
 CLIPS, CLIP_S = 24, 1.0
 PROBS = ["prob_urban", "prob_natural"]
@@ -45,10 +47,12 @@ def world(tmp_path_factory) -> dict:
     (root / "clips.csv").write_text("\n".join(lines) + "\n")
     table = root / "extract"
     ae.extract(str(root / "clips.csv"), str(table), features={"signals": ["raw"], "logmel": True}, progress=False)
-    summary = train(from_dict(TrainConfig, {
-        "features": str(table), "output": str(root / "train"), "task": "labels:urban,natural", "cv_folds": 3,
-        "search_trials": 1, "max_rounds": 3, "baselines": ["cnn"], "saved_model": "cnn", "ablations": False,
-        "shap_samples": 0, "feature_groups": ["indices_raw"], "progress": False}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PARAMS, "cnn", TINY)
+        summary = train(from_dict(TrainConfig, {
+            "features": str(table), "output": str(root / "train"), "task": "labels:urban,natural", "cv_folds": 3,
+            "search_trials": 1, "max_rounds": 3, "baselines": ["cnn"], "saved_model": "cnn", "ablations": False,
+            "shap_samples": 0, "feature_groups": ["indices_raw"], "progress": False}))
     model = ae.load_model(summary.model)
     assert model.image_input["column"] == "logmel" and model.groups == []
     on_table = {r["clip_id"]: r for r in model.predict_table(str(table)).to_pylist()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import acoustic_env as ae
 from acoustic_env import table as table_module
@@ -14,13 +15,24 @@ from acoustic_env.demo.tables import synthetic_features, synthetic_images, write
 from acoustic_env.jobs.train import crossval
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.artifact import save_model
-from acoustic_env.learn.params import PARAMS
+from acoustic_env.learn.params import PARAMS, SPACES
 from acoustic_env.learn.portable import from_zoo
+from acoustic_env.learn.search import SearchPlan
+from acoustic_env.learn.spectro import views
 from acoustic_env.learn.window import stack_images
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import decode_images, encode_images, open_table
 
 FAST = {"ablations": False, "shap_samples": 0, "search_trials": 1, "cv_folds": 3, "feature_groups": ["indices_raw"]}
+#: The CNN at the size the tests trained before it grew to four wider blocks (three of 8-32 channels over the image
+#: pooled 2 x 4, at most 12 rounds): these tests check its paths, not what a larger network learns, at their old cost.
+TINY = {**PARAMS["cnn"], "max_rounds": 12, "patience": 3,
+        "network": {**PARAMS["cnn"]["network"], "blocks": 3, "width": 8, "input_pool": [2, 4]}}
+
+
+@pytest.fixture(autouse=True)
+def tiny_cnn(monkeypatch):
+    monkeypatch.setitem(PARAMS, "cnn", TINY)
 
 
 @pytest.fixture(scope="module")
@@ -158,17 +170,38 @@ def test_a_saved_cnn_loads_back_with_its_own_probabilities(kind, k, tmp_path):
     images = synthetic_images(member, np.arange(30) // 2, 1.0, rng)
     x = stack_images(images, 98)
     y = member.argmax(axis=1) if kind == "single_label" else member
-    fitted = make_estimator("cnn", kind, k, max_rounds=2, network={**PARAMS["cnn"]["network"], "channels": [4, 8]},
-                            augment={**PARAMS["cnn"]["augment"], "crop_frames": 60})
+    fitted = make_estimator("cnn", kind, k, max_rounds=2,
+                            network={**PARAMS["cnn"]["network"], "blocks": 2, "width": 4, "crop_frames": 60})
     fitted.fit(x, y, groups=np.arange(30) // 2)
     meta = {"task": {"name": "t", "kind": kind, "class_names": [f"c{j}" for j in range(k)], "definition": {}}}
     save_model(str(tmp_path / "m"), from_zoo(fitted), [], meta, [])
     model = ae.load_model(str(tmp_path / "m"))
+    # the saved network scores as the fitted one: the mean of 3 crops of 60 frames over the 98, by the task's link
+    arch = model.meta["estimator"]["architecture"]
+    assert (arch["crop_frames"], arch["link"]) == (60, "softmax" if kind == "single_label" else "sigmoid")
+    assert views(torch.zeros(1, 64, 98), arch["crop_frames"])[1] == 3
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["estimator.npz", "model.json", "preprocessing.npz",
                                                                    "weights.pt"]
     stored = decode_images(encode_images(images))  # what a table holds, and predict scores
     np.testing.assert_allclose(model.predict_proba({"logmel": images}), fitted.predict_proba(stack_images(stored, 98)),
                                rtol=0, atol=1e-6)
+
+
+def test_the_cnn_searches_its_space_on_grouped_inner_folds_and_refits_the_setting_chosen():
+    """Given groups, the zoo's CNN is searched as the other candidates are (``SPACES["cnn"]``, the defaults first, each
+    setting fitted on grouped inner folds) and the network refitted on every row is the chosen setting's."""
+    images = synthetic_images(np.eye(2)[np.arange(32) % 2], np.arange(32) // 2, 1.0, np.random.default_rng(1))
+    network = {**PARAMS["cnn"]["network"], "blocks": 2, "width": 8, "crop_frames": 150}
+    fitted = make_estimator("cnn", "single_label", 2, max_rounds=2, search=SearchPlan(2, 2), network=network)
+    fitted.fit(stack_images(images, 98), np.arange(32) % 2, groups=np.arange(32) // 2)
+    record, space = fitted.search_, SPACES["cnn"]
+    assert len(record.trials) == 2 and record.fits == 2 * 2
+    assert record.trials[0]["params"] == {k: network[k] for k in space.ranges}  # the defaults first
+    assert all(space.ranges[k].holds(v) for t in record.trials for k, v in t["params"].items())
+    for fit_on, scored in record.splits:
+        assert not set(np.arange(32)[fit_on] // 2) & set(np.arange(32)[scored] // 2)
+    assert fitted.params_["network"] == {**network, **record.best}
+    assert fitted.model_.model_.blocks[1].out_channels == record.best["width"]
 
 
 def test_the_grid_compares_the_cnn_in_its_cells_on_the_same_folds(tmp_path):

@@ -42,7 +42,8 @@ DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, NO_CUDA])]
 
 
 def _tolerance(column: str) -> float:
-    """The torch features against the numpy ones (tests/test_torch_features.py): MPS 1e-4, raw 1e-6, fg/bg 1e-3."""
+    """The torch features against the numpy ones (tests/test_torch_features.py): MPS 1e-4 (and 1e-5 absolute), raw
+    1e-6, fg/bg 1e-3."""
     return 1e-4 if column.startswith("mps") else 1e-6 if column.endswith("raw") else 1e-3
 
 
@@ -111,7 +112,8 @@ def test_the_device_stage_gives_the_numpy_features_and_the_embedder_stages_vecto
     good = [0, 1, 2]
     for col in cpu_vector_columns(cfg):
         tol = _tolerance(col)
-        np.testing.assert_allclose(_rows(done, col, good), _rows(expected, col, good), rtol=tol, atol=1e-6, err_msg=col)
+        np.testing.assert_allclose(_rows(done, col, good), _rows(expected, col, good), rtol=tol,
+                                   atol=1e-5 if col.startswith("mps") else 1e-6, err_msg=col)  # cuFFT: test_torch_features
         assert done[col][3].as_py() is None
     assert done["nonfinite_features"].to_pylist() == expected["nonfinite_features"].to_pylist()
     for col, _ in vector_columns(cfg).items():

@@ -504,3 +504,43 @@ def test_the_map_states_its_method_and_settings_at_their_edges():
     fifty = eda.embed_2d(rng.standard_normal((10, 50)), 0)
     assert (fifty["perplexity"], fifty["pca"], fifty["dims"]) == (3.0, None, 50)  # (n - 1) / 3; 50 kept whole
     assert eda.embed_2d(rng.standard_normal((10, 51)), 0)["pca"] == 10
+
+
+def test_a_class_of_one_clip_is_reported_with_the_same_fields_as_a_tested_one():
+    one = eda.differences(np.arange(8.0).reshape(4, 2), ["a", "b"], np.array([True, False, False, False]))
+    assert one == {"n_values": 2, "n_in": 1, "n_out": 3, "non_finite_rows": 0, "constant": [], "rows": [],
+                   "skipped": "1 clip(s) on one side: a t-test needs at least 2 on each"}
+
+
+def test_three_clips_of_two_values_are_correlated_and_redundant_values_sit_together():
+    three = eda.correlations(np.array([[1.0, 2.0], [2.0, 1.0], [3.0, 3.0]]), ["a", "b"])
+    assert "skipped" not in three and three["top_pairs"] == [{"a": "a", "b": "b", "rho": pytest.approx(0.5)}]
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((80, 2))
+    x = np.column_stack([base[:, 0], base[:, 1], base[:, 0] + 0.1 * rng.standard_normal(80),
+                         base[:, 1] + 0.1 * rng.standard_normal(80)])  # a ~ c, b ~ d
+    order = [["a", "b", "c", "d"][i] for i in eda.correlations(x, ["a", "b", "c", "d"])["order"]]
+    assert abs(order.index("a") - order.index("c")) == 1 and abs(order.index("b") - order.index("d")) == 1, order
+
+
+def test_a_wide_input_is_mapped_from_its_first_50_components_reproducibly_at_perplexity_30():
+    """100 clips of 600 values (scikit-learn's randomised PCA at this size: the seed fixes it): the map is the same
+    on every call and is t-SNE of the input's first 50 principal components, at scikit-learn's perplexity."""
+    from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_limits
+
+    x = np.random.default_rng(3).standard_normal((100, 600))
+    found = eda.embed_2d(x, seed=4)
+    assert (found["perplexity"], found["pca"], found["dims"]) == (30.0, 50, 600)
+    assert eda.embed_2d(x, seed=4)["xy"] == found["xy"]
+    with threadpool_limits(limits=1):
+        components = PCA(n_components=50, random_state=4).fit_transform(x)
+    assert eda.embed_2d(components, seed=4)["xy"] == found["xy"]
+
+
+
+def test_the_models_float32_inputs_are_mapped_in_double_precision():
+    """explore hands embed_2d the model inputs as float32 (``transform_all``): the map is that of their float64
+    values, as every other caller's."""
+    x = np.random.default_rng(5).standard_normal((30, 8)).astype(np.float32)
+    assert eda.embed_2d(x, seed=0)["xy"] == eda.embed_2d(x.astype(np.float64), seed=0)["xy"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.config import TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_features, write_features
@@ -103,3 +104,76 @@ def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
     pinned = train(from_dict(TrainConfig, {**cfg.to_dict(), "output": str(tmp_path / "p"),
                                            "feature_groups": ["vggish"]}))
     assert pinned.evaluation["feature_sets"] is None and pinned.groups == ["vggish"]
+
+
+def test_a_pretrained_embedder_beside_random_weights_is_tried_alone_too():
+    """Two sets (every group; the pretrained embedder alone) are a search: the random columns may only add noise."""
+    groups = [_group("birdnet", "birdnet", PRETRAINED), _group("vggish", "vggish", "random")]
+    assert candidate_sets(groups) == {ALL: ("birdnet", "vggish"), "birdnet": ("birdnet",)}
+
+
+def test_each_sets_preprocessing_is_fitted_on_the_training_rows_only():
+    """A held-out row's values never move the inputs of the training rows (as the train job's per-group PCA)."""
+    x, *_ = _leaky_data()
+    train_mask = np.arange(len(x["good"])) < 90
+
+    def standardised(data: dict[str, np.ndarray]) -> FeatureSearch:
+        def prepare(rows: np.ndarray, only: tuple[str, ...]) -> np.ndarray:
+            values = np.hstack([data[g] for g in only])
+            return StandardScaler().fit(values[rows]).transform(values)
+        return FeatureSearch({ALL: ("good", "leak"), "good": ("good",)}, prepare)
+
+    moved = {k: v.copy() for k, v in x.items()}
+    moved["good"][~train_mask] += 100.0
+    before, after = standardised(x).inputs(train_mask), standardised(moved).inputs(train_mask)
+    assert all(np.allclose(before[s][train_mask], after[s][train_mask]) for s in before)
+
+
+class _Reads:
+    """A stand-in model whose probabilities are the logistic of its inputs (single-label: class 1's, of the first;
+    multi-label: each class's, of one input each): the score a set gets is then known without fitting; it keeps the
+    groups each fit was given."""
+
+    fits: list[np.ndarray] = []
+    multi_label = False
+
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "_Reads":
+        self.fits.append(groups)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-x[:, :2]))
+        return p if self.multi_label else np.column_stack([1.0 - p[:, 0], p[:, 0]])
+
+
+def test_each_set_is_scored_on_every_row_once_out_of_fold_and_the_best_wins_ties_going_to_the_earlier():
+    """The pooled inner out-of-fold score of each set (here: the AUC of its first input, known without a fit), to
+    the record's 6 decimals; the best set wins, not the last by name; each fit gets its own rows' groups."""
+    from acoustic_env.learn.feature_sets import choose_set
+    from acoustic_env.learn.fit import val_score
+
+    x, y, groups, _ = _leaky_data()
+    inputs = {ALL: x["leak"], "good": x["good"], "leak": x["leak"][::-1].copy()}
+    _Reads.fits = []
+    chosen, scores = choose_set(_Reads, inputs, y, groups, 3, 0, "single_label")
+    expected = {n: round(val_score("single_label", y, _Reads().predict_proba(v)), 6) for n, v in inputs.items()}
+    assert (chosen, scores) == ("good", expected)
+    assert len(_Reads.fits) == 9 and all(g is not None and len(g) == 80 and set(g) <= set(groups)
+                                         for g in _Reads.fits)
+    assert choose_set(_Reads, {ALL: x["good"], "copy": x["good"]}, y, groups, 3, 0, "single_label")[0] == ALL
+    # one recording only: nothing to fold by, the first set unscored
+    assert choose_set(_Reads, inputs, y, np.zeros(len(y), str), 3, 0, "single_label") == (ALL, {})
+
+
+def test_a_multi_label_set_is_scored_by_its_mean_average_precision(monkeypatch):
+    from acoustic_env.learn.feature_sets import choose_set
+    from acoustic_env.learn.fit import val_score
+
+    monkeypatch.setattr(_Reads, "multi_label", True)
+    x, y, groups, _ = _leaky_data()
+    labels = np.column_stack([y, 1 - y])
+    informative = np.column_stack([x["good"][:, 0], -x["good"][:, 0]])
+    inputs = {ALL: np.column_stack([x["leak"][:, :2], x["leak"][:, :2]]), "good": informative}
+    chosen, scores = choose_set(_Reads, inputs, labels, groups, 3, 0, "multi_label")
+    assert chosen == "good"
+    assert scores["good"] == round(val_score("multi_label", labels, _Reads().predict_proba(informative)), 6)

@@ -109,3 +109,22 @@ def test_an_assumed_label_accuracy_at_chance_stops_train_in_one_line(dry_run, tm
     with pytest.raises(ConfigError, match=r"must be above 1/K = 0.5 for the 2 classes of task t2.*got 0.34$"):
         cfg.check_task("t2", "single_label", 2)
     cfg.check_task("m", "multi_label", 2)  # the adjustment is single-label only: the report says so, not an error
+
+
+def test_a_three_class_interval_defined_by_under_half_the_replicates_is_none_and_quiet():
+    """Class 0 is one recording, class 1 another, class 2 two more: a replicate of four draws holds all three (the
+    multi-class AUC is defined) 36 % of the time here. Fewer than half: no AUC interval, and the replicates missing a
+    class are counted out without a warning; accuracy, defined on every replicate, has its interval."""
+    import warnings
+
+    from acoustic_env.learn.metrics import intervals
+
+    rng = np.random.default_rng(0)
+    units = np.repeat(np.arange(4), 5)
+    y = np.array([0, 1, 2, 2])[units]
+    proba = rng.dirichlet(np.ones(3), len(y))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = intervals("single_label", y, proba, units, seed=0, replicates=400)
+    assert out["roc_auc"] is None and out["accuracy"] is not None and out["macro_f1"] is not None
+    assert caught == [], [str(w.message) for w in caught]

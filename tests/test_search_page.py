@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -25,9 +26,12 @@ import soundfile as sf
 
 import acoustic_env as ae
 from acoustic_env.audio.featurize import clip_rows
+from acoustic_env.config import ConfigError
 from acoustic_env.demo.synth import make_clip
+from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.audit.review import asset_stem
-from acoustic_env.jobs.search import SCHEMA, Found, _alike, example_position, result_lines, write_page
+from acoustic_env.jobs.search import (SCHEMA, Found, _alike, choose_columns, example_position, result_lines,
+                                 write_page)
 from acoustic_env.table import RANDOM
 
 SECRETS = ("KEYSECRET", "PWSECRET", "TOKSECRET")
@@ -177,3 +181,125 @@ def test_a_table_of_alike_vectors_is_refused_naming_its_clips_and_columns():
     assert _alike("features-v1", ["a", "b"], 2) == f"features: features-v1 holds 2 clips with finite a, b vectors, " \
                                                    f"all alike{why}"
     assert _alike("features-v1", ["a", "b"], 1) == f"features: features-v1 holds one clip with finite a, b vectors{why}"
+
+
+def _held(weights: dict[str, str], source: str = "features-v1") -> SimpleNamespace:
+    """A stand-in for a table whose embedding columns are the keys of ``weights`` (column -> weights id)."""
+    return SimpleNamespace(source=source, weights=weights, vector_columns=lambda: dict.fromkeys(weights, 8))
+
+
+def _choose(weights: dict[str, str], **cfg) -> tuple[str, list[str]]:
+    options = {"embedder": None, "signals": (), "include_random_weights": True, **cfg}
+    return choose_columns(_held(weights), SimpleNamespace(**options))
+
+
+def test_the_default_embedder_has_pretrained_weights_and_its_raw_signal_is_the_clip_as_heard():
+    """The table's first embedder with pretrained weights, before one with random weights that comes first in the
+    embedder list; its raw signal's column alone when it has one, else every signal it has; ``--signals`` picks."""
+    both = {"vggish": RANDOM, "vggish_fg": RANDOM, "yamnet": "c0ffee", "yamnet_fg": "c0ffee"}
+    assert _choose(both) == ("yamnet", ["yamnet"])
+    assert _choose(both, signals=("fg",)) == ("yamnet", ["yamnet_fg"])
+    assert _choose(both, embedder="vggish", signals=("raw", "fg")) == ("vggish", ["vggish", "vggish_fg"])
+    assert _choose({"yamnet_fg": "c0ffee", "yamnet_bg": "c0ffee"}) == ("yamnet", ["yamnet_fg", "yamnet_bg"])
+
+
+def test_columns_that_cannot_be_searched_are_refused_naming_the_table_and_what_it_holds():
+    def refused(weights: dict[str, str], **cfg) -> str:
+        with pytest.raises(ConfigError) as e:
+            _choose(weights, **cfg)
+        return str(e.value)
+
+    assert refused({}) == "features: features-v1 has no embedder columns (extract it with --embedders, e.g. " \
+                          "--embedders vggish)"
+    assert refused({"vggish": RANDOM, "yamnet": RANDOM}, include_random_weights=False) == (
+        "features: every embedder column of features-v1 (vggish, yamnet) was computed with random weights, left out "
+        "as train and audit leave them out; --include-random-weights searches them")
+    assert refused({}, embedder="panns") == "embedder: features-v1 has no panns columns (its embedders: none)"
+    assert refused({"vggish": RANDOM, "yamnet": RANDOM}, embedder="panns") == (
+        "embedder: features-v1 has no panns columns (its embedders: vggish, yamnet)")
+    assert refused({"yamnet": RANDOM, "yamnet_fg": RANDOM}, signals=("bg",)) == (
+        "signals: features-v1 has no yamnet_bg column (it has yamnet, yamnet_fg; extract with --embed-signals)")
+    assert refused({"yamnet": RANDOM}, signals=("fg", "bg")).startswith(
+        "signals: features-v1 has no yamnet_fg, yamnet_bg column (it has yamnet;")
+
+
+def test_an_example_given_as_a_url_or_a_relative_path_is_the_clip_stored_under_it(tmp_path, monkeypatch):
+    """A stored URL is matched as written (not taken for a local path); a relative path as the absolute path the
+    table stores."""
+    (tmp_path / "here.wav").write_bytes(b"")
+    clips, table = _example_table(["s3://bucket/calls/owl.wav", str(tmp_path / "here.wav")])
+    assert example_position(SimpleNamespace(example="s3://bucket/calls/owl.wav"), clips, table) == 0
+    monkeypatch.chdir(tmp_path)
+    assert example_position(SimpleNamespace(example="here.wav"), clips, table) == 1
+
+
+def test_a_clip_of_the_table_left_out_of_the_search_is_refused_in_one_line():
+    clips, table = _example_table(["a.wav", "b.wav"])
+    with pytest.raises(ConfigError) as e:
+        example_position(SimpleNamespace(example="s1"), clips.slice(0, 1), table)
+    assert str(e.value) == ("example: clip s1 of features has no finite embedding in the columns searched (a failed or "
+                            "partial row); choose another clip")
+
+
+def test_a_table_with_pretrained_weights_is_searched_on_its_embeddings_whatever_its_other_columns_hold(tmp_path):
+    """Its columns' checksum is reported (the page and console say which weights); a clip whose hand-made features
+    failed (NaN) is still searched on its embedding; the saved table keeps the documented column types."""
+    table = synthetic_features(6, embedders=("yamnet",), seed=3, weights="ab" * 32).table
+    at = table.schema.get_field_index("indices_raw")
+    values = table["indices_raw"].combine_chunks()
+    broken = np.array(values.values.to_numpy(), copy=True).reshape(6, -1)
+    broken[2] = np.nan
+    table = table.set_column(at, table.schema.field(at), pa.FixedSizeListArray.from_arrays(
+        pa.array(broken.ravel()), broken.shape[1]))
+    out = write_features(table, str(tmp_path / "t"), n_parts=1)
+    found = ae.search(out, "clip0000002", k=2)
+    assert (found.weights, found.columns, found.clips) == ("ab" * 32, ("yamnet",), 6)
+    assert found.table["clip_id"][0].as_py() == "clip0000002" and found.table.schema == SCHEMA
+
+
+def test_the_page_names_every_column_compared_and_pretrained_weights_without_a_note(tmp_path):
+    neighbour = tmp_path / "n.wav"
+    sf.write(neighbour, np.zeros(SR, dtype=np.float32), SR)
+    rows = [_row(clip_id="a", uri=str(neighbour)), _row(rank=1, clip_id="b", similarity=0.5, uri=str(neighbour))]
+    found = Found(pa.Table.from_pylist(rows, schema=SCHEMA), "birdnet", ("birdnet", "birdnet_fg"), "ab" * 32, 9, None)
+    page = Path(write_page(found, str(tmp_path / "page"), "a")).read_text()
+    assert ("<p class='note'>The 1 clips nearest to the example among 9, by birdnet (birdnet, birdnet_fg): cosine "
+            "similarity after standardising each dimension over the table.</p></header><main><article ") in page
+    assert page.count("</article><article ") == 1 and page.endswith("</article></main></body></html>")
+
+
+@pytest.fixture
+def spied(monkeypatch) -> list[dict]:
+    """The keyword arguments of every ``featurize`` call (the real one still runs)."""
+    import acoustic_env.audio.featurize as featurize
+
+    calls, real = [], featurize.featurize
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(featurize, "featurize", spy)
+    return calls
+
+
+def test_an_example_given_as_audio_is_embedded_with_the_tables_features_and_the_users_cache(segmented, spied,
+                                                                                             tmp_path):
+    """The table's feature settings (here: no spectral features, raw signal only), the ``--weights-cache`` given and
+    the ``--device``: what the example needs to land in the table's space with the user's checkpoint."""
+    cache = str(segmented / "no-weights")
+    shutil.copy(segmented / "f1.wav", tmp_path / "elsewhere.wav")
+    ae.search(str(segmented / "out"), str(tmp_path / "elsewhere.wav"), include_random_weights=True, k=1,
+              weights_cache=cache, device="cpu")
+    [call] = spied
+    assert call["weights_cache"] == cache and call["device"] == "cpu"
+    assert call["features"].spectral is False and call["features"].signals == ("raw",)
+
+
+def test_an_example_that_is_not_audio_is_refused_in_one_line_saying_why(segmented, tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not a recording")
+    with pytest.raises(ConfigError) as e:
+        ae.search(str(segmented / "out"), str(bad), include_random_weights=True, k=1,
+                  weights_cache=str(segmented / "no-weights"))
+    assert str(e.value).startswith(f"example: cannot embed {bad}: decode/not_audio: not a recognised audio file"), e

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,101 @@ def test_train_with_twenty_forest_trials_records_and_reports_them(tmp_path, monk
     assert "forest: min_samples_leaf 1–16 log" in console and "mlp at fixed hyper-parameters" in console
     page = (out / "report" / "index.html").read_text()
     assert "<b>Nested search of forest</b>: 60 settings tried over 3 outer folds" in page
+
+
+def test_a_multi_label_tasks_inner_folds_keep_recordings_apart_and_each_label_pattern_in_every_fold():
+    """The train job's groups are recording names; a multi-label task is stratified by each clip's set of labels,
+    a pattern too rare to reach every fold (one clip) without a warning."""
+    import warnings
+
+    from acoustic_env.learn.search import inner_splits
+
+    patterns = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    y = np.vstack([patterns[np.arange(60) % 4], [[1, 1]]])  # 15 clips of each pattern, then one more
+    groups = np.array([f"rec{i // 3}" for i in range(61)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        splits = inner_splits(y, groups, 3, seed=0)
+    assert caught == [], [str(w.message) for w in caught]
+    assert len(splits) == 3
+    for fit_on, scored in splits:
+        assert not set(groups[fit_on]) & set(groups[scored])
+        held = {tuple(row) for row in y[scored]}
+        assert held == {tuple(p) for p in patterns}, held  # stratified: every pattern in every fold
+    rare = np.r_[np.arange(60) % 2, 2]  # single-label: a class of one clip, fewer than the folds, is expected
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(inner_splits(rare, groups, 3, seed=0)) == 3
+    assert caught == [], [str(w.message) for w in caught]
+
+
+def test_two_trials_are_a_search_of_the_defaults_and_one_other_setting():
+    x, y, groups = _clips()
+    record = grouped_search(lambda s: make_estimator("knn", "single_label", 2, **s), Space({"n_neighbors": one_of(
+        15, 3, 30)}), {"n_neighbors": 15}, 2, x, y, groups, 2, seed=0, kind="single_label")
+    assert record is not None and len(record.trials) == 2 and record.trials[0]["params"] == {"n_neighbors": 15}
+
+
+class _Noisy:
+    """A stand-in model: the logistic of the first input (which carries the class) plus ``noise`` times the second
+    (which carries nothing), per label for a multi-label task; the less noise, the better its score."""
+
+    def __init__(self, noise: float = 0.0, labels: int = 0):
+        self.noise, self.labels = noise, labels
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "_Noisy":
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        p = 1 / (1 + np.exp(-(x[:, :max(self.labels, 1)] + self.noise * x[:, 3:4])))
+        return p if self.labels else np.column_stack([1 - p[:, 0], p[:, 0]])
+
+
+def test_the_sampler_learns_from_each_score_and_draws_rates_on_a_log_scale():
+    """30 trials over a noise weight from 0.001 to 10 (log): the first draws spread over the decades (a linear draw
+    would fall below 0.1 once in a hundred), and once the sampler has scores it proposes low noise, the better
+    settings; the record holds the folds and the search's own seconds."""
+    from acoustic_env.learn.params import Range
+
+    x, y, groups = _clips(96)
+    space = Space({"noise": Range(1e-3, 10.0, log=True)})
+    start = time.time()
+    record = grouped_search(lambda s: _Noisy(**s), space, {"noise": 1.0}, 30, x, y, groups, 2, seed=0,
+                            kind="single_label")
+    wall = time.time() - start
+    drawn = np.log10([t["params"]["noise"] for t in record.trials])
+    assert (drawn[1:11] < -1).sum() >= 3, drawn[1:11]
+    assert np.median(drawn[15:]) < np.median(drawn[1:11]) - 0.5, drawn
+    assert len(record.splits) == 2 and 0 <= record.seconds <= wall
+
+
+def test_every_integer_of_a_range_is_drawn_and_a_tie_keeps_the_defaults():
+    from acoustic_env.learn.params import Range
+
+    x, y, groups = _clips()
+    record = grouped_search(lambda s: _Noisy(), Space({"k": Range(1, 3, integer=True)}), {"k": 2}, 3, x, y, groups,
+                            2, seed=0, kind="single_label")
+    assert sorted(t["params"]["k"] for t in record.trials) == [1, 2, 3]  # the top of the range too
+    assert len({t["score"] for t in record.trials}) == 1 and record.best == {"k": 2}  # all alike: the defaults
+
+
+def test_a_multi_label_search_scores_each_setting_by_mean_average_precision():
+    from acoustic_env.learn.fit import val_score
+
+    x, y, groups = _clips()
+    labels = np.column_stack([y, 1 - y])
+    record = grouped_search(lambda s: _Noisy(**s, labels=2), Space({"noise": one_of(0.0, 5.0)}), {"noise": 0.0}, 2,
+                            x, labels, groups, 2, seed=0, kind="multi_label")
+    quiet = val_score("multi_label", labels, _Noisy(labels=2).predict_proba(x))
+    assert record.trials[0]["score"] == pytest.approx(quiet) and record.best == {"noise": 0.0}
+
+
+def test_a_space_of_40_settings_asked_for_40_is_tried_whole_however_often_the_sampler_repeats_itself():
+    """The sampler proposes tried settings again and again as the space runs out (over 100 times here): only 100
+    in a row stop a search short, not 100 in all."""
+    from acoustic_env.learn.params import Range
+
+    x, y, groups = _clips()
+    record = grouped_search(lambda s: _Noisy(), Space({"k": Range(1, 40, integer=True)}), {"k": 1}, 40, x, y, groups,
+                            2, seed=0, kind="single_label")
+    assert sorted(t["params"]["k"] for t in record.trials) == list(range(1, 41))

@@ -1,14 +1,17 @@
-"""The log-mel CNN (learn/spectro.py): augmentation changes the training images only, every switch is honoured, and
-the network scores any window of frames the same way every time."""
+"""The log-mel CNN (learn/spectro.py): augmentation changes the training images only, every switch is honoured, the
+network scores any window of frames the same way every time (the mean of its crops), and it trains on a schedule."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from acoustic_env.learn.fit import lr_factor
 from acoustic_env.learn.params import PARAMS
-from acoustic_env.learn.spectro import SpectroCNN, augmenter, mixup
+from acoustic_env.learn.portable import rebuild_network
+from acoustic_env.learn.spectro import SpectroCNN, architecture, augmenter, average, mixup, views
 from acoustic_env.learn.spectro_estimator import CNNClassifier, inner_split
 from acoustic_env.learn.window import fit_width
 
@@ -16,7 +19,7 @@ OFF = {"crop_frames": 40, "shift": False, "time_masks": 0, "time_mask": 0, "freq
        "mixup": 0.0}
 SWITCHES = {"shift": {"shift": True}, "time masks": {"time_masks": 2, "time_mask": 10},
             "frequency masks": {"freq_masks": 2, "freq_mask": 4}, "mixup": {"mixup": 0.4}}
-SMALL = {**PARAMS["cnn"]["network"], "channels": [4, 8], "batch_size": 64}
+SMALL = {**PARAMS["cnn"]["network"], "blocks": 2, "width": 4, "crop_frames": 40, "batch_size": 64}
 
 
 def _images(n: int, frames: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +70,7 @@ def test_training_sees_new_images_each_epoch_and_evaluation_sees_the_stored_ones
 
     handle = torch.nn.modules.module.register_module_forward_pre_hook(spy)
     try:
-        clf = CNNClassifier(0, 0.25, 3, 3, SMALL, {**PARAMS["cnn"]["augment"], "crop_frames": 40})
+        clf = CNNClassifier(0, 0.25, 3, 3, SMALL, PARAMS["cnn"]["augment"])
         clf.fit(x[:32], y[:32], groups=np.arange(32) // 2)
         first = clf.predict_proba(x[32:])
         np.testing.assert_array_equal(first, clf.predict_proba(x[32:]))
@@ -137,6 +140,89 @@ def test_the_network_computes_what_its_docstring_says():
         torch.testing.assert_close(net(x), expected)
 
 
+def test_the_crops_cover_the_image_at_half_a_crop_from_end_to_end():
+    """An image wider than the crop is cut into crops a half crop apart, the first at its start and the last at its
+    end (rounded to frames); one no wider than the crop is itself."""
+    x = torch.arange(2 * 3 * 100, dtype=torch.float32).reshape(2, 3, 100)
+    crops, n = views(x, 40)
+    assert n == 4 and crops.shape == (8, 3, 40)
+    for i, start in enumerate((0, 20, 40, 60)):
+        torch.testing.assert_close(crops[4 + i], x[1, :, start:start + 40])
+    crops, n = views(x, 30)  # 70 frames to cover at a hop of 15: 6 crops, 14 frames apart
+    starts = [int(c[0, 0]) for c in crops[:n]]
+    assert n == 6 and starts[0] == 0 and starts[-1] == 70 and max(np.diff(starts)) <= 15
+    assert views(x, 100)[1] == 1 and views(x, 200)[0] is x
+
+
+@pytest.mark.parametrize("link, n_out", [("softmax", 3), ("sigmoid", 1), ("sigmoid", 3)])
+def test_the_crops_logits_average_their_probabilities(link, n_out):
+    """The averaged logits' probabilities are the mean of the crops' (softmax over the classes, else each sigmoid),
+    and stay finite where a crop is sure (a logit of ±60, whose sigmoid rounds to 1 in float32)."""
+    logits = torch.randn(5, 4, n_out, dtype=torch.float64) * 3
+    logits[0, 0] = 60.0
+    logits[1] = -60.0
+    out = average(logits, link)
+    prob = (lambda z: torch.softmax(z, dim=-1)) if link == "softmax" else torch.sigmoid
+    assert torch.isfinite(out).all() and out.shape == (5, n_out)
+    torch.testing.assert_close(prob(out), prob(logits).mean(dim=1))
+
+
+def test_evaluation_scores_the_mean_of_the_crops_and_training_the_image_as_given():
+    torch.manual_seed(0)
+    a = architecture(16, "single_label", 3, {**SMALL, "crop_frames": 20, "dropout": 0.0})
+    net = SpectroCNN(**{k: v for k, v in a.items() if k != "network"})
+    assert (a["channels"], a["crop_frames"], a["link"]) == ([4, 8], 20, "softmax")
+    x = torch.tensor(_images(3, frames=50)[0])
+    x[:, :, 25:] += torch.linspace(0, 30, 25)  # crops unalike: a mean of logits is not a mean of probabilities
+    net.mean.fill_(-50.0)
+    net.std.fill_(6.0)
+    net.eval()
+    with torch.no_grad():
+        per_crop = [torch.softmax(net.logits(x[:, :, s:s + 20]), dim=1) for s in (0, 10, 20, 30)]
+        torch.testing.assert_close(torch.softmax(net(x), dim=1), torch.stack(per_crop).mean(dim=0))
+        assert not torch.allclose(net(x), net.logits(x), atol=1e-4)  # not the whole window's
+        net.train()
+        torch.testing.assert_close(net(x), net.logits(x))
+    assert architecture(16, "multi_label", 3, SMALL)["link"] == architecture(16, "single_label", 2, SMALL)["link"] \
+        == "sigmoid"
+
+
+def test_a_cnn_saved_before_the_crops_rebuilds_and_scores_its_whole_window():
+    """A model saved before issue 57 stores an architecture without ``crop_frames`` or ``link``: it loads and scores
+    as it did when saved, the whole window at once."""
+    saved = {"network": "cnn", "bands": 16, "n_out": 1, "channels": [4, 8], "dropout": 0.3, "input_pool": [2, 4]}
+    net = rebuild_network(saved, SpectroCNN(16, 1, [4, 8], 0.3, [2, 4]).state_dict())
+    x = torch.tensor(_images(2, frames=300)[0])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net.logits(x))
+
+
+def test_the_cosine_schedule_warms_up_then_decays_to_zero():
+    factors = [lr_factor("cosine", step, 100) for step in range(101)]
+    assert factors[0] == pytest.approx(0.1) and factors[10] == pytest.approx(1.0) and max(factors) <= 1.0
+    assert all(a > b for a, b in zip(factors[10:], factors[11:])) and factors[100] == pytest.approx(0.0)
+    assert lr_factor("cosine", 500, 100) == pytest.approx(0.0)  # a stream's extra step: the end of the curve
+    assert {lr_factor("constant", s, 100) for s in (0, 50, 150)} == {1.0}
+    with pytest.raises(ValueError, match="lr_schedule: must be 'constant' or 'cosine', got 'step'"):
+        lr_factor("step", 0, 100)
+
+
+def test_the_cnn_trains_at_the_scheduled_rate_of_every_step():
+    """Each optimiser step runs at ``lr`` times the schedule's factor of that step (``learn.fit``)."""
+    x, y = _images(40)
+    rates: list[float] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda opt, *_: rates.append(opt.param_groups[0]["lr"]))
+    try:
+        CNNClassifier(0, 0.25, 4, 4, {**SMALL, "batch_size": 8, "lr": 0.01}, PARAMS["cnn"]["augment"]).fit(
+            x, y, groups=np.arange(40) // 2)
+    finally:
+        handle.remove()
+    assert len(rates) == 4 * 4  # 30 training rows in batches of 8, 4 rounds of one epoch
+    assert rates == pytest.approx([0.01 * lr_factor("cosine", s, 16) for s in range(16)])
+    assert rates[0] == pytest.approx(0.001) and rates[-1] < 0.001
+
+
 def test_mixup_draws_new_weights_for_every_batch():
     """Each batch's λ comes from a seed drawn from the loop's generator over 2³¹ values: 300 batches of two images
     (0 and 1) blend in as many ways, bar the batches whose partner is the image itself."""
@@ -157,3 +243,15 @@ def test_every_augmentation_draws_from_the_training_loops_cuda_generator():
     xb, yb = torch.as_tensor(x, device="cuda"), torch.as_tensor(y, device="cuda")
     out_x, out_y = augmenter(settings, "single_label", 2)(xb, yb, torch.Generator(device="cuda").manual_seed(0))
     assert out_x.device.type == out_y.device.type == "cuda" and out_x.shape == (8, 16, 40)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_the_cnn_trains_on_cuda_and_predicts_on_the_cpu_as_its_saved_model():
+    """``device="cuda"`` (``PARAMS["cnn"]["device"]``): the network is moved to the GPU for training (its inputs are
+    put there by the loop) and comes back to the CPU, where the saved model scores."""
+    x, y = _images(40)
+    clf = CNNClassifier(0, 0.25, 2, 2, SMALL, PARAMS["cnn"]["augment"], device="cuda")
+    clf.fit(x, y, groups=np.arange(40) // 2)
+    assert next(clf.model_.parameters()).device.type == "cpu" and len(clf.history_) == 2
+    assert np.isfinite(clf.predict_proba(x)).all()

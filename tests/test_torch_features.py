@@ -150,8 +150,10 @@ def test_the_extract_feature_stage_takes_the_torch_path_on_a_device(tmp_path, de
     for col in cpu_vector_columns(cfg):
         for i in range(3):
             tol = 1e-4 if col.startswith("mps") else 1e-6 if col.endswith("raw") else 1e-3
+            # cuFFT's float32 rounding moves an MPS value by ~1e-6 absolute (1.4e-6 at 0.0014 on an H100, 2026-11-26)
+            atol = 1e-5 if col.startswith("mps") else 1e-6
             np.testing.assert_allclose(torch_done[col][i].values.to_numpy(), numpy_done[col][i].values.to_numpy(),
-                                       rtol=tol, atol=1e-6, err_msg=f"{col} of clip {i}")
+                                       rtol=tol, atol=atol, err_msg=f"{col} of clip {i}")
         assert torch_done[col][3].as_py() is None
     assert torch_done["nonfinite_features"].to_pylist() == numpy_done["nonfinite_features"].to_pylist()
     for stage in ("separate", "indices", "spectral", "mps"):

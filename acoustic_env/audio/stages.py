@@ -1,10 +1,11 @@
 """The extract stages as plain functions of Arrow batches: decode, CPU features, embedders, write.
 
-They know nothing of Ray: ``acoustic_env.distributed.pipeline`` schedules them (decode and
-CPU features together in one actor pool, embedders as actor pools, then the writers; with no
-embedder, the feature actors write their own parts; on a GPU, decode actors feed one device
-stage that computes every feature and every embedding on the card), and a
-test or a notebook can call them directly on a batch. A clip that fails in a stage becomes
+They know nothing of Ray: ``acoustic_env.audio.chain`` declares their order (decode and CPU
+features together, then the embedders, then the writers; with no embedder, the feature stage
+writes its own parts; on a GPU, decode feeds one device stage that computes every feature and
+every embedding on the card), which ``acoustic_env.distributed.pipeline`` runs as Ray actor pools
+and ``acoustic_env.jobs.in_process`` in the job's own process; a test or a notebook can call them
+directly on a batch. A clip that fails in a stage becomes
 an error row that later stages pass through, so the writer puts it in errors/ instead of
 features/.
 
@@ -398,6 +399,23 @@ def _write_part(table: pa.Table, output: str, sub: str, name: str) -> None:
     except Exception as exc:  # noqa: BLE001 - every transport says it its own way
         _, reason = transport_failure(exc)
         raise OutputWriteError(redact(f"output: cannot write to {output}: {reason} (writing {sub}/{name})")) from exc
+
+
+class PartWriter:
+    """Actor: ``write_batch`` after the embedders or the device stage (without them the feature actors write
+    their own parts: :class:`FeatureWriterStage`).
+
+    An actor rather than a task: as tasks, the writes ran in short-lived workers, and with every core held by
+    the feature actors Ray kills a worker that has been idle for a second, so nearly every part started a new
+    process and imported the stage code again (2-3 CPU seconds, a fifth of a 2-core machine's time on the
+    588-clip benchmark). An actor pays that once.
+    """
+
+    def __init__(self, output: str, run_id: str, meta: dict[str, Any]):
+        self.kwargs = {"output": output, "run_id": run_id, "meta": meta}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return write_batch(batch, **self.kwargs)
 
 
 def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any]) -> pa.Table:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, BinaryIO
 
 import soundfile as sf
@@ -112,11 +113,18 @@ class Recording:
         return self._file.frames / self._file.samplerate
 
     @property
+    def frames(self) -> int:
+        return int(self._file.frames)
+
+    @property
     def sample_rate(self) -> int:
         return int(self._file.samplerate)
 
-    def windows(self, window_s: float, hop_s: float, most: int | None = None) -> Iterator[Window]:
-        """The windows in order (see the module docstring for where they start and end).
+    def windows(self, window_s: float, hop_s: float, most: int | None = None, first: int = 0,
+                end: int | None = None) -> Iterator[Window]:
+        """The windows in order (see the module docstring for where they start and end); with ``first`` and
+        ``end``, only windows ``first`` .. ``end - 1`` of them (a span, as a Ray task scores it), read from
+        their own frames: the windows before are never read.
 
         ClipError, before any window is read, for a file with no samples (too_short) or
         one that would give more than ``most`` windows (too_many_windows).
@@ -129,13 +137,20 @@ class Recording:
             raise ClipError(STAGE, "too_many_windows",
                             f"{self.duration_s:.1f} s in windows of {window_s:g} s every {hop_s:g} s is {count} "
                             f"windows, more than max_windows = {most}: take a longer hop or raise max_windows")
-        return self._read(window_s, hop_s)
+        return self._read(window_s, hop_s, first, end)
 
-    def _read(self, window_s: float, hop_s: float) -> Iterator[Window]:
+    def window_count(self, window_s: float, hop_s: float, most: int | None = None) -> int:
+        """How many windows :meth:`windows` gives (the short tail it leaves out not counted), none of them read;
+        its ClipErrors."""
+        self.windows(window_s, hop_s, most)  # the checks only: the generator reads nothing until drawn
+        f = self._file
+        return sum(1 for _ in spans(f.frames, f.samplerate, window_s, hop_s, self.params.min_duration_s))
+
+    def _read(self, window_s: float, hop_s: float, first: int = 0, end: int | None = None) -> Iterator[Window]:
         f, sr = self._file, self._file.samplerate
         dtype = "float64" if f.subtype == "DOUBLE" else "float32"  # as decode_bytes reads
-        for start, end in spans(f.frames, sr, window_s, hop_s, self.params.min_duration_s):
-            yield _window(f, start, end, dtype, self.params)
+        for start, stop in islice(spans(f.frames, sr, window_s, hop_s, self.params.min_duration_s), first, end):
+            yield _window(f, start, stop, dtype, self.params)
 
 
 def _window(f: sf.SoundFile, start: int, end: int, dtype: str, params: DecodeParams) -> Window:

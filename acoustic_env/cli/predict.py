@@ -44,7 +44,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_windows(args: argparse.Namespace, window: WindowParams) -> int:
-    """``predict --windows``: every file scored in windows, in this process; the summary per file on the console."""
+    """``predict --windows``: every file scored in windows (in this process, or on Ray beyond
+    ``--windows-in-process-max`` windows); the summary per file on the console."""
     import resource
 
     from acoustic_env.jobs.export import write_table
@@ -53,7 +54,8 @@ def _predict_windows(args: argparse.Namespace, window: WindowParams) -> int:
 
     t0 = time.time()
     result = predict_windows(args.inputs, args.model, window=window, audio_root=args.audio_root,
-                             weights_cache=args.weights_cache, device=args.device)
+                             weights_cache=args.weights_cache, device=args.device, output=args.output,
+                             on_ray=lambda: console(args, args.output))
     classes = [c.removeprefix("prob_") for c in result.table.column_names if c.startswith("prob_")]
     print("\n".join(window_lines(result.table, result.summary, classes, result.window_s, result.hop_s)))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -89,7 +91,8 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="audio files, a directory of them, or a clip list (any extract format)")
     p.add_argument("--model", required=True, help="model directory written by train (<output>/model)")
     p.add_argument("--output", help=f"above {IN_PROCESS_MAX} clips the extract job runs first: its output "
-                                    "(default: a temporary directory)")
+                                    "(default: a temporary directory); with --windows, where each span's windows "
+                                    "are written as scored, so that a stopped run resumes (default: not written)")
     p.add_argument("--audio-root", help=flag_help(ExtractConfig, "audio_root"))
     p.add_argument("--weights-cache", help=flag_help(ExtractConfig, "weights_cache"))
     p.add_argument("--device", default="cpu", choices=DEVICES,

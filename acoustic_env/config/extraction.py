@@ -43,6 +43,12 @@ class DecodeParams(Section):
                                                    "whole-video files with --cut-segments)")
 
 
+#: The most windows a local run scores in its own process (``WindowParams.in_process_max``): 10 minutes in 3-s windows
+#: (200) took 14.1 s on one thread with a BirdNET model, and a local Ray takes 5-10 s to start on 2 cores, about
+#: what its second core saves on them.
+WINDOWS_IN_PROCESS_MAX = 200
+
+
 @dataclass(frozen=True)
 class WindowParams(Section):
     """How a long recording is cut into windows, each scored as a clip (predict, annotate, serve).
@@ -69,6 +75,17 @@ class WindowParams(Section):
     max_windows: int = option(100_000, ge=1, flag="max-windows",
                               help="a file that would give more windows is not scored (its error says so; the "
                                    "service answers 400): a longer hop, or a higher limit, scores it")
+    # Ray's start costs a local run seconds before the first window (jobs/windows.py): a few short files are scored
+    # in this process, as extract's in_process_max draws the line for clips
+    in_process_max: int = option(WINDOWS_IN_PROCESS_MAX, ge=0, flag="windows-in-process-max",
+                                 help="a run that names no Ray cluster (no --ray-address, no RAY_ADDRESS) with at "
+                                      "most this many windows to score scores them in this process without "
+                                      "starting Ray (0: always Ray)")
+    # a span of 64 3-s windows is seconds of work: small enough that a few files keep every core busy to the end,
+    # large enough that opening the file and writing the part cost little beside it
+    span_windows: int = option(64, ge=1, flag="span-windows",
+                               help="on Ray, a long file is cut into spans of this many windows, each scored by "
+                                    "one worker (and written as one part, which a resumed run skips)")
 
     def cross_check(self) -> None:
         for name in ("window_s", "hop_s"):

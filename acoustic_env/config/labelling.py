@@ -27,8 +27,9 @@ class AnnotateConfig(Section):
                                              "<output>/lists/ is annotated once, in name order (a list that arrives "
                                              "during a run waits for the next run)")
     flag_threshold: float = option(0.5, gt=0, lt=1, help="flag a given label whose probability is below this")
-    windows: WindowParams = option(factory=WindowParams, help="long recordings: each listed file scored in windows, "
-                                                              "in this process, into window-annotations/")
+    windows: WindowParams = option(factory=WindowParams, help="long recordings: each listed file scored in windows "
+                                                              "(in this process, or on Ray beyond "
+                                                              "--windows-in-process-max), into window-annotations/")
     # The extract options; annotate sets the list, the table and the model's embedders (and their signals) itself.
     extract: dict[str, Any] = option(factory=dict, flags_from=(ExtractConfig, tuple(_ANNOTATE_SETS)),
                                      help="any ExtractConfig field but manifest, output, embedders and embed_signals")

@@ -66,10 +66,10 @@ class TrainConfig(Section):
                                               "or one per line")
     seed: int = _seed("seed of the splits, the search and the networks")
     # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/search.py).
-    search_trials: int = option(2, ge=1, help="distinct settings each of xgboost, the MLP, forest, svm and knn tries "
-                                              "in its own search: the defaults first, then drawn from its space of "
-                                              "ranges (learn/params.py: SPACES) by Optuna's TPE, each scored by "
-                                              "grouped CV on the training clips only (1: the defaults, no search)")
+    search_trials: int = option(2, ge=1, help="distinct settings each of xgboost, the MLP, forest, svm, knn and the "
+                                              "CNN tries in its own search: the defaults first, then drawn from its "
+                                              "space of ranges (learn/params.py: SPACES) by Optuna's TPE, each scored "
+                                              "by grouped CV on the training clips only (1: the defaults, no search)")
     search_folds: int = option(2, ge=2, help="inner folds of every model's search (those, and logistic "
                                              "regression's C), grouped like the outer folds")
     trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")

@@ -13,6 +13,9 @@ decode (CPU actors) → the device stage (``DeviceStage``: one actor per GPU com
 and every embedding of a batch on the card) → write: the card does all the arithmetic, the CPUs
 decode and feed it.
 
+The stages, their order and batch sizes are ``audio/chain.py``'s (the in-process run reads the same
+declaration); this module puts them on Ray and sizes each one's actor pool.
+
 Resources: every core should do stage work. Decode and the CPU features run in the
 same actor (a decoded clip never crosses a process boundary), one actor per core
 left after the embedders (or the device stage), each holding a fraction of a CPU so that the
@@ -31,26 +34,13 @@ import math
 import time
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 
-from acoustic_env.audio.rows import row_schema
-from acoustic_env.audio.stages import (
-    CpuFeatureStage,
-    DecodeStage,
-    DeviceStage,
-    EmbedderStage,
-    FeatureWriterStage,
-    image_columns,
-    separated_signals,
-    stages,
-    vector_columns,
-    write_batch,
-)
+from acoustic_env.audio.chain import Pool, chain_schema, extract_chain, rebatched
 from acoustic_env.config import ConfigError, ExtractConfig
 from acoustic_env.distributed.session import start_ray
-from acoustic_env.embedders.registry import get
 from acoustic_env.errors import OutputWriteError
 from acoustic_env.audio.progress import JobProgress, add_summary, new_totals
 from acoustic_env.storage import redact
@@ -64,30 +54,13 @@ DEVICE_CPUS = 1.0
 MAX_BLOCK_ROWS = 16_384
 
 
-class PartWriter:
-    """``write_batch`` in long-lived actors rather than tasks, after the embedders (without
-    embedders the feature actors write their own parts: ``FeatureWriterStage``).
-
-    As tasks, the writes ran in short-lived workers: with every core held by the feature
-    actors, Ray kills a worker that has been idle for a second, so nearly every part
-    started a new process and imported the stage code again (2-3 CPU seconds, a fifth
-    of a 2-core machine's time on the 588-clip benchmark). An actor pays that once.
-    """
-
-    def __init__(self, output: str, run_id: str, meta: dict[str, Any]):
-        self.kwargs = {"output": output, "run_id": run_id, "meta": meta}
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return write_batch(batch, **self.kwargs)
-
-
 @dataclass(frozen=True)
 class Resources:
     """How much of the cluster each stage may take.
 
     ``max_actors`` decode+feature actors of ``actor_cpus`` each: one per core left after
     the embedders, sharing all but ``task_cpus × write_slots`` CPUs, which the writer
-    actors (:class:`PartWriter`, at most ``write_slots``) use. Embedders on accelerators:
+    actors (``audio.stages.PartWriter``, at most ``write_slots``) use. Embedders on accelerators:
     one actor per embedder per accelerator, each holding ``1 / n_embedders`` of it (so the three share one card) and a quarter CPU to
     feed it. Embedders on CPU: one actor per embedder per 8 CPUs.
 
@@ -215,19 +188,6 @@ def dataset_of_blocks(refs: list[Any], metadata: list[Any]) -> Any:
 
 # --- the job ---
 
-def _blocks(chunks: Iterable[pa.Table], rows_per_block: int) -> Iterator[pa.Table]:
-    """The chunks re-cut into blocks of ``rows_per_block`` rows (the last one shorter)."""
-    rest: pa.Table | None = None
-    for chunk in chunks:
-        table = pa.concat_tables([rest, chunk]) if rest is not None and rest.num_rows else chunk
-        full = table.num_rows - table.num_rows % rows_per_block
-        for i in range(0, full, rows_per_block):
-            yield table.slice(i, rows_per_block)
-        rest = table.slice(full)
-    if rest is not None and rest.num_rows:
-        yield rest
-
-
 def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfig, run_id: str,
                  meta: dict[str, Any], weights: dict[str, str],
                  on_planned: Callable[[int], None] = lambda n: None, resources: Resources | None = None
@@ -242,7 +202,6 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     reports (a plan whose device stage is on "cpu" runs the GPU pipeline on any machine). On the
     device stage, the seconds of each stage but decode are the device's wall seconds.
     """
-    all_stages = stages(cfg)
     totals = new_totals(cfg)
     chunks = iter(todo)
     first = next((c for c in chunks if c.num_rows), None)
@@ -255,20 +214,21 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     cluster = start_ray(cfg.ray_address, progress=False)  # Ray Data's operator bars: ours is one line
     t_ray = time.monotonic()
     res = resources or plan_extract_resources(cluster, len(cfg.embedders), cfg.accelerator_resource, cfg.device)
-    # the separated signals' audio travels only to embedder actors, which the device stage replaces
-    schema = row_schema(first.schema, vector_columns(cfg), all_stages, () if res.device else separated_signals(cfg),
-                        image_columns(cfg))
+    schema = chain_schema(first.schema, cfg, device_stage=bool(res.device))
     rows = block_rows(max(expected_rows, first.num_rows), res.max_actors, cfg.batch_size)
     blocks, metadata, n_rows = [], [], 0
-    for block in _blocks(chain([first], chunks), rows):
+    for block in rebatched(chain([first], chunks), rows):
         blocks.append(ray.put(block))
         metadata.append(block_metadata(block))
         n_rows += block.num_rows
     t_staged = time.monotonic()
     on_planned(n_rows)
     target = {"output": cfg.output, "run_id": run_id, "meta": meta}
-    stream = _device_stages if res.device else _cpu_stages
-    ds, devices = stream(dataset_of_blocks(blocks, metadata), res, cfg, schema, target, weights, len(blocks))
+    device = _torch_device(res, cfg)
+    ds = dataset_of_blocks(blocks, metadata)
+    for stage in extract_chain(cfg, schema, target, weights, device, device_stage=bool(res.device)):
+        ds = ds.map_batches(stage.cls, batch_format="pyarrow", batch_size=stage.batch_size, memory=stage.memory,
+                            fn_constructor_kwargs=stage.kwargs, **_pool(stage.pool, res, len(blocks)))
     progress = JobProgress(n_rows, cfg.progress)
     t_first = None
     try:
@@ -284,7 +244,8 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     finally:
         progress.close()
     t_end = time.monotonic()
-    totals["resources"] = {"executor": "ray", **dataclasses.asdict(res), "rows_per_block": rows, **devices}
+    totals["resources"] = {"executor": "ray", **dataclasses.asdict(res), "rows_per_block": rows,
+                           "torch_device": device if cfg.embedders else None, "feature_device": res.device}
     # Where the time went: joining/starting Ray, reading the rest of the clip list into blocks,
     # then the stream (its first part includes the actors' start-up: processes, imports, the
     # first batch).
@@ -293,65 +254,31 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     return totals
 
 
-def _cpu_stages(ds: Any, res: Resources, cfg: ExtractConfig, schema: pa.Schema, target: dict[str, Any],
-                weights: dict[str, str], n_blocks: int) -> tuple[Any, dict[str, str | None]]:
-    """decode + numpy features → [an actor pool per embedder → writers]; and the devices it runs on."""
-    import ray.data
-
-    actors = min(res.max_actors, n_blocks)  # no actor without a block to work on
-    feature_pool = {"batch_format": "pyarrow", "num_cpus": res.actor_cpus,
-                    "compute": ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2)}
-    if not cfg.embedders:  # whole blocks in; a summary out per part, as each is written
-        ds = ds.map_batches(FeatureWriterStage, batch_size=None, **feature_pool,
-                            fn_constructor_kwargs={"cfg": cfg, "schema": schema, **target})
-    else:
-        ds = ds.map_batches(CpuFeatureStage, batch_size=cfg.batch_size, **feature_pool,
-                            fn_constructor_kwargs={"cfg": cfg, "schema": schema})
-    torch_device = "cuda" if res.embed_on_accelerator and cfg.accelerator_resource == "GPU" else "cpu"
-    for name in cfg.embedders:
-        extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
-        # one subclass per embedder, so that Ray's logs name each operator
-        stage_cls = type(f"Embed{name.capitalize()}", (EmbedderStage,), {})
-        ds = ds.map_batches(stage_cls, batch_format="pyarrow", batch_size=cfg.embed_batch_size,
-                            num_cpus=res.embed_resources["num_cpus"], memory=get(name).memory,
-                            num_gpus=extra.pop("GPU", None), resources=extra or None,
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.embed_actors),
-                            # the spec itself, so an embedder registered only in the driver loads too
-                            fn_constructor_kwargs={"spec": get(name), "cfg": cfg, "schema": schema,
-                                                   "device": torch_device, "weights_id": weights[name]})
-    if cfg.embedders:
-        ds = _writers(ds, res, cfg, target)
-    return ds, {"torch_device": torch_device if cfg.embedders else None, "feature_device": None}
+def _torch_device(res: Resources, cfg: ExtractConfig) -> str:
+    """The torch device of the embedders on the plan ``res``: the device stage's, or the embedder pools'."""
+    if res.device:
+        return res.device
+    return "cuda" if res.embed_on_accelerator and cfg.accelerator_resource == "GPU" else "cpu"
 
 
-def _device_stages(ds: Any, res: Resources, cfg: ExtractConfig, schema: pa.Schema, target: dict[str, Any],
-                   weights: dict[str, str], n_blocks: int) -> tuple[Any, dict[str, str | None]]:
-    """decode (CPU actors) → the device stage (an actor per GPU: every feature and embedding) → writers.
+def _pool(pool: Pool, res: Resources, n_blocks: int) -> dict[str, Any]:
+    """A pool of ``audio/chain.py`` (``Stage.pool``) as ``map_batches`` arguments: its actors and what each holds.
 
-    Decoded batches of ``batch_size`` clips are regrouped into ``device_batch_size`` for the
-    card. The device actors reserve the embedders' host memory, as their own pools would.
+    ``cpu`` (decode and features): one actor per core left, never more than there are blocks to work on;
+    ``embed``: up to ``embed_actors`` per embedder, each with the plan's share of an accelerator or of the
+    CPUs; ``device``: one actor per GPU, holding the card; ``write``: up to ``write_slots`` part writers.
     """
     import ray.data
 
-    actors = min(res.max_actors, n_blocks)
-    ds = ds.map_batches(DecodeStage, batch_format="pyarrow", batch_size=cfg.batch_size, num_cpus=res.actor_cpus,
-                        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
-                        fn_constructor_kwargs={"cfg": cfg, "schema": schema})
-    ds = ds.map_batches(DeviceStage, batch_format="pyarrow", batch_size=cfg.device_batch_size,
-                        num_cpus=res.device_cpus, num_gpus=res.device_gpus or None,
-                        memory=sum(get(name).memory for name in cfg.embedders) or None,
-                        compute=ray.data.ActorPoolStrategy(size=res.device_actors, max_tasks_in_flight_per_actor=2),
-                        fn_constructor_kwargs={"cfg": cfg, "schema": schema, "device": res.device,
-                                               "specs": {name: get(name) for name in cfg.embedders},
-                                               "weights": weights})
-    return _writers(ds, res, cfg, target), {"torch_device": res.device if cfg.embedders else None,
-                                            "feature_device": res.device}
-
-
-def _writers(ds: Any, res: Resources, cfg: ExtractConfig, target: dict[str, Any]) -> Any:
-    """The part writers after the last stage that computes (:class:`PartWriter`)."""
-    import ray.data
-
-    return ds.map_batches(PartWriter, batch_format="pyarrow", batch_size=cfg.write_batch_size, num_cpus=res.task_cpus,
-                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.write_slots),
-                          fn_constructor_kwargs=target)
+    if pool == "cpu":
+        return {"num_cpus": res.actor_cpus, "compute": ray.data.ActorPoolStrategy(
+            size=min(res.max_actors, n_blocks), max_tasks_in_flight_per_actor=2)}
+    if pool == "embed":
+        extra = {k: v for k, v in res.embed_resources.items() if k != "num_cpus"}
+        return {"num_cpus": res.embed_resources["num_cpus"], "num_gpus": extra.pop("GPU", None),
+                "resources": extra or None,
+                "compute": ray.data.ActorPoolStrategy(min_size=1, max_size=res.embed_actors)}
+    if pool == "device":
+        return {"num_cpus": res.device_cpus, "num_gpus": res.device_gpus or None, "compute": ray.data.ActorPoolStrategy(
+            size=res.device_actors, max_tasks_in_flight_per_actor=2)}
+    return {"num_cpus": res.task_cpus, "compute": ray.data.ActorPoolStrategy(min_size=1, max_size=res.write_slots)}

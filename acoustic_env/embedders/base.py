@@ -1,4 +1,9 @@
-"""The one embedder interface every model sits behind (HEAR-style), and what they share.
+"""The one embedder interface every model sits behind, and what they share.
+
+Shaped like the HEAR API (load a model, then one clip-level vector per clip of a batch) but not
+that API: ``embed`` takes a zero-padded numpy batch with each clip's length and returns one array
+per output column, where HEAR's ``get_scene_embeddings`` takes equal-length torch clips and returns
+one tensor; there are no timestamp embeddings (docs/embedders.md).
 
 An embedder turns a batch of 16 kHz clips into clip-level float32 vectors, one column per
 output (``{"vggish": [n, 128]}``, ``{"panns": [n, 2048], "panns_scores": [n, 527]}``).

@@ -1,4 +1,4 @@
-"""Build an embedder from its spec and checked weights (HEAR's ``load_model``).
+"""Build an embedder from its spec and checked weights (the counterpart of HEAR's ``load_model``).
 
 Weights come from ``weights`` (a path or fsspec URL) or else from the model cache, and are
 verified before use (see :class:`~.weights.WeightsSource`). Without them the call stops

@@ -1,7 +1,7 @@
 """What every layer knows about an embedder before its model loads: its :class:`EmbedderSpec`.
 
-In the spirit of the HEAR API, an embedder is one module that states its facts and says
-how its model is built: a spec holds every fact the rest of the package needs without the
+An embedder is one module that states its facts and says how its model is built (as a HEAR
+module does; the interface itself differs, see :mod:`.base`): a spec holds every fact the rest of the package needs without the
 model (the column widths and class names of the feature table, how frames are pooled, the
 pretrained files, the host memory an extract actor reserves, the batch sizes per device,
 how many PCA components training keeps) and the functions that build the model

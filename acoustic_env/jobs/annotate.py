@@ -17,9 +17,10 @@ Meant to run on a schedule against lists that grow or overlap:
 Running it twice on the same list writes nothing the second time.
 
 With ``windows`` (``--windows``: long recordings) each listed file not yet annotated in
-windows by this model is scored window by window in this process
-(:func:`acoustic_env.jobs.windows.score_windows`, no extract: the windows are not clips of
-the shared table), and ``window-annotations/`` gets one row per window,
+windows by this model is scored window by window, in this process or, beyond
+``windows.in_process_max`` windows, on Ray, each span written to ``window-parts/`` as it is
+scored so that a stopped run resumes (:func:`acoustic_env.jobs.windows.score_windows`, no
+extract: the windows are not clips of the shared table), and ``window-annotations/`` gets one row per window,
 ``window-summaries/`` one per file, each with ``model_id`` and ``time``.
 
 The list is read once per run: it is copied to a local snapshot first, and the extract
@@ -197,7 +198,8 @@ def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, 
     wanted = [r for r in listed if r["clip_id"] in todo]
     windows = unreadable = 0
     if wanted:
-        result = score_windows(model, wanted, cfg.windows, weights_cache=cfg.extract.get("weights_cache"))
+        result = score_windows(model, wanted, cfg.windows, weights_cache=cfg.extract.get("weights_cache"),
+                               output=cfg.output, ray_address=cfg.extract.get("ray_address"))
         ids = [r["clip_id"] for r in wanted]
         for table, where in ((result.table, WINDOW_ANNOTATIONS), (result.summary, WINDOW_SUMMARIES)):
             table = table.append_column("model_id", pa.array([model_id] * table.num_rows, pa.string()))

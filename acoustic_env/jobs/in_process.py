@@ -4,9 +4,10 @@ A Ray start-up costs a local run about 5 s and 7 CPU-seconds before the first cl
 (its own processes, Ray Data's bookkeeping actors, one worker per stage importing the
 stage code): more than featurising a few dozen short clips one after another. So a run
 that names no cluster (no ``--ray-address``, no ``RAY_ADDRESS``) and has at most
-``in_process_max`` clips to do calls the stages itself, the same objects Ray's actors hold
-(``audio.stages``), on the same batches, and writes the same parts: the table is the one
-the Ray pipeline writes, and the run record says which ran (``resources.executor``).
+``in_process_max`` clips to do calls the stages itself: the chain Ray's actor pools run
+(``audio/chain.py``), the same objects in the same order on batches of the same sizes. It
+writes the same table as the Ray pipeline, and the run record says which ran
+(``resources.executor``).
 ``predict`` draws the same line for the same reason (``config.IN_PROCESS_MAX``). A cluster
 is always used when one is named (a submitted job wants its nodes, however small the list), and so is
 ``--device cuda``, which asks for the GPU pipeline.
@@ -20,20 +21,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from acoustic_env.audio.rows import row_schema
-from acoustic_env.audio.stages import (
-    CpuFeatureStage,
-    EmbedderStage,
-    FeatureWriterStage,
-    image_columns,
-    separated_signals,
-    stages,
-    vector_columns,
-    write_batch,
-)
-from acoustic_env.config import ExtractConfig
-from acoustic_env.embedders.registry import get
+from acoustic_env.audio.chain import Stage, chain_schema, extract_chain, rebatched
 from acoustic_env.audio.progress import JobProgress, add_summary, new_totals
+from acoustic_env.config import ExtractConfig
 
 
 def runs_in_process(cfg: ExtractConfig, clips_to_do: int) -> bool:
@@ -64,11 +54,11 @@ def run_in_process(todo: Iterable[pa.Table], cfg: ExtractConfig, run_id: str, me
         return totals
     t0 = time.monotonic()
     device = embed_device(cfg) if cfg.embedders else None
-    schema = row_schema(chunks[0].schema, vector_columns(cfg), stages(cfg), separated_signals(cfg), image_columns(cfg))
     target = {"output": cfg.output, "run_id": run_id, "meta": meta}
+    chain = extract_chain(cfg, chain_schema(chunks[0].schema, cfg), target, weights, device)
     progress = JobProgress(n_rows, cfg.progress)
     try:
-        for summary in _summaries(chunks, cfg, schema, target, weights, device):
+        for summary in run_chain(chain, chunks):
             add_summary(totals, summary, progress)
     finally:
         progress.close()
@@ -77,28 +67,27 @@ def run_in_process(todo: Iterable[pa.Table], cfg: ExtractConfig, run_id: str, me
     return totals
 
 
-def _summaries(chunks: list[pa.Table], cfg: ExtractConfig, schema: pa.Schema, target: dict[str, Any],
-               weights: dict[str, str], device: str | None) -> Iterator[pa.Table]:
-    """One summary per written part: the feature stage writing its own parts, or features → embedders → write."""
-    if not cfg.embedders:
-        writer = FeatureWriterStage(cfg=cfg, schema=schema, **target)
-        try:
-            for chunk in chunks:
-                yield from writer(chunk)
-        finally:
-            writer.close()
-        return
-    features = CpuFeatureStage(cfg, schema)
+def run_chain(chain: tuple[Stage, ...], batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """The last stage's outputs (the parts' summaries): each stage built once, fed its predecessor's outputs
+    re-cut to its own ``batch_size``, as Ray Data does between two actor pools. Each stage that holds
+    something of the process (``DecodeStage``'s thread limits) gives it back at the end."""
+    built: list[Any] = []
     try:
-        embedders = [EmbedderStage(get(name), cfg, schema, device, weights[name]) for name in cfg.embedders]
-        rows = pa.concat_tables(chunks)
-        for start in range(0, rows.num_rows, cfg.write_batch_size):
-            part = rows.slice(start, cfg.write_batch_size)
-            batch = pa.concat_tables([features(part.slice(i, cfg.batch_size))
-                                      for i in range(0, part.num_rows, cfg.batch_size)])
-            for embed in embedders:
-                batch = pa.concat_tables([embed(batch.slice(i, cfg.embed_batch_size))
-                                          for i in range(0, batch.num_rows, cfg.embed_batch_size)])
-            yield write_batch(batch, **target)
+        for stage in chain:
+            built.append(stage.cls(**stage.kwargs))
+            batches = _outputs(built[-1], rebatched(batches, stage.batch_size))
+        yield from batches
     finally:
-        features.close()
+        for actor in built:
+            if hasattr(actor, "close"):
+                actor.close()
+
+
+def _outputs(actor: Callable[[pa.Table], Any], batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """What ``actor`` returns for each batch: a batch, or the batches it yields (a stage that writes parts)."""
+    for batch in batches:
+        out = actor(batch)
+        if isinstance(out, pa.Table):
+            yield out
+        else:
+            yield from out

@@ -8,6 +8,11 @@ Python API (``ae.predict_windows``), ``annotate --windows`` and the service
 * the windows are read from the open file one batch at a time
   (:class:`acoustic_env.audio.windows.Recording`), so memory holds ``window_batch``
   windows of audio whatever the length of the file;
+* each file's windows are cut into spans (``span_windows`` windows, :class:`Span`), scored one after
+  the other in this process for a few short files, else spread over Ray's workers, every core (and a
+  share of each GPU) at once (``distributed/windows.py``); the table comes out in file and time order
+  whatever order the spans finish in, and with an ``output`` each span is written as a part when scored,
+  so that a stopped run scores only the spans it lacks;
 * a batch is scored by :func:`score_clips`, the CPU features and embedders of
   :func:`acoustic_env.audio.featurize.batch_outputs` and the model's ``predict_table``,
   with the decode and feature parameters of the model's training table: the steps
@@ -19,7 +24,13 @@ The window table has predict's columns plus ``start_s`` and ``end_s``;
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import hashlib
+import json
+import os
+import posixpath
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -30,11 +41,21 @@ import pyarrow as pa
 from acoustic_env.audio.decode import DecodedClip
 from acoustic_env.audio.featurize import batch_outputs, clip_note, load_nets, pick_columns
 from acoustic_env.audio.rows import redact_columns
-from acoustic_env.audio.windows import Recording, Window
+from acoustic_env.audio.windows import Recording, Window, spans
 from acoustic_env.config import ConfigError, DecodeParams, FeatureParams, WindowParams
-from acoustic_env.errors import ClipError
+from acoustic_env.embedders.registry import get
+from acoustic_env.errors import ClipError, OutputWriteError
 from acoustic_env.features.logmel import COLUMN as LOGMEL
 from acoustic_env.learn.artifact import Model
+from acoustic_env.storage import (
+    join,
+    list_parts,
+    read_part,
+    redact,
+    remove_stale_temporaries,
+    transport_failure,
+    write_parquet,
+)
 
 #: The columns a window row adds to predict's.
 TIMES = (("start_s", pa.float64()), ("end_s", pa.float64()))
@@ -100,47 +121,182 @@ def recording_rows(model: Model, windows: Iterable[Window], base: Mapping[str, A
 
 
 def predict_windows(inputs: Sequence[str], model: str, *, window: WindowParams = WindowParams(windows=True),
-                    audio_root: str | None = None, weights_cache: str | None = None,
-                    device: str = "cpu") -> WindowResult:
-    """Score every file of ``inputs`` (files, a directory or a clip list) in windows, in this process."""
+                    audio_root: str | None = None, weights_cache: str | None = None, device: str = "cpu",
+                    output: str | None = None, ray_address: str | None = None,
+                    on_ray: Callable[[], None] | None = None) -> WindowResult:
+    """Score every file of ``inputs`` (files, a directory or a clip list) in windows (see :func:`score_windows`)."""
     from acoustic_env.jobs.predict import input_rows
-    from acoustic_env.jobs.preflight import check_device, check_input
+    from acoustic_env.jobs.preflight import check_device, check_input, check_output
     from acoustic_env.learn.artifact import load_model
 
     check_input(model, "model")
     check_device(device)
+    if output:
+        check_output(output, "output")
     m = load_model(model)
-    return score_windows(m, input_rows(inputs, audio_root)[0], window, weights_cache=weights_cache, device=device)
+    return score_windows(m, input_rows(inputs, audio_root)[0], window, weights_cache=weights_cache, device=device,
+                         output=output, ray_address=ray_address, on_ray=on_ray)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Windows ``first`` .. ``end - 1`` of the ``file``-th recording of a run: what one worker scores at a time.
+
+    ``frames`` and ``sr`` (the file's, read when the run was planned) give the windows' times even when the
+    file cannot be opened again where the span is scored.
+    """
+
+    file: int
+    clip_id: str
+    uri: str
+    first: int
+    end: int
+    frames: int
+    sr: int
+
+    def part_name(self) -> str:
+        """The part a span is written to: the file named by a hash (its URI may hold a secret), then the windows."""
+        key = hashlib.sha256(f"{self.clip_id}\0{self.uri}".encode()).hexdigest()[:20]
+        return f"{key}-{self.first:09d}-{self.end:09d}.parquet"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Each file's row for the summary (``clip_id``, ``uri``, ``duration_s``, ``error``), and its windows in spans."""
+
+    files: list[dict[str, Any]]
+    spans: list[Span]
+
+
+def plan_spans(rows: Sequence[Mapping[str, Any]], decode: DecodeParams, window_s: float, hop_s: float,
+               window: WindowParams) -> Plan:
+    """Open each file (its header only, many at once: on object storage each is a round trip) and cut its windows
+    into spans of ``window.span_windows``; a file that cannot be opened, or has too many windows, is a summary row
+    with its error and no span."""
+    def one(r: Mapping[str, Any]) -> tuple[dict[str, Any], int, int, int]:
+        base = {"clip_id": str(r["clip_id"]), "uri": str(r["uri"])}
+        try:
+            with Recording(base["uri"], decode) as rec:
+                count = rec.window_count(window_s, hop_s, window.max_windows)
+                return {**base, "duration_s": rec.duration_s, "error": None}, count, rec.frames, rec.sample_rate
+        except ClipError as exc:
+            return {**base, "duration_s": None, "error": str(exc)}, 0, 0, 0
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        opened = list(pool.map(one, rows))
+    spans = [Span(i, f["clip_id"], f["uri"], first, min(first + window.span_windows, count), frames, sr)
+             for i, (f, count, frames, sr) in enumerate(opened) for first in range(0, count, window.span_windows)]
+    return Plan([f for f, *_ in opened], spans)
+
+
+class SpanScorer:
+    """Scores spans: the model and its embedders loaded once (a Ray actor's life, or an in-process run's), each span
+    read window by window from its file and scored ``window_batch`` windows at a time (:func:`recording_rows`), so
+    that a worker holds that many windows of audio whatever the file's length.
+
+    ``parts``: where each span's rows are written as one Parquet part (:meth:`Span.part_name`) as soon as they are
+    scored; a resumed run reads them back instead of scoring the span again.
+    """
+
+    def __init__(self, model: Model, window: WindowParams, window_s: float, hop_s: float, *,
+                 weights_cache: str | None = None, device: str = "cpu", parts: str | None = None) -> None:
+        self.model, self.window_s, self.hop_s, self.batch, self.parts = model, window_s, hop_s, window.window_batch, parts
+        self.decode, self.features, _ = model.extraction_params()
+        embedders, _, columns = model.feature_plan()
+        self.columns = {c: columns[c] for c in model.inputs}  # the tagger's scores are for a clip's tags
+        self.nets = load_nets(embedders, weights_cache, device)
+
+    def __call__(self, span: Span) -> pa.Table:
+        """The span's rows as the window table has them (its URIs not yet redacted), written first with ``parts``."""
+        base = {"clip_id": span.clip_id, "uri": span.uri}
+        try:
+            with Recording(span.uri, self.decode) as rec:
+                out = list(recording_rows(self.model, rec.windows(self.window_s, self.hop_s, None, span.first, span.end),
+                                          base, columns=self.columns, nets=self.nets, decode=self.decode,
+                                          features=self.features, batch=self.batch))
+        except ClipError as exc:  # opened when the run was planned, not now: each window of the span says why
+            out = [{**base, "start_s": a / span.sr, "end_s": b / span.sr, "error": str(exc), "note": None,
+                    "silent": False} for a, b in islice(spans(span.frames, span.sr, self.window_s, self.hop_s,
+                                                              self.decode.min_duration_s), span.first, span.end)]
+        from acoustic_env.jobs.predict import rows_table
+
+        table = rows_table(self.model, out, TIMES)
+        if self.parts is not None:
+            write_span(redact_columns(table), self.parts, span.part_name())
+        return table
+
+
+def write_span(table: pa.Table, parts: str, name: str) -> None:
+    """One span's part; a failure is an OutputWriteError naming the output (the run stops: so would every part)."""
+    try:
+        write_parquet(table, join(parts, name))
+    except Exception as exc:  # noqa: BLE001 - every transport says it its own way
+        raise OutputWriteError(redact(f"output: cannot write to {parts}: {transport_failure(exc)[1]} "
+                                      f"(writing {name})")) from exc
+
+
+def runs_in_process(window: WindowParams, windows_to_do: int, ray_address: str | None) -> bool:
+    """Whether the windows are scored in this process: no cluster named and at most ``window.in_process_max`` of
+    them to do (a Ray start costs a local run more than scoring a few short files one after another)."""
+    named = ray_address or os.environ.get("RAY_ADDRESS")
+    return not named and windows_to_do <= window.in_process_max
+
+
+def settings_key(m: Model, window_s: float, hop_s: float, window: WindowParams) -> str:
+    """The folder of a run's parts under ``<output>/window-parts/``: a run with another model, window, hop or span
+    length writes beside them, never among them (a part is one span of one file, scored by one model)."""
+    said = json.dumps([m.model_id, window_s, hop_s, window.span_windows])
+    return hashlib.sha256(said.encode()).hexdigest()[:16]
+
+
+#: Where, under a run's ``output``, the windows' parts go: one folder per :func:`settings_key`.
+WINDOW_PARTS = "window-parts"
 
 
 def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowParams, *,
-                  weights_cache: str | None = None, device: str = "cpu") -> WindowResult:
-    """Score the recordings of ``rows`` (``clip_id``, ``uri``) in windows, one after the other.
+                  weights_cache: str | None = None, device: str = "cpu", output: str | None = None,
+                  ray_address: str | None = None, on_ray: Callable[[], None] | None = None) -> WindowResult:
+    """Score the recordings of ``rows`` (``clip_id``, ``uri``) in windows; the table in file and time order.
 
     The decode and feature parameters are those of the model's training table; a file
-    that cannot be opened is a summary row with its error and no windows.
+    that cannot be opened is a summary row with its error and no windows. Each file's windows are cut into
+    spans (:func:`plan_spans`); up to ``window.in_process_max`` windows (and no cluster named) they are scored here
+    one after the other, beyond on Ray (``distributed/windows.py``), spans of every file at once on every core.
+    ``output``: each span's rows are written there as a part when scored (``window-parts/``), and a run that was
+    stopped scores only the spans without one. ``on_ray``: called once before Ray starts (a command's console
+    policy: Ray's output to its log).
     """
+    decode = m.extraction_params()[0]
+    window_s, hop_s = window_lengths(window, m, decode)
+    plan = plan_spans(rows, decode, window_s, hop_s, window)
+    parts = join(output, WINDOW_PARTS, settings_key(m, window_s, hop_s, window)) if output else None
+    if parts:
+        remove_stale_temporaries(parts, time.time())  # what a killed run's writers left half-written
+    done = set(map(posixpath.basename, list_parts(parts))) if parts else set()
+    todo = {i: s for i, s in enumerate(plan.spans) if s.part_name() not in done}
+    tables: dict[int, pa.Table] = {}
+    scorer = {"weights_cache": weights_cache, "device": device, "parts": parts}
+    if runs_in_process(window, sum(s.end - s.first for s in todo.values()), ray_address):
+        score = SpanScorer(m, window, window_s, hop_s, **scorer) if todo else None
+        tables = {i: score(s) for i, s in todo.items()}
+    elif todo:
+        from acoustic_env.distributed.windows import score_spans
+
+        if on_ray is not None:
+            on_ray()
+        embedders = m.feature_plan()[0]
+        number = {s: i for i, s in todo.items()}
+        tables = {number[s]: t for s, t in score_spans(
+            list(todo.values()), SpanScorer, (m, window, window_s, hop_s), scorer, address=ray_address,
+            device=device if embedders else "cpu",  # a model of CPU features alone has nothing for a GPU to do
+            memory=sum(get(name).memory for name in embedders))}
+    for i, s in enumerate(plan.spans):  # the spans a stopped run wrote, read back
+        if i not in tables:
+            tables[i] = read_part(join(parts, s.part_name()))
     from acoustic_env.jobs.predict import rows_table
 
-    decode, features, _ = m.extraction_params()
-    window_s, hop_s = window_lengths(window, m, decode)
-    embedders, _, columns = m.feature_plan()
-    columns = {c: columns[c] for c in m.inputs}  # the tagger's scores are for a clip's tags, not kept per window
-    nets = load_nets(embedders, weights_cache, device)
-    out: list[dict[str, Any]] = []
-    files: list[dict[str, Any]] = []
-    for r in rows:
-        base = {"clip_id": str(r["clip_id"]), "uri": str(r["uri"])}
-        try:
-            with Recording(str(r["uri"]), decode) as rec:
-                stream = rec.windows(window_s, hop_s, window.max_windows)
-                files.append({**base, "duration_s": rec.duration_s, "error": None})
-                out.extend(recording_rows(m, stream, base, columns=columns, nets=nets, decode=decode,
-                                          features=features, batch=window.window_batch))
-        except ClipError as exc:
-            files.append({**base, "duration_s": None, "error": str(exc)})
-    table = rows_table(m, out, TIMES)
-    summary = summarize(table, files, m.class_names, m.kind)
+    table = pa.concat_tables([rows_table(m, [], TIMES), *(tables[i] for i in range(len(plan.spans)))])
+    summary = summarize(table, plan.files, m.class_names, m.kind)
     return WindowResult(redact_columns(table), redact_columns(summary), window_s, hop_s)
 
 

@@ -23,6 +23,8 @@ not a loop of their own:
   and their ``state_dict`` comes back;
 * ``augment(x, y, generator)``: a per-batch transform of the training inputs
   (SpecAugment, mixup), never applied to the validation rows;
+* the learning rate of each step (``lr_schedule``, ``lr_factor``): constant, or a cosine
+  after a short warm-up (the CNN's);
 * where the rows come from: arrays (``x_train``, ``y_train``, ``x_val``, ``y_val``) held on the
   device and reshuffled every epoch, or a ``Stream`` of batches, for a table larger than one
   process may hold (the CNN's images read by Ray Data, ``distributed.images``): the loop only
@@ -231,11 +233,32 @@ def agreed(value: float, device: torch.device | str, world: int) -> float:
     return float(shared.item())
 
 
+#: Of a ``cosine`` schedule's steps, the share spent warming up from a tenth of the rate.
+WARMUP = 0.1
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """The learning rate of step ``step`` of at most ``total`` (``Schedule.max_rounds``' steps) over the set one.
+
+    ``constant``: 1. ``cosine``: from 0.1 up to 1 over the first ``WARMUP`` of the steps, then down a half cosine to 0
+    at the last; a run stopped early stops on the way down, with the best round's weights kept. A stream's epoch can
+    take a step more than counted: past ``total`` the rate stays at the end of the curve.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"lr_schedule: must be 'constant' or 'cosine', got {schedule!r}")
+    warm = max(1, round(WARMUP * total))
+    if step < warm:
+        return 0.1 + 0.9 * step / warm
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
 def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_classes: int, params: dict[str, Any],
         schedule: Schedule, seed: int, *, class_weight: str | Sequence[float] | None = None,
         balanced_sampler: bool = False, augment: Augment | None = None, mixed_precision: bool = False,
-        on_round: RoundFn | None = None, score_train: bool = True, device: torch.device | str = "cpu", rank: int = 0,
-        world: int = 1) -> dict[str, Any]:
+        lr_schedule: str = "constant", on_round: RoundFn | None = None, score_train: bool = True,
+        device: torch.device | str = "cpu", rank: int = 0, world: int = 1) -> dict[str, Any]:
     """Train ``model`` on ``data``; it ends holding the best round's state.
 
     ``data``: arrays (x_train, y_train, x_val, y_val; ``in_memory``) or a ``Stream`` of
@@ -244,7 +267,8 @@ def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_cla
     batches of arrays (the caller seeds the network's initial weights). The options are the
     module docstring's; the balanced sampler draws from arrays only. ``score_train``: also
     score the training rows after each round (the history's ``train_score``, NaN without; a
-    pass over the training rows, 40 % of a small CNN's time). Returns ``best_val_score`` and
+    pass over the training rows, 40 % of a small CNN's time). ``lr_schedule``: the learning rate of each step
+    (``lr_factor``). Returns ``best_val_score`` and
     ``best_val_loss`` (the best round's), ``best_state`` (None if no round improved),
     ``history`` (each round's metrics) and ``epochs_per_round``.
     """
@@ -268,6 +292,7 @@ def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_cla
     criterion = loss_function(kind, n_classes, weights, device)
     cast, scaler = precision(device, mixed_precision)
     augment_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    total_steps, step = schedule.max_rounds * epochs_per_round * steps_per_epoch, 0
     best, best_score, best_loss, best_state, since_best, history = -math.inf, -math.inf, math.inf, None, 0, []
     for rnd in range(1, schedule.max_rounds + 1):
         model.train()
@@ -278,6 +303,9 @@ def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_cla
                 yb = loss_target(torch.as_tensor(yb, device=device), kind, n_classes)
                 if augment is not None:
                     xb, yb = augment(xb, yb, augment_gen)
+                for group in optimizer.param_groups:
+                    group["lr"] = float(params["lr"]) * lr_factor(lr_schedule, step, total_steps)
+                step += 1
                 optimizer.zero_grad()
                 with cast():
                     loss = criterion(model(xb), yb)

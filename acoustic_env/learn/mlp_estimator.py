@@ -76,12 +76,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         data-parallel wrapper) and ``learn.fit.fit`` trains it with this estimator's
         ``max_rounds``, ``patience``, ``class_weight`` and ``balanced_sampler``, calling
         ``on_round`` after every round; ``rank`` of ``world`` workers trains on its share of
-        the rows. Uses ``threads`` torch threads (None: as set). The best round's weights end in ``model_``; returns
+        the rows. The network moves to ``device`` (a one-worker Tune trial passes no ``prepare`` that would move
+        it). Uses ``threads`` torch threads (None: as set). The best round's weights end in ``model_``; returns
         ``fit``'s result (best_val_score, best_state, history, epochs_per_round).
         """
         with torch_threads(self.threads):
             torch.manual_seed(self.seed)
-            self.model_ = MLP(**architecture(data["x_train"].shape[1], kind, n_classes, self.network))
+            self.model_ = MLP(**architecture(data["x_train"].shape[1], kind, n_classes, self.network)).to(device)
             result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,
                          Schedule(self.max_rounds, self.patience, steps_per_round), self.seed + rank,
                          class_weight=self.class_weight, balanced_sampler=self.balanced_sampler, on_round=on_round,

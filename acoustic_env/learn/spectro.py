@@ -1,4 +1,4 @@
-"""The ``cnn`` candidate: a small CNN over a clip's log-mel image, with SpecAugment, shifts and mixup.
+"""The ``cnn`` candidate: a CNN over a clip's log-mel image, with SpecAugment, shifts and mixup.
 
 The other candidates learn from per-group PCA components of clip-level vectors; this one
 learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64 mel bands,
@@ -8,11 +8,20 @@ learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64
   clips' median length), by ``learn.window.fit_width``: centred, cut or padded with the image's own
   minimum. The job stacks them into a [clips, bands, frames] array, the model's ``X``.
 * **Network** (``SpectroCNN``): the input standardised by the training images' mean and
-  standard deviation (buffers, so they travel in the ``state_dict``), then one block per
-  entry of ``channels`` (3 × 3 convolution, batch norm, ReLU, 2 × 2 max pooling), the mean
+  standard deviation (buffers, so they travel in the ``state_dict``), average-pooled by ``input_pool``,
+  then one block per entry of ``channels`` (3 × 3 convolution, batch norm, ReLU, 2 × 2 max pooling;
+  ``blocks`` blocks of ``width``, 2 × ``width``, ... channels: ``architecture``), the mean
   over the remaining bands, the mean and the max over time (global: any number of frames
   scores), dropout and one linear layer to the logits of ``learn.mlp``'s conventions.
-* **Training** (``learn.spectro_estimator.CNNClassifier``): the one loop (``learn.fit``), early stopping on the
+* **Its view: crops.** The network learns from windows of ``crop_frames`` frames (the training
+  batches' random crops) and scores the same: in evaluation mode an image wider than that is cut
+  into crops at a hop of half a crop, first and last at its ends, so that together they cover it,
+  and the crops' probabilities are averaged (test-time averaging: ``views``, ``average``). The
+  validation rounds, the in-process predictions and a saved model all score this way, since it is the
+  network's own ``forward``. A max over time taken over a whole 10-s window, where training saw 2-s
+  crops, is not the feature the layer after it learnt.
+* **Training** (``learn.spectro_estimator.CNNClassifier``): the one loop (``learn.fit``) with a cosine
+  learning rate after a short warm-up (``lr_schedule``), early stopping on the
   validation loss of an inner split of the training rows that keeps every group on one side.
   The loop's ``augment`` hook (``augmenter``) transforms training batches only: a window of
   ``crop_frames`` frames at a random offset (``shift``; off: the centred window), up to
@@ -20,7 +29,7 @@ learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64
   masks of at most ``freq_mask`` bands (each set to the image's mean), and mixup
   (``mixup``: the Beta(α, α) weight; 0 is off). Every switch is an entry of
   ``learn.params.PARAMS["cnn"]["augment"]`` and is recorded with the model's parameters.
-  Validation and test images are never augmented: they are scored whole, as predict scores them.
+  Validation and test images are never augmented.
 
 This module needs numpy and torch only (the saved model rebuilds the network from it); the estimator, which
 trains it, is ``learn.spectro_estimator`` (scikit-learn's interface), as ``learn.mlp`` and ``learn.mlp_estimator``.
@@ -28,6 +37,7 @@ trains it, is ``learn.spectro_estimator`` (scikit-learn's interface), as ``learn
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -37,31 +47,72 @@ from torch import nn
 from acoustic_env.learn.mlp import n_outputs
 
 class SpectroCNN(nn.Module):
-    """(batch, bands, frames) dB images → ``n_out`` logits; ``mean``/``std`` standardise the input."""
+    """(batch, bands, frames) dB images → ``n_out`` logits; ``mean``/``std`` standardise the input.
 
-    def __init__(self, bands: int, n_out: int, channels: Sequence[int], dropout: float, input_pool: Sequence[int]):
+    ``crop_frames``: in evaluation mode, the logits of the crops' averaged probabilities (``views``, ``average``;
+    ``link``: how the logits become probabilities, ``learn.mlp``'s); None scores the whole window (a model saved
+    before the crops).
+    """
+
+    def __init__(self, bands: int, n_out: int, channels: Sequence[int], dropout: float, input_pool: Sequence[int],
+                 crop_frames: int | None = None, link: str = "sigmoid"):
         super().__init__()
         blocks: list[nn.Module] = [nn.AvgPool2d(tuple(input_pool))]
         c_in = 1
         for c in channels:
             blocks += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c
-        self.bands = bands
+        self.bands, self.crop_frames, self.link = bands, crop_frames, link
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, n_out))
         self.register_buffer("mean", torch.zeros(()))
         self.register_buffer("std", torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or self.crop_frames is None:
+            return self.logits(x)
+        crops, n = views(x, self.crop_frames)
+        return average(self.logits(crops).reshape(len(x), n, -1), self.link)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of each image as it is (one view)."""
         z = self.blocks(((x - self.mean) / self.std).unsqueeze(1)).mean(dim=2)  # (batch, channels, frames')
         return self.head(torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
 
 
+def views(x: torch.Tensor, frames: int) -> tuple[torch.Tensor, int]:
+    """(batch × n, bands, ``frames``) crops of every image and n: windows at a hop of half a crop (rounded to
+    frames), the first at the start and the last at the end, so that they cover the image; the image itself when
+    it is no wider than a crop."""
+    total = x.shape[2]
+    if total <= frames:
+        return x, 1
+    n = math.ceil((total - frames) / (frames / 2)) + 1
+    starts = np.linspace(0, total - frames, n).round().astype(int)
+    return torch.stack([x[:, :, s:s + frames] for s in starts], dim=1).reshape(-1, x.shape[1], frames), n
+
+
+def average(logits: torch.Tensor, link: str) -> torch.Tensor:
+    """(batch, crops, outputs) logits → (batch, outputs) logits whose probabilities (``link``: ``softmax`` over the
+    outputs, else a sigmoid each) are the mean of the crops' probabilities: for a softmax, the log of their sum (the
+    softmax ignores the constant log n); for a sigmoid, the log of their sum over that of their complements. In
+    log space, so that no probability rounds to 0 or 1."""
+    if link == "softmax":
+        return torch.logsumexp(torch.log_softmax(logits, dim=2), dim=1)
+    logsigmoid = nn.functional.logsigmoid
+    return torch.logsumexp(logsigmoid(logits), dim=1) - torch.logsumexp(logsigmoid(-logits), dim=1)
+
+
 def architecture(bands: int, kind: str, n_classes: int, params: dict[str, Any]) -> dict[str, Any]:
-    """The constructor arguments of ``SpectroCNN``, as stored in the model artifact (``network``: which class)."""
-    return {"network": "cnn", "bands": int(bands), "n_out": n_outputs(kind, n_classes),
-            "channels": [int(c) for c in params["channels"]], "dropout": float(params["dropout"]),
-            "input_pool": [int(p) for p in params["input_pool"]]}
+    """The constructor arguments of ``SpectroCNN`` for ``params`` (``PARAMS["cnn"]["network"]``'s form: ``blocks``
+    blocks, the first of ``width`` channels and each next one twice as wide), as stored in the model artifact
+    (``network``: which class)."""
+    n_out = n_outputs(kind, n_classes)
+    return {"network": "cnn", "bands": int(bands), "n_out": n_out,
+            "channels": [int(params["width"]) * 2 ** i for i in range(int(params["blocks"]))],
+            "dropout": float(params["dropout"]), "input_pool": [int(p) for p in params["input_pool"]],
+            "crop_frames": int(params["crop_frames"]),
+            "link": "sigmoid" if kind == "multi_label" or n_out == 1 else "softmax"}
 
 
 # --- augmentation: transforms of a training batch, each switchable ----------------------------------------------
@@ -109,7 +160,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) 
 
 
 def augmenter(settings: dict[str, Any], kind: str, n_classes: int) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    """``learn.fit``'s ``augment(x, y, generator)`` for ``settings`` (``PARAMS["cnn"]["augment"]``'s entries)."""
+    """``learn.fit``'s ``augment(x, y, generator)`` for ``settings``: ``PARAMS["cnn"]["augment"]``'s entries and the
+    network's ``crop_frames``."""
     def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = crop(x, int(settings["crop_frames"]), bool(settings["shift"]), gen)
         x = mask(x, 1, int(settings["freq_masks"]), int(settings["freq_mask"]), gen)

@@ -26,12 +26,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     """The zoo's ``cnn``: ``X`` is [clips, bands, frames] images (``learn.window.stack_images``); targets as the zoo's.
 
     ``fit`` holds out ``val_fraction`` of the rows (whole groups when ``groups`` are given) for
-    early stopping on the validation loss; ``network`` holds the architecture and the optimiser's
-    settings, ``augment`` the augmentations (``learn.spectro``'s docstring).
+    early stopping on the validation loss; ``network`` holds the architecture, the crop it sees and the optimiser's
+    settings (its learning-rate schedule too), ``augment`` the augmentations (``learn.spectro``'s docstring).
+    ``predict_proba`` averages each clip's crops (the network's evaluation mode).
     """
 
     def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int, network: dict[str, Any],
-                 augment: dict[str, Any], threads: int | None = None):
+                 augment: dict[str, Any], threads: int | None = None, device: str = "cpu"):
         self.seed = seed
         self.val_fraction = val_fraction
         self.max_rounds = max_rounds
@@ -39,16 +40,21 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.network = network
         self.augment = augment
         self.threads = threads
+        self.device = device
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> CNNClassifier:
-        """Train on the images ``X`` with one torch thread unless ``threads`` says (see ``MLPClassifier.fit``)."""
+        """Train on the images ``X`` with one torch thread unless ``threads`` says (see ``MLPClassifier.fit``), on
+        ``device``; the trained network comes back to the CPU, where the saved model scores (a GPU's convolutions
+        differ from the CPU's in the last bits, and the train job holds the two to 1e-6)."""
         y = np.asarray(y)
         kind, n_classes = ("multi_label", y.shape[1]) if y.ndim == 2 else ("single_label", int(y.max()) + 1)
         train, val = inner_split(y if y.ndim == 1 else None, groups, self.val_fraction, self.seed)
         x_train = np.asarray(X[train], np.float32)
         data = {"x_train": x_train, "y_train": y[train], "x_val": np.asarray(X[val], np.float32), "y_val": y[val]}
         with torch_threads(self.threads or 1):
-            self.train(data, kind, n_classes, X.shape[1], X.shape[2], (float(x_train.mean()), float(x_train.std())))
+            self.train(data, kind, n_classes, X.shape[1], X.shape[2], (float(x_train.mean()), float(x_train.std())),
+                       device=self.device)
+        self.model_.cpu()
         return self
 
     def train(self, data: dict[str, np.ndarray] | Stream, kind: str, n_classes: int, bands: int, frames: int,
@@ -59,7 +65,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         [bands, ``frames``] images, standardised by ``scale`` (the training images' mean and standard deviation).
 
         ``prepare`` wraps the network (Ray Train's data-parallel wrapper), ``on_round`` follows every round, and
-        ``rank`` of ``world`` workers trains on its share (see ``MLPClassifier.train``). Mixed precision on CUDA.
+        ``rank`` of ``world`` workers trains on its share (see ``MLPClassifier.train``). The network moves to
+        ``device`` (a one-worker trial passes no ``prepare`` to move it); mixed precision on CUDA.
         Uses ``threads`` torch threads (None: as set). Returns ``learn.fit.fit``'s result.
         """
         with torch_threads(self.threads):
@@ -68,10 +75,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                                         if k != "network"})
             self.model_.mean.fill_(scale[0])
             self.model_.std.fill_(scale[1] or 1.0)
+            self.model_.to(device)
+            crops = {**self.augment, "crop_frames": self.network["crop_frames"]}  # the network's view
             result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,
                          Schedule(self.max_rounds, self.patience, steps_per_round=1, monitor="loss"), self.seed + rank,
-                         augment=augmenter(self.augment, kind, n_classes), mixed_precision=True, score_train=False,
-                         on_round=on_round, device=device, rank=rank, world=world)
+                         augment=augmenter(crops, kind, n_classes), mixed_precision=True, score_train=False,
+                         lr_schedule=self.network["lr_schedule"], on_round=on_round, device=device, rank=rank,
+                         world=world)
         self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)
         self.frames_, self.history_ = int(frames), result["history"]
         self.model_.eval()
