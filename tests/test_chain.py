@@ -7,6 +7,8 @@ checked here, on the plans such a cluster would give.
 
 from __future__ import annotations
 
+import inspect
+
 import pyarrow as pa
 import pytest
 
@@ -134,3 +136,37 @@ def test_each_pool_holds_the_plans_share_of_the_cluster():
     assert (on_card["num_cpus"], on_card["num_gpus"], on_card["compute"].min_size) == (1.0, 1.0, 2)
     writers = _pool("write", device, n_blocks=10)
     assert writers["num_cpus"] == 0.25 and writers["compute"].max_size == device.write_slots
+
+
+@pytest.mark.parametrize("kind", ["plain", "embedders", "device"])
+def test_every_stage_can_be_built_from_its_declaration(kind):
+    """An executor builds each stage as ``cls(**kwargs)``: every declared argument is one the stage takes, and every
+    argument it needs is declared (bound, not called: building an embedder stage loads its network)."""
+    schema = pa.schema([("clip_id", pa.string()), ("uri", pa.string())])
+    cfg = config(embedders=[] if kind == "plain" else ["vggish", "yamnet"])
+    weights = {"vggish": "random", "yamnet": "abc"}
+    chain = extract_chain(cfg, schema, TARGET, weights, None if kind == "plain" else "cpu",
+                          device_stage=kind == "device")
+    for stage in chain:
+        inspect.signature(stage.cls).bind(**stage.kwargs)
+
+
+def test_the_log_mel_images_have_their_columns_in_the_chains_schema():
+    manifest = pa.schema([("clip_id", pa.string()), ("uri", pa.string())])
+    with_images = chain_schema(manifest, config(embedders=[], features={"logmel": True}))
+    assert "logmel" in with_images.names and "logmel" not in chain_schema(manifest, config(embedders=[])).names
+
+
+def test_a_full_batch_goes_on_as_soon_as_it_is_there():
+    """The next stage gets a batch of ``size`` rows as soon as the rows are in, not once more rows arrive: a stage
+    downstream would otherwise wait a batch behind, and in this process hold one more."""
+    pulled = []
+
+    def batches():
+        for i in range(3):
+            pulled.append(i)
+            yield pa.table({"x": list(range(4 * i, 4 * i + 4))})
+
+    out = rebatched(batches(), 4)
+    first = next(out)
+    assert first.num_rows == 4 and pulled == [0]
