@@ -45,9 +45,9 @@ from real_data import write_manifest
 import acoustic_env as ae
 from acoustic_env.demo.synth import generate_demo
 from acoustic_env.learn import spectro, spectro_estimator, zoo
-from acoustic_env.learn.params import PARAMS, SPACES
+from acoustic_env.candidates import PARAMS, SPACES
 from acoustic_env.learn.spectro_estimator import CNNClassifier
-from acoustic_env.learn.window import stack_images, window_frames
+from acoustic_env.learn.image_input import stack_images, window_frames
 from acoustic_env.table import image_rows, read_features
 
 MODELS = ("mlp", "xgboost", "cnn")

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from acoustic_env.distributed.session import start_ray  # first: it states Ray's settings before Ray's import
     from acoustic_env.distributed.tune import Setup, fit_cnn
     from acoustic_env.learn.fit import Schedule
-    from acoustic_env.learn.params import PARAMS
+    from acoustic_env.candidates import PARAMS
     from acoustic_env.table import read_features
 
     features = read_features(source, task="urban_natural", feature_groups=["indices_raw"])

@@ -100,7 +100,7 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/learn/balance.py": ["tests/test_balance_describe.py", "tests/test_balance.py"],
     "acoustic_env/learn/feature_sets.py": ["tests/test_feature_sets.py"],
     "acoustic_env/learn/calibrate.py": ["tests/test_calibrate.py"],
-    "acoustic_env/learn/search.py": ["tests/test_search.py", "tests/test_search_space.py"],
+    "acoustic_env/learn/tuning.py": ["tests/test_tuning.py", "tests/test_search_space.py"],
     "acoustic_env/audio/chain.py": ["tests/test_chain.py"],
 }
 #: How the selected tests run: the fast ones, quietly.

@@ -35,7 +35,7 @@ def test_api_validates_before_any_work(tmp_path):
     with pytest.raises(ae.ConfigError, match=r"^trials: "):
         ae.train(str(tmp_path), str(tmp_path / "o"), trials=-1)
     with pytest.raises(ae.ConfigError, match=r"^classifier: "):
-        ae.audit(str(tmp_path), str(tmp_path / "o"), classifier="forest")
+        ae.audit(str(tmp_path), str(tmp_path / "o"), classifier="cnn")
     assert not (tmp_path / "out").exists()
 
 

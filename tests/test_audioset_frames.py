@@ -23,7 +23,7 @@ from test_audioset_embeddings import quantize
 from acoustic_env.cli import main
 from acoustic_env.config.audioset import FRAME_MODELS
 from acoustic_env.jobs.audioset_embeddings import FRAMES_COLUMN, convert
-from acoustic_env.learn import frames
+from acoustic_env.learn import audioset_frames as frames
 from acoustic_env.learn.splits import TEST, TRAIN, VAL, assign_splits, strata
 
 #: class → (its index in class_labels_indices.csv, which of the ten seconds are high)

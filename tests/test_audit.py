@@ -206,7 +206,8 @@ def test_folds_as_ray_tasks_match_sequential(tmp_path, ray_session):
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--classifier", "svm", "classifier: must be one of ['auto', 'logreg', 'xgboost', 'mlp', 'average'], got 'svm'"),
+    ("--classifier", "cnn", "classifier: must be one of ['auto', 'logreg', 'elasticnet', 'knn', 'svm', 'forest', "
+                            "'xgboost', 'mlp', 'average'], got 'cnn'"),
     ("--folds", "1", "folds: must be an integer in [2, 50], got 1"),
     ("--parallel", "dask", "parallel: must be one of ['sequential', 'ray'], got 'dask'"),
     ("--filter-by", "vibes", "filter_by: must be one of"),

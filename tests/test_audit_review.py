@@ -482,3 +482,92 @@ def test_verdict_store_upgrades_an_old_file_and_keeps_relabels(tmp_path):
     saved = {r["clip_id"]: r for r in json.loads(path.read_text())}
     assert (saved["a"]["corrected_label"], saved["a"]["note"]) == ([], "")
     assert (saved["b"]["corrected_label"], saved["b"]["note"]) == (["natural"], "birds")
+
+
+# ----------------------------------------------------------------------------- the active review order
+
+
+@pytest.fixture(scope="module")
+def mixed_audit(tmp_path_factory) -> tuple[Path, dict]:
+    """An audit in the ``mixed`` order, re-ranked after every 2 verdicts: 3 clips in the page's queue of 18."""
+    from acoustic_env.jobs.audit import review
+
+    root = tmp_path_factory.mktemp("mixed")
+    uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, freq=300 + 150 * (i % 2), seed=i)) for i in range(N_CLIPS)]
+    truth = make_table(root / "features.parquet", N_CLIPS, [[URBAN], [NATURAL]], 0.2, seed=8, uris=uris)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(review, "BATCH", 2)
+        run_audit(from_dict(AuditConfig, {"features": str(root / "features.parquet"), "output": str(root / "audit"),
+                                          "folds": 3, "review_top": 3, "random_sample": 3, "review_order": "mixed"}))
+    return root / "audit", truth
+
+
+@pytest.fixture
+def mixed_server(mixed_audit):
+    audit = mixed_audit[0]
+    srv = make_server(str(audit), port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/"
+    srv.shutdown()
+    srv.server_close()
+    Path(verdicts_uri(str(audit))).unlink(missing_ok=True)
+    (audit / "review" / "queue.json").unlink(missing_ok=True)
+
+
+def _verdicts_on(items: list[dict], flipped: set[str]) -> bytes:
+    return json.dumps([{"clip_id": i["clip_id"], "given_labels": i["given"], "sample": "suspects",
+                        "verdict": "wrong" if i["clip_id"] in flipped else "correct"} for i in items]).encode()
+
+
+def test_api_next_re_ranks_the_queue_on_the_verdicts(mixed_audit, mixed_server):
+    audit, truth = mixed_audit
+    data = page_data(audit)
+    assert (data["review_order"], data["adaptive"], data["batch"]) == ("mixed", True, 2)
+    assert all(i["reason"].startswith(("nearest the centre", "farthest from reviewed")) for i in data["suspects"])
+    status, body, _ = _request(mixed_server + "api/next?n=4")
+    first = json.loads(body)
+    assert status == 200 and first["order"] == "mixed" and len(first["next"]) == 4
+    on_page = {i["clip_id"] for i in data["suspects"]}
+    # the clips the order reached beyond the page got their assets and joined the queue, so verdicts on them count
+    assert {i["clip_id"] for i in first["added"]} == {i["clip_id"] for i in first["next"]} - on_page != set()
+    for item in first["added"]:
+        assert (audit / "review" / item["audio"]).is_file() and (audit / "review" / item["image"]).is_file()
+        assert ("suspects", item["clip_id"]) in page_items(str(audit / "review"))
+    json_headers = {"Content-Type": "application/json"}
+    status, body, _ = _request(mixed_server + "api/verdicts", _verdicts_on(first["next"], set(truth["flipped"])),
+                               json_headers)
+    assert (status, json.loads(body)) == (200, {"total": 4})
+    second = json.loads(_request(mixed_server + "api/next?n=4")[1])["next"]
+    assert not {i["clip_id"] for i in second} & {i["clip_id"] for i in first["next"]}
+    assert all(i["reason"].endswith("after a refit on 4 verdicts") for i in second), second
+    # a clip the queue never reached is still refused
+    handed = {c for _, c in page_items(str(audit / "review"))}
+    never = next(c for c in truth["ids"] if c not in handed)
+    status, body, _ = _request(mixed_server + "api/verdicts", _verdicts_on([{"clip_id": never, "given": ["urban"]}],
+                                                                           set()), json_headers)
+    assert status == 400 and "not in the suspects sample" in json.loads(body)["error"]
+    # the POST's rules: another site's page cannot read the queue
+    assert _request(mixed_server + "api/next", headers={"Host": "evil.example"})[0] == 403
+    assert _request(mixed_server + "api/next", headers={"Origin": "http://evil.example"})[0] == 403
+    status, body, _ = _request(mixed_server + "api/next?n=0")
+    assert status == 400 and json.loads(body)["error"].startswith("n: must be a whole number from 1 to 50")
+
+
+def test_the_page_re_ranks_after_each_batch_of_verdicts(mixed_audit, mixed_server, browser):
+    """In Chromium: two verdicts (the batch) and the queue asks the server; the next clips come first, with why."""
+    browser.get(mixed_server)
+    wait_for(browser, "return document.body.dataset.server === 'on'")
+    assert browser.execute_script("return document.querySelector('#suspects .order').textContent") == \
+        "spread at first, then re-ranked on the verdicts"
+    assert browser.execute_script("return document.querySelector('#suspects .why').textContent").startswith(
+        "picked: nearest the centre of the collection")
+    _click(browser, "suspects", 0, "correct")
+    assert browser.execute_script("return document.body.dataset.ranked") is None  # one verdict: not a batch yet
+    _click(browser, "suspects", 1, "wrong")
+    wait_for(browser, "return document.body.dataset.ranked === '1'")
+    following = browser.execute_script("return document.body.dataset.next").split(",")
+    shown = browser.execute_script("return [...document.querySelectorAll('#suspects .card')].map("
+                                   "c => [c.dataset.clip, c.querySelector('.why').textContent])")
+    assert [c for c, _ in shown[:len(following)]] == following and len(shown) > 3
+    assert all(why.endswith("after a refit on 2 verdicts") for _, why in shown[:len(following)])
+    assert console_errors(browser) == []

@@ -24,7 +24,7 @@ from acoustic_env.jobs.train.job import train
 from acoustic_env.learn import cv
 from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.fit import Schedule, fit
-from acoustic_env.learn.params import PARAMS
+from acoustic_env.candidates import PARAMS
 from acoustic_env.learn.zoo import make_estimator
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from acoustic_env.learn.balance import Balance, equal_priors
-from acoustic_env.learn.params import PARAMS
+from acoustic_env.candidates import PARAMS
 
 WEIGHTS = "class weights: n / (K × class count)"
 SAMPLER = "balanced sampler: training batches drawn with every class equally likely; loss unweighted"

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from acoustic_env.learn import calibrate
 from acoustic_env.learn.portable import from_zoo
-from acoustic_env.learn.search import SearchPlan, inner_splits
+from acoustic_env.learn.tuning import SearchPlan, inner_splits
 from acoustic_env.learn.zoo import make_estimator
 
 

@@ -267,10 +267,10 @@ def test_help_imports_neither_torch_nor_ray_nor_sklearn():
 
 def test_jobs_take_the_same_flags():
     out = subprocess.run([sys.executable, str(ROOT / "jobs" / "audit.py"), "--features", "f", "--output", "o",
-                          "--classifier", "svm"], capture_output=True, text=True, timeout=120)
+                          "--classifier", "cnn"], capture_output=True, text=True, timeout=120)
     [line] = out.stderr.splitlines()
     assert out.returncode == 2 and line.startswith("acoustic-env: error: classifier: must be one of [")
-    assert "'logreg', 'xgboost', 'mlp'" in line and line.endswith("], got 'svm'")
+    assert "'logreg', 'elasticnet'" in line and line.endswith("], got 'cnn'")
 
 
 # --- named features: FeatureSet.to_pandas(named=True) and `export --wide` ----------------

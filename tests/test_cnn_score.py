@@ -27,7 +27,7 @@ from acoustic_env.jobs.predict import predict
 from acoustic_env.jobs.serve.handler import Limits, Recognizer, Upload, parse_upload
 from acoustic_env.jobs.train.job import train
 from acoustic_env.jobs.windows import predict_windows
-from acoustic_env.learn.params import PARAMS
+from acoustic_env.candidates import PARAMS
 
 CLIPS, CLIP_S = 24, 1.0
 PROBS = ["prob_urban", "prob_natural"]

@@ -15,11 +15,11 @@ from acoustic_env.demo.tables import synthetic_features, synthetic_images, write
 from acoustic_env.jobs.train import crossval
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.artifact import save_model
-from acoustic_env.learn.params import PARAMS, SPACES
+from acoustic_env.candidates import PARAMS, SPACES
 from acoustic_env.learn.portable import from_zoo
-from acoustic_env.learn.search import SearchPlan
+from acoustic_env.learn.tuning import SearchPlan
 from acoustic_env.learn.spectro import views
-from acoustic_env.learn.window import stack_images
+from acoustic_env.learn.image_input import stack_images
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import decode_images, encode_images, open_table
 

@@ -214,7 +214,7 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
     row-wise mean of the candidates; every fold's search is kept."""
     from acoustic_env.learn import cv as cv_module
     from acoustic_env.learn.balance import Balance
-    from acoustic_env.learn.search import SearchPlan
+    from acoustic_env.learn.tuning import SearchPlan
 
     log, calls = [], []
 
@@ -342,6 +342,6 @@ def test_best_of_breaks_ties_by_simplicity_whatever_the_order_and_never_rounds_r
     assert best_of({"logreg": 0.7, "xgboost": 0.9}) == "xgboost"
     assert best_of({"logreg": 0.5, "knn": 0.5004}) == "knn"
     with pytest.raises(ConfigError, match=r"^baselines: none of the models compared \(average, ensemble\) can be "
-                                          r"saved; include one of logreg, elasticnet, mlp, xgboost, forest, svm, "
-                                          r"knn, cnn$"):
+                                          r"saved; include one of logreg, elasticnet, knn, svm, forest, xgboost, "
+                                          r"mlp, cnn$"):
         choose("single_label", np.array([0, 1]), {AVERAGE: np.eye(2), "ensemble": np.eye(2)})

@@ -78,12 +78,12 @@ class TinyEmbedder(PatchEmbedder):
 
 @pytest.fixture()
 def tiny() -> Iterator[EmbedderSpec]:
-    """TINY registered for one test (the registry is process-wide, and has no unregister)."""
+    """TINY registered for one test (the registry is process-wide)."""
     spec = registry.register(TINY)
     try:
         yield spec
     finally:
-        del registry._SPECS[spec.name]
+        registry.unregister(spec.name)
 
 
 @pytest.fixture()

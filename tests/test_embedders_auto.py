@@ -40,7 +40,8 @@ def _config(tmp_path: Path, **kw: object) -> ExtractConfig:
 def _without_extra(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """``name``'s optional runtime as if it were not installed."""
     spec = registry.get(name)
-    monkeypatch.setitem(registry._SPECS, name, dataclasses.replace(spec, requires=("no_such_module_for_a_test",)))
+    absent = dataclasses.replace(spec, requires=("no_such_module_for_a_test",))
+    monkeypatch.setitem(registry._REGISTRY._specs, name, absent)
 
 
 def test_auto_is_the_default_and_stands_alone(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.cv import out_of_fold
 from acoustic_env.learn.feature_sets import ALL, FeatureSearch, candidate_sets
-from acoustic_env.learn.search import SearchPlan
+from acoustic_env.learn.tuning import SearchPlan
 from acoustic_env.table import GroupInfo
 
 PRETRAINED = "ab" * 32  # a checksum standing in for pretrained weights

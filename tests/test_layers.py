@@ -22,14 +22,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "acoustic_env"
 #: The top-level packages and modules of acoustic_env, ground floor first. The package root
 #: (``acoustic_env/__init__.py``: the lazy public API and ``__version__``) stands outside the floors.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors",),
+    ("errors", "registry"),
     ("storage", "vocabulary"),
     ("embedders",),
+    ("candidates", "feature_groups"),
     ("config",),
     ("table",),
     ("layout", "features"),
     ("audio",),
-    ("audioset", "learn"),
+    ("audioset", "learn", "labels"),
     ("recipes", "distributed"),
     ("jobs",),
     ("api",),

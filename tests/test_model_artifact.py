@@ -36,11 +36,11 @@ from acoustic_env.learn.artifact import (Model, describe, load_model, save_model
                                          table_extraction, top_classes, top_scores)
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
-from acoustic_env.learn.params import PARAMS
+from acoustic_env.candidates import PARAMS
 from acoustic_env.learn.portable import FORMATS, from_zoo
 from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
-from acoustic_env.learn.search import SearchPlan
+from acoustic_env.learn.tuning import SearchPlan
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.table import RANDOM, FeatureSet, GroupInfo, encode_images, read_features
 

@@ -43,6 +43,7 @@ ELSEWHERE = {
     "Serve a model": "tests/test_serve.py",
     "Choosing a model: the grid": "tests/test_grid.py",
     "Search by example": "tests/test_search_by_example.py",
+    "Curating labels": "tests/test_labels_guide.py",
 }
 
 

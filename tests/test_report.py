@@ -172,7 +172,7 @@ def test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score():
     from acoustic_env.jobs.train.crossval import _nested_searches
     from acoustic_env.jobs.train.gap import generalisation_gap
     from acoustic_env.learn.cv import cross_validate
-    from acoustic_env.learn.search import SearchPlan
+    from acoustic_env.learn.tuning import SearchPlan
 
     rng = np.random.default_rng(0)
     y = np.arange(80) % 2

@@ -1,4 +1,4 @@
-"""Each model's search samples a space of ranges (``learn.params.SPACES``, ``learn.search``), not a hand-written list.
+"""Each model's search samples a space of ranges (``acoustic_env.candidates.SPACES``, ``learn.tuning``), not a hand-written list.
 
 Issue 63, part 4: ``train --baselines forest --search-trials 20`` tries 20
 distinct settings drawn from ranges, and the report lists them; issue 57, part
@@ -22,8 +22,9 @@ from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.train.crossval import _cv_search_note
 from acoustic_env.jobs.train.report import params_section
 from acoustic_env.learn.mlp import architecture
-from acoustic_env.learn.params import PARAMS, SPACES, Space, numbers, one_of
-from acoustic_env.learn.search import SearchPlan, grouped_search
+from acoustic_env.candidates import PARAMS, SPACES
+from acoustic_env.candidates.space import Space, numbers, one_of
+from acoustic_env.learn.tuning import SearchPlan, grouped_search
 from acoustic_env.learn.zoo import make_estimator
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "train.md"
@@ -147,7 +148,7 @@ def test_a_multi_label_tasks_inner_folds_keep_recordings_apart_and_each_label_pa
     a pattern too rare to reach every fold (one clip) without a warning."""
     import warnings
 
-    from acoustic_env.learn.search import inner_splits
+    from acoustic_env.learn.tuning import inner_splits
 
     patterns = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     y = np.vstack([patterns[np.arange(60) % 4], [[1, 1]]])  # 15 clips of each pattern, then one more
@@ -194,7 +195,7 @@ def test_the_sampler_learns_from_each_score_and_draws_rates_on_a_log_scale():
     """30 trials over a noise weight from 0.001 to 10 (log): the first draws spread over the decades (a linear draw
     would fall below 0.1 once in a hundred), and once the sampler has scores it proposes low noise, the better
     settings; the record holds the folds and the search's own seconds."""
-    from acoustic_env.learn.params import Range
+    from acoustic_env.candidates.space import Range
 
     x, y, groups = _clips(96)
     space = Space({"noise": Range(1e-3, 10.0, log=True)})
@@ -209,7 +210,7 @@ def test_the_sampler_learns_from_each_score_and_draws_rates_on_a_log_scale():
 
 
 def test_every_integer_of_a_range_is_drawn_and_a_tie_keeps_the_defaults():
-    from acoustic_env.learn.params import Range
+    from acoustic_env.candidates.space import Range
 
     x, y, groups = _clips()
     record = grouped_search(lambda s: _Noisy(), Space({"k": Range(1, 3, integer=True)}), {"k": 2}, 3, x, y, groups,
@@ -232,7 +233,7 @@ def test_a_multi_label_search_scores_each_setting_by_mean_average_precision():
 def test_a_space_of_40_settings_asked_for_40_is_tried_whole_however_often_the_sampler_repeats_itself():
     """The sampler proposes tried settings again and again as the space runs out (over 100 times here): only 100
     in a row stop a search short, not 100 in all."""
-    from acoustic_env.learn.params import Range
+    from acoustic_env.candidates.space import Range
 
     x, y, groups = _clips()
     record = grouped_search(lambda s: _Noisy(), Space({"k": Range(1, 40, integer=True)}), {"k": 1}, 40, x, y, groups,

@@ -9,11 +9,11 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from acoustic_env.learn.fit import lr_factor
-from acoustic_env.learn.params import PARAMS
+from acoustic_env.candidates import PARAMS
 from acoustic_env.learn.portable import rebuild_network
 from acoustic_env.learn.spectro import SpectroCNN, architecture, augmenter, average, mixup, views
 from acoustic_env.learn.spectro_estimator import CNNClassifier, inner_split
-from acoustic_env.learn.window import fit_width
+from acoustic_env.learn.image_input import fit_width
 
 OFF = {"crop_frames": 40, "shift": False, "time_masks": 0, "time_mask": 0, "freq_masks": 0, "freq_mask": 0,
        "mixup": 0.0}

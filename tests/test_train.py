@@ -84,10 +84,10 @@ def _arrays(source: str, task, groups: list[str]) -> tuple[dict[str, np.ndarray]
     ("test_size", 1.5, "test_size: must be in (0, 1), got 1.5"),
     ("pca", "mps=0", "pca.mps: must be an integer >= 1 or a variance fraction in (0, 1), got 0"),
     ("feature_groups", "indices,spectrogram", "feature_groups: must be a subset of"),
-    ("baselines", "lasso", "baselines: must be a subset of ['logreg', 'xgboost', 'forest', 'svm', 'knn', "
-                           "'elasticnet', 'cnn'], got 'lasso'"),
-    ("saved_model", "lasso", "saved_model: must be one of ['record', 'logreg', 'xgboost', 'mlp', 'forest', 'svm', "
-                             "'knn', 'elasticnet', 'cnn'], got 'lasso'"),
+    ("baselines", "lasso", "baselines: must be a subset of ['logreg', 'elasticnet', 'knn', 'svm', 'forest', "
+                           "'xgboost', 'cnn'], got 'lasso'"),
+    ("saved_model", "lasso", "saved_model: must be one of ['record', 'logreg', 'elasticnet', 'knn', 'svm', 'forest', "
+                             "'xgboost', 'mlp', 'cnn'], got 'lasso'"),
 ])
 def test_bad_option_is_one_line(field, value, message):
     with pytest.raises(ConfigError) as info:

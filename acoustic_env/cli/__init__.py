@@ -26,6 +26,7 @@ from typing import NoReturn, Sequence
 import acoustic_env
 from acoustic_env.cli.audioset import add_audioset_parser
 from acoustic_env.cli.jobs import add_job_parsers
+from acoustic_env.cli.labels import add_labels_parser
 from acoustic_env.cli.models import add_models_parser
 from acoustic_env.cli.predict import add_predict_parsers
 from acoustic_env.cli.recipes import add_recipe_parsers
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_recipe_parsers(sub)
     add_audioset_parser(sub)
+    add_labels_parser(sub)
     return parser
 
 

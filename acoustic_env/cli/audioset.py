@@ -53,7 +53,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_frames(args: argparse.Namespace) -> int:
-    from acoustic_env.jobs.frames import compare_frames
+    from acoustic_env.jobs.audioset_frames import compare_frames
     from acoustic_env.jobs.preflight import preflight
 
     cfg = from_args(FramesConfig, args)

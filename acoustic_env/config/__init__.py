@@ -12,14 +12,15 @@ traceback from inside an actor twenty minutes later.
 from __future__ import annotations
 
 from acoustic_env.config.common import (
+    BASELINE_CHOICES,
     BASELINES,
+    CANDIDATES,
     CLASSIFIERS,
-    DEFAULT_PCA,
     DEVICES,
     EMBEDDERS,
-    EXTRA_BASELINES,
     FEATURE_GROUPS,
     FILTERS,
+    HAND_MADE,
     IMAGE_MODELS,
     IN_PROCESS_MAX,
     MIN_HOP_S,
@@ -34,8 +35,8 @@ from acoustic_env.config.flags import add_flags, flag_help, from_args
 from acoustic_env.config.search import SearchConfig
 from acoustic_env.config.schema import ConfigError, Section, from_dict, load_config_file, option, require, validate
 
-__all__ = ["BASELINES", "CLASSIFIERS", "DEFAULT_PCA", "DEVICES", "EMBEDDERS", "EXTRA_BASELINES", "FEATURE_GROUPS",
-           "FILTERS", "IMAGE_MODELS", "IN_PROCESS_MAX", "MIN_HOP_S", "SIGNALS", "SIGNAL_SETS", "SOURCES", "AnnotateConfig", "AuditConfig",
+__all__ = ["BASELINE_CHOICES", "BASELINES", "CANDIDATES", "CLASSIFIERS", "DEVICES", "EMBEDDERS", "FEATURE_GROUPS",
+           "FILTERS", "HAND_MADE", "IMAGE_MODELS", "IN_PROCESS_MAX", "MIN_HOP_S", "SIGNALS", "SIGNAL_SETS", "SOURCES", "AnnotateConfig", "AuditConfig",
            "ConfigError", "DecodeParams", "ExtractConfig", "FeatureParams", "SearchConfig", "Section", "ServeConfig", "TrainConfig",
            "WindowParams", "add_flags", "flag_help", "from_args", "from_dict", "load_config_file", "option", "require",
            "validate"]

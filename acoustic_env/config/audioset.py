@@ -170,7 +170,7 @@ class RescoreConfig(Section):
     method: str = option("wilson", choices=("wilson", "bootstrap"), help="interval of the reviewed accuracy")
 
 
-#: The models of ``audioset frames`` (``learn.frames``: its ``NETWORKS`` and the pooled model), named here without torch.
+#: The models of ``audioset frames`` (``learn.audioset_frames``: its ``NETWORKS`` and the pooled model), named here without torch.
 FRAME_MODELS = ("frames_cnn", "frames_fc", "study_cnn", "pooled_logreg")
 
 

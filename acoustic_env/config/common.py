@@ -7,10 +7,10 @@ import os
 from dataclasses import MISSING
 from typing import Any
 
+from acoustic_env import candidates, feature_groups
 from acoustic_env.config.schema import option
 from acoustic_env.embedders import registry
-
-
+from acoustic_env.registry import LiveNames
 
 #: The embedders the pipeline can run, in the order it runs them: a live view of the
 #: torch-free registry, so that validating a config never imports a deep-learning runtime
@@ -30,24 +30,36 @@ DEVICES = ("auto", "cpu", "cuda")
 IN_PROCESS_MAX = 32
 #: The shortest hop between windows of a long recording (seconds): a spectrogram frame.
 MIN_HOP_S = 0.01
-#: What train can select: whole sources, or the indices, spectral statistics and MPS of one signal.
-SOURCES = registry.names(before=("indices", "spectral", "mps"))
-FEATURE_GROUPS = registry.names(before=("indices", "spectral", "mps"),
-                                after=tuple(f"{s}_{g}" for s in ("indices", "spectral", "mps") for g in SIGNALS),
-                                suffixes=SIGNALS[1:])  # panns_fg, panns_bg: the embeddings of --embed-signals
-# Components kept per hand-made source: enough to hold most of their variance. An
-# embedder's default is its spec's ``pca``.
-DEFAULT_PCA: dict[str, float] = {"indices": 20, "spectral": 20, "mps": 10, "audioset_vggish": 128}
-#: The estimator zoo's names (``acoustic_env.learn.zoo`` builds them); the MLP is the train job's own network.
-CLASSIFIERS = ("logreg", "xgboost", "mlp")
-#: Baselines train compares on the same folds, each searched as xgboost is (random forest, RBF SVM, k-nearest
-#: neighbours, elastic-net logistic regression); any of them can be the saved model (``learn.portable``). Off by
-#: default: the audit and the default run skip them.
-EXTRA_BASELINES = ("forest", "svm", "knn", "elasticnet")
+#: The hand-made feature groups (``acoustic_env.feature_groups``: indices, spectral statistics, MPS, and any registered).
+HAND_MADE = feature_groups.names()
+#: What train can select: whole sources (the groups, the embedders), or one group of one signal (``indices_fg``), or
+#: an embedder's embeddings of a separated signal (``panns_fg``, ``--embed-signals``). Live views of both registries.
+SOURCES = LiveNames(lambda: (*HAND_MADE, *EMBEDDERS))
+FEATURE_GROUPS = LiveNames(lambda: (*SOURCES, *(f"{g}_{s}" for g in HAND_MADE for s in SIGNALS),
+                                    *(f"{e}_{s}" for e in EMBEDDERS for s in SIGNALS[1:])))
+#: Components kept of AudioSet's released VGGish embeddings (``audioset embeddings``), a source of no registry.
+RELEASED_PCA: dict[str, float] = {"audioset_vggish": 128}
+
+
+def default_pca(source: str) -> float:
+    """The components train keeps of ``source`` unless ``--pca`` names it: its feature group's or embedder's
+    declared ``pca`` (enough to hold most of its variance)."""
+    if source in HAND_MADE:
+        return feature_groups.get(source).pca
+    return RELEASED_PCA[source] if source in RELEASED_PCA else registry.get(source).pca
+
+
+#: The training candidates (``acoustic_env.candidates``, simplest first): live views of the registry, so that a
+#: candidate registered after this import is a valid choice too.
+CANDIDATES = candidates.names()
+#: Those compared by default: train's (the MLP and its BASELINES) and the audit's ``auto``.
+CLASSIFIERS = candidates.names(lambda spec: spec.default)
+#: What ``--baselines`` takes: every candidate but the MLP, which train always compares; any of them can be the
+#: saved model. Off by default, the others: the audit and the default run skip them.
+BASELINE_CHOICES = candidates.names(lambda spec: spec.name != "mlp")
 BASELINES = tuple(c for c in CLASSIFIERS if c != "mlp")
-#: Candidates that learn from the table's log-mel images (``logmel``) instead of its feature vectors: the CNN
-#: (``learn.spectro``). Train compares and saves it; off by default (the table needs the image column).
-IMAGE_MODELS = ("cnn",)
+#: Candidates that learn from the table's log-mel images (``logmel``) instead of its feature vectors (the CNN).
+IMAGE_MODELS = candidates.names(lambda spec: spec.inputs == "images")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 
 

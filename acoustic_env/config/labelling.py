@@ -1,4 +1,5 @@
-"""The configs of the jobs that label new audio with a saved model: annotate (a clip list) and serve (HTTP)."""
+"""The configs of the jobs that label audio: annotate (a clip list) and serve (HTTP) with a saved model, and the
+``labels`` commands that keep reviewers' corrections (``labels add-verdicts``, ``apply``, ``show``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from acoustic_env.config.schema import ConfigError, Section, from_dict, option
 from acoustic_env.config.extraction import ExtractConfig, WindowParams
-from acoustic_env.config.common import _location, _ray_address
+from acoustic_env.config.audioset import _paths
+from acoustic_env.config.common import _absolute, _location, _ontology, _ray_address, _task
 
 
 #: The extract fields annotate sets itself, from the list and the model: never one of its extract options.
@@ -27,6 +29,10 @@ class AnnotateConfig(Section):
                                              "<output>/lists/ is annotated once, in name order (a list that arrives "
                                              "during a run waits for the next run)")
     flag_threshold: float = option(0.5, gt=0, lt=1, help="flag a given label whose probability is below this")
+    labels: str | None = _location(None, help="the corrected label list (`acoustic-env labels apply`'s CSV) or a "
+                                              "label store (one not made yet holds no label), outside --features, "
+                                              "which annotate writes to: clips a reviewer labelled there are not "
+                                              "annotated")
     windows: WindowParams = option(factory=WindowParams, help="long recordings: each listed file scored in windows "
                                                               "(in this process, or on Ray beyond "
                                                               "--windows-in-process-max), into window-annotations/")
@@ -85,3 +91,50 @@ class ServeConfig(Section):
                                                   "$ACOUSTIC_ENV_MODEL_CACHE, else ~/.cache/acoustic-env/models)",
                                           role="cache")
     ray_address: str | None = _ray_address()
+
+
+def _store() -> Any:
+    """The label store: no path role, since it lies beside the table (inside its extract output) by default."""
+    return option(None, parse=_absolute, help="the label store, a directory or prefix (local or s3://; default: "
+                                              "labels/ in the feature table's extract output)")
+
+
+@dataclass(frozen=True)
+class AddVerdictsConfig(Section):
+    """An audit review's verdicts, the table they are about, and who reviewed them."""
+
+    features: str = _location(role="table", help="the feature table the verdicts are about: an extract output, its "
+                                                 "features/ directory or a Parquet file")
+    verdicts: tuple[str, ...] = option(parse=_paths, role="input", nonempty=True,
+                                       help="verdict files of a review (JSON or CSV; e.g. <audit>/review/verdicts.json)")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    store: str | None = _store()
+    reviewer: str | None = option(None, help="who gave the verdicts (default: each verdict's reviewer; one that "
+                                             "names none is refused)")
+    origin: str | None = option(None, help="where the verdicts come from (default: each verdict's audit_id)")
+    source: str = option("review", choices=("review", "search"), help="review: an audit's review page; search: "
+                                                                      "a search's hits judged")
+
+
+@dataclass(frozen=True)
+class ApplyLabelsConfig(Section):
+    """The store, the task, and where the corrected list goes."""
+
+    features: str = _location(role="table", help="the feature table the labels are about (its label store lies "
+                                                 "beside it by default)")
+    output: str = _location(role="output_file", help="the corrected list (CSV: clip_id, labels, source, reviewer, "
+                                                     "time, origin; the conflicts go to <name>.conflicts.csv)")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    store: str | None = _store()
+
+
+@dataclass(frozen=True)
+class ShowLabelsConfig(Section):
+    """The store to describe, for one task."""
+
+    features: str = _location(role="table", help="the feature table whose label store is shown")
+    task: str = _task()
+    ontology: str | None = _ontology()
+    store: str | None = _store()

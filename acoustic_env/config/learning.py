@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from acoustic_env import candidates
 from acoustic_env.config.schema import ConfigError, Section, option, require
-from acoustic_env.embedders import registry
-from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, DEFAULT_PCA, CLASSIFIERS, EXTRA_BASELINES, BASELINES, IMAGE_MODELS, FILTERS, _location, _ray_address, _progress, _device, _seed, _task, _ontology
+from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, HAND_MADE, RELEASED_PCA, BASELINE_CHOICES, default_pca, BASELINES, FILTERS, _location, _ray_address, _progress, _device, _seed, _task, _ontology
 
 
 def _parse_pca(value: Any) -> dict[str, float]:
@@ -31,6 +31,13 @@ def _parse_pca(value: Any) -> dict[str, float]:
     return out
 
 
+def _label_list() -> Any:
+    """``--labels``: train and audit learn from a corrected label list, declared once for both."""
+    return _location(None, help="the corrected label list (`acoustic-env labels apply`'s CSV, or a label store) "
+                                "used in place of the table's labels, without re-extracting; clips absent from it "
+                                "keep the table's labels")
+
+
 @dataclass(frozen=True)
 class TrainConfig(Section):
     """Everything the train job needs; the run record stores it whole."""
@@ -40,6 +47,7 @@ class TrainConfig(Section):
     output: str = _location(role="output", help="output directory or URI (model/, report/, runs/ go below it)")
     task: str = _task()
     ontology: str | None = _ontology()
+    labels: str | None = _label_list()
     feature_groups: tuple[str, ...] = option((), choices=FEATURE_GROUPS,
                                              help="sources or columns to train on (empty: every group the table has)")
     signals: tuple[str, ...] = option(SIGNALS, choices=SIGNALS, nonempty=True,
@@ -49,8 +57,8 @@ class TrainConfig(Section):
                                                       "(left out by default: they carry no pretrained knowledge)")
     pca: dict[str, float] = option(factory=dict, parse=_parse_pca,
                                    help="components per source: a count or a variance fraction, e.g. indices=20,mps=0.95 "
-                                        f"(sources not named: {','.join(f'{k}={v}' for k, v in DEFAULT_PCA.items())}, "
-                                        f"{','.join(f'{n}={registry.get(n).pca}' for n in EMBEDDERS)})")
+                                        f"(sources not named: {','.join(f'{s}={default_pca(s)}' for s in SOURCES)}, "
+                                        f"{','.join(f'{s}={default_pca(s)}' for s in RELEASED_PCA)})")
     # With a few thousand clips, one validation split of a few dozen clips is too noisy to choose
     # a model on (or to report); cross-validation scores every clip once (see learn/cv.py).
     cv_folds: int = option(5, check=(lambda v: v == 0 or v >= 2, "must be 0 (no cross-validation) or >= 2"),
@@ -65,10 +73,10 @@ class TrainConfig(Section):
     test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
                                               "or one per line")
     seed: int = _seed("seed of the splits, the search and the networks")
-    # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/search.py).
+    # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/tuning.py).
     search_trials: int = option(2, ge=1, help="distinct settings each of xgboost, the MLP, forest, svm, knn and the "
                                               "CNN tries in its own search: the defaults first, then drawn from its "
-                                              "space of ranges (learn/params.py: SPACES) by Optuna's TPE, each scored "
+                                              "space of ranges (acoustic_env.candidates.SPACES) by Optuna's TPE, each scored "
                                               "by grouped CV on the training clips only (1: the defaults, no search)")
     search_folds: int = option(2, ge=2, help="inner folds of every model's search (those, and logistic "
                                              "regression's C), grouped like the outer folds")
@@ -82,11 +90,11 @@ class TrainConfig(Section):
     workers: int = option(1, ge=1, help="workers per training run (1: in the Tune trial's process; more: data-parallel "
                                         "Ray Train workers)")
     device: str = _device("training")
-    baselines: tuple[str, ...] = option(BASELINES, choices=(*BASELINES, *EXTRA_BASELINES, *IMAGE_MODELS),
-                                        help="models compared with the MLP (empty for none; also forest, svm, knn and "
-                                             "elasticnet, each searched as xgboost is; cnn learns from the table's "
-                                             "logmel images)")
-    saved_model: str = option("record", choices=("record", *CLASSIFIERS, *EXTRA_BASELINES, *IMAGE_MODELS),
+    baselines: tuple[str, ...] = option(BASELINES, choices=BASELINE_CHOICES,
+                                        help="models compared with the MLP (empty for none), each searched as its "
+                                             "space says: " + "; ".join(f"{s.name}, {s.summary}" for s in
+                                                                        candidates.specs() if s.name != "mlp"))
+    saved_model: str = option("record", choices=candidates.names(before=("record",)),
                               help="the model the artifact holds: the model of record, or a compared model by name")
     # A class of 2 % costs 2 % of an unweighted loss: "never" is then a cheap answer (learn/balance.py).
     class_weight: str = option("none", choices=("none", "balanced"),
@@ -139,7 +147,7 @@ class TrainConfig(Section):
                 "no more often than chance say nothing of the accuracy)", a)
 
     def pca_target(self, source: str) -> float:
-        return self.pca.get(source, DEFAULT_PCA[source] if source in DEFAULT_PCA else registry.get(source).pca)
+        return self.pca.get(source, default_pca(source))
 
     def read_groups(self) -> tuple[str, ...]:
         """The feature groups the job reads from the table (empty: every one): the grid reads every column
@@ -168,10 +176,15 @@ class TrainConfig(Section):
         for name in ("grid_embedders", "grid_signals"):  # the grid's axes: without --grid they would be ignored
             require(self.grid or getattr(self, name) == next(f.default for f in fields(self) if f.name == name), name,
                     "applies to the grid only: add --grid", getattr(self, name))
-        hand_made = ("indices", "spectral", "mps")
+        hand_made = tuple(HAND_MADE)
         require(not self.grid or set(self.feature_groups) <= set(hand_made), "feature_groups",
                 f"with grid, names the hand-made sources of every cell ({', '.join(hand_made)}); the grid adds "
                 f"the embedders", self.feature_groups)
+
+
+#: The review queue's orders, by name: ``learn/review_order.py: STRATEGIES`` holds one function for each (named
+#: here because config sits below learn; tests/test_review_order.py checks that the two agree).
+REVIEW_ORDERS = ("suspect", "uncertain", "diverse", "mixed", "random")
 
 
 @dataclass(frozen=True)
@@ -191,7 +204,9 @@ class AuditConfig(Section):
     output: str = _location(role="output", help="audit output directory or URI (audit.parquet, summary.json, review/)")
     task: str = _task()
     ontology: str | None = _ontology()
-    classifier: str = option("auto", choices=("auto", *CLASSIFIERS, "average"),
+    labels: str | None = _label_list()
+    classifier: str = option("auto", choices=candidates.names(lambda s: s.inputs == "vectors", ("auto",),
+                                                                     ("average",)),
                              help="out-of-fold classifier: auto keeps the zoo model (or their average) with the "
                                   "lowest out-of-fold log loss; logreg alone is the fastest")
     folds: int = option(5, ge=2, le=50, help="number of cross-fitting folds")
@@ -203,6 +218,9 @@ class AuditConfig(Section):
                                                       "(left out by default: they carry no pretrained knowledge)")
     filter_by: str = option("prune_by_noise_rate", choices=FILTERS, help="cleanlab's flagging rule")
     review_top: int = option(50, ge=0, help="suspects on the review page")
+    review_order: str = option("suspect", choices=REVIEW_ORDERS,
+                               help="order of the review queue: suspect (lowest label quality), uncertain (margin), "
+                                    "diverse (k-centre), mixed (diverse, then re-ranked on the verdicts), random")
     truth: str | None = _location(None, help="CSV of known label errors (clip_id, flipped 0/1; the demo's truth.csv): "
                                            "the summary adds precision and recall of the flags and of the top-k")
     random_sample: int = option(100, ge=0, help="randomly drawn clips on the review page")

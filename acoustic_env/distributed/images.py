@@ -5,7 +5,7 @@ bounds it to a few thousand clips. A table larger than that trains the CNN here 
 
 * ``images``: a lazy Ray Data read of the table's ``clip_id`` and ``logmel`` columns (Parquet, through the
   table's own filesystem), each block's rows of one split kept, decoded (``table.decode_images``) and brought to
-  the model's window (``learn.window.stack_images``) by Ray Data's tasks, as ``{"x", "y"}`` float batches;
+  the model's window (``learn.image_input.stack_images``) by Ray Data's tasks, as ``{"x", "y"}`` float batches;
 * ``survey``: one such pass that returns a few numbers per row (frames, sums), from which the model's window (the
   median length) and its input scaling (the images' mean and standard deviation) are set, as in memory;
 * ``stream``: a worker's dataset of its training rows (all of them for one worker; for two or more data-parallel
@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.config import ConfigError
-from acoustic_env.learn.window import IMAGE_COLUMN, stack_images
+from acoustic_env.learn.image_input import IMAGE_COLUMN, stack_images
 from acoustic_env.table import TableInfo, decode_images
 
 if TYPE_CHECKING:  # learn.fit imports torch: Ray Data's decode tasks, which import this module, never need it
@@ -77,7 +77,7 @@ class Survey:
     """What one pass over a split's images says: their bands, the model's window, and the input scaling."""
 
     bands: int
-    frames: int  # the median length: the model's window (``learn.window.window_frames``)
+    frames: int  # the median length: the model's window (``learn.image_input.window_frames``)
     mean: float
     std: float
 

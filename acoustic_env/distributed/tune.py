@@ -117,7 +117,7 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
     threads = None if setup.use_gpu else max(1, int(setup.worker_cpus))
     if setup.network == "cnn":
         from acoustic_env.distributed.images import stream
-        from acoustic_env.learn.params import PARAMS
+        from acoustic_env.candidates import PARAMS
         from acoustic_env.learn.spectro_estimator import CNNClassifier
 
         shape = data["shape"]

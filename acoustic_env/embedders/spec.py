@@ -7,18 +7,16 @@ pretrained files, the host memory an extract actor reserves, the batch sizes per
 how many PCA components training keeps) and the functions that build the model
 (``load``) and, for a model published only for TensorFlow, its checkpoint (``convert``).
 Nothing here imports torch, so validating a config, ``acoustic-env --help`` and the extract
-driver stay free of it; :func:`lazy` names a function that is imported on its first call.
+driver stay free of it; :func:`acoustic_env.registry.lazy` names a function that is imported on its first call.
 
 This module is also the home of :data:`SAMPLE_RATE`, the one rate of the whole package.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -61,15 +59,6 @@ class Converter(Protocol):
     """
 
     def __call__(self, variables: dict[str, np.ndarray], outputs: Any) -> tuple[Any, dict[str, np.ndarray]]: ...
-
-
-def _call(module: str, function: str, *args: Any, **kwargs: Any) -> Any:
-    return getattr(importlib.import_module(module), function)(*args, **kwargs)
-
-
-def lazy(module: str, function: str) -> Callable[..., Any]:
-    """``module.function``, imported on the first call, so that a spec stays torch-free (it pickles)."""
-    return functools.partial(_call, module, function)
 
 
 @dataclass(frozen=True)

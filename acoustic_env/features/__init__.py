@@ -1,4 +1,5 @@
-"""The CPU feature stage for one clip: separate, then indices, spectral statistics and MPS per signal; the log-mel
+"""The CPU feature stage for one clip: separate, then each feature group per signal (indices, spectral statistics and
+MPS, ``acoustic_env.feature_groups``); the log-mel
 image of the raw signal when ``features.logmel`` asks for it.
 
 Plain functions of numpy arrays (no Ray): the pipeline's actors call
@@ -13,55 +14,38 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from acoustic_env import feature_groups
 from acoustic_env.config import FeatureParams
-from acoustic_env.features.reference import spectral as reference_spectral
-from acoustic_env.features.reference.indices import INDEX_NAMES
-from acoustic_env.features.reference.mps import mps_axes
+from acoustic_env.registry import LiveNames
 
 # The implementations are imported where they run (scipy.signal alone takes 0.5-0.8 s to import):
 # a driver that only names the columns (``feature_metadata``) starts Ray that much sooner.
 
-#: The stages ``cpu_features`` times; the per-signal ones name their columns (``spectral_fg``).
-STAGES = ("separate", "indices", "spectral", "mps")
+#: The stages ``cpu_features`` times: the separation, then each feature group of the registry
+#: (``acoustic_env.feature_groups``), whose columns name the signal (``spectral_fg``).
+STAGES = LiveNames(lambda: ("separate", *feature_groups.names()))
 #: The stage of the log-mel image (``features.logmel``), timed only when it runs.
 LOGMEL_STAGE = "logmel"
-#: One signal's features: (stage, vector) pairs, each yielded as soon as it is computed, so
-#: that the caller can time each stage while the stages share work (the fast spectrogram).
+#: One signal's features: (group, vector) pairs, each yielded as soon as it is computed, so
+#: that the caller can time each group while the groups share work (the fast spectrogram).
 SignalFeatures = Callable[[np.ndarray, int, FeatureParams], Iterator[tuple[str, np.ndarray]]]
 SeparateFn = Callable[[np.ndarray, int, FeatureParams], tuple[np.ndarray, np.ndarray]]
-
-
-def _reference(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[str, np.ndarray]]:
-    """The libraries, each on the signal: scikit-maad, librosa, soundsig."""
-    from acoustic_env.features.reference.indices import maad_indices
-    from acoustic_env.features.reference.mps import mps_grid
-
-    yield "indices", maad_indices(x, sr, params)
-    if params.spectral:
-        yield "spectral", reference_spectral.spectral_stats(x, sr, params)
-    yield "mps", mps_grid(x, sr, params)
-
-
-def _fast(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[str, np.ndarray]]:
-    """Vectorised, with one STFT for the indices and the spectral statistics."""
-    from acoustic_env.features.fast import indices as fast_indices
-    from acoustic_env.features.fast import mps as fast_mps
-    from acoustic_env.features.fast import spectral as fast_spectral
-
-    indices, sxx = fast_indices.indices_and_psd(x, sr, params)
-    yield "indices", indices
-    if params.spectral:
-        yield "spectral", fast_spectral.spectral_stats(x, sxx, sr, params)
-    yield "mps", fast_mps.mps_grid(x, sr, params)
+#: ``features.impl``'s choices: the libraries, or their vectorised equivalents.
+IMPLS = ("reference", "fast")
 
 
 def implementation(name: str) -> SignalFeatures:
-    """The per-signal features of an implementation ('reference' = the libraries, 'fast' = vectorised)."""
-    if name == "reference":
-        return _reference
-    if name == "fast":
-        return _fast
-    raise ValueError(f"features.impl: unknown implementation {name!r}")
+    """The per-signal features of an implementation ('reference' = the libraries, 'fast' = vectorised): every group
+    the params turn on, in the registry's order, sharing one dict per signal (``feature_groups``)."""
+    if name not in IMPLS:
+        raise ValueError(f"features.impl: unknown implementation {name!r}")
+
+    def signal_features(x: np.ndarray, sr: int, params: FeatureParams) -> Iterator[tuple[str, np.ndarray]]:
+        shared: dict[str, object] = {}
+        for group in feature_groups.specs(params):
+            yield group.name, group.implementation(name)(x, sr, params, shared)
+
+    return signal_features
 
 
 def separation(name: str) -> SeparateFn:
@@ -127,21 +111,5 @@ def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams,
 
 def feature_metadata(params: FeatureParams) -> dict[str, object]:
     """Names, shapes and axes of the CPU feature columns, for the schema metadata (in column order)."""
-    wf, wt = mps_axes(params)
-    meta: dict[str, object] = {}
-    for name in params.signals:
-        meta[f"indices_{name}"] = {"shape": [len(INDEX_NAMES)], "names": list(INDEX_NAMES),
-                                   "source": "scikit-maad alpha indices", "impl": params.impl}
-        if params.spectral:
-            names = reference_spectral.spectral_names(params)
-            meta[f"spectral_{name}"] = {
-                "shape": [len(names)], "names": names,
-                "values": "dB: log-mel band and MFCC statistics over frames; Hz: spectral centroid, bandwidth and "
-                          f"roll-off ({reference_spectral.ROLL_PERCENT:.0%}) over frames",
-                "mel_hz": reference_spectral.mel_centres_hz(params).tolist(),
-                "source": "librosa log-mel, MFCC, spectral centroid, bandwidth and roll-off", "impl": params.impl}
-        meta[f"mps_{name}"] = {"shape": [len(wf), len(wt)], "layout": "row-major [wf, wt]",
-                               "axes": {"wf_cycles_per_hz": wf.tolist(), "wt_hz": wt.tolist()},
-                               "values": "log10 modulation power", "source": "soundsig mps",
-                               "impl": params.impl}
-    return meta
+    return {f"{group.name}_{name}": {**group.metadata(params), "impl": params.impl}
+            for name in params.signals for group in feature_groups.specs(params)}

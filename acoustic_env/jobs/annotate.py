@@ -14,7 +14,10 @@ Meant to run on a schedule against lists that grow or overlap:
    labels, the probability of the given label (``label_quality``) and ``flagged``
    (the model disagrees with the given label at ``flag_threshold``).
 
-Running it twice on the same list writes nothing the second time.
+Running it twice on the same list writes nothing the second time. With ``labels`` (a corrected
+label list, ``acoustic-env labels apply``'s CSV or a label store: :mod:`acoustic_env.labels`) the
+clips a reviewer labelled there are not scored: a person's label stands over the model's guess.
+The run record names the list (URI, SHA-256) and counts the clips it skipped.
 
 With ``windows`` (``--windows``: long recordings) each listed file not yet annotated in
 windows by this model is scored window by window, in this process or, beyond
@@ -60,6 +63,7 @@ from acoustic_env.jobs.extract import extract
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.record import Run, lifecycle, write_record
 from acoustic_env.jobs.results import AnnotateResult
+from acoustic_env.labels.label_list import LabelList, read_label_list
 from acoustic_env.learn.artifact import Description
 from acoustic_env.storage import (
     filesystem,
@@ -77,7 +81,7 @@ LISTS = "lists"
 #: Manifest columns that a snapshot of a directory of audio keeps (the rest is derived again).
 _SNAPSHOT_COLUMNS = ("clip_id", "uri", "labels", "start_s", "end_s", "group")
 #: The counts of a run (summed over its lists with ``lists``).
-_COUNTS = ("listed", "already_annotated", "extracted", "extract_skipped", "annotated", "flagged",
+_COUNTS = ("listed", "already_annotated", "reviewed", "extracted", "extract_skipped", "annotated", "flagged",
            "not_annotated_failed_extract", "not_annotated_broken_features")
 _WINDOW_COUNTS = ("listed", "already_annotated", "annotated", "windows", "not_annotated_unreadable")
 
@@ -211,8 +215,10 @@ def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, 
                        "not_annotated_unreadable": unreadable}}
 
 
-def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts, run_id: str) -> dict[str, Any]:
-    """Extract and score one list (through its snapshot); the counts and the extract run's id."""
+def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts, run_id: str,
+                   listed_labels: LabelList | None = None) -> dict[str, Any]:
+    """Extract and score one list (through its snapshot), but the clips a reviewer labelled in ``listed_labels``;
+    the counts and the extract run's id."""
     if cfg.windows.windows:
         return _annotate_windows(cfg, uri, model, facts.model_id, run_id)
     task, model_id = facts.task, facts.model_id
@@ -221,7 +227,9 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts,
         manifest = job_manifest(ext).table
         extracted = extract(ext)
     listed = manifest["clip_id"].to_pylist()
-    wanted = unannotated(cfg.output, model_id, listed)
+    todo = unannotated(cfg.output, model_id, listed)
+    reviewed = listed_labels.reviewed if listed_labels is not None else frozenset()
+    wanted = [c for c in todo if c not in reviewed]
     # every clip extracted may have failed, in which case there is no table yet
     has_table = bool(list_parts(join(cfg.features, layout.FEATURES)))
     data = model.read_features(cfg.features, clip_ids=wanted) if wanted and has_table else None
@@ -240,7 +248,7 @@ def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts,
         write_parquet(scored, join(cfg.output, ANNOTATIONS, layout.part_name(run_id, ids)))
         written, flagged = scored.num_rows, int(sum(scored["flagged"].to_pylist()))
     found = data.n_read if data is not None else 0
-    counts = {"listed": len(listed), "already_annotated": len(listed) - len(wanted),
+    counts = {"listed": len(listed), "already_annotated": len(listed) - len(todo), "reviewed": len(todo) - len(wanted),
               "extracted": extracted.counts["ok"], "extract_skipped": extracted.counts["skipped"],
               "annotated": written, "flagged": flagged, "not_annotated_failed_extract": len(wanted) - found,
               "not_annotated_broken_features": found - written}
@@ -255,24 +263,27 @@ def annotate(cfg: AnnotateConfig) -> AnnotateResult:
 
     model = load_model(cfg.model)
     facts = model_facts(cfg, model)
+    listed_labels = read_label_list(cfg.labels, facts.task) if cfg.labels else None
     # the run's records (its own, each list's) hold the lists' and the model's URIs: all written masked
     redact_params = tuple(cfg.extract.get("redact_query_params", ()))
     with lifecycle("annotate", cfg.to_dict(), cfg.output, prefix="annotate-", redact_params=redact_params,
-                   model_id=facts.model_id) as run:
-        return AnnotateResult.from_record(_annotate(cfg, run, model, facts))
+                   model_id=facts.model_id,
+                   label_list=listed_labels.describe() if listed_labels is not None else None) as run:
+        return AnnotateResult.from_record(_annotate(cfg, run, model, facts, listed_labels))
 
 
-def _annotate(cfg: AnnotateConfig, run: Run, model: Any, facts: ModelFacts) -> dict[str, Any]:
+def _annotate(cfg: AnnotateConfig, run: Run, model: Any, facts: ModelFacts,
+              listed_labels: LabelList | None) -> dict[str, Any]:
     """The job's work once its record is written: each list (or the one clip list) in turn; the record."""
     run_id, record = run.run_id, run.record
     if cfg.lists is None:
-        record.update(_annotate_list(cfg, cfg.manifest, model, facts, run_id))
+        record.update(_annotate_list(cfg, cfg.manifest, model, facts, run_id, listed_labels))
     else:
         new, already = pending_lists(cfg.lists, cfg.output)
         per_list: dict[str, dict[str, Any]] = {}
         for uri in new:
             name = posixpath.basename(uri)
-            per_list[name] = _annotate_list(cfg, uri, model, facts, run_id)
+            per_list[name] = _annotate_list(cfg, uri, model, facts, run_id, listed_labels)
             # recorded only once its annotations are written: a run stopped before this redoes
             # the list, and finds its clips already extracted and annotated
             write_record({"list": uri, "run_id": run_id, "model_id": facts.model_id, "time": now_utc(),

@@ -6,11 +6,17 @@ and wording), and merge the groups of near-duplicate clips (the leakage guard,
 ``learn.duplicates``) so that copies stay on one side of every fold or split.
 Their grouped, stratified folds come from ``grouped_folds``, whose error for too few
 groups says when the guard's merging is the cause.
+
+With a corrected label list (``--labels``, :mod:`acoustic_env.labels.label_list`) the
+listed clips take the list's classes in place of the table's, without re-extracting
+anything: the rows with a target are decided from the clip facts alone, and only their
+vectors are read. Clips absent from the list keep the table's labels. What the list
+changed is counted against the table, for the run record.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -19,7 +25,8 @@ from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.duplicates import DuplicateGuard, merge_duplicate_groups, merge_summary
 from acoustic_env.learn.splits import assign_folds
-from acoustic_env.table import FeatureSet, read_features
+from acoustic_env.labels.label_list import LabelList, read_label_list
+from acoustic_env.table import FeatureSet, read_features, selection
 
 
 @dataclass(frozen=True)
@@ -29,21 +36,54 @@ class LabelledSet:
     task: Task
     features: FeatureSet  # with the merged groups
     duplicates: DuplicateGuard  # what the guard merged (its counts go to the run record and the console)
+    label_list: dict[str, Any] | None = None  # the corrected list used (LabelList.describe), None: the table's labels
 
 
 def read_labelled(uri: str, task: str, ontology: str | None, check: Callable[[FeatureSet, Task], None],
-                  **read_options: Any) -> LabelledSet:
+                  labels: str | None = None, **read_options: Any) -> LabelledSet:
     """The labelled clips of the feature table at ``uri`` for ``task``, near-duplicates in one group.
 
     ``check(features, task)`` raises when the job cannot run on what was read
     (too few clips); it runs before the guard's neighbour search, which is the
-    costly part. ``read_options`` go to ``table.read_features``.
+    costly part. ``labels``: a corrected label list (see the module docstring).
+    ``read_options`` go to ``table.read_features``.
     """
     labelled = load_task(task, ontology)
-    features = read_features(uri, task=labelled, **read_options)
+    used = None
+    if labels is None:
+        features = read_features(uri, task=labelled, **read_options)
+    else:
+        listed = read_label_list(labels, labelled)
+        features, changed = _read_relabelled(uri, labelled, listed, read_options)
+        used = listed.describe(changed)
     check(features, labelled)
     duplicates = merge_duplicate_groups(features)  # leakage guard: near-duplicates share a group
-    return LabelledSet(labelled, duplicates.apply(features), duplicates)
+    return LabelledSet(labelled, duplicates.apply(features), duplicates, used)
+
+
+def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict[str, Any]) -> tuple[FeatureSet, int]:
+    """The table's clips with a target once the list's classes replace the table's; how many targets changed."""
+    facts = selection(uri, clip_ids=read_options.get("clip_ids")).facts
+    ids = facts["clip_id"].to_pylist()
+    hits = [task.memberships(labels or []) for labels in facts["labels"].to_pylist()]
+    table_hits = {c: tuple(h) for c, h in zip(ids, hits)}
+    for i, clip_id in enumerate(ids):
+        if clip_id in listed.labels:
+            hits[i] = sorted(task.class_names.index(name) for name in listed.labels[clip_id])
+    changed = sum(tuple(hits[i]) != table_hits[c] for i, c in enumerate(ids) if c in listed.labels)
+    if task.kind == "multi_label":
+        keep = np.ones(len(ids), dtype=bool)
+        excluded: dict[str, int] = {}
+    else:
+        keep = np.array([len(h) == 1 for h in hits], dtype=bool)
+        excluded = {"no_class": sum(not h for h in hits), "ambiguous": sum(len(h) > 1 for h in hits)}
+    target = {c: h for c, h, k in zip(ids, hits, keep) if k}
+    features = read_features(uri, **{**read_options, "clip_ids": list(target)})
+    rows = [target[c] for c in features.ids]
+    y = (np.array([[int(k in h) for k in range(task.n_classes)] for h in rows], dtype=np.int64).reshape(-1, task.n_classes)
+         if task.kind == "multi_label" else np.array([h[0] for h in rows], dtype=np.int64))
+    return replace(features, y=y, n_read=len(ids), excluded={**features.excluded, "rows": {
+        **excluded, **features.excluded["rows"]}}), changed
 
 
 def grouped_folds(features: FeatureSet, task: Task, n_folds: int, seed: int, duplicates: dict[str, Any],

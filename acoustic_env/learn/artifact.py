@@ -282,7 +282,7 @@ class Model(Description):
         this process) are first stored and read back as the table stores them (8 bits a cell), so a
         clip scores the same from its audio as from the table the model was trained on.
         """
-        from acoustic_env.learn.window import fit_width
+        from acoustic_env.learn.image_input import fit_width
 
         column, frames = self.image_input["column"], int(self.image_input["frames"])
         data = self._read(data)

@@ -3,19 +3,20 @@
 Unbalanced, every learner minimises its loss over clips, so a class of 2 % of the clips costs
 2 % of the loss: never predicting it is cheap, and its recall falls to 0. ``class_weight
 "balanced"`` gives every class the same total weight, scikit-learn's n / (K × count), in the
-form each learner takes (``Balance.describe`` says it in the report's words):
+form each learner takes, as its candidate declares (``CandidateSpec.balance``; ``Balance.describe``
+says it in the report's words):
 
-* logreg, svm, forest: scikit-learn's ``class_weight="balanced"`` (multi-label: per label
+* ``weights`` (logreg, elasticnet, svm, forest): scikit-learn's ``class_weight="balanced"`` (multi-label: per label
   column, one-vs-rest). The svm's probabilities come from Platt scaling, which scikit-learn
   fits on the clips' own class rates, undoing the weights (a 2 % class stays below every
   other: its recall near 0, weighted or not); they are put on equal class priors by Bayes' rule
   (``equal_priors``), as a balanced model's are;
-* xgboost: the same weights per clip (``sample_weight``, scikit-learn's
+* ``sample_weights`` (xgboost): the same weights per clip (``sample_weight``, scikit-learn's
   ``compute_sample_weight``); multi-label, one boosted model fits every label column, so a
   clip's weight is the mean of its columns' balanced weights (a clip of rare labels weighs
   more, no column is exactly balanced);
-* mlp: the loss's class weights (``learn.fit.class_weights``);
-* knn: none: its prediction is a vote of the nearest clips, with no loss to weigh.
+* ``network`` (mlp): the loss's class weights (``learn.fit.class_weights``);
+* ``none`` (knn: its prediction is a vote of the nearest clips, with no loss to weigh; the cnn).
 
 ``sampler`` balances the networks another way: their training batches are drawn with
 replacement so that every class is equally likely (``learn.fit``, ``balanced_sampler``),
@@ -31,10 +32,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.class_weight import compute_sample_weight
 
-from acoustic_env.learn.params import PARAMS
-
-#: The models the sampler applies to: the torch networks the zoo trains.
-NETWORKS = ("mlp",)
+from acoustic_env import candidates
 
 
 @dataclass(frozen=True)
@@ -46,29 +44,31 @@ class Balance:
 
     def overrides(self, name: str) -> dict[str, Any]:
         """The zoo settings (entries of ``PARAMS[name]``) that give model ``name`` this balance."""
-        if name in NETWORKS:
+        how = candidates.get(name).balance
+        if how == "network":
             return {"class_weight": None if self.sampler else self.class_weight, "balanced_sampler": self.sampler}
-        return {"class_weight": self.class_weight} if "class_weight" in PARAMS[name] else {}
+        return {"class_weight": self.class_weight} if how != "none" else {}
 
     def describe(self, name: str, kind: str) -> str:
         """What model ``name`` did about class balance, in a few words (the report's table, model.json)."""
         multi = kind == "multi_label"
-        if name not in PARAMS:  # the average of the compared models' probabilities
+        if name not in candidates.PARAMS:  # the average of the compared models' probabilities
             return "as the models it averages"
-        if name in NETWORKS and self.sampler:
+        spec = candidates.get(name)
+        if spec.balance == "network" and self.sampler:
             return "balanced sampler: training batches drawn with every class equally likely; loss unweighted"
         if self.class_weight is None:
             return "none"
-        if "class_weight" not in self.overrides(name):
-            return f"none: {name} cannot weigh classes (a vote of the nearest clips, no loss to weigh)"
-        if name in NETWORKS:
+        if spec.balance == "none":
+            return f"none: {name} cannot weigh classes ({spec.balance_note})"
+        if spec.balance == "network":
             return ("loss weights: per label, positives weighted by negatives / positives" if multi else
                     "loss weights: n / (K × class count)")
-        if name == "xgboost":
+        if spec.balance == "sample_weights":
             return ("sample weights: per clip, the mean of its label columns' balanced weights" if multi else
                     "sample weights: n / (K × class count) per clip")
-        platt = "; Platt-scaled probabilities put on equal class priors" if name == "svm" else ""
-        return "class weights: n / (K × class count)" + (", per label column" if multi else "") + platt
+        note = f"; {spec.balance_note}" if spec.balance_note else ""
+        return "class weights: n / (K × class count)" + (", per label column" if multi else "") + note
 
 
 def equal_priors(proba: np.ndarray, prior: np.ndarray, multi_label: bool) -> np.ndarray:

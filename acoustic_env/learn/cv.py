@@ -14,7 +14,7 @@ candidate model of the zoo (``learn.zoo``). ``average`` is the mean of the
 candidates' out-of-fold probabilities. The model of record is the candidate
 with the best pooled score (``learn.fit.val_score``: ROC AUC, or mAP for
 multi-label tasks) among those the artifact can hold without a pickle
-(``learn.portable.FORMATS``: every model of the zoo); ties go to the simpler
+(each candidate's saved form, ``acoustic_env.candidates.FORMATS``: every built-in one has one); ties go to the simpler
 model (``ORDER``). A candidate that scores higher but cannot be saved (the
 average, which is no one model) is named as such in the description, never
 silently passed over.
@@ -27,23 +27,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from acoustic_env import candidates
+from acoustic_env.candidates import FORMATS
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.feature_sets import FeatureSearch, choose_set
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
-from acoustic_env.learn.portable import FORMATS
-from acoustic_env.learn.search import SearchPlan, SearchRecord
+from acoustic_env.learn.tuning import SearchPlan, SearchRecord
 from acoustic_env.learn.splits import fold_order
-from acoustic_env.learn.zoo import UNCALIBRATED, make_estimator
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
 
 AVERAGE = "average"
 #: What ``describe`` adds when the CNN is a candidate: it reads the images, not the preprocessed vectors.
 CNN_NOTE = (" (cnn: on each clip's log-mel image, augmented in training only, its input scaling fitted and its early "
             "stopping judged on the training folds only)")
-#: Simplest first: a tie in the cross-validated score goes to the earlier model.
-ORDER = ("logreg", "elasticnet", "knn", "svm", "forest", "xgboost", "mlp", "cnn", AVERAGE)
+#: Simplest first (the registry's order): a tie in the cross-validated score goes to the earlier model.
+ORDER = candidates.names(after=(AVERAGE,))
 #: ``prepare(train_mask)`` → the model inputs of every row, preprocessing fitted on ``train_mask`` rows only.
 Prepare = Callable[[np.ndarray], np.ndarray]
 
@@ -116,7 +117,7 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     (``learn.calibrate``); the probabilities are the mapped ones, and the models' own are kept beside them.
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
-    raw = ({m: np.zeros((len(y), n_classes)) for m in models if m not in UNCALIBRATED}
+    raw = ({m: np.zeros((len(y), n_classes)) for m in models if candidates.get(m).calibrated}
            if calibrate and groups is not None else {})
     searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
     chosen: dict[str, list[dict[str, Any]]] = {}

@@ -19,14 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from acoustic_env.learn.search import inner_splits
+from acoustic_env import feature_groups
+from acoustic_env.learn.tuning import inner_splits
 from acoustic_env.table import RANDOM, GroupInfo
 
 #: Every group: listed first, so it wins a tie (the set a user gets without a search).
 ALL = "all"
 HAND_MADE = "hand-made"
-#: The sources computed by the CPU stages, not learnt by a network.
-HAND_MADE_SOURCES = ("indices", "spectral", "mps")
+#: The sources computed by the CPU stages, not learnt by a network (``acoustic_env.feature_groups``).
+HAND_MADE_SOURCES = feature_groups.names()
 INDICES = "indices"
 
 

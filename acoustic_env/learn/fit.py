@@ -4,7 +4,7 @@ Any ``nn.Module`` that maps a batch of inputs to logits trains here, under the
 output conventions of ``learn.mlp`` (one logit for two classes, one per class
 otherwise): the training job's MLP (``learn.mlp_estimator``, whose ``train`` is
 the one caller for the Ray Tune trials, the ablations and the final fit) and the
-frame networks (``learn.frames``). What differs between networks is an option here,
+frame networks (``learn.audioset_frames``). What differs between networks is an option here,
 not a loop of their own:
 
 * early stopping (``Schedule``): on the validation score (ROC AUC or mAP,
@@ -56,7 +56,7 @@ from sklearn.metrics import (
 from torch import nn
 
 from acoustic_env.learn.mlp import loss_function, loss_target, probabilities
-from acoustic_env.learn.params import PARAMS
+from acoustic_env.candidates import PARAMS
 
 # Used when the search is off (``trials = 0``) and as the search's first guess: the zoo's MLP defaults.
 DEFAULT_PARAMS: dict[str, Any] = PARAMS["mlp"]["network"]

@@ -7,9 +7,9 @@ round), the feature-group ablations and the quick model train there. ``fit``, th
 scikit-learn entry the zoo calls (cross-validation, the audit, the final fit),
 standardises the inputs, holds out ``val_fraction`` of the rows for early stopping
 and calls ``train``. Its settings (``network``: depth, width, learning rate, ...)
-are declared in ``learn.params.PARAMS`` and it is built by the zoo
+are declared in ``acoustic_env.candidates.PARAMS`` and it is built by the zoo
 (``learn.zoo.make_estimator``), whose grouped search chooses among
-``learn.params.SPACES`` (cross-fitting in the audit keeps the defaults).
+``acoustic_env.candidates.SPACES`` (cross-fitting in the audit keeps the defaults).
 """
 
 from __future__ import annotations

@@ -49,15 +49,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from acoustic_env.candidates import FORMATS
 from acoustic_env.learn.calibrate import Calibrator
 from acoustic_env.learn.mlp import MLP, n_outputs
 
 ARRAYS, WEIGHTS, BOOSTER, SKOPS = "estimator.npz", "weights.pt", "xgboost.json", "estimator.skops"
 #: The file each format keeps beside ``ARRAYS`` (the linear model is arrays only).
 FORMAT_FILES = {"linear": None, "torch": WEIGHTS, "xgboost": BOOSTER, "skops": SKOPS}
-#: Zoo models with a portable form, by the format that holds them.
-FORMATS = {"logreg": "linear", "elasticnet": "linear", "mlp": "torch", "xgboost": "xgboost", "forest": "skops",
-           "svm": "skops", "knn": "skops", "cnn": "torch"}
 #: The types a skops file may hold beyond skops' defaults (scikit-learn's estimators, numpy, scipy): a tree's
 #: node arrays. Anything else in the file stops the load.
 SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
@@ -273,7 +271,7 @@ def from_zoo(model: Any) -> Portable:
 
 def _from_zoo(model: Any) -> Portable:
     """``from_zoo``'s estimator, without its calibration."""
-    if model.name not in FORMATS:
+    if model.name not in FORMATS:  # each candidate declares its saved form (acoustic_env.candidates)
         raise ValueError(f"{model.name} has no portable form (portable: {', '.join(FORMATS)})")
     if model.model_ is None:
         raise ValueError(f"{model.name} was fitted on fewer than two classes: nothing to save")
@@ -289,7 +287,7 @@ def _from_zoo(model: Any) -> Portable:
         arrays.update(_scaler(scaler), coef=coef.astype(np.float64), intercept=intercept.astype(np.float64))
         spec.update(link=link, outputs=2 if link == "binary" else coef.shape[0])
         return Portable(spec, arrays)
-    if fmt == "torch" and model.name == "cnn":
+    if fmt == "torch" and model.spec.inputs == "images":
         inner = model.model_
         return from_cnn(inner.model_, inner.frames_, inner.kind_, inner.n_classes_, model.params_, arrays)
     if fmt == "torch":
@@ -317,7 +315,7 @@ def from_cnn(net: nn.Module, frames: int, kind: str, n_classes: int, params: dic
     """A trained ``learn.spectro.SpectroCNN`` of window ``frames`` and settings ``params`` (``PARAMS["cnn"]``'s
     form): the zoo's, fitted in memory, or one trained on streamed images (``distributed.images``)."""
     from acoustic_env.learn.spectro import architecture
-    from acoustic_env.learn.window import IMAGE_COLUMN
+    from acoustic_env.learn.image_input import IMAGE_COLUMN
 
     bands = int(net.bands)
     spec = {"name": "cnn", "format": "torch", "params": params,

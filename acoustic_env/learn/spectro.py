@@ -5,7 +5,7 @@ learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64
 100 frames a second, in dB), so it can use where in time and frequency the energy lies.
 
 * **Inputs.** Every image is brought to the model's window, ``frames`` frames (the training
-  clips' median length), by ``learn.window.fit_width``: centred, cut or padded with the image's own
+  clips' median length), by ``learn.image_input.fit_width``: centred, cut or padded with the image's own
   minimum. The job stacks them into a [clips, bands, frames] array, the model's ``X``.
 * **Network** (``SpectroCNN``): the input standardised by the training images' mean and
   standard deviation (buffers, so they travel in the ``state_dict``), average-pooled by ``input_pool``,
@@ -28,7 +28,7 @@ learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64
   ``time_masks`` time masks of at most ``time_mask`` frames and ``freq_masks`` frequency
   masks of at most ``freq_mask`` bands (each set to the image's mean), and mixup
   (``mixup``: the Beta(α, α) weight; 0 is off). Every switch is an entry of
-  ``learn.params.PARAMS["cnn"]["augment"]`` and is recorded with the model's parameters.
+  ``acoustic_env.candidates.PARAMS["cnn"]["augment"]`` and is recorded with the model's parameters.
   Validation and test images are never augmented.
 
 This module needs numpy and torch only (the saved model rebuilds the network from it); the estimator, which

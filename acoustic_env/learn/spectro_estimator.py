@@ -23,7 +23,7 @@ from acoustic_env.learn.threads import torch_threads
 
 
 class CNNClassifier(ClassifierMixin, BaseEstimator):
-    """The zoo's ``cnn``: ``X`` is [clips, bands, frames] images (``learn.window.stack_images``); targets as the zoo's.
+    """The zoo's ``cnn``: ``X`` is [clips, bands, frames] images (``learn.image_input.stack_images``); targets as the zoo's.
 
     ``fit`` holds out ``val_fraction`` of the rows (whole groups when ``groups`` are given) for
     early stopping on the validation loss; ``network`` holds the architecture, the crop it sees and the optimiser's

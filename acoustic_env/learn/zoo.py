@@ -6,45 +6,12 @@ report says so). The audit's cross-fitting fits one per fold for out-of-fold
 probabilities, so nothing is tuned there: it needs calibrated-enough
 probabilities, not the best classifier.
 
-* ``logreg``: standardise + L2 logistic regression whose strength is chosen
-  by an inner CV on log loss (``class_weight="balanced"`` weighs each class alike:
-  the frame comparison's pooled model). With noisy labels the amount of regularisation
-  decides whether the probabilities can be trusted, and the right amount
-  depends on the number of clips and features. Given ``groups``, the inner
-  folds keep every group on one side (``inner_splits``), so the search never
-  scores a C on a copy of a clip it was fitted on; inside the train job's
-  cross-validation it sees the training folds only (nested).
-* ``xgboost``: gradient-boosted trees (hist). Given an ``eval_set`` (the
-  training job's validation split) it stops adding trees once the log loss
-  there stops improving.
-* ``mlp``: the training job's network (``learn.mlp_estimator``); ``network``
-  holds its hyper-parameters, the defaults of the Ray Tune search too. The
-  search, the ablations and the final fit all build it here and train it with
-  its ``train`` (``ZooClassifier.network``).
-
-* ``forest``, ``svm``, ``knn``: a random forest, an RBF support-vector machine
-  (Platt-scaled probabilities) and k-nearest neighbours (distance-weighted by
-  default) on standardised inputs: the other models the studies we follow
-  compared. The SVM's ``gamma_factor`` scales the kernel width with the number
-  of inputs, so one setting means the same on 20 components and on 200.
-* ``elasticnet``: logistic regression as ``logreg``, but searching the L1
-  share of the penalty (``l1_ratios``) with C (saga solver): the sparse linear
-  model of those studies. A model of its own rather than ``logreg``'s search,
-  because ``logreg`` is also the audit's cross-fitted model and the CV
-  ablations' (fitted per feature subset per fold), where the L2 search with
-  lbfgs costs a fraction of saga's.
-
-Given ``groups``, xgboost, the MLP, the forest, the SVM and kNN also search
-their settings: ``trials`` settings sampled from their ``SPACES`` (the
-defaults first, then Optuna's TPE), each scored by grouped CV on the rows
-being fitted (``learn.search``), the best refitted on all of them. The audit passes no groups, so its models keep the
-defaults. Every model has a saved form (``learn.portable``).
-
-Every model but knn takes ``class_weight`` ("balanced": each class weighs alike), the network also
-``balanced_sampler``; ``make_estimator``'s ``balance`` sets them (``learn.balance``).
-* ``cnn``: a small CNN over each clip's log-mel image (``learn.spectro``): its ``X`` is
-  [clips, bands, frames] images, not feature vectors; it holds out whole groups of the
-  rows it is given for early stopping.
+Each candidate is one module of ``acoustic_env.candidates`` (its settings, its search space, how it is built,
+saved and balanced); this module builds any of them and runs the hooks where they differ. Given ``groups``, the
+candidates with a space search their settings: ``trials`` settings sampled from their ``SPACES`` (the defaults
+first, then Optuna's TPE), each scored by grouped CV on the rows being fitted (``learn.tuning``), the best refitted
+on all of them; the logistic regressions search C on the same grouped inner folds themselves. The audit passes no
+groups, so its models keep the defaults. Every model has a saved form (``learn.portable``).
 
 ``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
 of the rows (a fold may lack a class, or a multi-label column may be constant
@@ -58,31 +25,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from acoustic_env.config import CLASSIFIERS, EXTRA_BASELINES, IMAGE_MODELS, ConfigError
+from acoustic_env import candidates
+from acoustic_env.candidates import PARAMS, SPACES
+from acoustic_env.candidates.spec import Build, CandidateSpec
+from acoustic_env.config import ConfigError
 from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.calibrate import Calibrator
 from acoustic_env.learn.calibrate import choose as choose_calibration
-from acoustic_env.learn.params import PARAMS, SPACES
-from acoustic_env.learn.search import SearchPlan, SearchRecord, grouped_search, inner_splits
+from acoustic_env.learn.tuning import SearchPlan, SearchRecord, grouped_search, inner_splits
 from acoustic_env.learn.threads import blas_threads
 
 if TYPE_CHECKING:
     from acoustic_env.learn.mlp_estimator import MLPClassifier
-
-#: The names are declared with the configs that choose among them.
-ESTIMATORS = (*CLASSIFIERS, *EXTRA_BASELINES, *IMAGE_MODELS)
-#: The logistic regressions: C (and the L1 share) searched by ``LogisticRegressionCV`` on the grouped inner folds.
-LINEAR = ("logreg", "elasticnet")
-#: The networks get no probability map: the CNN's inner refits would cost two more trainings a fold, and the MLP's
-#: map, learnt from inner networks trained on half the clips and stopped early on fewer, made its out-of-fold ECE
-#: worse on the forest recordings and the demo alike (0.091 -> 0.138, 0.120 -> 0.144; benchmarks/feature_sets.py).
-UNCALIBRATED = ("mlp", *IMAGE_MODELS)
-
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
                    search: SearchPlan = SearchPlan(), balance: Balance = Balance(), calibrate: bool = False,
@@ -98,8 +53,8 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     ``calibrate``: a grouped fit also chooses a probability map on its inner folds (``learn.calibrate``).
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
-    if name not in ESTIMATORS:
-        raise ConfigError(f"model: must be one of {list(ESTIMATORS)}, got {name!r}")
+    if name not in PARAMS:
+        raise ConfigError(f"model: must be one of {list(PARAMS)}, got {name!r}")
     unknown = sorted(set(overrides) - set(PARAMS[name]))
     if unknown:
         raise ConfigError(f"model: {name} has no parameter {unknown[0]!r} (it has {sorted(PARAMS[name])})")
@@ -167,31 +122,39 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             smallest = int(np.minimum(positives, len(target) - positives).min())
         else:
             smallest = int(np.bincount(target).min())
-        # grouped inner folds for the single-label C search (a multi-label column could lose a class in one)
-        if self.name in LINEAR and groups is not None and target.ndim == 1:
-            # below two inner folds _build falls back to a fixed C, and _record_c_search says no search ran
+        spec = self.spec
+        # grouped inner folds for a candidate that searches itself (a multi-label column could lose a class in one)
+        if spec.searches_itself and groups is not None and target.ndim == 1:
+            # below two inner folds the candidate falls back to fixed settings, and _record_search says no search ran
             splits = inner_splits(target, groups, min(self.inner_folds, smallest), self.seed)
             self.search_ = SearchRecord(splits, [], {})
         start = time.time()
-        self.model_ = self._build(target.ndim == 2, smallest, len(target))
-        # the trees take balanced class weights per clip (learn.balance); the others' are in their settings
-        weights = ({"sample_weight": sample_weights(self.params_["class_weight"], target)}
-                   if self.name == "xgboost" else {})
-        if eval_set is not None and self.name == "xgboost":
+        self.model_ = spec.build(self.params_, Build(target.ndim == 2, smallest, len(target), self.n_features_in_,
+                                                     self.seed, self.threads, self.inner_folds,
+                                                     self.search_.splits if spec.searches_itself and self.search_
+                                                     else None))
+        # per-row balanced class weights for a candidate that takes them (learn.balance); the others' are settings
+        kwargs: dict[str, Any] = ({"sample_weight": sample_weights(self.params_["class_weight"], target)}
+                                  if spec.balance == "sample_weights" else {})
+        if eval_set is not None and spec.fit_early is not None:
             x_val, y_val = eval_set[0], np.asarray(eval_set[1])
             if not multi:  # rows of a class the training rows lack cannot be scored
                 keep = np.isin(y_val, self.columns_)
                 x_val, y_val = x_val[keep], y_val[keep]
             if len(y_val):
-                self.model_.set_params(early_stopping_rounds=self.params["early_stopping_rounds"])
-                self.model_.fit(X, target, eval_set=[(x_val, self._target(y_val))], verbose=False, **weights)
+                spec.fit_early(self.model_, X, target, (x_val, self._target(y_val)), kwargs, self.params_)
                 return self
-        self.model_.fit(X, target, **weights, **({"groups": groups} if self.name == "cnn" else {}))
-        if self.name in LINEAR and self.search_ is not None:
-            self._record_c_search(time.time() - start)
-        if self.calibrate and groups is not None and self.name not in UNCALIBRATED:
+        self.model_.fit(X, target, **kwargs, **({"groups": groups} if spec.takes_groups else {}))
+        if spec.searches_itself and self.search_ is not None:
+            self._record_search(time.time() - start)
+        if self.calibrate and groups is not None and spec.calibrated:
             self._calibrate(X, y, groups)
         return self
+
+    @property
+    def spec(self) -> CandidateSpec:
+        """The candidate's declaration (``acoustic_env.candidates``)."""
+        return candidates.get(self.name)
 
     def _calibrate(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
         """Choose the probability map on the inner folds (the search's, else new ones): this model's settings refitted
@@ -201,11 +164,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             inner_splits(y, groups, self.inner_folds, self.seed)
         if len(splits) < 2:
             return
-        chosen = dict(self.params_)
-        if self.name in LINEAR and "C" in chosen:  # the C (and L1 share) chosen, as one-value grids
-            chosen["Cs"] = [chosen.pop("C")]
-            if "l1_ratio" in chosen:
-                chosen["l1_ratios"] = [chosen.pop("l1_ratio")]
+        chosen = self.spec.fixed(self.params_) if self.spec.fixed else dict(self.params_)
         oof = np.zeros((len(y), self.n_classes))
         for fit_on, scored in splits:
             oof[scored] = self._candidate(chosen).fit(X[fit_on], y[fit_on]).predict_proba(X[scored])
@@ -216,20 +175,15 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         return ZooClassifier(self.name, self.kind, self.n_classes, {**self.params, **overrides}, self.seed,
                              self.threads)
 
-    def _record_c_search(self, seconds: float) -> None:
-        """Logistic regression's C search as the other searches record theirs (mean inner score per C, and per
-        L1 share when it searches more than one)."""
-        if len(self.search_.splits) < 2:  # too few groups for a search: fallback_C was fitted
+    def _record_search(self, seconds: float) -> None:
+        """What a candidate that searches itself tried, as the other searches record theirs."""
+        if len(self.search_.splits) < 2:  # too few groups for a search: the fixed settings were fitted
             self.search_ = None
             return
-        clf, ratios = self.model_[-1], self.params_["l1_ratios"]
-        scores = np.asarray(clf.scores_).reshape(len(self.search_.splits), len(ratios), -1).mean(axis=0)
-        share = len(ratios) > 1  # the elastic net: each setting is (C, L1 share)
-        self.search_.trials = [{"params": {"C": float(c), **({"l1_ratio": float(r)} if share else {})},
-                                "score": float(s)} for r, row in zip(ratios, scores) for c, s in zip(clf.Cs_, row)]
-        self.search_.best = {"C": float(clf.C_), **({"l1_ratio": float(clf.l1_ratio_)} if share else {})}
+        self.search_.trials, self.search_.best = self.spec.record_search(self.model_, self.params_,
+                                                                         len(self.search_.splits))
         self.search_.seconds, self.search_.fits = seconds, len(self.search_.trials) * len(self.search_.splits)
-        self.search_.metric = "neg_log_loss"  # LogisticRegressionCV's scoring, not the selection metric
+        self.search_.metric = "neg_log_loss"  # its own CV's scoring, not the selection metric
         self.params_.update(self.search_.best)
 
     def predict_proba(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
@@ -245,7 +199,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 p = np.asarray(self.model_.predict_proba(X), dtype=np.float64)
             # one varying label column was fitted as a binary problem: keep P(positive)
             out[:, self.columns_] = p if p.shape[1] == len(self.columns_) else p[:, 1:]
-            if self.name == "svm" and self.params_["class_weight"]:  # Platt scaling undid the weights (learn.balance)
+            if self.spec.equal_priors and self.params_["class_weight"]:  # Platt scaling undid the weights
                 out[:, self.columns_] = equal_priors(out[:, self.columns_], self.prior_[self.columns_],
                                                      self.kind == "multi_label")
         return out
@@ -255,36 +209,6 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if self.kind != "multi_label":
             return np.searchsorted(self.columns_, y)
         return y[:, self.columns_] if len(self.columns_) > 1 else y[:, self.columns_[0]]
-
-    def _build(self, multi_label: bool, smallest_class: int, n_rows: int) -> Any:
-        """The wrapped estimator; ``smallest_class`` (clips of the rarest class, or label value) bounds the inner CV."""
-        p = self.params_
-        if self.name in ("forest", "svm", "knn"):
-            clf = _neighbours_trees_or_kernel(self.name, p, self.seed, self.threads, n_rows, self.n_features_in_)
-            return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
-        if self.name in LINEAR:
-            inner = min(self.inner_folds, smallest_class)
-            cv = inner if self.search_ is None else self.search_.splits
-            n_splits = cv if isinstance(cv, int) else len(cv)
-            ratios = p["l1_ratios"]
-            solver = "lbfgs" if max(ratios) == 0 else "saga"  # lbfgs has no L1 term
-            clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=tuple(ratios), cv=cv, scoring="neg_log_loss",
-                                        solver=solver, max_iter=p["max_iter"], class_weight=p["class_weight"],
-                                        random_state=self.seed, use_legacy_attributes=False) if n_splits >= 2
-                   else LogisticRegression(C=p["fallback_C"], l1_ratio=ratios[len(ratios) // 2], solver=solver,
-                                           max_iter=p["max_iter"], class_weight=p["class_weight"],
-                                           random_state=self.seed))
-            return make_pipeline(StandardScaler(), OneVsRestClassifier(clf) if multi_label else clf)
-        if self.name == "xgboost":
-            from xgboost import XGBClassifier
-
-            trees = {k: v for k, v in p.items() if k not in ("early_stopping_rounds", "class_weight")}
-            return XGBClassifier(**trees, random_state=self.seed, n_jobs=self.threads)
-        if self.name == "cnn":
-            from acoustic_env.learn.spectro_estimator import CNNClassifier
-
-            return CNNClassifier(seed=self.seed, threads=self.threads, **p)
-        return self._network(p)
 
     def network(self) -> MLPClassifier:
         """The ``mlp`` of these settings, unfitted, for its ``train`` on a split the caller made.
@@ -302,19 +226,3 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         from acoustic_env.learn.mlp_estimator import MLPClassifier
 
         return MLPClassifier(seed=self.seed, threads=self.threads, **params)
-
-
-
-def _neighbours_trees_or_kernel(name: str, p: dict[str, Any], seed: int, threads: int | None, n_rows: int,
-                                n_features: int) -> Any:
-    """The forest, the SVM or kNN of settings ``p`` for ``n_rows`` training rows of ``n_features`` inputs."""
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.svm import SVC
-
-    if name == "forest":
-        return RandomForestClassifier(**p, random_state=seed, n_jobs=threads)
-    if name == "svm":
-        return SVC(C=p["C"], gamma=p["gamma_factor"] / n_features, class_weight=p["class_weight"], probability=True,
-                   random_state=seed)
-    return KNeighborsClassifier(**{**p, "n_neighbors": min(p["n_neighbors"], n_rows)})

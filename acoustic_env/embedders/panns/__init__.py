@@ -8,7 +8,8 @@ a PyTorch checkpoint, downloaded as it is: nothing to convert.
 from __future__ import annotations
 
 from acoustic_env.vocabulary.classes import panns_class_names
-from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec, lazy
+from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec
+from acoustic_env.registry import lazy
 from acoustic_env.embedders.weights import WeightsSpec
 
 SPEC = EmbedderSpec(

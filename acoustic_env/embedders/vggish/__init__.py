@@ -7,7 +7,8 @@ Google's PCA post-processing and the conversion from the TensorFlow release are 
 
 from __future__ import annotations
 
-from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec, lazy
+from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec
+from acoustic_env.registry import lazy
 from acoustic_env.embedders.weights import WeightsSpec
 
 SPEC = EmbedderSpec(

@@ -8,7 +8,8 @@ or convert the model (it needs torch).
 from __future__ import annotations
 
 from acoustic_env.vocabulary.classes import yamnet_class_names
-from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec, lazy
+from acoustic_env.embedders.spec import SAMPLE_RATE, EmbedderSpec
+from acoustic_env.registry import lazy
 from acoustic_env.embedders.weights import WeightsSpec
 
 SPEC = EmbedderSpec(

@@ -50,6 +50,7 @@ when 1 % of the input samples change by one float32 ulp.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
@@ -462,3 +463,10 @@ def _roi_index(sxx: np.ndarray, tn: np.ndarray, fn: np.ndarray) -> tuple[float, 
         ratio = (max_y - min_y) / (max_x - min_x)
     n_roi = np.count_nonzero(shaped & (ratio < _ROI["max_ratio_xy"]))
     return n_roi / (tn[-1] / 60), float(np.sum(area[kept]) / labels.size * 100)
+
+
+def group(audio: np.ndarray, sr: int, params: FeatureParams, shared: dict[str, Any]) -> np.ndarray:
+    """The ``indices`` group, vectorised (``feature_groups``); leaves its power spectrogram in ``shared["psd"]``
+    for the spectral statistics of the same signal."""
+    indices, shared["psd"] = indices_and_psd(audio, sr, params)
+    return indices

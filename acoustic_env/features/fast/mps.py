@@ -26,6 +26,8 @@ show; the tests hold the grid to 1e-4 (log10 units) of soundsig's.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import fft as sfft
 from scipy.fftpack import next_fast_len  # soundsig's choice: 5-smooth lengths
@@ -148,3 +150,8 @@ def mps_grid(audio: np.ndarray, sr: int, params: FeatureParams) -> np.ndarray:
     rows, cols = _bracketing(wf, gwf), _bracketing(wt, gwt)
     _, _, power = mps_power(spec_db, f, t, params.mps_window_s, rows, cols)
     return to_grid(wf[rows], wt[cols], power, params).ravel()
+
+
+def group(audio: np.ndarray, sr: int, params: FeatureParams, shared: dict[str, Any]) -> np.ndarray:
+    """The ``mps`` group, vectorised (``feature_groups``)."""
+    return mps_grid(audio, sr, params)

@@ -21,6 +21,7 @@ product over the frames (``_edge_bins``), so the STFT is still not taken twice.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
@@ -87,3 +88,9 @@ def spectral_stats(audio: np.ndarray, sxx: np.ndarray, sr: int, params: FeatureP
     mfcc = sfft.dct(log_mel, type=2, norm="ortho", axis=0)[: params.spectral_n_mfcc]  # librosa.feature.mfcc's DCT
     return statistics(log_mel, mfcc, shape(magnitude(audio, sxx, params.maad_nperseg, params.maad_noverlap), sr),
                       params)
+
+
+def group(audio: np.ndarray, sr: int, params: FeatureParams, shared: dict[str, Any]) -> np.ndarray:
+    """The ``spectral`` group, vectorised (``feature_groups``), on the power spectrogram the indices left in
+    ``shared["psd"]``."""
+    return spectral_stats(audio, shared["psd"], sr, params)

@@ -14,6 +14,7 @@ Non-finite values (a silent fg or bg has an undefined skewness, an entropy of
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -56,3 +57,13 @@ def maad_indices(audio: np.ndarray, sr: int, params: FeatureParams) -> np.ndarra
     values = np.concatenate([temporal[list(TEMPORAL_NAMES)].to_numpy(dtype=np.float64).ravel(),
                              spectral[list(SPECTRAL_NAMES)].to_numpy(dtype=np.float64).ravel()])
     return values
+
+
+def group(audio: np.ndarray, sr: int, params: FeatureParams, shared: dict[str, Any]) -> np.ndarray:
+    """The ``indices`` group's reference implementation (``feature_groups``)."""
+    return maad_indices(audio, sr, params)
+
+
+def metadata(params: FeatureParams) -> dict[str, Any]:
+    """The ``indices_<signal>`` columns' schema metadata."""
+    return {"shape": [len(INDEX_NAMES)], "names": list(INDEX_NAMES), "source": "scikit-maad alpha indices"}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -71,3 +72,16 @@ def mps_grid(audio: np.ndarray, sr: int, params: FeatureParams) -> np.ndarray:
         return np.zeros(params.mps_n_wf * params.mps_n_wt)
     wf, wt, power = soundsig_mps(audio, sr, params)
     return to_grid(wf, wt, power, params).ravel()
+
+
+def group(audio: np.ndarray, sr: int, params: FeatureParams, shared: dict[str, Any]) -> np.ndarray:
+    """The ``mps`` group's reference implementation (``feature_groups``)."""
+    return mps_grid(audio, sr, params)
+
+
+def metadata(params: FeatureParams) -> dict[str, Any]:
+    """The ``mps_<signal>`` columns' schema metadata: the grid's shape and axes."""
+    wf, wt = mps_axes(params)
+    return {"shape": [len(wf), len(wt)], "layout": "row-major [wf, wt]",
+            "axes": {"wf_cycles_per_hz": wf.tolist(), "wt_hz": wt.tolist()}, "values": "log10 modulation power",
+            "source": "soundsig mps"}

@@ -19,6 +19,8 @@ UrbanSound8K study used them); ``spectral_names`` names each value.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from acoustic_env.config import FeatureParams
@@ -74,3 +76,18 @@ def spectral_stats(audio: np.ndarray, sr: int, params: FeatureParams) -> np.ndar
                             librosa.feature.spectral_rolloff(S=magnitude, sr=sr, n_fft=params.maad_nperseg,
                                                              roll_percent=ROLL_PERCENT)])
     return statistics(log_mel, librosa.feature.mfcc(S=log_mel, n_mfcc=params.spectral_n_mfcc), shape, params)
+
+
+def group(audio: np.ndarray, sr: int, params: FeatureParams, shared: dict[str, Any]) -> np.ndarray:
+    """The ``spectral`` group's reference implementation (``feature_groups``)."""
+    return spectral_stats(audio, sr, params)
+
+
+def metadata(params: FeatureParams) -> dict[str, Any]:
+    """The ``spectral_<signal>`` columns' schema metadata."""
+    names = spectral_names(params)
+    return {"shape": [len(names)], "names": names,
+            "values": "dB: log-mel band and MFCC statistics over frames; Hz: spectral centroid, bandwidth and "
+                      f"roll-off ({ROLL_PERCENT:.0%}) over frames",
+            "mel_hz": mel_centres_hz(params).tolist(),
+            "source": "librosa log-mel, MFCC, spectral centroid, bandwidth and roll-off"}

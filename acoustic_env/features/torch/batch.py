@@ -24,15 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from acoustic_env import feature_groups
 from acoustic_env.config import SIGNALS, FeatureParams
 from acoustic_env.features import LOGMEL_STAGE, feature_stages
 from acoustic_env.features.logmel import COLUMN as LOGMEL
 from acoustic_env.features.torch import buckets
-from acoustic_env.features.torch import indices as torch_indices
 from acoustic_env.features.torch import logmel as torch_logmel
-from acoustic_env.features.torch import mps as torch_mps
 from acoustic_env.features.torch import separation as torch_separation
-from acoustic_env.features.torch import spectral as torch_spectral
 from acoustic_env.table import embedding_column
 
 #: (column, the batch's rows it holds, its [rows, width] tensor on the device)
@@ -144,17 +142,13 @@ def _feature_matrices(features: Results, values: list[np.ndarray], n: int) -> di
 
 
 def _signal_features(x: torch.Tensor, sr: int, params: FeatureParams, seconds: dict[str, float], dev: torch.device):
-    """(stage, [clips, width] tensor) for one signal of a length group, each stage timed."""
-    with _timed(seconds, "indices", dev):
-        indices, sxx = torch_indices.indices_and_psd(x, sr, params)
-    yield "indices", indices
-    if params.spectral:
-        with _timed(seconds, "spectral", dev):
-            spectral = torch_spectral.spectral_stats(x, sxx, sr, params)
-        yield "spectral", spectral
-    with _timed(seconds, "mps", dev):
-        grid = torch_mps.mps_grid(x, sr, params)
-    yield "mps", grid
+    """(group, [clips, width] tensor) for one signal of a length group: each group the params turn on
+    (``feature_groups``: its ``torch`` implementation), each timed, sharing one dict as ``cpu_features`` does."""
+    shared: dict[str, Any] = {}
+    for group in feature_groups.specs(params):
+        with _timed(seconds, group.name, dev):
+            value = group.implementation("torch")(x, sr, params, shared)
+        yield group.name, value
 
 
 class _timed:

@@ -19,6 +19,7 @@ is the one index taken on the host, per clip, from its 512-value mean spectrum.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import numpy as np
 import torch
@@ -414,3 +415,10 @@ def _run_max(labels: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
     best = best.scatter_reduce(0, flat, labels.flatten(), "amax")
     best[0] = 0.0
     return best[flat].view(labels.shape)
+
+
+def group(x: torch.Tensor, sr: int, params: FeatureParams, shared: dict[str, Any]) -> torch.Tensor:
+    """The ``indices`` group of a batch (``feature_groups``); leaves the batch's power spectrograms in
+    ``shared["psd"]`` for the spectral statistics."""
+    indices, shared["psd"] = indices_and_psd(x, sr, params)
+    return indices

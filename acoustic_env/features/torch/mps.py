@@ -10,6 +10,8 @@ axis). Single precision, like the fast path's FFTs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from scipy.fftpack import next_fast_len
@@ -102,3 +104,8 @@ def _weights(native: np.ndarray, targets: np.ndarray, device: torch.device) -> t
     m[np.arange(targets.size), i] = 1.0 - w
     m[np.arange(targets.size), i + 1] += w
     return torch.as_tensor(m, device=device)
+
+
+def group(x: torch.Tensor, sr: int, params: FeatureParams, shared: dict[str, Any]) -> torch.Tensor:
+    """The ``mps`` group of a batch (``feature_groups``)."""
+    return mps_grid(x, sr, params)

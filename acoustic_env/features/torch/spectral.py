@@ -9,6 +9,8 @@ square root, its three changed bins recomputed from the frames).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from scipy import fft as sfft
@@ -50,3 +52,9 @@ def spectral_stats(x: torch.Tensor, sxx: torch.Tensor, sr: int, params: FeatureP
     measures = shape(x, sxx, sr, params)
     spread = torch.stack([measures.mean(dim=-1), measures.std(dim=-1, correction=0)], dim=2).flatten(1)
     return torch.cat([*parts, mfcc.mean(dim=-1), mfcc.std(dim=-1, correction=0), spread], dim=1)
+
+
+def group(x: torch.Tensor, sr: int, params: FeatureParams, shared: dict[str, Any]) -> torch.Tensor:
+    """The ``spectral`` group of a batch (``feature_groups``), on the spectrograms the indices left in
+    ``shared["psd"]``."""
+    return spectral_stats(x, shared["psd"], sr, params)

@@ -7,7 +7,9 @@ random AudioSet clips are). The **suspects** list was chosen because the audit
 thought those labels wrong, so its share of correct labels is far below the
 collection's; what it measures is the false-alarm rate of the flags
 (1 − accuracy there = the precision of the audit's flags). The two samples are
-therefore never pooled: an estimate is for one ``sample`` at a time.
+therefore never pooled: an estimate is for one ``sample`` at a time. That is also what keeps it unbiased
+whatever order the review queue took (``--review-order``): the random sample is drawn apart from the queue
+(tests/test_review_order.py simulates it over many draws for every order).
 
 Verdicts: ``correct`` and ``wrong`` count, ``unsure`` is left out of ``n``.
 A verdict may also carry ``corrected_label`` (the class(es) the reviewer heard

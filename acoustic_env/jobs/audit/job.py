@@ -44,7 +44,9 @@ from acoustic_env.jobs.labelled import grouped_folds, read_labelled
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.record import Run, lifecycle, package_versions, write_record
 from acoustic_env.jobs.results import AuditResult
+from acoustic_env.labels.label_list import label_list_line
 from acoustic_env.learn.feature_sets import ALL, candidate_sets
+from acoustic_env.learn.review_order import embed
 from acoustic_env.storage import filesystem, join, write_parquet
 from acoustic_env.table import FeatureSet, metadata_json
 
@@ -72,8 +74,9 @@ def suspect_ranks(flagged: np.ndarray, quality: np.ndarray) -> np.ndarray:
 
 
 def audit_table(data: FeatureSet, task: Task, folds: np.ndarray, probs: np.ndarray, issues: LabelIssues,
-                meta: dict[str, Any]) -> pa.Table:
-    """The audit table, sorted by ``suspect_rank``."""
+                meta: dict[str, Any], embedding: np.ndarray | None = None) -> pa.Table:
+    """The audit table, sorted by ``suspect_rank``; ``embedding`` (the features' PCA, ``learn/review_order.py``)
+    is kept so that the review server can re-rank the queue without reading the features again."""
     ranks = suspect_ranks(issues.flagged, issues.quality)
     cols: dict[str, Any] = {c: data.clips[c] for c in data.clips.column_names}
     cols["fold"] = pa.array(folds.astype(np.int16))
@@ -84,6 +87,8 @@ def audit_table(data: FeatureSet, task: Task, folds: np.ndarray, probs: np.ndarr
     cols["label_quality"] = pa.array(issues.quality.astype(np.float64))
     cols["flagged"] = pa.array(issues.flagged)
     cols["suspect_rank"] = pa.array(ranks)
+    if embedding is not None:
+        cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(embedding.ravel()), embedding.shape[1])
     table = pa.table(cols).replace_schema_metadata(metadata_json(meta))
     return table.take(pa.array(np.argsort(ranks, kind="stable")))
 
@@ -153,7 +158,8 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
     """The job's work once its record is written; the summary."""
     audit_id, summary = run.run_id, run.record
     labelled = read_labelled(cfg.features, cfg.task, cfg.ontology, partial(_any_clips, cfg),
-                             feature_groups=cfg.feature_groups, include_random_weights=cfg.include_random_weights)
+                             feature_groups=cfg.feature_groups, include_random_weights=cfg.include_random_weights,
+                             labels=cfg.labels)
     task, data, duplicates = labelled.task, labelled.features, labelled.duplicates
     X = data.matrix()
     log.info("audit %s: %d clips, %d features from %s", audit_id, *X.shape, list(data.columns))  # pragma: no mutate
@@ -179,6 +185,7 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
         folds={"k": cfg.folds, "grouped": data.has_groups, "sizes": np.bincount(folds).tolist()},
         counts={"audited": len(data), "flagged": int(issues.flagged.sum()), **data.excluded["rows"]},
         duplicates=duplicates.counts,
+        label_list=labelled.label_list,
         model={"requested": cfg.classifier, "chosen": chosen, "log_loss": losses,
                "rule": "lowest out-of-fold log loss against the given labels" if cfg.classifier == AUTO
                else "as requested",
@@ -191,7 +198,8 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
     )
     meta = {"audit_id": audit_id, "task": summary["task"]["name"], "kind": task.kind,
             "classes": list(task.class_names), "model": chosen, "folds": cfg.folds, "seed": cfg.seed}
-    table = duplicates.label_disagreements(audit_table(data, task, folds, probs, issues, meta))
+    embedding = embed(inputs.get(feature_set, X), seed=cfg.seed)
+    table = duplicates.label_disagreements(audit_table(data, task, folds, probs, issues, meta, embedding))
     write_parquet(table, join(cfg.output, TABLE))
     if wrong is not None:
         summary["truth"] = against_truth(table, wrong, cfg.review_top)
@@ -226,6 +234,7 @@ def summary_lines(result: AuditResult) -> list[str]:
              + ", ".join(f"{k} {v['estimated_wrong_share']:.1%}"
                          + (f" [{v['interval'][0]:.1%}, {v['interval'][1]:.1%}]" if v.get("interval") else "")
                          + f" of {v['given']}" for k, v in noise["per_class"].items()),
+             *label_list_line(summary.get("label_list")),
              f"  table: {result.table}  summary: {summary['outputs']['summary']}"]
     if len(model["log_loss"]) > 1:
         lines.insert(1, f"  model: {model['chosen']} ({model['rule']}: "

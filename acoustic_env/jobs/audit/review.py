@@ -1,4 +1,8 @@
-"""The review page: the top suspects and a random sample, each with a spectrogram, a player and verdict buttons.
+"""The review page: the review queue and a random sample, each clip with a spectrogram, a player and verdict buttons.
+
+The queue holds the first ``review_top`` clips in the audit's ``review_order`` (``learn/review_order.py``; the
+suspects by default), each with why it was picked; under ``--serve`` an adaptive order re-ranks it as verdicts
+come (``queue.py``). The random sample is drawn apart from the queue, whatever its order.
 
 A reviewer goes through a few hundred clips, so the page is built for the
 keyboard (play, verdict, right class, note, next unreviewed) with filters by
@@ -43,10 +47,17 @@ from acoustic_env.audio.manifest import YTID
 from acoustic_env.config import DecodeParams
 from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.errors import AuditError, ClipError
+from acoustic_env.learn.review_order import ADAPTIVE, Pick, Pool, next_batch
 from acoustic_env.storage import filesystem, join, redact
 
 REVIEW_DIR = "review"
 PAGE = "index.html"
+#: The clips the review server's re-ranked queue reached beyond the page's own (their assets written on demand):
+#: verdicts about them count like those about the page's clips (:func:`page_items`).
+QUEUE_FILE = "queue.json"
+#: Verdicts between two re-rankings of an adaptive queue (``ADAPTIVE``): the page asks the server for the next
+#: batch after this many.
+BATCH = 10
 _DECODE = DecodeParams(min_duration_s=0.05)
 #: Where the time axis sits in the spectrogram PNG (figure fractions left, bottom, width, height):
 #: the pages draw their playhead over it, so it is handed to them rather than measured there.
@@ -133,16 +144,36 @@ def write_assets(row: dict[str, Any], review_dir: str) -> dict[str, Any]:
     return {"audio": f"assets/{stem}.ogg", "image": f"assets/{stem}.png", "error": None}
 
 
-def choose_items(table: pa.Table, top: int, random_sample: int, seed: int) -> tuple[list[int], list[int]]:
-    """Row indices of the top suspects (by ``suspect_rank``) and of a uniform random sample of all clips.
+def review_pool(table: pa.Table, class_names: tuple[str, ...], kind: str) -> Pool:
+    """What the review order chooses from (``learn/review_order.py``), read from an audit table.
 
-    The sample stays in its random order: sorted by rank it would show the suspects first.
+    An audit written before the table kept its ``embedding`` falls back to the probabilities as the space
+    ``diverse`` covers (the order still runs; its coverage is then of the model's opinions, not of the sounds).
     """
-    ranks = np.asarray(table["suspect_rank"].to_numpy())
-    suspects = np.argsort(ranks, kind="stable")[:top].tolist()
+    given_sets = table["given_labels"].to_pylist()
+    if kind == "single_label":
+        given = np.array([class_names.index(g[0]) for g in given_sets], dtype=np.int64)
+    else:
+        given = np.array([[int(c in g) for c in class_names] for g in given_sets], dtype=np.int64)
+    probs = np.column_stack([table[f"prob_{c}"].to_numpy() for c in class_names]).astype(np.float64)
+    embedding = (np.stack(table["embedding"].to_numpy(zero_copy_only=False)) if "embedding" in table.column_names
+                 else probs)
+    return Pool(probs=probs, given=given, embedding=embedding, quality=table["label_quality"].to_numpy(),
+                flagged=table["flagged"].to_numpy(zero_copy_only=False))
+
+
+def choose_items(table: pa.Table, top: int, random_sample: int, seed: int, class_names: tuple[str, ...],
+                 kind: str = "single_label", order: str = "suspect") -> tuple[list[Pick], list[int]]:
+    """The first ``top`` clips of the review queue in ``order`` (rows, each with why it was picked: the
+    ``suspect`` order is the audit's ``suspect_rank``) and the row indices of a uniform random sample of all clips.
+
+    The sample stays in its random order: sorted by rank it would show the suspects first. It is drawn apart from
+    the queue, whatever its order, so that the accuracy estimate from it stays unbiased.
+    """
+    queue = next_batch(order, review_pool(table, class_names, kind), n=top, seed=seed) if top else []
     rng = np.random.default_rng([seed, 0xA0D1])
     sample = rng.choice(table.num_rows, size=min(random_sample, table.num_rows), replace=False).tolist()
-    return suspects, sample
+    return queue, sample
 
 
 def _item(row: dict[str, Any], class_names: tuple[str, ...], assets: dict[str, Any]) -> dict[str, Any]:
@@ -154,19 +185,38 @@ def _item(row: dict[str, Any], class_names: tuple[str, ...], assets: dict[str, A
             "probs": {c: round(float(row[f"prob_{c}"]), 4) for c in class_names}, **assets}
 
 
+def queue_item(row: dict[str, Any], class_names: tuple[str, ...], assets: dict[str, Any],
+               reason: str) -> dict[str, Any]:
+    """A clip of the review queue as the page shows it: :func:`_item` and why the order picked it."""
+    return {**_item(row, class_names, assets), "reason": reason}
+
+
 def page_items(review_dir: str) -> frozenset[tuple[str, str]]:
     """The (sample, clip_id) pairs the review page at ``review_dir`` shows: the only clips a verdict may be about.
 
     Read back from the data the page inlines (:func:`render_page`), so an audit
     reviewed before this existed needs nothing new.
     """
+    data = inlined_data(review_dir)
+    added = [item["clip_id"] for item in queued(review_dir)]
+    return frozenset([(sample, item["clip_id"]) for sample in ("suspects", "random") for item in data[sample]]
+                     + [("suspects", clip_id) for clip_id in added])
+
+
+def inlined_data(review_dir: str) -> dict[str, Any]:
+    """The data :func:`render_page` inlined in the review page at ``review_dir``."""
     fs, path = filesystem(join(review_dir, PAGE))
     match = _PAGE_DATA.search(fs.cat_file(path).decode("utf-8"))
     if match is None:
         raise AuditError(f"audit: {join(review_dir, PAGE)} holds no audit data; rebuild it with "
                          "`acoustic-env audit-review --review-top N`")
-    data = json.loads(match.group(1))
-    return frozenset((sample, item["clip_id"]) for sample in ("suspects", "random") for item in data[sample])
+    return json.loads(match.group(1))
+
+
+def queued(review_dir: str) -> list[dict[str, Any]]:
+    """The clips the review server added to the queue after the page was built (``QUEUE_FILE``), as page items."""
+    fs, path = filesystem(join(review_dir, QUEUE_FILE))
+    return json.loads(fs.cat_file(path)) if fs.exists(path) else []
 
 
 #: JSON's own escapes for the characters HTML reads inside a script element: a clip id or label from someone
@@ -186,7 +236,9 @@ def build_review(table: pa.Table, summary: dict[str, Any], output: str, top: int
     """Write ``<output>/review/`` (page + assets) for ``table`` (the audit table); return the page's URI."""
     review_dir = join(output, REVIEW_DIR)
     class_names = tuple(summary["task"]["classes"])
-    suspects, sample = choose_items(table, top, random_sample, seed)
+    order = summary["config"].get("review_order", "suspect")  # an audit from before the orders: today's
+    queue, sample = choose_items(table, top, random_sample, seed, class_names, summary["task"]["kind"], order)
+    suspects = [p.index for p in queue]
     chosen = sorted(set(suspects) | set(sample))
     rows = dict(zip(chosen, table.take(pa.array(chosen, pa.int64())).to_pylist()))
     assets = {i: write_assets(rows[i], review_dir) for i in chosen}
@@ -198,7 +250,8 @@ def build_review(table: pa.Table, summary: dict[str, Any], output: str, top: int
         "folds": summary["config"]["folds"],
         "n_clips": summary["counts"]["audited"], "n_flagged": summary["counts"]["flagged"],
         "estimated_wrong_share": noise["estimated_wrong_share"], "per_class": noise["per_class"],
-        "suspects": [_item(rows[i], class_names, assets[i]) for i in suspects],
+        "review_order": order, "adaptive": order in ADAPTIVE, "batch": BATCH, "seed": seed,
+        "suspects": [queue_item(rows[p.index], class_names, assets[p.index], p.reason) for p in queue],
         "random": [_item(rows[i], class_names, assets[i]) for i in sample],
     }
     page_uri = join(review_dir, PAGE)

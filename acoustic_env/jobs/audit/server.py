@@ -18,7 +18,9 @@ which a cross-site page cannot send without a preflight that is never answered.
 The server stamps each verdict with its own clock (a client's ``time`` is ignored),
 and a new verdict replaces the stored one whatever time the file gives it, so no
 verdict dated in the future, posted or already in the file, can outlast later ones.
-It takes verdicts only for the clips on the page, in the sample they are shown in. One server per audit:
+``GET api/next?n=10`` (same Host and Origin rules) hands out the next clips of the review queue by the audit's
+order, re-ranked on the verdicts so far (queue.py); a clip it reaches beyond the page joins the page's queue.
+It takes verdicts only for the clips on the page (or so added), in the sample they are shown in. One server per audit:
 a second one on the same audit stops with one line (:class:`ReviewLock`), so two
 never keep diverging copies of ``verdicts.json``.
 """
@@ -34,11 +36,12 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import latest, load_json, normalize_verdict
-from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR, page_items
+from acoustic_env.jobs.audit.queue import MAX_BATCH, ReviewQueue
+from acoustic_env.jobs.audit.review import BATCH, PAGE, REVIEW_DIR, page_items
 from acoustic_env.storage import filesystem, is_local, join, read_json, write_json
 
 VERDICTS_FILE = "verdicts.json"
@@ -78,6 +81,11 @@ class VerdictStore:
     def all(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._records)
+
+    def allow(self, clip_ids: list[str]) -> None:
+        """Take verdicts about these clips of the queue too (the review order reached them after the page was built)."""
+        with self._lock:
+            self.known = self.known | {("suspects", c) for c in clip_ids}
 
     def add(self, records: list[dict[str, Any]]) -> int:
         clean = [{**normalize_verdict(r), "time": server_time()} for r in records]
@@ -131,7 +139,8 @@ class ReviewLock:
         fs.rm_file(path)
 
 
-def make_handler(review_dir: str, store: VerdictStore, own: set[str]) -> type[BaseHTTPRequestHandler]:
+def make_handler(review_dir: str, store: VerdictStore, own: set[str],
+                 queue: ReviewQueue) -> type[BaseHTTPRequestHandler]:
     """The request handler; ``own``: this server's ``host:port`` names (filled in once the port is bound)."""
     fs, base = filesystem(review_dir)
 
@@ -175,6 +184,8 @@ def make_handler(review_dir: str, store: VerdictStore, own: set[str]) -> type[Ba
             path = unquote(urlsplit(self.path).path).lstrip("/") or PAGE
             if path == "api/verdicts":
                 return self._json(HTTPStatus.OK, store.all())
+            if path == "api/next":
+                return self._next()
             clean = posixpath.normpath(path)
             if clean.startswith("..") or clean.startswith("/"):
                 return self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
@@ -195,6 +206,19 @@ def make_handler(review_dir: str, store: VerdictStore, own: set[str]) -> type[Ba
                 return self._send(HTTPStatus.PARTIAL_CONTENT, data[start:end + 1], ctype,
                                   {"Content-Range": f"bytes {start}-{end}/{len(data)}", "Accept-Ranges": "bytes"})
             self._send(HTTPStatus.OK, data, ctype, {"Accept-Ranges": "bytes"})
+
+        def _next(self) -> None:
+            """The next batch of the review queue (``?n=``, default BATCH), re-ranked on the verdicts so far."""
+            asked = parse_qs(urlsplit(self.path).query).get("n", [str(BATCH)])[0]
+            if not asked.isdigit() or not 0 < int(asked) <= MAX_BATCH:
+                return self._json(HTTPStatus.BAD_REQUEST, {"error": f"n: must be a whole number from 1 to {MAX_BATCH}, "
+                                                                    f"got {asked!r}"})
+            try:
+                found = queue.next(store.all(), int(asked))
+            except AuditError as exc:
+                return self._json(HTTPStatus.CONFLICT, {"error": str(exc)})
+            store.allow([item["clip_id"] for item in found["added"]])
+            self._json(HTTPStatus.OK, found)
 
         def do_POST(self) -> None:  # noqa: N802
             if self._foreign():
@@ -245,9 +269,12 @@ def make_server(audit_output: str, port: int = 0) -> ReviewServer:
     lock = ReviewLock(verdicts_uri(audit_output))
     lock.acquire()
     try:
+        from acoustic_env.jobs.audit.job import TABLE
+
         store = VerdictStore(verdicts_uri(audit_output), page_items(review_dir))
         own: set[str] = set()
-        return ReviewServer(port, make_handler(review_dir, store, own), own, lock)
+        queue = ReviewQueue(join(audit_output, TABLE), review_dir)
+        return ReviewServer(port, make_handler(review_dir, store, own, queue), own, lock)
     except BaseException:
         lock.release()
         raise

@@ -38,10 +38,11 @@ from acoustic_env.learn.cv import report as cv_report
 from acoustic_env.learn.feature_sets import FeatureSearch, candidate_sets, choose_set
 from acoustic_env.learn.fit import HISTORY
 from acoustic_env.learn.metrics import evaluate, headline, intervals
-from acoustic_env.learn.params import PARAMS as ZOO_PARAMS
-from acoustic_env.learn.search import SearchPlan, SearchRecord
+from acoustic_env.candidates import PARAMS as ZOO_PARAMS
+from acoustic_env.candidates import get as spec
+from acoustic_env.learn.tuning import SearchPlan, SearchRecord
 from acoustic_env.learn.splits import leaks
-from acoustic_env.learn.zoo import LINEAR, make_estimator
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
 
 GRID_REASON = "not in the grid's winning cell"
@@ -74,7 +75,7 @@ def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
              if n["asked"] and min(len(t) for t in n["trials"]) < n["asked"]]
     spaces = [f"{m}: " + ", ".join(f"{k} {r}" for k, r in n["space"].items()) for m, n in nested.items()
               if n["space"]]
-    fixed = [m for m in candidates if m not in nested and m not in LINEAR]
+    fixed = [m for m in candidates if m not in nested and not spec(m).searches_itself]
     note = (f"Nested search, scored by grouped cross-validation on each outer fold's training clips only: "
             f"{'; '.join(done)}." if done else "No grouped search.")
     if spaces:
@@ -82,7 +83,7 @@ def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
                  f"--seed) from its space: {'; '.join(spaces)}.")
     if short:
         note += f" {'; '.join(short)}."
-    for m in (m for m in LINEAR if m in candidates and m not in nested):  # multi-label, or too few groups
+    for m in (m for m in candidates if spec(m).searches_itself and m not in nested):  # multi-label, or too few groups
         note += f" {m}'s C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
     if fixed:
         note += f" {', '.join(fixed)} at fixed hyper-parameters."
@@ -109,8 +110,8 @@ def _in_memory(cfg: TrainConfig, features: FeatureSet, field: str) -> None:
 
 
 def _images(candidates: list[str], features: FeatureSet) -> dict[str, np.ndarray]:
-    """The CNN's own inputs (its images) when it is a candidate: ``learn.cv.cross_validate``'s ``inputs``."""
-    return {"cnn": image_inputs(features)} if "cnn" in candidates else {}
+    """The image candidates' own inputs (the log-mel images): ``learn.cv.cross_validate``'s ``inputs``."""
+    return {m: image_inputs(features) for m in candidates if spec(m).inputs == "images"}
 
 
 def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[FeatureSet, dict]:
@@ -247,7 +248,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         shap.update({saved: explained} if explained else {})  # the SVM and kNN: no SHAP explainer of their own
         timings["shap_s"] = time.time() - t
     weighed = {}  # coefficient and impurity importances of the linear models and the forest, fitted on all clips
-    for m in (m for m in candidates if m in (*LINEAR, "forest")):
+    for m in (m for m in candidates if spec(m).importance):
         model = fitted if m == saved else make_estimator(m, kind, k, cfg.seed, CV_THREADS, search=plan).fit(
             x, features.y, groups=features.groups)
         weighed.update({m: weights} if (weights := importances(model, transforms)) else {})

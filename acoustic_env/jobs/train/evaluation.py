@@ -22,7 +22,7 @@ from acoustic_env.jobs.train.explain import mlp_attributions
 from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.portable import Portable, from_zoo
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
-from acoustic_env.learn.window import IMAGE_COLUMN, stack_images, window_frames
+from acoustic_env.learn.image_input import IMAGE_COLUMN, stack_images, window_frames
 from acoustic_env.learn.splits import NAMES
 from acoustic_env.learn.threads import blas_threads
 from acoustic_env.learn.transform import GroupTransform, transform_all
@@ -61,7 +61,7 @@ def class_balance(cfg: TrainConfig) -> Balance:
 
 def image_inputs(features: FeatureSet) -> np.ndarray:
     """The CNN's inputs: each clip's log-mel image (the table's ``logmel``, in the clips' order) at the model's
-    window, the clips' median length (``learn.window.stack_images``), as [clips, bands, frames] float32.
+    window, the clips' median length (``learn.image_input.stack_images``), as [clips, bands, frames] float32.
 
     The column is read whole into this process (8 bits a cell, 64 kB a 10-s clip), as cross-validation holds
     the feature matrix; a clip without an image stops the job with one line naming it.

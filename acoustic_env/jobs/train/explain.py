@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from acoustic_env.learn.transform import GroupTransform
-from acoustic_env.learn.zoo import LINEAR, ZooClassifier
+from acoustic_env.learn.zoo import ZooClassifier
 from acoustic_env.table import GroupInfo
 
 
@@ -121,14 +121,15 @@ def _members(fitted: ZooClassifier) -> list[Any]:
 
 def zoo_attributions(fitted: ZooClassifier, transforms: list[GroupTransform], x: np.ndarray,
                      top: int = 25) -> dict[str, Any] | None:
-    """TreeSHAP on the components for a fitted zoo model made of trees (XGBoost, the forest); None for others.
+    """TreeSHAP on the components for a fitted zoo model made of trees (its candidate's ``explainer``: XGBoost, the
+    forest); None for others.
 
     The forest saw its inputs standardised (a monotone map per component), so its
     attributions are those of the components.
     """
-    if fitted.model_ is None or fitted.name not in ("xgboost", "forest"):
+    if fitted.model_ is None or fitted.spec.explainer != "trees":
         return None
-    if fitted.name == "xgboost":
+    if not hasattr(fitted.model_, "steps"):  # a booster of its own, not a scikit-learn pipeline
         return tree_attributions(fitted.model_, transforms, x, top)
     import shap
 
@@ -138,12 +139,12 @@ def zoo_attributions(fitted: ZooClassifier, transforms: list[GroupTransform], x:
 
 
 def importances(fitted: ZooClassifier, transforms: list[GroupTransform], top: int = 25) -> dict[str, Any] | None:
-    """A logistic regression's |coefficients| or a forest's impurity importances per component and group (None for
-    another model, or one fitted on fewer than two classes)."""
-    if fitted.model_ is None or fitted.name not in (*LINEAR, "forest"):
+    """A linear model's |coefficients| or a forest's impurity importances per component and group, as its candidate
+    declares (``importance``; None for another model, or one fitted on fewer than two classes)."""
+    if fitted.model_ is None or fitted.spec.importance is None:
         return None
     members = _members(fitted)
-    if fitted.name == "forest":
+    if fitted.spec.importance == "impurity":
         values, method = np.mean([m.feature_importances_ for m in members], axis=0), "impurity (Gini) importance"
     else:  # on standardised components: the change in log-odds per standard deviation
         values = np.mean([np.abs(m.coef_).mean(axis=0) for m in members], axis=0)

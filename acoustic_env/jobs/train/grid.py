@@ -6,7 +6,7 @@ noisereduce foreground, the background, or all three), a model on that
 embedder's embeddings of those signals plus the acoustic indices and the MPS
 of the same signals, compared on ROC AUC. Here each cell is the train job's
 cross-validation on the cell's feature groups: the same outer folds for every
-cell, every candidate model with its own nested search (``learn.search``), the
+cell, every candidate model with its own nested search (``learn.tuning``), the
 cell's figure that of its model of record, with a group bootstrap interval.
 
 The winning cell's feature groups then go through the ordinary train job, so
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
 
+from acoustic_env import feature_groups
 from acoustic_env.config import SIGNALS, ConfigError
 from acoustic_env.embedders import registry
 from acoustic_env.table import FeatureSet, embedding_column
@@ -37,8 +38,9 @@ if TYPE_CHECKING:  # the dry run reads the grid's cells without torch (learn.cv'
     from acoustic_env.learn.cv import CVResult
 
 NONE = "none"
-#: The hand-made sources of every cell (``--feature-groups`` replaces them): the study's indices and MPS.
-HAND_MADE = ("indices", "mps")
+#: The hand-made sources of every cell (``--feature-groups`` replaces them): the groups declared ``in_grid``, the
+#: study's indices and MPS.
+HAND_MADE = feature_groups.names(lambda group: group.in_grid)
 #: ``all`` is every signal at once, the study's fourth set.
 ALL = "all"
 
@@ -81,7 +83,7 @@ def check_columns(grid: list[Cell], features: FeatureSet) -> None:
         for column in (c for c in cell.groups if c not in have):
             raw_embedding = cell.embedder != NONE and column == embedding_column(cell.embedder, "raw")
             why = (f"it was left out ({left_out[column]})" if column in left_out else "the table has no such column"
-                   + ("" if raw_embedding or column.startswith(HAND_MADE) else
+                   + ("" if raw_embedding or column.startswith(tuple(feature_groups.names())) else
                       " (embeddings of the fg and bg signals need extract --embed-signals)"))
             raise ConfigError(f"{'grid_embedders' if raw_embedding else 'grid_signals'}: cell {cell.name} needs "
                               f"column {column}: {why}")

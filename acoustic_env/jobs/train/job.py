@@ -43,6 +43,7 @@ from acoustic_env.jobs.train.gap import generalisation_gap
 from acoustic_env.jobs.train.grid import grid_lines
 from acoustic_env.jobs.train.report import write_report
 from acoustic_env.jobs.train.split import run_split
+from acoustic_env.labels.label_list import label_list_line
 from acoustic_env.learn.artifact import save_model, table_description
 from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
@@ -90,7 +91,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     t = time.time()
     labelled = read_labelled(cfg.features, cfg.task, cfg.ontology, partial(_enough_clips, cfg),
                              feature_groups=cfg.read_groups(), signals=cfg.signals,
-                             include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30)
+                             include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30,
+                             labels=cfg.labels)
     task, features, duplicates = labelled.task, labelled.features, labelled.duplicates
     if cfg.balanced_sampler and task.kind == "multi_label":
         raise ConfigError(f"balanced_sampler: draws clips by their one class, so single-label tasks only; "
@@ -162,9 +164,10 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "class_balance": {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
                           "saved_model": balance.describe(out.evaluation["saved_model"], task.kind)},
         "config": cfg.to_dict(), "versions": run.record["versions"], "run_id": run_id,
-        **table_description(cfg.features)}),
+        "label_list": labelled.label_list, **table_description(cfg.features)}),
         features.feature_groups)
     return run.complete(counts=counts, timings=timings, groups=groups, search=results["search"],
+                        label_list=labelled.label_list,
                         evaluation=out.evaluation, metrics={m: slim(r["test"]) for m, r in models.items()},
                         adjusted_accuracy=adjusted, model=model_uri, report=report_uri, grid=grid)
 
@@ -236,6 +239,7 @@ def summary_lines(result: TrainResult) -> list[str]:
         lines.append(f"  near-duplicates: {duplicates['groups_before']} groups merged into "
                      f"{duplicates['groups_after']} so that copies stay on one side of every fold or split")
         lines += [f"    {line}" for line in merge_lines(duplicates)]
+    lines += label_list_line(result.record.get("label_list"))
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, m in result.metrics.items():
         ci = ev["models"][name]["intervals"]

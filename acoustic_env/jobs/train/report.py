@@ -168,23 +168,21 @@ def figures(results: dict[str, Any]) -> dict[str, bytes]:
                                      if results["task"]["kind"] == "multi_label" else
                                      plots.confusion_png(r["test"]["confusion"], names, title))
     shap = results.get("shap") or {}
-    for model in ("mlp", "logreg"):
-        if model in shap and "features" in shap[model]:
-            feats = shap[model]["features"]
-            out["shap_features.png"] = plots.importance_png([f for f, _ in feats], [v for _, v in feats],
-                                                            f"{model}: original features (PCA mapped back)")
-            comps = shap[model]["components"]
-            out["shap_components.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
-                                                              f"{model}: model inputs (PCA components)")
-            for group, g in shap[model]["mps"].items():
-                out[f"shap_{group}.png"] = plots.mps_heatmap_png(np.asarray(g["values"]), g["wf_cycles_per_hz"],
-                                                                 g["wt_hz"], f"{model} attribution over {group}")
-            break
-    for model in ("xgboost", "forest"):
-        if model in shap:
-            comps = shap[model]["components"]
-            out[f"shap_{model}.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
-                                                            f"{model}: PCA components (TreeSHAP)")
+    gradient = [m for m, e in shap.items() if "features" in e][:1]  # the saved model's (one figure set)
+    for model in gradient:
+        feats = shap[model]["features"]
+        out["shap_features.png"] = plots.importance_png([f for f, _ in feats], [v for _, v in feats],
+                                                        f"{model}: original features (PCA mapped back)")
+        comps = shap[model]["components"]
+        out["shap_components.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
+                                                          f"{model}: model inputs (PCA components)")
+        for group, g in shap[model]["mps"].items():
+            out[f"shap_{group}.png"] = plots.mps_heatmap_png(np.asarray(g["values"]), g["wf_cycles_per_hz"],
+                                                             g["wt_hz"], f"{model} attribution over {group}")
+    for model in (m for m, e in shap.items() if "features" not in e):  # TreeSHAP: on the components alone
+        comps = shap[model]["components"]
+        out[f"shap_{model}.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],
+                                                        f"{model}: PCA components (TreeSHAP)")
     for model, imp in (results.get("importances") or {}).items():
         comps = imp["components"]
         out[f"importance_{model}.png"] = plots.importance_png([f for f, _ in comps], [v for _, v in comps],

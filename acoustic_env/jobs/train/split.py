@@ -50,9 +50,9 @@ from acoustic_env.learn.cv import best_of
 from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, intervals
 from acoustic_env.learn.mlp import architecture, predict_proba
-from acoustic_env.learn.params import PARAMS
-from acoustic_env.learn.portable import FORMATS, from_cnn, from_network, rebuild_network
-from acoustic_env.learn.search import SearchPlan
+from acoustic_env.candidates import FORMATS, PARAMS
+from acoustic_env.learn.portable import from_cnn, from_network, rebuild_network
+from acoustic_env.learn.tuning import SearchPlan
 from acoustic_env.learn.splits import DROPPED, NAMES, TEST, TRAIN, VAL, assign_splits, leaks, strata
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.storage import is_local, join

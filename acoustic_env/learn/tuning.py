@@ -12,7 +12,7 @@ searches once more on every clip for the saved model.
 The inner folds keep every group (source recording, or near-duplicates merged
 by the leakage guard) on one side of each split, as the outer folds do.
 
-What is searched is each model's space of ranges (``learn.params.SPACES``):
+What is searched is each model's space of ranges (``acoustic_env.candidates.SPACES``):
 the defaults first, then Optuna's TPE sampler, told each setting's score, for
 ``trials`` distinct settings. A setting the sampler proposes again is told its
 score again and not counted twice.
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 
-from acoustic_env.learn.params import Range, Space
+from acoustic_env.candidates.space import Range, Space
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -37,7 +37,7 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 class SearchPlan(NamedTuple):
-    """How large each model's search is: ``trials`` settings sampled from ``learn.params.SPACES`` (1: the defaults,
+    """How large each model's search is: ``trials`` settings sampled from ``acoustic_env.candidates.SPACES`` (1: the defaults,
     no search; logistic regression's C search runs regardless), each scored on ``inner_folds`` grouped folds."""
 
     trials: int = 1

@@ -1,4 +1,4 @@
-"""Every model's own search (``learn.search``): grouped CV on the rows being fitted, nested inside the outer folds.
+"""Every model's own search (``learn.tuning``): grouped CV on the rows being fitted, nested inside the outer folds.
 
 The done-when of issue 24: no search ever scores a trial on a clip of the fold
 that evaluates it, for logistic regression's C, xgboost and the MLP. The clip
@@ -14,9 +14,10 @@ import pytest
 from acoustic_env.learn import cv as cv_module
 from acoustic_env.learn.cv import cross_validate
 from acoustic_env.learn.portable import from_zoo
-from acoustic_env.learn.search import SearchPlan, grouped_search, inner_splits
+from acoustic_env.learn.tuning import SearchPlan, grouped_search, inner_splits
 from acoustic_env.learn.splits import assign_folds
-from acoustic_env.learn.params import SPACES, Space, one_of
+from acoustic_env.candidates import SPACES
+from acoustic_env.candidates.space import Space, one_of
 from acoustic_env.learn.zoo import PARAMS, ZooClassifier, make_estimator
 
 

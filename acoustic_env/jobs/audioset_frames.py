@@ -4,7 +4,7 @@ Reads ``<features>/frames/`` (written by ``recipe audioset-embeddings --keep-fra
 only segments with all ten frames), gives each clip the task's class (a clip the
 single-label task finds ambiguous or of no class is left out and counted), de-quantises
 the codes as the release documents, and compares the chosen models on one split
-(:mod:`acoustic_env.learn.frames`). The result is printed and written as JSON.
+(:mod:`acoustic_env.learn.audioset_frames`). The result is printed and written as JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from acoustic_env.vocabulary.tasks import load_task
 from acoustic_env.config import ConfigError
 from acoustic_env.config.audioset import FramesConfig
-from acoustic_env.learn.frames import DIM, N_FRAMES, compare
+from acoustic_env.learn.audioset_frames import DIM, N_FRAMES, compare
 from acoustic_env.jobs.audioset_embeddings import FRAMES, FRAMES_COLUMN, dequantize
 from acoustic_env.storage import join, read_parts, write_json
 

@@ -1,0 +1,74 @@
+"""``logreg`` and ``elasticnet``: standardised logistic regressions that choose their own strength on inner folds.
+
+``logreg``: L2 logistic regression whose strength C is chosen by an inner CV on log loss. With noisy labels the
+amount of regularisation decides whether the probabilities can be trusted, and the right amount depends on the number
+of clips and features. Given groups, the inner folds keep every group on one side (``Build.splits``), so the search
+never scores a C on a copy of a clip it was fitted on. It is also the audit's cross-fitted model and the CV ablations'
+(fitted per feature subset per fold), which is why it stays L2 with lbfgs.
+
+``elasticnet``: the same, searching the L1 share of the penalty (``l1_ratios``) with C (saga solver): the sparse
+linear model of the studies we follow. A candidate of its own rather than ``logreg``'s search, because saga costs a
+multiple of lbfgs there.
+
+Below two inner folds (the rarest class too small) each falls back to a fixed C (``fallback_C``) and the middle L1
+share. Saved as plain arrays (``learn.portable``'s ``linear`` form).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from acoustic_env.candidates.spec import Build, CandidateSpec, standardised
+
+
+def build(p: dict[str, Any], b: Build) -> Any:
+    """The standardised logistic regression of settings ``p``: C (and the L1 share) searched over ``b.splits`` (else
+    ``b.inner_folds`` ungrouped folds, bounded by the rarest class), or fixed below two folds."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+
+    cv: int | list[Any] = b.splits if b.splits is not None else min(b.inner_folds, b.smallest_class)
+    n_splits = cv if isinstance(cv, int) else len(cv)
+    ratios = p["l1_ratios"]
+    solver = "lbfgs" if max(ratios) == 0 else "saga"  # lbfgs has no L1 term
+    clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=tuple(ratios), cv=cv, scoring="neg_log_loss", solver=solver,
+                                max_iter=p["max_iter"], class_weight=p["class_weight"], random_state=b.seed,
+                                use_legacy_attributes=False) if n_splits >= 2
+           else LogisticRegression(C=p["fallback_C"], l1_ratio=ratios[len(ratios) // 2], solver=solver,
+                                   max_iter=p["max_iter"], class_weight=p["class_weight"], random_state=b.seed))
+    return standardised(clf, b)
+
+
+def record_search(fitted: Any, p: dict[str, Any], n_splits: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The C search as the other searches record theirs: the mean inner score per C (and per L1 share when more
+    than one is searched), and the setting chosen."""
+    clf, ratios = fitted[-1], p["l1_ratios"]
+    scores = np.asarray(clf.scores_).reshape(n_splits, len(ratios), -1).mean(axis=0)
+    share = len(ratios) > 1  # the elastic net: each setting is (C, L1 share)
+    trials = [{"params": {"C": float(c), **({"l1_ratio": float(r)} if share else {})}, "score": float(s)}
+              for r, row in zip(ratios, scores) for c, s in zip(clf.Cs_, row)]
+    return trials, {"C": float(clf.C_), **({"l1_ratio": float(clf.l1_ratio_)} if share else {})}
+
+
+def fixed(chosen: dict[str, Any]) -> dict[str, Any]:
+    """The chosen C (and L1 share) as one-value grids: a refit of the same setting, searching nothing."""
+    out = dict(chosen)
+    if "C" in out:
+        out["Cs"] = [out.pop("C")]
+        if "l1_ratio" in out:
+            out["l1_ratios"] = [out.pop("l1_ratio")]
+    return out
+
+
+_COMMON = {"build": build, "format": "linear", "searches_itself": True, "record_search": record_search,
+           "fixed": fixed, "importance": "coefficients"}
+# Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest class has too few clips
+# for an inner CV. l1_ratios: the penalty's L1 share (0: L2) searched with each C; the fallback takes the middle one.
+LOGREG = CandidateSpec("logreg", "L2 logistic regression, C chosen on inner folds", default=True,
+                       params={"Cs": list(np.logspace(-4, -1, 7)), "l1_ratios": [0.0], "fallback_C": 0.01,
+                               "max_iter": 2000, "class_weight": None}, **_COMMON)
+ELASTICNET = CandidateSpec("elasticnet", "elastic-net logistic regression, C and the L1 share chosen on inner folds",
+                           params={"Cs": list(np.logspace(-3, 0, 7)), "l1_ratios": [0.0, 0.5, 1.0],
+                                   "fallback_C": 0.1, "max_iter": 2000, "class_weight": None}, **_COMMON)
+SPECS = (LOGREG, ELASTICNET)

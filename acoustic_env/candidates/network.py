@@ -1,0 +1,35 @@
+"""``mlp``: the train job's network (``learn.mlp_estimator``) on the standardised components, saved as torch weights.
+
+``network`` holds its hyper-parameters: the defaults of the Ray Tune search too (``learn.fit.DEFAULT_PARAMS``). The
+search, the ablations and the final fit all build it here. It chooses no probability map: one learnt from inner
+networks trained on half the clips and stopped early on fewer made its out-of-fold ECE worse on the forest recordings
+and the demo alike (0.091 -> 0.138, 0.120 -> 0.144; benchmarks/feature_sets.py). Balanced classes reach it as loss
+weights, or as balanced batches (``balanced_sampler``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acoustic_env.candidates.space import Space, ints, numbers
+from acoustic_env.candidates.spec import Build, CandidateSpec
+from acoustic_env.registry import lazy
+
+_MLP = lazy("acoustic_env.learn.mlp_estimator", "MLPClassifier")
+
+
+def build(p: dict[str, Any], b: Build) -> Any:
+    """The network of settings ``p`` (it standardises its own inputs); torch threads as ``b.threads`` (None: one)."""
+    return _MLP(seed=b.seed, threads=b.threads, **p)
+
+
+# depth: hidden layers; width: units in each
+SPEC = CandidateSpec("mlp", "the train job's network (a multilayer perceptron)", build=build, format="torch",
+                     balance="network", default=True, calibrated=False,
+                     params={"val_fraction": 0.15, "max_rounds": 20, "patience": 4, "class_weight": None,
+                             "balanced_sampler": False,
+                             "network": {"depth": 2, "width": 128, "lr": 1e-3, "activation": "relu", "dropout": 0.2,
+                                         "weight_decay": 1e-4, "batch_size": 64}},
+                     space=Space({"depth": ints(1, 3), "width": ints(32, 512, log=True),
+                                  "dropout": numbers(0.0, 0.5), "weight_decay": numbers(1e-6, 1e-2, log=True),
+                                  "lr": numbers(1e-4, 1e-2, log=True)}, within="network"))

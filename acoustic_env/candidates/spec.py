@@ -1,0 +1,133 @@
+"""What every layer knows about a training candidate before it is built: its :class:`CandidateSpec`.
+
+A candidate is one module that states its facts and says how its estimator is built, as an embedder is
+(``embedders.spec``): its default settings, the space its search samples, the form a saved model keeps it in, how it
+weighs a rare class, whether it reads feature vectors or log-mel images, and the hooks the zoo calls where models
+differ (``learn.zoo.ZooClassifier`` runs them). Nothing here imports scikit-learn, XGBoost or torch: a config names
+the candidates (``--baselines``, ``--saved-model``) and ``acoustic-env --help`` lists them without loading any; a
+builder imports its library when it is first called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from acoustic_env.candidates.space import Space
+
+#: How a candidate weighs a rare class when train asks for balanced classes (``learn.balance``): ``weights``,
+#: ``class_weight`` in its settings; ``sample_weights``, per-row weights given to its ``fit``; ``network``, the torch
+#: network's loss weights or balanced sampler; ``none``, it cannot weigh classes.
+BALANCES = ("weights", "sample_weights", "network", "none")
+#: What a candidate reads: the table's feature vectors (after the per-group PCA), or its log-mel images.
+INPUTS = ("vectors", "images")
+#: The saved forms ``learn.portable`` writes and reads (None: the candidate cannot be the saved model).
+FORMATS = ("linear", "torch", "xgboost", "skops")
+#: How the train report explains a fitted candidate: ``trees`` (TreeSHAP on its components), else gradient SHAP
+#: through its saved form where it has a torch module (the linear models, the networks), else nothing.
+EXPLAINERS = ("trees",)
+#: The importances the report draws for a candidate fitted on all clips: ``coefficients`` (|coefficient| on the
+#: standardised components) or ``impurity`` (a forest's Gini importances).
+IMPORTANCES = ("coefficients", "impurity")
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a builder knows of the fit ahead.
+
+    ``smallest_class``: clips of the rarest class (or label value) in the training rows, which bounds an inner CV;
+    ``splits``: the grouped inner folds of a candidate that searches itself (``searches_itself``), else None;
+    ``threads``: the library's threads (None: every core).
+    """
+
+    multi_label: bool
+    smallest_class: int
+    n_rows: int
+    n_features: int
+    seed: int
+    threads: int | None
+    inner_folds: int
+    splits: list[tuple[Any, Any]] | None = None
+
+
+#: ``build(settings, build)``: the unfitted estimator (a scikit-learn classifier: ``fit``, ``predict_proba``).
+Builder = Callable[[dict[str, Any], Build], Any]
+#: ``fit_early(estimator, X, target, (x_val, target_val), fit_kwargs, settings)``: a fit that stops on the
+#: validation rows (XGBoost's early stopping; the train/val/test split passes them).
+EarlyFit = Callable[[Any, Any, Any, tuple[Any, Any], dict[str, Any], dict[str, Any]], None]
+#: ``record_search(fitted estimator, settings)``: what a candidate that searches itself tried and chose:
+#: ``(trials, best)`` with ``trials`` a list of ``{"params", "score"}`` over the inner folds, ``best`` the chosen
+#: settings (merged into the fitted settings).
+SearchRecorder = Callable[[Any, dict[str, Any], int], tuple[list[dict[str, Any]], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """Everything about one training candidate that is known without building it.
+
+    Attributes:
+        name: the name configs, reports and saved models use.
+        summary: what it is, in a few words (``--help``, docs).
+        params: its default settings (``PARAMS[name]``); ``learn.balance`` and ``make_estimator`` override entries.
+        build: its estimator for settings (see :data:`Builder`).
+        space: the ranges its grouped search samples (``SPACES[name]``); None: it does not search, or searches
+            itself (``searches_itself``).
+        format: its saved form (one of :data:`FORMATS`), None if it cannot be saved.
+        balance: how it weighs a rare class (one of :data:`BALANCES`); ``balance_note``: what the report adds to
+            that (why it cannot, or what else it does).
+        inputs: ``vectors`` or ``images`` (:data:`INPUTS`).
+        default: compared by train and the audit unless told otherwise.
+        calibrated: chooses a probability map on its inner folds (``learn.calibrate``); the networks do not.
+        equal_priors: balanced, its probabilities are put on equal class priors (they come from a map fitted on the
+            clips' own class rates, Platt scaling, which undid the weights: ``learn.balance.equal_priors``).
+        takes_groups: its ``fit`` takes the rows' ``groups`` (the CNN's grouped early-stopping split).
+        fit_early: how it fits with validation rows (see :data:`EarlyFit`); None: it ignores them.
+        searches_itself: it searches its own settings over the grouped inner folds it is built with
+            (``Build.splits``), as the logistic regressions' C; ``record_search`` reads what it tried, ``fixed``
+            turns the chosen settings into the settings of a refit that does not search.
+        explainer, importance: how the report explains it (:data:`EXPLAINERS`, :data:`IMPORTANCES`).
+    """
+
+    name: str
+    summary: str
+    params: Mapping[str, Any]
+    build: Builder
+    space: Space | None = None
+    format: str | None = None
+    balance: str = "weights"
+    balance_note: str = ""
+    inputs: str = "vectors"
+    default: bool = False
+    calibrated: bool = True
+    equal_priors: bool = False
+    takes_groups: bool = False
+    fit_early: EarlyFit | None = None
+    searches_itself: bool = False
+    record_search: SearchRecorder | None = None
+    fixed: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    explainer: str | None = None
+    importance: str | None = None
+
+    def __post_init__(self) -> None:
+        for field, value, allowed in (("balance", self.balance, BALANCES), ("inputs", self.inputs, INPUTS),
+                                      ("format", self.format, (None, *FORMATS)),
+                                      ("explainer", self.explainer, (None, *EXPLAINERS)),
+                                      ("importance", self.importance, (None, *IMPORTANCES))):
+            if value not in allowed:
+                raise ValueError(f"candidate {self.name}: {field} must be one of {list(allowed)}, got {value!r}")
+        if self.balance == "weights" and "class_weight" not in self.params:
+            raise ValueError(f"candidate {self.name}: balance 'weights' needs a class_weight setting")
+        if self.searches_itself and self.record_search is None:
+            raise ValueError(f"candidate {self.name}: a candidate that searches itself says what it tried "
+                             "(record_search)")
+
+
+def standardised(classifier: Any, build: Build) -> Any:
+    """``classifier`` behind a standard scaler, one per label column (one-vs-rest) for a multi-label task: the form
+    of every scikit-learn candidate, which ``learn.portable`` saves (and the linear form reads back)."""
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), OneVsRestClassifier(classifier) if build.multi_label else classifier)

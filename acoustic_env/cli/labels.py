@@ -1,0 +1,123 @@
+"""``acoustic-env labels add-verdicts|apply|show``: reviewers' verdicts into the label store, and the corrected list out.
+
+The flags come from the configs' declarations (:mod:`acoustic_env.config.labelling`); a bad
+path, flag or verdict ends in one line naming it (the command's error policy in
+:mod:`acoustic_env.cli`). The store is :mod:`acoustic_env.labels`; nothing here starts Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+from acoustic_env.config import ConfigError, add_flags, from_args
+from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, ShowLabelsConfig
+
+
+def _store(cfg: Any) -> str:
+    from acoustic_env.labels.store import default_store
+
+    return cfg.store or default_store(cfg.features)
+
+
+def _conflict_lines(conflicts: dict[str, list[Any]], shown: int = 5) -> list[str]:
+    """The first ``shown`` conflicts, each reviewer's decision on one line."""
+    lines = []
+    for clip_id, events in list(conflicts.items())[:shown]:
+        lines.append(f"    {clip_id}: " + "; ".join(f"{e.reviewer or '(no reviewer)'} {e.verdict} -> "
+                                               f"{','.join(e.decision()) or '(no class)'}" for e in events))
+    if len(conflicts) > shown:
+        lines.append(f"    ... and {len(conflicts) - shown} more")
+    return lines
+
+
+def cmd_add_verdicts(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.audit.estimate import read_verdicts
+    from acoustic_env.jobs.preflight import check_output, preflight
+    from acoustic_env.labels.store import append
+    from acoustic_env.labels.verdicts import table_clip_ids, verdict_events
+    from acoustic_env.vocabulary.tasks import load_task
+
+    cfg = from_args(AddVerdictsConfig, args)
+    preflight(cfg)
+    store = _store(cfg)
+    check_output(store, "store")
+    task = load_task(cfg.task, cfg.ontology)
+    events = verdict_events(read_verdicts(cfg.verdicts), task, table_clip_ids(cfg.features), table=cfg.features,
+                            reviewer=cfg.reviewer, origin=cfg.origin, source=cfg.source)
+    written = append(store, events)
+    verdicts = Counter(e.verdict for e in events)
+    print(f"{len(events)} verdicts added ({', '.join(f'{k} {v}' for k, v in sorted(verdicts.items())) or 'none'}) "
+          f"to the label store {store}" + (f": {written}" if written else ""))
+    return 0
+
+
+def _events(cls: type[ApplyLabelsConfig | ShowLabelsConfig], args: argparse.Namespace) -> tuple[Any, Any, str, list]:
+    """(config, task, store, the store's events of the task) of ``apply`` and ``show``, paths checked first."""
+    from acoustic_env.jobs.preflight import preflight
+    from acoustic_env.labels.store import read_events
+    from acoustic_env.vocabulary.tasks import load_task
+
+    cfg = from_args(cls, args)
+    preflight(cfg)
+    task = load_task(cfg.task, cfg.ontology)
+    store = _store(cfg)
+    return cfg, task, store, read_events(store, task.name)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from acoustic_env.labels.current import corrected
+    from acoustic_env.labels.label_list import write_list
+
+    cfg, task, store, events = _events(ApplyLabelsConfig, args)
+    if not events:
+        raise ConfigError(f"store: no label events of task {task.name} in {store} (add an audit review's verdicts "
+                          "with `acoustic-env labels add-verdicts`)")
+    current = corrected(events)
+    conflicts = write_list(current, cfg.output)
+    reviewed = sum(d.reviewed for d in current.decisions.values())
+    print(f"{len(current.decisions)} clips in the corrected list ({reviewed} decided by a reviewer) for task "
+          f"{task.name}: {cfg.output}")
+    if current.conflicts:
+        print(f"  {len(current.conflicts)} clips where reviewers disagree are left out of the list (they keep the "
+              f"table's labels until the reviewers agree): {conflicts}")
+        print("\n".join(_conflict_lines(current.conflicts)))
+    print(f"  use it: acoustic-env train|audit --features {cfg.features} --labels {cfg.output} ...")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from acoustic_env.labels.current import corrected
+
+    _, task, store, events = _events(ShowLabelsConfig, args)
+    current = corrected(events)
+    by_source = Counter(e.source for e in events)
+    reviewers = sorted({e.reviewer for e in events if e.reviewer})
+    print(f"label store {store}, task {task.name}: {len(events)} events "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items())) or 'none'}) about "
+          f"{len({e.clip_id for e in events})} clips; reviewers: {', '.join(reviewers) or 'none'}")
+    print(f"  corrected list: {len(current.decisions)} clips ({sum(d.reviewed for d in current.decisions.values())} "
+          f"decided by a reviewer); conflicts: {len(current.conflicts)}")
+    print("\n".join(_conflict_lines(current.conflicts)) if current.conflicts else "  no conflicts")
+    return 0
+
+
+def add_labels_parser(sub: Any) -> None:
+    """Add ``labels`` with its ``add-verdicts``, ``apply`` and ``show`` sub-commands to the command's sub-parsers."""
+    p = sub.add_parser("labels", help="keep reviewers' verdicts in a label store beside the feature table, and write "
+                                      "the corrected label list that train, audit and annotate take (--labels)")
+    commands = p.add_subparsers(dest="labels_command", required=True)
+    for name, cls, func, summary in (
+        ("add-verdicts", AddVerdictsConfig, cmd_add_verdicts,
+         "append an audit review's verdicts (verdicts.json or CSV) to the label store, with their reviewer and "
+         "origin; a verdict about a clip the table does not hold refuses the whole file"),
+        ("apply", ApplyLabelsConfig, cmd_apply,
+         "write the corrected label list (CSV): per clip the latest reviewed labels, else the given ones; clips "
+         "where reviewers disagree are listed in <name>.conflicts.csv, not in the list"),
+        ("show", ShowLabelsConfig, cmd_show, "count the store's events by source, and show the conflicts"),
+    ):
+        c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+                                usage="%(prog)s [--config FILE] [options]")
+        add_flags(c, cls)
+        c.set_defaults(func=func)

@@ -1,0 +1,121 @@
+"""The corrected label list as a file, and what train, audit and annotate take from it.
+
+``labels apply`` writes it as CSV, one row per clip of the list (:mod:`.current`), by clip id::
+
+    clip_id,labels,source,reviewer,time,origin
+    clip_0007,natural,review,ann,2026-11-26T14:02:11.120000Z,20261126T135800Z-ab12cd
+    clip_0031,,review,bob,2026-11-26T14:05:40.001000Z,20261126T135800Z-ab12cd
+
+``labels``: the task's class names, ``;`` between several (empty: none of the task's classes,
+the clip is left out of training); ``source``: ``review`` or ``search`` for a reviewer's
+decision, ``given`` or ``import`` otherwise. The conflicts go to their own CSV beside it.
+
+A job given ``--labels`` reads such a file, or a label store (a directory), whose current list
+is computed as ``labels apply`` would write it. Either way the run records the list's URI, the
+SHA-256 of its CSV text (the same for a store and the file written from it), and how many clips
+it changes against the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+
+from acoustic_env.config import ConfigError
+from acoustic_env.labels.current import Corrected, corrected
+from acoustic_env.labels.store import REVIEWED_SOURCES, as_dict, read_events
+from acoustic_env.storage import filesystem, write_bytes
+from acoustic_env.vocabulary.tasks import Task
+
+COLUMNS = ("clip_id", "labels", "source", "reviewer", "time", "origin")
+CONFLICT_COLUMNS = ("clip_id", "reviewer", "verdict", "labels", "given", "time", "origin", "note")
+
+
+def _csv(header: tuple[str, ...], rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ";".join(v) if isinstance(v, (list, tuple)) else v for k, v in row.items()})
+    return buf.getvalue().encode()
+
+
+def list_csv(current: Corrected) -> bytes:
+    """The corrected list's CSV text (see the module docstring)."""
+    return _csv(COLUMNS, [{**as_dict(d.event), "labels": d.labels} for d in current.decisions.values()])
+
+
+def conflicts_csv(current: Corrected) -> bytes:
+    """One row per reviewer's decision on each clip the reviewers disagree about."""
+    return _csv(CONFLICT_COLUMNS, [{**as_dict(e), "labels": e.decision()}
+                                   for events in current.conflicts.values() for e in events])
+
+
+def conflicts_uri(output: str) -> str:
+    """Where ``labels apply`` writes the conflicts: ``<list>.conflicts.csv`` beside the list."""
+    return f"{output.removesuffix('.csv')}.conflicts.csv"
+
+
+def write_list(current: Corrected, output: str) -> str:
+    """Write the list to ``output`` and the conflicts beside it; the conflicts' URI."""
+    write_bytes(list_csv(current), output)
+    conflicts = conflicts_uri(output)
+    write_bytes(conflicts_csv(current), conflicts)
+    return conflicts
+
+
+@dataclass(frozen=True)
+class LabelList:
+    """A corrected list as a job reads it: each listed clip's classes, which of them a reviewer decided, and the
+    conflicts a store left out (0 for a file: ``labels apply`` counted them)."""
+
+    uri: str
+    sha256: str
+    labels: dict[str, tuple[str, ...]]
+    reviewed: frozenset[str]
+    conflicts: int
+
+    def describe(self, changed: int | None = None) -> dict:
+        """What a run record keeps of the list: where, which bytes, how many clips, how many changed."""
+        return {"uri": self.uri, "sha256": self.sha256, "clips": len(self.labels), "reviewed": len(self.reviewed),
+                "conflicts": self.conflicts, "changed": changed}
+
+
+def read_label_list(uri: str, task: Task) -> LabelList:
+    """The list at ``uri``: a CSV file (``.csv``) or a label store, its classes checked against ``task``."""
+    if uri.rstrip("/").endswith(".csv"):
+        fs, path = filesystem(uri)
+        try:
+            data = fs.cat_file(path)
+        except FileNotFoundError:
+            raise ConfigError(f"labels: no such file: {uri}") from None
+        conflicts = 0
+    else:
+        current = corrected(read_events(uri, task.name))
+        data, conflicts = list_csv(current), len(current.conflicts)
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"labels: {uri} is not a CSV text file ({exc})") from None
+    if rows and not {"clip_id", "labels"} <= set(rows[0]):
+        raise ConfigError(f"labels: {uri} needs the columns clip_id and labels (as `acoustic-env labels apply` "
+                          f"writes them), got {sorted(rows[0])}")
+    labels = {r["clip_id"]: tuple(c.strip() for c in (r["labels"] or "").split(";") if c.strip()) for r in rows}
+    for clip_id, classes in labels.items():
+        unknown = [c for c in classes if c not in task.class_names]
+        if unknown:
+            raise ConfigError(f"labels: {uri} gives clip {clip_id!r} the class {unknown[0]!r}, which is not a class "
+                              f"of task {task.name} ({', '.join(task.class_names)})")
+    reviewed = frozenset(r["clip_id"] for r in rows if (r.get("source") or "") in REVIEWED_SOURCES)
+    return LabelList(uri, hashlib.sha256(data).hexdigest(), labels, reviewed, conflicts)
+
+
+def label_list_line(used: dict | None) -> list[str]:
+    """The console's line about the corrected list a run used (none: the table's labels)."""
+    if not used:
+        return []
+    conflicts = f"; {used['conflicts']} clips in conflict keep the table's labels" if used["conflicts"] else ""
+    return [f"  labels: {used['uri']} ({used['clips']} clips listed, {used['changed']} changed against the table"
+            f"{conflicts}; sha256 {used['sha256'][:12]})"]
