@@ -10,6 +10,7 @@ The public API (see ``acoustic_env.api`` for a notebook example)::
     ae.predict(files, model)               # label a few files in-process (more: via extract)
     ae.predict_windows(files, model)       # long recordings: a table of windows and a summary per file
     ae.search(features, example)           # the clips nearest to an example clip or audio file
+    ae.run(command, **fields)              # any catalogued job by its command's name (jobs/catalog.py)
 
 Names are imported on first use, so ``import acoustic_env`` (and ``acoustic-env --help``)
 stays fast and loads neither Ray nor torch.
@@ -21,7 +22,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "extract": "api", "train": "api", "audit": "api", "annotate": "api", "predict": "api",
+    "run": "api", "extract": "api", "train": "api", "audit": "api", "annotate": "api", "predict": "api",
     "predict_windows": "api", "WindowResult": "jobs.windows", "search": "api", "Found": "jobs.search",
     "ExtractResult": "jobs.results", "TrainResult": "jobs.results", "AuditResult": "jobs.results",
     "AnnotateResult": "jobs.results",

@@ -36,6 +36,7 @@ from acoustic_env.config import (
     from_dict,
     load_config_file,
 )
+from acoustic_env.jobs import catalog
 from acoustic_env.jobs.results import AnnotateResult, AuditResult, ExtractResult, TrainResult
 
 C = TypeVar("C", bound=Section)
@@ -52,6 +53,29 @@ def _config(cls: type[C], config: C | Mapping[str, Any] | str | None, fields: Ma
     else:
         raise ConfigError(f"config: expected a {cls.__name__}, a mapping or a file path, got {type(config).__name__}")
     return from_dict(cls, {**base, **{k: v for k, v in fields.items() if v is not None}})
+
+
+def run(command: str, *, config: Section | Mapping[str, Any] | str | None = None, **fields: Any) -> Any:
+    """Run any catalogued job by its command's name: extract, train, audit, annotate, or one registered in
+    ``acoustic_env.jobs.catalog`` (``docs/development.md``, "Adding a command").
+
+    Args:
+        command: The command's name (``acoustic-env <command>``).
+        config: A base config: the job's config object, a mapping of its fields, or the path of a YAML/JSON file;
+            the keyword arguments override it.
+        **fields: The job's config fields by name (the command's flags, ``_`` for ``-``).
+
+    Returns:
+        The job's result (``ExtractResult``, ``TrainResult``, ...).
+
+    Raises:
+        ConfigError: An unknown command, or a bad value or path naming the field, before any work starts.
+    """
+    try:
+        spec = catalog.get(command)
+    except ValueError as exc:
+        raise ConfigError(f"command: {exc}") from None
+    return spec.run(_config(spec.config, config, fields))
 
 
 def extract(manifest: str | None = None, output: str | None = None, *,
@@ -73,9 +97,7 @@ def extract(manifest: str | None = None, output: str | None = None, *,
     Raises:
         ConfigError: A bad value or path, naming the field, before any work starts.
     """
-    from acoustic_env.jobs.extract import extract as run
-
-    return run(_config(ExtractConfig, config, {"manifest": manifest, "output": output, **fields}))
+    return run("extract", config=config, manifest=manifest, output=output, **fields)
 
 
 def train(features: str | None = None, output: str | None = None, *,
@@ -95,9 +117,7 @@ def train(features: str | None = None, output: str | None = None, *,
     Raises:
         ConfigError: A bad value or path, naming the field, before any work starts.
     """
-    from acoustic_env.jobs.train.job import train as run
-
-    return run(_config(TrainConfig, config, {"features": features, "output": output, **fields}))
+    return run("train", config=config, features=features, output=output, **fields)
 
 
 def audit(features: str | None = None, output: str | None = None, *,
@@ -118,9 +138,7 @@ def audit(features: str | None = None, output: str | None = None, *,
     Raises:
         ConfigError: A bad value or path, naming the field, before any work starts.
     """
-    from acoustic_env.jobs.audit.job import run_audit
-
-    return run_audit(_config(AuditConfig, config, {"features": features, "output": output, **fields}))
+    return run("audit", config=config, features=features, output=output, **fields)
 
 
 def annotate(manifest: str | None = None, model: str | None = None, features: str | None = None,
@@ -144,10 +162,8 @@ def annotate(manifest: str | None = None, model: str | None = None, features: st
     Raises:
         ConfigError: A bad value or path, naming the field, before any work starts.
     """
-    from acoustic_env.jobs.annotate import annotate as run
-
-    return run(_config(AnnotateConfig, config, {"manifest": manifest, "model": model, "features": features,
-                                                "output": output, **fields}))
+    return run("annotate", config=config, manifest=manifest, model=model, features=features, output=output,
+               **fields)
 
 
 def predict(inputs: str | list[str], model: str, *, output: str | None = None, audio_root: str | None = None,

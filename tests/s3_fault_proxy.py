@@ -57,15 +57,21 @@ class Fault:
     times: int = 1  # -1: every matching request (a persistent fault)
     seconds: float = 0.0  # for stall and trickle
     fresh: bool = False  # only objects no fault has hit yet: each object meets at most one (its retry passes)
+    after: int = 0  # let this many matching requests pass first (a transfer that fails part-way through)
     used: int = field(default=0, init=False)
+    passed: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise ValueError(f"unknown fault action {self.action!r} (one of {ACTIONS})")
 
     def takes(self, method: str, path: str, faulted: set[str]) -> bool:
-        return ((self.times < 0 or self.used < self.times) and self.method in ("*", method)
-                and re.search(self.path, path) is not None and not (self.fresh and _key(path) in faulted))
+        matches = ((self.times < 0 or self.used < self.times) and self.method in ("*", method)
+                   and re.search(self.path, path) is not None and not (self.fresh and _key(path) in faulted))
+        if matches and self.passed < self.after:
+            self.passed += 1
+            return False
+        return matches
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class Event:
     path: str
     action: str
     status: int | None  # what the client was answered (None: reset, or stalled past its patience)
+    range: str | None = None  # the request's Range header: a read of part of an object
+    sent: int = 0  # bytes of body answered
 
 
 class FaultProxy:
@@ -130,9 +138,10 @@ class FaultProxy:
                     return rule
         return None
 
-    def _log(self, t: float, method: str, path: str, action: str, status: int | None) -> None:
+    def _log(self, t: float, method: str, path: str, action: str, status: int | None, range_: str | None = None,
+             sent: int = 0) -> None:
         with self._lock:
-            self.events.append(Event(t, method, path, action, status))
+            self.events.append(Event(t, method, path, action, status, range_, sent))
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         proxy = self
@@ -201,7 +210,7 @@ class FaultProxy:
                     proxy._log(t, method, path, action, None)
                     self._reset()
                     return
-                proxy._log(t, method, path, action, status)
+                proxy._log(t, method, path, action, status, self.headers.get("Range"), len(answer))
                 self._answer(status, headers, answer, rule.seconds if action == "trickle" else 0)
 
             def _safe(self) -> None:

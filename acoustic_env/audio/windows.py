@@ -29,6 +29,7 @@ import soundfile as sf
 from acoustic_env.audio.decode import STAGE, DecodedClip, check_format, open_clip, samples_to_clip
 from acoustic_env.config import DecodeParams
 from acoustic_env.errors import ClipError
+from acoustic_env.storage import transport_failure
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,40 @@ def open_recording(source: str | bytes | BinaryIO, params: DecodeParams) -> Any:
     """A file object for ``source``: a URI opened within the clip read limits, bytes in memory, or a binary file
     object already open (a temporary file the service spooled an upload to), read from its start."""
     if isinstance(source, str):
-        return open_clip(source, params)
+        return _Watched(open_clip(source, params))
     fh = io.BytesIO(source) if isinstance(source, bytes) else source
     if fh.seek(0, io.SEEK_END) == 0:
         raise ClipError(STAGE, "empty_file", "file is empty (0 bytes)")
     fh.seek(0)
-    return fh
+    return _Watched(fh)
+
+
+class _Watched:
+    """A file object that keeps its last read error and reads as at its end instead. libsndfile reads through
+    callbacks that cannot raise (an exception there is printed, traceback and all, and read as no bytes), so a
+    transfer that fails part-way (a connection reset on object storage) reads as an early end of file; the window
+    then names the transport's failure (``read_failed``), not a truncated file."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh, self.failure = fh, None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._fh.read(size)
+        except Exception as exc:  # noqa: BLE001 - transports raise their own types
+            self.failure = exc
+            return b""
+
+    def readinto(self, buffer: Any) -> int:
+        read_into = self._fh.readinto  # a file object without one: AttributeError, and soundfile calls read
+        try:
+            return read_into(buffer)
+        except Exception as exc:  # noqa: BLE001 - as read
+            self.failure = exc
+            return 0
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, close, ...: the file object's own
+        return getattr(self._fh, name)
 
 
 class Recording:
@@ -150,15 +179,18 @@ class Recording:
         f, sr = self._file, self._file.samplerate
         dtype = "float64" if f.subtype == "DOUBLE" else "float32"  # as decode_bytes reads
         for start, stop in islice(spans(f.frames, sr, window_s, hop_s, self.params.min_duration_s), first, end):
-            yield _window(f, start, stop, dtype, self.params)
+            yield _window(f, self._fh, start, stop, dtype, self.params)
 
 
-def _window(f: sf.SoundFile, start: int, end: int, dtype: str, params: DecodeParams) -> Window:
+def _window(f: sf.SoundFile, fh: _Watched, start: int, end: int, dtype: str, params: DecodeParams) -> Window:
     """Frames ``start``..``end`` of the open file as a Window (its error instead of a clip when it fails)."""
     sr = f.samplerate
     try:
+        fh.failure = None
         f.seek(start)
         audio = f.read(frames=end - start, dtype=dtype, always_2d=True)
+        if audio.shape[0] < end - start and fh.failure is not None:
+            raise ClipError(STAGE, *transport_failure(fh.failure))
         if audio.shape[0] < end - start:
             raise ClipError(STAGE, "truncated", f"file declares {end - start} frames here but holds {audio.shape[0]}")
         clip = samples_to_clip(audio, sr, end - start, params)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from acoustic_env.candidates.spec import Build, CandidateSpec, standardised
 
 
@@ -44,6 +42,8 @@ def record_search(fitted: Any, p: dict[str, Any], n_splits: int) -> tuple[list[d
     """The C search as the other searches record theirs: the mean inner score per C (and per L1 share when more
     than one is searched), and the setting chosen."""
     clf, ratios = fitted[-1], p["l1_ratios"]
+    import numpy as np
+
     scores = np.asarray(clf.scores_).reshape(n_splits, len(ratios), -1).mean(axis=0)
     share = len(ratios) > 1  # the elastic net: each setting is (C, L1 share)
     trials = [{"params": {"C": float(c), **({"l1_ratio": float(r)} if share else {})}, "score": float(s)}
@@ -61,14 +61,20 @@ def fixed(chosen: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _half_decades(low: int, high: int) -> list[float]:
+    """10**low .. 10**high in half-decade steps, as ``numpy.logspace`` gives them (numpy is not imported here: the
+    configs read this module)."""
+    return [10.0 ** (low + k / 2) for k in range(2 * (high - low) + 1)]
+
+
 _COMMON = {"build": build, "format": "linear", "searches_itself": True, "record_search": record_search,
            "fixed": fixed, "importance": "coefficients"}
 # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest class has too few clips
 # for an inner CV. l1_ratios: the penalty's L1 share (0: L2) searched with each C; the fallback takes the middle one.
 LOGREG = CandidateSpec("logreg", "L2 logistic regression, C chosen on inner folds", default=True,
-                       params={"Cs": list(np.logspace(-4, -1, 7)), "l1_ratios": [0.0], "fallback_C": 0.01,
+                       params={"Cs": _half_decades(-4, -1), "l1_ratios": [0.0], "fallback_C": 0.01,
                                "max_iter": 2000, "class_weight": None}, **_COMMON)
 ELASTICNET = CandidateSpec("elasticnet", "elastic-net logistic regression, C and the L1 share chosen on inner folds",
-                           params={"Cs": list(np.logspace(-3, 0, 7)), "l1_ratios": [0.0, 0.5, 1.0],
+                           params={"Cs": _half_decades(-3, 0), "l1_ratios": [0.0, 0.5, 1.0],
                                    "fallback_C": 0.1, "max_iter": 2000, "class_weight": None}, **_COMMON)
 SPECS = (LOGREG, ELASTICNET)

@@ -1,62 +1,33 @@
 """``acoustic-env extract | train | audit | annotate | demo | export | search``: the jobs over clip lists and
 feature tables.
 
-The four config jobs take every option from their config's declarations and ``--dry-run`` (the plan, starting
-nothing); each command checks its config, then imports what it runs.
+The catalogued jobs (``jobs/catalog.py``: extract, train, audit, annotate, and any registered) take every option from
+their config's declarations and ``--dry-run`` (the plan, starting nothing); each command checks its config, then
+imports what it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 from typing import Any, Callable
 
 from acoustic_env.cli.console import console
-from acoustic_env.config import (
-    AnnotateConfig,
-    AuditConfig,
-    ExtractConfig,
-    FeatureParams,
-    SearchConfig,
-    TrainConfig,
-    add_flags,
-    flag_help,
-    from_args,
-    from_dict,
-)
+from acoustic_env.config import FeatureParams, SearchConfig, add_flags, flag_help, from_args, from_dict
+from acoustic_env.jobs import catalog
+from acoustic_env.jobs.catalog import JobSpec
 
 
-def _plan_or_check(args: argparse.Namespace, cfg: Any, plan: str) -> bool:
+def _plan_or_check(args: argparse.Namespace, cfg: Any, spec: JobSpec) -> bool:
     """``--dry-run``: print the plan, return True (nothing else runs). Otherwise check the paths first."""
-    from acoustic_env.jobs import plan as plans
     from acoustic_env.jobs.preflight import preflight
 
     if args.dry_run:
-        print("\n".join(getattr(plans, plan)(cfg)["lines"]))
+        print("\n".join(spec.plan(cfg)["lines"]))
         return True
     preflight(cfg)  # before the log file is made below the output
     console(args, getattr(cfg, "output", None))
     return False
-
-
-def cmd_extract(args: argparse.Namespace) -> int:
-    cfg = from_args(ExtractConfig, args)
-    if _plan_or_check(args, cfg, "plan_extract"):
-        return 0
-    from acoustic_env.jobs.extract import extract
-
-    result = extract(cfg)
-    c = result.counts
-    out = result.output.rstrip("/")
-    print(f"extract {result.run_id}: {c['ok']} clips extracted, {c['failed']} failed, "
-          f"{c['skipped']} already done ({result.wall_s:.1f} s)")
-    print(f"  {result.record['embedders']['summary']}")
-    if result.error_types:
-        print("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(result.error_types.items())))
-    print(f"  features: {result.features}/  errors: {result.errors}/ ({c['errors_in_output']} clips)  "
-          f"record: {out}/runs/{result.run_id}.json")
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -70,46 +41,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summarising(config: type, plan: str, module: str, function: str) -> Callable[[argparse.Namespace], int]:
-    """A command that runs one job (``module.function``) and prints the job's own ``summary_lines`` of its result."""
+def _command(spec: JobSpec) -> Callable[[argparse.Namespace], int]:
+    """The command of a catalogued job: its config from the flags, the dry run or the path checks, the job, and the
+    lines that say what it did."""
 
     def command(args: argparse.Namespace) -> int:
-        cfg = from_args(config, args)
-        if _plan_or_check(args, cfg, plan):
+        cfg = from_args(spec.config, args)
+        if _plan_or_check(args, cfg, spec):
             return 0
-        job = importlib.import_module(module)
-        print("\n".join(job.summary_lines(getattr(job, function)(cfg))))
+        print("\n".join(spec.lines(spec.run(cfg))))
         return 0
 
     return command
-
-
-cmd_train = _summarising(TrainConfig, "plan_train", "acoustic_env.jobs.train.job", "train")
-cmd_audit = _summarising(AuditConfig, "plan_audit", "acoustic_env.jobs.audit.job", "run_audit")
-
-
-def cmd_annotate(args: argparse.Namespace) -> int:
-    cfg = from_args(AnnotateConfig, args)
-    if _plan_or_check(args, cfg, "plan_annotate"):
-        return 0
-    from acoustic_env.jobs.annotate import annotate
-
-    result = annotate(cfg)
-    c = result.counts
-    if cfg.windows.windows:
-        out = cfg.output.rstrip("/")
-        print(f"annotate {result.run_id}: {c['annotated']} recordings scored in {c['windows']} windows by model "
-              f"{result.model_id}, {c['already_annotated']} annotated earlier, {c['not_annotated_unreadable']} "
-              f"unreadable; windows: {out}/window-annotations/, summaries: {out}/window-summaries/")
-        return 0
-    print(f"annotate {result.run_id}: {c['annotated']} clips annotated ({c['flagged']} flagged against their "
-          f"given labels), {c['already_annotated']} already annotated by model {result.model_id}; "
-          f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
-          f"{c['not_annotated_failed_extract']} failed extraction (see the feature table's errors/)")
-    if cfg.lists is not None:
-        print(f"  lists: {len(result.lists)} new ({', '.join(result.lists) or 'none'}), "
-              f"{len(result.lists_already_done)} recorded earlier in {cfg.output.rstrip('/')}/lists/")
-    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -143,22 +86,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def add_job_parsers(sub: argparse._SubParsersAction) -> None:
     """The jobs' sub-commands on the ``acoustic-env`` parser."""
-    for name, cls, func, summary in (
-        ("extract", ExtractConfig, cmd_extract, "extract features from a clip list into Parquet"),
-        ("train", TrainConfig, cmd_train,
-         "train the environment classifier (PCA + MLP under Ray Tune) with baselines and a report"),
-        ("audit", AuditConfig, cmd_audit,
-         "rescore the labels out of fold, flag likely wrong ones, write a review page"),
-        ("annotate", AnnotateConfig, cmd_annotate,
-         "label a new clip list with a trained model (extracts only new clips)"),
-    ):
-        p = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
-                           usage="%(prog)s [--config FILE] [options]")
-        add_flags(p, cls)
+    for spec in catalog.specs():
+        p = sub.add_parser(spec.name, help=spec.summary, description=f"{spec.summary[0].upper()}{spec.summary[1:]}.",
+                           usage=spec.usage)
+        add_flags(p, spec.config)
         p.add_argument("--dry-run", action="store_true",
                        help="print what would run (clips to do, columns, resources, weights, outputs) "
                             "without starting Ray or writing anything")
-        p.set_defaults(func=func)
+        p.set_defaults(func=_command(spec))
 
     p = sub.add_parser("demo", help="generate labelled synthetic soundscapes and run the jobs on them locally")
     p.add_argument("--output", default="demo-output", help="where the demo writes (default: demo-output)")

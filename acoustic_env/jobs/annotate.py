@@ -294,3 +294,22 @@ def _annotate(cfg: AnnotateConfig, run: Run, model: Any, facts: ModelFacts,
         keys = _WINDOW_COUNTS if cfg.windows.windows else _COUNTS
         record.update(counts={k: total[k] for k in keys}, lists=per_list, lists_already_done=already)
     return run.complete()
+
+
+def summary_lines(result: AnnotateResult) -> list[str]:
+    """What ``acoustic-env annotate`` prints when the run is done: the counts, by windows or by clips, and the lists."""
+    c, cfg = result.counts, result.record["config"]
+    out = cfg["output"].rstrip("/")
+    if cfg["windows"]["windows"]:
+        return [f"annotate {result.run_id}: {c['annotated']} recordings scored in {c['windows']} windows by model "
+                f"{result.model_id}, {c['already_annotated']} annotated earlier, {c['not_annotated_unreadable']} "
+                f"unreadable; windows: {out}/window-annotations/, summaries: {out}/window-summaries/"]
+    lines = [f"annotate {result.run_id}: {c['annotated']} clips annotated ({c['flagged']} flagged against their "
+             f"given labels), {c['already_annotated']} already annotated by model {result.model_id}; "
+             f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
+             f"{c['not_annotated_failed_extract']} failed extraction (see the feature table's errors/)"
+             + (f"; {c['reviewed']} left out as a reviewer labelled them (--labels)" if c.get("reviewed") else "")]
+    if cfg["lists"] is not None:
+        lines.append(f"  lists: {len(result.lists)} new ({', '.join(result.lists) or 'none'}), "
+                     f"{len(result.lists_already_done)} recorded earlier in {out}/lists/")
+    return lines

@@ -289,3 +289,16 @@ def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any], choice: Embe
         error_types=totals["error_types"], cpu_s=totals["cpu_s"], resources=totals.get("resources"),
         timing_s={**run.record["timing_s"], **totals.get("timing_s", {})},
     )
+
+
+def summary_lines(result: ExtractResult) -> list[str]:
+    """What ``acoustic-env extract`` prints when the run is done: the counts, the embedders, the error types, where
+    the outputs are."""
+    c, out = result.counts, result.output.rstrip("/")
+    lines = [f"extract {result.run_id}: {c['ok']} clips extracted, {c['failed']} failed, {c['skipped']} already done "
+             f"({result.wall_s:.1f} s)", f"  {result.record['embedders']['summary']}"]
+    if result.error_types:
+        lines.append("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(result.error_types.items())))
+    lines.append(f"  features: {result.features}/  errors: {result.errors}/ ({c['errors_in_output']} clips)  "
+                 f"record: {out}/runs/{result.run_id}.json")
+    return lines

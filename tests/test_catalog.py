@@ -1,0 +1,100 @@
+"""A command is one JobSpec: a toy declared here, outside the package, gets its flags from its config, a dry run,
+the path checks, its summary lines on the command line and a Python API entry (issue 59, parts 3 and 8;
+docs/development.md, "Adding a command")."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import acoustic_env as ae
+from acoustic_env.cli import build_parser, main
+from acoustic_env.config import ConfigError, Section, option
+from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs import catalog
+from acoustic_env.jobs.catalog import JobSpec
+from acoustic_env.table import read_features
+from acoustic_env.vocabulary.tasks import load_task
+
+
+@dataclass(frozen=True)
+class CountConfig(Section):
+    """How many clips of a feature table have each class of a task."""
+
+    features: str = option(help="feature table", role="table")
+    output: str = option(help="where counts.json goes", role="output")
+    task: str = option("urban_natural", help="the task whose classes are counted")
+    top: int = option(2, ge=1, help="the most common classes counted")
+
+
+@dataclass(frozen=True)
+class Counted:
+    counts: dict[str, int]
+    path: str
+
+
+def count(cfg: CountConfig) -> Counted:
+    task = load_task(cfg.task)
+    y = read_features(cfg.features, task=task).y
+    counts = {name: int((y == k).sum()) for k, name in enumerate(task.class_names)}
+    counts = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:cfg.top])  # ties keep the task's order
+    path = Path(cfg.output) / "counts.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(counts))
+    return Counted(counts, str(path))
+
+
+COUNT = JobSpec("count", "count a feature table's clips per class (a test's toy)", CountConfig, run=count,
+                lines=lambda r: [f"count: {', '.join(f'{k}={v}' for k, v in r.counts.items())} -> {r.path}"],
+                plan=lambda cfg: {"lines": [f"count would read {cfg.features} for task {cfg.task}"]},
+                usage="%(prog)s --features TABLE --output DIR [options]")
+
+
+@pytest.fixture
+def toy():
+    catalog.register(COUNT)
+    yield COUNT
+    catalog.unregister(COUNT.name)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("count")
+    return write_features(synthetic_features(20, seed=2, signals=("raw",)).table, str(root / "t"))
+
+
+def test_the_toy_runs_on_the_command_line_with_flags_from_its_config(toy, table, tmp_path, capsys):
+    assert main(["count", "--features", table, "--output", str(tmp_path / "o")]) == 0
+    log, line = capsys.readouterr().out.strip().splitlines()  # the log file, as every job's console says first
+    assert log.startswith(f"count: details and Ray's output go to {tmp_path / 'o' / 'logs'}/count-")
+    assert line == f"count: urban=10, natural=10 -> {tmp_path / 'o' / 'counts.json'}"
+    assert json.loads((tmp_path / "o" / "counts.json").read_text()) == {"urban": 10, "natural": 10}
+    assert main(["count", "--features", table, "--output", str(tmp_path / "p"), "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip() == f"count would read {table} for task urban_natural"
+    assert not (tmp_path / "p").exists()  # the dry run starts nothing
+    helped = build_parser()._subparsers._group_actions[0].choices["count"].format_help()
+    assert "--top N" in helped and "the most common classes counted (default: 2)" in helped and "--dry-run" in helped
+
+
+def test_the_toy_refuses_a_bad_value_and_an_output_inside_its_input_in_one_line(toy, table, tmp_path, capsys):
+    assert main(["count", "--features", table, "--output", str(tmp_path / "o"), "--top", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "acoustic-env: error: top: must be an integer >= 1, got 0"
+    assert main(["count", "--features", table, "--output", f"{table}/inside"]) == 2  # preflight, from the roles
+    assert "lies inside the features this job reads" in capsys.readouterr().err
+
+
+def test_the_toy_runs_through_the_api_and_an_unknown_command_is_one_line(toy, table, tmp_path):
+    result = ae.run("count", features=table, output=str(tmp_path / "o"), top=1)
+    assert result.counts == {"urban": 10}
+    with pytest.raises(ConfigError, match=r"^top: must be an integer >= 1, got 0$"):
+        ae.run("count", features=table, output=str(tmp_path / "o"), top=0)
+    with pytest.raises(ConfigError, match=r"^command: unknown command 'counts'; choose from \[.*'count'\]"):
+        ae.run("counts")
+
+
+def test_the_catalogue_holds_the_four_jobs_and_building_the_parser_imports_none_of_them():
+    assert [s.name for s in catalog.specs()][:4] == ["extract", "train", "audit", "annotate"]
+    assert catalog.get("train").config is ae.TrainConfig
