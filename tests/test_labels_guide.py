@@ -1,5 +1,5 @@
-"""docs/curating.md ("Curating labels") runs as written: audit, a scripted reviewer's verdicts, labels
-add-verdicts, show, apply, then train and audit on the corrected list.
+"""docs/curating.md ("Curating labels") runs as written: a model of record, audit, a scripted reviewer's verdicts,
+labels add-verdicts, show, apply, then train (into the same output, so it compares) and audit on the corrected list.
 
 ``out/`` is a synthetic feature table (acoustic_env.demo.tables) with 15 % of its labels flipped, so the
 reviewer answers from the truth: the review page's suspects, each judged correct or wrong with its true class,
@@ -42,7 +42,7 @@ def test_the_curating_page_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     commands = [c for s, c in documentation.commands() if s == "Curating labels"]
     assert [shlex.split(c)[1:3] for c in commands] == [
-        ["audit", "--features"], ["labels", "add-verdicts"], ["labels", "show"], ["labels", "apply"],
+        ["train", "--features"], ["audit", "--features"], ["labels", "add-verdicts"], ["labels", "show"], ["labels", "apply"],
         ["train", "--features"], ["audit", "--features"]]
     for command in commands:
         argv = shlex.split(command)
@@ -54,7 +54,13 @@ def test_the_curating_page_runs_as_written(tmp_path, monkeypatch, capsys):
     before, after = (json.loads((tmp_path / a / "summary.json").read_text()) for a in ("audit-v1", "audit-v2"))
     used = after["label_list"]
     assert used["uri"] == str(tmp_path / "corrected.csv") and used["changed"] >= flipped - 2, (used, flipped)
-    assert json.loads((tmp_path / "train-v2" / "model" / "model.json").read_text())["label_list"] == used
+    assert json.loads((tmp_path / "model" / "model" / "model.json").read_text())["label_list"] == used
+    changed = json.loads((tmp_path / "model" / "report" / "metrics.json").read_text())["labels_changed"]
+    # what the labels changed: against the table and the step-1 model, whose figure on the untouched clips is kept
+    assert changed["table"] == used and changed["previous"]["changed"] == used["changed"], changed
+    assert changed["previous"]["label_list"] is None and changed["unchanged"]["clips"] == 80 - used["changed"]
+    assert changed["unchanged"]["previous"] is not None and changed["unchanged"]["new"] is not None
     share = [s["noise"]["estimated_wrong_share"] for s in (before, after)]
     assert share[1] < share[0], share  # the second audit finds fewer wrong labels: the review fixed them
     assert "verdicts added" in console and "clips in the corrected list" in console and "labels: " in console
+    assert "what the labels changed: " in console and "unchanged clips" in console

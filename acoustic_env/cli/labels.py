@@ -1,4 +1,5 @@
-"""``acoustic-env labels add-verdicts|apply|show``: reviewers' verdicts into the label store, and the corrected list out.
+"""``acoustic-env labels add-verdicts|apply|show|new-class``: reviewers' verdicts into the label store, the corrected
+list out, and a new class from one example's search hits.
 
 The flags come from the configs' declarations (:mod:`acoustic_env.config.labelling`); a bad
 path, flag or verdict ends in one line naming it (the command's error policy in
@@ -12,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from acoustic_env.config import ConfigError, add_flags, from_args
-from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, ShowLabelsConfig
+from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
 
 
 def _store(cfg: Any) -> str:
@@ -103,8 +104,30 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_class(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.new_class import run_round
+
+    cfg = from_args(NewClassConfig, args)
+    done = run_round(cfg)
+    counts, ev = done.round.counts(), done.train.evaluation
+    auc = done.train.metrics[ev["chosen"]]["roc_auc"]
+    print(f"{done.added} verdicts added to the label store as {cfg.name} or {cfg.other} (source search, origin "
+          f"search:{cfg.example})")
+    print(f"  label list {done.label_list}: {counts['yes']} {cfg.name} (marked yes), {counts['no']} {cfg.other} "
+          f"(marked no), {counts['random_negatives']} {cfg.other} drawn at random from the clips nobody judged "
+          f"(seed {cfg.seed}; never a clip marked yes)"
+          + (f"; {counts['conflicts']} clips where reviewers disagree left out" if counts["conflicts"] else ""))
+    print(f"  model {done.train.model}: {ev['chosen']}, out-of-fold ROC AUC "
+          + ("–" if auc is None else f"{auc:.3f}")
+          + f" over the {counts['yes'] + counts['no'] + counts['random_negatives']} clips listed with a class")
+    print(f"  next: {len(done.picks)} clips by {cfg.strategy} in {done.review}; write yes, no or unsure in its "
+          f"verdict column, then: acoustic-env labels new-class --features {cfg.features} --name {cfg.name} "
+          f"--example {cfg.example} --verdicts {done.review} --output <next round>")
+    return 0
+
+
 def add_labels_parser(sub: Any) -> None:
-    """Add ``labels`` with its ``add-verdicts``, ``apply`` and ``show`` sub-commands to the command's sub-parsers."""
+    """Add ``labels`` with its ``add-verdicts``, ``apply``, ``show`` and ``new-class`` sub-commands to the command's sub-parsers."""
     p = sub.add_parser("labels", help="keep reviewers' verdicts in a label store beside the feature table, and write "
                                       "the corrected label list that train, audit and annotate take (--labels)")
     commands = p.add_subparsers(dest="labels_command", required=True)
@@ -116,6 +139,9 @@ def add_labels_parser(sub: Any) -> None:
          "write the corrected label list (CSV): per clip the latest reviewed labels, else the given ones; clips "
          "where reviewers disagree are listed in <name>.conflicts.csv, not in the list"),
         ("show", ShowLabelsConfig, cmd_show, "count the store's events by source, and show the conflicts"),
+        ("new-class", NewClassConfig, cmd_new_class,
+         "one round of a new class from one example: the yes/no answers to search hits go to the label store, a "
+         "model trains on them with random negatives, and the next clips to judge are written"),
     ):
         c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
                                 usage="%(prog)s [--config FILE] [options]")

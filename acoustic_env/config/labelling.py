@@ -1,5 +1,6 @@
 """The configs of the jobs that label audio: annotate (a clip list) and serve (HTTP) with a saved model, and the
-``labels`` commands that keep reviewers' corrections (``labels add-verdicts``, ``apply``, ``show``)."""
+``labels`` commands that keep reviewers' corrections (``labels add-verdicts``, ``apply``, ``show``) and start a new
+class from one example (``labels new-class``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from acoustic_env.config.schema import ConfigError, Section, from_dict, option
 from acoustic_env.config.extraction import ExtractConfig, WindowParams
 from acoustic_env.config.audioset import _paths
-from acoustic_env.config.common import _absolute, _location, _ontology, _ray_address, _task
+from acoustic_env.config.common import _absolute, _location, _ontology, _ray_address, _seed, _task
 
 
 #: The extract fields annotate sets itself, from the list and the model: never one of its extract options.
@@ -138,3 +139,35 @@ class ShowLabelsConfig(Section):
     task: str = _task()
     ontology: str | None = _ontology()
     store: str | None = _store()
+
+
+@dataclass(frozen=True)
+class NewClassConfig(Section):
+    """One round of a new class from one example (``labels new-class``): the answers, the table, the round's
+    output (:mod:`acoustic_env.labels.new_class`)."""
+
+    features: str = _location(role="table", help="the feature table searched: an extract output, its features/ "
+                                                 "directory or a Parquet file")
+    name: str = option(nonempty=True, help="the new class (the task is labels:<name>,<other>)")
+    example: str = option(nonempty=True, help="the clip id or audio file the class started from (the search's "
+                                              "example): the origin of every verdict in the store")
+    verdicts: tuple[str, ...] = option(parse=_paths, role="input", nonempty=True,
+                                       help="this round's answers: search --save's CSV or the last round's "
+                                            "review.csv with yes, no or unsure in its verdict column (empty: not "
+                                            "judged), or a JSON list")
+    output: str = _location(role="output", help="the round's directory: labels.csv (the list trained on), train/ "
+                                                "(model/, report/), review.csv (the next clips to judge)")
+    reviewer: str | None = option(None, help="who answered (default: each row's reviewer column; one that names "
+                                             "none is refused)")
+    store: str | None = _store()
+    other: str = option("other", nonempty=True, help="the negative class of the binary task")
+    negatives: int = option(30, ge=0, help="clips nobody judged drawn at random as other (seeded by --seed; a "
+                                           "clip ever marked yes is never drawn)")
+    strategy: str = option("mixed", choices=("mixed", "uncertain"),
+                           help="how the next clips are picked (acoustic_env.learn.review_order): mixed, the most "
+                                "likely of the class under a refit on the verdicts; uncertain, the smallest margin")
+    batch: int = option(10, ge=1, help="clips in the next round's review.csv")
+    seed: int = _seed("seed of the random negatives, the train job and the next round's order")
+    train_config: str | None = _location(None, help="a train config file (YAML or JSON of train's fields) over "
+                                                    "the round's light defaults (logreg beside the MLP, one search "
+                                                    "trial, no ablations, no SHAP)")

@@ -16,7 +16,9 @@ writes what it returns (``evaluation.Outcome``):
 Outputs, below ``cfg.output``:
 
 - ``model/``: the artifact (``acoustic_env.load_model``);
-- ``report/index.html`` with its figures and ``metrics.json``;
+- ``report/index.html`` with its figures and ``metrics.json``, and ``report/predictions.parquet``: the model of
+  record's clip-level predictions, which the next run into this output compares itself with (``compare.py``: read
+  before this run's report replaces them, the comparison kept in metrics.json and the run record);
 - ``runs/<run_id>.json``: the run record (config, versions, counts, timings);
 - ``ray/``: Ray Tune and Ray Train run directories (checkpoints) unless ``work_dir`` says otherwise.
 """
@@ -37,6 +39,7 @@ from acoustic_env.jobs.labelled import read_labelled
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.record import Run, lifecycle, package_versions
 from acoustic_env.jobs.results import TrainResult
+from acoustic_env.jobs.train.compare import compare, comparison_line, read_previous, scored, write_predictions
 from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
 from acoustic_env.jobs.train.evaluation import class_balance, slim
 from acoustic_env.jobs.train.gap import generalisation_gap
@@ -87,6 +90,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     record."""
     run_id = run.run_id
     timings: dict[str, float] = {}
+    report = join(cfg.output, "report")
+    previous = read_previous(report)  # the model of record this run replaces, read before its report is rewritten
 
     t = time.time()
     labelled = read_labelled(cfg.features, cfg.task, cfg.ontology, partial(_enough_clips, cfg),
@@ -135,6 +140,10 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         else:
             note = "A label-accuracy estimate was given, but the adjustment is defined for single-label tasks only."
     model_uri = join(cfg.output, "model")
+    this = None if out.predictions is None else scored(
+        run_id, out.evaluation["chosen"], task.kind, task.class_names, labelled.label_list, features.ids, features.y,
+        out.predictions)
+    changed = None if this is None else compare(this, previous, dict(zip(features.ids, features.groups)), cfg.seed)
     balance = class_balance(cfg)
     balance_used = {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
                     "models": {m: balance.describe(m, task.kind) for m in models}}
@@ -152,8 +161,11 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "network": None if out.network is None else {"layers": layer_table(out.network),
                                                      "saved": out.evaluation["saved_model"] == "mlp"},
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
+        "labels_changed": changed,
     }
-    report_uri = write_report(join(cfg.output, "report"), results)
+    report_uri = write_report(report, results)
+    if this is not None:
+        write_predictions(report, this)
     # model.json keeps what scoring audio needs from the table (the table's URI is written masked)
     save_model(model_uri, out.estimator, transforms, redact_all({
         "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
@@ -167,7 +179,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "label_list": labelled.label_list, **table_description(cfg.features)}),
         features.feature_groups)
     return run.complete(counts=counts, timings=timings, groups=groups, search=results["search"],
-                        label_list=labelled.label_list,
+                        label_list=labelled.label_list, labels_changed=changed,
                         evaluation=out.evaluation, metrics={m: slim(r["test"]) for m, r in models.items()},
                         adjusted_accuracy=adjusted, model=model_uri, report=report_uri, grid=grid)
 
@@ -240,6 +252,7 @@ def summary_lines(result: TrainResult) -> list[str]:
                      f"{duplicates['groups_after']} so that copies stay on one side of every fold or split")
         lines += [f"    {line}" for line in merge_lines(duplicates)]
     lines += label_list_line(result.record.get("label_list"))
+    lines += comparison_line(result.record.get("labels_changed"))
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, m in result.metrics.items():
         ci = ev["models"][name]["intervals"]

@@ -333,6 +333,44 @@ def metrics_section(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def labels_changed_section(cmp: dict[str, Any] | None) -> str:
+    """What the labels changed (``compare.compare``): how many targets differ from the table's and from the
+    previous model's, and both models of record on the clips whose label did not change (empty when the run used
+    the table's labels and replaced no model)."""
+    if not cmp:
+        return ""
+    counts = []
+    if cmp["table"]:
+        t = cmp["table"]
+        counts.append(f"The label list <code>{html.escape(t['uri'])}</code> (sha256 {html.escape(t['sha256'][:12])}) "
+                      f"lists {t['clips']} clips and changes the label of {t['changed']} of them against the table.")
+    prev = cmp["previous"]
+    if prev and "changed" in prev:
+        before = prev["label_list"]
+        counts.append(f"Against the previous model of record (run <code>{html.escape(prev['run_id'])}</code>, "
+                      f"{html.escape(prev['model'])}, trained on "
+                      + (f"<code>{html.escape(before['uri'])}</code>" if before else "the table's labels")
+                      + f"): {prev['changed']} of the {prev['both']} clips both learnt from have another label; "
+                      f"{prev['only_new']} clips are new, {prev['only_previous']} left out.")
+    parts = ["<h2 id='labels-changed'>What the labels changed</h2>",
+             "<p class='note'>" + " ".join(counts) + "</p>" if counts else ""]
+    u = cmp["unchanged"]
+    if u and u["difference"] is not None:
+        parts.append(_table(["model of record", "clips", cmp["metric"]], [
+            [f"previous: {prev['model']}, run {prev['run_id']}", u["clips"],
+             _with_interval(u["previous"], u["previous_interval"])],
+            [f"this run: {cmp['model']}", u["clips"], _with_interval(u["new"], u["new_interval"])],
+            ["difference (this run - previous)", u["clips"],
+             _with_interval(u["difference"], u["difference_interval"])]]))
+        parts.append("<p class='note'>Each model's own held-out predictions (out-of-fold, or the test split), scored "
+                     "on the clips both scored whose label is the same in both runs: a changed label would score the "
+                     "two against different truths. Intervals: a paired bootstrap of "
+                     f"{u['replicates']} replicates that draws whole groups and scores both models on each draw.</p>")
+    if cmp["note"]:
+        parts.append(f"<p class='note'>{html.escape(cmp['note'].capitalize())}.</p>")
+    return "\n".join(parts)
+
+
 def balance_section(results: dict[str, Any]) -> str:
     """What each model did about class balance, and (single-label) every model's recall per class: a rare class
     that a model learnt to never predict shows as a 0 there, where the accuracy hardly moves."""
@@ -741,7 +779,8 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: str = "") 
              "<p class='note'>" + html.escape(", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
                                                         if k not in ("splits", "excluded_columns", "duplicates")))
              + "</p>", duplicates_section(counts.get("duplicates") or {}),
-             metrics_section(results), gap_section(results), feature_sets_section(results.get("evaluation") or {}),
+             metrics_section(results), labels_changed_section(results.get("labels_changed")),
+             gap_section(results), feature_sets_section(results.get("evaluation") or {}),
              grid_section(results.get("grid")),
              balance_section(results)]
     first = _record_model(results, results["models"])

@@ -1,0 +1,109 @@
+"""``acoustic-env labels new-class``: one round of the new-class loop (``labels/new_class.py`` says what a round
+is): the answers read and appended to the label store, the round's label list, the train job on it, and the next
+clips to judge. The job around ``labels/new_class.py``'s plain functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from acoustic_env.config import ConfigError
+from acoustic_env.labels.new_class import (ANSWERS, Round, answer_events, judged_classes, next_round, review_table,
+                                           round_list, task_of, train_fields)
+from acoustic_env.storage import filesystem
+
+
+def read_answers(uris: Iterable[str]) -> list[dict[str, str]]:
+    """The judged rows of answer files (CSV, as ``search --save`` and ``review.csv`` write them with a filled
+    ``verdict`` column, or a JSON list of objects): clip_id, answer (yes, no, unsure), reviewer, time, note.
+
+    A row whose verdict is empty is skipped (not judged yet); any other word stops with one line.
+    """
+    from acoustic_env.jobs.audit.estimate import load_json, verdict_text
+
+    out = []
+    for uri in uris:
+        fs, path = filesystem(uri)
+        if not fs.exists(path):
+            raise ConfigError(f"verdicts: file not found: {uri}")
+        text = verdict_text(fs.cat_file(path), uri)
+        if text.lstrip().startswith("["):
+            rows = load_json(text, uri)
+        else:
+            rows = list(csv.DictReader(io.StringIO(text), delimiter=max(",;\t", key=text.split("\n", 1)[0].count)))
+            if rows and "verdict" not in rows[0]:
+                raise ConfigError(f"verdicts: {uri} has no 'verdict' column (columns: {', '.join(rows[0])}); add "
+                                  "one and write yes, no or unsure in it")
+        for row in rows:
+            if not isinstance(row, dict) or not str(row.get("clip_id") or "").strip():
+                raise ConfigError(f"verdicts: every row of {uri} needs a clip_id, got {row!r}")
+            word = str(row.get("verdict") or "").strip().lower()
+            if not word:
+                continue
+            if word not in ANSWERS:
+                raise ConfigError(f"verdicts: {uri} answers {row.get('verdict')!r} for clip {row['clip_id']}; "
+                                  "write yes, no or unsure")
+            out.append({"clip_id": str(row["clip_id"]).strip(), "answer": ANSWERS[word],
+                        "reviewer": str(row.get("reviewer") or ""), "time": str(row.get("time") or ""),
+                        "note": str(row.get("note") or "")})
+    return out
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one round wrote: the events added, the label list, the train run, the next clips to judge."""
+
+    added: int
+    round: Round
+    label_list: str
+    train: Any  # jobs.results.TrainResult
+    review: str
+    picks: list[tuple[str, str]]
+
+
+def run_round(cfg: Any) -> RoundResult:
+    """One round of the loop (the module docstring) for a ``NewClassConfig``: answers into the store, the list,
+    the train job, the next clips to judge under ``cfg.output``."""
+    from acoustic_env.config import TrainConfig, from_dict, load_config_file
+    from acoustic_env.jobs.export import write_table
+    from acoustic_env.jobs.preflight import check_output, preflight
+    from acoustic_env.jobs.train.job import train
+    from acoustic_env.labels.label_list import write_list
+    from acoustic_env.labels.store import append, default_store, read_events
+    from acoustic_env.learn.artifact import load_model
+    from acoustic_env.storage import join
+    from acoustic_env.table import selection
+    from acoustic_env.vocabulary.tasks import load_task
+
+    preflight(cfg)
+    task = load_task(task_of(cfg.name, cfg.other))
+    store = cfg.store or default_store(cfg.features)
+    check_output(store, "store")
+    facts = selection(cfg.features).facts
+    ids = facts["clip_id"].to_pylist()
+    events = answer_events(read_answers(cfg.verdicts), task, set(ids), table=cfg.features, reviewer=cfg.reviewer,
+                           example=cfg.example)
+    append(store, events)
+    history = read_events(store, task.name)
+    rnd = round_list(history, ids, task, cfg.negatives, cfg.seed)
+    fields = train_fields(len(rnd.positives), load_config_file(cfg.train_config) if cfg.train_config else None)
+    listed = join(cfg.output, "labels.csv")
+    write_list(rnd.listed, listed)
+    result = train(from_dict(TrainConfig, {"features": cfg.features, "output": join(cfg.output, "train"),
+                                           "seed": cfg.seed, **fields, "task": task.name, "labels": listed}))
+    model = load_model(result.model)
+    data = model.read_features(cfg.features)
+    probs = model.predict_proba(data)
+    ok = np.isfinite(probs).all(axis=1)
+    scored = [c for c, keep in zip(data.ids.tolist(), ok) if keep]
+    X = np.hstack([m[ok] for m in model.matrices(data).values()])
+    picks = next_round(probs[ok], X, scored, judged_classes(history, rnd.listed, task), cfg.strategy, cfg.batch,
+                       cfg.seed)
+    review = join(cfg.output, "review.csv")
+    write_table(review_table(picks, dict(zip(scored, probs[ok][:, 0])), facts, cfg.name), review)
+    return RoundResult(len(events), rnd, listed, result, review, picks)

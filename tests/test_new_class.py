@@ -1,0 +1,146 @@
+"""A new class from one example (``labels new-class``, acoustic_env/labels/new_class.py).
+
+The fast tests build the round's label list from store events written by hand: the negatives drawn at random
+never include a clip marked yes (the Done-when bullet of issue 58), whatever came after the yes, and they are
+seeded. The slow test runs docs/curating.md's "A new class from one example" as written (its ``shell`` blocks,
+which the README-style guide test of the page leaves to this one) on a synthetic table with embeddings: search
+from one clip, a scripted reviewer who answers from the truth, two rounds; the model is an ordinary saved model
+that ``load_model`` scores the table with, and its training list holds no clip marked yes among its negatives.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+from datetime import datetime, timedelta, timezone
+
+import documentation
+import pytest
+
+from acoustic_env import load_model
+from acoustic_env.cli import main
+from acoustic_env.config import ConfigError
+from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs.new_class import read_answers
+from acoustic_env.labels.new_class import answer_events, round_list, task_of
+from acoustic_env.labels.store import Event, read_events
+from acoustic_env.vocabulary.tasks import load_task
+
+TASK = load_task(task_of("chainsaw"))
+T0 = datetime(2026, 11, 26, 10, tzinfo=timezone.utc)
+
+
+def _said(clip: str, yes: bool | None, reviewer: str = "ann", minutes: int = 0) -> Event:
+    """A reviewer's answer about ``clip`` as the store keeps it (None: unsure)."""
+    verdict = "unsure" if yes is None else "correct" if yes else "wrong"
+    return Event(clip, TASK.name, "search", verdict=verdict, given=("chainsaw",),
+                 labels=("other",) if yes is False else (), reviewer=reviewer, time=T0 + timedelta(minutes=minutes))
+
+
+def test_random_negatives_never_include_a_clip_marked_yes():
+    """Every clip anyone marked yes stays out of the random negatives, even when a later verdict withdrew or
+    contradicted the yes, and even when the draw asks for every clip nobody judged."""
+    ids = [f"c{i:03d}" for i in range(60)]
+    events = [_said("c001", True), _said("c002", True), _said("c003", False),
+              _said("c004", True), _said("c004", None, minutes=5),        # yes, then unsure: no decision
+              _said("c005", True), _said("c005", False, "bob", minutes=1),  # yes and no: a conflict
+              _said("c006", True), _said("c006", False, minutes=2)]        # yes, then changed to no
+    rnd = round_list(events, ids, TASK, negatives=100, seed=3)
+    assert rnd.marked_yes == {"c001", "c002", "c004", "c005", "c006"}
+    assert not rnd.marked_yes & set(rnd.drawn)
+    assert set(rnd.drawn) == set(ids) - {f"c00{i}" for i in range(1, 7)}
+    assert rnd.positives == ["c001", "c002"] and rnd.negatives == ["c003", "c006"]
+    listed = {c: d.labels for c, d in rnd.listed.decisions.items()}
+    assert set(listed) == set(ids) and "c005" in rnd.listed.conflicts
+    assert listed["c004"] == listed["c005"] == () and listed["c001"] == ("chainsaw",)  # no class: not trained on
+
+
+def test_random_negatives_are_seeded_and_every_other_clip_is_listed_with_no_class():
+    ids = [f"c{i:03d}" for i in range(60)]
+    events = [_said("c001", True), _said("c002", False)]
+    one, again, other = (round_list(events, ids, TASK, negatives=10, seed=s) for s in (1, 1, 2))
+    assert one.drawn == again.drawn != other.drawn and len(one.drawn) == 10
+    listed = one.listed.decisions
+    assert len(listed) == 60  # the table's own labels never enter the task
+    assert sum(d.labels == ("other",) for d in listed.values()) == 11
+    assert sum(d.labels == () for d in listed.values()) == 48
+    assert {listed[c].event.origin for c in one.drawn} == {"random negatives (seed 1)"}
+
+
+def test_answers_are_checked_whole(tmp_path):
+    """A word other than yes/no/unsure, or a clip the table does not hold, refuses the file in one line."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("clip_id,verdict\nc001,yes\nc002,maybe\n")
+    with pytest.raises(ConfigError, match="answers 'maybe' for clip c002; write yes, no or unsure"):
+        read_answers([str(bad)])
+    good = tmp_path / "good.csv"
+    good.write_text("rank,clip_id,verdict\n0,c001,Yes\n1,c002,\n2,c009,no\n")
+    answers = read_answers([str(good)])
+    assert [(a["clip_id"], a["answer"]) for a in answers] == [("c001", "yes"), ("c009", "no")]
+    with pytest.raises(ConfigError, match="1 verdict\\(s\\) name clips that are not in the feature table"):
+        answer_events(answers, TASK, {"c001"}, table="t", reviewer="ann", example="c001")
+    events = answer_events(answers, TASK, {"c001", "c009"}, table="t", reviewer="ann", example="c001")
+    assert [e.decision() for e in events] == [("chainsaw",), ("other",)]
+    assert {(e.source, e.origin) for e in events} == {("search", "search:c001")}
+
+
+def _shell_commands() -> list[str]:
+    """The page section's ``shell`` blocks, line by line (continuations joined), as written."""
+    text = documentation.section("A new class from one example")
+    blocks = re.findall(r"^```shell\n(.*?)^```", text, re.M | re.S)
+    return [c.strip() for b in blocks for c in b.replace("\\\n", " ").splitlines() if c.strip()]
+
+
+def _answer(path: str, truth: dict[str, bool]) -> None:
+    """The scripted reviewer fills the verdict column of ``path`` (search's hits or a review.csv)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=[*[k for k in rows[0] if k != "verdict"], "verdict"])
+        w.writeheader()
+        w.writerows({**r, "verdict": "yes" if truth[r["clip_id"]] else "no"} for r in rows)
+
+
+@pytest.mark.slow
+def test_the_new_class_section_runs_as_written(tmp_path, monkeypatch, capsys):
+    synth = synthetic_features(80, seed=4, embedders=("birdnet",), weights="0" * 64)
+    write_features(synth.table, str(tmp_path / "out"))
+    truth = {c: bool(t) for c, t in zip(synth.ids, synth.true)}  # "chainsaw": the synthetic natural clips
+    monkeypatch.chdir(tmp_path)
+    commands = _shell_commands()
+    assert [shlex.split(c)[1:3] for c in commands] == [
+        ["search", "--features"], ["labels", "new-class"], ["labels", "new-class"]]
+    for command in commands:
+        argv = shlex.split(command)
+        verdicts = argv[argv.index("--verdicts") + 1] if "--verdicts" in argv else None
+        if verdicts:
+            _answer(verdicts, truth)
+        assert main(argv[1:]) == 0, command
+    console = capsys.readouterr().out
+    assert "drawn at random from the clips nobody judged" in console and "review.csv" in console
+
+    events = read_events(str(tmp_path / "out" / "labels"), TASK.name)
+    assert {(e.source, e.origin) for e in events} == {("search", "search:clip0000007")}
+    answered = [tmp_path / "chainsaw" / f for f in ("hits.csv", "round-1/review.csv", "round-2/review.csv")]
+    marked_yes: set[str] = set()
+    for round_, answers in zip(("round-1", "round-2"), answered):  # the yes answers up to each round
+        marked_yes |= {r["clip_id"] for r in csv.DictReader(open(answers)) if r["verdict"] == "yes"}
+        with open(tmp_path / "chainsaw" / round_ / "labels.csv", newline="") as fh:
+            listed = {r["clip_id"]: r["labels"] for r in csv.DictReader(fh)}
+        negatives = {c for c, label in listed.items() if label == "other"}
+        assert len(listed) == 80 and negatives and not negatives & marked_yes, round_
+        assert {c for c, label in listed.items() if label == "chainsaw"} == marked_yes, round_
+    with open(answered[2], newline="") as fh:
+        picks = [r["clip_id"] for r in csv.DictReader(fh)]
+    judged = {e.clip_id for e in events}
+    hits = {r["clip_id"] for r in csv.DictReader(open(answered[0]))}
+    assert marked_yes <= judged and hits < judged and len(picks) == 10 and not set(picks) & judged
+
+    model = load_model(str(tmp_path / "chainsaw" / "round-2" / "train" / "model"))
+    assert list(model.class_names) == ["chainsaw", "other"]
+    scored = model.predict_table(str(tmp_path / "out")).to_pylist()
+    assert len(scored) == 80
+    yes = [r["prob_chainsaw"] for r in scored if truth[r["clip_id"]]]
+    no = [r["prob_chainsaw"] for r in scored if not truth[r["clip_id"]]]
+    assert sum(yes) / len(yes) > sum(no) / len(no) + 0.2  # the model learned the class from the answers
