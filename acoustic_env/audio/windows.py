@@ -105,6 +105,9 @@ class _Watched:
     def __getattr__(self, name: str) -> Any:  # seek, tell, close, ...: the file object's own
         return getattr(self._fh, name)
 
+    def __repr__(self) -> str:  # what soundfile's errors name: the file object itself
+        return repr(self._fh)
+
 
 class Recording:
     """An open recording: its length, and its windows read as they are wanted.
@@ -179,17 +182,20 @@ class Recording:
         f, sr = self._file, self._file.samplerate
         dtype = "float64" if f.subtype == "DOUBLE" else "float32"  # as decode_bytes reads
         for start, stop in islice(spans(f.frames, sr, window_s, hop_s, self.params.min_duration_s), first, end):
-            yield _window(f, self._fh, start, stop, dtype, self.params)
+            yield _window(f, start, stop, dtype, self.params, self._fh)
 
 
-def _window(f: sf.SoundFile, fh: _Watched, start: int, end: int, dtype: str, params: DecodeParams) -> Window:
-    """Frames ``start``..``end`` of the open file as a Window (its error instead of a clip when it fails)."""
+def _window(f: sf.SoundFile, start: int, end: int, dtype: str, params: DecodeParams,
+            fh: _Watched | None = None) -> Window:
+    """Frames ``start``..``end`` of the open file as a Window (its error instead of a clip when it fails); ``fh``:
+    the file object it reads through, whose read error names a failure."""
     sr = f.samplerate
     try:
-        fh.failure = None
+        if fh is not None:
+            fh.failure = None
         f.seek(start)
         audio = f.read(frames=end - start, dtype=dtype, always_2d=True)
-        if audio.shape[0] < end - start and fh.failure is not None:
+        if audio.shape[0] < end - start and fh is not None and fh.failure is not None:
             raise ClipError(STAGE, *transport_failure(fh.failure))
         if audio.shape[0] < end - start:
             raise ClipError(STAGE, "truncated", f"file declares {end - start} frames here but holds {audio.shape[0]}")

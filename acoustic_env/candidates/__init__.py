@@ -48,8 +48,8 @@ class _View(MutableMapping[str, Any]):
     def __setitem__(self, name: str, value: Any) -> None:
         _REGISTRY.replace(replace(get(name), **{self._field: value}))
 
-    def __delitem__(self, name: str) -> None:
-        raise TypeError(f"a candidate's {self._field} can be replaced, not removed")
+    def __delitem__(self, name: str) -> None:  # a space removed: the candidate keeps its defaults, unsearched
+        _REGISTRY.replace(replace(get(name), **{self._field: None}))
 
     def __getitem__(self, name: str) -> Any:
         return self._current()[name]
