@@ -98,3 +98,17 @@ def test_the_toy_runs_through_the_api_and_an_unknown_command_is_one_line(toy, ta
 def test_the_catalogue_holds_the_four_jobs_and_building_the_parser_imports_none_of_them():
     assert [s.name for s in catalog.specs()][:4] == ["extract", "train", "audit", "annotate"]
     assert catalog.get("train").config is ae.TrainConfig
+
+
+def test_a_commands_lines_never_show_a_uris_credentials(toy, table, tmp_path, capsys):
+    """What a command prints quotes URIs (its inputs and outputs): their user-info and secret query values are ***."""
+    leaky = JobSpec("leaky", "prints a URI with its secret (a test's toy)", CountConfig, run=count,
+                    lines=lambda r: ["wrote https://ann:hunter2@store.example/counts.json?X-Amz-Signature=abc123"],
+                    plan=COUNT.plan)
+    catalog.register(leaky)
+    try:
+        assert main(["leaky", "--features", table, "--output", str(tmp_path / "o")]) == 0
+    finally:
+        catalog.unregister("leaky")
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "abc123" not in out and "https://***@store.example/counts.json" in out

@@ -16,6 +16,7 @@ from acoustic_env.cli.console import console
 from acoustic_env.config import FeatureParams, SearchConfig, add_flags, flag_help, from_args, from_dict
 from acoustic_env.jobs import catalog
 from acoustic_env.jobs.catalog import JobSpec
+from acoustic_env.storage import redact
 
 
 def _plan_or_check(args: argparse.Namespace, cfg: Any, spec: JobSpec) -> bool:
@@ -49,7 +50,7 @@ def _command(spec: JobSpec) -> Callable[[argparse.Namespace], int]:
         cfg = from_args(spec.config, args)
         if _plan_or_check(args, cfg, spec):
             return 0
-        print("\n".join(spec.lines(spec.run(cfg))))
+        print(redact("\n".join(spec.lines(spec.run(cfg)))))  # the lines quote URIs: never their secrets
         return 0
 
     return command

@@ -16,6 +16,13 @@ from acoustic_env.config import ConfigError, add_flags, from_args
 from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
 
 
+
+def _say(text: str) -> None:
+    """Print a line that may quote a URI (the table, the store): never its credentials (``storage.redact``)."""
+    from acoustic_env.storage import redact
+
+    print(redact(text))
+
 def _store(cfg: Any) -> str:
     from acoustic_env.labels.store import default_store
 
@@ -49,7 +56,7 @@ def cmd_add_verdicts(args: argparse.Namespace) -> int:
                             reviewer=cfg.reviewer, origin=cfg.origin, source=cfg.source)
     written = append(store, events)
     verdicts = Counter(e.verdict for e in events)
-    print(f"{len(events)} verdicts added ({', '.join(f'{k} {v}' for k, v in sorted(verdicts.items())) or 'none'}) "
+    _say(f"{len(events)} verdicts added ({', '.join(f'{k} {v}' for k, v in sorted(verdicts.items())) or 'none'}) "
           f"to the label store {store}" + (f": {written}" if written else ""))
     return 0
 
@@ -78,13 +85,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
     current = corrected(events)
     conflicts = write_list(current, cfg.output)
     reviewed = sum(d.reviewed for d in current.decisions.values())
-    print(f"{len(current.decisions)} clips in the corrected list ({reviewed} decided by a reviewer) for task "
+    _say(f"{len(current.decisions)} clips in the corrected list ({reviewed} decided by a reviewer) for task "
           f"{task.name}: {cfg.output}")
     if current.conflicts:
-        print(f"  {len(current.conflicts)} clips where reviewers disagree are left out of the list (they keep the "
+        _say(f"  {len(current.conflicts)} clips where reviewers disagree are left out of the list (they keep the "
               f"table's labels until the reviewers agree): {conflicts}")
-        print("\n".join(_conflict_lines(current.conflicts)))
-    print(f"  use it: acoustic-env train|audit --features {cfg.features} --labels {cfg.output} ...")
+        _say("\n".join(_conflict_lines(current.conflicts)))
+    _say(f"  use it: acoustic-env train|audit --features {cfg.features} --labels {cfg.output} ...")
     return 0
 
 
@@ -95,12 +102,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     current = corrected(events)
     by_source = Counter(e.source for e in events)
     reviewers = sorted({e.reviewer for e in events if e.reviewer})
-    print(f"label store {store}, task {task.name}: {len(events)} events "
+    _say(f"label store {store}, task {task.name}: {len(events)} events "
           f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items())) or 'none'}) about "
           f"{len({e.clip_id for e in events})} clips; reviewers: {', '.join(reviewers) or 'none'}")
-    print(f"  corrected list: {len(current.decisions)} clips ({sum(d.reviewed for d in current.decisions.values())} "
+    _say(f"  corrected list: {len(current.decisions)} clips ({sum(d.reviewed for d in current.decisions.values())} "
           f"decided by a reviewer); conflicts: {len(current.conflicts)}")
-    print("\n".join(_conflict_lines(current.conflicts)) if current.conflicts else "  no conflicts")
+    _say("\n".join(_conflict_lines(current.conflicts)) if current.conflicts else "  no conflicts")
     return 0
 
 
@@ -111,16 +118,16 @@ def cmd_new_class(args: argparse.Namespace) -> int:
     done = run_round(cfg)
     counts, ev = done.round.counts(), done.train.evaluation
     auc = done.train.metrics[ev["chosen"]]["roc_auc"]
-    print(f"{done.added} verdicts added to the label store as {cfg.name} or {cfg.other} (source search, origin "
+    _say(f"{done.added} verdicts added to the label store as {cfg.name} or {cfg.other} (source search, origin "
           f"search:{cfg.example})")
-    print(f"  label list {done.label_list}: {counts['yes']} {cfg.name} (marked yes), {counts['no']} {cfg.other} "
+    _say(f"  label list {done.label_list}: {counts['yes']} {cfg.name} (marked yes), {counts['no']} {cfg.other} "
           f"(marked no), {counts['random_negatives']} {cfg.other} drawn at random from the clips nobody judged "
           f"(seed {cfg.seed}; never a clip marked yes)"
           + (f"; {counts['conflicts']} clips where reviewers disagree left out" if counts["conflicts"] else ""))
-    print(f"  model {done.train.model}: {ev['chosen']}, out-of-fold ROC AUC "
+    _say(f"  model {done.train.model}: {ev['chosen']}, out-of-fold ROC AUC "
           + ("–" if auc is None else f"{auc:.3f}")
           + f" over the {counts['yes'] + counts['no'] + counts['random_negatives']} clips listed with a class")
-    print(f"  next: {len(done.picks)} clips by {cfg.strategy} in {done.review}; write yes, no or unsure in its "
+    _say(f"  next: {len(done.picks)} clips by {cfg.strategy} in {done.review}; write yes, no or unsure in its "
           f"verdict column, then: acoustic-env labels new-class --features {cfg.features} --name {cfg.name} "
           f"--example {cfg.example} --verdicts {done.review} --output <next round>")
     return 0
