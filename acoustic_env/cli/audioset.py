@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from acoustic_env.config import add_flags, from_args
+from acoustic_env.config import from_args
+from acoustic_env.config.flags import add_config_commands
 from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
 
 
@@ -75,7 +76,7 @@ def add_audioset_parser(sub: Any) -> None:
     p = sub.add_parser("audioset", help="sample AudioSet's segment lists for a task, fetch the clips, "
                                         "write the rescored label list after an audit")
     commands = p.add_subparsers(dest="audioset_command", required=True)
-    for name, cls, func, summary in (
+    add_config_commands(commands, (
         ("sample", SampleConfig, cmd_sample,
          "draw a task's clips from a segment list (per-class targets, balanced, seeded; one streaming pass)"),
         ("fetch", FetchConfig, cmd_fetch,
@@ -87,8 +88,4 @@ def add_audioset_parser(sub: Any) -> None:
         ("frames", FramesConfig, cmd_frames,
          "compare networks over the released embeddings' ten frames (a small CNN, the study's fully connected "
          "net and CNN) with the pooled vector, on one split"),
-    ):
-        c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
-                                usage="%(prog)s [--config FILE] [options]")
-        add_flags(c, cls)
-        c.set_defaults(func=func)
+    ))

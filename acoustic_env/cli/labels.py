@@ -12,7 +12,8 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from acoustic_env.config import ConfigError, add_flags, from_args
+from acoustic_env.config import ConfigError, from_args
+from acoustic_env.config.flags import add_config_commands
 from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
 
 
@@ -138,7 +139,7 @@ def add_labels_parser(sub: Any) -> None:
     p = sub.add_parser("labels", help="keep reviewers' verdicts in a label store beside the feature table, and write "
                                       "the corrected label list that train, audit and annotate take (--labels)")
     commands = p.add_subparsers(dest="labels_command", required=True)
-    for name, cls, func, summary in (
+    add_config_commands(commands, (
         ("add-verdicts", AddVerdictsConfig, cmd_add_verdicts,
          "append an audit review's verdicts (verdicts.json or CSV) to the label store, with their reviewer and "
          "origin; a verdict about a clip the table does not hold refuses the whole file"),
@@ -149,8 +150,4 @@ def add_labels_parser(sub: Any) -> None:
         ("new-class", NewClassConfig, cmd_new_class,
          "one round of a new class from one example: the yes/no answers to search hits go to the label store, a "
          "model trains on them with random negatives, and the next clips to judge are written"),
-    ):
-        c = commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
-                                usage="%(prog)s [--config FILE] [options]")
-        add_flags(c, cls)
-        c.set_defaults(func=func)
+    ))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any
 
@@ -130,3 +130,13 @@ def from_args(cls: type[T], args: argparse.Namespace) -> T:
             target = inner
         target[flag.path[-1]] = value
     return from_dict(cls, data)
+
+
+def add_config_commands(sub: Any, commands: Iterable[tuple[str, type, Callable[..., int], str]]) -> None:
+    """One sub-command of ``sub`` (an argparse sub-parsers object) per (name, config class, function, one-line
+    summary): its flags and ``--config FILE`` from the config's fields, the summary as its help and description."""
+    for name, cls, func, summary in commands:
+        command = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+                                 usage="%(prog)s [--config FILE] [options]")
+        add_flags(command, cls)
+        command.set_defaults(func=func)
