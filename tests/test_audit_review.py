@@ -218,7 +218,9 @@ def test_keyboard_review_with_relabel_and_note_reaches_the_server(audited, serve
     wait_for(browser, MEDIA_READY)
     _keys(browser, "j")
     assert _current(browser) == "random|" + first["clip_id"]
-    # space plays the current clip and the playhead follows it over the spectrogram's time axis
+    # space plays the current clip and the playhead follows it over the spectrogram's time axis; the 1-s clip plays
+    # at a tenth of its speed, so that a loaded machine's slow polling still finds it playing and not ended
+    browser.execute_script("document.querySelector('.card.current audio').playbackRate = 0.1")
     _keys(browser, Keys.SPACE)
     wait_for(browser, "const a = document.querySelector('.card.current audio'); return !a.paused && a.currentTime > 0.15")
     _keys(browser, Keys.SPACE)
