@@ -12,6 +12,7 @@ def cmd_audit_review(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.audit.job import rebuild_review
     from acoustic_env.jobs.audit.server import make_server, verdicts_uri
     from acoustic_env.jobs.stop_signals import StopSignals
+    from acoustic_env.storage import redact
 
     if args.review_top is not None or args.random_sample is not None:
         top = AuditConfig.review_top if args.review_top is None else args.review_top
@@ -19,9 +20,11 @@ def cmd_audit_review(args: argparse.Namespace) -> int:
         print(f"review page: {rebuild_review(args.audit, top, sample, args.seed)}")
     if args.serve:
         with StopSignals() as stop:  # Ctrl-C or kill: the server stops and releases the audit's lock
-            server = make_server(args.audit, args.port)
+            server = make_server(args.audit, args.port, args.store, args.reviewer)
+            sink = server.store.sink
+            also = f" and appended to the label store {redact(sink.store)}" if sink else ""
             print(f"serving the review page at http://127.0.0.1:{server.server_address[1]}/ "
-                  f"(verdicts are saved to {verdicts_uri(args.audit)}); Ctrl-C stops", flush=True)
+                  f"(verdicts are saved to {redact(verdicts_uri(args.audit))}{also}); Ctrl-C stops", flush=True)
             threading.Thread(target=server.serve_forever, daemon=True).start()
             try:
                 stop.wait()
@@ -73,6 +76,11 @@ def add_review_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--audit", required=True, help="the audit's output directory or URI")
     p.add_argument("--serve", action="store_true", help="serve the page on 127.0.0.1 and save verdicts it posts")
     p.add_argument("--port", type=int, default=8765, help="port for --serve (default: 8765; 0 picks a free one)")
+    p.add_argument("--store", nargs="?", const="", metavar="URI",
+                   help="with --serve, append each verdict to the label store too, as it is clicked (no URI: the store "
+                        "beside the audited feature table); `labels apply` then writes the corrected list")
+    p.add_argument("--reviewer", help="with --store, the reviewer credited when the page names nobody (default: the "
+                                      "account running the server)")
     p.add_argument("--review-top", type=int, help="rebuild the page: " + flag_help(AuditConfig, "review_top"))
     p.add_argument("--random-sample", type=int, help="rebuild the page: " + flag_help(AuditConfig, "random_sample"))
     p.add_argument("--seed", type=int, default=0, help="seed of the random sample when rebuilding (default: 0)")

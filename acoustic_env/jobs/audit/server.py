@@ -22,7 +22,8 @@ verdict dated in the future, posted or already in the file, can outlast later on
 order, re-ranked on the verdicts so far (queue.py); a clip it reaches beyond the page joins the page's queue.
 It takes verdicts only for the clips on the page (or so added), in the sample they are shown in. One server per audit:
 a second one on the same audit stops with one line (:class:`ReviewLock`), so two
-never keep diverging copies of ``verdicts.json``.
+never keep diverging copies of ``verdicts.json``. With a label store (``make_server(..., store=...)``, the
+command's ``--store``) every verdict it takes is appended there too, as it arrives (``labels.review_sink``).
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from acoustic_env.config import ConfigError
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import latest, load_json, normalize_verdict
 from acoustic_env.jobs.audit.queue import MAX_BATCH, ReviewQueue
 from acoustic_env.jobs.audit.review import BATCH, PAGE, REVIEW_DIR, page_items
+from acoustic_env.labels.review_sink import ReviewSink
 from acoustic_env.storage import filesystem, is_local, join, read_json, write_json
 
 VERDICTS_FILE = "verdicts.json"
@@ -69,9 +72,10 @@ class VerdictStore:
     otherwise outlast every later click), the arrival is this server's own fact.
     """
 
-    def __init__(self, uri: str, known: frozenset[tuple[str, str]]):
+    def __init__(self, uri: str, known: frozenset[tuple[str, str]], sink: ReviewSink | None = None):
         self.uri = uri
         self.known = known
+        self.sink = sink  # the label store each verdict is appended to as well (None: verdicts.json only)
         self._lock = threading.Lock()
         fs, path = filesystem(uri)
         # normalised on load too: a file written before corrected_label/note existed comes back with them empty
@@ -94,6 +98,11 @@ class VerdictStore:
                 raise AuditError(f"verdicts: clip {r['clip_id']!r} is not in the {r['sample']} sample of this "
                                  "review page")
         with self._lock:
+            if self.sink is not None:  # the store first: a verdict it refuses is saved nowhere, and said so
+                try:
+                    self.sink.add(clean)
+                except ConfigError as exc:
+                    raise AuditError(str(exc)) from None
             by_clip = {(r["sample"], r["clip_id"]): r for r in self._records + clean}  # in order of arrival
             self._records = sorted(by_clip.values(), key=lambda r: (r["sample"], r["clip_id"]))
             write_json(self._records, self.uri)
@@ -247,9 +256,11 @@ class ReviewServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], own: set[str], lock: ReviewLock) -> None:
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], own: set[str], lock: ReviewLock,
+                 store: VerdictStore) -> None:
         super().__init__((HOST, port), handler)
         self.lock = lock
+        self.store = store
         own.update({f"{HOST}:{self.server_address[1]}", f"localhost:{self.server_address[1]}"})
 
     def server_close(self) -> None:
@@ -257,10 +268,13 @@ class ReviewServer(ThreadingHTTPServer):
         self.lock.release()
 
 
-def make_server(audit_output: str, port: int = 0) -> ReviewServer:
+def make_server(audit_output: str, port: int = 0, store: str | None = None,
+                reviewer: str | None = None) -> ReviewServer:
     """A server (not yet serving) for ``<audit_output>/review/`` on 127.0.0.1; ``port=0`` picks a free one.
 
-    Stops with AuditError when another server holds the audit (:class:`ReviewLock`).
+    ``store``: also append each verdict to this label store ("": the one beside the audited table; None: none),
+    crediting ``reviewer`` when the page names nobody. Stops with AuditError when another server holds the audit
+    (:class:`ReviewLock`).
     """
     review_dir = join(audit_output, REVIEW_DIR)
     fs, page = filesystem(join(review_dir, PAGE))
@@ -269,12 +283,14 @@ def make_server(audit_output: str, port: int = 0) -> ReviewServer:
     lock = ReviewLock(verdicts_uri(audit_output))
     lock.acquire()
     try:
-        from acoustic_env.jobs.audit.job import TABLE
+        from acoustic_env.jobs.audit.job import SUMMARY, TABLE
 
-        store = VerdictStore(verdicts_uri(audit_output), page_items(review_dir))
+        sink = None if store is None else ReviewSink.for_audit(read_json(join(audit_output, SUMMARY))["config"],
+                                                               store, reviewer)
+        verdicts = VerdictStore(verdicts_uri(audit_output), page_items(review_dir), sink)
         own: set[str] = set()
         queue = ReviewQueue(join(audit_output, TABLE), review_dir)
-        return ReviewServer(port, make_handler(review_dir, store, own, queue), own, lock)
+        return ReviewServer(port, make_handler(review_dir, verdicts, own, queue), own, lock, verdicts)
     except BaseException:
         lock.release()
         raise
