@@ -576,7 +576,7 @@ def test_the_page_re_ranks_after_each_batch_of_verdicts(mixed_audit, mixed_serve
     assert console_errors(browser) == []
 
 
-def test_served_verdicts_go_into_the_label_store_as_clicked_and_a_refused_one_nowhere(audited, tmp_path):
+def test_served_verdicts_go_into_the_label_store_as_clicked_and_a_refused_one_nowhere(audited, capsys):
     """``audit-review --serve --store``: each verdict the page posts is an event of the store beside the table at once
     (no `labels add-verdicts`), credited to the page's reviewer or the server's; one the store refuses is saved nowhere."""
     from acoustic_env.labels.current import corrected
@@ -587,17 +587,27 @@ def test_served_verdicts_go_into_the_label_store_as_clicked_and_a_refused_one_no
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{srv.server_address[1]}/api/verdicts"
     try:
-        random_clips = sorted(c for sample, c in page_items(str(audited / "review")) if sample == "random")
-        first = {"clip_id": random_clips[0], "given_labels": ["urban"], "verdict": "wrong", "corrected_label": ["natural"],
-                 "sample": "random", "reviewer": "ana"}
-        second = {"clip_id": random_clips[1], "given_labels": ["natural"], "verdict": "correct", "sample": "random"}
+        shown = page_data(audited)["random"]
+        random_clips = [item["clip_id"] for item in shown]
+        other = {"urban": "natural", "natural": "urban"}
+        first = {"clip_id": random_clips[0], "given_labels": shown[0]["given"], "verdict": "wrong",
+                 "corrected_label": [other[shown[0]["given"][0]]], "sample": "random", "reviewer": "ana"}
+        second = {"clip_id": random_clips[1], "given_labels": shown[1]["given"], "verdict": "correct", "sample": "random"}
         for rec in (first, second):
             assert _request(url, json.dumps(rec).encode(), {"Content-Type": "application/json"})[0] == 200
         events = read_events(store, "urban_natural")
         assert [(e.clip_id, e.verdict, e.reviewer, e.source) for e in events] == [
             (random_clips[0], "wrong", "ana", "review"), (random_clips[1], "correct", "night-shift", "review")]
         decisions = corrected(events).decisions
-        assert decisions[random_clips[0]].labels == ("natural",) and decisions[random_clips[1]].labels == ("natural",)
+        assert decisions[random_clips[0]].labels == tuple(first["corrected_label"])
+        assert decisions[random_clips[1]].labels == tuple(shown[1]["given"])
+        # the corrected list's accuracy: the table's 1 of 2, less the one label the store's list fixed, of 18 clips
+        capsys.readouterr()
+        assert main(["audit-estimate", "--verdicts", verdicts_uri(str(audited)), "--audit", str(audited),
+                     "--labels", store]) == 0
+        out = capsys.readouterr().out
+        assert "accuracy of the corrected list" in out and f"{1 - (0.5 * N_CLIPS - 1) / N_CLIPS:.1%}" in out
+        assert "relabels 1 and leaves out 0 of 18 audited clips" in out
         # a class the task does not have: 400 naming it, and neither the store nor verdicts.json takes it
         bad = {**second, "clip_id": random_clips[2], "verdict": "wrong", "corrected_label": ["chainsaw"]}
         status, body, _ = _request(url, json.dumps(bad).encode(), {"Content-Type": "application/json"})

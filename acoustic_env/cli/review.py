@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
-from acoustic_env.config import AuditConfig, flag_help
+from acoustic_env.config import AuditConfig, ConfigError, flag_help
 
 
 def cmd_audit_review(args: argparse.Namespace) -> int:
@@ -63,11 +63,34 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
         print(f"note: no review page beside {args.verdicts[0]}: every verdict is counted, whatever its clip; "
               "pass --audit to count only the audit's clips")
     est = estimate_accuracy(records, args.sample, args.method)
+    if args.labels:
+        est = _after_corrections(est, args.audit, args.labels)
     print("\n".join(estimate_lines(est)))
     if args.output:
         write_json(est, args.output)
         print(f"  written to {args.output}")
     return 0
+
+
+def _after_corrections(est: dict, audit: str | None, labels: str) -> dict:
+    """``est`` carried over to the corrected list ``labels`` (``estimate.after_corrections``), the audited clips'
+    given classes read from the audit's table."""
+    import pyarrow.parquet as pq
+
+    from acoustic_env.jobs.audit.estimate import after_corrections
+    from acoustic_env.jobs.audit.job import SUMMARY, TABLE
+    from acoustic_env.labels.label_list import read_label_list
+    from acoustic_env.storage import filesystem, join, read_json
+    from acoustic_env.vocabulary.tasks import load_task
+
+    if not audit:
+        raise ConfigError("labels: needs --audit, the audit whose clips the list corrects")
+    config = read_json(join(audit, SUMMARY))["config"]
+    listed = read_label_list(labels, load_task(config["task"], config.get("ontology")))
+    fs, path = filesystem(join(audit, TABLE))
+    with fs.open(path, "rb") as f:
+        rows = pq.read_table(f, columns=["clip_id", "given_labels"]).to_pylist()
+    return after_corrections(est, {r["clip_id"]: tuple(r["given_labels"] or ()) for r in rows}, listed.labels)
 
 
 def add_review_parsers(sub: argparse._SubParsersAction) -> None:
@@ -93,4 +116,7 @@ def add_review_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="write the estimate JSON here (the training report reads it)")
     p.add_argument("--audit", help="the audit reviewed: verdicts for clips not on its review page are left out "
                                    "(default: the review page beside the first verdict file, when there is one)")
+    p.add_argument("--labels", help="a corrected label list (CSV of `labels apply`, or a label store): estimate its "
+                                    "accuracy instead of the table's: the wrong labels the random sample implies, less "
+                                    "those the list fixed (needs --audit)")
     p.set_defaults(func=cmd_audit_estimate)

@@ -238,9 +238,45 @@ def estimate_lines(est: dict[str, Any]) -> list[str]:
             return "no verdicts"
         return f"{c['accuracy']:.1%} [{c['low']:.1%}, {c['high']:.1%}] (n={c['n']})"
 
+    if "label_list" in est:
+        ll = est["label_list"]
+        return [f"accuracy of the corrected list, 95 % {est['method']} interval: {cell(est['overall'])}",
+                f"  (the table's labels {cell(ll['table'])} on the random sample; the list relabels {ll['relabelled']} "
+                f"and leaves out {ll['removed']} of {ll['clips']} audited clips)"]
     meaning = ("accuracy of the labels (random sample)" if est["sample"] == "random" else
                "share of flagged labels that were right (suspects: 1 - precision of the flags; "
                "not the accuracy of the collection)")
     lines = [f"{meaning}, 95 % {est['method']} interval:", f"  overall  {cell(est['overall'])}"]
     lines += [f"  {name}  {cell(c)}" for name, c in est["per_class"].items()]
     return lines
+
+
+def after_corrections(est: dict[str, Any], given: dict[str, tuple[str, ...]],
+                      listed: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """The accuracy of a corrected label list, from the table's estimate ``est`` (random sample) and what the list
+    changed: ``given``, every audited clip's given classes; ``listed``, the list's classes of the clips it names.
+
+    Why not re-judge the random sample against the list: the list holds those very verdicts, so every reviewed
+    clip would count as right and the estimate would be 100 %, whatever is left unreviewed. Instead the table's
+    wrong share ``p`` (with its interval) counts the wrong labels of all ``N`` clips, ``p · N``; the list fixed
+    ``k`` of them (the clips it gives other classes) and took ``r`` out of training (no class), so about
+    ``p · N − k − r`` wrong labels remain among ``N − r``: accuracy ``1 − max(0, p · N − k − r) / (N − r)``, each
+    bound mapped the same way. It assumes the reviewers were right; clips the list names that are not audited are
+    left out.
+    """
+    if est["sample"] != "random":
+        raise AuditError("labels: the corrected list's accuracy needs the random sample's estimate (--sample random); "
+                         "the suspects' verdicts say nothing of the collection")
+    changed = {c: v for c, v in listed.items() if c in given and tuple(sorted(v)) != tuple(sorted(given[c]))}
+    removed = sum(1 for v in changed.values() if not v)
+    fixed, n = len(changed) - removed, len(given)
+    kept = max(n - removed, 1)
+
+    def mapped(accuracy: float) -> float:
+        return round(1.0 - max(0.0, (1.0 - accuracy) * n - fixed - removed) / kept, 6)
+
+    table = est["overall"]
+    return {**est, "per_class": {}, "label_list": {"clips": n, "relabelled": fixed, "removed": removed,
+                                                   "table": table},
+            "overall": {"accuracy": mapped(table["accuracy"]), "low": mapped(table["low"]),
+                        "high": mapped(table["high"]), "n": table["n"]}}
