@@ -14,13 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
-from acoustic_env.jobs.train.job import train
 from acoustic_env.learn import cv
 from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.fit import Schedule, fit
@@ -216,7 +214,7 @@ def test_train_balances_every_model_and_reports_recall_per_class(tmp_path, monke
 
 
 def test_bad_class_balance_options_are_one_line(tmp_path, capsys):
-    """A misspelt value names class_weight; the sampler on a multi-label task names balanced_sampler."""
+    """A misspelt value names class_weight (a multi-label task takes the sampler: tests/test_multilabel_parity.py)."""
     with pytest.raises(ConfigError) as info:
         from_dict(TrainConfig, {"features": "f", "output": "o", "class_weight": "balance"})
     assert str(info.value) == "class_weight: must be one of ['none', 'balanced'], got 'balance'"
@@ -224,10 +222,3 @@ def test_bad_class_balance_options_are_one_line(tmp_path, capsys):
     assert main(["train", "--features", source, "--output", str(tmp_path / "o"), "--class-weight", "yes"]) == 2
     assert capsys.readouterr().err.strip() == ("acoustic-env: error: class_weight: must be one of "
                                                "['none', 'balanced'], got 'yes'")
-    task = {"name": "two_labels", "kind": "multi_label", "classes": {"urban": {"mids": [URBAN]},
-                                                                      "natural": {"mids": [NATURAL]}}}
-    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
-    with pytest.raises(ConfigError, match=r"^balanced_sampler: draws clips by their one class, so single-label "
-                                          r"tasks only; two_labels is multi-label"):
-        train(from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "m"),
-                                      "task": str(tmp_path / "task.yaml"), "balanced_sampler": True}))

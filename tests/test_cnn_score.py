@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -33,18 +34,25 @@ CLIPS, CLIP_S = 24, 1.0
 PROBS = ["prob_urban", "prob_natural"]
 
 
+def two_kinds(root: Path, clips: int, seconds: float) -> list[str]:
+    """``clips`` WAVs of ``seconds`` under ``root/audio``, urban and natural in turn, and the lines of their clip list
+    (``root/clips.csv``, written), its header first."""
+    (root / "audio").mkdir()
+    lines = ["clip_id,uri,labels"]
+    for i in range(clips):
+        path = root / "audio" / f"c{i:02d}.wav"
+        sf.write(path, _sound(i % 2 == 1, seed=i, seconds=seconds), SR, subtype="PCM_16")
+        lines.append(f"c{i:02d},{path},{'natural' if i % 2 else 'urban'}")
+    (root / "clips.csv").write_text("\n".join(lines) + "\n")
+    return lines
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     """The clips (alternating kinds) and their list, the extract output, the CNN of record and its probabilities on
     that table by clip id."""
     root = tmp_path_factory.mktemp("cnn_score")
-    (root / "audio").mkdir()
-    lines = ["clip_id,uri,labels"]
-    for i in range(CLIPS):
-        path = root / "audio" / f"c{i:02d}.wav"
-        sf.write(path, _sound(i % 2 == 1, seed=i, seconds=CLIP_S), SR, subtype="PCM_16")
-        lines.append(f"c{i:02d},{path},{'natural' if i % 2 else 'urban'}")
-    (root / "clips.csv").write_text("\n".join(lines) + "\n")
+    two_kinds(root, CLIPS, CLIP_S)
     table = root / "extract"
     ae.extract(str(root / "clips.csv"), str(table), features={"signals": ["raw"], "logmel": True}, progress=False)
     with pytest.MonkeyPatch.context() as patch:

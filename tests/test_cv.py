@@ -218,8 +218,8 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
 
     log, calls = [], []
 
-    def fake(name, kind, n_classes, seed, threads, search, balance, calibrate=False):
-        calls.append((name, kind, n_classes, seed, threads, search, balance, calibrate))
+    def fake(name, kind, n_classes, seed, threads, search, balance, calibrate=False, resample=None):
+        calls.append((name, kind, n_classes, seed, threads, search, balance, calibrate, resample))
         return _Recorded(name, log)
 
     monkeypatch.setattr(cv_module, "make_estimator", fake)
@@ -231,7 +231,8 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
     plan, balance = SearchPlan(trials=3, inner_folds=2), Balance(class_weight="balanced")
     result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "cnn"], seed=7, groups=groups,
                             search=plan, threads=3, balance=balance, inputs={"cnn": images})
-    assert calls == [(m, "single_label", 2, 7, 3, plan, balance, False) for _ in range(3) for m in ("logreg", "cnn")]
+    assert calls == [(m, "single_label", 2, 7, 3, plan, balance, False, None) for _ in range(3)
+                     for m in ("logreg", "cnn")]
     for k, entry in zip(np.repeat([0, 1, 2], 2), log):
         inputs = images if entry["model"] == "cnn" else x
         assert entry["fit_x"] == inputs[folds != k, 0].tolist() and entry["fit_y"] == y[folds != k].tolist()

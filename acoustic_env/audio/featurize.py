@@ -31,7 +31,7 @@ from acoustic_env.embedders.registry import get
 from acoustic_env.errors import ClipError
 from acoustic_env.features import cpu_features, separate_signals
 from acoustic_env.features.logmel import COLUMN as LOGMEL
-from acoustic_env.features.logmel import logmel
+from acoustic_env.features.logmel import compute_image, image_settings
 from acoustic_env.storage import redact
 from acoustic_env.table import embedding_column
 
@@ -137,7 +137,7 @@ def batch_outputs(clips: Sequence[DecodedClip], columns: Mapping[str, int], nets
         if wants_vectors:
             outs.append(dict(cpu_features(c.audio, decode.sample_rate, features, found if separate else None)[0]))
         else:
-            outs.append({LOGMEL: logmel(c.audio)} if features.logmel else {})
+            outs.append({LOGMEL: compute_image(c.audio, image_settings(features))} if features.logmel else {})
             if separate:
                 found = separate_signals(c.audio, decode.sample_rate, features)
         separated.append(found)

@@ -50,7 +50,7 @@ from acoustic_env.embedders.spec import EmbedderSpec
 from acoustic_env.errors import OutputWriteError
 from acoustic_env.features import cpu_features, feature_metadata, feature_stages
 from acoustic_env.features.logmel import COLUMN as LOGMEL
-from acoustic_env.features.logmel import LOGMEL as LOGMEL_SETTINGS
+from acoustic_env.features.logmel import image_settings
 from acoustic_env.storage import join, redact, transport_failure, write_parquet
 from acoustic_env.table import ERRORS_SCHEMA, embedding_column, encode_images, metadata_json, now_utc
 
@@ -459,7 +459,7 @@ def table_metadata(cfg: ExtractConfig, run_id: str, weights: dict[str, str]) -> 
 
     columns = feature_metadata(cfg.features)
     if cfg.features.logmel:
-        columns[LOGMEL] = LOGMEL_SETTINGS.metadata()
+        columns[LOGMEL] = image_settings(cfg.features).metadata()
     for name in cfg.embedders:
         for signal in embed_signals(cfg):  # a separated signal's columns say which (the raw one's as before)
             for col, meta in get(name).column_metadata().items():

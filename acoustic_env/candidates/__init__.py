@@ -12,6 +12,7 @@ code read it (as they read the embedders' registry).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -72,3 +73,22 @@ FORMATS: MutableMapping[str, str] = _View("format")
 # The built-in candidates, simplest first; each module states its own facts.
 for _spec in (*linear.SPECS, knn.SPEC, svm.SPEC, forest.SPEC, boosted.SPEC, network.SPEC, cnn.SPEC):
     register(_spec)
+
+
+@contextmanager
+def pinned(name: str, settings: dict[str, Any]) -> Iterator[None]:
+    """Candidate ``name`` with ``settings`` (entries of its ``network`` defaults, e.g. :func:`.cnn.chosen`'s) fixed
+    in its defaults and taken out of its search space, for the block, then restored: every fit of a job (its
+    cross-validation, split, streamed run) reads its settings from the registry, so a job's flags reach them all
+    and the saved model records them. One job per process at a time."""
+    spec = get(name)
+    if settings:
+        space = spec.space
+        kept = None if space is None else Space({k: r for k, r in space.ranges.items() if k not in settings},
+                                                space.within)
+        _REGISTRY.replace(replace(spec, params={**spec.params, "network": {**spec.params["network"], **settings}},
+                                  space=kept if kept and kept.ranges else None))
+    try:
+        yield
+    finally:
+        _REGISTRY.replace(spec)

@@ -1,11 +1,16 @@
-"""``cnn``: a small CNN over each clip's log-mel image (``learn.spectro``, trained by ``learn.spectro_estimator``).
+"""``cnn``: a CNN over each clip's image (``learn.spectro``, trained by ``learn.spectro_estimator``).
 
 Its ``X`` is [clips, bands, frames] images, not feature vectors (``inputs="images"``: the table needs the ``logmel``
-column). ``blocks`` conv blocks (batch norm, global pooling) of ``width`` channels doubling per block, on
-``crop_frames``-frame crops (averaged over crops covering the clip when it scores), trained with a cosine learning
-rate for at most ``max_rounds`` epochs, stopped early on a grouped inner split of the training rows (it takes the
-rows' groups). ``device``: where it trains (cpu or cuda). ``augment``: each entry switches one augmentation (0 or
-False: off), recorded with the model. No probability map: its inner refits would cost two more trainings a fold.
+column, log-mel or MFCC). ``blocks`` conv blocks of a named ``architecture`` (:data:`ARCHITECTURES`: ``small``, one
+convolution each; ``residual``, ResNet's basic block), with batch norm and global pooling, of ``width`` channels
+doubling per block, on ``crop_frames``-frame crops (averaged over crops covering the clip when it scores), trained
+with a cosine learning rate for at most ``max_rounds`` epochs, stopped early on a grouped inner split of the
+training rows (it takes the rows' groups). ``device``: where it trains (cpu or cuda). ``augment``: each entry
+switches one augmentation (0 or False: off), recorded with the model. No probability map: its inner refits would
+cost two more trainings a fold.
+
+The architecture and the crop are searched with the other settings; train's ``--cnn-architecture`` and
+``--cnn-crop-s`` fix them instead (:func:`fixed`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from acoustic_env.candidates.spec import Build, CandidateSpec
 from acoustic_env.registry import lazy
 
 _CNN = lazy("acoustic_env.learn.spectro_estimator", "CNNClassifier")
+#: The named networks (``learn.spectro``): the small default, and ResNet-style residual blocks.
+ARCHITECTURES = ("small", "residual")
+#: Image frames a second (``features/logmel.py``: a hop of 160 samples at 16 kHz, which tests/test_images.py holds
+#: this to; the config below imports this module, so it cannot import the features): a crop in seconds to frames.
+FRAMES_PER_S = 100
 
 
 def build(p: dict[str, Any], b: Build) -> Any:
@@ -26,15 +36,22 @@ def build(p: dict[str, Any], b: Build) -> Any:
 
 # width: the first block's channels; narrow ranges, since on a few hundred clips a wider space chose settings that
 # won the inner folds and lost outside (benchmarks/RESULTS.md, the CNN's section)
-SPEC = CandidateSpec("cnn", "a CNN over each clip's log-mel image", build=build, format="torch", balance="none",
-                     balance_note="its loss and batches are not reweighted", inputs="images", calibrated=False,
-                     takes_groups=True,
+SPEC = CandidateSpec("cnn", "a CNN over each clip's log-mel or MFCC image", build=build, format="torch",
+                     balance="none", balance_note="its loss and batches are not reweighted", inputs="images",
+                     calibrated=False, takes_groups=True,
                      params={"val_fraction": 0.2, "max_rounds": 30, "patience": 6, "device": "cpu",
-                             "network": {"input_pool": [2, 2], "blocks": 4, "width": 8, "crop_frames": 200,
-                                         "dropout": 0.3, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 32,
-                                         "lr_schedule": "cosine"},
+                             "network": {"architecture": "small", "input_pool": [2, 2], "blocks": 4, "width": 8,
+                                         "crop_frames": 200, "dropout": 0.3, "lr": 3e-3, "weight_decay": 1e-3,
+                                         "batch_size": 32, "lr_schedule": "cosine"},
                              "augment": {"shift": True, "time_masks": 2, "time_mask": 20, "freq_masks": 2,
                                          "freq_mask": 8, "mixup": 0.2}},
-                     space=Space({"width": one_of(8, 16), "crop_frames": one_of(150, 200, 250),
-                                  "dropout": numbers(0.2, 0.5), "lr": numbers(1e-3, 4e-3, log=True),
+                     space=Space({"architecture": one_of(*ARCHITECTURES), "width": one_of(8, 16),
+                                  "crop_frames": one_of(150, 200, 250), "dropout": numbers(0.2, 0.5),
+                                  "lr": numbers(1e-3, 4e-3, log=True),
                                   "weight_decay": numbers(1e-4, 1e-2, log=True)}, within="network"))
+
+
+def chosen(architecture: str | None, crop_s: float | None) -> dict[str, Any]:
+    """The network settings train's ``--cnn-architecture`` and ``--cnn-crop-s`` fix (None: searched)."""
+    return {**({"architecture": architecture} if architecture else {}),
+            **({"crop_frames": round(crop_s * FRAMES_PER_S)} if crop_s else {})}

@@ -4,7 +4,7 @@
 search, the ablations and the final fit all build it here. It chooses no probability map: one learnt from inner
 networks trained on half the clips and stopped early on fewer made its out-of-fold ECE worse on the forest recordings
 and the demo alike (0.091 -> 0.138, 0.120 -> 0.144; benchmarks/feature_sets.py). Balanced classes reach it as loss
-weights, or as balanced batches (``balanced_sampler``).
+weights, or as balanced batches (``balanced_sampler``; a multi-label clip drawn by its rarest positive label).
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ FORMATS = ("linear", "torch", "xgboost", "skops")
 #: through its saved form where it has a torch module (the linear models, the networks), else nothing.
 EXPLAINERS = ("trees",)
 #: The importances the report draws for a candidate fitted on all clips: ``coefficients`` (|coefficient| on the
-#: standardised components) or ``impurity`` (a forest's Gini importances).
+#: standardised components) or ``impurity`` (a forest's Gini importances), each also carried back through the PCA
+#: to the original columns as ``learn.importances`` says for its kind.
 IMPORTANCES = ("coefficients", "impurity")
 
 

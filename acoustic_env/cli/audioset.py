@@ -54,19 +54,19 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_frames(args: argparse.Namespace) -> int:
-    from acoustic_env.jobs.audioset_frames import compare_frames
+    from acoustic_env.jobs.audioset_frames import compare_frames, table
     from acoustic_env.jobs.preflight import preflight
 
     cfg = from_args(FramesConfig, args)
     preflight(cfg)
     r = compare_frames(cfg)
-    print(f"{r['clips']} clips with ten frames ({r['left_out']} left out: no class or ambiguous), task {r['task']}; "
+    why = "no class" if cfg.multi_label else "no class or ambiguous"
+    print(f"{r['clips']} clips with ten frames ({r['left_out']} left out: {why}), task {r['task']}; "
           f"test {r['split']['test']} clips")
     if r["oversampled"] is not None:
         added = ", ".join(f"{c} +{n}" for c, n in r["oversampled"].items()) or "none: the classes are balanced"
         print(f"  training rows added by shuffling seconds: {added}")
-    for name, c in r["test_accuracy"].items():
-        print(f"  {name}: test accuracy {c['accuracy']:.1%} [{c['low']:.1%}, {c['high']:.1%}]")
+    print(table(r["results"]))
     print(f"  comparison: {cfg.output}")
     return 0
 

@@ -46,10 +46,34 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     if args.recipe == "audioset":
         options["lists"] = [s.strip() for s in args.lists.split(",") if s.strip()]
     if args.recipe == "fsd50k":
-        options.update(task_file=args.task_file, bins=args.bins)
+        from acoustic_env.recipes.fsd50k_tags import tag_map_path
+
+        tag_map = args.tag_map or (tag_map_path() if args.from_tags else None)
+        options.update(task_file=args.task_file, bins=args.bins, tag_map=tag_map)
     manifest = _recipe(args.recipe)(args.root, args.out, **options)
     _print_summary(manifest)
+    if options.get("tag_map"):
+        _print_tags(args.out)
     return 0
+
+
+def _print_tags(out: str) -> None:
+    """What the tag binning kept and dropped, and the most frequent tags (the table beside the clip list)."""
+    from acoustic_env.recipes.fsd50k import TAG_FILES
+    from acoustic_env.recipes.fsd50k_tags import top_lines
+    from acoustic_env.storage import join, read_json
+    from acoustic_env.recipes.common import read_csv
+
+    counts = read_json(join(out, TAG_FILES["counts"]))
+    categories = sorted(counts["categories"].items(), key=lambda kv: -kv[1])
+    print(f"  tags binned into {len(categories)} categories: " + ", ".join(f"{c} {n}" for c, n in categories)
+          + f"; {counts['dropped']} clips dropped (no tag in the mapping), {counts['several_categories']} with tags "
+            f"of two or more categories (most tags wins; {counts['ties_by_mapping_order']} ties, to the mapping's "
+            "first)")
+    table = read_csv(join(out, TAG_FILES["frequency"]), ("scope", "rank", "tag"))
+    rows = [{**r, "rank": int(r["rank"])} for r in table]
+    print("\n".join(top_lines(rows)))
+    print(f"  tag frequencies: {join(out, TAG_FILES['frequency'])}; task: {join(out, TAG_FILES['task'])}")
 
 
 def _report_embeddings(result: EmbeddingsResult) -> int:
@@ -74,20 +98,65 @@ def _guarded(run: Callable[[], int]) -> int:
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from acoustic_env.config import ConfigError
     from acoustic_env.jobs.preflight import keep_apart
+
+    if args.chunks == bool(args.column):
+        raise ConfigError("column: compares the vector columns named; --chunks compares MFCC chunks of each clip "
+                          "instead: give one of the two" if args.chunks else "column: required (or --chunks)")
+    keep_apart([("features", args.features)], [("output", args.output)])
+    return _chunk_duplicates(args) if args.chunks else _clip_duplicates(args)
+
+
+def _clip_duplicates(args: argparse.Namespace) -> int:
+    """One vector per clip (``learn.duplicates``)."""
+    from acoustic_env.config import ConfigError
     from acoustic_env.learn.duplicates import DEFAULT_THRESHOLD, pairs_table
     from acoustic_env.storage import write_parquet
     from acoustic_env.table import read_features
 
+    if args.min_share is not None:
+        raise ConfigError("min_share: applies to --chunks only")
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if not 0 <= threshold < 2:
         raise ConfigError(f"threshold: must be in [0, 2), got {threshold}")
-    keep_apart([("features", args.features)], [("output", args.output)])
     columns = [c.strip() for c in args.column.split(",") if c.strip()]
     features = read_features(args.features, feature_groups=columns, include_random_weights=True)
     pairs = pairs_table(features, threshold, list(features.columns))  # a source (mps) names several columns
     write_parquet(pairs, args.output)
     print(f"{pairs.num_rows} near-duplicate pairs among {len(features)} clips "
           f"(mean cosine distance <= {threshold} over {', '.join(features.columns)}): {args.output}")
+    return 0
+
+
+def _chunk_duplicates(args: argparse.Namespace) -> int:
+    """Chunk by chunk (``learn.duplicate_chunks``): time-shifted and partial copies too."""
+    import numpy as np
+
+    from acoustic_env.config import ConfigError
+    from acoustic_env.jobs.duplicate_frames import read_chunks
+    from acoustic_env.learn.duplicate_chunks import CHUNK_THRESHOLD, MIN_SHARE, chunk_pairs_table, rule
+    from acoustic_env.storage import redact, write_parquet
+    from acoustic_env.table import selection
+
+    threshold = CHUNK_THRESHOLD if args.threshold is None else args.threshold
+    min_share = MIN_SHARE if args.min_share is None else args.min_share
+    if not 0 <= threshold < 2:
+        raise ConfigError(f"threshold: must be in [0, 2), got {threshold}")
+    if not 0 < min_share <= 1:
+        raise ConfigError(f"min_share: must be in (0, 1], got {min_share}")
+    chosen = selection(args.features)  # every clip, no vector read
+    facts = chosen.facts
+    groups = np.array([g or f"clip:{c}" for g, c in zip(facts["group"].to_pylist(), facts["clip_id"].to_pylist())],
+                      dtype=object)  # as table.read_features names a clip without a group
+    frames = read_chunks(chosen.table, facts)
+    pairs = chunk_pairs_table(frames, np.asarray(facts["clip_id"].to_pylist(), dtype=object), groups, threshold,
+                              min_share)
+    write_parquet(pairs, args.output)
+    read = ", ".join(f"{n} from the {s}" for s, n in frames.sources.items() if n and s != "unread")
+    print(f"{pairs.num_rows} near-duplicate pairs among {len(groups)} clips ({rule(threshold, min_share)}; "
+          f"frames: {read or 'none'}): {args.output}")
+    if frames.sources["unread"]:
+        print(redact(f"  {frames.sources['unread']} clip(s) could not be read and are in no pair, e.g. "
+                     f"{frames.first_unread}"))  # the reason may quote a URI
     return 0
 
 
@@ -117,6 +186,12 @@ def add_recipe_parsers(sub: Any) -> None:
             r.add_argument("--bins", type=int, choices=(4, 8), default=4,
                            help="the packaged tag binning: 4 classes (fsd50k_environment.yaml, the default) or 8 "
                                 "(fsd50k_eight_bins.yaml: this project's reading of the FSD50K study's eight)")
+            r.add_argument("--from-tags", action="store_true",
+                           help="label each clip by its free-text Freesound tags (FSD50K.metadata), binned into the "
+                                "packaged eight categories, music included (fsd50k_tag_categories.yaml); clips with "
+                                "no listed tag are dropped and counted; writes a tag-frequency table")
+            r.add_argument("--tag-map", metavar="FILE",
+                           help="as --from-tags, with your own YAML of category -> tags (copy the packaged one)")
         if name == "audioset-embeddings":
             r.add_argument("--class-list", help="class_labels_indices.csv (default: the package's copy)")
             r.add_argument("--part-rows", type=int, default=20_000, help="segments per Parquet part (default: 20000)")
@@ -127,9 +202,16 @@ def add_recipe_parsers(sub: Any) -> None:
 
     p = sub.add_parser("duplicates", help="find near-duplicate clips in a feature table by nearest neighbours")
     p.add_argument("features", metavar="FEATURES", help="an extract output, its features/ directory or a Parquet file")
-    p.add_argument("--column", required=True, help="vector column(s), comma-separated (e.g. vggish or indices_raw,mps_raw)")
-    p.add_argument("--output", required=True, help="where the pairs go (Parquet: clip_a, clip_b, distance, groups)")
+    p.add_argument("--column", help="vector column(s), comma-separated (e.g. vggish or indices_raw,mps_raw)")
+    p.add_argument("--chunks", action="store_true",
+                   help="compare the clips chunk by chunk instead (1-s MFCC chunks of the table's log-mel images, or "
+                        "of the audio when it has none): finds time-shifted and partial copies too")
+    p.add_argument("--output", required=True, help="where the pairs go (Parquet: clip_a, clip_b, distance, groups; "
+                                                   "with --chunks also share)")
     p.add_argument("--threshold", type=float,
                    help="largest mean cosine distance of a near-duplicate pair (default: "
-                        "acoustic_env.learn.duplicates.DEFAULT_THRESHOLD, 0.05; see the README)")
+                        "acoustic_env.learn.duplicates.DEFAULT_THRESHOLD, 0.05), or with --chunks of two matching "
+                        "chunks (acoustic_env.learn.duplicate_chunks.CHUNK_THRESHOLD, 0.015); see docs/duplicates.md")
+    p.add_argument("--min-share", type=float,
+                   help="with --chunks: the share of the shorter clip's chunks that must match (default 0.5)")
     p.set_defaults(func=cmd_duplicates)

@@ -172,6 +172,9 @@ class RescoreConfig(Section):
 
 #: The models of ``audioset frames`` (``learn.audioset_frames``: its ``NETWORKS`` and the pooled model), named here without torch.
 FRAME_MODELS = ("frames_cnn", "frames_fc", "study_cnn", "pooled_logreg")
+#: Its losses (``learn.audioset_frames.LOSSES``) and input scalings (``jobs.audioset_frames.SCALINGS``), likewise.
+FRAME_LOSSES = ("categorical_crossentropy", "binary_crossentropy")
+FRAME_INPUTS = ("dequantized", "scaled", "raw")
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class FramesConfig(Section):
     """The released embeddings with their frames kept, the task, and where the comparison goes."""
 
     features: str = _location(help="the output of `recipe audioset-embeddings --keep-frames` (its frames/)")
-    output: str = _location(role="output_file", help="the comparison (JSON): test accuracy of each model")
+    output: str = _location(role="output_file", help="the comparison (JSON): test figures of each model and grid cell")
     task: str = _task()
     ontology: str | None = _ontology()
     test_size: float = option(0.2, gt=0, lt=1, help="share of the videos held out for the test")
@@ -187,8 +190,31 @@ class FramesConfig(Section):
     threads: int | None = option(None, ge=1, help="torch threads for the networks (default: torch's choice)")
     models: tuple[str, ...] = option(FRAME_MODELS, choices=FRAME_MODELS, nonempty=True,
                                      help="models compared: frames_cnn (this project's small CNN), frames_fc (the "
-                                          "study's fully connected net on the 1,280 flattened values), study_cnn (the "
-                                          "study's CNN shape as read here), pooled_logreg (mean + max of the frames)")
+                                          "study's fully connected net, 1280/10-100-1000), study_cnn (the study's CNN "
+                                          "layer for layer), pooled_logreg (mean + max of the frames)")
     oversample: bool = option(False, help="balance the networks' training rows as the study did: new rows of each "
                                           "rarer class made by shuffling the ten seconds of its training clips "
                                           "(validation and test rows untouched; no class weights then)")
+    losses: tuple[str, ...] = option((), choices=FRAME_LOSSES,
+                                     help="the networks' losses, each a grid row: categorical_crossentropy (softmax) "
+                                          "and/or binary_crossentropy (a sigmoid per class on one-hot targets); "
+                                          "default: categorical_crossentropy, or binary_crossentropy with --multi-label")
+    batch_sizes: tuple[int, ...] = option((64,), nonempty=True, help="the networks' batch sizes, each a grid row "
+                                                                     "(e.g. 32,128)",
+                                          check=(lambda v: len(set(v)) == len(v) and all(1 <= b <= 65536 for b in v),
+                                                 "must be distinct integers in [1, 65536]"))
+    inputs: tuple[str, ...] = option(("dequantized",), choices=FRAME_INPUTS, nonempty=True,
+                                     help="how the uint8 codes are fed, each a grid row: dequantized (q x 4/255 - 2, "
+                                          "the release's values), scaled (q / 255, the study's normalisation), raw "
+                                          "(the codes 0-255)")
+    final_pool: tuple[str, ...] = option(("with",), choices=("with", "without"), nonempty=True,
+                                         help="study_cnn's optional last max pool: with, without, or both (the "
+                                              "study's pooling ablation)")
+    multi_label: bool = option(False, help="a sigmoid per class over the task's classes: keep the clips with two or "
+                                           "more of them (the study did) instead of leaving them out as ambiguous")
+
+    def cross_check(self) -> None:
+        require(not (self.multi_label and self.oversample), "oversample", "balances one class per clip, so not "
+                "with --multi-label", self.oversample)
+        require(not (self.multi_label and "categorical_crossentropy" in self.losses), "losses",
+                "a softmax needs one class per clip: --multi-label takes binary_crossentropy", self.losses)

@@ -151,10 +151,16 @@ class FeatureParams(Section):
                                                             all(0 <= q <= 100 for q in v),
                                                             "must be distinct percentiles in [0, 100]"),
                                                      help="spectral: percentiles of each band over the frames")
-    # an image for networks that learn from the time-frequency plane; its settings are fixed (features/logmel.py)
-    # and recorded in the column's metadata, so that a model can check that a table was computed its way
-    logmel: bool = option(False, help="a log-mel image of the raw signal per clip (the logmel column: 64 bands "
-                                      "0-8 kHz, 25-ms window, 100 frames a second, dB stored in 8 bits)")
+    # an image for networks that learn from the time-frequency plane; its settings (features/logmel.py) are
+    # recorded in the column's metadata, so that a model can check that a table was computed its way
+    logmel: bool = option(False, help="an image of the raw signal per clip (the logmel column: by default 64 "
+                                      "log-mel bands 0-8 kHz, 25-ms window, 100 frames a second, dB stored in 8 bits)")
+    image: str = option("logmel", choices=("logmel", "mfcc"),
+                        help="the logmel column's kind: log-mel bands in dB, or their MFCCs (librosa.feature.mfcc "
+                             "of the log-mel: the DCT of each frame's dB bands)")
+    # above 160 bands over 0-8 kHz, librosa's filterbank on a 512-point FFT has empty bands
+    image_bands: int = option(64, ge=8, le=160, help="the image's mel bands (an mfcc image's are computed from them)")
+    image_mfcc: int = option(20, ge=1, help="an mfcc image's coefficients: its rows (at most image_bands)")
     signals: tuple[str, ...] = option(SIGNALS, choices=SIGNALS, nonempty=True, flag="signals",
                                       help="signals the features are computed for")
     impl: str = option("fast", choices=("reference", "fast"), help="CPU feature implementation")
@@ -248,6 +254,10 @@ class ExtractConfig(Section):
                  "must be > 0 and not much longer than decode.min_duration_s", f.mps_window_s)
         require(f.spectral_n_mfcc <= f.spectral_n_mels, "features.spectral_n_mfcc", "must be <= spectral_n_mels",
                  f.spectral_n_mfcc)
+        require(f.image_mfcc <= f.image_bands, "features.image_mfcc", "must be <= image_bands", f.image_mfcc)
+        image, default = (f.image, f.image_bands, f.image_mfcc), FeatureParams()
+        require(f.logmel or image == (default.image, default.image_bands, default.image_mfcc), "features.image",
+                "sets the logmel column's image: add --features-logmel", image)
         second_bin = d.sample_rate / f.maad_nperseg
         require(f.spectral_fmin >= second_bin, "features.spectral_fmin", f"must be >= sample_rate / maad_nperseg "
                  f"= {second_bin:g} Hz (scikit-maad removes each frame's mean, which changes the bins below)",

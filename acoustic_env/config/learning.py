@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from acoustic_env import candidates
+from acoustic_env.candidates import cnn
 from acoustic_env.config.schema import ConfigError, Section, option, require
 from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, HAND_MADE, RELEASED_PCA, BASELINE_CHOICES, default_pca, BASELINES, FILTERS, _location, _ray_address, _progress, _device, _seed, _task, _ontology
 
@@ -29,6 +30,10 @@ def _parse_pca(value: Any) -> dict[str, float]:
             raise ConfigError(f"pca.{k}: must be an integer >= 1 or a variance fraction in (0, 1), got {v!r}") from None
         out[k] = int(num) if num >= 1 and num == int(num) else num
     return out
+
+
+#: What ``--select-by`` may name: ``learn/fit.py: val_score`` computes each (named here because config sits below learn).
+SELECTION_METRICS = ("roc_auc", "map", "macro_f1", "accuracy")
 
 
 def _label_list() -> Any:
@@ -68,6 +73,16 @@ class TrainConfig(Section):
                                                 "cross-validation (CV fits every model cv_folds times)")
     folds_column: str | None = option(None, help="manifest column with published folds (UrbanSound8K, ESC-50: fold): "
                                                  "cross-validation over exactly those folds, whatever the size")
+    # The sourcing-sound study's lesson: 0.936 on a shuffled split, 0.62 under folds that keep a source in one
+    # (jobs/train/shuffled.py).
+    compare_shuffled: bool = option(False, help="also cross-validate the model of record on stratified folds drawn "
+                                                "clip by clip (groups and folds_column ignored) and print its figures "
+                                                "beside the grouped ones (cross-validation only)")
+    # The YouTube study's duplicates: k-NN over chunks of MFCCs (learn/duplicate_chunks.py).
+    duplicate_chunks: bool = option(False, help="the near-duplicate guard compares clips by their 1-s MFCC chunks "
+                                                "(of the table's log-mel images, or of the audio, decoded again, when "
+                                                "it has none), which also merges time-shifted and partial copies; up "
+                                                "to 5000 clips")
     test_size: float = option(0.2, gt=0, lt=1, help="test fraction when no --test-list is given")
     val_size: float = option(0.2, gt=0, lt=1, help="validation fraction of the clips left after the test split")
     test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
@@ -80,6 +95,10 @@ class TrainConfig(Section):
                                               "by grouped CV on the training clips only (1: the defaults, no search)")
     search_folds: int = option(2, ge=2, help="inner folds of every model's search (those, and logistic "
                                              "regression's C), grouped like the outer folds")
+    select_by: str = option("auto", choices=("auto", *SELECTION_METRICS),
+                            help="the metric that chooses the model of record and that every search scores by "
+                                 "(auto: roc_auc for single-label tasks, map for multi-label ones; macro_f1 and "
+                                 "accuracy threshold multi-label probabilities at 0.5, accuracy is then exact-match)")
     trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")
     time_budget_s: float = option(900.0, gt=0, flag="time-budget", help="search time budget in seconds")
     max_concurrent_trials: int = option(0, ge=0, help="trials at once (0: one per two CPUs)")
@@ -96,14 +115,32 @@ class TrainConfig(Section):
                                                                         candidates.specs() if s.name != "mlp"))
     saved_model: str = option("record", choices=candidates.names(before=("record",)),
                               help="the model the artifact holds: the model of record, or a compared model by name")
+    # the CNN's network and view, else searched (candidates/cnn.py: fixed); recorded in the model's hyperparameters
+    cnn_architecture: str | None = option(None, choices=cnn.ARCHITECTURES,
+                                          help="the CNN's network: small (one convolution a block) or residual "
+                                               "(ResNet's basic blocks); unset: searched with its other settings")
+    cnn_crop_s: float | None = option(None, gt=0, le=60,
+                                      help="the CNN's crop: the stretch of image it learns from and scores clips "
+                                           "by, in seconds (100 image frames a second); unset: searched")
     # A class of 2 % costs 2 % of an unweighted loss: "never" is then a cheap answer (learn/balance.py).
     class_weight: str = option("none", choices=("none", "balanced"),
                                help="balanced: every model weighs each class alike, n / (K x class count), in its "
                                     "loss or as sample weights (knn cannot weigh classes; the report says what each "
                                     "model did)")
     balanced_sampler: bool = option(False, help="the networks draw their training batches with every class equally "
-                                                "likely, their loss unweighted, instead of class_weight (single-label "
-                                                "tasks; validation rows are never drawn)")
+                                                "likely, their loss unweighted, instead of class_weight (multi-label: "
+                                                "a clip by its rarest positive label's inverse count; validation rows "
+                                                "are never drawn)")
+    # The FSD50K study's balance (learn/augment.py): every class of the training rows at N clips, copies augmented.
+    resample_per_class: int = option(0, ge=0, help="resample every class of each model's training rows to this many "
+                                                   "clips: bigger classes undersampled, smaller ones topped up with "
+                                                   "copies (augmented as --augment-noise and --augment-pitch-shift "
+                                                   "say); validation and test rows never (0: off; single-label tasks)")
+    augment_noise: float = option(0.0, ge=0, help="Gaussian noise added to the resampled copies, in standard "
+                                                  "deviations of each feature (each mel band of an image) over the "
+                                                  "training rows (0: exact copies)")
+    augment_pitch_shift: int = option(0, ge=0, help="the CNN's resampled copies: their log-mel image moved up or down "
+                                                    "by up to this many mel bands, a pitch shift (0: off)")
     ablations: bool = option(True, help="the feature-group ablations")
     # The study's comparison (jobs/train/grid.py): one cross-validated model per embedder x signal-set cell.
     grid: bool = option(False, help="compare one model per cell of grid_embedders x grid_signals (indices + MPS of "
@@ -141,6 +178,9 @@ class TrainConfig(Section):
         A label accuracy at or below chance (1/K) says nothing of a model's accuracy: the noise model's
         adjusted figure is undefined there, so an assumed one that low stops the job instead of vanishing.
         """
+        require(not self.resample_per_class or kind == "single_label", "resample_per_class",
+                f"counts clips by their one class, so single-label tasks only; {name} is multi-label",
+                self.resample_per_class)
         a = self.assumed_label_accuracy
         require(a is None or kind != "single_label" or a > 1 / n_classes, "assumed_label_accuracy",
                 f"must be above 1/K = {1 / n_classes:.3g} for the {n_classes} classes of task {name} (labels right "
@@ -160,6 +200,9 @@ class TrainConfig(Section):
             ok = (isinstance(target, int) and not isinstance(target, bool) and target >= 1) or (
                 isinstance(target, float) and 0 < target < 1)
             require(ok, f"pca.{source}", "must be an integer >= 1 or a variance fraction in (0, 1)", target)
+        for name in ("cnn_architecture", "cnn_crop_s"):  # set for a CNN that is not trained, it would be ignored
+            require(getattr(self, name) is None or "cnn" in self.baselines, name, "applies to the CNN only: add cnn "
+                    "to --baselines", getattr(self, name))
         require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
                  self.grace_rounds)
         require(self.saved_model in ("record", "mlp", *self.baselines), "saved_model",
@@ -170,12 +213,18 @@ class TrainConfig(Section):
         require(not (self.folds_column and self.test_list), "folds_column",
                  "cannot be combined with test_list (given folds already say which clips test which)",
                  self.folds_column)
+        require(not self.compare_shuffled or (self.cv_folds or self.folds_column) and not self.test_list,
+                "compare_shuffled", "compares two cross-validations: needs cv_folds >= 2 (or folds_column) and no "
+                "test_list", self.compare_shuffled)
         require(not self.grid or (self.cv_folds or self.folds_column) and not self.test_list, "grid",
                  "compares cells by cross-validation: needs cv_folds >= 2 (or folds_column) and no test_list",
                  self.grid)
         for name in ("grid_embedders", "grid_signals"):  # the grid's axes: without --grid they would be ignored
             require(self.grid or getattr(self, name) == next(f.default for f in fields(self) if f.name == name), name,
                     "applies to the grid only: add --grid", getattr(self, name))
+        for name in ("augment_noise", "augment_pitch_shift"):  # they augment the resampled copies only
+            require(self.resample_per_class or not getattr(self, name), name,
+                    "augments the copies that resampling adds: add --resample-per-class N", getattr(self, name))
         hand_made = tuple(HAND_MADE)
         require(not self.grid or set(self.feature_groups) <= set(hand_made), "feature_groups",
                 f"with grid, names the hand-made sources of every cell ({', '.join(hand_made)}); the grid adds "

@@ -75,18 +75,19 @@ def cpu_features(audio: np.ndarray, sr: int, params: FeatureParams,
     Non-finite values are replaced by 0.0 and counted in ``nonfinite_features``. ``separated``: a
     dict that receives the ``fg`` and ``bg`` signals (:func:`separate_signals`; the separation then
     runs even when ``params.signals`` is ``raw`` alone), for the embedders of those signals. With
-    ``params.logmel``, ``logmel`` holds the raw signal's image, float32 dB [bands, frames]
-    (:mod:`acoustic_env.features.logmel`; a clip shorter than one window raises its ``too_short`` ClipError).
+    ``params.logmel``, ``logmel`` holds the raw signal's image (``params.image``: dB bands or MFCCs), float32
+    [rows, frames] (:mod:`acoustic_env.features.logmel`; a clip shorter than one window raises its ``too_short``
+    ClipError).
     """
     signal_features = implementation(params.impl)
     cpu = dict.fromkeys(feature_stages(params), 0.0)
     out: dict[str, np.ndarray] = {}
     signals = {"raw": np.asarray(audio, dtype=np.float32)}
     if params.logmel:  # first: a clip too short for the image fails before the costly stages
-        from acoustic_env.features.logmel import COLUMN, logmel
+        from acoustic_env.features.logmel import COLUMN, compute_image, image_settings
 
         t0 = time.thread_time()
-        out[COLUMN] = logmel(signals["raw"])
+        out[COLUMN] = compute_image(signals["raw"], image_settings(params))
         cpu[LOGMEL_STAGE] = time.thread_time() - t0
     t0 = time.thread_time()
     if {"fg", "bg"} & set(params.signals) or separated is not None:

@@ -1,5 +1,5 @@
-"""The log-mel image of a clip: 64 mel bands × 100 frames a second in dB, for networks that learn from the
-time-frequency plane (a CNN) instead of from the summary vectors of the other features.
+"""The image of a clip: 64 mel bands × 100 frames a second in dB (or their MFCCs), for networks that learn from
+the time-frequency plane (a CNN) instead of from the summary vectors of the other features.
 
 One definition, ``LOGMEL``; the numpy function here is librosa's ``melspectrogram`` + ``power_to_db`` on those
 settings (tests/test_logmel.py holds it to librosa, and the torch twin, ``features/torch/logmel.py``, to it):
@@ -19,12 +19,19 @@ settings (tests/test_logmel.py holds it to librosa, and the torch twin, ``featur
   call near the microphone would darken the rest of the clip). The 80-dB floor keeps digital silence in part
   of a clip from stretching the 8-bit range the table stores the image in (``table.encode_images``): the
   quantisation step is at most 80 / 255 = 0.31 dB.
+- **Kind** (``image``: ``features.image``). ``logmel``, the dB bands above (``bands`` of them:
+  ``features.image_bands``), or ``mfcc``: each frame's first ``mfcc`` cepstral coefficients
+  (``features.image_mfcc``), the orthonormal DCT-II of its dB bands, as ``librosa.feature.mfcc`` computes them from
+  a log-mel (``S=``), here one matrix product (:func:`dct_matrix`) that the torch twin shares. The MFCC image of
+  the studies that trained CNNs on MFCCs; its first row is the frame's mean level, the next ones its spectral shape.
+  Either kind is stored in the one image column, ``logmel``, its kind in the column's metadata.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -54,19 +61,47 @@ class LogMelSettings:
     db_ref: float = 1.0  # fixed: 10·log10(P / 1.0)
     amin: float = 1e-10
     top_db: float = 80.0  # below the clip's loudest cell
+    image: str = "logmel"  # or "mfcc": the DCT of the dB bands
+    mfcc: int = 0  # the coefficients an mfcc image keeps (its rows); 0 for a log-mel image
+
+    @property
+    def rows(self) -> int:
+        """The image's rows: its bands, or its coefficients."""
+        return self.mfcc if self.image == "mfcc" else self.bands
 
     def metadata(self) -> dict[str, object]:
         """The column's schema metadata: these settings, the layout, and the bands' centre frequencies."""
         import librosa
 
         centres = librosa.mel_frequencies(self.bands + 2, fmin=self.fmin, fmax=self.fmax)[1:-1]
-        return {"kind": "image", "shape": [self.bands, "frames"], "layout": "row-major [bands, frames]",
-                "values": "dB, stored as uint8 codes: low + step * code per row (table.decode_images)",
+        mfcc = self.image == "mfcc"
+        return {"kind": "image", "shape": [self.rows, "frames"],
+                "layout": f"row-major [{'coefficients' if mfcc else 'bands'}, frames]",
+                "values": f"{'MFCC of the dB bands' if mfcc else 'dB'}, stored as uint8 codes: low + step * code "
+                          "per row (table.decode_images)",
                 "frame_count": f"1 + (samples - {self.win_length}) // {self.hop_length}", **asdict(self),
-                "mel_hz": centres.tolist(), "source": "librosa melspectrogram + power_to_db"}
+                "mel_hz": centres.tolist(), "source": "librosa melspectrogram + power_to_db"
+                                                      + (" + feature.mfcc (dct_type=2, norm='ortho')" if mfcc else "")}
 
 
 LOGMEL = LogMelSettings()
+
+
+def image_settings(params: Any) -> LogMelSettings:
+    """The settings of the image ``params`` (``FeatureParams``: ``image``, ``image_bands``, ``image_mfcc``) ask for;
+    ``LOGMEL`` itself for the defaults."""
+    mfcc = params.image == "mfcc"
+    return replace(LOGMEL, bands=int(params.image_bands), image=params.image,
+                   mfcc=int(params.image_mfcc) if mfcc else 0)
+
+
+def column_features(meta: dict[str, Any] | None, bands: int) -> dict[str, Any]:
+    """The ``features.image*`` settings an image column's metadata records (``LogMelSettings.metadata``): those
+    of a log-mel image of ``bands`` bands for a column whose metadata predates the image kinds, or has none."""
+    meta = meta or {}
+    mfcc = meta.get("image") == "mfcc"
+    return {"image": "mfcc" if mfcc else "logmel", "image_bands": int(meta.get("bands", bands)),
+            **({"image_mfcc": int(meta["mfcc"])} if mfcc else {})}
 
 
 def frame_count(samples: int, settings: LogMelSettings = LOGMEL) -> int:
@@ -112,6 +147,26 @@ def logmel(audio: np.ndarray, settings: LogMelSettings = LOGMEL) -> np.ndarray:
     spectrum = sfft.rfft(frames * window(settings), n=settings.n_fft, axis=1)  # [frames, bins] complex64
     power = spectrum.real**2 + spectrum.imag**2
     return to_db(mel_basis(settings) @ power.T, settings)
+
+
+@lru_cache(maxsize=4)
+def dct_matrix(settings: LogMelSettings) -> np.ndarray:
+    """[mfcc, bands] float32: the first ``mfcc`` rows of the orthonormal DCT-II over the bands, so that
+    ``dct_matrix @ db`` is ``scipy.fft.dct(db, type=2, norm="ortho", axis=0)[:mfcc]`` (``librosa.feature.mfcc``)."""
+    from scipy import fft as sfft
+
+    return sfft.dct(np.eye(settings.bands), type=2, norm="ortho", axis=0)[: settings.mfcc].astype(np.float32)
+
+
+def compute_image(audio: np.ndarray, settings: LogMelSettings = LOGMEL) -> np.ndarray:
+    """The image of one clip as ``settings`` say: its log-mel (:func:`logmel`), or that log-mel's MFCCs,
+    float32 [rows, frames].
+
+    Raises:
+        ClipError: ``too_short``, a clip shorter than one window.
+    """
+    db = logmel(audio, settings)
+    return dct_matrix(settings) @ db if settings.image == "mfcc" else db
 
 
 def to_db(mel: np.ndarray, settings: LogMelSettings = LOGMEL) -> np.ndarray:

@@ -23,6 +23,8 @@ import numpy as np
 
 from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import ConfigError
+from acoustic_env.jobs.duplicate_frames import read_chunks
+from acoustic_env.learn.duplicate_chunks import merge_chunk_duplicate_groups
 from acoustic_env.learn.duplicates import DuplicateGuard, merge_duplicate_groups, merge_summary
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.labels.label_list import LabelList, read_label_list
@@ -40,12 +42,13 @@ class LabelledSet:
 
 
 def read_labelled(uri: str, task: str, ontology: str | None, check: Callable[[FeatureSet, Task], None],
-                  labels: str | None = None, **read_options: Any) -> LabelledSet:
+                  labels: str | None = None, duplicate_chunks: bool = False, **read_options: Any) -> LabelledSet:
     """The labelled clips of the feature table at ``uri`` for ``task``, near-duplicates in one group.
 
     ``check(features, task)`` raises when the job cannot run on what was read
     (too few clips); it runs before the guard's neighbour search, which is the
-    costly part. ``labels``: a corrected label list (see the module docstring).
+    costly part. ``labels``: a corrected label list (see the module docstring). ``duplicate_chunks``: the guard
+    compares the clips chunk by chunk (``learn.duplicate_chunks``), which finds time-shifted and partial copies.
     ``read_options`` go to ``table.read_features``.
     """
     labelled = load_task(task, ontology)
@@ -57,7 +60,9 @@ def read_labelled(uri: str, task: str, ontology: str | None, check: Callable[[Fe
         features, changed = _read_relabelled(uri, labelled, listed, read_options)
         used = listed.describe(changed)
     check(features, labelled)
-    duplicates = merge_duplicate_groups(features)  # leakage guard: near-duplicates share a group
+    # leakage guard: near-duplicates share a group
+    duplicates = (merge_chunk_duplicate_groups(features, read_chunks) if duplicate_chunks
+                  else merge_duplicate_groups(features))
     return LabelledSet(labelled, duplicates.apply(features), duplicates, used)
 
 

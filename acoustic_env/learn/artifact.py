@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from acoustic_env.config import ConfigError, DecodeParams, FeatureParams, from_dict
+from acoustic_env.learn.image_input import check_image
 from acoustic_env.learn.transform import (
     GroupTransform,
     from_arrays,
@@ -210,9 +211,11 @@ class Description:
 
     def scoring_features(self, features: dict[str, Any]) -> dict[str, Any]:
         """The feature parameters that score audio for this model: ``features`` (the training table's), with the
-        log-mel image on for an image model, whatever the table's record says (its column, ``logmel``, is the one
-        ``features.logmel`` writes); the annotate and predict extracts then write the column the model reads."""
-        return {**features, "logmel": True} if self.image_input else features
+        image on for an image model, whatever the table's record says (its column, ``logmel``, is the one
+        ``features.logmel`` writes), of the kind the model recorded (``features.image*``); the annotate and predict
+        extracts then write the column the model reads."""
+        image = self.image_input
+        return {**features, "logmel": True, **(image.get("features") or {})} if image else features
 
     def extract_settings(self) -> dict[str, Any]:
         """The extract job's ``embedders`` and ``embed_signals`` that write this model's columns."""
@@ -255,6 +258,7 @@ class Model(Description):
         if column not in data.table.schema.names:
             raise ConfigError(f"features: {source} has no {column!r} images, which the model reads; extract the "
                               f"table with --features-{column}")
+        check_image(self.image_input, data.table.columns, source)
         return data
 
     def _read(self, data: Any) -> Any:

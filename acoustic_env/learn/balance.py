@@ -20,8 +20,8 @@ says it in the report's words):
 
 ``sampler`` balances the networks another way: their training batches are drawn with
 replacement so that every class is equally likely (``learn.fit``, ``balanced_sampler``),
-their loss unweighted; the other models keep ``class_weight``. Single-label tasks only: a
-multi-label clip has no one class to draw it by.
+their loss unweighted; the other models keep ``class_weight``. A multi-label clip has no one class
+to draw it by: it is drawn by its rarest positive label (``learn.fit.draw_weights``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ class Balance:
             return "as the models it averages"
         spec = candidates.get(name)
         if spec.balance == "network" and self.sampler:
-            return "balanced sampler: training batches drawn with every class equally likely; loss unweighted"
+            return ("balanced sampler: training clips drawn by 1 / their rarest positive label's count; loss "
+                    "unweighted" if multi else
+                    "balanced sampler: training batches drawn with every class equally likely; loss unweighted")
         if self.class_weight is None:
             return "none"
         if spec.balance == "none":

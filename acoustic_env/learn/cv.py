@@ -30,6 +30,7 @@ import numpy as np
 from acoustic_env import candidates
 from acoustic_env.candidates import FORMATS
 from acoustic_env.config import ConfigError
+from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.feature_sets import FeatureSearch, choose_set
 from acoustic_env.learn.fit import val_score
@@ -97,9 +98,9 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
                 models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
                 search: SearchPlan = SearchPlan(), threads: int | None = None, balance: Balance = Balance(),
                 inputs: dict[str, np.ndarray] | None = None, feature_search: FeatureSearch | None = None,
-                calibrate: bool = False) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]],
-                                                  dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]],
-                                                  dict[str, np.ndarray]]:
+                calibrate: bool = False, resample: Resample | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]], dict[str, list[dict[str, Any]]],
+                           dict[str, list[dict[str, Any]]], dict[str, np.ndarray]]:
     """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``),
     ``{model: the searches its fold models ran}``, ``{model: each fold's feature set}``, ``{model: each fold
     model's probability map}`` and ``{model: the probabilities before those maps}``.
@@ -115,6 +116,8 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     that set; ``prepare`` is then not called.
     ``calibrate``: each fold model (with ``groups``) also chooses a probability map on its inner folds
     (``learn.calibrate``); the probabilities are the mapped ones, and the models' own are kept beside them.
+    ``resample``: every fold model resamples its training folds' rows (``learn.augment``); the held-out fold is
+    scored as it is.
     """
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
     raw = ({m: np.zeros((len(y), n_classes)) for m in models if candidates.get(m).calibrated}
@@ -131,12 +134,13 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
             if by_set and m not in (inputs or {}):
                 name, scores = choose_set(
                     lambda: make_estimator(m, kind, n_classes, seed, threads, SearchPlan(1, search.inner_folds),
-                                           balance=balance),
-                    {s: v[~test] for s, v in by_set.items()}, y[~test], groups[~test], search.inner_folds, seed, kind)
+                                           balance=balance, resample=resample),
+                    {s: v[~test] for s, v in by_set.items()}, y[~test], groups[~test], search.inner_folds, seed, kind,
+                    search.metric)
                 chosen.setdefault(m, []).append({"fold": int(k), "set": name, "scores": scores})
                 xm = by_set[name]
             est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance,
-                                 calibrate=m in raw).fit(xm[~test], y[~test],
+                                 calibrate=m in raw, resample=resample).fit(xm[~test], y[~test],
                                                          groups=None if groups is None else groups[~test])
             proba[m][test] = est.predict_proba(xm[test])
             searches[m] += [est.search_] if est.search_ is not None else []
@@ -156,10 +160,11 @@ def best_of(scores: dict[str, float]) -> str:
     return max(scores, key=lambda m: (round(scores[m], 12), -rank[m]))
 
 
-def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray]) -> tuple[str, str, dict[str, float]]:
-    """(model of record, best model, every model's score): the best pooled score among the models the
-    artifact can save, and among all; ties go to the simplest."""
-    scores = {m: val_score(kind, y, p) for m, p in proba.items()}
+def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray],
+           metric: str | None = None) -> tuple[str, str, dict[str, float]]:
+    """(model of record, best model, every model's score): the best pooled score (``metric``, ``--select-by``; None:
+    the task's default) among the models the artifact can save, and among all; ties go to the simplest."""
+    scores = {m: val_score(kind, y, p, metric) for m, p in proba.items()}
     saveable = {m: s for m, s in scores.items() if m in FORMATS}
     if not saveable:
         raise ConfigError(f"baselines: none of the models compared ({', '.join(scores)}) can be saved; "
@@ -171,12 +176,13 @@ def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str
                    models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
                    search: SearchPlan = SearchPlan(), threads: int | None = None,
                    balance: Balance = Balance(), inputs: dict[str, np.ndarray] | None = None,
-                   feature_search: FeatureSearch | None = None, calibrate: bool = False) -> CVResult:
+                   feature_search: FeatureSearch | None = None, calibrate: bool = False,
+                   resample: Resample | None = None) -> CVResult:
     """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``,
-    ``threads``, ``balance``, ``inputs``, ``feature_search``, ``calibrate``: see ``out_of_fold``)."""
+    ``threads``, ``balance``, ``inputs``, ``feature_search``, ``calibrate``, ``resample``: see ``out_of_fold``)."""
     proba, searches, sets, maps, raw = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search,
-                                                   threads, balance, inputs, feature_search, calibrate)
-    chosen, best, scores = choose(kind, y, proba)
+                                                   threads, balance, inputs, feature_search, calibrate, resample)
+    chosen, best, scores = choose(kind, y, proba, search.metric)
     return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches,
                     feature_sets=sets, calibration=maps, raw_proba=raw)
 
@@ -195,8 +201,11 @@ def report(result: CVResult, kind: str, class_names: list[str], y: np.ndarray, u
     return out
 
 
-def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, result: CVResult, saved: str) -> str:
-    """How the figures of record were obtained, in one paragraph for the report and the run record."""
+def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, result: CVResult, saved: str,
+             metric: str | None = None) -> str:
+    """How the figures of record were obtained, in one paragraph for the report and the run record (``metric``: the
+    ``--select-by`` metric named, None: the task's default)."""
+    selection = "ROC AUC; mAP for multi-label tasks" if metric is None else f"{metric}, --select-by"
     how = (f"the {n_folds} folds of column {given!r}" if given else
            f"{n_folds} stratified folds{' that keep every group (source recording) in one fold' if grouped else ''}")
     models = [m for m in result.proba if m != AVERAGE]
@@ -208,7 +217,7 @@ def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, resul
             f"folds only and scored the held-out fold{CNN_NOTE if 'cnn' in models else ''}; the figures pool these "
             f"out-of-fold predictions (every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} "
             f"The model of record, "
-            f"{result.chosen}, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that "
+            f"{result.chosen}, has the best pooled score ({selection}) of the models that "
             f"can be saved.{passed_over} The saved model is {saved}"
             f"{'' if saved == result.chosen else ' (asked for with saved_model, not the model of record)'}, "
             f"refitted on all {n_clips} clips: it has "

@@ -203,9 +203,19 @@ def merge_duplicate_groups(features: FeatureSet, threshold: float = DEFAULT_THRE
     base = {"threshold": threshold, "columns": list(columns or features.columns)}
     if features.X is None or len(features) > max_clips:
         why = "the table is streamed (over memory_gb)" if features.X is None else f"over {max_clips} clips"
-        return DuplicateGuard(features.groups, features.has_groups, PAIR_SCHEMA.empty_table(),
-                              {**base, "skipped": why, "pairs": 0, "groups_merged": 0})
-    pairs = pairs_table(features, threshold, columns)
+        return skipped_guard(features, base, why)
+    return merge_pairs(features, pairs_table(features, threshold, columns), base)
+
+
+def skipped_guard(features: FeatureSet, base: dict[str, Any], why: str) -> DuplicateGuard:
+    """The guard that did not search (``why``): the groups as they were, recorded with ``base``."""
+    return DuplicateGuard(features.groups, features.has_groups, PAIR_SCHEMA.empty_table(),
+                          {**base, "skipped": why, "pairs": 0, "groups_merged": 0})
+
+
+def merge_pairs(features: FeatureSet, pairs: pa.Table, base: dict[str, Any]) -> DuplicateGuard:
+    """The guard from near-duplicate ``pairs`` (``PAIR_SCHEMA`` columns, whichever way they were found): the groups
+    of each pair merged, transitively; ``counts`` are ``base`` and those of :func:`merge_duplicate_groups`."""
     across = [(a, b) for a, b in zip(pairs["group_a"].to_pylist(), pairs["group_b"].to_pylist()) if a != b]
     mapping = _components(across)
     groups = np.array([mapping.get(g, g) for g in features.groups], dtype=object)
@@ -245,5 +255,6 @@ def merge_summary(counts: dict[str, Any]) -> str:
     """``"the near-duplicate guard merged 5 groups into 4 (groups 3 + 4 ...)"`` or "" when nothing was merged."""
     if not counts.get("groups_merged"):
         return ""
-    return (f"the near-duplicate guard (mean cosine distance <= {counts['threshold']:g}) merged "
+    rule = counts.get("rule") or f"mean cosine distance <= {counts['threshold']:g}"  # chunk mode states its rule
+    return (f"the near-duplicate guard ({rule}) merged "
             f"{counts['groups_before']} groups into {counts['groups_after']}: " + "; ".join(merge_lines(counts, 3)))

@@ -70,10 +70,11 @@ class FeatureSearch:
 
 
 def choose_set(build: Callable[[], Any], inputs: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray,
-               n_folds: int, seed: int, kind: str) -> tuple[str, dict[str, float]]:
+               n_folds: int, seed: int, kind: str, metric: str | None = None) -> tuple[str, dict[str, float]]:
     """(the set with the best pooled inner out-of-fold score, every set's score) among ``inputs`` (set → rows'
-    inputs), each scored by a fresh ``build()`` fitted on grouped inner folds of these rows; ties go to the earlier
-    set. Fewer than two groups to fold by: the first set, unscored."""
+    inputs), each scored (``metric``, ``--select-by``; None: the task's default) by a fresh ``build()`` fitted on
+    grouped inner folds of these rows; ties go to the earlier set. Fewer than two groups to fold by: the first set,
+    unscored."""
     from acoustic_env.learn.fit import val_score  # imports torch: only when a search runs
 
     splits = inner_splits(y, groups, n_folds, seed)
@@ -87,6 +88,6 @@ def choose_set(build: Callable[[], Any], inputs: dict[str, np.ndarray], y: np.nd
             p = build().fit(x[fit_on], y[fit_on], groups=groups[fit_on]).predict_proba(x[scored])
             proba = np.zeros((len(y), p.shape[1])) if proba is None else proba
             proba[scored] = p
-        scores[name] = round(float(val_score(kind, y, proba)), 6)
+        scores[name] = round(float(val_score(kind, y, proba, metric)), 6)
     order = list(scores)
     return max(order, key=lambda n: (scores[n], -order.index(n))), scores

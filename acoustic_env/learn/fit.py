@@ -11,9 +11,10 @@ not a loop of their own:
   ``val_score``) or the validation loss, with a patience in rounds;
 * class weights (``class_weight``: None, ``"balanced"`` or one weight per class,
   resolved by ``class_weights``), in the training and the validation loss alike;
-* a balanced sampler (``balanced_sampler``, single-label): each epoch's training rows are
+* a balanced sampler (``balanced_sampler``): each epoch's training rows are
   drawn with replacement, a row with probability inversely proportional to its class's
-  count (torch's ``WeightedRandomSampler``, drawn from the loop's seeded generator), so every
+  count (multi-label: its rarest positive label's count, ``draw_weights``; torch's
+  ``multinomial``, drawn from the loop's seeded generator), so every
   class fills the batches alike; the validation rows are never drawn or reweighted;
 * device and precision: the data and the network on ``device``; with
   ``mixed_precision`` the steps run under autocast on CUDA (bfloat16 where the card
@@ -55,6 +56,8 @@ from sklearn.metrics import (
 )
 from torch import nn
 
+from acoustic_env.config.learning import SELECTION_METRICS
+from acoustic_env.learn.metrics import headline
 from acoustic_env.learn.mlp import loss_function, loss_target, probabilities
 from acoustic_env.candidates import PARAMS
 
@@ -110,15 +113,33 @@ class Stream:
     rows: Callable[[], Iterable[Batch]] | None = None
 
 
-def val_score(kind: str, y: np.ndarray, proba: np.ndarray) -> float:
-    """The model-selection metric: ROC AUC (single-label; macro one-vs-rest) or mAP (multi-label).
+#: Each selection metric (``--select-by``) in the report's words.
+METRIC_NAMES = {"roc_auc": "ROC AUC", "map": "mAP", "macro_f1": "macro F1", "accuracy": "accuracy"}
 
-    Falls back to balanced accuracy when the validation split lacks a class
-    (AUC is undefined there), so tiny data sets still rank models.
+
+def default_metric(kind: str) -> str:
+    """The selection metric when ``--select-by`` is ``auto``: ROC AUC (single-label) or mAP (multi-label)."""
+    return "map" if kind == "multi_label" else "roc_auc"
+
+
+def val_score(kind: str, y: np.ndarray, proba: np.ndarray, metric: str | None = None) -> float:
+    """The model-selection metric (``metric``, one of ``SELECTION_METRICS``; None: ``default_metric(kind)``).
+
+    ROC AUC is macro one-vs-rest (multi-label: over the labels with both values present); mAP is the macro
+    average precision over the classes (labels) present. ``macro_f1`` and ``accuracy`` are ``learn.metrics``'
+    headline figures: the argmax class, or every label thresholded at 0.5 (the project keeps no per-label
+    thresholds), accuracy then being exact-match. A single-label ROC AUC falls back to balanced accuracy when
+    the validation split lacks a class (AUC is undefined there), so tiny data sets still rank models.
     """
-    if kind == "multi_label":
-        cols = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
-        return float(np.mean([average_precision_score(y[:, j], proba[:, j]) for j in cols])) if cols else 0.0
+    metric = metric or default_metric(kind)
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"select_by: must be one of {', '.join(SELECTION_METRICS)}, got {metric!r}")
+    if metric in ("macro_f1", "accuracy") or (metric == "roc_auc" and kind == "multi_label"):
+        return float(headline(kind, y, proba)[metric] or 0.0)
+    if metric == "map":
+        truth = y if kind == "multi_label" else y[:, None] == np.arange(proba.shape[1])
+        cols = [j for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(truth)]
+        return float(np.mean([average_precision_score(truth[:, j], proba[:, j]) for j in cols])) if cols else 0.0
     if len(np.unique(y)) == proba.shape[1]:
         return float(roc_auc_score(y, proba[:, 1]) if proba.shape[1] == 2 else
                      roc_auc_score(y, proba, multi_class="ovr", average="macro"))
@@ -150,12 +171,19 @@ def class_weights(class_weight: str | Sequence[float] | None, y: np.ndarray, kin
 
 
 def draw_weights(y: np.ndarray, kind: str) -> torch.Tensor:
-    """Each training row's chance of being drawn by the balanced sampler: 1 / its class's count (single-label)."""
-    if kind == "multi_label":
-        raise ValueError("balanced_sampler: draws clips by their one class, so single-label tasks only; "
-                         "use class_weight='balanced' for a multi-label task")
+    """Each training row's chance of being drawn by the balanced sampler.
+
+    Single-label: 1 / its class's count, so every class fills the batches alike. Multi-label: 1 / the count of
+    its rarest positive label (a clip of a rare and a common label is drawn for the rare one), so the rarest
+    label's clips are drawn about as often as any label's; a clip with no positive label weighs as one of the
+    commonest label's. Labels that co-occur keep co-occurring: the draw reweighs clips, not labels.
+    """
     y = np.asarray(y)
-    return torch.tensor(1.0 / np.bincount(y)[y], dtype=torch.float64)
+    if kind != "multi_label":
+        return torch.tensor(1.0 / np.bincount(y)[y], dtype=torch.float64)
+    counts = y.sum(axis=0).astype(np.float64)
+    rarest = np.where(y > 0, counts, np.inf).min(axis=1)
+    return torch.tensor(1.0 / np.where(np.isfinite(rarest), rarest, max(counts.max(), 1.0)), dtype=torch.float64)
 
 
 def precision(device: torch.device | str, mixed: bool) -> tuple[Callable[[], ContextManager[Any]], Any]:

@@ -1,16 +1,18 @@
-"""The ``cnn`` candidate: a CNN over a clip's log-mel image, with SpecAugment, shifts and mixup.
+"""The ``cnn`` candidate: a CNN over a clip's image (log-mel or MFCC), with SpecAugment, shifts and mixup.
 
 The other candidates learn from per-group PCA components of clip-level vectors; this one
-learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: 64 mel bands,
-100 frames a second, in dB), so it can use where in time and frequency the energy lies.
+learns from the stored image itself (``table.IMAGE_TYPE``, column ``logmel``: by default 64 mel bands,
+100 frames a second, in dB; or their MFCCs, ``features.image``), so it can use where in time and frequency the
+energy lies.
 
 * **Inputs.** Every image is brought to the model's window, ``frames`` frames (the training
   clips' median length), by ``learn.image_input.fit_width``: centred, cut or padded with the image's own
   minimum. The job stacks them into a [clips, bands, frames] array, the model's ``X``.
 * **Network** (``SpectroCNN``): the input standardised by the training images' mean and
   standard deviation (buffers, so they travel in the ``state_dict``), average-pooled by ``input_pool``,
-  then one block per entry of ``channels`` (3 × 3 convolution, batch norm, ReLU, 2 × 2 max pooling;
-  ``blocks`` blocks of ``width``, 2 × ``width``, ... channels: ``architecture``), the mean
+  then one block per entry of ``channels`` (``architecture``'s named kind: ``small``, 3 × 3 convolution, batch
+  norm, ReLU, 2 × 2 max pooling; ``residual``, ResNet's basic block before the same pooling; an image with too few
+  rows left is pooled over time only, ``pools``; ``blocks`` blocks of ``width``, 2 × ``width``, ... channels), the mean
   over the remaining bands, the mean and the max over time (global: any number of frames
   scores), dropout and one linear layer to the logits of ``learn.mlp``'s conventions.
 * **Its view: crops.** The network learns from windows of ``crop_frames`` frames (the training
@@ -44,23 +46,59 @@ import numpy as np
 import torch
 from torch import nn
 
+from acoustic_env.candidates.cnn import ARCHITECTURES  # small: one convolution a block; residual: ResidualBlock
 from acoustic_env.learn.mlp import n_outputs
 
-class SpectroCNN(nn.Module):
-    """(batch, bands, frames) dB images → ``n_out`` logits; ``mean``/``std`` standardise the input.
 
-    ``crop_frames``: in evaluation mode, the logits of the crops' averaged probabilities (``views``, ``average``;
-    ``link``: how the logits become probabilities, ``learn.mlp``'s); None scores the whole window (a model saved
-    before the crops).
+def conv_bn(c_in: int, c_out: int, kernel: int = 3) -> list[nn.Module]:
+    """A ``kernel`` × ``kernel`` convolution (same size out, no bias: the batch norm after it has one) and its
+    batch norm."""
+    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out)]
+
+
+class ResidualBlock(nn.Module):
+    """ResNet's basic block: two 3 × 3 convolutions with batch norm, the input added back (through a 1 × 1
+    convolution where the channels change), ReLU, then the max pooling ``pool`` as the small network's blocks
+    pool. The residual path lets a deeper stack train on a few hundred clips as readily as a shallow one."""
+
+    def __init__(self, c_in: int, c_out: int, pool: tuple[int, int]):
+        super().__init__()
+        self.body = nn.Sequential(*conv_bn(c_in, c_out), nn.ReLU(), *conv_bn(c_out, c_out))
+        self.skip = nn.Identity() if c_in == c_out else nn.Sequential(*conv_bn(c_in, c_out, 1))
+        self.out = nn.Sequential(nn.ReLU(), nn.MaxPool2d(pool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x) + self.skip(x))
+
+
+def pools(bands: int, input_pool: Sequence[int], blocks: int) -> list[tuple[int, int]]:
+    """Each block's max pooling: 2 × 2, but 1 × 2 once fewer than two bands are left (an MFCC image's 20 rows
+    reach one after three blocks; a 64-band log-mel never does, its blocks pool as they always have)."""
+    rows, out = bands // int(input_pool[0]), []
+    for _ in range(blocks):
+        out.append((2 if rows >= 2 else 1, 2))
+        rows //= out[-1][0]
+    return out
+
+
+class SpectroCNN(nn.Module):
+    """(batch, bands, frames) images → ``n_out`` logits; ``mean``/``std`` standardise the input.
+
+    ``architecture``: the blocks' kind (:data:`ARCHITECTURES`). ``crop_frames``: in evaluation mode, the logits of
+    the crops' averaged probabilities (``views``, ``average``; ``link``: how the logits become probabilities,
+    ``learn.mlp``'s); None scores the whole window (a model saved before the crops).
     """
 
     def __init__(self, bands: int, n_out: int, channels: Sequence[int], dropout: float, input_pool: Sequence[int],
-                 crop_frames: int | None = None, link: str = "sigmoid"):
+                 crop_frames: int | None = None, link: str = "sigmoid", architecture: str = "small"):
         super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"cnn: architecture must be one of {list(ARCHITECTURES)}, got {architecture!r}")
         blocks: list[nn.Module] = [nn.AvgPool2d(tuple(input_pool))]
         c_in = 1
-        for c in channels:
-            blocks += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+        for c, pool in zip(channels, pools(bands, input_pool, len(channels))):
+            blocks += ([ResidualBlock(c_in, c, pool)] if architecture == "residual" else
+                       [*conv_bn(c_in, c), nn.ReLU(), nn.MaxPool2d(pool)])
             c_in = c
         self.bands, self.crop_frames, self.link = bands, crop_frames, link
         self.blocks = nn.Sequential(*blocks)
@@ -105,10 +143,11 @@ def average(logits: torch.Tensor, link: str) -> torch.Tensor:
 
 def architecture(bands: int, kind: str, n_classes: int, params: dict[str, Any]) -> dict[str, Any]:
     """The constructor arguments of ``SpectroCNN`` for ``params`` (``PARAMS["cnn"]["network"]``'s form: ``blocks``
-    blocks, the first of ``width`` channels and each next one twice as wide), as stored in the model artifact
-    (``network``: which class)."""
+    blocks of the named ``architecture``, the first of ``width`` channels and each next one twice as wide), as
+    stored in the model artifact (``network``: which class)."""
     n_out = n_outputs(kind, n_classes)
     return {"network": "cnn", "bands": int(bands), "n_out": n_out,
+            "architecture": str(params.get("architecture", ARCHITECTURES[0])),
             "channels": [int(params["width"]) * 2 ** i for i in range(int(params["blocks"]))],
             "dropout": float(params["dropout"]), "input_pool": [int(p) for p in params["input_pool"]],
             "crop_frames": int(params["crop_frames"]),

@@ -94,13 +94,15 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 def inner_split(y: np.ndarray | None, groups: np.ndarray | None, fraction: float,
                 seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, validation rows): about ``fraction`` of the groups held out, stratified by class when ``y``
-    (single-label) has two clips of every class; every row its own group without ``groups``."""
+    (single-label) has two clips of every class and one class has a clip a fold (scikit-learn's stratified folds
+    refuse fewer: 8 clips of two classes in 5 folds); every row its own group without ``groups``."""
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
     n = len(groups) if groups is not None else len(y)
     groups = np.arange(n) if groups is None else np.asarray(groups)
     folds = max(2, int(round(1 / fraction)))
-    if y is not None and np.bincount(y).min() >= 2 and len(np.unique(groups)) >= folds:
+    if (y is not None and (counts := np.bincount(y)).min() >= 2 and counts.max() >= folds
+            and len(np.unique(groups)) >= folds):
         splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
         train, val = next(splitter.split(np.zeros(n), y, groups))
     else:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 import numpy as np
 
 from acoustic_env.candidates.space import Range, Space
+from acoustic_env.learn.splits import multilabel_folds
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -38,10 +39,13 @@ Split = tuple[np.ndarray, np.ndarray]
 
 class SearchPlan(NamedTuple):
     """How large each model's search is: ``trials`` settings sampled from ``acoustic_env.candidates.SPACES`` (1: the defaults,
-    no search; logistic regression's C search runs regardless), each scored on ``inner_folds`` grouped folds."""
+    no search; logistic regression's C search runs regardless), each scored on ``inner_folds`` grouped folds by
+    ``metric`` (``--select-by``, which also chooses the model of record; None: the task's default,
+    ``learn.fit.default_metric``)."""
 
     trials: int = 1
     inner_folds: int = 3
+    metric: str | None = None
 
 
 @dataclass
@@ -58,15 +62,12 @@ class SearchRecord:
     asked: int = 0  # the settings asked for (--search-trials); fewer were tried only when the space holds fewer
 
 
-def strata(y: np.ndarray) -> np.ndarray:
-    """One stratum per row: the class, or for a multi-label matrix the row's label pattern."""
-    y = np.asarray(y)
-    return y if y.ndim == 1 else np.unique(y, axis=0, return_inverse=True)[1].reshape(-1)
-
-
 def inner_splits(target: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[Split]:
     """Stratified folds over the rows given that keep every group on one side of each split.
 
+    Single-label: ``StratifiedGroupKFold`` on the class. Multi-label: by label *presence*, not label pattern
+    (``learn.splits.multilabel_folds``, iterative stratification over groups): with patterns, a rare label
+    spread over many patterns of one or two clips each is not stratified at all, and may miss a fold.
     Fewer folds when there are fewer groups; an empty list (no search possible) below two.
     """
     from sklearn.model_selection import StratifiedGroupKFold
@@ -75,10 +76,14 @@ def inner_splits(target: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
     n = min(n_folds, len(np.unique(groups)))
     if n < 2:
         return []
+    target = np.asarray(target)
+    if target.ndim == 2:
+        fold = multilabel_folds(target, groups, n, seed)
+        return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n) if (fold == k).any()]
     splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # a rare class or label pattern with fewer rows than folds is expected
+    with warnings.catch_warnings():  # a rare class with fewer rows than folds is expected
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        return list(splitter.split(np.zeros(len(target)), strata(target), groups))
+        return list(splitter.split(np.zeros(len(target)), target, groups))
 
 
 #: Proposals in a row that repeat a tried setting before a search stops short of its trials (a small space, nearly
@@ -88,13 +93,13 @@ MAX_REPEATS = 100
 
 def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, defaults: dict[str, Any], trials: int,
                    x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int,
-                   kind: str) -> SearchRecord | None:
+                   kind: str, metric: str | None = None) -> SearchRecord | None:
     """Sample ``trials`` distinct settings of ``space`` (``defaults`` first, then Optuna's TPE seeded with ``seed``),
     each built by ``build`` and scored by its pooled inner out-of-fold score; None when no search (one trial, or
     fewer than two inner folds).
 
-    The score is the train job's selection metric (``learn.fit.val_score``:
-    ROC AUC, or mAP for multi-label tasks); ties go to the earlier setting,
+    The score is the train job's selection metric (``learn.fit.val_score`` of ``metric``, ``--select-by``:
+    by default ROC AUC, or mAP for multi-label tasks); ties go to the earlier setting,
     so the defaults win unless another setting does better.
     """
     start = time.time()
@@ -110,7 +115,7 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
         key = tuple(setting.values())
         repeats = repeats + 1 if key in scores else 0
         if key not in scores:
-            scores[key] = _pooled_score(build, setting, x, y, splits, kind)
+            scores[key] = _pooled_score(build, setting, x, y, splits, kind, metric)
         study.tell(proposed, scores[key])
     tried = [{"params": dict(zip(space.ranges, key)), "score": score} for key, score in scores.items()]
     best = max(range(len(tried)), key=lambda i: (round(tried[i]["score"], 12), -i))
@@ -119,7 +124,7 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
 
 
 def _pooled_score(build: Callable[[dict[str, Any]], Any], setting: dict[str, Any], x: np.ndarray, y: np.ndarray,
-                  splits: list[Split], kind: str) -> float:
+                  splits: list[Split], kind: str, metric: str | None) -> float:
     """One setting's score: each inner fold's model predicts the rows it did not see, pooled over the folds."""
     from acoustic_env.learn.fit import val_score  # imports torch: only when a search runs
 
@@ -128,7 +133,7 @@ def _pooled_score(build: Callable[[dict[str, Any]], Any], setting: dict[str, Any
         p = build(setting).fit(x[fit_on], y[fit_on]).predict_proba(x[scored])
         proba = np.zeros((len(y), p.shape[1])) if proba is None else proba
         proba[scored] = p
-    return float(val_score(kind, y, proba))
+    return float(val_score(kind, y, proba, metric))
 
 
 def _study(space: Space, defaults: dict[str, Any], seed: int) -> tuple[Any, dict[str, BaseDistribution]]:

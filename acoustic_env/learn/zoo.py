@@ -21,6 +21,8 @@ in it) and always predicts ``[n, n_classes]`` probabilities.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +32,8 @@ from acoustic_env import candidates
 from acoustic_env.candidates import PARAMS, SPACES
 from acoustic_env.candidates.spec import Build, CandidateSpec
 from acoustic_env.config import ConfigError
+from acoustic_env.learn.augment import Resample, resample_split
+from acoustic_env.learn.augment import resample as resampled
 from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.calibrate import Calibrator
 from acoustic_env.learn.calibrate import choose as choose_calibration
@@ -41,7 +45,7 @@ if TYPE_CHECKING:
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
                    search: SearchPlan = SearchPlan(), balance: Balance = Balance(), calibrate: bool = False,
-                   **overrides: Any) -> ZooClassifier:
+                   resample: Resample | None = None, **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
     ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task, or the
@@ -51,6 +55,7 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     many inner folds (logistic regression's C search uses those folds too).
     ``balance``: how the model weighs rare classes (``learn.balance``).
     ``calibrate``: a grouped fit also chooses a probability map on its inner folds (``learn.calibrate``).
+    ``resample``: every fit resamples the rows it trains on (``learn.augment``; ``ZooClassifier.fit``).
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
     if name not in PARAMS:
@@ -59,7 +64,7 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     if unknown:
         raise ConfigError(f"model: {name} has no parameter {unknown[0]!r} (it has {sorted(PARAMS[name])})")
     return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **balance.overrides(name), **overrides}, seed,
-                         threads, *search, calibrate=calibrate)
+                         threads, *search, calibrate=calibrate, resample=resample)
 
 
 class ZooClassifier(ClassifierMixin, BaseEstimator):
@@ -72,7 +77,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, name: str, kind: str, n_classes: int, params: dict[str, Any], seed: int = 0,
                  threads: int | None = None, trials: int = SearchPlan().trials,
-                 inner_folds: int = SearchPlan().inner_folds, calibrate: bool = False):
+                 inner_folds: int = SearchPlan().inner_folds, metric: str | None = SearchPlan().metric,
+                 calibrate: bool = False, resample: Resample | None = None):
         self.name = name
         self.kind = kind
         self.n_classes = n_classes
@@ -81,7 +87,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.threads = threads
         self.trials = trials
         self.inner_folds = inner_folds
+        self.metric = metric
         self.calibrate = calibrate
+        self.resample = resample
 
     def fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None = None,
             groups: np.ndarray | None = None) -> ZooClassifier:
@@ -91,6 +99,11 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         (``search_`` records it): logistic regression's C and L1 share (single-label), or the
         ``trials`` settings sampled from ``SPACES``; with ``calibrate``, the probability map too
         (``calibration_``, ``learn.calibrate``). A small ``X`` is fitted on one BLAS thread (``learn.threads``).
+
+        With ``resample``, the rows the model trains on are resampled (``learn.augment``), and only those: the
+        search scores each setting on inner folds of the rows as given, each inner fit resampling its own training
+        part (so does the probability map's), ``eval_set`` stays as given, and a network, which holds out its own
+        early-stopping rows (``val_fraction``), resamples the training part of its split only (``_resampling``).
         """
         with blas_threads(np.size(X)):
             return self._fit(X, np.asarray(y), eval_set, groups)
@@ -99,8 +112,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
              groups: np.ndarray | None) -> ZooClassifier:
         """``fit``'s work."""
         multi = self.kind == "multi_label"
+        own_split = "val_fraction" in self.params
+        fit_x, fit_y, fit_groups = X, y, groups  # the rows the model itself trains on
+        if self.resample is not None and not own_split:
+            rows = resampled(X, y, self.resample, groups)
+            fit_x, fit_y, fit_groups = rows.x, rows.y, rows.groups
         self.classes_ = np.arange(self.n_classes)
-        self.prior_ = y.mean(axis=0) if multi else np.bincount(y, minlength=self.n_classes) / len(y)
+        self.prior_ = fit_y.mean(axis=0) if multi else np.bincount(fit_y, minlength=self.n_classes) / len(fit_y)
         self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
         self.n_features_in_ = np.shape(X)[1]
         self.model_ = None
@@ -114,9 +132,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             space = SPACES[self.name]
             self.search_ = grouped_search(lambda setting: self._candidate(space.overrides(setting, self.params)),
                                           space, space.defaults(self.params), self.trials, X, y, groups,
-                                          self.inner_folds, self.seed, self.kind)
+                                          self.inner_folds, self.seed, self.kind, self.metric)
             self.params_.update(space.overrides(self.search_.best, self.params) if self.search_ else {})
-        target = self._target(y)
+        target = self._target(fit_y)
         if target.ndim == 2:
             positives = target.sum(axis=0)
             smallest = int(np.minimum(positives, len(target) - positives).min())
@@ -124,9 +142,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             smallest = int(np.bincount(target).min())
         spec = self.spec
         # grouped inner folds for a candidate that searches itself (a multi-label column could lose a class in one)
-        if spec.searches_itself and groups is not None and target.ndim == 1:
+        if spec.searches_itself and fit_groups is not None and target.ndim == 1:
             # below two inner folds the candidate falls back to fixed settings, and _record_search says no search ran
-            splits = inner_splits(target, groups, min(self.inner_folds, smallest), self.seed)
+            splits = inner_splits(target, fit_groups, min(self.inner_folds, smallest), self.seed)
             self.search_ = SearchRecord(splits, [], {})
         start = time.time()
         self.model_ = spec.build(self.params_, Build(target.ndim == 2, smallest, len(target), self.n_features_in_,
@@ -142,9 +160,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 keep = np.isin(y_val, self.columns_)
                 x_val, y_val = x_val[keep], y_val[keep]
             if len(y_val):
-                spec.fit_early(self.model_, X, target, (x_val, self._target(y_val)), kwargs, self.params_)
+                spec.fit_early(self.model_, fit_x, target, (x_val, self._target(y_val)), kwargs, self.params_)
                 return self
-        self.model_.fit(X, target, **kwargs, **({"groups": groups} if spec.takes_groups else {}))
+        with _resampling(self.model_, self.resample if own_split else None):
+            self.model_.fit(fit_x, target, **kwargs, **({"groups": fit_groups} if spec.takes_groups else {}))
         if spec.searches_itself and self.search_ is not None:
             self._record_search(time.time() - start)
         if self.calibrate and groups is not None and spec.calibrated:
@@ -159,8 +178,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     def _calibrate(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
         """Choose the probability map on the inner folds (the search's, else new ones): this model's settings refitted
         on each inner training part give every row an out-of-fold probability, which ``learn.calibrate.choose``
-        maps. Fewer than two inner folds: no map."""
-        splits = self.search_.splits if self.search_ is not None and len(self.search_.splits) >= 2 else \
+        maps. Fewer than two inner folds: no map. A candidate that searched itself on resampled rows has folds of
+        those; the map's are of the rows as given."""
+        given = not (self.spec.searches_itself and self.resample is not None)
+        splits = self.search_.splits if given and self.search_ is not None and len(self.search_.splits) >= 2 else \
             inner_splits(y, groups, self.inner_folds, self.seed)
         if len(splits) < 2:
             return
@@ -173,7 +194,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     def _candidate(self, overrides: dict[str, Any]) -> ZooClassifier:
         """One setting of the search, fitted on an inner fold without a search of its own."""
         return ZooClassifier(self.name, self.kind, self.n_classes, {**self.params, **overrides}, self.seed,
-                             self.threads)
+                             self.threads, resample=self.resample)
 
     def _record_search(self, seconds: float) -> None:
         """What a candidate that searches itself tried, as the other searches record theirs."""
@@ -226,3 +247,27 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         from acoustic_env.learn.mlp_estimator import MLPClassifier
 
         return MLPClassifier(seed=self.seed, threads=self.threads, **params)
+
+
+@contextmanager
+def _resampling(network: Any, plan: Resample | None) -> Iterator[None]:
+    """While ``network`` fits, the training part of the split it makes resampled by ``plan`` (None: as it is).
+
+    A network's ``fit`` holds out its early-stopping rows from the rows it is given, then hands the split to its
+    ``train(data, ...)`` (``MLPClassifier``, ``CNNClassifier``); resampling before that would put copies of training
+    clips among its validation rows. So ``train`` is wrapped for the fit: ``data``'s ``x_train``/``y_train`` are
+    resampled, ``x_val``/``y_val`` never.
+    """
+    if plan is None:
+        yield
+        return
+    own = network.train
+
+    def train(data: Any, *args: Any, **kwargs: Any) -> Any:
+        return own(resample_split(data, plan), *args, **kwargs)
+
+    network.train = train
+    try:
+        yield
+    finally:
+        del network.train

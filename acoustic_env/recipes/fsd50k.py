@@ -22,6 +22,14 @@ not reproduced here), each refining one of the four (``urban_traffic`` → ``urb
 ``prepare_fsd50k`` checks every tag the task names against the vocabulary, copies it
 beside the manifest and writes ``fsd50k_bins.json`` with :func:`tag_bins` (clips per
 class and the overlaps).
+
+The study binned the uploaders' free-text tags instead (``tags`` in the clips-info JSON), into
+eight classes, music the largest: ``tag_map`` (``--from-tags``, or ``--tag-map FILE``) does that,
+by a YAML of category → tags (``task_files/fsd50k_tag_categories.yaml``; the rule for a clip whose
+tags vote for two categories is ``fsd50k_tags``'). The clip list's label is then the clip's category
+(its vocabulary labels kept as ``vocabulary_labels``), a clip with no listed tag is left out and
+counted, and beside it go the mapping, a task of its categories (``fsd50k_tags_task.yaml``), the
+counts (``fsd50k_tags.json``) and the tag-frequency table (``fsd50k_tag_frequency.csv``).
 """
 
 from __future__ import annotations
@@ -34,16 +42,20 @@ from importlib import resources
 from itertools import combinations
 from typing import Any
 
+import yaml
+
 from acoustic_env.audio.manifest import ManifestError
 from acoustic_env.config import ConfigError
 from acoustic_env.vocabulary.tasks import Task, class_counts, load_task
 from acoustic_env.recipes.common import LABEL_SEPARATOR, file_name, read_csv, write_manifest
+from acoustic_env.recipes.fsd50k_tags import bin_tags, frequency_rows, load_tag_map, write_frequency_csv
 from acoustic_env.storage import filesystem, join, write_json
 
 GROUND_TRUTH = "FSD50K.ground_truth"
 AUDIO = {"dev": "FSD50K.dev_audio", "eval": "FSD50K.eval_audio"}
 CLIPS_INFO = "FSD50K.metadata/{part}_clips_info_FSD50K.json"
 EXTRA = ("mids", "uploader")
+TAG_FILES = {"task": "fsd50k_tags_task.yaml", "counts": "fsd50k_tags.json", "frequency": "fsd50k_tag_frequency.csv"}
 SPLITS = ("train", "val")  # the dev set's published split; eval clips are fold "eval"
 
 
@@ -71,36 +83,78 @@ def tag_bins(task: Task, label_lists: Sequence[Sequence[str]], folds: Sequence[s
     return out
 
 
-def _uploaders(root: str, part: str) -> dict[str, str]:
-    fs, path = filesystem(join(root, CLIPS_INFO.format(part=part)))
+def _clips_info(root: str, part: str, required: bool) -> dict[str, dict[str, Any]]:
+    """The part's clips-info JSON (clip id → title, description, tags, license, uploader), {} when absent and not
+    ``required`` (binning the tags needs it: absent, one ManifestError naming it)."""
+    uri = join(root, CLIPS_INFO.format(part=part))
+    fs, path = filesystem(uri)
     if not fs.isfile(path):
+        if required:
+            raise ManifestError(f"{uri}: not found (the free-text tags are in FSD50K.metadata)")
         return {}
-    return {str(k): str(v.get("uploader") or "") for k, v in json.loads(fs.cat_file(path)).items()}
+    return {str(k): v if isinstance(v, dict) else {} for k, v in json.loads(fs.cat_file(path)).items()}
 
 
-def prepare_fsd50k(root: str, out: str, task_file: str | None = None, bins: int = 4) -> str:
+def _clip_tags(info: dict[str, Any], where: str) -> list[str]:
+    tags = info.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ManifestError(f"{where}: tags must be a list of strings, got {tags!r}")
+    return tags
+
+
+def prepare_fsd50k(root: str, out: str, task_file: str | None = None, bins: int = 4,
+                   tag_map: str | None = None) -> str:
     """Write ``<out>/fsd50k.csv``, the task file and ``fsd50k_bins.json``; returns the manifest's path.
 
     ``bins``: the packaged binning of 4 (``fsd50k_environment.yaml``) or 8 classes
     (``fsd50k_eight_bins.yaml``); ``task_file``: another tag-binning task instead of either.
+    ``tag_map``: bin the free-text tags by this mapping instead (``fsd50k_tags.tag_map_path()``: the packaged one).
 
     Raises:
-        ConfigError: ``bins`` is not 4 or 8, or both ``bins=8`` and a ``task_file`` are given.
+        ConfigError: ``bins`` is not 4 or 8, both ``bins=8`` and a ``task_file`` are given, or ``tag_map`` with
+            either, or a bad mapping.
     """
     if bins not in BINS:
         raise ConfigError(f"bins: must be {' or '.join(map(str, BINS))}, got {bins}")
     if task_file and bins != 4:
         raise ConfigError(f"bins: {bins} names a packaged task file; with --task-file the bins are that file's")
+    if tag_map and (task_file or bins != 4):
+        raise ConfigError("--tag-map: bins the free-text tags by its own categories; leave out --task-file and --bins")
+    mapping = load_tag_map(tag_map) if tag_map else None  # a bad mapping stops before anything is read
     gt = join(root, GROUND_TRUTH)
     vocabulary = {r["label"] for r in read_csv(join(gt, "vocabulary.csv"), ("index", "label", "mid"), header=False)}
-    task_file = task_file or bins_task_path(bins)
-    task = load_task(task_file)
-    unknown = sorted(set().union(*task.class_labels) - vocabulary)
-    if unknown:
-        raise ManifestError(f"{task_file}: tag(s) not in {join(gt, 'vocabulary.csv')}: {', '.join(unknown)}")
-    rows = []
+    if mapping is None:
+        task_file = task_file or bins_task_path(bins)
+        task = load_task(task_file)
+        unknown = sorted(set().union(*task.class_labels) - vocabulary)
+        if unknown:
+            raise ManifestError(f"{task_file}: tag(s) not in {join(gt, 'vocabulary.csv')}: {', '.join(unknown)}")
+    rows, tags = _read_clips(root, vocabulary, with_tags=mapping is not None)
+    if mapping is None:
+        manifest = write_manifest(rows, out, "fsd50k", EXTRA)
+        _copy(task_file, out)  # beside the manifest: the task the counts were made with
+        write_json(tag_bins(task, [r["labels"] for r in rows], [r["fold"] for r in rows]),
+                   join(out, "fsd50k_bins.json"))
+        return manifest
+    chosen, counts = bin_tags(tags, mapping, [r["fold"] for r in rows])
+    kept = [{**r, "labels": [mapping.categories[c]], "vocabulary_labels": LABEL_SEPARATOR.join(r["labels"])}
+            for r, c in zip(rows, chosen) if c is not None]
+    manifest = write_manifest(kept, out, "fsd50k", (*EXTRA, "vocabulary_labels"))
+    _copy(mapping.source, out)
+    _write_yaml({"name": "fsd50k_tags", "description": f"FSD50K's free-text tags binned by {mapping.source}",
+                 "kind": "single_label", "classes": list(mapping.categories)}, join(out, TAG_FILES["task"]))
+    write_json(counts, join(out, TAG_FILES["counts"]))
+    write_frequency_csv(frequency_rows(tags, chosen, mapping), join(out, TAG_FILES["frequency"]))
+    return manifest
+
+
+def _read_clips(root: str, vocabulary: set[str], with_tags: bool) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """Every dev and eval clip as a clip-list row (its vocabulary labels as ``labels``), and, ``with_tags``, each
+    one's free-text tags (else empty lists), checked as the module docstring says."""
+    gt = join(root, GROUND_TRUTH)
+    rows, tags = [], []
     for part, required in (("dev", ("fname", "labels", "mids", "split")), ("eval", ("fname", "labels", "mids"))):
-        uploaders = _uploaders(root, part)
+        info = _clips_info(root, part, required=with_tags)
         for r in read_csv(join(gt, f"{part}.csv"), required, what="is ROOT the FSD50K folder?"):
             labels = [t for t in r["labels"].split(",") if t]
             strange = [t for t in labels if t not in vocabulary]
@@ -114,13 +168,22 @@ def prepare_fsd50k(root: str, out: str, task_file: str | None = None, bins: int 
                                     f"{part}.csv")
             if part == "dev" and r["split"] not in SPLITS:
                 raise ManifestError(f"{r.where}: split {r['split']!r} is not one of FSD50K's ({', '.join(SPLITS)})")
-            uploader = uploaders.get(file_name(r, "fname"), "")
+            clip = info.get(file_name(r, "fname"), {})
+            uploader = str(clip.get("uploader") or "")
+            tags.append(_clip_tags(clip, join(root, CLIPS_INFO.format(part=part)) + f": clip {r['fname']}")
+                        if with_tags else [])
             rows.append({"clip_id": r["fname"], "uri": join(root, AUDIO[part], f"{r['fname']}.wav"),
                          "labels": labels, "group": f"uploader:{uploader}" if uploader else f"clip:{r['fname']}",
                          "fold": r["split"] if part == "dev" else "eval",
                          "mids": LABEL_SEPARATOR.join(m for m in r["mids"].split(",") if m), "uploader": uploader})
-    manifest = write_manifest(rows, out, "fsd50k", EXTRA)
-    (src_fs, src), (dst_fs, dst) = filesystem(task_file), filesystem(join(out, posixpath.basename(task_file)))
-    dst_fs.pipe_file(dst, src_fs.cat_file(src))  # beside the manifest: the task the counts were made with
-    write_json(tag_bins(task, [r["labels"] for r in rows], [r["fold"] for r in rows]), join(out, "fsd50k_bins.json"))
-    return manifest
+    return rows, tags
+
+
+def _copy(uri: str, out: str) -> None:
+    (src_fs, src), (dst_fs, dst) = filesystem(uri), filesystem(join(out, posixpath.basename(uri)))
+    dst_fs.pipe_file(dst, src_fs.cat_file(src))
+
+
+def _write_yaml(data: dict[str, Any], uri: str) -> None:
+    fs, path = filesystem(uri)
+    fs.pipe_file(path, yaml.safe_dump(data, sort_keys=False).encode())

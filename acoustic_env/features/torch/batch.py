@@ -28,6 +28,7 @@ from acoustic_env import feature_groups
 from acoustic_env.config import SIGNALS, FeatureParams
 from acoustic_env.features import LOGMEL_STAGE, feature_stages
 from acoustic_env.features.logmel import COLUMN as LOGMEL
+from acoustic_env.features.logmel import image_settings
 from acoustic_env.features.torch import buckets
 from acoustic_env.features.torch import logmel as torch_logmel
 from acoustic_env.features.torch import separation as torch_separation
@@ -64,7 +65,7 @@ def batch_features(clips: Sequence[np.ndarray], sr: int, params: FeatureParams, 
         x = batch if rows.size == len(clips) else batch[torch.as_tensor(rows, device=dev), :n]
         if params.logmel:  # first, as on the CPU: a clip too short for the image fails before the costly stages
             with _timed(seconds, LOGMEL_STAGE, dev):
-                images.append((LOGMEL, rows, torch_logmel.logmel(x)))
+                images.append((LOGMEL, rows, torch_logmel.image(x, image_settings(params))))
         with _timed(seconds, "separate", dev):
             signals = {"raw": x}
             if separate:

@@ -1,4 +1,4 @@
-"""The log-mel images (``features/logmel.py``) of a batch of equal-length clips, on their device.
+"""The log-mel images (``features/logmel.py``) of a batch of equal-length clips, on their device; their MFCCs.
 
 The same frames (``unfold``: 400 samples every 160, no padding), the same periodic Hann window, a 512-point
 real FFT, librosa's filterbank as one batched matrix product and the same dB rule, its ``top_db`` floor taken
@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from acoustic_env.features.logmel import LOGMEL, LogMelSettings, frame_count, mel_basis, window
+from acoustic_env.features.logmel import LOGMEL, LogMelSettings, dct_matrix, frame_count, mel_basis, window
 
 
 def logmel(x: torch.Tensor, settings: LogMelSettings = LOGMEL) -> torch.Tensor:
@@ -30,3 +30,10 @@ def logmel(x: torch.Tensor, settings: LogMelSettings = LOGMEL) -> torch.Tensor:
     db = db - 10.0 * math.log10(max(settings.amin, settings.db_ref))
     floor = db.amax(dim=(-2, -1), keepdim=True) - settings.top_db
     return torch.maximum(db, floor)
+
+
+def image(x: torch.Tensor, settings: LogMelSettings = LOGMEL) -> torch.Tensor:
+    """[clips, rows, frames]: the log-mel of ``x`` [clips, samples], or its MFCCs (``settings.image``), as
+    ``features.logmel.compute_image``."""
+    db = logmel(x, settings)
+    return torch.as_tensor(dct_matrix(settings), device=x.device) @ db if settings.image == "mfcc" else db

@@ -25,6 +25,8 @@ from acoustic_env.jobs.train.evaluation import (
     image_inputs,
     mlp_shap,
     model_inputs,
+    resample_plan,
+    search_plan,
     shap_rows,
     slim,
     split_counts,
@@ -33,10 +35,11 @@ from acoustic_env.jobs.train.explain import importances, zoo_attributions
 from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_embedders
 from acoustic_env.jobs.train.grid import cells as grid_cells
 from acoustic_env.jobs.train.report import clip_predictions
+from acoustic_env.jobs.train.shuffled import shuffled_contrast
 from acoustic_env.learn.cv import ORDER, CVResult, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report
 from acoustic_env.learn.feature_sets import FeatureSearch, candidate_sets, choose_set
-from acoustic_env.learn.fit import HISTORY
+from acoustic_env.learn.fit import HISTORY, default_metric
 from acoustic_env.learn.metrics import evaluate, headline, intervals
 from acoustic_env.candidates import PARAMS as ZOO_PARAMS
 from acoustic_env.candidates import get as spec
@@ -126,14 +129,14 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
     check_columns(plan_cells, features)
     folds, _ = _folds(cfg, task, features, counts)
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
-    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
+    plan = search_plan(cfg)
     kind, y, balance = task.kind, features.y, class_balance(cfg)
     images = _images(candidates, features)
     result = compare(
         plan_cells,
         lambda cell: cross_validate(lambda rows: model_inputs(cfg, features, rows, list(cell.groups))[1], y, folds,
                                     kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS,
-                                    balance, images, calibrate=True),
+                                    balance, images, calibrate=True, resample=resample_plan(cfg)),
         lambda p: headline(kind, y, p)["roc_auc"],
         lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
     return _narrowed(features, set(result["winner"]["groups"]), GRID_REASON), result
@@ -159,9 +162,10 @@ def _saved_set(cfg: TrainConfig, task: Task, search: FeatureSearch, features: Fe
     """The saved model's feature set, chosen as each fold model chose its own, on the inner folds of all clips."""
     name, scores = choose_set(
         lambda: make_estimator(saved, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                               SearchPlan(1, plan.inner_folds), balance=class_balance(cfg)),
+                               SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
+                               resample=resample_plan(cfg)),
         search.inputs(np.ones(len(features), dtype=bool)), features.y, features.groups, plan.inner_folds, cfg.seed,
-        task.kind)
+        task.kind, plan.metric)
     return {"model": saved, "set": name, "groups": list(search.sets[name]), "scores": scores}
 
 
@@ -187,14 +191,16 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
     candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
-    plan, balance = SearchPlan(cfg.search_trials, cfg.search_folds), class_balance(cfg)
+    plan, balance, resample = search_plan(cfg), class_balance(cfg), resample_plan(cfg)
     images = _images(candidates, features)
     sets = None if done else _feature_search(cfg, features)
     result = done or cross_validate(lambda train_rows: model_inputs(cfg, features, train_rows)[1], features.y, folds,
                                     kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS, balance, images,
-                                    sets, calibrate=True)
+                                    sets, calibrate=True, resample=resample)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
+    shuffled = (shuffled_contrast(cfg, task, features, result.chosen, result.proba[result.chosen], n_folds, plan,
+                                  images, sets) if cfg.compare_shuffled else None)
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
     for m, raw in result.raw_proba.items():  # the reliability before each fold model's probability map
         models[m]["test"]["calibration_before"] = evaluate(kind, names, features.y, raw)["calibration"]
@@ -209,7 +215,8 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
             features = _narrowed(features, set(saved_set["groups"]), FEATURE_SET_REASON)
     transforms, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
     t = time.time()
-    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance, calibrate=True).fit(
+    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance, calibrate=True,
+                            resample=resample).fit(
         images.get(saved, x), features.y, groups=features.groups)
     timings["final_fit_s"] = time.time() - t
     estimator = checked_portable(fitted, images.get(saved, x))
@@ -217,7 +224,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     history, drawn = None, None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
         network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, CV_THREADS, search=plan,
-                                                               balance=balance).fit(x, features.y,
+                                                               balance=balance, resample=resample).fit(x, features.y,
                                                                                     groups=features.groups)
         if network.model_ is not None:
             drawn = network.model_.model_
@@ -232,7 +239,8 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         t = time.time()
         for name, subset in ablation_sets(groups).items():
             sub = cross_validate(lambda rows, only=subset: model_inputs(cfg, features, rows, only)[1], features.y,
-                                 folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS, balance=balance)
+                                 folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS, balance=balance,
+                                 resample=resample)
             ablations.append({"name": f"logreg, {name}", "groups": subset,
                               "test": slim(evaluate(kind, names, features.y, sub.proba["logreg"])),
                               "val_score": sub.scores["logreg"]})
@@ -251,7 +259,8 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     for m in (m for m in candidates if spec(m).importance):
         model = fitted if m == saved else make_estimator(m, kind, k, cfg.seed, CV_THREADS, search=plan).fit(
             x, features.y, groups=features.groups)
-        weighed.update({m: weights} if (weights := importances(model, transforms)) else {})
+        weighed.update({m: weights} if (weights := importances(model, transforms, infos=features.feature_groups))
+                       else {})
 
     counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
               "splits": split_counts(task, features, folds, {f: f"fold {fold_names[f]}" for f in range(n_folds)})}
@@ -259,16 +268,19 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         "method": "cross_validation", "folds": n_folds, "folds_column": cfg.folds_column, "fold_names": fold_names,
         "grouped": bool(features.has_groups), "candidates": list(result.proba), "scores": result.scores,
         "chosen": result.chosen, "best": result.best, "saved_model": saved, "feature_sets": feature_sets,
+        "select_by": plan.metric or default_metric(kind),
         "calibration": {"per_fold": result.calibration,
                         "saved": {"method": fitted.calibration_.method if fitted.calibration_ is not None else "none",
                                   "log_loss": fitted.calibration_losses_}},
-        "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved)
+        "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved,
+                                plan.metric)
         + (" Each vector model also chose its feature set on the inner folds of each outer fold's training clips "
            "(Feature sets, below)." if feature_sets else "")
         + (" Each vector model's probabilities are mapped by the calibration it chose on its inner folds (Platt's, "
            "isotonic or none; the ECE before it in brackets)." if result.calibration else ""),
         "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
                    for m, d in detail.items()},
+        "shuffled": shuffled,
     }
     nested = _nested_searches(result)
     final = fitted.search_

@@ -16,14 +16,18 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from acoustic_env import candidates
+
 from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig
 from acoustic_env.jobs.train.explain import mlp_attributions
+from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.portable import Portable, from_zoo
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.image_input import IMAGE_COLUMN, stack_images, window_frames
 from acoustic_env.learn.splits import NAMES
+from acoustic_env.learn.tuning import SearchPlan
 from acoustic_env.learn.threads import blas_threads
 from acoustic_env.learn.transform import GroupTransform, transform_all
 from acoustic_env.learn.zoo import ZooClassifier
@@ -57,6 +61,44 @@ def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
 def class_balance(cfg: TrainConfig) -> Balance:
     """How every model of the run weighs rare classes (``class_weight``, ``balanced_sampler``), as the zoo takes it."""
     return Balance(None if cfg.class_weight == "none" else cfg.class_weight, cfg.balanced_sampler)
+
+
+def resample_plan(cfg: TrainConfig) -> Resample | None:
+    """How every model's training rows are resampled (``resample_per_class``, ``augment_*``); None: not at all."""
+    if not cfg.resample_per_class:
+        return None
+    return Resample(cfg.resample_per_class, cfg.augment_noise, cfg.augment_pitch_shift, cfg.seed)
+
+
+def resampling_used(cfg: TrainConfig, models: list[str], method: str) -> dict[str, Any] | None:
+    """What resampling each model's training rows got (metrics.json's ``balance.resample``, the report's class-balance
+    lines); None without resampling. The split evaluation streams the CNN's images, which it does not resample."""
+    plan = resample_plan(cfg)
+    if plan is None:
+        return None
+
+    def what(model: str) -> str:
+        if model not in candidates.PARAMS:  # the average of the compared models' probabilities
+            return "as the models it averages"
+        if candidates.get(model).inputs == "images" and method == "split":
+            return "not resampled: the split evaluation streams its images (cross-validation resamples them)"
+        return plan.describe(images=candidates.get(model).inputs == "images")
+
+    return {"per_class": plan.per_class, "noise": plan.noise, "pitch_shift": plan.pitch_shift,
+            "models": {m: what(m) for m in models}}
+
+
+def balance_line(weighing: str, resampled: dict[str, Any] | None, model: str) -> str:
+    """A model's class-balance line: how it weighs classes (``Balance.describe``), then how its rows were resampled."""
+    if not resampled:
+        return weighing
+    return resampled["models"][model] if weighing == "none" else f"{weighing}; {resampled['models'][model]}"
+
+
+def search_plan(cfg: TrainConfig) -> SearchPlan:
+    """Every model's search as the config asks: its trials, its inner folds, and the ``--select-by`` metric that
+    scores the settings and chooses the model of record (``auto``: None, the task's default)."""
+    return SearchPlan(cfg.search_trials, cfg.search_folds, None if cfg.select_by == "auto" else cfg.select_by)
 
 
 def image_inputs(features: FeatureSet) -> np.ndarray:

@@ -12,20 +12,24 @@ random forest) get TreeSHAP on the components.
 Beside SHAP, the importances the studies we follow reported
 (``importances``): logistic regression's coefficients (|coefficient| on the
 standardised components, averaged over classes) and the forest's impurity
-(Gini) importances, per component and summed per feature group. They come
-from the fitted models themselves, cost nothing to compute, and answer a
-narrower question than SHAP (what the model weighs, not what moved these
-clips' predictions); the SVM and kNN have neither and get no attribution.
+(Gini) importances, per component and summed per feature group, and carried
+back through the PCA to the original columns, as the studies give them (per
+MFCC band, index, MPS cell; ``learn.importances``: the slope of a linear model's
+log-odds on each column, the Gini importances shared by squared loadings). They come from the fitted models
+themselves, cost nothing to compute, and answer a narrower question than SHAP
+(what the model weighs, not what moved these clips' predictions); the SVM and
+kNN have neither and get no attribution.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from acoustic_env.learn.importances import linear_pattern, spread_by_loadings
 from acoustic_env.learn.transform import GroupTransform
 from acoustic_env.learn.zoo import ZooClassifier
 from acoustic_env.table import GroupInfo
@@ -138,15 +142,37 @@ def zoo_attributions(fitted: ZooClassifier, transforms: list[GroupTransform], x:
     return _per_component(transforms, values, top)
 
 
-def importances(fitted: ZooClassifier, transforms: list[GroupTransform], top: int = 25) -> dict[str, Any] | None:
+#: How ``importances`` carries each kind back to the original columns (``learn.importances``), in the report's words.
+ON_ORIGINAL = {"impurity": "impurity (Gini) importance of each component shared among the columns by its squared "
+                           "loadings",
+               "coefficients": "|slope| of its group's share of the log-odds on each standardised column alone "
+                               "(their covariance on the training clips, through the PCA), averaged over classes"}
+#: The same, short enough for the axis of the report's figure.
+ON_ORIGINAL_AXIS = {"impurity": "impurity (Gini) importance, shared by squared loadings",
+                    "coefficients": "|slope| of the log-odds per standard deviation"}
+
+
+def importances(fitted: ZooClassifier, transforms: list[GroupTransform], top: int = 25,
+                infos: Sequence[GroupInfo] | None = None) -> dict[str, Any] | None:
     """A linear model's |coefficients| or a forest's impurity importances per component and group, as its candidate
-    declares (``importance``; None for another model, or one fitted on fewer than two classes)."""
+    declares (``importance``; None for another model, or one fitted on fewer than two classes); given the groups'
+    ``infos``, also the ``top`` original columns (``features``, named as ``GroupInfo.feature_names``)."""
     if fitted.model_ is None or fitted.spec.importance is None:
         return None
     members = _members(fitted)
     if fitted.spec.importance == "impurity":
         values, method = np.mean([m.feature_importances_ for m in members], axis=0), "impurity (Gini) importance"
+        original = None if infos is None else spread_by_loadings(transforms, values)
     else:  # on standardised components: the change in log-odds per standard deviation
         values = np.mean([np.abs(m.coef_).mean(axis=0) for m in members], axis=0)
         method = "|coefficient| on the standardised components, averaged over classes"
-    return {"method": method, **_per_component(transforms, values, top)}
+        scale = fitted.model_[0].scale_  # the pipeline's own scaler in front of the coefficients
+        original = None if infos is None else np.mean(
+            [np.abs(linear_pattern(transforms, m.coef_ / scale)).mean(axis=0) for m in members], axis=0)
+    out = {"method": method, **_per_component(transforms, values, top)}
+    if original is not None:
+        named = {info.name: info.feature_names() for info in infos}
+        names = [n for t in transforms for n in named[t.group]]
+        out.update(features=_ranked(names, original, top), features_method=ON_ORIGINAL[fitted.spec.importance],
+                   features_axis=ON_ORIGINAL_AXIS[fitted.spec.importance])
+    return out

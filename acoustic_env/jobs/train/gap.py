@@ -14,8 +14,8 @@ and test scores side by side for this reason. Each evaluation has its own pair:
   regression's C search scores by log loss (``LogisticRegressionCV``), another metric, so
   its inner score is named but not compared.
 
-The metric is the selection metric (``learn.fit.val_score``: ROC AUC; mAP for multi-label
-tasks). A positive gap is the optimism of the choice plus the noise of two small samples:
+The metric is the selection metric (``learn.fit.val_score`` of ``--select-by``: by default ROC AUC; mAP for
+multi-label tasks). A positive gap is the optimism of the choice plus the noise of two small samples:
 read it with the intervals of the held-out figure.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from acoustic_env.learn.fit import val_score
+from acoustic_env.learn.fit import METRIC_NAMES, default_metric, val_score
 
 SPLIT = ("validation split", "test split",
          "The validation split's score chose the network's hyper-parameters and stopped its training (and the "
@@ -41,7 +41,8 @@ CROSS_VALIDATION = ("inner search", "out-of-fold",
 def generalisation_gap(kind: str, evaluation: dict[str, Any], search: dict[str, Any],
                        predictions: dict[str, Any] | None) -> dict[str, Any]:
     """Per model: the score it was chosen on, its held-out score on the same metric, and their difference."""
-    metric = "mAP" if kind == "multi_label" else "ROC AUC"
+    select_by = evaluation.get("select_by") or default_metric(kind)
+    metric = METRIC_NAMES[select_by]
     if evaluation["method"] == "cross_validation":
         chosen_on, held_out, note = CROSS_VALIDATION
         nested = {m: n for m, n in (search.get("nested") or {}).items() if n.get("inner_scores")}
@@ -54,7 +55,8 @@ def generalisation_gap(kind: str, evaluation: dict[str, Any], search: dict[str, 
     else:
         chosen_on, held_out, note = SPLIT
         y = np.asarray(predictions["y"])
-        models = {m: {"selection": score, "held_out": val_score(kind, y, np.asarray(predictions["proba"][m]))}
+        models = {m: {"selection": score,
+                      "held_out": val_score(kind, y, np.asarray(predictions["proba"][m]), select_by)}
                   for m, score in evaluation["scores"].items() if m in predictions["proba"]}
     for v in models.values():
         v["gap"] = v["selection"] - v["held_out"]

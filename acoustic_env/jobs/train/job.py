@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from acoustic_env.vocabulary.tasks import Task, load_task
+from acoustic_env import candidates
+from acoustic_env.candidates import cnn
 from acoustic_env.config import ConfigError, TrainConfig, validate
 from acoustic_env.jobs.labelled import read_labelled
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
@@ -41,15 +43,18 @@ from acoustic_env.jobs.record import Run, lifecycle, package_versions
 from acoustic_env.jobs.results import TrainResult
 from acoustic_env.jobs.train.compare import compare, comparison_line, read_previous, scored, write_predictions
 from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
-from acoustic_env.jobs.train.evaluation import class_balance, slim
+from acoustic_env.jobs.train.evaluation import balance_line, class_balance, resampling_used, slim
 from acoustic_env.jobs.train.gap import generalisation_gap
 from acoustic_env.jobs.train.grid import grid_lines
 from acoustic_env.jobs.train.report import write_report
+from acoustic_env.jobs.train.shuffled import shuffled_lines
 from acoustic_env.jobs.train.split import run_split
 from acoustic_env.labels.label_list import label_list_line
 from acoustic_env.learn.artifact import save_model, table_description
 from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
+from acoustic_env.learn.fit import METRIC_NAMES
+from acoustic_env.learn.image_input import recorded_image
 from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy, read_label_accuracy
 from acoustic_env.learn.mlp import layer_table
 from acoustic_env.learn.splits import read_test_list
@@ -81,7 +86,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     estimate = (read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else
                 assumed_label_accuracy(cfg.assumed_label_accuracy) if cfg.assumed_label_accuracy else None)
     test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
-    with lifecycle("train", cfg.to_dict(), cfg.output, versions=package_versions(EXTRA_PACKAGES)) as run:
+    with (lifecycle("train", cfg.to_dict(), cfg.output, versions=package_versions(EXTRA_PACKAGES)) as run,
+          candidates.pinned("cnn", cnn.chosen(cfg.cnn_architecture, cfg.cnn_crop_s))):
         return TrainResult.from_record(_train(cfg, run, estimate, test_ids))
 
 
@@ -97,11 +103,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     labelled = read_labelled(cfg.features, cfg.task, cfg.ontology, partial(_enough_clips, cfg),
                              feature_groups=cfg.read_groups(), signals=cfg.signals,
                              include_random_weights=cfg.include_random_weights, max_bytes=cfg.memory_gb * 2 ** 30,
-                             labels=cfg.labels)
+                             labels=cfg.labels, duplicate_chunks=cfg.duplicate_chunks)
     task, features, duplicates = labelled.task, labelled.features, labelled.duplicates
-    if cfg.balanced_sampler and task.kind == "multi_label":
-        raise ConfigError(f"balanced_sampler: draws clips by their one class, so single-label tasks only; "
-                          f"{task.name} is multi-label (use --class-weight balanced)")
     test_mask = None
     if test_ids is not None:
         test_mask = np.isin(features.ids, list(test_ids))
@@ -121,6 +124,10 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     if cfg.folds_column or (cfg.cv_folds and test_mask is None and len(features) <= cfg.cv_max_clips
                             and features.X is not None):
         out = run_cross_validation(cfg, task, features, base_counts, timings, t, winner_cv)
+    elif cfg.compare_shuffled:
+        raise ConfigError(f"compare_shuffled: compares two cross-validations, and {len(features)} clips take the "
+                          f"train/val/test split (above cv_max_clips={cfg.cv_max_clips}, or above memory_gb); "
+                          "raise those or leave compare_shuffled out")
     else:
         out = run_split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
     models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
@@ -144,9 +151,9 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         run_id, out.evaluation["chosen"], task.kind, task.class_names, labelled.label_list, features.ids, features.y,
         out.predictions)
     changed = None if this is None else compare(this, previous, dict(zip(features.ids, features.groups)), cfg.seed)
-    balance = class_balance(cfg)
-    balance_used = {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
-                    "models": {m: balance.describe(m, task.kind) for m in models}}
+    balance, resampled = class_balance(cfg), resampling_used(cfg, list(models), out.evaluation["method"])
+    balance_used = {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler, "resample": resampled,
+                    "models": {m: balance_line(balance.describe(m, task.kind), resampled, m) for m in models}}
     preprocessing = [{"group": tr.group, "dim": int(tr.in_mean.shape[0]), "components": tr.n_components,
                       "variance": float(tr.explained_variance_ratio.sum())} for tr in transforms]
     results = {
@@ -167,14 +174,17 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     if this is not None:
         write_predictions(report, this)
     # model.json keeps what scoring audio needs from the table (the table's URI is written masked)
-    save_model(model_uri, out.estimator, transforms, redact_all({
+    save_model(model_uri, recorded_image(out.estimator, features.table.columns), transforms, redact_all({
         "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
                  "definition": task.definition},
         "hyperparameters": out.params, "preprocessing": preprocessing,
         "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
         "metrics": {m: slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
         "class_balance": {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
-                          "saved_model": balance.describe(out.evaluation["saved_model"], task.kind)},
+                          "saved_model": balance_used["models"].get(out.evaluation["saved_model"],
+                                                                    balance.describe(out.evaluation["saved_model"],
+                                                                                     task.kind)),
+                          **({"resample": resampled} if resampled else {})},
         "config": cfg.to_dict(), "versions": run.record["versions"], "run_id": run_id,
         "label_list": labelled.label_list, **table_description(cfg.features)}),
         features.feature_groups)
@@ -233,15 +243,16 @@ def summary_lines(result: TrainResult) -> list[str]:
     """What the command prints: every model's figures of record, how they were obtained, and where the outputs are."""
     s, ev = result.counts["splits"], result.evaluation
     n = sum(v["clips"] for v in s.values())
+    chosen_by = f" (by {METRIC_NAMES[ev['select_by']]})" if ev.get("select_by") else ""
     if ev["method"] == "cross_validation":
         how = (f"{ev['folds']}-fold cross-validation"
                + (f" over column {ev['folds_column']}" if ev["folds_column"] else " (grouped)" if ev["grouped"] else ""))
-        lines = [f"train run {result.run_id}: {n} clips, {how}; model of record {ev['chosen']}, saved "
+        lines = [f"train run {result.run_id}: {n} clips, {how}; model of record {ev['chosen']}{chosen_by}, saved "
                  f"{ev['saved_model']} refitted on all clips; {result.wall_s:.0f} s"]
     else:
         lines = [f"train run {result.run_id}: {n} clips "
                  f"(train {s['train']['clips']}, val {s['val']['clips']}, test {s['test']['clips']}); "
-                 f"{result.wall_s:.0f} s"]
+                 f"model of record {ev['chosen']}{chosen_by}; {result.wall_s:.0f} s"]
     left_out = {c: why for c, why in result.counts["excluded_columns"].items() if why == RANDOM_REASON}
     lines.append(f"  features: {', '.join(result.groups)}"
                  + (f"; left out (random weights; --include-random-weights uses them): {', '.join(left_out)}"
@@ -251,6 +262,9 @@ def summary_lines(result: TrainResult) -> list[str]:
         lines.append(f"  near-duplicates: {duplicates['groups_before']} groups merged into "
                      f"{duplicates['groups_after']} so that copies stay on one side of every fold or split")
         lines += [f"    {line}" for line in merge_lines(duplicates)]
+    if (duplicates.get("frames") or {}).get("unread"):  # chunk mode: clips whose audio could not be decoded again
+        lines.append(f"  near-duplicate guard: {duplicates['frames']['unread']} clip(s) whose audio could not be "
+                     "read were not compared chunk by chunk")
     lines += label_list_line(result.record.get("label_list"))
     lines += comparison_line(result.record.get("labels_changed"))
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
@@ -273,6 +287,7 @@ def summary_lines(result: TrainResult) -> list[str]:
                      f"{span('roc_auc')}, mAP {fmt(m['map'])}, macro F1 {fmt(m['macro_f1'])}{span('macro_f1')}")
     lines += feature_set_lines(ev.get("feature_sets"))
     lines += calibration_lines(ev.get("calibration"), result.metrics)
+    lines += shuffled_lines(ev.get("shuffled"))
     if result.grid:
         lines += grid_lines(result.grid)
     search = result.search

@@ -97,12 +97,13 @@ def calibration_png(curves: dict[str, dict[str, Any]], scope: str, n_bins: int =
     return _png(fig)
 
 
-def importance_png(names: list[str], values: list[float], title: str) -> bytes:
-    """Horizontal bars of mean |SHAP|, largest on top."""
+def importance_png(names: list[str], values: list[float], title: str, measure: str = "mean |SHAP value|") -> bytes:
+    """Horizontal bars of an importance (``measure``, the x axis's name: SHAP's, a coefficient's, Gini's), largest
+    on top."""
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(names) + 1.2))
     ax.barh(range(len(names))[::-1], values, color="#3b75af")
     ax.set_yticks(range(len(names))[::-1], names, fontsize=7)
-    ax.set(xlabel="mean |SHAP value|", title=title)
+    ax.set(xlabel=measure, title=title)
     return _png(fig)
 
 

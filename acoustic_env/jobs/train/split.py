@@ -38,21 +38,23 @@ from acoustic_env.jobs.train.evaluation import (
     Outcome,
     checked_portable,
     class_balance,
+    resample_plan,
     mlp_shap,
     model_inputs,
+    search_plan,
     shap_rows,
     slim,
     split_counts,
 )
 from acoustic_env.jobs.train.explain import importances, zoo_attributions
 from acoustic_env.jobs.train.report import clip_predictions
+from acoustic_env.learn.augment import resample_split
 from acoustic_env.learn.cv import best_of
-from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, val_score
+from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, default_metric, val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, intervals
 from acoustic_env.learn.mlp import architecture, predict_proba
 from acoustic_env.candidates import FORMATS, PARAMS
 from acoustic_env.learn.portable import from_cnn, from_network, rebuild_network
-from acoustic_env.learn.tuning import SearchPlan
 from acoustic_env.learn.splits import DROPPED, NAMES, TEST, TRAIN, VAL, assign_splits, leaks, strata
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.storage import is_local, join
@@ -112,6 +114,10 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
               t: float) -> Outcome:
     """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
     _check_groups(features, clip_groups, test_mask)
+    plan = search_plan(cfg)
+    if plan.metric is not None and "cnn" in cfg.baselines:  # its validation rows are streamed, scored by loss only
+        raise ConfigError(f"select_by: the split evaluation's streamed CNN has no validation {plan.metric} to be "
+                          "chosen by; use --select-by auto, cross-validation, or leave cnn out of --baselines")
     split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
     _check_split(task, features, split)  # before Ray starts and anything is fitted
     cluster = start_ray(cfg.ray_address, cfg.progress)
@@ -127,7 +133,9 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
               "splits": split_counts(task, features, split)}
 
     t = time.time()
-    balance = class_balance(cfg)
+    balance, resample = class_balance(cfg), resample_plan(cfg)
+    # the network trains on the training split resampled; its validation split, which stops it, as it is
+    network_data = data if resample is None else resample_split(data, resample)
     with _storage(cfg) as storage:
         concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
         schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
@@ -136,10 +144,10 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
                       balance=balance)
         runs = f"{runner_words(cfg.workers)}, {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} per worker"
         if cfg.trials:
-            found = tune_search(data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
+            found = tune_search(network_data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
             method = f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s) of {runs}"
         else:
-            found = single_run(data, setup, dict(DEFAULT_PARAMS))
+            found = single_run(network_data, setup, dict(DEFAULT_PARAMS))
             method = f"no search: default hyper-parameters, {runs}"
         timings["search_s"] = time.time() - t
         arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
@@ -151,16 +159,17 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
 
     t = time.time()
     proba = {"mlp": predict_proba(net, x_test, task.kind, k)}
-    val_scores = {"mlp": found.best_val_score}
+    # the Tune search's figure is the default metric's; another (--select-by) scores the chosen network's state
+    val_scores = {"mlp": found.best_val_score if plan.metric is None else
+                  val_score(task.kind, data["y_val"], predict_proba(net, data["x_val"], task.kind, k), plan.metric)}
     # the validation split stops the trees early, as it stops the network
-    plan = SearchPlan(cfg.search_trials, cfg.search_folds)
     train_groups = None if clip_groups is None else clip_groups[idx[TRAIN]]
-    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan, balance=balance).fit(
+    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan, balance=balance, resample=resample).fit(
         data["x_train"], data["y_train"], eval_set=(data["x_val"], data["y_val"]), groups=train_groups)
         for name in cfg.baselines if name != "cnn"}
     for name, model in fitted.items():
         proba[name] = model.predict_proba(x_test)
-        val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]))
+        val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]), plan.metric)
     if cnn:
         proba["cnn"], val_scores["cnn"] = cnn["proba"], cnn["val_score"]
     models = {m: {"test": evaluate(task.kind, list(task.class_names), y_test, p), "val_score": val_scores[m]}
@@ -174,7 +183,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     if cfg.ablations:
         t = time.time()
         sets = ablation_sets(groups)
-        for name, r in run_ablations(sets, transforms, data, task.kind, k, found.params, schedule, cfg.seed,
+        for name, r in run_ablations(sets, transforms, network_data, task.kind, k, found.params, schedule, cfg.seed,
                                      balance).items():
             sub = rebuild_network(architecture(len(r["cols"]), task.kind, k, found.params), r["best_state"])
             test = evaluate(task.kind, list(task.class_names), y_test,
@@ -202,11 +211,13 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     evaluation = {
         "method": "split", "folds": None, "folds_column": None, "grouped": clip_groups is not None,
         "candidates": list(models), "scores": val_scores, "chosen": chosen, "best": best, "saved_model": saved,
+        "select_by": plan.metric or default_metric(task.kind),
         "description": (f"One train/validation/test split ({len(idx[TRAIN])}/{len(idx[VAL])}/{n_test} clips"
                         f"{', grouped by recording' if clip_groups is not None else ''}): the network's "
                         f"hyper-parameters and early stopping used the validation split; every figure is on the "
                         f"{n_test} test clips, which no model or preprocessing saw. The model of record is "
-                        f"{chosen} (the best validation score of the models that can be saved"
+                        f"{chosen} (the best validation {plan.metric or default_metric(task.kind)} of the models "
+                        f"that can be saved"
                         f"{'' if best == chosen else f'; {best} scored higher but cannot be saved'}); the saved model "
                         f"is {saved}, trained on the training split. {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)}"),
         "models": {m: {"intervals": intervals(task.kind, y_test, p, test_units, cfg.seed), "per_fold": [],
@@ -226,7 +237,8 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
                    params=(found.params if saved == "mlp" else {"model": "cnn", **cnn["params"]} if saved == "cnn"
                            else {"model": saved, **fitted[saved].params_}),
                    predictions=clip_predictions(features, idx[TEST], y_test, proba),
-                   importances={n: weighed for n, m in fitted.items() if (weighed := importances(m, transforms))},
+                   importances={n: weighed for n, m in fitted.items()
+                                if (weighed := importances(m, transforms, infos=features.feature_groups))},
                    history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
                                                               f"({len(idx[VAL])} clips)"} if found.history else None,
                    network=net)
