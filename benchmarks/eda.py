@@ -60,7 +60,7 @@ def _row(n: int, repeats: int) -> str:
     from threadpoolctl import threadpool_limits
 
     from acoustic_env.demo.tables import synthetic_table, write_features
-    from acoustic_env.jobs.train.report import eda_figures
+    from acoustic_env.pages.report import eda_figures
     from acoustic_env.learn import eda
     from acoustic_env.learn.preprocess import fit_group
     from acoustic_env.learn.transform import transform_all

@@ -39,7 +39,7 @@ from real_data import DATA, TASK, extract, flipped_copy
 
 import acoustic_env as ae
 from acoustic_env.jobs.audit.estimate import estimate_accuracy
-from acoustic_env.jobs.audit.review import review_pool
+from acoustic_env.pages.review import review_pool
 from acoustic_env.learn.review_order import STRATEGIES, Pool, next_batch
 from acoustic_env.storage import read_part
 

@@ -234,7 +234,7 @@ WORLD_GROUPS = {
     "test_console": "demo_run", "test_grid": "demo_run",
     "test_report": "report", "test_eda": "report", "test_duplicates": "report",
     "test_predict": "clips_model", "test_serve": "clips_model", "test_serve_page": "clips_model",
-    "test_windows": "clips_model",
+    "test_windows": "clips_model", "test_new_class": "clips_model",
 }
 
 

@@ -22,7 +22,7 @@ from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, from_dict
 from acoustic_env.jobs.audit.job import run_audit
 from acoustic_env.jobs.audit.rescored import COLUMNS, rescored_list
-from acoustic_env.jobs.audit.review import page_items
+from acoustic_env.pages.review import page_items
 from acoustic_env.learn.metrics import wilson
 
 CLASSES = {URBAN: "urban", NATURAL: "natural"}

@@ -19,7 +19,7 @@ from acoustic_env.jobs.audit.estimate import (
     parse_verdicts,
     read_verdicts,
 )
-from acoustic_env.jobs.audit.review import PAGE, render_page
+from acoustic_env.pages.review import PAGE, render_page
 from acoustic_env.learn.metrics import wilson
 
 

@@ -165,7 +165,7 @@ def test_an_audit_writes_the_documented_summary_and_its_review_page_can_be_rebui
     can be written again from the outputs alone with another length."""
     from acoustic_env.config import AuditConfig, from_dict
     from acoustic_env.jobs.audit.job import rebuild_review, run_audit
-    from acoustic_env.jobs.audit.review import page_items
+    from acoustic_env.pages.review import page_items
     from acoustic_env.storage import read_json, read_part
 
     truth = make_table(tmp_path / "f.parquet", 40, [[URBAN], [NATURAL]], 0.1, seed=9)

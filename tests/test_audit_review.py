@@ -35,7 +35,7 @@ from acoustic_env.jobs.audit.estimate import (
     read_verdicts,
 )
 from acoustic_env.jobs.audit.job import run_audit
-from acoustic_env.jobs.audit.review import (
+from acoustic_env.pages.review import (
     asset_stem,
     build_review,
     clip_audio,
@@ -43,7 +43,7 @@ from acoustic_env.jobs.audit.review import (
     source_url,
     write_assets,
 )
-from acoustic_env.jobs.audit.server import VerdictStore, make_server, verdicts_uri
+from acoustic_env.web.review_server import VerdictStore, make_server, verdicts_uri
 
 N_CLIPS = 18
 
@@ -493,7 +493,7 @@ def test_verdict_store_upgrades_an_old_file_and_keeps_relabels(tmp_path):
 @pytest.fixture(scope="module")
 def mixed_audit(tmp_path_factory) -> tuple[Path, dict]:
     """An audit in the ``mixed`` order, re-ranked after every 2 verdicts: 3 clips in the page's queue of 18."""
-    from acoustic_env.jobs.audit import review
+    from acoustic_env.pages import review
 
     root = tmp_path_factory.mktemp("mixed")
     uris = [str(tone_clip(root / f"c{i}.wav", seconds=1.0, freq=300 + 150 * (i % 2), seed=i)) for i in range(N_CLIPS)]

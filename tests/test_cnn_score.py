@@ -25,7 +25,7 @@ from acoustic_env.audio import featurize
 from acoustic_env.cli import main
 from acoustic_env.config import TrainConfig, from_dict
 from acoustic_env.jobs.predict import predict
-from acoustic_env.jobs.serve.handler import Limits, Recognizer, Upload, parse_upload
+from acoustic_env.web.serve_handler import Limits, Recognizer, Upload, parse_upload
 from acoustic_env.jobs.train.job import train
 from acoustic_env.jobs.windows import predict_windows
 from acoustic_env.candidates import PARAMS

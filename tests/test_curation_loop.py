@@ -23,8 +23,8 @@ import pytest
 
 from acoustic_env.cli import main
 from acoustic_env.demo.synth import generate_demo
-from acoustic_env.jobs.audit.review import page_items
-from acoustic_env.jobs.audit.server import make_server, verdicts_uri
+from acoustic_env.pages.review import page_items
+from acoustic_env.web.review_server import make_server, verdicts_uri
 
 pytestmark = pytest.mark.slow
 TRAIN = ["--baselines", "logreg", "--no-ablations", "--shap-samples", "0"]

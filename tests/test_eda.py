@@ -22,7 +22,7 @@ import pytest
 from scipy import stats
 
 from acoustic_env.demo.tables import synthetic_table, write_features
-from acoustic_env.jobs.train.report import (
+from acoustic_env.pages.report import (
     TOP_DIFFERENCES,
     eda_section,
     map_mistakes,

@@ -148,7 +148,7 @@ def test_a_one_line_error_never_quotes_a_secret(model, capsys):
 
 def test_serve_names_a_clip_without_its_credentials():
     """The answer's ``clip`` is the URL's file name, or the masked URL when its path has none."""
-    from acoustic_env.jobs.serve.handler import Limits, answer, parse_upload
+    from acoustic_env.web.serve_handler import Limits, answer, parse_upload
 
     limits = Limits(2**20, 10.0, 10.0, 2**20, 10.0, 10.0, ("http://",))
     for url, name in (("http://KEYSECRET:PWSECRET@host/x.wav?token=TOKSECRET", "x.wav"),
@@ -258,7 +258,7 @@ def test_predict_says_when_a_file_was_cut(model, clips, capsys):
 
 
 def test_serve_says_silent_and_cut(model, clips):
-    from acoustic_env.jobs.serve.handler import Limits, Recognizer, Upload
+    from acoustic_env.web.serve_handler import Limits, Recognizer, Upload
 
     rec = Recognizer(str(model), Limits(2**20, 10.0, 10.0, 2**20, 10.0, 10.0))
     silent, long, tone = (rec.decode_upload(Upload(clips[k].read_bytes(), k)) for k in ("silent", "long", "tone"))
@@ -453,7 +453,7 @@ def test_windows_are_made_as_they_are_wanted(tmp_path):
 ])
 def test_serve_refuses_a_runaway_window_request_with_400(model, clips, query, words):
     """?windows=1 with a hop that asks for too many windows: 400 before any window is decoded."""
-    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload
+    from acoustic_env.web.serve_handler import Limits, Recognizer, ServiceError, parse_upload
 
     limits = Limits(2**20, 10.0, 10.0, 2**22, 3600.0, 10.0)
     rec = Recognizer(str(model), limits)
@@ -724,7 +724,7 @@ def test_serve_on_the_catalogue(model, catalogue):
     memory. serve never opens a local path (the FIFO, the files): a URL outside its prefixes is refused."""
     from urllib.parse import urlsplit
 
-    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, Upload, answer, parse_upload
+    from acoustic_env.web.serve_handler import Limits, Recognizer, ServiceError, Upload, answer, parse_upload
 
     listing, rows = catalogue
     prefixes = tuple(sorted({f"http://{urlsplit(uri).hostname}:{urlsplit(uri).port}/" for _, uri, _ in rows
@@ -766,7 +766,7 @@ def test_serve_on_the_catalogue(model, catalogue):
 
 def _review(tmp_path: Path) -> Path:
     """A review page for two suspects and one random clip (no audit run needed: build_review on a small table)."""
-    from acoustic_env.jobs.audit.review import build_review
+    from acoustic_env.pages.review import build_review
 
     uris = [str(tone_clip(tmp_path / f"r{i}.wav", seconds=1.0, seed=i)) for i in range(3)]
     table = pa.table({"clip_id": ["a", "b", "c"], "uri": uris, "start_s": [None] * 3, "end_s": [None] * 3,
@@ -790,7 +790,7 @@ def review_page(tmp_path_factory) -> Path:
 @contextmanager
 def _serving(audit: Path) -> Iterator[tuple[Path, int, Path]]:
     """A review server on the audit's page: (audit, port, verdicts.json); the verdicts are removed after."""
-    from acoustic_env.jobs.audit.server import make_server, verdicts_uri
+    from acoustic_env.web.review_server import make_server, verdicts_uri
 
     srv = make_server(str(audit), port=0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -857,7 +857,7 @@ def test_the_review_server_dates_verdicts_itself(review, capsys):
 def test_a_verdict_stored_with_a_future_time_does_not_outlast_a_new_one(review_page):
     """verdicts.json already holds a verdict dated 2099 (written by hand, or by an older version): the reviewer's
     next click on that clip replaces it, as any later click does."""
-    from acoustic_env.jobs.audit.server import verdicts_uri
+    from acoustic_env.web.review_server import verdicts_uri
 
     Path(verdicts_uri(str(review_page))).write_text(json.dumps([{**VERDICT, "time": "2099-01-01T00:00:00Z"}]))
     with _serving(review_page) as (audit, port, saved):
@@ -879,7 +879,7 @@ def test_audit_estimate_says_when_it_cannot_check_the_clips(tmp_path, capsys):
 
 def test_a_second_review_server_on_the_same_audit_is_refused(review):
     from acoustic_env.errors import AuditError
-    from acoustic_env.jobs.audit.server import make_server
+    from acoustic_env.web.review_server import make_server
 
     audit, port, saved = review
     with pytest.raises(AuditError, match="another review server"):

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_table, write_features
-from acoustic_env.jobs.train.report import metrics_section
+from acoustic_env.pages.report import metrics_section
 from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy, headline, wilson
 
 

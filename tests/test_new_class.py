@@ -25,6 +25,7 @@ from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.new_class import read_answers
 from acoustic_env.labels.new_class import answer_events, round_list, task_of
 from acoustic_env.labels.store import Event, read_events
+from acoustic_env.table import open_table
 from acoustic_env.vocabulary.tasks import load_task
 
 TASK = load_task(task_of("chainsaw"))
@@ -144,3 +145,35 @@ def test_the_new_class_section_runs_as_written(tmp_path, monkeypatch, capsys):
     yes = [r["prob_chainsaw"] for r in scored if truth[r["clip_id"]]]
     no = [r["prob_chainsaw"] for r in scored if not truth[r["clip_id"]]]
     assert sum(yes) / len(yes) > sum(no) / len(no) + 0.2  # the model learned the class from the answers
+
+
+@pytest.mark.slow
+def test_a_new_class_model_scores_audio_files_as_it_scores_the_table(clips_model, tmp_path, capsys):
+    """From real audio to a new class and back: search's hits on an extracted demo table answered by the truth, one
+    round of `labels new-class`, then `predict` on the audio files with the round's model. predict computes the
+    features from the files; its probabilities are the model's on the table's rows of the same clips."""
+    data, out, _, cache = clips_model
+    with open(data.truth_csv, newline="") as fh:
+        truth = {r["clip_id"]: r["true_class"] == "natural" for r in csv.DictReader(fh) if r["broken"] == "0"}
+    example = next(c for c, yes in truth.items() if yes)
+    hits = tmp_path / "hits.csv"
+    assert main(["search", "--features", str(out), "--example", example, "--k", str(len(truth) - 1), "--save",
+                 str(hits), "--include-random-weights"]) == 0
+    _answer(str(hits), truth)
+    assert main(["labels", "new-class", "--features", str(out), "--name", "birdsong", "--example", example,
+                 "--verdicts", str(hits), "--reviewer", "ann", "--store", str(tmp_path / "labels"),
+                 "--output", str(tmp_path / "round-1")]) == 0
+    model_dir = tmp_path / "round-1" / "train" / "model"
+    on_table = {r["clip_id"]: r for r in load_model(str(model_dir)).predict_table(str(out)).to_pylist()}
+    chosen = [c for c in truth if truth[c]][:2] + [c for c in truth if not truth[c]][:2]
+    uris = dict(zip(*open_table(str(out)).dataset().to_table(columns=["clip_id", "uri"]).to_pydict().values()))
+    files = [uris[c] for c in chosen]
+    saved = tmp_path / "predicted.csv"
+    assert main(["predict", *files, "--model", str(model_dir), "--weights-cache", str(cache), "--save",
+                 str(saved)]) == 0
+    with open(saved, newline="") as fh:
+        predicted = {r["clip_id"]: r for r in csv.DictReader(fh)}
+    assert sorted(predicted) == sorted(chosen)
+    for clip in chosen:
+        assert float(predicted[clip]["prob_birdsong"]) == pytest.approx(on_table[clip]["prob_birdsong"], abs=1e-5)
+        assert predicted[clip]["predicted"] == ("birdsong" if truth[clip] else "other")

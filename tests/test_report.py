@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from worlds import console_errors, fetched_elsewhere, wait_for
 
-from acoustic_env.jobs.train.report import MAX_MISTAKES, mistakes
+from acoustic_env.pages.report import MAX_MISTAKES, mistakes
 from acoustic_env.learn.fit import DEFAULT_PARAMS
 from acoustic_env.learn.metrics import wilson
 from acoustic_env.table import RANDOM_REASON, SIGNAL_REASON
@@ -203,8 +203,8 @@ def test_the_network_is_drawn_from_its_torch_module():
     from PIL import Image
     import io
 
-    from acoustic_env.jobs.train.report import network_section
-    from acoustic_env.jobs.train.plots import network_png
+    from acoustic_env.pages.report import network_section
+    from acoustic_env.pages.plots import network_png
     from acoustic_env.learn.mlp import MLP, layer_table
 
     layers = layer_table(MLP(in_dim=20, n_out=3, depth=2, width=32, activation="gelu", dropout=0.25))

@@ -9,7 +9,7 @@ import pytest
 
 from acoustic_env.config.learning import REVIEW_ORDERS
 from acoustic_env.jobs.audit.estimate import estimate_accuracy, normalize_verdict
-from acoustic_env.jobs.audit.review import choose_items
+from acoustic_env.pages.review import choose_items
 from acoustic_env.learn.review_order import (
     ADAPTIVE,
     STRATEGIES,

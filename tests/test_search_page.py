@@ -29,7 +29,7 @@ from acoustic_env.audio.featurize import clip_rows
 from acoustic_env.config import ConfigError
 from acoustic_env.demo.synth import make_clip
 from acoustic_env.demo.tables import synthetic_features, write_features
-from acoustic_env.jobs.audit.review import asset_stem
+from acoustic_env.pages.review import asset_stem
 from acoustic_env.jobs.search import (SCHEMA, Found, _alike, choose_columns, example_position, result_lines,
                                  write_page)
 from acoustic_env.table import RANDOM

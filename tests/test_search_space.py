@@ -20,7 +20,7 @@ import pytest
 from acoustic_env.cli import main
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.train.crossval import _cv_search_note
-from acoustic_env.jobs.train.report import params_section
+from acoustic_env.pages.report import params_section
 from acoustic_env.learn.mlp import architecture
 from acoustic_env.candidates import PARAMS, SPACES
 from acoustic_env.candidates.space import Space, numbers, one_of

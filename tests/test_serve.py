@@ -245,7 +245,7 @@ def _without_ray(config: dict):
     from starlette.requests import Request
 
     from acoustic_env.config import ServeConfig, from_dict
-    from acoustic_env.jobs.serve.handler import Service
+    from acoustic_env.web.serve_handler import Service
 
     service = Service(from_dict(ServeConfig, config).to_dict())
     assert service.scorer == service._score_one
@@ -367,7 +367,7 @@ def test_a_bad_flag_or_model_is_one_line_before_ray(world, args, words):
 
 def test_an_oversized_body_is_read_to_its_end_within_the_drain_and_no_further():
     """A client still sending when the 413 goes out sees a broken pipe, not the answer (CI, 2026-11-23)."""
-    from acoustic_env.jobs.serve.handler import ServiceError, read_body
+    from acoustic_env.web.serve_handler import ServiceError, read_body
 
     def run(n_chunks: int, limit: int, drain: int) -> tuple[int, Exception | bytes]:
         consumed = 0

@@ -275,7 +275,7 @@ def test_an_hour_in_bounded_memory(world, tmp_path):
 # ----------------------------------------------------------------------------- the service, without Ray
 
 def test_service_scores_an_upload_in_windows_as_predict_does(world):
-    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload
+    from acoustic_env.web.serve_handler import Limits, Recognizer, ServiceError, parse_upload
 
     def limits(windows_max_duration_s: float = 12.0) -> Limits:
         return Limits(2**22, 6.0, 30.0, 2**22, windows_max_duration_s, 30.0)
@@ -314,7 +314,7 @@ def test_service_reads_a_spooled_upload_as_the_bytes_and_stops_when_told(world):
     import io
     import threading
 
-    from acoustic_env.jobs.serve.handler import Limits, Recognizer, ServiceError, parse_upload, spool_body
+    from acoustic_env.web.serve_handler import Limits, Recognizer, ServiceError, parse_upload, spool_body
 
     data = world["long"].read_bytes()
     form = (b'--b0und\r\nContent-Disposition: form-data; name="file"; filename="long walk.wav"\r\n'

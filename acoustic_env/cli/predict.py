@@ -74,7 +74,7 @@ def _predict_windows(args: argparse.Namespace, window: WindowParams) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = from_args(ServeConfig, args)
-    from acoustic_env.jobs.serve import check, serve
+    from acoustic_env.web.serve import check, serve
 
     check(cfg)  # a missing model is one line before the log file and Ray
     console(args, None)

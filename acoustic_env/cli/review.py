@@ -10,7 +10,8 @@ from acoustic_env.config import AuditConfig, ConfigError, flag_help
 
 def cmd_audit_review(args: argparse.Namespace) -> int:
     from acoustic_env.jobs.audit.job import rebuild_review
-    from acoustic_env.jobs.audit.server import make_server, verdicts_uri
+    from acoustic_env.pages.review import verdicts_uri
+    from acoustic_env.web.review_server import make_server
     from acoustic_env.jobs.stop_signals import StopSignals
     from acoustic_env.storage import redact
 
@@ -42,7 +43,7 @@ def cmd_audit_estimate(args: argparse.Namespace) -> int:
         on_page,
         read_verdicts,
     )
-    from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR
+    from acoustic_env.pages.review import PAGE, REVIEW_DIR
     from acoustic_env.storage import filesystem, join, write_json
 
     records = read_verdicts(args.verdicts)

@@ -21,7 +21,7 @@ from typing import Any
 from acoustic_env import api
 from acoustic_env.demo.synth import generate_demo
 from acoustic_env.jobs.audit.job import summary_lines as audit_lines
-from acoustic_env.jobs.audit.server import verdicts_uri
+from acoustic_env.pages.review import verdicts_uri
 from acoustic_env.jobs.train.job import summary_lines as train_lines
 from acoustic_env.storage import read_part
 

@@ -3,7 +3,7 @@
 One deployment, :class:`Recognition`, is the HTTP ingress and the model at once: a
 request's bytes are already in the replica that scores them, so nothing crosses the
 object store. What a request may send and what it gets back is decided by the Ray-free
-service object the caller passes in (``acoustic_env.jobs.serve.handler.Service``: built
+service object the caller passes in (``acoustic_env.web.serve_handler.Service``: built
 once per replica from the config); Serve adds only
 
 * replicas with fractional CPUs (0.5 by default, so that on a 2-CPU machine Serve's

@@ -233,8 +233,8 @@ main { padding: 10px 20px 40px; display: grid; grid-template-columns: repeat(aut
 
 def write_page(found: Found, page_dir: str, example: str) -> str:
     """``<page_dir>/index.html`` with a player and a spectrogram per clip (the review page's assets: decoded
-    and drawn by ``jobs.audit.review.write_assets``); a static page that opens from disk. Returns its URI."""
-    from acoustic_env.jobs.audit.review import source_url, write_assets
+    and drawn by ``pages.review.write_assets``); a static page that opens from disk. Returns its URI."""
+    from acoustic_env.pages.review import source_url, write_assets
     from acoustic_env.storage import filesystem, join
 
     cards = []

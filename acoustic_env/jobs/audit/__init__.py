@@ -2,7 +2,8 @@
 
 ``run_audit(from_dict(AuditConfig, {...}))`` (both from ``acoustic_env.config``) audits a feature table;
 ``estimate_accuracy(read_verdicts([...]))`` turns reviewed clips into an
-accuracy estimate with an interval; ``make_server`` serves the review page.
+accuracy estimate with an interval. The page is written by :mod:`acoustic_env.pages.review` and served by
+:mod:`acoustic_env.web.review_server`.
 
 Names are imported on first use, so importing this package does not pay for
 scikit-learn and cleanlab.
@@ -14,7 +15,6 @@ from typing import Any
 _EXPORTS = {
     "estimate_accuracy": "estimate", "read_verdicts": "estimate",
     "rebuild_review": "job", "run_audit": "job",
-    "make_server": "server", "verdicts_uri": "server",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -151,7 +151,7 @@ def on_page(records: list[dict[str, Any]], review_dir: str) -> tuple[list[dict[s
     from another audit), so it must not count in the estimate, nor as reviewed. An audit
     without a review page showed no clip: its verdicts cannot be checked, and that is one line.
     """
-    from acoustic_env.jobs.audit.review import PAGE, page_items
+    from acoustic_env.pages.review import PAGE, page_items
 
     fs, page = filesystem(join(review_dir, PAGE))
     if not fs.exists(page):

@@ -39,7 +39,7 @@ from acoustic_env.jobs.audit.confident import (
     single_label_issues,
 )
 from acoustic_env.jobs.audit.crossfit import AUTO, AVERAGE, choose_model_and_set
-from acoustic_env.jobs.audit.review import build_review
+from acoustic_env.pages.review import build_review
 from acoustic_env.jobs.labelled import grouped_folds, read_labelled
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.jobs.record import Run, lifecycle, package_versions, write_record

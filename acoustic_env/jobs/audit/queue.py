@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from acoustic_env.errors import AuditError
-from acoustic_env.jobs.audit.review import (
+from acoustic_env.pages.review import (
     QUEUE_FILE,
     inlined_data,
     queue_item,

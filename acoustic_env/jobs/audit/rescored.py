@@ -43,8 +43,8 @@ import pyarrow.parquet as pq
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import estimate_accuracy, on_page, read_verdicts
 from acoustic_env.jobs.audit.job import SUMMARY, TABLE
-from acoustic_env.jobs.audit.review import PAGE, REVIEW_DIR
-from acoustic_env.jobs.audit.server import verdicts_uri
+from acoustic_env.pages.review import PAGE, REVIEW_DIR
+from acoustic_env.pages.review import verdicts_uri
 from acoustic_env.jobs.preflight import check_output_file
 from acoustic_env.storage import filesystem, join, read_json, write_bytes, write_json
 

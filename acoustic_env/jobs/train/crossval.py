@@ -34,7 +34,7 @@ from acoustic_env.jobs.train.evaluation import (
 from acoustic_env.jobs.train.explain import importances, zoo_attributions
 from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_embedders
 from acoustic_env.jobs.train.grid import cells as grid_cells
-from acoustic_env.jobs.train.report import clip_predictions
+from acoustic_env.pages.report import clip_predictions
 from acoustic_env.jobs.train.shuffled import shuffled_contrast
 from acoustic_env.learn.cv import ORDER, CVResult, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report

@@ -46,7 +46,7 @@ from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
 from acoustic_env.jobs.train.evaluation import balance_line, class_balance, resampling_used, slim
 from acoustic_env.jobs.train.gap import generalisation_gap
 from acoustic_env.jobs.train.grid import grid_lines
-from acoustic_env.jobs.train.report import write_report
+from acoustic_env.pages.report import write_report
 from acoustic_env.jobs.train.shuffled import shuffled_lines
 from acoustic_env.jobs.train.split import run_split
 from acoustic_env.labels.label_list import label_list_line

@@ -25,11 +25,11 @@ from acoustic_env.learn.feature_sets import FeatureSearch
 from acoustic_env.learn.metrics import headline
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.pages.report import SHUFFLED_FIGURES as FIGURES
+from acoustic_env.pages.report import grouped_words
 from acoustic_env.table import FeatureSet
 from acoustic_env.vocabulary.tasks import Task
 
-#: The figures compared, as ``learn.metrics.headline`` names them, and their words.
-FIGURES = (("roc_auc", "ROC AUC"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"))
 
 
 def shuffled_contrast(cfg: TrainConfig, task: Task, features: FeatureSet, model: str, grouped: np.ndarray,
@@ -54,12 +54,6 @@ def shuffled_contrast(cfg: TrainConfig, task: Task, features: FeatureSet, model:
 def _figures(side: dict[str, Any]) -> str:
     """One side's figures in words, for the console."""
     return ", ".join(f"{words} " + ("–" if side[key] is None else f"{side[key]:.3f}") for key, words in FIGURES)
-
-
-def grouped_words(contrast: dict[str, Any]) -> str:
-    """How the folds of record were drawn, in words (the console's and the report's)."""
-    by = contrast["grouped_by"]
-    return "grouped by recording" if by == "group" else f"the folds of column {by!r}"
 
 
 def shuffled_lines(contrast: dict[str, Any] | None) -> list[str]:

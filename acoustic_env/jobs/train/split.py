@@ -47,7 +47,7 @@ from acoustic_env.jobs.train.evaluation import (
     split_counts,
 )
 from acoustic_env.jobs.train.explain import importances, zoo_attributions
-from acoustic_env.jobs.train.report import clip_predictions
+from acoustic_env.pages.report import clip_predictions
 from acoustic_env.learn.augment import resample_split
 from acoustic_env.learn.cv import best_of
 from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, default_metric, val_score

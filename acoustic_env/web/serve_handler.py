@@ -57,7 +57,7 @@ from acoustic_env.learn.artifact import load_model, top_scores
 from acoustic_env.storage import redact
 
 log = logging.getLogger(__name__)
-PAGE = Path(__file__).with_name("page.html")
+PAGE = Path(__file__).with_name("serve_page.html")
 PLACEHOLDER = b"<!doctype html><title>acoustic-env</title><p>POST audio to /predict; see /info.</p>\n"
 
 #: error type -> HTTP status (the README's table of the service's errors).

@@ -11,7 +11,7 @@ per point, what each model did about class balance and every model's recall per
 class (a rare class never predicted is a 0 there), the hyper-parameters exactly
 as used, the feature columns used and those left out with the reason, and a
 reminder that the labels themselves are noisy. The misclassified clips' players and spectrograms are written by the
-review page's code (``jobs.audit.review.write_assets``), so the two pages
+review page's code (``pages.review.write_assets``), so the two pages
 decode and draw a clip the same way.
 
 The exploratory-analysis section renders ``results["eda"]`` (computed by
@@ -33,14 +33,22 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from acoustic_env.jobs.audit.review import source_url, write_assets
-from acoustic_env.jobs.train import plots
-from acoustic_env.jobs.train.shuffled import FIGURES as SHUFFLED_FIGURES
-from acoustic_env.jobs.train.shuffled import grouped_words
 from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import MAX_HEATMAP, MAX_MAP_POINTS, TOP_RANKING
+from acoustic_env.pages import plots
+from acoustic_env.pages.review import source_url, write_assets
 from acoustic_env.storage import filesystem, join, redact
 from acoustic_env.table import FeatureSet
+
+#: The figures ``train --compare-shuffled`` sets side by side, as ``learn.metrics.headline`` names them, and their words.
+SHUFFLED_FIGURES = (("roc_auc", "ROC AUC"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"))
+
+
+def grouped_words(contrast: dict[str, Any]) -> str:
+    """How the folds of record were drawn, in words (the console's and the report's)."""
+    by = contrast["grouped_by"]
+    return "grouped by recording" if by == "group" else f"the folds of column {by!r}"
+
 
 #: At most this many misclassified clips get a player (the most confident mistakes first): each costs a decode.
 MAX_MISTAKES = 24

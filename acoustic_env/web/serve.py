@@ -5,7 +5,7 @@ one line and exit status 2 otherwise), starts the service
 (:mod:`acoustic_env.distributed.serve`), prints its URL and waits. Ctrl-C, SIGTERM or SIGHUP
 shuts Serve down (replicas, HTTP proxy, controller) and then Ray, so no actor or port
 outlives the command. What a request may send and what it gets back is
-:mod:`acoustic_env.jobs.serve.handler`.
+:mod:`acoustic_env.web.serve_handler`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def serve(cfg: ServeConfig, on_ready: Callable[[str], None] = print) -> None:
     """Run the service until a stop signal (:mod:`acoustic_env.jobs.stop_signals`); ``on_ready`` gets the line with its URL."""
     check(cfg)
     from acoustic_env.distributed import serve as service
-    from acoustic_env.jobs.serve.handler import Service
+    from acoustic_env.web.serve_handler import Service
 
     with StopSignals() as stop:
         try:

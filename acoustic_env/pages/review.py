@@ -55,6 +55,8 @@ PAGE = "index.html"
 #: The clips the review server's re-ranked queue reached beyond the page's own (their assets written on demand):
 #: verdicts about them count like those about the page's clips (:func:`page_items`).
 QUEUE_FILE = "queue.json"
+#: The verdicts the review server saves, beside the page (``audit-estimate`` reads them).
+VERDICTS_FILE = "verdicts.json"
 #: Verdicts between two re-rankings of an adaptive queue (``ADAPTIVE``): the page asks the server for the next
 #: batch after this many.
 BATCH = 10
@@ -66,6 +68,11 @@ SPEC_AXES = (0.09, 0.2, 0.9, 0.76)
 _AUDIOSET_ID = re.compile(rf"^({YTID})_(\d+)$")
 #: Where render_page inlines the page's data (no ``<`` in it, so the first ``</script>`` ends it).
 _PAGE_DATA = re.compile(r'<script id="audit-data" type="application/json">(.*?)</script>', re.S)
+
+
+def verdicts_uri(audit_output: str) -> str:
+    """Where an audit's review verdicts are saved: ``<audit>/review/verdicts.json``."""
+    return join(audit_output, REVIEW_DIR, VERDICTS_FILE)
 
 
 def source_url(clip_id: str, group: str | None = None) -> str | None:
@@ -227,7 +234,7 @@ _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 def render_page(page_data: dict[str, Any]) -> str:
     """The review page with ``page_data`` inlined as JSON that no string in it can end or hide (``_SCRIPT_SAFE``)."""
-    template = resources.files("acoustic_env.jobs.audit").joinpath("review_page.html").read_text()
+    template = resources.files("acoustic_env.pages").joinpath("review_page.html").read_text()
     return template.replace("__AUDIT_DATA__", json.dumps(page_data, sort_keys=True).translate(_SCRIPT_SAFE))
 
 

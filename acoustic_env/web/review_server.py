@@ -43,18 +43,13 @@ from acoustic_env.config import ConfigError
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import latest, load_json, normalize_verdict
 from acoustic_env.jobs.audit.queue import MAX_BATCH, ReviewQueue
-from acoustic_env.jobs.audit.review import BATCH, PAGE, REVIEW_DIR, page_items
+from acoustic_env.pages.review import BATCH, PAGE, REVIEW_DIR, page_items, verdicts_uri
 from acoustic_env.labels.review_sink import ReviewSink
 from acoustic_env.storage import filesystem, is_local, join, read_json, write_json
 
-VERDICTS_FILE = "verdicts.json"
 HOST = "127.0.0.1"
 _MAX_BODY = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
-
-
-def verdicts_uri(audit_output: str) -> str:
-    return join(audit_output, REVIEW_DIR, VERDICTS_FILE)
 
 
 def server_time() -> str:
