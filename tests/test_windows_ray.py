@@ -174,8 +174,10 @@ def test_a_ray_run_killed_mid_way_resumes_with_every_window_once(world, tmp_path
     long = tmp_path / "long.wav"
     sf.write(long, np.tile(sf.read(world["long"], dtype="int16")[0], 4), SR, subtype="PCM_16")  # 48 s: 185 windows
     args = json.dumps({"file": str(long), "model": str(world["model"]), "output": str(tmp_path / "out")})
-    run = subprocess.Popen([sys.executable, "-c", RUN, args], start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = tmp_path / "run.err"
+    with open(err, "wb") as stderr:
+        run = subprocess.Popen([sys.executable, "-c", RUN, args], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and run.poll() is None:
@@ -183,9 +185,11 @@ def test_a_ray_run_killed_mid_way_resumes_with_every_window_once(world, tmp_path
             if len(written) >= 3:
                 break
             time.sleep(0.05)
-        assert run.poll() is None, "the run ended (or never wrote 3 parts) before it could be stopped"
+        assert run.poll() is None, ("the run ended (or never wrote 3 parts) before it could be stopped:\n"
+                                    + err.read_text(errors="replace")[-3000:])
     finally:
-        os.killpg(run.pid, signal.SIGKILL)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
         run.wait()
     before, deadline = -1, time.monotonic() + 60
     while time.monotonic() < deadline:  # until its actors, ended by the reaper after the driver, write no more
