@@ -229,11 +229,14 @@ def test_keyboard_review_with_relabel_and_note_reaches_the_server(audited, serve
     wait_for(browser, "const c = document.querySelector('.card.current'), a = c.querySelector('audio');"
                    "return a.paused && Math.abs(parseFloat(c.querySelector('.playhead').dataset.fraction)"
                    " - Math.min(1, a.currentTime / a.duration)) < 1e-3")
-    t, duration, left = browser.execute_script(
-        "const c = document.querySelector('.card.current'), a = c.querySelector('audio');"
-        "return [a.currentTime, a.duration, parseFloat(c.querySelector('.playhead').style.left)]")
+    t, duration, left, fraction = browser.execute_script(
+        "const c = document.querySelector('.card.current'), a = c.querySelector('audio'), p = c.querySelector('.playhead');"
+        "return [a.currentTime, a.duration, parseFloat(p.style.left), parseFloat(p.dataset.fraction)]")
     axes = data["spec_axes"]
-    assert 0 < t < duration and left == pytest.approx(100 * (axes[0] + axes[2] * t / duration), abs=0.01)
+    # the playhead stands where the pause left the clip (the wait above: its fraction is currentTime / duration to
+    # 1e-3), drawn over the spectrogram's time axis at that fraction
+    assert 0 < t < duration and fraction == pytest.approx(t / duration, abs=1e-3)
+    assert left == pytest.approx(100 * (axes[0] + axes[2] * fraction), abs=0.01)
     # wrong, then the right class and a note, all from the keyboard
     other = next(c for c in data["classes"] if c not in first["given"])
     _keys(browser, "w", "l")
