@@ -3,7 +3,7 @@
     python benchmarks/audioset_embeddings.py                        # 100 files x 500 segments, 3 repeats
     python benchmarks/audioset_embeddings.py --files 40 --segments 500 --repeats 5
 
-TFRecord files in the published schema (``acoustic_env.jobs.audioset_embeddings``: one
+TFRecord files in the published schema (``acoustic_env.jobs.audioset.embeddings``: one
 SequenceExample per segment, 10 frames of 128 quantised bytes, like a 10-s segment)
 are written to a temporary directory with random codes and labels, about 500
 segments per file as in ``unbal_train/`` (2.04M segments in 4,096 files). Two
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from machine import describe  # benchmarks/machine.py (scripts run from this folder)
 
-from acoustic_env.jobs.audioset_embeddings import convert, list_tfrecords, read_segments
+from acoustic_env.jobs.audioset.embeddings import convert, list_tfrecords, read_segments
 
 
 def write_files(directory: Path, n_files: int, per_file: int, seed: int = 0) -> int:

@@ -7,7 +7,7 @@ Writes TFRecords in the release's schema (``acoustic_env.audioset.synthetic_fram
 classes that differ only in the order of their seconds, Gaussian noise of ``--noise`` on
 every value, every 20th clip of two classes), converts them as ``recipe audioset-embeddings
 --keep-frames`` does, and runs ``acoustic-env audioset frames`` over the grid
-(``jobs.audioset_frames.compare_frames``): every network under each loss, batch size and
+(``jobs.audioset.frames.compare_frames``): every network under each loss, batch size and
 input scaling, ``study_cnn`` with and without its optional last pool, the pooled model once
 per scaling. Prints the command, the machine, the date and the load, then the table.
 These are synthetic frames: the figures rank the settings on a task of known structure,
@@ -30,8 +30,8 @@ from machine import describe  # benchmarks/machine.py (scripts run from this fol
 from acoustic_env.audioset.synthetic_frames import write_order_tfrecords
 from acoustic_env.config.audioset import FramesConfig
 from acoustic_env.config.schema import from_dict
-from acoustic_env.jobs.audioset_embeddings import convert
-from acoustic_env.jobs.audioset_frames import compare_frames, table
+from acoustic_env.jobs.audioset.embeddings import convert
+from acoustic_env.jobs.audioset.frames import compare_frames, table
 
 
 def main() -> None:

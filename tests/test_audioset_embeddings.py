@@ -20,7 +20,7 @@ import pytest
 from acoustic_env.vocabulary.classes import AUDIOSET_CLASSES
 from acoustic_env.config import ConfigError
 from acoustic_env.errors import DamagedFileError
-from acoustic_env.jobs.audioset_embeddings import (
+from acoustic_env.jobs.audioset.embeddings import (
     COLUMN,
     convert,
     dequantize,

@@ -34,7 +34,7 @@ from acoustic_env.audio.manifest import read_manifest
 from acoustic_env.audioset.fetch import Downloader, fetch_segment
 from acoustic_env.config import DecodeParams, from_dict
 from acoustic_env.config.audioset import FetchConfig
-from acoustic_env.jobs.fetch import fetch
+from acoustic_env.jobs.audioset.fetch import fetch
 
 SR = 8000
 GOOD = ("vidgood0001", "vidgood0002", "vidgood0003", "vidgood0004")

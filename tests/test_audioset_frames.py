@@ -22,7 +22,7 @@ import pytest
 from acoustic_env.cli import main
 from acoustic_env.audioset.synthetic_frames import PATTERNS, write_order_tfrecords
 from acoustic_env.config.audioset import FRAME_MODELS
-from acoustic_env.jobs.audioset_embeddings import FRAMES_COLUMN, convert
+from acoustic_env.jobs.audioset.embeddings import FRAMES_COLUMN, convert
 from acoustic_env.learn import audioset_frames as frames
 from acoustic_env.learn.splits import TEST, TRAIN, VAL, assign_splits, strata
 

@@ -18,8 +18,8 @@ from torch import nn
 from acoustic_env.audioset.synthetic_frames import write_order_tfrecords
 from acoustic_env.cli import main
 from acoustic_env.config.audioset import FRAME_INPUTS, FRAME_LOSSES
-from acoustic_env.jobs import audioset_frames as job
-from acoustic_env.jobs.audioset_embeddings import convert
+from acoustic_env.jobs.audioset import frames as job
+from acoustic_env.jobs.audioset.embeddings import convert
 from acoustic_env.learn import audioset_frames as frames
 
 N, TWO_CLASS = 240, 4  # clips (every 12th short: left out), every 4th with a second class

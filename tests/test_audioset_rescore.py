@@ -21,7 +21,7 @@ from acoustic_env.audioset.segments import read_segments
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, from_dict
 from acoustic_env.jobs.audit.job import run_audit
-from acoustic_env.jobs.audit.rescored import COLUMNS, rescored_list
+from acoustic_env.jobs.audioset.rescored import COLUMNS, rescored_list
 from acoustic_env.pages.review import page_items
 from acoustic_env.learn.metrics import wilson
 

@@ -67,7 +67,7 @@ def no_downloads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("run_downloads was called (Ray would start)")
 
-    monkeypatch.setattr("acoustic_env.jobs.fetch.run_downloads", refuse)
+    monkeypatch.setattr("acoustic_env.jobs.audioset.fetch.run_downloads", refuse)
 
 
 def _fetch(segments: Path, output: Path, *extra: str) -> list[str]:

@@ -11,7 +11,7 @@ seconds. ``acoustic_env.audio.manifest`` reads the same format row by row for ex
 
 Both readers read the first four fields of a row and ignore any after them, so a list
 with more columns, such as the rescored label list of ``audioset rescore``
-(:mod:`acoustic_env.jobs.audit.rescored`), reads as the segment list of its clips with
+(:mod:`acoustic_env.jobs.audioset.rescored`), reads as the segment list of its clips with
 their labels as given.
 
 **Rows that are not a segment.** An id is data, never a path: a row whose YTID is not a

@@ -1,7 +1,7 @@
 """Synthetic released-embedding TFRecords whose four classes differ only in the order of their seconds.
 
 For the tests and the benchmark of ``acoustic-env audioset frames`` (``learn.audioset_frames``).
-The records follow the release's schema (``jobs.audioset_embeddings``) and carry the four
+The records follow the release's schema (``jobs.audioset.embeddings``) and carry the four
 classes of the shipped ``speech_animal_music_vehicle`` task. Dimensions 0-15 of a clip are
 high (+1) in five of its ten seconds and low (-1) in the other five: the first five (speech),
 the last five (animal), every other one (music) or in pairs (vehicle). Every class has as many

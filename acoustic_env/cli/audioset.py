@@ -29,7 +29,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from acoustic_env.cli.console import console
-    from acoustic_env.jobs.fetch import check_paths, fetch, summary_lines
+    from acoustic_env.jobs.audioset.fetch import check_paths, fetch, summary_lines
 
     cfg = from_args(FetchConfig, args)
     check_paths(cfg)  # before the log file is made below the output
@@ -39,7 +39,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from acoustic_env.jobs.audit.rescored import accuracy_uri, rescored_list
+    from acoustic_env.jobs.audioset.rescored import accuracy_uri, rescored_list
     from acoustic_env.jobs.preflight import preflight
 
     cfg = from_args(RescoreConfig, args)
@@ -54,7 +54,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_frames(args: argparse.Namespace) -> int:
-    from acoustic_env.jobs.audioset_frames import compare_frames, table
+    from acoustic_env.jobs.audioset.frames import compare_frames, table
     from acoustic_env.jobs.preflight import preflight
 
     cfg = from_args(FramesConfig, args)

@@ -36,7 +36,7 @@ def _print_summary(manifest: str) -> None:
 
 def cmd_recipe(args: argparse.Namespace) -> int:
     if args.recipe == "audioset-embeddings":
-        from acoustic_env.jobs.audioset_embeddings import convert
+        from acoustic_env.jobs.audioset.embeddings import convert
 
         return _guarded(lambda: _report_embeddings(convert(args.root, args.out, args.class_list, args.part_rows,
                                                            args.keep_frames)))

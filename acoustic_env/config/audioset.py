@@ -172,7 +172,7 @@ class RescoreConfig(Section):
 
 #: The models of ``audioset frames`` (``learn.audioset_frames``: its ``NETWORKS`` and the pooled model), named here without torch.
 FRAME_MODELS = ("frames_cnn", "frames_fc", "study_cnn", "pooled_logreg")
-#: Its losses (``learn.audioset_frames.LOSSES``) and input scalings (``jobs.audioset_frames.SCALINGS``), likewise.
+#: Its losses (``learn.audioset_frames.LOSSES``) and input scalings (``jobs.audioset.frames.SCALINGS``), likewise.
 FRAME_LOSSES = ("categorical_crossentropy", "binary_crossentropy")
 FRAME_INPUTS = ("dequantized", "scaled", "raw")
 

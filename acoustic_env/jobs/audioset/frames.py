@@ -21,7 +21,7 @@ import numpy as np
 
 from acoustic_env.config import ConfigError
 from acoustic_env.config.audioset import FramesConfig
-from acoustic_env.jobs.audioset_embeddings import FRAMES, FRAMES_COLUMN, dequantize
+from acoustic_env.jobs.audioset.embeddings import FRAMES, FRAMES_COLUMN, dequantize
 from acoustic_env.learn.audioset_frames import DIM, MULTI, N_FRAMES, SINGLE, compare
 from acoustic_env.storage import join, read_parts, write_json
 from acoustic_env.vocabulary.tasks import Task, load_task

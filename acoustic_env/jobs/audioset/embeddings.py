@@ -66,7 +66,7 @@ from acoustic_env.storage import (
 )
 from acoustic_env.table import metadata_json, read_metadata, vector_type
 
-log = logging.getLogger("acoustic_env.jobs.audioset_embeddings")
+log = logging.getLogger("acoustic_env.jobs.audioset.embeddings")
 
 COLUMN = "audioset_vggish"
 EMBEDDING_DIM = 128
