@@ -219,7 +219,7 @@ def test_ray_up_configs(name, provider, extras):
     # the checkout goes to every node and install.sh installs it: CPU build on head and CPU workers, CUDA on GPU
     mounts = {remote: local for remote, local in cfg["file_mounts"].items() if remote != TOKEN_MOUNT}
     assert all(remote == f"~/acoustic-env/{local.removeprefix('./')}" for remote, local in mounts.items())
-    needed = {"acoustic_env", "jobs", "cluster", "pyproject.toml", "constraints.txt", "README.md"}  # the build's inputs
+    needed = {"acoustic_env", "cluster", "pyproject.toml", "constraints.txt", "README.md"}  # the build's inputs
     assert {local.removeprefix("./") for local in mounts.values()} == needed
     assert "setup_commands" not in cfg, "shared setup commands would install torch's CPU build on GPU nodes too"
     assert cfg["head_setup_commands"] == cfg["worker_setup_commands"] == [
@@ -350,20 +350,18 @@ def test_runtime_env():
     assert not any("SECRET" in k or "KEY_ID" in k for k in env.get("env_vars", {}))
 
 
-def job_of(script: str) -> str:
-    """``/app/jobs/<job>.py`` (the image's copy of this checkout: the Dockerfile copies it to /app) → job."""
-    job = re.fullmatch(r"/app/jobs/(\w+)\.py", script).group(1)
-    assert (REPO / "jobs" / f"{job}.py").is_file(), script
-    return job
-
-
 def _args(command: str) -> dict[str, dict[str, str]]:
-    """``python jobs/<job>.py --flag value ...`` steps of an entrypoint → {job: {flag: value}}."""
+    """``python -m acoustic_env.cli <job> --flag value ...`` steps of an entrypoint → {job: {flag: value}}; every
+    step runs a command of the installed package (the image's copy of this checkout), and names a job it has."""
+    from acoustic_env.jobs import catalog
+
     steps = {}
     for step in command.split("&&"):
         words = shlex.split(step)
-        job = job_of(words[1])
-        steps[job] = {w: v for w, v in zip(words[2:], [*words[3:], ""]) if w.startswith("--")}
+        assert words[:3] == ["python", "-m", "acoustic_env.cli"], step
+        job = words[3]
+        assert catalog.get(job).name == job, step
+        steps[job] = {w: v for w, v in zip(words[4:], [*words[5:], ""]) if w.startswith("--")}
     return steps
 
 
@@ -389,5 +387,5 @@ def test_entrypoints_parse():
         if doc["kind"] == "RayJob":
             for step in doc["spec"]["entrypoint"].split("&&"):
                 words = shlex.split(step)
-                job = job_of(words[1])
-                assert build_parser().parse_args([job, *words[2:]]).command == job
+                assert words[:3] == ["python", "-m", "acoustic_env.cli"], step
+                assert build_parser().parse_args(words[3:]).command == words[3]

@@ -4,10 +4,10 @@ from the files `ray up` copies to a node.
 Offline and fast: the new environment sees the project environment's packages through a
 ``.pth`` file (as a Ray image's Python sees its own), pip may not reach an index
 (``PIP_NO_INDEX``), so the script must find every pinned dependency installed and build the
-project from the checkout. Then the job entry points run from the new environment: the node's
-copy of ``jobs/`` (what `ray up` copied), with the node's copy of the package source moved away
-first, so that what runs is the installed package, not a checkout (``jobs/*.py`` put the folder
-above them first on ``sys.path``: run from the repository, they would import the checkout).
+project from the checkout. Then the jobs run from the new environment as a submitted job runs them
+(``python -m acoustic_env.cli <job>``), in the node's copy of the files `ray up` copied, with the node's copy of
+the package source moved away first, so that what runs is the installed package, not a checkout (``-m`` puts the
+working directory first on ``sys.path``: run beside the source, it would import the checkout).
 """
 
 from __future__ import annotations
@@ -66,18 +66,19 @@ def test_installed_into_the_fresh_environment(installed):
 @pytest.mark.parametrize("job", ["extract", "train", "audit", "annotate"])
 def test_job_entry_points_run(installed, job):
     venv, env, node = installed
-    out = subprocess.run([str(venv / "bin" / "python"), str(node / "jobs" / f"{job}.py"), "--help"], env=env,
+    out = subprocess.run([str(venv / "bin" / "python"), "-m", "acoustic_env.cli", job, "--help"], env=env,
                          cwd=node, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--output" in out.stdout, out.stderr[-2000:]
 
 
 def test_an_extract_job_runs_from_the_installed_package(installed, tmp_path):
-    """A real job, small: the node's jobs/extract.py on two clips, on a local Ray instance of the new environment."""
+    """A real job, small: ``python -m acoustic_env.cli extract`` (what a submitted job runs) on two clips, on a local Ray
+    instance of the new environment."""
     venv, env, node = installed
     (tmp_path / "audio").mkdir()
     tone_clip(tmp_path / "audio" / "a.wav")
     tone_clip(tmp_path / "audio" / "b.wav", freq=880.0)
-    out = subprocess.run([str(venv / "bin" / "python"), str(node / "jobs" / "extract.py"), "--manifest",
+    out = subprocess.run([str(venv / "bin" / "python"), "-m", "acoustic_env.cli", "extract", "--manifest",
                           str(tmp_path / "audio"), "--output", str(tmp_path / "out"), "--no-progress",
                           "--in-process-max", "0"],  # on Ray: its workers import the installed package
                          env=env, cwd=node, capture_output=True, text=True, timeout=300)

@@ -237,17 +237,17 @@ def test_audit_and_annotate_keep_a_record_from_start_to_failure(tmp_path, monkey
 
 
 def test_a_cluster_job_script_ends_without_the_interpreters_teardown(clips, tmp_path):
-    """``jobs/extract.py`` (what ``ray job submit`` runs) ends as ``acoustic-env`` does, through ``cli.run``'s quick
-    exit: its output flushed, its status kept, and no module teardown, where Arrow's thread pool can abort a process
-    that read Parquet (status -6). An object freed only by that teardown says whether it ran."""
+    """``python -m acoustic_env.cli`` (what ``ray job submit`` runs) ends as ``acoustic-env`` does, through
+    ``cli.run``'s quick exit: its output flushed, its status kept, and no module teardown, where Arrow's thread pool
+    can abort a process that read Parquet (status -6). An object freed only by that teardown says whether it ran."""
     out = tmp_path / "out"
     _fake_previous_run(out, done=[], failed=[])  # Parquet for the plan to read
     code = ("import runpy, sys\n"
             "class Witness:\n    def __del__(self):\n        print('TEARDOWN', flush=True)\n"
             "witness = Witness()\n"
-            f"sys.argv = ['jobs/extract.py', '--manifest', {str(clips.clips_csv)!r}, '--audio-root', "
+            f"sys.argv = ['acoustic_env.cli', 'extract', '--manifest', {str(clips.clips_csv)!r}, '--audio-root', "
             f"{str(clips.audio_dir)!r}, '--output', {str(out)!r}, '--dry-run']\n"
-            f"runpy.run_path({str(ROOT / 'jobs' / 'extract.py')!r}, run_name='__main__')\n")
+            "runpy.run_module('acoustic_env.cli', run_name='__main__', alter_sys=True)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "to do" in r.stdout and "TEARDOWN" not in r.stdout, r.stdout

@@ -1,4 +1,4 @@
-"""The ``acoustic-env`` command. ``jobs/*.py`` call the same functions.
+"""The ``acoustic-env`` command. A submitted Ray job runs it as ``python -m acoustic_env.cli <job>``.
 
 The options of extract, train, audit and annotate are generated from the config
 declarations (:mod:`acoustic_env.config`), so a concept has one name on every command
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str] | None = None) -> NoReturn:
-    """The ``acoustic-env`` command and the cluster's ``jobs/*.py``: :func:`main`, then a quick exit.
+    """``acoustic-env``, and ``python -m acoustic_env.cli`` in a submitted job: :func:`main`, then a quick exit.
 
     Once a job's record is written, a process that imported Ray, pyarrow and scipy spends
     about a second more in Python's own teardown, freeing every module, and Ray's graceful

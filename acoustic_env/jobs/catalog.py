@@ -1,8 +1,8 @@
 """The commands that run one job from one config: a :class:`JobSpec` each, in one registry.
 
 The command line (``acoustic-env <name>``: its flags from the config's fields, ``--config FILE``, ``--dry-run``),
-the Python API (``ae.run(name, ...)`` and the named wrappers of ``api.py``) and the cluster's ``jobs/*.py`` all
-read this table, so a job is declared once: its config, the function that runs it, the lines that say what it did,
+the Python API (``ae.run(name, ...)`` and the named wrappers of ``api.py``) and submitted jobs
+(``python -m acoustic_env.cli``) all read this table, so a job is declared once: its config, the function that runs it, the lines that say what it did,
 and its dry run. ``register(spec)`` adds a command before the parser is built (``docs/development.md``, "Adding a
 command"). The functions are named lazily (``registry.lazy``): building the parser imports none of them.
 """
