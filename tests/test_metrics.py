@@ -79,7 +79,7 @@ def test_the_report_names_both_adjusted_accuracies():
     lo, hi = adj["max_accuracy"]["study_ratio_interval"]
     assert f"acc/a 0.901 <span class='ci'>[{lo:.3f}, {hi:.3f}]</span>" in page
     assert "noise model 0.868" in page and "--assumed-label-accuracy" in page
-    assert "<b>Noise model</b>: The noise-model estimate" in page and "<b>acc/a</b>: The study&#x27;s figure" in page
+    assert "<b>Noise model</b>: The noise-model estimate" in page and "<b>acc/a</b>: The study&#39;s figure" in page
 
 
 def test_an_assumed_label_accuracy_is_one_number_and_not_beside_a_review():

@@ -30,7 +30,6 @@ has no dimension to standardise: one line says so.
 
 from __future__ import annotations
 
-import html
 import os
 import posixpath
 from dataclasses import dataclass
@@ -217,49 +216,21 @@ def result_lines(found: Found, example: str) -> list[str]:
     return lines
 
 
-_STYLE = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; background: #f6f8fa; }
-header { background: #fff; border-bottom: 1px solid #d0d7de; padding: 10px 20px; }
-h1 { font-size: 17px; margin: 0 0 4px; } .note { color: #57606a; margin: 0; }
-main { padding: 10px 20px 40px; display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 12px; }
-.card { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 10px; }
-.card.example { border-color: #0969da; box-shadow: inset 4px 0 0 #0969da; }
-.head { display: flex; justify-content: space-between; gap: 8px; font-size: 12px; color: #57606a; }
-.clip-id { font-family: ui-monospace, monospace; color: #1f2328; overflow-wrap: anywhere; }
-.card img { display: block; width: 100%; height: auto; margin: 6px 0; border-radius: 4px; background: #eee; }
-.card audio { width: 100%; height: 32px; } .missing { color: #cf222e; font-size: 12px; }
-"""
-
-
 def write_page(found: Found, page_dir: str, example: str) -> str:
     """``<page_dir>/index.html`` with a player and a spectrogram per clip (the review page's assets: decoded
     and drawn by ``pages.review.write_assets``); a static page that opens from disk. Returns its URI."""
     from acoustic_env.pages.review import source_url, write_assets
+    from acoustic_env.pages.templating import render
     from acoustic_env.storage import filesystem, join
 
     cards = []
     for r in found.table.to_pylist():
         # the example as given: its redacted uri would not read (an example of the table has a stored uri)
         assets = write_assets({**r, "uri": example} if r["rank"] == 0 and found.embedded_from else r, page_dir)
-        link = source_url(r["clip_id"], r["group"])
-        name = html.escape(r["clip_id"]) + (f" <a href='{html.escape(link)}' target='_blank' rel='noopener'>source"
-                                            "</a>" if link else "")
-        media = (f"<img src='{html.escape(assets['image'])}' alt='spectrogram of {html.escape(r['clip_id'])}'>"
-                 f"<audio controls preload='metadata' src='{html.escape(assets['audio'])}'></audio>"
-                 if assets["audio"] else f"<p class='missing'>audio unavailable: {html.escape(assets['error'])}</p>")
-        rank = "the example" if r["rank"] == 0 else f"#{r['rank']}"
-        cards.append(f"<article class='card{' example' if r['rank'] == 0 else ''}' data-clip='"
-                     f"{html.escape(r['clip_id'])}' data-rank='{r['rank']}'><div class='head'><span class='clip-id'>"
-                     f"{name}</span><span>{rank} · similarity {r['similarity']:.4f}</span></div>{media}"
-                     f"<div>labels: {html.escape(', '.join(r['labels'] or []) or '(none)')}</div></article>")
-    title = f"Clips like {redact(example)}"  # an example given as a URL may hold credentials
-    note = f"<p class='note example-note'>The example: {html.escape(found.note)}</p>" if found.note else ""
-    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<link rel='icon' href='data:,'><style>{_STYLE}</style></head><body><header><h1>{html.escape(title)}"
-            f"</h1><p class='note'>The {len(cards) - 1} clips nearest to the example among {found.clips}, by "
-            f"{html.escape(found.embedder)} ({html.escape(', '.join(found.columns))}"
-            f"{'; random weights' if found.weights == RANDOM else ''}): cosine similarity after standardising each "
-            f"dimension over the table.</p>{note}</header><main>{''.join(cards)}</main></body></html>")
+        cards.append({**r, "assets": assets, "source": source_url(r["clip_id"], r["group"])})
+    page = render("search.html", cards=cards, clips=found.clips, embedder=found.embedder, columns=found.columns,
+                  random_weights=found.weights == RANDOM, note=found.note,
+                  title=f"Clips like {redact(example)}")  # an example given as a URL may hold credentials
     uri = join(page_dir, "index.html")
     fs, path = filesystem(uri)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)

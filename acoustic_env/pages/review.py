@@ -34,6 +34,7 @@ import io
 import json
 import posixpath
 import re
+from html.parser import HTMLParser
 from importlib import resources
 from typing import Any
 
@@ -66,8 +67,8 @@ _DECODE = DecodeParams(min_duration_s=0.05)
 SPEC_AXES = (0.09, 0.2, 0.9, 0.76)
 #: An AudioSet clip id is ``<YTID>_<start ms>`` with an 11-character YouTube id (the manifest reader's rule).
 _AUDIOSET_ID = re.compile(rf"^({YTID})_(\d+)$")
-#: Where render_page inlines the page's data (no ``<`` in it, so the first ``</script>`` ends it).
-_PAGE_DATA = re.compile(r'<script id="audit-data" type="application/json">(.*?)</script>', re.S)
+#: The id of the script element render_page inlines the page's data in (no ``<`` in it, so its end tag ends it).
+_PAGE_DATA = "audit-data"
 
 
 def verdicts_uri(audit_output: str) -> str:
@@ -213,11 +214,35 @@ def page_items(review_dir: str) -> frozenset[tuple[str, str]]:
 def inlined_data(review_dir: str) -> dict[str, Any]:
     """The data :func:`render_page` inlined in the review page at ``review_dir``."""
     fs, path = filesystem(join(review_dir, PAGE))
-    match = _PAGE_DATA.search(fs.cat_file(path).decode("utf-8"))
-    if match is None:
+    reader = _ScriptText(_PAGE_DATA)
+    reader.feed(fs.cat_file(path).decode("utf-8"))
+    reader.close()
+    if reader.text is None:
         raise AuditError(f"audit: {join(review_dir, PAGE)} holds no audit data; rebuild it with "
                          "`acoustic-env audit-review --review-top N`")
-    return json.loads(match.group(1))
+    return json.loads(reader.text)
+
+
+class _ScriptText(HTMLParser):
+    """The text of the page's script element of one id, read by the standard HTML tokenizer (no pattern to keep
+    in step with the template's markup; a script's text is raw up to its end tag)."""
+
+    def __init__(self, element_id: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.element_id, self.inside = element_id, False
+        self.text: str | None = None  # None: no such element (yet)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.inside = tag == "script" and ("id", self.element_id) in attrs and self.text is None
+        if self.inside:
+            self.text = ""
+
+    def handle_data(self, data: str) -> None:
+        if self.inside:
+            self.text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        self.inside = False
 
 
 def queued(review_dir: str) -> list[dict[str, Any]]:

@@ -58,7 +58,6 @@ from acoustic_env.storage import redact
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("serve_page.html")
-PLACEHOLDER = b"<!doctype html><title>acoustic-env</title><p>POST audio to /predict; see /info.</p>\n"
 
 #: error type -> HTTP status (the README's table of the service's errors).
 STATUS = {"not_audio": 415, "too_large": 413, "too_long": 422, "url_not_allowed": 403, "bad_request": 400,
@@ -452,11 +451,8 @@ def answer(upload: Upload, result: dict[str, Any], t0: float) -> dict[str, Any]:
 
 
 def page() -> bytes:
-    """The browser page (``page.html`` beside this module), or a one-line placeholder until it exists."""
-    try:
-        return PAGE.read_bytes()
-    except FileNotFoundError:
-        return PLACEHOLDER
+    """The browser page (``serve_page.html`` beside this module, package data like the pages' templates)."""
+    return PAGE.read_bytes()
 
 
 #: Scores decoded clips: (clip, top_tags) -> the result dict of :meth:`Recognizer.score`.
