@@ -38,6 +38,9 @@ from acoustic_env.config import (
 )
 from acoustic_env.jobs import catalog
 from acoustic_env.jobs.results import AnnotateResult, AuditResult, ExtractResult, TrainResult
+from acoustic_env.web.commands import register as register_web_commands
+
+register_web_commands()  # serve and audit-review, which live on the web floor
 
 C = TypeVar("C", bound=Section)
 
@@ -56,8 +59,9 @@ def _config(cls: type[C], config: C | Mapping[str, Any] | str | None, fields: Ma
 
 
 def run(command: str, *, config: Section | Mapping[str, Any] | str | None = None, **fields: Any) -> Any:
-    """Run any catalogued job by its command's name: extract, train, audit, annotate, or one registered in
-    ``acoustic_env.jobs.catalog`` (``docs/development.md``, "Adding a command").
+    """Run any catalogued command by its name: extract, train, audit, annotate, export, search, predict,
+    audit-estimate, audit-review, serve, ``"audioset sample"``, ..., or one registered in ``acoustic_env.jobs.catalog``
+    (``docs/development.md``, "Adding a command").
 
     Args:
         command: The command's name (``acoustic-env <command>``).
@@ -190,10 +194,8 @@ def predict(inputs: str | list[str], model: str, *, output: str | None = None, a
     Raises:
         ConfigError: A missing model or input, in one line, before any clip is read.
     """
-    from acoustic_env.jobs.predict import predict as run
-
-    return run([inputs] if isinstance(inputs, str) else list(inputs), model, output=output, audio_root=audio_root,
-               weights_cache=weights_cache, device=device, top_tags=top_tags)
+    return run("predict", inputs=[inputs] if isinstance(inputs, str) else list(inputs), model=model, output=output,
+               audio_root=audio_root, weights_cache=weights_cache, device=device, top_tags=top_tags).table
 
 
 
@@ -237,8 +239,7 @@ def search(features: str | None = None, example: str | None = None, *,
 
     ``result.table`` holds the example (rank 0, similarity 1), then the ``k`` nearest clips: ``rank``,
     ``clip_id``, ``similarity`` (cosine), ``labels``, ``group``, ``uri``, ``start_s``, ``end_s``
-    (see ``SearchConfig``: ``embedder``, ``k``, ``signals``, ``include_random_weights``).
+    (see ``SearchConfig``: ``embedder``, ``k``, ``signals``, ``include_random_weights``; ``save`` and ``page``
+    write the table and a page too, as the command does).
     """
-    from acoustic_env.jobs.search import search as run
-
-    return run(_config(SearchConfig, config, {"features": features, "example": example, **fields}))
+    return run("search", config=config, features=features, example=example, **fields).found

@@ -44,26 +44,14 @@ def _site_links(markdown: str, page: str) -> str:
 
 
 def config_reference() -> str:
-    """Every job's options: config-file key, flag, help and default, one table per job."""
-    from acoustic_env.config import (
-        AnnotateConfig,
-        AuditConfig,
-        ExtractConfig,
-        SearchConfig,
-        ServeConfig,
-        TrainConfig,
-    )
-    from acoustic_env.config.audioset import (
-        FetchConfig,
-        FramesConfig,
-        RescoreConfig,
-        SampleConfig,
-    )
+    """Every catalogued command's options (``jobs/catalog.py``): config-file key, flag, help and default, one table
+    per command."""
     from acoustic_env.config.flags import describe
+    from acoustic_env.jobs import catalog
+    from acoustic_env.web.commands import register
 
-    jobs = {"extract": ExtractConfig, "train": TrainConfig, "audit": AuditConfig, "annotate": AnnotateConfig,
-            "search": SearchConfig, "serve": ServeConfig, "audioset sample": SampleConfig, "audioset fetch": FetchConfig,
-            "audioset rescore": RescoreConfig, "audioset frames": FramesConfig}
+    register()  # serve and audit-review
+    jobs = {spec.name: spec.config for spec in catalog.specs()}
     out = ["# Configuration reference", "",
            "Generated from the config fields (`acoustic_env/config/`), as the flags and `--help` are. Every option",
            "can be a flag or a key of the `--config` YAML/JSON file (a dotted key is a nested section).", ""]

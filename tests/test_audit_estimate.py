@@ -108,7 +108,7 @@ def test_cli_estimate_writes_the_json_and_explains_the_sample(tmp_path, capsys):
     assert main(["audit-estimate", "--verdicts", str(tmp_path / "v.json"), "--sample", "random"]) == 2
     assert "no verdicts for sample 'random'" in capsys.readouterr().err
     assert main(["audit-estimate", "--verdicts", str(tmp_path / "nope.json")]) == 2
-    assert "file not found" in capsys.readouterr().err
+    assert f"verdicts: no such file or directory: {tmp_path / 'nope.json'}" in capsys.readouterr().err
     assert main(["audit-estimate", "--verdicts", str(tmp_path / "v.json"), "--method", "normal"]) == 2
     assert "method: must be one of" in capsys.readouterr().err
 

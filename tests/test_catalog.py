@@ -112,3 +112,94 @@ def test_a_commands_lines_never_show_a_uris_credentials(toy, table, tmp_path, ca
         catalog.unregister("leaky")
     out = capsys.readouterr().out
     assert "hunter2" not in out and "abc123" not in out and "https://***@store.example/counts.json" in out
+
+
+# --- a command in a group, with a positional word and no dry run; every flag of the table generated -------------
+
+@dataclass(frozen=True)
+class TallyConfig(Section):
+    """How many clips of a feature table have each class (a grouped toy: ``acoustic-env toys tally TABLE``)."""
+
+    features: str = option(positional=True, role="table", help="feature table")
+    output: str = option(help="where counts.json goes", role="output")
+    task: str = option("urban_natural", help="the task whose classes are counted")
+    top: int = option(2, ge=1, help="the most common classes counted")
+
+
+TALLY = JobSpec("toys tally", "count a feature table's clips per class (a grouped test toy)", TallyConfig,
+                run=lambda cfg: count(CountConfig(cfg.features, cfg.output, cfg.task, cfg.top)), lines=COUNT.lines,
+                usage="%(prog)s FEATURES --output DIR [options]", console="never")
+
+
+@pytest.fixture
+def grouped_toy():
+    catalog.register(TALLY)
+    yield TALLY
+    catalog.unregister(TALLY.name)
+
+
+def _subparsers(parser) -> dict:
+    return parser._subparsers._group_actions[0].choices
+
+
+def test_a_grouped_toy_with_a_positional_word_runs_on_the_command_line_and_the_api(grouped_toy, table, tmp_path,
+                                                                                  capsys):
+    assert main(["toys", "tally", table, "--output", str(tmp_path / "o"), "--top", "1"]) == 0
+    assert capsys.readouterr().out.strip() == f"count: urban=10 -> {tmp_path / 'o' / 'counts.json'}"  # no log line
+    assert ae.run("toys tally", features=table, output=str(tmp_path / "p")).counts == {"urban": 10, "natural": 10}
+    helped = _subparsers(_subparsers(build_parser())["toys"])["tally"].format_help()
+    assert "features" in helped and "feature table (required)" in helped and "--dry-run" not in helped
+    with pytest.raises(SystemExit):  # the word is required, as any positional
+        main(["toys", "tally", "--output", str(tmp_path / "q")])
+    assert "the following arguments are required: features" in capsys.readouterr().err
+    assert main(["toys", "tally", table, "--output", f"{table}/inside"]) == 2  # preflight, from the roles
+    assert "lies inside the features this job reads" in capsys.readouterr().err
+
+
+def _commands(parser, prefix: str = ""):
+    """(name, parser) of every command of the ``acoustic-env`` parser, groups' commands as ``group name``."""
+    for name, p in _subparsers(parser).items():
+        if p._subparsers is not None:
+            yield from _commands(p, f"{prefix}{name} ")
+        else:
+            yield prefix + name, p
+
+
+def test_every_flag_of_a_catalogued_command_is_generated_from_its_config(grouped_toy):
+    """No flag written by hand on a command of the table: its options are its config's fields, ``--config`` and
+    ``--dry-run`` (where it has a plan), so a hand-written flag that repeats a field cannot drift back."""
+    from acoustic_env.config.flags import _flags
+
+    seen = set()
+    for name, p in _commands(build_parser()):
+        try:
+            spec = catalog.get(name)
+        except ValueError:
+            continue
+        seen.add(name)
+        flags = list(_flags(spec.config))
+        given = sorted(a.dest for a in p._actions if a.dest not in ("help", "config", "dry_run"))
+        assert given == sorted(".".join(f.path) for f in flags), f"{name}: a flag not generated from its config"
+        assert ("--dry-run" in p._option_string_actions) == (spec.plan is not None), name
+    assert seen == {s.name for s in catalog.specs()}  # every command of the table is on the parser
+    assert {"export", "search", "predict", "audit-review", "audit-estimate", "serve", "demo", "audioset sample",
+            "audioset fetch", "audioset rescore", "audioset frames", "labels apply", "toys tally"} <= seen
+
+
+def test_no_hand_written_flag_takes_its_help_from_a_config_field():
+    """A hand-written flag (the commands outside the table: models, recipe, duplicates) spells its help out: one
+    built from a config's field (``flag_help``) means it repeats that field, which belongs in a config section."""
+    import ast
+
+    import acoustic_env.config as config
+
+    def derived_help(h: ast.expr) -> bool:  # a variable, a config class or a *help* function: not written out
+        return isinstance(h, ast.Name) or any(
+            (isinstance(n, ast.Name) and n.id in config.__all__ and n.id[0].isupper())
+            or (isinstance(n, ast.Call) and "help" in ast.unparse(n.func)) for n in ast.walk(h))
+
+    derived = [f"{path.name}:{node.lineno}" for path in sorted((Path(ae.__file__).parent / "cli").glob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument"
+               and any(derived_help(k.value) for k in node.keywords if k.arg == "help")]
+    assert not derived, f"flags whose help is computed (from a config field?): {derived}"

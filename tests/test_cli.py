@@ -25,6 +25,7 @@ from acoustic_env.config import (
     TrainConfig,
 )
 from acoustic_env.config.flags import add_flags, from_args
+from acoustic_env.config.commands import AuditReviewConfig
 from acoustic_env.config.schema import ConfigError, Section, from_dict, option
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,7 +178,8 @@ def test_same_concept_same_flag_on_every_command():
         assert args.weights_cache == "/c"
     assert flag_helps("models", "list")["--weights-cache"] == flag_helps("extract")["--weights-cache"]
     args = build_parser().parse_args(["audit-review", "--audit", "a", "--review-top", "3", "--random-sample", "4"])
-    assert (args.review_top, args.random_sample) == (3, 4)
+    review = from_args(AuditReviewConfig, args)
+    assert (review.review_top, review.random_sample) == (3, 4)
     assert "artifact" in flag_helps("annotate")["--model"] and "--model" not in flag_helps("audit")
 
 
@@ -230,14 +232,16 @@ def test_bad_config_file_is_one_line(tmp_path, capsys, text, message):
 
 # --- hand-written commands -------------------------------------------------------------
 
-def test_audit_review_rebuilds_with_the_audit_defaults(monkeypatch, capsys):
+def test_audit_review_rebuilds_with_the_audit_defaults(monkeypatch, capsys, tmp_path):
     import acoustic_env.jobs.audit.job as job
 
-    calls = []
+    calls, a = [], str(tmp_path)  # the audit read must be there (its path checks)
     monkeypatch.setattr(job, "rebuild_review", lambda *a: calls.append(a) or "page.html")
-    assert main(["audit-review", "--audit", "a", "--random-sample", "3"]) == 0
-    assert main(["audit-review", "--audit", "a", "--review-top", "0", "--seed", "2"]) == 0
-    assert calls == [("a", AuditConfig.review_top, 3, 0), ("a", 0, AuditConfig.random_sample, 2)]
+    assert main(["audit-review", "--audit", a, "--random-sample", "3"]) == 0
+    assert main(["audit-review", "--audit", a, "--review-top", "0", "--seed", "2"]) == 0
+    assert calls == [(a, AuditConfig.review_top, 3, 0), (a, 0, AuditConfig.random_sample, 2)]
+    assert main(["audit-review", "--audit", str(tmp_path / "gone")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"audit: no such file or directory: {tmp_path / 'gone'}")
 
 
 def test_demo_checks_its_options_before_generating_data(tmp_path, capsys):
@@ -265,9 +269,10 @@ def test_help_imports_neither_torch_nor_ray_nor_sklearn():
     assert "usage: acoustic-env models fetch" in out.stdout
 
 
-def test_jobs_take_the_same_flags():
-    out = subprocess.run([sys.executable, str(ROOT / "jobs" / "audit.py"), "--features", "f", "--output", "o",
-                          "--classifier", "cnn"], capture_output=True, text=True, timeout=120)
+def test_a_submitted_job_takes_the_same_flags():
+    """What ``ray job submit`` runs, ``python -m acoustic_env.cli <job>``, refuses a bad value as the command does."""
+    out = subprocess.run([sys.executable, "-m", "acoustic_env.cli", "audit", "--features", "f", "--output", "o",
+                          "--classifier", "cnn"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     [line] = out.stderr.splitlines()
     assert out.returncode == 2 and line.startswith("acoustic-env: error: classifier: must be one of [")
     assert "'logreg', 'elasticnet'" in line and line.endswith("], got 'cnn'")

@@ -1,8 +1,8 @@
 """The ``acoustic-env`` command. A submitted Ray job runs it as ``python -m acoustic_env.cli <job>``.
 
-The options of extract, train, audit and annotate are generated from the config
-declarations (:mod:`acoustic_env.config`), so a concept has one name on every command
-and in every config file. User mistakes (a bad flag or value, an unreadable manifest,
+The options of the catalogued commands (``jobs/catalog.py``: extract, train, audit, annotate,
+predict, search, export, the audioset commands, ...) are generated from the config declarations
+(:mod:`acoustic_env.config`), so a concept has one name on every command and in every config file. User mistakes (a bad flag or value, an unreadable manifest,
 missing weights) end with one line naming the problem and exit status 2, never a
 traceback. Building the parser imports no heavy library: a command checks its config,
 then imports what it runs, so ``--help`` and a bad value cost a fraction of a second.
@@ -12,7 +12,7 @@ one line per phase and its result; Ray's output, library warnings and tracebacks
 a log file whose path it prints once (``<output>/logs/`` for a local output). ``-v``
 puts everything back on the console. A failure that is not a user mistake prints one
 line and the log's path, exit status 1. ``--dry-run`` (extract, train, audit, annotate,
-search) prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
+search: the jobs with a plan) prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
 """
 
 from __future__ import annotations
@@ -24,13 +24,9 @@ import sys
 from typing import NoReturn, Sequence
 
 import acoustic_env
-from acoustic_env.cli.audioset import add_audioset_parser
 from acoustic_env.cli.jobs import add_job_parsers
-from acoustic_env.cli.labels import add_labels_parser
 from acoustic_env.cli.models import add_models_parser
-from acoustic_env.cli.predict import add_predict_parsers
 from acoustic_env.cli.recipes import add_recipe_parsers
-from acoustic_env.cli.review import add_review_parsers
 from acoustic_env.config import ConfigError
 from acoustic_env.errors import AuditError, MissingExtraError, WeightsError
 
@@ -63,12 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_job_parsers(sub)
-    add_review_parsers(sub)
-    add_predict_parsers(sub)
     add_models_parser(sub)
     add_recipe_parsers(sub)
-    add_audioset_parser(sub)
-    add_labels_parser(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Where a command's own lines go and where the rest goes: the log file each command names once.
 
-Its own module so that every command's wiring (``cli/__init__``, ``cli/audioset``) calls it
-without importing the other.
+Its own module so that the catalogue's command wiring (``cli/jobs``) and any other command call it
+without importing each other.
 """
 
 from __future__ import annotations

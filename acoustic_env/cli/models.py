@@ -13,7 +13,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from acoustic_env.config import ExtractConfig, flag_help
+from acoustic_env.config import add_flags
+from acoustic_env.config.commands import WeightsCacheOption
 from acoustic_env.embedders.registry import convertible, get, weight_files
 from acoustic_env.errors import WeightsError
 
@@ -105,16 +106,15 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``models list|fetch|convert`` to an ``add_subparsers()`` object."""
     models = subparsers.add_parser("models", help="list, fetch or convert pretrained weights")
     sub = models.add_subparsers(dest="models_command", required=True)
-    cache_help = flag_help(ExtractConfig, "weights_cache")  # the same option as extract's
 
     p = sub.add_parser("list", help="show which weights are in the cache and whether they check out")
-    p.add_argument("--weights-cache", help=cache_help)
+    add_flags(p, WeightsCacheOption, config_file=False)  # the same option as extract's
     p.add_argument("--no-verify", action="store_true", help="do not hash the files")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("fetch", help="download weights into the cache, checking their SHA-256")
     p.add_argument("names", nargs="*", help="registry names (default: every file with a direct download)")
-    p.add_argument("--weights-cache", help=cache_help)
+    add_flags(p, WeightsCacheOption, config_file=False)  # the same option as extract's
     p.add_argument("--source", help="mirror directory or URL (file://, s3://, https://) holding the files")
     p.set_defaults(func=_cmd_fetch)
 
@@ -122,7 +122,7 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help=f"build {'/'.join(models_to_convert)} PyTorch weights from TF-Hub "
                                        "(needs the convert extra)")
     p.add_argument("names", nargs="*", help=f"{' and/or '.join(models_to_convert)} (default: all)")
-    p.add_argument("--weights-cache", help=cache_help)
+    add_flags(p, WeightsCacheOption, config_file=False)  # the same option as extract's
     for name in models_to_convert:
         p.add_argument(f"--{name}-handle", help=f"TF-Hub handle or SavedModel directory for {name}")
     p.set_defaults(func=_cmd_convert)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any
 
@@ -57,7 +57,8 @@ def _text(value: Any) -> str:
 
 def _help(f: dataclasses.Field, kind: Any) -> str:
     notes = []
-    listed = typing.get_origin(kind) is tuple
+    words = f.metadata.get("nargs") or f.metadata.get("positional")  # several words, not comma-separated text
+    listed = typing.get_origin(kind) is tuple and not words
     if f.metadata["choices"]:
         notes.append(("comma-separated subset of " if listed else "one of ") + ",".join(f.metadata["choices"]))
     elif listed:
@@ -74,21 +75,15 @@ def _help(f: dataclasses.Field, kind: Any) -> str:
     return text.replace("%", "%%")
 
 
-def flag_help(cls: type, name: str) -> str:
-    """The generated help of one field, for a hand-written command that takes the same option."""
-    f = next(f for f in fields(cls) if f.name == name)
-    return _help(f, _unwrap(_hints(cls)[name])[0])
-
-
 def describe(cls: type[Section]) -> list[tuple[str, str, str]]:
     """(config-file key, flag, help with the default) for every field of ``cls``: the
     documentation's configuration reference, derived from the same fields as the flags."""
-    return [(".".join(flag.path), flag.name, _help(flag.field, flag.kind).replace("%%", "%"))
-            for flag in _flags(cls)]
+    return [(".".join(flag.path), flag.path[-1].upper() if flag.field.metadata.get("positional") else flag.name,
+             _help(flag.field, flag.kind).replace("%%", "%")) for flag in _flags(cls)]
 
 
 def _metavar(flag: _Flag) -> str:
-    if typing.get_origin(flag.kind) in (tuple, dict):
+    if typing.get_origin(flag.kind) in (tuple, dict) and not flag.field.metadata.get("nargs"):
         return "A,B" if typing.get_origin(flag.kind) is tuple else "K=V,..."
     return {int: "N", float: "X"}.get(flag.kind) or flag.path[-1].upper()
 
@@ -109,11 +104,17 @@ def add_flags(parser: argparse.ArgumentParser, cls: type[Section], config_file: 
         if where not in groups:
             dotted = ".".join(where)
             groups[where] = parser.add_argument_group(f"{dotted} options", f"the {dotted!r} section of a --config file")
+        meta, text = flag.field.metadata, _help(flag.field, flag.kind)
+        if meta.get("positional"):  # a word without a flag: its name is its dest (a top-level field)
+            listed = typing.get_origin(flag.kind) is tuple
+            groups[where].add_argument(flag.path[-1], nargs="+" if listed else None, help=text)
+            continue
         kwargs: dict[str, Any] = ({"action": argparse.BooleanOptionalAction} if flag.kind is bool
                                   else {"metavar": _metavar(flag)})
+        if meta.get("nargs"):
+            kwargs.update(nargs=meta["nargs"], const=meta["const"])
         short = (f"-{flag.path[0]}",) if len(flag.path) == 1 and len(flag.path[0]) == 1 else ()  # -k beside --k
-        groups[where].add_argument(*short, flag.name, dest=".".join(flag.path), default=None,
-                                   help=_help(flag.field, flag.kind), **kwargs)
+        groups[where].add_argument(*short, flag.name, dest=".".join(flag.path), default=None, help=text, **kwargs)
 
 
 def from_args(cls: type[T], args: argparse.Namespace) -> T:
@@ -130,13 +131,3 @@ def from_args(cls: type[T], args: argparse.Namespace) -> T:
             target = inner
         target[flag.path[-1]] = value
     return from_dict(cls, data)
-
-
-def add_config_commands(sub: Any, commands: Iterable[tuple[str, type, Callable[..., int], str]]) -> None:
-    """One sub-command of ``sub`` (an argparse sub-parsers object) per (name, config class, function, one-line
-    summary): its flags and ``--config FILE`` from the config's fields, the summary as its help and description."""
-    for name, cls, func, summary in commands:
-        command = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
-                                 usage="%(prog)s [--config FILE] [options]")
-        add_flags(command, cls)
-        command.set_defaults(func=func)

@@ -42,7 +42,8 @@ def option(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | No
            choices: Sequence[str] = (), nonempty: bool = False, ge: float | None = None, gt: float | None = None,
            le: float | None = None, lt: float | None = None, check: Check | None = None, flag: str | None = None,
            parse: Callable[[Any], Any] | None = None,
-           flags_from: tuple[type, tuple[str, ...]] | None = None, role: str | None = None) -> Any:
+           flags_from: tuple[type, tuple[str, ...]] | None = None, role: str | None = None,
+           positional: bool = False, nargs: str | None = None, const: Any = None) -> Any:
     """A dataclass field with what a user needs to know about it.
 
     No ``default`` (and no ``factory``) makes the field required. ``choices`` is the set of
@@ -53,12 +54,24 @@ def option(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | No
     coercion cannot. ``flags_from`` = (a config class, the names it leaves out): a mapping
     field whose keys are that class's fields, each with its own flag. ``role``: what a path field is to its
     job, one of :data:`ROLES` (``jobs/preflight.py`` checks each, and keeps every output apart from every input).
+    ``positional``: given on the command line without a flag (``predict FILES``); ``nargs``: the flag takes several
+    words (``--verdicts A B``: ``"+"``) or none (``"?"``, then ``const`` is its value), where a list field's
+    comma-separated text or a plain value would not say what users type.
     """
     meta = {"help": help, "choices": choices, "nonempty": nonempty, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "check": check, "flag": flag, "parse": parse, "flags_from": flags_from, "role": role}
+            "check": check, "flag": flag, "parse": parse, "flags_from": flags_from, "role": role,
+            "positional": positional, "nargs": nargs, "const": const}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def like(cls: type, name: str, **changes: Any) -> Any:
+    """A field declared as ``cls``'s field ``name`` is (its help and rules), with ``changes`` (``default``, or any
+    :func:`option` keyword): one concept on two commands, declared once."""
+    f = next(f for f in fields(cls) if f.name == name)
+    default = changes.pop("default", _default(f))
+    return field(default=default, metadata={**f.metadata, **changes})
 
 
 class Section:

@@ -1,10 +1,12 @@
-"""The commands that run one job from one config: a :class:`JobSpec` each, in one registry.
+"""The commands, a :class:`JobSpec` each, in one registry.
 
-The command line (``acoustic-env <name>``: its flags from the config's fields, ``--config FILE``, ``--dry-run``),
-the Python API (``ae.run(name, ...)`` and the named wrappers of ``api.py``) and submitted jobs
-(``python -m acoustic_env.cli``) all read this table, so a job is declared once: its config, the function that runs it, the lines that say what it did,
-and its dry run. ``register(spec)`` adds a command before the parser is built (``docs/development.md``, "Adding a
-command"). The functions are named lazily (``registry.lazy``): building the parser imports none of them.
+The command line (``acoustic-env <name>``: its flags from the config's fields, ``--config FILE``, ``--dry-run``
+where the job has a plan), the Python API (``ae.run(name, ...)`` and the named wrappers of ``api.py``) and
+submitted jobs (``python -m acoustic_env.cli``) all read this table, so a command is declared once: its config, the
+function that runs it, the lines that say what it did, its checks and its dry run. ``register(spec)`` adds a
+command before the parser is built (``docs/development.md``, "Adding a command"). The functions are named lazily (``registry.lazy``): building
+the parser imports none of them. The commands that serve a page until stopped (``serve``, ``audit-review``) are
+registered by ``web/commands.py``, on the floor of their servers.
 """
 
 from __future__ import annotations
@@ -13,31 +15,53 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, Section, TrainConfig
+from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, SearchConfig, Section, TrainConfig
+from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
+from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
+from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
 from acoustic_env.registry import Registry, lazy
 
+#: When a command sends Ray's output, warnings and INFO logs to its log file (``cli/console.py``): after its checks
+#: (``before``), when the run is about to start Ray (``on_ray``: ``run(config, on_ray=...)`` calls it), or never
+#: (the command's output is all it prints).
+CONSOLE = ("before", "on_ray", "never")
+
+#: The help of each group of commands (``acoustic-env audioset ...``).
+GROUPS = {"audioset": "sample AudioSet's segment lists for a task, fetch the clips, write the rescored label list "
+                      "after an audit",
+          "labels": "keep reviewers' verdicts in a label store beside the feature table, and write the corrected "
+                    "label list that train, audit and annotate take (--labels)"}
 
 @dataclass(frozen=True)
 class JobSpec:
     """One command that runs a job.
 
     Attributes:
-        name: the sub-command (``acoustic-env <name>``) and the API's name for it.
+        name: the sub-command (``acoustic-env <name>``; ``"audioset sample"``: ``sample`` in the group ``audioset``,
+            see :data:`GROUPS`) and the API's name for it.
         summary: one line for ``--help``.
-        config: the job's config class; every field is a flag (``config.flags``).
+        config: the job's config class; every field is a flag or, declared ``positional``, a word (``config.flags``).
         run: ``run(config) -> result``: the job.
         lines: ``lines(result) -> list[str]``: what the command prints when the job is done.
-        plan: ``plan(config) -> {"lines": [...]}``: what ``--dry-run`` prints, starting nothing.
+        plan: ``plan(config) -> {"lines": [...]}``: what ``--dry-run`` prints, starting nothing; None: no dry run.
         usage: the usage line of ``--help``.
+        check: ``check(config)``: the checks before anything runs (default: the paths by their roles, ``preflight``).
+        console: when Ray's output goes to the log file, one of :data:`CONSOLE`.
     """
 
     name: str
     summary: str
     config: type[Section]
-    run: Callable[[Any], Any]
+    run: Callable[..., Any]
     lines: Callable[[Any], list[str]]
-    plan: Callable[[Any], dict[str, Any]]
+    plan: Callable[[Any], dict[str, Any]] | None = None
     usage: str = "%(prog)s [--config FILE] [options]"
+    check: Callable[[Any], None] = lazy("acoustic_env.jobs.preflight", "preflight")
+    console: str = "before"
+
+    def __post_init__(self) -> None:
+        if self.console not in CONSOLE:
+            raise ValueError(f"command {self.name!r}: console must be one of {CONSOLE}, got {self.console!r}")
 
 
 _REGISTRY: Registry[JobSpec] = Registry("command")
@@ -51,6 +75,10 @@ def _builtin(name: str, summary: str, config: type[Section], module: str, run: s
                    lazy("acoustic_env.jobs.plan", f"plan_{name}"))
 
 
+_COMMANDS = "acoustic_env.jobs.commands"
+_AUDIOSET = "acoustic_env.jobs.audioset.commands"
+_LABELS = "acoustic_env.jobs.label_commands"
+
 for _spec in (
         _builtin("extract", "extract features from a clip list into Parquet", ExtractConfig, "extract", "extract"),
         _builtin("train", "train the environment classifier (PCA + MLP under Ray Tune) with baselines and a report",
@@ -58,5 +86,48 @@ for _spec in (
         _builtin("audit", "rescore the labels out of fold, flag likely wrong ones, write a review page", AuditConfig,
                  "audit.job", "run_audit"),
         _builtin("annotate", "label a new clip list with a trained model (extracts only new clips)", AnnotateConfig,
-                 "annotate", "annotate")):
+                 "annotate", "annotate"),
+        JobSpec("export", "write a feature table as one Parquet or CSV file, one named column per value",
+                ExportConfig, lazy(_COMMANDS, "run_export"), lazy(_COMMANDS, "export_lines"),
+                usage="%(prog)s FEATURES --output FILE [--wide] [options]", console="never"),
+        JobSpec("search", "the clips of a feature table nearest to an example clip or audio file, by an embedder's "
+                          "embeddings", SearchConfig, lazy(_COMMANDS, "run_search"), lazy(_COMMANDS, "search_lines"),
+                lazy("acoustic_env.jobs.plan", "plan_search"), console="never",
+                usage="%(prog)s --features TABLE --example CLIP_OR_FILE [--embedder NAME] [-k 20] [options]"),
+        JobSpec("audit-estimate", "label accuracy per class, with an interval, from review verdicts",
+                AuditEstimateConfig, lazy(_COMMANDS, "run_audit_estimate"), lazy(_COMMANDS, "estimate_lines"),
+                usage="%(prog)s --verdicts FILE [FILE ...] [options]", console="never"),
+        JobSpec("predict", "label audio files, a directory or a clip list with a trained model", PredictConfig,
+                lazy(_COMMANDS, "run_predict"), lazy(_COMMANDS, "predict_lines"),
+                usage="%(prog)s FILES|DIR|MANIFEST --model MODEL [options]", check=lazy(_COMMANDS, "check_predict"),
+                console="on_ray"),
+        JobSpec("audioset sample", "draw a task's clips from a segment list (per-class targets, balanced, seeded; "
+                                   "one streaming pass)", SampleConfig, lazy(_AUDIOSET, "run_sample"),
+                lazy(_AUDIOSET, "sample_lines"), check=lazy("acoustic_env.jobs.preflight", "check_sample_paths"),
+                console="never"),
+        JobSpec("audioset fetch", "download a segment list's 10-s clips with a downloader command (yt-dlp + ffmpeg "
+                                  "by default), resumable; writes a manifest extract takes", FetchConfig,
+                lazy(_AUDIOSET, "run_fetch"), lazy("acoustic_env.jobs.audioset.fetch", "summary_lines"),
+                check=lazy("acoustic_env.jobs.audioset.fetch", "check_paths")),
+        JobSpec("audioset rescore", "write the rescored label list of an audit: given labels, score, suspected, the "
+                                    "label the review settled, and the label accuracy per class with its interval",
+                RescoreConfig, lazy(_AUDIOSET, "run_rescore"), lazy(_AUDIOSET, "rescore_lines"), console="never"),
+        JobSpec("audioset frames", "compare networks over the released embeddings' ten frames (a small CNN, the "
+                                   "study's fully connected net and CNN) with the pooled vector, on one split",
+                FramesConfig, lazy(_AUDIOSET, "run_frames"), lazy(_AUDIOSET, "frames_lines"), console="never"),
+        JobSpec("labels add-verdicts", "append an audit review's verdicts (verdicts.json or CSV) to the label store, "
+                                       "with their reviewer and origin; a verdict about a clip the table does not "
+                                       "hold refuses the whole file", AddVerdictsConfig,
+                lazy(_LABELS, "add_verdicts"), lazy(_LABELS, "add_verdicts_lines"),
+                check=lazy(_LABELS, "check_add_verdicts"), console="never"),
+        JobSpec("labels apply", "write the corrected label list (CSV): per clip the latest reviewed labels, else the "
+                                "given ones; clips where reviewers disagree are listed in <name>.conflicts.csv, not "
+                                "in the list", ApplyLabelsConfig, lazy(_LABELS, "apply"), lazy(_LABELS, "apply_lines"),
+                console="never"),
+        JobSpec("labels show", "count the store's events by source, and show the conflicts", ShowLabelsConfig,
+                lazy(_LABELS, "show"), lazy(_LABELS, "show_lines"), console="never"),
+        JobSpec("labels new-class", "one round of a new class from one example: the yes/no answers to search hits go "
+                                    "to the label store, a model trains on them with random negatives, and the next "
+                                    "clips to judge are written", NewClassConfig, lazy(_LABELS, "new_class"),
+                lazy(_LABELS, "new_class_lines"), console="never")):
     register(_spec)

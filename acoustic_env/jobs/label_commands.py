@@ -1,0 +1,142 @@
+"""The run and the summary lines of ``labels add-verdicts``, ``apply``, ``show`` and ``new-class`` (their catalogue
+entries: ``jobs/catalog.py``): reviewers' verdicts into the label store, the corrected list out, and a new class
+from one example's search hits. The store is :mod:`acoustic_env.labels`; nothing here starts Ray."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from acoustic_env.config import ConfigError
+from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a labels command did (``result``: its own values), the config it ran with, the store it used."""
+
+    result: Any
+    config: Any
+    store: str | None = None
+
+
+def _store(cfg: Any) -> str:
+    from acoustic_env.labels.store import default_store
+
+    return cfg.store or default_store(cfg.features)
+
+
+def _conflict_lines(conflicts: dict[str, list[Any]], shown: int = 5) -> list[str]:
+    """The first ``shown`` conflicts, each reviewer's decision on one line."""
+    lines = []
+    for clip_id, events in list(conflicts.items())[:shown]:
+        lines.append(f"    {clip_id}: " + "; ".join(f"{e.reviewer or '(no reviewer)'} {e.verdict} -> "
+                                               f"{','.join(e.decision()) or '(no class)'}" for e in events))
+    if len(conflicts) > shown:
+        lines.append(f"    ... and {len(conflicts) - shown} more")
+    return lines
+
+
+def check_add_verdicts(cfg: AddVerdictsConfig) -> None:
+    """The paths by their roles, and the store (given, or beside the table) one that can be written."""
+    from acoustic_env.jobs.preflight import check_output, preflight
+
+    preflight(cfg)
+    check_output(_store(cfg), "store")
+
+
+def add_verdicts(cfg: AddVerdictsConfig) -> Done:
+    from acoustic_env.jobs.audit.estimate import read_verdicts
+    from acoustic_env.labels.store import append
+    from acoustic_env.labels.verdicts import table_clip_ids, verdict_events
+    from acoustic_env.vocabulary.tasks import load_task
+
+    store = _store(cfg)
+    task = load_task(cfg.task, cfg.ontology)
+    events = verdict_events(read_verdicts(cfg.verdicts), task, table_clip_ids(cfg.features), table=cfg.features,
+                            reviewer=cfg.reviewer, origin=cfg.origin, source=cfg.source)
+    return Done((events, append(store, events)), cfg, store)
+
+
+def add_verdicts_lines(done: Done) -> list[str]:
+    events, written = done.result
+    verdicts = Counter(e.verdict for e in events)
+    return [f"{len(events)} verdicts added ({', '.join(f'{k} {v}' for k, v in sorted(verdicts.items())) or 'none'}) "
+            f"to the label store {done.store}" + (f": {written}" if written else "")]
+
+
+def _events(cfg: ApplyLabelsConfig | ShowLabelsConfig) -> tuple[Any, str, list]:
+    """(task, store, the store's events of the task) of ``apply`` and ``show``."""
+    from acoustic_env.labels.store import read_events
+    from acoustic_env.vocabulary.tasks import load_task
+
+    task = load_task(cfg.task, cfg.ontology)
+    store = _store(cfg)
+    return task, store, read_events(store, task.name)
+
+
+def apply(cfg: ApplyLabelsConfig) -> Done:
+    from acoustic_env.labels.current import corrected
+    from acoustic_env.labels.label_list import write_list
+
+    task, store, events = _events(cfg)
+    if not events:
+        raise ConfigError(f"store: no label events of task {task.name} in {store} (add an audit review's verdicts "
+                          "with `acoustic-env labels add-verdicts`)")
+    current = corrected(events)
+    return Done((task, current, write_list(current, cfg.output)), cfg, store)
+
+
+def apply_lines(done: Done) -> list[str]:
+    (task, current, conflicts), cfg = done.result, done.config
+    reviewed = sum(d.reviewed for d in current.decisions.values())
+    lines = [f"{len(current.decisions)} clips in the corrected list ({reviewed} decided by a reviewer) for task "
+             f"{task.name}: {cfg.output}"]
+    if current.conflicts:
+        lines += [f"  {len(current.conflicts)} clips where reviewers disagree are left out of the list (they keep the "
+                  f"table's labels until the reviewers agree): {conflicts}", *_conflict_lines(current.conflicts)]
+    return [*lines, f"  use it: acoustic-env train|audit --features {cfg.features} --labels {cfg.output} ..."]
+
+
+def show(cfg: ShowLabelsConfig) -> Done:
+    from acoustic_env.labels.current import corrected
+
+    task, store, events = _events(cfg)
+    return Done((task, events, corrected(events)), cfg, store)
+
+
+def show_lines(done: Done) -> list[str]:
+    task, events, current = done.result
+    by_source = Counter(e.source for e in events)
+    reviewers = sorted({e.reviewer for e in events if e.reviewer})
+    return [f"label store {done.store}, task {task.name}: {len(events)} events "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items())) or 'none'}) about "
+            f"{len({e.clip_id for e in events})} clips; reviewers: {', '.join(reviewers) or 'none'}",
+            f"  corrected list: {len(current.decisions)} clips ({sum(d.reviewed for d in current.decisions.values())} "
+            f"decided by a reviewer); conflicts: {len(current.conflicts)}",
+            *(_conflict_lines(current.conflicts) if current.conflicts else ["  no conflicts"])]
+
+
+def new_class(cfg: NewClassConfig) -> Done:
+    from acoustic_env.jobs.new_class import run_round
+
+    return Done(run_round(cfg), cfg)
+
+
+def new_class_lines(done: Done) -> list[str]:
+    r, cfg = done.result, done.config
+    counts, ev = r.round.counts(), r.train.evaluation
+    auc = r.train.metrics[ev["chosen"]]["roc_auc"]
+    listed = counts["yes"] + counts["no"] + counts["random_negatives"]
+    return [f"{r.added} verdicts added to the label store as {cfg.name} or {cfg.other} (source search, origin "
+            f"search:{cfg.example})",
+            f"  label list {r.label_list}: {counts['yes']} {cfg.name} (marked yes), {counts['no']} {cfg.other} "
+            f"(marked no), {counts['random_negatives']} {cfg.other} drawn at random from the clips nobody judged "
+            f"(seed {cfg.seed}; never a clip marked yes)"
+            + (f"; {counts['conflicts']} clips where reviewers disagree left out" if counts["conflicts"] else ""),
+            f"  model {r.train.model}: {ev['chosen']}, out-of-fold ROC AUC " + ("–" if auc is None else f"{auc:.3f}")
+            + f" over the {listed} clips listed with a class",
+            f"  next: {len(r.picks)} clips by {cfg.strategy} in {r.review}; write yes, no or unsure in its verdict "
+            f"column, then: acoustic-env labels new-class --features {cfg.features} --name {cfg.name} "
+            f"--example {cfg.example} --verdicts {r.review} --output <next round>"]
