@@ -11,20 +11,10 @@ import os
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from acoustic_env.config import ConfigError, IN_PROCESS_MAX, SearchConfig
 from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
-
-
-@dataclass(frozen=True)
-class Exported:
-    """What ``export`` wrote: ``rows`` clips x ``columns`` columns into ``output``."""
-
-    rows: int
-    columns: int
-    output: str
+from acoustic_env.jobs.results import Estimated, Exported, Predicted, Searched
 
 
 def run_export(cfg: ExportConfig) -> Exported:
@@ -37,16 +27,6 @@ def run_export(cfg: ExportConfig) -> Exported:
 
 def export_lines(done: Exported) -> list[str]:
     return [f"export: {done.rows} clips x {done.columns} columns -> {done.output}"]
-
-
-@dataclass(frozen=True)
-class Searched:
-    """What ``search`` found (``found``: a ``jobs.search.Found``), for ``example``, and where it was written."""
-
-    found: Any
-    example: str
-    save: str | None
-    page: str | None  # the page's index.html, when one was written
 
 
 def run_search(cfg: SearchConfig) -> Searched:
@@ -65,15 +45,6 @@ def search_lines(done: Searched) -> list[str]:
 
     return [*result_lines(done.found, done.example), *([f"  written to {done.save}"] if done.save else []),
             *([f"  page: {done.page}"] if done.page else [])]
-
-
-@dataclass(frozen=True)
-class Estimated:
-    """The label accuracy ``audit-estimate`` gave (``estimate``), and what it said on the way."""
-
-    estimate: dict[str, Any]
-    notes: list[str]
-    output: str | None
 
 
 def run_audit_estimate(cfg: AuditEstimateConfig) -> Estimated:
@@ -151,20 +122,6 @@ def check_predict(cfg: PredictConfig) -> None:
                [(name, uri) for role, name, uri in paths if role in WRITTEN])
     if cfg.selections and not cfg.windows.windows:
         raise ConfigError("selections: applies to windows only: add --windows")
-
-
-@dataclass(frozen=True)
-class Predicted:
-    """What ``predict`` scored: ``table`` (a row per clip, or per window with ``summary`` per file), how long it
-    took, and what it wrote."""
-
-    table: Any
-    seconds: float
-    save: str | None
-    summary: Any = None  # with --windows: the ``WindowResult`` (its table, summary per file, window and hop)
-    selections: str | None = None  # the directory of the Raven and Audacity files
-    selection_files: int = 0
-    peak_mib: float = 0.0
 
 
 def run_predict(cfg: PredictConfig, on_ray: Callable[[], None] = lambda: None) -> Predicted:

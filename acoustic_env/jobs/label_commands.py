@@ -5,20 +5,11 @@ from one example's search hits. The store is :mod:`acoustic_env.labels`; nothing
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from acoustic_env.config import ConfigError
 from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
-
-
-@dataclass(frozen=True)
-class Done:
-    """What a labels command did (``result``: its own values), the config it ran with, the store it used."""
-
-    result: Any
-    config: Any
-    store: str | None = None
+from acoustic_env.jobs.results import Done
 
 
 def _store(cfg: Any) -> str:

@@ -13,8 +13,8 @@ with no CUDA GPU when no cluster is named: the local Ray instance would have non
 Which fields are paths, and whether a job reads or writes each, is declared with the field
 (``role``, :data:`acoustic_env.config.schema.ROLES`); from it every job gets the same checks,
 and one rule: no output is, holds or lies inside an input (:func:`keep_apart`), through
-symbolic links too. The commands without a config (``export``, ``duplicates``, ``predict``)
-call :func:`keep_apart` with their arguments.
+symbolic links too. ``duplicates`` (a command without a config) and ``export_features`` call :func:`keep_apart` with
+its arguments.
 """
 
 from __future__ import annotations

@@ -155,3 +155,55 @@ class EmbeddingsResult:
     def from_record(cls, record: dict[str, Any]) -> EmbeddingsResult:
         return cls(run_id=record["run_id"], counts=record["counts"], segments_per_s=record["segments_per_s"],
                    output=record["config"]["output"], record=record, wall_s=record["wall_s"])
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What ``export`` wrote: ``rows`` clips x ``columns`` columns into ``output``."""
+
+    rows: int
+    columns: int
+    output: str
+
+
+@dataclass(frozen=True)
+class Searched:
+    """What ``search`` found (``found``: a ``jobs.search.Found``), for ``example``, and where it was written."""
+
+    found: Any
+    example: str
+    save: str | None
+    page: str | None  # the page's index.html, when one was written
+
+
+@dataclass(frozen=True)
+class Estimated:
+    """The label accuracy ``audit-estimate`` gave (``estimate``), and what it said on the way."""
+
+    estimate: dict[str, Any]
+    notes: list[str]
+    output: str | None
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """What ``predict`` scored: ``table`` (a row per clip, or per window with ``summary`` per file), how long it
+    took, and what it wrote."""
+
+    table: Any
+    seconds: float
+    save: str | None
+    summary: Any = None  # with --windows: the ``WindowResult`` (its table, summary per file, window and hop)
+    selections: str | None = None  # the directory of the Raven and Audacity files
+    selection_files: int = 0
+    peak_mib: float = 0.0
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a command without a run record did (the audioset and labels commands): ``result``, its own values; the
+    config it ran with, which its lines quote; the label store it used, where it used one."""
+
+    result: Any
+    config: Any
+    store: str | None = None

@@ -4,18 +4,10 @@ the command prints. The heavy modules are imported when a run starts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from acoustic_env.config.audioset import FramesConfig, RescoreConfig, SampleConfig
-
-
-@dataclass(frozen=True)
-class Done:
-    """A job's own result (``result``) and the config it ran with, which its lines quote."""
-
-    result: Any
-    config: Any
+from acoustic_env.jobs.results import Done
 
 
 def run_sample(cfg: SampleConfig) -> Done:
