@@ -45,7 +45,7 @@ MODULES: dict[str, list[str]] = {
                                      "tests/test_train.py::test_grouped_split_keeps_recordings_together",
                                      "tests/test_train.py::test_explicit_test_list_is_exact_and_does_not_leak"],
     "acoustic_env/learn/artifact.py": ["tests/test_model_artifact.py"],
-    "acoustic_env/jobs/audit/confident.py": [
+    "acoustic_env/learn/confident.py": [
         "tests/test_audit_confident.py",
         "tests/test_audit.py::test_suspects_come_least_likely_given_label_first_within_each_block"],
     "acoustic_env/jobs/audit/job.py": [

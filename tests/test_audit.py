@@ -21,7 +21,7 @@ from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, ConfigError, from_dict
 from acoustic_env.demo.run import audit_against_truth
 from acoustic_env.demo.tables import UNRELATED, synthetic_features
-from acoustic_env.jobs.audit.confident import single_label_issues
+from acoustic_env.learn.confident import single_label_issues
 from acoustic_env.jobs.audit.crossfit import choose_by_log_loss, log_loss, out_of_fold
 from acoustic_env.jobs.audit.job import audit_table, run_audit
 from acoustic_env.jobs.results import AuditResult

@@ -1,7 +1,7 @@
 """Confident learning on probabilities made here (no model fitted): the noise figures the summary and the console
 report, the flags, the suggestions and the intervals, each checked against what it is documented to mean.
 
-Fast (well under a second each): the plain functions of ``acoustic_env.jobs.audit.confident`` on a few hundred
+Fast (well under a second each): the plain functions of ``acoustic_env.learn.confident`` on a few hundred
 clips, so that ``make mutate`` can run them for every mutant.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from cleanlab.count import estimate_joint
 
-from acoustic_env.jobs.audit import confident
-from acoustic_env.jobs.audit.confident import (
+from acoustic_env.learn import confident
+from acoustic_env.learn.confident import (
     BOOTSTRAP_REPLICATES,
     bootstrap_intervals,
     multi_label_issues,

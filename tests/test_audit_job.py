@@ -16,7 +16,7 @@ from test_audit_support import NATURAL, URBAN, make_table
 
 from acoustic_env.config import ConfigError
 from acoustic_env.jobs.audit import job
-from acoustic_env.jobs.audit.confident import LabelIssues
+from acoustic_env.learn.confident import LabelIssues
 from acoustic_env.jobs.audit.job import (
     against_truth,
     audit_table,

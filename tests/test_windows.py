@@ -26,7 +26,7 @@ from acoustic_env.config import DecodeParams, FeatureParams, WindowParams
 from acoustic_env.demo.quick_model import quick_model
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.predict import predict
-from acoustic_env.jobs.window_outputs import RAVEN_COLUMNS
+from acoustic_env.pages.selections import RAVEN_COLUMNS
 from acoustic_env.jobs.windows import predict_windows
 from acoustic_env.storage import write_json
 

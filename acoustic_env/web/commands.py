@@ -16,7 +16,7 @@ def review(cfg: AuditReviewConfig) -> str | None:
     """The review page rebuilt (``review_top``, ``random_sample``) and/or served until a stop signal (``serve``),
     each step said as it happens; the rebuilt page's URI, or None."""
     from acoustic_env.jobs.audit.job import rebuild_review
-    from acoustic_env.jobs.stop_signals import StopSignals
+    from acoustic_env.web.stop_signals import StopSignals
     from acoustic_env.pages.review import verdicts_uri
     from acoustic_env.storage import redact
     from acoustic_env.web.review_server import make_server

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from acoustic_env.config import ServeConfig
 from acoustic_env.jobs.preflight import check_input
-from acoustic_env.jobs.stop_signals import StopSignals
+from acoustic_env.web.stop_signals import StopSignals
 
 
 def check(cfg: ServeConfig) -> None:
@@ -26,7 +26,7 @@ def check(cfg: ServeConfig) -> None:
 
 
 def serve(cfg: ServeConfig, on_ready: Callable[[str], None] = print) -> None:
-    """Run the service until a stop signal (:mod:`acoustic_env.jobs.stop_signals`); ``on_ready`` gets the line with its URL."""
+    """Run the service until a stop signal (:mod:`acoustic_env.web.stop_signals`); ``on_ready`` gets the line with its URL."""
     check(cfg)
     from acoustic_env.distributed import serve as service
     from acoustic_env.web.serve_handler import Service

@@ -33,7 +33,7 @@ from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import CLASSIFIERS, AuditConfig, ConfigError, validate
 from acoustic_env.distributed.session import start_ray
 from acoustic_env.errors import AuditError
-from acoustic_env.jobs.audit.confident import (
+from acoustic_env.learn.confident import (
     LabelIssues,
     multi_label_issues,
     single_label_issues,
