@@ -14,17 +14,25 @@ Windows start at 0, ``hop_s``, 2 ``hop_s``, ... until one reaches the end of the
 file; that last one may be shorter (nothing is padded, as for clips), and a tail
 shorter than ``decode.min_duration_s`` is left out. Times are counted in the file's own
 frames, so ``start_s``/``end_s`` are exact at its sample rate.
+
+A file that fails part-way keeps the windows before the failure: the first window the stream cannot deliver (a
+transfer that fails, a file cut short, a FLAC frame that does not decode) is an error row naming the cause, and the
+rest of the windows asked for carry the same error without being read (a transfer that keeps failing is tried once
+per span, not once per window, each with the store's retries). A WAV cut short is counted to the length its header
+declares, so the windows it lost are error rows too rather than missing.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, BinaryIO
 
 import soundfile as sf
+from fsspec.spec import AbstractBufferedFile
 
 from acoustic_env.audio.decode import STAGE, DecodedClip, check_format, open_clip, samples_to_clip
 from acoustic_env.config import DecodeParams
@@ -66,11 +74,21 @@ def _frames(seconds: float, sr: int) -> int:
     return max(1, round(seconds * sr))
 
 
+#: The most one read of a remote recording fetches ahead of what it asked for. s3fs reads 50 MB blocks, so opening a
+#: file (its header) and each span's first window would fetch 50 MB, a file under that size whole; 1 MiB is what each
+#: span's opening costs beside its own bytes (its header's block), and a GET per half-minute of 16 kHz mono, or per
+#: window of 96 kHz four-channel float.
+READ_BLOCK = 1 << 20
+
+
 def open_recording(source: str | bytes | BinaryIO, params: DecodeParams) -> Any:
     """A file object for ``source``: a URI opened within the clip read limits, bytes in memory, or a binary file
     object already open (a temporary file the service spooled an upload to), read from its start."""
     if isinstance(source, str):
-        return _Watched(open_clip(source, params))
+        fh = open_clip(source, params)
+        if isinstance(fh, AbstractBufferedFile):  # object storage, HTTP: a GET per block from where it is read
+            fh.blocksize = fh.cache.blocksize = min(fh.blocksize, READ_BLOCK)
+        return _Watched(fh)
     fh = io.BytesIO(source) if isinstance(source, bytes) else source
     if fh.seek(0, io.SEEK_END) == 0:
         raise ClipError(STAGE, "empty_file", "file is empty (0 bytes)")
@@ -126,6 +144,8 @@ class Recording:
             self._file = sf.SoundFile(self._fh)
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
             self._fh.close()
+            if self._fh.failure is not None:  # the header's transfer failed: not a file libsndfile cannot read
+                raise ClipError(STAGE, *transport_failure(self._fh.failure)) from None
             reason = getattr(exc, "error_string", None) or str(exc)
             raise ClipError(STAGE, "not_audio", f"libsndfile cannot read it ({reason}); windows need WAV, FLAC, "
                                                 "OGG or MP3 (convert other formats with ffmpeg first)") from None
@@ -142,11 +162,13 @@ class Recording:
 
     @property
     def duration_s(self) -> float:
-        return self._file.frames / self._file.samplerate
+        return self.frames / self._file.samplerate
 
     @property
     def frames(self) -> int:
-        return int(self._file.frames)
+        """The frames the file declares: a WAV cut short holds fewer (libsndfile reads it as shorter), and the
+        windows it lost are error rows rather than missing."""
+        return declared_frames(self._file)
 
     @property
     def sample_rate(self) -> int:
@@ -161,10 +183,9 @@ class Recording:
         ClipError, before any window is read, for a file with no samples (too_short) or
         one that would give more than ``most`` windows (too_many_windows).
         """
-        f, sr = self._file, self._file.samplerate
-        if f.frames <= 0:
+        if self.frames <= 0:
             raise ClipError(STAGE, "too_short", "no audio samples in the file")
-        count = span_count(f.frames, sr, window_s, hop_s)
+        count = span_count(self.frames, self.sample_rate, window_s, hop_s)
         if most is not None and count > most:
             raise ClipError(STAGE, "too_many_windows",
                             f"{self.duration_s:.1f} s in windows of {window_s:g} s every {hop_s:g} s is {count} "
@@ -175,14 +196,40 @@ class Recording:
         """How many windows :meth:`windows` gives (the short tail it leaves out not counted), none of them read;
         its ClipErrors."""
         self.windows(window_s, hop_s, most)  # the checks only: the generator reads nothing until drawn
-        f = self._file
-        return sum(1 for _ in spans(f.frames, f.samplerate, window_s, hop_s, self.params.min_duration_s))
+        return sum(1 for _ in spans(self.frames, self.sample_rate, window_s, hop_s, self.params.min_duration_s))
 
     def _read(self, window_s: float, hop_s: float, first: int = 0, end: int | None = None) -> Iterator[Window]:
         f, sr = self._file, self._file.samplerate
         dtype = "float64" if f.subtype == "DOUBLE" else "float32"  # as decode_bytes reads
-        for start, stop in islice(spans(f.frames, sr, window_s, hop_s, self.params.min_duration_s), first, end):
-            yield _window(f, start, stop, dtype, self.params, self._fh)
+        cut = (f"{STAGE}/truncated: the file ends at {f.frames / sr:.1f} s, its header declares "
+               f"{self.frames / sr:.1f} s")
+        broken: str | None = None  # the stream's failure: the windows after it are not read
+        for start, stop in islice(spans(self.frames, sr, window_s, hop_s, self.params.min_duration_s), first, end):
+            if broken is None and start >= f.frames:  # past the end of a WAV cut short
+                broken = cut
+            if broken is not None:
+                yield Window(start / sr, stop / sr, None, broken)
+                continue
+            window = _window(f, start, stop, dtype, self.params, self._fh)
+            if window.error is not None and not window.error.startswith(SAMPLE_ERRORS):
+                short = self.frames > f.frames and window.error.startswith(f"{STAGE}/truncated:")
+                broken = cut if short else window.error
+            yield window
+
+
+#: The errors of a window's own samples; any other is the stream's, and the windows after it share it unread.
+SAMPLE_ERRORS = (f"{STAGE}/too_short:", f"{STAGE}/nan_samples:")
+
+
+def declared_frames(f: sf.SoundFile) -> int:
+    """The frames a WAV's header declares when the file holds fewer (libsndfile notes ``data : <bytes> (should be
+    <bytes held>)`` and reads only those), else the frames libsndfile reads. A header that says 0 or 0xFFFFFFFF
+    (a recorder that never wrote the length) declares nothing."""
+    data = re.search(r"^data\s*:\s*(\d+) \(should be \d+\)", f.extra_info, re.MULTILINE)
+    align = re.search(r"Block Align\s*:\s*(\d+)", f.extra_info)
+    if data is None or align is None or int(data[1]) in (0, 0xFFFFFFFF) or int(align[1]) <= 0:
+        return int(f.frames)
+    return max(int(f.frames), int(data[1]) // int(align[1]))
 
 
 def _window(f: sf.SoundFile, start: int, end: int, dtype: str, params: DecodeParams,
@@ -193,7 +240,11 @@ def _window(f: sf.SoundFile, start: int, end: int, dtype: str, params: DecodePar
     try:
         if fh is not None:
             fh.failure = None
-        f.seek(start)
+        try:
+            f.seek(start)
+        except sf.LibsndfileError as exc:  # a FLAC cut short or damaged before here
+            raise ClipError(STAGE, "corrupt", f"cannot seek to {start / sr:.1f} s, the file is cut short or damaged "
+                                              f"before it ({exc.error_string})") from None
         audio = f.read(frames=end - start, dtype=dtype, always_2d=True)
         if audio.shape[0] < end - start and fh is not None and fh.failure is not None:
             raise ClipError(STAGE, *transport_failure(fh.failure))
