@@ -36,6 +36,7 @@ os.environ.setdefault("ACOUSTIC_ENV_EMBEDDERS", "none")
 import logging
 import socket
 import sys
+import time
 
 # Python's bytecode cache on (Python's default) where the environment turned it off (PYTHONDONTWRITEBYTECODE, as on
 # this project's CI machine): else every test process rewrites the asserts of every test module again (4 CPU-s each)
@@ -211,19 +212,31 @@ def mixed_clips(folder: Path) -> Path:
 #: a test not marked slow should stay under this (seconds, the 2-core machine); make test-fast relies on it
 FAST_LIMIT_S = 10.0
 _unmarked_slow: list[tuple[str, float]] = []
+_START = time.monotonic()  # when conftest was loaded: the run's start, to within its collection
+_worker_times: dict[str, tuple[float, float]] = {}  # test process -> (its last report, seconds, since _START; in tests)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" and report.duration > FAST_LIMIT_S and "slow" not in report.keywords:
         _unmarked_slow.append((report.nodeid, report.duration))
+    worker = getattr(report, "node", None)  # under -n: the test process that ran it (pytest-xdist sets it)
+    if worker is not None:
+        busy = _worker_times.get(worker.gateway.id, (0.0, 0.0))[1]
+        _worker_times[worker.gateway.id] = (time.monotonic() - _START, busy + report.duration)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """Name the tests that took over FAST_LIMIT_S without the slow marker (a loaded machine can cause it)."""
+    """Name the tests that took over FAST_LIMIT_S without the slow marker (a loaded machine can cause it); under
+    ``-n``, when each test process ended its last test and how long it spent in tests, so that a run's log shows
+    whether the processes finished together (the order of ``pytest_collection_modifyitems``) or one ran on alone."""
     if _unmarked_slow:
         terminalreporter.section(f"not marked slow, over {FAST_LIMIT_S:g} s")
         for nodeid, seconds in sorted(_unmarked_slow, key=lambda x: -x[1]):
             terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
+    if _worker_times:
+        terminalreporter.section("test processes: last test ended, time in tests")
+        for worker, (ended, busy) in sorted(_worker_times.items(), key=lambda x: -x[1][0]):
+            terminalreporter.write_line(f"{worker}: {ended:6.0f} s into the run, {busy:6.0f} s in tests")
 
 
 # ----------------------------------------------------------------------------- parallel runs (pytest-xdist)

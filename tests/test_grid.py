@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 from pathlib import Path
 
 import documentation
@@ -17,7 +16,7 @@ from acoustic_env.jobs.train.grid import cells, check_columns, compare, embeddin
 from acoustic_env.learn.cv import CVResult
 from acoustic_env.table import read_features
 from test_model_artifact import fit_as_the_job
-from worlds import choosing_commands, shell_env
+from worlds import choosing_commands, run_as_written
 
 
 def test_cells_pair_each_embedder_with_the_indices_and_mps_of_the_same_signals():
@@ -101,18 +100,20 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_readme_walkthrough_runs_as_written(demo_run):
+def test_the_readme_walkthrough_runs_as_written(demo_run, monkeypatch, capfd):
     """The "Choosing a model" page's commands, in order: its ``acoustic-env demo`` (the session's one demo
-    run), then ``acoustic-env train --grid`` on that demo's table, as written."""
+    run, a process of its own), then ``acoustic-env train --grid`` on that demo's table, as written, through
+    ``cli.main`` in this process (``worlds.run_as_written``: its cross-validation runs in the command's process, no
+    Ray; a subprocess would add only an interpreter and the imports)."""
     assert len(documentation.section("Choosing a model: the grid").strip().splitlines()) <= 30
     demo, train_grid = choosing_commands()
     assert demo.split()[1] == "demo" and train_grid.split()[1] == "train" and "--grid" in train_grid
     cwd, made = demo_run
     assert made.returncode == 0, made.stdout + made.stderr
-    r = subprocess.run(train_grid, shell=True, cwd=cwd, env=shell_env(), capture_output=True, text=True, timeout=1800)
-    assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, f"{train_grid}\n{r.stdout}\n{r.stderr}"
+    monkeypatch.chdir(cwd)
+    out = run_as_written(train_grid, capfd)
     cells = 1 + (importlib.util.find_spec("ai_edge_litert") is not None)  # none, and BirdNET when its extra is in
-    assert "<- winner, saved" in r.stdout and f"grid: {cells} cells in" in r.stdout, r.stdout
+    assert "<- winner, saved" in out and f"grid: {cells} cells in" in out, out
     assert (cwd / "demo-output" / "grid" / "model" / "model.json").is_file()
     assert (cwd / "demo-output" / "grid" / "report" / "grid.png").is_file()
 

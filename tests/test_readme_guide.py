@@ -3,16 +3,17 @@
 "Your own recordings" are generated soundscapes (real FLAC files, different sample rates
 and channel counts), copied into ``recordings/`` under plain file names, with a
 ``labels.csv`` in the format the guide shows. Every ``acoustic-env`` line of the guide's
-``sh`` blocks runs in a subprocess, exactly as written; the ``python`` blocks run after.
+``sh`` blocks runs exactly as written through ``cli.main`` in this process (``worlds.run_as_written``), on the
+session's Ray instance (train's ablations run there), with a user's default ``--embedders auto``; the ``python``
+blocks run after. (A subprocess per line cost an interpreter and the package's imports each, ten times, and a local
+Ray instance for the train.)
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,9 @@ import pytest
 import soundfile as sf
 
 from acoustic_env.demo.synth import generate_demo
+from acoustic_env.jobs.extract import EMBEDDERS_ENV
 from acoustic_env.table import read_features
-from worlds import shell_env
+from worlds import run_as_written
 
 pytestmark = pytest.mark.slow
 
@@ -70,16 +72,15 @@ def _recordings(work: Path) -> None:
     sf.write(work / "field-recording.flac", np.concatenate([audio] * 10), sr, subtype="PCM_16")
 
 
-def test_the_guide_runs_as_written(tmp_path):
+def test_the_guide_runs_as_written(tmp_path, ray_session, monkeypatch, capfd):
     _recordings(tmp_path)
-    env = shell_env()  # a user's shell: the default --embedders auto
+    monkeypatch.delenv(EMBEDDERS_ENV, raising=False)  # a user's shell: the default --embedders auto
+    monkeypatch.chdir(tmp_path)
     commands = [line for b in blocks("sh") for line in b.splitlines() if line.startswith("acoustic-env ")]
     for command in commands:
-        r = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
-        assert r.returncode == 0, f"{command}\n{r.stdout}\n{r.stderr}"
-        assert "Traceback" not in r.stdout + r.stderr, command
+        out = run_as_written(command, capfd)
         if "--dry-run" in command:
-            assert "(dry run)" in r.stdout, command
+            assert "(dry run)" in out, command
     assert len(list((tmp_path / "extracted" / "features").glob("*.parquet")))
     assert (tmp_path / "trained" / "model" / "model.json").is_file()
     assert "birdnet" in read_features(str(tmp_path / "extracted")).columns  # no flag: the pretrained embedder ran
@@ -93,10 +94,5 @@ def test_the_guide_runs_as_written(tmp_path):
     assert "indices_raw:ACI" in header and "clip_id" in header
 
     # the recipes, in the same folder
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        for n, code in enumerate(blocks("python")):
-            exec(compile(code, f"README.md#guide-recipe-{n}", "exec"), {"__name__": "__readme__"})
-    finally:
-        os.chdir(cwd)
+    for n, code in enumerate(blocks("python")):
+        exec(compile(code, f"README.md#guide-recipe-{n}", "exec"), {"__name__": "__readme__"})

@@ -4,8 +4,11 @@ The job pages (docs/: Extract, Train, Audit, Near-duplicates, Annotate) write th
 against an AudioSet segment list, ``/data/audioset`` and ``s3://bucket``. Here the segment list is
 the demo generator's (real FLAC files in AudioSet's ``<YTID>_<start_ms>`` layout), ``/data/audioset``
 a local folder of them, and ``s3://bucket`` a fresh bucket on the loopback S3 server (moto). Each
-command runs in a subprocess exactly as written, after only those substitutions, in the site's order
-(``documentation.pages``). Commands of the other sections are run by the tests that ``ELSEWHERE`` names, and
+command runs exactly as written, after only those substitutions, in the site's order (``documentation.pages``),
+through ``cli.main`` in this process (``worlds.run_as_written``) on the session's Ray instance, with a fresh S3 client
+as a new process has; ``audit-review --serve``, which runs until Ctrl-C, in a process of its own. (A subprocess per
+command cost an interpreter and the package's imports each, eight times, and a local Ray instance for each train.)
+Commands of the other sections are run by the tests that ``ELSEWHERE`` names, and
 ``test_every_readme_command_is_run_somewhere`` fails when a command appears that nobody runs.
 """
 
@@ -27,6 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from acoustic_env.demo.synth import generate_demo
+from worlds import run_as_written
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +77,7 @@ def _substitute(command: str, bucket: str, audioset: Path) -> str:
 
 
 @pytest.mark.slow
-def test_reference_commands_run_as_written(s3_endpoint, tmp_path):
+def test_reference_commands_run_as_written(s3_endpoint, ray_session, tmp_path, monkeypatch, capfd):
     import s3fs
 
     bucket = f"readme-{uuid.uuid4().hex[:8]}"
@@ -94,12 +98,7 @@ def test_reference_commands_run_as_written(s3_endpoint, tmp_path):
     assert [c.split()[1] for c in commands] == [
         "extract", "train", "train", "audit", "audit-review", "audit-estimate", "duplicates", "duplicates", "annotate"]
 
-    def run(command: str) -> str:
-        r = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
-        assert r.returncode == 0, f"{command}\n{r.stdout}\n{r.stderr}"
-        assert "Traceback" not in r.stdout + r.stderr, command
-        return r.stdout
-
+    monkeypatch.chdir(tmp_path)
     for command in commands:
         if command.split()[1] == "train" and "demo-output/extract" in command:
             # the demo's layout: its extract output, copied from the bucket
@@ -107,7 +106,8 @@ def test_reference_commands_run_as_written(s3_endpoint, tmp_path):
         if command.split()[1] == "audit-review":
             _review_server(command, tmp_path, env)
             continue
-        run(command)
+        s3fs.S3FileSystem.clear_instance_cache()  # no listing cached by an earlier command: as in a new process
+        run_as_written(command, capfd)
 
     # what the commands left behind, read back (a fresh listing: the commands wrote behind this client's cache)
     s3.invalidate_cache()

@@ -162,6 +162,28 @@ def choosing_commands() -> list[str]:
             for c in re.split(r"(?<!\\)\n", b.strip())]
 
 
+#: what only a shell reads (pipes, redirections, quotes, globs, expansions): a documented command without any is what
+#: ``shlex.split`` makes of it
+SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?'\"\\~]")
+
+
+def run_as_written(command: str, capfd: pytest.CaptureFixture[str]) -> str:
+    """A documented ``acoustic-env ...`` line as written, through ``cli.main`` in this process: exit status 0 and no
+    traceback on the console; its stdout. A subprocess would add an interpreter, the package's imports and, for a job
+    on Ray, a local Ray instance of its own: the console entry point and a command's own Ray are tested through the
+    demo's command (tests/test_console.py)."""
+    from acoustic_env.cli import main
+
+    assert not SHELL_SYNTAX.search(command), f"shell syntax: run it in a shell: {command}"
+    argv = shlex.split(command)
+    assert argv[0] == "acoustic-env", command
+    code = main(argv[1:])
+    out, err = capfd.readouterr()
+    assert code == 0, f"{command}\n{out}\n{err}"
+    assert "Traceback" not in out + err, command
+    return out
+
+
 def shell_env() -> dict[str, str]:
     """The environment a user's shell has after ``source .venv/bin/activate``, on this checkout's package."""
     root = str(Path(__file__).resolve().parents[1])  # this checkout's package, whichever one is installed
