@@ -1,10 +1,8 @@
 """Every figure of the report's metrics (``learn.metrics.evaluate``), held to scikit-learn and to hand counts for
-each task kind, and the checks on an audit's label-accuracy file. ``tests/test_metrics.py`` holds the bootstrap's
-statistic and the adjusted accuracies."""
+each task kind. ``tests/test_metrics.py`` holds the bootstrap's statistic and the adjusted accuracies;
+``tests/test_train_inputs.py`` the checks on an audit's label-accuracy file."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -20,7 +18,6 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from acoustic_env.config import ConfigError
 from acoustic_env.learn.metrics import (
     adjusted_accuracy,
     assumed_label_accuracy,
@@ -29,7 +26,6 @@ from acoustic_env.learn.metrics import (
     headline,
     intervals,
     max_accuracy,
-    read_label_accuracy,
     resample_groups,
     study_ratio,
     true_accuracy,
@@ -170,28 +166,6 @@ def test_wilson_and_the_adjustment_at_their_edges():
     assert adjusted_accuracy(0.7, 100, chance, 2)["interval"] is None  # labels at chance: no figure, no interval
 
 
-@pytest.mark.parametrize("content, message", [
-    ("not json", "cannot read"),
-    ({"overall": {"accuracy": 0.9, "low": 0.8}}, "needs overall.accuracy, overall.low and overall.high"),
-    ([1, 2], "needs overall.accuracy"),
-    ({"overall": {"accuracy": 0.9, "low": 0.95, "high": 0.97}}, "needs 0 <= low <= accuracy <= high <= 1"),
-    ({"overall": {"accuracy": 0.9, "low": 0.8, "high": 1.2}}, "needs 0 <= low <= accuracy <= high <= 1"),
-    ({"overall": {"accuracy": 0.9, "low": -0.1, "high": 0.95}}, "needs 0 <= low <= accuracy <= high <= 1"),
-    ({"sample": "suspects", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95}}, "on the audit's suspects"),
-])
-def test_a_label_accuracy_file_that_cannot_be_used_is_one_line_naming_it(tmp_path, content, message):
-    path = tmp_path / "estimate.json"
-    path.write_text(content if isinstance(content, str) else json.dumps(content))
-    with pytest.raises(ConfigError, match=f"^label_accuracy: .*{message}") as err:
-        read_label_accuracy(str(path))
-    assert "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match="label_accuracy: cannot read .*missing.json"):
-        read_label_accuracy(str(tmp_path / "missing.json"))
-    good = {"sample": "random", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95}}
-    path.write_text(json.dumps(good))
-    assert read_label_accuracy(str(path)) == good
-
-
 def test_the_edges_of_a_test_split_count_as_the_report_says():
     """A probability of exactly 0.5 is a positive; a class of one clip has its AUC and curve; a class absent from
     the split and never predicted counts as F1 0 in the macro average (over every class of the task), its precision
@@ -224,19 +198,6 @@ def test_the_best_threshold_may_be_predicting_no_positive():
     acc, threshold = max_accuracy("single_label", y, np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6],
                                                                 [0.9, 0.1]]))
     assert acc == 0.8 and threshold == 1.0  # no clip at or above 1.0 is called positive
-
-
-def test_bounds_of_a_label_accuracy_file_are_inclusive(tmp_path):
-    path = tmp_path / "estimate.json"
-    for overall in ({"accuracy": 0.0, "low": 0.0, "high": 0.0}, {"accuracy": 1.0, "low": 1.0, "high": 1.0}):
-        path.write_text(json.dumps({"sample": "random", "overall": overall}))
-        assert read_label_accuracy(str(path))["overall"] == overall
-    with pytest.raises(ConfigError, match=r"label_accuracy: cannot read .*estimate.json: Expecting property name"):
-        path.write_text("{")
-        read_label_accuracy(str(path))
-    with pytest.raises(ConfigError, match=r"on the audit's suspects .*; pass the random-sample estimate$"):
-        path.write_text(json.dumps({"sample": "suspects", "overall": {"accuracy": 0.9, "low": 0.8, "high": 0.95}}))
-        read_label_accuracy(str(path))
 
 
 def test_bootstrap_groups_may_be_named_by_text_and_any_group_drawn():

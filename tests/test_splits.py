@@ -1,5 +1,5 @@
 """Splits and folds (``learn.splits``) on small arrays: the sizes asked for, stratification, groups kept whole,
-the same split for the same seed, the test list formats and the one-line errors.
+the same split for the same seed and the one-line errors (the test list's formats: ``test_train_inputs.py``).
 
 Fast (no table, no model): ``make mutate`` runs these against every mutant of the module.
 """
@@ -23,7 +23,6 @@ from acoustic_env.learn.splits import (
     assign_splits,
     fold_order,
     leaks,
-    read_test_list,
     strata,
 )
 
@@ -108,25 +107,6 @@ def test_strata_are_the_class_or_the_label_matrix():
     """A multi-label split stratifies by label presence, so its strata are the 0/1 matrix, not each row's pattern."""
     assert strata(np.array([0, 2, 1])).tolist() == ["0", "2", "1"]
     assert strata(np.array([[1, 0, 1], [0, 0, 0], [0.0, 1.0, 1.0]])).tolist() == [[1, 0, 1], [0, 0, 0], [0, 1, 1]]
-
-
-def test_read_test_list_reads_each_format_and_says_what_is_wrong(tmp_path):
-    """An id per line, a CSV with a clip_id column anywhere, an empty file or CSV; a CSV without clip_id and a
-    missing file end in one line naming the problem."""
-    (tmp_path / "ids.txt").write_text("  a \nb\n\n")
-    assert read_test_list(str(tmp_path / "ids.txt")) == {"a", "b"}
-    (tmp_path / "list.csv").write_text("uri, clip_id ,label\nx.wav,clip1,dog\ny.wav,clip2 ,cat\n")
-    assert read_test_list(str(tmp_path / "list.csv")) == {"clip1", "clip2"}
-    (tmp_path / "empty.txt").write_text("")
-    assert read_test_list(str(tmp_path / "empty.txt")) == set()
-    (tmp_path / "header.csv").write_text("uri,clip_id\n")
-    assert read_test_list(str(tmp_path / "header.csv")) == set()
-    (tmp_path / "bad.csv").write_text("uri,label\nx.wav,dog\n")
-    with pytest.raises(ConfigError, match=r"^test_list: a CSV needs a clip_id column, got columns \['uri', 'label'\]$"):
-        read_test_list(str(tmp_path / "bad.csv"))
-    missing = str(tmp_path / "none.txt")
-    with pytest.raises(ConfigError, match=rf"^test_list: cannot read {missing}: .*No such file"):
-        read_test_list(missing)
 
 
 def test_fold_names_sort_numbers_numerically_then_words():

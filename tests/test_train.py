@@ -28,12 +28,12 @@ from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, synthetic_table, write_features
 from acoustic_env.jobs.train import load_model
+from acoustic_env.jobs.train.inputs import read_label_accuracy, read_test_list
 from acoustic_env.jobs.train.job import train
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.learn.metrics import (
     adjusted_accuracy,
     evaluate,
-    read_label_accuracy,
     true_accuracy,
 )
 from acoustic_env.learn.mlp import architecture, predict_proba
@@ -46,7 +46,6 @@ from acoustic_env.learn.splits import (
     VAL,
     assign_splits,
     leaks,
-    read_test_list,
     strata,
 )
 from acoustic_env.learn.transform import transform_all

@@ -52,13 +52,10 @@ def read_labelled(uri: str, task: str, ontology: str | None, check: Callable[[Fe
     ``read_options`` go to ``table.read_features``.
     """
     labelled = load_task(task, ontology)
-    used = None
     if labels is None:
-        features = read_features(uri, task=labelled, **read_options)
+        features, used = read_features(uri, task=labelled, **read_options), None
     else:
-        listed = read_label_list(labels, labelled)
-        features, changed = _read_relabelled(uri, labelled, listed, read_options)
-        used = listed.describe(changed)
+        features, used = _read_relabelled(uri, labelled, read_label_list(labels, labelled), read_options)
     check(features, labelled)
     # leakage guard: near-duplicates share a group
     duplicates = (merge_chunk_duplicate_groups(features, read_chunks) if duplicate_chunks
@@ -66,8 +63,10 @@ def read_labelled(uri: str, task: str, ontology: str | None, check: Callable[[Fe
     return LabelledSet(labelled, duplicates.apply(features), duplicates, used)
 
 
-def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict[str, Any]) -> tuple[FeatureSet, int]:
-    """The table's clips with a target once the list's classes replace the table's; how many targets changed."""
+def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict[str, Any]
+                     ) -> tuple[FeatureSet, dict[str, Any]]:
+    """The table's clips with a target once the list's classes replace the table's; the list used, with how many
+    targets it changed (``LabelList.describe``)."""
     facts = selection(uri, clip_ids=read_options.get("clip_ids")).facts
     ids = facts["clip_id"].to_pylist()
     hits = [task.memberships(labels or []) for labels in facts["labels"].to_pylist()]
@@ -88,7 +87,7 @@ def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict
     y = (np.array([[int(k in h) for k in range(task.n_classes)] for h in rows], dtype=np.int64).reshape(-1, task.n_classes)
          if task.kind == "multi_label" else np.array([h[0] for h in rows], dtype=np.int64))
     return replace(features, y=y, n_read=len(ids), excluded={**features.excluded, "rows": {
-        **excluded, **features.excluded["rows"]}}), changed
+        **excluded, **features.excluded["rows"]}}), listed.describe(changed)
 
 
 def grouped_folds(features: FeatureSet, task: Task, n_folds: int, seed: int, duplicates: dict[str, Any],

@@ -30,8 +30,6 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from acoustic_env.config import ConfigError
-
 
 def _safe(fn: Any, *args: Any, **kwargs: Any) -> float | None:
     """A metric, or None where the test split makes it undefined (e.g. one class only)."""
@@ -313,22 +311,3 @@ def adjusted_accuracy(acc_obs: float, n: int, estimate: dict[str, Any], k: int) 
             "label_accuracy": {"accuracy": a, "low": lo, "high": hi, "n": overall.get("n"),
                                "method": estimate.get("method"), "sample": estimate.get("sample")},
             "formula": ADJUSTMENT_FORMULA, "study_ratio_formula": STUDY_RATIO_FORMULA}
-
-
-def read_label_accuracy(uri: str) -> dict[str, Any]:
-    """The audit's label-accuracy estimate, checked for the fields the adjustment needs."""
-    from acoustic_env.storage import read_json
-
-    try:
-        data = read_json(uri)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"label_accuracy: cannot read {uri}: {str(exc).splitlines()[0]}") from None
-    overall = data.get("overall") if isinstance(data, dict) else None
-    if not isinstance(overall, dict) or not all(isinstance(overall.get(k), (int, float)) for k in ("accuracy", "low", "high")):
-        raise ConfigError(f"label_accuracy: {uri} needs overall.accuracy, overall.low and overall.high, got {data!r:.120}")
-    if data.get("sample") == "suspects":
-        raise ConfigError(f"label_accuracy: {uri} was estimated on the audit's suspects (how often its flags are "
-                          "right), not on a random sample of labels; pass the random-sample estimate")
-    if not 0 <= overall["low"] <= overall["accuracy"] <= overall["high"] <= 1:
-        raise ConfigError(f"label_accuracy: overall needs 0 <= low <= accuracy <= high <= 1, got {overall}")
-    return data

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import warnings
 
-import fsspec
 import numpy as np
 from sklearn.model_selection import (
     GroupShuffleSplit,
@@ -22,7 +21,6 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
-from acoustic_env.audio.manifest import read_audioset_csv
 from acoustic_env.config import ConfigError
 
 TRAIN, VAL, TEST, DROPPED = 0, 1, 2, -1
@@ -103,26 +101,6 @@ def strata(y: np.ndarray) -> np.ndarray:
     (multi-label), whose splits then keep each label's share (label presence), not each label pattern's: a rare
     label spread over many patterns of a clip or two would otherwise land wherever those patterns fall."""
     return y.astype(str) if y.ndim == 1 else np.asarray(y, dtype=np.int64)
-
-
-def read_test_list(uri: str) -> set[str]:
-    """Clip ids from an AudioSet segment CSV (``<YTID>_<start ms>``), a CSV with ``clip_id``, or one id per line."""
-    try:
-        with fsspec.open(uri, "rt", encoding="utf-8") as fh:
-            head = fh.readline()
-            text = head + fh.read()
-    except (OSError, FileNotFoundError) as exc:
-        raise ConfigError(f"test_list: cannot read {uri}: {exc}") from None
-    if head.startswith("#"):
-        return {f"{r['YTID']}_{int(round(r['start_s'] * 1000))}" for r in read_audioset_csv(uri)}
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if lines and "," in lines[0]:
-        header = [h.strip() for h in lines[0].split(",")]
-        if "clip_id" not in header:
-            raise ConfigError(f"test_list: a CSV needs a clip_id column, got columns {header}")
-        k = header.index("clip_id")
-        return {ln.split(",")[k].strip() for ln in lines[1:]}
-    return set(lines)
 
 
 # --- K folds (cross-validation in train, cross-fitting in the audit) --------------------

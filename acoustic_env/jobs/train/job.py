@@ -46,6 +46,7 @@ from acoustic_env.jobs.train.crossval import run_cross_validation, run_grid
 from acoustic_env.jobs.train.evaluation import balance_line, class_balance, resampling_used, slim
 from acoustic_env.jobs.train.gap import generalisation_gap
 from acoustic_env.jobs.train.grid import grid_lines
+from acoustic_env.jobs.train.inputs import read_label_accuracy, read_test_list
 from acoustic_env.pages.report import write_report
 from acoustic_env.jobs.train.shuffled import shuffled_lines
 from acoustic_env.jobs.train.split import run_split
@@ -55,9 +56,8 @@ from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
 from acoustic_env.learn.fit import METRIC_NAMES
 from acoustic_env.learn.image_input import recorded_image
-from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy, read_label_accuracy
+from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy
 from acoustic_env.learn.mlp import layer_table
-from acoustic_env.learn.splits import read_test_list
 from acoustic_env.storage import join, redact_all
 from acoustic_env.table import RANDOM_REASON, FeatureSet
 
@@ -81,11 +81,12 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run the job; the figures of record, how they were obtained, where the model and the report are."""
     validate(cfg)
     preflight(cfg)
+    # the job's own files, read once here: the learners get plain values
+    test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
+    estimate = (assumed_label_accuracy(cfg.assumed_label_accuracy) if cfg.assumed_label_accuracy else
+                read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None)
     task = load_task(cfg.task, cfg.ontology)
     cfg.check_task(task.name, task.kind, task.n_classes)
-    estimate = (read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else
-                assumed_label_accuracy(cfg.assumed_label_accuracy) if cfg.assumed_label_accuracy else None)
-    test_ids = read_test_list(cfg.test_list) if cfg.test_list else None
     with (lifecycle("train", cfg.to_dict(), cfg.output, versions=package_versions(EXTRA_PACKAGES)) as run,
           candidates.pinned("cnn", cnn.chosen(cfg.cnn_architecture, cfg.cnn_crop_s))):
         return TrainResult.from_record(_train(cfg, run, estimate, test_ids))
@@ -131,6 +132,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     else:
         out = run_split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
     models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
+    metrics = {m: slim(r["test"]) for m, r in models.items()}  # what model.json and the run record keep
     if out.features is not None:  # the saved model's own feature set (learn.feature_sets): what it reads
         features, groups = out.features, list(out.features.columns)
 
@@ -179,7 +181,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
                  "definition": task.definition},
         "hyperparameters": out.params, "preprocessing": preprocessing,
         "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
-        "metrics": {m: slim(r["test"]) for m, r in models.items()}, "adjusted_accuracy": adjusted,
+        "metrics": metrics, "adjusted_accuracy": adjusted,
         "class_balance": {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
                           "saved_model": balance_used["models"].get(out.evaluation["saved_model"],
                                                                     balance.describe(out.evaluation["saved_model"],
@@ -190,7 +192,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         features.feature_groups)
     return run.complete(counts=counts, timings=timings, groups=groups, search=results["search"],
                         label_list=labelled.label_list, labels_changed=changed,
-                        evaluation=out.evaluation, metrics={m: slim(r["test"]) for m, r in models.items()},
+                        evaluation=out.evaluation, metrics=metrics,
                         adjusted_accuracy=adjusted, model=model_uri, report=report_uri, grid=grid)
 
 

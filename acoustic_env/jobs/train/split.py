@@ -94,11 +94,11 @@ def _check_groups(features: FeatureSet, groups: np.ndarray | None, test_mask: np
                           f"split that keeps each recording in one split needs {need} or more")
 
 
-def _check_split(task: Task, features: FeatureSet, split: np.ndarray) -> None:
-    """Every split holds a clip of every class: a test split without one reports figures that leave it out (an
-    accuracy of 1.000 with a class never tested), a validation split without one chooses a model blind to it."""
-    counts = split_counts(task, features, split)
-    totals = split_counts(task, features, np.zeros(len(split), dtype=np.int8), {0: "all"})["all"]
+def _check_split(task: Task, features: FeatureSet, counts: dict[str, dict[str, int]]) -> None:
+    """Every split holds a clip of every class (``counts``: ``split_counts``'): a test split without one reports
+    figures that leave it out (an accuracy of 1.000 with a class never tested), a validation split without one
+    chooses a model blind to it."""
+    totals = split_counts(task, features, np.zeros(len(features), dtype=np.int8), {0: "all"})["all"]
     for name, per in counts.items():
         if not per["clips"]:
             raise ConfigError(f"{_SIZED_BY[name]}: the {name} split is empty ({len(features)} clips with a target)")
@@ -114,29 +114,28 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
               t: float) -> Outcome:
     """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
     _check_groups(features, clip_groups, test_mask)
-    plan = search_plan(cfg)
+    plan, balance, resample = search_plan(cfg), class_balance(cfg), resample_plan(cfg)
     if plan.metric is not None and "cnn" in cfg.baselines:  # its validation rows are streamed, scored by loss only
         raise ConfigError(f"select_by: the split evaluation's streamed CNN has no validation {plan.metric} to be "
                           "chosen by; use --select-by auto, cross-validation, or leave cnn out of --baselines")
     split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
-    _check_split(task, features, split)  # before Ray starts and anything is fitted
-    cluster = start_ray(cfg.ray_address, cfg.progress)
-    dropped_overlap = int((split == DROPPED).sum())
+    per_split = split_counts(task, features, split)
+    _check_split(task, features, per_split)  # before anything is fitted
     transforms, x = model_inputs(cfg, features, split == TRAIN)
     timings["read_and_preprocess_s"] = time.time() - t
     idx = {code: np.flatnonzero(split == code) for code in NAMES}
     data = {"x_train": x[idx[TRAIN]], "y_train": features.y[idx[TRAIN]],
             "x_val": x[idx[VAL]], "y_val": features.y[idx[VAL]]}
     x_test, y_test = x[idx[TEST]], features.y[idx[TEST]]
-    counts = {**counts, "dropped_group_overlap": dropped_overlap,
+    counts = {**counts, "dropped_group_overlap": int((split == DROPPED).sum()),
               "leaking_groups": len(leaks(clip_groups, split)) if clip_groups is not None else 0,
-              "splits": split_counts(task, features, split)}
+              "splits": per_split}
 
     t = time.time()
-    balance, resample = class_balance(cfg), resample_plan(cfg)
     # the network trains on the training split resampled; its validation split, which stops it, as it is
     network_data = data if resample is None else resample_split(data, resample)
     with _storage(cfg) as storage:
+        cluster = start_ray(cfg.ray_address, cfg.progress)  # Ray from here on: the search, the CNN's stream
         concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
         schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
         setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
@@ -150,12 +149,13 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
             found = single_run(network_data, setup, dict(DEFAULT_PARAMS))
             method = f"no search: default hyper-parameters, {runs}"
         timings["search_s"] = time.time() - t
-        arch = architecture(x.shape[1], task.kind, task.n_classes, found.params)
-        net = rebuild_network(arch, load_checkpoint(found.checkpoint, storage))
+        state = load_checkpoint(found.checkpoint, storage)  # read before a temporary storage goes
         t_cnn = time.time()
         cnn = _streamed_cnn(cfg, features, idx, setup)
         timings["cnn_s"] = time.time() - t_cnn
     k = task.n_classes
+    arch = architecture(x.shape[1], task.kind, k, found.params)
+    net = rebuild_network(arch, state)
 
     t = time.time()
     proba = {"mlp": predict_proba(net, x_test, task.kind, k)}
