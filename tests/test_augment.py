@@ -3,7 +3,7 @@ a fold's held-out rows, a network's early-stopping rows and the split's validati
 
 from __future__ import annotations
 
-import html
+from markupsafe import escape  # the escaping of the report's templates (Jinja2)
 import json
 
 import numpy as np
@@ -161,7 +161,7 @@ def test_train_records_the_resampling_in_metrics_the_page_and_the_model(tmp_path
     page = (out / "report" / "index.html").read_text()
     section = page.split("<h2>Class balance</h2>", 1)[1].split("<h2>", 1)[0]
     assert "--resample-per-class 40 --augment-noise 0.1 --augment-pitch-shift 2" in section
-    assert html.escape(said["mlp"]) in section
+    assert escape(said["mlp"]) in section
     model = json.loads((out / "model" / "model.json").read_text())
     assert model["class_balance"]["resample"]["pitch_shift"] == 2
     assert said["logreg"] in model["class_balance"]["saved_model"]

@@ -9,7 +9,7 @@ copies on both sides must score far higher: the sourcing-sound study's lesson (0
 
 from __future__ import annotations
 
-import html
+from markupsafe import escape  # the escaping of the report's templates (Jinja2)
 import json
 
 import numpy as np
@@ -70,7 +70,7 @@ def test_shuffled_folds_flatter_a_leaky_table_and_the_grouped_figure_stays_of_re
     # importances per original feature: the linear model's, named by the table's index names, drawn and tabled
     found = metrics["importances"]["logreg"]
     assert len(found["features"]) == 25 and all(name.startswith("indices_raw:") for name, _ in found["features"])
-    assert html.escape(found["features_method"]) in page
+    assert escape(found["features_method"]) in page
     assert (out / "report" / "importance_logreg_features.png").stat().st_size
 
 

@@ -12,7 +12,7 @@ copies.
 from __future__ import annotations
 
 import dataclasses
-import html
+from markupsafe import escape  # the escaping of the report's templates (Jinja2)
 import io
 import json
 from pathlib import Path
@@ -182,7 +182,7 @@ def test_train_with_duplicate_chunks_keeps_the_copies_in_one_fold(tables, tmp_pa
     assert merge_summary(counts).startswith("the near-duplicate guard (at least 50% of the shorter clip's 1-s MFCC "
                                             "chunks within cosine distance 0.015 of the other's) merged 15 groups")
     page = (out / "report" / "index.html").read_text()
-    assert html.escape(f"Near-duplicate guard ({counts['rule']}): 3 pair(s)") in page
+    assert escape(f"Near-duplicate guard ({counts['rule']}): 3 pair(s)") in page
 
 
 def test_a_clip_whose_audio_is_gone_stays_alone_and_a_large_table_is_skipped(tables, tmp_path, capsys):

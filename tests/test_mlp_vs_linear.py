@@ -1,0 +1,64 @@
+"""The train job's MLP against logistic regression on the same inputs (issue 57, part 4).
+
+The network holds a linear skip path (``learn.mlp.MLP``), so it contains the logistic model, and its early stopping
+holds out whole groups (``learn.mlp_estimator``); a model saved before the skip path loads as it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from acoustic_env.learn import mlp_estimator
+from acoustic_env.learn.cv import cross_validate
+from acoustic_env.learn.mlp import MLP, architecture
+from acoustic_env.learn.portable import rebuild_network
+from acoustic_env.learn.splits import assign_folds
+from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.zoo import make_estimator
+
+
+def test_on_a_noisy_linear_table_the_network_is_within_a_hundredth_of_logistic_regression():
+    """100 clips whose classes differ along one direction spread over all 60 values: a linear task at the size of the
+    forest recordings. The network before the skip path and the grouped split scored 0.874 here against logistic
+    regression's 0.917 (it now scores 0.932)."""
+    rng = np.random.default_rng(0)
+    y = rng.permutation(np.arange(100) % 2)
+    x = rng.standard_normal((100, 60)) + 1.5 / np.sqrt(60) * (2 * y - 1)[:, None]
+    groups = np.arange(100).astype(str)
+    folds = assign_folds(y, groups, ("a", "b"), 5, seed=0, field="cv_folds")
+    result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "mlp"], groups=groups,
+                            search=SearchPlan(1, 2), threads=1)
+    assert result.scores["logreg"] > 0.9  # the task is learnable: the comparison means something
+    assert result.scores["mlp"] >= result.scores["logreg"] - 0.01, result.scores
+
+
+def test_the_network_stops_early_on_whole_groups_the_zoo_passes(monkeypatch):
+    """A clip of a recording on each side of the early-stopping split scores every round alike high."""
+    splits = []
+    real = mlp_estimator.inner_split
+
+    def spy(y, groups, fraction, seed):
+        splits.append((groups, *real(y, groups, fraction, seed)))
+        return splits[-1][1:]
+
+    monkeypatch.setattr(mlp_estimator, "inner_split", spy)
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(20), 4).astype(str)
+    y = np.repeat(np.arange(20) % 2, 4)
+    x = rng.standard_normal((80, 6)) + y[:, None]
+    make_estimator("mlp", "single_label", 2, seed=0, threads=1, max_rounds=2).fit(x, y, groups=groups)
+    (given, fit_on, val), = splits
+    assert given is not None and len(val) and not set(given[fit_on]) & set(given[val])
+
+
+def test_a_network_saved_without_the_skip_path_loads_as_it_was():
+    """``architecture`` asks for the skip path; an architecture stored before it names none and gets none."""
+    new = architecture(5, "single_label", 3, {"depth": 1, "width": 4, "activation": "relu", "dropout": 0.0})
+    assert new["skip"] is True and isinstance(MLP(**new).skip, torch.nn.Linear)
+    before = {k: v for k, v in new.items() if k != "skip"}
+    plain = MLP(**before)
+    assert plain.skip is None
+    loaded = rebuild_network(before, plain.state_dict())
+    x = torch.randn(7, 5)
+    assert torch.equal(loaded(x), plain.eval()(x))
