@@ -427,6 +427,14 @@ def main() -> None:
     # round after round, every way once a round: load from other work falls on every way alike
     taken: list[list[dict]] = [[] for _ in runs]
     audio: dict[str, float] = {}
+    # one untimed run of each way's first kind (in-process, Ray, pool): the first run after a while reads Ray's and the
+    # model's files from disk, and on a quiet machine that made whichever way came first 8-16 s slower (26.8 s against
+    # 18.1 and 18.8 for the same command run after it, 2026-11-26)
+    kinds = {}
+    for title, _, _, argv, env in runs:
+        kinds.setdefault(title.split(":")[0].split(",")[0].split(" (")[0], (argv, env))
+    for argv, env in kinds.values():
+        timed(argv, env)
     for _ in range(args.repeats):
         for i, (title, label, c, argv, env) in enumerate(runs):
             r = timed(argv, env)
