@@ -200,15 +200,16 @@ class Cluster:
 
         return s3fs.S3FileSystem(endpoint_url=self.endpoint, key="testing", secret="testing")
 
-    def submit(self, script: str, *args: str, wait: bool = True) -> str:
-        """`ray job submit --no-wait`, then (``wait``) its status polled until it has ended, successfully.
+    def submit(self, command: str, *args: str, wait: bool = True) -> str:
+        """`ray job submit --no-wait -- python -m acoustic_env.cli <command> ...`, then (``wait``) its status polled
+        until it has ended, successfully.
 
         A waiting `ray job submit` tails the job's log and returned about 4 s after the job had ended
         (the five waits of this module: a fifth of its time); the REST API answers at once."""
-        job_id = f"{script}-{uuid.uuid4().hex[:6]}"
+        job_id = f"{command}-{uuid.uuid4().hex[:6]}"
         cmd = [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{self.dash_port}",
                f"--submission-id={job_id}", f"--runtime-env={RUNTIME_ENV}", "--no-wait"]  # working_dir "." is REPO
-        out = self._run([*cmd, "--", "python", f"jobs/{script}.py", *args], "submit", timeout=600)
+        out = self._run([*cmd, "--", "python", "-m", "acoustic_env.cli", command, *args], "submit", timeout=600)
         assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
         if wait:
             self.wait(job_id)
