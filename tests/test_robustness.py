@@ -636,7 +636,7 @@ def test_a_local_start_that_fails_is_cleaned_up_and_tried_once_more(monkeypatch,
         assert stray[0].wait(timeout=10) == -9  # SIGKILLed by start_ray, not left to run
         assert [r.getMessage() for r in caplog.records] == [
             "local Ray did not start (The current node timed out during startup. This could happen because ...); "
-            "trying once more"]
+            "trying again"]
         assert ray.get(ray.put(7)) == 7
     finally:
         ray.shutdown()

@@ -85,10 +85,11 @@ LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 
 
 def _start_local(ray) -> None:  # the ray module, imported by the caller
-    """A new local instance, tried twice: on a loaded machine Ray 2.60's raylet exits when its
-    agents take over 15 s to start (a fixed timeout, ray-project/ray#65983), and ``ray.init``
-    then fails after waiting for the node. What the failed try started is ended first."""
-    for attempt in (1, 2):
+    """A new local instance, tried three times: on a loaded machine Ray 2.60's raylet exits when its
+    agents take over 15 s to start (a fixed timeout, ray-project/ray#65983), or does not register
+    within the driver's fixed 30 s, and ``ray.init`` then fails (twice in a row once, in a test's
+    subprocess beside a loaded suite). What the failed try started is ended first."""
+    for attempt in (1, 2, 3):
         before = reaper.children()
         try:
             ray.init(address="local", log_to_driver=False, include_dashboard=False,
@@ -96,9 +97,9 @@ def _start_local(ray) -> None:  # the ray module, imported by the caller
         except Exception as exc:
             ray.shutdown()
             reaper.end_new(before)
-            if attempt == 2:
+            if attempt == 3:
                 raise
-            logging.getLogger(__name__).warning("local Ray did not start (%s); trying once more",
+            logging.getLogger(__name__).warning("local Ray did not start (%s); trying again",
                                                 " ".join(str(exc).split())[:200])
             continue
         reaper.watch(before)  # what ray.init started ends with this process, however it ends
