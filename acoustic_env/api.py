@@ -18,6 +18,10 @@ command's flags, with ``_`` for ``-``), or a whole ``config=`` (a config object,
 or the path of a YAML/JSON file; keyword arguments override it). A bad value raises
 ``ConfigError`` naming the field, before any work starts. The full run record stays
 available as ``result.record``.
+
+The named functions (``extract``, ``train``, ``audit``, ...) are boilerplate on purpose: each is one line,
+``run("<job>", ...)``, under a docstring of the same shape, so that an editor shows the job's positional
+arguments, its result type and its help; ``run`` reaches every other catalogued command.
 """
 
 from __future__ import annotations
