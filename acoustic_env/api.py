@@ -209,7 +209,9 @@ def predict_windows(inputs: str | list[str], model: str, *, audio_root: str | No
     """Score long recordings in windows: a ``WindowResult``.
 
     A recording is read window by window and scored in batches, so its length does not set the memory. A few short
-    files are scored in this process; beyond ``in_process_max`` windows, spans of every file on Ray's workers.
+    files are scored in this process; beyond ``in_process_max`` windows, the first span is scored here and timed,
+    and spans of every file go to Ray's workers only when they are expected to finish the rest sooner (a named
+    cluster: always Ray). ``.route`` of the result says where they ran and why.
 
     Args:
         inputs: Recordings, one directory of them, or one clip list (local paths or fsspec URLs).
@@ -225,7 +227,8 @@ def predict_windows(inputs: str | list[str], model: str, *, audio_root: str | No
     Returns:
         A ``WindowResult``: ``.table`` has one row per window (``clip_id``, ``uri``, ``start_s``, ``end_s``,
         ``predicted``, ``prob_<class>``, ``error``, ``note``), ``.summary`` one per file (per class: mean and
-        max probability, share of windows), with the ``window_s`` and ``hop_s`` used.
+        max probability, share of windows), with the ``window_s`` and ``hop_s`` used and ``.route`` (``in_process``,
+        ``why``).
 
     Raises:
         ConfigError: A bad window option or input, naming it, before any audio is read.

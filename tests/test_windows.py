@@ -10,6 +10,7 @@ clips' 16-bit samples put end to end: its window k holds exactly clip k's sample
 from __future__ import annotations
 
 import csv
+import json
 import tracemalloc
 
 import numpy as np
@@ -203,6 +204,7 @@ def test_cli_writes_the_window_table_summary_and_selection_tables(world, tmp_pat
     assert code == 0, out
     assert "long: 12.0 s, 5 windows of 4 s every 2 s (5 scored, 0 silent, 0 failed)" in out
     assert "peak memory" in out
+    assert "\n  in this process: 5 window(s) to score, at most --windows-in-process-max (200)\n" in out
     rows = list(csv.DictReader(saved.open()))
     assert [(float(r["start_s"]), float(r["end_s"])) for r in rows] == [(0, 4), (2, 6), (4, 8), (6, 10), (8, 12)]
     [summary] = list(csv.DictReader((tmp_path / "w.summary.csv").open()))
@@ -359,6 +361,8 @@ def test_annotate_scores_listed_recordings_in_windows_once(world, tmp_path, caps
     assert "2 files listed, 0 already annotated in windows by this model, 2 to score" in capsys.readouterr().out
     assert main(argv) == 0
     assert "1 recordings scored in 3 windows" in capsys.readouterr().out
+    (record,) = [json.loads(f.read_text()) for f in (out / "runs").glob("annotate-*.json")]
+    assert record["where"] == "in this process: 3 window(s) to score, at most --windows-in-process-max (200)"
     windows = pq.read_table(out / "window-annotations").to_pylist()
     assert [(w["clip_id"], w["start_s"], w["end_s"]) for w in windows] == [("long", 0, 2), ("long", 4, 6),
                                                                            ("long", 8, 10)]
@@ -369,6 +373,7 @@ def test_annotate_scores_listed_recordings_in_windows_once(world, tmp_path, caps
                         windows={"windows": True, "hop_s": 4.0})
     assert again.counts == {"listed": 2, "already_annotated": 2, "annotated": 0, "windows": 0,
                             "not_annotated_unreadable": 0}
+    assert again.record["where"] is None  # nothing left to score: no route taken
     assert len(list((out / "window-annotations").glob("*.parquet"))) == 1
     capsys.readouterr()
     assert main([*argv, "--dry-run"]) == 0  # the dry run counts what the run skips

@@ -25,7 +25,7 @@ from acoustic_env.cli import main
 from acoustic_env.config import ConfigError, DecodeParams, WindowParams
 from acoustic_env.distributed.windows import input_blocks, plan_span_resources
 from acoustic_env.jobs import windows as jobs
-from acoustic_env.jobs.windows import WINDOW_PARTS, Span, SpanScorer, plan_spans, runs_in_process, score_windows
+from acoustic_env.jobs.windows import WINDOW_PARTS, Span, SpanScorer, plan_spans, route_by_options, score_windows
 from acoustic_env.learn.artifact import load_model
 from acoustic_env.storage import list_parts, read_part
 
@@ -112,10 +112,10 @@ def test_a_file_gone_since_the_plan_gives_each_window_of_its_span_the_error(worl
 def test_a_few_windows_stay_in_this_process_unless_a_cluster_is_named(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     window = WindowParams(windows=True, in_process_max=10)
-    assert runs_in_process(window, 10, None) and not runs_in_process(window, 11, None)
-    assert not runs_in_process(window, 1, "auto")
+    assert route_by_options(window, 10, None).in_process and route_by_options(window, 11, None) is None  # timed
+    assert not route_by_options(window, 1, "auto").in_process
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
-    assert not runs_in_process(window, 1, None)
+    assert not route_by_options(window, 1, None).in_process
 
 
 def test_spans_go_to_the_actors_in_small_blocks_and_a_million_in_blocks_of_64():

@@ -43,9 +43,10 @@ class DecodeParams(Section):
                                                    "whole-video files with --cut-segments)")
 
 
-#: The most windows a local run scores in its own process (``WindowParams.in_process_max``): 10 minutes in 3-s windows
-#: (200) took 14.1 s on one thread with a BirdNET model, and a local Ray takes 5-10 s to start on 2 cores, about
-#: what its second core saves on them.
+#: The most windows a local run scores in its own process without asking whether Ray would be quicker
+#: (``WindowParams.in_process_max``): beyond them the first span is timed here (jobs/windows.py: ray_is_sooner).
+#: 10 minutes in 3-s windows (200) took 14.1 s on one thread with a BirdNET model, and a local Ray costs about 11 s
+#: more than one process before its actors score: below this, Ray is never the quicker on the machines measured.
 WINDOWS_IN_PROCESS_MAX = 200
 
 
@@ -76,11 +77,12 @@ class WindowParams(Section):
                               help="a file that would give more windows is not scored (its error says so; the "
                                    "service answers 400): a longer hop, or a higher limit, scores it")
     # Ray's start costs a local run seconds before the first window (jobs/windows.py): a few short files are scored
-    # in this process, as extract's in_process_max draws the line for clips
+    # in this process, as extract's in_process_max draws the line for clips; beyond it the model's own cost decides
     in_process_max: int = option(WINDOWS_IN_PROCESS_MAX, ge=0, flag="windows-in-process-max",
                                  help="a run that names no Ray cluster (no --ray-address, no RAY_ADDRESS) with at "
                                       "most this many windows to score scores them in this process without "
-                                      "starting Ray (0: always Ray)")
+                                      "starting Ray; with more, the first span is scored here and timed, and the "
+                                      "rest go to Ray only if it is expected to finish them sooner (0: always Ray)")
     # a span of 64 3-s windows is seconds of work: small enough that a few files keep every core busy to the end,
     # large enough that opening the file and writing the part cost little beside it
     span_windows: int = option(64, ge=1, flag="span-windows",

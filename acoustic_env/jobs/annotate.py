@@ -20,8 +20,9 @@ clips a reviewer labelled there are not scored: a person's label stands over the
 The run record names the list (URI, SHA-256) and counts the clips it skipped.
 
 With ``windows`` (``--windows``: long recordings) each listed file not yet annotated in
-windows by this model is scored window by window, in this process or, beyond
-``windows.in_process_max`` windows, on Ray, each span written to ``window-parts/`` as it is
+windows by this model is scored window by window, in this process or on Ray (a named cluster; or, beyond
+``windows.in_process_max`` windows, when the first span timed here says Ray would finish the rest sooner: the
+record's ``where`` says which and why), each span written to ``window-parts/`` as it is
 scored so that a stopped run resumes (:func:`acoustic_env.jobs.windows.score_windows`, no
 extract: the windows are not clips of the shared table), and ``window-annotations/`` gets one row per window,
 ``window-summaries/`` one per file, each with ``model_id`` and ``time``.
@@ -201,6 +202,7 @@ def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, 
     todo = set(unannotated(cfg.output, model_id, [r["clip_id"] for r in listed], WINDOW_SUMMARIES))
     wanted = [r for r in listed if r["clip_id"] in todo]
     windows = unreadable = 0
+    where = None  # nothing to score: no route taken
     if wanted:
         result = score_windows(model, wanted, cfg.windows, weights_cache=cfg.extract.get("weights_cache"),
                                output=cfg.output, ray_address=cfg.extract.get("ray_address"))
@@ -210,9 +212,10 @@ def _annotate_windows(cfg: AnnotateConfig, uri: str, model: Any, model_id: str, 
             table = table.append_column("time", pa.array([now_utc()] * table.num_rows, pa.timestamp("us", tz="UTC")))
             write_parquet(table, join(cfg.output, where, layout.part_name(run_id, ids)))
         windows, unreadable = result.table.num_rows, sum(e is not None for e in result.summary["error"].to_pylist())
+        where = result.route.why
     return {"counts": {"listed": len(listed), "already_annotated": len(listed) - len(wanted),
                        "annotated": len(wanted) - unreadable, "windows": windows,
-                       "not_annotated_unreadable": unreadable}}
+                       "not_annotated_unreadable": unreadable}, "where": where}
 
 
 def _annotate_list(cfg: AnnotateConfig, uri: str, model: Any, facts: ModelFacts, run_id: str,

@@ -174,7 +174,7 @@ def predict_lines(done: Predicted) -> list[str]:
     r = done.summary
     lines = [*window_lines(r.table, r.summary, classes, r.window_s, r.hop_s),
              f"{r.table.num_rows} window(s) of {r.summary.num_rows} file(s) in {done.seconds:.1f} s, "
-             f"peak memory {done.peak_mib:.0f} MiB"]
+             f"peak memory {done.peak_mib:.0f} MiB", f"  {r.route.why}"]
     if done.save:
         stem, ext = os.path.splitext(done.save)
         lines.append(f"  windows written to {done.save}, the summary per file to {stem}.summary{ext}")

@@ -34,6 +34,7 @@ from acoustic_env.jobs.train.grid import grid_embedders
 from acoustic_env.jobs.in_process import runs_in_process
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
 from acoustic_env.jobs.search import choose_columns, example_position
+from acoustic_env.jobs.windows import route_by_options
 from acoustic_env.jobs.sizing import size
 from acoustic_env.learn.artifact import describe, table_extraction
 from acoustic_env.table import RANDOM, open_table, selection
@@ -191,13 +192,19 @@ def plan_annotate(cfg: AnnotateConfig) -> dict[str, Any]:
     if cfg.windows.windows:
         files = job_manifest(list_config(cfg, cfg.manifest, {})).table["clip_id"].to_pylist()
         todo = unannotated(cfg.output, facts.model_id, files, WINDOW_SUMMARIES)
+        # the job's own rule, for more windows than the limit (counting them would open every file)
+        route = route_by_options(cfg.windows, cfg.windows.in_process_max + 1, cfg.extract.get("ray_address"))
+        where = route.why if route else (f"in this process up to {cfg.windows.in_process_max} windows "
+                                         "(--windows-in-process-max); beyond, the first span is scored here and "
+                                         "timed, and the rest go to Ray only if it is expected to finish them sooner")
         lines = [head, f"  {len(files)} files listed, {len(files) - len(todo)} already annotated in windows by this "
-                       f"model, {len(todo)} to score in windows in this process (no extract; windows "
+                       f"model, {len(todo)} to score in windows (no extract; windows "
                        f"{cfg.windows.window_s or 'of the training clip length'} s, hop "
                        f"{cfg.windows.hop_s or 'the window'} s)",
+                 f"  where: {where}",
                  f"  output: {out}/window-annotations/  {out}/window-summaries/  {out}/runs/annotate-<run_id>.json"]
         return {"job": "annotate", "windows": cfg.windows.to_dict(), "listed": len(files),
-                "already_annotated": len(files) - len(todo), "output": out, "lines": lines}
+                "already_annotated": len(files) - len(todo), "where": where, "output": out, "lines": lines}
     ecfg = list_config(cfg, cfg.manifest, facts.settings)
     ext = plan_extract(ecfg)
     listed = job_manifest(ecfg).table["clip_id"].to_pylist()

@@ -9,8 +9,10 @@ Python API (``ae.predict_windows``), ``annotate --windows`` and the service
   (:class:`acoustic_env.audio.windows.Recording`), so memory holds ``window_batch``
   windows of audio whatever the length of the file;
 * each file's windows are cut into spans (``span_windows`` windows, :class:`Span`), scored one after
-  the other in this process for a few short files, else spread over Ray's workers, every core (and a
-  share of each GPU) at once (``distributed/windows.py``); the table comes out in file and time order
+  the other in this process, or spread over Ray's workers, every core (and a share of each GPU) at once
+  (``distributed/windows.py``): where is decided by the options and, for a local run of more than
+  ``in_process_max`` windows, by timing the first span here (:func:`ray_is_sooner`, :class:`Route`);
+  the table comes out in file and time order
   whatever order the spans finish in, and with an ``output`` each span is written as a part when scored,
   so that a stopped run scores only the spans it lacks;
 * a batch is scored by :func:`score_clips`, the CPU features and embedders of
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import time
@@ -57,6 +60,8 @@ from acoustic_env.storage import (
     write_parquet,
 )
 
+log = logging.getLogger("acoustic_env.jobs.windows")
+
 #: The columns a window row adds to predict's.
 TIMES = (("start_s", pa.float64()), ("end_s", pa.float64()))
 
@@ -64,12 +69,14 @@ TIMES = (("start_s", pa.float64()), ("end_s", pa.float64()))
 @dataclass(frozen=True)
 class WindowResult:
     """One row per window (``clip_id``, ``uri``, ``start_s``, ``end_s``, ``predicted``, ``prob_<class>``,
-    ``error``, ``note``) and one per file (:func:`summarize`), with the window and hop used."""
+    ``error``, ``note``) and one per file (:func:`summarize`), with the window and hop used, and where the windows
+    were scored and why (:class:`Route`)."""
 
     table: pa.Table
     summary: pa.Table
     window_s: float
     hop_s: float
+    route: Route
 
 
 def window_lengths(window: WindowParams, model: Model, decode: DecodeParams) -> tuple[float, float]:
@@ -235,11 +242,74 @@ def write_span(table: pa.Table, parts: str, name: str) -> None:
                                       f"(writing {name})")) from exc
 
 
-def runs_in_process(window: WindowParams, windows_to_do: int, ray_address: str | None) -> bool:
-    """Whether the windows are scored in this process: no cluster named and at most ``window.in_process_max`` of
-    them to do (a Ray start costs a local run more than scoring a few short files one after another)."""
-    named = ray_address or os.environ.get("RAY_ADDRESS")
-    return not named and windows_to_do <= window.in_process_max
+@dataclass(frozen=True)
+class Route:
+    """Where a run's windows are scored (``in_process``: here, else on Ray) and ``why``, one sentence that the
+    console and the run's record quote as it is."""
+
+    in_process: bool
+    why: str
+
+
+def route_by_options(window: WindowParams, windows_to_do: int, ray_address: str | None) -> Route | None:
+    """The route the options decide alone: a named cluster (``ray_address`` or ``RAY_ADDRESS``) is always Ray; at
+    most ``window.in_process_max`` windows to do stay here (no Ray start for a few short files), and beyond them
+    ``in_process_max`` 0 is Ray. None: the first span is to be timed here (:func:`ray_is_sooner`)."""
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        return Route(False, "on Ray: a cluster is named (--ray-address or RAY_ADDRESS)")
+    if windows_to_do <= window.in_process_max:
+        return Route(True, f"in this process: {windows_to_do} window(s) to score, at most "
+                           f"--windows-in-process-max ({window.in_process_max})")
+    if window.in_process_max == 0:
+        return Route(False, "on Ray: --windows-in-process-max 0")
+    return None
+
+
+#: What a local Ray costs a run before its actors score like this process, in wall seconds: Ray's start, Ray Data's
+#: executor, and each actor loading the model and its embedders. Fitted to the quiet 2-core figures of
+#: benchmarks/RESULTS.md (long_recordings.py, 2026-11-26, a BirdNET model in 3-s windows): every window on Ray took
+#: 19.7 s for 320 windows and 26.8 s for 800, in one process 11.8 s and 25.7 s (0.029 s and 0.036 CPU-s a window);
+#: taking the in-process start and two actors' share of the CPU-seconds from the Ray figures leaves 11.4 s and
+#: 9.9 s. The larger is kept: a close call stays in this process, which the issue asks never to be slower.
+RAY_FIXED_S = 11.0
+
+
+def ray_is_sooner(span_wall_s: float, span_cpu_s: float, span_windows: int, windows_left: int, spans_left: int,
+                  cpus: int) -> tuple[bool, str]:
+    """Whether the rest of a local run would finish sooner on Ray than here, from one span timed here: its wall and
+    process CPU seconds for its ``span_windows`` windows; ``windows_left`` in ``spans_left`` spans remain, and Ray
+    would have ``cpus`` cores. The sentence that says why comes with it.
+
+    Here, the rest takes the span's wall seconds a window. On Ray it costs :data:`RAY_FIXED_S`, then the rest's
+    CPU-seconds (the span's a window) spread over one actor per core, no more actors than spans: CPU-seconds, not
+    wall, because this process's libraries run threads of their own (1.2 to 1.6 cores busy on 2 cores) while an actor
+    runs one, so the cores those threads already used are not counted twice. A process that kept less than one core
+    busy (a loaded machine, or a wait for the network) says what each actor would get: Ray's estimate is stretched
+    by the same share, fixed cost included, so that it leans to staying here, never to a Ray no quicker.
+    """
+    busy = span_cpu_s / span_wall_s if span_wall_s > 0 else 1.0
+    share = min(1.0, busy) or 1.0
+    actors = max(1, min(cpus, spans_left))
+    here = windows_left * span_wall_s / span_windows
+    ray = (RAY_FIXED_S + windows_left * span_cpu_s / span_windows / actors) / share
+    sooner = ray < here
+    return sooner, (f"{'on Ray' if sooner else 'in this process'}: the first span ({span_windows} windows) took "
+                    f"{span_wall_s:.1f} s here on {busy:.1f} cores; the other {windows_left} windows ~{here:.0f} s "
+                    f"here against ~{ray:.0f} s on Ray ({actors} actor(s), {RAY_FIXED_S:g} s to start)")
+
+
+def timed_route(score: Callable[[Span], pa.Table], span: Span, windows_left: int, spans_left: int) -> \
+        tuple[pa.Table, Route]:
+    """The span's rows, scored here and timed, and the route of the rest (:func:`ray_is_sooner`, Ray's cores: this
+    process's CPU affinity). The scorer is built before (its model and embedders loaded outside the timing); the
+    span's first batch still pays one-off costs (lazy imports, the interpreter's first allocations: 2.59 CPU-s
+    against 2.49 and 2.33 for the next two spans of a BirdNET model), which leans the estimate a little to Ray."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    table = score(span)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    sooner, why = ray_is_sooner(wall, cpu, span.end - span.first, windows_left, spans_left,
+                                len(os.sched_getaffinity(0)))
+    return table, Route(not sooner, why)
 
 
 def settings_key(m: Model, window_s: float, hop_s: float, window: WindowParams) -> str:
@@ -260,8 +330,10 @@ def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowPar
 
     The decode and feature parameters are those of the model's training table; a file
     that cannot be opened is a summary row with its error and no windows. Each file's windows are cut into
-    spans (:func:`plan_spans`); up to ``window.in_process_max`` windows (and no cluster named) they are scored here
-    one after the other, beyond on Ray (``distributed/windows.py``), spans of every file at once on every core.
+    spans (:func:`plan_spans`), scored here one after the other or on Ray (``distributed/windows.py``), spans of
+    every file at once on every core: a named cluster is Ray, up to ``window.in_process_max`` windows stay here
+    (:func:`route_by_options`), and beyond them the first span is scored here and timed, the rest going to Ray only
+    when it is expected to finish them sooner (:func:`timed_route`; the first span is kept, never scored twice).
     ``output``: each span's rows are written there as a part when scored (``window-parts/``), and a run that was
     stopped scores only the spans without one. ``on_ray``: called once before Ray starts (a command's console
     policy: Ray's output to its log).
@@ -276,20 +348,27 @@ def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowPar
     todo = {i: s for i, s in enumerate(plan.spans) if s.part_name() not in done}
     tables: dict[int, pa.Table] = {}
     scorer = {"weights_cache": weights_cache, "device": device, "parts": parts}
-    if runs_in_process(window, sum(s.end - s.first for s in todo.values()), ray_address):
-        score = SpanScorer(m, window, window_s, hop_s, **scorer) if todo else None
-        tables = {i: score(s) for i, s in todo.items()}
+    windows_to_do = sum(s.end - s.first for s in todo.values())
+    route = route_by_options(window, windows_to_do, ray_address)
+    score = SpanScorer(m, window, window_s, hop_s, **scorer) if todo and (route is None or route.in_process) else None
+    if route is None:  # the first span says whether Ray would finish the rest sooner; it is kept either way
+        first = next(iter(todo))
+        span = todo.pop(first)
+        tables[first], route = timed_route(score, span, windows_to_do - (span.end - span.first), len(todo))
+    if todo and not route.in_process and on_ray is not None:
+        on_ray()  # first: the console policy opens the log file that the line below goes to
+    log.info("windows %s", route.why)
+    if route.in_process:
+        tables.update({i: score(s) for i, s in todo.items()})
     elif todo:
         from acoustic_env.distributed.windows import score_spans
 
-        if on_ray is not None:
-            on_ray()
         embedders = m.feature_plan()[0]
         number = {s: i for i, s in todo.items()}
-        tables = {number[s]: t for s, t in score_spans(
+        tables.update({number[s]: t for s, t in score_spans(
             list(todo.values()), SpanScorer, (m, window, window_s, hop_s), scorer, address=ray_address,
             device=device if embedders else "cpu",  # a model of CPU features alone has nothing for a GPU to do
-            memory=sum(get(name).memory for name in embedders))}
+            memory=sum(get(name).memory for name in embedders))})
     for i, s in enumerate(plan.spans):  # the spans a stopped run wrote, read back
         if i not in tables:
             tables[i] = read_part(join(parts, s.part_name()))
@@ -297,7 +376,7 @@ def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowPar
 
     table = pa.concat_tables([rows_table(m, [], TIMES), *(tables[i] for i in range(len(plan.spans)))])
     summary = summarize(table, plan.files, m.class_names, m.kind)
-    return WindowResult(redact_columns(table), redact_columns(summary), window_s, hop_s)
+    return WindowResult(redact_columns(table), redact_columns(summary), window_s, hop_s, route)
 
 
 def summarize(table: pa.Table, files: Sequence[Mapping[str, Any]], class_names: Sequence[str],
