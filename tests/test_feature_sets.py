@@ -81,12 +81,13 @@ def test_each_outer_fold_chooses_its_set_without_its_held_out_clips():
 @pytest.mark.slow
 def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
     """On a table with a (stand-in) pretrained embedder, train compares the sets under its cross-validation, prints
-    the model x feature-set table, and saves a model that reads only the chosen set's groups."""
+    the model x feature-set table, and saves a model that reads only the chosen set's groups. The models' own
+    settings are not searched (one setting each): the sets are the search here."""
     table = synthetic_features(60, seed=3, embedders=("vggish",), weights=PRETRAINED, signals=("raw",)).table
     source = write_features(table, str(tmp_path / "t"))
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "cv_folds": 3, "search_folds": 2,
-                                  "baselines": ["logreg"], "ablations": False, "shap_samples": 0, "progress": False,
-                                  "max_rounds": 3, "grace_rounds": 1, "patience": 2})
+                                  "search_trials": 1, "baselines": ["logreg"], "ablations": False, "shap_samples": 0,
+                                  "progress": False, "max_rounds": 3, "grace_rounds": 1, "patience": 2})
     result = train(cfg)
     fs = result.evaluation["feature_sets"]
     assert list(fs["sets"]) == [ALL, "vggish", "hand-made", "vggish+indices"]
@@ -100,8 +101,8 @@ def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
     assert any(line.startswith("  feature sets, chosen per outer fold") for line in lines)
     assert any(line.startswith(f"    saved {saved['model']} reads {saved['set']} (") for line in lines)
     assert "<h2>Feature sets</h2>" in Path(result.report).read_text()
-    # --feature-groups pins the set: no search
-    pinned = train(from_dict(TrainConfig, {**cfg.to_dict(), "output": str(tmp_path / "p"),
+    # --feature-groups pins the set: no search (two folds: only the set is looked at)
+    pinned = train(from_dict(TrainConfig, {**cfg.to_dict(), "output": str(tmp_path / "p"), "cv_folds": 2,
                                            "feature_groups": ["vggish"]}))
     assert pinned.evaluation["feature_sets"] is None and pinned.groups == ["vggish"]
 

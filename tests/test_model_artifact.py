@@ -159,7 +159,8 @@ def _far_from_zero_table(root: Path) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tables):
-    """One train run per saved estimator: (config, summary) by name."""
+    """One train run per saved estimator: (config, summary) by name. The logreg run's tests read its saved logreg
+    alone: two outer folds and the MLP unsearched (the MLP's search and the three folds: the mlp run's tests)."""
     root = tmp_path_factory.mktemp("trained")
     far = _far_from_zero_table(root)
     estimate = root / "label_accuracy.json"
@@ -168,12 +169,13 @@ def trained(tmp_path_factory, tables):
     runs = {}
     for name, source, extra in (("xgboost", far, {"baselines": ["logreg", "xgboost"]}),
                                 ("logreg", tables["single_label", 2][0], {"baselines": ["logreg"],
-                                                                          "saved_model": "logreg"}),
+                                                                          "saved_model": "logreg",
+                                                                          "cv_folds": 2, "search_trials": 1}),
                                 ("mlp", tables["single_label", 2][0], {"baselines": [],
                                                                        "label_accuracy": str(estimate)})):
         cfg = from_dict(TrainConfig, {"features": source, "output": str(root / name), "feature_groups": [GROUP],
-                                      "cv_folds": 3, "ablations": False, "shap_samples": 0, "progress": False,
-                                      **extra})
+                                      "cv_folds": 3, "ablations": False, "shap_samples": 0, "progress": False}
+                          | extra)
         runs[name] = (cfg, train(cfg))
     return runs
 
