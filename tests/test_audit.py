@@ -21,11 +21,13 @@ from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, ConfigError, from_dict
 from acoustic_env.demo.run import audit_against_truth
 from acoustic_env.demo.tables import UNRELATED, synthetic_features
+from acoustic_env.learn import calibrate
 from acoustic_env.learn.confident import single_label_issues
-from acoustic_env.jobs.audit.crossfit import choose_by_log_loss, log_loss, out_of_fold
+from acoustic_env.jobs.audit.crossfit import calibrated, choose_by_log_loss, log_loss, out_of_fold
 from acoustic_env.jobs.audit.job import audit_table, run_audit
 from acoustic_env.jobs.results import AuditResult
 from acoustic_env.learn.splits import assign_folds
+from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import SCORES_REASON, read_features
 from acoustic_env.vocabulary.tasks import load_task
 
@@ -270,13 +272,44 @@ def test_auto_keeps_the_model_with_the_lowest_out_of_fold_log_loss():
     x = rng.standard_normal((160, 4)).astype(np.float32)
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)
     folds = assign_folds(y, np.array([f"c{i}" for i in range(160)], dtype=object), ("a", "b"), 4)
-    chosen, probs, losses = choose_by_log_loss(("logreg", "xgboost"), "single_label", 2, 0, x, y, folds)
-    assert set(losses) == {"logreg", "xgboost", "average"}
+    chosen, probs, losses, maps = choose_by_log_loss(("logreg", "xgboost"), "single_label", 2, 0, x, y, folds)
+    assert set(losses) == {"logreg", "xgboost", "average"} and set(maps) == {"logreg", "xgboost"}
     assert chosen == "xgboost" == min(losses, key=losses.get) and losses["logreg"] > losses["xgboost"] + 0.2
     assert log_loss(y, probs) == pytest.approx(losses["xgboost"], abs=1e-6)
-    requested, _, _ = choose_by_log_loss(("logreg", "xgboost"), "single_label", 2, 0, x, y, folds,
-                                         requested="average")
+    requested, _, _, _ = choose_by_log_loss(("logreg", "xgboost"), "single_label", 2, 0, x, y, folds,
+                                            requested="average")
     assert requested == "average"
+
+
+def test_an_overconfident_models_probabilities_are_calibrated_on_the_other_folds_only():
+    """A model sure of everything (the MLP on a few dozen noisy clips) gets a map that lowers its log loss; each fold's
+    probabilities come from a map fitted without that fold's labels."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    score = y + rng.normal(0, 0.8, 300)  # ranks the clips fairly, then sharpened far past what it knows
+    p1 = 1 / (1 + np.exp(-8 * (score - 0.5)))
+    probs = np.column_stack([1 - p1, p1])
+    folds = np.arange(300) % 5
+    method, mapped = calibrated(probs, y, "single_label", folds)
+    assert method in ("platt", "isotonic") and log_loss(y, mapped) < log_loss(y, probs) - 0.1
+    assert np.allclose(mapped.sum(axis=1), 1)
+    other = folds != 2  # fold 2's map: fitted on the other folds' probabilities and labels alone
+    own = calibrate.fit(method, probs[other], y[other], "single_label", np.array([0, 1]))(probs[~other])
+    assert np.allclose(mapped[~other], own, atol=1e-12)
+    true = 1 / (1 + np.exp(-(score - 0.5) / 0.64))  # the posterior itself: no map beats it, so none is kept
+    assert calibrated(np.column_stack([1 - true, true]), y, "single_label", folds)[0] == "none"
+
+
+def test_the_audits_network_competes_on_its_calibrated_probabilities():
+    """An MLP on 120 clips of a noisy linear task is surer than it is right; the audit's chooser scores it mapped."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 20)).astype(np.float32)
+    y = (x[:, 0] + rng.normal(0, 1.0, 120) > 0).astype(np.int64)
+    folds = assign_folds(y, np.array([f"c{i}" for i in range(120)], dtype=object), ("a", "b"), 4)
+    raw = out_of_fold(make_estimator("mlp", "single_label", 2, 0), x, y, folds)
+    chosen, probs, losses, maps = choose_by_log_loss(("mlp",), "single_label", 2, 0, x, y, folds)
+    assert maps["mlp"] != "none" and losses["mlp"] < log_loss(y, raw) - 0.05
+    assert np.allclose(probs, calibrated(raw, y, "single_label", folds)[1])
 
 
 def test_summary_scores_against_truth_and_gives_intervals(tmp_path, capsys):

@@ -110,14 +110,16 @@ def test_the_console_summary_of_an_audit():
         "  table: o/audit.parquet  summary: o/summary.json"]
     auto = record(counts={"audited": 200, "flagged": 31}, folds={"grouped": False},
                   model={"chosen": "xgboost", "rule": "lowest out-of-fold log loss against the given labels",
-                         "log_loss": {"logreg": 0.4012, "xgboost": 0.3}},
+                         "log_loss": {"logreg": 0.4012, "xgboost": 0.3}, "calibration": {"logreg": "none",
+                                                                                         "xgboost": "platt"}},
                   truth={"known_wrong": 30, "flagged": {"precision": 0.8, "recall": 0.5},
                          "top_k": {"20": {"precision": 0.9, "recall": 0.6}, "30": {"precision": None, "recall": 0.7}}},
                   outputs={"table": "t", "summary": "s", "review": "o/review/index.html"})
     lines = summary_lines(AuditResult.from_record(auto))
     assert lines[0] == "audit au1: 200 clips, task urban_natural, xgboost x 5 folds (12.3 s)"
-    assert lines[1] == ("  model: xgboost (lowest out-of-fold log loss against the given labels: "
-                        "logreg 0.401, xgboost 0.300)")
+    assert lines[1] == ("  model: xgboost (lowest out-of-fold log loss against the given labels, each model's "
+                        "probabilities calibrated on the other folds where that lowers it: logreg 0.401, "
+                        "xgboost 0.300 (platt))")
     assert lines[3:] == [
         "  against 30 known wrong labels: flagged precision 0.80 recall 0.50; top 20: precision 0.90 recall 0.60; "
         "top 30: precision – recall 0.70",
@@ -196,8 +198,11 @@ def test_an_audit_writes_the_documented_summary_and_its_review_page_can_be_rebui
     assert summary["counts"]["audited"] == 40 and summary["counts"]["flagged"] == result.flagged
     assert summary["model"] == {"requested": "logreg", "chosen": "logreg", "log_loss": summary["model"]["log_loss"],
                                 "rule": "as requested", "feature_set": "all", "groups": ["indices_raw"],
-                                "feature_sets": None, "feature_set_probe": "logreg"}
+                                "feature_sets": None, "feature_set_probe": "logreg",
+                                "calibration": summary["model"]["calibration"]}
     assert list(summary["model"]["log_loss"]) == ["logreg"]
+    assert list(summary["model"]["calibration"]) == ["logreg"]
+    assert summary["model"]["calibration"]["logreg"] in ("none", "platt", "isotonic")
     assert set(summary["fit"]) == {"accuracy_vs_given", "macro_auc_vs_given"} and summary["fit"]["accuracy_vs_given"]
     assert summary["noise"]["estimated_wrong_share"] == result.estimated_wrong_share
     assert summary["outputs"] == {"table": f"{out}/audit.parquet", "summary": f"{out}/summary.json",
@@ -262,7 +267,8 @@ def test_the_job_hands_what_was_asked_for_to_its_parts(tmp_path, monkeypatch, ki
         calls["model"] = {"names": names, "kind": kind, "seed": seed, "parallel": parallel, "requested": requested,
                           "sets": list(inputs)}
         onehot = np.eye(n_classes)[targets] if targets.ndim == 1 else targets
-        return "xgboost" if requested == "auto" else requested, "all", 0.1 + 0.8 * onehot, {"xgboost": 0.4}, {}
+        return ("xgboost" if requested == "auto" else requested, "all", 0.1 + 0.8 * onehot, {"xgboost": 0.4}, {},
+                {"xgboost": "none"})
 
     for name in ("read_labelled", "single_label_issues", "multi_label_issues", "build_review"):
         spy(name, getattr(job, name))

@@ -134,12 +134,12 @@ def log_loss(proba: np.ndarray, y: np.ndarray, kind: str) -> float:
     return float(-np.mean(np.log(p[np.arange(len(y)), np.asarray(y)])))
 
 
-def choose(oof: np.ndarray, y: np.ndarray, kind: str, fitted: np.ndarray,
-           splits: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Calibrator | None, dict[str, float | None]]:
+def cross_fitted(oof: np.ndarray, y: np.ndarray, kind: str, fitted: np.ndarray,
+                 splits: list[tuple[np.ndarray, np.ndarray]]) -> tuple[str, np.ndarray, dict[str, float | None]]:
     """The map with the lowest log loss on ``oof`` (out-of-fold probabilities of these rows), each map fitted on the
     other ``splits``' rows and scored on each split's held-out rows (cross-fitted: a map never scores the rows it was
-    fitted on), then refitted on every row; None when the model's own probabilities do as well, within ``MARGIN``.
-    Every method's loss (None: not tried).
+    fitted on). Returns its name (``none`` when the model's own probabilities do as well, within ``MARGIN``), the
+    rows' probabilities under it, and every method's loss (None: not tried).
 
     Inner models that rank the rows no better than chance (ROC AUC at most 0.5: an early-stopped network on a few
     dozen clips) tell nothing about the model fitted on every row: a map learnt from them would only flatten that
@@ -147,18 +147,28 @@ def choose(oof: np.ndarray, y: np.ndarray, kind: str, fitted: np.ndarray,
     """
     losses: dict[str, float | None] = {"none": round(log_loss(oof, y, kind), 6)}
     if _ranking(oof, y, kind) <= 0.5:
-        return None, {**losses, **{m: None for m in METHODS[1:]}}
+        return "none", oof, {**losses, **{m: None for m in METHODS[1:]}}
+    mapped = {}
     for method in METHODS[1:]:
-        mapped = np.zeros_like(oof)
+        mapped[method] = np.zeros_like(oof)
         try:
             for fit_on, scored in splits:
-                mapped[scored] = fit(method, oof[fit_on], y[fit_on], kind, fitted)(oof[scored])
-            losses[method] = round(log_loss(mapped, y, kind), 6)
+                mapped[method][scored] = fit(method, oof[fit_on], y[fit_on], kind, fitted)(oof[scored])
+            losses[method] = round(log_loss(mapped[method], y, kind), 6)
         except NotIncreasing:  # no map of this kind on some split: not a candidate (no loss: JSON has no inf)
             losses[method] = None
     tried = [m for m in METHODS[1:] if losses[m] is not None]
     best = min(tried, key=lambda m: (losses[m], METHODS.index(m)), default=None)
     if best is None or losses[best] > losses["none"] * (1 - MARGIN):
+        return "none", oof, losses
+    return best, mapped[best], losses
+
+
+def choose(oof: np.ndarray, y: np.ndarray, kind: str, fitted: np.ndarray,
+           splits: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Calibrator | None, dict[str, float | None]]:
+    """The map ``cross_fitted`` chooses for ``oof``, refitted on every row (None: no map). Every method's loss."""
+    best, _, losses = cross_fitted(oof, y, kind, fitted, splits)
+    if best == "none":
         return None, losses
     try:
         return fit(best, oof, y, kind, fitted), losses

@@ -172,7 +172,7 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
     # the feature set is a choice like the model (learn.feature_sets), unless --feature-groups names the groups
     sets = {} if cfg.feature_groups else candidate_sets(data.feature_groups)
     inputs = {name: data.matrix(groups) for name, groups in sets.items()} or {ALL: X}
-    chosen, feature_set, probs, losses, set_losses = choose_model_and_set(
+    chosen, feature_set, probs, losses, set_losses, maps = choose_model_and_set(
         candidates, task.kind, task.n_classes, cfg.seed, inputs, data.y, folds, cfg.parallel, cfg.classifier)
     fit_s = time.time() - t_fit
     find = single_label_issues if task.kind == "single_label" else multi_label_issues
@@ -186,7 +186,7 @@ def _audit(cfg: AuditConfig, run: Run) -> dict[str, Any]:
         counts={"audited": len(data), "flagged": int(issues.flagged.sum()), **data.excluded["rows"]},
         duplicates=duplicates.counts,
         label_list=labelled.label_list,
-        model={"requested": cfg.classifier, "chosen": chosen, "log_loss": losses,
+        model={"requested": cfg.classifier, "chosen": chosen, "log_loss": losses, "calibration": maps,
                "rule": "lowest out-of-fold log loss against the given labels" if cfg.classifier == AUTO
                else "as requested",
                "feature_set": feature_set, "groups": list(sets.get(feature_set, data.columns)),
@@ -237,8 +237,11 @@ def summary_lines(result: AuditResult) -> list[str]:
              *label_list_line(summary.get("label_list")),
              f"  table: {result.table}  summary: {summary['outputs']['summary']}"]
     if len(model["log_loss"]) > 1:
-        lines.insert(1, f"  model: {model['chosen']} ({model['rule']}: "
-                        + ", ".join(f"{k} {v:.3f}" for k, v in model["log_loss"].items()) + ")")
+        maps = model.get("calibration") or {}
+        lines.insert(1, f"  model: {model['chosen']} ({model['rule']}, each model's probabilities calibrated on "
+                        "the other folds where that lowers it: "
+                        + ", ".join(f"{k} {v:.3f}" + (f" ({maps[k]})" if maps.get(k, "none") != "none" else "")
+                                    for k, v in model["log_loss"].items()) + ")")
     if model.get("feature_sets"):
         lines.insert(2, f"  feature set: {model['feature_set']} (lowest out-of-fold log loss of "
                         f"{model['feature_set_probe']} on each: "
