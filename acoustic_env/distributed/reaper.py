@@ -32,8 +32,13 @@ import psutil
 GRACE_S = 3.0
 #: Seconds between SIGTERM and SIGKILL.
 KILL_AFTER_S = 3.0
-#: Seconds between two looks at the processes to watch (agents and workers start after ``ray.init``).
+#: Seconds between two looks at the processes to watch, first (agents and workers start after ``ray.init``), then
+#: doubled after each look up to ``SCAN_MAX_S``. A look reads every process of the machine, once per root: at one a
+#: second, the watcher of a test session's long-lived instance used 130 CPU-s of a loaded 2-core suite (py-spy,
+#: 2026-11-27). What starts late (a worker, an actor) is the raylet's child and ends with it; the agents, which do
+#: not, start with the instance and are seen in the first looks.
 SCAN_EVERY_S = 1.0
+SCAN_MAX_S = 30.0
 
 _watchers: list[subprocess.Popen] = []  # held for the driver's life: their pipes close when it ends
 _roots: list[psutil.Process] = []  # what ray.init started in this process, for end_now
@@ -139,8 +144,10 @@ def main(argv: list[str]) -> int:
 
     threading.Thread(target=wait_for_eof, daemon=True).start()
     _scan(roots, known)
-    while not driver_gone.wait(SCAN_EVERY_S):
+    pause = SCAN_EVERY_S
+    while not driver_gone.wait(pause):
         _scan(roots, known)
+        pause = min(2 * pause, SCAN_MAX_S)
     time.sleep(GRACE_S)
     survivors = _alive(known)
     for p in survivors:
