@@ -110,8 +110,8 @@ def test_the_console_summary_of_an_audit():
         "  table: o/audit.parquet  summary: o/summary.json"]
     auto = record(counts={"audited": 200, "flagged": 31}, folds={"grouped": False},
                   model={"chosen": "xgboost", "rule": "lowest out-of-fold log loss against the given labels",
-                         "log_loss": {"logreg": 0.4012, "xgboost": 0.3}, "calibration": {"logreg": "none",
-                                                                                         "xgboost": "platt"}},
+                         "log_loss": {"logreg": 0.4012, "xgboost": 0.3, "average": 0.33},
+                         "calibration": {"logreg": "none", "xgboost": "platt"}},
                   truth={"known_wrong": 30, "flagged": {"precision": 0.8, "recall": 0.5},
                          "top_k": {"20": {"precision": 0.9, "recall": 0.6}, "30": {"precision": None, "recall": 0.7}}},
                   outputs={"table": "t", "summary": "s", "review": "o/review/index.html"})
@@ -119,7 +119,7 @@ def test_the_console_summary_of_an_audit():
     assert lines[0] == "audit au1: 200 clips, task urban_natural, xgboost x 5 folds (12.3 s)"
     assert lines[1] == ("  model: xgboost (lowest out-of-fold log loss against the given labels, each model's "
                         "probabilities calibrated on the other folds where that lowers it: logreg 0.401, "
-                        "xgboost 0.300 (platt))")
+                        "xgboost 0.300 (platt), average 0.330)")
     assert lines[3:] == [
         "  against 30 known wrong labels: flagged precision 0.80 recall 0.50; top 20: precision 0.90 recall 0.60; "
         "top 30: precision – recall 0.70",
