@@ -7,6 +7,7 @@ The whole job runs in tests/test_audit.py; these pin what a user reads, exactly,
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -296,3 +297,106 @@ def test_the_job_hands_what_was_asked_for_to_its_parts(tmp_path, monkeypatch, ki
     assert summary["model"]["rule"] == rule and summary["model"]["chosen"] == ("xgboost" if single else "mlp")
     assert "truth" not in summary  # none asked for
     assert result.audited == 24
+
+
+def test_the_console_names_the_feature_set_chosen_and_the_corrected_label_list_used():
+    """The feature-set line (every set's log loss for the probe model) is the third: after the model line when
+    several models competed, else after the flagged line; the label-list line sits before the table line."""
+    listed = {"uri": "o/labels.csv", "clips": 40, "changed": 6, "conflicts": 2, "sha256": "0123456789abcdef" * 4}
+    sets = {"all": 0.5123, "birdnet": 0.4}
+    auto = record(model={"chosen": "logreg", "rule": "lowest out-of-fold log loss against the given labels",
+                         "log_loss": {"logreg": 0.41, "average": 0.42}, "feature_set": "birdnet",
+                         "feature_sets": sets, "feature_set_probe": "logreg"}, label_list=listed)
+    lines = summary_lines(AuditResult.from_record(auto))
+    assert lines[1] == ("  model: logreg (lowest out-of-fold log loss against the given labels, each model's "
+                        "probabilities calibrated on the other folds where that lowers it: logreg 0.410, "
+                        "average 0.420)")
+    assert lines[2:] == [
+        "  feature set: birdnet (lowest out-of-fold log loss of logreg on each: all 0.512, birdnet 0.400)",
+        "  flagged 31 (15.5%); estimated share of wrong labels 14.5%: urban 12.0% [8.0%, 17.1%] of 120, "
+        "natural 20.0% of 80",
+        "  labels: o/labels.csv (40 clips listed, 6 changed against the table; 2 clips in conflict keep the table's "
+        "labels; sha256 0123456789ab)",
+        "  table: o/audit.parquet  summary: o/summary.json"]
+    one = record(model={"chosen": "mlp", "rule": "as requested", "log_loss": {"mlp": 0.3}, "feature_set": "all",
+                        "feature_sets": sets, "feature_set_probe": "mlp"})
+    lines = summary_lines(AuditResult.from_record(one))
+    assert lines[0].startswith("audit au1: 200 clips, task urban_natural, mlp x 5 folds (grouped); left out: ")
+    assert lines[2] == "  feature set: all (lowest out-of-fold log loss of mlp on each: all 0.512, birdnet 0.400)"
+    assert len(lines) == 4 and lines[1].startswith("  flagged 31 ") and not any(l.startswith("  model:") for l in lines)
+
+
+def stand_in_audit(tmp_path: Path, monkeypatch, **options) -> tuple[dict, pa.Table, dict]:
+    """An audit of 24 synthetic clips with hand-made groups and a pretrained embedder (BirdNET's 1024 columns), the
+    model stood in for (it keeps the ``birdnet`` set when offered) and its fit timed by a stand-in clock: its summary,
+    its table, and what the job handed the model and the review's embedding."""
+    from acoustic_env.config import AuditConfig, from_dict
+    from acoustic_env.demo.tables import synthetic_features
+    from acoustic_env.jobs.audit.job import run_audit
+    from acoustic_env.storage import read_json, read_part, write_parquet
+
+    write_parquet(synthetic_features(24, embedders=("birdnet",), weights="0" * 64, signals=("raw",)).table,
+                  str(tmp_path / "f.parquet"))
+    seen: dict = {}
+
+    def model(names, kind, n_classes, seed, inputs, targets, folds, parallel="sequential", requested="auto"):
+        seen["widths"] = {name: X.shape[1] for name, X in inputs.items()}
+        chosen_set = "birdnet" if "birdnet" in inputs else next(iter(inputs))
+        return ("logreg", chosen_set, 0.1 + 0.8 * np.eye(n_classes)[targets], {"logreg": 0.4},
+                {name: 0.5 for name in inputs} if len(inputs) > 1 else {}, {"logreg": "none"})
+
+    def embed(X, **kwargs):
+        seen["embedded"] = (X.shape[1], kwargs)
+        seen["embedding"] = real_embed(X, **kwargs)
+        return seen["embedding"]
+
+    real_embed = job.embed
+    monkeypatch.setattr(job, "time", SimpleNamespace(time=iter([1000.0, 1000.123456]).__next__))  # the fit: 0.123456 s
+    monkeypatch.setattr(job, "choose_model_and_set", model)
+    monkeypatch.setattr(job, "embed", embed)
+    out = tmp_path / "o"
+    run_audit(from_dict(AuditConfig, {"features": str(tmp_path / "f.parquet"), "output": str(out), "folds": 2,
+                                      "seed": 5, "review_top": 0, "random_sample": 0, **options}))
+    return read_json(str(out / "summary.json")), read_part(str(out / "audit.parquet")), seen
+
+
+def test_each_feature_set_is_offered_with_its_own_columns_and_the_chosen_one_is_recorded_and_embedded(
+        tmp_path, monkeypatch):
+    """Without --feature-groups the model gets every candidate set as its own columns; the summary names the set kept,
+    its groups, every set's loss and the probe (logistic regression under auto); the review's embedding (kept in
+    the table for the review server) is of the kept set's columns, with the audit's seed."""
+    summary, table, seen = stand_in_audit(tmp_path, monkeypatch, classifier="auto")
+    assert seen["widths"] == {"all": 1844, "birdnet": 1024, "hand-made": 820, "birdnet+indices": 1084}
+    model = summary["model"]
+    assert (model["feature_set"], model["groups"], model["feature_set_probe"]) == ("birdnet", ["birdnet"], "logreg")
+    assert model["feature_sets"] == {"all": 0.5, "birdnet": 0.5, "hand-made": 0.5, "birdnet+indices": 0.5}
+    assert seen["embedded"] == (1024, {"seed": 5}) and summary["fit_s"] == 0.123
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 24)
+    ids = table["clip_id"].to_pylist()
+    order = [ids.index(c) for c in sorted(ids)]  # embedded in the features' order (the file's: clip ids ascending)
+    np.testing.assert_array_equal(np.array(table["embedding"].to_pylist())[order], seen["embedding"])
+
+
+def test_named_feature_groups_are_one_set_and_a_named_model_is_its_own_probe(tmp_path, monkeypatch):
+    summary, _, seen = stand_in_audit(tmp_path, monkeypatch, classifier="mlp", feature_groups="indices_raw,birdnet")
+    assert seen["widths"] == {"all": 1084} and seen["embedded"][0] == 1084
+    model = summary["model"]
+    assert (model["feature_set"], model["groups"], model["feature_sets"], model["feature_set_probe"]) == (
+        "all", ["indices_raw", "birdnet"], None, "mlp")
+
+
+def test_a_corrected_label_list_replaces_the_given_labels_and_is_recorded(tmp_path, monkeypatch):
+    """--labels: the listed clips are audited with the list's classes, and the summary says which list, how many
+    clips it lists and how many it changed."""
+    from acoustic_env.demo.tables import synthetic_features
+
+    ids = synthetic_features(24, embedders=("birdnet",), weights="0" * 64, signals=("raw",)).ids
+    (tmp_path / "labels.csv").write_text(f"clip_id,labels\n{ids[0]},urban\n{ids[1]},natural\n{ids[2]},\n")
+    summary, table, _ = stand_in_audit(tmp_path, monkeypatch, classifier="logreg",
+                                       labels=str(tmp_path / "labels.csv"))
+    given = dict(zip(table["clip_id"].to_pylist(), table["given_labels"].to_pylist()))
+    assert (given[ids[0]], given[ids[1]], ids[2] in given) == (["urban"], ["natural"], False)
+    listed = summary["label_list"]
+    assert (listed["uri"], listed["clips"], listed["conflicts"]) == (str(tmp_path / "labels.csv"), 3, 0)
+    # the synthetic table gave them urban, urban, natural: the first keeps its class, the others change
+    assert listed["changed"] == 2 and len(listed["sha256"]) == 64
