@@ -40,11 +40,13 @@ from acoustic_env.config import (
     from_dict,
     load_config_file,
 )
+from acoustic_env.demo.command import register as register_demo
 from acoustic_env.jobs import catalog
 from acoustic_env.jobs.results import AnnotateResult, AuditResult, ExtractResult, TrainResult
 from acoustic_env.web.commands import register as register_web_commands
 
 register_web_commands()  # serve and audit-review, which live on the web floor
+register_demo()  # demo, on the floor of the demo it runs
 
 C = TypeVar("C", bound=Section)
 
@@ -64,7 +66,7 @@ def _config(cls: type[C], config: C | Mapping[str, Any] | str | None, fields: Ma
 
 def run(command: str, *, config: Section | Mapping[str, Any] | str | None = None, **fields: Any) -> Any:
     """Run any catalogued command by its name: extract, train, audit, annotate, export, search, predict,
-    audit-estimate, audit-review, serve, ``"audioset sample"``, ..., or one registered in ``acoustic_env.jobs.catalog``
+    audit-estimate, audit-review, serve, demo, ``"audioset sample"``, ..., or one registered in ``acoustic_env.jobs.catalog``
     (``docs/development.md``, "Adding a command").
 
     Args:

@@ -61,3 +61,19 @@ def test_import_is_light():
     code = "import sys, acoustic_env as ae; ae.ConfigError; print(any(m in sys.modules for m in ('torch', 'ray')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_demo_is_a_command_of_the_api_without_the_cli(tmp_path):
+    """``ae.run("demo")`` finds the demo (``demo/command.py``, registered by the API as by the CLI) and checks its
+    config before any work; in a fresh process that never imports the command line."""
+    import subprocess
+    import sys
+
+    code = ("import sys, acoustic_env as ae\n"
+            "try:\n    ae.run('demo', output=sys.argv[1], clips=0)\n"
+            "except ae.ConfigError as exc:\n    print(exc)\n"
+            "print('acoustic_env.cli' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "demo")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.splitlines() == ["clips: must be an integer >= 1, got 0", "False"], out.stdout + out.stderr
+    assert not (tmp_path / "demo").exists()

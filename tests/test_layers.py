@@ -34,9 +34,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("labels", "pages"),
     ("recipes", "distributed"),
     ("jobs",),
-    ("web",),
+    ("web", "demo"),
     ("api",),
-    ("demo",),
     ("cli",),
 )
 

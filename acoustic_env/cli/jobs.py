@@ -1,4 +1,4 @@
-"""Every command of the job catalogue (``jobs/catalog.py``) on the ``acoustic-env`` parser, and ``demo``.
+"""Every command of the job catalogue (``jobs/catalog.py``) on the ``acoustic-env`` parser.
 
 A catalogued command takes every option from its config's declarations (``--config FILE`` too, and ``--dry-run``
 where the job has a plan); a command in a group (``audioset sample``) sits under the group's own sub-command. Each
@@ -9,30 +9,18 @@ that say what it did.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any, Callable
 
 from acoustic_env.cli.console import console
 from acoustic_env.config import add_flags, from_args
-from acoustic_env.config.commands import DemoConfig
 from acoustic_env.jobs import catalog
+from acoustic_env.demo.command import register as register_demo
 from acoustic_env.jobs.catalog import GROUPS, JobSpec
 from acoustic_env.storage import redact
 from acoustic_env.web.commands import register as register_web_commands
 
 register_web_commands()  # serve and audit-review, which live on the web floor
-
-
-def _demo(cfg: DemoConfig) -> dict[str, Any]:
-    """The demo's data generated, and the jobs run on it (it says each step as it goes)."""
-    from acoustic_env.demo.run import run_demo
-
-    return run_demo(Path(cfg.output), n_clips=cfg.clips, seed=cfg.seed, duration_s=cfg.duration,
-                    features_impl=cfg.features_impl, progress=cfg.progress)
-
-
-catalog.register(JobSpec("demo", "generate labelled synthetic soundscapes and run the jobs on them locally",
-                         DemoConfig, _demo, lambda _: [], usage="%(prog)s [--output DIR] [options]"))
+register_demo()  # demo, on the floor of the demo it runs
 
 
 def _command(spec: JobSpec) -> Callable[[argparse.Namespace], int]:

@@ -2,7 +2,7 @@
 
 Generates labelled synthetic soundscapes (a known share of labels flipped and a
 few deliberately broken files, see ``synth.generate_demo``), then runs the jobs
-through the public API exactly as a notebook would: extract on local Ray and
+from the job catalogue, as ``ae.run`` does (the public API sits on the floor above): extract on local Ray and
 local disk, train the environment classifier (a small search) with its report,
 audit the labels, and score the audit against the generator's truth.
 
@@ -18,8 +18,9 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from acoustic_env import api
+from acoustic_env.config import from_dict
 from acoustic_env.demo.synth import generate_demo
+from acoustic_env.jobs import catalog
 from acoustic_env.jobs.audit.job import summary_lines as audit_lines
 from acoustic_env.pages.review import verdicts_uri
 from acoustic_env.jobs.train.job import summary_lines as train_lines
@@ -29,6 +30,13 @@ DEMO_LABEL_NOISE = 0.1
 DEMO_SEARCH = {"trials": 4, "time_budget_s": 240.0, "max_rounds": 12, "grace_rounds": 3, "patience": 4,
                "shap_samples": 40}
 DEMO_REVIEW = {"review_top": 20, "random_sample": 20}
+
+
+def _job(name: str, **fields: Any) -> Any:
+    """The catalogued job ``name`` on the config of ``fields``, as ``ae.run(name, **fields)`` runs it: each field
+    checked first (``ConfigError`` naming a bad one), then the job; its result."""
+    spec = catalog.get(name)
+    return spec.run(from_dict(spec.config, fields))
 
 
 def score_against_truth(flagged: set[str], audited: set[str], truth_csv: Path) -> dict[str, Any]:
@@ -42,7 +50,7 @@ def score_against_truth(flagged: set[str], audited: set[str], truth_csv: Path) -
 
 def audit_against_truth(features: str, truth_csv: Path, output: Path) -> dict[str, Any]:
     """Audit the labels with the defaults, print what it found and how it compares with the truth."""
-    result = api.audit(features, str(output), **DEMO_REVIEW)
+    result = _job("audit", features=features, output=str(output), **DEMO_REVIEW)
     table = read_part(result.table, columns=["clip_id", "flagged"])
     ids = table["clip_id"].to_pylist()
     flagged = {c for c, f in zip(ids, table["flagged"].to_pylist()) if f}
@@ -69,8 +77,8 @@ def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float 
         marker.touch()
         print(f"  {demo.n_good} good clips, {demo.n_broken} deliberately broken, {demo.n_flipped} labels flipped")
     features = str(output / "extract")
-    run = api.extract(str(data_dir / "clips.csv"), features, audio_root=str(data_dir / "audio"),
-                      progress=progress, features={"impl": features_impl} if features_impl else {})
+    run = _job("extract", manifest=str(data_dir / "clips.csv"), output=features, audio_root=str(data_dir / "audio"),
+               progress=progress, features={"impl": features_impl} if features_impl else {})
     c = run.counts
     print(f"extract: {c['ok']} clips in features/, {c['errors_in_output']} in errors/ "
           f"({', '.join(f'{k}={v}' for k, v in sorted(run.error_types.items())) or 'none this run'}), "
@@ -81,7 +89,7 @@ def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float 
         print("  embedder weights: " + ", ".join(f"{k}={v[:12]}" for k, v in run.weights.items()))
     print(f"training (cross-validated on a small table, else a {DEMO_SEARCH['trials']}-trial search of at most "
           f"{DEMO_SEARCH['time_budget_s']:.0f} s) ...")
-    trained = api.train(features, str(output / "train"), seed=seed, progress=False, **DEMO_SEARCH)
+    trained = _job("train", features=features, output=str(output / "train"), seed=seed, progress=False, **DEMO_SEARCH)
     print("\n".join(train_lines(trained)))
     audit = audit_against_truth(features, data_dir / "truth.csv", output / "audit")
     return {"extract": run.record, "train": trained.record, "audit": audit}

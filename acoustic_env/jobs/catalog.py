@@ -6,7 +6,7 @@ submitted jobs (``python -m acoustic_env.cli``) all read this table, so a comman
 function that runs it, the lines that say what it did, its checks and its dry run. ``register(spec)`` adds a
 command before the parser is built (``docs/development.md``, "Adding a command"). The functions are named lazily (``registry.lazy``): building
 the parser imports none of them. The commands that serve a page until stopped (``serve``, ``audit-review``) are
-registered by ``web/commands.py``, on the floor of their servers.
+registered by ``web/commands.py``, on the floor of their servers, and ``demo`` by ``demo/command.py``.
 """
 
 from __future__ import annotations
