@@ -53,6 +53,11 @@ MODULES: dict[str, list[str]] = {
         "tests/test_audit.py::test_suspects_come_least_likely_given_label_first_within_each_block",
         "tests/test_audit.py::test_unauditable_inputs_end_in_one_line"],
     "acoustic_env/jobs/audit/estimate.py": ["tests/test_audit_estimate.py"],
+    "acoustic_env/jobs/audit/crossfit.py": [
+        "tests/test_audit_crossfit.py",
+        "tests/test_audit.py::test_out_of_fold_scores_each_clip_with_a_model_that_never_saw_it",
+        "tests/test_audit.py::test_auto_keeps_the_model_with_the_lowest_out_of_fold_log_loss",
+        "tests/test_audit.py::test_an_overconfident_models_probabilities_are_calibrated_on_the_other_folds_only"],
     "acoustic_env/audioset/sample.py": ["tests/test_audioset_sample.py"],
     "acoustic_env/audio/windows.py": [
         "tests/test_window_rows.py", "tests/test_windows.py::test_spans_cover_the_recording_and_stop_at_its_end",
