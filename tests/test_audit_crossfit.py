@@ -15,7 +15,8 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from acoustic_env.jobs.audit import crossfit
-from acoustic_env.jobs.audit.crossfit import calibrated, choose_by_log_loss, choose_model_and_set, log_loss, out_of_fold
+from acoustic_env.jobs.audit.crossfit import calibrated, choose_by_log_loss, choose_model_and_set, out_of_fold
+from acoustic_env.learn.calibrate import EPS, log_loss
 
 #: The stand-in zoo: how sure of itself each model is (the scale of its sigmoid).
 SHARPNESS = {"logreg": 1.0, "mlp": 12.0, "xgboost": 3.0}
@@ -71,15 +72,16 @@ def clips(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def test_the_log_loss_is_of_the_given_class_and_a_certain_mistake_costs_a_bounded_amount():
-    """Single-label: -log of the given class's probability, averaged; multi-label: the binary one over every cell.
-    A probability of 0 (or 1) is taken as 1e-7 from it, so one sure mistake costs -log(1e-7), not infinity."""
-    eps = 1e-7
-    single = log_loss(np.array([0, 1, 1]), np.array([[0.8, 0.2], [0.4, 0.6], [1.0, 0.0]]))
-    assert single == pytest.approx(-(math.log(0.8) + math.log(0.6) + math.log(eps)) / 3, rel=1e-12)
-    multi = log_loss(np.array([[1, 0], [0, 1]]), np.array([[0.9, 1.0], [0.3, 0.0]]))
-    # (1 - (1 - eps) is eps to nine digits in floating point)
-    assert multi == pytest.approx(-(math.log(0.9) + math.log(eps) + math.log(0.7) + math.log(eps)) / 4, rel=1e-9)
-    assert log_loss(np.array([[1, 0]]), np.array([[1.0, 0.0]])) == pytest.approx(-math.log(1 - eps), rel=1e-9)
+    """The loss the audit ranks by is calibration's (``learn.calibrate.log_loss``, one for both). Single-label: -log
+    of the given class's probability, averaged; multi-label: the binary one over every cell. A probability of 0 (or 1)
+    is taken as ``EPS`` from it, so one sure mistake costs -log(EPS), not infinity."""
+    single = log_loss(np.array([[0.8, 0.2], [0.4, 0.6], [1.0, 0.0]]), np.array([0, 1, 1]), "single_label")
+    assert single == pytest.approx(-(math.log(0.8) + math.log(0.6) + math.log(EPS)) / 3, rel=1e-12)
+    multi = log_loss(np.array([[0.9, 1.0], [0.3, 0.0]]), np.array([[1, 0], [0, 1]]), "multi_label")
+    # (1 - (1 - EPS) is EPS to nine digits in floating point)
+    assert multi == pytest.approx(-(math.log(0.9) + math.log(EPS) + math.log(0.7) + math.log(EPS)) / 4, rel=1e-9)
+    assert log_loss(np.array([[1.0, 0.0]]), np.array([[1, 0]]), "multi_label") == pytest.approx(-math.log(1 - EPS),
+                                                                                                rel=1e-9)
 
 
 def test_every_label_of_a_multi_label_task_is_calibrated():
@@ -92,7 +94,8 @@ def test_every_label_of_a_multi_label_task_is_calibrated():
     assert method in ("platt", "isotonic")
     for j in range(3):
         label = slice(j, j + 1)
-        assert log_loss(targets[:, label], mapped[:, label]) < log_loss(targets[:, label], probs[:, label]) - 0.1
+        assert (log_loss(mapped[:, label], targets[:, label], "multi_label")
+                < log_loss(probs[:, label], targets[:, label], "multi_label") - 0.1)
 
 
 def test_auto_keeps_the_lowest_calibrated_log_loss_and_records_every_one(zoo):
@@ -105,8 +108,8 @@ def test_auto_keeps_the_lowest_calibrated_log_loss_and_records_every_one(zoo):
     mapped = {n: calibrated(_Sigmoid(SHARPNESS[n]).predict_proba(X), y, "single_label", folds) for n in names}
     assert maps == {n: mapped[n][0] for n in names} and maps["mlp"] != "none"
     average = (mapped["logreg"][1] + mapped["mlp"][1]) / 2
-    expected = {"logreg": log_loss(y, mapped["logreg"][1]), "mlp": log_loss(y, mapped["mlp"][1]),
-                "average": log_loss(y, average)}
+    expected = {n: log_loss(p, y, "single_label") for n, p in
+                (("logreg", mapped["logreg"][1]), ("mlp", mapped["mlp"][1]), ("average", average))}
     assert losses == {n: round(v, 6) for n, v in expected.items()} and losses != {n: round(v, 7) for n, v in
                                                                                  expected.items()}
     assert len(set(losses.values())) == 3 and chosen == min(losses, key=losses.get)
@@ -139,11 +142,24 @@ def test_the_feature_set_is_the_one_the_probe_predicts_best(zoo, requested, prob
         names, "single_label", 2, 7, {"all": noise, "birdnet": good}, y, folds, requested=requested)
     assert zoo[:2] == [(probe, "single_label", 2, 7)] * 2
     raw = {s: _Sigmoid(SHARPNESS[probe]).predict_proba(X) for s, X in (("all", noise), ("birdnet", good))}
-    assert by_set == {s: round(log_loss(y, raw[s]), 6) for s in raw} and by_set["birdnet"] < by_set["all"] - 0.1
+    assert by_set == {s: round(log_loss(raw[s], y, "single_label"), 6) for s in raw}
+    assert by_set["birdnet"] < by_set["all"] - 0.1
     assert feature_set == "birdnet"
     zoo.clear()
     assert (chosen, losses, maps) == tuple(choose_by_log_loss(names, "single_label", 2, 7, good, y, folds,
                                                               requested=requested)[i] for i in (0, 2, 3))
+
+
+def test_a_multi_label_tasks_feature_sets_are_scored_by_the_binary_loss_of_every_label(zoo):
+    """The sets of a multi-label task are compared by the mean binary log loss over every label (a single-label loss
+    would read the 0/1 matrix as class indices)."""
+    good, noise, y, folds = clips()
+    targets = np.column_stack([1 - y, y])
+    _, feature_set, _, _, by_set, _ = choose_model_and_set(("logreg",), "multi_label", 2, 7,
+                                                            {"all": noise, "birdnet": good}, targets, folds)
+    raw = {s: _Sigmoid(SHARPNESS["logreg"]).predict_proba(X) for s, X in (("all", noise), ("birdnet", good))}
+    assert by_set == {s: round(log_loss(raw[s], targets, "multi_label"), 6) for s in raw}
+    assert feature_set == "birdnet"
 
 
 def test_one_feature_set_is_not_scored(zoo):

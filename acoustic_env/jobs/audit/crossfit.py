@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.base import clone
 
 from acoustic_env.distributed.fanout import map_tasks
-from acoustic_env.learn.calibrate import cross_fitted
+from acoustic_env.learn.calibrate import cross_fitted, log_loss
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 
 AUTO, AVERAGE = "auto", "average"
@@ -60,14 +60,6 @@ def out_of_fold(estimator: ZooClassifier, X: np.ndarray, targets: np.ndarray, fo
     for k, p in zip(ks, results):
         probs[folds == k] = p
     return probs
-
-
-def log_loss(targets: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean out-of-fold log loss against the given labels (multi-label: mean binary cross-entropy per class)."""
-    p = np.clip(probs, eps, 1 - eps)
-    if targets.ndim == 1:
-        return float(-np.mean(np.log(p[np.arange(len(targets)), targets])))
-    return float(-np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p)))
 
 
 def calibrated(probs: np.ndarray, targets: np.ndarray, kind: str, folds: np.ndarray) -> tuple[str, np.ndarray]:
@@ -99,7 +91,7 @@ def choose_by_log_loss(names: tuple[str, ...], kind: str, n_classes: int, seed: 
         maps[n], probs[n] = calibrated(raw, targets, kind, folds)
     if len(names) > 1:
         probs[AVERAGE] = np.mean([probs[n] for n in names], axis=0)
-    losses = {n: round(log_loss(targets, p), 6) for n, p in probs.items()}
+    losses = {n: round(log_loss(p, targets, kind), 6) for n, p in probs.items()}
     chosen = min(losses, key=losses.get) if requested == AUTO else requested
     return chosen, probs[chosen], losses, maps
 
@@ -120,8 +112,8 @@ def choose_model_and_set(names: tuple[str, ...], kind: str, n_classes: int, seed
     by_set = {}
     if len(inputs) > 1:
         for name, X in inputs.items():
-            by_set[name] = round(log_loss(targets, out_of_fold(make_estimator(probe, kind, n_classes, seed), X,
-                                                               targets, folds, parallel)), 6)
+            oof = out_of_fold(make_estimator(probe, kind, n_classes, seed), X, targets, folds, parallel)
+            by_set[name] = round(log_loss(oof, targets, kind), 6)
     feature_set = min(by_set, key=by_set.get) if by_set else next(iter(inputs))
     chosen, probs, losses, maps = choose_by_log_loss(names, kind, n_classes, seed, inputs[feature_set], targets,
                                                      folds, parallel, requested)
