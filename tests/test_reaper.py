@@ -1,4 +1,5 @@
-"""The watcher's look at the processes (``distributed/reaper.py: _scan``): every descendant of every root, in one pass."""
+"""The watcher's look at the processes (``distributed/reaper.py: _scan``): every descendant of every root, in one pass;
+and what it ends at the last (``_alive``): only the processes it saw, by pid and start time."""
 
 from __future__ import annotations
 
@@ -43,3 +44,24 @@ def test_a_look_finds_every_descendant_of_every_living_root_and_skips_a_dead_one
             for p in [*psutil.Process(t.pid).children(recursive=True), psutil.Process(t.pid)]:
                 p.kill()
             t.wait()
+
+
+def test_a_pid_now_held_by_another_process_or_a_zombie_is_not_ended():
+    """The watcher ends only what it saw: a pid whose process has another start time than the one it recorded now
+    belongs to a process that reused the number, and a zombie has nothing left to end."""
+    live = subprocess.Popen(["sleep", "60"])
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        started = psutil.Process(live.pid).create_time()
+        zombie_started = psutil.Process(zombie.pid).create_time()
+        deadline = time.monotonic() + 30
+        while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not yet waited for
+            assert time.monotonic() < deadline, "the short process did not exit"
+            time.sleep(0.05)
+        assert [p.pid for p in reaper._alive({(live.pid, started)})] == [live.pid]
+        assert reaper._alive({(live.pid, started + 1.0)}) == []  # the number reused by another process
+        assert reaper._alive({(zombie.pid, zombie_started)}) == []
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()
