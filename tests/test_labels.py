@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -67,8 +68,9 @@ def test_a_bad_event_is_one_line_naming_the_field():
 def test_events_round_trip_on_s3(s3_endpoint):
     import s3fs
 
-    s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}).mkdir("labels-bucket")
-    store = default_store("s3://labels-bucket/out/features")
+    bucket = f"labels-{uuid.uuid4().hex[:12]}"  # a bucket of its own: the test can run again on the same server
+    s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}).mkdir(bucket)
+    store = default_store(f"s3://{bucket}/out/features")
     events = [_verdict(f"clip{i}", "ann", "wrong", ["natural"], minutes=i) for i in range(3)]
     append(store, events[:2])
     append(store, events[2:])
@@ -271,3 +273,13 @@ def test_apply_and_a_job_refuse_what_they_cannot_use_in_one_line(tmp_path, capsy
                  str(tmp_path / "none.csv")]) == 2
     assert capsys.readouterr().err.strip() == f"acoustic-env: error: labels: no such file or directory: " \
                                               f"{tmp_path / 'none.csv'}"
+
+
+def test_each_decision_names_its_clip_and_the_latest_given_label_stands():
+    """What a caller of ``corrected`` iterates: each decision carries its clip id; of two imports, the later one."""
+    events = [Event("a", "urban_natural", "given", labels=("urban",), time=T0),
+              Event("a", "urban_natural", "import", labels=("natural",), time=T0 + timedelta(minutes=1)),
+              _verdict("b", "ann", "correct", minutes=2)]
+    decisions = corrected(events).decisions
+    assert [(d.clip_id, d.labels, d.event.source) for d in decisions.values()] == [
+        ("a", ("natural",), "import"), ("b", ("urban",), "review")]
