@@ -95,3 +95,11 @@ def test_a_list_that_cannot_be_read_is_one_line(tmp_path):
         read_label_list(str(tmp_path / "bin.csv"), TASK)
     assert str(err.value).startswith(f"labels: {tmp_path / 'bin.csv'} is not a CSV text file (") and \
         len(str(err.value).splitlines()) == 1
+
+
+def test_a_directory_named_like_a_list_is_one_line(tmp_path):
+    """``--labels x.csv`` where x.csv is a directory: one line naming the field, not the filesystem's exception."""
+    (tmp_path / "store.csv").mkdir()
+    with pytest.raises(ConfigError) as err:
+        read_label_list(str(tmp_path / "store.csv"), TASK)
+    assert str(err.value).startswith(f"labels: {tmp_path / 'store.csv'} is a directory;")

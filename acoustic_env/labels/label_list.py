@@ -91,6 +91,9 @@ def read_label_list(uri: str, task: Task) -> LabelList:
             data = fs.cat_file(path)
         except FileNotFoundError:
             raise ConfigError(f"labels: no such file: {uri}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"labels: {uri} is a directory; a corrected list is a CSV file, and a label store's "
+                              f"name does not end in .csv") from None
         conflicts = 0
     else:
         current = corrected(read_events(uri, task.name))
