@@ -108,8 +108,6 @@ def append(store: str, events: list[Event]) -> str | None:
     if not events:
         return None
     rows = {name: [getattr(e, name) for e in events] for name in SCHEMA.names}
-    rows["labels"] = [list(v) for v in rows["labels"]]
-    rows["given"] = [list(v) for v in rows["given"]]
     remove_stale_temporaries(store, before=time.time())
     uri = join(store, event_name())
     write_parquet(pa.table(rows, schema=SCHEMA), uri)

@@ -126,7 +126,7 @@ def paired(kind: str, y: np.ndarray, before: np.ndarray, after: np.ndarray, unit
     bootstrap over ``units`` (whole groups) that scores both models on each draw."""
     out: dict[str, Any] = {"previous": figure(kind, y, before), "new": figure(kind, y, after)}
     out["difference"] = None if None in (out["previous"], out["new"]) else out["new"] - out["previous"]
-    if y.size * (before.shape[1] if before.ndim > 1 else 1) > MAX_BOOTSTRAP_CELLS or out["difference"] is None:
+    if y.size * before.shape[1] > MAX_BOOTSTRAP_CELLS or out["difference"] is None:
         return {**out, "previous_interval": None, "new_interval": None, "difference_interval": None, "replicates": 0}
     draws: dict[str, list[float]] = {"previous": [], "new": [], "difference": []}
     for rows in resample_groups(units, replicates, seed):
