@@ -7,7 +7,8 @@ from typing import Any
 
 from acoustic_env import candidates
 from acoustic_env.candidates import cnn
-from acoustic_env.config.schema import ConfigError, Section, option, require
+from acoustic_env.config.extraction import ExtractConfig
+from acoustic_env.config.schema import ConfigError, Section, like, option, require
 from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, HAND_MADE, RELEASED_PCA, BASELINE_CHOICES, default_pca, BASELINES, FILTERS, _location, _ray_address, _progress, _device, _seed, _task, _ontology
 
 
@@ -122,6 +123,12 @@ class TrainConfig(Section):
     cnn_crop_s: float | None = option(None, gt=0, le=60,
                                       help="the CNN's crop: the stretch of image it learns from and scores clips "
                                            "by, in seconds (100 image frames a second); unset: searched")
+    cnn_init: str = option("none", choices=("none", "panns"),
+                           help="the CNN's starting weights: none (random), or panns: with --cnn-architecture cnn14, "
+                                "its bn0 and blocks copied from the PANNs CNN14 checkpoint in the weights cache "
+                                "(checked by its sha256; fetch it with `acoustic-env models fetch panns`), the head "
+                                "random")
+    weights_cache: str | None = like(ExtractConfig, "weights_cache", parse=None)
     # A class of 2 % costs 2 % of an unweighted loss: "never" is then a cheap answer (learn/balance.py).
     class_weight: str = option("none", choices=("none", "balanced"),
                                help="balanced: every model weighs each class alike, n / (K x class count), in its "
@@ -203,6 +210,8 @@ class TrainConfig(Section):
         for name in ("cnn_architecture", "cnn_crop_s"):  # set for a CNN that is not trained, it would be ignored
             require(getattr(self, name) is None or "cnn" in self.baselines, name, "applies to the CNN only: add cnn "
                     "to --baselines", getattr(self, name))
+        require(self.cnn_init == "none" or self.cnn_architecture == "cnn14", "cnn_init",
+                "panns copies PANNs CNN14's blocks: needs --cnn-architecture cnn14", self.cnn_init)
         require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
                  self.grace_rounds)
         require(self.saved_model in ("record", "mlp", *self.baselines), "saved_model",

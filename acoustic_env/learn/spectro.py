@@ -15,6 +15,11 @@ energy lies.
   rows left is pooled over time only, ``pools``; ``blocks`` blocks of ``width``, 2 × ``width``, ... channels), the mean
   over the remaining bands, the mean and the max over time (global: any number of frames
   scores), dropout and one linear layer to the logits of ``learn.mlp``'s conventions.
+* **cnn14** (``PannsBlock``): PANNs CNN14's own layers as ``embedders/panns/model.py`` writes them, so that its
+  checkpoint's ``bn0`` and ``conv_block1..`` load by a rename (``learn.warm_start``): the image laid out as PANNs'
+  (batch, 1, frames, 64 bands), each band standardised by ``bn0`` (a batch norm over the bands, in place of the
+  global standardisation), then blocks of two 3 × 3 convolutions with batch norm and ReLU and a 2 × 2 average
+  pooling, of 64, 128, ... channels, and the same head.
 * **Its view: crops.** The network learns from windows of ``crop_frames`` frames (the training
   batches' random crops) and scores the same: in evaluation mode an image wider than that is cut
   into crops at a hop of half a crop, first and last at its ends, so that together they cover it,
@@ -33,7 +38,8 @@ energy lies.
   ``acoustic_env.candidates.PARAMS["cnn"]["augment"]`` and is recorded with the model's parameters.
   Validation and test images are never augmented.
 
-This module needs numpy and torch only (the saved model rebuilds the network from it); the estimator, which
+This module needs numpy, torch and PANNs' block (``embedders/panns/model.py``) only (the saved model rebuilds the
+network from it); the estimator, which
 trains it, is ``learn.spectro_estimator`` (scikit-learn's interface), as ``learn.mlp`` and ``learn.mlp_estimator``.
 """
 
@@ -46,7 +52,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from acoustic_env.candidates.cnn import ARCHITECTURES  # small: one convolution a block; residual: ResidualBlock
+from acoustic_env.candidates.cnn import ARCHITECTURES, image_problem  # small; residual: ResidualBlock; cnn14
+from acoustic_env.embedders.panns.model import ConvBlock
 from acoustic_env.learn.mlp import n_outputs
 
 
@@ -71,6 +78,14 @@ class ResidualBlock(nn.Module):
         return self.out(self.body(x) + self.skip(x))
 
 
+class PannsBlock(ConvBlock):
+    """PANNs CNN14's block (its ``ConvBlock``: conv1, bn1, conv2, bn2, the checkpoint's names) with its 2 × 2
+    average pooling built in, so that it stacks in an ``nn.Sequential``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x, pool=2)
+
+
 def pools(bands: int, input_pool: Sequence[int], blocks: int) -> list[tuple[int, int]]:
     """Each block's max pooling: 2 × 2, but 1 × 2 once fewer than two bands are left (an MFCC image's 20 rows
     reach one after three blocks; a 64-band log-mel never does, its blocks pool as they always have)."""
@@ -84,8 +99,9 @@ def pools(bands: int, input_pool: Sequence[int], blocks: int) -> list[tuple[int,
 class SpectroCNN(nn.Module):
     """(batch, bands, frames) images → ``n_out`` logits; ``mean``/``std`` standardise the input.
 
-    ``architecture``: the blocks' kind (:data:`ARCHITECTURES`). ``crop_frames``: in evaluation mode, the logits of
-    the crops' averaged probabilities (``views``, ``average``; ``link``: how the logits become probabilities,
+    ``architecture``: the blocks' kind (:data:`ARCHITECTURES`; ``cnn14`` takes 64 bands, unpooled, and 64, 128, ...
+    channels: ``candidates.cnn.image_problem``, a ValueError otherwise). ``crop_frames``: in evaluation mode, the
+    logits of the crops' averaged probabilities (``views``, ``average``; ``link``: how the logits become probabilities,
     ``learn.mlp``'s); None scores the whole window (a model saved before the crops).
     """
 
@@ -94,11 +110,17 @@ class SpectroCNN(nn.Module):
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"cnn: architecture must be one of {list(ARCHITECTURES)}, got {architecture!r}")
+        self.panns = architecture == "cnn14"
+        if self.panns:
+            network = {"architecture": architecture, "input_pool": input_pool, "width": channels[0] if channels else 0}
+            if problem := image_problem(bands, network):
+                raise ValueError(f"cnn: {problem}")
+            self.bn0 = nn.BatchNorm2d(bands)
         blocks: list[nn.Module] = [nn.AvgPool2d(tuple(input_pool))]
         c_in = 1
         for c, pool in zip(channels, pools(bands, input_pool, len(channels))):
-            blocks += ([ResidualBlock(c_in, c, pool)] if architecture == "residual" else
-                       [*conv_bn(c_in, c), nn.ReLU(), nn.MaxPool2d(pool)])
+            blocks += ([PannsBlock(c_in, c)] if self.panns else [ResidualBlock(c_in, c, pool)]
+                       if architecture == "residual" else [*conv_bn(c_in, c), nn.ReLU(), nn.MaxPool2d(pool)])
             c_in = c
         self.bands, self.crop_frames, self.link = bands, crop_frames, link
         self.blocks = nn.Sequential(*blocks)
@@ -114,7 +136,10 @@ class SpectroCNN(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The logits of each image as it is (one view)."""
-        z = self.blocks(((x - self.mean) / self.std).unsqueeze(1)).mean(dim=2)  # (batch, channels, frames')
+        if self.panns:  # PANNs' layout, (batch, 1, frames, bands), each band standardised by bn0 (channels: bands)
+            z = self.blocks(self.bn0(x[:, :, :, None]).transpose(1, 3)).mean(dim=3)
+        else:
+            z = self.blocks(((x - self.mean) / self.std).unsqueeze(1)).mean(dim=2)  # (batch, channels, frames')
         return self.head(torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
 
 

@@ -20,6 +20,7 @@ from acoustic_env.learn.fit import Schedule, Stream, fit
 from acoustic_env.learn.mlp import predict_proba
 from acoustic_env.learn.spectro import SpectroCNN, architecture, augmenter
 from acoustic_env.learn.threads import torch_threads
+from acoustic_env.learn.warm_start import warm_start
 
 
 class CNNClassifier(ClassifierMixin, BaseEstimator):
@@ -27,7 +28,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     ``fit`` holds out ``val_fraction`` of the rows (whole groups when ``groups`` are given) for
     early stopping on the validation loss; ``network`` holds the architecture, the crop it sees and the optimiser's
-    settings (its learning-rate schedule too), ``augment`` the augmentations (``learn.spectro``'s docstring).
+    settings (its learning-rate schedule too; ``init``, where one is, the checkpoint it starts from:
+    ``learn.warm_start``), ``augment`` the augmentations (``learn.spectro``'s docstring).
     ``predict_proba`` averages each clip's crops (the network's evaluation mode).
     """
 
@@ -73,6 +75,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             torch.manual_seed(self.seed)
             self.model_ = SpectroCNN(**{k: v for k, v in architecture(bands, kind, n_classes, self.network).items()
                                         if k != "network"})
+            if init := self.network.get("init"):
+                warm_start(self.model_, init)
             self.model_.mean.fill_(scale[0])
             self.model_.std.fill_(scale[1] or 1.0)
             self.model_.to(device)

@@ -17,6 +17,7 @@ import numpy as np
 from torch import nn
 
 from acoustic_env import candidates
+from acoustic_env.candidates.cnn import image_problem
 
 from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import ConfigError, TrainConfig
@@ -106,7 +107,8 @@ def image_inputs(features: FeatureSet) -> np.ndarray:
     window, the clips' median length (``learn.image_input.stack_images``), as [clips, bands, frames] float32.
 
     The column is read whole into this process (8 bits a cell, 64 kB a 10-s clip), as cross-validation holds
-    the feature matrix; a clip without an image stops the job with one line naming it.
+    the feature matrix; a clip without an image, or images the network cannot take (``cnn14``: 64 bands,
+    ``candidates.cnn.image_problem``), stops the job with one line naming it.
     """
     table = features.table
     if IMAGE_COLUMN not in table.schema.names:
@@ -117,7 +119,10 @@ def image_inputs(features: FeatureSet) -> np.ndarray:
     if missing:
         raise ConfigError(f"baselines: cnn needs every clip's {IMAGE_COLUMN!r} image; {len(missing)} clip(s) of "
                           f"{table.source} have none, e.g. {missing[0]}")
-    return stack_images(images, window_frames(images))
+    x = stack_images(images, window_frames(images))
+    if problem := image_problem(x.shape[1], candidates.PARAMS["cnn"]["network"]):
+        raise ConfigError(f"cnn_architecture: {problem}")
+    return x
 
 
 def split_counts(task: Task, features: FeatureSet, split: np.ndarray,

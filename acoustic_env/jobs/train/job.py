@@ -56,6 +56,7 @@ from acoustic_env.learn.duplicates import merge_lines
 from acoustic_env.learn.eda import explore
 from acoustic_env.learn.fit import METRIC_NAMES
 from acoustic_env.learn.image_input import recorded_image
+from acoustic_env.learn.warm_start import described, panns_init
 from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy
 from acoustic_env.learn.mlp import layer_table
 from acoustic_env.storage import join, redact_all
@@ -87,8 +88,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                 read_label_accuracy(cfg.label_accuracy) if cfg.label_accuracy else None)
     task = load_task(cfg.task, cfg.ontology)
     cfg.check_task(task.name, task.kind, task.n_classes)
+    init = panns_init(cfg.weights_cache) if cfg.cnn_init == "panns" else None  # the checkpoint checked up front
     with (lifecycle("train", cfg.to_dict(), cfg.output, versions=package_versions(EXTRA_PACKAGES)) as run,
-          candidates.pinned("cnn", cnn.chosen(cfg.cnn_architecture, cfg.cnn_crop_s))):
+          candidates.pinned("cnn", cnn.chosen(cfg.cnn_architecture, cfg.cnn_crop_s, init))):
         return TrainResult.from_record(_train(cfg, run, estimate, test_ids))
 
 
@@ -132,6 +134,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     else:
         out = run_split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
     models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
+    if init := candidates.PARAMS["cnn"]["network"].get("init"):
+        out.search["method"] = f"{out.search['method']} {described(init)}"
     metrics = {m: slim(r["test"]) for m, r in models.items()}  # what model.json and the run record keep
     if out.features is not None:  # the saved model's own feature set (learn.feature_sets): what it reads
         features, groups = out.features, list(out.features.columns)
