@@ -255,3 +255,56 @@ def test_the_cnn_trains_on_cuda_and_predicts_on_the_cpu_as_its_saved_model():
     clf.fit(x, y, groups=np.arange(40) // 2)
     assert next(clf.model_.parameters()).device.type == "cpu" and len(clf.history_) == 2
     assert np.isfinite(clf.predict_proba(x)).all()
+
+
+def test_a_model_saved_before_the_architectures_is_the_small_network():
+    """Settings without ``architecture`` (a CNN saved before the residual one existed) rebuild the small network."""
+    network = {k: v for k, v in PARAMS["cnn"]["network"].items() if k != "architecture"}
+    assert architecture(64, "single_label", 2, network)["architecture"] == "small"
+
+
+def test_each_blocks_pooling_follows_the_rows_the_input_pool_leaves():
+    """An input pooled 2 x 4 leaves 20 bands 10 rows (the first factor is the bands'): 2 x 2 while two rows or more
+    are left, then over time only."""
+    from acoustic_env.learn.spectro import pools
+
+    assert pools(20, (2, 4), 4) == [(2, 2), (2, 2), (2, 2), (1, 2)]
+    assert pools(20, (4, 2), 4) == [(2, 2), (2, 2), (1, 2), (1, 2)]
+
+
+def test_the_residual_block_is_two_convolutions_and_the_input_added_back():
+    """ResNet's basic block, computed by hand: ReLU(BN(conv(ReLU(BN(conv(x))))) + skip(x)), then the max pool; the
+    skip a 1 x 1 convolution with batch norm where the channels change, the input itself where they do not."""
+    import torch.nn.functional as F
+
+    from acoustic_env.learn.spectro import ResidualBlock
+
+    torch.manual_seed(0)
+    for c_in, c_out in ((4, 8), (8, 8)):
+        block = ResidualBlock(c_in, c_out, (2, 2)).eval()
+        convs = [m for m in block.body if isinstance(m, torch.nn.Conv2d)]
+        bns = [m for m in block.body if isinstance(m, torch.nn.BatchNorm2d)]
+        x = torch.randn(2, c_in, 6, 6)
+
+        def bn(layer, v):
+            return F.batch_norm(v, layer.running_mean, layer.running_var, layer.weight, layer.bias, False)
+
+        body = bn(bns[1], F.conv2d(F.relu(bn(bns[0], F.conv2d(x, convs[0].weight, padding=1))), convs[1].weight,
+                                   padding=1))
+        if c_in == c_out:
+            assert isinstance(block.skip, torch.nn.Identity)
+            skip = x
+        else:
+            conv, norm = block.skip
+            assert conv.kernel_size == (1, 1)
+            skip = bn(norm, F.conv2d(x, conv.weight))
+        expected = F.max_pool2d(F.relu(body + skip), (2, 2))
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_a_network_that_cannot_be_built_says_why():
+    with pytest.raises(ValueError, match=r"^cnn: architecture must be one of \['small', 'residual', 'cnn14'\], got "
+                                         r"'wide'$"):
+        SpectroCNN(64, 2, [8], 0.0, [1, 1], architecture="wide")
+    with pytest.raises(ValueError, match=r"^cnn: the cnn14 architecture takes 64-band log-mel images .* have 32 bands"):
+        SpectroCNN(32, 2, [64], 0.0, [1, 1], architecture="cnn14")
