@@ -234,7 +234,7 @@ def test_an_example_url_leaves_no_secret_in_the_saved_table_or_the_page(world, e
     uri = table["uri"][0].as_py()
     assert uri.startswith("http://***@127.0.0.1:") and uri.endswith("/c1_copy.wav?token=***"), uri
     written = [capsys.readouterr().out, str(table.to_pylist()), (tmp_path / "page" / "index.html").read_text()]
-    assert not [w for w in written if "s3cret" in w or "abc" in w], written
+    assert not [w for w in written if "s3cret" in w or "token=abc" in w], written  # (a hex hash may hold "abc")
     assert "audio unavailable" not in written[2] and len(list((tmp_path / "page" / "assets").glob("c1_copy-*"))) == 2
 
 

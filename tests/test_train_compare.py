@@ -4,6 +4,7 @@ compared on the clips whose label did not change only."""
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -147,7 +148,7 @@ def test_map_is_undefined_unless_a_label_is_both_present_and_absent():
                       average_precision_score([1, 1, 1, 0], p[:, 0]))
 
 
-def test_what_cannot_be_compared_says_why(tmp_path, caplog):
+def test_what_cannot_be_compared_says_why(tmp_path):
     y = np.array([0, 1] * 10)
     ids = [f"c{i:02d}" for i in range(20)]
     p = np.c_[1 - y * 0.8, y * 0.8]
@@ -172,10 +173,19 @@ def test_what_cannot_be_compared_says_why(tmp_path, caplog):
     assert comparison_line(cmp) == ["  what the labels changed: 5 against the previous model's (run r1); ROC AUC is "
                                     "undefined on the unchanged clips (a class is missing among them)"]
     (tmp_path / "predictions.parquet").write_bytes(b"PAR1 cut short")
-    assert read_previous(str(tmp_path)) is None
+    # the job's logger itself, not the root's capture: an earlier test of the process (a command's quiet console)
+    # may have stopped it propagating to the root logger
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("acoustic_env.jobs.train").addHandler(handler)
+    try:
+        assert read_previous(str(tmp_path)) is None
+    finally:
+        logging.getLogger("acoustic_env.jobs.train").removeHandler(handler)
     with pytest.raises(pa.ArrowInvalid) as why:
         pq.read_table(io.BytesIO((tmp_path / "predictions.parquet").read_bytes()))  # as read_previous reads it
-    assert caplog.records[-1].getMessage() == (f"the previous model's predictions {tmp_path / 'predictions.parquet'} "
+    assert records[-1].getMessage() == (f"the previous model's predictions {tmp_path / 'predictions.parquet'} "
                                                f"cannot be read ({why.value}): no comparison")
 
 
