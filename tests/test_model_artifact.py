@@ -923,3 +923,31 @@ def test_an_image_models_artifact_keeps_no_feature_group_and_groups_must_match_t
         save_model(str(tmp_path / "vectors"), fitted, transforms, task, [GroupInfo("yamnet", 4, "yamnet")])
     assert str(caught.value) == "save_model: transforms and feature_groups must name the same groups in the same order"
     assert not (tmp_path / "vectors").exists()
+
+
+def test_model_json_masks_credentials_in_the_estimators_settings_and_the_description(tmp_path):
+    """The warm start records its checkpoint's URI in the estimator's settings (``network.init``), and a table's URI
+    sits in the description: a URL's user-info or token there is written as ``***`` (issue 57's warm start could
+    otherwise leave a weights cache's credentials in a model shared with others); the model still loads and scores."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    transforms = [fit_group(x, 2, "indices_raw")]
+    fitted = from_zoo(make_estimator("logreg", "single_label", 2, seed=0).fit(transform_all(transforms, {
+        "indices_raw": x}), np.arange(20) % 2))
+    init = {"from": "panns", "weights": "https://alice:hunter2@weights.example/Cnn14_16k_mAP%3D0.438.pth?token=s3cr3t",
+            "sha256": "0" * 64}
+    spec = {**fitted.spec, "params": {**fitted.spec.get("params", {}), "network": {"init": init}}}
+    save_model(str(tmp_path / "m"), replace(fitted, spec=spec), transforms,
+               {"task": {"kind": "single_label", "class_names": ["a", "b"]},
+                "features_uri": "s3://bucket/t?X-Amz-Signature=abcdef"}, [GroupInfo("indices_raw", 4, "indices")])
+    text = (tmp_path / "m" / "model.json").read_text()
+    for secret in ("hunter2", "s3cr3t", "abcdef"):
+        assert secret not in text
+    saved = json.loads(text)
+    assert saved["estimator"]["params"]["network"]["init"]["weights"] == (
+        "https://***@weights.example/Cnn14_16k_mAP%3D0.438.pth?token=***")
+    assert saved["estimator"]["params"]["network"]["init"]["sha256"] == "0" * 64
+    assert saved["features_uri"] == "s3://bucket/t?X-Amz-Signature=***"
+    m = load_model(str(tmp_path / "m"))
+    np.testing.assert_allclose(m.estimator.predict_proba(transform_all(transforms, {"indices_raw": x})),
+                               fitted.predict_proba(transform_all(transforms, {"indices_raw": x})), rtol=1e-6)

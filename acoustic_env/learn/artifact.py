@@ -48,7 +48,7 @@ from acoustic_env.learn.transform import (
     to_arrays,
     transform_all,
 )
-from acoustic_env.storage import filesystem, join, read_json, read_parts, strip_protocol_keep
+from acoustic_env.storage import filesystem, join, read_json, read_parts, redact_all, strip_protocol_keep
 from acoustic_env.table import (
     RANDOM,
     FeatureSet,
@@ -91,7 +91,9 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 
 def save_model(uri: str, estimator: Portable, transforms: list[GroupTransform], description: dict[str, Any],
                feature_groups: Sequence[GroupInfo]) -> None:
-    """Write the artifact; ``description`` becomes model.json (with the estimator and the groups added).
+    """Write the artifact; ``description`` becomes model.json (with the estimator and the groups added), every
+    string in it redacted (``storage.redact``): the table's URI, and the warm start's checkpoint URI in the estimator's
+    settings, may hold credentials.
 
     An estimator of images (its spec names an ``input`` column: the CNN) reads no feature group, so its model
     keeps none, and scoring computes only its image column.
@@ -107,10 +109,10 @@ def save_model(uri: str, estimator: Portable, transforms: list[GroupTransform], 
         _write_bytes(join(uri, blob), estimator.blob or b"")
     _write_bytes(join(uri, ARRAYS), _npz(estimator.arrays))
     _write_bytes(join(uri, PREPROCESSING), _npz(to_arrays(transforms)))
-    meta = {"format_version": FORMAT_VERSION, **description, "estimator": estimator.spec,
+    meta = redact_all({"format_version": FORMAT_VERSION, **description, "estimator": estimator.spec,
             "groups": [{"name": t.group, "dim": g.dim, "components": t.n_components, "weights": g.weights,
                         **({"grid": list(g.grid), "axes": g.axes} if g.grid else {})}
-                       for t, g in zip(transforms, feature_groups)]}
+                       for t, g in zip(transforms, feature_groups)]})
     _write_bytes(join(uri, MODEL_JSON), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
 
 

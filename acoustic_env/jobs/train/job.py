@@ -59,7 +59,7 @@ from acoustic_env.learn.image_input import recorded_image
 from acoustic_env.learn.warm_start import described, panns_init
 from acoustic_env.learn.metrics import adjusted_accuracy, assumed_label_accuracy
 from acoustic_env.learn.mlp import layer_table
-from acoustic_env.storage import join, redact_all
+from acoustic_env.storage import join
 from acoustic_env.table import RANDOM_REASON, FeatureSet
 
 log = logging.getLogger("acoustic_env.jobs.train")
@@ -179,8 +179,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     report_uri = write_report(report, results)
     if this is not None:
         write_predictions(report, this)
-    # model.json keeps what scoring audio needs from the table (the table's URI is written masked)
-    save_model(model_uri, recorded_image(out.estimator, features.table.columns), transforms, redact_all({
+    # model.json keeps what scoring audio needs from the table (save_model masks the URIs' credentials)
+    save_model(model_uri, recorded_image(out.estimator, features.table.columns), transforms, {
         "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
                  "definition": task.definition},
         "hyperparameters": out.params, "preprocessing": preprocessing,
@@ -192,7 +192,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
                                                                                      task.kind)),
                           **({"resample": resampled} if resampled else {})},
         "config": cfg.to_dict(), "versions": run.record["versions"], "run_id": run_id,
-        "label_list": labelled.label_list, **table_description(cfg.features)}),
+        "label_list": labelled.label_list, **table_description(cfg.features)},
         features.feature_groups)
     return run.complete(counts=counts, timings=timings, groups=groups, search=results["search"],
                         label_list=labelled.label_list, labels_changed=changed,
