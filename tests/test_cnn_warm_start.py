@@ -168,14 +168,28 @@ def test_the_one_line_errors(checkpoint, image_table, tmp_path):
     with pytest.raises(ConfigError, match=r"cnn_init: panns starts the CNN from the PANNs CNN14 checkpoint, which is "
                                           r"not at .*empty.*models fetch panns"):
         train(_config(image_table, str(tmp_path / "b"), cnn_init="panns", weights_cache=str(tmp_path / "empty")))
-    # images of 32 bands (an MFCC or a narrower log-mel): cnn14 takes PANNs' 64
+    with pytest.raises(ConfigError, match=NARROW):
+        train(_config(_narrow(tmp_path), str(tmp_path / "c")))
+
+
+#: images of 32 bands (an MFCC or a narrower log-mel): cnn14 takes PANNs' 64
+NARROW = r"^cnn_architecture: the cnn14 architecture takes 64-band log-mel images \(PANNs' front end\); these images have 32 bands"
+
+
+def _narrow(tmp_path) -> str:
+    """24 clips whose log-mel images have 32 bands."""
     table = synthetic_features(24, seed=5, logmel_s=1.5).table
     narrow = encode_images([np.zeros((32, 150), np.float32) + i for i in range(24)])
-    source = write_features(table.set_column(table.schema.get_field_index("logmel"), "logmel", narrow),
-                            str(tmp_path / "narrow"))
-    with pytest.raises(ConfigError, match="cnn_architecture: the cnn14 architecture takes 64-band log-mel images "
-                                          r"\(PANNs' front end\); these images have 32 bands"):
-        train(_config(source, str(tmp_path / "c")))
+    return write_features(table.set_column(table.schema.get_field_index("logmel"), "logmel", narrow),
+                          str(tmp_path / "narrow"))
+
+
+@pytest.mark.slow
+def test_images_cnn14_cannot_take_are_one_line_under_the_split_too(ray_session, tmp_path):
+    """Above cv_max_clips the CNN's images are streamed by Ray Data and never read whole in the job's process: their
+    survey's bands are checked there, so the same one line comes back, not a failed trial's traceback."""
+    with pytest.raises(ConfigError, match=NARROW):
+        train(_config(_narrow(tmp_path), str(tmp_path / "out"), cv_folds=0, trials=0, max_rounds=1, grace_rounds=1))
 
 
 def test_cnn14_is_never_searched():

@@ -18,6 +18,7 @@ import pytest
 from acoustic_env.cli import main
 from acoustic_env.demo.synth import generate_demo
 from acoustic_env.demo.tables import synthetic_table, write_features
+from acoustic_env.embedders import panns
 from acoustic_env.jobs.plan import plan_annotate, plan_audit, plan_extract, plan_train
 from acoustic_env.storage import write_parquet
 from acoustic_env.table import ERRORS_SCHEMA, now_utc
@@ -109,6 +110,20 @@ def test_train_and_audit_dry_runs_say_clips_columns_and_outputs(tmp_path):
     audit = plan_audit(from_dict(AuditConfig, {"features": table, "output": str(tmp_path / "a"), "folds": 4}))
     assert audit["with_target"] == 30 and " x 4 folds, flagging by prune_by_noise_rate" in audit["lines"][0]
     assert not (tmp_path / "m").exists() and not (tmp_path / "a").exists()
+
+    # the CNN's warm start: its checkpoint looked for in the weights cache (hashed only when the job starts)
+    warm = {"features": table, "output": str(tmp_path / "m"), "baselines": ("cnn",), "cnn_architecture": "cnn14",
+            "cnn_init": "panns", "weights_cache": str(tmp_path / "cache")}
+    missing = plan_train(from_dict(TrainConfig, warm))
+    assert missing["warm_start_missing"] and missing["lines"][-1].startswith(
+        f"  would stop: cnn_init: panns starts the CNN from the PANNs CNN14 checkpoint, which is not at "
+        f"{tmp_path}/cache/{panns.SPEC.weights.filename}")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / panns.SPEC.weights.filename).write_bytes(b"not hashed by a plan")
+    found = plan_train(from_dict(TrainConfig, warm))
+    assert not found["warm_start_missing"] and not any("would stop" in line for line in found["lines"])
+    assert (f"  warm start: the CNN (cnn14) from the PANNs CNN14 checkpoint at {tmp_path}/cache/"
+            f"{panns.SPEC.weights.filename} (its hash is checked when the job starts)") in found["lines"]
 
     small = write_features(synthetic_table(6, seed=2), str(tmp_path / "small"))
     r = cli("train", "--features", small, "--output", str(tmp_path / "m2"), "--dry-run")

@@ -413,11 +413,14 @@ def fit_cnn(table: TableInfo, train: Rows, val: Rows, test: Rows, setup: Setup,
     coordinator actor whose resource manager saw no CPU left for its tasks."""
     import ray
 
+    from acoustic_env.candidates.cnn import image_problem
     from acoustic_env.distributed.images import images, score, survey, training_cpus
     from acoustic_env.learn.portable import rebuild_network
     from acoustic_env.learn.spectro import architecture
 
     shape = survey(table, train)
+    if problem := image_problem(shape.bands, params):  # here, not as a failed trial's traceback
+        raise ConfigError(f"cnn_architecture: {problem}")
     data = {"train": [images(table, train.share(rank, setup.workers), shape) for rank in range(setup.workers)],
             "val": images(table, val, shape), "labels": train.y, "shape": shape}
     cpus = training_cpus(ray.cluster_resources(), setup.workers, 0.0 if setup.workers == 1 else DRIVER_CPUS)

@@ -5,10 +5,10 @@ Each ``plan_*`` function validates the config and runs the same path checks as t
 the clip list (``job_manifest``), the ``clip_id`` columns of an output's parts
 (``layout.index_output``, read only), the clip facts and schema of a feature table
 (``table.selection``, the first half of ``read_features``), the model's description
-(``learn.artifact.describe``: its model.json alone; ``annotate.model_facts``), and whether each embedder's checkpoint is in the cache
-(``extract.checkpoints``; hashing a 300 MB file is the real run's job). Nothing is
-written, nothing is repaired or quarantined, and neither Ray nor torch is imported, so
-a plan is cheap enough to run before every job.
+(``learn.artifact.describe``: its model.json alone; ``annotate.model_facts``), and whether each embedder's
+checkpoint, and the CNN's warm start's, is in the cache (``extract.checkpoints``, ``learn.warm_start.checkpoint``;
+hashing a 300 MB file is the real run's job). Nothing is written, nothing is repaired or quarantined, and neither
+Ray nor torch is imported, so a plan is cheap enough to run before every job.
 
 Each returns a dict: the figures (for scripts and tests) and ``lines``, what the
 command prints.
@@ -37,6 +37,7 @@ from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.windows import route_by_options
 from acoustic_env.jobs.sizing import size
 from acoustic_env.learn.artifact import describe, table_extraction
+from acoustic_env.learn.warm_start import checkpoint
 from acoustic_env.table import RANDOM, open_table, selection
 
 
@@ -149,10 +150,17 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
              f"  resources: {_resources(cfg.ray_address)}, device {cfg.device}",
              f"  output: {out}/model/  {out}/report/index.html  {out}/runs/<run_id>.json  "
              f"Ray checkpoints: {cfg.work_dir or out + '/ray'}"]
+    warm = checkpoint(cfg.weights_cache) if cfg.cnn_init == "panns" else None
+    if warm:
+        lines.insert(-2, f"  warm start: the CNN (cnn14) from the PANNs CNN14 checkpoint at {warm[0]} (its hash is "
+                         "checked when the job starts)")
     ok = t["with_target"] >= MIN_TRAIN_CLIPS
     if not ok:
         lines.append(f"  would stop: only {t['with_target']} clips have a target (need {MIN_TRAIN_CLIPS} or more)")
-    return {"job": "train", **t, "enough_clips": ok, "output": out, "lines": lines}
+    if warm and warm[1]:
+        lines.append(f"  would stop: {warm[1]}")
+    return {"job": "train", **t, "enough_clips": ok, "warm_start_missing": bool(warm and warm[1]), "output": out,
+            "lines": lines}
 
 
 def plan_audit(cfg: AuditConfig) -> dict[str, Any]:

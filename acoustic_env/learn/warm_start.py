@@ -26,17 +26,27 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def checkpoint(cache_dir: str | None) -> tuple[str, str | None]:
+    """Where the PANNs CNN14 checkpoint is looked for in the weights cache ``cache_dir`` (None: the default), and
+    why the run would stop there (None: the file is there; whether it is the release, its hash says when the job
+    starts). Cheap: the dry run's check."""
+    spec = panns.SPEC.weights
+    uri = WeightsSource(cache_dir=cache_dir).uri(spec)
+    fs, path = fsspec.core.url_to_fs(uri)
+    if fs.exists(path):
+        return uri, None
+    return uri, (f"cnn_init: panns starts the CNN from the PANNs CNN14 checkpoint, which is not at {uri} (the "
+                 f"weights cache: --weights-cache, else ${CACHE_ENV}). {spec.how_to_get()}")
+
+
 def panns_init(cache_dir: str | None) -> dict[str, str]:
     """The checked PANNs checkpoint in the weights cache ``cache_dir`` (None: the default): ``{"from": "panns",
     "weights": its URI, "sha256": its hash}``, what each fit loads and the saved model records. Missing, one line
     naming ``cnn_init``; a file that is not the release, the weights check's :class:`WeightsError`."""
-    spec = panns.SPEC.weights
-    uri = WeightsSource(cache_dir=cache_dir).uri(spec)
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path):
-        raise ConfigError(f"cnn_init: panns starts the CNN from the PANNs CNN14 checkpoint, which is not at {uri} "
-                          f"(the weights cache: --weights-cache, else ${CACHE_ENV}). {spec.how_to_get()}")
-    _, sha = load_checkpoint(spec, uri)
+    uri, missing = checkpoint(cache_dir)
+    if missing:
+        raise ConfigError(missing)
+    _, sha = load_checkpoint(panns.SPEC.weights, uri)
     return {"from": "panns", "weights": uri, "sha256": sha}
 
 
