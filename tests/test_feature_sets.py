@@ -3,6 +3,7 @@ on its own training clips only, and that train's saved model reads only the set 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -99,6 +100,12 @@ def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
     assert sorted(g["name"] for g in model["groups"]) == sorted(saved["groups"])
     lines = summary_lines(result)
     assert any(line.startswith("  feature sets, chosen per outer fold") for line in lines)
+    # the first line names a better-scoring candidate that has no saved form (the average), never silently
+    ev = result.evaluation
+    assert ("scored higher" in lines[0]) == (ev["best"] != ev["chosen"])
+    over = dataclasses.replace(result, evaluation={**ev, "best": "average", "scores": {**ev["scores"], "average": 1.0}})
+    assert (f"model of record {ev['chosen']} (by ROC AUC) (average scored higher, 1.000 against "
+            f"{ev['scores'][ev['chosen']]:.3f}, but has no saved form), saved {ev['saved_model']}") in summary_lines(over)[0]
     assert any(line.startswith(f"    saved {saved['model']} reads {saved['set']} (") for line in lines)
     assert "<h2>Feature sets</h2>" in Path(result.report).read_text()
     # --feature-groups pins the set: no search (two folds: only the set is looked at)

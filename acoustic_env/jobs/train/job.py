@@ -253,8 +253,10 @@ def summary_lines(result: TrainResult) -> list[str]:
     if ev["method"] == "cross_validation":
         how = (f"{ev['folds']}-fold cross-validation"
                + (f" over column {ev['folds_column']}" if ev["folds_column"] else " (grouped)" if ev["grouped"] else ""))
-        lines = [f"train run {result.run_id}: {n} clips, {how}; model of record {ev['chosen']}{chosen_by}, saved "
-                 f"{ev['saved_model']} refitted on all clips; {result.wall_s:.0f} s"]
+        passed_over = (f" ({ev['best']} scored higher, {ev['scores'][ev['best']]:.3f} against "
+                       f"{ev['scores'][ev['chosen']]:.3f}, but has no saved form)" if ev["best"] != ev["chosen"] else "")
+        lines = [f"train run {result.run_id}: {n} clips, {how}; model of record {ev['chosen']}{chosen_by}{passed_over}, "
+                 f"saved {ev['saved_model']} refitted on all clips; {result.wall_s:.0f} s"]
     else:
         lines = [f"train run {result.run_id}: {n} clips "
                  f"(train {s['train']['clips']}, val {s['val']['clips']}, test {s['test']['clips']}); "
