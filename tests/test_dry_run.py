@@ -125,6 +125,21 @@ def test_train_and_audit_dry_runs_say_clips_columns_and_outputs(tmp_path):
     assert (f"  warm start: the CNN (cnn14) from the PANNs CNN14 checkpoint at {tmp_path}/cache/"
             f"{panns.SPEC.weights.filename} (its hash is checked when the job starts)") in found["lines"]
 
+    # a class with too few clips stops either job: the dry run says so in the job's own words
+    one = plan_train(from_dict(TrainConfig, {"features": table, "output": str(tmp_path / "m"),
+                                             "task": "labels:/t/dd00128,never"}))
+    assert one["lines"][-1] == ("  would stop: all 15 clips with a target are /t/dd00128; a classifier needs clips of "
+                                "two classes or more")
+    folds = plan_train(from_dict(TrainConfig, {"features": table, "output": str(tmp_path / "m"), "cv_folds": 16}))
+    assert folds["lines"][-1] == ("  would stop: cv_folds: every class needs at least `cv_folds` labelled clips; class "
+                                  "'urban' has 15, got cv_folds=16")
+    assert not any("would stop" in line for line in plan_train(from_dict(TrainConfig, {
+        "features": table, "output": str(tmp_path / "m"), "cv_folds": 16, "cv_max_clips": 29}))["lines"])  # split
+    audit_one = plan_audit(from_dict(AuditConfig, {"features": table, "output": str(tmp_path / "a"),
+                                                   "task": "labels:/t/dd00128,never"}))
+    assert audit_one["lines"][-1] == ("  would stop: folds: every class needs at least `folds` labelled clips; class "
+                                      "'never' has 0, got folds=5")
+
     small = write_features(synthetic_table(6, seed=2), str(tmp_path / "small"))
     r = cli("train", "--features", small, "--output", str(tmp_path / "m2"), "--dry-run")
     assert r.returncode == 0 and "would stop: only 6 clips have a target (need 10 or more)" in r.stdout

@@ -176,3 +176,23 @@ def test_a_clip_list_given_as_the_table_is_one_line_before_any_output(argv, tmp_
     assert err == [f"acoustic-env: error: features: {csv} is a file, not a feature table: give an extract output, "
                    "its features/ directory or a .parquet file"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]  # no output, no logs/
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("argv, field", [
+    (["extract", "--manifest", "{labels}", "--output", "/proc/acoustic-env-out"], "output"),
+    (["predict", "{labels}", "--model", "{tmp}/model", "--save", "/proc/predictions.csv"], "save"),
+    (["train", "--features", "{table}", "--output", "/proc/trained", "--dry-run"], "output"),
+])
+def test_a_place_no_file_can_be_created_in_is_one_line_before_any_work(argv, field, tmp_path, capsys):
+    """/proc: ``access()`` says yes to root there, and creating a file fails (predict once scored every file, then
+    died on --save with a traceback). A file made and removed in the nearest existing folder says it up front, for
+    root and for anyone."""
+    table = write_features(synthetic_table(12, seed=1), str(tmp_path / "t"))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("uri,labels\nmissing.wav,a\n")
+    args = [a.format(labels=labels, tmp=tmp_path, table=table) for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"acoustic-env: error: {field}: cannot "), err
+    assert "/proc" in err[0]

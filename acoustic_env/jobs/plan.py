@@ -26,7 +26,8 @@ import pyarrow as pa
 from acoustic_env import layout
 from acoustic_env.audio.manifest import job_manifest
 from acoustic_env.vocabulary.tasks import Task, load_task
-from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, SearchConfig, TrainConfig, validate
+from acoustic_env.config import (AnnotateConfig, AuditConfig, ConfigError, ExtractConfig, SearchConfig, TrainConfig,
+                                 validate)
 from acoustic_env.distributed.tune import runner_words
 from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_facts, pending_lists, unannotated
 from acoustic_env.jobs.extract import Checkpoint, choose_embedders
@@ -37,6 +38,7 @@ from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.windows import route_by_options
 from acoustic_env.jobs.sizing import size
 from acoustic_env.learn.artifact import describe, table_extraction
+from acoustic_env.learn.splits import check_counts
 from acoustic_env.learn.warm_start import checkpoint
 from acoustic_env.table import RANDOM, open_table, selection
 
@@ -129,6 +131,16 @@ def _table_lines(t: dict[str, Any], task: Task) -> list[str]:
               if t["excluded"] else [])]
 
 
+def _unfilled_folds(t: dict[str, Any], task: Task, folds: int, field: str) -> list[str]:
+    """The folds' own check (``learn.splits.check_counts``) on the table's clips per class: a class with fewer clips
+    than folds stops the job, as the line it would print."""
+    try:
+        check_counts(np.array(list(t["per_class"].values())), task.class_names, folds, field)
+    except ConfigError as exc:
+        return [f"  would stop: {exc}"]
+    return []
+
+
 def plan_train(cfg: TrainConfig) -> dict[str, Any]:
     """The clips and columns train would use, the search, whether the table is big enough, the outputs."""
     validate(cfg)
@@ -157,6 +169,12 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
     ok = t["with_target"] >= MIN_TRAIN_CLIPS
     if not ok:
         lines.append(f"  would stop: only {t['with_target']} clips have a target (need {MIN_TRAIN_CLIPS} or more)")
+    present = [c for c, n in t["per_class"].items() if n]
+    if ok and task.kind == "single_label" and len(present) < 2:
+        lines.append(f"  would stop: all {t['with_target']} clips with a target are {present[0]}; a classifier needs "
+                     "clips of two classes or more")
+    elif ok and cfg.cv_folds and (cfg.folds_column or t["with_target"] <= cfg.cv_max_clips):
+        lines += _unfilled_folds(t, task, cfg.cv_folds, "cv_folds")
     if warm and warm[1]:
         lines.append(f"  would stop: {warm[1]}")
     return {"job": "train", **t, "enough_clips": ok, "warm_start_missing": bool(warm and warm[1]), "output": out,
@@ -179,6 +197,8 @@ def plan_audit(cfg: AuditConfig) -> dict[str, Any]:
                 if cfg.review_top or cfg.random_sample else "")]
     if t["with_target"] < cfg.folds:
         lines.append(f"  would stop: {t['with_target']} clips with a target cannot fill {cfg.folds} folds")
+    else:
+        lines += _unfilled_folds(t, task, cfg.folds, "folds")
     return {"job": "audit", **t, "output": out, "lines": lines}
 
 

@@ -20,6 +20,7 @@ its arguments.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -85,6 +86,12 @@ def _creatable(path: Path, uri: str, field: str) -> None:
         raise ConfigError(f"{field}: {existing} is a file, so {uri} cannot be created below it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{field}: cannot write to {existing} (permission denied)")
+    try:  # access() says yes to root everywhere, /proc and /sys included: a file made and gone says it for sure
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot create a file in {existing} ({exc.strerror or type(exc).__name__}), so "
+                          f"{uri} cannot be written") from None
 
 
 def check_output_file(uri: str, field: str, inputs: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ rather than leaked (counted as ``dropped_group_overlap``).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.model_selection import (
@@ -105,7 +106,9 @@ def strata(y: np.ndarray) -> np.ndarray:
 
 # --- K folds (cross-validation in train, cross-fitting in the audit) --------------------
 
-def _check_counts(counts: np.ndarray, names: tuple[str, ...], n_folds: int, field: str) -> None:
+def check_counts(counts: np.ndarray, names: Sequence[str], n_folds: int, field: str) -> None:
+    """Every class (``counts`` clips of each of ``names``) fills ``n_folds`` folds, or one line naming ``field`` (the
+    option that sets the folds): the folds' own check, and the dry run's on a table's class counts."""
     for name, n in zip(names, counts):
         if n < n_folds:
             raise ConfigError(f"{field}: every class needs at least `{field}` labelled clips; class {name!r} has "
@@ -204,7 +207,7 @@ def assign_folds(targets: np.ndarray, groups: np.ndarray, class_names: tuple[str
         raise ConfigError(f"{field}: needs at least `{field}` groups (or clips), the table has "
                           f"{len(unique_groups)}, got {field}={n_folds}")
     if targets.ndim == 1:
-        _check_counts(np.bincount(targets, minlength=len(class_names)), class_names, n_folds, field)
+        check_counts(np.bincount(targets, minlength=len(class_names)), class_names, n_folds, field)
         if len(unique_groups) == len(targets):
             splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
             splits = splitter.split(np.zeros(len(targets)), targets)
@@ -215,7 +218,7 @@ def assign_folds(targets: np.ndarray, groups: np.ndarray, class_names: tuple[str
         for k, (_, test) in enumerate(splits):
             fold[test] = k
     else:
-        _check_counts(targets.sum(axis=0), class_names, n_folds, field)
+        check_counts(targets.sum(axis=0), class_names, n_folds, field)
         fold = multilabel_folds(targets, groups, n_folds, seed)
     _check_spread(targets, groups, fold, class_names, field)
     return fold
