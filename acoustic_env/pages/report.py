@@ -281,7 +281,8 @@ def metrics_section(results: dict[str, Any]) -> Markup:
                     "study_ratio_formula": first["study_ratio_formula"]}
     return templating.render("report/metrics.html", scope=_scope(results), description=ev.get("description"),
                              header=header, rows=rows, multi_label=kind == "multi_label", per_fold=folds,
-                             adjusted=adjusted, adjustment_note=results.get("adjustment_note"))
+                             adjusted=adjusted, adjustment_note=results.get("adjustment_note"),
+                             audioset=results["task"].get("audioset", False))
 
 
 def labels_changed_section(cmp: dict[str, Any] | None) -> Markup | str:

@@ -164,7 +164,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
                       "variance": float(tr.explained_variance_ratio.sum())} for tr in transforms]
     results = {
         "run_id": run_id, "features": cfg.features, "groups": groups, "counts": counts, "models": models,
-        "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names)},
+        "task": {"name": task.name, "kind": task.kind, "class_names": list(task.class_names),
+                 "audioset": task.audioset},
         "ablations": out.ablations, "shap": out.shap, "importances": out.importances, "adjusted_accuracy": adjusted,
         "adjustment_note": note,
         "search": out.search, "evaluation": out.evaluation,
