@@ -138,21 +138,24 @@ def redact(text: str, extra_params: Iterable[str] = ()) -> str:
 
     Works on free text, so error messages that quote a URL are cleaned as well as URIs: the punctuation of
     the sentence right after a secret (``?token=abc: not found``, ``...abc).``) is the message's, and is kept.
+    A fragment is searched like a query: OAuth's implicit flow returns ``#access_token=...``.
     """
     text = _USERINFO.sub(r"\1***@", text)
     names = "|".join(re.escape(n) for n in (*SECRET_QUERY_PARAMS, *extra_params))
-    return re.sub(rf"(?i)([?&;](?:{names})=)[^&#\s'\"]*?(?=[:,.;)]*(?:[&#\s'\"]|$))", r"\1***", text)
+    return re.sub(rf"(?i)([?&;#](?:{names})=)[^&#\s'\"]*?(?=[:,.;)]*(?:[&#\s'\"]|$))", r"\1***", text)
 
 
 def redact_all(obj: Any, extra_params: Iterable[str] = ()) -> Any:
-    """A copy of plain data (a run record) with :func:`redact` applied to every string in it."""
+    """A copy of plain data (a run record) with :func:`redact` applied to every string in it, dict keys included;
+    tuples and sets come back as lists (a set sorted), as JSON writes them."""
     extra = tuple(extra_params)
     if isinstance(obj, str):
         return redact(obj, extra)
     if isinstance(obj, dict):
-        return {k: redact_all(v, extra) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact_all(v, extra) for v in obj]
+        # keys too: a dict keyed by URI is as likely as a list of them
+        return {redact(k, extra) if isinstance(k, str) else k: redact_all(v, extra) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):  # a set as a list: json.dumps(default=str) wrote its repr
+        return [redact_all(v, extra) for v in (sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj)]
     return obj
 
 
