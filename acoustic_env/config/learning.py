@@ -55,7 +55,8 @@ class TrainConfig(Section):
     ontology: str | None = _ontology()
     labels: str | None = _label_list()
     feature_groups: tuple[str, ...] = option((), choices=FEATURE_GROUPS,
-                                             help="sources or columns to train on (empty: every group the table has)")
+                                             help="sources or columns to train on, a pinned feature set (empty: "
+                                                  "each model chooses its set on inner folds)")
     signals: tuple[str, ...] = option(SIGNALS, choices=SIGNALS, nonempty=True,
                                       help="signals kept for the per-signal columns (indices, MPS, and embeddings "
                                            "of fg and bg such as panns_fg; an embedder's raw column is kept)")
@@ -249,8 +250,8 @@ REVIEW_ORDERS = ("suspect", "uncertain", "diverse", "mixed", "random")
 class AuditConfig(Section):
     """Everything the audit job needs; summary.json stores it whole.
 
-    ``feature_groups`` empty means every vector column except class-score
-    columns (``*_scores``): scores from a pretrained AudioSet tagger were
+    ``feature_groups`` empty means the feature set is chosen (``learn.feature_sets``) among sets of the vector
+    columns, never the class-score columns (``*_scores``): scores from a pretrained AudioSet tagger were
     trained on the very labels being audited, so they would echo the label
     noise back instead of judging it. ``filter_by`` is cleanlab's rule for
     flagging; its default (``prune_by_noise_rate``) flags as many clips per
@@ -270,8 +271,9 @@ class AuditConfig(Section):
     folds: int = option(5, ge=2, le=50, help="number of cross-fitting folds")
     seed: int = _seed("seed of the folds, the classifier and the random review sample")
     feature_groups: tuple[str, ...] = option((), check=(all, "must be non-empty column names or prefixes"),
-                                             help="feature columns or prefixes, e.g. indices,mps_fg,vggish "
-                                                  "(empty: every vector except *_scores)")
+                                             help="feature columns or prefixes, a pinned feature set, e.g. "
+                                                  "indices,mps_fg,vggish (empty: the set of lowest out-of-fold log "
+                                                  "loss, never *_scores)")
     include_random_weights: bool = option(False, help="also use embedder columns computed with random weights "
                                                       "(left out by default: they carry no pretrained knowledge)")
     filter_by: str = option("prune_by_noise_rate", choices=FILTERS, help="cleanlab's flagging rule")

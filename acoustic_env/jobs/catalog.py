@@ -81,7 +81,7 @@ _LABELS = "acoustic_env.jobs.label_commands"
 
 for _spec in (
         _builtin("extract", "extract features from a clip list into Parquet", ExtractConfig, "extract", "extract"),
-        _builtin("train", "train the environment classifier (PCA + MLP under Ray Tune) with baselines and a report",
+        _builtin("train", "compare classifiers on a labelled feature table by grouped cross-validation, save the best and write a report",
                  TrainConfig, "train.job", "train"),
         _builtin("audit", "rescore the labels out of fold, flag likely wrong ones, write a review page", AuditConfig,
                  "audit.job", "run_audit"),
