@@ -118,6 +118,13 @@ MODULES: dict[str, list[str]] = {
     # secrets in URLs and atomic writes: a bug there leaks a credential or loses a part
     "acoustic_env/storage.py": ["tests/test_storage.py",
                                 "tests/test_preflight.py::test_remote_paths_are_compared_as_normalised_urls"],
+    # a silent bug here loads a wrong or corrupted checkpoint, or random weights, without a word
+    "acoustic_env/embedders/weights.py": [
+        "tests/test_weights_checks.py", *(f"tests/test_embedders.py::test_{t}" for t in (
+            "missing_weights_say_what_where_and_how", "checksum_mismatch_names_expected_and_actual",
+            "truncated_checkpoint_names_expected_and_actual_size", "unreadable_checkpoint_with_matching_hash",
+            "unknown_expected_hash_is_recorded_loudly", "models_list_reports_missing_ok_and_bad",
+            "fetch_rejects_a_bad_mirror_and_leaves_nothing"))],
 }
 #: How the selected tests run: the fast ones, quietly.
 PYTEST_ARGS = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]

@@ -226,9 +226,10 @@ def _hash_stream(stream: Any, want_md5: bool) -> tuple[str, str | None, int]:
     return sha.hexdigest(), md5.hexdigest() if md5 is not None else None, size
 
 
-def _check_size(spec: WeightsSpec, uri: str, expected: Expected, size: int) -> None:
-    """Size first: it catches a truncated download without reading the whole file."""
-    if expected.size is not None and size != expected.size:
+def _check_size(spec: WeightsSpec, uri: str, expected: Expected, size: int | None) -> None:
+    """Size first: it catches a truncated download without reading the whole file. A size the store does not know
+    (None: an HTTP server that sends no Content-Length) is no mismatch; the check after reading catches a wrong one."""
+    if expected.size is not None and size is not None and size != expected.size:
         raise WeightsError(
             f"Weights file {uri} for '{spec.name}' is truncated or wrong: expected "
             f"{expected.size} bytes (from {expected.origin}, sha256 {expected.sha256}), found "
