@@ -95,6 +95,13 @@ def test_bad_verdicts_are_one_line_errors(tmp_path, capsys, records, message):
     assert err.count("\n") == 1 and message in err
 
 
+def test_a_folder_given_as_the_verdicts_is_one_line(tmp_path, capsys):
+    assert main(["audit-estimate", "--verdicts", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"acoustic-env: error: verdicts: {tmp_path} is a directory; give the verdicts file (e.g. "
+                   "<audit>/review/verdicts.json)\n")
+
+
 def test_cli_estimate_writes_the_json_and_explains_the_sample(tmp_path, capsys):
     (tmp_path / "v.json").write_text(json.dumps([verdict("s", ["natural"], "wrong", sample="suspects")]))
     (tmp_path / "w.csv").write_text("clip_id,given_labels,verdict,sample\na,urban,correct,random\n")
@@ -194,6 +201,9 @@ def test_a_verdict_keeps_who_judged_it_when_and_for_which_audit():
     ("[1, ", "verdicts: verdicts is not valid JSON ("),
     ('{"verdicts": 3}', 'verdicts: verdicts must hold a list of verdicts or {"verdicts": [...]}'),
     ("clip_id,label\na,urban\n", "verdicts: verdicts has no 'verdict' column (columns: ['clip_id', 'label'])"),
+    # a truncated JSON file that no longer starts like JSON, or a header alone, was read as a CSV of 0 verdicts
+    ("garbage{", "verdicts: verdicts has no 'verdict' column (columns: ['garbage{'])"),
+    ("", "verdicts: verdicts has no 'verdict' column (columns: [])"),
 ])
 def test_an_unreadable_verdict_file_says_what_is_wrong_with_it(text, message):
     with pytest.raises(AuditError) as caught:

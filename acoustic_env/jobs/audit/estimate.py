@@ -123,12 +123,13 @@ def parse_verdicts(text: str, name: str = "verdicts") -> list[dict[str, Any]]:
     else:
         header = stripped.split("\n", 1)[0]
         delimiter = max(",;\t", key=header.count)
+        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
         try:
-            records = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+            records = list(reader)
         except csv.Error as exc:
             raise AuditError(f"verdicts: {name} is not a CSV file ({exc})") from None
-        if records and "verdict" not in records[0]:
-            raise AuditError(f"verdicts: {name} has no 'verdict' column (columns: {list(records[0])})")
+        if "verdict" not in (reader.fieldnames or ()):  # a header alone too: a file of anything else is no verdicts
+            raise AuditError(f"verdicts: {name} has no 'verdict' column (columns: {list(reader.fieldnames or ())})")
     return [normalize_verdict(r) for r in records]
 
 
@@ -139,6 +140,9 @@ def read_verdicts(uris: Iterable[str]) -> list[dict[str, Any]]:
         fs, path = filesystem(uri)
         if not fs.exists(path):
             raise AuditError(f"verdicts: file not found: {uri}")
+        if fs.isdir(path):
+            raise AuditError(f"verdicts: {uri} is a directory; give the verdicts file (e.g. "
+                             "<audit>/review/verdicts.json)")
         records += parse_verdicts(verdict_text(fs.cat_file(path), uri), uri)
     return records
 
