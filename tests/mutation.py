@@ -92,7 +92,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_specaugment.py", "tests/test_spectro.py", "tests/test_cnn_warm_start.py",
         "tests/test_images.py::test_either_architecture_scores_an_mfcc_images_few_rows",
         "tests/test_cnn_train.py::test_a_saved_cnn_loads_back_with_its_own_probabilities"],
-    "acoustic_env/features/logmel.py": ["tests/test_logmel.py"],
+    "acoustic_env/features/logmel.py": ["tests/test_logmel.py", "tests/test_images.py"],
     "acoustic_env/learn/metrics.py": [
         "tests/test_metrics.py", "tests/test_metrics_evaluate.py",
         "tests/test_train.py::test_adjusted_accuracy_formula",

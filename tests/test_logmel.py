@@ -189,3 +189,40 @@ def test_a_mistyped_switch_is_one_line_naming_the_field(tmp_path, capsys, text, 
     assert main(["extract", "--config", str(tmp_path / "extract.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and re.search(r"\blogmel\b", err)
+
+
+def test_an_mfcc_images_metadata_names_its_coefficients_values_and_source():
+    """The column's metadata says what its rows are: coefficients of the dB bands for an MFCC image (the rows a
+    reader of the table, or the model's check, takes them for), bands in dB for a log-mel one."""
+    from acoustic_env.features.logmel import LogMelSettings
+
+    mfcc = LogMelSettings(bands=40, image="mfcc", mfcc=13).metadata()
+    assert mfcc["shape"] == [13, "frames"] and mfcc["layout"] == "row-major [coefficients, frames]"
+    assert mfcc["values"].startswith("MFCC of the dB bands, stored as uint8 codes: ")
+    assert mfcc["source"] == "librosa melspectrogram + power_to_db + feature.mfcc (dct_type=2, norm='ortho')"
+    assert (mfcc["image"], mfcc["mfcc"], mfcc["bands"], len(mfcc["mel_hz"])) == ("mfcc", 13, 40, 40)
+    bands = LOGMEL.metadata()
+    assert bands["shape"] == [64, "frames"] and bands["layout"] == "row-major [bands, frames]"
+    assert bands["values"].startswith("dB, stored as uint8 codes: ")
+    assert bands["source"] == "librosa melspectrogram + power_to_db"
+    # read back as the settings a model compares with its own
+    from acoustic_env.features.logmel import column_features
+
+    assert column_features(mfcc, 64) == {"image": "mfcc", "image_bands": 40, "image_mfcc": 13}
+    assert column_features(bands, 32) == {"image": "logmel", "image_bands": 64}
+
+
+@pytest.mark.parametrize("meta, bands, expected", [
+    (None, 64, {"image": "logmel", "image_bands": 64}),  # a column without metadata: a log-mel of the model's bands
+    ({}, 32, {"image": "logmel", "image_bands": 32}),
+    ({"image": "logmel", "bands": 48}, 64, {"image": "logmel", "image_bands": 48}),  # the column's own bands win
+    ({"bands": 40}, 64, {"image": "logmel", "image_bands": 40}),  # before the image kinds: a log-mel
+    ({"image": "mfcc", "bands": 40, "mfcc": 13}, 64, {"image": "mfcc", "image_bands": 40, "image_mfcc": 13}),
+])
+def test_a_columns_metadata_gives_the_image_settings_it_was_computed_with(meta, bands, expected):
+    """``column_features``: what a model compares with the image settings it was trained on, from the column's
+    metadata (``LogMelSettings.metadata``), so that an MFCC table is never scored as a log-mel one."""
+    from acoustic_env.features.logmel import column_features
+
+    got = column_features(meta, bands)
+    assert got == expected and all(type(v) is type(expected[k]) for k, v in got.items())
