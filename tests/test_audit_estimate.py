@@ -364,3 +364,77 @@ def test_a_corrected_lists_accuracy_is_unbiased_over_many_reviews_and_not_the_sa
     assert lines[0].startswith("accuracy of the corrected list") and "relabels 70 and leaves out 10" in lines[1]
     with pytest.raises(AuditError, match="random sample"):
         after_corrections(estimate_accuracy([verdict("c1", ["urban"], "wrong", "suspects")]), given, listed)
+
+
+def test_a_comma_file_whose_clips_carry_many_semicolon_separated_classes_is_still_read_by_its_header():
+    """The separator is the header's own: data rows may hold more ``;`` than the header has ``,`` (a clip given
+    many classes, ``;``-separated in a comma-separated file), and the file must still read as commas."""
+    classes = ["speech", "music", "vehicle", "car", "horn", "siren", "wind", "rain"]
+    text = f"clip_id,given_labels,verdict,sample\na,{';'.join(classes)},wrong,random\n"
+    assert [(r["clip_id"], r["given_labels"]) for r in parse_verdicts(text)] == [("a", classes)]
+
+
+def test_the_separator_is_a_comma_semicolon_or_tab_whatever_letters_the_header_repeats():
+    """Only ``,``, ``;`` and a tab can separate fields: a column name that repeats a letter more often than the
+    header has commas does not make that letter the separator."""
+    records = parse_verdicts("clip_id,given_labels,verdict,sample,XXXXXX\na,urban,correct,random,x\n")
+    assert [(r["clip_id"], r["verdict"], r["sample"]) for r in records] == [("a", "correct", "random")]
+
+
+def test_a_missing_verdict_file_is_named_by_the_reader_itself(tmp_path):
+    """``read_verdicts`` is also called without the CLI's own check (``audioset rescore``): its message names the
+    file."""
+    with pytest.raises(AuditError) as caught:
+        read_verdicts([str(tmp_path / "gone.json")])
+    assert str(caught.value) == f"verdicts: file not found: {tmp_path / 'gone.json'}"
+
+
+def test_an_unknown_method_is_named_with_the_methods_there_are():
+    with pytest.raises(AuditError) as caught:
+        estimate_accuracy([verdict("a", ["urban"], "correct")], method="normal")
+    assert str(caught.value) == "method: must be one of ['wilson', 'bootstrap'], got 'normal'"
+
+
+def test_the_bootstrap_draws_the_same_replicates_on_every_call():
+    """Seeded, not merely stable on 0/1 outcomes (where most redraws land on the same mean): on outcomes whose
+    means all differ, any other draw would move both bounds."""
+    outcomes = np.linspace(0.0, 1.0, 41)
+    assert len({bootstrap(outcomes) for _ in range(3)}) == 1
+
+
+def test_a_corrected_lists_accuracy_is_the_tables_wrong_share_less_the_fixes_exactly():
+    """10 audited clips, the table's estimate 70 % [50 %, 90 %]: the list relabels one clip, takes one out, confirms
+    one and names one that was not audited. About 3 wrong labels less 2 leave 1 among 9 clips: 1 − 1/9; the low
+    bound 1 − (5 − 2)/9; the high bound would leave fewer than none wrong, so 100 %. The table's per-class figures
+    are not the list's, so none are carried over."""
+    from acoustic_env.jobs.audit.estimate import after_corrections
+
+    table = {"accuracy": 0.7, "low": 0.5, "high": 0.9, "n": 10}
+    est = {"method": "wilson", "sample": "random", "overall": table, "per_class": {"urban": table}}
+    given = {f"c{i}": ("urban",) for i in range(10)}
+    listed = {"c0": ("natural",), "c1": (), "c2": ("urban",), "elsewhere": ("natural",)}
+    assert after_corrections(est, given, listed) == {
+        "method": "wilson", "sample": "random", "per_class": {},
+        "label_list": {"clips": 10, "relabelled": 1, "removed": 1, "table": table},
+        "overall": {"accuracy": 0.888889, "low": 0.666667, "high": 1.0, "n": 10}}
+
+
+def test_a_corrected_list_of_a_one_clip_table_divides_by_that_one_clip():
+    """With one clip left the wrong share is over that clip; with none left (every clip taken out) nothing is
+    wrong."""
+    from acoustic_env.jobs.audit.estimate import after_corrections
+
+    table = {"accuracy": 0.5, "low": 0.0, "high": 1.0, "n": 2}
+    est = {"method": "wilson", "sample": "random", "overall": table, "per_class": {}}
+    assert after_corrections(est, {"a": ("urban",)}, {})["overall"] == table
+    assert after_corrections(est, {"a": ("urban",)}, {"a": ()})["overall"] == {"accuracy": 1.0, "low": 1.0,
+                                                                               "high": 1.0, "n": 2}
+
+
+def test_a_corrected_list_from_the_suspects_estimate_is_refused_with_the_reason():
+    from acoustic_env.jobs.audit.estimate import after_corrections
+
+    with pytest.raises(AuditError) as caught:
+        after_corrections(estimate_accuracy([verdict("c1", ["urban"], "wrong", "suspects")]), {}, {})
+    assert str(caught.value) == ("labels: the corrected list's accuracy needs the random sample's estimate (--sample "
+                                 "random); the suspects' verdicts say nothing of the collection")
