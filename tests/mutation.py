@@ -43,7 +43,11 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/learn/cv.py": ["tests/test_cv.py"],
     "acoustic_env/learn/splits.py": ["tests/test_splits.py", "tests/test_cv.py",
                                      "tests/test_train.py::test_grouped_split_keeps_recordings_together",
-                                     "tests/test_train.py::test_explicit_test_list_is_exact_and_does_not_leak"],
+                                     "tests/test_train.py::test_explicit_test_list_is_exact_and_does_not_leak",
+                                     "tests/test_splits_rules.py",
+                                     *(f"tests/test_multilabel_parity.py::test_{t}" for t in (
+                                         "grouped_presence_folds_are_nearly_as_balanced_as_the_plain_ones",
+                                         "split_test_and_validation_hold_the_rare_label_in_proportion"))],
     "acoustic_env/learn/artifact.py": ["tests/test_model_artifact.py"],
     "acoustic_env/learn/confident.py": [
         "tests/test_audit_confident.py",
