@@ -213,10 +213,10 @@ def _labels_value(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
+        return [str(v).strip() for v in value if v is not None and str(v).strip()]  # a null is no label "None"
     text = str(value).strip()
-    if text.startswith("["):
-        return [str(v).strip() for v in json.loads(text)]
+    if text.startswith("["):  # a JSON list: its blank entries dropped as a list column's are
+        return _labels_value(json.loads(text))
     sep = ";" if ";" in text else ","
     return [t.strip() for t in text.split(sep) if t.strip()]
 
@@ -243,7 +243,7 @@ def _generic_chunks(uri: str, fmt: str) -> Iterator[pa.Table]:
                 yield pa.Table.from_batches([batch])
         return
     with _open(uri, "rt", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), None)
+        header = next((row for row in csv.reader(fh) if row), None)  # Arrow skips blank lines before it too
     if not header:
         yield pa.table({"uri": pa.array([], pa.string())})
         return
