@@ -73,7 +73,8 @@ MODULES: dict[str, list[str]] = {
         "tests/test_windows_ray.py::test_a_stopped_run_resumes_from_its_parts_scoring_only_the_spans_without_one",
         "tests/test_windows_ray.py::test_a_part_holds_the_uri_without_its_secret",
         "tests/test_windows_ray.py::test_a_file_gone_since_the_plan_gives_each_window_of_its_span_the_error",
-        "tests/test_windows_ray.py::test_a_few_windows_stay_in_this_process_unless_a_cluster_is_named"],
+        "tests/test_windows_ray.py::test_a_few_windows_stay_in_this_process_unless_a_cluster_is_named",
+        "tests/test_windows_routing.py", "tests/test_windows_routing_rules.py"],
     "acoustic_env/learn/duplicates.py": [
         "tests/test_duplicates.py",
         "tests/test_model_artifact.py::test_too_few_groups_after_the_guard_merged_some_says_which_and_counts_them"],

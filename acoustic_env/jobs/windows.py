@@ -284,7 +284,7 @@ def ray_is_sooner(span_wall_s: float, span_cpu_s: float, span_windows: int, wind
     process CPU seconds for its ``span_windows`` windows; ``windows_left`` in ``spans_left`` spans remain, and Ray
     would have ``cpus`` cores. The sentence that says why comes with it.
 
-    Ray is chosen when its estimate is at least :data:`RAY_MARGIN` below this process's.
+    Ray is chosen when its estimate is more than :data:`RAY_MARGIN` below this process's (a tie stays here).
     Here, the rest takes the span's wall seconds a window. On Ray it costs :data:`RAY_FIXED_S`, then the rest's
     CPU-seconds (the span's a window) spread over one actor per core, no more actors than spans: CPU-seconds, not
     wall, because this process's libraries run threads of their own (1.2 to 1.6 cores busy on 2 cores) while an actor
