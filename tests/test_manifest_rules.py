@@ -147,6 +147,19 @@ def test_blank_lines_before_the_header_lose_no_row(tmp_path):
     assert m.rows == 2 and m.table["labels"].to_pylist() == [["dog"], ["cat"]]
 
 
+def test_a_tsv_list_is_read_with_tabs_and_a_csv_with_commas(tmp_path):
+    """A .tsv list (a spreadsheet's or a corpus's tab-separated export) was read with commas: "needs a 'uri' column
+    (has: uri\tlabels)". Its labels may hold commas, which a tab-separated file leaves alone."""
+    tsv = read_manifest(_csv(tmp_path / "m.tsv", "uri\tlabels\n/a/x.wav\tdog,bark\n/a/y.wav\tcat\n"))
+    assert tsv.rows == 2 and tsv.table["labels"].to_pylist() == [["dog", "bark"], ["cat"]]
+    assert tsv.table["uri"].to_pylist() == ["/a/x.wav", "/a/y.wav"]
+    comma = read_manifest(_csv(tmp_path / "m.csv", "uri,labels\n/a/x.wav,dog\n"))
+    assert comma.table["labels"].to_pylist() == [["dog"]]
+    # the header read with tabs too, so every column stays text ("007" is no 7); a URL's query is not its name
+    queried = read_manifest(_csv(tmp_path / "m.tsv?version=2", "clip_id\turi\n007\t/a/x.wav\n"))
+    assert queried.table["clip_id"].to_pylist() == ["007"]
+
+
 @pytest.mark.parametrize("fmt,write", [
     ("csv", lambda p, n: p.write_text("clip_id,uri,pad\n" + "".join(f'c{i},/d/{i}.wav,"{"x" * 45}\n{"x" * 44}"\n'
                                                                      for i in range(n)))),

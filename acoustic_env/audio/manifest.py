@@ -242,14 +242,15 @@ def _generic_chunks(uri: str, fmt: str) -> Iterator[pa.Table]:
             for batch in reader:
                 yield pa.Table.from_batches([batch])
         return
+    delimiter = "\t" if uri.split("?")[0].lower().endswith(".tsv") else ","  # a .tsv list is tab-separated
     with _open(uri, "rt", encoding="utf-8-sig") as fh:
-        header = next((row for row in csv.reader(fh) if row), None)  # Arrow skips blank lines before it too
+        header = next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)  # Arrow skips blank lines
     if not header:
         yield pa.table({"uri": pa.array([], pa.string())})
         return
     with _open(uri, "rb") as fh:
         reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 20),
-                                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
                                 convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
                                                                      strings_can_be_null=False))
         yield reader.schema.empty_table()
@@ -369,15 +370,14 @@ def _directory_table(uri: str) -> pa.Table:
     return table.append_column("_rel", pa.array([posixpath.relpath(p, root) for p in files], pa.string()))
 
 
-def _replace(column: pa.ChunkedArray | pa.Array, rows: np.ndarray, values: list[Any]) -> pa.Array:
+def _replace(column: pa.Array, rows: np.ndarray, values: list[Any]) -> pa.Array:
     """``column`` with ``values`` at ``rows`` (few rows: a rejected or renamed clip)."""
-    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if not len(rows):
-        return col
-    mask = np.zeros(len(col), dtype=bool)
+        return column
+    mask = np.zeros(len(column), dtype=bool)
     mask[rows] = True
     order = np.argsort(rows, kind="stable")  # replace_with_mask takes the replacements in row order
-    return pc.replace_with_mask(col, pa.array(mask), pa.array([values[k] for k in order], col.type))
+    return pc.replace_with_mask(column, pa.array(mask), pa.array([values[k] for k in order], column.type))
 
 
 def _error_columns(n: int, found: dict[int, tuple[str, str]]) -> dict[str, pa.Array]:
