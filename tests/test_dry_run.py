@@ -128,8 +128,8 @@ def test_train_and_audit_dry_runs_say_clips_columns_and_outputs(tmp_path):
     # a class with too few clips stops either job: the dry run says so in the job's own words
     one = plan_train(from_dict(TrainConfig, {"features": table, "output": str(tmp_path / "m"),
                                              "task": "labels:/t/dd00128,never"}))
-    assert one["lines"][-1] == ("  would stop: all 15 clips with a target are /t/dd00128; a classifier needs clips of "
-                                "two classes or more")
+    assert one["lines"][-1] == (f"  would stop: task: all 15 clips of {table} with a target for labels:/t/dd00128,never "
+                                "are /t/dd00128; a classifier needs clips of two classes or more")  # train's own words
     folds = plan_train(from_dict(TrainConfig, {"features": table, "output": str(tmp_path / "m"), "cv_folds": 16}))
     assert folds["lines"][-1] == ("  would stop: cv_folds: every class needs at least `cv_folds` labelled clips; class "
                                   "'urban' has 15, got cv_folds=16")

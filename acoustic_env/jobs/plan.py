@@ -33,7 +33,7 @@ from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_fact
 from acoustic_env.jobs.extract import Checkpoint, choose_embedders
 from acoustic_env.jobs.train.grid import grid_embedders
 from acoustic_env.jobs.in_process import runs_in_process
-from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
+from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, one_class, preflight
 from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.windows import route_by_options
 from acoustic_env.jobs.sizing import size
@@ -169,10 +169,9 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
     ok = t["with_target"] >= MIN_TRAIN_CLIPS
     if not ok:
         lines.append(f"  would stop: only {t['with_target']} clips have a target (need {MIN_TRAIN_CLIPS} or more)")
-    present = [c for c, n in t["per_class"].items() if n]
-    if ok and task.kind == "single_label" and len(present) < 2:
-        lines.append(f"  would stop: all {t['with_target']} clips with a target are {present[0]}; a classifier needs "
-                     "clips of two classes or more")
+    present = [c for c, n in t["per_class"].items() if n] if task.kind == "single_label" else []
+    if ok and (problem := one_class(t["with_target"], cfg.features, task.name, present)):
+        lines.append(f"  would stop: {problem}")
     elif ok and cfg.cv_folds and (cfg.folds_column or t["with_target"] <= cfg.cv_max_clips):
         lines += _unfilled_folds(t, task, cfg.cv_folds, "cv_folds")
     if warm and warm[1]:

@@ -37,6 +37,15 @@ from acoustic_env.table import check_table_source
 MIN_TRAIN_CLIPS = 10
 
 
+def one_class(n: int, source: str, task_name: str, present: list[str]) -> str | None:
+    """Why ``n`` clips with a target, all of the one class in ``present``, cannot train a single-label task (None:
+    two classes or more): train's check, and its dry run's."""
+    if len(present) != 1:
+        return None
+    return (f"task: all {n} clips of {source} with a target for {task_name} are {present[0]}; a classifier needs "
+            "clips of two classes or more")
+
+
 def _local(uri: str) -> Path | None:
     """The local path that ``uri`` names, to check here; None for object storage, where only the store's package
     can be checked (installed) before the job's first read or write."""

@@ -38,7 +38,7 @@ from acoustic_env import candidates
 from acoustic_env.candidates import cnn
 from acoustic_env.config import ConfigError, TrainConfig, validate
 from acoustic_env.jobs.labelled import read_labelled
-from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, preflight
+from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, one_class, preflight
 from acoustic_env.jobs.record import Run, lifecycle, package_versions
 from acoustic_env.jobs.results import TrainResult
 from acoustic_env.jobs.train.compare import compare, comparison_line, read_previous, scored, write_predictions
@@ -72,10 +72,10 @@ def _enough_clips(cfg: TrainConfig, features: FeatureSet, task: Task) -> None:
     if len(features) < MIN_CLIPS:
         raise ConfigError(f"task: only {len(features)} clips of {cfg.features} have a target for "
                           f"{task.name} and finite features (need {MIN_CLIPS} or more)")
-    present = np.unique(features.y) if task.kind == "single_label" else ()
-    if len(present) == 1:  # nothing to tell apart: every model would fail its own way (SHAP after 30 s)
-        raise ConfigError(f"task: all {len(features)} clips of {cfg.features} with a target for {task.name} are "
-                          f"{task.class_names[present[0]]}; a classifier needs clips of two classes or more")
+    present = [task.class_names[c] for c in np.unique(features.y)] if task.kind == "single_label" else []
+    # nothing to tell apart: every model would fail its own way (SHAP after 30 s)
+    if problem := one_class(len(features), cfg.features, task.name, present):
+        raise ConfigError(problem)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
