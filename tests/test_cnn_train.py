@@ -12,7 +12,7 @@ from acoustic_env import table as table_module
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.distributed import images as images_module
 from acoustic_env.demo.tables import synthetic_features, synthetic_images, write_features
-from acoustic_env.jobs.train import crossval
+from acoustic_env.jobs.train import saved as refitted
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.candidates import PARAMS, SPACES
@@ -48,13 +48,13 @@ def test_cnn_is_compared_on_the_same_folds_saved_and_scores_the_clips_as_in_trai
                                                                                      monkeypatch):
     source, data = image_table
     fitted = {}
-    checked = crossval.checked_portable
+    checked = refitted.checked_portable
 
     def spy(estimator, x):
         fitted["proba"] = estimator.predict_proba(x)
         return checked(estimator, x)
 
-    monkeypatch.setattr(crossval, "checked_portable", spy)
+    monkeypatch.setattr(refitted, "checked_portable", spy)
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST,
                                   "baselines": ["xgboost", "cnn"], "saved_model": "cnn"})
     summary = train(cfg)

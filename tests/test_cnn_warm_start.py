@@ -25,7 +25,7 @@ from acoustic_env.demo.tables import synthetic_features, synthetic_images, write
 from acoustic_env.embedders import panns, weights
 from acoustic_env.embedders.panns.model import Cnn14
 from acoustic_env.errors import WeightsError
-from acoustic_env.jobs.train import crossval
+from acoustic_env.jobs.train import saved as refitted
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn import spectro_estimator
 from acoustic_env.learn.image_input import stack_images
@@ -204,8 +204,8 @@ def test_cnn14_is_never_searched():
 def test_train_warm_started_end_to_end_saves_a_model_that_scores_as_in_training(checkpoint, unpinned, image_table,
                                                                                 tmp_path, monkeypatch):
     cache, _ = checkpoint
-    fitted, checked = {}, crossval.checked_portable
-    monkeypatch.setattr(crossval, "checked_portable",
+    fitted, checked = {}, refitted.checked_portable
+    monkeypatch.setattr(refitted, "checked_portable",
                         lambda estimator, x: fitted.setdefault("proba", estimator.predict_proba(x)) is not None
                         and checked(estimator, x))
     summary = train(_config(image_table, str(tmp_path / "out"), cnn_init="panns", weights_cache=cache))

@@ -80,7 +80,7 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
     assert winner["score"] == max(c["score"] for c in grid["cells"]) and sum(c["winner"] for c in grid["cells"]) == 1
     for c in grid["cells"]:
         lo, hi = c["roc_auc_interval"]
-        assert lo <= c["roc_auc"] <= hi and c["model"] in ("logreg", "mlp")
+        assert lo <= c["roc_auc"] <= hi and c["model"] in ("logreg", "mlp", "average")
     # the winner went through the ordinary job: its groups are the model's, its CV reproduces the cell's figure
     assert summary.groups == winner["groups"]
     assert summary.evaluation["scores"][winner["model"]] == pytest.approx(winner["score"], abs=1e-9)
@@ -88,10 +88,14 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
     model = ae.load_model(summary.model)
     assert [g["group"] for g in model.meta["preprocessing"]] == winner["groups"]
     assert model.meta["estimator"]["name"] == winner["model"]
-    # ... and it is that model as fitted in this process on the winner's groups, to 1e-6 on every training clip
-    fitted, x = fit_as_the_job(cfg, winner["model"], winner["groups"])
-    assert model.meta["estimator"]["params"] == json.loads(json.dumps(fitted.params_))
-    np.testing.assert_allclose(model.predict_proba(source), fitted.predict_proba(x), rtol=0, atol=1e-6)
+    # ... and it is that model (or the average's members) as fitted in this process on the winner's groups, to 1e-6
+    # on every training clip
+    spec = model.meta["estimator"]
+    members = [m["estimator"] for m in spec["members"]] if winner["model"] == "average" else [spec]
+    fits = [fit_as_the_job(cfg, m["name"], winner["groups"]) for m in members]
+    assert [m["params"] for m in members] == [json.loads(json.dumps(fitted.params_)) for fitted, _ in fits]
+    np.testing.assert_allclose(model.predict_proba(source), np.mean([f.predict_proba(x) for f, x in fits], axis=0),
+                               rtol=0, atol=1e-6)
     text = "\n".join(summary_lines(summary))
     assert "grid: 2 cells in" in text and "<- winner, saved" in text
     page = Path(summary.report).read_text()

@@ -137,7 +137,7 @@ def test_a_model_without_a_portable_form_is_refused():
 # --- the train job saves the model of record ------------------------------------------
 
 def test_only_a_compared_model_can_be_saved_instead():
-    with pytest.raises(ConfigError, match=r"^saved_model: must be record or a compared model \(mlp\), got 'xgboost'$"):
+    with pytest.raises(ConfigError, match=r"^saved_model: must be record, a compared model \(mlp\) or average, got 'xgboost'$"):
         from_dict(TrainConfig, {"features": "f", "output": "o", "baselines": [], "saved_model": "xgboost"})
 
 

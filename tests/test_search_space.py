@@ -84,7 +84,7 @@ def test_a_space_smaller_than_the_trials_is_tried_once_each_and_the_note_says_so
     assert sorted(t["params"]["n_neighbors"] for t in record.trials) == [3, 15, 30] and record.asked == 5
     nested = {"knn": {"settings": 3, "asked": 5, "inner_folds": 2, "outer_folds": 1, "fits": 6, "seconds": 0.0,
                       "space": record.space, "trials": [record.trials], "chosen": [record.best]}}
-    note = _cv_search_note(["mlp", "knn"], 3, nested, None, "knn")
+    note = _cv_search_note(["mlp", "knn"], 3, nested, {}, "knn")
     assert "knn tried 3 distinct settings in some outer fold, of 5 asked" in note
     assert "knn: n_neighbors {15, 3, 30}" in note
     narrow = Space({"p": numbers(1.0, 1.001)})  # endless numbers, one value at 3 significant figures

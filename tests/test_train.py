@@ -86,7 +86,7 @@ def _arrays(source: str, task, groups: list[str]) -> tuple[dict[str, np.ndarray]
     ("baselines", "lasso", "baselines: must be a subset of ['logreg', 'elasticnet', 'knn', 'svm', 'forest', "
                            "'xgboost', 'cnn'], got 'lasso'"),
     ("saved_model", "lasso", "saved_model: must be one of ['record', 'logreg', 'elasticnet', 'knn', 'svm', 'forest', "
-                             "'xgboost', 'mlp', 'cnn'], got 'lasso'"),
+                             "'xgboost', 'mlp', 'cnn', 'average'], got 'lasso'"),
 ])
 def test_bad_option_is_one_line(field, value, message):
     with pytest.raises(ConfigError) as info:

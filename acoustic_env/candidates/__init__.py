@@ -69,6 +69,17 @@ PARAMS: MutableMapping[str, dict[str, Any]] = _View("params")
 SPACES: MutableMapping[str, Space] = _View("space")
 #: The saved form of every candidate that has one (``learn.portable``).
 FORMATS: MutableMapping[str, str] = _View("format")
+#: The compared models' average: no candidate of its own, but named where candidates are (``learn.cv``, the audit's
+#: cross-fit), and saved as its members when each is a saveable model of vectors (``learn.portable.Average``).
+AVERAGE = "average"
+
+
+def averageable(models: Sequence[str]) -> bool:
+    """Whether the average of ``models`` (``AVERAGE`` aside) has a saved form: two or more members, each a saveable
+    model of the feature vectors; an image model's probabilities come from inputs one artifact does not hold
+    beside the vectors."""
+    members = [m for m in models if m != AVERAGE]
+    return len(members) > 1 and all(m in FORMATS and get(m).inputs == "vectors" for m in members)
 
 # The built-in candidates, simplest first; each module states its own facts.
 for _spec in (*linear.SPECS, knn.SPEC, svm.SPEC, forest.SPEC, boosted.SPEC, network.SPEC, cnn.SPEC):

@@ -115,8 +115,9 @@ class TrainConfig(Section):
                                         help="models compared with the MLP (empty for none), each searched as its "
                                              "space says: " + "; ".join(f"{s.name}, {s.summary}" for s in
                                                                         candidates.specs() if s.name != "mlp"))
-    saved_model: str = option("record", choices=candidates.names(before=("record",)),
-                              help="the model the artifact holds: the model of record, or a compared model by name")
+    saved_model: str = option("record", choices=candidates.names(before=("record",), after=(candidates.AVERAGE,)),
+                              help="the model the artifact holds: the model of record, a compared model by name, or "
+                                   "the average of the compared models (under cross-validation; no cnn among them)")
     # the CNN's network and view, else searched (candidates/cnn.py: fixed); recorded in the model's hyperparameters
     cnn_architecture: str | None = option(None, choices=cnn.ARCHITECTURES,
                                           help="the CNN's network: small (one convolution a block) or residual "
@@ -215,8 +216,13 @@ class TrainConfig(Section):
                 "panns copies PANNs CNN14's blocks: needs --cnn-architecture cnn14", self.cnn_init)
         require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
                  self.grace_rounds)
-        require(self.saved_model in ("record", "mlp", *self.baselines), "saved_model",
-                f"must be record or a compared model ({', '.join(('mlp', *self.baselines))})", self.saved_model)
+        require(self.saved_model in ("record", "mlp", *self.baselines, candidates.AVERAGE), "saved_model",
+                f"must be record, a compared model ({', '.join(('mlp', *self.baselines))}) or average",
+                self.saved_model)
+        require(self.saved_model != candidates.AVERAGE or candidates.averageable(("mlp", *self.baselines))
+                and (self.cv_folds or self.folds_column) and not self.test_list, "saved_model",
+                "average is saved as its members, each a model of the feature vectors, under cross-validation: "
+                "needs cv_folds >= 2 (or folds_column), no test_list and no cnn among the baselines", self.saved_model)
         require(not (self.label_accuracy and self.assumed_label_accuracy), "assumed_label_accuracy",
                 "cannot be combined with label_accuracy (the audit's estimate replaces an assumption)",
                 self.assumed_label_accuracy)
@@ -265,7 +271,7 @@ class AuditConfig(Section):
     ontology: str | None = _ontology()
     labels: str | None = _label_list()
     classifier: str = option("auto", choices=candidates.names(lambda s: s.inputs == "vectors", ("auto",),
-                                                                     ("average",)),
+                                                                     (candidates.AVERAGE,)),
                              help="out-of-fold classifier: auto keeps the zoo model (or their average) with the "
                                   "lowest out-of-fold log loss; logreg alone is the fastest")
     folds: int = option(5, ge=2, le=50, help="number of cross-fitting folds")

@@ -13,7 +13,11 @@ A directory (local or object storage) holding
   ``state_dict``, loaded with ``weights_only=True``), ``xgboost.json``
   (XGBoost's own model format) or ``estimator.skops`` (the forest, SVM or kNN
   pipeline, read by skops with its trusted types only): see
-  :mod:`acoustic_env.learn.portable`.
+  :mod:`acoustic_env.learn.portable`;
+- for the average of the compared models (``learn.portable.Average``), those
+  files per member in ``members/<name>/`` instead, and in model.json each
+  member's estimator beside the feature groups it reads (the model's groups
+  are all of theirs; each member reads its own groups' columns).
 
 Every reader of these files outside this module goes through it: ``load_model`` (the
 whole model, a ``Model``) or ``describe`` (model.json alone, a ``Description``: what
@@ -40,10 +44,12 @@ from typing import TYPE_CHECKING, Any, Collection, Sequence
 import numpy as np
 import pyarrow as pa
 
+from acoustic_env.candidates import AVERAGE
 from acoustic_env.config import ConfigError, DecodeParams, FeatureParams, from_dict
 from acoustic_env.learn.image_input import check_image
 from acoustic_env.learn.transform import (
     GroupTransform,
+    columns_of,
     from_arrays,
     to_arrays,
     transform_all,
@@ -64,10 +70,12 @@ from acoustic_env.table import (
 )
 
 if TYPE_CHECKING:  # the estimator's module imports torch: only loading and saving need it, not the dry run
-    from acoustic_env.learn.portable import Portable
+    from acoustic_env.learn.portable import Average, Portable
 
 FORMAT_VERSION = 2
 MODEL_JSON, PREPROCESSING = "model.json", "preprocessing.npz"
+#: The folder of an average's members, one folder each by name (``learn.portable.Average``).
+MEMBERS = "members"
 #: The window length when the training table cannot be read: AudioSet's and most datasets' clip length.
 DEFAULT_CLIP_S = 10.0
 
@@ -104,16 +112,24 @@ def save_model(uri: str, estimator: Portable, transforms: list[GroupTransform], 
         transforms, feature_groups = [], []
     if [t.group for t in transforms] != [g.name for g in feature_groups]:
         raise ValueError("save_model: transforms and feature_groups must name the same groups in the same order")
-    blob = FORMAT_FILES[estimator.spec["format"]]
-    if blob:
-        _write_bytes(join(uri, blob), estimator.blob or b"")
-    _write_bytes(join(uri, ARRAYS), _npz(estimator.arrays))
+    for folder, portable in _estimator_folders(uri, estimator):
+        blob = FORMAT_FILES[portable.spec["format"]]
+        if blob:
+            _write_bytes(join(folder, blob), portable.blob or b"")
+        _write_bytes(join(folder, ARRAYS), _npz(portable.arrays))
     _write_bytes(join(uri, PREPROCESSING), _npz(to_arrays(transforms)))
     meta = redact_all({"format_version": FORMAT_VERSION, **description, "estimator": estimator.spec,
             "groups": [{"name": t.group, "dim": g.dim, "components": t.n_components, "weights": g.weights,
                         **({"grid": list(g.grid), "axes": g.axes} if g.grid else {})}
                        for t, g in zip(transforms, feature_groups)]})
     _write_bytes(join(uri, MODEL_JSON), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+
+
+def _estimator_folders(uri: str, estimator: Portable | Average) -> list[tuple[str, Portable]]:
+    """Where each portable estimator's files go: the model's folder, or an average's ``members/<name>/`` each."""
+    if isinstance(getattr(estimator, "members", None), tuple):
+        return [(join(uri, MEMBERS, m.name), m) for m in estimator.members]
+    return [(uri, estimator)]
 
 
 def _column_matrix(values: Any, dim: int) -> np.ndarray:
@@ -614,6 +630,30 @@ def describe(uri: str) -> Description:
     return Description(_checked(_parse(uri, MODEL_JSON, json.loads), uri, _DESCRIPTION_FIELDS), uri)
 
 
+def _estimator(folder: str, spec: dict[str, Any], n_classes: int, in_dim: int) -> Portable:
+    """The portable estimator of ``spec`` from its files in ``folder``, each array within what ``spec`` allows."""
+    from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
+
+    arrays = _parse(folder, ARRAYS, lambda b: _read_npz(b, _estimator_bytes(n_classes, in_dim,
+                                                                            spec.get("calibration"))))
+    blob = FORMAT_FILES.get(spec.get("format"))
+    return _parse(folder, blob, lambda b: Portable(spec, arrays, b).loaded()) if blob else Portable(spec, arrays)
+
+
+def _members(uri: str, spec: dict[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
+    """An average's members: each one's spec (with its ``name``) and the groups it reads, as model.json states
+    them; a list that is not what the train job writes is one ConfigError line."""
+    members = spec.get("members")
+    ok = isinstance(members, list) and len(members) > 1 and all(
+        isinstance(m, dict) and isinstance(m.get("estimator"), dict) and isinstance(m["estimator"].get("name"), str)
+        and "/" not in m["estimator"]["name"] and isinstance(m.get("groups"), list) and m["groups"]
+        for m in members)
+    if not ok:
+        raise ConfigError(f"model: {join(uri, MODEL_JSON)} has no 'estimator.members' as a train job writes them "
+                          "(two or more, each with its estimator and groups); train the model again or restore the file")
+    return [(m["estimator"], [str(g) for g in m["groups"]]) for m in members]
+
+
 def load_model(uri: str) -> Model:
     """Load a model artifact written by the train job (local path or fsspec URL).
 
@@ -631,7 +671,7 @@ def load_model(uri: str) -> Model:
     Raises:
         ConfigError: A missing, truncated or mismatched file, or another model format, in one line.
     """
-    from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
+    from acoustic_env.learn.portable import Average
 
     meta = _parse(uri, MODEL_JSON, json.loads)
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
@@ -644,10 +684,18 @@ def load_model(uri: str) -> Model:
                         lambda b: from_arrays(groups, _read_npz(b, _preprocessing_bytes(meta["groups"]))))
     names, in_dim = list(meta["task"]["class_names"]), sum(t.n_components for t in transforms)
     spec = meta["estimator"]
-    arrays = _parse(uri, ARRAYS, lambda b: _read_npz(b, _estimator_bytes(len(names), in_dim,
-                                                                         spec.get("calibration"))))
-    blob = FORMAT_FILES.get(spec.get("format"))
-    estimator = _parse(uri, blob, lambda b: Portable(spec, arrays, b).loaded()) if blob else Portable(spec, arrays)
+    if spec.get("format") == AVERAGE:
+        members = _members(uri, spec)
+        try:
+            columns = tuple(columns_of(transforms, groups) for _, groups in members)
+        except ValueError as e:
+            raise ConfigError(f"model: {join(uri, MODEL_JSON)}: an average's member reads {e}; the files are not "
+                              "of one model") from None
+        estimator = Average(tuple(_estimator(join(uri, MEMBERS, m["name"]), m, len(names), len(c))
+                                  for (m, _), c in zip(members, columns)),
+                            tuple(tuple(groups) for _, groups in members), columns)
+    else:
+        estimator = _estimator(uri, spec, len(names), in_dim)
     try:
         estimator.check(len(names), in_dim)
     except ValueError as e:

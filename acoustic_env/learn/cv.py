@@ -14,10 +14,10 @@ candidate model of the zoo (``learn.zoo``). ``average`` is the mean of the
 candidates' out-of-fold probabilities. The model of record is the candidate
 with the best pooled score (``learn.fit.val_score``: ROC AUC, or mAP for
 multi-label tasks) among those the artifact can hold without a pickle
-(each candidate's saved form, ``acoustic_env.candidates.FORMATS``: every built-in one has one); ties go to the simpler
-model (``ORDER``). A candidate that scores higher but cannot be saved (the
-average, which is no one model) is named as such in the description, never
-silently passed over.
+(each candidate's saved form, ``acoustic_env.candidates.FORMATS``: every built-in one has one; the average
+saved as its members, ``candidates.averageable``); ties go to the simpler model (``ORDER``, the average last). A
+candidate that scores higher but cannot be saved (the average when the CNN is one of its members: its
+probabilities come from the images) is named as such in the description, never silently passed over.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from acoustic_env import candidates
-from acoustic_env.candidates import FORMATS
+from acoustic_env.candidates import AVERAGE, FORMATS
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
@@ -40,7 +40,6 @@ from acoustic_env.learn.splits import fold_order
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
 
-AVERAGE = "average"
 #: What ``describe`` adds when the CNN is a candidate: it reads the images, not the preprocessed vectors.
 CNN_NOTE = (" (cnn: on each clip's log-mel image, augmented in training only, its input scaling fitted and its early "
             "stopping judged on the training folds only)")
@@ -165,7 +164,7 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray],
     """(model of record, best model, every model's score): the best pooled score (``metric``, ``--select-by``; None:
     the task's default) among the models the artifact can save, and among all; ties go to the simplest."""
     scores = {m: val_score(kind, y, p, metric) for m, p in proba.items()}
-    saveable = {m: s for m, s in scores.items() if m in FORMATS}
+    saveable = {m: s for m, s in scores.items() if m in FORMATS or (m == AVERAGE and candidates.averageable(list(scores)))}
     if not saveable:
         raise ConfigError(f"baselines: none of the models compared ({', '.join(scores)}) can be saved; "
                           f"include one of {', '.join(FORMATS)}")

@@ -63,3 +63,15 @@ def to_arrays(transforms: list[GroupTransform]) -> dict[str, np.ndarray]:
 
 def from_arrays(groups: list[str], arrays: dict[str, np.ndarray]) -> list[GroupTransform]:
     return [GroupTransform(group=g, **{name: np.asarray(arrays[f"{g}/{name}"]) for name in ARRAYS}) for g in groups]
+
+
+def columns_of(transforms: list[GroupTransform], groups: list[str]) -> np.ndarray:
+    """Where ``groups``' components sit in ``transform_all``'s output (in the transforms' order): the model inputs a
+    member of an average reads when it chose a feature set of its own (``learn.portable.Average``)."""
+    ends = np.cumsum([t.n_components for t in transforms])
+    at = {t.group: np.arange(end - t.n_components, end) for t, end in zip(transforms, ends)}
+    unknown = [g for g in groups if g not in at]
+    if unknown:
+        raise ValueError(f"no preprocessing for group(s) {', '.join(unknown)} (has: {', '.join(at)})")
+    picked = [at[t.group] for t in transforms if t.group in groups]
+    return np.concatenate(picked) if picked else np.empty(0, np.int64)

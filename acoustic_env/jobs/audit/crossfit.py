@@ -32,11 +32,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
+from acoustic_env.candidates import AVERAGE
 from acoustic_env.distributed.fanout import map_tasks
 from acoustic_env.learn.calibrate import cross_fitted, log_loss
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 
-AUTO, AVERAGE = "auto", "average"
+AUTO = "auto"
 
 # ----------------------------------------------------------------------------- fitting
 

@@ -38,7 +38,8 @@ from acoustic_env.learn.confident import (
     multi_label_issues,
     single_label_issues,
 )
-from acoustic_env.jobs.audit.crossfit import AUTO, AVERAGE, choose_model_and_set
+from acoustic_env.candidates import AVERAGE
+from acoustic_env.jobs.audit.crossfit import AUTO, choose_model_and_set
 from acoustic_env.pages.review import build_review
 from acoustic_env.jobs.labelled import grouped_folds, read_labelled
 from acoustic_env.jobs.preflight import preflight

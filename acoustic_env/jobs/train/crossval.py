@@ -8,7 +8,6 @@ refitted on every clip (see ``job``'s docstring for when it runs).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,11 +19,11 @@ from acoustic_env.jobs.train.ablation import ablation_sets
 from acoustic_env.jobs.train.evaluation import (
     CV_THREADS,
     Outcome,
-    checked_portable,
     class_balance,
     image_inputs,
     mlp_shap,
     model_inputs,
+    narrowed,
     resample_plan,
     search_plan,
     shap_rows,
@@ -35,21 +34,21 @@ from acoustic_env.jobs.train.explain import importances, zoo_attributions
 from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_embedders
 from acoustic_env.jobs.train.grid import cells as grid_cells
 from acoustic_env.pages.report import clip_predictions
+from acoustic_env.jobs.train.saved import FEATURE_SET_REASON, refit
 from acoustic_env.jobs.train.shuffled import shuffled_contrast
 from acoustic_env.learn.cv import ORDER, CVResult, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report
-from acoustic_env.learn.feature_sets import FeatureSearch, candidate_sets, choose_set
+from acoustic_env.learn.feature_sets import FeatureSearch, candidate_sets
 from acoustic_env.learn.fit import HISTORY, default_metric
 from acoustic_env.learn.metrics import evaluate, headline, intervals
 from acoustic_env.candidates import PARAMS as ZOO_PARAMS
 from acoustic_env.candidates import get as spec
-from acoustic_env.learn.tuning import SearchPlan, SearchRecord
+from acoustic_env.learn.tuning import SearchRecord
 from acoustic_env.learn.splits import leaks
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
 
 GRID_REASON = "not in the grid's winning cell"
-FEATURE_SET_REASON = "not in the feature set the saved model chose on its inner folds"
 
 
 def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
@@ -67,7 +66,7 @@ def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
 
 
 def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[str, Any]],
-                    final: SearchRecord | None, saved: str) -> str:
+                    finals: dict[str, SearchRecord], saved: str) -> str:
     """What searched what under cross-validation, over which space, and what it cost, in a few sentences (console,
     report, record)."""
     done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
@@ -90,9 +89,13 @@ def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
         note += f" {m}'s C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
     if fixed:
         note += f" {', '.join(fixed)} at fixed hyper-parameters."
-    if final is not None:
-        note += (f" The saved {saved} searched the same way on all clips ({len(final.trials)} settings x "
-                 f"{len(final.splits)} folds, {final.seconds:.0f} s) and kept {final.best or 'the defaults'}.")
+    kept = {m: f"({len(f.trials)} settings x {len(f.splits)} folds, {f.seconds:.0f} s) and kept "
+               f"{f.best or 'the defaults'}" for m, f in finals.items()}
+    if saved in kept:
+        note += f" The saved {saved} searched the same way on all clips {kept[saved]}."
+    elif kept:  # the average: each member's own search
+        note += (f" The saved {saved}'s members searched the same way on all clips: "
+                 + "; ".join(f"{m} {k}" for m, k in kept.items()) + ".")
     return note + f" ({n_folds} outer folds; the Ray Tune search of the network runs with the train/val/test split, " \
                   f"--cv-folds 0.)"
 
@@ -139,15 +142,7 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
                                     balance, images, calibrate=True, resample=resample_plan(cfg)),
         lambda p: headline(kind, y, p)["roc_auc"],
         lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
-    return _narrowed(features, set(result["winner"]["groups"]), GRID_REASON), result
-
-
-def _narrowed(features: FeatureSet, keep: set[str], reason: str) -> FeatureSet:
-    """``features`` with only the groups in ``keep``; each other one recorded as left out, with ``reason``."""
-    excluded = {**features.excluded, "columns": {**features.excluded["columns"],
-                                                 **{c: reason for c in features.columns if c not in keep}}}
-    return replace(features, feature_groups=tuple(g for g in features.feature_groups if g.name in keep),
-                   X={n: m for n, m in features.X.items() if n in keep}, excluded=excluded)
+    return narrowed(features, set(result["winner"]["groups"]), GRID_REASON), result
 
 
 def _feature_search(cfg: TrainConfig, features: FeatureSet) -> FeatureSearch | None:
@@ -155,18 +150,6 @@ def _feature_search(cfg: TrainConfig, features: FeatureSet) -> FeatureSearch | N
     ``--feature-groups`` pins the groups, the grid chose them, or the table offers one set only."""
     sets = {} if cfg.feature_groups or cfg.grid else candidate_sets(features.feature_groups)
     return FeatureSearch(sets, lambda rows, only: model_inputs(cfg, features, rows, list(only))[1]) if sets else None
-
-
-def _saved_set(cfg: TrainConfig, task: Task, search: FeatureSearch, features: FeatureSet, saved: str,
-               plan: SearchPlan) -> dict[str, Any]:
-    """The saved model's feature set, chosen as each fold model chose its own, on the inner folds of all clips."""
-    name, scores = choose_set(
-        lambda: make_estimator(saved, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                               SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
-                               resample=resample_plan(cfg)),
-        search.inputs(np.ones(len(features), dtype=bool)), features.y, features.groups, plan.inner_folds, cfg.seed,
-        task.kind, plan.metric)
-    return {"model": saved, "set": name, "groups": list(search.sets[name]), "scores": scores}
 
 
 def feature_set_table(sets: dict[str, tuple[str, ...]], per_model: dict[str, list[dict[str, Any]]]
@@ -200,32 +183,24 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     shuffled = (shuffled_contrast(cfg, task, features, result.chosen, result.proba[result.chosen], n_folds, plan,
-                                  images, sets) if cfg.compare_shuffled else None)
+                                  images, sets, list(result.proba)) if cfg.compare_shuffled else None)
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
     for m, raw in result.raw_proba.items():  # the reliability before each fold model's probability map
         models[m]["test"]["calibration_before"] = evaluate(kind, names, features.y, raw)["calibration"]
 
     saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
-    feature_sets = None
-    if sets is not None:  # the saved model reads its own set: predict, serve and annotate compute only that
-        saved_set = _saved_set(cfg, task, sets, features, saved, plan) if saved not in images else None
-        feature_sets = {"sets": {s: list(g) for s, g in sets.sets.items()}, "per_fold": result.feature_sets,
-                        "table": feature_set_table(sets.sets, result.feature_sets), "saved": saved_set}
-        if saved_set is not None:
-            features = _narrowed(features, set(saved_set["groups"]), FEATURE_SET_REASON)
-    transforms, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
     t = time.time()
-    fitted = make_estimator(saved, kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance, calibrate=True,
-                            resample=resample).fit(
-        images.get(saved, x), features.y, groups=features.groups)
+    kept = refit(cfg, task, features, saved, list(result.proba), sets, plan, images)
     timings["final_fit_s"] = time.time() - t
-    estimator = checked_portable(fitted, images.get(saved, x))
-    params = {"model": saved, **fitted.params_}
+    features, transforms, x = kept.features, kept.transforms, kept.x
+    feature_sets = None if sets is None else {
+        "sets": {s: list(g) for s, g in sets.sets.items()}, "per_fold": result.feature_sets,
+        "table": feature_set_table(sets.sets, result.feature_sets), "saved": kept.set_record()}
     history, drawn = None, None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
-        network = fitted if saved == "mlp" else make_estimator("mlp", kind, k, cfg.seed, CV_THREADS, search=plan,
-                                                               balance=balance, resample=resample).fit(x, features.y,
-                                                                                    groups=features.groups)
+        network = kept.fitted["mlp"] if "mlp" in kept.fitted else make_estimator(
+            "mlp", kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance, resample=resample).fit(
+            x, features.y, groups=features.groups)
         if network.model_ is not None:
             drawn = network.model_.model_
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
@@ -250,17 +225,21 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         t = time.time()
         everything = np.arange(len(features))
         explain_rows, background_rows = shap_rows(cfg, everything, everything)
-        module = estimator.logits_module()
-        explained = (zoo_attributions(fitted, transforms, x[explain_rows]) if module is None else
-                     mlp_shap(cfg, features, module, transforms, explain_rows, background_rows))
-        shap.update({saved: explained} if explained else {})  # the SVM and kNN: no SHAP explainer of their own
+        for m, model in kept.fitted.items():  # the saved model, or each member of the saved average
+            module = kept.portables[m].logits_module()
+            own_transforms, infos, own_x = kept.view(m)
+            explained = (zoo_attributions(model, own_transforms, own_x[explain_rows]) if module is None else
+                         mlp_shap(cfg, narrowed(features, set(kept.groups[m]), FEATURE_SET_REASON), module,
+                                  own_transforms, explain_rows, background_rows))
+            shap.update({m: explained} if explained else {})  # the SVM and kNN: no SHAP explainer of their own
         timings["shap_s"] = time.time() - t
     weighed = {}  # coefficient and impurity importances of the linear models and the forest, fitted on all clips
     for m in (m for m in candidates if spec(m).importance):
-        model = fitted if m == saved else make_estimator(m, kind, k, cfg.seed, CV_THREADS, search=plan).fit(
-            x, features.y, groups=features.groups)
-        weighed.update({m: weights} if (weights := importances(model, transforms, infos=features.feature_groups))
-                       else {})
+        own_transforms, infos, _ = kept.view(m) if m in kept.fitted else (transforms, features.feature_groups, x)
+        model = kept.fitted[m] if m in kept.fitted else make_estimator(m, kind, k, cfg.seed, CV_THREADS,
+                                                                       search=plan).fit(x, features.y,
+                                                                                        groups=features.groups)
+        weighed.update({m: weights} if (weights := importances(model, own_transforms, infos=infos)) else {})
 
     counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
               "splits": split_counts(task, features, folds, {f: f"fold {fold_names[f]}" for f in range(n_folds)})}
@@ -269,9 +248,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         "grouped": bool(features.has_groups), "candidates": list(result.proba), "scores": result.scores,
         "chosen": result.chosen, "best": result.best, "saved_model": saved, "feature_sets": feature_sets,
         "select_by": plan.metric or default_metric(kind),
-        "calibration": {"per_fold": result.calibration,
-                        "saved": {"method": fitted.calibration_.method if fitted.calibration_ is not None else "none",
-                                  "log_loss": fitted.calibration_losses_}},
+        "calibration": {"per_fold": result.calibration, "saved": kept.calibration},
         "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved,
                                 plan.metric)
         + (" Each vector model also chose its feature set on the inner folds of each outer fold's training clips "
@@ -283,14 +260,14 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         "shuffled": shuffled,
     }
     nested = _nested_searches(result)
-    final = fitted.search_
-    search = {"method": _cv_search_note(candidates, n_folds, nested, final, saved), "nested": nested,
-              "params": params, "best_val_score": result.scores[saved],
-              "trials": [{"model": saved, "setting": tr["params"] or "defaults", "inner score": round(tr["score"], 4),
-                          "chosen": tr["params"] == final.best} for tr in final.trials] if final else [],
+    finals = kept.searches
+    search = {"method": _cv_search_note(candidates, n_folds, nested, finals, saved), "nested": nested,
+              "params": kept.params, "best_val_score": result.scores[saved],
+              "trials": [{"model": m, "setting": tr["params"] or "defaults", "inner score": round(tr["score"], 4),
+                          "chosen": tr["params"] == final.best} for m, final in finals.items() for tr in final.trials],
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
-                   shap=shap, transforms=transforms, estimator=estimator, params=params, history=history,
+                   shap=shap, transforms=transforms, estimator=kept.estimator, params=kept.params, history=history,
                    network=drawn,
                    predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba),
                    importances=weighed, features=features if feature_sets and feature_sets["saved"] else None)

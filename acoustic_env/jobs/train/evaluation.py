@@ -10,7 +10,7 @@ run record.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,14 @@ def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
     return transforms, np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
 
 
+def narrowed(features: FeatureSet, keep: set[str], reason: str) -> FeatureSet:
+    """``features`` with only the groups in ``keep``; each other one recorded as left out, with ``reason``."""
+    excluded = {**features.excluded, "columns": {**features.excluded["columns"],
+                                                 **{c: reason for c in features.columns if c not in keep}}}
+    return replace(features, feature_groups=tuple(g for g in features.feature_groups if g.name in keep),
+                   X={n: m for n, m in features.X.items() if n in keep}, excluded=excluded)
+
+
 def class_balance(cfg: TrainConfig) -> Balance:
     """How every model of the run weighs rare classes (``class_weight``, ``balanced_sampler``), as the zoo takes it."""
     return Balance(None if cfg.class_weight == "none" else cfg.class_weight, cfg.balanced_sampler)
@@ -93,7 +101,8 @@ def balance_line(weighing: str, resampled: dict[str, Any] | None, model: str) ->
     """A model's class-balance line: how it weighs classes (``Balance.describe``), then how its rows were resampled."""
     if not resampled:
         return weighing
-    return resampled["models"][model] if weighing == "none" else f"{weighing}; {resampled['models'][model]}"
+    how = resampled["models"][model]
+    return how if weighing in ("none", how) else f"{weighing}; {how}"
 
 
 def search_plan(cfg: TrainConfig) -> SearchPlan:

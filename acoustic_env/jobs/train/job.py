@@ -127,10 +127,11 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     if cfg.folds_column or (cfg.cv_folds and test_mask is None and len(features) <= cfg.cv_max_clips
                             and features.X is not None):
         out = run_cross_validation(cfg, task, features, base_counts, timings, t, winner_cv)
-    elif cfg.compare_shuffled:
-        raise ConfigError(f"compare_shuffled: compares two cross-validations, and {len(features)} clips take the "
-                          f"train/val/test split (above cv_max_clips={cfg.cv_max_clips}, or above memory_gb); "
-                          "raise those or leave compare_shuffled out")
+    elif cfg.compare_shuffled or cfg.saved_model == candidates.AVERAGE:
+        field, needs = (("compare_shuffled", "compares two cross-validations") if cfg.compare_shuffled else
+                        ("saved_model", "average is the average of the cross-validated models"))
+        raise ConfigError(f"{field}: {needs}, and {len(features)} clips take the train/val/test split (above "
+                          f"cv_max_clips={cfg.cv_max_clips}, or above memory_gb); raise those or leave {field} out")
     else:
         out = run_split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
     models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
@@ -188,9 +189,8 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "evaluation": {key: v for key, v in out.evaluation.items() if key != "models"},
         "metrics": metrics, "adjusted_accuracy": adjusted,
         "class_balance": {"class_weight": cfg.class_weight, "balanced_sampler": cfg.balanced_sampler,
-                          "saved_model": balance_used["models"].get(out.evaluation["saved_model"],
-                                                                    balance.describe(out.evaluation["saved_model"],
-                                                                                     task.kind)),
+                          "saved_model": _saved_balance(balance_used["models"], out.evaluation["saved_model"],
+                                                        balance.describe(out.evaluation["saved_model"], task.kind)),
                           **({"resample": resampled} if resampled else {})},
         "config": cfg.to_dict(), "versions": run.record["versions"], "run_id": run_id,
         "label_list": labelled.label_list, **table_description(cfg.features)},
@@ -199,6 +199,14 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
                         label_list=labelled.label_list, labels_changed=changed,
                         evaluation=out.evaluation, metrics=metrics,
                         adjusted_accuracy=adjusted, model=model_uri, report=report_uri, grid=grid)
+
+
+def _saved_balance(lines: dict[str, str], saved: str, otherwise: str) -> str:
+    """The saved model's class-balance line (model.json's ``class_balance.saved_model``): its own, or each member's
+    of a saved average, by name."""
+    if saved == candidates.AVERAGE:
+        return "; ".join(f"{m}: {line}" for m, line in lines.items() if m != saved)
+    return lines.get(saved, otherwise)
 
 
 def _adjusted(adj: dict[str, Any]) -> str:

@@ -1,0 +1,142 @@
+"""The saved model under cross-validation: the model of record (or ``saved_model``) refitted on every clip.
+
+One candidate, or the compared models' average (``learn.portable.Average``) when it scored best: each member
+is refitted as every outer fold fitted it, on the feature set it chooses on the inner folds of all clips and
+with the probability map it chooses there, so the saved average is the model the out-of-fold figure measured.
+Each fitted model is checked against its saved form on every clip (``evaluation.checked_portable``), and the
+average against the mean of its members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from acoustic_env.candidates import AVERAGE
+from acoustic_env.config import TrainConfig
+from acoustic_env.jobs.train.evaluation import (
+    CV_THREADS,
+    checked_portable,
+    class_balance,
+    model_inputs,
+    narrowed,
+    resample_plan,
+)
+from acoustic_env.learn.feature_sets import FeatureSearch, choose_set
+from acoustic_env.learn.portable import Average, Portable
+from acoustic_env.learn.transform import GroupTransform, columns_of
+from acoustic_env.learn.tuning import SearchPlan, SearchRecord
+from acoustic_env.learn.zoo import ZooClassifier, make_estimator
+from acoustic_env.table import FeatureSet, GroupInfo
+from acoustic_env.vocabulary.tasks import Task
+
+FEATURE_SET_REASON = "not in the feature set the saved model chose on its inner folds"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The saved model refitted on every clip, and what the report explains of it."""
+
+    name: str  # a candidate's, or AVERAGE
+    estimator: Portable | Average  # what the artifact holds
+    fitted: dict[str, ZooClassifier]  # the saved model, or the average's members, by name
+    portables: dict[str, Portable]  # their saved forms
+    groups: dict[str, list[str]]  # the feature groups each reads
+    sets: dict[str, dict[str, Any]]  # each one's feature set, chosen on the inner folds of all clips (a search only)
+    features: FeatureSet  # narrowed to the groups the saved model reads, when a search chose them
+    transforms: list[GroupTransform]  # of every group of ``features``
+    x: np.ndarray  # the model inputs of every clip: every group of ``features``
+
+    def view(self, model: str) -> tuple[list[GroupTransform], list[GroupInfo], np.ndarray]:
+        """The preprocessing, groups and inputs of every clip that ``model`` (one of ``fitted``) reads."""
+        keep = set(self.groups[model])
+        columns = columns_of(self.transforms, list(keep))
+        return ([t for t in self.transforms if t.group in keep],
+                [g for g in self.features.feature_groups if g.name in keep], self.x[:, columns])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The run record's hyper-parameters: the model's settings, or each member's under its name (a row each in
+        the report's table)."""
+        if self.name != AVERAGE:
+            return {"model": self.name, **self.fitted[self.name].params_}
+        return {"model": AVERAGE, **{m: f.params_ for m, f in self.fitted.items()}}
+
+    @property
+    def searches(self) -> dict[str, SearchRecord]:
+        """Each refitted model's own search on all clips (the models that searched)."""
+        return {m: f.search_ for m, f in self.fitted.items() if f.search_ is not None}
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """The probability map the saved model chose on all clips' inner folds (each member's, for the average)."""
+        maps = {m: f.calibration_.method if f.calibration_ is not None else "none" for m, f in self.fitted.items()}
+        if self.name != AVERAGE:
+            return {"method": maps[self.name], "log_loss": self.fitted[self.name].calibration_losses_}
+        return {"method": "; ".join(f"{m} {method}" for m, method in maps.items()),
+                "log_loss": {m: f.calibration_losses_ for m, f in self.fitted.items()}}
+
+    def set_record(self) -> dict[str, Any] | None:
+        """The report's and record's saved feature set (``feature_sets["saved"]``): the model's choice, or each
+        member's in one line; None without a search, or for an image model."""
+        if not self.sets:
+            return None
+        if self.name != AVERAGE:
+            return self.sets[self.name]
+        return {"model": AVERAGE, "set": "; ".join(f"{m} {s['set']}" for m, s in self.sets.items()),
+                "groups": [g.name for g in self.features.feature_groups], "members": list(self.sets.values())}
+
+
+def _set_of(cfg: TrainConfig, task: Task, search: FeatureSearch, features: FeatureSet, model: str,
+            plan: SearchPlan) -> dict[str, Any]:
+    """``model``'s feature set, chosen as each fold model chose its own, on the inner folds of all clips."""
+    name, scores = choose_set(
+        lambda: make_estimator(model, task.kind, task.n_classes, cfg.seed, CV_THREADS,
+                               SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
+                               resample=resample_plan(cfg)),
+        search.inputs(np.ones(len(features), dtype=bool)), features.y, features.groups, plan.inner_folds, cfg.seed,
+        task.kind, plan.metric)
+    return {"model": model, "set": name, "groups": list(search.sets[name]), "scores": scores}
+
+
+def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compared: list[str],
+          search: FeatureSearch | None, plan: SearchPlan, images: dict[str, np.ndarray]) -> Saved:
+    """``saved`` (a compared model, or ``AVERAGE`` of the ``compared`` ones) fitted on every clip, in its saved form.
+
+    ``search``: the feature sets the vector models chose among in the outer folds (None: every model reads every
+    group); ``images``: the image models' inputs, which read no group.
+    """
+    models = [m for m in compared if m != AVERAGE] if saved == AVERAGE else [saved]
+    sets = ({m: _set_of(cfg, task, search, features, m, plan) for m in models if m not in images}
+            if search is not None else {})
+    if sets:  # the saved model reads its own set(s): predict, serve and annotate compute only those
+        keep = {g for s in sets.values() for g in s["groups"]}
+        features = narrowed(features, keep, FEATURE_SET_REASON)
+    transforms, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
+    every = [t.group for t in transforms]
+    groups = {m: sets[m]["groups"] if m in sets else every for m in models}
+    fitted, portables = {}, {}
+    for m in models:
+        xm = images[m] if m in images else x[:, columns_of(transforms, groups[m])]
+        fitted[m] = make_estimator(m, task.kind, task.n_classes, cfg.seed, CV_THREADS, search=plan,
+                                   balance=class_balance(cfg), calibrate=True,
+                                   resample=resample_plan(cfg)).fit(xm, features.y, groups=features.groups)
+        portables[m] = checked_portable(fitted[m], xm)
+    estimator: Portable | Average = portables[saved] if saved != AVERAGE else _average(
+        portables, groups, transforms, x, {m: f.predict_proba(x[:, columns_of(transforms, groups[m])])
+                                           for m, f in fitted.items()})
+    return Saved(saved, estimator, fitted, portables, groups, sets, features, transforms, x)
+
+
+def _average(portables: dict[str, Portable], groups: dict[str, list[str]], transforms: list[GroupTransform],
+             x: np.ndarray, fitted_proba: dict[str, np.ndarray]) -> Average:
+    """The members' average in its saved form, checked to give the mean of the fitted members' probabilities on
+    every clip to 1e-6 (as each member's saved form is checked against it)."""
+    average = Average(tuple(portables.values()), tuple(tuple(groups[m]) for m in portables),
+                      tuple(columns_of(transforms, groups[m]) for m in portables))
+    worst = float(np.abs(average.predict_proba(x) - np.mean(list(fitted_proba.values()), axis=0)).max())
+    if worst > 1e-6:
+        raise RuntimeError(f"the saved average differs from its fitted members' by {worst:.2g} on the training clips")
+    return average

@@ -1,0 +1,142 @@
+"""The compared models' average as a saved model (``learn.portable.Average``, ``jobs.train.saved``): chosen when it
+scores best, saved as its members each on its own feature set, loaded back with the probabilities of the members
+refitted as the job fits them, and refused in one line where it has no saved form."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import acoustic_env as ae
+from acoustic_env.candidates import AVERAGE
+from acoustic_env.config import ConfigError, TrainConfig, from_dict
+from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
+from acoustic_env.jobs.train.job import summary_lines, train
+from acoustic_env.learn.cv import choose
+from acoustic_env.learn.duplicates import merge_duplicate_groups
+from acoustic_env.learn.transform import columns_of
+from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.table import read_features
+from acoustic_env.vocabulary.tasks import load_task
+
+PRETRAINED = "ab" * 32  # a checksum standing in for pretrained weights
+
+
+def test_the_average_of_vector_models_is_chosen_when_it_scores_best_and_not_with_an_image_model():
+    y = np.array([0, 1, 0, 1])
+    flat, sharp = np.tile([0.5, 0.5], (4, 1)), np.stack([1 - y * 0.9, y * 0.9], axis=1)
+    chosen, best, _ = choose("single_label", y, {"logreg": flat, "xgboost": flat, AVERAGE: sharp})
+    assert chosen == best == AVERAGE
+    chosen, best, _ = choose("single_label", y, {"logreg": flat, "cnn": flat, AVERAGE: sharp})
+    assert (chosen, best) == ("logreg", AVERAGE)  # the CNN reads images: no saved form for that average
+    tie = {"logreg": sharp, "xgboost": flat, AVERAGE: sharp}
+    assert choose("single_label", y, tie)[0] == "logreg"  # a tie goes to the simpler: one model, not three
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"baselines": ["logreg", "cnn"]}, "no cnn among the baselines"),
+    ({"baselines": ["logreg"], "cv_folds": 0}, "needs cv_folds >= 2"),
+    ({"baselines": []}, "each a model of the feature vectors"),  # the MLP alone: nothing to average
+])
+def test_saved_model_average_needs_two_vector_models_under_cross_validation(settings, words):
+    with pytest.raises(ConfigError, match=r"^saved_model: average is saved as its members") as caught:
+        from_dict(TrainConfig, {"features": "f", "output": "o", "saved_model": AVERAGE, **settings})
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def averaged(tmp_path_factory):
+    """One train run saving the average of logreg and the MLP on a table with a (stand-in) pretrained embedder, so
+    that each member chooses its own feature set: (config, result)."""
+    root = tmp_path_factory.mktemp("average")
+    table = synthetic_features(60, seed=3, embedders=("vggish",), weights=PRETRAINED, signals=("raw",)).table
+    cfg = from_dict(TrainConfig, {"features": write_features(table, str(root / "t")), "output": str(root / "o"),
+                                  "cv_folds": 3, "search_folds": 2, "search_trials": 1, "baselines": ["logreg"],
+                                  "saved_model": AVERAGE, "ablations": False, "shap_samples": 4, "progress": False,
+                                  "max_rounds": 3, "grace_rounds": 1, "patience": 2})
+    return cfg, train(cfg)
+
+
+def _refit_as_the_job(cfg: TrainConfig, name: str, groups: list[str]) -> tuple[np.ndarray, str]:
+    """Member ``name`` fitted on every clip on ``groups`` alone, as the job fits a saved model, recomputed here:
+    its probabilities on every clip, and the table read (the clips' order)."""
+    task = load_task(cfg.task)
+    features = read_features(cfg.features, task=task, feature_groups=groups, signals=cfg.signals)
+    features = merge_duplicate_groups(features).apply(features)
+    _, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
+    fitted = make_estimator(name, task.kind, task.n_classes, cfg.seed, CV_THREADS,
+                            search=SearchPlan(cfg.search_trials, cfg.search_folds), calibrate=True).fit(
+        x, features.y, groups=features.groups)
+    return fitted.predict_proba(x), features.ids
+
+
+def test_the_saved_average_holds_each_member_on_its_own_set_and_scores_as_the_members_refitted(averaged):
+    cfg, result = averaged
+    ev = result.evaluation
+    assert ev["saved_model"] == AVERAGE
+    assert ("asked for with saved_model" in ev["description"]) == (ev["chosen"] != AVERAGE)
+    saved = ev["feature_sets"]["saved"]
+    members = {m["model"]: m for m in saved["members"]}
+    assert set(members) == {"logreg", "mlp"}
+    for m in members.values():  # each member's set is one of the sets, read whole
+        assert m["groups"] == ev["feature_sets"]["sets"][m["set"]]
+    model = ae.load_model(result.model)
+    spec = model.meta["estimator"]
+    assert spec["format"] == AVERAGE and [m["estimator"]["name"] for m in spec["members"]] == ["logreg", "mlp"]
+    assert sorted(model.groups) == sorted({g for m in members.values() for g in m["groups"]}) == sorted(saved["groups"])
+    for m in spec["members"]:
+        assert sorted(m["groups"]) == sorted(members[m["estimator"]["name"]]["groups"])
+        assert (Path(result.model) / "members" / m["estimator"]["name"] / "estimator.npz").is_file()
+    assert (Path(result.model) / "members" / "mlp" / "weights.pt").is_file() and not list(
+        Path(result.model).rglob("*.pkl"))
+    refitted = [_refit_as_the_job(cfg, name, members[name]["groups"]) for name in ("logreg", "mlp")]
+    assert list(refitted[0][1]) == list(refitted[1][1])
+    table = model.predict_table(cfg.features)
+    assert table["clip_id"].to_pylist() == list(refitted[0][1])
+    np.testing.assert_allclose(model.predict_proba(cfg.features), np.mean([p for p, _ in refitted], axis=0),
+                               rtol=0, atol=1e-6)
+
+
+def test_the_report_console_and_record_explain_the_saved_average_member_by_member(averaged):
+    _, result = averaged
+    metrics = json.loads(Path(result.report).with_name("metrics.json").read_text())
+    assert set(metrics["search"]["params"]) == {"model", "logreg", "mlp"}
+    assert {t["model"] for t in metrics["search"]["trials"]} <= {"logreg", "mlp"}
+    assert "The saved average's members searched the same way on all clips: logreg (" in metrics["search"]["method"]
+    assert set(metrics["shap"]) == {"logreg", "mlp"}  # each member explained on its own groups
+    for name, shap in metrics["shap"].items():
+        member = next(m for m in metrics["evaluation"]["feature_sets"]["saved"]["members"] if m["model"] == name)
+        assert set(shap["by_group"]) == set(member["groups"])
+    lines = summary_lines(result)
+    assert any(line.startswith("    saved average reads logreg ") and "; mlp " in line for line in lines)
+    assert any("the saved model's map: logreg " in line and "; mlp " in line for line in lines)
+    page = Path(result.report).read_text()
+    assert "The saved average chose <b>logreg " in page
+
+
+def _copy(result, tmp_path: Path) -> Path:
+    dst = tmp_path / "model"
+    shutil.copytree(result.model, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda spec, path: spec["members"].pop(), "has no 'estimator.members' as a train job writes them"),
+    (lambda spec, path: spec["members"][0].update(groups=["nope"]), "reads no preprocessing for group(s) nope"),
+    (lambda spec, path: shutil.rmtree(path / "members" / "mlp"), "at members/mlp: estimator.npz is missing"),
+])
+def test_a_damaged_average_is_one_line_naming_what(averaged, tmp_path, damage, words, capsys):
+    path = _copy(averaged[1], tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    damage(meta["estimator"], path)
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError) as caught:
+        ae.load_model(str(path))
+    message = str(caught.value)
+    assert message.startswith("model: ") and words in message.replace(str(path) + "/", "") and "\n" not in message
