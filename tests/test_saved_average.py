@@ -140,3 +140,16 @@ def test_a_damaged_average_is_one_line_naming_what(averaged, tmp_path, damage, w
         ae.load_model(str(path))
     message = str(caught.value)
     assert message.startswith("model: ") and words in message.replace(str(path) + "/", "") and "\n" not in message
+
+
+def test_a_members_columns_are_its_groups_components_in_the_models_input_order():
+    from acoustic_env.learn.transform import GroupTransform
+
+    def group(name: str, k: int) -> GroupTransform:
+        return GroupTransform(name, np.zeros(3), np.ones(3), np.ones((k, 3)), np.zeros(k), np.ones(k), np.ones(k))
+
+    transforms = [group("a", 2), group("b", 3), group("c", 1)]
+    assert columns_of(transforms, ["c", "a"]).tolist() == [0, 1, 5]  # the inputs' order, whatever the list's
+    assert columns_of(transforms, ["b"]).tolist() == [2, 3, 4] and columns_of(transforms, []).size == 0
+    with pytest.raises(ValueError, match=r"no preprocessing for group\(s\) d \(has: a, b, c\)"):
+        columns_of(transforms, ["a", "d"])
