@@ -35,7 +35,7 @@ test-fast: $(STAMP)
 
 # mutation testing (mutmut, the [mutate] extra) of the core modules against their fast tests: the survival rate per
 # module, failing over 10 % or on a survivor without a reason in tests/mutants/ (the first 11 modules about 16 min on
-# two quiet cores; the 11 added since about 43 min loaded: per module in benchmarks/RESULTS.md).
+# two quiet cores; the next 11 about 43 min loaded; each module's, the later ones too, in benchmarks/RESULTS.md).
 # Not part of `make test`. One module: make mutate MODULES=acoustic_env/layout.py
 mutate: $(STAMP)
 	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[mutate]"

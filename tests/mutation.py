@@ -105,6 +105,19 @@ MODULES: dict[str, list[str]] = {
         "tests/test_model_artifact.py::test_max_accuracy_is_the_best_threshold_by_brute_force",
         "tests/test_audit_estimate.py::test_wilson_matches_the_textbook_interval"],
     "acoustic_env/learn/eda.py": ["tests/test_eda.py"],
+    "acoustic_env/learn/preprocess.py": ["tests/test_preprocess.py"],
+    # not the end-to-end train run (seconds per mutant): describe's words are checked on their own
+    "acoustic_env/learn/augment.py": [f"tests/test_augment.py::test_{t}" for t in (
+        "each_class_is_resampled_to_n_bigger_ones_undersampled_smaller_ones_topped_up_with_noisy_copies",
+        "the_seed_repeats_the_draws_and_the_noise_and_another_seed_changes_them",
+        "a_pitch_shift_moves_an_images_mel_bands_and_fills_with_its_minimum",
+        "each_copy_is_shifted_by_a_whole_number_of_bands_drawn_from_minus_to_plus_the_limit",
+        "noise_on_an_images_copies_follows_each_mel_bands_spread_over_clips_and_frames",
+        "the_report_says_how_the_copies_were_made_and_a_pitch_shift_only_for_images",
+        "only_the_training_folds_are_resampled_the_held_out_fold_is_scored_as_it_is",
+        "a_network_resamples_the_training_part_of_its_own_split_never_its_early_stopping_rows")],
+    # the audit's review queue: a bug here spends a reviewer's time on the wrong clips
+    "acoustic_env/learn/review_order.py": ["tests/test_review_order.py"],
     "acoustic_env/jobs/train/gap.py": [
         "tests/test_gap.py",
         "tests/test_report.py::test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score"],

@@ -46,8 +46,16 @@ def test_each_class_is_resampled_to_n_bigger_ones_undersampled_smaller_ones_topp
     assert np.allclose(relative, 0.1, rtol=0.35), relative
     exact = resample(x, y, Resample(20, seed=3))  # noise off: plain copies
     assert np.array_equal(exact.x, x[exact.source])
-    with pytest.raises(ValueError, match="single-label tasks only"):
+    with pytest.raises(ValueError, match=r"^resample_per_class: counts clips by their one class, so single-label "
+                                         r"tasks only$"):
         resample(x, np.eye(3)[y], Resample(20))
+
+
+def test_the_seed_repeats_the_draws_and_the_noise_and_another_seed_changes_them():
+    x, y = _rows()
+    a, b, c = (resample(x, y, Resample(20, noise=0.1, seed=s)) for s in (4, 4, 5))
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.source, b.source)
+    assert not np.array_equal(a.x, c.x)
 
 
 def test_a_pitch_shift_moves_an_images_mel_bands_and_fills_with_its_minimum():
@@ -55,7 +63,9 @@ def test_a_pitch_shift_moves_an_images_mel_bands_and_fills_with_its_minimum():
     image[0, 3] = 0.0  # one loud band
     assert np.flatnonzero(shift_bands(image, [2])[0, :, 0] == 0).tolist() == [5]
     assert np.flatnonzero(shift_bands(image, [-3])[0, :, 0] == 0).tolist() == [0]
-    assert (shift_bands(image, [20]) == -80).all()  # beyond the image: all silence
+    assert (shift_bands(image, [10]) == -80).all() and (shift_bands(image, [-10]) == -80).all()  # beyond: silence
+    assert np.array_equal(shift_bands(image, np.array([2.0])), shift_bands(image, [2]))  # whole numbers as floats
+    assert shift_bands(np.zeros((2, 8, 0), np.float32), [1, -1]).shape == (2, 8, 0)  # no frames: nothing to fill
     rng = np.random.default_rng(1)
     images = rng.standard_normal((9, 16, 5)).astype(np.float32)
     out = resample(images, np.repeat([0, 1], [6, 3]), Resample(6, pitch_shift=2, seed=1))
@@ -64,6 +74,38 @@ def test_a_pitch_shift_moves_an_images_mel_bands_and_fills_with_its_minimum():
     assert any(not np.array_equal(im, images[s]) for im, s in zip(out.x[out.copy], out.source[out.copy]))
     vectors = resample(images[:, :, 0], np.repeat([0, 1], [6, 3]), Resample(6, pitch_shift=2, seed=1))
     assert np.array_equal(vectors.x, images[vectors.source, :, 0])  # vectors have no bands: copies as they are
+
+
+def test_each_copy_is_shifted_by_a_whole_number_of_bands_drawn_from_minus_to_plus_the_limit():
+    images = np.random.default_rng(5).standard_normal((4, 12, 3)).astype(np.float32)
+    out = resample(images, np.zeros(4, dtype=int), Resample(400, pitch_shift=2, seed=5))
+    shifts = [next(k for k in range(-4, 5) if np.array_equal(im, shift_bands(images[s:s + 1], [k])[0]))
+              for im, s in zip(out.x[out.copy], out.source[out.copy])]
+    counts = np.bincount(np.array(shifts) + 4, minlength=9)
+    assert counts[[0, 1, 7, 8]].sum() == 0 and (counts[2:7] > 50).all(), counts  # -2..2, each about a fifth
+
+
+def test_noise_on_an_images_copies_follows_each_mel_bands_spread_over_clips_and_frames():
+    """Bands of very different loudness whose values sweep over the frames alike in every clip: the spread of
+    a band lies along its frames, so noise sized per (band, frame) over the clips would be almost none."""
+    rng = np.random.default_rng(6)
+    sweep = np.linspace(-1, 1, 50)[None, None, :] * np.array([1.0, 10.0, 100.0, 1000.0])[None, :, None]
+    images = (sweep + 0.01 * rng.standard_normal((20, 4, 50))).astype(np.float32)
+    out = resample(images, np.repeat([0, 1], [15, 5]), Resample(15, noise=0.1, seed=6))
+    noise = out.x[out.copy] - images[out.source[out.copy]]
+    relative = noise.std(axis=(0, 2)) / images.std(axis=(0, 2))
+    assert np.allclose(relative, 0.1, rtol=0.2), relative
+
+
+def test_the_report_says_how_the_copies_were_made_and_a_pitch_shift_only_for_images():
+    plan = Resample(40, noise=0.25, pitch_shift=3)
+    assert plan.describe(images=True) == ("training rows resampled to 40 per class (copies: Gaussian noise of "
+                                          "0.25 × each band's std and mel bands shifted by up to ±3)")
+    assert plan.describe(images=False) == ("training rows resampled to 40 per class (copies: Gaussian noise of "
+                                           "0.25 × each feature's std)")
+    assert Resample(7, pitch_shift=2).describe(images=True) == ("training rows resampled to 7 per class (copies: mel "
+                                                               "bands shifted by up to ±2)")
+    assert Resample(7, pitch_shift=2).describe(images=False) == "training rows resampled to 7 per class (copies: exact)"
 
 
 class _Recorder(GaussianNB):

@@ -23,6 +23,10 @@ from acoustic_env.learn.transform import GroupTransform
 from acoustic_env.table import GroupInfo
 
 Stream = Callable[[], Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]]
+#: A component whose spread on the training rows is below this share of the leading one's is rounding: the rows
+#: span fewer directions than the components asked (a column that copies or doubles another). Dividing by it
+#: would blow the rounding up into inputs of millions, so it is left unscaled: an input of about 0.
+NO_SPREAD = 1e-4
 
 
 def n_components_for(target: float, n_train: int, dim: int) -> int | float:
@@ -38,7 +42,7 @@ def _finish(group: str, scaler: StandardScaler, components: np.ndarray, ratio: n
     return GroupTransform(group=group, in_mean=scaler.mean_.astype(np.float32),
                           in_scale=scaler.scale_.astype(np.float32), components=components.astype(np.float32),
                           out_mean=projected_train.mean(axis=0).astype(np.float32),
-                          out_scale=np.where(scale > 0, scale, 1.0).astype(np.float32),
+                          out_scale=np.where(scale > NO_SPREAD * scale.max(), scale, 1.0).astype(np.float32),
                           explained_variance_ratio=ratio.astype(np.float32))
 
 
@@ -72,7 +76,9 @@ def fit_streaming(stream: Stream, groups: Sequence[GroupInfo], targets: dict[str
     buffers: dict[str, list[np.ndarray]] = {g.name: [] for g in groups}
     for pos, mats in stream():
         for g in groups:
-            buffers[g.name].append(scalers[g.name].transform(mats[g.name][is_train[pos]]))
+            x = mats[g.name][is_train[pos]]
+            if len(x):  # a batch of scored rows only: nothing to add (the scaler refuses no rows)
+                buffers[g.name].append(scalers[g.name].transform(x))
             if sum(len(b) for b in buffers[g.name]) >= max(4 * fit_k[g.name], 2048):
                 ipcas[g.name].partial_fit(np.vstack(buffers[g.name]))
                 buffers[g.name] = []

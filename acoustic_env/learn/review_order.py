@@ -127,7 +127,8 @@ def k_centre(embedding: np.ndarray, seen: np.ndarray, candidates: np.ndarray, n:
     (the one nearest the centroid first when nothing is seen; its distance is then NaN)."""
     picks: list[tuple[int, float]] = []
     cand = np.asarray(candidates)
-    if seen.size:  # chunked by scikit-learn: 20,000 clips against hundreds reviewed stay a few MB at a time
+    if seen.size and cand.size:  # chunked by scikit-learn: 20,000 clips against hundreds reviewed stay a few MB
+        # at a time; no candidate left (every clip reviewed): nothing to measure, and scikit-learn refuses no rows
         dist = pairwise_distances_argmin_min(embedding[cand], embedding[seen])[1].astype(np.float64)
     else:
         dist = np.full(len(cand), np.inf)

@@ -1,0 +1,134 @@
+"""The per-group preprocessing fitted on the training rows (``learn/preprocess.py``): standardise → PCA → scale, in
+memory (``fit_group``) and over a streamed table (``fit_streaming``), on small arrays against scikit-learn's own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from acoustic_env.learn.preprocess import fit_group, fit_streaming, n_components_for
+from acoustic_env.learn.transform import ARRAYS
+from acoustic_env.table import GroupInfo
+
+
+def low_rank(n: int, dim: int, rank: int, seed: int = 0) -> np.ndarray:
+    """``n`` rows in ``dim`` columns of very different scales, nearly all their spread in ``rank`` directions."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=(n, rank)) * np.arange(rank, 0, -1) @ rng.normal(size=(rank, dim))
+    return ((signal + 0.05 * rng.normal(size=(n, dim))) * 10.0 ** np.arange(dim) + 3.0).astype(np.float32)
+
+
+def test_a_count_is_capped_by_the_columns_and_the_training_rows_and_a_fraction_passes_through():
+    assert n_components_for(0.9, 100, 10) == 0.9
+    assert n_components_for(5, 100, 10) == 5
+    assert n_components_for(20, 100, 10) == 10  # no more than the group's columns
+    assert n_components_for(20, 8, 50) == 7  # nor than the training rows support, centred
+    assert n_components_for(0, 100, 10) == n_components_for(3, 1, 10) == 1  # at least one
+    one = n_components_for(1.0, 100, 10)  # a float of 1 or more is a count
+    assert one == 1 and isinstance(one, int)
+
+
+def test_a_group_is_standardised_projected_on_its_leading_components_and_scaled_on_the_training_rows():
+    x = low_rank(200, 6, 3)
+    t = fit_group(x, 3, "g")
+    assert t.group == "g" and t.n_components == 3
+    assert all(getattr(t, name).dtype == np.float32 for name in ARRAYS)  # what the artifact saves, half the size
+    assert t.in_mean.shape == t.in_scale.shape == (6,) and t.out_mean.shape == t.out_scale.shape == (3,)
+    np.testing.assert_allclose(t.in_mean, x.mean(axis=0, dtype=np.float64), rtol=1e-5)
+    np.testing.assert_allclose(t.in_scale, x.std(axis=0, dtype=np.float64), rtol=1e-5)
+    ref = PCA(3).fit(StandardScaler().fit_transform(x.astype(np.float64)))
+    np.testing.assert_allclose(np.abs(t.components), np.abs(ref.components_), atol=1e-4)
+    np.testing.assert_allclose(t.explained_variance_ratio, ref.explained_variance_ratio_, rtol=1e-4)
+    out = t.transform(x)
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=0), 1, rtol=1e-4)  # each input the same spread on the training rows
+    share = fit_group(x, 0.9, "g").explained_variance_ratio  # a fraction: the fewest components that reach it
+    assert share.sum() >= 0.9 > share[:-1].sum()
+
+
+def test_a_component_without_spread_on_the_training_rows_is_left_unscaled_not_blown_up():
+    """A group whose training rows span fewer directions than the components asked (a column that doubles
+    another): the last component's spread is rounding, and dividing by it made every clip's input millions."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 5))
+    x[:, 4] = 2 * x[:, 3]
+    t = fit_group(x, 8, "g")
+    assert t.n_components == 5 and t.out_scale[-1] == 1 and (t.out_scale[:-1] != 1).all()
+    other = rng.normal(size=(20, 5))
+    other[:, 4] = 2 * other[:, 3]
+    assert np.abs(t.transform(other)).max() < 10
+    assert np.abs(t.transform(x)[:, -1]).max() < 1e-3  # the training rows too: an input of ~0, as it carries nothing
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in divide:RuntimeWarning")  # PCA's 0/0 variance share
+def test_a_group_constant_on_the_training_rows_gives_inputs_of_zero_not_nan():
+    t = fit_group(np.full((10, 3), 2.5, dtype=np.float32), 2, "g")
+    assert (t.out_scale == 1).all() and (t.transform(np.full((4, 3), 2.5)) == 0).all()
+
+
+def test_the_seed_makes_a_large_groups_randomised_pca_repeatable():
+    """600 columns, 10 components: scikit-learn's randomised solver, whose draws the seed fixes."""
+    x = np.random.default_rng(4).normal(size=(600, 600)).astype(np.float32)
+    a, b, c = fit_group(x, 10, "g"), fit_group(x, 10, "g", seed=0), fit_group(x, 10, "g", seed=1)
+    assert np.array_equal(a.components, b.components)
+    assert not np.array_equal(a.components, c.components)
+
+
+def batches(matrices: dict[str, np.ndarray], sizes: list[int]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """A table's stream: (positions, {group: rows}) batches of ``sizes`` rows, every row once."""
+    start = 0
+    for size in sizes:
+        pos = np.arange(start, start + size)
+        yield pos, {name: m[pos] for name, m in matrices.items()}
+        start += size
+
+
+@pytest.mark.parametrize("n_rows, sizes", [(300, [40, 100, 160]), (3200, [400] * 8)])
+def test_streaming_fits_what_the_matrices_in_memory_fit(n_rows, sizes):
+    """Three passes over the batches (the table never in memory) give the in-memory fit on the training rows,
+    a batch without a training row included; 3200 rows: the principal axes updated batch by batch."""
+    mats = {"a": low_rank(n_rows, 6, 3, seed=1), "b": low_rank(n_rows, 5, 2, seed=2)}
+    groups = [GroupInfo("a", 6, "test"), GroupInfo("b", 5, "test")]
+    is_train = np.arange(n_rows) % 4 != 0
+    is_train[:40] = False  # the first batch scores only
+    targets = {"a": 3, "b": 0.9}
+    transforms, projected = fit_streaming(lambda: batches(mats, sizes), groups, targets, is_train, n_rows)
+    assert [t.group for t in transforms] == ["a", "b"] and list(projected) == ["a", "b"]
+    for t in transforms:
+        ref = fit_group(mats[t.group][is_train], targets[t.group], t.group)
+        assert t.n_components == ref.n_components
+        assert all(getattr(t, name).dtype == np.float32 for name in ARRAYS)
+        np.testing.assert_allclose(t.in_mean, ref.in_mean, rtol=1e-4)
+        np.testing.assert_allclose(t.in_scale, ref.in_scale, rtol=1e-4)
+        np.testing.assert_allclose(np.abs(t.components), np.abs(ref.components), atol=1e-2)
+        np.testing.assert_allclose(t.explained_variance_ratio, ref.explained_variance_ratio, rtol=1e-2)
+        out = t.transform(mats[t.group])
+        assert projected[t.group].dtype == np.float32 and projected[t.group].shape == out.shape
+        np.testing.assert_allclose(projected[t.group], out, atol=1e-3)  # every row, scored or trained on
+        np.testing.assert_allclose(out[is_train].mean(axis=0), 0, atol=1e-3)
+        np.testing.assert_allclose(out[is_train].std(axis=0), 1, atol=1e-3)  # scaled on the training rows only
+
+
+def test_a_fraction_of_a_group_wider_than_its_training_rows_keeps_what_the_rows_support():
+    """30 columns, 15 training rows: at most 14 components exist, and 0.999 of the variance needs all 14."""
+    x = np.random.default_rng(3).normal(size=(15, 30)).astype(np.float32)
+    transforms, _ = fit_streaming(lambda: batches({"w": x}, [15]), [GroupInfo("w", 30, "test")], {"w": 0.999},
+                                  np.ones(15, dtype=bool), 15)
+    assert transforms[0].n_components == fit_group(x, 0.999, "w").n_components == 14
+
+
+@pytest.mark.parametrize("sizes", [[2048], [2048, 4]])
+def test_streaming_fits_when_the_buffer_is_emptied_by_the_last_batch_or_leaves_fewer_rows_than_columns(sizes):
+    """2048 rows fill the buffer, which is fitted: nothing left after, or 4 rows, fewer than the 6 columns but
+    enough to update the 2 components asked for."""
+    n_rows = sum(sizes)
+    x = low_rank(n_rows, 6, 2, seed=5)
+    transforms, projected = fit_streaming(lambda: batches({"a": x}, sizes), [GroupInfo("a", 6, "test")], {"a": 2},
+                                          np.ones(n_rows, dtype=bool), n_rows)
+    ref = fit_group(x, 2, "a")
+    np.testing.assert_allclose(transforms[0].explained_variance_ratio, ref.explained_variance_ratio, rtol=1e-2)
+    np.testing.assert_allclose(np.abs(projected["a"]), np.abs(ref.transform(x)), atol=1e-2)
