@@ -153,3 +153,20 @@ def test_a_members_columns_are_its_groups_components_in_the_models_input_order()
     assert columns_of(transforms, ["b"]).tolist() == [2, 3, 4] and columns_of(transforms, []).size == 0
     with pytest.raises(ValueError, match=r"no preprocessing for group\(s\) d \(has: a, b, c\)"):
         columns_of(transforms, ["a", "d"])
+
+
+def test_the_shuffled_contrast_of_the_average_cross_validates_its_members_again(averaged, monkeypatch):
+    from acoustic_env.jobs.train import shuffled
+    from acoustic_env.jobs.train.evaluation import search_plan
+
+    cfg, _ = averaged
+    task = load_task(cfg.task)
+    features = read_features(cfg.features, task=task, feature_groups=["indices_raw"])
+    asked = []
+    real = shuffled.cross_validate
+    monkeypatch.setattr(shuffled, "cross_validate", lambda *a, **k: asked.append(a[5]) or real(*a, **k))
+    grouped = np.tile([0.5, 0.5], (len(features), 1))
+    contrast = shuffled.shuffled_contrast(cfg, task, features, AVERAGE, grouped, 3, search_plan(cfg), {}, None,
+                                          ["logreg", "mlp", AVERAGE])
+    assert asked == [["logreg", "mlp"]] and contrast["model"] == AVERAGE
+    assert contrast["grouped"]["roc_auc"] == 0.5 and 0 <= contrast["shuffled"]["roc_auc"] <= 1
