@@ -170,3 +170,13 @@ def test_the_shuffled_contrast_of_the_average_cross_validates_its_members_again(
                                           ["logreg", "mlp", AVERAGE])
     assert asked == [["logreg", "mlp"]] and contrast["model"] == AVERAGE
     assert contrast["grouped"]["roc_auc"] == 0.5 and 0 <= contrast["shuffled"]["roc_auc"] <= 1
+
+
+def test_saved_model_average_above_cv_max_clips_is_one_line_before_any_fit(averaged, tmp_path):
+    cfg, _ = averaged
+    over = from_dict(TrainConfig, {**cfg.to_dict(), "output": str(tmp_path / "o"), "cv_max_clips": 20})
+    with pytest.raises(ConfigError, match=r"^saved_model: average is the average of the cross-validated models, and "
+                                          r"60 clips take the train/val/test split \(above cv_max_clips=20, or above "
+                                          r"memory_gb\); raise those or leave saved_model out$"):
+        train(over)
+    assert not (tmp_path / "o" / "model").exists()
