@@ -24,7 +24,7 @@ from acoustic_env.config import ConfigError, TrainConfig
 from acoustic_env.jobs.train.explain import mlp_attributions
 from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
-from acoustic_env.learn.portable import Portable, from_zoo
+from acoustic_env.learn.portable import Average, Portable, from_zoo
 from acoustic_env.learn.preprocess import fit_group, fit_streaming
 from acoustic_env.learn.image_input import IMAGE_COLUMN, stack_images, window_frames
 from acoustic_env.learn.splits import NAMES
@@ -167,7 +167,7 @@ class Outcome:
     ablations: list[dict[str, Any]]
     shap: dict[str, Any]
     transforms: list[GroupTransform]
-    estimator: Portable  # the saved model: the model of record, in its pickle-free form
+    estimator: Portable | Average  # the saved model: the model of record, in its pickle-free form
     params: dict[str, Any]
     predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
     history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
