@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast mutate docs install clean
+.PHONY: demo test test-fast mutate mutate-stale docs install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test-fast: $(STAMP)
 mutate: $(STAMP)
 	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[mutate]"
 	$(BIN)/python tests/mutation.py $(MODULES)
+
+# the modules of `make mutate` changed since their last passing run (each passing run records its source's hash)
+mutate-stale: $(STAMP)
+	$(BIN)/python tests/mutation.py --stale
 
 # the documentation site (docs/ and the README) into site/; any warning fails the build
 docs: $(STAMP)

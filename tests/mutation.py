@@ -17,13 +17,20 @@ numpy infers anyway) is explained in ``tests/mutants/<module>.toml`` (``[harmles
 run names every survivor without an explanation. It exits with 1 when a module keeps over ``LIMIT`` of its
 mutants alive or a survivor is unexplained: the habit is to run it after changing one of these modules.
 
-Usage: ``python tests/mutation.py [--jobs N] [module ...]`` (default: every module of ``MODULES``).
+A module that passes gets its source's hash in its toml (``[passed]``); ``--stale`` (``make mutate-stale``) lists
+the modules changed since, which a run must pass again: a changed module's mutants are renumbered, so its
+explanations may name other mutants than they were written for.
+
+Usage: ``python tests/mutation.py [--jobs N] [module ...]`` (default: every module of ``MODULES``), or
+``--stale``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -216,10 +223,34 @@ def survivors(listed: str, module: str) -> list[str]:
     return names
 
 
+def _explanations(module: str) -> dict[str, Any]:
+    path = EXPLAINED / f"{dotted(module)}.toml"
+    return tomllib.loads(path.read_text()) if path.exists() else {}
+
+
 def explained(module: str) -> dict[str, str]:
     """``tests/mutants/<module>.toml``'s harmless survivors and why each is harmless."""
+    return _explanations(module).get("harmless", {})
+
+
+def source_hash(module: str) -> str:
+    """The module's source as it is now: a change to it renumbers its mutants, so a passing run says nothing of it."""
+    return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()
+
+
+def stamp(module: str) -> None:
+    """Record in the module's toml (``passed.source_sha256``) the source its run just passed on: ``--stale`` then
+    lists the modules changed since (the explanations name mutants by number, and a change renumbers them)."""
     path = EXPLAINED / f"{dotted(module)}.toml"
-    return tomllib.loads(path.read_text()).get("harmless", {}) if path.exists() else {}
+    text = path.read_text() if path.exists() else (f"# Survivors of `make mutate` on {module} that cannot change "
+                                                   "what a user gets (tests/mutation.py).\n")
+    text = re.sub(r"\n*\[passed\]\nsource_sha256 = \"[0-9a-f]*\"\n?", "\n", text).rstrip("\n") + "\n"
+    path.write_text(f"{text}\n[passed]\nsource_sha256 = \"{source_hash(module)}\"\n")
+
+
+def stale() -> list[str]:
+    """The modules of ``MODULES`` whose source is not the one their last passing run recorded (or that record none)."""
+    return [m for m in MODULES if _explanations(m).get("passed", {}).get("source_sha256") != source_hash(m)]
 
 
 def verdict(module: str, s: dict[str, Any]) -> list[str]:
@@ -253,7 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: all {len(MODULES)})")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--stale", action="store_true",
+                        help="list the modules changed since their last passing run, and run none")
     args = parser.parse_args(argv)
+    if args.stale:
+        changed = stale()
+        print("\n".join(f"{m}: changed since its last passing run (or none recorded)" for m in changed)
+              or f"every module of MODULES ({len(MODULES)}) is as its last passing run left it")
+        return int(bool(changed))
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"not a module of MODULES: {', '.join(unknown)} (choose from {', '.join(MODULES)})")
@@ -262,9 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         s = mutate(module, args.jobs)
         rows.append((module, s))
         print(f"{module}: {line(s)}; {s['wall_s']:.0f} s", flush=True)
-        for problem in verdict(module, s):
-            failed = True
+        problems = verdict(module, s)
+        for problem in problems:
             print(f"  {problem}", flush=True)
+        failed = failed or bool(problems)
+        if not problems:
+            stamp(module)
     total = {k: sum(s[k] for _, s in rows) for k in ("total", "killed", "survived", "no_tests", "timeout", "wall_s")}
     print(f"all: {line(total)}; {total['wall_s'] / 60:.0f} min. Survivors: `mutmut results` in {OUT}/<module>/")
     return int(failed)

@@ -1,0 +1,31 @@
+"""``make mutate-stale`` (``tests/mutation.py --stale``): a passing run records its module's source, and a module
+changed since (or never passed) is listed, so that mutation runs cannot decay unseen."""
+
+from __future__ import annotations
+
+import tomllib
+
+import mutation
+
+
+def test_a_passing_run_stamps_its_source_and_a_later_change_makes_the_module_stale(tmp_path, monkeypatch, capsys):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "b.py").write_text("y = 2\n")
+    explained = tmp_path / "mutants"
+    explained.mkdir()
+    (explained / "pkg.a.toml").write_text('# why\n[harmless]\nx_f__mutmut_1 = "same"\n')
+    monkeypatch.setattr(mutation, "ROOT", tmp_path)
+    monkeypatch.setattr(mutation, "EXPLAINED", explained)
+    monkeypatch.setattr(mutation, "MODULES", {"pkg/a.py": [], "pkg/b.py": []})
+    assert mutation.stale() == ["pkg/a.py", "pkg/b.py"]  # no passing run recorded yet
+    mutation.stamp("pkg/a.py")
+    mutation.stamp("pkg/a.py")  # stamped again: one [passed] table, the explanations kept
+    toml = tomllib.loads((explained / "pkg.a.toml").read_text())
+    assert toml["harmless"] == {"x_f__mutmut_1": "same"} and set(toml["passed"]) == {"source_sha256"}
+    mutation.stamp("pkg/b.py")  # no toml yet: one is written
+    assert mutation.stale() == [] and mutation.main(["--stale"]) == 0
+    assert "every module of MODULES (2) is as its last passing run left it" in capsys.readouterr().out
+    (tmp_path / "pkg" / "b.py").write_text("y = 3\n")
+    assert mutation.stale() == ["pkg/b.py"] and mutation.main(["--stale"]) == 1
+    assert capsys.readouterr().out == "pkg/b.py: changed since its last passing run (or none recorded)\n"
