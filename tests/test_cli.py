@@ -322,3 +322,9 @@ def test_export_wide_parquet_and_csv_round_trip(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "acoustic-env: error: output: a CSV file needs --wide (one column per value)"
     assert main(["export", table, "--output", str(tmp_path / "narrow.parquet")]) == 0
     assert pq.read_schema(tmp_path / "narrow.parquet").field("indices_raw").type.list_size == 60
+    # a task no clip has a target for: one line, no empty file that looks like an export
+    assert main(["export", table, "--task", "labels:owl,frog", "--output", str(tmp_path / "none.parquet")]) == 2
+    assert capsys.readouterr().err.strip() == (f"acoustic-env: error: task: no clip of {table} has a target for "
+                                               "labels:owl,frog (and finite features): nothing to export; leave "
+                                               "--task out to export every clip")
+    assert not (tmp_path / "none.parquet").exists()

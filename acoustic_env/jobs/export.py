@@ -64,6 +64,9 @@ def export_features(source: str, output: str, *, wide: bool = True, task: str | 
     keep_apart([("features", source)], [("output", output)])
     data = read_features(source, task=task, feature_groups=feature_groups,
                          include_random_weights=include_random_weights)
+    if task and not len(data):  # an empty file would look like an export, and hold nothing the task asked for
+        raise ConfigError(f"task: no clip of {source} has a target for {task} (and finite features): nothing to "
+                          "export; leave --task out to export every clip")
     table = data.to_arrow(named=wide)
     write_table(table, output)
     return table.num_rows, table.num_columns
