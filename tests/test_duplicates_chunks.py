@@ -147,14 +147,21 @@ def test_shifted_and_partial_copies_are_found_by_chunks_and_the_excerpt_not_by_c
     clip_mode = tmp_path / "clips.parquet"
     assert main(["duplicates", tables["images"], "--column", "indices,spectral", "--output", str(clip_mode)]) == 0
     assert ("excerpt", "orig") not in _pairs(clip_mode) and ("excerpt", "shifted") not in _pairs(clip_mode)
+    as_csv = tmp_path / "pairs.csv"  # the output's format by its name: a .csv is CSV (it was Parquet whatever the name)
+    assert main(["duplicates", tables["images"], "--chunks", "--output", str(as_csv)]) == 0
+    text = as_csv.read_text().splitlines()
+    assert text[0] == '"clip_a","clip_b","distance","group_a","group_b","share"' and len(text) == 4
     for argv, line in ((["--chunks", "--column", "indices"], "column: compares the vector columns named"),
                        ([], "column: required (or --chunks)"),
+                       (["--column", "owl"], "column: owl matches no feature group of"),  # the flag given, by name
                        (["--chunks", "--min-share", "0"], "min_share: must be in (0, 1], got 0.0"),
                        (["--column", "indices", "--min-share", "0.5"], "min_share: applies to --chunks only")):
         capsys.readouterr()
         assert main(["duplicates", tables["images"], *argv, "--output", str(tmp_path / "x.parquet")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and line in err, err
+    assert main(["duplicates", tables["images"], "--chunks", "--output", str(tmp_path / "pairs.txt")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"output: {tmp_path / 'pairs.txt'} must end in .parquet or .csv")
 
 
 @pytest.mark.slow

@@ -97,20 +97,22 @@ def _guarded(run: Callable[[], int]) -> int:
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from acoustic_env.config import ConfigError
+    from acoustic_env.jobs.export import check_table_file
     from acoustic_env.jobs.preflight import keep_apart
 
     if args.chunks == bool(args.column):
         raise ConfigError("column: compares the vector columns named; --chunks compares MFCC chunks of each clip "
                           "instead: give one of the two" if args.chunks else "column: required (or --chunks)")
     keep_apart([("features", args.features)], [("output", args.output)])
+    check_table_file(args.output)  # before the search, not after it
     return _chunk_duplicates(args) if args.chunks else _clip_duplicates(args)
 
 
 def _clip_duplicates(args: argparse.Namespace) -> int:
     """One vector per clip (``learn.duplicates``)."""
     from acoustic_env.config import ConfigError
+    from acoustic_env.jobs.export import write_table
     from acoustic_env.learn.duplicates import DEFAULT_THRESHOLD, pairs_table
-    from acoustic_env.storage import write_parquet
     from acoustic_env.table import read_features
 
     if args.min_share is not None:
@@ -119,9 +121,12 @@ def _clip_duplicates(args: argparse.Namespace) -> int:
     if not 0 <= threshold < 2:
         raise ConfigError(f"threshold: must be in [0, 2), got {threshold}")
     columns = [c.strip() for c in args.column.split(",") if c.strip()]
-    features = read_features(args.features, feature_groups=columns, include_random_weights=True)
+    try:
+        features = read_features(args.features, feature_groups=columns, include_random_weights=True)
+    except ConfigError as e:  # the reader names its own field; here the flag is --column
+        raise ConfigError(f"column:{str(e).removeprefix('feature_groups:')}") from None
     pairs = pairs_table(features, threshold, list(features.columns))  # a source (mps) names several columns
-    write_parquet(pairs, args.output)
+    write_table(pairs, args.output)
     print(f"{pairs.num_rows} near-duplicate pairs among {len(features)} clips "
           f"(mean cosine distance <= {threshold} over {', '.join(features.columns)}): {args.output}")
     return 0
@@ -134,7 +139,8 @@ def _chunk_duplicates(args: argparse.Namespace) -> int:
     from acoustic_env.config import ConfigError
     from acoustic_env.jobs.duplicate_frames import read_chunks
     from acoustic_env.learn.duplicate_chunks import CHUNK_THRESHOLD, MIN_SHARE, chunk_pairs_table, rule
-    from acoustic_env.storage import redact, write_parquet
+    from acoustic_env.jobs.export import write_table
+    from acoustic_env.storage import redact
     from acoustic_env.table import selection
 
     threshold = CHUNK_THRESHOLD if args.threshold is None else args.threshold
@@ -150,7 +156,7 @@ def _chunk_duplicates(args: argparse.Namespace) -> int:
     frames = read_chunks(chosen.table, facts)
     pairs = chunk_pairs_table(frames, np.asarray(facts["clip_id"].to_pylist(), dtype=object), groups, threshold,
                               min_share)
-    write_parquet(pairs, args.output)
+    write_table(pairs, args.output)
     read = ", ".join(f"{n} from the {s}" for s, n in frames.sources.items() if n and s != "unread")
     print(f"{pairs.num_rows} near-duplicate pairs among {len(groups)} clips ({rule(threshold, min_share)}; "
           f"frames: {read or 'none'}): {args.output}")
@@ -206,8 +212,8 @@ def add_recipe_parsers(sub: Any) -> None:
     p.add_argument("--chunks", action="store_true",
                    help="compare the clips chunk by chunk instead (1-s MFCC chunks of the table's log-mel images, or "
                         "of the audio when it has none): finds time-shifted and partial copies too")
-    p.add_argument("--output", required=True, help="where the pairs go (Parquet: clip_a, clip_b, distance, groups; "
-                                                   "with --chunks also share)")
+    p.add_argument("--output", required=True, help="a .parquet or .csv file of the pairs (clip_a, clip_b, distance, "
+                                                   "group_a, group_b; with --chunks also share)")
     p.add_argument("--threshold", type=float,
                    help="largest mean cosine distance of a near-duplicate pair (default: "
                         "acoustic_env.learn.duplicates.DEFAULT_THRESHOLD, 0.05), or with --chunks of two matching "
