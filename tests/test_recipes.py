@@ -405,3 +405,16 @@ def test_recipe_manifest_through_extract_train_on_published_folds_and_audit(name
     assert all(len(f) == 1 for f in folds_of_group.values())
     summary = json.loads((audit / "summary.json").read_text())
     assert summary["task"]["classes"] == list(task.class_names) and summary["duplicates"]["groups_merged"] == 0
+
+
+def test_a_metadata_file_of_a_header_alone_writes_no_clip_list_and_says_so(tmp_path, capsys):
+    """A header and no rows was an empty clip list and "0 clips" with exit 0, which extract then found nothing in."""
+    (tmp_path / "us8k" / "metadata").mkdir(parents=True)
+    (tmp_path / "us8k" / "metadata" / "UrbanSound8K.csv").write_text(
+        "slice_file_name,fsID,start,end,salience,fold,classID,class\n")
+    out = tmp_path / "out"
+    assert main(["recipe", "urbansound8k", str(tmp_path / "us8k"), str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "acoustic-env: error: urbansound8k: no clips to list (the metadata has no data rows, or every clip was left "
+        f"out); nothing written to {out}/urbansound8k.csv")
+    assert not out.exists()

@@ -87,14 +87,22 @@ def file_name(row: Row, column: str) -> str:
 
 
 def write_manifest(rows: Iterable[dict[str, Any]], out: str, name: str, extra: Sequence[str] = ()) -> str:
-    """Write ``<out>/<name>.csv`` (``BASE_COLUMNS`` then ``extra``); returns its path."""
+    """Write ``<out>/<name>.csv`` (``BASE_COLUMNS`` then ``extra``); returns its path.
+
+    No rows is a ManifestError, nothing written: a clip list of a header alone (a metadata file with no data rows,
+    or every clip dropped) would pass for the collection's until extract finds nothing to do.
+    """
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[*BASE_COLUMNS, *extra], extrasaction="raise")
     writer.writeheader()
-    for row in rows:
+    n = 0
+    for n, row in enumerate(rows, 1):
         labels = row["labels"]
         writer.writerow({**row, "labels": LABEL_SEPARATOR.join(labels) if not isinstance(labels, str) else labels})
     uri = join(out, f"{name}.csv")
+    if not n:
+        raise ManifestError(f"{name}: no clips to list (the metadata has no data rows, or every clip was left "
+                            f"out); nothing written to {uri}")
     fs, path = filesystem(uri)
     if is_local(uri):
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
