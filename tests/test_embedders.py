@@ -459,6 +459,22 @@ def test_fetch_rejects_a_bad_mirror_and_leaves_nothing(tmp_path: Path) -> None:
         models_fetch(["yamnet"], cache_dir=str(cache), source=str(mirror))
 
 
+def test_a_mirror_that_cannot_be_reached_is_not_called_one_without_the_file(tmp_path: Path) -> None:
+    """fsspec's ``exists`` says False for a refused connection as for a missing file: the mirror's fault is named,
+    and the credentials in its URL are not."""
+    import socket
+
+    with socket.socket() as probe:  # a port on loopback that nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(WeightsError) as caught:
+        models_fetch(["yamnet"], cache_dir=str(tmp_path / "cache"), source=f"http://ana:hunter2@127.0.0.1:{port}/m")
+    message = str(caught.value)
+    assert message.startswith(f"cannot read http://***@127.0.0.1:{port}/m/yamnet.pt (") and "does not exist" \
+        not in message and "hunter2" not in message and message.endswith("; cannot fetch 'yamnet'")
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
+
+
 def test_convert_without_tensorflow_says_how_to_install(tmp_path: Path) -> None:
     try:
         import tensorflow_hub  # noqa: F401

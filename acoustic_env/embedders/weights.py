@@ -36,6 +36,7 @@ from numpy._core.multiarray import _reconstruct
 from acoustic_env.errors import (
     WeightsError,  # defined torch-free so the CLI can catch it without importing torch
 )
+from acoustic_env.storage import redact, transport_failure
 
 if TYPE_CHECKING:
     import torch
@@ -289,7 +290,8 @@ def load_checkpoint(spec: WeightsSpec, uri: str,
     except Exception as exc:  # torch raises several types for unreadable archives
         raise WeightsError(
             f"Weights file {uri} for '{spec.name}' is not a readable PyTorch checkpoint "
-            f"(sha256 {actual_sha}): {exc}"
+            f"(sha256 {actual_sha}; torch: {type(exc).__name__} {exc}): delete it, then fetch or convert it again "
+            f"(acoustic-env models fetch {spec.name}, or models convert)"
         ) from exc
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise WeightsError(
@@ -387,9 +389,14 @@ def fetch(spec: WeightsSpec, cache_dir: str | None = None,
     if source:
         src = join_uri(source, spec.filename)
         src_fs, src_path = fsspec.core.url_to_fs(src)
-        if not src_fs.exists(src_path):
-            raise WeightsError(f"{src} does not exist; cannot fetch '{spec.name}'. "
-                               f"{spec.how_to_get()}")
+        try:
+            src_fs.info(src_path)  # not exists(): it says False for a mirror it cannot reach, as for a missing file
+        except Exception as exc:  # noqa: BLE001 - fsspec's filesystems each fail their own way; the cause decides
+            kind, reason = transport_failure(exc)
+            if kind != "missing_file":
+                raise WeightsError(f"cannot read {redact(src)} ({reason}); cannot fetch '{spec.name}'") from None
+            raise WeightsError(f"{redact(src)} does not exist; cannot fetch '{spec.name}'. "
+                               f"{spec.how_to_get()}") from None
         expected = expected_identity(spec, src)
     else:
         src = spec.source
