@@ -238,14 +238,15 @@ def source_hash(module: str) -> str:
     return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()
 
 
-def stamp(module: str) -> None:
-    """Record in the module's toml (``passed.source_sha256``) the source its run just passed on: ``--stale`` then
-    lists the modules changed since (the explanations name mutants by number, and a change renumbers them)."""
+def stamp(module: str, source_sha256: str) -> None:
+    """Record in the module's toml (``passed.source_sha256``) the source its run just passed on (hashed when the run
+    copied it: an edit during the run is not what passed): ``--stale`` then lists the modules changed since (the
+    explanations name mutants by number, and a change renumbers them)."""
     path = EXPLAINED / f"{dotted(module)}.toml"
     text = path.read_text() if path.exists() else (f"# Survivors of `make mutate` on {module} that cannot change "
                                                    "what a user gets (tests/mutation.py).\n")
     text = re.sub(r"\n*\[passed\]\nsource_sha256 = \"[0-9a-f]*\"\n?", "\n", text).rstrip("\n") + "\n"
-    path.write_text(f"{text}\n[passed]\nsource_sha256 = \"{source_hash(module)}\"\n")
+    path.write_text(f"{text}\n[passed]\nsource_sha256 = \"{source_sha256}\"\n")
 
 
 def stale() -> list[str]:
@@ -297,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not a module of MODULES: {', '.join(unknown)} (choose from {', '.join(MODULES)})")
     rows, failed = [], False
     for module in args.modules or list(MODULES):
+        copied = source_hash(module)  # what the run mutates: prepare() copies the source now
         s = mutate(module, args.jobs)
         rows.append((module, s))
         print(f"{module}: {line(s)}; {s['wall_s']:.0f} s", flush=True)
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {problem}", flush=True)
         failed = failed or bool(problems)
         if not problems:
-            stamp(module)
+            stamp(module, copied)
     total = {k: sum(s[k] for _, s in rows) for k in ("total", "killed", "survived", "no_tests", "timeout", "wall_s")}
     print(f"all: {line(total)}; {total['wall_s'] / 60:.0f} min. Survivors: `mutmut results` in {OUT}/<module>/")
     return int(failed)

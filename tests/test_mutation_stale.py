@@ -19,11 +19,12 @@ def test_a_passing_run_stamps_its_source_and_a_later_change_makes_the_module_sta
     monkeypatch.setattr(mutation, "EXPLAINED", explained)
     monkeypatch.setattr(mutation, "MODULES", {"pkg/a.py": [], "pkg/b.py": []})
     assert mutation.stale() == ["pkg/a.py", "pkg/b.py"]  # no passing run recorded yet
-    mutation.stamp("pkg/a.py")
-    mutation.stamp("pkg/a.py")  # stamped again: one [passed] table, the explanations kept
+    mutation.stamp("pkg/a.py", "0" * 64)  # a source other than the file's now: still stale
+    assert mutation.stale() == ["pkg/a.py", "pkg/b.py"]
+    mutation.stamp("pkg/a.py", mutation.source_hash("pkg/a.py"))  # again: one [passed] table, the explanations kept
     toml = tomllib.loads((explained / "pkg.a.toml").read_text())
     assert toml["harmless"] == {"x_f__mutmut_1": "same"} and set(toml["passed"]) == {"source_sha256"}
-    mutation.stamp("pkg/b.py")  # no toml yet: one is written
+    mutation.stamp("pkg/b.py", mutation.source_hash("pkg/b.py"))  # no toml yet: one is written
     assert mutation.stale() == [] and mutation.main(["--stale"]) == 0
     assert "every module of MODULES (2) is as its last passing run left it" in capsys.readouterr().out
     (tmp_path / "pkg" / "b.py").write_text("y = 3\n")
