@@ -123,7 +123,9 @@ def _clip_duplicates(args: argparse.Namespace) -> int:
     columns = [c.strip() for c in args.column.split(",") if c.strip()]
     try:
         features = read_features(args.features, feature_groups=columns, include_random_weights=True)
-    except ConfigError as e:  # the reader names its own field; here the flag is --column
+    except ConfigError as e:  # the reader names its field feature_groups; here that is the flag --column
+        if not str(e).startswith("feature_groups:"):
+            raise
         raise ConfigError(f"column:{str(e).removeprefix('feature_groups:')}") from None
     pairs = pairs_table(features, threshold, list(features.columns))  # a source (mps) names several columns
     write_table(pairs, args.output)
