@@ -150,7 +150,8 @@ MODULES: dict[str, list[str]] = {
             "truncated_checkpoint_names_expected_and_actual_size", "unreadable_checkpoint_with_matching_hash",
             "unknown_expected_hash_is_recorded_loudly", "models_list_reports_missing_ok_and_bad",
             "fetch_rejects_a_bad_mirror_and_leaves_nothing",
-            "a_mirror_that_cannot_be_reached_is_not_called_one_without_the_file"))],
+            "a_mirror_that_cannot_be_reached_is_not_called_one_without_the_file",
+            "a_converted_checkpoint_fetched_without_a_hash_must_load_or_nothing_enters_the_cache"))],
     # the clip lists users give: a silent bug here drops, duplicates or mislabels clips without a word
     "acoustic_env/audio/manifest.py": ["tests/test_manifest.py", "tests/test_manifest_rules.py"],
 }

@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import importlib
 import importlib.util
+import io
 import json
 import logging
 import sys
@@ -457,6 +458,24 @@ def test_fetch_rejects_a_bad_mirror_and_leaves_nothing(tmp_path: Path) -> None:
         models_fetch(["vggish"], cache_dir=str(cache))
     with pytest.raises(WeightsError, match="does not exist"):
         models_fetch(["yamnet"], cache_dir=str(cache), source=str(mirror))
+
+
+def test_a_converted_checkpoint_fetched_without_a_hash_must_load_or_nothing_enters_the_cache(tmp_path: Path) -> None:
+    """A converted file (no pinned hash) from a mirror without its sidecar was taken as it came: 5 bytes of text
+    were cached, listed ``ok`` and failed the first extract. It must at least load as a checkpoint."""
+    mirror, cache = tmp_path / "mirror", tmp_path / "cache"
+    mirror.mkdir()
+    (mirror / "yamnet.pt").write_bytes(b"junk\n")
+    with pytest.raises(WeightsError) as caught:
+        models_fetch(["yamnet"], cache_dir=str(cache), source=str(mirror))
+    assert str(caught.value).startswith(f"{mirror / 'yamnet.pt'} is not a readable PyTorch checkpoint (torch: ")
+    assert str(caught.value).endswith(": no checkpoint of 'yamnet'; nothing was written to the cache")
+    assert not cache.exists() or list(cache.iterdir()) == []
+    buf = io.BytesIO()
+    torch.save({"model": {"w": torch.zeros(2)}}, buf)
+    (mirror / "yamnet.pt").write_bytes(buf.getvalue())  # a loadable one is fetched (unverified, said so)
+    assert models_fetch(["yamnet"], cache_dir=str(cache), source=str(mirror))[0]["sha256"] == hashlib.sha256(
+        buf.getvalue()).hexdigest()
 
 
 def test_a_mirror_that_cannot_be_reached_is_not_called_one_without_the_file(tmp_path: Path) -> None:

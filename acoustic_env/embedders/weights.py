@@ -278,27 +278,30 @@ def read_verified(spec: WeightsSpec, uri: str, sha256: str | None = None) -> tup
     return data, actual_sha
 
 
-def load_checkpoint(spec: WeightsSpec, uri: str,
-                    sha256: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
-    """Load a verified checkpoint's ``model`` state dict; returns it and the file's SHA-256."""
+def _model_state(data: bytes) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """A checkpoint's ``model`` state dict, read as data only; or None and why not (torch's error, or the layout)."""
     import torch
 
-    data, actual_sha = read_verified(spec, uri, sha256)
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for unreadable archives
-        raise WeightsError(
-            f"Weights file {uri} for '{spec.name}' is not a readable PyTorch checkpoint "
-            f"(sha256 {actual_sha}; torch: {type(exc).__name__} {exc}): delete it, then fetch or convert it again "
-            f"(acoustic-env models fetch {spec.name}, or models convert)"
-        ) from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for unreadable archives
+        said = (str(exc).strip().splitlines() or [""])[0]  # torch's refusals run to a dozen lines of advice
+        return None, f"is not a readable PyTorch checkpoint (torch: {type(exc).__name__} {said})"
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
-        raise WeightsError(
-            f"Weights file {uri} for '{spec.name}' has no 'model' state dict "
-            f"(sha256 {actual_sha})."
-        )
-    return checkpoint["model"], actual_sha
+        return None, "has no 'model' state dict"
+    return checkpoint["model"], ""
+
+
+def load_checkpoint(spec: WeightsSpec, uri: str,
+                    sha256: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Load a verified checkpoint's ``model`` state dict; returns it and the file's SHA-256."""
+    data, actual_sha = read_verified(spec, uri, sha256)
+    state, why = _model_state(data)
+    if state is None:
+        raise WeightsError(f"Weights file {uri} for '{spec.name}' {why} (sha256 {actual_sha}): delete it, then fetch "
+                           f"or convert it again (acoustic-env models fetch {spec.name}, or models convert)")
+    return state, actual_sha
 
 
 def load_npz(spec: WeightsSpec, uri: str,
@@ -409,6 +412,12 @@ def fetch(spec: WeightsSpec, cache_dir: str | None = None,
     try:
         sha, md5, size = _copy(src, fs, part)
         _check(spec, src, expected, sha, md5, size)
+        # no hash to check a checkpoint by: it must at least load, or it is listed ok and fails the first extract
+        if not (expected.sha256 or expected.md5) and spec.filename.endswith((".pt", ".pth")):
+            state, why = _model_state(fs.cat_file(part))
+            if state is None:
+                raise WeightsError(f"{redact(src)} {why}: no checkpoint of '{spec.name}'; nothing was written to the "
+                                   "cache")
         fs.mv(part, path)
     finally:
         if fs.exists(part):
