@@ -32,12 +32,13 @@ from acoustic_env.config import IMAGE_MODELS, ConfigError, DecodeParams, Feature
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
 from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
 from acoustic_env.jobs.train.job import summary_lines, train
-from acoustic_env.learn.artifact import (Model, describe, load_model, save_model, table_clip_s, table_description,
-                                         table_extraction, top_classes, top_scores)
+from acoustic_env.learn.artifact import (Model, _estimator_bytes, _preprocessing_bytes, _read_npz, describe,
+                                         load_model, save_model, table_clip_s, table_description, table_extraction,
+                                         top_classes, top_scores)
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
 from acoustic_env.candidates import PARAMS
-from acoustic_env.learn.portable import FORMATS, from_zoo
+from acoustic_env.learn.portable import FORMATS, Average, from_zoo
 from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
 from acoustic_env.learn.tuning import SearchPlan
@@ -419,9 +420,9 @@ def test_a_skops_file_holding_an_untrusted_type_is_refused_in_one_line(tables, t
 
 # --- the artifact's own contract, on a tiny model (fast: what ``make mutate`` runs against learn.artifact) ---------
 
-def _tiny_model(path: Path, kind: str = "single_label", grid: bool = False, **description) -> tuple[Any, dict]:
-    """A logistic regression on two groups (``indices_raw`` 6 values, ``yamnet`` 4 recorded with ``w1``) of 30
-    random clips, saved by ``save_model`` at ``path``: (the fitted estimator, the training matrices)."""
+def _tiny_inputs(kind: str = "single_label", grid: bool = False) -> tuple[dict, np.ndarray, list, list, dict]:
+    """Two groups (``indices_raw`` 6 values, ``yamnet`` 4 recorded with ``w1``) of 30 random clips: (the matrices,
+    the classes or labels of 3, the groups, their preprocessing of 3 components each, the task)."""
     rng = np.random.default_rng(3)
     x = {"indices_raw": rng.standard_normal((30, 6)).astype(np.float32),
          "yamnet": rng.standard_normal((30, 4)).astype(np.float32)}
@@ -430,8 +431,15 @@ def _tiny_model(path: Path, kind: str = "single_label", grid: bool = False, **de
     groups = [GroupInfo("indices_raw", 6, "indices", weights=None, grid=(2, 3) if grid else None,
                         axes=axes if grid else None), GroupInfo("yamnet", 4, "yamnet", weights="w1")]
     transforms = [fit_group(x[g.name], 3, g.name) for g in groups]
-    fitted = make_estimator("logreg", kind, 3, seed=0).fit(transform_all(transforms, x), y)
     task = {"name": "t3", "kind": kind, "class_names": ["a", "b", "c"], "definition": {"classes": ["a", "b", "c"]}}
+    return x, y, groups, transforms, task
+
+
+def _tiny_model(path: Path, kind: str = "single_label", grid: bool = False, **description) -> tuple[Any, dict]:
+    """A logistic regression on ``_tiny_inputs``' two groups, saved by ``save_model`` at ``path``: (the fitted
+    estimator, the training matrices)."""
+    x, y, groups, transforms, task = _tiny_inputs(kind, grid)
+    fitted = make_estimator("logreg", kind, 3, seed=0).fit(transform_all(transforms, x), y)
     save_model(str(path), from_zoo(fitted), transforms, {"task": task, **description}, groups)
     return fitted, x
 
@@ -951,3 +959,157 @@ def test_model_json_masks_credentials_in_the_estimators_settings_and_the_descrip
     m = load_model(str(tmp_path / "m"))
     np.testing.assert_allclose(m.estimator.predict_proba(transform_all(transforms, {"indices_raw": x})),
                                fitted.predict_proba(transform_all(transforms, {"indices_raw": x})), rtol=1e-6)
+
+
+# --- the average of the compared models: each member's files in members/<name>/ ------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_average(tmp_path_factory) -> tuple[Path, tuple[Any, Any], dict]:
+    """The average of a logistic regression on ``yamnet`` and the MLP on both groups (listed out of the inputs'
+    order) of ``_tiny_inputs``' clips, saved: (its directory, the fitted members, the training matrices)."""
+    path = tmp_path_factory.mktemp("average") / "model"
+    x, y, groups, transforms, task = _tiny_inputs()
+    inputs = transform_all(transforms, x)
+    logreg = make_estimator("logreg", "single_label", 3, seed=0).fit(inputs[:, 3:], y)
+    mlp = make_estimator("mlp", "single_label", 3, seed=0, threads=1, max_rounds=2).fit(inputs, y)
+    average = Average((from_zoo(logreg), from_zoo(mlp)), (("yamnet",), ("yamnet", "indices_raw")),
+                      (np.arange(3, 6), np.arange(6)))
+    save_model(str(path), average, transforms, {"task": task}, groups)
+    return path, (logreg, mlp), x
+
+
+def test_a_saved_average_keeps_each_members_files_in_its_folder_and_scores_as_its_members(tiny_average):
+    path, (logreg, mlp), x = tiny_average
+    assert sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file()) == [
+        "members/logreg/estimator.npz", "members/mlp/estimator.npz", "members/mlp/weights.pt", "model.json",
+        "preprocessing.npz"]
+    spec = json.loads((path / "model.json").read_text())["estimator"]
+    assert spec["name"] == spec["format"] == "average"
+    assert [(m["estimator"]["name"], m["groups"]) for m in spec["members"]] == [
+        ("logreg", ["yamnet"]), ("mlp", ["yamnet", "indices_raw"])]
+    model = load_model(str(path))
+    assert isinstance(model.estimator, Average) and model.groups == ["indices_raw", "yamnet"]
+    assert model.estimator.groups == (("yamnet",), ("yamnet", "indices_raw"))
+    assert [c.tolist() for c in model.estimator.columns] == [[3, 4, 5], [0, 1, 2, 3, 4, 5]]  # the inputs' order
+    inputs = transform_all(model.transforms, x)
+    want = (logreg.predict_proba(inputs[:, 3:]) + mlp.predict_proba(inputs)) / 2
+    np.testing.assert_allclose(model.predict_proba(x), want, rtol=0, atol=1e-6)
+
+
+def _edited_average(tiny_average, tmp_path: Path, edit) -> str:
+    """A copy of the tiny average whose model.json ``edit`` changed in place."""
+    path = tmp_path / "edited"
+    shutil.copytree(tiny_average[0], path)
+    meta = json.loads((path / "model.json").read_text())
+    edit(meta)
+    (path / "model.json").write_text(json.dumps(meta))
+    return str(path)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["estimator"].update(members={"logreg": m["estimator"]["members"][0]}),
+    lambda m: m["estimator"]["members"].pop(),  # one member is no average
+    lambda m: m["estimator"]["members"].append("knn"),
+    lambda m: m["estimator"]["members"][1].update(estimator="mlp"),
+    lambda m: m["estimator"]["members"][1]["estimator"].update(name=1),
+    lambda m: m["estimator"]["members"][1]["estimator"].update(name="../mlp"),  # a folder outside members/
+    lambda m: m["estimator"]["members"][1].update(groups="yamnet"),
+    lambda m: m["estimator"]["members"][1].update(groups=[]),
+    lambda m: m["estimator"]["members"][1].pop("groups"),
+])
+def test_an_averages_member_list_not_as_the_train_job_writes_it_is_one_line(tiny_average, tmp_path, edit):
+    uri = _edited_average(tiny_average, tmp_path, edit)
+    with pytest.raises(ConfigError) as caught:
+        load_model(uri)
+    assert str(caught.value) == (f"model: {uri}/model.json has no 'estimator.members' as a train job writes them "
+                                 "(two or more, each with its estimator and groups); train the model again or "
+                                 "restore the file")
+
+
+def test_an_averages_member_reads_only_groups_and_classes_the_model_has(tiny_average, tmp_path):
+    uri = _edited_average(tiny_average, tmp_path / "groups",
+                          lambda m: m["estimator"]["members"][0].update(groups=["nope", "x"]))
+    with pytest.raises(ConfigError) as caught:
+        load_model(uri)
+    assert str(caught.value) == (f"model: {uri}/model.json: an average's member reads no preprocessing for group(s) "
+                                 "nope, x (has: indices_raw, yamnet); the files are not of one model")
+    uri = _edited_average(tiny_average, tmp_path / "classes", lambda m: m["task"].update(class_names=["a", "b"]))
+    with pytest.raises(ConfigError) as caught:
+        load_model(uri)
+    assert str(caught.value) == (f"model: {uri}/model.json names 2 classes (a, b) for 6 inputs, but the estimator "
+                                 "was fitted for 3 classes, not 2; the files are not of one model")
+    shutil.rmtree(Path(uri) / "members" / "logreg")
+    with pytest.raises(ConfigError, match=rf"^model: no model artifact at {uri}/members/logreg: estimator.npz is "
+                                          "missing"):
+        load_model(uri)
+
+
+def test_a_members_arrays_are_bounded_by_its_own_inputs_not_the_models(tiny_average, tmp_path):
+    """The logistic regression reads 3 of the 6 inputs: its arrays may hold (3 + 1) x (3 + 1) values of 8 bytes,
+    128 bytes, where the model's inputs would allow 224."""
+    path = tmp_path / "m"
+    shutil.copytree(tiny_average[0], path)
+    npz = path / "members" / "logreg" / "estimator.npz"
+    with np.load(npz) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    npz.write_bytes(_npz_bytes(**{**arrays, "coef": np.zeros(17)}))
+    with pytest.raises(ConfigError, match=r"members/logreg/estimator.npz is damaged or not this model's \(ValueError: "
+                                          r"array coef declares 136 bytes \[17\], where model.json allows it 128\)"):
+        load_model(str(path))
+
+
+def test_an_image_model_of_another_image_kind_than_the_tables_names_the_table_and_scores_with_its_own(tmp_path):
+    """A model that learnt from MFCC images (its input records them) refuses a table of log-mel images in one line
+    naming the table, and scoring audio for it computes its own kind of image."""
+    syn = synthetic_features(2, signals=("raw",), logmel_s=1.0)
+    source = write_features(syn.table, str(tmp_path / "images"))
+    bands = int(syn.images[0].shape[0])
+    mfcc = {"image": "mfcc", "image_bands": bands, "image_mfcc": 20}
+    m = _bare_model([], estimator={"input": {"column": "logmel", "bands": bands, "frames": 8, "features": mfcc}})
+    with pytest.raises(ConfigError) as caught:
+        m.read_features(source)
+    assert str(caught.value).startswith(f"features: the 'logmel' images of {source} are image=logmel, ")
+    assert m.scoring_features({"mps": True}) == {"mps": True, "logmel": True, **mfcc}
+    assert m.recorded_extraction() == {"features": {"logmel": True, **mfcc}}
+
+
+def _npz_member(array: np.ndarray, version: tuple[int, int]) -> bytes:
+    """An .npz of ``array`` as ``coef``, its header in .npy format ``version``."""
+    member = io.BytesIO()
+    np.lib.format.write_array(member, array, version=version)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("coef.npy", member.getvalue())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0)])
+def test_an_array_of_exactly_the_bytes_model_json_allows_is_read_one_more_is_refused(version):
+    """Either header format numpy writes (2.0 for a header over 64 KiB) is read for the declared size."""
+    data = _npz_member(np.arange(4.0), version)
+    np.testing.assert_array_equal(_read_npz(data, lambda name: 32)["coef"], np.arange(4.0))
+    with pytest.raises(ValueError, match=r"^array coef declares 32 bytes \[4\], where model.json allows it 31$"):
+        _read_npz(data, lambda name: 31)
+
+
+def test_model_json_bounds_each_preprocessing_and_estimator_array_by_its_widths_classes_and_map():
+    allowed = _preprocessing_bytes([{"name": "g", "dim": 6, "components": 3}, {"name": "bare"}])
+    assert [allowed(f"g/{a}") for a in ("in_mean", "in_scale", "components", "out_mean", "out_scale",
+                                        "explained_variance_ratio")] == [48, 48, 144, 24, 24, 24]
+    assert allowed("bare/in_mean") == allowed("bare/out_mean") == allowed("nope/in_mean") == 0  # nothing recorded
+    estimator = _estimator_bytes(3, 4, {"points": 5})
+    assert (estimator("coef"), estimator("calibration_x"), estimator("prior")) == (160, 40, 160)
+    assert _estimator_bytes(3, 4, None)("calibration_x") == _estimator_bytes(3, 4, {})("calibration_x") == 0
+
+
+def test_a_model_with_its_probability_map_loads_back_with_the_map_applied(tmp_path):
+    from acoustic_env.learn.calibrate import Calibrator
+
+    x, y, groups, transforms, task = _tiny_inputs()
+    inputs = transform_all(transforms, x)
+    fitted = make_estimator("logreg", "single_label", 3, seed=0).fit(inputs, y)
+    fitted.calibration_ = Calibrator("isotonic", "single_label", np.array([0, 1, 2]), {
+        "x": np.linspace(0, 1, 12), "y": np.linspace(0, 1, 12) ** 2, "sizes": np.array([4, 4, 4])})
+    save_model(str(tmp_path / "m"), from_zoo(fitted), transforms, {"task": task}, groups)
+    np.testing.assert_allclose(load_model(str(tmp_path / "m")).predict_proba(x), fitted.predict_proba(inputs),
+                               rtol=0, atol=1e-6)

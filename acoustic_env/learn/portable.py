@@ -135,13 +135,14 @@ class Portable:
         raise ValueError(f"unknown estimator format {fmt!r}")
 
     def _standardised(self, x: np.ndarray) -> np.ndarray:
-        """The estimator's own standardisation, step for step as scikit-learn's scaler computes it in place."""
+        """The estimator's own standardisation, step for step as scikit-learn's scaler computes it in place: its
+        mean and scale cast to the inputs' float32 first (scikit-learn 1.9), so that the values are the fitted ones."""
         x = np.asarray(x, np.float32)
         if "mean" not in self.arrays:
             return x
         dtype = np.float32 if self.spec["format"] == "torch" else np.float64
-        z = (x - self.arrays["mean"]).astype(np.float32)
-        return (z / self.arrays["scale"]).astype(np.float32).astype(dtype)
+        z = x - self.arrays["mean"].astype(np.float32)
+        return (z / self.arrays["scale"].astype(np.float32)).astype(dtype)
 
     def loaded(self) -> Portable:
         """This estimator with its network or booster parsed (a damaged file fails here, not at the first clip)."""
