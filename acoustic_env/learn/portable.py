@@ -339,7 +339,7 @@ def _from_zoo(model: Any) -> Portable:
         arch = architecture(len(inner.scaler_.mean_), inner.kind_, inner.n_classes_, inner.network)
         return from_network(inner.model_, arch, inner.kind_, inner.n_classes_, arrays, spec)
     k = len(model.columns_)
-    spec["outputs"] = k if model.kind == "multi_label" and k > 1 else max(k, 2)
+    spec["outputs"] = max(k, 2)  # the columns the estimator gives: one fitted class still has two (its hstack)
     if fmt == "skops":
         import skops.io
 
@@ -359,7 +359,7 @@ def from_cnn(net: nn.Module, frames: int, kind: str, n_classes: int, params: dic
     from acoustic_env.learn.image_input import IMAGE_COLUMN
 
     bands = int(net.bands)
-    spec = {"name": "cnn", "format": "torch", "params": params,
+    spec = {"name": "cnn", "params": params,
             "input": {"column": IMAGE_COLUMN, "bands": bands, "frames": int(frames)}}
     return from_network(net, architecture(bands, kind, n_classes, params["network"]), kind, n_classes, arrays, spec)
 
