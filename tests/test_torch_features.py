@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from conftest import mixed_clips, tone_clip
 from test_fast_features import _rms
 
@@ -102,6 +103,59 @@ def test_indices_and_spectral_statistics_match_the_fast_path(clips, device):
                                    err_msg=name)
 
 
+def _spiral(n: int) -> np.ndarray:
+    """One active path winding inwards from the corner of an n×n image, a pixel between its turns: the longest
+    way round for a label to travel."""
+    image = np.zeros((n, n), dtype=bool)
+    steps = [(0, 1), (1, 0), (0, -1), (-1, 0)]
+    r = c = d = 0
+    image[0, 0] = True
+    while True:
+        for _ in range(2):  # straight on, else turn right once
+            dr, dc = steps[d]
+            nr, nc, ar, ac = r + dr, c + dc, r + 2 * dr, c + 2 * dc
+            if (0 <= nr < n and 0 <= nc < n and not image[nr, nc]
+                    and not (0 <= ar < n and 0 <= ac < n and image[ar, ac])):
+                r, c = nr, nc
+                image[r, c] = True
+                break
+            d = (d + 1) % 4
+        else:
+            return image
+
+
+def _regions(labels: np.ndarray) -> np.ndarray:
+    """Each pixel's region named by its first pixel: equal for two labellings of the same regions."""
+    flat = labels.reshape(labels.shape[0], -1)
+    out = np.zeros(flat.shape, dtype=np.int64)
+    for i, row in enumerate(flat):
+        values, first, inverse = np.unique(row, return_index=True, return_inverse=True)
+        out[i] = np.where(row > 0, first[inverse] + 1, 0)
+    return out.reshape(labels.shape)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_roi_labelling_finds_scipys_regions(device):
+    """The device's labelling (``_label_hooks``) and the dispatching ``_label`` give scipy's 8-connected regions, on
+    masks near the percolation threshold, a spiral (one long path), diagonal chains (connected only at corners),
+    a lone first pixel, empty and full images, and a 46,341-pixel line of thousands of runs."""
+    rng = np.random.default_rng(1)
+    staircase = np.eye(40, 60, dtype=bool) | np.eye(40, 60, 20, dtype=bool)[:, ::-1]
+    corners = np.zeros((1, 8, 9), bool)
+    corners[0, 0, 0] = corners[0, 5:, 5:] = True  # a lone first pixel, which an inactive pixel's label (0) names
+    masks = [rng.random((3, 64, 97)) < p for p in (0.1, 0.45, 0.6)]
+    masks += [_spiral(61)[None], staircase[None], corners, np.zeros((2, 8, 9), bool), np.ones((2, 8, 9), bool),
+              rng.random((1, 1, 46_341)) < 0.5]
+    for m, mask in enumerate(masks):
+        expected = np.stack([ndimage.label(image, structure=np.ones((3, 3)))[0] for image in mask])
+        active = torch.from_numpy(mask).to(device)
+        for label in (torch_indices._label_hooks, torch_indices._label):
+            got = label(active)
+            assert got.dtype == torch.int64 and got.shape == mask.shape, (m, label.__name__)
+            np.testing.assert_array_equal(_regions(got.cpu().numpy()), _regions(expected), err_msg=f"{m} {label.__name__}")
+    assert _regions(expected).max() > 0 and len(np.unique(_regions(expected))) > 1000  # the line has many regions
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_mps_grid_matches_the_fast_path(clips, device):
     grids = torch_mps.mps_grid(_batch(clips, device), SR, PARAMS).cpu().numpy()
@@ -175,6 +229,23 @@ def test_the_benchmark_prints_both_paths(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "| numpy `cpu_features`, pool of 1 processes |" in out and "| torch `batch_features` on cpu" in out
     assert "Device seconds per stage" in out and "Largest difference torch − numpy" in out and "mps_raw" in out
+
+
+def test_the_labelling_benchmark_compares_the_card_with_scipy(capsys, monkeypatch):
+    """benchmarks/roi_labels.py on CPU, one batch of two 10-s clips: the card's labelling finds scipy's regions in a
+    few rounds, and its check of that tells different labellings apart."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "roi_labels.py"
+    monkeypatch.syspath_prepend(str(script.parent))
+    spec = importlib.util.spec_from_file_location("bench_roi_labels", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--device", "cpu", "--batches", "2"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 2 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == "True" and 0 < int(cells[1].split("(")[1].split()[0]) < 20, row
+    a = torch.tensor([[[1, 1, 0, 2]], [[1, 0, 2, 2]]])
+    assert module.same_regions(a, a * 7) and not module.same_regions(a, torch.tensor([[[1, 1, 0, 1]], [[1, 0, 2, 2]]]))
+    assert not module.same_regions(a, torch.tensor([[[1, 2, 0, 2]], [[1, 0, 2, 2]]]))
 
 
 def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
