@@ -220,10 +220,23 @@ def test_the_commands_add_verdicts_apply_and_show_conflicts(tmp_path, capsys):
     assert main(["labels", "show", "--features", table]) == 0
     shown = capsys.readouterr().out
     assert "3 events (review 3) about 2 clips; reviewers: ann, bob" in shown and "conflicts: 1" in shown
+    # a task the store has nothing of: the tasks it has, not an empty corrected list
+    assert main(["labels", "show", "--features", table, "--task", "labels:night,day"]) == 0
+    shown = capsys.readouterr().out
+    assert "task labels:night,day: 0 events (none) about 0 clips" in shown and "corrected list" not in shown
+    assert "  the store holds events of other tasks: urban_natural (name one with --task)" in shown
     # the store read directly gives the file's bytes: one SHA-256 for both
     task = load_task("urban_natural")
     assert read_label_list(default_store(table), task).sha256 == read_label_list(str(out), task).sha256
     assert read_label_list(default_store(table), task).conflicts == 1
+
+
+def test_show_on_an_empty_store_says_how_to_fill_it(tmp_path, capsys):
+    table, _ = _table(tmp_path)
+    assert main(["labels", "show", "--features", table]) == 0
+    shown = capsys.readouterr().out
+    assert "task urban_natural: 0 events (none) about 0 clips; reviewers: none" in shown
+    assert "  the store holds no events yet (acoustic-env labels add-verdicts adds a review's)" in shown
 
 
 def test_a_verdict_for_a_clip_not_in_the_table_is_refused_in_one_line(tmp_path, capsys):

@@ -226,7 +226,7 @@ def test_a_wrong_size_is_refused_with_both_sizes_and_the_origin() -> None:
         weights._check(SPEC, "/c/tiny.pt", expected, "e" * 64, None, 9)
     assert str(err.value) == (
         f"Weights file /c/tiny.pt for 'tiny' is truncated or wrong: expected 10 bytes (from the registry, sha256 "
-        f"{'e' * 64}), found 9 bytes. Delete it; {SPEC.how_to_get()}")
+        f"{'e' * 64}), found 9 bytes. Delete it. {SPEC.how_to_get()}")
     weights._check(SPEC, "/c/tiny.pt", Expected("e" * 64, None, None, "x"), "e" * 64, None, 9)
 
 
@@ -236,7 +236,7 @@ def test_a_wrong_sha256_is_refused_with_both_hashes(caplog: pytest.LogCaptureFix
     assert str(err.value) == (
         f"Checksum mismatch for 'tiny' weights /c/tiny.pt: expected sha256 {'a' * 64} (from the registry), actual "
         f"sha256 {'b' * 64} (9 bytes). The file is corrupt or not the release https://example.org/tiny.pt. "
-        f"Delete it; {SPEC.how_to_get()}")
+        f"Delete it. {SPEC.how_to_get()}")
     with caplog.at_level(logging.WARNING, logger=weights.__name__):
         weights._check(SPEC, "/c/tiny.pt", Expected("a" * 64, 9, None, "the registry"), "a" * 64, None, 9)
     assert caplog.records == []  # a verified file loads quietly
@@ -493,7 +493,7 @@ def test_fetch_refuses_what_cannot_be_fetched(tmp_path: Path) -> None:
     packaged = replace(SPEC, package="somepkg", extra="some")
     with pytest.raises(WeightsError) as err:
         weights.fetch(packaged, str(tmp_path))
-    assert str(err.value) == f"'tiny' is not downloaded: {packaged.how_to_get()}"
+    assert str(err.value) == f"'tiny' is not downloaded. {packaged.how_to_get()}"
     with pytest.raises(WeightsError) as err:
         weights.fetch(SPEC, str(tmp_path / "cache"), source=str(tmp_path / "mirror"))
     assert str(err.value) == (f"{tmp_path / 'mirror' / 'tiny.pt'} does not exist; cannot fetch 'tiny'. "

@@ -234,7 +234,7 @@ def _check_size(spec: WeightsSpec, uri: str, expected: Expected, size: int | Non
         raise WeightsError(
             f"Weights file {uri} for '{spec.name}' is truncated or wrong: expected "
             f"{expected.size} bytes (from {expected.origin}, sha256 {expected.sha256}), found "
-            f"{size} bytes. Delete it; {spec.how_to_get()}"
+            f"{size} bytes. Delete it. {spec.how_to_get()}"
         )
 
 
@@ -246,7 +246,7 @@ def _check(spec: WeightsSpec, uri: str, expected: Expected, sha256: str, md5: st
             f"Checksum mismatch for '{spec.name}' weights {uri}: expected sha256 "
             f"{expected.sha256} (from {expected.origin}), actual sha256 {sha256} "
             f"({size} bytes). The file is corrupt or not the release {spec.source}. "
-            f"Delete it; {spec.how_to_get()}"
+            f"Delete it. {spec.how_to_get()}"
         )
     if expected.md5 is not None and md5 is not None and md5 != expected.md5:
         raise WeightsError(
@@ -378,7 +378,7 @@ def fetch(spec: WeightsSpec, cache_dir: str | None = None,
     place only after it checks out, so an interrupted fetch leaves nothing behind.
     """
     if spec.package:
-        raise WeightsError(f"'{spec.name}' is not downloaded: {spec.how_to_get()}")
+        raise WeightsError(f"'{spec.name}' is not downloaded. {spec.how_to_get()}")
     cache = resolve_cache_dir(cache_dir)
     dest = join_uri(cache, spec.filename)
     present = status(spec, cache)

@@ -92,21 +92,28 @@ def apply_lines(done: Done) -> list[str]:
 
 def show(cfg: ShowLabelsConfig) -> Done:
     from acoustic_env.labels.current import corrected
+    from acoustic_env.labels.store import read_events
 
     task, store, events = _events(cfg)
-    return Done((task, events, corrected(events)), cfg, store)
+    others = [] if events else sorted({e.task for e in read_events(store)})  # what --task could have named
+    return Done((task, events, corrected(events), others), cfg, store)
 
 
 def show_lines(done: Done) -> list[str]:
-    task, events, current = done.result
+    task, events, current, others = done.result
     by_source = Counter(e.source for e in events)
     reviewers = sorted({e.reviewer for e in events if e.reviewer})
-    return [f"label store {done.store}, task {task.name}: {len(events)} events "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items())) or 'none'}) about "
-            f"{len({e.clip_id for e in events})} clips; reviewers: {', '.join(reviewers) or 'none'}",
-            f"  corrected list: {len(current.decisions)} clips ({sum(d.reviewed for d in current.decisions.values())} "
-            f"decided by a reviewer); conflicts: {len(current.conflicts)}",
-            *(_conflict_lines(current.conflicts) if current.conflicts else ["  no conflicts"])]
+    lines = [f"label store {done.store}, task {task.name}: {len(events)} events "
+             f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items())) or 'none'}) about "
+             f"{len({e.clip_id for e in events})} clips; reviewers: {', '.join(reviewers) or 'none'}"]
+    if not events:
+        return lines + ([f"  the store holds events of other tasks: {', '.join(others)} (name one with --task)"]
+                        if others else ["  the store holds no events yet (acoustic-env labels add-verdicts adds a "
+                                        "review's)"])
+    return lines + [f"  corrected list: {len(current.decisions)} clips "
+                    f"({sum(d.reviewed for d in current.decisions.values())} decided by a reviewer); conflicts: "
+                    f"{len(current.conflicts)}",
+                    *(_conflict_lines(current.conflicts) if current.conflicts else ["  no conflicts"])]
 
 
 def new_class(cfg: NewClassConfig) -> Done:
