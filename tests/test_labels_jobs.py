@@ -50,17 +50,19 @@ def test_audit_with_the_corrected_list_audits_the_corrected_labels(tmp_path, cap
     ids = list(synth.ids)
     fixes = {c: (CLASSES[synth.given[i]], CLASSES[synth.true[i]]) for i, c in enumerate(ids) if c in synth.flipped}
     listed = _corrected_list(tmp_path, table, fixes)
+    with open(listed, "a") as f:  # a clip the table does not hold: counted apart
+        f.write("clip_not_extracted,urban,review,ann,,\n")
     before = _audit(table, tmp_path / "before")
     after = _audit(table, tmp_path / "after", "--labels", listed)
-    assert "labels: " + listed + f" ({len(fixes)} clips listed, {len(fixes)} changed against the table" \
-        in capsys.readouterr().out
+    assert "labels: " + listed + f" ({len(fixes) + 1} clips listed, 1 of them not in the table, {len(fixes)} changed " \
+        "against the table" in capsys.readouterr().out
     given = dict(zip(*pq.read_table(tmp_path / "after" / "audit.parquet", columns=["clip_id", "given_labels"])
                      .to_pydict().values()))
     assert {c: g[0] for c, g in given.items()} == {c: CLASSES[synth.true[i]] for i, c in enumerate(ids)}
     wrong_before, wrong_after = (s["noise"]["estimated_wrong_share"] for s in (before, after))
     assert wrong_before > 0.15 and wrong_after < wrong_before - 0.1, (wrong_before, wrong_after)
     used = after["label_list"]
-    assert used["uri"] == listed and used["changed"] == len(fixes) == used["clips"]
+    assert used["uri"] == listed and used["changed"] == len(fixes) == used["clips"] - 1 and used["absent"] == 1
     assert used["sha256"] == hashlib.sha256(Path(listed).read_bytes()).hexdigest()
     assert before["label_list"] is None
 

@@ -65,8 +65,8 @@ def test_a_job_reads_the_file_and_the_store_alike(tmp_path):
     assert (from_store.labels, from_store.reviewed, from_store.conflicts) == (listed, {"a", "b"}, 1)
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
     assert from_store.sha256 == sha
-    assert read_label_list(str(out), TASK).describe(changed=2) == {
-        "uri": str(out), "sha256": sha, "clips": 3, "reviewed": 2, "conflicts": 0, "changed": 2}
+    assert read_label_list(str(out), TASK).describe(changed=2, absent=1) == {
+        "uri": str(out), "sha256": sha, "clips": 3, "reviewed": 2, "conflicts": 0, "changed": 2, "absent": 1}
 
 
 def test_a_spreadsheets_csv_with_a_byte_order_mark_reads(tmp_path):
@@ -76,6 +76,22 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_reads(tmp_path):
     assert (got.labels, got.reviewed) == ({"x": ("natural", "urban")}, {"x"})
 
 
+def test_a_clip_listed_twice_with_different_classes_is_refused_in_one_line(tmp_path):
+    """A hand-edited list that gives one clip two answers: which one a job used would depend on the row order, so it
+    stops and names the clip; the same answer twice (in any order of its classes) is read once."""
+    twice = tmp_path / "twice.csv"
+    twice.write_text("clip_id,labels\nx,urban;natural\ny,urban\nx,natural;urban\n")
+    assert read_label_list(str(twice), TASK).labels == {"x": ("natural", "urban"), "y": ("urban",)}
+    twice.write_text("clip_id,labels\nx,urban\ny,urban\nx,natural\n")
+    with pytest.raises(ConfigError, match=r"^labels: .*twice.csv lists clip 'x' twice, as urban and as natural: keep "
+                                          r"one row per clip \(`acoustic-env labels apply` leaves a clip the "
+                                          r"reviewers disagree about out of the list\)$"):
+        read_label_list(str(twice), TASK)
+    twice.write_text("clip_id,labels\nx,urban\nx,\n")
+    with pytest.raises(ConfigError, match="lists clip 'x' twice, as urban and as no class"):
+        read_label_list(str(twice), TASK)
+
+
 def test_the_console_line_names_the_list_its_changes_and_conflicts():
     used = {"uri": "s3://b/labels", "sha256": "0123456789abcdef" * 4, "clips": 40, "reviewed": 12, "conflicts": 3,
             "changed": 9}
@@ -83,6 +99,9 @@ def test_the_console_line_names_the_list_its_changes_and_conflicts():
                                      "in conflict keep the table's labels; sha256 0123456789ab)"]
     assert label_list_line({**used, "conflicts": 0}) == [
         "  labels: s3://b/labels (40 clips listed, 9 changed against the table; sha256 0123456789ab)"]
+    assert label_list_line({**used, "conflicts": 0, "absent": 2}) == [
+        "  labels: s3://b/labels (40 clips listed, 2 of them not in the table, 9 changed against the table; sha256 "
+        "0123456789ab)"]
     assert label_list_line(None) == []
 
 

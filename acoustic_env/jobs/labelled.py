@@ -87,7 +87,7 @@ def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict
     y = (np.array([[int(k in h) for k in range(task.n_classes)] for h in rows], dtype=np.int64).reshape(-1, task.n_classes)
          if task.kind == "multi_label" else np.array([h[0] for h in rows], dtype=np.int64))
     return replace(features, y=y, n_read=len(ids), excluded={**features.excluded, "rows": {
-        **excluded, **features.excluded["rows"]}}), listed.describe(changed)
+        **excluded, **features.excluded["rows"]}}), listed.describe(changed, absent=len(listed.labels.keys() - set(ids)))
 
 
 def grouped_folds(features: FeatureSet, task: Task, n_folds: int, seed: int, duplicates: dict[str, Any],

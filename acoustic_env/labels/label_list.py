@@ -77,10 +77,11 @@ class LabelList:
     reviewed: frozenset[str]
     conflicts: int
 
-    def describe(self, changed: int | None = None) -> dict:
-        """What a run record keeps of the list: where, which bytes, how many clips, how many changed."""
+    def describe(self, changed: int | None = None, absent: int | None = None) -> dict:
+        """What a run record keeps of the list: where, which bytes, how many clips, how many changed, how many of
+        its clips the table read does not hold."""
         return {"uri": self.uri, "sha256": self.sha256, "clips": len(self.labels), "reviewed": len(self.reviewed),
-                "conflicts": self.conflicts, "changed": changed}
+                "conflicts": self.conflicts, "changed": changed, "absent": absent}
 
 
 def read_label_list(uri: str, task: Task) -> LabelList:
@@ -105,7 +106,15 @@ def read_label_list(uri: str, task: Task) -> LabelList:
     if rows and not {"clip_id", "labels"} <= set(rows[0]):
         raise ConfigError(f"labels: {uri} needs the columns clip_id and labels (as `acoustic-env labels apply` "
                           f"writes them), got {sorted(rows[0])}")
-    labels = {r["clip_id"]: tuple(c.strip() for c in (r["labels"] or "").split(";") if c.strip()) for r in rows}
+    labels: dict[str, tuple[str, ...]] = {}
+    for r in rows:
+        classes = tuple(c.strip() for c in (r["labels"] or "").split(";") if c.strip())
+        before = labels.get(r["clip_id"], classes)
+        if set(before) != set(classes):  # the same row twice is harmless
+            raise ConfigError(f"labels: {uri} lists clip {r['clip_id']!r} twice, as {';'.join(before) or 'no class'} "
+                              f"and as {';'.join(classes) or 'no class'}: keep one row per clip (`acoustic-env labels "
+                              f"apply` leaves a clip the reviewers disagree about out of the list)")
+        labels[r["clip_id"]] = classes
     for clip_id, classes in labels.items():
         unknown = [c for c in classes if c not in task.class_names]
         if unknown:
@@ -120,5 +129,6 @@ def label_list_line(used: dict | None) -> list[str]:
     if not used:
         return []
     conflicts = f"; {used['conflicts']} clips in conflict keep the table's labels" if used["conflicts"] else ""
-    return [f"  labels: {used['uri']} ({used['clips']} clips listed, {used['changed']} changed against the table"
-            f"{conflicts}; sha256 {used['sha256'][:12]})"]
+    absent = f", {used['absent']} of them not in the table" if used.get("absent") else ""
+    return [f"  labels: {used['uri']} ({used['clips']} clips listed{absent}, {used['changed']} changed against the "
+            f"table{conflicts}; sha256 {used['sha256'][:12]})"]
