@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -112,6 +113,21 @@ def test_annotate_overlapping_lists(trained, tmp_path):
     ids = pq.read_table(f"{features}/features", columns=["clip_id"])["clip_id"].to_pylist()
     assert len(ids) == len(set(ids))  # the table is the module's: other tests add their clips
     assert pq.read_table(tmp_path / "ann" / "annotations").num_rows == c["annotated"]
+
+
+def test_the_console_counts_the_clips_whose_features_the_model_cannot_read():
+    """A clip already in the shared table without a column the model reads (an extract with other settings) is
+    left unscored: the run record counted it, and the console line says so, and why."""
+    counts = dict.fromkeys(annotate_job._COUNTS, 0) | {"listed": 2, "annotated": 1, "extracted": 1,
+                                                        "extract_skipped": 1, "not_annotated_broken_features": 1}
+    result = SimpleNamespace(counts=counts, record={"config": {"output": "o", "windows": {"windows": False},
+                                                                "lists": None}}, run_id="r1", model_id="m1")
+    line = annotate_job.summary_lines(result)[0]
+    assert line.endswith("0 failed extraction (see the feature table's errors/); 1 not annotated: the feature table "
+                         "lacks a value the model reads, or holds a non-finite one (clips extracted earlier with "
+                         "other settings keep theirs)"), line
+    assert "not annotated" not in annotate_job.summary_lines(
+        SimpleNamespace(**{**vars(result), "counts": {**counts, "not_annotated_broken_features": 0}}))[0]
 
 
 def _during_extract(monkeypatch, action) -> None:

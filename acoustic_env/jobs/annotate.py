@@ -311,7 +311,10 @@ def summary_lines(result: AnnotateResult) -> list[str]:
              f"given labels), {c['already_annotated']} already annotated by model {result.model_id}; "
              f"{c['extracted']} newly extracted, {c['extract_skipped']} already in the feature table, "
              f"{c['not_annotated_failed_extract']} failed extraction (see the feature table's errors/)"
-             + (f"; {c['reviewed']} left out as a reviewer labelled them (--labels)" if c.get("reviewed") else "")]
+             + (f"; {c['reviewed']} left out as a reviewer labelled them (--labels)" if c.get("reviewed") else "")
+             + (f"; {c['not_annotated_broken_features']} not annotated: the feature table lacks a value the model "
+                f"reads, or holds a non-finite one (clips extracted earlier with other settings keep theirs)"
+                if c.get("not_annotated_broken_features") else "")]
     if cfg["lists"] is not None:
         lines.append(f"  lists: {len(result.lists)} new ({', '.join(result.lists) or 'none'}), "
                      f"{len(result.lists_already_done)} recorded earlier in {out}/lists/")
