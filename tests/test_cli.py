@@ -318,8 +318,9 @@ def test_export_wide_parquet_and_csv_round_trip(tmp_path, capsys):
         np.testing.assert_allclose(df["indices_raw:ACI"].to_numpy(), data.to_pandas()["indices_raw:ACI"].to_numpy(),
                                    rtol=1e-6)
     assert pd.read_csv(tmp_path / "wide.csv")["labels"][0].count(";") >= 1  # list columns as a;b text
-    assert main(["export", table, "--output", str(tmp_path / "narrow.csv")]) == 2
-    assert capsys.readouterr().err.strip() == "acoustic-env: error: output: a CSV file needs --wide (one column per value)"
+    # a CSV cell holds no vector: a .csv is wide without the flag
+    assert main(["export", table, "--output", str(tmp_path / "plain.csv")]) == 0
+    assert (tmp_path / "plain.csv").read_bytes() == (tmp_path / "wide.csv").read_bytes()
     assert main(["export", table, "--output", str(tmp_path / "narrow.parquet")]) == 0
     assert pq.read_schema(tmp_path / "narrow.parquet").field("indices_raw").type.list_size == 60
     # a task no clip has a target for: one line, no empty file that looks like an export

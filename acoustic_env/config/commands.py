@@ -24,7 +24,7 @@ class ExportConfig(Section):
                            help="an extract output, its features/ directory, or a Parquet file")
     output: str = option(role="output_file", help="a .parquet or .csv file")
     wide: bool = option(False, help="one column per feature value, named (indices_raw:ACI); without it, one list "
-                                    "column per group (Parquet only)")
+                                    "column per group (Parquet only: a .csv is always wide)")
     task: str | None = option(None, help="keep only the clips with a target of this task (default: every clip)")
     feature_groups: tuple[str, ...] = option((), help="groups or sources to export, e.g. indices,mps_fg (empty: all)")
     include_random_weights: bool = option(False, help="also export embedder columns computed with random weights")

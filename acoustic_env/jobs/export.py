@@ -58,9 +58,9 @@ def write_table(table: pa.Table, uri: str) -> None:
 
 def export_features(source: str, output: str, *, wide: bool = True, task: str | None = None,
                     feature_groups: Sequence[str] = (), include_random_weights: bool = False) -> tuple[int, int]:
-    """Write the feature table ``source`` to ``output`` (.parquet or .csv); returns (rows, columns)."""
-    if output.endswith(".csv") and not wide:
-        raise ConfigError("output: a CSV file needs --wide (one column per value)")
+    """Write the feature table ``source`` to ``output`` (.parquet or .csv, which is always ``wide``: a CSV cell holds
+    no vector); returns (rows, columns)."""
+    wide = wide or output.endswith(".csv")
     keep_apart([("features", source)], [("output", output)])
     data = read_features(source, task=task, feature_groups=feature_groups,
                          include_random_weights=include_random_weights)
