@@ -302,6 +302,7 @@ def test_named_columns_hold_the_same_values_as_the_vectors(tmp_path):
 def test_export_wide_parquet_and_csv_round_trip(tmp_path, capsys):
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from acoustic_env.demo.tables import synthetic_table, write_features
@@ -321,6 +322,22 @@ def test_export_wide_parquet_and_csv_round_trip(tmp_path, capsys):
     # a CSV cell holds no vector: a .csv is wide without the flag
     assert main(["export", table, "--output", str(tmp_path / "plain.csv")]) == 0
     assert (tmp_path / "plain.csv").read_bytes() == (tmp_path / "wide.csv").read_bytes()
+    capsys.readouterr()
+    # a clip whose exported group holds a NaN is left out, and the line counts it
+    raw = synthetic_table(10, seed=6, embedders=("vggish",))
+    values = raw["indices_raw"].combine_chunks()
+    flat = values.values.to_numpy(zero_copy_only=False).copy()
+    flat[3] = np.nan
+    raw = raw.set_column(raw.schema.get_field_index("indices_raw"), "indices_raw",
+                         pa.FixedSizeListArray.from_arrays(pa.array(flat, values.type.value_type), values.type.list_size))
+    holed = write_features(raw, str(tmp_path / "holed"))
+    assert main(["export", holed, "--output", str(tmp_path / "holed.parquet")]) == 0
+    assert capsys.readouterr().out.strip().endswith(
+        f"-> {tmp_path / 'holed.parquet'} (1 clips left out: a value of an exported group is missing or not finite; "
+        "--feature-groups exports fewer)")
+    assert pq.read_table(tmp_path / "holed.parquet").num_rows == 9
+    assert main(["export", holed, "--feature-groups", "spectral", "--output", str(tmp_path / "sp.parquet")]) == 0
+    assert "left out" not in capsys.readouterr().out
     assert main(["export", table, "--output", str(tmp_path / "narrow.parquet")]) == 0
     assert pq.read_schema(tmp_path / "narrow.parquet").field("indices_raw").type.list_size == 60
     # a task no clip has a target for: one line, no empty file that looks like an export

@@ -20,13 +20,16 @@ from acoustic_env.jobs.results import Estimated, Exported, Predicted, Searched
 def run_export(cfg: ExportConfig) -> Exported:
     from acoustic_env.jobs.export import export_features
 
-    n, cols = export_features(cfg.features, cfg.output, wide=cfg.wide, task=cfg.task,
-                              feature_groups=cfg.feature_groups, include_random_weights=cfg.include_random_weights)
-    return Exported(n, cols, cfg.output)
+    n, cols, left_out = export_features(cfg.features, cfg.output, wide=cfg.wide, task=cfg.task,
+                                        feature_groups=cfg.feature_groups,
+                                        include_random_weights=cfg.include_random_weights)
+    return Exported(n, cols, cfg.output, left_out)
 
 
 def export_lines(done: Exported) -> list[str]:
-    return [f"export: {done.rows} clips x {done.columns} columns -> {done.output}"]
+    return [f"export: {done.rows} clips x {done.columns} columns -> {done.output}"
+            + (f" ({done.left_out} clips left out: a value of an exported group is missing or not finite; "
+               f"--feature-groups exports fewer)" if done.left_out else "")]
 
 
 def run_search(cfg: SearchConfig) -> Searched:

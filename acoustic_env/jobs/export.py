@@ -57,9 +57,9 @@ def write_table(table: pa.Table, uri: str) -> None:
 
 
 def export_features(source: str, output: str, *, wide: bool = True, task: str | None = None,
-                    feature_groups: Sequence[str] = (), include_random_weights: bool = False) -> tuple[int, int]:
+                    feature_groups: Sequence[str] = (), include_random_weights: bool = False) -> tuple[int, int, int]:
     """Write the feature table ``source`` to ``output`` (.parquet or .csv, which is always ``wide``: a CSV cell holds
-    no vector); returns (rows, columns)."""
+    no vector); returns (rows, columns, clips left out for a missing or non-finite value of an exported group)."""
     wide = wide or output.endswith(".csv")
     keep_apart([("features", source)], [("output", output)])
     data = read_features(source, task=task, feature_groups=feature_groups,
@@ -69,4 +69,5 @@ def export_features(source: str, output: str, *, wide: bool = True, task: str | 
                           "export; leave --task out to export every clip")
     table = data.to_arrow(named=wide)
     write_table(table, output)
-    return table.num_rows, table.num_columns
+    rows = data.excluded["rows"]
+    return table.num_rows, table.num_columns, rows.get("missing_features", 0) + rows.get("non_finite_features", 0)

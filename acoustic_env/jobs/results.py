@@ -159,11 +159,13 @@ class EmbeddingsResult:
 
 @dataclass(frozen=True)
 class Exported:
-    """What ``export`` wrote: ``rows`` clips x ``columns`` columns into ``output``."""
+    """What ``export`` wrote: ``rows`` clips x ``columns`` columns into ``output``; ``left_out``: the clips of the
+    table whose value of an exported group is missing or not finite (the table reader's rule)."""
 
     rows: int
     columns: int
     output: str
+    left_out: int = 0
 
 
 @dataclass(frozen=True)
