@@ -257,7 +257,7 @@ def test_the_window_is_the_training_clip_length_within_the_decode_limits(tiny):
     for bad, shown in ((0.25, "0.25"), (60.5, "60.5")):
         with pytest.raises(ConfigError) as exc:
             window_lengths(WindowParams(windows=True, window_s=bad), m, decode)
-        assert str(exc.value) == ("window_s: must be in [decode.min_duration_s, decode.max_duration_s] = "
+        assert str(exc.value) == ("windows.window_s: must be in [decode.min_duration_s, decode.max_duration_s] = "
                                   f"[0.5, 60] s, got {shown}")
 
 

@@ -225,8 +225,8 @@ def test_cli_writes_the_window_table_summary_and_selection_tables(world, tmp_pat
 @pytest.mark.parametrize("argv, words", [
     (["--windows", "--window-s", "0"], "window_s: must be > 0"),
     (["--windows", "--hop-s", "-1"], "hop_s: must be >= 0.01"),
-    (["--windows", "--window-s", "600"], "window_s: must be in [decode.min_duration_s, decode.max_duration_s]"),
-    (["--windows", "--window-s", "0.1"], "window_s: must be in [decode.min_duration_s"),
+    (["--windows", "--window-s", "600"], "windows.window_s: must be in [decode.min_duration_s, decode.max_duration_s]"),
+    (["--windows", "--window-s", "0.1"], "windows.window_s: must be in [decode.min_duration_s"),
     (["--window-s", "5"], "window_s: applies to windows only: add --windows"),
     (["--selections", "out"], "selections: applies to windows only"),
     (["--windows", "--window-s", "ten"], "window_s: must be a number"),

@@ -87,7 +87,7 @@ def window_lengths(window: WindowParams, model: Model, decode: DecodeParams) -> 
     """
     window_s = window.window_s or min(model.training_clip_s()[0], decode.max_duration_s)
     if not decode.min_duration_s <= window_s <= decode.max_duration_s:
-        raise ConfigError(f"window_s: must be in [decode.min_duration_s, decode.max_duration_s] = "
+        raise ConfigError(f"windows.window_s: must be in [decode.min_duration_s, decode.max_duration_s] = "
                           f"[{decode.min_duration_s:g}, {decode.max_duration_s:g}] s, got {window_s:g}")
     return window_s, window.hop_s or window_s
 
