@@ -91,8 +91,8 @@ class WindowParams(Section):
 
     def cross_check(self) -> None:
         for name in ("window_s", "hop_s"):
-            require(self.windows or getattr(self, name) is None, name, "applies to windows only: add --windows",
-                    getattr(self, name))
+            require(self.windows or getattr(self, name) is None, f"windows.{name}",
+                    "applies to windows only: add --windows", getattr(self, name))
 
 
 #: The most points on either MPS axis. soundsig's MPS of a clip has about 41 native points of wf (0-0.005 cycles/Hz)
