@@ -164,12 +164,16 @@ def test_renamed_flags(command, argv, field, value):
     ["audit", "--features", "f", "--output", "o", "--model", "xgboost"],
     ["audit-review", "--audit", "a", "--top", "3"],
     ["models", "list", "--cache-dir", "c"],
+    ["recipe", "esc50", "root", "out", "--output", "o"],
 ])
 def test_old_names_are_gone_with_one_line(capsys, argv):
+    """An unknown flag: one line, which names it and the help of the command it was given to."""
     with pytest.raises(SystemExit) as info:
         main(argv)
     err = capsys.readouterr().err
-    assert info.value.code == 2 and err.count("\n") == 1 and "unrecognized arguments" in err
+    command = " ".join(a for a in argv[:2] if not a.startswith("-"))
+    assert info.value.code == 2 and err.count("\n") == 1 and "unrecognized arguments: --" in err
+    assert err.endswith(f" (see acoustic-env {command} --help)\n"), err
 
 
 def test_same_concept_same_flag_on_every_command():

@@ -21,7 +21,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 import acoustic_env
 from acoustic_env.cli.jobs import add_job_parsers
@@ -41,10 +41,23 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """A mistake in the arguments ends in one line too (argparse would print the whole usage first)."""
+    """A mistake in the arguments ends in one line too (argparse would print the whole usage first), pointing at
+    the help of the command it was given to (argparse finds an unknown flag only back in the top parser)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        namespace = namespace if namespace is not None else argparse.Namespace()
+        namespace._command_prog = self.prog  # a subcommand's parser runs after its parent's: the innermost stays
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        command = vars(parsed).pop("_command_prog", self.prog)
+        if extras:
+            self.exit(2, f"{self.prog}: error: unrecognized arguments: {' '.join(extras)} (see {command} --help)\n")
+        return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
