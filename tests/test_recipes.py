@@ -95,7 +95,7 @@ def test_urbansound8k_keeps_folds_and_source_recordings(tmp_path):
     assert table["source_end_s"].to_pylist()[3] == "2.0"  # the second slice of fold 2's horn recording
     s = summarize(manifest)
     assert s == {"manifest": manifest, "clips": 7, "labels": {"car_horn": 4, "children_playing": 3},
-                 "folds": {"1": 2, "2": 3, "3": 2}, "groups": 6, "missing_audio": 0}
+                 "folds": {"1": 2, "2": 3, "3": 2}, "groups": 6, "missing_audio": 0, "repeated_ids": 0}
 
 
 # --- ESC-50: per fold a rain recording in takes A and B and a helicopter (ESC-10); sirens in folds 1-2 --
@@ -134,6 +134,19 @@ def test_esc50_and_esc10(tmp_path):
     esc10 = read_manifest(esc10_path).table
     assert esc10.num_rows == 15 and {label for ls in esc10["labels"].to_pylist() for label in ls} == {"rain", "helicopter"}
     assert summarize(esc10_path)["missing_audio"] == 0
+
+
+def test_a_file_listed_twice_in_the_metadata_is_counted_on_the_console(tmp_path, capsys):
+    """ESC-50's metadata with its first row again (in another fold): the clip list keeps both rows, as the
+    metadata has them, and the summary says what extract will make of the second."""
+    root, rows = make_esc50(tmp_path / "ESC-50-master"), esc50_rows()
+    write_csv(root / "meta" / "esc50.csv", ESC50_HEADER, [*rows, [rows[0][0], 3, *rows[0][2:]]])
+    assert main(["recipe", "esc50", str(root), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("18 clips, 3 labels, 12 groups") and (
+        "  1 rows repeat the clip id of an earlier row: the metadata lists a file twice (extract keeps the first row "
+        "of each and lists the others as duplicate_id)") in out, out
+    assert summarize(str(tmp_path / "out" / "esc50.csv"))["repeated_ids"] == 1
 
 
 # --- FSD50K: dev (train/val) and eval, vocabulary, uploaders, tag bins ---------------

@@ -31,6 +31,9 @@ def _print_summary(manifest: str) -> None:
     if s["missing_audio"]:
         print(f"  {s['missing_audio']} audio files are not where the layout puts them "
               "(extract will list them as missing_file)")
+    if s["repeated_ids"]:
+        print(f"  {s['repeated_ids']} rows repeat the clip id of an earlier row: the metadata lists a file twice "
+              "(extract keeps the first row of each and lists the others as duplicate_id)")
     print(f"  manifest: {manifest}")
 
 

@@ -111,8 +111,10 @@ def write_manifest(rows: Iterable[dict[str, Any]], out: str, name: str, extra: S
 
 
 def summarize(manifest: str) -> dict[str, Any]:
-    """Clips, clips per label and per fold, groups, and audio files missing, read back through the manifest reader."""
-    table = read_manifest(manifest).table
+    """Clips, clips per label and per fold, groups, audio files missing, and rows whose clip id an earlier row has
+    (a metadata file that lists a file twice), read back through the manifest reader."""
+    listed = read_manifest(manifest)
+    table = listed.table
     labels = Counter(label for ls in table["labels"].to_pylist() for label in ls)
     folds = Counter(str(f) for f in table["fold"].to_pylist()) if "fold" in table.column_names else Counter()
     missing = 0
@@ -125,7 +127,7 @@ def summarize(manifest: str) -> dict[str, Any]:
         missing += sum(n not in present for n in names)
     return {"manifest": manifest, "clips": table.num_rows, "labels": dict(sorted(labels.items())),
             "folds": dict(sorted(folds.items(), key=lambda kv: fold_order(kv[0]))), "groups": len(set(table["group"].to_pylist())),
-            "missing_audio": missing}
+            "missing_audio": missing, "repeated_ids": listed.duplicates}
 
 
 def _by_directory(uris: Sequence[str]) -> dict[str, list[str]]:
