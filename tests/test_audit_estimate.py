@@ -259,6 +259,10 @@ def test_json_after_blank_lines_is_still_json_and_every_file_counts(tmp_path):
     assert [(r["clip_id"], r["verdict"]) for r in records] == [("a", "correct"), ("b", "wrong")]
     with pytest.raises(AuditError, match=f"verdicts: {tmp_path / 'bad.json'} is not valid JSON"):
         read_verdicts([str(tmp_path / "bad.json")])
+    # a .json file that does not even start like JSON is still judged as JSON, not as a CSV without a verdict column
+    (tmp_path / "cut.json").write_text("clip_id: a\n")
+    with pytest.raises(AuditError, match=f"^verdicts: {tmp_path / 'cut.json'} is not valid JSON \\(Expecting value"):
+        read_verdicts([str(tmp_path / "cut.json")])
 
 
 def test_of_two_verdicts_with_the_same_time_the_later_in_the_file_counts():

@@ -112,10 +112,11 @@ def verdict_text(data: bytes, name: str) -> str:
 
 
 def parse_verdicts(text: str, name: str = "verdicts") -> list[dict[str, Any]]:
-    """Verdicts from the text of a JSON file (a list, or ``{"verdicts": [...]}``) or a CSV file (its header says
-    which of ``,``, ``;`` or a tab separates the fields)."""
+    """Verdicts from the text of a JSON file (a list, or ``{"verdicts": [...]}``: text that starts like JSON, or any
+    text of a file named ``.json``) or a CSV file (its header says which of ``,``, ``;`` or a tab separates the
+    fields)."""
     stripped = text.lstrip()
-    if stripped.startswith(("[", "{")):
+    if stripped.startswith(("[", "{")) or name.lower().endswith(".json"):
         data = load_json(text, name)
         records = data.get("verdicts") if isinstance(data, dict) else data
         if not isinstance(records, list):
