@@ -76,6 +76,14 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_reads(tmp_path):
     assert (got.labels, got.reviewed) == ({"x": ("natural", "urban")}, {"x"})
 
 
+def test_a_class_named_twice_in_a_row_counts_once(tmp_path):
+    """A hand-edited ``urban;urban``: one class, not two, or a single-label job would leave the clip out as
+    ambiguous and count it as changed against a table that says urban."""
+    listed = tmp_path / "edited.csv"
+    listed.write_text("clip_id,labels\nx,urban; urban\ny,natural;urban;natural\n")
+    assert read_label_list(str(listed), TASK).labels == {"x": ("urban",), "y": ("natural", "urban")}
+
+
 def test_a_clip_listed_twice_with_different_classes_is_refused_in_one_line(tmp_path):
     """A hand-edited list that gives one clip two answers: which one a job used would depend on the row order, so it
     stops and names the clip; the same answer twice (in any order of its classes) is read once."""
@@ -87,9 +95,11 @@ def test_a_clip_listed_twice_with_different_classes_is_refused_in_one_line(tmp_p
                                           r"one row per clip \(`acoustic-env labels apply` leaves a clip the "
                                           r"reviewers disagree about out of the list\)$"):
         read_label_list(str(twice), TASK)
-    twice.write_text("clip_id,labels\nx,urban\nx,\n")
-    with pytest.raises(ConfigError, match="lists clip 'x' twice, as urban and as no class"):
-        read_label_list(str(twice), TASK)
+    for rows, answers in (("x,natural;urban\nx,\n", "as natural;urban and as no class"),
+                          ("x,\nx,natural;urban\n", "as no class and as natural;urban")):
+        twice.write_text(f"clip_id,labels\n{rows}")
+        with pytest.raises(ConfigError, match=f"lists clip 'x' twice, {answers}: keep"):
+            read_label_list(str(twice), TASK)
 
 
 def test_the_console_line_names_the_list_its_changes_and_conflicts():

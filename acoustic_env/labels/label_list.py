@@ -108,7 +108,8 @@ def read_label_list(uri: str, task: Task) -> LabelList:
                           f"writes them), got {sorted(rows[0])}")
     labels: dict[str, tuple[str, ...]] = {}
     for r in rows:
-        classes = tuple(c.strip() for c in (r["labels"] or "").split(";") if c.strip())
+        # a class named twice in a row counts once: twice, a single-label job would drop the clip as ambiguous
+        classes = tuple(dict.fromkeys(c.strip() for c in (r["labels"] or "").split(";") if c.strip()))
         before = labels.get(r["clip_id"], classes)
         if set(before) != set(classes):  # the same row twice is harmless
             raise ConfigError(f"labels: {uri} lists clip {r['clip_id']!r} twice, as {';'.join(before) or 'no class'} "
