@@ -193,6 +193,9 @@ def test_config_files_use_the_same_names():
         from_dict(TrainConfig, {"features": "f", "output": "o", "groups": "indices"})
     with pytest.raises(ConfigError, match=r"^model: unknown field"):
         from_dict(AuditConfig, {"features": "f", "output": "o", "model": "mlp"})
+    # a near miss names the field meant, with its section
+    with pytest.raises(ConfigError, match=r"^windows\.hop: unknown field, did you mean windows\.hop_s\? \(known: "):
+        from_dict(AnnotateConfig, {"model": "m", "features": "f", "output": "o", "windows": {"hop": 3}})
 
 
 # --- mistakes end in one line ------------------------------------------------------------
@@ -224,7 +227,8 @@ def test_bad_flag_value_is_one_line(capsys, argv, message):
 @pytest.mark.parametrize("text, message", [
     ("features: f\noutput: o\nfolds: 1\n", "folds: must be an integer in [2, 50], got 1"),
     ("features: f\noutput: o\nfolds: [2]\n", "folds: must be an integer, got [2]"),
-    ("features: f\noutput: o\nfoldz: 3\n", "foldz: unknown field (known: classifier, feature_groups"),
+    ("features: f\noutput: o\nfoldz: 3\n", "foldz: unknown field, did you mean folds? (known: classifier, "
+                                           "feature_groups"),
     ("- features\n", "must hold a mapping of field names to values"),
 ])
 def test_bad_config_file_is_one_line(tmp_path, capsys, text, message):

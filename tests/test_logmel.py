@@ -182,7 +182,7 @@ def test_extract_writes_the_column_with_its_settings_and_a_too_short_error(tmp_p
 
 @pytest.mark.parametrize("text, message", [
     ("features: {logmel: often}", "features.logmel: must be true or false, got 'often'"),
-    ("features: {log_mel: true}", "features.log_mel: unknown field (known: "),
+    ("features: {log_mel: true}", "features.log_mel: unknown field, did you mean features.logmel? (known: "),
 ])
 def test_a_mistyped_switch_is_one_line_naming_the_field(tmp_path, capsys, text, message):
     (tmp_path / "extract.yaml").write_text(f"manifest: m\noutput: o\n{text}\n")

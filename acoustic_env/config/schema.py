@@ -11,6 +11,7 @@ and every command spells a concept the same way. The jobs' configs themselves ar
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 import math
@@ -160,7 +161,9 @@ def _coerce_fields(cls: type, data: Any, prefix: str) -> dict[str, Any]:
     declared = {f.name: f for f in fields(cls)}
     for key in data:
         if key not in declared:
-            raise ConfigError(f"{prefix}{key}: unknown field (known: {', '.join(sorted(declared))})")
+            near = difflib.get_close_matches(str(key), declared, n=1, cutoff=0.75)  # a typo: say which was meant
+            guess = f", did you mean {prefix}{near[0]}?" if near else ""
+            raise ConfigError(f"{prefix}{key}: unknown field{guess} (known: {', '.join(sorted(declared))})")
     return {k: _coerce(prefix + k, _hints(cls)[k], v, declared[k].metadata) for k, v in data.items()}
 
 
