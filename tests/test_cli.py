@@ -176,6 +176,13 @@ def test_old_names_are_gone_with_one_line(capsys, argv):
     assert err.endswith(f" (see acoustic-env {command} --help)\n"), err
 
 
+def test_a_misspelt_flag_is_named_with_the_flag_meant(capsys):
+    with pytest.raises(SystemExit):
+        main(["extract", "--manifest", "m", "--outptu", "o"])
+    assert capsys.readouterr().err == ("acoustic-env: error: unrecognized arguments: --outptu o; did you mean --output? "
+                                       "(see acoustic-env extract --help)\n")
+
+
 def test_same_concept_same_flag_on_every_command():
     for command in ("list", "fetch", "convert"):
         args = build_parser().parse_args(["models", command, "--weights-cache", "/c"])

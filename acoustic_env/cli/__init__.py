@@ -18,6 +18,7 @@ search: the jobs with a plan) prints the plan (:mod:`acoustic_env.jobs.plan`) an
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -49,14 +50,19 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
         namespace = namespace if namespace is not None else argparse.Namespace()
-        namespace._command_prog = self.prog  # a subcommand's parser runs after its parent's: the innermost stays
+        namespace._command_parser = self  # a subcommand's parser runs after its parent's: the innermost stays
         return super().parse_known_args(args, namespace)
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
         parsed, extras = self.parse_known_args(args, namespace)
-        command = vars(parsed).pop("_command_prog", self.prog)
+        command = vars(parsed).pop("_command_parser", self)
         if extras:
-            self.exit(2, f"{self.prog}: error: unrecognized arguments: {' '.join(extras)} (see {command} --help)\n")
+            flags = [f for f in command._option_string_actions if f.startswith("--")]
+            near = [m for e in extras if e.startswith("--")
+                    for m in difflib.get_close_matches(e.split("=", 1)[0], flags, n=1, cutoff=0.8)]
+            guess = f"; did you mean {' '.join(near)}?" if near else ""
+            self.exit(2, f"{self.prog}: error: unrecognized arguments: {' '.join(extras)}{guess} "
+                         f"(see {command.prog} --help)\n")
         return parsed
 
 
