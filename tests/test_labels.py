@@ -225,6 +225,12 @@ def test_the_commands_add_verdicts_apply_and_show_conflicts(tmp_path, capsys):
     shown = capsys.readouterr().out
     assert "task labels:night,day: 0 events (none) about 0 clips" in shown and "corrected list" not in shown
     assert "  the store holds events of other tasks: urban_natural (name one with --task)" in shown
+    # a job given that store for that task would change nothing: one line, not a run on the table's labels
+    assert main(["audit", "--features", table, "--task", "labels:night,day", "--output", str(tmp_path / "a"),
+                 "--labels", default_store(table)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"acoustic-env: error: labels: {default_store(table)} lists no clip of task labels:night,day: it would change "
+        "nothing; leave --labels out to use the table's labels")
     # the store read directly gives the file's bytes: one SHA-256 for both
     task = load_task("urban_natural")
     assert read_label_list(default_store(table), task).sha256 == read_label_list(str(out), task).sha256
@@ -282,6 +288,29 @@ def test_apply_and_a_job_refuse_what_they_cannot_use_in_one_line(tmp_path, capsy
     (tmp_path / "cols.csv").write_text("id,label\nx,urban\n")
     with pytest.raises(ConfigError, match="needs the columns clip_id and labels"):
         read_label_list(str(tmp_path / "cols.csv"), load_task("urban_natural"))
+    (tmp_path / "header.csv").write_text("id,label\n")  # a header alone is checked too
+    with pytest.raises(ConfigError, match=r"needs the columns clip_id and labels .*got \['id', 'label'\]$"):
+        read_label_list(str(tmp_path / "header.csv"), load_task("urban_natural"))
+    # a list of no clip of the task (a list of a header alone, a store of another task's verdicts): a job would
+    # change nothing, so it stops instead of running on the table's labels
+    (tmp_path / "empty.csv").write_text("clip_id,labels\n")
+    empty = str(tmp_path / "empty.csv")
+    assert main(["audit", "--features", table, "--output", str(tmp_path / "a"), "--labels", empty]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"acoustic-env: error: labels: {empty} lists no clip of task urban_natural: it would change nothing; "
+        "leave --labels out to use the table's labels")
+    # a store whose only reviewed clip is in conflict lists nothing either, and says why
+    for reviewer, verdict in (("ann", {"verdict": "wrong", "corrected_label": ["natural"]}),
+                              ("bob", {"verdict": "correct"})):
+        answers = _verdicts_file(tmp_path / f"{reviewer}.json", [
+            {"clip_id": "clip0000000", "given_labels": ["urban"], "reviewer": reviewer, **verdict}])
+        assert main(["labels", "add-verdicts", "--features", table, "--verdicts", answers]) == 0
+    capsys.readouterr()
+    assert main(["audit", "--features", table, "--output", str(tmp_path / "a"), "--labels", default_store(table)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"acoustic-env: error: labels: {default_store(table)} lists no clip of task urban_natural (1 clips in "
+        "conflict are left out until the reviewers agree): it would change nothing; leave --labels out to use the "
+        "table's labels")
     assert main(["audit", "--features", table, "--output", str(tmp_path / "a"), "--labels",
                  str(tmp_path / "none.csv")]) == 2
     assert capsys.readouterr().err.strip() == f"acoustic-env: error: labels: no such file or directory: " \

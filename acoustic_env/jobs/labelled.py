@@ -55,7 +55,13 @@ def read_labelled(uri: str, task: str, ontology: str | None, check: Callable[[Fe
     if labels is None:
         features, used = read_features(uri, task=labelled, **read_options), None
     else:
-        features, used = _read_relabelled(uri, labelled, read_label_list(labels, labelled), read_options)
+        listed = read_label_list(labels, labelled)
+        if not listed.labels:  # a typo in a store's URI, or a store of another task: not the list meant
+            held = f" ({listed.conflicts} clips in conflict are left out until the reviewers agree)" \
+                if listed.conflicts else ""
+            raise ConfigError(f"labels: {labels} lists no clip of task {labelled.name}{held}: it would change "
+                              "nothing; leave --labels out to use the table's labels")
+        features, used = _read_relabelled(uri, labelled, listed, read_options)
     check(features, labelled)
     # leakage guard: near-duplicates share a group
     duplicates = (merge_chunk_duplicate_groups(features, read_chunks) if duplicate_chunks
@@ -86,8 +92,9 @@ def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict
     rows = [target[c] for c in features.ids]
     y = (np.array([[int(k in h) for k in range(task.n_classes)] for h in rows], dtype=np.int64).reshape(-1, task.n_classes)
          if task.kind == "multi_label" else np.array([h[0] for h in rows], dtype=np.int64))
+    absent = len(listed.labels.keys() - set(ids))
     return replace(features, y=y, n_read=len(ids), excluded={**features.excluded, "rows": {
-        **excluded, **features.excluded["rows"]}}), listed.describe(changed, absent=len(listed.labels.keys() - set(ids)))
+        **excluded, **features.excluded["rows"]}}), listed.describe(changed, absent=absent)
 
 
 def grouped_folds(features: FeatureSet, task: Task, n_folds: int, seed: int, duplicates: dict[str, Any],

@@ -100,12 +100,13 @@ def read_label_list(uri: str, task: Task) -> LabelList:
         current = corrected(read_events(uri, task.name))
         data, conflicts = list_csv(current), len(current.conflicts)
     try:
-        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"labels: {uri} is not a CSV text file ({exc})") from None
-    if rows and not {"clip_id", "labels"} <= set(rows[0]):
+    if not {"clip_id", "labels"} <= set(reader.fieldnames or ()):  # the header's, so a header alone is checked too
         raise ConfigError(f"labels: {uri} needs the columns clip_id and labels (as `acoustic-env labels apply` "
-                          f"writes them), got {sorted(rows[0])}")
+                          f"writes them), got {sorted(reader.fieldnames or ())}")
     labels: dict[str, tuple[str, ...]] = {}
     for r in rows:
         # a class named twice in a row counts once: twice, a single-label job would drop the clip as ambiguous
