@@ -117,7 +117,8 @@ def is_local(uri: str) -> bool:
 
 
 def join(base: str, *parts: str) -> str:
-    return posixpath.join(base.rstrip("/"), *parts)
+    """``parts`` under ``base``, whose trailing slashes go (all but the root's: ``/`` stays the root)."""
+    return posixpath.join(base.rstrip("/") or base[:1], *parts)
 
 
 def strip_protocol_keep(reference: str, path: str) -> str:

@@ -136,6 +136,7 @@ def test_join_strips_the_bases_trailing_slashes_only():
     assert join("s3://b/out/", "features", "p.parquet") == "s3://b/out/features/p.parquet"
     assert join("/data/BOX//", "x") == "/data/BOX/x"
     assert join("XX", "x") == "XX/x"
+    assert join("/", "labels") == join("//", "labels") == "/labels" and join("", "x") == "x"  # the root stays the root
 
 
 def test_a_listed_path_gets_the_references_protocol_back():
