@@ -249,9 +249,9 @@ def test_a_verdict_file_in_no_known_encoding_or_with_an_oversized_field_is_one_l
         assert capsys.readouterr().err == f"acoustic-env: error: verdicts: {tmp_path / name} {message}\n"
 
 
-def test_json_after_blank_lines_is_still_json_and_every_file_counts(tmp_path):
-    """An editor may leave blank lines before the JSON; and verdicts from several files (reviewers) add up, a bad
-    one named by its path."""
+def test_json_or_a_csv_header_after_blank_lines_is_still_read_and_every_file_counts(tmp_path):
+    """An editor may leave blank lines before the JSON or the CSV header; and verdicts from several files
+    (reviewers) add up, a bad one named by its path."""
     (tmp_path / "a.json").write_text("\n\n  " + json.dumps([verdict("a", ["urban"], "correct")]))
     (tmp_path / "b.csv").write_text("clip_id,given_labels,verdict,sample\nb,natural,wrong,random\n")
     (tmp_path / "bad.json").write_text("{oops")
@@ -259,6 +259,11 @@ def test_json_after_blank_lines_is_still_json_and_every_file_counts(tmp_path):
     assert [(r["clip_id"], r["verdict"]) for r in records] == [("a", "correct"), ("b", "wrong")]
     with pytest.raises(AuditError, match=f"verdicts: {tmp_path / 'bad.json'} is not valid JSON"):
         read_verdicts([str(tmp_path / "bad.json")])
+    # text not named .json (an upload, a .txt) is JSON by its first non-blank character; a CSV's header is its
+    # first non-blank line, past the blank lines too
+    assert [r["clip_id"] for r in parse_verdicts("\n\n  " + json.dumps([verdict("a", ["urban"], "correct")]))] == ["a"]
+    csv_text = "\n\nclip_id;given_labels;verdict;sample\nb;natural;wrong;random\n"
+    assert [(r["clip_id"], r["verdict"]) for r in parse_verdicts(csv_text)] == [("b", "wrong")]
     # a .json file that does not even start like JSON is still judged as JSON, not as a CSV without a verdict column
     (tmp_path / "cut.json").write_text("clip_id: a\n")
     with pytest.raises(AuditError, match=f"^verdicts: {tmp_path / 'cut.json'} is not valid JSON \\(Expecting value"):

@@ -124,7 +124,7 @@ def parse_verdicts(text: str, name: str = "verdicts") -> list[dict[str, Any]]:
     else:
         header = stripped.split("\n", 1)[0]
         delimiter = max(",;\t", key=header.count)
-        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+        reader = csv.DictReader(io.StringIO(stripped), delimiter=delimiter)  # from the header found, past blank lines
         try:
             records = list(reader)
         except csv.Error as exc:
