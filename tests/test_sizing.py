@@ -11,6 +11,8 @@ from documentation import all_text
 
 from acoustic_env.jobs.sizing import (
     CPU_S_PER_CLIP,
+    DEVICE_CPU_S_PER_CLIP,
+    DEVICE_FEATURES_GPU_S,
     EMBEDDER_CPU_S,
     EMBEDDER_GPU_S,
     size,
@@ -27,10 +29,13 @@ def test_cpu_only_nodes_fit_the_target():
     assert (s["nodes"] - 1) * 32 * 8 * 3600 < work, "no node more than the target needs"
 
 
-def test_gpu_nodes_take_the_embedders():
+def test_gpu_nodes_take_the_features_and_the_embedders():
+    """A node with GPUs runs the device stage: its cores decode, its card computes the features and the embeddings."""
     s = size(2_000_000, THREE, node_cpus=32, node_gpus=1, hours=8)
-    assert math.isclose(s["gpu_hours"], 2_000_000 * sum(EMBEDDER_GPU_S.values()) / 3600)
-    assert math.isclose(s["core_hours"], 2_000_000 * CPU_S_PER_CLIP / 3600)
+    assert math.isclose(s["gpu_hours"], 2_000_000 * (DEVICE_FEATURES_GPU_S + sum(EMBEDDER_GPU_S.values())) / 3600)
+    assert math.isclose(s["core_hours"], 2_000_000 * DEVICE_CPU_S_PER_CLIP / 3600)
+    assert math.isclose(size(2_000_000, THREE, 32, 1, 8, embed_signals=3)["gpu_hours"] - s["gpu_hours"],
+                        2 * 2_000_000 * sum(EMBEDDER_GPU_S.values()) / 3600)  # each signal one pass more
     # a GPU-bound shape: the embedders set the wall time
     tiny = size(100_000, THREE, node_cpus=512, node_gpus=1, hours=0.01)
     assert math.isclose(tiny["wall_hours"], tiny["gpu_hours"] / tiny["nodes"])
@@ -38,7 +43,8 @@ def test_gpu_nodes_take_the_embedders():
     # BirdNET has no GPU path: on a GPU node its cost stays on the CPUs
     with_birdnet = size(2_000_000, (*THREE, "birdnet"), node_cpus=32, node_gpus=1, hours=8)
     assert math.isclose(with_birdnet["gpu_hours"], s["gpu_hours"])
-    assert math.isclose(with_birdnet["core_hours"], 2_000_000 * (CPU_S_PER_CLIP + EMBEDDER_CPU_S["birdnet"]) / 3600)
+    assert math.isclose(with_birdnet["core_hours"],
+                        2_000_000 * (DEVICE_CPU_S_PER_CLIP + EMBEDDER_CPU_S["birdnet"]) / 3600)
 
 
 def test_dry_run_prints_the_sizing(tmp_path):

@@ -2,9 +2,11 @@
 
 From the per-clip costs measured in benchmarks/RESULTS.md (declared once, below), for 10-s
 clips (AudioSet's segments), scaled by the audio's length: the clip list's start and end where it
-gives them, else 10 s a clip, which the line then says. The estimate is the work
-divided over the nodes: the CPU features (and embedders without a GPU) over the cores, the
-embedders over the GPUs, whichever takes longer sets the wall time. It leaves out the
+gives them, else 10 s a clip, which the line then says. The estimate is the work divided over the
+nodes, whichever of the cores and the GPUs takes longer setting the wall time. On nodes without a
+GPU the cores decode, compute the features and run the embedders. On nodes with GPUs the extract
+runs its device stage: the cores decode, and the card computes every feature of raw, fg and bg and
+the embedders (an embedder without a GPU path, BirdNET, stays on the cores). It leaves out the
 ≈ 30 s fixed start-up of a run and reading the audio (free inside one region).
 """
 
@@ -20,10 +22,13 @@ CPU_S_PER_CLIP = 16 / 42
 #: CPU-seconds per 10-s clip of each embedder on CPU (2 cores, load ≈ 2; BirdNET: one thread, 7.46 clips/s, load
 #: 3.6). benchmarks/RESULTS.md, "Embedders: clips/s on CPU (embedders.py)".
 EMBEDDER_CPU_S = {"vggish": 0.49, "yamnet": 0.47, "panns": 1.06, "birdnet": 1 / 7.46}
-#: GPU-seconds per 10-s clip of each embedder on one H100 (fp32: 1601, 1388, 1671 clips/s); an embedder without
-#: one (BirdNET: TF Lite, no GPU path) runs on the node's CPUs. benchmarks/RESULTS.md, "Embedders on a GPU: clips/s,
-#: GPU memory, bf16 vs fp32 (embedders.py)".
-EMBEDDER_GPU_S = {"vggish": 1 / 1601, "yamnet": 1 / 1388, "panns": 1 / 1671}
+#: The device stage on one H200 node, 4,096 10-s clips (benchmarks/RESULTS.md, "Extract on one GPU node", the run
+#: record's seconds per stage): CPU-seconds per clip of decode (93.5 CPU-s in all), card-seconds per clip of the
+#: features of raw, fg and bg (separation 1.8, indices 10.2, spectral 1.1, MPS 2.2 s), and card-seconds per clip and
+#: signal of each embedder (2.8, 12.1 and 4.8 s over the three signals).
+DEVICE_CPU_S_PER_CLIP = 93.5 / 4096
+DEVICE_FEATURES_GPU_S = 15.3 / 4096
+EMBEDDER_GPU_S = {"vggish": 2.8 / 4096 / 3, "yamnet": 12.1 / 4096 / 3, "panns": 4.8 / 4096 / 3}
 
 
 #: The length of a clip whose length the clip list does not give (AudioSet's segments, most datasets' clips).
@@ -39,8 +44,8 @@ def size(clips: int, embedders: tuple[str, ...] | list[str], node_cpus: int, nod
     ``ASSUMED_CLIP_S`` long, and the line says so. The costs scale with the audio's length.
     """
     tens = known_s / 10 + (clips - known) * ASSUMED_CLIP_S / 10  # the work in 10-s clips, the costs' unit
-    cpu_s = tens * CPU_S_PER_CLIP
-    gpu_s = 0.0
+    cpu_s = tens * (DEVICE_CPU_S_PER_CLIP if node_gpus else CPU_S_PER_CLIP)
+    gpu_s = tens * DEVICE_FEATURES_GPU_S if node_gpus else 0.0
     unmeasured = [e for e in embedders if e not in EMBEDDER_CPU_S]
     for name in (e for e in embedders if e in EMBEDDER_CPU_S):
         if node_gpus and name in EMBEDDER_GPU_S:
