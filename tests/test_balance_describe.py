@@ -11,6 +11,8 @@ from acoustic_env.candidates import PARAMS
 
 WEIGHTS = "class weights: n / (K × class count)"
 SAMPLER = "balanced sampler: training batches drawn with every class equally likely; loss unweighted"
+#: Multi-label: a clip has no one class to draw it by, so the report says what it is drawn by instead.
+SAMPLER_MULTI = "balanced sampler: training clips drawn by 1 / their rarest positive label's count; loss unweighted"
 
 
 @pytest.mark.parametrize("name, kind, said", [
@@ -36,6 +38,7 @@ def test_the_sampler_is_the_networks_and_the_others_keep_their_class_weights():
     both = Balance("balanced", sampler=True)
     assert both.describe("mlp", "single_label") == SAMPLER
     assert Balance(sampler=True).describe("mlp", "single_label") == SAMPLER
+    assert both.describe("mlp", "multi_label") == Balance(sampler=True).describe("mlp", "multi_label") == SAMPLER_MULTI
     assert both.describe("logreg", "single_label") == WEIGHTS and Balance(sampler=True).describe("svm", "x") == "none"
     assert both.overrides("mlp") == {"class_weight": None, "balanced_sampler": True}
     assert Balance("balanced").overrides("mlp") == {"class_weight": "balanced", "balanced_sampler": False}

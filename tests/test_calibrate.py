@@ -54,6 +54,9 @@ def test_the_choice_is_cross_fitted_and_keeps_good_probabilities():
     splits = inner_splits(y, groups, 3, 0)
     chosen, losses = calibrate.choose(proba, y, "single_label", np.array([0, 1]), splits)
     assert chosen is not None and losses[chosen.method] < losses["none"]
+    # the recorded loss is that of the cross-fitted probabilities returned, to the 6 decimals of the model's own
+    best, mapped, _ = calibrate.cross_fitted(proba, y, "single_label", np.array([0, 1]), splits)
+    assert best == chosen.method and losses[best] == round(calibrate.log_loss(mapped, y, "single_label"), 6)
     # already calibrated: the truth's own probabilities gain nothing from a map fitted on other rows
     rng = np.random.default_rng(3)
     p1 = rng.random(400)

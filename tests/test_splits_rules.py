@@ -1,16 +1,21 @@
 """The rules of ``learn.splits`` that ``test_splits.py`` leaves open: a label matrix held out without groups (by
-label presence, as with groups) and the one line that names a class's groups when they all share one fold.
+label presence, as with groups), the one line that names a class's groups when they all share one fold, and the
+grouped hold-out's warnings (only scikit-learn's tiny-class one silenced).
 
 Fast (no table, no model): ``make mutate`` runs these against every mutant of the module.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from test_multilabel_parity import RARE, _rare_label_table
 
 from acoustic_env.config import ConfigError
+from acoustic_env.learn import splits
 from acoustic_env.learn.splits import TEST, VAL, _check_spread, _held_out, assign_splits, strata
 
 
@@ -52,3 +57,23 @@ def test_a_one_fold_class_names_its_first_three_groups_and_marks_more():
                                                "in one fold")
     assert _one_fold_class_error(4).startswith("cv_folds: class 'a' has its 8 clips in 4 group(s) (r0, r1, r2, ...), "
                                                "all in one fold")
+
+
+def test_a_grouped_hold_out_silences_only_scikit_learns_tiny_class_warning(monkeypatch):
+    """The grouped splitter's UserWarning ("least populated class has only N members") is no business of the user's;
+    any other warning it raises (a deprecation, say) still reaches the caller, not swallowed with it."""
+
+    class Warns(splits.StratifiedGroupKFold):
+        """scikit-learn's splitter, warning twice before it splits: the tiny-class warning and another."""
+
+        def split(self, *args: object, **kwargs: object) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            warnings.warn("least populated class has only 1 members", UserWarning)
+            warnings.warn("a parameter is deprecated", FutureWarning)
+            return super().split(*args, **kwargs)
+
+    monkeypatch.setattr(splits, "StratifiedGroupKFold", Warns)
+    groups = np.repeat([f"g{i}" for i in range(10)], 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _held_out(np.array(["0", "1"] * 10), groups, 0.2, 0).sum() == 4
+    assert [w.category for w in caught] == [FutureWarning]
