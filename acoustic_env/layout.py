@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -373,8 +374,10 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: np.n
     (repaired next time), never a loss. Returns the number of clips left in errors/.
     """
     seen = set(index.error_parts)
-    new_parts = [p for p in own_parts(output, ERRORS)[0] if p not in seen]
-    new_tables = [t for t in read_parts_parallel(new_parts, None) if not isinstance(t, DamagedFileError)]
+    # an unreadable new part is quarantined like the index's, not deleted with the parts compacted: its rows are lost
+    # to this table either way, but the file stays for a person to look at
+    new_parts, new_tables = _readable([p for p in own_parts(output, ERRORS)[0] if p not in seen], ERRORS, None,
+                                      partial(quarantine, output))
     table = _concat_errors([index.errors, *new_tables])
     parts = index.error_parts + new_parts
     target = join(output, ERRORS, f"errors-{run_id}.parquet")

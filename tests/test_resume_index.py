@@ -322,3 +322,34 @@ def test_a_rerun_with_other_settings_says_the_clips_done_keep_theirs(tmp_path, c
     assert record["other_settings"] == {"features.spectral": "False -> True", "features.signals": "raw,fg -> raw,bg"}
     record, said = run(signals=["fg"])  # fewer signals: nothing the clips lack
     assert said == [] and record["other_settings"] == {}
+
+
+def test_the_files_left_alone_are_counted_and_the_first_five_named_in_one_warning(tmp_path, caplog):
+    """The warning says which output, how many files no run wrote, and names the first five (features/ in name
+    order first): enough to find them, one line however many there are."""
+    out = tmp_path / "out"
+    features_part(out, "r1-aa", ["a"])
+    others = [out / "features" / f"f{k}.parquet" for k in range(6)]
+    for path in others:
+        write_parquet(pa.table({"clip_id": ["b"]}), str(path))
+    with caplog.at_level("WARNING", logger="acoustic_env.layout"):
+        index = layout.index_output(str(out))
+    assert index.foreign == [str(p) for p in others]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{out}: left alone 6 file(s) that no extract run wrote (not counted as done, never changed): "
+        + ", ".join(str(p) for p in others[:5])]
+
+
+def test_compaction_quarantines_an_unreadable_part_written_after_the_index_instead_of_deleting_it(tmp_path):
+    """An errors/ part the index has not seen (this run's, a concurrent run's) that cannot be read is moved to
+    quarantine/errors/ like one the index found, never deleted with the parts the compaction replaces."""
+    out = tmp_path / "out"
+    features_part(out, "1-aa", ["a"])
+    errors_part(out, "r1", [("e", "r1", 0)])
+    index = layout.index_output(str(out))
+    errors_part(out, "r2", [("f", "r2", 5)])
+    (out / "errors" / "errors-r3.parquet").write_bytes(b"not parquet")
+    assert layout.compact_errors(str(out), "r4", index, np.zeros(0, np.uint64)) == 2
+    assert sorted(p.name for p in (out / "errors").iterdir()) == ["errors-r4.parquet"]
+    assert pq.read_table(out / "errors")["clip_id"].to_pylist() == ["e", "f"]
+    assert (out / "quarantine" / "errors" / "errors-r3.parquet").read_bytes() == b"not parquet"

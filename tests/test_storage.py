@@ -497,6 +497,26 @@ def test_a_temporary_names_its_writer_and_the_writer_is_judged_by_it(monkeypatch
     assert storage._writer_alive(f".tmp-{os.getpid()}@node-7-ab") is True
 
 
+def test_asking_whether_a_writer_lives_sends_it_no_signal(monkeypatch):
+    """Signal 0 only checks that the process exists; any other would hang up, stop or kill a live writer."""
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sent: list[tuple[int, int]] = []
+    kill = os.kill
+
+    def recorded(pid: int, signal: int) -> None:
+        sent.append((pid, signal))
+        kill(pid, signal)
+
+    monkeypatch.setattr(os, "kill", recorded)
+    try:
+        assert storage._writer_alive(f".tmp-{writer.pid}@{socket.gethostname()}-ab") is True
+        assert sent == [(writer.pid, 0)]
+        assert writer.poll() is None
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def _aged(path: Path, mtime: float, data: bytes = b"half") -> Path:
     path.write_bytes(data)
     os.utime(path, (mtime, mtime))
