@@ -232,6 +232,12 @@ def test_unauditable_inputs_end_in_one_line(tmp_path, capsys):
                  "--folds", "10"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "folds: every class needs at least `folds` labelled clips" in err
+    # every clip of one class: train's line, not one that blames the folds
+    make_table(tmp_path / "one.parquet", 12, [[URBAN]], 0.0, seed=5)
+    assert main(["audit", "--features", str(tmp_path / "one.parquet"), "--output", str(tmp_path / "o1")]) == 2
+    assert capsys.readouterr().err == (f"acoustic-env: error: task: all 12 clips of {tmp_path / 'one.parquet'} with a "
+                                       "target for urban_natural are urban; a classifier needs clips of two classes "
+                                       "or more\n")
     assert main(["audit", "--output", str(tmp_path / "o")]) == 2
     assert "features: is required" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"seed: must be an integer in \[0, 2147483647\], got -1"):

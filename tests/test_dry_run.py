@@ -137,8 +137,7 @@ def test_train_and_audit_dry_runs_say_clips_columns_and_outputs(tmp_path):
         "features": table, "output": str(tmp_path / "m"), "cv_folds": 16, "cv_max_clips": 29}))["lines"])  # split
     audit_one = plan_audit(from_dict(AuditConfig, {"features": table, "output": str(tmp_path / "a"),
                                                    "task": "labels:/t/dd00128,never"}))
-    assert audit_one["lines"][-1] == ("  would stop: folds: every class needs at least `folds` labelled clips; class "
-                                      "'never' has 0, got folds=5")
+    assert audit_one["lines"][-1] == one["lines"][-1]  # a task of one class present: train's words, the audit's too
 
     small = write_features(synthetic_table(6, seed=2), str(tmp_path / "small"))
     r = cli("train", "--features", small, "--output", str(tmp_path / "m2"), "--dry-run")

@@ -194,7 +194,10 @@ def plan_audit(cfg: AuditConfig) -> dict[str, Any]:
              f"  output: {out}/audit.parquet  {out}/summary.json"
              + (f"  {out}/review/index.html ({cfg.review_top} suspects + {cfg.random_sample} random clips)"
                 if cfg.review_top or cfg.random_sample else "")]
-    if t["with_target"] < cfg.folds:
+    present = [c for c, n in t["per_class"].items() if n] if task.kind == "single_label" else []
+    if t["with_target"] and (problem := one_class(t["with_target"], cfg.features, task.name, present)):
+        lines.append(f"  would stop: {problem}")
+    elif t["with_target"] < cfg.folds:
         lines.append(f"  would stop: {t['with_target']} clips with a target cannot fill {cfg.folds} folds")
     else:
         lines += _unfilled_folds(t, task, cfg.folds, "folds")
