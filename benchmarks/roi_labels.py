@@ -28,7 +28,6 @@ import torch
 from extract_stages import write_section  # benchmarks/extract_stages.py, beside this script
 from gpu_features import RESULTS, SR, soundscapes
 from machine import describe
-from scipy import ndimage
 
 from acoustic_env.config import FeatureParams
 from acoustic_env.features.torch import indices
@@ -51,9 +50,8 @@ def timed(device: str, f: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 
 
 def host_label(active: torch.Tensor) -> torch.Tensor:
-    """scipy's labelling of each clip on the host, the labels copied back to the mask's device."""
-    image = active.cpu().numpy()
-    return torch.stack([torch.from_numpy(ndimage.label(a, structure=np.ones((3, 3)))[0]) for a in image]).to(active.device)
+    """scipy's labelling on the host (``_label`` of a CPU tensor), the labels copied back to the mask's device."""
+    return indices._label(active.cpu()).to(active.device)
 
 
 def same_regions(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -66,9 +64,7 @@ def same_regions(a: torch.Tensor, b: torch.Tensor) -> bool:
 def measure(device: str, batch: int, clips: np.ndarray, params: FeatureParams) -> list[str]:
     x = torch.as_tensor(clips[:batch], device=device).to(torch.float64)
     sxx, tn, fn = indices.hann_psd(x, SR, params.maad_nperseg, params.maad_noverlap)
-    db = torch.clamp(10.0 * torch.log10(torch.where(sxx == 0, indices._MIN, sxx)), -96.0, 0.0) + 96.0
-    db = torch.clamp(db - db.mean(dim=1, keepdim=True), min=0.0)
-    active = torch.clamp(db - indices._median(db)[..., None], min=0.0) > indices._ROI["low_level"]
+    active = indices.roi_levels(sxx) > indices._ROI["low_level"]
     rounds = [0]
     neighbourhood = indices._max3x3  # called once a round
 

@@ -343,6 +343,14 @@ def _agi(grad: torch.Tensor, dt: float) -> torch.Tensor:
     return (grad / m[..., None]).mean(dim=-1).mean(dim=-1)
 
 
+def roi_levels(sxx: torch.Tensor) -> torch.Tensor:
+    """The spectrogram in dB above the noise that the regions are drawn on (``fast._roi_index``'s rain and noise
+    removal): 96 dB of range, less each frame's mean, less each bin's median, floored at 0."""
+    db = torch.clamp(10.0 * torch.log10(torch.where(sxx == 0, _MIN, sxx)), -96.0, 0.0) + 96.0
+    db = torch.clamp(db - db.mean(dim=1, keepdim=True), min=0.0)
+    return torch.clamp(db - _median(db)[..., None], min=0.0)
+
+
 def _roi_index(sxx: torch.Tensor, tn: np.ndarray, fn: np.ndarray) -> list[torch.Tensor]:
     """nROI and aROI of ``fast._roi_index``: regions by label propagation, measured over the active pixels.
 
@@ -351,9 +359,7 @@ def _roi_index(sxx: torch.Tensor, tn: np.ndarray, fn: np.ndarray) -> list[torch.
     sums over each clip's slice of the label axis.
     """
     dt, df = float(tn[1] - tn[0]), float(fn[1] - fn[0])
-    db = torch.clamp(10.0 * torch.log10(torch.where(sxx == 0, _MIN, sxx)), -96.0, 0.0) + 96.0
-    db = torch.clamp(db - db.mean(dim=1, keepdim=True), min=0.0)
-    db = torch.clamp(db - _median(db)[..., None], min=0.0)
+    db = roi_levels(sxx)
     b, nf, nt = db.shape
     active = db > _ROI["low_level"]
     labels = _label(active)  # [clip, f, t]: a region number within its clip (1 to nf * nt), 0 outside
