@@ -4,8 +4,8 @@ what a test may skip.
 The S3 endpoint (moto in server mode, as s3fs's own tests use) is one server for the session;
 a test that uses it gets the endpoint and dummy credentials in its environment for its own
 duration only (``s3_endpoint``), so nothing leaks into later tests. Ray's workers get the same
-variables from the session's job-level runtime environment, exactly as a cluster's workers
-inherit real ones from their nodes.
+variables from the environment the session's instance started with, exactly as a cluster's
+workers inherit real ones from their nodes.
 
 A test that needs something the machine may lack (Chromium, ``../shared``, a tool) calls
 :func:`require`: it skips with the reason on a developer's machine, which ``-ra`` lists at the
@@ -173,15 +173,27 @@ def _ensure_ray(endpoint: str) -> None:
         if _ray_gcs and ray.get_runtime_context().gcs_address == _ray_gcs[-1]:
             return
         ray.shutdown()  # not the session's instance: another test's, with its own settings
-    for attempt in (1, 2):  # address="local": never another test's `ray start` cluster
-        try:
-            ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": s3_environment(endpoint)}, _system_config=LOCAL_SYSTEM_CONFIG)
-            break
-        except Exception:  # a loaded machine: Ray's raylet gives its agents 15 s (ray-project/ray#65983)
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    # The S3 variables in this process's environment while the instance starts only: its raylet inherits them and
+    # passes them to every worker, as a node's environment reaches a cluster's workers. Not a runtime_env: with one
+    # Ray starts each worker through its setup_worker, a second interpreter that imports Ray (about 1 CPU-s a worker).
+    before = {key: os.environ.get(key) for key in s3_environment(endpoint)}
+    os.environ.update(s3_environment(endpoint))
+    try:
+        for attempt in (1, 2):  # address="local": never another test's `ray start` cluster
+            try:
+                ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
+                         _system_config=LOCAL_SYSTEM_CONFIG)
+                break
+            except Exception:  # a loaded machine: Ray's raylet gives its agents 15 s (ray-project/ray#65983)
+                ray.shutdown()
+                if attempt == 2:
+                    raise
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     _ray_gcs.append(ray.get_runtime_context().gcs_address)
 
 
