@@ -117,8 +117,10 @@ def is_local(uri: str) -> bool:
 
 
 def join(base: str, *parts: str) -> str:
-    """``parts`` under ``base``, whose trailing slashes go (all but the root's: ``/`` stays the root)."""
-    return posixpath.join(base.rstrip("/") or base[:1], *parts)
+    """``parts`` under ``base``, whose trailing slashes go (all but the root's: ``/`` stays the root, and so does a
+    scheme's, ``file:///``)."""
+    head = base.rstrip("/")
+    return posixpath.join(base if head.endswith(":") else head or base[:1], *parts)
 
 
 def strip_protocol_keep(reference: str, path: str) -> str:

@@ -137,6 +137,7 @@ def test_join_strips_the_bases_trailing_slashes_only():
     assert join("/data/BOX//", "x") == "/data/BOX/x"
     assert join("XX", "x") == "XX/x"
     assert join("/", "labels") == join("//", "labels") == "/labels" and join("", "x") == "x"  # the root stays the root
+    assert join("file:///", "labels") == "file:///labels" and join("file:///data/", "x") == "file:///data/x"  # a scheme's
 
 
 def test_a_listed_path_gets_the_references_protocol_back():
