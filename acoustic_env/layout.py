@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import partial
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -369,15 +368,20 @@ def compact_errors(output: str, run_id: str, index: ResumeIndex, processed: np.n
     A clip is in features/ if the index found it there, or if this run processed it
     (``processed``: the ``id_hashes`` of the clips it was given) and its latest error row
     is older than this run. Reads only the error parts the index
-    has not seen (this run's, and a concurrent run's). Writes the compacted table first (an empty part when
+    has not seen (this run's, and a concurrent run's); one of those that cannot be read is quarantined and added to
+    ``index.quarantined``, which the run record names. Writes the compacted table first (an empty part when
     nothing failed), then deletes the older parts, so an interruption in between leaves duplicates
     (repaired next time), never a loss. Returns the number of clips left in errors/.
     """
     seen = set(index.error_parts)
+
     # an unreadable new part is quarantined like the index's, not deleted with the parts compacted: its rows are lost
-    # to this table either way, but the file stays for a person to look at
+    # to this table either way, but the file stays for a person to look at, named in the run record with the index's
+    def set_aside(sub: str, part: str, reason: str) -> None:
+        index.quarantined.append(quarantine(output, sub, part, reason))
+
     new_parts, new_tables = _readable([p for p in own_parts(output, ERRORS)[0] if p not in seen], ERRORS, None,
-                                      partial(quarantine, output))
+                                      set_aside)
     table = _concat_errors([index.errors, *new_tables])
     parts = index.error_parts + new_parts
     target = join(output, ERRORS, f"errors-{run_id}.parquet")

@@ -353,3 +353,4 @@ def test_compaction_quarantines_an_unreadable_part_written_after_the_index_inste
     assert sorted(p.name for p in (out / "errors").iterdir()) == ["errors-r4.parquet"]
     assert pq.read_table(out / "errors")["clip_id"].to_pylist() == ["e", "f"]
     assert (out / "quarantine" / "errors" / "errors-r3.parquet").read_bytes() == b"not parquet"
+    assert index.quarantined == [str(out / "quarantine" / "errors" / "errors-r3.parquet")]  # the record names it
