@@ -37,6 +37,7 @@ import logging
 import socket
 import sys
 import time
+from unittest import mock
 
 # Python's bytecode cache on (Python's default) where the environment turned it off (PYTHONDONTWRITEBYTECODE, as on
 # this project's CI machine): else every test process rewrites the asserts of every test module again (4 CPU-s each)
@@ -176,9 +177,7 @@ def _ensure_ray(endpoint: str) -> None:
     # The S3 variables in this process's environment while the instance starts only: its raylet inherits them and
     # passes them to every worker, as a node's environment reaches a cluster's workers. Not a runtime_env: with one
     # Ray starts each worker through its setup_worker, a second interpreter that imports Ray (about 1 CPU-s a worker).
-    before = {key: os.environ.get(key) for key in s3_environment(endpoint)}
-    os.environ.update(s3_environment(endpoint))
-    try:
+    with mock.patch.dict(os.environ, s3_environment(endpoint)):
         for attempt in (1, 2):  # address="local": never another test's `ray start` cluster
             try:
                 ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
@@ -188,12 +187,6 @@ def _ensure_ray(endpoint: str) -> None:
                 ray.shutdown()
                 if attempt == 2:
                     raise
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     _ray_gcs.append(ray.get_runtime_context().gcs_address)
 
 

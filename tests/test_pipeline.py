@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import tone_clip
+from conftest import s3_environment, tone_clip
 
 from acoustic_env.config import ConfigError, ExtractConfig, from_dict
 from acoustic_env.demo.synth import generate_demo
@@ -416,3 +416,19 @@ def test_the_suites_ray_workers_run_at_the_test_processes_priority(ray_session):
         return os.nice(0)
 
     assert ray_session.get(niceness.remote()) == os.nice(0) == 0
+
+
+def test_the_suites_ray_workers_have_the_s3_variables_that_the_test_process_has_only_inside_a_test(ray_session,
+                                                                                                   s3_server):
+    """The session's instance passes the loopback S3 endpoint and credentials to its workers from the environment it
+    started with (tests/conftest.py: no runtime_env, whose setup worker costs a second interpreter a worker), while
+    this process has them only inside a test that asks for ``s3_endpoint``."""
+    expected = s3_environment(s3_server)
+    keys = tuple(expected)  # plain names: a worker cannot import conftest
+
+    @ray_session.remote(num_cpus=0)
+    def variables() -> dict[str, str | None]:
+        return {key: os.environ.get(key) for key in keys}
+
+    assert ray_session.get(variables.remote()) == expected
+    assert os.environ.get("AWS_ENDPOINT_URL") != s3_server  # not outside a test that asks for it
