@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import parse_python
 
 import acoustic_env as ae
 from acoustic_env.cli import build_parser, main
@@ -199,7 +200,7 @@ def test_no_hand_written_flag_takes_its_help_from_a_config_field():
             or (isinstance(n, ast.Call) and "help" in ast.unparse(n.func)) for n in ast.walk(h))
 
     derived = [f"{path.name}:{node.lineno}" for path in sorted((Path(ae.__file__).parent / "cli").glob("*.py"))
-               for node in ast.walk(ast.parse(path.read_text()))
+               for node in ast.walk(parse_python(path.read_text()))
                if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument"
                and any(derived_help(k.value) for k in node.keywords if k.arg == "help")]
     assert not derived, f"flags whose help is computed (from a config field?): {derived}"

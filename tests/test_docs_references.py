@@ -27,6 +27,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import parse_python
 from documentation import ROOT, pages
 
 PACKAGE = ROOT / "acoustic_env"
@@ -83,7 +84,7 @@ def files_named(ref: str) -> list[str]:
 @cache
 def defined(file: str) -> dict[str, set[str]]:
     """The names a file defines at its top (functions, classes, assignments), each with its class's own names."""
-    tree = ast.parse((ROOT / file).read_text(), file)
+    tree = parse_python((ROOT / file).read_text(), file)
     names: dict[str, set[str]] = {}
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -110,7 +111,7 @@ def _targets(node: ast.stmt) -> list[str]:
 def config_fields() -> frozenset[str]:
     """The fields of every config section (``acoustic_env/config``): ``features.spectral_n_mels`` is one, not code."""
     return frozenset(name for path in sorted((PACKAGE / "config").glob("*.py"))
-                     for node in ast.walk(ast.parse(path.read_text(), str(path))) if isinstance(node, ast.ClassDef)
+                     for node in ast.walk(parse_python(path.read_text(), str(path))) if isinstance(node, ast.ClassDef)
                      for item in node.body if isinstance(item, ast.AnnAssign) for name in _targets(item))
 
 
@@ -128,7 +129,7 @@ def package_classes() -> dict[str, list[tuple[str, ...]]]:
     found: dict[str, list[tuple[str, ...]]] = {}
     for file in code_files():
         if file.startswith("acoustic_env/"):
-            for node in ast.parse((ROOT / file).read_text(), file).body:
+            for node in parse_python((ROOT / file).read_text(), file).body:
                 if isinstance(node, ast.ClassDef):
                     bases = tuple(ast.unparse(b).rpartition(".")[2] for b in node.bases)
                     found.setdefault(node.name, []).append((file, *bases))

@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import parse_python
 
 PACKAGE = Path(__file__).resolve().parents[1] / "acoustic_env"
 #: The top-level packages and modules of acoustic_env, ground floor first. The package root
@@ -43,7 +44,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
 def imported_modules(path: Path) -> set[str]:
     """Every module ``path`` imports (``from acoustic_env import jobs`` counts as ``acoustic_env.jobs``)."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(parse_python(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -199,7 +200,7 @@ def _package_imports(path: Path, modules: set[str]) -> set[str]:
     waiting for a caller too): ``from acoustic_env.cli import console`` is ``acoustic_env.cli.console`` where
     that is a module, else ``acoustic_env.cli``."""
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse_python(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
                        for a in node.names)
@@ -272,7 +273,7 @@ def model_file_readers(package: Path = PACKAGE) -> dict[str, list[str]]:
     for f in sorted(package.rglob("*.py")):
         if f.relative_to(package).as_posix() == ARTIFACT:
             continue
-        tree = ast.parse(f.read_text(), str(f))
+        tree = parse_python(f.read_text(), str(f))
         docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                       if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
                       and node.body and isinstance(node.body[0], ast.Expr)}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import parse_python
 
 from acoustic_env.jobs.search import SCHEMA, Found, write_page
 from acoustic_env.pages.report import metrics_section
@@ -38,7 +39,7 @@ HOSTILE = "<script>alert(1)</script><!--<img src=x onerror=alert(2)>"
 
 def html_tags(source: str) -> list[tuple[int, str]]:
     """(line, literal) of every string or bytes literal in ``source`` that holds an HTML tag, docstrings aside."""
-    tree = ast.parse(source)
+    tree = parse_python(source)
     docstrings = {id(node.value) for node in ast.walk(tree)
                   if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
     found = []

@@ -132,3 +132,24 @@ def test_a_running_world_and_the_session_ray_end_after_their_last_reader(request
     conftest._ray_gcs[:] = ["another instance"]
     _teardown(after, None)
     assert ray.shut == 1  # not the session's instance: not ours to end
+
+
+def test_a_parse_is_tried_again_on_cpythons_spurious_recursion_depth_error_only(monkeypatch):
+    import ast
+
+    from conftest import parse_python
+
+    real, calls = ast.parse, []
+
+    def flaky(source: str, filename: str, message: str = "AST constructor recursion depth mismatch (before=9, after=3)"):
+        calls.append(source)
+        if len(calls) == 1:
+            raise SystemError(message)
+        return real(source, filename)
+
+    monkeypatch.setattr(ast, "parse", flaky)
+    assert isinstance(parse_python("x = 1"), ast.Module) and len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(ast, "parse", lambda source, filename: flaky(source, filename, "something else"))
+    with pytest.raises(SystemError, match="something else"):
+        parse_python("x = 1")
