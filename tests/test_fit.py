@@ -56,6 +56,32 @@ def test_early_stopping_ends_patience_rounds_after_the_best_and_keeps_its_weight
     assert history[-1]["best_val_score"] == history[best]["val_score"]
 
 
+def test_the_patience_counts_epochs_where_a_round_is_many():
+    """The MLP's ``patience_epochs`` (50): 4 rounds where a round is about an epoch (a large table), down to 2 where a
+    round is 25 epochs or more (a small table); never more than ``patience``, never fewer than 2 rounds."""
+    schedule = Schedule(patience=4, patience_epochs=50)
+    assert [schedule.rounds_of_patience(e) for e in (1, 12, 13, 17, 25, 50, 100)] == [4, 4, 4, 3, 2, 2, 2]
+    assert Schedule(patience=4).rounds_of_patience(100) == 4  # unset: rounds as given
+    assert Schedule(patience=1, patience_epochs=50).rounds_of_patience(100) == 1
+
+
+@pytest.mark.parametrize("patience_epochs, rounds", [(None, 5), (4, 2), (6, 3), (100, 5)])
+def test_a_run_of_long_rounds_stops_once_the_patience_in_epochs_has_passed(patience_epochs, rounds):
+    """Rounds of 4 steps are 2 epochs of 40 clips in batches of 32: with ``patience_epochs`` the loop stops that many
+    epochs after the best round (``rounds`` rounds), or ``patience`` rounds after it when that comes first."""
+    x, y = _xor(40, 0, 0.2)
+    xv, yv = _xor(300, 1, 0.0)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 256), nn.ReLU(), nn.Linear(256, 1))
+    schedule = Schedule(max_rounds=60, patience=5, steps_per_round=4, patience_epochs=patience_epochs)
+    out = fit(net, {"x_train": x, "y_train": y, "x_val": xv, "y_val": yv}, "single_label", 2,
+              {**FAST, "lr": 0.01}, schedule, seed=0)
+    scores = [h["val_score"] for h in out["history"]]
+    best = int(np.argmax(scores))
+    assert out["epochs_per_round"] == 2 and len(scores) < schedule.max_rounds
+    assert len(scores) == best + 1 + rounds
+
+
 def _prior_learnt(kind: str, y: np.ndarray, class_weight) -> np.ndarray:
     """The mean probabilities a linear model on all-zero inputs learns: only its bias can fit, to the
     (weighted) class frequencies."""

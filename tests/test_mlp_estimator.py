@@ -44,9 +44,11 @@ def test_a_seed_repeats_a_fit_and_another_seed_changes_it():
 
 
 def test_a_fit_stops_patience_rounds_after_its_best_round():
-    """Most fits on a table this small keep an early round, so every round past the best plus ``patience`` is
-    spent for nothing; a fit ends ``patience`` rounds after the best (a round: 50 steps, 25 epochs here)."""
+    """Most fits on a table this small keep an early round, so every round past the best plus the patience is
+    spent for nothing. A round here is 50 steps, 25 epochs, so the patience in epochs (50) ends a fit 2 rounds after
+    the best, not ``patience`` (4)."""
     net, _ = _fitted(0)
     scores = [r["val_score"] for r in net.history_]
-    assert len(scores) == min(int(np.argmax(scores)) + 1 + PARAMS["mlp"]["patience"], PARAMS["mlp"]["max_rounds"])
+    assert PARAMS["mlp"]["patience"] == 4 and PARAMS["mlp"]["patience_epochs"] == 50
+    assert len(scores) == min(int(np.argmax(scores)) + 1 + 2, PARAMS["mlp"]["max_rounds"])
     assert [r["epoch"] for r in net.history_][:2] == [25, 50]

@@ -15,9 +15,12 @@ so it is one network (benchmarks/RESULTS.md, "The MLP against logistic regressio
 A round is ``learn.fit.Schedule``'s 50 optimizer steps (about 25 epochs of 80 clips), and a fit stops 4 rounds after
 its best. Rounds of one epoch, stopped on the validation loss or score, lifted the demo (0.863 -> 0.876) and cost the
 forest (0.925 -> 0.897-0.912; every group pinned 0.938 -> 0.907, ECE 0.078 -> 0.178): stopped on a few held-out
-groups, the network quits before its linear path has learnt what logistic regression does. A patience of 2 rounds
-gave the same figures on both tables at 0.6-0.9 of the CPU of a fit, but is not taken: on a table of thousands of
-clips two rounds of 50 steps are about one epoch (benchmarks/RESULTS.md, "The MLP against logistic regression").
+groups, the network quits before its linear path has learnt what logistic regression does. On a small table a round
+is dozens of epochs, so the patience is also counted in epochs: a fit stops once about 50 epochs have passed without
+improvement, never before 2 rounds (``patience_epochs``, ``learn.fit.Schedule.rounds_of_patience``). A patience of 2
+rounds gave the same figures on both tables at 0.6-0.9 of the CPU of a fit; on a table of thousands of clips, where two
+rounds of 50 steps are about one epoch, the 4 rounds stay (benchmarks/RESULTS.md, "The MLP against logistic
+regression").
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def build(p: dict[str, Any], b: Build) -> Any:
 # depth: hidden layers; width: units in each
 SPEC = CandidateSpec("mlp", "the train job's network (a multilayer perceptron)", build=build, format="torch",
                      balance="network", default=True, calibrated=False, takes_groups=True,
-                     params={"val_fraction": 0.15, "max_rounds": 20, "patience": 4, "class_weight": None,
+                     params={"val_fraction": 0.15, "max_rounds": 20, "patience": 4, "patience_epochs": 50,
+                             "class_weight": None,
                              "balanced_sampler": False,
                              "network": {"depth": 2, "width": 128, "lr": 1e-3, "activation": "relu", "dropout": 0.2,
                                          "weight_decay": 1e-4, "batch_size": 64}},

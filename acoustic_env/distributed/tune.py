@@ -96,7 +96,9 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
     round, with a checkpoint directory (rank 0) when the round improved on the best, else ``None``.
 
     The MLP's data are arrays; the CNN's (``setup.network``) the datasets of its images: one of the training rows
-    per rank (its share) and the validation rows, which every rank scores whole so that all stop together.
+    per rank (its share) and the validation rows, which every rank scores whole so that all stop together. Either
+    stops after the configured patience in rounds (``--patience``), which the MLP's ``patience_epochs`` does not
+    shorten here.
     """
     import ray
     import torch
@@ -129,7 +131,7 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
         return
     estimator = make_estimator("mlp", setup.kind, setup.n_classes, setup.seed, threads, balance=setup.balance,
                                network=config["params"], max_rounds=setup.schedule.max_rounds,
-                               patience=setup.schedule.patience).network()
+                               patience=setup.schedule.patience, patience_epochs=None).network()
     estimator.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round, prepare=prepare,
                     on_round=on_round, device=device, rank=rank, world=world)
 

@@ -71,7 +71,8 @@ HISTORY = ("epoch", "train_score", "val_score")
 
 @dataclass(frozen=True)
 class Schedule:
-    """How long to train: rounds of at least ``steps_per_round`` steps, stopped ``patience`` rounds after the best.
+    """How long to train: rounds of at least ``steps_per_round`` steps, stopped ``patience`` rounds after the best
+    (fewer on a small table with ``patience_epochs``: ``rounds_of_patience``).
 
     ``monitor``: the best round is the one of highest validation score (``"score"``) or of
     lowest validation loss (``"loss"``), by more than ``min_delta``.
@@ -82,6 +83,19 @@ class Schedule:
     steps_per_round: int = 50
     monitor: str = "score"
     min_delta: float = 0.0
+    patience_epochs: int | None = None
+
+    def rounds_of_patience(self, epochs_per_round: int) -> int:
+        """The rounds without improvement that stop a run of ``epochs_per_round`` epochs a round: ``patience``, or
+        fewer where a round is many epochs, so that about ``patience_epochs`` epochs (when set) pass without
+        improvement, never fewer than 2 rounds.
+
+        Why: a round is at least ``steps_per_round`` steps, so a small table's round is dozens of epochs, and 4 rounds
+        without improvement are a hundred or more; a large table's round is about one epoch, and there the patience in
+        rounds is what it says."""
+        if self.patience_epochs is None:
+            return self.patience
+        return min(self.patience, max(2, math.ceil(self.patience_epochs / epochs_per_round)))
 
 
 #: ``augment(x, y, generator) -> (x, y)``: a training batch transformed (inputs on the device, targets in the
@@ -321,6 +335,7 @@ def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_cla
     cast, scaler = precision(device, mixed_precision)
     augment_gen = torch.Generator(device=device).manual_seed(seed + 1)
     total_steps, step = schedule.max_rounds * epochs_per_round * steps_per_epoch, 0
+    patience = schedule.rounds_of_patience(epochs_per_round)
     best, best_score, best_loss, best_state, since_best, history = -math.inf, -math.inf, math.inf, None, 0, []
     for rnd in range(1, schedule.max_rounds + 1):
         model.train()
@@ -370,7 +385,7 @@ def fit(model: nn.Module, data: dict[str, np.ndarray] | Stream, kind: str, n_cla
         history.append(metrics)
         if on_round:
             on_round(metrics, improved, model)
-        if since_best >= schedule.patience:
+        if since_best >= patience:
             break
     if best_state is not None:
         getattr(model, "module", model).load_state_dict(best_state)

@@ -31,12 +31,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Single-label targets as class indices 0..K-1, or multi-label targets as an [n, K] 0/1 matrix."""
 
     def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int, network: dict[str, Any],
-                 threads: int | None = None, class_weight: str | None = None, balanced_sampler: bool = False):
+                 threads: int | None = None, class_weight: str | None = None, balanced_sampler: bool = False,
+                 patience_epochs: int | None = None):
         self.seed = seed
         self.threads = threads
         self.val_fraction = val_fraction
         self.max_rounds = max_rounds
         self.patience = patience
+        self.patience_epochs = patience_epochs
         self.network = network
         self.class_weight = class_weight
         self.balanced_sampler = balanced_sampler
@@ -74,17 +76,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Train on a split the caller made (x_train, y_train, x_val, y_val: inputs as given, no scaling).
 
         The network of ``network`` is built here, ``prepare`` wraps it (Ray Train's data-parallel wrapper) and
-        ``learn.fit.fit`` trains it with this estimator's ``max_rounds``, ``patience``, ``class_weight`` and
-        ``balanced_sampler``, calling ``on_round`` after every round; ``rank`` of ``world`` workers trains on its
-        share of the rows. The network moves to ``device`` (a one-worker Tune trial passes no ``prepare`` that would
-        move it). Uses ``threads`` torch threads (None: as set). The best round's weights end in ``model_``; returns
-        ``fit``'s result (best_val_score, best_state, history, epochs_per_round).
+        ``learn.fit.fit`` trains it with this estimator's ``max_rounds``, ``patience`` (and ``patience_epochs``),
+        ``class_weight`` and ``balanced_sampler``, calling ``on_round`` after every round; ``rank`` of ``world``
+        workers trains on its share of the rows. The network moves to ``device`` (a one-worker Tune trial passes no
+        ``prepare`` that would move it). Uses ``threads`` torch threads (None: as set). The best round's weights end
+        in ``model_``; returns ``fit``'s result (best_val_score, best_state, history, epochs_per_round).
         """
         with torch_threads(self.threads):
             torch.manual_seed(self.seed)
             self.model_ = MLP(**architecture(data["x_train"].shape[1], kind, n_classes, self.network)).to(device)
             result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,
-                         Schedule(self.max_rounds, self.patience, steps_per_round), self.seed + rank,
+                         Schedule(self.max_rounds, self.patience, steps_per_round,
+                                  patience_epochs=self.patience_epochs), self.seed + rank,
                          class_weight=self.class_weight, balanced_sampler=self.balanced_sampler, on_round=on_round,
                          device=device, rank=rank, world=world)
         self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)

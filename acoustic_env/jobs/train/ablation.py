@@ -54,9 +54,10 @@ def columns_of(transforms: list[GroupTransform], groups: list[str]) -> np.ndarra
 
 def fit_subset(data: dict[str, np.ndarray], kind: str, n_classes: int, params: dict[str, Any],
                schedule: Schedule, seed: int, balance: Balance) -> dict[str, Any]:
-    """One ablation fit (single process, one thread); returns the best weights and validation score."""
+    """One ablation fit (single process, one thread; the schedule's patience in rounds as given, not shortened by
+    ``patience_epochs``); returns the best weights and validation score."""
     network = make_estimator("mlp", kind, n_classes, seed, 1, balance=balance, network=params,
-                             max_rounds=schedule.max_rounds, patience=schedule.patience).network()
+                             max_rounds=schedule.max_rounds, patience=schedule.patience, patience_epochs=None).network()
     out = network.train(data, kind, n_classes, schedule.steps_per_round)
     return {"best_state": out["best_state"], "best_val_score": out["best_val_score"]}
 
