@@ -52,6 +52,28 @@ def test_the_network_stops_early_on_whole_groups_the_zoo_passes(monkeypatch):
     assert given is not None and len(val) and not set(given[fit_on]) & set(given[val])
 
 
+def test_the_networks_of_its_settings_search_stop_early_on_whole_groups_too(monkeypatch):
+    """The search's inner fits stand for the fit they choose a setting for: each network of a setting, fitted on an
+    inner fold, holds out whole groups of its rows, never a clip whose recording it learns from."""
+    splits = []
+    real = mlp_estimator.inner_split
+
+    def spy(y, groups, fraction, seed):
+        splits.append((groups, *real(y, groups, fraction, seed)))
+        return splits[-1][1:]
+
+    monkeypatch.setattr(mlp_estimator, "inner_split", spy)
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(20), 4).astype(str)
+    y = np.repeat(np.arange(20) % 2, 4)
+    x = rng.standard_normal((80, 6)) + y[:, None]
+    model = make_estimator("mlp", "single_label", 2, seed=0, threads=1, search=SearchPlan(2, 2), max_rounds=2)
+    model.fit(x, y, groups=groups)
+    assert model.search_ is not None and len(splits) == 2 * 2 + 1  # 2 settings on 2 inner folds, then the fit
+    for given, fit_on, val in splits:
+        assert set(given) <= set(groups) and len(val) and not set(given[fit_on]) & set(given[val])
+
+
 def test_a_network_saved_without_the_skip_path_loads_as_it_was():
     """``architecture`` asks for the skip path; an architecture stored before it names none and gets none."""
     new = architecture(5, "single_label", 3, {"depth": 1, "width": 4, "activation": "relu", "dropout": 0.0})

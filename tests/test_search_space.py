@@ -183,7 +183,7 @@ class _Noisy:
     def __init__(self, noise: float = 0.0, labels: int = 0):
         self.noise, self.labels = noise, labels
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "_Noisy":
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "_Noisy":
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:

@@ -95,8 +95,8 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
                    x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int,
                    kind: str, metric: str | None = None) -> SearchRecord | None:
     """Sample ``trials`` distinct settings of ``space`` (``defaults`` first, then Optuna's TPE seeded with ``seed``),
-    each built by ``build`` and scored by its pooled inner out-of-fold score; None when no search (one trial, or
-    fewer than two inner folds).
+    each built by ``build`` (an estimator whose ``fit`` takes the rows' ``groups``) and scored by its pooled inner
+    out-of-fold score; None when no search (one trial, or fewer than two inner folds).
 
     The score is the train job's selection metric (``learn.fit.val_score`` of ``metric``, ``--select-by``:
     by default ROC AUC, or mAP for multi-label tasks); ties go to the earlier setting,
@@ -115,7 +115,7 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
         key = tuple(setting.values())
         repeats = repeats + 1 if key in scores else 0
         if key not in scores:
-            scores[key] = _pooled_score(build, setting, x, y, splits, kind, metric)
+            scores[key] = _pooled_score(build, setting, x, y, groups, splits, kind, metric)
         study.tell(proposed, scores[key])
     tried = [{"params": dict(zip(space.ranges, key)), "score": score} for key, score in scores.items()]
     best = max(range(len(tried)), key=lambda i: (round(tried[i]["score"], 12), -i))
@@ -124,13 +124,15 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
 
 
 def _pooled_score(build: Callable[[dict[str, Any]], Any], setting: dict[str, Any], x: np.ndarray, y: np.ndarray,
-                  splits: list[Split], kind: str, metric: str | None) -> float:
-    """One setting's score: each inner fold's model predicts the rows it did not see, pooled over the folds."""
+                  groups: np.ndarray, splits: list[Split], kind: str, metric: str | None) -> float:
+    """One setting's score: each inner fold's model predicts the rows it did not see, pooled over the folds. Each is
+    given its rows' groups, as the fit it stands for is: a network stops early on whole groups of them
+    (``takes_groups``), not on clips with a copy of their recording among the rows it learns from."""
     from acoustic_env.learn.fit import val_score  # imports torch: only when a search runs
 
     proba = None
     for fit_on, scored in splits:
-        p = build(setting).fit(x[fit_on], y[fit_on]).predict_proba(x[scored])
+        p = build(setting).fit(x[fit_on], y[fit_on], groups=groups[fit_on]).predict_proba(x[scored])
         proba = np.zeros((len(y), p.shape[1])) if proba is None else proba
         proba[scored] = p
     return float(val_score(kind, y, proba, metric))
