@@ -309,14 +309,16 @@ def test_an_overconfident_models_probabilities_are_calibrated_on_the_other_folds
 
 
 def test_the_audits_network_competes_on_its_calibrated_probabilities():
-    """An MLP on 120 clips of a noisy linear task is surer than it is right; the audit's chooser scores it mapped."""
+    """An MLP on 120 clips of a noisy linear task is surer than it is right; the audit's chooser scores it mapped.
+    (Its fits stop 2 rounds after their best at this size, ``PARAMS["mlp"]["patience_epochs"]``: less sure than after
+    4, so the map gains about 0.01 of log loss here, not the 0.05 it gained then.)"""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((120, 20)).astype(np.float32)
     y = (x[:, 0] + rng.normal(0, 1.0, 120) > 0).astype(np.int64)
     folds = assign_folds(y, np.array([f"c{i}" for i in range(120)], dtype=object), ("a", "b"), 4)
     raw = out_of_fold(make_estimator("mlp", "single_label", 2, 0), x, y, folds)
     chosen, probs, losses, maps = choose_by_log_loss(("mlp",), "single_label", 2, 0, x, y, folds)
-    assert maps["mlp"] != "none" and losses["mlp"] < log_loss(raw, y, "single_label") - 0.05
+    assert maps["mlp"] != "none" and losses["mlp"] < log_loss(raw, y, "single_label") - 0.005
     assert np.allclose(probs, calibrated(raw, y, "single_label", folds)[1])
 
 
