@@ -7,6 +7,7 @@ holds out whole groups (``learn.mlp_estimator``); a model saved before the skip 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from acoustic_env.learn import mlp_estimator
@@ -33,8 +34,12 @@ def test_on_a_noisy_linear_table_the_network_is_within_a_hundredth_of_logistic_r
     assert result.scores["mlp"] >= result.scores["logreg"] - 0.01, result.scores
 
 
-def test_the_network_stops_early_on_whole_groups_the_zoo_passes(monkeypatch):
-    """A clip of a recording on each side of the early-stopping split scores every round alike high."""
+@pytest.mark.parametrize("search, fits", [(SearchPlan(), 1), (SearchPlan(2, 2), 2 * 2 + 1)],
+                         ids=["the fit", "its settings search"])
+def test_the_network_stops_early_on_whole_groups_the_zoo_passes(monkeypatch, search, fits):
+    """A clip of a recording on each side of the early-stopping split scores every round alike high. The settings
+    search's inner fits stand for the fit they choose a setting for, so each network of a setting, fitted on an inner
+    fold, holds out whole groups of its rows too (2 settings on 2 inner folds, then the fit)."""
     splits = []
     real = mlp_estimator.inner_split
 
@@ -47,30 +52,9 @@ def test_the_network_stops_early_on_whole_groups_the_zoo_passes(monkeypatch):
     groups = np.repeat(np.arange(20), 4).astype(str)
     y = np.repeat(np.arange(20) % 2, 4)
     x = rng.standard_normal((80, 6)) + y[:, None]
-    make_estimator("mlp", "single_label", 2, seed=0, threads=1, max_rounds=2).fit(x, y, groups=groups)
-    (given, fit_on, val), = splits
-    assert given is not None and len(val) and not set(given[fit_on]) & set(given[val])
-
-
-def test_the_networks_of_its_settings_search_stop_early_on_whole_groups_too(monkeypatch):
-    """The search's inner fits stand for the fit they choose a setting for: each network of a setting, fitted on an
-    inner fold, holds out whole groups of its rows, never a clip whose recording it learns from."""
-    splits = []
-    real = mlp_estimator.inner_split
-
-    def spy(y, groups, fraction, seed):
-        splits.append((groups, *real(y, groups, fraction, seed)))
-        return splits[-1][1:]
-
-    monkeypatch.setattr(mlp_estimator, "inner_split", spy)
-    rng = np.random.default_rng(1)
-    groups = np.repeat(np.arange(20), 4).astype(str)
-    y = np.repeat(np.arange(20) % 2, 4)
-    x = rng.standard_normal((80, 6)) + y[:, None]
-    model = make_estimator("mlp", "single_label", 2, seed=0, threads=1, search=SearchPlan(2, 2), max_rounds=2)
-    model.fit(x, y, groups=groups)
-    assert model.search_ is not None and len(splits) == 2 * 2 + 1  # 2 settings on 2 inner folds, then the fit
-    for given, fit_on, val in splits:
+    make_estimator("mlp", "single_label", 2, seed=0, threads=1, search=search, max_rounds=2).fit(x, y, groups=groups)
+    assert len(splits) == fits
+    for given, fit_on, val in splits:  # the recordings' groups, never each clip its own
         assert set(given) <= set(groups) and len(val) and not set(given[fit_on]) & set(given[val])
 
 
