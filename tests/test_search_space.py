@@ -230,6 +230,20 @@ def test_a_multi_label_search_scores_each_setting_by_mean_average_precision():
     assert record.trials[0]["score"] == pytest.approx(quiet) and record.best == {"noise": 0.0}
 
 
+@pytest.mark.parametrize("metric", ["accuracy", "map"])
+def test_a_search_scores_each_setting_by_the_metric_asked(metric):
+    """``--select-by``: each trial's score is that metric of the pooled inner predictions, not ROC AUC (the
+    predictions do not depend on the fold here, so the pooled ones are the model's on every row)."""
+    from acoustic_env.learn.fit import val_score
+
+    x, y, groups = _clips()
+    record = grouped_search(lambda s: _Noisy(**s), Space({"noise": one_of(0.0, 5.0)}), {"noise": 0.0}, 2, x, y,
+                            groups, 2, seed=0, kind="single_label", metric=metric)
+    proba = _Noisy().predict_proba(x)
+    asked, auc = val_score("single_label", y, proba, metric), val_score("single_label", y, proba)
+    assert asked != pytest.approx(auc) and record.trials[0]["score"] == pytest.approx(asked)
+
+
 def test_a_space_of_40_settings_asked_for_40_is_tried_whole_however_often_the_sampler_repeats_itself():
     """The sampler proposes tried settings again and again as the space runs out (over 100 times here): only 100
     in a row stop a search short, not 100 in all."""

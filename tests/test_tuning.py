@@ -140,6 +140,21 @@ def test_a_searched_mlp_saves_the_network_it_chose(monkeypatch):
     np.testing.assert_allclose(saved.predict_proba(x), fitted.predict_proba(x), rtol=0, atol=1e-6)
 
 
+def test_multi_label_inner_folds_follow_the_seed():
+    """The same seed gives the same multi-label inner folds (a rerun repeats its search), another seed other ones;
+    each fold is fitted on every other row and scored on its own, whole groups on one side."""
+    rng = np.random.default_rng(3)
+    target = (rng.random((60, 3)) < 0.4).astype(int)
+    groups = np.repeat(np.arange(30), 2).astype(str)
+
+    def folds(seed):
+        return [scored.tolist() for _, scored in inner_splits(target, groups, 3, seed)]
+
+    assert folds(0) == folds(0) and folds(0) != folds(1)
+    for fit_on, scored in inner_splits(target, groups, 3, 0):
+        assert sorted([*fit_on, *scored]) == list(range(60)) and not set(groups[fit_on]) & set(groups[scored])
+
+
 def test_without_groups_nothing_is_searched():
     """The audit passes no groups: its models keep the defaults (cross-fitting needs no tuning)."""
     x, y, _ = _clips(64)
