@@ -199,7 +199,8 @@ class _Recorded:
         log.append(self.entry)
         self.search_ = f"{name} search {len(log)}" if name == "logreg" else None
 
-    def fit(self, x, y, groups=None):
+    def fit(self, x, y, groups=None, defaults_score=None):
+        assert defaults_score is None  # no feature-set choice here, so no score of the defaults to pass on
         self.entry.update(fit_x=x[:, 0].tolist(), fit_y=y.tolist(), fit_groups=None if groups is None else list(groups))
         return self
 

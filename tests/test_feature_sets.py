@@ -79,6 +79,43 @@ def test_each_outer_fold_chooses_its_set_without_its_held_out_clips():
         assert np.allclose(proba["logreg"][folds == 0], noise_proba["logreg"][folds == 0])
 
 
+@pytest.mark.parametrize("model", ["xgboost", "mlp"])
+def test_the_settings_search_takes_the_defaults_score_from_the_set_choice_instead_of_fitting_them_again(
+        model, monkeypatch):
+    """The set choice fits each model's defaults on the same inner folds as the settings search that follows on the
+    chosen set: the search takes that score (its defaults' pooled score, to the bit) and fits only its other settings,
+    and every score, choice and probability is the one it would have had fitting the defaults again."""
+    from acoustic_env.learn import tuning, zoo
+
+    from acoustic_env.candidates import PARAMS
+
+    x, y, groups, folds = _leaky_data()
+    folds = folds % 2  # two outer folds
+    monkeypatch.setitem(PARAMS["mlp"], "max_rounds", 3)  # the networks' rounds are test_fit.py's
+    scored: list[dict] = []
+
+    def counted(build, setting, *args):
+        scored.append(setting)
+        return real(build, setting, *args)
+
+    real = tuning.pooled_score
+    monkeypatch.setattr(tuning, "pooled_score", counted)
+    runs = []
+    for reuse in (True, False):
+        if not reuse:  # the search told nothing: it fits its defaults again
+            search = zoo.grouped_search
+            monkeypatch.setattr(zoo, "grouped_search", lambda *args, **kw: search(*args[:-1], None, **kw))
+        scored.clear()
+        proba, records, chosen, *_ = out_of_fold(None, y, folds, "single_label", 2, [model], 0, groups,
+                                                 SearchPlan(2, 2), 1, feature_search=_search(x))
+        runs.append((proba[model], [r.trials for r in records[model]], chosen, len(scored)))
+    (reused, tried, chosen, fits), (again, tried_again, chosen_again, fits_again) = runs
+    assert fits == fits_again - 2 == 2  # one search setting a fold, not two
+    assert tried == tried_again and len(tried) == 2 and all(len(t) == 2 for t in tried)
+    assert chosen == chosen_again
+    np.testing.assert_array_equal(reused, again)
+
+
 @pytest.mark.slow
 def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
     """On a table with a (stand-in) pretrained embedder, train compares the sets under its cross-validation, prints
@@ -163,14 +200,14 @@ def test_each_set_is_scored_on_every_row_once_out_of_fold_and_the_best_wins_ties
     x, y, groups, _ = _leaky_data()
     inputs = {ALL: x["leak"], "good": x["good"], "leak": x["leak"][::-1].copy()}
     _Reads.fits = []
-    chosen, scores = choose_set(_Reads, inputs, y, groups, 3, 0, "single_label")
+    chosen, scores, _ = choose_set(_Reads, inputs, y, groups, 3, 0, "single_label")
     expected = {n: round(val_score("single_label", y, _Reads().predict_proba(v)), 6) for n, v in inputs.items()}
     assert (chosen, scores) == ("good", expected)
     assert len(_Reads.fits) == 9 and all(g is not None and len(g) == 80 and set(g) <= set(groups)
                                          for g in _Reads.fits)
     assert choose_set(_Reads, {ALL: x["good"], "copy": x["good"]}, y, groups, 3, 0, "single_label")[0] == ALL
     # one recording only: nothing to fold by, the first set unscored
-    assert choose_set(_Reads, inputs, y, np.zeros(len(y), str), 3, 0, "single_label") == (ALL, {})
+    assert choose_set(_Reads, inputs, y, np.zeros(len(y), str), 3, 0, "single_label") == (ALL, {}, None)
 
 
 def test_a_multi_label_set_is_scored_by_its_mean_average_precision(monkeypatch):
@@ -182,6 +219,6 @@ def test_a_multi_label_set_is_scored_by_its_mean_average_precision(monkeypatch):
     labels = np.column_stack([y, 1 - y])
     informative = np.column_stack([x["good"][:, 0], -x["good"][:, 0]])
     inputs = {ALL: np.column_stack([x["leak"][:, :2], x["leak"][:, :2]]), "good": informative}
-    chosen, scores = choose_set(_Reads, inputs, labels, groups, 3, 0, "multi_label")
+    chosen, scores, _ = choose_set(_Reads, inputs, labels, groups, 3, 0, "multi_label")
     assert chosen == "good"
     assert scores["good"] == round(val_score("multi_label", labels, _Reads().predict_proba(informative)), 6)

@@ -130,8 +130,9 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
         x = next(iter(by_set.values())) if by_set else prepare(~test)
         for m in models:
             xm = (inputs or {}).get(m, x)
+            defaults_score = None
             if by_set and m not in (inputs or {}):
-                name, scores = choose_set(
+                name, scores, defaults_score = choose_set(
                     lambda: make_estimator(m, kind, n_classes, seed, threads, SearchPlan(1, search.inner_folds),
                                            balance=balance, resample=resample),
                     {s: v[~test] for s, v in by_set.items()}, y[~test], groups[~test], search.inner_folds, seed, kind,
@@ -140,7 +141,8 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
                 xm = by_set[name]
             est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance,
                                  calibrate=m in raw, resample=resample).fit(xm[~test], y[~test],
-                                                         groups=None if groups is None else groups[~test])
+                                                         groups=None if groups is None else groups[~test],
+                                                         defaults_score=defaults_score)
             proba[m][test] = est.predict_proba(xm[test])
             searches[m] += [est.search_] if est.search_ is not None else []
             if m in raw:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from acoustic_env import feature_groups
-from acoustic_env.learn.tuning import inner_splits
+from acoustic_env.learn.tuning import inner_splits, pooled_score
 from acoustic_env.table import RANDOM, GroupInfo
 
 #: Every group: listed first, so it wins a tie (the set a user gets without a search).
@@ -70,24 +70,22 @@ class FeatureSearch:
 
 
 def choose_set(build: Callable[[], Any], inputs: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray,
-               n_folds: int, seed: int, kind: str, metric: str | None = None) -> tuple[str, dict[str, float]]:
-    """(the set with the best pooled inner out-of-fold score, every set's score) among ``inputs`` (set → rows'
-    inputs), each scored (``metric``, ``--select-by``; None: the task's default) by a fresh ``build()`` fitted on
-    grouped inner folds of these rows; ties go to the earlier set. Fewer than two groups to fold by: the first set,
-    unscored."""
-    from acoustic_env.learn.fit import val_score  # imports torch: only when a search runs
+               n_folds: int, seed: int, kind: str,
+               metric: str | None = None) -> tuple[str, dict[str, float], float | None]:
+    """(the set with the best pooled inner out-of-fold score, every set's score to 6 digits, the chosen set's score
+    unrounded) among ``inputs`` (set → rows' inputs), each scored (``metric``, ``--select-by``; None: the task's
+    default) by a fresh ``build()`` fitted on grouped inner folds of these rows; ties go to the earlier set. Fewer than
+    two groups to fold by: the first set, unscored (None).
 
+    The unrounded score is what the model's own settings search would get for its defaults on that set: the same
+    fits on the same inner folds (``learn.tuning.inner_splits`` of these rows, this seed), which it then skips."""
     splits = inner_splits(y, groups, n_folds, seed)
     first = next(iter(inputs))
     if len(splits) < 2:
-        return first, {}
-    scores: dict[str, float] = {}
-    for name, x in inputs.items():
-        proba = None
-        for fit_on, scored in splits:
-            p = build().fit(x[fit_on], y[fit_on], groups=groups[fit_on]).predict_proba(x[scored])
-            proba = np.zeros((len(y), p.shape[1])) if proba is None else proba
-            proba[scored] = p
-        scores[name] = round(float(val_score(kind, y, proba, metric)), 6)
+        return first, {}, None
+    pooled = {name: pooled_score(lambda _: build(), {}, x, y, groups, splits, kind, metric)
+              for name, x in inputs.items()}
+    scores = {name: round(score, 6) for name, score in pooled.items()}
     order = list(scores)
-    return max(order, key=lambda n: (scores[n], -order.index(n))), scores
+    chosen = max(order, key=lambda n: (scores[n], -order.index(n)))
+    return chosen, scores, pooled[chosen]

@@ -93,14 +93,16 @@ MAX_REPEATS = 100
 
 def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, defaults: dict[str, Any], trials: int,
                    x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int,
-                   kind: str, metric: str | None = None) -> SearchRecord | None:
+                   kind: str, metric: str | None = None, known: float | None = None) -> SearchRecord | None:
     """Sample ``trials`` distinct settings of ``space`` (``defaults`` first, then Optuna's TPE seeded with ``seed``),
     each built by ``build`` (an estimator whose ``fit`` takes the rows' ``groups``) and scored by its pooled inner
     out-of-fold score; None when no search (one trial, or fewer than two inner folds).
 
     The score is the train job's selection metric (``learn.fit.val_score`` of ``metric``, ``--select-by``:
     by default ROC AUC, or mAP for multi-label tasks); ties go to the earlier setting,
-    so the defaults win unless another setting does better.
+    so the defaults win unless another setting does better. ``known``: the defaults' pooled score on these rows'
+    inner folds when the caller has it (``learn.feature_sets.choose_set`` fitted them on the same folds): not
+    fitted again.
     """
     start = time.time()
     splits = inner_splits(y, groups, n_folds, seed)
@@ -115,7 +117,8 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
         key = tuple(setting.values())
         repeats = repeats + 1 if key in scores else 0
         if key not in scores:
-            scores[key] = _pooled_score(build, setting, x, y, groups, splits, kind, metric)
+            scores[key] = (known if known is not None and setting == defaults else
+                           pooled_score(build, setting, x, y, groups, splits, kind, metric))
         study.tell(proposed, scores[key])
     tried = [{"params": dict(zip(space.ranges, key)), "score": score} for key, score in scores.items()]
     best = max(range(len(tried)), key=lambda i: (round(tried[i]["score"], 12), -i))
@@ -123,7 +126,7 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
                         space=space.describe(), asked=trials)
 
 
-def _pooled_score(build: Callable[[dict[str, Any]], Any], setting: dict[str, Any], x: np.ndarray, y: np.ndarray,
+def pooled_score(build: Callable[[dict[str, Any]], Any], setting: dict[str, Any], x: np.ndarray, y: np.ndarray,
                   groups: np.ndarray, splits: list[Split], kind: str, metric: str | None) -> float:
     """One setting's score: each inner fold's model predicts the rows it did not see, pooled over the folds. Each is
     given its rows' groups, as the fit it stands for is: a network stops early on whole groups of them

@@ -92,7 +92,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.resample = resample
 
     def fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None = None,
-            groups: np.ndarray | None = None) -> ZooClassifier:
+            groups: np.ndarray | None = None, defaults_score: float | None = None) -> ZooClassifier:
         """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it).
 
         ``groups`` (one per row): the model's search runs grouped CV on these rows
@@ -104,12 +104,15 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         search scores each setting on inner folds of the rows as given, each inner fit resampling its own training
         part (so does the probability map's), ``eval_set`` stays as given, and a network, which holds out its own
         early-stopping rows (``val_fraction``), resamples the training part of its split only (``_resampling``).
+
+        ``defaults_score``: the search's score of the defaults on these rows, when the caller has it (the feature-set
+        choice fitted the defaults on the same inner folds, ``learn.feature_sets.choose_set``): not fitted again.
         """
         with blas_threads(np.size(X)):
-            return self._fit(X, np.asarray(y), eval_set, groups)
+            return self._fit(X, np.asarray(y), eval_set, groups, defaults_score)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None,
-             groups: np.ndarray | None) -> ZooClassifier:
+             groups: np.ndarray | None, defaults_score: float | None) -> ZooClassifier:
         """``fit``'s work."""
         multi = self.kind == "multi_label"
         own_split = "val_fraction" in self.params
@@ -132,7 +135,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             space = SPACES[self.name]
             self.search_ = grouped_search(lambda setting: self._candidate(space.overrides(setting, self.params)),
                                           space, space.defaults(self.params), self.trials, X, y, groups,
-                                          self.inner_folds, self.seed, self.kind, self.metric)
+                                          self.inner_folds, self.seed, self.kind, self.metric, defaults_score)
             self.params_.update(space.overrides(self.search_.best, self.params) if self.search_ else {})
         target = self._target(fit_y)
         if target.ndim == 2:

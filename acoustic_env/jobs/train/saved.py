@@ -92,7 +92,7 @@ class Saved:
 def _set_of(cfg: TrainConfig, task: Task, search: FeatureSearch, features: FeatureSet, model: str,
             plan: SearchPlan) -> dict[str, Any]:
     """``model``'s feature set, chosen as each fold model chose its own, on the inner folds of all clips."""
-    name, scores = choose_set(
+    name, scores, _ = choose_set(
         lambda: make_estimator(model, task.kind, task.n_classes, cfg.seed, CV_THREADS,
                                SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
                                resample=resample_plan(cfg)),
