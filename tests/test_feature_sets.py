@@ -210,6 +210,20 @@ def test_each_set_is_scored_on_every_row_once_out_of_fold_and_the_best_wins_ties
     assert choose_set(_Reads, inputs, y, np.zeros(len(y), str), 3, 0, "single_label") == (ALL, {}, None)
 
 
+def test_the_sets_are_scored_by_the_metric_asked_and_the_chosen_ones_score_comes_back_unrounded():
+    """``--select-by`` reaches the set choice (here accuracy, by which the sets rank otherwise than by ROC AUC); the
+    chosen set's unrounded score is the one its settings search would compute for the defaults."""
+    from acoustic_env.learn.feature_sets import choose_set
+    from acoustic_env.learn.fit import val_score
+
+    x, y, groups, _ = _leaky_data()
+    inputs = {ALL: x["leak"], "good": x["good"]}
+    chosen, scores, pooled = choose_set(_Reads, inputs, y, groups, 3, 0, "single_label", "accuracy")
+    by = {n: val_score("single_label", y, _Reads().predict_proba(v), "accuracy") for n, v in inputs.items()}
+    assert by != {n: val_score("single_label", y, _Reads().predict_proba(v)) for n, v in inputs.items()}
+    assert scores == {n: round(v, 6) for n, v in by.items()} and pooled == by[chosen]
+
+
 def test_a_multi_label_set_is_scored_by_its_mean_average_precision(monkeypatch):
     from acoustic_env.learn.feature_sets import choose_set
     from acoustic_env.learn.fit import val_score

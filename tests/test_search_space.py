@@ -244,6 +244,17 @@ def test_a_search_scores_each_setting_by_the_metric_asked(metric):
     assert asked != pytest.approx(auc) and record.trials[0]["score"] == pytest.approx(asked)
 
 
+def test_a_search_told_its_defaults_score_fits_only_the_other_settings():
+    """``known`` (the feature-set choice fitted the defaults on these folds): the defaults' trial takes that score and
+    no fit; every other setting is fitted and scored as always."""
+    x, y, groups = _clips()
+    built = []
+    record = grouped_search(lambda s: built.append(dict(s)) or _Noisy(**s), Space({"noise": one_of(0.0, 5.0)}),
+                            {"noise": 5.0}, 2, x, y, groups, 2, seed=0, kind="single_label", known=0.123)
+    assert built == [{"noise": 0.0}] * 2  # two inner folds of the one other setting
+    assert record.trials[0] == {"params": {"noise": 5.0}, "score": 0.123} and record.trials[1]["score"] != 0.123
+
+
 def test_a_space_of_40_settings_asked_for_40_is_tried_whole_however_often_the_sampler_repeats_itself():
     """The sampler proposes tried settings again and again as the space runs out (over 100 times here): only 100
     in a row stop a search short, not 100 in all."""
