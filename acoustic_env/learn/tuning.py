@@ -127,7 +127,7 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
 
 
 def pooled_score(build: Callable[[dict[str, Any]], Any], setting: dict[str, Any], x: np.ndarray, y: np.ndarray,
-                  groups: np.ndarray, splits: list[Split], kind: str, metric: str | None) -> float:
+                 groups: np.ndarray, splits: list[Split], kind: str, metric: str | None) -> float:
     """One setting's score: each inner fold's model predicts the rows it did not see, pooled over the folds. Each is
     given its rows' groups, as the fit it stands for is: a network stops early on whole groups of them
     (``takes_groups``), not on clips with a copy of their recording among the rows it learns from."""
