@@ -56,3 +56,9 @@ def test_sure_and_wrong_probabilities_are_clipped_as_the_library_clips_them():
         proba = model.predict_proba(X)
         assert (proba.min() == 0.0 or proba.max() == 1.0) and np.isfinite(neg_log_loss(model, X, y))
         assert neg_log_loss(model, X, y) == get_scorer("neg_log_loss")(model, X, y)
+        # sure and right on every row (classes any model separates): 1 clipped to 1 - eps, a loss of about 1e-16, not 0
+        separable = X[:, :n_classes].argmax(axis=1) if n_classes > 2 else (X[:, 0] > 0).astype(int)
+        sure = LogisticRegression(C=1e6, max_iter=5000).fit(X, separable)
+        sure.coef_, sure.intercept_ = sure.coef_ * 1e4, sure.intercept_ * 1e4
+        assert (sure.predict(X) == separable).all() and sure.predict_proba(X).max() == 1.0
+        assert neg_log_loss(sure, X, separable) == get_scorer("neg_log_loss")(sure, X, separable) < 0
