@@ -22,7 +22,7 @@ the modules changed since, which a run must pass again: a changed module's mutan
 explanations may name other mutants than they were written for.
 
 Usage: ``python tests/mutation.py [--jobs N] [module ...]`` (default: every module of ``MODULES``), or
-``--stale``.
+``--stale`` (which also names an explanation file left behind by a module that moved).
 """
 
 from __future__ import annotations
@@ -262,6 +262,13 @@ def stale() -> list[str]:
     return [m for m in MODULES if _explanations(m).get("passed", {}).get("source_sha256") != source_hash(m)]
 
 
+def orphans() -> list[str]:
+    """The explanation files that name no module of ``MODULES``: a module moved or renamed leaves its explanations
+    behind, and its next run would find its survivors unexplained."""
+    known = {f"{dotted(m)}.toml" for m in MODULES}
+    return sorted(p.name for p in EXPLAINED.glob("*.toml") if p.name not in known)
+
+
 def verdict(module: str, s: dict[str, Any]) -> list[str]:
     """What is wrong with a module's run: over ``LIMIT``, unexplained survivors, explanations of none."""
     why = explained(module)
@@ -297,10 +304,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="list the modules changed since their last passing run, and run none")
     args = parser.parse_args(argv)
     if args.stale:
-        changed = stale()
-        print("\n".join(f"{m}: changed since its last passing run (or none recorded)" for m in changed)
+        changed, left = stale(), orphans()
+        print("\n".join([f"{m}: changed since its last passing run (or none recorded)" for m in changed]
+                        + [f"{EXPLAINED.name}/{t}: names no module of MODULES (moved or renamed? rename it)"
+                           for t in left])
               or f"every module of MODULES ({len(MODULES)}) is as its last passing run left it")
-        return int(bool(changed))
+        return int(bool(changed or left))
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"not a module of MODULES: {', '.join(unknown)} (choose from {', '.join(MODULES)})")

@@ -347,3 +347,126 @@ def test_best_of_breaks_ties_by_simplicity_whatever_the_order_and_never_rounds_r
                                           r"saved; include one of logreg, elasticnet, knn, svm, forest, xgboost, "
                                           r"mlp, cnn$"):
         choose("single_label", np.array([0, 1]), {AVERAGE: np.eye(2), "ensemble": np.eye(2)})
+
+
+class _Mapped(_Recorded):
+    """A calibrated stand-in: its mapped probability is the input's first column, its own (raw) the square of it; it
+    names its map (Platt's when fold 0 is held out; none on the other folds, as when no map lowered the inner log
+    loss) and the maps' losses."""
+
+    def __init__(self, name: str, log: list[dict], calibrate: bool) -> None:
+        super().__init__(name, log)
+        self.calibrate = calibrate
+
+    def fit(self, x, y, groups=None, defaults_score=None):
+        self.entry.update(fit_x=x[:, 0].tolist(), fit_y=y.tolist(),
+                          fit_groups=None if groups is None else list(groups), defaults_score=defaults_score)
+        fold_0_held_out = x[0, 0] > 0.2  # fold 0 holds the lowest rows: without them the first training row is higher
+        self.calibration_ = _Map("platt") if fold_0_held_out else None
+        self.calibration_losses_ = {"none": 0.6, "platt": 0.5, "isotonic": 0.55}
+        return self
+
+    def predict_proba(self, x, calibrated=True):
+        if calibrated:
+            self.entry["scored_x"] = x[:, 0].tolist()
+        p = x[:, 0] if calibrated else x[:, 0] ** 2
+        return np.stack([1 - p, p], axis=1)
+
+
+class _Map:
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+
+def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_keeps_the_raw_probabilities(
+        monkeypatch):
+    """With a feature search, every fold's sets are prepared on the training folds only; each vector model chooses
+    its set from those rows' inputs, with the run's seed, inner folds, metric, balance and resampling; its fold model
+    is fitted on the chosen set (told the defaults' score the choice found) and scores the held-out rows of that set;
+    the model with its own inputs (the CNN) chooses none. With calibration, each calibrated model's probabilities are
+    its map's, its own are kept beside them, and each fold's map (none when none helped) is recorded."""
+    from acoustic_env.learn import cv as cv_module
+    from acoustic_env.learn.augment import Resample
+    from acoustic_env.learn.balance import Balance
+    from acoustic_env.learn.feature_sets import FeatureSearch
+    from acoustic_env.learn.tuning import SearchPlan
+
+    log, calls, prepared, choices = [], [], [], []
+
+    def fake(name, kind, n_classes, seed, threads, search, balance=Balance(), calibrate=False, resample=None):
+        calls.append((name, seed, threads, search, balance, calibrate, resample))
+        return _Mapped(name, log, calibrate)
+
+    def choose(build, inputs, y, groups, n_folds, seed, kind, metric):
+        built = build()  # the defaults of this model, as choose_set scores them
+        fold = len(choices)
+        choices.append({"inputs": {s: v[:, 0].tolist() for s, v in inputs.items()}, "y": y.tolist(),
+                        "groups": list(groups), "n_folds": n_folds, "seed": seed, "kind": kind, "metric": metric,
+                        "built": built.entry["model"]})
+        name = ("loud", "quiet")[fold % 2]
+        return name, {"loud": 0.7, "quiet": 0.8}, 0.25 + fold
+
+    def prepare(train_mask, groups):
+        prepared.append((train_mask.tolist(), groups))
+        return x + (0.0 if groups == ("a",) else 0.01)
+
+    monkeypatch.setattr(cv_module, "make_estimator", fake)
+    monkeypatch.setattr(cv_module, "choose_set", choose)
+    y = np.array([0, 1] * 6)
+    folds = np.repeat([0, 1, 2], 4)
+    groups = np.array([f"g{i // 2}" for i in range(12)], dtype=object)
+    x = ((np.arange(12) + 0.5) / 12)[:, None].repeat(2, axis=1)
+    images = x / 2
+    sets = {"loud": ("a",), "quiet": ("a", "b")}
+    plan, balance, resample = SearchPlan(trials=3, inner_folds=2, metric="map"), Balance("balanced"), Resample(4)
+
+    def not_called(rows):
+        raise AssertionError("prepare: the feature search prepares each set itself")
+
+    result = cross_validate(not_called, y, folds, "single_label", 2, ["logreg", "mlp", "cnn"], seed=7, groups=groups,
+                            search=plan, threads=3, balance=balance, inputs={"cnn": images},
+                            feature_search=FeatureSearch(sets, prepare), calibrate=True, resample=resample)
+    # each fold prepares both sets, fitted on the training folds only
+    assert prepared == [((folds != k).tolist(), g) for k in range(3) for g in (("a",), ("a", "b"))]
+    # logreg and the MLP choose a set per fold from the training rows, the CNN never
+    inputs = {"loud": x[:, 0], "quiet": x[:, 0] + 0.01}
+    want = [{"inputs": {s: v[folds != k].tolist() for s, v in inputs.items()}, "y": y[folds != k].tolist(),
+             "groups": list(groups[folds != k]), "n_folds": 2, "seed": 7, "kind": "single_label", "metric": "map",
+             "built": m} for k in range(3) for m in ("logreg", "mlp")]
+    assert choices == want
+    one = SearchPlan(1, 2)
+    assert calls == [c for k in range(3) for c in (
+        ("logreg", 7, 3, one, balance, False, resample), ("logreg", 7, 3, plan, balance, True, resample),
+        ("mlp", 7, 3, one, balance, False, resample), ("mlp", 7, 3, plan, balance, False, resample),
+        ("cnn", 7, 3, plan, balance, False, resample))]
+    fitted = [e for e in log if "fit_x" in e]
+    for k in range(3):
+        for i, m in enumerate(("logreg", "mlp")):
+            chosen = ("loud", "quiet")[(2 * k + i) % 2]
+            entry = fitted[3 * k + i]
+            assert entry["model"] == m and entry["defaults_score"] == 0.25 + 2 * k + i
+            assert entry["fit_x"] == inputs[chosen][folds != k].tolist() and entry["fit_y"] == y[folds != k].tolist()
+            assert entry["fit_groups"] == list(groups[folds != k])
+            assert entry["scored_x"] == inputs[chosen][folds == k].tolist()
+            np.testing.assert_array_equal(result.proba[m][folds == k, 1], inputs[chosen][folds == k])
+        cnn = fitted[3 * k + 2]
+        assert cnn["model"] == "cnn" and cnn["defaults_score"] is None
+        assert cnn["fit_x"] == images[folds != k, 0].tolist() and cnn["scored_x"] == images[folds == k, 0].tolist()
+    assert result.feature_sets == {m: [{"fold": k, "set": ("loud", "quiet")[(2 * k + i) % 2],
+                                        "scores": {"loud": 0.7, "quiet": 0.8}} for k in range(3)]
+                                   for i, m in enumerate(("logreg", "mlp"))}
+    # calibration: logreg only (the networks choose no map); raw probabilities kept per held-out row
+    assert set(result.raw_proba) == {"logreg"} and set(result.calibration) == {"logreg"}
+    logreg_x = np.concatenate([inputs[("loud", "quiet")[(2 * k) % 2]][folds == k] for k in range(3)])
+    np.testing.assert_allclose(result.raw_proba["logreg"][:, 1], logreg_x ** 2)
+    np.testing.assert_allclose(result.raw_proba["logreg"][:, 0], 1 - logreg_x ** 2)
+    losses = {"none": 0.6, "platt": 0.5, "isotonic": 0.55}
+    assert result.calibration["logreg"] == [{"fold": 0, "method": "platt", "log_loss": losses},
+                                            {"fold": 1, "method": "none", "log_loss": losses},
+                                            {"fold": 2, "method": "none", "log_loss": losses}]
+    np.testing.assert_allclose(result.proba[AVERAGE], np.mean([result.proba[m] for m in ("logreg", "mlp", "cnn")], 0))
+    # without groups there is nothing to fold by: no set chosen, no map, the run's own preprocessing
+    plain = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg"], feature_search=FeatureSearch(
+        sets, prepare), calibrate=True)
+    assert plain.feature_sets == {} and plain.raw_proba == {} and plain.calibration == {}
+    assert calls[-1][5] is False and len(prepared) == 6 and log[-1]["fit_groups"] is None

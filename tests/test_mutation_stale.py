@@ -30,3 +30,22 @@ def test_a_passing_run_stamps_its_source_and_a_later_change_makes_the_module_sta
     (tmp_path / "pkg" / "b.py").write_text("y = 3\n")
     assert mutation.stale() == ["pkg/b.py"] and mutation.main(["--stale"]) == 1
     assert capsys.readouterr().out == "pkg/b.py: changed since its last passing run (or none recorded)\n"
+
+
+def test_explanations_left_behind_by_a_moved_module_are_named(tmp_path, monkeypatch, capsys):
+    """A module that moved keeps no explanations: its old file is named by ``--stale``, and the package's own files
+    each name a module of ``MODULES``."""
+    assert mutation.orphans() == []  # the real tests/mutants/: every file belongs to a module of MODULES
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "new.py").write_text("x = 1\n")
+    explained = tmp_path / "mutants"
+    explained.mkdir()
+    monkeypatch.setattr(mutation, "ROOT", tmp_path)
+    monkeypatch.setattr(mutation, "EXPLAINED", explained)
+    monkeypatch.setattr(mutation, "MODULES", {"pkg/new.py": []})
+    mutation.stamp("pkg/new.py", mutation.source_hash("pkg/new.py"))
+    (explained / "pkg.old.toml").write_text('[harmless]\nx_f__mutmut_1 = "same"\n')
+    assert mutation.orphans() == ["pkg.old.toml"] and mutation.main(["--stale"]) == 1
+    assert capsys.readouterr().out == "mutants/pkg.old.toml: names no module of MODULES (moved or renamed? rename it)\n"
+    (explained / "pkg.old.toml").unlink()
+    assert mutation.main(["--stale"]) == 0
