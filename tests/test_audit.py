@@ -238,6 +238,23 @@ def test_unauditable_inputs_end_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == (f"acoustic-env: error: task: all 12 clips of {tmp_path / 'one.parquet'} with a "
                                        "target for urban_natural are urban; a classifier needs clips of two classes "
                                        "or more\n")
+    # a multi-label label on every clip: nothing to judge it against (cleanlab refuses a label of one value), named
+    # in one line by the job and by its dry run; the single-label line is not the one it gets
+    make_table(tmp_path / "m.parquet", 24, [[URBAN], [NATURAL]], 0.0, seed=1, multi_label=True)
+    table = pq.read_table(tmp_path / "m.parquet")
+    at, kind = table.schema.get_field_index("labels"), table.schema.field("labels").type
+    for name, extra in (("indoor", [[INDOOR]] * 24), ("all", [[URBAN, NATURAL, INDOOR]] * 24)):
+        labels = pa.array([sorted(set(given + more)) for given, more in zip(table["labels"].to_pylist(), extra)], kind)
+        pq.write_table(table.set_column(at, "labels", labels), tmp_path / f"{name}.parquet")
+        every = "indoor" if name == "indoor" else "urban, natural, indoor"
+        line = (f"task: all 24 clips of {tmp_path / f'{name}.parquet'} with a target for three carry {every}; the "
+                f"audit judges a label against clips without it: leave {'it' if name == 'indoor' else 'them'} out of "
+                "the task, or add clips without it")
+        args = ["audit", "--features", str(tmp_path / f"{name}.parquet"), "--output", str(tmp_path / f"o-{name}"),
+                "--task", task_file(tmp_path, "multi_label"), "--folds", "2"]
+        assert main(args) == 2
+        assert capsys.readouterr().err == f"acoustic-env: error: {line}\n"
+        assert main([*args, "--dry-run"]) == 0 and f"  would stop: {line}\n" in capsys.readouterr().out
     assert main(["audit", "--output", str(tmp_path / "o")]) == 2
     assert "features: is required" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"seed: must be an integer in \[0, 2147483647\], got -1"):

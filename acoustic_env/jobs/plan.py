@@ -33,7 +33,7 @@ from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_fact
 from acoustic_env.jobs.extract import Checkpoint, choose_embedders
 from acoustic_env.jobs.train.grid import grid_embedders
 from acoustic_env.jobs.in_process import runs_in_process
-from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, one_class, preflight
+from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, on_every_clip, one_class, preflight
 from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.windows import route_by_options
 from acoustic_env.jobs.sizing import size
@@ -195,7 +195,9 @@ def plan_audit(cfg: AuditConfig) -> dict[str, Any]:
              + (f"  {out}/review/index.html ({cfg.review_top} suspects + {cfg.random_sample} random clips)"
                 if cfg.review_top or cfg.random_sample else "")]
     present = [c for c, n in t["per_class"].items() if n] if task.kind == "single_label" else []
-    if t["with_target"] and (problem := one_class(t["with_target"], cfg.features, task.name, present)):
+    multi = task.kind != "single_label"
+    on_all = on_every_clip(t["with_target"], cfg.features, task.name, t["per_class"]) if multi else None
+    if t["with_target"] and (problem := one_class(t["with_target"], cfg.features, task.name, present) or on_all):
         lines.append(f"  would stop: {problem}")
     elif t["with_target"] < cfg.folds:
         lines.append(f"  would stop: {t['with_target']} clips with a target cannot fill {cfg.folds} folds")

@@ -46,6 +46,19 @@ def one_class(n: int, source: str, task_name: str, present: list[str]) -> str | 
             "clips of two classes or more")
 
 
+def on_every_clip(n: int, source: str, task_name: str, per_label: dict[str, int]) -> str | None:
+    """Why the audit cannot judge a multi-label task whose ``n`` clips all carry a label (``per_label``: the clips
+    carrying each; None: no label is on every clip): confident learning weighs a label's clips against the clips
+    without it, and cleanlab refuses a label of one value. Train fits such a label as its rate; a label on no clip
+    stops both at the folds (``learn.splits.check_counts``)."""
+    every = [name for name, count in per_label.items() if count == n]
+    if not every:
+        return None
+    return (f"task: all {n} clips of {source} with a target for {task_name} carry {', '.join(every)}; the audit "
+            f"judges a label against clips without it: leave {'it' if len(every) == 1 else 'them'} out of the task, "
+            "or add clips without it")
+
+
 def _local(uri: str) -> Path | None:
     """The local path that ``uri`` names, to check here; None for object storage, where only the store's package
     can be checked (installed) before the job's first read or write."""

@@ -42,7 +42,7 @@ from acoustic_env.candidates import AVERAGE
 from acoustic_env.jobs.audit.crossfit import AUTO, choose_model_and_set
 from acoustic_env.pages.review import build_review
 from acoustic_env.jobs.labelled import grouped_folds, read_labelled
-from acoustic_env.jobs.preflight import one_class, preflight
+from acoustic_env.jobs.preflight import on_every_clip, one_class, preflight
 from acoustic_env.jobs.record import Run, lifecycle, package_versions, write_record
 from acoustic_env.jobs.results import AuditResult
 from acoustic_env.labels.label_list import label_list_line
@@ -139,12 +139,15 @@ def against_truth(table: pa.Table, wrong: set[str], top: int = 0) -> dict[str, A
 
 
 def _any_clips(cfg: AuditConfig, data: FeatureSet, task: Task) -> None:
-    """The audit's minimum: a clip, and for a single-label task two classes, as train's (the folds then say when
-    there are too few clips for them)."""
+    """The audit's minimum: a clip, and for a single-label task two classes, as train's; for a multi-label task no
+    label on every clip (the folds then say when there are too few clips for them, or a label is on none)."""
     if not len(data):
         raise AuditError(f"features: no clip of {cfg.features} has finite features and a target of task {task.name!r}")
-    present = [task.class_names[c] for c in np.unique(data.y)] if task.kind == "single_label" else []
-    if problem := one_class(len(data), cfg.features, task.name, present):
+    if task.kind == "single_label":
+        problem = one_class(len(data), cfg.features, task.name, [task.class_names[c] for c in np.unique(data.y)])
+    else:
+        problem = on_every_clip(len(data), cfg.features, task.name, dict(zip(task.class_names, data.y.sum(axis=0))))
+    if problem:
         raise ConfigError(problem)
 
 
