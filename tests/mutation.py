@@ -48,6 +48,9 @@ LIMIT = 0.10
 #: Each module and the fast tests that cover it (files or node ids).
 MODULES: dict[str, list[str]] = {
     "acoustic_env/learn/cv.py": ["tests/test_cv.py"],
+    # the logistic regressions: their build, their C search's scorer and record, the grids of a refit
+    "acoustic_env/candidates/linear.py": ["tests/test_linear.py", "tests/test_linear_scorer.py", "tests/test_zoo.py",
+                                          "tests/test_portable.py"],
     "acoustic_env/learn/splits.py": ["tests/test_splits.py", "tests/test_cv.py",
                                      "tests/test_train.py::test_grouped_split_keeps_recordings_together",
                                      "tests/test_train.py::test_explicit_test_list_is_exact_and_does_not_leak",
