@@ -117,6 +117,18 @@ def test_model_choice_follows_the_cross_validated_score():
         assert choose("single_label", y4, {"logreg": better["logreg"], name: better[AVERAGE]})[:2] == (name, name)
     with pytest.raises(ConfigError, match="baselines: none of the models compared"):
         choose("single_label", y4, {AVERAGE: better[AVERAGE]})
+    # of two vector models the average has a saved form (its members): the model of record when it is the best
+    members = {"logreg": better["logreg"], "xgboost": better["logreg"], AVERAGE: better[AVERAGE]}
+    assert choose("single_label", y4, members)[:2] == (AVERAGE, AVERAGE)
+    # --select-by: every model is scored by that metric and the choice follows it (ranked perfectly but all above
+    # 0.5, logreg has the ROC AUC; xgboost the accuracy)
+    ranked, thresholded = np.array([0.6, 0.9, 0.55, 0.95]), np.array([0.4, 0.6, 0.7, 0.8])
+    split = {"logreg": np.stack([1 - ranked, ranked], 1), "xgboost": np.stack([1 - thresholded, thresholded], 1)}
+    assert choose("single_label", y4, split) == ("logreg", "logreg", {"logreg": 1.0, "xgboost": 0.75})
+    assert choose("single_label", y4, split, "accuracy") == ("xgboost", "xgboost", {"logreg": 0.5, "xgboost": 0.75})
+    by_accuracy = CVResult(y4, split, {"logreg": 0.5, "xgboost": 0.75}, "xgboost", "xgboost")
+    assert "has the best pooled score (accuracy, --select-by) of" in describe(4, 2, None, False, by_accuracy,
+                                                                               "xgboost", "accuracy")
 
 
 def test_group_bootstrap_is_wider_than_a_clip_bootstrap_when_groups_repeat_clips():
@@ -367,6 +379,7 @@ class _Mapped(_Recorded):
         return self
 
     def predict_proba(self, x, calibrated=True):
+        assert calibrated is True or calibrated is False
         if calibrated:
             self.entry["scored_x"] = x[:, 0].tolist()
         p = x[:, 0] if calibrated else x[:, 0] ** 2
@@ -394,6 +407,7 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
     log, calls, prepared, choices = [], [], [], []
 
     def fake(name, kind, n_classes, seed, threads, search, balance=Balance(), calibrate=False, resample=None):
+        assert (kind, n_classes) == ("single_label", 2)
         calls.append((name, seed, threads, search, balance, calibrate, resample))
         return _Mapped(name, log, calibrate)
 
@@ -465,6 +479,9 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
                                             {"fold": 1, "method": "none", "log_loss": losses},
                                             {"fold": 2, "method": "none", "log_loss": losses}]
     np.testing.assert_allclose(result.proba[AVERAGE], np.mean([result.proba[m] for m in ("logreg", "mlp", "cnn")], 0))
+    # the models are scored, and chosen, by the search's metric (mAP here, not the task's ROC AUC)
+    assert result.scores == {m: val_score("single_label", y, p, "map") for m, p in result.proba.items()}
+    assert result.scores != {m: val_score("single_label", y, p) for m, p in result.proba.items()}
     # without groups there is nothing to fold by: no set chosen, no map, the run's own preprocessing
     plain = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg"], feature_search=FeatureSearch(
         sets, prepare), calibrate=True)

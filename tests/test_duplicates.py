@@ -192,6 +192,9 @@ def test_merge_lines_and_summary_name_at_most_their_limit():
         "groups g1a + g1b merged: near-duplicate clips c1a ~ c1b (0.010); "
         "groups g2a + g2b merged: near-duplicate clips c2a ~ c2b (0.010); "
         "... and 1 more merged set(s) (run record: counts.duplicates)")
+    # the chunk mode states its own rule (learn/duplicate_chunks.py), which the summary names in place of the threshold
+    chunked = merge_summary({**counts, "merges": merges[:1], "rule": "half the chunks within 0.2"})
+    assert chunked.startswith("the near-duplicate guard (half the chunks within 0.2) merged 30 groups into 19: ")
 
 
 def test_a_chain_of_near_duplicates_ends_in_one_group(tmp_path):

@@ -50,12 +50,14 @@ def test_build_searches_c_on_the_given_folds_or_a_bounded_count_and_falls_back_b
     net = build(ELASTICNET.params, _build(inner_folds=2, smallest_class=2)).steps[1][1]
     assert type(net) is LogisticRegressionCV and net.solver == "saga" and net.l1_ratios == (0.0, 0.5, 1.0)
     assert net.Cs == ELASTICNET.params["Cs"] and net.random_state == 3
-    for params, solver, ratio in ((LOGREG.params, "lbfgs", 0.0), (ELASTICNET.params, "saga", 0.5)):
+    quarters = {**ELASTICNET.params, "l1_ratios": [0.0, 0.25, 0.75, 1.0]}
+    for params, solver, ratio in ((LOGREG.params, "lbfgs", 0.0), (ELASTICNET.params, "saga", 0.5),
+                                  (quarters, "saga", 0.75)):
         for b in (_build(smallest_class=1), _build(splits=splits[:1])):  # one inner fold: nothing to choose C on
-            fallback = build({**params, "max_iter": 55}, b).steps[1][1]
+            fallback = build({**params, "max_iter": 55, "class_weight": "balanced"}, b).steps[1][1]
             assert type(fallback) is LogisticRegression and fallback.C == params["fallback_C"]
             assert fallback.l1_ratio == ratio and fallback.solver == solver and fallback.max_iter == 55
-            assert fallback.random_state == 3 and fallback.class_weight is None
+            assert fallback.random_state == 3 and fallback.class_weight == "balanced"
     multi = build(LOGREG.params, _build(multi_label=True)).steps[1][1]
     assert isinstance(multi, OneVsRestClassifier) and type(multi.estimator) is LogisticRegressionCV
 
@@ -69,14 +71,15 @@ def _inner_score(x, y, train, test, **settings) -> float:
     return neg_log_loss(clf, scaled[test], y[test])
 
 
-@pytest.mark.parametrize("spec", [LOGREG, ELASTICNET], ids=lambda s: s.name)
-def test_the_search_record_is_each_settings_mean_inner_score_and_the_setting_chosen(spec):
+@pytest.mark.parametrize("params", [LOGREG.params, ELASTICNET.params, {**ELASTICNET.params, "l1_ratios": [0.0, 1.0]}],
+                         ids=["logreg", "elasticnet", "two-shares"])
+def test_the_search_record_is_each_settings_mean_inner_score_and_the_setting_chosen(params):
     """Every (C, L1 share) tried, each with its inner log-loss score averaged over the folds, checked against fresh
     fits of that setting on each fold; the chosen setting is the best of them; the L1 share is named only where
     several are searched. ``fixed`` turns the choice into one-value grids that search nothing."""
     x, y, groups = _table()
     splits = list(StratifiedGroupKFold(n_splits=3, shuffle=True, random_state=0).split(x, y, groups))
-    p = {**spec.params, "max_iter": 5000}
+    p = {**params, "max_iter": 5000}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fitted = build({**p, "Cs": p["Cs"]}, _build(splits=splits)).fit(x, y)
