@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
 from acoustic_env.jobs.train.gap import CROSS_VALIDATION, SPLIT, generalisation_gap
 
@@ -31,6 +31,19 @@ def test_single_label_is_roc_auc_and_a_model_without_test_probabilities_has_no_g
     gap = generalisation_gap("single_label", {"method": "split", "scores": {"mlp": 0.8, "knn": 0.7}}, {},
                              {"y": y.tolist(), "proba": {"mlp": np.c_[1 - p, p].tolist()}})
     assert gap["metric"] == "ROC AUC" and set(gap["models"]) == {"mlp"}
+    assert gap["models"]["mlp"]["held_out"] == pytest.approx(roc_auc_score(y, p))
+
+
+def test_the_gap_is_measured_on_the_select_by_metric():
+    """A run that chose its models by accuracy (``--select-by``) scores the test split by accuracy too."""
+    y = np.array([0, 1] * 10)
+    p = np.linspace(0.1, 0.9, 20)
+    gap = generalisation_gap("single_label", {"method": "split", "scores": {"mlp": 0.8}, "select_by": "accuracy"},
+                             {}, {"y": y.tolist(), "proba": {"mlp": np.c_[1 - p, p].tolist()}})
+    held_out = accuracy_score(y, (p >= 0.5).astype(int))
+    assert held_out != pytest.approx(roc_auc_score(y, p))
+    assert gap["metric"] == "accuracy" and gap["models"]["mlp"] == {"selection": 0.8, "held_out": pytest.approx(held_out),
+                                                                   "gap": pytest.approx(0.8 - held_out)}
 
 
 def test_cross_validation_compares_the_models_searched_on_the_selection_metric_only():

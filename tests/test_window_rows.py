@@ -221,6 +221,10 @@ def test_a_damaged_flac_gives_error_windows_with_their_times_and_the_windows_bef
     assert [w.error for w in windows[:2]] == [None, None] and windows[2].clip is None and windows[3].clip is None
     assert windows[2].error == "decode/corrupt: Error : flac decoder lost sync."
     assert windows[3].error.startswith("decode/corrupt: ")
+    with Recording(data[: int(len(data) * 0.6)], DecodeParams()) as rec:  # a span that starts past the cut seeks there
+        late = list(rec.windows(1.0, 1.0, first=3))
+    assert [(w.start_s, w.end_s, w.clip) for w in late] == [(3.0, 4.0, None)]
+    assert late[0].error.startswith("decode/corrupt: cannot seek to 3.0 s, the file is cut short or damaged before it (")
 
 
 def test_a_file_holding_fewer_frames_than_it_declares_gives_a_truncated_window(tiny):
@@ -476,3 +480,103 @@ def test_an_image_column_keeps_each_windows_own_image_beside_the_stacked_vectors
     assert isinstance(vectors["logmel"], list) and len(vectors["logmel"]) == 2
     assert vectors["logmel"][0].shape[1] > vectors["logmel"][1].shape[1]
     assert isinstance(vectors["indices_raw"], np.ndarray) and vectors["indices_raw"].shape == (2, 60)
+
+
+# ----------------------------------------------------------------------------- headers and transfers: audio/windows.py
+
+def _wav_bytes(frames: int, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.sin(np.arange(frames) / 7.0).astype(np.float32) * 0.5, SR, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def _data_size(wav: bytes, size: int) -> bytes:
+    """``wav`` with its data chunk's length field set to ``size``."""
+    at = wav.index(b"data") + 4
+    return wav[:at] + size.to_bytes(4, "little") + wav[at + 4:]
+
+
+def test_a_wav_cut_short_declares_the_frames_its_header_promised_and_an_unwritten_length_declares_none():
+    """A WAV cut short holds fewer frames than its header declares: the declared count (a whole number of frames, for
+    8-bit samples too, one byte a frame), so the windows it lost are error rows. A header whose length a recorder
+    never wrote (0xFFFFFFFF) declares nothing: the frames the file holds."""
+    from acoustic_env.audio.windows import declared_frames
+
+    for subtype, width in (("PCM_16", 2), ("PCM_U8", 1)):
+        whole = _wav_bytes(3 * SR, subtype)
+        with sf.SoundFile(io.BytesIO(whole[:len(whole) - SR * width])) as f:  # the last second lost
+            assert f.frames == 2 * SR
+            declared = declared_frames(f)
+            assert declared == 3 * SR and type(declared) is int
+    with sf.SoundFile(io.BytesIO(_data_size(_wav_bytes(2 * SR), 0xFFFFFFFF))) as f:
+        assert declared_frames(f) == f.frames == 2 * SR
+    broken = bytearray(_wav_bytes(2 * SR))  # a block align of 0 (libsndfile opens it): no frame size to count by
+    at = broken.index(b"fmt ") + 20
+    broken[at:at + 2] = (0).to_bytes(2, "little")
+    with sf.SoundFile(io.BytesIO(bytes(broken[:-SR]))) as f:
+        assert declared_frames(f) == f.frames == int(1.5 * SR)
+
+
+def test_the_windows_a_wav_cut_short_lost_say_where_it_ends():
+    """Cut at a window's start: that window and the ones after it say where the file ends and what the header
+    declares, unread. Cut inside a window: that window says how many frames it holds, the ones after where it ends."""
+    whole = _wav_bytes(4 * SR)
+    cut = "decode/truncated: the file ends at 2.0 s, its header declares 4.0 s"
+    with Recording(whole[:44 + 2 * SR * 2], DecodeParams()) as rec:
+        windows = list(rec.windows(1.0, 1.0))
+    assert [w.error for w in windows] == [None, None, cut, cut]
+    with Recording(whole[:44 + int(2.5 * SR) * 2], DecodeParams()) as rec:
+        windows = list(rec.windows(1.0, 1.0))
+    assert [w.error for w in windows] == [
+        None, None, f"decode/truncated: file declares {SR} frames here but holds {SR // 2}",
+        "decode/truncated: the file ends at 2.5 s, its header declares 4.0 s"]
+
+
+class _Reset(io.BytesIO):
+    """A transfer whose connection resets once ``ok`` bytes have been read: every read after that raises."""
+
+    def __init__(self, data: bytes, ok: int) -> None:
+        super().__init__(data)
+        self.ok = ok
+
+    def readinto(self, buffer) -> int:
+        if self.tell() + len(buffer) > self.ok:
+            raise ConnectionResetError("connection reset by peer")
+        return super().readinto(buffer)
+
+
+class _ResetWithoutReadinto:
+    """The same transfer as a file object with ``read`` only, which soundfile then reads through."""
+
+    def __init__(self, data: bytes, ok: int) -> None:
+        self._fh = _Reset(data, ok)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._fh.tell() + (size if size >= 0 else len(self._fh.getvalue())) > self._fh.ok:
+            raise ConnectionResetError("connection reset by peer")
+        return self._fh.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+@pytest.mark.parametrize("transfer", [_Reset, _ResetWithoutReadinto], ids=["readinto", "read"])
+def test_a_transfer_that_fails_names_its_failure_in_the_header_or_in_each_window_after_it(transfer):
+    """A reset before the header is read: the file's one error names the transport (``read_failed``), not a file
+    libsndfile cannot read. A reset part-way: the windows before it are audio, the window it hits and every one after
+    name the transport, not a truncated file, whichever way soundfile reads (``readinto``, or ``read`` alone)."""
+    wav = _wav_bytes(4 * SR)
+    with pytest.raises(ClipError, match=r"^decode/read_failed: ConnectionResetError: connection reset by peer$"):
+        Recording(transfer(wav, 8), DecodeParams()).__enter__()
+    with Recording(transfer(wav, 44 + 2 * SR * 2 + 100), DecodeParams()) as rec:  # the header and 2 s pass
+        windows = list(rec.windows(1.0, 1.0))
+    assert [(w.start_s, w.end_s) for w in windows] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 4.0)]
+    assert all(w.clip is not None and w.error is None for w in windows[:2])
+    assert all(w.clip is None and w.error == "decode/read_failed: ConnectionResetError: connection reset by peer"
+               for w in windows[2:])
