@@ -49,3 +49,18 @@ def test_explanations_left_behind_by_a_moved_module_are_named(tmp_path, monkeypa
     assert capsys.readouterr().out == "mutants/pkg.old.toml: names no module of MODULES (moved or renamed? rename it)\n"
     (explained / "pkg.old.toml").unlink()
     assert mutation.main(["--stale"]) == 0
+
+
+def test_an_explained_mutant_that_ran_out_of_time_is_not_called_stale(tmp_path, monkeypatch):
+    """On a loaded machine a harmless mutant can run past its time: the run neither counts it alive nor calls its
+    reason stale; a reason whose mutant a test killed is still named."""
+    explained = tmp_path / "mutants"
+    explained.mkdir()
+    (explained / "pkg.a.toml").write_text('[harmless]\nx_f__mutmut_1 = "same"\nx_f__mutmut_2 = "same"\n')
+    monkeypatch.setattr(mutation, "EXPLAINED", explained)
+    run = {"total": 39, "killed": 37, "survived": 1, "no_tests": 0, "timeout": 1, "suspicious": 0, "skipped": 0,
+           "segfault": 0, "alive": ["x_f__mutmut_1"], "timed_out": ["x_f__mutmut_2"]}
+    run.update({k: 0 for k in mutation.TESTED if k not in run})
+    assert mutation.verdict("pkg/a.py", run) == []
+    killed = {**run, "killed": 38, "timeout": 0, "timed_out": []}
+    assert mutation.verdict("pkg/a.py", killed) == ["explained but killed or gone (remove them): x_f__mutmut_2"]
