@@ -249,7 +249,7 @@ def test_unauditable_inputs_end_in_one_line(tmp_path, capsys):
         every = "indoor" if name == "indoor" else "urban, natural, indoor"
         line = (f"task: all 24 clips of {tmp_path / f'{name}.parquet'} with a target for three carry {every}; the "
                 f"audit judges a label against clips without it: leave {'it' if name == 'indoor' else 'them'} out of "
-                "the task, or add clips without it")
+                f"the task, or add clips without {'it' if name == 'indoor' else 'them'}")
         args = ["audit", "--features", str(tmp_path / f"{name}.parquet"), "--output", str(tmp_path / f"o-{name}"),
                 "--task", task_file(tmp_path, "multi_label"), "--folds", "2"]
         assert main(args) == 2

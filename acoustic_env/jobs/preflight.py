@@ -56,7 +56,7 @@ def on_every_clip(n: int, source: str, task_name: str, per_label: dict[str, int]
         return None
     return (f"task: all {n} clips of {source} with a target for {task_name} carry {', '.join(every)}; the audit "
             f"judges a label against clips without it: leave {'it' if len(every) == 1 else 'them'} out of the task, "
-            "or add clips without it")
+            f"or add clips without {'it' if len(every) == 1 else 'them'}")
 
 
 def _local(uri: str) -> Path | None:
