@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import pickle
-import statistics
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 from types import ModuleType
@@ -36,27 +33,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe  # noqa: E402 - after the path insert
-
-
-def _cpu_ms(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
-    """The median CPU milliseconds of ``repeats`` calls of each of ``fns``, called in turn (A B A B ...), so that a
-    machine that slows down meanwhile slows each alike."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, kept in zip(fns, times):
-            t = time.process_time()
-            fn()
-            kept.append(1000 * (time.process_time() - t))
-    return [statistics.median(kept) for kept in times]
-
-
-def _module(path: Path) -> ModuleType:
-    """A ``plots.py`` (another version of ``acoustic_env/pages/plots.py``) loaded under a name of its own."""
-    spec = importlib.util.spec_from_file_location("plots_vs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from in_turn import cpu_ms, other_version  # noqa: E402 - after the path insert
+from machine import describe  # noqa: E402
 
 
 def train_results(features: str, task: str) -> dict[str, Any]:
@@ -127,14 +105,14 @@ def main() -> None:
         results = train_results(args.features, args.task)
         if args.results:
             args.results.write_bytes(pickle.dumps(results))
-    before = _module(args.vs) if args.vs else None
+    before = other_version(args.vs, "plots_vs") if args.vs else None
     print(f"{describe()}, {date.today()}; CPU ms, medians of {args.repeats}" + (f"; before: {args.vs}" * bool(before)))
     print("\n| figure | function | CPU ms | pixels | KiB |" + " before ms | before pixels | ratio |" * bool(before))
     print("|---|---|---:|---:|---:|" + "---:|---:|---:|" * bool(before))
     totals = [0.0] * (2 if before else 1)
     for name, fn, a, kw in recorded_calls(results):
         drawers = [fn] + ([getattr(before, fn.__name__)] if before else [])
-        ms = _cpu_ms([lambda d=d: d(*a, **kw) for d in drawers], args.repeats)
+        ms = cpu_ms([lambda d=d: d(*a, **kw) for d in drawers], args.repeats)
         cells = []
         for m, d in zip(ms, drawers):
             png = d(*a, **kw)
@@ -160,7 +138,7 @@ def main() -> None:
 
     for label, write in (("report.figures, whole", False), ("report.write_report, whole", True)):
         runs = [whole(None, write)] + ([whole(before, write)] if before else [])
-        print(_whole(label, _cpu_ms(runs, args.repeats)))
+        print(_whole(label, cpu_ms(runs, args.repeats)))
 
 
 def _whole(label: str, ms: list[float]) -> str:
