@@ -129,14 +129,13 @@ def spectrogram_png(audio: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
 
     _, _, S = signal.spectrogram(audio, fs=sr, nperseg=512, noverlap=384, window="hann")
     db = 10 * np.log10(S + 1e-10)
-    vmax = float(db.max()) if db.size else 0.0
+    vmax = float(db.max())  # a page's clips are at least _DECODE's 0.05 s: never an empty spectrogram
     level = np.clip((db - (vmax - 80)) / 80, 0, 1)[::-1]  # row 0 at the top of the picture: the highest frequency
-    frame, box = _spectrogram_frame(round(max(audio.size / sr, 1e-3), 3), sr / 2000)
+    frame, box = _spectrogram_frame(round(audio.size / sr, 3), sr / 2000)
+    rgb = matplotlib.colormaps["magma"](level, bytes=True)[..., :3]
     picture = Image.new("RGB", frame.size, "white")
-    if level.size:
-        rgb = matplotlib.colormaps["magma"](level, bytes=True)[..., :3]
-        picture.paste(Image.fromarray(np.ascontiguousarray(rgb), "RGB").resize(
-            (box[2] - box[0], box[3] - box[1]), Image.Resampling.BILINEAR), box[:2])
+    picture.paste(Image.fromarray(np.ascontiguousarray(rgb), "RGB").resize(
+        (box[2] - box[0], box[3] - box[1]), Image.Resampling.BILINEAR), box[:2])
     picture.paste(frame, (0, 0), frame)  # the axes over the image: its spines, ticks and labels
     buf = io.BytesIO()
     picture.save(buf, format="png", compress_level=1)
