@@ -115,6 +115,21 @@ MODULES: dict[str, list[str]] = {
             "the_pages_commands_run_as_written", "an_example_given_as_a_url_shows_no_credentials_on_the_console",
             "an_example_url_leaves_no_secret_in_the_saved_table_or_the_page",
             "an_example_given_as_audio_gets_predicts_note", "a_table_whose_vectors_are_all_alike_is_one_line"))],
+    # not the page in headless Chromium (a browser for each mutant that reaches the page): its data, assets, queue
+    # and server, which the browser tests then drive
+    "acoustic_env/pages/review.py": [
+        "tests/test_review_assets.py", "tests/test_review_order.py", *(f"tests/test_audit_review.py::test_{t}" for t in (
+            "clip_audio_cuts_whole_recordings_and_keeps_segment_files", "source_url_links_audioset_segments_only",
+            "clip_audio_cuts_the_segment_a_row_names_and_no_other", "each_clip_on_the_page_is_its_audit_rows_values",
+            "the_random_sample_is_the_seeds_own_and_apart_from_the_queue", "the_review_pool_is_the_audit_tables_columns",
+            "the_player_audio_is_the_clip_at_16_khz_and_never_clips",
+            "asset_names_and_the_verdicts_file_are_where_the_page_and_server_look",
+            "write_assets_plays_the_rows_segment_and_a_clip_it_cannot_read_is_an_error_without_secrets",
+            "an_audit_from_before_the_orders_and_the_model_choice_gets_todays_page",
+            "a_page_without_the_audit_data_is_one_line_naming_it",
+            "page_lists_suspects_and_a_random_sample", "server_serves_ranges_and_saves_verdicts",
+            "verdict_store_upgrades_an_old_file_and_keeps_relabels", "api_next_re_ranks_the_queue_on_the_verdicts",
+            "served_verdicts_go_into_the_label_store_as_clicked_and_a_refused_one_nowhere"))],
     "acoustic_env/learn/spectro.py": [
         "tests/test_specaugment.py", "tests/test_spectro.py", "tests/test_cnn_warm_start.py",
         "tests/test_images.py::test_either_architecture_scores_an_mfcc_images_few_rows",

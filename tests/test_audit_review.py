@@ -7,6 +7,7 @@ dependency): without them they skip with the reason, and fail with it in CI (``c
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -29,6 +31,7 @@ from worlds import MEDIA_READY, console_errors, fetched_elsewhere, wait_for
 
 from acoustic_env.cli import main
 from acoustic_env.config import AuditConfig, from_dict
+from acoustic_env.errors import AuditError, ClipError
 from acoustic_env.jobs.audit.estimate import (
     estimate_accuracy,
     parse_verdicts,
@@ -38,8 +41,11 @@ from acoustic_env.jobs.audit.job import run_audit
 from acoustic_env.pages.review import (
     asset_stem,
     build_review,
+    choose_items,
     clip_audio,
+    ogg_bytes,
     page_items,
+    review_pool,
     source_url,
     write_assets,
 )
@@ -99,6 +105,62 @@ def test_clip_audio_cuts_whole_recordings_and_keeps_segment_files(tmp_path):
     assert missing["audio"] is None and missing["error"].startswith("missing_file")
 
 
+def test_clip_audio_cuts_the_segment_a_row_names_and_no_other(tmp_path):
+    """A file that holds the recording is cut to the row's segment (to within a millisecond of its end); a file
+    that ends before the segment does is the segment itself, read from its start; a row with no segment, or an
+    empty one, gets the whole file."""
+    t = np.arange(32000) / 32000
+    two = np.concatenate([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 600 * t)]).astype(np.float32)
+    sf.write(tmp_path / "two.wav", np.column_stack([two, two]), 32000)  # stereo at 32 kHz: 1 s of 300 Hz, 1 of 600
+    uri = str(tmp_path / "two.wav")
+
+    def tone(audio: np.ndarray) -> int:
+        return round(np.argmax(np.abs(np.fft.rfft(audio))) * 16000 / audio.size)
+
+    second = clip_audio(uri, 1.0, 2.0)
+    assert second.dtype == np.float32 and second.shape == (16000,) and tone(second) == 600
+    assert tone(clip_audio(uri, 0.0, 1.0)) == 300 and clip_audio(uri, 0.0, 1.0).size == 16000
+    assert clip_audio(uri, 1.0, 2.0009).size == 16000  # ends within a millisecond of the file's end: still cut
+    for start, end in ((None, None), (1.0, None), (None, 1.0), (1.0, 1.0)):
+        assert clip_audio(uri, start, end).size == 32000, (start, end)  # the whole file, 2 s at 16 kHz
+    beyond = clip_audio(uri, 1.0, 2.002)  # past the file's end: the file is the segment, read from its start
+    assert beyond.size == 16032 and tone(beyond[:16000]) == 300
+    with pytest.raises(ClipError, match="end_s = 0.5 is before start_s = 1.5"):  # the decoder's own check
+        clip_audio(uri, 1.5, 0.5)
+
+
+def test_asset_names_and_the_verdicts_file_are_where_the_page_and_server_look():
+    """A clip's asset stem keeps its id's letters, digits, ``_.-`` (up to 80 of them) and the first 8 hex digits of its
+    SHA-1, so two ids that differ only in the characters replaced never share a file; the verdicts sit in the
+    review folder."""
+    stem = asset_stem("Rain/on a ROOF_1.5-x")
+    assert stem == "Rain_on_a_ROOF_1.5-x-" + hashlib.sha1(b"Rain/on a ROOF_1.5-x").hexdigest()[:8]
+    long = "A" * 100
+    assert asset_stem(long) == "A" * 80 + "-" + hashlib.sha1(long.encode()).hexdigest()[:8]
+    assert verdicts_uri("s3://bucket/audit-v1") == "s3://bucket/audit-v1/review/verdicts.json"
+
+
+def test_write_assets_plays_the_rows_segment_and_a_clip_it_cannot_read_is_an_error_without_secrets(tmp_path,
+                                                                                                    monkeypatch):
+    t = np.arange(32000) / 32000
+    two = np.concatenate([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 600 * t)]).astype(np.float32)
+    sf.write(tmp_path / "two.wav", two, 32000)
+    assets = write_assets({"clip_id": "c", "uri": str(tmp_path / "two.wav"), "start_s": 1.0, "end_s": 2.0},
+                          str(tmp_path / "r"))
+    audio, sr = sf.read(io.BytesIO((tmp_path / "r" / assets["audio"]).read_bytes()))
+    assert abs(audio.size - 16000) < 800 and np.argmax(np.abs(np.fft.rfft(audio))) * sr / audio.size > 550
+    (tmp_path / "empty.wav").write_bytes(b"")
+    assert write_assets({"clip_id": "e", "uri": str(tmp_path / "empty.wav")}, str(tmp_path / "r")) == {
+        "audio": None, "image": None, "error": f"empty_file: file is empty (0 bytes): {tmp_path / 'empty.wav'}"}
+
+    def broken(uri, start_s, end_s):
+        raise OSError(f"cannot reach {uri}")
+
+    monkeypatch.setattr("acoustic_env.pages.review.clip_audio", broken)
+    assert write_assets({"clip_id": "s", "uri": "s3://AKIAEXAMPLE:hunter2@bucket/s.wav"}, str(tmp_path / "r")) == {
+        "audio": None, "image": None, "error": "OSError: cannot reach s3://***@bucket/s.wav"}
+
+
 def test_source_url_links_audioset_segments_only():
     assert source_url("abcdefghijk_30000", "abcdefghijk") == "https://www.youtube.com/watch?v=abcdefghijk&t=30s"
     assert source_url("-_cdefghijk_1500", "-_cdefghijk") == "https://www.youtube.com/watch?v=-_cdefghijk&t=1s"
@@ -129,6 +191,120 @@ def test_page_lists_suspects_and_a_random_sample(audited):
     # works from disk: no script, style sheet or font fetched from anywhere
     assert "<script src" not in html and "<link rel=\"stylesheet" not in html and "@import" not in html
     assert "@font-face" not in html and "url(http" not in html
+
+
+def test_each_clip_on_the_page_is_its_audit_rows_values(audited):
+    """Every field the page shows a clip is its row of the audit table, and the page's header is the audit summary's:
+    the page never shows a clip, a probability or a count that the audit did not write."""
+    data = page_data(audited)
+    summary = json.loads((audited / "summary.json").read_text())
+    rows = {r["clip_id"]: r for r in pq.read_table(audited / "audit.parquet").to_pylist()}
+    classes = summary["task"]["classes"]
+    assert {k: data[k] for k in ("audit_id", "task", "kind", "classes", "model", "folds", "n_clips", "n_flagged",
+                                 "estimated_wrong_share", "per_class", "review_order", "adaptive", "batch", "seed",
+                                 "spec_axes")} == {
+        "audit_id": summary["audit_id"], "task": summary["task"]["name"], "kind": "single_label", "classes": classes,
+        "model": summary["model"]["chosen"], "folds": 3, "n_clips": N_CLIPS, "n_flagged": summary["counts"]["flagged"],
+        "estimated_wrong_share": summary["noise"]["estimated_wrong_share"], "per_class": summary["noise"]["per_class"],
+        "review_order": "suspect", "adaptive": False, "batch": 10, "seed": 0, "spec_axes": [0.09, 0.2, 0.9, 0.76]}
+    ranked = sorted(rows.values(), key=lambda r: r["suspect_rank"])
+    assert [i["clip_id"] for i in data["suspects"]] == [r["clip_id"] for r in ranked[:3]]
+    assert all(i["reason"] for i in data["suspects"]) and all("reason" not in i for i in data["random"])
+    assert len({i["clip_id"] for i in data["random"]}) == 3
+    for item in data["suspects"] + data["random"]:
+        row, stem = rows[item["clip_id"]], asset_stem(item["clip_id"])
+        assert {k: v for k, v in item.items() if k != "reason"} == {
+            "clip_id": row["clip_id"], "uri": row["uri"], "start_s": row["start_s"], "end_s": row["end_s"],
+            "source": source_url(row["clip_id"], row["group"]), "given": row["given_labels"],
+            "suggested": row["suggested_labels"], "quality": round(row["label_quality"], 4),
+            "flagged": row["flagged"], "rank": row["suspect_rank"],
+            "probs": {c: round(row[f"prob_{c}"], 4) for c in classes},
+            "audio": f"assets/{stem}.ogg", "image": f"assets/{stem}.png", "error": None}
+        assert isinstance(item["flagged"], bool) and isinstance(item["rank"], int)
+
+
+def test_the_random_sample_is_the_seeds_own_and_apart_from_the_queue(audited, tmp_path):
+    """The same seed draws the same sample and another seed another; the sample is drawn from every clip, whatever
+    the queue holds, in its drawn order."""
+    table = pq.read_table(audited / "audit.parquet")
+    summary = json.loads((audited / "summary.json").read_text())
+    drawn = {}
+    for seed in (0, 0, 1):
+        out = tmp_path / f"seed{seed}-{len(drawn)}"
+        build_review(table, summary, str(out), top=2, random_sample=N_CLIPS, seed=seed)
+        data = page_data(out)
+        drawn.setdefault(seed, []).append([i["clip_id"] for i in data["random"]])
+        assert len(data["suspects"]) == 2 and sorted(drawn[seed][-1]) == sorted(table["clip_id"].to_pylist())
+    assert drawn[0][0] == drawn[0][1] != drawn[1][0]
+    assert drawn[0][0] != sorted(drawn[0][0])  # not sorted by id or rank: the order drawn
+    build_review(table, summary, str(tmp_path / "none"), top=0, random_sample=0)
+    assert page_data(tmp_path / "none")["suspects"] == page_data(tmp_path / "none")["random"] == []
+
+
+def test_an_audit_from_before_the_orders_and_the_model_choice_gets_todays_page(audited, tmp_path):
+    """A summary written before ``review_order`` and ``model`` existed: the suspect order and the configured
+    classifier, as the audit then ran; no seed given: seed 0, the audit's default."""
+    table = pq.read_table(audited / "audit.parquet")
+    summary = json.loads((audited / "summary.json").read_text())
+    old = {**summary, "config": {k: v for k, v in summary["config"].items() if k != "review_order"}}
+    del old["model"]
+    build_review(table, old, str(tmp_path / "old"), top=3, random_sample=3)
+    then, now = page_data(tmp_path / "old"), page_data(audited)
+    assert then["review_order"] == "suspect" and then["model"] == summary["config"]["classifier"]
+    assert [i["clip_id"] for i in then["suspects"]] == [i["clip_id"] for i in now["suspects"]]
+    assert [i["clip_id"] for i in then["random"]] == [i["clip_id"] for i in now["random"]]  # seed 0
+    queue, sample = choose_items(table, 3, 3, 0, tuple(summary["task"]["classes"]))  # the defaults: as the audit
+    assert [table["clip_id"][p.index].as_py() for p in queue] == [i["clip_id"] for i in now["suspects"]]
+    assert [table["clip_id"][i].as_py() for i in sample] == [i["clip_id"] for i in now["random"]]
+    first = {seed: [p.index for p in choose_items(table, 6, 0, seed, ("urban", "natural"), order="random")[0]]
+             for seed in (0, 1)}  # the random order's first batch: drawn with the page's seed
+    assert first[0] == [p.index for p in choose_items(table, 6, 0, 0, ("urban", "natural"), order="random")[0]]
+    assert first[0] != first[1]
+
+
+def test_a_page_without_the_audit_data_is_one_line_naming_it(tmp_path):
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / "index.html").write_text("<html><body><p>hand-made</p><script>let x = 1;</script>"
+                                                     "<script type='application/json' id='other'>{}</script></body>")
+    with pytest.raises(AuditError) as caught:
+        page_items(str(tmp_path / "review"))
+    assert str(caught.value) == (f"audit: {tmp_path / 'review' / 'index.html'} holds no audit data; rebuild it with "
+                                 "`acoustic-env audit-review --review-top N`")
+
+
+def test_the_review_pool_is_the_audit_tables_columns():
+    """What the review order chooses from: the given class indices (single-label) or indicator rows (multi-label),
+    the probabilities in the task's class order, the embedding where the table kept one (else the probabilities),
+    and the audit's quality and flags."""
+    table = pa.table({"given_labels": [["b"], ["a"], ["c"]], "prob_a": [0.1, 0.7, 0.2], "prob_b": [0.8, 0.2, 0.3],
+                      "prob_c": [0.1, 0.1, 0.5], "label_quality": [0.8, 0.7, 0.5], "flagged": [False, True, False],
+                      "embedding": [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]})
+    pool = review_pool(table, ("a", "b", "c"), "single_label")
+    np.testing.assert_array_equal(pool.given, [1, 0, 2])
+    assert pool.given.dtype == np.int64 and pool.probs.dtype == np.float64
+    np.testing.assert_array_equal(pool.probs, [[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
+    np.testing.assert_array_equal(pool.embedding, [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    np.testing.assert_array_equal(pool.quality, [0.8, 0.7, 0.5])
+    np.testing.assert_array_equal(pool.flagged, [False, True, False])
+    multi = table.drop_columns(["embedding"]).set_column(0, "given_labels", pa.array([["a", "c"], [], ["b"]]))
+    pool = review_pool(multi, ("a", "b", "c"), "multi_label")
+    np.testing.assert_array_equal(pool.given, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
+    assert pool.given.dtype == np.int64
+    np.testing.assert_array_equal(pool.embedding, pool.probs)  # an audit from before the embedding column
+
+
+def test_the_player_audio_is_the_clip_at_16_khz_and_never_clips(tmp_path):
+    """The Ogg the page plays decodes to the clip's samples at 16 kHz: a clip louder than full scale is scaled to a
+    0.95 peak (played as it is, it would crackle), a quieter one is left as it is."""
+    t = np.arange(16000) / 16000
+    for peak, expected in ((2.0, 0.95), (1.5, 0.95), (0.5, 0.5), (0.95, 0.95)):
+        tone = (peak * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        audio, sr = sf.read(io.BytesIO(ogg_bytes(tone)))
+        assert sr == 16000 and audio.shape == (16000,)
+        assert abs(np.abs(audio).max() - expected) < 0.03, (peak, np.abs(audio).max())
+        assert np.argmax(np.abs(np.fft.rfft(audio))) == 440  # one-second clip: bin k is k Hz
+    assert sf.read(io.BytesIO(ogg_bytes(np.zeros(800, np.float32))))[0].shape == (800,)
+    assert sf.read(io.BytesIO(ogg_bytes(np.zeros(0, np.float32))))[0].shape == (0,)  # no sample: no peak to take
 
 
 def _request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes, dict]:
