@@ -120,7 +120,8 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/pages/review.py": [
         "tests/test_review_assets.py", "tests/test_review_order.py", *(f"tests/test_audit_review.py::test_{t}" for t in (
             "clip_audio_cuts_whole_recordings_and_keeps_segment_files", "source_url_links_audioset_segments_only",
-            "clip_audio_cuts_the_segment_a_row_names_and_no_other", "each_clip_on_the_page_is_its_audit_rows_values",
+            "clip_audio_cuts_the_segment_a_row_names_and_no_other", "a_file_whose_length_cannot_be_read_is_taken_as_the_segment",
+            "each_clip_on_the_page_is_its_audit_rows_values",
             "the_random_sample_is_the_seeds_own_and_apart_from_the_queue", "the_review_pool_is_the_audit_tables_columns",
             "the_player_audio_is_the_clip_at_16_khz_and_never_clips",
             "asset_names_and_the_verdicts_file_are_where_the_page_and_server_look",

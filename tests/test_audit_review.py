@@ -129,6 +129,20 @@ def test_clip_audio_cuts_the_segment_a_row_names_and_no_other(tmp_path):
         clip_audio(uri, 1.5, 0.5)
 
 
+def test_a_file_whose_length_cannot_be_read_is_taken_as_the_segment(tmp_path, monkeypatch):
+    """Where soundfile cannot read a file's header for its length (a file only the decoder's fallback reads), the
+    file is taken as the segment itself, from its start, never cut at the row's times."""
+    t = np.arange(64000) / 32000  # 2 s: 300 Hz for the first half second, then 600 Hz
+    sf.write(tmp_path / "two.wav", np.where(t < 0.5, np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 600 * t)), 32000)
+
+    def unreadable(*_args, **_kwargs):
+        raise RuntimeError("no header")
+
+    monkeypatch.setattr(sf, "info", unreadable)
+    audio = clip_audio(str(tmp_path / "two.wav"), 0.5, 1.0)  # cut, it would be 600 Hz
+    assert audio.size == 8000 and np.argmax(np.abs(np.fft.rfft(audio))) * 2 == 300  # from the start: 300 Hz
+
+
 def test_asset_names_and_the_verdicts_file_are_where_the_page_and_server_look():
     """A clip's asset stem keeps its id's letters, digits, ``_.-`` (up to 80 of them) and the first 8 hex digits of its
     SHA-1, so two ids that differ only in the characters replaced never share a file; the verdicts sit in the
