@@ -23,6 +23,7 @@ from acoustic_env.cli import main
 from acoustic_env.config import ConfigError
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.new_class import read_answers
+from acoustic_env.labels.current import corrected
 from acoustic_env.labels.new_class import answer_events, round_list, task_of
 from acoustic_env.labels.store import Event, read_events
 from acoustic_env.table import open_table
@@ -142,6 +143,15 @@ def test_the_new_class_section_runs_as_written(tmp_path, monkeypatch, capsys):
     assert list(model.class_names) == ["chainsaw", "other"]
     scored = model.predict_table(str(tmp_path / "out")).to_pylist()
     assert len(scored) == 80
+    # round 2's picks, by mixed: refitted on every settled answer in the store (both rounds'), each with the
+    # probability of the class the round's model gives it, and none of them answered before
+    settled = sum(d.reviewed and bool(d.labels) for d in corrected(events).decisions.values())
+    with open(answered[2], newline="") as fh:
+        review = list(csv.DictReader(fh))
+    prob = {r["clip_id"]: r["prob_chainsaw"] for r in scored}
+    for row in review:
+        assert row["reason"].endswith(f" after a refit on {settled} verdicts"), row
+        assert float(row["prob_chainsaw"]) == pytest.approx(prob[row["clip_id"]], abs=1e-4)
     yes = [r["prob_chainsaw"] for r in scored if truth[r["clip_id"]]]
     no = [r["prob_chainsaw"] for r in scored if not truth[r["clip_id"]]]
     assert sum(yes) / len(yes) > sum(no) / len(no) + 0.2  # the model learned the class from the answers

@@ -13,8 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from acoustic_env.config import ConfigError
-from acoustic_env.labels.new_class import (ANSWERS, Round, answer_events, judged_classes, next_round, review_table,
-                                           round_list, task_of, train_fields)
+from acoustic_env.labels.new_class import (ANSWERS, Round, answer_events, next_review, round_list, task_of,
+                                           train_fields)
 from acoustic_env.storage import filesystem
 
 
@@ -98,12 +98,9 @@ def run_round(cfg: Any) -> RoundResult:
                                            "seed": cfg.seed, **fields, "task": task.name, "labels": listed}))
     model = load_model(result.model)
     data = model.read_features(cfg.features)
-    probs = model.predict_proba(data)
-    ok = np.isfinite(probs).all(axis=1)
-    scored = [c for c, keep in zip(data.ids.tolist(), ok) if keep]
-    X = np.hstack([m[ok] for m in model.matrices(data).values()])
-    picks = next_round(probs[ok], X, scored, judged_classes(history, rnd.listed, task), cfg.strategy, cfg.batch,
-                       cfg.seed)
+    picks, rows = next_review(history, rnd, task, model.predict_proba(data),
+                              np.hstack(list(model.matrices(data).values())), data.ids.tolist(), facts, cfg.strategy,
+                              cfg.batch, cfg.seed)
     review = join(cfg.output, "review.csv")
-    write_table(review_table(picks, dict(zip(scored, probs[ok][:, 0])), facts, cfg.name), review)
+    write_table(rows, review)
     return RoundResult(len(events), rnd, listed, result, review, picks)

@@ -17,7 +17,8 @@ are its plain parts):
 4. The train job learns that list (``train --labels``, its Python API): an ordinary saved model that
    ``predict``, ``windows`` and ``serve`` use.
 5. The model scores the whole table, and ``review_order`` (``uncertain`` or ``mixed``) picks the next clips to
-   judge among those nobody judged yet (:func:`next_round`): ``review.csv``, with an empty ``verdict`` column.
+   judge among those nobody judged yet (:func:`next_review`, :func:`next_round`): ``review.csv``, with an empty
+   ``verdict`` column.
 
 Random negatives are an assumption, not a verdict: in a collection where the class is common some of them are
 positives, so they never enter the store, and the list says where they came from (source ``given``, origin
@@ -143,6 +144,23 @@ def review_table(picks: list[tuple[str, str]], probs: Mapping[str, float], facts
                         (f"prob_{name}", pa.float64()), ("labels", pa.list_(pa.string())), ("uri", pa.string()),
                         ("start_s", pa.float64()), ("end_s", pa.float64())])
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def next_review(history: list[Event], rnd: Round, task: Task, probs: np.ndarray, X: np.ndarray, clip_ids: list[str],
+                facts: pa.Table, strategy: str, n: int, seed: int = 0) -> tuple[list[tuple[str, str]], pa.Table]:
+    """A round's last step, from its model's scores of the table: the next ``n`` clips to judge, (clip id, why),
+    and their rows of ``review.csv`` (:func:`review_table`).
+
+    ``probs``: the model's [clips, 2] for ``clip_ids`` (a clip it could not score, a row not finite, is never
+    picked), ``X``: the feature rows it read; ``history``: every event of the task in the store, this round's
+    answers with them, and ``rnd`` the round's list: the clips any of them is about are left out, the settled
+    ones teach ``mixed``'s refit (:func:`judged_classes`, :func:`next_round`). The plain part of the round
+    (``jobs/new_class.py: run_round`` trains the model and writes the file), so that its choice is tested alone.
+    """
+    ok = np.isfinite(probs).all(axis=1)
+    scored = [c for c, keep in zip(clip_ids, ok) if keep]
+    picks = next_round(probs[ok], X[ok], scored, judged_classes(history, rnd.listed, task), strategy, n, seed)
+    return picks, review_table(picks, dict(zip(scored, probs[ok][:, 0])), facts, task.class_names[0])
 
 
 def judged_classes(events: list[Event], current: Corrected, task: Task) -> dict[str, int | None]:
