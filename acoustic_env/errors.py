@@ -21,6 +21,10 @@ class ClipError(Exception):
         self.message = message
 
 
+class ConfigError(ValueError):
+    """A configuration value, or a file a user handed the project, is invalid; the message names the field."""
+
+
 class WeightsError(Exception):
     """Pretrained weights are missing, truncated, corrupt or not the expected release."""
 

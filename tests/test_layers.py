@@ -24,7 +24,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "acoustic_env"
 #: (``acoustic_env/__init__.py``: the lazy public API and ``__version__``) stands outside the floors.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "registry"),
-    ("storage", "vocabulary"),
+    ("storage",),
+    ("bounded",),
+    ("vocabulary",),
     ("embedders",),
     ("candidates", "feature_groups"),
     ("config",),

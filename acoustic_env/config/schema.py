@@ -22,11 +22,8 @@ from dataclasses import MISSING, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field."""
+from acoustic_env.bounded import MAX_YAML_BYTES, load_yaml, read_bytes, shown
+from acoustic_env.errors import ConfigError
 
 
 # --- declaring a field ---------------------------------------------------------------
@@ -123,9 +120,9 @@ def _scalar(name: str, kind: type, value: Any) -> Any:
     except ValueError:
         pass
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ConfigError(f"{name}: must be {_KINDS[kind]}, got {value!r}")
+        raise ConfigError(f"{name}: must be {_KINDS[kind]}, got {shown(value)}")
     if kind is float and not math.isfinite(value):  # inf passes every bound, nan fails them obscurely
-        raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+        raise ConfigError(f"{name}: must be a finite number, got {shown(value)}")
     return value
 
 
@@ -149,7 +146,7 @@ def _coerce(name: str, hint: Any, value: Any, meta: Mapping[str, Any]) -> Any:
         fixed = args[-1] is not Ellipsis
         if not isinstance(items, (list, tuple)) or (fixed and len(items) != len(args)):
             size = f" of {len(args)} values" if fixed else ""
-            raise ConfigError(f"{name}: must be a list (or comma-separated text){size}, got {value!r}")
+            raise ConfigError(f"{name}: must be a list (or comma-separated text){size}, got {shown(value)}")
         return tuple(_scalar(name, k, v) for k, v in zip(args if fixed else [args[0]] * len(items), items))
     return _scalar(name, kind, value)
 
@@ -157,7 +154,8 @@ def _coerce(name: str, hint: Any, value: Any, meta: Mapping[str, Any]) -> Any:
 def _coerce_fields(cls: type, data: Any, prefix: str) -> dict[str, Any]:
     """The values of ``data`` as the types ``cls`` declares for them, naming unknown or mistyped fields."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be a mapping of field names to values, got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be a mapping of field names to values, "
+                          f"got {shown(data)}")
     declared = {f.name: f for f in fields(cls)}
     for key in data:
         if key not in declared:
@@ -193,14 +191,15 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
 
 def load_config_file(path: str) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict (one-line error if unreadable)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config: file not found: {path}")
     try:
-        text = p.read_text()
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config: cannot parse {path}: {str(exc).splitlines()[0]}") from None
+        raw = read_bytes(path, "config", MAX_YAML_BYTES, "a config file")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ConfigError(f"config: file not found: {path}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+        data = json.loads(text) if Path(path).suffix == ".json" else load_yaml(text, "config", path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config: cannot parse {path}: {shown(str(exc).splitlines()[0], bare=True)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping of field names to values")
     return data
@@ -211,8 +210,8 @@ def load_config_file(path: str) -> dict[str, Any]:
 def require(cond: bool, name: str, msg: str, value: Any) -> None:
     """Raise ``name: msg, got value`` unless ``cond`` (for the configs' cross-field rules)."""
     if not cond:
-        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        raise ConfigError(f"{name}: {msg}, got {shown!r}")
+        value_shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        raise ConfigError(f"{name}: {msg}, got {shown(value_shown)}")
 
 
 def _flag_name(f: dataclasses.Field, dotted: str) -> str:

@@ -33,7 +33,9 @@ import fsspec
 import numpy as np
 from numpy._core.multiarray import _reconstruct
 
+from acoustic_env.bounded import file_size, read_bytes
 from acoustic_env.errors import (
+    ConfigError,
     WeightsError,  # defined torch-free so the CLI can catch it without importing torch
 )
 from acoustic_env.storage import redact, transport_failure
@@ -49,6 +51,8 @@ CACHE_ENV = "ACOUSTIC_ENV_MODEL_CACHE"
 DEFAULT_CACHE = "~/.cache/acoustic-env/models"
 
 _CHUNK = 1 << 20
+#: The largest weights file read whole (CNN14's checkpoint, the largest, is 327 MB).
+MAX_WEIGHTS_BYTES = 4 << 30
 
 #: What installs the optional TensorFlow packages that ``models convert`` needs.
 CONVERT_EXTRA = 'pip install "acoustic-env[convert]"'
@@ -265,14 +269,18 @@ def read_verified(spec: WeightsSpec, uri: str, sha256: str | None = None) -> tup
     """Read a weights file whole and check it; returns its bytes and actual SHA-256.
 
     Reading once serves both the hash and the load, which matters for object storage.
-    Raises :class:`WeightsError` for a missing, truncated or mismatching file.
+    Raises :class:`WeightsError` for a missing, truncated or mismatching file, or one that is not a regular file
+    (a FIFO, a device, a link to one) within its expected size.
     """
     fs, path = fsspec.core.url_to_fs(uri)
     if not fs.exists(path):
         raise WeightsError(missing_message(spec, uri))
     expected = expected_identity(spec, uri, sha256)
-    _check_size(spec, uri, expected, fs.size(path))
-    data = fs.cat_file(path)
+    try:  # a regular file within its expected size, else MAX_WEIGHTS_BYTES: never a FIFO or /dev/zero
+        _check_size(spec, uri, expected, file_size(uri, "weights", MAX_WEIGHTS_BYTES, "a weights file"))
+        data = read_bytes(uri, "weights", expected.size or MAX_WEIGHTS_BYTES, "a weights file")
+    except ConfigError as exc:
+        raise WeightsError(f"{exc} ('{spec.name}')") from None
     actual_sha, actual_md5, size = _hash_stream(io.BytesIO(data), expected.md5 is not None)
     _check(spec, uri, expected, actual_sha, actual_md5, size)
     return data, actual_sha

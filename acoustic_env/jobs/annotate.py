@@ -266,7 +266,7 @@ def annotate(cfg: AnnotateConfig) -> AnnotateResult:
 
     model = load_model(cfg.model)
     facts = model_facts(cfg, model)
-    listed_labels = read_label_list(cfg.labels, facts.task) if cfg.labels else None
+    listed_labels = read_label_list(cfg.labels, facts.task, empty_ok=True) if cfg.labels else None
     # the run's records (its own, each list's) hold the lists' and the model's URIs: all written masked
     redact_params = tuple(cfg.extract.get("redact_query_params", ()))
     with lifecycle("annotate", cfg.to_dict(), cfg.output, prefix="annotate-", redact_params=redact_params,

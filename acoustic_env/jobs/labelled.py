@@ -55,13 +55,7 @@ def read_labelled(uri: str, task: str, ontology: str | None, check: Callable[[Fe
     if labels is None:
         features, used = read_features(uri, task=labelled, **read_options), None
     else:
-        listed = read_label_list(labels, labelled)
-        if not listed.labels:  # a typo in a store's URI, or a store of another task: not the list meant
-            held = f" ({listed.conflicts} clips in conflict are left out until the reviewers agree)" \
-                if listed.conflicts else ""
-            raise ConfigError(f"labels: {labels} lists no clip of task {labelled.name}{held}: it would change "
-                              "nothing; leave --labels out to use the table's labels")
-        features, used = _read_relabelled(uri, labelled, listed, read_options)
+        features, used = _read_relabelled(uri, labelled, read_label_list(labels, labelled), read_options)
     check(features, labelled)
     # leakage guard: near-duplicates share a group
     duplicates = (merge_chunk_duplicate_groups(features, read_chunks) if duplicate_chunks

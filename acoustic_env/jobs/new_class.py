@@ -24,14 +24,11 @@ def read_answers(uris: Iterable[str]) -> list[dict[str, str]]:
 
     A row whose verdict is empty is skipped (not judged yet); any other word stops with one line.
     """
-    from acoustic_env.jobs.audit.estimate import load_json, verdict_text
+    from acoustic_env.jobs.audit.estimate import load_json, read_verdict_text
 
     out = []
     for uri in uris:
-        fs, path = filesystem(uri)
-        if not fs.exists(path):
-            raise ConfigError(f"verdicts: file not found: {uri}")
-        text = verdict_text(fs.cat_file(path), uri)
+        text = read_verdict_text(uri)
         if text.lstrip().startswith("["):
             rows = load_json(text, uri)
         else:

@@ -23,6 +23,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 
+from acoustic_env.bounded import MAX_LIST_BYTES, read_bytes
 from acoustic_env.config import ConfigError
 from acoustic_env.labels.current import Corrected, corrected
 from acoustic_env.labels.store import REVIEWED_SOURCES, as_dict, read_events
@@ -84,12 +85,16 @@ class LabelList:
                 "conflicts": self.conflicts, "changed": changed, "absent": absent}
 
 
-def read_label_list(uri: str, task: Task) -> LabelList:
-    """The list at ``uri``: a CSV file (``.csv``) or a label store, its classes checked against ``task``."""
+def read_label_list(uri: str, task: Task, empty_ok: bool = False) -> LabelList:
+    """The list at ``uri``: a CSV file (``.csv``) or a label store, its classes checked against ``task``.
+
+    A CSV file is read by the one reader of a user's files (``bounded.read_bytes``): a regular file of at most
+    ``bounded.MAX_LIST_BYTES``. A list of no clip (a header alone, a store of another task) is refused in one line,
+    as it would change nothing, unless ``empty_ok`` (annotate: a store no verdict has reached yet skips nothing).
+    """
     if uri.rstrip("/").endswith(".csv"):
-        fs, path = filesystem(uri)
         try:
-            data = fs.cat_file(path)
+            data = read_bytes(uri, "labels", MAX_LIST_BYTES, "a label list")
         except FileNotFoundError:
             raise ConfigError(f"labels: no such file: {uri}") from None
         except IsADirectoryError:
@@ -97,6 +102,10 @@ def read_label_list(uri: str, task: Task) -> LabelList:
                               f"name does not end in .csv") from None
         conflicts = 0
     else:
+        fs, path = filesystem(uri)
+        if fs.exists(path) and not fs.isdir(path):  # /dev/zero, a FIFO, a list not named .csv: never opened
+            raise ConfigError(f"labels: {uri} is neither a label store (a folder) nor a corrected list (a file "
+                              "named .csv)")
         current = corrected(read_events(uri, task.name))
         data, conflicts = list_csv(current), len(current.conflicts)
     try:
@@ -117,6 +126,10 @@ def read_label_list(uri: str, task: Task) -> LabelList:
                               f"and as {';'.join(classes) or 'no class'}: keep one row per clip (`acoustic-env labels "
                               f"apply` leaves a clip the reviewers disagree about out of the list)")
         labels[r["clip_id"]] = classes
+    if not labels and not empty_ok:  # a header alone, a typo in a store's URI, a store of another task: not the list meant
+        held = f" ({conflicts} clips in conflict are left out until the reviewers agree)" if conflicts else ""
+        raise ConfigError(f"labels: {uri} lists no clip of task {task.name}{held}: it would change nothing; leave "
+                          "--labels out to use the table's labels")
     for clip_id, classes in labels.items():
         unknown = [c for c in classes if c not in task.class_names]
         if unknown:

@@ -29,6 +29,13 @@ loading needs only numpy, torch, pyarrow and fsspec (xgboost for a booster,
 scikit-learn and skops for a forest, SVM or kNN): no Ray. A missing, truncated or inconsistent file (a class
 list that does not match the estimator's outputs, a model.json without a field
 loading reads) stops the load with one line naming the file (and the field).
+
+Every file is read by the one reader of a user's files (``bounded.read_bytes``): a regular file (a FIFO, a device,
+or a link to one is never opened) no larger than its bound, checked before a byte is read: model.json at most
+:data:`MODEL_JSON_BYTES`; each other file at most the size model.json records for it (``files``, written when the
+model is saved), and within what model.json states of its contents: an .npz its arrays' widths (plus
+:data:`NPZ_SLACK` of headers), a skops file the size it unpacks to, a network's weights or a booster
+:data:`BLOB_BYTES`. Inside an .npz, each array's declared size is checked again before numpy reads it.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Collection, Sequence
 import numpy as np
 import pyarrow as pa
 
+from acoustic_env.bounded import read_bytes
 from acoustic_env.candidates import AVERAGE
 from acoustic_env.config import ConfigError, DecodeParams, FeatureParams, from_dict
 from acoustic_env.learn.image_input import check_image
@@ -78,17 +86,18 @@ MODEL_JSON, PREPROCESSING = "model.json", "preprocessing.npz"
 MEMBERS = "members"
 #: The window length when the training table cannot be read: AudioSet's and most datasets' clip length.
 DEFAULT_CLIP_S = 10.0
+#: The largest model.json: nothing states its size before it is read (its task, metrics and config make kilobytes).
+MODEL_JSON_BYTES = 64 << 20
+#: What an .npz may hold beside the bytes its arrays may declare: the zip's and each array's headers.
+NPZ_SLACK = 1 << 20
+#: The largest weights.pt or xgboost.json of a model whose model.json records no file sizes (saved before they were).
+BLOB_BYTES = 2 << 30
 
 
 def _write_bytes(uri: str, data: bytes) -> None:
     fs, path = filesystem(uri)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     fs.pipe_file(path, data)
-
-
-def _read_bytes(uri: str) -> bytes:
-    fs, path = filesystem(uri)
-    return fs.cat_file(path)
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
@@ -112,24 +121,31 @@ def save_model(uri: str, estimator: Portable, transforms: list[GroupTransform], 
         transforms, feature_groups = [], []
     if [t.group for t in transforms] != [g.name for g in feature_groups]:
         raise ValueError("save_model: transforms and feature_groups must name the same groups in the same order")
-    for folder, portable in _estimator_folders(uri, estimator):
+    files: dict[str, int] = {}  # each file's size, in model.json: the most a load reads of it
+
+    def put(name: str, data: bytes) -> None:
+        _write_bytes(join(uri, name), data)
+        files[name] = len(data)
+
+    for folder, portable in _estimator_folders(estimator):
         blob = FORMAT_FILES[portable.spec["format"]]
         if blob:
-            _write_bytes(join(folder, blob), portable.blob or b"")
-        _write_bytes(join(folder, ARRAYS), _npz(portable.arrays))
-    _write_bytes(join(uri, PREPROCESSING), _npz(to_arrays(transforms)))
-    meta = redact_all({"format_version": FORMAT_VERSION, **description, "estimator": estimator.spec,
+            put(posixpath.join(folder, blob), portable.blob or b"")
+        put(posixpath.join(folder, ARRAYS), _npz(portable.arrays))
+    put(PREPROCESSING, _npz(to_arrays(transforms)))
+    meta = redact_all({"format_version": FORMAT_VERSION, **description, "estimator": estimator.spec, "files": files,
             "groups": [{"name": t.group, "dim": g.dim, "components": t.n_components, "weights": g.weights,
                         **({"grid": list(g.grid), "axes": g.axes} if g.grid else {})}
                        for t, g in zip(transforms, feature_groups)]})
     _write_bytes(join(uri, MODEL_JSON), json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
 
 
-def _estimator_folders(uri: str, estimator: Portable | Average) -> list[tuple[str, Portable]]:
-    """Where each portable estimator's files go: the model's folder, or an average's ``members/<name>/`` each."""
+def _estimator_folders(estimator: Portable | Average) -> list[tuple[str, Portable]]:
+    """Where each portable estimator's files go in the model's folder: the folder itself (``""``), or an average's
+    ``members/<name>`` each."""
     if isinstance(getattr(estimator, "members", None), tuple):
-        return [(join(uri, MEMBERS, m.name), m) for m in estimator.members]
-    return [(uri, estimator)]
+        return [(f"{MEMBERS}/{m.name}", m) for m in estimator.members]
+    return [("", estimator)]
 
 
 def _column_matrix(values: Any, dim: int) -> np.ndarray:
@@ -545,8 +561,8 @@ def _read_npz(data: bytes, allowed: Callable[[str], int]) -> dict[str, np.ndarra
 _VALUE_BYTES = 8
 
 
-def _preprocessing_bytes(groups: Sequence[dict[str, Any]]) -> Callable[[str], int]:
-    """The bytes each array of preprocessing.npz may hold: by its group's width and components in model.json
+def _preprocessing_values(groups: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many values each array of preprocessing.npz may hold: by its group's width and components in model.json
     (``GroupTransform``'s arrays: the input's mean and scale, the components, the projections' statistics)."""
     values: dict[str, int] = {}
     for g in groups:
@@ -554,6 +570,12 @@ def _preprocessing_bytes(groups: Sequence[dict[str, Any]]) -> Callable[[str], in
         values.update({f"{g['name']}/{name}": n for name, n in (
             ("in_mean", dim), ("in_scale", dim), ("components", k * dim), ("out_mean", k), ("out_scale", k),
             ("explained_variance_ratio", k))})
+    return values
+
+
+def _preprocessing_bytes(groups: Sequence[dict[str, Any]]) -> Callable[[str], int]:
+    """The bytes each array of preprocessing.npz may hold (:func:`_preprocessing_values`)."""
+    values = _preprocessing_values(groups)
     return lambda name: values.get(name, 0) * _VALUE_BYTES
 
 
@@ -568,16 +590,44 @@ def _estimator_bytes(n_classes: int, in_dim: int, calibration: dict[str, Any] | 
                          else (n_classes + 1) * (in_dim + 1) * _VALUE_BYTES)
 
 
-def _parse(uri: str, name: str, parse: Any) -> Any:
+#: How many arrays estimator.npz holds at most beside its probability map's: the coefficients, the intercepts, the
+#: standardisation's mean and scale, the fitted classes and the prior.
+_ESTIMATOR_ARRAYS = 6
+
+
+def _estimator_file_bytes(spec: dict[str, Any], n_classes: int, in_dim: int) -> int:
+    """The most bytes estimator.npz may hold: its arrays, each as large as :func:`_estimator_bytes` allows one
+    (the probability map's, at most one per class and point), and the zip's headers."""
+    points = int((spec.get("calibration") or {}).get("points", 0))
+    largest = _estimator_bytes(n_classes, in_dim, spec.get("calibration"))("coef")
+    return _ESTIMATOR_ARRAYS * largest + 2 * (n_classes + 1) * points * _VALUE_BYTES + NPZ_SLACK
+
+
+def _blob_bytes(spec: dict[str, Any]) -> int:
+    """The most bytes an estimator's own file may hold without a recorded size: a skops zip, what it unpacks to
+    (recorded at saving) and its headers; a network's weights or a booster, :data:`BLOB_BYTES`."""
+    unpacked = spec.get("unpacked_bytes")
+    return unpacked + unpacked // 100 + NPZ_SLACK if isinstance(unpacked, int) and unpacked >= 0 else BLOB_BYTES
+
+
+def _limit(meta: dict[str, Any], name: str, derived: int) -> int:
+    """The most bytes the model's file ``name`` (``members/<m>/estimator.npz``) may hold: the size model.json
+    recorded for it when it was saved, within the bound ``derived`` from what model.json states of its contents."""
+    recorded = meta.get("files", {}).get(name) if isinstance(meta.get("files"), dict) else None
+    return min(derived, recorded) if isinstance(recorded, int) and recorded >= 0 else derived
+
+
+def _parse(uri: str, name: str, parse: Any, limit: int) -> Any:
     """``parse(bytes of uri/name)``, or one ConfigError line naming the file when it is missing or damaged.
 
-    Every reader fails its own way on a truncated file (JSONDecodeError,
-    BadZipFile, torch's RuntimeError, XGBoostError, KeyError for a missing
+    The file is read by the one reader of a user's files (``bounded.read_bytes``): a regular file (not a FIFO, a
+    device or a link to one) of at most ``limit`` bytes, checked before a byte is read. Every parser fails its own
+    way on a truncated file (JSONDecodeError, BadZipFile, torch's RuntimeError, XGBoostError, KeyError for a missing
     array), so any exception while parsing means a damaged file.
     """
     path = join(uri, name)
     try:
-        data = _read_bytes(path)
+        data = read_bytes(path, "model", limit, f"this model's {name}")
     except FileNotFoundError:
         raise ConfigError(
             f"model: no model artifact at {uri}: {name} is missing (a model directory holds "
@@ -627,17 +677,25 @@ def _checked(meta: Any, uri: str, fields: Sequence[tuple[str, type]]) -> dict[st
 def describe(uri: str) -> Description:
     """What the model at ``uri`` states, from its model.json alone: for a reader that needs no estimator
     (the annotate dry run), so neither torch nor the weights are loaded."""
-    return Description(_checked(_parse(uri, MODEL_JSON, json.loads), uri, _DESCRIPTION_FIELDS), uri)
+    return Description(_checked(_parse(uri, MODEL_JSON, json.loads, MODEL_JSON_BYTES), uri, _DESCRIPTION_FIELDS),
+                       uri)
 
 
-def _estimator(folder: str, spec: dict[str, Any], n_classes: int, in_dim: int) -> Portable:
-    """The portable estimator of ``spec`` from its files in ``folder``, each array within what ``spec`` allows."""
+def _estimator(uri: str, meta: dict[str, Any], folder: str, spec: dict[str, Any], n_classes: int,
+               in_dim: int) -> Portable:
+    """The portable estimator of ``spec`` from its files in the ``folder`` of the model at ``uri`` (``""``, or an
+    average's ``members/<name>/``), each file within its :func:`_limit` and each array within what ``spec`` allows."""
     from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
 
-    arrays = _parse(folder, ARRAYS, lambda b: _read_npz(b, _estimator_bytes(n_classes, in_dim,
-                                                                            spec.get("calibration"))))
+    where = join(uri, folder) if folder else uri
+    arrays = _parse(where, ARRAYS, lambda b: _read_npz(b, _estimator_bytes(n_classes, in_dim,
+                                                                           spec.get("calibration"))),
+                    _limit(meta, posixpath.join(folder, ARRAYS), _estimator_file_bytes(spec, n_classes, in_dim)))
     blob = FORMAT_FILES.get(spec.get("format"))
-    return _parse(folder, blob, lambda b: Portable(spec, arrays, b).loaded()) if blob else Portable(spec, arrays)
+    if not blob:
+        return Portable(spec, arrays)
+    return _parse(where, blob, lambda b: Portable(spec, arrays, b).loaded(),
+                  _limit(meta, posixpath.join(folder, blob), _blob_bytes(spec)))
 
 
 def _members(uri: str, spec: dict[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
@@ -673,7 +731,7 @@ def load_model(uri: str) -> Model:
     """
     from acoustic_env.learn.portable import Average
 
-    meta = _parse(uri, MODEL_JSON, json.loads)
+    meta = _parse(uri, MODEL_JSON, json.loads, MODEL_JSON_BYTES)
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise ConfigError(f"model: {join(uri, MODEL_JSON)} has model format {version}, this version reads "
@@ -681,7 +739,9 @@ def load_model(uri: str) -> Model:
     _checked(meta, uri, _MODEL_FIELDS)
     groups = [g["name"] for g in meta["groups"]]
     transforms = _parse(uri, PREPROCESSING,
-                        lambda b: from_arrays(groups, _read_npz(b, _preprocessing_bytes(meta["groups"]))))
+                        lambda b: from_arrays(groups, _read_npz(b, _preprocessing_bytes(meta["groups"]))),
+                        _limit(meta, PREPROCESSING,
+                               sum(_preprocessing_values(meta["groups"]).values()) * _VALUE_BYTES + NPZ_SLACK))
     names, in_dim = list(meta["task"]["class_names"]), sum(t.n_components for t in transforms)
     spec = meta["estimator"]
     if spec.get("format") == AVERAGE:
@@ -691,11 +751,11 @@ def load_model(uri: str) -> Model:
         except ValueError as e:
             raise ConfigError(f"model: {join(uri, MODEL_JSON)}: an average's member reads {e}; the files are not "
                               "of one model") from None
-        estimator = Average(tuple(_estimator(join(uri, MEMBERS, m["name"]), m, len(names), len(c))
+        estimator = Average(tuple(_estimator(uri, meta, f"{MEMBERS}/{m['name']}", m, len(names), len(c))
                                   for (m, _), c in zip(members, columns)),
                             tuple(tuple(groups) for _, groups in members), columns)
     else:
-        estimator = _estimator(uri, spec, len(names), in_dim)
+        estimator = _estimator(uri, meta, "", spec, len(names), in_dim)
     try:
         estimator.check(len(names), in_dim)
     except ValueError as e:

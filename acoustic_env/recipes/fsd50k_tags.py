@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import yaml
-
+from acoustic_env.bounded import read_yaml, shown
 from acoustic_env.config import ConfigError
 from acoustic_env.recipes.common import LABEL_SEPARATOR
 from acoustic_env.storage import filesystem
@@ -63,21 +62,19 @@ def _bad(uri: str, why: str) -> ConfigError:
 
 def load_tag_map(uri: str) -> TagMap:
     """Read and check a mapping; anything wrong is one ``ConfigError`` naming ``--tag-map`` and the file."""
-    fs, path = filesystem(uri)
-    if not fs.isfile(path):
-        raise _bad(uri, "not found")
     try:
-        data = yaml.safe_load(fs.cat_file(path).decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise _bad(uri, f"not YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(uri, FLAG)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise _bad(uri, "not found") from None
     if not isinstance(data, dict) or len(data) < 2:
         raise _bad(uri, "must map two or more categories to their tags (category: [tag, tag, ...])")
     category_of: dict[str, int] = {}
     for index, (name, tags) in enumerate(data.items()):
         if not isinstance(name, str) or not name.strip() or LABEL_SEPARATOR in name or name != name.strip():
-            raise _bad(uri, f"category {name!r} must be a name without {LABEL_SEPARATOR!r} or surrounding spaces")
+            raise _bad(uri, f"category {shown(name)} must be a name without {LABEL_SEPARATOR!r} or surrounding spaces")
         if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t.strip() for t in tags):
-            raise _bad(uri, f"category {name}: must list one or more tags (strings), got {tags!r}")
+            raise _bad(uri, f"category {shown(name, bare=True)}: must list one or more tags (strings), "
+                            f"got {shown(tags)}")
         for tag in map(normalise, tags):
             if category_of.get(tag, index) != index:
                 raise _bad(uri, f"tag {tag!r} is listed under both {list(data)[category_of[tag]]} and {name}; "

@@ -41,8 +41,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
+from acoustic_env.bounded import MAX_YAML_BYTES, load_yaml, read_bytes, shown
+from acoustic_env.errors import ConfigError
 from acoustic_env.vocabulary.ontology import (
     Ontology,
     OntologyError,
@@ -187,15 +188,19 @@ def _read_definition(name_or_path: str) -> dict:
     if name_or_path in builtin_tasks():
         text = resources.files("acoustic_env.vocabulary").joinpath("task_files", f"{name_or_path}.yaml").read_text()
     else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise TaskError(f"task: {name_or_path!r} is neither a built-in task ({', '.join(builtin_tasks())}), "
-                            f"an inline {INLINE_PREFIX}a,b task, nor a file")
-        text = path.read_text()
+        try:
+            raw = read_bytes(name_or_path, "task", MAX_YAML_BYTES, "a task file")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise TaskError(f"task: {shown(name_or_path)} is neither a built-in task ({', '.join(builtin_tasks())}), "
+                            f"an inline {INLINE_PREFIX}a,b task, nor a file") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise TaskError(f"task: {name_or_path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TaskError(f"task: cannot parse {name_or_path}: {str(exc).splitlines()[0]}") from None
+        data = load_yaml(text, "task", name_or_path)
+    except ConfigError as exc:
+        raise TaskError(str(exc)) from None
     if not isinstance(data, dict):
         raise TaskError(f"task: {name_or_path} must be a mapping")
     return data
@@ -214,7 +219,7 @@ def _label_list(value: Any, where: str) -> list[str]:
     ok = isinstance(value, list) and value and all(isinstance(v, (str, int)) and not isinstance(v, bool)
                                                    and str(v).strip() for v in value)
     if not ok:
-        raise TaskError(f"{where}: must be a non-empty list of label strings, got {value!r}")
+        raise TaskError(f"{where}: must be a non-empty list of label strings, got {shown(value)}")
     return [str(v).strip() for v in value]
 
 
@@ -227,12 +232,12 @@ def _class_specs(classes: Any) -> list[tuple[str, dict]]:
         return [(n, {"labels": [n]}) for n in names]
     if not isinstance(classes, dict):
         raise TaskError(f"task.classes: must be a mapping of class name to {{labels: [...]}} or {{mids: [...]}}, "
-                        f"or a list of labels, got {classes!r}")
+                        f"or a list of labels, got {shown(classes)}")
     specs = []
     for cname, spec in classes.items():
         where = f"task.classes.{cname}"
         if not isinstance(spec, dict):
-            raise TaskError(f"{where}: must be a mapping such as {{labels: [a, b]}} or {{mids: ['/m/..']}}, got {spec!r}")
+            raise TaskError(f"{where}: must be a mapping such as {{labels: [a, b]}} or {{mids: ['/m/..']}}, got {shown(spec)}")
         extra = sorted(set(spec) - {"labels", "mids", "descendants"})
         if extra:
             raise TaskError(f"{where}: unknown key(s) {extra} (known: labels, mids, descendants)")
@@ -251,10 +256,10 @@ def task_from_definition(data: dict, ontology: str | None = None, default_name: 
         raise TaskError(f"task: unknown key(s) {extra} (known: {', '.join(_KEYS)})")
     kind = data.get("kind", "single_label")
     if kind not in KINDS:
-        raise TaskError(f"task.kind: must be one of {KINDS}, got {kind!r}")
+        raise TaskError(f"task.kind: must be one of {KINDS}, got {shown(kind)}")
     policy = data.get("unknown_labels", "skip")
     if policy not in UNKNOWN_LABELS:
-        raise TaskError(f"task.unknown_labels: must be one of {UNKNOWN_LABELS}, got {policy!r}")
+        raise TaskError(f"task.unknown_labels: must be one of {UNKNOWN_LABELS}, got {shown(policy)}")
     specs = _class_specs(data.get("classes"))
     if len(specs) < (2 if kind == "single_label" else 1):
         raise TaskError("task.classes: a single-label task needs at least two classes, a multi-label task at least one")

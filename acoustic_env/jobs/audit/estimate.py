@@ -33,6 +33,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from acoustic_env.bounded import MAX_VERDICT_BYTES, read_bytes
 from acoustic_env.errors import AuditError
 from acoustic_env.learn.metrics import wilson
 from acoustic_env.storage import filesystem, join
@@ -138,14 +139,21 @@ def read_verdicts(uris: Iterable[str]) -> list[dict[str, Any]]:
     """Verdicts from one or more files (local or object storage), concatenated."""
     records: list[dict[str, Any]] = []
     for uri in uris:
-        fs, path = filesystem(uri)
-        if not fs.exists(path):
-            raise AuditError(f"verdicts: file not found: {uri}")
-        if fs.isdir(path):
-            raise AuditError(f"verdicts: {uri} is a directory; give the verdicts file (e.g. "
-                             "<audit>/review/verdicts.json)")
-        records += parse_verdicts(verdict_text(fs.cat_file(path), uri), uri)
+        records += parse_verdicts(read_verdict_text(uri), uri)
     return records
+
+
+def read_verdict_text(uri: str) -> str:
+    """The text of the verdict file at ``uri`` (:func:`verdict_text`), read by the one reader of a user's files: a
+    regular file of at most ``bounded.MAX_VERDICT_BYTES``; anything else is one line naming it."""
+    try:
+        data = read_bytes(uri, "verdicts", MAX_VERDICT_BYTES, "a verdict file")
+    except (FileNotFoundError, NotADirectoryError):
+        raise AuditError(f"verdicts: file not found: {uri}") from None
+    except IsADirectoryError:
+        raise AuditError(f"verdicts: {uri} is a directory; give the verdicts file (e.g. "
+                         "<audit>/review/verdicts.json)") from None
+    return verdict_text(data, uri)
 
 
 def on_page(records: list[dict[str, Any]], review_dir: str) -> tuple[list[dict[str, Any]], int]:

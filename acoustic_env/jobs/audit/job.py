@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
+from acoustic_env.bounded import MAX_LIST_BYTES, read_bytes
 from acoustic_env.vocabulary.tasks import Task
 from acoustic_env.config import CLASSIFIERS, AuditConfig, ConfigError, validate
 from acoustic_env.distributed.session import start_ray
@@ -48,7 +49,7 @@ from acoustic_env.jobs.results import AuditResult
 from acoustic_env.labels.label_list import label_list_line
 from acoustic_env.learn.feature_sets import ALL, candidate_sets
 from acoustic_env.learn.review_order import embed
-from acoustic_env.storage import filesystem, join, write_parquet
+from acoustic_env.storage import join, write_parquet
 from acoustic_env.table import FeatureSet, metadata_json
 
 log = logging.getLogger("acoustic_env.jobs.audit")
@@ -109,8 +110,8 @@ def fit_quality(targets: np.ndarray, probs: np.ndarray, kind: str) -> dict[str, 
 def read_truth(uri: str) -> set[str]:
     """The clip ids a truth CSV marks as wrongly labelled (columns ``clip_id`` and ``flipped``, 1 = wrong)."""
     try:
-        fs, path = filesystem(uri)
-        rows = list(csv.DictReader(io.StringIO(fs.cat_file(path).decode("utf-8-sig"))))
+        text = read_bytes(uri, "truth", MAX_LIST_BYTES, "a truth list").decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text)))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"truth: cannot read {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     if not rows or not {"clip_id", "flipped"} <= set(rows[0]):

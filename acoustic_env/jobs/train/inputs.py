@@ -8,19 +8,20 @@ estimate dict (``learn.metrics.adjusted_accuracy``), so that ``learn/`` opens no
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import fsspec
-
 from acoustic_env.audio.manifest import read_audioset_csv
+from acoustic_env.bounded import MAX_LIST_BYTES, MAX_RECORD_BYTES, read_bytes
 from acoustic_env.config import ConfigError
-from acoustic_env.storage import read_json
 
 
 def read_label_accuracy(uri: str) -> dict[str, Any]:
     """The audit's label-accuracy estimate, checked for the fields the adjustment needs."""
     try:
-        data = read_json(uri)
+        data = json.loads(read_bytes(uri, "label_accuracy", MAX_RECORD_BYTES, "a label-accuracy estimate"))
+    except ConfigError:
+        raise
     except (OSError, ValueError) as exc:
         raise ConfigError(f"label_accuracy: cannot read {uri}: {str(exc).splitlines()[0]}") from None
     overall = data.get("overall") if isinstance(data, dict) else None
@@ -37,11 +38,10 @@ def read_label_accuracy(uri: str) -> dict[str, Any]:
 def read_test_list(uri: str) -> set[str]:
     """Clip ids from an AudioSet segment CSV (``<YTID>_<start ms>``), a CSV with ``clip_id``, or one id per line."""
     try:
-        with fsspec.open(uri, "rt", encoding="utf-8") as fh:
-            head = fh.readline()
-            text = head + fh.read()
-    except (OSError, FileNotFoundError) as exc:
+        text = read_bytes(uri, "test_list", MAX_LIST_BYTES, "a test list").decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"test_list: cannot read {uri}: {exc}") from None
+    head = text.split("\n", 1)[0]
     if head.startswith("#"):
         return {f"{r['YTID']}_{int(round(r['start_s'] * 1000))}" for r in read_audioset_csv(uri)}
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
