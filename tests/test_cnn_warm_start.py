@@ -160,6 +160,50 @@ def test_a_checkpoint_changed_after_the_check_stops_the_fit(checkpoint, unpinned
         warm_start(net, init)
 
 
+@pytest.mark.parametrize("dropped,named", [
+    (("bn0.",), "bn0"),
+    (("conv_block2.",), "conv_block2"),
+    (("conv_block1.bn2.running_var", "conv_block2.conv1.weight"),
+     "conv_block1.bn2.running_var; conv_block2.conv1.weight"),
+])
+def test_a_checkpoint_that_lacks_a_tensor_stops_before_anything_is_copied(checkpoint, unpinned, tmp_path, dropped,
+                                                                          named):
+    """A checkpoint without bn0, without a block, or without single tensors of them is refused in one line naming
+    what it lacks, in the file's own names (a whole layer by its name), and leaves the network as it was: no network
+    trains with part of CNN14 and the rest random."""
+    from acoustic_env.learn.spectro import SpectroCNN
+    from acoustic_env.learn.warm_start import panns_init, warm_start
+
+    _, state = checkpoint
+    cache = tmp_path / "weights"
+    weights.save_checkpoint(panns.SPEC.weights, {k: v for k, v in state.items() if not k.startswith(dropped)},
+                            str(cache / panns.SPEC.weights.filename))
+    init = panns_init(str(cache))
+    net = SpectroCNN(64, 1, [64, 128], 0.1, [1, 1], architecture="cnn14")
+    before = {n: t.clone() for n, t in net.state_dict().items()}
+    with pytest.raises(WeightsError) as err:
+        warm_start(net, init)
+    assert str(err.value) == (f"{init['weights']} (sha256 {init['sha256']}) does not fit the cnn14 network: it lacks "
+                              f"{named} (CNN14's bn0 and conv_block1..2 are copied whole); nothing was loaded")
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_a_checkpoint_tensor_of_another_shape_is_one_line_naming_it(checkpoint, unpinned, tmp_path):
+    from acoustic_env.learn.spectro import SpectroCNN
+    from acoustic_env.learn.warm_start import panns_init, warm_start
+
+    _, state = checkpoint
+    cache = tmp_path / "weights"
+    weights.save_checkpoint(panns.SPEC.weights, {**state, "conv_block1.conv1.weight": torch.zeros(64, 1, 5, 5)},
+                            str(cache / panns.SPEC.weights.filename))
+    net = SpectroCNN(64, 1, [64, 128], 0.1, [1, 1], architecture="cnn14")
+    with pytest.raises(WeightsError, match=r"does not fit the cnn14 network: .*blocks\.1\.conv1\.weight.*"
+                                           r"torch\.Size\(\[64, 1, 5, 5\]\)") as err:
+        warm_start(net, panns_init(str(cache)))
+    assert "\n" not in str(err.value)
+
+
 def test_the_one_line_errors(checkpoint, image_table, tmp_path):
     cache, _ = checkpoint
     with pytest.raises(ConfigError, match="cnn_init: panns copies PANNs CNN14's blocks: needs --cnn-architecture "

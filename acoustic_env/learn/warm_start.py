@@ -50,27 +50,51 @@ def panns_init(cache_dir: str | None) -> dict[str, str]:
     return {"from": "panns", "weights": uri, "sha256": sha}
 
 
+def _prefixes(blocks: int) -> dict[str, str]:
+    """The checkpoint's name of each copied layer -> ``SpectroCNN``'s (its ``blocks[0]`` is the input pooling, so
+    CNN14's ``conv_block{i}`` is its ``blocks.{i}``)."""
+    return {"bn0.": "bn0.", **{f"conv_block{i}.": f"blocks.{i}." for i in range(1, blocks + 1)}}
+
+
 def renamed(state: dict[str, torch.Tensor], blocks: int) -> dict[str, torch.Tensor]:
-    """The checkpoint's ``bn0`` and first ``blocks`` blocks under ``SpectroCNN``'s names (its ``blocks[0]`` is the
-    input pooling, so CNN14's ``conv_block{i}`` is its ``blocks.{i}``)."""
-    prefixes = {"bn0.": "bn0.", **{f"conv_block{i}.": f"blocks.{i}." for i in range(1, blocks + 1)}}
+    """The checkpoint's ``bn0`` and first ``blocks`` blocks under ``SpectroCNN``'s names."""
     return {new + key[len(old):]: value for key, value in state.items()
-            for old, new in prefixes.items() if key.startswith(old)}
+            for old, new in _prefixes(blocks).items() if key.startswith(old)}
+
+
+def lacking(state: dict[str, torch.Tensor], wanted: list[str], blocks: int) -> list[str]:
+    """The tensors of ``wanted`` (``SpectroCNN``'s names of what is copied) that the checkpoint ``state`` lacks, in
+    the checkpoint's names, a layer it lacks whole by its name alone (``bn0``, ``conv_block2``): what a user looks
+    for in the file."""
+    back = {new: old for old, new in _prefixes(blocks).items()}
+    by_layer: dict[str, list[str]] = {}
+    for name in wanted:
+        ours = next(p for p in back if name.startswith(p))
+        by_layer.setdefault(back[ours], []).append(back[ours] + name[len(ours):])
+    out = []
+    for layer, names in by_layer.items():
+        absent = [n for n in names if n not in state]
+        if absent:
+            out.append(layer.rstrip(".") if len(absent) == len(names) else ", ".join(absent))
+    return out
 
 
 def warm_start(network: nn.Module, init: dict[str, Any]) -> None:
     """Copy ``init``'s checkpoint (:func:`panns_init`'s record) into a ``cnn14`` ``network``: every one of its
-    ``bn0`` and block tensors, of the same shape (a mismatch or a tensor the checkpoint lacks is a
-    :class:`WeightsError`); the head and the input scaling untouched."""
+    ``bn0`` and block tensors, of the same shape; the head and the input scaling untouched. A tensor the checkpoint
+    lacks stops it before anything is copied, and one of another shape stops it too: a one-line
+    :class:`WeightsError` naming them, so that no network trains half warm-started, the rest of it random."""
     spec = panns.SPEC.weights
     state, sha = load_checkpoint(spec, init["weights"], init["sha256"])
-    own = {k for k in network.state_dict() if k.startswith(("bn0.", "blocks."))}
-    copied = renamed(state, len(network.blocks) - 1)
-    if set(copied) != own:
+    blocks = len(network.blocks) - 1
+    own = sorted(k for k in network.state_dict() if k.startswith(("bn0.", "blocks.")))
+    missing = lacking(state, own, blocks)
+    if missing:
         raise WeightsError(f"{init['weights']} (sha256 {sha}) does not fit the cnn14 network: it lacks "
-                           f"{sorted(own - set(copied))[:3]}")
+                           f"{'; '.join(missing)} (CNN14's bn0 and conv_block1..{blocks} are copied whole); nothing "
+                           "was loaded")
     try:
-        network.load_state_dict(copied, strict=False)  # strict about shapes always; the head is not in it
+        network.load_state_dict(renamed(state, blocks), strict=False)  # strict about shapes; the head is not in it
     except RuntimeError as exc:
         raise WeightsError(f"{init['weights']} (sha256 {sha}) does not fit the cnn14 network: "
                            f"{' '.join(str(exc).split())}") from exc
