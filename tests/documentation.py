@@ -78,3 +78,25 @@ def section(title: str) -> str:
 
 def all_text() -> str:
     return "\n".join(p.read_text() for p in pages())
+
+
+def shown_commands() -> list[tuple[str, str]]:
+    """(page, command) for every ``acoustic-env`` command the README and docs/ show, as the words after
+    ``acoustic-env``: each line of an ``sh`` block that runs one (``python -m acoustic_env.cli`` after
+    ``ray job submit ... --`` too), and each inline `` `acoustic-env ...` `` span that gives a command's arguments.
+    Left out: a synopsis (``...``, ``A|B``, ``<name>``) and an inline mention of a command by name
+    (`` `acoustic-env search` ``, `` `acoustic-env export --wide` ``: two words at most, or only flags after the name).
+    An optional flag in brackets (``[--threshold 0.05]``) is kept, its brackets dropped."""
+    out = []
+    for path in pages():
+        titles = {title for title, _ in _sections(path)}
+        shown = [c for s, c in commands() if s in titles]
+        for span in re.findall(r"`(acoustic-env [^`]+)`", path.read_text()):
+            words = span.split()[1:]
+            if len(words) >= 3 or (len(words) == 2 and not words[1].startswith("--")) or "--help" in words:
+                shown.append(" ".join(span.split()))
+        for command in dict.fromkeys(shown):
+            m = re.search(r"(?:^|\s)(?:acoustic-env|python -m acoustic_env\.cli)\s+(.*)$", command)
+            if m and not re.search(r"\.\.\.|\||<", command):
+                out.append((path.name, re.sub(r"[\[\]]", "", m.group(1)).strip()))
+    return out
