@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from acoustic_env.config import ConfigError
+
 #: The recorder name patterns, in the order they are tried: (name, what it looks like, the regular expression on the
 #: file's stem).
 PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
@@ -42,8 +44,9 @@ PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
 SCHEDULE_TOLERANCE_S = 2.0
 
 
-class TimelineError(ValueError):
-    """A recording cannot be placed in time, or a setting of the placement is invalid; one line naming it."""
+class TimelineError(ConfigError):
+    """A recording cannot be placed in time, or a setting of the placement is invalid: one line naming it, which the
+    command prints as it prints a bad setting, before any audio is read."""
 
 
 @dataclass(frozen=True)

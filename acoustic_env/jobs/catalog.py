@@ -19,6 +19,7 @@ from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, Sear
 from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
 from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
 from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
+from acoustic_env.config.soundscape import SoundscapeConfig
 from acoustic_env.registry import Registry, lazy
 
 #: When a command sends Ray's output, warnings and INFO logs to its log file (``cli/console.py``): after its checks
@@ -101,6 +102,12 @@ for _spec in (
                 lazy(_COMMANDS, "run_predict"), lazy(_COMMANDS, "predict_lines"),
                 usage="%(prog)s FILES|DIR|MANIFEST --model MODEL [options]", check=lazy(_COMMANDS, "check_predict"),
                 console="on_ray"),
+        JobSpec("soundscape", "a deployment's recordings placed on each site's clock: indices, per-bin spectral "
+                              "indices and class shares per segment, events, detection histories and a page with "
+                              "false-colour spectrograms and diel plots (resumable)", SoundscapeConfig,
+                lazy("acoustic_env.jobs.soundscape.job", "soundscape"),
+                lazy("acoustic_env.jobs.soundscape.job", "summary_lines"),
+                usage="%(prog)s FILES|DIR|MANIFEST --output DIR [--model MODEL] [options]", console="on_ray"),
         JobSpec("audioset sample", "draw a task's clips from a segment list (per-class targets, balanced, seeded; "
                                    "one streaming pass)", SampleConfig, lazy(_AUDIOSET, "run_sample"),
                 lazy(_AUDIOSET, "sample_lines"), check=lazy("acoustic_env.jobs.preflight", "check_sample_paths"),
