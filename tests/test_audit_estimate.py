@@ -362,17 +362,18 @@ def test_a_corrected_lists_accuracy_is_unbiased_over_many_reviews_and_not_the_sa
     estimates = []
     for _ in range(400):
         sample = rng.choice(n, 100, replace=False)
-        est = estimate_accuracy([verdict(f"c{i}", ["urban"], "wrong" if i in wrong_ids else "correct")
-                                 for i in sample])
-        out = after_corrections(est, given, listed)
+        records = [verdict(f"c{i}", ["urban"], "wrong" if i in wrong_ids else "correct") for i in sample]
+        est = estimate_accuracy(records)
+        out = after_corrections(est, given, listed, records)
         assert out["overall"]["low"] <= out["overall"]["accuracy"] <= out["overall"]["high"] <= 1.0
-        assert out["label_list"] == {"clips": n, "relabelled": 70, "removed": 10, "table": est["overall"]}
+        assert out["label_list"] == {"clips": n, "relabelled": 70, "removed": 10, "contradicted": 0,
+                                     "table": est["overall"]}
         estimates.append(out["overall"]["accuracy"])
     assert abs(np.mean(estimates) - truth) < 0.005
-    lines = estimate_lines(after_corrections(est, given, listed))
+    lines = estimate_lines(after_corrections(est, given, listed, records))
     assert lines[0].startswith("accuracy of the corrected list") and "relabels 70 and leaves out 10" in lines[1]
     with pytest.raises(AuditError, match="random sample"):
-        after_corrections(estimate_accuracy([verdict("c1", ["urban"], "wrong", "suspects")]), given, listed)
+        after_corrections(estimate_accuracy([verdict("c1", ["urban"], "wrong", "suspects")]), given, listed, [])
 
 
 def test_a_comma_file_whose_clips_carry_many_semicolon_separated_classes_is_still_read_by_its_header():
@@ -422,9 +423,9 @@ def test_a_corrected_lists_accuracy_is_the_tables_wrong_share_less_the_fixes_exa
     est = {"method": "wilson", "sample": "random", "overall": table, "per_class": {"urban": table}}
     given = {f"c{i}": ("urban",) for i in range(10)}
     listed = {"c0": ("natural",), "c1": (), "c2": ("urban",), "elsewhere": ("natural",)}
-    assert after_corrections(est, given, listed) == {
+    assert after_corrections(est, given, listed, []) == {
         "method": "wilson", "sample": "random", "per_class": {},
-        "label_list": {"clips": 10, "relabelled": 1, "removed": 1, "table": table},
+        "label_list": {"clips": 10, "relabelled": 1, "removed": 1, "contradicted": 0, "table": table},
         "overall": {"accuracy": 0.888889, "low": 0.666667, "high": 1.0, "n": 10}}
 
 
@@ -435,8 +436,8 @@ def test_a_corrected_list_of_a_one_clip_table_divides_by_that_one_clip():
 
     table = {"accuracy": 0.5, "low": 0.0, "high": 1.0, "n": 2}
     est = {"method": "wilson", "sample": "random", "overall": table, "per_class": {}}
-    assert after_corrections(est, {"a": ("urban",)}, {})["overall"] == table
-    assert after_corrections(est, {"a": ("urban",)}, {"a": ()})["overall"] == {"accuracy": 1.0, "low": 1.0,
+    assert after_corrections(est, {"a": ("urban",)}, {}, [])["overall"] == table
+    assert after_corrections(est, {"a": ("urban",)}, {"a": ()}, [])["overall"] == {"accuracy": 1.0, "low": 1.0,
                                                                                "high": 1.0, "n": 2}
 
 
@@ -444,6 +445,25 @@ def test_a_corrected_list_from_the_suspects_estimate_is_refused_with_the_reason(
     from acoustic_env.jobs.audit.estimate import after_corrections
 
     with pytest.raises(AuditError) as caught:
-        after_corrections(estimate_accuracy([verdict("c1", ["urban"], "wrong", "suspects")]), {}, {})
+        after_corrections(estimate_accuracy([verdict("c1", ["urban"], "wrong", "suspects")]), {}, {}, [])
     assert str(caught.value) == ("labels: the corrected list's accuracy needs the random sample's estimate (--sample "
                                  "random); the suspects' verdicts say nothing of the collection")
+
+
+def test_a_list_that_goes_against_the_verdicts_is_not_scored_perfect():
+    """Issue 82, 9: a list that flips all 30 audited clips, 28 of which the random sample's reviewers found right,
+    once scored 100 % [100 %, 100 %] (every change counted as a fix). A change against a "correct" verdict makes a
+    wrong label, and one against a "wrong" verdict's own right class fixes nothing: 28 wrong of 30 is left."""
+    from acoustic_env.jobs.audit.estimate import after_corrections
+
+    given = {f"c{i}": ("urban",) for i in range(30)}
+    records = [verdict(f"c{i}", ["urban"], "correct" if i >= 2 else "wrong") for i in range(30)]
+    flipped = {c: ("natural",) for c in given}
+    out = after_corrections(estimate_accuracy(records), given, flipped, records)
+    assert out["overall"]["accuracy"] == pytest.approx(2 / 30, abs=1e-5) and out["overall"]["high"] < 0.5
+    assert out["label_list"]["contradicted"] == 28
+    assert "28 of its labels go against a reviewer's verdict, counted wrong" in estimate_lines(out)[1]
+    # c0 was judged wrong with "natural" as its right class: the list giving "music" fixes nothing
+    records[0] = {**records[0], "corrected_label": ["natural"]}
+    out = after_corrections(estimate_accuracy(records), given, {"c0": ("music",), "c1": ("natural",)}, records)
+    assert out["label_list"]["contradicted"] == 1 and out["overall"]["accuracy"] == pytest.approx(1 - 1 / 30, abs=1e-5)

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "acoustic_env"
 #: The top-level packages and modules of acoustic_env, ground floor first. The package root
 #: (``acoustic_env/__init__.py``: the lazy public API and ``__version__``) stands outside the floors.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "registry"),
+    ("errors", "registry", "csv_writer"),
     ("storage",),
     ("bounded",),
     ("vocabulary",),

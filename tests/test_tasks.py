@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pyarrow as pa
@@ -177,3 +178,49 @@ def test_plain_label_table_trains_and_audits_offline(offline, ray_session, tmp_p
     audit = ae.audit(features, str(tmp_path / "audit"), task="labels:urban,natural", classifier="logreg",
                      review_top=0, random_sample=0)
     assert audit.audited == 60 and audit.flagged >= 1
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("a\tb", r"'a\tb'"), ("red\x1b[31m", r"'red\x1b[31m'"), ("two\nlines", r"'two\nlines'"),
+    ("rl\u202eo", r"'rl\u202eo'"), ("bell\x07", r"'bell\x07'"), ("a;b", "'a;b'"),
+])
+def test_a_class_name_with_a_control_character_or_a_semicolon_is_refused_at_the_door(tmp_path, name, shown):
+    """Issue 82, 10 and 14: a tab in a class name shifted the selection tables' columns, an escape or a line break
+    forges console lines, and ``a;b`` was accepted by add-verdicts but refused in the list it led to. The task
+    refuses them, in one printable line that names the class escaped."""
+    import yaml
+
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"classes": {name: {"labels": ["x"]}, "b": {"labels": ["y"]}}}))
+    with pytest.raises(TaskError) as caught:
+        load_task(str(path))
+    message = str(caught.value)
+    assert message.startswith(f"task.classes: class {shown} holds ") and message.isprintable()
+
+
+def test_an_inline_task_and_a_long_name_are_refused_the_same_way():
+    with pytest.raises(TaskError, match="class 'a;b' holds ';', which separates classes in a label list"):
+        load_task("labels:a;b,c")
+    with pytest.raises(TaskError) as caught:
+        task_from_definition({"classes": {"x" * 10_000 + "\t": {"labels": ["x"]}, "b": {"labels": ["y"]}}})
+    assert len(str(caught.value)) < 200 and "(cut; 10001 characters)" in str(caught.value)
+
+
+def test_add_verdicts_refuses_a_class_with_a_semicolon_before_adding_anything(tmp_path, capsys):
+    """The class ``a;b`` at add-verdicts' door (its --task): one line, and no store is made."""
+    import json
+
+    from acoustic_env.cli import main
+    from acoustic_env.demo.tables import synthetic_features, write_features
+    from acoustic_env.labels.store import default_store
+
+    table = write_features(synthetic_features(8, seed=1, signals=("raw",)).table, str(tmp_path / "table"))
+    verdicts = tmp_path / "v.json"
+    verdicts.write_text(json.dumps([{"clip_id": "clip0000001", "verdict": "wrong", "sample": "suspects",
+                                     "given_labels": ["c"], "corrected_label": ["a;b"]}]))
+    assert main(["labels", "add-verdicts", "--features", table, "--verdicts", str(verdicts), "--reviewer", "r",
+                 "--task", "labels:a;b,c"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("task.classes: class 'a;b' holds ';', which separates classes in a label list; rename the "
+                        "class") and len(err.splitlines()) == 1
+    assert not os.path.exists(default_store(table))

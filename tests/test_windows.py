@@ -378,3 +378,15 @@ def test_annotate_scores_listed_recordings_in_windows_once(world, tmp_path, caps
     capsys.readouterr()
     assert main([*argv, "--dry-run"]) == 0  # the dry run counts what the run skips
     assert "2 files listed, 2 already annotated in windows by this model, 0 to score" in capsys.readouterr().out
+
+
+def test_a_tab_or_a_line_break_in_a_class_name_never_shifts_a_selection_tables_columns():
+    """Issue 82, 10: a class named with a tab (from a model folder written before the task refused it, or forged)
+    gave Raven rows 10 fields under 9 headers and split Audacity's labels. The writers escape it."""
+    from acoustic_env.pages.selections import audacity_labels, raven_table
+
+    rows = [{"predicted": ["a\tb", "c\nd"], "start_s": 0.0, "end_s": 3.0, "prob_a\tb": 0.9, "prob_c\nd": 0.8}]
+    raven = raven_table(rows).split("\n")[:-1]
+    assert [len(line.split("\t")) for line in raven] == [len(RAVEN_COLUMNS)] * 3 and raven[1].endswith("\ta\\tb\t0.9000")
+    audacity = audacity_labels(rows).split("\n")[:-1]
+    assert [line.split("\t")[2] for line in audacity] == ["a\\tb 0.900", "c\\nd 0.800"]

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from acoustic_env.audio.manifest import YTID, ManifestError
+from acoustic_env.csv_writer import safe_column
 from acoustic_env.storage import filesystem, transport_failure, write_bytes
 
 #: Columns of a batch: ``row`` counts data rows from 1 (what an error message names).
@@ -193,13 +194,14 @@ def _ids_allowing_bad(ytid: pa.Array, start: pa.Array) -> pa.Array:
 
 def segment_lines(table: pa.Table) -> str:
     """Rows back in the published format (three decimals, the labels quoted, a quote in them doubled as CSV
-    writes it), built with Arrow compute."""
+    writes it), built with Arrow compute; the id and the labels through the one CSV writer's rule
+    (:func:`acoustic_env.csv_writer.safe_column`: a YouTube id or a MID is never changed by it)."""
     if not table.num_rows:
         return ""
     seconds = [pa.array([f"{x:.3f}" for x in table[c].to_numpy()]) for c in ("start_s", "end_s")]
-    joined = pc.replace_substring(pc.binary_join(table["labels"], ","), '"', '""')
+    joined = pc.replace_substring(safe_column(pc.binary_join(table["labels"], ",")), '"', '""')
     labels = pc.binary_join_element_wise('"', joined, '"', "")
-    lines = pc.binary_join_element_wise(table["YTID"], *seconds, labels, ", ")
+    lines = pc.binary_join_element_wise(safe_column(table["YTID"]), *seconds, labels, ", ")
     return "\n".join(lines.to_pylist()) + "\n"
 
 

@@ -37,7 +37,6 @@ few seconds to tens of seconds on one core.
 
 from __future__ import annotations
 
-import csv
 import io
 import struct
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from acoustic_env.csv_writer import csv_bytes
 from acoustic_env.embedders.spec import SAMPLE_RATE
 
 __all__ = [
@@ -755,11 +755,7 @@ def generate_demo(
 
     truth_csv = out_dir / "truth.csv"
     fields = ["clip_id", "true_class", "given_class", "flipped", "broken", "broken_kind", "sample_rate", "channels"]
-    with truth_csv.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for j in order:
-            writer.writerow(truth_rows[j])
+    truth_csv.write_bytes(csv_bytes(fields, [truth_rows[j] for j in order]))
 
     return DemoSet(
         out_dir=out_dir,

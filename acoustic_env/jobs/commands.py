@@ -79,15 +79,15 @@ def run_audit_estimate(cfg: AuditEstimateConfig) -> Estimated:
                      "pass --audit to count only the audit's clips")
     est = estimate_accuracy(records, cfg.sample, cfg.method)
     if cfg.labels:
-        est = _after_corrections(est, cfg.audit, cfg.labels)
+        est = _after_corrections(est, cfg.audit, cfg.labels, records)
     if cfg.output:
         write_json(est, cfg.output)
     return Estimated(est, notes, cfg.output)
 
 
-def _after_corrections(est: dict, audit: str | None, labels: str) -> dict:
+def _after_corrections(est: dict, audit: str | None, labels: str, records: list[dict]) -> dict:
     """``est`` carried over to the corrected list ``labels`` (``estimate.after_corrections``), the audited clips'
-    given classes read from the audit's table."""
+    given classes read from the audit's table, the list's labels checked against the verdicts ``records``."""
     import pyarrow.parquet as pq
 
     from acoustic_env.jobs.audit.estimate import after_corrections
@@ -103,7 +103,8 @@ def _after_corrections(est: dict, audit: str | None, labels: str) -> dict:
     fs, path = filesystem(join(audit, TABLE))
     with fs.open(path, "rb") as f:
         rows = pq.read_table(f, columns=["clip_id", "given_labels"]).to_pylist()
-    return after_corrections(est, {r["clip_id"]: tuple(r["given_labels"] or ()) for r in rows}, listed.labels)
+    return after_corrections(est, {r["clip_id"]: tuple(r["given_labels"] or ()) for r in rows}, listed.labels,
+                             records)
 
 
 def estimate_lines(done: Estimated) -> list[str]:

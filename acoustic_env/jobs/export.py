@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.config import ConfigError
+from acoustic_env.csv_writer import write_csv_table
 from acoustic_env.jobs.preflight import check_output, keep_apart
 from acoustic_env.storage import filesystem, is_local, write_parquet
 from acoustic_env.table import read_features
@@ -35,13 +36,13 @@ def check_table_file(uri: str, field: str = "output") -> None:
 
 
 def write_table(table: pa.Table, uri: str) -> None:
-    """Write ``table`` as Parquet or CSV, by the file's extension; list columns become ``a;b`` text in CSV."""
+    """Write ``table`` as Parquet or CSV, by the file's extension; list columns become ``a;b`` text in CSV, whose
+    text cells go through the one CSV writer (:mod:`acoustic_env.csv_writer`: a cell that would open as a formula
+    is neutralised)."""
     check_table_file(uri)
     if uri.endswith(".parquet"):
         write_parquet(table, uri)
         return
-    import pyarrow.csv as pcsv
-
     for i, field in enumerate(table.schema):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
             text = pc.binary_join(table[field.name].cast(pa.list_(pa.string())), ";")
@@ -53,7 +54,7 @@ def write_table(table: pa.Table, uri: str) -> None:
     if parent:
         fs.makedirs(parent, exist_ok=True)
     with fs.open(path, "wb") as fh:
-        pcsv.write_csv(table, fh)
+        write_csv_table(table, fh)
 
 
 def export_features(source: str, output: str, *, wide: bool = True, task: str | None = None,

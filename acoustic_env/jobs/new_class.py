@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from acoustic_env.config import ConfigError
+from acoustic_env.csv_writer import restore_cell
 from acoustic_env.labels.new_class import (ANSWERS, Round, answer_events, next_review, round_list, task_of,
                                            train_fields)
 from acoustic_env.storage import filesystem
@@ -32,7 +33,8 @@ def read_answers(uris: Iterable[str]) -> list[dict[str, str]]:
         if text.lstrip().startswith("["):
             rows = load_json(text, uri)
         else:
-            rows = list(csv.DictReader(io.StringIO(text), delimiter=max(",;\t", key=text.split("\n", 1)[0].count)))
+            rows = [{k: restore_cell(v) if isinstance(v, str) else v for k, v in r.items()}  # as the CSV writer wrote
+                    for r in csv.DictReader(io.StringIO(text), delimiter=max(",;\t", key=text.split("\n", 1)[0].count))]
             if rows and "verdict" not in rows[0]:
                 raise ConfigError(f"verdicts: {uri} has no 'verdict' column (columns: {', '.join(rows[0])}); add "
                                   "one and write yes, no or unsure in it")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from acoustic_env.bounded import MAX_LIST_BYTES, read_bytes
 from acoustic_env.config import ConfigError
+from acoustic_env.csv_writer import csv_bytes, restore_cell
 from acoustic_env.labels.current import Corrected, corrected
 from acoustic_env.labels.store import REVIEWED_SOURCES, as_dict, read_events
 from acoustic_env.storage import filesystem, write_bytes
@@ -34,23 +35,14 @@ COLUMNS = ("clip_id", "labels", "source", "reviewer", "time", "origin")
 CONFLICT_COLUMNS = ("clip_id", "reviewer", "verdict", "labels", "given", "time", "origin", "note")
 
 
-def _csv(header: tuple[str, ...], rows: list[dict]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ";".join(v) if isinstance(v, (list, tuple)) else v for k, v in row.items()})
-    return buf.getvalue().encode()
-
-
 def list_csv(current: Corrected) -> bytes:
     """The corrected list's CSV text (see the module docstring)."""
-    return _csv(COLUMNS, [{**as_dict(d.event), "labels": d.labels} for d in current.decisions.values()])
+    return csv_bytes(COLUMNS, [{**as_dict(d.event), "labels": d.labels} for d in current.decisions.values()])
 
 
 def conflicts_csv(current: Corrected) -> bytes:
     """One row per reviewer's decision on each clip the reviewers disagree about."""
-    return _csv(CONFLICT_COLUMNS, [{**as_dict(e), "labels": e.decision()}
+    return csv_bytes(CONFLICT_COLUMNS, [{**as_dict(e), "labels": e.decision()}
                                    for events in current.conflicts.values() for e in events])
 
 
@@ -110,7 +102,7 @@ def read_label_list(uri: str, task: Task, empty_ok: bool = False) -> LabelList:
         data, conflicts = list_csv(current), len(current.conflicts)
     try:
         reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
-        rows = list(reader)
+        rows = [{k: restore_cell(v) if isinstance(v, str) else v for k, v in r.items()} for r in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"labels: {uri} is not a CSV text file ({exc})") from None
     if not {"clip_id", "labels"} <= set(reader.fieldnames or ()):  # the header's, so a header alone is checked too

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from acoustic_env.config import DecodeParams
 from acoustic_env.storage import filesystem, join
+from acoustic_env.vocabulary.tasks import escaped
 
 RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
                  "Label", "Score")
@@ -31,11 +32,13 @@ LISTED_WINDOWS = 20
 
 
 def selections(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[float, float, str, float]]:
-    """(begin, end, label, score) per predicted class of each scored window, in time order."""
+    """(begin, end, label, score) per predicted class of each scored window, in time order; the label
+    :func:`~acoustic_env.vocabulary.tasks.escaped`, so that a tab or a line break in a class name never shifts a
+    selection table's columns or rows."""
     for r in rows:
         predicted = r["predicted"]
         for label in (predicted if isinstance(predicted, list) else [predicted] if predicted is not None else []):
-            yield r["start_s"], r["end_s"], label, r[f"prob_{label}"]
+            yield r["start_s"], r["end_s"], escaped(label), r[f"prob_{label}"]
 
 
 def raven_table(rows: Sequence[Mapping[str, Any]], high_hz: float = HIGH_HZ) -> str:

@@ -13,13 +13,13 @@ one (:func:`integer`), a file name that would leave the collection's folder
 from __future__ import annotations
 
 import csv
-import io
 import posixpath
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from acoustic_env.audio.manifest import ManifestError, read_manifest
+from acoustic_env.csv_writer import csv_bytes
 from acoustic_env.learn.splits import fold_order
 from acoustic_env.storage import filesystem, is_local, join
 
@@ -92,13 +92,9 @@ def write_manifest(rows: Iterable[dict[str, Any]], out: str, name: str, extra: S
     No rows is a ManifestError, nothing written: a clip list of a header alone (a metadata file with no data rows,
     or every clip dropped) would pass for the collection's until extract finds nothing to do.
     """
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*BASE_COLUMNS, *extra], extrasaction="raise")
-    writer.writeheader()
-    n = 0
-    for n, row in enumerate(rows, 1):
-        labels = row["labels"]
-        writer.writerow({**row, "labels": LABEL_SEPARATOR.join(labels) if not isinstance(labels, str) else labels})
+    listed = [{**row, "labels": LABEL_SEPARATOR.join(row["labels"]) if not isinstance(row["labels"], str)
+               else row["labels"]} for row in rows]
+    n = len(listed)
     uri = join(out, f"{name}.csv")
     if not n:
         raise ManifestError(f"{name}: no clips to list (the metadata has no data rows, or every clip was left "
@@ -106,7 +102,7 @@ def write_manifest(rows: Iterable[dict[str, Any]], out: str, name: str, extra: S
     fs, path = filesystem(uri)
     if is_local(uri):
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    fs.pipe_file(path, buf.getvalue().encode())
+    fs.pipe_file(path, csv_bytes([*BASE_COLUMNS, *extra], listed))
     return uri
 
 

@@ -16,8 +16,6 @@ dropped clips (the tags a mapping might add).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from typing import Any
 
 from acoustic_env.bounded import read_yaml, shown
 from acoustic_env.config import ConfigError
+from acoustic_env.csv_writer import csv_bytes
 from acoustic_env.recipes.common import LABEL_SEPARATOR
 from acoustic_env.storage import filesystem
 
@@ -149,12 +148,8 @@ def frequency_rows(tag_lists: Sequence[Sequence[str]], chosen: Sequence[int | No
 
 def write_frequency_csv(rows: Sequence[dict[str, Any]], uri: str) -> str:
     """The table as CSV (``scope, rank, tag, clips, share, category``); returns ``uri``."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["scope", "rank", "tag", "clips", "share", "category"])
-    writer.writeheader()
-    writer.writerows(rows)
     fs, path = filesystem(uri)
-    fs.pipe_file(path, buf.getvalue().encode())
+    fs.pipe_file(path, csv_bytes(["scope", "rank", "tag", "clips", "share", "category"], rows))
     return uri
 
 

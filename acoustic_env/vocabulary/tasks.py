@@ -38,6 +38,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import unicodedata
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,6 +59,14 @@ INLINE_PREFIX = "labels:"
 #: Keys of ``Task.summarize`` beside the class names: a class may not be called so.
 COUNTS = ("unlabelled", "unknown", "ambiguous")
 _KEYS = ("name", "description", "kind", "unknown_labels", "classes")
+#: Unicode categories a class name may not hold: control and format characters (a tab, a line break, an ANSI escape,
+#: a direction override) and line and paragraph separators; each would shift a selection table's columns or forge
+#: a console line.
+_UNPRINTABLE = ("Cc", "Cf", "Zl", "Zp")
+#: What a class name may not hold besides: the separator of a label list's ``labels`` cell.
+_SEPARATOR = ";"
+#: A rejected name is quoted by this many characters at most.
+_QUOTED = 60
 
 
 class TaskError(ValueError):
@@ -249,6 +259,32 @@ def _class_specs(classes: Any) -> list[tuple[str, dict]]:
     return specs
 
 
+def _quoted(name: str) -> str:
+    """A rejected name in an error line: escaped (``repr``), and cut to its first characters."""
+    return repr(name[:_QUOTED]) + (f" (cut; {len(name)} characters)" if len(name) > _QUOTED else "")
+
+
+def escaped(name: str) -> str:
+    """``name`` with each character a class name may not hold (``_UNPRINTABLE``) written as its escape (a tab as
+    ``\\t``): what a writer of tab- or line-separated text puts in a cell, so that a class name from a model folder
+    written before the rule (or forged) never shifts a column or starts a line."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in _UNPRINTABLE else c for c in name)
+
+
+def _check_class_names(names: Sequence[str], where: str = "task.classes") -> None:
+    """Refuse a class name that holds a control or format character, or ``;``: one line naming the class,
+    escaped. A class name is a cell of every table, selection table and label list the project writes, and the
+    ``labels`` cell of a label list joins several with ``;``."""
+    for name in names:
+        bad = next((c for c in name if unicodedata.category(c) in _UNPRINTABLE), None)
+        if bad is not None:
+            raise TaskError(f"{where}: class {_quoted(name)} holds the control character {bad!r}; a class name is "
+                            "printable text")
+        if _SEPARATOR in name:
+            raise TaskError(f"{where}: class {_quoted(name)} holds {_SEPARATOR!r}, which separates classes in a "
+                            "label list; rename the class")
+
+
 def task_from_definition(data: dict, ontology: str | None = None, default_name: str = "task") -> Task:
     """Build a task from its parsed definition (a task file, or the copy a model artifact keeps)."""
     extra = sorted(set(data) - set(_KEYS))
@@ -263,6 +299,7 @@ def task_from_definition(data: dict, ontology: str | None = None, default_name: 
     specs = _class_specs(data.get("classes"))
     if len(specs) < (2 if kind == "single_label" else 1):
         raise TaskError("task.classes: a single-label task needs at least two classes, a multi-label task at least one")
+    _check_class_names([n for n, _ in specs])
     reserved = [n for n, _ in specs if n in COUNTS]
     if reserved:
         raise TaskError(f"task.classes.{reserved[0]}: the name is kept for the counts ({', '.join(COUNTS)}); "

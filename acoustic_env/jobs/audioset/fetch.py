@@ -28,8 +28,6 @@ have finished its download, but it made no clip.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import posixpath
 import time
@@ -43,6 +41,7 @@ import pyarrow as pa
 from acoustic_env.audioset.fetch import Downloader, clip_name, fetch_segment
 from acoustic_env.audioset.segments import read_segments, refusal_message, refusals
 from acoustic_env.config.audioset import FetchConfig
+from acoustic_env.csv_writer import csv_bytes
 from acoustic_env.distributed.downloads import run_downloads
 from acoustic_env.jobs.preflight import check_output_file, preflight
 from acoustic_env.jobs.record import Run, lifecycle
@@ -102,23 +101,21 @@ def _todo(cfg: FetchConfig, present: set[str], failed: set[str], counts: Counter
 def write_manifest(cfg: FetchConfig) -> tuple[str, int]:
     """``<output>/manifest.csv``: the list's segments whose clip is present, in the list's order."""
     present = present_clips(cfg.output)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["clip_id", "uri", "labels", "group", "start_s", "end_s"])
+    rows = []
     seen: set[str] = set()
-    n = 0
     for batch in read_segments(cfg.segments):
         refused = np.logical_or(*refusals(batch))
         for seg, no in zip(batch.to_pylist(), refused):
             if no or seg["clip_id"] in seen or clip_name(seg["clip_id"], cfg.clip_format) not in present:
                 continue
             seen.add(seg["clip_id"])
-            writer.writerow([seg["clip_id"], join(cfg.output, AUDIO, clip_name(seg["clip_id"], cfg.clip_format)),
-                             ";".join(seg["labels"]), seg["YTID"], f"{seg['start_s']:.3f}", f"{seg['end_s']:.3f}"])
-            n += 1
+            rows.append({"clip_id": seg["clip_id"], "uri": join(cfg.output, AUDIO, clip_name(seg["clip_id"],
+                                                                                             cfg.clip_format)),
+                         "labels": seg["labels"], "group": seg["YTID"], "start_s": f"{seg['start_s']:.3f}",
+                         "end_s": f"{seg['end_s']:.3f}"})
     uri = join(cfg.output, MANIFEST)
-    write_bytes(buf.getvalue().encode(), uri)
-    return uri, n
+    write_bytes(csv_bytes(["clip_id", "uri", "labels", "group", "start_s", "end_s"], rows), uri)
+    return uri, len(rows)
 
 
 def check_paths(cfg: FetchConfig) -> None:

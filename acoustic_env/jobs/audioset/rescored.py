@@ -40,6 +40,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from acoustic_env.csv_writer import safe_cell
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import estimate_accuracy, on_page, read_verdicts
 from acoustic_env.jobs.audit.job import SUMMARY, TABLE
@@ -127,13 +128,15 @@ def rescored_list(audit: str, output: str, verdicts: list[str] = (), method: str
 
 
 def _quoted(text: str) -> str:
-    """A field in quotes, CSV-style: a quote inside doubled, a line break a space (a row is one line)."""
-    return '"' + " ".join(text.splitlines()).replace('"', '""') + '"'
+    """A field in quotes, CSV-style: a quote inside doubled, a line break a space (a row is one line); a cell that
+    would open as a formula neutralised first (:func:`acoustic_env.csv_writer.safe_cell`)."""
+    return '"' + " ".join(safe_cell(text).splitlines()).replace('"', '""') + '"'
 
 
 def _field(text: str) -> str:
-    """A free-text field, quoted (:func:`_quoted`) when it holds a comma, a quote or a line break."""
-    return _quoted(text) if any(c in text for c in ',"\r\n') else text
+    """A free-text field, quoted (:func:`_quoted`) when it holds a comma, a quote or a line break; neutralised
+    as every CSV cell is."""
+    return _quoted(text) if any(c in text for c in ',"\r\n') else safe_cell(text)
 
 
 def accuracy_uri(output: str) -> str:

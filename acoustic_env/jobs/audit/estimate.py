@@ -255,7 +255,9 @@ def estimate_lines(est: dict[str, Any]) -> list[str]:
         ll = est["label_list"]
         return [f"accuracy of the corrected list, 95 % {est['method']} interval: {cell(est['overall'])}",
                 f"  (the table's labels {cell(ll['table'])} on the random sample; the list relabels {ll['relabelled']} "
-                f"and leaves out {ll['removed']} of {ll['clips']} audited clips)"]
+                f"and leaves out {ll['removed']} of {ll['clips']} audited clips"
+                + (f"; {ll['contradicted']} of its labels go against a reviewer's verdict, counted wrong)"
+                   if ll.get("contradicted") else ")")]
     meaning = ("accuracy of the labels (random sample)" if est["sample"] == "random" else
                "share of flagged labels that were right (suspects: 1 - precision of the flags; "
                "not the accuracy of the collection)")
@@ -264,32 +266,56 @@ def estimate_lines(est: dict[str, Any]) -> list[str]:
     return lines
 
 
+def contradicts(record: dict[str, Any], classes: tuple[str, ...]) -> bool:
+    """Whether giving a clip ``classes`` goes against the reviewer's verdict ``record`` on it: the verdict said the
+    given classes were right, or named the right classes (``corrected_label``) and ``classes`` are others. No
+    classes (the clip taken out of training) contradicts nothing."""
+    if not classes or record["verdict"] == "unsure":
+        return False
+    if record["verdict"] == "correct":
+        return sorted(classes) != sorted(record["given_labels"])
+    return bool(record.get("corrected_label")) and sorted(classes) != sorted(record["corrected_label"])
+
+
 def after_corrections(est: dict[str, Any], given: dict[str, tuple[str, ...]],
-                      listed: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+                      listed: dict[str, tuple[str, ...]], records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The accuracy of a corrected label list, from the table's estimate ``est`` (random sample) and what the list
-    changed: ``given``, every audited clip's given classes; ``listed``, the list's classes of the clips it names.
+    changed: ``given``, every audited clip's given classes; ``listed``, the list's classes of the clips it names;
+    ``records``, the reviewers' verdicts (both samples; a clip's latest counts).
 
     Why not re-judge the random sample against the list: the list holds those very verdicts, so every reviewed
     clip would count as right and the estimate would be 100 %, whatever is left unreviewed. Instead the table's
     wrong share ``p`` (with its interval) counts the wrong labels of all ``N`` clips, ``p · N``; the list fixed
     ``k`` of them (the clips it gives other classes) and took ``r`` out of training (no class), so about
     ``p · N − k − r`` wrong labels remain among ``N − r``: accuracy ``1 − max(0, p · N − k − r) / (N − r)``, each
-    bound mapped the same way. It assumes the reviewers were right; clips the list names that are not audited are
-    left out.
+    bound mapped the same way. It assumes the reviewers were right, so a change that goes against a verdict
+    (:func:`contradicts`) is no fix: it counts as a wrong label, one more when the verdict had found the given
+    label right (``c``, and a clip taken out whose given label a verdict found right removed no wrong label):
+    ``1 − max(0, p · N − k + c − r) / (N − r)``, at most every clip left wrong. Clips the list names that are not
+    audited are left out.
     """
     if est["sample"] != "random":
         raise AuditError("labels: the corrected list's accuracy needs the random sample's estimate (--sample random); "
                          "the suspects' verdicts say nothing of the collection")
     changed = {c: v for c, v in listed.items() if c in given and tuple(sorted(v)) != tuple(sorted(given[c]))}
+    last: dict[str, dict[str, Any]] = {}
+    for rec in sorted(records, key=lambda r: r["time"]):  # ISO 8601 times sort as times; the latest stands
+        last[rec["clip_id"]] = rec
+    against = {c for c, v in changed.items() if c in last and contradicts(last[c], v)}
+    right = {c for c in changed if c in last and last[c]["verdict"] == "correct"}  # the given label was right
     removed = sum(1 for v in changed.values() if not v)
-    fixed, n = len(changed) - removed, len(given)
+    relabelled, n = len(changed) - removed, len(given)
+    fixed = relabelled - len(against)
+    removed_wrong = removed - sum(1 for c, v in changed.items() if not v and c in right)
+    made_wrong = len(against & right)
     kept = max(n - removed, 1)
 
     def mapped(accuracy: float) -> float:
-        return round(1.0 - max(0.0, (1.0 - accuracy) * n - fixed - removed) / kept, 6)
+        wrong = max(0.0, (1.0 - accuracy) * n - fixed - removed_wrong + made_wrong)
+        return round(1.0 - min(wrong, kept) / kept, 6)
 
     table = est["overall"]
-    return {**est, "per_class": {}, "label_list": {"clips": n, "relabelled": fixed, "removed": removed,
-                                                   "table": table},
+    return {**est, "per_class": {}, "label_list": {"clips": n, "relabelled": relabelled, "removed": removed,
+                                                   "contradicted": len(against), "table": table},
             "overall": {"accuracy": mapped(table["accuracy"]), "low": mapped(table["low"]),
                         "high": mapped(table["high"]), "n": table["n"]}}

@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from acoustic_env.config import ConfigError
+from acoustic_env.csv_writer import csv_bytes
 from acoustic_env.storage import filesystem, join
+from acoustic_env.vocabulary.tasks import escaped
 
 #: A Raven selection table spanning several files: its times count from the site's first recording, and its
 #: ``Begin File`` and ``File Offset (s)`` say where each selection starts (Raven opens a file list that way).
@@ -113,17 +115,19 @@ def events(windows: Iterable[Mapping[str, Any]], labels: Sequence[str], rule: Ev
 
 
 def raven_table(found: Sequence[Event], origin: float, high_hz: float) -> str:
-    """One site's events as a Raven selection table; times from ``origin`` (its first recording's start)."""
+    """One site's events as a Raven selection table; times from ``origin`` (its first recording's start); the file
+    and the label :func:`~acoustic_env.vocabulary.tasks.escaped`, so that a tab or a line break in one never shifts
+    the columns."""
     lines = ["\t".join(RAVEN_COLUMNS)]
     for i, e in enumerate(found, 1):
         lines.append(f"{i}\tSpectrogram 1\t1\t{e.start - origin:.4f}\t{e.end - origin:.4f}\t0\t{high_hz:g}\t"
-                     f"{e.first_file}\t{e.file_offset_s:.4f}\t{e.label}\t{e.peak:.4f}\t{e.mean:.4f}")
+                     f"{escaped(e.first_file)}\t{e.file_offset_s:.4f}\t{escaped(e.label)}\t{e.peak:.4f}\t{e.mean:.4f}")
     return "\n".join(lines) + "\n"
 
 
 def audacity_labels(found: Sequence[Event], origin: float) -> str:
     """One site's events as an Audacity label track (start, end, label with its peak), from ``origin``."""
-    return "".join(f"{e.start - origin:.4f}\t{e.end - origin:.4f}\t{e.label} {e.peak:.3f}\n" for e in found)
+    return "".join(f"{e.start - origin:.4f}\t{e.end - origin:.4f}\t{escaped(e.label)} {e.peak:.3f}\n" for e in found)
 
 
 def write_events(found: Sequence[Event], origins: Mapping[str, float], directory: str, rule: EventRule,
@@ -131,20 +135,11 @@ def write_events(found: Sequence[Event], origins: Mapping[str, float], directory
     """``events.csv`` (every site; times as ``as_time(epoch)`` gives them), and per site ``<site>.selections.txt``
     (Raven) and ``<site>.labels.txt`` (Audacity), times from the site's first recording (``origins``). The rule
     heads events.csv as a comment line. The URIs written."""
-    import csv
-    import io
-
     fs, root = filesystem(directory)
     fs.makedirs(root, exist_ok=True)
-    text = io.StringIO()
-    text.write(f"# {rule.said()}\n")
-    writer = csv.DictWriter(text, EVENT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for e in found:
-        row = asdict(e)
-        writer.writerow({**{k: row[k] for k in EVENT_COLUMNS if k in row}, "start_time": as_time(e.start),
-                         "end_time": as_time(e.end), "duration_s": round(e.end - e.start, 4)})
-    files = {"events.csv": text.getvalue()}
+    rows = [{**asdict(e), "start_time": as_time(e.start), "end_time": as_time(e.end),
+             "duration_s": round(e.end - e.start, 4)} for e in found]
+    files = {"events.csv": f"# {rule.said()}\n" + csv_bytes(EVENT_COLUMNS, rows).decode()}
     for site, origin in origins.items():
         mine = [e for e in found if e.site == site]
         safe = safe_name(site)

@@ -16,14 +16,13 @@ The files, one pair per class, read by R as ``docs/soundscapes.md`` shows::
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from acoustic_env.csv_writer import csv_bytes
 from acoustic_env.jobs.soundscape.events import Event, safe_name
 from acoustic_env.storage import filesystem, join
 
@@ -75,12 +74,9 @@ def histories(segments: Sequence[Mapping[str, Any]], found: Sequence[Event], lab
 
 def _matrix(h: Histories, cells: Sequence[Sequence[Any]]) -> str:
     """One matrix as CSV: a ``site`` column, then one per occasion named by its local start; NA for None."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["site", *(o.strftime("%Y-%m-%dT%H:%M") for o in h.occasions)])
-    for site, values in zip(h.sites, cells):
-        w.writerow([site, *("NA" if v is None else round(v, 3) if isinstance(v, float) else v for v in values)])
-    return out.getvalue()
+    return csv_bytes(["site", *(o.strftime("%Y-%m-%dT%H:%M") for o in h.occasions)],
+                     [[site, *("NA" if v is None else round(v, 3) if isinstance(v, float) else v for v in values)]
+                      for site, values in zip(h.sites, cells)]).decode()
 
 
 def write_histories(h: Histories, directory: str) -> list[str]:
