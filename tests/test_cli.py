@@ -361,3 +361,36 @@ def test_export_wide_parquet_and_csv_round_trip(tmp_path, capsys):
                                                "labels:owl,frog (and finite features): nothing to export; leave "
                                                "--task out to export every clip")
     assert not (tmp_path / "none.parquet").exists()
+
+
+#: Flags a help text cites that belong to another program or command, named as such there.
+OTHER_PROGRAMS_FLAGS = {
+    ("audioset fetch", "--downloader"): {"--format", "--no-playlist", "--no-warnings", "--quiet"},  # yt-dlp's
+    ("audioset frames", "--features"): {"--keep-frames"},  # audioset embeddings' flag, named with its command
+    ("labels new-class", "--verdicts"): {"--save"},  # search --save
+}
+
+
+def test_every_flag_a_help_text_cites_is_a_flag_of_its_command():
+    """Issue 82, 22: ``predict --help`` cited ``--ray-address``, a flag predict does not have (the help of an option
+    predict shares with annotate, which has it). Every ``--flag`` in a command's help is one of its own flags, or
+    another program's named there (``OTHER_PROGRAMS_FLAGS``)."""
+    import re
+
+    def commands(parser: argparse.ArgumentParser, name: str):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield name, parser
+        for sub in subs:
+            for word, child in sub.choices.items():
+                yield from commands(child, f"{name} {word}".strip())
+
+    foreign = {}
+    for name, parser in commands(build_parser(), ""):
+        own = {flag for action in parser._actions for flag in action.option_strings}
+        for action in parser._actions:
+            key = (name, action.option_strings[0] if action.option_strings else action.dest)
+            cited = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", action.help or ""))
+            if cited - own - OTHER_PROGRAMS_FLAGS.get(key, set()):
+                foreign[key] = sorted(cited - own)
+    assert not foreign, f"help texts citing a flag their command lacks: {foreign}"

@@ -262,3 +262,14 @@ def test_train_warm_started_end_to_end_saves_a_model_that_scores_as_in_training(
     assert model.meta["estimator"]["architecture"]["channels"] == [64, 128]
     np.testing.assert_allclose(model.predict_proba(image_table), fitted["proba"], atol=1e-5)
     assert summary.metrics["cnn"]["n"] == 24
+
+
+@pytest.mark.parametrize("architecture, got", [("small", "got --cnn-architecture 'small'"),
+                                                (None, "got --cnn-architecture unset (searched)")])
+def test_the_warm_starts_error_quotes_the_architecture_given(architecture, got):
+    """Issue 82, 18: the line said "needs --cnn-architecture cnn14, got 'panns'", quoting --cnn-init's value where
+    the architecture is what must change."""
+    with pytest.raises(ConfigError) as caught:
+        from_dict(TrainConfig, {"features": "t", "output": "o", "baselines": ["cnn"], "cnn_init": "panns",
+                                "cnn_architecture": architecture})
+    assert str(caught.value) == f"cnn_init: panns copies PANNs CNN14's blocks: needs --cnn-architecture cnn14, {got}"

@@ -79,8 +79,8 @@ class WindowParams(Section):
     # Ray's start costs a local run seconds before the first window (jobs/windows.py): a few short files are scored
     # in this process, as extract's in_process_max draws the line for clips; beyond it the model's own cost decides
     in_process_max: int = option(WINDOWS_IN_PROCESS_MAX, ge=0, flag="windows-in-process-max",
-                                 help="a run that names no Ray cluster (no --ray-address, no RAY_ADDRESS) with at "
-                                      "most this many windows to score scores them in this process without "
+                                 help="a local run (no Ray cluster named) with at most this many windows to "
+                                      "score scores them in this process without "
                                       "starting Ray; with more, the first span is scored here and timed, and the "
                                       "rest go to Ray only if it is expected to finish them sooner (0: always Ray)")
     # a span of 64 3-s windows is seconds of work: small enough that a few files keep every core busy to the end,

@@ -8,6 +8,7 @@ from typing import Any
 from acoustic_env import candidates
 from acoustic_env.candidates import cnn
 from acoustic_env.config.extraction import ExtractConfig
+from acoustic_env.bounded import shown
 from acoustic_env.config.schema import ConfigError, Section, like, option, require
 from acoustic_env.config.common import EMBEDDERS, SIGNALS, SIGNAL_SETS, SOURCES, FEATURE_GROUPS, HAND_MADE, RELEASED_PCA, BASELINE_CHOICES, default_pca, BASELINES, FILTERS, _location, _ray_address, _progress, _device, _seed, _task, _ontology
 
@@ -212,8 +213,10 @@ class TrainConfig(Section):
         for name in ("cnn_architecture", "cnn_crop_s"):  # set for a CNN that is not trained, it would be ignored
             require(getattr(self, name) is None or "cnn" in self.baselines, name, "applies to the CNN only: add cnn "
                     "to --baselines", getattr(self, name))
-        require(self.cnn_init == "none" or self.cnn_architecture == "cnn14", "cnn_init",
-                "panns copies PANNs CNN14's blocks: needs --cnn-architecture cnn14", self.cnn_init)
+        if self.cnn_init != "none" and self.cnn_architecture != "cnn14":  # the architecture is what is wrong: shown
+            given = "unset (searched)" if self.cnn_architecture is None else shown(self.cnn_architecture)
+            raise ConfigError(f"cnn_init: {self.cnn_init} copies PANNs CNN14's blocks: needs --cnn-architecture cnn14, "
+                              f"got --cnn-architecture {given}")
         require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
                  self.grace_rounds)
         require(self.saved_model in ("record", "mlp", *self.baselines, candidates.AVERAGE), "saved_model",
