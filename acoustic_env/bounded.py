@@ -176,14 +176,36 @@ def _expanded(root: yaml.Node, cap: int) -> int:
     return counts[id(root)]
 
 
+class _Duplicate(Exception):
+    """A mapping that gives one key twice: PyYAML keeps the last value silently."""
+
+
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that counts each document's expanded nodes before it builds a value of them."""
+    """PyYAML's safe loader that counts each document's expanded nodes before it builds a value of them, and
+    refuses a mapping that gives one key twice (a tag map's category, a config's field: the first would be lost
+    unseen). A merge key (``<<: *base``) may still be overridden: only the keys written in the mapping count."""
 
     def compose_document(self) -> Any:
         node = super().compose_document()
         if node is not None:
             _expanded(node, MAX_YAML_NODES)
         return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error names it
+                continue
+            if first is not None:
+                raise _Duplicate(f"the key {shown(key)} is given twice (lines {first} and {line}), and the last "
+                                 "would win silently; keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
 
 
 def load_yaml(text: str, field: str, source: str) -> Any:
@@ -204,6 +226,8 @@ def load_yaml(text: str, field: str, source: str) -> Any:
         return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except _TooLarge as exc:
         raise ConfigError(f"{field}: {source} holds {exc}; write the values out instead of repeating aliases") from None
+    except _Duplicate as exc:
+        raise ConfigError(f"{field}: {source}: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{field}: {source} nests its lists or mappings too deeply to read") from None
     except yaml.YAMLError as exc:

@@ -101,6 +101,9 @@ def test_a_clip_whose_tags_name_two_categories_takes_the_most_tags_then_the_file
     ("music: [guitar]\nanimals: []\n", "category animals: must list one or more tags"),
     ("music: [guitar\n", "not YAML"),
     ("music: [guitar]\n'a;b': [dog]\n", "category 'a;b' must be a name without ';'"),
+    # issue 82, 23: the second music silently replaced the first
+    ("music: [guitar]\nanimals: [dog]\nmusic: [piano]\n", "the key 'music' is given twice (lines 1 and 3), and the "
+                                                          "last would win silently; keep one"),
 ])
 def test_a_bad_mapping_is_one_line_naming_the_flag(tmp_path, capsys, text, error):
     root = make_layout(tmp_path / "FSD50K")
