@@ -48,6 +48,7 @@ ELSEWHERE = {
     "Choosing a model: the grid": "tests/test_grid.py",
     "Search by example": "tests/test_search_by_example.py",
     "Curating labels": "tests/test_labels_guide.py",
+    "Soundscapes over time": "tests/test_soundscape_job.py",
 }
 
 

@@ -175,3 +175,29 @@ def plt_image(path):
     import matplotlib.image
 
     return matplotlib.image.imread(path)
+
+
+@pytest.mark.slow
+def test_the_pages_commands_run_as_written(forest, world, tmp_path, monkeypatch, capsys):
+    """docs/soundscapes.md's commands, as written, on four forest recordings, the small model and a clip list."""
+    import shlex
+
+    import documentation
+
+    folder = tmp_path / "forest"
+    folder.mkdir()
+    for f in sorted(forest.glob("*.wav"))[20:24]:
+        (folder / f.name).symlink_to(f)
+    (tmp_path / "train-out").mkdir()
+    (tmp_path / "train-out" / "model").symlink_to(world["model"])
+    (tmp_path / "deployment.csv").write_text("uri,site,start_time\n" + "".join(
+        f"{f},ridge,2019-05-22T{5 + k:02d}:00:00\n" for k, f in enumerate(sorted(folder.iterdir()))))
+    monkeypatch.chdir(tmp_path)
+    commands = [c for section, c in documentation.commands() if section == "Soundscapes over time"]
+    assert len(commands) == 3
+    for command in commands:
+        argv = shlex.split(command.replace("/data/recorders/forest", str(folder)))
+        assert argv[0] == "acoustic-env" and main(argv[1:]) == 0, command
+    said = capsys.readouterr().out
+    assert "soundscape: 4 file(s) on 1 site(s), 4 segment(s)" in said and "event(s)" in said
+    assert set(pq.read_table(tmp_path / "soundscape-out" / "soundscape.parquet")["site"].to_pylist()) == {"ridge"}
