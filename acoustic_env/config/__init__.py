@@ -32,11 +32,11 @@ from acoustic_env.config.extraction import DecodeParams, ExtractConfig, FeatureP
 from acoustic_env.config.labelling import AnnotateConfig, ServeConfig
 from acoustic_env.config.learning import AuditConfig, TrainConfig
 from acoustic_env.config.flags import add_flags, from_args
-from acoustic_env.config.search import SearchConfig
+from acoustic_env.config.search import IndexConfig, SearchConfig
 from acoustic_env.config.schema import ConfigError, Section, from_dict, load_config_file, option, require, validate
 
 __all__ = ["BASELINE_CHOICES", "BASELINES", "CANDIDATES", "CLASSIFIERS", "DEVICES", "EMBEDDERS", "FEATURE_GROUPS",
            "FILTERS", "HAND_MADE", "IMAGE_MODELS", "IN_PROCESS_MAX", "MIN_HOP_S", "SIGNALS", "SIGNAL_SETS", "SOURCES", "AnnotateConfig", "AuditConfig",
-           "ConfigError", "DecodeParams", "ExtractConfig", "FeatureParams", "SearchConfig", "Section", "ServeConfig", "TrainConfig",
+           "ConfigError", "DecodeParams", "ExtractConfig", "FeatureParams", "IndexConfig", "SearchConfig", "Section", "ServeConfig", "TrainConfig",
            "WindowParams", "add_flags", "from_args", "from_dict", "load_config_file", "option", "require",
            "validate"]

@@ -1,11 +1,12 @@
-"""The search job's config: a feature table searched by example (``acoustic-env search``)."""
+"""The search job's config: a feature table searched by example (``acoustic-env search``), and its index
+(``acoustic-env index``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from acoustic_env.config.common import EMBEDDERS, SIGNALS, _absolute, _location
-from acoustic_env.config.schema import Section, option
+from acoustic_env.config.schema import Section, like, option
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,26 @@ class SearchConfig(Section):
                                                   "(default: $ACOUSTIC_ENV_MODEL_CACHE, else "
                                                   "~/.cache/acoustic-env/models)", role="cache")
     device: str = option("cpu", choices=("cpu", "cuda"), help="embedder device for an example given as audio")
+    exact: bool = option(False, help="compare every clip with the example, as without an index; with an index, "
+                                     "also ask it and say how many of the exact neighbours it found, and each "
+                                     "search's time")
+
+
+#: How the index stores its rows: f16 and i8 cost a half and a quarter of f32's memory (their recall against exact
+#: search: benchmarks/RESULTS.md, "Vector index").
+INDEX_PRECISIONS = ("f32", "f16", "i8")
+
+
+@dataclass(frozen=True)
+class IndexConfig(Section):
+    """The approximate nearest-neighbour index that ``search`` answers from (``acoustic-env index``): built,
+    extended with the parts a later extract added, or built again when parts it covers were replaced."""
+
+    features: str = like(SearchConfig, "features")
+    embedder: str | None = like(SearchConfig, "embedder")
+    signals: tuple[str, ...] = like(SearchConfig, "signals")
+    include_random_weights: bool = like(SearchConfig, "include_random_weights")
+    precision: str = option("f16", choices=INDEX_PRECISIONS,
+                            help="how the index stores each value: f16 (half f32's memory, the same recall), i8 (a "
+                                 "quarter, a little less recall), or f32")
+    rebuild: bool = option(False, help="build the index again from every part even when it could be extended")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, SearchConfig, Section, TrainConfig
+from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, IndexConfig, SearchConfig, Section, TrainConfig
 from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
 from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
 from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
@@ -95,6 +95,10 @@ for _spec in (
                           "embeddings", SearchConfig, lazy(_COMMANDS, "run_search"), lazy(_COMMANDS, "search_lines"),
                 lazy("acoustic_env.jobs.plan", "plan_search"), console="never",
                 usage="%(prog)s --features TABLE --example CLIP_OR_FILE [--embedder NAME] [-k 20] [options]"),
+        JobSpec("index", "build or update the nearest-neighbour index of a feature table's embeddings, kept beside "
+                         "it, that search answers from", IndexConfig, lazy(_COMMANDS, "run_index"),
+                lazy(_COMMANDS, "index_lines"), console="never",
+                usage="%(prog)s --features TABLE [--embedder NAME] [--precision f16] [options]"),
         JobSpec("audit-estimate", "label accuracy per class, with an interval, from review verdicts",
                 AuditEstimateConfig, lazy(_COMMANDS, "run_audit_estimate"), lazy(_COMMANDS, "estimate_lines"),
                 usage="%(prog)s --verdicts FILE [FILE ...] [options]", console="never"),

@@ -11,9 +11,11 @@ import os
 import resource
 import time
 from collections.abc import Callable
+from typing import Any
 
-from acoustic_env.config import ConfigError, IN_PROCESS_MAX, SearchConfig
+from acoustic_env.config import ConfigError, IN_PROCESS_MAX, IndexConfig, SearchConfig
 from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
+from acoustic_env.storage import redact
 from acoustic_env.jobs.results import Estimated, Exported, Predicted, Searched
 
 
@@ -41,6 +43,30 @@ def run_search(cfg: SearchConfig) -> Searched:
     if cfg.save:
         write_table(found.table, cfg.save)
     return Searched(found, cfg.example, cfg.save, write_page(found, cfg.page, cfg.example) if cfg.page else None)
+
+
+def run_index(cfg: IndexConfig) -> Any:
+    """Build, extend or rebuild the table's index over the columns ``search`` would compare
+    (``learn.vector_index.build``); returns its ``Built``."""
+    from acoustic_env.config import validate
+    from acoustic_env.jobs.preflight import preflight
+    from acoustic_env.jobs.search import choose_columns
+    from acoustic_env.learn.vector_index import build
+    from acoustic_env.table import RANDOM, open_table
+
+    validate(cfg)
+    preflight(cfg)
+    table = open_table(cfg.features)
+    embedder, columns = choose_columns(table, cfg)
+    return build(table, embedder, columns, table.weights.get(columns[0]) or RANDOM, cfg.precision, cfg.rebuild)
+
+
+def index_lines(done: Any) -> list[str]:
+    """``index: built /out/index/birdnet.json: 96 clips, f16 (1.2 s)``, and why it was (re)built or left."""
+    said = {"built": "built", "extended": f"extended by {done.added} clips", "rebuilt": "built again",
+            "current": "left as it is"}[done.action]
+    return [f"index: {said} {redact(done.where)}: {done.rows} clips, {done.precision} ({done.seconds:.1f} s)",
+            f"  {done.why}"]
 
 
 def search_lines(done: Searched) -> list[str]:

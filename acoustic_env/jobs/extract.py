@@ -279,7 +279,12 @@ def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any], choice: Embe
         totals = run_pipeline(todo, to_do, cfg, run_id, meta, weights, on_planned=planned)
     # the index built for planning serves the compaction too: features/ is read once per run
     remaining_errors = layout.compact_errors(cfg.output, run_id, index, tally.processed())
-    return run.complete(
+    from acoustic_env.learn.vector_index import update_beside  # here: scikit-learn only when a run gets this far
+
+    indexes = update_beside(cfg.output)  # the output's search indexes, extended with this run's parts
+    for line in indexes:
+        log.info("%s", line)
+    return run.complete(indexes=indexes,
         counts={"input": manifest.rows, "duplicate_ids": manifest.duplicates,
                 "ids_made_unique": manifest.ids_made_unique,
                 "skipped": tally.skipped, "retried": tally.retried, "processed": tally.todo,
@@ -301,4 +306,4 @@ def summary_lines(result: ExtractResult) -> list[str]:
         lines.append("  errors by type: " + ", ".join(f"{k}={v}" for k, v in sorted(result.error_types.items())))
     lines.append(f"  features: {result.features}/  errors: {result.errors}/ ({c['errors_in_output']} clips)  "
                  f"record: {out}/runs/{result.run_id}.json")
-    return lines
+    return lines + [f"  {line}" for line in result.record.get("indexes") or []]

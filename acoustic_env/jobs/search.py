@@ -30,8 +30,10 @@ has no dimension to standardise: one line says so.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +55,9 @@ from acoustic_env.config import (
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.storage import redact
 from acoustic_env.learn.duplicates import SearchSpace, nearest
-from acoustic_env.table import RANDOM, FeatureSet, TableInfo, embedding_column, open_table, read_features
+from acoustic_env.learn import vector_index
+from acoustic_env.learn.vector_index import VectorIndex
+from acoustic_env.table import RANDOM, TableInfo, embedding_column, open_table, read_features, selection
 
 RANDOM_FLAG = "--include-random-weights"
 SCHEMA = pa.schema([("rank", pa.int32()), ("clip_id", pa.string()), ("similarity", pa.float32()),
@@ -72,6 +76,8 @@ class Found:
     clips: int  # clips searched (those with a finite embedding)
     embedded_from: str | None  # an example given as audio: where its extract settings came from; None: a clip
     note: str | None = None  # an example given as audio: silent or cut (``clip_note``), None when nothing to say
+    searched_by: str | None = None  # the index answered (what it is); None: every clip was compared
+    compared: str | None = None  # --exact: the index's answer against this one (or why the index was not used)
 
 
 def embedder_columns(table: TableInfo) -> dict[str, list[str]]:
@@ -142,7 +148,7 @@ def example_position(cfg: SearchConfig, clips: pa.Table, table: TableInfo) -> in
     return None
 
 
-def _embed_example(cfg: SearchConfig, embedder: str, columns: list[str], data: FeatureSet,
+def _embed_example(cfg: SearchConfig, embedder: str, columns: list[str], widths: dict[str, int],
                    weights: str) -> tuple[dict[str, Any], list[np.ndarray], str, str | None]:
     """An example given as audio: (its row, its vectors of ``columns``, where the extract settings came from,
     its note)."""
@@ -151,7 +157,7 @@ def _embed_example(cfg: SearchConfig, embedder: str, columns: list[str], data: F
 
     settings = table_extraction(cfg.features)
     [row] = clip_rows([cfg.example])
-    found = featurize([row], data.columns, decode=from_dict(DecodeParams, settings["decode"]),
+    found = featurize([row], widths, decode=from_dict(DecodeParams, settings["decode"]),
                       features=from_dict(FeatureParams, settings["features"]), embedders={embedder: weights},
                       weights_cache=cfg.weights_cache, device=cfg.device)
     if found.errors[0]:
@@ -160,12 +166,43 @@ def _embed_example(cfg: SearchConfig, embedder: str, columns: list[str], data: F
 
 
 def search(cfg: SearchConfig) -> Found:
-    """The example and its ``cfg.k`` nearest clips (see the module docstring)."""
+    """The example and its ``cfg.k`` nearest clips (see the module docstring): from the table's index when it has
+    one, else by comparing every clip; ``cfg.exact`` does both and says how far the index's answer is from the
+    exact one."""
     validate(cfg)
     preflight(cfg)
     table = open_table(cfg.features)
     embedder, columns = choose_columns(table, cfg)
     weights = table.weights.get(columns[0]) or RANDOM
+    try:
+        index = vector_index.load(table, columns, weights)
+    except ConfigError as exc:
+        if not cfg.exact:
+            raise
+        index, unused = None, f"index not used: {exc}"
+    else:
+        unused = None
+    if index is not None and not cfg.exact:
+        return _indexed(cfg, table, embedder, columns, weights, index)
+    start = time.perf_counter()
+    found = _exact(cfg, table, embedder, columns, weights)
+    if index is None:
+        return dataclasses.replace(found, compared=unused)
+    took = time.perf_counter() - start
+    start = time.perf_counter()
+    fast = _indexed(cfg, table, embedder, columns, weights, index)
+    return dataclasses.replace(found, compared=_comparison(found, fast, took, time.perf_counter() - start))
+
+
+def _comparison(exact: Found, fast: Found, exact_s: float, index_s: float) -> str:
+    """One line: how many of the exact neighbours the index found, and each search's seconds."""
+    truth, got = (set(f.table["clip_id"].to_pylist()[1:]) for f in (exact, fast))
+    return (f"the index found {len(truth & got)} of these {len(truth)} (recall {len(truth & got) / max(len(truth), 1):.2f}"
+            f"); exact {exact_s:.2f} s, the index {index_s:.2f} s ({fast.searched_by})")
+
+
+def _exact(cfg: SearchConfig, table: TableInfo, embedder: str, columns: list[str], weights: str) -> Found:
+    """Every clip compared with the example, in the space fitted on the table now."""
     data = read_features(cfg.features, feature_groups=columns, include_random_weights=cfg.include_random_weights)
     mats = [data.X[c] for c in columns]
     space = SearchSpace.fit(mats)
@@ -175,18 +212,48 @@ def search(cfg: SearchConfig) -> Found:
     pos = example_position(cfg, data.clips, table)
     embedded_from = note = None
     if pos is None:
-        example, vectors, embedded_from, note = _embed_example(cfg, embedder, columns, data, weights)
-        idx, dist = nearest(rows, space.transform(vectors), cfg.k)
+        example, vectors, embedded_from, note = _embed_example(cfg, embedder, columns, data.columns, weights)
+        idx, dist = nearest(rows, space.transform(vectors), cfg.k + 1)
     else:
         [example] = data.clips.slice(pos, 1).to_pylist()
         idx, dist = nearest(rows, rows[pos], cfg.k + 1)
     keep = idx[0] != (-1 if pos is None else pos)  # the example itself (distance 0, or tied with a copy) is rank 0
     chosen, dist = idx[0][keep][:cfg.k], dist[0][keep][:cfg.k]
+    return _found(example, data.clips.take(pa.array(chosen)).to_pylist(), dist,
+                  Found(None, embedder, tuple(columns), weights, len(data), embedded_from, note))
+
+
+def _indexed(cfg: SearchConfig, table: TableInfo, embedder: str, columns: list[str], weights: str,
+             index: VectorIndex) -> Found:
+    """The example's neighbours from the table's index (``learn.vector_index``): only their facts are read."""
+    pos = example_position(cfg, index.ids, table)
+    embedded_from = note = None
+    if pos is None:
+        widths = {c: table.vector_columns()[c] for c in columns}
+        example, vectors, embedded_from, note = _embed_example(cfg, embedder, columns, widths, weights)
+        keys, dist = index.nearest(index.space.transform(vectors)[0], cfg.k + 1)
+    else:
+        keys, dist = index.nearest(index.vector(pos), cfg.k + 1)
+    keep = keys != (-1 if pos is None else pos)
+    keys, dist = keys[keep][:cfg.k], dist[keep][:cfg.k]
+    wanted = index.ids["clip_id"].take(pa.array(keys)).to_pylist()
+    own = [] if pos is None else [index.ids["clip_id"][pos].as_py()]
+    facts = selection(cfg.features, feature_groups=columns, include_random_weights=True,
+                      clip_ids=wanted + own).facts
+    by_id = {r["clip_id"]: r for r in facts.to_pylist()}
+    if pos is not None:
+        example = by_id[own[0]]
+    return _found(example, [by_id[c] for c in wanted], dist,
+                  Found(None, embedder, tuple(columns), weights, len(index), embedded_from, note,
+                        searched_by=vector_index.describe(index.manifest)))
+
+
+def _found(example: dict[str, Any], hits: list[dict[str, Any]], dist: np.ndarray, how: Found) -> Found:
+    """``how`` with its table: the example at rank 0 (similarity 1), then the hits, redacted."""
     out = [{**example, "rank": 0, "similarity": 1.0}]
-    out += [{**facts, "rank": r, "similarity": 1.0 - float(d)}
-            for r, (facts, d) in enumerate(zip(data.clips.take(pa.array(chosen)).to_pylist(), dist), start=1)]
+    out += [{**facts, "rank": r, "similarity": 1.0 - float(d)} for r, (facts, d) in enumerate(zip(hits, dist), start=1)]
     found = pa.Table.from_pylist([{f.name: r.get(f.name) for f in SCHEMA} for r in out], schema=SCHEMA)
-    return Found(redact_columns(found), embedder, tuple(columns), weights, len(data), embedded_from, note)
+    return dataclasses.replace(how, table=redact_columns(found))
 
 
 def _alike(source: str, columns: list[str], clips: int) -> str:
@@ -202,9 +269,12 @@ def result_lines(found: Found, example: str) -> list[str]:
     rows = found.table.to_pylist()
     what = "random weights" if found.weights == RANDOM else f"weights {found.weights[:12]}"
     source = f", embedded with the settings of {found.embedded_from}" if found.embedded_from else ""
+    how = f"from {found.searched_by}" if found.searched_by else "every clip compared"
     lines = [f"search: the {len(rows) - 1} clips nearest to {redact(example)} among {found.clips} clips, by "
              f"{found.embedder} ({', '.join(found.columns)}; {what}){source}; similarity: cosine after "
-             "standardising each dimension over the table"]
+             f"standardising each dimension over the table; {how}"]
+    if found.compared:
+        lines.append(f"  --exact: {found.compared}")
     if found.note:
         lines.append(f"  the example: {found.note}")
     width = max(len("clip"), *(len(r["clip_id"]) for r in rows))

@@ -1,0 +1,413 @@
+"""A persistent approximate nearest-neighbour index of a table's embeddings, kept beside the table.
+
+``search`` compares an example with every clip (``duplicates.nearest``), and reads and
+standardises the whole table first: 8.3 s for a command on 100,000 clips x 1,024, a minute at a
+million. This index keeps the search space's rows (:class:`~acoustic_env.learn.duplicates.SearchSpace`:
+each column standardised, each row L2-normalised, columns side by side) in a USearch HNSW graph,
+chosen over faiss, hnswlib and voyager by ``benchmarks/vector_index.py`` (recall, query time,
+build time and memory; ``benchmarks/RESULTS.md``), so that a query is a walk of the graph, not a scan,
+and a fresh process starts by mapping one file.
+
+**Where.** ``index/`` beside the table's ``features/`` (an extract output, local or on object
+storage), or ``<file>.index/`` beside a single Parquet file. Per embedder and columns compared, a
+name (``birdnet``, ``yamnet_fg+yamnet_bg``) with three files: ``<name>.json``, the manifest, written
+last; ``<name>-<digest>.usearch``, the graph; ``<name>-<digest>.ids.parquet``, the clip id and URI of
+each key (a key is a row number). The digest is the graph's SHA-256, so a new build never overwrites
+the files the manifest names: an interrupted update leaves the old index whole.
+
+**What it records.** The embedder, its columns and their weights id, the space's means and
+standard deviations, the precision, and every table part it covers with its size in bytes
+(``layout`` names the parts; a part rewritten in place, as duplicate repair does, changes size).
+:func:`status` compares that with the table: ``current``, ``extended`` (parts were added, a resume
+or a scheduled re-annotation: :func:`build` adds only their rows, in the space fitted before),
+``replaced`` (a part covered is gone or changed: :func:`build` fits and builds again) or
+``other_embedder`` (the columns' weights changed). :func:`load` refuses each of the last three in one
+line, as it does a graph whose bytes do not match the manifest's digest (damaged), so a search never
+answers from an index that no longer describes the table.
+
+**Precision.** ``f16`` by default: recall@10 against exact search as f32's, half the memory;
+``i8`` a quarter, with the recall ``benchmarks/RESULTS.md`` states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from acoustic_env.config import ConfigError
+from acoustic_env.config.search import INDEX_PRECISIONS
+from acoustic_env.learn.duplicates import SearchSpace
+from acoustic_env.errors import DamagedFileError
+from acoustic_env.storage import (
+    delete,
+    filesystem,
+    is_local,
+    join,
+    read_json,
+    read_part,
+    redact,
+    write_bytes,
+    write_json,
+    write_parquet,
+)
+from acoustic_env.table import RANDOM, TableInfo, open_table, vectors_to_numpy
+
+INDEX = "index"
+FORMAT = 1
+#: Graph links per node, candidates kept while adding and while searching (benchmarks/vector_index.py).
+CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 64
+#: Table rows read at a time while building: a 1,024-wide float32 batch is 200 MiB.
+BATCH_ROWS = 50_000
+_IDS = pa.schema([("clip_id", pa.string()), ("uri", pa.string())])
+
+
+def index_dir(table: TableInfo) -> str:
+    """Where a table's indexes live: ``index/`` beside its ``features/`` folder, else ``<file>.index``."""
+    first = table.parts[0]
+    folder = first.rsplit("/", 1)[0]
+    if table.source.endswith(".parquet"):
+        return table.source + ".index"
+    if folder.rsplit("/", 1)[-1] == "features":
+        return join(folder.rsplit("/", 1)[0], INDEX)
+    return join(folder, INDEX)
+
+
+def index_name(columns: Sequence[str]) -> str:
+    """The file name of the index over ``columns`` (``birdnet``, ``yamnet_fg+yamnet_bg``)."""
+    return "+".join(columns)
+
+
+def part_sizes(table: TableInfo) -> dict[str, int]:
+    """Each part's file name and size in bytes: what an index records of the table it covers (one listing per
+    folder, so that thousands of parts on object storage cost one request, not thousands)."""
+    fs, _ = filesystem(table.parts[0])
+    folders = {filesystem(p)[1].rsplit("/", 1)[0] for p in table.parts}
+    listed = {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e["size"])
+              for folder in folders for e in fs.ls(folder, detail=True)}
+    return {p.rsplit("/", 1)[-1]: listed[p.rsplit("/", 1)[-1]] for p in table.parts}
+
+
+@dataclass(frozen=True)
+class Status:
+    """How an index stands against its table: ``state`` (``missing``, ``current``, ``extended``, ``replaced``,
+    ``other_embedder``), why in words, its manifest (None when missing) and the table's parts not yet covered."""
+
+    state: str
+    why: str
+    manifest: dict[str, Any] | None
+    where: str  # the manifest's URI
+    new_parts: tuple[str, ...] = ()
+
+
+def status(table: TableInfo, columns: Sequence[str], weights: str) -> Status:
+    """The index over ``columns`` of ``table`` against the table as it is now (see the module docstring)."""
+    where = join(index_dir(table), index_name(columns) + ".json")
+    fs, path = filesystem(where)
+    if not fs.exists(path):
+        return Status("missing", f"no index at {redact(where)}", None, where)
+    try:
+        manifest = read_json(where)
+        covered = dict(manifest["parts"])
+        built_weights = manifest["weights"]
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ConfigError(f"index: {redact(where)} is damaged ({type(exc).__name__}: {exc}); build it again: "
+                          f"acoustic-env index --features {redact(table.source)}") from None
+    if built_weights != weights:
+        return Status("other_embedder", f"it was built from {manifest['embedder']} weights {built_weights[:12]}, "
+                                        f"and the table's {', '.join(columns)} now hold weights {weights[:12]}",
+                      manifest, where)
+    now = part_sizes(table)
+    changed = sorted(p for p, size in covered.items() if now.get(p) != size)
+    if changed:
+        gone = [p for p in changed if p not in now]
+        what = f"{len(gone)} part(s) it covers are gone ({gone[0]})" if gone else \
+            f"{len(changed)} part(s) it covers were rewritten ({changed[0]})"
+        return Status("replaced", what, manifest, where)
+    new = tuple(p for p in table.parts if p.rsplit("/", 1)[-1] not in covered)
+    if new:
+        return Status("extended", f"the table has {len(new)} part(s) it does not cover", manifest, where, new)
+    return Status("current", f"it covers the table's {len(covered)} parts", manifest, where)
+
+
+def _batches(table: TableInfo, parts: Sequence[str], columns: Sequence[str], widths: dict[str, int]
+             ) -> Iterator[tuple[pa.Table, list[np.ndarray]]]:
+    """(clip ids and URIs, one float32 matrix per column) of the rows of ``parts`` with finite vectors in every
+    column, about ``BATCH_ROWS`` rows at a time (the feature reader's row rule: a missing or non-finite value
+    leaves the row out). One Arrow scan over the parts, however many they are."""
+    import pyarrow.dataset as ds
+
+    paths, arrow_fs = table.files()
+    wanted = set(parts)
+    dataset = ds.dataset([p for p, full in zip(paths, table.parts) if full in wanted], schema=table.schema,
+                         format="parquet", filesystem=arrow_fs)
+    names = ["clip_id", *(["uri"] if "uri" in table.schema.names else []), *columns]
+    held: list[pa.RecordBatch] = []
+
+    def done() -> tuple[pa.Table, list[np.ndarray]]:
+        got = pa.Table.from_batches(held)
+        mats = [vectors_to_numpy(got[c], widths[c]) for c in columns]
+        keep = np.all([np.isfinite(m).all(axis=1) for m in mats], axis=0)
+        uri = got["uri"] if "uri" in got.column_names else pa.nulls(got.num_rows, pa.string())
+        facts = pa.table({"clip_id": got["clip_id"], "uri": uri}).cast(_IDS).filter(pa.array(keep))
+        held.clear()
+        return facts, [m[keep] for m in mats]
+
+    try:
+        for batch in dataset.to_batches(columns=names, batch_size=BATCH_ROWS):
+            held.append(batch)
+            if sum(b.num_rows for b in held) >= BATCH_ROWS:
+                yield done()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ConfigError(f"features: a part of {redact(table.source)} cannot be read ({redact(str(exc))}); run "
+                          "extract on the output again (it quarantines damaged parts) before indexing") from None
+    if held:
+        yield done()
+
+
+def fit_space(table: TableInfo, parts: Sequence[str], columns: Sequence[str], widths: dict[str, int]) -> SearchSpace:
+    """The search space over every finite row of ``parts``, fitted batch by batch (sums in float64): the
+    same means and standard deviations as ``SearchSpace.fit`` on the whole table in memory."""
+    n = 0
+    sums = [np.zeros(widths[c]) for c in columns]
+    squares = [np.zeros(widths[c]) for c in columns]
+    for _, mats in _batches(table, parts, columns, widths):
+        n += len(mats[0])
+        for s, q, m in zip(sums, squares, mats):
+            s += m.sum(axis=0, dtype=np.float64)
+            q += np.einsum("ij,ij->j", m, m, dtype=np.float64)
+    if not n:
+        raise ConfigError(f"features: no clip has finite {', '.join(columns)} vectors: nothing to index")
+    means = tuple(s / n for s in sums)
+    stds = tuple(np.sqrt(np.maximum(q / n - m * m, 0)) for q, m in zip(squares, means))
+    # a dimension constant over the clips leaves a rounding residue of about 1e-8 of its mean here, where
+    # SearchSpace.fit finds 0 and drops it: so does this (a real spread, even of values near 1e-11, is far above)
+    stds = tuple(np.where(s > 1e-6 * np.abs(m), s, 0.0) for s, m in zip(stds, means))
+    return SearchSpace(means, stds)
+
+
+def _new_graph(ndim: int, precision: str) -> Any:
+    from usearch.index import Index
+
+    return Index(ndim=ndim, metric="ip", dtype=precision, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
+                 expansion_search=EXPANSION_SEARCH)
+
+
+@dataclass(frozen=True)
+class Built:
+    """What :func:`build` did: ``action`` (``built``, ``extended``, ``rebuilt``, ``current``), why, the rows
+    added, the rows indexed, its manifest's URI, its precision and its seconds."""
+
+    action: str
+    why: str
+    added: int
+    rows: int
+    where: str
+    precision: str
+    seconds: float
+
+
+def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str, precision: str = "f16",
+          rebuild: bool = False) -> Built:
+    """Build the index over ``columns``, extend it with the table's new parts, or build it again when parts it
+    covers were replaced, the weights changed, its precision is another or ``rebuild`` asks; nothing when it is
+    current. The graph and ids are written before the manifest that names them."""
+    if precision not in INDEX_PRECISIONS:
+        raise ConfigError(f"precision: must be one of {', '.join(INDEX_PRECISIONS)}, got {precision!r}")
+    start = time.perf_counter()
+    widths = {c: table.vector_columns()[c] for c in columns}
+    found = status(table, columns, weights)
+    old = found.manifest
+    if found.state == "current" and not rebuild and old["precision"] == precision:
+        return Built("current", found.why, 0, old["rows"], found.where, precision, time.perf_counter() - start)
+    extend = found.state == "extended" and not rebuild and old["precision"] == precision
+    if extend:
+        space = SearchSpace(tuple(map(np.asarray, old["means"])), tuple(map(np.asarray, old["stds"])))
+        graph, ids = _open_graph(table, old, columns, view=False), _read_ids(table, old)
+        parts = list(found.new_parts)
+    else:
+        parts = list(table.parts)
+        space = fit_space(table, parts, columns, widths)
+        graph, ids = None, _IDS.empty_table()
+    added = 0
+    for facts, mats in _batches(table, parts, columns, widths):
+        rows = space.transform(mats)
+        if graph is None:
+            graph = _new_graph(rows.shape[1], precision)
+        if rows.shape[1] != graph.ndim:  # pragma: no cover - the space is the manifest's, its width fixed
+            raise ConfigError("index: the space's width changed; build it again with --rebuild")
+        keys = np.arange(ids.num_rows, ids.num_rows + len(rows), dtype=np.uint64)
+        graph.add(keys, rows)
+        ids = pa.concat_tables([ids, facts])
+        added += len(rows)
+    if graph is None:
+        raise ConfigError(f"features: no clip of {redact(table.source)} has finite {', '.join(columns)} vectors: "
+                          "nothing to index")
+    if not extend:
+        dup = pc.count_distinct(ids["clip_id"]).as_py() != ids.num_rows
+        if dup:
+            raise ConfigError(f"features: {redact(table.source)} holds a clip id twice; run extract again on it "
+                              "(its resume repairs the copies) before indexing")
+    manifest = {"format": FORMAT, "library": f"usearch {_usearch_version()}", "embedder": embedder,
+                "columns": list(columns), "weights": weights, "precision": precision, "metric": "cosine",
+                "rows": ids.num_rows, "parts": part_sizes(table),
+                "means": [m.tolist() for m in space.means], "stds": [s.tolist() for s in space.stds],
+                "built": old["built"] if extend else _now(), "updated": _now()}
+    _write(table, columns, graph, ids, manifest, old)
+    action = "extended" if extend else ("rebuilt" if old is not None else "built")
+    why = found.why if old is not None else f"{ids.num_rows} clips"
+    return Built(action, why, added, ids.num_rows, found.where, precision, time.perf_counter() - start)
+
+
+def update_beside(output: str) -> list[str]:
+    """Every index an extract output holds (``index/*.json``), brought up to date with its table: the parts a run
+    added, or built again when a part it covered was replaced (duplicate repair, a quarantine) or the weights
+    changed. What ``extract`` runs after writing its parts, so that a resume or a scheduled re-annotation keeps
+    the index that ``search`` answers from. An output without an index costs one listing. Returns one line per
+    index; one that cannot be updated (damaged) says why and stops nothing: the run's parts are written."""
+    fs, path = filesystem(join(output, INDEX))
+    if not fs.isdir(path):
+        return []
+    manifests = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".json"))
+    if not manifests:
+        return []
+    table = open_table(output)
+    lines = []
+    for m in manifests:
+        where = join(output, INDEX, m.rsplit("/", 1)[-1])
+        try:
+            manifest = read_json(where)
+            columns = manifest["columns"]
+            built = build(table, manifest["embedder"], columns, table.weights.get(columns[0]) or RANDOM,
+                          manifest["precision"])
+        except (ConfigError, ValueError, KeyError, TypeError) as exc:
+            lines.append(f"index {redact(where)} not updated: {exc}")
+        else:
+            lines.append(f"index {redact(where)} {built.action}: {built.rows} clips ({built.added} added)")
+    return lines
+
+
+def _usearch_version() -> str:
+    import usearch
+
+    return usearch.__version__
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write(table: TableInfo, columns: Sequence[str], graph: Any, ids: pa.Table, manifest: dict[str, Any],
+           old: dict[str, Any] | None) -> None:
+    data = bytes(graph.save())
+    digest = hashlib.sha256(data).hexdigest()
+    base = join(index_dir(table), index_name(columns))
+    stem = f"{index_name(columns)}-{digest[:16]}"
+    if is_local(base):
+        fs, path = filesystem(base)
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    write_bytes(data, join(index_dir(table), stem + ".usearch"))
+    write_parquet(ids, join(index_dir(table), stem + ".ids.parquet"))
+    write_json({**manifest, "graph": stem + ".usearch", "ids": stem + ".ids.parquet", "sha256": digest,
+                "bytes": len(data)}, base + ".json")
+    if old is not None and old.get("graph") != stem + ".usearch":
+        for name in (old.get("graph"), old.get("ids")):
+            if name:
+                delete(join(index_dir(table), name))
+
+
+def _open_graph(table: TableInfo, manifest: dict[str, Any], columns: Sequence[str], view: bool) -> Any:
+    """The graph the manifest names, its bytes checked against the manifest's digest (one line when damaged)."""
+    from usearch.index import Index
+
+    where = join(index_dir(table), manifest["graph"])
+    fs, path = filesystem(where)
+    rebuild = f"build it again: acoustic-env index --features {redact(table.source)} --rebuild"
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        raise ConfigError(f"index: {redact(where)}, named by {index_name(columns)}.json, is missing; {rebuild}") \
+            from None
+    if len(data) != manifest["bytes"] or hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+        raise ConfigError(f"index: {redact(where)} is damaged ({len(data)} bytes, its manifest says "
+                          f"{manifest['bytes']}, or its checksum differs); {rebuild}")
+    if view and is_local(where):
+        graph = Index.restore(path, view=True)
+    else:
+        graph = Index.restore(data)
+    if graph is None or len(graph) != manifest["rows"]:  # pragma: no cover - the checksum matched what was written
+        raise ConfigError(f"index: {redact(where)} does not hold the {manifest['rows']} rows it should; {rebuild}")
+    return graph
+
+
+def _read_ids(table: TableInfo, manifest: dict[str, Any]) -> pa.Table:
+    where = join(index_dir(table), manifest["ids"])
+    try:
+        ids = read_part(where)
+    except (DamagedFileError, FileNotFoundError) as exc:
+        raise ConfigError(f"index: {redact(where)} cannot be read ({exc}); build it again: acoustic-env index "
+                          f"--features {redact(table.source)} --rebuild") from None
+    if ids.num_rows != manifest["rows"]:
+        raise ConfigError(f"index: {redact(where)} holds {ids.num_rows} clips, its manifest {manifest['rows']}; "
+                          f"build it again: acoustic-env index --features {redact(table.source)} --rebuild")
+    return ids
+
+
+@dataclass(frozen=True)
+class VectorIndex:
+    """A loaded index: the graph, the clip id and URI of each key, the space it holds, its manifest."""
+
+    graph: Any
+    ids: pa.Table
+    space: SearchSpace
+    manifest: dict[str, Any]
+    where: str
+
+    def __len__(self) -> int:
+        return self.ids.num_rows
+
+    def vector(self, key: int) -> np.ndarray:
+        """The row stored for ``key`` (at the index's precision), as float32."""
+        return np.asarray(self.graph.get(np.uint64(key)), np.float32)
+
+    def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """As ``duplicates.nearest``: the ``k`` keys nearest to ``query`` (a row of the space), nearest first, and
+        their mean cosine distances."""
+        found = self.graph.search(np.asarray(query, np.float32).reshape(-1), min(k, len(self)))
+        return np.asarray(found.keys, np.int64), np.asarray(found.distances, np.float32)
+
+
+def load(table: TableInfo, columns: Sequence[str], weights: str) -> VectorIndex | None:
+    """The index over ``columns`` (None when there is none), refused in one line when it no longer matches the
+    table (see :func:`status`) or its files are damaged."""
+    found = status(table, columns, weights)
+    if found.state == "missing":
+        return None
+    if found.state != "current":
+        fix = f"acoustic-env index --features {redact(table.source)}"
+        raise ConfigError(f"index: {redact(found.where)} no longer matches the "
+                          f"table: {found.why}; update it ({fix}) or search every clip with --exact")
+    manifest = found.manifest
+    graph = _open_graph(table, manifest, columns, view=True)
+    space = SearchSpace(tuple(map(np.asarray, manifest["means"])), tuple(map(np.asarray, manifest["stds"])))
+    return VectorIndex(graph, _read_ids(table, manifest), space, manifest, index_dir(table))
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    """One phrase for the console: ``an index of 100000 clips (usearch 2.26.6, f16, built ...)``."""
+    return (f"{manifest['rows']} clips in its index ({manifest['library']}, {manifest['precision']}, updated "
+            f"{manifest['updated']})")
+
+
+def manifest_json(manifest: dict[str, Any]) -> str:
+    """The manifest without its space (what a run record or an export's metadata keeps of an index)."""
+    return json.dumps({k: v for k, v in manifest.items() if k not in ("means", "stds")})

@@ -1,0 +1,227 @@
+"""Approximate nearest-neighbour libraries compared for `search`'s index: recall, query time, build, memory.
+
+    python benchmarks/vector_index.py [--rows 100000] [--dim 1024] [--libraries usearch,faiss,hnswlib,voyager]
+                                      [--seeds TABLE] [--queries 200] [--work /tmp/acoustic-env-index-bench]
+
+The vectors are what the index holds: rows of ``learn.duplicates.SearchSpace`` (standardised,
+L2-normalised), compared by inner product. They are generated (:func:`generate`) from seed
+vectors: the BirdNET embeddings of a real table when ``--seeds`` names one (its ``birdnet``
+column), else 512 random centres. Each generated row is a seed, moved towards a second seed by
+a fraction drawn from U(0, 0.5), plus Gaussian noise of 0.5 the seeds' per-dimension standard
+deviation, then placed in the search space fitted on the first 20,000 rows. Written once as
+float16 to ``--work`` (2 GB at 1,000,000 x 1,024) in chunks, and memory-mapped.
+
+Each library runs in its own process (its memory is its own): the build on 2 threads, then
+``--queries`` held-out rows (generated the same way, not in the index) one at a time on one
+thread, k = 10; recall@10 against exact search (a float32 matrix product, in chunks). Memory:
+the process's peak RSS above what the mapped data and numpy took before the build; size: the
+saved index file. Settings (M = 16 links, 128 candidates while building) are
+the same for the four HNSW libraries (each query at 64, 128 and 256 candidates); faiss's is HNSW over float32 (its scalar-quantised HNSW
+is slower to build), usearch and voyager also at lower precision. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from machine import describe
+
+K = 10
+M = 16
+EF_BUILD = 128
+EF_SEARCH = (64, 128, 256)
+FIT_ROWS = 20_000
+CHUNK = 50_000
+
+
+def _seeds(table: str | None, dim: int, rng: np.random.Generator) -> np.ndarray:
+    if table is None:
+        return rng.normal(size=(512, dim)).astype(np.float32)
+    import acoustic_env as ae
+
+    data = ae.read_features(table, feature_groups=["birdnet"])
+    seeds = np.asarray(data.X["birdnet"], np.float32)
+    if seeds.shape[1] != dim:
+        raise SystemExit(f"--seeds: {table}'s birdnet column has {seeds.shape[1]} values, not --dim {dim}")
+    return seeds
+
+
+def _raw(seeds: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    a, b = rng.integers(len(seeds), size=n), rng.integers(len(seeds), size=n)
+    t = rng.uniform(0, 0.5, size=(n, 1)).astype(np.float32)
+    noise = rng.normal(size=(n, seeds.shape[1])).astype(np.float32) * (0.5 * seeds.std(axis=0) + 1e-6)
+    return (1 - t) * seeds[a] + t * seeds[b] + noise
+
+
+def generate(path: Path, rows: int, dim: int, queries: int, seeds_table: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows, the held-out queries), float16, in the search space; written once to ``path``."""
+    from acoustic_env.learn.duplicates import SearchSpace
+
+    data, held = path / f"rows-{rows}x{dim}.f16", path / f"queries-{rows}x{dim}.npy"
+    if not held.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        seeds = _seeds(seeds_table, dim, rng)
+        space = SearchSpace.fit([_raw(seeds, FIT_ROWS, rng)])
+        out = np.memmap(data, np.float16, "w+", shape=(rows, dim))
+        for start in range(0, rows, CHUNK):
+            out[start:start + CHUNK] = space.transform([_raw(seeds, min(CHUNK, rows - start), rng)])
+        out.flush()
+        np.save(held, space.transform([_raw(seeds, queries, rng)]).astype(np.float16))
+    return np.memmap(data, np.float16, "r", shape=(rows, dim)), np.load(held)
+
+
+def exact(rows: np.ndarray, queries: np.ndarray, path: Path) -> np.ndarray:
+    """The true 10 nearest rows of each query (inner product), cached beside the data."""
+    cached = path / f"truth-{len(rows)}x{rows.shape[1]}.npy"
+    if cached.exists():
+        return np.load(cached)
+    q = queries.astype(np.float32)
+    best = np.full((len(q), K), -np.inf, np.float32)
+    idx = np.zeros((len(q), K), np.int64)
+    for start in range(0, len(rows), CHUNK):
+        sims = q @ np.asarray(rows[start:start + CHUNK], np.float32).T
+        both_s = np.concatenate([best, sims], axis=1)
+        both_i = np.concatenate([idx, np.arange(start, start + sims.shape[1])[None].repeat(len(q), 0)], axis=1)
+        top = np.argsort(-both_s, axis=1)[:, :K]
+        best, idx = np.take_along_axis(both_s, top, 1), np.take_along_axis(both_i, top, 1)
+    np.save(cached, idx)
+    return idx
+
+
+def _build(library: str, precision: str, dim: int, n: int):
+    """(add(vectors, ids), query(vector, ef) -> ids, save(path)) of one library's index."""
+    if library == "usearch":
+        from usearch.index import Index
+
+        index = Index(ndim=dim, metric="ip", dtype=precision, connectivity=M, expansion_add=EF_BUILD,
+                      expansion_search=EF_SEARCH[0])
+        def query(q, ef):
+            index.expansion_search = ef
+            return index.search(q, K, threads=1).keys
+        return lambda x, ids: index.add(ids, x, threads=2), query, index.save
+    if library == "faiss":
+        import faiss
+
+        index = faiss.IndexHNSWFlat(dim, M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction, index.hnsw.efSearch = EF_BUILD, EF_SEARCH[0]
+
+        def query(q, ef):
+            faiss.omp_set_num_threads(1)
+            index.hnsw.efSearch = ef
+            return index.search(q[None], K)[1][0]
+
+        def add(x, ids):
+            faiss.omp_set_num_threads(2)
+            index.add(x)
+        return add, query, lambda p: faiss.write_index(index, p)
+    if library == "hnswlib":
+        import hnswlib
+
+        index = hnswlib.Index(space="ip", dim=dim)
+        index.init_index(max_elements=n, ef_construction=EF_BUILD, M=M)
+        index.set_ef(EF_SEARCH[0])
+        index.set_num_threads(2)
+
+        def query(q, ef):
+            index.set_ef(ef)
+            return index.knn_query(q, k=K, num_threads=1)[0][0]
+        return lambda x, ids: index.add_items(x, ids, num_threads=2), query, index.save_index
+    if library == "voyager":
+        from voyager import Index, Space, StorageDataType
+
+        kind = {"f32": StorageDataType.Float32, "e4m3": StorageDataType.E4M3, "i8": StorageDataType.Float8}[precision]
+        index = Index(Space.InnerProduct, num_dimensions=dim, M=M, ef_construction=EF_BUILD, max_elements=n,
+                      storage_data_type=kind)
+        return (lambda x, ids: index.add_items(x, ids, num_threads=2),
+                lambda q, ef: index.query(q, k=K, query_ef=ef)[0], index.save)
+    raise SystemExit(f"--libraries: unknown {library}")
+
+
+def one(args: argparse.Namespace) -> None:
+    """One library at one precision, in this process: prints its figures as JSON."""
+    rows, queries = generate(Path(args.work), args.rows, args.dim, args.queries, args.seeds)
+    truth = exact(rows, queries, Path(args.work))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    add, query, save = _build(args.one, args.precision, args.dim, args.rows)
+    t = time.perf_counter()
+    for start in range(0, args.rows, CHUNK):
+        add(np.asarray(rows[start:start + CHUNK], np.float32), np.arange(start, min(start + CHUNK, args.rows)))
+    build = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    saved = Path(args.work) / f"index-{args.one}-{args.precision}"
+    save(str(saved))
+    size = saved.stat().st_size / 2**20
+    saved.unlink()
+    q32 = queries.astype(np.float32)
+    for ef in EF_SEARCH:
+        times, hits = [], 0
+        for q, true in zip(q32, truth):
+            t = time.perf_counter()
+            found = np.asarray(query(q, ef)).ravel()
+            times.append(time.perf_counter() - t)
+            hits += len(set(found.tolist()) & set(true.tolist()))
+        print(json.dumps({"library": args.one, "precision": args.precision, "ef": ef, "recall": hits / truth.size,
+                          "median_ms": 1e3 * float(np.median(times)), "p95_ms": 1e3 * float(np.percentile(times, 95)),
+                          "build_s": build, "memory_mb": (peak - before) / 1024, "size_mb": size}))
+
+
+RUNS = {"usearch": ("f32", "f16", "i8"), "faiss": ("f32",), "hnswlib": ("f32",), "voyager": ("f32", "e4m3")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=1024)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--libraries", default=",".join(RUNS))
+    ap.add_argument("--precisions", default="", help="only these precisions (comma-separated; default: each's)")
+    ap.add_argument("--seeds", default=None, help="a feature table with a birdnet column: the generator's seeds")
+    ap.add_argument("--work", default="/tmp/acoustic-env-index-bench")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--precision", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        one(args)
+        return
+    t = time.perf_counter()
+    rows, queries = generate(Path(args.work), args.rows, args.dim, args.queries, args.seeds)
+    exact(rows, queries, Path(args.work))
+    print(f"(data and exact answers: {time.perf_counter() - t:.0f} s)", file=sys.stderr)
+    wanted = set(filter(None, args.precisions.split(",")))
+    results = []
+    for library in args.libraries.split(","):
+        for precision in RUNS[library]:
+            if wanted and precision not in wanted:
+                continue
+            cmd = [sys.executable, __file__, "--one", library, "--precision", precision, "--rows", str(args.rows),
+                   "--dim", str(args.dim), "--queries", str(args.queries), "--work", args.work]
+            out = subprocess.run(cmd + (["--seeds", args.seeds] if args.seeds else []),
+                                 capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+            if out.returncode:
+                raise SystemExit(f"{library} {precision} failed:\n{out.stderr}")
+            for line in out.stdout.strip().splitlines():
+                results.append(json.loads(line))
+                print(line, file=sys.stderr)
+    print(f"{time.strftime('%Y-%m-%d')}, {describe()}, Python {platform.python_version()}; {args.rows} x {args.dim}, "
+          f"{args.queries} held-out queries, k = {K}; M = {M}, ef build {EF_BUILD}\n")
+    print("| library | stored as | ef search | recall@10 | query median ms | p95 ms | build s | memory MB | file MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['library']} | {r['precision']} | {r['ef']} | {r['recall']:.3f} | {r['median_ms']:.2f} | "
+              f"{r['p95_ms']:.2f} | "
+              f"{r['build_s']:.0f} | {r['memory_mb']:.0f} | {r['size_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""``acoustic-env index`` and ``search`` answering from it (``learn/vector_index.py``).
+
+Tables of 1,200 synthetic clips (``demo.tables``: YAMNet-wide vectors, in 4 parts as an extract
+writes them), indexed for real with USearch. Each way an index stops describing its table (parts
+added, a part rewritten, other weights, a damaged graph) is made as a user would meet it, and
+``search`` must refuse it in one line, never answer from it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import acoustic_env as ae
+from acoustic_env.cli import main
+from acoustic_env.demo.tables import synthetic_features
+from acoustic_env.learn import vector_index
+from acoustic_env.storage import write_parquet
+from acoustic_env.table import open_table
+
+ROWS = 1200
+SEARCH = ("--embedder", "yamnet", "--include-random-weights", "-k", "10")
+
+
+def _table(root: Path, seed: int = 0, weights: str = "random", prefix: str = "clip") -> pa.Table:
+    table = synthetic_features(ROWS, embedders=("yamnet",), signals=("raw",), seed=seed, weights=weights,
+                               separation=3.0).table
+    ids = [f"{prefix}{i:05d}" for i in range(table.num_rows)]
+    return table.set_column(table.schema.get_field_index("clip_id"), "clip_id", pa.array(ids))
+
+
+def _write(table: pa.Table, out: Path, first: int = 0, parts: int = 4) -> None:
+    step = -(-table.num_rows // parts)
+    for i, start in enumerate(range(0, table.num_rows, step)):
+        write_parquet(table.slice(start, step), str(out / "features" / f"part-run{first + i:02d}-x.parquet"))
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory) -> Path:
+    """A table of ROWS clips with its f16 index; tests that change it copy it first."""
+    out = tmp_path_factory.mktemp("indexed") / "out"
+    _write(_table(out), out)
+    assert main(["index", "--features", str(out), "--embedder", "yamnet", "--include-random-weights"]) == 0
+    return out
+
+
+def _copy(indexed: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(indexed, tmp_path / "out"))
+
+
+def _refused(capsys, out: Path, *words: str) -> str:
+    code, printed, err = _run(capsys, "search", "--features", str(out), "--example", "clip00007", *SEARCH)
+    assert code != 0 and not printed, printed
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line, err
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def test_search_answers_from_the_index_as_exact_search_does(indexed, capsys):
+    code, printed, _ = _run(capsys, "index", "--features", str(indexed), "--embedder", "yamnet",
+                            "--include-random-weights")
+    assert code == 0 and "left as it is" in printed and f"{ROWS} clips, f16" in printed
+    manifest = json.loads((indexed / "index" / "yamnet.json").read_text())
+    assert manifest["embedder"] == "yamnet" and manifest["rows"] == ROWS and len(manifest["parts"]) == 4
+    found = ae.search(str(indexed), "clip00007", embedder="yamnet", include_random_weights=True, k=10)
+    assert found.searched_by and f"{ROWS} clips in its index" in found.searched_by
+    exact = ae.search(str(indexed), "clip00007", embedder="yamnet", include_random_weights=True, k=10, exact=True)
+    assert exact.searched_by is None and "the index found" in exact.compared
+    got, truth = (t.table["clip_id"].to_pylist() for t in (found, exact))
+    assert got[0] == truth[0] == "clip00007"
+    assert len(set(got[1:]) & set(truth[1:])) >= 9  # recall@10 at least 0.9
+    sims = np.array(found.table["similarity"].to_pylist()[1:])
+    assert np.all(np.diff(sims) <= 1e-6) and np.allclose(sims, exact.table["similarity"].to_pylist()[1:], atol=0.02)
+    code, printed, _ = _run(capsys, "search", "--features", str(indexed), "--example", "clip00007", *SEARCH,
+                            "--exact")
+    assert code == 0 and "  --exact: the index found" in printed and "every clip compared" in printed
+
+
+def test_parts_added_are_refused_then_added_to_the_index(indexed, tmp_path, capsys):
+    out = _copy(indexed, tmp_path)
+    _write(_table(out, seed=1, prefix="new"), out, first=10, parts=1)
+    line = _refused(capsys, out, "no longer matches", "1 part(s) it does not cover", "acoustic-env index")
+    assert str(out) in line
+    code, printed, _ = _run(capsys, "index", "--features", str(out), "--embedder", "yamnet",
+                            "--include-random-weights")
+    assert code == 0 and f"extended by {ROWS} clips" in printed and f"{2 * ROWS} clips" in printed
+    found = ae.search(str(out), "new00003", embedder="yamnet", include_random_weights=True, k=5)
+    assert found.table["clip_id"][0].as_py() == "new00003" and found.clips == 2 * ROWS
+    # the space is the one fitted before: a new clip's stored row is its own row in that space
+    index = vector_index.load(open_table(str(out)), ["yamnet"], "random")
+    assert index.nearest(index.vector(ROWS + 3), 1)[0][0] == ROWS + 3
+    assert len(list((out / "index").iterdir())) == 3  # the old graph and ids are gone
+
+
+def test_a_rewritten_part_is_refused_then_rebuilt(indexed, tmp_path, capsys):
+    out = _copy(indexed, tmp_path)
+    part = sorted((out / "features").iterdir())[1]
+    table = pa.parquet.read_table(part)
+    write_parquet(table.slice(0, table.num_rows - 5), str(part))  # as duplicate repair rewrites a part
+    _refused(capsys, out, "no longer matches", "1 part(s) it covers were rewritten", part.name)
+    code, printed, _ = _run(capsys, "index", "--features", str(out), "--embedder", "yamnet",
+                            "--include-random-weights")
+    assert code == 0 and "built again" in printed and f"{ROWS - 5} clips" in printed
+    code, printed, _ = _run(capsys, "search", "--features", str(out), "--example", "clip00007", *SEARCH)
+    assert code == 0 and f"among {ROWS - 5} clips" in printed
+
+
+def test_an_index_of_other_weights_is_refused(indexed, tmp_path, capsys):
+    out = tmp_path / "other"
+    _write(_table(out, weights="0123456789abcdef" * 4), out)  # the same clips, embedded with other weights
+    shutil.copytree(indexed / "index", out / "index")  # the first table's index copied beside it
+    _refused(capsys, out, "no longer matches", "built from yamnet weights random", "0123456789ab")
+
+
+def test_a_damaged_index_is_refused(indexed, tmp_path, capsys):
+    out = _copy(indexed, tmp_path)
+    [graph] = (out / "index").glob("*.usearch")
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the vectors: the graph still opens, its answers would differ
+    graph.write_bytes(bytes(data))
+    _refused(capsys, out, "is damaged", graph.name, "--rebuild")
+    graph.write_bytes(bytes(data[:1000]))
+    _refused(capsys, out, "is damaged")
+    (out / "index" / "yamnet.json").write_text("{not json")
+    _refused(capsys, out, "yamnet.json is damaged")
+    code, printed, _ = _run(capsys, "search", "--features", str(out), "--example", "clip00007", *SEARCH, "--exact")
+    assert code == 0 and "index not used: index:" in printed  # --exact still answers, and says why
+
+
+def test_i8_index_and_an_index_on_object_storage(indexed, s3_endpoint, capsys):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("index-bucket")
+    fs.put(str(indexed / "features"), "index-bucket/out/features", recursive=True)
+    code, printed, _ = _run(capsys, "index", "--features", "s3://index-bucket/out", "--embedder", "yamnet",
+                            "--include-random-weights", "--precision", "i8")
+    assert code == 0 and "s3://index-bucket/out/index/yamnet.json" in printed and "i8" in printed
+    found = ae.search("s3://index-bucket/out", "clip00007", embedder="yamnet", include_random_weights=True, k=10)
+    exact = ae.search(str(indexed), "clip00007", embedder="yamnet", include_random_weights=True, k=10, exact=True)
+    assert "i8" in found.searched_by
+    assert len(set(found.table["clip_id"].to_pylist()) & set(exact.table["clip_id"].to_pylist())) >= 9
+
+
+def test_extract_extends_the_index_and_an_outside_file_is_searched_through_it(tmp_path, capsys):
+    import csv
+
+    import soundfile as sf
+
+    from acoustic_env.demo.synth import make_clip
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    with (tmp_path / "clips.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["clip_id", "uri", "labels"])
+        w.writeheader()
+        for i in range(7):
+            x, _ = make_clip(np.random.default_rng([5, i]), ("urban", "natural")[i % 2], 1.0, 16000, 1)
+            sf.write(audio / f"c{i}.wav", x, 16000, subtype="PCM_16")
+            w.writerow({"clip_id": f"c{i}", "uri": str(audio / f"c{i}.wav"), "labels": "urban"})
+    options = dict(embedders=["yamnet"], allow_random_weights=True, weights_cache=str(tmp_path / "no-weights"),
+                   progress=False, features={"signals": ["raw"], "spectral": False})
+    out = str(tmp_path / "out")
+    ae.extract(str(tmp_path / "clips.csv"), out, limit=4, **options)
+    assert main(["index", "--features", out, "--include-random-weights"]) == 0
+    capsys.readouterr()
+    done = ae.extract(str(tmp_path / "clips.csv"), out, **options)  # the resume: 3 clips in a new part
+    assert done.record["indexes"] == [f"index {out}/index/yamnet.json extended: 7 clips (3 added)"]
+    code, printed, _ = _run(capsys, "search", "--features", out, "--example", str(audio / "c5.wav"),
+                            "--include-random-weights", "-k", "3")
+    assert code == 0 and "7 clips in its index" in printed  # a clip of the table given by its file
+    shutil.copy(audio / "c6.wav", tmp_path / "outside.wav")  # the same audio, not a clip of the table
+    found = ae.search(out, str(tmp_path / "outside.wav"), include_random_weights=True, k=2,
+                      weights_cache=str(tmp_path / "no-weights"))
+    assert found.searched_by and found.embedded_from
+    assert found.table["clip_id"][1].as_py() == "c6" and found.table["similarity"][1].as_py() > 0.99
