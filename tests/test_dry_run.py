@@ -280,3 +280,29 @@ def test_a_cluster_job_script_ends_without_the_interpreters_teardown(clips, tmp_
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "to do" in r.stdout and "TEARDOWN" not in r.stdout, r.stdout
+
+
+def test_train_and_audit_dry_runs_read_the_corrected_list_as_the_job_does(tmp_path, capsys):
+    """Issue 82, 15: ``train --dry-run`` ignored ``--labels``, so a list that contradicts itself passed the dry run
+    and stopped the job. The plan reads and checks the list as the job does, counts its targets, and names it."""
+    from acoustic_env.config import AuditConfig, TrainConfig, from_dict
+    from acoustic_env.table import selection
+
+    table = write_features(synthetic_table(30, seed=2), str(tmp_path / "t"))
+    chosen = selection(table, task="urban_natural")
+    urban = [c for c, y in zip(chosen.facts["clip_id"].to_pylist(), chosen.y) if y == 0]
+    listed = tmp_path / "list.csv"
+    listed.write_text(f"clip_id,labels\n{urban[0]},natural\n{urban[1]},\n")
+    for plan, cls in ((plan_train, TrainConfig), (plan_audit, AuditConfig)):
+        done = plan(from_dict(cls, {"features": table, "output": str(tmp_path / "m"), "labels": str(listed)}))
+        assert done["with_target"] == 29 and done["per_class"] == {"urban": 13, "natural": 16}, plan
+        assert any(line.startswith(f"  labels: {listed} (2 clips listed, 2 changed against the table; sha256 ")
+                   for line in done["lines"])
+    contradicting = tmp_path / "twice.csv"
+    contradicting.write_text(f"clip_id,labels\n{urban[0]},natural\n{urban[0]},urban\n")
+    for command in ("train", "audit"):
+        assert main([command, "--features", table, "--output", str(tmp_path / "m"), "--labels", str(contradicting),
+                     "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert f"labels: {contradicting} lists clip {urban[0]!r} twice" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m").exists()

@@ -63,11 +63,18 @@ def read_labelled(uri: str, task: str, ontology: str | None, check: Callable[[Fe
     return LabelledSet(labelled, duplicates.apply(features), duplicates, used)
 
 
-def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict[str, Any]
-                     ) -> tuple[FeatureSet, dict[str, Any]]:
-    """The table's clips with a target once the list's classes replace the table's; the list used, with how many
-    targets it changed (``LabelList.describe``)."""
-    facts = selection(uri, clip_ids=read_options.get("clip_ids")).facts
+@dataclass(frozen=True)
+class Relabelled:
+    """The table's targets once a corrected list's classes replace the table's, from the clip facts alone."""
+
+    target: dict[str, list[int]]  # clip id -> its class indices, for the clips with a target
+    excluded: dict[str, int]  # rows left without a target (single-label: no class, ambiguous)
+    used: dict[str, Any]  # the list as the run record keeps it (LabelList.describe: how many targets it changed)
+
+
+def relabelled(facts: Any, task: Task, listed: LabelList) -> Relabelled:
+    """The targets of the clips in ``facts`` (a table's clip facts: ``clip_id``, ``labels``) with ``listed``'s
+    classes in place of the table's: what the job learns from, and what its dry run counts."""
     ids = facts["clip_id"].to_pylist()
     hits = [task.memberships(labels or []) for labels in facts["labels"].to_pylist()]
     table_hits = {c: tuple(h) for c, h in zip(ids, hits)}
@@ -81,14 +88,23 @@ def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict
     else:
         keep = np.array([len(h) == 1 for h in hits], dtype=bool)
         excluded = {"no_class": sum(not h for h in hits), "ambiguous": sum(len(h) > 1 for h in hits)}
-    target = {c: h for c, h, k in zip(ids, hits, keep) if k}
+    return Relabelled({c: h for c, h, k in zip(ids, hits, keep) if k}, excluded,
+                      listed.describe(changed, absent=len(listed.labels.keys() - set(ids))))
+
+
+def _read_relabelled(uri: str, task: Task, listed: LabelList, read_options: dict[str, Any]
+                     ) -> tuple[FeatureSet, dict[str, Any]]:
+    """The table's clips with a target once the list's classes replace the table's (:func:`relabelled`); the list
+    used, with how many targets it changed (``LabelList.describe``)."""
+    facts = selection(uri, clip_ids=read_options.get("clip_ids")).facts
+    found = relabelled(facts, task, listed)
+    target, excluded = found.target, found.excluded
     features = read_features(uri, **{**read_options, "clip_ids": list(target)})
     rows = [target[c] for c in features.ids]
     y = (np.array([[int(k in h) for k in range(task.n_classes)] for h in rows], dtype=np.int64).reshape(-1, task.n_classes)
          if task.kind == "multi_label" else np.array([h[0] for h in rows], dtype=np.int64))
-    absent = len(listed.labels.keys() - set(ids))
-    return replace(features, y=y, n_read=len(ids), excluded={**features.excluded, "rows": {
-        **excluded, **features.excluded["rows"]}}), listed.describe(changed, absent=absent)
+    return replace(features, y=y, n_read=facts.num_rows, excluded={**features.excluded, "rows": {
+        **excluded, **features.excluded["rows"]}}), found.used
 
 
 def grouped_folds(features: FeatureSet, task: Task, n_folds: int, seed: int, duplicates: dict[str, Any],

@@ -33,10 +33,12 @@ from acoustic_env.jobs.annotate import WINDOW_SUMMARIES, list_config, model_fact
 from acoustic_env.jobs.extract import Checkpoint, choose_embedders
 from acoustic_env.jobs.train.grid import grid_embedders
 from acoustic_env.jobs.in_process import runs_in_process
+from acoustic_env.jobs.labelled import relabelled
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, on_every_clip, one_class, preflight
 from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.windows import route_by_options
 from acoustic_env.jobs.sizing import size
+from acoustic_env.labels.label_list import label_list_line, read_label_list
 from acoustic_env.learn.artifact import describe, table_extraction
 from acoustic_env.learn.splits import check_counts
 from acoustic_env.learn.warm_start import checkpoint
@@ -110,22 +112,32 @@ def plan_extract(cfg: ExtractConfig) -> dict[str, Any]:
 
 
 def _table_plan(features: str, task: Task, feature_groups: tuple[str, ...], signals: tuple[str, ...] | None,
-                include_random_weights: bool) -> dict[str, Any]:
+                include_random_weights: bool, labels: str | None = None) -> dict[str, Any]:
     """Columns used and left out (with why), and the clips with a target per class: ``read_features``' own
-    selection, from the clip facts and the schema only."""
-    chosen = selection(features, task=task, feature_groups=feature_groups, signals=signals,
+    selection, from the clip facts and the schema only. With a corrected list (``labels``), the targets are the
+    job's own (``labelled.relabelled``), the list read and checked as the job reads it: a list the job would refuse
+    stops the dry run in the same line."""
+    chosen = selection(features, task=None if labels else task, feature_groups=feature_groups, signals=signals,
                        include_random_weights=include_random_weights)
+    columns = {"columns": {g.name: g.dim for g in chosen.groups}, "excluded": chosen.excluded_columns}
+    if labels:
+        found = relabelled(chosen.facts, task, read_label_list(labels, task))
+        counts = Counter(k for hits in found.target.values() for k in hits)
+        return {"rows": chosen.n_read, "with_target": len(found.target), "left_out": found.excluded,
+                "per_class": {c: counts[k] for k, c in enumerate(task.class_names)}, "label_list": found.used,
+                **columns}
     y = chosen.y if chosen.y is not None else np.zeros(0, np.int64)
     per_class = y.sum(axis=0) if task.kind == "multi_label" else np.bincount(y, minlength=task.n_classes)
     return {"rows": chosen.n_read, "with_target": chosen.facts.num_rows,
             "per_class": {c: int(n) for c, n in zip(task.class_names, per_class)}, "left_out": chosen.excluded_rows,
-            "columns": {g.name: g.dim for g in chosen.groups}, "excluded": chosen.excluded_columns}
+            "label_list": None, **columns}
 
 
 def _table_lines(t: dict[str, Any], task: Task) -> list[str]:
     left = ", ".join(f"{k}={v}" for k, v in t["left_out"].items() if v)
     return [f"  clips: {t['rows']} rows, {t['with_target']} with a target of task {task.name} ("
             + ", ".join(f"{c} {n}" for c, n in t["per_class"].items()) + ")" + (f"; left out: {left}" if left else ""),
+            *label_list_line(t["label_list"]),
             f"  features: {', '.join(f'{c} ({d})' for c, d in t['columns'].items())}",
             *([f"  columns left out: {', '.join(f'{c} ({why})' for c, why in t['excluded'].items())}"]
               if t["excluded"] else [])]
@@ -147,7 +159,7 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
     preflight(cfg)
     task = load_task(cfg.task, cfg.ontology)
     cfg.check_task(task.name, task.kind, task.n_classes)
-    t = _table_plan(cfg.features, task, cfg.read_groups(), cfg.signals, cfg.include_random_weights)
+    t = _table_plan(cfg.features, task, cfg.read_groups(), cfg.signals, cfg.include_random_weights, cfg.labels)
     out = cfg.output.rstrip("/")
     search = (f"{cfg.trials} trials of Optuna TPE with ASHA, at most {cfg.time_budget_s:g} s, "
               f"{cfg.max_concurrent_trials or 'one per two CPUs'} at once, {runner_words(cfg.workers)} each"
@@ -185,7 +197,7 @@ def plan_audit(cfg: AuditConfig) -> dict[str, Any]:
     validate(cfg)
     preflight(cfg)
     task = load_task(cfg.task, cfg.ontology)
-    t = _table_plan(cfg.features, task, cfg.feature_groups, None, cfg.include_random_weights)
+    t = _table_plan(cfg.features, task, cfg.feature_groups, None, cfg.include_random_weights, cfg.labels)
     out = cfg.output.rstrip("/")
     lines = [f"audit (dry run): task {task.name} ({task.kind}); {cfg.classifier} x {cfg.folds} folds, "
              f"flagging by {cfg.filter_by}",
