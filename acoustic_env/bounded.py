@@ -62,9 +62,16 @@ def _size_text(n: int) -> str:
     return f"{n:,} bytes"
 
 
+def _limit_text(n: int) -> str:
+    """A limit as it was set: ``256 MiB`` when it is a whole number of them, else exactly, ``1,674 bytes``."""
+    exact = [f"{n >> shift} {unit}" for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10))
+             if n >= 1 << shift and n % (1 << shift) == 0]
+    return exact[0] if exact else f"{n:,} bytes"
+
+
 def _too_large(field: str, uri: str, size: int, limit: int, of: str) -> ConfigError:
-    return ConfigError(f"{field}: {uri} is {_size_text(size)} ({size:,} bytes), over the limit of {of} "
-                       f"({_size_text(limit)})")
+    exact = f" ({size:,} bytes)" if size >= 1 << 10 else ""
+    return ConfigError(f"{field}: {uri} is {_size_text(size)}{exact}, over the limit of {of} ({_limit_text(limit)})")
 
 
 def _refuse_kind(mode: int, field: str, uri: str) -> None:
@@ -136,7 +143,7 @@ def read_bytes(uri: str, field: str, limit: int, of: str) -> bytes:
         with fs.open(path, "rb") as fh:
             data = fh.read(limit + 1)
     if len(data) > limit:
-        raise ConfigError(f"{field}: {uri} grew past the limit of {of} ({_size_text(limit)}) while it was read")
+        raise ConfigError(f"{field}: {uri} grew past the limit of {of} ({_limit_text(limit)}) while it was read")
     return data
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -1054,6 +1055,65 @@ def test_an_averages_member_reads_only_groups_and_classes_the_model_has(tiny_ave
     with pytest.raises(ConfigError, match=rf"^model: no model artifact at {uri}/members/logreg: estimator.npz is "
                                           "missing"):
         load_model(uri)
+
+
+#: An average's files, each with what its limit is of in the one line that refuses it.
+_AVERAGE_FILES = ("model.json", "preprocessing.npz", "members/logreg/estimator.npz", "members/mlp/estimator.npz",
+                  "members/mlp/weights.pt")
+
+
+def test_every_file_of_a_model_folder_must_be_a_regular_file_within_its_bound(tiny_average, tmp_path):
+    """Issue 82, 1: each file of a saved average (model.json, the preprocessing, each member's arrays and network)
+    replaced by a FIFO (it hung over a minute), a link to /dev/zero (3.5 GB in 5 s) or a 20-GB sparse file (3 GB in
+    14 s) is one line naming it, before a byte of it is read: the loading process grows less than 50 MB, within 60 s
+    for all 15 (a regression that blocks fails on the timeout)."""
+    models, expected = [], []
+    for name in _AVERAGE_FILES:
+        for kind in ("fifo", "zero", "sparse"):
+            model = tmp_path / f"{kind}-{name.replace('/', '-')}"
+            shutil.copytree(tiny_average[0], model)
+            target = model / name
+            target.unlink()
+            if kind == "fifo":
+                os.mkfifo(target)
+            elif kind == "zero":
+                target.symlink_to("/dev/zero")
+            else:
+                target.touch()
+                os.truncate(target, 20 << 30)
+            models.append(model)
+            expected.append(f"model: {target} is not a regular file (a FIFO, a device or a socket); give a file"
+                            if kind != "sparse" else f"model: {target} is 20 GiB (21,474,836,480 bytes), over the "
+                            f"limit of this model's {target.name} (")
+    out = subprocess.run([sys.executable, "-c", _LOAD_AND_MEASURE, str(tiny_average[0]), *map(str, models)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    *lines, grew = out.stdout.strip().splitlines()
+    assert len(lines) == len(expected)
+    for line, want in zip(lines, expected):
+        assert line.startswith(want), line
+    assert int(grew) < 50 * 2**20, f"peak memory grew {int(grew) / 2**20:.0f} MB"
+
+
+def test_model_json_records_each_files_size_and_a_file_grown_past_it_is_refused(tiny_average, tmp_path):
+    """The sizes model.json records when the model is saved are its files' own, and bound each load: a member's
+    arrays grown by one byte (numpy would still read them) are refused, naming the file and its recorded size."""
+    root = tiny_average[0]
+    meta = json.loads((root / "model.json").read_text())
+    assert meta["files"] == {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*")
+                             if p.is_file() and p.name != "model.json"}
+    model = tmp_path / "m"
+    shutil.copytree(root, model)
+    npz = model / "members" / "logreg" / "estimator.npz"
+    size = npz.stat().st_size
+    with npz.open("ab") as fh:
+        fh.write(b"\0")
+    with np.load(npz) as grown:
+        assert grown.files
+    with pytest.raises(ConfigError) as caught:
+        load_model(str(model))
+    assert str(caught.value).startswith(f"model: {npz} is ") and str(caught.value).endswith(
+        f"({size + 1:,} bytes), over the limit of this model's estimator.npz ({size:,} bytes)")
 
 
 def test_a_members_arrays_are_bounded_by_its_own_inputs_not_the_models(tiny_average, tmp_path):
