@@ -24,7 +24,7 @@ from acoustic_env.config import ConfigError
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.new_class import read_answers
 from acoustic_env.labels.current import corrected
-from acoustic_env.labels.new_class import answer_events, round_list, task_of
+from acoustic_env.labels.new_class import answer_events, round_list, task_of, train_fields
 from acoustic_env.labels.store import Event, read_events
 from acoustic_env.table import open_table
 from acoustic_env.vocabulary.tasks import load_task
@@ -85,6 +85,73 @@ def test_answers_are_checked_whole(tmp_path):
     events = answer_events(answers, TASK, {"c001", "c009"}, table="t", reviewer="ann", example="c001")
     assert [e.decision() for e in events] == [("chainsaw",), ("other",)]
     assert {(e.source, e.origin) for e in events} == {("search", "search:c001")}
+
+
+def test_answers_become_verdicts_of_the_proposed_class_each_by_its_reviewer():
+    """yes says the clip is of the class the search proposed, no that it is ``other`` (and only no names it), unsure
+    decides nothing; without --reviewer each answer's own reviewer is credited, and the origin is the example's
+    search whatever the file says."""
+    answers = [{"clip_id": "c1", "answer": "yes", "reviewer": "ann", "time": "2026-11-26T10:00:00Z", "note": "saw"},
+               {"clip_id": "c2", "answer": "no", "reviewer": "bob", "time": "", "note": ""},
+               {"clip_id": "c3", "answer": "unsure", "reviewer": "ann", "time": "", "note": ""}]
+    events = answer_events(answers, TASK, {"c1", "c2", "c3"}, table="t", reviewer=None, example="c9")
+    assert [(e.clip_id, e.verdict, e.labels, e.given, e.reviewer, e.origin, e.source) for e in events] == [
+        ("c1", "correct", (), ("chainsaw",), "ann", "search:c9", "search"),
+        ("c2", "wrong", ("other",), ("chainsaw",), "bob", "search:c9", "search"),
+        ("c3", "unsure", (), ("chainsaw",), "ann", "search:c9", "search")]
+    assert events[0].time == T0 and events[0].note == "saw"
+    with pytest.raises(ConfigError) as err:
+        answer_events(answers, TASK, {"c1"}, table="out/features", reviewer=None, example="c9")
+    assert str(err.value) == ("verdicts: 2 verdict(s) name clips that are not in the feature table out/features "
+                              "(e.g. 'c2'); nothing was added")
+
+
+def test_a_new_class_is_a_binary_task_named_once_and_a_bad_name_is_one_line():
+    assert task_of(" chainsaw ") == "labels:chainsaw,other"
+    assert task_of("chainsaw", "no chainsaw") == "labels:chainsaw,no chainsaw"
+    assert task_of("X-ray", "XX") == "labels:X-ray,XX"  # any letter is fine
+    for name, other, line in [
+            ("", "other", "name: a class name without ',', ';' or ':', got ''"),
+            ("  ", "other", "name: a class name without ',', ';' or ':', got '  '"),
+            ("saw,chain", "other", "name: a class name without ',', ';' or ':', got 'saw,chain'"),
+            ("saw;chain", "other", "name: a class name without ',', ';' or ':', got 'saw;chain'"),
+            ("saw:chain", "other", "name: a class name without ',', ';' or ':', got 'saw:chain'"),
+            ("chainsaw", "a:b", "other: a class name without ',', ';' or ':', got 'a:b'"),
+            ("chainsaw", " chainsaw", "other: the negative class must differ from the new class, both are "
+                                      "'chainsaw'")]:
+        with pytest.raises(ConfigError) as err:
+            task_of(name, other)
+        assert str(err.value) == line
+
+
+def test_a_rounds_train_fields_are_a_light_search_with_a_fold_per_clip_marked_yes_at_most():
+    light = {"baselines": ("logreg",), "search_trials": 1, "ablations": False, "shap_samples": 0, "progress": False}
+    assert train_fields(2) == {**light, "cv_folds": 2}
+    assert train_fields(5) == train_fields(9) == {**light, "cv_folds": 5}
+    assert train_fields(3, {"cv_folds": 2, "baselines": ["mlp"]}) == {**light, "cv_folds": 2, "baselines": ["mlp"]}
+    with pytest.raises(ConfigError) as err:
+        train_fields(1)
+    assert str(err.value) == (
+        "verdicts: 1 clip(s) marked yes so far; a first model needs 2 or more (the answers are kept in the label "
+        "store: answer more search hits, e.g. search with a larger --k, and run it again)")
+
+
+def test_a_rounds_list_names_each_clip_and_where_its_class_came_from():
+    """Each listed clip's decision is its own, its event says the same class; a clip nobody judged and not drawn
+    is listed without a class as ``not judged``, one the reviewers disagree about (or are unsure of) as that, a
+    drawn one as the seed's random negative; the counts the console prints are the list's."""
+    ids = [f"c{i:03d}" for i in range(12)]
+    events = [_said("c001", True), _said("c002", True), _said("c003", False),
+              _said("c004", True), _said("c004", False, "bob", minutes=1), _said("c005", None)]
+    rnd = round_list(events, ids, TASK, negatives=3, seed=1)
+    for clip_id, d in rnd.listed.decisions.items():
+        assert d.clip_id == clip_id and (d.event.decision() or ()) == d.labels, clip_id
+    origins = {c: d.event.origin for c, d in rnd.listed.decisions.items() if d.event.source == "given"}
+    assert {origins[c] for c in rnd.drawn} == {"random negatives (seed 1)"}
+    assert {c for c, o in origins.items() if o == "not judged"} == set(ids) - set(rnd.drawn) - {
+        "c001", "c002", "c003", "c004", "c005"}
+    assert origins["c004"] == origins["c005"] == "unsure or in conflict"
+    assert rnd.counts() == {"yes": 2, "no": 1, "random_negatives": 3, "conflicts": 1}
 
 
 def _shell_commands() -> list[str]:

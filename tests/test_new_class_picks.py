@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+from acoustic_env.config import ConfigError
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.labels.new_class import next_review, round_list, task_of
 from acoustic_env.labels.store import Event
@@ -64,10 +65,10 @@ def _history(ids: list[str], settled: bool = True) -> list[Event]:
             + [_said(ids[UNSURE], None, 50)])
 
 
-def _picks(world, history, strategy: str, n: int):
+def _picks(world, history, strategy: str, n: int, seed: int = 0):
     ids, facts, probs, X = world
-    rnd = round_list(history, ids, TASK, negatives=5, seed=0)
-    return next_review(history, rnd, TASK, probs, X, ids, facts, strategy, n)
+    rnd = round_list(history, ids, TASK, negatives=5, seed=seed)
+    return next_review(history, rnd, TASK, probs, X, ids, facts, strategy, n, seed)
 
 
 def test_mixed_asks_first_for_the_unjudged_clips_most_likely_of_the_class(world):
@@ -123,3 +124,26 @@ def test_the_review_file_lists_each_pick_with_its_probability_and_where_the_clip
         assert row["verdict"] == "" and row["prob_chainsaw"] == round(float(probs[ids.index(clip), 0]), 4)
         assert {k: row[k] for k in ("labels", "uri", "start_s", "end_s")} == {
             k: where[clip][k] for k in ("labels", "uri", "start_s", "end_s")}
+
+
+def test_the_refits_folds_are_the_rounds_seeds(world):
+    """``--seed`` repeats a round's picks and reasons; another seed refits on other folds (other qualities)."""
+    ids = world[0]
+    again = [_picks(world, _history(ids), "mixed", 5, seed)[0] for seed in (5, 5, 0)]
+    assert again[0] == again[1] != again[2]
+
+
+def test_a_round_with_nothing_left_to_judge_writes_the_review_files_columns_and_no_row(world):
+    """Every clip the model scored is answered: no pick, and review.csv still has its header (a spreadsheet the
+    user opens, and the next round reads, says what it would hold)."""
+    ids = world[0]
+    history = [_said(c, i % 2 == 0, i) for i, c in enumerate(ids)]
+    picks, rows = _picks(world, history, "uncertain", 5)
+    assert picks == [] and rows.num_rows == 0
+    assert rows.column_names == ["clip_id", "verdict", "reason", "prob_chainsaw", "labels", "uri", "start_s", "end_s"]
+
+
+def test_a_strategy_a_round_does_not_have_is_one_line_naming_the_field(world):
+    with pytest.raises(ConfigError) as err:
+        _picks(world, _history(world[0]), "suspect", 5)
+    assert str(err.value) == "strategy: must be one of mixed, uncertain, got 'suspect'"

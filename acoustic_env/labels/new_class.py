@@ -10,9 +10,9 @@ are its plain parts):
    source ``search``, origin the example (:func:`answer_events`): ``yes`` says the clip is of the class the
    search proposed, ``no`` that it is ``other``. Every round's answers stay in the store.
 3. The label list (:func:`round_list`) holds every clip of the table: the store's decisions (each reviewer's
-   latest; a clip the reviewers disagree about gets no class, as an unsure one), plus ``negatives`` clips drawn
-   at random (seeded) from the clips nobody judged, labelled ``other``; every other clip is listed with no
-   class, so the table's own labels never enter the task. A clip any reviewer ever marked yes is never drawn
+   latest; a clip the reviewers disagree about gets no class, as an unsure one: origin ``unsure or in conflict``),
+   plus ``negatives`` clips drawn at random (seeded) from the clips nobody judged, labelled ``other``; every
+   other clip is listed with no class (origin ``not judged``), so the table's own labels never enter the task. A clip any reviewer ever marked yes is never drawn
    as a negative, even after a later ``no`` or ``unsure``.
 4. The train job learns that list (``train --labels``, its Python API): an ordinary saved model that
    ``predict``, ``windows`` and ``serve`` use.
@@ -64,7 +64,7 @@ def answer_events(answers: list[dict[str, str]], task: Task, clip_ids: set[str],
     verdict = {"yes": "correct", "no": "wrong", "unsure": "unsure"}
     records = [{"clip_id": a["clip_id"], "verdict": verdict[a["answer"]], "given_labels": [name],
                 "corrected_label": [other] if a["answer"] == "no" else [], "reviewer": a["reviewer"],
-                "time": a["time"], "audit_id": "", "note": a["note"]} for a in answers]
+                "time": a["time"], "note": a["note"]} for a in answers]
     return verdict_events(records, task, clip_ids, table=table, reviewer=reviewer, origin=f"search:{example}",
                           source="search")
 
@@ -98,8 +98,9 @@ def round_list(events: list[Event], clip_ids: list[str], task: Task, negatives: 
     for clip_id in clip_ids:
         if clip_id not in decisions:
             labels = (other,) if clip_id in set(drawn) else ()
+            why = origin if labels else "unsure or in conflict" if clip_id in judged else "not judged"
             decisions[clip_id] = Decision(clip_id, labels, Event(clip_id, task.name, "given", labels=labels,
-                                                                 origin=origin if labels else "not judged"))
+                                                                 origin=why))
     return Round(Corrected(dict(sorted(decisions.items())), current.conflicts),
                  sorted(c for c, d in current.decisions.items() if d.labels == (name,)),
                  sorted(c for c, d in current.decisions.items() if d.labels == (other,)), drawn, marked_yes)
@@ -117,7 +118,7 @@ def train_fields(positives: int, base: Mapping[str, Any] | None = None) -> dict[
 
 
 def next_round(probs: np.ndarray, X: np.ndarray, clip_ids: list[str], judged: Mapping[str, int | None],
-               strategy: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
+               strategy: str, n: int, seed: int) -> list[tuple[str, str]]:
     """The next ``n`` clips to judge, (clip id, why), by ``strategy`` over the model's ``probs`` ([clips, 2]: the
     class, other) and the feature rows ``X``; ``judged``: clip -> the class index a reviewer settled on (None:
     unsure or in conflict). Every clip not judged counts as ``other`` for ``mixed``, so it asks first for the
@@ -147,7 +148,7 @@ def review_table(picks: list[tuple[str, str]], probs: Mapping[str, float], facts
 
 
 def next_review(history: list[Event], rnd: Round, task: Task, probs: np.ndarray, X: np.ndarray, clip_ids: list[str],
-                facts: pa.Table, strategy: str, n: int, seed: int = 0) -> tuple[list[tuple[str, str]], pa.Table]:
+                facts: pa.Table, strategy: str, n: int, seed: int) -> tuple[list[tuple[str, str]], pa.Table]:
     """A round's last step, from its model's scores of the table: the next ``n`` clips to judge, (clip id, why),
     and their rows of ``review.csv`` (:func:`review_table`).
 
