@@ -35,6 +35,7 @@ from acoustic_env.jobs.windows import (
     route_by_options,
     score_windows,
     settings_key,
+    first_spans,
     timed_route,
     write_span,
 )
@@ -136,20 +137,53 @@ def test_the_first_span_is_timed_by_wall_and_process_cpu_and_ray_gets_this_proce
     asked = []
     monkeypatch.setattr(jobs, "ray_is_sooner", lambda *a: asked.append(a) or (True, "on Ray: said"))
     scored = []
-    table, route = timed_route(lambda s: scored.append(s) or "rows", SPAN, 40, 10)
-    assert (table, route, scored) == ("rows", Route(False, "on Ray: said"), [SPAN])
-    assert asked == [(2.0, 3.0, 4, 40, 10, 3)]
+    tables, route = timed_route(lambda s: scored.append(s) or "rows", [SPAN], 40, 10)
+    assert (tables, route, scored) == (["rows"], Route(False, "on Ray: said"), [SPAN])
+    assert asked == [(2.0, 3.0, 4, 40, 10, 3, 1)]
     monkeypatch.setattr(jobs, "ray_is_sooner", lambda *a: (False, "in this process: said"))
     monkeypatch.setattr(jobs, "time", SimpleNamespace(perf_counter=iter([0.0, 1.0]).__next__,
                                                       process_time=iter([0.0, 1.0]).__next__))
-    assert timed_route(lambda s: "rows", SPAN, 40, 10)[1] == Route(True, "in this process: said")
+    assert timed_route(lambda s: "rows", [SPAN], 40, 10)[1] == Route(True, "in this process: said")
 
 
 def test_a_real_timing_of_a_short_span_stays_here_and_says_so():
-    table, route = timed_route(lambda s: "rows", SPAN, 4, 1)
-    assert table == "rows" and route.in_process
+    tables, route = timed_route(lambda s: "rows", [SPAN], 4, 1)
+    assert tables == ["rows"] and route.in_process
     assert re.fullmatch(r"in this process: the first span \(4 windows\) took 0\.0 s here on \d+\.\d cores; the "
                         r"other 4 windows ~0 s here against ~\d+ s on Ray \(1 actor\(s\), 11 s to start\)", route.why)
+
+
+def test_short_files_are_timed_on_a_spans_worth_of_windows_and_the_sentence_says_how_many_spans(monkeypatch):
+    """Issue 82, 19: the first span of a run of 10,000 short files was one file of a window, whose first batch's
+    one-off costs passed for every window's: "~8321 s on Ray" for a run that took 318 s there. The first spans that
+    hold a span's worth of windows are timed together (a long file: its first span alone), and the sentence says
+    how many."""
+    short = [Span(i, f"f{i}", f"/r/f{i}.wav", 0, 1, 16_000, 16_000) for i in range(100)]
+    assert first_spans(short, 64) == 64 and first_spans([SPAN, *short], 64) == 61  # 4 windows, then 60 of one
+    assert first_spans([Span(0, "long", "/r/l.wav", 0, 64, 0, 0), *short], 64) == 1 and first_spans(short[:5], 64) == 5
+    clocks = SimpleNamespace(perf_counter=iter([0.0, 2.0]).__next__, process_time=iter([0.0, 2.56]).__next__)
+    monkeypatch.setattr(jobs, "time", clocks)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    scored = []
+    tables, route = timed_route(lambda s: scored.append(s) or s.clip_id, short[:64], 9_936, 9_936)
+    assert scored == short[:64] and tables == [s.clip_id for s in short[:64]]
+    assert route.why == ("on Ray: the first 64 spans (64 windows) took 2.0 s here on 1.3 cores; the other 9936 "
+                         "windows ~310 s here against ~210 s on Ray (2 actor(s), 11 s to start)")
+
+
+def test_a_run_of_short_files_times_a_spans_worth_and_keeps_it(world, stand_in_ray, monkeypatch):  # noqa: F811
+    """Through ``score_windows``: four one-window files, spans of two windows, more windows than stay here. The first
+    two files are scored here and timed (the old rule timed the first alone), kept, and the rest go where the
+    estimate says; the table is a run's here."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(jobs, "ray_is_sooner", lambda *a, _real=ray_is_sooner: (True, _real(*a)[1]))
+    model = load_model(str(world["model"]))
+    rows = [{"clip_id": f"c{i}", "uri": str(world["clips"][i])} for i in range(4)]
+    window = WindowParams(windows=True, span_windows=2, in_process_max=1)
+    got = score_windows(model, rows, window)
+    assert ": the first 2 spans (2 windows) took " in got.route.why and not got.route.in_process
+    assert [s.clip_id for s in stand_in_ray[0]["spans"]] == ["c2", "c3"]
+    assert got.table.equals(score_windows(model, rows, replace(window, in_process_max=10)).table)
 
 
 # ----------------------------------------------------------------------------- the rest sent to Ray

@@ -11,7 +11,8 @@ Python API (``ae.predict_windows``), ``annotate --windows`` and the service
 * each file's windows are cut into spans (``span_windows`` windows, :class:`Span`), scored one after
   the other in this process, or spread over Ray's workers, every core (and a share of each GPU) at once
   (``distributed/windows.py``): where is decided by the options and, for a local run of more than
-  ``in_process_max`` windows, by timing the first span here (:func:`ray_is_sooner`, :class:`Route`);
+  ``in_process_max`` windows, by timing the first span here (or, of short files, the first spans that make a
+  span's worth of windows: :func:`first_spans`, :func:`ray_is_sooner`, :class:`Route`);
   the table comes out in file and time order
   whatever order the spans finish in, and with an ``output`` each span is written as a part when scored,
   so that a stopped run scores only the spans it lacks;
@@ -254,7 +255,8 @@ class Route:
 def route_by_options(window: WindowParams, windows_to_do: int, ray_address: str | None) -> Route | None:
     """The route the options decide alone: a named cluster (``ray_address`` or ``RAY_ADDRESS``) is always Ray; at
     most ``window.in_process_max`` windows to do stay here (no Ray start for a few short files), and beyond them
-    ``in_process_max`` 0 is Ray. None: the first span is to be timed here (:func:`ray_is_sooner`)."""
+    ``in_process_max`` 0 is Ray. None: the first spans are to be timed here (:func:`first_spans`,
+    :func:`ray_is_sooner`)."""
     if ray_address or os.environ.get("RAY_ADDRESS"):
         return Route(False, "on Ray: a cluster is named (--ray-address or RAY_ADDRESS)")
     if windows_to_do <= window.in_process_max:
@@ -279,10 +281,11 @@ RAY_MARGIN = 0.15
 
 
 def ray_is_sooner(span_wall_s: float, span_cpu_s: float, span_windows: int, windows_left: int, spans_left: int,
-                  cpus: int) -> tuple[bool, str]:
-    """Whether the rest of a local run would finish sooner on Ray than here, from one span timed here: its wall and
-    process CPU seconds for its ``span_windows`` windows; ``windows_left`` in ``spans_left`` spans remain, and Ray
-    would have ``cpus`` cores. The sentence that says why comes with it.
+                  cpus: int, spans_timed: int = 1) -> tuple[bool, str]:
+    """Whether the rest of a local run would finish sooner on Ray than here, from the first spans timed here (one, or
+    as many short files' spans as make one span's worth of windows: :func:`first_spans`): their wall and process
+    CPU seconds for their ``span_windows`` windows in ``spans_timed`` spans; ``windows_left`` in ``spans_left`` spans
+    remain, and Ray would have ``cpus`` cores. The sentence that says why comes with it.
 
     Ray is chosen when its estimate is more than :data:`RAY_MARGIN` below this process's (a tie stays here).
     Here, the rest takes the span's wall seconds a window. On Ray it costs :data:`RAY_FIXED_S`, then the rest's
@@ -298,23 +301,40 @@ def ray_is_sooner(span_wall_s: float, span_cpu_s: float, span_windows: int, wind
     here = windows_left * span_wall_s / span_windows
     ray = (RAY_FIXED_S + windows_left * span_cpu_s / span_windows / actors) / share
     sooner = ray < here * (1 - RAY_MARGIN)
-    return sooner, (f"{'on Ray' if sooner else 'in this process'}: the first span ({span_windows} windows) took "
+    timed = f"span ({span_windows} windows)" if spans_timed == 1 else f"{spans_timed} spans ({span_windows} windows)"
+    return sooner, (f"{'on Ray' if sooner else 'in this process'}: the first {timed} took "
                     f"{span_wall_s:.1f} s here on {busy:.1f} cores; the other {windows_left} windows ~{here:.0f} s "
                     f"here against ~{ray:.0f} s on Ray ({actors} actor(s), {RAY_FIXED_S:g} s to start)")
 
 
-def timed_route(score: Callable[[Span], pa.Table], span: Span, windows_left: int, spans_left: int) -> \
-        tuple[pa.Table, Route]:
-    """The span's rows, scored here and timed, and the route of the rest (:func:`ray_is_sooner`, Ray's cores: this
-    process's CPU affinity). The scorer is built before (its model and embedders loaded outside the timing); the
-    span's first batch still pays one-off costs (lazy imports, the interpreter's first allocations: 2.59 CPU-s
-    against 2.49 and 2.33 for the next two spans of a BirdNET model), which leans the estimate a little to Ray."""
+def first_spans(spans: Sequence[Span], windows: int) -> int:
+    """How many of the first ``spans`` to time: the fewest that hold ``windows`` windows (one span's worth), or all.
+
+    A long file's first span is one; a run of many short files times as many of them (each opened and scored as
+    the rest will be) as make a span's worth. Timed on one file of a window, the first batch's one-off costs
+    (below) passed for the cost of every window: 10,000 short files were estimated at ~8,321 s on Ray, and took
+    318 s there."""
+    total = 0
+    for n, s in enumerate(spans, 1):
+        total += s.end - s.first
+        if total >= windows:
+            return n
+    return len(spans)
+
+
+def timed_route(score: Callable[[Span], pa.Table], spans: Sequence[Span], windows_left: int, spans_left: int) -> \
+        tuple[list[pa.Table], Route]:
+    """The spans' rows, scored here and timed together (:func:`first_spans` chose them), and the route of the rest
+    (:func:`ray_is_sooner`, Ray's cores: this process's CPU affinity). The scorer is built before (its model and
+    embedders loaded outside the timing); the first batch still pays one-off costs (lazy imports, the interpreter's
+    first allocations: 2.59 CPU-s against 2.49 and 2.33 for the next two spans of a BirdNET model), which leans the
+    estimate a little to Ray."""
     wall, cpu = time.perf_counter(), time.process_time()
-    table = score(span)
+    tables = [score(s) for s in spans]
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    sooner, why = ray_is_sooner(wall, cpu, span.end - span.first, windows_left, spans_left,
-                                len(os.sched_getaffinity(0)))
-    return table, Route(not sooner, why)
+    sooner, why = ray_is_sooner(wall, cpu, sum(s.end - s.first for s in spans), windows_left, spans_left,
+                                len(os.sched_getaffinity(0)), len(spans))
+    return tables, Route(not sooner, why)
 
 
 def settings_key(m: Model, window_s: float, hop_s: float, window: WindowParams) -> str:
@@ -337,8 +357,9 @@ def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowPar
     that cannot be opened is a summary row with its error and no windows. Each file's windows are cut into
     spans (:func:`plan_spans`), scored here one after the other or on Ray (``distributed/windows.py``), spans of
     every file at once on every core: a named cluster is Ray, up to ``window.in_process_max`` windows stay here
-    (:func:`route_by_options`), and beyond them the first span is scored here and timed, the rest going to Ray only
-    when it is expected to finish them sooner (:func:`timed_route`; the first span is kept, never scored twice).
+    (:func:`route_by_options`), and beyond them the first span (short files: a span's worth of their spans) is
+    scored here and timed, the rest going to Ray only when it is expected to finish them sooner
+    (:func:`timed_route`; what was timed is kept, never scored twice).
     ``output``: each span's rows are written there as a part when scored (``window-parts/``), and a run that was
     stopped scores only the spans without one. ``on_ray``: called once before Ray starts (a command's console
     policy: Ray's output to its log).
@@ -356,10 +377,11 @@ def score_windows(m: Model, rows: Sequence[Mapping[str, Any]], window: WindowPar
     windows_to_do = sum(s.end - s.first for s in todo.values())
     route = route_by_options(window, windows_to_do, ray_address)
     score = SpanScorer(m, window, window_s, hop_s, **scorer) if todo and (route is None or route.in_process) else None
-    if route is None:  # the first span says whether Ray would finish the rest sooner; it is kept either way
-        first = next(iter(todo))
-        span = todo.pop(first)
-        tables[first], route = timed_route(score, span, windows_to_do - (span.end - span.first), len(todo))
+    if route is None:  # the first spans say whether Ray would finish the rest sooner; they are kept either way
+        first = list(todo)[:first_spans(list(todo.values()), window.span_windows)]
+        spans = [todo.pop(i) for i in first]
+        timed, route = timed_route(score, spans, windows_to_do - sum(s.end - s.first for s in spans), len(todo))
+        tables.update(zip(first, timed))
     if todo and not route.in_process and on_ray is not None:
         on_ray()  # first: the console policy opens the log file that the line below goes to
     log.info("windows %s", route.why)
