@@ -203,7 +203,7 @@ def test_an_inline_task_and_a_long_name_are_refused_the_same_way():
         load_task("labels:a;b,c")
     with pytest.raises(TaskError) as caught:
         task_from_definition({"classes": {"x" * 10_000 + "\t": {"labels": ["x"]}, "b": {"labels": ["y"]}}})
-    assert len(str(caught.value)) < 200 and "(cut; 10001 characters)" in str(caught.value)
+    assert len(str(caught.value)) < 200 and "..." in str(caught.value)
 
 
 def test_add_verdicts_refuses_a_class_with_a_semicolon_before_adding_anything(tmp_path, capsys):

@@ -65,8 +65,6 @@ _KEYS = ("name", "description", "kind", "unknown_labels", "classes")
 _UNPRINTABLE = ("Cc", "Cf", "Zl", "Zp")
 #: What a class name may not hold besides: the separator of a label list's ``labels`` cell.
 _SEPARATOR = ";"
-#: A rejected name is quoted by this many characters at most.
-_QUOTED = 60
 
 
 class TaskError(ValueError):
@@ -259,11 +257,6 @@ def _class_specs(classes: Any) -> list[tuple[str, dict]]:
     return specs
 
 
-def _quoted(name: str) -> str:
-    """A rejected name in an error line: escaped (``repr``), and cut to its first characters."""
-    return repr(name[:_QUOTED]) + (f" (cut; {len(name)} characters)" if len(name) > _QUOTED else "")
-
-
 def escaped(name: str) -> str:
     """``name`` with each character a class name may not hold (``_UNPRINTABLE``) written as its escape (a tab as
     ``\\t``): what a writer of tab- or line-separated text puts in a cell, so that a class name from a model folder
@@ -278,10 +271,10 @@ def _check_class_names(names: Sequence[str], where: str = "task.classes") -> Non
     for name in names:
         bad = next((c for c in name if unicodedata.category(c) in _UNPRINTABLE), None)
         if bad is not None:
-            raise TaskError(f"{where}: class {_quoted(name)} holds the control character {bad!r}; a class name is "
+            raise TaskError(f"{where}: class {shown(name)} holds the control character {bad!r}; a class name is "
                             "printable text")
         if _SEPARATOR in name:
-            raise TaskError(f"{where}: class {_quoted(name)} holds {_SEPARATOR!r}, which separates classes in a "
+            raise TaskError(f"{where}: class {shown(name)} holds {_SEPARATOR!r}, which separates classes in a "
                             "label list; rename the class")
 
 
