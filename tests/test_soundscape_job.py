@@ -201,3 +201,17 @@ def test_the_pages_commands_run_as_written(forest, world, tmp_path, monkeypatch,
     said = capsys.readouterr().out
     assert "soundscape: 4 file(s) on 1 site(s), 4 segment(s)" in said and "event(s)" in said
     assert set(pq.read_table(tmp_path / "soundscape-out" / "soundscape.parquet")["site"].to_pylist()) == {"ridge"}
+
+
+@pytest.mark.slow
+def test_on_ray_the_table_is_the_in_process_one(forest, ray_session, tmp_path, capsys):
+    """Six recordings in spans of one segment scored by Ray's actors (--in-process-max 0), against this process."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for f in sorted(forest.glob("*.wav"))[24:30]:
+        (folder / f.name).symlink_to(f)
+    assert main(["soundscape", str(folder), "--output", str(tmp_path / "here")]) == 0
+    assert main(["soundscape", str(folder), "--output", str(tmp_path / "ray"), "--in-process-max", "0"]) == 0
+    assert "on Ray: 6 segment(s) in 6 span(s)" in capsys.readouterr().out
+    here, ray = (pq.read_table(tmp_path / out / "soundscape.parquet") for out in ("here", "ray"))
+    assert ray.equals(here)
