@@ -15,7 +15,7 @@ never runs, with two exceptions, both cells that no spreadsheet can turn into a 
 Cells that are numbers in the data (an Arrow float column, a Python ``float``) are never touched. What a job reads
 back from a CSV the project wrote (a corrected list, a round's answers) goes through :func:`restore_cell`, which
 takes the ``'`` off again. ``tests/test_csv_writer.py`` checks the rule, and that no module of the package writes
-CSV another way.
+CSV another way. The review page's export of verdicts, written by the browser, applies :data:`RULE` too.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ _STARTS = r"^'*[=+\-@\t\r]"
 _NUMBER = r"^'*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _NAME = r"^'*-[A-Za-z0-9_.\-]*$"
 _KEEP = re.compile(f"{_NUMBER}|{_NAME}")
+#: The rule's patterns, for the one writer outside Python: the review page's CSV export, in the browser
+#: (``pages/review.py`` inlines them; JavaScript reads these regular expressions as Python does).
+RULE = {"starts": _STARTS, "kept": [_NUMBER, _NAME]}
 
 
 def needs_quote(text: str) -> bool:

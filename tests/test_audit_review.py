@@ -819,3 +819,25 @@ def test_served_verdicts_go_into_the_label_store_as_clicked_and_a_refused_one_no
         srv.server_close()
         Path(verdicts_uri(str(audited))).unlink(missing_ok=True)
         shutil.rmtree(store, ignore_errors=True)
+
+
+def test_the_pages_csv_export_neutralises_formula_cells_by_the_one_writers_rule(audited, browser):
+    """Issue 82, 11: the review page's export is a CSV the project writes (in the browser). Each cell goes through
+    the one CSV writer's rule (``csv_writer.RULE``, inlined in the page): the page's ``cell`` equals Python's for
+    formula cells, numbers and YouTube ids; a file of such cells reads back (``parse_verdicts``) as written."""
+    from acoustic_env.csv_writer import safe_cell
+
+    def python_cell(text: str) -> str:
+        text = safe_cell(text)
+        return '"' + text.replace('"', '""') + '"' if any(c in text for c in '",\n\r') else text
+
+    browser.get((audited / "review" / "index.html").as_uri())
+    wait_for(browser, MEDIA_READY)
+    cells = ["=HYPERLINK(\"http://x.invalid\")", "+cmd|' /C calc'!A0", "-2+3+cmd|x", "@SUM(1)", "\t=1", "\r=1",
+             "'=x", "-0.5", "1e-05", "-0RWZT-miFs_30000", "urban", ""]
+    page = browser.execute_script("return arguments[0].map((c) => window.acousticEnvReview.cell(c))", cells)
+    assert page == [python_cell(c) for c in cells]
+    row = browser.execute_script("return ['=1+1', 'urban', 'wrong', 'random', '@SUM(1)']"
+                                 ".map((c) => window.acousticEnvReview.cell(c)).join(',')")
+    [record] = parse_verdicts(f"clip_id,given_labels,verdict,sample,note\n{row}\n")
+    assert (record["clip_id"], record["note"]) == ("=1+1", "@SUM(1)") and row.startswith("'=1+1,urban,")

@@ -47,6 +47,7 @@ from scipy import signal
 from acoustic_env.audio.decode import decode_bytes, read_bytes
 from acoustic_env.audio.manifest import YTID
 from acoustic_env.config import DecodeParams
+from acoustic_env.csv_writer import RULE as CSV_RULE
 from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.errors import AuditError, ClipError
 from acoustic_env.learn.review_order import ADAPTIVE, Pick, Pool, next_batch
@@ -291,9 +292,11 @@ _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 def render_page(page_data: dict[str, Any]) -> str:
-    """The review page with ``page_data`` inlined as JSON that no string in it can end or hide (``_SCRIPT_SAFE``)."""
+    """The review page with ``page_data`` inlined as JSON that no string in it can end or hide (``_SCRIPT_SAFE``),
+    and the one CSV writer's rule (``csv_writer.RULE``) for its export."""
     template = resources.files("acoustic_env.pages").joinpath("review_page.html").read_text()
-    return template.replace("__AUDIT_DATA__", json.dumps(page_data, sort_keys=True).translate(_SCRIPT_SAFE))
+    return (template.replace("__CSV_RULE__", json.dumps(CSV_RULE).translate(_SCRIPT_SAFE))
+            .replace("__AUDIT_DATA__", json.dumps(page_data, sort_keys=True).translate(_SCRIPT_SAFE)))
 
 
 def build_review(table: pa.Table, summary: dict[str, Any], output: str, top: int, random_sample: int,

@@ -34,6 +34,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from acoustic_env.bounded import MAX_VERDICT_BYTES, read_bytes
+from acoustic_env.csv_writer import restore_cell
 from acoustic_env.errors import AuditError
 from acoustic_env.learn.metrics import wilson
 from acoustic_env.storage import filesystem, join
@@ -126,8 +127,8 @@ def parse_verdicts(text: str, name: str = "verdicts") -> list[dict[str, Any]]:
         header = stripped.split("\n", 1)[0]
         delimiter = max(",;\t", key=header.count)
         reader = csv.DictReader(io.StringIO(stripped), delimiter=delimiter)  # from the header found, past blank lines
-        try:
-            records = list(reader)
+        try:  # each cell as written before the CSV writer's rule (the review page's export applies it)
+            records = [{k: restore_cell(v) if isinstance(v, str) else v for k, v in r.items()} for r in reader]
         except csv.Error as exc:
             raise AuditError(f"verdicts: {name} is not a CSV file ({exc})") from None
         if "verdict" not in (reader.fieldnames or ()):  # a header alone too: a file of anything else is no verdicts
