@@ -53,7 +53,7 @@ from acoustic_env.storage import (
     remove_stale_temporaries,
     write_parquet,
 )
-from acoustic_env.table import ERRORS_SCHEMA
+from acoustic_env.table import ERRORS_SCHEMA, PART_PREFIX
 
 FEATURES = "features"
 ERRORS = "errors"
@@ -102,7 +102,7 @@ def new_run_id() -> str:
 
 def part_name(run_id: str, clip_ids: list[str]) -> str:
     digest = hashlib.sha1("\n".join(sorted(clip_ids)).encode()).hexdigest()[:16]
-    return f"part-{run_id}-{digest}.parquet"
+    return f"{PART_PREFIX}{run_id}-{digest}.parquet"
 
 
 def run_of(part: str) -> str:
@@ -112,7 +112,7 @@ def run_of(part: str) -> str:
 
 #: How the files runs write into features/ and errors/ begin (:func:`part_name`; ``errors-<run_id>``, the
 #: compacted errors of :func:`compact_errors`).
-PART_PREFIXES = {FEATURES: ("part-",), ERRORS: ("part-", "errors-")}
+PART_PREFIXES = {FEATURES: (PART_PREFIX,), ERRORS: (PART_PREFIX, "errors-")}
 
 
 def own_parts(output: str, sub: str) -> tuple[list[str], list[str]]:

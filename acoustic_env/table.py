@@ -23,6 +23,9 @@ they agree on three rules:
   grouped splits and folds never put it with unrelated clips.
 - **Each clip once.** A table where two rows share a ``clip_id`` is refused, naming a clip and its files:
   which row a job used would depend on the order the parts are read in.
+- **Its own parts only.** In ``features/`` a table is the Parquet files runs wrote (``part-*``:
+  :func:`table_parts`), as the extract resume takes them (``layout.own_parts``); any other
+  Parquet file there (a ``--save`` aimed at it, a file copied in) is left out, not read as rows.
 
 Rows come sorted by ``clip_id``, whatever the parts' order, so a job is reproducible.
 ``selection`` is the first half of the read (columns, and rows with a target), which the
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +70,10 @@ ERRORS_SCHEMA = pa.schema([
 CLIP_COLUMNS = pa.schema([("clip_id", pa.string()), ("uri", pa.string()), ("start_s", pa.float64()),
                           ("end_s", pa.float64()), ("labels", pa.list_(pa.string())), ("group", pa.string())])
 RANDOM = "random"
+#: The table's folder in an extract output, and how the name of every part a run writes there begins
+#: (``layout.part_name``): any other Parquet file in it is not the table's.
+FEATURES_DIR = "features"
+PART_PREFIX = "part-"
 #: Suffix of a tagger's class-score column (``panns_scores``; ``panns_scores_fg`` of the foreground): an output,
 #: never a feature.
 SCORES_SUFFIX = "_scores"
@@ -257,6 +265,24 @@ def check_table_source(source: str, field: str = "features") -> None:
                           "features/ directory or a .parquet file")
 
 
+def table_parts(source: str) -> list[str]:
+    """The parts of the table in ``source``: in its ``features/`` (or in ``source`` named ``features``), the
+    Parquet files runs wrote (``part-*``), as the extract resume counts them; elsewhere every Parquet file of
+    ``source`` (a folder of one's own). One line when ``features/`` holds Parquet files but no part."""
+    folder = join(source, FEATURES_DIR)
+    found = list_parts(folder)
+    if not found:
+        folder, found = source, list_parts(source)
+        if posixpath.basename(source.rstrip("/")) != FEATURES_DIR:
+            return found
+    own = [p for p in found if posixpath.basename(p).startswith(PART_PREFIX)]
+    if found and not own:
+        raise ConfigError(f"features: {folder} holds no part of a table ({PART_PREFIX}*.parquet, as extract writes "
+                          f"them), only {len(found)} other Parquet file(s) (e.g. {posixpath.basename(found[0])}), "
+                          "which a table's readers leave out")
+    return own
+
+
 def open_table(source: str) -> TableInfo:
     """An extract output directory, its ``features/`` directory, or one Parquet file (local or remote)."""
     check_table_source(source)
@@ -266,7 +292,7 @@ def open_table(source: str) -> TableInfo:
             raise ConfigError(f"features: no such Parquet file: {source}")
         parts = [source]
     else:
-        parts = list_parts(join(source, "features")) or list_parts(source)
+        parts = table_parts(source)
     if not parts:
         raise ConfigError(f"features: no Parquet parts in {source} (nor in {join(source, 'features')})")
     with ThreadPoolExecutor(8) as pool:  # one footer per part: worth overlapping on object storage

@@ -821,6 +821,62 @@ def test_served_verdicts_go_into_the_label_store_as_clicked_and_a_refused_one_no
         shutil.rmtree(store, ignore_errors=True)
 
 
+def test_a_content_length_that_is_no_number_gets_400_not_a_dropped_line(server, capsys):
+    """Issue 82, item 24: ``Content-Length: abc`` dropped the connection and printed a traceback on the console."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    for length in ("abc", "-5", "1e3", "²"):
+        conn = http.client.HTTPConnection(urlsplit(server).hostname, urlsplit(server).port, timeout=10)
+        try:
+            conn.putrequest("POST", "/api/verdicts")
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", length)
+            conn.endheaders()
+            resp = conn.getresponse()
+            assert (resp.status, json.loads(resp.read())) == (400, {
+                "error": "Content-Length: a body of 1 to 1048576 bytes, given as a whole number"}), length
+        finally:
+            conn.close()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_store_that_cannot_be_written_stops_the_server_at_start(audited):
+    """Issue 82, item 12: ``--serve --store <read-only>`` started, then closed each click's connection unanswered
+    with an OSError traceback; now it stops at start in one line, as ``labels add-verdicts`` does, and leaves the
+    audit's lock free. (/proc: root may write anywhere else, and cannot create a file there.)"""
+    from acoustic_env.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^store: cannot create a file in /proc \(.*\), so /proc/acoustic-env-store "
+                                          "cannot be written$"):
+        make_server(str(audited), port=0, store="/proc/acoustic-env-store")  # what audit-review --serve starts
+    make_server(str(audited), port=0).server_close()  # the lock was released
+
+
+def test_a_posted_reviewer_name_too_long_for_the_store_gets_400_and_is_saved_nowhere(audited):
+    """Issue 82, item 7: a 128-KiB reviewer name posted with --store made every later read of the store fail."""
+    from acoustic_env.labels.store import default_store, read_events
+
+    store = default_store(str(audited.parent / "features.parquet"))
+    srv = make_server(str(audited), port=0, store="")
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        item = page_data(audited)["random"][0]
+        rec = {"clip_id": item["clip_id"], "given_labels": item["given"], "verdict": "correct", "sample": "random",
+               "reviewer": "a" * (128 << 10)}
+        status, body, _ = _request(f"http://127.0.0.1:{srv.server_address[1]}/api/verdicts", json.dumps(rec).encode(),
+                                   {"Content-Type": "application/json"})
+        assert (status, json.loads(body)["error"]) == (400, f"reviewer: at most 256 characters, got 131072 "
+                                                            f"({item['clip_id']})")
+        assert read_events(store) == [] and not Path(verdicts_uri(str(audited))).exists()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        Path(verdicts_uri(str(audited))).unlink(missing_ok=True)
+        shutil.rmtree(store, ignore_errors=True)
+
+
 def test_the_pages_csv_export_neutralises_formula_cells_by_the_one_writers_rule(audited, browser):
     """Issue 82, 11: the review page's export is a CSV the project writes (in the browser). Each cell goes through
     the one CSV writer's rule (``csv_writer.RULE``, inlined in the page): the page's ``cell`` equals Python's for

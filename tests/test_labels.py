@@ -107,10 +107,11 @@ def test_two_processes_appending_at_once_lose_no_event(tmp_path):
 _ENDLESS = """
 import os, sys
 from acoustic_env.labels.store import Event, append
-note = os.urandom(8 << 20).decode("latin-1")  # ~12 MB a file, fast to encode: the write is most of an append
+# ~9 MB a file (notes within the store's 4096 characters each), fast to encode: the write is most of an append
+notes = [os.urandom(3 << 10).decode("latin-1") for _ in range(2000)]
 while True:
-    append(sys.argv[1], [Event(f"clip{i}", "urban_natural", "given", labels=("urban",), note=note if i == 0 else "")
-                         for i in range(50)])
+    append(sys.argv[1], [Event(f"clip{i}", "urban_natural", "given", labels=("urban",), note=note)
+                         for i, note in enumerate(notes)])
 """
 
 
@@ -118,7 +119,7 @@ while True:
 def test_a_writer_killed_mid_append_leaves_a_store_that_reads(tmp_path):
     """A writer appending without end is stopped at random instants until one finds it inside an append (its
     temporary file there, or a file of the store not readable yet), then killed with SIGKILL: the store reads,
-    every file in it whole (50 events each), and the next append clears the dead writer's temporary."""
+    every file in it whole (2,000 events each), and the next append clears the dead writer's temporary."""
     store = tmp_path / "labels"
     proc = subprocess.Popen([sys.executable, "-c", _ENDLESS, str(store)], cwd=REPO)
     rng = random.Random(0)
@@ -140,7 +141,7 @@ def test_a_writer_killed_mid_append_leaves_a_store_that_reads(tmp_path):
     assert caught, "never stopped the writer inside an append in 60 s"
     files = [p for p in store.iterdir() if not p.name.startswith(".")]
     leftovers = [p for p in store.iterdir() if p.name.startswith(".")]
-    assert files and len(read_events(str(store))) == 50 * len(files)  # every file whole
+    assert files and len(read_events(str(store))) == 2000 * len(files)  # every file whole
     append(str(store), [Event("x", "urban_natural", "given", labels=("natural",))])
     assert all(not p.exists() for p in leftovers)  # its writer is dead: the temporary is removed
 

@@ -308,9 +308,10 @@ def test_a_clip_held_by_two_rows_is_refused_naming_the_files(tmp_path, capsys):
 
     source = write_features(synthetic_table(12, seed=1), str(tmp_path / "t"))
     first = tmp_path / "t" / "features" / "part-synthetic-0000.parquet"
-    pq.write_table(pq.read_table(first).slice(0, 3), tmp_path / "t" / "features" / "found.parquet")
+    # named as a run names its parts (any other file there is not the table's: test_labels_hostile.py)
+    pq.write_table(pq.read_table(first).slice(0, 3), tmp_path / "t" / "features" / "part-found.parquet")
     said = (rf"^features: 3 clip id\(s\) of {source} are held by more than one row \(e.g. 'clip0000000', in "
-            r"found.parquet, part-synthetic-0000.parquet\): a table holds each clip once")
+            r"part-found.parquet, part-synthetic-0000.parquet\): a table holds each clip once")
     for read in (read_features, selection):  # the jobs' reader, and the dry run's
         with pytest.raises(ConfigError, match=said):
             read(source)

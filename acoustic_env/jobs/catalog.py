@@ -134,7 +134,7 @@ for _spec in (
         JobSpec("labels apply", "write the corrected label list (CSV): per clip the latest reviewed labels, else the "
                                 "given ones; clips where reviewers disagree are listed in <name>.conflicts.csv, not "
                                 "in the list", ApplyLabelsConfig, lazy(_LABELS, "apply"), lazy(_LABELS, "apply_lines"),
-                console="never"),
+                check=lazy(_LABELS, "check_apply"), console="never"),
         JobSpec("labels show", "count the store's events by source, and show the conflicts", ShowLabelsConfig,
                 lazy(_LABELS, "show"), lazy(_LABELS, "show_lines"), console="never"),
         JobSpec("labels new-class", "one round of a new class from one example: the yes/no answers to search hits go "

@@ -10,6 +10,7 @@ from typing import Any
 from acoustic_env.config import ConfigError
 from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
 from acoustic_env.jobs.results import Done
+from acoustic_env.vocabulary.tasks import escaped
 
 
 def _store(cfg: Any) -> str:
@@ -19,27 +20,44 @@ def _store(cfg: Any) -> str:
 
 
 def _conflict_lines(conflicts: dict[str, list[Any]], shown: int = 5) -> list[str]:
-    """The first ``shown`` conflicts, each reviewer's decision on one line."""
+    """The first ``shown`` conflicts, each reviewer's decision on one line (names escaped: a reviewer named with a
+    newline or a terminal escape never forges a line)."""
     lines = []
     for clip_id, events in list(conflicts.items())[:shown]:
-        lines.append(f"    {clip_id}: " + "; ".join(f"{e.reviewer or '(no reviewer)'} {e.verdict} -> "
-                                               f"{','.join(e.decision()) or '(no class)'}" for e in events))
+        lines.append(f"    {escaped(clip_id)}: " + "; ".join(
+            f"{escaped(e.reviewer) or '(no reviewer)'} {e.verdict} -> {','.join(e.decision()) or '(no class)'}"
+            for e in events))
     if len(conflicts) > shown:
         lines.append(f"    ... and {len(conflicts) - shown} more")
     return lines
 
 
 def check_add_verdicts(cfg: AddVerdictsConfig) -> None:
-    """The paths by their roles, and the store (given, or beside the table) one that can be written."""
-    from acoustic_env.jobs.preflight import check_output, preflight
+    """The paths by their roles, and the store (given, or beside the table) one that can be written and is no
+    table's parts folder (``preflight.check_store``)."""
+    from acoustic_env.jobs.preflight import check_store, preflight
 
     preflight(cfg)
-    check_output(_store(cfg), "store")
+    check_store(_store(cfg))
+
+
+def check_apply(cfg: ApplyLabelsConfig) -> None:
+    """The paths by their roles, and the list and its conflicts file kept apart from the store read
+    (``preflight.keep_apart``): written into the store, they would replace or join its events."""
+    from acoustic_env.jobs.preflight import keep_apart, preflight
+    from acoustic_env.labels.label_list import conflicts_uri
+
+    preflight(cfg)
+    keep_apart([("label store", _store(cfg))], [("output", cfg.output), ("output (its conflicts)",
+                                                                        conflicts_uri(cfg.output))])
 
 
 def add_verdicts(cfg: AddVerdictsConfig) -> Done:
+    """The file's verdicts checked whole, and those that say something new (``current.unstated``: a file added
+    again adds nothing) appended as one event file."""
     from acoustic_env.jobs.audit.estimate import read_verdicts
-    from acoustic_env.labels.store import append
+    from acoustic_env.labels.current import unstated
+    from acoustic_env.labels.store import append, read_events
     from acoustic_env.labels.verdicts import table_clip_ids, verdict_events
     from acoustic_env.vocabulary.tasks import load_task
 
@@ -47,14 +65,16 @@ def add_verdicts(cfg: AddVerdictsConfig) -> Done:
     task = load_task(cfg.task, cfg.ontology)
     events = verdict_events(read_verdicts(cfg.verdicts), task, table_clip_ids(cfg.features), table=cfg.features,
                             reviewer=cfg.reviewer, origin=cfg.origin, source=cfg.source)
-    return Done((events, append(store, events)), cfg, store)
+    new = unstated(events, read_events(store, task.name))
+    return Done((new, len(events) - len(new), append(store, new)), cfg, store)
 
 
 def add_verdicts_lines(done: Done) -> list[str]:
-    events, written = done.result
+    events, repeated, written = done.result
     verdicts = Counter(e.verdict for e in events)
+    again = f"; {repeated} repeat what the store holds already, not added again" if repeated else ""
     return [f"{len(events)} verdicts added ({', '.join(f'{k} {v}' for k, v in sorted(verdicts.items())) or 'none'}) "
-            f"to the label store {done.store}" + (f": {written}" if written else "")]
+            f"to the label store {done.store}" + (f": {written}" if written else "") + again]
 
 
 def _events(cfg: ApplyLabelsConfig | ShowLabelsConfig) -> tuple[Any, str, list]:
@@ -102,7 +122,7 @@ def show(cfg: ShowLabelsConfig) -> Done:
 def show_lines(done: Done) -> list[str]:
     task, events, current, others = done.result
     by_source = Counter(e.source for e in events)
-    reviewers = sorted({e.reviewer for e in events if e.reviewer})
+    reviewers = sorted({escaped(e.reviewer) for e in events if e.reviewer})
     lines = [f"label store {done.store}, task {task.name}: {len(events)} events "
              f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items())) or 'none'}) about "
              f"{len({e.clip_id for e in events})} clips; reviewers: {', '.join(reviewers) or 'none'}"]

@@ -53,6 +53,17 @@ def read_answers(uris: Iterable[str]) -> list[dict[str, str]]:
     return out
 
 
+def check_example(example: str, clip_ids: set[str], table: str) -> None:
+    """The example a round names (the origin of every verdict it stores) is a clip of the table or an audio file
+    that is there: a word that is neither would be recorded as ``search:<word>``, an origin nobody can trace."""
+    if example in clip_ids:
+        return
+    fs, path = filesystem(example)
+    if not fs.isfile(path):
+        raise ConfigError(f"example: {example[:80]!r} is neither a clip of the feature table {table} nor an audio "
+                          "file; give the clip id or the file the search started from")
+
+
 @dataclass(frozen=True)
 class RoundResult:
     """What one round wrote: the events added, the label list, the train run, the next clips to judge."""
@@ -70,7 +81,7 @@ def run_round(cfg: Any) -> RoundResult:
     the train job, the next clips to judge under ``cfg.output``."""
     from acoustic_env.config import TrainConfig, from_dict, load_config_file
     from acoustic_env.jobs.export import write_table
-    from acoustic_env.jobs.preflight import check_output, preflight
+    from acoustic_env.jobs.preflight import check_store, keep_apart, preflight
     from acoustic_env.jobs.train.job import train
     from acoustic_env.labels.label_list import write_list
     from acoustic_env.labels.store import append, default_store, read_events
@@ -82,9 +93,11 @@ def run_round(cfg: Any) -> RoundResult:
     preflight(cfg)
     task = load_task(task_of(cfg.name, cfg.other))
     store = cfg.store or default_store(cfg.features)
-    check_output(store, "store")
+    check_store(store)
+    keep_apart([("label store", store)], [("output", cfg.output)])
     facts = selection(cfg.features).facts
     ids = facts["clip_id"].to_pylist()
+    check_example(cfg.example, set(ids), cfg.features)
     events = answer_events(read_answers(cfg.verdicts), task, set(ids), table=cfg.features, reviewer=cfg.reviewer,
                            example=cfg.example)
     append(store, events)

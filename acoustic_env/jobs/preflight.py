@@ -14,7 +14,10 @@ Which fields are paths, and whether a job reads or writes each, is declared with
 (``role``, :data:`acoustic_env.config.schema.ROLES`); from it every job gets the same checks,
 and one rule: no output is, holds or lies inside an input (:func:`keep_apart`), through
 symbolic links too. ``duplicates`` (a command without a config) and ``export_features`` call :func:`keep_apart` with
-its arguments.
+its arguments. The same function holds the one rule for what a command may write into: no output is, or lies
+inside, a folder of the project's own data that the command was not asked to write (:func:`check_not_in_data`:
+a table's parts folder, a label store), whether it reads that folder or not; a label store given to be written is
+checked by :func:`check_store`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any
 from acoustic_env.config import DEVICES, ConfigError, ExtractConfig, Section
 from acoustic_env.config.audioset import SampleConfig
 from acoustic_env.storage import is_local, join, nesting, require_backend, same_file
-from acoustic_env.table import check_table_source
+from acoustic_env.labels.store import PREFIX as EVENTS_PREFIX
+from acoustic_env.table import PART_PREFIX, check_table_source
 
 #: The fewest clips with a target that train accepts: fewer cannot fill a train, a
 #: validation and a test split with every class. Checked before Ray starts (and by
@@ -173,13 +177,57 @@ def _paths(cls: type, values: Mapping[str, Any], prefix: str) -> Iterator[tuple[
             yield from ((f.metadata["role"], name, uri) for uri in (value if isinstance(value, tuple) else (value,)))
 
 
+#: What :func:`data_folder` calls the two kinds of the project's data folders.
+PARTS, STORE = "a feature table's parts folder", "a label store"
+
+
+def data_folder(uri: str) -> str | None:
+    """What the local folder ``uri`` is to the project's readers, by the Parquet files it holds itself: a table's
+    parts folder (``part-*``: ``features/``, ``errors/``, ``annotations/``), a label store (``events-*``), else None
+    (not a folder, not local, or neither). A file added to either would be read as one of its own."""
+    path = _local(uri)
+    if path is None or not path.is_dir():
+        return None
+    with os.scandir(path) as entries:
+        names = [e.name for e in entries if e.name.endswith(".parquet")]
+    if any(n.startswith(PART_PREFIX) for n in names):
+        return PARTS
+    if any(n.startswith(EVENTS_PREFIX) for n in names):
+        return STORE
+    return None
+
+
+def check_not_in_data(uri: str, field: str, may_be: str | None = None) -> None:
+    """The output ``uri`` is not, and lies inside no, table parts folder or label store (:func:`data_folder`;
+    locally, through symbolic links), unless it is itself the kind ``may_be`` names: a command writes only into
+    the table or store it was asked to write (``labels add-verdicts --store``: :func:`check_store`)."""
+    path = _local(uri)
+    if path is None:
+        return
+    resolved = Path(os.path.realpath(path))
+    for folder in (resolved, *resolved.parents):
+        kind = data_folder(str(folder))
+        if kind and not (folder == resolved and kind == may_be):
+            where = f"is {kind}" if folder == resolved else f"lies inside {kind} ({folder})"
+            raise ConfigError(f"{field}: {uri} {where}: a file written there would be read as one of its own; give "
+                              "a path outside it")
+
+
+def check_store(store: str, field: str = "store") -> None:
+    """A label store about to be written: a writable directory (:func:`check_output`), a store already or a new
+    one, and neither a table's parts folder nor inside one or inside another store (:func:`check_not_in_data`)."""
+    check_not_in_data(store, field, may_be=STORE)
+    check_output(store, field)
+
+
 def keep_apart(inputs: Iterable[tuple[str, str]], outputs: Iterable[tuple[str, str]]) -> None:
     """No output (field, path) is, holds or lies inside an input: one line naming both, before any work.
 
     An output on an input replaces it (``search --save`` onto the table it searched); one inside an
     input adds a file to it (``export --output T/features/x.parquet``: the next extract resume of ``T``
     would meet it); one that holds an input may overwrite or sweep it. Paths are compared resolved,
-    through symbolic and hard links (:func:`acoustic_env.storage.nesting`).
+    through symbolic and hard links (:func:`acoustic_env.storage.nesting`). Then no output, read or not, is or
+    lies inside a table's parts folder or a label store (:func:`check_not_in_data`).
     """
     read = [(name, uri) for name, uri in inputs if uri]
     for field, out in outputs:
@@ -196,6 +244,7 @@ def keep_apart(inputs: Iterable[tuple[str, str]], outputs: Iterable[tuple[str, s
             if how == "contains":
                 raise ConfigError(f"{field}: {out} holds the {what} this job reads ({uri}): give a path that "
                                   "does not contain it")
+        check_not_in_data(out, field)
 
 
 def check_sample_paths(cfg: SampleConfig) -> None:

@@ -18,9 +18,13 @@ to be wrong.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 from acoustic_env.labels.store import REVIEWED_SOURCES, Event
+
+#: The one time events are compared at by :func:`unstated`.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,23 @@ def corrected(events: list[Event]) -> Corrected:
         if chosen is not None:
             decisions[clip_id] = Decision(clip_id, chosen.decision() or (), chosen)
     return Corrected(dict(sorted(decisions.items())), dict(sorted(conflicts.items())))
+
+
+def unstated(events: list[Event], history: list[Event]) -> list[Event]:
+    """The events of ``events`` that say something new: not, all but their time, the latest event of their
+    reviewer on their clip (of given labels, the latest given) in ``history`` (time order) or earlier in ``events``.
+
+    A verdict file without times is stamped when it is added: added twice, each of its verdicts would be stored
+    twice, and counted twice, though it changes nothing in the list (the latest verdict of each reviewer counts).
+    """
+    def key(e: Event) -> tuple:
+        return e.clip_id, e.task, e.source in REVIEWED_SOURCES, e.reviewer
+
+    latest = {key(e): replace(e, time=_EPOCH) for e in history}
+    new = []
+    for e in events:
+        timeless = replace(e, time=_EPOCH)
+        if latest.get(key(e)) != timeless:
+            new.append(e)
+            latest[key(e)] = timeless
+    return new

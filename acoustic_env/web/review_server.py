@@ -43,6 +43,7 @@ from acoustic_env.config import ConfigError
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import latest, load_json, normalize_verdict
 from acoustic_env.jobs.audit.queue import MAX_BATCH, ReviewQueue
+from acoustic_env.jobs.preflight import check_store
 from acoustic_env.pages.review import BATCH, PAGE, REVIEW_DIR, page_items, verdicts_uri
 from acoustic_env.labels.review_sink import ReviewSink
 from acoustic_env.storage import filesystem, is_local, join, read_json, write_json
@@ -50,6 +51,7 @@ from acoustic_env.storage import filesystem, is_local, join, read_json, write_js
 HOST = "127.0.0.1"
 _MAX_BODY = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 def server_time() -> str:
@@ -233,11 +235,12 @@ def make_handler(review_dir: str, store: VerdictStore, own: set[str],
             if media != "application/json":
                 return self._json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                                   {"error": f"verdicts must be sent as application/json, not {media or 'nothing'!r}"})
-            length = int(self.headers.get("Content-Length") or 0)
-            if not 0 < length <= _MAX_BODY:
-                return self._json(HTTPStatus.BAD_REQUEST, {"error": "empty or too large body"})
+            length = self.headers.get("Content-Length", "").strip()
+            if not _DIGITS.fullmatch(length) or not 0 < int(length) <= _MAX_BODY:  # "abc" too: a 400, not a dropped line
+                return self._json(HTTPStatus.BAD_REQUEST, {"error": f"Content-Length: a body of 1 to {_MAX_BODY} "
+                                                                    "bytes, given as a whole number"})
             try:
-                body = load_json(self.rfile.read(length), "the request")
+                body = load_json(self.rfile.read(int(length)), "the request")
                 total = store.add(body if isinstance(body, list) else [body])
             except AuditError as exc:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
@@ -282,6 +285,8 @@ def make_server(audit_output: str, port: int = 0, store: str | None = None,
 
         sink = None if store is None else ReviewSink.for_audit(read_json(join(audit_output, SUMMARY))["config"],
                                                                store, reviewer)
+        if sink is not None:  # a store that cannot take a verdict says so now, not at the first click
+            check_store(sink.store)
         verdicts = VerdictStore(verdicts_uri(audit_output), page_items(review_dir), sink)
         own: set[str] = set()
         queue = ReviewQueue(join(audit_output, TABLE), review_dir)
