@@ -27,7 +27,7 @@ import errno
 import os
 import reprlib
 import stat
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -42,8 +42,11 @@ MAX_YAML_NODES = 100_000
 MAX_VERDICT_BYTES = 64 << 20
 #: The largest list of clips (a corrected label list, a test list, a truth list): about 2 million rows.
 MAX_LIST_BYTES = 256 << 20
-#: The largest JSON record a user hands a job (the audit's label-accuracy estimate).
+#: The largest JSON record or small table a user hands a job (the audit's label-accuracy estimate, an ontology, a
+#: class list).
 MAX_RECORD_BYTES = 16 << 20
+#: The largest clip list (``--manifest``), read as a stream: tens of millions of rows.
+MAX_MANIFEST_BYTES = 4 << 30
 #: How many characters of a rejected value an error line quotes.
 QUOTED_CHARS = 80
 
@@ -132,19 +135,42 @@ def read_bytes(uri: str, field: str, limit: int, of: str) -> bytes:
         IsADirectoryError: It is a directory.
         ConfigError: It is not a regular file, or holds more than ``limit`` bytes (before or while it is read).
     """
-    file_size(uri, field, limit, of)
-    if is_local(uri):
-        fd = os.open(_path(uri), os.O_RDONLY | os.O_NONBLOCK)  # swapped for a FIFO since the stat: no wait
-        with os.fdopen(fd, "rb") as fh:
-            _refuse_kind(os.fstat(fd).st_mode, field, uri)
-            data = fh.read(limit + 1)
-    else:
-        fs, path = filesystem(uri)
-        with fs.open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+    with open_stream(uri, field, limit, of) as fh:
+        data = fh.read(limit + 1)
     if len(data) > limit:
         raise ConfigError(f"{field}: {uri} grew past the limit of {of} ({_limit_text(limit)}) while it was read")
     return data
+
+
+def open_stream(uri: str, field: str, limit: int, of: str) -> BinaryIO:
+    """The file at ``uri`` opened for reading as a stream (a clip list of millions of rows), once :func:`file_size`
+    found it a regular file within ``limit`` bytes; a local file is opened without blocking and checked again.
+
+    Args:
+        uri: A local path or an fsspec URL.
+        field: The field or flag that named the file, which the error line starts with.
+        limit: The most bytes the file may hold.
+        of: What the limit is of, for the error line.
+
+    Returns:
+        A binary file object; the caller closes it.
+
+    Raises:
+        FileNotFoundError: There is no such file.
+        IsADirectoryError: It is a directory.
+        ConfigError: It is not a regular file, or holds more than ``limit`` bytes.
+    """
+    file_size(uri, field, limit, of)
+    if not is_local(uri):
+        fs, path = filesystem(uri)
+        return fs.open(path, "rb")
+    fd = os.open(_path(uri), os.O_RDONLY | os.O_NONBLOCK)  # swapped for a FIFO since the stat: no wait
+    try:
+        _refuse_kind(os.fstat(fd).st_mode, field, uri)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
 
 
 # --- YAML -----------------------------------------------------------------------------------------------------

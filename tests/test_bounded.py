@@ -68,6 +68,10 @@ def weights(path):
     from acoustic_env.embedders.weights import read_verified
     read_verified(panns.SPEC.weights, path, "0" * 64)
 
+def manifest(path):
+    from acoustic_env.audio.manifest import detect_format
+    detect_format(path)
+
 def quoted_deep():
     from acoustic_env.bounded import shown
     deep = ["lol"]
@@ -110,8 +114,8 @@ def read_each(cases: list[tuple[str, list]]) -> tuple[list[str], int, float]:
 
 def test_every_reader_refuses_a_fifo_dev_zero_and_a_sparse_file_in_one_line(tmp_path):
     """The verdicts (add-verdicts' and audit-estimate's reader), label lists (train's, audit's, annotate's and
-    audit-estimate's), test and truth lists, the label-accuracy estimate, task, config and tag-map YAML, and the
-    weights cache (the PANNs warm start's checkpoint): each of the three files is one line naming it and the limit,
+    audit-estimate's), test and truth lists, the label-accuracy estimate, the ontology, task, config and tag-map YAML,
+    a clip list (extract's, annotate's --manifest) and the weights cache (the PANNs warm start's checkpoint): each of the three files is one line naming it and the limit,
     and nothing reads it (the process grows < 50 MB, where /dev/zero took 3 GB in 5 s and a FIFO hung)."""
     readers = {  # file name: (the reader, what its limit is of)
         "v.json": ("acoustic_env.jobs.audit.estimate:read_verdicts", "a verdict file"),
@@ -123,6 +127,8 @@ def test_every_reader_refuses_a_fifo_dev_zero_and_a_sparse_file_in_one_line(tmp_
         "c.yaml": ("acoustic_env.config:load_config_file", "a config file"),
         "map.yaml": ("acoustic_env.recipes.fsd50k_tags:load_tag_map", "a YAML file"),
         "w.pt": ("weights", "a weights file"),
+        "onto.json": ("acoustic_env.vocabulary.ontology:load_ontology", "an ontology or class list"),
+        "clips.csv": ("manifest", "a clip list"),
     }
     cases, expected = [], []
     for name, (reader, of) in readers.items():
@@ -133,7 +139,7 @@ def test_every_reader_refuses_a_fifo_dev_zero_and_a_sparse_file_in_one_line(tmp_
     assert len(lines) == len(expected)
     for line, (path, of) in zip(lines, expected):
         assert refused(line, path, of), line
-        assert line.split(":", 1)[0] in ("ConfigError", "AuditError", "TaskError", "WeightsError"), line
+        assert line.split(":", 1)[0] in ("ConfigError", "AuditError", "TaskError", "WeightsError", "OntologyError", "ManifestError"), line
     assert grew < 50 * 2**20, f"the process grew {grew / 2**20:.0f} MB"
     assert seconds < 30
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import posixpath
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
     from acoustic_env.config import ExtractConfig
 
 from acoustic_env.audio.rows import CPU_PREFIX, ERROR_COLUMNS, pipeline_fields
+from acoustic_env.bounded import MAX_MANIFEST_BYTES, open_stream
+from acoustic_env.errors import ConfigError
 from acoustic_env.layout import id_hashes
 from acoustic_env.storage import (
     join,
@@ -93,9 +96,14 @@ class ManifestError(ValueError):
 
 
 def _open(uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
-    """Open through the URI's filesystem (``fsspec.open`` would take a ``?`` in a URL for a glob)."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs.open(path, mode, **kwargs)
+    """Open a clip list by the one reader of a user's files (``bounded.open_stream``: a regular file of at most
+    ``bounded.MAX_MANIFEST_BYTES``, never a FIFO or a device), through the URI's filesystem (``fsspec.open`` would
+    take a ``?`` in a URL for a glob); ``mode`` ``rt`` wraps it as text (``kwargs``: its encoding, errors)."""
+    try:
+        fh = open_stream(uri, "manifest", MAX_MANIFEST_BYTES, "a clip list")
+    except ConfigError as exc:
+        raise ManifestError(str(exc)) from None
+    return io.TextIOWrapper(fh, **kwargs) if "t" in mode else fh
 
 
 def detect_format(uri: str) -> str:

@@ -22,7 +22,8 @@ from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
-import fsspec
+from acoustic_env.bounded import MAX_RECORD_BYTES, read_bytes
+from acoustic_env.errors import ConfigError
 
 ONTOLOGY_URL = "https://raw.githubusercontent.com/audioset/ontology/master/ontology.json"
 CLASS_LIST_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/class_labels_indices.csv"
@@ -45,8 +46,9 @@ def _read_text(uri: str) -> str:
     if remote and cached.is_file():
         return cached.read_text()
     try:
-        with fsspec.open(uri, "rt", encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_bytes(uri, "ontology", MAX_RECORD_BYTES, "an ontology or class list").decode("utf-8")
+    except ConfigError as exc:  # a FIFO, a device, a file over the limit: never read
+        raise OntologyError(str(exc).removeprefix("ontology: ")) from None  # its callers name the field
     except Exception as exc:  # noqa: BLE001 - any transport error means the same to the user
         raise OntologyError(
             f"cannot read {uri}: {type(exc).__name__}: {exc}. "
