@@ -119,21 +119,12 @@ def file_size(uri: str, field: str, limit: int, of: str) -> int | None:
 
 
 def read_bytes(uri: str, field: str, limit: int, of: str) -> bytes:
-    """The bytes of the file at ``uri``, checked by :func:`file_size` first and read no further than ``limit``.
-
-    Args:
-        uri: A local path or an fsspec URL.
-        field: The field or flag that named the file, which the error line starts with.
-        limit: The most bytes the file may hold.
-        of: What the limit is of, for the error line.
+    """The bytes of the file at ``uri``, opened by :func:`open_stream` (which says what each argument is and what it
+    raises) and read no further than one byte past ``limit``: a file that grew past it since its ``stat`` is one
+    ConfigError line too.
 
     Returns:
         The file's bytes.
-
-    Raises:
-        FileNotFoundError: There is no such file.
-        IsADirectoryError: It is a directory.
-        ConfigError: It is not a regular file, or holds more than ``limit`` bytes (before or while it is read).
     """
     with open_stream(uri, field, limit, of) as fh:
         data = fh.read(limit + 1)
