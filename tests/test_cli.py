@@ -368,6 +368,7 @@ OTHER_PROGRAMS_FLAGS = {
     ("audioset fetch", "--downloader"): {"--format", "--no-playlist", "--no-warnings", "--quiet"},  # yt-dlp's
     ("audioset frames", "--features"): {"--keep-frames"},  # audioset embeddings' flag, named with its command
     ("labels new-class", "--verdicts"): {"--save"},  # search --save
+    ("submit", "--options"): {"--output"},  # the submitted job's own flags, passed on to its command
 }
 
 
