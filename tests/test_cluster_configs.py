@@ -350,42 +350,59 @@ def test_runtime_env():
     assert not any("SECRET" in k or "KEY_ID" in k for k in env.get("env_vars", {}))
 
 
-def _args(command: str) -> dict[str, dict[str, str]]:
-    """``python -m acoustic_env.cli <job> --flag value ...`` steps of an entrypoint → {job: {flag: value}}; every
-    step runs a command of the installed package (the image's copy of this checkout), and names a job it has."""
+JOBS = REPO / "jobs"
+
+
+def _config(step: str) -> tuple[str, dict]:
+    """One step of an entrypoint, ``python -m acoustic_env.cli <job> --config jobs/<name>/config.yaml``: its job and
+    its config, built and validated as the command builds it (a bad key or value fails here, not at night)."""
+    from acoustic_env.config import load_config_file
+    from acoustic_env.config.schema import from_dict
     from acoustic_env.jobs import catalog
 
-    steps = {}
-    for step in command.split("&&"):
-        words = shlex.split(step)
-        assert words[:3] == ["python", "-m", "acoustic_env.cli"], step
-        job = words[3]
-        assert catalog.get(job).name == job, step
-        steps[job] = {w: v for w, v in zip(words[4:], [*words[5:], ""]) if w.startswith("--")}
-    return steps
+    words = shlex.split(step)
+    assert words[:3] == ["python", "-m", "acoustic_env.cli"] and words[4] == "--config" and len(words) == 6, step
+    data = load_config_file(str(REPO / words[5]))
+    from_dict(catalog.get(words[3]).config, data)
+    return words[3], data
+
+
+def test_each_job_of_jobs_is_one_entry_point_a_runtime_env_and_a_valid_config():
+    """jobs/<name>/job.yaml: its entry point runs its own config.yaml, and its runtime environment is a file."""
+    from acoustic_env.jobs.submit import definition
+
+    names = sorted(p.parent.name for p in JOBS.glob("*/job.yaml"))
+    assert {"extract", "train", "audit", "reannotate"} <= set(names), names
+    for name in names:
+        job = definition(str(JOBS), name)
+        assert job.entrypoint.endswith(f"--config jobs/{name}/config.yaml") and (REPO / job.runtime_env).is_file()
+        _config(job.entrypoint)
+
+
+def test_the_manifests_and_the_documented_submit_run_the_jobs_definitions():
+    """Read, not copied: the pipeline RayJob's steps are extract's, train's and audit's entry points, the nightly
+    RayJob's is reannotate's, and docs/cluster.md's `ray job submit` runs extract's with its runtime environment."""
+    from acoustic_env.jobs.submit import definition
+
+    docs = kube_objects()
+    entry = {name: definition(str(JOBS), name).entrypoint for name in ("extract", "train", "audit", "reannotate")}
+    pipeline = next(d for d in docs if d["metadata"].get("name") == "acoustic-env-pipeline")["spec"]["entrypoint"]
+    nightly = next(d for d in docs if d["kind"] == "RayJob" and "generateName" in d["metadata"])["spec"]["entrypoint"]
+    assert [s.strip() for s in pipeline.split("&&")] == [entry["extract"], entry["train"], entry["audit"]]
+    assert nightly.strip() == entry["reannotate"]
+    page = (REPO / "docs" / "cluster.md").read_text()
+    assert f"--runtime-env {definition(str(JOBS), 'extract').runtime_env}" in page
+    assert f"-- {entry['extract']}\n" in page
 
 
 def test_each_step_reads_what_the_step_before_wrote():
-    docs = kube_objects()
-    pipeline = _args(next(d for d in docs if d["metadata"].get("name") == "acoustic-env-pipeline")["spec"]["entrypoint"])
-    nightly = _args(next(d for d in docs if d["kind"] == "RayJob" and "generateName" in d["metadata"])
-                    ["spec"]["entrypoint"])
-    assert list(pipeline) == ["extract", "train", "audit"]
-    features = pipeline["extract"]["--output"]
-    assert pipeline["train"]["--features"] == pipeline["audit"]["--features"] == nightly["annotate"]["--features"] \
-        == features
-    assert nightly["annotate"]["--model"] == pipeline["train"]["--output"] + "/model"  # train writes <output>/model/
-    assert nightly["annotate"]["--lists"].endswith("/")
-    assert nightly["annotate"]["--audio-root"] == pipeline["extract"]["--audio-root"]
-
-
-def test_entrypoints_parse():
-    """Each job's arguments in the manifests are flags the job takes (no typo waits for the night)."""
-    from acoustic_env.cli import build_parser
-
-    for doc in kube_objects():
-        if doc["kind"] == "RayJob":
-            for step in doc["spec"]["entrypoint"].split("&&"):
-                words = shlex.split(step)
-                assert words[:3] == ["python", "-m", "acoustic_env.cli"], step
-                assert build_parser().parse_args(words[3:]).command == words[3]
+    steps = dict(_config(definition) for definition in (
+        "python -m acoustic_env.cli extract --config jobs/extract/config.yaml",
+        "python -m acoustic_env.cli train --config jobs/train/config.yaml",
+        "python -m acoustic_env.cli audit --config jobs/audit/config.yaml",
+        "python -m acoustic_env.cli annotate --config jobs/reannotate/config.yaml"))
+    features = steps["extract"]["output"]
+    assert steps["train"]["features"] == steps["audit"]["features"] == steps["annotate"]["features"] == features
+    assert steps["annotate"]["model"] == steps["train"]["output"] + "/model"  # train writes <output>/model/
+    assert steps["annotate"]["lists"].endswith("/")
+    assert steps["annotate"]["extract"]["audio_root"] == steps["extract"]["audio_root"]

@@ -1,10 +1,12 @@
-"""A real two-node Ray cluster on this machine, S3 on loopback, jobs through `ray job submit`.
+"""A real two-node Ray cluster on this machine, S3 on loopback, the jobs of the repository's jobs/ folder submitted.
 
 Head and worker are separate `ray start` processes with their own ports and a custom
 resource on the worker; a moto S3 server runs as its own process. Ray runs from a plain
 Python installation whose site-packages is the project environment's, like a Ray image's
-Python (not a virtual environment), and every job is submitted with cluster/runtime_env.yaml
-itself: Ray's pip installs the checkout from the job's working directory, offline
+Python (not a virtual environment). Each job of jobs/ (extract, train, audit, the re-annotation) is submitted by
+name, `acoustic-env submit NAME --options '...'` (its job.yaml's entry point and runtime environment, its
+config.yaml with the test's paths as flags over it), the windows job by `ray job submit` as docs/cluster.md
+shows it; every job runs with cluster/runtime_env.yaml itself: Ray's pip installs the checkout from the job's working directory, offline
 (PIP_NO_INDEX: every pinned dependency must already be there, as on the acoustic-env image). The jobs read their
 clip list and audio from S3 and write features back to S3; then the worker node is
 killed in the middle of an extract and the job must still end with every clip exactly
@@ -26,6 +28,8 @@ import contextlib
 import io
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -200,6 +204,19 @@ class Cluster:
 
         return s3fs.S3FileSystem(endpoint_url=self.endpoint, key="testing", secret="testing")
 
+    def submit_job(self, name: str, *options: str, wait: bool = True) -> str:
+        """`acoustic-env submit <name> --no-wait`: the job of jobs/<name>/ with ``options`` over its config file, run
+        from the repository's root as a user would; then (``wait``) its status polled until it has ended,
+        successfully."""
+        out = self._run([str(BIN / "acoustic-env"), "submit", name, f"--address=http://127.0.0.1:{self.dash_port}",
+                         "--no-wait", f"--options={shlex.join(options)}"], "submit", timeout=600)
+        assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+        job_id = re.search(rf"submit: {name} as ({name}-\w+): ", out.stdout).group(1)
+        assert f"jobs/{name}/config.yaml" in out.stdout and "testing" not in out.stdout + out.stderr, out.stdout
+        if wait:
+            self.wait(job_id)
+        return job_id
+
     def submit(self, command: str, *args: str, wait: bool = True) -> str:
         """`ray job submit --no-wait -- python -m acoustic_env.cli <command> ...`, then (``wait``) its status polled
         until it has ended, successfully.
@@ -303,7 +320,7 @@ def test_the_job_server_wants_the_token(cluster, tmp_path):
 def test_submitted_extract_against_s3(cluster, tmp_path):
     demo, fs = upload_demo(cluster, tmp_path, "small", 8, seed=21)
     # the embedder must land on the node with the stand-in accelerator: the head has none of it
-    job = cluster.submit("extract", "--manifest", "s3://ae-in/small/clips.csv", "--audio-root",
+    job = cluster.submit_job("extract", "--manifest", "s3://ae-in/small/clips.csv", "--audio-root",
                          "s3://ae-in/small/audio", "--output", "s3://ae-out/small", "--no-progress",
                          "--embedders", "vggish", "--allow-random-weights", "--accelerator-resource", "accel")
     ids = s3_clip_ids(fs, "ae-out/small")
@@ -321,7 +338,7 @@ def test_worker_node_lost_mid_extract(cluster, tmp_path):
     demo, fs = upload_demo(cluster, tmp_path, "big", 24, seed=22)
     args = ("--manifest", "s3://ae-in/big/clips.csv", "--audio-root", "s3://ae-in/big/audio",
             "--output", "s3://ae-out/big", "--batch-size", "1", "--write-batch-size", "1", "--no-progress")
-    job = cluster.submit("extract", *args, wait=False)
+    job = cluster.submit_job("extract", *args, wait=False)
     deadline = time.time() + 300
     while time.time() < deadline and len(s3_clip_ids(fs, "ae-out/big")) < 3:
         assert cluster.job_status(job) in ("PENDING", "RUNNING"), cluster.logs(job)[-3000:]
@@ -343,10 +360,10 @@ def test_submitted_train_and_audit_against_s3(cluster, tmp_path):
     fs = cluster.s3()
     if not fs.glob("ae-out/big/features/*.parquet"):
         pytest.skip("needs the extract of test_worker_node_lost_mid_extract")
-    train = cluster.submit("train", "--features", "s3://ae-out/big", "--output", "s3://ae-out/train", "--trials", "0",
+    train = cluster.submit_job("train", "--features", "s3://ae-out/big", "--output", "s3://ae-out/train", "--trials", "0",
                            "--baselines", "", "--no-ablations", "--shap-samples", "0", "--max-rounds", "3",
                            "--cv-folds", "2", "--search-trials", "1", "--no-progress", wait=False)
-    cluster.submit("audit", "--features", "s3://ae-out/big", "--output", "s3://ae-out/audit",
+    cluster.submit_job("audit", "--features", "s3://ae-out/big", "--output", "s3://ae-out/audit",
                    "--review-top", "4", "--random-sample", "4", "--folds", "2", "--classifier", "logreg")
     cluster.wait(train)
     fs.invalidate_cache()
@@ -421,8 +438,8 @@ def test_nightly_annotation_of_a_prefix_of_lists(cluster, tmp_path):
     put("b.csv", rows[2:4])
     args = ("--lists", "s3://ae-in/incoming/", "--audio-root", "s3://ae-in/big/audio", "--model",
             "s3://ae-out/train/model", "--features", "s3://ae-out/big", "--output", "s3://ae-out/annotations",
-            "--no-progress")
-    cluster.submit("annotate", *args)
+            "--labels", "s3://ae-out/labels", "--no-progress")  # a label store nobody has written to: no label
+    cluster.submit_job("reannotate", *args)
     assert recorded() == ["a.csv.json", "b.csv.json"]
     # the third list adds two clips nobody has extracted yet (their audio lands beside the others): the nightly
     # extract really runs for them, and adds them to the features
@@ -432,7 +449,7 @@ def test_nightly_annotation_of_a_prefix_of_lists(cluster, tmp_path):
     new_ids = {p.stem for p in new.audio_dir.iterdir()}  # {YTID}_{start_ms}: the clip ids
     assert len(new_rows) == len(new_ids) == 2 and not new_ids & set(s3_clip_ids(fs, "ae-out/big"))
     put("c.csv", rows[4:6] + new_rows)
-    cluster.submit("annotate", *args)
+    cluster.submit_job("reannotate", *args)
     assert recorded() == ["a.csv.json", "b.csv.json", "c.csv.json"]
     runs = [json.loads(fs.cat_file(p)) for p in fs.glob("ae-out/annotations/runs/annotate-*.json")]
     assert sorted(sorted(r["lists"]) for r in runs) == [["a.csv", "b.csv"], ["c.csv"]]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, IndexConfig, SearchConfig, Section, TrainConfig
+from acoustic_env.config.cluster import SubmitConfig
 from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
 from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
 from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
@@ -88,6 +89,10 @@ for _spec in (
                  "audit.job", "run_audit"),
         _builtin("annotate", "label a new clip list with a trained model (extracts only new clips)", AnnotateConfig,
                  "annotate", "annotate"),
+        JobSpec("submit", "submit a job of the repository's jobs/ folder (extract, train, audit, reannotate) to a Ray "
+                          "cluster by name", SubmitConfig, lazy("acoustic_env.jobs.submit", "submit"),
+                lazy("acoustic_env.jobs.submit", "summary_lines"), lazy("acoustic_env.jobs.submit", "plan_submit"),
+                usage="%(prog)s JOB [--address URL] [--options '--flag value ...'] [options]"),
         JobSpec("export", "write a feature table as one Parquet or CSV file, one named column per value",
                 ExportConfig, lazy(_COMMANDS, "run_export"), lazy(_COMMANDS, "export_lines"),
                 usage="%(prog)s FEATURES --output FILE [--wide] [options]", console="never"),

@@ -1,6 +1,6 @@
 """The extract job: manifest → plan → pipeline → features/, errors/, runs/.
 
-This is the Python API behind ``acoustic-env extract`` and ``jobs/extract.py``.
+This is the Python API behind ``acoustic-env extract``, which a cluster runs as the job of ``jobs/extract/``.
 """
 
 from __future__ import annotations

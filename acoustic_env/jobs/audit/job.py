@@ -1,6 +1,6 @@
 """The audit job: features + task → out-of-fold probabilities → confident learning → audit table, summary, review page.
 
-This is the Python API behind ``acoustic-env audit`` and ``jobs/audit.py``.
+This is the Python API behind ``acoustic-env audit``, which a cluster runs as the job of ``jobs/audit/``.
 
 Outputs under ``<output>/``::
 

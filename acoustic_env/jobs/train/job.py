@@ -1,6 +1,6 @@
 """The train job: features/ → evaluation of record → report and model.
 
-This is the Python API behind ``acoustic-env train`` and ``jobs/train.py``: it
+This is the Python API behind ``acoustic-env train`` (on a cluster: the job of ``jobs/train/``): it
 reads the labelled set (``jobs.labelled``), runs one of two evaluations, chosen by
 the size of the data (``TrainConfig.cv_max_clips``), each in its own module, and
 writes what it returns (``evaluation.Outcome``):
