@@ -15,14 +15,22 @@ Real verdict files, a real feature table and the ``labels`` commands run in this
 from __future__ import annotations
 
 import csv
+import getpass
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from acoustic_env.cli import main
+from acoustic_env.config import ConfigError
 from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.jobs.audit.estimate import normalize_verdict
 from acoustic_env.labels.current import corrected
+from acoustic_env.labels.review_sink import ReviewSink
 from acoustic_env.labels.store import default_store, read_events
+from acoustic_env.vocabulary.ontology import OntologyError
 
 
 def _table(tmp_path: Path) -> str:
@@ -103,3 +111,24 @@ def test_add_verdicts_origin_is_what_every_event_records_over_the_verdicts_audit
     assert origins == {("ann", "clip0000003"): "field-check", ("ann", "clip0000004"): "field-check",
                        ("bob", "clip0000003"): "20261126T095800Z-ab12cd",
                        ("bob", "clip0000004"): "20261126T095800Z-ef34gh"}
+
+
+def test_the_review_servers_sink_is_the_audits_table_task_and_ontology(tmp_path):
+    """``audit-review --serve --store``'s sink (labels/review_sink.py) checks each clicked verdict against the
+    audited table, naming it when a clip is not there, and reads the audit's task with the audit's ontology (a task
+    of display names cannot be read without it: the audit's file is the one named)."""
+    table = _table(tmp_path)
+    sink = ReviewSink.for_audit({"features": table, "task": "urban_natural"}, reviewer="ann")
+    assert (sink.table, sink.store, sink.reviewer, sink.task.name) == (table, default_store(table), "ann",
+                                                                        "urban_natural")
+    mine = ReviewSink.for_audit({"features": table, "task": "urban_natural"}, str(tmp_path / "mine"))
+    assert (mine.store, mine.reviewer) == (str(tmp_path / "mine"), getpass.getuser())  # who runs the server
+    with pytest.raises(ConfigError) as err:
+        sink.add([normalize_verdict({"clip_id": "elsewhere", "verdict": "correct", "sample": "random",
+                                     "given_labels": ["urban"]})])
+    assert str(err.value) == (f"verdicts: 1 verdict(s) name clips that are not in the feature table {table} (e.g. "
+                              "'elsewhere'); nothing was added")
+    task = tmp_path / "dogs.yaml"
+    task.write_text("classes: {dog: {mids: [Dog]}, other: {mids: ['/m/1']}}\n")
+    with pytest.raises(OntologyError, match=re.escape(str(tmp_path / "audit-ontology.json"))):
+        ReviewSink.for_audit({"features": table, "task": str(task), "ontology": str(tmp_path / "audit-ontology.json")})
