@@ -58,8 +58,8 @@ def main() -> None:
     for model in args.models.split(","):
         for name, plan in plans.items():
             t = time.time()
-            proba = cv.out_of_fold(lambda rows: x, y, folds, "single_label", 3, [model], 0, threads=1,
-                                   resample=plan)[0][model]
+            proba = cv.out_of_fold(x, y, folds, "single_label", 3, [model], 0, threads=1,
+                                   resample=plan).proba[model]
             recall = ((proba.argmax(axis=1) == 2) & (y == 2)).sum() / (y == 2).sum()
             print(f"| {model} | {name} | {recall:.2f} | {(proba.argmax(axis=1) == y).mean():.3f} | "
                   f"{time.time() - t:.1f} |")

@@ -134,7 +134,7 @@ def recorder():
 def test_only_the_training_folds_are_resampled_the_held_out_fold_is_scored_as_it_is(recorder):
     x, y = _rows()
     folds = np.random.default_rng(2).permutation(np.arange(len(y)) % 3)
-    cv.out_of_fold(lambda rows: x, y, folds, "single_label", 3, ["recorder"], 0, threads=1,
+    cv.out_of_fold(x, y, folds, "single_label", 3, ["recorder"], 0, threads=1,
                    resample=Resample(15, noise=0.01, seed=0))
     fits = [(a, b) for what, a, b in recorder if what == "fit"]
     scores = [a for what, a, _ in recorder if what == "score"]

@@ -43,8 +43,8 @@ def _rare_recall(model: str, balance: Balance) -> float:
     trained for 4 rounds at most and the forest of 60 trees (``quick_models``)."""
     x, y = _rare_class()
     folds = np.random.default_rng(1).permutation(np.arange(len(y)) % 3)
-    proba = cv.out_of_fold(lambda rows: x, y, folds, "single_label", 3, [model], 0, threads=1,
-                           balance=balance)[0][model]
+    proba = cv.out_of_fold(x, y, folds, "single_label", 3, [model], 0, threads=1,
+                           balance=balance).proba[model]
     return float(((proba.argmax(axis=1) == 2) & (y == 2)).sum() / (y == 2).sum())
 
 

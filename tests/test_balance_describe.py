@@ -42,7 +42,9 @@ def test_the_sampler_is_the_networks_and_the_others_keep_their_class_weights():
     assert both.describe("logreg", "single_label") == WEIGHTS and Balance(sampler=True).describe("svm", "x") == "none"
     assert both.overrides("mlp") == {"class_weight": None, "balanced_sampler": True}
     assert Balance("balanced").overrides("mlp") == {"class_weight": "balanced", "balanced_sampler": False}
-    assert both.overrides("xgboost") == {"class_weight": "balanced"} and both.overrides("cnn") == {}
+    assert both.overrides("xgboost") == {"class_weight": "balanced"}
+    assert both.overrides("cnn") == {"class_weight": None, "balanced_sampler": True}  # the CNN is a network too
+    assert Balance("balanced").overrides("cnn") == {"class_weight": "balanced", "balanced_sampler": False}
     assert Balance().overrides("forest") == {"class_weight": None}
     assert set(PARAMS) >= {"logreg", "elasticnet", "xgboost", "mlp", "cnn", "forest", "svm", "knn"}
 

@@ -238,3 +238,32 @@ def test_the_images_are_read_without_a_footer_actor_pool_and_the_default_is_left
     assert read.name == "ReadParquet" and not read.input_dependencies, read.name
     seen = np.concatenate([b["row"] for b in dataset.iter_batches(batch_format="numpy", batch_size=None)])
     assert sorted(seen.tolist()) == list(range(20))
+
+
+def test_class_weight_and_the_balanced_sampler_reach_the_cnns_training_loop(monkeypatch):
+    """``--class-weight balanced`` weighs the CNN's loss and ``--balanced-sampler`` draws its batches, through the
+    one training loop (``learn.fit``), as for the MLP; unbalanced, neither."""
+    from acoustic_env.learn import spectro_estimator
+    from acoustic_env.learn.balance import Balance
+
+    seen = []
+    real = spectro_estimator.fit
+    monkeypatch.setattr(spectro_estimator, "fit", lambda *a, **kw: seen.append(
+        (kw["class_weight"], kw["balanced_sampler"])) or real(*a, **kw))
+    y = (np.arange(24) % 4 == 0).astype(int)  # a rare class: a quarter of the clips
+    images = stack_images(synthetic_images(np.eye(2)[y], np.arange(24), 1.0, np.random.default_rng(2)), 98)
+    network = {**PARAMS["cnn"]["network"], "blocks": 2, "width": 8, "crop_frames": 90}
+    for balance, want in ((Balance("balanced"), ("balanced", False)), (Balance(sampler=True), (None, True)),
+                          (Balance(), (None, False))):
+        make_estimator("cnn", "single_label", 2, balance=balance, max_rounds=1, network=network).fit(images, y)
+        assert seen[-1] == want
+
+
+def test_the_streamed_cnn_refuses_the_balanced_sampler_in_one_line(image_table, tmp_path):
+    """The split evaluation streams the CNN's images, which a sampler cannot draw from: refused before anything
+    starts, the flag named."""
+    source, _ = image_table
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), **FAST, "cv_folds": 0,
+                                  "baselines": ["cnn"], "balanced_sampler": True})
+    with pytest.raises(ConfigError, match=r"^balanced_sampler: the split evaluation streams the CNN's images"):
+        train(cfg)

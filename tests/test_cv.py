@@ -31,17 +31,34 @@ def _blobs(n: int, d: int = 6, seed: int = 0, rows_per_group: int = 4) -> tuple[
     return x.astype(np.float32), y, groups
 
 
-def test_folds_never_split_a_group_and_every_fit_excludes_the_held_out_groups():
+def _fitted_rows(monkeypatch: pytest.MonkeyPatch, x: np.ndarray) -> list[np.ndarray]:
+    """Each outer fold model's training rows, as a mask over ``x``'s rows (found by value: every row differs)."""
+    from acoustic_env.learn import cv as cv_module
+
+    seen: list[np.ndarray] = []
+    real = cv_module.make_estimator
+
+    def recorded(*a, **kw):
+        est = real(*a, **kw)
+        fit = est.fit
+
+        def fit_and_record(X, *args, **kwargs):
+            seen.append((x[:, None, :] == X[None, :, :]).all(axis=2).any(axis=1))
+            return fit(X, *args, **kwargs)
+
+        est.fit = fit_and_record
+        return est
+
+    monkeypatch.setattr(cv_module, "make_estimator", recorded)
+    return seen
+
+
+def test_folds_never_split_a_group_and_every_fit_excludes_the_held_out_groups(monkeypatch):
     x, y, groups = _blobs(120)
     folds = assign_folds(y, groups, ("a", "b"), 5, seed=3, field="cv_folds")
     assert leaks(groups, folds) == set() and sorted(np.unique(folds)) == [0, 1, 2, 3, 4]
-    seen = []
-
-    def prepare(train_rows: np.ndarray) -> np.ndarray:
-        seen.append(train_rows.copy())
-        return x
-
-    cross_validate(prepare, y, folds, "single_label", 2, ["logreg"])
+    seen = _fitted_rows(monkeypatch, x)
+    cross_validate(x, y, folds, "single_label", 2, ["logreg"])
     assert len(seen) == 5
     for train_rows in seen:
         assert not set(groups[train_rows]) & set(groups[~train_rows])  # no group on both sides
@@ -55,15 +72,12 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(monkey
 
     x, y, groups = _blobs(120)
     folds = assign_folds(y, groups, ("a", "b"), 5, seed=3, field="cv_folds")
-    fitted, train_sets = [], []
+    fitted = []
+    masks = _fitted_rows(monkeypatch, x)
     real = cv_module.make_estimator
     monkeypatch.setattr(cv_module, "make_estimator", lambda *a, **kw: fitted.append(real(*a, **kw)) or fitted[-1])
-
-    def prepare(train_rows: np.ndarray) -> np.ndarray:
-        train_sets.append(np.flatnonzero(train_rows))
-        return x
-
-    cross_validate(prepare, y, folds, "single_label", 2, ["logreg"], groups=groups)
+    cross_validate(x, y, folds, "single_label", 2, ["logreg"], groups=groups)
+    train_sets = [np.flatnonzero(m) for m in masks]
     assert len(fitted) == len(train_sets) == 5
     for est, rows in zip(fitted, train_sets):
         evaluating = set(np.unique(folds)) - set(folds[rows])
@@ -83,7 +97,7 @@ def test_metrics_are_pooled_out_of_fold_not_in_sample():
     y = rng.integers(0, 2, 150)
     groups = np.array([f"c{i}" for i in range(150)], dtype=object)
     folds = assign_folds(y, groups, ("a", "b"), 5, seed=0)
-    result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "xgboost"])
+    result = cross_validate(x, y, folds, "single_label", 2, ["logreg", "xgboost"])
     in_sample = make_estimator("xgboost", "single_label", 2).fit(x, y).predict_proba(x)
     assert evaluate("single_label", ["a", "b"], y, in_sample)["roc_auc"] > 0.95
     for name in ("logreg", "xgboost", AVERAGE):
@@ -101,7 +115,7 @@ def test_model_choice_follows_the_cross_validated_score():
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
     groups = np.array([f"c{i}" for i in range(200)], dtype=object)
     folds = assign_folds(y, groups, ("a", "b"), 4, seed=0)
-    result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "xgboost"])
+    result = cross_validate(x, y, folds, "single_label", 2, ["logreg", "xgboost"])
     assert result.scores["xgboost"] > result.scores["logreg"] + 0.2
     assert result.chosen == result.best == "xgboost"  # trees are saved in XGBoost's own format
     tie = {"logreg": np.tile([0.4, 0.6], (4, 1)), "mlp": np.tile([0.4, 0.6], (4, 1))}
@@ -206,10 +220,12 @@ class _Recorded:
     """A stand-in fold model: remembers what it was fitted on and asked about; its probability is the input's first
     column, and logistic regression's stand-in reports a search per fit (the others none)."""
 
-    def __init__(self, name: str, log: list[dict]) -> None:
+    def __init__(self, name: str, log: list[dict], column: int = 0) -> None:
         self.entry = {"model": name}
         log.append(self.entry)
         self.search_ = f"{name} search {len(log)}" if name == "logreg" else None
+        self.transforms_ = None  # no preprocessing fitted: the stand-in reads its column as it is
+        self.column = column
 
     def fit(self, x, y, groups=None, defaults_score=None):
         assert defaults_score is None  # no feature-set choice here, so no score of the defaults to pass on
@@ -231,8 +247,9 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
 
     log, calls = [], []
 
-    def fake(name, kind, n_classes, seed, threads, search, balance, calibrate=False, resample=None):
-        calls.append((name, kind, n_classes, seed, threads, search, balance, calibrate, resample))
+    def fake(name, kind, n_classes, seed, threads, search, balance, calibrate=False, resample=None,
+             preprocessing=None):
+        calls.append((name, kind, n_classes, seed, threads, search, balance, calibrate, resample, preprocessing))
         return _Recorded(name, log)
 
     monkeypatch.setattr(cv_module, "make_estimator", fake)
@@ -242,9 +259,9 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
     x = ((np.arange(12) + 0.5) / 12)[:, None].repeat(2, axis=1)
     images = x ** 2
     plan, balance = SearchPlan(trials=3, inner_folds=2), Balance(class_weight="balanced")
-    result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "cnn"], seed=7, groups=groups,
+    result = cross_validate(x, y, folds, "single_label", 2, ["logreg", "cnn"], seed=7, groups=groups,
                             search=plan, threads=3, balance=balance, inputs={"cnn": images})
-    assert calls == [(m, "single_label", 2, 7, 3, plan, balance, False, None) for _ in range(3)
+    assert calls == [(m, "single_label", 2, 7, 3, plan, balance, False, None, None) for _ in range(3)
                      for m in ("logreg", "cnn")]
     for k, entry in zip(np.repeat([0, 1, 2], 2), log):
         inputs = images if entry["model"] == "cnn" else x
@@ -255,11 +272,11 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
     np.testing.assert_allclose(result.proba[AVERAGE][:, 1], (x[:, 0] + images[:, 0]) / 2)
     assert result.proba[AVERAGE].shape == (12, 2) and result.folds is folds
     assert result.searches == {"logreg": ["logreg search 1", "logreg search 3", "logreg search 5"], "cnn": []}
-    one = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg"])
+    one = cross_validate(x, y, folds, "single_label", 2, ["logreg"])
     assert set(one.proba) == {"logreg"} and one.chosen == one.best == "logreg"  # no average of a single model
     assert log[-1]["fit_groups"] is None and calls[-1][3:5] == (0, None)  # ungrouped search; seed 0, every core
     labels = np.stack([y, 1 - y], axis=1)  # multi-label: models are chosen by mAP, not ROC AUC
-    multi = cross_validate(lambda rows: x, labels, folds, "multi_label", 2, ["logreg"])
+    multi = cross_validate(x, labels, folds, "multi_label", 2, ["logreg"])
     assert multi.scores == {"logreg": val_score("multi_label", labels, multi.proba["logreg"])}
 
 
@@ -303,7 +320,8 @@ def test_describe_says_exactly_how_the_figures_were_obtained():
     assert describe(8, 4, None, True, passed, "cnn") == (
         "4-fold cross-validation over all 8 clips (4 stratified folds that keep every group (source recording) in one "
         "fold). For each fold the preprocessing (standardise, PCA per feature group) and each model (logreg, cnn) "
-        "were fitted on the other folds only and scored the held-out fold (cnn: on each clip's log-mel image, "
+        "were fitted on the other folds only and scored the held-out fold, the preprocessing refitted inside every "
+        "inner fit of each choice made on those folds (cnn: on each clip's log-mel image, "
         "augmented in training only, its input scaling fitted and its early stopping judged on the training folds "
         f"only); the figures pool these out-of-fold predictions (every clip scored once). {note} The model of "
         "record, logreg, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that can be "
@@ -312,7 +330,8 @@ def test_describe_says_exactly_how_the_figures_were_obtained():
         "all 8 clips: it has no held-out figure of its own; the cross-validated figures estimate how it does on new "
         "recordings.")
     plain = CVResult(np.arange(8) % 4, {"logreg": p}, {"logreg": 0.8766}, "logreg", "logreg")
-    tail = (f"and each model (logreg) were fitted on the other folds only and scored the held-out fold; the figures "
+    tail = (f"and each model (logreg) were fitted on the other folds only and scored the held-out fold, the "
+            f"preprocessing refitted inside every inner fit of each choice made on those folds; the figures "
             f"pool these out-of-fold predictions (every clip scored once). {note} The model of record, logreg, has "
             f"the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that can be saved. The saved "
             f"model is logreg, refitted on all 8 clips: it has no held-out figure of its own;")
@@ -366,12 +385,12 @@ class _Mapped(_Recorded):
     names its map (Platt's when fold 0 is held out; none on the other folds, as when no map lowered the inner log
     loss) and the maps' losses."""
 
-    def __init__(self, name: str, log: list[dict], calibrate: bool) -> None:
-        super().__init__(name, log)
+    def __init__(self, name: str, log: list[dict], calibrate: bool, column: int = 0) -> None:
+        super().__init__(name, log, column)
         self.calibrate = calibrate
 
     def fit(self, x, y, groups=None, defaults_score=None):
-        self.entry.update(fit_x=x[:, 0].tolist(), fit_y=y.tolist(),
+        self.entry.update(fit_x=x[:, self.column].tolist(), fit_y=y.tolist(),
                           fit_groups=None if groups is None else list(groups), defaults_score=defaults_score)
         fold_0_held_out = x[0, 0] > 0.2  # fold 0 holds the lowest rows: without them the first training row is higher
         self.calibration_ = _Map("platt") if fold_0_held_out else None
@@ -381,8 +400,8 @@ class _Mapped(_Recorded):
     def predict_proba(self, x, calibrated=True):
         assert calibrated is True or calibrated is False
         if calibrated:
-            self.entry["scored_x"] = x[:, 0].tolist()
-        p = x[:, 0] if calibrated else x[:, 0] ** 2
+            self.entry["scored_x"] = x[:, self.column].tolist()
+        p = x[:, self.column] if calibrated else x[:, self.column] ** 2
         return np.stack([1 - p, p], axis=1)
 
 
@@ -393,66 +412,63 @@ class _Map:
 
 def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_keeps_the_raw_probabilities(
         monkeypatch):
-    """With a feature search, every fold's sets are prepared on the training folds only; each vector model chooses
-    its set from those rows' inputs, with the run's seed, inner folds, metric, balance and resampling; its fold model
-    is fitted on the chosen set (told the defaults' score the choice found) and scores the held-out rows of that set;
-    the model with its own inputs (the CNN) chooses none. With calibration, each calibrated model's probabilities are
-    its map's, its own are kept beside them, and each fold's map (none when none helped) is recorded."""
+    """With feature sets, each vector model chooses its set from the training folds' raw rows, each set's model built
+    with that set's preprocessing inside, with the run's seed, inner folds, metric, balance and resampling; its fold
+    model is fitted with the chosen set's preprocessing (told the defaults' score the choice found) on the training
+    rows as they are and scores the held-out rows; the model with its own inputs (the CNN) chooses none. With
+    calibration, each calibrated model's probabilities are its map's, its own are kept beside them, and each fold's
+    map (none when none helped) is recorded."""
     from acoustic_env.learn import cv as cv_module
     from acoustic_env.learn.augment import Resample
     from acoustic_env.learn.balance import Balance
-    from acoustic_env.learn.feature_sets import FeatureSearch
+    from acoustic_env.learn.preprocess import Preprocessing, Slot
     from acoustic_env.learn.tuning import SearchPlan
 
-    log, calls, prepared, choices = [], [], [], []
+    log, calls, choices = [], [], []
 
-    def fake(name, kind, n_classes, seed, threads, search, balance=Balance(), calibrate=False, resample=None):
+    def fake(name, kind, n_classes, seed, threads, search, balance=Balance(), calibrate=False, resample=None,
+             preprocessing=None):
         assert (kind, n_classes) == ("single_label", 2)
-        calls.append((name, seed, threads, search, balance, calibrate, resample))
-        return _Mapped(name, log, calibrate)
+        groups = None if preprocessing is None else preprocessing.groups
+        calls.append((name, seed, threads, search, balance, calibrate, resample, groups))
+        return _Mapped(name, log, calibrate, 0 if preprocessing is None else preprocessing.slots[-1].start)
 
-    def choose(build, inputs, y, groups, n_folds, seed, kind, metric):
-        built = build()  # the defaults of this model, as choose_set scores them
+    def choose(build, sets, x, y, groups, n_folds, seed, kind, metric):
+        built = build(sets["loud"])  # the defaults of this model on one set, as choose_set scores them
         fold = len(choices)
-        choices.append({"inputs": {s: v[:, 0].tolist() for s, v in inputs.items()}, "y": y.tolist(),
-                        "groups": list(groups), "n_folds": n_folds, "seed": seed, "kind": kind, "metric": metric,
-                        "built": built.entry["model"]})
+        choices.append({"sets": sets, "x": x.tolist(), "y": y.tolist(), "groups": list(groups), "n_folds": n_folds,
+                        "seed": seed, "kind": kind, "metric": metric, "built": built.entry["model"]})
         name = ("loud", "quiet")[fold % 2]
         return name, {"loud": 0.7, "quiet": 0.8}, 0.25 + fold
-
-    def prepare(train_mask, groups):
-        prepared.append((train_mask.tolist(), groups))
-        return x + (0.0 if groups == ("a",) else 0.01)
 
     monkeypatch.setattr(cv_module, "make_estimator", fake)
     monkeypatch.setattr(cv_module, "choose_set", choose)
     y = np.array([0, 1] * 6)
     folds = np.repeat([0, 1, 2], 4)
     groups = np.array([f"g{i // 2}" for i in range(12)], dtype=object)
-    x = ((np.arange(12) + 0.5) / 12)[:, None].repeat(2, axis=1)
+    base = (np.arange(12) + 0.5) / 12
+    x = np.stack([base, base + 0.01], axis=1)  # group a's raw column, then group b's
     images = x / 2
+    prep = Preprocessing((Slot("a", 0, 1, 1), Slot("b", 1, 2, 1)))
     sets = {"loud": ("a",), "quiet": ("a", "b")}
     plan, balance, resample = SearchPlan(trials=3, inner_folds=2, metric="map"), Balance("balanced"), Resample(4)
-
-    def not_called(rows):
-        raise AssertionError("prepare: the feature search prepares each set itself")
-
-    result = cross_validate(not_called, y, folds, "single_label", 2, ["logreg", "mlp", "cnn"], seed=7, groups=groups,
-                            search=plan, threads=3, balance=balance, inputs={"cnn": images},
-                            feature_search=FeatureSearch(sets, prepare), calibrate=True, resample=resample)
-    # each fold prepares both sets, fitted on the training folds only
-    assert prepared == [((folds != k).tolist(), g) for k in range(3) for g in (("a",), ("a", "b"))]
-    # logreg and the MLP choose a set per fold from the training rows, the CNN never
-    inputs = {"loud": x[:, 0], "quiet": x[:, 0] + 0.01}
-    want = [{"inputs": {s: v[folds != k].tolist() for s, v in inputs.items()}, "y": y[folds != k].tolist(),
+    result = cross_validate(x, y, folds, "single_label", 2, ["logreg", "mlp", "cnn"], seed=7, groups=groups,
+                            search=plan, threads=3, balance=balance, inputs={"cnn": images}, preprocessing=prep,
+                            feature_sets=sets, calibrate=True, resample=resample)
+    # logreg and the MLP choose a set per fold from the training rows (raw: each set's model fits its own PCA), the
+    # CNN never
+    inputs = {"loud": x[:, 0], "quiet": x[:, 1]}  # the column each set's stand-in reads
+    want = [{"sets": sets, "x": x[folds != k].tolist(), "y": y[folds != k].tolist(),
              "groups": list(groups[folds != k]), "n_folds": 2, "seed": 7, "kind": "single_label", "metric": "map",
              "built": m} for k in range(3) for m in ("logreg", "mlp")]
     assert choices == want
     one = SearchPlan(1, 2)
     assert calls == [c for k in range(3) for c in (
-        ("logreg", 7, 3, one, balance, False, resample), ("logreg", 7, 3, plan, balance, True, resample),
-        ("mlp", 7, 3, one, balance, False, resample), ("mlp", 7, 3, plan, balance, False, resample),
-        ("cnn", 7, 3, plan, balance, False, resample))]
+        ("logreg", 7, 3, one, balance, False, resample, ("a",)),
+        ("logreg", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k) % 2]]),
+        ("mlp", 7, 3, one, balance, False, resample, ("a",)),
+        ("mlp", 7, 3, plan, balance, False, resample, sets[("loud", "quiet")[(2 * k + 1) % 2]]),
+        ("cnn", 7, 3, plan, balance, False, resample, None))]
     fitted = [e for e in log if "fit_x" in e]
     for k in range(3):
         for i, m in enumerate(("logreg", "mlp")):
@@ -482,8 +498,8 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
     # the models are scored, and chosen, by the search's metric (mAP here, not the task's ROC AUC)
     assert result.scores == {m: val_score("single_label", y, p, "map") for m, p in result.proba.items()}
     assert result.scores != {m: val_score("single_label", y, p) for m, p in result.proba.items()}
-    # without groups there is nothing to fold by: no set chosen, no map, the run's own preprocessing
-    plain = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg"], feature_search=FeatureSearch(
-        sets, prepare), calibrate=True)
+    # without groups there is nothing to fold by: no set chosen, no map, every group's preprocessing
+    plain = cross_validate(x, y, folds, "single_label", 2, ["logreg"], preprocessing=prep, feature_sets=sets,
+                           calibrate=True)
     assert plain.feature_sets == {} and plain.raw_proba == {} and plain.calibration == {}
-    assert calls[-1][5] is False and len(prepared) == 6 and log[-1]["fit_groups"] is None
+    assert calls[-1][5] is False and calls[-1][7] == ("a", "b") and log[-1]["fit_groups"] is None

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.config import TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.cv import out_of_fold
-from acoustic_env.learn.feature_sets import ALL, FeatureSearch, candidate_sets
+from acoustic_env.learn.feature_sets import ALL, Sets, candidate_sets
+from acoustic_env.learn.preprocess import Preprocessing, Slot
 from acoustic_env.learn.tuning import SearchPlan
 from acoustic_env.table import GroupInfo
 
@@ -54,9 +54,14 @@ def _leaky_data(seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.nd
     return x, y, groups, folds
 
 
-def _search(x: dict[str, np.ndarray]) -> FeatureSearch:
-    sets = {ALL: ("good", "leak"), "good": ("good",), "leak": ("leak",)}
-    return FeatureSearch(sets, lambda rows, only: np.hstack([x[g] for g in only]))
+SETS: Sets = {ALL: ("good", "leak"), "good": ("good",), "leak": ("leak",)}
+
+
+def _search(x: dict[str, np.ndarray]) -> dict:
+    """``out_of_fold``'s inputs for the groups of ``x``: their raw columns side by side and each one's PCA (every
+    component), and the three sets."""
+    slots = tuple(Slot(g, 3 * i, 3 * i + 3, 3) for i, g in enumerate(x))
+    return {"x": np.hstack(list(x.values())), "preprocessing": Preprocessing(slots), "feature_sets": SETS}
 
 
 def test_each_outer_fold_chooses_its_set_without_its_held_out_clips():
@@ -66,16 +71,18 @@ def test_each_outer_fold_chooses_its_set_without_its_held_out_clips():
     x, y, groups, folds = _leaky_data()
     x["leak"][folds == 1] += 3.0 * y[folds == 1][:, None]  # informative on one training fold of fold 0's models
     plan = SearchPlan(1, 2)
-    noise_proba, _, noise, *_ = out_of_fold(None, y, folds, "single_label", 2, ["logreg"], 0, groups, plan, 1,
-                              feature_search=_search(x))
+    first = out_of_fold(y=y, folds=folds, kind="single_label", n_classes=2, models=["logreg"], seed=0, groups=groups,
+                        search=plan, threads=1, **_search(x))
+    noise_proba, noise = first.proba, first.feature_sets
     leaked = {k: v.copy() for k, v in x.items()}
     leaked["leak"][folds == 0] = np.repeat(y[folds == 0][:, None], 3, axis=1) * 10.0  # the answer, on fold 0 only
-    proba, _, seen, *_ = out_of_fold(None, y, folds, "single_label", 2, ["logreg"], 0, groups, plan, 1,
-                                 feature_search=_search(leaked))
+    second = out_of_fold(y=y, folds=folds, kind="single_label", n_classes=2, models=["logreg"], seed=0,
+                         groups=groups, search=plan, threads=1, **_search(leaked))
+    proba, seen = second.proba, second.feature_sets
     assert seen["logreg"][0] == noise["logreg"][0]  # fold 0: same set, same inner scores
     assert [f["fold"] for f in seen["logreg"]] == [0, 1, 2, 3, 4]
     assert set(seen["logreg"][0]["scores"]) == {ALL, "good", "leak"}
-    if "leak" not in _search(x).sets[seen["logreg"][0]["set"]]:  # the usual case: the choice left it out
+    if "leak" not in SETS[seen["logreg"][0]["set"]]:  # the usual case: the choice left it out
         assert np.allclose(proba["logreg"][folds == 0], noise_proba["logreg"][folds == 0])
 
 
@@ -106,9 +113,10 @@ def test_the_settings_search_takes_the_defaults_score_from_the_set_choice_instea
             search = zoo.grouped_search
             monkeypatch.setattr(zoo, "grouped_search", lambda *args, **kw: search(*args[:-1], None, **kw))
         scored.clear()
-        proba, records, chosen, *_ = out_of_fold(None, y, folds, "single_label", 2, [model], 0, groups,
-                                                 SearchPlan(2, 2), 1, feature_search=_search(x))
-        runs.append((proba[model], [r.trials for r in records[model]], chosen, len(scored)))
+        result = out_of_fold(y=y, folds=folds, kind="single_label", n_classes=2, models=[model], seed=0,
+                             groups=groups, search=SearchPlan(2, 2), threads=1, **_search(x))
+        runs.append((result.proba[model], [r.trials for r in result.searches[model]], result.feature_sets,
+                     len(scored)))
     (reused, tried, chosen, fits), (again, tried_again, chosen_again, fits_again) = runs
     assert fits == fits_again - 2 == 2  # one search setting a fold, not two
     assert tried == tried_again and len(tried) == 2 and all(len(t) == 2 for t in tried)
@@ -157,21 +165,31 @@ def test_a_pretrained_embedder_beside_random_weights_is_tried_alone_too():
     assert candidate_sets(groups) == {ALL: ("birdnet", "vggish"), "birdnet": ("birdnet",)}
 
 
-def test_each_sets_preprocessing_is_fitted_on_the_training_rows_only():
-    """A held-out row's values never move the inputs of the training rows (as the train job's per-group PCA)."""
-    x, *_ = _leaky_data()
-    train_mask = np.arange(len(x["good"])) < 90
+def test_each_sets_preprocessing_is_fitted_on_the_rows_its_model_is_fitted_on_only():
+    """A held-out row's values never move a model's preprocessing or its probabilities: the per-group PCA is the
+    model's first step, fitted on the rows given to ``fit`` (as ``fit_group`` fits them), held-out rows only
+    projected."""
+    from acoustic_env.learn.preprocess import fit_group
+    from acoustic_env.learn.zoo import make_estimator
 
-    def standardised(data: dict[str, np.ndarray]) -> FeatureSearch:
-        def prepare(rows: np.ndarray, only: tuple[str, ...]) -> np.ndarray:
-            values = np.hstack([data[g] for g in only])
-            return StandardScaler().fit(values[rows]).transform(values)
-        return FeatureSearch({ALL: ("good", "leak"), "good": ("good",)}, prepare)
-
+    x, y, *_ = _leaky_data()
+    train_mask = np.arange(len(y)) < 90
     moved = {k: v.copy() for k, v in x.items()}
     moved["good"][~train_mask] += 100.0
-    before, after = standardised(x).inputs(train_mask), standardised(moved).inputs(train_mask)
-    assert all(np.allclose(before[s][train_mask], after[s][train_mask]) for s in before)
+    fitted = []
+    for data in (x, moved):
+        inputs = _search(data)
+        prep = inputs["preprocessing"].only(("good",))
+        est = make_estimator("logreg", "single_label", 2, preprocessing=prep).fit(inputs["x"][train_mask],
+                                                                                    y[train_mask])
+        fitted.append((est, inputs["x"]))
+    (a, raw_a), (b, raw_b) = fitted
+    want = fit_group(x["good"][train_mask], 3, "good")
+    for est in (a, b):
+        (t,) = est.transforms_
+        np.testing.assert_array_equal(t.components, want.components)
+        np.testing.assert_array_equal(t.out_scale, want.out_scale)
+    np.testing.assert_allclose(a.predict_proba(raw_a[train_mask]), b.predict_proba(raw_b[train_mask]))
 
 
 class _Reads:
@@ -182,50 +200,60 @@ class _Reads:
     fits: list[np.ndarray] = []
     multi_label = False
 
+    def __init__(self, columns: slice = slice(None)) -> None:
+        self.columns = columns  # the raw columns of the set it was built for
+
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "_Reads":
         self.fits.append(groups)
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        p = 1.0 / (1.0 + np.exp(-x[:, :2]))
+        p = 1.0 / (1.0 + np.exp(-x[:, self.columns][:, :2]))
         return p if self.multi_label else np.column_stack([1.0 - p[:, 0], p[:, 0]])
+
+
+def _choose(inputs: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray, *args):
+    """``choose_set`` over sets of one group each, the group's raw columns ``inputs[set]``, read by ``_Reads``."""
+    from acoustic_env.learn.feature_sets import choose_set
+
+    ends = np.cumsum([v.shape[1] for v in inputs.values()])
+    at = {name: slice(end - v.shape[1], end) for (name, v), end in zip(inputs.items(), ends)}
+    return choose_set(lambda only: _Reads(at[only[0]]), {name: (name,) for name in inputs},
+                      np.hstack(list(inputs.values())), y, groups, *args)
 
 
 def test_each_set_is_scored_on_every_row_once_out_of_fold_and_the_best_wins_ties_going_to_the_earlier():
     """The pooled inner out-of-fold score of each set (here: the AUC of its first input, known without a fit), to
     the record's 6 decimals; the best set wins, not the last by name; each fit gets its own rows' groups."""
-    from acoustic_env.learn.feature_sets import choose_set
     from acoustic_env.learn.fit import val_score
 
     x, y, groups, _ = _leaky_data()
     inputs = {ALL: x["leak"], "good": x["good"], "leak": x["leak"][::-1].copy()}
     _Reads.fits = []
-    chosen, scores, _ = choose_set(_Reads, inputs, y, groups, 3, 0, "single_label")
+    chosen, scores, _ = _choose(inputs, y, groups, 3, 0, "single_label")
     expected = {n: round(val_score("single_label", y, _Reads().predict_proba(v)), 6) for n, v in inputs.items()}
     assert (chosen, scores) == ("good", expected)
     assert len(_Reads.fits) == 9 and all(g is not None and len(g) == 80 and set(g) <= set(groups)
                                          for g in _Reads.fits)
-    assert choose_set(_Reads, {ALL: x["good"], "copy": x["good"]}, y, groups, 3, 0, "single_label")[0] == ALL
+    assert _choose({ALL: x["good"], "copy": x["good"]}, y, groups, 3, 0, "single_label")[0] == ALL
     # one recording only: nothing to fold by, the first set unscored
-    assert choose_set(_Reads, inputs, y, np.zeros(len(y), str), 3, 0, "single_label") == (ALL, {}, None)
+    assert _choose(inputs, y, np.zeros(len(y), str), 3, 0, "single_label") == (ALL, {}, None)
 
 
 def test_the_sets_are_scored_by_the_metric_asked_and_the_chosen_ones_score_comes_back_unrounded():
     """``--select-by`` reaches the set choice (here accuracy, by which the sets rank otherwise than by ROC AUC); the
     chosen set's unrounded score is the one its settings search would compute for the defaults."""
-    from acoustic_env.learn.feature_sets import choose_set
     from acoustic_env.learn.fit import val_score
 
     x, y, groups, _ = _leaky_data()
     inputs = {ALL: x["leak"], "good": x["good"]}
-    chosen, scores, pooled = choose_set(_Reads, inputs, y, groups, 3, 0, "single_label", "accuracy")
+    chosen, scores, pooled = _choose(inputs, y, groups, 3, 0, "single_label", "accuracy")
     by = {n: val_score("single_label", y, _Reads().predict_proba(v), "accuracy") for n, v in inputs.items()}
     assert by != {n: val_score("single_label", y, _Reads().predict_proba(v)) for n, v in inputs.items()}
     assert scores == {n: round(v, 6) for n, v in by.items()} and pooled == by[chosen]
 
 
 def test_a_multi_label_set_is_scored_by_its_mean_average_precision(monkeypatch):
-    from acoustic_env.learn.feature_sets import choose_set
     from acoustic_env.learn.fit import val_score
 
     monkeypatch.setattr(_Reads, "multi_label", True)
@@ -233,6 +261,6 @@ def test_a_multi_label_set_is_scored_by_its_mean_average_precision(monkeypatch):
     labels = np.column_stack([y, 1 - y])
     informative = np.column_stack([x["good"][:, 0], -x["good"][:, 0]])
     inputs = {ALL: np.column_stack([x["leak"][:, :2], x["leak"][:, :2]]), "good": informative}
-    chosen, scores, _ = choose_set(_Reads, inputs, labels, groups, 3, 0, "multi_label")
+    chosen, scores, _ = _choose(inputs, labels, groups, 3, 0, "multi_label")
     assert chosen == "good"
     assert scores["good"] == round(val_score("multi_label", labels, _Reads().predict_proba(informative)), 6)

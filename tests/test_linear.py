@@ -45,6 +45,8 @@ def test_build_searches_c_on_the_given_folds_or_a_bounded_count_and_falls_back_b
     assert clf.cv is splits and clf.Cs == LOGREG.params["Cs"] and clf.l1_ratios == (0.0,)
     assert clf.solver == "lbfgs" and clf.scoring is neg_log_loss and clf.max_iter == 77
     assert clf.class_weight == "balanced" and clf.random_state == 3 and clf.use_legacy_attributes is False
+    # one given split is searched as it is: a per-split search scores each inner split on its own preprocessing
+    assert build(p, _build(splits=splits[:1])).steps[1][1].cv == splits[:1]
     assert build(p, _build(inner_folds=4, smallest_class=3)).steps[1][1].cv == 3  # the rarest class bounds it
     assert build(p, _build(inner_folds=2, smallest_class=9)).steps[1][1].cv == 2
     net = build(ELASTICNET.params, _build(inner_folds=2, smallest_class=2)).steps[1][1]
@@ -53,7 +55,7 @@ def test_build_searches_c_on_the_given_folds_or_a_bounded_count_and_falls_back_b
     quarters = {**ELASTICNET.params, "l1_ratios": [0.0, 0.25, 0.75, 1.0]}
     for params, solver, ratio in ((LOGREG.params, "lbfgs", 0.0), (ELASTICNET.params, "saga", 0.5),
                                   (quarters, "saga", 0.75)):
-        for b in (_build(smallest_class=1), _build(splits=splits[:1])):  # one inner fold: nothing to choose C on
+        for b in (_build(smallest_class=1), _build(splits=[])):  # one inner fold, or no split: nothing to choose on
             fallback = build({**params, "max_iter": 55, "class_weight": "balanced"}, b).steps[1][1]
             assert type(fallback) is LogisticRegression and fallback.C == params["fallback_C"]
             assert fallback.l1_ratio == ratio and fallback.solver == solver and fallback.max_iter == 55
@@ -100,9 +102,13 @@ def test_the_search_record_is_each_settings_mean_inner_score_and_the_setting_cho
     assert best == top["params"] and all(isinstance(v, float) for v in best.values())
     assert best["C"] == fitted[-1].C_
     grids = fixed({**best, "other": 1})
-    assert grids == {"Cs": [best["C"]], "other": 1, **({"l1_ratios": [best["l1_ratio"]]} if "l1_ratio" in best else {})}
+    assert grids == {"Cs": [best["C"]], "fallback_C": best["C"], "other": 1,
+                     **({"l1_ratios": [best["l1_ratio"]]} if "l1_ratio" in best else {})}
     assert fixed({"other": 1}) == {"other": 1}  # no C chosen (the fallback): nothing to fix
-    assert fixed({"C": 0.5, "l1_ratio": 1.0}) == {"Cs": [0.5], "l1_ratios": [1.0]}
+    assert fixed({"C": 0.5, "l1_ratio": 1.0}) == {"Cs": [0.5], "fallback_C": 0.5, "l1_ratios": [1.0]}
+    # built with fewer than two inner folds (a per-split search's final fit), the fixed setting is the plain model
+    plain = build(fixed({**LOGREG.params, "C": 0.5}), Build(False, 10, 40, 3, 0, 1, 1))[-1]
+    assert type(plain).__name__ == "LogisticRegression" and plain.C == 0.5
 
 
 def test_the_default_grids_are_half_decades_and_the_fallbacks_sit_inside_them():

@@ -28,7 +28,7 @@ def test_on_a_noisy_linear_table_the_network_is_within_a_hundredth_of_logistic_r
     x = rng.standard_normal((100, 60)) + 1.5 / np.sqrt(60) * (2 * y - 1)[:, None]
     groups = np.arange(100).astype(str)
     folds = assign_folds(y, groups, ("a", "b"), 5, seed=0, field="cv_folds")
-    result = cross_validate(lambda rows: x, y, folds, "single_label", 2, ["logreg", "mlp"], groups=groups,
+    result = cross_validate(x, y, folds, "single_label", 2, ["logreg", "mlp"], groups=groups,
                             search=SearchPlan(1, 2), threads=1)
     assert result.scores["logreg"] > 0.9  # the task is learnable: the comparison means something
     assert result.scores["mlp"] >= result.scores["logreg"] - 0.01, result.scores

@@ -31,7 +31,7 @@ from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.cli import main
 from acoustic_env.config import IMAGE_MODELS, ConfigError, DecodeParams, FeatureParams, TrainConfig, from_dict
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
-from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
+from acoustic_env.jobs.train.evaluation import CV_THREADS, preprocessing
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.artifact import (Model, _estimator_bytes, _preprocessing_bytes, _read_npz, describe,
                                          load_model, save_model, table_clip_s, table_description, table_extraction,
@@ -193,11 +193,12 @@ def fit_as_the_job(cfg: TrainConfig, name: str, only: list[str] | None = None) -
     features = read_features(cfg.features, task=task, feature_groups=() if cfg.grid else cfg.feature_groups,
                              signals=cfg.signals, include_random_weights=cfg.include_random_weights)
     features = merge_duplicate_groups(features).apply(features)
-    _, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool), only)
+    prep, raw = preprocessing(cfg, features)
     fitted = make_estimator(name, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                            search=SearchPlan(cfg.search_trials, cfg.search_folds), calibrate=True).fit(
-        x, features.y, groups=features.groups)
-    return fitted, x
+                            search=SearchPlan(cfg.search_trials, cfg.search_folds), calibrate=True,
+                            preprocessing=prep.only(only) if only else prep).fit(raw, features.y,
+                                                                                 groups=features.groups)
+    return fitted, raw
 
 
 @pytest.mark.slow

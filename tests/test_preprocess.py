@@ -10,7 +10,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from acoustic_env.learn.preprocess import fit_group, fit_streaming, n_components_for
+from acoustic_env.learn.preprocess import ROWS_PER_COMPONENT, component_cap, fit_group, fit_streaming, n_components_for
 from acoustic_env.learn.transform import ARRAYS
 from acoustic_env.table import GroupInfo
 
@@ -26,7 +26,10 @@ def test_a_count_is_capped_by_the_columns_and_the_training_rows_and_a_fraction_p
     assert n_components_for(0.9, 100, 10) == 0.9
     assert n_components_for(5, 100, 10) == 5
     assert n_components_for(20, 100, 10) == 10  # no more than the group's columns
-    assert n_components_for(20, 8, 50) == 7  # nor than the training rows support, centred
+    assert ROWS_PER_COMPONENT == 4
+    assert n_components_for(20, 57, 50) == 14  # nor than one per 4 training rows, centred: (57 - 1) // 4
+    assert n_components_for(200, 193, 1024) == component_cap(193, 1024) == 48  # BirdNET on a 240-clip outer fold
+    assert n_components_for(20, 8, 50) == 1
     assert n_components_for(0, 100, 10) == n_components_for(3, 1, 10) == 1  # at least one
     one = n_components_for(1.0, 100, 10)  # a float of 1 or more is a count
     assert one == 1 and isinstance(one, int)
@@ -114,10 +117,11 @@ def test_streaming_fits_what_the_matrices_in_memory_fit(n_rows, sizes):
 
 
 def test_a_fraction_of_a_group_wider_than_its_training_rows_keeps_what_the_rows_support():
-    """30 columns, 15 training rows: at most 14 components exist, and 0.999 of the variance needs all 14."""
-    x = np.random.default_rng(3).normal(size=(15, 30)).astype(np.float32)
-    transforms, _ = fit_streaming(lambda: batches({"w": x}, [15]), [GroupInfo("w", 30, "test")], {"w": 0.999},
-                                  np.ones(15, dtype=bool), 15)
+    """30 columns, 57 training rows: 0.999 of the variance needs every component, and the rows carry 14 of them,
+    in memory and streamed."""
+    x = np.random.default_rng(3).normal(size=(57, 30)).astype(np.float32)
+    transforms, _ = fit_streaming(lambda: batches({"w": x}, [57]), [GroupInfo("w", 30, "test")], {"w": 0.999},
+                                  np.ones(57, dtype=bool), 57)
     assert transforms[0].n_components == fit_group(x, 0.999, "w").n_components == 14
 
 

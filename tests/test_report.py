@@ -217,7 +217,7 @@ def test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score():
         assert split["models"][m] == {"selection": score, "held_out": pytest.approx(test),
                                       "gap": pytest.approx(score - test)}
     # cross-validation: real nested searches (xgboost's settings by ROC AUC; logistic regression's C by log loss)
-    result = cross_validate(lambda rows: x, y, np.arange(80) % 4, "single_label", 2, ["logreg", "xgboost"],
+    result = cross_validate(x, y, np.arange(80) % 4, "single_label", 2, ["logreg", "xgboost"],
                             groups=np.arange(80) // 2, search=SearchPlan(2, 2), threads=1)
     nested = _nested_searches(result)
     records = result.searches["xgboost"]

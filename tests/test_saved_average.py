@@ -15,7 +15,7 @@ import acoustic_env as ae
 from acoustic_env.candidates import AVERAGE
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_features, write_features
-from acoustic_env.jobs.train.evaluation import CV_THREADS, model_inputs
+from acoustic_env.jobs.train.evaluation import CV_THREADS, preprocessing
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.cv import choose
 from acoustic_env.learn.duplicates import merge_duplicate_groups
@@ -69,11 +69,11 @@ def _refit_as_the_job(cfg: TrainConfig, name: str, groups: list[str]) -> tuple[n
     task = load_task(cfg.task)
     features = read_features(cfg.features, task=task, feature_groups=groups, signals=cfg.signals)
     features = merge_duplicate_groups(features).apply(features)
-    _, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
+    prep, raw = preprocessing(cfg, features)
     fitted = make_estimator(name, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                            search=SearchPlan(cfg.search_trials, cfg.search_folds), calibrate=True).fit(
-        x, features.y, groups=features.groups)
-    return fitted.predict_proba(x), features.ids
+                            search=SearchPlan(cfg.search_trials, cfg.search_folds), calibrate=True,
+                            preprocessing=prep).fit(raw, features.y, groups=features.groups)
+    return fitted.predict_proba(raw), features.ids
 
 
 def test_the_saved_average_holds_each_member_on_its_own_set_and_scores_as_the_members_refitted(averaged):

@@ -71,13 +71,8 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(name, 
         return outer[-1][0]
 
     monkeypatch.setattr(cv_module, "make_estimator", recorded)
-    train_sets: list[np.ndarray] = []
-
-    def prepare(train_rows: np.ndarray) -> np.ndarray:
-        train_sets.append(np.flatnonzero(train_rows))
-        return x
-
-    result = cross_validate(prepare, y, folds, "single_label", 2, [name], groups=groups,
+    train_sets = [np.flatnonzero(folds != k) for k in np.unique(folds)]  # the outer folds' rows, in their order
+    result = cross_validate(x, y, folds, "single_label", 2, [name], groups=groups,
                             search=SearchPlan(trials=2, inner_folds=2), threads=1)
     assert len(outer) == len(train_sets) == 4 and len(result.searches[name]) == 4
     for (est, _), rows in zip(outer, train_sets):

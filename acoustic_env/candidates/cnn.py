@@ -44,9 +44,9 @@ def build(p: dict[str, Any], b: Build) -> Any:
 # width: the first block's channels; narrow ranges, since on a few hundred clips a wider space chose settings that
 # won the inner folds and lost outside (benchmarks/RESULTS.md, the CNN's section)
 SPEC = CandidateSpec("cnn", "a CNN over each clip's log-mel or MFCC image", build=build, format="torch",
-                     balance="none", balance_note="its loss and batches are not reweighted", inputs="images",
-                     calibrated=False, takes_groups=True,
+                     balance="network", inputs="images", calibrated=False, takes_groups=True,
                      params={"val_fraction": 0.2, "max_rounds": 30, "patience": 6, "device": "cpu",
+                             "class_weight": None, "balanced_sampler": False,
                              "network": {"architecture": "small", "input_pool": [2, 2], "blocks": 4, "width": 8,
                                          "crop_frames": 200, "dropout": 0.3, "lr": 3e-3, "weight_decay": 1e-3,
                                          "batch_size": 32, "lr_schedule": "cosine"},

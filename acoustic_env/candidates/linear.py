@@ -22,12 +22,13 @@ from acoustic_env.candidates.spec import Build, CandidateSpec, standardised
 
 
 def build(p: dict[str, Any], b: Build) -> Any:
-    """The standardised logistic regression of settings ``p``: C (and the L1 share) searched over ``b.splits`` (else
-    ``b.inner_folds`` ungrouped folds, bounded by the rarest class), or fixed below two folds."""
+    """The standardised logistic regression of settings ``p``: C (and the L1 share) searched over ``b.splits`` (one
+    split too: a per-split search scores each inner split on its own preprocessing, ``learn.zoo``; else
+    ``b.inner_folds`` ungrouped folds, bounded by the rarest class), or fixed with no split or below two folds."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
     cv: int | list[Any] = b.splits if b.splits is not None else min(b.inner_folds, b.smallest_class)
-    n_splits = cv if isinstance(cv, int) else len(cv)
+    n_splits = cv if isinstance(cv, int) else 2 * len(cv)  # a given split is scored as it is
     ratios = p["l1_ratios"]
     solver = "lbfgs" if max(ratios) == 0 else "saga"  # lbfgs has no L1 term
     clf = (LogisticRegressionCV(Cs=p["Cs"], l1_ratios=tuple(ratios), cv=cv, scoring=neg_log_loss, solver=solver,
@@ -72,9 +73,11 @@ def record_search(fitted: Any, p: dict[str, Any], n_splits: int) -> tuple[list[d
 
 
 def fixed(chosen: dict[str, Any]) -> dict[str, Any]:
-    """The chosen C (and L1 share) as one-value grids: a refit of the same setting, searching nothing."""
+    """The chosen C (and L1 share) as one-value grids and as the fallback: a refit of the same setting, searching
+    nothing (the fallback's when it is built with fewer than two inner folds, as a per-split search's final fit is)."""
     out = dict(chosen)
     if "C" in out:
+        out["fallback_C"] = out["C"]
         out["Cs"] = [out.pop("C")]
         if "l1_ratio" in out:
             out["l1_ratios"] = [out.pop("l1_ratio")]

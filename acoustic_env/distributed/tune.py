@@ -124,7 +124,8 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
 
         shape = data["shape"]
         cnn = CNNClassifier(setup.seed, PARAMS["cnn"]["val_fraction"], setup.schedule.max_rounds,
-                            setup.schedule.patience, config["params"], PARAMS["cnn"]["augment"], threads)
+                            setup.schedule.patience, config["params"], PARAMS["cnn"]["augment"], threads,
+                            class_weight=setup.balance.class_weight)  # a stream: no sampler (refused up front)
         cnn.train(stream(data["train"][rank], data["val"], data["labels"], device), setup.kind, setup.n_classes,
                   shape.bands, shape.frames, (shape.mean, shape.std), prepare=prepare, on_round=on_round,
                   device=device, rank=rank, world=world)

@@ -15,8 +15,8 @@ says it in the report's words):
   ``compute_sample_weight``); multi-label, one boosted model fits every label column, so a
   clip's weight is the mean of its columns' balanced weights (a clip of rare labels weighs
   more, no column is exactly balanced);
-* ``network`` (mlp): the loss's class weights (``learn.fit.class_weights``);
-* ``none`` (knn: its prediction is a vote of the nearest clips, with no loss to weigh; the cnn).
+* ``network`` (mlp, cnn): the loss's class weights (``learn.fit.class_weights``);
+* ``none`` (knn: its prediction is a vote of the nearest clips, with no loss to weigh).
 
 ``sampler`` balances the networks another way: their training batches are drawn with
 replacement so that every class is equally likely (``learn.fit``, ``balanced_sampler``),

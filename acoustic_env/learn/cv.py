@@ -9,8 +9,9 @@ never saw it or any clip of its group, and pools those out-of-fold
 predictions into one set of figures with intervals.
 
 Per fold, everything that learns from data is refitted on the training folds
-only: the per-group standardise → PCA preprocessing (``prepare``) and every
-candidate model of the zoo (``learn.zoo``). ``average`` is the mean of the
+only: every candidate model of the zoo (``learn.zoo``) with the per-group standardise → PCA preprocessing inside it
+(``learn.preprocess.Preprocessing``), which each inner fit of its choices (feature set, settings, probability map)
+refits on its own training part too. ``average`` is the mean of the
 candidates' out-of-fold probabilities. The model of record is the candidate
 with the best pooled score (``learn.fit.val_score``: ROC AUC, or mAP for
 multi-label tasks) among those the artifact can hold without a pickle
@@ -22,8 +23,8 @@ probabilities come from the images) is named as such in the description, never s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,9 +33,10 @@ from acoustic_env.candidates import AVERAGE, FORMATS
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
-from acoustic_env.learn.feature_sets import FeatureSearch, choose_set
+from acoustic_env.learn.feature_sets import Sets, choose_set
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
+from acoustic_env.learn.preprocess import Preprocessing
 from acoustic_env.learn.tuning import SearchPlan, SearchRecord
 from acoustic_env.learn.splits import fold_order
 from acoustic_env.learn.zoo import make_estimator
@@ -45,8 +47,6 @@ CNN_NOTE = (" (cnn: on each clip's log-mel image, augmented in training only, it
             "stopping judged on the training folds only)")
 #: Simplest first (the registry's order): a tie in the cross-validated score goes to the earlier model.
 ORDER = candidates.names(after=(AVERAGE,))
-#: ``prepare(train_mask)`` → the model inputs of every row, preprocessing fitted on ``train_mask`` rows only.
-Prepare = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class CVResult:
     calibration: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: per model, the out-of-fold probabilities before each fold model's map (calibrated models only)
     raw_proba: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per vector model with a preprocessing, each fold model's components per group: {"fold", "components"}
+    components: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str]]:
@@ -93,26 +95,26 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
     return np.array([position[t] for t in texts], dtype=np.int64), names
 
 
-def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
+def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                 models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
                 search: SearchPlan = SearchPlan(), threads: int | None = None, balance: Balance = Balance(),
-                inputs: dict[str, np.ndarray] | None = None, feature_search: FeatureSearch | None = None,
-                calibrate: bool = False, resample: Resample | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, list[SearchRecord]], dict[str, list[dict[str, Any]]],
-                           dict[str, list[dict[str, Any]]], dict[str, np.ndarray]]:
-    """``{model: (n, K) probabilities}``, each row from the fold model that held it out (plus ``average``),
-    ``{model: the searches its fold models ran}``, ``{model: each fold's feature set}``, ``{model: each fold
-    model's probability map}`` and ``{model: the probabilities before those maps}``.
+                inputs: dict[str, np.ndarray] | None = None, preprocessing: Preprocessing | None = None,
+                feature_sets: Sets | None = None, calibrate: bool = False, resample: Resample | None = None
+                ) -> CVResult:
+    """Every model's out-of-fold probabilities, each row from the fold model that held it out (plus ``average``),
+    and what each fold model chose (``CVResult``; ``chosen``, ``best`` and ``scores`` left for ``choose``).
 
+    ``x``: every row's inputs, the raw columns of every group when ``preprocessing`` is given (each model then
+    fits it on the rows of each of its fits, ``learn.zoo.make_estimator``), else the model inputs as they are.
     ``groups``: each fold model's own search (logistic regression's C; ``search`` settings of xgboost and the
     MLP) runs grouped CV on the training folds only, so no trial is scored on a clip of the fold that evaluates
     it (nested cross-validation). ``threads``: each fit's threads (xgboost, torch; None: every core).
     ``balance``: how every fold model weighs rare classes (``learn.balance``).
     ``inputs``: a model's own inputs of every row, which learn nothing from the data before it (the CNN's
-    images, ``learn.spectro``), in place of ``prepare``'s; held out by the same folds.
-    ``feature_search``: each vector model (with ``groups``) also chooses its feature set on the training folds'
-    inner folds (``learn.feature_sets.choose_set``, at its default settings), then searches its own settings on
-    that set; ``prepare`` is then not called.
+    images, ``learn.spectro``), in place of ``x``; held out by the same folds.
+    ``feature_sets``: each vector model (with ``groups`` and ``preprocessing``) also chooses its feature set on the
+    training folds' inner folds (``learn.feature_sets.choose_set``, at its default settings), then searches its own
+    settings on that set.
     ``calibrate``: each fold model (with ``groups``) also chooses a probability map on its inner folds
     (``learn.calibrate``); the probabilities are the mapped ones, and the models' own are kept beside them.
     ``resample``: every fold model resamples its training folds' rows (``learn.augment``); the held-out fold is
@@ -124,27 +126,30 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
     searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
     chosen: dict[str, list[dict[str, Any]]] = {}
     maps: dict[str, list[dict[str, Any]]] = {}
+    components: dict[str, list[dict[str, Any]]] = {}
+    by_set = feature_sets if feature_sets and groups is not None and preprocessing is not None else None
     for k in np.unique(folds):
         test = folds == k
-        by_set = feature_search.inputs(~test) if feature_search and groups is not None else None
-        x = next(iter(by_set.values())) if by_set else prepare(~test)
         for m in models:
-            xm = (inputs or {}).get(m, x)
+            own = m in (inputs or {})
+            xm, prep = (inputs[m], None) if own else (x, preprocessing)
             defaults_score = None
-            if by_set and m not in (inputs or {}):
+            if by_set and not own:
                 name, scores, defaults_score = choose_set(
-                    lambda: make_estimator(m, kind, n_classes, seed, threads, SearchPlan(1, search.inner_folds),
-                                           balance=balance, resample=resample),
-                    {s: v[~test] for s, v in by_set.items()}, y[~test], groups[~test], search.inner_folds, seed, kind,
-                    search.metric)
+                    lambda only: make_estimator(m, kind, n_classes, seed, threads, SearchPlan(1, search.inner_folds),
+                                                balance=balance, resample=resample,
+                                                preprocessing=preprocessing.only(only)),
+                    by_set, x[~test], y[~test], groups[~test], search.inner_folds, seed, kind, search.metric)
                 chosen.setdefault(m, []).append({"fold": int(k), "set": name, "scores": scores})
-                xm = by_set[name]
+                prep = preprocessing.only(by_set[name])
             est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance,
-                                 calibrate=m in raw, resample=resample).fit(xm[~test], y[~test],
-                                                         groups=None if groups is None else groups[~test],
-                                                         defaults_score=defaults_score)
+                                 calibrate=m in raw, resample=resample, preprocessing=prep).fit(
+                xm[~test], y[~test], groups=None if groups is None else groups[~test], defaults_score=defaults_score)
             proba[m][test] = est.predict_proba(xm[test])
             searches[m] += [est.search_] if est.search_ is not None else []
+            if est.transforms_ is not None:
+                components.setdefault(m, []).append({"fold": int(k), "components": {
+                    t.group: t.n_components for t in est.transforms_}})
             if m in raw:
                 raw[m][test] = est.predict_proba(xm[test], calibrated=False)
                 maps.setdefault(m, []).append({"fold": int(k), "method": est.calibration_.method
@@ -152,7 +157,8 @@ def out_of_fold(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n
                                                "log_loss": est.calibration_losses_})
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
-    return proba, searches, chosen, maps, raw
+    return CVResult(folds=folds, proba=proba, scores={}, chosen="", best="", searches=searches, feature_sets=chosen,
+                    calibration=maps, raw_proba=raw, components=components)
 
 
 def best_of(scores: dict[str, float]) -> str:
@@ -173,19 +179,19 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray],
     return best_of(saveable), best_of(scores), scores
 
 
-def cross_validate(prepare: Prepare, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
+def cross_validate(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                    models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
                    search: SearchPlan = SearchPlan(), threads: int | None = None,
                    balance: Balance = Balance(), inputs: dict[str, np.ndarray] | None = None,
-                   feature_search: FeatureSearch | None = None, calibrate: bool = False,
-                   resample: Resample | None = None) -> CVResult:
-    """Out-of-fold probabilities of every candidate and the choice among them (``groups``, ``search``,
-    ``threads``, ``balance``, ``inputs``, ``feature_search``, ``calibrate``, ``resample``: see ``out_of_fold``)."""
-    proba, searches, sets, maps, raw = out_of_fold(prepare, y, folds, kind, n_classes, models, seed, groups, search,
-                                                   threads, balance, inputs, feature_search, calibrate, resample)
-    chosen, best, scores = choose(kind, y, proba, search.metric)
-    return CVResult(folds=folds, proba=proba, scores=scores, chosen=chosen, best=best, searches=searches,
-                    feature_sets=sets, calibration=maps, raw_proba=raw)
+                   preprocessing: Preprocessing | None = None, feature_sets: Sets | None = None,
+                   calibrate: bool = False, resample: Resample | None = None) -> CVResult:
+    """Out-of-fold probabilities of every candidate and the choice among them (``x``, ``groups``, ``search``,
+    ``threads``, ``balance``, ``inputs``, ``preprocessing``, ``feature_sets``, ``calibrate``, ``resample``: see
+    ``out_of_fold``)."""
+    result = out_of_fold(x, y, folds, kind, n_classes, models, seed, groups, search, threads, balance, inputs,
+                         preprocessing, feature_sets, calibrate, resample)
+    chosen, best, scores = choose(kind, y, result.proba, search.metric)
+    return replace(result, scores=scores, chosen=chosen, best=best)
 
 
 def report(result: CVResult, kind: str, class_names: list[str], y: np.ndarray, units: np.ndarray,
@@ -215,7 +221,8 @@ def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, resul
                    f"of record." if result.best != result.chosen else "")
     return (f"{n_folds}-fold cross-validation over all {n_clips} clips ({how}). For each fold the preprocessing "
             f"(standardise, PCA per feature group) and each model ({', '.join(models)}) were fitted on the other "
-            f"folds only and scored the held-out fold{CNN_NOTE if 'cnn' in models else ''}; the figures pool these "
+            f"folds only and scored the held-out fold, the preprocessing refitted inside every inner fit of each "
+            f"choice made on those folds{CNN_NOTE if 'cnn' in models else ''}; the figures pool these "
             f"out-of-fold predictions (every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} "
             f"The model of record, "
             f"{result.chosen}, has the best pooled score ({selection}) of the models that "

@@ -14,7 +14,6 @@ alone; the hand-made groups alone; each pretrained embedder with the acoustic in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,35 +55,30 @@ def candidate_sets(groups: Sequence[GroupInfo]) -> dict[str, tuple[str, ...]]:
     return unique if len(unique) > 1 else {}
 
 
-@dataclass(frozen=True)
-class FeatureSearch:
-    """The sets to try and how to make a set's inputs: ``prepare(train_mask, groups)`` → every row's inputs from
-    those groups, the preprocessing fitted on ``train_mask`` rows only (the train job's per-group PCA)."""
-
-    sets: dict[str, tuple[str, ...]]
-    prepare: Callable[[np.ndarray, tuple[str, ...]], np.ndarray]
-
-    def inputs(self, train_mask: np.ndarray) -> dict[str, np.ndarray]:
-        """Each set's inputs of every row, the preprocessing fitted on ``train_mask``."""
-        return {name: self.prepare(train_mask, groups) for name, groups in self.sets.items()}
+#: Name → the groups of each feature set a model chooses among (``candidate_sets``).
+Sets = dict[str, tuple[str, ...]]
 
 
-def choose_set(build: Callable[[], Any], inputs: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray,
-               n_folds: int, seed: int, kind: str,
+def choose_set(build: Callable[[tuple[str, ...]], Any], sets: Sets, x: np.ndarray, y: np.ndarray,
+               groups: np.ndarray, n_folds: int, seed: int, kind: str,
                metric: str | None = None) -> tuple[str, dict[str, float], float | None]:
     """(the set with the best pooled inner out-of-fold score, every set's score to 6 digits, the chosen set's score
-    unrounded) among ``inputs`` (set → rows' inputs), each scored (``metric``, ``--select-by``; None: the task's
-    default) by a fresh ``build()`` fitted on grouped inner folds of these rows; ties go to the earlier set. Fewer than
-    two groups to fold by: the first set, unscored (None).
+    unrounded) among ``sets``, each scored (``metric``, ``--select-by``; None: the task's default) by a fresh
+    ``build(the set's groups)`` fitted on grouped inner folds of the rows ``x`` (every group's raw columns); ties go
+    to the earlier set. Fewer than two groups to fold by: the first set, unscored (None).
+
+    ``build`` makes the model with its preprocessing of those groups inside (``learn.preprocess.Preprocessing``), so
+    each inner fit fits the PCA on its own training part and no held-out inner row is scored through a PCA that
+    was fitted on it.
 
     The unrounded score is what the model's own settings search would get for its defaults on that set: the same
     fits on the same inner folds (``learn.tuning.inner_splits`` of these rows, this seed), which it then skips."""
     splits = inner_splits(y, groups, n_folds, seed)
-    first = next(iter(inputs))
+    first = next(iter(sets))
     if len(splits) < 2:
         return first, {}, None
-    pooled = {name: pooled_score(lambda _: build(), {}, x, y, groups, splits, kind, metric)
-              for name, x in inputs.items()}
+    pooled = {name: pooled_score(lambda _, members=members: build(members), {}, x, y, groups, splits, kind, metric)
+              for name, members in sets.items()}
     scores = {name: round(score, 6) for name, score in pooled.items()}
     order = list(scores)
     chosen = max(order, key=lambda n: (scores[n], -order.index(n)))

@@ -6,6 +6,14 @@ leading principal components (a count, or the fewest that reach a variance
 fraction), then scaled. Only training rows are used, so nothing of the
 validation or test clips leaks into the model through the preprocessing.
 
+The preprocessing is the first step of every vector model (``Preprocessing``, the way scikit-learn's
+``Pipeline`` puts a ``ColumnTransformer`` before an estimator): wherever a model is fitted (an inner split of a
+search, an outer fold, the saved model), its per-group PCA is fitted on those rows too. Fitted once on an outer
+fold's rows and then scored on inner folds of them, the whitened projections of the fitted rows satisfy
+ZᵀZ = n·I: with as many components as rows, every fitted row is as far from every other and the held-out inner
+rows lose their class structure (a BirdNET set scored 0.41 ROC AUC inside, 0.96 outside). Fits are cached by the
+rows' content (``fit``), so the many models of one search share each split's PCA.
+
 When the raw vectors do not fit in memory, the same three steps are fitted
 while streaming the table (``StandardScaler.partial_fit`` then
 ``IncrementalPCA.partial_fit``), and only the projections are kept.
@@ -13,6 +21,9 @@ while streaming the table (``StandardScaler.partial_fit`` then
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -20,7 +31,7 @@ from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.preprocessing import StandardScaler
 
 from acoustic_env.learn.transform import GroupTransform
-from acoustic_env.table import GroupInfo
+from acoustic_env.table import FeatureSet, GroupInfo
 
 Stream = Callable[[], Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]]
 #: A component whose spread on the training rows is below this share of the leading one's is rounding: the rows
@@ -29,11 +40,30 @@ Stream = Callable[[], Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]]
 NO_SPREAD = 1e-4
 
 
+#: The rule for how many components the rows can carry: at most one per ``ROWS_PER_COMPONENT`` rows the PCA is fitted
+#: on (and no more than the group's columns). Whitened, every component weighs as much as the leading one, so the
+#: trailing components of a PCA fitted on few rows are noise the model is handed at full scale
+#: (benchmarks/RESULTS.md, "Leak-free inner folds").
+ROWS_PER_COMPONENT = 4
+
+
+def component_cap(n_train: int, dim: int) -> int:
+    """The most components a group of ``dim`` columns keeps when its PCA is fitted on ``n_train`` rows."""
+    return int(max(1, min(dim, (n_train - 1) // ROWS_PER_COMPONENT)))
+
+
+def component_rule() -> str:
+    """The count rule in words, for the report and the run record."""
+    return (f"each group keeps its --pca target, at most one component per {ROWS_PER_COMPONENT} rows its PCA is "
+            f"fitted on (less one) and no more than its columns")
+
+
 def n_components_for(target: float, n_train: int, dim: int) -> int | float:
-    """A count is capped by what the data can support; a fraction is passed through."""
+    """A count is capped by what the rows can carry (``component_cap``); a fraction is passed through (``fit_group``
+    caps the count it reaches)."""
     if isinstance(target, float) and target < 1:
         return target
-    return int(max(1, min(int(target), dim, n_train - 1)))
+    return int(max(1, min(int(target), component_cap(n_train, dim))))
 
 
 def _finish(group: str, scaler: StandardScaler, components: np.ndarray, ratio: np.ndarray,
@@ -51,7 +81,9 @@ def fit_group(x_train: np.ndarray, target: float, group: str, seed: int = 0) -> 
     scaler = StandardScaler().fit(x_train)
     z = scaler.transform(x_train)
     pca = PCA(n_components=n_components_for(target, len(z), z.shape[1]), random_state=seed).fit(z)
-    return _finish(group, scaler, pca.components_, pca.explained_variance_ratio_, z @ pca.components_.T)
+    k = min(len(pca.components_), component_cap(len(z), z.shape[1]))  # a fraction's count, capped too
+    components = pca.components_[:k]
+    return _finish(group, scaler, components, pca.explained_variance_ratio_[:k], z @ components.T)
 
 
 def fit_streaming(stream: Stream, groups: Sequence[GroupInfo], targets: dict[str, float], is_train: np.ndarray,
@@ -90,8 +122,8 @@ def fit_streaming(stream: Stream, groups: Sequence[GroupInfo], targets: dict[str
         ipca = ipcas[g.name]
         ratio = ipca.explained_variance_ratio_
         k = wanted[g.name]
-        if isinstance(k, float):
-            k = int(min(len(ratio), np.searchsorted(np.cumsum(ratio), k) + 1))
+        if isinstance(k, float):  # the fewest that reach the fraction, within what the rows carry
+            k = int(min(len(ratio), np.searchsorted(np.cumsum(ratio), k) + 1, component_cap(n_train, g.dim)))
         components[g.name] = (ipca.components_[:k], ratio[:k])
     projected = {g.name: np.empty((n_rows, len(components[g.name][1])), dtype=np.float32) for g in groups}
     for pos, mats in stream():
@@ -104,3 +136,78 @@ def fit_streaming(stream: Stream, groups: Sequence[GroupInfo], targets: dict[str
         projected[g.name] = ((projected[g.name] - t.out_mean) / t.out_scale).astype(np.float32)
         transforms.append(t)
     return transforms, projected
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One feature group's place in a model's raw input matrix (columns ``start:stop``) and its PCA target."""
+
+    group: str
+    start: int
+    stop: int
+    target: float
+
+
+#: Fitted groups kept for reuse (``Preprocessing.fit``): a search fits its split's PCA once for every setting and
+#: every feature set that holds the group. A BirdNET group's entry is at most 0.5 MB.
+CACHE_SIZE = 256
+_CACHE: OrderedDict[tuple, GroupTransform] = OrderedDict()
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The first step of a vector model: per-group standardise → PCA → scale of the raw input matrix's columns.
+
+    A model built with it (``learn.zoo.make_estimator(preprocessing=...)``) takes every group's raw columns side by
+    side (``raw``), fits this on exactly the rows it is fitted on and reads the projections, so a search, a feature
+    set's choice and a probability map scored on inner folds score each held-out row through a PCA fitted without it.
+    """
+
+    slots: tuple[Slot, ...]
+    seed: int = 0
+
+    @classmethod
+    def of(cls, features: FeatureSet, targets: dict[str, float], seed: int = 0) -> Preprocessing:
+        """The preprocessing of ``features``' groups (in their order) with each group's target by name."""
+        slots, start = [], 0
+        for g in features.feature_groups:
+            slots.append(Slot(g.name, start, start + g.dim, targets[g.name]))
+            start += g.dim
+        return cls(tuple(slots), seed)
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(s.group for s in self.slots)
+
+    def only(self, groups: Sequence[str]) -> Preprocessing:
+        """The same preprocessing of ``groups`` alone (a feature set), reading the same raw matrix."""
+        unknown = sorted(set(groups) - set(self.groups))
+        if unknown:
+            raise ValueError(f"no preprocessing for group(s) {', '.join(unknown)} (has: {', '.join(self.groups)})")
+        return Preprocessing(tuple(s for s in self.slots if s.group in set(groups)), self.seed)
+
+    def fit(self, raw: np.ndarray) -> tuple[GroupTransform, ...]:
+        """Each group fitted on the rows of ``raw`` (``fit_group``), reused when the same rows were fitted before."""
+        raw = np.ascontiguousarray(raw)
+        digest = hashlib.blake2b(raw.view(np.uint8).reshape(-1), digest_size=16).digest()
+        out = []
+        for s in self.slots:
+            key = (digest, raw.shape, s.start, s.stop, s.target, self.seed, s.group)
+            if key in _CACHE:
+                _CACHE.move_to_end(key)
+            else:
+                _CACHE[key] = fit_group(raw[:, s.start:s.stop], s.target, s.group, self.seed)
+                while len(_CACHE) > CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+            out.append(_CACHE[key])
+        return tuple(out)
+
+    def transform(self, transforms: Sequence[GroupTransform], raw: np.ndarray) -> np.ndarray:
+        """The model inputs of ``raw``'s rows: each group's projections side by side, in the slots' order."""
+        return np.hstack([t.transform(raw[:, s.start:s.stop]) for s, t in zip(self.slots, transforms)]
+                         ).astype(np.float32)
+
+
+def raw_matrix(features: FeatureSet) -> np.ndarray:
+    """Every group's raw columns side by side, in the groups' order: what ``Preprocessing.of(features)`` reads."""
+    return np.hstack([features.X[g.name] for g in features.feature_groups]).astype(np.float32)

@@ -27,15 +27,20 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     """The zoo's ``cnn``: ``X`` is [clips, bands, frames] images (``learn.image_input.stack_images``); targets as the zoo's.
 
     ``fit`` holds out ``val_fraction`` of the rows (whole groups when ``groups`` are given) for
-    early stopping on the validation loss; ``network`` holds the architecture, the crop it sees and the optimiser's
+    early stopping on the validation loss; ``class_weight`` (``"balanced"``) weighs its loss, ``balanced_sampler``
+    draws its training batches with every class equally likely (images in memory only), as the MLP's
+    (``learn.balance``); ``network`` holds the architecture, the crop it sees and the optimiser's
     settings (its learning-rate schedule too; ``init``, where one is, the checkpoint it starts from:
     ``learn.warm_start``), ``augment`` the augmentations (``learn.spectro``'s docstring).
     ``predict_proba`` averages each clip's crops (the network's evaluation mode).
     """
 
     def __init__(self, seed: int, val_fraction: float, max_rounds: int, patience: int, network: dict[str, Any],
-                 augment: dict[str, Any], threads: int | None = None, device: str = "cpu"):
+                 augment: dict[str, Any], threads: int | None = None, device: str = "cpu",
+                 class_weight: str | None = None, balanced_sampler: bool = False):
         self.seed = seed
+        self.class_weight = class_weight
+        self.balanced_sampler = balanced_sampler
         self.val_fraction = val_fraction
         self.max_rounds = max_rounds
         self.patience = patience
@@ -84,6 +89,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             result = fit(prepare(self.model_) if prepare else self.model_, data, kind, n_classes, self.network,
                          Schedule(self.max_rounds, self.patience, steps_per_round=1, monitor="loss"), self.seed + rank,
                          augment=augmenter(crops, kind, n_classes), mixed_precision=True, score_train=False,
+                         class_weight=self.class_weight, balanced_sampler=self.balanced_sampler,
                          lr_schedule=self.network["lr_schedule"], on_round=on_round, device=device, rank=rank,
                          world=world)
         self.kind_, self.n_classes_, self.classes_ = kind, n_classes, np.arange(n_classes)

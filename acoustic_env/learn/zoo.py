@@ -37,6 +37,7 @@ from acoustic_env.learn.augment import resample as resampled
 from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.calibrate import Calibrator
 from acoustic_env.learn.calibrate import choose as choose_calibration
+from acoustic_env.learn.preprocess import Preprocessing
 from acoustic_env.learn.tuning import SearchPlan, SearchRecord, grouped_search, inner_splits
 from acoustic_env.learn.threads import blas_threads
 
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
                    search: SearchPlan = SearchPlan(), balance: Balance = Balance(), calibrate: bool = False,
-                   resample: Resample | None = None, **overrides: Any) -> ZooClassifier:
+                   resample: Resample | None = None, preprocessing: Preprocessing | None = None,
+                   **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
     ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task, or the
@@ -56,6 +58,9 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     ``balance``: how the model weighs rare classes (``learn.balance``).
     ``calibrate``: a grouped fit also chooses a probability map on its inner folds (``learn.calibrate``).
     ``resample``: every fit resamples the rows it trains on (``learn.augment``; ``ZooClassifier.fit``).
+    ``preprocessing``: the model's first step (``learn.preprocess.Preprocessing``): it takes the raw columns of every
+    group and fits the per-group PCA on the rows of each fit, its searches' inner fits too. None: it takes its inputs
+    as they are.
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
     if name not in PARAMS:
@@ -64,7 +69,7 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     if unknown:
         raise ConfigError(f"model: {name} has no parameter {unknown[0]!r} (it has {sorted(PARAMS[name])})")
     return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **balance.overrides(name), **overrides}, seed,
-                         threads, *search, calibrate=calibrate, resample=resample)
+                         threads, *search, calibrate=calibrate, resample=resample, preprocessing=preprocessing)
 
 
 class ZooClassifier(ClassifierMixin, BaseEstimator):
@@ -78,7 +83,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, name: str, kind: str, n_classes: int, params: dict[str, Any], seed: int = 0,
                  threads: int | None = None, trials: int = SearchPlan().trials,
                  inner_folds: int = SearchPlan().inner_folds, metric: str | None = SearchPlan().metric,
-                 calibrate: bool = False, resample: Resample | None = None):
+                 calibrate: bool = False, resample: Resample | None = None,
+                 preprocessing: Preprocessing | None = None):
         self.name = name
         self.kind = kind
         self.n_classes = n_classes
@@ -90,6 +96,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.metric = metric
         self.calibrate = calibrate
         self.resample = resample
+        self.preprocessing = preprocessing
 
     def fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None = None,
             groups: np.ndarray | None = None, defaults_score: float | None = None) -> ZooClassifier:
@@ -116,6 +123,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         """``fit``'s work."""
         multi = self.kind == "multi_label"
         own_split = "val_fraction" in self.params
+        raw = X  # what each inner fit of a search or a probability map is given: it fits its own preprocessing
+        self.transforms_ = None
+        if self.preprocessing is not None:
+            self.transforms_ = self.preprocessing.fit(X)
+            X = self.preprocessing.transform(self.transforms_, X)
+            if eval_set is not None:
+                eval_set = (self.preprocessing.transform(self.transforms_, eval_set[0]), eval_set[1])
         fit_x, fit_y, fit_groups = X, y, groups  # the rows the model itself trains on
         if self.resample is not None and not own_split:
             rows = resampled(X, y, self.resample, groups)
@@ -134,7 +148,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if groups is not None and self.name in SPACES and self.trials > 1:
             space = SPACES[self.name]
             self.search_ = grouped_search(lambda setting: self._candidate(space.overrides(setting, self.params)),
-                                          space, space.defaults(self.params), self.trials, X, y, groups,
+                                          space, space.defaults(self.params), self.trials, raw, y, groups,
                                           self.inner_folds, self.seed, self.kind, self.metric, defaults_score)
             self.params_.update(space.overrides(self.search_.best, self.params) if self.search_ else {})
         target = self._target(fit_y)
@@ -144,16 +158,26 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         else:
             smallest = int(np.bincount(target).min())
         spec = self.spec
+        settings, inner_folds = self.params_, self.inner_folds
+        # a candidate that searches itself with its preprocessing inside: once per grouped inner split, on that
+        # split's preprocessing, then the chosen setting fitted without a search of its own
+        per_split = spec.searches_itself and self.preprocessing is not None and groups is not None and not multi
+        if per_split:
+            self.search_ = self._search_each_split(raw, y, groups, smallest)
+            if self.search_ is not None:
+                self.params_.update(self.search_.best)
+                settings, inner_folds = spec.fixed(self.params_), 1
         # grouped inner folds for a candidate that searches itself (a multi-label column could lose a class in one)
-        if spec.searches_itself and fit_groups is not None and target.ndim == 1:
+        elif spec.searches_itself and fit_groups is not None and target.ndim == 1:
             # below two inner folds the candidate falls back to fixed settings, and _record_search says no search ran
             splits = inner_splits(target, fit_groups, min(self.inner_folds, smallest), self.seed)
             self.search_ = SearchRecord(splits, [], {})
         start = time.time()
-        self.model_ = spec.build(self.params_, Build(target.ndim == 2, smallest, len(target), self.n_features_in_,
-                                                     self.seed, self.threads, self.inner_folds,
-                                                     self.search_.splits if spec.searches_itself and self.search_
-                                                     else None))
+        self.model_ = spec.build(settings, Build(target.ndim == 2, smallest, len(target), self.n_features_in_,
+                                                 self.seed, self.threads, inner_folds,
+                                                 [] if per_split and self.search_ is None else
+                                                 self.search_.splits if spec.searches_itself and self.search_
+                                                 and not per_split else None))
         # per-row balanced class weights for a candidate that takes them (learn.balance); the others' are settings
         kwargs: dict[str, Any] = ({"sample_weight": sample_weights(self.params_["class_weight"], target)}
                                   if spec.balance == "sample_weights" else {})
@@ -167,10 +191,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 return self
         with _resampling(self.model_, self.resample if own_split else None):
             self.model_.fit(fit_x, target, **kwargs, **({"groups": fit_groups} if spec.takes_groups else {}))
-        if spec.searches_itself and self.search_ is not None:
+        if spec.searches_itself and self.search_ is not None and not per_split:
             self._record_search(time.time() - start)
         if self.calibrate and groups is not None and spec.calibrated:
-            self._calibrate(X, y, groups)
+            self._calibrate(raw, y, groups)
         return self
 
     @property
@@ -183,7 +207,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         on each inner training part give every row an out-of-fold probability, which ``learn.calibrate.choose``
         maps. Fewer than two inner folds: no map. A candidate that searched itself on resampled rows has folds of
         those; the map's are of the rows as given."""
-        given = not (self.spec.searches_itself and self.resample is not None)
+        given = self.preprocessing is not None or not (self.spec.searches_itself and self.resample is not None)
         splits = self.search_.splits if given and self.search_ is not None and len(self.search_.splits) >= 2 else \
             inner_splits(y, groups, self.inner_folds, self.seed)
         if len(splits) < 2:
@@ -197,7 +221,39 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     def _candidate(self, overrides: dict[str, Any]) -> ZooClassifier:
         """One setting of the search, fitted on an inner fold without a search of its own."""
         return ZooClassifier(self.name, self.kind, self.n_classes, {**self.params, **overrides}, self.seed,
-                             self.threads, resample=self.resample)
+                             self.threads, resample=self.resample, preprocessing=self.preprocessing)
+
+    def _search_each_split(self, raw: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                           smallest: int) -> SearchRecord | None:
+        """A candidate that searches itself (the logistic regressions' C), its preprocessing inside: its own search
+        run on each grouped inner split of the rows as given, with the preprocessing fitted on that split's training
+        part (and those rows resampled, with ``resample``), the held-out part scored through it; each setting's
+        score is its mean over the splits, as the candidate's own CV averages its folds. None below two splits."""
+        start = time.time()
+        splits = inner_splits(y, groups, min(self.inner_folds, smallest), self.seed)
+        if len(splits) < 2:
+            return None
+        spec, prep = self.spec, self.preprocessing
+        trials: list[dict[str, Any]] = []
+        for fit_on, scored in splits:
+            transforms = prep.fit(raw[fit_on])
+            x_fit, y_fit = prep.transform(transforms, raw[fit_on]), y[fit_on]
+            if self.resample is not None:
+                rows = resampled(x_fit, y_fit, self.resample, groups[fit_on])
+                x_fit, y_fit = rows.x, rows.y
+            x = np.vstack([x_fit, prep.transform(transforms, raw[scored])])
+            target = self._target(np.concatenate([y_fit, y[scored]]))
+            own = [(np.arange(len(x_fit)), np.arange(len(x_fit), len(x)))]  # fitted on the first rows, scored on the rest
+            model = spec.build(self.params_, Build(False, int(np.bincount(target[:len(x_fit)]).min()), len(x),
+                                                   x.shape[1], self.seed, self.threads, self.inner_folds, own))
+            kwargs = ({"sample_weight": sample_weights(self.params_["class_weight"], target)}
+                      if spec.balance == "sample_weights" else {})
+            found, _ = spec.record_search(model.fit(x, target, **kwargs), self.params_, 1)
+            trials = found if not trials else [{**t, "score": t["score"] + f["score"]} for t, f in zip(trials, found)]
+        trials = [{**t, "score": t["score"] / len(splits)} for t in trials]
+        best = max(range(len(trials)), key=lambda i: (trials[i]["score"], -i))
+        return SearchRecord(splits, trials, dict(trials[best]["params"]), time.time() - start,
+                            len(trials) * len(splits), metric="neg_log_loss")
 
     def _record_search(self, seconds: float) -> None:
         """What a candidate that searches itself tried, as the other searches record theirs."""
@@ -213,6 +269,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """[n, n_classes] probabilities (single-label rows sum to 1), mapped by the calibration when one was chosen
         (``calibrated=False``: the model's own)."""
+        if self.preprocessing is not None:
+            X = self.preprocessing.transform(self.transforms_, X)
         out = self._own_proba(X)
         return self.calibration_(out) if calibrated and getattr(self, "calibration_", None) is not None else out
 

@@ -22,8 +22,8 @@ from acoustic_env.jobs.train.evaluation import (
     class_balance,
     image_inputs,
     mlp_shap,
-    model_inputs,
     narrowed,
+    preprocessing,
     resample_plan,
     search_plan,
     shap_rows,
@@ -38,9 +38,10 @@ from acoustic_env.jobs.train.saved import FEATURE_SET_REASON, refit
 from acoustic_env.jobs.train.shuffled import shuffled_contrast
 from acoustic_env.learn.cv import ORDER, CVResult, cross_validate, describe, given_folds
 from acoustic_env.learn.cv import report as cv_report
-from acoustic_env.learn.feature_sets import FeatureSearch, candidate_sets
+from acoustic_env.learn.feature_sets import Sets, candidate_sets
 from acoustic_env.learn.fit import HISTORY, default_metric
 from acoustic_env.learn.metrics import evaluate, headline, intervals
+from acoustic_env.learn.preprocess import component_rule
 from acoustic_env.candidates import PARAMS as ZOO_PARAMS
 from acoustic_env.candidates import get as spec
 from acoustic_env.learn.tuning import SearchRecord
@@ -135,21 +136,22 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
     plan = search_plan(cfg)
     kind, y, balance = task.kind, features.y, class_balance(cfg)
     images = _images(candidates, features)
+    prep, raw = preprocessing(cfg, features)
     result = compare(
         plan_cells,
-        lambda cell: cross_validate(lambda rows: model_inputs(cfg, features, rows, list(cell.groups))[1], y, folds,
-                                    kind, task.n_classes, candidates, cfg.seed, features.groups, plan, CV_THREADS,
-                                    balance, images, calibrate=True, resample=resample_plan(cfg)),
+        lambda cell: cross_validate(raw, y, folds, kind, task.n_classes, candidates, cfg.seed, features.groups, plan,
+                                    CV_THREADS, balance, images, prep.only(cell.groups), calibrate=True,
+                                    resample=resample_plan(cfg)),
         lambda p: headline(kind, y, p)["roc_auc"],
         lambda p: intervals(kind, y, p, features.groups, cfg.seed).get("roc_auc"))
     return narrowed(features, set(result["winner"]["groups"]), GRID_REASON), result
 
 
-def _feature_search(cfg: TrainConfig, features: FeatureSet) -> FeatureSearch | None:
+def _feature_search(cfg: TrainConfig, features: FeatureSet) -> Sets | None:
     """The feature sets every vector model chooses among on its inner folds (``learn.feature_sets``); None when
     ``--feature-groups`` pins the groups, the grid chose them, or the table offers one set only."""
     sets = {} if cfg.feature_groups or cfg.grid else candidate_sets(features.feature_groups)
-    return FeatureSearch(sets, lambda rows, only: model_inputs(cfg, features, rows, list(only))[1]) if sets else None
+    return sets or None
 
 
 def feature_set_table(sets: dict[str, tuple[str, ...]], per_model: dict[str, list[dict[str, Any]]]
@@ -177,9 +179,9 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     plan, balance, resample = search_plan(cfg), class_balance(cfg), resample_plan(cfg)
     images = _images(candidates, features)
     sets = None if done else _feature_search(cfg, features)
-    result = done or cross_validate(lambda train_rows: model_inputs(cfg, features, train_rows)[1], features.y, folds,
-                                    kind, k, candidates, cfg.seed, features.groups, plan, CV_THREADS, balance, images,
-                                    sets, calibrate=True, resample=resample)
+    prep, raw = preprocessing(cfg, features)
+    result = done or cross_validate(raw, features.y, folds, kind, k, candidates, cfg.seed, features.groups, plan,
+                                    CV_THREADS, balance, images, prep, sets, calibrate=True, resample=resample)
     detail = cv_report(result, kind, names, features.y, features.groups, cfg.seed)
     timings["cross_validation_s"] = time.time() - t
     shuffled = (shuffled_contrast(cfg, task, features, result.chosen, result.proba[result.chosen], n_folds, plan,
@@ -194,8 +196,8 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     timings["final_fit_s"] = time.time() - t
     features, transforms, x = kept.features, kept.transforms, kept.x
     feature_sets = None if sets is None else {
-        "sets": {s: list(g) for s, g in sets.sets.items()}, "per_fold": result.feature_sets,
-        "table": feature_set_table(sets.sets, result.feature_sets), "saved": kept.set_record()}
+        "sets": {s: list(g) for s, g in sets.items()}, "per_fold": result.feature_sets,
+        "table": feature_set_table(sets, result.feature_sets), "saved": kept.set_record()}
     history, drawn = None, None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
         network = kept.fitted["mlp"] if "mlp" in kept.fitted else make_estimator(
@@ -213,9 +215,8 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     if cfg.ablations:  # logistic regression: cheap enough to cross-validate on every subset
         t = time.time()
         for name, subset in ablation_sets(groups).items():
-            sub = cross_validate(lambda rows, only=subset: model_inputs(cfg, features, rows, only)[1], features.y,
-                                 folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS, balance=balance,
-                                 resample=resample)
+            sub = cross_validate(raw, features.y, folds, kind, k, ["logreg"], cfg.seed, threads=CV_THREADS,
+                                 balance=balance, preprocessing=prep.only(subset), resample=resample)
             ablations.append({"name": f"logreg, {name}", "groups": subset,
                               "test": slim(evaluate(kind, names, features.y, sub.proba["logreg"])),
                               "val_score": sub.scores["logreg"]})
@@ -249,6 +250,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         "chosen": result.chosen, "best": result.best, "saved_model": saved, "feature_sets": feature_sets,
         "select_by": plan.metric or default_metric(kind),
         "calibration": {"per_fold": result.calibration, "saved": kept.calibration},
+        "components": {"per_fold": result.components, "saved": kept.components, "rule": component_rule()},
         "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved,
                                 plan.metric)
         + (" Each vector model also chose its feature set on the inner folds of each outer fold's training clips "

@@ -25,7 +25,7 @@ from acoustic_env.jobs.train.explain import mlp_attributions
 from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.portable import Average, Portable, from_zoo
-from acoustic_env.learn.preprocess import fit_group, fit_streaming
+from acoustic_env.learn.preprocess import Preprocessing, fit_group, fit_streaming, raw_matrix
 from acoustic_env.learn.image_input import IMAGE_COLUMN, stack_images, window_frames
 from acoustic_env.learn.splits import NAMES
 from acoustic_env.learn.tuning import SearchPlan
@@ -57,6 +57,13 @@ def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
     log.info("raw features exceed %.1f GiB: fitting PCA incrementally while streaming", cfg.memory_gb)
     transforms, projected = fit_streaming(features.stream, features.feature_groups, pca, is_train, len(features))
     return transforms, np.hstack([projected[t.group] for t in transforms]).astype(np.float32)
+
+
+def preprocessing(cfg: TrainConfig, features: FeatureSet) -> tuple[Preprocessing, np.ndarray]:
+    """The vector models' first step (every group's standardise → PCA, ``pca`` targets) and what it reads: every
+    group's raw columns of every clip, side by side (the features held in memory)."""
+    targets = {g.name: cfg.pca_target(g.source) for g in features.feature_groups}
+    return Preprocessing.of(features, targets, cfg.seed), raw_matrix(features)
 
 
 def narrowed(features: FeatureSet, keep: set[str], reason: str) -> FeatureSet:
@@ -193,14 +200,16 @@ def mlp_shap(cfg: TrainConfig, features: FeatureSet, net: nn.Module, transforms:
     return mlp_attributions(net, transforms, list(features.feature_groups), raw_x[:nb], raw_x[nb:], cfg.seed)
 
 
-def checked_portable(fitted: ZooClassifier, x: np.ndarray) -> Portable:
+def checked_portable(fitted: ZooClassifier, x: np.ndarray, raw: np.ndarray | None = None) -> Portable:
     """The fitted model in the artifact's form, checked to give its probabilities on every row to 1e-6.
 
+    ``x``: the saved form's inputs of every row (the projections); ``raw``: the fitted model's, when its
+    preprocessing is inside it (the raw columns it projects itself), else ``x``.
     The check is the guarantee behind "the saved model is the model of record":
     a format that drifted from its estimator fails the run here, not in predict.
     """
     estimator = from_zoo(fitted)
-    worst = float(np.abs(estimator.predict_proba(x) - fitted.predict_proba(x)).max())
+    worst = float(np.abs(estimator.predict_proba(x) - fitted.predict_proba(x if raw is None else raw)).max())
     if worst > 1e-6:
         raise RuntimeError(f"the saved {fitted.name} differs from the fitted one by {worst:.2g} on the training clips")
     return estimator

@@ -282,6 +282,9 @@ def summary_lines(result: TrainResult) -> list[str]:
     if (duplicates.get("frames") or {}).get("unread"):  # chunk mode: clips whose audio could not be decoded again
         lines.append(f"  near-duplicate guard: {duplicates['frames']['unread']} clip(s) whose audio could not be "
                      "read were not compared chunk by chunk")
+    if ev.get("not_resampled"):
+        lines.append(f"  not resampled: {', '.join(ev['not_resampled'])} (the split evaluation streams its images; "
+                     "cross-validation resamples them)")
     lines += label_list_line(result.record.get("label_list"))
     lines += comparison_line(result.record.get("labels_changed"))
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731

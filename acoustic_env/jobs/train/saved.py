@@ -20,11 +20,11 @@ from acoustic_env.jobs.train.evaluation import (
     CV_THREADS,
     checked_portable,
     class_balance,
-    model_inputs,
     narrowed,
+    preprocessing,
     resample_plan,
 )
-from acoustic_env.learn.feature_sets import FeatureSearch, choose_set
+from acoustic_env.learn.feature_sets import Sets, choose_set
 from acoustic_env.learn.portable import Average, Portable
 from acoustic_env.learn.transform import GroupTransform, columns_of
 from acoustic_env.learn.tuning import SearchPlan, SearchRecord
@@ -78,6 +78,12 @@ class Saved:
         return {"method": "; ".join(f"{m} {method}" for m, method in maps.items()),
                 "log_loss": {m: f.calibration_losses_ for m, f in self.fitted.items()}}
 
+    @property
+    def components(self) -> dict[str, dict[str, int]]:
+        """Each refitted vector model's PCA components per group (``Preprocessing``'s count rule on all clips)."""
+        return {m: {t.group: t.n_components for t in f.transforms_} for m, f in self.fitted.items()
+                if f.transforms_ is not None}
+
     def set_record(self) -> dict[str, Any] | None:
         """The report's and record's saved feature set (``feature_sets["saved"]``): the model's choice, or each
         member's in one line; None without a search, or for an image model."""
@@ -89,45 +95,52 @@ class Saved:
                 "groups": [g.name for g in self.features.feature_groups], "members": list(self.sets.values())}
 
 
-def _set_of(cfg: TrainConfig, task: Task, search: FeatureSearch, features: FeatureSet, model: str,
+def _set_of(cfg: TrainConfig, task: Task, sets: Sets, features: FeatureSet, model: str,
             plan: SearchPlan) -> dict[str, Any]:
-    """``model``'s feature set, chosen as each fold model chose its own, on the inner folds of all clips."""
+    """``model``'s feature set, chosen as each fold model chose its own, on the inner folds of all clips (each inner
+    fit with its preprocessing fitted on its own training part)."""
+    prep, raw = preprocessing(cfg, features)
     name, scores, _ = choose_set(
-        lambda: make_estimator(model, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                               SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
-                               resample=resample_plan(cfg)),
-        search.inputs(np.ones(len(features), dtype=bool)), features.y, features.groups, plan.inner_folds, cfg.seed,
-        task.kind, plan.metric)
-    return {"model": model, "set": name, "groups": list(search.sets[name]), "scores": scores}
+        lambda only: make_estimator(model, task.kind, task.n_classes, cfg.seed, CV_THREADS,
+                                    SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
+                                    resample=resample_plan(cfg), preprocessing=prep.only(only)),
+        sets, raw, features.y, features.groups, plan.inner_folds, cfg.seed, task.kind, plan.metric)
+    return {"model": model, "set": name, "groups": list(sets[name]), "scores": scores}
 
 
 def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compared: list[str],
-          search: FeatureSearch | None, plan: SearchPlan, images: dict[str, np.ndarray]) -> Saved:
+          sets: Sets | None, plan: SearchPlan, images: dict[str, np.ndarray]) -> Saved:
     """``saved`` (a compared model, or ``AVERAGE`` of the ``compared`` ones) fitted on every clip, in its saved form.
 
-    ``search``: the feature sets the vector models chose among in the outer folds (None: every model reads every
-    group); ``images``: the image models' inputs, which read no group.
+    ``sets``: the feature sets the vector models chose among in the outer folds (None: every model reads every
+    group); ``images``: the image models' inputs, which read no group. Each vector model is fitted with its
+    preprocessing inside (``learn.preprocess.Preprocessing``): its searches and probability map refit the PCA on
+    each inner split, and the PCA it keeps, fitted on every clip, is the artifact's (``transforms``).
     """
     models = [m for m in compared if m != AVERAGE] if saved == AVERAGE else [saved]
-    sets = ({m: _set_of(cfg, task, search, features, m, plan) for m in models if m not in images}
-            if search is not None else {})
-    if sets:  # the saved model reads its own set(s): predict, serve and annotate compute only those
-        keep = {g for s in sets.values() for g in s["groups"]}
+    chosen = ({m: _set_of(cfg, task, sets, features, m, plan) for m in models if m not in images}
+              if sets is not None else {})
+    if chosen:  # the saved model reads its own set(s): predict, serve and annotate compute only those
+        keep = {g for s in chosen.values() for g in s["groups"]}
         features = narrowed(features, keep, FEATURE_SET_REASON)
-    transforms, x = model_inputs(cfg, features, np.ones(len(features), dtype=bool))
+    prep, raw = preprocessing(cfg, features)
+    transforms = list(prep.fit(raw))  # every model's own fit of a group on all clips is this one (the same rows)
+    x = prep.transform(transforms, raw)
     every = [t.group for t in transforms]
-    groups = {m: sets[m]["groups"] if m in sets else every for m in models}
+    groups = {m: chosen[m]["groups"] if m in chosen else every for m in models}
     fitted, portables = {}, {}
     for m in models:
-        xm = images[m] if m in images else x[:, columns_of(transforms, groups[m])]
+        own = m in images
         fitted[m] = make_estimator(m, task.kind, task.n_classes, cfg.seed, CV_THREADS, search=plan,
-                                   balance=class_balance(cfg), calibrate=True,
-                                   resample=resample_plan(cfg)).fit(xm, features.y, groups=features.groups)
-        portables[m] = checked_portable(fitted[m], xm)
+                                   balance=class_balance(cfg), calibrate=True, resample=resample_plan(cfg),
+                                   preprocessing=None if own else prep.only(groups[m])).fit(
+            images[m] if own else raw, features.y, groups=features.groups)
+        portables[m] = (checked_portable(fitted[m], images[m]) if own else
+                        checked_portable(fitted[m], x[:, columns_of(transforms, groups[m])], raw))
     estimator: Portable | Average = portables[saved] if saved != AVERAGE else _average(
-        portables, groups, transforms, x, {m: f.predict_proba(x[:, columns_of(transforms, groups[m])])
+        portables, groups, transforms, x, {m: f.predict_proba(images[m] if m in images else raw)
                                            for m, f in fitted.items()})
-    return Saved(saved, estimator, fitted, portables, groups, sets, features, transforms, x)
+    return Saved(saved, estimator, fitted, portables, groups, chosen, features, transforms, x)
 
 
 def _average(portables: dict[str, Portable], groups: dict[str, list[str]], transforms: list[GroupTransform],

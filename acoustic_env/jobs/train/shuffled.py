@@ -20,9 +20,9 @@ import numpy as np
 
 from acoustic_env.candidates import AVERAGE
 from acoustic_env.config import TrainConfig
-from acoustic_env.jobs.train.evaluation import CV_THREADS, class_balance, model_inputs
+from acoustic_env.jobs.train.evaluation import CV_THREADS, class_balance, preprocessing
 from acoustic_env.learn.cv import cross_validate
-from acoustic_env.learn.feature_sets import FeatureSearch
+from acoustic_env.learn.feature_sets import Sets
 from acoustic_env.learn.metrics import headline
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.learn.tuning import SearchPlan
@@ -35,7 +35,7 @@ from acoustic_env.vocabulary.tasks import Task
 
 def shuffled_contrast(cfg: TrainConfig, task: Task, features: FeatureSet, model: str, grouped: np.ndarray,
                       n_folds: int, plan: SearchPlan, images: dict[str, np.ndarray],
-                      sets: FeatureSearch | None, compared: Sequence[str]) -> dict[str, Any]:
+                      sets: Sets | None, compared: Sequence[str]) -> dict[str, Any]:
     """``model`` cross-validated on ``n_folds`` stratified folds that ignore the groups, with the grouped run's
     search ``plan``, images and feature sets, beside its out-of-fold probabilities on the grouped folds
     (``grouped``): both sets of figures, and what the shuffled run cost. The average is that of the ``compared``
@@ -44,10 +44,10 @@ def shuffled_contrast(cfg: TrainConfig, task: Task, features: FeatureSet, model:
     clips = np.asarray(features.ids).astype(str)  # every clip its own group: outer and inner folds clip by clip
     folds = assign_folds(features.y, clips, task.class_names, n_folds, cfg.seed, field="compare_shuffled")
     models = [m for m in compared if m != AVERAGE] if model == AVERAGE else [model]
-    result = cross_validate(lambda rows: model_inputs(cfg, features, rows)[1], features.y, folds, task.kind,
-                            task.n_classes, models, cfg.seed, clips, plan,
-                            CV_THREADS, class_balance(cfg), {m: v for m, v in images.items() if m in models}, sets,
-                            calibrate=True)
+    prep, raw = preprocessing(cfg, features)
+    result = cross_validate(raw, features.y, folds, task.kind, task.n_classes, models, cfg.seed, clips, plan,
+                            CV_THREADS, class_balance(cfg), {m: v for m, v in images.items() if m in models}, prep,
+                            sets, calibrate=True)
     return {"model": model, "folds": n_folds, "grouped_by": cfg.folds_column or "group",
             "grouped": headline(task.kind, features.y, grouped),
             "shuffled": headline(task.kind, features.y, result.proba[model]),

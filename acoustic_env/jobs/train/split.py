@@ -115,6 +115,9 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
     _check_groups(features, clip_groups, test_mask)
     plan, balance, resample = search_plan(cfg), class_balance(cfg), resample_plan(cfg)
+    if cfg.balanced_sampler and "cnn" in cfg.baselines:  # a sampler draws rows from arrays held in memory
+        raise ConfigError("balanced_sampler: the split evaluation streams the CNN's images, which a balanced sampler "
+                          "cannot draw from; use --class-weight balanced, cross-validation, or leave cnn out")
     if plan.metric is not None and "cnn" in cfg.baselines:  # its validation rows are streamed, scored by loss only
         raise ConfigError(f"select_by: the split evaluation's streamed CNN has no validation {plan.metric} to be "
                           "chosen by; use --select-by auto, cross-validation, or leave cnn out of --baselines")
@@ -210,6 +213,8 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
                  checked_portable(fitted[saved], x))
     evaluation = {
         "method": "split", "folds": None, "folds_column": None, "grouped": clip_groups is not None,
+        # the CNN's images are streamed from the table: --resample-per-class cannot add rows to the stream
+        "not_resampled": ["cnn"] if cnn and resample is not None else [],
         "candidates": list(models), "scores": val_scores, "chosen": chosen, "best": best, "saved_model": saved,
         "select_by": plan.metric or default_metric(task.kind),
         "description": (f"One train/validation/test split ({len(idx[TRAIN])}/{len(idx[VAL])}/{n_test} clips"
