@@ -171,20 +171,36 @@ def test_dry_run_reads_no_vector_and_writes_nothing(world, capsys, tmp_path):
 
 
 def test_the_pages_commands_run_as_written(world, tmp_path, monkeypatch, capsys):
-    """docs/search.md's commands, on this table (``features-v1``), clip (``park-01``) and recording."""
+    """docs/search.md's commands, on a copy of this table (``features-v1``: ``index`` writes beside it), clip
+    (``park-01``) and recording; then the page's Python reads the embeddings that its ``export`` wrote."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "features-v1").symlink_to(world["out"])
+    shutil.copytree(world["out"], tmp_path / "features-v1")
     (tmp_path / "recordings").mkdir()
     shutil.copy(world["outside"] / "c1_copy.wav", tmp_path / "recordings" / "dawn-chorus.wav")
     commands = [c for s, c in documentation.commands() if s == "Search by example"]
-    assert len(commands) == 2  # -k 5, then the default 20: more than the 11 clips, so every one is listed
+    # -k 5, then the default 20 (more than the 11 clips: every one is listed); index, search --exact, export
+    assert [shlex.split(c)[1] for c in commands] == ["search", "search", "index", "search", "export"]
     for command in commands:
         argv = shlex.split(command.replace("park-01", "c0"))
-        assert argv[:2] == ["acoustic-env", "search"]
-        assert main([*argv[1:], "--weights-cache", str(world["root"] / "no-weights")]) == 0, command
+        assert argv[0] == "acoustic-env"
+        cache = ["--weights-cache", str(world["root"] / "no-weights")] if argv[1] == "search" else []
+        assert main([*argv[1:], *cache]) == 0, command
     out = capsys.readouterr().out
     assert "nearest to c0 among 11 clips" in out and "nearest to recordings/dawn-chorus.wav" in out
     assert pcsv.read_csv(tmp_path / "similar.csv").num_rows == 12 and (tmp_path / "similar" / "index.html").is_file()
+    assert "--exact: the index found 5 of these 5 (recall 1.00)" in out
+    assert "index: yamnet-embeddings.parquet.index/yamnet.json" in out
+    page = (documentation.DOCS / "search.md").read_text()
+    code = page.split("## Sharing embeddings", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    names: dict = {}
+    exec(compile(code, "docs/search.md", "exec"), names)  # as a reader would paste it
+    assert names["vectors"].shape == (11, 1024) and names["vectors"].dtype == np.float32
+    assert np.array_equal(names["same"], names["vectors"])
+    assert names["about"]["embedder"] == "yamnet" and names["about"]["weights_sha256"] == "random"
+    table = ae.read_features("features-v1", feature_groups=["yamnet"], include_random_weights=True)
+    order = np.argsort(names["frame"]["clip_id"].to_numpy())
+    assert np.array_equal(names["vectors"][order], table.X["yamnet"])  # the table's own vectors, clip by clip
+    assert capsys.readouterr().out.startswith("yamnet https://tfhub.dev/google/yamnet/1 (11, 1024)")
 
 
 def test_an_example_given_as_a_url_shows_no_credentials_on_the_console():

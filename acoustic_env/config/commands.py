@@ -14,6 +14,7 @@ from acoustic_env.config.common import DEVICES, IN_PROCESS_MAX, _seed
 from acoustic_env.config.extraction import ExtractConfig, FeatureParams, WindowParams
 from acoustic_env.config.learning import AuditConfig
 from acoustic_env.config.schema import Section, like, option
+from acoustic_env.config.search import SearchConfig
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,12 @@ class ExportConfig(Section):
     task: str | None = option(None, help="keep only the clips with a target of this task (default: every clip)")
     feature_groups: tuple[str, ...] = option((), help="groups or sources to export, e.g. indices,mps_fg (empty: all)")
     include_random_weights: bool = option(False, help="also export embedder columns computed with random weights")
+    embeddings: bool = option(False, help="write one embedder's embeddings to share (a .parquet file): clip_id, uri, "
+                                          "start_s, end_s, labels and the vectors, the embedder's name, version and "
+                                          "weights in the file's metadata, and the table's search index beside it "
+                                          "(docs/search.md)")
+    embedder: str | None = like(SearchConfig, "embedder")
+    signals: tuple[str, ...] = like(SearchConfig, "signals")
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,11 @@ from acoustic_env.jobs.results import Estimated, Exported, Predicted, Searched
 
 
 def run_export(cfg: ExportConfig) -> Exported:
-    from acoustic_env.jobs.export import export_features
+    from acoustic_env.jobs.export import export_embeddings, export_features
 
+    if cfg.embeddings:
+        n, cols, left_out, index = export_embeddings(cfg)
+        return Exported(n, cols, cfg.output, left_out, index)
     n, cols, left_out = export_features(cfg.features, cfg.output, wide=cfg.wide, task=cfg.task,
                                         feature_groups=cfg.feature_groups,
                                         include_random_weights=cfg.include_random_weights)
@@ -31,7 +34,8 @@ def run_export(cfg: ExportConfig) -> Exported:
 def export_lines(done: Exported) -> list[str]:
     return [f"export: {done.rows} clips x {done.columns} columns -> {done.output}"
             + (f" ({done.left_out} clips left out: a value of an exported group is missing or not finite; "
-               f"--feature-groups exports fewer)" if done.left_out else "")]
+               f"--feature-groups exports fewer)" if done.left_out else "")] + \
+        ([f"  index: {redact(done.index)}"] if done.index else [])
 
 
 def run_search(cfg: SearchConfig) -> Searched:

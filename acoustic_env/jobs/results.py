@@ -166,6 +166,7 @@ class Exported:
     columns: int
     output: str
     left_out: int = 0
+    index: str | None = None  # --embeddings: the search index copied beside the file, or why none was
 
 
 @dataclass(frozen=True)
