@@ -94,6 +94,19 @@ def safe_column(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Arra
     return pc.if_else(pc.and_(starts, pc.invert(keep)), pc.binary_join_element_wise(quote, column, empty), column)
 
 
+def restore_column(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A text column read back from a CSV the project wrote, :func:`restore_cell`'s rule in Arrow (a clip list a
+    recipe or ``audioset fetch`` wrote, read by extract); any other column as it is."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    quoted = pc.starts_with(column, QUOTE)
+    if not pc.any(quoted).as_py():  # the common list: no cell the writer quoted, nothing more to look at
+        return column
+    keep = pc.or_(pc.match_substring_regex(column, _NUMBER), pc.match_substring_regex(column, _NAME))
+    added = pc.and_(quoted, pc.and_(pc.match_substring_regex(column, _STARTS), pc.invert(keep)))
+    return pc.if_else(added, pc.utf8_slice_codeunits(column, 1), column)
+
+
 def write_csv_table(table: pa.Table, fh: Any) -> None:
     """Write an Arrow table to the open binary file ``fh`` as CSV (Arrow's writer: a header, ``\\n`` between rows,
     batch by batch; it quotes every text cell, so a line break inside one never starts a row), its text columns

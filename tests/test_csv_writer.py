@@ -17,7 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from acoustic_env.csv_writer import csv_bytes, needs_quote, restore_cell, safe_cell, safe_column, write_csv_table
+from acoustic_env.csv_writer import (csv_bytes, needs_quote, restore_cell, restore_column, safe_cell, safe_column,
+                                     write_csv_table)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "acoustic_env"
 #: Cells an attacker would try (OWASP's examples among them), one per trigger.
@@ -63,6 +64,8 @@ def test_arrow_and_python_apply_one_rule():
     assert safe_column(pa.array(cells)).to_pylist() == [safe_cell(c) for c in cells]
     assert safe_column(pa.array(cells, pa.large_string())).to_pylist() == [safe_cell(c) for c in cells]
     assert safe_column(pa.array(["=x", None]).dictionary_encode()).to_pylist() == ["'=x", None]
+    written = [safe_cell(c) for c in cells]
+    assert restore_column(pa.array(written)).to_pylist() == [restore_cell(c) for c in written] == cells
     numbers = pa.array([-0.5, None, 3.0])
     assert safe_column(numbers) is numbers
     assert [needs_quote(c) for c in ("=x", "-0.5", "-id", "-a b")] == [True, False, False, True]
@@ -118,6 +121,7 @@ def test_tables_saved_as_csv_are_neutralised(tmp_path):
 
 def test_the_recipes_lists_and_the_tag_frequencies_are_neutralised(tmp_path):
     """The FSD50K recipe's clip list (``recipes.common.write_manifest``, every recipe's) and its tag table."""
+    from acoustic_env.audio.manifest import read_manifest
     from acoustic_env.recipes.common import write_manifest
     from acoustic_env.recipes.fsd50k_tags import write_frequency_csv
 
@@ -125,6 +129,8 @@ def test_the_recipes_lists_and_the_tag_frequencies_are_neutralised(tmp_path):
             for i, c in enumerate(HOSTILE)]
     text = read(write_manifest(rows, str(tmp_path), "fsd50k"))
     assert not formula_cells(text) and len(list(csv.DictReader(io.StringIO(text)))) == len(HOSTILE)
+    listed = read_manifest(str(tmp_path / "fsd50k.csv")).table  # extract reads the list back as the recipe meant it
+    assert listed["clip_id"].to_pylist() == HOSTILE and listed["labels"][0].as_py() == ["=tag", "-2+3+cmd|x"]
     uri = write_frequency_csv([{"scope": "all", "rank": 1, "tag": t, "clips": 3, "share": 0.5, "category": "=c"}
                                for t in HOSTILE], str(tmp_path / "freq.csv"))
     assert not formula_cells(read(uri))

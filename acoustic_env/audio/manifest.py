@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 from acoustic_env.audio.rows import CPU_PREFIX, ERROR_COLUMNS, pipeline_fields
 from acoustic_env.bounded import MAX_MANIFEST_BYTES, open_stream
+from acoustic_env.csv_writer import restore_column
 from acoustic_env.errors import ConfigError
 from acoustic_env.layout import id_hashes
 from acoustic_env.storage import (
@@ -262,8 +263,8 @@ def _generic_chunks(uri: str, fmt: str) -> Iterator[pa.Table]:
                                 convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
                                                                      strings_can_be_null=False))
         yield reader.schema.empty_table()
-        for batch in reader:
-            yield pa.Table.from_batches([batch])
+        for batch in reader:  # each cell as written before the CSV writer's rule (a recipe's or fetch's list)
+            yield pa.table([restore_column(c) for c in batch.columns], names=batch.schema.names)
 
 
 def _map_rows(table: pa.Table, columns: list[str], fn: Callable[..., Any], type_: pa.DataType,
