@@ -153,6 +153,12 @@ def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
             f"{ev['scores'][ev['chosen']]:.3f}, but has no saved form), saved {ev['saved_model']}") in summary_lines(over)[0]
     assert any(line.startswith(f"    saved {saved['model']} reads {saved['set']} (") for line in lines)
     assert "<h2>Feature sets</h2>" in Path(result.report).read_text()
+    # the PCA each fitted model kept: its own, in each outer fold (3) and in the saved model, by the count rule
+    comps = result.evaluation["components"]
+    assert [f["fold"] for f in comps["per_fold"]["logreg"]] == [0, 1, 2]
+    assert set(comps["saved"]["logreg"]) == set(saved["groups"]) and "one component per 4 rows" in comps["rule"]
+    assert all(n <= (60 - 1) // 4 for n in comps["saved"]["logreg"].values())  # 60 clips carry 14 at most
+    assert "the components each outer fold's model kept per group" in Path(result.report).read_text()
     # --feature-groups pins the set: no search (two folds: only the set is looked at)
     pinned = train(from_dict(TrainConfig, {**cfg.to_dict(), "output": str(tmp_path / "p"), "cv_folds": 2,
                                            "feature_groups": ["vggish"]}))

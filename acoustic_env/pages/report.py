@@ -432,7 +432,21 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: Markup | s
                    for c, v in results["models"][first]["test"]["per_class"].items()],
         figures=[i for i in images if not i.startswith(_OWN_SECTION)], mistakes=mistakes_html,
         ablations=ablations, shap=_shap(results, images),
-        preprocessing=[[p["group"], p["dim"], p["components"], p["variance"]] for p in results["preprocessing"]]))
+        preprocessing=[[p["group"], p["dim"], p["components"], p["variance"]] for p in results["preprocessing"]],
+        components=components_rows(ev.get("components")), component_rule=(ev.get("components") or {}).get("rule")))
+
+
+def components_rows(components: dict[str, Any] | None) -> list[list[Any]]:
+    """Model x group: the PCA components each outer fold's model kept (its own fit), and the saved model's."""
+    if not components:
+        return []
+    saved = components.get("saved") or {}
+    rows = []
+    for model, folds in (components.get("per_fold") or {}).items():
+        for group in folds[0]["components"]:
+            rows.append([model, group, ", ".join(str(f["components"].get(group, "–")) for f in folds),
+                         (saved.get(model) or {}).get(group, "–")])
+    return rows
 
 
 def _record_model(results: dict[str, Any], candidates: Any) -> str:
