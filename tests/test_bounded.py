@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import fsspec
 import pytest
 import yaml
 
@@ -71,6 +72,11 @@ def weights(path):
 def manifest(path):
     from acoustic_env.audio.manifest import detect_format
     detect_format(path)
+
+def swapped(path):
+    import acoustic_env.bounded as bounded
+    bounded.file_size = lambda *args: None  # as if the file was regular at its stat, and a FIFO by its open
+    bounded.read_bytes(path, "f", 100, "a file")
 
 def quoted_deep():
     from acoustic_env.bounded import shown
@@ -144,6 +150,15 @@ def test_every_reader_refuses_a_fifo_dev_zero_and_a_sparse_file_in_one_line(tmp_
     assert seconds < 30
 
 
+def test_a_file_swapped_for_a_fifo_after_its_stat_is_refused_without_waiting(tmp_path):
+    """Between the ``stat`` and the open, a file may become a FIFO: it is opened without blocking and its descriptor
+    checked again, so the read neither waits for a writer nor reads the device."""
+    files = hostile(tmp_path, "x")
+    lines, _, seconds = read_each([("swapped", [str(files[kind])]) for kind in ("fifo", "zero")])
+    assert lines == [f"ConfigError: f: {files[kind]} is not a regular file (a FIFO, a device or a socket); give a file"
+                     for kind in ("fifo", "zero")] and seconds < 30
+
+
 def test_a_label_store_path_that_is_a_file_is_refused_unread(tmp_path):
     """``--labels`` not named .csv is a label store, a folder: /dev/zero, a FIFO or a file given there is one line,
     never read as events."""
@@ -174,6 +189,8 @@ def test_a_list_of_no_clip_is_refused_by_every_reader_of_lists(tmp_path):
 
 
 def test_the_reader_reads_a_regular_file_and_a_link_to_one_and_caps_the_read(tmp_path):
+    """Locally and on an object store: a regular file (or a link to one) within its limit is read whole, one over it
+    is one line naming the file and the limit, a directory is the caller's to name."""
     data = tmp_path / "data.bin"
     data.write_bytes(b"x" * 100)
     (tmp_path / "link").symlink_to(data)
@@ -184,6 +201,16 @@ def test_the_reader_reads_a_regular_file_and_a_link_to_one_and_caps_the_read(tmp
         read_bytes(str(data), "f", 99, "a thing")
     with pytest.raises(IsADirectoryError):
         read_bytes(str(tmp_path), "f", 100, "a file")
+    fs = fsspec.filesystem("memory")  # an object store: its listed size is checked, the read capped the same way
+    fs.pipe("/bounded/list.csv", b"y" * 2048)
+    assert read_bytes("memory://bounded/list.csv", "f", 2048, "a file") == b"y" * 2048
+    with pytest.raises(ConfigError, match=r"^f: memory://bounded/list.csv is 2 KiB \(2,048 bytes\), over the limit "
+                                          r"of a list \(1 KiB\)$"):
+        read_bytes("memory://bounded/list.csv", "f", 1024, "a list")
+    fs.mkdir("/bounded/folder")
+    fs.pipe("/bounded/folder/x", b"")
+    with pytest.raises(IsADirectoryError):
+        read_bytes("memory://bounded/folder", "f", 100, "a file")
     with pytest.raises(FileNotFoundError):
         read_bytes(str(tmp_path / "nope"), "f", 100, "a file")
 
