@@ -1,9 +1,10 @@
 """The one reader of the files a user or a model folder hands the project: a regular file, a bounded size, bounded
 parsing.
 
-Such a file (a model folder's files, a verdict file, a label list, a test or truth list, the YAML of a task, a
-config or a tag map) is read whole by the code that parses it, so what it is and how large it may be are checked
-here first, before a byte is read (the limits are stated in ``docs/limits.md``):
+Such a file (a model folder's files, a verdict file, a label list, a test or truth list, an ontology, the YAML of a
+task, a config or a tag map) is read whole by the code that parses it (:func:`read_bytes`), or streamed (a clip
+list: :func:`open_stream`), so what it is and how large it may be are checked here first, before a byte is read
+(the limits are stated in ``docs/limits.md``):
 
 * A local path must be a regular file once its symbolic links are resolved: a FIFO would block the reader forever
   and ``/dev/zero`` never ends. Its ``stat`` decides, so neither is ever opened; the file is then opened without
