@@ -52,12 +52,16 @@ def site_step(starts: np.ndarray) -> float:
 
 
 def local_rows(table: pa.Table, tz: tzinfo) -> list[dict[str, Any]]:
-    """The table's scored rows with their local start time (``local``) and epoch seconds (``t``)."""
+    """The table's scored rows with their local start time (``local``) and epoch seconds (``t``); the per-bin
+    columns as numpy views of the table (a list of Python floats would be 20 times their size), the windows left
+    out."""
+    lists = [c for c in table.column_names if c.startswith(("bins_", "win_"))]
+    bins = {c: table[c].combine_chunks() for c in lists if c.startswith("bins_")}
     out = []
-    for r in table.to_pylist():
+    for i, r in enumerate(table.drop_columns(lists).to_pylist()):
         if r["error"] is None:
-            r["t"] = r["start_time"].timestamp()
-            r["local"] = r["start_time"].astimezone(tz)
+            r.update({c: a[i].values.to_numpy(zero_copy_only=False) for c, a in bins.items()},
+                     t=r["start_time"].timestamp(), local=r["start_time"].astimezone(tz))
             out.append(r)
     return out
 
@@ -72,24 +76,33 @@ def scale(values: np.ndarray, reverse: bool = False) -> np.ndarray:
     return 1 - out if reverse else out
 
 
-def false_colour(rows: Sequence[dict[str, Any]], day: date, step: float) -> tuple[np.ndarray, float]:
-    """(RGB image [bins, steps of the day, 3], the top frequency in Hz) of one site's day; gaps grey."""
-    columns = int(round(86400 / step))
+def site_channels(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """(the rows drawn, their three channels [rows, bins, 3] each scaled over the site): the rows with the site's
+    most bins (a file at another sample rate has other bins, and is left out of the picture)."""
     bins = max(len(r["bins_ACI"]) for r in rows)
-    image = np.empty((bins, columns, 3))
+    usable = [r for r in rows if len(r["bins_ACI"]) == bins]
+    rgb = np.stack([scale(np.stack([r[name] for r in usable]).astype(np.float32), reverse)
+                    for name, reverse in CHANNELS], axis=-1)
+    return usable, rgb
+
+
+def false_colour(usable: Sequence[dict[str, Any]], rgb: np.ndarray, day: date, step: float) -> tuple[np.ndarray,
+                                                                                                       float]:
+    """(RGB image [bins, steps of the day, 3], the top frequency in Hz) of one site's day (:func:`site_channels`);
+    gaps grey."""
+    columns = int(round(86400 / step))
+    image = np.empty((rgb.shape[1], columns, 3), dtype=np.float32)
     image[:] = GAP
-    usable = [r for r in rows if len(r["bins_ACI"]) == bins]  # a file at another sample rate has other bins
-    for k, (name, reverse) in enumerate(CHANNELS):
-        for r, v in zip(usable, scale(np.array([r[name] for r in usable], dtype=np.float64), reverse)):
-            if r["local"].date() == day:
-                seconds = r["local"].hour * 3600 + r["local"].minute * 60 + r["local"].second
-                image[:, min(columns - 1, int(seconds // step)), k] = np.nan_to_num(v, nan=GAP[k])
-    return image[::-1], bins * usable[0]["bin_hz"]
+    for r, v in zip(usable, rgb):
+        if r["local"].date() == day:
+            seconds = r["local"].hour * 3600 + r["local"].minute * 60 + r["local"].second
+            image[:, min(columns - 1, int(seconds // step))] = np.where(np.isnan(v), GAP, v)
+    return image[::-1], rgb.shape[1] * usable[0]["bin_hz"]
 
 
-def false_colour_png(rows: Sequence[dict[str, Any]], site: str, day: date, step: float) -> bytes:
+def false_colour_png(usable: Sequence[dict[str, Any]], rgb: np.ndarray, site: str, day: date, step: float) -> bytes:
     """The false-colour spectrogram of a site's day as a PNG, hours across, kHz up, with its legend."""
-    image, top = false_colour(rows, day, step)
+    image, top = false_colour(usable, rgb, day, step)
     fig, ax = plt.subplots(figsize=(10, 3.2))
     ax.imshow(image, aspect="auto", extent=(0, 24, 0, top / 1000), interpolation="nearest")
     ax.set_xticks(range(0, 25, 3))
@@ -154,8 +167,10 @@ def write_page(table: pa.Table, directory: str, tz: tzinfo, classes: Sequence[st
                  "summary": site_summary(site, [r for r in every if r["site"] == site], mine, classes)}
         if mine:
             step = site_step(np.array([r["t"] for r in mine]))
-            figures = {f"site{n}-{day.isoformat()}-false-colour.png": (false_colour_png(mine, site, day, step), day)
-                       for day in sorted({r["local"].date() for r in mine})}
+            usable, rgb = site_channels(mine)
+            figures = {f"site{n}-{day.isoformat()}-false-colour.png": (false_colour_png(usable, rgb, site, day, step),
+                                                                      day)
+                       for day in sorted({r["local"].date() for r in usable})}
             for column in (*DIEL_INDICES, *(f"share_{c}" for c in classes)):
                 figures[f"site{n}-diel-{column}.png"] = (diel_png(mine, site, column, step), column)
             for name, (png, what) in figures.items():
