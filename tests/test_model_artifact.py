@@ -1067,10 +1067,11 @@ def test_every_file_of_a_model_folder_must_be_a_regular_file_within_its_bound(ti
     """Issue 82, 1: each file of a saved average (model.json, the preprocessing, each member's arrays and network)
     replaced by a FIFO (it hung over a minute), a link to /dev/zero (3.5 GB in 5 s) or a 20-GB sparse file (3 GB in
     14 s) is one line naming it, before a byte of it is read: the loading process grows less than 50 MB, within 60 s
-    for all 15 (a regression that blocks fails on the timeout)."""
+    for all 15 (a regression that blocks fails on the timeout); so is a directory in a file's place (a traceback
+    before)."""
     models, expected = [], []
     for name in _AVERAGE_FILES:
-        for kind in ("fifo", "zero", "sparse"):
+        for kind in ("fifo", "zero", "sparse", "folder"):
             model = tmp_path / f"{kind}-{name.replace('/', '-')}"
             shutil.copytree(tiny_average[0], model)
             target = model / name
@@ -1079,13 +1080,17 @@ def test_every_file_of_a_model_folder_must_be_a_regular_file_within_its_bound(ti
                 os.mkfifo(target)
             elif kind == "zero":
                 target.symlink_to("/dev/zero")
+            elif kind == "folder":
+                target.mkdir()
             else:
                 target.touch()
                 os.truncate(target, 20 << 30)
             models.append(model)
-            expected.append(f"model: {target} is not a regular file (a FIFO, a device or a socket); give a file"
-                            if kind != "sparse" else f"model: {target} is 20 GiB (21,474,836,480 bytes), over the "
-                            f"limit of this model's {target.name} (")
+            expected.append({"sparse": f"model: {target} is 20 GiB (21,474,836,480 bytes), over the limit of this "
+                                       f"model's {target.name} (",
+                             "folder": f"model: {target} is a directory where the model keeps a file; train again "
+                                       "or restore it"}.get(kind, f"model: {target} is not a regular file (a FIFO, a "
+                                                                  "device or a socket); give a file"))
     out = subprocess.run([sys.executable, "-c", _LOAD_AND_MEASURE, str(tiny_average[0]), *map(str, models)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -632,6 +632,9 @@ def _parse(uri: str, name: str, parse: Any, limit: int) -> Any:
         raise ConfigError(
             f"model: no model artifact at {uri}: {name} is missing (a model directory holds "
             "model.json and the files it names, as `acoustic-env train` writes to <output>/model)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"model: {path} is a directory where the model keeps a file; train again or restore "
+                          "it") from None
     except NotADirectoryError:  # --model .../model.json: the artifact is the folder, not its description
         raise ConfigError(f"model: {uri} is a file; give the model directory that holds model.json and the files it "
                           f"names ({posixpath.dirname(uri.rstrip('/')) or '.'})") from None
