@@ -121,8 +121,9 @@ def read_each(cases: list[tuple[str, list]]) -> tuple[list[str], int, float]:
 def test_every_reader_refuses_a_fifo_dev_zero_and_a_sparse_file_in_one_line(tmp_path):
     """The verdicts (add-verdicts' and audit-estimate's reader), label lists (train's, audit's, annotate's and
     audit-estimate's), test and truth lists, the label-accuracy estimate, the ontology, task, config and tag-map YAML,
-    a clip list (extract's, annotate's --manifest) and the weights cache (the PANNs warm start's checkpoint): each of the three files is one line naming it and the limit,
-    and nothing reads it (the process grows < 50 MB, where /dev/zero took 3 GB in 5 s and a FIFO hung)."""
+    a clip list (extract's, annotate's --manifest) and the weights cache (the PANNs warm start's checkpoint): each of
+    the three files is one line naming it and the limit, and nothing reads it (the process grows < 50 MB, where
+    /dev/zero took 3 GB in 5 s and a FIFO hung)."""
     readers = {  # file name: (the reader, what its limit is of)
         "v.json": ("acoustic_env.jobs.audit.estimate:read_verdicts", "a verdict file"),
         "l.csv": ("label_list", "a label list"),
@@ -145,7 +146,8 @@ def test_every_reader_refuses_a_fifo_dev_zero_and_a_sparse_file_in_one_line(tmp_
     assert len(lines) == len(expected)
     for line, (path, of) in zip(lines, expected):
         assert refused(line, path, of), line
-        assert line.split(":", 1)[0] in ("ConfigError", "AuditError", "TaskError", "WeightsError", "OntologyError", "ManifestError"), line
+        assert line.split(":", 1)[0] in ("ConfigError", "AuditError", "TaskError", "WeightsError", "OntologyError",
+                                         "ManifestError"), line
     assert grew < 50 * 2**20, f"the process grew {grew / 2**20:.0f} MB"
     assert seconds < 30
 

@@ -118,7 +118,7 @@ def read_label_list(uri: str, task: Task, empty_ok: bool = False) -> LabelList:
                               f"and as {';'.join(classes) or 'no class'}: keep one row per clip (`acoustic-env labels "
                               f"apply` leaves a clip the reviewers disagree about out of the list)")
         labels[r["clip_id"]] = classes
-    if not labels and not empty_ok:  # a header alone, a typo in a store's URI, a store of another task: not the list meant
+    if not labels and not empty_ok:  # a header alone, a typo in a store's URI, a store of another task
         held = f" ({conflicts} clips in conflict are left out until the reviewers agree)" if conflicts else ""
         raise ConfigError(f"labels: {uri} lists no clip of task {task.name}{held}: it would change nothing; leave "
                           "--labels out to use the table's labels")
