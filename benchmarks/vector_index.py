@@ -44,7 +44,8 @@ FIT_ROWS = 20_000
 CHUNK = 50_000
 
 
-def _seeds(table: str | None, dim: int, rng: np.random.Generator) -> np.ndarray:
+def seed_vectors(table: str | None, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """The generator's seeds: the ``birdnet`` vectors of ``table``, else 512 random centres."""
     if table is None:
         return rng.normal(size=(512, dim)).astype(np.float32)
     import acoustic_env as ae
@@ -56,11 +57,12 @@ def _seeds(table: str | None, dim: int, rng: np.random.Generator) -> np.ndarray:
     return seeds
 
 
-def _raw(seeds: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def raw(seeds: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` generated rows (the module docstring's method) and the seed each was drawn from (before the move)."""
     a, b = rng.integers(len(seeds), size=n), rng.integers(len(seeds), size=n)
     t = rng.uniform(0, 0.5, size=(n, 1)).astype(np.float32)
     noise = rng.normal(size=(n, seeds.shape[1])).astype(np.float32) * (0.5 * seeds.std(axis=0) + 1e-6)
-    return (1 - t) * seeds[a] + t * seeds[b] + noise
+    return (1 - t) * seeds[a] + t * seeds[b] + noise, a
 
 
 def generate(path: Path, rows: int, dim: int, queries: int, seeds_table: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -71,13 +73,13 @@ def generate(path: Path, rows: int, dim: int, queries: int, seeds_table: str | N
     if not held.exists():
         path.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(0)
-        seeds = _seeds(seeds_table, dim, rng)
-        space = SearchSpace.fit([_raw(seeds, FIT_ROWS, rng)])
+        seeds = seed_vectors(seeds_table, dim, rng)
+        space = SearchSpace.fit([raw(seeds, FIT_ROWS, rng)[0]])
         out = np.memmap(data, np.float16, "w+", shape=(rows, dim))
         for start in range(0, rows, CHUNK):
-            out[start:start + CHUNK] = space.transform([_raw(seeds, min(CHUNK, rows - start), rng)])
+            out[start:start + CHUNK] = space.transform([raw(seeds, min(CHUNK, rows - start), rng)[0]])
         out.flush()
-        np.save(held, space.transform([_raw(seeds, queries, rng)]).astype(np.float16))
+        np.save(held, space.transform([raw(seeds, queries, rng)[0]]).astype(np.float16))
     return np.memmap(data, np.float16, "r", shape=(rows, dim)), np.load(held)
 
 

@@ -87,6 +87,9 @@ def test_search_answers_from_the_index_as_exact_search_does(indexed, capsys):
     code, printed, _ = _run(capsys, "search", "--features", str(indexed), "--example", "clip00007", *SEARCH,
                             "--exact")
     assert code == 0 and "  --exact: the index found" in printed and "every clip compared" in printed
+    code, printed, _ = _run(capsys, "search", "--features", str(indexed), "--example", "clip00007", *SEARCH,
+                            "--dry-run")
+    assert code == 0 and "  index: answers (it covers the table's 4 parts)" in printed
 
 
 def test_parts_added_are_refused_then_added_to_the_index(indexed, tmp_path, capsys):
@@ -94,6 +97,8 @@ def test_parts_added_are_refused_then_added_to_the_index(indexed, tmp_path, caps
     _write(_table(out, seed=1, prefix="new"), out, first=10, parts=1)
     line = _refused(capsys, out, "no longer matches", "1 part(s) it does not cover", "acoustic-env index")
     assert str(out) in line
+    code, printed, _ = _run(capsys, "search", "--features", str(out), "--example", "clip00007", *SEARCH, "--dry-run")
+    assert code == 0 and "  index: refused, it no longer matches the table (the table has 1 part(s)" in printed
     code, printed, _ = _run(capsys, "index", "--features", str(out), "--embedder", "yamnet",
                             "--include-random-weights")
     assert code == 0 and f"extended by {ROWS} clips" in printed and f"{2 * ROWS} clips" in printed

@@ -39,6 +39,7 @@ from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.windows import route_by_options
 from acoustic_env.jobs.sizing import size
 from acoustic_env.labels.label_list import label_list_line, read_label_list
+from acoustic_env.learn import vector_index
 from acoustic_env.learn.artifact import describe, table_extraction
 from acoustic_env.learn.splits import check_counts
 from acoustic_env.learn.warm_start import checkpoint
@@ -275,12 +276,16 @@ def plan_search(cfg: SearchConfig) -> dict[str, Any]:
                f"an audio file, embedded first with the settings of {table_extraction(cfg.features)['source']}")
     outputs = [f"the console ({cfg.k} clips after the example)", *([cfg.save] if cfg.save else []),
                *([f"{cfg.page.rstrip('/')}/index.html"] if cfg.page else [])]
+    index = vector_index.status(table, columns, weights)
+    answer = {"missing": "none: every clip is compared", "current": f"answers ({index.why})"}.get(
+        index.state, f"refused, it no longer matches the table ({index.why}); --exact compares every clip")
     lines = [f"search (dry run): {embedder} ({', '.join(columns)}; "
              f"{'random weights' if weights == RANDOM else 'weights ' + weights[:12]}), cosine similarity",
              f"  clips: {chosen.facts.num_rows} rows in {cfg.features} (rows without a finite value are left out "
              "when the vectors are read)",
              f"  example: {example}",
+             f"  index: {answer}",
              f"  output: {', '.join(outputs)}"]
     return {"job": "search", "embedder": embedder, "columns": columns, "clips": chosen.facts.num_rows,
-            "example_in_table": pos is not None, "lines": lines}
+            "example_in_table": pos is not None, "index": index.state, "lines": lines}
 
