@@ -897,3 +897,43 @@ def test_the_pages_csv_export_neutralises_formula_cells_by_the_one_writers_rule(
                                  ".map((c) => window.acousticEnvReview.cell(c)).join(',')")
     [record] = parse_verdicts(f"clip_id,given_labels,verdict,sample,note\n{row}\n")
     assert (record["clip_id"], record["note"]) == ("=1+1", "@SUM(1)") and row.startswith("'=1+1,urban,")
+
+
+def test_a_body_that_never_arrives_or_cannot_be_saved_is_answered_and_the_console_gets_one_line(audited, monkeypatch,
+                                                                                                  capsys):
+    """Issue 82, beside item 24: a body sent shorter than its Content-Length kept a server thread waiting for ever,
+    a verdicts file that cannot be written dropped the connection with a traceback; now 408 and 500, each with its
+    reason, and anything no answer covers is one line on the console."""
+    import http.client
+    import socket
+
+    import acoustic_env.web.review_server as review_server
+
+    monkeypatch.setattr(review_server, "READ_TIMEOUT_S", 1.0)
+    srv = make_server(str(audited), port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"POST /api/verdicts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                         "Content-Length: 100\r\n\r\n[{".encode())
+            answer = sock.makefile("rb").read()
+        assert answer.startswith(b"HTTP/1.0 408 ") and answer.endswith(b'{"error": "the body did not arrive within 1 s"}')
+        Path(verdicts_uri(str(audited))).mkdir()  # where verdicts.json goes, a folder: it cannot be written
+        item = page_data(audited)["random"][0]
+        rec = {"clip_id": item["clip_id"], "given_labels": item["given"], "verdict": "correct", "sample": "random"}
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/api/verdicts", json.dumps(rec), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert (resp.status, json.loads(resp.read())) == (500, {"error": "the verdict was not saved: Is a directory"})
+        try:
+            raise RuntimeError("a failure\nno answer covers")
+        except RuntimeError:
+            srv.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ("acoustic-env: review server: a request failed: RuntimeError: a "
+                                           "failure\\nno answer covers\n")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        if Path(verdicts_uri(str(audited))).is_dir():
+            Path(verdicts_uri(str(audited))).rmdir()

@@ -7,7 +7,9 @@ synthetic table (no Ray)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -80,10 +82,14 @@ def _good_rows(**change) -> dict:
     ("text time", "time"),
     ("hacker source", "source: must be one of given, import, review, search, got 'hacker'"),
     ("from 2099", "after the time its file was written"),
+    ("no time", "time: must be a date and time, got None"),
+    ("a FIFO", "is not a regular file (a FIFO, a device or a socket)"),
+    ("a folder", "Is a directory"),
 ])
 def test_a_bad_event_file_is_one_line_naming_it_and_how_to_set_it_aside(table, tmp_path, capsys, damage, reason):
     """Items 5, 16 and 6: a truncated part, a ``time`` of text, a source nobody writes, an event dated 2099 in a
-    file written today: ``labels show`` and ``apply`` (and a job's ``--labels``) say which file, in one line."""
+    file written today, no time, a FIFO or a folder by an event file's name: ``labels show`` and ``apply`` (and a
+    job's ``--labels``) say which file, in one line, and never open a FIFO."""
     store = Path(default_store(table))
     append(str(store), [Event("clip0000002", "urban_natural", "given", labels=("urban",))])
     if damage == "truncated":
@@ -93,8 +99,18 @@ def test_a_bad_event_file_is_one_line_naming_it_and_how_to_set_it_aside(table, t
         bad = _event_file(store, pa.table({**_good_rows(), "time": ["yesterday"]}))
     elif damage == "hacker source":
         bad = _event_file(store, pa.table(_good_rows(source="hacker"), schema=SCHEMA))
-    else:
+    elif damage == "from 2099":
         bad = _event_file(store, pa.table(_good_rows(time=datetime(2099, 1, 1, tzinfo=timezone.utc)), schema=SCHEMA))
+    elif damage == "no time":
+        bad = _event_file(store, pa.table(_good_rows(time=None), schema=SCHEMA))
+    elif damage == "a FIFO":  # opened, it would block every reader for ever
+        bad = store / event_name()
+        os.mkfifo(bad)
+        # its writer: should a reader open it after all, the test fails on EOF instead of hanging
+        threading.Thread(target=lambda: open(bad, "wb").close(), daemon=True).start()
+    else:
+        bad = store / event_name()
+        bad.mkdir()
     for command in (["show"], ["apply", "--output", str(tmp_path / "list.csv")]):
         capsys.readouterr()
         assert main(["labels", *command, "--features", table]) == 2
@@ -102,14 +118,16 @@ def test_a_bad_event_file_is_one_line_naming_it_and_how_to_set_it_aside(table, t
         assert err.startswith(f"acoustic-env: error: store: {bad} is not a readable event file (") and reason in err
         assert err.endswith(f"move it out of {store} (the store then reads without its events)")
     bad.rename(tmp_path / bad.name)  # set aside, as the line says: the store reads again
+    if damage == "a FIFO":
+        os.close(os.open(tmp_path / bad.name, os.O_RDONLY | os.O_NONBLOCK))  # lets its writer go
     assert len(read_events(str(store))) == 1
 
 
 def test_a_verdict_from_the_future_is_refused_at_the_door(table, tmp_path, capsys):
     """Item 6: an event dated 2099 won over every later click of its reviewer. Times are the reviewer's, refused
     beyond FUTURE_SKEW past the appending clock; within it (two machines' clocks) they are taken."""
-    future = _verdicts(tmp_path / "f.json", {"clip_id": "clip0000001", "verdict": "wrong", "corrected_label": ["natural"]},
-                       time="2099-01-01T00:00:00Z")
+    future = _verdicts(tmp_path / "f.json", {"clip_id": "clip0000001", "verdict": "wrong",
+                                             "corrected_label": ["natural"]}, time="2099-01-01T00:00:00Z")
     assert _add(table, future, "--reviewer", "ann") == 2
     assert "time: the event on clip 'clip0000001' is dated 2099-01-01T00:00:00+00:00, after this machine's clock" \
         in _error(capsys)
@@ -128,6 +146,9 @@ def test_every_text_field_is_bounded_at_the_door(table, tmp_path, capsys):
                                                        "reviewer": long_name})) == 2
     assert _error(capsys) == "acoustic-env: error: reviewer: at most 256 characters, got 131072 (clip0000001)"
     assert read_events(default_store(table)) == []
+    assert _add(table, _verdicts(tmp_path / "v.json", {"clip_id": "c" * (1 << 20), "verdict": "correct"}),
+                "--reviewer", "ann") == 2  # not a clip of the table: quoted by its first characters
+    assert len(_error(capsys)) < 300
     for field, limit in FIELD_LIMITS.items():
         name = {"class": "labels (a class)"}.get(field, field)
         value = "x" * (limit + 1)
@@ -155,6 +176,11 @@ def test_stores_and_outputs_never_land_inside_a_table_or_another_store(table, tm
     assert _add(table, v, "--reviewer", "ann") == 0
     assert main(["export", other, "--output", f"{default_store(table)}/x.parquet"]) == 2
     assert f"lies inside a label store ({default_store(table)})" in _error(capsys)
+    errors = Path(other) / "errors"  # a run's compacted errors/ holds errors-<run>.parquet alone
+    errors.mkdir()
+    (errors / "errors-20261126T000000Z-abc123.parquet").write_bytes(b"")
+    assert main(["export", table, "--output", f"{errors}/x.csv"]) == 2
+    assert f"output: {errors}/x.csv lies inside a feature table's parts folder ({errors})" in _error(capsys)
     assert sorted(p.name for p in parts.iterdir()) == ["part-synthetic-0000.parquet", "part-synthetic-0001.parquet"]
 
 

@@ -83,6 +83,7 @@ def run_round(cfg: Any) -> RoundResult:
     from acoustic_env.jobs.export import write_table
     from acoustic_env.jobs.preflight import check_store, keep_apart, preflight
     from acoustic_env.jobs.train.job import train
+    from acoustic_env.labels.current import unstated
     from acoustic_env.labels.label_list import write_list
     from acoustic_env.labels.store import append, default_store, read_events
     from acoustic_env.learn.artifact import load_model
@@ -100,6 +101,7 @@ def run_round(cfg: Any) -> RoundResult:
     check_example(cfg.example, set(ids), cfg.features)
     events = answer_events(read_answers(cfg.verdicts), task, set(ids), table=cfg.features, reviewer=cfg.reviewer,
                            example=cfg.example)
+    events = unstated(events, read_events(store, task.name))  # answers without times, added again: once
     append(store, events)
     history = read_events(store, task.name)
     rnd = round_list(history, ids, task, cfg.negatives, cfg.seed)

@@ -33,7 +33,8 @@ from acoustic_env.config import DEVICES, ConfigError, ExtractConfig, Section
 from acoustic_env.config.audioset import SampleConfig
 from acoustic_env.storage import is_local, join, nesting, require_backend, same_file
 from acoustic_env.labels.store import PREFIX as EVENTS_PREFIX
-from acoustic_env.table import PART_PREFIX, check_table_source
+from acoustic_env.layout import PART_PREFIXES
+from acoustic_env.table import check_table_source
 
 #: The fewest clips with a target that train accepts: fewer cannot fill a train, a
 #: validation and a test split with every class. Checked before Ray starts (and by
@@ -179,18 +180,20 @@ def _paths(cls: type, values: Mapping[str, Any], prefix: str) -> Iterator[tuple[
 
 #: What :func:`data_folder` calls the two kinds of the project's data folders.
 PARTS, STORE = "a feature table's parts folder", "a label store"
+#: How the names of the parts a run writes begin (``layout.part_name``, the compacted ``errors-*``).
+_RUN_PARTS = tuple(sorted({p for prefixes in PART_PREFIXES.values() for p in prefixes}))
 
 
 def data_folder(uri: str) -> str | None:
     """What the local folder ``uri`` is to the project's readers, by the Parquet files it holds itself: a table's
-    parts folder (``part-*``: ``features/``, ``errors/``, ``annotations/``), a label store (``events-*``), else None
-    (not a folder, not local, or neither). A file added to either would be read as one of its own."""
+    parts folder (``part-*``, ``errors-*``: ``features/``, ``errors/``, ``annotations/``), a label store
+    (``events-*``), else None (not a folder, not local, or neither). A file added to either would be read as one of its own."""
     path = _local(uri)
     if path is None or not path.is_dir():
         return None
     with os.scandir(path) as entries:
         names = [e.name for e in entries if e.name.endswith(".parquet")]
-    if any(n.startswith(PART_PREFIX) for n in names):
+    if any(n.startswith(_RUN_PARTS) for n in names):
         return PARTS
     if any(n.startswith(EVENTS_PREFIX) for n in names):
         return STORE

@@ -43,7 +43,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 
 from acoustic_env.config import ConfigError
-from acoustic_env.bounded import shown
+from acoustic_env.bounded import file_size, shown
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.storage import join, list_parts, read_part, remove_stale_temporaries, write_parquet
 
@@ -62,6 +62,8 @@ FIELD_LIMITS = {"clip_id": 4096, "task": 4096, "reviewer": 256, "origin": 4096, 
 MAX_CLASSES = 1024
 #: How far past the appending process's clock an event's time may be (two machines' clocks differ a little).
 FUTURE_SKEW = timedelta(minutes=5)
+#: The largest event file a reader opens (an append of a whole review is a few MB).
+MAX_FILE_BYTES = 256 << 20
 #: The most characters of a reader's own message quoted in the line that names a bad event file.
 _REASON_CHARS = 300
 _NAME = re.compile(rf"{PREFIX}(\d{{8}}T\d{{12}})Z-[0-9a-f]{{32}}\.parquet$")
@@ -100,14 +102,20 @@ class Event:
             for c in classes:
                 _bounded(f"{name} (a class)", c, FIELD_LIMITS["class"], self.clip_id)
         if self.source not in SOURCES:
-            raise ConfigError(f"source: must be one of {', '.join(SOURCES)}, got {shown(self.source)} ({shown(self.clip_id, bare=True)})")
+            raise ConfigError(f"source: must be one of {', '.join(SOURCES)}, got {shown(self.source)} "
+                              f"({shown(self.clip_id, bare=True)})")
         if (self.verdict is None) == (self.source in REVIEWED_SOURCES):
             raise ConfigError(f"verdict: a {self.source} event {'needs' if self.verdict is None else 'takes no'} "
                               f"verdict ({shown(self.clip_id, bare=True)})")
         if self.verdict is not None and self.verdict not in VERDICTS:
-            raise ConfigError(f"verdict: must be one of {', '.join(VERDICTS)}, got {shown(self.verdict)} ({shown(self.clip_id, bare=True)})")
+            raise ConfigError(f"verdict: must be one of {', '.join(VERDICTS)}, got {shown(self.verdict)} "
+                              f"({shown(self.clip_id, bare=True)})")
+        if not isinstance(self.time, datetime):
+            raise ConfigError(f"time: must be a date and time, got {shown(self.time)} "
+                              f"({shown(self.clip_id, bare=True)})")
         if self.time.tzinfo is None:
-            raise ConfigError(f"time: must carry a time zone (UTC), got {self.time.isoformat()} ({shown(self.clip_id, bare=True)})")
+            raise ConfigError(f"time: must carry a time zone (UTC), got {self.time.isoformat()} "
+                              f"({shown(self.clip_id, bare=True)})")
 
     def decision(self) -> tuple[str, ...] | None:
         """The classes this event says the clip has (empty: none of the task's), or None when it says nothing
@@ -194,13 +202,16 @@ def _file_events(uri: str) -> list[Event]:
     written = datetime.strptime(_NAME.match(posixpath.basename(uri)).group(1),  # type: ignore[union-attr]
                                 "%Y%m%dT%H%M%S%f").replace(tzinfo=timezone.utc)
     try:
+        file_size(uri, "store", MAX_FILE_BYTES, "a label store's event file")  # a FIFO or /dev/zero: never opened
         rows = read_part(uri).select(SCHEMA.names).cast(SCHEMA).to_pylist()
         events = [Event(**{**row, "labels": tuple(row["labels"] or ()), "given": tuple(row["given"] or ()),
                            "reviewer": row["reviewer"] or "", "origin": row["origin"] or "",
                            "note": row["note"] or ""}) for row in rows]
         check_not_future(events, written, "the time its file was written")
-    except (DamagedFileError, ConfigError, KeyError, TypeError, pa.ArrowException) as exc:
-        reason = (str(exc).removeprefix(f"{uri}: ").splitlines() or [type(exc).__name__])[0][:_REASON_CHARS]
+    except (DamagedFileError, ConfigError, KeyError, TypeError, OSError, pa.ArrowException) as exc:
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = (said.removeprefix(f"store: {uri} ").removeprefix(f"{uri}: ").splitlines()
+                  or [type(exc).__name__])[0][:_REASON_CHARS]
         raise ConfigError(f"store: {uri} is not a readable event file ({reason}); move it out of "
                           f"{posixpath.dirname(uri)} (the store then reads without its events)") from None
     return events

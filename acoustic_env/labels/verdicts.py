@@ -14,6 +14,7 @@ from typing import Any, Collection
 
 import pyarrow.compute as pc
 
+from acoustic_env.bounded import shown
 from acoustic_env.config import ConfigError
 from acoustic_env.labels.store import Event
 from acoustic_env.table import open_table
@@ -45,16 +46,16 @@ def verdict_events(records: list[dict[str, Any]], task: Task, clip_ids: Collecti
     unknown = [r["clip_id"] for r in records if r["clip_id"] not in clip_ids]
     if unknown:
         raise ConfigError(f"verdicts: {len(unknown)} verdict(s) name clips that are not in the feature table {table} "
-                          f"(e.g. {unknown[0]!r}); nothing was added")
+                          f"(e.g. {shown(unknown[0])}); nothing was added")
     events = []
     for r in records:
         for name in (*r["given_labels"], *r["corrected_label"]):
             if name not in task.class_names:
-                raise ConfigError(f"verdicts: clip {r['clip_id']!r} names class {name!r}, not a class of task "
-                                  f"{task.name} ({', '.join(task.class_names)}); nothing was added")
+                raise ConfigError(f"verdicts: clip {shown(r['clip_id'])} names class {shown(name)}, not a class of "
+                                  f"task {task.name} ({', '.join(task.class_names)}); nothing was added")
         who = reviewer or r["reviewer"]
         if not who:
-            raise ConfigError(f"reviewer: the verdict on clip {r['clip_id']!r} names no reviewer; give --reviewer "
+            raise ConfigError(f"reviewer: the verdict on clip {shown(r['clip_id'])} names no reviewer; give --reviewer "
                               "NAME (a reviewer's verdicts are told apart from another's by it)")
         events.append(Event(clip_id=r["clip_id"], task=task.name, source=source, verdict=r["verdict"],
                             labels=tuple(r["corrected_label"]), given=tuple(r["given_labels"]), reviewer=who,

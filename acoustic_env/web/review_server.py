@@ -32,6 +32,7 @@ import json
 import mimetypes
 import posixpath
 import re
+import sys
 import threading
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -39,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from acoustic_env.bounded import shown
 from acoustic_env.config import ConfigError
 from acoustic_env.errors import AuditError
 from acoustic_env.jobs.audit.estimate import latest, load_json, normalize_verdict
@@ -52,6 +54,8 @@ HOST = "127.0.0.1"
 _MAX_BODY = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _DIGITS = re.compile(r"[0-9]{1,12}")
+#: How long a request's line, headers or body may keep the server waiting, in seconds.
+READ_TIMEOUT_S = 60.0
 
 
 def server_time() -> str:
@@ -152,6 +156,7 @@ def make_handler(review_dir: str, store: VerdictStore, own: set[str],
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "acoustic-env-review"
+        timeout = READ_TIMEOUT_S  # a body announced longer than it is sent: 408, not a thread waiting for ever
 
         def log_message(self, fmt: str, *args: Any) -> None:  # quiet: the CLI prints the URL once
             pass
@@ -236,14 +241,22 @@ def make_handler(review_dir: str, store: VerdictStore, own: set[str],
                 return self._json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                                   {"error": f"verdicts must be sent as application/json, not {media or 'nothing'!r}"})
             length = self.headers.get("Content-Length", "").strip()
-            if not _DIGITS.fullmatch(length) or not 0 < int(length) <= _MAX_BODY:  # "abc" too: a 400, not a dropped line
+            if not _DIGITS.fullmatch(length) or not 0 < int(length) <= _MAX_BODY:  # "abc": a 400, no dropped line
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": f"Content-Length: a body of 1 to {_MAX_BODY} "
                                                                     "bytes, given as a whole number"})
             try:
-                body = load_json(self.rfile.read(int(length)), "the request")
+                data = self.rfile.read(int(length))
+            except OSError:  # the socket's timeout: fewer bytes came than Content-Length said
+                return self._json(HTTPStatus.REQUEST_TIMEOUT, {"error": f"the body did not arrive within "
+                                                                        f"{READ_TIMEOUT_S:g} s"})
+            try:
+                body = load_json(data, "the request")
                 total = store.add(body if isinstance(body, list) else [body])
             except AuditError as exc:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            except OSError as exc:  # the store or verdicts.json could not be written (a full disk, a lost mount)
+                return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {
+                    "error": f"the verdict was not saved: {exc.strerror or type(exc).__name__}"})
             self._json(HTTPStatus.OK, {"total": total})
 
     return Handler
@@ -264,6 +277,13 @@ class ReviewServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.lock.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that failed in a way no answer covers: one line on the console, not socketserver's traceback
+        (which would bury the server's own line), and the connection closed."""
+        exc = sys.exc_info()[1]
+        print(f"acoustic-env: review server: a request failed: {type(exc).__name__}: {shown(str(exc), bare=True)}",
+              file=sys.stderr, flush=True)
 
 
 def make_server(audit_output: str, port: int = 0, store: str | None = None,
