@@ -73,6 +73,13 @@ def manifest(path):
     from acoustic_env.audio.manifest import detect_format
     detect_format(path)
 
+def weights_status(cache):
+    from dataclasses import replace
+    from acoustic_env.embedders import panns
+    from acoustic_env.embedders.weights import status
+    row = status(replace(panns.SPEC.weights, sha256=None, size=None, md5=None), cache)  # no size to compare
+    raise SystemExit(f"{row['status']}: {row.get('reason')}")
+
 def swapped(path):
     import acoustic_env.bounded as bounded
     bounded.file_size = lambda *args: None  # as if the file was regular at its stat, and a FIFO by its open
@@ -159,6 +166,17 @@ def test_a_file_swapped_for_a_fifo_after_its_stat_is_refused_without_waiting(tmp
     lines, _, seconds = read_each([("swapped", [str(files[kind])]) for kind in ("fifo", "zero")])
     assert lines == [f"ConfigError: f: {files[kind]} is not a regular file (a FIFO, a device or a socket); give a file"
                      for kind in ("fifo", "zero")] and seconds < 30
+
+
+def test_models_list_says_bad_for_a_fifo_in_the_weights_cache_without_opening_it(tmp_path):
+    """A weights file of no pinned size was opened to be hashed: a FIFO in the cache held ``models list``."""
+    from acoustic_env.embedders import panns
+
+    fifo = tmp_path / panns.SPEC.weights.filename
+    os.mkfifo(fifo)
+    (line,), _, seconds = read_each([("weights_status", [str(tmp_path)])])
+    assert line == f"bad: weights: {fifo} is not a regular file (a FIFO, a device or a socket); give a file"
+    assert seconds < 30
 
 
 def test_a_label_store_path_that_is_a_file_is_refused_unread(tmp_path):

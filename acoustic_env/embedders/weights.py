@@ -455,7 +455,10 @@ def status(spec: WeightsSpec, cache_dir: str | None = None, verify: bool = True)
     if not fs.exists(path):
         return {**row, "status": "missing", "sha256": None, "size": None}
     expected = expected_identity(spec, uri)
-    row["size"] = fs.size(path)
+    try:  # a FIFO or a device in the cache is never opened to be hashed
+        row["size"] = file_size(uri, "weights", MAX_WEIGHTS_BYTES, "a weights file")
+    except ConfigError as exc:
+        return {**row, "status": "bad", "sha256": None, "size": None, "reason": str(exc)}
     if not verify:
         return {**row, "status": "present", "sha256": None}
     row["sha256"] = None
