@@ -41,6 +41,7 @@ from acoustic_env.jobs.train.evaluation import (
     resample_plan,
     mlp_shap,
     model_inputs,
+    preprocessing,
     search_plan,
     shap_rows,
     slim,
@@ -165,14 +166,18 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     # the Tune search's figure is the default metric's; another (--select-by) scores the chosen network's state
     val_scores = {"mlp": found.best_val_score if plan.metric is None else
                   val_score(task.kind, data["y_val"], predict_proba(net, data["x_val"], task.kind, k), plan.metric)}
-    # the validation split stops the trees early, as it stops the network
+    # the validation split stops the trees early, as it stops the network; held in memory, each model fits its own
+    # preprocessing (the one above, on the training split), refitted on each inner split of its search
     train_groups = None if clip_groups is None else clip_groups[idx[TRAIN]]
-    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan, balance=balance, resample=resample).fit(
-        data["x_train"], data["y_train"], eval_set=(data["x_val"], data["y_val"]), groups=train_groups)
+    prep, raw = preprocessing(cfg, features) if features.X is not None else (None, None)
+    given = x if prep is None else raw
+    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan, balance=balance, resample=resample,
+                                   preprocessing=prep).fit(
+        given[idx[TRAIN]], data["y_train"], eval_set=(given[idx[VAL]], data["y_val"]), groups=train_groups)
         for name in cfg.baselines if name != "cnn"}
     for name, model in fitted.items():
-        proba[name] = model.predict_proba(x_test)
-        val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(data["x_val"]), plan.metric)
+        proba[name] = model.predict_proba(given[idx[TEST]])
+        val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(given[idx[VAL]]), plan.metric)
     if cnn:
         proba["cnn"], val_scores["cnn"] = cnn["proba"], cnn["val_score"]
     models = {m: {"test": evaluate(task.kind, list(task.class_names), y_test, p), "val_score": val_scores[m]}
@@ -210,7 +215,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     saved = chosen if cfg.saved_model == "record" else cfg.saved_model
     estimator = (from_network(net, arch, task.kind, k) if saved == "mlp" else
                  from_cnn(cnn["net"], cnn["frames"], task.kind, k, cnn["params"]) if saved == "cnn" else
-                 checked_portable(fitted[saved], x))
+                 checked_portable(fitted[saved], x, raw))
     evaluation = {
         "method": "split", "folds": None, "folds_column": None, "grouped": clip_groups is not None,
         # the CNN's images are streamed from the table: --resample-per-class cannot add rows to the stream
