@@ -20,10 +20,12 @@ import pytest
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError
 from acoustic_env.demo.tables import synthetic_features, write_features
-from acoustic_env.labels.store import (FIELD_LIMITS, FUTURE_SKEW, SCHEMA, Event, append, default_store,
-                                       event_name, read_events)
+from acoustic_env.labels.label_list import read_label_list
+from acoustic_env.labels.store import (FIELD_LIMITS, FUTURE_SKEW, MAX_CLASSES, SCHEMA, Event, append,
+                                       default_store, event_name, read_events)
 from acoustic_env.storage import write_parquet
 from acoustic_env.table import open_table, read_features
+from acoustic_env.vocabulary.tasks import Task
 
 
 @pytest.fixture
@@ -157,6 +159,13 @@ def test_every_text_field_is_bounded_at_the_door(table, tmp_path, capsys):
             Event(**{"clip_id": "a", "task": "t", "source": "given", **kwargs})
         Event(**{"clip_id": "a", "task": "t", "source": "given",
                  **({"labels": ("x" * limit,)} if field == "class" else {field: "x" * limit})})  # at the limit: taken
+    with pytest.raises(ConfigError, match=rf"^labels: at most {MAX_CLASSES} classes in an event, got {MAX_CLASSES + 1} "):
+        Event("a", "t", "given", labels=tuple(map(str, range(MAX_CLASSES + 1))))
+    at_most = Event("a", "t", "given", labels=tuple(f"{i:0{FIELD_LIMITS['class']}d}" for i in range(MAX_CLASSES)))
+    store = str(tmp_path / "widest")  # the widest event there can be: its list still reads back
+    append(store, [at_most])
+    task = Task("t", "multi_label", at_most.labels, tuple(frozenset([c]) for c in at_most.labels), {})
+    assert read_label_list(store, task).labels["a"] == at_most.labels
 
 
 def test_stores_and_outputs_never_land_inside_a_table_or_another_store(table, tmp_path, capsys):
@@ -176,6 +185,9 @@ def test_stores_and_outputs_never_land_inside_a_table_or_another_store(table, tm
     assert _add(table, v, "--reviewer", "ann") == 0
     assert main(["export", other, "--output", f"{default_store(table)}/x.parquet"]) == 2
     assert f"lies inside a label store ({default_store(table)})" in _error(capsys)
+    assert main(["recipe", "esc50", str(tmp_path / "esc50"), str(parts)]) == 2  # its lists written there
+    assert _error(capsys) == (f"acoustic-env: error: out: {parts} is a feature table's parts folder: a file "
+                              "written there would be read as one of its own; give a path outside it")
     errors = Path(other) / "errors"  # a run's compacted errors/ holds errors-<run>.parquet alone
     errors.mkdir()
     (errors / "errors-20261126T000000Z-abc123.parquet").write_bytes(b"")
@@ -214,6 +226,10 @@ def test_reviewer_names_are_printed_escaped(table, tmp_path, capsys):
     assert "\x1b" not in out and "\r" not in out and "\nlabel store OK" not in out
     assert "reviewers: \\x1b[2K\\rbob\\nlabel store OK: 0 events, ann" in out
     assert "clip0000001: \\x1b[2K\\rbob\\nlabel store OK: 0 events wrong -> natural; ann correct -> urban" in out
+    append(default_store(table), [Event("clip0000002", "\x1b]0;owned\x07", "given")])  # a task's name forged too
+    assert main(["labels", "show", "--features", table, "--task", "labels:night,day"]) == 0
+    assert "the store holds events of other tasks: \\x1b]0;owned\\x07, urban_natural (name one with --task)" \
+        in capsys.readouterr().out
 
 
 def test_a_file_without_times_added_twice_is_stored_once(table, tmp_path, capsys):

@@ -38,6 +38,9 @@ def _print_summary(manifest: str) -> None:
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
+    from acoustic_env.jobs.preflight import check_not_in_data
+
+    check_not_in_data(args.out, "out")  # lists (or a table) written among a table's parts or a store's events: no
     if args.recipe == "audioset-embeddings":
         from acoustic_env.jobs.audioset.embeddings import convert
 

@@ -115,7 +115,7 @@ def show(cfg: ShowLabelsConfig) -> Done:
     from acoustic_env.labels.store import read_events
 
     task, store, events = _events(cfg)
-    others = [] if events else sorted({e.task for e in read_events(store)})  # what --task could have named
+    others = [] if events else sorted({escaped(e.task) for e in read_events(store)})  # what --task could have named
     return Done((task, events, corrected(events), others), cfg, store)
 
 

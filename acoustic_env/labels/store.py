@@ -58,8 +58,9 @@ PREFIX = "events-"
 
 #: The longest each text field of an event may be, in characters (a class name: each of ``labels`` and ``given``).
 FIELD_LIMITS = {"clip_id": 4096, "task": 4096, "reviewer": 256, "origin": 4096, "note": 4096, "class": 256}
-#: The most class names an event's ``labels`` or ``given`` may hold.
-MAX_CLASSES = 1024
+#: The most class names an event's ``labels`` or ``given`` may hold: so many at the longest still make a cell of
+#: the list ``labels apply`` writes that a CSV reader takes (Python's csv: 128 KiB a field).
+MAX_CLASSES = 256
 #: How far past the appending process's clock an event's time may be (two machines' clocks differ a little).
 FUTURE_SKEW = timedelta(minutes=5)
 #: The largest event file a reader opens (an append of a whole review is a few MB).
