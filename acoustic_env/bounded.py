@@ -25,6 +25,7 @@ naming the field, the file and the limit.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import reprlib
 import stat
@@ -163,6 +164,16 @@ def open_stream(uri: str, field: str, limit: int, of: str) -> BinaryIO:
         os.close(fd)
         raise
     return os.fdopen(fd, "rb")
+
+
+def read_record(uri: str, field: str, limit: int = MAX_RECORD_BYTES) -> Any:
+    """The JSON file at ``uri`` of a folder a user hands a job (an audit's summary.json, a review's saved verdicts),
+    read by :func:`read_bytes` within ``limit`` bytes (``field``: the flag that named the folder).
+
+    Returns:
+        The parsed JSON.
+    """
+    return json.loads(read_bytes(uri, field, limit, "a JSON record"))
 
 
 # --- YAML -----------------------------------------------------------------------------------------------------

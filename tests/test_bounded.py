@@ -179,6 +179,22 @@ def test_models_list_says_bad_for_a_fifo_in_the_weights_cache_without_opening_it
     assert seconds < 30
 
 
+def test_an_audit_folder_handed_to_a_command_is_read_by_the_one_reader(tmp_path):
+    """audit-estimate --labels, audioset rescore and audit-review --store read the summary.json of the --audit
+    folder they are given: a FIFO or /dev/zero there is one line, not a hang or gigabytes."""
+    cases, paths = [], []
+    for kind in ("fifo", "zero"):
+        audit = tmp_path / kind
+        made = hostile(audit, "x")[kind]
+        made.rename(audit / "summary.json")
+        paths.append(audit / "summary.json")
+        cases.append(("acoustic_env.jobs.commands:_after_corrections", [{}, str(audit), str(tmp_path / "l.csv"), []]))
+    lines, grew, seconds = read_each(cases)
+    assert lines == [f"ConfigError: audit: {p} is not a regular file (a FIFO, a device or a socket); give a file"
+                     for p in paths]
+    assert grew < 50 * 2**20 and seconds < 30
+
+
 def test_a_label_store_path_that_is_a_file_is_refused_unread(tmp_path):
     """``--labels`` not named .csv is a label store, a folder: /dev/zero, a FIFO or a file given there is one line,
     never read as events."""

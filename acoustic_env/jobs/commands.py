@@ -123,12 +123,13 @@ def _after_corrections(est: dict, audit: str | None, labels: str, records: list[
     from acoustic_env.jobs.audit.estimate import after_corrections
     from acoustic_env.jobs.audit.job import SUMMARY, TABLE
     from acoustic_env.labels.label_list import read_label_list
-    from acoustic_env.storage import filesystem, join, read_json
+    from acoustic_env.bounded import read_record
+    from acoustic_env.storage import filesystem, join
     from acoustic_env.vocabulary.tasks import load_task
 
     if not audit:
         raise ConfigError("labels: needs --audit, the audit whose clips the list corrects")
-    config = read_json(join(audit, SUMMARY))["config"]
+    config = read_record(join(audit, SUMMARY), "audit")["config"]
     listed = read_label_list(labels, load_task(config["task"], config.get("ontology")))
     fs, path = filesystem(join(audit, TABLE))
     with fs.open(path, "rb") as f:

@@ -48,7 +48,8 @@ from acoustic_env.jobs.audit.queue import MAX_BATCH, ReviewQueue
 from acoustic_env.jobs.preflight import check_store
 from acoustic_env.pages.review import BATCH, PAGE, REVIEW_DIR, page_items, verdicts_uri
 from acoustic_env.labels.review_sink import ReviewSink
-from acoustic_env.storage import filesystem, is_local, join, read_json, write_json
+from acoustic_env.bounded import MAX_VERDICT_BYTES, read_record
+from acoustic_env.storage import filesystem, is_local, join, write_json
 
 HOST = "127.0.0.1"
 _MAX_BODY = 1 << 20
@@ -80,7 +81,8 @@ class VerdictStore:
         self._lock = threading.Lock()
         fs, path = filesystem(uri)
         # normalised on load too: a file written before corrected_label/note existed comes back with them empty
-        found = [normalize_verdict(r) for r in read_json(uri)] if fs.exists(path) else []
+        saved = read_record(uri, "verdicts", MAX_VERDICT_BYTES) if fs.exists(path) else []
+        found = [normalize_verdict(r) for r in saved]
         self._records: list[dict[str, Any]] = latest([r for r in found if (r["sample"], r["clip_id"]) in known])
 
     def all(self) -> list[dict[str, Any]]:
@@ -303,8 +305,8 @@ def make_server(audit_output: str, port: int = 0, store: str | None = None,
     try:
         from acoustic_env.jobs.audit.job import SUMMARY, TABLE
 
-        sink = None if store is None else ReviewSink.for_audit(read_json(join(audit_output, SUMMARY))["config"],
-                                                               store, reviewer)
+        summary = read_record(join(audit_output, SUMMARY), "audit") if store is not None else None
+        sink = None if summary is None else ReviewSink.for_audit(summary["config"], store, reviewer)
         if sink is not None:  # a store that cannot take a verdict says so now, not at the first click
             check_store(sink.store)
         verdicts = VerdictStore(verdicts_uri(audit_output), page_items(review_dir), sink)

@@ -47,7 +47,8 @@ from acoustic_env.jobs.audit.job import SUMMARY, TABLE
 from acoustic_env.pages.review import PAGE, REVIEW_DIR
 from acoustic_env.pages.review import verdicts_uri
 from acoustic_env.jobs.preflight import check_output_file
-from acoustic_env.storage import filesystem, join, read_json, write_bytes, write_json
+from acoustic_env.bounded import read_record
+from acoustic_env.storage import filesystem, join, write_bytes, write_json
 
 COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels", "given_class", "score", "suspected",
            "suggested_class", "verdict", "settled_class")
@@ -103,7 +104,7 @@ def rescored_list(audit: str, output: str, verdicts: list[str] = (), method: str
         raise AuditError(f"audit: no {TABLE} in {audit} (is it an audit's output directory?)")
     with fs.open(path, "rb") as fh:
         rows = pq.read_table(fh).to_pylist()
-    summary = read_json(join(audit, SUMMARY))
+    summary = read_record(join(audit, SUMMARY), "audit")
     records, left_out = on_page(read_verdicts(verdicts), join(audit, REVIEW_DIR)) if verdicts else ([], 0)
     by_clip = settled(records)
     review = None
