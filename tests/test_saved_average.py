@@ -180,3 +180,39 @@ def test_saved_model_average_above_cv_max_clips_is_one_line_before_any_fit(avera
                                           r"memory_gb\); raise those or leave saved_model out$"):
         train(over)
     assert not (tmp_path / "o" / "model").exists()
+
+
+def test_the_saved_models_feature_set_is_chosen_on_grouped_inner_folds_of_all_clips(tmp_path, monkeypatch):
+    """The saved model (refitted on every clip) chooses its set as each fold model chose its own, but on every clip:
+    the set choice sees all clips' raw rows and labels, folds them by their groups (recordings) into --search-folds
+    inner folds, and the saved model reads only the set it chose (issue 84, behaviour 5)."""
+    from acoustic_env.jobs.train import saved
+    from acoustic_env.jobs.train.evaluation import search_plan
+    from acoustic_env.learn import feature_sets
+    from acoustic_env.learn.feature_sets import candidate_sets
+
+    table = synthetic_features(40, seed=3, embedders=("vggish",), weights=PRETRAINED, signals=("raw",)).table
+    cfg = from_dict(TrainConfig, {"features": write_features(table, str(tmp_path / "t")), "output": str(tmp_path / "o"),
+                                  "search_folds": 2, "search_trials": 1, "baselines": ["logreg"], "progress": False})
+    task = load_task(cfg.task)
+    features = merge_duplicate_groups(read_features(cfg.features, task=task, signals=cfg.signals)).apply(
+        read_features(cfg.features, task=task, signals=cfg.signals))
+    assert len(set(features.groups)) < len(features)  # clips share recordings: grouping matters
+    calls, folds = [], []
+    real_choose, real_splits = saved.choose_set, feature_sets.inner_splits
+    monkeypatch.setattr(saved, "choose_set", lambda *a: calls.append(a) or real_choose(*a))
+    monkeypatch.setattr(feature_sets, "inner_splits", lambda *a: folds.append(a) or real_splits(*a))
+    sets = candidate_sets(features.feature_groups)
+    kept = saved.refit(cfg, task, features, "logreg", ["logreg"], sets, search_plan(cfg), {})
+    (_, given_sets, x, y, groups, n_folds, seed, kind, _), = calls
+    assert given_sets == sets and len(x) == len(features) and n_folds == 2 and seed == cfg.seed
+    np.testing.assert_array_equal(y, features.y)
+    np.testing.assert_array_equal(groups, features.groups)
+    # the inner folds it scored the sets on keep every recording on one side
+    splits = real_splits(y, groups, n_folds, seed)
+    assert len(splits) == 2 and len(folds) == 1 and np.array_equal(folds[0][1], groups) and folds[0][2] == 2
+    for fit_on, scored in splits:
+        assert not set(groups[fit_on]) & set(groups[scored])
+    chosen = kept.sets["logreg"]
+    assert kept.groups["logreg"] == list(sets[chosen["set"]]) == chosen["groups"]
+    assert sorted(g.name for g in kept.features.feature_groups) == sorted(chosen["groups"])
