@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -271,6 +272,15 @@ def test_a_yaml_alias_bomb_is_refused_fast_without_expanding(tmp_path):
     assert load_yaml(alias_bomb(3, 3), "t", "s.yaml") == yaml.safe_load(alias_bomb(3, 3))
     with pytest.raises(ConfigError, match=r"^t: p.yaml: not YAML \(could not determine a constructor"):
         load_yaml("!!python/object/apply:os.system ['true']\n", "t", "p.yaml")
+
+
+def test_no_module_but_the_reader_parses_yaml():
+    """Every YAML the package reads goes through ``bounded.load_yaml``: a ``yaml.safe_load`` elsewhere (the cluster
+    jobs' job.yaml had two) would expand an alias bomb again."""
+    package = Path(__file__).resolve().parents[1] / "acoustic_env"
+    loaders = re.compile(r"\byaml\.(safe_load|load|full_load|unsafe_load|load_all|safe_load_all|\w*Loader)\b")
+    found = {str(f.relative_to(package)) for f in package.rglob("*.py") if loaders.search(f.read_text())}
+    assert found == {"bounded.py"}
 
 
 def test_a_yaml_bomb_as_task_config_or_tag_map_is_one_line_on_the_command_line(tmp_path):

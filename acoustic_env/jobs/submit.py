@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from acoustic_env.bounded import read_yaml
 from acoustic_env.config.cluster import SubmitConfig
 from acoustic_env.config.schema import ConfigError
 
@@ -50,7 +49,7 @@ def definition(folder: str, name: str) -> JobDefinition:
     if name not in names:
         raise ConfigError(f"job: no jobs/ definition {name!r} in {root.resolve()} (there: {', '.join(names) or 'none'})")
     path = root / name / "job.yaml"
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(str(path), "job") or {}
     missing = [k for k in KEYS if not isinstance(data.get(k), str) or not data[k].strip()]
     if missing or set(data) - set(KEYS):
         raise ConfigError(f"job: {path} must hold exactly {', '.join(KEYS)}, got {', '.join(sorted(data)) or 'nothing'}")
@@ -67,7 +66,7 @@ def runtime_env(job: JobDefinition) -> dict[str, Any]:
     path = Path(job.runtime_env)
     if not path.is_file():
         raise ConfigError(f"job: {job.name}'s runtime_env {path} is not a file under {Path.cwd()}")
-    return yaml.safe_load(path.read_text()) or {}
+    return read_yaml(str(path), "job") or {}
 
 
 def submit(cfg: SubmitConfig) -> Submitted:
