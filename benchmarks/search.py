@@ -1,6 +1,6 @@
 """How long `acoustic-env search` takes on a large table: one query among 100,000 clips.
 
-    python benchmarks/search.py [--rows 100000] [--embedder yamnet] [--repeats 5] [--work /tmp/search-bench]
+    python benchmarks/search.py [--rows 100000] [--embedder yamnet] [--repeats 5] [--work /tmp/search-bench] [--index]
 
 Builds once a synthetic feature table (``demo.tables.synthetic_features``: ``--rows`` clips in 20
 Parquet parts, the embedder's column at its width, e.g. 1,024 for YAMNet, 2,048 for PANNs, recorded
@@ -12,7 +12,9 @@ as random weights as every embedder here is), then times, as a user would see th
   and applying the standardisation (``SearchSpace``) and the exact nearest-neighbour query
   (``duplicates.nearest``).
 
-Medians of ``--repeats`` runs, each on another example; prints a Markdown table.
+``--index`` times instead ``acoustic-env index`` once (fresh process, f16), then the command, ``ae.search`` and one
+query (``VectorIndex.nearest``) answering from it. Medians of ``--repeats`` runs, each on another example; prints a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main() -> None:
     ap.add_argument("--embedder", default="yamnet")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--work", default="/tmp/acoustic-env-search-bench")
+    ap.add_argument("--index", action="store_true", help="build the table's index, then time search from it")
     args = ap.parse_args()
     import acoustic_env as ae
     from acoustic_env.embedders.registry import get
@@ -64,6 +67,10 @@ def main() -> None:
     example = [f"clip{(i * 7919) % args.rows:07d}" for i in range(args.repeats)]
     cli = [sys.executable, "-m", "acoustic_env.cli", "search", "--features", str(table), "--embedder",
            args.embedder, "--include-random-weights", "-k", "20", "--example"]
+    results = _indexed(table, cli, example, args) if args.index else []
+    if results:
+        _print(results, args, get(args.embedder).dim)
+        return
     results = [("`acoustic-env search ... -k 20`, fresh process",
                 _median(lambda i: subprocess.run([*cli, example[i]], check=True, capture_output=True),
                         args.repeats))]
@@ -82,9 +89,35 @@ def main() -> None:
     z = space["z"]
     results.append(("  one query (`duplicates.nearest`, k = 21)",
                     _median(lambda i: nearest(z, z[i * 7919 % len(z)], 21), args.repeats)))
+    _print(results, args, get(args.embedder).dim)
+
+
+def _indexed(table: Path, cli: list[str], example: list[str], args: argparse.Namespace) -> list[tuple[str, float]]:
+    """``--index``: the index built once, then search answering from it."""
+    import acoustic_env as ae
+    from acoustic_env.learn.vector_index import load
+    from acoustic_env.table import open_table
+
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "acoustic_env.cli", "index", "--features", str(table), "--embedder",
+                    args.embedder, "--include-random-weights", "--rebuild"], check=True, capture_output=True)
+    results = [("`acoustic-env index` (f16, fresh process, once)", time.perf_counter() - t)]
+    results.append(("`acoustic-env search ... -k 20` from the index, fresh process",
+                    _median(lambda i: subprocess.run([*cli, example[i]], check=True, capture_output=True),
+                            args.repeats)))
+    options = {"embedder": args.embedder, "include_random_weights": True, "k": 20}
+    results.append(("`ae.search` from the index, warm process",
+                    _median(lambda i: ae.search(str(table), example[i], **options), args.repeats)))
+    index = load(open_table(str(table)), [args.embedder], "random")
+    results.append(("  one query (`VectorIndex.nearest`, k = 21)",
+                    _median(lambda i: index.nearest(index.vector(i * 7919 % len(index)), 21), args.repeats)))
+    return results
+
+
+def _print(results: list[tuple[str, float]], args: argparse.Namespace, dim: int) -> None:
     print(f"{time.strftime('%Y-%m-%d')}, {describe()}, Python {platform.python_version()}; {args.rows} clips x "
-          f"{get(args.embedder).dim} values ({args.embedder}), median of {args.repeats}\n")
-    print("\n".join(["| what | wall s |", "|---|---:|", *(f"| {what} | {s:.2f} |" for what, s in results)]))
+          f"{dim} values ({args.embedder}), median of {args.repeats}\n")
+    print("\n".join(["| what | wall s |", "|---|---:|", *(f"| {what} | {s:.4f} |" for what, s in results)]))
 
 
 if __name__ == "__main__":

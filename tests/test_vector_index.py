@@ -192,3 +192,19 @@ def test_extract_extends_the_index_and_an_outside_file_is_searched_through_it(tm
                       weights_cache=str(tmp_path / "no-weights"))
     assert found.searched_by and found.embedded_from
     assert found.table["clip_id"][1].as_py() == "c6" and found.table["similarity"][1].as_py() > 0.99
+
+
+def test_export_embeddings_refuses_csv_and_copies_only_a_current_index(indexed, tmp_path, capsys):
+    code, printed, err = _run(capsys, "export", str(indexed), "--output", str(tmp_path / "e.csv"), "--embeddings",
+                              "--include-random-weights")
+    assert code == 2 and not printed and err.count("\n") == 1 and "--embeddings writes Parquet" in err
+    assert not (tmp_path / "e.csv").exists()
+    out = _copy(indexed, tmp_path)
+    _write(_table(out, seed=1, prefix="new"), out, first=10, parts=1)  # the index no longer covers the table
+    code, printed, _ = _run(capsys, "export", str(out), "--output", str(tmp_path / "e.parquet"), "--embeddings",
+                            "--include-random-weights")
+    assert code == 0 and f"export: {2 * ROWS} clips" in printed
+    assert "index: no index copied: the table has 1 part(s) it does not cover (acoustic-env index updates it)" in printed
+    assert not (tmp_path / "e.parquet.index").exists()
+    meta = json.loads(pa.parquet.read_schema(tmp_path / "e.parquet").metadata[b"acoustic-env.embeddings"])
+    assert meta["clips"] == 2 * ROWS and meta["columns"] == {"yamnet": {"dim": 1024, "signal": "raw"}}
