@@ -265,6 +265,11 @@ def check_table_source(source: str, field: str = "features") -> None:
                           "features/ directory or a .parquet file")
 
 
+def own_files(parts: list[str]) -> list[str]:
+    """Of the Parquet files listed in a table's ``features/``, the parts runs wrote (``part-*``)."""
+    return [p for p in parts if posixpath.basename(p).startswith(PART_PREFIX)]
+
+
 def table_parts(source: str) -> list[str]:
     """The parts of the table in ``source``: in its ``features/`` (or in ``source`` named ``features``), the
     Parquet files runs wrote (``part-*``), as the extract resume counts them; elsewhere every Parquet file of
@@ -275,7 +280,7 @@ def table_parts(source: str) -> list[str]:
         folder, found = source, list_parts(source)
         if posixpath.basename(source.rstrip("/")) != FEATURES_DIR:
             return found
-    own = [p for p in found if posixpath.basename(p).startswith(PART_PREFIX)]
+    own = own_files(found)
     if found and not own:
         raise ConfigError(f"features: {folder} holds no part of a table ({PART_PREFIX}*.parquet, as extract writes "
                           f"them), only {len(found)} other Parquet file(s) (e.g. {posixpath.basename(found[0])}), "

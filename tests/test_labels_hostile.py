@@ -200,10 +200,16 @@ def test_the_tables_readers_leave_out_a_foreign_file_in_features(table, tmp_path
     """Item 8: the extract resume left a foreign Parquet file in features/ alone, but the readers took it as rows
     (an events part there, a ``--save`` aimed at it: clips twice, train and export failed). Now both take a
     table's own parts (``part-*``) only."""
+    from acoustic_env.learn.artifact import table_clip_s
+
     parts = Path(table) / "features"
+    clip_s = table_clip_s(table)  # the median clip length a model records of its table
     pq.write_table(pq.read_table(parts / "part-synthetic-0000.parquet").slice(0, 3), parts / "found.parquet")
+    pq.write_table(pa.table({"duration_s": [999.0] * 50}), parts / "durations.parquet")
     for source in (table, str(parts)):
         assert len(open_table(source).parts) == 2 and len(read_features(source)) == 12
+    assert table_clip_s(table) == clip_s
+    (parts / "durations.parquet").unlink()
     empty = tmp_path / "only" / "features"
     empty.mkdir(parents=True)
     (parts / "found.parquet").rename(empty / "found.parquet")

@@ -62,7 +62,8 @@ from acoustic_env.learn.transform import (
     to_arrays,
     transform_all,
 )
-from acoustic_env.storage import filesystem, join, read_json, read_parts, redact_all, strip_protocol_keep
+from acoustic_env.storage import (filesystem, join, list_parts, read_json, read_part, redact_all,
+                                  strip_protocol_keep)
 from acoustic_env.table import (
     RANDOM,
     FeatureSet,
@@ -72,6 +73,7 @@ from acoustic_env.table import (
     encode_images,
     extract_settings,
     image_rows,
+    own_files,
     read_features,
     source_of,
     vectors_to_numpy,
@@ -508,7 +510,9 @@ def table_clip_s(features: str) -> dict[str, Any]:
     """``{"value", "source"}``: the median clip length (s) of a feature table (the default if unreadable)."""
     for base in _table_bases(features):
         try:
-            table = read_parts(join(base, "features"), columns=["duration_s"])
+            parts = own_files(list_parts(join(base, "features")))  # the table's own: never a file dropped there
+            table = pa.concat_tables([read_part(p, columns=["duration_s"]) for p in parts],
+                                     promote_options="permissive") if parts else None
         except (OSError, ValueError):
             continue
         if table is not None and table.num_rows:
