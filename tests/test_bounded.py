@@ -129,7 +129,7 @@ def read_each(cases: list[tuple[str, list]]) -> tuple[list[str], int, float]:
 def test_every_reader_refuses_a_fifo_dev_zero_and_a_sparse_file_in_one_line(tmp_path):
     """The verdicts (add-verdicts' and audit-estimate's reader), label lists (train's, audit's, annotate's and
     audit-estimate's), test and truth lists, the label-accuracy estimate, the ontology, task, config and tag-map YAML,
-    a clip list (extract's, annotate's --manifest) and the weights cache (the PANNs warm start's checkpoint): each of
+    a clip list (extract's, annotate's --manifest), a recipe's metadata and the weights cache (the PANNs warm start's checkpoint): each of
     the three files is one line naming it and the limit, and nothing reads it (the process grows < 50 MB, where
     /dev/zero took 3 GB in 5 s and a FIFO hung)."""
     readers = {  # file name: (the reader, what its limit is of)
@@ -144,11 +144,13 @@ def test_every_reader_refuses_a_fifo_dev_zero_and_a_sparse_file_in_one_line(tmp_
         "w.pt": ("weights", "a weights file"),
         "onto.json": ("acoustic_env.vocabulary.ontology:load_ontology", "an ontology or class list"),
         "clips.csv": ("manifest", "a clip list"),
+        "meta.csv": ("acoustic_env.recipes.common:read_csv", "a collection's metadata file"),
     }
     cases, expected = [], []
     for name, (reader, of) in readers.items():
         for path in hostile(tmp_path, name).values():
-            cases.append((reader, [[str(path)]] if reader.endswith("read_verdicts") else [str(path)]))
+            cases.append((reader, [[str(path)]] if reader.endswith("read_verdicts") else
+                          [str(path), ["fname"]] if reader.endswith("read_csv") else [str(path)]))
             expected.append((path, of))
     lines, grew, seconds = read_each(cases)
     assert len(lines) == len(expected)

@@ -13,12 +13,15 @@ one (:func:`integer`), a file name that would leave the collection's folder
 from __future__ import annotations
 
 import csv
+import io
 import posixpath
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from acoustic_env.audio.manifest import ManifestError, read_manifest
+from acoustic_env.bounded import MAX_LIST_BYTES, open_stream
+from acoustic_env.config import ConfigError
 from acoustic_env.csv_writer import csv_bytes
 from acoustic_env.learn.splits import fold_order
 from acoustic_env.storage import filesystem, is_local, join
@@ -38,11 +41,14 @@ class Row(dict[str, str]):
 
 def read_csv(uri: str, required: Sequence[str], header: bool = True, what: str = "") -> list[Row]:
     """A metadata CSV as rows; a missing file or column, or a row of the wrong width, is one ManifestError."""
-    fs, path = filesystem(uri)
-    if not fs.isfile(path):
-        raise ManifestError(f"{uri}: not found{f' ({what})' if what else ''}")
+    try:  # by the one reader of a user's files: a regular file (never a FIFO or a device) within MAX_LIST_BYTES
+        stream = open_stream(uri, "recipe", MAX_LIST_BYTES, "a collection's metadata file")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ManifestError(f"{uri}: not found{f' ({what})' if what else ''}") from None
+    except ConfigError as exc:
+        raise ManifestError(str(exc)) from None
     rows = []
-    with fs.open(path, "rt", encoding="utf-8-sig", newline="") as fh:
+    with io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh) if header else csv.DictReader(fh, fieldnames=list(required))
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:

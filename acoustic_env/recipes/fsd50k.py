@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 from acoustic_env.audio.manifest import ManifestError
+from acoustic_env.bounded import MAX_LIST_BYTES, read_bytes
 from acoustic_env.config import ConfigError
 from acoustic_env.vocabulary.tasks import Task, class_counts, load_task
 from acoustic_env.recipes.common import LABEL_SEPARATOR, file_name, read_csv, write_manifest
@@ -87,12 +88,15 @@ def _clips_info(root: str, part: str, required: bool) -> dict[str, dict[str, Any
     """The part's clips-info JSON (clip id → title, description, tags, license, uploader), {} when absent and not
     ``required`` (binning the tags needs it: absent, one ManifestError naming it)."""
     uri = join(root, CLIPS_INFO.format(part=part))
-    fs, path = filesystem(uri)
-    if not fs.isfile(path):
+    try:  # by the one reader of a user's files: a regular file within MAX_LIST_BYTES
+        data = read_bytes(uri, "recipe", MAX_LIST_BYTES, "a collection's metadata file")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         if required:
-            raise ManifestError(f"{uri}: not found (the free-text tags are in FSD50K.metadata)")
+            raise ManifestError(f"{uri}: not found (the free-text tags are in FSD50K.metadata)") from None
         return {}
-    return {str(k): v if isinstance(v, dict) else {} for k, v in json.loads(fs.cat_file(path)).items()}
+    except ConfigError as exc:
+        raise ManifestError(str(exc)) from None
+    return {str(k): v if isinstance(v, dict) else {} for k, v in json.loads(data).items()}
 
 
 def _clip_tags(info: dict[str, Any], where: str) -> list[str]:
