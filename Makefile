@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast mutate mutate-stale docs install clean
+.PHONY: demo test check mutate mutate-stale docs install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 3 --durations=20
 
-# the tests not marked slow (each under 10 s): the loop while changing code
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n 3 -m "not slow" --durations=10
+# the unit layer, the loop while changing code: every test but the slow ones (over 10 s each) and the integration
+# ones (a Ray instance or cluster, a browser, a documented command run as written); at most 3 minutes on 2 cores
+check: $(STAMP)
+	$(BIN)/python -m pytest -q -n 3 -m "not slow and not integration" --durations=10
 
 # mutation testing (mutmut, the [mutate] extra) of the core modules against their fast tests: the survival rate per
 # module, failing over 10 % or on a survivor without a reason in tests/mutants/ (the first 11 modules about 16 min on

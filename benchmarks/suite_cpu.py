@@ -3,8 +3,10 @@ processes) and by the test that started each process.
 
     python benchmarks/suite_cpu.py -- .venv/bin/python -m pytest -q -n 3
     python benchmarks/suite_cpu.py --json cpu.json -- .venv/bin/acoustic-env extract --manifest m.csv --output o
+    python benchmarks/suite_cpu.py --budget 1800 -- make test      # what .ci/run does
 
-It prints the machine, the date and the command (credentials in a URI masked) above its tables.
+It prints the machine, the date and the command (credentials in a URI masked) above its tables, and with
+``--budget`` a last line: the total against that many CPU-s. Its exit status is the command's.
 
 Every 0.5 s it reads ``/proc/<pid>/stat`` of every process. A process started after the command is charged its CPU
 since the last sample under the title it has then (a Ray worker is ``ray::IDLE`` while it imports, then its actor's
@@ -127,6 +129,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="also write every process's record here")
     parser.add_argument("--top", type=int, default=25, help="rows per table")
+    parser.add_argument("--budget", type=float, help="CPU-s the command may take: the last line says whether it kept "
+                                                     "to them (make test's: docs/development.md)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -141,7 +145,16 @@ def main() -> int:
     print(f"\nmachine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; command: {redact(' '.join(command))}",
           file=sys.stderr)
     print(summary(records, wall, args.top), file=sys.stderr)
+    if args.budget is not None:
+        print(budget_line(records, args.budget), file=sys.stderr)
     return rc
+
+
+def budget_line(records: list[dict], budget: float) -> str:
+    """The command's CPU against its budget, one line (the end of CI's log)."""
+    total = sum(sum(r["by_kind"].values()) for r in records)
+    verdict = "within it" if total <= budget else f"{total - budget:,.0f} over"
+    return f"CPU: {total:,.0f} CPU-s of a budget of {budget:,.0f} ({verdict})"
 
 
 if __name__ == "__main__":

@@ -228,7 +228,7 @@ def mixed_clips(folder: Path) -> Path:
 
 # ----------------------------------------------------------------------------- the slow marker
 
-#: a test not marked slow should stay under this (seconds, the 2-core machine); make test-fast relies on it
+#: a test not marked slow should stay under this (seconds, the 2-core machine); make check relies on it
 FAST_LIMIT_S = 10.0
 _unmarked_slow: list[tuple[str, float]] = []
 _START = time.monotonic()  # when conftest was loaded: the run's start, to within its collection
@@ -305,6 +305,22 @@ def pytest_xdist_make_scheduler(config, log):
     return ByGroup(config, log)
 
 
+# ----------------------------------------------------------------------------- the integration marker
+
+#: fixtures that make a test an integration one, which `make check` leaves out: the session's Ray instance (and the
+#: worlds built on it), a browser, the demo run by make demo's command
+INTEGRATION_FIXTURES = {"ray_session", "browser", "demo_run"}
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark ``integration`` each test whose fixtures start Ray, a browser or the demo, as it is collected: before
+    ``-m`` selects (the tests that start them otherwise, a Ray cluster or a documented command run as written, say
+    so themselves)."""
+    if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) and "integration" not in item.keywords:
+        item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected: the order of the tests that will run
 def pytest_collection_modifyitems(config, items: list[pytest.Item]) -> None:
     """The longest groups first (LONGEST_FIRST), then the other groups that use the session's Ray instance, then
     the rest, each part by its number of slow tests, so that the processes finish close together instead of one

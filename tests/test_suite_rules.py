@@ -66,6 +66,11 @@ def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monke
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "suite_cpu.py"), "--", "true", "s3://k:s3cr3t@b/x"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "command: true s3://***@b/x" in r.stderr and "s3cr3t" not in r.stderr, r.stderr
+    assert suite_cpu.budget_line([child], 2) == f"CPU: {child['cpu_s']:,.0f} CPU-s of a budget of 2 (within it)"
+    assert suite_cpu.budget_line([child], 0).endswith(" over)")
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "suite_cpu.py"), "--budget", "1800", "--", "false"],
+                       capture_output=True, text=True, timeout=60)  # CI's use: the command's status, then the total
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("CPU: ") and "budget of 1,800" in r.stderr
 
 
 def test_the_suite_and_what_it_starts_write_bytecode_caches():
@@ -153,3 +158,18 @@ def test_a_parse_is_tried_again_on_cpythons_spurious_recursion_depth_error_only(
     monkeypatch.setattr(ast, "parse", lambda source, filename: flaky(source, filename, "something else"))
     with pytest.raises(SystemError, match="something else"):
         parse_python("x = 1")
+
+
+def test_make_check_leaves_out_every_test_that_starts_ray_a_browser_or_the_demo(request):
+    """``make check`` selects ``not slow and not integration``; every collected test whose fixtures start the
+    session's Ray instance (or a world built on it), a browser or the demo run carries ``integration``
+    (``tests/conftest.py: INTEGRATION_FIXTURES``), so the unit layer never waits on one. Under ``make test`` each
+    test process collects the whole suite, so this reads every test."""
+    from conftest import INTEGRATION_FIXTURES
+
+    make = (REPO / "Makefile").read_text()
+    assert '\ncheck: $(STAMP)\n\t$(BIN)/python -m pytest -q -n 3 -m "not slow and not integration"' in make
+    unmarked = [item.nodeid for item in request.session.items
+                if INTEGRATION_FIXTURES & set(item.fixturenames) and "integration" not in item.keywords]
+    assert not unmarked, unmarked[:10]
+    assert "integration" in request.config.getini("markers")[1]  # registered, so --strict-markers takes it

@@ -18,7 +18,7 @@ class SubmitConfig(Section):
                                             "reannotate)")
     address: str = option("http://127.0.0.1:8265", help="the cluster's job server (the dashboard's address)")
     options: str = option("", help="more options of the job's command, after its --config: each overrides the "
-                                   "config file's key (one quoted string, '--output s3://bucket/features-v2')")
+                                   "config file's key (the job's own flags, as one quoted string)")
     wait: bool = option(True, help="wait until the job has ended; a job that did not succeed fails the command")
     jobs: str = option("jobs", help="the folder of job definitions, from the working directory: the repository's "
                                     "root, which a job's runtime environment uploads")
