@@ -25,8 +25,11 @@ or a scheduled re-annotation: :func:`build` adds only their rows, in the space f
 line, as it does a graph whose bytes do not match the manifest's digest (damaged), so a search never
 answers from an index that no longer describes the table.
 
-**Precision.** ``f16`` by default: recall@10 against exact search as f32's, half the memory;
-``i8`` a quarter, with the recall ``benchmarks/RESULTS.md`` states.
+**Precision.** ``f16`` by default: recall@10 against exact search as f32's (0.97 at 100,000 x 1,024), half
+the memory; ``i8`` a quarter, at 0.75 (its fixed scale is coarse for L2-normalised 1,024-wide rows).
+
+**Not yet.** The graph is built in the command's process (USearch's threads): a build of 100,000 x 1,024 took
+6 minutes on the loaded 2-core machine. Building shards on Ray for tables of millions is to come.
 """
 
 from __future__ import annotations
