@@ -169,10 +169,16 @@ def test_the_console_says_what_was_searched_and_how_then_one_aligned_line_per_cl
     assert result_lines(audio, "recordings/dawn.wav") == [
         "search: the 2 clips nearest to recordings/dawn.wav among 40 clips, by birdnet (birdnet, birdnet_fg; weights "
         "0123456789ab), embedded with the settings of runs/r1/extract.yaml; similarity: cosine after standardising "
-        "each dimension over the table", "  the example: silent for 2 s", *clips]
+        "each dimension over the table; every clip compared", "  the example: silent for 2 s", *clips]
     assert result_lines(Found(table, "yamnet", ("yamnet",), RANDOM, 3, None), "c0") == [
         "search: the 2 clips nearest to c0 among 3 clips, by yamnet (yamnet; random weights); similarity: cosine "
-        "after standardising each dimension over the table", *clips]
+        "after standardising each dimension over the table; every clip compared", *clips]
+    indexed = Found(table, "yamnet", ("yamnet",), RANDOM, 3, None, searched_by="3 clips in its index (usearch)",
+                    compared="the index found 2 of these 2 (recall 1.00)")
+    assert result_lines(indexed, "c0")[:2] == [
+        "search: the 2 clips nearest to c0 among 3 clips, by yamnet (yamnet; random weights); similarity: cosine "
+        "after standardising each dimension over the table; from 3 clips in its index (usearch)",
+        "  --exact: the index found 2 of these 2 (recall 1.00)"]
 
 
 def test_a_table_of_alike_vectors_is_refused_naming_its_clips_and_columns():
