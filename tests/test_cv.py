@@ -182,6 +182,23 @@ def test_given_folds_are_read_exactly_and_bad_columns_end_in_one_line(tmp_path):
         from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "cv_folds": 1})
 
 
+def test_the_ablations_cross_validate_logistic_regression_on_each_subset_of_the_groups(tmp_path):
+    """Under cross-validation with its probability maps, the ablations run logistic regression on every subset of
+    the groups, each with its own preprocessing of that subset (the raw columns of every group, not the maps'
+    probabilities that share a name with them in the job)."""
+    import json
+
+    source, _ = _table_with_folds(tmp_path)
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), "folds_column": "fold",
+                                  "feature_groups": ["indices_raw", "spectral_raw"], "baselines": ["logreg"],
+                                  "shap_samples": 0, "search_trials": 1, "max_rounds": 3})
+    summary = train(cfg)
+    ablations = json.loads((tmp_path / "out" / "report" / "metrics.json").read_text())["ablations"]
+    subsets = {a["name"]: a["groups"] for a in ablations if a["name"].startswith("logreg, ")}
+    assert sorted(map(tuple, subsets.values())) == [("indices_raw",), ("spectral_raw",)]
+    assert all(0 <= a["test"]["roc_auc"] <= 1 for a in ablations) and summary.evaluation["calibration"]
+
+
 def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tmp_path):
     """End to end: published folds, pooled figures with intervals, per-fold figures, the artifact loads."""
     import acoustic_env as ae

@@ -187,8 +187,8 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     shuffled = (shuffled_contrast(cfg, task, features, result.chosen, result.proba[result.chosen], n_folds, plan,
                                   images, sets, list(result.proba)) if cfg.compare_shuffled else None)
     models = {m: {"test": d["pooled"], "val_score": d["score"]} for m, d in detail.items()}
-    for m, raw in result.raw_proba.items():  # the reliability before each fold model's probability map
-        models[m]["test"]["calibration_before"] = evaluate(kind, names, features.y, raw)["calibration"]
+    for m, before in result.raw_proba.items():  # the reliability before each fold model's probability map
+        models[m]["test"]["calibration_before"] = evaluate(kind, names, features.y, before)["calibration"]
 
     saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
     t = time.time()
