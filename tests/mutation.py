@@ -135,6 +135,10 @@ MODULES: dict[str, list[str]] = {
         "tests/test_specaugment.py", "tests/test_spectro.py", "tests/test_cnn_warm_start.py",
         "tests/test_images.py::test_either_architecture_scores_an_mfcc_images_few_rows",
         "tests/test_cnn_train.py::test_a_saved_cnn_loads_back_with_its_own_probabilities"],
+    # the CNN's warm start: a bug here trains a network half warm-started, or from a file not checked
+    "acoustic_env/learn/warm_start.py": [
+        "tests/test_cnn_warm_start.py",
+        "tests/test_dry_run.py::test_train_and_audit_dry_runs_say_clips_columns_and_outputs"],
     "acoustic_env/features/logmel.py": ["tests/test_logmel.py", "tests/test_images.py"],
     "acoustic_env/learn/metrics.py": [
         "tests/test_metrics.py", "tests/test_metrics_evaluate.py",

@@ -90,7 +90,8 @@ def test_the_network_starts_from_the_checkpoints_bn0_and_blocks_not_its_head(che
     from acoustic_env.learn.warm_start import panns_init
 
     init = panns_init(cache)
-    assert init["sha256"] == weights.read_sidecar(init["weights"])["sha256"]
+    assert init == {"from": "panns", "weights": f"{cache}/{panns.SPEC.weights.filename}",
+                    "sha256": weights.read_sidecar(init["weights"])["sha256"]}
     seen, real = [], spectro_estimator.fit
     monkeypatch.setattr(spectro_estimator, "fit", lambda model, *a, **k: (
         seen.append({n: t.detach().clone() for n, t in model.state_dict().items()}), real(model, *a, **k))[1])
@@ -163,8 +164,8 @@ def test_a_checkpoint_changed_after_the_check_stops_the_fit(checkpoint, unpinned
 @pytest.mark.parametrize("dropped,named", [
     (("bn0.",), "bn0"),
     (("conv_block2.",), "conv_block2"),
-    (("conv_block1.bn2.running_var", "conv_block2.conv1.weight"),
-     "conv_block1.bn2.running_var; conv_block2.conv1.weight"),
+    (("conv_block1.bn2.running_var", "conv_block1.bn2.running_mean", "conv_block2.conv1.weight"),
+     "conv_block1.bn2.running_mean, conv_block1.bn2.running_var; conv_block2.conv1.weight"),
 ])
 def test_a_checkpoint_that_lacks_a_tensor_stops_before_anything_is_copied(checkpoint, unpinned, tmp_path, dropped,
                                                                           named):
@@ -187,6 +188,14 @@ def test_a_checkpoint_that_lacks_a_tensor_stops_before_anything_is_copied(checkp
                               f"{named} (CNN14's bn0 and conv_block1..2 are copied whole); nothing was loaded")
     for name, tensor in net.state_dict().items():
         assert torch.equal(tensor, before[name]), name
+
+
+def test_the_run_record_says_which_checkpoint_the_cnn_started_from():
+    from acoustic_env.learn.warm_start import described
+
+    assert described({"from": "panns", "weights": "w.pth", "sha256": "0123456789abcdef" * 4}) == (
+        "The CNN (cnn14) started from the PANNs CNN14 checkpoint (sha256 0123456789ab): its bn0 and blocks copied, "
+        "its head random.")
 
 
 def test_a_checkpoint_tensor_of_another_shape_is_one_line_naming_it(checkpoint, unpinned, tmp_path):
