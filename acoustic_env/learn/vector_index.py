@@ -35,7 +35,6 @@ the memory; ``i8`` a quarter, at 0.75 (its fixed scale is coarse for L2-normalis
 from __future__ import annotations
 
 import hashlib
-import json
 import posixpath
 import time
 from collections.abc import Iterator, Sequence
@@ -247,8 +246,6 @@ def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str,
         rows = space.transform(mats)
         if graph is None:
             graph = _new_graph(rows.shape[1], precision)
-        if rows.shape[1] != graph.ndim:  # pragma: no cover - the space is the manifest's, its width fixed
-            raise ConfigError("index: the space's width changed; build it again with --rebuild")
         keys = np.arange(ids.num_rows, ids.num_rows + len(rows), dtype=np.uint64)
         graph.add(keys, rows)
         ids = pa.concat_tables([ids, facts])
@@ -347,7 +344,7 @@ def _open_graph(table: TableInfo, manifest: dict[str, Any], columns: Sequence[st
     graph = Index.restore(path, view=True) if view and is_local(where) else Index.restore(data)
     if graph is not None:
         graph.expansion_search = EXPANSION_SEARCH  # a search setting: the file does not keep it
-    if graph is None or len(graph) != manifest["rows"]:  # pragma: no cover - the checksum matched what was written
+    if graph is None or len(graph) != manifest["rows"]:  # the bytes are what was written: a guard, not a check
         raise ConfigError(f"index: {redact(where)} does not hold the {manifest['rows']} rows it should; {rebuild}")
     return graph
 
@@ -422,11 +419,6 @@ def copy_beside(table: TableInfo, columns: Sequence[str], weights: str, target: 
 
 
 def describe(manifest: dict[str, Any]) -> str:
-    """One phrase for the console: ``an index of 100000 clips (usearch 2.26.6, f16, built ...)``."""
+    """One phrase for the console: ``100000 clips in its index (usearch 2.26.6, f16, updated ...)``."""
     return (f"{manifest['rows']} clips in its index ({manifest['library']}, {manifest['precision']}, updated "
             f"{manifest['updated']})")
-
-
-def manifest_json(manifest: dict[str, Any]) -> str:
-    """The manifest without its space (what a run record or an export's metadata keeps of an index)."""
-    return json.dumps({k: v for k, v in manifest.items() if k not in ("means", "stds")})
