@@ -3,6 +3,9 @@
     python benchmarks/vector_index.py [--rows 100000] [--dim 1024] [--libraries usearch,faiss,hnswlib,voyager]
                                       [--seeds TABLE] [--queries 200] [--work /tmp/acoustic-env-index-bench]
 
+The three libraries not kept are measured only here, installed by hand into the environment for the run
+(``pip install faiss-cpu==1.15.1 hnswlib==0.8.0 voyager==2.2.3``; in no extra of the project).
+
 The vectors are what the index holds: rows of ``learn.duplicates.SearchSpace`` (standardised,
 L2-normalised), compared by inner product. They are generated (:func:`generate`) from seed
 vectors: the BirdNET embeddings of a real table when ``--seeds`` names one (its ``birdnet``
