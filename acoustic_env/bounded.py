@@ -120,6 +120,10 @@ def file_size(uri: str, field: str, limit: int, of: str) -> int | None:
     return size
 
 
+#: The bytes one read of ``read_bytes`` asks for: a file is read up to its limit, never a buffer of the limit at once.
+CHUNK = 1 << 20
+
+
 def read_bytes(uri: str, field: str, limit: int, of: str) -> bytes:
     """The bytes of the file at ``uri``, opened by :func:`open_stream` (which says what each argument is and what it
     raises) and read no further than one byte past ``limit``: a file that grew past it since its ``stat`` is one
@@ -128,8 +132,12 @@ def read_bytes(uri: str, field: str, limit: int, of: str) -> bytes:
     Returns:
         The file's bytes.
     """
-    with open_stream(uri, field, limit, of) as fh:
-        data = fh.read(limit + 1)
+    chunks, total = [], 0
+    with open_stream(uri, field, limit, of) as fh:  # in chunks: read(limit + 1) allocates the whole limit at once
+        while total <= limit and (chunk := fh.read(min(CHUNK, limit + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+    data = b"".join(chunks)
     if len(data) > limit:
         raise ConfigError(f"{field}: {uri} grew past the limit of {of} ({_limit_text(limit)}) while it was read")
     return data

@@ -323,3 +323,21 @@ def test_a_rejected_value_is_quoted_by_a_short_prefix():
 
         from_dict(TrainConfig, {"features": "t", "output": "o", "cv_folds": [[["x"] * 1000] * 1000] * 1000})
     assert str(caught.value).startswith("cv_folds: must be an integer, got [[[") and len(str(caught.value)) < 200
+
+
+def test_a_small_file_under_a_large_limit_is_read_without_a_buffer_of_the_limit(tmp_path):
+    """A model's 1-kB file under its 2-GiB bound: read in chunks, so the process never asks for the bound at once
+    (one read of limit + 1 bytes allocated it whole: the windows' hour-in-bounded-memory test saw 64 MiB)."""
+    import tracemalloc
+
+    from acoustic_env.bounded import read_bytes
+
+    small = tmp_path / "model.json"
+    small.write_bytes(b"{}" * 512)
+    tracemalloc.start()
+    try:
+        assert read_bytes(str(small), "model", 2 * 2**30, "a model file") == b"{}" * 512
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"peak {peak / 2**20:.0f} MiB"
