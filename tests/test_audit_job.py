@@ -71,7 +71,9 @@ def test_a_truth_list_marks_wrong_labels_by_flipped_and_says_what_it_lacks(tmp_p
     (tmp_path / "latin.csv").write_bytes(b"clip_id,flipped\n\xe9,1\n")
     with pytest.raises(ConfigError, match="^truth: cannot read .*latin.csv: .*codec can't decode byte 0xe9"):
         read_truth(str(tmp_path / "latin.csv"))
-    monkeypatch.setattr(job, "filesystem", lambda uri: (_ for _ in ()).throw(OSError()))  # a store that says nothing
+    from acoustic_env import bounded  # the one reader of a user's files, which read_truth goes through
+
+    monkeypatch.setattr(bounded, "filesystem", lambda uri: (_ for _ in ()).throw(OSError()))  # a store that says nothing
     with pytest.raises(ConfigError) as caught:
         read_truth("s3://b/truth.csv")
     assert str(caught.value) == "truth: cannot read s3://b/truth.csv: OSError()"

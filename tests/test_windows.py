@@ -54,7 +54,7 @@ def _sound(natural: bool, seed: int, seconds: float = CLIP_S, sr: int = SR) -> n
 def world(tmp_path_factory) -> dict:
     """The model, six clip files (alternating kinds) and the long recording made of them end to end."""
     root = tmp_path_factory.mktemp("windows")
-    syn = synthetic_features(12, seed=5, signals=("raw",), rows_per_group=None)
+    syn = synthetic_features(20, seed=5, signals=("raw",), rows_per_group=None)  # 20 rows carry 4 components a group
     natural = [bool(k) for k in syn.true]  # the task's classes: urban, natural
     rows = []
     for i, nat in enumerate(natural):
