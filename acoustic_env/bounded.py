@@ -164,7 +164,8 @@ def open_stream(uri: str, field: str, limit: int, of: str) -> BinaryIO:
     file_size(uri, field, limit, of)
     if not is_local(uri):
         fs, path = filesystem(uri)
-        return fs.open(path, "rb")
+        # an HTTP server need not answer range requests: read it as one stream from its start
+        return fs.open(path, "rb", **({"block_size": 0} if uri.startswith(("http://", "https://")) else {}))
     fd = os.open(_path(uri), os.O_RDONLY | os.O_NONBLOCK)  # swapped for a FIFO since the stat: no wait
     try:
         _refuse_kind(os.fstat(fd).st_mode, field, uri)
