@@ -198,11 +198,17 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     feature_sets = None if sets is None else {
         "sets": {s: list(g) for s, g in sets.items()}, "per_fold": result.feature_sets,
         "table": feature_set_table(sets, result.feature_sets), "saved": kept.set_record()}
+    own_prep, own_raw = preprocessing(cfg, features)  # the saved model's groups; its PCA is kept.transforms
+
+    def on_all_clips(m: str, **options: Any) -> Any:
+        """``m`` as the saved model would be, for a figure: fitted on every clip, its PCA inside every inner fit."""
+        return kept.fitted[m] if m in kept.fitted else make_estimator(
+            m, kind, k, cfg.seed, CV_THREADS, search=plan, preprocessing=own_prep, **options).fit(
+            own_raw, features.y, groups=features.groups)
+
     history, drawn = None, None
     if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
-        network = kept.fitted["mlp"] if "mlp" in kept.fitted else make_estimator(
-            "mlp", kind, k, cfg.seed, CV_THREADS, search=plan, balance=balance, resample=resample).fit(
-            x, features.y, groups=features.groups)
+        network = on_all_clips("mlp", balance=balance, resample=resample)
         if network.model_ is not None:
             drawn = network.model_.model_
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
@@ -237,9 +243,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     weighed = {}  # coefficient and impurity importances of the linear models and the forest, fitted on all clips
     for m in (m for m in candidates if spec(m).importance):
         own_transforms, infos, _ = kept.view(m) if m in kept.fitted else (transforms, features.feature_groups, x)
-        model = kept.fitted[m] if m in kept.fitted else make_estimator(m, kind, k, cfg.seed, CV_THREADS,
-                                                                       search=plan).fit(x, features.y,
-                                                                                        groups=features.groups)
+        model = on_all_clips(m)
         weighed.update({m: weights} if (weights := importances(model, own_transforms, infos=infos)) else {})
 
     counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
