@@ -7,6 +7,8 @@ dependency): without them they skip with the reason, and fail with it in CI (``c
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import io
 import json
@@ -780,13 +782,9 @@ def test_served_verdicts_go_into_the_label_store_as_clicked_and_a_refused_one_no
     """``audit-review --serve --store``: each verdict the page posts is an event of the store beside the table at once
     (no `labels add-verdicts`), credited to the page's reviewer or the server's; one the store refuses is saved nowhere."""
     from acoustic_env.labels.current import corrected
-    from acoustic_env.labels.store import default_store, read_events
+    from acoustic_env.labels.store import read_events
 
-    store = default_store(str(audited.parent / "features.parquet"))
-    srv = make_server(str(audited), port=0, store="", reviewer="night-shift")
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.server_address[1]}/api/verdicts"
-    try:
+    with _storing_server(audited, reviewer="night-shift") as (url, store):
         shown = page_data(audited)["random"]
         random_clips = [item["clip_id"] for item in shown]
         other = {"urban": "natural", "natural": "urban"}
@@ -814,6 +812,19 @@ def test_served_verdicts_go_into_the_label_store_as_clicked_and_a_refused_one_no
         assert status == 400 and "'chainsaw'" in json.loads(body)["error"]
         assert len(read_events(store, "urban_natural")) == 2
         assert random_clips[2] not in {r["clip_id"] for r in read_verdicts([verdicts_uri(str(audited))])}
+
+
+@contextlib.contextmanager
+def _storing_server(audited: Path, **options):
+    """``audit-review --serve --store`` on the audit (the store beside its table): (the verdicts URL, the store);
+    afterwards the server stopped, its verdicts file and the store removed for the next test."""
+    from acoustic_env.labels.store import default_store
+
+    store = default_store(str(audited.parent / "features.parquet"))
+    srv = make_server(str(audited), port=0, store="", **options)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/api/verdicts", store
     finally:
         srv.shutdown()
         srv.server_close()
@@ -856,25 +867,16 @@ def test_a_store_that_cannot_be_written_stops_the_server_at_start(audited):
 
 def test_a_posted_reviewer_name_too_long_for_the_store_gets_400_and_is_saved_nowhere(audited):
     """Issue 82, item 7: a 128-KiB reviewer name posted with --store made every later read of the store fail."""
-    from acoustic_env.labels.store import default_store, read_events
+    from acoustic_env.labels.store import read_events
 
-    store = default_store(str(audited.parent / "features.parquet"))
-    srv = make_server(str(audited), port=0, store="")
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with _storing_server(audited) as (url, store):
         item = page_data(audited)["random"][0]
         rec = {"clip_id": item["clip_id"], "given_labels": item["given"], "verdict": "correct", "sample": "random",
                "reviewer": "a" * (128 << 10)}
-        status, body, _ = _request(f"http://127.0.0.1:{srv.server_address[1]}/api/verdicts", json.dumps(rec).encode(),
-                                   {"Content-Type": "application/json"})
+        status, body, _ = _request(url, json.dumps(rec).encode(), {"Content-Type": "application/json"})
         assert (status, json.loads(body)["error"]) == (400, f"reviewer: at most 256 characters, got 131072 "
                                                             f"({item['clip_id']})")
         assert read_events(store) == [] and not Path(verdicts_uri(str(audited))).exists()
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        Path(verdicts_uri(str(audited))).unlink(missing_ok=True)
-        shutil.rmtree(store, ignore_errors=True)
 
 
 def test_the_pages_csv_export_neutralises_formula_cells_by_the_one_writers_rule(audited, browser):
