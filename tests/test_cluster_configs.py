@@ -406,3 +406,20 @@ def test_each_step_reads_what_the_step_before_wrote():
     assert steps["annotate"]["model"] == steps["train"]["output"] + "/model"  # train writes <output>/model/
     assert steps["annotate"]["lists"].endswith("/")
     assert steps["annotate"]["extract"]["audio_root"] == steps["extract"]["audio_root"]
+
+
+def test_submits_lines_never_show_a_uris_credentials():
+    """``submit --dry-run`` and the submitted job's lines name the job server and the command with any user-info or
+    secret query value as ``***`` (a dashboard behind basic auth, an output on a presigned URL)."""
+    from acoustic_env.config import from_dict
+    from acoustic_env.config.cluster import SubmitConfig
+    from acoustic_env.jobs.submit import Submitted, plan_submit, summary_lines
+
+    cfg = from_dict(SubmitConfig, {"job": "extract", "jobs": str(JOBS), "address": "http://ann:hunter2@head:8265",
+                                   "options": "--output s3://b/out?X-Amz-Signature=abc123"})
+    lines = plan_submit(cfg)["lines"] + summary_lines(Submitted(
+        "extract", "extract-1", "python -m acoustic_env.cli extract --output s3://b/out?X-Amz-Signature=abc123",
+        "SUCCEEDED", ""))
+    text = "\n".join(lines)
+    assert "hunter2" not in text and "abc123" not in text
+    assert "http://***@head:8265" in text and "X-Amz-Signature=***" in text

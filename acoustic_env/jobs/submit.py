@@ -17,6 +17,7 @@ from typing import Any
 from acoustic_env.bounded import read_yaml
 from acoustic_env.config.cluster import SubmitConfig
 from acoustic_env.config.schema import ConfigError
+from acoustic_env.storage import redact
 
 #: the keys of a job.yaml
 KEYS = ("entrypoint", "runtime_env")
@@ -78,18 +79,18 @@ def submit(cfg: SubmitConfig) -> Submitted:
     submission_id = f"{job.name}-{uuid.uuid4().hex[:8]}"
     status, log = submit_job(cfg.address, command, runtime_env(job), submission_id, wait=cfg.wait)
     if status in ("FAILED", "STOPPED"):
-        raise RuntimeError(f"job {submission_id} ended {status}; the end of its log:\n{log}")
+        raise RuntimeError(redact(f"job {submission_id} ended {status}; the end of its log:\n{log}"))
     return Submitted(job.name, submission_id, command, status, log)
 
 
 def summary_lines(result: Submitted) -> list[str]:
     """What ``acoustic-env submit`` prints."""
-    return [f"submit: {result.job} as {result.submission_id}: {result.status}", f"  {result.entrypoint}"]
+    return [f"submit: {result.job} as {result.submission_id}: {result.status}", redact(f"  {result.entrypoint}")]
 
 
 def plan_submit(cfg: SubmitConfig) -> dict[str, list[str]]:
     """``--dry-run``: the entry point and runtime environment the job would be submitted with, nothing sent."""
     job = definition(cfg.jobs, cfg.job)
     runtime_env(job)
-    return {"lines": [f"submit {job.name} to {cfg.address}", f"  entrypoint: {entrypoint(job, cfg.options)}",
-                      f"  runtime_env: {job.runtime_env}"]}
+    return {"lines": [redact(f"submit {job.name} to {cfg.address}"),  # a URI's credentials are *** in every line
+                      redact(f"  entrypoint: {entrypoint(job, cfg.options)}"), f"  runtime_env: {job.runtime_env}"]}
