@@ -2,7 +2,7 @@
 clip rescored, the next batch (``mixed``).
 
     python benchmarks/agile_loop.py --seeds TABLE [--rows 1000000] [--dim 1024] [--rounds 3]
-                                    [--work /tmp/acoustic-env-agile-bench]
+                                    [--work /tmp/acoustic-env-agile-bench] [--index FILE]
 
 The table: ``--rows`` clips generated from the BirdNET embeddings of a real table (``--seeds``, e.g. the 96
 forest recordings extracted with ``--embedders birdnet``) by ``vector_index.py``'s method: each row a real
@@ -13,7 +13,9 @@ spread, in the search space (standardised, L2-normalised), float16, memory-mappe
 
 Each round, as ``labels new-class`` runs one, timed step by step in this process (one core's BLAS):
 
-1. round 0 only: the example's 50 nearest clips (exact: one pass of the matrix, in 50,000-row chunks);
+1. round 0 only: the example's 50 nearest clips (exact: one pass of the matrix, in 50,000-row chunks; with
+   ``--index``, a USearch graph of the same rows, ``vector_index.py --keep``'s file: mapped, then one query at
+   ``learn/vector_index.py``'s 256 candidates, the map counted in the step);
 2. the verdicts: round 0 judges the 50 hits, each later round the 20 clips the previous round picked (the
    scripted reviewer's time is not counted);
 3. the probe: a logistic regression on the embedding (scikit-learn, the judged clips against 200 random
@@ -23,12 +25,14 @@ Each round, as ``labels new-class`` runs one, timed step by step in this process
    counted as ``other``, the verdicts settled; its refit on the embedding runs on the first 32 principal
    components, fitted on a 20,000-row sample and applied in chunks, timed as its own step).
 
-Prints a Markdown table of each step's seconds per round and the positives found.
+Prints a Markdown table of each step's seconds per round (wall; the round's CPU seconds and the load average
+beside it: the machine is shared) and the positives found.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from pathlib import Path
@@ -80,6 +84,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", default="/tmp/acoustic-env-agile-bench")
+    ap.add_argument("--index", help="a USearch file of the same rows (vector_index.py --keep, the same --rows and "
+                                    "--seeds): the top 50 from it")
     args = ap.parse_args()
     from threadpoolctl import threadpool_limits
     from sklearn.decomposition import PCA
@@ -99,11 +105,21 @@ def main() -> None:
     steps: list[dict[str, float]] = []
     judged: dict[int, int] = {}
     with threadpool_limits(1):
-        t = time.perf_counter()
-        sims = scores(rows, np.asarray(rows[example], np.float32))
-        sims[example] = -np.inf
-        top = np.argpartition(-sims, TOP)[:TOP]
-        top = top[np.argsort(-sims[top])]
+        t, cpu = time.perf_counter(), time.process_time()
+        if args.index:
+            from usearch.index import Index
+
+            from acoustic_env.learn.vector_index import EXPANSION_SEARCH
+
+            graph = Index.restore(args.index, view=True)
+            graph.expansion_search = EXPANSION_SEARCH
+            found = np.asarray(graph.search(np.asarray(rows[example], np.float32), TOP + 1, threads=1).keys)
+            top = np.array([i for i in found.tolist() if i != example][:TOP])
+        else:
+            sims = scores(rows, np.asarray(rows[example], np.float32))
+            sims[example] = -np.inf
+            top = np.argpartition(-sims, TOP)[:TOP]
+            top = top[np.argsort(-sims[top])]
         first = time.perf_counter() - t
         t = time.perf_counter()
         sample = np.asarray(rows[np.sort(rng.choice(args.rows, PCA_SAMPLE, replace=False))], np.float32)
@@ -114,7 +130,7 @@ def main() -> None:
         projected = time.perf_counter() - t
         batch = [example, *top.tolist()]
         for rnd in range(args.rounds):
-            step = {"top 50 (exact scan)": first if rnd == 0 else 0.0,
+            step = {f"top 50 ({'the index' if args.index else 'exact scan'})": first if rnd == 0 else 0.0,
                     "embedding for mixed (PCA 32)": projected if rnd == 0 else 0.0}
             judged.update({i: 0 if truth[i] else 1 for i in batch})  # class 0: the new class, 1: other
             t = time.perf_counter()
@@ -139,6 +155,9 @@ def main() -> None:
             batch = [pick.index for pick in next_batch("mixed", pool, judged, BATCH, seed=0)]
             step["next 20 (mixed)"] = time.perf_counter() - t
             step["round"] = sum(step.values())
+            step["round CPU s"] = time.process_time() - cpu
+            step["load average"] = os.getloadavg()[0]
+            cpu = time.process_time()
             step["positives found"] = sum(1 for i, label in judged.items() if label == 0)
             steps.append(step)
     print(f"{time.strftime('%Y-%m-%d')}, {describe()}, Python {platform.python_version()}; {args.rows} clips x "
@@ -148,7 +167,8 @@ def main() -> None:
     print("| step | " + " | ".join(f"round {i}" for i in range(len(steps))) + " |")
     print("|---|" + "---:|" * len(steps))
     for name in names:
-        cells = [f"{s[name]:.0f}" if name == "positives found" else f"{s[name]:.2f}" for s in steps]
+        cells = [f"{s[name]:.0f}" if name == "positives found" else f"{s[name]:.1f}" if name == "load average"
+                 else f"{s[name]:.2f}" for s in steps]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

@@ -159,15 +159,16 @@ def one(args: argparse.Namespace) -> None:
     truth = exact(rows, queries, Path(args.work))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     add, query, save = _build(args.one, args.precision, args.dim, args.rows)
-    t = time.perf_counter()
+    t, cpu, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     for start in range(0, args.rows, CHUNK):
         add(np.asarray(rows[start:start + CHUNK], np.float32), np.arange(start, min(start + CHUNK, args.rows)))
-    build = time.perf_counter() - t
+    build, build_cpu = time.perf_counter() - t, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     saved = Path(args.work) / f"index-{args.one}-{args.precision}"
     save(str(saved))
     size = saved.stat().st_size / 2**20
-    saved.unlink()
+    if not args.keep:
+        saved.unlink()
     q32 = queries.astype(np.float32)
     for ef in EF_SEARCH:
         times, hits = [], 0
@@ -178,7 +179,8 @@ def one(args: argparse.Namespace) -> None:
             hits += len(set(found.tolist()) & set(true.tolist()))
         print(json.dumps({"library": args.one, "precision": args.precision, "ef": ef, "recall": hits / truth.size,
                           "median_ms": 1e3 * float(np.median(times)), "p95_ms": 1e3 * float(np.percentile(times, 95)),
-                          "build_s": build, "memory_mb": (peak - before) / 1024, "size_mb": size}))
+                          "build_s": build, "build_cpu_s": build_cpu, "load": [load, os.getloadavg()[0]],
+                          "memory_mb": (peak - before) / 1024, "size_mb": size}))
 
 
 RUNS = {"usearch": ("f32", "f16", "i8"), "faiss": ("f32",), "hnswlib": ("f32",), "voyager": ("f32", "e4m3")}
@@ -193,6 +195,8 @@ def main() -> None:
     ap.add_argument("--precisions", default="", help="only these precisions (comma-separated; default: each's)")
     ap.add_argument("--seeds", default=None, help="a feature table with a birdnet column: the generator's seeds")
     ap.add_argument("--work", default="/tmp/acoustic-env-index-bench")
+    ap.add_argument("--keep", action="store_true", help="keep each index file in --work (agile_loop.py --index reads "
+                                                        "usearch's)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--precision", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -210,7 +214,8 @@ def main() -> None:
             if wanted and precision not in wanted:
                 continue
             cmd = [sys.executable, __file__, "--one", library, "--precision", precision, "--rows", str(args.rows),
-                   "--dim", str(args.dim), "--queries", str(args.queries), "--work", args.work]
+                   "--dim", str(args.dim), "--queries", str(args.queries), "--work", args.work,
+                   *(["--keep"] if args.keep else [])]
             out = subprocess.run(cmd + (["--seeds", args.seeds] if args.seeds else []),
                                  capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
             if out.returncode:

@@ -208,3 +208,51 @@ def test_export_embeddings_refuses_csv_and_copies_only_a_current_index(indexed, 
     assert not (tmp_path / "e.parquet.index").exists()
     meta = json.loads(pa.parquet.read_schema(tmp_path / "e.parquet").metadata[b"acoustic-env.embeddings"])
     assert meta["clips"] == 2 * ROWS and meta["columns"] == {"yamnet": {"dim": 1024, "signal": "raw"}}
+
+
+def _recall(index: vector_index.VectorIndex, rows: np.ndarray, queries: range) -> float:
+    """recall@10 of ``index`` against the exact 10 nearest of ``rows`` (its own stored rows), queries by key."""
+    hits = 0
+    for q in queries:
+        truth = np.argsort(-(rows @ rows[q]), kind="stable")[:10]
+        hits += len(set(index.nearest(rows[q], 10)[0].tolist()) & set(truth.tolist()))
+    return hits / (10 * len(queries))
+
+
+def test_an_index_built_in_shards_answers_as_one_graph_and_takes_new_parts_in_its_last(indexed, tmp_path):
+    out = _copy(indexed, tmp_path)
+    table = open_table(str(out))
+    done = vector_index.build(table, "yamnet", ["yamnet"], "random", shards=3, rebuild=True)  # mapped in turn here
+    assert (done.action, done.shards, done.rows) == ("rebuilt", 3, ROWS)
+    one, three = (vector_index.load(open_table(str(d)), ["yamnet"], "random") for d in (indexed, out))
+    assert three.manifest["shards"] and len(three.graph.shards) == 3 and three.graph.firsts == (0, 300, 600)
+    assert three.ids.equals(one.ids)  # keys are table rows, shard after shard
+    for a, b in zip(one.space.means + one.space.stds, three.space.means + three.space.stds):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    rows = np.stack([one.vector(i) for i in range(ROWS)])
+    np.testing.assert_array_equal(three.vector(1000), rows[1000])  # from the third shard
+    assert _recall(three, rows, range(0, ROWS, 40)) >= max(0.95, _recall(one, rows, range(0, ROWS, 40)) - 0.02)
+    _write(_table(out, seed=1, prefix="new"), out, first=10, parts=1)
+    done = vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random")
+    assert (done.action, done.added, done.shards) == ("extended", ROWS, 3)
+    grown = vector_index.load(open_table(str(out)), ["yamnet"], "random")
+    assert grown.graph.firsts == (0, 300, 600) and len(grown.graph.shards[-1]) == 600 + ROWS
+    assert grown.nearest(grown.vector(ROWS + 3), 1)[0][0] == ROWS + 3
+    assert vector_index.runs(["a", "b", "c", "d", "e"], 3) == [["a"], ["b", "c"], ["d", "e"]]
+    assert vector_index.runs(["a"], 4) == [["a"]]
+
+
+@pytest.mark.slow  # a Ray instance's tasks: over 10 s on the 2-core machine
+def test_a_build_on_ray_is_the_in_process_build_recall_for_recall(indexed, tmp_path, capsys, ray_session):
+    out = _copy(indexed, tmp_path)
+    code, printed, _ = _run(capsys, "index", "--features", str(out), "--embedder", "yamnet",
+                            "--include-random-weights", "--shards", "2", "--rebuild")
+    assert code == 0 and f"built again {out}/index/yamnet.json: {ROWS} clips, f16, 2 shards" in printed
+    one, two = (vector_index.load(open_table(str(d)), ["yamnet"], "random") for d in (indexed, out))
+    assert len(two.graph.shards) == 2 and two.ids.equals(one.ids)
+    for a, b in zip(one.space.means + one.space.stds, two.space.means + two.space.stds):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    rows = np.stack([one.vector(i) for i in range(ROWS)])
+    assert _recall(two, rows, range(0, ROWS, 40)) >= max(0.95, _recall(one, rows, range(0, ROWS, 40)) - 0.02)
+    code, printed, _ = _run(capsys, "search", "--features", str(out), "--example", "clip00007", *SEARCH)
+    assert code == 0 and f"{ROWS} clips in its index" in printed

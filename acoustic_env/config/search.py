@@ -64,3 +64,5 @@ class IndexConfig(Section):
                             help="how the index stores each value: f16 (half f32's memory, the same recall), i8 (a "
                                  "quarter; recall@10 0.75 against f16's 0.97 on 1,024-wide embeddings), or f32")
     rebuild: bool = option(False, help="build the index again from every part even when it could be extended")
+    shards: int = option(1, ge=1, help="build the index in this many shards, runs of the table's parts, each a Ray "
+                                       "task (a table of millions on a cluster); a query walks every shard")

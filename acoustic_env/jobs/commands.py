@@ -62,14 +62,20 @@ def run_index(cfg: IndexConfig) -> Any:
     preflight(cfg)
     table = open_table(cfg.features)
     embedder, columns = choose_columns(table, cfg)
-    return build(table, embedder, columns, table.weights.get(columns[0]) or RANDOM, cfg.precision, cfg.rebuild)
+    weights = table.weights.get(columns[0]) or RANDOM
+    if cfg.shards > 1:
+        from acoustic_env.distributed.index_build import build_on_ray
+
+        return build_on_ray(table, embedder, columns, weights, cfg.precision, cfg.rebuild, cfg.shards)
+    return build(table, embedder, columns, weights, cfg.precision, cfg.rebuild)
 
 
 def index_lines(done: Any) -> list[str]:
     """``index: built /out/index/birdnet.json: 96 clips, f16 (1.2 s)``, and why it was (re)built or left."""
     said = {"built": "built", "extended": f"extended by {done.added} clips", "rebuilt": "built again",
             "current": "left as it is"}[done.action]
-    return [f"index: {said} {redact(done.where)}: {done.rows} clips, {done.precision} ({done.seconds:.1f} s)",
+    shards = f", {done.shards} shards" if done.shards > 1 else ""
+    return [f"index: {said} {redact(done.where)}: {done.rows} clips, {done.precision}{shards} ({done.seconds:.1f} s)",
             f"  {done.why}"]
 
 

@@ -28,16 +28,23 @@ answers from an index that no longer describes the table.
 **Precision.** ``f16`` by default: recall@10 against exact search as f32's (0.97 at 100,000 x 1,024), half
 the memory; ``i8`` a quarter, at 0.75 (its fixed scale is coarse for L2-normalised 1,024-wide rows).
 
-**Not yet.** The graph is built in the command's process (USearch's threads): a build of 100,000 x 1,024 took
-6 minutes on the loaded 2-core machine. Building shards on Ray for tables of millions is to come.
+**Shards.** A table of millions is built in ``shards``: runs of its parts, each run's moments and then its graph
+computed by its own task (``mapper``: ``distributed.index_build`` runs them as Ray tasks; the in-process build is
+one shard, mapped in this process), so a cluster builds in parallel what one process would build in turn (USearch
+has no merge of two graphs). The graphs are then written as one file, one after the other, under one digest; a
+query walks each and keeps the nearest of their answers, so it costs about ``shards`` times one graph's walk, and
+finds at least what one graph over every row finds (each graph is searched with the same candidates over fewer
+rows). Keys stay the table's row numbers, so the clip ids, the space and the answers are the in-process build's.
+Parts added later join the last graph.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import posixpath
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -177,9 +184,13 @@ def _batches(table: TableInfo, parts: Sequence[str], columns: Sequence[str], wid
         yield done()
 
 
-def fit_space(table: TableInfo, parts: Sequence[str], columns: Sequence[str], widths: dict[str, int]) -> SearchSpace:
-    """The search space over every finite row of ``parts``, fitted batch by batch (sums in float64): the
-    same means and standard deviations as ``SearchSpace.fit`` on the whole table in memory."""
+Moments = tuple[int, list[np.ndarray], list[np.ndarray]]
+
+
+def moments(parts: Sequence[str], table: TableInfo, columns: Sequence[str], widths: dict[str, int]) -> Moments:
+    """(rows, each column's sums, each column's sums of squares) over every finite row of ``parts``, batch by
+    batch in float64: one shard's share of the space, added up by :func:`space_from` (the first argument is what
+    a ``mapper`` maps over)."""
     n = 0
     sums = [np.zeros(widths[c]) for c in columns]
     squares = [np.zeros(widths[c]) for c in columns]
@@ -188,6 +199,15 @@ def fit_space(table: TableInfo, parts: Sequence[str], columns: Sequence[str], wi
         for s, q, m in zip(sums, squares, mats):
             s += m.sum(axis=0, dtype=np.float64)
             q += np.einsum("ij,ij->j", m, m, dtype=np.float64)
+    return n, sums, squares
+
+
+def space_from(shares: Sequence[Moments], columns: Sequence[str]) -> SearchSpace:
+    """The search space over the rows whose moments ``shares`` hold: the same means and standard deviations as
+    ``SearchSpace.fit`` on the whole table in memory."""
+    n = sum(share[0] for share in shares)
+    sums = [np.sum([share[1][i] for share in shares], axis=0) for i in range(len(columns))]
+    squares = [np.sum([share[2][i] for share in shares], axis=0) for i in range(len(columns))]
     if not n:
         raise ConfigError(f"features: no clip has finite {', '.join(columns)} vectors: nothing to index")
     means = tuple(s / n for s in sums)
@@ -205,10 +225,50 @@ def _new_graph(ndim: int, precision: str) -> Any:
                  expansion_search=EXPANSION_SEARCH)
 
 
+#: A build's ``mapper``: ``mapper(fn, items, **shared)`` is ``[fn(item, **shared) for item in items]``, run where
+#: the mapper runs it (``distributed.fanout.map_tasks``: each call a Ray task).
+Mapper = Callable[..., list[Any]]
+
+
+def in_process(fn: Callable[..., Any], items: Sequence[Any], **shared: Any) -> list[Any]:
+    """The mapper of a build without Ray: each item in this process, in turn."""
+    return [fn(item, **shared) for item in items]
+
+
+def runs(parts: Sequence[str], shards: int) -> list[list[str]]:
+    """``parts`` cut into ``shards`` runs in their order (fewer when there are fewer parts), as even in count as
+    whole parts allow: the table's rows in table order, shard after shard."""
+    n = max(1, min(shards, len(parts)))
+    return [list(parts[i * len(parts) // n:(i + 1) * len(parts) // n]) for i in range(n)]
+
+
+def _add(graph: Any, ids: pa.Table, first: int, table: TableInfo, parts: Sequence[str], columns: Sequence[str],
+         widths: dict[str, int], space: SearchSpace, precision: str) -> tuple[Any, pa.Table]:
+    """``graph`` (None: a new one) with the rows of ``parts`` added in the space, keyed on from ``first`` plus the
+    rows ``ids`` already holds; and ``ids`` with their clip ids and URIs."""
+    for facts, mats in _batches(table, parts, columns, widths):
+        rows = space.transform(mats)
+        if graph is None:
+            graph = _new_graph(rows.shape[1], precision)
+        keys = np.arange(first + ids.num_rows, first + ids.num_rows + len(rows), dtype=np.uint64)
+        graph.add(keys, rows)
+        ids = pa.concat_tables([ids, facts])
+    return graph, ids
+
+
+def shard(job: tuple[Sequence[str], int], table: TableInfo, columns: Sequence[str], widths: dict[str, int],
+          space: SearchSpace, precision: str) -> tuple[bytes, pa.Table]:
+    """One shard: the graph over a run of parts (``job``: the run and its first key, the rows before it in the
+    table), saved, and the clip id and URI of each of its keys (no rows: empty bytes and no ids)."""
+    parts, first = job
+    graph, ids = _add(None, _IDS.empty_table(), first, table, parts, columns, widths, space, precision)
+    return (b"" if graph is None else bytes(graph.save())), ids
+
+
 @dataclass(frozen=True)
 class Built:
     """What :func:`build` did: ``action`` (``built``, ``extended``, ``rebuilt``, ``current``), why, the rows
-    added, the rows indexed, its manifest's URI, its precision and its seconds."""
+    added, the rows indexed, its manifest's URI, its precision, its seconds and its shards."""
 
     action: str
     why: str
@@ -217,13 +277,15 @@ class Built:
     where: str
     precision: str
     seconds: float
+    shards: int = 1
 
 
 def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str, precision: str = "f16",
-          rebuild: bool = False) -> Built:
+          rebuild: bool = False, shards: int = 1, mapper: Mapper = in_process) -> Built:
     """Build the index over ``columns``, extend it with the table's new parts, or build it again when parts it
     covers were replaced, the weights changed, its precision is another or ``rebuild`` asks; nothing when it is
-    current. The graph and ids are written before the manifest that names them."""
+    current. A build is ``shards`` runs of parts, each run's moments and graph mapped by ``mapper`` (see the module
+    docstring); an extension adds to the last graph here. The graphs and ids are written before the manifest."""
     if precision not in INDEX_PRECISIONS:
         raise ConfigError(f"precision: must be one of {', '.join(INDEX_PRECISIONS)}, got {precision!r}")
     start = time.perf_counter()
@@ -231,29 +293,24 @@ def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str,
     found = status(table, columns, weights)
     old = found.manifest
     if found.state == "current" and not rebuild and old["precision"] == precision:
-        return Built("current", found.why, 0, old["rows"], found.where, precision, time.perf_counter() - start)
+        return Built("current", found.why, 0, old["rows"], found.where, precision, time.perf_counter() - start,
+                     len(old.get("shards", [0])))
     extend = found.state == "extended" and not rebuild and old["precision"] == precision
     if extend:
         space = SearchSpace(tuple(map(np.asarray, old["means"])), tuple(map(np.asarray, old["stds"])))
-        graph, ids = _open_graph(table, old, columns, view=False), _read_ids(table, old)
-        parts = list(found.new_parts)
+        graphs, ids = _open_graphs(table, old, columns, view=False), _read_ids(table, old)
+        last, ids = _add(graphs.shards[-1], ids, 0, table, found.new_parts, columns, widths, space, precision)
+        blobs = [bytes(g.save()) for g in (*graphs.shards[:-1], last)]
+        added = ids.num_rows - old["rows"]
     else:
-        parts = list(table.parts)
-        space = fit_space(table, parts, columns, widths)
-        graph, ids = None, _IDS.empty_table()
-    added = 0
-    for facts, mats in _batches(table, parts, columns, widths):
-        rows = space.transform(mats)
-        if graph is None:
-            graph = _new_graph(rows.shape[1], precision)
-        keys = np.arange(ids.num_rows, ids.num_rows + len(rows), dtype=np.uint64)
-        graph.add(keys, rows)
-        ids = pa.concat_tables([ids, facts])
-        added += len(rows)
-    if graph is None:
-        raise ConfigError(f"features: no clip of {redact(table.source)} has finite {', '.join(columns)} vectors: "
-                          "nothing to index")
-    if not extend:
+        jobs = runs(table.parts, shards)
+        shares = mapper(moments, jobs, table=table, columns=list(columns), widths=widths)
+        space = space_from(shares, columns)
+        firsts = np.cumsum([0, *(share[0] for share in shares[:-1])]).tolist()
+        made = [m for m in mapper(shard, list(zip(jobs, firsts)), table=table, columns=list(columns), widths=widths,
+                                  space=space, precision=precision) if m[1].num_rows]
+        blobs, ids = [m[0] for m in made], pa.concat_tables([m[1] for m in made])
+        added = ids.num_rows
         dup = pc.count_distinct(ids["clip_id"]).as_py() != ids.num_rows
         if dup:
             raise ConfigError(f"features: {redact(table.source)} holds a clip id twice; run extract again on it "
@@ -263,10 +320,10 @@ def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str,
                 "rows": ids.num_rows, "parts": part_sizes(table),
                 "means": [m.tolist() for m in space.means], "stds": [s.tolist() for s in space.stds],
                 "built": old["built"] if extend else _now(), "updated": _now()}
-    _write(table, columns, graph, ids, manifest, old)
+    _write(table, columns, blobs, ids, manifest, old)
     action = "extended" if extend else ("rebuilt" if old is not None else "built")
     why = found.why if old is not None else f"{ids.num_rows} clips"
-    return Built(action, why, added, ids.num_rows, found.where, precision, time.perf_counter() - start)
+    return Built(action, why, added, ids.num_rows, found.where, precision, time.perf_counter() - start, len(blobs))
 
 
 def update_beside(output: str) -> list[str]:
@@ -289,7 +346,7 @@ def update_beside(output: str) -> list[str]:
             manifest = read_json(where)
             columns = manifest["columns"]
             built = build(table, manifest["embedder"], columns, table.weights.get(columns[0]) or RANDOM,
-                          manifest["precision"])
+                          manifest["precision"], shards=len(manifest.get("shards", [0])))
         except (ConfigError, ValueError, KeyError, TypeError) as exc:
             lines.append(f"index {redact(where)} not updated: {exc}")
         else:
@@ -307,9 +364,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _write(table: TableInfo, columns: Sequence[str], graph: Any, ids: pa.Table, manifest: dict[str, Any],
+def _write(table: TableInfo, columns: Sequence[str], blobs: Sequence[bytes], ids: pa.Table, manifest: dict[str, Any],
            old: dict[str, Any] | None) -> None:
-    data = bytes(graph.save())
+    """The shards' graphs as one file, one after the other (the manifest records each one's bytes), the ids, then
+    the manifest that names them; the old files once nothing names them."""
+    data = b"".join(blobs)
     digest = hashlib.sha256(data).hexdigest()
     base = join(index_dir(table), index_name(columns))
     stem = f"{index_name(columns)}-{digest[:16]}"
@@ -319,15 +378,41 @@ def _write(table: TableInfo, columns: Sequence[str], graph: Any, ids: pa.Table, 
     write_bytes(data, join(index_dir(table), stem + ".usearch"))
     write_parquet(ids, join(index_dir(table), stem + ".ids.parquet"))
     write_json({**manifest, "graph": stem + ".usearch", "ids": stem + ".ids.parquet", "sha256": digest,
-                "bytes": len(data)}, base + ".json")
+                "bytes": len(data), "shards": [len(b) for b in blobs]}, base + ".json")
     if old is not None and old.get("graph") != stem + ".usearch":
         for name in (old.get("graph"), old.get("ids")):
             if name:
                 delete(join(index_dir(table), name))
 
 
-def _open_graph(table: TableInfo, manifest: dict[str, Any], columns: Sequence[str], view: bool) -> Any:
-    """The graph the manifest names, its bytes checked against the manifest's digest (one line when damaged)."""
+@dataclass(frozen=True)
+class Graphs:
+    """An index's graphs, one a shard, each holding a run of keys from its first on; searched together."""
+
+    shards: tuple[Any, ...]
+    firsts: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return sum(len(g) for g in self.shards)
+
+    def get(self, key: int) -> np.ndarray:
+        """The row stored for ``key``, from the shard whose run holds it."""
+        return self.shards[bisect.bisect_right(self.firsts, key) - 1].get(np.uint64(key))
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest keys of every shard's ``k`` nearest, nearest first, and their distances."""
+        keys, distances = [], []
+        for graph in self.shards:
+            found = graph.search(query, min(k, len(graph)))
+            keys.append(np.asarray(found.keys, np.int64))
+            distances.append(np.asarray(found.distances, np.float32))
+        order = np.argsort(np.concatenate(distances), kind="stable")[:k]
+        return np.concatenate(keys)[order], np.concatenate(distances)[order]
+
+
+def _open_graphs(table: TableInfo, manifest: dict[str, Any], columns: Sequence[str], view: bool) -> Graphs:
+    """The graphs the manifest names, their bytes checked against the manifest's digest (one line when damaged);
+    one graph in a local file is mapped (``view``), shards are read."""
     from usearch.index import Index
 
     where = join(index_dir(table), manifest["graph"])
@@ -341,12 +426,18 @@ def _open_graph(table: TableInfo, manifest: dict[str, Any], columns: Sequence[st
     if len(data) != manifest["bytes"] or hashlib.sha256(data).hexdigest() != manifest["sha256"]:
         raise ConfigError(f"index: {redact(where)} is damaged ({len(data)} bytes, its manifest says "
                           f"{manifest['bytes']}, or its checksum differs); {rebuild}")
-    graph = Index.restore(path, view=True) if view and is_local(where) else Index.restore(data)
-    if graph is not None:
-        graph.expansion_search = EXPANSION_SEARCH  # a search setting: the file does not keep it
-    if graph is None or len(graph) != manifest["rows"]:  # the bytes are what was written: a guard, not a check
+    sizes = manifest.get("shards", [len(data)])  # an index written before shards: one graph
+    if len(sizes) == 1 and view and is_local(where):
+        shards = [Index.restore(path, view=True)]
+    else:
+        ends = np.cumsum(sizes).tolist()
+        shards = [Index.restore(data[end - size:end]) for size, end in zip(sizes, ends)]
+    if any(g is None for g in shards) or sum(len(g) for g in shards) != manifest["rows"]:
+        # the bytes are what was written: a guard, not a check
         raise ConfigError(f"index: {redact(where)} does not hold the {manifest['rows']} rows it should; {rebuild}")
-    return graph
+    for graph in shards:
+        graph.expansion_search = EXPANSION_SEARCH  # a search setting: the file does not keep it
+    return Graphs(tuple(shards), tuple(np.cumsum([0, *(len(g) for g in shards[:-1])]).tolist()))
 
 
 def _read_ids(table: TableInfo, manifest: dict[str, Any]) -> pa.Table:
@@ -366,7 +457,7 @@ def _read_ids(table: TableInfo, manifest: dict[str, Any]) -> pa.Table:
 class VectorIndex:
     """A loaded index: the graph, the clip id and URI of each key, the space it holds, its manifest."""
 
-    graph: Any
+    graph: Graphs
     ids: pa.Table
     space: SearchSpace
     manifest: dict[str, Any]
@@ -377,13 +468,12 @@ class VectorIndex:
 
     def vector(self, key: int) -> np.ndarray:
         """The row stored for ``key`` (at the index's precision), as float32."""
-        return np.asarray(self.graph.get(np.uint64(key)), np.float32)
+        return np.asarray(self.graph.get(key), np.float32)
 
     def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """As ``duplicates.nearest``: the ``k`` keys nearest to ``query`` (a row of the space), nearest first, and
         their mean cosine distances."""
-        found = self.graph.search(np.asarray(query, np.float32).reshape(-1), min(k, len(self)))
-        return np.asarray(found.keys, np.int64), np.asarray(found.distances, np.float32)
+        return self.graph.search(np.asarray(query, np.float32).reshape(-1), min(k, len(self)))
 
 
 def load(table: TableInfo, columns: Sequence[str], weights: str) -> VectorIndex | None:
@@ -397,7 +487,7 @@ def load(table: TableInfo, columns: Sequence[str], weights: str) -> VectorIndex 
         raise ConfigError(f"index: {redact(found.where)} no longer matches the "
                           f"table: {found.why}; update it ({fix}) or search every clip with --exact")
     manifest = found.manifest
-    graph = _open_graph(table, manifest, columns, view=True)
+    graph = _open_graphs(table, manifest, columns, view=True)
     space = SearchSpace(tuple(map(np.asarray, manifest["means"])), tuple(map(np.asarray, manifest["stds"])))
     return VectorIndex(graph, _read_ids(table, manifest), space, manifest, index_dir(table))
 
