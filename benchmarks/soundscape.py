@@ -1,7 +1,8 @@
 """The soundscape job against scikit-maad's own per-minute loop: real time per core, scaling, memory on a 24-h file.
 
     python benchmarks/soundscape.py [--work /tmp/acoustic-env-soundscape] [--skip maad,scaling,memory]
-                                    [--cores 1,2] [--scaling-minutes 40] [--memory-hours 24]
+                                    [--cores 1,2] [--scaling-minutes 40] [--rounds 3]
+                                    [--memory-hours 24]
 
 Three measurements, printed as a Markdown section for benchmarks/RESULTS.md:
 
@@ -14,7 +15,9 @@ Three measurements, printed as a Markdown section for benchmarks/RESULTS.md:
 * ``scaling``: the job itself (``acoustic-env soundscape``'s function) on a generated deployment of
   ``--scaling-minutes`` minutes of audio (ten-minute files of the forest recordings end to end), every span on a local
   Ray of 1, 2, ... CPUs (``ray.init(num_cpus=N)`` before the job; ``--in-process-max 0``), timed from the job's call
-  (Ray started, its actors not) to its return: audio seconds per wall second, and the speed-up over one CPU.
+  (Ray started, its actors not) to its return, the CPU counts interleaved in each of ``--rounds`` rounds, medians:
+  audio seconds per wall second, the speed-up over one CPU, and the CPU seconds of the job's processes (this one and
+  the Ray processes it started), which a machine loaded by others does not change as it changes the wall time.
 * ``memory``: a generated 24-hour file (16 kHz, 16-bit mono, 2.8 GB: the forest recordings end to end), scored by
   the command in a process of its own (in-process, 1-minute segments); its peak resident memory
   (``ru_maxrss`` of the child) and its wall time.
@@ -109,28 +112,50 @@ def long_files(work: Path, minutes: float, file_minutes: float, sr: int | None =
     return out
 
 
-def scaling(work: Path, cores: list[int], minutes: float) -> list[tuple[int, float, float]]:
-    """(CPUs, wall seconds, audio seconds per wall second) of the job on Ray."""
+def tree_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of this process and each of its descendants (a local Ray's raylet, workers and
+    actors are), by pid."""
+    import psutil
+
+    out = {}
+    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:  # gone meanwhile
+            pass
+    return out
+
+
+def scaling(work: Path, cores: list[int], minutes: float, rounds: int) -> list[tuple[int, list[float], list[float]]]:
+    """(CPUs, wall seconds per round, CPU seconds per round) of the job on a local Ray of each CPU count, the counts
+    interleaved within each round (1, 2, 1, 2, ...) so that a change in the machine's load falls on all of them.
+
+    The CPU seconds are those of this process and of every Ray process it started, from the job's call to its
+    return (Ray started before, its actors not): what the job cost, whatever else the machine runs."""
     import ray
 
     from acoustic_env.config import from_dict
     from acoustic_env.config.soundscape import SoundscapeConfig
     from acoustic_env.jobs.soundscape.job import soundscape
 
-    files = long_files(work / "deployment", minutes, 10.0)
-    audio = sum(sf.info(f).duration for f in files)
-    rows = []
-    for n in cores:
-        ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
-        cfg = from_dict(SoundscapeConfig, {"inputs": [str(work / "deployment")], "output": str(work / f"out-{n}"),
-                                           "in_process_max": 0, "span_segments": 5})
-        subprocess.run(["rm", "-rf", cfg.output], check=True)
-        start = time.perf_counter()
-        soundscape(cfg)
-        wall = time.perf_counter() - start
-        ray.shutdown()
-        rows.append((n, wall, audio / wall))
-    return rows
+    long_files(work / "deployment", minutes, 10.0)
+    walls: dict[int, list[float]] = {n: [] for n in cores}
+    cpus: dict[int, list[float]] = {n: [] for n in cores}
+    for _ in range(rounds):
+        for n in cores:
+            ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
+            cfg = from_dict(SoundscapeConfig, {"inputs": [str(work / "deployment")],
+                                               "output": str(work / f"out-{n}"), "in_process_max": 0,
+                                               "span_segments": 5})
+            subprocess.run(["rm", "-rf", cfg.output], check=True)
+            before, start = tree_cpu(), time.perf_counter()
+            soundscape(cfg)
+            walls[n].append(time.perf_counter() - start)
+            after = tree_cpu()
+            cpus[n].append(sum(t - before.get(pid, 0.0) for pid, t in after.items()))
+            ray.shutdown()
+    return [(n, walls[n], cpus[n]) for n in cores]
 
 
 def memory(work: Path, hours: float) -> tuple[float, float, float]:
@@ -151,6 +176,7 @@ def main() -> None:
     ap.add_argument("--skip", default="")
     ap.add_argument("--cores", default=f"1,{os.cpu_count()}")
     ap.add_argument("--scaling-minutes", type=float, default=40.0)
+    ap.add_argument("--rounds", type=int, default=3, help="scaling: rounds, the CPU counts interleaved in each")
     ap.add_argument("--memory-hours", type=float, default=24.0)
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -169,11 +195,17 @@ def main() -> None:
               f"{m / o:.1f}x scikit-maad (rounds: maad {', '.join(f'{x:.1f}' for x in maad)}; job "
               f"{', '.join(f'{x:.1f}' for x in ours)})")
     if "scaling" not in skip:
-        rows = scaling(args.work, [int(c) for c in args.cores.split(",")], args.scaling_minutes)
-        one = rows[0][1]
-        for n, wall, rate in rows:
-            print(f"- the job on Ray, {args.scaling_minutes:g} min of audio, {n} CPU(s): {wall:.1f} s, "
-                  f"{rate:.0f}x real time, {one / wall:.2f}x one CPU")
+        load = os.getloadavg()
+        rows = scaling(args.work, [int(c) for c in args.cores.split(",")], args.scaling_minutes, args.rounds)
+        audio = args.scaling_minutes * 60
+        one = float(np.median(rows[0][1]))
+        print(f"- the job on Ray, {args.scaling_minutes:g} min of audio, the CPU counts interleaved over "
+              f"{args.rounds} round(s), medians (load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after):")
+        for n, walls, cpus in rows:
+            wall, cpu = float(np.median(walls)), float(np.median(cpus))
+            print(f"  - {n} CPU(s): {wall:.1f} s wall ({audio / wall:.0f}x real time, {one / wall:.2f}x one CPU), "
+                  f"{cpu:.1f} CPU-s of the job's processes ({audio / cpu:.0f}x real time per CPU-s); rounds "
+                  f"{', '.join(f'{w:.1f}' for w in walls)} s")
     if "memory" not in skip:
         peak, wall, size = memory(args.work, args.memory_hours)
         print(f"- one {args.memory_hours:g}-hour file (16 kHz, {size:.1f} GB), 1-minute segments in one process: "

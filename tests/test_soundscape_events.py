@@ -18,8 +18,11 @@ T0 = datetime(2019, 5, 22, 6, 0, tzinfo=timezone.utc).timestamp()
 
 def test_song_meter_and_audiomoth_names_give_site_and_start_in_the_stated_zone():
     placed = place([{"clip_id": "a", "uri": "/d/S4A03895_20190522_061500.wav"},
-                    {"clip_id": "b", "uri": "s3://bucket/north/20190522_000000.WAV?x=1"}], "Europe/Paris")
+                    {"clip_id": "b", "uri": "s3://bucket/north/20190522_000000.WAV?x=1"},
+                    {"clip_id": "c", "uri": "/d/north/20190523/20190523_000000.WAV"},
+                    {"clip_id": "d", "uri": "/d/20190523/20190523_000000.WAV"}], "Europe/Paris")
     by = {p.clip_id: p for p in placed}
+    assert (by["c"].site, by["d"].site) == ("north", "d")  # a day's folder: the site is the folder above
     assert (by["a"].site, by["a"].source) == ("S4A03895", "song_meter")
     assert by["a"].start.isoformat() == "2019-05-22T06:15:00+02:00"
     assert (by["b"].site, by["b"].source, by["b"].start.hour) == ("north", "audiomoth", 0)

@@ -162,7 +162,9 @@ def test_the_page_in_headless_chromium(world, tmp_path, browser, capsys):
     capsys.readouterr()
     browser.get((out / "page" / "index.html").as_uri())
     images = browser.find_elements("css selector", "img")
-    assert len(images) == 1 + 6 + 2
+    assert len(images) == 1 + 1 + 6 + 2  # a day's false colour, the bands through the day, 6 indices, 2 shares
+    assert "acoustic events per second (EVN) in each 1-kHz band" in browser.find_element("css selector",
+                                                                                       "figcaption").text
     assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
                for i in images)
     assert console_errors(browser) == []
@@ -215,3 +217,75 @@ def test_on_ray_the_table_is_the_in_process_one(forest, ray_session, tmp_path, c
     assert "on Ray: 6 segment(s) in 6 span(s)" in capsys.readouterr().out
     here, ray = (pq.read_table(tmp_path / out / "soundscape.parquet") for out in ("here", "ray"))
     assert ray.equals(here)
+
+
+def test_the_bands_through_the_day_show_the_dawn_chorus_the_dusk_and_the_night_on_the_real_recordings(forest):
+    """The page's bands-through-the-day plot on the 96 forest recordings (events per second per 1-kHz band, by time
+    of day): the dawn chorus lights 2-8 kHz from 05:00 to 09:00 and the dusk chorus 1-4 kHz from 19:30 to 21:30, each
+    over ten times the night's (22:00-04:00) same bands; at night no band from 1 to 11 kHz rises off the floor
+    (under 0.05 events/s: these recordings hold no night insect chorus below their 11-kHz top, docs/soundscapes.md)."""
+    from datetime import timezone
+
+    import pyarrow as pa
+
+    from acoustic_env.audio.timeline import place
+    from acoustic_env.config import FeatureParams
+    from acoustic_env.jobs.soundscape.segments import SegmentScorer, SegmentSpan
+    from acoustic_env.pages.soundscape import band_grid, local_rows, site_channels, site_step
+
+    placed = place([{"clip_id": f.stem, "uri": str(f)} for f in sorted(forest.glob("*.wav"))])
+    score = SegmentScorer(60.0, FeatureParams())
+    parts = []
+    for i, p in enumerate(placed):
+        info = sf.info(p.uri)
+        parts.append(score(SegmentSpan(i, p.clip_id, p.uri, 0, 1, info.frames, info.samplerate, p.site,
+                                       p.start.timestamp())))
+    usable, _ = site_channels(local_rows(pa.concat_tables(parts), timezone.utc))
+    step = site_step(np.array([r["t"] for r in usable]))
+    grid, top = band_grid(usable, step)
+    assert step == 900 and grid.shape == (11, 96) and top == 11000 and np.isfinite(grid).all()
+    hour = np.arange(96) / 4
+    night, dawn, dusk = (hour >= 22) | (hour < 4), (hour >= 5) & (hour < 9), (hour >= 19.5) & (hour < 21.5)
+    assert grid[2:8][:, dawn].mean() > 10 * grid[2:8][:, night].mean()
+    assert grid[1:4][:, dusk].mean() > 10 * grid[1:4][:, night].mean()
+    assert grid[1:][:, night].mean(axis=1).max() < 0.05
+
+
+def test_audiomoth_day_folders_on_object_storage_placed_in_time_then_a_new_night_alone(forest, tmp_path, s3_endpoint,
+                                                                                       capsys):
+    """A deployment held in a real S3 API on loopback (moto server mode): AudioMoth files in a folder per day
+    (``ridge/20190522/20190522_233000.WAV``), read from S3, placed on the site ``ridge`` (the folder above the day's)
+    at the times of their names; the table and page written to S3. Then the next night's folder lands: a run into the
+    same output scores it alone and the table and page hold both nights."""
+    import io
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint})
+    fs.mkdir("moth")
+
+    def night(day: str, stamps: list[str]) -> None:
+        for stamp, f in zip(stamps, ("000000", "001500", "003000")):
+            fs.put(str(forest / f"S4A03895_20190522_{f}.wav"), f"moth/deploy/ridge/{day}/{day}_{stamp}.WAV")
+
+    night("20190522", ["230000", "233000"])
+    night("20190523", ["000000"])
+    args = ["soundscape", "s3://moth/deploy/", "--output", "s3://moth/out", "--timezone", "Europe/Paris"]
+    assert main(args) == 0
+    assert "soundscape: 3 file(s) on 1 site(s), 3 segment(s) (0 with an error, 0 file(s) unreadable); 3 span(s) " \
+           "scored now, 0 from an earlier run" in capsys.readouterr().out
+
+    def table():
+        fs.invalidate_cache()
+        return pq.read_table(io.BytesIO(fs.cat_file("moth/out/soundscape.parquet")))
+
+    t = table()
+    assert set(t["site"].to_pylist()) == {"ridge"}
+    assert [s.isoformat() for s in t["start_time"].to_pylist()] == [  # Paris in May: UTC+2
+        "2019-05-22T21:00:00+00:00", "2019-05-22T21:30:00+00:00", "2019-05-22T22:00:00+00:00"]
+    night("20190523", ["230000", "231500"])
+    assert main(args) == 0
+    assert "2 span(s) scored now, 3 from an earlier run" in capsys.readouterr().out
+    assert table().num_rows == 5
+    pngs = {p.rsplit("/", 1)[-1] for p in fs.glob("moth/out/page/*.png")}
+    assert {"site0-2019-05-22-false-colour.png", "site0-2019-05-23-false-colour.png", "site0-bands.png"} <= pngs

@@ -5,7 +5,9 @@ schemes cover most field recorders:
 
 * Wildlife Acoustics Song Meter (SM2, SM3, SM4, Mini): ``SITE_YYYYMMDD_HHMMSS.wav``, where ``SITE`` is the prefix
   set on the recorder (``S4A03895_20190522_000000.wav``: site ``S4A03895``, 2019-05-22 00:00:00);
-* Open Acoustic Devices AudioMoth: ``YYYYMMDD_HHMMSS.WAV``, with no site: the site is the file's folder name.
+* Open Acoustic Devices AudioMoth: ``YYYYMMDD_HHMMSS.WAV``, with no site: the site is the file's folder name, or,
+  where the files are kept in a folder per day (``ridge/20190522/20190522_061500.WAV``, as the AudioMoth
+  configuration app's daily folders do), the name of the folder above the day's (``ridge``).
 
 A clip list (CSV or Parquet) may instead give ``site`` and ``start_time`` (ISO 8601, ``2019-05-22T06:15:00``,
 with or without an offset) per row; columns win over the name.
@@ -76,10 +78,17 @@ def file_name(uri: str) -> str:
     return posixpath.basename(path.replace("\\", "/"))
 
 
+#: A folder of one day's recordings (``20190522``): not a site's name, the site is the folder above.
+DAY_FOLDER = re.compile(r"^\d{8}$")
+
+
 def folder_name(uri: str) -> str:
-    """The name of the folder holding ``uri`` (an AudioMoth's site), or ``unknown`` at the root."""
-    path = urlsplit(uri).path if "://" in uri else uri
-    return posixpath.basename(posixpath.dirname(path.replace("\\", "/"))) or "unknown"
+    """The name of the folder holding ``uri`` (an AudioMoth's site), the one above when that is a day's folder
+    (:data:`DAY_FOLDER`), or ``unknown`` at the root."""
+    folder = posixpath.dirname((urlsplit(uri).path if "://" in uri else uri).replace("\\", "/"))
+    if DAY_FOLDER.match(posixpath.basename(folder)):
+        folder = posixpath.dirname(folder)
+    return posixpath.basename(folder) or "unknown"
 
 
 def from_name(uri: str, tz: ZoneInfo) -> tuple[str, datetime, str]:

@@ -10,6 +10,12 @@ within a site, not between sites.
 **Diel plots**: the hour of the day (local clock, the run's time zone) up, the date across; one per index of
 :data:`DIEL_INDICES` and, with a model, per class's share of windows.
 
+**Bands through the day**: acoustic events per second (the per-bin EVN) averaged over each :data:`BAND_HZ` band,
+the hour of the day across, averaged over the site's days: when each band is busy. A dawn chorus is the birds'
+bands (2–8 kHz) lit at sunrise; stridulating insects at night would light their bands (4–10 kHz in the audible
+range) after dusk, though many bush-crickets sing above the 11 kHz that a 22-kHz recording reaches. Whole-segment
+indices average the bands together, and an insect band's events drown in them; a band of its own shows them.
+
 **Time steps and gaps.** A site's time step is its usual interval between segment starts (60 s for continuous
 recording in minutes; 15 min for 10-s recordings every 15 min; at least a minute). A step with no segment (a
 recorder off, a file missing or unreadable) is drawn as a gap (grey), never filled from its neighbours.
@@ -21,7 +27,8 @@ autoescaped (a site named ``<b>`` is shown as text).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, tzinfo
+import warnings
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 import numpy as np
@@ -35,6 +42,8 @@ from acoustic_env.storage import filesystem, join
 DIEL_INDICES = ("ACI", "NDSI", "BI", "Ht", "EVNspCount", "LEQt")
 #: The false-colour channels: (table column, reversed?) for red, green and blue.
 CHANNELS = (("bins_ACI", False), ("bins_ENT", True), ("bins_EVN", False))
+#: The width of a band of the bands-through-the-day plot (Hz).
+BAND_HZ = 1000.0
 #: The colour of a gap.
 GAP = (0.82, 0.82, 0.82)
 
@@ -86,6 +95,12 @@ def site_channels(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     return usable, rgb
 
 
+def day_column(local: datetime, step: float) -> int:
+    """The time step of its day (0 .. steps - 1) that a local start falls in."""
+    seconds = local.hour * 3600 + local.minute * 60 + local.second
+    return min(int(round(86400 / step)) - 1, int(seconds // step))
+
+
 def false_colour(usable: Sequence[dict[str, Any]], rgb: np.ndarray, day: date, step: float) -> tuple[np.ndarray,
                                                                                                        float]:
     """(RGB image [bins, steps of the day, 3], the top frequency in Hz) of one site's day (:func:`site_channels`);
@@ -95,8 +110,7 @@ def false_colour(usable: Sequence[dict[str, Any]], rgb: np.ndarray, day: date, s
     image[:] = GAP
     for r, v in zip(usable, rgb):
         if r["local"].date() == day:
-            seconds = r["local"].hour * 3600 + r["local"].minute * 60 + r["local"].second
-            image[:, min(columns - 1, int(seconds // step))] = np.where(np.isnan(v), GAP, v)
+            image[:, day_column(r["local"], step)] = np.where(np.isnan(v), GAP, v)
     return image[::-1], rgb.shape[1] * usable[0]["bin_hz"]
 
 
@@ -121,8 +135,7 @@ def diel_grid(rows: Sequence[dict[str, Any]], column: str, step: float) -> tuple
     for r in rows:
         v = r.get(column)
         if v is not None:
-            seconds = r["local"].hour * 3600 + r["local"].minute * 60 + r["local"].second
-            grid[min(steps - 1, int(seconds // step)), col[r["local"].date()]] = v
+            grid[day_column(r["local"], step), col[r["local"].date()]] = v
     return grid, days
 
 
@@ -138,6 +151,43 @@ def diel_png(rows: Sequence[dict[str, Any]], site: str, column: str, step: float
     ax.set_ylabel("hour of day (local)")
     ax.set_title(f"{site}: {column}")
     fig.colorbar(mesh, ax=ax)
+    return _png(fig)
+
+
+def band_grid(usable: Sequence[dict[str, Any]], step: float) -> tuple[np.ndarray, float]:
+    """(events per second [bands of :data:`BAND_HZ`, time steps of a day], the top frequency in Hz) of the rows with
+    the site's bins (:func:`site_channels`): each band's bins averaged, each time step's days averaged; NaN where no
+    day has a segment (a gap)."""
+    evn = np.stack([r["bins_EVN"] for r in usable]).astype(np.float64)
+    bin_hz = usable[0]["bin_hz"]
+    band = (np.arange(evn.shape[1]) * bin_hz // BAND_HZ).astype(int)
+    steps = int(round(86400 / step))
+    total, count = np.zeros((band.max() + 1, steps)), np.zeros((band.max() + 1, steps))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # a band of NaN bins (a silent segment's) is NaN
+        per_band = np.stack([np.nanmean(evn[:, band == b], axis=1) for b in range(band.max() + 1)], axis=1)
+    for r, v in zip(usable, per_band):
+        column, finite = day_column(r["local"], step), np.isfinite(v)
+        total[finite, column] += v[finite]
+        count[finite, column] += 1
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / count, np.nan), evn.shape[1] * bin_hz
+
+
+def band_png(usable: Sequence[dict[str, Any]], site: str, step: float) -> bytes:
+    """The bands through the day of a site (:func:`band_grid`) as a PNG: hours across, kHz up, gaps grey."""
+    grid, top = band_grid(usable, step)
+    days = len({r["local"].date() for r in usable})
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    ax.set_facecolor(GAP)
+    mesh = ax.pcolormesh(np.linspace(0, 24, grid.shape[1] + 1),
+                         np.minimum(np.arange(grid.shape[0] + 1) * BAND_HZ, top) / 1000,
+                         np.ma.masked_invalid(grid), cmap="magma", shading="flat")
+    ax.set_xticks(range(0, 25, 3))
+    ax.set_xlabel("hour of day (local)")
+    ax.set_ylabel("kHz")
+    ax.set_title(f"{site}: acoustic events per second by {BAND_HZ / 1000:g}-kHz band, mean of {days} day(s)")
+    fig.colorbar(mesh, ax=ax, label="events / s (EVN)")
     return _png(fig)
 
 
@@ -163,7 +213,7 @@ def write_page(table: pa.Table, directory: str, tz: tzinfo, classes: Sequence[st
     sites = []
     for n, site in enumerate(sorted(set(table["site"].to_pylist()))):
         mine = [r for r in rows if r["site"] == site]
-        entry = {"name": site, "spectrograms": [], "diel": [],
+        entry = {"name": site, "spectrograms": [], "diel": [], "bands": None,
                  "summary": site_summary(site, [r for r in every if r["site"] == site], mine, classes)}
         if mine:
             step = site_step(np.array([r["t"] for r in mine]))
@@ -171,15 +221,22 @@ def write_page(table: pa.Table, directory: str, tz: tzinfo, classes: Sequence[st
             figures = {f"site{n}-{day.isoformat()}-false-colour.png": (false_colour_png(usable, rgb, site, day, step),
                                                                       day)
                        for day in sorted({r["local"].date() for r in usable})}
+            bands = f"site{n}-bands.png"
+            entry["top_khz"] = rgb.shape[1] * usable[0]["bin_hz"] / 1000
+            figures[bands] = (band_png(usable, site, step), "bands")
             for column in (*DIEL_INDICES, *(f"share_{c}" for c in classes)):
                 figures[f"site{n}-diel-{column}.png"] = (diel_png(mine, site, column, step), column)
             for name, (png, what) in figures.items():
                 with fs.open(f"{root.rstrip('/')}/{name}", "wb") as fh:
                     fh.write(png)
-                (entry["spectrograms"] if "false-colour" in name else entry["diel"]).append({"src": name,
-                                                                                              "what": str(what)})
+                if name == bands:
+                    entry["bands"] = name
+                else:
+                    (entry["spectrograms"] if "false-colour" in name else entry["diel"]).append({"src": name,
+                                                                                                  "what": str(what)})
         sites.append(entry)
     html = render("soundscape.html", sites=sites, classes=list(classes), issues=[i.message for i in issues],
+                  band_khz=f"{BAND_HZ / 1000:g}",
                   rule=rule.said(), timezone=str(tz))
     with fs.open(f"{root.rstrip('/')}/index.html", "w", encoding="utf-8") as fh:
         fh.write(html)
