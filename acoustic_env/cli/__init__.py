@@ -1,8 +1,9 @@
 """The ``acoustic-env`` command. A submitted Ray job runs it as ``python -m acoustic_env.cli <job>``.
 
-The options of the catalogued commands (``jobs/catalog.py``: extract, train, audit, annotate,
-predict, search, export, the audioset commands, ...) are generated from the config declarations
-(:mod:`acoustic_env.config`), so a concept has one name on every command and in every config file. User mistakes (a bad flag or value, an unreadable manifest,
+Every command is a job of the catalogue (``jobs/catalog.py``: extract, train, audit, annotate, predict,
+search, export, duplicates, the recipe, models, audioset and labels commands, ...); its options are generated
+from the config declarations (:mod:`acoustic_env.config`), so a concept has one name on every command and in
+every config file. User mistakes (a bad flag or value, an unreadable manifest, a damaged input file,
 missing weights) end with one line naming the problem and exit status 2, never a
 traceback. Building the parser imports no heavy library: a command checks its config,
 then imports what it runs, so ``--help`` and a bad value cost a fraction of a second.
@@ -11,8 +12,8 @@ The console (see :func:`acoustic_env.distributed.session.quiet_console`): a job 
 one line per phase and its result; Ray's output, library warnings and tracebacks go to
 a log file whose path it prints once (``<output>/logs/`` for a local output). ``-v``
 puts everything back on the console. A failure that is not a user mistake prints one
-line and the log's path, exit status 1. ``--dry-run`` (extract, train, audit, annotate,
-search: the jobs with a plan) prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
+line and the log's path, exit status 1. ``--dry-run`` (the jobs with a plan: extract, train, audit,
+annotate, search, duplicates, recipe, models, ...) prints the plan (:mod:`acoustic_env.jobs.plan`) and starts nothing.
 """
 
 from __future__ import annotations
@@ -26,10 +27,8 @@ from typing import Any, NoReturn, Sequence
 
 import acoustic_env
 from acoustic_env.cli.jobs import add_job_parsers
-from acoustic_env.cli.models import add_models_parser
-from acoustic_env.cli.recipes import add_recipe_parsers
 from acoustic_env.config import ConfigError
-from acoustic_env.errors import AuditError, MissingExtraError, WeightsError
+from acoustic_env.errors import AuditError, DamagedFileError, MissingExtraError, WeightsError
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -38,7 +37,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from acoustic_env.vocabulary.ontology import OntologyError
     from acoustic_env.vocabulary.tasks import TaskError
 
-    return ConfigError, ManifestError, OntologyError, TaskError, AuditError, WeightsError, MissingExtraError
+    return (ConfigError, ManifestError, OntologyError, TaskError, AuditError, WeightsError, MissingExtraError,
+            DamagedFileError)  # a damaged input file (a truncated TFRecord) is named, and is the user's to replace
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,15 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Feature extraction, environment classification and label audit for audio collections. "
         "New here: `acoustic-env demo`, then the README's guide. `acoustic-env COMMAND --help` lists a "
         "command's options with their defaults. From Python: `import acoustic_env as ae`."))
+    # The only flags written by hand, acoustic-env's own: every job's options come from its config (cli/jobs.py).
+    # --version: not a job option (the package's version)
     parser.add_argument("--version", action="version", version=f"acoustic-env {acoustic_env.__version__}")
+    # -v: not a job option (where any command's log lines go)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show Ray's output, warnings and INFO logs on the console (default: they go to the "
                              "log file each job names)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_job_parsers(sub)
-    add_models_parser(sub)
-    add_recipe_parsers(sub)
     return parser
 
 

@@ -37,10 +37,11 @@ def _command(spec: JobSpec) -> Callable[[argparse.Namespace], int]:
         if spec.console == "before":
             console(args, output)
         kwargs = {"on_ray": lambda: console(args, output)} if spec.console == "on_ray" else {}
-        lines = spec.lines(spec.run(cfg, **kwargs))
+        result = spec.run(cfg, **kwargs)
+        lines = spec.lines(result)
         if lines:
             print(redact("\n".join(lines)))  # the lines quote URIs: never their secrets
-        return 0
+        return spec.status(result) if spec.status is not None else 0
 
     return command
 
@@ -55,9 +56,5 @@ def add_job_parsers(sub: argparse._SubParsersAction) -> None:
                 dest=f"{group}_command", required=True)
         p = (groups[group] if group else sub).add_parser(
             name, help=spec.summary, description=f"{spec.summary[0].upper()}{spec.summary[1:]}.", usage=spec.usage)
-        add_flags(p, spec.config)
-        if spec.plan is not None:
-            p.add_argument("--dry-run", action="store_true",
-                           help="print what would run (clips to do, columns, resources, weights, outputs) "
-                                "without starting Ray or writing anything")
+        add_flags(p, spec.config, dry_run=spec.plan is not None)
         p.set_defaults(func=_command(spec))

@@ -88,16 +88,22 @@ def _metavar(flag: _Flag) -> str:
     return {int: "N", float: "X"}.get(flag.kind) or flag.path[-1].upper()
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type[Section], config_file: bool = True) -> None:
+def add_flags(parser: argparse.ArgumentParser, cls: type[Section], config_file: bool = True,
+              dry_run: bool = False) -> None:
     """Add ``--config FILE`` and one flag per field of ``cls``; a section's flags get their own help group.
 
     Every flag defaults to None ("not given"), so that :func:`from_args` can tell a flag
     from the config file; values are parsed by :func:`from_dict`, which names the field.
-    ``config_file=False``: the flags only, for a hand-written command that takes one section's options.
+    ``config_file=False``: the flags only. ``dry_run``: ``--dry-run`` too, for a job with a plan (not a config
+    field: it says whether to run the job, not how).
     """
     if config_file:
         parser.add_argument("--config", metavar="FILE",
                             help=f"YAML/JSON file with any {cls.__name__} field; the flags given override it")
+    if dry_run:
+        parser.add_argument("--dry-run", action="store_true",
+                            help="print what would run (clips to do, columns, resources, weights, outputs) "
+                                 "without starting Ray or writing anything")
     groups: dict[tuple[str, ...], Any] = {(): parser}
     for flag in _flags(cls):
         where = flag.path[:-1]
@@ -106,8 +112,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type[Section], config_file: 
             groups[where] = parser.add_argument_group(f"{dotted} options", f"the {dotted!r} section of a --config file")
         meta, text = flag.field.metadata, _help(flag.field, flag.kind)
         if meta.get("positional"):  # a word without a flag: its name is its dest (a top-level field)
-            listed = typing.get_origin(flag.kind) is tuple
-            groups[where].add_argument(flag.path[-1], nargs="+" if listed else None, help=text)
+            listed, optional = typing.get_origin(flag.kind) is tuple, _default(flag.field) is not MISSING
+            groups[where].add_argument(flag.path[-1], nargs=("*" if optional else "+") if listed
+                                       else ("?" if optional else None), help=text)
             continue
         kwargs: dict[str, Any] = ({"action": argparse.BooleanOptionalAction} if flag.kind is bool
                                   else {"metavar": _metavar(flag)})
@@ -122,7 +129,7 @@ def from_args(cls: type[T], args: argparse.Namespace) -> T:
     data = load_config_file(args.config) if getattr(args, "config", None) else {}
     for flag in _flags(cls):
         value = getattr(args, ".".join(flag.path))
-        if value is None:
+        if value is None or (value == [] and flag.field.metadata.get("positional")):  # not given (no word: [])
             continue
         target = data
         for key in flag.path[:-1]:

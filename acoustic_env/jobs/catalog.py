@@ -6,7 +6,9 @@ submitted jobs (``python -m acoustic_env.cli``) all read this table, so a comman
 function that runs it, the lines that say what it did, its checks and its dry run. ``register(spec)`` adds a
 command before the parser is built (``docs/development.md``, "Adding a command"). The functions are named lazily (``registry.lazy``): building
 the parser imports none of them. The commands that serve a page until stopped (``serve``, ``audit-review``) are
-registered by ``web/commands.py``, on the floor of their servers, and ``demo`` by ``demo/command.py``.
+registered by ``web/commands.py``, on the floor of their servers, and ``demo`` by ``demo/command.py``. Each
+collection's recipe (``recipe esc50``) is its module's ``run`` and ``plan``, its config one class of
+``config/recipes.py``, as each corpus is one module of Lhotse's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, Inde
 from acoustic_env.config.cluster import SubmitConfig
 from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
 from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
+from acoustic_env.config.duplicates import DuplicatesConfig
+from acoustic_env.config.models import ModelsConvertConfig, ModelsFetchConfig, ModelsListConfig
+from acoustic_env.config.recipes import (
+    AudioSetEmbeddingsConfig,
+    AudioSetListsConfig,
+    ESC50Config,
+    FSD50KConfig,
+    UrbanSound8KConfig,
+)
 from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
 from acoustic_env.config.soundscape import SoundscapeConfig
 from acoustic_env.registry import Registry, lazy
@@ -32,7 +43,10 @@ CONSOLE = ("before", "on_ray", "never")
 GROUPS = {"audioset": "sample AudioSet's segment lists for a task, fetch the clips, write the rescored label list "
                       "after an audit",
           "labels": "keep reviewers' verdicts in a label store beside the feature table, and write the corrected "
-                    "label list that train, audit and annotate take (--labels)"}
+                    "label list that train, audit and annotate take (--labels)",
+          "recipe": "turn a public collection's layout into a clip list (or AudioSet's released embeddings into a "
+                    "feature table)",
+          "models": "list, fetch or convert pretrained weights"}
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -49,6 +63,8 @@ class JobSpec:
         usage: the usage line of ``--help``.
         check: ``check(config)``: the checks before anything runs (default: the paths by their roles, ``preflight``).
         console: when Ray's output goes to the log file, one of :data:`CONSOLE`.
+        status: ``status(result) -> int``: the command's exit status when the job finished but found something
+            wrong (``models list``: a bad file, 1); None: 0.
     """
 
     name: str
@@ -60,6 +76,7 @@ class JobSpec:
     usage: str = "%(prog)s [--config FILE] [options]"
     check: Callable[[Any], None] = lazy("acoustic_env.jobs.preflight", "preflight")
     console: str = "before"
+    status: Callable[[Any], int] | None = None
 
     def __post_init__(self) -> None:
         if self.console not in CONSOLE:
@@ -146,4 +163,44 @@ for _spec in (
                                     "to the label store, a model trains on them with random negatives, and the next "
                                     "clips to judge are written", NewClassConfig, lazy(_LABELS, "new_class"),
                 lazy(_LABELS, "new_class_lines"), console="never")):
+    register(_spec)
+
+
+def _recipe(name: str, summary: str, config: type[Section], module: str,
+            lines: str = "acoustic_env.recipes.common") -> JobSpec:
+    """A recipe (``acoustic-env recipe <name> ROOT OUT``): ``module``'s ``run`` and ``plan``, the lines of
+    ``lines``' ``summary_lines``."""
+    return JobSpec(f"recipe {name}", summary, config, lazy(module, "run"), lazy(lines, "summary_lines"),
+                   lazy(module, "plan"), usage="%(prog)s ROOT OUT [options]", console="never")
+
+
+_MODELS = "acoustic_env.jobs.models"
+_DUPLICATES = "acoustic_env.jobs.duplicates"
+
+for _spec in (
+        JobSpec("duplicates", "find near-duplicate clips in a feature table by nearest neighbours",
+                DuplicatesConfig, lazy(_DUPLICATES, "find_duplicates"), lazy(_DUPLICATES, "summary_lines"),
+                lazy(_DUPLICATES, "plan"), check=lazy(_DUPLICATES, "check"), console="never",
+                usage="%(prog)s FEATURES (--column NAMES | --chunks) --output FILE [options]"),
+        _recipe("urbansound8k", "UrbanSound8K: metadata/UrbanSound8K.csv, audio/fold1..10 (fold, group = fsID)",
+                UrbanSound8KConfig, "acoustic_env.recipes.urbansound8k"),
+        _recipe("esc50", "ESC-50 / ESC-10: meta/esc50.csv, audio/ (fold 1-5, group = src_file)", ESC50Config,
+                "acoustic_env.recipes.esc50"),
+        _recipe("fsd50k", "FSD50K: FSD50K.ground_truth/{dev,eval,vocabulary}.csv, *_audio/ (fold = split), tag bins",
+                FSD50KConfig, "acoustic_env.recipes.fsd50k"),
+        _recipe("audioset", "AudioSet segment lists in ROOT, audio in ROOT/audio/<list>/<YTID>_<start ms>.<ext>",
+                AudioSetListsConfig, "acoustic_env.recipes.audioset"),
+        _recipe("audioset-embeddings", "AudioSet's released VGGish embeddings (TFRecord files) → a feature table",
+                AudioSetEmbeddingsConfig, "acoustic_env.jobs.audioset.embeddings",
+                lines="acoustic_env.jobs.audioset.embeddings"),
+        JobSpec("models list", "show which weights are in the cache and whether they check out", ModelsListConfig,
+                lazy(_MODELS, "run_list"), lazy(_MODELS, "list_lines"), lazy(_MODELS, "plan_list"),
+                console="never", status=lazy(_MODELS, "list_status")),
+        JobSpec("models fetch", "download weights into the cache, checking their SHA-256", ModelsFetchConfig,
+                lazy(_MODELS, "run_fetch"), lazy(_MODELS, "fetch_lines"), lazy(_MODELS, "plan_fetch"),
+                usage="%(prog)s [NAMES ...] [--source URL] [options]", console="never"),
+        JobSpec("models convert", "build PyTorch weights of the models published for TensorFlow only, from TF-Hub "
+                                  "(needs the convert extra)", ModelsConvertConfig,
+                lazy(_MODELS, "run_convert"), lazy(_MODELS, "convert_lines"), lazy(_MODELS, "plan_convert"),
+                usage="%(prog)s [NAMES ...] [options]", console="never")):
     register(_spec)

@@ -8,15 +8,9 @@ generic CSV clip lists (``acoustic_env.audio.manifest``): ``clip_id``, ``uri``,
 clips), ``fold`` (the published folds or splits, for ``train --folds-column fold``)
 and the collection's own columns, which extract carries into the feature table.
 
-``acoustic-env recipe NAME ROOT OUT`` runs one (``acoustic_env.cli.recipes``).
+``acoustic-env recipe NAME ROOT OUT`` runs one: each is a job of the catalogue (``jobs/catalog.py``), its config
+one class of ``config/recipes.py`` and its module's ``run`` and ``plan`` (``--dry-run``) what the command calls, so a
+new collection is a module, a config and one line of the catalogue, with no branch on its name.
 """
 
 from __future__ import annotations
-
-#: recipe name → "module:function"; imported only when a recipe runs.
-RECIPES = {
-    "urbansound8k": "acoustic_env.recipes.urbansound8k:prepare_urbansound8k",
-    "esc50": "acoustic_env.recipes.esc50:prepare_esc50",
-    "fsd50k": "acoustic_env.recipes.fsd50k:prepare_fsd50k",
-    "audioset": "acoustic_env.recipes.audioset:prepare_audioset",
-}

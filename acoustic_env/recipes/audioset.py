@@ -27,10 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.audio.manifest import YTID, ManifestError, read_manifest
-from acoustic_env.recipes.common import write_manifest
+from acoustic_env.config.recipes import AUDIOSET_LISTS, AudioSetListsConfig
+from acoustic_env.recipes.common import Prepared, plan_lines, write_manifest
 from acoustic_env.storage import filesystem, join
 
-LISTS = ("balanced_train", "unbalanced_train", "eval")
+LISTS = AUDIOSET_LISTS
 EXTRA = ("start_s", "end_s")
 
 
@@ -66,3 +67,14 @@ def _check_ytids(uri: str, ytids: pa.ChunkedArray) -> None:
         row = int((~valid).argmax())
         raise ManifestError(f"{uri}: data row {row + 1}: YTID {ytids[row].as_py()!r} is not a YouTube id "
                             "(11 characters of A-Z, a-z, 0-9, _ and -)")
+
+
+def run(cfg: AudioSetListsConfig) -> Prepared:
+    """``acoustic-env recipe audioset``: :func:`prepare_audioset` with the command's config."""
+    return Prepared(prepare_audioset(cfg.root, cfg.out, cfg.lists))
+
+
+def plan(cfg: AudioSetListsConfig) -> dict[str, list[str]]:
+    """``recipe audioset --dry-run``: the segment lists read (those present), the clip list written."""
+    return plan_lines("audioset", [join(cfg.root, f"{name}_segments.csv") for name in cfg.lists],
+                      [join(cfg.out, "audioset.csv")])

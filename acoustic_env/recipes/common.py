@@ -17,6 +17,7 @@ import io
 import posixpath
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from acoustic_env.audio.manifest import ManifestError, read_manifest
@@ -25,6 +26,19 @@ from acoustic_env.config import ConfigError
 from acoustic_env.csv_writer import csv_bytes
 from acoustic_env.learn.splits import fold_order
 from acoustic_env.storage import filesystem, is_local, join
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a recipe wrote (``ae.run("recipe esc50", ...)`` returns it).
+
+    Attributes:
+        manifest: the clip list's path.
+        notes: lines the recipe adds to the summary (FSD50K's tag binning).
+    """
+
+    manifest: str
+    notes: tuple[str, ...] = ()
+
 
 #: The clip-list columns every recipe writes first (``labels`` separated by ``;``).
 BASE_COLUMNS = ("clip_id", "uri", "labels", "group", "fold")
@@ -141,3 +155,24 @@ def _by_directory(uris: Sequence[str]) -> dict[str, list[str]]:
 
 def stem(filename: str) -> str:
     return posixpath.splitext(posixpath.basename(filename))[0]
+
+
+def summary_lines(result: Prepared) -> list[str]:
+    """What ``acoustic-env recipe`` prints: the clips, labels, groups and folds of the list written, the audio files
+    not where the layout puts them, the clip ids a metadata file repeats, and the recipe's own notes."""
+    s = summarize(result.manifest)
+    lines = [f"{s['clips']} clips, {len(s['labels'])} labels, {s['groups']} groups, folds "
+             + ", ".join(f"{k}: {v}" for k, v in s["folds"].items())]
+    if s["missing_audio"]:
+        lines.append(f"  {s['missing_audio']} audio files are not where the layout puts them "
+                     "(extract will list them as missing_file)")
+    if s["repeated_ids"]:
+        lines.append(f"  {s['repeated_ids']} rows repeat the clip id of an earlier row: the metadata lists a file "
+                     "twice (extract keeps the first row of each and lists the others as duplicate_id)")
+    return [*lines, f"  manifest: {result.manifest}", *result.notes]
+
+
+def plan_lines(name: str, reads: Sequence[str], writes: Sequence[str]) -> dict[str, list[str]]:
+    """What ``acoustic-env recipe <name> --dry-run`` prints: the files the recipe would read and write."""
+    return {"lines": [f"recipe {name}: would read {', '.join(reads)}", f"  and write {', '.join(writes)}",
+                      "  (dry run: nothing read or written)"]}

@@ -11,7 +11,8 @@ take``) and ``audio/<filename>``. Clips cut from one Freesound recording
 
 from __future__ import annotations
 
-from acoustic_env.recipes.common import file_name, fold, integer, read_csv, stem, write_manifest
+from acoustic_env.config.recipes import ESC50Config
+from acoustic_env.recipes.common import Prepared, file_name, fold, integer, plan_lines, read_csv, stem, write_manifest
 from acoustic_env.storage import join
 
 METADATA = "meta/esc50.csv"
@@ -30,3 +31,13 @@ def prepare_esc50(root: str, out: str, esc10: bool = False) -> str:
                             "target": integer(r, "target"), "take": r["take"],
                             "esc10": r["esc10"].strip().lower() == "true"} for r in rows),
                           out, "esc10" if esc10 else "esc50", EXTRA)
+
+
+def run(cfg: ESC50Config) -> Prepared:
+    """``acoustic-env recipe esc50``: :func:`prepare_esc50` with the command's config."""
+    return Prepared(prepare_esc50(cfg.root, cfg.out, cfg.esc10))
+
+
+def plan(cfg: ESC50Config) -> dict[str, list[str]]:
+    """``recipe esc50 --dry-run``: the metadata read, the clip list written."""
+    return plan_lines("esc50", [join(cfg.root, METADATA)], [join(cfg.out, "esc10.csv" if cfg.esc10 else "esc50.csv")])

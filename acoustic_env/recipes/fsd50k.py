@@ -48,9 +48,17 @@ from acoustic_env.audio.manifest import ManifestError
 from acoustic_env.bounded import MAX_LIST_BYTES, read_bytes
 from acoustic_env.config import ConfigError
 from acoustic_env.vocabulary.tasks import Task, class_counts, load_task
-from acoustic_env.recipes.common import LABEL_SEPARATOR, file_name, read_csv, write_manifest
-from acoustic_env.recipes.fsd50k_tags import bin_tags, frequency_rows, load_tag_map, write_frequency_csv
-from acoustic_env.storage import filesystem, join, write_json
+from acoustic_env.config.recipes import FSD50KConfig
+from acoustic_env.recipes.common import LABEL_SEPARATOR, Prepared, file_name, plan_lines, read_csv, write_manifest
+from acoustic_env.recipes.fsd50k_tags import (
+    bin_tags,
+    frequency_rows,
+    load_tag_map,
+    tag_map_path,
+    top_lines,
+    write_frequency_csv,
+)
+from acoustic_env.storage import filesystem, join, read_json, write_json
 
 GROUND_TRUTH = "FSD50K.ground_truth"
 AUDIO = {"dev": "FSD50K.dev_audio", "eval": "FSD50K.eval_audio"}
@@ -191,3 +199,43 @@ def _copy(uri: str, out: str) -> None:
 def _write_yaml(data: dict[str, Any], uri: str) -> None:
     fs, path = filesystem(uri)
     fs.pipe_file(path, yaml.safe_dump(data, sort_keys=False).encode())
+
+
+def _tag_map(cfg: FSD50KConfig) -> str | None:
+    """The mapping the tags are binned by: ``--tag-map``'s, the packaged one with ``--from-tags``, else None."""
+    return cfg.tag_map or (tag_map_path() if cfg.from_tags else None)
+
+
+def run(cfg: FSD50KConfig) -> Prepared:
+    """``acoustic-env recipe fsd50k``: :func:`prepare_fsd50k` with the command's config; binned by tags, the summary
+    says what the binning kept and dropped, and the most frequent tags."""
+    tag_map = _tag_map(cfg)
+    manifest = prepare_fsd50k(cfg.root, cfg.out, cfg.task_file, cfg.bins, tag_map)
+    return Prepared(manifest, tuple(_tag_lines(cfg.out)) if tag_map else ())
+
+
+def _tag_lines(out: str) -> list[str]:
+    """What the tag binning kept and dropped, and the most frequent tags (the table beside the clip list)."""
+    counts = read_json(join(out, TAG_FILES["counts"]))
+    categories = sorted(counts["categories"].items(), key=lambda kv: -kv[1])
+    table = read_csv(join(out, TAG_FILES["frequency"]), ("scope", "rank", "tag"))
+    rows = [{**r, "rank": int(r["rank"])} for r in table]
+    return [f"  tags binned into {len(categories)} categories: " + ", ".join(f"{c} {n}" for c, n in categories)
+            + f"; {counts['dropped']} clips dropped (no tag in the mapping), {counts['several_categories']} with "
+              f"tags of two or more categories (most tags wins; {counts['ties_by_mapping_order']} ties, to the "
+              "mapping's first)",
+            *top_lines(rows),
+            f"  tag frequencies: {join(out, TAG_FILES['frequency'])}; task: {join(out, TAG_FILES['task'])}"]
+
+
+def plan(cfg: FSD50KConfig) -> dict[str, list[str]]:
+    """``recipe fsd50k --dry-run``: the ground truth (and clip info, binned by tags) read, the files written."""
+    gt = join(cfg.root, GROUND_TRUTH)
+    reads = [join(gt, f"{part}.csv") for part in ("vocabulary", "dev", "eval")]
+    writes = [join(cfg.out, "fsd50k.csv")]
+    if _tag_map(cfg):
+        reads += [join(cfg.root, CLIPS_INFO.format(part=part)) for part in ("dev", "eval")]
+        writes += [join(cfg.out, name) for name in TAG_FILES.values()]
+    else:
+        writes += [join(cfg.out, "fsd50k_bins.json")]
+    return plan_lines("fsd50k", reads, writes)

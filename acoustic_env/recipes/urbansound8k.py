@@ -15,7 +15,8 @@ and never used to cut the slice.
 
 from __future__ import annotations
 
-from acoustic_env.recipes.common import file_name, fold, integer, read_csv, stem, write_manifest
+from acoustic_env.config.recipes import UrbanSound8KConfig
+from acoustic_env.recipes.common import Prepared, file_name, fold, integer, plan_lines, read_csv, stem, write_manifest
 from acoustic_env.storage import join
 
 METADATA = "metadata/UrbanSound8K.csv"
@@ -33,3 +34,13 @@ def prepare_urbansound8k(root: str, out: str) -> str:
                             "class_id": integer(r, "classID"), "salience": integer(r, "salience"),
                             "source_start_s": r["start"], "source_end_s": r["end"]} for r in rows),
                           out, "urbansound8k", EXTRA)
+
+
+def run(cfg: UrbanSound8KConfig) -> Prepared:
+    """``acoustic-env recipe urbansound8k``: :func:`prepare_urbansound8k` with the command's config."""
+    return Prepared(prepare_urbansound8k(cfg.root, cfg.out))
+
+
+def plan(cfg: UrbanSound8KConfig) -> dict[str, list[str]]:
+    """``recipe urbansound8k --dry-run``: the metadata read, the clip list written."""
+    return plan_lines("urbansound8k", [join(cfg.root, METADATA)], [join(cfg.out, "urbansound8k.csv")])

@@ -53,6 +53,7 @@ import pyarrow as pa
 from acoustic_env import layout
 from acoustic_env.vocabulary.ontology import load_class_list
 from acoustic_env.config import ConfigError
+from acoustic_env.config.recipes import AudioSetEmbeddingsConfig
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.jobs.record import lifecycle
 from acoustic_env.jobs.results import EmbeddingsResult
@@ -329,3 +330,27 @@ def convert(source: str, output: str, class_list: str | None = None, part_rows: 
         wall = run.elapsed()
         return EmbeddingsResult.from_record(
             run.complete(counts=counts, segments_per_s=round(counts["segments"] / wall, 1) if wall else None))
+
+
+def run(cfg: AudioSetEmbeddingsConfig) -> EmbeddingsResult:
+    """``acoustic-env recipe audioset-embeddings``: :func:`convert` with the command's config."""
+    return convert(cfg.root, cfg.out, cfg.class_list, cfg.part_rows, cfg.keep_frames)
+
+
+def summary_lines(result: EmbeddingsResult) -> list[str]:
+    """What the command prints: the files and segments converted, the parts written, where the table is."""
+    c = result.counts
+    return [f"run {result.run_id}: {c['segments']} segments from {c['files'] - c['files_skipped']} TFRecord file(s) "
+            f"({c['files_skipped']} already converted) into {c['parts']} part(s), {result.wall_s:.1f} s",
+            f"  features: {result.output.rstrip('/')}/features/  (column {COLUMN}: mean and max)"]
+
+
+def plan(cfg: AudioSetEmbeddingsConfig) -> dict[str, list[str]]:
+    """``recipe audioset-embeddings --dry-run``: the TFRecord files to convert (those the output holds skipped),
+    read only."""
+    files, done = list_tfrecords(cfg.root), converted_sources(cfg.out)
+    todo = len([f for f in files if f not in done])
+    return {"lines": [f"recipe audioset-embeddings: would convert {todo} of {len(files)} TFRecord file(s) of "
+                      f"{cfg.root} ({len(files) - todo} already converted)",
+                      f"  into {cfg.out.rstrip('/')}/features/ ({cfg.part_rows} segments per part"
+                      f"{'; the frames in frames/' if cfg.keep_frames else ''})"]}
