@@ -129,7 +129,7 @@ def test_kubernetes_objects_are_valid():
         else:
             check_model(doc, BUILT_IN[(doc["apiVersion"], doc["kind"])], doc["kind"])
     assert sorted(kinds) == sorted(["ServiceAccount", "RayCluster", "RayJob", "CronJob", "ConfigMap", "RayJob",
-                                    "ServiceAccount", "Role", "RoleBinding"])
+                                    "ServiceAccount", "Role", "RoleBinding", "CronJob", "ConfigMap", "RayJob"])
 
 
 def test_the_validation_catches_mistakes():
@@ -292,7 +292,7 @@ def test_kuberay_token_authentication():
     kubectl pod talks only to the Kubernetes API; no Secret (no token) is committed."""
     docs = kube_objects()
     checked = sum(check_token(doc) for doc in docs if doc["apiVersion"] == "ray.io/v1")
-    assert checked == 8  # RayCluster: autoscaler, head, cpu, gpu; pipeline: submitter, head, cpu; nightly: submitter
+    assert checked == 9  # RayCluster: autoscaler, head, cpu, gpu; pipeline: submitter, head, cpu; nightly: 2 submitters
     cron = next(d for d in docs if d["kind"] == "CronJob")
     assert "env" not in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert not any(d["kind"] == "Secret" for d in docs), "the operator creates the Secret; no token in the repository"
@@ -327,7 +327,7 @@ def test_every_container_in_token_mode_has_a_token():
                 yield from walk(value)
 
     stated = [c for doc in kube_objects() for c in walk(doc)]
-    assert len(stated) == 8
+    assert len(stated) == 9
     for container in stated:
         names = {e["name"] for e in container["env"]}
         assert names & {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"}, container.get("name", "autoscalerOptions")
@@ -372,7 +372,7 @@ def test_each_job_of_jobs_is_one_entry_point_a_runtime_env_and_a_valid_config():
     from acoustic_env.jobs.submit import definition
 
     names = sorted(p.parent.name for p in JOBS.glob("*/job.yaml"))
-    assert {"extract", "train", "audit", "reannotate"} <= set(names), names
+    assert {"extract", "train", "audit", "reannotate", "soundscape"} <= set(names), names
     for name in names:
         job = definition(str(JOBS), name)
         assert job.entrypoint.endswith(f"--config jobs/{name}/config.yaml") and (REPO / job.runtime_env).is_file()
@@ -381,15 +381,18 @@ def test_each_job_of_jobs_is_one_entry_point_a_runtime_env_and_a_valid_config():
 
 def test_the_manifests_and_the_documented_submit_run_the_jobs_definitions():
     """Read, not copied: the pipeline RayJob's steps are extract's, train's and audit's entry points, the nightly
-    RayJob's is reannotate's, and docs/cluster.md's `ray job submit` runs extract's with its runtime environment."""
+    RayJobs' are reannotate's and soundscape's, and docs/cluster.md's `ray job submit` runs extract's with its
+    runtime environment."""
     from acoustic_env.jobs.submit import definition
 
     docs = kube_objects()
-    entry = {name: definition(str(JOBS), name).entrypoint for name in ("extract", "train", "audit", "reannotate")}
+    entry = {name: definition(str(JOBS), name).entrypoint
+             for name in ("extract", "train", "audit", "reannotate", "soundscape")}
     pipeline = next(d for d in docs if d["metadata"].get("name") == "acoustic-env-pipeline")["spec"]["entrypoint"]
-    nightly = next(d for d in docs if d["kind"] == "RayJob" and "generateName" in d["metadata"])["spec"]["entrypoint"]
+    nightly = sorted(d["spec"]["entrypoint"].strip() for d in docs
+                     if d["kind"] == "RayJob" and "generateName" in d["metadata"])
     assert [s.strip() for s in pipeline.split("&&")] == [entry["extract"], entry["train"], entry["audit"]]
-    assert nightly.strip() == entry["reannotate"]
+    assert nightly == sorted([entry["reannotate"], entry["soundscape"]])
     page = (REPO / "docs" / "cluster.md").read_text()
     assert f"--runtime-env {definition(str(JOBS), 'extract').runtime_env}" in page
     assert f"-- {entry['extract']}\n" in page
