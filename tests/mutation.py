@@ -168,6 +168,13 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/learn/calibrate.py": ["tests/test_calibrate.py"],
     "acoustic_env/learn/tuning.py": ["tests/test_tuning.py", "tests/test_search_space.py", "tests/test_mlp_vs_linear.py"],
     "acoustic_env/audio/chain.py": ["tests/test_chain.py"],
+    # soundscapes: a deployment's files placed in time, windows merged into events, the occupancy matrices, the
+    # per-bin indices of the false-colour spectrograms (against scikit-maad on the real recordings)
+    "acoustic_env/audio/timeline.py": ["tests/test_soundscape_events.py"],
+    "acoustic_env/jobs/soundscape/events.py": ["tests/test_soundscape_events.py"],
+    "acoustic_env/jobs/soundscape/histories.py": ["tests/test_soundscape_events.py"],
+    "acoustic_env/features/spectral_bins.py": [
+        "tests/test_soundscape_job.py::test_per_bin_indices_match_scikit_maad_on_the_real_recordings"],
     # the label store: a bug there loses or corrupts a reviewer's work
     "acoustic_env/labels/store.py": ["tests/test_labels.py", "tests/test_labels_store.py",
                                      "tests/test_labels_decisions.py"],
