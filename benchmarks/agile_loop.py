@@ -50,14 +50,14 @@ PCA_SAMPLE = 20_000
 
 def generate(work: Path, rows: int, dim: int, seeds_table: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(the rows in the search space, float16; each row's seed recording; the seeds), written once."""
-    from acoustic_env.learn.duplicates import SearchSpace
+    from acoustic_env.learn.duplicates import DistanceSpace
 
     data, origin = work / f"rows-{rows}x{dim}.f16", work / f"origin-{rows}.npy"
     rng = np.random.default_rng(0)
     seeds = seed_vectors(seeds_table, dim, rng)
     if not origin.exists():
         work.mkdir(parents=True, exist_ok=True)
-        space = SearchSpace.fit([raw(seeds, FIT_ROWS, rng)[0]])
+        space = DistanceSpace.fit([raw(seeds, FIT_ROWS, rng)[0]])
         out = np.memmap(data, np.float16, "w+", shape=(rows, dim))
         first = np.empty(rows, np.int16)
         for start in range(0, rows, CHUNK):

@@ -9,7 +9,7 @@ as random weights as every embedder here is), then times, as a user would see th
 - ``acoustic-env search --features T --example ID --embedder E --include-random-weights -k 20``:
   the whole command in a fresh process (imports, reading the column, the search space, the query);
 - ``ae.search`` in a warm process, and its parts: reading the column (``read_features``), fitting
-  and applying the standardisation (``SearchSpace``) and the exact nearest-neighbour query
+  and applying the standardisation (``DistanceSpace``) and the exact nearest-neighbour query
   (``duplicates.nearest``).
 
 ``--index`` times instead ``acoustic-env index`` once (fresh process, f16), then the command, ``ae.search`` and one
@@ -61,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     import acoustic_env as ae
     from acoustic_env.embedders.registry import get
-    from acoustic_env.learn.duplicates import SearchSpace, nearest
+    from acoustic_env.learn.duplicates import DistanceSpace, nearest
 
     table = _table(Path(args.work), args.rows, args.embedder)
     example = [f"clip{(i * 7919) % args.rows:07d}" for i in range(args.repeats)]
@@ -84,8 +84,8 @@ def main() -> None:
                             args.repeats)))
     mats = [read["data"].X[args.embedder]]
     space = {}
-    results.append(("  the search space (`SearchSpace.fit`, `.transform`)",
-                    _median(lambda i: space.update(z=SearchSpace.fit(mats).transform(mats)), args.repeats)))
+    results.append(("  the search space (`DistanceSpace.fit`, `.transform`)",
+                    _median(lambda i: space.update(z=DistanceSpace.fit(mats).transform(mats)), args.repeats)))
     z = space["z"]
     results.append(("  one query (`duplicates.nearest`, k = 21)",
                     _median(lambda i: nearest(z, z[i * 7919 % len(z)], 21), args.repeats)))

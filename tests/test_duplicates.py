@@ -27,7 +27,7 @@ from acoustic_env.learn.duplicates import (
     DEFAULT_THRESHOLD,
     DISAGREE_COLUMN,
     PAIR_SCHEMA,
-    SearchSpace,
+    DistanceSpace,
     find_pairs,
     merge_duplicate_groups,
     merge_lines,
@@ -114,7 +114,7 @@ def test_nearest_clips_of_an_example_come_nearest_first(tmp_path):
     than the table holds, all of them."""
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((30, 8)), rng.standard_normal((30, 3))
-    space = SearchSpace.fit([x, y])
+    space = DistanceSpace.fit([x, y])
     table = space.transform([x, y])
     example = space.transform([x[4:5] + 0.05 * rng.standard_normal(8), y[4:5] + 0.05 * rng.standard_normal(3)])
     idx, dist = nearest(table, example[0], 5)
@@ -169,7 +169,7 @@ def test_the_space_is_the_same_whatever_the_chunk_of_rows(monkeypatch):
         norm = np.linalg.norm(z, axis=1, keepdims=True)
         expected.append(np.divide(z, norm, out=np.zeros_like(z), where=norm > 0) / np.sqrt(2))
     monkeypatch.setattr(duplicates, "_CHUNK", 7)
-    space = duplicates.SearchSpace.fit([wide, narrow])
+    space = duplicates.DistanceSpace.fit([wide, narrow])
     # the rows in both orders: a row the transform failed to write shows whatever the other order left there
     for rows in (slice(None), slice(None, None, -1)):
         got = space.transform([wide[rows], narrow[rows]])

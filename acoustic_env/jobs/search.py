@@ -54,7 +54,7 @@ from acoustic_env.config import (
 )
 from acoustic_env.jobs.preflight import preflight
 from acoustic_env.storage import redact
-from acoustic_env.learn.duplicates import SearchSpace, nearest
+from acoustic_env.learn.duplicates import DistanceSpace, nearest
 from acoustic_env.learn import vector_index
 from acoustic_env.learn.vector_index import VectorIndex
 from acoustic_env.table import RANDOM, TableInfo, embedding_column, open_table, read_features, selection
@@ -205,7 +205,7 @@ def _exact(cfg: SearchConfig, table: TableInfo, embedder: str, columns: list[str
     """Every clip compared with the example, in the space fitted on the table now."""
     data = read_features(cfg.features, feature_groups=columns, include_random_weights=cfg.include_random_weights)
     mats = [data.X[c] for c in columns]
-    space = SearchSpace.fit(mats)
+    space = DistanceSpace.fit(mats)
     rows = space.transform(mats)
     if not rows.shape[1]:
         raise ConfigError(_alike(table.source, columns, len(data)))

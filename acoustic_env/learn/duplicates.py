@@ -33,7 +33,7 @@ clips held in memory and records why it was skipped above that; the
 asks the same space for the ``k`` nearest clips of one example
 (:func:`nearest`, ``NearestNeighbors.kneighbors``): one pass over the clips,
 so it costs what the table costs to read. The standardisation is fitted on the
-table's clips (:class:`SearchSpace`), so that an example from outside the table
+table's clips (:class:`DistanceSpace`), so that an example from outside the table
 lands in the same space.
 """
 
@@ -63,15 +63,17 @@ _CHUNK = 8192
 
 
 @dataclass(frozen=True)
-class SearchSpace:
-    """Per column: the mean and standard deviation over the clips it was fitted on, and the dimensions kept
-    (a constant dimension is dropped). Fitted once on a table, it places any clip, in the table or not."""
+class DistanceSpace:
+    """Where the cosine distances of near-duplicates and of search by example are measured. Per column: the mean
+    and standard deviation over the clips it was fitted on, and the dimensions kept (a constant dimension is
+    dropped). Fitted once on a table, it places any clip, in the table or not. (Not a hyper-parameter search's
+    space: that is ``candidates/space.py``.)"""
 
     means: tuple[np.ndarray, ...]
     stds: tuple[np.ndarray, ...]
 
     @classmethod
-    def fit(cls, mats: Sequence[np.ndarray]) -> SearchSpace:
+    def fit(cls, mats: Sequence[np.ndarray]) -> DistanceSpace:
         means, stds = [], []
         for m in mats:
             mean = np.asarray(m).mean(axis=0, dtype=np.float64)
@@ -105,11 +107,11 @@ class SearchSpace:
 
 def embed_for_search(mats: Sequence[np.ndarray]) -> np.ndarray:
     """The search space of the module docstring: per column standardised, L2-normalised, side by side."""
-    return SearchSpace.fit(mats).transform(mats)
+    return DistanceSpace.fit(mats).transform(mats)
 
 
 def nearest(space: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` rows of ``space`` nearest to each row of ``query`` (both in a :class:`SearchSpace`), nearest
+    """The ``k`` rows of ``space`` nearest to each row of ``query`` (both in a :class:`DistanceSpace`), nearest
     first: (row indices, mean cosine distances), each [queries, k]. Exact (brute force): one pass over the rows."""
     nn = NearestNeighbors(n_neighbors=min(k, len(space)), algorithm="brute").fit(space)
     dist, idx = nn.kneighbors(np.atleast_2d(query), return_distance=True)

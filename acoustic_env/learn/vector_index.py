@@ -2,7 +2,7 @@
 
 ``search`` compares an example with every clip (``duplicates.nearest``), and reads and
 standardises the whole table first: 8.3 s for a command on 100,000 clips x 1,024, a minute at a
-million. This index keeps the search space's rows (:class:`~acoustic_env.learn.duplicates.SearchSpace`:
+million. This index keeps the search space's rows (:class:`~acoustic_env.learn.duplicates.DistanceSpace`:
 each column standardised, each row L2-normalised, columns side by side) in a USearch HNSW graph,
 chosen over faiss, hnswlib and voyager by ``benchmarks/vector_index.py`` (recall, query time,
 build time and memory; ``benchmarks/RESULTS.md``), so that a query is a walk of the graph, not a scan,
@@ -21,9 +21,10 @@ standard deviations, the precision, and every table part it covers with its size
 :func:`status` compares that with the table: ``current``, ``extended`` (parts were added, a resume
 or a scheduled re-annotation: :func:`build` adds only their rows, in the space fitted before),
 ``replaced`` (a part covered is gone or changed: :func:`build` fits and builds again) or
-``other_embedder`` (the columns' weights changed). :func:`load` refuses each of the last three in one
-line, as it does a graph whose bytes do not match the manifest's digest (damaged), so a search never
-answers from an index that no longer describes the table.
+``other_embedder`` (the columns' weights changed, or it is another embedder's index under this one's name: a
+build then leaves its files). :func:`load` refuses each of the last three in one line, as it does a graph whose
+bytes do not match the manifest's digest (damaged), so a search never answers from an index that no longer
+describes the table.
 
 **Precision.** ``f16`` by default: recall@10 against exact search as f32's (0.97 at 100,000 x 1,024), half
 the memory; ``i8`` a quarter, at 0.75 (its fixed scale is coarse for L2-normalised 1,024-wide rows).
@@ -55,7 +56,7 @@ import pyarrow.compute as pc
 
 from acoustic_env.config import ConfigError
 from acoustic_env.config.search import INDEX_PRECISIONS
-from acoustic_env.learn.duplicates import SearchSpace
+from acoustic_env.learn.duplicates import DistanceSpace
 from acoustic_env.errors import DamagedFileError
 from acoustic_env.storage import (
     delete,
@@ -128,10 +129,13 @@ def status(table: TableInfo, columns: Sequence[str], weights: str) -> Status:
     try:
         manifest = read_json(where)
         covered = dict(manifest["parts"])
-        built_weights = manifest["weights"]
+        built_weights, built_columns = manifest["weights"], manifest["columns"]
     except (ValueError, KeyError, TypeError, OSError) as exc:
         raise ConfigError(f"index: {redact(where)} is damaged ({type(exc).__name__}: {exc}); build it again: "
                           f"acoustic-env index --features {redact(table.source)}") from None
+    if built_columns != list(columns):  # another embedder's index, under this one's name
+        return Status("other_embedder", f"it was built over {', '.join(built_columns)} ({manifest['embedder']}), "
+                                        f"not {', '.join(columns)}", manifest, where)
     if built_weights != weights:
         return Status("other_embedder", f"it was built from {manifest['embedder']} weights {built_weights[:12]}, "
                                         f"and the table's {', '.join(columns)} now hold weights {weights[:12]}",
@@ -202,9 +206,9 @@ def moments(parts: Sequence[str], table: TableInfo, columns: Sequence[str], widt
     return n, sums, squares
 
 
-def space_from(shares: Sequence[Moments], columns: Sequence[str]) -> SearchSpace:
+def space_from(shares: Sequence[Moments], columns: Sequence[str]) -> DistanceSpace:
     """The search space over the rows whose moments ``shares`` hold: the same means and standard deviations as
-    ``SearchSpace.fit`` on the whole table in memory."""
+    ``DistanceSpace.fit`` on the whole table in memory."""
     n = sum(share[0] for share in shares)
     sums = [np.sum([share[1][i] for share in shares], axis=0) for i in range(len(columns))]
     squares = [np.sum([share[2][i] for share in shares], axis=0) for i in range(len(columns))]
@@ -213,9 +217,9 @@ def space_from(shares: Sequence[Moments], columns: Sequence[str]) -> SearchSpace
     means = tuple(s / n for s in sums)
     stds = tuple(np.sqrt(np.maximum(q / n - m * m, 0)) for q, m in zip(squares, means))
     # a dimension constant over the clips leaves a rounding residue of about 1e-8 of its mean here, where
-    # SearchSpace.fit finds 0 and drops it: so does this (a real spread, even of values near 1e-11, is far above)
+    # DistanceSpace.fit finds 0 and drops it: so does this (a real spread, even of values near 1e-11, is far above)
     stds = tuple(np.where(s > 1e-6 * np.abs(m), s, 0.0) for s, m in zip(stds, means))
-    return SearchSpace(means, stds)
+    return DistanceSpace(means, stds)
 
 
 def _new_graph(ndim: int, precision: str) -> Any:
@@ -243,7 +247,7 @@ def runs(parts: Sequence[str], shards: int) -> list[list[str]]:
 
 
 def _add(graph: Any, ids: pa.Table, first: int, table: TableInfo, parts: Sequence[str], columns: Sequence[str],
-         widths: dict[str, int], space: SearchSpace, precision: str) -> tuple[Any, pa.Table]:
+         widths: dict[str, int], space: DistanceSpace, precision: str) -> tuple[Any, pa.Table]:
     """``graph`` (None: a new one) with the rows of ``parts`` added in the space, keyed on from ``first`` plus the
     rows ``ids`` already holds; and ``ids`` with their clip ids and URIs."""
     for facts, mats in _batches(table, parts, columns, widths):
@@ -257,7 +261,7 @@ def _add(graph: Any, ids: pa.Table, first: int, table: TableInfo, parts: Sequenc
 
 
 def shard(job: tuple[Sequence[str], int], table: TableInfo, columns: Sequence[str], widths: dict[str, int],
-          space: SearchSpace, precision: str) -> tuple[bytes, pa.Table]:
+          space: DistanceSpace, precision: str) -> tuple[bytes, pa.Table]:
     """One shard: the graph over a run of parts (``job``: the run and its first key, the rows before it in the
     table), saved, and the clip id and URI of each of its keys (no rows: empty bytes and no ids)."""
     parts, first = job
@@ -297,7 +301,7 @@ def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str,
                      len(old.get("shards", [0])))
     extend = found.state == "extended" and not rebuild and old["precision"] == precision
     if extend:
-        space = SearchSpace(tuple(map(np.asarray, old["means"])), tuple(map(np.asarray, old["stds"])))
+        space = DistanceSpace(tuple(map(np.asarray, old["means"])), tuple(map(np.asarray, old["stds"])))
         graphs, ids = _open_graphs(table, old, columns, view=False), _read_ids(table, old)
         last, ids = _add(graphs.shards[-1], ids, 0, table, found.new_parts, columns, widths, space, precision)
         blobs = [bytes(g.save()) for g in (*graphs.shards[:-1], last)]
@@ -320,7 +324,7 @@ def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str,
                 "rows": ids.num_rows, "parts": part_sizes(table),
                 "means": [m.tolist() for m in space.means], "stds": [s.tolist() for s in space.stds],
                 "built": old["built"] if extend else _now(), "updated": _now()}
-    _write(table, columns, blobs, ids, manifest, old)
+    _write(table, columns, blobs, ids, manifest, old if old is not None and old["columns"] == list(columns) else None)
     action = "extended" if extend else ("rebuilt" if old is not None else "built")
     why = found.why if old is not None else f"{ids.num_rows} clips"
     return Built(action, why, added, ids.num_rows, found.where, precision, time.perf_counter() - start, len(blobs))
@@ -459,7 +463,7 @@ class VectorIndex:
 
     graph: Graphs
     ids: pa.Table
-    space: SearchSpace
+    space: DistanceSpace
     manifest: dict[str, Any]
     where: str
 
@@ -488,7 +492,7 @@ def load(table: TableInfo, columns: Sequence[str], weights: str) -> VectorIndex 
                           f"table: {found.why}; update it ({fix}) or search every clip with --exact")
     manifest = found.manifest
     graph = _open_graphs(table, manifest, columns, view=True)
-    space = SearchSpace(tuple(map(np.asarray, manifest["means"])), tuple(map(np.asarray, manifest["stds"])))
+    space = DistanceSpace(tuple(map(np.asarray, manifest["means"])), tuple(map(np.asarray, manifest["stds"])))
     return VectorIndex(graph, _read_ids(table, manifest), space, manifest, index_dir(table))
 
 
