@@ -3,6 +3,23 @@
     python benchmarks/vector_index.py [--rows 100000] [--dim 1024] [--libraries usearch,faiss,hnswlib,voyager]
                                       [--seeds TABLE] [--queries 200] [--work /tmp/acoustic-env-index-bench]
 
+    python benchmarks/vector_index.py --real TABLE[,TABLE...]
+
+``--real``: each real table (an extract output with a ``birdnet`` column: the forest recordings, the demo's clips)
+copied under ``--work``, indexed by ``learn/vector_index.py`` itself (f16, i8, and f16 in 3 shards), and every clip
+searched as the example through the index and exactly (``learn.duplicates.nearest``): recall@10 and the examples
+whose 10 nearest differ. ``labels new-class``'s round 0 is such a search; nothing else in its loop reads the index.
+
+    python benchmarks/vector_index.py --startup --rows 1000000 --seeds TABLE   (after a run with --keep)
+
+``--startup``: ``acoustic-env search`` in a fresh process on a table of ``--rows`` clips, answering from its
+index. The table (20 Parquet parts under ``--work``) holds the generated rows in a ``yamnet`` column, recorded as
+random weights as the synthetic tables are; the index is usearch's graph of those rows kept by ``--keep``,
+written beside it by ``learn/vector_index.py`` with a manifest whose space is the identity (means 0, standard
+deviations 1: the rows are already in the search space), so no second build of a million rows is needed. Times,
+median of 5 examples: the command (wall and CPU), and in a warm process ``vector_index.load`` (the manifest, the
+graph's checksum, the map, the ids) and ``ae.search``.
+
 The three libraries not kept are measured only here, installed by hand into the environment for the run
 (``pip install faiss-cpu==1.15.1 hnswlib==0.8.0 voyager==2.2.3``; in no extra of the project).
 
@@ -186,6 +203,109 @@ def one(args: argparse.Namespace) -> None:
 RUNS = {"usearch": ("f32", "f16", "i8"), "faiss": ("f32",), "hnswlib": ("f32",), "voyager": ("f32", "e4m3")}
 
 
+def real(tables: list[str], work: Path) -> None:
+    """``--real`` (the module docstring): prints one Markdown row per table and build."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from acoustic_env.learn import vector_index
+    from acoustic_env.learn.duplicates import nearest
+    from acoustic_env.table import RANDOM, open_table, vectors_to_numpy
+
+    print("| table | clips | index | recall@10, every clip the example | examples whose 10 nearest differ |")
+    print("|---|---:|---|---:|---:|")
+    for source in tables:
+        copy = work / "real" / Path(source).name
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(Path(source) / "features", copy / "features")
+        table = open_table(str(copy))
+        weights = table.weights.get("birdnet") or RANDOM
+        for precision, shards in (("f16", 1), ("i8", 1), ("f16", 3)):
+            vector_index.build(table, "birdnet", ["birdnet"], weights, precision, rebuild=True, shards=shards)
+            index = vector_index.load(table, ["birdnet"], weights)
+            got = pq.read_table(copy / "features", columns=["clip_id", "birdnet"])
+            at = {c: i for i, c in enumerate(got["clip_id"].to_pylist())}
+            raw_rows = vectors_to_numpy(got["birdnet"], 1024)[[at[c] for c in index.ids["clip_id"].to_pylist()]]
+            rows = index.space.transform([raw_rows])
+            k = min(K, len(rows))
+            truth = nearest(rows, rows, k)[0]
+            found = [index.nearest(row, k)[0] for row in rows]
+            hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth))
+            differ = sum(set(f.tolist()) != set(t.tolist()) for f, t in zip(found, truth))
+            print(f"| {source} | {len(rows)} | {precision}, {shards} shard{'s' if shards > 1 else ''} | "
+                  f"{hits / truth.size:.3f} | {differ} |")
+
+
+def startup(args: argparse.Namespace) -> None:
+    """``--startup`` (the module docstring): prints a Markdown table."""
+    import statistics
+
+    import pyarrow as pa
+
+    import acoustic_env as ae
+    from acoustic_env.demo.tables import synthetic_features
+    from acoustic_env.learn import vector_index
+    from acoustic_env.storage import write_parquet
+    from acoustic_env.table import open_table
+
+    work = Path(args.work)
+    rows, _ = generate(work, args.rows, args.dim, args.queries, args.seeds)
+    out = work / f"table-{args.rows}"
+    like = synthetic_features(2, embedders=("yamnet",), signals=("raw",)).table.schema
+    schema = pa.schema([like.field(n) for n in ("clip_id", "uri", "start_s", "end_s", "labels", "group",
+                                                "duration_s", "yamnet")], metadata=like.metadata)
+    ids = [f"clip{i:07d}" for i in range(args.rows)]
+    uris = [f"/data/{i}.wav" for i in ids]
+    t = time.perf_counter()
+    if not (out / "features").is_dir():
+        for part, start in enumerate(range(0, args.rows, args.rows // 20)):
+            n = min(args.rows // 20, args.rows - start)
+            flat = pa.array(np.asarray(rows[start:start + n], np.float32).ravel())
+            cols = [pa.array(ids[start:start + n]), pa.array(uris[start:start + n]), pa.nulls(n, pa.float64()),
+                    pa.nulls(n, pa.float64()), pa.array([["a"]] * n, schema.field("labels").type),
+                    pa.array([f"g{i % 1000}" for i in range(start, start + n)]), pa.array(np.full(n, 10.0)),
+                    pa.FixedSizeListArray.from_arrays(flat, args.dim).cast(schema.field("yamnet").type)]
+            write_parquet(pa.Table.from_arrays(cols, schema=schema), str(out / "features" / f"part-{part:03d}.parquet"))
+    table = open_table(str(out))
+    if not (out / "index" / "yamnet.json").exists():
+        data = (work / "index-usearch-f16").read_bytes()
+        manifest = {"format": vector_index.FORMAT, "library": f"usearch {vector_index._usearch_version()}",
+                    "embedder": "yamnet", "columns": ["yamnet"], "weights": "random", "precision": "f16",
+                    "metric": "cosine", "rows": args.rows, "parts": vector_index.part_sizes(table),
+                    "means": [[0.0] * args.dim], "stds": [[1.0] * args.dim], "built": "", "updated": ""}
+        facts = pa.table({"clip_id": ids, "uri": uris})
+        vector_index._write(table, ["yamnet"], [data], facts, manifest, None)
+    made = time.perf_counter() - t
+    cli = [sys.executable, "-m", "acoustic_env.cli", "search", "--features", str(out), "--embedder", "yamnet",
+           "--include-random-weights", "-k", "10", "--example"]
+    walls, cpus = [], []
+    for i in range(5):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(cli + [ids[(i + 1) * 7919 * 31 % args.rows]], check=True, capture_output=True)
+        walls.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    loads, searches = [], []
+    for i in range(5):
+        t = time.perf_counter()
+        vector_index.load(table, ["yamnet"], "random")
+        loads.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ae.search(str(out), ids[(i + 1) * 104729 % args.rows], embedder="yamnet", include_random_weights=True, k=10)
+        searches.append(time.perf_counter() - t)
+    med = statistics.median
+    print(f"{time.strftime('%Y-%m-%d')}, {describe()}, Python {platform.python_version()}; {args.rows} x {args.dim}, "
+          f"the index file {(work / 'index-usearch-f16').stat().st_size / 2**20:.0f} MiB; load average "
+          f"{os.getloadavg()[0]:.1f}; table and index files written in {made:.0f} s\n")
+    print("| what | median s | max s |\n|---|---:|---:|")
+    for name, times in (("`acoustic-env search ... -k 10`, fresh process (wall)", walls),
+                        ("the same, CPU (user + system)", cpus), ("`vector_index.load`, warm process", loads),
+                        ("`ae.search` from the index, warm process", searches)):
+        print(f"| {name} | {med(times):.2f} | {max(times):.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
@@ -197,11 +317,19 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/acoustic-env-index-bench")
     ap.add_argument("--keep", action="store_true", help="keep each index file in --work (agile_loop.py --index reads "
                                                         "usearch's)")
+    ap.add_argument("--real", help="real tables, comma-separated: the index against exact search on each")
+    ap.add_argument("--startup", action="store_true", help="time the search command from the kept index")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--precision", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         one(args)
+        return
+    if args.startup:
+        startup(args)
+        return
+    if args.real:
+        real(args.real.split(","), Path(args.work))
         return
     t = time.perf_counter()
     rows, queries = generate(Path(args.work), args.rows, args.dim, args.queries, args.seeds)
@@ -225,12 +353,14 @@ def main() -> None:
                 print(line, file=sys.stderr)
     print(f"{time.strftime('%Y-%m-%d')}, {describe()}, Python {platform.python_version()}; {args.rows} x {args.dim}, "
           f"{args.queries} held-out queries, k = {K}; M = {M}, ef build {EF_BUILD}\n")
-    print("| library | stored as | ef search | recall@10 | query median ms | p95 ms | build s | memory MB | file MB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| library | stored as | ef search | recall@10 | query median ms | p95 ms | build s | build CPU s | load "
+          "| memory MB | file MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in results:
         print(f"| {r['library']} | {r['precision']} | {r['ef']} | {r['recall']:.3f} | {r['median_ms']:.2f} | "
               f"{r['p95_ms']:.2f} | "
-              f"{r['build_s']:.0f} | {r['memory_mb']:.0f} | {r['size_mb']:.0f} |")
+              f"{r['build_s']:.0f} | {r['build_cpu_s']:.0f} | {r['load'][0]:.0f}–{r['load'][1]:.0f} | "
+              f"{r['memory_mb']:.0f} | {r['size_mb']:.0f} |")
 
 
 if __name__ == "__main__":
