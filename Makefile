@@ -4,8 +4,12 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Label Studio (docs/curating.md, "Review in Label Studio"; tests/test_label_studio.py) pins many packages of its
+# own: it gets an environment of its own
+LS_VENV ?= .venv-label-studio
+LS_STAMP := $(LS_VENV)/.installed
 
-.PHONY: demo test check mutate mutate-stale docs install clean
+.PHONY: demo test check mutate mutate-stale docs install label-studio clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +23,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "import librosa.core.pitch"
 	touch $(STAMP)
 
-install: $(STAMP)
+# its database is migrated once here, into $(LS_VENV)/template (40 CPU-s), which the test copies instead of migrating
+# a new one (the same two calls as `label-studio start`, of the version pinned here)
+$(LS_STAMP):
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet "label-studio==1.23.2"
+	rm -rf $(LS_VENV)/template
+	LABEL_STUDIO_BASE_DATA_DIR="$(abspath $(LS_VENV))/template" LATEST_VERSION_CHECK=false $(LS_VENV)/bin/python -c \
+	  "from label_studio.server import _setup_env, _apply_database_migrations; _setup_env(); _apply_database_migrations()"
+	touch $(LS_STAMP)
+
+label-studio: $(LS_STAMP)
+
+install: $(STAMP) $(LS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/acoustic-env demo --output demo-output
 
 # every test, on three processes (pytest-xdist), with the 20 slowest listed at the end: on two cores a third
 # process keeps both busy while other tests wait on servers, retry back-offs and subprocesses
-test: $(STAMP)
+test: $(STAMP) $(LS_STAMP)
 	$(BIN)/python -m pytest -q -n 3 --durations=20
 
 # the unit layer, the loop while changing code: every test but the slow ones (over 10 s each) and the integration
@@ -51,4 +68,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) demo-output site
+	rm -rf $(VENV) $(LS_VENV) demo-output site

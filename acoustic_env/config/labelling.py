@@ -1,6 +1,7 @@
 """The configs of the jobs that label audio: annotate (a clip list) and serve (HTTP) with a saved model, and the
-``labels`` commands that keep reviewers' corrections (``labels add-verdicts``, ``apply``, ``show``) and start a new
-class from one example (``labels new-class``)."""
+``labels`` commands that keep reviewers' corrections (``labels add-verdicts``, ``apply``, ``show``), start a new
+class from one example (``labels new-class``) and take a review queue to Label Studio and back
+(``labels to-label-studio``, ``from-label-studio``)."""
 
 from __future__ import annotations
 
@@ -171,3 +172,29 @@ class NewClassConfig(Section):
     train_config: str | None = _location(None, help="a train config file (YAML or JSON of train's fields) over "
                                                     "the round's light defaults (logreg beside the MLP, one search "
                                                     "trial, no ablations, no SHAP)")
+
+
+@dataclass(frozen=True)
+class ToLabelStudioConfig(Section):
+    """An audit's review queue as Label Studio tasks (``labels to-label-studio``,
+    :mod:`acoustic_env.labels.label_studio`)."""
+
+    audit: str = _location(help="the audit's output directory: its review page's queue, in the audit's review order "
+                                "(--review-order), with the clips the review server added")
+    output: str = _location(role="output", help="where tasks.json (the tasks to import into a Label Studio project) "
+                                                "and config.xml (the project's labelling config) go")
+    audio_url: str = option(nonempty=True, help="the URL of the audit's review/ folder as Label Studio's page "
+                                                "reaches it; each clip's audio is it followed by assets/<clip>.ogg "
+                                                "(Label Studio's own local files: /data/local-files/?d=<the folder, "
+                                                "relative to LOCAL_FILES_DOCUMENT_ROOT>/)")
+
+
+@dataclass(frozen=True)
+class FromLabelStudioConfig(Section):
+    """A Label Studio project's JSON export of ``labels to-label-studio``'s tasks, back into the label store as
+    verdicts (``labels from-label-studio``)."""
+
+    audit: str = _location(help="the audit whose queue the tasks hold: its table and task check every answer")
+    export: str = _location(help="the project's JSON export (Label Studio: Export, JSON; or GET "
+                                 "/api/projects/<id>/export?exportType=JSON)")
+    store: str | None = _store()

@@ -30,7 +30,8 @@ from acoustic_env.config.recipes import (
     FSD50KConfig,
     UrbanSound8KConfig,
 )
-from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
+from acoustic_env.config.labelling import (AddVerdictsConfig, ApplyLabelsConfig, FromLabelStudioConfig,
+                                           NewClassConfig, ShowLabelsConfig, ToLabelStudioConfig)
 from acoustic_env.config.soundscape import SoundscapeConfig
 from acoustic_env.registry import Registry, lazy
 
@@ -162,7 +163,17 @@ for _spec in (
         JobSpec("labels new-class", "one round of a new class from one example: the yes/no answers to search hits go "
                                     "to the label store, a model trains on them with random negatives, and the next "
                                     "clips to judge are written", NewClassConfig, lazy(_LABELS, "new_class"),
-                lazy(_LABELS, "new_class_lines"), console="never")):
+                lazy(_LABELS, "new_class_lines"), console="never"),
+        JobSpec("labels to-label-studio", "write an audit's review queue as Label Studio tasks (audio URL, segment, "
+                                          "the given and suggested labels as pre-annotations) and the labelling "
+                                          "config of its task", ToLabelStudioConfig, lazy(_LABELS, "to_label_studio"),
+                lazy(_LABELS, "to_label_studio_lines"), console="never"),
+        JobSpec("labels from-label-studio", "append a Label Studio project's JSON export of those tasks to the label "
+                                            "store as verdicts, with annotator, time and project; a task of "
+                                            "another queue, a class the task lacks or a clip the table does not "
+                                            "hold refuses the whole export", FromLabelStudioConfig,
+                lazy(_LABELS, "from_label_studio"), lazy(_LABELS, "from_label_studio_lines"),
+                check=lazy(_LABELS, "check_from_label_studio"), console="never")):
     register(_spec)
 
 

@@ -1,6 +1,7 @@
-"""The run and the summary lines of ``labels add-verdicts``, ``apply``, ``show`` and ``new-class`` (their catalogue
-entries: ``jobs/catalog.py``): reviewers' verdicts into the label store, the corrected list out, and a new class
-from one example's search hits. The store is :mod:`acoustic_env.labels`; nothing here starts Ray."""
+"""The run and the summary lines of ``labels add-verdicts``, ``apply``, ``show``, ``new-class``, ``to-label-studio``
+and ``from-label-studio`` (their catalogue entries: ``jobs/catalog.py``): reviewers' verdicts into the label store,
+the corrected list out, a new class from one example's search hits, and an audit's queue to Label Studio and back.
+The store is :mod:`acoustic_env.labels`; nothing here starts Ray."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections import Counter
 from typing import Any
 
 from acoustic_env.config import ConfigError
-from acoustic_env.config.labelling import AddVerdictsConfig, ApplyLabelsConfig, NewClassConfig, ShowLabelsConfig
+from acoustic_env.config.labelling import (AddVerdictsConfig, ApplyLabelsConfig, FromLabelStudioConfig,
+                                           NewClassConfig, ShowLabelsConfig, ToLabelStudioConfig)
 from acoustic_env.jobs.results import Done
 from acoustic_env.vocabulary.tasks import escaped
 
@@ -158,3 +160,83 @@ def new_class_lines(done: Done) -> list[str]:
             f"  next: {len(r.picks)} clips by {cfg.strategy} in {r.review}; write yes, no or unsure in its verdict "
             f"column, then: acoustic-env labels new-class --features {cfg.features} --name {cfg.name} "
             f"--example {cfg.example} --verdicts {r.review} --output <next round>"]
+
+
+def to_label_studio(cfg: ToLabelStudioConfig) -> Done:
+    """The audit's review queue (the page's suspects in its review order, then the clips the review server added)
+    as ``<output>/tasks.json`` and the labelling config of its task as ``<output>/config.xml``."""
+    from acoustic_env.bounded import read_record
+    from acoustic_env.jobs.audit.job import SUMMARY
+    from acoustic_env.labels.label_studio import labelling_config, tasks
+    from acoustic_env.pages.review import REVIEW_DIR, inlined_data, queued
+    from acoustic_env.storage import join, write_bytes, write_json
+
+    review_dir = join(cfg.audit, REVIEW_DIR)
+    summary = read_record(join(cfg.audit, SUMMARY), "audit")
+    made, unreadable = tasks([*inlined_data(review_dir)["suspects"], *queued(review_dir)],
+                             queue=summary["audit_id"], audio_url=cfg.audio_url)
+    task = summary["task"]
+    write_json(made, join(cfg.output, "tasks.json"))
+    write_bytes(labelling_config(task["classes"], task["kind"] != "single_label").encode(),
+                join(cfg.output, "config.xml"))
+    return Done((summary["audit_id"], task["name"], len(made), unreadable), cfg)
+
+
+def to_label_studio_lines(done: Done) -> list[str]:
+    (audit_id, task, n, unreadable), cfg = done.result, done.config
+    lines = [f"{n} tasks of audit {audit_id}'s review queue (task {task}) for Label Studio: {cfg.output}/tasks.json, "
+             f"its labelling config {cfg.output}/config.xml"]
+    if unreadable:
+        lines.append(f"  {len(unreadable)} clips left out: the review page could not read their audio (e.g. "
+                     f"{escaped(unreadable[0])})")
+    return [*lines, f"  then: create a project with config.xml, import tasks.json, review, export it as JSON, and "
+                    f"acoustic-env labels from-label-studio --audit {cfg.audit} --export <the export>"]
+
+
+def _audit_sink(audit: str, store: str | None) -> tuple[dict[str, Any], Any, str]:
+    """(the audit's summary, its task, the label store: ``store`` or the one beside the audited table)."""
+    from acoustic_env.bounded import read_record
+    from acoustic_env.jobs.audit.job import SUMMARY
+    from acoustic_env.labels.store import default_store
+    from acoustic_env.storage import join
+    from acoustic_env.vocabulary.tasks import load_task
+
+    summary = read_record(join(audit, SUMMARY), "audit")
+    config = summary["config"]
+    return summary, load_task(config["task"], config.get("ontology")), store or default_store(config["features"])
+
+
+def check_from_label_studio(cfg: FromLabelStudioConfig) -> None:
+    """The paths by their roles, and the store (given, or beside the audited table) one that can be written."""
+    from acoustic_env.jobs.preflight import check_store, preflight
+
+    preflight(cfg)
+    check_store(_audit_sink(cfg.audit, cfg.store)[2])
+
+
+def from_label_studio(cfg: FromLabelStudioConfig) -> Done:
+    """The export's annotations checked whole (``labels.label_studio.verdict_records``, then as ``add-verdicts``
+    checks a file), and those that say something new appended to the store as one event file."""
+    from acoustic_env.bounded import MAX_VERDICT_BYTES, read_bytes
+    from acoustic_env.labels.current import unstated
+    from acoustic_env.labels.label_studio import origin, parse_export, verdict_records
+    from acoustic_env.labels.store import append, read_events
+    from acoustic_env.labels.verdicts import table_clip_ids, verdict_events
+
+    summary, task, store = _audit_sink(cfg.audit, cfg.store)
+    table = summary["config"]["features"]
+    export = parse_export(read_bytes(cfg.export, "export", MAX_VERDICT_BYTES, "a Label Studio export"), cfg.export)
+    project, records = verdict_records(export, queue=summary["audit_id"], classes=task.class_names)
+    events = verdict_events(records, task, table_clip_ids(table), table=table, reviewer=None,
+                            origin=origin(project, summary["audit_id"]))
+    new = unstated(events, read_events(store, task.name))
+    return Done((project, new, len(events) - len(new), append(store, new), table), cfg, store)
+
+
+def from_label_studio_lines(done: Done) -> list[str]:
+    project, events, repeated, written, table = done.result
+    head = add_verdicts_lines(Done((events, repeated, written), done.config, done.store))
+    reviewers = sorted({escaped(e.reviewer) for e in events})
+    return [f"Label Studio project {project}: " + head[0],
+            f"  reviewers: {', '.join(reviewers) or 'none'}; then: acoustic-env labels apply --features {table} "
+            "--output corrected.csv"]
