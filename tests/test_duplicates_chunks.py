@@ -33,7 +33,7 @@ from acoustic_env.config import DecodeParams, FeatureParams
 from acoustic_env.demo.synth import make_clip
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.features.logmel import LOGMEL, logmel
-from acoustic_env.jobs.duplicate_frames import read_chunks
+from acoustic_env.jobs.chunk_reader import read_chunks
 from acoustic_env.learn.duplicate_chunks import (
     CHUNK_PAIR_SCHEMA,
     chunk_pairs,
@@ -143,7 +143,7 @@ def test_shifted_and_partial_copies_are_found_by_chunks_and_the_excerpt_not_by_c
         assert all(r["distance"] <= 0.015 for r in pairs.values())
         printed = capsys.readouterr().out
         assert f"3 near-duplicate pairs among {N_DISTINCT + 3} clips" in printed, printed
-        assert f"frames: {N_DISTINCT + 3} from {source})" in printed, printed
+        assert f"chunks: {N_DISTINCT + 3} from {source})" in printed, printed
     clip_mode = tmp_path / "clips.parquet"
     assert main(["duplicates", tables["images"], "--column", "indices,spectral", "--output", str(clip_mode)]) == 0
     assert ("excerpt", "orig") not in _pairs(clip_mode) and ("excerpt", "shifted") not in _pairs(clip_mode)

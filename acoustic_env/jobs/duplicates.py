@@ -24,7 +24,7 @@ class DuplicatesResult:
         clips: the clips compared.
         rule: what made a pair, in words.
         output: the file written.
-        frames: chunk mode: how many clips' frames came from each source (``unread``: clips in no pair); else None.
+        sources: chunk mode: how many clips' chunks came from each source (``unread``: clips in no pair); else None.
         first_unread: chunk mode: the first clip that could not be read, and why.
     """
 
@@ -32,7 +32,7 @@ class DuplicatesResult:
     clips: int
     rule: str
     output: str
-    frames: dict[str, int] | None = None
+    sources: dict[str, int] | None = None
     first_unread: str | None = None
 
 
@@ -75,7 +75,7 @@ def _chunk_pairs(cfg: DuplicatesConfig) -> DuplicatesResult:
     """Chunk by chunk (``learn.duplicate_chunks``): time-shifted and partial copies too."""
     import numpy as np
 
-    from acoustic_env.jobs.duplicate_frames import read_chunks
+    from acoustic_env.jobs.chunk_reader import read_chunks
     from acoustic_env.learn.duplicate_chunks import CHUNK_THRESHOLD, MIN_SHARE, chunk_pairs_table, rule
     from acoustic_env.table import selection
 
@@ -85,24 +85,24 @@ def _chunk_pairs(cfg: DuplicatesConfig) -> DuplicatesResult:
     facts = chosen.facts
     groups = np.array([g or f"clip:{c}" for g, c in zip(facts["group"].to_pylist(), facts["clip_id"].to_pylist())],
                       dtype=object)  # as table.read_features names a clip without a group
-    frames = read_chunks(chosen.table, facts)
-    pairs = chunk_pairs_table(frames, np.asarray(facts["clip_id"].to_pylist(), dtype=object), groups, threshold,
+    chunks = read_chunks(chosen.table, facts)
+    pairs = chunk_pairs_table(chunks, np.asarray(facts["clip_id"].to_pylist(), dtype=object), groups, threshold,
                               min_share)
-    return DuplicatesResult(pairs, len(groups), rule(threshold, min_share), cfg.output, dict(frames.sources),
-                            frames.first_unread)
+    return DuplicatesResult(pairs, len(groups), rule(threshold, min_share), cfg.output, dict(chunks.sources),
+                            chunks.first_unread)
 
 
 def summary_lines(result: DuplicatesResult) -> list[str]:
-    """The pairs found among how many clips, by which rule, where they are; chunk mode: where the frames came from,
+    """The pairs found among how many clips, by which rule, where they are; chunk mode: where the chunks came from,
     and the clips that could not be read."""
-    if result.frames is None:
+    if result.sources is None:
         return [f"{result.pairs.num_rows} near-duplicate pairs among {result.clips} clips ({result.rule}): "
                 f"{result.output}"]
-    read = ", ".join(f"{n} from the {s}" for s, n in result.frames.items() if n and s != "unread")
+    read = ", ".join(f"{n} from the {s}" for s, n in result.sources.items() if n and s != "unread")
     lines = [f"{result.pairs.num_rows} near-duplicate pairs among {result.clips} clips ({result.rule}; "
-             f"frames: {read or 'none'}): {result.output}"]
-    if result.frames["unread"]:
-        lines.append(f"  {result.frames['unread']} clip(s) could not be read and are in no pair, e.g. "
+             f"chunks: {read or 'none'}): {result.output}"]
+    if result.sources["unread"]:
+        lines.append(f"  {result.sources['unread']} clip(s) could not be read and are in no pair, e.g. "
                      f"{result.first_unread}")
     return lines
 

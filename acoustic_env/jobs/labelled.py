@@ -23,7 +23,7 @@ import numpy as np
 
 from acoustic_env.vocabulary.tasks import Task, load_task
 from acoustic_env.config import ConfigError
-from acoustic_env.jobs.duplicate_frames import read_chunks
+from acoustic_env.jobs.chunk_reader import read_chunks
 from acoustic_env.learn.duplicate_chunks import merge_chunk_duplicate_groups
 from acoustic_env.learn.duplicates import DuplicateGuard, merge_duplicate_groups, merge_summary
 from acoustic_env.learn.splits import assign_folds

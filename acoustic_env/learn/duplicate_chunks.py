@@ -7,7 +7,7 @@ duplicates by nearest neighbours over chunks of MFCCs; so does this module:
 
 - **Frames.** Each clip's log-mel image (``features/logmel.py``: 64 bands, 100 frames a
   second): the table's ``logmel`` column, or computed from the clip's audio
-  (``jobs/duplicate_frames.py``: learn/ decodes no audio). The MFCCs are the image's DCT
+  (``jobs/chunk_reader.py``: learn/ decodes no audio). The MFCCs are the image's DCT
   (type II, orthonormal: ``librosa.feature.mfcc`` of a dB mel spectrogram), ``N_MFCC``
   of them; the 0th, the level, is dropped, because the decoder normalises each clip's
   loudness, so a 3-s excerpt sits at another level than the same 3 s inside its original.
@@ -132,7 +132,7 @@ def chunk_pairs(chunks: Sequence[np.ndarray], threshold: float = CHUNK_THRESHOLD
 
 
 @dataclass(frozen=True)
-class ChunkFrames:
+class ClipChunks:
     """Each clip's chunk summaries (None where its audio could not be read), and where they came from."""
 
     chunks: list[np.ndarray | None]
@@ -140,16 +140,16 @@ class ChunkFrames:
     first_unread: str | None  # "clip_id: why", for the console
 
 
-#: What reads the frames of a table's clips (``jobs.duplicate_frames.read_chunks``: learn/ decodes no audio).
-FrameReader = Callable[[TableInfo, pa.Table], ChunkFrames]
+#: What reads the chunks of a table's clips (``jobs.chunk_reader.read_chunks``: learn/ decodes no audio).
+ChunkReader = Callable[[TableInfo, pa.Table], ClipChunks]
 
 
-def chunk_pairs_table(frames: ChunkFrames, ids: np.ndarray, groups: np.ndarray, threshold: float = CHUNK_THRESHOLD,
+def chunk_pairs_table(summaries: ClipChunks, ids: np.ndarray, groups: np.ndarray, threshold: float = CHUNK_THRESHOLD,
                       min_share: float = MIN_SHARE) -> pa.Table:
     """The chunk-mode near-duplicate pairs of the clips ``ids`` (``CHUNK_PAIR_SCHEMA``: ``PAIR_SCHEMA`` and ``share``)
-    from their ``frames``. A clip whose audio could not be read is in no pair."""
-    read = np.flatnonzero([c is not None for c in frames.chunks])
-    i, j, d, share = chunk_pairs([frames.chunks[k] for k in read], threshold, min_share)
+    from their chunk ``summaries``. A clip whose audio could not be read is in no pair."""
+    read = np.flatnonzero([c is not None for c in summaries.chunks])
+    i, j, d, share = chunk_pairs([summaries.chunks[k] for k in read], threshold, min_share)
     i, j = read[i], read[j]
     return pa.Table.from_pydict({"clip_a": ids[i].tolist(), "clip_b": ids[j].tolist(), "distance": d,
                                  "group_a": groups[i].tolist(), "group_b": groups[j].tolist(), "share": share},
@@ -162,10 +162,10 @@ def rule(threshold: float = CHUNK_THRESHOLD, min_share: float = MIN_SHARE) -> st
             f"{threshold:g} of the other's")
 
 
-def merge_chunk_duplicate_groups(features: FeatureSet, read: FrameReader, threshold: float = CHUNK_THRESHOLD,
+def merge_chunk_duplicate_groups(features: FeatureSet, read: ChunkReader, threshold: float = CHUNK_THRESHOLD,
                                  min_share: float = MIN_SHARE, max_clips: int = MAX_CLIPS) -> DuplicateGuard:
     """The leakage guard in chunk mode: ``duplicates.merge_duplicate_groups`` with the pairs of this module, the
-    clips' frames read by ``read``.
+    clips' chunks read by ``read``.
 
     ``counts`` add ``mode`` ("chunks"), ``rule``, ``min_share`` and ``frames`` (clips whose frames came from the
     log-mel column, from the audio, or could not be read: those stay in their own group)."""
@@ -173,6 +173,6 @@ def merge_chunk_duplicate_groups(features: FeatureSet, read: FrameReader, thresh
                             "rule": rule(threshold, min_share), "columns": [f"{CHUNK_S:g}-s MFCC chunks"]}
     if len(features) > max_clips:
         return skipped_guard(features, base, f"over {max_clips} clips (chunk mode)")
-    frames = read(features.table, features.clips)
-    pairs = chunk_pairs_table(frames, features.ids, features.groups, threshold, min_share)
-    return merge_pairs(features, pairs, {**base, "frames": frames.sources})
+    summaries = read(features.table, features.clips)
+    pairs = chunk_pairs_table(summaries, features.ids, features.groups, threshold, min_share)
+    return merge_pairs(features, pairs, {**base, "frames": summaries.sources})

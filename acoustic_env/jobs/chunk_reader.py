@@ -1,4 +1,5 @@
-"""The frames the chunk-mode near-duplicate finder compares (``learn.duplicate_chunks``): each clip's log-mel image.
+"""The chunks the chunk-mode near-duplicate finder compares (``learn.duplicate_chunks``), read from each clip's
+log-mel image.
 
 Read from the table's ``logmel`` column where it holds the 64-band log-mel the chunk
 threshold was measured on; otherwise (no image column, an MFCC image, another band count,
@@ -23,7 +24,7 @@ from acoustic_env.errors import ClipError
 from acoustic_env.features.logmel import COLUMN as LOGMEL_COLUMN
 from acoustic_env.features.logmel import LOGMEL, logmel
 from acoustic_env.learn.artifact import table_extraction
-from acoustic_env.learn.duplicate_chunks import ChunkFrames, chunk_summaries
+from acoustic_env.learn.duplicate_chunks import ClipChunks, chunk_summaries
 from acoustic_env.table import TableInfo, decode_images
 
 
@@ -35,7 +36,7 @@ def _column_is_logmel(table: TableInfo) -> bool:
             and int(meta.get("bands", LOGMEL.bands)) == LOGMEL.bands)
 
 
-def read_chunks(table: TableInfo, clips: pa.Table) -> ChunkFrames:
+def read_chunks(table: TableInfo, clips: pa.Table) -> ClipChunks:
     """The chunk summaries of ``clips`` (``FeatureSet.clips``: clip_id, uri, start_s, end_s): from the table's log-mel
     images where it has them, otherwise from each clip's audio, decoded again (a few threads)."""
     ids = clips["clip_id"].to_pylist()
@@ -65,4 +66,4 @@ def read_chunks(table: TableInfo, clips: pa.Table) -> ChunkFrames:
         sources["unread" if found is None else why] += 1
         if found is None and first_unread is None:
             first_unread = f"{clip_id}: {why}"
-    return ChunkFrames([c for c, _ in done], sources, first_unread)
+    return ClipChunks([c for c, _ in done], sources, first_unread)
