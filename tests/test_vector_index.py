@@ -27,8 +27,9 @@ ROWS = 1200
 SEARCH = ("--embedder", "yamnet", "--include-random-weights", "-k", "10")
 
 
-def _table(root: Path, seed: int = 0, weights: str = "random", prefix: str = "clip") -> pa.Table:
-    table = synthetic_features(ROWS, embedders=("yamnet",), signals=("raw",), seed=seed, weights=weights,
+def _table(root: Path, seed: int = 0, weights: str = "random", prefix: str = "clip", rows: int = ROWS,
+           embedders: tuple[str, ...] = ("yamnet",)) -> pa.Table:
+    table = synthetic_features(rows, embedders=embedders, signals=("raw",), seed=seed, weights=weights,
                                separation=3.0).table
     ids = [f"{prefix}{i:05d}" for i in range(table.num_rows)]
     return table.set_column(table.schema.get_field_index("clip_id"), "clip_id", pa.array(ids))
@@ -256,3 +257,18 @@ def test_a_build_on_ray_is_the_in_process_build_recall_for_recall(indexed, tmp_p
     assert _recall(two, rows, range(0, ROWS, 40)) >= max(0.95, _recall(one, rows, range(0, ROWS, 40)) - 0.02)
     code, printed, _ = _run(capsys, "search", "--features", str(out), "--example", "clip00007", *SEARCH)
     assert code == 0 and f"{ROWS} clips in its index" in printed
+
+
+def test_another_embedders_index_under_this_ones_name_is_refused_then_built_beside_it(tmp_path, capsys):
+    out = tmp_path / "two"
+    _write(_table(out, seed=2, rows=300, embedders=("yamnet", "birdnet")), out, parts=2)  # both 1,024 wide, both random weights: only the columns tell them apart
+    assert main(["index", "--features", str(out), "--embedder", "birdnet", "--include-random-weights"]) == 0
+    (out / "index" / "birdnet.json").rename(out / "index" / "yamnet.json")  # as a hand copy or rename leaves it
+    capsys.readouterr()
+    _refused(capsys, out, "no longer matches", "built over birdnet (birdnet), not yamnet")
+    kept = sorted(p.name for p in (out / "index").iterdir() if p.suffix != ".json")
+    code, printed, _ = _run(capsys, "index", "--features", str(out), "--embedder", "yamnet",
+                            "--include-random-weights")
+    assert code == 0 and "built again" in printed and "300 clips" in printed
+    assert set(kept) <= {p.name for p in (out / "index").iterdir()}  # birdnet's graph and ids are not yamnet's to delete
+    assert json.loads((out / "index" / "yamnet.json").read_text())["columns"] == ["yamnet"]
