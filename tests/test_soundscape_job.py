@@ -297,3 +297,33 @@ def test_audiomoth_day_folders_on_object_storage_placed_in_time_then_a_new_night
     assert table().num_rows == 5
     pngs = {p.rsplit("/", 1)[-1] for p in fs.glob("moth/out/page/*.png")}
     assert {"site0-2019-05-22-false-colour.png", "site0-2019-05-23-false-colour.png", "site0-bands.png"} <= pngs
+
+
+def test_the_bands_through_the_day_light_an_insects_band_at_night(tmp_path):
+    """Constructed truth: a stridulation of 6-kHz pulses (90 ms every 300 ms, a cricket's rhythm) in the night's
+    recordings, noise alone by day; the bands plot lights the 6-7 kHz band at night, over ten times the day's, and
+    no other band."""
+    from datetime import timezone
+
+    import pyarrow as pa
+
+    from acoustic_env.audio.timeline import place
+    from acoustic_env.config import FeatureParams
+    from acoustic_env.jobs.soundscape.job import plan
+    from acoustic_env.jobs.soundscape.segments import SegmentScorer
+    from acoustic_env.pages.soundscape import band_grid, local_rows, site_channels
+
+    sr, rng = 22050, np.random.default_rng(0)
+    t = np.arange(10 * sr) / sr
+    song = np.sin(2 * np.pi * 6500 * t) * ((t % 0.3) < 0.09)
+    for stamp in ("000000", "030000", "120000", "150000"):
+        night = stamp < "060000"
+        sf.write(tmp_path / f"S1_20190522_{stamp}.wav", 0.01 * rng.standard_normal(t.size) + 0.2 * night * song, sr)
+    placed = place([{"clip_id": f.stem, "uri": str(f)} for f in sorted(tmp_path.glob("*.wav"))])
+    score = SegmentScorer(60.0, FeatureParams())
+    _, spans = plan(placed, 60.0, 1)
+    usable, _ = site_channels(local_rows(pa.concat_tables([score(s) for s in spans]), timezone.utc))
+    grid, _ = band_grid(usable, 3 * 3600.0)  # a column per 3 hours: 00:00, 03:00 at night; 12:00, 15:00 by day
+    night, day = grid[:, [0, 1]].mean(axis=1), grid[:, [4, 5]].mean(axis=1)
+    assert night[6] > 10 * day[6]  # the pulses fill a few of the band's 46 bins: about 0.4 events/s on average
+    assert np.argmax(night - day) == 6 and np.sort(night - day)[-2] < 0.1 * (night - day)[6]
