@@ -203,7 +203,7 @@ def sample(cmd: list[str], env: dict[str, str], output: Path, every: float) -> d
     record_path = next((output / "runs").glob("*.json"))
     record = json.loads(record_path.read_text())
     return {"exit": t_exit, "t_record_first": t_record, "t_record_last": record_path.stat().st_mtime - t0,
-            "parts": parts, "record": {k: record.get(k) for k in ("timing_s", "resources", "counts", "cpu_s")},
+            "parts": parts, "record": {k: record.get(k) for k in ("timing_s", "resources", "counts", "cpu_s", "startup")},
             "procs": procs}
 
 
@@ -256,6 +256,7 @@ def metrics(run: dict) -> dict[str, float]:
         "exit": run["exit"],
         "steady_clips_s": (n * (len(parts) - 1) / len(parts)) / (parts[-1] - parts[0]) if len(parts) > 1 else nan,
         **{f"cpu_{r}": c for r, c in cpu.items()},
+        "cpu_all": sum(cpu.values()),
     }
 
 
@@ -305,7 +306,7 @@ def extract_runs(workdir: Path, manifest: Path, variants: list[Variant], repeats
 COLUMNS = (("exit", "wall s"), ("record", "record written"), ("ray_init_begin", "ray.init begins"),
            ("ray_init_s", "ray.init s"), ("ctor_last", "last actor ctor"), ("busy_first", "first actor busy"),
            ("busy_last", "last actor busy"), ("first_part", "first part"), ("last_part", "last part"),
-           ("steady_clips_s", "clips/s first→last part"))
+           ("steady_clips_s", "clips/s first→last part"), ("cpu_all", "CPU s, every process"))
 
 
 def summary(runs: dict[str, list[dict]]) -> list[str]:
@@ -317,7 +318,29 @@ def summary(runs: dict[str, list[dict]]) -> list[str]:
         tail = statistics.median(m["exit"] - m["last_part"] for m in ms)
         lines.append(f"| {name} | " + " | ".join(f"{med[k]:.1f}" if k != "steady_clips_s" else f"{med[k]:.2f}"
                                                  for k, _ in COLUMNS) + f" | {tail:.1f} |")
-    return lines
+    return lines + actor_startup(runs)
+
+
+def actor_startup(runs: dict[str, list[dict]]) -> list[str]:
+    """The run record's ``startup`` (a variant whose code writes one), medians per stage: when the stage's
+    first actor began, was ready, first became busy, and its load and warm-up seconds; from the run's start,
+    which is ``record written`` after launch."""
+    lines = []
+    for name, rs in runs.items():
+        stages: dict[str, list[dict]] = {}
+        for r in rs:
+            for stage, got in (r["record"].get("startup") or {}).items():
+                stages.setdefault(stage, []).append(got["actors"][0])
+        lines += [f"| {name} | {stage} | " + " | ".join(
+            f"{statistics.median(a[k] for a in actors):.1f}"
+            for k in ("started_s", "load_s", "warm_s", "ready_s", "first_batch_s", "first_batch_took_s")) + " |"
+            for stage, actors in stages.items()]
+    if not lines:
+        return []
+    return ["", ("The run record's `startup`, each stage's first actor (s from the run's start; medians): constructor "
+                 "began, load, warm-up, ready, first batch began, first batch took:"), "",
+            "| variant | stage | started | load s | warm s | ready | first batch | first batch s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|", *lines]
 
 
 def main() -> None:

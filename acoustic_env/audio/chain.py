@@ -63,7 +63,7 @@ def chain_schema(manifest_schema: pa.Schema, cfg: ExtractConfig, device_stage: b
 
 
 def extract_chain(cfg: ExtractConfig, schema: pa.Schema, target: dict[str, Any], weights: dict[str, str],
-                  device: str | None, device_stage: bool = False) -> tuple[Stage, ...]:
+                  device: str | None, device_stage: bool = False, warm: bool = False) -> tuple[Stage, ...]:
     """The extract's stages in order.
 
     Args:
@@ -73,6 +73,8 @@ def extract_chain(cfg: ExtractConfig, schema: pa.Schema, target: dict[str, Any],
         weights: embedder name → the weights id the driver checked.
         device: the embedders' torch device (with ``device_stage``, the device stage's); None without embedders.
         device_stage: decode, then one stage that computes every feature and embedding on ``device``.
+        warm: the embedder and device stages warm their networks with a dummy batch when built (the Ray
+            pipeline, where the CPU actors decode the first blocks meanwhile; in one process nothing would).
 
     Returns:
         The stages, first to last; the last one's outputs are the parts' one-row summaries.
@@ -82,14 +84,15 @@ def extract_chain(cfg: ExtractConfig, schema: pa.Schema, target: dict[str, Any],
     if device_stage:
         return (Stage(DecodeStage, {"cfg": cfg, "schema": schema}, cfg.batch_size, "cpu"),
                 Stage(DeviceStage, {"cfg": cfg, "schema": schema, "device": device, "specs": specs,
-                                    "weights": weights},
+                                    "weights": weights, "warm": warm},
                       cfg.device_batch_size, "device", memory=sum(s.memory for s in specs.values()) or None),
                 writer)
     if not specs:
         return (Stage(FeatureWriterStage, {"cfg": cfg, "schema": schema, **target}, None, "cpu"),)
     # one subclass per embedder, so that Ray's logs name each operator
     embed = [Stage(type(f"Embed{name.capitalize()}", (EmbedderStage,), {}),
-                   {"spec": spec, "cfg": cfg, "schema": schema, "device": device, "weights_id": weights[name]},
+                   {"spec": spec, "cfg": cfg, "schema": schema, "device": device, "weights_id": weights[name],
+                    "warm": warm},
                    cfg.embed_batch_size, "embed", memory=spec.memory) for name, spec in specs.items()]
     return (Stage(CpuFeatureStage, {"cfg": cfg, "schema": schema}, cfg.batch_size, "cpu"), *embed, writer)
 

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
+from acoustic_env.audio import startup
 from acoustic_env.audio.rows import CPU_PREFIX
 from acoustic_env.audio.stages import stages
 from acoustic_env.config import ExtractConfig
@@ -22,12 +23,14 @@ PROGRESS_EVERY_S = 10.0
 
 
 def new_totals(cfg: ExtractConfig) -> dict[str, Any]:
-    """The counts a run adds up: clips written and failed, error types, CPU seconds per stage."""
-    return {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": dict.fromkeys(stages(cfg), 0.0)}
+    """The counts a run adds up: clips written and failed, error types, CPU seconds per stage, and the actors'
+    start-up entries (``audio/startup.py``)."""
+    return {"ok": 0, "failed": 0, "error_types": {}, "cpu_s": dict.fromkeys(stages(cfg), 0.0), "startup": []}
 
 
 def add_summary(totals: dict[str, Any], summary: pa.Table, progress: JobProgress) -> None:
     """Add the summaries of written parts (one row each) to ``totals`` and to the progress line."""
+    totals["startup"] += startup.entries(summary)
     for row in summary.to_pylist():
         totals["ok"] += row["n_ok"]
         totals["failed"] += row["n_failed"]

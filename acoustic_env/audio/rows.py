@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from acoustic_env.audio import startup
 from acoustic_env.errors import ClipError
 from acoustic_env.storage import SECRET_QUERY_PARAMS, redact
 from acoustic_env.table import IMAGE_TYPE, vector_type
@@ -177,6 +178,7 @@ def pipeline_fields(vectors: dict[str, int], stages: tuple[str, ...],
     fields += [pa.field(audio_column(s), AUDIO_TYPE) for s in ("raw", *separated)]
     fields += [pa.field(n, pa.string()) for n in ERROR_COLUMNS]
     fields += [pa.field(CPU_PREFIX + s, pa.float64()) for s in stages]
+    fields.append(startup.field())  # each actor's start-up, on the row it first handed on; never stored
     return fields
 
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from acoustic_env import layout
+from acoustic_env.audio import startup
 from acoustic_env.audio.decode import decode_clip
 from acoustic_env.audio.rows import (
     AUDIO,
@@ -239,14 +240,24 @@ class DecodeStage:
     are sized by the machine's core count when numpy is first imported, before Ray sets
     ``OMP_NUM_THREADS`` for the worker, so every actor would otherwise run a pool as wide
     as the machine on cores the other actors need (on 2 cores that halves a process pool).
+    Each stage's actor stamps its start-up onto the first batch it hands on (``audio/startup.py``).
     """
 
+    #: the stage's name in the run record's ``startup``
+    name = "decode"
+
     def __init__(self, cfg: ExtractConfig, schema: pa.Schema):
+        self.clock = startup.ActorClock(self.name)
         self._threads = threadpool_limits(limits=1)  # kept: the limits hold while it lives
         self.cfg = cfg
         self.schema = schema
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        began = time.time()
+        return self.clock.stamp(self.work(batch), began)
+
+    def work(self, batch: pa.Table) -> pa.Table:
+        """The stage's output for ``batch``."""
         return decode_batch(batch, self.cfg, self.schema)
 
     def close(self) -> None:
@@ -263,8 +274,10 @@ class CpuFeatureStage(DecodeStage):
     separated signals travel with it only when ``embed_signals`` names them.
     """
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return features_batch(super().__call__(batch), self.cfg, self.schema)
+    name = "features"
+
+    def work(self, batch: pa.Table) -> pa.Table:
+        return features_batch(super().work(batch), self.cfg, self.schema)
 
 
 class FeatureWriterStage(CpuFeatureStage):
@@ -282,7 +295,9 @@ class FeatureWriterStage(CpuFeatureStage):
         self.target = {"output": output, "run_id": run_id, "meta": meta}
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        yield from features_and_write(batch, self.cfg, self.schema, **self.target)
+        began = time.time()
+        for summary in features_and_write(batch, self.cfg, self.schema, **self.target):
+            yield self.clock.stamp(summary, began)
 
 
 def features_and_write(batch: pa.Table, cfg: ExtractConfig, schema: pa.Schema, output: str, run_id: str,
@@ -308,15 +323,24 @@ class EmbedderStage:
     and passed with their true lengths (the embedder pools over valid frames only). If the
     batch fails as a whole, each clip is retried alone so that one bad clip becomes one
     error row.
+
+    ``warm`` (the Ray pipeline, where other actors decode meanwhile): the constructor runs one dummy batch
+    (``startup.warm_clips``) after loading the network, so that the first real batch finds it warm.
     """
 
-    def __init__(self, spec: EmbedderSpec, cfg: ExtractConfig, schema: pa.Schema, device: str, weights_id: str):
+    def __init__(self, spec: EmbedderSpec, cfg: ExtractConfig, schema: pa.Schema, device: str, weights_id: str,
+                 warm: bool = False):
+        self.stage = f"embed_{spec.name}"
+        self.clock = startup.ActorClock(self.stage)
         self.schema = schema
         self.signals = embed_signals(cfg)
         self.outputs = tuple(spec.columns())  # the embedder's own output names
         self.widths = embedder_columns(spec, self.signals)
-        self.embedder = stage_embedder(spec, cfg, device, weights_id)
-        self.stage = f"embed_{spec.name}"
+        with self.clock.phase("load"):
+            self.embedder = stage_embedder(spec, cfg, device, weights_id)
+        if warm:
+            clips = startup.warm_clips(device, cfg.embed_batch_size, cfg.decode.sample_rate)
+            self.clock.warm(lambda: self._embed(clips))
 
     def _embed(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
         lengths = np.array([c.size for c in clips])
@@ -326,6 +350,7 @@ class EmbedderStage:
         return self.embedder.embed(batch, lengths)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        began = time.time()
         n = batch.num_rows
         failures = Failures.of(batch)
         matrices = {col: np.zeros((n, d), dtype=np.float32) for col, d in self.widths.items()}
@@ -352,7 +377,7 @@ class EmbedderStage:
         columns: dict[str, Any] = {col: vector_array(m, failures.ok) for col, m in matrices.items()}
         columns[CPU_PREFIX + self.stage] = pa.array(cpu)
         columns.update(failures.columns())
-        return conform(batch, self.schema, columns)
+        return self.clock.stamp(conform(batch, self.schema, columns), began)
 
 
 class DeviceStage:
@@ -364,17 +389,30 @@ class DeviceStage:
     signal of ``embed_signals`` from those same tensors, and everything comes back in one copy
     (``features.torch.batch``). No audio leaves this stage: the writer gets vectors only.
     ``specs`` are the embedders' specs themselves, so that one registered only in the driver
-    loads too.
+    loads too. ``warm``: the constructor runs a dummy batch of ``device_batch_size`` clips through every
+    feature and embedder (``startup.warm_clips``), so that the card's first pass (its kernels, FFT plans
+    and library handles) is paid while the CPU actors decode the first blocks.
     """
 
+    name = "device"
+
     def __init__(self, cfg: ExtractConfig, schema: pa.Schema, device: str, specs: dict[str, EmbedderSpec],
-                 weights: dict[str, str]):
+                 weights: dict[str, str], warm: bool = False):
+        self.clock = startup.ActorClock(self.name)
         self.cfg, self.schema, self.device = cfg, schema, device
-        self.embedders = {name: stage_embedder(spec, cfg, device, weights[name]) for name, spec in specs.items()}
+        with self.clock.phase("load"):
+            self.embedders = {name: stage_embedder(spec, cfg, device, weights[name]) for name, spec in specs.items()}
+        if warm:
+            from acoustic_env.features.torch.batch import batch_features  # torch: only where this stage runs
+
+            clips = startup.warm_clips(device, cfg.device_batch_size, cfg.decode.sample_rate)
+            self.clock.warm(lambda: batch_features(clips, cfg.decode.sample_rate, cfg.features, device,
+                                                   embedders=self.embedders, embed_signals=embed_signals(cfg)))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return features_batch(batch, self.cfg, self.schema, keep_audio=False, device=self.device,
-                              embedders=self.embedders)
+        began = time.time()
+        return self.clock.stamp(features_batch(batch, self.cfg, self.schema, keep_audio=False, device=self.device,
+                                               embedders=self.embedders), began)
 
 
 def stage_embedder(spec: EmbedderSpec, cfg: ExtractConfig, device: str, weights_id: str) -> Embedder:
@@ -425,7 +463,8 @@ def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any])
     """
     bad = error_mask(batch)
     n_bad = int(bad.sum())
-    drop = {*audio_columns(batch), *ERROR_COLUMNS} | {c for c in batch.column_names if c.startswith(CPU_PREFIX)}
+    drop = {*audio_columns(batch), *ERROR_COLUMNS, startup.COLUMN} | {
+        c for c in batch.column_names if c.startswith(CPU_PREFIX)}
     if n_bad < batch.num_rows:
         keep = [f for f in batch.schema if f.name not in drop]
         table = batch.filter(pa.array(~bad)).select([f.name for f in keep])
@@ -441,7 +480,8 @@ def write_batch(batch: pa.Table, output: str, run_id: str, meta: dict[str, Any])
                         "time": pa.repeat(pa.scalar(now_utc(), ERRORS_SCHEMA.field("time").type), n_bad)})
         _write_part(err.cast(ERRORS_SCHEMA), output, layout.ERRORS, layout.part_name(run_id, failed["clip_id"].to_pylist()))
         error_types = ",".join(failed["error_type"].to_pylist())
-    summary: dict[str, list] = {"n_ok": [batch.num_rows - n_bad], "n_failed": [n_bad], "error_types": [error_types]}
+    summary: dict[str, Any] = {"n_ok": [batch.num_rows - n_bad], "n_failed": [n_bad], "error_types": [error_types],
+                               startup.COLUMN: pa.array([startup.entries(batch)], startup.TYPE)}
     for c in batch.column_names:
         if c.startswith(CPU_PREFIX):
             summary[c] = [pc.sum(batch[c]).as_py() or 0.0]

@@ -226,7 +226,9 @@ def run_pipeline(todo: Iterable[pa.Table], expected_rows: int, cfg: ExtractConfi
     target = {"output": cfg.output, "run_id": run_id, "meta": meta}
     device = _torch_device(res, cfg)
     ds = dataset_of_blocks(blocks, metadata)
-    for stage in extract_chain(cfg, schema, target, weights, device, device_stage=bool(res.device)):
+    # the embedder (or device) actors warm their networks while the feature (or decode) actors work on the
+    # first blocks: Ray Data starts every pool's actors at once
+    for stage in extract_chain(cfg, schema, target, weights, device, device_stage=bool(res.device), warm=True):
         ds = ds.map_batches(stage.cls, batch_format="pyarrow", batch_size=stage.batch_size, memory=stage.memory,
                             fn_constructor_kwargs=stage.kwargs, **_pool(stage.pool, res, len(blocks)))
     progress = JobProgress(n_rows, cfg.progress)

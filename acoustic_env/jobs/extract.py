@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from acoustic_env import layout
 from acoustic_env.audio.manifest import job_manifest
+from acoustic_env.audio.startup import summarise
 from acoustic_env.audio.stages import table_metadata
 from acoustic_env.config import EMBEDDERS, ConfigError, ExtractConfig, validate
 from acoustic_env.config.common import AUTO, NO_EMBEDDERS
@@ -293,6 +294,7 @@ def _extract(cfg: ExtractConfig, run: Run, weights: dict[str, Any], choice: Embe
         quarantined=index.quarantined, other_settings=differ if tally.skipped else {},
         error_types=totals["error_types"], cpu_s=totals["cpu_s"], resources=totals.get("resources"),
         timing_s={**run.record["timing_s"], **totals.get("timing_s", {})},
+        startup=summarise(totals["startup"], run.started),
     )
 
 
