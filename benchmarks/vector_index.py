@@ -18,7 +18,8 @@ random weights as the synthetic tables are; the index is usearch's graph of thos
 written beside it by ``learn/vector_index.py`` with a manifest whose space is the identity (means 0, standard
 deviations 1: the rows are already in the search space), so no second build of a million rows is needed. Times,
 median of 5 examples: the command (wall and CPU), and in a warm process ``vector_index.load`` (the manifest, the
-graph's checksum, the map, the ids) and ``ae.search``.
+graph's checksum, the map, the ids) and ``ae.search``; then the held-out queries through ``VectorIndex.nearest``
+(k = 10, the module's 256 candidates), each one's wall and CPU time (its thread's) and recall@10 against exact.
 
 The three libraries not kept are measured only here, installed by hand into the environment for the run
 (``pip install faiss-cpu==1.15.1 hnswlib==0.8.0 voyager==2.2.3``; in no extra of the project).
@@ -250,7 +251,7 @@ def startup(args: argparse.Namespace) -> None:
     from acoustic_env.table import open_table
 
     work = Path(args.work)
-    rows, _ = generate(work, args.rows, args.dim, args.queries, args.seeds)
+    rows, queries = generate(work, args.rows, args.dim, args.queries, args.seeds)
     out = work / f"table-{args.rows}"
     like = synthetic_features(2, embedders=("yamnet",), signals=("raw",)).table.schema
     schema = pa.schema([like.field(n) for n in ("clip_id", "uri", "start_s", "end_s", "labels", "group",
@@ -295,6 +296,14 @@ def startup(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         ae.search(str(out), ids[(i + 1) * 104729 % args.rows], embedder="yamnet", include_random_weights=True, k=10)
         searches.append(time.perf_counter() - t)
+    index, truth = vector_index.load(table, ["yamnet"], "random"), exact(rows, queries, work)
+    query_walls, query_cpus, hits = [], [], 0
+    for q, true in zip(queries.astype(np.float32), truth):
+        t, cpu = time.perf_counter(), time.thread_time()
+        keys, _ = index.nearest(q, K)
+        query_cpus.append(time.thread_time() - cpu)
+        query_walls.append(time.perf_counter() - t)
+        hits += len(set(keys.tolist()) & set(true.tolist()))
     med = statistics.median
     print(f"{time.strftime('%Y-%m-%d')}, {describe()}, Python {platform.python_version()}; {args.rows} x {args.dim}, "
           f"the index file {(work / 'index-usearch-f16').stat().st_size / 2**20:.0f} MiB; load average "
@@ -304,6 +313,11 @@ def startup(args: argparse.Namespace) -> None:
                         ("the same, CPU (user + system)", cpus), ("`vector_index.load`, warm process", loads),
                         ("`ae.search` from the index, warm process", searches)):
         print(f"| {name} | {med(times):.2f} | {max(times):.2f} |")
+    ms = {name: (1e3 * med(t), 1e3 * float(np.percentile(t, 95))) for name, t in (("wall", query_walls),
+                                                                                  ("CPU", query_cpus))}
+    print(f"\n{len(truth)} held-out queries through `VectorIndex.nearest`, k = {K}: recall@10 against exact search "
+          f"{hits / truth.size:.3f}; wall median {ms['wall'][0]:.2f} ms, p95 {ms['wall'][1]:.2f} ms; CPU median "
+          f"{ms['CPU'][0]:.2f} ms, p95 {ms['CPU'][1]:.2f} ms")
 
 
 def main() -> None:
