@@ -191,7 +191,7 @@ def test_an_audit_folder_handed_to_a_command_is_read_by_the_one_reader(tmp_path)
         made = hostile(audit, "x")[kind]
         made.rename(audit / "summary.json")
         paths.append(audit / "summary.json")
-        cases.append(("acoustic_env.jobs.commands:_after_corrections", [{}, str(audit), str(tmp_path / "l.csv"), []]))
+        cases.append(("acoustic_env.jobs.runners:_after_corrections", [{}, str(audit), str(tmp_path / "l.csv"), []]))
     lines, grew, seconds = read_each(cases)
     assert lines == [f"ConfigError: audit: {p} is not a regular file (a FIFO, a device or a socket); give a file"
                      for p in paths]
@@ -211,7 +211,7 @@ def test_a_label_store_path_that_is_a_file_is_refused_unread(tmp_path):
 def test_a_list_of_no_clip_is_refused_by_every_reader_of_lists(tmp_path):
     """Issue 82, 20: audit-estimate --labels accepted a header-only list, which train and audit refuse; the refusal
     is now the list reader's, which all of them use (annotate alone takes an empty store: it skips nothing)."""
-    from acoustic_env.jobs.commands import _after_corrections
+    from acoustic_env.jobs.runners import _after_corrections
     from acoustic_env.labels.label_list import read_label_list
     from acoustic_env.vocabulary.tasks import load_task
 

@@ -95,9 +95,9 @@ def _builtin(name: str, summary: str, config: type[Section], module: str, run: s
                    lazy("acoustic_env.jobs.plan", f"plan_{name}"))
 
 
-_COMMANDS = "acoustic_env.jobs.commands"
-_AUDIOSET = "acoustic_env.jobs.audioset.commands"
-_LABELS = "acoustic_env.jobs.label_commands"
+_RUNNERS = "acoustic_env.jobs.runners"
+_AUDIOSET = "acoustic_env.jobs.audioset.runners"
+_LABELS = "acoustic_env.jobs.label_runners"
 
 for _spec in (
         _builtin("extract", "extract features from a clip list into Parquet", ExtractConfig, "extract", "extract"),
@@ -112,22 +112,22 @@ for _spec in (
                 lazy("acoustic_env.jobs.submit", "summary_lines"), lazy("acoustic_env.jobs.submit", "plan_submit"),
                 usage="%(prog)s JOB [--address URL] [--options '--flag value ...'] [options]"),
         JobSpec("export", "write a feature table as one Parquet or CSV file, one named column per value",
-                ExportConfig, lazy(_COMMANDS, "run_export"), lazy(_COMMANDS, "export_lines"),
+                ExportConfig, lazy(_RUNNERS, "run_export"), lazy(_RUNNERS, "export_lines"),
                 usage="%(prog)s FEATURES --output FILE [--wide] [options]", console="never"),
         JobSpec("search", "the clips of a feature table nearest to an example clip or audio file, by an embedder's "
-                          "embeddings", SearchConfig, lazy(_COMMANDS, "run_search"), lazy(_COMMANDS, "search_lines"),
+                          "embeddings", SearchConfig, lazy(_RUNNERS, "run_search"), lazy(_RUNNERS, "search_lines"),
                 lazy("acoustic_env.jobs.plan", "plan_search"), console="never",
                 usage="%(prog)s --features TABLE --example CLIP_OR_FILE [--embedder NAME] [-k 20] [options]"),
         JobSpec("index", "build or update the nearest-neighbour index of a feature table's embeddings, kept beside "
-                         "it, that search answers from", IndexConfig, lazy(_COMMANDS, "run_index"),
-                lazy(_COMMANDS, "index_lines"), console="never",
+                         "it, that search answers from", IndexConfig, lazy(_RUNNERS, "run_index"),
+                lazy(_RUNNERS, "index_lines"), console="never",
                 usage="%(prog)s --features TABLE [--embedder NAME] [--precision f16] [options]"),
         JobSpec("audit-estimate", "label accuracy per class, with an interval, from review verdicts",
-                AuditEstimateConfig, lazy(_COMMANDS, "run_audit_estimate"), lazy(_COMMANDS, "estimate_lines"),
+                AuditEstimateConfig, lazy(_RUNNERS, "run_audit_estimate"), lazy(_RUNNERS, "estimate_lines"),
                 usage="%(prog)s --verdicts FILE [FILE ...] [options]", console="never"),
         JobSpec("predict", "label audio files, a directory or a clip list with a trained model", PredictConfig,
-                lazy(_COMMANDS, "run_predict"), lazy(_COMMANDS, "predict_lines"),
-                usage="%(prog)s FILES|DIR|MANIFEST --model MODEL [options]", check=lazy(_COMMANDS, "check_predict"),
+                lazy(_RUNNERS, "run_predict"), lazy(_RUNNERS, "predict_lines"),
+                usage="%(prog)s FILES|DIR|MANIFEST --model MODEL [options]", check=lazy(_RUNNERS, "check_predict"),
                 console="on_ray"),
         JobSpec("soundscape", "a deployment's recordings placed on each site's clock: indices, per-bin spectral "
                               "indices and class shares per segment, events, detection histories and a page with "

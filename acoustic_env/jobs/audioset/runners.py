@@ -1,6 +1,6 @@
-"""The run and the summary lines of ``audioset sample``, ``rescore`` and ``frames`` (their catalogue entries:
-``jobs/catalog.py``; ``fetch``'s are its module's own): what each did, as a value for ``ae.run`` and as the lines
-the command prints. The heavy modules are imported when a run starts."""
+"""The runners (a command's config in, its job run) and the summary lines of ``audioset sample``, ``rescore`` and
+``frames`` (their catalogue entries: ``jobs/catalog.py``; ``fetch``'s are its module's own): what each did, as a
+value for ``ae.run`` and as the lines the command prints. The heavy modules are imported when a run starts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The run and the summary lines of ``labels add-verdicts``, ``apply``, ``show``, ``new-class``, ``to-label-studio``
-and ``from-label-studio`` (their catalogue entries: ``jobs/catalog.py``): reviewers' verdicts into the label store,
+"""The runners (a command's config in, its job run) and the summary lines of ``labels add-verdicts``, ``apply``,
+``show``, ``new-class``, ``to-label-studio`` and ``from-label-studio`` (their catalogue entries: ``jobs/catalog.py``): reviewers' verdicts into the label store,
 the corrected list out, a new class from one example's search hits, and an audit's queue to Label Studio and back.
 The store is :mod:`acoustic_env.labels`; nothing here starts Ray."""
 

@@ -1,5 +1,6 @@
-"""The run and the summary lines of the commands whose job is a function of plain arguments: ``export``,
-``search``, ``audit-estimate`` and ``predict`` (their catalogue entries: ``jobs/catalog.py``).
+"""The runners (each ``run_*``: a command's config in, its job run) and the summary lines of the commands whose job
+is a function of plain arguments: ``export``, ``search``, ``audit-estimate`` and ``predict`` (their catalogue
+entries, the commands: ``jobs/catalog.py``).
 
 Each ``run_*`` takes the command's config and returns what it did, so that the command line and ``ae.run`` do the
 same work; each ``*_lines`` says it, as the command prints it. The heavy modules are imported when a run starts.
