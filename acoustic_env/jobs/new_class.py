@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
+import pyarrow as pa
 
 from acoustic_env.config import ConfigError
 from acoustic_env.csv_writer import restore_cell
 from acoustic_env.labels.new_class import (ANSWERS, Round, answer_events, next_review, round_list, task_of,
                                            train_fields)
-from acoustic_env.storage import filesystem
+from acoustic_env.labels.store import Event
+from acoustic_env.storage import filesystem, join
+from acoustic_env.vocabulary.tasks import Task
 
 
 def read_answers(uris: Iterable[str]) -> list[dict[str, str]]:
@@ -76,18 +79,32 @@ class RoundResult:
     picks: list[tuple[str, str]]
 
 
-def run_round(cfg: Any) -> RoundResult:
-    """One round of the loop (the module docstring) for a ``NewClassConfig``: answers into the store, the list,
-    the train job, the next clips to judge under ``cfg.output``."""
+@dataclass(frozen=True)
+class Ready:
+    """A round up to its train run (:func:`prepare_round`): what :func:`pick_next` needs afterwards, and the train
+    job's config."""
+
+    task: Task
+    facts: pa.Table  # the table's clip facts, for review.csv's rows
+    history: list[Event]  # every event of the task in the store, this round's answers with them
+    round: Round
+    added: int  # the events this round added to the store
+    label_list: str
+    train: Any  # config.TrainConfig: the train job on ``label_list``
+
+
+def prepare_round(cfg: Any) -> Ready:
+    """A round's steps before its train run, for a ``NewClassConfig``: the checks, the answers appended to the
+    label store (once: answers without times that the store holds already are not added again when a round is
+    rerun), the round's label list written to ``labels.csv`` under ``cfg.output``, and the train job's config.
+
+    Apart from :func:`run_round` so that what a round reads, stores and lists is tested without a train run.
+    """
     from acoustic_env.config import TrainConfig, from_dict, load_config_file
-    from acoustic_env.jobs.export import write_table
     from acoustic_env.jobs.preflight import check_store, keep_apart, preflight
-    from acoustic_env.jobs.train.job import train
     from acoustic_env.labels.current import unstated
     from acoustic_env.labels.label_list import write_list
     from acoustic_env.labels.store import append, default_store, read_events
-    from acoustic_env.learn.artifact import load_model
-    from acoustic_env.storage import join
     from acoustic_env.table import selection
     from acoustic_env.vocabulary.tasks import load_task
 
@@ -108,13 +125,37 @@ def run_round(cfg: Any) -> RoundResult:
     fields = train_fields(len(rnd.positives), load_config_file(cfg.train_config) if cfg.train_config else None)
     listed = join(cfg.output, "labels.csv")
     write_list(rnd.listed, listed)
-    result = train(from_dict(TrainConfig, {"features": cfg.features, "output": join(cfg.output, "train"),
-                                           "seed": cfg.seed, **fields, "task": task.name, "labels": listed}))
-    model = load_model(result.model)
+    train = from_dict(TrainConfig, {"features": cfg.features, "output": join(cfg.output, "train"), "seed": cfg.seed,
+                                    **fields, "task": task.name, "labels": listed})
+    return Ready(task, facts, history, rnd, len(events), listed, train)
+
+
+def pick_next(cfg: Any, ready: Ready, model: Any) -> tuple[str, list[tuple[str, str]]]:
+    """A round's last step: the round's ``model`` (an ``artifact.Model``) scores the table, and ``next_review``
+    picks the next ``cfg.batch`` clips to judge by ``cfg.strategy``; their rows go to ``review.csv`` under
+    ``cfg.output``. Returns its URI and the picks, (clip id, why)."""
+    from acoustic_env.jobs.export import write_table
+
     data = model.read_features(cfg.features)
-    picks, rows = next_review(history, rnd, task, model.predict_proba(data),
-                              np.hstack(list(model.matrices(data).values())), data.ids.tolist(), facts, cfg.strategy,
-                              cfg.batch, cfg.seed)
+    picks, rows = next_review(ready.history, ready.round, ready.task, model.predict_proba(data),
+                              np.hstack(list(model.matrices(data).values())), data.ids.tolist(), ready.facts,
+                              cfg.strategy, cfg.batch, cfg.seed)
     review = join(cfg.output, "review.csv")
     write_table(rows, review)
-    return RoundResult(len(events), rnd, listed, result, review, picks)
+    return review, picks
+
+
+def run_round(cfg: Any) -> RoundResult:
+    """One round of the loop (the module docstring) for a ``NewClassConfig``: answers into the store, the list,
+    the train job, the next clips to judge under ``cfg.output``.
+
+    Only the whole train run reaches these lines (tests/test_new_class.py, slow): their parts are tested on their
+    own (:func:`prepare_round`, :func:`pick_next`), and ``make mutate`` leaves the glue alone.
+    """
+    from acoustic_env.jobs.train.job import train
+    from acoustic_env.learn.artifact import load_model
+
+    ready = prepare_round(cfg)  # pragma: no mutate
+    result = train(ready.train)  # pragma: no mutate
+    review, picks = pick_next(cfg, ready, load_model(result.model))  # pragma: no mutate
+    return RoundResult(ready.added, ready.round, ready.label_list, result, review, picks)  # pragma: no mutate
