@@ -27,7 +27,7 @@ from acoustic_env.config import DecodeParams, FeatureParams, WindowParams
 from acoustic_env.demo.quick_model import quick_model
 from acoustic_env.demo.tables import synthetic_features, write_features
 from acoustic_env.jobs.predict import predict
-from acoustic_env.pages.selections import RAVEN_COLUMNS
+from acoustic_env.audio.selections import RAVEN_COLUMNS
 from acoustic_env.jobs.windows import predict_windows
 from acoustic_env.storage import write_json
 
@@ -383,7 +383,7 @@ def test_annotate_scores_listed_recordings_in_windows_once(world, tmp_path, caps
 def test_a_tab_or_a_line_break_in_a_class_name_never_shifts_a_selection_tables_columns():
     """Issue 82, 10: a class named with a tab (from a model folder written before the task refused it, or forged)
     gave Raven rows 10 fields under 9 headers and split Audacity's labels. The writers escape it."""
-    from acoustic_env.pages.selections import audacity_labels, raven_table
+    from acoustic_env.audio.selections import audacity_labels, raven_table
 
     rows = [{"predicted": ["a\tb", "c\nd"], "start_s": 0.0, "end_s": 3.0, "prob_a\tb": 0.9, "prob_c\nd": 0.8}]
     raven = raven_table(rows).split("\n")[:-1]

@@ -188,7 +188,7 @@ def _predict_windows(cfg: PredictConfig, on_ray: Callable[[], None], t0: float) 
     """``predict --windows``: every file scored in windows (in this process, or on Ray beyond
     ``--windows-in-process-max`` windows)."""
     from acoustic_env.jobs.export import write_table
-    from acoustic_env.pages.selections import write_selections
+    from acoustic_env.audio.selections import write_selections
     from acoustic_env.jobs.windows import predict_windows
 
     result = predict_windows(list(cfg.inputs), cfg.model, window=cfg.windows, audio_root=cfg.audio_root,
@@ -205,7 +205,7 @@ def _predict_windows(cfg: PredictConfig, on_ray: Callable[[], None], t0: float) 
 
 def predict_lines(done: Predicted) -> list[str]:
     from acoustic_env.jobs.predict import format_predictions
-    from acoustic_env.pages.selections import window_lines
+    from acoustic_env.audio.selections import window_lines
 
     classes = [c.removeprefix("prob_") for c in done.table.column_names if c.startswith("prob_")]
     if done.summary is None:

@@ -51,7 +51,7 @@ from acoustic_env.audio.windows import Recording, Window
 from acoustic_env.config import ConfigError, ServeConfig, WindowParams, from_dict
 from acoustic_env.errors import ClipError
 from acoustic_env.jobs.predict import rows_table
-from acoustic_env.pages.selections import raven_table
+from acoustic_env.audio.selections import raven_table
 from acoustic_env.jobs.windows import TIMES, recording_rows, score_clips, summarize, window_lengths
 from acoustic_env.learn.artifact import load_model, top_scores
 from acoustic_env.storage import redact
