@@ -1,4 +1,4 @@
-"""BirdNET's runtime (``embedders/birdnet/model.py``) beyond its outputs (``tests/test_birdnet.py``): the graph it
+"""BirdNET's TF Lite runtime (``embedders/birdnet/tflite.py``) beyond its outputs (``tests/test_birdnet.py``): the graph it
 refuses, the interpreter planned once per batch size on the threads torch uses, fp32 whatever precision is
 asked, and memory for a clip's windows only.
 
@@ -20,7 +20,8 @@ import torch
 from conftest import require
 
 from acoustic_env.embedders.birdnet import SPEC
-from acoustic_env.embedders.birdnet.model import WINDOW, Runtime, with_embedding_output
+from acoustic_env.embedders.birdnet import WINDOW
+from acoustic_env.embedders.birdnet.tflite import Runtime, with_embedding_output
 from acoustic_env.embedders.factory import load_embedder
 from acoustic_env.embedders.weights import location
 from acoustic_env.errors import WeightsError
@@ -84,15 +85,16 @@ def test_the_interpreter_is_planned_again_only_when_the_batch_size_changes(graph
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_allclose(one[0][0], first[0][0], atol=1e-5)
     assert first[0].shape == (2, SPEC.dim) and first[1].shape == (2, 6522)
-    made.clear()
-    assert load_embedder("birdnet").precision == "fp32" and made == [torch.get_num_threads()]
+    embedder = load_embedder("birdnet")  # it runs the converted copy, with as many threads as torch uses too
+    assert embedder.precision == "fp32"
+    assert embedder.model.session.get_session_options().intra_op_num_threads == torch.get_num_threads()
 
 
 def test_birdnet_runs_fp32_whatever_precision_is_asked_and_says_so(graph, caplog):
     with caplog.at_level(logging.WARNING, logger="acoustic_env.embedders.birdnet.model"):
         asked = load_embedder("birdnet", precision="bf16", max_batch=3)
     assert asked.precision == "fp32" and asked.max_batch == 3
-    assert "birdnet runs its FP32 TF Lite graph: embed_precision bf16 does not apply to it" in caplog.messages
+    assert "birdnet runs its FP32 graph: embed_precision bf16 does not apply to it" in caplog.messages
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="acoustic_env.embedders.birdnet.model"):
         assert load_embedder("birdnet", precision="fp32", max_batch=2).max_batch == 2

