@@ -15,8 +15,8 @@ is present (the authors kept each uploader's clips on one side of train/val), el
 The clip list joins a clip's tags with ``;``: a tag holding one is refused, naming its row.
 
 200 tags are too many for an environment classifier: the tag-binning task
-``task_files/fsd50k_environment.yaml`` bins them into four classes, and
-``task_files/fsd50k_eight_bins.yaml`` (``bins=8``) into eight, this project's reading of
+``vocabulary/task_files/fsd50k_environment.yaml`` bins them into four classes, and
+``vocabulary/task_files/fsd50k_eight_bins.yaml`` (``bins=8``) into eight, this project's reading of
 the FSD50K study's eight classes (the study binned its tags into eight; its own bins are
 not reproduced here), each refining one of the four (``urban_traffic`` → ``urban``).
 ``prepare_fsd50k`` checks every tag the task names against the vocabulary, copies it
@@ -25,7 +25,7 @@ class and the overlaps).
 
 The study binned the uploaders' free-text tags instead (``tags`` in the clips-info JSON), into
 eight classes, music the largest: ``tag_map`` (``--from-tags``, or ``--tag-map FILE``) does that,
-by a YAML of category → tags (``task_files/fsd50k_tag_categories.yaml``; the rule for a clip whose
+by a YAML of category → tags (``recipes/tag_maps/fsd50k_tag_categories.yaml``: a mapping, not a task; the rule for a clip whose
 tags vote for two categories is ``fsd50k_tags``'). The clip list's label is then the clip's category
 (its vocabulary labels kept as ``vocabulary_labels``), a clip with no listed tag is left out and
 counted, and beside it go the mapping, a task of its categories (``fsd50k_tags_task.yaml``), the
@@ -74,7 +74,7 @@ BINS = {4: "fsd50k_environment.yaml", 8: "fsd50k_eight_bins.yaml"}
 
 def bins_task_path(bins: int = 4) -> str:
     """The packaged tag-binning task file of ``bins`` classes (``BINS``)."""
-    return str(resources.files("acoustic_env.recipes") / "task_files" / BINS[bins])
+    return str(resources.files("acoustic_env.vocabulary") / "task_files" / BINS[bins])  # built-in tasks too
 
 
 def tag_bins(task: Task, label_lists: Sequence[Sequence[str]], folds: Sequence[str] | None = None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The FSD50K study binned the uploaders' free-text tags (``FSD50K.metadata/*_clips_info_FSD50K.json``), not the
 200 vocabulary labels, into eight classes, music the largest. A mapping is a YAML of category → tags
-(``task_files/fsd50k_tag_categories.yaml``, or the user's ``--tag-map``), read by :func:`load_tag_map`.
+(``tag_maps/fsd50k_tag_categories.yaml``, or the user's ``--tag-map``), read by :func:`load_tag_map`.
 
 The rule for a clip (:func:`categorise`): each of its tags the mapping lists votes for that tag's category; the
 clip takes the category with the most votes, a tie going to the category written first in the mapping (the file's
@@ -38,7 +38,7 @@ DROPPED = "dropped"
 
 def tag_map_path() -> str:
     """The packaged mapping's path."""
-    return str(resources.files("acoustic_env.recipes") / "task_files" / TAG_MAP)
+    return str(resources.files("acoustic_env.recipes") / "tag_maps" / TAG_MAP)
 
 
 def normalise(tag: str) -> str:
