@@ -130,6 +130,29 @@ def _import(root: Path, export: list[dict], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def test_each_submitted_annotation_is_a_verdict_with_its_annotator_time_and_project(world, capsys):
+    root, _ = world
+    tasks = _to_label_studio(root, capsys)
+    clips = [t["data"]["clip_id"] for t in tasks]
+    given = {t["data"]["clip_id"]: t["data"]["given_labels"] for t in tasks}
+    other = {c: [next(k for k in CLASSES if [k] != given[c])] for c in clips}
+    export = _export(tasks, {clips[0]: given[clips[0]], clips[1]: other[clips[1]], clips[2]: [], clips[3]: ["x"]})
+    export[2]["annotations"][0]["result"].append({"from_name": "unsure", "to_name": "audio", "type": "choices",
+                                                   "value": {"choices": ["unsure"]}})
+    export[3]["annotations"][0].update(was_cancelled=True, result=[])  # skipped: says nothing
+    assert _import(root, export, capsys) == (0, "")
+    summary = json.loads((root / "audit-v1" / "summary.json").read_text())
+    events = {e.clip_id: e for e in read_events(str(root / "store"))}
+    assert set(events) == set(clips[:3])
+    assert [(events[c].verdict, events[c].labels) for c in clips[:3]] == [
+        ("correct", ()), ("wrong", tuple(other[clips[1]])), ("unsure", ())]
+    assert [events[c].time.isoformat() for c in clips[:3]] == [
+        f"2026-11-28T10:0{i}:00+00:00" for i in (1, 2, 3)]  # when each was last saved
+    assert {(e.reviewer, e.origin, e.source, tuple(e.given) == tuple(given[e.clip_id])) for e in events.values()} == {
+        ("ann@example.org", f"label-studio project 7: {summary['audit_id']}", "review", True)}
+    shutil.rmtree(root / "store")
+
+
 def _another_queue(export):
     export[1]["data"]["queue"] = "20261101T000000Z-other"
 
