@@ -118,6 +118,7 @@ def test_the_search_trials_and_the_ablations_train_the_network_balanced(monkeypa
 
     from acoustic_env.distributed import tune
     from acoustic_env.jobs.train.ablation import fit_subset
+    from acoustic_env.jobs.train.trainers import scheduled
     from acoustic_env.learn import mlp_estimator
     from acoustic_env.learn.fit import DEFAULT_PARAMS
 
@@ -133,9 +134,11 @@ def test_the_search_trials_and_the_ablations_train_the_network_balanced(monkeypa
     data = {"x_train": x[:60], "y_train": y[:60], "x_val": x[60:], "y_val": y[60:]}
     schedule = Schedule(max_rounds=1, patience=1, steps_per_round=1)
     setup = tune.Setup("single_label", 3, schedule, 0, workers=1, worker_cpus=1, use_gpu=False,
-                       storage=str(tmp_path), balance=Balance("balanced", sampler=True))
-    tune._fit({"params": DEFAULT_PARAMS, "data": [data]}, setup, lambda metrics, checkpoint: None, "cpu")
-    fit_subset(data, "single_label", 3, DEFAULT_PARAMS, schedule, 0, Balance("balanced"))
+                       storage=str(tmp_path))
+    sampled = scheduled("mlp", setup, Balance("balanced", sampler=True), max_rounds=1, patience=1,
+                        patience_epochs=None)
+    tune._fit({"params": DEFAULT_PARAMS, "data": [data]}, sampled, lambda metrics, checkpoint: None, "cpu")
+    fit_subset(data, scheduled("mlp", setup, Balance("balanced"), max_rounds=1, patience=1), DEFAULT_PARAMS)
     assert seen == [(None, True), ("balanced", False)]
 
 

@@ -109,7 +109,7 @@ def test_cnn_under_the_split_trains_data_parallel_on_streamed_images_and_is_save
     # Ray's workers import the modules afresh: only a decode in this process fails
     for module in (table_module, images_module):
         monkeypatch.setattr(module, "decode_images", never)
-    monkeypatch.setattr(images_module, "images", spy)  # fit_cnn builds every dataset in this process
+    monkeypatch.setattr(images_module, "images", spy)  # fit_streamed builds every dataset in this process
     monkeypatch.setattr(images_module, "score", lambda *args: scored.append(score(*args)) or scored[-1])
     # each round is a pass of Ray Data over the training and the validation images: one, not the default 12 (the
     # rounds' loop, early stopping and the agreed stop of the ranks are learn.fit's, tested in test_fit.py)

@@ -55,7 +55,11 @@ SPEC = CandidateSpec("cnn", "a CNN over each clip's log-mel or MFCC image", buil
                      space=Space({"architecture": one_of(*SEARCHED), "width": one_of(8, 16),
                                   "crop_frames": one_of(150, 200, 250), "dropout": numbers(0.2, 0.5),
                                   "lr": numbers(1e-3, 4e-3, log=True),
-                                  "weight_decay": numbers(1e-4, 1e-2, log=True)}, within="network"))
+                                  "weight_decay": numbers(1e-4, 1e-2, log=True)}, within="network"),
+                     # the split evaluation streams its images (distributed.images), as one run at its defaults
+                     trains="stream", restore=lazy("acoustic_env.learn.trained_networks", "cnn_restore"),
+                     save=lazy("acoustic_env.learn.trained_networks", "cnn_save"),
+                     input_problem=lambda bands, params: image_problem(bands, params["network"]))  # below
 
 
 def chosen(architecture: str | None, crop_s: float | None, init: dict[str, str] | None = None) -> dict[str, Any]:

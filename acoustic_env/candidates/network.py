@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from acoustic_env.candidates.space import Space, ints, numbers
+from acoustic_env.candidates.space import Space, ints, numbers, one_of
 from acoustic_env.candidates.spec import Build, CandidateSpec
 from acoustic_env.registry import lazy
 
@@ -49,4 +49,13 @@ SPEC = CandidateSpec("mlp", "the train job's network (a multilayer perceptron)",
                                          "weight_decay": 1e-4, "batch_size": 64}},
                      space=Space({"depth": ints(1, 3), "width": ints(32, 512, log=True),
                                   "dropout": numbers(0.0, 0.5), "weight_decay": numbers(1e-6, 1e-2, log=True),
-                                  "lr": numbers(1e-4, 1e-2, log=True)}, within="network"))
+                                  "lr": numbers(1e-4, 1e-2, log=True)}, within="network"),
+                     # the split evaluation: a Ray Tune search over a wider space (distributed.tune)
+                     trains="tune", tune_space=Space({
+                         "depth": ints(1, 3), "width": one_of(32, 64, 128, 256, 512),
+                         "lr": numbers(1e-4, 3e-2, log=True), "activation": one_of("relu", "gelu", "silu", "tanh"),
+                         "dropout": numbers(0.0, 0.5), "weight_decay": numbers(1e-6, 1e-2, log=True),
+                         "batch_size": one_of(32, 64, 128, 256)}, within="network"),
+                     restore=lazy("acoustic_env.learn.trained_networks", "mlp_restore"),
+                     predict=lazy("acoustic_env.learn.mlp", "predict_proba"),
+                     save=lazy("acoustic_env.learn.trained_networks", "mlp_save"))

@@ -31,6 +31,16 @@ EXPLAINERS = ("trees",)
 #: standardised components) or ``impurity`` (a forest's Gini importances), each also carried back through the PCA
 #: to the original columns as ``learn.importances`` says for its kind.
 IMPORTANCES = ("coefficients", "impurity")
+#: How train's split evaluation trains a candidate (cross-validation fits every one in this process, through the
+#: zoo): ``estimator``, the zoo's estimator fitted in this process on the training split, stopped on the validation
+#: split where it can (``fit_early``); ``tune``, a network under a Ray Tune search (``distributed.tune``), its trials'
+#: settings drawn from ``tune_space`` (``--trials``; 0: its defaults once) and trained on the training split's arrays,
+#: each trial checkpointed and the best read back; ``stream``, a network of images trained on Ray Data's stream of
+#: them (``distributed.images``), data-parallel over ``--workers``, never held whole in one process.
+TRAININGS = ("estimator", "tune", "stream")
+#: The entry of a network's settings (``params``) that a run of it trains with: what a Ray Tune trial varies, what
+#: the feature-group ablations fix to the search's choice.
+NETWORK = "network"
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,20 @@ class CandidateSpec:
             (``Build.splits``), as the logistic regressions' C; ``record_search`` reads what it tried, ``fixed``
             turns the chosen settings into the settings of a refit that does not search.
         explainer, importance: how the report explains it (:data:`EXPLAINERS`, :data:`IMPORTANCES`).
+        trains: how train's split evaluation trains it (:data:`TRAININGS`). A network (``tune`` or ``stream``)
+            keeps the settings a run trains with in ``params["network"]`` (:data:`NETWORK`); what ``build`` returns
+            has ``train(data, kind, n_classes, ...)`` (``learn.mlp_estimator.MLPClassifier.train``'s arguments for
+            ``tune``, ``learn.spectro_estimator.CNNClassifier.train``'s for ``stream``), which calls ``on_round`` with
+            the network after every round.
+        tune_space: the ranges a Ray Tune search of a ``tune`` network draws its ``network`` settings from.
+        restore: ``restore(shape, kind, n_classes, settings, state)``: the torch module a run of a network trained,
+            in evaluation mode, from its best round's weights ``state`` (``shape``: one input's, ``(width,)`` of a
+            vector or ``(bands, frames)`` of an image window; ``settings``: its ``network`` settings).
+        predict: ``predict(module, x, kind, n_classes)``: a ``tune`` network's probabilities for the vectors ``x``.
+        save: ``save(module, shape, kind, n_classes, params)``: a network's saved form (``learn.portable``) from its
+            module and all its settings; None: it cannot be the saved model of the split evaluation.
+        input_problem: ``input_problem(bands, params)``: why images of ``bands`` rows do not fit the settings
+            ``params`` (None: they do), checked before anything trains.
     """
 
     name: str
@@ -109,12 +133,19 @@ class CandidateSpec:
     fixed: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     explainer: str | None = None
     importance: str | None = None
+    trains: str = "estimator"
+    tune_space: Space | None = None
+    restore: Callable[..., Any] | None = None
+    predict: Callable[..., Any] | None = None
+    save: Callable[..., Any] | None = None
+    input_problem: Callable[[int, Mapping[str, Any]], str | None] | None = None
 
     def __post_init__(self) -> None:
         for field, value, allowed in (("balance", self.balance, BALANCES), ("inputs", self.inputs, INPUTS),
                                       ("format", self.format, (None, *FORMATS)),
                                       ("explainer", self.explainer, (None, *EXPLAINERS)),
-                                      ("importance", self.importance, (None, *IMPORTANCES))):
+                                      ("importance", self.importance, (None, *IMPORTANCES)),
+                                      ("trains", self.trains, TRAININGS)):
             if value not in allowed:
                 raise ValueError(f"candidate {self.name}: {field} must be one of {list(allowed)}, got {value!r}")
         if self.balance == "weights" and "class_weight" not in self.params:
@@ -122,6 +153,18 @@ class CandidateSpec:
         if self.searches_itself and self.record_search is None:
             raise ValueError(f"candidate {self.name}: a candidate that searches itself says what it tried "
                              "(record_search)")
+        self._check_training()
+
+    def _check_training(self) -> None:
+        """A network trained on Ray states what the split evaluation needs to train it and read it back."""
+        if self.trains == "estimator":
+            return
+        needs = {"restore": self.restore, "params['network']": self.params.get(NETWORK)}
+        needs.update({"tune_space": self.tune_space, "predict": self.predict} if self.trains == "tune" else {})
+        if missing := [name for name, value in needs.items() if value is None]:
+            raise ValueError(f"candidate {self.name}: trains {self.trains!r} needs {', '.join(missing)}")
+        if (self.trains == "stream") != (self.inputs == "images"):
+            raise ValueError(f"candidate {self.name}: trains 'stream' is for images, and images train streamed")
 
 
 def standardised(classifier: Any, build: Build) -> Any:

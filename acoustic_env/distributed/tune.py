@@ -1,4 +1,8 @@
-"""Ray Tune and Ray Train: the MLP under a Bayesian search with ASHA, each trial on one worker or data-parallel.
+"""Ray Tune and Ray Train: a network under a Bayesian search with ASHA, each trial on one worker or data-parallel.
+
+The network is a training candidate whose spec says it trains so (``trains``: ``tune``, its ranges ``tune_space``;
+or ``stream``, one run on its images streamed by Ray Data): ``Setup.model`` carries the spec itself to the trials, so
+a candidate registered in the driver's process only (a test's) trains as a built-in one does.
 
 Every run is a Tune trial, the single run at fixed parameters (``--trials 0``) a
 one-trial run, so that each is placed on the cluster, checkpointed and read back
@@ -37,9 +41,12 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from acoustic_env.candidates.space import Range, Space
+from acoustic_env.candidates.spec import NETWORK, Build, CandidateSpec
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.balance import Balance
 
@@ -73,7 +80,8 @@ class Setup:
     use_gpu: bool
     storage: str
     balance: Balance = Balance()  # how every trial's network balances classes (class weights or sampler)
-    network: str = "mlp"  # or "cnn": the images streamed by Ray Data (``distributed.images``)
+    model: CandidateSpec | None = None  # the network trained: ``tune`` on arrays, or ``stream`` on Ray Data's images
+    settings: Mapping[str, Any] = field(default_factory=dict)  # its settings but ``network``, balanced, as scheduled
 
     @property
     def in_trial(self) -> bool:
@@ -81,13 +89,28 @@ class Setup:
         return self.workers == 1
 
 
-def search_space() -> dict[str, Any]:
+def search_space(space: Space) -> dict[str, Any]:
+    """A candidate's ``tune_space`` as Ray Tune's domains: choices, integers (both ends in) and numbers, each on a
+    log scale where the range says."""
     from ray import tune
 
-    return {"depth": tune.randint(1, 4), "width": tune.choice([32, 64, 128, 256, 512]),
-            "lr": tune.loguniform(1e-4, 3e-2), "activation": tune.choice(["relu", "gelu", "silu", "tanh"]),
-            "dropout": tune.uniform(0.0, 0.5), "weight_decay": tune.loguniform(1e-6, 1e-2),
-            "batch_size": tune.choice([32, 64, 128, 256])}
+    def domain(r: Range) -> Any:
+        if r.choices:
+            return tune.choice(list(r.choices))
+        if r.integer:
+            return (tune.lograndint if r.log else tune.randint)(int(r.low), int(r.high) + 1)
+        return (tune.loguniform if r.log else tune.uniform)(r.low, r.high)
+
+    return {name: domain(r) for name, r in space.ranges.items()}
+
+
+def trainable(setup: Setup, network: dict[str, Any], threads: int | None, n_rows: int = 0,
+              n_features: int = 0) -> Any:
+    """``setup.model``'s estimator with the ``network`` settings, unfitted, built from the spec itself (a Ray
+    worker's registry holds the package's candidates only): its ``train`` runs on a split the caller made."""
+    build = Build(multi_label=setup.kind == "multi_label", smallest_class=0, n_rows=n_rows, n_features=n_features,
+                  seed=setup.seed, threads=threads, inner_folds=0)
+    return setup.model.build({**setup.settings, NETWORK: {**setup.model.params[NETWORK], **network}}, build)
 
 
 def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any], str | None], None], device: Any,
@@ -95,15 +118,12 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
     """Fit the network of ``config["params"]`` on the shared data: ``report(metrics, checkpoint_dir)`` after each
     round, with a checkpoint directory (rank 0) when the round improved on the best, else ``None``.
 
-    The MLP's data are arrays; the CNN's (``setup.network``) the datasets of its images: one of the training rows
-    per rank (its share) and the validation rows, which every rank scores whole so that all stop together. Either
-    stops after the configured patience in rounds (``--patience``), which the MLP's ``patience_epochs`` does not
-    shorten here.
+    A ``tune`` network's data are arrays; a ``stream`` network's the datasets of its images: one of the training
+    rows per rank (its share) and the validation rows, which every rank scores whole so that all stop together.
+    Either stops after the patience in rounds of ``setup.settings``.
     """
     import ray
     import torch
-
-    from acoustic_env.learn.zoo import make_estimator
 
     data = ray.get(config["data"][0])
 
@@ -117,24 +137,18 @@ def _fit(config: dict[str, Any], setup: Setup, report: Callable[[dict[str, Any],
             report(metrics, None)
 
     threads = None if setup.use_gpu else max(1, int(setup.worker_cpus))
-    if setup.network == "cnn":
+    if setup.model.trains == "stream":
         from acoustic_env.distributed.images import stream
-        from acoustic_env.candidates import PARAMS
-        from acoustic_env.learn.spectro_estimator import CNNClassifier
 
         shape = data["shape"]
-        cnn = CNNClassifier(setup.seed, PARAMS["cnn"]["val_fraction"], setup.schedule.max_rounds,
-                            setup.schedule.patience, config["params"], PARAMS["cnn"]["augment"], threads,
-                            class_weight=setup.balance.class_weight)  # a stream: no sampler (refused up front)
-        cnn.train(stream(data["train"][rank], data["val"], data["labels"], device), setup.kind, setup.n_classes,
-                  shape.bands, shape.frames, (shape.mean, shape.std), prepare=prepare, on_round=on_round,
-                  device=device, rank=rank, world=world)
+        network = trainable(setup, config["params"], threads)  # a stream: no sampler (refused up front)
+        network.train(stream(data["train"][rank], data["val"], data["labels"], device), setup.kind, setup.n_classes,
+                      shape.bands, shape.frames, (shape.mean, shape.std), prepare=prepare, on_round=on_round,
+                      device=device, rank=rank, world=world)
         return
-    estimator = make_estimator("mlp", setup.kind, setup.n_classes, setup.seed, threads, balance=setup.balance,
-                               network=config["params"], max_rounds=setup.schedule.max_rounds,
-                               patience=setup.schedule.patience, patience_epochs=None).network()
-    estimator.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round, prepare=prepare,
-                    on_round=on_round, device=device, rank=rank, world=world)
+    network = trainable(setup, config["params"], threads, len(data["y_train"]), data["x_train"].shape[1])
+    network.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round, prepare=prepare,
+                  on_round=on_round, device=device, rank=rank, world=world)
 
 
 def worker_loop(config: dict[str, Any]) -> None:
@@ -335,7 +349,8 @@ def _trial_rows(grid: Any) -> tuple[list[dict[str, Any]], tuple | None]:
 
 def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: float, concurrent: int,
                 grace_rounds: int) -> SearchResult:
-    """Run the Bayesian search on ``data`` (x_train, y_train, x_val, y_val).
+    """Run the Bayesian search of ``setup.model``'s ``tune_space`` on ``data`` (x_train, y_train, x_val, y_val),
+    its defaults first.
 
     Returns the best trial's parameters and best checkpoint.
     """
@@ -344,16 +359,15 @@ def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from acoustic_env.learn.fit import DEFAULT_PARAMS
-
+    space = setup.model.tune_space
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch(points_to_evaluate=[dict(DEFAULT_PARAMS)], seed=setup.seed)
+    searcher = OptunaSearch(points_to_evaluate=[space.defaults(setup.model.params)], seed=setup.seed)
     # max_t beyond the last round: a run that finishes ends by itself instead
     # of being stopped by the scheduler while it writes its last report.
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=setup.schedule.max_rounds + 1,
                               grace_period=grace_rounds, reduction_factor=3)
     tuner = tune.Tuner(
-        _trainable(data, setup), param_space=search_space(),
+        _trainable(data, setup), param_space=search_space(space),
         tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                     num_samples=trials, max_concurrent_trials=concurrent,
                                     time_budget_s=time_budget_s),
@@ -364,7 +378,7 @@ def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: 
         if not errors:
             raise ConfigError(f"time_budget_s: no trial finished a round within {time_budget_s:g} s")
         raise RuntimeError(f"no search trial produced a model ({len(rows)} trials; first error: {errors[0]})")
-    return SearchResult(params={k: best[1][k] for k in search_space()}, checkpoint=best[2], best_val_score=best[0],
+    return SearchResult(params={k: best[1][k] for k in space.ranges}, checkpoint=best[2], best_val_score=best[0],
                         trials=sorted(rows, key=lambda r: -r[METRIC]), history=best[3])
 
 
@@ -402,13 +416,14 @@ def load_checkpoint(path: str, storage: str) -> dict[str, Any]:
     return torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
 
 
-def fit_cnn(table: TableInfo, train: Rows, val: Rows, test: Rows, setup: Setup,
-            params: dict[str, Any]) -> tuple[nn.Module, Survey, SearchResult, np.ndarray]:
-    """Train the CNN of ``params`` (``PARAMS["cnn"]["network"]``) on ``train``'s images, early stopping on
-    ``val``'s, and score ``test``'s: one run of ``setup.workers`` workers (``setup.use_gpu``), as the MLP's, whose
-    CPUs leave Ray Data's read and decode tasks one (``distributed.images.training_cpus``). Returns the best round's
-    network (CPU, evaluation mode), the survey that set its window and scaling, the run (its validation score and
-    history) and ``test``'s probabilities.
+def fit_streamed(table: TableInfo, train: Rows, val: Rows, test: Rows,
+                 setup: Setup) -> tuple[nn.Module, Survey, SearchResult, np.ndarray]:
+    """Train ``setup.model``, a network of images (``trains``: ``stream``), at its ``network`` settings on
+    ``train``'s images, early stopping on ``val``'s, and score ``test``'s: one run of ``setup.workers`` workers
+    (``setup.use_gpu``), as a searched network's trial, whose CPUs leave Ray Data's read and decode tasks one
+    (``distributed.images.training_cpus``). Returns the best round's network (CPU, evaluation mode, its spec's
+    ``restore``), the survey that set its window and scaling, the run (its validation score and history) and
+    ``test``'s probabilities.
 
     Two or more workers train data-parallel, each rank on its own lazy dataset of an equal share of the training
     rows (``Rows.share``), read from the worker's process: the shards of one dataset (Ray Train's ``DataConfig``,
@@ -416,18 +431,16 @@ def fit_cnn(table: TableInfo, train: Rows, val: Rows, test: Rows, setup: Setup,
     coordinator actor whose resource manager saw no CPU left for its tasks."""
     import ray
 
-    from acoustic_env.candidates.cnn import image_problem
     from acoustic_env.distributed.images import images, score, survey, training_cpus
-    from acoustic_env.learn.portable import rebuild_network
-    from acoustic_env.learn.spectro import architecture
 
-    shape = survey(table, train)
-    if problem := image_problem(shape.bands, params):  # here, not as a failed trial's traceback
-        raise ConfigError(f"cnn_architecture: {problem}")
+    model, shape = setup.model, survey(table, train)
+    check = model.input_problem
+    if check and (problem := check(shape.bands, model.params)):  # here, not as a failed trial's traceback
+        raise ConfigError(f"{model.name}_architecture: {problem}")
     data = {"train": [images(table, train.share(rank, setup.workers), shape) for rank in range(setup.workers)],
             "val": images(table, val, shape), "labels": train.y, "shape": shape}
     cpus = training_cpus(ray.cluster_resources(), setup.workers, 0.0 if setup.workers == 1 else DRIVER_CPUS)
-    found = single_run(data, replace(setup, worker_cpus=cpus), params)
-    net = rebuild_network(architecture(shape.bands, setup.kind, setup.n_classes, params),
-                          load_checkpoint(found.checkpoint, setup.storage))
+    found = single_run(data, replace(setup, worker_cpus=cpus), dict(model.params[NETWORK]))
+    net = model.restore((shape.bands, shape.frames), setup.kind, setup.n_classes, found.params,
+                        load_checkpoint(found.checkpoint, setup.storage))
     return net, shape, found, score(net, images(table, test, shape), len(test.ids), setup.kind, setup.n_classes)

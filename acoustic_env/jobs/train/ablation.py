@@ -2,7 +2,8 @@
 
 They show what each source (indices, MPS, each embedder) and each signal
 (raw, foreground, background) contributes. Each subset is the network's
-one training path (the zoo's ``mlp``, ``train`` on the job's split) with
+one training path (its estimator's ``train`` on the job's split, built from
+its spec as the search's trials build it: ``distributed.tune.trainable``) with
 the search's best hyper-parameters, run as a Ray task (``distributed.fanout``:
 they are many and small).
 """
@@ -14,10 +15,8 @@ from typing import Any
 import numpy as np
 
 from acoustic_env.distributed.fanout import map_tasks
-from acoustic_env.learn.balance import Balance
-from acoustic_env.learn.fit import Schedule
+from acoustic_env.distributed.tune import Setup, trainable
 from acoustic_env.learn.transform import GroupTransform
-from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import signal_of, source_of
 
 
@@ -52,23 +51,20 @@ def columns_of(transforms: list[GroupTransform], groups: list[str]) -> np.ndarra
     return np.array(cols, dtype=np.int64)
 
 
-def fit_subset(data: dict[str, np.ndarray], kind: str, n_classes: int, params: dict[str, Any],
-               schedule: Schedule, seed: int, balance: Balance) -> dict[str, Any]:
-    """One ablation fit (single process, one thread; the schedule's patience in rounds as given, not shortened by
-    ``patience_epochs``); returns the best weights and validation score."""
-    network = make_estimator("mlp", kind, n_classes, seed, 1, balance=balance, network=params,
-                             max_rounds=schedule.max_rounds, patience=schedule.patience, patience_epochs=None).network()
-    out = network.train(data, kind, n_classes, schedule.steps_per_round)
+def fit_subset(data: dict[str, np.ndarray], setup: Setup, params: dict[str, Any]) -> dict[str, Any]:
+    """One ablation fit of ``setup.model`` at the ``network`` settings ``params`` (single process, one thread;
+    its settings as the search's trials have them: balanced, scheduled); returns the best weights and validation
+    score."""
+    network = trainable(setup, params, 1, len(data["y_train"]), data["x_train"].shape[1])
+    out = network.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round)
     return {"best_state": out["best_state"], "best_val_score": out["best_val_score"]}
 
 
 def run_ablations(sets: dict[str, list[str]], transforms: list[GroupTransform], data: dict[str, np.ndarray],
-                  kind: str, n_classes: int, params: dict[str, Any], schedule: Schedule,
-                  seed: int, balance: Balance) -> dict[str, dict[str, Any]]:
-    """Fit every subset as a Ray task, balanced as the full network was; returns {name: {groups, cols,
+                  setup: Setup, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Fit every subset as a Ray task, trained as the full network was (``setup``); returns {name: {groups, cols,
     best_state, best_val_score}}."""
     cols = {name: columns_of(transforms, groups) for name, groups in sets.items()}
     subsets = [{k: (v[:, c] if k.startswith("x_") else v) for k, v in data.items()} for c in cols.values()]
-    fitted = map_tasks(fit_subset, subsets, kind=kind, n_classes=n_classes, params=params, schedule=schedule,
-                       seed=seed, balance=balance)
+    fitted = map_tasks(fit_subset, subsets, setup=setup, params=params)
     return {name: {"groups": sets[name], "cols": cols[name], **r} for name, r in zip(sets, fitted)}

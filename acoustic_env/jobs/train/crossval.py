@@ -20,8 +20,9 @@ from acoustic_env.jobs.train.evaluation import (
     CV_THREADS,
     Outcome,
     class_balance,
+    compared,
     image_inputs,
-    mlp_shap,
+    network_shap,
     narrowed,
     preprocessing,
     resample_plan,
@@ -118,7 +119,7 @@ def _in_memory(cfg: TrainConfig, features: FeatureSet, field: str) -> None:
 
 def _images(candidates: list[str], features: FeatureSet) -> dict[str, np.ndarray]:
     """The image candidates' own inputs (the log-mel images): ``learn.cv.cross_validate``'s ``inputs``."""
-    return {m: image_inputs(features) for m in candidates if spec(m).inputs == "images"}
+    return {m: image_inputs(features, m) for m in candidates if spec(m).inputs == "images"}
 
 
 def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[str, Any]) -> tuple[FeatureSet, dict]:
@@ -132,7 +133,7 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
                             cfg.feature_groups or HAND_MADE)
     check_columns(plan_cells, features)
     folds, _ = _folds(cfg, task, features, counts)
-    candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
+    candidates = [m for m in ORDER if m in compared(cfg)]
     plan = search_plan(cfg)
     kind, y, balance = task.kind, features.y, class_balance(cfg)
     images = _images(candidates, features)
@@ -175,7 +176,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     n_folds = int(folds.max()) + 1
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
-    candidates = [m for m in ORDER if m in ("mlp", *cfg.baselines)]
+    candidates = [m for m in ORDER if m in compared(cfg)]
     plan, balance, resample = search_plan(cfg), class_balance(cfg), resample_plan(cfg)
     images = _images(candidates, features)
     sets = None if done else _feature_search(cfg, features)
@@ -207,13 +208,15 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
             own_raw, features.y, groups=features.groups)
 
     history, drawn = None, None
-    if "mlp" in candidates:  # the network's training history, from the saved one or one fitted for the figure
-        network = on_all_clips("mlp", balance=balance, resample=resample)
+    # the searched network's training history (the split's Ray Tune search), from the saved one or one fitted for it
+    searched = next((m for m in candidates if spec(m).trains == "tune"), None)
+    if searched is not None:
+        network = on_all_clips(searched, balance=balance, resample=resample)
         if network.model_ is not None:
             drawn = network.model_.model_
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
-                       "title": f"MLP on all {len(features)} clips; validation: "
-                                f"{ZOO_PARAMS['mlp']['val_fraction']:.0%} of them, for early stopping"}
+                       "title": f"{searched.upper()} on all {len(features)} clips; validation: "
+                                f"{ZOO_PARAMS[searched]['val_fraction']:.0%} of them, for early stopping"}
 
     groups = list(features.columns)
     ablations = [{"name": m, "groups": groups, "test": slim(r["test"]), "val_score": r["val_score"]}
@@ -236,7 +239,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
             module = kept.portables[m].logits_module()
             own_transforms, infos, own_x = kept.view(m)
             explained = (zoo_attributions(model, own_transforms, own_x[explain_rows]) if module is None else
-                         mlp_shap(cfg, narrowed(features, set(kept.groups[m]), FEATURE_SET_REASON), module,
+                         network_shap(cfg, narrowed(features, set(kept.groups[m]), FEATURE_SET_REASON), module,
                                   own_transforms, explain_rows, background_rows))
             shap.update({m: explained} if explained else {})  # the SVM and kNN: no SHAP explainer of their own
         timings["shap_s"] = time.time() - t
@@ -274,6 +277,6 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=kept.estimator, params=kept.params, history=history,
-                   network=drawn,
+                   network=drawn, network_model=searched,
                    predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba),
                    importances=weighed, features=features if feature_sets and feature_sets["saved"] else None)

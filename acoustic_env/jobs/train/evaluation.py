@@ -17,10 +17,9 @@ import numpy as np
 from torch import nn
 
 from acoustic_env import candidates
-from acoustic_env.candidates.cnn import image_problem
 
 from acoustic_env.vocabulary.tasks import Task
-from acoustic_env.config import ConfigError, TrainConfig
+from acoustic_env.config import BASELINE_CHOICES, ConfigError, TrainConfig
 from acoustic_env.jobs.train.explain import mlp_attributions
 from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
@@ -39,6 +38,12 @@ from acoustic_env.table import FeatureSet, image_rows
 CV_THREADS = 1
 
 log = logging.getLogger("acoustic_env.jobs.train")
+
+
+def compared(cfg: TrainConfig) -> list[str]:
+    """The candidates train compares: those the config never offers as baselines, which it always compares (the
+    network; ``config.BASELINE_CHOICES``), then ``--baselines`` in their order."""
+    return [*(m for m in candidates.names() if m not in BASELINE_CHOICES), *cfg.baselines]
 
 
 def model_inputs(cfg: TrainConfig, features: FeatureSet, is_train: np.ndarray,
@@ -118,26 +123,27 @@ def search_plan(cfg: TrainConfig) -> SearchPlan:
     return SearchPlan(cfg.search_trials, cfg.search_folds, None if cfg.select_by == "auto" else cfg.select_by)
 
 
-def image_inputs(features: FeatureSet) -> np.ndarray:
-    """The CNN's inputs: each clip's log-mel image (the table's ``logmel``, in the clips' order) at the model's
-    window, the clips' median length (``learn.image_input.stack_images``), as [clips, bands, frames] float32.
+def image_inputs(features: FeatureSet, model: str) -> np.ndarray:
+    """An image candidate's inputs (``model``'s): each clip's log-mel image (the table's ``logmel``, in the clips'
+    order) at the model's window, the clips' median length (``learn.image_input.stack_images``), as
+    [clips, bands, frames] float32.
 
     The column is read whole into this process (8 bits a cell, 64 kB a 10-s clip), as cross-validation holds
-    the feature matrix; a clip without an image, or images the network cannot take (``cnn14``: 64 bands,
-    ``candidates.cnn.image_problem``), stops the job with one line naming it.
+    the feature matrix; a clip without an image, or images the network cannot take (its spec's ``input_problem``:
+    the CNN's ``cnn14`` takes 64 bands), stops the job with one line naming it.
     """
-    table = features.table
+    table, spec = features.table, candidates.get(model)
     if IMAGE_COLUMN not in table.schema.names:
-        raise ConfigError(f"baselines: cnn learns from the {IMAGE_COLUMN!r} image column, which {table.source} "
-                          f"lacks; extract the table with the log-mel images, or leave cnn out")
+        raise ConfigError(f"baselines: {model} learns from the {IMAGE_COLUMN!r} image column, which {table.source} "
+                          f"lacks; extract the table with the log-mel images, or leave {model} out")
     images = image_rows(features, IMAGE_COLUMN)
     missing = [c for c, im in zip(features.ids, images) if im is None]
     if missing:
-        raise ConfigError(f"baselines: cnn needs every clip's {IMAGE_COLUMN!r} image; {len(missing)} clip(s) of "
+        raise ConfigError(f"baselines: {model} needs every clip's {IMAGE_COLUMN!r} image; {len(missing)} clip(s) of "
                           f"{table.source} have none, e.g. {missing[0]}")
     x = stack_images(images, window_frames(images))
-    if problem := image_problem(x.shape[1], candidates.PARAMS["cnn"]["network"]):
-        raise ConfigError(f"cnn_architecture: {problem}")
+    if spec.input_problem and (problem := spec.input_problem(x.shape[1], spec.params)):
+        raise ConfigError(f"{model}_architecture: {problem}")
     return x
 
 
@@ -179,7 +185,8 @@ class Outcome:
     predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
     history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
     importances: dict[str, Any] | None = None  # per model: coefficient or impurity importances (explain.importances)
-    network: nn.Module | None = None  # the MLP trained (the search's choice; under CV the one fitted on all clips)
+    network: nn.Module | None = None  # the searched network trained (the search's choice; under CV: on all clips)
+    network_model: str | None = None  # the candidate ``network`` is
     features: FeatureSet | None = None  # the groups the saved model reads, when a feature-set search narrowed them
 
 
@@ -191,7 +198,7 @@ def shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.nd
     return explain, background
 
 
-def mlp_shap(cfg: TrainConfig, features: FeatureSet, net: nn.Module, transforms: list[GroupTransform],
+def network_shap(cfg: TrainConfig, features: FeatureSet, net: nn.Module, transforms: list[GroupTransform],
              explain_rows: np.ndarray, background_rows: np.ndarray) -> dict[str, Any]:
     """The network's attributions to the raw feature groups (through their PCA), on the raw rows read back."""
     raw = features.rows(np.concatenate([background_rows, explain_rows]))

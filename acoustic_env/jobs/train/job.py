@@ -11,7 +11,8 @@ writes what it returns (``evaluation.Outcome``):
   score and refitted on every clip. One validation split of a few dozen clips
   is too noisy to choose a model on, or to report.
 - **split** (``split.py``; larger data, or a ``test_list``): train / validation / test split,
-  per-group PCA, the MLP under a Ray Tune search, baselines scored on the test split.
+  per-group PCA, each candidate trained as its spec says (``trains``: the MLP under a Ray Tune search, the CNN on
+  its streamed images, the others in this process), all scored on the test split.
 
 Outputs, below ``cfg.output``:
 
@@ -89,14 +90,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     task = load_task(cfg.task, cfg.ontology)
     cfg.check_task(task.name, task.kind, task.n_classes)
     init = panns_init(cfg.weights_cache) if cfg.cnn_init == "panns" else None  # the checkpoint checked up front
+    # the --cnn-* flags are the CNN's own settings, fixed for the run (candidates/cnn.py: chosen)
     with (lifecycle("train", cfg.to_dict(), cfg.output, versions=package_versions(EXTRA_PACKAGES)) as run,
-          candidates.pinned("cnn", cnn.chosen(cfg.cnn_architecture, cfg.cnn_crop_s, init))):
-        return TrainResult.from_record(_train(cfg, run, estimate, test_ids))
+          candidates.pinned(cnn.SPEC.name, cnn.chosen(cfg.cnn_architecture, cfg.cnn_crop_s, init))):
+        return TrainResult.from_record(_train(cfg, run, estimate, test_ids, init))
 
 
-def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids: set[str] | None) -> dict[str, Any]:
+def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids: set[str] | None,
+           init: dict[str, str] | None) -> dict[str, Any]:
     """The job's work once its record is written (a table too small, or any failure, ends it ``failed``); the
-    record."""
+    record. ``init``: the checked checkpoint the CNN starts from, said in the search's method."""
     run_id = run.run_id
     timings: dict[str, float] = {}
     report = join(cfg.output, "report")
@@ -135,7 +138,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     else:
         out = run_split(cfg, task, features, clip_groups, test_mask, base_counts, timings, t)
     models, transforms, counts, k = out.models, out.transforms, out.counts, task.n_classes
-    if init := candidates.PARAMS["cnn"]["network"].get("init"):
+    if init:
         out.search["method"] = f"{out.search['method']} {described(init)}"
     metrics = {m: slim(r["test"]) for m, r in models.items()}  # what model.json and the run record keep
     if out.features is not None:  # the saved model's own feature set (learn.feature_sets): what it reads
@@ -174,7 +177,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
         "history": out.history, "grid": grid, "balance": balance_used,
         "gap": generalisation_gap(task.kind, out.evaluation, out.search, out.predictions),
         "network": None if out.network is None else {"layers": layer_table(out.network),
-                                                     "saved": out.evaluation["saved_model"] == "mlp"},
+                                                     "saved": out.evaluation["saved_model"] == out.network_model},
         "eda": explore(features, transforms, task.kind, list(task.class_names), cfg.seed),
         "labels_changed": changed,
     }

@@ -1,11 +1,11 @@
 """The train job's split evaluation (larger data, or a ``test_list``): train / validation / test split.
 
-Per-group PCA fitted on the training split, the MLP under a Ray Tune search
-(``distributed.tune``), baselines, ablations and SHAP scored on the test split,
-which no model or preprocessing saw (see ``job``'s docstring for when it runs).
-The CNN (``--baselines cnn``) trains here on its images streamed by Ray Data
-(``distributed.images``), which no process holds whole: the split is for tables
-too large for cross-validation, whose folds hold every image in this process.
+Per-group PCA fitted on the training split; each compared candidate trained as its spec says
+(``candidates.spec.TRAININGS``, ``trainers``): the MLP under a Ray Tune search (``distributed.tune``), the others
+of vectors in this process, and a network of images (the CNN, ``--baselines cnn``) on its images streamed by Ray
+Data (``distributed.images``), which no process holds whole: the split is for tables too large for
+cross-validation, whose folds hold every image in this process. Models, ablations and SHAP are scored on the test
+split, which no model or preprocessing saw (see ``job``'s docstring for when it runs).
 """
 
 from __future__ import annotations
@@ -15,51 +15,42 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from acoustic_env.vocabulary.tasks import Task
+from acoustic_env.candidates import FORMATS
+from acoustic_env.candidates import get as spec
+from acoustic_env.candidates.spec import NETWORK, TRAININGS
 from acoustic_env.config import ConfigError, TrainConfig
-from acoustic_env.distributed.images import Rows
 from acoustic_env.distributed.session import start_ray
-from acoustic_env.distributed.tune import (
-    Setup,
-    fit_cnn,
-    load_checkpoint,
-    plan_trials,
-    runner_words,
-    single_run,
-    tune_search,
-)
+from acoustic_env.distributed.tune import Setup, plan_trials, runner_words
 from acoustic_env.jobs.train.ablation import ablation_sets, run_ablations
 from acoustic_env.jobs.train.evaluation import (
     Outcome,
-    checked_portable,
     class_balance,
-    resample_plan,
-    mlp_shap,
+    compared,
     model_inputs,
-    preprocessing,
+    network_shap,
+    resample_plan,
     search_plan,
     shap_rows,
     slim,
     split_counts,
 )
 from acoustic_env.jobs.train.explain import importances, zoo_attributions
-from acoustic_env.pages.report import clip_predictions
+from acoustic_env.jobs.train.trainers import Trained, estimators, searched, streamed
 from acoustic_env.learn.augment import resample_split
 from acoustic_env.learn.cv import best_of
-from acoustic_env.learn.fit import DEFAULT_PARAMS, Schedule, default_metric, val_score
+from acoustic_env.learn.fit import Schedule, default_metric
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, intervals
-from acoustic_env.learn.mlp import architecture, predict_proba
-from acoustic_env.candidates import FORMATS, PARAMS
-from acoustic_env.learn.portable import from_cnn, from_network, rebuild_network
 from acoustic_env.learn.splits import DROPPED, NAMES, TEST, TRAIN, VAL, assign_splits, leaks, strata
-from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.learn.transform import GroupTransform
+from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.pages.report import clip_predictions
 from acoustic_env.storage import is_local, join
 from acoustic_env.table import FeatureSet
+from acoustic_env.vocabulary.tasks import Task
 
 
 @contextmanager
@@ -110,18 +101,30 @@ def _check_split(task: Task, features: FeatureSet, counts: dict[str, dict[str, i
                                   "cross-validation (--cv-folds 2 or more)")
 
 
+def _check_streamed(cfg: TrainConfig, plan: SearchPlan, streamed: list[str]) -> None:
+    """What a network trained on streamed images cannot do, refused before anything starts."""
+    if not streamed:
+        return
+    shown, named = ", ".join(m.upper() for m in streamed), ", ".join(streamed)
+    if cfg.balanced_sampler:  # a sampler draws rows from arrays held in memory
+        raise ConfigError(f"balanced_sampler: the split evaluation streams the {shown}'s images, which a balanced "
+                          f"sampler cannot draw from; use --class-weight balanced, cross-validation, or leave {named} "
+                          "out")
+    if plan.metric is not None:  # its validation rows are streamed, scored by loss only
+        raise ConfigError(f"select_by: the split evaluation's streamed {shown} has no validation {plan.metric} to be "
+                          f"chosen by; use --select-by auto, cross-validation, or leave {named} out of --baselines")
+
+
 def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: np.ndarray | None,
               test_mask: np.ndarray | None, counts: dict[str, Any], timings: dict[str, float],
               t: float) -> Outcome:
-    """Train / validation / test split; the MLP under search; baselines and ablations scored on the test split."""
+    """Train / validation / test split; each compared candidate trained as its spec says (``trains``: in this
+    process, under a Ray Tune search, or on streamed images); every one, its ablations and SHAP scored on the test
+    split."""
     _check_groups(features, clip_groups, test_mask)
     plan, balance, resample = search_plan(cfg), class_balance(cfg), resample_plan(cfg)
-    if cfg.balanced_sampler and "cnn" in cfg.baselines:  # a sampler draws rows from arrays held in memory
-        raise ConfigError("balanced_sampler: the split evaluation streams the CNN's images, which a balanced sampler "
-                          "cannot draw from; use --class-weight balanced, cross-validation, or leave cnn out")
-    if plan.metric is not None and "cnn" in cfg.baselines:  # its validation rows are streamed, scored by loss only
-        raise ConfigError(f"select_by: the split evaluation's streamed CNN has no validation {plan.metric} to be "
-                          "chosen by; use --select-by auto, cross-validation, or leave cnn out of --baselines")
+    by_kind = {kind: [m for m in compared(cfg) if spec(m).trains == kind] for kind in TRAININGS}
+    _check_streamed(cfg, plan, by_kind["stream"])
     split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
     per_split = split_counts(task, features, split)
     _check_split(task, features, per_split)  # before anything is fitted
@@ -130,140 +133,126 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     idx = {code: np.flatnonzero(split == code) for code in NAMES}
     data = {"x_train": x[idx[TRAIN]], "y_train": features.y[idx[TRAIN]],
             "x_val": x[idx[VAL]], "y_val": features.y[idx[VAL]]}
-    x_test, y_test = x[idx[TEST]], features.y[idx[TEST]]
     counts = {**counts, "dropped_group_overlap": int((split == DROPPED).sum()),
               "leaking_groups": len(leaks(clip_groups, split)) if clip_groups is not None else 0,
               "splits": per_split}
 
     t = time.time()
-    # the network trains on the training split resampled; its validation split, which stops it, as it is
+    # the networks train on the training split resampled; on the validation split, which stops them, as it is
     network_data = data if resample is None else resample_split(data, resample)
     with _storage(cfg) as storage:
-        cluster = start_ray(cfg.ray_address, cfg.progress)  # Ray from here on: the search, the CNN's stream
+        cluster = start_ray(cfg.ray_address, cfg.progress)  # Ray from here on: the searches, the streams
         concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
         schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
         setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
-                      workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage,
-                      balance=balance)
+                      workers=cfg.workers, worker_cpus=worker_cpus, use_gpu=use_gpu, storage=storage)
         runs = f"{runner_words(cfg.workers)}, {worker_cpus} CPU{' + 1 GPU' if use_gpu else ''} per worker"
-        if cfg.trials:
-            found = tune_search(network_data, setup, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
-            method = f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s) of {runs}"
-        else:
-            found = single_run(network_data, setup, dict(DEFAULT_PARAMS))
-            method = f"no search: default hyper-parameters, {runs}"
+        trained = {m: searched(cfg, task, m, network_data, data["x_val"], x[idx[TEST]], setup, plan, balance,
+                               concurrent, runs) for m in by_kind["tune"]}
         timings["search_s"] = time.time() - t
-        state = load_checkpoint(found.checkpoint, storage)  # read before a temporary storage goes
-        t_cnn = time.time()
-        cnn = _streamed_cnn(cfg, features, idx, setup)
-        timings["cnn_s"] = time.time() - t_cnn
-    k = task.n_classes
-    arch = architecture(x.shape[1], task.kind, k, found.params)
-    net = rebuild_network(arch, state)
-
+        for m in by_kind["stream"]:
+            t = time.time()
+            trained[m] = streamed(cfg, task, m, features, idx, setup, balance)
+            timings[f"{m}_s"] = time.time() - t
     t = time.time()
-    proba = {"mlp": predict_proba(net, x_test, task.kind, k)}
-    # the Tune search's figure is the default metric's; another (--select-by) scores the chosen network's state
-    val_scores = {"mlp": found.best_val_score if plan.metric is None else
-                  val_score(task.kind, data["y_val"], predict_proba(net, data["x_val"], task.kind, k), plan.metric)}
-    # the validation split stops the trees early, as it stops the network; held in memory, each model fits its own
-    # preprocessing (the one above, on the training split), refitted on each inner split of its search
-    train_groups = None if clip_groups is None else clip_groups[idx[TRAIN]]
-    prep, raw = preprocessing(cfg, features) if features.X is not None else (None, None)
-    given = x if prep is None else raw
-    fitted = {name: make_estimator(name, task.kind, k, cfg.seed, search=plan, balance=balance, resample=resample,
-                                   preprocessing=prep).fit(
-        given[idx[TRAIN]], data["y_train"], eval_set=(given[idx[VAL]], data["y_val"]), groups=train_groups)
-        for name in cfg.baselines if name != "cnn"}
-    for name, model in fitted.items():
-        proba[name] = model.predict_proba(given[idx[TEST]])
-        val_scores[name] = val_score(task.kind, data["y_val"], model.predict_proba(given[idx[VAL]]), plan.metric)
-    if cnn:
-        proba["cnn"], val_scores["cnn"] = cnn["proba"], cnn["val_score"]
-    models = {m: {"test": evaluate(task.kind, list(task.class_names), y_test, p), "val_score": val_scores[m]}
-              for m, p in proba.items()}
-    test_units = features.groups[idx[TEST]]
+    trained.update(estimators(cfg, task, by_kind["estimator"], features, x, idx, clip_groups, plan, balance, resample))
+    trained = {m: trained[m] for kind in ("tune", "estimator", "stream") for m in by_kind[kind]}  # the report's order
+    y_test, test_units = features.y[idx[TEST]], features.groups[idx[TEST]]
+    models = {m: {"test": evaluate(task.kind, list(task.class_names), y_test, r.proba), "val_score": r.val_score}
+              for m, r in trained.items()}
     timings["baselines_s"] = time.time() - t
-
-    groups = list(features.columns)
-    ablations = [{"name": name, "groups": groups, "test": slim(r["test"]), "val_score": r["val_score"]}
-                 for name, r in models.items()]
-    if cfg.ablations:
-        t = time.time()
-        sets = ablation_sets(groups)
-        for name, r in run_ablations(sets, transforms, network_data, task.kind, k, found.params, schedule, cfg.seed,
-                                     balance).items():
-            sub = rebuild_network(architecture(len(r["cols"]), task.kind, k, found.params), r["best_state"])
-            test = evaluate(task.kind, list(task.class_names), y_test,
-                            predict_proba(sub, x_test[:, r["cols"]], task.kind, k))
-            ablations.append({"name": f"mlp, {name}", "groups": r["groups"], "test": slim(test),
-                              "val_score": r["best_val_score"]})
-        timings["ablations_s"] = time.time() - t
-
-    shap: dict[str, Any] = {}
-    if cfg.shap_samples:
-        t = time.time()
-        explain_rows, background_rows = shap_rows(cfg, idx[TEST], idx[TRAIN])
-        shap["mlp"] = mlp_shap(cfg, features, net, transforms, explain_rows, background_rows)
-        for name, model in fitted.items():  # the trees: TreeSHAP on the components
-            shap.update({name: tree} if (tree := zoo_attributions(model, transforms, x[explain_rows])) else {})
-        timings["shap_s"] = time.time() - t
-
-    n_test = len(idx[TEST])
-    chosen = best_of({m: v for m, v in val_scores.items() if m in FORMATS})  # the best that can be saved
-    best = best_of(val_scores)
+    ablations = _ablations(cfg, task, features, transforms, models, trained, network_data, x[idx[TEST]], y_test,
+                           timings)
+    shap = _shap(cfg, features, transforms, x, idx, trained, timings)
+    val_scores = {m: r.val_score for m, r in trained.items()}
+    chosen = best_of({m: v for m, v in val_scores.items() if m in FORMATS and trained[m].saved})  # can be saved
     saved = chosen if cfg.saved_model == "record" else cfg.saved_model
-    estimator = (from_network(net, arch, task.kind, k) if saved == "mlp" else
-                 from_cnn(cnn["net"], cnn["frames"], task.kind, k, cnn["params"]) if saved == "cnn" else
-                 checked_portable(fitted[saved], x, raw))
+    if trained[saved].saved is None:
+        raise ConfigError(f"saved_model: {saved} has no saved form after the split evaluation")
+    record = next((r for r in trained.values() if r.found is not None), None)  # the search of record
     evaluation = {
+        **_evaluation(cfg, task, idx, clip_groups, plan, chosen, best_of(val_scores), saved),
+        "not_resampled": [m for m, r in trained.items() if not r.resampled] if resample is not None else [],
+        "candidates": list(models), "scores": val_scores,
+        "models": {m: {"intervals": intervals(task.kind, y_test, r.proba, test_units, cfg.seed), "per_fold": [],
+                       "score": r.val_score} for m, r in trained.items()}}
+    return Outcome(counts=counts, models=models, evaluation=evaluation, search=_search(trained, record, timings),
+                   ablations=ablations, shap=shap, transforms=transforms, estimator=trained[saved].saved(),
+                   params=trained[saved].params,
+                   predictions=clip_predictions(features, idx[TEST], y_test, {m: r.proba for m, r in trained.items()}),
+                   importances={m: weighed for m, r in trained.items() if r.fitted is not None
+                                if (weighed := importances(r.fitted, transforms, infos=features.feature_groups))},
+                   history=None if record is None or not record.found.history else {
+                       "rounds": record.found.history,
+                       "title": f"{record.name.upper()} chosen by the search; validation split ({len(idx[VAL])} clips)"},
+                   network=None if record is None else record.network,
+                   network_model=None if record is None else record.name)
+
+
+def _evaluation(cfg: TrainConfig, task: Task, idx: dict[int, np.ndarray], clip_groups: np.ndarray | None,
+                plan: SearchPlan, chosen: str, best: str, saved: str) -> dict[str, Any]:
+    """How the split's figures were obtained: the method, the choice and its description."""
+    n_test, metric = len(idx[TEST]), plan.metric or default_metric(task.kind)
+    return {
         "method": "split", "folds": None, "folds_column": None, "grouped": clip_groups is not None,
-        # the CNN's images are streamed from the table: --resample-per-class cannot add rows to the stream
-        "not_resampled": ["cnn"] if cnn and resample is not None else [],
-        "candidates": list(models), "scores": val_scores, "chosen": chosen, "best": best, "saved_model": saved,
-        "select_by": plan.metric or default_metric(task.kind),
+        "chosen": chosen, "best": best, "saved_model": saved, "select_by": metric,
         "description": (f"One train/validation/test split ({len(idx[TRAIN])}/{len(idx[VAL])}/{n_test} clips"
                         f"{', grouped by recording' if clip_groups is not None else ''}): the network's "
                         f"hyper-parameters and early stopping used the validation split; every figure is on the "
                         f"{n_test} test clips, which no model or preprocessing saw. The model of record is "
-                        f"{chosen} (the best validation {plan.metric or default_metric(task.kind)} of the models "
+                        f"{chosen} (the best validation {metric} of the models "
                         f"that can be saved"
                         f"{'' if best == chosen else f'; {best} scored higher but cannot be saved'}); the saved model "
-                        f"is {saved}, trained on the training split. {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)}"),
-        "models": {m: {"intervals": intervals(task.kind, y_test, p, test_units, cfg.seed), "per_fold": [],
-                       "score": val_scores[m]} for m, p in proba.items()},
-    }
-    searched = [f"{n}: {len(m.search_.trials)} settings by grouped {len(m.search_.splits)}-fold CV on the training "
-                f"split ({m.search_.fits} fits, {m.search_.seconds:.0f} s), kept {m.search_.best or 'the defaults'}"
-                for n, m in fitted.items() if m.search_ is not None]
-    if cnn:
-        searched.append(f"cnn: its images streamed by Ray Data, trained on {runner_words(cfg.workers)}, "
-                        f"{cnn['rounds']} round(s), no search")
-    method += "".join(f"; {line}" for line in searched)
-    search = {"method": method, "params": found.params, "best_val_score": found.best_val_score,
-              "trials": found.trials, "wall_s": timings["search_s"]}
-    return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
-                   shap=shap, transforms=transforms, estimator=estimator,
-                   params=(found.params if saved == "mlp" else {"model": "cnn", **cnn["params"]} if saved == "cnn"
-                           else {"model": saved, **fitted[saved].params_}),
-                   predictions=clip_predictions(features, idx[TEST], y_test, proba),
-                   importances={n: weighed for n, m in fitted.items()
-                                if (weighed := importances(m, transforms, infos=features.feature_groups))},
-                   history={"rounds": found.history, "title": f"MLP chosen by the search; validation split "
-                                                              f"({len(idx[VAL])} clips)"} if found.history else None,
-                   network=net)
+                        f"is {saved}, trained on the training split. {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)}")}
 
 
-def _streamed_cnn(cfg: TrainConfig, features: FeatureSet, idx: dict[int, np.ndarray], setup: Setup) -> dict[str, Any]:
-    """The CNN (when a baseline) trained on the training split's images streamed by Ray Data, early stopping on
-    the validation split's, as one run of ``--workers`` workers (``distributed.tune.fit_cnn``); its network, window,
-    settings, validation score (at its best round) and test probabilities. Empty without the CNN."""
-    if "cnn" not in cfg.baselines:
+def _search(trained: dict[str, Trained], record: Trained | None, timings: dict[str, float]) -> dict[str, Any]:
+    """The run's search: the searched network's of record (its trials, its choice), and how each other candidate was
+    searched or trained, in its method."""
+    lines = [f"{m}: {r.line}" for m, r in trained.items() if r.line and r is not record]
+    found = None if record is None else record.found
+    return {"method": "; ".join([record.line] + lines if record else lines) or "no search",
+            "params": {} if found is None else found.params,
+            "best_val_score": None if found is None else found.best_val_score,
+            "trials": [] if found is None else found.trials, "wall_s": timings["search_s"]}
+
+
+def _ablations(cfg: TrainConfig, task: Task, features: FeatureSet, transforms: list[GroupTransform],
+               models: dict[str, dict[str, Any]], trained: dict[str, Trained], data: dict[str, np.ndarray],
+               x_test: np.ndarray, y_test: np.ndarray, timings: dict[str, float]) -> list[dict[str, Any]]:
+    """Every model on all groups, then (``--ablations``) each searched network retrained on subsets of the groups
+    at its search's choice, scored on the test split."""
+    groups, kind, k = list(features.columns), task.kind, task.n_classes
+    rows = [{"name": m, "groups": groups, "test": slim(r["test"]), "val_score": r["val_score"]}
+            for m, r in models.items()]
+    if not cfg.ablations:
+        return rows
+    t = time.time()
+    sets = ablation_sets(groups)
+    for m, net in ((m, r) for m, r in trained.items() if r.found is not None):
+        spec, network = net.setup.model, {**net.setup.model.params[NETWORK], **net.found.params}
+        for name, r in run_ablations(sets, transforms, data, net.setup, network).items():
+            sub = spec.restore((len(r["cols"]),), kind, k, network, r["best_state"])
+            test = evaluate(kind, list(task.class_names), y_test, spec.predict(sub, x_test[:, r["cols"]], kind, k))
+            rows.append({"name": f"{m}, {name}", "groups": r["groups"], "test": slim(test),
+                         "val_score": r["best_val_score"]})
+    timings["ablations_s"] = time.time() - t
+    return rows
+
+
+def _shap(cfg: TrainConfig, features: FeatureSet, transforms: list[GroupTransform], x: np.ndarray,
+          idx: dict[int, np.ndarray], trained: dict[str, Trained], timings: dict[str, float]) -> dict[str, Any]:
+    """SHAP on the test split (``--shap-samples``): a searched network's gradients through the PCA, the trees'
+    TreeSHAP on the components."""
+    if not cfg.shap_samples:
         return {}
-    params = PARAMS["cnn"]
-    rows = {code: Rows(features.ids[idx[code]], features.y[idx[code]]) for code in (TRAIN, VAL, TEST)}
-    schedule = Schedule(params["max_rounds"], params["patience"], steps_per_round=1, monitor="loss")
-    net, shape, found, proba = fit_cnn(features.table, rows[TRAIN], rows[VAL], rows[TEST],
-                                       replace(setup, network="cnn", schedule=schedule), params["network"])
-    return {"net": net, "frames": shape.frames, "params": params, "val_score": found.best_val_score,
-            "proba": proba, "rounds": found.trials[0]["rounds"]}  # the history skips rounds without a training score
+    t = time.time()
+    explain_rows, background_rows = shap_rows(cfg, idx[TEST], idx[TRAIN])
+    shap = {}
+    for m, r in trained.items():
+        explained = (network_shap(cfg, features, r.network, transforms, explain_rows, background_rows)
+                     if r.network is not None else
+                     zoo_attributions(r.fitted, transforms, x[explain_rows]) if r.fitted is not None else None)
+        shap.update({m: explained} if explained else {})
+    timings["shap_s"] = time.time() - t
+    return shap
