@@ -25,7 +25,7 @@ from acoustic_env.config import (
     TrainConfig,
 )
 from acoustic_env.config.flags import add_flags, from_args
-from acoustic_env.config.commands import AuditReviewConfig
+from acoustic_env.config.review import AuditReviewConfig
 from acoustic_env.config.schema import ConfigError, Section, from_dict, option
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from acoustic_env.config.commands import DemoConfig
+from acoustic_env.config.demo import DemoConfig
 from acoustic_env.jobs import catalog
 
 

@@ -20,9 +20,10 @@ from typing import Any
 from acoustic_env.config import AnnotateConfig, AuditConfig, ExtractConfig, IndexConfig, SearchConfig, Section, TrainConfig
 from acoustic_env.config.cluster import SubmitConfig
 from acoustic_env.config.audioset import FetchConfig, FramesConfig, RescoreConfig, SampleConfig
-from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
 from acoustic_env.config.duplicates import DuplicatesConfig
+from acoustic_env.config.export import ExportConfig
 from acoustic_env.config.models import ModelsConvertConfig, ModelsFetchConfig, ModelsListConfig
+from acoustic_env.config.predict import PredictConfig
 from acoustic_env.config.recipes import (
     AudioSetEmbeddingsConfig,
     AudioSetListsConfig,
@@ -30,6 +31,7 @@ from acoustic_env.config.recipes import (
     FSD50KConfig,
     UrbanSound8KConfig,
 )
+from acoustic_env.config.review import AuditEstimateConfig
 from acoustic_env.config.labelling import (AddVerdictsConfig, ApplyLabelsConfig, FromLabelStudioConfig,
                                            NewClassConfig, ShowLabelsConfig, ToLabelStudioConfig)
 from acoustic_env.config.soundscape import SoundscapeConfig

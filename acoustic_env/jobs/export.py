@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from acoustic_env.config import ConfigError
-from acoustic_env.config.commands import ExportConfig
+from acoustic_env.config.export import ExportConfig
 from acoustic_env.embedders.spec import SAMPLE_RATE
 from acoustic_env.csv_writer import write_csv_table
 from acoustic_env.jobs.preflight import check_output, keep_apart

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from acoustic_env.config import ConfigError, IN_PROCESS_MAX, IndexConfig, SearchConfig
-from acoustic_env.config.commands import AuditEstimateConfig, ExportConfig, PredictConfig
+from acoustic_env.config.export import ExportConfig
+from acoustic_env.config.predict import PredictConfig
+from acoustic_env.config.review import AuditEstimateConfig
 from acoustic_env.storage import redact
 from acoustic_env.jobs.results import Estimated, Exported, Predicted, Searched
 

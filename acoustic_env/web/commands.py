@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from acoustic_env.config import AuditConfig, ServeConfig
-from acoustic_env.config.commands import AuditReviewConfig
+from acoustic_env.config.review import AuditReviewConfig
 from acoustic_env.jobs import catalog
 from acoustic_env.registry import lazy
 
