@@ -1,12 +1,14 @@
 """An audit's review queue to Label Studio and back (``labels to-label-studio``, ``labels from-label-studio``).
 
-The cheap tests read the tasks and the labelling config the export writes, and refuse bad exports (another queue's
+The cheap tests read the tasks and the labelling config the export writes, bring an export's annotations back as
+verdicts with their annotator, time and project, and refuse bad exports (another queue's
 tasks, two projects, a class the task lacks, a clip the table does not hold, a control the config lacks, an
 annotator known by number alone) in one line with nothing added to the store. The slow one runs docs/curating.md's
-"Review in Label Studio" as written against a real Label Studio (``label-studio==1.23.2`` in ``.venv-label-studio``,
-``make label-studio``), started once per session on a free loopback port with a temporary data folder: the
-project, its local files storage, the tasks imported, each task's audio fetched through Label Studio, two reviewers'
-annotations posted through the API, the export with the annotators' e-mails, the import back, and the corrected list.
+"Review in Label Studio" as written against a real Label Studio (``label-studio==1.23.2`` in
+``.venv-label-studio``, ``make label-studio``), started once per session (4-5 CPU-s from the migrated copy) on a free
+loopback port with a temporary data folder: the project, its local files storage, the tasks imported, each task's
+audio fetched through Label Studio, two reviewers' annotations posted through the API, the export with the
+annotators' e-mails, the import back, and the corrected list.
 Without that environment, or when Label Studio does not start, it skips with the reason (in CI it fails:
 ``conftest.require``).
 """
@@ -229,11 +231,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def label_studio(tmp_path_factory) -> Iterator[LabelStudio]:
     """Label Studio from its PyPI package (``.venv-label-studio``), on a free loopback port, with a temporary data
     folder (a copy of the database ``make label-studio`` migrated, when there is one), an admin with an API token,
-    and local files served from the session's temporary folder. Ended when the session ends."""
+    and local files served from the session's temporary folder. One server a session: only this module starts it,
+    and it ends after the module's last test (an idle server would wait for the session's end)."""
     binary = VENV / "bin" / "label-studio"
     require(binary.is_file(), f"Label Studio is not installed: {binary} is missing (make label-studio)")
     data = tmp_path_factory.mktemp("label-studio-data")
