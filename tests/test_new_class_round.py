@@ -17,7 +17,7 @@ import pytest
 from acoustic_env.config import ConfigError, from_dict
 from acoustic_env.config.labelling import NewClassConfig
 from acoustic_env.demo.tables import synthetic_features, write_features
-from acoustic_env.jobs.new_class import check_example, pick_next, prepare_round
+from acoustic_env.jobs.new_class import check_example, pick_next, prepare_round, read_answers
 from acoustic_env.labels.store import read_events
 from acoustic_env.learn.artifact import load_model, save_model
 from acoustic_env.learn.portable import from_zoo
@@ -190,3 +190,35 @@ def test_mixed_asks_next_for_the_clips_the_model_finds_most_likely_of_the_class(
     assert len(picks) == 3 and {c for c, _ in picks} <= set(open_[:6])
     assert all(why.endswith("after a refit on 5 verdicts") for _, why in picks), picks
     assert pick_next(cfg, ready, model)[1] == picks
+
+
+def test_answers_are_read_from_the_files_people_write(tmp_path):
+    """A spreadsheet saved with ';' or tabs, a JSON list, and search --save's own CSV read back as written (a cell
+    its writer protected with a quote loses it): each judged row's clip (trimmed), answer, reviewer, time and
+    note; a row left empty is not judged yet."""
+    semicolon = tmp_path / "hits.csv"
+    semicolon.write_text("rank;clip_id;verdict;reviewer;time;note\n0; c1 ;YES;ann;2026-11-26T10:00:00Z;saw it\n"
+                         "1;c2;;ann;;\n2;c3;wrong;bob;;'=maybe\n")
+    tabs = tmp_path / "hits.tsv"
+    tabs.write_text("clip_id\tverdict\nc4\tunsure\n")
+    listed = tmp_path / "hits.json"
+    listed.write_text('[{"clip_id": "c5", "verdict": "correct", "reviewer": "cy"}, {"clip_id": "c6", "verdict": ""}]')
+    assert read_answers([str(semicolon), str(tabs), str(listed)]) == [
+        {"clip_id": "c1", "answer": "yes", "reviewer": "ann", "time": "2026-11-26T10:00:00Z", "note": "saw it"},
+        {"clip_id": "c3", "answer": "no", "reviewer": "bob", "time": "", "note": "=maybe"},
+        {"clip_id": "c4", "answer": "unsure", "reviewer": "", "time": "", "note": ""},
+        {"clip_id": "c5", "answer": "yes", "reviewer": "cy", "time": "", "note": ""}]
+
+
+def test_an_answer_file_that_cannot_be_read_is_one_line_naming_it(tmp_path):
+    no_column = tmp_path / "hits.csv"
+    no_column.write_text("rank,clip_id,answer\n0,c1,yes\n")
+    no_clip = tmp_path / "no_clip.json"
+    no_clip.write_text('[{"clip_id": " ", "verdict": "yes"}]')
+    for path, line in ((no_column, f"verdicts: {no_column} has no 'verdict' column (columns: rank, clip_id, answer); "
+                                   "add one and write yes, no or unsure in it"),
+                       (no_clip, f"verdicts: every row of {no_clip} needs a clip_id, got {{'clip_id': ' ', "
+                                 "'verdict': 'yes'}")):
+        with pytest.raises(ConfigError) as err:
+            read_answers([str(path)])
+        assert str(err.value) == line
