@@ -116,7 +116,7 @@ def test_extract_columns_and_metadata_per_signal():
 
 def test_the_dry_run_names_the_signals_and_sizes_their_passes(tmp_path, capsys, monkeypatch):
     from acoustic_env.cli import main
-    from acoustic_env.jobs.sizing import size
+    from acoustic_env.audio.sizing import size
 
     one, three = size(1000, ("panns",), 8, 0, 1), size(1000, ("panns",), 8, 0, 1, embed_signals=3)
     features_only = size(1000, (), 8, 0, 1)["core_hours"]

@@ -9,7 +9,7 @@ import sys
 from conftest import REPO, tone_clip
 from documentation import all_text
 
-from acoustic_env.jobs.sizing import (
+from acoustic_env.audio.sizing import (
     CPU_S_PER_CLIP,
     DEVICE_CPU_S_PER_CLIP,
     DEVICE_FEATURES_GPU_S,

@@ -229,7 +229,7 @@ class ExtractConfig(Section):
                                                             "this many clips to do, computes them in this process "
                                                             "without starting Ray (0: always Ray)")
     progress: bool = _progress()
-    # --dry-run's sizing (acoustic_env/jobs/sizing.py): the shape of a worker node and the time to fit in
+    # --dry-run's sizing (acoustic_env/audio/sizing.py): the shape of a worker node and the time to fit in
     plan_node_cpus: int = option(32, ge=1, help="--dry-run sizing: CPUs of one worker node")
     plan_node_gpus: int = option(0, ge=0, help="--dry-run sizing: GPUs of one worker node (0: embedders on CPU)")
     plan_hours: float = option(8.0, gt=0, help="--dry-run sizing: the wall time the job should fit in")

@@ -37,7 +37,7 @@ from acoustic_env.jobs.labelled import relabelled
 from acoustic_env.jobs.preflight import MIN_TRAIN_CLIPS, on_every_clip, one_class, preflight
 from acoustic_env.jobs.search import choose_columns, example_position
 from acoustic_env.jobs.windows import route_by_options
-from acoustic_env.jobs.sizing import size
+from acoustic_env.audio.sizing import size
 from acoustic_env.labels.label_list import label_list_line, read_label_list
 from acoustic_env.learn import vector_index
 from acoustic_env.learn.artifact import describe, table_extraction
