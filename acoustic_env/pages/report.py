@@ -410,7 +410,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: Markup | s
     template: each section function is also what the tests read)."""
     task, counts = results["task"], results["counts"]
     ev = results.get("evaluation") or {}
-    first = _record_model(results, results["models"])
+    first = _chosen_model(results, results["models"])
     ablations = [[r["name"], ", ".join(r["groups"]), r["test"]["roc_auc"], r["test"]["balanced_accuracy"],
                   r["test"]["macro_f1"], r["test"]["map"], r.get("val_score")] for r in results.get("ablations") or []]
     upper = [duplicates_section(counts.get("duplicates") or {}), metrics_section(results),
@@ -427,7 +427,7 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: Markup | s
                          for s, c in counts["splits"].items()]},
         counts_note=", ".join(f"{k}: {_plain(v)}" for k, v in counts.items()
                               if k not in ("splits", "excluded_columns", "duplicates")),
-        upper=[s for s in upper if s], lower=[s for s in lower if s], record_model=first,
+        upper=[s for s in upper if s], lower=[s for s in lower if s], chosen_model=first,
         per_class=[[c, v["precision"], v["recall"], v["f1"], v["support"]]
                    for c, v in results["models"][first]["test"]["per_class"].items()],
         figures=[i for i in images if not i.startswith(_OWN_SECTION)], mistakes=mistakes_html,
@@ -449,8 +449,9 @@ def components_rows(components: dict[str, Any] | None) -> list[list[Any]]:
     return rows
 
 
-def _record_model(results: dict[str, Any], candidates: Any) -> str:
-    """The model the figures are about: the saved one, else the model of record, else the MLP, else the first."""
+def _chosen_model(results: dict[str, Any], candidates: Any) -> str:
+    """The model the figures are about: the saved one, else the one train chose (``evaluation.chosen``), else the
+    MLP, else the first."""
     ev = results.get("evaluation") or {}
     names = list(candidates)
     return next((m for m in (ev.get("saved_model"), ev.get("chosen"), "mlp") if m in names), names[0])
@@ -461,7 +462,7 @@ def mistakes(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     pred = results.get("predictions") or {}
     if not pred.get("proba"):
         return "", []
-    model = _record_model(results, pred["proba"])
+    model = _chosen_model(results, pred["proba"])
     names = results["task"]["class_names"]
     p, y = np.asarray(pred["proba"][model], dtype=float), np.asarray(pred["y"])
     out = []
