@@ -114,7 +114,7 @@ def from_columns(row: Mapping[str, object], tz: ZoneInfo) -> tuple[str, datetime
     """(site, start) from a clip list's ``site`` and ``start_time`` (ISO 8601; without an offset, in ``tz``)."""
     text = str(row["start_time"]).strip()
     try:
-        start = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        start = datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z as UTC
     except ValueError:
         raise TimelineError(f"{row['clip_id']}: start_time {text!r} is not an ISO 8601 time "
                             f"(2019-05-22T06:15:00, with or without an offset)") from None
