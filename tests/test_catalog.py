@@ -227,3 +227,16 @@ def test_duplicates_recipe_and_models_take_a_config_file_and_a_dry_run(argv, dat
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**data, "nope": 1}))
     assert main([*argv, "--config", "c.yaml", "--dry-run"]) == 2
     assert capsys.readouterr().err.startswith("acoustic-env: error: nope: unknown field")
+
+
+def test_models_list_exits_1_on_a_bad_file_and_runs_through_the_api(tmp_path, capsys):
+    """``models list`` as a catalogued job keeps its exit status (``JobSpec.status``): 1 when a file is bad, so a
+    script checking the cache sees it; unhashed, the same file is only present. ``ae.run`` returns the rows."""
+    from acoustic_env.embedders import panns
+
+    (tmp_path / panns.SPEC.weights.filename).write_bytes(b"x" * 100)  # the registry's file, truncated
+    assert main(["models", "list", "--weights-cache", str(tmp_path)]) == 1
+    assert "panns " in capsys.readouterr().out
+    assert main(["models", "list", "--weights-cache", str(tmp_path), "--no-verify"]) == 0
+    rows = {r["name"]: r["status"] for r in ae.run("models list", weights_cache=str(tmp_path), verify=False).rows}
+    assert rows["panns"] == "present" and rows["vggish"] == "missing"
