@@ -69,11 +69,11 @@ WRITE_BATCH = 16  # rows per part in the throughput runs: enough parts to time t
 
 # --- 1. throughput ---
 
-def make_clips(workdir: Path, n_clips: int, n_source: int) -> Path:
-    """A CSV manifest of ``n_clips`` rows: the demo's good clips, repeated under distinct ids."""
+def make_clips(workdir: Path, n_clips: int, n_source: int, seconds: float = 10.0) -> Path:
+    """A CSV manifest of ``n_clips`` rows: the demo's good clips (``seconds`` each), repeated under distinct ids."""
     from acoustic_env.demo.synth import generate_demo
 
-    demo = generate_demo(workdir / "demo", n_clips=n_source, seed=11, duration_s=10.0, n_broken=0)
+    demo = generate_demo(workdir / "demo", n_clips=n_source, seed=11, duration_s=seconds, n_broken=0)
     files = sorted(demo.audio_dir.iterdir())
     path = workdir / "clips.csv"
     with open(path, "w", newline="") as fh:
