@@ -96,7 +96,7 @@ def main() -> None:
     ours, theirs = outputs["ONNX Runtime (CPU)"][0], outputs["TF Lite (XNNPACK)"][0]
     agree = {name: float(np.min(np.sum(out[0] * theirs, 1) / np.linalg.norm(out[0], axis=1)
                                 / np.linalg.norm(theirs, axis=1))) for name, out in outputs.items()}
-    print(f"\nleast cosine of the embeddings against TF Lite's, per window: "
+    print("\nleast cosine of the embeddings against TF Lite's, per window: "
           + ", ".join(f"{name} {value:.6f}" for name, value in agree.items()) + f" (ONNX Runtime vs TF Lite "
           f"max |diff| {np.abs(ours - theirs).max():.2e})")
 

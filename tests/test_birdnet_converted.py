@@ -53,14 +53,37 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_the_copy_gives_the_tflite_models_embeddings_and_top_classes_on_real_clips(
         graphs: tuple[bytes, bytes], shared_data: Path, tmp_path: Path) -> None:
     """Every 3-s window of three forest recordings and two demo clips: the copy's embedding and logits against the
-    TF Lite graph's (its embedding the tensor before the classifier), cosine ≥ 0.999 each, the same top class and
-    the same five top classes."""
+    TF Lite graph's, cosine ≥ 0.999 each, the same top class and the same five top classes."""
     model, converted = graphs
+    batch = _real_windows(shared_data, tmp_path)
+    assert batch.shape == (4 * 3 + 2 * 2, 144_000)
+    _same_outputs(OnnxRuntime(converted, 1)(batch), Runtime(model, 1)(batch))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_on_a_card_the_copy_runs_there_with_the_tflite_models_outputs(
+        graphs: tuple[bytes, bytes], shared_data: Path, tmp_path: Path) -> None:
+    """With a CUDA device the embedder runs the copy on it (ONNX Runtime's CUDA provider, or torch through onnx2torch:
+    ``pip install onnx2torch``), with the TF Lite model's outputs on the same windows as on the CPU.
+    (``benchmarks/birdnet_card.py`` does the same on a machine without the extra, and times it.)"""
+    birdnet = load_embedder("birdnet", device="cuda")
+    on_card = (birdnet.model.session.get_providers()[0] == "CUDAExecutionProvider"
+               if isinstance(birdnet.model, OnnxRuntime) else birdnet.model.device.type == "cuda")
+    assert on_card, "the copy runs on the host: install onnx2torch (or onnxruntime-gpu)"
+    batch = _real_windows(shared_data, tmp_path)
+    _same_outputs(birdnet.model(batch), Runtime(graphs[0], 1)(batch))
+
+
+def _real_windows(shared_data: Path, tmp_path: Path) -> np.ndarray:
+    """The 3-s windows of the forest recordings and of two 4-s demo clips, at 48 kHz."""
     demo = generate_demo(tmp_path / "demo", n_clips=2, duration_s=4.0, n_broken=0, seed=5)
     paths = [shared_data / "maad_soundscapes" / name for name in RECORDINGS] + sorted(demo.audio_dir.iterdir())
-    batch = np.concatenate([windows(decode_clip(str(p), DecodeParams()).audio) for p in paths])
-    assert batch.shape == (4 * 3 + 2 * 2, 144_000)
-    ours, theirs = OnnxRuntime(converted, 1)(batch), Runtime(model, 1)(batch)
+    return np.concatenate([windows(decode_clip(str(p), DecodeParams()).audio) for p in paths])
+
+
+def _same_outputs(ours: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, np.ndarray]) -> None:
+    """Cosine ≥ 0.999 per window for the embeddings and the logits, the same top class, the same five top classes."""
     for name, a, b in zip(("embedding", "logits"), ours, theirs):
         assert _cosine(a, b).min() >= MIN_COSINE, (name, _cosine(a, b))
     top_ours, top_theirs = (np.argsort(-logits, axis=1)[:, :TOP] for _, logits in (ours, theirs))
