@@ -179,6 +179,18 @@ def _annotator_by_number(export):  # Label Studio's quick export, GET /api/proje
     export[1]["annotations"][0]["completed_by"] = 2
 
 
+def _result_not_an_object(export):
+    export[0]["annotations"][0]["result"][0] = "natural"
+
+
+def _choices_not_names(export):
+    export[1]["annotations"][0]["result"][0]["value"]["choices"] = [{"urban": 1}]
+
+
+def _clip_not_named(export):
+    export[2]["data"]["clip_id"] = ["c1"]
+
+
 @pytest.mark.parametrize("spoil, said", [
     (_another_queue, "is of queue '20261101T000000Z-other', not"),
     (_two_projects, "tasks of 2 projects (7, 8)"),
@@ -186,6 +198,9 @@ def _annotator_by_number(export):  # Label Studio's quick export, GET /api/proje
     (_clip_not_in_the_table, "1 verdict(s) name clips that are not in the feature table"),
     (_foreign_control, "answers in a control 'sentiment' that the labelling config does not hold"),
     (_annotator_by_number, "names its annotator by 2, not an e-mail"),
+    (_result_not_an_object, "a result of task 1: an object expected, got 'natural'"),
+    (_choices_not_names, "the classes chosen in task 2: a list of names expected, got [{'urban': 1}]"),
+    (_clip_not_named, "task 3 names no clip but ['c1']"),
 ])
 def test_a_bad_export_is_refused_in_one_line_and_adds_nothing(world, capsys, spoil, said):
     root, truth = world

@@ -101,7 +101,7 @@ def origin(project: Any, queue: str) -> str:
     return f"label-studio project {project}: {queue}"
 
 
-def _annotator(task_id: Any, annotation: dict[str, Any]) -> str:
+def _annotator(task: str, annotation: dict[str, Any]) -> str:
     """Who submitted ``annotation``: their e-mail, as an export with the annotators' details gives it, or ConfigError.
 
     The quick export (``GET /api/projects/<id>/export``) names the annotator by a number that means nothing outside
@@ -110,31 +110,49 @@ def _annotator(task_id: Any, annotation: dict[str, Any]) -> str:
     who = annotation.get("completed_by")
     email = who.get("email") if isinstance(who, dict) else None
     if not isinstance(email, str) or not email:
-        raise ConfigError(f"label-studio: task {task_id}'s annotation names its annotator by {shown(who)}, not an "
+        raise ConfigError(f"label-studio: {task}'s annotation names its annotator by {shown(who)}, not an "
                           "e-mail: export with the annotators' details (POST /api/projects/<id>/exports with "
                           '{"serialization_options": {"annotations__completed_by": {"only_id": false}}}); nothing '
                           "was added")
     return email
 
 
-def _answer(task_id: Any, annotation: dict[str, Any], classes: Sequence[str]) -> tuple[list[str], bool, str]:
-    """(the classes chosen, unsure ticked, the note) of one annotation, or ConfigError naming what is foreign."""
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else ConfigError naming ``what``."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"label-studio: {what}: an object expected, got {shown(value)}; nothing was added")
+    return value
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    """``value`` when it is a list of strings (JSON's null: none), else ConfigError naming ``what``."""
+    value = [] if value is None else value
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"label-studio: {what}: a list of names expected, got {shown(value)}; nothing was added")
+    return value
+
+
+def _answer(task: str, annotation: dict[str, Any], classes: Sequence[str]) -> tuple[list[str], bool, str]:
+    """(the classes chosen, unsure ticked, the note) of one annotation of ``task`` (its name in an error line), or
+    ConfigError naming what is foreign."""
     chosen: list[str] = []
     unsure, note = False, ""
-    for result in annotation.get("result") or []:
-        name, value = result.get("from_name"), result.get("value") or {}
+    results = annotation.get("result")
+    for result in results if isinstance(results, list) else [results] if results else []:
+        result = _object(result, f"a result of {task}")
+        name, value = result.get("from_name"), _object(result.get("value") or {}, f"a result's value of {task}")
         if name == LABEL:
-            chosen += value.get("choices") or []
+            chosen += _strings(value.get("choices"), f"the classes chosen in {task}")
         elif name == UNSURE:
-            unsure = UNSURE in (value.get("choices") or [])
+            unsure = UNSURE in _strings(value.get("choices"), f"the unsure box of {task}")
         elif name == NOTE:
-            note = " ".join(value.get("text") or [])
+            note = " ".join(_strings(value.get("text"), f"the note of {task}"))
         else:
-            raise ConfigError(f"label-studio: task {task_id} answers in a control {shown(name)} that the labelling "
+            raise ConfigError(f"label-studio: {task} answers in a control {shown(name)} that the labelling "
                               f"config does not hold (another project's export?); nothing was added")
     for name in chosen:
         if name not in classes:
-            raise ConfigError(f"label-studio: task {task_id} chooses class {shown(name)}, not a class of the task "
+            raise ConfigError(f"label-studio: {task} chooses class {shown(name)}, not a class of the task "
                               f"({', '.join(classes)}); nothing was added")
     return chosen, unsure, note
 
@@ -163,29 +181,31 @@ def verdict_records(export: Any, *, queue: str, classes: Sequence[str]) -> tuple
     if not isinstance(export, list) or not all(isinstance(t, dict) for t in export):
         raise ConfigError("label-studio: the export is not Label Studio's JSON export (a list of tasks); export the "
                           "project as JSON")
-    projects = {t.get("project") for t in export}
+    projects = sorted({shown(t.get("project")) for t in export})
     if len(projects) > 1:
-        raise ConfigError(f"label-studio: the export holds tasks of {len(projects)} projects "
-                          f"({', '.join(sorted(map(str, projects)))}); export one project; nothing was added")
+        raise ConfigError(f"label-studio: the export holds tasks of {len(projects)} projects ({', '.join(projects)}); "
+                          "export one project; nothing was added")
     records = []
     for task in export:
-        data, task_id = task.get("data") or {}, task.get("id")
+        name = f"task {shown(task.get('id'))}"
+        data = _object(task.get("data"), f"the data of {name}")
         if data.get("queue") != queue:
-            raise ConfigError(f"label-studio: task {task_id} ({shown(data.get('clip_id'), bare=True)}) is of queue "
+            raise ConfigError(f"label-studio: {name} ({shown(data.get('clip_id'), bare=True)}) is of queue "
                               f"{shown(data.get('queue'))}, not {shown(queue)}: another project's tasks; nothing was "
                               "added")
-        given = data.get("given_labels")
-        if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
-            raise ConfigError(f"label-studio: task {task_id} has no list of given labels; nothing was added")
+        given = _strings(data.get("given_labels"), f"the given labels of {name}")
+        if not isinstance(data.get("clip_id"), str):
+            raise ConfigError(f"label-studio: {name} names no clip but {shown(data.get('clip_id'))}; nothing was added")
         for annotation in task.get("annotations") or []:
+            annotation = _object(annotation, f"an annotation of {name}")
             if annotation.get("was_cancelled"):
                 continue  # skipped: the reviewer said nothing
-            chosen, unsure, note = _answer(task_id, annotation, classes)
+            chosen, unsure, note = _answer(name, annotation, classes)
             verdict = ("unsure" if unsure or not chosen else "correct" if sorted(chosen) == sorted(given)
                        else "wrong")
             records.append({"clip_id": data.get("clip_id"), "given_labels": given, "verdict": verdict,
                             "corrected_label": chosen if verdict == "wrong" else [],
-                            "reviewer": _annotator(task_id, annotation),
+                            "reviewer": _annotator(name, annotation),
                             "time": str(annotation.get("updated_at") or annotation.get("created_at") or ""),
                             "note": note, "audit_id": queue})
-    return next(iter(projects), None), records
+    return (export[0].get("project") if export else None), records
