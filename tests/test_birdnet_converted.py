@@ -28,6 +28,7 @@ from acoustic_env.embedders.factory import load_embedder
 from acoustic_env.embedders.registry import weight_files
 from acoustic_env.embedders.weights import CACHE_ENV, WeightsSource, fetch, status
 from acoustic_env.errors import WeightsError
+from acoustic_env.jobs.models import models_convert
 
 #: Night insects, the dawn chorus, noon: 10 s each, four windows (the last padded with 2 s of zeros).
 RECORDINGS = ("S4A03895_20190522_000000.wav", "S4A03895_20190522_060000.wav", "S4A03895_20190522_120000.wav")
@@ -126,9 +127,12 @@ def test_fetch_builds_the_pinned_copy_and_list_shows_it_and_a_changed_byte_is_re
 def test_a_conversion_that_misses_the_pin_writes_nothing(graphs: tuple[bytes, bytes], tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Converted bytes that do not hash to the pinned value (other library versions) stop the build in one line
-    naming both checksums, and nothing enters the cache."""
+    naming both checksums, and nothing enters the cache; ``models convert birdnet_onnx`` names ``models fetch``."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(convert, "to_onnx", lambda model: graphs[1][:-1])
     with pytest.raises(WeightsError, match=f"not the pinned {CONVERTED.sha256}") as caught:
         fetch(CONVERTED)
     assert "\n" not in str(caught.value) and list(tmp_path.iterdir()) == []
+    # `models convert` names TF-Hub conversions: for the copy it says which command builds it, in one line
+    with pytest.raises(WeightsError, match=r"use `acoustic-env models fetch birdnet_onnx`$"):
+        models_convert(["birdnet_onnx"])

