@@ -156,9 +156,13 @@ def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
     # the PCA each fitted model kept: its own, in each outer fold (3) and in the saved model, by the count rule
     comps = result.evaluation["components"]
     assert [f["fold"] for f in comps["per_fold"]["logreg"]] == [0, 1, 2]
-    assert set(comps["saved"]["logreg"]) == set(saved["groups"]) and "one component per 4 rows" in comps["rule"]
-    assert all(n <= (60 - 1) // 4 for n in comps["saved"]["logreg"].values())  # 60 clips carry 14 at most
-    assert "the components each outer fold's model kept per group" in Path(result.report).read_text()
+    assert set(comps["saved"]["logreg"]) == set(saved["groups"]) and "one component per R rows" in comps["rule"]
+    # the count rule each fold's models shared, chosen with the sets, and the saved model's, chosen on all clips
+    assert [f["rule"] for f in comps["per_fold"]["logreg"]] == [r["rule"] for r in comps["rules"]]
+    assert set(comps["saved_rule_scores"]) == {1, 4} and comps["saved_rule"] in (1, 4)
+    assert all(n <= (60 - 1) // comps["saved_rule"] for n in comps["saved"]["logreg"].values())
+    report = Path(result.report).read_text()
+    assert "the components each outer fold's model kept per group" in report and "rows per component" in report
     # --feature-groups pins the set: no search (two folds: only the set is looked at)
     pinned = train(from_dict(TrainConfig, {**cfg.to_dict(), "output": str(tmp_path / "p"), "cv_folds": 2,
                                            "feature_groups": ["vggish"]}))
@@ -270,3 +274,58 @@ def test_a_multi_label_set_is_scored_by_its_mean_average_precision(monkeypatch):
     chosen, scores, _ = _choose(inputs, labels, groups, 3, 0, "multi_label")
     assert chosen == "good"
     assert scores["good"] == round(val_score("multi_label", labels, _Reads().predict_proba(informative)), 6)
+
+
+def _faint_direction(seed: int = 0, n_groups: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray, Preprocessing]:
+    """One group of 120 columns: 40 noise factors each shared by 3 columns (after the group's standardisation, each a
+    direction of variance about 3), and the class in one column of its own (variance 1): a PCA that keeps one
+    component per 4 rows (19 on an inner fit of 80 rows) holds factors only, one per row reaches the class."""
+    rng = np.random.default_rng(seed)
+    n = 4 * n_groups
+    y = np.tile([0, 1, 0, 1], n_groups)
+    groups = np.repeat([f"rec{i}" for i in range(n_groups)], 4).astype(object)
+    x = np.repeat(rng.standard_normal((n, 40)), 3, axis=1) + 0.1 * rng.standard_normal((n, 120))
+    x[:, 119] = 2.0 * (2 * y - 1) + 0.8 * rng.standard_normal(n)
+    return x.astype(np.float32), y, groups, Preprocessing((Slot("wide", 0, 120, 120),))
+
+
+def test_the_count_rule_is_chosen_on_the_inner_folds_where_it_cuts_a_target_and_shared_by_the_models():
+    """Where the default rule (4 rows a component) cuts the group's target, ``choose_sets`` tries one component per
+    row too, every model choosing its set under each, and keeps the rule whose choices score best on average; where
+    no rule cuts a target (a table of many rows), nothing is scored beyond the sets."""
+    from acoustic_env.learn.feature_sets import choose_sets
+    from acoustic_env.learn.zoo import make_estimator
+
+    x, y, groups, prep = _faint_direction()
+    assert prep.rules(80) == (4, 1) and prep.with_rule(1).rules(80) == (1, 4)
+    assert prep.rules(10_000) == (4,)  # 120 columns kept either way: one rule, no search
+    built: list[int] = []
+
+    def build(model, own):
+        built.append(own.rule)
+        return make_estimator(model, "single_label", 2, 0, 1, SearchPlan(1, 3), preprocessing=own)
+
+    choice = choose_sets(build, ["logreg", "knn"], {ALL: ("wide",)}, prep, x, y, groups, 3, 0, "single_label")
+    assert choice.rule == 1, choice.rule_scores
+    assert set(choice.rule_scores) == {1, 4} and choice.rule_scores[1] > choice.rule_scores[4] + 0.2
+    assert set(choice.sets) == {"logreg", "knn"} and all(s[0] == ALL for s in choice.sets.values())
+    assert sorted(set(built)) == [1, 4]
+    # the same rows with a target every rule keeps: no rule to choose, and nothing fitted when there is one set only
+    built.clear()
+    narrow = Preprocessing((Slot("wide", 0, 120, 5),))
+    choice = choose_sets(build, ["logreg"], {ALL: ("wide",)}, narrow, x, y, groups, 3, 0, "single_label")
+    assert (choice.rule, choice.rule_scores, built) == (4, {}, [])
+
+
+def test_cross_validation_fits_every_fold_model_at_the_rule_its_training_folds_chose():
+    """The outer folds: each fold's rule is chosen on its training clips' inner folds and recorded, and every fold
+    model's PCA keeps the components that rule allows on its training rows."""
+    x, y, groups, prep = _faint_direction()
+    folds = np.repeat(np.arange(30) % 3, 4)
+    result = out_of_fold(x, y, folds, "single_label", 2, ["logreg"], groups=groups, search=SearchPlan(1, 3),
+                         threads=1, preprocessing=prep)
+    assert [r["rule"] for r in result.rules] == [1, 1, 1]
+    assert [c["rule"] for c in result.components["logreg"]] == [1, 1, 1]
+    assert [c["components"]["wide"] for c in result.components["logreg"]] == [79, 79, 79]  # 80 training rows
+    from acoustic_env.learn.metrics import headline
+    assert headline("single_label", y, result.proba["logreg"])["roc_auc"] > 0.8  # the class column held

@@ -33,7 +33,7 @@ from acoustic_env.candidates import AVERAGE, FORMATS
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
-from acoustic_env.learn.feature_sets import Sets, choose_set
+from acoustic_env.learn.feature_sets import ALL, Sets, choose_sets
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
 from acoustic_env.learn.preprocess import Preprocessing
@@ -65,8 +65,10 @@ class CVResult:
     calibration: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: per model, the out-of-fold probabilities before each fold model's map (calibrated models only)
     raw_proba: dict[str, np.ndarray] = field(default_factory=dict)
-    #: per vector model with a preprocessing, each fold model's components per group: {"fold", "components"}
+    #: per vector model with a preprocessing, each fold model's components per group: {"fold", "rule", "components"}
     components: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: per fold, the count rule the vector models share: {"fold", "rule", "scores": each rule's mean inner score}
+    rules: list[dict[str, Any]] = field(default_factory=list)
 
 
 def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str]]:
@@ -113,8 +115,8 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
     ``inputs``: a model's own inputs of every row, which learn nothing from the data before it (the CNN's
     images, ``learn.spectro``), in place of ``x``; held out by the same folds.
     ``feature_sets``: each vector model (with ``groups`` and ``preprocessing``) also chooses its feature set on the
-    training folds' inner folds (``learn.feature_sets.choose_set``, at its default settings), then searches its own
-    settings on that set.
+    training folds' inner folds (``learn.feature_sets.choose_sets``, at its default settings), and the vector
+    models together the PCA count rule, where it cuts a target; each then searches its own settings on that set.
     ``calibrate``: each fold model (with ``groups``) also chooses a probability map on its inner folds
     (``learn.calibrate``); the probabilities are the mapped ones, and the models' own are kept beside them.
     ``resample``: every fold model resamples its training folds' rows (``learn.augment``); the held-out fold is
@@ -128,27 +130,36 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
     maps: dict[str, list[dict[str, Any]]] = {}
     components: dict[str, list[dict[str, Any]]] = {}
     by_set = feature_sets if feature_sets and groups is not None and preprocessing is not None else None
+    # where no set is searched, the count rule still is (where it cuts a target), on the one set of every group
+    sets = by_set or ({ALL: preprocessing.groups} if groups is not None and preprocessing is not None else None)
+    vector = [m for m in models if m not in (inputs or {})]
+    rules: list[dict[str, Any]] = []
     for k in np.unique(folds):
         test = folds == k
+        choice = choose_sets(
+            lambda m, prep: make_estimator(m, kind, n_classes, seed, threads, SearchPlan(1, search.inner_folds),
+                                           balance=balance, resample=resample, preprocessing=prep),
+            vector, sets, preprocessing, x[~test], y[~test], groups[~test], search.inner_folds, seed, kind,
+            search.metric) if sets and vector else None
+        if choice is not None and choice.rule_scores:
+            rules.append({"fold": int(k), "rule": choice.rule, "scores": choice.rule_scores})
         for m in models:
             own = m in (inputs or {})
             xm, prep = (inputs[m], None) if own else (x, preprocessing)
             defaults_score = None
-            if by_set and not own:
-                name, scores, defaults_score = choose_set(
-                    lambda only: make_estimator(m, kind, n_classes, seed, threads, SearchPlan(1, search.inner_folds),
-                                                balance=balance, resample=resample,
-                                                preprocessing=preprocessing.only(only)),
-                    by_set, x[~test], y[~test], groups[~test], search.inner_folds, seed, kind, search.metric)
-                chosen.setdefault(m, []).append({"fold": int(k), "set": name, "scores": scores})
-                prep = preprocessing.only(by_set[name])
+            if choice is not None and not own:
+                name, scores, defaults_score = choice.sets[m]
+                prep = preprocessing.with_rule(choice.rule).only(sets[name])
+                if by_set:
+                    chosen.setdefault(m, []).append({"fold": int(k), "set": name, "scores": scores,
+                                                     "rule": choice.rule})
             est = make_estimator(m, kind, n_classes, seed, threads, search=search, balance=balance,
                                  calibrate=m in raw, resample=resample, preprocessing=prep).fit(
                 xm[~test], y[~test], groups=None if groups is None else groups[~test], defaults_score=defaults_score)
             proba[m][test] = est.predict_proba(xm[test])
             searches[m] += [est.search_] if est.search_ is not None else []
             if est.transforms_ is not None:
-                components.setdefault(m, []).append({"fold": int(k), "components": {
+                components.setdefault(m, []).append({"fold": int(k), "rule": prep.rule, "components": {
                     t.group: t.n_components for t in est.transforms_}})
             if m in raw:
                 raw[m][test] = est.predict_proba(xm[test], calibrated=False)
@@ -158,7 +169,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
     return CVResult(folds=folds, proba=proba, scores={}, chosen="", best="", searches=searches, feature_sets=chosen,
-                    calibration=maps, raw_proba=raw, components=components)
+                    calibration=maps, raw_proba=raw, components=components, rules=rules)
 
 
 def best_of(scores: dict[str, float]) -> str:

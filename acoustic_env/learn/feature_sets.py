@@ -9,16 +9,22 @@ without it (nested), and the outer figure stays honest; for the saved model, all
 
 The candidate sets (``candidate_sets``) are few, as a user would try them: every group; each pretrained embedder
 alone; the hand-made groups alone; each pretrained embedder with the acoustic indices.
+
+With the sets, the models fitted together choose how many PCA components the rows carry (``choose_sets``: the count
+rule of ``learn.preprocess``), where the rule cuts a group's target: on a few hundred clips BirdNET's 1,024 values
+keep 48 components at the default rule, or nearly as many as the rows; which serves better depends on the data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from acoustic_env import feature_groups
+from acoustic_env.learn.preprocess import Preprocessing
 from acoustic_env.learn.tuning import inner_splits, pooled_score
 from acoustic_env.table import RANDOM, GroupInfo
 
@@ -83,3 +89,40 @@ def choose_set(build: Callable[[tuple[str, ...]], Any], sets: Sets, x: np.ndarra
     order = list(scores)
     chosen = max(order, key=lambda n: (scores[n], -order.index(n)))
     return chosen, scores, pooled[chosen]
+
+
+@dataclass(frozen=True)
+class SetChoice:
+    """What the inner folds chose for the vector models fitted together: the count rule they share (a saved average
+    holds one PCA per group), each rule's score, and each model's set under the chosen rule."""
+
+    rule: int
+    #: each rule tried (``Preprocessing.rules``): the models' mean inner score of the set each chose under it
+    rule_scores: dict[int, float]
+    #: model → (its set, every set's inner score to 6 digits, the chosen set's unrounded: ``choose_set``)
+    sets: dict[str, tuple[str, dict[str, float], float | None]]
+
+
+def choose_sets(build: Callable[[str, Preprocessing], Any], models: Sequence[str], sets: Sets,
+                preprocessing: Preprocessing, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int,
+                seed: int, kind: str, metric: str | None = None) -> SetChoice:
+    """Each of ``models``' feature set (``choose_set``) and the count rule they share, all chosen on the same grouped
+    inner folds of the rows ``x``: under each rule worth trying at the size of an inner fit
+    (``Preprocessing.rules``), every model chooses its set; the rule whose chosen sets score best on average wins,
+    ties to the default. ``build(model, preprocessing)`` makes ``model`` with that preprocessing inside, so every
+    inner fit fits its PCA, at that rule, on its own training part.
+
+    Why one rule for all: the saved average's members read one fitted PCA per group (``learn.portable.Average``).
+    A single rule (large tables, where no rule cuts a target) costs nothing more than the sets' choice."""
+    splits = inner_splits(y, groups, n_folds, seed)
+    rules = preprocessing.rules(min((len(train) for train, _ in splits), default=len(y)))
+    if len(sets) == 1 and len(rules) == 1:  # nothing to choose: nothing scored
+        return SetChoice(rules[0], {}, {m: (next(iter(sets)), {}, None) for m in models})
+    by_rule = {rule: {m: choose_set(lambda only, m=m, rule=rule: build(m, preprocessing.with_rule(rule).only(only)),
+                                    sets, x, y, groups, n_folds, seed, kind, metric) for m in models}
+               for rule in rules}
+    means = {rule: round(float(np.mean([c[2] for c in chosen.values()])), 6)
+             for rule, chosen in by_rule.items() if chosen and all(c[2] is not None for c in chosen.values())}
+    order = list(by_rule)
+    rule = max(means, key=lambda r: (means[r], -order.index(r))) if means else order[0]
+    return SetChoice(rule, means, {m: (name, scores, best) for m, (name, scores, best) in by_rule[rule].items()})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -43,27 +43,34 @@ NO_SPREAD = 1e-4
 #: The rule for how many components the rows can carry: at most one per ``ROWS_PER_COMPONENT`` rows the PCA is fitted
 #: on (and no more than the group's columns). Whitened, every component weighs as much as the leading one, so the
 #: trailing components of a PCA fitted on few rows are noise the model is handed at full scale
-#: (benchmarks/RESULTS.md, "Leak-free inner folds").
+#: (benchmarks/RESULTS.md, "Leak-free inner folds"). The default: where the rule cuts a group's target, train searches
+#: it among ``RULES`` on inner folds (``learn.feature_sets.choose_sets``).
 ROWS_PER_COMPONENT = 4
+#: The count rules searched where they cut a target (``Preprocessing.rules``): every component the rows carry (one per
+#: row, less one), and the default. Pinned, the first gave logistic regression 0.954 out-of-fold ROC AUC on the forest
+#: recordings against 0.933; on the demo the default did as well or better (benchmarks/RESULTS.md).
+RULES = (1, ROWS_PER_COMPONENT)
 
 
-def component_cap(n_train: int, dim: int) -> int:
-    """The most components a group of ``dim`` columns keeps when its PCA is fitted on ``n_train`` rows."""
-    return int(max(1, min(dim, (n_train - 1) // ROWS_PER_COMPONENT)))
+def component_cap(n_train: int, dim: int, rows_per_component: int | None = None) -> int:
+    """The most components a group of ``dim`` columns keeps when its PCA is fitted on ``n_train`` rows, at one per
+    ``rows_per_component`` rows (None: ``ROWS_PER_COMPONENT``)."""
+    return int(max(1, min(dim, (n_train - 1) // (rows_per_component or ROWS_PER_COMPONENT))))
 
 
 def component_rule() -> str:
     """The count rule in words, for the report and the run record."""
-    return (f"each group keeps its --pca target, at most one component per {ROWS_PER_COMPONENT} rows its PCA is "
-            f"fitted on (less one) and no more than its columns")
+    return (f"each group keeps its --pca target, at most one component per R rows its PCA is fitted on (less one) "
+            f"and no more than its columns; R is {ROWS_PER_COMPONENT}, or where that cuts a target, chosen among "
+            f"{', '.join(map(str, RULES))} on the inner folds with the feature sets")
 
 
-def n_components_for(target: float, n_train: int, dim: int) -> int | float:
+def n_components_for(target: float, n_train: int, dim: int, rows_per_component: int | None = None) -> int | float:
     """A count is capped by what the rows can carry (``component_cap``); a fraction is passed through (``fit_group``
     caps the count it reaches)."""
     if isinstance(target, float) and target < 1:
         return target
-    return int(max(1, min(int(target), component_cap(n_train, dim))))
+    return int(max(1, min(int(target), component_cap(n_train, dim, rows_per_component))))
 
 
 def _finish(group: str, scaler: StandardScaler, components: np.ndarray, ratio: np.ndarray,
@@ -76,12 +83,15 @@ def _finish(group: str, scaler: StandardScaler, components: np.ndarray, ratio: n
                           explained_variance_ratio=ratio.astype(np.float32))
 
 
-def fit_group(x_train: np.ndarray, target: float, group: str, seed: int = 0) -> GroupTransform:
-    """Standardise → PCA → scale, fitted in memory on the training rows of one group."""
+def fit_group(x_train: np.ndarray, target: float, group: str, seed: int = 0,
+              rows_per_component: int | None = None) -> GroupTransform:
+    """Standardise → PCA → scale, fitted in memory on the training rows of one group (at most one component per
+    ``rows_per_component`` rows; None: ``ROWS_PER_COMPONENT``)."""
     scaler = StandardScaler().fit(x_train)
     z = scaler.transform(x_train)
-    pca = PCA(n_components=n_components_for(target, len(z), z.shape[1]), random_state=seed).fit(z)
-    k = min(len(pca.components_), component_cap(len(z), z.shape[1]))  # a fraction's count, capped too
+    pca = PCA(n_components=n_components_for(target, len(z), z.shape[1], rows_per_component),
+              random_state=seed).fit(z)
+    k = min(len(pca.components_), component_cap(len(z), z.shape[1], rows_per_component))  # a fraction's, capped too
     components = pca.components_[:k]
     return _finish(group, scaler, components, pca.explained_variance_ratio_[:k], z @ components.T)
 
@@ -165,6 +175,8 @@ class Preprocessing:
 
     slots: tuple[Slot, ...]
     seed: int = 0
+    #: at most one component per this many rows of a fit (None: ``ROWS_PER_COMPONENT``)
+    rows_per_component: int | None = None
 
     @classmethod
     def of(cls, features: FeatureSet, targets: dict[str, float], seed: int = 0) -> Preprocessing:
@@ -184,7 +196,29 @@ class Preprocessing:
         unknown = sorted(set(groups) - set(self.groups))
         if unknown:
             raise ValueError(f"no preprocessing for group(s) {', '.join(unknown)} (has: {', '.join(self.groups)})")
-        return Preprocessing(tuple(s for s in self.slots if s.group in set(groups)), self.seed)
+        return replace(self, slots=tuple(s for s in self.slots if s.group in set(groups)))
+
+    def with_rule(self, rows_per_component: int) -> Preprocessing:
+        """The same preprocessing keeping at most one component per ``rows_per_component`` rows of a fit."""
+        return replace(self, rows_per_component=rows_per_component)
+
+    @property
+    def rule(self) -> int:
+        """The rows per component this preprocessing keeps."""
+        return self.rows_per_component or ROWS_PER_COMPONENT
+
+    def rules(self, n_rows: int) -> tuple[int, ...]:
+        """The count rules worth trying for fits on ``n_rows`` rows: this one first, then each of ``RULES`` that
+        keeps other counts (a fraction counts as cut wherever a rule caps below the group's columns). Where no rule
+        cuts any target, this one alone: the search is skipped where it cannot matter (large tables)."""
+        def counts(rule: int) -> tuple[int, ...]:
+            return tuple(component_cap(n_rows, s.stop - s.start, rule) if isinstance(s.target, float) and
+                         s.target < 1 else n_components_for(s.target, n_rows, s.stop - s.start, rule)
+                         for s in self.slots)
+        out: dict[tuple[int, ...], int] = {counts(self.rule): self.rule}
+        for rule in RULES:
+            out.setdefault(counts(rule), rule)
+        return tuple(out.values())
 
     def fit(self, raw: np.ndarray) -> tuple[GroupTransform, ...]:
         """Each group fitted on the rows of ``raw`` (``fit_group``), reused when the same rows were fitted before."""
@@ -192,11 +226,11 @@ class Preprocessing:
         digest = hashlib.blake2b(raw.view(np.uint8).reshape(-1), digest_size=16).digest()
         out = []
         for s in self.slots:
-            key = (digest, raw.shape, s.start, s.stop, s.target, self.seed, s.group)
+            key = (digest, raw.shape, s.start, s.stop, s.target, self.seed, s.group, self.rule)
             if key in _CACHE:
                 _CACHE.move_to_end(key)
             else:
-                _CACHE[key] = fit_group(raw[:, s.start:s.stop], s.target, s.group, self.seed)
+                _CACHE[key] = fit_group(raw[:, s.start:s.stop], s.target, s.group, self.seed, self.rule)
                 while len(_CACHE) > CACHE_SIZE:
                     _CACHE.popitem(last=False)
             out.append(_CACHE[key])

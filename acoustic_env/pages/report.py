@@ -437,12 +437,16 @@ def render(results: dict[str, Any], images: list[str], mistakes_html: Markup | s
 
 
 def components_rows(components: dict[str, Any] | None) -> list[list[Any]]:
-    """Model x group: the PCA components each outer fold's model kept (its own fit), and the saved model's."""
+    """Model x group: the PCA components each outer fold's model kept (its own fit), and the saved model's; first,
+    each model's rows per component (the count rule each fold chose, and the saved model's)."""
     if not components:
         return []
     saved = components.get("saved") or {}
     rows = []
     for model, folds in (components.get("per_fold") or {}).items():
+        if all("rule" in f for f in folds):
+            rows.append([model, "rows per component", ", ".join(str(f["rule"]) for f in folds),
+                         components.get("saved_rule", "–") if model in saved else "–"])
         for group in folds[0]["components"]:
             rows.append([model, group, ", ".join(str(f["components"].get(group, "–")) for f in folds),
                          (saved.get(model) or {}).get(group, "–")])

@@ -257,7 +257,8 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         "chosen": result.chosen, "best": result.best, "saved_model": saved, "feature_sets": feature_sets,
         "select_by": plan.metric or default_metric(kind),
         "calibration": {"per_fold": result.calibration, "saved": kept.calibration},
-        "components": {"per_fold": result.components, "saved": kept.components, "rule": component_rule()},
+        "components": {"per_fold": result.components, "saved": kept.components, "rule": component_rule(),
+                       "rules": result.rules, "saved_rule": kept.rule, "saved_rule_scores": kept.rule_scores},
         "description": describe(len(features), n_folds, cfg.folds_column, features.has_groups, result, saved,
                                 plan.metric)
         + (" Each vector model also chose its feature set on the inner folds of each outer fold's training clips "

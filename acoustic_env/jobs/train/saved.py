@@ -24,7 +24,7 @@ from acoustic_env.jobs.train.evaluation import (
     preprocessing,
     resample_plan,
 )
-from acoustic_env.learn.feature_sets import Sets, choose_set
+from acoustic_env.learn.feature_sets import ALL, Sets, SetChoice, choose_sets
 from acoustic_env.learn.portable import Average, Portable
 from acoustic_env.learn.transform import GroupTransform, columns_of
 from acoustic_env.learn.tuning import SearchPlan, SearchRecord
@@ -48,6 +48,8 @@ class Saved:
     features: FeatureSet  # narrowed to the groups the saved model reads, when a search chose them
     transforms: list[GroupTransform]  # of every group of ``features``
     x: np.ndarray  # the model inputs of every clip: every group of ``features``
+    rule: int  # the rows per PCA component its groups keep (``learn.preprocess``), chosen on all clips' inner folds
+    rule_scores: dict[int, float]  # each count rule tried there: the models' mean inner score (none: not searched)
 
     def view(self, model: str) -> tuple[list[GroupTransform], list[GroupInfo], np.ndarray]:
         """The preprocessing, groups and inputs of every clip that ``model`` (one of ``fitted``) reads."""
@@ -95,17 +97,18 @@ class Saved:
                 "groups": [g.name for g in self.features.feature_groups], "members": list(self.sets.values())}
 
 
-def _set_of(cfg: TrainConfig, task: Task, sets: Sets, features: FeatureSet, model: str,
-            plan: SearchPlan) -> dict[str, Any]:
-    """``model``'s feature set, chosen as each fold model chose its own, on the inner folds of all clips (each inner
-    fit with its preprocessing fitted on its own training part)."""
+def _choice(cfg: TrainConfig, task: Task, sets: Sets | None, features: FeatureSet, models: list[str],
+            plan: SearchPlan) -> SetChoice:
+    """The vector ``models``' feature sets (each, when ``sets``) and the count rule they share, chosen as each outer
+    fold chose them, on the inner folds of all clips (each inner fit with its preprocessing fitted on its own training
+    part)."""
     prep, raw = preprocessing(cfg, features)
-    name, scores, _ = choose_set(
-        lambda only: make_estimator(model, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                                    SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
-                                    resample=resample_plan(cfg), preprocessing=prep.only(only)),
-        sets, raw, features.y, features.groups, plan.inner_folds, cfg.seed, task.kind, plan.metric)
-    return {"model": model, "set": name, "groups": list(sets[name]), "scores": scores}
+    return choose_sets(
+        lambda model, own: make_estimator(model, task.kind, task.n_classes, cfg.seed, CV_THREADS,
+                                          SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
+                                          resample=resample_plan(cfg), preprocessing=own),
+        models, sets or {ALL: prep.groups}, prep, raw, features.y, features.groups, plan.inner_folds, cfg.seed,
+        task.kind, plan.metric)
 
 
 def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compared: list[str],
@@ -118,12 +121,16 @@ def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compar
     each inner split, and the PCA it keeps, fitted on every clip, is the artifact's (``transforms``).
     """
     models = [m for m in compared if m != AVERAGE] if saved == AVERAGE else [saved]
-    chosen = ({m: _set_of(cfg, task, sets, features, m, plan) for m in models if m not in images}
-              if sets is not None else {})
+    vector = [m for m in models if m not in images]
+    choice = _choice(cfg, task, sets, features, vector, plan) if vector else None
+    chosen = ({m: {"model": m, "set": name, "groups": list(sets[name]), "scores": scores, "rule": choice.rule}
+               for m, (name, scores, _) in choice.sets.items()} if sets is not None and choice else {})
     if chosen:  # the saved model reads its own set(s): predict, serve and annotate compute only those
         keep = {g for s in chosen.values() for g in s["groups"]}
         features = narrowed(features, keep, FEATURE_SET_REASON)
     prep, raw = preprocessing(cfg, features)
+    if choice is not None:
+        prep = prep.with_rule(choice.rule)
     transforms = list(prep.fit(raw))  # every model's own fit of a group on all clips is this one (the same rows)
     x = prep.transform(transforms, raw)
     every = [t.group for t in transforms]
@@ -140,7 +147,8 @@ def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compar
     estimator: Portable | Average = portables[saved] if saved != AVERAGE else _average(
         portables, groups, transforms, x, {m: f.predict_proba(images[m] if m in images else raw)
                                            for m, f in fitted.items()})
-    return Saved(saved, estimator, fitted, portables, groups, chosen, features, transforms, x)
+    return Saved(saved, estimator, fitted, portables, groups, chosen, features, transforms, x, prep.rule,
+                 choice.rule_scores if choice is not None else {})
 
 
 def _average(portables: dict[str, Portable], groups: dict[str, list[str]], transforms: list[GroupTransform],
