@@ -52,6 +52,18 @@ def test_per_bin_indices_match_scikit_maad_on_the_real_recordings(forest, name):
         np.testing.assert_allclose(ours[name_], ref, rtol=1e-9, atol=atol, err_msg=name_)
 
 
+def test_per_bin_indices_at_the_edges():
+    """Cases the recordings never hold: a bin with all its energy in one frame (zeros elsewhere: entropy 0, not
+    NaN), a silent bin beside sound (entropy NaN: no distribution), a silent spectrogram (entropy 1, as
+    scikit-maad's), one frame (entropy 0) and two equal frames (entropy 1)."""
+    sxx = np.array([[0.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    ent = per_bin_indices(sxx, 0.02, 3.0)["ENT"]
+    assert ent[0] == pytest.approx(0.0, abs=1e-9) and np.isnan(ent[1]) and ent[2] == pytest.approx(1.0)
+    np.testing.assert_array_equal(per_bin_indices(np.zeros((3, 4)), 0.02, 3.0)["ENT"], [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(per_bin_indices(np.ones((2, 1)), 0.02, 3.0)["ENT"], [0.0, 0.0])
+    np.testing.assert_allclose(per_bin_indices(np.ones((2, 2)), 0.02, 3.0)["ENT"], [1.0, 1.0])
+
+
 @pytest.mark.slow
 def test_the_real_deployment_end_to_end_then_a_new_night_alone(forest, tmp_path, capsys):
     """The 96 forest recordings: one site, a segment per file every 15 minutes, the dawn chorus in the indices;
