@@ -110,16 +110,45 @@ def test_a_round_that_cannot_run_stops_in_one_line_and_stores_nothing(table, tmp
     """An example that is neither a clip nor a file, an output inside the label store, too few yes answers: one
     line naming the field, and the store holds no answer of the round."""
     features, ids = table
-    for fields, message in (({"example": "clip-nobody-has"}, "example: 'clip-nobody-has' is neither a clip"),
-                            ({"output": str(tmp_path / "labels" / "round-1")}, "label store"),
-                            ({"name": "chain,saw"}, "name: a class name without")):
-        with pytest.raises(ConfigError, match=message):
+    inside = tmp_path / "labels" / "round-1"
+    stray = tmp_path / "stray.csv"
+    stray.write_text(f"clip_id,verdict\n{ids[0]},yes\nclip-nobody-has,no\n")
+    for fields, message in (
+            ({"example": "clip-nobody-has"}, f"example: 'clip-nobody-has' is neither a clip of the feature table "
+                                             f"{features} nor an audio file"),
+            ({"example": "x" * 200}, f"example: '{'x' * 80}' is neither a clip"),  # a long word cut short
+            ({"output": str(inside)}, f"output: {inside} lies inside the label store this job reads "
+                                      f"({tmp_path / 'labels'}): give a path outside it"),
+            ({"verdicts": [str(stray)]}, f"verdicts: 1 verdict(s) name clips that are not in the feature table "
+                                         f"{features} (e.g. 'clip-nobody-has'); nothing was added"),
+            ({"name": "chain,saw"}, "name: a class name without")):
+        with pytest.raises(ConfigError) as err:
             prepare_round(_config(tmp_path, features, ids, **fields))
+        assert str(err.value).startswith(message), (str(err.value), message)
         assert read_events(str(tmp_path / "labels"), TASK) == [], fields
     one_yes = tmp_path / "one.csv"
     one_yes.write_text(f"clip_id,verdict\n{ids[0]},yes\n{ids[3]},no\n")
     with pytest.raises(ConfigError, match="verdicts: 1 clip\\(s\\) marked yes so far"):
         prepare_round(_config(tmp_path, features, ids, verdicts=[str(one_yes)]))
+
+
+def test_two_new_classes_share_a_store_and_each_round_reads_its_own(table, tmp_path):
+    """A store beside a table holds every class its users taught: a chainsaw round neither counts nor lists the
+    verdicts of a siren round on the same clips, and a round's other class is the one it names."""
+    features, ids = table
+    siren = tmp_path / "siren"
+    siren.mkdir()
+    prepare_round(_config(siren, features, ids, name="siren", output=str(tmp_path / "siren-1"),
+                          store=str(tmp_path / "labels")))
+    ready = prepare_round(_config(tmp_path, features, ids, other="noise"))
+    assert ready.task.name == "labels:chainsaw,noise" and ready.added == 6
+    assert {e.task for e in ready.history} == {"labels:chainsaw,noise"} and len(ready.history) == 6
+    with open(ready.label_list, newline="") as fh:
+        listed = [r["labels"] for r in csv.DictReader(fh)]
+    assert listed.count("chainsaw") == 3 and listed.count("noise") == 2 + 5
+    assert len(read_events(str(tmp_path / "labels"), "labels:siren,other")) == 6
+    again = prepare_round(_config(tmp_path, features, ids, other="noise"))
+    assert again.added == 0 and len(again.history) == 6
 
 
 def test_the_example_is_a_clip_of_the_table_or_an_audio_file_that_is_there(tmp_path):
