@@ -253,20 +253,25 @@ def test_histories_count_occasions_on_the_local_clock():
 def test_histories_take_the_stated_zone_and_the_first_days_midnight(tmp_path):
     """Occasions of 24 h from the local midnight of the first start (01:23:45.5 local: the origin is 00:00:00): a
     start at 23:00 local (04:00 UTC the next day) is the first day's, one at the next local midnight exactly is the
-    second's; effort in minutes to 0.001; the matrices' URIs are under the folder given."""
+    second's, as are a start and an event late that night (the day after in UTC); effort in minutes to 0.001; the
+    matrices' URIs are under the folder given."""
     tz = timezone(timedelta(hours=-5))
     first = datetime(2019, 5, 22, 1, 23, 45, 500000, tzinfo=tz).timestamp()
     segs = [{"site": "A", "start": first, "duration_s": 7.4, "error": None},
             {"site": "A", "start": datetime(2019, 5, 22, 23, 0, tzinfo=tz).timestamp(), "duration_s": 60.0,
              "error": None},
             {"site": "A", "start": datetime(2019, 5, 23, 0, 0, tzinfo=tz).timestamp(), "duration_s": 60.0,
-             "error": None}]
-    h = histories(segs, [], ["bird"], 24, tz)
+             "error": None},
+            {"site": "A", "start": datetime(2019, 5, 23, 22, 0, tzinfo=tz).timestamp(), "duration_s": 60.0,
+             "error": None}]  # 03:00 UTC on the 24th: the 23rd's on the stated clock
+    found = events(windows([0.9], site="A", start=datetime(2019, 5, 23, 22, 30, tzinfo=tz).timestamp()), ["bird"],
+                   EventRule())
+    h = histories(segs, found, ["bird"], 24, tz)
     assert [o.isoformat() for o in h.occasions] == ["2019-05-22T00:00:00-05:00", "2019-05-23T00:00:00-05:00"]
-    assert h.effort == [[pytest.approx(7.4 / 60 + 1.0), 1.0]]
+    assert h.effort == [[pytest.approx(7.4 / 60 + 1.0), 2.0]] and h.detected == {"bird": [[0, 1]]}
     written = write_histories(h, f"{tmp_path}/h")
     assert sorted(written) == [f"{tmp_path}/h/detections_bird.csv", f"{tmp_path}/h/effort.csv"]
-    assert (tmp_path / "h" / "effort.csv").read_text().splitlines()[1] == "A,1.123,1.0"
+    assert (tmp_path / "h" / "effort.csv").read_text().splitlines()[1] == "A,1.123,2.0"
 
 
 def test_histories_of_no_segment_are_empty():
