@@ -35,6 +35,7 @@ def test_song_meter_and_audiomoth_names_give_site_and_start_in_the_stated_zone()
     ("s3://bucket/north/20190522_061500.WAV?v=a/b.5", "north"),  # a URL's query is not the name
     ("C:\\moths\\north\\20190522_061500.WAV", "north"),
     ("20190522_061500.WAV", "unknown"),  # an AudioMoth file at the root: no folder to name the site
+    ("/d/north#2/20190522_061500.WAV", "north#2"),  # a local site folder named with #
 ])
 def test_the_name_is_read_from_any_path(uri, site):
     [p] = place([{"clip_id": "a", "uri": uri}])
