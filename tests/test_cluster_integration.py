@@ -3,7 +3,7 @@
 Head and worker are separate `ray start` processes with their own ports and a custom
 resource on the worker; a moto S3 server runs as its own process. Ray runs from a plain
 Python installation whose site-packages is the project environment's, like a Ray image's
-Python (not a virtual environment). Each job of jobs/ (extract, train, audit, the re-annotation) is submitted by
+Python (not a virtual environment). Each job of jobs/ (extract, train, audit, the re-annotation, the soundscape) is submitted by
 name, `acoustic-env submit NAME --options '...'` (its job.yaml's entry point and runtime environment, its
 config.yaml with the test's paths as flags over it), the windows job by `ray job submit` as docs/cluster.md
 shows it; every job runs with cluster/runtime_env.yaml itself: Ray's pip installs the checkout from the job's working directory, offline
