@@ -164,13 +164,19 @@ def ray_alone(variants: list[Variant], repeats: int) -> list[str]:
 # --- 3. the extract's timeline ---
 
 def _watch(proc: subprocess.Popen, t0: float, output: Path, every: float) -> tuple[dict[int, dict], float | None]:
-    """Sample every process started since ``t0`` until ``proc`` ends; also when the run record first appears."""
+    """Sample the command's processes (``proc`` and its descendants: not another job's on a shared machine) until
+    ``proc`` ends; also when the run record first appears."""
     procs: dict[int, dict] = {}
     t_record = None
     while proc.poll() is None:
         now = time.time() - t0
-        for q in psutil.process_iter(["pid", "cmdline", "name", "cpu_times", "create_time"]):
+        try:
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for q in tree:
             try:
+                q.info = q.as_dict(["pid", "cmdline", "name", "cpu_times", "create_time"])
                 if q.info["create_time"] < t0 - 0.5:
                     continue
                 full = " ".join(q.info["cmdline"] or [q.info["name"] or ""]).strip()
