@@ -305,7 +305,7 @@ def test_audiomoth_day_folders_on_object_storage_placed_in_time_then_a_new_night
         "2019-05-22T21:00:00+00:00", "2019-05-22T21:30:00+00:00", "2019-05-22T22:00:00+00:00"]
     night("20190523", ["230000", "231500"])
     assert main(args) == 0
-    assert "1 span(s) scored now, 3 from an earlier run" in capsys.readouterr().out
+    assert "2 span(s) scored now, 3 from an earlier run" in capsys.readouterr().out
     assert table().num_rows == 5
     pngs = {p.rsplit("/", 1)[-1] for p in fs.glob("moth/out/page/*.png")}
     assert {"site0-2019-05-22-false-colour.png", "site0-2019-05-23-false-colour.png", "site0-bands.png"} <= pngs
