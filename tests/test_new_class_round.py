@@ -17,6 +17,7 @@ import pytest
 from acoustic_env.config import ConfigError, from_dict
 from acoustic_env.config.labelling import NewClassConfig
 from acoustic_env.demo.tables import synthetic_features, write_features
+from acoustic_env.errors import AuditError
 from acoustic_env.jobs.new_class import check_example, pick_next, prepare_round, read_answers
 from acoustic_env.labels.store import read_events
 from acoustic_env.learn.artifact import load_model, save_model
@@ -221,19 +222,25 @@ def test_mixed_asks_next_for_the_clips_the_model_finds_most_likely_of_the_class(
     assert pick_next(cfg, ready, model)[1] == picks
 
 
+#: a reviewer's note with more commas than a ';' file's header has semicolons
+NOTE = ("saw it, then again, and again, near the road, at dusk, in rain, twice, with a saw, a chain, a motor, a man, "
+        "a dog, a car, a bird, wind, rain and a river" + ", and more" * 10)
+
+
 def test_answers_are_read_from_the_files_people_write(tmp_path):
     """A spreadsheet saved with ';' or tabs, a JSON list, and search --save's own CSV read back as written (a cell
     its writer protected with a quote loses it): each judged row's clip (trimmed), answer, reviewer, time and
     note; a row left empty is not judged yet."""
     semicolon = tmp_path / "hits.csv"
-    semicolon.write_text("rank;clip_id;verdict;reviewer;time;note\n0; c1 ;YES;ann;2026-11-26T10:00:00Z;saw it\n"
+    semicolon.write_text("rank;clip_id;verdict;reviewer;time;note\n0; c1 ;YES;ann;2026-11-26T10:00:00Z;"
+                         f"{NOTE}\n"
                          "1;c2;;ann;;\n2;c3;wrong;bob;;'=maybe\n")
     tabs = tmp_path / "hits.tsv"
-    tabs.write_text("clip_id\tverdict\nc4\tunsure\n")
+    tabs.write_text("clip_id\tverdict\tnote\nc4\tunsure\n")  # a row short of its header's last cell
     listed = tmp_path / "hits.json"
-    listed.write_text('[{"clip_id": "c5", "verdict": "correct", "reviewer": "cy"}, {"clip_id": "c6", "verdict": ""}]')
+    listed.write_text('\n [{"clip_id": "c5", "verdict": "correct", "reviewer": "cy"}, {"clip_id": "c6", "verdict": ""}]')
     assert read_answers([str(semicolon), str(tabs), str(listed)]) == [
-        {"clip_id": "c1", "answer": "yes", "reviewer": "ann", "time": "2026-11-26T10:00:00Z", "note": "saw it"},
+        {"clip_id": "c1", "answer": "yes", "reviewer": "ann", "time": "2026-11-26T10:00:00Z", "note": NOTE},
         {"clip_id": "c3", "answer": "no", "reviewer": "bob", "time": "", "note": "=maybe"},
         {"clip_id": "c4", "answer": "unsure", "reviewer": "", "time": "", "note": ""},
         {"clip_id": "c5", "answer": "yes", "reviewer": "cy", "time": "", "note": ""}]
@@ -244,10 +251,16 @@ def test_an_answer_file_that_cannot_be_read_is_one_line_naming_it(tmp_path):
     no_column.write_text("rank,clip_id,answer\n0,c1,yes\n")
     no_clip = tmp_path / "no_clip.json"
     no_clip.write_text('[{"clip_id": " ", "verdict": "yes"}]')
+    no_key = tmp_path / "no_key.json"
+    no_key.write_text('[{"verdict": "yes"}]')
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"clip_id": "c1",')
     for path, line in ((no_column, f"verdicts: {no_column} has no 'verdict' column (columns: rank, clip_id, answer); "
                                    "add one and write yes, no or unsure in it"),
                        (no_clip, f"verdicts: every row of {no_clip} needs a clip_id, got {{'clip_id': ' ', "
-                                 "'verdict': 'yes'}")):
-        with pytest.raises(ConfigError) as err:
+                                 "'verdict': 'yes'}"),
+                       (no_key, f"verdicts: every row of {no_key} needs a clip_id, got {{'verdict': 'yes'}}"),
+                       (broken, f"verdicts: {broken} is not valid JSON (")):
+        with pytest.raises((ConfigError, AuditError)) as err:  # each the CLI's one line
             read_answers([str(path)])
-        assert str(err.value) == line
+        assert str(err.value).startswith(line), (str(err.value), line)
