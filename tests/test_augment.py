@@ -180,7 +180,7 @@ def test_train_records_the_resampling_in_metrics_the_page_and_the_model(tmp_path
     made = cv.make_estimator
 
     def spy(name, *args, **kwargs):
-        asked.append(kwargs.get("resample"))
+        asked.append((kwargs.get("resample"), "search" in kwargs))  # a fold model's search, or an inner choice's
         return made(name, *args, **kwargs)
 
     monkeypatch.setattr(cv, "make_estimator", spy)
@@ -193,7 +193,8 @@ def test_train_records_the_resampling_in_metrics_the_page_and_the_model(tmp_path
                  "--cv-folds", "3", "--baselines", "logreg", "--search-trials", "1", "--resample-per-class", "40",
                  "--augment-noise", "0.1", "--augment-pitch-shift", "2", "--no-ablations", "--shap-samples", "0",
                  "--no-progress"]) == 0
-    assert asked == [Resample(40, 0.1, 2, 0)] * 6  # every fold model of both candidates
+    assert {r for r, _ in asked} == {Resample(40, 0.1, 2, 0)}  # every model, the inner choices' (the PCA rule) too
+    assert sum(fold for _, fold in asked) == 6  # every fold model of both candidates
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert metrics["balance"]["resample"]["per_class"] == 40
     said = metrics["balance"]["resample"]["models"]

@@ -186,7 +186,7 @@ def test_train_balances_every_model_and_reports_recall_per_class(tmp_path, monke
 
     def spy(name, *args, **kwargs):
         est = made(name, *args, **kwargs)
-        fitted.append((name, est.params.get("class_weight")))
+        fitted.append((name, est.params.get("class_weight"), "search" in kwargs))  # a fold model, or an inner choice's
         return est
 
     monkeypatch.setattr(cv, "make_estimator", spy)
@@ -195,8 +195,9 @@ def test_train_balances_every_model_and_reports_recall_per_class(tmp_path, monke
     assert main(["train", "--features", source, "--output", str(out), "--feature-groups", "indices_raw",
                  "--cv-folds", "3", "--baselines", "logreg,knn", "--search-trials", "1", "--class-weight", "balanced",
                  "--saved-model", "logreg", "--no-ablations", "--shap-samples", "0", "--no-progress"]) == 0
-    assert sorted(set(fitted)) == [("knn", None), ("logreg", "balanced"), ("mlp", "balanced")]
-    assert len(fitted) == 9  # 3 models x 3 folds
+    # every model, the inner choices' (the PCA count rule) too
+    assert sorted({f[:2] for f in fitted}) == [("knn", None), ("logreg", "balanced"), ("mlp", "balanced")]
+    assert sum(f[2] for f in fitted) == 9  # 3 models x 3 folds
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     said = metrics["balance"]["models"]
     assert metrics["balance"]["class_weight"] == "balanced" and not metrics["balance"]["balanced_sampler"]

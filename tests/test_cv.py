@@ -436,6 +436,7 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
     calibration, each calibrated model's probabilities are its map's, its own are kept beside them, and each fold's
     map (none when none helped) is recorded."""
     from acoustic_env.learn import cv as cv_module
+    from acoustic_env.learn import feature_sets as feature_sets_module
     from acoustic_env.learn.augment import Resample
     from acoustic_env.learn.balance import Balance
     from acoustic_env.learn.preprocess import Preprocessing, Slot
@@ -459,7 +460,7 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
         return name, {"loud": 0.7, "quiet": 0.8}, 0.25 + fold
 
     monkeypatch.setattr(cv_module, "make_estimator", fake)
-    monkeypatch.setattr(cv_module, "choose_set", choose)
+    monkeypatch.setattr(feature_sets_module, "choose_set", choose)  # what cv's choose_sets calls per model
     y = np.array([0, 1] * 6)
     folds = np.repeat([0, 1, 2], 4)
     groups = np.array([f"g{i // 2}" for i in range(12)], dtype=object)
@@ -480,10 +481,10 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
              "built": m} for k in range(3) for m in ("logreg", "mlp")]
     assert choices == want
     one = SearchPlan(1, 2)
-    assert calls == [c for k in range(3) for c in (
+    assert calls == [c for k in range(3) for c in (  # both models choose (and the count rule), then each is fitted
         ("logreg", 7, 3, one, balance, False, resample, ("a",)),
-        ("logreg", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k) % 2]]),
         ("mlp", 7, 3, one, balance, False, resample, ("a",)),
+        ("logreg", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k) % 2]]),
         ("mlp", 7, 3, plan, balance, False, resample, sets[("loud", "quiet")[(2 * k + 1) % 2]]),
         ("cnn", 7, 3, plan, balance, False, resample, None))]
     fitted = [e for e in log if "fit_x" in e]
@@ -500,7 +501,7 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
         assert cnn["model"] == "cnn" and cnn["defaults_score"] is None
         assert cnn["fit_x"] == images[folds != k, 0].tolist() and cnn["scored_x"] == images[folds == k, 0].tolist()
     assert result.feature_sets == {m: [{"fold": k, "set": ("loud", "quiet")[(2 * k + i) % 2],
-                                        "scores": {"loud": 0.7, "quiet": 0.8}} for k in range(3)]
+                                        "scores": {"loud": 0.7, "quiet": 0.8}, "rule": 4} for k in range(3)]
                                    for i, m in enumerate(("logreg", "mlp"))}
     # calibration: logreg only (the networks choose no map); raw probabilities kept per held-out row
     assert set(result.raw_proba) == {"logreg"} and set(result.calibration) == {"logreg"}

@@ -199,18 +199,20 @@ def test_the_saved_models_feature_set_is_chosen_on_grouped_inner_folds_of_all_cl
         read_features(cfg.features, task=task, signals=cfg.signals))
     assert len(set(features.groups)) < len(features)  # clips share recordings: grouping matters
     calls, folds = [], []
-    real_choose, real_splits = saved.choose_set, feature_sets.inner_splits
-    monkeypatch.setattr(saved, "choose_set", lambda *a: calls.append(a) or real_choose(*a))
+    real_choose, real_splits = feature_sets.choose_set, feature_sets.inner_splits
+    monkeypatch.setattr(feature_sets, "choose_set", lambda *a: calls.append(a) or real_choose(*a))
     monkeypatch.setattr(feature_sets, "inner_splits", lambda *a: folds.append(a) or real_splits(*a))
     sets = candidate_sets(features.feature_groups)
     kept = saved.refit(cfg, task, features, "logreg", ["logreg"], sets, search_plan(cfg), {})
-    (_, given_sets, x, y, groups, n_folds, seed, kind, _), = calls
-    assert given_sets == sets and len(x) == len(features) and n_folds == 2 and seed == cfg.seed
-    np.testing.assert_array_equal(y, features.y)
-    np.testing.assert_array_equal(groups, features.groups)
-    # the inner folds it scored the sets on keep every recording on one side
+    assert len(calls) == max(1, len(kept.rule_scores))  # one choice of the set per PCA count rule tried
+    for _, given_sets, x, y, groups, n_folds, seed, kind, _ in calls:
+        assert given_sets == sets and len(x) == len(features) and n_folds == 2 and seed == cfg.seed
+        np.testing.assert_array_equal(y, features.y)
+        np.testing.assert_array_equal(groups, features.groups)
+    # the inner folds it scored the sets on keep every recording on one side (the same folds for every rule)
     splits = real_splits(y, groups, n_folds, seed)
-    assert len(splits) == 2 and len(folds) == 1 and np.array_equal(folds[0][1], groups) and folds[0][2] == 2
+    assert len(splits) == 2 and len(folds) == 1 + len(calls)
+    assert all(np.array_equal(f[1], groups) and f[2] == 2 for f in folds)
     for fit_on, scored in splits:
         assert not set(groups[fit_on]) & set(groups[scored])
     chosen = kept.sets["logreg"]
