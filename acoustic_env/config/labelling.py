@@ -179,8 +179,8 @@ class ToLabelStudioConfig(Section):
     """An audit's review queue as Label Studio tasks (``labels to-label-studio``,
     :mod:`acoustic_env.labels.label_studio`)."""
 
-    audit: str = _location(help="the audit's output directory: its review page's queue, in the audit's review order "
-                                "(--review-order), with the clips the review server added")
+    audit: str = _location(help="the audit's output directory: its review page's queue, in the review order the audit "
+                                "was run with, with the clips the review server added")
     output: str = _location(role="output", help="where tasks.json (the tasks to import into a Label Studio project) "
                                                 "and config.xml (the project's labelling config) go")
     audio_url: str = option(nonempty=True, help="the URL of the audit's review/ folder as Label Studio's page "
