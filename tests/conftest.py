@@ -312,11 +312,33 @@ def pytest_xdist_make_scheduler(config, log):
 INTEGRATION_FIXTURES = {"ray_session", "browser", "demo_run"}
 
 
+#: tests that run a whole job end to end (train, audit, extract, predict, a command over a table or a real model's
+#: conversion: 15-130 s each on two loaded cores, about a third of the unit layer's CPU), by module or by test:
+#: integration tests too, which `make check` leaves out (docs/development.md, "Tests")
+WHOLE_JOBS = tuple(f"tests/{name}" for name in (
+    "test_audit.py::", "test_saved_average.py::", "test_balance.py::", "test_soundscape_job.py::",
+    "test_cnn_score.py::", "test_cnn_train.py::", "test_birdnet_converted.py::",
+    "test_augment.py::test_train_records_the_resampling", "test_birdnet.py::test_extract_train_and_predict",
+    "test_fast_features.py::test_indices_match_scikit_maad", "test_cv.py::test_the_ablations_cross_validate",
+    "test_cv.py::test_train_cross_validates_over_given_folds", "test_labels_jobs.py::test_train_with_the_corrected",
+    "test_multilabel_parity.py::test_a_multi_label_table_trains", "test_device_stage.py::test_the_device_stage_gives",
+    "test_model_artifact.py::test_an_array_declaring_a_billion", "test_dry_run.py::test_extract_dry_run_counts",
+    "test_dry_run.py::test_train_with_too_few_clips", "test_hostile.py::test_predict_on_the_catalogue",
+    "test_feature_sets.py::test_the_settings_search_takes_the_defaults_score", "test_suite_rules.py::test_a_missing_",
+    "test_audioset_embeddings.py::test_command_converts", "test_candidates.py::test_train_compares_a_vector_toy",
+    "test_spectral.py::test_cpu_features_columns_stage_and_switch", "test_bounded.py::test_every_reader_refuses_a_fifo",
+    "test_docs.py::test_the_site_builds", "test_audit_job.py::test_an_audit_writes_the_documented_summary",
+    "test_audioset_sample.py::test_cli_samples_the_real", "test_recipes.py::test_command_prints_a_summary",
+    "test_embedders.py::test_panns_checkpoint_in_official_format", "test_feature_sets.py::test_train_saves_the_model",
+    "test_feature_sets.py::test_each_outer_fold_chooses_its_set"))
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Mark ``integration`` each test whose fixtures start Ray, a browser or the demo, as it is collected: before
-    ``-m`` selects (the tests that start them otherwise, a Ray cluster or a documented command run as written, say
-    so themselves)."""
-    if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) and "integration" not in item.keywords:
+    """Mark ``integration`` each test whose fixtures start Ray, a browser or the demo, and each whole job
+    (``WHOLE_JOBS``), as it is collected: before ``-m`` selects (the tests that start them otherwise, a Ray cluster or
+    a documented command run as written, say so themselves)."""
+    if "integration" not in item.keywords and (INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))
+                                               or item.nodeid.startswith(WHOLE_JOBS)):
         item.add_marker(pytest.mark.integration)
 
 
