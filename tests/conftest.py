@@ -71,6 +71,28 @@ def require(condition: object, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_pca_rule():
+    """In-process trains keep one PCA count rule, the default's (``learn.preprocess.RULES``): the rule's search runs
+    the feature sets' choice once more on every small table, the suite's tables all are, and only the tests that ask
+    for it (``searched_pca_rules``) read what it chooses. The demo, the README's commands and every command run in a
+    subprocess or on Ray keep the search."""
+    from acoustic_env.learn import preprocess
+
+    searched = preprocess.RULES
+    preprocess.RULES = (preprocess.ROWS_PER_COMPONENT,)
+    yield searched
+    preprocess.RULES = searched
+
+
+@pytest.fixture
+def searched_pca_rules(_one_pca_rule, monkeypatch) -> None:
+    """The PCA count rule searched as a user's train searches it (``_one_pca_rule``)."""
+    from acoustic_env.learn import preprocess
+
+    monkeypatch.setattr(preprocess, "RULES", _one_pca_rule)
+
+
 @pytest.fixture(autouse=True)
 def _isolated():
     """Each test leaves the process as it found it: its environment variables, the root logger,

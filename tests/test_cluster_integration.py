@@ -464,28 +464,22 @@ def test_nightly_annotation_of_a_prefix_of_lists(cluster, tmp_path):
     assert new_ids <= set(ids), "the new clips are annotated too"
 
 
-def test_nightly_soundscape_scores_the_new_night_alone(cluster, shared_data):
+def test_nightly_soundscape_runs_on_the_cluster(cluster, shared_data):
     """jobs/soundscape/ as the nightly CronJob runs it (`acoustic-env submit soundscape`), on a deployment held in
-    S3: two real forest recordings of a night, then a third of the next night; the second run scores it alone, and
-    the table and the page hold both nights. Without the config's model (``--model ''``: the histories' update with
-    a model is test_soundscape_job's, without a cluster), so the test needs no job before it."""
+    S3: three real forest recordings over two nights, scored into one table and a page of both nights. One run: the
+    next night scored alone on resume is test_soundscape_job's (S3 too, without a cluster); without the config's
+    model (``--model ''``: the histories with a model are test_soundscape_job's), so the test needs no job before it."""
     fs = cluster.s3()
     if not fs.exists("ae-in"):
         fs.mkdir("ae-in")
         fs.mkdir("ae-out")
     forest = shared_data / "maad_soundscapes"
-
-    def land(name: str, source: str) -> None:
-        fs.put(str(forest / f"S4A03895_20190522_{source}.wav"), f"ae-in/recorders/{name}.wav")
-
-    land("S4A03895_20190522_230000", "230000")
-    land("S4A03895_20190522_231500", "231500")
-    args = ("s3://ae-in/recorders/", "--output", "s3://ae-out/soundscape", "--model", "")
-    cluster.submit_job("soundscape", *args)
-    land("S4A03895_20190523_230000", "230000")
-    job = cluster.submit_job("soundscape", *args)
-    assert "3 file(s) on 1 site(s), 3 segment(s) (0 with an error, 0 file(s) unreadable); 1 span(s) scored now, " \
-           "2 from an earlier run" in cluster.logs(job)
+    for name, source in (("20190522_230000", "230000"), ("20190522_231500", "231500"), ("20190523_230000", "230000")):
+        fs.put(str(forest / f"S4A03895_20190522_{source}.wav"), f"ae-in/recorders/S4A03895_{name}.wav")
+    job = cluster.submit_job("soundscape", "s3://ae-in/recorders/", "--output", "s3://ae-out/soundscape",
+                             "--model", "")
+    assert "3 file(s) on 1 site(s), 3 segment(s) (0 with an error, 0 file(s) unreadable); 3 span(s) scored now" \
+        in cluster.logs(job)
     fs.invalidate_cache()
     table = pq.read_table(io.BytesIO(fs.cat_file("ae-out/soundscape/soundscape.parquet")))
     assert table.num_rows == 3 and table["error"].null_count == 3

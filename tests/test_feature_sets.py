@@ -125,7 +125,7 @@ def test_the_settings_search_takes_the_defaults_score_from_the_set_choice_instea
 
 
 @pytest.mark.slow
-def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path):
+def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path, searched_pca_rules):
     """On a table with a (stand-in) pretrained embedder, train compares the sets under its cross-validation, prints
     the model x feature-set table, and saves a model that reads only the chosen set's groups. The models' own
     settings are not searched (one setting each): the sets are the search here."""
@@ -289,7 +289,8 @@ def _faint_direction(seed: int = 0, n_groups: int = 30) -> tuple[np.ndarray, np.
     return x.astype(np.float32), y, groups, Preprocessing((Slot("wide", 0, 120, 120),))
 
 
-def test_the_count_rule_is_chosen_on_the_inner_folds_where_it_cuts_a_target_and_shared_by_the_models():
+def test_the_count_rule_is_chosen_on_the_inner_folds_where_it_cuts_a_target_and_shared_by_the_models(
+        searched_pca_rules):
     """Where the default rule (4 rows a component) cuts the group's target, ``choose_sets`` tries one component per
     row too, every model choosing its set under each, and keeps the rule whose choices score best on average; where
     no rule cuts a target (a table of many rows), nothing is scored beyond the sets."""
@@ -317,7 +318,7 @@ def test_the_count_rule_is_chosen_on_the_inner_folds_where_it_cuts_a_target_and_
     assert (choice.rule, choice.rule_scores, built) == (4, {}, [])
 
 
-def test_cross_validation_fits_every_fold_model_at_the_rule_its_training_folds_chose():
+def test_cross_validation_fits_every_fold_model_at_the_rule_its_training_folds_chose(searched_pca_rules):
     """The outer folds: each fold's rule is chosen on its training clips' inner folds and recorded, and every fold
     model's PCA keeps the components that rule allows on its training rows."""
     x, y, groups, prep = _faint_direction()
