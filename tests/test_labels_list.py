@@ -132,3 +132,42 @@ def test_a_directory_named_like_a_list_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         read_label_list(str(tmp_path / "store.csv"), TASK)
     assert str(err.value).startswith(f"labels: {tmp_path / 'store.csv'} is a directory;")
+
+
+def test_a_list_over_its_size_limit_is_one_line_naming_the_flag_and_the_limit(tmp_path, monkeypatch):
+    """A multi-GB file given as ``--labels`` by mistake: refused before it is read, in the flag's own words."""
+    monkeypatch.setattr("acoustic_env.labels.label_list.MAX_LIST_BYTES", 1024)
+    big = tmp_path / "big.csv"
+    big.write_text("clip_id,labels\n" + "x,urban\n" * 400)
+    with pytest.raises(ConfigError) as err:
+        read_label_list(str(big), TASK)
+    assert str(err.value) == (f"labels: {big} is 3.1 KiB (3,215 bytes), over the limit of a label list (1 KiB)")
+
+
+def test_a_file_not_named_csv_is_neither_a_list_nor_a_store(tmp_path):
+    """``--labels corrected.txt`` (or /dev/zero): never opened as a store's folder or read as a list."""
+    (tmp_path / "corrected.txt").write_text("clip_id,labels\nx,urban\n")
+    for uri in (str(tmp_path / "corrected.txt"), "/dev/zero"):
+        with pytest.raises(ConfigError) as err:
+            read_label_list(uri, TASK)
+        assert str(err.value) == (f"labels: {uri} is neither a label store (a folder) nor a corrected list (a file "
+                                  "named .csv)")
+
+
+def test_a_clip_id_the_writer_guarded_reads_back_as_itself(tmp_path):
+    """A clip named ``=HYPERLINK(..)`` or ``@x`` is written with a leading ``'`` (no spreadsheet runs it); a job
+    reading the list gets the clip's own id back, or it would find no such clip in the table."""
+    events = [Event(c, "urban_natural", "import", labels=("natural",), time=T0) for c in ("=1+1", "@sum", "+x")]
+    out = tmp_path / "corrected.csv"
+    write_list(corrected(events), str(out))
+    assert "'=1+1" in out.read_text()
+    assert read_label_list(str(out), TASK).labels == {c: ("natural",) for c in ("=1+1", "@sum", "+x")}
+
+
+def test_a_row_short_of_the_header_or_past_it_reads(tmp_path):
+    """A hand-edited list: a row without its last cells (no source: not reviewed) or with one cell too many reads
+    as the cells it has, not a traceback."""
+    edited = tmp_path / "edited.csv"
+    edited.write_text("clip_id,labels,source\nx,urban\ny,natural,review,extra\n")
+    got = read_label_list(str(edited), TASK)
+    assert (got.labels, got.reviewed) == ({"x": ("urban",), "y": ("natural",)}, {"y"})
