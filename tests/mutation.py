@@ -190,6 +190,10 @@ MODULES: dict[str, list[str]] = {
                                         "tests/test_labels_decisions.py", "tests/test_labels_hostile.py"],
     # (not the review server's test: its audit fixture, seconds a mutant, adds no check of the sink's own)
     "acoustic_env/labels/review_sink.py": ["tests/test_labels_verdicts.py", "tests/test_labels_decisions.py"],
+    # Label Studio's config, tasks and export read back as verdicts (not the commands' tests: an audit a mutant)
+    "acoustic_env/labels/label_studio.py": [
+        "tests/test_label_studio_convert.py",
+        "tests/test_label_studio.py::test_the_labelling_config_keeps_any_class_name_a_name"],
     # a new class's rounds: a bug here trains on a wrong list or asks a reviewer about the wrong clips
     "acoustic_env/labels/new_class.py": ["tests/test_new_class.py", "tests/test_new_class_picks.py"],
     # the round around it: what it reads, stores, lists and asks next (not the round's train run: a slow test's;
