@@ -61,6 +61,12 @@ def test_the_chain_has_one_shape_per_kind_of_run():
     assert shape(device) == [(DecodeStage, 3, "cpu"), (DeviceStage, 7, "device"), (PartWriter, 5, "write")]
     assert device[1].memory == get("vggish").memory + get("yamnet").memory
     assert device[1].kwargs["device"] == "cuda" and device[1].kwargs["specs"] == {n: get(n) for n in cfg.embedders}
+    # a network is warmed with a dummy batch when its stage is built only where asked (the Ray pipeline): in one
+    # process nothing decodes meanwhile, and the dummy batch would be time added
+    assert [s.kwargs["warm"] for s in (*embedders, device[1])] == [False] * 3
+    warmed = (*extract_chain(cfg, schema, TARGET, weights, "cpu", warm=True)[1:-1],
+              extract_chain(cfg, schema, TARGET, weights, "cuda", device_stage=True, warm=True)[1])
+    assert [s.kwargs["warm"] for s in warmed] == [True] * 3
 
 
 def test_the_separated_audio_travels_only_to_embedder_stages():
