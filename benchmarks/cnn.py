@@ -11,7 +11,7 @@ the same grouped folds: the pooled out-of-fold ROC AUC with its 95 % bootstrap i
 variant of the CNN is one such ``train`` on the same folds (the MLP's and XGBoost's figures are the new variant's run):
 
 * ``new``: ``PARAMS["cnn"]`` as it is (four blocks, a cosine learning rate, early stopping, the crops' probabilities
-  averaged at scoring), searched over ``SPACES["cnn"]`` like the other candidates (``--search-trials``);
+  averaged at scoring), searched over ``SPACES["cnn"]`` like the other candidates (``--tuning-trials``);
 * ``old``: the CNN before issue 57 (three blocks of 8-32 channels over the image pooled 2 × 4, a constant learning
   rate, at most 12 epochs, patience 3, not searched, the whole window scored at once), reproduced by its settings and
   by scoring one view (``learn.spectro.views`` patched for this variant only).
@@ -122,13 +122,13 @@ def extract(manifest: Path, out: Path, audio_root: str | None = None) -> str:
     return str(out)
 
 
-def compare(features: str, work: Path, task: str, search_trials: int) -> dict[str, str]:
+def compare(features: str, work: Path, task: str, tuning_trials: int) -> dict[str, str]:
     """One cross-validated train of the three models: each one's pooled out-of-fold ROC AUC [95 % interval], the
     CNN's cost per fold (the last fit, on every clip, is the saved model's: left out) and its images per second."""
     t = time.time()
     with Cost().watching() as cost:
         r = ae.train(features, str(work), task=task, baselines=("xgboost", "cnn"), ablations=False, shap_samples=0,
-                     search_trials=search_trials, progress=False)
+                     tuning_trials=tuning_trials, progress=False)
     ev = r.evaluation
     out = {}
     for m in MODELS:
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-duration", type=float, default=10.0)
     parser.add_argument("--device", default="cpu", help="where the CNN trains: cpu or cuda")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="the CNNs compared, in turn: old, new")
-    parser.add_argument("--search-trials", type=int, default=2, help="train's --search-trials (the new CNN's too)")
+    parser.add_argument("--tuning-trials", type=int, default=2, help="train's --tuning-trials (the new CNN's too)")
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     if not variants or set(variants) - set(VARIANTS):
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                                  (f"demo, {args.demo_clips} clips of {args.demo_duration:g} s", demo, "urban_natural")):
         for v in variants:
             with variant(v, args.device):
-                got = compare(features, work / f"train-{v}-{Path(features).name}", task, args.search_trials)
+                got = compare(features, work / f"train-{v}-{Path(features).name}", task, args.tuning_trials)
             rows.append(f"| {name} | {v} | {got['n']} | " + " | ".join(got[m] for m in MODELS)
                         + f" | {got['fold_s']} | {got['images_s']} | {got['wall']} |")
             print(rows[-1], file=sys.stderr)

@@ -88,7 +88,7 @@ def extract(clips: list[str], work: Path, embedders: str, signals: str) -> tuple
 
 
 def cell_rows(grid: dict) -> list[str]:
-    rows = ["| cell (embedder x signals) | model of record | ROC AUC [95 % group bootstrap] | wall s |",
+    rows = ["| cell (embedder x signals) | chosen model | ROC AUC [95 % group bootstrap] | wall s |",
             "|---|---|---|---:|"]
     for c in grid["cells"]:
         lo, hi = c["roc_auc_interval"] or (float("nan"), float("nan"))
@@ -135,7 +135,7 @@ def main() -> None:
           + f"; embedder weights: {', '.join(f'{k} {v[:12]}' for k, v in weights.items())}")
     print(f"- grid ({len(grid['cells'])} cells): {grid['wall_s']:.0f} s wall; the whole command (grid, the winner's "
           f"final fit, ablations, SHAP, report): {m['wall']:.0f} s wall, {m['cpu']:.0f} s CPU (user + system; "
-          f"/ 2 cores = {m['cpu'] / 2:.0f} s); model of record of the winner: {ev['chosen']}, saved "
+          f"/ 2 cores = {m['cpu'] / 2:.0f} s); chosen model of the winner: {ev['chosen']}, saved "
           f"{ev['saved_model']}\n")
     print("\n".join(cell_rows(grid)))
 

@@ -5,7 +5,7 @@
         --extra '{"max_rounds": 12, "grace_rounds": 3, "patience": 4}'                   # make demo's train
     PYTHONPATH=/path/to/worktree-before python benchmarks/inner_folds.py ...               # the code before
 
-Prints, for each candidate: its pooled out-of-fold ROC AUC and ECE (the model of record marked), each feature set's
+Prints, for each candidate: its pooled out-of-fold ROC AUC and ECE (the chosen model marked), each feature set's
 inner score averaged over the outer folds with the folds that chose it, the saved model's set and PCA components,
 and the job's CPU seconds (this process and its children). The forest table is ``real_data.py``'s extract (BirdNET
 with its extra); ``--rows-per-component`` sets the count rule (``learn/preprocess.py``) for a comparison.

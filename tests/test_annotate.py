@@ -36,7 +36,7 @@ def trained(ray_session, tmp_path_factory):
     # no test here looks at how well the model scores: the fewest folds, no search
     model = train(from_dict(TrainConfig, {
         "features": str(features), "output": str(tmp / "train"), "trials": 0, "baselines": [], "cv_folds": 2,
-        "search_trials": 1, "ablations": False, "shap_samples": 0, "max_rounds": 5, "progress": False})).model
+        "tuning_trials": 1, "ablations": False, "shap_samples": 0, "max_rounds": 5, "progress": False})).model
     later = generate_demo(tmp / "later", n_clips=6, seed=41, duration_s=2.0, n_broken=0)
     for f in later.audio_dir.iterdir():
         shutil.copy(f, first.audio_dir / f.name)

@@ -169,7 +169,7 @@ def test_train_and_audit_run_on_the_converted_table(tfrecords, tmp_path, ray_ses
 
     # the MLP at its defaults, on two folds, separates the classes: no search (nothing here reads it)
     trained = ae.train(str(out), str(tmp_path / "model"), trials=0, ablations=False, shap_samples=0,
-                       baselines=("logreg",), max_rounds=5, cv_folds=2, search_trials=1)
+                       baselines=("logreg",), max_rounds=5, cv_folds=2, tuning_trials=1)
     assert trained.metrics["mlp"]["roc_auc"] > 0.9  # the classes differ in 8 of 128 dimensions
     assert trained.counts["duplicates"]["pairs"] == 0  # distinct segments: the guard merges nothing
     audit = ae.audit(str(out), str(tmp_path / "audit"), review_top=0, random_sample=0, folds=3)

@@ -190,7 +190,7 @@ def test_train_records_the_resampling_in_metrics_the_page_and_the_model(tmp_path
     source = write_features(synth.table.filter(pa.array(keep)), str(tmp_path / "features"))
     out = tmp_path / "out"
     assert main(["train", "--features", source, "--output", str(out), "--feature-groups", "indices_raw",
-                 "--cv-folds", "3", "--baselines", "logreg", "--search-trials", "1", "--resample-per-class", "40",
+                 "--cv-folds", "3", "--baselines", "logreg", "--tuning-trials", "1", "--resample-per-class", "40",
                  "--augment-noise", "0.1", "--augment-pitch-shift", "2", "--no-ablations", "--shap-samples", "0",
                  "--no-progress"]) == 0
     assert {r for r, _ in asked} == {Resample(40, 0.1, 2, 0)}  # every model, the inner choices' (the PCA rule) too

@@ -110,7 +110,7 @@ def test_the_sampler_draws_rare_rows_as_often_as_common_ones_and_never_a_validat
             assert counts[180:].mean() > 6 * counts[:180].mean()
 
 
-def test_the_search_trials_and_the_ablations_train_the_network_balanced(monkeypatch, tmp_path):
+def test_the_tuning_trials_and_the_ablations_train_the_network_balanced(monkeypatch, tmp_path):
     """The split evaluation's network paths, run here without a Ray instance (``ray.get`` of the shared data is
     the data): a Ray Tune trial (``distributed.tune``, given the job's ``Setup``) and a feature-group ablation
     hand the balance to the training loop."""
@@ -193,7 +193,7 @@ def test_train_balances_every_model_and_reports_recall_per_class(tmp_path, monke
     source = _rare_table(tmp_path)
     out = tmp_path / "out"
     assert main(["train", "--features", source, "--output", str(out), "--feature-groups", "indices_raw",
-                 "--cv-folds", "3", "--baselines", "logreg,knn", "--search-trials", "1", "--class-weight", "balanced",
+                 "--cv-folds", "3", "--baselines", "logreg,knn", "--tuning-trials", "1", "--class-weight", "balanced",
                  "--saved-model", "logreg", "--no-ablations", "--shap-samples", "0", "--no-progress"]) == 0
     # every model, the inner choices' (the PCA count rule) too
     assert sorted({f[:2] for f in fitted}) == [("knn", None), ("logreg", "balanced"), ("mlp", "balanced")]

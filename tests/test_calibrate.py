@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from acoustic_env.learn import calibrate
 from acoustic_env.learn.portable import from_zoo
-from acoustic_env.learn.tuning import SearchPlan, inner_splits
+from acoustic_env.learn.tuning import TuningPlan, inner_splits
 from acoustic_env.learn.zoo import make_estimator
 
 
@@ -73,7 +73,7 @@ def test_a_calibrated_zoo_model_saves_and_loads_with_its_map(model):
     x = rng.standard_normal((n, 6)) + 0.8 * y[:, None] * (np.arange(6) < 2)
     flip = rng.random(n) < 0.2  # noisy labels: the trees grow overconfident
     y = np.where(flip, 1 - y, y)
-    fitted = make_estimator(model, "single_label", 2, 0, 1, SearchPlan(1, 3), calibrate=True).fit(
+    fitted = make_estimator(model, "single_label", 2, 0, 1, TuningPlan(1, 3), calibrate=True).fit(
         x, y, groups=np.arange(n) // 4)
     assert set(fitted.calibration_losses_) == {"none", "platt", "isotonic"}
     if model == "xgboost":
@@ -81,7 +81,7 @@ def test_a_calibrated_zoo_model_saves_and_loads_with_its_map(model):
     saved = from_zoo(fitted)
     assert np.allclose(saved.predict_proba(x), fitted.predict_proba(x), atol=1e-9)
     assert (fitted.calibration_ is None) == ("calibration" not in saved.spec)
-    uncalibrated = make_estimator(model, "single_label", 2, 0, 1, SearchPlan(1, 3)).fit(x, y, groups=np.arange(n) // 4)
+    uncalibrated = make_estimator(model, "single_label", 2, 0, 1, TuningPlan(1, 3)).fit(x, y, groups=np.arange(n) // 4)
     assert uncalibrated.calibration_ is None  # only when asked: the inner fits of a search never calibrate
 
 

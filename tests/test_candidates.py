@@ -173,9 +173,9 @@ def test_the_zoo_builds_searches_and_balances_the_toy_from_its_declaration(toy):
 
 
 def ae_plan(trials: int):
-    from acoustic_env.learn.tuning import SearchPlan
+    from acoustic_env.learn.tuning import TuningPlan
 
-    return SearchPlan(trials, 2)
+    return TuningPlan(trials, 2)
 
 
 @pytest.mark.slow
@@ -185,7 +185,7 @@ def test_the_toy_is_compared_saved_and_predicted_through_the_cli(toy, table, tmp
     out = tmp_path / "out"
     code = main(["train", "--features", table, "--output", str(out), "--feature-groups", GROUP, "--cv-folds", "3",
                  "--baselines", "logreg,nb", "--saved-model", "nb", "--no-ablations", "--shap-samples", "0",
-                 "--search-trials", "2", "--no-progress"])
+                 "--tuning-trials", "2", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     ev = metrics["evaluation"]
@@ -214,7 +214,7 @@ def toys():
 
 def _toys_config(table: str, out: Path, **fields: Any) -> TrainConfig:
     return from_dict(TrainConfig, {"features": table, "output": str(out), "feature_groups": [GROUP],
-                                   "baselines": ["nb", "tinynet"], "search_trials": 1, "ablations": False,
+                                   "baselines": ["nb", "tinynet"], "tuning_trials": 1, "ablations": False,
                                    "shap_samples": 0, "progress": False, **fields})
 
 

@@ -362,7 +362,7 @@ def test_submitted_train_and_audit_against_s3(cluster, tmp_path):
         pytest.skip("needs the extract of test_worker_node_lost_mid_extract")
     train = cluster.submit_job("train", "--features", "s3://ae-out/big", "--output", "s3://ae-out/train", "--trials", "0",
                            "--baselines", "", "--no-ablations", "--shap-samples", "0", "--max-rounds", "3",
-                           "--cv-folds", "2", "--search-trials", "1", "--no-progress", wait=False)
+                           "--cv-folds", "2", "--tuning-trials", "1", "--no-progress", wait=False)
     cluster.submit_job("audit", "--features", "s3://ae-out/big", "--output", "s3://ae-out/audit",
                    "--review-top", "4", "--random-sample", "4", "--folds", "2", "--classifier", "logreg")
     cluster.wait(train)

@@ -1,10 +1,10 @@
-"""A CNN over log-mel images as the model of record scores audio: predict (in process and through the extract
+"""A CNN over log-mel images as the chosen model scores audio: predict (in process and through the extract
 job), predict --windows, the service and annotate compute each clip's image as the extract job does and give the
 probabilities the model gives on the table.
 
 The clips are real WAVs of two kinds a CNN tells apart (tests/test_windows.py's: a hum in loud noise, chirps over
 faint noise), extracted with ``features.logmel`` by the real extract job (in process: a handful of clips), and the
-CNN is the train job's, saved as the model of record.
+CNN is the train job's, saved as the chosen model.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def two_kinds(root: Path, clips: int, seconds: float) -> list[str]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
-    """The clips (alternating kinds) and their list, the extract output, the CNN of record and its probabilities on
+    """The clips (alternating kinds) and their list, the extract output, the chosen CNN and its probabilities on
     that table by clip id."""
     root = tmp_path_factory.mktemp("cnn_score")
     two_kinds(root, CLIPS, CLIP_S)
@@ -59,7 +59,7 @@ def world(tmp_path_factory) -> dict:
         patch.setitem(PARAMS, "cnn", TINY)
         summary = train(from_dict(TrainConfig, {
             "features": str(table), "output": str(root / "train"), "task": "labels:urban,natural", "cv_folds": 3,
-            "search_trials": 1, "max_rounds": 3, "baselines": ["cnn"], "saved_model": "cnn", "ablations": False,
+            "tuning_trials": 1, "max_rounds": 3, "baselines": ["cnn"], "saved_model": "cnn", "ablations": False,
             "shap_samples": 0, "feature_groups": ["indices_raw"], "progress": False}))
     model = ae.load_model(summary.model)
     assert model.image_input["column"] == "logmel" and model.groups == []

@@ -1,5 +1,5 @@
-"""The ``cnn`` candidate in train: compared under the same folds as the others, saved pickle-free as the model of
-record, and the saved model scores the training clips as the fitted one did in the train process."""
+"""The ``cnn`` candidate in train: compared under the same folds as the others, saved pickle-free as the chosen
+model, and the saved model scores the training clips as the fitted one did in the train process."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.artifact import save_model
 from acoustic_env.candidates import PARAMS, SPACES
 from acoustic_env.learn.portable import from_zoo
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.learn.spectro import views
 from acoustic_env.learn.image_input import stack_images
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import decode_images, encode_images, open_table
 
-FAST = {"ablations": False, "shap_samples": 0, "search_trials": 1, "cv_folds": 3, "feature_groups": ["indices_raw"]}
+FAST = {"ablations": False, "shap_samples": 0, "tuning_trials": 1, "cv_folds": 3, "feature_groups": ["indices_raw"]}
 #: The CNN at the size the tests trained before it grew to four wider blocks (three of 8-32 channels over the image
 #: pooled 2 x 4, at most 12 rounds): these tests check its paths, not what a larger network learns, at their old cost.
 TINY = {**PARAMS["cnn"], "max_rounds": 12, "patience": 3,
@@ -192,7 +192,7 @@ def test_the_cnn_searches_its_space_on_grouped_inner_folds_and_refits_the_settin
     setting fitted on grouped inner folds) and the network refitted on every row is the chosen setting's."""
     images = synthetic_images(np.eye(2)[np.arange(32) % 2], np.arange(32) // 2, 1.0, np.random.default_rng(1))
     network = {**PARAMS["cnn"]["network"], "blocks": 2, "width": 8, "crop_frames": 150}
-    fitted = make_estimator("cnn", "single_label", 2, max_rounds=2, search=SearchPlan(2, 2), network=network)
+    fitted = make_estimator("cnn", "single_label", 2, max_rounds=2, search=TuningPlan(2, 2), network=network)
     fitted.fit(stack_images(images, 98), np.arange(32) % 2, groups=np.arange(32) // 2)
     record, space = fitted.search_, SPACES["cnn"]
     assert len(record.trials) == 2 and record.fits == 2 * 2

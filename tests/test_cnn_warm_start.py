@@ -35,7 +35,7 @@ from acoustic_env.table import encode_images
 #: cnn14 at its smallest: two blocks (64 and 128 channels) over 1-s crops, a round or two.
 NETWORK = {**PARAMS["cnn"]["network"], **chosen("cnn14", 1.0), "blocks": 2}
 TINY = {**PARAMS["cnn"], "max_rounds": 2, "patience": 1, "network": NETWORK}
-FAST = {"ablations": False, "shap_samples": 0, "search_trials": 1, "cv_folds": 2, "feature_groups": ["indices_raw"],
+FAST = {"ablations": False, "shap_samples": 0, "tuning_trials": 1, "cv_folds": 2, "feature_groups": ["indices_raw"],
         "baselines": ["cnn"], "saved_model": "cnn", "cnn_architecture": "cnn14", "cnn_crop_s": 1.0}
 
 

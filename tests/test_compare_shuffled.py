@@ -1,4 +1,4 @@
-"""``train --compare-shuffled`` (jobs/train/shuffled.py): the model of record cross-validated again on folds drawn
+"""``train --compare-shuffled`` (jobs/train/shuffled.py): the chosen model cross-validated again on folds drawn
 clip by clip, printed and recorded beside the grouped figure; and the train report's importances per original
 feature (jobs/train/explain.py: importances) from the same run.
 
@@ -40,14 +40,14 @@ def _leaky_table(root: str) -> str:
 
 
 @pytest.mark.slow  # a train run end to end (the MLP is always compared): about 20 CPU-s
-def test_shuffled_folds_flatter_a_leaky_table_and_the_grouped_figure_stays_of_record(tmp_path, capsys):
-    """``train --compare-shuffled`` under grouped 3-fold CV of the leaky table: the model of record's grouped figure
-    (the one of record) near chance, the shuffled one near perfect, both in the console, metrics.json and the
+def test_shuffled_folds_flatter_a_leaky_table_and_the_grouped_figure_stays_the_reported_one(tmp_path, capsys):
+    """``train --compare-shuffled`` under grouped 3-fold CV of the leaky table: the chosen model's grouped figure
+    (the reported one) near chance, the shuffled one near perfect, both in the console, metrics.json and the
     report; the linear model's importances come per original index, in metrics.json, a table and a figure."""
     source = _leaky_table(str(tmp_path / "t"))
     out = tmp_path / "out"
     assert main(["train", "--features", source, "--output", str(out), "--feature-groups", "indices_raw",
-                 "--cv-folds", "3", "--baselines", "logreg,knn", "--search-trials", "1", "--no-ablations",
+                 "--cv-folds", "3", "--baselines", "logreg,knn", "--tuning-trials", "1", "--no-ablations",
                  "--shap-samples", "0", "--no-progress", "--compare-shuffled"]) == 0
     console = capsys.readouterr().out
     metrics = json.loads((out / "report" / "metrics.json").read_text())
@@ -55,7 +55,7 @@ def test_shuffled_folds_flatter_a_leaky_table_and_the_grouped_figure_stays_of_re
     contrast = ev["shuffled"]
     chosen = ev["chosen"]
     assert contrast["model"] == chosen and contrast["folds"] == 3 and contrast["grouped_by"] == "group"
-    # the grouped side is the figure of record itself; the shuffled side is far higher on the leaky table
+    # the grouped side is the reported figure itself; the shuffled side is far higher on the leaky table
     assert contrast["grouped"]["roc_auc"] == pytest.approx(metrics["models"][chosen]["test"]["roc_auc"])
     assert contrast["grouped"]["roc_auc"] < 0.75, contrast
     assert contrast["shuffled"]["roc_auc"] > 0.9 and contrast["shuffled"]["accuracy"] > 0.85, contrast
@@ -65,7 +65,7 @@ def test_shuffled_folds_flatter_a_leaky_table_and_the_grouped_figure_stays_of_re
     assert f"grouped by recording ROC AUC {contrast['grouped']['roc_auc']:.3f}" in line
     page = (out / "report" / "index.html").read_text()
     section = page.split("<h2>Shuffled against grouped folds</h2>", 1)[1].split("</table>", 1)[0]
-    assert f"{contrast['shuffled']['roc_auc']:.3f}" in section and "(of record)" in section
+    assert f"{contrast['shuffled']['roc_auc']:.3f}" in section and "(reported)" in section
 
     # importances per original feature: the linear model's, named by the table's index names, drawn and tabled
     found = metrics["importances"]["logreg"]

@@ -7,7 +7,7 @@ which labels are wrong. The reviewer judges the review page's suspects from it, 
 own endpoint (``api/verdicts``) as the page does, with the page's Origin. Then:
 
 - the second audit's estimated share of wrong labels is closer to the share really left wrong than the first's;
-- the model trained on the corrected list is not worse than the first model of record on the clips whose label did
+- the model trained on the corrected list is not worse than the first chosen model on the clips whose label did
   not change, read from the report's "What the labels changed" (``jobs/train/compare.py``).
 """
 
@@ -69,7 +69,7 @@ def test_audit_review_relabel_train_audit(ray_session, tmp_path, monkeypatch):
     run = lambda *argv: main(list(argv)) == 0  # noqa: E731
     assert run("extract", "--manifest", str(demo.clips_csv), "--audio-root", str(demo.audio_dir), "--output", "out",
                "--embedders", "none", "--no-progress")
-    assert run("train", "--features", "out", "--output", "model", *TRAIN)  # the first model of record
+    assert run("train", "--features", "out", "--output", "model", *TRAIN)  # the first chosen model
     assert run("audit", "--features", "out", "--output", "audit-v1", "--review-top", "16")  # a third of the clips
     reviewed = _review(tmp_path / "audit-v1", truth)
     assert run("labels", "add-verdicts", "--features", "out", "--verdicts", verdicts_uri("audit-v1"),

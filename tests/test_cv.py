@@ -1,4 +1,4 @@
-"""Cross-validation as the train job's evaluation of record (``learn.cv``, ``train`` with ``cv_folds``).
+"""Cross-validation as the train job's evaluation (``learn.cv``, ``train`` with ``cv_folds``).
 
 Leakage (no group on both sides of any fold, preprocessing refitted per fold),
 given folds honoured, metrics pooled out of fold, intervals that respect
@@ -120,18 +120,18 @@ def test_model_choice_follows_the_cross_validated_score():
     assert result.chosen == result.best == "xgboost"  # trees are saved in XGBoost's own format
     tie = {"logreg": np.tile([0.4, 0.6], (4, 1)), "mlp": np.tile([0.4, 0.6], (4, 1))}
     assert choose("single_label", np.array([0, 1, 0, 1]), tie)[0] == "logreg"  # ties: the simpler model
-    # the average cannot be saved: it is reported as the best, never silently made the model of record
+    # the average cannot be saved: it is reported as the best, never silently made the chosen model
     y4 = np.array([0, 1, 0, 1])
     better = {"logreg": np.tile([0.5, 0.5], (4, 1)), AVERAGE: np.stack([1 - y4 * 0.9, y4 * 0.9], axis=1)}
     chosen, best, scores = choose("single_label", y4, better)
     assert (chosen, best) == ("logreg", AVERAGE)
     text = describe(4, 2, None, False, CVResult(np.array([0, 1, 0, 1]), better, scores, chosen, best), chosen)
     assert "average scored higher (1.000 against 0.500) but has no pickle-free saved form" in text
-    for name in ("forest", "svm", "knn", "elasticnet"):  # every baseline that wins is the model of record
+    for name in ("forest", "svm", "knn", "elasticnet"):  # every baseline that wins is the chosen model
         assert choose("single_label", y4, {"logreg": better["logreg"], name: better[AVERAGE]})[:2] == (name, name)
     with pytest.raises(ConfigError, match="baselines: none of the models compared"):
         choose("single_label", y4, {AVERAGE: better[AVERAGE]})
-    # of two vector models the average has a saved form (its members): the model of record when it is the best
+    # of two vector models the average has a saved form (its members): the chosen model when it is the best
     members = {"logreg": better["logreg"], "xgboost": better["logreg"], AVERAGE: better[AVERAGE]}
     assert choose("single_label", y4, members)[:2] == (AVERAGE, AVERAGE)
     # --select-by: every model is scored by that metric and the choice follows it (ranked perfectly but all above
@@ -191,7 +191,7 @@ def test_the_ablations_cross_validate_logistic_regression_on_each_subset_of_the_
     source, _ = _table_with_folds(tmp_path)
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), "folds_column": "fold",
                                   "feature_groups": ["indices_raw", "spectral_raw"], "baselines": ["logreg"],
-                                  "shap_samples": 0, "search_trials": 1, "max_rounds": 3})
+                                  "shap_samples": 0, "tuning_trials": 1, "max_rounds": 3})
     summary = train(cfg)
     ablations = json.loads((tmp_path / "out" / "report" / "metrics.json").read_text())["ablations"]
     subsets = {a["name"]: a["groups"] for a in ablations if a["name"].startswith("logreg, ")}
@@ -199,14 +199,14 @@ def test_the_ablations_cross_validate_logistic_regression_on_each_subset_of_the_
     assert all(0 <= a["test"]["roc_auc"] <= 1 for a in ablations) and summary.evaluation["calibration"]
 
 
-def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tmp_path):
+def test_train_cross_validates_over_given_folds_and_saves_the_chosen_model(tmp_path):
     """End to end: published folds, pooled figures with intervals, per-fold figures, the artifact loads."""
     import acoustic_env as ae
 
     source, published = _table_with_folds(tmp_path)
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), "folds_column": "fold",
                                   "feature_groups": ["indices_raw"], "baselines": ["logreg"], "ablations": False,
-                                  "shap_samples": 0, "trials": 4, "search_trials": 1})
+                                  "shap_samples": 0, "trials": 4, "tuning_trials": 1})
     summary = train(cfg)
     ev = summary.evaluation
     assert ev["method"] == "cross_validation" and ev["folds"] == 3 and ev["folds_column"] == "fold"
@@ -224,7 +224,7 @@ def test_train_cross_validates_over_given_folds_and_saves_the_model_of_record(tm
     if ev["saved_model"] == "logreg":
         assert len(search["trials"]) == 7 and sum(t["chosen"] for t in search["trials"]) == 1
     assert "logreg C over 7 values x 2 inner folds in each of 3 outer folds (42 inner fits" in search["method"]
-    assert "mlp at fixed hyper-parameters" in search["method"]  # search_trials=1: the defaults
+    assert "mlp at fixed hyper-parameters" in search["method"]  # tuning_trials=1: the defaults
     model = ae.load_model(summary.model)
     assert model.meta["evaluation"]["saved_model"] == model.meta["estimator"]["name"] == ev["chosen"]
     p = model.predict_proba(source)
@@ -260,7 +260,7 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
     row-wise mean of the candidates; every fold's search is kept."""
     from acoustic_env.learn import cv as cv_module
     from acoustic_env.learn.balance import Balance
-    from acoustic_env.learn.tuning import SearchPlan
+    from acoustic_env.learn.tuning import TuningPlan
 
     log, calls = [], []
 
@@ -275,7 +275,7 @@ def test_every_fold_model_gets_the_runs_options_and_only_the_other_folds(monkeyp
     groups = np.array([f"g{i // 2}" for i in range(12)], dtype=object)
     x = ((np.arange(12) + 0.5) / 12)[:, None].repeat(2, axis=1)
     images = x ** 2
-    plan, balance = SearchPlan(trials=3, inner_folds=2), Balance(class_weight="balanced")
+    plan, balance = TuningPlan(trials=3, inner_folds=2), Balance(class_weight="balanced")
     result = cross_validate(x, y, folds, "single_label", 2, ["logreg", "cnn"], seed=7, groups=groups,
                             search=plan, threads=3, balance=balance, inputs={"cnn": images})
     assert calls == [(m, "single_label", 2, 7, 3, plan, balance, False, None, None) for _ in range(3)
@@ -340,16 +340,16 @@ def test_describe_says_exactly_how_the_figures_were_obtained():
         "were fitted on the other folds only and scored the held-out fold, the preprocessing refitted inside every "
         "inner fit of each choice made on those folds (cnn: on each clip's log-mel image, "
         "augmented in training only, its input scaling fitted and its early stopping judged on the training folds "
-        f"only); the figures pool these out-of-fold predictions (every clip scored once). {note} The model of "
-        "record, logreg, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that can be "
+        f"only); the figures pool these out-of-fold predictions (every clip scored once). {note} The chosen "
+        "model, logreg, has the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that can be "
         "saved. average scored higher (0.913 against 0.877) but has no pickle-free saved form, so it is not the "
-        "model of record. The saved model is cnn (asked for with saved_model, not the model of record), refitted on "
+        "chosen model. The saved model is cnn (asked for with saved_model, not the chosen model), refitted on "
         "all 8 clips: it has no held-out figure of its own; the cross-validated figures estimate how it does on new "
         "recordings.")
     plain = CVResult(np.arange(8) % 4, {"logreg": p}, {"logreg": 0.8766}, "logreg", "logreg")
     tail = (f"and each model (logreg) were fitted on the other folds only and scored the held-out fold, the "
             f"preprocessing refitted inside every inner fit of each choice made on those folds; the figures "
-            f"pool these out-of-fold predictions (every clip scored once). {note} The model of record, logreg, has "
+            f"pool these out-of-fold predictions (every clip scored once). {note} The chosen model, logreg, has "
             f"the best pooled score (ROC AUC; mAP for multi-label tasks) of the models that can be saved. The saved "
             f"model is logreg, refitted on all 8 clips: it has no held-out figure of its own;")
     given = describe(8, 4, "fold", True, plain, "logreg")
@@ -440,7 +440,7 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
     from acoustic_env.learn.augment import Resample
     from acoustic_env.learn.balance import Balance
     from acoustic_env.learn.preprocess import Preprocessing, Slot
-    from acoustic_env.learn.tuning import SearchPlan
+    from acoustic_env.learn.tuning import TuningPlan
 
     log, calls, choices = [], [], []
 
@@ -469,7 +469,7 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
     images = x / 2
     prep = Preprocessing((Slot("a", 0, 1, 1), Slot("b", 1, 2, 1)))
     sets = {"loud": ("a",), "quiet": ("a", "b")}
-    plan, balance, resample = SearchPlan(trials=3, inner_folds=2, metric="map"), Balance("balanced"), Resample(4)
+    plan, balance, resample = TuningPlan(trials=3, inner_folds=2, metric="map"), Balance("balanced"), Resample(4)
     result = cross_validate(x, y, folds, "single_label", 2, ["logreg", "mlp", "cnn"], seed=7, groups=groups,
                             search=plan, threads=3, balance=balance, inputs={"cnn": images}, preprocessing=prep,
                             feature_sets=sets, calibrate=True, resample=resample)
@@ -480,7 +480,7 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
              "groups": list(groups[folds != k]), "n_folds": 2, "seed": 7, "kind": "single_label", "metric": "map",
              "built": m} for k in range(3) for m in ("logreg", "mlp")]
     assert choices == want
-    one = SearchPlan(1, 2)
+    one = TuningPlan(1, 2)
     assert calls == [c for k in range(3) for c in (  # both models choose (and the count rule), then each is fitted
         ("logreg", 7, 3, one, balance, False, resample, ("a",)),
         ("mlp", 7, 3, one, balance, False, resample, ("a",)),

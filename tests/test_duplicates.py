@@ -372,7 +372,7 @@ def test_train_keeps_copies_in_one_fold_and_its_report_counts_the_merged_groups(
     monkeypatch.setattr(crossval, "_folds", folds_seen)
     # the MLP unsearched (one setting): the folds are what is looked at, and the default five of them stay
     trained = ae.train(str(out), str(tmp_path / "model"), task=TASK, trials=0, ablations=False, shap_samples=0,
-                       baselines=("logreg",), max_rounds=3, search_trials=1)
+                       baselines=("logreg",), max_rounds=3, tuning_trials=1)
     counts = trained.counts
     merged = sum(len(s) - 1 for s in copy_sets)
     assert counts["duplicates"]["groups_merged"] == merged

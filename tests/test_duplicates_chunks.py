@@ -176,7 +176,7 @@ def test_train_with_duplicate_chunks_keeps_the_copies_in_one_fold(tables, tmp_pa
         (features.ids, folds_of(features, *args, **kwargs))) or seen[-1][1])
     out = tmp_path / "model"
     assert main(["train", "--features", tables["images"], "--output", str(out), "--task", "urban_natural",
-                 "--feature-groups", "indices_raw", "--cv-folds", "3", "--baselines", "logreg", "--search-trials", "1",
+                 "--feature-groups", "indices_raw", "--cv-folds", "3", "--baselines", "logreg", "--tuning-trials", "1",
                  "--no-ablations", "--shap-samples", "0", "--no-progress", "--duplicate-chunks"]) == 0
     [(ids, folds)] = seen
     fold = dict(zip(ids, folds))

@@ -406,7 +406,7 @@ def test_report_eda_tables_equal_scipy_on_the_runs_own_table(report):
     assert found["ranking"] == eda.ranking(found["differences"], features.feature_groups)  # the study's figures
     for name in ("eda_ranking.png", "eda_mps_t_mps_raw.png"):
         assert f"<img src='{name}'" in section and (report / name).stat().st_size > 5000
-    mlp = metrics["models"][metrics["evaluation"]["saved_model"]]["test"]  # the model of record's mistakes
+    mlp = metrics["models"][metrics["evaluation"]["saved_model"]]["test"]  # the chosen model's mistakes
     assert f"Ringed: the {round((1 - mlp['accuracy']) * mlp['n'])} clips" in section
     assert "eda_" not in page.split("<h2>Figures</h2>", 1)[1].split("<h2", 1)[0]  # not repeated among the figures
 

@@ -194,7 +194,7 @@ def test_a_registered_embedder_goes_through_extract_train_and_audit(ray_session,
 
     summary = train(from_dict(TrainConfig, {
         "features": str(out), "output": str(tmp_path / "train"), "trials": 0, "max_rounds": 2, "grace_rounds": 1, "steps_per_round": 5,
-        "baselines": ["logreg"], "cv_folds": 2, "search_trials": 1, "ablations": False, "shap_samples": 0,
+        "baselines": ["logreg"], "cv_folds": 2, "tuning_trials": 1, "ablations": False, "shap_samples": 0,
         "progress": False}))
     trained_on = json.loads((tmp_path / "train" / "runs" / f"{summary.run_id}.json").read_text())["groups"]
     assert "tiny" in trained_on and summary.counts["with_target"] == 24

@@ -83,8 +83,8 @@ def test_extract_writes_the_toy_and_train_learns_from_it_alone(toy, tmp_path):
     assert meta["level_raw"]["names"] == NAMES and "level_raw" in schema.names
     out = tmp_path / "train"
     result = ae.train(str(table), str(out), feature_groups=["level"], cv_folds=2, ablations=False, shap_samples=0,
-                      search_trials=1, baselines=["logreg"], progress=False)
-    # the model of record is the better of the two candidates on the toy's columns (the MLP holds the logistic model)
+                      tuning_trials=1, baselines=["logreg"], progress=False)
+    # the chosen model is the better of the two candidates on the toy's columns (the MLP holds the logistic model)
     assert result.groups == ["level_raw", "level_fg", "level_bg"] and result.evaluation["saved_model"] in ("logreg", "mlp")
     assert all(result.metrics[m]["n"] == 16 for m in ("logreg", "mlp"))
     proba = ae.load_model(result.model).predict_proba(str(table))  # the saved model reads the toy's columns

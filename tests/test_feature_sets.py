@@ -16,7 +16,7 @@ from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.cv import out_of_fold
 from acoustic_env.learn.feature_sets import ALL, Sets, candidate_sets
 from acoustic_env.learn.preprocess import Preprocessing, Slot
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.table import GroupInfo
 
 PRETRAINED = "ab" * 32  # a checksum standing in for pretrained weights
@@ -70,7 +70,7 @@ def test_each_outer_fold_chooses_its_set_without_its_held_out_clips():
     fold would pick it), and a group informative on one training fold only does not carry its held-out figure."""
     x, y, groups, folds = _leaky_data()
     x["leak"][folds == 1] += 3.0 * y[folds == 1][:, None]  # informative on one training fold of fold 0's models
-    plan = SearchPlan(1, 2)
+    plan = TuningPlan(1, 2)
     first = out_of_fold(y=y, folds=folds, kind="single_label", n_classes=2, models=["logreg"], seed=0, groups=groups,
                         search=plan, threads=1, **_search(x))
     noise_proba, noise = first.proba, first.feature_sets
@@ -114,7 +114,7 @@ def test_the_settings_search_takes_the_defaults_score_from_the_set_choice_instea
             monkeypatch.setattr(zoo, "grouped_search", lambda *args, **kw: search(*args[:-1], None, **kw))
         scored.clear()
         result = out_of_fold(y=y, folds=folds, kind="single_label", n_classes=2, models=[model], seed=0,
-                             groups=groups, search=SearchPlan(2, 2), threads=1, **_search(x))
+                             groups=groups, search=TuningPlan(2, 2), threads=1, **_search(x))
         runs.append((result.proba[model], [r.trials for r in result.searches[model]], result.feature_sets,
                      len(scored)))
     (reused, tried, chosen, fits), (again, tried_again, chosen_again, fits_again) = runs
@@ -131,8 +131,8 @@ def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path, searched_pca_
     settings are not searched (one setting each): the sets are the search here."""
     table = synthetic_features(60, seed=3, embedders=("vggish",), weights=PRETRAINED, signals=("raw",)).table
     source = write_features(table, str(tmp_path / "t"))
-    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "cv_folds": 3, "search_folds": 2,
-                                  "search_trials": 1, "baselines": ["logreg"], "ablations": False, "shap_samples": 0,
+    cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "o"), "cv_folds": 3, "tuning_folds": 2,
+                                  "tuning_trials": 1, "baselines": ["logreg"], "ablations": False, "shap_samples": 0,
                                   "progress": False, "max_rounds": 3, "grace_rounds": 1, "patience": 2})
     result = train(cfg)
     fs = result.evaluation["feature_sets"]
@@ -149,7 +149,7 @@ def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path, searched_pca_
     ev = result.evaluation
     assert ("scored higher" in lines[0]) == (ev["best"] != ev["chosen"])
     over = dataclasses.replace(result, evaluation={**ev, "best": "average", "scores": {**ev["scores"], "average": 1.0}})
-    assert (f"model of record {ev['chosen']} (by ROC AUC) (average scored higher, 1.000 against "
+    assert (f"chosen model {ev['chosen']} (by ROC AUC) (average scored higher, 1.000 against "
             f"{ev['scores'][ev['chosen']]:.3f}, but has no saved form), saved {ev['saved_model']}") in summary_lines(over)[0]
     assert any(line.startswith(f"    saved {saved['model']} reads {saved['set']} (") for line in lines)
     assert "<h2>Feature sets</h2>" in Path(result.report).read_text()
@@ -304,7 +304,7 @@ def test_the_count_rule_is_chosen_on_the_inner_folds_where_it_cuts_a_target_and_
 
     def build(model, own):
         built.append(own.rule)
-        return make_estimator(model, "single_label", 2, 0, 1, SearchPlan(1, 3), preprocessing=own)
+        return make_estimator(model, "single_label", 2, 0, 1, TuningPlan(1, 3), preprocessing=own)
 
     choice = choose_sets(build, ["logreg", "knn"], {ALL: ("wide",)}, prep, x, y, groups, 3, 0, "single_label")
     assert choice.rule == 1, choice.rule_scores
@@ -323,7 +323,7 @@ def test_cross_validation_fits_every_fold_model_at_the_rule_its_training_folds_c
     model's PCA keeps the components that rule allows on its training rows."""
     x, y, groups, prep = _faint_direction()
     folds = np.repeat(np.arange(30) % 3, 4)
-    result = out_of_fold(x, y, folds, "single_label", 2, ["logreg"], groups=groups, search=SearchPlan(1, 3),
+    result = out_of_fold(x, y, folds, "single_label", 2, ["logreg"], groups=groups, search=TuningPlan(1, 3),
                          threads=1, preprocessing=prep)
     assert [r["rule"] for r in result.rules] == [1, 1, 1]
     assert [c["rule"] for c in result.components["logreg"]] == [1, 1, 1]

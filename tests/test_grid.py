@@ -64,7 +64,7 @@ def test_the_winner_is_the_best_cell_and_ties_go_to_the_earlier_one():
 @pytest.mark.slow
 def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
     """End to end on a synthetic table: 2 embedders x the raw signal, the winner's groups and model are saved, and
-    the saved artifact gives the in-process probabilities of the winning cell's model of record."""
+    the saved artifact gives the in-process probabilities of the winning cell's chosen model."""
     import acoustic_env as ae
     from acoustic_env.jobs.train.job import summary_lines, train
 
@@ -72,7 +72,7 @@ def test_train_grid_saves_the_winning_cell_and_reports_every_cell(tmp_path):
     cfg = from_dict(TrainConfig, {"features": source, "output": str(tmp_path / "out"), "grid": True,
                                   "grid_embedders": ["none", "vggish"], "grid_signals": ["raw"],
                                   "include_random_weights": True, "cv_folds": 3, "baselines": ["logreg"],
-                                  "search_trials": 1, "ablations": False, "shap_samples": 0})
+                                  "tuning_trials": 1, "ablations": False, "shap_samples": 0})
     summary = train(cfg)
     grid = summary.grid
     assert [(c["embedder"], c["signals"]) for c in grid["cells"]] == [("none", "raw"), ("vggish", "raw")]

@@ -202,7 +202,7 @@ def test_train_writes_no_secret_and_its_model_keeps_what_scoring_needs(tmp_path,
     output = tmp_path / "trained"
     code, out, err, _ = _run(["train", "--features", features, "--task", "urban_natural", "--output", str(output),
                               "--trials", "0", "--baselines", "", "--no-ablations", "--shap-samples", "0",
-                              "--cv-folds", "2", "--search-trials", "1", "--no-progress"], capsys)
+                              "--cv-folds", "2", "--tuning-trials", "1", "--no-progress"], capsys)
     assert code == 0, err
     _no_secret(out, err, _tree_text(output))
     shutil.rmtree(table)

@@ -130,7 +130,7 @@ def test_a_residual_cnn_on_mfcc_images_is_recorded_predicts_and_refuses_a_log_me
     root = world["root"]
     summary = train(from_dict(TrainConfig, {
         "features": str(root / "mfcc"), "output": str(root / "train"), "task": "labels:urban,natural",
-        "cv_folds": 2, "search_trials": 1, "max_rounds": 3, "baselines": ["cnn"], "saved_model": "cnn",
+        "cv_folds": 2, "tuning_trials": 1, "max_rounds": 3, "baselines": ["cnn"], "saved_model": "cnn",
         "cnn_architecture": "residual", "cnn_crop_s": 0.5, "ablations": False, "shap_samples": 0,
         "feature_groups": ["indices_raw"], "progress": False}))
     assert (PARAMS["cnn"], SPACES["cnn"]) == before  # the job's fixed settings end with it

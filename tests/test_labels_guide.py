@@ -1,4 +1,4 @@
-"""docs/curating.md ("Curating labels") runs as written: a model of record, audit, a scripted reviewer's verdicts,
+"""docs/curating.md ("Curating labels") runs as written: a chosen model, audit, a scripted reviewer's verdicts,
 labels add-verdicts, show, apply, then train (into the same output, so it compares) and audit on the corrected list.
 
 ``out/`` is a synthetic feature table (acoustic_env.demo.tables) with 15 % of its labels flipped, so the

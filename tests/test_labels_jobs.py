@@ -77,7 +77,7 @@ def test_train_with_the_corrected_list_learns_the_corrected_labels(tmp_path):
     out = tmp_path / "train"
     assert main(["train", "--features", table, "--output", str(out), "--labels", listed, "--feature-groups",
                  "indices_raw", "--cv-folds", "3", "--baselines", "logreg", "--saved-model", "logreg",
-                 "--search-trials", "1", "--no-ablations", "--shap-samples", "0", "--no-progress"]) == 0
+                 "--tuning-trials", "1", "--no-ablations", "--shap-samples", "0", "--no-progress"]) == 0
     scored = load_model(str(out / "model")).predict_table(read_features(table))
     predicted = dict(zip(scored["clip_id"].to_pylist(), scored["predicted"].to_pylist()))
     agree = sum(predicted[c] == right for c, (_, right) in turned.items()) / len(turned)

@@ -17,7 +17,7 @@ import pytest
 from acoustic_env.learn.cv import cross_validate
 from acoustic_env.learn.preprocess import Preprocessing, Slot
 from acoustic_env.learn.transform import GroupTransform
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.learn.zoo import ZooClassifier
 
 WIDE, NARROW = 300, 6  # the wide group has more columns than an inner fold's ~210 training rows
@@ -61,7 +61,7 @@ def test_on_labels_that_are_noise_every_inner_score_stays_at_chance():
     guards every choice made on the inner folds against a step that does)."""
     x, y, groups, prep = _table(signal=0.0)
     result = cross_validate(x, y, _folds(groups), "single_label", 2, ["logreg", "knn"], groups=groups,
-                            search=SearchPlan(trials=2, inner_folds=3), threads=1, preprocessing=prep,
+                            search=TuningPlan(trials=2, inner_folds=3), threads=1, preprocessing=prep,
                             feature_sets=SETS)
     scores = _inner_scores(result, "logreg") + _inner_scores(result, "knn")
     assert len(scores) == 5 * 2 + 5 * (2 + 2)
@@ -78,7 +78,7 @@ def test_a_separable_groups_inner_score_is_within_003_of_its_outer_score(monkeyp
     monkeypatch.setattr(preprocess, "ROWS_PER_COMPONENT", 1)
     x, y, groups, prep = _table(signal=1.0, target=150)
     result = cross_validate(x, y, _folds(groups), "single_label", 2, ["logreg"], groups=groups,
-                            search=SearchPlan(trials=1, inner_folds=3), threads=1, preprocessing=prep,
+                            search=TuningPlan(trials=1, inner_folds=3), threads=1, preprocessing=prep,
                             feature_sets=SETS)
     outer = result.scores["logreg"]
     inner = np.mean([f["scores"]["wide"] for f in result.feature_sets["logreg"]])
@@ -126,7 +126,7 @@ def test_each_inner_choice_fits_its_preprocessing_on_that_inner_splits_training_
     monkeypatch.setattr(ZooClassifier, "fit", fit)
     monkeypatch.setattr(ZooClassifier, "predict_proba", predict)
     cross_validate(x, y, _folds(groups, 3), "single_label", 2, ["logreg", "xgboost"], groups=groups,
-                   search=SearchPlan(trials=2, inner_folds=2), threads=1, preprocessing=prep, feature_sets=SETS,
+                   search=TuningPlan(trials=2, inner_folds=2), threads=1, preprocessing=prep, feature_sets=SETS,
                    calibrate=True)
     # per outer fold: 2 sets x 2 inner folds per model, xgboost's second setting on 2, each calibrated model's map on
     # 2 inner folds (twice: the mapped and the raw probabilities of the outer fold model), the outer fold model

@@ -15,7 +15,7 @@ from acoustic_env.learn.cv import cross_validate
 from acoustic_env.learn.mlp import MLP, architecture
 from acoustic_env.learn.portable import rebuild_network
 from acoustic_env.learn.splits import assign_folds
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.learn.zoo import make_estimator
 
 
@@ -29,12 +29,12 @@ def test_on_a_noisy_linear_table_the_network_is_within_a_hundredth_of_logistic_r
     groups = np.arange(100).astype(str)
     folds = assign_folds(y, groups, ("a", "b"), 5, seed=0, field="cv_folds")
     result = cross_validate(x, y, folds, "single_label", 2, ["logreg", "mlp"], groups=groups,
-                            search=SearchPlan(1, 2), threads=1)
+                            search=TuningPlan(1, 2), threads=1)
     assert result.scores["logreg"] > 0.9  # the task is learnable: the comparison means something
     assert result.scores["mlp"] >= result.scores["logreg"] - 0.01, result.scores
 
 
-@pytest.mark.parametrize("search, fits", [(SearchPlan(), 1), (SearchPlan(2, 2), 2 * 2 + 1)],
+@pytest.mark.parametrize("search, fits", [(TuningPlan(), 1), (TuningPlan(2, 2), 2 * 2 + 1)],
                          ids=["the fit", "its settings search"])
 def test_the_network_stops_early_on_whole_groups_the_zoo_passes(monkeypatch, search, fits):
     """A clip of a recording on each side of the early-stopping split scores every round alike high. The settings

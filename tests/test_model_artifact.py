@@ -3,7 +3,7 @@
 Every zoo model with a portable form (``learn.portable``: logistic regression as
 its coefficients, XGBoost in its JSON format, the MLP as a torch state_dict),
 saved by the train job and loaded back, gives the probabilities of the fitted
-model to 1e-6; the saved model is the report's model of record; a class list
+model to 1e-6; the saved model is the report's chosen model; a class list
 that does not match the estimator, or a truncated file, ends in one line that
 names the file. Feature tables are synthetic (no extraction).
 """
@@ -42,7 +42,7 @@ from acoustic_env.candidates import PARAMS
 from acoustic_env.learn.portable import FORMATS, Average, from_zoo
 from acoustic_env.learn.preprocess import fit_group
 from acoustic_env.learn.transform import transform_all
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.table import RANDOM, FeatureSet, GroupInfo, encode_images, read_features
 
@@ -136,10 +136,10 @@ def test_a_model_without_a_portable_form_is_refused():
         from_zoo(fitted)
 
 
-# --- the train job saves the model of record ------------------------------------------
+# --- the train job saves the chosen model ------------------------------------------
 
 def test_only_a_compared_model_can_be_saved_instead():
-    with pytest.raises(ConfigError, match=r"^saved_model: must be record, a compared model \(mlp\) or average, got 'xgboost'$"):
+    with pytest.raises(ConfigError, match=r"^saved_model: must be chosen, a compared model \(mlp\) or average, got 'xgboost'$"):
         from_dict(TrainConfig, {"features": "f", "output": "o", "baselines": [], "saved_model": "xgboost"})
 
 
@@ -172,7 +172,7 @@ def trained(tmp_path_factory, tables):
     for name, source, extra in (("xgboost", far, {"baselines": ["logreg", "xgboost"]}),
                                 ("logreg", tables["single_label", 2][0], {"baselines": ["logreg"],
                                                                           "saved_model": "logreg",
-                                                                          "cv_folds": 2, "search_trials": 1}),
+                                                                          "cv_folds": 2, "tuning_trials": 1}),
                                 ("mlp", tables["single_label", 2][0], {"baselines": [],
                                                                        "label_accuracy": str(estimate)})):
         cfg = from_dict(TrainConfig, {"features": source, "output": str(root / name), "feature_groups": [GROUP],
@@ -195,7 +195,7 @@ def fit_as_the_job(cfg: TrainConfig, name: str, only: list[str] | None = None) -
     features = merge_duplicate_groups(features).apply(features)
     prep, raw = preprocessing(cfg, features)
     fitted = make_estimator(name, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                            search=SearchPlan(cfg.search_trials, cfg.search_folds), calibrate=True,
+                            search=TuningPlan(cfg.tuning_trials, cfg.tuning_folds), calibrate=True,
                             preprocessing=prep.only(only) if only else prep).fit(raw, features.y,
                                                                                  groups=features.groups)
     return fitted, raw
@@ -210,10 +210,10 @@ def test_the_saved_model_reproduces_the_chosen_estimator(name, trained):
     report = json.loads(Path(summary.report).with_name("metrics.json").read_text())
     model = ae.load_model(summary.model)
     assert model.meta["estimator"]["name"] == ev["saved_model"] == report["evaluation"]["saved_model"] == name
-    if cfg.saved_model == "record" or ev["chosen"] == name:  # by default the artifact holds the model of record
+    if cfg.saved_model == "chosen" or ev["chosen"] == name:  # by default the artifact holds the chosen model
         assert report["evaluation"]["chosen"] == name and "asked for" not in ev["description"]
     else:  # the MLP won, logreg was asked for: said, never silent
-        assert f"The saved model is {name} (asked for with saved_model, not the model of record)" in ev["description"]
+        assert f"The saved model is {name} (asked for with saved_model, not the chosen model)" in ev["description"]
     fitted, x = fit_as_the_job(cfg, name)
     assert model.meta["estimator"]["params"] == json.loads(json.dumps(fitted.params_))  # the setting it chose
     np.testing.assert_allclose(model.predict_proba(cfg.features), fitted.predict_proba(x), rtol=0, atol=1e-6)
@@ -341,7 +341,7 @@ def test_max_accuracy_is_the_best_threshold_by_brute_force():
     assert max_accuracy("single_label", y % 3, np.full((80, 3), 1 / 3)) == (None, None)  # binary tasks only
 
 
-# --- a forest, an SVM or kNN can be the model of record (issue 47, part 6) --------------------------
+# --- a forest, an SVM or kNN can be the chosen model (issue 47, part 6) --------------------------
 
 @pytest.fixture(scope="module")
 def forest_run(tmp_path_factory):
@@ -353,7 +353,7 @@ def forest_run(tmp_path_factory):
         mp.setitem(PARAMS["forest"], "n_estimators", 20)
         cfg = from_dict(TrainConfig, {"features": _far_from_zero_table(root), "output": str(root / "out"),
                                       "feature_groups": [GROUP], "cv_folds": 3, "ablations": False,
-                                      "shap_samples": 8, "progress": False, "search_trials": 2,
+                                      "shap_samples": 8, "progress": False, "tuning_trials": 2,
                                       "baselines": ["logreg", "elasticnet", "forest"]})
         summary = train(cfg)
         fitted, x = fit_as_the_job(cfg, "forest")
@@ -362,8 +362,8 @@ def forest_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_forest_that_wins_is_saved_and_predict_reproduces_it(forest_run):
-    """The forest, searched on each outer fold's training clips, wins the far-from-zero task: it is the model of
-    record, saved in skops' format (no pickle) and loaded back with the probabilities of the fitted forest."""
+    """The forest, searched on each outer fold's training clips, wins the far-from-zero task: it is the chosen
+    model, saved in skops' format (no pickle) and loaded back with the probabilities of the fitted forest."""
     cfg, summary, fitted, x = forest_run
     ev = summary.evaluation
     assert ev["scores"]["forest"] > ev["scores"]["logreg"] + 0.2 and ev["chosen"] == ev["saved_model"] == "forest"

@@ -1,5 +1,5 @@
 """Multi-label tasks as well served as single-label ones (issue 63, part 6): folds and splits stratified by label
-presence, the networks' rare-label sampler, and ``--select-by`` choosing the model of record and scoring the searches.
+presence, the networks' rare-label sampler, and ``--select-by`` picking the chosen model and scoring the searches.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from acoustic_env.learn import cv
 from acoustic_env.learn.fit import draw_weights, in_memory, val_score
 from acoustic_env.learn.metrics import headline
 from acoustic_env.learn.splits import TEST, VAL, assign_splits, leaks, multilabel_folds, strata
-from acoustic_env.learn.tuning import SearchPlan, inner_splits
+from acoustic_env.learn.tuning import TuningPlan, inner_splits
 from acoustic_env.learn.zoo import make_estimator
 
 RARE = 4  # the rare label's column in ``_rare_label_table``
@@ -127,12 +127,12 @@ def test_select_by_chooses_the_metric_s_winner_where_map_and_macro_f1_disagree()
 
 
 def test_a_search_scores_its_settings_by_the_select_by_metric():
-    """knn's search on a multi-label table with ``SearchPlan(metric="macro_f1")``: each setting's inner score is the
+    """knn's search on a multi-label table with ``TuningPlan(metric="macro_f1")``: each setting's inner score is the
     macro F1 of its pooled inner out-of-fold probabilities (the defaults' checked by refitting them on the same
     inner folds), on folds stratified by label presence."""
     y, groups = _rare_label_table(1)
     x = (y @ np.random.default_rng(1).standard_normal((5, 4)) + np.random.default_rng(2).standard_normal((240, 4)))
-    est = make_estimator("knn", "multi_label", 5, 0, threads=1, search=SearchPlan(3, 2, "macro_f1")).fit(
+    est = make_estimator("knn", "multi_label", 5, 0, threads=1, search=TuningPlan(3, 2, "macro_f1")).fit(
         x, y, groups=groups)
     record = est.search_
     assert len(record.trials) == 3 and record.best in [t["params"] for t in record.trials]
@@ -153,7 +153,7 @@ def test_a_misspelt_metric_is_one_line():
 
 def test_a_multi_label_table_trains_with_the_sampler_and_is_chosen_by_macro_f1(tmp_path, monkeypatch):
     """Issue 63's done-when: ``train --balanced-sampler --select-by macro_f1`` on a multi-label task trains (no
-    longer refused); every model's selection score is its pooled out-of-fold macro F1, the model of record the best
+    longer refused); every model's selection score is its pooled out-of-fold macro F1, the chosen model the best
     of them where mAP would choose the other, and the record and the report say which metric chose it."""
     monkeypatch.setitem(PARAMS["mlp"], "max_rounds", 4)  # the network's figures need not be good, only chosen on
     task = tmp_path / "two.yaml"
@@ -163,7 +163,7 @@ def test_a_multi_label_table_trains_with_the_sampler_and_is_chosen_by_macro_f1(t
                             str(tmp_path / "features"))
     out = tmp_path / "out"
     assert main(["train", "--features", source, "--output", str(out), "--task", str(task), "--feature-groups",
-                 "indices_raw", "--cv-folds", "3", "--baselines", "knn", "--search-trials", "1",
+                 "indices_raw", "--cv-folds", "3", "--baselines", "knn", "--tuning-trials", "1",
                  "--balanced-sampler", "--select-by", "macro_f1", "--no-ablations", "--shap-samples", "0",
                  "--no-progress"]) == 0
     metrics = json.loads((out / "report" / "metrics.json").read_text())

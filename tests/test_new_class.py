@@ -125,7 +125,7 @@ def test_a_new_class_is_a_binary_task_named_once_and_a_bad_name_is_one_line():
 
 
 def test_a_rounds_train_fields_are_a_light_search_with_a_fold_per_clip_marked_yes_at_most():
-    light = {"baselines": ("logreg",), "search_trials": 1, "ablations": False, "shap_samples": 0, "progress": False}
+    light = {"baselines": ("logreg",), "tuning_trials": 1, "ablations": False, "shap_samples": 0, "progress": False}
     assert train_fields(2) == {**light, "cv_folds": 2}
     assert train_fields(5) == train_fields(9) == {**light, "cv_folds": 5}
     assert train_fields(3, {"cv_folds": 2, "baselines": ["mlp"]}) == {**light, "cv_folds": 2, "baselines": ["mlp"]}

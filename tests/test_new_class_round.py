@@ -84,7 +84,7 @@ def test_a_round_stores_its_answers_once_and_lists_every_clip_for_the_train_job(
     train = ready.train
     assert (train.features, train.task, train.labels, train.seed) == (features, TASK, ready.label_list, 7)
     assert train.output == str(tmp_path / "round-1" / "train")
-    assert train.cv_folds == 3 and train.search_trials == 1  # a fold per clip marked yes, a light search
+    assert train.cv_folds == 3 and train.tuning_trials == 1  # a fold per clip marked yes, a light search
 
     again = prepare_round(cfg)
     assert again.added == 0 and len(read_events(cfg.store, TASK)) == 6
@@ -93,9 +93,9 @@ def test_a_round_stores_its_answers_once_and_lists_every_clip_for_the_train_job(
 def test_a_rounds_train_config_file_overrides_the_light_search(table, tmp_path):
     features, ids = table
     base = tmp_path / "train.yaml"
-    base.write_text("cv_folds: 2\nsearch_trials: 4\n")
+    base.write_text("cv_folds: 2\ntuning_trials: 4\n")
     train = prepare_round(_config(tmp_path, features, ids, train_config=str(base))).train
-    assert (train.cv_folds, train.search_trials, train.task) == (2, 4, TASK)
+    assert (train.cv_folds, train.tuning_trials, train.task) == (2, 4, TASK)
 
 
 def test_the_store_is_the_tables_own_unless_one_is_named(table, tmp_path):

@@ -392,7 +392,7 @@ def test_recipe_manifest_through_extract_train_on_published_folds_and_audit(name
     model = tmp_path / "model"  # the MLP unsearched: the folds are what is looked at
     assert main(["train", "--features", features, "--output", str(model), "--task", task_arg, "--folds-column", "fold",
                  "--trials", "0", "--no-ablations", "--shap-samples", "0", "--baselines", "logreg", "--max-rounds", "3",
-                 "--search-trials", "1", "--no-progress"]) == 0
+                 "--tuning-trials", "1", "--no-progress"]) == 0
     record = json.loads(next((model / "runs").glob("*.json")).read_text())
     ev, counts = record["evaluation"], record["counts"]
     published: dict[str, Counter] = {}

@@ -49,7 +49,7 @@ def test_every_metric_has_its_interval_and_the_accuracy_interval_is_wilson(repor
 @pytest.mark.slow
 def test_misclassified_clips_have_players_and_spectrograms(report):
     metrics, page = json.loads((report / "metrics.json").read_text()), _page(report)
-    saved = metrics["evaluation"]["saved_model"]  # the model of record: the mistakes shown are its own
+    saved = metrics["evaluation"]["saved_model"]  # the chosen model: the mistakes shown are its own
     mlp = metrics["models"][saved]["test"]
     wrong = round((1 - mlp["accuracy"]) * mlp["n"])
     assert wrong > 0, "the run made no mistake to list; weaken the signal"
@@ -204,7 +204,7 @@ def test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score():
     from acoustic_env.jobs.train.crossval import _nested_searches
     from acoustic_env.jobs.train.gap import generalisation_gap
     from acoustic_env.learn.cv import cross_validate
-    from acoustic_env.learn.tuning import SearchPlan
+    from acoustic_env.learn.tuning import TuningPlan
 
     rng = np.random.default_rng(0)
     y = np.arange(80) % 2
@@ -218,7 +218,7 @@ def test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score():
                                       "gap": pytest.approx(score - test)}
     # cross-validation: real nested searches (xgboost's settings by ROC AUC; logistic regression's C by log loss)
     result = cross_validate(x, y, np.arange(80) % 4, "single_label", 2, ["logreg", "xgboost"],
-                            groups=np.arange(80) // 2, search=SearchPlan(2, 2), threads=1)
+                            groups=np.arange(80) // 2, search=TuningPlan(2, 2), threads=1)
     nested = _nested_searches(result)
     records = result.searches["xgboost"]
     assert nested["xgboost"]["inner_scores"] == [max(t["score"] for t in r.trials) for r in records]

@@ -20,7 +20,7 @@ from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.learn.cv import choose
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.transform import columns_of
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import read_features
 from acoustic_env.vocabulary.tasks import load_task
@@ -57,7 +57,7 @@ def averaged(tmp_path_factory):
     root = tmp_path_factory.mktemp("average")
     table = synthetic_features(60, seed=3, embedders=("vggish",), weights=PRETRAINED, signals=("raw",)).table
     cfg = from_dict(TrainConfig, {"features": write_features(table, str(root / "t")), "output": str(root / "o"),
-                                  "cv_folds": 3, "search_folds": 2, "search_trials": 1, "baselines": ["logreg"],
+                                  "cv_folds": 3, "tuning_folds": 2, "tuning_trials": 1, "baselines": ["logreg"],
                                   "saved_model": AVERAGE, "ablations": False, "shap_samples": 4, "progress": False,
                                   "max_rounds": 3, "grace_rounds": 1, "patience": 2})
     return cfg, train(cfg)
@@ -71,7 +71,7 @@ def _refit_as_the_job(cfg: TrainConfig, name: str, groups: list[str]) -> tuple[n
     features = merge_duplicate_groups(features).apply(features)
     prep, raw = preprocessing(cfg, features)
     fitted = make_estimator(name, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                            search=SearchPlan(cfg.search_trials, cfg.search_folds), calibrate=True,
+                            search=TuningPlan(cfg.tuning_trials, cfg.tuning_folds), calibrate=True,
                             preprocessing=prep).fit(raw, features.y, groups=features.groups)
     return fitted.predict_proba(raw), features.ids
 
@@ -157,7 +157,7 @@ def test_a_members_columns_are_its_groups_components_in_the_models_input_order()
 
 def test_the_shuffled_contrast_of_the_average_cross_validates_its_members_again(averaged, monkeypatch):
     from acoustic_env.jobs.train import shuffled
-    from acoustic_env.jobs.train.evaluation import search_plan
+    from acoustic_env.jobs.train.evaluation import tuning_plan
 
     cfg, _ = averaged
     task = load_task(cfg.task)
@@ -166,7 +166,7 @@ def test_the_shuffled_contrast_of_the_average_cross_validates_its_members_again(
     real = shuffled.cross_validate
     monkeypatch.setattr(shuffled, "cross_validate", lambda *a, **k: asked.append(a[5]) or real(*a, **k))
     grouped = np.tile([0.5, 0.5], (len(features), 1))
-    contrast = shuffled.shuffled_contrast(cfg, task, features, AVERAGE, grouped, 3, search_plan(cfg), {}, None,
+    contrast = shuffled.shuffled_contrast(cfg, task, features, AVERAGE, grouped, 3, tuning_plan(cfg), {}, None,
                                           ["logreg", "mlp", AVERAGE])
     assert asked == [["logreg", "mlp"]] and contrast["model"] == AVERAGE
     assert contrast["grouped"]["roc_auc"] == 0.5 and 0 <= contrast["shuffled"]["roc_auc"] <= 1
@@ -185,16 +185,16 @@ def test_saved_model_average_above_cv_max_clips_is_one_line_before_any_fit(avera
 def test_the_saved_models_feature_set_is_chosen_on_grouped_inner_folds_of_all_clips(tmp_path, monkeypatch,
                                                                                   searched_pca_rules):
     """The saved model (refitted on every clip) chooses its set as each fold model chose its own, but on every clip:
-    the set choice sees all clips' raw rows and labels, folds them by their groups (recordings) into --search-folds
+    the set choice sees all clips' raw rows and labels, folds them by their groups (recordings) into --tuning-folds
     inner folds, and the saved model reads only the set it chose (issue 84, behaviour 5)."""
     from acoustic_env.jobs.train import saved
-    from acoustic_env.jobs.train.evaluation import search_plan
+    from acoustic_env.jobs.train.evaluation import tuning_plan
     from acoustic_env.learn import feature_sets
     from acoustic_env.learn.feature_sets import candidate_sets
 
     table = synthetic_features(40, seed=3, embedders=("vggish",), weights=PRETRAINED, signals=("raw",)).table
     cfg = from_dict(TrainConfig, {"features": write_features(table, str(tmp_path / "t")), "output": str(tmp_path / "o"),
-                                  "search_folds": 2, "search_trials": 1, "baselines": ["logreg"], "progress": False})
+                                  "tuning_folds": 2, "tuning_trials": 1, "baselines": ["logreg"], "progress": False})
     task = load_task(cfg.task)
     features = merge_duplicate_groups(read_features(cfg.features, task=task, signals=cfg.signals)).apply(
         read_features(cfg.features, task=task, signals=cfg.signals))
@@ -204,7 +204,7 @@ def test_the_saved_models_feature_set_is_chosen_on_grouped_inner_folds_of_all_cl
     monkeypatch.setattr(feature_sets, "choose_set", lambda *a: calls.append(a) or real_choose(*a))
     monkeypatch.setattr(feature_sets, "inner_splits", lambda *a: folds.append(a) or real_splits(*a))
     sets = candidate_sets(features.feature_groups)
-    kept = saved.refit(cfg, task, features, "logreg", ["logreg"], sets, search_plan(cfg), {})
+    kept = saved.refit(cfg, task, features, "logreg", ["logreg"], sets, tuning_plan(cfg), {})
     assert len(calls) == max(1, len(kept.rule_scores))  # one choice of the set per PCA count rule tried
     for _, given_sets, x, y, groups, n_folds, seed, kind, _ in calls:
         assert given_sets == sets and len(x) == len(features) and n_folds == 2 and seed == cfg.seed

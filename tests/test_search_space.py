@@ -1,6 +1,6 @@
 """Each model's search samples a space of ranges (``acoustic_env.candidates.SPACES``, ``learn.tuning``), not a hand-written list.
 
-Issue 63, part 4: ``train --baselines forest --search-trials 20`` tries 20
+Issue 63, part 4: ``train --baselines forest --tuning-trials 20`` tries 20
 distinct settings drawn from ranges, and the report lists them; issue 57, part
 4: the MLP is searched over depth, width, dropout, weight decay and learning
 rate. The forests here have 5 trees (20 end to end), so each search takes
@@ -24,7 +24,7 @@ from acoustic_env.pages.report import params_section
 from acoustic_env.learn.mlp import architecture
 from acoustic_env.candidates import PARAMS, SPACES
 from acoustic_env.candidates.space import Space, numbers, one_of
-from acoustic_env.learn.tuning import SearchPlan, grouped_search
+from acoustic_env.learn.tuning import TuningPlan, grouped_search
 from acoustic_env.learn.zoo import make_estimator
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "train.md"
@@ -41,7 +41,7 @@ def _clips(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def _forest(seed: int, trials: int = 20):
     x, y, groups = _clips()
     return make_estimator("forest", "single_label", 2, seed, threads=1, n_estimators=5,
-                          search=SearchPlan(trials, 2)).fit(x, y, groups=groups)
+                          search=TuningPlan(trials, 2)).fit(x, y, groups=groups)
 
 
 def test_every_default_lies_inside_its_space_and_the_mlp_searches_its_architecture_and_training():
@@ -120,7 +120,7 @@ def test_the_docs_table_holds_each_models_space_and_defaults():
 
 @pytest.mark.slow
 def test_train_with_twenty_forest_trials_records_and_reports_them(tmp_path, monkeypatch, capsys):
-    """``train --baselines forest --search-trials 20`` on 36 clips: every outer fold's search lists 20 distinct
+    """``train --baselines forest --tuning-trials 20`` on 36 clips: every outer fold's search lists 20 distinct
     settings with their inner scores, in the record and the report. The forest has 20 trees; the MLP's space is
     taken away so that it trains at its defaults (its search is the one above, in-process)."""
     monkeypatch.setitem(PARAMS["forest"], "n_estimators", 20)
@@ -128,7 +128,7 @@ def test_train_with_twenty_forest_trials_records_and_reports_them(tmp_path, monk
     source = write_features(synthetic_features(36, seed=5, signals=("raw",)).table, str(tmp_path / "t"))
     out = tmp_path / "out"
     assert main(["train", "--features", source, "--output", str(out), "--feature-groups", "indices_raw",
-                 "--cv-folds", "3", "--baselines", "forest", "--search-trials", "20", "--no-ablations",
+                 "--cv-folds", "3", "--baselines", "forest", "--tuning-trials", "20", "--no-ablations",
                  "--shap-samples", "0", "--no-progress"]) == 0
     console = capsys.readouterr().out
     search = json.loads((out / "report" / "metrics.json").read_text())["search"]

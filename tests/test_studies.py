@@ -25,7 +25,7 @@ def test_the_page_names_each_study_and_figure():
     for needle in ("0.721 / 0.8 = 90.1 %", "0.868", "101 × 77", "top-20", "t-SNE", "ten folds", "60-band",
                    "elastic", "8 classes", "90.6 %", "91.4 %", "0.936 against 0.62", "--oversample", "--features-image mfcc",
                    "--compare-shuffled", "--select-by macro_f1", "--chunks", "--from-tags", "--resample-per-class",
-                   "--cnn-architecture residual", "--search-trials 20", "--multi-label"):
+                   "--cnn-architecture residual", "--tuning-trials 20", "--multi-label"):
         assert needle in text, needle
     assert len(_commands()) >= 25
 

@@ -172,7 +172,7 @@ def test_plain_label_table_trains_and_audits_offline(offline, ray_session, tmp_p
     features = write_features(synth.table, str(tmp_path / "plain"))
     # logreg alone beside the MLP, unsearched, on three folds: the bar is that it trains, not what a search finds
     trained = ae.train(features, str(tmp_path / "model"), task="labels:urban,natural", trials=0, ablations=False,
-                       shap_samples=0, max_rounds=3, progress=False, baselines=["logreg"], search_trials=1,
+                       shap_samples=0, max_rounds=3, progress=False, baselines=["logreg"], tuning_trials=1,
                        cv_folds=3)
     assert trained.metrics["logreg"]["roc_auc"] > 0.8
     audit = ae.audit(features, str(tmp_path / "audit"), task="labels:urban,natural", classifier="logreg",

@@ -85,7 +85,7 @@ def _arrays(source: str, task, groups: list[str]) -> tuple[dict[str, np.ndarray]
     ("feature_groups", "indices,spectrogram", "feature_groups: must be a subset of"),
     ("baselines", "lasso", "baselines: must be a subset of ['logreg', 'elasticnet', 'knn', 'svm', 'forest', "
                            "'xgboost', 'cnn'], got 'lasso'"),
-    ("saved_model", "lasso", "saved_model: must be one of ['record', 'logreg', 'elasticnet', 'knn', 'svm', 'forest', "
+    ("saved_model", "lasso", "saved_model: must be one of ['chosen', 'logreg', 'elasticnet', 'knn', 'svm', 'forest', "
                              "'xgboost', 'mlp', 'cnn', 'average'], got 'lasso'"),
 ])
 def test_bad_option_is_one_line(field, value, message):
@@ -364,7 +364,7 @@ def test_train_end_to_end_with_search(tmp_path):
         assert (out / "report" / png).stat().st_size > 1000 and png in page
     assert "Adjusted accuracy" in page and "signal only" in page and "indices only" in page
     model = load_model(str(out / "model"))
-    assert model.meta["estimator"]["name"] == ev["chosen"]  # the model of record is the saved model
+    assert model.meta["estimator"]["name"] == ev["chosen"]  # the chosen model is the saved model
     assert model.meta["task"]["definition"]["classes"]["urban"]["mids"] == [URBAN]
     p = model.predict_proba(features)
     assert p.shape == (180, 2) and np.allclose(p.sum(axis=1), 1)
@@ -402,7 +402,7 @@ def test_every_baseline_is_scored_on_the_same_folds_and_listed(tmp_path, capsys)
     source = write_features(synthetic_features(36, seed=5, signals=("raw",), flip=0.1).table, str(tmp_path / "t"))
     out = tmp_path / "out"
     assert main(["train", "--features", source, "--output", str(out), "--feature-groups", "indices_raw",
-                 "--cv-folds", "3", "--baselines", "logreg,xgboost,forest,svm,knn", "--search-trials", "1",
+                 "--cv-folds", "3", "--baselines", "logreg,xgboost,forest,svm,knn", "--tuning-trials", "1",
                  "--no-ablations", "--shap-samples", "0", "--no-progress"]) == 0
     console = capsys.readouterr().out
     metrics = json.loads((out / "report" / "metrics.json").read_text())
@@ -418,7 +418,7 @@ def test_every_baseline_is_scored_on_the_same_folds_and_listed(tmp_path, capsys)
     table = page.split("<h2>Metrics (out-of-fold, all clips)</h2>", 1)[1].split("</table>", 1)[0]
     for m in models:
         assert f"\n  cv {m:8s} accuracy " in console, (m, console)
-        assert f"<td class='t'>{m}</td>" in table or f"<td class='t'>{m} (model of record)</td>" in table, m
+        assert f"<td class='t'>{m}</td>" in table or f"<td class='t'>{m} (chosen model)</td>" in table, m
     assert ev["saved_model"] in FORMATS and f"saved {ev['saved_model']} refitted on all clips" in console
 
 

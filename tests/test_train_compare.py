@@ -1,4 +1,4 @@
-"""What the labels changed (``jobs/train/compare.py``): the previous model of record read back from its file, and
+"""What the labels changed (``jobs/train/compare.py``): the previous chosen model read back from its file, and
 compared on the clips whose label did not change only."""
 
 from __future__ import annotations
@@ -154,9 +154,9 @@ def test_what_cannot_be_compared_says_why(tmp_path):
     p = np.c_[1 - y * 0.8, y * 0.8]
     first = compare(_scored("r1", "logreg", ids, y, p, 20, LISTED), None, {}, seed=0)
     assert first == {"table": LISTED, "model": "logreg", "metric": "ROC AUC", "previous": None, "unchanged": None,
-                     "note": "no earlier model of record in this output to compare with"}
-    assert comparison_line(first) == ["  what the labels changed: 12 clips against the table; no earlier model of "
-                                      "record in this output to compare with"]
+                     "note": "no earlier chosen model in this output to compare with"}
+    assert comparison_line(first) == ["  what the labels changed: 12 clips against the table; no earlier chosen "
+                                      "model in this output to compare with"]
     other = _scored("r1", "logreg", ids, y, p, 20, names=["x", "y"])
     assert comparison_line(compare(_scored("r2", "logreg", ids, y, p, 20), other, {}, seed=0)) == [
         "  what the labels changed: nothing counted; the previous model (r1) is of another task (single_label: x, y): "

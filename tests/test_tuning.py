@@ -14,7 +14,7 @@ import pytest
 from acoustic_env.learn import cv as cv_module
 from acoustic_env.learn.cv import cross_validate
 from acoustic_env.learn.portable import from_zoo
-from acoustic_env.learn.tuning import SearchPlan, grouped_search, inner_splits
+from acoustic_env.learn.tuning import TuningPlan, grouped_search, inner_splits
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.candidates import SPACES
 from acoustic_env.candidates.space import Space, one_of
@@ -73,7 +73,7 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(name, 
     monkeypatch.setattr(cv_module, "make_estimator", recorded)
     train_sets = [np.flatnonzero(folds != k) for k in np.unique(folds)]  # the outer folds' rows, in their order
     result = cross_validate(x, y, folds, "single_label", 2, [name], groups=groups,
-                            search=SearchPlan(trials=2, inner_folds=2), threads=1)
+                            search=TuningPlan(trials=2, inner_folds=2), threads=1)
     assert len(outer) == len(train_sets) == 4 and len(result.searches[name]) == 4
     for (est, _), rows in zip(outer, train_sets):
         evaluating = set(np.flatnonzero(folds == np.setdiff1d(np.unique(folds), folds[rows])[0]))
@@ -127,7 +127,7 @@ def test_a_searched_mlp_saves_the_network_it_chose(monkeypatch):
     monkeypatch.setitem(SPACES, "mlp", Space({"depth": one_of(2, 1), "width": one_of(8, 16), "lr": one_of(1e-6, 1e-2)},
                                              within="network"))
     fitted = make_estimator("mlp", "single_label", 2, threads=1, max_rounds=3, network=still,
-                            search=SearchPlan(8, 2)).fit(x, y, groups=groups)
+                            search=TuningPlan(8, 2)).fit(x, y, groups=groups)
     best = fitted.search_.best
     assert best["lr"] == 1e-2 and fitted.params_["network"] == {**still, **best}
     saved = from_zoo(fitted)
@@ -153,5 +153,5 @@ def test_multi_label_inner_folds_follow_the_seed():
 def test_without_groups_nothing_is_searched():
     """The audit passes no groups: its models keep the defaults (cross-fitting needs no tuning)."""
     x, y, _ = _clips(64)
-    fitted = make_estimator("xgboost", "single_label", 2, threads=1, search=SearchPlan(3, 2)).fit(x, y)
+    fitted = make_estimator("xgboost", "single_label", 2, threads=1, search=TuningPlan(3, 2)).fit(x, y)
     assert fitted.search_ is None and fitted.params_ == PARAMS["xgboost"]

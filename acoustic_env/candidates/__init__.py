@@ -64,7 +64,7 @@ class _View(MutableMapping[str, Any]):
 
 #: Every candidate's default settings, by name.
 PARAMS: MutableMapping[str, dict[str, Any]] = _View("params")
-#: Every searched candidate's space of ranges (``learn.tuning`` samples it for ``--search-trials`` settings; the
+#: Every searched candidate's space of ranges (``learn.tuning`` samples it for ``--tuning-trials`` settings; the
 #: logistic regressions search C their own way, ``searches_itself``).
 SPACES: MutableMapping[str, Space] = _View("space")
 #: The saved form of every candidate that has one (``learn.portable``).

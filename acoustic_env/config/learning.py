@@ -70,7 +70,7 @@ class TrainConfig(Section):
     # With a few thousand clips, one validation split of a few dozen clips is too noisy to choose
     # a model on (or to report); cross-validation scores every clip once (see learn/cv.py).
     cv_folds: int = option(5, check=(lambda v: v == 0 or v >= 2, "must be 0 (no cross-validation) or >= 2"),
-                           help="grouped K-fold cross-validation, the evaluation of record for up to cv_max_clips "
+                           help="grouped K-fold cross-validation, the evaluation reported for up to cv_max_clips "
                                 "clips (0: always the train/val/test split)")
     cv_max_clips: int = option(5000, ge=1, help="above this many clips, the train/val/test split replaces "
                                                 "cross-validation (CV fits every model cv_folds times)")
@@ -78,7 +78,7 @@ class TrainConfig(Section):
                                                  "cross-validation over exactly those folds, whatever the size")
     # The sourcing-sound study's lesson: 0.936 on a shuffled split, 0.62 under folds that keep a source in one
     # (jobs/train/shuffled.py).
-    compare_shuffled: bool = option(False, help="also cross-validate the model of record on stratified folds drawn "
+    compare_shuffled: bool = option(False, help="also cross-validate the chosen model on stratified folds drawn "
                                                 "clip by clip (groups and folds_column ignored) and print its figures "
                                                 "beside the grouped ones (cross-validation only)")
     # The YouTube study's duplicates: k-NN over chunks of MFCCs (learn/duplicate_chunks.py).
@@ -91,19 +91,20 @@ class TrainConfig(Section):
     test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
                                               "or one per line")
     seed: int = _seed("seed of the splits, the search and the networks")
-    # Nested under cross-validation: each fold's models search on that fold's training clips only (learn/tuning.py).
-    search_trials: int = option(2, ge=1, help="distinct settings each of xgboost, the MLP, forest, svm, knn and the "
-                                              "CNN tries in its own search: the defaults first, then drawn from its "
+    # Nested under cross-validation: each fold's models are tuned on that fold's training clips only (learn/tuning.py).
+    tuning_trials: int = option(2, ge=1, help="distinct settings each of xgboost, the MLP, forest, svm, knn and the "
+                                              "CNN tries in its own tuning: the defaults first, then drawn from its "
                                               "space of ranges (acoustic_env.candidates.SPACES) by Optuna's TPE, each scored "
-                                              "by grouped CV on the training clips only (1: the defaults, no search)")
-    search_folds: int = option(2, ge=2, help="inner folds of every model's search (those, and logistic "
+                                              "by grouped CV on the training clips only (1: the defaults, no tuning)")
+    tuning_folds: int = option(2, ge=2, help="inner folds of every model's tuning (those, and logistic "
                                              "regression's C), grouped like the outer folds")
     select_by: str = option("auto", choices=("auto", *SELECTION_METRICS),
-                            help="the metric that chooses the model of record and that every search scores by "
+                            help="the metric that picks the chosen model and that every tuning scores by "
                                  "(auto: roc_auc for single-label tasks, map for multi-label ones; macro_f1 and "
                                  "accuracy threshold multi-label probabilities at 0.5, accuracy is then exact-match)")
-    trials: int = option(8, ge=0, help="search trials (0: train once with the default hyper-parameters)")
-    time_budget_s: float = option(900.0, gt=0, flag="time-budget", help="search time budget in seconds")
+    trials: int = option(8, ge=0, help="Ray Tune trials of the split evaluation's networks (0: train once with the "
+                                       "default hyper-parameters)")
+    time_budget_s: float = option(900.0, gt=0, flag="time-budget", help="the Ray Tune trials' time budget in seconds")
     max_concurrent_trials: int = option(0, ge=0, help="trials at once (0: one per two CPUs)")
     max_rounds: int = option(30, ge=1, help="validation rounds per run at most")
     grace_rounds: int = option(3, ge=1, help="rounds before early termination may stop a trial (at most max_rounds)")
@@ -116,8 +117,8 @@ class TrainConfig(Section):
                                         help="models compared with the MLP (empty for none), each searched as its "
                                              "space says: " + "; ".join(f"{s.name}, {s.summary}" for s in
                                                                         candidates.specs() if s.name != "mlp"))
-    saved_model: str = option("record", choices=candidates.names(before=("record",), after=(candidates.AVERAGE,)),
-                              help="the model the artifact holds: the model of record, a compared model by name, or "
+    saved_model: str = option("chosen", choices=candidates.names(before=("chosen",), after=(candidates.AVERAGE,)),
+                              help="the model the artifact holds: the chosen model, a compared model by name, or "
                                    "the average of the compared models (under cross-validation; no cnn among them)")
     # the CNN's network and view, else searched (candidates/cnn.py: fixed); recorded in the model's hyperparameters
     cnn_architecture: str | None = option(None, choices=cnn.ARCHITECTURES,
@@ -219,8 +220,8 @@ class TrainConfig(Section):
                               f"got --cnn-architecture {given}")
         require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
                  self.grace_rounds)
-        require(self.saved_model in ("record", "mlp", *self.baselines, candidates.AVERAGE), "saved_model",
-                f"must be record, a compared model ({', '.join(('mlp', *self.baselines))}) or average",
+        require(self.saved_model in ("chosen", "mlp", *self.baselines, candidates.AVERAGE), "saved_model",
+                f"must be chosen, a compared model ({', '.join(('mlp', *self.baselines))}) or average",
                 self.saved_model)
         require(self.saved_model != candidates.AVERAGE or candidates.averageable(("mlp", *self.baselines))
                 and (self.cv_folds or self.folds_column) and not self.test_list, "saved_model",

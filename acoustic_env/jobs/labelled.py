@@ -12,6 +12,11 @@ listed clips take the list's classes in place of the table's, without re-extract
 anything: the rows with a target are decided from the clip facts alone, and only their
 vectors are read. Clips absent from the list keep the table's labels. What the list
 changed is counted against the table, for the run record.
+
+Here, a step the jobs share and no job of its own: train, audit and the dry run's plan
+(``jobs/plan.py``) read their clips through it, and it joins the label list (``labels/``)
+with the chunk guard's reader (``jobs/chunk_reader.py``, which decodes audio), which only
+the jobs' floor may import together (``tests/test_layers.py``).
 """
 
 from __future__ import annotations

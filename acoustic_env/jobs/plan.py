@@ -168,7 +168,7 @@ def plan_train(cfg: TrainConfig) -> dict[str, Any]:
     lines = [f"train (dry run): task {task.name} ({task.kind}, classes {', '.join(task.class_names)})",
              *_table_lines(t, task),
              *([f"  grid: one model per cell of embedders {', '.join(grid_embedders(cfg.grid_embedders, t['columns']))} x signals "
-                f"{', '.join(cfg.grid_signals)}, each cross-validated; the best cell is the model of record"]
+                f"{', '.join(cfg.grid_signals)}, each cross-validated; the best cell is the chosen model"]
                if cfg.grid else []),
              f"  search: {search}; baselines: {', '.join(cfg.baselines) or 'none'}; ablations "
              f"{'on' if cfg.ablations else 'off'}; SHAP on {cfg.shap_samples} test clips",

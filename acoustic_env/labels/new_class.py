@@ -113,7 +113,7 @@ def train_fields(positives: int, base: Mapping[str, Any] | None = None) -> dict[
         raise ConfigError(f"verdicts: {positives} clip(s) marked yes so far; a first model needs 2 or more (the "
                           "answers are kept in the label store: answer more search hits, e.g. search with a larger "
                           "--k, and run it again)")
-    return {"baselines": ("logreg",), "search_trials": 1, "ablations": False, "shap_samples": 0,
+    return {"baselines": ("logreg",), "tuning_trials": 1, "ablations": False, "shap_samples": 0,
             "progress": False, "cv_folds": min(5, positives), **(base or {})}
 
 

@@ -1,4 +1,4 @@
-"""Grouped K-fold cross-validation: the train job's evaluation of record for datasets up to a few thousand clips.
+"""Grouped K-fold cross-validation: the train job's evaluation for datasets up to a few thousand clips.
 
 With a few hundred clips, one validation split of 20 % holds a few dozen clips:
 its ROC AUC moves by several points from one seed to the next, so picking a
@@ -12,7 +12,7 @@ Per fold, everything that learns from data is refitted on the training folds
 only: every candidate model of the zoo (``learn.zoo``) with the per-group standardise → PCA preprocessing inside it
 (``learn.preprocess.Preprocessing``), which each inner fit of its choices (feature set, settings, probability map)
 refits on its own training part too. ``average`` is the mean of the
-candidates' out-of-fold probabilities. The model of record is the candidate
+candidates' out-of-fold probabilities. The chosen model is the candidate
 with the best pooled score (``learn.fit.val_score``: ROC AUC, or mAP for
 multi-label tasks) among those the artifact can hold without a pickle
 (each candidate's saved form, ``acoustic_env.candidates.FORMATS``: every built-in one has one; the average
@@ -37,7 +37,7 @@ from acoustic_env.learn.feature_sets import ALL, Sets, choose_sets
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
 from acoustic_env.learn.preprocess import Preprocessing
-from acoustic_env.learn.tuning import SearchPlan, SearchRecord
+from acoustic_env.learn.tuning import TuningPlan, TuningRecord
 from acoustic_env.learn.splits import fold_order
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
@@ -58,7 +58,7 @@ class CVResult:
     scores: dict[str, float]
     chosen: str
     best: str
-    searches: dict[str, list[SearchRecord]] = field(default_factory=dict)  # per model, each fold model's search
+    searches: dict[str, list[TuningRecord]] = field(default_factory=dict)  # per model, each fold model's search
     #: per model, each fold's feature set: {"set": chosen, "scores": every set's pooled inner score} (a search only)
     feature_sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: per model, each fold model's probability map: {"method", "log_loss": every map's inner log loss} (calibrated)
@@ -99,7 +99,7 @@ def given_folds(features: FeatureSet, column: str) -> tuple[np.ndarray, list[str
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                 models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                search: SearchPlan = SearchPlan(), threads: int | None = None, balance: Balance = Balance(),
+                search: TuningPlan = TuningPlan(), threads: int | None = None, balance: Balance = Balance(),
                 inputs: dict[str, np.ndarray] | None = None, preprocessing: Preprocessing | None = None,
                 feature_sets: Sets | None = None, calibrate: bool = False, resample: Resample | None = None
                 ) -> CVResult:
@@ -125,7 +125,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
     proba = {m: np.zeros((len(y), n_classes)) for m in models}
     raw = ({m: np.zeros((len(y), n_classes)) for m in models if candidates.get(m).calibrated}
            if calibrate and groups is not None else {})
-    searches: dict[str, list[SearchRecord]] = {m: [] for m in models}
+    searches: dict[str, list[TuningRecord]] = {m: [] for m in models}
     chosen: dict[str, list[dict[str, Any]]] = {}
     maps: dict[str, list[dict[str, Any]]] = {}
     components: dict[str, list[dict[str, Any]]] = {}
@@ -137,7 +137,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
     for k in np.unique(folds):
         test = folds == k
         choice = choose_sets(
-            lambda m, prep: make_estimator(m, kind, n_classes, seed, threads, SearchPlan(1, search.inner_folds),
+            lambda m, prep: make_estimator(m, kind, n_classes, seed, threads, TuningPlan(1, search.inner_folds),
                                            balance=balance, resample=resample, preprocessing=prep),
             vector, sets, preprocessing, x[~test], y[~test], groups[~test], search.inner_folds, seed, kind,
             search.metric) if sets and vector else None
@@ -180,7 +180,7 @@ def best_of(scores: dict[str, float]) -> str:
 
 def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray],
            metric: str | None = None) -> tuple[str, str, dict[str, float]]:
-    """(model of record, best model, every model's score): the best pooled score (``metric``, ``--select-by``; None:
+    """(chosen model, best model, every model's score): the best pooled score (``metric``, ``--select-by``; None:
     the task's default) among the models the artifact can save, and among all; ties go to the simplest."""
     scores = {m: val_score(kind, y, p, metric) for m, p in proba.items()}
     saveable = {m: s for m, s in scores.items() if m in FORMATS or (m == AVERAGE and candidates.averageable(list(scores)))}
@@ -192,7 +192,7 @@ def choose(kind: str, y: np.ndarray, proba: dict[str, np.ndarray],
 
 def cross_validate(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_classes: int,
                    models: Sequence[str], seed: int = 0, groups: np.ndarray | None = None,
-                   search: SearchPlan = SearchPlan(), threads: int | None = None,
+                   search: TuningPlan = TuningPlan(), threads: int | None = None,
                    balance: Balance = Balance(), inputs: dict[str, np.ndarray] | None = None,
                    preprocessing: Preprocessing | None = None, feature_sets: Sets | None = None,
                    calibrate: bool = False, resample: Resample | None = None) -> CVResult:
@@ -221,23 +221,23 @@ def report(result: CVResult, kind: str, class_names: list[str], y: np.ndarray, u
 
 def describe(n_clips: int, n_folds: int, given: str | None, grouped: bool, result: CVResult, saved: str,
              metric: str | None = None) -> str:
-    """How the figures of record were obtained, in one paragraph for the report and the run record (``metric``: the
+    """How the reported figures were obtained, in one paragraph for the report and the run record (``metric``: the
     ``--select-by`` metric named, None: the task's default)."""
     selection = "ROC AUC; mAP for multi-label tasks" if metric is None else f"{metric}, --select-by"
     how = (f"the {n_folds} folds of column {given!r}" if given else
            f"{n_folds} stratified folds{' that keep every group (source recording) in one fold' if grouped else ''}")
     models = [m for m in result.proba if m != AVERAGE]
     passed_over = (f" {result.best} scored higher ({result.scores[result.best]:.3f} against "
-                   f"{result.scores[result.chosen]:.3f}) but has no pickle-free saved form, so it is not the model "
-                   f"of record." if result.best != result.chosen else "")
+                   f"{result.scores[result.chosen]:.3f}) but has no pickle-free saved form, so it is not the chosen "
+                   f"model." if result.best != result.chosen else "")
     return (f"{n_folds}-fold cross-validation over all {n_clips} clips ({how}). For each fold the preprocessing "
             f"(standardise, PCA per feature group) and each model ({', '.join(models)}) were fitted on the other "
             f"folds only and scored the held-out fold, the preprocessing refitted inside every inner fit of each "
             f"choice made on those folds{CNN_NOTE if 'cnn' in models else ''}; the figures pool these "
             f"out-of-fold predictions (every clip scored once). {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)} "
-            f"The model of record, "
+            f"The chosen model, "
             f"{result.chosen}, has the best pooled score ({selection}) of the models that "
             f"can be saved.{passed_over} The saved model is {saved}"
-            f"{'' if saved == result.chosen else ' (asked for with saved_model, not the model of record)'}, "
+            f"{'' if saved == result.chosen else ' (asked for with saved_model, not the chosen model)'}, "
             f"refitted on all {n_clips} clips: it has "
             f"no held-out figure of its own; the cross-validated figures estimate how it does on new recordings.")

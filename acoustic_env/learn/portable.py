@@ -210,7 +210,7 @@ class Average:
     """The mean of member estimators' probabilities, each member on its own feature groups' columns of the inputs.
 
     The average of the compared models often scores above each of them out of fold (the forest recordings: 0.940
-    against logistic regression's 0.929), and ``learn.cv`` names the best pooled score the model of record; kept as
+    against logistic regression's 0.929), and ``learn.cv`` names the best pooled score the chosen model; kept as
     its members in their own portable forms, each with the feature set and probability map it chose, the average
     is a model the artifact can hold like any other.
     """

@@ -1,4 +1,4 @@
-"""Each model's own hyper-parameter search: grouped cross-validation on the rows the model is fitted on, and no others.
+"""Each model's own hyper-parameter tuning: grouped cross-validation on the rows the model is fitted on, and no others.
 
 Why grouped CV and not one validation split: a validation split of a few dozen
 clips moves by several AUC points from one seed to the next, so the setting it
@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 Split = tuple[np.ndarray, np.ndarray]
 
 
-class SearchPlan(NamedTuple):
-    """How large each model's search is: ``trials`` settings sampled from ``acoustic_env.candidates.SPACES`` (1: the defaults,
-    no search; logistic regression's C search runs regardless), each scored on ``inner_folds`` grouped folds by
-    ``metric`` (``--select-by``, which also chooses the model of record; None: the task's default,
+class TuningPlan(NamedTuple):
+    """How large each model's tuning is: ``trials`` settings sampled from ``acoustic_env.candidates.SPACES`` (1: the defaults,
+    no tuning; logistic regression's C search runs regardless), each scored on ``inner_folds`` grouped folds by
+    ``metric`` (``--select-by``, which also picks the chosen model; None: the task's default,
     ``learn.fit.default_metric``)."""
 
     trials: int = 1
@@ -49,8 +49,8 @@ class SearchPlan(NamedTuple):
 
 
 @dataclass
-class SearchRecord:
-    """What one search tried, on which folds, what it chose and what it cost."""
+class TuningRecord:
+    """What one tuning tried, on which folds, what it chose and what it cost."""
 
     splits: list[Split]
     trials: list[dict[str, Any]]  # per setting tried, in order: {"params": the setting, "score": pooled inner score}
@@ -59,7 +59,7 @@ class SearchRecord:
     fits: int = field(default=0)  # inner fits run (settings x inner folds)
     metric: str = "selection"  # the trials' score: the selection metric (learn.fit.val_score), or an estimator's own
     space: dict[str, str] = field(default_factory=dict)  # each searched setting's range, in words (Space.describe)
-    asked: int = 0  # the settings asked for (--search-trials); fewer were tried only when the space holds fewer
+    asked: int = 0  # the settings asked for (--tuning-trials); fewer were tried only when the space holds fewer
 
 
 def inner_splits(target: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[Split]:
@@ -93,7 +93,7 @@ MAX_REPEATS = 100
 
 def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, defaults: dict[str, Any], trials: int,
                    x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int,
-                   kind: str, metric: str | None = None, known: float | None = None) -> SearchRecord | None:
+                   kind: str, metric: str | None = None, known: float | None = None) -> TuningRecord | None:
     """Sample ``trials`` distinct settings of ``space`` (``defaults`` first, then Optuna's TPE seeded with ``seed``),
     each built by ``build`` (an estimator whose ``fit`` takes the rows' ``groups``) and scored by its pooled inner
     out-of-fold score; None when no search (one trial, or fewer than two inner folds).
@@ -122,7 +122,7 @@ def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, default
         study.tell(proposed, scores[key])
     tried = [{"params": dict(zip(space.ranges, key)), "score": score} for key, score in scores.items()]
     best = max(range(len(tried)), key=lambda i: (round(tried[i]["score"], 12), -i))
-    return SearchRecord(splits, tried, tried[best]["params"], time.time() - start, len(tried) * len(splits),
+    return TuningRecord(splits, tried, tried[best]["params"], time.time() - start, len(tried) * len(splits),
                         space=space.describe(), asked=trials)
 
 

@@ -38,14 +38,14 @@ from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.calibrate import Calibrator
 from acoustic_env.learn.calibrate import choose as choose_calibration
 from acoustic_env.learn.preprocess import Preprocessing
-from acoustic_env.learn.tuning import SearchPlan, SearchRecord, grouped_search, inner_splits
+from acoustic_env.learn.tuning import TuningPlan, TuningRecord, grouped_search, inner_splits
 from acoustic_env.learn.threads import blas_threads
 
 if TYPE_CHECKING:
     from acoustic_env.learn.mlp_estimator import MLPClassifier
 
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
-                   search: SearchPlan = SearchPlan(), balance: Balance = Balance(), calibrate: bool = False,
+                   search: TuningPlan = TuningPlan(), balance: Balance = Balance(), calibrate: bool = False,
                    resample: Resample | None = None, preprocessing: Preprocessing | None = None,
                    **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
@@ -81,8 +81,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, name: str, kind: str, n_classes: int, params: dict[str, Any], seed: int = 0,
-                 threads: int | None = None, trials: int = SearchPlan().trials,
-                 inner_folds: int = SearchPlan().inner_folds, metric: str | None = SearchPlan().metric,
+                 threads: int | None = None, trials: int = TuningPlan().trials,
+                 inner_folds: int = TuningPlan().inner_folds, metric: str | None = TuningPlan().metric,
                  calibrate: bool = False, resample: Resample | None = None,
                  preprocessing: Preprocessing | None = None):
         self.name = name
@@ -140,7 +140,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = np.shape(X)[1]
         self.model_ = None
         self.params_ = dict(self.params)  # the settings fitted: the search's choice, else the defaults
-        self.search_: SearchRecord | None = None
+        self.search_: TuningRecord | None = None
         self.calibration_: Calibrator | None = None
         self.calibration_losses_: dict[str, float] | None = None  # each map's inner out-of-fold log loss
         if len(self.columns_) < (1 if multi else 2):
@@ -171,7 +171,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         elif spec.searches_itself and fit_groups is not None and target.ndim == 1:
             # below two inner folds the candidate falls back to fixed settings, and _record_search says no search ran
             splits = inner_splits(target, fit_groups, min(self.inner_folds, smallest), self.seed)
-            self.search_ = SearchRecord(splits, [], {})
+            self.search_ = TuningRecord(splits, [], {})
         start = time.time()
         self.model_ = spec.build(settings, Build(target.ndim == 2, smallest, len(target), self.n_features_in_,
                                                  self.seed, self.threads, inner_folds,
@@ -224,7 +224,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                              self.threads, resample=self.resample, preprocessing=self.preprocessing)
 
     def _search_each_split(self, raw: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                           smallest: int) -> SearchRecord | None:
+                           smallest: int) -> TuningRecord | None:
         """A candidate that searches itself (the logistic regressions' C), its preprocessing inside: its own search
         run on each grouped inner split of the rows as given, with the preprocessing fitted on that split's training
         part (and those rows resampled, with ``resample``), the held-out part scored through it; each setting's
@@ -252,7 +252,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             trials = found if not trials else [{**t, "score": t["score"] + f["score"]} for t, f in zip(trials, found)]
         trials = [{**t, "score": t["score"] / len(splits)} for t in trials]
         best = max(range(len(trials)), key=lambda i: (trials[i]["score"], -i))
-        return SearchRecord(splits, trials, dict(trials[best]["params"]), time.time() - start,
+        return TuningRecord(splits, trials, dict(trials[best]["params"]), time.time() - start,
                             len(trials) * len(splits), metric="neg_log_loss")
 
     def _record_search(self, seconds: float) -> None:

@@ -313,7 +313,7 @@ def grid_png(cells: list[dict[str, Any]]) -> bytes:
     ax.set_xticks(range(len(signals)), signals)
     ax.set_yticks(range(len(embedders)), embedders)
     ax.set(xlabel="signals", ylabel="embedder (+ indices + MPS)")
-    _title(ax, "Grid: each cell's model of record")
+    _title(ax, "Grid: each cell's chosen model")
     return _png(fig)
 
 

@@ -50,7 +50,7 @@ SHUFFLED_FIGURES = (("roc_auc", "ROC AUC"), ("accuracy", "accuracy"), ("macro_f1
 
 
 def grouped_words(contrast: dict[str, Any]) -> str:
-    """How the folds of record were drawn, in words (the console's and the report's)."""
+    """How the evaluation's folds were drawn, in words (the console's and the report's)."""
     by = contrast["grouped_by"]
     return "grouped by recording" if by == "group" else f"the folds of column {by!r}"
 
@@ -157,7 +157,7 @@ def _top(per_comparison: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, 
 
 
 def map_mistakes(results: dict[str, Any], clip_ids: list[str] | None = None) -> tuple[np.ndarray, str]:
-    """(mask over a map's clips: misclassified by the model of record, legend text) from the stored predictions.
+    """(mask over a map's clips: misclassified by the chosen model, legend text) from the stored predictions.
 
     ``clip_ids``: the map's clips (default: the model input's map).
     """
@@ -249,7 +249,7 @@ def metrics_section(results: dict[str, Any]) -> Markup:
     rows = []
     for name, r in results["models"].items():
         m, ci = r["test"], _intervals(results, name)
-        row: list[Any] = [name + (" (model of record)" if name == ev.get("chosen") else ""), m.get("n")]
+        row: list[Any] = [name + (" (chosen model)" if name == ev.get("chosen") else ""), m.get("n")]
         for metric, _, key in METRICS:
             # single-label micro F1 is the accuracy (every clip has one prediction and one label)
             key = key or ("accuracy_wilson" if metric == "micro_f1" and kind != "multi_label" else None)
@@ -287,7 +287,7 @@ def metrics_section(results: dict[str, Any]) -> Markup:
 
 def labels_changed_section(cmp: dict[str, Any] | None) -> Markup | str:
     """What the labels changed (``compare.compare``): how many targets differ from the table's and from the
-    previous model's, and both models of record on the clips whose label did not change (empty when the run used
+    previous model's, and both chosen models on the clips whose label did not change (empty when the run used
     the table's labels and replaced no model)."""
     if not cmp:
         return ""
@@ -339,7 +339,7 @@ def duplicates_section(counts: dict[str, Any]) -> Markup | str:
 
 
 def grid_section(grid: dict[str, Any] | None) -> Markup | str:
-    """The comparison grid: every cell's model of record with its interval, how it was chosen, and the caveat."""
+    """The comparison grid: every cell's chosen model with its interval, how it was chosen, and the caveat."""
     if not grid:
         return ""
     rows = [[c["embedder"], c["signals"], ", ".join(c["groups"]), c["model"],
@@ -364,11 +364,11 @@ def feature_sets_section(evaluation: dict[str, Any]) -> Markup | str:
 
 
 def shuffled_section(contrast: dict[str, Any] | None) -> Markup | str:
-    """``--compare-shuffled``: the model of record's figures on the grouped folds and on folds drawn clip by clip
-    (``shuffled.py``), and why the grouped one is the figure of record (empty without it)."""
+    """``--compare-shuffled``: the chosen model's figures on the grouped folds and on folds drawn clip by clip
+    (``shuffled.py``), and why the grouped one is the reported figure (empty without it)."""
     if not contrast:
         return ""
-    sides = ((f"{grouped_words(contrast)} (of record)", contrast["grouped"]),
+    sides = ((f"{grouped_words(contrast)} (reported)", contrast["grouped"]),
              ("shuffled, clip by clip", contrast["shuffled"]))
     return templating.render("report/shuffled.html", model=contrast["model"], folds=contrast["folds"],
                              header=["folds", *(words for _, words in SHUFFLED_FIGURES)],

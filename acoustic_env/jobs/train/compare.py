@@ -1,9 +1,9 @@
-"""What the labels changed: this run's model of record against the previous one in the same output.
+"""What the labels changed: this run's chosen model against the previous one in the same output.
 
 A corrected label list (``--labels``) changes the targets a model learns, so the figure of the
 new model cannot be read against the old one's: each was scored against its own labels. What can
-be compared is the clips whose label did not change. Each train run therefore leaves its model of
-record's clip-level predictions beside its report (``report/predictions.parquet``,
+be compared is the clips whose label did not change. Each train run therefore leaves its chosen
+model's clip-level predictions beside its report (``report/predictions.parquet``,
 :func:`write_predictions`): every clip it learnt from, its target, and the out-of-fold (or held-out
 test) probabilities where it was scored. The next run into the same output reads that file before
 its own report replaces it (:func:`read_previous`) and :func:`compare` counts:
@@ -44,7 +44,7 @@ _META = b"acoustic_env"
 
 @dataclass(frozen=True)
 class Scored:
-    """One run's model of record at clip level: targets of every clip it learnt from, probabilities where scored."""
+    """One run's chosen model at clip level: targets of every clip it learnt from, probabilities where scored."""
 
     run_id: str
     model: str
@@ -64,7 +64,7 @@ def _targets(kind: str, y: np.ndarray) -> list[tuple[int, ...]]:
 
 def scored(run_id: str, model: str, kind: str, class_names: list[str], label_list: dict[str, Any] | None,
            ids: np.ndarray, y: np.ndarray, predictions: dict[str, Any]) -> Scored:
-    """This run's model of record: ``ids``/``y`` every clip learnt from; ``predictions`` the report's
+    """This run's chosen model: ``ids``/``y`` every clip learnt from; ``predictions`` the report's
     (``report.clip_predictions``), scored clips only."""
     proba = np.asarray(predictions["proba"][model], dtype=float)
     return Scored(run_id, model, kind, list(class_names), label_list,
@@ -86,7 +86,7 @@ def write_predictions(report_uri: str, run: Scored) -> str:
 
 
 def read_previous(report_uri: str) -> Scored | None:
-    """The previous run's model of record from its ``predictions.parquet``; None when there is none (a first run,
+    """The previous run's chosen model from its ``predictions.parquet``; None when there is none (a first run,
     or one made before the file existed) or it cannot be read (logged: the new run does not depend on it)."""
     fs, path = filesystem(join(report_uri, PREDICTIONS))
     try:
@@ -146,13 +146,13 @@ def _truth(kind: str, k: int, targets: list[tuple[int, ...]]) -> np.ndarray:
 
 def compare(new: Scored, previous: Scored | None, units: dict[str, str], seed: int) -> dict[str, Any] | None:
     """The report's "What the labels changed" (see the module docstring); None when the run used the table's
-    labels and the output held no earlier model of record. ``units``: clip id -> its group, for the bootstrap."""
+    labels and the output held no earlier chosen model. ``units``: clip id -> its group, for the bootstrap."""
     if previous is None and new.label_list is None:
         return None
     out: dict[str, Any] = {"table": new.label_list, "model": new.model, "metric": metric_name(new.kind),
                            "previous": None, "unchanged": None, "note": None}
     if previous is None:
-        out["note"] = "no earlier model of record in this output to compare with"
+        out["note"] = "no earlier chosen model in this output to compare with"
         return out
     out["previous"] = {"run_id": previous.run_id, "model": previous.model, "label_list": previous.label_list,
                        "clips": len(previous.targets)}

@@ -26,10 +26,10 @@ from acoustic_env.jobs.train.evaluation import (
     narrowed,
     preprocessing,
     resample_plan,
-    search_plan,
     shap_rows,
     slim,
     split_counts,
+    tuning_plan,
 )
 from acoustic_env.jobs.train.explain import importances, zoo_attributions
 from acoustic_env.jobs.train.grid import HAND_MADE, check_columns, compare, grid_embedders
@@ -45,7 +45,7 @@ from acoustic_env.learn.metrics import evaluate, headline, intervals
 from acoustic_env.learn.preprocess import component_rule
 from acoustic_env.candidates import PARAMS as ZOO_PARAMS
 from acoustic_env.candidates import get as spec
-from acoustic_env.learn.tuning import SearchRecord
+from acoustic_env.learn.tuning import TuningRecord
 from acoustic_env.learn.splits import leaks
 from acoustic_env.learn.zoo import make_estimator
 from acoustic_env.table import FeatureSet
@@ -68,7 +68,7 @@ def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
 
 
 def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[str, Any]],
-                    finals: dict[str, SearchRecord], saved: str) -> str:
+                    finals: dict[str, TuningRecord], saved: str) -> str:
     """What searched what under cross-validation, over which space, and what it cost, in a few sentences (console,
     report, record)."""
     done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
@@ -134,7 +134,7 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
     check_columns(plan_cells, features)
     folds, _ = _folds(cfg, task, features, counts)
     candidates = [m for m in ORDER if m in compared(cfg)]
-    plan = search_plan(cfg)
+    plan = tuning_plan(cfg)
     kind, y, balance = task.kind, features.y, class_balance(cfg)
     images = _images(candidates, features)
     prep, raw = preprocessing(cfg, features)
@@ -177,7 +177,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     timings["read_and_preprocess_s"] = time.time() - t
     t = time.time()
     candidates = [m for m in ORDER if m in compared(cfg)]
-    plan, balance, resample = search_plan(cfg), class_balance(cfg), resample_plan(cfg)
+    plan, balance, resample = tuning_plan(cfg), class_balance(cfg), resample_plan(cfg)
     images = _images(candidates, features)
     sets = None if done else _feature_search(cfg, features)
     prep, raw = preprocessing(cfg, features)
@@ -191,7 +191,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     for m, before in result.raw_proba.items():  # the reliability before each fold model's probability map
         models[m]["test"]["calibration_before"] = evaluate(kind, names, features.y, before)["calibration"]
 
-    saved = result.chosen if cfg.saved_model == "record" else cfg.saved_model
+    saved = result.chosen if cfg.saved_model == "chosen" else cfg.saved_model
     t = time.time()
     kept = refit(cfg, task, features, saved, list(result.proba), sets, plan, images)
     timings["final_fit_s"] = time.time() - t

@@ -27,7 +27,7 @@ from acoustic_env.learn.portable import Average, Portable, from_zoo
 from acoustic_env.learn.preprocess import Preprocessing, fit_group, fit_streaming, raw_matrix
 from acoustic_env.learn.image_input import IMAGE_COLUMN, stack_images, window_frames
 from acoustic_env.learn.splits import NAMES
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.learn.threads import blas_threads
 from acoustic_env.learn.transform import GroupTransform, transform_all
 from acoustic_env.learn.zoo import ZooClassifier
@@ -117,10 +117,10 @@ def balance_line(weighing: str, resampled: dict[str, Any] | None, model: str) ->
     return how if weighing in ("none", how) else f"{weighing}; {how}"
 
 
-def search_plan(cfg: TrainConfig) -> SearchPlan:
-    """Every model's search as the config asks: its trials, its inner folds, and the ``--select-by`` metric that
-    scores the settings and chooses the model of record (``auto``: None, the task's default)."""
-    return SearchPlan(cfg.search_trials, cfg.search_folds, None if cfg.select_by == "auto" else cfg.select_by)
+def tuning_plan(cfg: TrainConfig) -> TuningPlan:
+    """Every model's tuning as the config asks: its trials, its inner folds, and the ``--select-by`` metric that
+    scores the settings and picks the chosen model (``auto``: None, the task's default)."""
+    return TuningPlan(cfg.tuning_trials, cfg.tuning_folds, None if cfg.select_by == "auto" else cfg.select_by)
 
 
 def image_inputs(features: FeatureSet, model: str) -> np.ndarray:
@@ -180,7 +180,7 @@ class Outcome:
     ablations: list[dict[str, Any]]
     shap: dict[str, Any]
     transforms: list[GroupTransform]
-    estimator: Portable | Average  # the saved model: the model of record, in its pickle-free form
+    estimator: Portable | Average  # the saved model: the chosen model, in its pickle-free form
     params: dict[str, Any]
     predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
     history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
@@ -212,7 +212,7 @@ def checked_portable(fitted: ZooClassifier, x: np.ndarray, raw: np.ndarray | Non
 
     ``x``: the saved form's inputs of every row (the projections); ``raw``: the fitted model's, when its
     preprocessing is inside it (the raw columns it projects itself), else ``x``.
-    The check is the guarantee behind "the saved model is the model of record":
+    The check is the guarantee behind "the saved model is the chosen model":
     a format that drifted from its estimator fails the run here, not in predict.
     """
     estimator = from_zoo(fitted)

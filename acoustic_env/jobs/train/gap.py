@@ -1,6 +1,6 @@
 """How much the score a model was chosen on overstates its score on clips that chose nothing: the overfitting gap.
 
-A score used to choose (hyper-parameters, early stopping, the model of record) is
+A score used to choose (hyper-parameters, early stopping, the chosen model) is
 optimistic: the choice fitted it, noise included. The study reported its validation
 and test scores side by side for this reason. Each evaluation has its own pair:
 

@@ -7,7 +7,7 @@ embedder's embeddings of those signals plus the acoustic indices and the MPS
 of the same signals, compared on ROC AUC. Here each cell is the train job's
 cross-validation on the cell's feature groups: the same outer folds for every
 cell, every candidate model with its own nested search (``learn.tuning``), the
-cell's figure that of its model of record, with a group bootstrap interval.
+cell's figure that of its chosen model, with a group bootstrap interval.
 
 The winning cell's feature groups then go through the ordinary train job, so
 the saved artifact, the report and ``predict`` are those of the winner. Its
@@ -97,7 +97,7 @@ Interval = Callable[[np.ndarray], list[float] | None]
 
 def compare(grid: list[Cell], evaluate: Evaluate, roc_auc: Callable[[np.ndarray], float | None],
             interval: Interval) -> dict[str, Any]:
-    """Each cell's model of record and figures, the winner (best score; ties to the earlier cell), the cost, and
+    """Each cell's chosen model and figures, the winner (best score; ties to the earlier cell), the cost, and
     ``result``: the winner's cross-validation."""
     rows, results, start = [], [], time.time()
     for cell in grid:
@@ -118,7 +118,7 @@ def compare(grid: list[Cell], evaluate: Evaluate, roc_auc: Callable[[np.ndarray]
 def grid_lines(grid: dict[str, Any]) -> list[str]:
     """The console's table of the grid: one line per cell, the winner marked."""
     lines = [f"  grid: {len(grid['cells'])} cells in {grid['wall_s']:.0f} s (cross-validated ROC AUC of each "
-             f"cell's model of record [95% interval]):"]
+             f"cell's chosen model [95% interval]):"]
     for row in grid["cells"]:
         ci = row["roc_auc_interval"]
         auc = ("–" if row["roc_auc"] is None else f"{row['roc_auc']:.3f}"

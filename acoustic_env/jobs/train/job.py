@@ -1,4 +1,4 @@
-"""The train job: features/ → evaluation of record → report and model.
+"""The train job: features/ → evaluation → report and model.
 
 This is the Python API behind ``acoustic-env train`` (on a cluster: the job of ``jobs/train/``): it
 reads the labelled set (``jobs.labelled``), runs one of two evaluations, chosen by
@@ -17,8 +17,8 @@ writes what it returns (``evaluation.Outcome``):
 Outputs, below ``cfg.output``:
 
 - ``model/``: the artifact (``acoustic_env.load_model``);
-- ``report/index.html`` with its figures and ``metrics.json``, and ``report/predictions.parquet``: the model of
-  record's clip-level predictions, which the next run into this output compares itself with (``compare.py``: read
+- ``report/index.html`` with its figures and ``metrics.json``, and ``report/predictions.parquet``: the chosen
+  model's clip-level predictions, which the next run into this output compares itself with (``compare.py``: read
   before this run's report replaces them, the comparison kept in metrics.json and the run record);
 - ``runs/<run_id>.json``: the run record (config, versions, counts, timings);
 - ``ray/``: Ray Tune and Ray Train run directories (checkpoints) unless ``work_dir`` says otherwise.
@@ -80,7 +80,7 @@ def _enough_clips(cfg: TrainConfig, features: FeatureSet, task: Task) -> None:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Run the job; the figures of record, how they were obtained, where the model and the report are."""
+    """Run the job; the reported figures, how they were obtained, where the model and the report are."""
     validate(cfg)
     preflight(cfg)
     # the job's own files, read once here: the learners get plain values
@@ -103,7 +103,7 @@ def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids
     run_id = run.run_id
     timings: dict[str, float] = {}
     report = join(cfg.output, "report")
-    previous = read_previous(report)  # the model of record this run replaces, read before its report is rewritten
+    previous = read_previous(report)  # the chosen model this run replaces, read before its report is rewritten
 
     t = time.time()
     labelled = read_labelled(cfg.features, cfg.task, cfg.ontology, partial(_enough_clips, cfg),
@@ -258,7 +258,7 @@ def calibration_lines(calibration: dict[str, Any] | None, metrics: dict[str, dic
 
 
 def summary_lines(result: TrainResult) -> list[str]:
-    """What the command prints: every model's figures of record, how they were obtained, and where the outputs are."""
+    """What the command prints: every model's reported figures, how they were obtained, and where the outputs are."""
     s, ev = result.counts["splits"], result.evaluation
     n = sum(v["clips"] for v in s.values())
     chosen_by = f" (by {METRIC_NAMES[ev['select_by']]})" if ev.get("select_by") else ""
@@ -267,12 +267,12 @@ def summary_lines(result: TrainResult) -> list[str]:
                + (f" over column {ev['folds_column']}" if ev["folds_column"] else " (grouped)" if ev["grouped"] else ""))
         passed_over = (f" ({ev['best']} scored higher, {ev['scores'][ev['best']]:.3f} against "
                        f"{ev['scores'][ev['chosen']]:.3f}, but has no saved form)" if ev["best"] != ev["chosen"] else "")
-        lines = [f"train run {result.run_id}: {n} clips, {how}; model of record {ev['chosen']}{chosen_by}{passed_over}, "
+        lines = [f"train run {result.run_id}: {n} clips, {how}; chosen model {ev['chosen']}{chosen_by}{passed_over}, "
                  f"saved {ev['saved_model']} refitted on all clips; {result.wall_s:.0f} s"]
     else:
         lines = [f"train run {result.run_id}: {n} clips "
                  f"(train {s['train']['clips']}, val {s['val']['clips']}, test {s['test']['clips']}); "
-                 f"model of record {ev['chosen']}{chosen_by}; {result.wall_s:.0f} s"]
+                 f"chosen model {ev['chosen']}{chosen_by}; {result.wall_s:.0f} s"]
     left_out = {c: why for c, why in result.counts["excluded_columns"].items() if why == RANDOM_REASON}
     lines.append(f"  features: {', '.join(result.groups)}"
                  + (f"; left out (random weights; --include-random-weights uses them): {', '.join(left_out)}"

@@ -1,4 +1,4 @@
-"""The saved model under cross-validation: the model of record (or ``saved_model``) refitted on every clip.
+"""The saved model under cross-validation: the chosen model (or ``saved_model``) refitted on every clip.
 
 One candidate, or the compared models' average (``learn.portable.Average``) when it scored best: each member
 is refitted as every outer fold fitted it, on the feature set it chooses on the inner folds of all clips and
@@ -27,7 +27,7 @@ from acoustic_env.jobs.train.evaluation import (
 from acoustic_env.learn.feature_sets import ALL, Sets, SetChoice, choose_sets
 from acoustic_env.learn.portable import Average, Portable
 from acoustic_env.learn.transform import GroupTransform, columns_of
-from acoustic_env.learn.tuning import SearchPlan, SearchRecord
+from acoustic_env.learn.tuning import TuningPlan, TuningRecord
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.table import FeatureSet, GroupInfo
 from acoustic_env.vocabulary.tasks import Task
@@ -67,7 +67,7 @@ class Saved:
         return {"model": AVERAGE, **{m: f.params_ for m, f in self.fitted.items()}}
 
     @property
-    def searches(self) -> dict[str, SearchRecord]:
+    def searches(self) -> dict[str, TuningRecord]:
         """Each refitted model's own search on all clips (the models that searched)."""
         return {m: f.search_ for m, f in self.fitted.items() if f.search_ is not None}
 
@@ -98,21 +98,21 @@ class Saved:
 
 
 def _choice(cfg: TrainConfig, task: Task, sets: Sets | None, features: FeatureSet, models: list[str],
-            plan: SearchPlan) -> SetChoice:
+            plan: TuningPlan) -> SetChoice:
     """The vector ``models``' feature sets (each, when ``sets``) and the count rule they share, chosen as each outer
     fold chose them, on the inner folds of all clips (each inner fit with its preprocessing fitted on its own training
     part)."""
     prep, raw = preprocessing(cfg, features)
     return choose_sets(
         lambda model, own: make_estimator(model, task.kind, task.n_classes, cfg.seed, CV_THREADS,
-                                          SearchPlan(1, plan.inner_folds), balance=class_balance(cfg),
+                                          TuningPlan(1, plan.inner_folds), balance=class_balance(cfg),
                                           resample=resample_plan(cfg), preprocessing=own),
         models, sets or {ALL: prep.groups}, prep, raw, features.y, features.groups, plan.inner_folds, cfg.seed,
         task.kind, plan.metric)
 
 
 def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compared: list[str],
-          sets: Sets | None, plan: SearchPlan, images: dict[str, np.ndarray]) -> Saved:
+          sets: Sets | None, plan: TuningPlan, images: dict[str, np.ndarray]) -> Saved:
     """``saved`` (a compared model, or ``AVERAGE`` of the ``compared`` ones) fitted on every clip, in its saved form.
 
     ``sets``: the feature sets the vector models chose among in the outer folds (None: every model reads every

@@ -1,13 +1,13 @@
-"""The shuffled-split contrast (``train --compare-shuffled``): the model of record cross-validated again on folds
+"""The shuffled-split contrast (``train --compare-shuffled``): the chosen model cross-validated again on folds
 drawn clip by clip, its figures beside the grouped ones.
 
 The sourcing-sound study scored 0.936 on a shuffled split and 0.62 under folds that keep each source in one:
 clips of one recording share its microphone, place and background, so a model scored on a sibling of a training
-clip is scored on a near copy. The grouped folds (or a published ``--folds-column``) are this project's figures of
-record; the shuffled ones say how much a careless split would have flattered the same pipeline. Only the grouping
+clip is scored on a near copy. The grouped folds (or a published ``--folds-column``) are this project's reported
+figures; the shuffled ones say how much a careless split would have flattered the same pipeline. Only the grouping
 changes: the same number of folds, stratified by class, and inside each fold the same preprocessing fitted on the
 training folds, the same search, feature-set choice and calibration, on inner folds drawn clip by clip too (every
-clip its own group), as a study without groups would have run them. One model, the model of record: one more
+clip its own group), as a study without groups would have run them. One model, the chosen model: one more
 cross-validation of one model is the whole cost.
 """
 
@@ -25,7 +25,7 @@ from acoustic_env.learn.cv import cross_validate
 from acoustic_env.learn.feature_sets import Sets
 from acoustic_env.learn.metrics import headline
 from acoustic_env.learn.splits import assign_folds
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.pages.report import SHUFFLED_FIGURES as FIGURES
 from acoustic_env.pages.report import grouped_words
 from acoustic_env.table import FeatureSet
@@ -34,7 +34,7 @@ from acoustic_env.vocabulary.tasks import Task
 
 
 def shuffled_contrast(cfg: TrainConfig, task: Task, features: FeatureSet, model: str, grouped: np.ndarray,
-                      n_folds: int, plan: SearchPlan, images: dict[str, np.ndarray],
+                      n_folds: int, plan: TuningPlan, images: dict[str, np.ndarray],
                       sets: Sets | None, compared: Sequence[str]) -> dict[str, Any]:
     """``model`` cross-validated on ``n_folds`` stratified folds that ignore the groups, with the grouped run's
     search ``plan``, images and feature sets, beside its out-of-fold probabilities on the grouped folds
@@ -60,7 +60,7 @@ def _figures(side: dict[str, Any]) -> str:
 
 
 def shuffled_lines(contrast: dict[str, Any] | None) -> list[str]:
-    """The console's contrast: the model of record's figures on shuffled folds, then on the grouped ones."""
+    """The console's contrast: the chosen model's figures on shuffled folds, then on the grouped ones."""
     if not contrast:
         return []
     return [f"  shuffled against grouped folds ({contrast['model']}, {contrast['folds']} folds each, "

@@ -33,10 +33,10 @@ from acoustic_env.jobs.train.evaluation import (
     model_inputs,
     network_shap,
     resample_plan,
-    search_plan,
     shap_rows,
     slim,
     split_counts,
+    tuning_plan,
 )
 from acoustic_env.jobs.train.explain import importances, zoo_attributions
 from acoustic_env.jobs.train.trainers import Trained, estimators, searched, streamed
@@ -46,7 +46,7 @@ from acoustic_env.learn.fit import Schedule, default_metric
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, intervals
 from acoustic_env.learn.splits import DROPPED, NAMES, TEST, TRAIN, VAL, assign_splits, leaks, strata
 from acoustic_env.learn.transform import GroupTransform
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.pages.report import clip_predictions
 from acoustic_env.storage import is_local, join
 from acoustic_env.table import FeatureSet
@@ -101,7 +101,7 @@ def _check_split(task: Task, features: FeatureSet, counts: dict[str, dict[str, i
                                   "cross-validation (--cv-folds 2 or more)")
 
 
-def _check_streamed(cfg: TrainConfig, plan: SearchPlan, streamed: list[str]) -> None:
+def _check_streamed(cfg: TrainConfig, plan: TuningPlan, streamed: list[str]) -> None:
     """What a network trained on streamed images cannot do, refused before anything starts."""
     if not streamed:
         return
@@ -122,7 +122,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     process, under a Ray Tune search, or on streamed images); every one, its ablations and SHAP scored on the test
     split."""
     _check_groups(features, clip_groups, test_mask)
-    plan, balance, resample = search_plan(cfg), class_balance(cfg), resample_plan(cfg)
+    plan, balance, resample = tuning_plan(cfg), class_balance(cfg), resample_plan(cfg)
     by_kind = {kind: [m for m in compared(cfg) if spec(m).trains == kind] for kind in TRAININGS}
     _check_streamed(cfg, plan, by_kind["stream"])
     split = assign_splits(strata(features.y), clip_groups, test_mask, cfg.test_size, cfg.val_size, cfg.seed)
@@ -166,10 +166,10 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     shap = _shap(cfg, features, transforms, x, idx, trained, timings)
     val_scores = {m: r.val_score for m, r in trained.items()}
     chosen = best_of({m: v for m, v in val_scores.items() if m in FORMATS and trained[m].saved})  # can be saved
-    saved = chosen if cfg.saved_model == "record" else cfg.saved_model
+    saved = chosen if cfg.saved_model == "chosen" else cfg.saved_model
     if trained[saved].saved is None:
         raise ConfigError(f"saved_model: {saved} has no saved form after the split evaluation")
-    record = next((r for r in trained.values() if r.found is not None), None)  # the search of record
+    record = next((r for r in trained.values() if r.found is not None), None)  # the tuned network's
     evaluation = {
         **_evaluation(cfg, task, idx, clip_groups, plan, chosen, best_of(val_scores), saved),
         "not_resampled": [m for m, r in trained.items() if not r.resampled] if resample is not None else [],
@@ -190,7 +190,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
 
 
 def _evaluation(cfg: TrainConfig, task: Task, idx: dict[int, np.ndarray], clip_groups: np.ndarray | None,
-                plan: SearchPlan, chosen: str, best: str, saved: str) -> dict[str, Any]:
+                plan: TuningPlan, chosen: str, best: str, saved: str) -> dict[str, Any]:
     """How the split's figures were obtained: the method, the choice and its description."""
     n_test, metric = len(idx[TEST]), plan.metric or default_metric(task.kind)
     return {
@@ -199,7 +199,7 @@ def _evaluation(cfg: TrainConfig, task: Task, idx: dict[int, np.ndarray], clip_g
         "description": (f"One train/validation/test split ({len(idx[TRAIN])}/{len(idx[VAL])}/{n_test} clips"
                         f"{', grouped by recording' if clip_groups is not None else ''}): the network's "
                         f"hyper-parameters and early stopping used the validation split; every figure is on the "
-                        f"{n_test} test clips, which no model or preprocessing saw. The model of record is "
+                        f"{n_test} test clips, which no model or preprocessing saw. The chosen model is "
                         f"{chosen} (the best validation {metric} of the models "
                         f"that can be saved"
                         f"{'' if best == chosen else f'; {best} scored higher but cannot be saved'}); the saved model "
@@ -207,7 +207,7 @@ def _evaluation(cfg: TrainConfig, task: Task, idx: dict[int, np.ndarray], clip_g
 
 
 def _search(trained: dict[str, Trained], record: Trained | None, timings: dict[str, float]) -> dict[str, Any]:
-    """The run's search: the searched network's of record (its trials, its choice), and how each other candidate was
+    """The run's search: the tuned network's (its trials, its choice), and how each other candidate was
     searched or trained, in its method."""
     lines = [f"{m}: {r.line}" for m, r in trained.items() if r.line and r is not record]
     found = None if record is None else record.found

@@ -35,7 +35,7 @@ from acoustic_env.learn.balance import Balance
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.portable import Portable
 from acoustic_env.learn.splits import TEST, TRAIN, VAL
-from acoustic_env.learn.tuning import SearchPlan
+from acoustic_env.learn.tuning import TuningPlan
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 from acoustic_env.table import FeatureSet
 from acoustic_env.vocabulary.tasks import Task
@@ -76,7 +76,7 @@ def scheduled(name: str, setup: Setup, balance: Balance, **schedule: Any) -> Set
 
 
 def estimators(cfg: TrainConfig, task: Task, names: list[str], features: FeatureSet, x: np.ndarray,
-               idx: dict[int, np.ndarray], clip_groups: np.ndarray | None, plan: SearchPlan, balance: Balance,
+               idx: dict[int, np.ndarray], clip_groups: np.ndarray | None, plan: TuningPlan, balance: Balance,
                resample: Resample | None) -> dict[str, Trained]:
     """The ``estimator`` candidates fitted in this process on the training split, stopped on the validation split
     as the network is; held in memory, each model fits its own preprocessing (the evaluation's ``x`` is that
@@ -102,7 +102,7 @@ def estimators(cfg: TrainConfig, task: Task, names: list[str], features: Feature
 
 
 def searched(cfg: TrainConfig, task: Task, name: str, data: dict[str, np.ndarray], x_val: np.ndarray,
-             x_test: np.ndarray, setup: Setup, plan: SearchPlan, balance: Balance, concurrent: int,
+             x_test: np.ndarray, setup: Setup, plan: TuningPlan, balance: Balance, concurrent: int,
              runs: str) -> Trained:
     """A ``tune`` network under the Ray Tune search of its ``tune_space`` (``--trials``; 0: one run at its defaults)
     on ``data`` (the training split, resampled, and the validation split, which stops it); the best trial's weights
