@@ -14,8 +14,8 @@ spread, in the search space (standardised, L2-normalised), float16, memory-mappe
 Each round, as ``labels new-class`` runs one, timed step by step in this process (one core's BLAS):
 
 1. round 0 only: the example's 50 nearest clips (exact: one pass of the matrix, in 50,000-row chunks; with
-   ``--index``, a USearch graph of the same rows, ``vector_index.py --keep``'s file: mapped, then one query at
-   ``learn/vector_index.py``'s 256 candidates, the map counted in the step);
+   ``--index``, the USearch graphs of the same rows, ``vector_index.py --keep``'s file: mapped, then one query at
+   ``learn/vector_index.py``'s 256 candidates in each graph, the map counted in the step);
 2. the verdicts: round 0 judges the 50 hits, each later round the 20 clips the previous round picked (the
    scripted reviewer's time is not counted);
 3. the probe: a logistic regression on the embedding (scikit-learn, the judged clips against 200 random
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", default="/tmp/acoustic-env-agile-bench")
-    ap.add_argument("--index", help="a USearch file of the same rows (vector_index.py --keep, the same --rows and "
+    ap.add_argument("--index", help="the USearch file of the same rows (vector_index.py --keep, the same --rows and "
                                     "--seeds): the top 50 from it")
     args = ap.parse_args()
     from threadpoolctl import threadpool_limits
@@ -107,13 +107,9 @@ def main() -> None:
     with threadpool_limits(1):
         t, cpu = time.perf_counter(), time.process_time()
         if args.index:
-            from usearch.index import Index
+            from vector_index import kept
 
-            from acoustic_env.learn.vector_index import EXPANSION_SEARCH
-
-            graph = Index.restore(args.index, view=True)
-            graph.expansion_search = EXPANSION_SEARCH
-            found = np.asarray(graph.search(np.asarray(rows[example], np.float32), TOP + 1, threads=1).keys)
+            found = kept(args.index).search(np.asarray(rows[example], np.float32), TOP + 1)[0]
             top = np.array([i for i in found.tolist() if i != example][:TOP])
         else:
             sims = scores(rows, np.asarray(rows[example], np.float32))

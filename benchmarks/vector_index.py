@@ -14,7 +14,7 @@ whose 10 nearest differ. ``labels new-class``'s round 0 is such a search; nothin
 
 ``--startup``: ``acoustic-env search`` in a fresh process on a table of ``--rows`` clips, answering from its
 index. The table (20 Parquet parts under ``--work``) holds the generated rows in a ``yamnet`` column, recorded as
-random weights as the synthetic tables are; the index is usearch's graph of those rows kept by ``--keep``,
+random weights as the synthetic tables are; the index is usearch's graphs of those rows kept by ``--keep``,
 written beside it by ``learn/vector_index.py`` with a manifest whose space is the identity (means 0, standard
 deviations 1: the rows are already in the search space), so no second build of a million rows is needed. Times,
 median of 5 examples: the command (wall and CPU), and in a warm process ``vector_index.load`` (the manifest, the
@@ -37,7 +37,8 @@ Each library runs in its own process (its memory is its own): the build on 2 thr
 thread, k = 10; recall@10 against exact search (a float32 matrix product, in chunks). Memory:
 the process's peak RSS above what the mapped data and numpy took before the build; size: the
 saved index file. Settings (M = 16 links, 128 candidates while building) are
-the same for the four HNSW libraries (each query at 64, 128 and 256 candidates); faiss's is HNSW over float32 (its scalar-quantised HNSW
+the same for the four HNSW libraries; usearch's rows are cut into graphs as ``learn/vector_index.py`` cuts them
+(the fewest of at most its ``GRAPH_ROWS`` rows, searched together: ``vector_index.Graphs``) (each query at 64, 128 and 256 candidates); faiss's is HNSW over float32 (its scalar-quantised HNSW
 is slower to build), usearch and voyager also at lower precision. Prints a Markdown table.
 """
 
@@ -124,15 +125,21 @@ def exact(rows: np.ndarray, queries: np.ndarray, path: Path) -> np.ndarray:
 
 def _build(library: str, precision: str, dim: int, n: int):
     """(add(vectors, ids), query(vector, ef) -> ids, save(path)) of one library's index."""
-    if library == "usearch":
-        from usearch.index import Index
+    if library == "usearch":  # as learn/vector_index.py builds it: graphs of at most its GRAPH_ROWS rows
+        from acoustic_env.learn.vector_index import Graphs, add_rows, graph_sizes
 
-        index = Index(ndim=dim, metric="ip", dtype=precision, connectivity=M, expansion_add=EF_BUILD,
-                      expansion_search=EF_SEARCH[0])
+        graphs: list = []
+
         def query(q, ef):
-            index.expansion_search = ef
-            return index.search(q, K, threads=1).keys
-        return lambda x, ids: index.add(ids, x, threads=2), query, index.save
+            for graph in graphs:
+                graph.expansion_search = ef
+            return Graphs(tuple(graphs), tuple(np.cumsum([0, *map(len, graphs[:-1])]).tolist())).search(q, K)[0]
+
+        def save(path):
+            blobs = [bytes(g.save()) for g in graphs]
+            Path(path).write_bytes(b"".join(blobs))
+            Path(path + ".json").write_text(json.dumps([len(b) for b in blobs]))
+        return lambda x, ids: add_rows(graphs, graph_sizes(n), int(ids[0]), x, precision), query, save
     if library == "faiss":
         import faiss
 
@@ -171,6 +178,24 @@ def _build(library: str, precision: str, dim: int, n: int):
     raise SystemExit(f"--libraries: unknown {library}")
 
 
+def kept(path: str):
+    """The graphs of ``--keep``'s usearch file (its graphs one after the other, their sizes in ``<file>.json``),
+    mapped, at the module's candidates: what ``agile_loop.py --index`` and ``--startup`` read."""
+    import mmap
+
+    from usearch.index import Index
+
+    from acoustic_env.learn.vector_index import EXPANSION_SEARCH, Graphs
+
+    with open(path, "rb") as file:
+        data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    sizes, buffer = json.loads(Path(path + ".json").read_text()), memoryview(data)
+    graphs = [Index.restore(buffer[end - size:end], view=True) for size, end in zip(sizes, np.cumsum(sizes).tolist())]
+    for graph in graphs:
+        graph.expansion_search = EXPANSION_SEARCH
+    return Graphs(tuple(graphs), tuple(np.cumsum([0, *map(len, graphs[:-1])]).tolist()), data)
+
+
 def one(args: argparse.Namespace) -> None:
     """One library at one precision, in this process: prints its figures as JSON."""
     rows, queries = generate(Path(args.work), args.rows, args.dim, args.queries, args.seeds)
@@ -187,6 +212,7 @@ def one(args: argparse.Namespace) -> None:
     size = saved.stat().st_size / 2**20
     if not args.keep:
         saved.unlink()
+        Path(str(saved) + ".json").unlink(missing_ok=True)
     q32 = queries.astype(np.float32)
     for ef in EF_SEARCH:
         times, hits = [], 0
@@ -271,12 +297,14 @@ def startup(args: argparse.Namespace) -> None:
     table = open_table(str(out))
     if not (out / "index" / "yamnet.json").exists():
         data = (work / "index-usearch-f16").read_bytes()
+        sizes = json.loads((work / "index-usearch-f16.json").read_text())
+        blobs = [memoryview(data)[end - size:end] for size, end in zip(sizes, np.cumsum(sizes).tolist())]
         manifest = {"format": vector_index.FORMAT, "library": f"usearch {vector_index._usearch_version()}",
                     "embedder": "yamnet", "columns": ["yamnet"], "weights": "random", "precision": "f16",
                     "metric": "cosine", "rows": args.rows, "parts": vector_index.part_sizes(table),
                     "means": [[0.0] * args.dim], "stds": [[1.0] * args.dim], "built": "", "updated": ""}
         facts = pa.table({"clip_id": ids, "uri": uris})
-        vector_index._write(table, ["yamnet"], [data], facts, manifest, None)
+        vector_index._write(table, ["yamnet"], blobs, facts, manifest, None)
     made = time.perf_counter() - t
     cli = [sys.executable, "-m", "acoustic_env.cli", "search", "--features", str(out), "--embedder", "yamnet",
            "--include-random-weights", "-k", "10", "--example"]

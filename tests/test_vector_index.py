@@ -243,6 +243,30 @@ def test_an_index_built_in_shards_answers_as_one_graph_and_takes_new_parts_in_it
     assert vector_index.runs(["a"], 4) == [["a"]]
 
 
+def test_rows_past_graph_rows_are_cut_into_even_graphs_and_new_parts_fill_the_last_then_new_ones(
+        indexed, tmp_path, monkeypatch):
+    monkeypatch.setattr(vector_index, "GRAPH_ROWS", 500)  # a million rows' cut (125,000 a graph) on 1,200
+    assert [vector_index.graph_sizes(n) for n in (0, 500, 501, 1200)] == [[0], [500], [250, 251], [400, 400, 400]]
+    out = _copy(indexed, tmp_path)
+    done = vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random", rebuild=True)
+    assert (done.shards, done.rows) == (3, ROWS)
+    one, cut = (vector_index.load(open_table(str(d)), ["yamnet"], "random") for d in (indexed, out))
+    assert [len(g) for g in cut.graph.shards] == [400, 400, 400] and cut.graph.firsts == (0, 400, 800)
+    assert cut.ids.equals(one.ids)
+    rows = np.stack([one.vector(i) for i in range(ROWS)])
+    assert _recall(cut, rows, range(0, ROWS, 40)) >= max(0.95, _recall(one, rows, range(0, ROWS, 40)) - 0.02)
+    vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random", shards=2, rebuild=True)
+    halves = vector_index.load(open_table(str(out)), ["yamnet"], "random")  # 2 runs of 600 rows, 2 graphs each
+    assert [len(g) for g in halves.graph.shards] == [300] * 4 and halves.ids.equals(one.ids)
+    _write(_table(out, seed=1, prefix="new"), out, first=10, parts=1)
+    done = vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random")
+    assert (done.action, done.added, done.shards) == ("extended", ROWS, 6)
+    grown = vector_index.load(open_table(str(out)), ["yamnet"], "random")
+    assert [len(g) for g in grown.graph.shards] == [300, 300, 300, 500, 500, 500]
+    for key in (ROWS + 150, ROWS + 1000):  # in the last graph filled, in a new one
+        assert grown.nearest(grown.vector(key), 1)[0][0] == key
+
+
 @pytest.mark.slow  # a Ray instance's tasks: over 10 s on the 2-core machine
 def test_a_build_on_ray_is_the_in_process_build_recall_for_recall(indexed, tmp_path, capsys, ray_session):
     out = _copy(indexed, tmp_path)

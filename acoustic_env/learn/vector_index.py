@@ -29,20 +29,26 @@ describes the table.
 **Precision.** ``f16`` by default: recall@10 against exact search as f32's (0.97 at 100,000 x 1,024), half
 the memory; ``i8`` a quarter, at 0.75 (its fixed scale is coarse for L2-normalised 1,024-wide rows).
 
-**Shards.** A table of millions is built in ``shards``: runs of its parts, each run's moments and then its graph
+**Graphs of at most** ``GRAPH_ROWS`` **rows.** One graph over a million rows finds too few of the true neighbours
+(recall@10 0.89 at 1,000,000 x 1,024, 0.93 with eight times the candidates: among a million near-alike rows the
+walk stops short), one over 100,000 finds 0.97. So the rows are cut into the fewest graphs of at most
+``GRAPH_ROWS``, as even in size as rows allow; a query walks each and keeps the nearest of their answers, so it
+costs one walk a graph, and finds at least what one graph over every row finds (each graph is searched with the
+same candidates over fewer rows). The graphs are written as one file, one after the other, under one digest, and
+mapped from it. Parts added later fill the last graph, then new ones.
+
+**Shards.** A table of millions is built in ``shards``: runs of its parts, each run's moments and then its graphs
 computed by its own task (``mapper``: ``distributed.index_build`` runs them as Ray tasks; the in-process build is
 one shard, mapped in this process), so a cluster builds in parallel what one process would build in turn (USearch
-has no merge of two graphs). The graphs are then written as one file, one after the other, under one digest; a
-query walks each and keeps the nearest of their answers, so it costs about ``shards`` times one graph's walk, and
-finds at least what one graph over every row finds (each graph is searched with the same candidates over fewer
-rows). Keys stay the table's row numbers, so the clip ids, the space and the answers are the in-process build's.
-Parts added later join the last graph.
+has no merge of two graphs). Keys stay the table's row numbers, so the clip ids, the space and the answers are the
+in-process build's.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
+import mmap
 import posixpath
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +83,8 @@ FORMAT = 1
 #: Graph links per node, candidates kept while adding and while searching: recall@10 0.94 at 64 candidates, 0.97
 #: at 256, on 100,000 x 1,024 (benchmarks/vector_index.py), for under a millisecond a query.
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
+#: Rows of one graph at most (see the module docstring; its measure: benchmarks/RESULTS.md, "Vector index").
+GRAPH_ROWS = 125_000
 #: Table rows read at a time while building: a 1,024-wide float32 batch is 200 MiB.
 BATCH_ROWS = 50_000
 _IDS = pa.schema([("clip_id", pa.string()), ("uri", pa.string())])
@@ -246,33 +254,51 @@ def runs(parts: Sequence[str], shards: int) -> list[list[str]]:
     return [list(parts[i * len(parts) // n:(i + 1) * len(parts) // n]) for i in range(n)]
 
 
-def _add(graph: Any, ids: pa.Table, first: int, table: TableInfo, parts: Sequence[str], columns: Sequence[str],
-         widths: dict[str, int], space: DistanceSpace, precision: str) -> tuple[Any, pa.Table]:
-    """``graph`` (None: a new one) with the rows of ``parts`` added in the space, keyed on from ``first`` plus the
-    rows ``ids`` already holds; and ``ids`` with their clip ids and URIs."""
+def graph_sizes(rows: int) -> list[int]:
+    """``rows`` cut into the fewest graphs of at most ``GRAPH_ROWS`` rows, as even in size as rows allow."""
+    n = max(1, -(-rows // GRAPH_ROWS))
+    return [rows * (i + 1) // n - rows * i // n for i in range(n)]
+
+
+def add_rows(graphs: list[Any], sizes: Sequence[int], key: int, rows: np.ndarray, precision: str) -> None:
+    """``rows`` (of the space) added to ``graphs`` in place, keyed on from ``key``: the last graph filled to its size
+    in ``sizes`` (``GRAPH_ROWS`` past their end), then new graphs, each to its size (``benchmarks/vector_index.py``
+    builds its graphs with it too)."""
+    done = 0
+    while done < len(rows):
+        size = sizes[len(graphs) - 1] if 0 < len(graphs) <= len(sizes) else GRAPH_ROWS
+        if not graphs or len(graphs[-1]) >= size:
+            graphs.append(_new_graph(rows.shape[1], precision))
+            continue
+        take = min(size - len(graphs[-1]), len(rows) - done)
+        graphs[-1].add(np.arange(key + done, key + done + take, dtype=np.uint64), rows[done:done + take])
+        done += take
+
+
+def _add(graphs: list[Any], sizes: Sequence[int], ids: pa.Table, first: int, table: TableInfo, parts: Sequence[str],
+         columns: Sequence[str], widths: dict[str, int], space: DistanceSpace, precision: str) -> pa.Table:
+    """The rows of ``parts`` added in the space to ``graphs`` (:func:`add_rows`), keyed on from ``first`` plus the
+    rows ``ids`` already holds. Returns ``ids`` with their clip ids and URIs."""
     for facts, mats in _batches(table, parts, columns, widths):
-        rows = space.transform(mats)
-        if graph is None:
-            graph = _new_graph(rows.shape[1], precision)
-        keys = np.arange(first + ids.num_rows, first + ids.num_rows + len(rows), dtype=np.uint64)
-        graph.add(keys, rows)
+        add_rows(graphs, sizes, first + ids.num_rows, space.transform(mats), precision)
         ids = pa.concat_tables([ids, facts])
-    return graph, ids
+    return ids
 
 
-def shard(job: tuple[Sequence[str], int], table: TableInfo, columns: Sequence[str], widths: dict[str, int],
-          space: DistanceSpace, precision: str) -> tuple[bytes, pa.Table]:
-    """One shard: the graph over a run of parts (``job``: the run and its first key, the rows before it in the
-    table), saved, and the clip id and URI of each of its keys (no rows: empty bytes and no ids)."""
-    parts, first = job
-    graph, ids = _add(None, _IDS.empty_table(), first, table, parts, columns, widths, space, precision)
-    return (b"" if graph is None else bytes(graph.save())), ids
+def shard(job: tuple[Sequence[str], int, int], table: TableInfo, columns: Sequence[str], widths: dict[str, int],
+          space: DistanceSpace, precision: str) -> tuple[list[bytes], pa.Table]:
+    """One shard: the graphs over a run of parts (``job``: the run, its first key, the rows before it in the table,
+    and its rows), saved, and the clip id and URI of each of their keys (no rows: no graphs and no ids)."""
+    parts, first, rows = job
+    graphs: list[Any] = []
+    ids = _add(graphs, graph_sizes(rows), _IDS.empty_table(), first, table, parts, columns, widths, space, precision)
+    return [bytes(g.save()) for g in graphs], ids
 
 
 @dataclass(frozen=True)
 class Built:
     """What :func:`build` did: ``action`` (``built``, ``extended``, ``rebuilt``, ``current``), why, the rows
-    added, the rows indexed, its manifest's URI, its precision, its seconds and its shards."""
+    added, the rows indexed, its manifest's URI, its precision, its seconds and its graphs."""
 
     action: str
     why: str
@@ -288,8 +314,9 @@ def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str,
           rebuild: bool = False, shards: int = 1, mapper: Mapper = in_process) -> Built:
     """Build the index over ``columns``, extend it with the table's new parts, or build it again when parts it
     covers were replaced, the weights changed, its precision is another or ``rebuild`` asks; nothing when it is
-    current. A build is ``shards`` runs of parts, each run's moments and graph mapped by ``mapper`` (see the module
-    docstring); an extension adds to the last graph here. The graphs and ids are written before the manifest."""
+    current. A build is ``shards`` runs of parts, each run's moments and graphs mapped by ``mapper`` (see the module
+    docstring); an extension fills the last graph here, then new ones. The graphs and ids are written before the
+    manifest."""
     if precision not in INDEX_PRECISIONS:
         raise ConfigError(f"precision: must be one of {', '.join(INDEX_PRECISIONS)}, got {precision!r}")
     start = time.perf_counter()
@@ -303,17 +330,19 @@ def build(table: TableInfo, embedder: str, columns: Sequence[str], weights: str,
     if extend:
         space = DistanceSpace(tuple(map(np.asarray, old["means"])), tuple(map(np.asarray, old["stds"])))
         graphs, ids = _open_graphs(table, old, columns, view=False), _read_ids(table, old)
-        last, ids = _add(graphs.shards[-1], ids, 0, table, found.new_parts, columns, widths, space, precision)
-        blobs = [bytes(g.save()) for g in (*graphs.shards[:-1], last)]
+        grown = list(graphs.shards)
+        ids = _add(grown, (), ids, 0, table, found.new_parts, columns, widths, space, precision)
+        blobs = [bytes(g.save()) for g in grown]
         added = ids.num_rows - old["rows"]
     else:
         jobs = runs(table.parts, shards)
         shares = mapper(moments, jobs, table=table, columns=list(columns), widths=widths)
         space = space_from(shares, columns)
-        firsts = np.cumsum([0, *(share[0] for share in shares[:-1])]).tolist()
-        made = [m for m in mapper(shard, list(zip(jobs, firsts)), table=table, columns=list(columns), widths=widths,
-                                  space=space, precision=precision) if m[1].num_rows]
-        blobs, ids = [m[0] for m in made], pa.concat_tables([m[1] for m in made])
+        counts = [share[0] for share in shares]
+        firsts = np.cumsum([0, *counts[:-1]]).tolist()
+        made = mapper(shard, list(zip(jobs, firsts, counts)), table=table, columns=list(columns), widths=widths,
+                      space=space, precision=precision)
+        blobs, ids = [b for m in made for b in m[0]], pa.concat_tables([m[1] for m in made])
         added = ids.num_rows
         dup = pc.count_distinct(ids["clip_id"]).as_py() != ids.num_rows
         if dup:
@@ -350,7 +379,7 @@ def update_beside(output: str) -> list[str]:
             manifest = read_json(where)
             columns = manifest["columns"]
             built = build(table, manifest["embedder"], columns, table.weights.get(columns[0]) or RANDOM,
-                          manifest["precision"], shards=len(manifest.get("shards", [0])))
+                          manifest["precision"])
         except (ConfigError, ValueError, KeyError, TypeError) as exc:
             lines.append(f"index {redact(where)} not updated: {exc}")
         else:
@@ -391,20 +420,22 @@ def _write(table: TableInfo, columns: Sequence[str], blobs: Sequence[bytes], ids
 
 @dataclass(frozen=True)
 class Graphs:
-    """An index's graphs, one a shard, each holding a run of keys from its first on; searched together."""
+    """An index's graphs, each holding a run of keys from its first on; searched together. ``buffer``: the file's
+    bytes (or its map) that the graphs are views of, held as long as they are."""
 
     shards: tuple[Any, ...]
     firsts: tuple[int, ...]
+    buffer: Any = None
 
     def __len__(self) -> int:
         return sum(len(g) for g in self.shards)
 
     def get(self, key: int) -> np.ndarray:
-        """The row stored for ``key``, from the shard whose run holds it."""
+        """The row stored for ``key``, from the graph whose run holds it."""
         return self.shards[bisect.bisect_right(self.firsts, key) - 1].get(np.uint64(key))
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest keys of every shard's ``k`` nearest, nearest first, and their distances."""
+        """The ``k`` nearest keys of every graph's ``k`` nearest, nearest first, and their distances."""
         keys, distances = [], []
         for graph in self.shards:
             found = graph.search(query, min(k, len(graph)))
@@ -416,14 +447,19 @@ class Graphs:
 
 def _open_graphs(table: TableInfo, manifest: dict[str, Any], columns: Sequence[str], view: bool) -> Graphs:
     """The graphs the manifest names, their bytes checked against the manifest's digest (one line when damaged);
-    one graph in a local file is mapped (``view``), shards are read."""
+    views of the file's bytes (``view``: a local file is mapped, not read, so a fresh process starts without a copy
+    of the graphs), else loaded (to be added to)."""
     from usearch.index import Index
 
     where = join(index_dir(table), manifest["graph"])
     fs, path = filesystem(where)
     rebuild = f"build it again: acoustic-env index --features {redact(table.source)} --rebuild"
     try:
-        data = fs.cat_file(path)
+        if view and is_local(where) and fs.size(path):
+            with open(path, "rb") as file:
+                data: Any = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        else:
+            data = fs.cat_file(path)
     except FileNotFoundError:
         raise ConfigError(f"index: {redact(where)}, named by {index_name(columns)}.json, is missing; {rebuild}") \
             from None
@@ -431,17 +467,15 @@ def _open_graphs(table: TableInfo, manifest: dict[str, Any], columns: Sequence[s
         raise ConfigError(f"index: {redact(where)} is damaged ({len(data)} bytes, its manifest says "
                           f"{manifest['bytes']}, or its checksum differs); {rebuild}")
     sizes = manifest.get("shards", [len(data)])  # an index written before shards: one graph
-    if len(sizes) == 1 and view and is_local(where):
-        shards = [Index.restore(path, view=True)]
-    else:
-        ends = np.cumsum(sizes).tolist()
-        shards = [Index.restore(data[end - size:end]) for size, end in zip(sizes, ends)]
+    buffer = memoryview(data)
+    shards = [Index.restore(buffer[end - size:end], view=view) for size, end in zip(sizes, np.cumsum(sizes).tolist())]
     if any(g is None for g in shards) or sum(len(g) for g in shards) != manifest["rows"]:
         # the bytes are what was written: a guard, not a check
         raise ConfigError(f"index: {redact(where)} does not hold the {manifest['rows']} rows it should; {rebuild}")
     for graph in shards:
         graph.expansion_search = EXPANSION_SEARCH  # a search setting: the file does not keep it
-    return Graphs(tuple(shards), tuple(np.cumsum([0, *(len(g) for g in shards[:-1])]).tolist()))
+    return Graphs(tuple(shards), tuple(np.cumsum([0, *(len(g) for g in shards[:-1])]).tolist()),
+                  data if view else None)
 
 
 def _read_ids(table: TableInfo, manifest: dict[str, Any]) -> pa.Table:
