@@ -274,7 +274,7 @@ def test_train_warm_started_end_to_end_saves_a_model_that_scores_as_in_training(
 
 
 @pytest.mark.parametrize("architecture, got", [("small", "got --cnn-architecture 'small'"),
-                                                (None, "got --cnn-architecture unset (searched)")])
+                                                (None, "got --cnn-architecture unset (tuned)")])
 def test_the_warm_starts_error_quotes_the_architecture_given(architecture, got):
     """Issue 82, 18: the line said "needs --cnn-architecture cnn14, got 'panns'", quoting --cnn-init's value where
     the architecture is what must change."""

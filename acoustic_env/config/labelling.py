@@ -170,7 +170,7 @@ class NewClassConfig(Section):
     batch: int = option(10, ge=1, help="clips in the next round's review.csv")
     seed: int = _seed("seed of the random negatives, the train job and the next round's order")
     train_config: str | None = _location(None, help="a train config file (YAML or JSON of train's fields) over "
-                                                    "the round's light defaults (logreg beside the MLP, one search "
+                                                    "the round's light defaults (logreg beside the MLP, one tuning "
                                                     "trial, no ablations, no SHAP)")
 
 

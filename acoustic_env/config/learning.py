@@ -90,7 +90,7 @@ class TrainConfig(Section):
     val_size: float = option(0.2, gt=0, lt=1, help="validation fraction of the clips left after the test split")
     test_list: str | None = _location(None, help="clip ids for the test split: AudioSet segment CSV, CSV with clip_id, "
                                               "or one per line")
-    seed: int = _seed("seed of the splits, the search and the networks")
+    seed: int = _seed("seed of the splits, the tuning and the networks")
     # Nested under cross-validation: each fold's models are tuned on that fold's training clips only (learn/tuning.py).
     tuning_trials: int = option(2, ge=1, help="distinct settings each of xgboost, the MLP, forest, svm, knn and the "
                                               "CNN tries in its own tuning: the defaults first, then drawn from its "
@@ -114,19 +114,19 @@ class TrainConfig(Section):
                                         "Ray Train workers)")
     device: str = _device("training")
     baselines: tuple[str, ...] = option(BASELINES, choices=BASELINE_CHOICES,
-                                        help="models compared with the MLP (empty for none), each searched as its "
+                                        help="models compared with the MLP (empty for none), each tuned as its "
                                              "space says: " + "; ".join(f"{s.name}, {s.summary}" for s in
                                                                         candidates.specs() if s.name != "mlp"))
     saved_model: str = option("chosen", choices=candidates.names(before=("chosen",), after=(candidates.AVERAGE,)),
                               help="the model the artifact holds: the chosen model, a compared model by name, or "
                                    "the average of the compared models (under cross-validation; no cnn among them)")
-    # the CNN's network and view, else searched (candidates/cnn.py: fixed); recorded in the model's hyperparameters
+    # the CNN's network and view, else tuned (candidates/cnn.py: fixed); recorded in the model's hyperparameters
     cnn_architecture: str | None = option(None, choices=cnn.ARCHITECTURES,
                                           help="the CNN's network: small (one convolution a block) or residual "
-                                               "(ResNet's basic blocks); unset: searched with its other settings")
+                                               "(ResNet's basic blocks); unset: tuned with its other settings")
     cnn_crop_s: float | None = option(None, gt=0, le=60,
                                       help="the CNN's crop: the stretch of image it learns from and scores clips "
-                                           "by, in seconds (100 image frames a second); unset: searched")
+                                           "by, in seconds (100 image frames a second); unset: tuned")
     cnn_init: str = option("none", choices=("none", "panns"),
                            help="the CNN's starting weights: none (random), or panns: with --cnn-architecture cnn14, "
                                 "its bn0 and blocks copied from the PANNs CNN14 checkpoint in the weights cache "
@@ -156,7 +156,7 @@ class TrainConfig(Section):
     # The study's comparison (jobs/train/grid.py): one cross-validated model per embedder x signal-set cell.
     grid: bool = option(False, help="compare one model per cell of grid_embedders x grid_signals (indices + MPS of "
                                     "the signals, plus the embedder's embeddings of them; --feature-groups names "
-                                    "other hand-made sources), each with its own nested search; the winner is "
+                                    "other hand-made sources), each with its own nested tuning; the winner is "
                                     "trained and saved")
     grid_embedders: tuple[str, ...] = option(("auto",), choices=("auto", "none", *EMBEDDERS), nonempty=True,
                                              check=(lambda v: "auto" not in v or len(v) == 1,
@@ -215,7 +215,7 @@ class TrainConfig(Section):
             require(getattr(self, name) is None or "cnn" in self.baselines, name, "applies to the CNN only: add cnn "
                     "to --baselines", getattr(self, name))
         if self.cnn_init != "none" and self.cnn_architecture != "cnn14":  # the architecture is what is wrong: shown
-            given = "unset (searched)" if self.cnn_architecture is None else shown(self.cnn_architecture)
+            given = "unset (tuned)" if self.cnn_architecture is None else shown(self.cnn_architecture)
             raise ConfigError(f"cnn_init: {self.cnn_init} copies PANNs CNN14's blocks: needs --cnn-architecture cnn14, "
                               f"got --cnn-architecture {given}")
         require(self.grace_rounds <= self.max_rounds, "grace_rounds", "must be an integer in [1, max_rounds]",
