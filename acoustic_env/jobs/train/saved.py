@@ -26,6 +26,7 @@ from acoustic_env.jobs.train.evaluation import (
 )
 from acoustic_env.learn.feature_sets import ALL, Sets, SetChoice, choose_sets
 from acoustic_env.learn.portable import Average, Portable
+from acoustic_env.learn.preprocess import ROWS_PER_COMPONENT
 from acoustic_env.learn.transform import GroupTransform, columns_of
 from acoustic_env.learn.tuning import TuningPlan, TuningRecord
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
@@ -111,32 +112,56 @@ def _choice(cfg: TrainConfig, task: Task, sets: Sets | None, features: FeatureSe
         task.kind, plan.metric)
 
 
-def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compared: list[str],
-          sets: Sets | None, plan: TuningPlan, images: dict[str, np.ndarray]) -> Saved:
-    """``saved`` (a compared model, or ``AVERAGE`` of the ``compared`` ones) fitted on every clip, in its saved form.
+@dataclass(frozen=True)
+class Taken:
+    """What the saved model takes, chosen on the inner folds of all clips before it is fitted on them."""
 
-    ``sets``: the feature sets the vector models chose among in the outer folds (None: every model reads every
-    group); ``images``: the image models' inputs, which read no group. Each vector model is fitted with its
-    preprocessing inside (``learn.preprocess.Preprocessing``): its searches and probability map refit the PCA on
-    each inner split, and the PCA it keeps, fitted on every clip, is the artifact's (``transforms``).
-    """
+    models: list[str]  # the saved model, or the average's members in the compared order
+    groups: dict[str, list[str]]  # the feature groups each reads (an image model: every group, read by none)
+    sets: dict[str, dict[str, Any]]  # each vector model's feature set and its inner scores (a set search only)
+    features: FeatureSet  # narrowed to the groups the models read, when a search chose them
+    rule: int  # the rows per PCA component the groups keep (the default's without a vector model)
+    rule_scores: dict[int, float]  # each count rule tried: the models' mean inner score (none: not searched)
+
+
+def take(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compared: list[str], sets: Sets | None,
+         plan: TuningPlan, images: dict[str, np.ndarray]) -> Taken:
+    """Which models the saved model ``saved`` fits (itself, or each compared model for ``AVERAGE``), on which
+    feature set each and which PCA count rule they share, chosen as each outer fold chose them, on grouped inner
+    folds of all clips (``learn.feature_sets.choose_sets``); arguments as :func:`refit`'s.
+
+    Why apart from the fits: the choice is the saved model's logic, which its tests check on small tables, and
+    the fits on every clip take what it chose."""
     models = [m for m in compared if m != AVERAGE] if saved == AVERAGE else [saved]
     vector = [m for m in models if m not in images]
     choice = _choice(cfg, task, sets, features, vector, plan) if vector else None
     chosen = ({m: {"model": m, "set": name, "groups": list(sets[name]), "scores": scores, "rule": choice.rule}
                for m, (name, scores, _) in choice.sets.items()} if sets is not None and choice else {})
     if chosen:  # the saved model reads its own set(s): predict, serve and annotate compute only those
-        keep = {g for s in chosen.values() for g in s["groups"]}
-        features = narrowed(features, keep, FEATURE_SET_REASON)
+        features = narrowed(features, {g for s in chosen.values() for g in s["groups"]}, FEATURE_SET_REASON)
+    every = [g.name for g in features.feature_groups]
+    return Taken(models, {m: chosen[m]["groups"] if m in chosen else every for m in models}, chosen, features,
+                 ROWS_PER_COMPONENT if choice is None else choice.rule, {} if choice is None else choice.rule_scores)
+
+
+def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compared: list[str],
+          sets: Sets | None, plan: TuningPlan, images: dict[str, np.ndarray]) -> Saved:
+    """``saved`` (a compared model, or ``AVERAGE`` of the ``compared`` ones) fitted on every clip, in its saved form,
+    as :func:`take` chose it.
+
+    ``sets``: the feature sets the vector models chose among in the outer folds (None: every model reads every
+    group); ``images``: the image models' inputs, which read no group. Each vector model is fitted with its
+    preprocessing inside (``learn.preprocess.Preprocessing``): its searches and probability map refit the PCA on
+    each inner split, and the PCA it keeps, fitted on every clip, is the artifact's (``transforms``).
+    """
+    taken = take(cfg, task, features, saved, compared, sets, plan, images)
+    features, groups = taken.features, taken.groups
     prep, raw = preprocessing(cfg, features)
-    if choice is not None:
-        prep = prep.with_rule(choice.rule)
+    prep = prep.with_rule(taken.rule)
     transforms = list(prep.fit(raw))  # every model's own fit of a group on all clips is this one (the same rows)
     x = prep.transform(transforms, raw)
-    every = [t.group for t in transforms]
-    groups = {m: chosen[m]["groups"] if m in chosen else every for m in models}
     fitted, portables = {}, {}
-    for m in models:
+    for m in taken.models:
         own = m in images
         fitted[m] = make_estimator(m, task.kind, task.n_classes, cfg.seed, CV_THREADS, search=plan,
                                    balance=class_balance(cfg), calibrate=True, resample=resample_plan(cfg),
@@ -147,8 +172,8 @@ def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compar
     estimator: Portable | Average = portables[saved] if saved != AVERAGE else _average(
         portables, groups, transforms, x, {m: f.predict_proba(images[m] if m in images else raw)
                                            for m, f in fitted.items()})
-    return Saved(saved, estimator, fitted, portables, groups, chosen, features, transforms, x, prep.rule,
-                 choice.rule_scores if choice is not None else {})
+    return Saved(saved, estimator, fitted, portables, groups, taken.sets, features, transforms, x, taken.rule,
+                 taken.rule_scores)
 
 
 def _average(portables: dict[str, Portable], groups: dict[str, list[str]], transforms: list[GroupTransform],
