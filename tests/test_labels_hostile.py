@@ -67,7 +67,7 @@ def test_apply_never_writes_into_the_store_it_reads(table, tmp_path, capsys):
 
 def _event_file(store: Path, table: pa.Table) -> Path:
     store.mkdir(parents=True, exist_ok=True)
-    path = store / event_name()
+    path = store / event_name(datetime.now(timezone.utc))
     write_parquet(table, str(path))
     return path
 
@@ -106,12 +106,12 @@ def test_a_bad_event_file_is_one_line_naming_it_and_how_to_set_it_aside(table, t
     elif damage == "no time":
         bad = _event_file(store, pa.table(_good_rows(time=None), schema=SCHEMA))
     elif damage == "a FIFO":  # opened, it would block every reader for ever
-        bad = store / event_name()
+        bad = store / event_name(datetime.now(timezone.utc))
         os.mkfifo(bad)
         # its writer: should a reader open it after all, the test fails on EOF instead of hanging
         threading.Thread(target=lambda: open(bad, "wb").close(), daemon=True).start()
     else:
-        bad = store / event_name()
+        bad = store / event_name(datetime.now(timezone.utc))
         bad.mkdir()
     for command in (["show"], ["apply", "--output", str(tmp_path / "list.csv")]):
         capsys.readouterr()

@@ -156,9 +156,9 @@ def default_store(features: str) -> str:
     return join(base, STORE_DIR)
 
 
-def event_name(now: datetime | None = None) -> str:
-    """A new event file's name: the writer's UTC time (files list in time order) and a uuid (no two collide)."""
-    now = now or datetime.now(timezone.utc)
+def event_name(now: datetime) -> str:
+    """A new event file's name: the writer's UTC time ``now`` (files list in time order) and a uuid (no two
+    collide)."""
     return f"{PREFIX}{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex}.parquet"
 
 
