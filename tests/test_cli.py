@@ -154,6 +154,9 @@ def test_annotate_takes_the_extract_options_into_its_extract_section():
     ("audit", ["--classifier", "xgboost"], "classifier", "xgboost"),
     ("audit", ["--review-top", "7"], "review_top", 7),
     ("extract", ["--weights-cache", "/c"], "weights_cache", "/c"),
+    ("train", ["--tuning-trials", "3"], "tuning_trials", 3),
+    ("train", ["--tuning-folds", "3"], "tuning_folds", 3),
+    ("train", [], "saved_model", "chosen"),
 ])
 def test_renamed_flags(command, argv, field, value):
     assert getattr(parse(command, *argv), field) == value
@@ -161,6 +164,8 @@ def test_renamed_flags(command, argv, field, value):
 
 @pytest.mark.parametrize("argv", [
     ["train", "--features", "f", "--output", "o", "--groups", "indices"],
+    ["train", "--features", "f", "--output", "o", "--search-trials", "3"],  # search is search by example now
+    ["train", "--features", "f", "--output", "o", "--search-folds", "3"],
     ["audit", "--features", "f", "--output", "o", "--model", "xgboost"],
     ["audit-review", "--audit", "a", "--top", "3"],
     ["models", "list", "--cache-dir", "c"],
@@ -174,6 +179,19 @@ def test_old_names_are_gone_with_one_line(capsys, argv):
     command = " ".join(a for a in argv[:2] if not a.startswith("-"))
     assert info.value.code == 2 and err.count("\n") == 1 and "unrecognized arguments: --" in err
     assert err.endswith(f" (see acoustic-env {command} --help)\n"), err
+
+
+@pytest.mark.parametrize("given, line", [
+    ({"search_trials": 3}, "search_trials: unknown field (known: "),
+    ({"search_folds": 3}, "search_folds: unknown field (known: "),
+    ({"saved_model": "record"}, "saved_model: must be one of ['chosen', "),
+])
+def test_a_config_file_with_an_old_name_is_one_line(given, line):
+    """Issue 83 part 4: hyper-parameter tuning is no search and the model train picks is the chosen one, not the
+    model of record: a config file's old key or value is refused in one line, never taken as an alias."""
+    with pytest.raises(ConfigError) as info:
+        from_dict(TrainConfig, {"features": "f", "output": "o", **given})
+    assert str(info.value).startswith(line) and "\n" not in str(info.value)
 
 
 def test_a_misspelt_flag_is_named_with_the_flag_meant(capsys):
