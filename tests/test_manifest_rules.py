@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from acoustic_env.audio import manifest
 from acoustic_env.audio.manifest import CLIP_SCHEMA, ManifestError, detect_format, read_manifest
+from acoustic_env.csv_writer import csv_bytes
 
 #: The columns every read list has: the clip's own, then the pipeline's error columns.
 OUT_SCHEMA = CLIP_SCHEMA.append(pa.field("error_stage", pa.string())).append(
@@ -487,3 +489,35 @@ def test_label_counts_counts_the_clips_that_carry_a_label():
 
     table = pa.table({"labels": [["/m/1", "/m/2"], [], ["/m/2"], ["/m/10"]]})
     assert (label_counts(table, "/m/2"), label_counts(table, "/m/1"), label_counts(table, "/m/3")) == (2, 1, 0)
+
+
+@pytest.mark.parametrize("name,fmt", [("l.csv", "auto"), ("l.csv", "csv"), ("l.csv", "audioset"),
+                                      ("l.jsonl", "jsonl"), ("l.parquet", "parquet")])
+def test_a_clip_list_that_is_a_fifo_is_one_line_and_never_opened(tmp_path, name, fmt):
+    """``--manifest`` naming a FIFO (or /dev/stdin): opened, extract would wait for ever on a writer."""
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    with pytest.raises(ManifestError) as err:
+        read_manifest(str(fifo), fmt=fmt).table
+    assert str(err.value) == f"manifest: {fifo} is not a regular file (a FIFO, a device or a socket); give a file"
+
+
+def test_a_clip_list_over_its_size_limit_is_one_line_naming_the_limit(tmp_path, monkeypatch):
+    listed = _csv(tmp_path / "big.csv", f"clip_id,uri\na,{tmp_path / 'a.wav'}\n")
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 10)
+    with pytest.raises(ManifestError) as err:
+        read_manifest(listed).table
+    size = Path(listed).stat().st_size
+    assert str(err.value) == f"manifest: {listed} is {size} bytes, over the limit of a clip list (10 bytes)"
+
+
+def test_cells_the_csv_writer_guarded_read_back_as_written(tmp_path):
+    """A list the project wrote (a recipe's, ``audioset fetch``'s) puts a ``'`` before a cell a spreadsheet would
+    run (``=1+1``, ``+x``): extract reads the clip's own id and labels back, not the guarded text."""
+    (tmp_path / "a.wav").write_bytes(b"")
+    listed = tmp_path / "written.csv"
+    listed.write_bytes(csv_bytes(["clip_id", "uri", "labels"],
+                                 [{"clip_id": "=1+1", "uri": str(tmp_path / "a.wav"), "labels": ["+x", "@y"]}]))
+    assert listed.read_text().splitlines()[1].startswith("'=1+1,")
+    assert read_manifest(str(listed)).table.select(["clip_id", "labels"]).to_pylist() == [
+        {"clip_id": "=1+1", "labels": ["+x", "@y"]}]
