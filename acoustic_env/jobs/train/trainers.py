@@ -106,41 +106,76 @@ def searched(cfg: TrainConfig, task: Task, name: str, data: dict[str, np.ndarray
              runs: str) -> Trained:
     """A ``tune`` network under the Ray Tune search of its ``tune_space`` (``--trials``; 0: one run at its defaults)
     on ``data`` (the training split, resampled, and the validation split, which stops it); the best trial's weights
-    read back (call it inside the run's storage: a temporary one goes after) and scored on ``x_test``.
+    read back (call it inside the run's storage: a temporary one goes after) and scored on ``x_test``
+    (:func:`tuned`)."""
+    # pragma: no mutate block (the runs on Ray, a train run's tests; what they run and give back: tuning_setup's,
+    # tuning_line's and tuned's)
+    own = tuning_setup(name, setup, balance)
+    found = (tune_search(data, own, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds) if cfg.trials
+             else single_run(data, own, dict(own.model.params[NETWORK])))
+    return tuned(task, name, own, found, tuning_line(cfg.trials, concurrent, runs), x_val, data["y_val"], x_test,
+                 plan)
 
-    The search's figure is the default metric's; another (``--select-by``) scores the chosen network's state."""
-    own = scheduled(name, setup, balance, max_rounds=setup.schedule.max_rounds, patience=setup.schedule.patience,
-                     patience_epochs=None)  # the patience in rounds as the job gives it, not shortened by epochs
-    spec, kind, k = own.model, task.kind, task.n_classes
-    if cfg.trials:
-        found = tune_search(data, own, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds)
-        line = f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s) of {runs}"
-    else:
-        found = single_run(data, own, dict(spec.params[NETWORK]))
-        line = f"no search: default hyper-parameters, {runs}"
+
+def tuning_setup(name: str, setup: Setup, balance: Balance) -> Setup:
+    """``setup`` for the ``tune`` network ``name``: its rounds and its patience in rounds as the job gives them
+    (``--max-rounds``, ``--patience``), the patience not shortened by epochs on a small table."""
+    return scheduled(name, setup, balance, max_rounds=setup.schedule.max_rounds, patience=setup.schedule.patience,
+                     patience_epochs=None)
+
+
+def tuning_line(trials: int, concurrent: int, runs: str) -> str:
+    """How a ``tune`` network was tuned (``trials``: ``--trials``), in the run record's words."""
+    if trials:
+        return f"Optuna TPE (Bayesian) with ASHA early termination, {concurrent} concurrent trial(s) of {runs}"
+    return f"no search: default hyper-parameters, {runs}"
+
+
+def tuned(task: Task, name: str, setup: Setup, found: SearchResult, line: str, x_val: np.ndarray, y_val: np.ndarray,
+          x_test: np.ndarray, plan: TuningPlan) -> Trained:
+    """The network ``found`` (its trials' best, of ``setup``'s candidate) back in this process from its checkpoint:
+    its test probabilities, its validation score and its saved form.
+
+    The score is the search's own for the default metric; another (``--select-by``) scores the network's state on
+    ``x_val``."""
+    spec, kind, k = setup.model, task.kind, task.n_classes
     network = {**spec.params[NETWORK], **found.params}
     shape = (x_test.shape[1],)
     net = spec.restore(shape, kind, k, network, load_checkpoint(found.checkpoint, setup.storage))
     score = found.best_val_score if plan.metric is None else val_score(
-        kind, data["y_val"], spec.predict(net, x_val, kind, k), plan.metric)
+        kind, y_val, spec.predict(net, x_val, kind, k), plan.metric)
     return Trained(name, spec.predict(net, x_test, kind, k), score,
                    saved=spec.save and (lambda: spec.save(net, shape, kind, k, {**spec.params, NETWORK: network})),
-                   params=found.params, line=line, network=net, found=found, setup=own)
+                   params=found.params, line=line, network=net, found=found, setup=setup)
 
 
 def streamed(cfg: TrainConfig, task: Task, name: str, features: FeatureSet, idx: dict[int, np.ndarray],
              setup: Setup, balance: Balance) -> Trained:
     """A ``stream`` network trained on the training split's images streamed by Ray Data, early stopping on the
     validation split's, as one run of ``--workers`` workers at its settings (no search); its validation score at
-    its best round and its test probabilities. ``--resample-per-class`` cannot add rows to the stream."""
+    its best round and its test probabilities (:func:`from_stream`). ``--resample-per-class`` cannot add rows to the
+    stream."""
+    # pragma: no mutate block (the run on Ray, a train run's tests; what it reads and gives back: split_rows's and
+    # from_stream's)
     own = scheduled(name, setup, balance)  # its rounds and patience its own (a round: one pass of the stream)
-    rows = {code: Rows(features.ids[idx[code]], features.y[idx[code]]) for code in (TRAIN, VAL, TEST)}
+    rows = split_rows(features, idx)
     net, shape, found, proba = fit_streamed(features.table, rows[TRAIN], rows[VAL], rows[TEST], own)
-    spec, params = own.model, dict(own.model.params)
+    return from_stream(task, name, own, net, (shape.bands, shape.frames), found, proba, cfg.workers)
+
+
+def split_rows(features: FeatureSet, idx: dict[int, np.ndarray]) -> dict[int, Rows]:
+    """Each split's clips (``idx``: positions by split code) as Ray Data's stream reads them: ids and targets."""
+    return {code: Rows(features.ids[idx[code]], features.y[idx[code]]) for code in (TRAIN, VAL, TEST)}
+
+
+def from_stream(task: Task, name: str, setup: Setup, net: nn.Module, shape: tuple[int, int], found: SearchResult,
+                proba: np.ndarray, workers: int) -> Trained:
+    """The ``stream`` network ``net`` (``setup``'s candidate over images of ``shape``, bands by frames) its run
+    gave back: its best round's validation score, ``proba`` on the test split, its saved form at its settings."""
+    spec, params = setup.model, dict(setup.model.params)
     rounds = found.trials[0]["rounds"]  # the history skips rounds without a training score
     return Trained(name, proba, found.best_val_score,
-                   saved=spec.save and (lambda: spec.save(net, (shape.bands, shape.frames), task.kind, task.n_classes,
-                                                          params)),
+                   saved=spec.save and (lambda: spec.save(net, shape, task.kind, task.n_classes, params)),
                    params={"model": name, **params}, resampled=False,
-                   line=f"its images streamed by Ray Data, trained on {runner_words(cfg.workers)}, {rounds} round(s), "
+                   line=f"its images streamed by Ray Data, trained on {runner_words(workers)}, {rounds} round(s), "
                         "no search")
