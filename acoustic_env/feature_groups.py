@@ -5,7 +5,7 @@ everything the rest of the package needs: its default PCA size (train), whether 
 (``in_grid``), the ``FeatureParams`` switch that turns it on, its columns' metadata, and its implementations by
 ``features.impl`` (``reference``: the libraries; ``fast``: vectorised numpy; ``torch``: a batch of clips as one tensor,
 the device stage). The extract stage (``features.cpu_features``, ``features.torch.batch``), the table's metadata,
-the configs' choices and help, train's grid and the feature-set search all read this registry; ``register(spec)``
+the configs' choices and help, train's grid and the feature-set choice all read this registry; ``register(spec)``
 adds a group before a job runs (``docs/development.md``, "Adding a feature group").
 
 The implementations are named lazily (``registry.lazy``), so reading the registry (validating a config, ``--help``)

@@ -100,7 +100,7 @@ def test_train_and_audit_dry_runs_say_clips_columns_and_outputs(tmp_path):
     assert train["with_target"] == 30 and train["per_class"] == {"urban": 15, "natural": 15}
     assert train["excluded"] == {"vggish": "random weights"} and "indices_raw" in train["columns"]
     text = "\n".join(train["lines"])
-    assert "3 trials of Optuna TPE with ASHA" in text and "vggish (random weights)" in text
+    assert "  tuning: 3 trials of Optuna TPE with ASHA" in text and "vggish (random weights)" in text
     assert f"{tmp_path}/m/model/" in text and train["enough_clips"]
     # the grid reads every column, as the job does (each cell then takes its own)
     grid = plan_train(from_dict(TrainConfig, {"features": table, "output": str(tmp_path / "m"), "grid": True,

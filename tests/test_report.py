@@ -201,7 +201,7 @@ def test_the_split_run_reports_its_validation_to_test_gap_and_draws_its_network(
 def test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score():
     from sklearn.metrics import roc_auc_score
 
-    from acoustic_env.jobs.train.crossval import _nested_searches
+    from acoustic_env.jobs.train.crossval import _nested_tuning
     from acoustic_env.jobs.train.gap import generalisation_gap
     from acoustic_env.learn.cv import cross_validate
     from acoustic_env.learn.tuning import TuningPlan
@@ -219,7 +219,7 @@ def test_gap_pairs_each_evaluations_selection_score_with_its_held_out_score():
     # cross-validation: real nested searches (xgboost's settings by ROC AUC; logistic regression's C by log loss)
     result = cross_validate(x, y, np.arange(80) % 4, "single_label", 2, ["logreg", "xgboost"],
                             groups=np.arange(80) // 2, search=TuningPlan(2, 2), threads=1)
-    nested = _nested_searches(result)
+    nested = _nested_tuning(result)
     records = result.searches["xgboost"]
     assert nested["xgboost"]["inner_scores"] == [max(t["score"] for t in r.trials) for r in records]
     cv = generalisation_gap("single_label", {"method": "cross_validation", "scores": result.scores},

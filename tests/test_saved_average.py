@@ -108,7 +108,7 @@ def test_the_report_console_and_record_explain_the_saved_average_member_by_membe
     metrics = json.loads(Path(result.report).with_name("metrics.json").read_text())
     assert set(metrics["search"]["params"]) == {"model", "logreg", "mlp"}
     assert {t["model"] for t in metrics["search"]["trials"]} <= {"logreg", "mlp"}
-    assert "The saved average's members searched the same way on all clips: logreg (" in metrics["search"]["method"]
+    assert "The saved average's members were tuned the same way on all clips: logreg (" in metrics["search"]["method"]
     assert set(metrics["shap"]) == {"logreg", "mlp"}  # each member explained on its own groups
     for name, shap in metrics["shap"].items():
         member = next(m for m in metrics["evaluation"]["feature_sets"]["saved"]["members"] if m["model"] == name)

@@ -19,7 +19,7 @@ import pytest
 
 from acoustic_env.cli import main
 from acoustic_env.demo.tables import synthetic_features, write_features
-from acoustic_env.jobs.train.crossval import _cv_search_note
+from acoustic_env.jobs.train.crossval import _cv_tuning_note
 from acoustic_env.pages.report import params_section
 from acoustic_env.learn.mlp import architecture
 from acoustic_env.candidates import PARAMS, SPACES
@@ -84,7 +84,7 @@ def test_a_space_smaller_than_the_trials_is_tried_once_each_and_the_note_says_so
     assert sorted(t["params"]["n_neighbors"] for t in record.trials) == [3, 15, 30] and record.asked == 5
     nested = {"knn": {"settings": 3, "asked": 5, "inner_folds": 2, "outer_folds": 1, "fits": 6, "seconds": 0.0,
                       "space": record.space, "trials": [record.trials], "chosen": [record.best]}}
-    note = _cv_search_note(["mlp", "knn"], 3, nested, {}, "knn")
+    note = _cv_tuning_note(["mlp", "knn"], 3, nested, {}, "knn")
     assert "knn tried 3 distinct settings in some outer fold, of 5 asked" in note
     assert "knn: n_neighbors {15, 3, 30}" in note
     narrow = Space({"p": numbers(1.0, 1.001)})  # endless numbers, one value at 3 significant figures
@@ -102,7 +102,7 @@ def test_the_report_lists_every_setting_of_every_outer_fold():
     nested = {"forest": {"outer_folds": 2, "metric": "selection", "space": space, "trials": trials,
                          "chosen": [trials[0][1]["params"], trials[1][0]["params"]]}}
     page = params_section({"search": {"method": "", "params": {}, "nested": nested}})
-    table = page.split("Nested search of forest", 1)[1]
+    table = page.split("Nested tuning of forest", 1)[1]
     assert "4 settings tried over 2 outer folds" in table and "min_samples_leaf: 1–16 log" in table
     rows = re.findall(r"<tr class='(\w*)'>(.*?)</tr>", table)
     assert len(rows) == 4 and [k for k, _ in rows] == ["", "used", "used", ""]
@@ -140,7 +140,7 @@ def test_train_with_twenty_forest_trials_records_and_reports_them(tmp_path, monk
     assert "forest 20 settings x 2 inner folds in each of 3 outer folds" in console
     assert "forest: min_samples_leaf 1–16 log" in console and "mlp at fixed hyper-parameters" in console
     page = (out / "report" / "index.html").read_text()
-    assert "<b>Nested search of forest</b>: 60 settings tried over 3 outer folds" in page
+    assert "<b>Nested tuning of forest</b>: 60 settings tried over 3 outer folds" in page
 
 
 def test_a_multi_label_tasks_inner_folds_keep_recordings_apart_and_each_label_pattern_in_every_fold():

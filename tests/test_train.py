@@ -342,7 +342,7 @@ def test_train_end_to_end_with_search(tmp_path):
     text = r.stdout + r.stderr
     assert r.returncode == 0, text
     assert not NOISE.search(text), text
-    assert len(text.splitlines()) <= 16 and "search: 2 trial(s)" in text, text
+    assert len(text.splitlines()) <= 16 and "tuning: 2 trial(s)" in text, text
     record = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert record["status"] == "completed" and record["counts"]["leaking_groups"] == 0
     assert record["counts"]["excluded_columns"] == {f"{s}_bg": SIGNAL_REASON for s in ("indices", "spectral", "mps")}

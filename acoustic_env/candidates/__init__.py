@@ -49,7 +49,7 @@ class _View(MutableMapping[str, Any]):
     def __setitem__(self, name: str, value: Any) -> None:
         _REGISTRY.replace(replace(get(name), **{self._field: value}))
 
-    def __delitem__(self, name: str) -> None:  # a space removed: the candidate keeps its defaults, unsearched
+    def __delitem__(self, name: str) -> None:  # a space removed: the candidate keeps its defaults, untuned
         _REGISTRY.replace(replace(get(name), **{self._field: None}))
 
     def __getitem__(self, name: str) -> Any:
@@ -64,8 +64,8 @@ class _View(MutableMapping[str, Any]):
 
 #: Every candidate's default settings, by name.
 PARAMS: MutableMapping[str, dict[str, Any]] = _View("params")
-#: Every searched candidate's space of ranges (``learn.tuning`` samples it for ``--tuning-trials`` settings; the
-#: logistic regressions search C their own way, ``searches_itself``).
+#: Every tuned candidate's space of ranges (``learn.tuning`` samples it for ``--tuning-trials`` settings; the
+#: logistic regressions tune C their own way, ``searches_itself``).
 SPACES: MutableMapping[str, Space] = _View("space")
 #: The saved form of every candidate that has one (``learn.portable``).
 FORMATS: MutableMapping[str, str] = _View("format")
@@ -89,7 +89,7 @@ for _spec in (*linear.SPECS, knn.SPEC, svm.SPEC, forest.SPEC, boosted.SPEC, netw
 @contextmanager
 def pinned(name: str, settings: dict[str, Any]) -> Iterator[None]:
     """Candidate ``name`` with ``settings`` (entries of its ``network`` defaults, e.g. :func:`.cnn.chosen`'s) fixed
-    in its defaults and taken out of its search space, for the block, then restored: every fit of a job (its
+    in its defaults and taken out of its tuning space, for the block, then restored: every fit of a job (its
     cross-validation, split, streamed run) reads its settings from the registry, so a job's flags reach them all
     and the saved model records them. One job per process at a time."""
     spec = get(name)

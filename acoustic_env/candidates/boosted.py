@@ -27,7 +27,7 @@ def fit_early(model: Any, x: Any, target: Any, val: tuple[Any, Any], kwargs: dic
     model.fit(x, target, eval_set=[val], verbose=False, **kwargs)
 
 
-# min_child_weight 1: XGBoost's own default, named so that the search's range holds it
+# min_child_weight 1: XGBoost's own default, named so that the tuning's range holds it
 SPEC = CandidateSpec("xgboost", "gradient-boosted trees", build=build, format="xgboost", balance="sample_weights",
                      default=True, fit_early=fit_early, explainer="trees",
                      params={"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "subsample": 0.8,

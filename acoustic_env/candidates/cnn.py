@@ -10,8 +10,8 @@ training rows (it takes the rows' groups). ``device``: where it trains (cpu or c
 switches one augmentation (0 or False: off), recorded with the model. No probability map: its inner refits would
 cost two more trainings a fold.
 
-The architecture (``small`` or ``residual``: :data:`SEARCHED`) and the crop are searched with the other settings;
-train's ``--cnn-architecture`` and ``--cnn-crop-s`` fix them instead (:func:`chosen`). ``cnn14`` is never searched:
+The architecture (``small`` or ``residual``: :data:`SEARCHED`) and the crop are tuned with the other settings;
+train's ``--cnn-architecture`` and ``--cnn-crop-s`` fix them instead (:func:`chosen`). ``cnn14`` is never tuned:
 64 channels and more a block on unpooled 64-band images is heavy on a CPU, so only ``--cnn-architecture cnn14``
 picks it.
 """
@@ -25,9 +25,9 @@ from acoustic_env.candidates.spec import Build, CandidateSpec
 from acoustic_env.registry import lazy
 
 _CNN = lazy("acoustic_env.learn.spectro_estimator", "CNNClassifier")
-#: The networks the search draws from (``learn.spectro``): the small default, and ResNet-style residual blocks.
+#: The networks the tuning draws from (``learn.spectro``): the small default, and ResNet-style residual blocks.
 SEARCHED = ("small", "residual")
-#: Every named network: the searched ones and PANNs CNN14's blocks (``cnn14``: chosen by name only).
+#: Every named network: the tuned ones and PANNs CNN14's blocks (``cnn14``: chosen by name only).
 ARCHITECTURES = (*SEARCHED, "cnn14")
 #: CNN14's fixed settings (``embedders/panns/model.py``): its 64 mel bands unpooled, blocks of 64, 128, ... channels.
 CNN14 = {"bands": 64, "input_pool": [1, 1], "width": 64}
@@ -63,7 +63,7 @@ SPEC = CandidateSpec("cnn", "a CNN over each clip's log-mel or MFCC image", buil
 
 
 def chosen(architecture: str | None, crop_s: float | None, init: dict[str, str] | None = None) -> dict[str, Any]:
-    """The network settings train's ``--cnn-architecture`` and ``--cnn-crop-s`` fix (None: searched); ``cnn14``
+    """The network settings train's ``--cnn-architecture`` and ``--cnn-crop-s`` fix (None: tuned); ``cnn14``
     brings its own width and input pooling. ``init``: the checked checkpoint the network starts from
     (``learn.warm_start.panns_init``), recorded with the model's settings."""
     return {**({"architecture": architecture} if architecture else {}),

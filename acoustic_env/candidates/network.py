@@ -1,7 +1,7 @@
 """``mlp``: the train job's network (``learn.mlp_estimator``) on the standardised components, saved as torch weights.
 
-``network`` holds its hyper-parameters: the defaults of the Ray Tune search too (``learn.fit.DEFAULT_PARAMS``). The
-search, the ablations and the final fit all build it here. It chooses no probability map: one learnt from inner
+``network`` holds its hyper-parameters: the defaults of the Ray Tune tuning too (``learn.fit.DEFAULT_PARAMS``). The
+tuning, the ablations and the final fit all build it here. It chooses no probability map: one learnt from inner
 networks trained on half the clips and stopped early on fewer made its out-of-fold ECE worse on the forest recordings
 and the demo alike (0.091 -> 0.138, 0.120 -> 0.144; benchmarks/feature_sets.py). Balanced classes reach it as loss
 weights, or as balanced batches (``balanced_sampler``; a multi-label clip drawn by its rarest positive label).
@@ -50,7 +50,7 @@ SPEC = CandidateSpec("mlp", "the train job's network (a multilayer perceptron)",
                      space=Space({"depth": ints(1, 3), "width": ints(32, 512, log=True),
                                   "dropout": numbers(0.0, 0.5), "weight_decay": numbers(1e-6, 1e-2, log=True),
                                   "lr": numbers(1e-4, 1e-2, log=True)}, within="network"),
-                     # the split evaluation: a Ray Tune search over a wider space (distributed.tune)
+                     # the split evaluation: Ray Tune tunes it over a wider space (distributed.tune)
                      trains="tune", tune_space=Space({
                          "depth": ints(1, 3), "width": one_of(32, 64, 128, 256, 512),
                          "lr": numbers(1e-4, 3e-2, log=True), "activation": one_of("relu", "gelu", "silu", "tanh"),

@@ -1,7 +1,7 @@
 """What every layer knows about a training candidate before it is built: its :class:`CandidateSpec`.
 
 A candidate is one module that states its facts and says how its estimator is built, as an embedder is
-(``embedders.spec``): its default settings, the space its search samples, the form a saved model keeps it in, how it
+(``embedders.spec``): its default settings, the space its tuning samples, the form a saved model keeps it in, how it
 weighs a rare class, whether it reads feature vectors or log-mel images, and the hooks the zoo calls where models
 differ (``learn.zoo.ZooClassifier`` runs them). Nothing here imports scikit-learn, XGBoost or torch: a config names
 the candidates (``--baselines``, ``--saved-model``) and ``acoustic-env --help`` lists them without loading any; a
@@ -33,13 +33,13 @@ EXPLAINERS = ("trees",)
 IMPORTANCES = ("coefficients", "impurity")
 #: How train's split evaluation trains a candidate (cross-validation fits every one in this process, through the
 #: zoo): ``estimator``, the zoo's estimator fitted in this process on the training split, stopped on the validation
-#: split where it can (``fit_early``); ``tune``, a network under a Ray Tune search (``distributed.tune``), its trials'
+#: split where it can (``fit_early``); ``tune``, a network tuned by Ray Tune (``distributed.tune``), its trials'
 #: settings drawn from ``tune_space`` (``--trials``; 0: its defaults once) and trained on the training split's arrays,
 #: each trial checkpointed and the best read back; ``stream``, a network of images trained on Ray Data's stream of
 #: them (``distributed.images``), data-parallel over ``--workers``, never held whole in one process.
 TRAININGS = ("estimator", "tune", "stream")
 #: The entry of a network's settings (``params``) that a run of it trains with: what a Ray Tune trial varies, what
-#: the feature-group ablations fix to the search's choice.
+#: the feature-group ablations fix to the tuning's choice.
 NETWORK = "network"
 
 
@@ -48,7 +48,7 @@ class Build:
     """What a builder knows of the fit ahead.
 
     ``smallest_class``: clips of the rarest class (or label value) in the training rows, which bounds an inner CV;
-    ``splits``: the grouped inner folds of a candidate that searches itself (``searches_itself``), else None;
+    ``splits``: the grouped inner folds of a candidate that tunes itself (``searches_itself``), else None;
     ``threads``: the library's threads (None: every core).
     """
 
@@ -67,7 +67,7 @@ Builder = Callable[[dict[str, Any], Build], Any]
 #: ``fit_early(estimator, X, target, (x_val, target_val), fit_kwargs, settings)``: a fit that stops on the
 #: validation rows (XGBoost's early stopping; the train/val/test split passes them).
 EarlyFit = Callable[[Any, Any, Any, tuple[Any, Any], dict[str, Any], dict[str, Any]], None]
-#: ``record_search(fitted estimator, settings)``: what a candidate that searches itself tried and chose:
+#: ``record_search(fitted estimator, settings)``: what a candidate that tunes itself tried and chose:
 #: ``(trials, best)`` with ``trials`` a list of ``{"params", "score"}`` over the inner folds, ``best`` the chosen
 #: settings (merged into the fitted settings).
 SearchRecorder = Callable[[Any, dict[str, Any], int], tuple[list[dict[str, Any]], dict[str, Any]]]
@@ -82,7 +82,7 @@ class CandidateSpec:
         summary: what it is, in a few words (``--help``, docs).
         params: its default settings (``PARAMS[name]``); ``learn.balance`` and ``make_estimator`` override entries.
         build: its estimator for settings (see :data:`Builder`).
-        space: the ranges its grouped search samples (``SPACES[name]``); None: it does not search, or searches
+        space: the ranges its grouped tuning samples (``SPACES[name]``); None: it is not tuned, or tunes
             itself (``searches_itself``).
         format: its saved form (one of :data:`FORMATS`), None if it cannot be saved.
         balance: how it weighs a rare class (one of :data:`BALANCES`); ``balance_note``: what the report adds to
@@ -94,16 +94,16 @@ class CandidateSpec:
             clips' own class rates, Platt scaling, which undid the weights: ``learn.balance.equal_priors``).
         takes_groups: its ``fit`` takes the rows' ``groups`` (the CNN's grouped early-stopping split).
         fit_early: how it fits with validation rows (see :data:`EarlyFit`); None: it ignores them.
-        searches_itself: it searches its own settings over the grouped inner folds it is built with
+        searches_itself: it tunes its own settings over the grouped inner folds it is built with
             (``Build.splits``), as the logistic regressions' C; ``record_search`` reads what it tried, ``fixed``
-            turns the chosen settings into the settings of a refit that does not search.
+            turns the chosen settings into the settings of a refit that does not tune.
         explainer, importance: how the report explains it (:data:`EXPLAINERS`, :data:`IMPORTANCES`).
         trains: how train's split evaluation trains it (:data:`TRAININGS`). A network (``tune`` or ``stream``)
             keeps the settings a run trains with in ``params["network"]`` (:data:`NETWORK`); what ``build`` returns
             has ``train(data, kind, n_classes, ...)`` (``learn.mlp_estimator.MLPClassifier.train``'s arguments for
             ``tune``, ``learn.spectro_estimator.CNNClassifier.train``'s for ``stream``), which calls ``on_round`` with
             the network after every round.
-        tune_space: the ranges a Ray Tune search of a ``tune`` network draws its ``network`` settings from.
+        tune_space: the ranges Ray Tune's tuning of a ``tune`` network draws its ``network`` settings from.
         restore: ``restore(shape, kind, n_classes, settings, state)``: the torch module a run of a network trained,
             in evaluation mode, from its best round's weights ``state`` (``shape``: one input's, ``(width,)`` of a
             vector or ``(bands, frames)`` of an image window; ``settings``: its ``network`` settings).
@@ -151,8 +151,8 @@ class CandidateSpec:
         if self.balance == "weights" and "class_weight" not in self.params:
             raise ValueError(f"candidate {self.name}: balance 'weights' needs a class_weight setting")
         if self.searches_itself and self.record_search is None:
-            raise ValueError(f"candidate {self.name}: a candidate that searches itself says what it tried "
-                             "(record_search)")
+            raise ValueError(f"candidate {self.name}: a candidate that tunes itself (searches_itself) says what "
+                             "it tried (record_search)")
         self._check_training()
 
     def _check_training(self) -> None:

@@ -1,6 +1,6 @@
 """A small model trained in this process, without Ray: for tests, benchmarks and offline examples.
 
-The train job searches, cross-validates and reports on Ray; checking what happens
+The train job tunes, cross-validates and reports on Ray; checking what happens
 *after* training (predict, annotate, the artifact) needs only some saved model of the
 right shape, trained on a real feature table. This fits the same per-group PCA and MLP
 (``learn/``) briefly and saves the same artifact, recording the table it came from so

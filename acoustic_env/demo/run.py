@@ -3,7 +3,7 @@
 Generates labelled synthetic soundscapes (a known share of labels flipped and a
 few deliberately broken files, see ``synth.generate_demo``), then runs the jobs
 from the job catalogue, as ``ae.run`` does (the public API sits on the floor above): extract on local Ray and
-local disk, train the environment classifier (a small search) with its report,
+local disk, train the environment classifier (a little tuning) with its report,
 audit the labels, and score the audit against the generator's truth.
 
 The extract runs with the default ``--embedders auto``: every embedder whose real weights are here and
@@ -27,7 +27,7 @@ from acoustic_env.jobs.train.job import summary_lines as train_lines
 from acoustic_env.storage import read_part
 
 DEMO_LABEL_NOISE = 0.1
-DEMO_SEARCH = {"trials": 4, "time_budget_s": 240.0, "max_rounds": 12, "grace_rounds": 3, "patience": 4,
+DEMO_TUNING = {"trials": 4, "time_budget_s": 240.0, "max_rounds": 12, "grace_rounds": 3, "patience": 4,
                "shap_samples": 40}
 DEMO_REVIEW = {"review_top": 20, "random_sample": 20}
 
@@ -87,9 +87,9 @@ def run_demo(output: Path, n_clips: int = 200, seed: int = 0, duration_s: float 
     print(f"  {run.record['embedders']['summary']}")
     if run.weights:
         print("  embedder weights: " + ", ".join(f"{k}={v[:12]}" for k, v in run.weights.items()))
-    print(f"training (cross-validated on a small table, else a {DEMO_SEARCH['trials']}-trial search of at most "
-          f"{DEMO_SEARCH['time_budget_s']:.0f} s) ...")
-    trained = _job("train", features=features, output=str(output / "train"), seed=seed, progress=False, **DEMO_SEARCH)
+    print(f"training (cross-validated on a small table, else {DEMO_TUNING['trials']} tuning trials of at most "
+          f"{DEMO_TUNING['time_budget_s']:.0f} s) ...")
+    trained = _job("train", features=features, output=str(output / "train"), seed=seed, progress=False, **DEMO_TUNING)
     print("\n".join(train_lines(trained)))
     audit = audit_against_truth(features, data_dir / "truth.csv", output / "audit")
     return {"extract": run.record, "train": trained.record, "audit": audit}

@@ -26,7 +26,7 @@ The console policy (:func:`quiet_console`), set once by a front door such as the
 ``acoustic-env`` command: a person at a terminal wants the tool's own lines (one per
 phase, one progress bar per job), not Ray's. With it, everything else goes to a log
 file: Ray's Python loggers (status lines, Tune/Train's "failed" blocks for trials the
-search stopped on purpose), Python warnings, what Ray's own threads in the driver print
+tuning stopped on purpose), Python warnings, what Ray's own threads in the driver print
 (the cluster's messages, such as a node marked dead), and whatever C/C++ code writes to file
 descriptor 2 (the raylet's and core worker's glog lines and stack traces, which no
 Python setting reaches). ``sys.stderr`` itself keeps pointing at the terminal, so the

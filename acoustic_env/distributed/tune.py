@@ -1,4 +1,4 @@
-"""Ray Tune and Ray Train: a network under a Bayesian search with ASHA, each trial on one worker or data-parallel.
+"""Ray Tune and Ray Train: a network's Bayesian tuning with ASHA, each trial on one worker or data-parallel.
 
 The network is a training candidate whose spec says it trains so (``trains``: ``tune``, its ranges ``tune_space``;
 or ``stream``, one run on its images streamed by Ray Data): ``Setup.model`` carries the spec itself to the trials, so
@@ -19,7 +19,7 @@ trial is its best.
 
 The searcher is Optuna's TPE (``ray.tune.search.optuna.OptunaSearch``): a
 Bayesian method (a density model of good vs bad trials) that handles the
-mixed search space here, integers, log-scaled floats and categories (depth,
+mixed space here, integers, log-scaled floats and categories (depth,
 width, learning rate, activation, dropout, weight decay, batch size), with no
 network access, and whose package is maintained and pure Python. HyperOpt
 implements the same algorithm but is barely maintained; BayesOpt needs a
@@ -29,7 +29,7 @@ its rungs.
 Resources: a trial of one worker holds that worker's CPUs (and GPU); a trial of
 several holds 0.01 CPU for its driver and its training workers the rest. On a
 2-CPU machine one trial runs at a time, and two never wait on each other's
-CPUs. The search runs against a local copy of the data in the object store (one
+CPUs. The tuning runs against a local copy of the data in the object store (one
 ``ray.put``), which every trial reads.
 """
 
@@ -349,7 +349,7 @@ def _trial_rows(grid: Any) -> tuple[list[dict[str, Any]], tuple | None]:
 
 def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: float, concurrent: int,
                 grace_rounds: int) -> SearchResult:
-    """Run the Bayesian search of ``setup.model``'s ``tune_space`` on ``data`` (x_train, y_train, x_val, y_val),
+    """Run the Bayesian tuning of ``setup.model``'s ``tune_space`` on ``data`` (x_train, y_train, x_val, y_val),
     its defaults first.
 
     Returns the best trial's parameters and best checkpoint.
@@ -377,14 +377,14 @@ def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: 
         errors = [r["error"] for r in rows if r["error"]]
         if not errors:
             raise ConfigError(f"time_budget_s: no trial finished a round within {time_budget_s:g} s")
-        raise RuntimeError(f"no search trial produced a model ({len(rows)} trials; first error: {errors[0]})")
+        raise RuntimeError(f"no tuning trial produced a model ({len(rows)} trials; first error: {errors[0]})")
     return SearchResult(params={k: best[1][k] for k in space.ranges}, checkpoint=best[2], best_val_score=best[0],
                         trials=sorted(rows, key=lambda r: -r[METRIC]), history=best[3])
 
 
 def single_run(data: dict[str, Any], setup: Setup, params: dict[str, Any]) -> SearchResult:
-    """One run with fixed parameters (the search turned off): a Tune run of one trial, placed, trained and
-    checkpointed as a search's trials are."""
+    """One run with fixed parameters (the tuning turned off): a Tune run of one trial, placed, trained and
+    checkpointed as a tuning's trials are."""
     from ray import tune
 
     tuner = tune.Tuner(_trainable(data, setup), param_space=dict(params),
@@ -420,7 +420,7 @@ def fit_streamed(table: TableInfo, train: Rows, val: Rows, test: Rows,
                  setup: Setup) -> tuple[nn.Module, Survey, SearchResult, np.ndarray]:
     """Train ``setup.model``, a network of images (``trains``: ``stream``), at its ``network`` settings on
     ``train``'s images, early stopping on ``val``'s, and score ``test``'s: one run of ``setup.workers`` workers
-    (``setup.use_gpu``), as a searched network's trial, whose CPUs leave Ray Data's read and decode tasks one
+    (``setup.use_gpu``), as a tuned network's trial, whose CPUs leave Ray Data's read and decode tasks one
     (``distributed.images.training_cpus``). Returns the best round's network (CPU, evaluation mode, its spec's
     ``restore``), the survey that set its window and scaling, the run (its validation score and history) and
     ``test``'s probabilities.

@@ -37,7 +37,8 @@ class DuplicatesResult:
 
 
 def check(cfg: DuplicatesConfig) -> None:
-    """The paths by their roles (``jobs/preflight.py``), and the output a table's file name, before the search."""
+    """The paths by their roles (``jobs/preflight.py``), and the output a table's file name, before any pair is
+    looked for."""
     from acoustic_env.jobs.export import check_table_file
     from acoustic_env.jobs.preflight import preflight
 

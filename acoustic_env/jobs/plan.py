@@ -155,22 +155,22 @@ def _unfilled_folds(t: dict[str, Any], task: Task, folds: int, field: str) -> li
 
 
 def plan_train(cfg: TrainConfig) -> dict[str, Any]:
-    """The clips and columns train would use, the search, whether the table is big enough, the outputs."""
+    """The clips and columns train would use, the tuning, whether the table is big enough, the outputs."""
     validate(cfg)
     preflight(cfg)
     task = load_task(cfg.task, cfg.ontology)
     cfg.check_task(task.name, task.kind, task.n_classes)
     t = _table_plan(cfg.features, task, cfg.read_groups(), cfg.signals, cfg.include_random_weights, cfg.labels)
     out = cfg.output.rstrip("/")
-    search = (f"{cfg.trials} trials of Optuna TPE with ASHA, at most {cfg.time_budget_s:g} s, "
+    tuning = (f"{cfg.trials} trials of Optuna TPE with ASHA, at most {cfg.time_budget_s:g} s, "
               f"{cfg.max_concurrent_trials or 'one per two CPUs'} at once, {runner_words(cfg.workers)} each"
-              if cfg.trials else "no search: one run with the default hyper-parameters")
+              if cfg.trials else "no tuning: one run with the default hyper-parameters")
     lines = [f"train (dry run): task {task.name} ({task.kind}, classes {', '.join(task.class_names)})",
              *_table_lines(t, task),
              *([f"  grid: one model per cell of embedders {', '.join(grid_embedders(cfg.grid_embedders, t['columns']))} x signals "
                 f"{', '.join(cfg.grid_signals)}, each cross-validated; the best cell is the chosen model"]
                if cfg.grid else []),
-             f"  search: {search}; baselines: {', '.join(cfg.baselines) or 'none'}; ablations "
+             f"  tuning: {tuning}; baselines: {', '.join(cfg.baselines) or 'none'}; ablations "
              f"{'on' if cfg.ablations else 'off'}; SHAP on {cfg.shap_samples} test clips",
              f"  resources: {_resources(cfg.ray_address)}, device {cfg.device}",
              f"  output: {out}/model/  {out}/report/index.html  {out}/runs/<run_id>.json  "

@@ -48,7 +48,7 @@ class TrainResult:
     """Test metrics per model (``mlp`` and the baselines), where the model and the report are.
 
     ``evaluation``: how the reported figures were obtained (cross-validation or the split,
-    the model chosen and saved); ``search``: the hyper-parameter search or the CV's timing;
+    the model chosen and saved); ``search``: the hyper-parameter tuning or the CV's timing;
     ``grid``: the embedder x signal grid, when one ran.
     """
 

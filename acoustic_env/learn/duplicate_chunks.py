@@ -19,8 +19,8 @@ duplicates by nearest neighbours over chunks of MFCCs; so does this module:
 - **Distance.** The per-clip finder's space (``duplicates.embed_for_search``): each
   summary dimension standardised over all indexed chunks, each chunk L2-normalised; two
   chunks' distance is their cosine distance (0 same, 1 unrelated).
-- **Search.** scikit-learn's ``NearestNeighbors.kneighbors``, exact: each looked-up
-  chunk's ``NEIGHBOURS`` nearest chunks of other clips (the search asks for the chunks
+- **Lookup.** scikit-learn's ``NearestNeighbors.kneighbors``, exact: each looked-up
+  chunk's ``NEIGHBOURS`` nearest chunks of other clips (the lookup asks for the chunks
   of its own clip that overlap it on top), kept when within ``CHUNK_THRESHOLD``. Its cost
   is the looked-up chunks times the indexed ones, so the train job's guard runs it on
   up to ``MAX_CLIPS`` clips.

@@ -36,7 +36,7 @@ Plain PyTorch on numpy arrays or batches, so the same loop runs inside a Ray Tra
 a test. A *round* is at least ``steps_per_round`` optimizer steps (one epoch of a
 large table, several epochs of a small one): validating and reporting after every
 epoch of a 150-clip table would spend more time reporting than learning, and the
-search scheduler counts rounds, not epochs.
+tuning's scheduler (ASHA) counts rounds, not epochs.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from acoustic_env.learn.metrics import headline
 from acoustic_env.learn.mlp import loss_function, loss_target, probabilities
 from acoustic_env.candidates import PARAMS
 
-# Used when the search is off (``trials = 0``) and as the search's first guess: the zoo's MLP defaults.
+# Used when the tuning is off (``trials = 0``) and as the tuning's first guess: the zoo's MLP defaults.
 DEFAULT_PARAMS: dict[str, Any] = PARAMS["mlp"]["network"]
 
 

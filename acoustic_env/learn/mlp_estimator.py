@@ -2,13 +2,13 @@
 
 This is the one way the network is built and trained. ``train`` runs the
 early-stopping loop (``learn.fit``) on a train/validation split the caller made:
-the Ray Tune search (one call per Ray Train worker, on its device, reporting each
+the Ray Tune trials (one call per Ray Train worker, on its device, reporting each
 round), the feature-group ablations and the quick model train there. ``fit``, the
 scikit-learn entry the zoo calls (cross-validation, the audit, the final fit),
 standardises the inputs, holds out ``val_fraction`` of the groups (the rows' ``groups``,
 which the zoo passes) for early stopping and calls ``train``. Its settings (``network``:
 depth, width, learning rate, ...) are declared in ``acoustic_env.candidates.PARAMS`` and it is built by the zoo
-(``learn.zoo.make_estimator``), whose grouped search chooses among
+(``learn.zoo.make_estimator``), whose grouped tuning chooses among
 ``acoustic_env.candidates.SPACES`` (cross-fitting in the audit keeps the defaults).
 """
 

@@ -6,11 +6,11 @@ report says so). The audit's cross-fitting fits one per fold for out-of-fold
 probabilities, so nothing is tuned there: it needs calibrated-enough
 probabilities, not the best classifier.
 
-Each candidate is one module of ``acoustic_env.candidates`` (its settings, its search space, how it is built,
+Each candidate is one module of ``acoustic_env.candidates`` (its settings, its tuning space, how it is built,
 saved and balanced); this module builds any of them and runs the hooks where they differ. Given ``groups``, the
-candidates with a space search their settings: ``trials`` settings sampled from their ``SPACES`` (the defaults
+candidates with a space tune their settings: ``trials`` settings sampled from their ``SPACES`` (the defaults
 first, then Optuna's TPE), each scored by grouped CV on the rows being fitted (``learn.tuning``), the best refitted
-on all of them; the logistic regressions search C on the same grouped inner folds themselves. The audit passes no
+on all of them; the logistic regressions tune C on the same grouped inner folds themselves. The audit passes no
 groups, so its models keep the defaults. Every model has a saved form (``learn.portable``).
 
 ``make_estimator`` wraps each in a ``ZooClassifier``, which fits on any subset
@@ -54,12 +54,12 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     train job's cross-validation of a small table, passes 1) and the MLP's torch
     threads (None: one, see ``MLPClassifier.fit``).
     ``search``: how many settings of its ``SPACES`` entry a grouped fit tries, on how
-    many inner folds (logistic regression's C search uses those folds too).
+    many inner folds (logistic regression's C tuning uses those folds too).
     ``balance``: how the model weighs rare classes (``learn.balance``).
     ``calibrate``: a grouped fit also chooses a probability map on its inner folds (``learn.calibrate``).
     ``resample``: every fit resamples the rows it trains on (``learn.augment``; ``ZooClassifier.fit``).
     ``preprocessing``: the model's first step (``learn.preprocess.Preprocessing``): it takes the raw columns of every
-    group and fits the per-group PCA on the rows of each fit, its searches' inner fits too. None: it takes its inputs
+    group and fits the per-group PCA on the rows of each fit, its tuning's inner fits too. None: it takes its inputs
     as they are.
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
@@ -102,17 +102,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             groups: np.ndarray | None = None, defaults_score: float | None = None) -> ZooClassifier:
         """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it).
 
-        ``groups`` (one per row): the model's search runs grouped CV on these rows
+        ``groups`` (one per row): the model's tuning runs grouped CV on these rows
         (``search_`` records it): logistic regression's C and L1 share (single-label), or the
         ``trials`` settings sampled from ``SPACES``; with ``calibrate``, the probability map too
         (``calibration_``, ``learn.calibrate``). A small ``X`` is fitted on one BLAS thread (``learn.threads``).
 
         With ``resample``, the rows the model trains on are resampled (``learn.augment``), and only those: the
-        search scores each setting on inner folds of the rows as given, each inner fit resampling its own training
+        tuning scores each setting on inner folds of the rows as given, each inner fit resampling its own training
         part (so does the probability map's), ``eval_set`` stays as given, and a network, which holds out its own
         early-stopping rows (``val_fraction``), resamples the training part of its split only (``_resampling``).
 
-        ``defaults_score``: the search's score of the defaults on these rows, when the caller has it (the feature-set
+        ``defaults_score``: the tuning's score of the defaults on these rows, when the caller has it (the feature-set
         choice fitted the defaults on the same inner folds, ``learn.feature_sets.choose_set``): not fitted again.
         """
         with blas_threads(np.size(X)):
@@ -123,7 +123,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         """``fit``'s work."""
         multi = self.kind == "multi_label"
         own_split = "val_fraction" in self.params
-        raw = X  # what each inner fit of a search or a probability map is given: it fits its own preprocessing
+        raw = X  # what each inner fit of the tuning or a probability map is given: it fits its own preprocessing
         self.transforms_ = None
         if self.preprocessing is not None:
             self.transforms_ = self.preprocessing.fit(X)
@@ -139,7 +139,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
         self.n_features_in_ = np.shape(X)[1]
         self.model_ = None
-        self.params_ = dict(self.params)  # the settings fitted: the search's choice, else the defaults
+        self.params_ = dict(self.params)  # the settings fitted: the tuning's choice, else the defaults
         self.search_: TuningRecord | None = None
         self.calibration_: Calibrator | None = None
         self.calibration_losses_: dict[str, float] | None = None  # each map's inner out-of-fold log loss
@@ -159,17 +159,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             smallest = int(np.bincount(target).min())
         spec = self.spec
         settings, inner_folds = self.params_, self.inner_folds
-        # a candidate that searches itself with its preprocessing inside: once per grouped inner split, on that
-        # split's preprocessing, then the chosen setting fitted without a search of its own
+        # a candidate that tunes itself with its preprocessing inside: once per grouped inner split, on that
+        # split's preprocessing, then the chosen setting fitted without a tuning of its own
         per_split = spec.searches_itself and self.preprocessing is not None and groups is not None and not multi
         if per_split:
             self.search_ = self._search_each_split(raw, y, groups, smallest)
             if self.search_ is not None:
                 self.params_.update(self.search_.best)
                 settings, inner_folds = spec.fixed(self.params_), 1
-        # grouped inner folds for a candidate that searches itself (a multi-label column could lose a class in one)
+        # grouped inner folds for a candidate that tunes itself (a multi-label column could lose a class in one)
         elif spec.searches_itself and fit_groups is not None and target.ndim == 1:
-            # below two inner folds the candidate falls back to fixed settings, and _record_search says no search ran
+            # below two inner folds the candidate falls back to fixed settings, and _record_search says no tuning ran
             splits = inner_splits(target, fit_groups, min(self.inner_folds, smallest), self.seed)
             self.search_ = TuningRecord(splits, [], {})
         start = time.time()
@@ -203,9 +203,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         return candidates.get(self.name)
 
     def _calibrate(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
-        """Choose the probability map on the inner folds (the search's, else new ones): this model's settings refitted
+        """Choose the probability map on the inner folds (the tuning's, else new ones): this model's settings refitted
         on each inner training part give every row an out-of-fold probability, which ``learn.calibrate.choose``
-        maps. Fewer than two inner folds: no map. A candidate that searched itself on resampled rows has folds of
+        maps. Fewer than two inner folds: no map. A candidate that tuned itself on resampled rows has folds of
         those; the map's are of the rows as given."""
         given = self.preprocessing is not None or not (self.spec.searches_itself and self.resample is not None)
         splits = self.search_.splits if given and self.search_ is not None and len(self.search_.splits) >= 2 else \
@@ -219,13 +219,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.calibration_, self.calibration_losses_ = choose_calibration(oof, y, self.kind, self.columns_, splits)
 
     def _candidate(self, overrides: dict[str, Any]) -> ZooClassifier:
-        """One setting of the search, fitted on an inner fold without a search of its own."""
+        """One setting of the tuning, fitted on an inner fold without a tuning of its own."""
         return ZooClassifier(self.name, self.kind, self.n_classes, {**self.params, **overrides}, self.seed,
                              self.threads, resample=self.resample, preprocessing=self.preprocessing)
 
     def _search_each_split(self, raw: np.ndarray, y: np.ndarray, groups: np.ndarray,
                            smallest: int) -> TuningRecord | None:
-        """A candidate that searches itself (the logistic regressions' C), its preprocessing inside: its own search
+        """A candidate that tunes itself (the logistic regressions' C), its preprocessing inside: its own tuning
         run on each grouped inner split of the rows as given, with the preprocessing fitted on that split's training
         part (and those rows resampled, with ``resample``), the held-out part scored through it; each setting's
         score is its mean over the splits, as the candidate's own CV averages its folds. None below two splits."""
@@ -256,8 +256,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                             len(trials) * len(splits), metric="neg_log_loss")
 
     def _record_search(self, seconds: float) -> None:
-        """What a candidate that searches itself tried, as the other searches record theirs."""
-        if len(self.search_.splits) < 2:  # too few groups for a search: the fixed settings were fitted
+        """What a candidate that tunes itself tried, as the other models' tuning records theirs."""
+        if len(self.search_.splits) < 2:  # too few groups for tuning: the fixed settings were fitted
             self.search_ = None
             return
         self.search_.trials, self.search_.best = self.spec.record_search(self.model_, self.params_,
@@ -295,7 +295,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     def network(self) -> MLPClassifier:
         """The ``mlp`` of these settings, unfitted, for its ``train`` on a split the caller made.
 
-        The Ray Tune search, the feature-group ablations and the quick model train
+        The Ray Tune trials, the feature-group ablations and the quick model train
         the network on their own train/validation split, unscaled (the artifact's
         network reads the PCA components as they are), which ``fit`` here, with its
         class re-indexing and standardised inputs, would not do.

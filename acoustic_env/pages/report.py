@@ -351,7 +351,7 @@ def grid_section(grid: dict[str, Any] | None) -> Markup | str:
 
 def feature_sets_section(evaluation: dict[str, Any]) -> Markup | str:
     """Model x feature set: each model's mean inner score per set and how many outer folds chose it, and the saved
-    model's own choice (empty without a feature-set search)."""
+    model's own choice (empty without a feature-set choice)."""
     fs = evaluation.get("feature_sets")
     if not fs:
         return ""
@@ -535,7 +535,7 @@ def network_section(results: dict[str, Any]) -> Markup | str:
 
 
 def params_section(results: dict[str, Any]) -> Markup:
-    """The chosen hyper-parameters and every search trial, values exactly as used."""
+    """The chosen hyper-parameters and every tuning trial, values exactly as used (the record's ``search`` key)."""
     search = results.get("search") or {}
     params = search.get("params") or {}
     trials = search.get("trials") or []
@@ -551,8 +551,8 @@ def params_section(results: dict[str, Any]) -> Markup:
 
 
 def _nested_trials(model: str, nested: dict[str, Any]) -> dict[str, Any]:
-    """Every setting one model's nested search tried in each outer fold (the defaults first), its pooled inner score
-    and the one kept, under the space it was drawn from: folded, as it runs to searches x outer folds rows."""
+    """Every setting one model's nested tuning tried in each outer fold (the defaults first), its pooled inner score
+    and the one kept, under the space it was drawn from: folded, as it runs to settings x outer folds rows."""
     names = list(nested["trials"][0][0]["params"])
     rows, classes = [], []
     for fold, (tried, chosen) in enumerate(zip(nested["trials"], nested["chosen"]), 1):

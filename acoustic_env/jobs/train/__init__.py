@@ -1,4 +1,4 @@
-"""Training: per-group PCA, an MLP trained with Ray Train under a Ray Tune search, baselines, report.
+"""Training: per-group PCA, an MLP trained with Ray Train and tuned by Ray Tune, baselines, report.
 
 ``load_model`` (the artifact reader) imports neither Ray nor scikit-learn, so
 a trained model can be used on any machine with numpy, torch, pyarrow and

@@ -3,8 +3,8 @@
 They show what each source (indices, MPS, each embedder) and each signal
 (raw, foreground, background) contributes. Each subset is the network's
 one training path (its estimator's ``train`` on the job's split, built from
-its spec as the search's trials build it: ``distributed.tune.trainable``) with
-the search's best hyper-parameters, run as a Ray task (``distributed.fanout``:
+its spec as the tuning's trials build it: ``distributed.tune.trainable``) with
+the tuning's best hyper-parameters, run as a Ray task (``distributed.fanout``:
 they are many and small).
 """
 
@@ -53,7 +53,7 @@ def columns_of(transforms: list[GroupTransform], groups: list[str]) -> np.ndarra
 
 def fit_subset(data: dict[str, np.ndarray], setup: Setup, params: dict[str, Any]) -> dict[str, Any]:
     """One ablation fit of ``setup.model`` at the ``network`` settings ``params`` (single process, one thread;
-    its settings as the search's trials have them: balanced, scheduled); returns the best weights and validation
+    its settings as the tuning's trials have them: balanced, scheduled); returns the best weights and validation
     score."""
     network = trainable(setup, params, 1, len(data["y_train"]), data["x_train"].shape[1])
     out = network.train(data, setup.kind, setup.n_classes, setup.schedule.steps_per_round)

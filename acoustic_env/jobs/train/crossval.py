@@ -53,8 +53,8 @@ from acoustic_env.table import FeatureSet
 GRID_REASON = "not in the grid's winning cell"
 
 
-def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
-    """Per searched model, what its fold models' searches tried and cost (the report's and the record's figures):
+def _nested_tuning(result: CVResult) -> dict[str, dict[str, Any]]:
+    """Per tuned model, what its fold models' tuning tried and cost (the report's and the record's figures):
     the space, and every setting tried in each outer fold with its inner score (``trials``, one list per fold)."""
     return {m: {"settings": max(len(r.trials) for r in records), "asked": records[0].asked,
                 "inner_folds": len(records[0].splits), "outer_folds": len(records),
@@ -67,9 +67,9 @@ def _nested_searches(result: CVResult) -> dict[str, dict[str, Any]]:
             for m, records in result.searches.items() if records}
 
 
-def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[str, Any]],
+def _cv_tuning_note(candidates: list[str], n_folds: int, nested: dict[str, dict[str, Any]],
                     finals: dict[str, TuningRecord], saved: str) -> str:
-    """What searched what under cross-validation, over which space, and what it cost, in a few sentences (console,
+    """What tuned what under cross-validation, over which space, and what it cost, in a few sentences (console,
     report, record)."""
     done = [f"{m} {'C over ' + str(n['settings']) + ' values' if m == 'logreg' else str(n['settings']) + ' settings'} "
             f"x {n['inner_folds']} inner folds in each of {n['outer_folds']} outer folds ({n['fits']} inner fits, "
@@ -80,10 +80,10 @@ def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
     spaces = [f"{m}: " + ", ".join(f"{k} {r}" for k, r in n["space"].items()) for m, n in nested.items()
               if n["space"]]
     fixed = [m for m in candidates if m not in nested and not spec(m).searches_itself]
-    note = (f"Nested search, scored by grouped cross-validation on each outer fold's training clips only: "
-            f"{'; '.join(done)}." if done else "No grouped search.")
+    note = (f"Nested tuning, scored by grouped cross-validation on each outer fold's training clips only: "
+            f"{'; '.join(done)}." if done else "No grouped tuning.")
     if spaces:
-        note += (f" Each searched model tried its defaults first, then settings drawn by Optuna's TPE (seeded by "
+        note += (f" Each tuned model tried its defaults first, then settings drawn by Optuna's TPE (seeded by "
                  f"--seed) from its space: {'; '.join(spaces)}.")
     if short:
         note += f" {'; '.join(short)}."
@@ -94,11 +94,11 @@ def _cv_search_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
     kept = {m: f"({len(f.trials)} settings x {len(f.splits)} folds, {f.seconds:.0f} s) and kept "
                f"{f.best or 'the defaults'}" for m, f in finals.items()}
     if saved in kept:
-        note += f" The saved {saved} searched the same way on all clips {kept[saved]}."
-    elif kept:  # the average: each member's own search
-        note += (f" The saved {saved}'s members searched the same way on all clips: "
+        note += f" The saved {saved} was tuned the same way on all clips {kept[saved]}."
+    elif kept:  # the average: each member's own tuning
+        note += (f" The saved {saved}'s members were tuned the same way on all clips: "
                  + "; ".join(f"{m} {k}" for m, k in kept.items()) + ".")
-    return note + f" ({n_folds} outer folds; the Ray Tune search of the network runs with the train/val/test split, " \
+    return note + f" ({n_folds} outer folds; Ray Tune tunes the network with the train/val/test split, " \
                   f"--cv-folds 0.)"
 
 
@@ -148,7 +148,7 @@ def run_grid(cfg: TrainConfig, task: Task, features: FeatureSet, counts: dict[st
     return narrowed(features, set(result["winner"]["groups"]), GRID_REASON), result
 
 
-def _feature_search(cfg: TrainConfig, features: FeatureSet) -> Sets | None:
+def _feature_set_choice(cfg: TrainConfig, features: FeatureSet) -> Sets | None:
     """The feature sets every vector model chooses among on its inner folds (``learn.feature_sets``); None when
     ``--feature-groups`` pins the groups, the grid chose them, or the table offers one set only."""
     sets = {} if cfg.feature_groups or cfg.grid else candidate_sets(features.feature_groups)
@@ -179,7 +179,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     candidates = [m for m in ORDER if m in compared(cfg)]
     plan, balance, resample = tuning_plan(cfg), class_balance(cfg), resample_plan(cfg)
     images = _images(candidates, features)
-    sets = None if done else _feature_search(cfg, features)
+    sets = None if done else _feature_set_choice(cfg, features)
     prep, raw = preprocessing(cfg, features)
     result = done or cross_validate(raw, features.y, folds, kind, k, candidates, cfg.seed, features.groups, plan,
                                     CV_THREADS, balance, images, prep, sets, calibrate=True, resample=resample)
@@ -208,15 +208,15 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
             own_raw, features.y, groups=features.groups)
 
     history, drawn = None, None
-    # the searched network's training history (the split's Ray Tune search), from the saved one or one fitted for it
-    searched = next((m for m in candidates if spec(m).trains == "tune"), None)
-    if searched is not None:
-        network = on_all_clips(searched, balance=balance, resample=resample)
+    # the tuned network's training history (the split's Ray Tune tuning), from the saved one or one fitted for it
+    tuned = next((m for m in candidates if spec(m).trains == "tune"), None)
+    if tuned is not None:
+        network = on_all_clips(tuned, balance=balance, resample=resample)
         if network.model_ is not None:
             drawn = network.model_.model_
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
-                       "title": f"{searched.upper()} on all {len(features)} clips; validation: "
-                                f"{ZOO_PARAMS[searched]['val_fraction']:.0%} of them, for early stopping"}
+                       "title": f"{tuned.upper()} on all {len(features)} clips; validation: "
+                                f"{ZOO_PARAMS[tuned]['val_fraction']:.0%} of them, for early stopping"}
 
     groups = list(features.columns)
     ablations = [{"name": m, "groups": groups, "test": slim(r["test"]), "val_score": r["val_score"]}
@@ -269,15 +269,15 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
                    for m, d in detail.items()},
         "shuffled": shuffled,
     }
-    nested = _nested_searches(result)
+    nested = _nested_tuning(result)
     finals = kept.searches
-    search = {"method": _cv_search_note(candidates, n_folds, nested, finals, saved), "nested": nested,
+    search = {"method": _cv_tuning_note(candidates, n_folds, nested, finals, saved), "nested": nested,
               "params": kept.params, "best_val_score": result.scores[saved],
               "trials": [{"model": m, "setting": tr["params"] or "defaults", "inner score": round(tr["score"], 4),
                           "chosen": tr["params"] == final.best} for m, final in finals.items() for tr in final.trials],
               "wall_s": timings["cross_validation_s"]}
     return Outcome(counts=counts, models=models, evaluation=evaluation, search=search, ablations=ablations,
                    shap=shap, transforms=transforms, estimator=kept.estimator, params=kept.params, history=history,
-                   network=drawn, network_model=searched,
+                   network=drawn, network_model=tuned,
                    predictions=clip_predictions(features, np.arange(len(features)), features.y, result.proba),
                    importances=weighed, features=features if feature_sets and feature_sets["saved"] else None)

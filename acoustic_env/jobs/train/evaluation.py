@@ -185,9 +185,9 @@ class Outcome:
     predictions: dict[str, Any] | None = None  # per clip scored: the report's misclassified clips (report.py)
     history: dict[str, Any] | None = None  # the network's rounds: {"title", "rounds": [{epoch, train_score, val_score}]}
     importances: dict[str, Any] | None = None  # per model: coefficient or impurity importances (explain.importances)
-    network: nn.Module | None = None  # the searched network trained (the search's choice; under CV: on all clips)
+    network: nn.Module | None = None  # the tuned network trained (the tuning's choice; under CV: on all clips)
     network_model: str | None = None  # the candidate ``network`` is
-    features: FeatureSet | None = None  # the groups the saved model reads, when a feature-set search narrowed them
+    features: FeatureSet | None = None  # the groups the saved model reads, when a feature-set choice narrowed them
 
 
 def shap_rows(cfg: TrainConfig, explain_from: np.ndarray, background_from: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ noisereduce foreground, the background, or all three), a model on that
 embedder's embeddings of those signals plus the acoustic indices and the MPS
 of the same signals, compared on ROC AUC. Here each cell is the train job's
 cross-validation on the cell's feature groups: the same outer folds for every
-cell, every candidate model with its own nested search (``learn.tuning``), the
+cell, every candidate model with its own nested tuning (``learn.tuning``), the
 cell's figure that of its chosen model, with a group bootstrap interval.
 
 The winning cell's feature groups then go through the ordinary train job, so

@@ -11,7 +11,7 @@ writes what it returns (``evaluation.Outcome``):
   score and refitted on every clip. One validation split of a few dozen clips
   is too noisy to choose a model on, or to report.
 - **split** (``split.py``; larger data, or a ``test_list``): train / validation / test split,
-  per-group PCA, each candidate trained as its spec says (``trains``: the MLP under a Ray Tune search, the CNN on
+  per-group PCA, each candidate trained as its spec says (``trains``: the MLP tuned by Ray Tune, the CNN on
   its streamed images, the others in this process), all scored on the test split.
 
 Outputs, below ``cfg.output``:
@@ -99,7 +99,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 def _train(cfg: TrainConfig, run: Run, estimate: dict[str, Any] | None, test_ids: set[str] | None,
            init: dict[str, str] | None) -> dict[str, Any]:
     """The job's work once its record is written (a table too small, or any failure, ends it ``failed``); the
-    record. ``init``: the checked checkpoint the CNN starts from, said in the search's method."""
+    record. ``init``: the checked checkpoint the CNN starts from, said in the tuning's method."""
     run_id = run.run_id
     timings: dict[str, float] = {}
     report = join(cfg.output, "report")
@@ -317,7 +317,7 @@ def summary_lines(result: TrainResult) -> list[str]:
     if ev["method"] == "cross_validation":
         lines.append(f"  cross-validation took {search['wall_s']:.0f} s; {search['method']}")
     else:
-        lines.append(f"  search: {len(search['trials'])} trial(s) in {search['wall_s']:.0f} s, best validation "
+        lines.append(f"  tuning: {len(search['trials'])} trial(s) in {search['wall_s']:.0f} s, best validation "
                      f"score {search['best_val_score']:.3f} with {search['params']}")
     lines.append(f"  report: {result.report}")
     lines.append(f"  model:  {result.model}  (acoustic_env.load_model)")

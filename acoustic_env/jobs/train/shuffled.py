@@ -6,7 +6,7 @@ clips of one recording share its microphone, place and background, so a model sc
 clip is scored on a near copy. The grouped folds (or a published ``--folds-column``) are this project's reported
 figures; the shuffled ones say how much a careless split would have flattered the same pipeline. Only the grouping
 changes: the same number of folds, stratified by class, and inside each fold the same preprocessing fitted on the
-training folds, the same search, feature-set choice and calibration, on inner folds drawn clip by clip too (every
+training folds, the same tuning, feature-set choice and calibration, on inner folds drawn clip by clip too (every
 clip its own group), as a study without groups would have run them. One model, the chosen model: one more
 cross-validation of one model is the whole cost.
 """
@@ -37,7 +37,7 @@ def shuffled_contrast(cfg: TrainConfig, task: Task, features: FeatureSet, model:
                       n_folds: int, plan: TuningPlan, images: dict[str, np.ndarray],
                       sets: Sets | None, compared: Sequence[str]) -> dict[str, Any]:
     """``model`` cross-validated on ``n_folds`` stratified folds that ignore the groups, with the grouped run's
-    search ``plan``, images and feature sets, beside its out-of-fold probabilities on the grouped folds
+    tuning ``plan``, images and feature sets, beside its out-of-fold probabilities on the grouped folds
     (``grouped``): both sets of figures, and what the shuffled run cost. The average is that of the ``compared``
     models, each cross-validated again."""
     start = time.time()

@@ -1,7 +1,7 @@
 """The train job's split evaluation (larger data, or a ``test_list``): train / validation / test split.
 
 Per-group PCA fitted on the training split; each compared candidate trained as its spec says
-(``candidates.spec.TRAININGS``, ``trainers``): the MLP under a Ray Tune search (``distributed.tune``), the others
+(``candidates.spec.TRAININGS``, ``trainers``): the MLP tuned by Ray Tune (``distributed.tune``), the others
 of vectors in this process, and a network of images (the CNN, ``--baselines cnn``) on its images streamed by Ray
 Data (``distributed.images``), which no process holds whole: the split is for tables too large for
 cross-validation, whose folds hold every image in this process. Models, ablations and SHAP are scored on the test
@@ -119,7 +119,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
               test_mask: np.ndarray | None, counts: dict[str, Any], timings: dict[str, float],
               t: float) -> Outcome:
     """Train / validation / test split; each compared candidate trained as its spec says (``trains``: in this
-    process, under a Ray Tune search, or on streamed images); every one, its ablations and SHAP scored on the test
+    process, tuned by Ray Tune, or on streamed images); every one, its ablations and SHAP scored on the test
     split."""
     _check_groups(features, clip_groups, test_mask)
     plan, balance, resample = tuning_plan(cfg), class_balance(cfg), resample_plan(cfg)
@@ -141,7 +141,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
     # the networks train on the training split resampled; on the validation split, which stops them, as it is
     network_data = data if resample is None else resample_split(data, resample)
     with _storage(cfg) as storage:
-        cluster = start_ray(cfg.ray_address, cfg.progress)  # Ray from here on: the searches, the streams
+        cluster = start_ray(cfg.ray_address, cfg.progress)  # Ray from here on: the tuning, the streams
         concurrent, worker_cpus, use_gpu = plan_trials(cluster, cfg.workers, cfg.max_concurrent_trials, cfg.device)
         schedule = Schedule(max_rounds=cfg.max_rounds, patience=cfg.patience, steps_per_round=cfg.steps_per_round)
         setup = Setup(kind=task.kind, n_classes=task.n_classes, schedule=schedule, seed=cfg.seed,
@@ -176,7 +176,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
         "candidates": list(models), "scores": val_scores,
         "models": {m: {"intervals": intervals(task.kind, y_test, r.proba, test_units, cfg.seed), "per_fold": [],
                        "score": r.val_score} for m, r in trained.items()}}
-    return Outcome(counts=counts, models=models, evaluation=evaluation, search=_search(trained, record, timings),
+    return Outcome(counts=counts, models=models, evaluation=evaluation, search=_tuning(trained, record, timings),
                    ablations=ablations, shap=shap, transforms=transforms, estimator=trained[saved].saved(),
                    params=trained[saved].params,
                    predictions=clip_predictions(features, idx[TEST], y_test, {m: r.proba for m, r in trained.items()}),
@@ -184,7 +184,7 @@ def run_split(cfg: TrainConfig, task: Task, features: FeatureSet, clip_groups: n
                                 if (weighed := importances(r.fitted, transforms, infos=features.feature_groups))},
                    history=None if record is None or not record.found.history else {
                        "rounds": record.found.history,
-                       "title": f"{record.name.upper()} chosen by the search; validation split ({len(idx[VAL])} clips)"},
+                       "title": f"{record.name.upper()} chosen by Ray Tune; validation split ({len(idx[VAL])} clips)"},
                    network=None if record is None else record.network,
                    network_model=None if record is None else record.name)
 
@@ -206,12 +206,12 @@ def _evaluation(cfg: TrainConfig, task: Task, idx: dict[int, np.ndarray], clip_g
                         f"is {saved}, trained on the training split. {INTERVAL_NOTE.format(n=BOOTSTRAP_REPLICATES)}")}
 
 
-def _search(trained: dict[str, Trained], record: Trained | None, timings: dict[str, float]) -> dict[str, Any]:
-    """The run's search: the tuned network's (its trials, its choice), and how each other candidate was
-    searched or trained, in its method."""
+def _tuning(trained: dict[str, Trained], record: Trained | None, timings: dict[str, float]) -> dict[str, Any]:
+    """The run's tuning (the record's ``search`` key): the tuned network's (its trials, its choice), and how each
+    other candidate was tuned or trained, in its method."""
     lines = [f"{m}: {r.line}" for m, r in trained.items() if r.line and r is not record]
     found = None if record is None else record.found
-    return {"method": "; ".join([record.line] + lines if record else lines) or "no search",
+    return {"method": "; ".join([record.line] + lines if record else lines) or "no tuning",
             "params": {} if found is None else found.params,
             "best_val_score": None if found is None else found.best_val_score,
             "trials": [] if found is None else found.trials, "wall_s": timings["search_s"]}
@@ -220,8 +220,8 @@ def _search(trained: dict[str, Trained], record: Trained | None, timings: dict[s
 def _ablations(cfg: TrainConfig, task: Task, features: FeatureSet, transforms: list[GroupTransform],
                models: dict[str, dict[str, Any]], trained: dict[str, Trained], data: dict[str, np.ndarray],
                x_test: np.ndarray, y_test: np.ndarray, timings: dict[str, float]) -> list[dict[str, Any]]:
-    """Every model on all groups, then (``--ablations``) each searched network retrained on subsets of the groups
-    at its search's choice, scored on the test split."""
+    """Every model on all groups, then (``--ablations``) each tuned network retrained on subsets of the groups
+    at its tuning's choice, scored on the test split."""
     groups, kind, k = list(features.columns), task.kind, task.n_classes
     rows = [{"name": m, "groups": groups, "test": slim(r["test"]), "val_score": r["val_score"]}
             for m, r in models.items()]
@@ -242,7 +242,7 @@ def _ablations(cfg: TrainConfig, task: Task, features: FeatureSet, transforms: l
 
 def _shap(cfg: TrainConfig, features: FeatureSet, transforms: list[GroupTransform], x: np.ndarray,
           idx: dict[int, np.ndarray], trained: dict[str, Trained], timings: dict[str, float]) -> dict[str, Any]:
-    """SHAP on the test split (``--shap-samples``): a searched network's gradients through the PCA, the trees'
+    """SHAP on the test split (``--shap-samples``): a tuned network's gradients through the PCA, the trees'
     TreeSHAP on the components."""
     if not cfg.shap_samples:
         return {}
