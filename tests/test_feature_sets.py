@@ -315,7 +315,7 @@ def test_the_count_rule_is_chosen_on_the_inner_folds_where_it_cuts_a_target_and_
     built.clear()
     narrow = Preprocessing((Slot("wide", 0, 120, 5),))
     choice = choose_sets(build, ["logreg"], {ALL: ("wide",)}, narrow, x, y, groups, 3, 0, "single_label")
-    assert (choice.rule, choice.rule_scores, built) == (4, {}, [])
+    assert (choice.rule, choice.rule_scores, choice.sets, built) == (4, {}, {"logreg": (ALL, {}, None)}, [])
 
 
 def test_cross_validation_fits_every_fold_model_at_the_rule_its_training_folds_chose(searched_pca_rules):
@@ -330,3 +330,68 @@ def test_cross_validation_fits_every_fold_model_at_the_rule_its_training_folds_c
     assert [c["components"]["wide"] for c in result.components["logreg"]] == [79, 79, 79]  # 80 training rows
     from acoustic_env.learn.metrics import headline
     assert headline("single_label", y, result.proba["logreg"])["roc_auc"] > 0.8  # the class column held
+
+
+def _reads_its_set(model: str, own: Preprocessing) -> _Reads:
+    """``choose_sets``' model of a set of one group: ``_Reads`` of that group's raw columns (the rule unread)."""
+    return _Reads(slice(own.slots[0].start, own.slots[0].stop))
+
+
+@pytest.mark.parametrize("kind, metric", [("single_label", None), ("single_label", "accuracy"), ("multi_label", None)])
+def test_the_models_fitted_together_each_choose_their_set_by_the_task_and_metric_asked(kind, metric, monkeypatch):
+    """``choose_sets`` gives each model the set ``choose_set`` gives it alone, scored for the task and by
+    ``--select-by`` (accuracy ranks these sets otherwise than ROC AUC)."""
+    from acoustic_env.learn.feature_sets import choose_sets
+
+    x, y, groups, _ = _leaky_data()
+    inputs = {"leak": x["leak"], "good": x["good"]}
+    if kind == "multi_label":
+        monkeypatch.setattr(_Reads, "multi_label", True)
+        y = np.column_stack([y, 1 - y])
+        inputs["good"] = np.column_stack([x["good"][:, :2], -x["good"][:, 0]])
+    prep = Preprocessing((Slot("leak", 0, 3, 3), Slot("good", 3, 6, 3)))
+    choice = choose_sets(_reads_its_set, ["a", "b"], {"leak": ("leak",), "good": ("good",)}, prep,
+                         np.hstack(list(inputs.values())), y, groups, 3, 0, kind, metric)
+    alone = _choose(inputs, y, groups, 3, 0, kind, metric)
+    assert choice.sets == {"a": alone, "b": alone}
+    assert choice.rule_scores == {4: round(alone[2], 6)}
+
+
+def test_clips_of_one_recording_leave_the_first_set_and_the_default_rule_unscored(searched_pca_rules):
+    from acoustic_env.learn.feature_sets import SetChoice, choose_sets
+
+    x, y, _, prep = _faint_direction()
+    one = np.zeros(len(y), dtype=object)  # nothing to fold by
+    assert prep.rules(len(y)) == (4, 1)  # two rules worth trying on every row
+    choice = choose_sets(_reads_its_set, ["a"], {ALL: ("wide",), "again": ("wide",)}, prep, x, y, one, 3, 0,
+                         "single_label")
+    assert choice == SetChoice(4, {}, {"a": (ALL, {}, None)})
+
+
+def test_a_rule_that_changes_no_score_leaves_the_default_one(searched_pca_rules):
+    """Two rules that score alike: the preprocessing's own rule stays (the default's, or the one it was given)."""
+    from acoustic_env.learn.feature_sets import choose_sets
+
+    x, y, groups, prep = _faint_direction()
+    for own in (prep, prep.with_rule(1)):
+        choice = choose_sets(lambda m, p: _Reads(slice(119, 120)), ["a"], {ALL: ("wide",)}, own, x, y, groups, 3, 0,
+                             "single_label")
+        assert len(set(choice.rule_scores.values())) == 1 and choice.rule == own.rule
+        assert list(choice.rule_scores) == list(own.rules(80))
+
+
+def test_the_rules_tried_are_those_that_cut_a_target_on_the_smallest_grouped_inner_fit(searched_pca_rules):
+    """One recording of 24 clips beside 12 of one clip each: an inner fit without the long recording has 8 rows,
+    where the default rule keeps fewer components than the group's target of 5, so the other rule is tried too
+    (on all 36 rows it would not be)."""
+    from acoustic_env.learn.feature_sets import choose_sets
+
+    rng = np.random.default_rng(0)
+    groups = np.array(["long"] * 24 + [f"clip{i}" for i in range(12)], dtype=object)
+    y = np.arange(36) % 2
+    x = (rng.standard_normal((36, 8)) + y[:, None]).astype(np.float32)
+    prep = Preprocessing((Slot("g", 0, 8, 5),))
+    assert prep.rules(36) == (4,) and prep.rules(8) == (4, 1)
+    choice = choose_sets(lambda m, p: _Reads(slice(0, 1)), ["a"], {ALL: ("g",), "again": ("g",)}, prep, x, y,
+                         groups, 3, 0, "single_label")
+    assert set(choice.rule_scores) == {4, 1}
