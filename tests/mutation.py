@@ -116,7 +116,7 @@ MODULES: dict[str, list[str]] = {
             "an_example_url_leaves_no_secret_in_the_saved_table_or_the_page",
             "an_example_given_as_audio_gets_predicts_note", "a_table_whose_vectors_are_all_alike_is_one_line")),
         # the answer from the table's index, --exact beside it, and an index that no longer describes the table
-        *(f"tests/test_vector_index.py::test_{t}" for t in (
+        "tests/test_search_index.py", *(f"tests/test_vector_index.py::test_{t}" for t in (
             "search_answers_from_the_index_as_exact_search_does", "parts_added_are_refused_then_added_to_the_index",
             "an_index_of_other_weights_is_refused", "a_damaged_index_is_refused"))],
     # not the page in headless Chromium (a browser for each mutant that reaches the page): its data, assets, queue
