@@ -619,3 +619,32 @@ def test_a_model_file_is_read_checked_and_never_random(tmp_path: Path) -> None:
         WeightsSource(weights=str(path), sha256="0" * 64).file(SPEC)
     with pytest.raises(WeightsError, match="not found"):
         WeightsSource(cache_dir=str(tmp_path / "none"), allow_random_weights=True).file(SPEC)
+
+
+def test_a_weights_file_that_is_a_fifo_or_over_the_limit_is_refused_unopened(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO (or a link to /dev/zero) where the checkpoint should be: opened, the load would wait or read for
+    ever. One line naming the file, its spec and why, as for any other bad weights file."""
+    path = tmp_path / "tiny.pt"
+    os.mkfifo(path)
+    with pytest.raises(WeightsError) as err:
+        weights.read_verified(SPEC, str(path), "0" * 64)
+    assert str(err.value) == f"weights: {path} is not a regular file (a FIFO, a device or a socket); give a file ('tiny')"
+    path.unlink()
+    path.write_bytes(b"x" * 2000)
+    monkeypatch.setattr(weights, "MAX_WEIGHTS_BYTES", 1024)
+    with pytest.raises(WeightsError) as err:
+        weights.read_verified(SPEC, str(path), "0" * 64)
+    assert str(err.value) == (f"weights: {path} is 2.0 KiB (2,000 bytes), over the limit of a weights file (1 KiB) "
+                              "('tiny')")
+
+
+def test_a_file_longer_than_its_pinned_size_is_refused_by_its_size_with_both_sizes(tmp_path: Path) -> None:
+    """A wrong file bigger than the release (another model's checkpoint): refused by its size before it is read,
+    with the size expected and the size found, not as a read cut short."""
+    path = tmp_path / "tiny.pt"
+    path.write_bytes(b"longer bytes")
+    with pytest.raises(WeightsError) as err:
+        weights.read_verified(replace(SPEC, sha256="0" * 64, size=5), str(path))
+    assert str(err.value).startswith(f"Weights file {path} for 'tiny' is truncated or wrong: expected 5 bytes (from ")
+    assert "found 12 bytes. Delete it." in str(err.value)
