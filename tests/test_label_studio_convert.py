@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 
+import pyarrow as pa
 import pytest
 
 from acoustic_env.config import ConfigError
@@ -202,3 +203,60 @@ def test_an_export_file_that_is_not_json_or_nests_too_deep_is_one_line():
     with pytest.raises(ConfigError) as err:
         parse_export(b"[" * 100_000, "deep.json")
     assert str(err.value) == "export: deep.json nests too deep to be a Label Studio export"
+
+
+def test_a_new_class_rounds_queue_goes_to_label_studio_and_its_answers_come_back_for_the_next_round(tmp_path, capsys):
+    """``labels to-label-studio --new-class``: the round's review.csv (as the round writes it) becomes yes/no tasks
+    of each clip's own file, the model's guess as the pre-annotation; the export read back is the answers
+    ``labels new-class --verdicts`` takes, and an export of another class, or an answer that is no yes or no, is
+    one line."""
+    from acoustic_env.cli import main
+    from acoustic_env.jobs.export import write_table
+    from acoustic_env.jobs.new_class import read_answers
+    from acoustic_env.labels.new_class import review_table
+
+    facts = pa.table({"clip_id": ["c1", "c2", "c3"], "labels": [["a"], [], ["b"]],
+                      "uri": ["/data/rec/c1.wav", None, "https://h.example/c3.flac"],
+                      "start_s": [None, 0.0, 5.0], "end_s": [None, 10.0, 15.0]})
+    picks = [("c3", "most likely"), ("c2", "random"), ("c1", "least sure")]
+    write_table(review_table(picks, {"c1": 0.4999, "c2": 0.1, "c3": 0.91234}, facts, "chainsaw"),
+                str(tmp_path / "round-1" / "review.csv"))
+    args = ["labels", "to-label-studio", "--output", str(tmp_path / "ls"), "--audio-url", "/data/local-files/?d="]
+    assert main([*args, "--new-class", str(tmp_path / "round-1")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 tasks of new class chainsaw's review queue (task chainsaw)" in printed
+    assert "1 clips left out: review.csv names no file for them (e.g. c2)" in printed
+    assert "labels new-class ... --name chainsaw --verdicts <the export>" in printed
+    made = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    assert [(t["data"]["audio"], t["data"]["segment"], t["data"]["summary"], t["predictions"][0]["score"],
+             t["predictions"][0]["result"][0]["value"]["choices"]) for t in made] == [
+        ("https://h.example/c3.flac", "c3: 5 s to 15 s", "Is it chainsaw? The round's model says 0.91 (most likely)",
+         0.9123, ["yes"]),
+        ("/data/local-files/?d=data/rec/c1.wav", "c1: the whole file",
+         "Is it chainsaw? The round's model says 0.50 (least sure)", 0.4999, ["no"])]
+    assert (tmp_path / "ls" / "config.xml").read_text() == labelling_config(["yes", "no"], multi_label=False)
+    export = [{"id": i, "project": 7, **t} for i, t in enumerate(made)]
+    export[0]["annotations"] = [_annotation(["no"], note=["a saw, not a chainsaw"]),
+                                _annotation(["yes"], was_cancelled=True)]
+    export[1]["annotations"] = [_annotation(unsure=True, who={"email": "bob@example.org"})]
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    assert read_answers([str(tmp_path / "export.json")], "chainsaw") == [
+        {"clip_id": "c3", "answer": "no", "reviewer": "ann@example.org", "time": "2026-11-28T10:05:00Z",
+         "note": "a saw, not a chainsaw"},
+        {"clip_id": "c1", "answer": "unsure", "reviewer": "bob@example.org", "time": "2026-11-28T10:05:00Z",
+         "note": ""}]
+    with pytest.raises(ConfigError, match="is of queue 'new class chainsaw', not 'new class dog'"):
+        read_answers([str(tmp_path / "export.json")], "dog")
+    export[1]["annotations"] = [_annotation(["maybe"])]
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    with pytest.raises(ConfigError, match="chooses class 'maybe', not a class of the task \\(yes, no\\)"):
+        read_answers([str(tmp_path / "export.json")], "chainsaw")
+    for both in ([], ["--new-class", str(tmp_path / "round-1"), "--audit", str(tmp_path)]):
+        assert main([*args, *both]) == 2
+        assert "give one review queue: an audit's (--audit) or a new class round's (--new-class)" in \
+            capsys.readouterr().err
+    (tmp_path / "hits").mkdir()
+    (tmp_path / "hits" / "review.csv").write_text("clip_id,verdict\nc1,yes\n")  # search --save's, not a round's
+    assert main([*args, "--new-class", str(tmp_path / "hits")]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a new-class round's review.csv" in err, err

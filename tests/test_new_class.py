@@ -75,10 +75,10 @@ def test_answers_are_checked_whole(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("clip_id,verdict\nc001,yes\nc002,maybe\n")
     with pytest.raises(ConfigError, match="answers 'maybe' for clip c002; write yes, no or unsure"):
-        read_answers([str(bad)])
+        read_answers([str(bad)], "chainsaw")
     good = tmp_path / "good.csv"
     good.write_text("rank,clip_id,verdict\n0,c001,Yes\n1,c002,\n2,c009,no\n")
-    answers = read_answers([str(good)])
+    answers = read_answers([str(good)], "chainsaw")
     assert [(a["clip_id"], a["answer"]) for a in answers] == [("c001", "yes"), ("c009", "no")]
     with pytest.raises(ConfigError, match="1 verdict\\(s\\) name clips that are not in the feature table"):
         answer_events(answers, TASK, {"c001"}, table="t", reviewer="ann", example="c001")

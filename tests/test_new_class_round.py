@@ -240,7 +240,7 @@ def test_answers_are_read_from_the_files_people_write(tmp_path):
     tabs.write_text("clip_id\tverdict\tnote\nc4\tunsure\n")  # a row short of its header's last cell
     listed = tmp_path / "hits.json"
     listed.write_text('\n [{"clip_id": "c5", "verdict": "correct", "reviewer": "cy"}, {"clip_id": "c6", "verdict": ""}]')
-    assert read_answers([str(semicolon), str(tabs), str(listed)]) == [
+    assert read_answers([str(semicolon), str(tabs), str(listed)], "chainsaw") == [
         {"clip_id": "c1", "answer": "yes", "reviewer": "ann", "time": "2026-11-26T10:00:00Z", "note": NOTE},
         {"clip_id": "c3", "answer": "no", "reviewer": "bob", "time": "", "note": "=maybe"},
         {"clip_id": "c4", "answer": "unsure", "reviewer": "", "time": "", "note": ""},
@@ -263,5 +263,5 @@ def test_an_answer_file_that_cannot_be_read_is_one_line_naming_it(tmp_path):
                        (no_key, f"verdicts: every row of {no_key} needs a clip_id, got {{'verdict': 'yes'}}"),
                        (broken, f"verdicts: {broken} is not valid JSON (")):
         with pytest.raises((ConfigError, AuditError)) as err:  # each the CLI's one line
-            read_answers([str(path)])
+            read_answers([str(path)], "chainsaw")
         assert str(err.value).startswith(line), (str(err.value), line)

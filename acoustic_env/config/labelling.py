@@ -176,17 +176,28 @@ class NewClassConfig(Section):
 
 @dataclass(frozen=True)
 class ToLabelStudioConfig(Section):
-    """An audit's review queue as Label Studio tasks (``labels to-label-studio``,
+    """An audit's review queue, or a new class's, as Label Studio tasks (``labels to-label-studio``,
     :mod:`acoustic_env.labels.label_studio`)."""
 
-    audit: str = _location(help="the audit's output directory: its review page's queue, in the review order the audit "
-                                "was run with, with the clips the review server added")
     output: str = _location(role="output", help="where tasks.json (the tasks to import into a Label Studio project) "
                                                 "and config.xml (the project's labelling config) go")
     audio_url: str = option(nonempty=True, help="the URL of the audit's review/ folder as Label Studio's page "
                                                 "reaches it; each clip's audio is it followed by assets/<clip>.ogg "
                                                 "(Label Studio's own local files: /data/local-files/?d=<the folder, "
-                                                "relative to LOCAL_FILES_DOCUMENT_ROOT>/)")
+                                                "relative to LOCAL_FILES_DOCUMENT_ROOT>/). With --new-class, each "
+                                                "clip's audio is it followed by its file's path without the leading "
+                                                "/ (/data/local-files/?d= with LOCAL_FILES_DOCUMENT_ROOT=/; a clip "
+                                                "at an http(s) URL is played from there)")
+    audit: str | None = _location(None, help="the audit's output directory: its review page's queue, in the review "
+                                             "order the audit was run with, with the clips the review server added "
+                                             "(or --new-class)")
+    new_class: str | None = _location(None, help="a `labels new-class` round's output directory: the clips its "
+                                                 "review.csv asks about, yes or no (or --audit)")
+
+    def cross_check(self) -> None:
+        if (self.audit is None) == (self.new_class is None):
+            raise ConfigError("audit: give one review queue: an audit's (--audit) or a new class round's "
+                              "(--new-class), not both")
 
 
 @dataclass(frozen=True)

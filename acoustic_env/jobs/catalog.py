@@ -168,7 +168,9 @@ for _spec in (
                 lazy(_LABELS, "new_class_lines"), console="never"),
         JobSpec("labels to-label-studio", "write an audit's review queue as Label Studio tasks (audio URL, segment, "
                                           "the given and suggested labels as pre-annotations) and the labelling "
-                                          "config of its task", ToLabelStudioConfig, lazy(_LABELS, "to_label_studio"),
+                                          "config of its task; or a new class round's (yes or no, its model's "
+                                          "guess as the pre-annotation: new-class --verdicts reads the export)",
+                ToLabelStudioConfig, lazy(_LABELS, "to_label_studio"),
                 lazy(_LABELS, "to_label_studio_lines"), console="never"),
         JobSpec("labels from-label-studio", "append a Label Studio project's JSON export of those tasks to the label "
                                             "store as verdicts, with annotator, time and project; a task of "

@@ -163,34 +163,66 @@ def new_class_lines(done: Done) -> list[str]:
 
 
 def to_label_studio(cfg: ToLabelStudioConfig) -> Done:
-    """The audit's review queue (the page's suspects in its review order, then the clips the review server added)
-    as ``<output>/tasks.json`` and the labelling config of its task as ``<output>/config.xml``."""
+    """The review queue as ``<output>/tasks.json`` and the labelling config of its task as ``<output>/config.xml``:
+    the audit's (the page's suspects in its review order, then the clips the review server added), or the new class
+    round's (its ``review.csv``, yes or no)."""
+    from acoustic_env.labels.label_studio import labelling_config
+    from acoustic_env.storage import join, write_bytes, write_json
+
+    queue, task, made, unreadable, classes, multi = (_audit_queue if cfg.audit else _class_queue)(cfg)
+    write_json(made, join(cfg.output, "tasks.json"))
+    write_bytes(labelling_config(classes, multi).encode(), join(cfg.output, "config.xml"))
+    return Done((queue, task, len(made), unreadable), cfg)
+
+
+def _audit_queue(cfg: ToLabelStudioConfig) -> tuple[str, str, list[dict[str, Any]], list[str], list[str], bool]:
+    """(the queue, its task, the tasks, the clips left out, the classes, multi-label) of ``--audit``."""
     from acoustic_env.bounded import read_record
     from acoustic_env.jobs.audit.job import SUMMARY
-    from acoustic_env.labels.label_studio import labelling_config, tasks
+    from acoustic_env.labels.label_studio import tasks
     from acoustic_env.pages.review import REVIEW_DIR, inlined_data, queued
-    from acoustic_env.storage import join, write_bytes, write_json
+    from acoustic_env.storage import join
 
     review_dir = join(cfg.audit, REVIEW_DIR)
     summary = read_record(join(cfg.audit, SUMMARY), "audit")
     made, unreadable = tasks([*inlined_data(review_dir)["suspects"], *queued(review_dir)],
                              queue=summary["audit_id"], audio_url=cfg.audio_url)
     task = summary["task"]
-    write_json(made, join(cfg.output, "tasks.json"))
-    write_bytes(labelling_config(task["classes"], task["kind"] != "single_label").encode(),
-                join(cfg.output, "config.xml"))
-    return Done((summary["audit_id"], task["name"], len(made), unreadable), cfg)
+    return (f"audit {summary['audit_id']}", task["name"], made, unreadable, task["classes"],
+            task["kind"] != "single_label")
+
+
+def _class_queue(cfg: ToLabelStudioConfig) -> tuple[str, str, list[dict[str, Any]], list[str], list[str], bool]:
+    """As :func:`_audit_queue`, of ``--new-class``: its ``review.csv``, the class named by its ``prob_<class>``
+    column."""
+    from acoustic_env.jobs.audit.estimate import read_verdict_text
+    from acoustic_env.jobs.new_class import csv_rows
+    from acoustic_env.labels.label_studio import ANSWERS, class_queue, class_tasks
+    from acoustic_env.storage import join
+
+    review = join(cfg.new_class, "review.csv")
+    rows = csv_rows(read_verdict_text(review))
+    names = [c[len("prob_"):] for c in (rows[0] if rows else {}) if c.startswith("prob_")]
+    if len(names) != 1 or not {"clip_id", "uri", "reason"} <= set(rows[0]):
+        raise ConfigError(f"new_class: {review} is not a new-class round's review.csv (clip_id, reason, uri and one "
+                          "prob_<class> column); give the round's --output directory")
+    for row in rows:
+        row.update({k: float(row[k]) if row.get(k) else None for k in ("start_s", "end_s")})
+    made, unplayable = class_tasks(rows, name=names[0], audio_url=cfg.audio_url)
+    return class_queue(names[0]), names[0], made, unplayable, list(ANSWERS), False
 
 
 def to_label_studio_lines(done: Done) -> list[str]:
-    (audit_id, task, n, unreadable), cfg = done.result, done.config
-    lines = [f"{n} tasks of audit {audit_id}'s review queue (task {task}) for Label Studio: {cfg.output}/tasks.json, "
-             f"its labelling config {cfg.output}/config.xml"]
+    (queue, task, n, unreadable), cfg = done.result, done.config
+    lines = [f"{n} tasks of {escaped(queue)}'s review queue (task {escaped(task)}) for Label Studio: "
+             f"{cfg.output}/tasks.json, its labelling config {cfg.output}/config.xml"]
     if unreadable:
-        lines.append(f"  {len(unreadable)} clips left out: the review page could not read their audio (e.g. "
-                     f"{escaped(unreadable[0])})")
+        why = "the review page could not read their audio" if cfg.audit else "review.csv names no file for them"
+        lines.append(f"  {len(unreadable)} clips left out: {why} (e.g. {escaped(unreadable[0])})")
+    back = (f"acoustic-env labels from-label-studio --audit {cfg.audit} --export <the export>" if cfg.audit else
+            f"acoustic-env labels new-class ... --name {escaped(task)} --verdicts <the export> (the next round)")
     return [*lines, f"  then: create a project with config.xml, import tasks.json, review, export it as JSON, and "
-                    f"acoustic-env labels from-label-studio --audit {cfg.audit} --export <the export>"]
+                    f"{back}"]
 
 
 def _audit_sink(audit: str, store: str | None) -> tuple[dict[str, Any], Any, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -22,22 +23,38 @@ from acoustic_env.storage import filesystem, join
 from acoustic_env.vocabulary.tasks import Task
 
 
-def read_answers(uris: Iterable[str]) -> list[dict[str, str]]:
-    """The judged rows of answer files (CSV, as ``search --save`` and ``review.csv`` write them with a filled
-    ``verdict`` column, or a JSON list of objects): clip_id, answer (yes, no, unsure), reviewer, time, note.
+def csv_rows(text: str) -> list[dict[str, Any]]:
+    """The rows of a CSV text (``,``, ``;`` or tab, whichever its header holds most of), each cell as the CSV writer
+    had it (``review.csv``, ``search --save``)."""
+    return [{k: restore_cell(v) if isinstance(v, str) else v for k, v in r.items()}
+            for r in csv.DictReader(io.StringIO(text), delimiter=max(",;\t", key=text.split("\n", 1)[0].count))]
+
+
+def read_answers(uris: Iterable[str], name: str) -> list[dict[str, str]]:
+    """The judged rows of answer files about the class ``name`` (CSV, as ``search --save`` and ``review.csv`` write
+    them with a filled ``verdict`` column; a JSON list of objects; or Label Studio's JSON export of
+    ``labels to-label-studio --new-class``'s tasks: ``label_studio.answer_rows``): clip_id, answer (yes, no,
+    unsure), reviewer, time, note.
 
     A row whose verdict is empty is skipped (not judged yet); any other word stops with one line.
     """
     from acoustic_env.jobs.audit.estimate import load_json, read_verdict_text
+    from acoustic_env.labels.label_studio import answer_rows
 
     out = []
     for uri in uris:
         text = read_verdict_text(uri)
         if text.lstrip().startswith("["):
-            rows = load_json(text, uri)
+            try:
+                tasks = json.loads(text)  # Label Studio's tasks nest deeper than an answer file may (load_json)
+            except (ValueError, RecursionError):
+                tasks = None
+            if isinstance(tasks, list) and tasks and isinstance(tasks[0], dict) and "annotations" in tasks[0]:
+                rows = answer_rows(tasks, name=name)
+            else:
+                rows = load_json(text, uri)
         else:
-            rows = [{k: restore_cell(v) if isinstance(v, str) else v for k, v in r.items()}  # as the CSV writer wrote
-                    for r in csv.DictReader(io.StringIO(text), delimiter=max(",;\t", key=text.split("\n", 1)[0].count))]
+            rows = csv_rows(text)
             if rows and "verdict" not in rows[0]:
                 raise ConfigError(f"verdicts: {uri} has no 'verdict' column (columns: {', '.join(rows[0])}); add "
                                   "one and write yes, no or unsure in it")
@@ -116,7 +133,7 @@ def prepare_round(cfg: Any) -> Ready:
     facts = selection(cfg.features).facts
     ids = facts["clip_id"].to_pylist()
     check_example(cfg.example, set(ids), cfg.features)
-    events = answer_events(read_answers(cfg.verdicts), task, set(ids), table=cfg.features, reviewer=cfg.reviewer,
+    events = answer_events(read_answers(cfg.verdicts, cfg.name), task, set(ids), table=cfg.features, reviewer=cfg.reviewer,
                            example=cfg.example)
     events = unstated(events, read_events(store, task.name))  # answers without times, added again: once
     append(store, events)

@@ -17,6 +17,11 @@ Label Studio is a review tool many annotation teams already run. The round trip
    otherwise, ``unsure`` when the box is ticked or no class is chosen. The origin of each is the Label Studio
    project and the queue (:func:`origin`).
 
+A new class's review queue (``labels new-class``'s ``review.csv``) makes the same trip with yes and no for choices
+(:data:`ANSWERS`): :func:`class_tasks` (each clip's own audio file, the round's model's guess as the
+pre-annotation), and :func:`answer_rows` reads the export back as the answers a round reads from ``review.csv``
+(``labels new-class --verdicts <the export>``).
+
 An export is refused whole, in one line, before anything is written: a task of another queue (another audit's, or
 not made by :func:`tasks`), tasks of two Label Studio projects, a class the task does not have, an answer in a
 control the config does not hold, an annotator known by number alone; the clips are checked against the table by
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from typing import Any, Sequence
 
 from acoustic_env.bounded import shown
@@ -36,6 +42,8 @@ from acoustic_env.config import ConfigError
 AUDIO, LABEL, UNSURE, NOTE = "audio", "label", "unsure", "note"
 #: The model version of the pre-annotation that holds the given labels.
 GIVEN_VERSION = "given labels"
+#: The choices of a new class's queue: the answers ``review.csv`` takes (unsure is the box, as for an audit's).
+ANSWERS = ("yes", "no")
 
 
 def labelling_config(classes: Sequence[str], multi_label: bool) -> str:
@@ -94,6 +102,41 @@ def tasks(items: Sequence[dict[str, Any]], *, queue: str, audio_url: str) -> tup
             {"model_version": GIVEN_VERSION, "result": _choices(item["given"])},
             {"model_version": f"audit {queue}", "score": item["quality"], "result": _choices(item["suggested"])}]})
     return out, unreadable
+
+
+def class_queue(name: str) -> str:
+    """The queue id of the new class ``name``'s review queue: what ties its tasks to the class."""
+    return f"new class {name}"
+
+
+def _file_url(uri: str, audio_url: str) -> str:
+    """A clip's audio file as the reviewer's browser reaches it: an http(s) file as it is, else ``audio_url``
+    followed by its path without scheme and leading ``/`` (Label Studio's local files:
+    ``/data/local-files/?d=`` with ``LOCAL_FILES_DOCUMENT_ROOT=/``)."""
+    if uri.startswith(("http://", "https://")):
+        return uri
+    return audio_url + uri.split("://", 1)[-1].lstrip("/")
+
+
+def class_tasks(rows: Sequence[dict[str, Any]], *, name: str, audio_url: str
+                ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Label Studio tasks of the new class ``name``'s review queue (``review.csv``'s rows, in its order: ``clip_id``,
+    ``uri``, ``start_s``, ``end_s``, ``reason``, ``prob_<name>``) and the clips left out, whose row names no file.
+    Each task asks yes or no (:data:`ANSWERS`) of the clip's own file (:func:`_file_url`), the round's model's
+    guess (yes from a probability of 0.5) its pre-annotation, scored by the probability."""
+    out, unplayable = [], []
+    for row in rows:
+        if not row.get("uri"):
+            unplayable.append(row["clip_id"])
+            continue
+        start, end, prob = row.get("start_s"), row.get("end_s"), float(row[f"prob_{name}"])
+        data = {AUDIO: _file_url(row["uri"], audio_url), "clip_id": row["clip_id"], "start_s": start, "end_s": end,
+                "segment": f"{row['clip_id']}: " + _segment(start, end),
+                "summary": f"Is it {name}? The round's model says {prob:.2f} ({row.get('reason') or 'picked'})",
+                "queue": class_queue(name)}
+        out.append({"data": data, "predictions": [{"model_version": class_queue(name), "score": prob,
+                                                   "result": _choices([ANSWERS[0] if prob >= 0.5 else ANSWERS[1]])}]})
+    return out, unplayable
 
 
 def origin(project: Any, queue: str) -> str:
@@ -178,6 +221,35 @@ def verdict_records(export: Any, *, queue: str, classes: Sequence[str]) -> tuple
     Raises:
         ConfigError: one line naming the task and what is wrong (see the module docstring); nothing is returned.
     """
+    records = []
+    for data, given, answers in _submitted(export, queue, classes, given=True):
+        for chosen, unsure, note, reviewer, time in answers:
+            verdict = ("unsure" if unsure or not chosen else "correct" if sorted(chosen) == sorted(given)
+                       else "wrong")
+            records.append({"clip_id": data["clip_id"], "given_labels": given, "verdict": verdict,
+                            "corrected_label": chosen if verdict == "wrong" else [], "reviewer": reviewer,
+                            "time": time, "note": note, "audit_id": queue})
+    return (export[0].get("project") if export else None), records
+
+
+def answer_rows(export: Any, *, name: str) -> list[dict[str, str]]:
+    """The answers of a JSON export of :func:`class_tasks`'s tasks for the new class ``name``, as a round reads
+    ``review.csv``'s rows: ``clip_id``, ``verdict`` (yes, no, or unsure: the box ticked or no choice), ``reviewer``
+    (the annotator's e-mail), ``time``, ``note``; refused in one line as :func:`verdict_records` refuses."""
+    return [{"clip_id": data["clip_id"], "verdict": "unsure" if unsure or not chosen else chosen[0],
+             "reviewer": reviewer, "time": time, "note": note}
+            for data, _, answers in _submitted(export, class_queue(name), ANSWERS, given=False)
+            for chosen, unsure, note, reviewer, time in answers]
+
+
+Answer = tuple[list[str], bool, str, str, str]
+
+
+def _submitted(export: Any, queue: str, classes: Sequence[str], given: bool
+               ) -> Iterator[tuple[dict[str, Any], list[str], list[Answer]]]:
+    """Each task of an export of ``queue``'s tasks: its data, its given labels (``given``: read, else none) and its
+    submitted annotations, each (classes chosen, unsure, note, annotator, time); or ConfigError, one line naming the
+    task and what is foreign (the module docstring)."""
     if not isinstance(export, list) or not all(isinstance(t, dict) for t in export):
         raise ConfigError("label-studio: the export is not Label Studio's JSON export (a list of tasks); export the "
                           "project as JSON")
@@ -185,7 +257,6 @@ def verdict_records(export: Any, *, queue: str, classes: Sequence[str]) -> tuple
     if len(projects) > 1:
         raise ConfigError(f"label-studio: the export holds tasks of {len(projects)} projects ({', '.join(projects)}); "
                           "export one project; nothing was added")
-    records = []
     for task in export:
         name = f"task {shown(task.get('id'))}"
         data = _object(task.get("data"), f"the data of {name}")
@@ -193,19 +264,15 @@ def verdict_records(export: Any, *, queue: str, classes: Sequence[str]) -> tuple
             raise ConfigError(f"label-studio: {name} ({shown(data.get('clip_id'), bare=True)}) is of queue "
                               f"{shown(data.get('queue'))}, not {shown(queue)}: another project's tasks; nothing was "
                               "added")
-        given = _strings(data.get("given_labels"), f"the given labels of {name}")
+        labels = _strings(data.get("given_labels"), f"the given labels of {name}") if given else []
         if not isinstance(data.get("clip_id"), str):
             raise ConfigError(f"label-studio: {name} names no clip but {shown(data.get('clip_id'))}; nothing was added")
+        answers = []
         for annotation in task.get("annotations") or []:
             annotation = _object(annotation, f"an annotation of {name}")
             if annotation.get("was_cancelled"):
                 continue  # skipped: the reviewer said nothing
             chosen, unsure, note = _answer(name, annotation, classes)
-            verdict = ("unsure" if unsure or not chosen else "correct" if sorted(chosen) == sorted(given)
-                       else "wrong")
-            records.append({"clip_id": data.get("clip_id"), "given_labels": given, "verdict": verdict,
-                            "corrected_label": chosen if verdict == "wrong" else [],
-                            "reviewer": _annotator(name, annotation),
-                            "time": str(annotation.get("updated_at") or annotation.get("created_at") or ""),
-                            "note": note, "audit_id": queue})
-    return (export[0].get("project") if export else None), records
+            answers.append((chosen, unsure, note, _annotator(name, annotation),
+                            str(annotation.get("updated_at") or annotation.get("created_at") or "")))
+        yield data, labels, answers
