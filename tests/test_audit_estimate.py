@@ -467,3 +467,15 @@ def test_a_list_that_goes_against_the_verdicts_is_not_scored_perfect():
     records[0] = {**records[0], "corrected_label": ["natural"]}
     out = after_corrections(estimate_accuracy(records), given, {"c0": ("music",), "c1": ("natural",)}, records)
     assert out["label_list"]["contradicted"] == 1 and out["overall"]["accuracy"] == pytest.approx(1 - 1 / 30, abs=1e-5)
+
+
+def test_an_unsure_verdict_goes_against_no_list_even_with_a_class_named():
+    """A reviewer unsure of a clip may still name the class it might be: the list giving it another is no change
+    against a verdict (unsure decides nothing), so the estimate is the one without it."""
+    from acoustic_env.jobs.audit.estimate import after_corrections
+
+    given = {f"c{i}": ("urban",) for i in range(10)}
+    records = [verdict(f"c{i}", ["urban"], "correct") for i in range(1, 10)]
+    records.append({**verdict("c0", ["urban"], "unsure"), "corrected_label": ["natural"]})
+    out = after_corrections(estimate_accuracy(records), given, {"c0": ("music",)}, records)
+    assert out["label_list"]["contradicted"] == 0 and out["overall"]["accuracy"] == pytest.approx(1.0)

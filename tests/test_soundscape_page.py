@@ -154,18 +154,29 @@ def test_a_sites_summary_counts_files_segments_failures_and_hours_and_means_the_
     assert (empty["failed"], empty["hours"], empty["first"], empty["last"]) == (1, 0, None, None)
 
 
+def _coloured(png: bytes) -> float:
+    """The share of a picture's pixels in colour (not grey, white or black: the plot's cells, not its gaps or text)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return float(np.mean(rgb.max(axis=-1) - rgb.min(axis=-1) > 40))
+
+
 def test_the_page_lists_each_site_with_its_pictures_and_a_site_without_a_scored_segment_says_so(tmp_path):
+    """Each site's pictures and summary, on its own step; the page written again into the same folder (the next
+    night's run) replaces it."""
+    # ridge: a segment every 15 min, the last at a bat detector's rate (more bins: the one in the false colour)
     rows = [{"site": "ridge", "clip_id": "f1", "start_time": int((T0 + 900 * k) * 1000), "offset_s": 0.0,
-             "duration_s": 10.0, "bin_hz": 500.0, "error": None, "ACI": 1.0 + k, "share_bird": 0.5,
-             **{f"bins_{n}": [float(k + 1), 2.0, 3.0] for n in ("ACI", "ENT", "EVN", "BGN", "ACT")}}
+             "duration_s": 10.0, "bin_hz": 32000.0, "error": None, "ACI": 1.0 + k, "share_bird": 0.5,
+             **{f"bins_{n}": [float(k + 1), 2.0, 3.0][:2 + k // 2] for n in ("ACI", "ENT", "EVN", "BGN", "ACT")}}
             for k in range(3)]
     rows.append({"site": "<b>dead</b>", "clip_id": "f9", "start_time": int(T0 * 1000), "error": "decode/corrupt: x"})
     table = pa.Table.from_pylist(rows, schema=schema(("bird",)))
     issue = Issue("clock_jump", "ridge", "f1", "f2", "ridge: f2 starts 1:00:00 after f1 ends")
-    uri = write_page(table, str(tmp_path / "page"), PLUS2, ("bird",), [issue], EventRule(0.8, 0.3))
-    assert uri == str(tmp_path / "page" / "index.html")
-    html = (tmp_path / "page" / "index.html").read_text()
-    written = sorted(p.name for p in (tmp_path / "page").glob("*.png"))
+    page = tmp_path / "page-X"
+    write_page(table, str(page), UTC, ("bird",), [], EventRule(0.8, 0.3))
+    uri = write_page(table, str(page), PLUS2, ("bird",), [issue], EventRule(0.8, 0.3))
+    assert uri == str(page / "index.html")
+    html = (page / "index.html").read_text()
+    written = sorted(p.name for p in page.glob("*.png"))
     assert written == sorted(["site1-2019-05-22-false-colour.png", "site1-bands.png",
                               *(f"site1-diel-{c}.png" for c in ("ACI", "NDSI", "BI", "Ht", "EVNspCount", "LEQt",
                                                                 "share_bird"))])
@@ -175,9 +186,13 @@ def test_the_page_lists_each_site_with_its_pictures_and_a_site_without_a_scored_
     assert "&lt;b&gt;dead&lt;/b&gt;" in dead and "No segment of this site could be scored." in dead
     assert "<img" not in dead and "No segment" not in ridge
     assert "src='site1-2019-05-22-false-colour.png' alt='false-colour spectrogram of ridge on 2019-05-22'" in ridge
-    assert "src='site1-bands.png'" in ridge and "1-kHz band" in ridge and "1.5 kHz here" in ridge
+    assert "src='site1-bands.png'" in ridge and "1-kHz band" in ridge and "96.0 kHz here" in ridge
     assert "alt='diel plot of share_bird at ridge'" in ridge and "alt='diel plot of ACI at ridge'" in ridge
     summary = html.split("<tbody>")[1].split("</tbody>")[0]
     assert "<td>ridge</td><td>1</td><td>3</td><td>0</td><td>0.01</td><td>2019-05-22T02:00:00+02:00</td>" in summary
     assert "<td>&lt;b&gt;dead&lt;/b&gt;</td><td>1</td><td>1</td><td>1</td><td>0.00</td><td>–</td>" in summary
-    assert _title((tmp_path / "page" / "site1-diel-share_bird.png").read_bytes()) == "ridge: share_bird"
+    assert _title((page / "site1-diel-share_bird.png").read_bytes()) == "ridge: share_bird"
+    assert _title((page / "site1-2019-05-22-false-colour.png").read_bytes()).startswith("ridge 2019-05-22: red ACI")
+    assert _title((page / "site1-bands.png").read_bytes()).startswith("ridge: acoustic events per second")
+    # the segment in the picture lights one 15-min step of the day's 96 (at 1-min steps, one of 1,440: a hairline)
+    assert _coloured((page / "site1-2019-05-22-false-colour.png").read_bytes()) > 0.004
