@@ -37,7 +37,7 @@ def _features(x: dict[str, np.ndarray], y: np.ndarray, recording: np.ndarray) ->
     groups = np.array([f"rec{r}" for r in recording], dtype=object)
     clips = pa.table({"clip_id": [f"clip{i:03d}" for i in range(n)], "uri": [f"/audio/rec{r}.wav" for r in recording],
                       "start_s": [float(i % CLIPS) for i in range(n)], "end_s": [float(i % CLIPS + 1) for i in range(n)],
-                      "labels": [[TASK.class_names[c]] for c in y], "group": list(groups)}, schema=CLIP_COLUMNS)
+                      "labels": [[TASK.class_names[c]] if np.ndim(c) == 0 else [f"{k}" for k in np.flatnonzero(c)] for c in y], "group": list(groups)}, schema=CLIP_COLUMNS)
     info = tuple(GroupInfo(name, m.shape[1], name.removesuffix("_raw"), "raw",
                            None if name.startswith("indices") else PRETRAINED) for name, m in x.items())
     return FeatureSet(None, clips, info, {k: v.astype(np.float32) for k, v in x.items()}, y, groups, True,
@@ -216,3 +216,74 @@ def test_an_image_model_is_fitted_on_its_images_and_chooses_no_set(leaky):
     alone = make_estimator("elasticnet", TASK.kind, TASK.n_classes, CFG.seed, search=tuning_plan(CFG), calibrate=True).fit(
         images, y, groups=leaky.groups)
     np.testing.assert_allclose(kept.estimator.predict_proba(images), alone.predict_proba(images), atol=1e-6)
+
+
+#: a run's settings that reach the inner fits, the saved model's fits too (resampling evens the classes: apart)
+RUN = {"seed": 3, "select_by": "accuracy", "class_weight": "balanced"}
+RESAMPLED = {"resample_per_class": 20}
+
+
+def _rare(multi_label: bool = False) -> tuple[Task, FeatureSet]:
+    """A third of the recordings of one class (the other's, and, multi-label, a second label on half of them)."""
+    rng, recording, _ = _recordings(3)
+    y, task = (recording % 3 == 0).astype(int), TASK
+    if multi_label:
+        task = Task("m", "multi_label", ("a", "b"), (frozenset({"a"}), frozenset({"b"})), {})
+        y = np.column_stack([y, recording % 2])
+    signal = y if y.ndim == 1 else y @ np.array([1.0, -1.0])
+    return task, _features({"indices_raw": signal[:, None] * 1.5 + rng.normal(size=(len(y), 4)),
+                            "vggish_raw": rng.normal(size=(len(y), 6))}, y, recording)
+
+
+@pytest.mark.parametrize("models, settings, multi_label", [
+    (["logreg"], RUN, False), (["logreg"], RESAMPLED, False), (["logreg"], {}, True),
+    (["elasticnet", "knn"], {"seed": 3}, False)])
+def test_the_saved_models_choice_is_made_as_an_outer_folds(models, settings, multi_label):
+    """Its inner fits are built as an outer fold builds its own (``learn.cv``): the run's seed, one setting each, the
+    run's class weights and resampling, scored for the task by ``--select-by``."""
+    from acoustic_env.jobs.train.evaluation import class_balance, preprocessing, resample_plan
+    from acoustic_env.learn.feature_sets import choose_sets
+    from acoustic_env.learn.tuning import TuningPlan
+
+    task, features = _rare(multi_label)
+    cfg = from_dict(TrainConfig, {**CFG.to_dict(), **settings})
+    plan, sets = tuning_plan(cfg), candidate_sets(features.feature_groups)
+    taken = saved.take(cfg, task, features, AVERAGE, [*models, AVERAGE], sets, plan, {})
+    prep, raw = preprocessing(cfg, features)
+    expected = choose_sets(
+        lambda m, own: make_estimator(m, task.kind, task.n_classes, cfg.seed, 1, TuningPlan(1, plan.inner_folds),
+                                      balance=class_balance(cfg), resample=resample_plan(cfg), preprocessing=own),
+        models, sets, prep, raw, features.y, features.groups, plan.inner_folds, cfg.seed, task.kind, plan.metric)
+    assert {m: s["scores"] for m, s in taken.sets.items()} == {m: c[1] for m, c in expected.sets.items()}
+
+
+@pytest.mark.parametrize("settings, multi_label", [(RUN, False), (RESAMPLED, False), ({}, True)])
+def test_the_saved_model_is_fitted_as_the_run_asks(settings, multi_label):
+    """Fitted on every clip for its task, with the run's seed, tuning, class weights, resampling and probability map."""
+    from acoustic_env.jobs.train.evaluation import class_balance, preprocessing, resample_plan
+
+    task, features = _rare(multi_label)
+    cfg = from_dict(TrainConfig, {**CFG.to_dict(), **settings})
+    kept = saved.refit(cfg, task, features, "logreg", ["logreg"], None, tuning_plan(cfg), {})
+    prep, raw = preprocessing(cfg, features)
+    alone = make_estimator("logreg", task.kind, task.n_classes, cfg.seed, 1, search=tuning_plan(cfg),
+                           balance=class_balance(cfg), calibrate=True, resample=resample_plan(cfg),
+                           preprocessing=prep.with_rule(kept.rule)).fit(raw, features.y, groups=features.groups)
+    np.testing.assert_allclose(kept.fitted["logreg"].predict_proba(raw), alone.predict_proba(raw), atol=1e-9)
+
+
+def test_each_member_of_the_average_takes_its_own_set():
+    """The class in the indices, linearly, and in an embedder's ring (the class's recordings far from the centre,
+    the other's near it): logistic regression reads the indices, the nearest neighbours the ring."""
+    rng = np.random.default_rng(1)
+    recording = np.repeat(np.arange(24), 2)
+    y = recording % 2
+    angle = rng.uniform(0, 2 * np.pi, 24)[recording]
+    ring = np.where(y == 1, 3.0, 0.3)[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    features = _features({"indices_raw": y[:, None] * 0.8 + rng.normal(size=(48, 4)),
+                          "vggish_raw": ring + 0.3 * rng.normal(size=(48, 2))}, y, recording)
+    taken = _take(features, AVERAGE, ("logreg", "knn", AVERAGE))
+    assert taken.groups == {"logreg": ["indices_raw"], "knn": ["vggish_raw"]}
+    assert {m: (s["model"], s["set"]) for m, s in taken.sets.items()} == {"logreg": ("logreg", "hand-made"),
+                                                                         "knn": ("knn", "vggish")}
+    assert [g.name for g in taken.features.feature_groups] == ["indices_raw", "vggish_raw"]
