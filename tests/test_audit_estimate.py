@@ -479,3 +479,40 @@ def test_an_unsure_verdict_goes_against_no_list_even_with_a_class_named():
     records.append({**verdict("c0", ["urban"], "unsure"), "corrected_label": ["natural"]})
     out = after_corrections(estimate_accuracy(records), given, {"c0": ("music",)}, records)
     assert out["label_list"]["contradicted"] == 0 and out["overall"]["accuracy"] == pytest.approx(1.0)
+    assert estimate_lines(out)[1].endswith("leaves out 0 of 10 audited clips)")  # nothing said against a verdict
+
+
+def test_a_csv_the_review_page_exported_reads_back_each_cell_as_the_reviewer_wrote_it():
+    """The page's export puts a ' before a cell a spreadsheet would run as a formula (the one CSV writer's rule):
+    reading it back takes that ' off, and a row cut short of the header still reads."""
+    text = ("clip_id,given_labels,verdict,sample,reviewer,time,note\n"
+            "'@home,urban,wrong,random,'=cmd,2026-01-01T00:00:00Z,'+1 car then a dog\n"
+            "b,urban,correct,random\n")
+    home, b = parse_verdicts(text)
+    assert (home["clip_id"], home["reviewer"], home["note"]) == ("@home", "=cmd", "+1 car then a dog")
+    assert (b["clip_id"], b["verdict"], b["note"]) == ("b", "correct", "")
+
+
+def test_a_verdict_file_over_the_limit_is_one_line_naming_it(tmp_path, monkeypatch):
+    from acoustic_env.config import ConfigError
+    from acoustic_env.jobs.audit import estimate
+
+    monkeypatch.setattr(estimate, "MAX_VERDICT_BYTES", 1024)
+    path = tmp_path / "v.csv"
+    path.write_text("clip_id,verdict,sample\n" + "a,wrong,random\n" * 200)
+    with pytest.raises(ConfigError) as caught:
+        estimate.read_verdict_text(str(path))
+    assert str(caught.value) == f"verdicts: {path} is 3.0 KiB (3,023 bytes), over the limit of a verdict file (1 KiB)"
+
+
+def test_taking_out_clips_a_reviewer_found_right_removes_no_wrong_label():
+    """2 of 10 clips wrong; the list takes out two whose labels the reviewers found right: the 2 wrong ones are
+    left among 8 (75 %), not counted as removed (100 %)."""
+    from acoustic_env.jobs.audit.estimate import after_corrections
+
+    given = {f"c{i}": ("urban",) for i in range(10)}
+    records = [verdict(f"c{i}", ["urban"], "wrong" if i < 2 else "correct") for i in range(10)]
+    out = after_corrections(estimate_accuracy(records), given, {"c2": (), "c3": ()}, records)
+    assert out["label_list"]["removed"] == 2 and out["overall"]["accuracy"] == pytest.approx(0.75)
+    out = after_corrections(estimate_accuracy(records), given, {"c0": (), "c3": ()}, records)
+    assert out["overall"]["accuracy"] == pytest.approx(1 - 1 / 8)  # one wrong label taken out, one left
