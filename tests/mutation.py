@@ -122,7 +122,8 @@ MODULES: dict[str, list[str]] = {
     # not the page in headless Chromium (a browser for each mutant that reaches the page): its data, assets, queue
     # and server, which the browser tests then drive
     "acoustic_env/pages/review.py": [
-        "tests/test_review_assets.py", "tests/test_review_order.py", *(f"tests/test_audit_review.py::test_{t}" for t in (
+        "tests/test_review_assets.py", "tests/test_review_order.py", "tests/test_review_page.py",
+        *(f"tests/test_audit_review.py::test_{t}" for t in (
             "clip_audio_cuts_whole_recordings_and_keeps_segment_files", "source_url_links_audioset_segments_only",
             "clip_audio_cuts_the_segment_a_row_names_and_no_other", "a_file_whose_length_cannot_be_read_is_taken_as_the_segment",
             "each_clip_on_the_page_is_its_audit_rows_values",
@@ -180,6 +181,17 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/features/spectral_bins.py": [
         "tests/test_soundscape_job.py::test_per_bin_indices_match_scikit_maad_on_the_real_recordings",
         "tests/test_soundscape_job.py::test_per_bin_indices_at_the_edges"],
+    # a recording's segments, the run around them and the page (small files made in the tests; the model's windows
+    # and events through the one CLI run with the small model; not the real deployment's slow runs, the Ray run or
+    # the page in Chromium; the Ray branch of the run is reached through test_windows_routing_rules' stand-in)
+    "acoustic_env/jobs/soundscape/segments.py": [
+        "tests/test_soundscape_segments.py",
+        "tests/test_soundscape_job.py::test_with_a_model_events_cross_file_boundaries_and_histories_count_effort"],
+    "acoustic_env/jobs/soundscape/job.py": [
+        "tests/test_soundscape_run.py",
+        "tests/test_soundscape_job.py::test_with_a_model_events_cross_file_boundaries_and_histories_count_effort",
+        "tests/test_soundscape_job.py::test_bad_input_is_one_line_and_loses_nothing"],
+    "acoustic_env/pages/soundscape.py": ["tests/test_soundscape_page.py"],
     # the label store: a bug there loses or corrupts a reviewer's work
     # (and what it takes at its door: a damaged or forged file, a field too long, a verdict from the future)
     "acoustic_env/labels/store.py": ["tests/test_labels.py", "tests/test_labels_store.py",
