@@ -214,7 +214,10 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/labels/new_class.py": ["tests/test_new_class.py", "tests/test_new_class_picks.py"],
     # the round around it: what it reads, stores, lists and asks next (not the round's train run: a slow test's;
     # run_round, the glue that calls it, is left unmutated)
-    "acoustic_env/jobs/new_class.py": ["tests/test_new_class_round.py", "tests/test_new_class.py"],
+    "acoustic_env/jobs/new_class.py": [
+        "tests/test_new_class_round.py", "tests/test_new_class.py",
+        "tests/test_label_studio_convert.py::"
+        "test_a_new_class_rounds_queue_goes_to_label_studio_and_its_answers_come_back_for_the_next_round"],
     "acoustic_env/jobs/train/compare.py": ["tests/test_train_compare.py"],
     # secrets in URLs and atomic writes: a bug there leaks a credential or loses a part
     "acoustic_env/storage.py": ["tests/test_storage.py",
@@ -237,6 +240,7 @@ MODULES: dict[str, list[str]] = {
         "a_rewritten_part_is_refused_then_rebuilt", "an_index_of_other_weights_is_refused",
         "a_damaged_index_is_refused", "another_embedders_index_under_this_ones_name_is_refused_then_built_beside_it",
         "an_index_built_in_shards_answers_as_one_graph_and_takes_new_parts_in_its_last",
+        "rows_past_graph_rows_are_cut_into_even_graphs_and_new_parts_fill_the_last_then_new_ones",
         "export_embeddings_refuses_csv_and_copies_only_a_current_index")],
 }
 #: How the selected tests run: the fast ones, quietly.
