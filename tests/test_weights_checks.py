@@ -119,6 +119,9 @@ def test_how_to_get_names_the_command_for_each_kind_of_file() -> None:
         "`acoustic-env models fetch tiny --source <dir-or-url>`.")
     packaged = replace(SPEC, package="somepkg", extra="some", converted=True)
     assert packaged.how_to_get() == "It comes with the somepkg package: pip install 'acoustic-env[some]'."
+    built = replace(SPEC, converted=True, extra="some", build=lambda: {})
+    assert built.how_to_get() == ("It is built on this machine on first use, or with `acoustic-env models fetch tiny` "
+                                  "(needs pip install 'acoustic-env[some]').")
 
 
 def test_missing_message_names_the_file_the_cache_and_the_way_out() -> None:
@@ -667,3 +670,13 @@ def test_a_file_built_here_is_built_by_fetch_unless_a_mirror_is_named(saved: tup
     assert not (tmp_path / "cache" / "tiny.pt").exists()
     got = weights.fetch(spec, str(tmp_path / "cache"), source=str(path.parent))
     assert (got["source"], got["sha256"]) == (str(path), record["sha256"])
+
+
+def test_a_fifo_in_the_cache_is_listed_bad_with_the_readers_line_and_never_opened(tmp_path: Path) -> None:
+    """``models list`` over a cache where a FIFO holds a weights file's name: a row like any bad file's, its reason
+    the reader's one line, no hash or size made up, and the listing does not hang on it."""
+    os.mkfifo(tmp_path / SPEC.filename)
+    assert weights.status(SPEC, str(tmp_path)) == {
+        "name": "tiny", "file": "tiny.pt", "path": str(tmp_path / "tiny.pt"), "source": SPEC.source,
+        "converted": False, "status": "bad", "sha256": None, "size": None,
+        "reason": f"weights: {tmp_path / 'tiny.pt'} is not a regular file (a FIFO, a device or a socket); give a file"}
