@@ -61,15 +61,18 @@ def test_an_estimator_is_fitted_on_the_training_split_and_stopped_and_scored_on_
     features, idx = split
     transforms, x = model_inputs(CFG, features, np.isin(np.arange(len(features)), idx[TRAIN]))
     plan = TuningPlan(2, 2, "accuracy")
-    trained = trainers.estimators(CFG, TASK, ["logreg"], features, x, idx, features.groups, plan, Balance(), None)
-    assert list(trained) == ["logreg"]
-    got = trained["logreg"]
+    trained = trainers.estimators(CFG, TASK, ["logreg", "xgboost"], features, x, idx, features.groups, plan,
+                                  Balance(), None)
+    assert list(trained) == ["logreg", "xgboost"]
     prep, raw = preprocessing(CFG, features)
     y = features.y
-    same = make_estimator("logreg", TASK.kind, TASK.n_classes, CFG.seed, search=plan, preprocessing=prep).fit(
-        raw[idx[TRAIN]], y[idx[TRAIN]], eval_set=(raw[idx[VAL]], y[idx[VAL]]), groups=features.groups[idx[TRAIN]])
-    np.testing.assert_allclose(got.proba, same.predict_proba(raw[idx[TEST]]), atol=1e-9)
-    assert got.val_score == val_score(TASK.kind, y[idx[VAL]], same.predict_proba(raw[idx[VAL]]), "accuracy")
+    for name, got in trained.items():  # xgboost stops early on the validation split, never on the test one
+        same = make_estimator(name, TASK.kind, TASK.n_classes, CFG.seed, search=plan, preprocessing=prep).fit(
+            raw[idx[TRAIN]], y[idx[TRAIN]], eval_set=(raw[idx[VAL]], y[idx[VAL]]),
+            groups=features.groups[idx[TRAIN]])
+        np.testing.assert_allclose(got.proba, same.predict_proba(raw[idx[TEST]]), atol=1e-6)
+        assert got.val_score == val_score(TASK.kind, y[idx[VAL]], same.predict_proba(raw[idx[VAL]]), "accuracy")
+    got = trained["logreg"]
     assert got.params == {"model": "logreg", **got.fitted.params_} and got.name == "logreg"
     search = got.fitted.search_
     for fit_on, scored in search.splits:  # its C search on grouped folds of the training split
