@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 
 from acoustic_env.config import ConfigError
-from acoustic_env.labels.label_studio import labelling_config, origin, parse_export, tasks, verdict_records
+from acoustic_env.labels.label_studio import (class_tasks, labelling_config, origin, parse_export, tasks,
+                                             verdict_records)
 
 QUEUE = "20261128T100000Z-ab12cd"
 CLASSES = ("urban", "natural", "indoor")
@@ -260,3 +261,18 @@ def test_a_new_class_rounds_queue_goes_to_label_studio_and_its_answers_come_back
     assert main([*args, "--new-class", str(tmp_path / "hits")]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a new-class round's review.csv" in err, err
+
+
+def test_a_new_class_task_plays_each_clips_own_file_wherever_it_lies():
+    """A clip at an http(s) URL plays from there; any other file (a local path, object storage's, a ``file://``
+    URL) through Label Studio's local files, by its path without the scheme and the leading ``/``; the task keeps
+    the clip's segment for the import."""
+    rows = [{"clip_id": f"c{i}", "uri": uri, "start_s": 1.5 * i, "end_s": None, "prob_saw": 0.25}
+            for i, uri in enumerate(["http://h/a.wav", "https://h/b.wav", "/XC/xeno/c.wav", "file:///data/d.wav",
+                                     "s3://bucket/e.wav?from=http://h/e.wav"])]
+    made, unplayable = class_tasks(rows, name="saw", audio_url="/data/local-files/?d=")
+    assert unplayable == []
+    assert [t["data"]["audio"] for t in made] == [
+        "http://h/a.wav", "https://h/b.wav", "/data/local-files/?d=XC/xeno/c.wav", "/data/local-files/?d=data/d.wav",
+        "/data/local-files/?d=bucket/e.wav?from=http://h/e.wav"]
+    assert [(t["data"]["start_s"], t["data"]["end_s"]) for t in made] == [(1.5 * i, None) for i in range(5)]
