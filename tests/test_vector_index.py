@@ -272,7 +272,7 @@ def test_a_build_on_ray_is_the_in_process_build_recall_for_recall(indexed, tmp_p
     out = _copy(indexed, tmp_path)
     code, printed, _ = _run(capsys, "index", "--features", str(out), "--embedder", "yamnet",
                             "--include-random-weights", "--shards", "2", "--rebuild")
-    assert code == 0 and f"built again {out}/index/yamnet.json: {ROWS} clips, f16, 2 shards" in printed
+    assert code == 0 and f"built again {out}/index/yamnet.json: {ROWS} clips, f16, 2 graphs" in printed
     one, two = (vector_index.load(open_table(str(d)), ["yamnet"], "random") for d in (indexed, out))
     assert len(two.graph.shards) == 2 and two.ids.equals(one.ids)
     for a, b in zip(one.space.means + one.space.stds, two.space.means + two.space.stds):

@@ -77,8 +77,8 @@ def index_lines(done: Any) -> list[str]:
     """``index: built /out/index/birdnet.json: 96 clips, f16 (1.2 s)``, and why it was (re)built or left."""
     said = {"built": "built", "extended": f"extended by {done.added} clips", "rebuilt": "built again",
             "current": "left as it is"}[done.action]
-    shards = f", {done.shards} shards" if done.shards > 1 else ""
-    return [f"index: {said} {redact(done.where)}: {done.rows} clips, {done.precision}{shards} ({done.seconds:.1f} s)",
+    graphs = f", {done.shards} graphs" if done.shards > 1 else ""
+    return [f"index: {said} {redact(done.where)}: {done.rows} clips, {done.precision}{graphs} ({done.seconds:.1f} s)",
             f"  {done.why}"]
 
 
