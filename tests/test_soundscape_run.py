@@ -155,8 +155,8 @@ def test_the_histories_effort_is_each_segments_start_length_and_error():
 
 def test_a_sites_first_start_and_top_frequency_are_over_all_its_files():
     t = _table([
-        {"site": "S1", "clip_id": "f2", "start_time": int((T0 + 904) * 1000), "offset_s": 4.0, "sample_rate": 48000},
         {"site": "S1", "clip_id": "f1", "start_time": int((T0 + 60) * 1000), "offset_s": 60.0, "sample_rate": 16000},
+        {"site": "S1", "clip_id": "f2", "start_time": int((T0 + 904) * 1000), "offset_s": 4.0, "sample_rate": 48000},
         {"site": "S2", "clip_id": "f3", "start_time": int((T0 + 30) * 1000), "offset_s": None, "sample_rate": None}])
     assert _firsts(t) == [{"site": "S1", "start": T0, "nyquist": 24000.0},
                           {"site": "S2", "start": T0 + 30, "nyquist": 0.0}]
