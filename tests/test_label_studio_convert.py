@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from acoustic_env.config import ConfigError
-from acoustic_env.labels.label_studio import (class_tasks, labelling_config, origin, parse_export, tasks,
-                                             verdict_records)
+from acoustic_env.labels.label_studio import (answer_rows, class_tasks, labelling_config, origin, parse_export,
+                                             tasks, verdict_records)
 
 QUEUE = "20261128T100000Z-ab12cd"
 CLASSES = ("urban", "natural", "indoor")
@@ -276,3 +276,24 @@ def test_a_new_class_task_plays_each_clips_own_file_wherever_it_lies():
         "http://h/a.wav", "https://h/b.wav", "/data/local-files/?d=XC/xeno/c.wav", "/data/local-files/?d=data/d.wav",
         "/data/local-files/?d=bucket/e.wav?from=http://h/e.wav"]
     assert [(t["data"]["start_s"], t["data"]["end_s"]) for t in made] == [(1.5 * i, None) for i in range(5)]
+
+
+def test_a_new_class_task_pre_answers_yes_from_a_probability_of_one_half():
+    """The round's model's guess is the pre-annotation a reviewer who agrees submits as is: yes from 0.5 up, no
+    below, scored by the probability, under the queue's own model version; a row without a reason says picked."""
+    rows = [{"clip_id": c, "uri": f"/d/{c}.wav", "prob_saw": p, "reason": r}
+            for c, p, r in (("c1", 0.5, None), ("c2", 0.4999, "random"))]
+    made, _ = class_tasks(rows, name="saw", audio_url="/files/")
+    assert [t["data"]["summary"] for t in made] == ["Is it saw? The round's model says 0.50 (picked)",
+                                                   "Is it saw? The round's model says 0.50 (random)"]
+    assert [t["predictions"] for t in made] == [
+        [{"model_version": "new class saw", "score": p, "result": [
+            {"from_name": "label", "to_name": "audio", "type": "choices", "value": {"choices": [answer]}}]}]
+        for p, answer in ((0.5, "yes"), (0.4999, "no"))]
+
+
+def test_a_new_class_answer_is_unsure_when_the_box_is_ticked_whatever_is_chosen():
+    export = [{"id": 1, "project": 7, "data": {"clip_id": "c1", "queue": "new class saw"},
+               "annotations": [_annotation(["yes"], unsure=True), _annotation([]), _annotation(["no"])]}]
+    assert [(a["verdict"], a["reviewer"]) for a in answer_rows(export, name="saw")] == [
+        ("unsure", "ann@example.org"), ("unsure", "ann@example.org"), ("no", "ann@example.org")]
