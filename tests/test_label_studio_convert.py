@@ -297,3 +297,19 @@ def test_a_new_class_answer_is_unsure_when_the_box_is_ticked_whatever_is_chosen(
                "annotations": [_annotation(["yes"], unsure=True), _annotation([]), _annotation(["no"])]}]
     assert [(a["verdict"], a["reviewer"]) for a in answer_rows(export, name="saw")] == [
         ("unsure", "ann@example.org"), ("unsure", "ann@example.org"), ("no", "ann@example.org")]
+
+
+def test_choices_in_two_results_both_count_and_a_malformed_box_or_note_is_one_line():
+    """An annotation whose classes come in two results of the label control counts both; an unsure box or a note
+    that holds no list of text names the task and the control, as the classes' refusal does."""
+    split = _annotation(["urban"])
+    split["result"].append({"from_name": "label", "to_name": "audio", "type": "choices",
+                            "value": {"choices": ["indoor"]}})
+    assert verdict_records([_task(1, "c1", ["urban"], split)], queue=QUEUE, classes=CLASSES)[1] == [
+        _record("c1", ["urban"], "wrong", ["urban", "indoor"])]
+    for control, key, what in (("unsure", "choices", "the unsure box"), ("note", "text", "the note")):
+        bad = _annotation(["urban"])
+        bad["result"].append({"from_name": control, "to_name": "audio", "value": {key: "x"}})
+        with pytest.raises(ConfigError) as err:
+            verdict_records([_task(1, "c1", ["urban"], bad)], queue=QUEUE, classes=CLASSES)
+        assert str(err.value) == f"label-studio: {what} of task 1: a list of names expected, got 'x'; nothing was added"
