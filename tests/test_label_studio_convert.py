@@ -313,3 +313,10 @@ def test_choices_in_two_results_both_count_and_a_malformed_box_or_note_is_one_li
         with pytest.raises(ConfigError) as err:
             verdict_records([_task(1, "c1", ["urban"], bad)], queue=QUEUE, classes=CLASSES)
         assert str(err.value) == f"label-studio: {what} of task 1: a list of names expected, got 'x'; nothing was added"
+
+
+def test_an_annotation_after_a_skipped_one_still_counts():
+    """A reviewer skips a task, another answers it later: the skip says nothing, the answer stands."""
+    skipped = _annotation(["natural"], was_cancelled=True)
+    assert verdict_records([_task(1, "c1", ["urban"], skipped, _annotation(["urban"]))], queue=QUEUE,
+                           classes=CLASSES)[1] == [_record("c1", ["urban"], "correct")]
