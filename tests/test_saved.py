@@ -35,9 +35,10 @@ def _features(x: dict[str, np.ndarray], y: np.ndarray, recording: np.ndarray) ->
     pretrained weights), the class of each clip, its recording as its group."""
     n = len(y)
     groups = np.array([f"rec{r}" for r in recording], dtype=object)
+    labels = [[TASK.class_names[c]] if np.ndim(c) == 0 else [f"{k}" for k in np.flatnonzero(c)] for c in y]
     clips = pa.table({"clip_id": [f"clip{i:03d}" for i in range(n)], "uri": [f"/audio/rec{r}.wav" for r in recording],
                       "start_s": [float(i % CLIPS) for i in range(n)], "end_s": [float(i % CLIPS + 1) for i in range(n)],
-                      "labels": [[TASK.class_names[c]] if np.ndim(c) == 0 else [f"{k}" for k in np.flatnonzero(c)] for c in y], "group": list(groups)}, schema=CLIP_COLUMNS)
+                      "labels": labels, "group": list(groups)}, schema=CLIP_COLUMNS)
     info = tuple(GroupInfo(name, m.shape[1], name.removesuffix("_raw"), "raw",
                            None if name.startswith("indices") else PRETRAINED) for name, m in x.items())
     return FeatureSet(None, clips, info, {k: v.astype(np.float32) for k, v in x.items()}, y, groups, True,
@@ -111,7 +112,7 @@ def test_the_saved_set_is_chosen_on_folds_that_keep_each_recording_whole(leaky):
 
 def test_the_saved_model_reads_and_saves_only_its_set(leaky):
     kept = _refit(leaky)
-    assert [g.name for g in kept.features.feature_groups] == ["indices_raw"] and list(kept.features.X) == ["indices_raw"]
+    assert [g.name for g in kept.features.feature_groups] == ["indices_raw"] == list(kept.features.X)
     assert kept.features.excluded["columns"] == {"vggish_raw": saved.FEATURE_SET_REASON}
     assert [t.group for t in kept.transforms] == ["indices_raw"] and kept.x.shape == (len(leaky), 4)
     assert kept.set_record() == kept.sets["logreg"] and kept.set_record()["rule"] == kept.rule
@@ -152,7 +153,8 @@ def test_the_saved_average_takes_every_compared_model_and_a_single_model_itself(
     # a model of images reads no group and chooses no set; the vector models beside it choose theirs
     images = np.zeros((len(leaky), 3), np.float32)
     taken = _take(leaky, AVERAGE, ("logreg", "elasticnet", AVERAGE), images={"elasticnet": images})
-    assert list(taken.sets) == ["logreg"] and taken.groups["elasticnet"] == [g.name for g in taken.features.feature_groups]
+    assert list(taken.sets) == ["logreg"]
+    assert taken.groups["elasticnet"] == [g.name for g in taken.features.feature_groups]
     alone = _take(leaky, "elasticnet", ("elasticnet",), images={"elasticnet": images})
     assert (alone.sets, alone.rule_scores, alone.features) == ({}, {}, leaky) and alone.rule == ROWS_PER_COMPONENT
 
@@ -168,7 +170,8 @@ def test_the_saved_model_is_the_one_asked_for_fitted_alone(leaky):
 
 def test_the_saved_average_holds_each_compared_model_on_its_own_set(average):
     kept = average
-    assert kept.name == AVERAGE and list(kept.fitted) == ["logreg", "elasticnet"] and isinstance(kept.estimator, Average)
+    assert kept.name == AVERAGE and list(kept.fitted) == ["logreg", "elasticnet"]
+    assert isinstance(kept.estimator, Average)
     assert kept.groups == {m: kept.sets[m]["groups"] for m in ("logreg", "elasticnet")}
     assert kept.estimator.groups == tuple(tuple(kept.groups[m]) for m in ("logreg", "elasticnet"))
     read = {g for m in ("logreg", "elasticnet") for g in kept.groups[m]}
@@ -213,8 +216,8 @@ def test_an_image_model_is_fitted_on_its_images_and_chooses_no_set(leaky):
     kept = _refit(leaky, "elasticnet", ("elasticnet",), images={"elasticnet": images})
     assert kept.sets == {} and kept.rule_scores == {} and kept.features is leaky
     assert kept.fitted["elasticnet"].transforms_ is None and kept.components == {}
-    alone = make_estimator("elasticnet", TASK.kind, TASK.n_classes, CFG.seed, search=tuning_plan(CFG), calibrate=True).fit(
-        images, y, groups=leaky.groups)
+    alone = make_estimator("elasticnet", TASK.kind, TASK.n_classes, CFG.seed, search=tuning_plan(CFG),
+                           calibrate=True).fit(images, y, groups=leaky.groups)
     np.testing.assert_allclose(kept.estimator.predict_proba(images), alone.predict_proba(images), atol=1e-6)
 
 
