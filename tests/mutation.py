@@ -219,6 +219,16 @@ MODULES: dict[str, list[str]] = {
         "tests/test_label_studio_convert.py::"
         "test_a_new_class_rounds_queue_goes_to_label_studio_and_its_answers_come_back_for_the_next_round"],
     "acoustic_env/jobs/train/compare.py": ["tests/test_train_compare.py"],
+    # the saved model under cross-validation: which models, feature sets and count rule it takes on the inner folds
+    # of all clips, and its fits on every clip (small tables in memory; not test_saved_average's whole train runs)
+    "acoustic_env/jobs/train/saved.py": [
+        "tests/test_saved.py",
+        "tests/test_saved_average.py::test_the_saved_models_feature_set_is_chosen_on_grouped_inner_folds_of_all_clips"],
+    # a network trained on Ray back in train's process, and its saved form
+    "acoustic_env/learn/trained_networks.py": ["tests/test_trained_networks.py"],
+    # the split evaluation's trainers: the estimators, and what a network's run on Ray gives back (the Ray calls,
+    # searched's and streamed's bodies, are left unmutated: a train run on Ray reaches them)
+    "acoustic_env/jobs/train/trainers.py": ["tests/test_trainers.py"],
     # secrets in URLs and atomic writes: a bug there leaks a credential or loses a part
     "acoustic_env/storage.py": ["tests/test_storage.py",
                                 "tests/test_preflight.py::test_remote_paths_are_compared_as_normalised_urls"],
