@@ -117,12 +117,16 @@ def test_the_tuning_line_says_how_the_network_was_tuned():
     assert trainers.tuning_line(0, 2, "one worker") == "no search: default hyper-parameters, one worker"
 
 
-@pytest.mark.parametrize("metric", [None, "accuracy"])
-def test_a_tuned_network_comes_back_from_its_checkpoint_with_its_scores_and_saved_form(setup, tmp_path, metric):
-    own = trainers.tuning_setup("mlp", setup, Balance())
+@pytest.mark.parametrize("metric, multi_label", [(None, False), ("accuracy", False), ("accuracy", True)])
+def test_a_tuned_network_comes_back_from_its_checkpoint_with_its_scores_and_saved_form(setup, tmp_path, metric,
+                                                                                     multi_label):
+    from dataclasses import replace
+
+    task = _rare(multi_label)[0]
+    own = trainers.tuning_setup("mlp", replace(setup, kind=task.kind, n_classes=task.n_classes), Balance())
     params = {"depth": 1, "width": 6}
     torch.manual_seed(0)
-    architecture = mlp.architecture(5, TASK.kind, TASK.n_classes, {**own.model.params[NETWORK], **params})
+    architecture = mlp.architecture(5, task.kind, task.n_classes, {**own.model.params[NETWORK], **params})
     best = mlp.MLP(**architecture).eval()
     (tmp_path / "best").mkdir()
     torch.save(best.state_dict(), tmp_path / "best" / CHECKPOINT_FILE)
@@ -130,16 +134,17 @@ def test_a_tuned_network_comes_back_from_its_checkpoint_with_its_scores_and_save
     rng = np.random.default_rng(0)
     x_val, x_test = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(4, 5)).astype(np.float32)
     y_val = np.array([0, 1, 0, 1, 1, 1])
-    got = trainers.tuned(TASK, "mlp", own, found, "the line", x_val, y_val, x_test, TuningPlan(metric=metric))
-    expected = mlp.predict_proba(best, x_test, TASK.kind, TASK.n_classes)
+    y_val = np.column_stack([y_val, 1 - y_val]) if multi_label else y_val
+    got = trainers.tuned(task, "mlp", own, found, "the line", x_val, y_val, x_test, TuningPlan(metric=metric))
+    expected = mlp.predict_proba(best, x_test, task.kind, task.n_classes)
     np.testing.assert_allclose(got.proba, expected, atol=1e-6)
     assert got.val_score == (0.6 if metric is None else val_score(
-        TASK.kind, y_val, mlp.predict_proba(best, x_val, TASK.kind, TASK.n_classes), metric))
+        task.kind, y_val, mlp.predict_proba(best, x_val, task.kind, task.n_classes), metric))
     assert (got.name, got.params, got.line, got.found, got.setup) == ("mlp", params, "the line", found, own)
     saved = got.saved()
     assert saved.spec["architecture"] == architecture
     np.testing.assert_allclose(saved.predict_proba(x_test), expected, atol=1e-6)
-    np.testing.assert_allclose(mlp.predict_proba(got.network, x_test, TASK.kind, TASK.n_classes), expected)
+    np.testing.assert_allclose(mlp.predict_proba(got.network, x_test, task.kind, task.n_classes), expected)
 
 
 def test_a_streamed_network_is_read_as_its_run_gave_it_back(setup, split):
