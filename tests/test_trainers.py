@@ -11,6 +11,7 @@ import torch
 
 from acoustic_env import candidates
 from acoustic_env.candidates.spec import NETWORK
+from acoustic_env.config import TrainConfig, from_dict
 from acoustic_env.distributed.tune import CHECKPOINT_FILE, SearchResult, Setup
 from acoustic_env.jobs.train import trainers
 from acoustic_env.jobs.train.evaluation import model_inputs, preprocessing
@@ -94,15 +95,16 @@ def test_an_estimator_of_a_table_not_held_in_memory_is_fitted_as_the_run_asks(na
     from dataclasses import replace
 
     task, features = _rare(multi_label)
+    cfg = from_dict(TrainConfig, {**CFG.to_dict(), "seed": 3})
     recording = np.array([int(g.removeprefix("rec")) for g in features.groups])
     code = np.select([recording < 8, recording < 10], [TRAIN, VAL], TEST)
     idx = {c: np.flatnonzero(code == c) for c in (TRAIN, VAL, TEST)}
-    _, x = model_inputs(CFG, features, code == TRAIN)
+    _, x = model_inputs(cfg, features, code == TRAIN)
     plan, y = TuningPlan(2, 2), features.y
-    trained = trainers.estimators(CFG, task, names, replace(features, X=None), x, idx, None, plan,
+    trained = trainers.estimators(cfg, task, names, replace(features, X=None), x, idx, None, plan,
                                   balance, resample)
     for name, got in trained.items():
-        same = make_estimator(name, task.kind, task.n_classes, CFG.seed, search=plan, balance=balance,
+        same = make_estimator(name, task.kind, task.n_classes, cfg.seed, search=plan, balance=balance,
                               resample=resample).fit(x[idx[TRAIN]], y[idx[TRAIN]], eval_set=(x[idx[VAL]], y[idx[VAL]]))
         np.testing.assert_allclose(got.proba, same.predict_proba(x[idx[TEST]]), atol=1e-6)
         assert got.proba.shape == (len(idx[TEST]), task.n_classes)
