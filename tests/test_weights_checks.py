@@ -672,7 +672,8 @@ def test_a_file_built_here_is_built_by_fetch_unless_a_mirror_is_named(saved: tup
     assert (got["source"], got["sha256"]) == (str(path), record["sha256"])
 
 
-def test_a_fifo_in_the_cache_is_listed_bad_with_the_readers_line_and_never_opened(tmp_path: Path) -> None:
+def test_a_fifo_in_the_cache_is_listed_bad_with_the_readers_line_and_never_opened(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``models list`` over a cache where a FIFO holds a weights file's name: a row like any bad file's, its reason
     the reader's one line, no hash or size made up, and the listing does not hang on it."""
     os.mkfifo(tmp_path / SPEC.filename)
@@ -680,3 +681,8 @@ def test_a_fifo_in_the_cache_is_listed_bad_with_the_readers_line_and_never_opene
         "name": "tiny", "file": "tiny.pt", "path": str(tmp_path / "tiny.pt"), "source": SPEC.source,
         "converted": False, "status": "bad", "sha256": None, "size": None,
         "reason": f"weights: {tmp_path / 'tiny.pt'} is not a regular file (a FIFO, a device or a socket); give a file"}
+    (tmp_path / SPEC.filename).unlink()
+    (tmp_path / SPEC.filename).write_bytes(b"x" * 2000)  # over the limit: never hashed
+    monkeypatch.setattr(weights, "MAX_WEIGHTS_BYTES", 1024)
+    assert weights.status(SPEC, str(tmp_path))["reason"] == (
+        f"weights: {tmp_path / 'tiny.pt'} is 2.0 KiB (2,000 bytes), over the limit of a weights file (1 KiB)")
