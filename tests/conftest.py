@@ -75,7 +75,7 @@ def require(condition: object, reason: str) -> None:
 def _one_pca_rule():
     """In-process trains keep one PCA count rule, the default's (``learn.preprocess.RULES``): the rule's search runs
     the feature sets' choice once more on every small table, the suite's tables all are, and only the tests that ask
-    for it (``searched_pca_rules``) read what it chooses. The demo, the README's commands and every command run in a
+    for it (``tuned_pca_rules``) read what it chooses. The demo, the README's commands and every command run in a
     subprocess or on Ray keep the search."""
     from acoustic_env.learn import preprocess
 
@@ -86,7 +86,7 @@ def _one_pca_rule():
 
 
 @pytest.fixture
-def searched_pca_rules(_one_pca_rule, monkeypatch) -> None:
+def tuned_pca_rules(_one_pca_rule, monkeypatch) -> None:
     """The PCA count rule searched as a user's train searches it (``_one_pca_rule``)."""
     from acoustic_env.learn import preprocess
 

@@ -171,7 +171,7 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/learn/balance.py": ["tests/test_balance_describe.py", "tests/test_balance.py"],
     "acoustic_env/learn/feature_sets.py": ["tests/test_feature_sets.py"],
     "acoustic_env/learn/calibrate.py": ["tests/test_calibrate.py"],
-    "acoustic_env/learn/tuning.py": ["tests/test_tuning.py", "tests/test_search_space.py", "tests/test_mlp_vs_linear.py"],
+    "acoustic_env/learn/tuning.py": ["tests/test_tuning.py", "tests/test_tuning_space.py", "tests/test_mlp_vs_linear.py"],
     "acoustic_env/audio/chain.py": ["tests/test_chain.py"],
     # soundscapes: a deployment's files placed in time, windows merged into events, the occupancy matrices, the
     # per-bin indices of the false-colour spectrograms (against scikit-maad on the real recordings)

@@ -164,7 +164,7 @@ def test_the_zoo_builds_searches_and_balances_the_toy_from_its_declaration(toy):
     y = (x[:, 0] > 0).astype(int)
     fitted = make_estimator("nb", "single_label", 2, search=ae_plan(3), balance=Balance("balanced")).fit(
         x, y, groups=np.arange(40) // 2)
-    assert fitted.search_ is not None and len(fitted.search_.trials) == 3  # its space, sampled
+    assert fitted.tuning_ is not None and len(fitted.tuning_.trials) == 3  # its space, sampled
     assert NB.space.ranges["var_smoothing"].holds(fitted.params_["var_smoothing"])
     proba = fitted.predict_proba(x)
     assert proba.shape == (40, 2) and (proba.argmax(axis=1) == y).mean() > 0.8

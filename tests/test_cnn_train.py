@@ -194,7 +194,7 @@ def test_the_cnn_searches_its_space_on_grouped_inner_folds_and_refits_the_settin
     network = {**PARAMS["cnn"]["network"], "blocks": 2, "width": 8, "crop_frames": 150}
     fitted = make_estimator("cnn", "single_label", 2, max_rounds=2, search=TuningPlan(2, 2), network=network)
     fitted.fit(stack_images(images, 98), np.arange(32) % 2, groups=np.arange(32) // 2)
-    record, space = fitted.search_, SPACES["cnn"]
+    record, space = fitted.tuning_, SPACES["cnn"]
     assert len(record.trials) == 2 and record.fits == 2 * 2
     assert record.trials[0]["params"] == {k: network[k] for k in space.ranges}  # the defaults first
     assert all(space.ranges[k].holds(v) for t in record.trials for k, v in t["params"].items())

@@ -81,9 +81,9 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(monkey
     assert len(fitted) == len(train_sets) == 5
     for est, rows in zip(fitted, train_sets):
         evaluating = set(np.unique(folds)) - set(folds[rows])
-        assert len(evaluating) == 1 and est.model_[-1].cv is est.search_.splits  # the search used these folds
-        assert len(est.search_.splits) == 3
-        for fit_on, scored in est.search_.splits:
+        assert len(evaluating) == 1 and est.model_[-1].cv is est.tuning_.splits  # the search used these folds
+        assert len(est.tuning_.splits) == 3
+        for fit_on, scored in est.tuning_.splits:
             fit_on, scored = rows[fit_on], rows[scored]  # back to the table's rows
             assert not set(folds[scored]) & evaluating and not set(folds[fit_on]) & evaluating
             assert not set(groups[scored]) & set(groups[fit_on])  # grouped inside too
@@ -240,7 +240,7 @@ class _Recorded:
     def __init__(self, name: str, log: list[dict], column: int = 0) -> None:
         self.entry = {"model": name}
         log.append(self.entry)
-        self.search_ = f"{name} search {len(log)}" if name == "logreg" else None
+        self.tuning_ = f"{name} search {len(log)}" if name == "logreg" else None
         self.transforms_ = None  # no preprocessing fitted: the stand-in reads its column as it is
         self.column = column
 

@@ -110,8 +110,8 @@ def test_the_settings_search_takes_the_defaults_score_from_the_set_choice_instea
     runs = []
     for reuse in (True, False):
         if not reuse:  # the search told nothing: it fits its defaults again
-            search = zoo.grouped_search
-            monkeypatch.setattr(zoo, "grouped_search", lambda *args, **kw: search(*args[:-1], None, **kw))
+            search = zoo.grouped_tuning
+            monkeypatch.setattr(zoo, "grouped_tuning", lambda *args, **kw: search(*args[:-1], None, **kw))
         scored.clear()
         result = out_of_fold(y=y, folds=folds, kind="single_label", n_classes=2, models=[model], seed=0,
                              groups=groups, search=TuningPlan(2, 2), threads=1, **_search(x))
@@ -125,7 +125,7 @@ def test_the_settings_search_takes_the_defaults_score_from_the_set_choice_instea
 
 
 @pytest.mark.slow
-def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path, searched_pca_rules):
+def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path, tuned_pca_rules):
     """On a table with a (stand-in) pretrained embedder, train compares the sets under its cross-validation, prints
     the model x feature-set table, and saves a model that reads only the chosen set's groups. The models' own
     settings are not searched (one setting each): the sets are the search here."""
@@ -290,7 +290,7 @@ def _faint_direction(seed: int = 0, n_groups: int = 30) -> tuple[np.ndarray, np.
 
 
 def test_the_count_rule_is_chosen_on_the_inner_folds_where_it_cuts_a_target_and_shared_by_the_models(
-        searched_pca_rules):
+        tuned_pca_rules):
     """Where the default rule (4 rows a component) cuts the group's target, ``choose_sets`` tries one component per
     row too, every model choosing its set under each, and keeps the rule whose choices score best on average; where
     no rule cuts a target (a table of many rows), nothing is scored beyond the sets."""
@@ -318,7 +318,7 @@ def test_the_count_rule_is_chosen_on_the_inner_folds_where_it_cuts_a_target_and_
     assert (choice.rule, choice.rule_scores, choice.sets, built) == (4, {}, {"logreg": (ALL, {}, None)}, [])
 
 
-def test_cross_validation_fits_every_fold_model_at_the_rule_its_training_folds_chose(searched_pca_rules):
+def test_cross_validation_fits_every_fold_model_at_the_rule_its_training_folds_chose(tuned_pca_rules):
     """The outer folds: each fold's rule is chosen on its training clips' inner folds and recorded, and every fold
     model's PCA keeps the components that rule allows on its training rows."""
     x, y, groups, prep = _faint_direction()
@@ -357,7 +357,7 @@ def test_the_models_fitted_together_each_choose_their_set_by_the_task_and_metric
     assert choice.rule_scores == {4: round(alone[2], 6)}
 
 
-def test_clips_of_one_recording_leave_the_first_set_and_the_default_rule_unscored(searched_pca_rules):
+def test_clips_of_one_recording_leave_the_first_set_and_the_default_rule_unscored(tuned_pca_rules):
     from acoustic_env.learn.feature_sets import SetChoice, choose_sets
 
     x, y, _, prep = _faint_direction()
@@ -368,7 +368,7 @@ def test_clips_of_one_recording_leave_the_first_set_and_the_default_rule_unscore
     assert choice == SetChoice(4, {}, {"a": (ALL, {}, None)})
 
 
-def test_a_rule_that_changes_no_score_leaves_the_default_one(searched_pca_rules):
+def test_a_rule_that_changes_no_score_leaves_the_default_one(tuned_pca_rules):
     """Two rules that score alike: the preprocessing's own rule stays (the default's, or the one it was given)."""
     from acoustic_env.learn.feature_sets import choose_sets
 
@@ -380,7 +380,7 @@ def test_a_rule_that_changes_no_score_leaves_the_default_one(searched_pca_rules)
         assert list(choice.rule_scores) == list(own.rules(80))
 
 
-def test_the_rules_tried_are_those_that_cut_a_target_on_the_smallest_grouped_inner_fit(searched_pca_rules):
+def test_the_rules_tried_are_those_that_cut_a_target_on_the_smallest_grouped_inner_fit(tuned_pca_rules):
     """One recording of 24 clips beside 12 of one clip each: an inner fit without the long recording has 8 rows,
     where the default rule keeps fewer components than the group's target of 5, so the other rule is tried too
     (on all 36 rows it would not be)."""

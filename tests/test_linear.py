@@ -1,5 +1,5 @@
 """The logistic regressions as candidates (``candidates/linear.py``): what ``build`` makes of their settings, what
-``record_search`` reads back from a fitted C search, and the one-value grids ``fixed`` turns a choice into.
+``record_tuning`` reads back from a fitted C search, and the one-value grids ``fixed`` turns a choice into.
 
 The scorer the search uses is held to scikit-learn's in ``tests/test_linear_scorer.py``."""
 
@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
-from acoustic_env.candidates.linear import ELASTICNET, LOGREG, build, fixed, neg_log_loss, record_search
+from acoustic_env.candidates.linear import ELASTICNET, LOGREG, build, fixed, neg_log_loss, record_tuning
 from acoustic_env.candidates.spec import Build
 
 
@@ -85,7 +85,7 @@ def test_the_search_record_is_each_settings_mean_inner_score_and_the_setting_cho
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fitted = build({**p, "Cs": p["Cs"]}, _build(splits=splits)).fit(x, y)
-    trials, best = record_search(fitted, p, len(splits))
+    trials, best = record_tuning(fitted, p, len(splits))
     ratios = p["l1_ratios"]
     assert [t["params"] for t in trials] == [{"C": c, **({"l1_ratio": r} if len(ratios) > 1 else {})}
                                              for r in ratios for c in p["Cs"]]

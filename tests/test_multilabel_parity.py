@@ -134,7 +134,7 @@ def test_a_search_scores_its_settings_by_the_select_by_metric():
     x = (y @ np.random.default_rng(1).standard_normal((5, 4)) + np.random.default_rng(2).standard_normal((240, 4)))
     est = make_estimator("knn", "multi_label", 5, 0, threads=1, search=TuningPlan(3, 2, "macro_f1")).fit(
         x, y, groups=groups)
-    record = est.search_
+    record = est.tuning_
     assert len(record.trials) == 3 and record.best in [t["params"] for t in record.trials]
     oof = np.zeros(y.shape)
     for fit_on, scored in record.splits:

@@ -135,7 +135,7 @@ def test_without_a_set_search_the_saved_model_reads_every_group(leaky):
     assert kept.x.shape[1] == sum(t.n_components for t in kept.transforms)
 
 
-def test_the_saved_model_keeps_the_pca_count_rule_its_inner_folds_chose(deep, searched_pca_rules):
+def test_the_saved_model_keeps_the_pca_count_rule_its_inner_folds_chose(deep, tuned_pca_rules):
     """Where one component per four rows keeps only noise, the inner folds choose one per row, and the saved
     model's PCA, fitted on every clip, keeps that many."""
     kept = _refit(deep, sets=False)
@@ -165,7 +165,7 @@ def test_the_saved_model_is_the_one_asked_for_fitted_alone(leaky):
     fitted = kept.fitted["logreg"]
     assert kept.calibration == {"method": fitted.calibration_.method if fitted.calibration_ else "none",
                                 "log_loss": fitted.calibration_losses_}
-    assert kept.searches == {"logreg": fitted.search_} and fitted.search_.splits
+    assert kept.searches == {"logreg": fitted.tuning_} and fitted.tuning_.splits
 
 
 def test_the_saved_average_holds_each_compared_model_on_its_own_set(average):
@@ -189,7 +189,7 @@ def test_the_saved_average_holds_each_compared_model_on_its_own_set(average):
     maps = {m: f.calibration_.method if f.calibration_ is not None else "none" for m, f in kept.fitted.items()}
     assert kept.calibration == {"method": f"logreg {maps['logreg']}; elasticnet {maps['elasticnet']}",
                                 "log_loss": {m: f.calibration_losses_ for m, f in kept.fitted.items()}}
-    assert kept.searches == {m: f.search_ for m, f in kept.fitted.items()} and all(kept.searches.values())
+    assert kept.searches == {m: f.tuning_ for m, f in kept.fitted.items()} and all(kept.searches.values())
     for m in ("logreg", "elasticnet"):
         transforms, groups, x = kept.view(m)
         assert [t.group for t in transforms] == [g.name for g in groups] == [

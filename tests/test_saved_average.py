@@ -183,7 +183,7 @@ def test_saved_model_average_above_cv_max_clips_is_one_line_before_any_fit(avera
 
 
 def test_the_saved_models_feature_set_is_chosen_on_grouped_inner_folds_of_all_clips(tmp_path, monkeypatch,
-                                                                                  searched_pca_rules):
+                                                                                  tuned_pca_rules):
     """The saved model (refitted on every clip) chooses its set as each fold model chose its own, but on every clip:
     the set choice sees all clips' raw rows and labels, folds them by their groups (recordings) into --tuning-folds
     inner folds, and the saved model reads only the set it chose (issue 84, behaviour 5)."""

@@ -12,7 +12,7 @@ import torch
 from acoustic_env import candidates
 from acoustic_env.candidates.spec import NETWORK
 from acoustic_env.config import TrainConfig, from_dict
-from acoustic_env.distributed.tune import CHECKPOINT_FILE, SearchResult, Setup
+from acoustic_env.distributed.tune import CHECKPOINT_FILE, TuningResult, Setup
 from acoustic_env.jobs.train import trainers
 from acoustic_env.jobs.train.evaluation import model_inputs, preprocessing
 from acoustic_env.learn import mlp, spectro
@@ -76,7 +76,7 @@ def test_an_estimator_is_fitted_on_the_training_split_and_stopped_and_scored_on_
         assert got.val_score == val_score(TASK.kind, y[idx[VAL]], same.predict_proba(raw[idx[VAL]]), "accuracy")
     got = trained["logreg"]
     assert got.params == {"model": "logreg", **got.fitted.params_} and got.name == "logreg"
-    search = got.fitted.search_
+    search = got.fitted.tuning_
     for fit_on, scored in search.splits:  # its C search on grouped folds of the training split
         assert not set(features.groups[idx[TRAIN]][fit_on]) & set(features.groups[idx[TRAIN]][scored])
     assert got.line == (f"{len(search.trials)} settings by grouped 2-fold CV on the training split ({search.fits} "
@@ -109,7 +109,7 @@ def test_an_estimator_of_a_table_not_held_in_memory_is_fitted_as_the_run_asks(na
         np.testing.assert_allclose(got.proba, same.predict_proba(x[idx[TEST]]), atol=1e-6)
         assert got.proba.shape == (len(idx[TEST]), task.n_classes)
         assert got.val_score == val_score(task.kind, y[idx[VAL]], same.predict_proba(x[idx[VAL]]))
-        assert got.line is None and got.fitted.search_ is None
+        assert got.line is None and got.fitted.tuning_ is None
         np.testing.assert_allclose(got.saved().predict_proba(x), got.fitted.predict_proba(x), atol=1e-6)
 
 
@@ -132,7 +132,7 @@ def test_a_tuned_network_comes_back_from_its_checkpoint_with_its_scores_and_save
     best = mlp.MLP(**architecture).eval()
     (tmp_path / "best").mkdir()
     torch.save(best.state_dict(), tmp_path / "best" / CHECKPOINT_FILE)
-    found = SearchResult(params, str(tmp_path / "best"), 0.6, [], [])
+    found = TuningResult(params, str(tmp_path / "best"), 0.6, [], [])
     rng = np.random.default_rng(0)
     x_val, x_test = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(4, 5)).astype(np.float32)
     y_val = np.array([0, 1, 0, 1, 1, 1])
@@ -161,7 +161,7 @@ def test_a_streamed_network_is_read_as_its_run_gave_it_back(setup, split):
     arch = spectro.architecture(32, TASK.kind, TASK.n_classes, settings)
     net = spectro.SpectroCNN(**{k: v for k, v in arch.items() if k != "network"}).eval()
     proba = np.tile([0.25, 0.75], (3, 1))
-    found = SearchResult({}, "", 0.7, [{"rounds": 5}], [])
+    found = TuningResult({}, "", 0.7, [{"rounds": 5}], [])
     got = trainers.from_stream(TASK, "cnn", own, net, (32, 48), found, proba, 1)
     assert got.name == "cnn" and got.proba is proba and got.val_score == 0.7 and got.resampled is False
     assert got.params == {"model": "cnn", **own.model.params}

@@ -14,7 +14,7 @@ import pytest
 from acoustic_env.learn import cv as cv_module
 from acoustic_env.learn.cv import cross_validate
 from acoustic_env.learn.portable import from_zoo
-from acoustic_env.learn.tuning import TuningPlan, grouped_search, inner_splits
+from acoustic_env.learn.tuning import TuningPlan, grouped_tuning, inner_splits
 from acoustic_env.learn.splits import assign_folds
 from acoustic_env.candidates import SPACES
 from acoustic_env.candidates.space import Space, one_of
@@ -77,7 +77,7 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(name, 
     assert len(outer) == len(train_sets) == 4 and len(result.searches[name]) == 4
     for (est, _), rows in zip(outer, train_sets):
         evaluating = set(np.flatnonzero(folds == np.setdiff1d(np.unique(folds), folds[rows])[0]))
-        record = est.search_
+        record = est.tuning_
         assert record is not None and len(record.splits) == 2 and record.fits == 2 * len(record.trials)
         for fit_on, scored in record.splits:  # the recorded folds: positions into this fit's rows
             assert not set(rows[fit_on]) & evaluating and not set(rows[scored]) & evaluating
@@ -105,7 +105,7 @@ def test_the_search_keeps_the_best_setting_and_refits_it_on_all_rows():
     groups = np.arange(160) // 2
     stumps = {"max_depth": 1, "n_estimators": 1}
     space = Space({"max_depth": one_of(1, 4), "n_estimators": one_of(1, 50)})
-    record = grouped_search(lambda s: make_estimator("xgboost", "single_label", 2, threads=1, colsample_bytree=1.0,
+    record = grouped_tuning(lambda s: make_estimator("xgboost", "single_label", 2, threads=1, colsample_bytree=1.0,
                                                      **s), space, stumps, 6, x, y, groups, 3, seed=0,
                             kind="single_label")
     settings = [t["params"] for t in record.trials]  # 6 asked of a space of 4: each tried once, the defaults first
@@ -114,7 +114,7 @@ def test_the_search_keeps_the_best_setting_and_refits_it_on_all_rows():
                                                           for n in (1, 50)]))
     assert record.best == {"max_depth": 4, "n_estimators": 50} and record.trials[0]["score"] < 0.8
     assert max(t["score"] for t in record.trials) > 0.8
-    assert grouped_search(lambda o: None, space, stumps, 1, x, y, groups, 3, 0, "single_label") is None  # one trial
+    assert grouped_tuning(lambda o: None, space, stumps, 1, x, y, groups, 3, 0, "single_label") is None  # one trial
     assert inner_splits(y, np.zeros(160), 3, 0) == []  # one group: no folds
 
 
@@ -128,7 +128,7 @@ def test_a_searched_mlp_saves_the_network_it_chose(monkeypatch):
                                              within="network"))
     fitted = make_estimator("mlp", "single_label", 2, threads=1, max_rounds=3, network=still,
                             search=TuningPlan(8, 2)).fit(x, y, groups=groups)
-    best = fitted.search_.best
+    best = fitted.tuning_.best
     assert best["lr"] == 1e-2 and fitted.params_["network"] == {**still, **best}
     saved = from_zoo(fitted)
     assert saved.spec["architecture"]["depth"] == best["depth"] and saved.spec["architecture"]["width"] == best["width"]
@@ -154,4 +154,4 @@ def test_without_groups_nothing_is_searched():
     """The audit passes no groups: its models keep the defaults (cross-fitting needs no tuning)."""
     x, y, _ = _clips(64)
     fitted = make_estimator("xgboost", "single_label", 2, threads=1, search=TuningPlan(3, 2)).fit(x, y)
-    assert fitted.search_ is None and fitted.params_ == PARAMS["xgboost"]
+    assert fitted.tuning_ is None and fitted.params_ == PARAMS["xgboost"]

@@ -65,7 +65,7 @@ class _View(MutableMapping[str, Any]):
 #: Every candidate's default settings, by name.
 PARAMS: MutableMapping[str, dict[str, Any]] = _View("params")
 #: Every tuned candidate's space of ranges (``learn.tuning`` samples it for ``--tuning-trials`` settings; the
-#: logistic regressions tune C their own way, ``searches_itself``).
+#: logistic regressions tune C their own way, ``tunes_itself``).
 SPACES: MutableMapping[str, Space] = _View("space")
 #: The saved form of every candidate that has one (``learn.portable``).
 FORMATS: MutableMapping[str, str] = _View("format")

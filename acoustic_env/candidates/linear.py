@@ -59,7 +59,7 @@ def neg_log_loss(estimator: Any, X: Any, y: Any) -> float:
     return -float(np.average(-np.sum(target * np.log(proba), axis=1)))
 
 
-def record_search(fitted: Any, p: dict[str, Any], n_splits: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def record_tuning(fitted: Any, p: dict[str, Any], n_splits: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The C search as the other searches record theirs: the mean inner score per C (and per L1 share when more
     than one is searched), and the setting chosen."""
     clf, ratios = fitted[-1], p["l1_ratios"]
@@ -91,7 +91,7 @@ def _half_decades(low: int, high: int) -> list[float]:
     return [10.0 ** (low + k / 2) for k in range(2 * (high - low) + 1)]  # pragma: no mutate
 
 
-_COMMON = {"build": build, "format": "linear", "searches_itself": True, "record_search": record_search,
+_COMMON = {"build": build, "format": "linear", "tunes_itself": True, "record_tuning": record_tuning,
            "fixed": fixed, "importance": "coefficients"}
 # Cs: L2 strengths in half-decade steps tried by the inner CV; fallback_C when the rarest class has too few clips
 # for an inner CV. l1_ratios: the penalty's L1 share (0: L2) searched with each C; the fallback takes the middle one.

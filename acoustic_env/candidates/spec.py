@@ -48,7 +48,7 @@ class Build:
     """What a builder knows of the fit ahead.
 
     ``smallest_class``: clips of the rarest class (or label value) in the training rows, which bounds an inner CV;
-    ``splits``: the grouped inner folds of a candidate that tunes itself (``searches_itself``), else None;
+    ``splits``: the grouped inner folds of a candidate that tunes itself (``tunes_itself``), else None;
     ``threads``: the library's threads (None: every core).
     """
 
@@ -67,10 +67,10 @@ Builder = Callable[[dict[str, Any], Build], Any]
 #: ``fit_early(estimator, X, target, (x_val, target_val), fit_kwargs, settings)``: a fit that stops on the
 #: validation rows (XGBoost's early stopping; the train/val/test split passes them).
 EarlyFit = Callable[[Any, Any, Any, tuple[Any, Any], dict[str, Any], dict[str, Any]], None]
-#: ``record_search(fitted estimator, settings)``: what a candidate that tunes itself tried and chose:
+#: ``record_tuning(fitted estimator, settings)``: what a candidate that tunes itself tried and chose:
 #: ``(trials, best)`` with ``trials`` a list of ``{"params", "score"}`` over the inner folds, ``best`` the chosen
 #: settings (merged into the fitted settings).
-SearchRecorder = Callable[[Any, dict[str, Any], int], tuple[list[dict[str, Any]], dict[str, Any]]]
+TuningRecorder = Callable[[Any, dict[str, Any], int], tuple[list[dict[str, Any]], dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class CandidateSpec:
         params: its default settings (``PARAMS[name]``); ``learn.balance`` and ``make_estimator`` override entries.
         build: its estimator for settings (see :data:`Builder`).
         space: the ranges its grouped tuning samples (``SPACES[name]``); None: it is not tuned, or tunes
-            itself (``searches_itself``).
+            itself (``tunes_itself``).
         format: its saved form (one of :data:`FORMATS`), None if it cannot be saved.
         balance: how it weighs a rare class (one of :data:`BALANCES`); ``balance_note``: what the report adds to
             that (why it cannot, or what else it does).
@@ -94,8 +94,8 @@ class CandidateSpec:
             clips' own class rates, Platt scaling, which undid the weights: ``learn.balance.equal_priors``).
         takes_groups: its ``fit`` takes the rows' ``groups`` (the CNN's grouped early-stopping split).
         fit_early: how it fits with validation rows (see :data:`EarlyFit`); None: it ignores them.
-        searches_itself: it tunes its own settings over the grouped inner folds it is built with
-            (``Build.splits``), as the logistic regressions' C; ``record_search`` reads what it tried, ``fixed``
+        tunes_itself: it tunes its own settings over the grouped inner folds it is built with
+            (``Build.splits``), as the logistic regressions' C; ``record_tuning`` reads what it tried, ``fixed``
             turns the chosen settings into the settings of a refit that does not tune.
         explainer, importance: how the report explains it (:data:`EXPLAINERS`, :data:`IMPORTANCES`).
         trains: how train's split evaluation trains it (:data:`TRAININGS`). A network (``tune`` or ``stream``)
@@ -128,8 +128,8 @@ class CandidateSpec:
     equal_priors: bool = False
     takes_groups: bool = False
     fit_early: EarlyFit | None = None
-    searches_itself: bool = False
-    record_search: SearchRecorder | None = None
+    tunes_itself: bool = False
+    record_tuning: TuningRecorder | None = None
     fixed: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     explainer: str | None = None
     importance: str | None = None
@@ -150,9 +150,9 @@ class CandidateSpec:
                 raise ValueError(f"candidate {self.name}: {field} must be one of {list(allowed)}, got {value!r}")
         if self.balance == "weights" and "class_weight" not in self.params:
             raise ValueError(f"candidate {self.name}: balance 'weights' needs a class_weight setting")
-        if self.searches_itself and self.record_search is None:
-            raise ValueError(f"candidate {self.name}: a candidate that tunes itself (searches_itself) says what "
-                             "it tried (record_search)")
+        if self.tunes_itself and self.record_tuning is None:
+            raise ValueError(f"candidate {self.name}: a candidate that tunes itself (tunes_itself) says what "
+                             "it tried (record_tuning)")
         self._check_training()
 
     def _check_training(self) -> None:

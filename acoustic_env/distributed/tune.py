@@ -89,7 +89,7 @@ class Setup:
         return self.workers == 1
 
 
-def search_space(space: Space) -> dict[str, Any]:
+def tuning_space(space: Space) -> dict[str, Any]:
     """A candidate's ``tune_space`` as Ray Tune's domains: choices, integers (both ends in) and numbers, each on a
     log scale where the range says."""
     from ray import tune
@@ -268,7 +268,7 @@ def _cleanup_callback() -> Any:
 
 
 @dataclass(frozen=True)
-class SearchResult:
+class TuningResult:
     params: dict[str, Any]
     checkpoint: str  # directory holding CHECKPOINT_FILE
     best_val_score: float
@@ -347,8 +347,8 @@ def _trial_rows(grid: Any) -> tuple[list[dict[str, Any]], tuple | None]:
     return rows, best
 
 
-def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: float, concurrent: int,
-                grace_rounds: int) -> SearchResult:
+def tune_trials(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: float, concurrent: int,
+                grace_rounds: int) -> TuningResult:
     """Run the Bayesian tuning of ``setup.model``'s ``tune_space`` on ``data`` (x_train, y_train, x_val, y_val),
     its defaults first.
 
@@ -367,7 +367,7 @@ def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: 
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=setup.schedule.max_rounds + 1,
                               grace_period=grace_rounds, reduction_factor=3)
     tuner = tune.Tuner(
-        _trainable(data, setup), param_space=search_space(space),
+        _trainable(data, setup), param_space=tuning_space(space),
         tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                     num_samples=trials, max_concurrent_trials=concurrent,
                                     time_budget_s=time_budget_s),
@@ -378,11 +378,11 @@ def tune_search(data: dict[str, Any], setup: Setup, trials: int, time_budget_s: 
         if not errors:
             raise ConfigError(f"time_budget_s: no trial finished a round within {time_budget_s:g} s")
         raise RuntimeError(f"no tuning trial produced a model ({len(rows)} trials; first error: {errors[0]})")
-    return SearchResult(params={k: best[1][k] for k in space.ranges}, checkpoint=best[2], best_val_score=best[0],
+    return TuningResult(params={k: best[1][k] for k in space.ranges}, checkpoint=best[2], best_val_score=best[0],
                         trials=sorted(rows, key=lambda r: -r[METRIC]), history=best[3])
 
 
-def single_run(data: dict[str, Any], setup: Setup, params: dict[str, Any]) -> SearchResult:
+def single_run(data: dict[str, Any], setup: Setup, params: dict[str, Any]) -> TuningResult:
     """One run with fixed parameters (the tuning turned off): a Tune run of one trial, placed, trained and
     checkpointed as a tuning's trials are."""
     from ray import tune
@@ -395,7 +395,7 @@ def single_run(data: dict[str, Any], setup: Setup, params: dict[str, Any]) -> Se
         error = rows[0]["error"] if rows and rows[0]["error"] else "no error"
         raise RuntimeError(f"the training run reported no checkpoint ({error})")
     score, _, checkpoint, history = best
-    return SearchResult(params=dict(params), checkpoint=checkpoint, best_val_score=score, trials=rows,
+    return TuningResult(params=dict(params), checkpoint=checkpoint, best_val_score=score, trials=rows,
                         history=history)
 
 
@@ -417,7 +417,7 @@ def load_checkpoint(path: str, storage: str) -> dict[str, Any]:
 
 
 def fit_streamed(table: TableInfo, train: Rows, val: Rows, test: Rows,
-                 setup: Setup) -> tuple[nn.Module, Survey, SearchResult, np.ndarray]:
+                 setup: Setup) -> tuple[nn.Module, Survey, TuningResult, np.ndarray]:
     """Train ``setup.model``, a network of images (``trains``: ``stream``), at its ``network`` settings on
     ``train``'s images, early stopping on ``val``'s, and score ``test``'s: one run of ``setup.workers`` workers
     (``setup.use_gpu``), as a tuned network's trial, whose CPUs leave Ray Data's read and decode tasks one

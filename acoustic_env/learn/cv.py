@@ -157,7 +157,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
                                  calibrate=m in raw, resample=resample, preprocessing=prep).fit(
                 xm[~test], y[~test], groups=None if groups is None else groups[~test], defaults_score=defaults_score)
             proba[m][test] = est.predict_proba(xm[test])
-            searches[m] += [est.search_] if est.search_ is not None else []
+            searches[m] += [est.tuning_] if est.tuning_ is not None else []
             if est.transforms_ is not None:
                 components.setdefault(m, []).append({"fold": int(k), "rule": prep.rule, "components": {
                     t.group: t.n_components for t in est.transforms_}})

@@ -91,7 +91,7 @@ def inner_splits(target: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
 MAX_REPEATS = 100
 
 
-def grouped_search(build: Callable[[dict[str, Any]], Any], space: Space, defaults: dict[str, Any], trials: int,
+def grouped_tuning(build: Callable[[dict[str, Any]], Any], space: Space, defaults: dict[str, Any], trials: int,
                    x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int,
                    kind: str, metric: str | None = None, known: float | None = None) -> TuningRecord | None:
     """Sample ``trials`` distinct settings of ``space`` (``defaults`` first, then Optuna's TPE seeded with ``seed``),

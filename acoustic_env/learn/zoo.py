@@ -38,7 +38,7 @@ from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
 from acoustic_env.learn.calibrate import Calibrator
 from acoustic_env.learn.calibrate import choose as choose_calibration
 from acoustic_env.learn.preprocess import Preprocessing
-from acoustic_env.learn.tuning import TuningPlan, TuningRecord, grouped_search, inner_splits
+from acoustic_env.learn.tuning import TuningPlan, TuningRecord, grouped_tuning, inner_splits
 from acoustic_env.learn.threads import blas_threads
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         """Fit on (X, y); ``eval_set`` = (X_val, y_val) for early stopping (XGBoost; the others ignore it).
 
         ``groups`` (one per row): the model's tuning runs grouped CV on these rows
-        (``search_`` records it): logistic regression's C and L1 share (single-label), or the
+        (``tuning_`` records it): logistic regression's C and L1 share (single-label), or the
         ``trials`` settings sampled from ``SPACES``; with ``calibrate``, the probability map too
         (``calibration_``, ``learn.calibrate``). A small ``X`` is fitted on one BLAS thread (``learn.threads``).
 
@@ -140,17 +140,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = np.shape(X)[1]
         self.model_ = None
         self.params_ = dict(self.params)  # the settings fitted: the tuning's choice, else the defaults
-        self.search_: TuningRecord | None = None
+        self.tuning_: TuningRecord | None = None
         self.calibration_: Calibrator | None = None
         self.calibration_losses_: dict[str, float] | None = None  # each map's inner out-of-fold log loss
         if len(self.columns_) < (1 if multi else 2):
             return self
         if groups is not None and self.name in SPACES and self.trials > 1:
             space = SPACES[self.name]
-            self.search_ = grouped_search(lambda setting: self._candidate(space.overrides(setting, self.params)),
+            self.tuning_ = grouped_tuning(lambda setting: self._candidate(space.overrides(setting, self.params)),
                                           space, space.defaults(self.params), self.trials, raw, y, groups,
                                           self.inner_folds, self.seed, self.kind, self.metric, defaults_score)
-            self.params_.update(space.overrides(self.search_.best, self.params) if self.search_ else {})
+            self.params_.update(space.overrides(self.tuning_.best, self.params) if self.tuning_ else {})
         target = self._target(fit_y)
         if target.ndim == 2:
             positives = target.sum(axis=0)
@@ -161,22 +161,22 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         settings, inner_folds = self.params_, self.inner_folds
         # a candidate that tunes itself with its preprocessing inside: once per grouped inner split, on that
         # split's preprocessing, then the chosen setting fitted without a tuning of its own
-        per_split = spec.searches_itself and self.preprocessing is not None and groups is not None and not multi
+        per_split = spec.tunes_itself and self.preprocessing is not None and groups is not None and not multi
         if per_split:
-            self.search_ = self._search_each_split(raw, y, groups, smallest)
-            if self.search_ is not None:
-                self.params_.update(self.search_.best)
+            self.tuning_ = self._tune_each_split(raw, y, groups, smallest)
+            if self.tuning_ is not None:
+                self.params_.update(self.tuning_.best)
                 settings, inner_folds = spec.fixed(self.params_), 1
         # grouped inner folds for a candidate that tunes itself (a multi-label column could lose a class in one)
-        elif spec.searches_itself and fit_groups is not None and target.ndim == 1:
-            # below two inner folds the candidate falls back to fixed settings, and _record_search says no tuning ran
+        elif spec.tunes_itself and fit_groups is not None and target.ndim == 1:
+            # below two inner folds the candidate falls back to fixed settings, and _record_tuning says no tuning ran
             splits = inner_splits(target, fit_groups, min(self.inner_folds, smallest), self.seed)
-            self.search_ = TuningRecord(splits, [], {})
+            self.tuning_ = TuningRecord(splits, [], {})
         start = time.time()
         self.model_ = spec.build(settings, Build(target.ndim == 2, smallest, len(target), self.n_features_in_,
                                                  self.seed, self.threads, inner_folds,
-                                                 [] if per_split and self.search_ is None else
-                                                 self.search_.splits if spec.searches_itself and self.search_
+                                                 [] if per_split and self.tuning_ is None else
+                                                 self.tuning_.splits if spec.tunes_itself and self.tuning_
                                                  and not per_split else None))
         # per-row balanced class weights for a candidate that takes them (learn.balance); the others' are settings
         kwargs: dict[str, Any] = ({"sample_weight": sample_weights(self.params_["class_weight"], target)}
@@ -191,8 +191,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 return self
         with _resampling(self.model_, self.resample if own_split else None):
             self.model_.fit(fit_x, target, **kwargs, **({"groups": fit_groups} if spec.takes_groups else {}))
-        if spec.searches_itself and self.search_ is not None and not per_split:
-            self._record_search(time.time() - start)
+        if spec.tunes_itself and self.tuning_ is not None and not per_split:
+            self._record_tuning(time.time() - start)
         if self.calibrate and groups is not None and spec.calibrated:
             self._calibrate(raw, y, groups)
         return self
@@ -207,8 +207,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         on each inner training part give every row an out-of-fold probability, which ``learn.calibrate.choose``
         maps. Fewer than two inner folds: no map. A candidate that tuned itself on resampled rows has folds of
         those; the map's are of the rows as given."""
-        given = self.preprocessing is not None or not (self.spec.searches_itself and self.resample is not None)
-        splits = self.search_.splits if given and self.search_ is not None and len(self.search_.splits) >= 2 else \
+        given = self.preprocessing is not None or not (self.spec.tunes_itself and self.resample is not None)
+        splits = self.tuning_.splits if given and self.tuning_ is not None and len(self.tuning_.splits) >= 2 else \
             inner_splits(y, groups, self.inner_folds, self.seed)
         if len(splits) < 2:
             return
@@ -223,7 +223,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         return ZooClassifier(self.name, self.kind, self.n_classes, {**self.params, **overrides}, self.seed,
                              self.threads, resample=self.resample, preprocessing=self.preprocessing)
 
-    def _search_each_split(self, raw: np.ndarray, y: np.ndarray, groups: np.ndarray,
+    def _tune_each_split(self, raw: np.ndarray, y: np.ndarray, groups: np.ndarray,
                            smallest: int) -> TuningRecord | None:
         """A candidate that tunes itself (the logistic regressions' C), its preprocessing inside: its own tuning
         run on each grouped inner split of the rows as given, with the preprocessing fitted on that split's training
@@ -248,23 +248,23 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                                                    x.shape[1], self.seed, self.threads, self.inner_folds, own))
             kwargs = ({"sample_weight": sample_weights(self.params_["class_weight"], target)}
                       if spec.balance == "sample_weights" else {})
-            found, _ = spec.record_search(model.fit(x, target, **kwargs), self.params_, 1)
+            found, _ = spec.record_tuning(model.fit(x, target, **kwargs), self.params_, 1)
             trials = found if not trials else [{**t, "score": t["score"] + f["score"]} for t, f in zip(trials, found)]
         trials = [{**t, "score": t["score"] / len(splits)} for t in trials]
         best = max(range(len(trials)), key=lambda i: (trials[i]["score"], -i))
         return TuningRecord(splits, trials, dict(trials[best]["params"]), time.time() - start,
                             len(trials) * len(splits), metric="neg_log_loss")
 
-    def _record_search(self, seconds: float) -> None:
+    def _record_tuning(self, seconds: float) -> None:
         """What a candidate that tunes itself tried, as the other models' tuning records theirs."""
-        if len(self.search_.splits) < 2:  # too few groups for tuning: the fixed settings were fitted
-            self.search_ = None
+        if len(self.tuning_.splits) < 2:  # too few groups for tuning: the fixed settings were fitted
+            self.tuning_ = None
             return
-        self.search_.trials, self.search_.best = self.spec.record_search(self.model_, self.params_,
-                                                                         len(self.search_.splits))
-        self.search_.seconds, self.search_.fits = seconds, len(self.search_.trials) * len(self.search_.splits)
-        self.search_.metric = "neg_log_loss"  # its own CV's scoring, not the selection metric
-        self.params_.update(self.search_.best)
+        self.tuning_.trials, self.tuning_.best = self.spec.record_tuning(self.model_, self.params_,
+                                                                         len(self.tuning_.splits))
+        self.tuning_.seconds, self.tuning_.fits = seconds, len(self.tuning_.trials) * len(self.tuning_.splits)
+        self.tuning_.metric = "neg_log_loss"  # its own CV's scoring, not the selection metric
+        self.params_.update(self.tuning_.best)
 
     def predict_proba(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """[n, n_classes] probabilities (single-label rows sum to 1), mapped by the calibration when one was chosen

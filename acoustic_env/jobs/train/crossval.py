@@ -79,7 +79,7 @@ def _cv_tuning_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
              if n["asked"] and min(len(t) for t in n["trials"]) < n["asked"]]
     spaces = [f"{m}: " + ", ".join(f"{k} {r}" for k, r in n["space"].items()) for m, n in nested.items()
               if n["space"]]
-    fixed = [m for m in candidates if m not in nested and not spec(m).searches_itself]
+    fixed = [m for m in candidates if m not in nested and not spec(m).tunes_itself]
     note = (f"Nested tuning, scored by grouped cross-validation on each outer fold's training clips only: "
             f"{'; '.join(done)}." if done else "No grouped tuning.")
     if spaces:
@@ -87,7 +87,7 @@ def _cv_tuning_note(candidates: list[str], n_folds: int, nested: dict[str, dict[
                  f"--seed) from its space: {'; '.join(spaces)}.")
     if short:
         note += f" {'; '.join(short)}."
-    for m in (m for m in candidates if spec(m).searches_itself and m not in nested):  # multi-label, or too few groups
+    for m in (m for m in candidates if spec(m).tunes_itself and m not in nested):  # multi-label, or too few groups
         note += f" {m}'s C by an ungrouped inner CV on the training folds (or a fixed C with too few clips)."
     if fixed:
         note += f" {', '.join(fixed)} at fixed hyper-parameters."

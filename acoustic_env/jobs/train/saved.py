@@ -70,7 +70,7 @@ class Saved:
     @property
     def searches(self) -> dict[str, TuningRecord]:
         """Each refitted model's own search on all clips (the models that searched)."""
-        return {m: f.search_ for m, f in self.fitted.items() if f.search_ is not None}
+        return {m: f.tuning_ for m, f in self.fitted.items() if f.tuning_ is not None}
 
     @property
     def calibration(self) -> dict[str, Any]:

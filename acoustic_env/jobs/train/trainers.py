@@ -21,13 +21,13 @@ from acoustic_env.candidates.spec import NETWORK
 from acoustic_env.config import TrainConfig
 from acoustic_env.distributed.images import Rows
 from acoustic_env.distributed.tune import (
-    SearchResult,
+    TuningResult,
     Setup,
     fit_streamed,
     load_checkpoint,
     runner_words,
     single_run,
-    tune_search,
+    tune_trials,
 )
 from acoustic_env.jobs.train.evaluation import checked_portable, preprocessing
 from acoustic_env.learn.augment import Resample
@@ -61,7 +61,7 @@ class Trained:
     line: str | None = None
     fitted: ZooClassifier | None = None
     network: nn.Module | None = None
-    found: SearchResult | None = None
+    found: TuningResult | None = None
     setup: Setup | None = None
     resampled: bool = True
 
@@ -90,7 +90,7 @@ def estimators(cfg: TrainConfig, task: Task, names: list[str], features: Feature
         model = make_estimator(name, task.kind, k, cfg.seed, search=plan, balance=balance, resample=resample,
                                preprocessing=prep).fit(given[idx[TRAIN]], y[idx[TRAIN]],
                                                        eval_set=(given[idx[VAL]], y[idx[VAL]]), groups=train_groups)
-        s = model.search_
+        s = model.tuning_
         out[name] = Trained(
             name, model.predict_proba(given[idx[TEST]]),
             val_score(task.kind, y[idx[VAL]], model.predict_proba(given[idx[VAL]]), plan.metric),
@@ -111,7 +111,7 @@ def searched(cfg: TrainConfig, task: Task, name: str, data: dict[str, np.ndarray
     # pragma: no mutate block (the runs on Ray, a train run's tests; what they run and give back: tuning_setup's,
     # tuning_line's and tuned's)
     own = tuning_setup(name, setup, balance)
-    found = (tune_search(data, own, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds) if cfg.trials
+    found = (tune_trials(data, own, cfg.trials, cfg.time_budget_s, concurrent, cfg.grace_rounds) if cfg.trials
              else single_run(data, own, dict(own.model.params[NETWORK])))
     return tuned(task, name, own, found, tuning_line(cfg.trials, concurrent, runs), x_val, data["y_val"], x_test,
                  plan)
@@ -131,7 +131,7 @@ def tuning_line(trials: int, concurrent: int, runs: str) -> str:
     return f"no search: default hyper-parameters, {runs}"
 
 
-def tuned(task: Task, name: str, setup: Setup, found: SearchResult, line: str, x_val: np.ndarray, y_val: np.ndarray,
+def tuned(task: Task, name: str, setup: Setup, found: TuningResult, line: str, x_val: np.ndarray, y_val: np.ndarray,
           x_test: np.ndarray, plan: TuningPlan) -> Trained:
     """The network ``found`` (its trials' best, of ``setup``'s candidate) back in this process from its checkpoint:
     its test probabilities, its validation score and its saved form.
@@ -168,7 +168,7 @@ def split_rows(features: FeatureSet, idx: dict[int, np.ndarray]) -> dict[int, Ro
     return {code: Rows(features.ids[idx[code]], features.y[idx[code]]) for code in (TRAIN, VAL, TEST)}
 
 
-def from_stream(task: Task, name: str, setup: Setup, net: nn.Module, shape: tuple[int, int], found: SearchResult,
+def from_stream(task: Task, name: str, setup: Setup, net: nn.Module, shape: tuple[int, int], found: TuningResult,
                 proba: np.ndarray, workers: int) -> Trained:
     """The ``stream`` network ``net`` (``setup``'s candidate over images of ``shape``, bands by frames) its run
     gave back: its best round's validation score, ``proba`` on the test split, its saved form at its settings."""

@@ -24,7 +24,7 @@ from acoustic_env.pages.report import params_section
 from acoustic_env.learn.mlp import architecture
 from acoustic_env.candidates import PARAMS, SPACES
 from acoustic_env.candidates.space import Space, numbers, one_of
-from acoustic_env.learn.tuning import TuningPlan, grouped_search
+from acoustic_env.learn.tuning import TuningPlan, grouped_tuning
 from acoustic_env.learn.zoo import make_estimator
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "train.md"
@@ -60,7 +60,7 @@ def test_every_default_lies_inside_its_space_and_the_mlp_searches_its_architectu
 
 def test_twenty_forest_trials_are_twenty_distinct_settings_in_range_the_defaults_first():
     fitted = _forest(seed=0)
-    record, space = fitted.search_, SPACES["forest"]
+    record, space = fitted.tuning_, SPACES["forest"]
     settings = [t["params"] for t in record.trials]
     assert len(settings) == 20 == record.asked and len({tuple(s.values()) for s in settings}) == 20
     assert settings[0] == space.defaults(PARAMS["forest"])
@@ -70,16 +70,16 @@ def test_twenty_forest_trials_are_twenty_distinct_settings_in_range_the_defaults
     assert record.best == settings[scores.index(max(scores))]  # the best inner score; ties to the earlier
     assert {k: fitted.params_[k] for k in space.ranges} == record.best  # refitted with the chosen setting
     again, other = _forest(seed=0), _forest(seed=1)
-    assert [t["params"] for t in again.search_.trials] == settings  # the same seed, the same settings
-    assert [t["params"] for t in other.search_.trials] != settings
-    assert _forest(seed=0, trials=1).search_ is None  # one trial: the defaults, no search
+    assert [t["params"] for t in again.tuning_.trials] == settings  # the same seed, the same settings
+    assert [t["params"] for t in other.tuning_.trials] != settings
+    assert _forest(seed=0, trials=1).tuning_ is None  # one trial: the defaults, no search
     assert _forest(seed=0, trials=1).params_ == {**PARAMS["forest"], "n_estimators": 5}
 
 
 def test_a_space_smaller_than_the_trials_is_tried_once_each_and_the_note_says_so():
     x, y, groups = _clips()
     space = Space({"n_neighbors": one_of(15, 3, 30)})
-    record = grouped_search(lambda s: make_estimator("knn", "single_label", 2, **s), space, {"n_neighbors": 15}, 5,
+    record = grouped_tuning(lambda s: make_estimator("knn", "single_label", 2, **s), space, {"n_neighbors": 15}, 5,
                             x, y, groups, 2, seed=0, kind="single_label")
     assert sorted(t["params"]["n_neighbors"] for t in record.trials) == [3, 15, 30] and record.asked == 5
     nested = {"knn": {"settings": 3, "asked": 5, "inner_folds": 2, "outer_folds": 1, "fits": 6, "seconds": 0.0,
@@ -88,7 +88,7 @@ def test_a_space_smaller_than_the_trials_is_tried_once_each_and_the_note_says_so
     assert "knn tried 3 distinct settings in some outer fold, of 5 asked" in note
     assert "knn: n_neighbors {15, 3, 30}" in note
     narrow = Space({"p": numbers(1.0, 1.001)})  # endless numbers, one value at 3 significant figures
-    record = grouped_search(lambda s: make_estimator("knn", "single_label", 2), narrow, {"p": 1.0}, 3, x, y, groups,
+    record = grouped_tuning(lambda s: make_estimator("knn", "single_label", 2), narrow, {"p": 1.0}, 3, x, y, groups,
                             2, seed=0, kind="single_label")
     assert [t["params"] for t in record.trials] == [{"p": 1.0}] and record.asked == 3  # stopped after the repeats
 
@@ -171,7 +171,7 @@ def test_a_multi_label_tasks_inner_folds_keep_recordings_apart_and_each_label_pa
 
 def test_two_trials_are_a_search_of_the_defaults_and_one_other_setting():
     x, y, groups = _clips()
-    record = grouped_search(lambda s: make_estimator("knn", "single_label", 2, **s), Space({"n_neighbors": one_of(
+    record = grouped_tuning(lambda s: make_estimator("knn", "single_label", 2, **s), Space({"n_neighbors": one_of(
         15, 3, 30)}), {"n_neighbors": 15}, 2, x, y, groups, 2, seed=0, kind="single_label")
     assert record is not None and len(record.trials) == 2 and record.trials[0]["params"] == {"n_neighbors": 15}
 
@@ -200,7 +200,7 @@ def test_the_sampler_learns_from_each_score_and_draws_rates_on_a_log_scale():
     x, y, groups = _clips(96)
     space = Space({"noise": Range(1e-3, 10.0, log=True)})
     start = time.time()
-    record = grouped_search(lambda s: _Noisy(**s), space, {"noise": 1.0}, 30, x, y, groups, 2, seed=0,
+    record = grouped_tuning(lambda s: _Noisy(**s), space, {"noise": 1.0}, 30, x, y, groups, 2, seed=0,
                             kind="single_label")
     wall = time.time() - start
     drawn = np.log10([t["params"]["noise"] for t in record.trials])
@@ -213,7 +213,7 @@ def test_every_integer_of_a_range_is_drawn_and_a_tie_keeps_the_defaults():
     from acoustic_env.candidates.space import Range
 
     x, y, groups = _clips()
-    record = grouped_search(lambda s: _Noisy(), Space({"k": Range(1, 3, integer=True)}), {"k": 2}, 3, x, y, groups,
+    record = grouped_tuning(lambda s: _Noisy(), Space({"k": Range(1, 3, integer=True)}), {"k": 2}, 3, x, y, groups,
                             2, seed=0, kind="single_label")
     assert sorted(t["params"]["k"] for t in record.trials) == [1, 2, 3]  # the top of the range too
     assert len({t["score"] for t in record.trials}) == 1 and record.best == {"k": 2}  # all alike: the defaults
@@ -224,7 +224,7 @@ def test_a_multi_label_search_scores_each_setting_by_mean_average_precision():
 
     x, y, groups = _clips()
     labels = np.column_stack([y, 1 - y])
-    record = grouped_search(lambda s: _Noisy(**s, labels=2), Space({"noise": one_of(0.0, 5.0)}), {"noise": 0.0}, 2,
+    record = grouped_tuning(lambda s: _Noisy(**s, labels=2), Space({"noise": one_of(0.0, 5.0)}), {"noise": 0.0}, 2,
                             x, labels, groups, 2, seed=0, kind="multi_label")
     quiet = val_score("multi_label", labels, _Noisy(labels=2).predict_proba(x))
     assert record.trials[0]["score"] == pytest.approx(quiet) and record.best == {"noise": 0.0}
@@ -237,7 +237,7 @@ def test_a_search_scores_each_setting_by_the_metric_asked(metric):
     from acoustic_env.learn.fit import val_score
 
     x, y, groups = _clips()
-    record = grouped_search(lambda s: _Noisy(**s), Space({"noise": one_of(0.0, 5.0)}), {"noise": 0.0}, 2, x, y,
+    record = grouped_tuning(lambda s: _Noisy(**s), Space({"noise": one_of(0.0, 5.0)}), {"noise": 0.0}, 2, x, y,
                             groups, 2, seed=0, kind="single_label", metric=metric)
     proba = _Noisy().predict_proba(x)
     asked, auc = val_score("single_label", y, proba, metric), val_score("single_label", y, proba)
@@ -249,7 +249,7 @@ def test_a_search_told_its_defaults_score_fits_only_the_other_settings():
     no fit; every other setting is fitted and scored as always."""
     x, y, groups = _clips()
     built = []
-    record = grouped_search(lambda s: built.append(dict(s)) or _Noisy(**s), Space({"noise": one_of(0.0, 5.0)}),
+    record = grouped_tuning(lambda s: built.append(dict(s)) or _Noisy(**s), Space({"noise": one_of(0.0, 5.0)}),
                             {"noise": 5.0}, 2, x, y, groups, 2, seed=0, kind="single_label", known=0.123)
     assert built == [{"noise": 0.0}] * 2  # two inner folds of the one other setting
     assert record.trials[0] == {"params": {"noise": 5.0}, "score": 0.123} and record.trials[1]["score"] != 0.123
@@ -261,6 +261,6 @@ def test_a_space_of_40_settings_asked_for_40_is_tried_whole_however_often_the_sa
     from acoustic_env.candidates.space import Range
 
     x, y, groups = _clips()
-    record = grouped_search(lambda s: _Noisy(), Space({"k": Range(1, 40, integer=True)}), {"k": 1}, 40, x, y, groups,
+    record = grouped_tuning(lambda s: _Noisy(), Space({"k": Range(1, 40, integer=True)}), {"k": 1}, 40, x, y, groups,
                             2, seed=0, kind="single_label")
     assert sorted(t["params"]["k"] for t in record.trials) == list(range(1, 41))
