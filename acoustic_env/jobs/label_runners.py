@@ -12,6 +12,7 @@ from acoustic_env.config import ConfigError
 from acoustic_env.config.labelling import (AddVerdictsConfig, ApplyLabelsConfig, FromLabelStudioConfig,
                                            NewClassConfig, ShowLabelsConfig, ToLabelStudioConfig)
 from acoustic_env.jobs.results import Done
+from acoustic_env.storage import redact
 from acoustic_env.vocabulary.tasks import escaped
 
 
@@ -105,11 +106,11 @@ def apply_lines(done: Done) -> list[str]:
     (task, current, conflicts), cfg = done.result, done.config
     reviewed = sum(d.reviewed for d in current.decisions.values())
     lines = [f"{len(current.decisions)} clips in the corrected list ({reviewed} decided by a reviewer) for task "
-             f"{task.name}: {cfg.output}"]
+             f"{task.name}: {redact(cfg.output)}"]
     if current.conflicts:
         lines += [f"  {len(current.conflicts)} clips where reviewers disagree are left out of the list (they keep the "
                   f"table's labels until the reviewers agree): {conflicts}", *_conflict_lines(current.conflicts)]
-    return [*lines, f"  use it: acoustic-env train|audit --features {cfg.features} --labels {cfg.output} ..."]
+    return [*lines, f"  use it: acoustic-env train|audit --features {redact(cfg.features)} --labels {redact(cfg.output)} ..."]
 
 
 def show(cfg: ShowLabelsConfig) -> Done:
@@ -215,7 +216,7 @@ def _class_queue(cfg: ToLabelStudioConfig) -> tuple[str, str, list[dict[str, Any
 def to_label_studio_lines(done: Done) -> list[str]:
     (queue, task, n, unreadable), cfg = done.result, done.config
     lines = [f"{n} tasks of {escaped(queue)}'s review queue (task {escaped(task)}) for Label Studio: "
-             f"{cfg.output}/tasks.json, its labelling config {cfg.output}/config.xml"]
+             f"{redact(cfg.output)}/tasks.json, its labelling config {redact(cfg.output)}/config.xml"]
     if unreadable:
         why = "the review page could not read their audio" if cfg.audit else "review.csv names no file for them"
         lines.append(f"  {len(unreadable)} clips left out: {why} (e.g. {escaped(unreadable[0])})")
