@@ -109,7 +109,7 @@ def apply_lines(done: Done) -> list[str]:
              f"{task.name}: {redact(cfg.output)}"]
     if current.conflicts:
         lines += [f"  {len(current.conflicts)} clips where reviewers disagree are left out of the list (they keep the "
-                  f"table's labels until the reviewers agree): {conflicts}", *_conflict_lines(current.conflicts)]
+                  f"table's labels until the reviewers agree): {redact(conflicts)}", *_conflict_lines(current.conflicts)]
     return [*lines, f"  use it: acoustic-env train|audit --features {redact(cfg.features)} --labels {redact(cfg.output)} ..."]
 
 
