@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -38,6 +39,8 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from acoustic_env.embedders.weights import CACHE_ENV, resolve_cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "mutate"
@@ -295,14 +298,24 @@ def prepare(module: str) -> Path:
     return work
 
 
+def environment(work: Path) -> dict[str, str]:
+    """The mutants' environment: the model cache (``$ACOUSTIC_ENV_MODEL_CACHE``) is a copy of this machine's inside
+    ``work``, so that a mutant that writes into the cache, or a test that falls back on it, changes no real model."""
+    cache, machine = work / "model-cache", resolve_cache_dir()
+    if "://" not in machine and Path(machine).is_dir():
+        shutil.copytree(machine, cache, dirs_exist_ok=True)  # what the tests read there (BirdNET's converted graph)
+    cache.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, CACHE_ENV: str(cache)}
+
+
 def mutate(module: str, jobs: int) -> dict[str, Any]:
     """Run mutmut on one module; its counts (mutmut's own), the wall time and the names of the survivors."""
     work = prepare(module)
-    mutmut = [sys.executable, "-m", "mutmut"]
+    mutmut, env = [sys.executable, "-m", "mutmut"], environment(work)
     t = time.time()
     with (work / "mutmut.log").open("w") as log:
         subprocess.run([*mutmut, "run", "--max-children", str(jobs)], cwd=work, stdout=log, stderr=subprocess.STDOUT,
-                       check=False)
+                       check=False, env=env)
     wall = time.time() - t
     subprocess.run([*mutmut, "export-cicd-stats"], cwd=work, capture_output=True, check=False)
     stats_file = work / "mutants" / "mutmut-cicd-stats.json"

@@ -1,8 +1,11 @@
 """``make mutate-stale`` (``tests/mutation.py --stale``): a passing run records its module's source, and a module
-changed since (or never passed) is listed, so that mutation runs cannot decay unseen."""
+changed since (or never passed) is listed, so that mutation runs cannot decay unseen; and a run's mutants leave this
+machine's files alone."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 
 import mutation
@@ -64,3 +67,21 @@ def test_an_explained_mutant_that_ran_out_of_time_is_not_called_stale(tmp_path, 
     assert mutation.verdict("pkg/a.py", run) == []
     killed = {**run, "killed": 38, "timeout": 0, "timed_out": []}
     assert mutation.verdict("pkg/a.py", killed) == ["explained but killed or gone (remove them): x_f__mutmut_2"]
+
+
+def test_the_mutants_model_cache_is_a_copy_inside_the_run_and_the_machines_is_left_alone(tmp_path, monkeypatch):
+    """A mutant of the weights' code once wrote into the real model cache: each run's mutants get a copy of it
+    inside their own directory, what the tests read is there, and what a mutant writes stays there."""
+    machine = tmp_path / "machine"
+    machine.mkdir()
+    (machine / "model.onnx").write_text("the converted graph")
+    monkeypatch.setenv(mutation.CACHE_ENV, str(machine))
+    work = tmp_path / "build" / "mutate" / "pkg.a"
+    work.mkdir(parents=True)
+    mutant = ("import pathlib; from acoustic_env.embedders.weights import resolve_cache_dir; "
+              "p = pathlib.Path(resolve_cache_dir()) / 'model.onnx'; print(p.read_text()); p.write_text('damaged')")
+    run = subprocess.run([sys.executable, "-c", mutant], env=mutation.environment(work), capture_output=True,
+                         text=True, check=True)
+    assert run.stdout == "the converted graph\n"  # the machine's file, copied
+    assert (machine / "model.onnx").read_text() == "the converted graph"
+    assert (work / "model-cache" / "model.onnx").read_text() == "damaged"
