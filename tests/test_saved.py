@@ -202,10 +202,40 @@ def test_a_saved_average_that_drifts_from_its_members_stops_the_run(average):
     raw = np.hstack([kept.features.X[g.name] for g in kept.features.feature_groups])
     members = {m: f.predict_proba(raw) for m, f in kept.fitted.items()}
     assert saved._average(kept.portables, kept.groups, kept.transforms, kept.x, members).members
-    members["elasticnet"] = members["elasticnet"] + np.array([1e-4, -1e-4])
-    with pytest.raises(RuntimeError, match=r"^the saved average differs from its fitted members' by 5e-05 on the "
+    # a member's rounding, halved by the mean, is within the tolerance; a real difference is not
+    rounded = {**members, "elasticnet": members["elasticnet"] + np.array([2e-5, -2e-5])}
+    assert saved._average(kept.portables, kept.groups, kept.transforms, kept.x, rounded).members
+    members["elasticnet"] = members["elasticnet"] + np.array([2e-2, -2e-2])
+    with pytest.raises(RuntimeError, match=r"^the saved average differs from its fitted members' by 0.01 on the "
                                            r"training clips$"):
         saved._average(kept.portables, kept.groups, kept.transforms, kept.x, members)
+
+
+def test_a_saved_form_scoring_float32_projections_summed_another_way_is_the_fitted_model(monkeypatch):
+    """Raw features near 1e3 projected in float32 sums (as another BLAS kernel, or the streaming fit, gives them)
+    move a logistic regression on 32 components of 48 clips by more than 1e-6 and less than the tolerance: the
+    saved form passes; scored on inputs that differ for real, it is refused."""
+    from acoustic_env.jobs.train.evaluation import checked_portable
+    from acoustic_env.learn import preprocess
+    from acoustic_env.learn.portable import SAVED_TOLERANCE, from_zoo
+
+    monkeypatch.setattr(preprocess, "RULES", (1,))  # every component the rows carry: 32
+    rng, recording, y = _recordings()
+    noise = rng.normal(size=(len(y), 8)) @ rng.normal(size=(8, 32)) * 3
+    signal = y + 0.3 * rng.normal(size=len(y))
+    values = 1000 + noise + np.outer(signal, rng.normal(size=32)) * 1.5 + rng.normal(size=(len(y), 32))
+    features = _features({"vggish_raw": values}, y, recording)
+    kept = _refit(features, sets=False)
+    raw, fitted = features.X["vggish_raw"], kept.fitted["logreg"]
+    a, b = kept.transforms[0].affine()
+    summed = raw @ a + b  # float32 throughout
+    assert summed.shape == kept.x.shape == (48, 32)
+    drift = np.abs(from_zoo(fitted).predict_proba(summed) - fitted.predict_proba(raw)).max()
+    assert 1e-6 < drift < SAVED_TOLERANCE
+    assert checked_portable(fitted, summed, raw).name == "logreg"
+    with pytest.raises(RuntimeError, match=r"^the saved logreg differs from the fitted one by 0\.\d+ on the "
+                                           r"training clips$"):
+        checked_portable(fitted, summed + 0.5, raw)
 
 
 def test_an_image_model_is_fitted_on_its_images_and_chooses_no_set(leaky):

@@ -274,6 +274,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         out = self._own_proba(X)
         return self.calibration_(out) if calibrated and getattr(self, "calibration_", None) is not None else out
 
+    @property
+    def equal_priors(self) -> bool:
+        """Whether the fitted model's probabilities are put on equal class priors (``learn.balance.equal_priors``):
+        balanced, where the map behind its probabilities, fitted on the clips' own class rates, undid the weights
+        (the SVM's Platt scaling). Its saved form carries this (``learn.portable``)."""
+        return bool(self.spec.equal_priors and self.params_["class_weight"])
+
     def _own_proba(self, X: np.ndarray) -> np.ndarray:
         out = np.tile(self.prior_, (len(X), 1)).astype(np.float64)
         if self.model_ is not None:
@@ -281,7 +288,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 p = np.asarray(self.model_.predict_proba(X), dtype=np.float64)
             # one varying label column was fitted as a binary problem: keep P(positive)
             out[:, self.columns_] = p if p.shape[1] == len(self.columns_) else p[:, 1:]
-            if self.spec.equal_priors and self.params_["class_weight"]:  # Platt scaling undid the weights
+            if self.equal_priors:
                 out[:, self.columns_] = equal_priors(out[:, self.columns_], self.prior_[self.columns_],
                                                      self.kind == "multi_label")
         return out

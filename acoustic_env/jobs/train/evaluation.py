@@ -23,7 +23,7 @@ from acoustic_env.config import BASELINE_CHOICES, ConfigError, TrainConfig
 from acoustic_env.jobs.train.explain import mlp_attributions
 from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
-from acoustic_env.learn.portable import Average, Portable, from_zoo
+from acoustic_env.learn.portable import SAVED_TOLERANCE, Average, Portable, from_zoo
 from acoustic_env.learn.preprocess import Preprocessing, fit_group, fit_streaming, raw_matrix
 from acoustic_env.learn.image_input import IMAGE_COLUMN, stack_images, window_frames
 from acoustic_env.learn.splits import NAMES
@@ -208,7 +208,8 @@ def network_shap(cfg: TrainConfig, features: FeatureSet, net: nn.Module, transfo
 
 
 def checked_portable(fitted: ZooClassifier, x: np.ndarray, raw: np.ndarray | None = None) -> Portable:
-    """The fitted model in the artifact's form, checked to give its probabilities on every row to 1e-6.
+    """The fitted model in the artifact's form, checked to give its probabilities on every row to
+    ``learn.portable.SAVED_TOLERANCE``.
 
     ``x``: the saved form's inputs of every row (the projections); ``raw``: the fitted model's, when its
     preprocessing is inside it (the raw columns it projects itself), else ``x``.
@@ -217,6 +218,6 @@ def checked_portable(fitted: ZooClassifier, x: np.ndarray, raw: np.ndarray | Non
     """
     estimator = from_zoo(fitted)
     worst = float(np.abs(estimator.predict_proba(x) - fitted.predict_proba(x if raw is None else raw)).max())
-    if worst > 1e-6:
+    if worst > SAVED_TOLERANCE:
         raise RuntimeError(f"the saved {fitted.name} differs from the fitted one by {worst:.2g} on the training clips")
     return estimator

@@ -25,7 +25,7 @@ from acoustic_env.jobs.train.evaluation import (
     resample_plan,
 )
 from acoustic_env.learn.feature_sets import ALL, Sets, SetChoice, choose_sets
-from acoustic_env.learn.portable import Average, Portable
+from acoustic_env.learn.portable import SAVED_TOLERANCE, Average, Portable
 from acoustic_env.learn.preprocess import ROWS_PER_COMPONENT
 from acoustic_env.learn.transform import GroupTransform, columns_of
 from acoustic_env.learn.tuning import TuningPlan, TuningRecord
@@ -179,10 +179,10 @@ def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compar
 def _average(portables: dict[str, Portable], groups: dict[str, list[str]], transforms: list[GroupTransform],
              x: np.ndarray, fitted_proba: dict[str, np.ndarray]) -> Average:
     """The members' average in its saved form, checked to give the mean of the fitted members' probabilities on
-    every clip to 1e-6 (as each member's saved form is checked against it)."""
+    every clip to ``learn.portable.SAVED_TOLERANCE`` (as each member's saved form is checked against it)."""
     average = Average(tuple(portables.values()), tuple(tuple(groups[m]) for m in portables),
                       tuple(columns_of(transforms, groups[m]) for m in portables))
     worst = float(np.abs(average.predict_proba(x) - np.mean(list(fitted_proba.values()), axis=0)).max())
-    if worst > 1e-6:
+    if worst > SAVED_TOLERANCE:
         raise RuntimeError(f"the saved average differs from its fitted members' by {worst:.2g} on the training clips")
     return average
