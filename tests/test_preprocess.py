@@ -136,3 +136,94 @@ def test_streaming_fits_when_the_buffer_is_emptied_by_the_last_batch_or_leaves_f
     ref = fit_group(x, 2, "a")
     np.testing.assert_allclose(transforms[0].explained_variance_ratio, ref.explained_variance_ratio, rtol=1e-2)
     np.testing.assert_allclose(np.abs(projected["a"]), np.abs(ref.transform(x)), atol=1e-2)
+
+
+def _two_groups(n: int = 40, seed: int = 0):
+    """``n`` clips of two groups (``a``: 6 columns, ``b``: 3), as the table's reader gives them, and their raw matrix."""
+    from acoustic_env.table import FeatureSet
+
+    x = {"a": low_rank(n, 6, 3, seed), "b": low_rank(n, 3, 2, seed + 1)}
+    info = tuple(GroupInfo(name, m.shape[1], name, "raw", None) for name, m in x.items())
+    features = FeatureSet(None, None, info, x, np.zeros(n, int), None, True, {"rows": {}, "columns": {}}, n)
+    return features, np.hstack(list(x.values()))
+
+
+def test_the_step_reads_each_group_from_its_columns_of_the_raw_matrix_in_the_tables_order():
+    from acoustic_env.learn.preprocess import Preprocessing, Slot, raw_matrix
+
+    features, raw = _two_groups()
+    prep = Preprocessing.of(features, {"b": 2, "a": 0.9}, seed=3)
+    assert prep.slots == (Slot("a", 0, 6, 0.9), Slot("b", 6, 9, 2)) and prep.seed == 3
+    assert prep.groups == ("a", "b") and prep.rule == ROWS_PER_COMPONENT
+    matrix = raw_matrix(features)
+    assert matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix, raw)
+    transforms = prep.fit(raw)
+    assert [t.group for t in transforms] == ["a", "b"] and transforms[1].n_components == 2
+    x = prep.transform(transforms, raw)
+    assert x.dtype == np.float32 and x.shape == (40, transforms[0].n_components + 2)
+    np.testing.assert_array_equal(x, np.hstack([transforms[0].transform(raw[:, :6]), transforms[1].transform(raw[:, 6:])]))
+    # a feature set: the same columns of the same raw matrix, whatever order it names its groups in
+    alone = prep.only(["b"])
+    assert alone.slots == (Slot("b", 6, 9, 2),) and alone.seed == 3
+    assert prep.only(["b", "a"]).slots == prep.slots
+    np.testing.assert_array_equal(alone.transform(alone.fit(raw), raw), x[:, -2:])
+    with pytest.raises(ValueError, match=r"^no preprocessing for group\(s\) c, d \(has: a, b\)$"):
+        prep.only(["d", "a", "c"])
+
+
+def test_a_fit_is_each_groups_own_and_reused_only_for_the_same_rows_target_seed_and_rule():
+    from acoustic_env.learn.preprocess import Preprocessing, Slot
+
+    features, raw = _two_groups(48)
+    prep = Preprocessing.of(features, {"a": 5, "b": 2})
+    first = prep.fit(raw)
+    expected = fit_group(raw[:, :6], 5, "a", 0, ROWS_PER_COMPONENT)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(first[0], name), getattr(expected, name))
+    assert all(a is b for a, b in zip(prep.fit(raw.copy()), first))  # the same rows' content: the same fit
+    assert prep.fit(raw[:40])[0] is not first[0]
+    assert Preprocessing((Slot("a", 0, 6, 4),)).fit(raw)[0].n_components == 4
+    assert Preprocessing((Slot("a", 0, 6, 5),), seed=1).fit(raw)[0] is not first[0]
+    assert Preprocessing((Slot("b", 6, 9, 2),)).fit(raw)[0] is first[1]
+    renamed = Preprocessing((Slot("z", 6, 9, 2),)).fit(raw)[0]
+    assert renamed.group == "z" and renamed is not first[1]
+    ruled = prep.with_rule(8)
+    assert ruled.rule == 8 and ruled.slots == prep.slots and prep.rule == ROWS_PER_COMPONENT
+    assert ruled.fit(raw)[0].n_components == 5 and ruled.fit(raw)[0] is not first[0]
+    assert prep.with_rule(16).fit(raw)[0].n_components == 2  # (48 - 1) // 16
+
+
+def test_the_fits_kept_are_the_last_used_and_no_more_than_the_cache_holds(monkeypatch):
+    from acoustic_env.learn import preprocess
+    from acoustic_env.learn.preprocess import Preprocessing, Slot
+
+    monkeypatch.setattr(preprocess, "_CACHE", type(preprocess._CACHE)())
+    monkeypatch.setattr(preprocess, "CACHE_SIZE", 2)
+    prep = Preprocessing((Slot("a", 0, 3, 2),))
+    rows = [low_rank(20, 3, 2, seed) for seed in range(3)]
+    kept = prep.fit(rows[0])[0]
+    prep.fit(rows[1])
+    assert prep.fit(rows[0])[0] is kept  # used again: now the most recent
+    prep.fit(rows[2])  # one over the size: the least recently used (rows[1]'s) goes
+    assert len(preprocess._CACHE) == 2 and prep.fit(rows[0])[0] is kept
+    assert len(preprocess._CACHE) == 2
+
+
+def test_the_count_rules_tried_are_those_that_keep_other_counts_this_ones_first(tuned_pca_rules):
+    from acoustic_env.learn import preprocess
+    from acoustic_env.learn.preprocess import Preprocessing, Slot, component_rule
+
+    assert preprocess.RULES == (1, ROWS_PER_COMPONENT)
+    wide = Preprocessing((Slot("a", 0, 64, 64), Slot("b", 64, 66, 2)))
+    assert wide.rules(49) == (ROWS_PER_COMPONENT, 1)  # 12 components against 48
+    assert wide.with_rule(1).rules(49) == (1, ROWS_PER_COMPONENT)
+    assert wide.with_rule(2).rules(49) == (2, 1, ROWS_PER_COMPONENT)
+    assert wide.rules(1000) == (ROWS_PER_COMPONENT,)  # no rule cuts a target: nothing to search
+    # a fraction's count is cut wherever a rule caps below the group's columns
+    assert Preprocessing((Slot("a", 0, 64, 0.9),)).rules(200) == (ROWS_PER_COMPONENT, 1)  # 49 against 64
+    assert Preprocessing((Slot("a", 0, 64, 0.9),)).rules(2000) == (ROWS_PER_COMPONENT,)
+    assert Preprocessing((Slot("a", 0, 8, 2),)).rules(9) == (ROWS_PER_COMPONENT,)  # 2 either way
+    assert Preprocessing((Slot("a", 0, 8, 2),)).rules(8) == (ROWS_PER_COMPONENT, 1)  # 1 against 2
+    words = component_rule()
+    assert f"R is {ROWS_PER_COMPONENT}" in words and "chosen among 1, 4 on the inner folds" in words
