@@ -184,12 +184,11 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/features/spectral_bins.py": [
         "tests/test_soundscape_job.py::test_per_bin_indices_match_scikit_maad_on_the_real_recordings",
         "tests/test_soundscape_job.py::test_per_bin_indices_at_the_edges"],
-    # a recording's segments, the run around them and the page (small files made in the tests; the model's windows
-    # and events through the one CLI run with the small model; not the real deployment's slow runs, the Ray run or
-    # the page in Chromium; the Ray branch of the run is reached through test_windows_routing_rules' stand-in)
-    "acoustic_env/jobs/soundscape/segments.py": [
-        "tests/test_soundscape_segments.py",
-        "tests/test_soundscape_job.py::test_with_a_model_events_cross_file_boundaries_and_histories_count_effort"],
+    # a recording's segments, the run around them and the page (small files made in the tests; a segment's windows
+    # with tiny models, the run's events through the one CLI run with the small model; not the real deployment's slow
+    # runs, the Ray run or the page in Chromium; the Ray branch of the run is reached through
+    # test_windows_routing_rules' stand-in)
+    "acoustic_env/jobs/soundscape/segments.py": ["tests/test_soundscape_segments.py"],
     "acoustic_env/jobs/soundscape/job.py": [
         "tests/test_soundscape_run.py",
         "tests/test_soundscape_job.py::test_with_a_model_events_cross_file_boundaries_and_histories_count_effort",

@@ -1,21 +1,34 @@
 """A recording's segments as the soundscape job scores them (jobs/soundscape/segments.py), on small files made here:
-where segments start and end, what a segment's row holds and the row of a segment that cannot be read (fast: no
-model, no Ray; the model's windows are test_soundscape_job's)."""
+where segments start and end, what a segment's row holds and the row of a segment that cannot be read, and with a
+model the windows of a span of segments part way through a file (fast: tiny models trained here, no Ray; the job's
+run with a model is test_soundscape_job's)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from acoustic_env.config import FeatureParams
+from test_window_rows import COLUMNS, RAW, _sound, _wav
+
+from acoustic_env.audio.featurize import featurize
+from acoustic_env.config import DecodeParams, FeatureParams
 from acoustic_env.errors import ClipError
 from acoustic_env.features.fast.indices import hann_psd
 from acoustic_env.features.reference.indices import INDEX_NAMES
 from acoustic_env.features.spectral_bins import BIN_INDICES, per_bin_indices
 from acoustic_env.jobs.soundscape.segments import SegmentScorer, SegmentSpan, open_audio, schema, segment_bounds, \
     segment_values, settings_key
+from acoustic_env.jobs.windows import predict_windows
+from acoustic_env.learn.artifact import load_model, save_model
+from acoustic_env.learn.portable import from_zoo
+from acoustic_env.learn.preprocess import fit_group
+from acoustic_env.learn.transform import transform_all
+from acoustic_env.learn.zoo import make_estimator
+from acoustic_env.table import GroupInfo
 
 SR = 8000
 #: 2019-05-22 00:00:00 UTC
@@ -126,7 +139,9 @@ def test_a_silent_segments_undefined_indices_are_null_and_its_bins_nan(tmp_path)
     x[SR:] = 0.0
     path = tmp_path / "ridge_d.wav"
     sf.write(path, x, SR, subtype="PCM_16")
-    loud, silent = SegmentScorer(1.0, FeatureParams())(_span(path)).to_pylist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's warnings of a silent segment's divisions are not the user's
+        loud, silent = SegmentScorer(1.0, FeatureParams())(_span(path)).to_pylist()
     values = segment_values(np.zeros(SR), SR, FeatureParams())
     undefined = [n for n in INDEX_NAMES if values[n] is None]
     assert undefined and all(silent[n] is None for n in undefined) and all(loud[n] is not None for n in undefined)
@@ -178,7 +193,101 @@ def test_open_audio_names_why_a_file_is_not_audio(tmp_path):
         open_audio(str(path))
     good = tmp_path / "good.wav"
     sf.write(good, _noise(0.2), SR)
+    raw = tmp_path / "good.raw"  # libsndfile takes a .raw name for headerless samples, and says so in its own words
+    raw.write_bytes(good.read_bytes())
+    with pytest.raises(ClipError, match=r"^decode/not_audio: libsndfile cannot read it \(samplerate must be "
+                                        r"specified\)$"):
+        open_audio(str(raw))
     fh, f = open_audio(str(good))
     assert f.frames == int(0.2 * SR) and f.samplerate == SR
     f.close()
     fh.close()
+
+
+# ----------------------------------------------------------------------------- with a model: the segments' windows
+
+#: 1-s stretches of a recording: chirps ("natural") or hum ("urban"); 2-s segments at 0, 2, 4 s and a 1-s tail at 6 s.
+KINDS = [False, True, True, False, True, True, False]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict:
+    """Tiny saved models telling hum ("urban") from chirps ("natural"), recorded as trained on 1-s clips (a single-
+    and a multi-label logistic regression on eight clips' indices, in about a second), and a recording of
+    :data:`KINDS`."""
+    root = tmp_path_factory.mktemp("segment_windows")
+    train = [{"clip_id": f"t{i}", "uri": str(_wav(root / f"t{i}.wav", _sound(i % 2 == 1, seed=i)))} for i in range(8)]
+    vectors = featurize(train, COLUMNS, features=RAW).vectors
+    transforms = [fit_group(vectors["indices_raw"], 3, "indices_raw")]
+    x = transform_all(transforms, vectors)
+    out = {"recording": _wav(root / "ridge_w.wav", np.concatenate([_sound(k, seed=200 + i) for i, k in
+                                                                   enumerate(KINDS)]))}
+    for kind, y in (("single_label", np.arange(8) % 2), ("multi_label", np.eye(2, dtype=int)[np.arange(8) % 2])):
+        task = {"name": "t2", "kind": kind, "class_names": ["urban", "natural"], "definition": {}}
+        description = {"task": task, "training_clip_s": {"value": 1.0, "source": "test"},
+                       "extraction": {"decode": DecodeParams().to_dict(), "features": RAW.to_dict(), "source": "test"}}
+        save_model(str(root / kind), from_zoo(make_estimator("logreg", kind, 2, seed=0).fit(x, y)), transforms,
+                   description, [GroupInfo("indices_raw", 60, "indices", signal="raw")])
+        out[kind] = str(root / kind)
+    return out
+
+
+def _recording_span(path, first, end) -> SegmentSpan:
+    return SegmentSpan(3, "ridge_w", str(path), first, end, len(KINDS) * 16000, 16000, "ridge", START)
+
+
+@pytest.mark.parametrize("kind", ["single_label", "multi_label"])
+def test_a_span_part_way_through_a_file_holds_the_windows_starting_in_each_segment_at_their_times(models, kind):
+    """A worker scores segments 1 .. 3 of a file: each row holds the windows of the file that start in its
+    segment, at their times in the file, scored as ``predict --windows`` scores that file, and the class means and
+    shares of those windows (the events are drawn from them: a window out of place is an event at the wrong time)."""
+    model = load_model(models[kind])
+    rows = SegmentScorer(2.0, FeatureParams(), model)(_recording_span(models["recording"], 1, 4)).to_pylist()
+    assert [r["offset_s"] for r in rows] == [2.0, 4.0, 6.0] and [r["windows"] for r in rows] == [2, 2, 1]
+    assert [r["win_start_s"] for r in rows] == [[2.0, 3.0], [4.0, 5.0], [6.0]]  # the model's 1-s clips
+    assert [r["win_end_s"] for r in rows] == [[3.0, 4.0], [5.0, 6.0], [7.0]]
+    file = predict_windows([str(models["recording"])], models[kind]).table.to_pylist()
+    for c in ("urban", "natural"):
+        assert [r[f"win_prob_{c}"] for r in rows] == [[w[f"prob_{c}"] for w in file[2:4]],
+                                                     [w[f"prob_{c}"] for w in file[4:6]], [file[6][f"prob_{c}"]]]
+        assert [r[f"mean_{c}"] for r in rows] == pytest.approx([np.mean(r[f"win_prob_{c}"]) for r in rows])
+    assert [r["share_natural"] for r in rows] == [0.5, 1.0, 0.0]  # the chirps of 2-3 s and 4-6 s
+    assert [r["share_urban"] for r in rows] == [0.5, 0.0, 1.0]
+
+
+def test_windows_longer_than_a_segment_belong_to_the_segment_they_start_in_and_a_segment_may_hold_none(models):
+    """2-s windows over 1-s segments: the window starting at 2 s is segment 2's alone; segment 3 starts none, so
+    it holds no window and no class mean or share (not a zero)."""
+    model = load_model(models["single_label"])
+    score = SegmentScorer(1.0, FeatureParams(), model, 2.0)
+    rows = score(_recording_span(models["recording"], 2, 4)).to_pylist()
+    assert [r["windows"] for r in rows] == [1, 0] and [r["win_start_s"] for r in rows] == [[2.0], []]
+    assert [r["win_end_s"] for r in rows] == [[4.0], []] and rows[0]["share_natural"] == 1.0
+    assert (rows[1]["mean_natural"], rows[1]["share_natural"], rows[1]["win_prob_natural"]) == (None, None, [])
+    (alone,) = score(_recording_span(models["recording"], 3, 4)).to_pylist()
+    assert (alone["windows"], alone["mean_urban"], alone["share_urban"]) == (0, None, None)
+
+
+def test_a_file_gone_since_the_plan_gives_each_segment_and_window_the_error_and_no_class_values(models, tmp_path):
+    """The file's windows come from the length planned, each with the error; no window scored: no mean, no share."""
+    gone = tmp_path / "gone.wav"
+    rows = SegmentScorer(2.0, FeatureParams(), load_model(models["single_label"]))(
+        _recording_span(gone, 1, 3)).to_pylist()
+    assert [r["windows"] for r in rows] == [2, 2] and [r["win_start_s"] for r in rows] == [[2.0, 3.0], [4.0, 5.0]]
+    assert all(r["error"].startswith("decode/") and str(gone) in r["error"] for r in rows)
+    assert {(r["mean_natural"], r["share_natural"], r["mean_urban"], r["share_urban"]) for r in rows} == {
+        (None, None, None, None)}
+    assert [r["win_prob_natural"] for r in rows] == [[None, None], [None, None]]
+
+
+def test_the_weights_cache_and_device_reach_the_models_embedders(models, monkeypatch):
+    """``--weights-cache`` and ``--device`` are where a model's embedders load from and run (cpu by default), as
+    ``predict --windows``'s are."""
+    import acoustic_env.jobs.windows as jobs
+
+    loads = []
+    monkeypatch.setattr(jobs, "load_nets", lambda embedders, cache, device: loads.append((cache, device)) or {})
+    model = load_model(models["single_label"])
+    SegmentScorer(2.0, FeatureParams(), model, weights_cache="/cache/weights", device="cuda:1")
+    SegmentScorer(2.0, FeatureParams(), model)
+    assert loads == [("/cache/weights", "cuda:1"), (None, "cpu")]
