@@ -9,6 +9,7 @@ mutate`` runs against the module.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,12 +109,19 @@ def test_the_store_is_the_tables_own_unless_one_is_named(table, tmp_path):
 
 
 def test_a_round_that_cannot_run_stops_in_one_line_and_stores_nothing(table, tmp_path):
-    """An example that is neither a clip nor a file, an output inside the label store, too few yes answers: one
-    line naming the field, and the store holds no answer of the round."""
+    """An example that is neither a clip nor a file, an output inside the label store, too few yes answers, Label
+    Studio's answers of another class's queue: one line naming the field, and the store holds no answer of the
+    round."""
     features, ids = table
     inside = tmp_path / "labels" / "round-1"
     stray = tmp_path / "stray.csv"
     stray.write_text(f"clip_id,verdict\n{ids[0]},yes\nclip-nobody-has,no\n")
+    dogs = tmp_path / "dog-export.json"  # labels to-label-studio --new-class of the class dog, answered and exported
+    dogs.write_text(json.dumps([{"id": 3, "project": 7, "data": {"clip_id": ids[1], "queue": "new class dog"},
+                                 "annotations": [{"completed_by": {"email": "ann@example.org"}, "was_cancelled": False,
+                                                  "result": [{"from_name": "label", "to_name": "audio",
+                                                              "type": "choices", "value": {"choices": ["yes"]}}],
+                                                  "updated_at": "2026-11-28T10:05:00Z"}]}]))
     for fields, message in (
             ({"example": "clip-nobody-has"}, f"example: 'clip-nobody-has' is neither a clip of the feature table "
                                              f"{features} nor an audio file"),
@@ -122,7 +130,9 @@ def test_a_round_that_cannot_run_stops_in_one_line_and_stores_nothing(table, tmp
                                       f"({tmp_path / 'labels'}): give a path outside it"),
             ({"verdicts": [str(stray)]}, f"verdicts: 1 verdict(s) name clips that are not in the feature table "
                                          f"{features} (e.g. 'clip-nobody-has'); nothing was added"),
-            ({"name": "chain,saw"}, "name: a class name without")):
+            ({"name": "chain,saw"}, "name: a class name without"),
+            ({"verdicts": [str(dogs)]}, f"label-studio: task 3 ({ids[1]}) is of queue 'new class dog', not 'new class "
+                                        "chainsaw': another project's tasks; nothing was added")):
         with pytest.raises(ConfigError) as err:
             prepare_round(_config(tmp_path, features, ids, **fields))
         assert str(err.value).startswith(message), (str(err.value), message)
@@ -221,6 +231,19 @@ def test_mixed_asks_next_for_the_clips_the_model_finds_most_likely_of_the_class(
     assert len(picks) == 3 and {c for c, _ in picks} <= set(open_[:6])
     assert all(why.endswith("after a refit on 5 verdicts") for _, why in picks), picks
     assert pick_next(cfg, ready, model)[1] == picks
+
+
+def test_the_next_queue_is_ordered_by_the_rounds_seed(table, model, tmp_path, monkeypatch):
+    """The order is given the round's ``--seed`` (``mixed``'s refit draws its folds by it), so that a round run
+    again asks for the same clips on a close call too."""
+    import acoustic_env.jobs.new_class as job
+
+    features, ids = table
+    seeds, real = [], job.next_review
+    monkeypatch.setattr(job, "next_review", lambda *args: seeds.append(args[-1]) or real(*args))
+    cfg = _config(tmp_path, features, ids, strategy="mixed", seed=11)
+    pick_next(cfg, prepare_round(cfg), model)
+    assert seeds == [11]
 
 
 #: a reviewer's note with more commas than a ';' file's header has semicolons
