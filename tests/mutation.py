@@ -50,7 +50,20 @@ EXPLAINED = ROOT / "tests" / "mutants"
 LIMIT = 0.10
 #: Each module and the fast tests that cover it (files or node ids).
 MODULES: dict[str, list[str]] = {
-    "acoustic_env/learn/cv.py": ["tests/test_cv.py"],
+    # not its two train runs (14-20 s per mutant): out_of_fold is run with stand-in models and real preprocessing
+    "acoustic_env/learn/cv.py": [f"tests/test_cv.py::test_{t}" for t in (
+        "folds_never_split_a_group_and_every_fit_excludes_the_held_out_groups",
+        "no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it",
+        "metrics_are_pooled_out_of_fold_not_in_sample",
+        "model_choice_follows_the_cross_validated_score",
+        "group_bootstrap_is_wider_than_a_clip_bootstrap_when_groups_repeat_clips",
+        "given_folds_are_read_exactly_and_bad_columns_end_in_one_line",
+        "every_fold_model_gets_the_runs_options_and_only_the_other_folds",
+        "report_gives_pooled_and_per_fold_figures_with_seeded_intervals",
+        "describe_says_exactly_how_the_figures_were_obtained",
+        "given_folds_name_missing_values_and_too_few_folds_and_ignore_stray_spaces",
+        "best_of_breaks_ties_by_simplicity_whatever_the_order_and_never_rounds_real_differences",
+        "each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_keeps_the_raw_probabilities")],
     # the logistic regressions: their build, their C search's scorer and record, the grids of a refit
     "acoustic_env/candidates/linear.py": ["tests/test_linear.py", "tests/test_linear_scorer.py", "tests/test_zoo.py",
                                           "tests/test_portable.py"],

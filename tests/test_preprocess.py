@@ -116,13 +116,23 @@ def test_streaming_fits_what_the_matrices_in_memory_fit(n_rows, sizes):
         np.testing.assert_allclose(out[is_train].std(axis=0), 1, atol=1e-3)  # scaled on the training rows only
 
 
-def test_a_fraction_of_a_group_wider_than_its_training_rows_keeps_what_the_rows_support():
-    """30 columns, 57 training rows: 0.999 of the variance needs every component, and the rows carry 14 of them,
-    in memory and streamed."""
-    x = np.random.default_rng(3).normal(size=(57, 30)).astype(np.float32)
-    transforms, _ = fit_streaming(lambda: batches({"w": x}, [57]), [GroupInfo("w", 30, "test")], {"w": 0.999},
-                                  np.ones(57, dtype=bool), 57)
-    assert transforms[0].n_components == fit_group(x, 0.999, "w").n_components == 14
+@pytest.mark.parametrize("rows, kept", [(57, 14), (20, 4)])
+def test_a_fraction_of_a_group_wider_than_its_training_rows_keeps_what_the_rows_support(rows, kept):
+    """30 columns: 0.999 of the variance needs every component, and 57 training rows carry 14 of them, 20 rows 4
+    (fewer rows than columns: the streamed fit fits no more components than the rows hold), in memory and streamed."""
+    x = np.random.default_rng(3).normal(size=(rows, 30)).astype(np.float32)
+    transforms, _ = fit_streaming(lambda: batches({"w": x}, [rows]), [GroupInfo("w", 30, "test")], {"w": 0.999},
+                                  np.ones(rows, dtype=bool), rows)
+    assert transforms[0].n_components == fit_group(x, 0.999, "w").n_components == kept
+
+
+@pytest.mark.parametrize("target", [20, 0.999])
+def test_a_rule_of_one_component_per_row_keeps_what_the_rows_carry_past_the_defaults(target):
+    """48 rows of 30 columns: one component per 4 rows keeps 11 ((48 - 1) // 4), one per row 20 (the count) or
+    all 30 (the fraction)."""
+    x = np.random.default_rng(4).normal(size=(48, 30)).astype(np.float32)
+    assert fit_group(x, target, "g").n_components == 11
+    assert fit_group(x, target, "g", rows_per_component=1).n_components == (20 if target == 20 else 30)
 
 
 @pytest.mark.parametrize("sizes", [[2048], [2048, 4]])
@@ -138,26 +148,37 @@ def test_streaming_fits_when_the_buffer_is_emptied_by_the_last_batch_or_leaves_f
     np.testing.assert_allclose(np.abs(projected["a"]), np.abs(ref.transform(x)), atol=1e-2)
 
 
-def _two_groups(n: int = 40, seed: int = 0):
-    """``n`` clips of two groups (``a``: 6 columns, ``b``: 3), as the table's reader gives them, and their raw matrix."""
+@pytest.fixture
+def empty_cache(monkeypatch) -> None:
+    """No fit kept from an earlier test: each fit here is computed, or reused from this test's own."""
+    from acoustic_env.learn import preprocess
+
+    monkeypatch.setattr(preprocess, "_CACHE", type(preprocess._CACHE)())
+
+
+def _groups(n: int = 40, seed: int = 0):
+    """``n`` clips of three groups (``a``: 6 columns, ``b``: 3, ``c``: 2), as the table's reader gives them, and
+    their raw matrix."""
     from acoustic_env.table import FeatureSet
 
-    x = {"a": low_rank(n, 6, 3, seed), "b": low_rank(n, 3, 2, seed + 1)}
+    x = {"a": low_rank(n, 6, 3, seed), "b": low_rank(n, 3, 2, seed + 1), "c": low_rank(n, 2, 1, seed + 2)}
     info = tuple(GroupInfo(name, m.shape[1], name, "raw", None) for name, m in x.items())
     features = FeatureSet(None, None, info, x, np.zeros(n, int), None, True, {"rows": {}, "columns": {}}, n)
     return features, np.hstack(list(x.values()))
 
 
-def test_the_step_reads_each_group_from_its_columns_of_the_raw_matrix_in_the_tables_order():
+def test_the_step_reads_each_group_from_its_columns_of_the_raw_matrix_in_the_tables_order(empty_cache):
     from acoustic_env.learn.preprocess import Preprocessing, Slot, raw_matrix
 
-    features, raw = _two_groups()
-    prep = Preprocessing.of(features, {"b": 2, "a": 0.9}, seed=3)
+    features, raw = _groups()
+    prep = Preprocessing.of(features, {"c": 1, "b": 2, "a": 0.9}, seed=3).only(["a", "b"])
     assert prep.slots == (Slot("a", 0, 6, 0.9), Slot("b", 6, 9, 2)) and prep.seed == 3
+    assert Preprocessing.of(features, {"c": 1, "b": 2, "a": 0.9}).slots[-1] == Slot("c", 9, 11, 1)
     assert prep.groups == ("a", "b") and prep.rule == ROWS_PER_COMPONENT
     matrix = raw_matrix(features)
     assert matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix, raw)
+    raw = raw[:, :9]
     transforms = prep.fit(raw)
     assert [t.group for t in transforms] == ["a", "b"] and transforms[1].n_components == 2
     x = prep.transform(transforms, raw)
@@ -172,15 +193,20 @@ def test_the_step_reads_each_group_from_its_columns_of_the_raw_matrix_in_the_tab
         prep.only(["d", "a", "c"])
 
 
-def test_a_fit_is_each_groups_own_and_reused_only_for_the_same_rows_target_seed_and_rule():
+def test_a_fit_is_each_groups_own_and_reused_only_for_the_same_rows_target_seed_and_rule(empty_cache):
     from acoustic_env.learn.preprocess import Preprocessing, Slot
 
-    features, raw = _two_groups(48)
-    prep = Preprocessing.of(features, {"a": 5, "b": 2})
+    features, raw = _groups(48)
+    prep = Preprocessing.of(features, {"a": 5, "b": 2, "c": 1}).only(["a", "b"])
     first = prep.fit(raw)
     expected = fit_group(raw[:, :6], 5, "a", 0, ROWS_PER_COMPONENT)
+    assert first[0].group == "a" and first[1].group == "b"
     for name in ARRAYS:
         np.testing.assert_array_equal(getattr(first[0], name), getattr(expected, name))
+    big = low_rank(600, 6, 3, seed=9)  # a group wide enough for the randomised PCA: the seed is the step's own
+    seeded = Preprocessing((Slot("a", 0, 6, 2),), seed=5).fit(big)[0]
+    np.testing.assert_array_equal(seeded.components, fit_group(big, 2, "a", seed=5).components)
+    assert Preprocessing((Slot("a", 0, 6, 40),)).with_rule(1).fit(raw)[0].n_components == 6
     assert all(a is b for a, b in zip(prep.fit(raw.copy()), first))  # the same rows' content: the same fit
     assert prep.fit(raw[:40])[0] is not first[0]
     assert Preprocessing((Slot("a", 0, 6, 4),)).fit(raw)[0].n_components == 4
@@ -194,11 +220,10 @@ def test_a_fit_is_each_groups_own_and_reused_only_for_the_same_rows_target_seed_
     assert prep.with_rule(16).fit(raw)[0].n_components == 2  # (48 - 1) // 16
 
 
-def test_the_fits_kept_are_the_last_used_and_no_more_than_the_cache_holds(monkeypatch):
+def test_the_fits_kept_are_the_last_used_and_no_more_than_the_cache_holds(empty_cache, monkeypatch):
     from acoustic_env.learn import preprocess
     from acoustic_env.learn.preprocess import Preprocessing, Slot
 
-    monkeypatch.setattr(preprocess, "_CACHE", type(preprocess._CACHE)())
     monkeypatch.setattr(preprocess, "CACHE_SIZE", 2)
     prep = Preprocessing((Slot("a", 0, 3, 2),))
     rows = [low_rank(20, 3, 2, seed) for seed in range(3)]
@@ -225,5 +250,12 @@ def test_the_count_rules_tried_are_those_that_keep_other_counts_this_ones_first(
     assert Preprocessing((Slot("a", 0, 64, 0.9),)).rules(2000) == (ROWS_PER_COMPONENT,)
     assert Preprocessing((Slot("a", 0, 8, 2),)).rules(9) == (ROWS_PER_COMPONENT,)  # 2 either way
     assert Preprocessing((Slot("a", 0, 8, 2),)).rules(8) == (ROWS_PER_COMPONENT, 1)  # 1 against 2
+    # a group's width is its own columns', wherever they start; a float of 1 or more is a count, not a fraction
+    assert Preprocessing((Slot("z", 0, 8, 8), Slot("a", 8, 72, 0.9))).rules(200) == (ROWS_PER_COMPONENT, 1)
+    assert Preprocessing((Slot("z", 0, 8, 8), Slot("a", 8, 72, 0.9))).rules(300) == (ROWS_PER_COMPONENT,)  # 64
+    assert Preprocessing((Slot("z", 0, 8, 2), Slot("a", 8, 16, 20))).rules(20) == (ROWS_PER_COMPONENT, 1)
+    assert Preprocessing((Slot("z", 0, 8, 2), Slot("a", 8, 16, 20))).rules(60) == (ROWS_PER_COMPONENT,)  # 8
+    assert Preprocessing((Slot("a", 0, 64, 1.0),)).rules(200) == (ROWS_PER_COMPONENT,)
+    assert Preprocessing((Slot("a", 0, 64, 2.0),)).rules(200) == (ROWS_PER_COMPONENT,)
     words = component_rule()
     assert f"R is {ROWS_PER_COMPONENT}" in words and "chosen among 1, 4 on the inner folds" in words
