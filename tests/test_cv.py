@@ -521,3 +521,29 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
                            calibrate=True)
     assert plain.feature_sets == {} and plain.raw_proba == {} and plain.calibration == {}
     assert calls[-1][5] is False and calls[-1][7] == ("a", "b") and log[-1]["fit_groups"] is None
+
+
+def test_each_fold_shares_the_count_rule_its_inner_folds_chose_and_records_its_components(tuned_pca_rules):
+    """A group whose class lies past its 8 loudest directions of noise: on each fold's 32 training clips the inner
+    folds (16 clips a fit) choose one component per row over one per four, with no feature set to choose too; each
+    fold model keeps the components that rule gives its own 32 clips, and the run records both per fold (what
+    train's report and run record read)."""
+    from acoustic_env.learn.preprocess import Preprocessing, Slot, n_components_for
+    from acoustic_env.learn.tuning import TuningPlan
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(12), 4)
+    y = groups % 2
+    noise = rng.normal(size=(48, 8)) @ rng.normal(size=(8, 24)) * 3
+    signal = y + 0.3 * rng.normal(size=48)
+    x = (noise + np.outer(signal, rng.normal(size=24)) * 1.5 + rng.normal(size=(48, 24))).astype(np.float32)
+    folds = groups % 3
+    prep = Preprocessing((Slot("wide", 0, 24, 24),))
+    result = cross_validate(x, y, folds, "single_label", 2, ["logreg"], seed=0, groups=groups.astype(str),
+                            search=TuningPlan(1, 2), threads=1, preprocessing=prep)
+    assert [r["fold"] for r in result.rules] == [0, 1, 2] and all(set(r["scores"]) == {1, 4} for r in result.rules)
+    assert [r["rule"] for r in result.rules] == [1, 1, 1]
+    assert all(r["scores"][1] > r["scores"][4] for r in result.rules)
+    assert n_components_for(24, 32, 24, 1) == 24 > n_components_for(24, 32, 24)
+    assert result.components == {"logreg": [{"fold": k, "rule": 1, "components": {"wide": 24}} for k in range(3)]}
+    assert result.feature_sets == {}  # no set searched: the rule only
