@@ -149,6 +149,7 @@ def test_only_the_training_folds_are_resampled_the_held_out_fold_is_scored_as_it
 
 def test_a_network_resamples_the_training_part_of_its_own_split_never_its_early_stopping_rows(monkeypatch):
     monkeypatch.setitem(PARAMS["mlp"], "max_rounds", 1)
+    monkeypatch.setitem(PARAMS["mlp"], "full_batch_rows", 0)  # mini-batch rounds: the fit that holds rows out
     seen = []
     loop = mlp_estimator.fit
 
@@ -172,6 +173,15 @@ def test_a_network_resamples_the_training_part_of_its_own_split_never_its_early_
     assert "train" not in vars(est.model_)  # the wrapper is gone once fitted
     split = {"x_train": x, "y_train": y, "x_val": x[:5], "y_val": y[:5]}
     assert resample_split(split, Resample(30))["x_val"] is split["x_val"]  # the split evaluation's network too
+
+
+def test_a_network_fitted_at_once_learns_from_the_resampled_rows(monkeypatch):
+    """At most ``full_batch_rows`` clips, nothing is held out: the full-batch fit takes every row, resampled."""
+    seen = []
+    monkeypatch.setattr(mlp_estimator, "full_batch", lambda model, x, y, *args, **kwargs: seen.append(y))
+    x, y = _rows((40, 10, 8))
+    make_estimator("mlp", "single_label", 3, threads=1, resample=Resample(30, noise=0.05)).fit(x, y)
+    assert np.bincount(seen[0]).tolist() == [30, 30, 30]
 
 
 def test_train_records_the_resampling_in_metrics_the_page_and_the_model(tmp_path, monkeypatch):

@@ -49,7 +49,7 @@ def test_every_default_lies_inside_its_space_and_the_mlp_searches_its_architectu
         defaults = space.defaults(PARAMS[name])
         assert all(space.ranges[k].holds(v) for k, v in defaults.items()), (name, defaults)
     mlp = SPACES["mlp"]
-    assert set(mlp.ranges) == {"depth", "width", "dropout", "weight_decay", "lr"} and mlp.within == "network"
+    assert set(mlp.ranges) == {"depth", "width", "dropout", "weight_decay", "lr", "l2"} and mlp.within == "network"
     assert (mlp.ranges["depth"].low, mlp.ranges["depth"].high) == (1, 3) and mlp.ranges["width"].log
     setting = {"depth": 3, "width": 40, "dropout": 0.1, "weight_decay": 1e-5, "lr": 3e-3}
     network = mlp.overrides(setting, PARAMS["mlp"])["network"]  # the network's own settings, the rest kept
