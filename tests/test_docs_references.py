@@ -31,8 +31,8 @@ from conftest import parse_python
 from documentation import ROOT, pages
 
 PACKAGE = ROOT / "acoustic_env"
-#: folders of the checkout that hold no code of the project's own
-NOT_CODE = {".git", ".venv", "build", "site", "node_modules", "__pycache__", ".pytest_cache", "acoustic_env.egg-info"}
+#: folders of the checkout that hold no code of the project's own (besides every hidden one: .git, .venv, ...)
+NOT_CODE = {"build", "site", "node_modules", "__pycache__", "acoustic_env.egg-info"}
 #: files the docs name that are no part of this repository (a third party's), each with where it lives
 ELSEWHERE = {
     "vggish_params.py": "Google's VGGish, models/research/audioset/vggish in tensorflow/models",
@@ -70,7 +70,8 @@ def code_files() -> tuple[str, ...]:
     """Every ``.py`` file of the checkout, as a path from its root."""
     found = []
     for folder, subfolders, files in os.walk(ROOT):
-        subfolders[:] = [d for d in subfolders if d not in NOT_CODE]  # not into .venv's thousands of files
+        # not into an environment's thousands of files (.venv, and .venv-label-studio beside it) nor a hidden folder
+        subfolders[:] = [d for d in subfolders if d not in NOT_CODE and not d.startswith(".")]
         found += [(Path(folder) / f).relative_to(ROOT).as_posix() for f in files if f.endswith(".py")]
     return tuple(sorted(found))
 
