@@ -91,3 +91,14 @@ def test_a_fit_of_at_most_full_batch_rows_ends_at_the_penalised_minimum_of_every
         return sum(float((p.detach() ** 2).sum()) for p in m.model_.parameters())
 
     assert norm(stronger) < 0.7 * norm(net)
+
+
+def test_a_balanced_sampler_fitted_at_once_weighs_a_rare_class_as_a_common_one():
+    """The full batch is the sampler's one balanced draw of the rows: on 60 clips of one class and 20 of the other,
+    the rare class's mean probability moves from about its share (0.25) to about a half."""
+    x, y = _wide(0)
+    rare = np.flatnonzero(y == 1)[:20]
+    rows = np.concatenate([np.flatnonzero(y == 0)[:60], rare])
+    mean = {balanced: make_estimator("mlp", "single_label", 2, seed=0, balanced_sampler=balanced).network().fit(
+        x[rows], y[rows]).predict_proba(x[rows])[:, 1].mean() for balanced in (False, True)}
+    assert mean[False] < 0.35 and 0.4 < mean[True] < 0.6, mean
