@@ -12,7 +12,8 @@ Every 0.5 s it reads ``/proc/<pid>/stat`` of every process. A process started af
 since the last sample under the title it has then (a Ray worker is ``ray::IDLE`` while it imports, then its actor's
 name), and to the test in its ``PYTEST_CURRENT_TEST`` (pytest sets it; a subprocess and the local Ray instance it starts
 inherit it; the session's own Ray instance is charged to the test that started it). What a process spends in the half
-second before it exits is lost, so the totals are a little low. Processes already running when the command starts
+second before it exits is lost, so the totals are a little low. A pytest session also writes each test's CPU in its own
+process (tests/conftest.py, through ``SUITE_CPU_TESTS``), which the table of tests adds. Processes already running when the command starts
 (the kernel's, other jobs') are not counted. Linux only (``/proc``).
 """
 
@@ -24,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -74,8 +76,15 @@ def _test_of(pid: str) -> str:
     return value.split(" (")[0]
 
 
-def sample(command: list[str], interval_s: float = 0.5) -> tuple[int, float, list[dict]]:
-    """Run ``command``; return its exit code, wall seconds and one record per process started while it ran."""
+#: The file a pytest session under this command appends each test's CPU in its own process to (tests/conftest.py:
+#: one "nodeid seconds" line a test): a test process's CPU is otherwise charged to no test.
+TESTS_ENV = "SUITE_CPU_TESTS"
+
+
+def sample(command: list[str], interval_s: float = 0.5, env: dict[str, str] | None = None,
+           ) -> tuple[int, float, list[dict]]:
+    """Run ``command`` (in ``env``); return its exit code, wall seconds and one record per process started while it
+    ran."""
     before = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -84,7 +93,7 @@ def sample(command: list[str], interval_s: float = 0.5) -> tuple[int, float, lis
             continue
     seen: dict[tuple[str, int], dict] = {}
     t0 = time.monotonic()
-    proc = subprocess.Popen(command)
+    proc = subprocess.Popen(command, env=env)
     while proc.poll() is None:
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -108,8 +117,19 @@ def sample(command: list[str], interval_s: float = 0.5) -> tuple[int, float, lis
     return proc.returncode, time.monotonic() - t0, list(seen.values())
 
 
-def summary(records: list[dict], wall_s: float, top: int = 25) -> str:
-    by_kind, by_test, processes = Counter(), Counter(), Counter()
+def own_cpu(path: Path) -> Counter:
+    """Each test's CPU in its own process, from the lines the tests appended to ``path`` (``TESTS_ENV``)."""
+    found: Counter = Counter()
+    for line in path.read_text().splitlines() if path.is_file() else ():
+        test, _, cpu = line.rpartition(" ")
+        found[test] += float(cpu)
+    return found
+
+
+def summary(records: list[dict], wall_s: float, top: int = 25, own: Counter | None = None) -> str:
+    """The tables: CPU by kind of process, and by test (the processes it started, plus its ``own`` CPU in the test
+    process where the tests wrote it)."""
+    by_kind, by_test, processes = Counter(), Counter(own or {}), Counter()
     for r in records:
         for kind, cpu in r["by_kind"].items():
             by_kind[kind] += cpu
@@ -120,7 +140,8 @@ def summary(records: list[dict], wall_s: float, top: int = 25) -> str:
     lines = [f"{total:.0f} CPU-s in {wall_s:.0f} s wall ({total / wall_s:.2f} cores on average), "
              f"{len(records)} processes", "", "CPU-s  processes  kind"]
     lines += [f"{cpu:6.1f} {processes[k]:6d}  {k}" for k, cpu in by_kind.most_common(top)]
-    lines += ["", "CPU-s  test (the processes it started; not the test process itself)"]
+    lines += ["", "CPU-s  test (the processes it started" + (", and its own CPU in the test process)" if own else
+                                                         "; not the test process itself)")]
     lines += [f"{cpu:6.1f}  {t}" for t, cpu in by_test.most_common(top)]
     return "\n".join(lines)
 
@@ -137,14 +158,18 @@ def main() -> int:
     if not command:
         parser.error("give the command to measure after --")
     try:
-        rc, wall, records = sample(command)
+        with tempfile.TemporaryDirectory() as tmp:
+            tests = Path(tmp) / "tests.txt"
+            rc, wall, records = sample(command, env={**os.environ, TESTS_ENV: str(tests)})
+            own = own_cpu(tests)
     except OSError as exc:  # no such program, not executable
         parser.error(f"cannot run {command[0]!r}: {exc.strerror}")
-    if args.json:
+    if args.json:  # .ci/run's goes under build/, which a fresh clone has not made yet
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(records))
     print(f"\nmachine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; command: {redact(' '.join(command))}",
           file=sys.stderr)
-    print(summary(records, wall, args.top), file=sys.stderr)
+    print(summary(records, wall, args.top, own), file=sys.stderr)
     if args.budget is not None:
         print(budget_line(records, args.budget), file=sys.stderr)
     return rc

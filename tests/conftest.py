@@ -93,6 +93,18 @@ def tuned_pca_rules(_one_pca_rule, monkeypatch) -> None:
     monkeypatch.setattr(preprocess, "RULES", _one_pca_rule)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Under ``benchmarks/suite_cpu.py``: each test's CPU in this process (its setup, call and teardown) appended to
+    the file it names, for its table of tests, which otherwise sees only the processes a test starts."""
+    path = os.environ.get("SUITE_CPU_TESTS")
+    start = time.process_time()
+    yield
+    if path:
+        with open(path, "a") as out:
+            out.write(f"{item.nodeid} {time.process_time() - start:.3f}\n")
+
+
 @pytest.fixture(autouse=True)
 def _isolated():
     """Each test leaves the process as it found it: its environment variables, the root logger,

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from conftest import pytest_runtest_protocol
 
 REPO = Path(__file__).resolve().parents[1]
 #: a browser test whose other fixtures cost nothing, so the check is quick
@@ -42,7 +45,7 @@ def test_a_missing_browser_fails_in_ci_and_skips_with_the_reason_elsewhere(ci, t
         assert "SKIPPED [1]" in r.stdout and reason in r.stdout, r.stdout[-2000:]
 
 
-def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monkeypatch):
+def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monkeypatch, tmp_path):
     """``benchmarks/suite_cpu.py`` (how RESULTS.md splits the suite's CPU): a subprocess that spins for a second is
     found, charged about its CPU, under its kind and the test that started it."""
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as when run as a script: benchmarks/machine.py
@@ -55,6 +58,22 @@ def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monke
     assert 0.9 <= child["cpu_s"] <= 1.5 and list(child["by_kind"]) == [f"other: {Path(sys.executable).name}"]
     text = suite_cpu.summary(records, wall)
     assert f"other: {Path(sys.executable).name}" in text and child["test"] in text
+    # a pytest session under it appends each test's CPU in its own process (tests/conftest.py), which the table of
+    # tests adds to the processes the test started
+    own = tmp_path / "tests.txt"
+    monkeypatch.setenv(suite_cpu.TESTS_ENV, str(own))
+    for _ in range(2):  # the hook of tests/conftest.py around two runs of a test that spins a quarter second
+        wrapper = pytest_runtest_protocol(SimpleNamespace(nodeid="tests/test_x.py::test_spin[a b]"), None)
+        next(wrapper)
+        t = time.process_time()
+        while time.process_time() - t < 0.25:
+            pass
+        with pytest.raises(StopIteration):
+            next(wrapper)
+    [(test, cpu)] = suite_cpu.own_cpu(own).items()
+    assert test == "tests/test_x.py::test_spin[a b]" and 0.5 <= cpu < 0.8, (test, cpu)
+    table = suite_cpu.summary([], 1.0, own=suite_cpu.own_cpu(own)).split("CPU-s  test")[1]
+    assert "and its own CPU in the test process" in table and "   0.5  tests/test_x.py::test_spin[a b]" in table, table
     assert suite_cpu.kind_of("ray::MapWorker(FeatureWriterStage)", "ray::MapWorker") == "ray::MapWorker"
     assert suite_cpu.kind_of("/x/bin/python -m acoustic_env.cli extract --manifest m", "python") == "acoustic-env extract"
     for argv, message in ((["--", "/no/such/program"], "cannot run '/no/such/program': No such file or directory"),
