@@ -214,6 +214,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         network = on_all_clips(tuned, balance=balance, resample=resample)
         if network.model_ is not None:
             drawn = network.model_.model_
+        if network.model_ is not None and network.model_.history_:  # none where it was fitted at once (small tables)
             history = {"rounds": [{key: r[key] for key in HISTORY} for r in network.model_.history_],
                        "title": f"{tuned.upper()} on all {len(features)} clips; validation: "
                                 f"{ZOO_PARAMS[tuned]['val_fraction']:.0%} of them, for early stopping"}
