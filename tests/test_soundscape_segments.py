@@ -206,13 +206,13 @@ def test_open_audio_names_why_a_file_is_not_audio(tmp_path):
 
 # ----------------------------------------------------------------------------- with a model: the segments' windows
 
-#: 1-s stretches of a recording: chirps ("natural") or hum ("urban"); 2-s segments at 0, 2, 4 s and a 1-s tail at 6 s.
+#: 1-s stretches of a recording: chirps ("hummingbird") or hum ("hum"); 2-s segments at 0, 2, 4 s and a 1-s tail at 6 s.
 KINDS = [False, True, True, False, True, True, False]
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
-    """Tiny saved models telling hum ("urban") from chirps ("natural"), recorded as trained on 1-s clips (a single-
+    """Tiny saved models telling hum ("hum") from chirps ("hummingbird"), recorded as trained on 1-s clips (a single-
     and a multi-label logistic regression on eight clips' indices, in about a second), and a recording of
     :data:`KINDS`."""
     root = tmp_path_factory.mktemp("segment_windows")
@@ -223,7 +223,7 @@ def models(tmp_path_factory) -> dict:
     out = {"recording": _wav(root / "ridge_w.wav", np.concatenate([_sound(k, seed=200 + i) for i, k in
                                                                    enumerate(KINDS)]))}
     for kind, y in (("single_label", np.arange(8) % 2), ("multi_label", np.eye(2, dtype=int)[np.arange(8) % 2])):
-        task = {"name": "t2", "kind": kind, "class_names": ["urban", "natural"], "definition": {}}
+        task = {"name": "t2", "kind": kind, "class_names": ["hum", "hummingbird"], "definition": {}}
         description = {"task": task, "training_clip_s": {"value": 1.0, "source": "test"},
                        "extraction": {"decode": DecodeParams().to_dict(), "features": RAW.to_dict(), "source": "test"}}
         save_model(str(root / kind), from_zoo(make_estimator("logreg", kind, 2, seed=0).fit(x, y)), transforms,
@@ -247,12 +247,12 @@ def test_a_span_part_way_through_a_file_holds_the_windows_starting_in_each_segme
     assert [r["win_start_s"] for r in rows] == [[2.0, 3.0], [4.0, 5.0], [6.0]]  # the model's 1-s clips
     assert [r["win_end_s"] for r in rows] == [[3.0, 4.0], [5.0, 6.0], [7.0]]
     file = predict_windows([str(models["recording"])], models[kind]).table.to_pylist()
-    for c in ("urban", "natural"):
+    for c in ("hum", "hummingbird"):
         assert [r[f"win_prob_{c}"] for r in rows] == [[w[f"prob_{c}"] for w in file[2:4]],
                                                      [w[f"prob_{c}"] for w in file[4:6]], [file[6][f"prob_{c}"]]]
         assert [r[f"mean_{c}"] for r in rows] == pytest.approx([np.mean(r[f"win_prob_{c}"]) for r in rows])
-    assert [r["share_natural"] for r in rows] == [0.5, 1.0, 0.0]  # the chirps of 2-3 s and 4-6 s
-    assert [r["share_urban"] for r in rows] == [0.5, 0.0, 1.0]
+    assert [r["share_hummingbird"] for r in rows] == [0.5, 1.0, 0.0]  # the chirps of 2-3 s and 4-6 s
+    assert [r["share_hum"] for r in rows] == [0.5, 0.0, 1.0]
 
 
 def test_windows_longer_than_a_segment_belong_to_the_segment_they_start_in_and_a_segment_may_hold_none(models):
@@ -262,10 +262,11 @@ def test_windows_longer_than_a_segment_belong_to_the_segment_they_start_in_and_a
     score = SegmentScorer(1.0, FeatureParams(), model, 2.0)
     rows = score(_recording_span(models["recording"], 2, 4)).to_pylist()
     assert [r["windows"] for r in rows] == [1, 0] and [r["win_start_s"] for r in rows] == [[2.0], []]
-    assert [r["win_end_s"] for r in rows] == [[4.0], []] and rows[0]["share_natural"] == 1.0
-    assert (rows[1]["mean_natural"], rows[1]["share_natural"], rows[1]["win_prob_natural"]) == (None, None, [])
+    assert [r["win_end_s"] for r in rows] == [[4.0], []] and rows[0]["share_hummingbird"] == 1.0
+    empty = rows[1]
+    assert (empty["mean_hummingbird"], empty["share_hummingbird"], empty["win_prob_hummingbird"]) == (None, None, [])
     (alone,) = score(_recording_span(models["recording"], 3, 4)).to_pylist()
-    assert (alone["windows"], alone["mean_urban"], alone["share_urban"]) == (0, None, None)
+    assert (alone["windows"], alone["mean_hum"], alone["share_hum"]) == (0, None, None)
 
 
 def test_a_file_gone_since_the_plan_gives_each_segment_and_window_the_error_and_no_class_values(models, tmp_path):
@@ -275,9 +276,9 @@ def test_a_file_gone_since_the_plan_gives_each_segment_and_window_the_error_and_
         _recording_span(gone, 1, 3)).to_pylist()
     assert [r["windows"] for r in rows] == [2, 2] and [r["win_start_s"] for r in rows] == [[2.0, 3.0], [4.0, 5.0]]
     assert all(r["error"].startswith("decode/") and str(gone) in r["error"] for r in rows)
-    assert {(r["mean_natural"], r["share_natural"], r["mean_urban"], r["share_urban"]) for r in rows} == {
+    assert {(r["mean_hummingbird"], r["share_hummingbird"], r["mean_hum"], r["share_hum"]) for r in rows} == {
         (None, None, None, None)}
-    assert [r["win_prob_natural"] for r in rows] == [[None, None], [None, None]]
+    assert [r["win_prob_hummingbird"] for r in rows] == [[None, None], [None, None]]
 
 
 def test_the_weights_cache_and_device_reach_the_models_embedders(models, monkeypatch):
