@@ -79,6 +79,16 @@ def test_a_truth_list_marks_wrong_labels_by_flipped_and_says_what_it_lacks(tmp_p
     assert str(caught.value) == "truth: cannot read s3://b/truth.csv: OSError()"
 
 
+def test_a_truth_list_over_its_size_limit_is_one_line_naming_the_flag_and_the_limit(tmp_path, monkeypatch):
+    """A multi-GB file given as ``--truth`` by mistake: refused before it is read, in the flag's own words."""
+    monkeypatch.setattr("acoustic_env.jobs.audit.job.MAX_LIST_BYTES", 1024)
+    big = tmp_path / "big.csv"
+    big.write_text("clip_id,flipped\n" + "x,1\n" * 400)
+    with pytest.raises(ConfigError) as caught:
+        read_truth(str(big))
+    assert str(caught.value) == f"truth: {big} is 1.6 KiB (1,616 bytes), over the limit of a truth list (1 KiB)"
+
+
 def test_the_fit_is_scored_against_the_given_labels():
     """Single-label: argmax accuracy and the macro AUC over classes; multi-label: memberships predicted from 0.5 up;
     a class given to every clip or to none has no AUC (one given to a single clip has), and with none left the
