@@ -98,6 +98,28 @@ def test_an_audio_file_is_embedded_with_the_tables_settings(world):
     assert found.table["clip_id"].to_pylist()[0] == "c2" and found.embedded_from is None
 
 
+def test_an_audio_file_is_answered_from_the_index_as_comparing_every_clip_answers(world, tmp_path):
+    """A file outside the table, embedded once with its settings, searched in the table's index: itself at rank 0
+    (its own uri, its note), then the clips every clip compared finds; the console says which way each answered."""
+    out = shutil.copytree(world["out"], tmp_path / "out")  # index writes beside the table: a copy, not the world's
+    assert main(["index", "--features", str(out), *RANDOM]) == 0
+    example, ask = world["outside"] / "c1_copy.wav", {"include_random_weights": True, "k": 4,
+                                                      "weights_cache": str(world["root"] / "no-weights")}
+    fast, exact = (ae.search(str(out), str(example), exact=e, **ask) for e in (False, True))
+    assert fast.searched_by.startswith("11 clips in its index (") and exact.searched_by is None
+    got, truth = fast.table.to_pylist(), exact.table.to_pylist()
+    assert got[0] == truth[0] and (got[0]["clip_id"], got[0]["uri"]) == ("c1_copy", str(example))
+    assert (fast.embedded_from, fast.note) == (exact.embedded_from, exact.note) and fast.note.startswith("cut: ")
+    assert [r["rank"] for r in got] == list(range(5)) and got[1]["clip_id"] == truth[1]["clip_id"] == "c1"
+    sims = {r["clip_id"]: r["similarity"] for r in truth}
+    assert sorted(sims) == sorted(r["clip_id"] for r in got)
+    assert all(abs(r["similarity"] - sims[r["clip_id"]]) < 0.02 for r in got) and all(r["labels"] for r in got[1:])
+    assert result_lines(fast, "c1_copy.wav")[0].endswith(f"; from {fast.searched_by}")
+    head, compared = result_lines(exact, "c1_copy.wav")[:2]
+    assert head.endswith("; every clip compared") and compared.startswith(
+        "  --exact: the index found 4 of these 4 (recall 1.00); exact ")
+
+
 def _fails(capsys, *args: str) -> str:
     assert main(["search", *args]) == 2
     err = capsys.readouterr().err

@@ -57,6 +57,10 @@ def test_exact_says_how_many_of_its_neighbours_the_index_found_and_each_ones_sec
                         rf"index (\d+\.\d\d) s \({re.escape(found.searched_by)}\)", exact.compared)
     assert said, exact.compared
     assert 0 < float(said[1]) < 60 and 0 < float(said[2]) < 60
+    one = {"k": 1, **{k: v for k, v in ASK.items() if k != "k"}}  # the recall of a single neighbour: 1.00 or 0.00
+    hit = ae.search(str(small), "clip00011", **one).table["clip_id"][1] == exact.table["clip_id"][1]
+    assert ae.search(str(small), "clip00011", exact=True, **one).compared.startswith(
+        f"the index found {int(hit)} of these 1 (recall {int(hit)}.00); ")
 
 
 def test_exact_on_a_table_its_index_no_longer_describes_answers_exactly_and_says_why(small, tmp_path):
