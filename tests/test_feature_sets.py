@@ -395,3 +395,18 @@ def test_the_rules_tried_are_those_that_cut_a_target_on_the_smallest_grouped_inn
     choice = choose_sets(lambda m, p: _Reads(slice(0, 1)), ["a"], {ALL: ("g",), "again": ("g",)}, prep, x, y,
                          groups, 3, 0, "single_label")
     assert set(choice.rule_scores) == {4, 1}
+
+
+@pytest.mark.slow
+def test_a_saved_mlp_beside_a_logistic_regression_weighs_each_ones_own_components(tmp_path: Path, tuned_pca_rules):
+    """``--saved-model mlp`` (or the MLP as the chosen model): the logistic regression refitted on all clips for its
+    importances reads the saved MLP's groups through a PCA of its own, its count rule chosen on its own inner folds;
+    its coefficients are weighed on its own components (the MLP's stopped train with a broadcast error once)."""
+    table = synthetic_features(60, seed=3, embedders=("vggish",), weights=PRETRAINED, signals=("raw",)).table
+    cfg = from_dict(TrainConfig, {"features": write_features(table, str(tmp_path / "t")), "output": str(tmp_path / "o"),
+                                  "cv_folds": 3, "tuning_folds": 2, "tuning_trials": 1, "baselines": ["logreg"],
+                                  "saved_model": "mlp", "ablations": False, "shap_samples": 0, "progress": False})
+    result = train(cfg)
+    assert result.evaluation["saved_model"] == "mlp"
+    weights = json.loads((Path(result.report).with_name("metrics.json")).read_text())["importances"]["logreg"]
+    assert weights["features"] and all(np.isfinite(value) for _, value in weights["features"] + weights["components"])

@@ -195,7 +195,7 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
     t = time.time()
     kept = refit(cfg, task, features, saved, list(result.proba), sets, plan, images)
     timings["final_fit_s"] = time.time() - t
-    features, transforms, x = kept.features, kept.transforms, kept.x
+    features, transforms = kept.features, kept.transforms
     feature_sets = None if sets is None else {
         "sets": {s: list(g) for s, g in sets.items()}, "per_fold": result.feature_sets,
         "table": feature_set_table(sets, result.feature_sets), "saved": kept.set_record()}
@@ -246,8 +246,10 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         timings["shap_s"] = time.time() - t
     weighed = {}  # coefficient and impurity importances of the linear models and the forest, fitted on all clips
     for m in (m for m in candidates if spec(m).importance):
-        own_transforms, infos, _ = kept.view(m) if m in kept.fitted else (transforms, features.feature_groups, x)
         model = on_all_clips(m)
+        # one fitted here reads the saved model's groups through a PCA of its own (its count rule chosen on its own
+        # inner folds): its components, not the saved model's, are what its coefficients weigh
+        own_transforms, infos = kept.view(m)[:2] if m in kept.fitted else (model.transforms_, features.feature_groups)
         weighed.update({m: weights} if (weights := importances(model, own_transforms, infos=infos)) else {})
 
     counts = {**counts, "leaking_groups": len(leaks(features.groups, folds)),
