@@ -121,3 +121,14 @@ def test_a_runtime_that_fails_to_import_though_installed_says_which_in_one_line(
     monkeypatch.setattr(type(SPEC), "missing_extra", lambda self: None)
     with pytest.raises(WeightsError, match=r"^ai_edge_litert cannot be imported$"):
         Runtime(b"", 1)
+
+
+def test_at_most_max_batch_windows_go_through_the_runtime_at_once_and_no_empty_batch(graph):
+    """A 9-s clip's three windows with ``max_batch`` 2: two runs of the graph, of 2 windows and 1 (a run per audio
+    sample, mostly of no window, would take minutes a clip)."""
+    birdnet = load_embedder("birdnet", max_batch=2)
+    sizes, run = [], birdnet.model
+    birdnet.model = lambda windows: sizes.append(len(windows)) or run(windows)
+    clip = np.random.default_rng(2).uniform(-0.1, 0.1, (1, 9 * 16000)).astype(np.float32)
+    out = birdnet.embed(clip)
+    assert sizes == [2, 1] and all(v.shape[0] == 1 for v in out.values())
