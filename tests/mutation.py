@@ -131,7 +131,8 @@ MODULES: dict[str, list[str]] = {
             "mistakes_are_one_line", "console_csv_and_page", "dry_run_reads_no_vector_and_writes_nothing",
             "the_pages_commands_run_as_written", "an_example_given_as_a_url_shows_no_credentials_on_the_console",
             "an_example_url_leaves_no_secret_in_the_saved_table_or_the_page",
-            "an_example_given_as_audio_gets_predicts_note", "a_table_whose_vectors_are_all_alike_is_one_line")),
+            "an_example_given_as_audio_gets_predicts_note", "a_table_whose_vectors_are_all_alike_is_one_line",
+            "an_audio_file_is_answered_from_the_index_as_comparing_every_clip_answers")),
         # the answer from the table's index, --exact beside it, and an index that no longer describes the table
         "tests/test_search_index.py", *(f"tests/test_vector_index.py::test_{t}" for t in (
             "search_answers_from_the_index_as_exact_search_does", "parts_added_are_refused_then_added_to_the_index",
