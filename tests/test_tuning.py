@@ -126,7 +126,8 @@ def test_a_searched_mlp_saves_the_network_it_chose(monkeypatch):
     still = {**PARAMS["mlp"]["network"], "depth": 2, "width": 8, "lr": 1e-6}
     monkeypatch.setitem(SPACES, "mlp", Space({"depth": one_of(2, 1), "width": one_of(8, 16), "lr": one_of(1e-6, 1e-2)},
                                              within="network"))
-    fitted = make_estimator("mlp", "single_label", 2, threads=1, max_rounds=3, network=still,
+    # in rounds, as above full_batch_rows clips: a fit at once (L-BFGS) has no learning rate to get wrong
+    fitted = make_estimator("mlp", "single_label", 2, threads=1, max_rounds=3, network=still, full_batch_rows=0,
                             search=TuningPlan(8, 2)).fit(x, y, groups=groups)
     best = fitted.tuning_.best
     assert best["lr"] == 1e-2 and fitted.params_["network"] == {**still, **best}
