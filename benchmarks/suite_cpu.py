@@ -136,6 +136,8 @@ def summary(records: list[dict], wall_s: float, top: int = 25, own: Counter | No
         if r["by_kind"]:
             processes[max(r["by_kind"], key=r["by_kind"].get)] += 1
         by_test[r["test"] or "(no test)"] += r["cpu_s"]
+    # a test's own CPU is part of its test process's, which no test started: charged once, to the test
+    by_test["(no test)"] -= sum((own or {}).values())
     total = sum(by_kind.values())
     lines = [f"{total:.0f} CPU-s in {wall_s:.0f} s wall ({total / wall_s:.2f} cores on average), "
              f"{len(records)} processes", "", "CPU-s  processes  kind"]

@@ -73,7 +73,11 @@ def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monke
     [(test, cpu)] = suite_cpu.own_cpu(own).items()
     assert test == "tests/test_x.py::test_spin[a b]" and 0.5 <= cpu < 0.8, (test, cpu)
     table = suite_cpu.summary([], 1.0, own=suite_cpu.own_cpu(own)).split("CPU-s  test")[1]
-    assert "and its own CPU in the test process" in table and "   0.5  tests/test_x.py::test_spin[a b]" in table, table
+    assert "and its own CPU in the test process" in table and f"{cpu:6.1f}  {test}" in table, table
+    # charged once: to the test, not again to the test process that no test started
+    process = {"pid": 1, "cpu_s": 2.0, "test": "", "by_kind": {"pytest-xdist worker": 2.0}}
+    table = suite_cpu.summary([process], 1.0, own=suite_cpu.own_cpu(own)).split("CPU-s  test")[1]
+    assert f"{2.0 - cpu:6.1f}  (no test)" in table and f"{cpu:6.1f}  {test}" in table, table
     assert suite_cpu.kind_of("ray::MapWorker(FeatureWriterStage)", "ray::MapWorker") == "ray::MapWorker"
     assert suite_cpu.kind_of("/x/bin/python -m acoustic_env.cli extract --manifest m", "python") == "acoustic-env extract"
     for argv, message in ((["--", "/no/such/program"], "cannot run '/no/such/program': No such file or directory"),
