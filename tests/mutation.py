@@ -132,7 +132,9 @@ MODULES: dict[str, list[str]] = {
             "the_pages_commands_run_as_written", "an_example_given_as_a_url_shows_no_credentials_on_the_console",
             "an_example_url_leaves_no_secret_in_the_saved_table_or_the_page",
             "an_example_given_as_audio_gets_predicts_note", "a_table_whose_vectors_are_all_alike_is_one_line",
-            "an_audio_file_is_answered_from_the_index_as_comparing_every_clip_answers")),
+            "an_audio_file_is_answered_from_the_index_as_comparing_every_clip_answers",
+            "each_clips_audio_under_another_name_lands_on_that_clip_through_the_index",
+            "exact_on_a_table_without_an_index_compares_every_clip_and_says_nothing_of_an_index")),
         # the answer from the table's index, --exact beside it, and an index that no longer describes the table
         "tests/test_search_index.py", *(f"tests/test_vector_index.py::test_{t}" for t in (
             "search_answers_from_the_index_as_exact_search_does", "parts_added_are_refused_then_added_to_the_index",

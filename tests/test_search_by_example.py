@@ -120,6 +120,25 @@ def test_an_audio_file_is_answered_from_the_index_as_comparing_every_clip_answer
         "  --exact: the index found 4 of these 4 (recall 1.00); exact ")
 
 
+def test_each_clips_audio_under_another_name_lands_on_that_clip_through_the_index(world, tmp_path):
+    """Whichever row of the index holds a clip, its sound given as a file outside the table finds it next to itself
+    (rank 1, similarity 1 within f16's rounding): no row of the index is passed over."""
+    out = shutil.copytree(world["out"], tmp_path / "out")
+    assert main(["index", "--features", str(out), *RANDOM]) == 0
+    for clip in [*(f"c{i}" for i in range(N_CLIPS)), "c0_copy"]:
+        again = shutil.copy(world["audio"] / f"{clip}.wav", tmp_path / f"{clip}_again.wav")
+        found = ae.search(str(out), str(again), include_random_weights=True, k=1,
+                          weights_cache=str(world["root"] / "no-weights"))
+        assert found.searched_by and found.table["clip_id"].to_pylist() == [f"{clip}_again", clip], clip
+        assert found.table["similarity"][1].as_py() > 0.999, clip
+
+def test_exact_on_a_table_without_an_index_compares_every_clip_and_says_nothing_of_an_index(world):
+    """--exact where no index was built: the same answer as without it, no line comparing it with an index."""
+    found = ae.search(str(world["out"]), "c0", include_random_weights=True, exact=True, k=3)
+    assert found.searched_by is None and found.compared is None
+    assert found.table.to_pylist() == _search(world, "c0", k=3)
+    assert not any(line.startswith("  --exact") for line in result_lines(found, "c0"))
+
 def _fails(capsys, *args: str) -> str:
     assert main(["search", *args]) == 2
     err = capsys.readouterr().err

@@ -16,6 +16,7 @@ from test_vector_index import _table, _write
 import acoustic_env as ae
 from acoustic_env.cli import main
 from acoustic_env.config import ConfigError
+from acoustic_env.jobs.search import result_lines
 
 ROWS = 300
 ASK = {"embedder": "yamnet", "include_random_weights": True, "k": 8}
@@ -72,3 +73,17 @@ def test_exact_on_a_table_its_index_no_longer_describes_answers_exactly_and_says
     exact = ae.search(str(out), "clip00011", exact=True, **ASK)
     assert exact.compared == f"index not used: {refused.value}" and exact.searched_by is None
     assert exact.clips == ROWS + 50 and exact.table["clip_id"][0].as_py() == "clip00011"
+
+
+def test_the_index_answers_header_names_the_embedder_columns_and_weights_it_searched(small):
+    """The console's first line of an answer from the index says what was compared, as the exact answer's does: the
+    embedder, its columns, their weights (a clip of the table, so no extract settings and no note)."""
+    found = ae.search(str(small), "clip00011", **ASK)
+    exact = ae.search(str(small), "clip00011", exact=True, **ASK)
+    assert (found.embedder, found.columns, found.weights) == (exact.embedder, exact.columns, exact.weights) == (
+        "yamnet", ("yamnet",), "random")
+    assert (found.embedded_from, found.note) == (exact.embedded_from, exact.note) == (None, None)
+    what = (f"search: the 8 clips nearest to clip00011 among {ROWS} clips, by yamnet (yamnet; random weights); "
+            "similarity: cosine after standardising each dimension over the table; ")
+    assert result_lines(found, "clip00011")[0] == what + f"from {found.searched_by}"
+    assert result_lines(exact, "clip00011")[0] == what + "every clip compared"
