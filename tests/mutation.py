@@ -263,9 +263,11 @@ MODULES: dict[str, list[str]] = {
     # the clip lists users give: a silent bug here drops, duplicates or mislabels clips without a word
     "acoustic_env/audio/manifest.py": ["tests/test_manifest.py", "tests/test_manifest_rules.py"],
     # the index search answers from: a bug here answers from a stale or damaged index, or misses neighbours (not
-    # extract's update, which starts Ray, nor the build on Ray: distributed/index_build.py only passes Ray's mapper)
+    # extract's run, which starts Ray: its update of the indexes is run in this process; nor the build on Ray:
+    # distributed/index_build.py only passes Ray's mapper)
     "acoustic_env/learn/vector_index.py": [f"tests/test_vector_index.py::test_{t}" for t in (
         "search_answers_from_the_index_as_exact_search_does", "parts_added_are_refused_then_added_to_the_index",
+        "each_index_beside_an_output_is_brought_up_to_date_and_one_it_cannot_update_is_named",
         "a_rewritten_part_is_refused_then_rebuilt", "an_index_of_other_weights_is_refused",
         "a_damaged_index_is_refused", "another_embedders_index_under_this_ones_name_is_refused_then_built_beside_it",
         "an_index_built_in_shards_answers_as_one_graph_and_takes_new_parts_in_its_last",

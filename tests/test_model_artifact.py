@@ -1123,6 +1123,21 @@ def test_model_json_records_each_files_size_and_a_file_grown_past_it_is_refused(
         f"({size + 1:,} bytes), over the limit of this model's estimator.npz ({size:,} bytes)")
 
 
+def test_a_model_just_saved_bounds_its_next_load_by_the_sizes_it_wrote(tmp_path):
+    """save_model itself (not a fixture shared by the module, built once) records each file's size in model.json:
+    a file of this very save grown by one byte is refused on the next load, naming the size the save wrote."""
+    path = tmp_path / "m"
+    _tiny_model(path)
+    npz = path / "estimator.npz"
+    size = npz.stat().st_size
+    assert json.loads((path / "model.json").read_text())["files"] == {"estimator.npz": size, "preprocessing.npz": (
+        path / "preprocessing.npz").stat().st_size}
+    with npz.open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ConfigError, match=rf"over the limit of this model's estimator.npz \({size:,} bytes\)$"):
+        load_model(str(path))
+
+
 def test_a_members_arrays_are_bounded_by_its_own_inputs_not_the_models(tiny_average, tmp_path):
     """The logistic regression reads 3 of the 6 inputs: its arrays may hold (3 + 1) x (3 + 1) values of 8 bytes,
     128 bytes, where the model's inputs would allow 224."""

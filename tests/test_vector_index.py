@@ -195,6 +195,23 @@ def test_extract_extends_the_index_and_an_outside_file_is_searched_through_it(tm
     assert found.table["clip_id"][1].as_py() == "c6" and found.table["similarity"][1].as_py() > 0.99
 
 
+def test_each_index_beside_an_output_is_brought_up_to_date_and_one_it_cannot_update_is_named(indexed, tmp_path):
+    """What extract runs after writing its parts (``update_beside``), in this process: an output without an index
+    costs nothing, each index of one is extended by the parts a run added, and a damaged manifest among them is one
+    line naming it, the other indexes still updated."""
+    assert vector_index.update_beside(str(tmp_path / "no-index")) == []
+    out = _copy(indexed, tmp_path)
+    _write(_table(out, seed=1, prefix="new"), out, first=10, parts=1)
+    assert vector_index.update_beside(str(out)) == [
+        f"index {out}/index/yamnet.json extended: {2 * ROWS} clips ({ROWS} added)"]
+    (out / "index" / "other.json").write_text("{not json")
+    other, yamnet = vector_index.update_beside(str(out))
+    assert other.startswith(f"index {out}/index/other.json not updated: ") and "\n" not in other
+    assert yamnet == f"index {out}/index/yamnet.json current: {2 * ROWS} clips (0 added)"
+    for name in ("other.json", "yamnet.json"):
+        (out / "index" / name).unlink()
+    assert vector_index.update_beside(str(out)) == []  # graphs and ids left, no manifest: no index
+
 def test_export_embeddings_refuses_csv_and_copies_only_a_current_index(indexed, tmp_path, capsys):
     code, printed, err = _run(capsys, "export", str(indexed), "--output", str(tmp_path / "e.csv"), "--embeddings",
                               "--include-random-weights")
