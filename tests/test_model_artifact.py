@@ -33,9 +33,10 @@ from acoustic_env.config import IMAGE_MODELS, ConfigError, DecodeParams, Feature
 from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_features
 from acoustic_env.jobs.train.evaluation import CV_THREADS, preprocessing
 from acoustic_env.jobs.train.job import summary_lines, train
-from acoustic_env.learn.artifact import (Model, _estimator_bytes, _preprocessing_bytes, _read_npz, describe,
-                                         load_model, save_model, table_clip_s, table_description, table_extraction,
-                                         top_classes, top_scores)
+from acoustic_env.bounded import _limit_text
+from acoustic_env.learn.artifact import (NPZ_SLACK, Model, _estimator_bytes, _preprocessing_bytes, _read_npz,
+                                         describe, load_model, save_model, table_clip_s, table_description,
+                                         table_extraction, top_classes, top_scores)
 from acoustic_env.learn.duplicates import merge_duplicate_groups
 from acoustic_env.learn.metrics import adjusted_accuracy, max_accuracy
 from acoustic_env.candidates import PARAMS
@@ -633,6 +634,29 @@ for uri in sys.argv[2:]:
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
 """
 
+
+def test_a_skops_file_without_a_recorded_size_is_bounded_by_what_its_description_says_it_unpacks_to(tables,
+                                                                                                   tmp_path):
+    """A model saved before model.json recorded its files' sizes: its estimator.skops may hold the size the
+    description records it unpacks to, plus 1 % and the zip's headers (``NPZ_SLACK``). A file of exactly that many
+    bytes is read (trailing bytes make it a damaged zip); one byte more is refused before it is read, naming the
+    bound (not the 2-GiB bound of a file whose contents nothing states)."""
+    source, task = tables["single_label", 2]
+    model = tmp_path / "knn"
+    save_zoo_model(source, load_task(task), "knn", [GROUP], str(model))
+    _unrecorded(model)
+    unpacked = json.loads((model / "model.json").read_text())["estimator"]["unpacked_bytes"]
+    bound = unpacked + unpacked // 100 + NPZ_SLACK
+    skops = model / "estimator.skops"
+    with skops.open("ab") as fh:
+        fh.write(bytes(bound - skops.stat().st_size))
+    with pytest.raises(ConfigError, match=r"estimator.skops is damaged or not this model's"):
+        load_model(str(model))
+    with skops.open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ConfigError) as caught:
+        load_model(str(model))
+    assert str(caught.value).endswith(f"over the limit of this model's estimator.skops ({_limit_text(bound)})")
 
 def test_an_array_declaring_a_billion_values_is_refused_before_it_is_read(tiny, tables, tmp_path):
     """A 1-MB estimator.npz, preprocessing.npz or estimator.skops whose member declares 10^9 float64 is refused
