@@ -14,7 +14,10 @@ name), and to the test in its ``PYTEST_CURRENT_TEST`` (pytest sets it; a subproc
 inherit it; the session's own Ray instance is charged to the test that started it). What a process spends in the half
 second before it exits is lost, so the totals are a little low. A pytest session also writes each test's CPU in its own
 process (tests/conftest.py, through ``SUITE_CPU_TESTS``), which the table of tests adds. Processes already running when the command starts
-(the kernel's, other jobs') are not counted. Linux only (``/proc``).
+(the kernel's, other jobs') are not counted, nor those started meanwhile without ``SUITE_CPU_TESTS`` in their
+environment (every process the command starts inherits it: the command's children, Ray's daemons and workers, a
+``ray start`` node): another user's tests or mutation run on a shared machine; their total is printed apart.
+Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -70,8 +73,11 @@ def _read(pid: str) -> tuple[str, float, int]:
     return stat[stat.index("(") + 1:end], (int(fields[11]) + int(fields[12])) / HZ, int(fields[19])
 
 
-def _test_of(pid: str) -> str:
-    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+def _environ(pid: str) -> list[bytes]:
+    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+
+def _test_of(env: list[bytes]) -> str:
     value = next((v[20:].decode() for v in env if v.startswith(b"PYTEST_CURRENT_TEST=")), "")
     return value.split(" (")[0]
 
@@ -81,10 +87,13 @@ def _test_of(pid: str) -> str:
 TESTS_ENV = "SUITE_CPU_TESTS"
 
 
-def sample(command: list[str], interval_s: float = 0.5, env: dict[str, str] | None = None,
-           ) -> tuple[int, float, list[dict]]:
-    """Run ``command`` (in ``env``); return its exit code, wall seconds and one record per process started while it
-    ran."""
+def sample(command: list[str], tests_file: Path, interval_s: float = 0.5) -> tuple[int, float, list[dict], float]:
+    """Run ``command`` with ``TESTS_ENV`` set to ``tests_file``; return its exit code, wall seconds, one record per
+    process it started (each inherits that variable), and the CPU-s of the processes others started meanwhile
+    (without it: another user's tests, a mutation run), which are not the command's."""
+    env = {**os.environ, TESTS_ENV: str(tests_file)}
+    marker = f"{TESTS_ENV}={tests_file}".encode()
+    foreign: dict[tuple[str, int], float] = {}
     before = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -103,9 +112,16 @@ def sample(command: list[str], interval_s: float = 0.5, env: dict[str, str] | No
                 key = (pid, start)
                 if key in before:
                     continue
+                if key in foreign:
+                    foreign[key] = cpu
+                    continue
                 entry = seen.get(key)
                 if entry is None:
-                    entry = seen[key] = {"pid": int(pid), "cpu_s": 0.0, "test": _test_of(pid), "by_kind": {}}
+                    environ = _environ(pid)
+                    if marker not in environ:
+                        foreign[key] = cpu
+                        continue
+                    entry = seen[key] = {"pid": int(pid), "cpu_s": 0.0, "test": _test_of(environ), "by_kind": {}}
                 if cpu > entry["cpu_s"] or not entry["by_kind"]:
                     kind = kind_of(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip(),
                                    comm)
@@ -114,7 +130,7 @@ def sample(command: list[str], interval_s: float = 0.5, env: dict[str, str] | No
             except (OSError, ValueError, IndexError):  # gone between the listing and the read
                 continue
         time.sleep(interval_s)
-    return proc.returncode, time.monotonic() - t0, list(seen.values())
+    return proc.returncode, time.monotonic() - t0, list(seen.values()), sum(foreign.values())
 
 
 def own_cpu(path: Path) -> Counter:
@@ -162,7 +178,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tests = Path(tmp) / "tests.txt"
-            rc, wall, records = sample(command, env={**os.environ, TESTS_ENV: str(tests)})
+            rc, wall, records, others = sample(command, tests)
             own = own_cpu(tests)
     except OSError as exc:  # no such program, not executable
         parser.error(f"cannot run {command[0]!r}: {exc.strerror}")
@@ -172,6 +188,8 @@ def main() -> int:
     print(f"\nmachine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; command: {redact(' '.join(command))}",
           file=sys.stderr)
     print(summary(records, wall, args.top, own), file=sys.stderr)
+    if others:
+        print(f"(not counted: {others:.0f} CPU-s of processes others started meanwhile)", file=sys.stderr)
     if args.budget is not None:
         print(budget_line(records, args.budget), file=sys.stderr)
     return rc
