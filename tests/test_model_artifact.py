@@ -646,17 +646,22 @@ def test_a_skops_file_without_a_recorded_size_is_bounded_by_what_its_description
     save_zoo_model(source, load_task(task), "knn", [GROUP], str(model))
     _unrecorded(model)
     unpacked = json.loads((model / "model.json").read_text())["estimator"]["unpacked_bytes"]
-    bound = unpacked + unpacked // 100 + NPZ_SLACK
-    skops = model / "estimator.skops"
-    with skops.open("ab") as fh:
-        fh.write(bytes(bound - skops.stat().st_size))
-    with pytest.raises(ConfigError, match=r"estimator.skops is damaged or not this model's"):
+    _read_at_its_bound_and_refused_past_it(model, "estimator.skops", unpacked + unpacked // 100 + NPZ_SLACK)
+
+
+def _read_at_its_bound_and_refused_past_it(model: Path, name: str, bound: int) -> None:
+    """The model's file ``name`` grown to ``bound`` bytes is read (trailing bytes make its zip damaged), and to one
+    byte more refused before it is read, naming ``bound``."""
+    path = model / name
+    with path.open("ab") as fh:
+        fh.write(bytes(bound - path.stat().st_size))
+    with pytest.raises(ConfigError, match=rf"{name} is damaged or not this model's"):
         load_model(str(model))
-    with skops.open("ab") as fh:
+    with path.open("ab") as fh:
         fh.write(b"\0")
     with pytest.raises(ConfigError) as caught:
         load_model(str(model))
-    assert str(caught.value).endswith(f"over the limit of this model's estimator.skops ({_limit_text(bound)})")
+    assert str(caught.value).endswith(f"over the limit of this model's {name} ({_limit_text(bound)})")
 
 def test_an_array_declaring_a_billion_values_is_refused_before_it_is_read(tiny, tables, tmp_path):
     """A 1-MB estimator.npz, preprocessing.npz or estimator.skops whose member declares 10^9 float64 is refused
@@ -1232,3 +1237,23 @@ def test_a_model_with_its_probability_map_loads_back_with_the_map_applied(tmp_pa
     save_model(str(tmp_path / "m"), from_zoo(fitted), transforms, {"task": task}, groups)
     np.testing.assert_allclose(load_model(str(tmp_path / "m")).predict_proba(x), fitted.predict_proba(inputs),
                                rtol=0, atol=1e-6)
+
+
+def test_an_estimator_npz_without_a_recorded_size_is_bounded_by_its_classes_inputs_and_probability_map(tmp_path):
+    """A model saved before model.json recorded its files' sizes: its estimator.npz may hold six arrays as large as
+    the coefficients ((3 classes + 1) x (6 inputs + 1) values of 8 bytes), the probability map's two per class and
+    point (none without a map) and ``NPZ_SLACK`` of headers: exactly that is read, a byte more refused."""
+    from acoustic_env.learn.calibrate import Calibrator
+
+    x, y, groups, transforms, task = _tiny_inputs()
+    fitted = make_estimator("logreg", "single_label", 3, seed=0).fit(transform_all(transforms, x), y)
+    for mapped in (False, True):
+        if mapped:
+            fitted.calibration_ = Calibrator("isotonic", "single_label", np.array([0, 1, 2]), {
+                "x": np.linspace(0, 1, 12), "y": np.linspace(0, 1, 12) ** 2, "sizes": np.array([4, 4, 4])})
+        model = tmp_path / f"mapped-{mapped}"
+        save_model(str(model), from_zoo(fitted), transforms, {"task": task}, groups)
+        _unrecorded(model)
+        points = json.loads((model / "model.json").read_text())["estimator"].get("calibration", {}).get("points", 0)
+        assert bool(points) == mapped
+        _read_at_its_bound_and_refused_past_it(model, "estimator.npz", 6 * 4 * 7 * 8 + 2 * 4 * points * 8 + NPZ_SLACK)
