@@ -16,6 +16,7 @@ from PIL import Image
 from acoustic_env.audio.timeline import Issue
 from acoustic_env.jobs.soundscape.events import EventRule
 from acoustic_env.jobs.soundscape.segments import schema
+from acoustic_env.pages import soundscape
 from acoustic_env.pages.soundscape import GAP, band_grid, band_png, day_column, diel_grid, diel_png, false_colour, \
     false_colour_png, local_rows, scale, site_channels, site_step, site_summary, write_page
 
@@ -142,6 +143,86 @@ def test_the_figures_say_what_they_show_in_their_titles():
         "ridge: acoustic events per second by 1-kHz band, mean of 1 day(s)"
 
 
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The figures behind the PNGs the page's functions return (each still saved as its PNG): their axes, scales and
+    cells are what a reader sees."""
+    figures = []
+    png = soundscape._png
+    monkeypatch.setattr(soundscape, "_png", lambda fig: figures.append(fig) or png(fig))
+    return figures
+
+
+def _pure(png: bytes, colours: np.ndarray) -> float:
+    """The share of a picture's coloured pixels (:func:`_coloured`'s) that are exactly one of ``colours`` (0-1)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int).reshape(-1, 3)
+    rgb = rgb[rgb.max(axis=-1) - rgb.min(axis=-1) > 40]
+    want = np.round(np.asarray(colours) * 255).astype(int)
+    return float(np.mean((np.abs(rgb[:, None] - want[None]).max(axis=-1) <= 1).any(axis=1)))
+
+
+@pytest.mark.filterwarnings("error")  # drawing says nothing on the console
+def test_a_false_colour_is_the_day_in_hours_across_and_khz_up_each_minute_its_own_colour_never_a_blend(drawn):
+    """A day recorded minute by minute, two sounds alternating: 1,440 columns drawn on fewer pixels show each
+    minute's own colour (the nearest column), never a blend of neighbours; the axes read 0-24 h every 3 h and 0 kHz
+    to the top bin's edge."""
+    rows = [_row(T0 + 60 * k, value=(1.0, 3.0)[k % 2]) for k in range(1440)]
+    usable, rgb = site_channels(rows)
+    png = false_colour_png(usable, rgb, "ridge", date(2019, 5, 22), 60.0)
+    [fig] = drawn
+    ax = fig.axes[0]
+    image, top = false_colour(usable, rgb, date(2019, 5, 22), 60.0)
+    np.testing.assert_array_equal(ax.images[0].get_array(), image)
+    assert (ax.get_xlim(), ax.get_ylim()) == ((0, 24), (0, top / 1000)) and top == 2000.0
+    assert list(ax.get_xticks()) == list(range(0, 25, 3))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("hour of day (local)", "kHz")
+    assert tuple(fig.get_size_inches()) == (10, 3.2)
+    assert _pure(png, np.unique(image.reshape(-1, 3), axis=0)) > 0.99
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_diel_plot_is_each_days_steps_in_colour_its_gaps_grey_on_hours_up_and_dates_across(drawn):
+    """Each cell is the step's value (viridis), a step without one shows the grey behind; hours 0-24 up every
+    6 h; a date under each day, turned upright past 6 days; a wider figure for more days; the colour bar spans the
+    values."""
+    few = [_row(T0 + 1800, ACI=1.0), _row(T0 + 86400 + 3600, ACI=2.0)]
+    many = [_row(T0 + d * 86400 + 1800 * d, ACI=float(d)) for d in range(20)]
+    for rows, rotation, width in ((few, 0, 3.5), (many, 90, 6.0)):
+        diel_png(rows, "ridge", "ACI", 1800.0)
+        fig = drawn[-1]
+        ax, bar = fig.axes
+        grid, days = diel_grid(rows, "ACI", 1800.0)
+        [mesh] = ax.collections
+        np.testing.assert_array_equal(mesh.get_array().filled(np.nan), grid)
+        assert mesh.get_cmap().name == "viridis" and ax.get_facecolor() == (*GAP, 1)
+        assert bar.get_ylim() == (np.nanmin(grid), np.nanmax(grid))
+        assert (ax.get_xlim(), ax.get_ylim()) == ((0, len(days)), (0, 24))
+        assert list(ax.get_yticks()) == list(range(0, 25, 6)) and ax.get_ylabel() == "hour of day (local)"
+        labels = ax.get_xticklabels()
+        assert [t.get_text() for t in labels] == [d.strftime("%m-%d") for d in days]
+        assert {t.get_rotation() for t in labels} == {rotation}
+        assert tuple(fig.get_size_inches()) == (width, 3.4)
+
+
+@pytest.mark.filterwarnings("error")
+def test_the_bands_plot_is_each_bands_events_by_hour_its_top_band_cut_at_the_top_bin(drawn):
+    """Each band's mean events per second in its cell (magma), empty steps grey; hours across every 3 h, kHz up,
+    the last band ending at the recording's top frequency (2.4 kHz: not 3); the colour bar spans the values."""
+    rows = [_row(T0 + 3600 * h, bins=6, bin_hz=400.0, value=h + 1.0) for h in range(0, 24, 2)]
+    band_png(rows, "ridge", 3600.0)
+    [fig] = drawn
+    ax, bar = fig.axes
+    grid, top = band_grid(rows, 3600.0)
+    [mesh] = ax.collections
+    np.testing.assert_array_equal(mesh.get_array().filled(np.nan), grid)
+    assert mesh.get_cmap().name == "magma" and ax.get_facecolor() == (*GAP, 1)
+    assert bar.get_ylim() == (np.nanmin(grid), np.nanmax(grid))
+    np.testing.assert_allclose(mesh.get_coordinates()[:, 0, 1], [0, 1, 2, 2.4])
+    np.testing.assert_allclose(mesh.get_coordinates()[0, :, 0], np.linspace(0, 24, 25))
+    assert list(ax.get_xticks()) == list(range(0, 25, 3))
+    assert (ax.get_xlabel(), ax.get_ylabel(), bar.get_ylabel()) == ("hour of day (local)", "kHz", "events / s (EVN)")
+    assert tuple(fig.get_size_inches()) == (10, 3.2)
+
 def test_a_sites_summary_counts_files_segments_failures_and_hours_and_means_the_scored():
     every = [{"site": "ridge", "clip_id": c} for c in ("f1", "f1", "f2", "f3")]
     rows = [_row(T0 + 900, ACI=1.0, NDSI=0.5, BI=None, share_bird=0.25), _row(T0, ACI=3.0, NDSI=None, BI=None,
@@ -166,7 +247,8 @@ def test_the_page_lists_each_site_with_its_pictures_and_a_site_without_a_scored_
     # ridge: a segment every 15 min, the last at a bat detector's rate (more bins: the one in the false colour)
     rows = [{"site": "ridge", "clip_id": "f1", "start_time": int((T0 + 900 * k) * 1000), "offset_s": 0.0,
              "duration_s": 10.0, "bin_hz": 32000.0, "error": None, "ACI": 1.0 + k, "share_bird": 0.5,
-             **{f"bins_{n}": [float(k + 1), 2.0, 3.0][:2 + k // 2] for n in ("ACI", "ENT", "EVN", "BGN", "ACT")}}
+             **{f"bins_{n}": [float(k + 1), 2.0, 3.0, 1.0, 2.5][:2 + k + k // 2]
+                for n in ("ACI", "ENT", "EVN", "BGN", "ACT")}}
             for k in range(3)]
     rows.append({"site": "<b>dead</b>", "clip_id": "f9", "start_time": int(T0 * 1000), "error": "decode/corrupt: x"})
     table = pa.Table.from_pylist(rows, schema=schema(("bird",)))
@@ -186,7 +268,7 @@ def test_the_page_lists_each_site_with_its_pictures_and_a_site_without_a_scored_
     assert "&lt;b&gt;dead&lt;/b&gt;" in dead and "No segment of this site could be scored." in dead
     assert "<img" not in dead and "No segment" not in ridge
     assert "src='site1-2019-05-22-false-colour.png' alt='false-colour spectrogram of ridge on 2019-05-22'" in ridge
-    assert "src='site1-bands.png'" in ridge and "1-kHz band" in ridge and "96.0 kHz here" in ridge
+    assert "src='site1-bands.png'" in ridge and "in each 1-kHz band" in ridge and "160.0 kHz here" in ridge
     assert "alt='diel plot of share_bird at ridge'" in ridge and "alt='diel plot of ACI at ridge'" in ridge
     summary = html.split("<tbody>")[1].split("</tbody>")[0]
     assert "<td>ridge</td><td>1</td><td>3</td><td>0</td><td>0.01</td><td>2019-05-22T02:00:00+02:00</td>" in summary
