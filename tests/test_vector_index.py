@@ -8,13 +8,16 @@ added, a part rewritten, other weights, a damaged graph) is made as a user would
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import usearch
 
 import acoustic_env as ae
 from acoustic_env.cli import main
@@ -76,8 +79,21 @@ def test_search_answers_from_the_index_as_exact_search_does(indexed, capsys):
     assert code == 0 and "left as it is" in printed and f"{ROWS} clips, f16" in printed
     manifest = json.loads((indexed / "index" / "yamnet.json").read_text())
     assert manifest["embedder"] == "yamnet" and manifest["rows"] == ROWS and len(manifest["parts"]) == 4
+    # what the manifest records: the parts' sizes, the graph file it names by its digest, its library and when
+    assert manifest["parts"] == {p.name: p.stat().st_size for p in (indexed / "features").iterdir()}
+    assert {k: manifest[k] for k in ("format", "metric", "precision", "columns", "weights", "library")} == {
+        "format": 1, "metric": "cosine", "precision": "f16", "columns": ["yamnet"], "weights": "random",
+        "library": f"usearch {usearch.__version__}"}
+    graph = (indexed / "index" / manifest["graph"]).read_bytes()
+    assert manifest["sha256"] == hashlib.sha256(graph).hexdigest() and manifest["bytes"] == len(graph) == sum(
+        manifest["shards"])
+    stem = f"yamnet-{manifest['sha256'][:16]}"
+    assert (manifest["graph"], manifest["ids"]) == (f"{stem}.usearch", f"{stem}.ids.parquet")
+    built, updated = (datetime.fromisoformat(manifest[k]) for k in ("built", "updated"))
+    assert built.tzinfo and built == updated and built.microsecond == 0
     found = ae.search(str(indexed), "clip00007", embedder="yamnet", include_random_weights=True, k=10)
-    assert found.searched_by and f"{ROWS} clips in its index" in found.searched_by
+    assert found.searched_by and f"{ROWS} clips in its index (usearch {usearch.__version__}, f16, updated " \
+        f"{manifest['updated']})" in found.searched_by
     exact = ae.search(str(indexed), "clip00007", embedder="yamnet", include_random_weights=True, k=10, exact=True)
     assert exact.searched_by is None and "the index found" in exact.compared
     got, truth = (t.table["clip_id"].to_pylist() for t in (found, exact))
