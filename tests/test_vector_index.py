@@ -140,6 +140,25 @@ def test_a_rewritten_part_is_refused_then_rebuilt(indexed, tmp_path, capsys):
     assert code == 0 and f"among {ROWS - 5} clips" in printed
 
 
+def test_a_part_gone_a_graph_missing_and_clip_ids_damaged_or_short_are_each_refused_naming_the_file(
+        indexed, tmp_path, capsys):
+    out = _copy(indexed, tmp_path)
+    manifest = json.loads((out / "index" / "yamnet.json").read_text())
+    ids = out / "index" / manifest["ids"]
+    whole = pa.parquet.read_table(ids)
+    write_parquet(whole.slice(1), str(ids))
+    _refused(capsys, out, f"index: {ids} holds {ROWS - 1} clips, its manifest {ROWS}; build it again: "
+                          f"acoustic-env index --features {out} --rebuild")
+    ids.write_bytes(b"PAR1 not parquet")
+    _refused(capsys, out, f"index: {ids} cannot be read (", "--rebuild")
+    graph = out / "index" / manifest["graph"]
+    graph.unlink()
+    _refused(capsys, out, f"index: {graph}, named by yamnet.json, is missing; build it again: acoustic-env index "
+                          f"--features {out} --rebuild")
+    part = sorted((out / "features").iterdir())[2]
+    part.unlink()
+    _refused(capsys, out, f"the table: 1 part(s) it covers are gone ({part.name}); update it")
+
 def test_an_index_of_other_weights_is_refused(indexed, tmp_path, capsys):
     out = tmp_path / "other"
     _write(_table(out, weights="0123456789abcdef" * 4), out)  # the same clips, embedded with other weights
