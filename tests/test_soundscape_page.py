@@ -183,11 +183,11 @@ def test_a_false_colour_is_the_day_in_hours_across_and_khz_up_each_minute_its_ow
 @pytest.mark.filterwarnings("error")
 def test_a_diel_plot_is_each_days_steps_in_colour_its_gaps_grey_on_hours_up_and_dates_across(drawn):
     """Each cell is the step's value (viridis), a step without one shows the grey behind; hours 0-24 up every
-    6 h; a date under each day, turned upright past 6 days; a wider figure for more days; the colour bar spans the
-    values."""
+    6 h; a date under each day's cells, turned upright past 6 days; a wider figure for more days; the colour bar
+    spans the values."""
     few = [_row(T0 + 1800, ACI=1.0), _row(T0 + 86400 + 3600, ACI=2.0)]
     many = [_row(T0 + d * 86400 + 1800 * d, ACI=float(d)) for d in range(20)]
-    for rows, rotation, width in ((few, 0, 3.5), (many, 90, 6.0)):
+    for rows, rotation, width in ((few, 0, 3.5), (many[:6], 0, 3.5), (many[:7], 90, 3.5), (many, 90, 6.0)):
         diel_png(rows, "ridge", "ACI", 1800.0)
         fig = drawn[-1]
         ax, bar = fig.axes
@@ -200,6 +200,7 @@ def test_a_diel_plot_is_each_days_steps_in_colour_its_gaps_grey_on_hours_up_and_
         assert list(ax.get_yticks()) == list(range(0, 25, 6)) and ax.get_ylabel() == "hour of day (local)"
         labels = ax.get_xticklabels()
         assert [t.get_text() for t in labels] == [d.strftime("%m-%d") for d in days]
+        assert list(ax.get_xticks()) == [d + 0.5 for d in range(len(days))]  # under its day's cells
         assert {t.get_rotation() for t in labels} == {rotation}
         assert tuple(fig.get_size_inches()) == (width, 3.4)
 
