@@ -269,6 +269,7 @@ MODULES: dict[str, list[str]] = {
         "search_answers_from_the_index_as_exact_search_does", "parts_added_are_refused_then_added_to_the_index",
         "each_index_beside_an_output_is_brought_up_to_date_and_one_it_cannot_update_is_named",
         "a_part_gone_a_graph_missing_and_clip_ids_damaged_or_short_are_each_refused_naming_the_file",
+        "the_space_is_fitted_on_every_finite_row_batch_by_batch_as_on_the_whole_table",
         "a_rewritten_part_is_refused_then_rebuilt", "an_index_of_other_weights_is_refused",
         "a_damaged_index_is_refused", "another_embedders_index_under_this_ones_name_is_refused_then_built_beside_it",
         "an_index_built_in_shards_answers_as_one_graph_and_takes_new_parts_in_its_last",

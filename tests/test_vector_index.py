@@ -22,9 +22,10 @@ import usearch
 import acoustic_env as ae
 from acoustic_env.cli import main
 from acoustic_env.demo.tables import synthetic_features
+from acoustic_env.learn.duplicates import DistanceSpace
 from acoustic_env.learn import vector_index
 from acoustic_env.storage import write_parquet
-from acoustic_env.table import open_table
+from acoustic_env.table import open_table, vectors_to_numpy
 
 ROWS = 1200
 SEARCH = ("--embedder", "yamnet", "--include-random-weights", "-k", "10")
@@ -158,6 +159,31 @@ def test_a_part_gone_a_graph_missing_and_clip_ids_damaged_or_short_are_each_refu
     part = sorted((out / "features").iterdir())[2]
     part.unlink()
     _refused(capsys, out, f"the table: 1 part(s) it covers are gone ({part.name}); update it")
+
+def test_the_space_is_fitted_on_every_finite_row_batch_by_batch_as_on_the_whole_table(tmp_path, monkeypatch):
+    """The index's space is ``DistanceSpace.fit`` on the table's finite rows (a row with a NaN left out, a constant
+    dimension dropped), read in batches (64 rows here, 50,000 in use), and each stored row is that row in it."""
+    monkeypatch.setattr(vector_index, "BATCH_ROWS", 64)
+    table = _table(tmp_path, rows=300)
+    x = vectors_to_numpy(table["yamnet"], 1024).copy()
+    x[:, 0] = 0.3  # a constant dimension
+    x[5, 3] = np.nan  # a row the feature reader leaves out
+    column = table.schema.get_field_index("yamnet")
+    table = table.set_column(column, table.schema.field(column),
+                             pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 1024))
+    out = tmp_path / "out"
+    _write(table, out)
+    done = vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random")
+    assert (done.action, done.rows, done.added) == ("built", 299, 299)
+    index = vector_index.load(open_table(str(out)), ["yamnet"], "random")
+    kept = np.delete(x, 5, axis=0)
+    assert index.ids["clip_id"].to_pylist() == [f"clip{i:05d}" for i in range(300) if i != 5]
+    fitted = DistanceSpace.fit([kept])
+    np.testing.assert_allclose(index.space.means[0], fitted.means[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(index.space.stds[0], fitted.stds[0], rtol=1e-6, atol=1e-12)
+    assert index.space.stds[0][0] == 0 and (index.space.stds[0][1:] > 0).all()
+    rows = fitted.transform([kept])
+    np.testing.assert_allclose(np.stack([index.vector(k) for k in (0, 5, 298)]), rows[[0, 5, 298]], atol=2e-3)
 
 def test_an_index_of_other_weights_is_refused(indexed, tmp_path, capsys):
     out = tmp_path / "other"
