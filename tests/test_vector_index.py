@@ -21,6 +21,7 @@ import usearch
 
 import acoustic_env as ae
 from acoustic_env.cli import main
+from acoustic_env.config import ConfigError
 from acoustic_env.demo.tables import synthetic_features
 from acoustic_env.learn.duplicates import DistanceSpace
 from acoustic_env.learn import vector_index
@@ -184,6 +185,28 @@ def test_the_space_is_fitted_on_every_finite_row_batch_by_batch_as_on_the_whole_
     assert index.space.stds[0][0] == 0 and (index.space.stds[0][1:] > 0).all()
     rows = fitted.transform([kept])
     np.testing.assert_allclose(np.stack([index.vector(k) for k in (0, 5, 298)]), rows[[0, 5, 298]], atol=2e-3)
+
+def test_a_clip_id_twice_an_unreadable_part_or_no_finite_vector_is_one_line_and_no_index(tmp_path):
+    table = _table(tmp_path, rows=40)
+    twice, damaged, empty = (tmp_path / name for name in ("twice", "damaged", "empty"))
+    _write(pa.concat_tables([table, table.slice(0, 1)]), twice)
+    _write(table, damaged)
+    part = sorted((damaged / "features").iterdir())[1]
+    data = bytearray(part.read_bytes())
+    data[8:4008] = bytes(4000)  # its vectors' pages zeroed: its footer, the schema the table opens with, intact
+    part.write_bytes(bytes(data))
+    x = np.full((40, 1024), np.nan, np.float32)
+    column = table.schema.get_field_index("yamnet")
+    _write(table.set_column(column, table.schema.field(column),
+                            pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 1024)), empty)
+    for out, line in ((twice, f"features: {twice} holds a clip id twice; run extract again on it (its resume repairs "
+                                "the copies) before indexing"),
+                      (damaged, f"features: a part of {damaged} cannot be read ("),
+                      (empty, "features: no clip has finite yamnet vectors: nothing to index")):
+        with pytest.raises(ConfigError) as caught:
+            vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random")
+        assert str(caught.value).startswith(line) and "\n" not in str(caught.value)
+        assert not (out / "index").exists()
 
 def test_an_index_of_other_weights_is_refused(indexed, tmp_path, capsys):
     out = tmp_path / "other"

@@ -191,8 +191,9 @@ def _batches(table: TableInfo, parts: Sequence[str], columns: Sequence[str], wid
             if sum(b.num_rows for b in held) >= BATCH_ROWS:
                 yield done()
     except (OSError, pa.ArrowInvalid) as exc:
-        raise ConfigError(f"features: a part of {redact(table.source)} cannot be read ({redact(str(exc))}); run "
-                          "extract on the output again (it quarantines damaged parts) before indexing") from None
+        why = redact(" ".join(str(exc).split()))  # one line: Arrow's message spans several
+        raise ConfigError(f"features: a part of {redact(table.source)} cannot be read ({why}); run extract on the "
+                          "output again (it quarantines damaged parts) before indexing") from None
     if held:
         yield done()
 
