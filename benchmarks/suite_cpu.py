@@ -14,9 +14,10 @@ name), and to the test in its ``PYTEST_CURRENT_TEST`` (pytest sets it; a subproc
 inherit it; the session's own Ray instance is charged to the test that started it). What a process spends in the half
 second before it exits is lost, so the totals are a little low. A pytest session also writes each test's CPU in its own
 process (tests/conftest.py, through ``SUITE_CPU_TESTS``), which the table of tests adds. Processes already running when the command starts
-(the kernel's, other jobs') are not counted, nor those started meanwhile without ``SUITE_CPU_TESTS`` in their
-environment (every process the command starts inherits it: the command's children, Ray's daemons and workers, a
-``ray start`` node): another user's tests or mutation run on a shared machine; their total is printed apart.
+(the kernel's, other jobs') are not counted, nor those started meanwhile that neither carry ``SUITE_CPU_TESTS`` in
+their environment (the command's children, Ray's daemons and workers and a ``ray start`` node inherit it) nor are the
+child of a process that does (Chromium's, which clear theirs): another user's tests or mutation run on a shared
+machine, whose total is printed apart.
 Linux only (``/proc``).
 """
 
@@ -66,11 +67,12 @@ def kind_of(cmdline: str, comm: str) -> str:
     return "other: " + exe[:40]
 
 
-def _read(pid: str) -> tuple[str, float, int]:
+def _read(pid: str) -> tuple[str, float, int, int]:
+    """A process's name, CPU-s, start time (clock ticks since boot) and parent's pid."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     end = stat.rindex(")")
     fields = stat[end + 2:].split()
-    return stat[stat.index("(") + 1:end], (int(fields[11]) + int(fields[12])) / HZ, int(fields[19])
+    return stat[stat.index("(") + 1:end], (int(fields[11]) + int(fields[12])) / HZ, int(fields[19]), int(fields[1])
 
 
 def _environ(pid: str) -> list[bytes]:
@@ -94,6 +96,7 @@ def sample(command: list[str], tests_file: Path, interval_s: float = 0.5) -> tup
     env = {**os.environ, TESTS_ENV: str(tests_file)}
     marker = f"{TESTS_ENV}={tests_file}".encode()
     foreign: dict[tuple[str, int], float] = {}
+    counted: set[int] = set()
     before = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -108,7 +111,7 @@ def sample(command: list[str], tests_file: Path, interval_s: float = 0.5) -> tup
             if not pid.isdigit():
                 continue
             try:
-                comm, cpu, start = _read(pid)
+                comm, cpu, start, parent = _read(pid)
                 key = (pid, start)
                 if key in before:
                     continue
@@ -118,9 +121,10 @@ def sample(command: list[str], tests_file: Path, interval_s: float = 0.5) -> tup
                 entry = seen.get(key)
                 if entry is None:
                     environ = _environ(pid)
-                    if marker not in environ:
-                        foreign[key] = cpu
+                    if marker not in environ and parent not in counted:  # a child that cleared its environment
+                        foreign[key] = cpu                                 # (Chromium's) is still the command's
                         continue
+                    counted.add(int(pid))
                     entry = seen[key] = {"pid": int(pid), "cpu_s": 0.0, "test": _test_of(environ), "by_kind": {}}
                 if cpu > entry["cpu_s"] or not entry["by_kind"]:
                     kind = kind_of(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip(),
