@@ -28,6 +28,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 # test process also wants: the data-parallel CNN test took 426 s beside two busy processes, 90 s at nice 0, and the
 # Ray daemons' polling over the longer wait cost more CPU (114 CPU-s against 90) in a suite that is CPU-bound.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# No usage report from the suite's Ray instances (a CI runner's choice, as Ray documents it): each instance that runs a
+# job otherwise starts a _UsageCollectionActor, a process of about 3 CPU-s.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # What extract's default `--embedders auto` stands for in the suite: none. With the birdnet extra installed, auto runs
 # BirdNET (about 0.4 CPU-s a clip and 2 s to load, in every extract of every test); the tests of the default path
 # itself (the README guide, make demo's command: tests/worlds.py's shell_env, tests/test_embedders_auto.py) clear it.

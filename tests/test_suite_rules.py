@@ -52,12 +52,12 @@ def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monke
     import suite_cpu
     spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\ntime.sleep(0.6)"
     # a process someone else starts meanwhile (no SUITE_CPU_TESTS in its environment) is not the command's
-    elsewhere = subprocess.Popen([sys.executable, "-c", "import time\ntime.sleep(0.3)\n" + spin],
+    elsewhere = subprocess.Popen([sys.executable, "-c", "import time\ntime.sleep(0.3)\n" + spin.replace("1.0", "0.3")],
                                  env={k: v for k, v in os.environ.items() if k != suite_cpu.TESTS_ENV})
     rc, wall, records, others = suite_cpu.sample([sys.executable, "-c", spin], tmp_path / "t.txt", interval_s=0.1)
     elsewhere.wait(timeout=30)
-    # (others: at least its second; the suite's other test processes start processes meanwhile too)
-    assert rc == 0 and wall >= 1.0 and others >= 0.9 and elsewhere.pid not in {r["pid"] for r in records}, others
+    # (others: at least its 0.3 s; the suite's other test processes start processes meanwhile too)
+    assert rc == 0 and wall >= 1.0 and others >= 0.25 and elsewhere.pid not in {r["pid"] for r in records}, others
     this_test = os.environ["PYTEST_CURRENT_TEST"].split(" (")[0]  # the other xdist process starts processes too
     (child,) = [r for r in records if r["test"] == this_test]
     assert 0.9 <= child["cpu_s"] <= 1.5 and list(child["by_kind"]) == [f"other: {Path(sys.executable).name}"]
