@@ -196,6 +196,8 @@ def test_a_diel_plot_is_each_days_steps_in_colour_its_gaps_grey_on_hours_up_and_
         np.testing.assert_array_equal(mesh.get_array().filled(np.nan), grid)
         assert mesh.get_cmap().name == "viridis" and ax.get_facecolor() == (*GAP, 1)
         assert bar.get_ylim() == (np.nanmin(grid), np.nanmax(grid))
+        np.testing.assert_allclose(mesh.get_coordinates()[:, 0, 1], np.linspace(0, 24, grid.shape[0] + 1))  # hours
+        np.testing.assert_array_equal(mesh.get_coordinates()[0, :, 0], np.arange(len(days) + 1))  # a day a column
         assert (ax.get_xlim(), ax.get_ylim()) == ((0, len(days)), (0, 24))
         assert list(ax.get_yticks()) == list(range(0, 25, 6)) and ax.get_ylabel() == "hour of day (local)"
         labels = ax.get_xticklabels()
