@@ -173,7 +173,8 @@ def test_a_false_colour_is_the_day_in_hours_across_and_khz_up_each_minute_its_ow
     ax = fig.axes[0]
     image, top = false_colour(usable, rgb, date(2019, 5, 22), 60.0)
     np.testing.assert_array_equal(ax.images[0].get_array(), image)
-    assert (ax.get_xlim(), ax.get_ylim()) == ((0, 24), (0, top / 1000)) and top == 2000.0
+    assert list(ax.images[0].get_extent()) == [0, 24, 0, top / 1000] and top == 2000.0  # midnight to midnight
+    assert (ax.get_xlim(), ax.get_ylim()) == ((0, 24), (0, top / 1000))
     assert list(ax.get_xticks()) == list(range(0, 25, 3))
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("hour of day (local)", "kHz")
     assert tuple(fig.get_size_inches()) == (10, 3.2)
