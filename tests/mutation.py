@@ -271,6 +271,7 @@ MODULES: dict[str, list[str]] = {
         "a_part_gone_a_graph_missing_and_clip_ids_damaged_or_short_are_each_refused_naming_the_file",
         "the_space_is_fitted_on_every_finite_row_batch_by_batch_as_on_the_whole_table",
         "a_clip_id_twice_an_unreadable_part_or_no_finite_vector_is_one_line_and_no_index",
+        "export_embeddings_copies_a_current_index_that_search_then_answers_from",
         "a_rewritten_part_is_refused_then_rebuilt", "an_index_of_other_weights_is_refused",
         "a_damaged_index_is_refused", "another_embedders_index_under_this_ones_name_is_refused_then_built_beside_it",
         "an_index_built_in_shards_answers_as_one_graph_and_takes_new_parts_in_its_last",

@@ -285,9 +285,12 @@ def test_each_index_beside_an_output_is_brought_up_to_date_and_one_it_cannot_upd
     line naming it, the other indexes still updated."""
     assert vector_index.update_beside(str(tmp_path / "no-index")) == []
     out = _copy(indexed, tmp_path)
+    vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random", precision="i8", rebuild=True)
     _write(_table(out, seed=1, prefix="new"), out, first=10, parts=1)
     assert vector_index.update_beside(str(out)) == [
-        f"index {out}/index/yamnet.json extended: {2 * ROWS} clips ({ROWS} added)"]
+        f"index {out}/index/yamnet.json extended: {2 * ROWS} clips ({ROWS} added)"]  # at its own precision, i8
+    manifest = json.loads((out / "index" / "yamnet.json").read_text())
+    assert (manifest["embedder"], manifest["precision"], manifest["rows"]) == ("yamnet", "i8", 2 * ROWS)
     (out / "index" / "other.json").write_text("{not json")
     other, yamnet = vector_index.update_beside(str(out))
     assert other.startswith(f"index {out}/index/other.json not updated: ") and "\n" not in other
@@ -311,6 +314,21 @@ def test_export_embeddings_refuses_csv_and_copies_only_a_current_index(indexed, 
     meta = json.loads(pa.parquet.read_schema(tmp_path / "e.parquet").metadata[b"acoustic-env.embeddings"])
     assert meta["clips"] == 2 * ROWS and meta["columns"] == {"yamnet": {"dim": 1024, "signal": "raw"}}
 
+
+def test_export_embeddings_copies_a_current_index_that_search_then_answers_from(indexed, tmp_path, capsys):
+    """``export --embeddings`` of a table whose index is current copies its graph and ids beside the export, its
+    manifest naming the export's one file: ``search`` on the export answers from that index, as on the table."""
+    export = tmp_path / "e.parquet"
+    code, printed, _ = _run(capsys, "export", str(indexed), "--output", str(export), "--embeddings",
+                            "--include-random-weights")
+    where = tmp_path / "e.parquet.index" / "yamnet.json"
+    assert code == 0 and f"index: {where}" in printed
+    old, new = (json.loads(p.read_text()) for p in (indexed / "index" / "yamnet.json", where))
+    assert new == {**old, "parts": {"e.parquet": export.stat().st_size}}
+    for name in (old["graph"], old["ids"]):
+        assert (where.parent / name).read_bytes() == (indexed / "index" / name).read_bytes()
+    found = ae.search(str(export), "clip00007", embedder="yamnet", include_random_weights=True, k=10)
+    assert f"{ROWS} clips in its index" in found.searched_by and found.table["clip_id"][0].as_py() == "clip00007"
 
 def _recall(index: vector_index.VectorIndex, rows: np.ndarray, queries: range) -> float:
     """recall@10 of ``index`` against the exact 10 nearest of ``rows`` (its own stored rows), queries by key."""
