@@ -51,6 +51,7 @@ def test_a_local_start_falls_in_its_step_of_the_day():
     assert day_column(datetime(2019, 5, 22, 0, 14, 59), 900) == 0
     assert day_column(datetime(2019, 5, 22, 0, 15, 0), 900) == 1
     assert day_column(datetime(2019, 5, 22, 13, 2, 5), 60) == 13 * 60 + 2
+    assert day_column(datetime(2019, 5, 22, 13, 59, 50), 60) == 13 * 60 + 59  # an hour is 3,600 s, late in it too
     assert day_column(datetime(2019, 5, 22, 23, 59, 59), 900) == 95
     assert day_column(datetime(2019, 5, 22, 23, 59, 59), 7 * 3600) == 2  # 3 steps of 7 h: the rest in the last
 
