@@ -41,10 +41,11 @@ install: $(STAMP) $(LS_STAMP)
 demo: $(STAMP)
 	$(BIN)/acoustic-env demo --output demo-output
 
-# every test, on three processes (pytest-xdist), with the 20 slowest listed at the end: on two cores a third
-# process keeps both busy while other tests wait on servers, retry back-offs and subprocesses
+# every test, on two processes (pytest-xdist, one a core), with the 20 slowest listed at the end: a third kept both
+# cores busier but cost more CPU than it saved wall (its own Ray instance, every process waiting for a core): side by
+# side under the same load, 2,069 CPU-s in 26.5 min on three, 1,838 in 30.9 min on two (docs/development.md, Tests)
 test: $(STAMP) $(LS_STAMP)
-	$(BIN)/python -m pytest -q -n 3 --durations=20
+	$(BIN)/python -m pytest -q -n 2 --durations=20
 
 # the unit layer, the loop while changing code: every test but the slow ones (over 10 s each) and the integration
 # ones (a Ray instance or cluster, a browser, a documented command run as written); at most 3 minutes on 2 cores

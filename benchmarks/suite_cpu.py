@@ -1,7 +1,7 @@
 """Where a command's CPU goes, process by process: by kind (Ray's processes by title, the CLI by subcommand, the test
 processes) and by the test that started each process.
 
-    python benchmarks/suite_cpu.py -- .venv/bin/python -m pytest -q -n 3
+    python benchmarks/suite_cpu.py -- .venv/bin/python -m pytest -q -n 2
     python benchmarks/suite_cpu.py --json cpu.json -- .venv/bin/acoustic-env extract --manifest m.csv --output o
     python benchmarks/suite_cpu.py --budget 1800 -- make test      # what .ci/run does
 
