@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,10 +52,16 @@ def test_the_suite_cpu_benchmark_charges_a_childs_cpu_to_its_kind_and_test(monke
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as when run as a script: benchmarks/machine.py
     import suite_cpu
     spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\ntime.sleep(0.6)"
-    # a process someone else starts meanwhile (no SUITE_CPU_TESTS in its environment) is not the command's
-    elsewhere = subprocess.Popen([sys.executable, "-c", "import time\ntime.sleep(0.3)\n" + spin.replace("1.0", "0.3")],
-                                 env={k: v for k, v in os.environ.items() if k != suite_cpu.TESTS_ENV})
+    # a process someone else starts meanwhile (no SUITE_CPU_TESTS in its environment; started 0.2 s into the sample,
+    # after its list of the processes already running) is not the command's
+    started: list[subprocess.Popen] = []
+    timer = threading.Timer(0.2, lambda: started.append(subprocess.Popen(
+        [sys.executable, "-c", spin.replace("1.0", "0.3")],
+        env={k: v for k, v in os.environ.items() if k != suite_cpu.TESTS_ENV})))
+    timer.start()
     rc, wall, records, others = suite_cpu.sample([sys.executable, "-c", spin], tmp_path / "t.txt", interval_s=0.1)
+    timer.join()
+    [elsewhere] = started
     elsewhere.wait(timeout=30)
     # (others: at least its 0.3 s; the suite's other test processes start processes meanwhile too)
     assert rc == 0 and wall >= 1.0 and others >= 0.25 and elsewhere.pid not in {r["pid"] for r in records}, others
