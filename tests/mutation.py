@@ -201,15 +201,19 @@ MODULES: dict[str, list[str]] = {
     "acoustic_env/features/spectral_bins.py": [
         "tests/test_soundscape_job.py::test_per_bin_indices_match_scikit_maad_on_the_real_recordings",
         "tests/test_soundscape_job.py::test_per_bin_indices_at_the_edges"],
-    # a recording's segments, the run around them and the page (small files made in the tests; a segment's windows
-    # with tiny models, the run's events through the one CLI run with the small model; not the real deployment's slow
-    # runs, the Ray run or the page in Chromium; the Ray branch of the run is reached through
-    # test_windows_routing_rules' stand-in)
+    # a recording's segments and the page (small files made in the tests; a segment's windows with tiny models; not
+    # the real deployment's slow runs, the Ray run or the page in Chromium)
     "acoustic_env/jobs/soundscape/segments.py": ["tests/test_soundscape_segments.py"],
-    "acoustic_env/jobs/soundscape/job.py": [
-        "tests/test_soundscape_run.py",
-        "tests/test_soundscape_job.py::test_with_a_model_events_cross_file_boundaries_and_histories_count_effort",
-        "tests/test_soundscape_job.py::test_bad_input_is_one_line_and_loses_nothing"],
+    # the run's steps, each in this process (not the whole runs that join them, seconds a mutant: soundscape and
+    # _score, the glue, are left unmutated)
+    "acoustic_env/jobs/soundscape/job.py": ["tests/test_soundscape_job_parts.py", *(
+        f"tests/test_soundscape_run.py::test_{t}" for t in (
+            "each_readable_file_is_cut_into_spans_and_one_that_is_not_is_one_row_with_its_reason",
+            "a_clip_list_gives_each_files_site_and_start_and_leaves_out_the_rows_it_refuses",
+            "each_window_is_placed_on_its_sites_clock_from_its_files_start",
+            "the_histories_effort_is_each_segments_start_length_and_error",
+            "a_sites_first_start_and_top_frequency_are_over_all_its_files",
+            "the_console_says_files_segments_errors_spans_issues_and_what_was_written"))],
     "acoustic_env/pages/soundscape.py": ["tests/test_soundscape_page.py"],
     # the label store: a bug there loses or corrupts a reviewer's work
     # (and what it takes at its door: a damaged or forged file, a field too long, a verdict from the future)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import pyarrow as pa
@@ -34,7 +34,7 @@ from acoustic_env.config import ConfigError, FeatureParams
 from acoustic_env.config.soundscape import SoundscapeConfig
 from acoustic_env.errors import ClipError
 from acoustic_env.jobs.record import lifecycle
-from acoustic_env.jobs.soundscape.events import EventRule, events, write_events
+from acoustic_env.jobs.soundscape.events import Event, EventRule, events, write_events
 from acoustic_env.jobs.soundscape.histories import histories, write_histories
 from acoustic_env.jobs.soundscape.segments import SegmentScorer, SegmentSpan, open_audio, schema, segment_bounds, \
     settings_key
@@ -102,74 +102,155 @@ def plan(placed: Sequence[Placed], segment_s: float, span_segments: int) -> tupl
 
 
 def soundscape(cfg: SoundscapeConfig, on_ray: Any = None) -> SoundscapeResult:
-    """Run the job (see the module docstring)."""
+    """Run the job (see the module docstring): the steps below in order, each decided by a function of its own
+    (tests/test_soundscape_job_parts.py); this glue is what a whole run's tests (tests/test_soundscape_run.py)
+    reach."""
+    # pragma: no mutate block (the glue: a whole run's tests reach it; what it decides is the steps' own)
     from acoustic_env.learn.artifact import load_model
 
     tz = zone(cfg.timezone)
-    placed = place(input_rows(cfg.inputs), cfg.timezone)
-    if not placed:
-        raise ConfigError("inputs: no recordings found")
-    rule = EventRule(cfg.event_high, cfg.event_low, cfg.event_min_duration_s, cfg.event_max_gap_s)
+    placed = recordings(cfg.inputs, cfg.timezone)
+    rule = event_rule(cfg)
     model = load_model(cfg.model) if cfg.model else None
     params = FeatureParams()
     with lifecycle("soundscape", cfg.to_dict(), cfg.output, prefix="soundscape-") as run:
         failed, spans = plan(placed, cfg.segment_s, cfg.span_segments)
-        lengths = {s.clip_id: s.frames / s.sr for s in spans}
-        issues = timeline_issues(placed, {p.clip_id: lengths.get(p.clip_id) for p in placed})
-        parts = join(cfg.output, PARTS, settings_key(cfg.segment_s, params, model.model_id if model else None,
-                                                     cfg.window_s))
+        issues = timeline_issues(placed, file_lengths(placed, spans))
+        parts = parts_folder(cfg, params, model.model_id if model else None)
         remove_stale_temporaries(parts, time.time())
-        done = set(map(posixpath.basename, list_parts(parts)))
-        todo = [s for s in spans if s.part_name() not in done]
+        todo = unscored(spans, list_parts(parts))
         where = _score(todo, parts, cfg, params, model, on_ray)
         classes = tuple(model.class_names) if model else ()
-        table = pa.concat_tables([pa.Table.from_pylist(failed, schema=schema(classes)),
-                                  *(read_part(join(parts, s.part_name())) for s in spans)]).cast(schema(classes))
-        table = table.sort_by([("site", "ascending"), ("start_time", "ascending"), ("clip_id", "ascending")])
+        table = assemble(failed, [read_part(join(parts, s.part_name())) for s in spans], classes)
         written = {"table": join(cfg.output, "soundscape.parquet")}
         write_parquet(table, written["table"])
-        found = []
+        found: list[Event] = []
         if model is not None:
-            found = events(_windows(table, classes), classes, rule)
-            sites = {r["site"]: r for r in _firsts(table)}
-            written["events"] = join(cfg.output, "events")
-            write_events(found, {s: r["start"] for s, r in sites.items()}, written["events"], rule,
-                         {s: r["nyquist"] for s, r in sites.items()},
-                         lambda t: datetime.fromtimestamp(t, tz).isoformat())
-            written["histories"] = join(cfg.output, "histories")
-            write_histories(histories(_segments(table), found, classes, cfg.occasion_h, tz), written["histories"])
+            found, more = write_model_outputs(table, classes, rule, tz, cfg.occasion_h, cfg.output)
+            written.update(more)
         from acoustic_env.pages.soundscape import write_page
 
         written["page"] = write_page(table, join(cfg.output, "page"), tz, classes, issues, rule)
-        run.complete(files=len(placed), failed_files=len(failed), scored_spans=len(todo),
-                     resumed_spans=len(spans) - len(todo), issues=[i.message for i in issues], events=len(found),
-                     event_rule=rule.said(), timezone=cfg.timezone, where=where)
-    return SoundscapeResult(table, len(placed), len(failed), len(todo), len(spans) - len(todo), issues, len(found),
-                            where, written)
+        result = SoundscapeResult(table, len(placed), len(failed), len(todo), len(spans) - len(todo), issues,
+                                  len(found), where, written)
+        run.complete(**record(result, rule, cfg.timezone))
+    return result
+
+
+def recordings(inputs: Sequence[str], timezone: str) -> list[Placed]:
+    """The inputs' recordings placed in time (``audio/timeline.py``: a file whose time cannot be read stops the run
+    there, before any audio is read).
+
+    Raises:
+        ConfigError: when the inputs hold no recording, rather than writing an empty table.
+    """
+    placed = place(input_rows(inputs), timezone)
+    if not placed:
+        raise ConfigError("inputs: no recordings found")
+    return placed
+
+
+def event_rule(cfg: SoundscapeConfig) -> EventRule:
+    """The hysteresis of ``--event-high``, ``--event-low``, ``--event-min-duration-s`` and ``--event-max-gap-s``
+    (checked before the run starts: a low over the high stops it in one line)."""
+    return EventRule(cfg.event_high, cfg.event_low, cfg.event_min_duration_s, cfg.event_max_gap_s)
+
+
+def file_lengths(placed: Sequence[Placed], spans: Sequence[SegmentSpan]) -> dict[str, float | None]:
+    """Each recording's length in seconds, None for one that cannot be opened: the timeline's overlaps and clock
+    jumps are measured from each file's end."""
+    lengths = {s.clip_id: s.frames / s.sr for s in spans}
+    return {p.clip_id: lengths.get(p.clip_id) for p in placed}
+
+
+def parts_folder(cfg: SoundscapeConfig, params: FeatureParams, model_id: str | None) -> str:
+    """Where this run's parts go: one folder per segment length, index settings, model and window length, so that
+    a run with other settings scores afresh beside the earlier parts instead of reading them as its own."""
+    return join(cfg.output, PARTS, settings_key(cfg.segment_s, params, model_id, cfg.window_s))
+
+
+def unscored(spans: Sequence[SegmentSpan], listed: Sequence[str]) -> list[SegmentSpan]:
+    """The spans without a part among ``listed`` (the parts folder's listing): what a run scores, so that a stopped
+    run or a new night's files score only what has no part yet."""
+    done = set(map(posixpath.basename, listed))
+    return [s for s in spans if s.part_name() not in done]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """Where the spans to do are scored: in this process (``here``) or on Ray, on ``device`` there (the indices
+    alone need no accelerator), and where, in words."""
+
+    here: bool
+    device: str
+    where: str
+
+
+def scoring(todo: Sequence[SegmentSpan], cfg: SoundscapeConfig, has_model: bool,
+            environ: Mapping[str, str] = os.environ) -> Scoring:
+    """In this process up to ``--in-process-max`` segments when no cluster is named (``--ray-address`` or
+    ``RAY_ADDRESS`` in ``environ``), else on Ray: a cluster named is used whatever the work."""
+    segments = sum(s.end - s.first for s in todo)
+    device = cfg.device if has_model else "cpu"
+    if not todo:
+        return Scoring(True, device, "nothing to score: every span has its part")
+    if not (cfg.ray_address or environ.get("RAY_ADDRESS")) and segments <= cfg.in_process_max:
+        return Scoring(True, device, f"in this process: {segments} segment(s), at most --in-process-max "
+                                     f"({cfg.in_process_max})")
+    return Scoring(False, device, f"on Ray: {segments} segment(s) in {len(todo)} span(s)")
 
 
 def _score(todo: list[SegmentSpan], parts: str, cfg: SoundscapeConfig, params: FeatureParams, model: Any,
            on_ray: Any) -> str:
-    """Score the spans to do, each written as a part; where they were scored, in words."""
-    segments = sum(s.end - s.first for s in todo)
-    named = cfg.ray_address or os.environ.get("RAY_ADDRESS")
-    if not todo:
-        return "nothing to score: every span has its part"
-    if not named and segments <= cfg.in_process_max:
+    """Score the spans to do where :func:`scoring` says, each written as a part; where they were scored, in
+    words."""
+    # pragma: no mutate block (the glue: a whole run's tests reach it, on Ray stood in for; the choice is scoring's)
+    how = scoring(todo, cfg, model is not None)
+    if how.here:
         score = SegmentScorer(cfg.segment_s, params, model, cfg.window_s, weights_cache=cfg.weights_cache,
                               device=cfg.device)
         for s in todo:
             write_span(score(s), parts, s.part_name())
-        return f"in this process: {segments} segment(s), at most --in-process-max ({cfg.in_process_max})"
+        return how.where
     from acoustic_env.distributed.windows import score_spans
 
     if on_ray is not None:
         on_ray()
     for span, table in score_spans(todo, SegmentScorer, (cfg.segment_s, params, model, cfg.window_s),
                                    {"weights_cache": cfg.weights_cache}, address=cfg.ray_address,
-                                   device=cfg.device if model is not None else "cpu"):
+                                   device=how.device):
         write_span(table, parts, span.part_name())
-    return f"on Ray: {segments} segment(s) in {len(todo)} span(s)"
+    return how.where
+
+
+def assemble(failed: Sequence[Mapping[str, Any]], parts: Sequence[pa.Table], classes: tuple[str, ...]) -> pa.Table:
+    """The table of every segment: the unreadable files' rows and every span's part, old and new, on one schema,
+    in site, start time and file order (two files of a site starting at once stay in a stable order)."""
+    table = pa.concat_tables([pa.Table.from_pylist(list(failed), schema=schema(classes)), *parts]).cast(
+        schema(classes))
+    return table.sort_by([("site", "ascending"), ("start_time", "ascending"), ("clip_id", "ascending")])
+
+
+def write_model_outputs(table: pa.Table, classes: Sequence[str], rule: EventRule, tz: tzinfo, occasion_h: float,
+                        output: str) -> tuple[list[Event], dict[str, str]]:
+    """With a model: its windows merged into events (``events/``, times on the recorders' zone ``tz``; each site's
+    Raven table from its first recording, up to its highest Nyquist frequency) and the detection histories
+    (``histories/``, occasions of ``occasion_h`` hours). The events and the folders written."""
+    found = events(_windows(table, classes), classes, rule)
+    sites = {r["site"]: r for r in _firsts(table)}
+    written = {"events": join(output, "events"), "histories": join(output, "histories")}
+    write_events(found, {s: r["start"] for s, r in sites.items()}, written["events"], rule,
+                 {s: r["nyquist"] for s, r in sites.items()}, lambda t: datetime.fromtimestamp(t, tz).isoformat())
+    write_histories(histories(_segments(table), found, classes, occasion_h, tz), written["histories"])
+    return found, written
+
+
+def record(result: SoundscapeResult, rule: EventRule, timezone: str) -> dict[str, Any]:
+    """What the run record keeps of a completed run: the counts, the timeline's issues, the rule and the zone the
+    events were drawn with, and where the segments were scored."""
+    return {"files": result.files, "failed_files": result.failed_files, "scored_spans": result.scored_spans,
+            "resumed_spans": result.resumed_spans, "issues": [i.message for i in result.issues],
+            "events": result.events, "event_rule": rule.said(), "timezone": timezone, "where": result.where}
 
 
 def _firsts(table: pa.Table) -> list[dict[str, Any]]:
