@@ -94,6 +94,14 @@ def test_a_few_segments_are_scored_here_and_more_or_a_named_cluster_go_to_ray():
     assert scoring([], named, False, {"RAY_ADDRESS": "auto"}).here  # nothing to do: no Ray started
 
 
+def test_by_default_the_cluster_is_named_by_the_processs_own_environment(monkeypatch):
+    cfg, todo = SoundscapeConfig(inputs=("x",), output="o"), [_span("a", 0, 1)]
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert not scoring(todo, cfg, False).here
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert scoring(todo, cfg, False).here
+
+
 def test_the_table_is_every_part_and_unreadable_file_on_one_schema_in_site_time_and_file_order():
     classes = ("bird",)
     failed = [{"site": "S2", "clip_id": "bad", "uri": "/in/bad.wav", "start_time": round(T0 * 1000), "offset_s": 0.0,

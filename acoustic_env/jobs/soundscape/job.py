@@ -226,8 +226,7 @@ def _score(todo: list[SegmentSpan], parts: str, cfg: SoundscapeConfig, params: F
 def assemble(failed: Sequence[Mapping[str, Any]], parts: Sequence[pa.Table], classes: tuple[str, ...]) -> pa.Table:
     """The table of every segment: the unreadable files' rows and every span's part, old and new, on one schema,
     in site, start time and file order (two files of a site starting at once stay in a stable order)."""
-    table = pa.concat_tables([pa.Table.from_pylist(list(failed), schema=schema(classes)), *parts]).cast(
-        schema(classes))
+    table = pa.concat_tables([pa.Table.from_pylist(list(failed), schema=schema(classes)), *parts])
     return table.sort_by([("site", "ascending"), ("start_time", "ascending"), ("clip_id", "ascending")])
 
 
