@@ -280,7 +280,15 @@ MODULES: dict[str, list[str]] = {
         "a_damaged_index_is_refused", "another_embedders_index_under_this_ones_name_is_refused_then_built_beside_it",
         "an_index_built_in_shards_answers_as_one_graph_and_takes_new_parts_in_its_last",
         "rows_past_graph_rows_are_cut_into_even_graphs_and_new_parts_fill_the_last_then_new_ones",
-        "export_embeddings_refuses_csv_and_copies_only_a_current_index")],
+        "export_embeddings_refuses_csv_and_copies_only_a_current_index",
+        # small tables in this process: each step of a build, status's words, object storage (fsspec's memory)
+        "a_current_index_says_so_a_rebuild_of_the_same_rows_keeps_its_files_and_a_bad_precision_is_refused",
+        "an_extension_keeps_when_the_index_was_built_and_a_missing_graph_or_another_precision_is_not_extended",
+        "status_says_in_words_how_an_index_stands_against_its_table",
+        "every_clips_id_and_uri_are_kept_whether_its_part_holds_uris_or_not",
+        "rows_fill_the_last_graph_to_its_size_then_new_ones_keyed_in_order_at_the_indexs_precision",
+        "the_space_keeps_a_dimension_centred_on_zero_and_names_every_column_without_a_finite_vector",
+        "an_index_on_object_storage_of_pretrained_weights_is_built_then_extended_by_update_beside")],
 }
 #: How the selected tests run: the fast ones, quietly.
 PYTEST_ARGS = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]
