@@ -17,7 +17,7 @@ from acoustic_env.config import ConfigError, FeatureParams
 from acoustic_env.config.soundscape import SoundscapeConfig
 from acoustic_env.jobs.soundscape.events import EventRule
 from acoustic_env.jobs.soundscape.job import PARTS, Scoring, SoundscapeResult, assemble, event_rule, file_lengths, \
-    parts_folder, record, recordings, scoring, unscored, write_model_outputs
+    parts_folder, plan, record, recordings, scoring, unscored, write_model_outputs
 from acoustic_env.jobs.soundscape.segments import SegmentSpan, schema, settings_key
 
 SR = 8000
@@ -40,6 +40,15 @@ def test_recordings_are_placed_on_the_recorders_zone_and_none_found_is_one_line(
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"^inputs: no recordings found$"):
         recordings([str(tmp_path / "empty")], "UTC")
+
+
+def test_a_file_of_one_sample_is_scored_and_one_of_none_is_an_error_row(tmp_path):
+    _write(tmp_path / "S1_20190522_000000.wav", 1 / SR)
+    _write(tmp_path / "S1_20190522_001500.wav", 0.0)
+    failed, spans = plan(recordings([str(tmp_path)], "UTC"), 60.0, 2)
+    assert [(s.clip_id, s.first, s.end, s.frames, s.sr) for s in spans] == [("S1_20190522_000000", 0, 1, 1, SR)]
+    assert [(r["clip_id"], r["error"]) for r in failed] == [
+        ("S1_20190522_001500", "decode/too_short: no audio samples in the file")]
 
 
 def test_the_event_rule_is_the_four_flags_each_in_its_place():
@@ -136,22 +145,23 @@ def test_a_models_windows_become_events_on_the_recorders_clock_and_histories_of_
         {"site": "S2", "clip_id": "g2", "start_time": round((T0 + day + 60) * 1000), "offset_s": 0.0,
          "error": "decode/not_audio: x"}])
     out = tmp_path / "out"
-    found, written = write_model_outputs(t, ("bird",), EventRule(0.7, 0.4), ZoneInfo("Europe/Paris"), 12.0, str(out))
+    found, written = write_model_outputs(t, ("bird",), EventRule(0.7, 0.4), ZoneInfo("Pacific/Auckland"), 12.0,
+                                         str(out))
     assert written == {"events": str(out / "events"), "histories": str(out / "histories")}
     assert [(e.site, e.start - T0, e.end - T0, e.first_file, e.last_file) for e in found] == [
         ("S1", 0.0, 6.0, "f1", "f2"), ("S2", day + 2, day + 4, "g1", "g1")]
     csv = (out / "events" / "events.csv").read_text().splitlines()
     assert csv[0] == "# " + EventRule(0.7, 0.4).said()
-    assert "2019-05-22T02:00:00+02:00" in csv[2] and "2019-05-22T02:00:06+02:00" in csv[2]
+    assert "2019-05-22T12:00:00+12:00" in csv[2] and "2019-05-22T12:00:06+12:00" in csv[2]
     s1 = (out / "events" / "S1.selections.txt").read_text().splitlines()[1].split("\t")
     s2 = (out / "events" / "S2.selections.txt").read_text().splitlines()[1].split("\t")
     assert (s1[3], s1[4], s1[6]) == ("0.0000", "6.0000", "24000")  # from the site's first file, its top Nyquist
     assert (s2[3], s2[4], s2[6]) == ("2.0000", "4.0000", "4000")
-    # 12-h occasions from local midnight: S1 at 02:00 on the 22nd (occasion 0), S2 at 02:00 on the 23rd (2)
-    assert (out / "histories" / "detections_bird.csv").read_text() == (
-        "site,2019-05-22T00:00,2019-05-22T12:00,2019-05-23T00:00\nS1,1,NA,NA\nS2,NA,NA,1\n")
-    assert (out / "histories" / "effort.csv").read_text() == (
-        "site,2019-05-22T00:00,2019-05-22T12:00,2019-05-23T00:00\nS1,0.1,0.0,0.0\nS2,0.0,0.0,0.067\n")
+    # 12-h occasions from the recorders' midnight (UTC's is 12 hours before): S1 at noon on the 22nd (occasion 1),
+    # S2 at noon on the 23rd (3)
+    occasions = "site,2019-05-22T00:00,2019-05-22T12:00,2019-05-23T00:00,2019-05-23T12:00\n"
+    assert (out / "histories" / "detections_bird.csv").read_text() == occasions + "S1,NA,1,NA,NA\nS2,NA,NA,NA,1\n"
+    assert (out / "histories" / "effort.csv").read_text() == occasions + "S1,0.0,0.1,0.0,0.0\nS2,0.0,0.0,0.0,0.067\n"
 
 
 def test_the_run_record_keeps_the_counts_issues_rule_zone_and_where():

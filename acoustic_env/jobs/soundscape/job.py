@@ -43,6 +43,9 @@ from acoustic_env.storage import join, list_parts, read_part, remove_stale_tempo
 
 #: Where, under the output, the spans' parts go (one folder per :func:`segments.settings_key`).
 PARTS = "soundscape-parts"
+#: Recordings whose headers are read at once: each read waits on storage (an object store's round trip), not on a
+#: core.
+HEADERS_AT_ONCE = 16
 
 
 @dataclass(frozen=True)
@@ -77,28 +80,31 @@ def input_rows(inputs: Sequence[str]) -> list[dict[str, Any]]:
 def plan(placed: Sequence[Placed], segment_s: float, span_segments: int) -> tuple[list[dict[str, Any]],
                                                                                   list[SegmentSpan]]:
     """(one row per file that cannot be opened, the spans of the others): each header read, many at once."""
-    def one(p: Placed) -> tuple[int, int, str | None]:
-        try:
-            fh, f = open_audio(p.uri)
-        except ClipError as exc:
-            return 0, 0, str(exc)
-        frames, sr = int(f.frames), int(f.samplerate)
-        f.close()
-        fh.close()
-        return (frames, sr, None) if frames > 0 else (0, 0, "decode/too_short: no audio samples in the file")
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        opened = list(pool.map(one, placed))
+    with ThreadPoolExecutor(max_workers=HEADERS_AT_ONCE) as pool:
+        opened = list(pool.map(_header, placed))
     failed, out = [], []
-    for i, (p, (frames, sr, error)) in enumerate(zip(placed, opened)):
-        if error is not None:
+    for i, (p, header) in enumerate(zip(placed, opened)):
+        if isinstance(header, str):
             failed.append({"site": p.site, "clip_id": p.clip_id, "uri": p.uri,
-                           "start_time": round(p.start.timestamp() * 1000), "offset_s": 0.0, "error": error})
+                           "start_time": round(p.start.timestamp() * 1000), "offset_s": 0.0, "error": header})
             continue
+        frames, sr = header
         count = len(segment_bounds(frames, sr, segment_s))
         out += [SegmentSpan(i, p.clip_id, p.uri, first, min(first + span_segments, count), frames, sr, p.site,
                             p.start.timestamp()) for first in range(0, count, span_segments)]
     return failed, out
+
+
+def _header(p: Placed) -> tuple[int, int] | str:
+    """A recording's frames and rate, or why it cannot be scored (a file of no samples has no segment)."""
+    try:
+        fh, f = open_audio(p.uri)
+    except ClipError as exc:
+        return str(exc)
+    frames, sr = int(f.frames), int(f.samplerate)
+    f.close()
+    fh.close()
+    return (frames, sr) if frames > 0 else "decode/too_short: no audio samples in the file"
 
 
 def soundscape(cfg: SoundscapeConfig, on_ray: Any = None) -> SoundscapeResult:
