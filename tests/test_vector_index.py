@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -597,12 +598,16 @@ def test_the_space_keeps_a_dimension_centred_on_zero_and_names_every_column_with
         vector_index.space_from([(0, [np.zeros(3), np.zeros(2)], [np.zeros(3), np.zeros(2)])], ["a", "b"])
 
 
-def test_an_index_on_object_storage_of_pretrained_weights_is_built_then_extended_by_update_beside(tmp_path):
+def test_an_index_on_object_storage_of_pretrained_weights_is_built_then_extended_by_update_beside(tmp_path, request):
     """On object storage (fsspec's memory filesystem: the URI, its listing and Arrow's reads as S3's) a table of
     pretrained weights: the run that adds a part extends its index, in the space and weights it was built with."""
+    import fsspec
+
     weights = "0123456789abcdef" * 4
     table = _table(tmp_path, rows=30, weights=weights)
-    out = f"memory:///{tmp_path.name}/out"
+    root = f"/{uuid.uuid4().hex}"  # the memory filesystem outlives the test: a name no other run has used
+    request.addfinalizer(lambda: fsspec.filesystem("memory").rm(root, recursive=True))
+    out = f"memory://{root}/out"
     for i in range(2):
         write_parquet(table.slice(15 * i, 15), f"{out}/features/part-run{i:02d}-x.parquet")
     done = vector_index.build(open_table(out), "yamnet", ["yamnet"], weights)
