@@ -429,9 +429,6 @@ class Graphs:
     firsts: tuple[int, ...]
     buffer: Any = None
 
-    def __len__(self) -> int:
-        return sum(len(g) for g in self.shards)
-
     def get(self, key: int) -> np.ndarray:
         """The row stored for ``key``, from the graph whose run holds it."""
         return self.shards[bisect.bisect_right(self.firsts, key) - 1].get(np.uint64(key))
