@@ -485,7 +485,7 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
         ("logreg", 7, 3, one, balance, False, resample, ("a",)),
         ("mlp", 7, 3, one, balance, False, resample, ("a",)),
         ("logreg", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k) % 2]]),
-        ("mlp", 7, 3, plan, balance, False, resample, sets[("loud", "quiet")[(2 * k + 1) % 2]]),
+        ("mlp", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k + 1) % 2]]),
         ("cnn", 7, 3, plan, balance, False, resample, None))]
     fitted = [e for e in log if "fit_x" in e]
     for k in range(3):
@@ -503,15 +503,16 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
     assert result.feature_sets == {m: [{"fold": k, "set": ("loud", "quiet")[(2 * k + i) % 2],
                                         "scores": {"loud": 0.7, "quiet": 0.8}, "rule": 4} for k in range(3)]
                                    for i, m in enumerate(("logreg", "mlp"))}
-    # calibration: logreg only (the networks choose no map); raw probabilities kept per held-out row
-    assert set(result.raw_proba) == {"logreg"} and set(result.calibration) == {"logreg"}
-    logreg_x = np.concatenate([inputs[("loud", "quiet")[(2 * k) % 2]][folds == k] for k in range(3)])
-    np.testing.assert_allclose(result.raw_proba["logreg"][:, 1], logreg_x ** 2)
-    np.testing.assert_allclose(result.raw_proba["logreg"][:, 0], 1 - logreg_x ** 2)
+    # calibration: the vector models (the CNN chooses no map); raw probabilities kept per held-out row
+    assert set(result.raw_proba) == {"logreg", "mlp"} and set(result.calibration) == {"logreg", "mlp"}
     losses = {"none": 0.6, "platt": 0.5, "isotonic": 0.55}
-    assert result.calibration["logreg"] == [{"fold": 0, "method": "platt", "log_loss": losses},
-                                            {"fold": 1, "method": "none", "log_loss": losses},
-                                            {"fold": 2, "method": "none", "log_loss": losses}]
+    for i, m in enumerate(("logreg", "mlp")):
+        own_x = np.concatenate([inputs[("loud", "quiet")[(2 * k + i) % 2]][folds == k] for k in range(3)])
+        np.testing.assert_allclose(result.raw_proba[m][:, 1], own_x ** 2)
+        np.testing.assert_allclose(result.raw_proba[m][:, 0], 1 - own_x ** 2)
+        assert result.calibration[m] == [{"fold": 0, "method": "platt", "log_loss": losses},
+                                         {"fold": 1, "method": "none", "log_loss": losses},
+                                         {"fold": 2, "method": "none", "log_loss": losses}]
     np.testing.assert_allclose(result.proba[AVERAGE], np.mean([result.proba[m] for m in ("logreg", "mlp", "cnn")], 0))
     # the models are scored, and chosen, by the search's metric (mAP here, not the task's ROC AUC)
     assert result.scores == {m: val_score("single_label", y, p, "map") for m, p in result.proba.items()}

@@ -27,6 +27,8 @@ EPS = 1e-6
 #: A map is kept only if it lowers the log loss by this share at least: a smaller gain is within what refitting on
 #: other rows moves it, and a map fitted to that noise would only reorder the clips of a fold.
 MARGIN = 0.01
+#: Platt's prior: its log density's weight on the squared distance of the slope from 1 and the intercept from 0.
+PRIOR = 1.0
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -85,6 +87,22 @@ class NotIncreasing(ValueError):
     inner models' probabilities disagree with their targets, as an early-stopped network on a few dozen clips can)."""
 
 
+def _platt(s: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+    """Platt's slope and intercept for logits ``s`` and 0/1 targets ``t``: the most likely under a Gaussian prior
+    centred on no change (slope 1, intercept 0) of weight ``PRIOR``, so a few dozen rows that the inner models
+    happen to separate do not give a slope of hundreds (an overconfident map) that one clip of another split refutes."""
+    from scipy.optimize import minimize
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = w[0] * s + w[1]
+        r = 1 / (1 + np.exp(-z)) - t
+        grad = np.array([r @ s + 2 * PRIOR * (w[0] - 1), r.sum() + 2 * PRIOR * w[1]])
+        return float(np.sum(np.logaddexp(0, z) - t * z) + PRIOR * ((w[0] - 1) ** 2 + w[1] ** 2)), grad
+
+    w = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B").x
+    return float(w[0]), float(w[1])
+
+
 def fit(method: str, proba: np.ndarray, y: np.ndarray, kind: str, fitted: np.ndarray) -> Calibrator:
     """The ``method`` map of ``proba`` [n, classes] to the targets ``y`` (class indices, or a 0/1 matrix).
 
@@ -92,7 +110,6 @@ def fit(method: str, proba: np.ndarray, y: np.ndarray, kind: str, fitted: np.nda
         NotIncreasing: Platt's slope for a class is not positive.
     """
     from sklearn.isotonic import IsotonicRegression
-    from sklearn.linear_model import LogisticRegression
 
     cols = _columns(kind, fitted, proba.shape[1])
     target = _targets(kind, y, proba.shape[1])
@@ -101,8 +118,7 @@ def fit(method: str, proba: np.ndarray, y: np.ndarray, kind: str, fitted: np.nda
         for j, c in enumerate(cols):
             t = target[:, c]
             if t.min() != t.max():  # a class absent from these rows keeps its probabilities
-                lr = LogisticRegression(C=1e4).fit(_logit(proba[:, c])[:, None], t)
-                a[j], b[j] = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+                a[j], b[j] = _platt(_logit(proba[:, c]), t)
                 if a[j] <= 0:
                     raise NotIncreasing(f"Platt's slope {a[j]:.3g} for class {c}")
         return Calibrator(method, kind, cols, {"a": a, "b": b})
