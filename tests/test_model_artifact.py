@@ -34,7 +34,7 @@ from acoustic_env.demo.tables import NATURAL, URBAN, synthetic_features, write_f
 from acoustic_env.jobs.train.evaluation import CV_THREADS, preprocessing
 from acoustic_env.jobs.train.job import summary_lines, train
 from acoustic_env.bounded import _limit_text
-from acoustic_env.learn.artifact import (NPZ_SLACK, Model, _estimator_bytes, _preprocessing_bytes, _read_npz,
+from acoustic_env.learn.artifact import (NPZ_SLACK, Model, _estimator_bytes, _parse, _preprocessing_bytes, _read_npz,
                                          describe, load_model, save_model, table_clip_s, table_description,
                                          table_extraction, top_classes, top_scores)
 from acoustic_env.learn.duplicates import merge_duplicate_groups
@@ -576,6 +576,18 @@ def test_a_missing_damaged_or_foreign_model_is_one_line_saying_what_to_do(tiny, 
     with pytest.raises(ConfigError, match=r"estimator.npz is damaged or not this model's \(ValueError: Object arrays "
                                           r"cannot be loaded when allow_pickle=False\)"):  # never unpickled
         load_model(str(broken))
+    (broken / "estimator.npz").unlink()
+    with pytest.raises(ConfigError) as caught:
+        load_model(str(broken))
+    assert str(caught.value) == (f"model: no model artifact at {broken}: estimator.npz is missing (a model directory "
+                                 "holds model.json and the files it names, as `acoustic-env train` writes to "
+                                 "<output>/model)")
+    (broken / "estimator.npz").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        load_model(str(broken))
+    assert str(caught.value) == (f"model: {broken / 'estimator.npz'} is a directory where the model keeps a file; "
+                                 "train again or restore it")
+    (broken / "estimator.npz").rmdir()
     (broken / "estimator.npz").write_bytes((good / "estimator.npz").read_bytes())
     (broken / "preprocessing.npz").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"preprocessing.npz is damaged or not this model's \(EOFError: No data "
@@ -592,6 +604,21 @@ def test_a_missing_damaged_or_foreign_model_is_one_line_saying_what_to_do(tiny, 
         load_model(uri)
     with pytest.raises(ConfigError, match=r"list/edited/model.json has no 'groups' \(or not"):
         describe(uri)
+
+
+@pytest.mark.parametrize("error", [EOFError(), ValueError(" \n "), AssertionError()])
+def test_a_reader_that_fails_without_a_message_is_still_one_line_naming_the_file(error, tmp_path):
+    """Whatever a reader raises on a damaged file is one line naming the file, even an exception without a word
+    (a library's bare ``raise EOFError`` or ``assert``): "no detail", not an IndexError from the empty message."""
+    (tmp_path / "weights.pt").write_bytes(b"\0")
+
+    def fails(data: bytes) -> None:
+        raise error
+
+    with pytest.raises(ConfigError) as caught:
+        _parse(str(tmp_path), "weights.pt", fails, 1)
+    assert str(caught.value) == (f"model: {tmp_path / 'weights.pt'} is damaged or not this model's "
+                                 f"({type(error).__name__}: no detail); train again or restore it")
 
 
 def _unrecorded(model: Path) -> None:
@@ -1143,24 +1170,49 @@ def test_every_file_of_a_model_folder_must_be_a_regular_file_within_its_bound(ti
 
 
 def test_model_json_records_each_files_size_and_a_file_grown_past_it_is_refused(tiny_average, tmp_path):
-    """The sizes model.json records when the model is saved are its files' own, and bound each load: a member's
-    arrays grown by one byte (numpy would still read them) are refused, naming the file and its recorded size."""
+    """The sizes model.json records when the model is saved are its files' own, and bound each load: each file
+    (the preprocessing, a member's arrays or its network) grown by one byte, far within what model.json states of
+    its contents (numpy would still read the arrays), is refused, naming the file and its recorded size."""
     root = tiny_average[0]
     meta = json.loads((root / "model.json").read_text())
     assert meta["files"] == {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*")
                              if p.is_file() and p.name != "model.json"}
-    model = tmp_path / "m"
-    shutil.copytree(root, model)
-    npz = model / "members" / "logreg" / "estimator.npz"
-    size = npz.stat().st_size
-    with npz.open("ab") as fh:
-        fh.write(b"\0")
-    with np.load(npz) as grown:
-        assert grown.files
+    assert sorted(meta["files"]) == sorted(set(_AVERAGE_FILES) - {"model.json"})
+    for name, size in meta["files"].items():
+        model = tmp_path / name.replace("/", "-")
+        shutil.copytree(root, model)
+        with (model / name).open("ab") as fh:
+            fh.write(b"\0")
+        if name.endswith(".npz"):
+            with np.load(model / name) as grown:
+                assert grown.files
+        with pytest.raises(ConfigError) as caught:
+            load_model(str(model))
+        assert str(caught.value).startswith(f"model: {model / name} is ") and str(caught.value).endswith(
+            f", over the limit of this model's {Path(name).name} ({_limit_text(size)})")
+
+
+@pytest.mark.parametrize("files", [None, ["estimator.npz"], {"estimator.npz": -1}, {"estimator.npz": 2.5e9},
+                                   {"estimator.npz": "1"}, {"members/estimator.npz": 0}])
+def test_a_files_record_that_states_no_size_leaves_the_bound_to_the_files_contents(files, tiny, tmp_path):
+    """A model.json whose ``files`` is not a mapping of names to byte counts (edited by hand, or from another tool)
+    bounds nothing itself: the model loads, each file within what model.json states of its contents, and scores as
+    saved."""
+    uri = _edited(tiny, tmp_path, lambda m: {**m, "files": files})
+    _, fitted, x = tiny["single_label"]
+    model = load_model(uri)
+    np.testing.assert_allclose(model.predict_proba(x), fitted.predict_proba(transform_all(model.transforms, x)),
+                               rtol=0, atol=1e-6)
+
+
+def test_a_recorded_size_of_zero_bytes_is_a_bound_too(tiny, tmp_path):
+    """A file model.json records as empty is refused as soon as it holds a byte: a record is a bound at 0 as at any
+    size, not a missing one."""
+    uri = _edited(tiny, tmp_path, lambda m: {**m, "files": {**m["files"], "estimator.npz": 0}})
     with pytest.raises(ConfigError) as caught:
-        load_model(str(model))
-    assert str(caught.value).startswith(f"model: {npz} is ") and str(caught.value).endswith(
-        f"({size + 1:,} bytes), over the limit of this model's estimator.npz ({size:,} bytes)")
+        load_model(uri)
+    assert str(caught.value).startswith(f"model: {uri}/estimator.npz is ") and str(caught.value).endswith(
+        ", over the limit of this model's estimator.npz (0 bytes)")
 
 
 def test_a_model_just_saved_bounds_its_next_load_by_the_sizes_it_wrote(tmp_path):
