@@ -55,6 +55,15 @@ def test_a_few_rows_the_inner_models_happen_to_separate_give_a_moderate_slope_no
     assert -np.log(platt(wrong)[0, 0]) < 1.5
 
 
+def test_the_priors_weight_is_the_one_the_map_is_fitted_under(monkeypatch):
+    """On 40 rows the prior matters: whatever its weight, the map is the most likely under it (another solver's)."""
+    proba, y = _overconfident(40, seed=6)
+    for weight in (0.25, 4.0):
+        monkeypatch.setattr(calibrate, "PRIOR", weight)
+        platt = calibrate.fit("platt", proba, y, "single_label", np.array([0, 1]))
+        assert np.allclose(platt(proba)[:, 1], _reference_map("platt", proba[:, 1], y)(proba[:, 1]), atol=1e-6)
+
+
 def test_three_classes_are_mapped_one_by_one_then_normalised():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 300)
