@@ -667,13 +667,19 @@ def test_a_skops_file_without_a_recorded_size_is_bounded_by_what_its_description
     """A model saved before model.json recorded its files' sizes: its estimator.skops may hold the size the
     description records it unpacks to, plus 1 % and the zip's headers (``NPZ_SLACK``). A file of exactly that many
     bytes is read (trailing bytes make it a damaged zip); one byte more is refused before it is read, naming the
-    bound (not the 2-GiB bound of a file whose contents nothing states)."""
+    bound (not the 2-GiB bound of a file whose contents nothing states). A description that says it unpacks to
+    nothing (0 bytes, a forger's) leaves it the headers' room alone."""
     source, task = tables["single_label", 2]
     model = tmp_path / "knn"
     save_zoo_model(source, load_task(task), "knn", [GROUP], str(model))
     _unrecorded(model)
-    unpacked = json.loads((model / "model.json").read_text())["estimator"]["unpacked_bytes"]
+    meta = json.loads((model / "model.json").read_text())
+    unpacked = meta["estimator"]["unpacked_bytes"]
+    shutil.copytree(model, tmp_path / "nothing")
+    meta["estimator"]["unpacked_bytes"] = 0
+    (tmp_path / "nothing" / "model.json").write_text(json.dumps(meta))
     _read_at_its_bound_and_refused_past_it(model, "estimator.skops", unpacked + unpacked // 100 + NPZ_SLACK)
+    _read_at_its_bound_and_refused_past_it(tmp_path / "nothing", "estimator.skops", NPZ_SLACK)
 
 
 def _read_at_its_bound_and_refused_past_it(model: Path, name: str, bound: int) -> None:
