@@ -188,6 +188,12 @@ def test_the_space_is_fitted_on_every_finite_row_batch_by_batch_as_on_the_whole_
     assert index.space.stds[0][0] == 0 and (index.space.stds[0][1:] > 0).all()
     rows = fitted.transform([kept])
     np.testing.assert_allclose(np.stack([index.vector(k) for k in (0, 5, 298)]), rows[[0, 5, 298]], atol=2e-3)
+    # one part of 300 rows is still read a batch at a time, never more than two batches' rows held (memory)
+    one = tmp_path / "one"
+    _write(table, one, parts=1)
+    whole = open_table(str(one))
+    sizes = [len(facts) for facts, _ in vector_index._batches(whole, whole.parts, ["yamnet"], {"yamnet": 1024})]
+    assert sum(sizes) == 299 and max(sizes) <= 2 * 64
 
 def test_a_clip_id_twice_an_unreadable_part_or_no_finite_vector_is_one_line_and_no_index(tmp_path):
     table = _table(tmp_path, rows=40)
@@ -392,7 +398,7 @@ def test_rows_past_graph_rows_are_cut_into_even_graphs_and_new_parts_fill_the_la
     done = vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random")
     assert (done.action, done.added, done.shards) == ("extended", ROWS, 6)
     grown = vector_index.load(open_table(str(out)), ["yamnet"], "random")
-    assert [len(g) for g in grown.graph.shards] == [300, 300, 300, 500, 500, 500]
+    assert [len(g) for g in grown.graph.shards] == [300, 300, 300, 500, 500, 500] and _precisions(grown) == {"f16"}
     for key in (ROWS + 150, ROWS + 1000):  # in the last graph filled, in a new one
         assert grown.nearest(grown.vector(key), 1)[0][0] == key
 
@@ -431,7 +437,7 @@ def test_another_embedders_index_under_this_ones_name_is_refused_then_built_besi
 # --- small tables, in this process: what each step of a build keeps (fast; make mutate runs them per mutant) ---
 
 def _small(root: Path, rows: int = 40, parts: int = 2, **table: Any) -> Path:
-    out = root / "small"
+    out = root / "small table"  # a space in the path, as a user's folder may hold
     _write(_table(out, rows=rows, **table), out, parts=parts)
     return out
 
@@ -447,7 +453,8 @@ def test_a_current_index_says_so_a_rebuild_of_the_same_rows_keeps_its_files_and_
     with pytest.raises(ConfigError) as caught:
         vector_index.build(table, "yamnet", ["yamnet"], "random", precision="f64")
     assert str(caught.value) == "precision: must be one of f32, f16, i8, got 'f64'" and not (out / "index").exists()
-    vector_index.build(table, "yamnet", ["yamnet"], "random", shards=2)
+    done = vector_index.build(table, "yamnet", ["yamnet"], "random", shards=2)
+    assert (done.action, done.why, done.shards) == ("built", "40 clips", 2) and 0 <= done.seconds < 60
     done = vector_index.build(table, "yamnet", ["yamnet"], "random")
     assert (done.action, done.why, done.added, done.rows, done.shards) == (
         "current", "it covers the table's 2 parts", 0, 40, 2) and 0 <= done.seconds < 60
@@ -466,10 +473,17 @@ def test_a_current_index_says_so_a_rebuild_of_the_same_rows_keeps_its_files_and_
     assert flat[0][0] == 7 and np.array_equal(flat[0], row[0]) and np.allclose(flat[1], row[1])
     # the file does not keep the search's candidates: a load sets them (recall 0.97 at 100,000 rows, 0.94 at 64)
     assert {g.expansion_search for g in index.graph.shards} == {vector_index.EXPANSION_SEARCH}
+    # mapped from the file, not read into memory: a fresh process holds next to nothing of the graphs
+    assert sum(g.memory_usage for g in index.graph.shards) < index.manifest["bytes"] / 4
     # another precision asked of a current index builds it again at that precision
     redone = vector_index.build(table, "yamnet", ["yamnet"], "random", precision="i8")
-    assert (redone.action, redone.precision) == ("rebuilt", "i8")
+    assert (redone.action, redone.why, redone.precision) == ("rebuilt", "it covers the table's 2 parts", "i8")
     assert _precisions(vector_index.load(table, ["yamnet"], "random")) == {"i8"}
+    # an index written before shards (no "shards" in its manifest) is one graph (this one is: one shard)
+    where = out / "index" / "yamnet.json"
+    where.write_text(json.dumps({k: v for k, v in json.loads(where.read_text()).items() if k != "shards"}))
+    old = vector_index.load(table, ["yamnet"], "random")
+    assert len(old.graph.shards) == 1 and old.nearest(old.vector(7), 1)[0][0] == 7
 
 
 def test_an_extension_keeps_when_the_index_was_built_and_a_missing_graph_or_another_precision_is_not_extended(
@@ -479,7 +493,8 @@ def test_an_extension_keeps_when_the_index_was_built_and_a_missing_graph_or_anot
     where = out / "index" / "yamnet.json"
     manifest = json.loads(where.read_text())
     where.write_text(json.dumps({**manifest, "built": "2020-01-02T03:04:05+00:00"}))  # built long ago
-    _write(_table(out, seed=1, prefix="new", rows=10), out, first=10, parts=1)
+    added = _table(out, seed=1, prefix="new", rows=10)
+    _write(added, out, first=10, parts=1)
     graph = out / "index" / manifest["graph"]
     kept = graph.read_bytes()
     graph.unlink()
@@ -494,6 +509,9 @@ def test_an_extension_keeps_when_the_index_was_built_and_a_missing_graph_or_anot
     assert grown["built"] == "2020-01-02T03:04:05+00:00" and grown["updated"] > "2026"
     index = vector_index.load(open_table(str(out)), ["yamnet"], "random")
     assert _precisions(index) == {"f16"} and index.ids["clip_id"].to_pylist()[40:] == [f"new{i:05d}" for i in range(10)]
+    # each new clip's own vector, in the space fitted before, is found under its own clip id
+    for row, clip in zip(index.space.transform([vectors_to_numpy(added["yamnet"], 1024)]), added["clip_id"].to_pylist()):
+        assert index.ids["clip_id"][int(index.nearest(row, 1)[0][0])].as_py() == clip
     _write(_table(out, seed=2, prefix="more", rows=10), out, first=20, parts=1)
     done = vector_index.build(open_table(str(out)), "yamnet", ["yamnet"], "random", precision="i8")
     assert (done.action, done.added, done.rows) == ("rebuilt", 60, 60)  # another precision: not an extension
@@ -513,18 +531,31 @@ def test_status_says_in_words_how_an_index_stands_against_its_table(tmp_path):
     found = vector_index.status(table, ["yamnet"], "random")
     assert (found.state, found.why, found.manifest, found.where) == ("missing", f"no index at {where}", None, str(where))
     assert vector_index.copy_beside(table, ["yamnet"], "random", table) == f"no index copied: no index at {where}"
+    assert vector_index.load(table, ["yamnet"], "random") is None  # search then compares every clip
+    assert vector_index.index_name(["yamnet_fg", "yamnet_bg"]) == "yamnet_fg+yamnet_bg"
     vector_index.build(table, "yamnet", ["yamnet"], "random")
     found = vector_index.status(table, ["yamnet"], "random")
     assert (found.state, found.why, found.new_parts) == ("current", "it covers the table's 2 parts", ())
     other = "0123456789abcdef" * 4
-    assert vector_index.status(table, ["yamnet"], other).why == (
-        f"it was built from yamnet weights random, and the table's yamnet now hold weights {other[:12]}")
     manifest = json.loads(where.read_text())
+    found = vector_index.status(table, ["yamnet"], other)
+    assert (found.state, found.why, found.manifest) == ("other_embedder", "it was built from yamnet weights random, "
+                                                        f"and the table's yamnet now hold weights {other[:12]}", manifest)
     where.write_text(json.dumps({**manifest, "weights": other}))
     assert vector_index.status(table, ["yamnet"], "f" * 64).why == (
         f"it was built from yamnet weights {other[:12]}, and the table's yamnet now hold weights {'f' * 12}")
     where.write_text(json.dumps({**manifest, "columns": ["birdnet", "yamnet"], "embedder": "birdnet"}))
-    assert vector_index.status(table, ["yamnet"], "random").why == "it was built over birdnet, yamnet (birdnet), not yamnet"
+    found = vector_index.status(table, ["yamnet"], "random")
+    assert (found.state, found.why) == ("other_embedder", "it was built over birdnet, yamnet (birdnet), not yamnet")
+    # an index over two columns (yamnet's two signals, say) is named and described by both
+    both = out / "index" / "yamnet+birdnet.json"
+    both.write_text(json.dumps(manifest))
+    assert vector_index.status(table, ["yamnet", "birdnet"], "random").why == (
+        "it was built over yamnet (yamnet), not yamnet, birdnet")
+    both.write_text(json.dumps({**manifest, "columns": ["yamnet", "birdnet"]}))
+    assert vector_index.status(table, ["yamnet", "birdnet"], other).why == (
+        f"it was built from yamnet weights random, and the table's yamnet, birdnet now hold weights {other[:12]}")
+    both.unlink()
     where.write_text(json.dumps({**manifest, "rows": 41}))  # a manifest whose graph holds fewer rows than it says
     with pytest.raises(ConfigError) as caught:
         vector_index.load(table, ["yamnet"], "random")

@@ -498,7 +498,6 @@ class VectorIndex:
     ids: pa.Table
     space: DistanceSpace
     manifest: dict[str, Any]
-    where: str
 
     def __len__(self) -> int:
         return self.ids.num_rows
@@ -526,7 +525,7 @@ def load(table: TableInfo, columns: Sequence[str], weights: str) -> VectorIndex 
     manifest = found.manifest
     graph = _open_graphs(table, manifest, columns, view=True)
     space = DistanceSpace(tuple(map(np.asarray, manifest["means"])), tuple(map(np.asarray, manifest["stds"])))
-    return VectorIndex(graph, _read_ids(table, manifest), space, manifest, index_dir(table))
+    return VectorIndex(graph, _read_ids(table, manifest), space, manifest)
 
 
 def copy_beside(table: TableInfo, columns: Sequence[str], weights: str, target: TableInfo) -> str:
