@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -161,6 +162,24 @@ def test_constant_columns_non_finite_rows_and_tiny_classes_give_notes_not_errors
     assert "skipped" in eda.correlations(x[:, :2], ["a", "b"])  # one varying column: nothing to correlate
     assert "at least" in eda.embed_2d(x[:3], seed=0)["skipped"]
     assert len(eda.embed_2d(x[:, :1], seed=0)["xy"]) == 12  # one input dimension (one PCA component): still a map
+
+
+def test_a_column_constant_on_one_side_only_is_tested_without_a_warning():
+    """A feature silent at night (0.3 in every night clip) and varying by day: Welch's test is defined (the day's
+    variance) and is scipy's; scipy's precision-loss warning for the constant side never reached train's console."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((12, 2))
+    inside = np.arange(12) < 6
+    x[inside, 1] = 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = eda.differences(x, ["a", "silent"], inside)
+    assert got["constant"] == [] and {r["name"] for r in got["rows"]} == {"a", "silent"}
+    row = next(r for r in got["rows"] if r["name"] == "silent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t, p = stats.ttest_ind(x[inside, 1], x[~inside, 1], equal_var=False)
+    assert np.isclose(row["t"], t) and np.isclose(row["p"], p)
 
 
 def test_the_map_is_deterministic_and_adapts_perplexity_to_few_clips():
