@@ -71,6 +71,9 @@ EarlyFit = Callable[[Any, Any, Any, tuple[Any, Any], dict[str, Any], dict[str, A
 #: ``(trials, best)`` with ``trials`` a list of ``{"params", "score"}`` over the inner folds, ``best`` the chosen
 #: settings (merged into the fitted settings).
 TuningRecorder = Callable[[Any, dict[str, Any], int], tuple[list[dict[str, Any]], dict[str, Any]]]
+#: ``regime(params, space, rows)``: the settings and tuning space of a fit of ``rows`` training rows (see
+#: ``CandidateSpec.regime``).
+Regime = Callable[[dict[str, Any], Space | None, int], tuple[dict[str, Any], Space | None]]
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,10 @@ class CandidateSpec:
             module and all its settings; None: it cannot be the saved model of the split evaluation.
         input_problem: ``input_problem(bands, params)``: why images of ``bands`` rows do not fit the settings
             ``params`` (None: they do), checked before anything trains.
+        regime: the settings and tuning space of a fit of so many training rows (see :data:`Regime`), which the
+            inner fits of its search and of its probability map keep whatever their own rows: a fit whose way of
+            fitting depends on its rows (the MLP: at once up to ``full_batch_rows``) is tuned the way it is fitted,
+            over the settings that way reads. None: the same for any rows.
     """
 
     name: str
@@ -139,6 +146,7 @@ class CandidateSpec:
     predict: Callable[..., Any] | None = None
     save: Callable[..., Any] | None = None
     input_problem: Callable[[int, Mapping[str, Any]], str | None] | None = None
+    regime: Regime | None = None
 
     def __post_init__(self) -> None:
         for field, value, allowed in (("balance", self.balance, BALANCES), ("inputs", self.inputs, INPUTS),

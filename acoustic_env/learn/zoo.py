@@ -139,18 +139,20 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
         self.n_features_in_ = np.shape(X)[1]
         self.model_ = None
-        self.params_ = dict(self.params)  # the settings fitted: the tuning's choice, else the defaults
+        params, space = dict(self.params), SPACES.get(self.name)
+        if self.spec.regime is not None:  # the way these rows are fitted, which every inner fit keeps
+            params, space = self.spec.regime(params, space, len(fit_y))
+        self.params_ = dict(params)  # the settings fitted: the tuning's choice, else the defaults
         self.tuning_: TuningRecord | None = None
         self.calibration_: Calibrator | None = None
         self.calibration_losses_: dict[str, float] | None = None  # each map's inner out-of-fold log loss
         if len(self.columns_) < (1 if multi else 2):
             return self
-        if groups is not None and self.name in SPACES and self.trials > 1:
-            space = SPACES[self.name]
-            self.tuning_ = grouped_tuning(lambda setting: self._candidate(space.overrides(setting, self.params)),
-                                          space, space.defaults(self.params), self.trials, raw, y, groups,
+        if groups is not None and space is not None and self.trials > 1:
+            self.tuning_ = grouped_tuning(lambda setting: self._candidate(space.overrides(setting, params)),
+                                          space, space.defaults(params), self.trials, raw, y, groups,
                                           self.inner_folds, self.seed, self.kind, self.metric, defaults_score)
-            self.params_.update(space.overrides(self.tuning_.best, self.params) if self.tuning_ else {})
+            self.params_.update(space.overrides(self.tuning_.best, params) if self.tuning_ else {})
         target = self._target(fit_y)
         if target.ndim == 2:
             positives = target.sum(axis=0)
@@ -219,8 +221,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.calibration_, self.calibration_losses_ = choose_calibration(oof, y, self.kind, self.columns_, splits)
 
     def _candidate(self, overrides: dict[str, Any]) -> ZooClassifier:
-        """One setting of the tuning, fitted on an inner fold without a tuning of its own."""
-        return ZooClassifier(self.name, self.kind, self.n_classes, {**self.params, **overrides}, self.seed,
+        """One setting of the tuning, fitted on an inner fold without a tuning of its own, the way this model's rows
+        are fitted (``params_`` before the tuning's choice: the candidate's ``regime``)."""
+        return ZooClassifier(self.name, self.kind, self.n_classes, {**self.params_, **overrides}, self.seed,
                              self.threads, resample=self.resample, preprocessing=self.preprocessing)
 
     def _tune_each_split(self, raw: np.ndarray, y: np.ndarray, groups: np.ndarray,
