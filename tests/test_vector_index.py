@@ -3,7 +3,8 @@
 Tables of 1,200 synthetic clips (``demo.tables``: YAMNet-wide vectors, in 4 parts as an extract
 writes them), indexed for real with USearch. Each way an index stops describing its table (parts
 added, a part rewritten, other weights, a damaged graph) is made as a user would meet it, and
-``search`` must refuse it in one line, never answer from it.
+``search`` must refuse it in one line, never answer from it. Below them, tables of 2 to 40 clips
+test each step of a build in this process (fast: ``make mutate`` runs them for each of the module's mutants).
 """
 
 from __future__ import annotations
