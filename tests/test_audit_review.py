@@ -523,6 +523,7 @@ def test_static_page_exports_verdicts_and_keeps_them_across_a_reload(audited, br
     _click(browser, "suspects", 1, "unsure")
     _click(browser, "random", 2, "correct")
     card = browser.find_elements("css selector", 'article[data-sample="suspects"]')[2]
+    key = card.get_attribute("data-key")  # the clip, whatever place it takes after the reload
     fix = next(c for c in data["classes"] if c not in data["suspects"][2]["given"])
     Select(card.find_element("css selector", "select.relabel")).select_by_value(fix)  # implies "wrong"
     card.find_element("css selector", "input.note").send_keys('a "quoted", two-part note\n')
@@ -545,7 +546,9 @@ def test_static_page_exports_verdicts_and_keeps_them_across_a_reload(audited, br
     assert sorted(from_json, key=lambda r: r["clip_id"]) == sorted(records, key=lambda r: r["clip_id"])
     browser.refresh()  # progress lives in the browser: verdicts, the right class and the note come back
     wait_for(browser, MEDIA_READY)
-    card = browser.find_elements("css selector", 'article[data-sample="suspects"]')[2]
+    # the card as the reloaded page draws it (on a loaded machine the check once ran before its verdict was drawn)
+    wait_for(browser, f"return document.querySelector('article[data-key=\"{key}\"]')?.dataset.verdict === 'wrong'")
+    card = browser.find_element("css selector", f'article[data-key="{key}"]')
     assert card.get_attribute("data-verdict") == "wrong"
     assert Select(card.find_element("css selector", "select.relabel")).first_selected_option.get_attribute("value") == fix
     assert card.find_element("css selector", "input.note").get_attribute("value") == 'a "quoted", two-part note'

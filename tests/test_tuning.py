@@ -87,9 +87,11 @@ def test_no_search_scores_a_trial_on_a_clip_of_the_fold_that_evaluates_it(name, 
             continue
         mine = [t for t in spied if t["owner"] is est]
         assert len(mine) == 2 * 2  # 2 settings x 2 inner folds, each fitted and scored
-        space = SPACES[name]  # the defaults first, then a setting drawn from the space, each as the model's overrides
-        assert [t["overrides"] for t in mine[::2]] == [space.overrides(t["params"], est.params) for t in record.trials]
-        assert record.trials[0]["params"] == space.defaults(est.params) != record.trials[1]["params"]
+        space, params = SPACES[name], est.params  # the defaults first, then a setting drawn from the space, each as
+        if est.spec.regime is not None:  # the model's overrides; the MLP's space is what its way of fitting reads
+            params, space = est.spec.regime(dict(params), space, len(rows))
+        assert [t["overrides"] for t in mine[::2]] == [space.overrides(t["params"], params) for t in record.trials]
+        assert record.trials[0]["params"] == space.defaults(params) != record.trials[1]["params"]
         for t in mine:  # the clips themselves, as the trial saw them
             assert set(t["fitted"]) <= set(rows) and set(t["scored"]) <= set(rows)
             assert not set(t["scored"]) & evaluating and not set(t["fitted"]) & evaluating
