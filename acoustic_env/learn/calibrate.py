@@ -92,10 +92,11 @@ def _platt(s: np.ndarray, t: np.ndarray) -> tuple[float, float]:
     centred on no change (slope 1, intercept 0) of weight ``PRIOR``, so a few dozen rows that the inner models
     happen to separate do not give a slope of hundreds (an overconfident map) that one clip of another split refutes."""
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = w[0] * s + w[1]
-        r = 1 / (1 + np.exp(-z)) - t
+        r = expit(z) - t  # no overflow warning where the line search tries a steep slope
         grad = np.array([r @ s + 2 * PRIOR * (w[0] - 1), r.sum() + 2 * PRIOR * w[1]])
         return float(np.sum(np.logaddexp(0, z) - t * z) + PRIOR * ((w[0] - 1) ** 2 + w[1] ** 2)), grad
 
