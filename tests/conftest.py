@@ -96,6 +96,21 @@ def tuned_pca_rules(_one_pca_rule, monkeypatch) -> None:
     monkeypatch.setattr(preprocess, "RULES", _one_pca_rule)
 
 
+@pytest.fixture
+def mlp_ways(monkeypatch) -> list[str]:
+    """How each MLP fit of the test is fitted, in order ("at once" or "in rounds", ``learn.mlp_estimator``); its
+    rounds capped at 2 (the rounds themselves are ``test_fit.py``'s)."""
+    from acoustic_env.candidates import PARAMS
+    from acoustic_env.learn import mlp_estimator
+
+    seen: list[str] = []
+    at_once, rounds = mlp_estimator.full_batch, mlp_estimator.fit
+    monkeypatch.setattr(mlp_estimator, "full_batch", lambda *a, **k: (seen.append("at once"), at_once(*a, **k))[1])
+    monkeypatch.setattr(mlp_estimator, "fit", lambda *a, **k: (seen.append("in rounds"), rounds(*a, **k))[1])
+    monkeypatch.setitem(PARAMS["mlp"], "max_rounds", 2)
+    return seen
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """Under ``benchmarks/suite_cpu.py``: each test's CPU in this process (its setup, call and teardown) appended to

@@ -445,10 +445,10 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
     log, calls, choices = [], [], []
 
     def fake(name, kind, n_classes, seed, threads, search, balance=Balance(), calibrate=False, resample=None,
-             preprocessing=None):
+             preprocessing=None, rows=None):
         assert (kind, n_classes) == ("single_label", 2)
         groups = None if preprocessing is None else preprocessing.groups
-        calls.append((name, seed, threads, search, balance, calibrate, resample, groups))
+        calls.append((name, seed, threads, search, balance, calibrate, resample, groups, rows))
         return _Mapped(name, log, calibrate, 0 if preprocessing is None else preprocessing.slots[-1].start)
 
     def choose(build, sets, x, y, groups, n_folds, seed, kind, metric):
@@ -481,12 +481,14 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
              "built": m} for k in range(3) for m in ("logreg", "mlp")]
     assert choices == want
     one = TuningPlan(1, 2)
-    assert calls == [c for k in range(3) for c in (  # both models choose (and the count rule), then each is fitted
-        ("logreg", 7, 3, one, balance, False, resample, ("a",)),
-        ("mlp", 7, 3, one, balance, False, resample, ("a",)),
-        ("logreg", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k) % 2]]),
-        ("mlp", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k + 1) % 2]]),
-        ("cnn", 7, 3, plan, balance, False, resample, None))]
+    # both models choose (and the count rule), each inner fit fitted as a model of the 8 training rows, then each
+    # fold model is fitted
+    assert calls == [c for k in range(3) for c in (
+        ("logreg", 7, 3, one, balance, False, resample, ("a",), 8),
+        ("mlp", 7, 3, one, balance, False, resample, ("a",), 8),
+        ("logreg", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k) % 2]], None),
+        ("mlp", 7, 3, plan, balance, True, resample, sets[("loud", "quiet")[(2 * k + 1) % 2]], None),
+        ("cnn", 7, 3, plan, balance, False, resample, None, None))]
     fitted = [e for e in log if "fit_x" in e]
     for k in range(3):
         for i, m in enumerate(("logreg", "mlp")):

@@ -124,6 +124,23 @@ def test_the_settings_search_takes_the_defaults_score_from_the_set_choice_instea
     np.testing.assert_array_equal(reused, again)
 
 
+@pytest.mark.parametrize("limit, ways", [(80, ["at once"] * 14), (40, ["in rounds"] * 14),
+                                         (60, ["at once"] * 7 + ["in rounds"] * 7)],
+                         ids=["at most the limit", "above it", "one fold each way"])
+def test_the_set_choice_fits_each_inner_mlp_the_way_its_fold_model_is_fitted(monkeypatch, mlp_ways, limit, ways):
+    """2 outer folds of 48 and 72 training clips, each on 2 inner folds of 24-36. At ``full_batch_rows`` 80 the fold
+    models and the set choice's inner fits are all fitted at once. At 40 the fold models are fitted in rounds, and so
+    is each inner fit of the choice though its clips are under the limit: fitted at once, they scored the sets (and
+    the defaults the search then reuses) with a network the fold model is not. At 60, each fold its own way."""
+    from acoustic_env.candidates import PARAMS
+
+    monkeypatch.setitem(PARAMS["mlp"], "full_batch_rows", limit)
+    x, y, groups, folds = _leaky_data()
+    out_of_fold(y=y, folds=folds % 2, kind="single_label", n_classes=2, models=["mlp"], seed=0, groups=groups,
+                search=TuningPlan(1, 2), threads=1, **_search(x))
+    assert mlp_ways == ways  # each outer fold: 3 sets on 2 inner folds, then the fold model
+
+
 @pytest.mark.slow
 def test_train_saves_the_model_on_the_set_it_chose(tmp_path: Path, tuned_pca_rules):
     """On a table with a (stand-in) pretrained embedder, train compares the sets under its cross-validation, prints

@@ -76,22 +76,18 @@ def test_the_network_stops_early_on_whole_groups_the_zoo_passes(monkeypatch, sea
 
 @pytest.mark.parametrize("limit, way", [(80, "at once"), (60, "in rounds")], ids=["at most the limit", "above it"])
 def test_each_inner_fit_of_the_search_is_fitted_the_way_the_fold_model_is_and_tries_what_that_way_reads(
-        monkeypatch, limit, way):
+        mlp_ways, limit, way):
     """80 clips, 2 settings on 2 inner folds of about 40 clips. Up to ``full_batch_rows`` (80) the fold model and
     every inner fit are fitted at once, and the settings tried differ in depth, width and ``l2`` only. At 60, the fold
     model is fitted in rounds, and so is each inner fit though its 40 clips are under the limit: fitted at once, they
     chose an ``l2`` that the fold model ignores, and its dropout, decay and rate were never scored."""
-    ways = []
-    at_once, rounds = mlp_estimator.full_batch, mlp_estimator.fit
-    monkeypatch.setattr(mlp_estimator, "full_batch", lambda *a, **k: (ways.append("at once"), at_once(*a, **k))[1])
-    monkeypatch.setattr(mlp_estimator, "fit", lambda *a, **k: (ways.append("in rounds"), rounds(*a, **k))[1])
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(20), 4).astype(str)
     y = np.repeat(np.arange(20) % 2, 4)
     x = rng.standard_normal((80, 6)) + y[:, None]
     fitted = make_estimator("mlp", "single_label", 2, seed=0, threads=1, search=TuningPlan(2, 2), max_rounds=2,
                             full_batch_rows=limit).fit(x, y, groups=groups)
-    assert ways == [way] * 5
+    assert mlp_ways == [way] * 5
     tried = {name for trial in fitted.tuning_.trials for name in trial["params"]}
     assert tried == ({"depth", "width", "l2"} if way == "at once" else {"depth", "width", "dropout", "weight_decay",
                                                                         "lr"}), tried

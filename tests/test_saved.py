@@ -285,9 +285,22 @@ def test_the_saved_models_choice_is_made_as_an_outer_folds(models, settings, mul
     prep, raw = preprocessing(cfg, features)
     expected = choose_sets(
         lambda m, own: make_estimator(m, task.kind, task.n_classes, cfg.seed, 1, TuningPlan(1, plan.inner_folds),
-                                      balance=class_balance(cfg), resample=resample_plan(cfg), preprocessing=own),
+                                      balance=class_balance(cfg), resample=resample_plan(cfg), preprocessing=own,
+                                      rows=len(features.y)),
         models, sets, prep, raw, features.y, features.groups, plan.inner_folds, cfg.seed, task.kind, plan.metric)
     assert {m: s["scores"] for m, s in taken.sets.items()} == {m: c[1] for m, c in expected.sets.items()}
+
+
+@pytest.mark.parametrize("limit, way", [(48, "at once"), (30, "in rounds")], ids=["at most the limit", "above it"])
+def test_the_saved_mlps_choice_fits_each_inner_network_the_way_the_saved_one_is(monkeypatch, mlp_ways, leaky, limit, way):
+    """48 clips on 2 inner folds of 24: at ``full_batch_rows`` 30 the saved network (48 clips) is fitted in rounds, and
+    so is every inner fit of its set's choice, though each is under the limit."""
+    from acoustic_env.candidates import PARAMS
+
+    monkeypatch.setitem(PARAMS["mlp"], "full_batch_rows", limit)
+    taken = _take(leaky, "mlp", ("mlp",))
+    assert set(taken.sets["mlp"]["scores"]) == {"all", "vggish", "hand-made"}
+    assert len(mlp_ways) >= 6 and set(mlp_ways) == {way}, mlp_ways  # 3 sets on 2 inner folds (each count rule tried)
 
 
 @pytest.mark.parametrize("settings, multi_label", [(RUN, False), (RESAMPLED, False), ({}, True)])

@@ -138,7 +138,8 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
         test = folds == k
         choice = choose_sets(
             lambda m, prep: make_estimator(m, kind, n_classes, seed, threads, TuningPlan(1, search.inner_folds),
-                                           balance=balance, resample=resample, preprocessing=prep),
+                                           balance=balance, resample=resample, preprocessing=prep,
+                                           rows=int((~test).sum())),
             vector, sets, preprocessing, x[~test], y[~test], groups[~test], search.inner_folds, seed, kind,
             search.metric) if sets and vector else None
         if choice is not None and choice.rule_scores:

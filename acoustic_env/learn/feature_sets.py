@@ -110,7 +110,9 @@ def choose_sets(build: Callable[[str, Preprocessing], Any], models: Sequence[str
     inner folds of the rows ``x``: under each rule worth trying at the size of an inner fit
     (``Preprocessing.rules``), every model chooses its set; the rule whose chosen sets score best on average wins,
     ties to the default. ``build(model, preprocessing)`` makes ``model`` with that preprocessing inside, so every
-    inner fit fits its PCA, at that rule, on its own training part.
+    inner fit fits its PCA, at that rule, on its own training part, and fitted the way a model of all the rows ``x``
+    is (``learn.zoo.make_estimator``'s ``rows``): the MLP fitted in rounds above its ``full_batch_rows`` is scored
+    fitted in rounds on each inner part, though that part be under the limit.
 
     Why one rule for all: the saved average's members read one fitted PCA per group (``learn.portable.Average``).
     A single rule (large tables, where no rule cuts a target) costs nothing more than the sets' choice."""

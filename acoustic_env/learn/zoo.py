@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads: int | None = None,
                    search: TuningPlan = TuningPlan(), balance: Balance = Balance(), calibrate: bool = False,
                    resample: Resample | None = None, preprocessing: Preprocessing | None = None,
-                   **overrides: Any) -> ZooClassifier:
+                   rows: int | None = None, **overrides: Any) -> ZooClassifier:
     """A fresh, unfitted zoo model for a ``single_label`` or ``multi_label`` task of ``n_classes`` classes.
 
     ``threads``: XGBoost's threads (None: every core; a one-CPU Ray task, or the
@@ -61,6 +61,8 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     ``preprocessing``: the model's first step (``learn.preprocess.Preprocessing``): it takes the raw columns of every
     group and fits the per-group PCA on the rows of each fit, its tuning's inner fits too. None: it takes its inputs
     as they are.
+    ``rows``: this is an inner fit of a choice made for a model fitted on so many rows (the feature-set choice), so it
+    is fitted that model's way (its candidate's ``regime``: the MLP at once, or in rounds), whatever its own rows.
     ``overrides`` replace entries of ``PARAMS[name]``.
     """
     if name not in PARAMS:
@@ -68,8 +70,12 @@ def make_estimator(name: str, kind: str, n_classes: int, seed: int = 0, threads:
     unknown = sorted(set(overrides) - set(PARAMS[name]))
     if unknown:
         raise ConfigError(f"model: {name} has no parameter {unknown[0]!r} (it has {sorted(PARAMS[name])})")
-    return ZooClassifier(name, kind, n_classes, {**PARAMS[name], **balance.overrides(name), **overrides}, seed,
-                         threads, *search, calibrate=calibrate, resample=resample, preprocessing=preprocessing)
+    params = {**PARAMS[name], **balance.overrides(name), **overrides}
+    regime = candidates.get(name).regime
+    if rows is not None and regime is not None:
+        params = regime(params, None, rows)[0]
+    return ZooClassifier(name, kind, n_classes, params, seed, threads, *search, calibrate=calibrate, resample=resample,
+                         preprocessing=preprocessing)
 
 
 class ZooClassifier(ClassifierMixin, BaseEstimator):

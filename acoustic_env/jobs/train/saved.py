@@ -102,12 +102,12 @@ def _choice(cfg: TrainConfig, task: Task, sets: Sets | None, features: FeatureSe
             plan: TuningPlan) -> SetChoice:
     """The vector ``models``' feature sets (each, when ``sets``) and the count rule they share, chosen as each outer
     fold chose them, on the inner folds of all clips (each inner fit with its preprocessing fitted on its own training
-    part)."""
+    part, and fitted the way the saved model, of all clips, is)."""
     prep, raw = preprocessing(cfg, features)
     return choose_sets(
         lambda model, own: make_estimator(model, task.kind, task.n_classes, cfg.seed, CV_THREADS,
                                           TuningPlan(1, plan.inner_folds), balance=class_balance(cfg),
-                                          resample=resample_plan(cfg), preprocessing=own),
+                                          resample=resample_plan(cfg), preprocessing=own, rows=len(features.y)),
         models, sets or {ALL: prep.groups}, prep, raw, features.y, features.groups, plan.inner_folds, cfg.seed,
         task.kind, plan.metric)
 
