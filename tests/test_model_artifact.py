@@ -1308,6 +1308,62 @@ def test_a_model_with_its_probability_map_loads_back_with_the_map_applied(tmp_pa
                                rtol=0, atol=1e-6)
 
 
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A tiny single-label logistic regression saved with an isotonic probability map: (its directory, its inputs)."""
+    from acoustic_env.learn.calibrate import Calibrator
+
+    path = tmp_path_factory.mktemp("mapped") / "m"
+    x, y, groups, transforms, task = _tiny_inputs()
+    fitted = make_estimator("logreg", "single_label", 3, seed=0).fit(transform_all(transforms, x), y)
+    fitted.calibration_ = Calibrator("isotonic", "single_label", np.array([0, 1, 2]), {
+        "x": np.linspace(0, 1, 12), "y": np.linspace(0, 1, 12) ** 2, "sizes": np.array([4, 4, 4])})
+    save_model(str(path), from_zoo(fitted), transforms, {"task": task}, groups)
+    return path, x
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda e: e.pop("kind"), "estimator.kind"),
+    (lambda e: e.update(kind="multi_label"), "estimator.kind"),  # a map applied by another task's kind
+    (lambda e: e.update(calibration=["isotonic"]), "estimator.calibration"),
+    (lambda e: e["calibration"].update(method="sigmoid"), "estimator.calibration"),
+    (lambda e: e["calibration"].update(method="none"), "estimator.calibration"),  # "none" is no map: not recorded
+    (lambda e: e["calibration"].pop("columns"), "estimator.calibration"),
+    (lambda e: e["calibration"].update(columns=[0, 3]), "estimator.calibration"),  # 3 classes: no column 3
+    (lambda e: e["calibration"].update(columns=[-1]), "estimator.calibration"),
+    (lambda e: e["calibration"].update(columns=[1.0]), "estimator.calibration"),
+    (lambda e: (e.pop("calibration"), e.pop("kind"), e.update(equal_priors=True)), "estimator.kind"),
+], ids=["no kind", "another kind", "a list", "no such method", "none", "no columns", "past the classes",
+        "negative", "not an index", "equal priors without a kind"])
+def test_a_probability_map_not_as_the_train_job_records_it_is_one_line_at_load(mapped, tmp_path, edit, field):
+    """The map and the task kind it is applied by are checked as the model loads, not met at predict time as a
+    KeyError or an IndexError; the model as saved loads and maps."""
+    path, x = mapped
+    assert load_model(str(path)).estimator.calibrator() is not None
+    copy = tmp_path / "edited"
+    shutil.copytree(path, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    edit(meta["estimator"])
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError) as caught:
+        load_model(str(copy)).predict_proba(x)
+    assert str(caught.value) == (f"model: {copy}/model.json has no {field!r} (or not as a train job writes it); "
+                                 "train the model again or restore the file")
+
+
+@pytest.mark.parametrize("member, edit", [
+    (0, lambda e: e.update(calibration={"method": "platt", "columns": [0, 1, 2], "points": 0})),  # no kind beside it
+    (1, lambda e: e.pop("kind")),  # the network's output layer (softmax or sigmoids) is the task kind's
+], ids=["a map", "a network"])
+def test_an_averages_member_without_the_task_kind_it_reads_is_named_at_load(tiny_average, tmp_path, member, edit):
+    name = ("logreg", "mlp")[member]
+    uri = _edited_average(tiny_average, tmp_path, lambda m: edit(m["estimator"]["members"][member]["estimator"]))
+    with pytest.raises(ConfigError) as caught:
+        load_model(uri)
+    assert str(caught.value) == (f"model: {uri}/model.json has no 'estimator.members ({name}).kind' (or not as a "
+                                 "train job writes it); train the model again or restore the file")
+
+
 def test_an_estimator_npz_without_a_recorded_size_is_bounded_by_its_classes_inputs_and_probability_map(tmp_path):
     """A model saved before model.json recorded its files' sizes: its estimator.npz may hold six arrays as large as
     the coefficients ((3 classes + 1) x (6 inputs + 1) values of 8 bytes), the probability map's two per class and

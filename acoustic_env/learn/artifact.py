@@ -688,12 +688,36 @@ def describe(uri: str) -> Description:
                        uri)
 
 
+def _check_map(uri: str, meta: dict[str, Any], folder: str, spec: dict[str, Any], n_classes: int) -> None:
+    """The estimator's probability map, and the task kind it, a balanced SVM's equal priors and a network's output
+    layer are applied by, as ``learn.portable`` records them: a map of ``learn.calibrate``'s methods over some of the
+    ``n_classes`` columns, and beside it the task's kind. Anything else is one ConfigError line naming the field,
+    where a hand-edited file would otherwise fail at predict time with a KeyError or IndexError."""
+    from acoustic_env.learn.calibrate import METHODS
+
+    cal = spec.get("calibration")
+    columns = cal.get("columns") if isinstance(cal, dict) else None
+    where = "estimator" if not folder else f"estimator.members ({folder.removeprefix(MEMBERS + '/')})"
+    if cal is not None and not (isinstance(cal, dict) and cal.get("method") in METHODS[1:]
+                                and isinstance(columns, list)
+                                and all(type(c) is int and 0 <= c < n_classes for c in columns)):
+        field = f"{where}.calibration"
+    elif ((cal or spec.get("equal_priors") or spec.get("format") == "torch")
+          and spec.get("kind") != meta["task"]["kind"]):
+        field = f"{where}.kind"
+    else:
+        return
+    raise ConfigError(f"model: {join(uri, MODEL_JSON)} has no {field!r} (or not as a train job writes it); "
+                      "train the model again or restore the file")
+
+
 def _estimator(uri: str, meta: dict[str, Any], folder: str, spec: dict[str, Any], n_classes: int,
                in_dim: int) -> Portable:
     """The portable estimator of ``spec`` from its files in the ``folder`` of the model at ``uri`` (``""``, or an
     average's ``members/<name>/``), each file within its :func:`_limit` and each array within what ``spec`` allows."""
     from acoustic_env.learn.portable import ARRAYS, FORMAT_FILES, Portable
 
+    _check_map(uri, meta, folder, spec, n_classes)
     where = join(uri, folder) if folder else uri
     arrays = _parse(where, ARRAYS, lambda b: _read_npz(b, _estimator_bytes(n_classes, in_dim,
                                                                            spec.get("calibration"))),
