@@ -5,7 +5,8 @@
         --extra '{"max_rounds": 12, "grace_rounds": 3, "patience": 4}'                   # make demo's train
     PYTHONPATH=/path/to/worktree-before python benchmarks/inner_folds.py ...               # the code before
 
-Prints, for each candidate: its pooled out-of-fold ROC AUC and ECE (the chosen model marked), each feature set's
+Prints, for each candidate: its pooled out-of-fold ROC AUC and ECE with its floor (``learn.metrics.ece_floor``: a
+calibrated model's as sharp, on these clips; the chosen model marked), each feature set's
 inner score averaged over the outer folds with the folds that chose it, the saved model's set and PCA components,
 and the job's CPU seconds (this process and its children). The forest table is ``real_data.py``'s extract (BirdNET
 with its extra); ``--rows-per-component`` sets the count rule (``learn/preprocess.py``) for a comparison.
@@ -53,12 +54,12 @@ def main() -> None:
     names = list(fs.get("sets") or {})
     print(f"`python benchmarks/inner_folds.py {shlex.join(sys.argv[1:])}`, {describe()}, "
           f"{dt.date.today().isoformat()}: {wall:.0f} s, {cpu:.0f} CPU-s\n")
-    print("| model | ROC AUC | ECE | " + " | ".join(f"inner {n}" for n in names) + " |")
+    print("| model | ROC AUC | ECE (its floor) | " + " | ".join(f"inner {n}" for n in names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for m, met in r.metrics.items():
         per = (fs.get("table") or {}).get(m, {})
         cells = [f"{per[n]['inner_score']:.3f} ({per[n]['chosen_in']})" if n in per else "–" for n in names]
-        ece = "–" if met.get("ece") is None else f"{met['ece']:.3f}"
+        ece = "–" if met.get("ece") is None else f"{met['ece']:.3f} ({met['ece_floor']:.3f})"
         print(f"| {m}{' (record)' if m == ev['chosen'] else ''} | {met['roc_auc']:.3f} | {ece} | "
               + " | ".join(cells) + " |")
     if fs.get("saved"):

@@ -231,6 +231,11 @@ def test_train_cross_validates_over_given_folds_and_saves_the_chosen_model(tmp_p
     assert p.shape == (60, 2) and np.allclose(p.sum(axis=1), 1)
     text = "\n".join(summary_lines(summary))
     assert "3-fold cross-validation over column fold" in text and "cv logreg" in text and "[" in text
+    # each mapped model's ECE beside its floor (a calibrated model's as sharp, on these clips) and before its map
+    for name in ("logreg", "mlp"):
+        m = summary.metrics[name]
+        assert 0 < m["ece_floor"] < 0.2
+        assert f"{name} {m['ece']:.3f} (floor {m['ece_floor']:.3f}, before {m['ece_before']:.3f}) [" in text
 
 
 class _Recorded:

@@ -22,6 +22,7 @@ from acoustic_env.learn.metrics import (
     adjusted_accuracy,
     assumed_label_accuracy,
     calibration,
+    ece_floor,
     evaluate,
     headline,
     intervals,
@@ -103,7 +104,8 @@ def test_a_test_split_of_one_class_gives_no_auc_and_no_curve():
     proba = np.tile([0.7, 0.2, 0.1], (12, 1))
     m = evaluate("single_label", ["a", "b", "c"], y, proba)
     assert m["roc_auc"] is None and m["map"] is None and m["roc_curves"] == {} and m["accuracy"] == 1.0
-    assert m["calibration"] == {"observed": [], "predicted": [], "counts": [], "ece": None}  # every clip right
+    assert m["calibration"] == {"observed": [], "predicted": [], "counts": [], "ece": None,
+                                "ece_floor": None}  # every clip right
     assert m["confusion"][0] == [12, 0, 0] and len(m["confusion"]) == 3
 
 
@@ -117,6 +119,27 @@ def test_calibration_counts_the_clips_of_each_point_of_the_curve():
     assert cal["ece"] == pytest.approx(_ece(hit, conf))
     five = calibration("single_label", onehot, np.stack([1 - conf, conf], axis=1), None, n_bins=5)
     assert five["counts"] == [3, 1, 4] and five["ece"] == pytest.approx(_ece(hit, conf, 5))
+
+
+def test_the_ece_floor_is_the_median_ece_of_outcomes_drawn_from_the_probabilities_themselves():
+    """Ten clips at 0.5: the ECE is |hits - 5| / 10, whose median under the binomial law is 0.1 (P(5 hits) = 0.25,
+    P(4-6) = 0.66). Ten more at 1.0 always hit and halve it; certain probabilities have none; a thousand clips at 0.5
+    leave about 0.674 standard deviations of the hits' share (0.0107). The report's figure is this one."""
+    from scipy.stats import binom
+
+    half = np.full(10, 0.5)
+    gaps = np.abs(np.arange(11) - 5) / 10
+    exact = min(g for g in gaps if binom.pmf(np.arange(11), 10, 0.5)[gaps <= g].sum() >= 0.5)
+    assert ece_floor(half) == exact == 0.1
+    assert ece_floor(np.concatenate([half, np.ones(10)])) == 0.05
+    assert ece_floor(np.array([0.0, 1.0, 1.0, 0.0])) == 0.0
+    assert 0.009 < ece_floor(np.full(1000, 0.5)) < 0.0125
+    conf = np.random.default_rng(0).uniform(0.5, 1.0, 60)
+    hit = (np.random.default_rng(1).random(60) < conf).astype(int)
+    cal = calibration("single_label", np.stack([1 - hit, hit], axis=1), np.stack([1 - conf, conf], axis=1), None)
+    assert cal["ece_floor"] == ece_floor(conf) and ece_floor(conf, seed=1) != ece_floor(conf)
+    assert calibration("single_label", np.stack([1 - hit, hit], axis=1), np.stack([1 - conf, conf], axis=1), None,
+                       n_bins=2)["ece_floor"] == ece_floor(conf, 2)
 
 
 def test_intervals_resample_groups_and_are_seeded():

@@ -73,6 +73,21 @@ def test_the_label_noise_note_quotes_audiosets_checks_only_for_an_audioset_task(
     assert "AudioSet's labels were found right for only about 64–84 %" in audioset
 
 
+def test_the_metrics_table_gives_each_models_ece_beside_its_floor():
+    """The ECE after (before) its map, then the ECE a calibrated model as sharp scores on these clips by chance."""
+    mapped = {"n": 4, "calibration": {"ece": 0.1, "ece_floor": 0.0523}, "calibration_before": {"ece": 0.2}}
+    plain = {"n": 4, "calibration": {"ece": 0.07, "ece_floor": 0.081}}
+    page = str(metrics_section({"task": {"kind": "single_label", "name": "t"},
+                                "models": {"logreg": {"test": mapped}, "cnn": {"test": plain}}}))
+    header = re.findall(r"<th>([^<]*)</th>", page)
+    column = header.index("ECE&#39;s floor (a calibrated model&#39;s as sharp, on these clips)")
+    assert header[column - 1] == "ECE (before its map)"
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in page.split("<tr")[2:4]]
+    assert [(r[0], r[column - 1], r[column]) for r in rows] == [("logreg", "0.100 (0.200)", "0.052"),
+                                                                ("cnn", "0.070", "0.081")]
+    assert "against its floor" in page
+
+
 def test_mistakes_are_exactly_the_wrong_predictions():
     names = ["urban", "natural"]
     proba = [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]]

@@ -257,13 +257,15 @@ def metrics_section(results: dict[str, Any]) -> Markup:
         best = m.get("max_accuracy")
         before = (m.get("calibration_before") or {}).get("ece")
         ece = m["calibration"].get("ece")
-        row += [ece if before is None or ece is None else f"{ece:.3f} ({before:.3f})", r.get("val_score"),
+        row += [ece if before is None or ece is None else f"{ece:.3f} ({before:.3f})",
+                m["calibration"].get("ece_floor"), r.get("val_score"),
                 "–" if best is None else f"{best:.3f} at {m['max_accuracy_threshold']:.2f}"]
         if adj:
             row += [_adjusted(adj.get(name)), _adjusted((adj.get(name) or {}).get("max_accuracy"))]
         rows.append(row)
     selection = f"val. score ({ev['select_by']}, --select-by)" if ev.get("select_by") else "val. score"
-    header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE (before its map)", selection,
+    header = ["model", "clips", *[h for _, h, _ in METRICS], "ECE (before its map)",
+              "ECE's floor (a calibrated model's as sharp, on these clips)", selection,
               "max. accuracy (threshold chosen on these predictions: optimistic)"]
     header += ["adjusted accuracy", "adjusted max. accuracy (the study's: acc/a)"] if adj else []
     per_fold = {m: v.get("per_fold") for m, v in (ev.get("models") or {}).items() if v.get("per_fold")}

@@ -162,9 +162,11 @@ def split_counts(task: Task, features: FeatureSet, split: np.ndarray,
 
 def slim(metrics: dict[str, Any]) -> dict[str, Any]:
     """The metrics without the per-point curves and matrices, which only the report's figures need (the expected
-    calibration errors kept as ``ece`` and, for a model with a probability map, ``ece_before``)."""
-    eces = {key: curve.get("ece") for key, name in (("ece", "calibration"), ("ece_before", "calibration_before"))
-            if isinstance(curve := metrics.get(name), dict)}
+    calibration errors kept as ``ece``, ``ece_floor`` (``learn.metrics.ece_floor``) and, for a model with a
+    probability map, ``ece_before``)."""
+    eces = {key: curve.get(field) for key, name, field in (
+        ("ece", "calibration", "ece"), ("ece_floor", "calibration", "ece_floor"),
+        ("ece_before", "calibration_before", "ece")) if isinstance(curve := metrics.get(name), dict)}
     return {**{k: v for k, v in metrics.items()
                if k not in ("roc_curves", "calibration", "calibration_before", "confusion")}, **eces}
 

@@ -241,19 +241,22 @@ def feature_set_lines(fs: dict[str, Any] | None) -> list[str]:
 
 
 def calibration_lines(calibration: dict[str, Any] | None, metrics: dict[str, dict[str, Any]]) -> list[str]:
-    """The console's calibration: per model the out-of-fold ECE after and before each fold model's probability map
-    and the maps the folds chose; the saved model's map."""
+    """The console's calibration: per model the out-of-fold ECE after and before each fold model's probability map,
+    the ECE a calibrated model as sharp would score on these clips (``learn.metrics.ece_floor``), and the maps the
+    folds chose; the saved model's map."""
     if not calibration or not calibration.get("per_fold"):
         return []
     parts = []
     for m, folds in calibration["per_fold"].items():
-        after, before = metrics[m].get("ece"), metrics[m].get("ece_before")
+        after, floor, before = (metrics[m].get(k) for k in ("ece", "ece_floor", "ece_before"))
         chosen = Counter(f["method"] for f in folds)
+        notes = ([] if floor is None else [f"floor {floor:.3f}"]) + ([] if before is None else [f"before {before:.3f}"])
         parts.append(f"{m} " + ("–" if after is None else f"{after:.3f}")
-                     + ("" if before is None else f" (before {before:.3f})")
+                     + (f" ({', '.join(notes)})" if notes else "")
                      + " [" + ", ".join(f"{k} x{v}" for k, v in chosen.items()) + "]")
     saved = calibration.get("saved") or {}
-    return [f"  calibration, ECE out of fold with each fold model's map chosen on its inner folds: {'; '.join(parts)}"
+    return [f"  calibration, ECE out of fold with each fold model's map chosen on its inner folds (floor: a "
+            f"calibrated model's as sharp, on these clips): {'; '.join(parts)}"
             + (f"; the saved model's map: {saved['method']}" if saved.get("method") else "")]
 
 
