@@ -134,12 +134,25 @@ def test_the_ece_floor_is_the_median_ece_of_outcomes_drawn_from_the_probabilitie
     assert ece_floor(np.concatenate([half, np.ones(10)])) == 0.05
     assert ece_floor(np.array([0.0, 1.0, 1.0, 0.0])) == 0.0
     assert 0.009 < ece_floor(np.full(1000, 0.5)) < 0.0125
+    # 250,000: fewer draws (160, FLOOR_VALUES), the same law: 0.674 standard deviations of the share, 0.00067
+    assert 0.0005 < ece_floor(np.full(250_000, 0.5)) < 0.00085
     conf = np.random.default_rng(0).uniform(0.5, 1.0, 60)
     hit = (np.random.default_rng(1).random(60) < conf).astype(int)
     cal = calibration("single_label", np.stack([1 - hit, hit], axis=1), np.stack([1 - conf, conf], axis=1), None)
     assert cal["ece_floor"] == ece_floor(conf) and ece_floor(conf, seed=1) != ece_floor(conf)
     assert calibration("single_label", np.stack([1 - hit, hit], axis=1), np.stack([1 - conf, conf], axis=1), None,
                        n_bins=2)["ece_floor"] == ece_floor(conf, 2)
+
+
+def test_the_ece_floor_bins_as_calibration_does_and_draws_its_outcomes_from_the_seeded_generator():
+    """Against its definition, written out: the median of ``_ece`` (the ECE by bins, as ``calibration`` computes it)
+    over 400 draws of outcomes from the probabilities, drawn by numpy's seeded generator as uniform numbers below
+    them; 10 bins, and 2. Probabilities of both sides of several bins, so a bin's gap cannot hide in another's."""
+    conf = np.concatenate([np.full(8, p) for p in (0.05, 0.12, 0.5, 0.85, 0.95, 1.0)])
+    for bins in (10, 2):
+        rng = np.random.default_rng(3)
+        want = np.median([_ece((rng.random(len(conf)) < conf).astype(int), conf, bins) for _ in range(400)])
+        assert ece_floor(conf, bins, seed=3) == pytest.approx(want, abs=1e-12)
 
 
 def test_intervals_resample_groups_and_are_seeded():

@@ -243,8 +243,8 @@ def ece_floor(conf: np.ndarray, n_bins: int = 10, seed: int = 0) -> float:
     Why: binned, the ECE of a few hundred clips is mostly sampling noise (a calibrated model as sharp as the demo's
     scores about 0.05 on its 194 clips, the forest recordings' about 0.08 on 96), so an ECE is read against this
     floor, not against 0; it falls toward 0 as clips are added or the model grows sharp."""
-    conf = np.asarray(conf, dtype=np.float64)
-    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    conf = np.asarray(conf)
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)  # calibration's bins
     expected = np.bincount(bins, weights=conf, minlength=n_bins)  # each bin's summed probability
     rng = np.random.default_rng(seed)
     # the ECE is the bins' summed |hits - expected| over the clips: each bin's mean gap weighed by its share
