@@ -275,3 +275,42 @@ def test_a_rare_class_counts_in_the_ranking_check_and_a_class_ranked_backwards_r
     assert max(aucs[:2]) < 0.45 and aucs[2] == 1.0 and np.mean(aucs) > 0.5  # the case described
     chosen, losses = calibrate.choose(proba, y, "single_label", np.arange(3), _folds(120))
     assert losses["platt"] is None and losses["isotonic"] is not None
+
+
+def test_across_the_outer_folds_each_folds_map_is_chosen_on_the_other_folds_only():
+    """A model with no map of its own (the CNN): each fold's rows mapped by the map chosen on the other folds'
+    out-of-fold probabilities, so a fold's labels never reach its own map; an overconfident model's log loss falls.
+    Below three folds, one fold is left to choose on: nothing is mapped."""
+    proba, y = _overconfident()
+    folds = np.arange(len(y)) % 5
+    mapped, records = calibrate.across_folds(proba, y, "single_label", folds)
+    assert [r["fold"] for r in records] == [0, 1, 2, 3, 4] and {r["method"] for r in records} <= {"platt", "isotonic"}
+    assert calibrate.log_loss(mapped, y, "single_label") < 0.9 * calibrate.log_loss(proba, y, "single_label")
+    for r in records:  # every method's loss on the other folds, as choose gives it
+        rest = folds != r["fold"]
+        assert r["log_loss"] == calibrate.outer_map(proba[rest], y[rest], "single_label", folds[rest])[1]
+    relabelled = np.where(folds == 2, 1 - y, y)  # fold 2's labels changed: its own rows map as before
+    again, _ = calibrate.across_folds(proba, relabelled, "single_label", folds)
+    np.testing.assert_array_equal(again[folds == 2], mapped[folds == 2])
+    assert not np.allclose(again[folds != 2], mapped[folds != 2])
+    two, kept = calibrate.across_folds(proba, y, "single_label", folds % 2)
+    np.testing.assert_array_equal(two, proba)
+    assert kept == [{"fold": 0, "method": "none", "log_loss": None}, {"fold": 1, "method": "none", "log_loss": None}]
+
+
+def test_the_saved_models_outer_map_is_chosen_on_every_fold_over_the_classes_present():
+    """All folds' rows, cross-fitted over the folds; a class absent from the rows is not mapped (three classes, the
+    middle one absent: the columns 0 and 2); one fold: no map."""
+    proba, y = _overconfident()
+    folds = np.arange(len(y)) % 5
+    calibrator, losses = calibrate.outer_map(proba, y, "single_label", folds)
+    want, want_losses = calibrate.choose(proba, y, "single_label", np.array([0, 1]),
+                                         [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in range(5)])
+    assert calibrator.method == want.method and losses == want_losses
+    np.testing.assert_array_equal(calibrator(proba), want(proba))
+    assert calibrate.outer_map(proba, y, "single_label", np.zeros(len(y), int)) == (None, None)
+    assert calibrate.fitted_classes(np.array([0, 2, 2, 0]), "single_label").tolist() == [0, 2]
+    assert calibrate.fitted_classes(np.array([[1, 0, 1], [1, 1, 0]]), "multi_label").tolist() == [1, 2]
+    three = np.stack([proba[:, 0] * 0.9, np.full(len(y), 0.1), proba[:, 1] * 0.9], axis=1)
+    mapped = calibrate.outer_map(three, y * 2, "single_label", folds)[0]
+    assert mapped.columns.tolist() == [0, 2]

@@ -15,6 +15,7 @@ import pytest
 from acoustic_env.config import ConfigError, TrainConfig, from_dict
 from acoustic_env.demo.tables import synthetic_table, write_features
 from acoustic_env.jobs.train.job import summary_lines, train
+from acoustic_env.learn.calibrate import across_folds
 from acoustic_env.learn.cv import AVERAGE, CVResult, choose, cross_validate, describe, given_folds
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import evaluate, intervals
@@ -510,8 +511,13 @@ def test_each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_k
     assert result.feature_sets == {m: [{"fold": k, "set": ("loud", "quiet")[(2 * k + i) % 2],
                                         "scores": {"loud": 0.7, "quiet": 0.8}, "rule": 4} for k in range(3)]
                                    for i, m in enumerate(("logreg", "mlp"))}
-    # calibration: the vector models (the CNN chooses no map); raw probabilities kept per held-out row
-    assert set(result.raw_proba) == {"logreg", "mlp"} and set(result.calibration) == {"logreg", "mlp"}
+    # calibration: each vector model's map chosen on its inner folds; the CNN's, which chooses none there, on the other
+    # outer folds (learn.calibrate.across_folds, below); raw probabilities kept per held-out row
+    assert set(result.raw_proba) == set(result.calibration) == {"logreg", "mlp", "cnn"}
+    np.testing.assert_array_equal(result.raw_proba["cnn"][:, 1], images[:, 0])
+    mapped, records = across_folds(result.raw_proba["cnn"], y, "single_label", folds)
+    np.testing.assert_array_equal(result.proba["cnn"], mapped)
+    assert result.calibration["cnn"] == records and [r["fold"] for r in records] == [0, 1, 2]
     losses = {"none": 0.6, "platt": 0.5, "isotonic": 0.55}
     for i, m in enumerate(("logreg", "mlp")):
         own_x = np.concatenate([inputs[("loud", "quiet")[(2 * k + i) % 2]][folds == k] for k in range(3)])

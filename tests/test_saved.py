@@ -251,6 +251,41 @@ def test_an_image_model_is_fitted_on_its_images_and_chooses_no_set(leaky):
     np.testing.assert_allclose(kept.estimator.predict_proba(images), alone.predict_proba(images), atol=1e-6)
 
 
+@pytest.fixture
+def unmapped():
+    """The elastic net registered again as a model that chooses no map on its inner folds, as the CNN does."""
+    from dataclasses import replace as changed
+
+    from acoustic_env import candidates
+
+    spec = candidates.register(changed(candidates.get("elasticnet"), name="unmapped", calibrated=False))
+    yield spec.name
+    candidates.unregister(spec.name)
+
+
+def test_a_model_without_an_inner_map_is_saved_with_the_one_chosen_on_the_outer_folds(leaky, unmapped):
+    """Its cross-validation's out-of-fold probabilities before any map, over their folds, choose its map
+    (``learn.calibrate.outer_map``), which the saved form keeps; a model with its own inner map ignores them."""
+    from acoustic_env.learn.calibrate import outer_map
+
+    rng, recording, y = _recordings(2)
+    images = (y[:, None] * 3.0 + rng.normal(size=(len(y), 6))).astype(np.float32)
+    folds = recording % 4
+    noise = np.random.default_rng(5).normal(0, 0.6, len(y))
+    p1 = 1 / (1 + np.exp(-20 * (y - 0.5 + noise)))  # out-of-fold probabilities far more certain than right
+    oof = np.stack([1 - p1, p1], axis=1)
+    kept = _refit(leaky, unmapped, (unmapped,), images={unmapped: images})
+    assert kept.fitted[unmapped].calibration_ is None  # no outer probabilities given: no map
+    outer = ({unmapped: oof, "logreg": oof}, folds)
+    mapped = saved.refit(*_args(leaky, unmapped, (unmapped,), True, {unmapped: images}), outer)
+    want, losses = outer_map(oof, leaky.y, TASK.kind, folds)
+    assert want is not None and mapped.calibration == {"method": want.method, "log_loss": losses}
+    plain = kept.fitted[unmapped].predict_proba(images)
+    np.testing.assert_allclose(mapped.estimator.predict_proba(images), want(plain), atol=1e-6)
+    own = saved.refit(*_args(leaky, "logreg", ("logreg",), True, None), outer)
+    assert own.calibration == _refit(leaky).calibration  # its own inner map, the outer probabilities unread
+
+
 #: a run's settings that reach the inner fits, the saved model's fits too (resampling evens the classes: apart)
 RUN = {"seed": 3, "select_by": "accuracy", "class_weight": "balanced"}
 RESAMPLED = {"resample_per_class": 20}

@@ -7,8 +7,8 @@ checkpoint: :func:`chosen`'s ``init``), with batch norm and global pooling, of `
 block, on ``crop_frames``-frame crops (averaged over crops covering the clip when it scores), trained with a cosine
 learning rate for at most ``max_rounds`` epochs, stopped early on a grouped inner split of the
 training rows (it takes the rows' groups). ``device``: where it trains (cpu or cuda). ``augment``: each entry
-switches one augmentation (0 or False: off), recorded with the model. No probability map: its inner refits would
-cost two more trainings a fold.
+switches one augmentation (0 or False: off), recorded with the model. No probability map of its inner folds: their
+refits would cost two more trainings a fold; it takes one chosen on the other outer folds (``learn.calibrate``).
 
 The architecture (``small`` or ``residual``: :data:`SEARCHED`) and the crop are tuned with the other settings;
 train's ``--cnn-architecture`` and ``--cnn-crop-s`` fix them instead (:func:`chosen`). ``cnn14`` is never tuned:

@@ -92,7 +92,8 @@ class CandidateSpec:
             that (why it cannot, or what else it does).
         inputs: ``vectors`` or ``images`` (:data:`INPUTS`).
         default: compared by train and the audit unless told otherwise.
-        calibrated: chooses a probability map on its inner folds (``learn.calibrate``); the CNN does not.
+        calibrated: chooses a probability map on its inner folds (``learn.calibrate``); the CNN does not, and takes
+            one chosen on the other outer folds instead (``learn.calibrate.across_folds``).
         equal_priors: balanced, its probabilities are put on equal class priors (they come from a map fitted on the
             clips' own class rates, Platt scaling, which undid the weights: ``learn.balance.equal_priors``).
         takes_groups: its ``fit`` takes the rows' ``groups`` (the CNN's grouped early-stopping split).

@@ -8,6 +8,10 @@ probabilities on the grouped inner folds of its training rows (never a row it is
 Platt's sigmoid or an isotonic step function, each cross-fitted on those folds, and the map with the lowest
 out-of-fold log loss is kept (``choose``) when it beats the model's own probabilities by ``MARGIN``.
 
+A network that chooses no map on its inner folds (the CNN: that would cost two more trainings a fold) takes one
+chosen across the outer folds instead (``across_folds``): each fold's probabilities mapped by the map chosen on the
+other folds' out-of-fold probabilities, and the saved network's chosen on all of them (``outer_map``).
+
 The map is numpy only: Platt's two numbers or the isotonic thresholds per class, applied per class column
 (one-vs-rest); a single-label row is then normalised to sum to 1, and a two-class model maps its positive class only.
 The saved model stores those arrays (``learn.portable``), so a loaded model gives the fitted one's probabilities.
@@ -191,3 +195,41 @@ def choose(oof: np.ndarray, y: np.ndarray, kind: str, fitted: np.ndarray,
         return fit(best, oof, y, kind, fitted), losses
     except NotIncreasing:
         return None, losses
+
+
+def fitted_classes(y: np.ndarray, kind: str) -> np.ndarray:
+    """The classes (single-label) or label columns (multi-label) that vary in the rows ``y``: what a model fitted on
+    them was fitted on, and so what a map of its probabilities maps (``learn.zoo.ZooClassifier.columns_``)."""
+    y = np.asarray(y)
+    return np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if kind == "multi_label" else np.unique(y)
+
+
+def fold_splits(folds: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(the other folds' rows, the fold's rows) for each fold label of ``folds``, in order."""
+    return [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in np.unique(folds)]
+
+
+def outer_map(raw: np.ndarray, y: np.ndarray, kind: str,
+              folds: np.ndarray) -> tuple[Calibrator | None, dict[str, float | None] | None]:
+    """The map (``choose``) of out-of-fold probabilities ``raw`` of every row, cross-fitted over their ``folds``
+    (those of the models that held each row out), and every method's loss; (None, None) below two folds."""
+    splits = fold_splits(folds)
+    return choose(raw, y, kind, fitted_classes(y, kind), splits) if len(splits) >= 2 else (None, None)
+
+
+def across_folds(raw: np.ndarray, y: np.ndarray, kind: str,
+                 folds: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Out-of-fold probabilities ``raw`` of a model that chooses no map on its inner folds, each fold's rows mapped by
+    the map ``outer_map`` chooses on the other folds' rows (so no row's map saw its label), and each fold's record
+    (``fold``, ``method``, ``log_loss``: every method's loss on the other folds, None where fewer than two are left),
+    as ``learn.cv`` records an inner-fold map's."""
+    mapped, records = np.array(raw, dtype=np.float64, copy=True), []
+    for k in np.unique(folds):
+        rest = folds != k
+        calibrator, losses = outer_map(raw[rest], y[rest], kind, folds[rest])
+        if calibrator is not None:
+            mapped[folds == k] = calibrator(raw[folds == k])
+        records.append({"fold": int(k), "method": calibrator.method if calibrator is not None else "none",
+                        "log_loss": losses})
+    return mapped, records
+

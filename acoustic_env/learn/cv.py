@@ -33,6 +33,7 @@ from acoustic_env.candidates import AVERAGE, FORMATS
 from acoustic_env.config import ConfigError
 from acoustic_env.learn.augment import Resample
 from acoustic_env.learn.balance import Balance
+from acoustic_env.learn.calibrate import across_folds
 from acoustic_env.learn.feature_sets import ALL, Sets, choose_sets
 from acoustic_env.learn.fit import val_score
 from acoustic_env.learn.metrics import BOOTSTRAP_REPLICATES, INTERVAL_NOTE, evaluate, headline, intervals
@@ -61,7 +62,8 @@ class CVResult:
     searches: dict[str, list[TuningRecord]] = field(default_factory=dict)  # per model, each fold model's search
     #: per model, each fold's feature set: {"set": chosen, "scores": every set's pooled inner score} (a search only)
     feature_sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: per model, each fold model's probability map: {"method", "log_loss": every map's inner log loss} (calibrated)
+    #: per model, each fold model's probability map: {"method", "log_loss": every map's inner log loss} (calibrated;
+    #: the CNN's, chosen on the other outer folds: ``learn.calibrate.across_folds``)
     calibration: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: per model, the out-of-fold probabilities before each fold model's map (calibrated models only)
     raw_proba: dict[str, np.ndarray] = field(default_factory=dict)
@@ -118,7 +120,9 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
     training folds' inner folds (``learn.feature_sets.choose_sets``, at its default settings), and the vector
     models together the PCA count rule, where it cuts a target; each then searches its own settings on that set.
     ``calibrate``: each fold model (with ``groups``) also chooses a probability map on its inner folds
-    (``learn.calibrate``); the probabilities are the mapped ones, and the models' own are kept beside them.
+    (``learn.calibrate``); the probabilities are the mapped ones, and the models' own are kept beside them. A model
+    that chooses none on its inner folds (the CNN) takes one chosen on the other outer folds
+    (``learn.calibrate.across_folds``).
     ``resample``: every fold model resamples its training folds' rows (``learn.augment``); the held-out fold is
     scored as it is.
     """
@@ -167,6 +171,10 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, kind: str, n_cl
                 maps.setdefault(m, []).append({"fold": int(k), "method": est.calibration_.method
                                                if est.calibration_ is not None else "none",
                                                "log_loss": est.calibration_losses_})
+    for m in models:  # a network that chose no map on its inner folds takes one across the outer folds
+        if calibrate and groups is not None and not candidates.get(m).calibrated:
+            raw[m] = proba[m]
+            proba[m], maps[m] = across_folds(proba[m], y, kind, folds)
     if len(models) > 1:
         proba[AVERAGE] = np.mean([proba[m] for m in models], axis=0)
     return CVResult(folds=folds, proba=proba, scores={}, chosen="", best="", searches=searches, feature_sets=chosen,

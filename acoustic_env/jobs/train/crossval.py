@@ -193,7 +193,8 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
 
     saved = result.chosen if cfg.saved_model == "chosen" else cfg.saved_model
     t = time.time()
-    kept = refit(cfg, task, features, saved, list(result.proba), sets, plan, images)
+    kept = refit(cfg, task, features, saved, list(result.proba), sets, plan, images,
+                 (result.raw_proba, result.folds))
     timings["final_fit_s"] = time.time() - t
     features, transforms = kept.features, kept.transforms
     feature_sets = None if sets is None else {
@@ -267,7 +268,10 @@ def run_cross_validation(cfg: TrainConfig, task: Task, features: FeatureSet, cou
         + (" Each vector model also chose its feature set on the inner folds of each outer fold's training clips "
            "(Feature sets, below)." if feature_sets else "")
         + (" Each vector model's probabilities are mapped by the calibration it chose on its inner folds (Platt's, "
-           "isotonic or none; the ECE before it in brackets)." if result.calibration else ""),
+           "isotonic or none; the ECE before it in brackets)"
+           + "".join(f"; {m}'s, which chooses none on its inner folds, by the one chosen on the other outer folds"
+                     for m in result.calibration if not spec(m).calibrated)
+           + "." if result.calibration else ""),
         "models": {m: {"intervals": d["intervals"], "per_fold": d["per_fold"], "score": d["score"]}
                    for m, d in detail.items()},
         "shuffled": shuffled,

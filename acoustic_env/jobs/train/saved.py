@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from acoustic_env import candidates
 from acoustic_env.candidates import AVERAGE
 from acoustic_env.config import TrainConfig
 from acoustic_env.jobs.train.evaluation import (
@@ -24,6 +25,7 @@ from acoustic_env.jobs.train.evaluation import (
     preprocessing,
     resample_plan,
 )
+from acoustic_env.learn.calibrate import outer_map
 from acoustic_env.learn.feature_sets import ALL, Sets, SetChoice, choose_sets
 from acoustic_env.learn.portable import SAVED_TOLERANCE, Average, Portable
 from acoustic_env.learn.preprocess import ROWS_PER_COMPONENT
@@ -145,12 +147,15 @@ def take(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compare
 
 
 def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compared: list[str],
-          sets: Sets | None, plan: TuningPlan, images: dict[str, np.ndarray]) -> Saved:
+          sets: Sets | None, plan: TuningPlan, images: dict[str, np.ndarray],
+          outer: tuple[dict[str, np.ndarray], np.ndarray] | None = None) -> Saved:
     """``saved`` (a compared model, or ``AVERAGE`` of the ``compared`` ones) fitted on every clip, in its saved form,
     as :func:`take` chose it.
 
     ``sets``: the feature sets the vector models chose among in the outer folds (None: every model reads every
-    group); ``images``: the image models' inputs, which read no group. Each vector model is fitted with its
+    group); ``images``: the image models' inputs, which read no group. ``outer``: the cross-validation's
+    out-of-fold probabilities before any map, per model, and its folds: a model that chooses no map on its inner
+    folds (the CNN) takes the one chosen on them (``learn.calibrate.outer_map``), as its fold models did. Each vector model is fitted with its
     preprocessing inside (``learn.preprocess.Preprocessing``): its searches and probability map refit the PCA on
     each inner split, and the PCA it keeps, fitted on every clip, is the artifact's (``transforms``).
     """
@@ -167,6 +172,9 @@ def refit(cfg: TrainConfig, task: Task, features: FeatureSet, saved: str, compar
                                    balance=class_balance(cfg), calibrate=True, resample=resample_plan(cfg),
                                    preprocessing=None if own else prep.only(groups[m])).fit(
             images[m] if own else raw, features.y, groups=features.groups)
+        if outer is not None and m in outer[0] and not candidates.get(m).calibrated:
+            fitted[m].calibration_, fitted[m].calibration_losses_ = outer_map(outer[0][m], features.y, task.kind,
+                                                                              outer[1])
         portables[m] = (checked_portable(fitted[m], images[m]) if own else
                         checked_portable(fitted[m], x[:, columns_of(transforms, groups[m])], raw))
     estimator: Portable | Average = portables[saved] if saved != AVERAGE else _average(
