@@ -40,6 +40,7 @@ import logging
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from unittest import mock
 
 # Python's bytecode cache on (Python's default) where the environment turned it off (PYTHONDONTWRITEBYTECODE, as on
@@ -109,6 +110,19 @@ def mlp_ways(monkeypatch) -> list[str]:
     monkeypatch.setattr(mlp_estimator, "fit", lambda *a, **k: (seen.append("in rounds"), rounds(*a, **k))[1])
     monkeypatch.setitem(PARAMS["mlp"], "max_rounds", 2)
     return seen
+
+
+@pytest.fixture
+def unmapped() -> Iterator[str]:
+    """The elastic net registered again, under its own name, as a model that chooses no probability map on its inner
+    folds, as the CNN does (``CandidateSpec.calibrated``); unregistered after the test."""
+    from dataclasses import replace
+
+    from acoustic_env import candidates
+
+    spec = candidates.register(replace(candidates.get("elasticnet"), name="unmapped", calibrated=False))
+    yield spec.name
+    candidates.unregister(spec.name)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -310,7 +310,27 @@ def test_the_saved_models_outer_map_is_chosen_on_every_fold_over_the_classes_pre
     np.testing.assert_array_equal(calibrator(proba), want(proba))
     assert calibrate.outer_map(proba, y, "single_label", np.zeros(len(y), int)) == (None, None)
     assert calibrate.fitted_classes(np.array([0, 2, 2, 0]), "single_label").tolist() == [0, 2]
-    assert calibrate.fitted_classes(np.array([[1, 0, 1], [1, 1, 0]]), "multi_label").tolist() == [1, 2]
+    assert calibrate.fitted_classes(np.array([[1, 0, 1, 0], [1, 1, 0, 0]]), "multi_label").tolist() == [1, 2]
     three = np.stack([proba[:, 0] * 0.9, np.full(len(y), 0.1), proba[:, 1] * 0.9], axis=1)
     mapped = calibrate.outer_map(three, y * 2, "single_label", folds)[0]
     assert mapped.columns.tolist() == [0, 2]
+    three_folds, kept = calibrate.across_folds(proba, y, "single_label", np.arange(len(y)) % 3)
+    assert [r["method"] for r in kept] == ["platt"] * 3  # two folds left to choose on: enough for a map
+    assert calibrate.outer_map(proba, y, "single_label", np.arange(len(y)) % 2)[0].method == "platt"
+
+
+def test_a_multi_label_models_outer_map_is_per_label_over_the_labels_that_vary():
+    """Three labels, the middle one never on: labels 0 and 2 are mapped (each its own map, the rows not summing to
+    one), label 1 keeps its probabilities, in every fold and in the saved map."""
+    first, y0 = _overconfident(seed=1)
+    last, y2 = _overconfident(seed=2)
+    proba = np.stack([first[:, 1], np.full(len(y0), 0.02), last[:, 1]], axis=1)
+    y = np.stack([y0, np.zeros_like(y0), y2], axis=1)
+    folds = np.arange(len(y0)) % 3
+    mapped, records = calibrate.across_folds(proba, y, "multi_label", folds)
+    assert {r["method"] for r in records} <= {"platt", "isotonic"}
+    np.testing.assert_array_equal(mapped[:, 1], proba[:, 1])
+    assert not np.allclose(mapped[:, [0, 2]], proba[:, [0, 2]]) and not np.allclose(mapped.sum(axis=1), 1)
+    saved = calibrate.outer_map(proba, y, "multi_label", folds)[0]
+    assert saved.columns.tolist() == [0, 2] and saved.kind == "multi_label"
+

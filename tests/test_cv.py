@@ -561,3 +561,18 @@ def test_each_fold_shares_the_count_rule_its_inner_folds_chose_and_records_its_c
     assert n_components_for(24, 32, 24, 1) == 24 > n_components_for(24, 32, 24)
     assert result.components == {"logreg": [{"fold": k, "rule": 1, "components": {"wide": 24}} for k in range(3)]}
     assert result.feature_sets == {}  # no set searched: the rule only
+
+
+def test_a_multi_label_model_without_an_inner_map_is_mapped_label_by_label_across_the_outer_folds(unmapped):
+    """A model that chooses no map on its inner folds (the CNN; a stand-in here) takes, per fold, the map chosen on
+    the other outer folds for its task: per label for a multi-label one."""
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 2)) < 0.5).astype(int)
+    x = y * 2.0 + rng.normal(size=(60, 2)) * 1.5
+    folds = np.arange(60) % 3
+    result = cross_validate(x, y, folds, "multi_label", 2, [unmapped], groups=np.arange(60).astype(str), threads=1,
+                            calibrate=True)
+    mapped, records = across_folds(result.raw_proba[unmapped], y, "multi_label", folds)
+    assert result.calibration[unmapped] == records and len(records) == 3
+    np.testing.assert_array_equal(result.proba[unmapped], mapped)
+    assert not np.allclose(mapped.sum(axis=1), 1)  # labels, not classes: a row's probabilities do not sum to one

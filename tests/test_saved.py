@@ -251,18 +251,6 @@ def test_an_image_model_is_fitted_on_its_images_and_chooses_no_set(leaky):
     np.testing.assert_allclose(kept.estimator.predict_proba(images), alone.predict_proba(images), atol=1e-6)
 
 
-@pytest.fixture
-def unmapped():
-    """The elastic net registered again as a model that chooses no map on its inner folds, as the CNN does."""
-    from dataclasses import replace as changed
-
-    from acoustic_env import candidates
-
-    spec = candidates.register(changed(candidates.get("elasticnet"), name="unmapped", calibrated=False))
-    yield spec.name
-    candidates.unregister(spec.name)
-
-
 def test_a_model_without_an_inner_map_is_saved_with_the_one_chosen_on_the_outer_folds(leaky, unmapped):
     """Its cross-validation's out-of-fold probabilities before any map, over their folds, choose its map
     (``learn.calibrate.outer_map``), which the saved form keeps; a model with its own inner map ignores them."""

@@ -223,7 +223,7 @@ def across_folds(raw: np.ndarray, y: np.ndarray, kind: str,
     the map ``outer_map`` chooses on the other folds' rows (so no row's map saw its label), and each fold's record
     (``fold``, ``method``, ``log_loss``: every method's loss on the other folds, None where fewer than two are left),
     as ``learn.cv`` records an inner-fold map's."""
-    mapped, records = np.array(raw, dtype=np.float64, copy=True), []
+    mapped, records = raw.copy(), []
     for k in np.unique(folds):
         rest = folds != k
         calibrator, losses = outer_map(raw[rest], y[rest], kind, folds[rest])
