@@ -274,6 +274,22 @@ def test_a_model_without_an_inner_map_is_saved_with_the_one_chosen_on_the_outer_
     assert own.calibration == _refit(leaky).calibration  # its own inner map, the outer probabilities unread
 
 
+def test_a_multi_label_model_without_an_inner_map_is_saved_with_a_map_per_label(unmapped):
+    """The outer map is chosen for the task: per label, each label's out-of-fold probabilities its own map."""
+    from acoustic_env.learn.calibrate import outer_map
+
+    task, features = _rare(multi_label=True)
+    images = (features.y @ np.array([[2.0, 0.0], [0.0, 2.0]]) + np.random.default_rng(0).normal(size=(48, 2)))
+    noise = np.random.default_rng(5).normal(0, 0.6, features.y.shape)
+    oof = 1 / (1 + np.exp(-20 * (features.y - 0.5 + noise)))  # each label far more certain than right
+    folds = np.repeat(np.arange(RECORDINGS), CLIPS) % 4
+    kept = saved.refit(CFG, task, features, unmapped, [unmapped], None, tuning_plan(CFG),
+                       {unmapped: images.astype(np.float32)}, ({unmapped: oof}, folds))
+    want, losses = outer_map(oof, features.y, "multi_label", folds)
+    assert want is not None and want.kind == "multi_label" and want.columns.tolist() == [0, 1]
+    assert kept.calibration == {"method": want.method, "log_loss": losses}
+
+
 #: a run's settings that reach the inner fits, the saved model's fits too (resampling evens the classes: apart)
 RUN = {"seed": 3, "select_by": "accuracy", "class_weight": "balanced"}
 RESAMPLED = {"resample_per_class": 20}
