@@ -64,6 +64,7 @@ MODULES: dict[str, list[str]] = {
         "given_folds_name_missing_values_and_too_few_folds_and_ignore_stray_spaces",
         "best_of_breaks_ties_by_simplicity_whatever_the_order_and_never_rounds_real_differences",
         "each_fold_model_chooses_its_set_and_its_map_on_the_training_folds_and_keeps_the_raw_probabilities",
+        "a_multi_label_model_without_an_inner_map_is_mapped_label_by_label_across_the_outer_folds",
         "each_fold_shares_the_count_rule_its_inner_folds_chose_and_records_its_components")],
     # the logistic regressions: their build, their C search's scorer and record, the grids of a refit
     "acoustic_env/candidates/linear.py": ["tests/test_linear.py", "tests/test_linear_scorer.py", "tests/test_zoo.py",
