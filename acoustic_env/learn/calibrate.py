@@ -232,4 +232,3 @@ def across_folds(raw: np.ndarray, y: np.ndarray, kind: str,
         records.append({"fold": int(k), "method": calibrator.method if calibrator is not None else "none",
                         "log_loss": losses})
     return mapped, records
-

@@ -35,7 +35,7 @@ from acoustic_env.config import ConfigError
 from acoustic_env.learn.augment import Resample, resample_split
 from acoustic_env.learn.augment import resample as resampled
 from acoustic_env.learn.balance import Balance, equal_priors, sample_weights
-from acoustic_env.learn.calibrate import Calibrator
+from acoustic_env.learn.calibrate import Calibrator, fitted_classes
 from acoustic_env.learn.calibrate import choose as choose_calibration
 from acoustic_env.learn.preprocess import Preprocessing
 from acoustic_env.learn.tuning import TuningPlan, TuningRecord, grouped_tuning, inner_splits
@@ -142,7 +142,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             fit_x, fit_y, fit_groups = rows.x, rows.y, rows.groups
         self.classes_ = np.arange(self.n_classes)
         self.prior_ = fit_y.mean(axis=0) if multi else np.bincount(fit_y, minlength=self.n_classes) / len(fit_y)
-        self.columns_ = np.flatnonzero(y.min(axis=0) != y.max(axis=0)) if multi else np.unique(y)
+        self.columns_ = fitted_classes(y, self.kind)
         self.n_features_in_ = np.shape(X)[1]
         self.model_ = None
         params, space = dict(self.params), SPACES.get(self.name)

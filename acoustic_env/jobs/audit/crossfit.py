@@ -34,7 +34,7 @@ from sklearn.base import clone
 
 from acoustic_env.candidates import AVERAGE
 from acoustic_env.distributed.fanout import map_tasks
-from acoustic_env.learn.calibrate import cross_fitted, log_loss
+from acoustic_env.learn.calibrate import cross_fitted, fold_splits, log_loss
 from acoustic_env.learn.zoo import ZooClassifier, make_estimator
 
 AUTO = "auto"
@@ -72,8 +72,7 @@ def calibrated(probs: np.ndarray, targets: np.ndarray, kind: str, folds: np.ndar
     dragged the average down with it, although it ranks the clips well enough to help.
     """
     classes = np.arange(probs.shape[1]) if kind == "multi_label" else np.unique(targets)
-    splits = [(folds != k, folds == k) for k in sorted(set(folds.tolist()))]
-    method, mapped, _ = cross_fitted(probs, targets, kind, classes, splits)
+    method, mapped, _ = cross_fitted(probs, targets, kind, classes, fold_splits(folds))
     return method, mapped
 
 
